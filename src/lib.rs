@@ -1,0 +1,4 @@
+//! gantry: a declarative GitOps reconciler for upgrades.
+
+pub mod manifest;
+pub mod state;

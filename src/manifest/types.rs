@@ -1,0 +1,545 @@
+//! The serde types of every manifest kind and of `gantry.toml`, exactly as users write them.
+//!
+//! These types and `schemas/*.schema.json` describe the same documents; a test checks that both
+//! accept and reject the same fixtures. Semantic rules that a schema cannot express (references,
+//! cycles, semver ranges) live in `validate`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Label key → value. Selectors match by equality on every listed key.
+pub type Labels = BTreeMap<String, String>;
+
+/// `metadata` of every manifest.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Metadata {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: Labels,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// An argv array whose elements are minijinja templates.
+pub type Argv = Vec<String>;
+
+/// `kind: Component`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ComponentSpec {
+    /// A name from `[executors]` in gantry.toml; absent = the built-in `shell` executor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executor: Option<String>,
+    /// Components whose targets with the same `tenant` label upgrade first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+    #[serde(default)]
+    pub steps: Steps,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// The step argvs of a component.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Steps {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy: Option<Argv>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Argv>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<Argv>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<Argv>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reload: Option<Argv>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observe: Option<Argv>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remove: Option<Argv>,
+}
+
+impl Steps {
+    /// Every defined step with its name, in a fixed order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &Argv)> {
+        [
+            ("deploy", &self.deploy),
+            ("health", &self.health),
+            ("snapshot", &self.snapshot),
+            ("restore", &self.restore),
+            ("reload", &self.reload),
+            ("observe", &self.observe),
+            ("remove", &self.remove),
+        ]
+        .into_iter()
+        .filter_map(|(name, argv)| argv.as_ref().map(|a| (name, a)))
+    }
+}
+
+/// `kind: Release`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ReleaseSpec {
+    pub component: String,
+    pub version: String,
+    /// Release date (`YYYY-MM-DD` or an RFC 3339 instant), for `minReleaseAge`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub released: Option<String>,
+    /// Versions this release can be reached from directly; absent = any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade_from: Option<String>,
+    #[serde(default)]
+    pub breaking: bool,
+    #[serde(default)]
+    pub yanked: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deprecated: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub migrations: Vec<Migration>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<Artifact>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub changelog: BTreeMap<String, Vec<String>>,
+}
+
+/// One migration of a release.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Migration {
+    pub id: String,
+    pub up: Argv,
+    /// Absent = irreversible.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down: Option<Argv>,
+    #[serde(default)]
+    pub phase: Phase,
+}
+
+/// When a migration runs relative to its stop's deploy.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Before deploying the stop (the default).
+    #[default]
+    Pre,
+    /// After the stop is deployed and healthy.
+    Post,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pre => "pre",
+            Phase::Post => "post",
+        }
+    }
+}
+
+/// A file or URL a release ships, checked against its digest before any step runs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Artifact {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+/// `kind: Target`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TargetSpec {
+    pub component: String,
+    /// An exact version (`2.0.0`) or a requirement (`^1.4`).
+    pub version: String,
+    /// Prerelease channels a requirement may pick (the first word of the prerelease tag).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub channels: Vec<String>,
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub config: serde_json::Map<String, serde_json::Value>,
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub vars: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    pub suspend: bool,
+}
+
+/// `kind: Policy`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PolicySpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<Labels>,
+    #[serde(default)]
+    pub priority: i64,
+    #[serde(default)]
+    pub updates: Updates,
+    /// Versions or requirements never to be deployed to the selected targets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<String>,
+    #[serde(default)]
+    pub rollout: Rollout,
+    #[serde(default)]
+    pub health: Health,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_timeout: Option<String>,
+    #[serde(default = "yes")]
+    pub auto_rollback: bool,
+    #[serde(default)]
+    pub rollback: RollbackRules,
+    #[serde(default = "default_keep_rollback_points")]
+    pub keep_rollback_points: u32,
+    /// What the next pass does with an attempt a killed reconciler left unfinished.
+    #[serde(default)]
+    pub on_interrupt: OnInterrupt,
+    /// True: the selected targets are planned and shown, never executed.
+    #[serde(default)]
+    pub suspend: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_keep_rollback_points() -> u32 {
+    5
+}
+
+/// Rules per update type.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Updates {
+    #[serde(default)]
+    pub patch: UpdateRule,
+    #[serde(default)]
+    pub minor: UpdateRule,
+    #[serde(default)]
+    pub major: UpdateRule,
+}
+
+/// What an update of one type needs before it may start.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UpdateRule {
+    #[serde(default)]
+    pub approvals: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<String>,
+    /// True (default): allow windows gate the start.
+    #[serde(default = "yes")]
+    pub windows: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_release_age: Option<String>,
+}
+
+impl Default for UpdateRule {
+    fn default() -> Self {
+        UpdateRule { approvals: 0, approvers: Vec::new(), windows: true, min_release_age: None }
+    }
+}
+
+/// Staged rollout settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Rollout {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waves: Vec<WaveSpec>,
+    #[serde(default = "one")]
+    pub max_parallel: u32,
+    #[serde(default)]
+    pub max_failures: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Default for Rollout {
+    fn default() -> Self {
+        Rollout { waves: Vec::new(), max_parallel: 1, max_failures: 0 }
+    }
+}
+
+/// One cumulative wave.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WaveSpec {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<Labels>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soak: Option<String>,
+}
+
+/// Health checks that must pass after every deploy and reload.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Health {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<HealthCheck>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soak: Option<String>,
+    #[serde(default = "one")]
+    pub failure_threshold: u32,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health { checks: Vec::new(), interval: None, soak: None, failure_threshold: 1 }
+    }
+}
+
+/// The kinds of health check.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckType {
+    Http,
+    Prometheus,
+    Command,
+}
+
+/// One health check. Which fields apply depends on `type` (validated per type).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HealthCheck {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub check_type: CheckType,
+    /// http, prometheus: the URL (a template).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// http: the expected status code (default 200).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<u16>,
+    /// http: a substring the body must contain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// prometheus: the instant query (a template).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// prometheus: what an empty result means.
+    #[serde(default)]
+    pub on_no_data: OnNoData,
+    /// command: the argv (templates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub argv: Option<Argv>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+}
+
+/// What a metric check does when its query returns nothing.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnNoData {
+    #[default]
+    Fail,
+    Pass,
+}
+
+/// Downgrade rules.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RollbackRules {
+    /// False (default): downgrades skip waves and allow windows.
+    #[serde(default)]
+    pub respect_windows: bool,
+    /// True (default): deny windows still hold downgrades.
+    #[serde(default = "yes_opt", skip_serializing_if = "Option::is_none")]
+    pub respect_deny_windows: Option<bool>,
+}
+
+fn yes_opt() -> Option<bool> {
+    Some(true)
+}
+
+/// What happens to an attempt a killed reconciler left behind.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnInterrupt {
+    /// Re-run the interrupted step and continue (steps must be idempotent).
+    #[default]
+    Resume,
+    /// Roll the attempt back.
+    Rollback,
+}
+
+/// `kind: Window`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WindowSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<Labels>,
+    pub timezone: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<AllowRule>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<DenyRule>,
+}
+
+/// Weekday names as written in windows.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Day {
+    Mon,
+    Tue,
+    Wed,
+    Thu,
+    Fri,
+    Sat,
+    Sun,
+}
+
+/// A weekly allow window: on these days, from start to end (end before start crosses midnight).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AllowRule {
+    /// Absent = every day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub days: Option<Vec<Day>>,
+    pub start: String,
+    pub end: String,
+}
+
+/// A freeze: whole dates, a datetime range, or a weekly time range. Exactly one form per rule.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DenyRule {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dates: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub days: Option<Vec<Day>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<String>,
+}
+
+/// `kind: Approval`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ApprovalSpec {
+    pub component: String,
+    pub version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<Labels>,
+    pub approved_by: Vec<String>,
+}
+
+/// `gantry.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RepoConfig {
+    #[serde(default = "default_desired_branch")]
+    pub desired_branch: String,
+    #[serde(default = "default_state_branch")]
+    pub state_branch: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
+    #[serde(default = "default_poll_interval")]
+    pub poll_interval: String,
+    /// Where manifests live; absent = the whole tree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paths: Option<Vec<String>>,
+    #[serde(default)]
+    pub executors: BTreeMap<String, ExecutorConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust: Option<TrustConfig>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<NotifyConfig>,
+    /// The daemon's HTTP address.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    #[serde(default)]
+    pub secrets: SecretsConfig,
+}
+
+impl Default for RepoConfig {
+    fn default() -> Self {
+        RepoConfig {
+            desired_branch: default_desired_branch(),
+            state_branch: default_state_branch(),
+            remote: None,
+            poll_interval: default_poll_interval(),
+            paths: None,
+            executors: BTreeMap::new(),
+            trust: None,
+            notify: Vec::new(),
+            listen: default_listen(),
+            secrets: SecretsConfig::default(),
+        }
+    }
+}
+
+fn default_desired_branch() -> String {
+    "main".into()
+}
+fn default_state_branch() -> String {
+    "gantry/state".into()
+}
+fn default_poll_interval() -> String {
+    "30s".into()
+}
+fn default_listen() -> String {
+    "127.0.0.1:9184".into()
+}
+
+/// The types of executor.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutorType {
+    Shell,
+    Plugin,
+}
+
+/// One named executor instance.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutorConfig {
+    #[serde(rename = "type")]
+    pub executor_type: ExecutorType,
+    /// plugin: the program and its arguments (relative paths resolve in the desired checkout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+}
+
+/// `[trust]`: only reconcile commits signed by these keys.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TrustConfig {
+    pub allowed_signers: String,
+}
+
+/// One webhook.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<String>,
+}
+
+/// `[secrets]`: which `vars` are redacted in logs, plans, state and notifications.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsConfig {
+    /// Var names that are secret.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vars: Vec<String>,
+    /// Var names matching any of these glob-like patterns (`*token*`) are secret.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub patterns: Vec<String>,
+}

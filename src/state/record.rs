@@ -1,0 +1,191 @@
+//! Recorded state: what gantry knows it has done, as stored on the state branch (SPEC §4).
+//!
+//! `targets/<target>.yaml` holds a [`TargetRecord`]; `rollouts/<component>@<version>.yaml` holds a
+//! [`RolloutRecord`]. These types are the one definition of that YAML, shared by the reader, the
+//! writer and the planner.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::manifest::Phase;
+
+/// The status a target was left in by its last attempt.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetStatus {
+    /// Running the recorded version, last attempt succeeded.
+    Converged,
+    /// An attempt is under way (or was interrupted; the journal says where).
+    InProgress,
+    /// The last attempt failed and could not be rolled back completely.
+    Failed,
+    /// The last attempt failed and was rolled back to the version it started from.
+    RolledBack,
+    /// The target was deleted from the desired state and its removal recorded.
+    Removed,
+}
+
+impl TargetStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetStatus::Converged => "converged",
+            TargetStatus::InProgress => "in_progress",
+            TargetStatus::Failed => "failed",
+            TargetStatus::RolledBack => "rolled_back",
+            TargetStatus::Removed => "removed",
+        }
+    }
+}
+
+/// How a finished attempt ended.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Succeeded,
+    Failed,
+    RolledBack,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Failed => "failed",
+            Outcome::RolledBack => "rolled_back",
+        }
+    }
+}
+
+/// A migration that has run `up` on a target and not been undone.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AppliedMigration {
+    /// The version of the release the migration belongs to.
+    pub release: semver::Version,
+    pub id: String,
+    pub phase: Phase,
+    /// The `down` argv as it was declared when `up` ran, so a downgrade can undo it even if
+    /// the release manifest changed since. Absent = irreversible.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down: Option<Vec<String>>,
+    /// The attempt that applied it.
+    pub attempt: String,
+}
+
+/// The last attempt on a target.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AttemptRecord {
+    pub id: String,
+    pub desired_commit: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<semver::Version>,
+    pub to: semver::Version,
+    /// The action kind (`install`, `upgrade`, `downgrade`, `config`, `remove`).
+    pub action: String,
+    /// RFC 3339.
+    pub started: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// The last lines of output of the step that decided the outcome.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub output_tail: String,
+}
+
+/// `targets/<name>.yaml`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TargetRecord {
+    pub component: String,
+    /// The version the target runs, as far as gantry knows. Absent = nothing installed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<semver::Version>,
+    /// sha256 of the canonical JSON of the config the target was last deployed/reloaded with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_hash: Option<String>,
+    #[serde(default)]
+    pub applied_migrations: Vec<AppliedMigration>,
+    pub status: TargetStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempt: Option<AttemptRecord>,
+    /// Versions this target ran before, newest first, at most `keepRollbackPoints`.
+    #[serde(default)]
+    pub rollback_points: Vec<semver::Version>,
+    /// What the component's `observe` step last reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_version: Option<String>,
+}
+
+/// Progress of one target within a rollout.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutTargetStatus {
+    InProgress,
+    Succeeded,
+    Failed,
+    RolledBack,
+}
+
+/// One target's entry in a rollout.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RolloutTarget {
+    pub wave: String,
+    pub status: RolloutTargetStatus,
+    pub started: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<String>,
+}
+
+/// One wave's progress.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WaveRecord {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<String>,
+    /// When every target of the wave finished; the next wave may start after its soak.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed: Option<String>,
+}
+
+/// Why and when a rollout stopped.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Halt {
+    pub at: String,
+    pub target: String,
+    pub reason: String,
+}
+
+/// `rollouts/<component>@<version>.yaml`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RolloutRecord {
+    pub component: String,
+    pub version: semver::Version,
+    pub started: String,
+    #[serde(default)]
+    pub waves: Vec<WaveRecord>,
+    #[serde(default)]
+    pub targets: BTreeMap<String, RolloutTarget>,
+    #[serde(default)]
+    pub failures: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub halted: Option<Halt>,
+}
+
+impl RolloutRecord {
+    /// The state branch path of a rollout.
+    pub fn path(component: &str, version: &semver::Version) -> String {
+        format!("rollouts/{component}@{version}.yaml")
+    }
+}
+
+/// Everything read from the state branch.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RecordedState {
+    /// The state branch commit this was read from (absent: no state branch yet).
+    pub commit: Option<String>,
+    pub targets: BTreeMap<String, TargetRecord>,
+    /// Keyed by `(component, version)`.
+    pub rollouts: BTreeMap<(String, semver::Version), RolloutRecord>,
+}
