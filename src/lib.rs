@@ -1,4 +1,10 @@
 //! gantry: a declarative GitOps reconciler for upgrades.
 
+pub mod cli;
 pub mod manifest;
+pub mod plan;
+pub mod policy;
+pub mod reconcile;
+pub mod render;
+pub mod source;
 pub mod state;
