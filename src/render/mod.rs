@@ -166,6 +166,13 @@ pub fn render_plan(
     env.set_fuel(Some(5_000_000));
     env.set_recursion_limit(64);
     env.add_filter("md", md_escape);
+    // Templates end with a newline and so does our output.
+    if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
+        .keep_trailing_newline(true)
+        .build()
+    {
+        env.set_syntax(syntax);
+    }
     let template = env.template_from_str(source).map_err(|e| RenderError::Template {
         name: name.clone(),
         detail: e.to_string(),

@@ -1,5 +1,7 @@
 //! The watched repository: desired state read from commits with git2, never from the work tree.
 
+pub mod checkout;
+
 use std::path::{Path, PathBuf};
 
 use git2::{ObjectType, Oid, Repository, TreeWalkMode, TreeWalkResult};
@@ -22,6 +24,13 @@ pub enum SourceError {
     /// The desired branch has no commits yet.
     #[error("branch `{branch}` has no commits (commit your manifests, or pass --rev/--head)")]
     EmptyBranch { branch: String },
+    /// A file system operation on gantry's own files failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// Any other git failure.
     #[error("git: {0}")]
     Git(#[from] git2::Error),
