@@ -1,0 +1,2 @@
+//! Policy arithmetic that the planner consults: pure functions of manifests and `now`.
+pub mod window;
