@@ -2,6 +2,8 @@
 //!
 //! Everything here is a pure function of the desired state, the recorded state and `now`.
 
+pub mod window;
+
 use semver::Version;
 use serde::Serialize;
 
