@@ -1337,6 +1337,34 @@ mod tests {
     }
 
     #[test]
+    fn every_blocker_is_listed_with_release_age_until() {
+        let policy = format!(
+            "---\n{HEADER}kind: Policy\nmetadata: {{ name: slow }}\nspec:\n  suspend: true\n  updates:\n    major: {{ approvals: 1, minReleaseAge: 7d }}\n"
+        );
+        let yaml = base(&policy).replace(
+            "spec: { component: billing, version: 2.0.0 }",
+            "spec: { component: billing, version: 2.0.0, released: 2026-11-18 }",
+        );
+        let (desired, windows) = load(&format!("{yaml}{}{WEEKEND}", target("eu-1", "2.0.0", "region: eu")));
+        let mut recorded = RecordedState::default();
+        recorded.targets.insert("eu-1".into(), converged("billing", "1.0.0"));
+        let p = run(&desired, &windows, &recorded, "2026-11-20T10:00:00Z");
+        let a = action(&p, "eu-1");
+        assert_eq!(
+            kinds(a),
+            vec![
+                BlockerKind::Suspended,
+                BlockerKind::ReleaseAge,
+                BlockerKind::Window,
+                BlockerKind::Approval
+            ]
+        );
+        let age = &a.blocked_by[1];
+        assert_eq!(age.until.as_deref(), Some("2026-11-25T00:00:00Z"));
+        assert_eq!(a.approvals.as_ref().map(|s| s.missing), Some(1));
+    }
+
+    #[test]
     fn window_that_never_opens_is_a_violation() {
         let never = "---\napiVersion: gantry.dev/v1\nkind: Window\nmetadata: { name: never }\nspec:\n  timezone: UTC\n  allow: [{ days: [sat], start: \"02:00\", end: \"06:00\" }]\n  deny: [{ days: [sat], start: \"00:00\", end: \"24:00\" }]\n";
         let (desired, windows) = load(&format!("{}{}{never}", base(""), target("t", "2.0.0", "a: b")));
