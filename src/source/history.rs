@@ -138,6 +138,81 @@ fn target_versions(files: &[RawFile]) -> HashMap<String, String> {
 mod tests {
     use super::*;
 
+    fn commit(git: &git2::Repository, files: &[(&str, &str)], message: &str) {
+        let root = git.workdir().unwrap();
+        for entry in std::fs::read_dir(root).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                std::fs::remove_file(path).unwrap();
+            }
+        }
+        for (path, text) in files {
+            std::fs::write(root.join(path), text).unwrap();
+        }
+        let mut index = git.index().unwrap();
+        index.add_all(["*"], git2::IndexAddOption::DEFAULT, None).unwrap();
+        index.update_all(["*"], None).unwrap();
+        let tree = git.find_tree(index.write_tree().unwrap()).unwrap();
+        let sig = git2::Signature::now("t", "t@example.com").unwrap();
+        let parents: Vec<git2::Commit> = git
+            .head()
+            .ok()
+            .and_then(|h| h.peel_to_commit().ok())
+            .into_iter()
+            .collect();
+        let parents: Vec<&git2::Commit> = parents.iter().collect();
+        git.commit(Some("HEAD"), &sig, &sig, message, &tree, &parents).unwrap();
+    }
+
+    fn target(name: &str, version: &str, config: &str) -> String {
+        format!(
+            "apiVersion: gantry.dev/v1\nkind: Target\nmetadata: {{ name: {name} }}\nspec: {{ component: c, version: \"{version}\", config: {{ x: {config} }} }}\n"
+        )
+    }
+
+    #[test]
+    fn finds_the_commit_that_last_changed_each_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let git = git2::Repository::init(dir.path()).unwrap();
+        let both = |a: &str, b: &str| format!("{a}---\n{b}");
+        commit(
+            &git,
+            &[("t.yaml", &both(&target("a", "1.0.0", "1"), &target("b", "1.0.0", "1")))],
+            "add\n\nApproved-by: A <a@x.io>\n",
+        );
+        commit(
+            &git,
+            &[("t.yaml", &both(&target("a", "2.0.0", "1"), &target("b", "1.0.0", "1")))],
+            "bump a\n\nApproved-by: B <b@x.io>\n",
+        );
+        // Same file, other fields: not a version change.
+        commit(
+            &git,
+            &[("t.yaml", &both(&target("a", "2.0.0", "2"), &target("b", "1.0.0", "2")))],
+            "config\n\nApproved-by: C <c@x.io>\n",
+        );
+        // `b` moves to its own file with the same version: not a change either.
+        commit(
+            &git,
+            &[
+                ("t.yaml", &target("a", "2.0.0", "2")),
+                ("b.yaml", &target("b", "1.0.0", "2")),
+            ],
+            "split\n\nApproved-by: D <d@x.io>\n",
+        );
+        let repo = WatchedRepo { repo: git };
+        let head = repo.repo.head().unwrap().peel_to_commit().unwrap().id();
+        let wanted: BTreeMap<String, String> = [
+            ("a".to_string(), "2.0.0".to_string()),
+            ("b".to_string(), "1.0.0".to_string()),
+        ]
+        .into();
+        let found = version_change_approvers(&repo, head, &wanted).unwrap();
+        let list = |t: &str| found[t].iter().cloned().collect::<Vec<_>>();
+        assert_eq!(list("a"), vec!["b@x.io"]);
+        assert_eq!(list("b"), vec!["a@x.io"], "created in the root commit");
+    }
+
     #[test]
     fn trailers_are_case_insensitive_and_addresses_lowercased() {
         let message = "Bump billing to 2.0.0\n\nBody text.\n\nApproved-by: Alice <Alice@Example.com>\napproved-BY: bob@example.com\nSigned-off-by: Carol <carol@example.com>\n";
