@@ -1,8 +1,8 @@
 //! `gantry plan`: render what reconciling `head` (or merging it onto `base`) would do.
 
 use crate::manifest::{RawContent, RawFile};
-use crate::plan::{self, Action, Evidence, Plan, PlanInput};
-use crate::reconcile::load::{LoadedCommit, load_commit};
+use crate::plan::{self, Action, Evidence, Plan};
+use crate::reconcile::load::{self, LoadedCommit, load_commit};
 use crate::render::{self, Format, PlanContext};
 use crate::source::{WatchedRepo, is_manifest_path};
 use crate::state::RecordedState;
@@ -25,7 +25,7 @@ pub fn run(cli: &Cli, base: Option<&str>, head: Option<&str>, format: Format) ->
         return Ok(Exit::Invalid);
     }
     let recorded = crate::state::read_recorded(&repo.repo, &loaded.desired.config.state_branch)?;
-    let evidence = Evidence::default();
+    let evidence = load::evidence(&repo, &loaded)?;
     let mut head_plan = plan_of(&loaded, &recorded, &evidence, now);
     head_plan.head = Some(head_commit.to_string());
 
@@ -37,7 +37,8 @@ pub fn run(cli: &Cli, base: Option<&str>, head: Option<&str>, format: Format) ->
         let base_commit = repo.resolve(base)?;
         head_plan.base = Some(base_commit.to_string());
         let base_loaded = load_commit(&repo, base_commit)?;
-        let base_plan = plan_of(&base_loaded, &recorded, &evidence, now);
+        let base_evidence = load::evidence(&repo, &base_loaded)?;
+        let base_plan = plan_of(&base_loaded, &recorded, &base_evidence, now);
         keep_changed_actions(&mut head_plan, &base_plan);
         for file in repo.changed_files(base_commit, head_commit)? {
             if is_manifest_path(&file.path) || file.path == "gantry.toml" {
@@ -72,13 +73,7 @@ pub fn run(cli: &Cli, base: Option<&str>, head: Option<&str>, format: Format) ->
 }
 
 fn plan_of(loaded: &LoadedCommit, recorded: &RecordedState, evidence: &Evidence, now: jiff::Timestamp) -> Plan {
-    let input = PlanInput {
-        desired: &loaded.desired,
-        recorded,
-        evidence,
-        now,
-    };
-    let mut plan = plan::plan(&input);
+    let mut plan = plan::plan(&loaded.plan_input(recorded, evidence, now));
     plan::attach_diagnostics(&mut plan, &loaded.diagnostics);
     plan
 }

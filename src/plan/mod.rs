@@ -5,13 +5,17 @@
 
 pub mod path;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use jiff::Timestamp;
 use semver::Version;
 use serde::Serialize;
 
 use crate::manifest::{Desired, Diagnostic, Release, Severity, Target, VersionWanted};
+use crate::policy::approvals::{ApprovalIndex, Tally};
+use crate::policy::gates::{WindowGate, WindowScope, WindowVerdict};
+use crate::policy::waves::{self, Member, WaveGate, WaveStatus};
+use crate::policy::window::WindowSchedule;
 use crate::policy::{self, Governing, UpdateType};
 use crate::state::{Outcome, RecordedState, TargetRecord, TargetStatus};
 
@@ -176,6 +180,34 @@ pub struct Plan {
     pub violations: Vec<PlanIssue>,
     pub warnings: Vec<PlanIssue>,
     pub summary: Summary,
+    /// Every rollout with a target to start, with its waves (sorted by component, version).
+    pub rollouts: Vec<Rollout>,
+}
+
+/// A rollout (one component to one version, under one policy) and its waves, for review.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rollout {
+    pub component: String,
+    pub version: String,
+    /// The policy whose waves these are (absent: the built-in default). Targets of one version
+    /// under different policies form one rollout per policy, each with that policy's waves.
+    pub policy: Option<String>,
+    pub waves: Vec<RolloutWave>,
+    /// Why the rollout is halted (absent: it is not).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub halted: Option<String>,
+}
+
+/// One wave of a rollout.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RolloutWave {
+    pub name: String,
+    /// The targets this wave adds (earlier waves' targets are not repeated), in rollout order.
+    pub targets: Vec<String>,
+    pub status: WaveStatus,
+    /// When its soak ends (RFC 3339), once it completed and has a soak.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub soak_until: Option<String>,
 }
 
 impl Plan {
@@ -210,9 +242,17 @@ pub struct Evidence {
 /// Everything the planner reads.
 pub struct PlanInput<'a> {
     pub desired: &'a Desired,
+    /// The commit's `Window` manifests, compiled (see `reconcile::load::LoadedCommit::windows`).
+    pub windows: &'a [WindowSchedule],
     pub recorded: &'a RecordedState,
     pub evidence: &'a Evidence,
     pub now: Timestamp,
+}
+
+/// What the per-target pass shares: caches that keep the planner linear in the fleet's size.
+struct Shared<'a> {
+    windows: WindowGate<'a>,
+    approvals: ApprovalIndex<'a>,
 }
 
 /// Plans every desired and recorded target.
@@ -220,7 +260,24 @@ pub struct PlanInput<'a> {
 /// # Guarantees
 /// Pure and deterministic: the same input gives the same plan, actions sorted by target name.
 pub fn plan(input: &PlanInput) -> Plan {
-    let mut actions: Vec<Action> = input.desired.targets.values().map(|t| plan_target(input, t)).collect();
+    let mut shared = Shared {
+        windows: WindowGate::new(input.windows, &input.desired.windows, input.now),
+        approvals: ApprovalIndex::new(&input.desired.approvals),
+    };
+    let mut actions: Vec<Action> = input
+        .desired
+        .targets
+        .values()
+        .map(|t| plan_target(input, &mut shared, t))
+        .collect();
+    // Waves and dependencies look across targets, so they run once every action is known.
+    let rollouts = plan_rollouts(input, &mut actions);
+    gate_dependencies(input, &mut actions);
+    for action in &mut actions {
+        if action.status == Status::Ready && !action.blocked_by.is_empty() {
+            action.status = Status::Blocked;
+        }
+    }
     for (name, record) in &input.recorded.targets {
         if !input.desired.targets.contains_key(name) && record.status != TargetStatus::Removed {
             actions.push(plan_removal(name, record));
@@ -235,6 +292,7 @@ pub fn plan(input: &PlanInput) -> Plan {
         violations: Vec::new(),
         warnings: Vec::new(),
         summary: Summary::default(),
+        rollouts,
     };
     plan.summarize();
     plan
@@ -434,7 +492,7 @@ fn config_diff(record: Option<&TargetRecord>, target: &Target) -> Vec<ConfigChan
         .collect()
 }
 
-fn plan_target(input: &PlanInput, target: &Target) -> Action {
+fn plan_target(input: &PlanInput, shared: &mut Shared, target: &Target) -> Action {
     let record = input
         .recorded
         .targets
@@ -562,8 +620,10 @@ fn plan_target(input: &PlanInput, target: &Target) -> Action {
         }
         return action;
     }
-    action.blocked_by = gates(input, target, governing, record, release, &action);
-    action.status = if action.blocked_by.is_empty() {
+    gates(input, shared, target, governing, record, release, &mut action);
+    action.status = if !action.violations.is_empty() {
+        Status::Violation
+    } else if action.blocked_by.is_empty() {
         Status::Ready
     } else {
         Status::Blocked
@@ -587,16 +647,22 @@ fn in_progress_blocker(record: &TargetRecord) -> Blocker {
     )
 }
 
-/// Every reason the action cannot start now (all of them, not just the first).
+/// Pushes every reason the action cannot start now onto `action.blocked_by` (all of them, not
+/// just the first), and onto `action.violations` a gate that can never open (a window that
+/// never opens, more approvals required than approvers listed).
+///
+/// Waves and dependencies need every action, so [`plan_rollouts`] and [`gate_dependencies`]
+/// add theirs afterwards.
 fn gates(
     input: &PlanInput,
+    shared: &mut Shared,
     target: &Target,
     governing: Governing,
     record: Option<&TargetRecord>,
     release: &Release,
-    action: &Action,
-) -> Vec<Blocker> {
-    let mut blockers = Vec::new();
+    action: &mut Action,
+) {
+    let blockers = &mut action.blocked_by;
     if target.spec().suspend {
         blockers.push(Blocker::new(
             BlockerKind::Suspended,
@@ -648,5 +714,667 @@ fn gates(
         b.until = Some(at.to_string());
         blockers.push(b);
     }
-    blockers
+
+    match shared.windows.verdict(target.labels(), window_scope(governing, action)) {
+        WindowVerdict::Open => {}
+        WindowVerdict::Closed { reason, opens_at } => {
+            let mut b = Blocker::new(BlockerKind::Window, reason);
+            b.opens_at = Some(opens_at);
+            action.blocked_by.push(b);
+        }
+        WindowVerdict::Never { reason } => action.violations.push(reason),
+    }
+
+    // Reverts and config changes need no approvals (see `policy::approvals`).
+    if let (ActionKind::Install | ActionKind::Upgrade, Some(kind)) = (action.action, action.update_type) {
+        let rule = governing.rule(kind);
+        if rule.approvals > 0 {
+            let from_commit = input
+                .evidence
+                .commit_approvers
+                .get(target.name())
+                .into_iter()
+                .flatten()
+                .map(String::as_str);
+            let from_manifests =
+                shared
+                    .approvals
+                    .approvers(&target.spec().component, &release.version, target.labels());
+            let tally = Tally::count(rule, from_commit.chain(from_manifests));
+            if tally.unreachable() {
+                action.violations.push(format!(
+                    "policy `{}` requires {} approvals for a {} update but lists only {} approvers ({}); lower `approvals` or add approvers",
+                    governing.name().unwrap_or("default"),
+                    tally.required,
+                    kind.as_str(),
+                    tally.eligible.len(),
+                    tally.eligible.join(", ")
+                ));
+            } else if let Some(reason) = tally.shortfall() {
+                action.blocked_by.push(Blocker::new(BlockerKind::Approval, reason));
+            }
+            action.approvals = Some(ApprovalState {
+                required: tally.required,
+                have: tally.have,
+                missing: tally.missing,
+                eligible: tally.eligible,
+            });
+        }
+    }
+}
+
+/// Which window rules hold an action (SPEC §2): installs and upgrades follow their update
+/// type's rule (`windows: false` leaves only freezes), config changes the `patch` rule;
+/// downgrades only freezes, unless `rollback.respectWindows` (then all of them) or
+/// `rollback.respectDenyWindows: false` (then none).
+fn window_scope(governing: Governing, action: &Action) -> WindowScope {
+    let by_rule = |kind: UpdateType| {
+        if governing.rule(kind).windows {
+            WindowScope::AllowAndDeny
+        } else {
+            WindowScope::DenyOnly
+        }
+    };
+    match action.action {
+        ActionKind::Install | ActionKind::Upgrade => by_rule(action.update_type.unwrap_or(UpdateType::Major)),
+        ActionKind::Config => by_rule(UpdateType::Patch),
+        ActionKind::Downgrade => {
+            let rollback = &governing.spec().rollback;
+            if rollback.respect_windows {
+                WindowScope::AllowAndDeny
+            } else if rollback.respect_deny_windows == Some(false) {
+                WindowScope::Ignore
+            } else {
+                WindowScope::DenyOnly
+            }
+        }
+        ActionKind::Noop | ActionKind::Remove => WindowScope::Ignore,
+    }
+}
+
+/// The governing policy of an action, by the name the per-target pass recorded.
+fn governing_by_name<'a>(desired: &'a Desired, name: Option<&str>) -> Governing<'a> {
+    name.and_then(|n| desired.policies.iter().find(|p| p.manifest.name == n))
+        .map_or(Governing::BuiltIn, Governing::Declared)
+}
+
+/// Groups installs and upgrades into rollouts, assigns waves, and blocks the targets whose
+/// wave may not start yet (`wave`) or whose rollout is halted (`halted`).
+///
+/// A rollout is keyed by (component, version, policy); its members are the targets whose
+/// action starts it (violations excluded: they never run and would hold a wave forever) plus
+/// the desired targets the state branch records in `rollouts/<component>@<version>.yaml`.
+/// Downgrades skip waves: a revert goes everywhere at once.
+///
+/// # Guarantees
+/// Linear in the number of actions (plus sorting each rollout once).
+fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Rollout> {
+    type Key = (String, Version, Option<String>);
+    let mut groups: BTreeMap<Key, Vec<usize>> = BTreeMap::new();
+    for (i, a) in actions.iter().enumerate() {
+        if matches!(a.action, ActionKind::Install | ActionKind::Upgrade)
+            && a.status != Status::Violation
+            && let Some(to) = a.to.as_deref().and_then(|v| Version::parse(v).ok())
+        {
+            groups
+                .entry((a.component.clone(), to, a.policy.clone()))
+                .or_default()
+                .push(i);
+        }
+    }
+    let policy_of: HashMap<&str, Option<&str>> = actions
+        .iter()
+        .map(|a| (a.target.as_str(), a.policy.as_deref()))
+        .collect();
+    let mut wave_blockers: Vec<(usize, String, Blocker)> = Vec::new();
+    let mut rollouts = Vec::with_capacity(groups.len());
+    for ((component, version, policy_name), indices) in groups {
+        let governing = governing_by_name(input.desired, policy_name.as_deref());
+        let record = input.recorded.rollouts.get(&(component.clone(), version.clone()));
+        let labels_of = |name: &str| input.desired.targets.get(name).map(|t| t.labels());
+        let mut members: Vec<Member> = indices
+            .iter()
+            .map(|&i| Member {
+                name: actions[i].target.as_str(),
+                labels: labels_of(&actions[i].target),
+            })
+            .collect();
+        if let Some(record) = record {
+            members.extend(
+                record
+                    .targets
+                    .keys()
+                    .filter(|t| policy_of.get(t.as_str()).is_some_and(|p| *p == policy_name.as_deref()))
+                    .map(|t| Member {
+                        name: t.as_str(),
+                        labels: labels_of(t),
+                    }),
+            );
+        }
+        let spec = governing.spec();
+        let planned = waves::assign(&spec.rollout.waves, governing.wave_soaks(), &members, record);
+        let progress = waves::progress(&planned, record, input.now);
+        let halted = waves::halted(record, spec.rollout.max_failures);
+        let wave_of: HashMap<&str, usize> = planned
+            .iter()
+            .enumerate()
+            .flat_map(|(w, wave)| wave.targets.iter().map(move |t| (t.as_str(), w)))
+            .collect();
+        for &i in &indices {
+            let Some(&w) = wave_of.get(actions[i].target.as_str()) else {
+                continue;
+            };
+            let wave_name = planned[w].name.clone();
+            // A target the rollout already started is past its wave gate.
+            if record.is_some_and(|r| r.targets.contains_key(&actions[i].target)) {
+                wave_blockers.push((i, wave_name, Blocker::new(BlockerKind::Wave, String::new())));
+                continue;
+            }
+            if let Some(reason) = &halted {
+                wave_blockers.push((i, wave_name.clone(), Blocker::new(BlockerKind::Halted, reason.clone())));
+            }
+            let blocker = match waves::gate(&planned, &progress, w) {
+                WaveGate::Go => Blocker::new(BlockerKind::Wave, String::new()),
+                WaveGate::WaitsFor { wave, finished, total } => Blocker::new(
+                    BlockerKind::Wave,
+                    format!(
+                        "in wave {wave_name}: waits for wave {wave} to finish ({finished} of {total} targets done)"
+                    ),
+                ),
+                WaveGate::Soaking { wave, until } => {
+                    let mut b = Blocker::new(
+                        BlockerKind::Wave,
+                        format!("in wave {wave_name}: waits for wave {wave}: soak ends at {until}"),
+                    );
+                    b.until = Some(until.to_string());
+                    b
+                }
+            };
+            wave_blockers.push((i, wave_name, blocker));
+        }
+        rollouts.push(Rollout {
+            component,
+            version: version.to_string(),
+            policy: policy_name,
+            waves: planned
+                .into_iter()
+                .zip(progress)
+                .map(|(wave, p)| RolloutWave {
+                    name: wave.name,
+                    targets: wave.targets,
+                    status: p.status,
+                    soak_until: p.soak_until.map(|t| t.to_string()),
+                })
+                .collect(),
+            halted,
+        });
+    }
+    // An empty reason marks "wave recorded, nothing to wait for".
+    for (i, wave, blocker) in wave_blockers {
+        actions[i].wave = Some(wave);
+        if !blocker.reason.is_empty() {
+            actions[i].blocked_by.push(blocker);
+        }
+    }
+    rollouts
+}
+
+/// Blocks installs and upgrades of a component until the targets of the components it
+/// `dependsOn` with the same `tenant` label have converged (SPEC §2, Component).
+///
+/// A dependency target holds its dependents while its action changes its version (install,
+/// upgrade, downgrade) or it has a violation (it cannot converge until fixed). Targets without
+/// a `tenant` label have no dependencies; downgrades are not held (a revert must not wait).
+fn gate_dependencies(input: &PlanInput, actions: &mut [Action]) {
+    let tenant_of = |name: &str| input.desired.targets.get(name)?.labels().get("tenant");
+    let mut pending: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
+    for (i, a) in actions.iter().enumerate() {
+        let unconverged = matches!(
+            a.action,
+            ActionKind::Install | ActionKind::Upgrade | ActionKind::Downgrade
+        ) || (a.status == Status::Violation && a.action != ActionKind::Remove);
+        if unconverged && let Some(tenant) = tenant_of(&a.target) {
+            pending
+                .entry((a.component.as_str(), tenant.as_str()))
+                .or_default()
+                .push(i);
+        }
+    }
+    if pending.is_empty() {
+        return;
+    }
+    let mut blockers: Vec<(usize, Blocker)> = Vec::new();
+    for (i, a) in actions.iter().enumerate() {
+        if !matches!(a.action, ActionKind::Install | ActionKind::Upgrade) || a.status == Status::Violation {
+            continue;
+        }
+        let (Some(tenant), Some(component)) = (tenant_of(&a.target), input.desired.components.get(&a.component)) else {
+            continue;
+        };
+        for dep in &component.spec.depends_on {
+            for &j in pending.get(&(dep.as_str(), tenant.as_str())).into_iter().flatten() {
+                let d = &actions[j];
+                let what = if d.status == Status::Violation {
+                    format!("{}: violation", d.component)
+                } else {
+                    format!(
+                        "{} {} → {}",
+                        d.component,
+                        d.from.as_deref().unwrap_or("none"),
+                        d.to.as_deref().unwrap_or("none")
+                    )
+                };
+                blockers.push((
+                    i,
+                    Blocker::new(
+                        BlockerKind::Dependency,
+                        format!(
+                            "waits for {} ({what}) to finish first: component `{}` dependsOn `{dep}` (tenant {tenant})",
+                            d.target, a.component
+                        ),
+                    ),
+                ));
+            }
+        }
+    }
+    for (i, b) in blockers {
+        actions[i].blocked_by.push(b);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{RawContent, RawFile, read_manifests, validate, validate::config_hash};
+    use crate::state::{Halt, RolloutRecord, RolloutTarget, RolloutTargetStatus, WaveRecord};
+
+    /// Desired state and compiled windows from one YAML stream.
+    fn load(yaml: &str) -> (Desired, Vec<WindowSchedule>) {
+        let file = RawFile {
+            path: "all.yaml".into(),
+            content: RawContent::Bytes(yaml.as_bytes().to_vec()),
+        };
+        let (manifests, diags) = read_manifests(None, &[file]);
+        assert!(diags.is_empty(), "{diags:?}");
+        let (desired, diags) = validate(manifests);
+        assert!(diags.is_empty(), "{diags:?}");
+        let windows = desired
+            .windows
+            .iter()
+            .map(|w| WindowSchedule::compile(&w.name, &w.spec).unwrap())
+            .collect();
+        (desired, windows)
+    }
+
+    fn run(desired: &Desired, windows: &[WindowSchedule], recorded: &RecordedState, now: &str) -> Plan {
+        plan(&PlanInput {
+            desired,
+            windows,
+            recorded,
+            evidence: &Evidence::default(),
+            now: now.parse().unwrap(),
+        })
+    }
+
+    fn converged(component: &str, version: &str) -> TargetRecord {
+        TargetRecord {
+            component: component.into(),
+            version: Some(Version::parse(version).unwrap()),
+            config_hash: Some(config_hash(&serde_json::Map::new())),
+            config: None,
+            applied_migrations: Vec::new(),
+            status: TargetStatus::Converged,
+            last_attempt: None,
+            rollback_points: Vec::new(),
+            observed_version: None,
+        }
+    }
+
+    fn action<'p>(plan: &'p Plan, target: &str) -> &'p Action {
+        plan.actions.iter().find(|a| a.target == target).unwrap()
+    }
+
+    fn kinds(a: &Action) -> Vec<BlockerKind> {
+        a.blocked_by.iter().map(|b| b.kind).collect()
+    }
+
+    const HEADER: &str = "apiVersion: gantry.dev/v1\n";
+
+    fn base(extra: &str) -> String {
+        format!(
+            "{HEADER}kind: Component\nmetadata: {{ name: billing }}\nspec: {{ steps: {{ deploy: [d] }} }}\n---\n\
+             {HEADER}kind: Release\nmetadata: {{ name: billing-1.0.0 }}\nspec: {{ component: billing, version: 1.0.0 }}\n---\n\
+             {HEADER}kind: Release\nmetadata: {{ name: billing-2.0.0 }}\nspec: {{ component: billing, version: 2.0.0 }}\n{extra}"
+        )
+    }
+
+    fn target(name: &str, version: &str, labels: &str) -> String {
+        format!(
+            "---\n{HEADER}kind: Target\nmetadata: {{ name: {name}, labels: {{ {labels} }} }}\nspec: {{ component: billing, version: \"{version}\" }}\n"
+        )
+    }
+
+    /// 10 targets, t00 in ring 0; waves canary (ring 0, soak 30m) → half (50%, soak 30m) → all.
+    fn staged() -> (Desired, Vec<WindowSchedule>) {
+        let mut yaml = base(&format!(
+            "---\n{HEADER}kind: Policy\nmetadata: {{ name: staged }}\nspec:\n  rollout:\n    waves:\n      - {{ name: canary, selector: {{ ring: \"0\" }}, soak: 30m }}\n      - {{ name: half, percent: 50, soak: 30m }}\n      - {{ name: all, percent: 100 }}\n"
+        ));
+        for i in 0..10 {
+            let ring = if i == 0 { "0" } else { "1" };
+            yaml.push_str(&target(&format!("t{i:02}"), "2.0.0", &format!("ring: \"{ring}\"")));
+        }
+        load(&yaml)
+    }
+
+    fn all_at_1(desired: &Desired) -> RecordedState {
+        RecordedState {
+            targets: desired
+                .targets
+                .keys()
+                .map(|t| (t.clone(), converged("billing", "1.0.0")))
+                .collect(),
+            ..RecordedState::default()
+        }
+    }
+
+    /// Marks `targets` as upgraded in `wave`, finished at `finished`.
+    fn finish(recorded: &mut RecordedState, targets: &[String], wave: &str, finished: &str) {
+        let key = ("billing".to_string(), Version::new(2, 0, 0));
+        let record = recorded.rollouts.entry(key).or_insert_with(|| RolloutRecord {
+            component: "billing".into(),
+            version: Version::new(2, 0, 0),
+            started: "2026-11-21T10:00:00Z".into(),
+            waves: Vec::new(),
+            targets: BTreeMap::new(),
+            failures: 0,
+            halted: None,
+        });
+        for t in targets {
+            record.targets.insert(
+                t.clone(),
+                RolloutTarget {
+                    wave: wave.into(),
+                    status: RolloutTargetStatus::Succeeded,
+                    started: "2026-11-21T10:00:00Z".into(),
+                    finished: Some(finished.into()),
+                },
+            );
+            recorded.targets.insert(t.clone(), converged("billing", "2.0.0"));
+        }
+    }
+
+    fn ready(plan: &Plan) -> Vec<&str> {
+        plan.actions
+            .iter()
+            .filter(|a| a.status == Status::Ready)
+            .map(|a| a.target.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn waves_gate_every_stage_of_a_rollout() {
+        let (desired, windows) = staged();
+        let mut recorded = all_at_1(&desired);
+
+        // Stage 1: nothing started: only the canary may go.
+        let p = run(&desired, &windows, &recorded, "2026-11-21T10:00:00Z");
+        assert_eq!(ready(&p), vec!["t00"]);
+        let rollout = &p.rollouts[0];
+        let sizes: Vec<(&str, usize)> = rollout
+            .waves
+            .iter()
+            .map(|w| (w.name.as_str(), w.targets.len()))
+            .collect();
+        assert_eq!(sizes, vec![("canary", 1), ("half", 4), ("all", 5)]);
+        let half = rollout.waves[1].targets.clone();
+        let all = rollout.waves[2].targets.clone();
+        let waiting = action(&p, &half[0]);
+        assert_eq!(waiting.wave.as_deref(), Some("half"));
+        assert_eq!(kinds(waiting), vec![BlockerKind::Wave]);
+        assert_eq!(
+            waiting.blocked_by[0].reason,
+            "in wave half: waits for wave canary to finish (0 of 1 targets done)"
+        );
+
+        // Stage 2: canary done at 10:10, soaking until 10:40.
+        finish(&mut recorded, &["t00".into()], "canary", "2026-11-21T10:10:00Z");
+        let p = run(&desired, &windows, &recorded, "2026-11-21T10:39:59Z");
+        assert!(ready(&p).is_empty(), "{:?}", ready(&p));
+        let b = &action(&p, &half[0]).blocked_by[0];
+        assert_eq!(
+            b.reason,
+            "in wave half: waits for wave canary: soak ends at 2026-11-21T10:40:00Z"
+        );
+        assert_eq!(b.until.as_deref(), Some("2026-11-21T10:40:00Z"));
+        assert_eq!(p.rollouts[0].waves[0].status, WaveStatus::Soaking);
+
+        // Stage 3: soak over: the half wave is ready, the rest waits for it.
+        let p = run(&desired, &windows, &recorded, "2026-11-21T10:40:00Z");
+        let mut expected: Vec<&str> = half.iter().map(String::as_str).collect();
+        expected.sort();
+        assert_eq!(ready(&p), expected);
+        assert_eq!(
+            action(&p, &all[0]).blocked_by[0].reason,
+            "in wave all: waits for wave half to finish (0 of 4 targets done)"
+        );
+
+        // Stage 4: half done at 11:00; the recorded completion time (11:05) wins.
+        finish(&mut recorded, &half, "half", "2026-11-21T11:00:00Z");
+        recorded.rollouts.values_mut().for_each(|r| {
+            r.waves.push(WaveRecord {
+                name: "half".into(),
+                started: None,
+                completed: Some("2026-11-21T11:05:00Z".into()),
+            })
+        });
+        let p = run(&desired, &windows, &recorded, "2026-11-21T11:10:00Z");
+        assert!(ready(&p).is_empty());
+        assert_eq!(
+            action(&p, &all[0]).blocked_by[0].until.as_deref(),
+            Some("2026-11-21T11:35:00Z")
+        );
+
+        // Stage 5: everything left goes.
+        let p = run(&desired, &windows, &recorded, "2026-11-21T11:35:00Z");
+        assert_eq!(ready(&p).len(), 5);
+        assert!(
+            p.rollouts[0].waves[..2]
+                .iter()
+                .all(|w| w.status == WaveStatus::Complete)
+        );
+    }
+
+    #[test]
+    fn halted_rollout_blocks_every_waiting_target() {
+        let (desired, windows) = staged();
+        let mut recorded = all_at_1(&desired);
+        finish(&mut recorded, &["t00".into()], "canary", "2026-11-21T10:10:00Z");
+        for r in recorded.rollouts.values_mut() {
+            r.failures = 1;
+            r.halted = Some(Halt {
+                at: "2026-11-21T10:10:00Z".into(),
+                target: "t00".into(),
+                reason: "health check http failed".into(),
+            });
+        }
+        let p = run(&desired, &windows, &recorded, "2026-11-21T12:00:00Z");
+        let waiting: Vec<&Action> = p.actions.iter().filter(|a| a.target != "t00").collect();
+        assert_eq!(waiting.len(), 9);
+        for a in waiting {
+            assert_eq!(a.status, Status::Blocked);
+            let halted = a.blocked_by.iter().find(|b| b.kind == BlockerKind::Halted).unwrap();
+            assert!(
+                halted.reason.contains("after t00 failed: health check http failed"),
+                "{}",
+                halted.reason
+            );
+        }
+        assert!(p.rollouts[0].halted.is_some());
+    }
+
+    #[test]
+    fn dependencies_wait_for_the_same_tenant_only() {
+        let yaml = format!(
+            "{HEADER}kind: Component\nmetadata: {{ name: ledger }}\nspec: {{ steps: {{ deploy: [d] }} }}\n---\n\
+             {HEADER}kind: Release\nmetadata: {{ name: ledger-1.0.0 }}\nspec: {{ component: ledger, version: 1.0.0 }}\n---\n\
+             {HEADER}kind: Release\nmetadata: {{ name: ledger-1.1.0 }}\nspec: {{ component: ledger, version: 1.1.0 }}\n---\n\
+             {HEADER}kind: Component\nmetadata: {{ name: billing }}\nspec: {{ dependsOn: [ledger], steps: {{ deploy: [d] }} }}\n---\n\
+             {HEADER}kind: Release\nmetadata: {{ name: billing-2.0.0 }}\nspec: {{ component: billing, version: 2.0.0 }}\n---\n\
+             {HEADER}kind: Target\nmetadata: {{ name: acme-ledger, labels: {{ tenant: acme }} }}\nspec: {{ component: ledger, version: 1.1.0 }}\n---\n\
+             {HEADER}kind: Target\nmetadata: {{ name: globex-ledger, labels: {{ tenant: globex }} }}\nspec: {{ component: ledger, version: 1.0.0 }}\n---\n\
+             {HEADER}kind: Target\nmetadata: {{ name: acme-billing, labels: {{ tenant: acme }} }}\nspec: {{ component: billing, version: 2.0.0 }}\n---\n\
+             {HEADER}kind: Target\nmetadata: {{ name: globex-billing, labels: {{ tenant: globex }} }}\nspec: {{ component: billing, version: 2.0.0 }}\n"
+        );
+        let (desired, windows) = load(&yaml);
+        let mut recorded = RecordedState::default();
+        recorded
+            .targets
+            .insert("acme-ledger".into(), converged("ledger", "1.0.0"));
+        recorded
+            .targets
+            .insert("globex-ledger".into(), converged("ledger", "1.0.0"));
+        let p = run(&desired, &windows, &recorded, "2026-11-21T10:00:00Z");
+        let acme = action(&p, "acme-billing");
+        assert_eq!(acme.status, Status::Blocked);
+        assert_eq!(kinds(acme), vec![BlockerKind::Dependency]);
+        assert_eq!(
+            acme.blocked_by[0].reason,
+            "waits for acme-ledger (ledger 1.0.0 → 1.1.0) to finish first: component `billing` dependsOn `ledger` (tenant acme)"
+        );
+        assert_eq!(
+            action(&p, "globex-billing").status,
+            Status::Ready,
+            "globex-ledger is converged"
+        );
+        assert_eq!(action(&p, "acme-ledger").status, Status::Ready);
+        // Once acme-ledger converged, acme-billing goes.
+        recorded
+            .targets
+            .insert("acme-ledger".into(), converged("ledger", "1.1.0"));
+        let p = run(&desired, &windows, &recorded, "2026-11-21T10:00:00Z");
+        assert_eq!(action(&p, "acme-billing").status, Status::Ready);
+    }
+
+    const WEEKEND: &str = "---\napiVersion: gantry.dev/v1\nkind: Window\nmetadata: { name: eu-weekend }\nspec:\n  selector: { region: eu }\n  timezone: Europe/Berlin\n  allow: [{ days: [sat], start: \"02:00\", end: \"06:00\" }]\n";
+    const XMAS: &str = "---\napiVersion: gantry.dev/v1\nkind: Window\nmetadata: { name: xmas }\nspec:\n  timezone: Europe/Berlin\n  deny: [{ dates: [2026-12-24] }]\n";
+
+    #[test]
+    fn closed_window_blocks_with_exact_opening_and_only_governed_targets() {
+        let (desired, windows) = load(&format!(
+            "{}{}{}{WEEKEND}",
+            base(""),
+            target("eu-1", "2.0.0", "region: eu"),
+            target("us-1", "2.0.0", "region: us")
+        ));
+        // Friday 2026-11-20 10:00 UTC.
+        let p = run(&desired, &windows, &RecordedState::default(), "2026-11-20T10:00:00Z");
+        let eu = action(&p, "eu-1");
+        assert_eq!(kinds(eu), vec![BlockerKind::Window]);
+        assert_eq!(eu.blocked_by[0].opens_at.as_deref(), Some("2026-11-21T02:00:00+01:00"));
+        assert_eq!(eu.blocked_by[0].reason, "outside the allow window of \"eu-weekend\"");
+        assert_eq!(action(&p, "us-1").status, Status::Ready);
+        // Inside the window.
+        let p = run(&desired, &windows, &RecordedState::default(), "2026-11-21T01:30:00Z");
+        assert_eq!(action(&p, "eu-1").status, Status::Ready);
+    }
+
+    #[test]
+    fn patch_rule_without_windows_still_respects_freezes() {
+        let policy = format!(
+            "---\n{HEADER}kind: Policy\nmetadata: {{ name: urgent }}\nspec: {{ updates: {{ patch: {{ windows: false }} }} }}\n---\n{HEADER}kind: Release\nmetadata: {{ name: billing-2.0.1 }}\nspec: {{ component: billing, version: 2.0.1 }}\n"
+        );
+        let (desired, windows) = load(&format!(
+            "{}{}{WEEKEND}{XMAS}",
+            base(&policy),
+            target("eu-1", "2.0.1", "region: eu")
+        ));
+        let mut recorded = RecordedState::default();
+        recorded.targets.insert("eu-1".into(), converged("billing", "2.0.0"));
+        let p = run(&desired, &windows, &recorded, "2026-11-20T10:00:00Z");
+        assert_eq!(
+            action(&p, "eu-1").status,
+            Status::Ready,
+            "allow window ignored for patches"
+        );
+        let p = run(&desired, &windows, &recorded, "2026-12-24T10:00:00Z");
+        let a = action(&p, "eu-1");
+        assert_eq!(kinds(a), vec![BlockerKind::Window]);
+        assert_eq!(a.blocked_by[0].opens_at.as_deref(), Some("2026-12-25T00:00:00+01:00"));
+    }
+
+    #[test]
+    fn downgrade_window_rules() {
+        let cases = [
+            // (rollback rules, now, expected blocker kinds)
+            ("", "2026-11-20T10:00:00Z", vec![]), // allow windows skipped
+            ("", "2026-12-24T10:00:00Z", vec![BlockerKind::Window]), // freezes hold
+            (
+                "rollback: { respectDenyWindows: false }",
+                "2026-12-24T10:00:00Z",
+                vec![],
+            ),
+            (
+                "rollback: { respectWindows: true }",
+                "2026-11-20T10:00:00Z",
+                vec![BlockerKind::Window],
+            ),
+        ];
+        for (rules, now, expected) in cases {
+            let policy = format!("---\n{HEADER}kind: Policy\nmetadata: {{ name: p }}\nspec: {{ {rules} }}\n");
+            let (desired, windows) = load(&format!(
+                "{}{}{WEEKEND}{XMAS}",
+                base(&policy),
+                target("eu-1", "1.0.0", "region: eu")
+            ));
+            let mut recorded = RecordedState::default();
+            recorded.targets.insert("eu-1".into(), converged("billing", "2.0.0"));
+            let p = run(&desired, &windows, &recorded, now);
+            let a = action(&p, "eu-1");
+            assert_eq!(a.action, ActionKind::Downgrade);
+            assert_eq!(kinds(a), expected, "{rules} at {now}");
+            assert_eq!(a.wave, None, "downgrades skip waves");
+        }
+    }
+
+    #[test]
+    fn every_blocker_is_listed_with_release_age_until() {
+        let policy = format!(
+            "---\n{HEADER}kind: Policy\nmetadata: {{ name: slow }}\nspec:\n  suspend: true\n  updates:\n    major: {{ approvals: 1, minReleaseAge: 7d }}\n"
+        );
+        let yaml = base(&policy).replace(
+            "spec: { component: billing, version: 2.0.0 }",
+            "spec: { component: billing, version: 2.0.0, released: 2026-11-18 }",
+        );
+        let (desired, windows) = load(&format!("{yaml}{}{WEEKEND}", target("eu-1", "2.0.0", "region: eu")));
+        let mut recorded = RecordedState::default();
+        recorded.targets.insert("eu-1".into(), converged("billing", "1.0.0"));
+        let p = run(&desired, &windows, &recorded, "2026-11-20T10:00:00Z");
+        let a = action(&p, "eu-1");
+        assert_eq!(
+            kinds(a),
+            vec![
+                BlockerKind::Suspended,
+                BlockerKind::ReleaseAge,
+                BlockerKind::Window,
+                BlockerKind::Approval
+            ]
+        );
+        let age = &a.blocked_by[1];
+        assert_eq!(age.until.as_deref(), Some("2026-11-25T00:00:00Z"));
+        assert_eq!(a.approvals.as_ref().map(|s| s.missing), Some(1));
+    }
+
+    #[test]
+    fn window_that_never_opens_is_a_violation() {
+        let never = "---\napiVersion: gantry.dev/v1\nkind: Window\nmetadata: { name: never }\nspec:\n  timezone: UTC\n  allow: [{ days: [sat], start: \"02:00\", end: \"06:00\" }]\n  deny: [{ days: [sat], start: \"00:00\", end: \"24:00\" }]\n";
+        let (desired, windows) = load(&format!("{}{}{never}", base(""), target("t", "2.0.0", "a: b")));
+        let p = run(&desired, &windows, &RecordedState::default(), "2026-11-20T10:00:00Z");
+        let a = action(&p, "t");
+        assert_eq!(a.status, Status::Violation);
+        assert!(
+            a.violations[0].contains("never open within 400 days"),
+            "{:?}",
+            a.violations
+        );
+    }
 }

@@ -210,10 +210,13 @@ mod tests {
         );
     }
 
+    /// (from, to, expected stops or the start of the error).
+    type PathCase<'a> = (&'a str, &'a str, Result<&'a [&'a str], &'a str>);
+
     #[test]
     fn path_table() {
         let releases = fixture();
-        let cases: [(&str, &str, Result<&[&str], &str>); 5] = [
+        let cases: [PathCase; 5] = [
             ("1.2.0", "2.0.0", Ok(&["1.3.0", "2.0.0"])),
             ("1.1.0", "1.3.0", Ok(&["1.3.0"])),
             ("1.3.0", "2.0.0", Ok(&["2.0.0"])),

@@ -2,12 +2,15 @@
 //!
 //! Everything here is a pure function of the desired state, the recorded state and `now`.
 
+pub mod approvals;
+pub mod gates;
+pub mod waves;
 pub mod window;
 
 use semver::Version;
 use serde::Serialize;
 
-use crate::manifest::{Desired, Policy, PolicySpec, Target, selector_matches};
+use crate::manifest::{Desired, Policy, PolicySpec, Target, UpdateRule, selector_matches};
 
 /// The kind of version change, which picks the update rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, PartialOrd, Ord)]
@@ -41,11 +44,15 @@ impl UpdateType {
 /// An install (no `from`) follows the rules of a major update.
 pub fn update_type(from: Option<&Version>, to: &Version) -> UpdateType {
     let Some(from) = from else { return UpdateType::Major };
-    if from.major != to.major {
-        UpdateType::Major
-    } else if from.major == 0 && from.minor != to.minor {
-        UpdateType::Major
-    } else if from.major == 0 && from.minor == 0 && from.patch != to.patch {
+    // The breaking part is the leftmost non-zero one of `from`.
+    let breaking = if from.major != 0 {
+        from.major != to.major
+    } else if from.minor != 0 {
+        from.major != to.major || from.minor != to.minor
+    } else {
+        from.major != to.major || from.minor != to.minor || from.patch != to.patch
+    };
+    if breaking {
         UpdateType::Major
     } else if from.minor != to.minor {
         UpdateType::Minor
@@ -89,6 +96,19 @@ impl<'a> Governing<'a> {
             Governing::Declared(p) => Some(p),
             Governing::BuiltIn => None,
         }
+    }
+    /// The update rule for an update type.
+    pub fn rule(&self, kind: UpdateType) -> &'a UpdateRule {
+        let updates = &self.spec().updates;
+        match kind {
+            UpdateType::Patch => &updates.patch,
+            UpdateType::Minor => &updates.minor,
+            UpdateType::Major => &updates.major,
+        }
+    }
+    /// The parsed `soak` of each declared wave, in order.
+    pub fn wave_soaks(&self) -> &'a [Option<std::time::Duration>] {
+        self.policy().map_or(&[], |p| p.wave_soak.as_slice())
     }
 }
 

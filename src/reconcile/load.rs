@@ -1,15 +1,22 @@
 //! Fetch stage: read and validate the desired state of one commit, and the recorded state.
 
+use std::collections::BTreeMap;
+
 use git2::Oid;
+use jiff::Timestamp;
 
 use crate::manifest::{self, Desired, Diagnostic, RawContent, RawFile, Severity};
-use crate::policy;
-use crate::source::{SourceError, WatchedRepo};
+use crate::plan::{Evidence, PlanInput};
+use crate::policy::{self, window::WindowSchedule};
+use crate::source::{SourceError, WatchedRepo, history};
+use crate::state::RecordedState;
 
 /// The desired state of one commit with every diagnostic found reading it.
 pub struct LoadedCommit {
     pub commit: Oid,
     pub desired: Desired,
+    /// Every `Window` of `desired` that compiled (the others are `Invalid` diagnostics).
+    pub windows: Vec<WindowSchedule>,
     pub diagnostics: Vec<Diagnostic>,
 }
 
@@ -25,6 +32,22 @@ impl LoadedCommit {
     /// Whether this commit may be reconciled: nothing invalid, no violations.
     pub fn is_valid(&self) -> bool {
         !self.has_invalid() && !self.has_violations()
+    }
+
+    /// The planner's input for this commit.
+    pub fn plan_input<'a>(
+        &'a self,
+        recorded: &'a RecordedState,
+        evidence: &'a Evidence,
+        now: Timestamp,
+    ) -> PlanInput<'a> {
+        PlanInput {
+            desired: &self.desired,
+            windows: &self.windows,
+            recorded,
+            evidence,
+            now,
+        }
     }
 }
 
@@ -45,12 +68,58 @@ pub fn load_commit(repo: &WatchedRepo, commit: Oid) -> Result<LoadedCommit, Sour
     let (desired, semantic) = manifest::validate(manifests);
     diagnostics.extend(semantic);
     diagnostics.extend(policy_diagnostics(&desired));
+    let windows = compile_windows(&desired, &mut diagnostics);
     manifest::diagnostic::sort(&mut diagnostics);
     diagnostics.dedup();
     Ok(LoadedCommit {
         commit,
         desired,
+        windows,
         diagnostics,
+    })
+}
+
+/// Compiles every Window; each mistake becomes an `Invalid` diagnostic at its JSON pointer.
+fn compile_windows(desired: &Desired, diagnostics: &mut Vec<Diagnostic>) -> Vec<WindowSchedule> {
+    let mut windows = Vec::with_capacity(desired.windows.len());
+    for window in &desired.windows {
+        match WindowSchedule::compile(&window.name, &window.spec) {
+            Ok(schedule) => windows.push(schedule),
+            Err(errors) => diagnostics.extend(errors.into_iter().map(|e| {
+                window.origin.diagnostic(
+                    Severity::Invalid,
+                    "window",
+                    &e.pointer,
+                    format!("window `{}`: {}", window.name, e.message),
+                )
+            })),
+        }
+    }
+    windows
+}
+
+/// Reads from git what the planner's gates need beyond the manifests: the `Approved-by:`
+/// trailers on the commit that last changed each target's desired version. Only targets whose
+/// policy asks for approvals for some update type are looked up, so fleets without approval
+/// rules never walk history.
+///
+/// # Errors
+/// git failures walking history.
+pub fn evidence(repo: &WatchedRepo, loaded: &LoadedCommit) -> Result<Evidence, SourceError> {
+    let wanted: BTreeMap<String, String> = loaded
+        .desired
+        .targets
+        .values()
+        .filter(|t| {
+            policy::select_policy(&loaded.desired, t).is_ok_and(|g| {
+                let u = &g.spec().updates;
+                u.patch.approvals > 0 || u.minor.approvals > 0 || u.major.approvals > 0
+            })
+        })
+        .map(|t| (t.name().to_string(), t.spec().version.clone()))
+        .collect();
+    Ok(Evidence {
+        commit_approvers: history::version_change_approvers(repo, loaded.commit, &wanted)?,
     })
 }
 

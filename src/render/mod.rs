@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::plan::{Action, ActionKind, Direction, Plan};
+use crate::plan::{Action, ActionKind, Direction, Plan, Rollout};
 
 /// Output formats of data commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -76,17 +76,39 @@ pub fn unified_diff(path: &str, old: Option<&str>, new: Option<&str>) -> FileDif
 pub struct PlanContext {
     pub head_summary: Option<String>,
     pub diffs: Vec<FileDiff>,
-    /// Per component: waves and their targets, for markdown.
-    pub waves: BTreeMap<String, Vec<WaveView>>,
 }
 
-/// One wave of a rollout as shown in a plan.
-#[derive(Debug, Clone, Serialize)]
-pub struct WaveView {
-    pub rollout: String,
-    pub name: String,
-    pub status: String,
-    pub targets: Vec<String>,
+/// How many target names a wave lists in text and markdown; the rest are counted. JSON always
+/// has every name.
+pub const WAVE_TARGETS_SHOWN: usize = 20;
+
+/// A rollout as templates see it: only staged ones (several waves) or halted ones are shown,
+/// since a single wave says nothing the action list does not.
+fn rollout_view(rollout: &Rollout) -> Option<serde_json::Value> {
+    if rollout.waves.len() < 2 && rollout.halted.is_none() {
+        return None;
+    }
+    let waves: Vec<serde_json::Value> = rollout
+        .waves
+        .iter()
+        .map(|w| {
+            serde_json::json!({
+                "name": w.name,
+                "status": w.status,
+                "soak_until": w.soak_until,
+                "count": w.targets.len(),
+                "shown": w.targets.iter().take(WAVE_TARGETS_SHOWN).collect::<Vec<_>>(),
+                "more": w.targets.len().saturating_sub(WAVE_TARGETS_SHOWN),
+            })
+        })
+        .collect();
+    Some(serde_json::json!({
+        "component": rollout.component,
+        "version": rollout.version,
+        "policy": rollout.policy,
+        "halted": rollout.halted,
+        "waves": waves,
+    }))
 }
 
 /// The numbered steps an action will run, in words.
@@ -195,7 +217,12 @@ pub fn render_plan(
             serde_json::json!({
                 "component": component,
                 "actions": actions,
-                "waves": context.waves.get(component).cloned().unwrap_or_default(),
+                "rollouts": plan
+                    .rollouts
+                    .iter()
+                    .filter(|r| r.component == component)
+                    .filter_map(rollout_view)
+                    .collect::<Vec<_>>(),
             })
         })
         .collect();

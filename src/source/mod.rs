@@ -1,6 +1,7 @@
 //! The watched repository: desired state read from commits with git2, never from the work tree.
 
 pub mod checkout;
+pub mod history;
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,223 @@
+//! Approvals from git history: the `Approved-by:` trailers of the commit that last changed each
+//! target's desired version (SPEC §2, Approval).
+//!
+//! # How the commit is found
+//! From the head commit, walk **first parents** (the history of the desired branch as merged;
+//! a merge commit stands for its whole pull request) and diff each commit's tree against its
+//! first parent's. Only manifest files the diff touches are parsed, on both sides. A target is
+//! settled at the first commit (newest first) whose parent had a different `spec.version` for
+//! it, or did not have it at all; the walk stops as soon as every asked-for target is settled,
+//! or at the root commit, which settles the rest (they were created there).
+//!
+//! The cost is one tree diff per commit walked plus parsing the changed manifests, never a
+//! full parse of every commit. Targets are matched by `metadata.name`, wherever their file is.
+//!
+//! With `[trust]` set, SPEC §2 counts an address only from a commit signed by a key listed for
+//! it; that check belongs to the signature work and is not done here yet.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use git2::Oid;
+
+use crate::manifest::{self, RawFile};
+use crate::policy::approvals::normalize_address;
+
+use super::{SourceError, WatchedRepo, is_manifest_path};
+
+/// The trailer key naming an approver (compared case-insensitively).
+pub const APPROVED_BY: &str = "Approved-by";
+
+/// The approver addresses of `message`'s `Approved-by:` trailers, lowercased.
+pub fn trailer_approvers(message: &str) -> BTreeSet<String> {
+    let Ok(trailers) = git2::message_trailers_strs(message) else {
+        return BTreeSet::new();
+    };
+    trailers
+        .iter()
+        .filter(|(key, _)| key.trim().eq_ignore_ascii_case(APPROVED_BY))
+        .filter_map(|(_, value)| normalize_address(value))
+        .collect()
+}
+
+/// For each target in `wanted` (name → its `spec.version` text at `head`), the approvers named
+/// in the trailers of the commit that last changed that version. Targets whose version commit
+/// has no trailers map to an empty set.
+///
+/// # Errors
+/// git failures reading commits, trees or blobs.
+pub fn version_change_approvers(
+    repo: &WatchedRepo,
+    head: Oid,
+    wanted: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, BTreeSet<String>>, SourceError> {
+    let mut found = BTreeMap::new();
+    if wanted.is_empty() {
+        return Ok(found);
+    }
+    let mut open: BTreeMap<&str, &str> = wanted.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut commit = repo.repo.find_commit(head)?;
+    loop {
+        let parent = match commit.parent_count() {
+            0 => None,
+            _ => Some(commit.parent(0)?),
+        };
+        let Some(parent) = parent else {
+            // The root commit created every target still open.
+            let approvers = trailer_approvers(commit.message().unwrap_or(""));
+            for name in open.keys() {
+                found.insert(name.to_string(), approvers.clone());
+            }
+            return Ok(found);
+        };
+        let diff = repo
+            .repo
+            .diff_tree_to_tree(Some(&parent.tree()?), Some(&commit.tree()?), None)?;
+        let mut old_files = Vec::new();
+        let mut new_files = Vec::new();
+        for delta in diff.deltas() {
+            let Some(path) = delta.new_file().path().or_else(|| delta.old_file().path()) else {
+                continue;
+            };
+            let path = path.to_string_lossy().replace('\\', "/");
+            if !is_manifest_path(&path) || path == "gantry.toml" {
+                continue;
+            }
+            for (oid, side) in [
+                (delta.old_file().id(), &mut old_files),
+                (delta.new_file().id(), &mut new_files),
+            ] {
+                if !oid.is_zero() {
+                    side.push(RawFile {
+                        path: path.clone(),
+                        content: manifest::RawContent::Bytes(repo.repo.find_blob(oid)?.content().to_vec()),
+                    });
+                }
+            }
+        }
+        if !new_files.is_empty() || !old_files.is_empty() {
+            let before = target_versions(&old_files);
+            let after = target_versions(&new_files);
+            let changed: Vec<&str> = open
+                .iter()
+                .filter(|(name, version)| {
+                    // Touched in this commit, and the parent had another version (or none).
+                    (after.contains_key(**name) || before.contains_key(**name))
+                        && before.get(**name).map(String::as_str) != Some(**version)
+                })
+                .map(|(name, _)| *name)
+                .collect();
+            if !changed.is_empty() {
+                let approvers = trailer_approvers(commit.message().unwrap_or(""));
+                for name in changed {
+                    open.remove(name);
+                    found.insert(name.to_string(), approvers.clone());
+                }
+                if open.is_empty() {
+                    return Ok(found);
+                }
+            }
+        }
+        commit = parent;
+    }
+}
+
+/// `metadata.name` → `spec.version` of every Target document in `files`.
+fn target_versions(files: &[RawFile]) -> HashMap<String, String> {
+    if files.is_empty() {
+        return HashMap::new();
+    }
+    let (manifests, _) = manifest::read_manifests(None, files);
+    manifests
+        .targets
+        .into_iter()
+        .map(|t| (t.name, t.spec.version))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn commit(git: &git2::Repository, files: &[(&str, &str)], message: &str) {
+        let root = git.workdir().unwrap();
+        for entry in std::fs::read_dir(root).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                std::fs::remove_file(path).unwrap();
+            }
+        }
+        for (path, text) in files {
+            std::fs::write(root.join(path), text).unwrap();
+        }
+        let mut index = git.index().unwrap();
+        index.add_all(["*"], git2::IndexAddOption::DEFAULT, None).unwrap();
+        index.update_all(["*"], None).unwrap();
+        let tree = git.find_tree(index.write_tree().unwrap()).unwrap();
+        let sig = git2::Signature::now("t", "t@example.com").unwrap();
+        let parents: Vec<git2::Commit> = git
+            .head()
+            .ok()
+            .and_then(|h| h.peel_to_commit().ok())
+            .into_iter()
+            .collect();
+        let parents: Vec<&git2::Commit> = parents.iter().collect();
+        git.commit(Some("HEAD"), &sig, &sig, message, &tree, &parents).unwrap();
+    }
+
+    fn target(name: &str, version: &str, config: &str) -> String {
+        format!(
+            "apiVersion: gantry.dev/v1\nkind: Target\nmetadata: {{ name: {name} }}\nspec: {{ component: c, version: \"{version}\", config: {{ x: {config} }} }}\n"
+        )
+    }
+
+    #[test]
+    fn finds_the_commit_that_last_changed_each_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let git = git2::Repository::init(dir.path()).unwrap();
+        let both = |a: &str, b: &str| format!("{a}---\n{b}");
+        commit(
+            &git,
+            &[("t.yaml", &both(&target("a", "1.0.0", "1"), &target("b", "1.0.0", "1")))],
+            "add\n\nApproved-by: A <a@x.io>\n",
+        );
+        commit(
+            &git,
+            &[("t.yaml", &both(&target("a", "2.0.0", "1"), &target("b", "1.0.0", "1")))],
+            "bump a\n\nApproved-by: B <b@x.io>\n",
+        );
+        // Same file, other fields: not a version change.
+        commit(
+            &git,
+            &[("t.yaml", &both(&target("a", "2.0.0", "2"), &target("b", "1.0.0", "2")))],
+            "config\n\nApproved-by: C <c@x.io>\n",
+        );
+        // `b` moves to its own file with the same version: not a change either.
+        commit(
+            &git,
+            &[
+                ("t.yaml", &target("a", "2.0.0", "2")),
+                ("b.yaml", &target("b", "1.0.0", "2")),
+            ],
+            "split\n\nApproved-by: D <d@x.io>\n",
+        );
+        let repo = WatchedRepo { repo: git };
+        let head = repo.repo.head().unwrap().peel_to_commit().unwrap().id();
+        let wanted: BTreeMap<String, String> = [
+            ("a".to_string(), "2.0.0".to_string()),
+            ("b".to_string(), "1.0.0".to_string()),
+        ]
+        .into();
+        let found = version_change_approvers(&repo, head, &wanted).unwrap();
+        let list = |t: &str| found[t].iter().cloned().collect::<Vec<_>>();
+        assert_eq!(list("a"), vec!["b@x.io"]);
+        assert_eq!(list("b"), vec!["a@x.io"], "created in the root commit");
+    }
+
+    #[test]
+    fn trailers_are_case_insensitive_and_addresses_lowercased() {
+        let message = "Bump billing to 2.0.0\n\nBody text.\n\nApproved-by: Alice <Alice@Example.com>\napproved-BY: bob@example.com\nSigned-off-by: Carol <carol@example.com>\n";
+        let got: Vec<String> = trailer_approvers(message).into_iter().collect();
+        assert_eq!(got, vec!["alice@example.com", "bob@example.com"]);
+        assert!(trailer_approvers("No trailers here").is_empty());
+    }
+}
