@@ -1,4 +1,5 @@
 //! gantry: a declarative GitOps reconciler for upgrades.
 
+pub mod executor;
 pub mod manifest;
 pub mod state;
