@@ -1,5 +1,11 @@
 //! gantry: a declarative GitOps reconciler for upgrades.
 
+pub mod cli;
 pub mod executor;
 pub mod manifest;
+pub mod plan;
+pub mod policy;
+pub mod reconcile;
+pub mod render;
+pub mod source;
 pub mod state;

@@ -1,2 +1,4 @@
 //! The gantry binary: everything happens in the library's `cli` module.
-fn main() {}
+fn main() -> std::process::ExitCode {
+    gantry::cli::run()
+}

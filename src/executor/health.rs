@@ -9,11 +9,11 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::manifest::values::parse_duration;
 use crate::manifest::{Argv, CheckType, Health, HealthCheck, OnNoData};
 
 use super::{
-    Executor, ExecutorError, StepKind, StepRequest, TemplateContext, human_duration, render_one,
-    truncate_for_message,
+    Executor, ExecutorError, StepKind, StepRequest, TemplateContext, human_duration, render_one, truncate_for_message,
 };
 
 /// How often checks run when the policy does not say.
@@ -177,11 +177,7 @@ impl HealthProbe {
     ///
     /// [`ExecutorError::InvalidCheck`] for a duration that does not parse, a check missing a field
     /// its type needs, a non-`http://` URL, or a zero interval with a non-zero soak.
-    pub fn new(
-        health: &Health,
-        component_step: Option<&Argv>,
-        step_timeout: Duration,
-    ) -> Result<Self, ExecutorError> {
+    pub fn new(health: &Health, component_step: Option<&Argv>, step_timeout: Duration) -> Result<Self, ExecutorError> {
         let setting = |name: &str, value: &Option<String>, default: Duration| {
             value
                 .as_deref()
@@ -271,12 +267,8 @@ fn resolve_check(c: &HealthCheck, step_timeout: Duration) -> Result<Check, Execu
         problem,
     };
     let need = |field: &str, v: &Option<String>| {
-        v.clone().ok_or_else(|| {
-            invalid(format!(
-                "a {} check needs `{field}`",
-                type_name(c.check_type)
-            ))
-        })
+        v.clone()
+            .ok_or_else(|| invalid(format!("a {} check needs `{field}`", type_name(c.check_type))))
     };
     let default_timeout = match c.check_type {
         CheckType::Command => step_timeout,
@@ -298,9 +290,7 @@ fn resolve_check(c: &HealthCheck, step_timeout: Duration) -> Result<Check, Execu
         },
         CheckType::Prometheus => {
             if c.max.is_none() && c.min.is_none() {
-                return Err(invalid(
-                    "a prometheus check needs `max`, `min` or both".into(),
-                ));
+                return Err(invalid("a prometheus check needs `max`, `min` or both".into()));
             }
             CheckKind::Prometheus {
                 url: need("url", &c.url)?,
@@ -324,14 +314,6 @@ fn type_name(t: CheckType) -> &'static str {
         CheckType::Prometheus => "prometheus",
         CheckType::Command => "command",
     }
-}
-
-/// `10s`, `2m`, `1h30m`, `500ms` (jiff's friendly format) or ISO 8601 (`PT10S`).
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d: jiff::SignedDuration = s
-        .parse()
-        .map_err(|e| format!("{s:?} is not a duration (expected e.g. 10s, 2m): {e}"))?;
-    Duration::try_from(d).map_err(|_| format!("{s:?} is negative"))
 }
 
 fn run_check(check: &Check, run: &mut ProbeRun<'_>) -> Result<CheckOutcome, ExecutorError> {
@@ -360,10 +342,7 @@ fn run_check(check: &Check, run: &mut ProbeRun<'_>) -> Result<CheckOutcome, Exec
             Ok(prometheus_check(
                 &url,
                 &query,
-                Bounds {
-                    max: *max,
-                    min: *min,
-                },
+                Bounds { max: *max, min: *min },
                 *on_no_data,
                 check.timeout,
             ))
@@ -392,11 +371,7 @@ fn step_outcome(r: super::StepResult) -> CheckOutcome {
         .map(str::trim)
         .filter(|l| !l.is_empty() && *l != r.message)
     {
-        Some(last) if !r.ok => CheckOutcome::fail(format!(
-            "{}: {}",
-            r.message,
-            truncate_for_message(last, 200)
-        )),
+        Some(last) if !r.ok => CheckOutcome::fail(format!("{}: {}", r.message, truncate_for_message(last, 200))),
         _ => CheckOutcome {
             ok: r.ok,
             message: r.message,
@@ -404,18 +379,12 @@ fn step_outcome(r: super::StepResult) -> CheckOutcome {
     }
 }
 
-fn render_url(
-    check: &Check,
-    url: &str,
-    context: &TemplateContext,
-) -> Result<String, ExecutorError> {
+fn render_url(check: &Check, url: &str, context: &TemplateContext) -> Result<String, ExecutorError> {
     let url = render_one(StepKind::Health, "url", url, context)?;
     if !url.starts_with("http://") {
         return Err(ExecutorError::InvalidCheck {
             check: check.name.clone(),
-            problem: format!(
-                "url {url:?} must start with http:// (health checks do not speak TLS)"
-            ),
+            problem: format!("url {url:?} must start with http:// (health checks do not speak TLS)"),
         });
     }
     Ok(url)
@@ -454,9 +423,7 @@ fn http_check(url: &str, expect: u16, body: Option<&str>, timeout: Duration) -> 
         .lossy_utf8(true)
         .read_to_string()
     {
-        Ok(text) if text.contains(needle) => {
-            CheckOutcome::pass(format!("GET {url}: status {status}, body matches"))
-        }
+        Ok(text) if text.contains(needle) => CheckOutcome::pass(format!("GET {url}: status {status}, body matches")),
         Ok(_) => CheckOutcome::fail(format!(
             "GET {url}: status {status} but the body does not contain {needle:?}"
         )),
@@ -508,13 +475,7 @@ impl Bounds {
 }
 
 /// Runs an instant query and compares the first sample with the bounds.
-fn prometheus_check(
-    url: &str,
-    query: &str,
-    bounds: Bounds,
-    on_no_data: OnNoData,
-    timeout: Duration,
-) -> CheckOutcome {
+fn prometheus_check(url: &str, query: &str, bounds: Bounds, on_no_data: OnNoData, timeout: Duration) -> CheckOutcome {
     let endpoint = format!("{}/api/v1/query", url.trim_end_matches('/'));
     let fail = |what: String| CheckOutcome::fail(format!("query {query:?} at {url}: {what}"));
     let mut response = match agent(timeout).get(&endpoint).query("query", query).call() {
@@ -531,10 +492,7 @@ fn prometheus_check(
     {
         Ok(t) => t,
         Err(e) => {
-            return fail(format!(
-                "cannot read the answer: {}",
-                transport_error(&e, timeout)
-            ));
+            return fail(format!("cannot read the answer: {}", transport_error(&e, timeout)));
         }
     };
     // Prometheus answers errors (bad query: 400, timeout: 503) with the same JSON envelope.
@@ -547,12 +505,8 @@ fn prometheus_check(
             }
         }
         Ok(None) => match on_no_data {
-            OnNoData::Pass => {
-                CheckOutcome::pass(format!("query {query:?} returned no data (onNoData: pass)"))
-            }
-            OnNoData::Fail => {
-                fail("returned no data (set onNoData: pass if that is healthy)".into())
-            }
+            OnNoData::Pass => CheckOutcome::pass(format!("query {query:?} returned no data (onNoData: pass)")),
+            OnNoData::Fail => fail("returned no data (set onNoData: pass if that is healthy)".into()),
         },
         Err(problem) if status != 200 => fail(format!("status {status}: {problem}")),
         Err(problem) => fail(problem),
@@ -590,9 +544,7 @@ fn first_sample(text: &str) -> Result<Option<f64>, String> {
         }
     };
     // A sample is `[timestamp, "value"]`; the value is a string so NaN and ±Inf survive JSON.
-    let raw = sample[1]
-        .as_str()
-        .ok_or_else(|| format!("malformed sample {sample}"))?;
+    let raw = sample[1].as_str().ok_or_else(|| format!("malformed sample {sample}"))?;
     let value = match raw {
         "+Inf" => f64::INFINITY,
         "-Inf" => f64::NEG_INFINITY,
@@ -664,9 +616,7 @@ mod tests {
         let mismatch = http_check(&format!("{url}/health"), 200, Some("ready"), T);
         assert!(!mismatch.ok);
         assert!(
-            mismatch
-                .message
-                .ends_with("but the body does not contain \"ready\""),
+            mismatch.message.ends_with("but the body does not contain \"ready\""),
             "{}",
             mismatch.message
         );
@@ -714,17 +664,11 @@ mod tests {
         let low = prometheus_check(&format!("{url}/"), q, max, OnNoData::Fail, T);
         assert_eq!(
             low,
-            CheckOutcome::pass(format!(
-                "query {q:?}: value 0.01 is within bounds (max 0.05)"
-            ))
+            CheckOutcome::pass(format!("query {q:?}: value 0.01 is within bounds (max 0.05)"))
         );
         let none = prometheus_check(&url, q, max, OnNoData::Fail, T);
         assert!(!none.ok);
-        assert!(
-            none.message.contains("returned no data"),
-            "{}",
-            none.message
-        );
+        assert!(none.message.contains("returned no data"), "{}", none.message);
         assert!(prometheus_check(&url, q, max, OnNoData::Pass, T).ok);
 
         let requests = server.join().unwrap();
@@ -831,9 +775,7 @@ mod tests {
     #[test]
     fn soak_two_failures_then_success_is_healthy() {
         let clock = FakeClock::new();
-        let mut local = RecordingExecutor::new()
-            .fail_call(1, "502")
-            .fail_call(2, "502");
+        let mut local = RecordingExecutor::new().fail_call(1, "502").fail_call(2, "502");
         let verdict = probe(&policy(3, "0s"), &mut local, &clock);
         assert_eq!(verdict, HealthVerdict::Healthy { rounds: 3 });
         assert_eq!(clock.elapsed(), Duration::from_secs(20));
@@ -860,9 +802,7 @@ mod tests {
     fn soak_runs_checks_every_interval_until_it_has_passed() {
         let clock = FakeClock::new();
         // A failure in the middle resets the count; the soak still completes.
-        let mut local = RecordingExecutor::new()
-            .fail_call(3, "blip")
-            .fail_call(4, "blip");
+        let mut local = RecordingExecutor::new().fail_call(3, "blip").fail_call(4, "blip");
         let verdict = probe(&policy(3, "1m"), &mut local, &clock);
         assert_eq!(verdict, HealthVerdict::Healthy { rounds: 7 });
         assert_eq!(clock.elapsed(), Duration::from_secs(60));
@@ -884,15 +824,10 @@ mod tests {
     fn component_health_step_runs_through_the_component_executor() {
         let clock = FakeClock::new();
         let ctx = context();
-        let mut component =
-            RecordingExecutor::new().on_kind(StepKind::Health, Reply::Fail("503".into()));
+        let mut component = RecordingExecutor::new().on_kind(StepKind::Health, Reply::Fail("503".into()));
         let mut local = RecordingExecutor::new();
-        let step = vec![
-            "scripts/health.sh".to_owned(),
-            "{{ target.name }}".to_owned(),
-        ];
-        let probe =
-            HealthProbe::new(&Health::default(), Some(&step), Duration::from_secs(60)).unwrap();
+        let step = vec!["scripts/health.sh".to_owned(), "{{ target.name }}".to_owned()];
+        let probe = HealthProbe::new(&Health::default(), Some(&step), Duration::from_secs(60)).unwrap();
         let verdict = probe
             .run(&mut ProbeRun {
                 context: &ctx,
@@ -907,10 +842,7 @@ mod tests {
             matches!(verdict, HealthVerdict::Unhealthy { ref check, .. } if check == "health step"),
             "{verdict:?}"
         );
-        assert_eq!(
-            component.recording().lines(),
-            ["health scripts/health.sh acme"]
-        );
+        assert_eq!(component.recording().lines(), ["health scripts/health.sh acme"]);
         assert!(local.recording().steps().is_empty());
     }
 
@@ -926,17 +858,14 @@ mod tests {
         );
         bad.checks[0].max = Some(1.0);
         let err = HealthProbe::new(&bad, None, T).unwrap_err().to_string();
-        assert_eq!(
-            err,
-            "health check \"smoke\": a prometheus check needs `query`"
-        );
+        assert_eq!(err, "health check \"smoke\": a prometheus check needs `query`");
         let mut slow = policy(1, "soon");
         slow.interval = None;
         assert!(
             HealthProbe::new(&slow, None, T)
                 .unwrap_err()
                 .to_string()
-                .contains("\"soon\" is not a duration")
+                .contains("`soon` is not a duration")
         );
     }
 

@@ -379,12 +379,7 @@ pub fn render_one(
     render_with(step, field, template, &Value::from(Serde(context)))
 }
 
-fn render_with(
-    step: StepKind,
-    field: &str,
-    template: &str,
-    ctx: &Value,
-) -> Result<String, ExecutorError> {
+fn render_with(step: StepKind, field: &str, template: &str, ctx: &Value) -> Result<String, ExecutorError> {
     template_env()
         .render_str(template, ctx)
         .map_err(|source| ExecutorError::Render {
@@ -437,11 +432,7 @@ fn describe_template_error(template: &str, err: &minijinja::Error) -> String {
 ///
 /// [`ExecutorError::EscapesCheckout`] for a relative path with a `..` component, and
 /// [`ExecutorError::InvalidCheckout`] when the checkout itself is not a clean absolute path.
-pub fn resolve_program(
-    step: StepKind,
-    program: &str,
-    checkout: &Path,
-) -> Result<PathBuf, ExecutorError> {
+pub fn resolve_program(step: StepKind, program: &str, checkout: &Path) -> Result<PathBuf, ExecutorError> {
     check_checkout(step, checkout)?;
     let path = Path::new(program);
     if path.is_absolute() || !program.contains('/') {
@@ -458,11 +449,7 @@ pub fn resolve_program(
 }
 
 fn check_checkout(step: StepKind, checkout: &Path) -> Result<(), ExecutorError> {
-    if checkout.is_absolute()
-        && !checkout
-            .components()
-            .any(|c| matches!(c, Component::ParentDir))
-    {
+    if checkout.is_absolute() && !checkout.components().any(|c| matches!(c, Component::ParentDir)) {
         Ok(())
     } else {
         Err(ExecutorError::InvalidCheckout {
@@ -590,8 +577,7 @@ mod tests {
     #[test]
     fn fuel_stops_runaway_templates_quickly() {
         let started = Instant::now();
-        let t =
-            "{% for i in range(10000) %}{% for j in range(10000) %}{{ j }}{% endfor %}{% endfor %}";
+        let t = "{% for i in range(10000) %}{% for j in range(10000) %}{{ j }}{% endfor %}{% endfor %}";
         let err = render(t).unwrap_err();
         assert!(err.to_string().contains("fuel"), "{err}");
         assert!(started.elapsed() < Duration::from_secs(5));
@@ -623,17 +609,11 @@ mod tests {
     fn program_resolution() {
         let co = Path::new("/srv/checkout");
         let r = |p| resolve_program(StepKind::Deploy, p, co);
-        assert_eq!(
-            r("scripts/deploy.sh").unwrap(),
-            co.join("scripts/deploy.sh")
-        );
+        assert_eq!(r("scripts/deploy.sh").unwrap(), co.join("scripts/deploy.sh"));
         assert_eq!(r("./deploy.sh").unwrap(), co.join("./deploy.sh"));
         assert_eq!(r("kubectl").unwrap(), Path::new("kubectl"));
         assert_eq!(r("/usr/bin/env").unwrap(), Path::new("/usr/bin/env"));
-        assert!(matches!(
-            r("../outside.sh"),
-            Err(ExecutorError::EscapesCheckout { .. })
-        ));
+        assert!(matches!(r("../outside.sh"), Err(ExecutorError::EscapesCheckout { .. })));
         assert!(matches!(
             r("scripts/../../x"),
             Err(ExecutorError::EscapesCheckout { .. })

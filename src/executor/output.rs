@@ -23,11 +23,7 @@ pub(crate) fn open_log(path: &Path) -> Result<File, ExecutorError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(err)?;
     }
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(err)
+    OpenOptions::new().create(true).append(true).open(path).map_err(err)
 }
 
 /// Where output goes while a step runs. Cloning shares the sink, so reader threads of stdout
@@ -60,9 +56,7 @@ impl Capture {
     fn lock(&self) -> MutexGuard<'_, Sink> {
         // A reader thread cannot panic while holding the lock (it only copies bytes), but if
         // one ever did, the output is still worth keeping.
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Starts capturing for a new step: output goes to `log` and the tail starts empty.
@@ -94,10 +88,7 @@ impl Capture {
     pub(crate) fn last_stdout_line(&self) -> Option<String> {
         let sink = self.lock();
         let text = String::from_utf8_lossy(&sink.stdout_tail);
-        text.lines()
-            .map(str::trim)
-            .rfind(|l| !l.is_empty())
-            .map(str::to_owned)
+        text.lines().map(str::trim).rfind(|l| !l.is_empty()).map(str::to_owned)
     }
 
     pub(crate) fn write(&self, stream: Stream, bytes: &[u8]) {

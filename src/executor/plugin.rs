@@ -32,8 +32,8 @@ use serde::{Deserialize, Serialize};
 use super::output::{Capture, Stream, open_log};
 use super::shell::{kill_group, process_group_of, signal_name};
 use super::{
-    Executor, ExecutorError, Exit, StepKind, StepRequest, StepResult, TemplateContext,
-    human_duration, render_argv, resolve_program, truncate_for_message,
+    Executor, ExecutorError, Exit, StepKind, StepRequest, StepResult, TemplateContext, human_duration, render_argv,
+    resolve_program, truncate_for_message,
 };
 
 /// The protocol version gantry speaks.
@@ -187,11 +187,7 @@ impl PluginExecutor {
             Ok(child) => child,
             Err(e) => {
                 let message = format!("plugin {:?}: cannot start {program}: {e}", self.name);
-                return Ok(Err(StepResult::failed(
-                    Exit::SpawnFailed,
-                    message,
-                    started.elapsed(),
-                )));
+                return Ok(Err(StepResult::failed(Exit::SpawnFailed, message, started.elapsed())));
             }
         };
         let group = process_group_of(&child);
@@ -200,18 +196,15 @@ impl PluginExecutor {
             what,
             source,
         };
-        let (Some(stdin), Some(stdout), Some(stderr)) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        let (Some(stdin), Some(stdout), Some(stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
             kill_group(group);
             let _ = child.wait();
-            let missing = io::Error::other(
-                "child has no stdin/stdout/stderr pipe although all were requested",
-            );
+            let missing = io::Error::other("child has no stdin/stdout/stderr pipe although all were requested");
             return Err(io_err("connect to the plugin", missing));
         };
-        let threads = spawn_writer(stdin)
-            .and_then(|requests| Ok((requests, spawn_reader(stdout, stderr, capture.clone())?)));
+        let threads =
+            spawn_writer(stdin).and_then(|requests| Ok((requests, spawn_reader(stdout, stderr, capture.clone())?)));
         let (requests, answers) = match threads {
             Ok(t) => t,
             Err(source) => {
@@ -250,24 +243,14 @@ impl PluginExecutor {
                     self.name,
                     answer.message.as_deref().unwrap_or("no message")
                 );
-                Ok(Err(StepResult::failed(
-                    Exit::ProtocolError,
-                    message,
-                    started.elapsed(),
-                )))
+                Ok(Err(StepResult::failed(Exit::ProtocolError, message, started.elapsed())))
             }
             Err(broken) => Ok(Err(self.fail(broken, step, "hello", id, started))),
         }
     }
 
     /// Sends one line and waits for the answer with the same id.
-    fn exchange(
-        &mut self,
-        id: u64,
-        op: &str,
-        line: &str,
-        deadline: Instant,
-    ) -> Result<Answer, Broken> {
+    fn exchange(&mut self, id: u64, op: &str, line: &str, deadline: Instant) -> Result<Answer, Broken> {
         let name = self.name.clone();
         let Some(p) = self.process.as_mut() else {
             return Err(Broken::Protocol(format!("plugin {name:?} is not running")));
@@ -311,14 +294,7 @@ impl PluginExecutor {
 
     /// Turns a broken exchange into a failed step and kills the plugin; the next step starts a
     /// fresh one.
-    fn fail(
-        &mut self,
-        broken: Broken,
-        step: &StepRequest,
-        op: &str,
-        id: u64,
-        started: Instant,
-    ) -> StepResult {
+    fn fail(&mut self, broken: Broken, step: &StepRequest, op: &str, id: u64, started: Instant) -> StepResult {
         self.stop();
         let (exit, message) = match broken {
             Broken::TimedOut => (
@@ -334,21 +310,13 @@ impl PluginExecutor {
         StepResult::failed(exit, message, started.elapsed())
     }
 
-    fn run_step(
-        &mut self,
-        step: &StepRequest,
-        capture: &Capture,
-    ) -> Result<StepResult, ExecutorError> {
+    fn run_step(&mut self, step: &StepRequest, capture: &Capture) -> Result<StepResult, ExecutorError> {
         let started = Instant::now();
         let deadline = started + step.timeout;
         // Plugins may not need an argv (the op says what to do), so an empty one is fine here.
         let argv = render_argv(step.kind, &step.argv, &step.context)?;
 
-        if self
-            .process
-            .as_ref()
-            .is_some_and(|p| p.checkout != step.checkout)
-        {
+        if self.process.as_ref().is_some_and(|p| p.checkout != step.checkout) {
             self.stop();
         }
         if self.process.is_none()
@@ -368,11 +336,7 @@ impl PluginExecutor {
         }
 
         let id = self.next_id();
-        let env = step
-            .extra_env
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let env = step.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let body = StepBody {
             argv: &argv,
             timeout_ms: step.timeout.as_millis(),
@@ -488,68 +452,56 @@ fn spawn_writer(mut stdin: ChildStdin) -> io::Result<Sender<String>> {
 /// ends a step, so whenever stdout has data, stderr is drained first. The step's log and tail
 /// then hold everything the plugin said about the step by the time its answer is handed over,
 /// instead of racing into the next step's log.
-fn spawn_reader(
-    stdout: ChildStdout,
-    stderr: ChildStderr,
-    capture: Capture,
-) -> io::Result<Receiver<Line>> {
+fn spawn_reader(stdout: ChildStdout, stderr: ChildStderr, capture: Capture) -> io::Result<Receiver<Line>> {
     let (tx, rx) = mpsc::channel();
-    thread::Builder::new()
-        .name("gantry-plugin-io".into())
-        .spawn(move || {
-            let (mut stdout, mut stderr) = (stdout, stderr);
-            let mut stderr_open = true;
-            let mut partial: Vec<u8> = Vec::new();
-            let mut buf = [0u8; 8192];
-            while let Ok((out_ready, err_ready)) =
-                wait_readable(&stdout, stderr_open.then_some(&stderr), PollTimeout::NONE)
-            {
-                if err_ready {
-                    stderr_open = drain_stderr(&mut stderr, &capture, &mut buf);
-                }
-                if !out_ready {
-                    continue;
-                }
-                let n = match stdout.read(&mut buf) {
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(_) => 0,
-                };
-                // Whatever the plugin wrote to stderr before this stdout data is in the pipe now.
-                while stderr_open
-                    && matches!(
-                        wait_readable(&stdout, Some(&stderr), PollTimeout::ZERO),
-                        Ok((_, true))
-                    )
-                {
-                    stderr_open = drain_stderr(&mut stderr, &capture, &mut buf);
-                }
-                if n == 0 {
-                    let _ = tx.send(Line::Eof);
-                    break;
-                }
-                partial.extend_from_slice(&buf[..n]);
-                while let Some(end) = partial.iter().position(|&b| b == b'\n') {
-                    let line: Vec<u8> = partial.drain(..=end).collect();
-                    if tx
-                        .send(Line::Text(String::from_utf8_lossy(&line).into_owned()))
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-                if partial.len() > MAX_LINE {
-                    let start = String::from_utf8_lossy(&partial[..QUOTE_CHARS * 4]).into_owned();
-                    let _ = tx.send(Line::TooLong(start));
-                    break;
-                }
-            }
-            // Keep copying stderr until the plugin is gone, so a dying plugin's last words are
-            // logged; the capture drops them once no step is running.
-            while stderr_open {
+    thread::Builder::new().name("gantry-plugin-io".into()).spawn(move || {
+        let (mut stdout, mut stderr) = (stdout, stderr);
+        let mut stderr_open = true;
+        let mut partial: Vec<u8> = Vec::new();
+        let mut buf = [0u8; 8192];
+        while let Ok((out_ready, err_ready)) = wait_readable(&stdout, stderr_open.then_some(&stderr), PollTimeout::NONE)
+        {
+            if err_ready {
                 stderr_open = drain_stderr(&mut stderr, &capture, &mut buf);
             }
-        })?;
+            if !out_ready {
+                continue;
+            }
+            let n = match stdout.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => 0,
+            };
+            // Whatever the plugin wrote to stderr before this stdout data is in the pipe now.
+            while stderr_open && matches!(wait_readable(&stdout, Some(&stderr), PollTimeout::ZERO), Ok((_, true))) {
+                stderr_open = drain_stderr(&mut stderr, &capture, &mut buf);
+            }
+            if n == 0 {
+                let _ = tx.send(Line::Eof);
+                break;
+            }
+            partial.extend_from_slice(&buf[..n]);
+            while let Some(end) = partial.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = partial.drain(..=end).collect();
+                if tx
+                    .send(Line::Text(String::from_utf8_lossy(&line).into_owned()))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            if partial.len() > MAX_LINE {
+                let start = String::from_utf8_lossy(&partial[..QUOTE_CHARS * 4]).into_owned();
+                let _ = tx.send(Line::TooLong(start));
+                break;
+            }
+        }
+        // Keep copying stderr until the plugin is gone, so a dying plugin's last words are
+        // logged; the capture drops them once no step is running.
+        while stderr_open {
+            stderr_open = drain_stderr(&mut stderr, &capture, &mut buf);
+        }
+    })?;
     Ok(rx)
 }
 
@@ -598,13 +550,7 @@ mod tests {
     use crate::executor::testutil::request;
 
     fn demo_plugin() -> Vec<String> {
-        vec![
-            concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/examples/plugins/gantry-executor-demo.py"
-            )
-            .to_owned(),
-        ]
+        vec![concat!(env!("CARGO_MANIFEST_DIR"), "/examples/plugins/gantry-executor-demo.py").to_owned()]
     }
 
     /// A python plugin that handshakes correctly and then does `after_hello` (python code with
@@ -630,12 +576,7 @@ mod tests {
     fn deploy(dir: &Path) -> StepRequest {
         let mut req = request(
             StepKind::Deploy,
-            &[
-                "helm",
-                "upgrade",
-                "{{ target.name }}",
-                "--version={{ version }}",
-            ],
+            &["helm", "upgrade", "{{ target.name }}", "--version={{ version }}"],
             dir,
         );
         req.timeout = Duration::from_secs(5);
@@ -663,9 +604,7 @@ mod tests {
         let pid = ex.process.as_ref().unwrap().child.id();
 
         // Reused for the next step: same process, state kept.
-        let observed = ex
-            .run(&request(StepKind::Observe, &[], dir.path()))
-            .unwrap();
+        let observed = ex.run(&request(StepKind::Observe, &[], dir.path())).unwrap();
         assert_eq!(observed.observed_version.as_deref(), Some("2.0.0"));
         assert_eq!(ex.process.as_ref().unwrap().child.id(), pid);
         assert_eq!(ex.last_id, 3, "hello, deploy, observe");
@@ -679,7 +618,8 @@ mod tests {
     #[test]
     fn request_carries_the_context_and_the_rendered_argv() {
         let dir = TempDir::new().unwrap();
-        let echo = "print(json.dumps({'id': req['id'], 'ok': True, 'message': json.dumps(req, sort_keys=True)}), flush=True)";
+        let echo =
+            "print(json.dumps({'id': req['id'], 'ok': True, 'message': json.dumps(req, sort_keys=True)}), flush=True)";
         let mut ex = PluginExecutor::new("p", faulty_plugin(dir.path(), echo));
         let mut req = deploy(dir.path());
         req.extra_env = vec![("GANTRY_REPO".into(), "/srv/repo".into())];
@@ -706,9 +646,7 @@ mod tests {
                 "print(json.dumps({'id': req['id'], 'ok': True}), flush=True)",
             ),
         );
-        let err = ex
-            .run(&request(StepKind::Snapshot, &[], dir.path()))
-            .unwrap_err();
+        let err = ex.run(&request(StepKind::Snapshot, &[], dir.path())).unwrap_err();
         assert_eq!(
             err.to_string(),
             "plugin \"p\" does not offer op \"snapshot\" (it offers: deploy, health)"
@@ -737,10 +675,7 @@ mod tests {
         let dir = TempDir::new().unwrap();
         let mut ex = PluginExecutor::new(
             "p",
-            faulty_plugin(
-                dir.path(),
-                "print('Traceback: something ' + 'x' * 500, flush=True)",
-            ),
+            faulty_plugin(dir.path(), "print('Traceback: something ' + 'x' * 500, flush=True)"),
         );
         let result = ex.run(&deploy(dir.path())).unwrap();
         assert_eq!(result.exit, Exit::ProtocolError);
@@ -752,17 +687,11 @@ mod tests {
             result.message
         );
         assert!(
-            result
-                .message
-                .contains("it sent: \"Traceback: something xxx"),
+            result.message.contains("it sent: \"Traceback: something xxx"),
             "{}",
             result.message
         );
-        assert!(
-            result.message.len() < 400,
-            "quote not truncated: {}",
-            result.message
-        );
+        assert!(result.message.len() < 400, "quote not truncated: {}", result.message);
     }
 
     #[test]
@@ -784,9 +713,7 @@ mod tests {
         // Restarted on next use: a new hello (3), then the step (4).
         let again = ex.run(&deploy(dir.path())).unwrap();
         assert!(
-            again
-                .message
-                .contains("answered id 44 to deploy (request 4)"),
+            again.message.contains("answered id 44 to deploy (request 4)"),
             "{}",
             again.message
         );

@@ -67,11 +67,7 @@ impl Recording {
     pub fn lines(&self) -> Vec<String> {
         self.lock()
             .iter()
-            .map(|s| {
-                format!("{} {}", s.kind, s.argv.join(" "))
-                    .trim_end()
-                    .to_owned()
-            })
+            .map(|s| format!("{} {}", s.kind, s.argv.join(" ")).trim_end().to_owned())
             .collect()
     }
 }
@@ -155,9 +151,7 @@ impl RecordingExecutor {
                 When::NthOfKind(k, n) => k == kind && n == nth_of_kind,
             })
             .map(|(_, reply)| reply.clone())
-            .unwrap_or(Reply::Succeed {
-                observed_version: None,
-            })
+            .unwrap_or(Reply::Succeed { observed_version: None })
     }
 }
 

@@ -15,10 +15,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 use super::output::{Capture, Stream, open_log};
-use super::{
-    Executor, ExecutorError, Exit, StepKind, StepRequest, StepResult, human_duration,
-    resolve_program,
-};
+use super::{Executor, ExecutorError, Exit, StepKind, StepRequest, StepResult, human_duration, resolve_program};
 
 /// After a step's processes are gone, how long to wait for its output pipes to close. They only
 /// stay open if a process escaped the group (e.g. with `setsid`) and kept them; gantry does not
@@ -83,11 +80,7 @@ impl Executor for ShellExecutor {
         let stdout = if separate_stdout {
             Stdio::piped()
         } else {
-            Stdio::from(
-                merged_in
-                    .try_clone()
-                    .map_err(io_err("create the output pipe"))?,
-            )
+            Stdio::from(merged_in.try_clone().map_err(io_err("create the output pipe"))?)
         };
 
         let started = Instant::now();
@@ -111,11 +104,7 @@ impl Executor for ShellExecutor {
                 let message = spawn_failure(&argv[0], &program, &step.checkout, &e);
                 capture.note(&message);
                 capture.end();
-                return Ok(StepResult::failed(
-                    Exit::SpawnFailed,
-                    message,
-                    started.elapsed(),
-                ));
+                return Ok(StepResult::failed(Exit::SpawnFailed, message, started.elapsed()));
             }
         };
         let group = process_group_of(&child);
@@ -124,9 +113,7 @@ impl Executor for ShellExecutor {
         let mut readers = 1;
         let mut setup = capture.spawn_reader(step.kind, Stream::Other, merged_out, done_tx.clone());
         if let Some(out) = child.stdout.take() {
-            setup = setup.and_then(|()| {
-                capture.spawn_reader(step.kind, Stream::Stdout, out, done_tx.clone())
-            });
+            setup = setup.and_then(|()| capture.spawn_reader(step.kind, Stream::Stdout, out, done_tx.clone()));
             readers += 1;
         }
         drop(done_tx);
@@ -137,8 +124,8 @@ impl Executor for ShellExecutor {
             return Err(e);
         }
 
-        let ended = wait_then_kill_group(&mut child, group, step.timeout)
-            .map_err(io_err("wait for the step process"))?;
+        let ended =
+            wait_then_kill_group(&mut child, group, step.timeout).map_err(io_err("wait for the step process"))?;
         let duration = started.elapsed();
 
         let grace_ends = Instant::now() + OUTPUT_GRACE;
@@ -190,25 +177,13 @@ fn describe_end(ended: Ended, timeout: Duration) -> (bool, Exit, String) {
             ),
         ),
         Ended::Finished(status) => match (status.code(), status.signal()) {
-            (Some(code), _) => (
-                code == 0,
-                Exit::Code(code),
-                format!("exited with status {code}"),
-            ),
+            (Some(code), _) => (code == 0, Exit::Code(code), format!("exited with status {code}")),
             (None, Some(sig)) => {
                 let name = signal_name(sig);
-                (
-                    false,
-                    Exit::Signal(name.clone()),
-                    format!("killed by {name}"),
-                )
+                (false, Exit::Signal(name.clone()), format!("killed by {name}"))
             }
             // Neither a code nor a signal cannot happen for a process we waited for to end.
-            (None, None) => (
-                false,
-                Exit::Code(-1),
-                format!("ended with unknown status {status}"),
-            ),
+            (None, None) => (false, Exit::Code(-1), format!("ended with unknown status {status}")),
         },
     }
 }
@@ -231,15 +206,12 @@ fn spawn_failure(argv0: &str, program: &Path, checkout: &Path, e: &io::Error) ->
             format!("{argv0}: cannot run it: the interpreter on its #! line was not found")
         }
         io::ErrorKind::NotFound if in_checkout => {
-            format!(
-                "{argv0}: No such file or directory in checkout {}",
-                checkout.display()
-            )
+            format!("{argv0}: No such file or directory in checkout {}", checkout.display())
         }
         io::ErrorKind::NotFound => format!("{argv0}: No such file or directory"),
-        io::ErrorKind::PermissionDenied => format!(
-            "{argv0}: permission denied: is it executable? (in git: `git update-index --chmod=+x {argv0}`)"
-        ),
+        io::ErrorKind::PermissionDenied => {
+            format!("{argv0}: permission denied: is it executable? (in git: `git update-index --chmod=+x {argv0}`)")
+        }
         _ => format!("{argv0}: cannot start: {e}"),
     }
 }
@@ -275,25 +247,18 @@ fn wait_then_kill_group(child: &mut Child, group: Pid, timeout: Duration) -> io:
         .name("gantry-step-wait".into())
         .spawn(move || {
             // WNOWAIT: learn that the leader exited without reaping it (see above).
-            while let Err(Errno::EINTR) =
-                waitid(Id::Pid(group), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT)
-            {}
+            while let Err(Errno::EINTR) = waitid(Id::Pid(group), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {}
             let _ = exited_tx.send(());
         })?;
-    let timed_out = matches!(
-        exited_rx.recv_timeout(timeout),
-        Err(mpsc::RecvTimeoutError::Timeout)
-    );
+    let timed_out = matches!(exited_rx.recv_timeout(timeout), Err(mpsc::RecvTimeoutError::Timeout));
     kill_group(group);
     let status = child.wait()?;
     // Exiting on its own in the instant the timeout passed still counts as finishing.
-    Ok(
-        if timed_out && status.signal() == Some(Signal::SIGKILL as i32) {
-            Ended::TimedOut
-        } else {
-            Ended::Finished(status)
-        },
-    )
+    Ok(if timed_out && status.signal() == Some(Signal::SIGKILL as i32) {
+        Ended::TimedOut
+    } else {
+        Ended::Finished(status)
+    })
 }
 
 /// Portable fallback: poll. Here the group is killed just after reaping the leader, so in theory
@@ -372,15 +337,8 @@ pub(crate) mod tests {
             "#!/bin/sh\nprintf '%s\\n' \"$#\" > args.out\nfor a in \"$@\"; do printf '[%s]\\n' \"$a\" >> args.out; done\n",
         );
         let hostile = "x; touch PWNED; $(touch PWNED2) `touch PWNED3` | touch PWNED4";
-        let mut req = request(
-            StepKind::Deploy,
-            &["scripts/args.sh", "{{ target.vars.evil }}"],
-            co,
-        );
-        req.context
-            .target
-            .vars
-            .insert("evil".into(), hostile.into());
+        let mut req = request(StepKind::Deploy, &["scripts/args.sh", "{{ target.vars.evil }}"], co);
+        req.context.target.vars.insert("evil".into(), hostile.into());
 
         let result = run(&req);
 
@@ -420,16 +378,9 @@ pub(crate) mod tests {
     fn relative_program_resolves_in_the_checkout_which_is_the_cwd() {
         let dir = TempDir::new().unwrap();
         script(dir.path(), "scripts/where.sh", "#!/bin/sh\npwd -P\n");
-        let result = run(&request(
-            StepKind::Deploy,
-            &["scripts/where.sh"],
-            dir.path(),
-        ));
+        let result = run(&request(StepKind::Deploy, &["scripts/where.sh"], dir.path()));
         assert!(result.ok, "{result:?}");
-        assert_eq!(
-            result.output_tail,
-            dir.path().canonicalize().unwrap().to_str().unwrap()
-        );
+        assert_eq!(result.output_tail, dir.path().canonicalize().unwrap().to_str().unwrap());
     }
 
     #[test]
@@ -438,10 +389,7 @@ pub(crate) mod tests {
         let err = ShellExecutor::new()
             .run(&request(StepKind::Deploy, &["../evil.sh"], dir.path()))
             .unwrap_err();
-        assert!(
-            matches!(err, ExecutorError::EscapesCheckout { .. }),
-            "{err}"
-        );
+        assert!(matches!(err, ExecutorError::EscapesCheckout { .. }), "{err}");
     }
 
     #[test]
@@ -465,21 +413,14 @@ pub(crate) mod tests {
         );
         assert!(!result.ok);
         assert_eq!(result.exit, Exit::TimedOut(Duration::from_secs(1)));
-        assert!(
-            result.message.starts_with("timed out after 1s"),
-            "{}",
-            result.message
-        );
+        assert!(result.message.starts_with("timed out after 1s"), "{}", result.message);
         assert_eq!(result.output_tail, "started");
         let pid: i32 = fs::read_to_string(dir.path().join("bg.pid"))
             .unwrap()
             .trim()
             .parse()
             .unwrap();
-        assert!(
-            process_gone(pid),
-            "background child {pid} survived the timeout"
-        );
+        assert!(process_gone(pid), "background child {pid} survived the timeout");
     }
 
     #[test]
@@ -502,10 +443,7 @@ pub(crate) mod tests {
             .trim()
             .parse()
             .unwrap();
-        assert!(
-            process_gone(pid),
-            "background child {pid} survived the step"
-        );
+        assert!(process_gone(pid), "background child {pid} survived the step");
     }
 
     #[test]
@@ -558,10 +496,7 @@ pub(crate) mod tests {
         assert_eq!(log.matches("out 1\n").count(), 2, "{log}");
         assert_eq!(log.matches("out 100\n").count(), 2);
         assert_eq!(log.matches("err last\n").count(), 2);
-        assert!(
-            log.contains("# gantry: deploy step [\"./chatty.sh\"]"),
-            "{log}"
-        );
+        assert!(log.contains("# gantry: deploy step [\"./chatty.sh\"]"), "{log}");
         // One pipe for both streams keeps them in the order they were written.
         assert_eq!(log.matches("out 50\nerr 50\nout 51\n").count(), 2, "{log}");
     }
@@ -569,11 +504,7 @@ pub(crate) mod tests {
     #[test]
     fn missing_script_is_a_failed_step_with_a_clear_message() {
         let dir = TempDir::new().unwrap();
-        let result = run(&request(
-            StepKind::Deploy,
-            &["scripts/deploy.sh"],
-            dir.path(),
-        ));
+        let result = run(&request(StepKind::Deploy, &["scripts/deploy.sh"], dir.path()));
         assert!(!result.ok);
         assert_eq!(result.exit, Exit::SpawnFailed);
         assert_eq!(
@@ -590,16 +521,10 @@ pub(crate) mod tests {
         let dir = TempDir::new().unwrap();
         let path = script(dir.path(), "scripts/deploy.sh", "#!/bin/sh\n");
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
-        let result = run(&request(
-            StepKind::Deploy,
-            &["scripts/deploy.sh"],
-            dir.path(),
-        ));
+        let result = run(&request(StepKind::Deploy, &["scripts/deploy.sh"], dir.path()));
         assert_eq!(result.exit, Exit::SpawnFailed);
         assert!(
-            result
-                .message
-                .starts_with("scripts/deploy.sh: permission denied"),
+            result.message.starts_with("scripts/deploy.sh: permission denied"),
             "{}",
             result.message
         );
@@ -608,15 +533,8 @@ pub(crate) mod tests {
     #[test]
     fn missing_command_in_path_says_so() {
         let dir = TempDir::new().unwrap();
-        let result = run(&request(
-            StepKind::Deploy,
-            &["gantry-no-such-command-xyz"],
-            dir.path(),
-        ));
-        assert_eq!(
-            result.message,
-            "gantry-no-such-command-xyz: command not found in PATH"
-        );
+        let result = run(&request(StepKind::Deploy, &["gantry-no-such-command-xyz"], dir.path()));
+        assert_eq!(result.message, "gantry-no-such-command-xyz: command not found in PATH");
     }
 
     #[test]

@@ -49,9 +49,7 @@ impl Node {
         for raw in pointer.strip_prefix('/')?.split('/') {
             let token = raw.replace("~1", "/").replace("~0", "~");
             node = match &node.value {
-                NodeValue::Map(entries) => {
-                    &entries.iter().find(|(k, _)| k.as_str() == Some(token.as_str()))?.1
-                }
+                NodeValue::Map(entries) => &entries.iter().find(|(k, _)| k.as_str() == Some(token.as_str()))?.1,
                 NodeValue::Seq(items) => items.get(token.parse::<usize>().ok()?)?,
                 _ => return None,
             };
@@ -116,12 +114,9 @@ impl Node {
             NodeValue::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
             NodeValue::String(s) => Value::String(s.clone()),
             NodeValue::Seq(items) => Value::Array(items.iter().map(Node::to_json).collect()),
-            NodeValue::Map(entries) => Value::Object(
-                entries
-                    .iter()
-                    .map(|(k, v)| (k.scalar_text(), v.to_json()))
-                    .collect(),
-            ),
+            NodeValue::Map(entries) => {
+                Value::Object(entries.iter().map(|(k, v)| (k.scalar_text(), v.to_json())).collect())
+            }
         }
     }
 
@@ -221,7 +216,8 @@ struct YamlValue(NodeValue);
 
 impl<'de> Deserialize<'de> for YamlValue {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ValueVisitor::<YamlNode>(std::marker::PhantomData)).map(YamlValue)
+        d.deserialize_any(ValueVisitor::<YamlNode>(std::marker::PhantomData))
+            .map(YamlValue)
     }
 }
 impl<'de> Deserialize<'de> for YamlNode {
@@ -233,7 +229,10 @@ impl IntoNode for YamlNode {
     fn into_node(self) -> Node {
         let loc = self.0.referenced;
         Node {
-            loc: Loc { line: loc.line() as u32, column: loc.column() as u32 },
+            loc: Loc {
+                line: loc.line() as u32,
+                column: loc.column() as u32,
+            },
             value: self.0.value.0,
         }
     }
@@ -245,7 +244,8 @@ struct TomlValue(NodeValue);
 
 impl<'de> Deserialize<'de> for TomlValue {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ValueVisitor::<TomlNode>(std::marker::PhantomData)).map(TomlValue)
+        d.deserialize_any(ValueVisitor::<TomlNode>(std::marker::PhantomData))
+            .map(TomlValue)
     }
 }
 impl<'de> Deserialize<'de> for TomlNode {
@@ -259,7 +259,10 @@ impl IntoNode for TomlNode {
         // to lines by `resolve_toml_offsets`, which has the source text.
         let start = self.0.span().start;
         Node {
-            loc: Loc { line: 0, column: u32::try_from(start).unwrap_or(u32::MAX) },
+            loc: Loc {
+                line: 0,
+                column: u32::try_from(start).unwrap_or(u32::MAX),
+            },
             value: self.0.into_inner().0,
         }
     }
@@ -281,8 +284,14 @@ impl<'a> LineIndex<'a> {
     pub fn loc(&self, offset: usize) -> Loc {
         let line = self.starts.partition_point(|&s| s <= offset).max(1);
         let start = self.starts[line - 1];
-        let column = self.text.get(start..offset.min(self.text.len())).map_or(1, |s| s.chars().count() + 1);
-        Loc { line: line as u32, column: column as u32 }
+        let column = self
+            .text
+            .get(start..offset.min(self.text.len()))
+            .map_or(1, |s| s.chars().count() + 1);
+        Loc {
+            line: line as u32,
+            column: column as u32,
+        }
     }
 }
 
@@ -328,14 +337,16 @@ fn yaml_options() -> serde_saphyr::Options {
 /// # Errors
 /// The first syntax error, duplicate key or exceeded limit, with its position.
 pub fn parse_yaml(text: &str) -> Result<Vec<Node>, ParseError> {
-    let docs: Vec<Option<YamlNode>> =
-        serde_saphyr::from_multiple_with_options(text, yaml_options()).map_err(|e| {
-            let loc = e.location().map_or(Loc { line: 1, column: 1 }, |l| Loc {
-                line: l.line() as u32,
-                column: l.column() as u32,
-            });
-            ParseError { loc, message: yaml_message(&e) }
-        })?;
+    let docs: Vec<Option<YamlNode>> = serde_saphyr::from_multiple_with_options(text, yaml_options()).map_err(|e| {
+        let loc = e.location().map_or(Loc { line: 1, column: 1 }, |l| Loc {
+            line: l.line() as u32,
+            column: l.column() as u32,
+        });
+        ParseError {
+            loc,
+            message: yaml_message(&e),
+        }
+    })?;
     Ok(docs.into_iter().flatten().map(IntoNode::into_node).collect())
 }
 

@@ -1,5 +1,19 @@
 //! Manifests: the serde types of every kind, their parsing with locations, and validation.
+//!
+//! No I/O and no git here: callers hand in the bytes of a commit's files.
+pub mod diagnostic;
 pub mod document;
+pub mod load;
+pub mod schema;
 pub mod types;
+pub mod validate;
+pub mod values;
 
+pub use diagnostic::{Diagnostic, Severity};
+pub use load::{Kind, Manifest, Manifests, Origin, RawContent, RawFile, read_manifests};
 pub use types::*;
+pub use validate::{Desired, Policy, Release, Target, selector_matches, validate};
+pub use values::VersionWanted;
+
+/// The largest manifest gantry reads. Real manifests are kilobytes; this bounds memory.
+pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;

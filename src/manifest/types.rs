@@ -236,7 +236,12 @@ pub struct UpdateRule {
 
 impl Default for UpdateRule {
     fn default() -> Self {
-        UpdateRule { approvals: 0, approvers: Vec::new(), windows: true, min_release_age: None }
+        UpdateRule {
+            approvals: 0,
+            approvers: Vec::new(),
+            windows: true,
+            min_release_age: None,
+        }
     }
 }
 
@@ -258,7 +263,11 @@ fn one() -> u32 {
 
 impl Default for Rollout {
     fn default() -> Self {
-        Rollout { waves: Vec::new(), max_parallel: 1, max_failures: 0 }
+        Rollout {
+            waves: Vec::new(),
+            max_parallel: 1,
+            max_failures: 0,
+        }
     }
 }
 
@@ -291,7 +300,12 @@ pub struct Health {
 
 impl Default for Health {
     fn default() -> Self {
-        Health { checks: Vec::new(), interval: None, soak: None, failure_threshold: 1 }
+        Health {
+            checks: Vec::new(),
+            interval: None,
+            soak: None,
+            failure_threshold: 1,
+        }
     }
 }
 

@@ -105,6 +105,9 @@ pub struct TargetRecord {
     /// sha256 of the canonical JSON of the config the target was last deployed/reloaded with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_hash: Option<String>,
+    /// The config values behind `config_hash`, so plans can show what a change alters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<serde_json::Map<String, serde_json::Value>>,
     #[serde(default)]
     pub applied_migrations: Vec<AppliedMigration>,
     pub status: TargetStatus,

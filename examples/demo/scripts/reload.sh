@@ -1,0 +1,3 @@
+#!/bin/sh
+set -eu
+echo "reloaded config of $1"

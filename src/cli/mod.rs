@@ -1,0 +1,135 @@
+//! The command line: argument definitions, one file per command, and exit codes in one place.
+
+mod plan;
+mod schema;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::render::Format;
+use crate::source::{SourceError, WatchedRepo};
+
+/// gantry: a declarative GitOps reconciler for upgrades.
+#[derive(Debug, Parser)]
+#[command(name = "gantry", version, about, long_about = None)]
+pub struct Cli {
+    /// The watched repository.
+    #[arg(long, global = true, default_value = ".", value_name = "PATH")]
+    pub repo: PathBuf,
+    /// Fix the clock (RFC 3339), for windows, soak and release age.
+    #[arg(long, global = true, env = "GANTRY_NOW", value_name = "RFC3339")]
+    pub now: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse, schema-check and cross-check every manifest at a commit.
+    Validate {
+        /// The commit to read (default: tip of the desired branch).
+        #[arg(long, value_name = "REV")]
+        rev: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Render what reconciling (or, with --base, merging) would do.
+    Plan {
+        /// Show only what changes relative to this commit, with diffs of changed manifests.
+        #[arg(long, value_name = "REV")]
+        base: Option<String>,
+        /// The commit to plan (default: tip of the desired branch).
+        #[arg(long, value_name = "REV")]
+        head: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Print the JSON Schemas of the manifest kinds (all, or one).
+    Schema {
+        /// component, release, target, policy, window, approval, config (gantry.toml) or plan.
+        kind: Option<String>,
+    },
+}
+
+/// Exit codes (SPEC §6), mapped here and nowhere else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Ok = 0,
+    /// Invalid input or usage.
+    Invalid = 1,
+    /// Policy violations (`plan`, `validate`) or failed targets (`apply`).
+    Violations = 2,
+    /// Another reconciler holds the repository's lock.
+    Locked = 3,
+}
+
+/// An error that ends a command, with the exit code it maps to.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Bad arguments or input the user must fix.
+    #[error("{0}")]
+    Usage(String),
+    /// Reading the repository failed.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// Rendering failed.
+    #[error(transparent)]
+    Render(#[from] crate::render::RenderError),
+    /// Reading recorded state failed.
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    /// Writing output failed.
+    #[error("cannot write output: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl CliError {
+    fn exit(&self) -> Exit {
+        match self {
+            CliError::Usage(_) | CliError::Source(_) | CliError::Render(_) | CliError::State(_) | CliError::Io(_) => {
+                Exit::Invalid
+            }
+        }
+    }
+}
+
+/// Parses `--now` / `GANTRY_NOW`, or reads the clock.
+fn now(cli: &Cli) -> Result<jiff::Timestamp, CliError> {
+    match &cli.now {
+        Some(text) => text.parse::<jiff::Timestamp>().map_err(|e| {
+            CliError::Usage(format!(
+                "--now `{text}` is not an RFC 3339 time such as 2026-11-21T10:00:00Z ({e})"
+            ))
+        }),
+        None => Ok(jiff::Timestamp::now()),
+    }
+}
+
+/// Resolves `rev`, or the tip of the desired branch.
+fn resolve_commit(repo: &WatchedRepo, rev: Option<&str>) -> Result<git2::Oid, CliError> {
+    Ok(match rev {
+        Some(rev) => repo.resolve(rev)?,
+        None => repo.branch_tip(&repo.desired_branch_hint())?,
+    })
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Validate { rev, format } => validate::run(&cli, rev.as_deref(), *format),
+        Command::Plan { base, head, format } => plan::run(&cli, base.as_deref(), head.as_deref(), *format),
+        Command::Schema { kind } => schema::run(kind.as_deref()),
+    };
+    match result {
+        Ok(exit) => ExitCode::from(exit as u8),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit() as u8)
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! `gantry plan`: render what reconciling `head` (or merging it onto `base`) would do.
+
+use crate::manifest::{RawContent, RawFile};
+use crate::plan::{self, Action, Evidence, Plan, PlanInput};
+use crate::reconcile::load::{LoadedCommit, load_commit};
+use crate::render::{self, Format, PlanContext};
+use crate::source::{WatchedRepo, is_manifest_path};
+use crate::state::RecordedState;
+
+use super::{Cli, CliError, Exit, now, resolve_commit};
+
+pub fn run(cli: &Cli, base: Option<&str>, head: Option<&str>, format: Format) -> Result<Exit, CliError> {
+    let now = now(cli)?;
+    let repo = WatchedRepo::open(&cli.repo)?;
+    let head_commit = resolve_commit(&repo, head)?;
+    let loaded = load_commit(&repo, head_commit)?;
+    if loaded.has_invalid() {
+        for d in &loaded.diagnostics {
+            eprintln!("{d}");
+        }
+        eprintln!(
+            "error: the manifests at {} cannot be read; fix the errors above",
+            &head_commit.to_string()[..12]
+        );
+        return Ok(Exit::Invalid);
+    }
+    let recorded = crate::state::read_recorded(&repo.repo, &loaded.desired.config.state_branch)?;
+    let evidence = Evidence::default();
+    let mut head_plan = plan_of(&loaded, &recorded, &evidence, now);
+    head_plan.head = Some(head_commit.to_string());
+
+    let mut context = PlanContext {
+        head_summary: Some(repo.describe(head_commit)?.summary),
+        ..PlanContext::default()
+    };
+    if let Some(base) = base {
+        let base_commit = repo.resolve(base)?;
+        head_plan.base = Some(base_commit.to_string());
+        let base_loaded = load_commit(&repo, base_commit)?;
+        let base_plan = plan_of(&base_loaded, &recorded, &evidence, now);
+        keep_changed_actions(&mut head_plan, &base_plan);
+        for file in repo.changed_files(base_commit, head_commit)? {
+            if is_manifest_path(&file.path) || file.path == "gantry.toml" {
+                context.diffs.push(render::unified_diff(
+                    &file.path,
+                    file.old.as_deref(),
+                    file.new.as_deref(),
+                ));
+            }
+        }
+    }
+    let override_template = match format {
+        Format::Json => None,
+        _ => repo
+            .read_file(head_commit, &format!("templates/plan.{}.j2", format.as_str()))?
+            .map(|bytes| RawFile {
+                path: String::new(),
+                content: RawContent::Bytes(bytes),
+            })
+            .and_then(|f| match f.content {
+                RawContent::Bytes(b) => String::from_utf8(b).ok(),
+                _ => None,
+            }),
+    };
+    let text = render::render_plan(&head_plan, format, &context, override_template.as_deref())?;
+    print!("{text}");
+    Ok(if head_plan.has_violations() {
+        Exit::Violations
+    } else {
+        Exit::Ok
+    })
+}
+
+fn plan_of(loaded: &LoadedCommit, recorded: &RecordedState, evidence: &Evidence, now: jiff::Timestamp) -> Plan {
+    let input = PlanInput {
+        desired: &loaded.desired,
+        recorded,
+        evidence,
+        now,
+    };
+    let mut plan = plan::plan(&input);
+    plan::attach_diagnostics(&mut plan, &loaded.diagnostics);
+    plan
+}
+
+/// Keeps only the head actions that differ from base's action for the same target.
+fn keep_changed_actions(head: &mut Plan, base: &Plan) {
+    let same = |a: &Action, b: &Action| {
+        a.action == b.action
+            && a.from == b.from
+            && a.to == b.to
+            && a.stops == b.stops
+            && a.migrations == b.migrations
+            && a.config_diff == b.config_diff
+            && a.status == b.status
+            && a.violations == b.violations
+    };
+    head.actions
+        .retain(|a| match base.actions.iter().find(|b| b.target == a.target) {
+            Some(b) => !same(a, b),
+            None => true,
+        });
+    head.summarize();
+}

@@ -1,0 +1,246 @@
+//! Parsers for the small value languages inside manifests: names, labels, durations, versions.
+
+use std::time::Duration;
+
+use semver::{Version, VersionReq};
+
+/// Whether `name` is a valid manifest name: `[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?`.
+pub fn is_valid_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    let edge = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let inner = |b: u8| edge(b) || b == b'.' || b == b'_' || b == b'-';
+    match bytes {
+        [] => false,
+        [only] => edge(*only),
+        [first, middle @ .., last] => {
+            bytes.len() <= 63 && edge(*first) && edge(*last) && middle.iter().all(|&b| inner(b))
+        }
+    }
+}
+
+/// Why a label key or value is invalid, if it is (Kubernetes label syntax).
+pub fn label_problem(key: &str, value: &str) -> Option<String> {
+    let segment_ok = |s: &str| {
+        let b = s.as_bytes();
+        let edge = |c: u8| c.is_ascii_alphanumeric();
+        let inner = |c: u8| edge(c) || c == b'-' || c == b'_' || c == b'.';
+        !b.is_empty() && b.len() <= 63 && edge(b[0]) && edge(b[b.len() - 1]) && b.iter().all(|&c| inner(c))
+    };
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    if let Some(prefix) = prefix {
+        let ok = !prefix.is_empty()
+            && prefix.len() <= 253
+            && prefix.split('.').all(|part| {
+                let b = part.as_bytes();
+                !b.is_empty()
+                    && b.iter()
+                        .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+                    && b[0] != b'-'
+                    && b[b.len() - 1] != b'-'
+            });
+        if !ok {
+            return Some(format!(
+                "label key `{key}` has an invalid prefix (expected a DNS name such as example.com/)"
+            ));
+        }
+    }
+    if !segment_ok(name) {
+        return Some(format!(
+            "label key `{key}` is invalid (1-63 letters, digits, `-`, `_`, `.`, starting and ending with a letter or digit)"
+        ));
+    }
+    if !value.is_empty() && !segment_ok(value) {
+        return Some(format!(
+            "label value `{value}` of `{key}` is invalid (at most 63 letters, digits, `-`, `_`, `.`, starting and ending with a letter or digit)"
+        ));
+    }
+    None
+}
+
+/// Parses durations such as `30s`, `10m`, `1h30m`, `7d`, `2w`, `500ms`, `0d`.
+///
+/// # Errors
+/// A message saying what is expected.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("`{text}` is not a duration (expected e.g. 30s, 10m, 1h30m, 7d)");
+    if text.is_empty() {
+        return Err(bad());
+    }
+    let mut total: u64 = 0;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(bad());
+        }
+        let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let millis_per_unit: u64 = match &rest[..unit_len] {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "w" => 604_800_000,
+            _ => return Err(bad()),
+        };
+        rest = &rest[unit_len..];
+        total = number
+            .checked_mul(millis_per_unit)
+            .and_then(|ms| total.checked_add(ms))
+            .filter(|&ms| ms <= 10 * 365 * 86_400_000)
+            .ok_or_else(|| format!("`{text}` is too long (at most 10 years)"))?;
+    }
+    Ok(Duration::from_millis(total))
+}
+
+/// What a target asks for: an exact version or a requirement.
+#[derive(Debug, Clone, PartialEq)]
+pub enum VersionWanted {
+    Pin(Version),
+    Requirement(VersionReq),
+}
+
+impl std::fmt::Display for VersionWanted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VersionWanted::Pin(v) => write!(f, "{v}"),
+            VersionWanted::Requirement(r) => write!(f, "{r}"),
+        }
+    }
+}
+
+/// Parses a target's `version`: an exact semver is a pin (semver's own parser would read
+/// `2.0.0` as the requirement `^2.0.0`, which is not what a pin means).
+///
+/// # Errors
+/// A message with an example of each accepted form.
+pub fn parse_version_wanted(text: &str) -> Result<VersionWanted, String> {
+    let trimmed = text.trim().trim_start_matches('=');
+    if let Ok(version) = Version::parse(trimmed) {
+        if !version.build.is_empty() {
+            return Err(format!(
+                "`{text}` has build metadata (`+{}`), which semver ignores when comparing; pin the version without it",
+                version.build
+            ));
+        }
+        return Ok(VersionWanted::Pin(version));
+    }
+    VersionReq::parse(text)
+        .map(VersionWanted::Requirement)
+        .map_err(|e| format!("`{text}` is neither a version nor a requirement ({e}; expected e.g. 2.0.0 or ^1.4)"))
+}
+
+/// Parses a release's version.
+///
+/// # Errors
+/// A message with an example.
+pub fn parse_release_version(text: &str) -> Result<Version, String> {
+    let version = Version::parse(text).map_err(|e| format!("`{text}` is not semver ({e}; expected e.g. 2.0.0)"))?;
+    if !version.build.is_empty() {
+        return Err(format!(
+            "`{text}` has build metadata (`+{}`), which semver ignores when ordering releases; drop it",
+            version.build
+        ));
+    }
+    Ok(version)
+}
+
+/// A deny entry: a version or a requirement.
+///
+/// # Errors
+/// A message with an example.
+pub fn parse_version_set(text: &str) -> Result<VersionWanted, String> {
+    parse_version_wanted(text)
+}
+
+impl VersionWanted {
+    /// Whether `v` is covered (a pin covers exactly itself).
+    pub fn covers(&self, v: &Version) -> bool {
+        match self {
+            VersionWanted::Pin(p) => p == v,
+            VersionWanted::Requirement(r) => r.matches(v),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for ok in ["a", "billing", "zen-med-clinic-billing", "a.b_c-1", "0"] {
+            assert!(is_valid_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "A",
+            "a/b",
+            "../x",
+            "a b",
+            "a;b",
+            &"a".repeat(64),
+            "a\0b",
+        ] {
+            assert!(!is_valid_name(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn labels() {
+        assert!(label_problem("tenant", "acme").is_none());
+        assert!(label_problem("gantry.dev/ring", "2").is_none());
+        assert!(label_problem("env", "").is_none());
+        assert!(label_problem("bad key", "x").is_some());
+        assert!(label_problem("env", "a b").is_some());
+        assert!(label_problem("Bad_/x", "x").is_some());
+    }
+
+    #[test]
+    fn durations() {
+        let cases = [
+            ("30s", 30_000),
+            ("10m", 600_000),
+            ("1h30m", 5_400_000),
+            ("7d", 604_800_000),
+            ("0d", 0),
+            ("500ms", 500),
+        ];
+        for (text, ms) in cases {
+            assert_eq!(parse_duration(text).unwrap(), Duration::from_millis(ms), "{text}");
+        }
+        for bad in ["", "10", "m", "1x", "-1s", "1.5h", "99999999999999999999d", "100000d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn versions_wanted() {
+        assert_eq!(
+            parse_version_wanted("2.0.0").unwrap(),
+            VersionWanted::Pin(Version::new(2, 0, 0))
+        );
+        assert!(matches!(
+            parse_version_wanted("^1.4").unwrap(),
+            VersionWanted::Requirement(_)
+        ));
+        assert!(matches!(
+            parse_version_wanted(">=1.2, <2").unwrap(),
+            VersionWanted::Requirement(_)
+        ));
+        assert!(parse_version_wanted("latest").is_err());
+        assert!(
+            parse_version_wanted("1.0.0+build5")
+                .unwrap_err()
+                .contains("build metadata")
+        );
+        assert!(parse_release_version("2.0").is_err());
+    }
+}

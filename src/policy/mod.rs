@@ -1,0 +1,168 @@
+//! Policies: which rules govern a target, and the gates (windows, approvals, waves) an action must pass.
+//!
+//! Everything here is a pure function of the desired state, the recorded state and `now`.
+
+pub mod window;
+
+use semver::Version;
+use serde::Serialize;
+
+use crate::manifest::{Desired, Policy, PolicySpec, Target, selector_matches};
+
+/// The kind of version change, which picks the update rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum UpdateType {
+    Patch,
+    Minor,
+    Major,
+}
+
+impl UpdateType {
+    /// Index into per-type arrays (patch, minor, major).
+    pub fn index(self) -> usize {
+        match self {
+            UpdateType::Patch => 0,
+            UpdateType::Minor => 1,
+            UpdateType::Major => 2,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpdateType::Patch => "patch",
+            UpdateType::Minor => "minor",
+            UpdateType::Major => "major",
+        }
+    }
+}
+
+/// Classifies a change by semver convention: for 0.x a minor bump counts as major, and for
+/// 0.0.x every bump does (Cargo's rule: the leftmost non-zero part is the breaking one).
+/// An install (no `from`) follows the rules of a major update.
+pub fn update_type(from: Option<&Version>, to: &Version) -> UpdateType {
+    let Some(from) = from else { return UpdateType::Major };
+    if from.major != to.major {
+        UpdateType::Major
+    } else if from.major == 0 && from.minor != to.minor {
+        UpdateType::Major
+    } else if from.major == 0 && from.minor == 0 && from.patch != to.patch {
+        UpdateType::Major
+    } else if from.minor != to.minor {
+        UpdateType::Minor
+    } else {
+        UpdateType::Patch
+    }
+}
+
+/// The rules that apply to a target: a declared policy or the built-in default.
+#[derive(Debug, Clone, Copy)]
+pub enum Governing<'a> {
+    Declared(&'a Policy),
+    BuiltIn,
+}
+
+/// The built-in default policy: no approvals, windows respected, one wave, `maxParallel: 1`,
+/// `autoRollback: true` (every field at its serde default).
+pub fn builtin_policy_spec() -> &'static PolicySpec {
+    static SPEC: std::sync::OnceLock<PolicySpec> = std::sync::OnceLock::new();
+    SPEC.get_or_init(|| {
+        serde_json::from_value(serde_json::json!({}))
+            .unwrap_or_else(|e| unreachable!("every PolicySpec field has a default: {e}"))
+    })
+}
+
+impl<'a> Governing<'a> {
+    pub fn spec(&self) -> &'a PolicySpec {
+        match self {
+            Governing::Declared(p) => &p.manifest.spec,
+            Governing::BuiltIn => builtin_policy_spec(),
+        }
+    }
+    pub fn name(&self) -> Option<&'a str> {
+        match self {
+            Governing::Declared(p) => Some(&p.manifest.name),
+            Governing::BuiltIn => None,
+        }
+    }
+    pub fn policy(&self) -> Option<&'a Policy> {
+        match self {
+            Governing::Declared(p) => Some(p),
+            Governing::BuiltIn => None,
+        }
+    }
+}
+
+/// Two policies of equal priority select the same target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyTie {
+    pub first: String,
+    pub second: String,
+    pub priority: i64,
+}
+
+impl std::fmt::Display for PolicyTie {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "policies `{}` and `{}` both select this target with priority {}; give one a higher priority or narrow a selector",
+            self.first, self.second, self.priority
+        )
+    }
+}
+
+/// Picks the policy for a target: the highest-priority match; a tie at the top is an error.
+///
+/// # Errors
+/// [`PolicyTie`] naming both policies.
+pub fn select_policy<'a>(desired: &'a Desired, target: &Target) -> Result<Governing<'a>, PolicyTie> {
+    // `desired.policies` is sorted by priority, highest first.
+    let mut matching = desired
+        .policies
+        .iter()
+        .filter(|p| selector_matches(p.manifest.spec.selector.as_ref(), target.labels()));
+    let Some(first) = matching.next() else {
+        return Ok(Governing::BuiltIn);
+    };
+    if let Some(second) = matching.next()
+        && second.manifest.spec.priority == first.manifest.spec.priority
+    {
+        return Err(PolicyTie {
+            first: first.manifest.name.clone(),
+            second: second.manifest.name.clone(),
+            priority: first.manifest.spec.priority,
+        });
+    }
+    Ok(Governing::Declared(first))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn update_types() {
+        let v = |s: &str| Version::parse(s).unwrap();
+        let cases = [
+            (Some("1.2.3"), "1.2.4", UpdateType::Patch),
+            (Some("1.2.3"), "1.3.0", UpdateType::Minor),
+            (Some("1.2.3"), "2.0.0", UpdateType::Major),
+            (Some("0.2.3"), "0.2.4", UpdateType::Patch),
+            (Some("0.2.3"), "0.3.0", UpdateType::Major),
+            (Some("0.0.3"), "0.0.4", UpdateType::Major),
+            (Some("1.2.3"), "1.2.4-rc.1", UpdateType::Patch),
+            (None, "1.0.0", UpdateType::Major),
+        ];
+        for (from, to, expected) in cases {
+            assert_eq!(update_type(from.map(v).as_ref(), &v(to)), expected, "{from:?} → {to}");
+        }
+    }
+
+    #[test]
+    fn builtin_policy_defaults() {
+        let spec = builtin_policy_spec();
+        assert!(spec.auto_rollback);
+        assert_eq!(spec.rollout.max_parallel, 1);
+        assert!(spec.updates.major.windows);
+        assert_eq!(spec.updates.major.approvals, 0);
+    }
+}

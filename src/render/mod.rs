@@ -1,0 +1,212 @@
+//! Rendering: plans through minijinja templates (text, markdown) or as JSON, and manifest diffs.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::plan::{Action, ActionKind, Direction, Plan};
+
+/// Output formats of data commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Markdown,
+    Json,
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Text => "text",
+            Format::Markdown => "markdown",
+            Format::Json => "json",
+        }
+    }
+}
+
+/// Errors rendering output.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// A template (built-in or the repository's override) failed.
+    #[error("template {name}: {detail}")]
+    Template { name: String, detail: String },
+    /// JSON serialization failed.
+    #[error("json: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// A unified diff of one changed file.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileDiff {
+    pub path: String,
+    pub diff: String,
+}
+
+/// Makes a unified diff (3 lines of context) of one file's two sides.
+pub fn unified_diff(path: &str, old: Option<&str>, new: Option<&str>) -> FileDiff {
+    let old_text = old.unwrap_or("");
+    let new_text = new.unwrap_or("");
+    let diff = similar::TextDiff::from_lines(old_text, new_text);
+    let old_name = if old.is_some() {
+        format!("a/{path}")
+    } else {
+        "/dev/null".to_string()
+    };
+    let new_name = if new.is_some() {
+        format!("b/{path}")
+    } else {
+        "/dev/null".to_string()
+    };
+    let mut text = diff
+        .unified_diff()
+        .context_radius(3)
+        .header(&old_name, &new_name)
+        .to_string();
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    FileDiff {
+        path: path.to_string(),
+        diff: text,
+    }
+}
+
+/// Extra context for rendering a plan.
+#[derive(Debug, Clone, Default)]
+pub struct PlanContext {
+    pub head_summary: Option<String>,
+    pub diffs: Vec<FileDiff>,
+    /// Per component: waves and their targets, for markdown.
+    pub waves: BTreeMap<String, Vec<WaveView>>,
+}
+
+/// One wave of a rollout as shown in a plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct WaveView {
+    pub rollout: String,
+    pub name: String,
+    pub status: String,
+    pub targets: Vec<String>,
+}
+
+/// The numbered steps an action will run, in words.
+pub fn describe_steps(action: &Action) -> Vec<String> {
+    let mut steps = Vec::new();
+    match action.action {
+        ActionKind::Install | ActionKind::Upgrade => {
+            for stop in &action.stops {
+                for m in action
+                    .migrations
+                    .iter()
+                    .filter(|m| &m.stop == stop && m.phase == crate::manifest::Phase::Pre)
+                {
+                    steps.push(format!("migrate up {} ({}, pre)", m.id, m.release));
+                }
+                steps.push(format!("deploy {stop} + health"));
+                for m in action
+                    .migrations
+                    .iter()
+                    .filter(|m| &m.stop == stop && m.phase == crate::manifest::Phase::Post)
+                {
+                    steps.push(format!("migrate up {} ({}, post)", m.id, m.release));
+                }
+            }
+        }
+        ActionKind::Downgrade => {
+            for m in &action.migrations {
+                match m.direction {
+                    Direction::Restore => {
+                        steps.push(format!("restore snapshot (undoes {} of {}, no down)", m.id, m.release))
+                    }
+                    _ => steps.push(format!("migrate down {} ({})", m.id, m.release)),
+                }
+            }
+            if let Some(to) = &action.to {
+                steps.push(format!("deploy {to} + health"));
+            }
+        }
+        ActionKind::Config => steps.push("reload config + health".to_string()),
+        ActionKind::Remove => steps.push("remove (component's remove step, if any)".to_string()),
+        ActionKind::Noop => {}
+    }
+    steps
+}
+
+fn md_escape(value: String) -> String {
+    value.replace('|', "\\|").replace('\n', "<br>")
+}
+
+/// Renders a plan. `override_template` is the watched repository's `templates/plan.<format>.j2`.
+///
+/// # Errors
+/// [`RenderError`] when a template does not compile or fails.
+pub fn render_plan(
+    plan: &Plan,
+    format: Format,
+    context: &PlanContext,
+    override_template: Option<&str>,
+) -> Result<String, RenderError> {
+    if format == Format::Json && override_template.is_none() {
+        let mut text = serde_json::to_string_pretty(plan)?;
+        text.push('\n');
+        return Ok(text);
+    }
+    let builtin = match format {
+        Format::Text => include_str!("templates/plan.text.j2"),
+        Format::Markdown => include_str!("templates/plan.markdown.j2"),
+        Format::Json => "",
+    };
+    let source = override_template.unwrap_or(builtin);
+    let name = if override_template.is_some() {
+        format!("templates/plan.{}.j2", format.as_str())
+    } else {
+        format!("built-in plan.{}.j2", format.as_str())
+    };
+    let mut env = minijinja::Environment::new();
+    env.set_fuel(Some(5_000_000));
+    env.set_recursion_limit(64);
+    env.add_filter("md", md_escape);
+    // Templates end with a newline and so does our output.
+    if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
+        .keep_trailing_newline(true)
+        .build()
+    {
+        env.set_syntax(syntax);
+    }
+    let template = env.template_from_str(source).map_err(|e| RenderError::Template {
+        name: name.clone(),
+        detail: e.to_string(),
+    })?;
+
+    let plan_json = serde_json::to_value(plan)?;
+    let mut groups: BTreeMap<&str, Vec<serde_json::Value>> = BTreeMap::new();
+    for (action, json) in plan
+        .actions
+        .iter()
+        .zip(plan_json["actions"].as_array().into_iter().flatten())
+    {
+        let mut json = json.clone();
+        json["steps"] = serde_json::to_value(describe_steps(action))?;
+        groups.entry(&action.component).or_default().push(json);
+    }
+    let groups: Vec<serde_json::Value> = groups
+        .into_iter()
+        .map(|(component, actions)| {
+            serde_json::json!({
+                "component": component,
+                "actions": actions,
+                "waves": context.waves.get(component).cloned().unwrap_or_default(),
+            })
+        })
+        .collect();
+    let mut ctx = plan_json;
+    ctx["groups"] = serde_json::Value::Array(groups);
+    ctx["diffs"] = serde_json::to_value(&context.diffs)?;
+    ctx["head_summary"] = serde_json::to_value(&context.head_summary)?;
+    template
+        .render(minijinja::Value::from(minijinja::value::Serde(&ctx)))
+        .map_err(|e| RenderError::Template {
+            name,
+            detail: format!("{e:#}"),
+        })
+}

@@ -1,0 +1,261 @@
+//! The watched repository: desired state read from commits with git2, never from the work tree.
+
+pub mod checkout;
+
+use std::path::{Path, PathBuf};
+
+use git2::{ObjectType, Oid, Repository, TreeWalkMode, TreeWalkResult};
+
+use crate::manifest::{MAX_MANIFEST_BYTES, RawContent, RawFile};
+
+/// Errors reading the repository.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The path is not a git repository.
+    #[error("{path}: not a git repository (run `git init`, or pass --repo PATH)")]
+    NotARepository {
+        path: PathBuf,
+        #[source]
+        source: git2::Error,
+    },
+    /// A revision could not be resolved to a commit.
+    #[error("cannot resolve revision `{rev}` to a commit: {message}")]
+    UnknownRevision { rev: String, message: String },
+    /// The desired branch has no commits yet.
+    #[error("branch `{branch}` has no commits (commit your manifests, or pass --rev/--head)")]
+    EmptyBranch { branch: String },
+    /// A file system operation on gantry's own files failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Any other git failure.
+    #[error("git: {0}")]
+    Git(#[from] git2::Error),
+}
+
+/// A repository opened for reading desired state.
+pub struct WatchedRepo {
+    pub repo: Repository,
+}
+
+/// Whether a path looks like a manifest file.
+pub fn is_manifest_path(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    lower.ends_with(".yaml") || lower.ends_with(".yml") || lower.ends_with(".toml")
+}
+
+impl WatchedRepo {
+    /// Opens the repository at `path` (a work tree or a bare repository; no discovery upwards,
+    /// so `--repo` means exactly that directory).
+    ///
+    /// # Errors
+    /// [`SourceError::NotARepository`].
+    pub fn open(path: &Path) -> Result<WatchedRepo, SourceError> {
+        let repo = Repository::open_ext(path, git2::RepositoryOpenFlags::NO_SEARCH, std::iter::empty::<&str>())
+            .map_err(|source| SourceError::NotARepository {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok(WatchedRepo { repo })
+    }
+
+    /// The directory for gantry's own files (`.git/gantry`).
+    pub fn gantry_dir(&self) -> PathBuf {
+        self.repo.path().join("gantry")
+    }
+
+    /// Resolves a revision (`main`, `HEAD~1`, a commit id, a tag) to a commit id.
+    ///
+    /// # Errors
+    /// [`SourceError::UnknownRevision`] naming the revision.
+    pub fn resolve(&self, rev: &str) -> Result<Oid, SourceError> {
+        let object = self
+            .repo
+            .revparse_single(rev)
+            .map_err(|e| SourceError::UnknownRevision {
+                rev: rev.to_string(),
+                message: e.message().to_string(),
+            })?;
+        let commit = object.peel_to_commit().map_err(|e| SourceError::UnknownRevision {
+            rev: rev.to_string(),
+            message: e.message().to_string(),
+        })?;
+        Ok(commit.id())
+    }
+
+    /// The tip of a local branch.
+    ///
+    /// # Errors
+    /// [`SourceError::EmptyBranch`] when it does not exist.
+    pub fn branch_tip(&self, branch: &str) -> Result<Oid, SourceError> {
+        let reference =
+            self.repo
+                .find_reference(&format!("refs/heads/{branch}"))
+                .map_err(|_| SourceError::EmptyBranch {
+                    branch: branch.to_string(),
+                })?;
+        Ok(reference.peel_to_commit()?.id())
+    }
+
+    /// The desired branch's name: from `gantry.toml` at HEAD when HEAD has a commit (so a
+    /// repository that names another branch is honoured), else `main`.
+    pub fn desired_branch_hint(&self) -> String {
+        let from_head = || -> Option<String> {
+            let head = self.repo.head().ok()?.peel_to_commit().ok()?;
+            let bytes = self.read_file(head.id(), "gantry.toml").ok()??;
+            let text = String::from_utf8(bytes).ok()?;
+            let table: toml::Table = toml::from_str(&text).ok()?;
+            table.get("desired_branch")?.as_str().map(str::to_string)
+        };
+        from_head().unwrap_or_else(|| "main".to_string())
+    }
+
+    /// One file at a commit, if present.
+    ///
+    /// # Errors
+    /// git failures other than "not found".
+    pub fn read_file(&self, commit: Oid, path: &str) -> Result<Option<Vec<u8>>, SourceError> {
+        let tree = self.repo.find_commit(commit)?.tree()?;
+        let entry = match tree.get_path(Path::new(path)) {
+            Ok(entry) => entry,
+            Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        match entry.to_object(&self.repo)?.into_blob() {
+            Ok(blob) => Ok(Some(blob.content().to_vec())),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Every manifest-looking file (`.yaml`, `.yml`, `.toml`, except `gantry.toml` at the root)
+    /// of the commit's tree under `paths` (all of it when `None`), sorted by path.
+    ///
+    /// # Errors
+    /// git failures.
+    pub fn manifest_files(&self, commit: Oid, paths: Option<&[String]>) -> Result<Vec<RawFile>, SourceError> {
+        let tree = self.repo.find_commit(commit)?.tree()?;
+        let prefixes: Option<Vec<String>> =
+            paths.map(|p| p.iter().map(|s| format!("{}/", s.trim_matches('/'))).collect());
+        let mut found: Vec<(String, Oid, i32)> = Vec::new();
+        tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
+            let Ok(name) = entry.name() else {
+                return TreeWalkResult::Ok;
+            };
+            let path = format!("{dir}{name}");
+            if entry.kind() == Some(ObjectType::Tree) {
+                return match &prefixes {
+                    // Descend only into directories that lead to or lie under a listed path.
+                    Some(prefixes) => {
+                        let dir_path = format!("{path}/");
+                        if prefixes
+                            .iter()
+                            .any(|p| p.starts_with(&dir_path) || dir_path.starts_with(p))
+                        {
+                            TreeWalkResult::Ok
+                        } else {
+                            TreeWalkResult::Skip
+                        }
+                    }
+                    None if name.starts_with('.') => TreeWalkResult::Skip,
+                    None => TreeWalkResult::Ok,
+                };
+            }
+            if entry.kind() == Some(ObjectType::Blob) && is_manifest_path(&path) && path != "gantry.toml" {
+                let under = prefixes
+                    .as_ref()
+                    .is_none_or(|ps| ps.iter().any(|p| path.starts_with(p)));
+                if under {
+                    found.push((path, entry.id(), entry.filemode()));
+                }
+            }
+            TreeWalkResult::Ok
+        })?;
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        found
+            .into_iter()
+            .map(|(path, oid, mode)| {
+                Ok(RawFile {
+                    path,
+                    content: self.blob_content(oid, mode)?,
+                })
+            })
+            .collect()
+    }
+
+    fn blob_content(&self, oid: Oid, mode: i32) -> Result<RawContent, SourceError> {
+        let blob = self.repo.find_blob(oid)?;
+        let content = blob.content();
+        Ok(if mode == i32::from(git2::FileMode::Link) {
+            RawContent::Symlink(String::from_utf8_lossy(content).into_owned())
+        } else if content.len() > MAX_MANIFEST_BYTES {
+            RawContent::TooLarge(content.len())
+        } else {
+            RawContent::Bytes(content.to_vec())
+        })
+    }
+
+    /// Text files that differ between two commits (added, modified, deleted), with both sides.
+    ///
+    /// # Errors
+    /// git failures.
+    pub fn changed_files(&self, base: Oid, head: Oid) -> Result<Vec<ChangedFile>, SourceError> {
+        let base_tree = self.repo.find_commit(base)?.tree()?;
+        let head_tree = self.repo.find_commit(head)?.tree()?;
+        let diff = self.repo.diff_tree_to_tree(Some(&base_tree), Some(&head_tree), None)?;
+        let mut changed = Vec::new();
+        for delta in diff.deltas() {
+            let path = delta
+                .new_file()
+                .path()
+                .or_else(|| delta.old_file().path())
+                .map(|p| p.to_string_lossy().replace('\\', "/"))
+                .unwrap_or_default();
+            let side = |oid: Oid| -> Option<String> {
+                if oid.is_zero() {
+                    return None;
+                }
+                let blob = self.repo.find_blob(oid).ok()?;
+                if blob.is_binary() || blob.size() > MAX_MANIFEST_BYTES {
+                    return Some(String::from("(binary or too large to show)\n"));
+                }
+                Some(String::from_utf8_lossy(blob.content()).into_owned())
+            };
+            changed.push(ChangedFile {
+                path,
+                old: side(delta.old_file().id()),
+                new: side(delta.new_file().id()),
+            });
+        }
+        Ok(changed)
+    }
+
+    /// The commit's summary line and time, for plan headers.
+    ///
+    /// # Errors
+    /// git failures.
+    pub fn describe(&self, commit: Oid) -> Result<CommitInfo, SourceError> {
+        let c = self.repo.find_commit(commit)?;
+        Ok(CommitInfo {
+            id: commit.to_string(),
+            summary: c.summary().ok().flatten().unwrap_or("").to_string(),
+        })
+    }
+}
+
+/// A file that changed between two commits.
+#[derive(Debug, Clone)]
+pub struct ChangedFile {
+    pub path: String,
+    pub old: Option<String>,
+    pub new: Option<String>,
+}
+
+/// What plans print about a commit.
+#[derive(Debug, Clone)]
+pub struct CommitInfo {
+    pub id: String,
+    pub summary: String,
+}

@@ -1,0 +1,166 @@
+//! One fixture helper for integration tests: real temporary git repositories and the real binary.
+#![allow(dead_code)] // each test file uses a different part of it
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use assert_cmd::Command;
+
+/// A temporary git repository built file by file, committed with git2.
+pub struct Repo {
+    pub dir: tempfile::TempDir,
+    pub git: git2::Repository,
+}
+
+/// A finished command with helpers to read it.
+pub struct Run {
+    pub output: Output,
+}
+
+impl Run {
+    pub fn code(&self) -> i32 {
+        self.output.status.code().unwrap_or(-1)
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+    /// Asserts the exit code, printing both streams when it differs.
+    pub fn expect(self, code: i32) -> Self {
+        assert_eq!(
+            self.code(),
+            code,
+            "exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+}
+
+impl Repo {
+    /// An empty repository on branch `main`.
+    pub fn new() -> Repo {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut opts = git2::RepositoryInitOptions::new();
+        opts.initial_head("main");
+        let git = git2::Repository::init_opts(dir.path(), &opts).expect("git init");
+        Repo { dir, git }
+    }
+
+    /// A repository holding a copy of a directory of the project (e.g. `fixtures/good/multihop`).
+    pub fn from_dir(relative: &str) -> Repo {
+        let repo = Repo::new();
+        let source = project_path(relative);
+        copy_tree(&source, repo.path());
+        repo.commit_all(&format!("fixture {relative}"));
+        repo
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a file in the work tree (not committed yet).
+    pub fn file(&self, path: &str, content: &str) -> &Self {
+        let full = self.path().join(path);
+        std::fs::create_dir_all(full.parent().expect("file has a parent")).expect("mkdir");
+        std::fs::write(&full, content).expect("write");
+        if path.ends_with(".sh") || path.ends_with(".py") {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&full, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        self
+    }
+
+    pub fn remove(&self, path: &str) -> &Self {
+        std::fs::remove_file(self.path().join(path)).expect("remove");
+        self
+    }
+
+    /// Commits the whole work tree on the current branch; returns the commit id.
+    pub fn commit_all(&self, message: &str) -> String {
+        let mut index = self.git.index().expect("index");
+        index.add_all(["*"], git2::IndexAddOption::DEFAULT, None).expect("add");
+        index.update_all(["*"], None).expect("update");
+        index.write().expect("write index");
+        let tree = self
+            .git
+            .find_tree(index.write_tree().expect("tree"))
+            .expect("find tree");
+        // A fixed time makes commit ids, and so snapshots, reproducible.
+        let count = self
+            .git
+            .head()
+            .ok()
+            .and_then(|h| h.peel_to_commit().ok())
+            .map_or(0, |c| c.time().seconds() - 1_790_000_000 + 60);
+        let sig =
+            git2::Signature::new("Test", "test@example.com", &git2::Time::new(1_790_000_000 + count, 0)).expect("sig");
+        let parents: Vec<git2::Commit> = self
+            .git
+            .head()
+            .ok()
+            .and_then(|h| h.peel_to_commit().ok())
+            .into_iter()
+            .collect();
+        let parent_refs: Vec<&git2::Commit> = parents.iter().collect();
+        self.git
+            .commit(Some("HEAD"), &sig, &sig, message, &tree, &parent_refs)
+            .expect("commit")
+            .to_string()
+    }
+
+    /// Runs gantry with `--repo` set to this repository.
+    pub fn gantry(&self, args: &[&str]) -> Run {
+        let output = Command::cargo_bin("gantry")
+            .expect("binary")
+            .arg("--repo")
+            .arg(self.path())
+            .args(args)
+            .env_remove("GANTRY_NOW")
+            .output()
+            .expect("run gantry");
+        Run { output }
+    }
+}
+
+/// A path inside the project.
+pub fn project_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// Copies a directory tree, keeping executable bits.
+pub fn copy_tree(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            std::fs::create_dir_all(&target).expect("mkdir");
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+/// Minimal manifests for tests that build repositories inline.
+pub fn component(name: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: gantry.dev/v1\nkind: Component\nmetadata: {{ name: {name} }}\nspec:\n  steps:\n    deploy: [\"scripts/deploy.sh\", \"{{{{ target.name }}}}\", \"{{{{ version }}}}\"]\n{extra}"
+    )
+}
+
+pub fn release(component: &str, version: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: gantry.dev/v1\nkind: Release\nmetadata: {{ name: {component}-{version} }}\nspec:\n  component: {component}\n  version: {version}\n{extra}"
+    )
+}
+
+pub fn target(name: &str, component: &str, version: &str, labels: &str) -> String {
+    format!(
+        "apiVersion: gantry.dev/v1\nkind: Target\nmetadata:\n  name: {name}\n  labels: {{ {labels} }}\nspec:\n  component: {component}\n  version: \"{version}\"\n"
+    )
+}

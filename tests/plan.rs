@@ -1,0 +1,147 @@
+//! `gantry plan` and `gantry validate` against real temporary repositories.
+
+mod common;
+
+use common::{Repo, component, release, target};
+
+const NOW: &str = "2026-11-21T10:00:00Z";
+
+fn multihop() -> Repo {
+    Repo::from_dir("fixtures/good/multihop")
+}
+
+#[test]
+fn install_plan_text_snapshot() {
+    let repo = multihop();
+    let run = repo.gantry(&["plan", "--now", NOW]).expect(0);
+    insta::assert_snapshot!("install_plan_text", run.stdout());
+}
+
+#[test]
+fn plan_json_lists_stops_and_migrations_in_order() {
+    let repo = multihop();
+    let run = repo.gantry(&["plan", "--now", NOW, "--format", "json"]).expect(0);
+    let plan: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap();
+    let action = &plan["actions"][0];
+    assert_eq!(action["target"], "acme-billing");
+    assert_eq!(action["action"], "install");
+    assert_eq!(action["to"], "1.0.0");
+    assert_eq!(action["status"], "ready");
+    assert_eq!(plan["now"], NOW);
+    assert_eq!(plan["head"].as_str().unwrap().len(), 40);
+}
+
+#[test]
+fn plan_with_base_shows_only_changed_actions_and_diffs() {
+    let repo = multihop();
+    let base = repo.commit_all("unchanged");
+    repo.file(
+        "targets/globex.yaml",
+        &target("globex-billing", "billing", "1.2.0", "tenant: globex, env: prod"),
+    );
+    let head = repo.commit_all("Add globex");
+    let run = repo
+        .gantry(&[
+            "plan", "--now", NOW, "--base", &base, "--head", &head, "--format", "markdown",
+        ])
+        .expect(0);
+    let out = run.stdout();
+    assert!(out.contains("`globex-billing`"), "{out}");
+    assert!(
+        !out.contains("`acme-billing`"),
+        "unchanged target must not be shown:\n{out}"
+    );
+    assert!(
+        out.contains("<details><summary><code>targets/globex.yaml</code></summary>"),
+        "{out}"
+    );
+    assert!(out.contains("+  name: globex-billing"), "{out}");
+    insta::assert_snapshot!("base_head_markdown", out);
+}
+
+#[test]
+fn violations_exit_2_and_name_the_file() {
+    let repo = Repo::new();
+    repo.file("components/billing.yaml", &component("billing", ""));
+    repo.file(
+        "releases/billing.yaml",
+        &release("billing", "1.0.0", "  yanked: true\n"),
+    );
+    repo.file(
+        "targets/acme.yaml",
+        &target("acme-billing", "billing", "1.0.0", "env: prod"),
+    );
+    repo.commit_all("yanked pin");
+    let run = repo.gantry(&["plan", "--now", NOW]).expect(2);
+    assert!(
+        run.stdout().contains("billing 1.0.0 is yanked; pin another version"),
+        "{}",
+        run.stdout()
+    );
+}
+
+#[test]
+fn unknown_release_pin_is_a_violation_with_location() {
+    let repo = Repo::new();
+    repo.file("components/billing.yaml", &component("billing", ""));
+    repo.file("releases/billing.yaml", &release("billing", "1.0.0", ""));
+    repo.file(
+        "targets/acme.yaml",
+        &target("acme-billing", "billing", "1.5.0", "env: prod"),
+    );
+    repo.commit_all("bad pin");
+    let run = repo.gantry(&["validate"]).expect(2);
+    assert!(
+        run.stderr().contains("targets/acme.yaml:8:12: no Release of `billing` has version 1.5.0; add the Release manifest or pin a released version (1.0.0)"),
+        "{}",
+        run.stderr()
+    );
+}
+
+#[test]
+fn parse_errors_exit_1_with_line_and_column() {
+    let repo = Repo::new();
+    repo.file(
+        "targets/acme.yaml",
+        "apiVersion: gantry.dev/v1\nkind: Target\nmetadata: { name: acme\n",
+    );
+    repo.commit_all("broken");
+    let run = repo.gantry(&["validate"]).expect(1);
+    assert!(run.stderr().contains("targets/acme.yaml:"), "{}", run.stderr());
+    assert!(run.stderr().contains("invalid YAML"), "{}", run.stderr());
+}
+
+#[test]
+fn plan_reads_the_commit_not_the_work_tree() {
+    let repo = multihop();
+    // An uncommitted edit must not change the plan.
+    repo.file(
+        "targets/acme.yaml",
+        &target("acme-billing", "billing", "9.9.9", "env: prod"),
+    );
+    let run = repo.gantry(&["plan", "--now", NOW, "--format", "json"]).expect(0);
+    assert!(run.stdout().contains("\"to\": \"1.0.0\""), "{}", run.stdout());
+}
+
+#[test]
+fn repository_template_overrides_the_builtin() {
+    let repo = multihop();
+    repo.file(
+        "templates/plan.text.j2",
+        "custom: {% for a in actions %}{{ a.target }}={{ a.action }} {% endfor %}\n",
+    );
+    repo.commit_all("template");
+    let run = repo.gantry(&["plan", "--now", NOW]).expect(0);
+    assert_eq!(run.stdout(), "custom: acme-billing=install \n");
+}
+
+#[test]
+fn bad_now_is_a_usage_error() {
+    let repo = multihop();
+    let run = repo.gantry(&["plan", "--now", "yesterday"]).expect(1);
+    assert!(
+        run.stderr().contains("--now `yesterday` is not an RFC 3339 time"),
+        "{}",
+        run.stderr()
+    );
+}
