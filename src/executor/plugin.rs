@@ -30,7 +30,7 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use super::output::{Capture, Stream, open_log};
-use super::shell::{kill_group, process_group_of, signal_name};
+use super::shell::{kill_group, process_group_of, signal_name, spawn};
 use super::{
     Executor, ExecutorError, Exit, StepKind, StepRequest, StepResult, TemplateContext, human_duration, render_argv,
     resolve_program, truncate_for_message,
@@ -175,14 +175,15 @@ impl PluginExecutor {
             });
         };
         let path = resolve_program(step.kind, program, &step.checkout)?;
-        let spawned = Command::new(&path)
+        let mut command = Command::new(&path);
+        command
             .args(&self.command[1..])
             .current_dir(&step.checkout)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn();
+            .process_group(0);
+        let spawned = spawn(&mut command);
         let mut child = match spawned {
             Ok(child) => child,
             Err(e) => {
@@ -720,24 +721,36 @@ mod tests {
     }
 
     #[test]
-    fn timeout_kills_the_plugin() {
+    fn timeout_kills_the_plugin_and_the_next_step_restarts_it() {
         let dir = TempDir::new().unwrap();
-        let mut ex = PluginExecutor::new("p", faulty_plugin(dir.path(), "time.sleep(300)"));
-        let mut req = deploy(dir.path());
+        let hang_on_request = "if 'hang' in req['step']['argv']:\n    time.sleep(300)\n\
+                               print(json.dumps({'id': req['id'], 'ok': True}), flush=True)";
+        let mut ex = PluginExecutor::new("p", faulty_plugin(dir.path(), hang_on_request));
+        // Start it with a generous timeout first, so a slow interpreter start on a busy machine
+        // does not eat the 1s budget of the step under test.
+        assert!(ex.run(&deploy(dir.path())).unwrap().ok);
+        let pid = ex.process.as_ref().unwrap().child.id();
+
+        let mut req = request(StepKind::Deploy, &["hang"], dir.path());
         req.timeout = Duration::from_secs(1);
         let started = Instant::now();
-        // Start it with a step that gets past the handshake, then time out.
         let result = ex.run(&req).unwrap();
-        assert!(started.elapsed() < Duration::from_secs(5));
-        assert_eq!(result.exit, Exit::TimedOut(Duration::from_secs(1)));
+
         assert!(
-            result
-                .message
-                .starts_with("timed out after 1s: plugin \"p\" did not answer deploy (request 2)"),
-            "{}",
-            result.message
+            started.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(result.exit, Exit::TimedOut(Duration::from_secs(1)));
+        assert_eq!(
+            result.message,
+            "timed out after 1s: plugin \"p\" did not answer deploy (request 3); killed it, the next step restarts it"
         );
         assert!(ex.process.is_none());
+        assert!(process_gone(pid as i32), "timed-out plugin {pid} survived");
+        let again = ex.run(&deploy(dir.path())).unwrap();
+        assert!(again.ok, "{again:?}");
+        assert_ne!(ex.process.as_ref().unwrap().child.id(), pid);
     }
 
     #[test]

@@ -94,7 +94,7 @@ impl Executor for ShellExecutor {
             .stdout(stdout)
             .stderr(merged_in)
             .process_group(0);
-        let spawned = command.spawn();
+        let spawned = spawn(&mut command);
         // Close our copies of the pipe's write end: the reader sees EOF once the step's
         // processes are gone, not never.
         drop(command);
@@ -214,6 +214,22 @@ fn spawn_failure(argv0: &str, program: &Path, checkout: &Path, e: &io::Error) ->
         }
         _ => format!("{argv0}: cannot start: {e}"),
     }
+}
+
+/// Spawns `command`, retrying briefly on `ETXTBSY`. That error is transient: exec fails while
+/// any process has the file open for writing, and in a multi-threaded process a child forked
+/// by another thread holds such descriptors until its own exec closes them (rust-lang/rust#114554),
+/// e.g. right after a script was written.
+pub(crate) fn spawn(command: &mut Command) -> io::Result<Child> {
+    let mut delay = Duration::from_millis(5);
+    for _ in 0..6 {
+        match command.spawn() {
+            Err(e) if e.raw_os_error() == Some(Errno::ETXTBSY as i32) => std::thread::sleep(delay),
+            other => return other,
+        }
+        delay *= 2;
+    }
+    command.spawn()
 }
 
 /// The process group a child leads (it was spawned with `process_group(0)`).
@@ -401,7 +417,7 @@ pub(crate) mod tests {
             "#!/bin/sh\nsleep 300 &\necho $! > bg.pid\necho started\nsleep 300\n",
         );
         let mut req = request(StepKind::Deploy, &["./hang.sh"], dir.path());
-        req.timeout = Duration::from_secs(1);
+        req.timeout = Duration::from_secs(2);
 
         let started = Instant::now();
         let result = run(&req);
@@ -412,8 +428,8 @@ pub(crate) mod tests {
             started.elapsed()
         );
         assert!(!result.ok);
-        assert_eq!(result.exit, Exit::TimedOut(Duration::from_secs(1)));
-        assert!(result.message.starts_with("timed out after 1s"), "{}", result.message);
+        assert_eq!(result.exit, Exit::TimedOut(Duration::from_secs(2)));
+        assert!(result.message.starts_with("timed out after 2s"), "{}", result.message);
         assert_eq!(result.output_tail, "started");
         let pid: i32 = fs::read_to_string(dir.path().join("bg.pid"))
             .unwrap()
