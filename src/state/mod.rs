@@ -3,6 +3,8 @@
 //! - [`record`]: the YAML record types (`targets/<target>.yaml`, `rollouts/<c>@<v>.yaml`).
 //! - [`branch`]: [`read_recorded`] and [`StateWriter`], which commit without a work tree.
 //! - [`history`]: finished attempts read back from the commits' trailers.
+//! - [`journal`]: the fsynced per-attempt step journal under `.git/gantry/journal/`.
+//! - [`lock`]: the one-reconciler-per-repository lock, `.git/gantry/lock`.
 //!
 //! # State commit messages
 //! A commit recording one finished attempt:
@@ -36,6 +38,8 @@
 //! Outcome counts list `succeeded`, `failed`, `rolled_back` in that order, omitting zeros.
 pub mod branch;
 pub mod history;
+pub mod journal;
+pub mod lock;
 pub mod record;
 
 pub use branch::{
@@ -43,6 +47,8 @@ pub use branch::{
     branch_ref, read_recorded, read_recorded_cached, state_tip,
 };
 pub use history::{HistoryEntry, read_history};
+pub use journal::{AttemptHeader, Journal, JournalEntry, JournalError, JournaledAttempt};
+pub use lock::{LockError, ReconcilerLock};
 pub use record::*;
 
 /// Why the state branch could not be read or written.
