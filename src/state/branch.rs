@@ -537,6 +537,9 @@ impl<'r> StateWriter<'r> {
     ///
     /// Objects and the reference are written with libgit2's defaults, which do not fsync: a
     /// commit survives a killed process, not necessarily a power loss before the OS flushes it.
+    /// `core.fsyncObjectFiles = true` in the repository's config makes libgit2 sync loose objects
+    /// and the reference; the pack of a large batch is synced only under libgit2's global
+    /// `GIT_OPT_ENABLE_FSYNC_GITDIR`, which git2 0.21 does not expose.
     ///
     /// # Errors
     /// - [`StateError::Moved`] when the branch is not at the expected tip any more (someone else

@@ -222,6 +222,10 @@ impl Journal {
         };
         journal.write_line(&line)?;
         sync_dir(dir)?;
+        // The first journal may have created the directory too.
+        if let Some(parent) = dir.parent() {
+            sync_dir(parent)?;
+        }
         Ok(journal)
     }
 
@@ -244,6 +248,10 @@ impl Journal {
     }
 
     /// Removes the journal once the attempt's outcome is committed to the state branch.
+    ///
+    /// The removal is synced to disk. libgit2 does not sync the commit unless told to (see
+    /// [`StateWriter::commit`](super::StateWriter::commit)), so after a power loss the journal
+    /// can be gone while the outcome commit is too; a killed process cannot cause that.
     ///
     /// # Errors
     /// [`JournalError::Io`] when the file cannot be removed.
