@@ -47,7 +47,10 @@ pub use branch::{
     branch_ref, read_recorded, read_recorded_cached, state_tip,
 };
 pub use history::{HistoryEntry, read_history};
-pub use journal::{AttemptHeader, Journal, JournalEntry, JournalError, JournaledAttempt};
+pub use journal::{
+    AttemptHeader, Journal, JournalEntry, JournalError, JournaledAttempt, StepCompleted,
+    StepStarted,
+};
 pub use lock::{LockError, ReconcilerLock};
 pub use record::*;
 
