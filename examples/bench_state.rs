@@ -6,8 +6,8 @@
 use std::time::{Duration, Instant};
 
 use gantry::state::{
-    AttemptRecord, Batch, FinishedAttempt, Outcome, RecordCache, StateWriter, TargetRecord,
-    TargetStatus, read_history, read_recorded, read_recorded_cached,
+    AttemptRecord, Batch, FinishedAttempt, Outcome, RecordCache, StateWriter, TargetRecord, TargetStatus, read_history,
+    read_recorded, read_recorded_cached,
 };
 
 const BRANCH: &str = "gantry/state";
@@ -28,10 +28,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         writer.commit(&batch, now)?;
     }
-    report(
-        "record 10,000 outcomes as 100 commits of 100",
-        started.elapsed(),
-    );
+    report("record 10,000 outcomes as 100 commits of 100", started.elapsed());
 
     let started = Clock::start();
     let state = read_recorded(&repo, BRANCH)?;
@@ -44,17 +41,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut batch = Batch::new();
     add_outcome(&mut batch, 4_242);
     writer.commit(&batch, now)?;
-    report(
-        "record 1 outcome on top of 10,000 targets",
-        started.elapsed(),
-    );
+    report("record 1 outcome on top of 10,000 targets", started.elapsed());
 
     let started = Clock::start();
     let state = read_recorded_cached(&repo, BRANCH, &mut cache)?;
-    report(
-        "read 10,000 target records, 1 changed, cached",
-        started.elapsed(),
-    );
+    report("read 10,000 target records, 1 changed, cached", started.elapsed());
     assert_eq!(state.targets.len(), TARGETS);
 
     let started = Clock::start();
@@ -64,10 +55,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let started = Clock::start();
     let history = read_history(&repo, BRANCH, Some("t04242"))?;
-    report(
-        "read one target's history among 10,001 outcomes",
-        started.elapsed(),
-    );
+    report("read one target's history among 10,001 outcomes", started.elapsed());
     assert_eq!(history.len(), 2);
 
     // Everything at once: 10,000 targets and 10,000 outcomes in one commit.
@@ -92,6 +80,7 @@ fn add_outcome(batch: &mut Batch, i: usize) {
         component: "billing".to_string(),
         version: Some(to.clone()),
         config_hash: Some(format!("{i:064x}")),
+        config: None,
         applied_migrations: Vec::new(),
         status: TargetStatus::Converged,
         last_attempt: Some(AttemptRecord {
@@ -104,13 +93,13 @@ fn add_outcome(batch: &mut Batch, i: usize) {
             finished: Some("2026-02-03T10:05:00Z".to_string()),
             outcome: Some(Outcome::Succeeded),
             message: String::new(),
+            config_hash: None,
             output_tail: String::new(),
         }),
         rollback_points: vec![from],
         observed_version: None,
     };
-    let finished =
-        FinishedAttempt::from_record(&name, &record).expect("the record has a finished attempt");
+    let finished = FinishedAttempt::from_record(&name, &record).expect("the record has a finished attempt");
     batch.upsert_target(name, record).outcome(finished);
 }
 
@@ -152,8 +141,5 @@ fn report(what: &str, (wall, cpu): (Duration, Option<Duration>)) {
         || "n/a".to_string(),
         |cpu| format!("{:.0} ms", cpu.as_secs_f64() * 1000.0),
     );
-    println!(
-        "{what:<50} {:>8.1} ms wall {cpu:>9} cpu",
-        wall.as_secs_f64() * 1000.0
-    );
+    println!("{what:<50} {:>8.1} ms wall {cpu:>9} cpu", wall.as_secs_f64() * 1000.0);
 }

@@ -157,6 +157,8 @@ pub struct ProbeRun<'a> {
     /// Runs the policy's `command` checks (the shell executor).
     pub local: &'a mut dyn Executor,
     pub clock: &'a dyn Clock,
+    /// Extra environment for command checks and the health step (e.g. `GANTRY_REPO`).
+    pub extra_env: &'a [(String, String)],
 }
 
 /// The health checks for one target after a deploy or reload, ready to run.
@@ -358,7 +360,7 @@ fn step_request(argv: &Argv, timeout: Duration, run: &ProbeRun<'_>) -> StepReque
         checkout: run.checkout.to_path_buf(),
         timeout,
         log_path: run.log_path.to_path_buf(),
-        extra_env: Vec::new(),
+        extra_env: run.extra_env.to_vec(),
     }
 }
 
@@ -762,6 +764,7 @@ mod tests {
         let probe = HealthProbe::new(health, None, Duration::from_secs(60)).unwrap();
         probe
             .run(&mut ProbeRun {
+                extra_env: &[],
                 context: &ctx,
                 checkout: Path::new("/co"),
                 log_path: Path::new("/co/log"),
@@ -830,6 +833,7 @@ mod tests {
         let probe = HealthProbe::new(&Health::default(), Some(&step), Duration::from_secs(60)).unwrap();
         let verdict = probe
             .run(&mut ProbeRun {
+                extra_env: &[],
                 context: &ctx,
                 checkout: Path::new("/co"),
                 log_path: Path::new("/co/log"),
@@ -879,6 +883,7 @@ mod tests {
         let probe = HealthProbe::new(&h, None, T).unwrap();
         let err = probe
             .run(&mut ProbeRun {
+                extra_env: &[],
                 context: &ctx,
                 checkout: Path::new("/co"),
                 log_path: Path::new("/co/log"),

@@ -1,6 +1,7 @@
 //! The watched repository: desired state read from commits with git2, never from the work tree.
 
 pub mod checkout;
+pub mod edit;
 pub mod history;
 
 use std::path::{Path, PathBuf};
@@ -32,6 +33,9 @@ pub enum SourceError {
         #[source]
         source: std::io::Error,
     },
+    /// gantry declined to write a change.
+    #[error("{0}")]
+    Refused(String),
     /// Any other git failure.
     #[error("git: {0}")]
     Git(#[from] git2::Error),

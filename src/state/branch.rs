@@ -57,17 +57,13 @@ pub fn state_tip(repo: &Repository, state_branch: &str) -> Result<Option<Oid>, S
     let refname = branch_ref(state_branch)?;
     match repo.find_reference(&refname) {
         Ok(reference) => {
-            let commit = reference.peel_to_commit().map_err(|e| {
-                git_error(state_branch, "resolving the state branch to a commit", e)
-            })?;
+            let commit = reference
+                .peel_to_commit()
+                .map_err(|e| git_error(state_branch, "resolving the state branch to a commit", e))?;
             Ok(Some(commit.id()))
         }
         Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
-        Err(e) => Err(git_error(
-            state_branch,
-            "reading the state branch reference",
-            e,
-        )),
+        Err(e) => Err(git_error(state_branch, "reading the state branch reference", e)),
     }
 }
 
@@ -146,10 +142,9 @@ pub fn read_recorded_cached(
                 ),
             ));
         }
-        state.rollouts.insert(
-            (record.component.clone(), record.version.clone()),
-            record.clone(),
-        );
+        state
+            .rollouts
+            .insert((record.component.clone(), record.version.clone()), record.clone());
         cache.rollouts.insert(blob, record);
     }
     Ok(state)
@@ -240,9 +235,7 @@ impl RecordReader<'_> {
         let parse_chunk = move |chunk: &[(usize, String, String)]| {
             chunk
                 .iter()
-                .map(|(index, path, text)| {
-                    parse_record(branch, commit, path, text).map(|r| (*index, r))
-                })
+                .map(|(index, path, text)| parse_record(branch, commit, path, text).map(|r| (*index, r)))
                 .collect::<Result<Vec<_>, StateError>>()
         };
         let threads = std::thread::available_parallelism()
@@ -278,12 +271,7 @@ impl RecordReader<'_> {
     }
 }
 
-fn parse_record<T: DeserializeOwned>(
-    branch: &str,
-    commit: Oid,
-    path: &str,
-    text: &str,
-) -> Result<T, StateError> {
+fn parse_record<T: DeserializeOwned>(branch: &str, commit: Oid, path: &str, text: &str) -> Result<T, StateError> {
     serde_saphyr::from_str(text).map_err(|e| {
         let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
         StateError::Parse {
@@ -305,11 +293,7 @@ fn yaml_message(e: &serde_saphyr::Error) -> String {
         Some(i) => &text[..i],
         None => &text,
     };
-    text.lines()
-        .next()
-        .unwrap_or("invalid YAML")
-        .trim()
-        .to_string()
+    text.lines().next().unwrap_or("invalid YAML").trim().to_string()
 }
 
 /// One finished target attempt, as recorded in a state commit's message and trailers.
@@ -392,19 +376,13 @@ impl Batch {
 
     /// Writes `rollouts/<component>@<version>.yaml`.
     pub fn upsert_rollout(&mut self, record: RolloutRecord) -> &mut Self {
-        self.rollouts.insert(
-            (record.component.clone(), record.version.clone()),
-            Some(record),
-        );
+        self.rollouts
+            .insert((record.component.clone(), record.version.clone()), Some(record));
         self
     }
 
     /// Deletes `rollouts/<component>@<version>.yaml` (nothing happens if it does not exist).
-    pub fn delete_rollout(
-        &mut self,
-        component: impl Into<String>,
-        version: semver::Version,
-    ) -> &mut Self {
+    pub fn delete_rollout(&mut self, component: impl Into<String>, version: semver::Version) -> &mut Self {
         self.rollouts.insert((component.into(), version), None);
         self
     }
@@ -496,11 +474,7 @@ impl<'r> StateWriter<'r> {
     ///
     /// # Errors
     /// [`StateError::InvalidBranchName`].
-    pub fn at(
-        repo: &'r Repository,
-        state_branch: &str,
-        tip: Option<Oid>,
-    ) -> Result<StateWriter<'r>, StateError> {
+    pub fn at(repo: &'r Repository, state_branch: &str, tip: Option<Oid>) -> Result<StateWriter<'r>, StateError> {
         Ok(StateWriter {
             repo,
             branch: state_branch.to_string(),
@@ -547,11 +521,7 @@ impl<'r> StateWriter<'r> {
     /// - [`StateError::InvalidName`] for a target, component or attempt id that cannot be a
     ///   file name or trailer value;
     /// - [`StateError::Serialize`] or [`StateError::Git`] when writing fails.
-    pub fn commit(
-        &mut self,
-        batch: &Batch,
-        now: jiff::Timestamp,
-    ) -> Result<Option<Oid>, StateError> {
+    pub fn commit(&mut self, batch: &Batch, now: jiff::Timestamp) -> Result<Option<Oid>, StateError> {
         validate_batch(batch)?;
         let Some((commit, message)) = self.write_objects(batch, now)? else {
             return Ok(None);
@@ -563,11 +533,7 @@ impl<'r> StateWriter<'r> {
 
     /// Writes the blobs, trees and commit of `batch`, without moving the branch. Returns the
     /// commit and its message, or `None` when there is nothing to record.
-    fn write_objects(
-        &self,
-        batch: &Batch,
-        now: jiff::Timestamp,
-    ) -> Result<Option<(Oid, String)>, StateError> {
+    fn write_objects(&self, batch: &Batch, now: jiff::Timestamp) -> Result<Option<(Oid, String)>, StateError> {
         let parent = match self.tip {
             Some(oid) => Some(
                 self.repo
@@ -577,11 +543,7 @@ impl<'r> StateWriter<'r> {
             None => None,
         };
         let base = match &parent {
-            Some(commit) => Some(
-                commit
-                    .tree()
-                    .map_err(|e| self.git_error("reading the tip's tree", e))?,
-            ),
+            Some(commit) => Some(commit.tree().map_err(|e| self.git_error("reading the tip's tree", e))?),
             None => None,
         };
 
@@ -621,9 +583,7 @@ impl<'r> StateWriter<'r> {
                 self.rewrite_dir(&mut root, base.as_ref(), dir, &dir_changes)?;
             }
         }
-        let tree_id = root
-            .write()
-            .map_err(|e| self.git_error("writing the root tree", e))?;
+        let tree_id = root.write().map_err(|e| self.git_error("writing the root tree", e))?;
 
         let unchanged = match &base {
             Some(tree) => tree.id() == tree_id,
@@ -657,10 +617,7 @@ impl<'r> StateWriter<'r> {
     /// The blobs are built in an object database in memory and reach the repository as one pack
     /// and its index. Small batches stay loose because each pack is one more file that lookups
     /// search until the repository is repacked.
-    fn write_blobs<'b>(
-        &self,
-        blobs: impl Iterator<Item = &'b str>,
-    ) -> Result<Vec<Oid>, StateError> {
+    fn write_blobs<'b>(&self, blobs: impl Iterator<Item = &'b str>) -> Result<Vec<Oid>, StateError> {
         let blobs: Vec<&str> = blobs.collect();
         if blobs.len() < PACK_THRESHOLD {
             return blobs
@@ -673,9 +630,7 @@ impl<'r> StateWriter<'r> {
         let memory = git2::Odb::new().map_err(memory_error)?;
         memory.add_new_mempack_backend(1).map_err(memory_error)?;
         let memory = Repository::from_odb(memory).map_err(memory_error)?;
-        let mut pack = memory
-            .packbuilder()
-            .map_err(|e| self.git_error("starting a pack", e))?;
+        let mut pack = memory.packbuilder().map_err(|e| self.git_error("starting a pack", e))?;
         let mut ids = Vec::with_capacity(blobs.len());
         for text in blobs {
             let id = memory
@@ -774,20 +729,14 @@ impl<'r> StateWriter<'r> {
         let summary = message.lines().next().unwrap_or_default();
         let log = format!("gantry: {summary}");
         let result = match self.tip {
-            Some(expected) => {
-                self.repo
-                    .reference_matching(&self.refname, commit, true, expected, &log)
-            }
+            Some(expected) => self
+                .repo
+                .reference_matching(&self.refname, commit, true, expected, &log),
             None => self.repo.reference(&self.refname, commit, false, &log),
         };
         match result {
             Ok(_) => Ok(()),
-            Err(e)
-                if matches!(
-                    e.code(),
-                    ErrorCode::Modified | ErrorCode::Exists | ErrorCode::NotFound
-                ) =>
-            {
+            Err(e) if matches!(e.code(), ErrorCode::Modified | ErrorCode::Exists | ErrorCode::NotFound) => {
                 Err(StateError::Moved {
                     branch: self.branch.clone(),
                     expected: self.tip,
@@ -814,12 +763,7 @@ fn validate_batch(batch: &Batch) -> Result<(), StateError> {
         check_name("target", &outcome.target)?;
         check_name("component", &outcome.component)?;
         check_name("attempt id", &outcome.attempt)?;
-        if outcome.desired_commit.is_empty()
-            || !outcome
-                .desired_commit
-                .bytes()
-                .all(|b| b.is_ascii_hexdigit())
-        {
+        if outcome.desired_commit.is_empty() || !outcome.desired_commit.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(StateError::InvalidName {
                 kind: "desired commit",
                 name: outcome.desired_commit.clone(),
@@ -936,11 +880,7 @@ fn one_line(text: &str) -> String {
     }
 }
 
-pub(crate) fn git_error(
-    branch: &str,
-    action: impl Into<String>,
-    source: git2::Error,
-) -> StateError {
+pub(crate) fn git_error(branch: &str, action: impl Into<String>, source: git2::Error) -> StateError {
     StateError::Git {
         branch: branch.to_string(),
         action: action.into(),
@@ -960,8 +900,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::manifest::Phase;
     use crate::state::record::{
-        AppliedMigration, AttemptRecord, Halt, RolloutTarget, RolloutTargetStatus, TargetStatus,
-        WaveRecord,
+        AppliedMigration, AttemptRecord, Halt, RolloutTarget, RolloutTargetStatus, TargetStatus, WaveRecord,
     };
 
     pub(crate) const BRANCH: &str = "gantry/state";
@@ -985,6 +924,7 @@ pub(crate) mod tests {
             component: component.to_string(),
             version: Some(v(version)),
             config_hash: None,
+            config: None,
             applied_migrations: Vec::new(),
             status: TargetStatus::Converged,
             last_attempt: None,
@@ -993,12 +933,7 @@ pub(crate) mod tests {
         }
     }
 
-    pub(crate) fn finished(
-        target: &str,
-        from: Option<&str>,
-        to: &str,
-        outcome: Outcome,
-    ) -> FinishedAttempt {
+    pub(crate) fn finished(target: &str, from: Option<&str>, to: &str, outcome: Outcome) -> FinishedAttempt {
         FinishedAttempt {
             target: target.to_string(),
             component: "billing".to_string(),
@@ -1018,14 +953,12 @@ pub(crate) mod tests {
             component: "billing".to_string(),
             version: Some(v("2.0.0")),
             config_hash: Some("0123abcd".to_string()),
+            config: None,
             applied_migrations: vec![AppliedMigration {
                 release: v("2.0.0"),
                 id: "split-namespaces".to_string(),
                 phase: Phase::Pre,
-                down: Some(vec![
-                    "migrations/billing/2.0.0/down.sh".to_string(),
-                    "acme".to_string(),
-                ]),
+                down: Some(vec!["migrations/billing/2.0.0/down.sh".to_string(), "acme".to_string()]),
                 attempt: "12345".to_string(),
             }],
             status: TargetStatus::Converged,
@@ -1039,6 +972,7 @@ pub(crate) mod tests {
                 finished: Some("2026-02-03T10:05:00Z".to_string()),
                 outcome: Some(Outcome::Succeeded),
                 message: "health: ok after 3 tries".to_string(),
+                config_hash: None,
                 output_tail: "line one\nline: two\n".to_string(),
             }),
             rollback_points: vec![v("1.2.0"), v("1.1.0")],
@@ -1090,10 +1024,7 @@ pub(crate) mod tests {
             let blob = repo.blob(text.as_bytes()).unwrap();
             match path.split_once('/') {
                 Some((dir, file)) => {
-                    let existing = root
-                        .get(dir)
-                        .unwrap()
-                        .map(|e| repo.find_tree(e.id()).unwrap());
+                    let existing = root.get(dir).unwrap().map(|e| repo.find_tree(e.id()).unwrap());
                     let mut sub = repo.treebuilder(existing.as_ref()).unwrap();
                     sub.insert(file, blob, BLOB_MODE).unwrap();
                     let id = sub.write().unwrap();
@@ -1107,21 +1038,14 @@ pub(crate) mod tests {
         let tree = repo.find_tree(root.write().unwrap()).unwrap();
         let sig = Signature::now("someone", "someone@example.com").unwrap();
         let parents: Vec<_> = parent.iter().collect();
-        let commit = repo
-            .commit(None, &sig, &sig, message, &tree, &parents)
-            .unwrap();
+        let commit = repo.commit(None, &sig, &sig, message, &tree, &parents).unwrap();
         repo.reference(&branch_ref(BRANCH).unwrap(), commit, true, "hand edit")
             .unwrap();
         commit
     }
 
     fn git(dir: &Path, args: &[&str]) -> String {
-        let out = Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args(args)
-            .output()
-            .unwrap();
+        let out = Command::new("git").arg("-C").arg(dir).args(args).output().unwrap();
         assert!(
             out.status.success(),
             "git {args:?}: {}",
@@ -1133,10 +1057,7 @@ pub(crate) mod tests {
     #[test]
     fn missing_branch_reads_as_empty_state() {
         let (_dir, repo) = temp_repo();
-        assert_eq!(
-            read_recorded(&repo, BRANCH).unwrap(),
-            RecordedState::default()
-        );
+        assert_eq!(read_recorded(&repo, BRANCH).unwrap(), RecordedState::default());
     }
 
     #[test]
@@ -1162,9 +1083,7 @@ pub(crate) mod tests {
             state.rollouts[&("billing".to_string(), v("2.0.0-rc.1+build.5"))],
             rollout()
         );
-        assert!(
-            blob_text(&repo, commit, "rollouts/billing@2.0.0-rc.1+build.5.yaml").ends_with('\n')
-        );
+        assert!(blob_text(&repo, commit, "rollouts/billing@2.0.0-rc.1+build.5.yaml").ends_with('\n'));
     }
 
     #[test]
@@ -1204,12 +1123,7 @@ pub(crate) mod tests {
         assert_eq!(state.targets["zen"], target("billing", "2.0.0"));
         // Only the records of the last read are kept.
         assert_eq!(cache.targets.len(), 2);
-        assert!(
-            cache
-                .targets
-                .values()
-                .all(|r| r.version != Some(v("1.3.0")))
-        );
+        assert!(cache.targets.values().all(|r| r.version != Some(v("1.3.0"))));
     }
 
     #[test]
@@ -1270,9 +1184,7 @@ pub(crate) mod tests {
             name: "gantry".into(),
             email: "gantry@deploy-1.example.com".into(),
         };
-        let mut writer = StateWriter::open(&repo, BRANCH)
-            .unwrap()
-            .with_identity(identity);
+        let mut writer = StateWriter::open(&repo, BRANCH).unwrap().with_identity(identity);
         batch.upsert_target("zen", target("billing", "1.2.0"));
         let next = writer.commit(&batch, now()).unwrap().unwrap();
         assert_eq!(
@@ -1325,10 +1237,7 @@ pub(crate) mod tests {
             "mine\n"
         );
         assert_eq!(git(root, &["rev-list", "--count", BRANCH]), "2\n");
-        assert!(
-            git(root, &["show", &format!("{BRANCH}:targets/acme.yaml")])
-                .contains("version: \"2.0.0\"")
-        );
+        assert!(git(root, &["show", &format!("{BRANCH}:targets/acme.yaml")]).contains("version: \"2.0.0\""));
     }
 
     #[test]
@@ -1348,9 +1257,7 @@ pub(crate) mod tests {
         let entries = |commit: Oid, dir: &str| -> BTreeMap<String, Oid> {
             let tree = repo.find_commit(commit).unwrap().tree().unwrap();
             let sub = repo.find_tree(tree.get_name(dir).unwrap().id()).unwrap();
-            sub.iter()
-                .map(|e| (e.name().unwrap().to_string(), e.id()))
-                .collect()
+            sub.iter().map(|e| (e.name().unwrap().to_string(), e.id())).collect()
         };
         let (before, after) = (entries(first, TARGETS_DIR), entries(second, TARGETS_DIR));
         assert_eq!(after.len(), 1000);
@@ -1398,10 +1305,7 @@ pub(crate) mod tests {
         let packs_after = git(dir.path(), &["count-objects", "-v"]);
 
         assert_eq!(
-            repo.find_commit(second)
-                .unwrap()
-                .parent_ids()
-                .collect::<Vec<_>>(),
+            repo.find_commit(second).unwrap().parent_ids().collect::<Vec<_>>(),
             [first]
         );
         assert!(packs_before.contains("packs: 0\n"), "{packs_before}");
@@ -1416,9 +1320,7 @@ pub(crate) mod tests {
         assert_eq!(state.targets.len(), PACK_THRESHOLD + 1);
         assert_eq!(state.targets["t0031"], target("billing", "1.31.0"));
         assert_eq!(
-            crate::state::read_history(&repo, BRANCH, None)
-                .unwrap()
-                .len(),
+            crate::state::read_history(&repo, BRANCH, None).unwrap().len(),
             PACK_THRESHOLD
         );
     }
@@ -1428,10 +1330,7 @@ pub(crate) mod tests {
         let (_dir, repo) = temp_repo();
         hand_commit(
             &repo,
-            &[
-                ("README.md", "state branch\n"),
-                ("targets/notes.txt", "hi\n"),
-            ],
+            &[("README.md", "state branch\n"), ("targets/notes.txt", "hi\n")],
             "add readme",
         );
         let mut batch = Batch::new();
@@ -1515,10 +1414,7 @@ pub(crate) mod tests {
         let mut ours = StateWriter::open(&repo, BRANCH).unwrap();
         let theirs = hand_commit(
             &repo,
-            &[(
-                "targets/zen.yaml",
-                "component: billing\nstatus: converged\n",
-            )],
+            &[("targets/zen.yaml", "component: billing\nstatus: converged\n")],
             "theirs",
         );
         batch.upsert_target("acme", target("billing", "2.0.0"));
@@ -1528,10 +1424,7 @@ pub(crate) mod tests {
                 expected,
                 found,
             }) => {
-                assert_eq!(
-                    (branch.as_str(), expected, found),
-                    (BRANCH, Some(first), Some(theirs))
-                );
+                assert_eq!((branch.as_str(), expected, found), (BRANCH, Some(first), Some(theirs)));
             }
             other => panic!("expected Moved, got {other:?}"),
         }
@@ -1565,9 +1458,7 @@ pub(crate) mod tests {
             .unwrap();
         batch.upsert_target("acme", target("billing", "2.0.0"));
         match writer.commit(&batch, now()) {
-            Err(StateError::Moved {
-                expected, found, ..
-            }) => assert_eq!((expected, found), (Some(first), None)),
+            Err(StateError::Moved { expected, found, .. }) => assert_eq!((expected, found), (Some(first), None)),
             other => panic!("expected Moved, got {other:?}"),
         }
         assert_eq!(state_tip(&repo, BRANCH).unwrap(), None);
@@ -1635,18 +1526,9 @@ pub(crate) mod tests {
             let commit = hand_commit(&repo, &[(path, text)], "hand edit");
             let err = read_recorded(&repo, BRANCH).unwrap_err();
             let message = err.to_string();
-            assert!(
-                matches!(err, StateError::Parse { .. }),
-                "{path} {text:?}: {message}"
-            );
-            assert!(
-                message.starts_with(&format!("gantry/state:{path}:")),
-                "{message}"
-            );
-            assert!(
-                message.contains(expected),
-                "{text:?}: {message} lacks {expected:?}"
-            );
+            assert!(matches!(err, StateError::Parse { .. }), "{path} {text:?}: {message}");
+            assert!(message.starts_with(&format!("gantry/state:{path}:")), "{message}");
+            assert!(message.contains(expected), "{text:?}: {message} lacks {expected:?}");
             assert!(message.contains(&commit.to_string()), "{message}");
             assert!(
                 message.ends_with("edited by hand: fix or revert that commit"),
@@ -1690,12 +1572,7 @@ pub(crate) mod tests {
         let mut bad = finished("acme", None, "1.0.0", Outcome::Succeeded);
         bad.desired_commit = "HEAD\nGantry-Outcome: succeeded".to_string();
         batch.outcome(bad);
-        assert!(
-            StateWriter::open(&repo, BRANCH)
-                .unwrap()
-                .commit(&batch, now())
-                .is_err()
-        );
+        assert!(StateWriter::open(&repo, BRANCH).unwrap().commit(&batch, now()).is_err());
         assert_eq!(state_tip(&repo, BRANCH).unwrap(), None);
         assert!(matches!(
             branch_ref("bad..name"),
@@ -1725,12 +1602,7 @@ pub(crate) mod tests {
             let mut batch = Batch::new();
             batch.outcome(finished("acme", Some("1.2.0"), "2.0.0", Outcome::Succeeded));
             batch.outcome(finished("zen", Some("1.2.0"), "2.0.0", Outcome::RolledBack));
-            batch.outcome(finished(
-                "umbrella",
-                Some("1.2.0"),
-                "2.0.0",
-                Outcome::Succeeded,
-            ));
+            batch.outcome(finished("umbrella", Some("1.2.0"), "2.0.0", Outcome::Succeeded));
             commit_message(&batch)
         };
         insta::assert_snapshot!("message_several_outcomes", several);
@@ -1760,21 +1632,10 @@ pub(crate) mod tests {
             .spawn()
             .unwrap();
         use std::io::Write as _;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(message.as_bytes())
-            .unwrap();
+        child.stdin.take().unwrap().write_all(message.as_bytes()).unwrap();
         let parsed = String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap();
         let trailer_block = message.split("\n\n").last().unwrap();
         assert_eq!(parsed, trailer_block);
-        assert_eq!(
-            parsed
-                .lines()
-                .filter(|l| l.starts_with("Gantry-Target: "))
-                .count(),
-            2
-        );
+        assert_eq!(parsed.lines().filter(|l| l.starts_with("Gantry-Target: ")).count(), 2);
     }
 }

@@ -105,12 +105,7 @@ fn parse_outcomes(commit: Oid, time: jiff::Timestamp, message: &str) -> Vec<Hist
 }
 
 fn parse_block(commit: Oid, time: jiff::Timestamp, block: &[(&str, &str)]) -> Option<HistoryEntry> {
-    let get = |key: &str| {
-        block
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| *v)
-    };
+    let get = |key: &str| block.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| *v);
     let from = match get(trailer::FROM)? {
         trailer::NO_VERSION => None,
         version => Some(semver::Version::parse(version).ok()?),
@@ -203,11 +198,7 @@ mod tests {
             acme.iter().map(|e| e.outcome).collect::<Vec<_>>(),
             [Outcome::RolledBack, Outcome::Succeeded]
         );
-        assert!(
-            read_history(&repo, BRANCH, Some("nobody"))
-                .unwrap()
-                .is_empty()
-        );
+        assert!(read_history(&repo, BRANCH, Some("nobody")).unwrap().is_empty());
     }
 
     #[test]

@@ -294,9 +294,7 @@ impl Journal {
                 }
             }
         }
-        attempts.sort_by(|a, b| {
-            (a.header.started, &a.header.attempt).cmp(&(b.header.started, &b.header.attempt))
-        });
+        attempts.sort_by(|a, b| (a.header.started, &a.header.attempt).cmp(&(b.header.started, &b.header.attempt)));
         Ok(attempts)
     }
 
@@ -316,9 +314,7 @@ impl Journal {
         self.file
             .write_all(&line)
             .map_err(io_error("appending to journal", &self.path))?;
-        self.file
-            .sync_data()
-            .map_err(io_error("syncing journal", &self.path))?;
+        self.file.sync_data().map_err(io_error("syncing journal", &self.path))?;
         self.poisoned = false;
         Ok(())
     }
@@ -349,9 +345,7 @@ impl JournaledAttempt {
     /// The step that was started and not recorded completed: it may or may not have run.
     pub fn interrupted(&self) -> Option<&StepStarted> {
         self.entries.iter().rev().find_map(|entry| match entry {
-            JournalEntry::StepStarted(started) if self.completion(&started.step_id).is_none() => {
-                Some(started)
-            }
+            JournalEntry::StepStarted(started) if self.completion(&started.step_id).is_none() => Some(started),
             _ => None,
         })
     }
@@ -372,8 +366,7 @@ impl JournaledAttempt {
         if len != self.valid_len {
             file.set_len(self.valid_len)
                 .map_err(io_error("cutting the torn line off", &self.path))?;
-            file.sync_data()
-                .map_err(io_error("syncing journal", &self.path))?;
+            file.sync_data().map_err(io_error("syncing journal", &self.path))?;
         }
         Ok(Journal {
             file,
@@ -470,11 +463,7 @@ fn sync_dir(dir: &Path) -> Result<(), JournalError> {
 
 fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> JournalError {
     let path = path.to_path_buf();
-    move |source| JournalError::Io {
-        action,
-        path,
-        source,
-    }
+    move |source| JournalError::Io { action, path, source }
 }
 
 #[cfg(test)]
@@ -545,10 +534,7 @@ mod tests {
         assert!(!attempt.torn_tail);
         assert!(attempt.completion("s1").is_some_and(|c| c.ok));
         assert!(attempt.completion("s2").is_none());
-        assert_eq!(
-            attempt.interrupted().map(|s| s.step_id.as_str()),
-            Some("s2")
-        );
+        assert_eq!(attempt.interrupted().map(|s| s.step_id.as_str()), Some("s2"));
 
         let text = fs::read_to_string(journal.path()).unwrap();
         let first = text.lines().next().unwrap();
@@ -578,10 +564,7 @@ mod tests {
         let loaded = Journal::load_unfinished(dir.path()).unwrap();
         assert_eq!(loaded[0].entries, [started("s1", 1)]);
         assert!(loaded[0].torn_tail);
-        assert_eq!(
-            loaded[0].interrupted().map(|s| s.step_id.as_str()),
-            Some("s1")
-        );
+        assert_eq!(loaded[0].interrupted().map(|s| s.step_id.as_str()), Some("s1"));
 
         let mut resumed = loaded[0].resume().unwrap();
         resumed.append(&completed("s1", 5)).unwrap();
@@ -611,14 +594,8 @@ mod tests {
         append_raw(journal.path(), b"garbage\n");
         journal.append(&started("s1", 1)).unwrap();
         let err = Journal::load_unfinished(dir.path()).unwrap_err();
-        assert!(
-            matches!(err, JournalError::Corrupt { line: 2, .. }),
-            "{err}"
-        );
-        assert!(
-            err.to_string().contains("a1.jsonl:2: expected value"),
-            "{err}"
-        );
+        assert!(matches!(err, JournalError::Corrupt { line: 2, .. }), "{err}");
+        assert!(err.to_string().contains("a1.jsonl:2: expected value"), "{err}");
     }
 
     #[test]
@@ -636,11 +613,7 @@ mod tests {
     fn a_newer_journal_format_is_refused_not_removed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a1.jsonl");
-        fs::write(
-            &path,
-            "{\"type\":\"attempt\",\"version\":2,\"new_field\":1}\n",
-        )
-        .unwrap();
+        fs::write(&path, "{\"type\":\"attempt\",\"version\":2,\"new_field\":1}\n").unwrap();
         let err = Journal::load_unfinished(dir.path()).unwrap_err();
         assert!(
             matches!(err, JournalError::UnsupportedVersion { version: 2, .. }),
@@ -656,10 +629,7 @@ mod tests {
         let err = Journal::create(dir.path(), &header("a1")).unwrap_err();
         assert!(matches!(err, JournalError::Exists { .. }), "{err}");
         let err = Journal::create(dir.path(), &header("../a2")).unwrap_err();
-        assert!(
-            matches!(err, JournalError::InvalidAttemptId { .. }),
-            "{err}"
-        );
+        assert!(matches!(err, JournalError::InvalidAttemptId { .. }), "{err}");
     }
 
     #[test]

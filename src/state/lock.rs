@@ -107,11 +107,7 @@ impl ReconcilerLock {
                 });
             }
         }
-        let holder = format!(
-            "pid: {}\nsince: {}\n",
-            std::process::id(),
-            jiff::Timestamp::now()
-        );
+        let holder = format!("pid: {}\nsince: {}\n", std::process::id(), jiff::Timestamp::now());
         file.set_len(0)
             .and_then(|()| file.write_all(holder.as_bytes()))
             .map_err(|source| LockError::Io {
@@ -177,9 +173,7 @@ mod tests {
         };
         assert_eq!(*pid, Some(std::process::id()));
         assert!(
-            since
-                .as_deref()
-                .is_some_and(|s| s.parse::<jiff::Timestamp>().is_ok()),
+            since.as_deref().is_some_and(|s| s.parse::<jiff::Timestamp>().is_ok()),
             "{since:?}"
         );
         assert_eq!(path, lock.path());
@@ -194,10 +188,7 @@ mod tests {
         );
 
         drop(lock);
-        assert_eq!(
-            fs::read_to_string(dir.path().join("gantry/lock")).unwrap(),
-            ""
-        );
+        assert_eq!(fs::read_to_string(dir.path().join("gantry/lock")).unwrap(), "");
         drop(ReconcilerLock::acquire(dir.path()).unwrap());
     }
 
@@ -209,10 +200,7 @@ mod tests {
             since: None,
             path: PathBuf::from("/r/.git/gantry/lock"),
         };
-        assert_eq!(
-            err.to_string(),
-            "another gantry holds the lock on /r/.git/gantry/lock"
-        );
+        assert_eq!(err.to_string(), "another gantry holds the lock on /r/.git/gantry/lock");
     }
 
     const CHILD_ENV: &str = "GANTRY_TEST_LOCK_CHILD_GIT_DIR";

@@ -95,6 +95,10 @@ pub struct AttemptRecord {
     pub outcome: Option<Outcome>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+    /// The config hash the attempt applied, so a failed config change stays halted until the
+    /// config changes again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_hash: Option<String>,
     /// The last lines of output of the step that decided the outcome.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub output_tail: String,
