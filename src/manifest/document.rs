@@ -238,36 +238,6 @@ impl IntoNode for YamlNode {
     }
 }
 
-/// A TOML node: toml reports byte ranges, turned into lines and columns by [`LineIndex`].
-struct TomlNode(toml::Spanned<TomlValue>);
-struct TomlValue(NodeValue);
-
-impl<'de> Deserialize<'de> for TomlValue {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ValueVisitor::<TomlNode>(std::marker::PhantomData))
-            .map(TomlValue)
-    }
-}
-impl<'de> Deserialize<'de> for TomlNode {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        toml::Spanned::<TomlValue>::deserialize(d).map(TomlNode)
-    }
-}
-impl IntoNode for TomlNode {
-    fn into_node(self) -> Node {
-        // Byte offsets are stored in `loc` temporarily (line = 0 marks them) and resolved
-        // to lines by `resolve_toml_offsets`, which has the source text.
-        let start = self.0.span().start;
-        Node {
-            loc: Loc {
-                line: 0,
-                column: u32::try_from(start).unwrap_or(u32::MAX),
-            },
-            value: self.0.into_inner().0,
-        }
-    }
-}
-
 /// Maps byte offsets to 1-based line and column (in characters).
 pub struct LineIndex<'a> {
     text: &'a str,
@@ -295,20 +265,6 @@ impl<'a> LineIndex<'a> {
     }
 }
 
-fn resolve_toml_offsets(node: &mut Node, index: &LineIndex) {
-    if node.loc.line == 0 {
-        node.loc = index.loc(node.loc.column as usize);
-    }
-    match &mut node.value {
-        NodeValue::Seq(items) => items.iter_mut().for_each(|n| resolve_toml_offsets(n, index)),
-        NodeValue::Map(entries) => entries.iter_mut().for_each(|(k, v)| {
-            resolve_toml_offsets(k, index);
-            resolve_toml_offsets(v, index);
-        }),
-        _ => {}
-    }
-}
-
 /// A parse failure with its position.
 #[derive(Debug, Clone)]
 pub struct ParseError {
@@ -326,6 +282,12 @@ fn yaml_options() -> serde_saphyr::Options {
     budget.max_total_scalar_bytes = 32 * 1024 * 1024;
     budget.max_documents = 10_000;
     options.budget = Some(budget);
+    // An alias re-reads its anchor's events; a "billion laughs" document multiplies them. Real
+    // manifests reuse a few small blocks, so a small replay budget refuses bombs in milliseconds.
+    let mut aliases = serde_saphyr::options::AliasLimits::default();
+    aliases.max_total_replayed_events = 100_000;
+    aliases.max_replay_stack_depth = 16;
+    options.alias_limits = aliases;
     options.with_snippet = false;
     // YAML 1.1 booleans (`y`, `no`, `on`) silently change meaning; only true/false are booleans.
     options.strict_booleans = true;
@@ -360,20 +322,87 @@ fn yaml_message(e: &serde_saphyr::Error) -> String {
     text.lines().next().unwrap_or("invalid YAML").trim().to_string()
 }
 
+/// How deep documents may nest: far above any real manifest, far below what exhausts the stack.
+pub const MAX_DEPTH: usize = 64;
+
 /// Parses a TOML document.
 ///
+/// Datetimes (`released = 2026-02-03`, `start = 02:00`) become strings in their TOML spelling,
+/// which is how YAML and JSON carry them; the schema then checks their shape.
+///
 /// # Errors
-/// The syntax error with its position.
+/// The syntax error with its position, or a value gantry cannot hold (an integer beyond 64 bits,
+/// nesting deeper than [`MAX_DEPTH`]).
 pub fn parse_toml(text: &str) -> Result<Node, ParseError> {
     let index = LineIndex::new(text);
-    let mut node = toml::from_str::<TomlNode>(text)
-        .map_err(|e| ParseError {
-            loc: e.span().map_or(Loc { line: 1, column: 1 }, |s| index.loc(s.start)),
-            message: e.message().trim().to_string(),
-        })?
-        .into_node();
-    resolve_toml_offsets(&mut node, &index);
-    Ok(node)
+    let table = toml::de::DeTable::parse(text).map_err(|e| ParseError {
+        loc: e.span().map_or(Loc { line: 1, column: 1 }, |s| index.loc(s.start)),
+        message: e.message().trim().to_string(),
+    })?;
+    let span = table.span();
+    toml_node(toml::de::DeValue::Table(table.into_inner()), span, &index, 0)
+}
+
+/// Converts one parsed TOML value, with its byte span, into a located [`Node`].
+fn toml_node(
+    value: toml::de::DeValue<'_>,
+    span: std::ops::Range<usize>,
+    index: &LineIndex,
+    depth: usize,
+) -> Result<Node, ParseError> {
+    use toml::de::DeValue;
+    let loc = index.loc(span.start);
+    let error = |message: String| ParseError { loc, message };
+    if depth > MAX_DEPTH {
+        return Err(error(format!(
+            "values are nested more than {MAX_DEPTH} levels deep; flatten the document"
+        )));
+    }
+    let value = match value {
+        DeValue::String(s) => NodeValue::String(s.into_owned()),
+        DeValue::Boolean(b) => NodeValue::Bool(b),
+        DeValue::Datetime(dt) => NodeValue::String(dt.to_string()),
+        DeValue::Integer(int) => {
+            let digits = int.as_str();
+            if let Ok(i) = i64::from_str_radix(digits, int.radix()) {
+                NodeValue::Int(i)
+            } else if let Ok(u) = u64::from_str_radix(digits, int.radix()) {
+                NodeValue::UInt(u)
+            } else {
+                return Err(error(format!("integer {int} is too large (at most 64 bits)")));
+            }
+        }
+        DeValue::Float(float) => match float.as_str().replace('_', "").parse::<f64>() {
+            Ok(f) => NodeValue::Float(f),
+            Err(_) => return Err(error(format!("`{float}` is not a number gantry can read"))),
+        },
+        DeValue::Array(items) => NodeValue::Seq(
+            items
+                .into_iter()
+                .map(|item| {
+                    let span = item.span();
+                    toml_node(item.into_inner(), span, index, depth + 1)
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        DeValue::Table(table) => {
+            let mut entries = table
+                .into_iter()
+                .map(|(key, item)| {
+                    let key_node = Node {
+                        loc: index.loc(key.span().start),
+                        value: NodeValue::String(key.into_inner().into_owned()),
+                    };
+                    let span = item.span();
+                    Ok((key_node, toml_node(item.into_inner(), span, index, depth + 1)?))
+                })
+                .collect::<Result<Vec<_>, ParseError>>()?;
+            // toml's map is sorted by key; source order reads better and matches YAML.
+            entries.sort_by_key(|(key, _)| key.loc);
+            NodeValue::Map(entries)
+        }
+    };
+    Ok(Node { loc, value })
 }
 
 #[cfg(test)]
@@ -408,6 +437,62 @@ mod tests {
         let node = parse_toml("a = 1\n[b]\nc = \"x\"\n").unwrap();
         assert_eq!(node.loc_of("/b/c"), Loc { line: 3, column: 5 });
         assert_eq!(node.to_json(), serde_json::json!({"a": 1, "b": {"c": "x"}}));
+    }
+
+    /// Regression: `released = 2026-02-03` in a TOML Release failed with "invalid type: string
+    /// \"$__toml_private_datetime\", expected a spanned value" (toml's private datetime map).
+    #[test]
+    fn toml_datetimes_become_strings() {
+        let cases = [
+            ("d = 2026-02-03", "2026-02-03"),
+            ("d = 2026-02-03T10:00:00Z", "2026-02-03T10:00:00Z"),
+            ("d = 2026-02-03T10:00:00+01:00", "2026-02-03T10:00:00+01:00"),
+            ("d = 2026-11-27T00:00", "2026-11-27T00:00"),
+            ("d = 02:00", "02:00"),
+            ("d = 02:00:30", "02:00:30"),
+        ];
+        for (text, want) in cases {
+            let node = parse_toml(text).unwrap_or_else(|e| panic!("{text}: {}", e.message));
+            assert_eq!(node.to_json(), serde_json::json!({ "d": want }), "{text}");
+            assert_eq!(node.loc_of("/d"), Loc { line: 1, column: 5 }, "{text}");
+        }
+        let node = parse_toml("[spec]\ndates = [2026-12-24, 2026-12-25]\n").unwrap();
+        assert_eq!(node.loc_of("/spec/dates/1"), Loc { line: 2, column: 22 });
+        assert_eq!(node.key_loc("/spec/dates"), Some(Loc { line: 2, column: 1 }));
+    }
+
+    #[test]
+    fn toml_numbers_and_limits() {
+        let node = parse_toml("a = 0x10\nb = 1_000\nc = 18446744073709551615\nd = 1.5e3\ne = -7\n").unwrap();
+        assert_eq!(
+            node.to_json(),
+            serde_json::json!({"a": 16, "b": 1000, "c": 18446744073709551615u64, "d": 1500.0, "e": -7})
+        );
+        let err = parse_toml("a = 1\nb = 18446744073709551616\n").unwrap_err();
+        assert_eq!(err.loc, Loc { line: 2, column: 5 });
+        assert!(err.message.contains("too large"), "{}", err.message);
+        for depth in [70, 200, 100_000] {
+            let deep = format!("a = {}{}", "[".repeat(depth), "]".repeat(depth));
+            let err = parse_toml(&deep).unwrap_err();
+            // Our limit, or toml's own recursion guard below it.
+            assert!(
+                err.message.contains("nested more than") || err.message.contains("max recursion depth"),
+                "{depth}: {}",
+                err.message
+            );
+        }
+        let err = parse_toml("a = 1\na = 2\n").unwrap_err();
+        assert_eq!(err.loc.line, 2, "{}", err.message);
+    }
+
+    #[test]
+    fn toml_keeps_source_order() {
+        let node = parse_toml("z = 1\na = 2\n").unwrap();
+        let NodeValue::Map(entries) = &node.value else {
+            panic!("not a map")
+        };
+        let keys: Vec<_> = entries.iter().filter_map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["z", "a"]);
     }
 
     #[test]
