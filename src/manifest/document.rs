@@ -175,8 +175,8 @@ impl<'de, C: Deserialize<'de> + IntoNode> Visitor<'de> for ValueVisitor<C> {
             .map(NodeValue::UInt)
             .map_err(|_| E::custom(format!("integer {v} is too large (at most 64 bits)")))
     }
-    fn visit_f64<E>(self, v: f64) -> Result<NodeValue, E> {
-        Ok(NodeValue::Float(v))
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<NodeValue, E> {
+        float_value(v).map_err(E::custom)
     }
     fn visit_str<E>(self, v: &str) -> Result<NodeValue, E> {
         Ok(NodeValue::String(v.to_owned()))
@@ -208,6 +208,23 @@ impl<'de, C: Deserialize<'de> + IntoNode> Visitor<'de> for ValueVisitor<C> {
         }
         Ok(NodeValue::Map(entries))
     }
+}
+
+/// The largest magnitude at which every integer is still exact in 64 bits; YAML parsers hand
+/// integer literals beyond it over as floats, silently rounding them.
+const LARGEST_INTEGER: f64 = 9.2e18;
+
+/// A float as a node, refusing values JSON and the manifest types cannot hold faithfully.
+fn float_value(v: f64) -> Result<NodeValue, String> {
+    if !v.is_finite() {
+        return Err("this number is not finite (NaN, infinity, or too large for a 64-bit float); write a number such as 10 or 0.5".into());
+    }
+    if v.fract() == 0.0 && v.abs() >= LARGEST_INTEGER {
+        return Err(format!(
+            "the number {v:e} is beyond the 64-bit integer range (about ±9.2e18); write a smaller number, or quote it to keep it as text"
+        ));
+    }
+    Ok(NodeValue::Float(v))
 }
 
 /// A YAML node as serde-saphyr delivers it.
@@ -291,6 +308,11 @@ fn yaml_options() -> serde_saphyr::Options {
     options.with_snippet = false;
     // YAML 1.1 booleans (`y`, `no`, `on`) silently change meaning; only true/false are booleans.
     options.strict_booleans = true;
+    // `!include`, `!!python/object` and friends would otherwise be dropped silently, keeping
+    // the tagged text as a plain value; say that gantry does not support them.
+    options.reject_unsupported_tags = true;
+    // Non-finite floats come back as errors we word ourselves (see `float_value`).
+    options.non_finite_float_policy = serde_saphyr::options::NonFiniteFloatPolicy::PassThrough;
     options
 }
 
@@ -319,7 +341,38 @@ fn yaml_message(e: &serde_saphyr::Error) -> String {
         Some(i) => text[..i].to_string(),
         None => text,
     };
-    text.lines().next().unwrap_or("invalid YAML").trim().to_string()
+    friendly_limit_message(text.lines().next().unwrap_or("invalid YAML").trim())
+}
+
+/// Rewords the parsers' resource-limit errors, which name internal budgets, for people.
+fn friendly_limit_message(text: &str) -> String {
+    if text.contains("alias replay limit") || text.contains("Aliases {") || text.contains("alias expansion") {
+        "aliases (`*name`) expand to too much data (an \"alias bomb\"?); write the values out instead of \
+         repeating aliases"
+            .into()
+    } else if text.contains("Depth {")
+        || text.contains("recursion limit")
+        || text.contains("max recursion depth")
+        || text.contains("nesting limit")
+    {
+        format!("values are nested more than {MAX_DEPTH} levels deep; flatten the document")
+    } else if text.contains("recursive references") {
+        "an alias refers to the node that contains it (`&a [*a]`), which would never end; remove the alias".into()
+    } else if let Some(rest) = text.split("budget breached: ").nth(1) {
+        let what = rest.split(' ').next().unwrap_or(rest).to_ascii_lowercase();
+        format!("the file has too many {what} for one manifest file; split it into several files")
+    } else {
+        shorten(text)
+    }
+}
+
+/// Cuts very long messages (a 400-digit number quoted back) to a readable length.
+fn shorten(text: &str) -> String {
+    const MAX: usize = 200;
+    match text.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
 }
 
 /// How deep documents may nest: far above any real manifest, far below what exhausts the stack.
@@ -335,9 +388,21 @@ pub const MAX_DEPTH: usize = 64;
 /// nesting deeper than [`MAX_DEPTH`]).
 pub fn parse_toml(text: &str) -> Result<Node, ParseError> {
     let index = LineIndex::new(text);
-    let table = toml::de::DeTable::parse(text).map_err(|e| ParseError {
-        loc: e.span().map_or(Loc { line: 1, column: 1 }, |s| index.loc(s.start)),
-        message: e.message().trim().to_string(),
+    let table = toml::de::DeTable::parse(text).map_err(|e| {
+        let message = e.message().trim();
+        // toml says only "duplicate key"; name it.
+        let key = e
+            .span()
+            .and_then(|s| text.get(s))
+            .filter(|k| !k.is_empty() && k.len() <= 100);
+        let message = match key {
+            Some(key) if message == "duplicate key" => format!("duplicate key `{key}`"),
+            _ => friendly_limit_message(message),
+        };
+        ParseError {
+            loc: e.span().map_or(Loc { line: 1, column: 1 }, |s| index.loc(s.start)),
+            message,
+        }
     })?;
     let span = table.span();
     toml_node(toml::de::DeValue::Table(table.into_inner()), span, &index, 0)
@@ -373,7 +438,7 @@ fn toml_node(
             }
         }
         DeValue::Float(float) => match float.as_str().replace('_', "").parse::<f64>() {
-            Ok(f) => NodeValue::Float(f),
+            Ok(f) => float_value(f).map_err(error)?,
             Err(_) => return Err(error(format!("`{float}` is not a number gantry can read"))),
         },
         DeValue::Array(items) => NodeValue::Seq(
