@@ -113,7 +113,10 @@ impl WatchedRepo {
             let bytes = self.read_file(head.id(), "gantry.toml").ok()??;
             let text = String::from_utf8(bytes).ok()?;
             let table: toml::Table = toml::from_str(&text).ok()?;
-            table.get("desired_branch")?.as_str().map(str::to_string)
+            let name = table.get("desired_branch")?.as_str()?;
+            // An unusable name is reported by validation with its line; reading `main` here
+            // lets validation get that far instead of failing on a branch that cannot exist.
+            git2::Reference::is_valid_name(&format!("refs/heads/{name}")).then(|| name.to_string())
         };
         from_head().unwrap_or_else(|| "main".to_string())
     }
