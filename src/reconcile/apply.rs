@@ -119,7 +119,7 @@ pub fn apply(
     // Recover: attempts a killed reconciler left behind go first, from their own commit.
     if !options.dry_run {
         for left in Journal::load_unfinished(&journal_dir)? {
-            let commit = Oid::from_str(&left.header.desired_commit).map_err(|e| SourceError::Git(e))?;
+            let commit = Oid::from_str(&left.header.desired_commit).map_err(SourceError::Git)?;
             let their = if commit == head {
                 None
             } else {

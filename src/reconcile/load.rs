@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use git2::Oid;
 use jiff::Timestamp;
 
-use crate::manifest::{self, Desired, Diagnostic, RawContent, RawFile, Severity};
+use crate::manifest::{self, Desired, Diagnostic, Severity};
 use crate::plan::{Evidence, PlanInput};
 use crate::policy::{self, window::WindowSchedule};
 use crate::source::{SourceError, WatchedRepo, history};
@@ -57,10 +57,7 @@ impl LoadedCommit {
 /// # Errors
 /// Only git failures; every problem with the content is a diagnostic.
 pub fn load_commit(repo: &WatchedRepo, commit: Oid) -> Result<LoadedCommit, SourceError> {
-    let config = repo.read_file(commit, "gantry.toml")?.map(|bytes| RawFile {
-        path: "gantry.toml".to_string(),
-        content: RawContent::Bytes(bytes),
-    });
+    let config = repo.read_raw(commit, "gantry.toml")?;
     // The manifest paths come from gantry.toml; read it first (cheaply) to know where to look.
     let (config_only, _) = manifest::read_manifests(config.as_ref(), &[]);
     let files = repo.manifest_files(commit, config_only.config.paths.as_deref())?;

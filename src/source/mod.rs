@@ -193,6 +193,26 @@ impl WatchedRepo {
             .collect()
     }
 
+    /// One file at a commit as manifests are read: symlinks and oversized files are markers.
+    ///
+    /// # Errors
+    /// git failures other than "not found".
+    pub fn read_raw(&self, commit: Oid, path: &str) -> Result<Option<RawFile>, SourceError> {
+        let tree = self.repo.find_commit(commit)?.tree()?;
+        let entry = match tree.get_path(Path::new(path)) {
+            Ok(entry) => entry,
+            Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        if entry.kind() != Some(ObjectType::Blob) {
+            return Ok(None);
+        }
+        Ok(Some(RawFile {
+            path: path.to_string(),
+            content: self.blob_content(entry.id(), entry.filemode())?,
+        }))
+    }
+
     fn blob_content(&self, oid: Oid, mode: i32) -> Result<RawContent, SourceError> {
         let blob = self.repo.find_blob(oid)?;
         let content = blob.content();
