@@ -16,12 +16,23 @@ fn steps_repo() -> Repo {
 
 fn set_version(repo: &Repo, version: &str) {
     let text = std::fs::read_to_string(repo.path().join("targets/acme.yaml")).unwrap();
-    let line = text.lines().find(|l| l.trim_start().starts_with("version:")).unwrap().to_string();
-    repo.file("targets/acme.yaml", &text.replace(&line, &format!("  version: {version}")));
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("version:"))
+        .unwrap()
+        .to_string();
+    repo.file(
+        "targets/acme.yaml",
+        &text.replace(&line, &format!("  version: {version}")),
+    );
 }
 
 fn steps_log(repo: &Repo) -> Vec<String> {
-    std::fs::read_to_string(repo.path().join("steps.log")).unwrap_or_default().lines().map(str::to_string).collect()
+    std::fs::read_to_string(repo.path().join("steps.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 fn clear_log(repo: &Repo) {
@@ -29,7 +40,11 @@ fn clear_log(repo: &Repo) {
 }
 
 fn state_file(repo: &Repo, path: &str) -> String {
-    let out = Command::new("git").current_dir(repo.path()).args(["show", &format!("gantry/state:{path}")]).output().unwrap();
+    let out = Command::new("git")
+        .current_dir(repo.path())
+        .args(["show", &format!("gantry/state:{path}")])
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -46,7 +61,10 @@ fn version(v: &str) -> Option<semver::Version> {
 fn installed_then_bumped() -> Repo {
     let repo = steps_repo();
     repo.gantry(&["apply", "--now", NOW]).expect(0);
-    assert_eq!(steps_log(&repo), ["deploy 1.0.0 acme-billing", "health 1.0.0 acme-billing"]);
+    assert_eq!(
+        steps_log(&repo),
+        ["deploy 1.0.0 acme-billing", "health 1.0.0 acme-billing"]
+    );
     clear_log(&repo);
     set_version(&repo, "2.0.0");
     repo.commit_all("Upgrade billing to 2.0.0");
@@ -79,10 +97,29 @@ fn plan_from_recorded_state_shows_stops_and_migrations_in_order() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|m| format!("{} {} {} {}", m["id"].as_str().unwrap(), m["phase"].as_str().unwrap(), m["direction"].as_str().unwrap(), m["stop"].as_str().unwrap()))
+        .map(|m| {
+            format!(
+                "{} {} {} {}",
+                m["id"].as_str().unwrap(),
+                m["phase"].as_str().unwrap(),
+                m["direction"].as_str().unwrap(),
+                m["stop"].as_str().unwrap()
+            )
+        })
         .collect();
-    assert_eq!(migrations, ["m1 pre up 1.2.0", "m2 pre up 1.2.0", "m3 post up 1.3.0", "m4 pre up 2.0.0"]);
-    insta::assert_snapshot!("upgrade_plan_text", repo.gantry(&["plan", "--now", NOW]).expect(0).stdout());
+    assert_eq!(
+        migrations,
+        [
+            "m1 pre up 1.2.0",
+            "m2 pre up 1.2.0",
+            "m3 post up 1.3.0",
+            "m4 pre up 2.0.0"
+        ]
+    );
+    insta::assert_snapshot!(
+        "upgrade_plan_text",
+        repo.gantry(&["plan", "--now", NOW]).expect(0).stdout()
+    );
 }
 
 #[test]
@@ -114,14 +151,32 @@ fn git_revert_of_a_bump_downgrades_with_downs_newest_first() {
     clear_log(&repo);
     let revert = Command::new("git")
         .current_dir(repo.path())
-        .args(["-c", "user.name=T", "-c", "user.email=t@example.com", "revert", "--no-edit", "HEAD"])
+        .args([
+            "-c",
+            "user.name=T",
+            "-c",
+            "user.email=t@example.com",
+            "revert",
+            "--no-edit",
+            "HEAD",
+        ])
         .output()
         .unwrap();
     assert!(revert.status.success(), "{}", String::from_utf8_lossy(&revert.stderr));
     let plan = repo.gantry(&["plan", "--now", NOW, "--format", "json"]).expect(0);
     assert!(plan.stdout().contains("\"action\": \"downgrade\""), "{}", plan.stdout());
     repo.gantry(&["apply", "--now", NOW]).expect(0);
-    assert_eq!(steps_log(&repo), ["down m4", "down m3", "down m2", "down m1", "deploy 1.0.0 acme-billing", "health 1.0.0 acme-billing"]);
+    assert_eq!(
+        steps_log(&repo),
+        [
+            "down m4",
+            "down m3",
+            "down m2",
+            "down m1",
+            "deploy 1.0.0 acme-billing",
+            "health 1.0.0 acme-billing"
+        ]
+    );
     let record = record(&repo);
     assert_eq!(record.version, version("1.0.0"));
     assert!(record.applied_migrations.is_empty(), "{record:?}");
@@ -133,12 +188,22 @@ fn failed_health_check_rolls_back_and_the_state_says_so() {
     repo.file("fail-health-2.0.0", "");
     let run = repo.gantry(&["apply", "--now", NOW]).expect(2);
     let mut expected: Vec<&str> = UPGRADE_STEPS[..9].to_vec();
-    expected.extend(["down m4", "down m3", "down m2", "down m1", "deploy 1.0.0 acme-billing", "health 1.0.0 acme-billing"]);
+    expected.extend([
+        "down m4",
+        "down m3",
+        "down m2",
+        "down m1",
+        "deploy 1.0.0 acme-billing",
+        "health 1.0.0 acme-billing",
+    ]);
     assert_eq!(steps_log(&repo), expected, "{}", run.stderr());
     let record = record(&repo);
     assert_eq!(record.status, TargetStatus::RolledBack);
     assert_eq!(record.version, version("1.0.0"));
-    assert!(record.applied_migrations.is_empty(), "every migration of the attempt was undone");
+    assert!(
+        record.applied_migrations.is_empty(),
+        "every migration of the attempt was undone"
+    );
     let last = record.last_attempt.unwrap();
     assert_eq!(last.outcome, Some(Outcome::RolledBack));
     assert!(last.message.contains("step 10-health-2.0.0 failed"), "{}", last.message);
@@ -158,14 +223,34 @@ fn kill_9_at_every_step_boundary_then_apply_never_reruns_a_completed_step() {
         repo.file("kill-at", &boundary.to_string());
         let killed = repo.gantry(&["apply", "--now", NOW]);
         assert_ne!(killed.code(), 0, "boundary {boundary}: the pass must have been killed");
-        assert_eq!(steps_log(&repo), UPGRADE_STEPS[..boundary - 1], "boundary {boundary}: before the crash");
+        assert_eq!(
+            steps_log(&repo),
+            UPGRADE_STEPS[..boundary - 1],
+            "boundary {boundary}: before the crash"
+        );
         let status = repo.gantry(&["status", "--now", NOW, "--format", "json"]).expect(0);
-        assert!(status.stdout().contains("\"status\": \"in_progress\""), "boundary {boundary}: {}", status.stdout());
+        assert!(
+            status.stdout().contains("\"status\": \"in_progress\""),
+            "boundary {boundary}: {}",
+            status.stdout()
+        );
         let resumed = repo.gantry(&["apply", "--now", NOW]).expect(0);
-        assert!(resumed.stderr().contains("1 resumed after an interruption"), "boundary {boundary}: {}", resumed.stderr());
-        assert_eq!(steps_log(&repo), UPGRADE_STEPS, "boundary {boundary}: every step exactly once, in order");
+        assert!(
+            resumed.stderr().contains("1 resumed after an interruption"),
+            "boundary {boundary}: {}",
+            resumed.stderr()
+        );
+        assert_eq!(
+            steps_log(&repo),
+            UPGRADE_STEPS,
+            "boundary {boundary}: every step exactly once, in order"
+        );
         let record = record(&repo);
-        assert_eq!((record.version, record.status), (version("2.0.0"), TargetStatus::Converged), "boundary {boundary}");
+        assert_eq!(
+            (record.version, record.status),
+            (version("2.0.0"), TargetStatus::Converged),
+            "boundary {boundary}"
+        );
     }
 }
 
@@ -186,7 +271,15 @@ fn on_interrupt_rollback_rolls_the_interrupted_attempt_back() {
     repo.gantry(&["apply", "--now", NOW]).expect(2);
     assert_eq!(
         steps_log(&repo),
-        ["up m1", "up m2", "deploy 1.2.0 acme-billing", "down m2", "down m1", "deploy 1.0.0 acme-billing", "health 1.0.0 acme-billing"]
+        [
+            "up m1",
+            "up m2",
+            "deploy 1.2.0 acme-billing",
+            "down m2",
+            "down m1",
+            "deploy 1.0.0 acme-billing",
+            "health 1.0.0 acme-billing"
+        ]
     );
     assert_eq!(record(&repo).status, TargetStatus::RolledBack);
 }
@@ -194,9 +287,15 @@ fn on_interrupt_rollback_rolls_the_interrupted_attempt_back() {
 #[test]
 fn a_second_reconciler_exits_3_naming_the_holder() {
     let repo = steps_repo();
-    repo.file("scripts/slow.sh", "#!/bin/sh\ntouch \"$GANTRY_REPO/started\"\nsleep 3\n");
+    repo.file(
+        "scripts/slow.sh",
+        "#!/bin/sh\ntouch \"$GANTRY_REPO/started\"\nsleep 3\n",
+    );
     let component = std::fs::read_to_string(repo.path().join("components/billing.yaml")).unwrap();
-    repo.file("components/billing.yaml", &component.replace("deploy: [\"scripts/step.sh\"", "deploy: [\"scripts/slow.sh\""));
+    repo.file(
+        "components/billing.yaml",
+        &component.replace("deploy: [\"scripts/step.sh\"", "deploy: [\"scripts/slow.sh\""),
+    );
     repo.commit_all("slow deploy");
     let mut first = Command::new(assert_cmd::cargo::cargo_bin("gantry"))
         .args(["--repo", repo.path().to_str().unwrap(), "apply", "--now", NOW])
@@ -206,11 +305,20 @@ fn a_second_reconciler_exits_3_naming_the_holder() {
     let started = repo.path().join("started");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while !started.exists() {
-        assert!(std::time::Instant::now() < deadline, "the first apply never started its step");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first apply never started its step"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let second = repo.gantry(&["apply", "--now", NOW]).expect(3);
-    assert!(second.stderr().contains(&format!("another gantry (pid {}, since ", first.id())), "{}", second.stderr());
+    assert!(
+        second
+            .stderr()
+            .contains(&format!("another gantry (pid {}, since ", first.id())),
+        "{}",
+        second.stderr()
+    );
     assert!(first.wait().unwrap().success());
     // The lock is free again.
     repo.gantry(&["apply", "--now", NOW]).expect(0);
@@ -231,7 +339,12 @@ fn artifact_checksum_mismatch_runs_nothing() {
     repo.commit_all("artifact with a wrong digest");
     let run = repo.gantry(&["apply", "--now", NOW]).expect(2);
     assert!(steps_log(&repo).is_empty(), "nothing may run: {:?}", steps_log(&repo));
-    assert!(run.stderr().contains("artifact artifacts/billing-1.0.0.tar of billing 1.0.0: sha256 is"), "{}", run.stderr());
+    assert!(
+        run.stderr()
+            .contains("artifact artifacts/billing-1.0.0.tar of billing 1.0.0: sha256 is"),
+        "{}",
+        run.stderr()
+    );
     let record = record(&repo);
     assert_eq!((record.status, record.version), (TargetStatus::Failed, None));
 }
@@ -239,7 +352,10 @@ fn artifact_checksum_mismatch_runs_nothing() {
 #[test]
 fn hostile_manifest_values_reach_the_script_as_one_literal_argument() {
     let repo = steps_repo();
-    repo.file("scripts/args.sh", "#!/bin/sh\nprintf '%s\\n' \"$#\" \"$@\" > \"$GANTRY_REPO/args.txt\"\n");
+    repo.file(
+        "scripts/args.sh",
+        "#!/bin/sh\nprintf '%s\\n' \"$#\" \"$@\" > \"$GANTRY_REPO/args.txt\"\n",
+    );
     let component = std::fs::read_to_string(repo.path().join("components/billing.yaml")).unwrap();
     repo.file(
         "components/billing.yaml",
@@ -249,13 +365,18 @@ fn hostile_manifest_values_reach_the_script_as_one_literal_argument() {
         ),
     );
     let target = std::fs::read_to_string(repo.path().join("targets/acme.yaml")).unwrap();
-    repo.file("targets/acme.yaml", &format!("{target}  vars: {{ note: \"x; touch PWNED; $(touch PWNED2) `touch PWNED3`\" }}\n"));
+    repo.file(
+        "targets/acme.yaml",
+        &format!("{target}  vars: {{ note: \"x; touch PWNED; $(touch PWNED2) `touch PWNED3`\" }}\n"),
+    );
     repo.commit_all("hostile var");
     repo.gantry(&["apply", "--now", NOW]).expect(0);
     let args = std::fs::read_to_string(repo.path().join("args.txt")).unwrap();
     assert_eq!(args, "1\nx; touch PWNED; $(touch PWNED2) `touch PWNED3`\n");
     for name in ["PWNED", "PWNED2", "PWNED3"] {
-        let found = walk(repo.path()).into_iter().any(|p| p.file_name().is_some_and(|n| n == name));
+        let found = walk(repo.path())
+            .into_iter()
+            .any(|p| p.file_name().is_some_and(|n| n == name));
         assert!(!found, "{name} was created: a value reached a shell");
     }
 }
@@ -278,9 +399,15 @@ fn plugin_executor_deploys_through_the_json_lines_protocol() {
     let repo = steps_repo();
     let plugin = std::fs::read_to_string(common::project_path("examples/plugins/gantry-executor-demo.py")).unwrap();
     repo.file("plugins/demo.py", &plugin);
-    repo.file("gantry.toml", "[executors.demo]\ntype = \"plugin\"\ncommand = [\"plugins/demo.py\"]\n");
+    repo.file(
+        "gantry.toml",
+        "[executors.demo]\ntype = \"plugin\"\ncommand = [\"plugins/demo.py\"]\n",
+    );
     let component = std::fs::read_to_string(repo.path().join("components/billing.yaml")).unwrap();
-    repo.file("components/billing.yaml", &component.replace("spec:\n", "spec:\n  executor: demo\n"));
+    repo.file(
+        "components/billing.yaml",
+        &component.replace("spec:\n", "spec:\n  executor: demo\n"),
+    );
     repo.commit_all("plugin executor");
     let run = repo.gantry(&["apply", "--now", NOW, "--format", "json"]).expect(0);
     assert!(run.stdout().contains("\"outcome\":\"succeeded\""), "{}", run.stdout());
@@ -292,22 +419,43 @@ fn plugin_executor_deploys_through_the_json_lines_protocol() {
 fn rollback_commits_the_previous_version_for_review() {
     let repo = installed_then_bumped();
     repo.gantry(&["apply", "--now", NOW]).expect(0);
-    let run = repo.gantry(&["rollback", "acme-billing", "--branch", "rollback-acme"]).expect(0);
-    assert!(run.stdout().contains("on new branch rollback-acme: pin acme-billing to 1.0.0"), "{}", run.stdout());
-    let shown = Command::new("git").current_dir(repo.path()).args(["show", "rollback-acme:targets/acme.yaml"]).output().unwrap();
+    let run = repo
+        .gantry(&["rollback", "acme-billing", "--branch", "rollback-acme"])
+        .expect(0);
+    assert!(
+        run.stdout()
+            .contains("on new branch rollback-acme: pin acme-billing to 1.0.0"),
+        "{}",
+        run.stdout()
+    );
+    let shown = Command::new("git")
+        .current_dir(repo.path())
+        .args(["show", "rollback-acme:targets/acme.yaml"])
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&shown.stdout).contains("  version: 1.0.0"));
-    let plan = repo.gantry(&["plan", "--now", NOW, "--head", "rollback-acme", "--format", "json"]).expect(0);
+    let plan = repo
+        .gantry(&["plan", "--now", NOW, "--head", "rollback-acme", "--format", "json"])
+        .expect(0);
     assert!(plan.stdout().contains("\"action\": \"downgrade\""), "{}", plan.stdout());
     // A version that is neither a rollback point nor a release is refused.
     let bad = repo.gantry(&["rollback", "acme-billing", "--to", "9.9.9"]).expect(1);
-    assert!(bad.stderr().contains("9.9.9 is neither a recorded rollback point"), "{}", bad.stderr());
+    assert!(
+        bad.stderr().contains("9.9.9 is neither a recorded rollback point"),
+        "{}",
+        bad.stderr()
+    );
 }
 
 #[test]
 fn dry_run_runs_and_records_nothing() {
     let repo = steps_repo();
     let run = repo.gantry(&["apply", "--now", NOW, "--dry-run"]).expect(0);
-    assert!(run.stdout().contains("acme-billing: install (none) → 1.0.0"), "{}", run.stdout());
+    assert!(
+        run.stdout().contains("acme-billing: install (none) → 1.0.0"),
+        "{}",
+        run.stdout()
+    );
     assert!(steps_log(&repo).is_empty());
     assert!(repo.git.find_reference("refs/heads/gantry/state").is_err());
 }

@@ -18,7 +18,9 @@ const MAX_DOWNLOAD: u64 = 2 * 1024 * 1024 * 1024;
 /// A message naming the artifact, what was expected and what was found, ending with what to do.
 pub fn verify(artifacts: &[Artifact], checkout: &Path, release: &str) -> Result<(), String> {
     for artifact in artifacts {
-        let Some(expected) = artifact.sha256.as_deref() else { continue };
+        let Some(expected) = artifact.sha256.as_deref() else {
+            continue;
+        };
         let (name, actual) = match (&artifact.path, &artifact.url) {
             (Some(path), _) => (path.clone(), digest_file(checkout, path)?),
             (None, Some(url)) => (url.clone(), digest_url(url)?),
@@ -36,10 +38,16 @@ pub fn verify(artifacts: &[Artifact], checkout: &Path, release: &str) -> Result<
 fn digest_file(checkout: &Path, relative: &str) -> Result<String, String> {
     let path = checkout.join(relative);
     // Resolve links and refuse anything that ends up outside the checkout.
-    let real = path.canonicalize().map_err(|e| format!("artifact {relative}: {e} (in the desired commit's checkout)"))?;
-    let root = checkout.canonicalize().map_err(|e| format!("checkout {}: {e}", checkout.display()))?;
+    let real = path
+        .canonicalize()
+        .map_err(|e| format!("artifact {relative}: {e} (in the desired commit's checkout)"))?;
+    let root = checkout
+        .canonicalize()
+        .map_err(|e| format!("checkout {}: {e}", checkout.display()))?;
     if !real.starts_with(&root) {
-        return Err(format!("artifact {relative} resolves outside the repository checkout; nothing ran"));
+        return Err(format!(
+            "artifact {relative} resolves outside the repository checkout; nothing ran"
+        ));
     }
     let mut file = std::fs::File::open(&real).map_err(|e| format!("artifact {relative}: {e}"))?;
     hash_reader(&mut file).map_err(|e| format!("artifact {relative}: {e}"))
@@ -47,9 +55,13 @@ fn digest_file(checkout: &Path, relative: &str) -> Result<String, String> {
 
 fn digest_url(url: &str) -> Result<String, String> {
     if !url.starts_with("http://") {
-        return Err(format!("artifact {url}: only http:// urls can be verified; use a path in the repository"));
+        return Err(format!(
+            "artifact {url}: only http:// urls can be verified; use a path in the repository"
+        ));
     }
-    let config = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(300))).build();
+    let config = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(300)))
+        .build();
     let agent = ureq::Agent::new_with_config(config);
     let mut response = agent.get(url).call().map_err(|e| format!("artifact {url}: {e}"))?;
     let mut reader = response.body_mut().with_config().limit(MAX_DOWNLOAD).reader();
@@ -74,7 +86,11 @@ mod tests {
     use super::*;
 
     fn artifact(path: &str, sha: &str) -> Artifact {
-        Artifact { path: Some(path.into()), url: None, sha256: Some(sha.into()) }
+        Artifact {
+            path: Some(path.into()),
+            url: None,
+            sha256: Some(sha.into()),
+        }
     }
 
     #[test]
@@ -84,8 +100,15 @@ mod tests {
         let good = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
         assert!(verify(&[artifact("a.tar", good)], dir.path(), "billing 1.0.0").is_ok());
         let err = verify(&[artifact("a.tar", &"0".repeat(64))], dir.path(), "billing 1.0.0").unwrap_err();
-        assert!(err.contains("artifact a.tar of billing 1.0.0: sha256 is 2cf24dba"), "{err}");
-        assert!(verify(&[artifact("missing.tar", good)], dir.path(), "b").unwrap_err().contains("missing.tar"));
+        assert!(
+            err.contains("artifact a.tar of billing 1.0.0: sha256 is 2cf24dba"),
+            "{err}"
+        );
+        assert!(
+            verify(&[artifact("missing.tar", good)], dir.path(), "b")
+                .unwrap_err()
+                .contains("missing.tar")
+        );
     }
 
     #[test]

@@ -119,6 +119,17 @@ pub fn apply(
     // Recover: attempts a killed reconciler left behind go first, from their own commit.
     if !options.dry_run {
         for left in Journal::load_unfinished(&journal_dir)? {
+            // A journal whose outcome the state branch already holds (its removal was lost to
+            // a power cut) has nothing left to do.
+            let recorded_already = recorded
+                .targets
+                .get(&left.header.target)
+                .and_then(|r| r.last_attempt.as_ref())
+                .is_some_and(|a| a.id == left.header.attempt && a.outcome.is_some());
+            if recorded_already {
+                left.remove()?;
+                continue;
+            }
             let commit = Oid::from_str(&left.header.desired_commit).map_err(SourceError::Git)?;
             let their = if commit == head {
                 None
@@ -338,7 +349,14 @@ fn run_batch(
         let now = clock();
         let id = attempt_id(&action.target, now);
         let forward = match desired.targets.get(&action.target) {
-            Some(target) => program::forward_program(desired, target, record, &action, &id),
+            Some(target) => program::forward_program(
+                desired,
+                target,
+                record,
+                &action,
+                &id,
+                !parts.policy.health.checks.is_empty(),
+            ),
             None => Ok(Vec::new()),
         };
         let forward = match forward {
@@ -476,10 +494,12 @@ fn record_results(
     let mut finished = Vec::new();
     let mut halts = Vec::new();
     let mut rollouts: BTreeMap<(String, Version), RolloutRecord> = BTreeMap::new();
+    let mut written_targets: Vec<(String, TargetRecord)> = Vec::new();
     for (wave, result) in &results {
         match &result.record {
             Some(record) => {
                 batch.upsert_target(&result.target, record.clone());
+                written_targets.push((result.target.clone(), record.clone()));
             }
             None => {
                 let mut removed = recorded
@@ -498,7 +518,8 @@ fn record_results(
                         observed_version: None,
                     });
                 removed.status = TargetStatus::Removed;
-                batch.upsert_target(&result.target, removed);
+                batch.upsert_target(&result.target, removed.clone());
+                written_targets.push((result.target.clone(), removed));
             }
         }
         let outcome = FinishedAttempt {
@@ -521,12 +542,24 @@ fn record_results(
             halts.push(halt);
         }
     }
-    for rollout in rollouts.into_values() {
-        batch.upsert_rollout(rollout);
+    let written_rollouts: Vec<RolloutRecord> = rollouts.into_values().collect();
+    for rollout in &written_rollouts {
+        batch.upsert_rollout(rollout.clone());
     }
     let mut writer = StateWriter::on_top_of(&repo.repo, state_branch, recorded)?;
-    writer.commit(&batch, now)?;
-    *recorded = read_recorded(&repo.repo, state_branch)?;
+    if let Some(commit) = writer.commit(&batch, now)? {
+        recorded.commit = Some(commit.to_string());
+    }
+    // Keep the in-memory view in step with what was just committed (re-reading every record
+    // after every commit would make a pass quadratic in the number of targets).
+    for (target, record) in written_targets {
+        recorded.targets.insert(target, record);
+    }
+    for rollout in written_rollouts {
+        recorded
+            .rollouts
+            .insert((rollout.component.clone(), rollout.version.clone()), rollout);
+    }
     for (_, result) in results {
         result.journal.finish()?;
     }

@@ -441,6 +441,7 @@ fn run(
                 &start,
                 &progress,
                 &header.attempt,
+                !env.policy.health.checks.is_empty(),
             ) {
                 Err(e) => (Outcome::Failed, format!("{message}; cannot roll back: {e}"), tail),
                 Ok(rollback) => {
@@ -507,9 +508,15 @@ fn run(
 /// Verifies the artifacts of every release the program deploys.
 fn verify_artifacts(env: &AttemptEnv, forward: &[PlannedStep]) -> Result<(), String> {
     for step in forward.iter().filter(|s| s.kind == StepKind::Deploy) {
-        let Ok(version) = Version::parse(&step.version) else { continue };
+        let Ok(version) = Version::parse(&step.version) else {
+            continue;
+        };
         if let Some(release) = env.desired.release(env.component, &version) {
-            crate::executor::artifact::verify(&release.spec().artifacts, &env.checkout, &format!("{} {version}", env.component))?;
+            crate::executor::artifact::verify(
+                &release.spec().artifacts,
+                &env.checkout,
+                &format!("{} {version}", env.component),
+            )?;
         }
     }
     Ok(())

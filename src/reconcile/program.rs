@@ -87,6 +87,8 @@ struct Builder<'a> {
     steps: Vec<PlannedStep>,
     component: &'a ComponentSpec,
     component_name: &'a str,
+    /// Whether the target's policy declares health checks.
+    policy_checks: bool,
 }
 
 impl Builder<'_> {
@@ -126,7 +128,12 @@ impl Builder<'_> {
         Ok(())
     }
 
+    /// A health step, when there is something to check (the component's `health` step or the
+    /// policy's checks); an empty probe would only cost a journal entry.
     fn health(&mut self, version: &str) {
+        if self.component.steps.health.is_none() && !self.policy_checks {
+            return;
+        }
         let argv = self.component.steps.health.clone().unwrap_or_default();
         self.push(StepKind::Health, version, argv, version, Effect::None)
             .with_policy_checks = true;
@@ -155,6 +162,7 @@ pub fn forward_program(
     record: Option<&TargetRecord>,
     action: &Action,
     attempt: &str,
+    policy_checks: bool,
 ) -> Result<Vec<PlannedStep>, ProgramError> {
     let component_name = target.spec().component.as_str();
     let component = &desired
@@ -166,6 +174,7 @@ pub fn forward_program(
         steps: Vec::new(),
         component,
         component_name,
+        policy_checks,
     };
     let to = action.to.as_deref().map(Version::parse).transpose().ok().flatten();
     let from_text = action.from.clone().unwrap_or_default();
@@ -339,6 +348,7 @@ pub fn rollback_program(
     start: &Progress,
     now: &Progress,
     attempt: &str,
+    policy_checks: bool,
 ) -> Result<Vec<PlannedStep>, ProgramError> {
     let component = &desired
         .components
@@ -349,6 +359,7 @@ pub fn rollback_program(
         steps: Vec::new(),
         component,
         component_name,
+        policy_checks,
     };
     if action == ActionKind::Config.as_str() {
         // A config change is undone by applying the previous config the same way.

@@ -171,6 +171,10 @@ pub struct Journal {
     file: File,
     path: PathBuf,
     poisoned: bool,
+    /// Whether the directory entry of this journal is known to be on disk.
+    entry_synced: bool,
+    /// Whether `create` made the journal directory (its own entry must be synced too).
+    created_dir: bool,
 }
 
 impl Journal {
@@ -183,7 +187,11 @@ impl Journal {
     /// line. `dir` is created if needed.
     ///
     /// # Guarantees
-    /// On `Ok`, the file and its header are on disk.
+    /// On `Ok`, the header is written (it survives a killed process). It is synced to disk with
+    /// the first completed step: until a step completes there is nothing an attempt could
+    /// re-run wrongly, so losing the header to a power cut only makes the interrupted first
+    /// step run again, which steps must tolerate anyway. Syncing every line costs an fsync
+    /// (milliseconds on real disks) per line, which dominated short attempts.
     ///
     /// # Errors
     /// [`JournalError::InvalidAttemptId`], [`JournalError::Exists`] when the attempt already has a
@@ -193,6 +201,7 @@ impl Journal {
             id: header.attempt.clone(),
             reason,
         })?;
+        let created_dir = !dir.is_dir();
         fs::create_dir_all(dir).map_err(io_error("creating journal directory", dir))?;
         let path = dir.join(format!("{}.{EXTENSION}", header.attempt));
         let file = OpenOptions::new()
@@ -214,32 +223,50 @@ impl Journal {
             file,
             path,
             poisoned: false,
+            entry_synced: false,
+            created_dir,
         };
         let line = HeaderLine {
             kind: HeaderTag::Attempt,
             version: JOURNAL_VERSION,
             header: header.clone(),
         };
-        journal.write_line(&line)?;
-        sync_dir(dir)?;
-        // The first journal may have created the directory too.
-        if let Some(parent) = dir.parent() {
-            sync_dir(parent)?;
-        }
+        journal.write_line(&line, Durability::Written)?;
         Ok(journal)
     }
 
-    /// Appends one entry and syncs it to disk before returning.
+    /// Appends one entry. A [`JournalEntry::StepCompleted`] is synced to disk (with the
+    /// journal's directory entry, the first time) before this returns; a `StepStarted` is only
+    /// written, and reaches the disk with the next sync.
     ///
     /// # Guarantees
-    /// On `Ok`, the entry is durable. On `Err`, the entry may or may not be on disk, possibly
+    /// On `Ok`, a completed step is durable: a restarted reconciler never re-runs it. A lost
+    /// `StepStarted` (power cut) leaves that step looking not started, and the step that was
+    /// interrupted is re-run either way. On `Err`, the entry may or may not be on disk, possibly
     /// torn; the handle refuses further appends ([`JournalError::Poisoned`]).
     ///
     /// # Errors
     /// [`JournalError::Io`] when writing or syncing fails, [`JournalError::Poisoned`] after an
     /// earlier failure.
     pub fn append(&mut self, entry: &JournalEntry) -> Result<(), JournalError> {
-        self.write_line(entry)
+        match entry {
+            JournalEntry::StepStarted(_) => self.write_line(entry, Durability::Written),
+            JournalEntry::StepCompleted(_) => {
+                self.write_line(entry, Durability::Synced)?;
+                if !self.entry_synced {
+                    if let Some(dir) = self.path.parent() {
+                        sync_dir(dir)?;
+                        if self.created_dir
+                            && let Some(parent) = dir.parent()
+                        {
+                            sync_dir(parent)?;
+                        }
+                    }
+                    self.entry_synced = true;
+                }
+                Ok(())
+            }
+        }
     }
 
     /// The journal file.
@@ -298,7 +325,7 @@ impl Journal {
         Ok(attempts)
     }
 
-    fn write_line<T: Serialize>(&mut self, value: &T) -> Result<(), JournalError> {
+    fn write_line<T: Serialize>(&mut self, value: &T, durability: Durability) -> Result<(), JournalError> {
         if self.poisoned {
             return Err(JournalError::Poisoned {
                 path: self.path.clone(),
@@ -314,10 +341,21 @@ impl Journal {
         self.file
             .write_all(&line)
             .map_err(io_error("appending to journal", &self.path))?;
-        self.file.sync_data().map_err(io_error("syncing journal", &self.path))?;
+        if durability == Durability::Synced {
+            self.file.sync_data().map_err(io_error("syncing journal", &self.path))?;
+        }
         self.poisoned = false;
         Ok(())
     }
+}
+
+/// How far a journal line must get before `write_line` returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    /// In the file (survives a killed process).
+    Written,
+    /// On disk (survives a power cut).
+    Synced,
 }
 
 /// A journal left behind by an attempt that did not finish.
@@ -372,6 +410,8 @@ impl JournaledAttempt {
             file,
             path: self.path.clone(),
             poisoned: false,
+            entry_synced: false,
+            created_dir: false,
         })
     }
 
@@ -441,12 +481,11 @@ fn parse_journal(path: &Path, bytes: &[u8]) -> Result<Option<JournaledAttempt>, 
     }))
 }
 
+/// Removes a journal. Not synced: a journal that reappears after a power cut belongs to an
+/// attempt whose outcome the state branch already holds, and recovery recognises that by the
+/// attempt id instead of running anything.
 fn remove_journal(path: &Path) -> Result<(), JournalError> {
-    fs::remove_file(path).map_err(io_error("removing journal", path))?;
-    if let Some(dir) = path.parent() {
-        sync_dir(dir)?;
-    }
-    Ok(())
+    fs::remove_file(path).map_err(io_error("removing journal", path))
 }
 
 /// Makes a directory's entries (a created or removed file) durable.
