@@ -20,7 +20,7 @@ use crate::source::WatchedRepo;
 use super::{Cli, CliError, Exit, now_fixed};
 
 /// Whether a written file gets the executable bits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Mode {
     Regular,
     Executable,
