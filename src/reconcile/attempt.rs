@@ -379,7 +379,15 @@ fn run(
     };
 
     let mut failure: Option<(String, String)> = None;
-    for (i, step) in forward.iter().enumerate() {
+    // Artifacts are verified before the first step of a new attempt; a mismatch runs nothing.
+    let mut nothing_ran = false;
+    if journaled.is_empty()
+        && let Err(message) = verify_artifacts(env, forward)
+    {
+        failure = Some((message, String::new()));
+        nothing_ran = true;
+    }
+    for (i, step) in forward.iter().enumerate().filter(|_| !nothing_ran) {
         match completed.get(step.id.as_str()) {
             Some((true, _)) => {
                 progress.apply(&step.effect);
@@ -416,6 +424,7 @@ fn run(
         .map_or_else(|| "nothing".to_string(), Version::to_string);
     let (outcome, message, tail) = match failure {
         None => (Outcome::Succeeded, String::new(), String::new()),
+        Some((message, tail)) if nothing_ran => (Outcome::Failed, message, tail),
         Some((message, tail)) if !env.policy.auto_rollback => {
             (Outcome::Failed, format!("{message} (autoRollback is off)"), tail)
         }
@@ -493,6 +502,17 @@ fn run(
         message,
         journal,
     })
+}
+
+/// Verifies the artifacts of every release the program deploys.
+fn verify_artifacts(env: &AttemptEnv, forward: &[PlannedStep]) -> Result<(), String> {
+    for step in forward.iter().filter(|s| s.kind == StepKind::Deploy) {
+        let Ok(version) = Version::parse(&step.version) else { continue };
+        if let Some(release) = env.desired.release(env.component, &version) {
+            crate::executor::artifact::verify(&release.spec().artifacts, &env.checkout, &format!("{} {version}", env.component))?;
+        }
+    }
+    Ok(())
 }
 
 /// The target record after an attempt.
