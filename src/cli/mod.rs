@@ -1,7 +1,9 @@
 //! The command line: argument definitions, one file per command, and exit codes in one place.
 
 mod apply;
+mod completions;
 mod history;
+mod init;
 mod plan;
 mod rollback;
 mod schema;
@@ -33,6 +35,12 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Write a working example repository (git-initialised, with one upgrade left to apply).
+    Init {
+        /// Where to write it: a new or empty directory, or an empty git repository.
+        #[arg(default_value = ".", value_name = "DIR")]
+        dir: PathBuf,
+    },
     /// Parse, schema-check and cross-check every manifest at a commit.
     Validate {
         /// The commit to read (default: tip of the desired branch).
@@ -91,6 +99,13 @@ pub enum Command {
         /// component, release, target, policy, window, approval, config (gantry.toml) or plan.
         kind: Option<String>,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) generated from these definitions.
+    Man,
 }
 
 /// Output formats of `gantry history`.
@@ -131,6 +146,9 @@ pub enum CliError {
     /// A reconcile pass failed.
     #[error(transparent)]
     Apply(crate::reconcile::apply::ApplyError),
+    /// `gantry init` could not write the example repository.
+    #[error(transparent)]
+    Init(#[from] init::InitError),
     /// Writing output failed.
     #[error("cannot write output: {0}")]
     Io(#[from] std::io::Error),
@@ -145,6 +163,7 @@ impl CliError {
             | CliError::Render(_)
             | CliError::State(_)
             | CliError::Apply(_)
+            | CliError::Init(_)
             | CliError::Io(_) => Exit::Invalid,
         }
     }
@@ -193,6 +212,9 @@ pub fn run() -> ExitCode {
         Command::History { target, format } => history::run(&cli, target.as_deref(), *format),
         Command::Rollback { target, to, branch } => rollback::run(&cli, target, to.as_deref(), branch.as_deref()),
         Command::Schema { kind } => schema::run(kind.as_deref()),
+        Command::Init { dir } => init::run(&cli, dir),
+        Command::Completions { shell } => completions::completions(*shell),
+        Command::Man => completions::man(),
     };
     match result {
         Ok(exit) => ExitCode::from(exit as u8),
