@@ -28,6 +28,11 @@ use super::attempt::{self, AttemptEnv, AttemptResult, ExecutorPool, ProgressSink
 use super::load::{LoadedCommit, load_commit};
 use super::program;
 
+/// Finished attempts wait at most this long to be recorded together.
+const RECORD_AFTER: std::time::Duration = std::time::Duration::from_millis(200);
+/// ... or until this many are waiting.
+const RECORD_BATCH: usize = 64;
+
 /// What a pass may do.
 #[derive(Debug, Clone, Default)]
 pub struct ApplyOptions {
@@ -393,6 +398,8 @@ fn run_batch(
     let mut halted_rollouts: Vec<(String, String)> = Vec::new();
     std::thread::scope(|scope| -> Result<(), ApplyError> {
         let mut in_flight = 0usize;
+        let mut pending: Vec<(Option<String>, AttemptResult)> = Vec::new();
+        let mut oldest_pending: Option<std::time::Instant> = None;
         loop {
             // Start whatever has capacity.
             let mut i = 0;
@@ -427,14 +434,21 @@ fn run_batch(
             if in_flight == 0 {
                 break;
             }
-            // Wait for one to finish, then take every other finished one with it.
-            let Ok(first) = receiver.recv() else { break };
-            let mut finished = vec![first];
-            while let Ok(more) = receiver.try_recv() {
-                finished.push(more);
-            }
-            let mut results = Vec::new();
-            for (action, result) in finished {
+            // Wait for one to finish (or for pending outcomes to be due), then take every
+            // other finished one with it.
+            let first = match oldest_pending {
+                Some(since) => match receiver.recv_timeout(RECORD_AFTER.saturating_sub(since.elapsed())) {
+                    Ok(done) => Some(done),
+                    Err(mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                },
+                None => match receiver.recv() {
+                    Ok(done) => Some(done),
+                    Err(_) => break,
+                },
+            };
+            let mut urgent = false;
+            for (action, result) in first.into_iter().chain(receiver.try_iter()) {
                 in_flight -= 1;
                 let key = desired
                     .targets
@@ -444,16 +458,39 @@ fn run_batch(
                     *n = n.saturating_sub(1);
                 }
                 match result {
-                    Ok(r) => results.push((action, r)),
+                    Ok(r) => {
+                        // A failure may halt its rollout: record it at once so nothing else of
+                        // that rollout starts.
+                        urgent |= r.outcome != Outcome::Succeeded;
+                        pending.push((action.wave, r));
+                        oldest_pending.get_or_insert_with(std::time::Instant::now);
+                    }
                     Err(e) => tracing::error!(target = %action.target, "attempt could not be journaled: {e}"),
                 }
             }
-            let results = results.into_iter().map(|(a, r)| (a.wave, r)).collect();
+            // Outcomes are safe in their journals until recorded, so several share a commit:
+            // one commit per attempt would cost more than the attempts themselves.
+            let due = oldest_pending.is_some_and(|since| since.elapsed() >= RECORD_AFTER);
+            if urgent || due || pending.len() >= RECORD_BATCH || (in_flight == 0 && queue.is_empty()) {
+                let halts = record_results(
+                    repo,
+                    state_branch,
+                    recorded,
+                    std::mem::take(&mut pending),
+                    report,
+                    Some((desired, members)),
+                    clock(),
+                )?;
+                oldest_pending = None;
+                halted_rollouts.extend(halts);
+            }
+        }
+        if !pending.is_empty() {
             let halts = record_results(
                 repo,
                 state_branch,
                 recorded,
-                results,
+                pending,
                 report,
                 Some((desired, members)),
                 clock(),
