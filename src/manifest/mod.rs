@@ -4,6 +4,7 @@
 pub mod diagnostic;
 pub mod document;
 pub mod load;
+pub mod parallel;
 pub mod schema;
 pub mod types;
 pub mod validate;
