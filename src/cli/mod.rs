@@ -1,7 +1,11 @@
 //! The command line: argument definitions, one file per command, and exit codes in one place.
 
+mod apply;
+mod history;
 mod plan;
+mod rollback;
 mod schema;
+pub mod status;
 mod validate;
 
 use std::path::PathBuf;
@@ -48,11 +52,53 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
+    /// One reconcile pass now: run ready actions, record outcomes.
+    Apply {
+        /// Only these targets (repeatable).
+        #[arg(long = "target", value_name = "NAME")]
+        targets: Vec<String>,
+        /// Show what would run; run and record nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// text: progress lines; json: one JSON event per line.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Per target: current, desired, status, next action, window, blockers.
+    Status {
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Outcomes recorded on the state branch, newest first.
+    History {
+        /// Only this target.
+        target: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: HistoryFormat,
+    },
+    /// Commit, on the desired branch, the change that pins TARGET to its previous version.
+    Rollback {
+        target: String,
+        /// The version to pin: a recorded rollback point or an existing release.
+        #[arg(long, value_name = "VERSION")]
+        to: Option<String>,
+        /// Write the commit on a new branch (for a pull request) instead of the desired branch.
+        #[arg(long, value_name = "NAME")]
+        branch: Option<String>,
+    },
     /// Print the JSON Schemas of the manifest kinds (all, or one).
     Schema {
         /// component, release, target, policy, window, approval, config (gantry.toml) or plan.
         kind: Option<String>,
     },
+}
+
+/// Output formats of `gantry history`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HistoryFormat {
+    Text,
+    Json,
+    Csv,
 }
 
 /// Exit codes (SPEC §6), mapped here and nowhere else.
@@ -82,6 +128,9 @@ pub enum CliError {
     /// Reading recorded state failed.
     #[error(transparent)]
     State(#[from] crate::state::StateError),
+    /// A reconcile pass failed.
+    #[error(transparent)]
+    Apply(crate::reconcile::apply::ApplyError),
     /// Writing output failed.
     #[error("cannot write output: {0}")]
     Io(#[from] std::io::Error),
@@ -90,9 +139,13 @@ pub enum CliError {
 impl CliError {
     fn exit(&self) -> Exit {
         match self {
-            CliError::Usage(_) | CliError::Source(_) | CliError::Render(_) | CliError::State(_) | CliError::Io(_) => {
-                Exit::Invalid
-            }
+            CliError::Apply(crate::reconcile::apply::ApplyError::Locked(_)) => Exit::Locked,
+            CliError::Usage(_)
+            | CliError::Source(_)
+            | CliError::Render(_)
+            | CliError::State(_)
+            | CliError::Apply(_)
+            | CliError::Io(_) => Exit::Invalid,
         }
     }
 }
@@ -106,6 +159,14 @@ fn now(cli: &Cli) -> Result<jiff::Timestamp, CliError> {
             ))
         }),
         None => Ok(jiff::Timestamp::now()),
+    }
+}
+
+/// `--now` when given (a fixed clock), else `None` (the system clock, read when needed).
+fn now_fixed(cli: &Cli) -> Result<Option<jiff::Timestamp>, CliError> {
+    match &cli.now {
+        Some(_) => now(cli).map(Some),
+        None => Ok(None),
     }
 }
 
@@ -123,6 +184,14 @@ pub fn run() -> ExitCode {
     let result = match &cli.command {
         Command::Validate { rev, format } => validate::run(&cli, rev.as_deref(), *format),
         Command::Plan { base, head, format } => plan::run(&cli, base.as_deref(), head.as_deref(), *format),
+        Command::Apply {
+            targets,
+            dry_run,
+            format,
+        } => apply::run(&cli, targets, *dry_run, *format),
+        Command::Status { format } => status::run(&cli, *format),
+        Command::History { target, format } => history::run(&cli, target.as_deref(), *format),
+        Command::Rollback { target, to, branch } => rollback::run(&cli, target, to.as_deref(), branch.as_deref()),
         Command::Schema { kind } => schema::run(kind.as_deref()),
     };
     match result {

@@ -46,15 +46,35 @@ impl Diagnostic {
     }
 }
 
+/// `text` with control characters escaped (`\n`, `\u{1b}`), so a file name or value from a
+/// repository can neither break the one-line format nor drive the terminal.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.chars().any(char::is_control) {
+        text.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect::<String>()
+            .into()
+    } else {
+        text.into()
+    }
+}
+
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let label = match self.severity {
             Severity::Warning => "warning: ",
             Severity::Invalid | Severity::Violation => "",
         };
+        let (file, message) = (printable(&self.file), printable(&self.message));
         match (self.line, self.column) {
-            (Some(line), Some(column)) => write!(f, "{}:{line}:{column}: {label}{}", self.file, self.message),
-            _ => write!(f, "{}: {label}{}", self.file, self.message),
+            (Some(line), Some(column)) => write!(f, "{file}:{line}:{column}: {label}{message}"),
+            _ => write!(f, "{file}: {label}{message}"),
         }
     }
 }

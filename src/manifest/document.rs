@@ -175,8 +175,8 @@ impl<'de, C: Deserialize<'de> + IntoNode> Visitor<'de> for ValueVisitor<C> {
             .map(NodeValue::UInt)
             .map_err(|_| E::custom(format!("integer {v} is too large (at most 64 bits)")))
     }
-    fn visit_f64<E>(self, v: f64) -> Result<NodeValue, E> {
-        Ok(NodeValue::Float(v))
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<NodeValue, E> {
+        float_value(v).map_err(E::custom)
     }
     fn visit_str<E>(self, v: &str) -> Result<NodeValue, E> {
         Ok(NodeValue::String(v.to_owned()))
@@ -210,6 +210,23 @@ impl<'de, C: Deserialize<'de> + IntoNode> Visitor<'de> for ValueVisitor<C> {
     }
 }
 
+/// The largest magnitude at which every integer is still exact in 64 bits; YAML parsers hand
+/// integer literals beyond it over as floats, silently rounding them.
+const LARGEST_INTEGER: f64 = 9.2e18;
+
+/// A float as a node, refusing values JSON and the manifest types cannot hold faithfully.
+fn float_value(v: f64) -> Result<NodeValue, String> {
+    if !v.is_finite() {
+        return Err("this number is not finite (NaN, infinity, or too large for a 64-bit float); write a number such as 10 or 0.5".into());
+    }
+    if v.fract() == 0.0 && v.abs() >= LARGEST_INTEGER {
+        return Err(format!(
+            "the number {v:e} is beyond the 64-bit integer range (about ±9.2e18); write a smaller number, or quote it to keep it as text"
+        ));
+    }
+    Ok(NodeValue::Float(v))
+}
+
 /// A YAML node as serde-saphyr delivers it.
 struct YamlNode(serde_saphyr::Spanned<YamlValue>);
 struct YamlValue(NodeValue);
@@ -234,36 +251,6 @@ impl IntoNode for YamlNode {
                 column: loc.column() as u32,
             },
             value: self.0.value.0,
-        }
-    }
-}
-
-/// A TOML node: toml reports byte ranges, turned into lines and columns by [`LineIndex`].
-struct TomlNode(toml::Spanned<TomlValue>);
-struct TomlValue(NodeValue);
-
-impl<'de> Deserialize<'de> for TomlValue {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ValueVisitor::<TomlNode>(std::marker::PhantomData))
-            .map(TomlValue)
-    }
-}
-impl<'de> Deserialize<'de> for TomlNode {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        toml::Spanned::<TomlValue>::deserialize(d).map(TomlNode)
-    }
-}
-impl IntoNode for TomlNode {
-    fn into_node(self) -> Node {
-        // Byte offsets are stored in `loc` temporarily (line = 0 marks them) and resolved
-        // to lines by `resolve_toml_offsets`, which has the source text.
-        let start = self.0.span().start;
-        Node {
-            loc: Loc {
-                line: 0,
-                column: u32::try_from(start).unwrap_or(u32::MAX),
-            },
-            value: self.0.into_inner().0,
         }
     }
 }
@@ -295,20 +282,6 @@ impl<'a> LineIndex<'a> {
     }
 }
 
-fn resolve_toml_offsets(node: &mut Node, index: &LineIndex) {
-    if node.loc.line == 0 {
-        node.loc = index.loc(node.loc.column as usize);
-    }
-    match &mut node.value {
-        NodeValue::Seq(items) => items.iter_mut().for_each(|n| resolve_toml_offsets(n, index)),
-        NodeValue::Map(entries) => entries.iter_mut().for_each(|(k, v)| {
-            resolve_toml_offsets(k, index);
-            resolve_toml_offsets(v, index);
-        }),
-        _ => {}
-    }
-}
-
 /// A parse failure with its position.
 #[derive(Debug, Clone)]
 pub struct ParseError {
@@ -326,9 +299,20 @@ fn yaml_options() -> serde_saphyr::Options {
     budget.max_total_scalar_bytes = 32 * 1024 * 1024;
     budget.max_documents = 10_000;
     options.budget = Some(budget);
+    // An alias re-reads its anchor's events; a "billion laughs" document multiplies them. Real
+    // manifests reuse a few small blocks, so a small replay budget refuses bombs in milliseconds.
+    let mut aliases = serde_saphyr::options::AliasLimits::default();
+    aliases.max_total_replayed_events = 100_000;
+    aliases.max_replay_stack_depth = 16;
+    options.alias_limits = aliases;
     options.with_snippet = false;
     // YAML 1.1 booleans (`y`, `no`, `on`) silently change meaning; only true/false are booleans.
     options.strict_booleans = true;
+    // `!include`, `!!python/object` and friends would otherwise be dropped silently, keeping
+    // the tagged text as a plain value; say that gantry does not support them.
+    options.reject_unsupported_tags = true;
+    // Non-finite floats come back as errors we word ourselves (see `float_value`).
+    options.non_finite_float_policy = serde_saphyr::options::NonFiniteFloatPolicy::PassThrough;
     options
 }
 
@@ -357,23 +341,133 @@ fn yaml_message(e: &serde_saphyr::Error) -> String {
         Some(i) => text[..i].to_string(),
         None => text,
     };
-    text.lines().next().unwrap_or("invalid YAML").trim().to_string()
+    friendly_limit_message(text.lines().next().unwrap_or("invalid YAML").trim())
 }
+
+/// Rewords the parsers' resource-limit errors, which name internal budgets, for people.
+fn friendly_limit_message(text: &str) -> String {
+    if text.contains("alias replay limit") || text.contains("Aliases {") || text.contains("alias expansion") {
+        "aliases (`*name`) expand to too much data (an \"alias bomb\"?); write the values out instead of \
+         repeating aliases"
+            .into()
+    } else if text.contains("Depth {")
+        || text.contains("recursion limit")
+        || text.contains("max recursion depth")
+        || text.contains("nesting limit")
+    {
+        format!("values are nested more than {MAX_DEPTH} levels deep; flatten the document")
+    } else if text.contains("recursive references") {
+        "an alias refers to the node that contains it (`&a [*a]`), which would never end; remove the alias".into()
+    } else if let Some(rest) = text.split("budget breached: ").nth(1) {
+        let what = rest.split(' ').next().unwrap_or(rest).to_ascii_lowercase();
+        format!("the file has too many {what} for one manifest file; split it into several files")
+    } else {
+        shorten(text)
+    }
+}
+
+/// Cuts very long messages (a 400-digit number quoted back) to a readable length.
+fn shorten(text: &str) -> String {
+    const MAX: usize = 200;
+    match text.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
+/// How deep documents may nest: far above any real manifest, far below what exhausts the stack.
+pub const MAX_DEPTH: usize = 64;
 
 /// Parses a TOML document.
 ///
+/// Datetimes (`released = 2026-02-03`, `start = 02:00`) become strings in their TOML spelling,
+/// which is how YAML and JSON carry them; the schema then checks their shape.
+///
 /// # Errors
-/// The syntax error with its position.
+/// The syntax error with its position, or a value gantry cannot hold (an integer beyond 64 bits,
+/// nesting deeper than [`MAX_DEPTH`]).
 pub fn parse_toml(text: &str) -> Result<Node, ParseError> {
     let index = LineIndex::new(text);
-    let mut node = toml::from_str::<TomlNode>(text)
-        .map_err(|e| ParseError {
+    let table = toml::de::DeTable::parse(text).map_err(|e| {
+        let message = e.message().trim();
+        // toml says only "duplicate key"; name it.
+        let key = e
+            .span()
+            .and_then(|s| text.get(s))
+            .filter(|k| !k.is_empty() && k.len() <= 100);
+        let message = match key {
+            Some(key) if message == "duplicate key" => format!("duplicate key `{key}`"),
+            _ => friendly_limit_message(message),
+        };
+        ParseError {
             loc: e.span().map_or(Loc { line: 1, column: 1 }, |s| index.loc(s.start)),
-            message: e.message().trim().to_string(),
-        })?
-        .into_node();
-    resolve_toml_offsets(&mut node, &index);
-    Ok(node)
+            message,
+        }
+    })?;
+    let span = table.span();
+    toml_node(toml::de::DeValue::Table(table.into_inner()), span, &index, 0)
+}
+
+/// Converts one parsed TOML value, with its byte span, into a located [`Node`].
+fn toml_node(
+    value: toml::de::DeValue<'_>,
+    span: std::ops::Range<usize>,
+    index: &LineIndex,
+    depth: usize,
+) -> Result<Node, ParseError> {
+    use toml::de::DeValue;
+    let loc = index.loc(span.start);
+    let error = |message: String| ParseError { loc, message };
+    if depth > MAX_DEPTH {
+        return Err(error(format!(
+            "values are nested more than {MAX_DEPTH} levels deep; flatten the document"
+        )));
+    }
+    let value = match value {
+        DeValue::String(s) => NodeValue::String(s.into_owned()),
+        DeValue::Boolean(b) => NodeValue::Bool(b),
+        DeValue::Datetime(dt) => NodeValue::String(dt.to_string()),
+        DeValue::Integer(int) => {
+            let digits = int.as_str();
+            if let Ok(i) = i64::from_str_radix(digits, int.radix()) {
+                NodeValue::Int(i)
+            } else if let Ok(u) = u64::from_str_radix(digits, int.radix()) {
+                NodeValue::UInt(u)
+            } else {
+                return Err(error(format!("integer {int} is too large (at most 64 bits)")));
+            }
+        }
+        DeValue::Float(float) => match float.as_str().replace('_', "").parse::<f64>() {
+            Ok(f) => float_value(f).map_err(error)?,
+            Err(_) => return Err(error(format!("`{float}` is not a number gantry can read"))),
+        },
+        DeValue::Array(items) => NodeValue::Seq(
+            items
+                .into_iter()
+                .map(|item| {
+                    let span = item.span();
+                    toml_node(item.into_inner(), span, index, depth + 1)
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        DeValue::Table(table) => {
+            let mut entries = table
+                .into_iter()
+                .map(|(key, item)| {
+                    let key_node = Node {
+                        loc: index.loc(key.span().start),
+                        value: NodeValue::String(key.into_inner().into_owned()),
+                    };
+                    let span = item.span();
+                    Ok((key_node, toml_node(item.into_inner(), span, index, depth + 1)?))
+                })
+                .collect::<Result<Vec<_>, ParseError>>()?;
+            // toml's map is sorted by key; source order reads better and matches YAML.
+            entries.sort_by_key(|(key, _)| key.loc);
+            NodeValue::Map(entries)
+        }
+    };
+    Ok(Node { loc, value })
 }
 
 #[cfg(test)]
@@ -408,6 +502,62 @@ mod tests {
         let node = parse_toml("a = 1\n[b]\nc = \"x\"\n").unwrap();
         assert_eq!(node.loc_of("/b/c"), Loc { line: 3, column: 5 });
         assert_eq!(node.to_json(), serde_json::json!({"a": 1, "b": {"c": "x"}}));
+    }
+
+    /// Regression: `released = 2026-02-03` in a TOML Release failed with "invalid type: string
+    /// \"$__toml_private_datetime\", expected a spanned value" (toml's private datetime map).
+    #[test]
+    fn toml_datetimes_become_strings() {
+        let cases = [
+            ("d = 2026-02-03", "2026-02-03"),
+            ("d = 2026-02-03T10:00:00Z", "2026-02-03T10:00:00Z"),
+            ("d = 2026-02-03T10:00:00+01:00", "2026-02-03T10:00:00+01:00"),
+            ("d = 2026-11-27T00:00", "2026-11-27T00:00"),
+            ("d = 02:00", "02:00"),
+            ("d = 02:00:30", "02:00:30"),
+        ];
+        for (text, want) in cases {
+            let node = parse_toml(text).unwrap_or_else(|e| panic!("{text}: {}", e.message));
+            assert_eq!(node.to_json(), serde_json::json!({ "d": want }), "{text}");
+            assert_eq!(node.loc_of("/d"), Loc { line: 1, column: 5 }, "{text}");
+        }
+        let node = parse_toml("[spec]\ndates = [2026-12-24, 2026-12-25]\n").unwrap();
+        assert_eq!(node.loc_of("/spec/dates/1"), Loc { line: 2, column: 22 });
+        assert_eq!(node.key_loc("/spec/dates"), Some(Loc { line: 2, column: 1 }));
+    }
+
+    #[test]
+    fn toml_numbers_and_limits() {
+        let node = parse_toml("a = 0x10\nb = 1_000\nc = 18446744073709551615\nd = 1.5e3\ne = -7\n").unwrap();
+        assert_eq!(
+            node.to_json(),
+            serde_json::json!({"a": 16, "b": 1000, "c": 18446744073709551615u64, "d": 1500.0, "e": -7})
+        );
+        let err = parse_toml("a = 1\nb = 18446744073709551616\n").unwrap_err();
+        assert_eq!(err.loc, Loc { line: 2, column: 5 });
+        assert!(err.message.contains("too large"), "{}", err.message);
+        for depth in [70, 200, 100_000] {
+            let deep = format!("a = {}{}", "[".repeat(depth), "]".repeat(depth));
+            let err = parse_toml(&deep).unwrap_err();
+            // Our limit, or toml's own recursion guard below it.
+            assert!(
+                err.message.contains("nested more than") || err.message.contains("max recursion depth"),
+                "{depth}: {}",
+                err.message
+            );
+        }
+        let err = parse_toml("a = 1\na = 2\n").unwrap_err();
+        assert_eq!(err.loc.line, 2, "{}", err.message);
+    }
+
+    #[test]
+    fn toml_keeps_source_order() {
+        let node = parse_toml("z = 1\na = 2\n").unwrap();
+        let NodeValue::Map(entries) = &node.value else {
+            panic!("not a map")
+        };
+        let keys: Vec<_> = entries.iter().filter_map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["z", "a"]);
     }
 
     #[test]

@@ -164,18 +164,31 @@ fn file_text<'a>(file: &'a RawFile, diagnostics: &mut Vec<Diagnostic>) -> Option
             )));
             None
         }
+        RawContent::Bytes(bytes) if bytes.len() > crate::manifest::MAX_MANIFEST_BYTES => {
+            diagnostics.push(invalid(format!(
+                "is {} bytes, larger than the {} byte limit for a manifest; split it into several files",
+                bytes.len(),
+                crate::manifest::MAX_MANIFEST_BYTES
+            )));
+            None
+        }
         RawContent::Bytes(bytes) => match std::str::from_utf8(bytes) {
             Ok(text) => Some(text.strip_prefix('\u{feff}').unwrap_or(text)),
             Err(e) => {
                 let before = &bytes[..e.valid_up_to()];
                 let line = before.iter().filter(|&&b| b == b'\n').count() as u32 + 1;
                 let column = before.iter().rev().take_while(|&&b| b != b'\n').count() as u32 + 1;
+                let utf16 = bytes.starts_with(&[0xff, 0xfe]) || bytes.starts_with(&[0xfe, 0xff]);
                 diagnostics.push(Diagnostic::new(
                     Severity::Invalid,
                     "encoding",
                     &file.path,
                     Loc { line, column },
-                    "is not valid UTF-8; save the file as UTF-8",
+                    if utf16 {
+                        "is UTF-16 (it starts with a UTF-16 byte-order mark); save the file as UTF-8"
+                    } else {
+                        "is not valid UTF-8; save the file as UTF-8"
+                    },
                 ));
                 None
             }
@@ -249,13 +262,45 @@ fn read_file(file: &RawFile, restricted: bool, out: &mut Manifests, diagnostics:
             return;
         }
     };
+    // A file is ours when it sits under the configured manifest paths or names our API; then a
+    // document that is not a manifest is a mistake to report, not someone else's data to skip.
+    let ours = restricted || text.contains("gantry.dev/");
     for doc in docs {
-        read_document(file, doc, out, diagnostics);
+        read_document(file, doc, ours, out, diagnostics);
     }
 }
 
-fn read_document(file: &RawFile, doc: Node, out: &mut Manifests, diagnostics: &mut Vec<Diagnostic>) {
+fn read_document(file: &RawFile, doc: Node, ours: bool, out: &mut Manifests, diagnostics: &mut Vec<Diagnostic>) {
+    let shape = match &doc.value {
+        NodeValue::Map(_) => None,
+        NodeValue::Seq(_) => Some("a list"),
+        NodeValue::Null => None,
+        _ => Some("a single value"),
+    };
+    if let Some(shape) = shape {
+        if ours {
+            diagnostics.push(Diagnostic::new(
+                Severity::Invalid,
+                "schema",
+                &file.path,
+                doc.loc,
+                format!(
+                    "this document is {shape}, not a manifest; a manifest is a mapping with apiVersion, kind, metadata and spec (put each manifest in its own `---` document)"
+                ),
+            ));
+        }
+        return;
+    }
     let Some(api_version) = doc.get("apiVersion").and_then(Node::as_str).map(str::to_string) else {
+        if ours && doc.get("apiVersion").is_none() && (doc.get("kind").is_some() || doc.get("spec").is_some()) {
+            diagnostics.push(Diagnostic::new(
+                Severity::Invalid,
+                "schema",
+                &file.path,
+                doc.loc,
+                format!("this document has no apiVersion, so it would be ignored; add `apiVersion: {API_VERSION}`"),
+            ));
+        }
         return;
     };
     if !api_version.starts_with("gantry.dev/") {
@@ -274,15 +319,20 @@ fn read_document(file: &RawFile, doc: Node, out: &mut Manifests, diagnostics: &m
         ));
         return;
     }
-    let kind_text = origin.doc.get("kind").and_then(Node::as_str).unwrap_or("");
+    let kind_node = origin.doc.get("kind");
+    let kind_text = kind_node.and_then(Node::as_str).unwrap_or("");
     let Some(kind) = Kind::from_str(kind_text) else {
         let names: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
-        diagnostics.push(origin.diagnostic(
-            Severity::Invalid,
-            "schema",
-            "/kind",
-            format!("unknown kind `{kind_text}` (expected one of {})", names.join(", ")),
-        ));
+        let names = names.join(", ");
+        let message = match kind_node {
+            None => format!("missing `kind`; add one of {names}"),
+            Some(node) if node.as_str().is_none() => format!("`kind` must be one of {names}"),
+            Some(_) => match Kind::ALL.iter().find(|k| k.as_str().eq_ignore_ascii_case(kind_text)) {
+                Some(close) => format!("unknown kind `{kind_text}`; did you mean `{}`?", close.as_str()),
+                None => format!("unknown kind `{kind_text}` (expected one of {names})"),
+            },
+        };
+        diagnostics.push(origin.diagnostic(Severity::Invalid, "schema", "/kind", message));
         return;
     };
     let json = origin.doc.to_json();
@@ -327,7 +377,18 @@ fn push_schema_violations(
     diagnostics: &mut Vec<Diagnostic>,
 ) {
     for v in violations {
-        diagnostics.push(origin.diagnostic(Severity::Invalid, "schema", &v.pointer, v.message));
+        // Name the field, as people do: `spec.version: ...`. An unknown field names itself in
+        // the message, so it is introduced by the object that holds it.
+        let named = if v.message.starts_with("unknown field") {
+            let parent = v.pointer.rsplit_once('/').map_or("", |(parent, _)| parent);
+            schema::SchemaViolation {
+                pointer: parent.to_string(),
+                message: v.message.clone(),
+            }
+        } else {
+            v.clone()
+        };
+        diagnostics.push(origin.diagnostic(Severity::Invalid, "schema", &v.pointer, named.to_string()));
     }
 }
 

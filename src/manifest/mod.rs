@@ -3,6 +3,7 @@
 //! No I/O and no git here: callers hand in the bytes of a commit's files.
 pub mod diagnostic;
 pub mod document;
+pub mod edit;
 pub mod load;
 pub mod parallel;
 pub mod schema;

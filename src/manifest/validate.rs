@@ -326,8 +326,61 @@ fn git_ref_name_problem(name: &str) -> bool {
         || name.chars().any(|c| c.is_control() || " ~^:?*[\\".contains(c))
 }
 
+/// Statements a step template has no use for: they reach for other templates (which do not
+/// exist: each argv element is rendered alone) or define reusable code.
+const FORBIDDEN_STATEMENTS: [&str; 7] = ["include", "import", "from", "extends", "block", "macro", "call"];
+
+/// The first statement tag of `template` that [`FORBIDDEN_STATEMENTS`] lists, if any.
+fn forbidden_statement(template: &str) -> Option<&'static str> {
+    template.match_indices("{%").find_map(|(at, _)| {
+        let rest = template[at + 2..].trim_start_matches(['-', '+']).trim_start();
+        let word: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        FORBIDDEN_STATEMENTS.into_iter().find(|s| *s == word)
+    })
+}
+
+/// Whether an expression of `template` names `self` (minijinja's handle on the template's own
+/// blocks, which it does not count as a variable).
+fn uses_self(template: &str) -> bool {
+    let bytes = template.as_bytes();
+    template.match_indices("self").any(|(at, _)| {
+        let before = at.checked_sub(1).map(|i| bytes[i]);
+        let after = bytes.get(at + 4).copied();
+        let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+        !before.is_some_and(|b| ident(b) || b == b'.') && !after.is_some_and(ident) && inside_tag(template, at)
+    })
+}
+
+/// Whether byte `at` lies inside a `{{ }}` or `{% %}` tag (not in literal text).
+fn inside_tag(template: &str, at: usize) -> bool {
+    let head = &template[..at];
+    let open = head.rfind("{{").into_iter().chain(head.rfind("{%")).max();
+    let close = head.rfind("}}").into_iter().chain(head.rfind("%}")).max();
+    match (open, close) {
+        (Some(open), Some(close)) => open > close,
+        (Some(_), None) => true,
+        _ => false,
+    }
+}
+
 /// Checks that a template compiles and uses only the variables gantry provides.
+///
+/// Templates are only compiled here, never rendered, so nothing in them runs at validation.
 pub fn template_problem(template: &str) -> Option<String> {
+    if let Some(statement) = forbidden_statement(template) {
+        return Some(format!(
+            "template uses `{{% {statement} %}}`; a step template is one self-contained string (no include, import, extends, block, macro or call)"
+        ));
+    }
+    if uses_self(template) {
+        return Some(format!(
+            "template uses unknown variable `self` (available: {})",
+            TEMPLATE_VARIABLES.join(", ")
+        ));
+    }
     let env = minijinja::Environment::new();
     match env.template_from_str(template) {
         Err(e) => Some(format!(
@@ -867,8 +920,23 @@ fn check_policy(policy: &Manifest<PolicySpec>, diags: &mut Vec<Diagnostic>) -> O
             "maxParallel must be at least 1",
         ));
     }
+    let mut check_names = BTreeMap::new();
     for (i, check) in spec.health.checks.iter().enumerate() {
-        check_health(origin, &format!("/spec/health/checks/{i}"), check, diags);
+        let base = format!("/spec/health/checks/{i}");
+        if let Some(first) = check_names.insert(check.name.as_str(), i) {
+            // Results and failures are reported by check name; two checks with one name would
+            // make "check `http` failed" ambiguous.
+            diags.push(origin.diagnostic(
+                Severity::Violation,
+                "duplicate",
+                &format!("{base}/name"),
+                format!(
+                    "health check name `{}` is used twice (also at spec.health.checks[{first}]); give each check its own name",
+                    check.name
+                ),
+            ));
+        }
+        check_health(origin, &base, check, diags);
     }
     let step_timeout = duration_field(origin, "/spec/stepTimeout", spec.step_timeout.as_deref(), diags);
     if step_timeout == Some(Duration::ZERO) {
@@ -958,7 +1026,10 @@ fn check_approval(
             Severity::Violation,
             "unknown_reference",
             "/spec/component",
-            format!("unknown component `{}`", spec.component),
+            format!(
+                "unknown component `{}`; add a Component manifest or fix the name",
+                spec.component
+            ),
         ));
     }
     if let Err(e) = values::parse_release_version(&spec.version) {

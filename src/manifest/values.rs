@@ -76,7 +76,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         if digits == 0 {
             return Err(bad());
         }
-        let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        // Only overflow makes a run of digits unparsable.
+        let number: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("`{text}` is too long (at most 10 years)"))?;
         rest = &rest[digits..];
         let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
         let millis_per_unit: u64 = match &rest[..unit_len] {
@@ -130,9 +133,24 @@ pub fn parse_version_wanted(text: &str) -> Result<VersionWanted, String> {
         }
         return Ok(VersionWanted::Pin(version));
     }
-    VersionReq::parse(text)
-        .map(VersionWanted::Requirement)
-        .map_err(|e| format!("`{text}` is neither a version nor a requirement ({e}; expected e.g. 2.0.0 or ^1.4)"))
+    VersionReq::parse(text).map(VersionWanted::Requirement).map_err(|e| {
+        // Text that reads like a plain version is explained by the version parser, whose
+        // complaint ("unexpected character '.' after patch version number") is the useful one;
+        // the requirement parser's would talk about commas.
+        let looks_like_version = trimmed.starts_with(|c: char| c.is_ascii_digit() || c == 'v' || c == 'V')
+            && !trimmed.contains(|c: char| "<>^~*, |".contains(c));
+        match Version::parse(trimmed) {
+            Err(version_error) if looks_like_version => {
+                let hint = if trimmed.starts_with(['v', 'V']) {
+                    "; drop the leading `v`"
+                } else {
+                    ""
+                };
+                format!("`{text}` is not a version ({version_error}{hint}; expected e.g. 2.0.0, or a requirement such as ^1.4)")
+            }
+            _ => format!("`{text}` is neither a version nor a requirement ({e}; expected e.g. 2.0.0 or ^1.4)"),
+        }
+    })
 }
 
 /// Parses a release's version.

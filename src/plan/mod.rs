@@ -683,16 +683,25 @@ fn gates(
         if let Some(last) = &r.last_attempt
             && matches!(last.outcome, Some(Outcome::Failed | Outcome::RolledBack))
             && last.to == release.version
-            && action.action != ActionKind::Config
+            && (action.action != ActionKind::Config || last.config_hash.as_deref() == Some(target.config_hash.as_str()))
         {
+            let retry = if action.action == ActionKind::Config {
+                "change the config or the desired version to try again"
+            } else {
+                "change the desired version (fix forward or revert) to try again"
+            };
             blockers.push(Blocker::new(
                 BlockerKind::Halted,
                 format!(
-                    "the last attempt to {} ({}) ended {}: {}; change the desired version (fix forward or revert) to try again",
+                    "the last attempt to {} ({}) ended {}: {}; {retry}",
                     last.to,
                     last.id,
                     last.outcome.map_or("", Outcome::as_str),
-                    if last.message.is_empty() { "no message" } else { &last.message }
+                    if last.message.is_empty() {
+                        "no message"
+                    } else {
+                        &last.message
+                    }
                 ),
             ));
         }

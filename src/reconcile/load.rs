@@ -7,7 +7,7 @@ use std::path::Path;
 use git2::Oid;
 use jiff::Timestamp;
 
-use crate::manifest::{self, Desired, Diagnostic, RawContent, RawFile, Severity, parallel};
+use crate::manifest::{self, Desired, Diagnostic, RawFile, Severity, parallel};
 use crate::plan::{Evidence, PlanInput};
 use crate::policy::{self, window::WindowSchedule};
 use crate::source::{SourceError, TreeFile, WatchedRepo, history};
@@ -63,10 +63,7 @@ pub fn load_commit(repo: &WatchedRepo, commit: Oid) -> Result<LoadedCommit, Sour
     let _total = timings::stage("load_commit");
     let read = timings::stage("load.tree_walk");
     let repo_dir = repo.repo.path().to_path_buf();
-    let config = repo.read_file(commit, "gantry.toml")?.map(|bytes| RawFile {
-        path: "gantry.toml".to_string(),
-        content: RawContent::Bytes(bytes),
-    });
+    let config = repo.read_raw(commit, "gantry.toml")?;
     // The manifest paths come from gantry.toml; read it first (cheaply) to know where to look.
     let (config_only, _) = manifest::read_manifests(config.as_ref(), &[]);
     let entries = repo.manifest_entries(commit, config_only.config.paths.as_deref())?;

@@ -1,2 +1,5 @@
 //! Reconcile: the imperative shell around the pure planner (fetch → plan → gate → execute → record).
+pub mod apply;
+pub mod attempt;
 pub mod load;
+pub mod program;

@@ -1,6 +1,7 @@
 //! The watched repository: desired state read from commits with git2, never from the work tree.
 
 pub mod checkout;
+pub mod edit;
 pub mod history;
 
 use std::path::{Path, PathBuf};
@@ -32,6 +33,9 @@ pub enum SourceError {
         #[source]
         source: std::io::Error,
     },
+    /// gantry declined to write a change.
+    #[error("{0}")]
+    Refused(String),
     /// Any other git failure.
     #[error("git: {0}")]
     Git(#[from] git2::Error),
@@ -109,7 +113,10 @@ impl WatchedRepo {
             let bytes = self.read_file(head.id(), "gantry.toml").ok()??;
             let text = String::from_utf8(bytes).ok()?;
             let table: toml::Table = toml::from_str(&text).ok()?;
-            table.get("desired_branch")?.as_str().map(str::to_string)
+            let name = table.get("desired_branch")?.as_str()?;
+            // An unusable name is reported by validation with its line; reading `main` here
+            // lets validation get that far instead of failing on a branch that cannot exist.
+            git2::Reference::is_valid_name(&format!("refs/heads/{name}")).then(|| name.to_string())
         };
         from_head().unwrap_or_else(|| "main".to_string())
     }
@@ -204,6 +211,26 @@ impl WatchedRepo {
                 })
             })
             .collect()
+    }
+
+    /// One file at a commit as manifests are read: symlinks and oversized files are markers.
+    ///
+    /// # Errors
+    /// git failures other than "not found".
+    pub fn read_raw(&self, commit: Oid, path: &str) -> Result<Option<RawFile>, SourceError> {
+        let tree = self.repo.find_commit(commit)?.tree()?;
+        let entry = match tree.get_path(Path::new(path)) {
+            Ok(entry) => entry,
+            Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        if entry.kind() != Some(ObjectType::Blob) {
+            return Ok(None);
+        }
+        Ok(Some(RawFile {
+            path: path.to_string(),
+            content: self.blob_content(entry.id(), entry.filemode())?,
+        }))
     }
 
     fn blob_content(&self, oid: Oid, mode: i32) -> Result<RawContent, SourceError> {

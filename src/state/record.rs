@@ -3,6 +3,9 @@
 //! `targets/<target>.yaml` holds a [`TargetRecord`]; `rollouts/<component>@<version>.yaml` holds a
 //! [`RolloutRecord`]. These types are the one definition of that YAML, shared by the reader, the
 //! writer and the planner.
+//!
+//! Records reject unknown fields. A field gantry does not know comes from a hand edit or from a
+//! newer gantry; accepting it would drop it silently on the next write of that record.
 
 use std::collections::BTreeMap;
 
@@ -59,6 +62,7 @@ impl Outcome {
 
 /// A migration that has run `up` on a target and not been undone.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct AppliedMigration {
     /// The version of the release the migration belongs to.
     pub release: semver::Version,
@@ -74,6 +78,7 @@ pub struct AppliedMigration {
 
 /// The last attempt on a target.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct AttemptRecord {
     pub id: String,
     pub desired_commit: String,
@@ -90,6 +95,10 @@ pub struct AttemptRecord {
     pub outcome: Option<Outcome>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+    /// The config hash the attempt applied, so a failed config change stays halted until the
+    /// config changes again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_hash: Option<String>,
     /// The last lines of output of the step that decided the outcome.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub output_tail: String,
@@ -97,6 +106,7 @@ pub struct AttemptRecord {
 
 /// `targets/<name>.yaml`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct TargetRecord {
     pub component: String,
     /// The version the target runs, as far as gantry knows. Absent = nothing installed.
@@ -133,6 +143,7 @@ pub enum RolloutTargetStatus {
 
 /// One target's entry in a rollout.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct RolloutTarget {
     pub wave: String,
     pub status: RolloutTargetStatus,
@@ -143,6 +154,7 @@ pub struct RolloutTarget {
 
 /// One wave's progress.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct WaveRecord {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -154,6 +166,7 @@ pub struct WaveRecord {
 
 /// Why and when a rollout stopped.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct Halt {
     pub at: String,
     pub target: String,
@@ -162,6 +175,7 @@ pub struct Halt {
 
 /// `rollouts/<component>@<version>.yaml`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct RolloutRecord {
     pub component: String,
     pub version: semver::Version,
@@ -174,6 +188,13 @@ pub struct RolloutRecord {
     pub failures: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub halted: Option<Halt>,
+}
+
+impl TargetRecord {
+    /// The state branch path of a target's record.
+    pub fn path(target: &str) -> String {
+        format!("targets/{target}.yaml")
+    }
 }
 
 impl RolloutRecord {

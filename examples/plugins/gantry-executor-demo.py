@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""gantry-executor-demo: a minimal gantry executor plugin (protocol 1), Python 3 stdlib only.
+
+It pretends to deploy: it remembers, per target, the version deployed, the migrations applied
+and the snapshots taken, so `observe` and `health` answer consistently. Use it to try gantry
+without a cluster, or as the skeleton of a real plugin (replace `handle_*` with kubectl/helm).
+
+    [executors.demo]
+    type = "plugin"
+    command = ["examples/plugins/gantry-executor-demo.py", "--state", "/tmp/gantry-demo.json"]
+
+Protocol (one JSON object per line; see gantry's SPEC §5):
+    -> {"id":1,"op":"hello","protocol":1}
+    <- {"id":1,"ok":true,"ops":["deploy",...]}
+    -> {"id":2,"op":"deploy","target":{"name":...},"component":...,"version":...,"step":{"argv":[...]}}
+    <- {"id":2,"ok":true,"message":"...","observed_version":"2.0.0"}
+
+Options:
+    --state FILE   keep what was deployed in FILE across restarts (default: in memory only)
+
+A target var `demo_fail` naming an op (e.g. `vars: {demo_fail: health}`) makes that op fail,
+to try rollbacks. Diagnostics go to stderr, which gantry appends to the step's log.
+"""
+
+import json
+import os
+import sys
+
+PROTOCOL = 1
+OPS = [
+    "deploy", "health", "snapshot", "restore", "reload",
+    "observe", "remove", "migrate_up", "migrate_down",
+]
+
+
+def log(msg):
+    print(f"demo: {msg}", file=sys.stderr, flush=True)
+
+
+class State:
+    def __init__(self, path):
+        self.path = path
+        self.targets = {}
+        if path and os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                self.targets = json.load(f)
+
+    def target(self, name):
+        return self.targets.setdefault(
+            name, {"version": None, "migrations": [], "snapshots": {}})
+
+    def save(self):
+        if not self.path:
+            return
+        tmp = self.path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(self.targets, f, indent=2, sort_keys=True)
+        os.replace(tmp, self.path)
+
+
+def handle(state, req):
+    """Returns (ok, message, observed_version) for one step request."""
+    op = req["op"]
+    target = req["target"]
+    name = target["name"]
+    version = req.get("version")
+    argv = " ".join(req.get("step", {}).get("argv", []))
+    t = state.target(name)
+    log(f"{op} {name} {version or ''} {argv}".rstrip())
+
+    if target.get("vars", {}).get("demo_fail") == op:
+        return False, f"{op} failed on {name}: requested by vars.demo_fail", t["version"]
+
+    if op == "deploy":
+        t["version"] = version
+        detail = f" ({argv})" if argv else ""
+        return True, f"deployed {req['component']} {version} to {name}{detail}", version
+    if op == "health":
+        if t["version"] != version:
+            return False, f"{name} runs {t['version']}, expected {version}", t["version"]
+        return True, f"{name} healthy at {version}", version
+    if op == "observe":
+        return True, f"{name} runs {t['version']}", t["version"]
+    if op == "snapshot":
+        t["snapshots"][req["attempt"]] = {"version": t["version"], "migrations": list(t["migrations"])}
+        return True, f"snapshot {req['attempt']} of {name}", t["version"]
+    if op == "restore":
+        snap = t["snapshots"].get(req["attempt"])
+        if snap is None:
+            return False, f"no snapshot {req['attempt']} for {name}", t["version"]
+        t["version"], t["migrations"] = snap["version"], list(snap["migrations"])
+        return True, f"restored {name} from snapshot {req['attempt']}", t["version"]
+    if op == "reload":
+        return True, f"reloaded config of {name}", t["version"]
+    if op == "remove":
+        state.targets.pop(name, None)
+        return True, f"removed {name}", None
+    if op in ("migrate_up", "migrate_down"):
+        mid = f"{req.get('release')}/{req.get('migration')}"
+        if op == "migrate_up" and mid not in t["migrations"]:
+            t["migrations"].append(mid)
+        if op == "migrate_down" and mid in t["migrations"]:
+            t["migrations"].remove(mid)
+        return True, f"{op} {mid} on {name}", t["version"]
+    return False, f"unknown op {op!r}", t["version"]
+
+
+def main(args):
+    state_path = None
+    if len(args) == 2 and args[0] == "--state":
+        state_path = args[1]
+    elif args:
+        print("usage: gantry-executor-demo.py [--state FILE]", file=sys.stderr)
+        return 2
+    state = State(state_path)
+
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        req = json.loads(line)
+        rid = req.get("id")
+        if req.get("op") == "hello":
+            if req.get("protocol") != PROTOCOL:
+                reply = {"id": rid, "ok": False, "message": f"speaks protocol {PROTOCOL} only"}
+            else:
+                reply = {"id": rid, "ok": True, "ops": OPS}
+        else:
+            try:
+                ok, message, observed = handle(state, req)
+                state.save()
+            except (KeyError, TypeError, OSError) as e:
+                ok, message, observed = False, f"demo plugin error: {e!r}", None
+            reply = {"id": rid, "ok": ok, "message": message, "observed_version": observed}
+        print(json.dumps(reply), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

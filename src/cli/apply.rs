@@ -1,0 +1,178 @@
+//! `gantry apply`: one reconcile pass now, with live progress.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+
+use crate::reconcile::apply::{ApplyError, ApplyOptions, apply};
+use crate::reconcile::attempt::{ProgressEvent, ProgressSink};
+use crate::render::Format;
+use crate::source::WatchedRepo;
+
+use super::{Cli, CliError, Exit, now_fixed};
+
+/// Plain progress lines on stderr (a terminal gets the same lines, with colour-free symbols).
+struct Lines {
+    out: Mutex<std::io::Stderr>,
+}
+
+impl ProgressSink for Lines {
+    fn event(&self, event: &ProgressEvent) {
+        let line = match event {
+            ProgressEvent::AttemptStarted {
+                target,
+                component,
+                action,
+                from,
+                to,
+                steps,
+                ..
+            } => format!(
+                "▶ {target}: {action} {component} {} → {} ({steps} steps)",
+                from.as_deref().unwrap_or("(none)"),
+                to.as_deref().unwrap_or("(none)")
+            ),
+            ProgressEvent::StepStarted {
+                target,
+                step,
+                index,
+                steps,
+                ..
+            } => format!("  {target} [{index}/{steps}] {step} …"),
+            ProgressEvent::StepFinished {
+                target,
+                step,
+                ok,
+                message,
+                duration_ms,
+                ..
+            } => {
+                format!(
+                    "  {target} {} {step} ({duration_ms} ms){}",
+                    if *ok { "✓" } else { "✗" },
+                    if message.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {message}")
+                    }
+                )
+            }
+            ProgressEvent::RollbackStarted { target, reason, .. } => format!("↩ {target}: rolling back ({reason})"),
+            ProgressEvent::AttemptFinished {
+                target,
+                outcome,
+                message,
+                ..
+            } => {
+                format!(
+                    "■ {target}: {outcome}{}",
+                    if message.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" — {message}")
+                    }
+                )
+            }
+        };
+        let mut out = self.out.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _ = writeln!(out, "{line}");
+    }
+}
+
+/// One JSON event per line on stdout.
+struct JsonLines {
+    out: Mutex<std::io::Stdout>,
+}
+
+impl ProgressSink for JsonLines {
+    fn event(&self, event: &ProgressEvent) {
+        if let Ok(text) = serde_json::to_string(event) {
+            let mut out = self.out.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let _ = writeln!(out, "{text}");
+        }
+    }
+}
+
+pub fn run(cli: &Cli, targets: &[String], dry_run: bool, format: Format) -> Result<Exit, CliError> {
+    let repo = WatchedRepo::open(&cli.repo)?;
+    let options = ApplyOptions {
+        targets: targets.to_vec(),
+        dry_run,
+        now: now_fixed(cli)?,
+    };
+    let lines = Lines {
+        out: Mutex::new(std::io::stderr()),
+    };
+    let json = JsonLines {
+        out: Mutex::new(std::io::stdout()),
+    };
+    let sink: &dyn ProgressSink = if format == Format::Json { &json } else { &lines };
+    let _ = std::io::stderr().is_terminal();
+    let report = match apply(&repo, &options, sink) {
+        Ok(report) => report,
+        Err(ApplyError::Locked(e)) => {
+            eprintln!("error: {e}");
+            return Ok(Exit::Locked);
+        }
+        Err(ApplyError::InvalidCommit {
+            commit,
+            diagnostics,
+            violations_only,
+        }) => {
+            for d in &diagnostics {
+                eprintln!("{d}");
+            }
+            eprintln!(
+                "error: desired commit {} is not valid; nothing was applied",
+                &commit[..12.min(commit.len())]
+            );
+            return Ok(if violations_only {
+                Exit::Violations
+            } else {
+                Exit::Invalid
+            });
+        }
+        Err(e) => return Err(CliError::Apply(e)),
+    };
+    if format == Format::Json {
+        let summary = serde_json::json!({
+            "event": "pass_finished",
+            "commit": report.commit,
+            "resumed": report.resumed,
+            "outcomes": report.outcomes.iter().map(|o| serde_json::json!({
+                "target": o.target, "component": o.component,
+                "from": o.from.as_ref().map(ToString::to_string), "to": o.to.to_string(),
+                "outcome": o.outcome.as_str(), "attempt": o.attempt, "message": o.message,
+            })).collect::<Vec<_>>(),
+        });
+        println!("{summary}");
+    } else {
+        if dry_run && let Some(plan) = &report.plan {
+            let text = crate::render::render_plan(plan, Format::Text, &Default::default(), None)?;
+            print!("{text}");
+        }
+        let failed = report
+            .outcomes
+            .iter()
+            .filter(|o| o.outcome != crate::state::Outcome::Succeeded)
+            .count();
+        let blocked = report.plan.as_ref().map_or(0, |p| p.summary.blocked);
+        let violations = report.plan.as_ref().map_or(0, |p| p.summary.violation);
+        eprintln!(
+            "{} attempt{} ({} succeeded, {failed} failed or rolled back){}{}; {blocked} blocked, {violations} with violations",
+            report.outcomes.len(),
+            if report.outcomes.len() == 1 { "" } else { "s" },
+            report.outcomes.len() - failed,
+            if report.resumed > 0 {
+                format!(", {} resumed after an interruption", report.resumed)
+            } else {
+                String::new()
+            },
+            if dry_run { " (dry run: nothing ran)" } else { "" },
+        );
+    }
+    Ok(if report.has_failures() {
+        Exit::Violations
+    } else {
+        Exit::Ok
+    })
+}

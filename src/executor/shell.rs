@@ -1,0 +1,570 @@
+//! The built-in `shell` executor: runs a step's rendered argv directly (no shell) in the checkout.
+//!
+//! Each step runs in a new process group so that a timeout, or the end of the step, can kill
+//! everything the step started, including children it put in the background.
+
+use std::io;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+use super::output::{Capture, Stream, open_log};
+use super::{Executor, ExecutorError, Exit, StepKind, StepRequest, StepResult, human_duration, resolve_program};
+
+/// After a step's processes are gone, how long to wait for its output pipes to close. They only
+/// stay open if a process escaped the group (e.g. with `setsid`) and kept them; gantry does not
+/// wait for such a process.
+const OUTPUT_GRACE: Duration = Duration::from_secs(1);
+
+/// Runs steps as local processes. Stateless: one instance may run any number of steps.
+///
+/// # Guarantees
+///
+/// - argv elements reach the program exactly as rendered, one element each; nothing is
+///   interpreted by a shell.
+/// - The process runs in the checkout with stdin closed, the inherited environment plus
+///   `GANTRY_*` (see [`StepRequest::env`]), and stdout and stderr appended to the step log.
+/// - When `run` returns, the step's process group has been sent `SIGKILL`: after a timeout,
+///   and also after a normal exit, so background children (`sleep 1000 &`) do not outlive the
+///   step. A step that must leave a service running hands it to a service manager or detaches
+///   it into its own session (`setsid`), like in a CI job.
+#[derive(Debug, Default, Clone)]
+pub struct ShellExecutor {
+    _private: (),
+}
+
+impl ShellExecutor {
+    pub fn new() -> Self {
+        ShellExecutor { _private: () }
+    }
+}
+
+impl Executor for ShellExecutor {
+    fn run(&mut self, step: &StepRequest) -> Result<StepResult, ExecutorError> {
+        let argv = step.render_argv()?;
+        let program = resolve_program(step.kind, &argv[0], &step.checkout)?;
+        if !step.checkout.is_dir() {
+            return Err(ExecutorError::InvalidCheckout {
+                step: step.kind,
+                checkout: step.checkout.clone(),
+                problem: "does not exist",
+            });
+        }
+        let capture = Capture::default();
+        capture.begin(open_log(&step.log_path)?);
+        // The templates, not the rendered argv: rendered values may hold secrets.
+        capture.note(&format!(
+            "{} step {:?} in {}",
+            step.kind,
+            step.argv,
+            step.checkout.display()
+        ));
+
+        // stdout and stderr share one pipe, so the log shows them in the order they were
+        // written. An observe step reads stdout on its own, since its version is printed there.
+        let io_err = |what| {
+            move |source| ExecutorError::Io {
+                step: step.kind,
+                what,
+                source,
+            }
+        };
+        let (merged_out, merged_in) = io::pipe().map_err(io_err("create the output pipe"))?;
+        let separate_stdout = step.kind == StepKind::Observe;
+        let stdout = if separate_stdout {
+            Stdio::piped()
+        } else {
+            Stdio::from(merged_in.try_clone().map_err(io_err("create the output pipe"))?)
+        };
+
+        let started = Instant::now();
+        let mut command = Command::new(&program);
+        command
+            .args(&argv[1..])
+            .current_dir(&step.checkout)
+            .envs(step.extra_env.iter().map(|(k, v)| (k, v)))
+            .envs(step.env())
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(merged_in)
+            .process_group(0);
+        let spawned = spawn(&mut command);
+        // Close our copies of the pipe's write end: the reader sees EOF once the step's
+        // processes are gone, not never.
+        drop(command);
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(e) => {
+                let message = spawn_failure(&argv[0], &program, &step.checkout, &e);
+                capture.note(&message);
+                capture.end();
+                return Ok(StepResult::failed(Exit::SpawnFailed, message, started.elapsed()));
+            }
+        };
+        let group = process_group_of(&child);
+
+        let (done_tx, done_rx) = mpsc::channel();
+        let mut readers = 1;
+        let mut setup = capture.spawn_reader(step.kind, Stream::Other, merged_out, done_tx.clone());
+        if let Some(out) = child.stdout.take() {
+            setup = setup.and_then(|()| capture.spawn_reader(step.kind, Stream::Stdout, out, done_tx.clone()));
+            readers += 1;
+        }
+        drop(done_tx);
+        if let Err(e) = setup {
+            kill_group(group);
+            let _ = child.wait();
+            capture.end();
+            return Err(e);
+        }
+
+        let ended =
+            wait_then_kill_group(&mut child, group, step.timeout).map_err(io_err("wait for the step process"))?;
+        let duration = started.elapsed();
+
+        let grace_ends = Instant::now() + OUTPUT_GRACE;
+        for _ in 0..readers {
+            let left = grace_ends.saturating_duration_since(Instant::now());
+            if done_rx.recv_timeout(left).is_err() {
+                capture.note("output still open after the step ended: a process left the step's process group");
+                break;
+            }
+        }
+
+        let (ok, exit, message) = describe_end(ended, step.timeout);
+        let observed_version = if ok && step.kind == StepKind::Observe {
+            capture.last_stdout_line()
+        } else {
+            None
+        };
+        capture.note(&format!(
+            "{} step {message} after {}",
+            step.kind,
+            human_duration(duration)
+        ));
+        Ok(StepResult {
+            ok,
+            exit,
+            message,
+            output_tail: capture.end(),
+            duration,
+            observed_version,
+        })
+    }
+}
+
+/// How the step's main process ended.
+#[derive(Debug, Clone, Copy)]
+enum Ended {
+    Finished(ExitStatus),
+    TimedOut,
+}
+
+fn describe_end(ended: Ended, timeout: Duration) -> (bool, Exit, String) {
+    match ended {
+        Ended::TimedOut => (
+            false,
+            Exit::TimedOut(timeout),
+            format!(
+                "timed out after {}; its process group was killed",
+                human_duration(timeout)
+            ),
+        ),
+        Ended::Finished(status) => match (status.code(), status.signal()) {
+            (Some(code), _) => (code == 0, Exit::Code(code), format!("exited with status {code}")),
+            (None, Some(sig)) => {
+                let name = signal_name(sig);
+                (false, Exit::Signal(name.clone()), format!("killed by {name}"))
+            }
+            // Neither a code nor a signal cannot happen for a process we waited for to end.
+            (None, None) => (false, Exit::Code(-1), format!("ended with unknown status {status}")),
+        },
+    }
+}
+
+pub(crate) fn signal_name(sig: i32) -> String {
+    Signal::try_from(sig)
+        .map(|s| s.as_str().to_owned())
+        .unwrap_or_else(|_| format!("signal {sig}"))
+}
+
+/// A message that says which program, where, and what to do about it.
+fn spawn_failure(argv0: &str, program: &Path, checkout: &Path, e: &io::Error) -> String {
+    let in_checkout = argv0.contains('/') && !Path::new(argv0).is_absolute();
+    match e.kind() {
+        io::ErrorKind::NotFound if !argv0.contains('/') => {
+            format!("{argv0}: command not found in PATH")
+        }
+        // ENOENT for a file that exists means its `#!` interpreter is missing.
+        io::ErrorKind::NotFound if program.exists() => {
+            format!("{argv0}: cannot run it: the interpreter on its #! line was not found")
+        }
+        io::ErrorKind::NotFound if in_checkout => {
+            format!("{argv0}: No such file or directory in checkout {}", checkout.display())
+        }
+        io::ErrorKind::NotFound => format!("{argv0}: No such file or directory"),
+        io::ErrorKind::PermissionDenied => {
+            format!("{argv0}: permission denied: is it executable? (in git: `git update-index --chmod=+x {argv0}`)")
+        }
+        _ => format!("{argv0}: cannot start: {e}"),
+    }
+}
+
+/// Spawns `command`, retrying briefly on `ETXTBSY`. That error is transient: exec fails while
+/// any process has the file open for writing, and in a multi-threaded process a child forked
+/// by another thread holds such descriptors until its own exec closes them (rust-lang/rust#114554),
+/// e.g. right after a script was written.
+pub(crate) fn spawn(command: &mut Command) -> io::Result<Child> {
+    let mut delay = Duration::from_millis(5);
+    for _ in 0..6 {
+        match command.spawn() {
+            Err(e) if e.raw_os_error() == Some(Errno::ETXTBSY as i32) => std::thread::sleep(delay),
+            other => return other,
+        }
+        delay *= 2;
+    }
+    command.spawn()
+}
+
+/// The process group a child leads (it was spawned with `process_group(0)`).
+pub(crate) fn process_group_of(child: &Child) -> Pid {
+    // Linux pids are at most 2^22; `i32::MAX` would only show up if that ever stopped holding.
+    Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX))
+}
+
+/// Sends `SIGKILL` to every process of the group. A group that is already gone is fine.
+pub(crate) fn kill_group(group: Pid) {
+    match killpg(group, Signal::SIGKILL) {
+        Ok(()) | Err(Errno::ESRCH) => {}
+        Err(e) => {
+            tracing::warn!(pgid = group.as_raw(), error = %e, "cannot kill a step's process group")
+        }
+    }
+}
+
+/// Waits until the child exits or `timeout` passes, kills its process group either way, and
+/// reaps the child.
+///
+/// The group is killed while the leader is still an unreaped zombie: its pid (which is the
+/// group's id) cannot be reused until it is reaped, so `killpg` can never hit an unrelated
+/// group that happened to get the same id.
+#[cfg(target_os = "linux")]
+fn wait_then_kill_group(child: &mut Child, group: Pid, timeout: Duration) -> io::Result<Ended> {
+    use nix::sys::wait::{Id, WaitPidFlag, waitid};
+
+    let (exited_tx, exited_rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("gantry-step-wait".into())
+        .spawn(move || {
+            // WNOWAIT: learn that the leader exited without reaping it (see above).
+            while let Err(Errno::EINTR) = waitid(Id::Pid(group), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {}
+            let _ = exited_tx.send(());
+        })?;
+    let timed_out = matches!(exited_rx.recv_timeout(timeout), Err(mpsc::RecvTimeoutError::Timeout));
+    kill_group(group);
+    let status = child.wait()?;
+    // Exiting on its own in the instant the timeout passed still counts as finishing.
+    Ok(if timed_out && status.signal() == Some(Signal::SIGKILL as i32) {
+        Ended::TimedOut
+    } else {
+        Ended::Finished(status)
+    })
+}
+
+/// Portable fallback: poll. Here the group is killed just after reaping the leader, so in theory
+/// its id could have been reused in between; Linux (where gantry runs in production) avoids that.
+#[cfg(not(target_os = "linux"))]
+fn wait_then_kill_group(child: &mut Child, group: Pid, timeout: Duration) -> io::Result<Ended> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            kill_group(group);
+            return Ok(Ended::Finished(status));
+        }
+        if Instant::now() >= deadline {
+            kill_group(group);
+            child.wait()?;
+            return Ok(Ended::TimedOut);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::PathBuf;
+
+    use nix::sys::signal::kill;
+    use tempfile::TempDir;
+
+    use super::*;
+    use crate::executor::testutil::request;
+
+    /// Writes an executable script into the checkout.
+    pub(crate) fn script(dir: &Path, rel: &str, body: &str) -> PathBuf {
+        let path = dir.join(rel);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).unwrap();
+        }
+        fs::write(&path, body).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    /// True once `pid` no longer runs. A killed orphan may stay a zombie for a moment until init
+    /// reaps it (or longer, if this sandbox's pid 1 does not reap); a zombie runs nothing.
+    pub(crate) fn process_gone(pid: i32) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let gone = kill(Pid::from_raw(pid), None) == Err(Errno::ESRCH)
+                || fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .map(|s| {
+                        s.rsplit(')')
+                            .next()
+                            .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+                    })
+                    .unwrap_or(false);
+            if gone || Instant::now() > deadline {
+                return gone;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn run(req: &StepRequest) -> StepResult {
+        ShellExecutor::new().run(req).unwrap()
+    }
+
+    #[test]
+    fn hostile_value_reaches_the_program_as_one_literal_argument() {
+        let dir = TempDir::new().unwrap();
+        let co = dir.path();
+        script(
+            co,
+            "scripts/args.sh",
+            "#!/bin/sh\nprintf '%s\\n' \"$#\" > args.out\nfor a in \"$@\"; do printf '[%s]\\n' \"$a\" >> args.out; done\n",
+        );
+        let hostile = "x; touch PWNED; $(touch PWNED2) `touch PWNED3` | touch PWNED4";
+        let mut req = request(StepKind::Deploy, &["scripts/args.sh", "{{ target.vars.evil }}"], co);
+        req.context.target.vars.insert("evil".into(), hostile.into());
+
+        let result = run(&req);
+
+        assert!(result.ok, "{result:?}");
+        let args = fs::read_to_string(co.join("args.out")).unwrap();
+        assert_eq!(args, format!("1\n[{hostile}]\n"));
+        for f in ["PWNED", "PWNED2", "PWNED3", "PWNED4"] {
+            assert!(!co.join(f).exists(), "{f} was created");
+            assert!(!Path::new(f).exists(), "{f} was created in the test's cwd");
+        }
+    }
+
+    #[test]
+    fn gantry_env_vars_are_set() {
+        let dir = TempDir::new().unwrap();
+        script(
+            dir.path(),
+            "env.sh",
+            "#!/bin/sh\nenv | grep '^GANTRY_' | sort > env.out\n",
+        );
+        let mut req = request(StepKind::MigrateUp, &["./env.sh"], dir.path());
+        req.extra_env = vec![
+            ("GANTRY_REPO".into(), "/srv/repo".into()),
+            ("GANTRY_STEP".into(), "cannot override".into()),
+        ];
+        let result = run(&req);
+        assert!(result.ok, "{result:?}");
+        let env = fs::read_to_string(dir.path().join("env.out")).unwrap();
+        assert_eq!(
+            env,
+            "GANTRY_ATTEMPT=a1\nGANTRY_COMPONENT=billing\nGANTRY_FROM=1.2.0\nGANTRY_REPO=/srv/repo\nGANTRY_STEP=migrate_up\n\
+             GANTRY_TARGET=acme\nGANTRY_TO=2.0.0\nGANTRY_VERSION=2.0.0\n"
+        );
+    }
+
+    #[test]
+    fn relative_program_resolves_in_the_checkout_which_is_the_cwd() {
+        let dir = TempDir::new().unwrap();
+        script(dir.path(), "scripts/where.sh", "#!/bin/sh\npwd -P\n");
+        let result = run(&request(StepKind::Deploy, &["scripts/where.sh"], dir.path()));
+        assert!(result.ok, "{result:?}");
+        assert_eq!(result.output_tail, dir.path().canonicalize().unwrap().to_str().unwrap());
+    }
+
+    #[test]
+    fn program_escaping_the_checkout_is_refused() {
+        let dir = TempDir::new().unwrap();
+        let err = ShellExecutor::new()
+            .run(&request(StepKind::Deploy, &["../evil.sh"], dir.path()))
+            .unwrap_err();
+        assert!(matches!(err, ExecutorError::EscapesCheckout { .. }), "{err}");
+    }
+
+    #[test]
+    fn timeout_kills_the_whole_process_group() {
+        let dir = TempDir::new().unwrap();
+        script(
+            dir.path(),
+            "hang.sh",
+            "#!/bin/sh\nsleep 300 &\necho $! > bg.pid\necho started\nsleep 300\n",
+        );
+        let mut req = request(StepKind::Deploy, &["./hang.sh"], dir.path());
+        req.timeout = Duration::from_secs(2);
+
+        let started = Instant::now();
+        let result = run(&req);
+
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            started.elapsed()
+        );
+        assert!(!result.ok);
+        assert_eq!(result.exit, Exit::TimedOut(Duration::from_secs(2)));
+        assert!(result.message.starts_with("timed out after 2s"), "{}", result.message);
+        assert_eq!(result.output_tail, "started");
+        let pid: i32 = fs::read_to_string(dir.path().join("bg.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(process_gone(pid), "background child {pid} survived the timeout");
+    }
+
+    #[test]
+    fn background_children_do_not_outlive_a_finished_step() {
+        let dir = TempDir::new().unwrap();
+        script(
+            dir.path(),
+            "bg.sh",
+            "#!/bin/sh\nsleep 300 &\necho $! > bg.pid\nexit 0\n",
+        );
+        let started = Instant::now();
+        let result = run(&request(StepKind::Deploy, &["./bg.sh"], dir.path()));
+        assert!(result.ok, "{result:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "waited for the background child"
+        );
+        let pid: i32 = fs::read_to_string(dir.path().join("bg.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(process_gone(pid), "background child {pid} survived the step");
+    }
+
+    #[test]
+    fn non_zero_exit_fails_with_the_code() {
+        let dir = TempDir::new().unwrap();
+        script(
+            dir.path(),
+            "fail.sh",
+            "#!/bin/sh\necho 'migration 12 failed' >&2\nexit 3\n",
+        );
+        let result = run(&request(StepKind::Deploy, &["./fail.sh"], dir.path()));
+        assert!(!result.ok);
+        assert_eq!(result.exit, Exit::Code(3));
+        assert_eq!(result.message, "exited with status 3");
+        assert_eq!(result.output_tail, "migration 12 failed");
+    }
+
+    #[test]
+    fn death_by_signal_names_the_signal() {
+        let dir = TempDir::new().unwrap();
+        script(dir.path(), "term.sh", "#!/bin/sh\nkill -TERM $$\nsleep 5\n");
+        let result = run(&request(StepKind::Deploy, &["./term.sh"], dir.path()));
+        assert!(!result.ok);
+        assert_eq!(result.exit, Exit::Signal("SIGTERM".into()));
+        assert_eq!(result.message, "killed by SIGTERM");
+    }
+
+    #[test]
+    fn output_tail_and_full_log() {
+        let dir = TempDir::new().unwrap();
+        script(
+            dir.path(),
+            "chatty.sh",
+            "#!/bin/sh\ni=1\nwhile [ $i -le 100 ]; do echo \"out $i\"; [ $i = 50 ] && echo 'err 50' >&2; i=$((i+1)); done\necho 'err last' >&2\n",
+        );
+        let req = request(StepKind::Deploy, &["./chatty.sh"], dir.path());
+        let result = run(&req);
+        assert!(result.ok, "{result:?}");
+        assert!(
+            result.output_tail.ends_with("out 100\nerr last"),
+            "{}",
+            result.output_tail
+        );
+        assert_eq!(result.output_tail.lines().count(), 40);
+        assert!(result.output_tail.starts_with('…'));
+
+        // The log has everything, and a second run appends rather than truncates.
+        run(&req);
+        let log = fs::read_to_string(&req.log_path).unwrap();
+        assert_eq!(log.matches("out 1\n").count(), 2, "{log}");
+        assert_eq!(log.matches("out 100\n").count(), 2);
+        assert_eq!(log.matches("err last\n").count(), 2);
+        assert!(log.contains("# gantry: deploy step [\"./chatty.sh\"]"), "{log}");
+        // One pipe for both streams keeps them in the order they were written.
+        assert_eq!(log.matches("out 50\nerr 50\nout 51\n").count(), 2, "{log}");
+    }
+
+    #[test]
+    fn missing_script_is_a_failed_step_with_a_clear_message() {
+        let dir = TempDir::new().unwrap();
+        let result = run(&request(StepKind::Deploy, &["scripts/deploy.sh"], dir.path()));
+        assert!(!result.ok);
+        assert_eq!(result.exit, Exit::SpawnFailed);
+        assert_eq!(
+            result.message,
+            format!(
+                "scripts/deploy.sh: No such file or directory in checkout {}",
+                dir.path().display()
+            )
+        );
+    }
+
+    #[test]
+    fn non_executable_script_says_so() {
+        let dir = TempDir::new().unwrap();
+        let path = script(dir.path(), "scripts/deploy.sh", "#!/bin/sh\n");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let result = run(&request(StepKind::Deploy, &["scripts/deploy.sh"], dir.path()));
+        assert_eq!(result.exit, Exit::SpawnFailed);
+        assert!(
+            result.message.starts_with("scripts/deploy.sh: permission denied"),
+            "{}",
+            result.message
+        );
+    }
+
+    #[test]
+    fn missing_command_in_path_says_so() {
+        let dir = TempDir::new().unwrap();
+        let result = run(&request(StepKind::Deploy, &["gantry-no-such-command-xyz"], dir.path()));
+        assert_eq!(result.message, "gantry-no-such-command-xyz: command not found in PATH");
+    }
+
+    #[test]
+    fn observe_reports_the_last_stdout_line() {
+        let dir = TempDir::new().unwrap();
+        script(
+            dir.path(),
+            "version.sh",
+            "#!/bin/sh\necho 'probing' >&2\necho '1.9.3'\necho '' \necho 'noise' >&2\n",
+        );
+        let result = run(&request(StepKind::Observe, &["./version.sh"], dir.path()));
+        assert_eq!(result.observed_version.as_deref(), Some("1.9.3"));
+        // Only observe steps report a version.
+        let deploy = run(&request(StepKind::Deploy, &["./version.sh"], dir.path()));
+        assert_eq!(deploy.observed_version, None);
+    }
+}

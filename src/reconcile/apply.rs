@@ -1,0 +1,644 @@
+//! One reconcile pass: recover interrupted attempts, plan, run every ready action, record.
+//!
+//! Named stages, as in Flux's controllers: fetch (read the desired commit and the state branch)
+//! → plan (pure) → gate (the plan's blockers) → execute (attempts, in parallel up to each
+//! policy's `maxParallel`) → record (outcome commits on the state branch). A terminal problem
+//! (an invalid desired commit) stops before execute; a failed step is an outcome, not an error.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::mpsc;
+
+use git2::Oid;
+use jiff::Timestamp;
+use semver::Version;
+
+use crate::executor::health::SystemClock;
+use crate::manifest::{Desired, Diagnostic, PolicySpec};
+use crate::plan::{self, Action, ActionKind, Plan, Status};
+use crate::policy::{self, Governing};
+use crate::source::{SourceError, WatchedRepo};
+use crate::state::{
+    AttemptHeader, Batch, FinishedAttempt, Journal, JournalError, LockError, Outcome, ReconcilerLock, RecordedState,
+    RolloutRecord, RolloutTarget, RolloutTargetStatus, StateError, StateWriter, TargetRecord, TargetStatus, WaveRecord,
+    read_recorded,
+};
+
+use super::attempt::{self, AttemptEnv, AttemptResult, ExecutorPool, ProgressSink};
+use super::load::{LoadedCommit, load_commit};
+use super::program;
+
+/// What a pass may do.
+#[derive(Debug, Clone, Default)]
+pub struct ApplyOptions {
+    /// Only these targets (empty: all).
+    pub targets: Vec<String>,
+    /// Plan and report, run nothing, record nothing.
+    pub dry_run: bool,
+    /// A fixed clock (`--now`); `None` reads the system clock at each stage.
+    pub now: Option<Timestamp>,
+}
+
+/// What a pass did.
+#[derive(Debug, Default)]
+pub struct ApplyReport {
+    pub commit: Option<String>,
+    pub outcomes: Vec<FinishedAttempt>,
+    /// The last plan computed (what is left: blocked, violations).
+    pub plan: Option<Plan>,
+    pub resumed: usize,
+}
+
+impl ApplyReport {
+    /// Whether any attempt of this pass ended failed or rolled back.
+    pub fn has_failures(&self) -> bool {
+        self.outcomes.iter().any(|o| o.outcome != Outcome::Succeeded)
+    }
+}
+
+/// Why a pass stopped before or while executing.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// Another reconciler holds the repository.
+    #[error(transparent)]
+    Locked(#[from] LockError),
+    /// The repository could not be read.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// The state branch could not be read or written.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The step journal could not be read or written.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// The desired commit does not validate; nothing of it was applied.
+    #[error("desired commit {commit} is not valid; nothing was applied (fix the errors above and commit again)")]
+    InvalidCommit {
+        commit: String,
+        diagnostics: Vec<Diagnostic>,
+        violations_only: bool,
+    },
+    /// An attempt could not be journaled or resumed.
+    #[error(transparent)]
+    Attempt(#[from] attempt::AttemptError),
+    /// Targets named with --target that the desired state does not have.
+    #[error("unknown target{} {}: not in the desired state", if .0.len() == 1 { "" } else { "s" }, .0.join(", "))]
+    UnknownTargets(Vec<String>),
+}
+
+/// Runs one reconcile pass.
+///
+/// # Guarantees
+/// Holds the repository lock for the whole pass (except `dry_run`). Every step's completion is
+/// journaled before the next starts; every finished attempt is committed to the state branch
+/// before its journal is removed. An invalid desired commit runs nothing.
+///
+/// # Errors
+/// [`ApplyError`]; failed targets are outcomes in the report, not errors.
+pub fn apply(
+    repo: &WatchedRepo,
+    options: &ApplyOptions,
+    progress: &dyn ProgressSink,
+) -> Result<ApplyReport, ApplyError> {
+    let clock = || options.now.unwrap_or_else(Timestamp::now);
+    let _lock = if options.dry_run {
+        None
+    } else {
+        Some(ReconcilerLock::acquire(repo.repo.path())?)
+    };
+    let mut report = ApplyReport::default();
+    let journal_dir = Journal::dir(repo.repo.path());
+
+    // Fetch: the desired commit first, so its state branch name is known.
+    let head = repo.branch_tip(&repo.desired_branch_hint())?;
+    let loaded = load_commit(repo, head)?;
+    report.commit = Some(head.to_string());
+    let state_branch = loaded.desired.config.state_branch.clone();
+    let mut recorded = read_recorded(&repo.repo, &state_branch)?;
+
+    // Recover: attempts a killed reconciler left behind go first, from their own commit.
+    if !options.dry_run {
+        for left in Journal::load_unfinished(&journal_dir)? {
+            let commit = Oid::from_str(&left.header.desired_commit).map_err(SourceError::Git)?;
+            let their = if commit == head {
+                None
+            } else {
+                Some(load_commit(repo, commit)?)
+            };
+            let desired = their.as_ref().map_or(&loaded.desired, |l| &l.desired);
+            let Some(env_parts) = EnvParts::for_target(repo, desired, &left.header.target, commit, &recorded)? else {
+                // The target is gone from that commit's state: nothing sensible to resume.
+                left.remove()?;
+                continue;
+            };
+            let pool = ExecutorPool::new(desired, &env_parts.checkout);
+            let env = env_parts.env(desired, &pool, &clock, progress, &journal_dir);
+            let record = recorded.targets.get(&left.header.target).cloned();
+            let on_interrupt = env.policy.on_interrupt;
+            let result = attempt::resume(&env, left, record.as_ref(), on_interrupt)?;
+            report.resumed += 1;
+            record_results(
+                repo,
+                &state_branch,
+                &mut recorded,
+                vec![(None, result)],
+                &mut report,
+                None,
+                clock(),
+            )?;
+        }
+    }
+
+    if !loaded.is_valid() {
+        return Err(ApplyError::InvalidCommit {
+            commit: head.to_string(),
+            violations_only: !loaded.has_invalid(),
+            diagnostics: loaded.diagnostics,
+        });
+    }
+    let unknown: Vec<String> = options
+        .targets
+        .iter()
+        .filter(|t| !loaded.desired.targets.contains_key(*t) && !recorded.targets.contains_key(*t))
+        .cloned()
+        .collect();
+    if !unknown.is_empty() {
+        return Err(ApplyError::UnknownTargets(unknown));
+    }
+
+    let evidence = super::load::evidence(repo, &loaded)?;
+    let checkout = if options.dry_run {
+        PathBuf::new()
+    } else {
+        repo.checkout(head)?
+    };
+    let pool = ExecutorPool::new(&loaded.desired, &checkout);
+    // Plan → execute → record until nothing more is ready (a completed wave may free the next).
+    loop {
+        let plan = plan::plan(&loaded.plan_input(&recorded, &evidence, clock()));
+        let ready: Vec<Action> = plan
+            .actions
+            .iter()
+            .filter(|a| a.status == Status::Ready)
+            .filter(|a| options.targets.is_empty() || options.targets.contains(&a.target))
+            // One attempt per target per pass: a failed one waits for a new desired state.
+            .filter(|a| !report.outcomes.iter().any(|o| o.target == a.target))
+            .cloned()
+            .collect();
+        if ready.is_empty() || options.dry_run {
+            report.plan = Some(plan);
+            break;
+        }
+        let before = report.outcomes.len();
+        run_batch(
+            repo,
+            &loaded,
+            &state_branch,
+            &mut recorded,
+            &plan,
+            ready,
+            &pool,
+            &clock,
+            progress,
+            &journal_dir,
+            &mut report,
+        )?;
+        report.plan = Some(plan);
+        if report.outcomes.len() == before {
+            break;
+        }
+    }
+    Ok(report)
+}
+
+/// The per-target parts of an attempt's environment.
+struct EnvParts {
+    target: String,
+    component: String,
+    labels: crate::manifest::Labels,
+    vars: serde_json::Map<String, serde_json::Value>,
+    config: serde_json::Map<String, serde_json::Value>,
+    previous_config: Option<serde_json::Map<String, serde_json::Value>>,
+    policy: PolicySpec,
+    checkout: PathBuf,
+    repo_root: PathBuf,
+    log_dir: PathBuf,
+}
+
+impl EnvParts {
+    fn for_target(
+        repo: &WatchedRepo,
+        desired: &Desired,
+        target: &str,
+        commit: Oid,
+        recorded: &RecordedState,
+    ) -> Result<Option<EnvParts>, ApplyError> {
+        let checkout = repo.checkout(commit)?;
+        let log_dir = repo.gantry_dir().join("logs");
+        if let Some(t) = desired.targets.get(target) {
+            let policy = governing_spec(desired, t);
+            return Ok(Some(EnvParts {
+                target: target.to_string(),
+                component: t.spec().component.clone(),
+                labels: t.labels().clone(),
+                vars: t.spec().vars.clone(),
+                config: t.spec().config.clone(),
+                previous_config: recorded.targets.get(target).and_then(|r| r.config.clone()),
+                policy,
+                checkout,
+                repo_root: repo.root(),
+                log_dir,
+            }));
+        }
+        // A removal: the target is only in recorded state.
+        Ok(recorded.targets.get(target).map(|r| EnvParts {
+            target: target.to_string(),
+            component: r.component.clone(),
+            labels: Default::default(),
+            vars: Default::default(),
+            config: r.config.clone().unwrap_or_default(),
+            previous_config: r.config.clone(),
+            policy: policy::builtin_policy_spec().clone(),
+            checkout,
+            repo_root: repo.root(),
+            log_dir,
+        }))
+    }
+
+    fn env<'a>(
+        &'a self,
+        desired: &'a Desired,
+        pool: &'a ExecutorPool,
+        now: &'a (dyn Fn() -> Timestamp + Sync),
+        progress: &'a dyn ProgressSink,
+        journal_dir: &std::path::Path,
+    ) -> AttemptEnv<'a> {
+        AttemptEnv {
+            desired,
+            policy: &self.policy,
+            target_name: &self.target,
+            component: &self.component,
+            labels: self.labels.clone(),
+            vars: self.vars.clone(),
+            config: self.config.clone(),
+            previous_config: self.previous_config.clone(),
+            checkout: self.checkout.clone(),
+            repo_root: self.repo_root.clone(),
+            log_dir: self.log_dir.clone(),
+            executors: pool,
+            clock: &SystemClock,
+            now,
+            progress,
+            journal_dir: journal_dir.to_path_buf(),
+        }
+    }
+}
+
+fn governing_spec(desired: &Desired, target: &crate::manifest::Target) -> PolicySpec {
+    match policy::select_policy(desired, target) {
+        Ok(Governing::Declared(p)) => p.manifest.spec.clone(),
+        _ => policy::builtin_policy_spec().clone(),
+    }
+}
+
+/// A unique, sortable attempt id that is also a valid file name.
+fn attempt_id(target: &str, now: Timestamp) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let salt = (u64::from(std::process::id()) << 32 | u64::from(nanos)) ^ u64::from(n);
+    format!("{}-{target}-{:06x}", now.strftime("%Y%m%dT%H%M%SZ"), salt & 0xff_ffff)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_batch(
+    repo: &WatchedRepo,
+    loaded: &LoadedCommit,
+    state_branch: &str,
+    recorded: &mut RecordedState,
+    plan: &Plan,
+    ready: Vec<Action>,
+    pool: &ExecutorPool,
+    clock: &(dyn Fn() -> Timestamp + Sync),
+    progress: &dyn ProgressSink,
+    journal_dir: &std::path::Path,
+    report: &mut ApplyReport,
+) -> Result<(), ApplyError> {
+    let desired = &loaded.desired;
+    // Prepare every attempt up front (its program is fixed before anything runs).
+    let mut queue: VecDeque<(Action, EnvParts, Vec<program::PlannedStep>, AttemptHeader)> = VecDeque::new();
+    for action in ready {
+        let Some(parts) = EnvParts::for_target(repo, desired, &action.target, loaded.commit, recorded)? else {
+            continue;
+        };
+        let record = recorded.targets.get(&action.target);
+        let now = clock();
+        let id = attempt_id(&action.target, now);
+        let forward = match desired.targets.get(&action.target) {
+            Some(target) => program::forward_program(desired, target, record, &action, &id),
+            None => Ok(Vec::new()),
+        };
+        let forward = match forward {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(target = %action.target, "cannot build the attempt: {e}");
+                continue;
+            }
+        };
+        let to = action
+            .to
+            .as_deref()
+            .and_then(|v| Version::parse(v).ok())
+            .or_else(|| record.and_then(|r| r.version.clone()));
+        let Some(to) = to else { continue };
+        let header = AttemptHeader {
+            attempt: id,
+            target: action.target.clone(),
+            component: action.component.clone(),
+            from: action.from.as_deref().and_then(|v| Version::parse(v).ok()),
+            to,
+            desired_commit: loaded.commit.to_string(),
+            action: action.action.as_str().to_string(),
+            started: now,
+            plan: serde_json::Value::Null,
+        };
+        queue.push_back((action, parts, forward, header));
+    }
+    let members = &wave_members(plan, recorded);
+
+    // Execute: scoped threads, at most `maxParallel` running per policy; record as they finish.
+    let (sender, receiver) = mpsc::channel::<(Action, Result<AttemptResult, attempt::AttemptError>)>();
+    let mut running: BTreeMap<String, u32> = BTreeMap::new();
+    let mut halted_rollouts: Vec<(String, String)> = Vec::new();
+    std::thread::scope(|scope| -> Result<(), ApplyError> {
+        let mut in_flight = 0usize;
+        loop {
+            // Start whatever has capacity.
+            let mut i = 0;
+            while i < queue.len() {
+                let (action, parts, _, _) = &queue[i];
+                let key = parts.policy_key();
+                let limit = parts.policy.rollout.max_parallel.max(1);
+                let rollout_halted = halted_rollouts
+                    .iter()
+                    .any(|(c, v)| c == &action.component && Some(v) == action.to.as_ref());
+                if rollout_halted {
+                    queue.remove(i);
+                    continue;
+                }
+                if running.get(&key).copied().unwrap_or(0) >= limit {
+                    i += 1;
+                    continue;
+                }
+                let Some((action, parts, forward, header)) = queue.remove(i) else {
+                    break;
+                };
+                *running.entry(key).or_default() += 1;
+                in_flight += 1;
+                let record = recorded.targets.get(&action.target).cloned();
+                let sender = sender.clone();
+                scope.spawn(move || {
+                    let env = parts.env(desired, pool, clock, progress, journal_dir);
+                    let result = attempt::start(&env, header, record.as_ref(), forward);
+                    let _ = sender.send((action, result));
+                });
+            }
+            if in_flight == 0 {
+                break;
+            }
+            // Wait for one to finish, then take every other finished one with it.
+            let Ok(first) = receiver.recv() else { break };
+            let mut finished = vec![first];
+            while let Ok(more) = receiver.try_recv() {
+                finished.push(more);
+            }
+            let mut results = Vec::new();
+            for (action, result) in finished {
+                in_flight -= 1;
+                let key = desired
+                    .targets
+                    .get(&action.target)
+                    .map_or_else(String::new, |t| policy_key_of(desired, t));
+                if let Some(n) = running.get_mut(&key) {
+                    *n = n.saturating_sub(1);
+                }
+                match result {
+                    Ok(r) => results.push((action, r)),
+                    Err(e) => tracing::error!(target = %action.target, "attempt could not be journaled: {e}"),
+                }
+            }
+            let results = results.into_iter().map(|(a, r)| (a.wave, r)).collect();
+            let halts = record_results(
+                repo,
+                state_branch,
+                recorded,
+                results,
+                report,
+                Some((desired, members)),
+                clock(),
+            )?;
+            halted_rollouts.extend(halts);
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+impl EnvParts {
+    fn policy_key(&self) -> String {
+        format!("{:?}", self.policy.selector) + &self.policy.priority.to_string()
+    }
+}
+
+fn policy_key_of(desired: &Desired, target: &crate::manifest::Target) -> String {
+    let spec = governing_spec(desired, target);
+    format!("{:?}", spec.selector) + &spec.priority.to_string()
+}
+
+/// Record stage: commits finished attempts (and their rollouts) in one state commit, then
+/// removes their journals. Returns the rollouts this batch halted.
+fn record_results(
+    repo: &WatchedRepo,
+    state_branch: &str,
+    recorded: &mut RecordedState,
+    results: Vec<(Option<String>, AttemptResult)>,
+    report: &mut ApplyReport,
+    waves: Option<(&Desired, &WaveMembers)>,
+    now: Timestamp,
+) -> Result<Vec<(String, String)>, ApplyError> {
+    if results.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut batch = Batch::new();
+    let mut finished = Vec::new();
+    let mut halts = Vec::new();
+    let mut rollouts: BTreeMap<(String, Version), RolloutRecord> = BTreeMap::new();
+    for (wave, result) in &results {
+        match &result.record {
+            Some(record) => {
+                batch.upsert_target(&result.target, record.clone());
+            }
+            None => {
+                let mut removed = recorded
+                    .targets
+                    .get(&result.target)
+                    .cloned()
+                    .unwrap_or_else(|| TargetRecord {
+                        component: result.header.component.clone(),
+                        version: None,
+                        config_hash: None,
+                        config: None,
+                        applied_migrations: Vec::new(),
+                        status: TargetStatus::Removed,
+                        last_attempt: None,
+                        rollback_points: Vec::new(),
+                        observed_version: None,
+                    });
+                removed.status = TargetStatus::Removed;
+                batch.upsert_target(&result.target, removed);
+            }
+        }
+        let outcome = FinishedAttempt {
+            target: result.target.clone(),
+            component: result.header.component.clone(),
+            from: result.header.from.clone(),
+            to: result.header.to.clone(),
+            outcome: result.outcome,
+            desired_commit: result.header.desired_commit.clone(),
+            attempt: result.header.attempt.clone(),
+            message: result.message.clone(),
+        };
+        batch.outcome(outcome.clone());
+        finished.push(outcome);
+        if let Some((desired, members)) = waves
+            && let Some(wave) = wave
+            && matches!(result.header.action.as_str(), "install" | "upgrade")
+            && let Some(halt) = update_rollout(desired, recorded, &mut rollouts, result, wave, members, now)
+        {
+            halts.push(halt);
+        }
+    }
+    for rollout in rollouts.into_values() {
+        batch.upsert_rollout(rollout);
+    }
+    let mut writer = StateWriter::on_top_of(&repo.repo, state_branch, recorded)?;
+    writer.commit(&batch, now)?;
+    *recorded = read_recorded(&repo.repo, state_branch)?;
+    for (_, result) in results {
+        result.journal.finish()?;
+    }
+    report.outcomes.extend(finished);
+    Ok(halts)
+}
+
+/// Which targets the plan puts in each wave of each rollout: (component, version, wave) → targets.
+pub type WaveMembers = BTreeMap<(String, String, String), Vec<String>>;
+
+/// Collects wave membership from a plan's actions and the recorded rollouts.
+fn wave_members(plan: &Plan, recorded: &RecordedState) -> WaveMembers {
+    let mut members: WaveMembers = BTreeMap::new();
+    for a in &plan.actions {
+        if let (Some(wave), Some(to)) = (&a.wave, &a.to)
+            && matches!(a.action, ActionKind::Install | ActionKind::Upgrade)
+        {
+            members
+                .entry((a.component.clone(), to.clone(), wave.clone()))
+                .or_default()
+                .push(a.target.clone());
+        }
+    }
+    for ((component, version), rollout) in &recorded.rollouts {
+        for (target, entry) in &rollout.targets {
+            let list = members
+                .entry((component.clone(), version.to_string(), entry.wave.clone()))
+                .or_default();
+            if !list.contains(target) {
+                list.push(target.clone());
+            }
+        }
+    }
+    members
+}
+
+/// Updates `rollouts/<component>@<version>.yaml` for a finished attempt: the target's entry, the
+/// wave's start and (when every member succeeded) completion time, failures and the halt.
+/// Returns the rollout when this failure halts it (more failures than `maxFailures`).
+fn update_rollout(
+    desired: &Desired,
+    recorded: &RecordedState,
+    rollouts: &mut BTreeMap<(String, Version), RolloutRecord>,
+    result: &AttemptResult,
+    wave: &str,
+    members: &WaveMembers,
+    now: Timestamp,
+) -> Option<(String, String)> {
+    let key = (result.header.component.clone(), result.header.to.clone());
+    let target = desired.targets.get(&result.target)?;
+    let spec = governing_spec(desired, target);
+    // Several results of one batch may touch the same rollout: build on what the batch holds.
+    let rollout = rollouts.entry(key.clone()).or_insert_with(|| {
+        recorded.rollouts.get(&key).cloned().unwrap_or_else(|| RolloutRecord {
+            component: key.0.clone(),
+            version: key.1.clone(),
+            started: result.header.started.to_string(),
+            waves: Vec::new(),
+            targets: BTreeMap::new(),
+            failures: 0,
+            halted: None,
+        })
+    });
+    let status = match result.outcome {
+        Outcome::Succeeded => RolloutTargetStatus::Succeeded,
+        Outcome::Failed => RolloutTargetStatus::Failed,
+        Outcome::RolledBack => RolloutTargetStatus::RolledBack,
+    };
+    rollout.targets.insert(
+        result.target.clone(),
+        RolloutTarget {
+            wave: wave.to_string(),
+            status,
+            started: result.header.started.to_string(),
+            finished: Some(now.to_string()),
+        },
+    );
+    if !rollout.waves.iter().any(|w| w.name == wave) {
+        rollout.waves.push(WaveRecord {
+            name: wave.to_string(),
+            started: Some(result.header.started.to_string()),
+            completed: None,
+        });
+    }
+    let wave_targets = members.get(&(key.0.clone(), key.1.to_string(), wave.to_string()));
+    let complete = wave_targets.is_some_and(|ts| {
+        ts.iter().all(|t| {
+            rollout
+                .targets
+                .get(t)
+                .is_some_and(|e| e.status == RolloutTargetStatus::Succeeded)
+        })
+    });
+    if complete
+        && let Some(w) = rollout
+            .waves
+            .iter_mut()
+            .find(|w| w.name == wave && w.completed.is_none())
+    {
+        w.completed = Some(now.to_string());
+    }
+    let mut halt = None;
+    if result.outcome != Outcome::Succeeded {
+        rollout.failures += 1;
+        if rollout.failures > spec.rollout.max_failures && rollout.halted.is_none() {
+            rollout.halted = Some(crate::state::Halt {
+                at: now.to_string(),
+                target: result.target.clone(),
+                reason: result.message.clone(),
+            });
+            halt = Some((key.0.clone(), key.1.to_string()));
+        }
+    }
+    halt
+}

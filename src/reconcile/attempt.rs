@@ -1,0 +1,577 @@
+//! Execute stage: one attempt on one target, step by step, journaled, rolled back on failure.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use semver::Version;
+
+use crate::executor::health::{Clock, HealthProbe, HealthVerdict, ProbeRun};
+use crate::executor::{
+    Executor, PluginExecutor, ShellExecutor, StepKind, StepRequest, StepResult, TargetContext, TemplateContext,
+};
+use crate::manifest::{Desired, ExecutorType, Labels, OnInterrupt, PolicySpec};
+use crate::state::journal::{AttemptHeader, Journal, JournalEntry, JournaledAttempt, StepCompleted, StepStarted};
+use crate::state::{AttemptRecord, Outcome, TargetRecord, TargetStatus};
+
+use super::program::{self, PlannedStep, Progress};
+
+/// The default step timeout when no policy sets `stepTimeout`.
+pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The executors of one pass, by name. Shell steps get a fresh executor per step (they share
+/// nothing); a plugin is one process per executor instance, shared behind a lock.
+pub struct ExecutorPool {
+    plugins: std::collections::BTreeMap<String, Mutex<PluginExecutor>>,
+}
+
+impl ExecutorPool {
+    /// Prepares the executors named in `gantry.toml`. Plugins start lazily on first use.
+    pub fn new(desired: &Desired, checkout: &std::path::Path) -> ExecutorPool {
+        let mut plugins = std::collections::BTreeMap::new();
+        for (name, config) in &desired.config.executors {
+            if config.executor_type == ExecutorType::Plugin
+                && let Some(command) = &config.command
+            {
+                let mut command = command.clone();
+                // A relative plugin path names a program in the repository, like step argv[0].
+                if let Some(program) = command.first_mut()
+                    && program.contains('/')
+                    && !program.starts_with('/')
+                {
+                    *program = checkout.join(&*program).to_string_lossy().into_owned();
+                }
+                plugins.insert(name.clone(), Mutex::new(PluginExecutor::new(name.clone(), command)));
+            }
+        }
+        ExecutorPool { plugins }
+    }
+
+    /// Runs `f` with the executor for `name` (`None` or a shell executor name: a fresh shell).
+    fn with<R>(&self, name: Option<&str>, f: impl FnOnce(&mut dyn Executor) -> R) -> R {
+        match name.and_then(|n| self.plugins.get(n)) {
+            Some(plugin) => {
+                let mut guard = plugin.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                f(&mut *guard)
+            }
+            None => f(&mut ShellExecutor::new()),
+        }
+    }
+}
+
+/// Live progress of a pass, for people (lines, bars) or machines (JSON events).
+pub trait ProgressSink: Sync {
+    fn event(&self, event: &ProgressEvent);
+}
+
+/// What happened, as it happens.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum ProgressEvent {
+    AttemptStarted {
+        target: String,
+        component: String,
+        attempt: String,
+        action: String,
+        from: Option<String>,
+        to: Option<String>,
+        steps: usize,
+    },
+    StepStarted {
+        target: String,
+        attempt: String,
+        step: String,
+        kind: String,
+        index: usize,
+        steps: usize,
+    },
+    StepFinished {
+        target: String,
+        attempt: String,
+        step: String,
+        ok: bool,
+        message: String,
+        duration_ms: u128,
+    },
+    RollbackStarted {
+        target: String,
+        attempt: String,
+        reason: String,
+    },
+    AttemptFinished {
+        target: String,
+        attempt: String,
+        outcome: String,
+        message: String,
+    },
+}
+
+/// Everything an attempt needs besides its steps.
+pub struct AttemptEnv<'a> {
+    pub desired: &'a Desired,
+    pub policy: &'a PolicySpec,
+    pub target_name: &'a str,
+    pub component: &'a str,
+    pub labels: Labels,
+    pub vars: serde_json::Map<String, serde_json::Value>,
+    pub config: serde_json::Map<String, serde_json::Value>,
+    /// The config the target ran before this attempt (for undoing a config change).
+    pub previous_config: Option<serde_json::Map<String, serde_json::Value>>,
+    pub checkout: PathBuf,
+    pub repo_root: PathBuf,
+    pub log_dir: PathBuf,
+    pub executors: &'a ExecutorPool,
+    pub clock: &'a dyn Clock,
+    pub now: &'a (dyn Fn() -> jiff::Timestamp + Sync),
+    pub progress: &'a dyn ProgressSink,
+    /// Where attempt journals live (`.git/gantry/journal`).
+    pub journal_dir: PathBuf,
+}
+
+/// How an attempt ended, ready to record. Its journal is finished once the outcome is committed.
+pub struct AttemptResult {
+    pub target: String,
+    /// The new record; `None` when the target was removed.
+    pub record: Option<TargetRecord>,
+    pub outcome: Outcome,
+    pub header: AttemptHeader,
+    pub message: String,
+    pub journal: Journal,
+}
+
+/// Why the attempt could not even be journaled (nothing ran).
+#[derive(Debug, thiserror::Error)]
+pub enum AttemptError {
+    /// The journal could not be written or reopened.
+    #[error(transparent)]
+    Journal(#[from] crate::state::journal::JournalError),
+    /// A journaled program does not parse (written by another gantry version?).
+    #[error("journaled program does not parse: {0}")]
+    Plan(String),
+}
+
+struct Runner<'a, 'b> {
+    env: &'b AttemptEnv<'a>,
+    header: &'b AttemptHeader,
+    journal: Journal,
+    steps_total: usize,
+}
+
+impl Runner<'_, '_> {
+    fn context(&self, step: &PlannedStep) -> TemplateContext {
+        let release_name = step.release.as_ref().and_then(|v| {
+            let version = Version::parse(v).ok()?;
+            Some(
+                self.env
+                    .desired
+                    .release(self.env.component, &version)?
+                    .manifest
+                    .name
+                    .clone(),
+            )
+        });
+        TemplateContext {
+            target: TargetContext {
+                name: self.env.target_name.to_string(),
+                labels: self.env.labels.clone(),
+                vars: self.env.vars.clone(),
+                config: if step.previous_config {
+                    self.env.previous_config.clone().unwrap_or_default()
+                } else {
+                    self.env.config.clone()
+                },
+            },
+            component: self.env.component.to_string(),
+            version: step.version.clone(),
+            from: self.header.from.as_ref().map(Version::to_string),
+            to: self.header.to.to_string(),
+            release: release_name.or_else(|| step.release.clone()),
+            migration: step.migration.clone(),
+            attempt: step.snapshot_of.clone().unwrap_or_else(|| self.header.attempt.clone()),
+        }
+    }
+
+    /// Runs one step: journal "started", execute, journal "completed". The completion is on disk
+    /// before this returns, so a crash after it never re-runs the step.
+    fn run_step(&mut self, step: &PlannedStep, index: usize) -> Result<StepResult, AttemptError> {
+        let env = self.env;
+        self.journal.append(&JournalEntry::StepStarted(StepStarted {
+            step_id: step.id.clone(),
+            kind: step.kind.as_str().to_string(),
+            at: (env.now)(),
+            detail: serde_json::Value::Null,
+        }))?;
+        env.progress.event(&ProgressEvent::StepStarted {
+            target: env.target_name.to_string(),
+            attempt: self.header.attempt.clone(),
+            step: step.id.clone(),
+            kind: step.kind.as_str().to_string(),
+            index,
+            steps: self.steps_total,
+        });
+        let result = self.execute(step);
+        self.journal.append(&JournalEntry::StepCompleted(StepCompleted {
+            step_id: step.id.clone(),
+            ok: result.ok,
+            at: (env.now)(),
+            message: result.message.clone(),
+            detail: serde_json::json!({ "output_tail": result.output_tail }),
+        }))?;
+        env.progress.event(&ProgressEvent::StepFinished {
+            target: env.target_name.to_string(),
+            attempt: self.header.attempt.clone(),
+            step: step.id.clone(),
+            ok: result.ok,
+            message: result.message.clone(),
+            duration_ms: result.duration.as_millis(),
+        });
+        Ok(result)
+    }
+
+    fn execute(&self, step: &PlannedStep) -> StepResult {
+        let env = self.env;
+        let context = self.context(step);
+        let timeout = env
+            .policy
+            .step_timeout
+            .as_deref()
+            .and_then(|t| crate::manifest::values::parse_duration(t).ok())
+            .unwrap_or(DEFAULT_STEP_TIMEOUT);
+        let log_path = env.log_dir.join(format!("{}.log", self.header.attempt));
+        let executor_name = env
+            .desired
+            .components
+            .get(env.component)
+            .and_then(|c| c.spec.executor.clone());
+        let extra_env = vec![("GANTRY_REPO".to_string(), env.repo_root.to_string_lossy().into_owned())];
+        if step.kind == StepKind::Health {
+            let component_step = (!step.argv.is_empty()).then_some(&step.argv);
+            let started = std::time::Instant::now();
+            let probe = match HealthProbe::new(&env.policy.health, component_step, timeout) {
+                Ok(p) => p,
+                Err(e) => {
+                    return StepResult::failed(crate::executor::Exit::SpawnFailed, e.to_string(), started.elapsed());
+                }
+            };
+            let verdict = env.executors.with(executor_name.as_deref(), |component| {
+                let mut local = ShellExecutor::new();
+                let mut run = ProbeRun {
+                    context: &context,
+                    checkout: &env.checkout,
+                    log_path: &log_path,
+                    component,
+                    local: &mut local,
+                    clock: env.clock,
+                    extra_env: &extra_env,
+                };
+                probe.run(&mut run)
+            });
+            return match verdict {
+                Ok(HealthVerdict::Healthy { rounds }) => StepResult {
+                    ok: true,
+                    exit: crate::executor::Exit::Code(0),
+                    message: format!("healthy ({rounds} round{})", if rounds == 1 { "" } else { "s" }),
+                    output_tail: String::new(),
+                    duration: started.elapsed(),
+                    observed_version: None,
+                },
+                Ok(HealthVerdict::Unhealthy { check, message, .. }) => StepResult::failed(
+                    crate::executor::Exit::Code(1),
+                    format!("health check `{check}` failed: {message}"),
+                    started.elapsed(),
+                ),
+                Err(e) => StepResult::failed(crate::executor::Exit::SpawnFailed, e.to_string(), started.elapsed()),
+            };
+        }
+        let request = StepRequest {
+            kind: step.kind,
+            argv: step.argv.clone(),
+            context,
+            checkout: env.checkout.clone(),
+            timeout,
+            log_path,
+            extra_env,
+        };
+        env.executors
+            .with(executor_name.as_deref(), |executor| match executor.run(&request) {
+                Ok(result) => result,
+                Err(e) => StepResult::failed(crate::executor::Exit::SpawnFailed, e.to_string(), Duration::ZERO),
+            })
+    }
+}
+
+/// Starts a new attempt: journals its header (with the whole program), then runs it.
+///
+/// # Errors
+/// [`AttemptError`] when the journal cannot be written; if that happens before the first step,
+/// nothing has run.
+pub fn start(
+    env: &AttemptEnv,
+    mut header: AttemptHeader,
+    record: Option<&TargetRecord>,
+    forward: Vec<PlannedStep>,
+) -> Result<AttemptResult, AttemptError> {
+    header.plan = serde_json::to_value(&forward).unwrap_or_default();
+    let journal = Journal::create(&env.journal_dir, &header)?;
+    run(env, header, record, &forward, journal, &[], OnInterrupt::Resume)
+}
+
+/// Resumes an attempt a killed reconciler left behind, from the program it journaled.
+///
+/// # Guarantees
+/// A step the journal records as completed is never run again. The interrupted step (started,
+/// not completed) is run again with `onInterrupt: resume` (steps must be idempotent), or the
+/// attempt is rolled back from where it stood with `onInterrupt: rollback`.
+///
+/// # Errors
+/// [`AttemptError`] when the journal cannot be reopened or written.
+pub fn resume(
+    env: &AttemptEnv,
+    left: JournaledAttempt,
+    record: Option<&TargetRecord>,
+    on_interrupt: OnInterrupt,
+) -> Result<AttemptResult, AttemptError> {
+    let forward: Vec<PlannedStep> =
+        serde_json::from_value(left.header.plan.clone()).map_err(|e| AttemptError::Plan(e.to_string()))?;
+    let header = left.header.clone();
+    let entries = left.entries.clone();
+    let journal = left.resume()?;
+    run(env, header, record, &forward, journal, &entries, on_interrupt)
+}
+
+fn run(
+    env: &AttemptEnv,
+    header: AttemptHeader,
+    record: Option<&TargetRecord>,
+    forward: &[PlannedStep],
+    journal: Journal,
+    journaled: &[JournalEntry],
+    on_interrupt: OnInterrupt,
+) -> Result<AttemptResult, AttemptError> {
+    let completed: HashMap<&str, (bool, &str)> = journaled
+        .iter()
+        .filter_map(|e| match e {
+            JournalEntry::StepCompleted(c) => Some((c.step_id.as_str(), (c.ok, c.message.as_str()))),
+            JournalEntry::StepStarted(_) => None,
+        })
+        .collect();
+    let interrupted: Option<&str> = journaled.iter().rev().find_map(|e| match e {
+        JournalEntry::StepStarted(s) if !completed.contains_key(s.step_id.as_str()) => Some(s.step_id.as_str()),
+        _ => None,
+    });
+    let start = Progress::start(record);
+    let mut progress = start.clone();
+    env.progress.event(&ProgressEvent::AttemptStarted {
+        target: env.target_name.to_string(),
+        component: env.component.to_string(),
+        attempt: header.attempt.clone(),
+        action: header.action.clone(),
+        from: header.from.as_ref().map(Version::to_string),
+        to: Some(header.to.to_string()),
+        steps: forward.len(),
+    });
+    let mut runner = Runner {
+        env,
+        header: &header,
+        journal,
+        steps_total: forward.len(),
+    };
+
+    let mut failure: Option<(String, String)> = None;
+    // Artifacts are verified before the first step of a new attempt; a mismatch runs nothing.
+    let mut nothing_ran = false;
+    if journaled.is_empty()
+        && let Err(message) = verify_artifacts(env, forward)
+    {
+        failure = Some((message, String::new()));
+        nothing_ran = true;
+    }
+    for (i, step) in forward.iter().enumerate().filter(|_| !nothing_ran) {
+        match completed.get(step.id.as_str()) {
+            Some((true, _)) => {
+                progress.apply(&step.effect);
+                continue;
+            }
+            Some((false, message)) => {
+                failure = Some((format!("step {} failed: {message}", step.id), String::new()));
+                break;
+            }
+            None => {}
+        }
+        if interrupted == Some(step.id.as_str()) && on_interrupt == OnInterrupt::Rollback {
+            failure = Some((
+                format!("interrupted during step {} (onInterrupt: rollback)", step.id),
+                String::new(),
+            ));
+            break;
+        }
+        let result = runner.run_step(step, i + 1)?;
+        if result.ok {
+            progress.apply(&step.effect);
+        } else {
+            failure = Some((
+                format!("step {} failed: {}", step.id, result.message),
+                result.output_tail,
+            ));
+            break;
+        }
+    }
+
+    let from_text = header
+        .from
+        .as_ref()
+        .map_or_else(|| "nothing".to_string(), Version::to_string);
+    let (outcome, message, tail) = match failure {
+        None => (Outcome::Succeeded, String::new(), String::new()),
+        Some((message, tail)) if nothing_ran => (Outcome::Failed, message, tail),
+        Some((message, tail)) if !env.policy.auto_rollback => {
+            (Outcome::Failed, format!("{message} (autoRollback is off)"), tail)
+        }
+        Some((message, tail)) => {
+            env.progress.event(&ProgressEvent::RollbackStarted {
+                target: env.target_name.to_string(),
+                attempt: header.attempt.clone(),
+                reason: message.clone(),
+            });
+            match program::rollback_program(
+                env.desired,
+                env.component,
+                &header.action,
+                &start,
+                &progress,
+                &header.attempt,
+            ) {
+                Err(e) => (Outcome::Failed, format!("{message}; cannot roll back: {e}"), tail),
+                Ok(rollback) => {
+                    let total = rollback.len();
+                    runner.steps_total = total;
+                    let mut rollback_failure = None;
+                    for (i, step) in rollback.iter().enumerate() {
+                        match completed.get(step.id.as_str()) {
+                            Some((true, _)) => {
+                                progress.apply(&step.effect);
+                                continue;
+                            }
+                            Some((false, m)) => {
+                                rollback_failure = Some(format!("step {} failed: {m}", step.id));
+                                break;
+                            }
+                            None => {}
+                        }
+                        let result = runner.run_step(step, i + 1)?;
+                        if result.ok {
+                            progress.apply(&step.effect);
+                        } else {
+                            rollback_failure = Some(format!("step {} failed: {}", step.id, result.message));
+                            break;
+                        }
+                    }
+                    match rollback_failure {
+                        None => (
+                            Outcome::RolledBack,
+                            format!("{message}; rolled back to {from_text}"),
+                            tail,
+                        ),
+                        Some(m) => (Outcome::Failed, format!("{message}; rollback failed: {m}"), tail),
+                    }
+                }
+            }
+        }
+    };
+    env.progress.event(&ProgressEvent::AttemptFinished {
+        target: env.target_name.to_string(),
+        attempt: header.attempt.clone(),
+        outcome: outcome.as_str().to_string(),
+        message: message.clone(),
+    });
+    let keep = env.policy.keep_rollback_points;
+    let record = if progress.removed {
+        None
+    } else {
+        Some(finished_record(
+            record, env, &header, &progress, outcome, &message, &tail, keep,
+        ))
+    };
+    let Runner { journal, .. } = runner;
+    Ok(AttemptResult {
+        target: env.target_name.to_string(),
+        record,
+        outcome,
+        header,
+        message,
+        journal,
+    })
+}
+
+/// Verifies the artifacts of every release the program deploys.
+fn verify_artifacts(env: &AttemptEnv, forward: &[PlannedStep]) -> Result<(), String> {
+    for step in forward.iter().filter(|s| s.kind == StepKind::Deploy) {
+        let Ok(version) = Version::parse(&step.version) else { continue };
+        if let Some(release) = env.desired.release(env.component, &version) {
+            crate::executor::artifact::verify(&release.spec().artifacts, &env.checkout, &format!("{} {version}", env.component))?;
+        }
+    }
+    Ok(())
+}
+
+/// The target record after an attempt.
+#[allow(clippy::too_many_arguments)]
+pub fn finished_record(
+    before: Option<&TargetRecord>,
+    env: &AttemptEnv,
+    header: &AttemptHeader,
+    progress: &Progress,
+    outcome: Outcome,
+    message: &str,
+    output_tail: &str,
+    keep: u32,
+) -> TargetRecord {
+    let finished = (env.now)().to_string();
+    let status = match outcome {
+        Outcome::Succeeded => TargetStatus::Converged,
+        Outcome::RolledBack => TargetStatus::RolledBack,
+        Outcome::Failed => TargetStatus::Failed,
+    };
+    let mut rollback_points = before.map(|r| r.rollback_points.clone()).unwrap_or_default();
+    if outcome == Outcome::Succeeded
+        && let Some(previous) = before.and_then(|r| r.version.clone())
+        && Some(&previous) != progress.version.as_ref()
+    {
+        rollback_points.retain(|v| v != &previous);
+        rollback_points.insert(0, previous);
+        rollback_points.truncate(keep as usize);
+    }
+    let succeeded = outcome == Outcome::Succeeded;
+    TargetRecord {
+        component: env.component.to_string(),
+        version: progress.version.clone(),
+        config_hash: if succeeded {
+            Some(crate::manifest::validate::config_hash(&env.config))
+        } else {
+            before.and_then(|r| r.config_hash.clone())
+        },
+        config: if succeeded {
+            Some(env.config.clone())
+        } else {
+            before.and_then(|r| r.config.clone())
+        },
+        applied_migrations: progress.applied.clone(),
+        status,
+        last_attempt: Some(AttemptRecord {
+            id: header.attempt.clone(),
+            desired_commit: header.desired_commit.clone(),
+            from: header.from.clone(),
+            to: header.to.clone(),
+            action: header.action.clone(),
+            started: header.started.to_string(),
+            finished: Some(finished),
+            outcome: Some(outcome),
+            message: message.to_string(),
+            config_hash: Some(crate::manifest::validate::config_hash(&env.config)),
+            output_tail: output_tail.to_string(),
+        }),
+        rollback_points,
+        observed_version: before.and_then(|r| r.observed_version.clone()),
+    }
+}

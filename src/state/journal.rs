@@ -1,0 +1,649 @@
+//! The attempt journal: an fsynced, append-only record of each step, so a killed reconciler resumes
+//! where it stopped instead of re-running completed steps (SPEC §4).
+//!
+//! # Layout
+//! One file per attempt, `<git dir>/gantry/journal/<attempt-id>.jsonl`, JSON lines:
+//! ```text
+//! {"type":"attempt","version":1,"attempt":"…","target":"acme","component":"billing","from":"1.2.0",
+//!  "to":"2.0.0","desired_commit":"…","action":"upgrade","started":"2026-02-03T10:00:00Z","plan":…}
+//! {"type":"step_started","step_id":"s1","kind":"snapshot","at":"2026-02-03T10:00:01Z"}
+//! {"type":"step_completed","step_id":"s1","ok":true,"at":"2026-02-03T10:00:09Z"}
+//! ```
+//! The first line is the attempt header; every later line is a [`JournalEntry`]. One file per
+//! attempt keeps attempts independent: finishing one is deleting its file, and a torn write can
+//! only damage the attempt that was being written.
+//!
+//! # Expected flow
+//! 1. [`Journal::create`] with the attempt header (and the planned steps) before the first step.
+//! 2. Before each step, [`Journal::append`] a [`JournalEntry::StepStarted`]; after it, a
+//!    [`JournalEntry::StepCompleted`]. Do not start the step before `append` returns.
+//! 3. Once the attempt's outcome is committed to the state branch, [`Journal::finish`].
+//! 4. On start-up (holding the [`ReconcilerLock`](super::ReconcilerLock)),
+//!    [`Journal::load_unfinished`] returns every attempt whose journal was left behind; skip its
+//!    completed steps, resume or roll back the interrupted one ([`JournaledAttempt::resume`]).
+//!
+//! # Guarantees
+//! - When `create` or `append` returns `Ok`, the line is on disk (`fsync`ed, and the new file's
+//!   directory entry too), so it survives the process being killed and, on a file system that
+//!   honours `fsync`, a power loss.
+//! - A step recorded completed was completed (the caller appends `StepCompleted` only after the
+//!   step returned). A step recorded started but not completed may or may not have run, in part
+//!   or in full: steps must be idempotent, or the attempt rolled back.
+//! - A line cut short by a crash (a torn write) is always the last line; loading ignores it and
+//!   resuming cuts it off, so it can never corrupt what is appended next.
+//!
+//! The journal assumes one writer: the process holding the reconciler lock.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::valid_record_name;
+
+/// The journal format version written in each header.
+pub const JOURNAL_VERSION: u32 = 1;
+
+const EXTENSION: &str = "jsonl";
+
+/// What an attempt is, written as the first line of its journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptHeader {
+    /// The attempt id; also the journal's file name.
+    pub attempt: String,
+    pub target: String,
+    pub component: String,
+    /// `None` for an install.
+    pub from: Option<semver::Version>,
+    pub to: semver::Version,
+    pub desired_commit: String,
+    /// `install`, `upgrade`, `downgrade`, `config`, `remove`.
+    pub action: String,
+    pub started: jiff::Timestamp,
+    /// The planned steps, opaque here, so the reconciler can resume exactly the plan it started.
+    pub plan: serde_json::Value,
+}
+
+/// A step the reconciler is about to run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepStarted {
+    /// Unique within the attempt (e.g. the index in the plan, or `migrate:2.0.0:split-namespaces`).
+    pub step_id: String,
+    /// `deploy`, `migrate`, `health`, `snapshot`, `restore`, `reload`, …
+    pub kind: String,
+    pub at: jiff::Timestamp,
+    /// Anything else the reconciler wants back on resume.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub detail: serde_json::Value,
+}
+
+/// A step that finished, successfully or not.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepCompleted {
+    pub step_id: String,
+    pub ok: bool,
+    pub at: jiff::Timestamp,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// E.g. the step's output tail, an observed version, a snapshot id.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub detail: serde_json::Value,
+}
+
+/// One line of a journal after the header.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum JournalEntry {
+    StepStarted(StepStarted),
+    StepCompleted(StepCompleted),
+}
+
+/// The header line: the header's fields plus a type tag and the format version.
+#[derive(Serialize, Deserialize)]
+struct HeaderLine {
+    #[serde(rename = "type")]
+    kind: HeaderTag,
+    version: u32,
+    #[serde(flatten)]
+    header: AttemptHeader,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum HeaderTag {
+    Attempt,
+}
+
+/// Why a journal could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// Reading or writing a journal file or its directory failed.
+    #[error("{action} {}", .path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    /// The attempt id cannot be a file name.
+    #[error("attempt id {id:?} cannot name a journal: {reason}")]
+    InvalidAttemptId { id: String, reason: &'static str },
+
+    /// A journal for this attempt id exists already; attempt ids must be unique.
+    #[error("a journal already exists at {}; attempt ids must be unique", .path.display())]
+    Exists { path: PathBuf },
+
+    /// An entry could not be turned into JSON.
+    #[error("serializing a journal entry for {}", .path.display())]
+    Serialize {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// A complete line before the last one does not parse: not a torn write, but damage.
+    #[error(
+        "{}:{line}: {message}; the journal is written only by gantry and this is not an \
+         interrupted write: check what the attempt did, then remove the file",
+        .path.display()
+    )]
+    Corrupt {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+
+    /// The journal was written by a gantry with a newer format.
+    #[error("{} has journal format {version}; this gantry reads format {JOURNAL_VERSION}", .path.display())]
+    UnsupportedVersion { path: PathBuf, version: u32 },
+
+    /// An earlier append failed part-way, so the file may end in a torn line; nothing more may
+    /// be appended through this handle (reload and resume it to continue).
+    #[error("an earlier write to {} failed; reload the journal to continue", .path.display())]
+    Poisoned { path: PathBuf },
+}
+
+/// The open journal of one attempt, appending.
+#[derive(Debug)]
+pub struct Journal {
+    file: File,
+    path: PathBuf,
+    poisoned: bool,
+}
+
+impl Journal {
+    /// The journal directory of a repository: `<git dir>/gantry/journal`.
+    pub fn dir(git_dir: &Path) -> PathBuf {
+        git_dir.join("gantry").join("journal")
+    }
+
+    /// Starts the journal of a new attempt, `<dir>/<attempt>.jsonl`, with `header` as its first
+    /// line. `dir` is created if needed.
+    ///
+    /// # Guarantees
+    /// On `Ok`, the file and its header are on disk.
+    ///
+    /// # Errors
+    /// [`JournalError::InvalidAttemptId`], [`JournalError::Exists`] when the attempt already has a
+    /// journal, [`JournalError::Io`] when the file cannot be written and synced.
+    pub fn create(dir: &Path, header: &AttemptHeader) -> Result<Journal, JournalError> {
+        valid_record_name(&header.attempt).map_err(|reason| JournalError::InvalidAttemptId {
+            id: header.attempt.clone(),
+            reason,
+        })?;
+        fs::create_dir_all(dir).map_err(io_error("creating journal directory", dir))?;
+        let path = dir.join(format!("{}.{EXTENSION}", header.attempt));
+        let file = OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| {
+                if e.kind() == io::ErrorKind::AlreadyExists {
+                    JournalError::Exists { path: path.clone() }
+                } else {
+                    JournalError::Io {
+                        action: "creating journal",
+                        path: path.clone(),
+                        source: e,
+                    }
+                }
+            })?;
+        let mut journal = Journal {
+            file,
+            path,
+            poisoned: false,
+        };
+        let line = HeaderLine {
+            kind: HeaderTag::Attempt,
+            version: JOURNAL_VERSION,
+            header: header.clone(),
+        };
+        journal.write_line(&line)?;
+        sync_dir(dir)?;
+        // The first journal may have created the directory too.
+        if let Some(parent) = dir.parent() {
+            sync_dir(parent)?;
+        }
+        Ok(journal)
+    }
+
+    /// Appends one entry and syncs it to disk before returning.
+    ///
+    /// # Guarantees
+    /// On `Ok`, the entry is durable. On `Err`, the entry may or may not be on disk, possibly
+    /// torn; the handle refuses further appends ([`JournalError::Poisoned`]).
+    ///
+    /// # Errors
+    /// [`JournalError::Io`] when writing or syncing fails, [`JournalError::Poisoned`] after an
+    /// earlier failure.
+    pub fn append(&mut self, entry: &JournalEntry) -> Result<(), JournalError> {
+        self.write_line(entry)
+    }
+
+    /// The journal file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Removes the journal once the attempt's outcome is committed to the state branch.
+    ///
+    /// The removal is synced to disk. libgit2 does not sync the commit unless told to (see
+    /// [`StateWriter::commit`](super::StateWriter::commit)), so after a power loss the journal
+    /// can be gone while the outcome commit is too; a killed process cannot cause that.
+    ///
+    /// # Errors
+    /// [`JournalError::Io`] when the file cannot be removed.
+    pub fn finish(self) -> Result<(), JournalError> {
+        remove_journal(&self.path)
+    }
+
+    /// Every journal left in `dir` by attempts that did not finish, oldest attempt first.
+    ///
+    /// A torn last line is ignored. A journal whose header never reached the disk belongs to an
+    /// attempt that never started a step (steps start after `create` returns); it is removed.
+    ///
+    /// # Errors
+    /// [`JournalError::Corrupt`] when a line other than the last does not parse,
+    /// [`JournalError::UnsupportedVersion`], [`JournalError::Io`] when a file cannot be read.
+    pub fn load_unfinished(dir: &Path) -> Result<Vec<JournaledAttempt>, JournalError> {
+        let listing = match fs::read_dir(dir) {
+            Ok(listing) => listing,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(JournalError::Io {
+                    action: "listing journals in",
+                    path: dir.to_path_buf(),
+                    source: e,
+                });
+            }
+        };
+        let mut attempts = Vec::new();
+        for entry in listing {
+            let path = entry.map_err(io_error("listing journals in", dir))?.path();
+            if path.extension().is_none_or(|ext| ext != EXTENSION) {
+                continue;
+            }
+            let bytes = fs::read(&path).map_err(io_error("reading journal", &path))?;
+            match parse_journal(&path, &bytes)? {
+                Some(attempt) => attempts.push(attempt),
+                None => {
+                    tracing::warn!(path = %path.display(), "removing a journal whose header was never written");
+                    remove_journal(&path)?;
+                }
+            }
+        }
+        attempts.sort_by(|a, b| (a.header.started, &a.header.attempt).cmp(&(b.header.started, &b.header.attempt)));
+        Ok(attempts)
+    }
+
+    fn write_line<T: Serialize>(&mut self, value: &T) -> Result<(), JournalError> {
+        if self.poisoned {
+            return Err(JournalError::Poisoned {
+                path: self.path.clone(),
+            });
+        }
+        let mut line = serde_json::to_vec(value).map_err(|source| JournalError::Serialize {
+            path: self.path.clone(),
+            source,
+        })?;
+        line.push(b'\n');
+        // Poisoned until proven written: a failure part-way may leave a torn line behind.
+        self.poisoned = true;
+        self.file
+            .write_all(&line)
+            .map_err(io_error("appending to journal", &self.path))?;
+        self.file.sync_data().map_err(io_error("syncing journal", &self.path))?;
+        self.poisoned = false;
+        Ok(())
+    }
+}
+
+/// A journal left behind by an attempt that did not finish.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JournaledAttempt {
+    pub header: AttemptHeader,
+    /// The complete entries, in the order they were written.
+    pub entries: Vec<JournalEntry>,
+    pub path: PathBuf,
+    /// Whether the file ended in a torn line (ignored here, cut off by [`Self::resume`]).
+    pub torn_tail: bool,
+    /// Bytes up to the end of the last complete line.
+    valid_len: u64,
+}
+
+impl JournaledAttempt {
+    /// How step `step_id` completed, if it did.
+    pub fn completion(&self, step_id: &str) -> Option<&StepCompleted> {
+        self.entries.iter().rev().find_map(|entry| match entry {
+            JournalEntry::StepCompleted(done) if done.step_id == step_id => Some(done),
+            _ => None,
+        })
+    }
+
+    /// The step that was started and not recorded completed: it may or may not have run.
+    pub fn interrupted(&self) -> Option<&StepStarted> {
+        self.entries.iter().rev().find_map(|entry| match entry {
+            JournalEntry::StepStarted(started) if self.completion(&started.step_id).is_none() => Some(started),
+            _ => None,
+        })
+    }
+
+    /// Opens the journal to append to it again, first cutting off a torn last line.
+    ///
+    /// # Errors
+    /// [`JournalError::Io`] when the file cannot be opened, truncated or synced.
+    pub fn resume(&self) -> Result<Journal, JournalError> {
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .map_err(io_error("opening journal", &self.path))?;
+        let len = file
+            .metadata()
+            .map_err(io_error("reading journal size of", &self.path))?
+            .len();
+        if len != self.valid_len {
+            file.set_len(self.valid_len)
+                .map_err(io_error("cutting the torn line off", &self.path))?;
+            file.sync_data().map_err(io_error("syncing journal", &self.path))?;
+        }
+        Ok(Journal {
+            file,
+            path: self.path.clone(),
+            poisoned: false,
+        })
+    }
+
+    /// Removes the journal once the attempt's outcome is committed to the state branch.
+    ///
+    /// # Errors
+    /// [`JournalError::Io`] when the file cannot be removed.
+    pub fn remove(self) -> Result<(), JournalError> {
+        remove_journal(&self.path)
+    }
+}
+
+/// Parses a journal file; `None` when not even its header is complete.
+fn parse_journal(path: &Path, bytes: &[u8]) -> Result<Option<JournaledAttempt>, JournalError> {
+    // Complete lines end in '\n'; whatever follows the last one is a torn write.
+    let mut lines = Vec::new();
+    let mut start = 0;
+    while let Some(offset) = bytes[start..].iter().position(|&b| b == b'\n') {
+        lines.push((&bytes[start..start + offset], start + offset + 1));
+        start += offset + 1;
+    }
+    let mut torn_tail = start < bytes.len();
+
+    let mut header = None;
+    let mut entries = Vec::new();
+    let mut valid_len = 0;
+    for (index, (line, end)) in lines.iter().enumerate() {
+        let parsed = if index == 0 {
+            // Check the version before the fields, which a newer format may have changed.
+            if let Ok(serde_json::Value::Object(fields)) = serde_json::from_slice(line)
+                && let Some(version) = fields.get("version").and_then(serde_json::Value::as_u64)
+                && version != u64::from(JOURNAL_VERSION)
+            {
+                let version = u32::try_from(version).unwrap_or(u32::MAX);
+                return Err(JournalError::UnsupportedVersion {
+                    path: path.to_path_buf(),
+                    version,
+                });
+            }
+            serde_json::from_slice::<HeaderLine>(line).map(|h| header = Some(h))
+        } else {
+            serde_json::from_slice::<JournalEntry>(line).map(|e| entries.push(e))
+        };
+        match parsed {
+            Ok(()) => valid_len = *end,
+            // A complete but unparsable last line is a torn write too (a crash can leave a
+            // file extended with zeros); anything unparsable before it is damage.
+            Err(_) if index + 1 == lines.len() && !torn_tail => torn_tail = true,
+            Err(e) => {
+                return Err(JournalError::Corrupt {
+                    path: path.to_path_buf(),
+                    line: index + 1,
+                    message: e.to_string(),
+                });
+            }
+        }
+    }
+    let Some(HeaderLine { header, .. }) = header else {
+        return Ok(None);
+    };
+    Ok(Some(JournaledAttempt {
+        header,
+        entries,
+        path: path.to_path_buf(),
+        torn_tail,
+        valid_len: valid_len as u64,
+    }))
+}
+
+fn remove_journal(path: &Path) -> Result<(), JournalError> {
+    fs::remove_file(path).map_err(io_error("removing journal", path))?;
+    if let Some(dir) = path.parent() {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// Makes a directory's entries (a created or removed file) durable.
+fn sync_dir(dir: &Path) -> Result<(), JournalError> {
+    #[cfg(unix)]
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_error("syncing journal directory", dir))?;
+    // Elsewhere a directory cannot be opened as a file; the file's own sync is what there is.
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> JournalError {
+    let path = path.to_path_buf();
+    move |source| JournalError::Io { action, path, source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(seconds: i64) -> jiff::Timestamp {
+        jiff::Timestamp::from_second(1_770_112_800 + seconds).unwrap()
+    }
+
+    fn header(attempt: &str) -> AttemptHeader {
+        AttemptHeader {
+            attempt: attempt.to_string(),
+            target: "acme".to_string(),
+            component: "billing".to_string(),
+            from: Some("1.2.0".parse().unwrap()),
+            to: "2.0.0".parse().unwrap(),
+            desired_commit: "4f0c1d2e".to_string(),
+            action: "upgrade".to_string(),
+            started: at(0),
+            plan: serde_json::json!([{"id": "s1", "kind": "snapshot"}, {"id": "s2", "kind": "deploy"}]),
+        }
+    }
+
+    fn started(step: &str, seconds: i64) -> JournalEntry {
+        JournalEntry::StepStarted(StepStarted {
+            step_id: step.to_string(),
+            kind: "deploy".to_string(),
+            at: at(seconds),
+            detail: serde_json::Value::Null,
+        })
+    }
+
+    fn completed(step: &str, seconds: i64) -> JournalEntry {
+        JournalEntry::StepCompleted(StepCompleted {
+            step_id: step.to_string(),
+            ok: true,
+            at: at(seconds),
+            message: String::new(),
+            detail: serde_json::json!({"output_tail": "done"}),
+        })
+    }
+
+    fn append_raw(path: &Path, bytes: &[u8]) {
+        let mut file = OpenOptions::new().append(true).open(path).unwrap();
+        file.write_all(bytes).unwrap();
+    }
+
+    #[test]
+    fn journal_round_trip_and_interrupted_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let jdir = Journal::dir(dir.path());
+        assert!(Journal::load_unfinished(&jdir).unwrap().is_empty());
+        let mut journal = Journal::create(&jdir, &header("a1")).unwrap();
+        assert_eq!(journal.path(), jdir.join("a1.jsonl"));
+        journal.append(&started("s1", 1)).unwrap();
+        journal.append(&completed("s1", 2)).unwrap();
+        journal.append(&started("s2", 3)).unwrap();
+
+        let loaded = Journal::load_unfinished(&jdir).unwrap();
+        assert_eq!(loaded.len(), 1);
+        let attempt = &loaded[0];
+        assert_eq!(attempt.header, header("a1"));
+        assert_eq!(
+            attempt.entries,
+            [started("s1", 1), completed("s1", 2), started("s2", 3)]
+        );
+        assert!(!attempt.torn_tail);
+        assert!(attempt.completion("s1").is_some_and(|c| c.ok));
+        assert!(attempt.completion("s2").is_none());
+        assert_eq!(attempt.interrupted().map(|s| s.step_id.as_str()), Some("s2"));
+
+        let text = fs::read_to_string(journal.path()).unwrap();
+        let first = text.lines().next().unwrap();
+        assert!(
+            first.starts_with(r#"{"type":"attempt","version":1,"attempt":"a1","#),
+            "{first}"
+        );
+        assert_eq!(
+            text.lines().nth(1).unwrap(),
+            r#"{"type":"step_started","step_id":"s1","kind":"deploy","at":"2026-02-03T10:00:01Z"}"#
+        );
+
+        journal.finish().unwrap();
+        assert!(Journal::load_unfinished(&jdir).unwrap().is_empty());
+    }
+
+    #[test]
+    fn torn_last_line_is_ignored_and_cut_off_on_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut journal = Journal::create(dir.path(), &header("a1")).unwrap();
+        journal.append(&started("s1", 1)).unwrap();
+        let path = journal.path().to_path_buf();
+        drop(journal);
+        // kill -9 in the middle of writing the completion.
+        append_raw(&path, br#"{"type":"step_completed","step_id":"s1","o"#);
+
+        let loaded = Journal::load_unfinished(dir.path()).unwrap();
+        assert_eq!(loaded[0].entries, [started("s1", 1)]);
+        assert!(loaded[0].torn_tail);
+        assert_eq!(loaded[0].interrupted().map(|s| s.step_id.as_str()), Some("s1"));
+
+        let mut resumed = loaded[0].resume().unwrap();
+        resumed.append(&completed("s1", 5)).unwrap();
+        let reloaded = Journal::load_unfinished(dir.path()).unwrap();
+        assert_eq!(reloaded[0].entries, [started("s1", 1), completed("s1", 5)]);
+        assert!(!reloaded[0].torn_tail);
+        assert_eq!(reloaded[0].interrupted(), None);
+        reloaded.into_iter().next().unwrap().remove().unwrap();
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn unparsable_complete_last_line_counts_as_torn() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::create(dir.path(), &header("a1")).unwrap();
+        // A crash can leave the file extended with zeros instead of the data.
+        append_raw(journal.path(), b"\0\0\0\0\n");
+        let loaded = Journal::load_unfinished(dir.path()).unwrap();
+        assert!(loaded[0].torn_tail);
+        assert!(loaded[0].entries.is_empty());
+    }
+
+    #[test]
+    fn damage_before_the_last_line_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut journal = Journal::create(dir.path(), &header("a1")).unwrap();
+        append_raw(journal.path(), b"garbage\n");
+        journal.append(&started("s1", 1)).unwrap();
+        let err = Journal::load_unfinished(dir.path()).unwrap_err();
+        assert!(matches!(err, JournalError::Corrupt { line: 2, .. }), "{err}");
+        assert!(err.to_string().contains("a1.jsonl:2: expected value"), "{err}");
+    }
+
+    #[test]
+    fn a_journal_without_a_complete_header_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a1.jsonl");
+        fs::write(&path, br#"{"type":"attempt","vers"#).unwrap();
+        fs::write(dir.path().join("notes.txt"), "not a journal").unwrap();
+        assert!(Journal::load_unfinished(dir.path()).unwrap().is_empty());
+        assert!(!path.exists());
+        assert!(dir.path().join("notes.txt").exists());
+    }
+
+    #[test]
+    fn a_newer_journal_format_is_refused_not_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a1.jsonl");
+        fs::write(&path, "{\"type\":\"attempt\",\"version\":2,\"new_field\":1}\n").unwrap();
+        let err = Journal::load_unfinished(dir.path()).unwrap_err();
+        assert!(
+            matches!(err, JournalError::UnsupportedVersion { version: 2, .. }),
+            "{err}"
+        );
+        assert!(path.exists());
+    }
+
+    #[test]
+    fn attempt_ids_are_unique_file_names() {
+        let dir = tempfile::tempdir().unwrap();
+        Journal::create(dir.path(), &header("a1")).unwrap();
+        let err = Journal::create(dir.path(), &header("a1")).unwrap_err();
+        assert!(matches!(err, JournalError::Exists { .. }), "{err}");
+        let err = Journal::create(dir.path(), &header("../a2")).unwrap_err();
+        assert!(matches!(err, JournalError::InvalidAttemptId { .. }), "{err}");
+    }
+
+    #[test]
+    fn attempts_load_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut late = header("b-late");
+        late.started = at(100);
+        Journal::create(dir.path(), &late).unwrap();
+        Journal::create(dir.path(), &header("z-early")).unwrap();
+        let ids: Vec<_> = Journal::load_unfinished(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|a| a.header.attempt)
+            .collect();
+        assert_eq!(ids, ["z-early", "b-late"]);
+    }
+}

@@ -1,0 +1,313 @@
+//! `gantry apply` end to end: real repositories, real shell scripts, real state branch.
+
+mod common;
+
+use std::process::Command;
+
+use common::Repo;
+use gantry::state::{Outcome, TargetRecord, TargetStatus};
+
+const NOW: &str = "2026-11-21T10:00:00Z";
+
+/// The `steps` fixture: billing 1.0.0 … 2.0.0 where 1.0.0 → 2.0.0 stops at 1.2.0 and 1.3.0.
+fn steps_repo() -> Repo {
+    Repo::from_dir("fixtures/good/steps")
+}
+
+fn set_version(repo: &Repo, version: &str) {
+    let text = std::fs::read_to_string(repo.path().join("targets/acme.yaml")).unwrap();
+    let line = text.lines().find(|l| l.trim_start().starts_with("version:")).unwrap().to_string();
+    repo.file("targets/acme.yaml", &text.replace(&line, &format!("  version: {version}")));
+}
+
+fn steps_log(repo: &Repo) -> Vec<String> {
+    std::fs::read_to_string(repo.path().join("steps.log")).unwrap_or_default().lines().map(str::to_string).collect()
+}
+
+fn clear_log(repo: &Repo) {
+    let _ = std::fs::remove_file(repo.path().join("steps.log"));
+}
+
+fn state_file(repo: &Repo, path: &str) -> String {
+    let out = Command::new("git").current_dir(repo.path()).args(["show", &format!("gantry/state:{path}")]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The recorded state of acme-billing, parsed with gantry's own record type.
+fn record(repo: &Repo) -> TargetRecord {
+    serde_saphyr::from_str(&state_file(repo, "targets/acme-billing.yaml")).expect("a valid target record")
+}
+
+fn version(v: &str) -> Option<semver::Version> {
+    Some(semver::Version::parse(v).unwrap())
+}
+
+/// Installs 1.0.0 and commits the bump to 2.0.0; the steps log starts empty.
+fn installed_then_bumped() -> Repo {
+    let repo = steps_repo();
+    repo.gantry(&["apply", "--now", NOW]).expect(0);
+    assert_eq!(steps_log(&repo), ["deploy 1.0.0 acme-billing", "health 1.0.0 acme-billing"]);
+    clear_log(&repo);
+    set_version(&repo, "2.0.0");
+    repo.commit_all("Upgrade billing to 2.0.0");
+    repo
+}
+
+const UPGRADE_STEPS: [&str; 10] = [
+    "up m1",
+    "up m2",
+    "deploy 1.2.0 acme-billing",
+    "health 1.2.0 acme-billing",
+    "deploy 1.3.0 acme-billing",
+    "health 1.3.0 acme-billing",
+    "up m3",
+    "up m4",
+    "deploy 2.0.0 acme-billing",
+    "health 2.0.0 acme-billing",
+];
+
+#[test]
+fn plan_from_recorded_state_shows_stops_and_migrations_in_order() {
+    let repo = installed_then_bumped();
+    let run = repo.gantry(&["plan", "--now", NOW, "--format", "json"]).expect(0);
+    let plan: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap();
+    let action = &plan["actions"][0];
+    assert_eq!(action["action"], "upgrade");
+    assert_eq!(action["from"], "1.0.0");
+    assert_eq!(action["stops"], serde_json::json!(["1.2.0", "1.3.0", "2.0.0"]));
+    let migrations: Vec<String> = action["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| format!("{} {} {} {}", m["id"].as_str().unwrap(), m["phase"].as_str().unwrap(), m["direction"].as_str().unwrap(), m["stop"].as_str().unwrap()))
+        .collect();
+    assert_eq!(migrations, ["m1 pre up 1.2.0", "m2 pre up 1.2.0", "m3 post up 1.3.0", "m4 pre up 2.0.0"]);
+    insta::assert_snapshot!("upgrade_plan_text", repo.gantry(&["plan", "--now", NOW]).expect(0).stdout());
+}
+
+#[test]
+fn multi_hop_upgrade_runs_stops_migrations_and_health_in_order() {
+    let repo = installed_then_bumped();
+    repo.gantry(&["apply", "--now", NOW]).expect(0);
+    assert_eq!(steps_log(&repo), UPGRADE_STEPS);
+    let record = record(&repo);
+    assert_eq!(record.version, version("2.0.0"));
+    assert_eq!(record.status, TargetStatus::Converged);
+    assert_eq!(record.rollback_points, [semver::Version::new(1, 0, 0)]);
+    let applied: Vec<&str> = record.applied_migrations.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(applied, ["m1", "m2", "m3", "m4"]);
+    let history = repo.gantry(&["history", "--format", "json"]).expect(0);
+    let entries: serde_json::Value = serde_json::from_str(&history.stdout()).unwrap();
+    assert_eq!(entries[0]["outcome"], "succeeded");
+    assert_eq!(entries[0]["from"], "1.0.0");
+    assert_eq!(entries[0]["to"], "2.0.0");
+    // A second pass has nothing to do.
+    clear_log(&repo);
+    repo.gantry(&["apply", "--now", NOW]).expect(0);
+    assert!(steps_log(&repo).is_empty());
+}
+
+#[test]
+fn git_revert_of_a_bump_downgrades_with_downs_newest_first() {
+    let repo = installed_then_bumped();
+    repo.gantry(&["apply", "--now", NOW]).expect(0);
+    clear_log(&repo);
+    let revert = Command::new("git")
+        .current_dir(repo.path())
+        .args(["-c", "user.name=T", "-c", "user.email=t@example.com", "revert", "--no-edit", "HEAD"])
+        .output()
+        .unwrap();
+    assert!(revert.status.success(), "{}", String::from_utf8_lossy(&revert.stderr));
+    let plan = repo.gantry(&["plan", "--now", NOW, "--format", "json"]).expect(0);
+    assert!(plan.stdout().contains("\"action\": \"downgrade\""), "{}", plan.stdout());
+    repo.gantry(&["apply", "--now", NOW]).expect(0);
+    assert_eq!(steps_log(&repo), ["down m4", "down m3", "down m2", "down m1", "deploy 1.0.0 acme-billing", "health 1.0.0 acme-billing"]);
+    let record = record(&repo);
+    assert_eq!(record.version, version("1.0.0"));
+    assert!(record.applied_migrations.is_empty(), "{record:?}");
+}
+
+#[test]
+fn failed_health_check_rolls_back_and_the_state_says_so() {
+    let repo = installed_then_bumped();
+    repo.file("fail-health-2.0.0", "");
+    let run = repo.gantry(&["apply", "--now", NOW]).expect(2);
+    let mut expected: Vec<&str> = UPGRADE_STEPS[..9].to_vec();
+    expected.extend(["down m4", "down m3", "down m2", "down m1", "deploy 1.0.0 acme-billing", "health 1.0.0 acme-billing"]);
+    assert_eq!(steps_log(&repo), expected, "{}", run.stderr());
+    let record = record(&repo);
+    assert_eq!(record.status, TargetStatus::RolledBack);
+    assert_eq!(record.version, version("1.0.0"));
+    assert!(record.applied_migrations.is_empty(), "every migration of the attempt was undone");
+    let last = record.last_attempt.unwrap();
+    assert_eq!(last.outcome, Some(Outcome::RolledBack));
+    assert!(last.message.contains("step 10-health-2.0.0 failed"), "{}", last.message);
+    // The rollout halts: the next pass does not try 2.0.0 again.
+    clear_log(&repo);
+    let status = repo.gantry(&["status", "--now", NOW, "--format", "json"]).expect(0);
+    assert!(status.stdout().contains("\"kind\": \"halted\""), "{}", status.stdout());
+    repo.gantry(&["apply", "--now", NOW]).expect(0);
+    assert!(steps_log(&repo).is_empty());
+}
+
+#[test]
+fn kill_9_at_every_step_boundary_then_apply_never_reruns_a_completed_step() {
+    for boundary in 1..=UPGRADE_STEPS.len() {
+        let repo = installed_then_bumped();
+        // The `boundary`-th step kills gantry as it starts: steps before it completed.
+        repo.file("kill-at", &boundary.to_string());
+        let killed = repo.gantry(&["apply", "--now", NOW]);
+        assert_ne!(killed.code(), 0, "boundary {boundary}: the pass must have been killed");
+        assert_eq!(steps_log(&repo), UPGRADE_STEPS[..boundary - 1], "boundary {boundary}: before the crash");
+        let status = repo.gantry(&["status", "--now", NOW, "--format", "json"]).expect(0);
+        assert!(status.stdout().contains("\"status\": \"in_progress\""), "boundary {boundary}: {}", status.stdout());
+        let resumed = repo.gantry(&["apply", "--now", NOW]).expect(0);
+        assert!(resumed.stderr().contains("1 resumed after an interruption"), "boundary {boundary}: {}", resumed.stderr());
+        assert_eq!(steps_log(&repo), UPGRADE_STEPS, "boundary {boundary}: every step exactly once, in order");
+        let record = record(&repo);
+        assert_eq!((record.version, record.status), (version("2.0.0"), TargetStatus::Converged), "boundary {boundary}");
+    }
+}
+
+#[test]
+fn on_interrupt_rollback_rolls_the_interrupted_attempt_back() {
+    let repo = steps_repo();
+    repo.file(
+        "policies/default.yaml",
+        "apiVersion: gantry.dev/v1\nkind: Policy\nmetadata: { name: default }\nspec:\n  onInterrupt: rollback\n",
+    );
+    repo.commit_all("rollback on interrupt");
+    repo.gantry(&["apply", "--now", NOW]).expect(0);
+    clear_log(&repo);
+    set_version(&repo, "2.0.0");
+    repo.commit_all("bump");
+    repo.file("kill-at", "4"); // dies as health 1.2.0 starts: m1, m2, deploy 1.2.0 done
+    assert_ne!(repo.gantry(&["apply", "--now", NOW]).code(), 0);
+    repo.gantry(&["apply", "--now", NOW]).expect(2);
+    assert_eq!(
+        steps_log(&repo),
+        ["up m1", "up m2", "deploy 1.2.0 acme-billing", "down m2", "down m1", "deploy 1.0.0 acme-billing", "health 1.0.0 acme-billing"]
+    );
+    assert_eq!(record(&repo).status, TargetStatus::RolledBack);
+}
+
+#[test]
+fn a_second_reconciler_exits_3_naming_the_holder() {
+    let repo = steps_repo();
+    repo.file("scripts/slow.sh", "#!/bin/sh\ntouch \"$GANTRY_REPO/started\"\nsleep 3\n");
+    let component = std::fs::read_to_string(repo.path().join("components/billing.yaml")).unwrap();
+    repo.file("components/billing.yaml", &component.replace("deploy: [\"scripts/step.sh\"", "deploy: [\"scripts/slow.sh\""));
+    repo.commit_all("slow deploy");
+    let mut first = Command::new(assert_cmd::cargo::cargo_bin("gantry"))
+        .args(["--repo", repo.path().to_str().unwrap(), "apply", "--now", NOW])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = repo.path().join("started");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !started.exists() {
+        assert!(std::time::Instant::now() < deadline, "the first apply never started its step");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let second = repo.gantry(&["apply", "--now", NOW]).expect(3);
+    assert!(second.stderr().contains(&format!("another gantry (pid {}, since ", first.id())), "{}", second.stderr());
+    assert!(first.wait().unwrap().success());
+    // The lock is free again.
+    repo.gantry(&["apply", "--now", NOW]).expect(0);
+}
+
+#[test]
+fn artifact_checksum_mismatch_runs_nothing() {
+    let repo = steps_repo();
+    repo.file("artifacts/billing-1.0.0.tar", "the real artifact\n");
+    let releases = std::fs::read_to_string(repo.path().join("releases/billing.yaml")).unwrap();
+    repo.file(
+        "releases/billing.yaml",
+        &releases.replace(
+            "spec: { component: billing, version: 1.0.0 }",
+            &format!("spec:\n  component: billing\n  version: 1.0.0\n  artifacts:\n    - {{ path: artifacts/billing-1.0.0.tar, sha256: \"{}\" }}", "ab".repeat(32)),
+        ),
+    );
+    repo.commit_all("artifact with a wrong digest");
+    let run = repo.gantry(&["apply", "--now", NOW]).expect(2);
+    assert!(steps_log(&repo).is_empty(), "nothing may run: {:?}", steps_log(&repo));
+    assert!(run.stderr().contains("artifact artifacts/billing-1.0.0.tar of billing 1.0.0: sha256 is"), "{}", run.stderr());
+    let record = record(&repo);
+    assert_eq!((record.status, record.version), (TargetStatus::Failed, None));
+}
+
+#[test]
+fn hostile_manifest_values_reach_the_script_as_one_literal_argument() {
+    let repo = steps_repo();
+    repo.file("scripts/args.sh", "#!/bin/sh\nprintf '%s\\n' \"$#\" \"$@\" > \"$GANTRY_REPO/args.txt\"\n");
+    let component = std::fs::read_to_string(repo.path().join("components/billing.yaml")).unwrap();
+    repo.file(
+        "components/billing.yaml",
+        &component.replace(
+            "deploy: [\"scripts/step.sh\", \"deploy\", \"{{ version }}\", \"{{ target.name }}\"]",
+            "deploy: [\"scripts/args.sh\", \"{{ target.vars.note }}\"]",
+        ),
+    );
+    let target = std::fs::read_to_string(repo.path().join("targets/acme.yaml")).unwrap();
+    repo.file("targets/acme.yaml", &format!("{target}  vars: {{ note: \"x; touch PWNED; $(touch PWNED2) `touch PWNED3`\" }}\n"));
+    repo.commit_all("hostile var");
+    repo.gantry(&["apply", "--now", NOW]).expect(0);
+    let args = std::fs::read_to_string(repo.path().join("args.txt")).unwrap();
+    assert_eq!(args, "1\nx; touch PWNED; $(touch PWNED2) `touch PWNED3`\n");
+    for name in ["PWNED", "PWNED2", "PWNED3"] {
+        let found = walk(repo.path()).into_iter().any(|p| p.file_name().is_some_and(|n| n == name));
+        assert!(!found, "{name} was created: a value reached a shell");
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn plugin_executor_deploys_through_the_json_lines_protocol() {
+    let repo = steps_repo();
+    let plugin = std::fs::read_to_string(common::project_path("examples/plugins/gantry-executor-demo.py")).unwrap();
+    repo.file("plugins/demo.py", &plugin);
+    repo.file("gantry.toml", "[executors.demo]\ntype = \"plugin\"\ncommand = [\"plugins/demo.py\"]\n");
+    let component = std::fs::read_to_string(repo.path().join("components/billing.yaml")).unwrap();
+    repo.file("components/billing.yaml", &component.replace("spec:\n", "spec:\n  executor: demo\n"));
+    repo.commit_all("plugin executor");
+    let run = repo.gantry(&["apply", "--now", NOW, "--format", "json"]).expect(0);
+    assert!(run.stdout().contains("\"outcome\":\"succeeded\""), "{}", run.stdout());
+    // The plugin, not the script, did the work.
+    assert!(steps_log(&repo).is_empty());
+}
+
+#[test]
+fn rollback_commits_the_previous_version_for_review() {
+    let repo = installed_then_bumped();
+    repo.gantry(&["apply", "--now", NOW]).expect(0);
+    let run = repo.gantry(&["rollback", "acme-billing", "--branch", "rollback-acme"]).expect(0);
+    assert!(run.stdout().contains("on new branch rollback-acme: pin acme-billing to 1.0.0"), "{}", run.stdout());
+    let shown = Command::new("git").current_dir(repo.path()).args(["show", "rollback-acme:targets/acme.yaml"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("  version: 1.0.0"));
+    let plan = repo.gantry(&["plan", "--now", NOW, "--head", "rollback-acme", "--format", "json"]).expect(0);
+    assert!(plan.stdout().contains("\"action\": \"downgrade\""), "{}", plan.stdout());
+    // A version that is neither a rollback point nor a release is refused.
+    let bad = repo.gantry(&["rollback", "acme-billing", "--to", "9.9.9"]).expect(1);
+    assert!(bad.stderr().contains("9.9.9 is neither a recorded rollback point"), "{}", bad.stderr());
+}
+
+#[test]
+fn dry_run_runs_and_records_nothing() {
+    let repo = steps_repo();
+    let run = repo.gantry(&["apply", "--now", NOW, "--dry-run"]).expect(0);
+    assert!(run.stdout().contains("acme-billing: install (none) → 1.0.0"), "{}", run.stdout());
+    assert!(steps_log(&repo).is_empty());
+    assert!(repo.git.find_reference("refs/heads/gantry/state").is_err());
+}
