@@ -9,6 +9,7 @@
 #   LAYOUTS="per-target multi" bench/plan_10k.sh   # also 10 files of 1,000 documents each
 #   TARGETS=2000 bench/plan_10k.sh    # another size
 #   NO_BUILD=1 bench/plan_10k.sh      # use target/release/gantry as it is
+#   GANTRY=/path/to/gantry bench/plan_10k.sh   # measure another binary (before/after)
 #
 # Aim (issue): ≤ 300 ms wall and ≤ 150 MB peak RSS for plan on a 2-core machine. Wall time is
 # only meaningful on an otherwise idle machine: the load average is printed next to the
@@ -24,10 +25,10 @@ releases="${RELEASES:-100}"
 layouts="${LAYOUTS:-per-target}"
 now="2026-11-21T10:00:00Z"
 
-if [[ -z "${NO_BUILD:-}" ]]; then
+if [[ -z "${NO_BUILD:-}" && -z "${GANTRY:-}" ]]; then
     (cd "$root" && cargo build --release --quiet)
 fi
-gantry="$root/target/release/gantry"
+gantry="${GANTRY:-$root/target/release/gantry}"
 [[ -x "$gantry" ]] || { echo "no $gantry; build it first" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "python3 is needed (generator and measurement)" >&2; exit 1; }
 
