@@ -9,3 +9,4 @@ pub mod reconcile;
 pub mod render;
 pub mod source;
 pub mod state;
+pub mod timings;

@@ -5,6 +5,7 @@ pub mod diagnostic;
 pub mod document;
 pub mod edit;
 pub mod load;
+pub mod parallel;
 pub mod schema;
 pub mod types;
 pub mod validate;

@@ -109,14 +109,18 @@ pub fn config_hash(config: &serde_json::Map<String, serde_json::Value>) -> Strin
     use sha2::Digest;
     let canonical = serde_json::to_vec(config).unwrap_or_default();
     let digest = sha2::Sha256::digest(&canonical);
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    digest
+        .iter()
+        .flat_map(|b| [HEX[usize::from(b >> 4)] as char, HEX[usize::from(b & 15)] as char])
+        .collect()
 }
 
 /// Cross-checks manifests and builds the resolved desired state.
 ///
 /// Every problem becomes a diagnostic; the returned `Desired` holds what could be resolved
 /// (a target whose version cannot be parsed is left out of it).
-pub fn validate(manifests: Manifests) -> (Desired, Vec<Diagnostic>) {
+pub fn validate(mut manifests: Manifests) -> (Desired, Vec<Diagnostic>) {
     let mut diags = Vec::new();
     let mut desired = Desired {
         config: manifests.config.clone(),
@@ -173,10 +177,25 @@ pub fn validate(manifests: Manifests) -> (Desired, Vec<Diagnostic>) {
         list.sort_by(|a, b| a.version.cmp(&b.version));
     }
 
-    let targets = index_by_name(Kind::Target, &manifests.targets, &mut diags);
-    for target in targets.values() {
-        if let Some(parsed) = check_target(target, &components, &desired.releases, &mut diags) {
-            desired.targets.insert(target.name.clone(), parsed);
+    // Targets are many: the accepted ones are moved into `desired`, not cloned.
+    let target_list = std::mem::take(&mut manifests.targets);
+    let mut accepted: BTreeMap<&str, (VersionWanted, String)> = BTreeMap::new();
+    for target in index_by_name(Kind::Target, &target_list, &mut diags).values() {
+        if let Some(parts) = check_target(target, &components, &desired.releases, &mut diags) {
+            accepted.insert(&target.name, parts);
+        }
+    }
+    let mut accepted: BTreeMap<String, (VersionWanted, String)> =
+        accepted.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    for manifest in target_list {
+        // The first manifest of a name is the one `index_by_name` kept.
+        if let Some((wanted, config_hash)) = accepted.remove(&manifest.name) {
+            let target = Target {
+                wanted,
+                config_hash,
+                manifest,
+            };
+            desired.targets.insert(target.manifest.name.clone(), target);
         }
     }
 
@@ -710,7 +729,7 @@ fn check_target(
     components: &BTreeMap<&str, &Manifest<ComponentSpec>>,
     releases: &BTreeMap<String, Vec<Release>>,
     diags: &mut Vec<Diagnostic>,
-) -> Option<Target> {
+) -> Option<(VersionWanted, String)> {
     let spec = &target.spec;
     let origin = &target.origin;
     let mut ok = true;
@@ -774,11 +793,7 @@ fn check_target(
         }
     }
     let wanted = wanted?;
-    ok.then(|| Target {
-        wanted,
-        config_hash: config_hash(&spec.config),
-        manifest: target.clone(),
-    })
+    ok.then(|| (wanted, config_hash(&spec.config)))
 }
 
 fn duration_field(

@@ -260,6 +260,7 @@ struct Shared<'a> {
 /// # Guarantees
 /// Pure and deterministic: the same input gives the same plan, actions sorted by target name.
 pub fn plan(input: &PlanInput) -> Plan {
+    let _stage = crate::timings::stage("plan");
     let mut shared = Shared {
         windows: WindowGate::new(input.windows, &input.desired.windows, input.now),
         approvals: ApprovalIndex::new(&input.desired.approvals),

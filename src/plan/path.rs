@@ -86,24 +86,35 @@ pub fn up_migrations(
     included: impl Fn(&Release) -> bool,
 ) -> Vec<PlannedMigration> {
     let mut planned = Vec::new();
-    let mut lower = from.cloned();
+    let mut lower = from;
     for stop in stops {
-        let in_range =
-            |r: &&Release| lower.as_ref().is_none_or(|l| &r.version > l) && r.version <= stop.version && included(r);
+        // Versions are formatted once per stop and release, not once per migration: installs
+        // across a long history list every migration, for every target of a large fleet.
+        let stop_text = stop.version.to_string();
+        let in_range: Vec<(&Release, String)> = releases
+            .iter()
+            .filter(|r| {
+                !r.spec().migrations.is_empty()
+                    && lower.is_none_or(|l| &r.version > l)
+                    && r.version <= stop.version
+                    && included(r)
+            })
+            .map(|r| (r, r.version.to_string()))
+            .collect();
         for phase in [Phase::Pre, Phase::Post] {
-            for release in releases.iter().filter(in_range) {
+            for (release, release_text) in &in_range {
                 for migration in release.spec().migrations.iter().filter(|m| m.phase == phase) {
                     planned.push(PlannedMigration {
-                        release: release.version.to_string(),
+                        release: release_text.clone(),
                         id: migration.id.clone(),
                         direction: Direction::Up,
                         phase,
-                        stop: stop.version.to_string(),
+                        stop: stop_text.clone(),
                     });
                 }
             }
         }
-        lower = Some(stop.version.clone());
+        lower = Some(&stop.version);
     }
     planned
 }

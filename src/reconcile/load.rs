@@ -1,15 +1,18 @@
 //! Fetch stage: read and validate the desired state of one commit, and the recorded state.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use git2::Oid;
 use jiff::Timestamp;
 
-use crate::manifest::{self, Desired, Diagnostic, Severity};
+use crate::manifest::{self, Desired, Diagnostic, RawFile, Severity, parallel};
 use crate::plan::{Evidence, PlanInput};
 use crate::policy::{self, window::WindowSchedule};
-use crate::source::{SourceError, WatchedRepo, history};
+use crate::source::{SourceError, TreeFile, WatchedRepo, history};
 use crate::state::RecordedState;
+use crate::timings;
 
 /// The desired state of one commit with every diagnostic found reading it.
 pub struct LoadedCommit {
@@ -57,14 +60,32 @@ impl LoadedCommit {
 /// # Errors
 /// Only git failures; every problem with the content is a diagnostic.
 pub fn load_commit(repo: &WatchedRepo, commit: Oid) -> Result<LoadedCommit, SourceError> {
+    let _total = timings::stage("load_commit");
+    let read = timings::stage("load.tree_walk");
+    let repo_dir = repo.repo.path().to_path_buf();
     let config = repo.read_raw(commit, "gantry.toml")?;
     // The manifest paths come from gantry.toml; read it first (cheaply) to know where to look.
     let (config_only, _) = manifest::read_manifests(config.as_ref(), &[]);
-    let files = repo.manifest_files(commit, config_only.config.paths.as_deref())?;
-    let (manifests, mut diagnostics) = manifest::read_manifests(config.as_ref(), &files);
+    let entries = repo.manifest_entries(commit, config_only.config.paths.as_deref())?;
+    read.end();
+    let parse = timings::stage("load.read_parse_check");
+    // Each thread reads its share of the blobs with its own handle on the repository, then
+    // parses and checks them; the result does not depend on the number of threads.
+    let chunks = parallel::split_even(&entries, parallel::threads_for(entries.len()));
+    let (manifests, mut diagnostics) = parallel::read_chunked(
+        config.as_ref(),
+        chunks.len(),
+        || repo.read_entries(chunks[0]).map(Cow::Owned),
+        |i| repo_path_reader(&repo_dir, chunks[i]),
+    )?;
+    parse.end();
+    let validate = timings::stage("load.validate");
     let (desired, semantic) = manifest::validate(manifests);
+    validate.end();
     diagnostics.extend(semantic);
+    let policies = timings::stage("load.policy_ties");
     diagnostics.extend(policy_diagnostics(&desired));
+    policies.end();
     let windows = compile_windows(&desired, &mut diagnostics);
     manifest::diagnostic::sort(&mut diagnostics);
     diagnostics.dedup();
@@ -74,6 +95,11 @@ pub fn load_commit(repo: &WatchedRepo, commit: Oid) -> Result<LoadedCommit, Sour
         windows,
         diagnostics,
     })
+}
+
+/// Reads `entries` through a new handle on the repository at `dir` (for another thread).
+fn repo_path_reader<'a>(dir: &Path, entries: &[TreeFile]) -> Result<Cow<'a, [RawFile]>, SourceError> {
+    Ok(Cow::Owned(WatchedRepo::open(dir)?.read_entries(entries)?))
 }
 
 /// Compiles every Window; each mistake becomes an `Invalid` diagnostic at its JSON pointer.
@@ -103,6 +129,7 @@ fn compile_windows(desired: &Desired, diagnostics: &mut Vec<Diagnostic>) -> Vec<
 /// # Errors
 /// git failures walking history.
 pub fn evidence(repo: &WatchedRepo, loaded: &LoadedCommit) -> Result<Evidence, SourceError> {
+    let _stage = timings::stage("evidence.approvals");
     let wanted: BTreeMap<String, String> = loaded
         .desired
         .targets

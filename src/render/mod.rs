@@ -168,6 +168,7 @@ pub fn render_plan(
     context: &PlanContext,
     override_template: Option<&str>,
 ) -> Result<String, RenderError> {
+    let _stage = crate::timings::stage("render");
     if format == Format::Json && override_template.is_none() {
         let mut text = serde_json::to_string_pretty(plan)?;
         text.push('\n');

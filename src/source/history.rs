@@ -55,6 +55,7 @@ pub fn version_change_approvers(
         return Ok(found);
     }
     let mut open: BTreeMap<&str, &str> = wanted.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut cache: HashMap<BlobKey, Vec<(String, String)>> = HashMap::new();
     let mut commit = repo.repo.find_commit(head)?;
     loop {
         let parent = match commit.parent_count() {
@@ -72,8 +73,8 @@ pub fn version_change_approvers(
         let diff = repo
             .repo
             .diff_tree_to_tree(Some(&parent.tree()?), Some(&commit.tree()?), None)?;
-        let mut old_files = Vec::new();
-        let mut new_files = Vec::new();
+        let mut old_blobs = Vec::new();
+        let mut new_blobs = Vec::new();
         for delta in diff.deltas() {
             let Some(path) = delta.new_file().path().or_else(|| delta.old_file().path()) else {
                 continue;
@@ -83,26 +84,52 @@ pub fn version_change_approvers(
                 continue;
             }
             for (oid, side) in [
-                (delta.old_file().id(), &mut old_files),
-                (delta.new_file().id(), &mut new_files),
+                (delta.old_file().id(), &mut old_blobs),
+                (delta.new_file().id(), &mut new_blobs),
             ] {
                 if !oid.is_zero() {
-                    side.push(RawFile {
-                        path: path.clone(),
-                        content: manifest::RawContent::Bytes(repo.repo.find_blob(oid)?.content().to_vec()),
-                    });
+                    // The same bytes read as TOML or as YAML depending on the name.
+                    let toml = path.to_ascii_lowercase().ends_with(".toml");
+                    side.push((path.clone(), (oid, toml)));
                 }
             }
         }
-        if !new_files.is_empty() || !old_files.is_empty() {
-            let before = target_versions(&old_files);
-            let after = target_versions(&new_files);
+        // A blob is parsed once per walk: the old side of one commit is often the new side of
+        // an earlier one (a file edited again and again).
+        let uncached: Vec<(String, BlobKey)> = old_blobs
+            .iter()
+            .chain(&new_blobs)
+            .filter(|(_, key)| !cache.contains_key(key))
+            .map(|(path, key)| (*key, path.clone()))
+            .collect::<BTreeMap<BlobKey, String>>()
+            .into_iter()
+            .map(|(key, path)| (path, key))
+            .collect();
+        let mut files = Vec::with_capacity(uncached.len());
+        for (path, (oid, _)) in &uncached {
+            files.push(RawFile {
+                path: path.clone(),
+                content: manifest::RawContent::Bytes(repo.repo.find_blob(*oid)?.content().to_vec()),
+            });
+        }
+        for (key, versions) in uncached.iter().map(|(_, key)| *key).zip(blob_versions(&files)) {
+            cache.insert(key, versions);
+        }
+        drop(files);
+        let side = |blobs: &[(String, BlobKey)]| -> HashMap<&str, &str> {
+            blobs
+                .iter()
+                .filter_map(|(_, key)| cache.get(key))
+                .flat_map(|versions| versions.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+                .collect()
+        };
+        let (before, after) = (side(&old_blobs), side(&new_blobs));
+        if !new_blobs.is_empty() || !old_blobs.is_empty() {
             let changed: Vec<&str> = open
                 .iter()
                 .filter(|(name, version)| {
                     // Touched in this commit, and the parent had another version (or none).
-                    (after.contains_key(**name) || before.contains_key(**name))
-                        && before.get(**name).map(String::as_str) != Some(**version)
+                    (after.contains_key(**name) || before.contains_key(**name)) && before.get(**name) != Some(*version)
                 })
                 .map(|(name, _)| *name)
                 .collect();
@@ -121,17 +148,47 @@ pub fn version_change_approvers(
     }
 }
 
-/// `metadata.name` → `spec.version` of every Target document in `files`.
-fn target_versions(files: &[RawFile]) -> HashMap<String, String> {
-    if files.is_empty() {
-        return HashMap::new();
+/// A blob and whether it is read as TOML.
+type BlobKey = (Oid, bool);
+
+/// Per file, in order: `metadata.name` → `spec.version` of every Target document in it (the
+/// last of a name wins), read on several threads when there are many files.
+fn blob_versions(files: &[RawFile]) -> Vec<Vec<(String, String)>> {
+    let bytes: usize = files
+        .iter()
+        .map(|f| match &f.content {
+            manifest::RawContent::Bytes(b) => b.len(),
+            _ => 0,
+        })
+        .sum();
+    // Weighed by size (a manifest is a few hundred bytes): a few large files are worth it too.
+    let threads = manifest::parallel::threads_for(bytes / 256);
+    let chunks = manifest::parallel::split_even(files, threads);
+    let read = |chunk: &[RawFile]| -> Vec<Vec<(String, String)>> {
+        chunk
+            .iter()
+            .map(|file| {
+                let (manifests, _) = manifest::read_manifests(None, std::slice::from_ref(file));
+                let versions: HashMap<String, String> = manifests
+                    .targets
+                    .into_iter()
+                    .map(|t| (t.name, t.spec.version))
+                    .collect();
+                versions.into_iter().collect()
+            })
+            .collect()
+    };
+    if chunks.len() <= 1 {
+        return read(files);
     }
-    let (manifests, _) = manifest::read_manifests(None, files);
-    manifests
-        .targets
-        .into_iter()
-        .map(|t| (t.name, t.spec.version))
-        .collect()
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks[1..].iter().map(|c| scope.spawn(move || read(c))).collect();
+        let mut out = read(chunks[0]);
+        for handle in handles {
+            out.extend(handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+        }
+        out
+    })
 }
 
 #[cfg(test)]

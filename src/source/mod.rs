@@ -144,20 +144,27 @@ impl WatchedRepo {
     /// # Errors
     /// git failures.
     pub fn manifest_files(&self, commit: Oid, paths: Option<&[String]>) -> Result<Vec<RawFile>, SourceError> {
+        self.read_entries(&self.manifest_entries(commit, paths)?)
+    }
+
+    /// The entries [`WatchedRepo::manifest_files`] reads, without reading the blobs yet.
+    ///
+    /// # Errors
+    /// git failures.
+    pub fn manifest_entries(&self, commit: Oid, paths: Option<&[String]>) -> Result<Vec<TreeFile>, SourceError> {
         let tree = self.repo.find_commit(commit)?.tree()?;
         let prefixes: Option<Vec<String>> =
             paths.map(|p| p.iter().map(|s| format!("{}/", s.trim_matches('/'))).collect());
-        let mut found: Vec<(String, Oid, i32)> = Vec::new();
+        let mut found: Vec<TreeFile> = Vec::new();
         tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
             let Ok(name) = entry.name() else {
                 return TreeWalkResult::Ok;
             };
-            let path = format!("{dir}{name}");
             if entry.kind() == Some(ObjectType::Tree) {
                 return match &prefixes {
                     // Descend only into directories that lead to or lie under a listed path.
                     Some(prefixes) => {
-                        let dir_path = format!("{path}/");
+                        let dir_path = format!("{dir}{name}/");
                         if prefixes
                             .iter()
                             .any(|p| p.starts_with(&dir_path) || dir_path.starts_with(p))
@@ -171,23 +178,36 @@ impl WatchedRepo {
                     None => TreeWalkResult::Ok,
                 };
             }
-            if entry.kind() == Some(ObjectType::Blob) && is_manifest_path(&path) && path != "gantry.toml" {
+            if entry.kind() == Some(ObjectType::Blob) && is_manifest_path(name) {
+                let path = format!("{dir}{name}");
                 let under = prefixes
                     .as_ref()
                     .is_none_or(|ps| ps.iter().any(|p| path.starts_with(p)));
-                if under {
-                    found.push((path, entry.id(), entry.filemode()));
+                if under && path != "gantry.toml" {
+                    found.push(TreeFile {
+                        path,
+                        oid: entry.id(),
+                        mode: entry.filemode(),
+                    });
                 }
             }
             TreeWalkResult::Ok
         })?;
-        found.sort_by(|a, b| a.0.cmp(&b.0));
-        found
-            .into_iter()
-            .map(|(path, oid, mode)| {
+        found.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(found)
+    }
+
+    /// The content of each entry, in order.
+    ///
+    /// # Errors
+    /// git failures.
+    pub fn read_entries(&self, entries: &[TreeFile]) -> Result<Vec<RawFile>, SourceError> {
+        entries
+            .iter()
+            .map(|e| {
                 Ok(RawFile {
-                    path,
-                    content: self.blob_content(oid, mode)?,
+                    path: e.path.clone(),
+                    content: self.blob_content(e.oid, e.mode)?,
                 })
             })
             .collect()
@@ -271,6 +291,16 @@ impl WatchedRepo {
             summary: c.summary().ok().flatten().unwrap_or("").to_string(),
         })
     }
+}
+
+/// A file of a commit's tree, not read yet.
+#[derive(Debug, Clone)]
+pub struct TreeFile {
+    /// Path inside the repository, `/`-separated.
+    pub path: String,
+    pub oid: Oid,
+    /// The git file mode (links are told apart from files by it).
+    pub mode: i32,
 }
 
 /// A file that changed between two commits.

@@ -81,6 +81,7 @@ pub fn state_tip(repo: &Repository, state_branch: &str) -> Result<Option<Oid>, S
 ///   or a rollout's file name does not match its component and version;
 /// - [`StateError::Git`] when the repository cannot be read.
 pub fn read_recorded(repo: &Repository, state_branch: &str) -> Result<RecordedState, StateError> {
+    let _stage = crate::timings::stage("state.read_recorded");
     read_recorded_cached(repo, state_branch, &mut RecordCache::default())
 }
 

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# The planner benchmark: `gantry plan --format json` and `gantry validate` on a generated
+# repository of 10,000 targets and 100 releases (5 components, migrations, upgradeFrom),
+# 3 policies (approvals on major, waves canary → 25% → 100% with soak), 5 windows (zones,
+# allow + deny) and a recorded state on `gantry/state`.
+#
+#   bench/plan_10k.sh                 # per-target layout (one file per target), 5 runs each
+#   RUNS=9 bench/plan_10k.sh          # more runs
+#   LAYOUTS="per-target multi" bench/plan_10k.sh   # also 10 files of 1,000 documents each
+#   TARGETS=2000 bench/plan_10k.sh    # another size
+#   NO_BUILD=1 bench/plan_10k.sh      # use target/release/gantry as it is
+#   GANTRY=/path/to/gantry bench/plan_10k.sh   # measure another binary (before/after)
+#
+# Aim (issue): ≤ 300 ms wall and ≤ 150 MB peak RSS for plan on a 2-core machine. Wall time is
+# only meaningful on an otherwise idle machine: the load average is printed next to the
+# figures, and CPU time (user + sys) is reported as well, which contention affects less.
+# Stage timings of one extra run (GANTRY_TRACE_TIMINGS=1) show where the time goes.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(dirname "$here")"
+runs="${RUNS:-5}"
+targets="${TARGETS:-10000}"
+releases="${RELEASES:-100}"
+layouts="${LAYOUTS:-per-target}"
+now="2026-11-21T10:00:00Z"
+
+if [[ -z "${NO_BUILD:-}" && -z "${GANTRY:-}" ]]; then
+    (cd "$root" && cargo build --release --quiet)
+fi
+gantry="${GANTRY:-$root/target/release/gantry}"
+[[ -x "$gantry" ]] || { echo "no $gantry; build it first" >&2; exit 1; }
+command -v python3 >/dev/null || { echo "python3 is needed (generator and measurement)" >&2; exit 1; }
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/gantry-bench.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+
+# measure LABEL RUNS ARGS...: runs `gantry ARGS` RUNS times with stdout to /dev/null and prints
+# one table row: wall min/median/max (ms), CPU user+sys median (ms), peak RSS max (MB), exit code.
+measure() {
+    local label="$1" n="$2"
+    shift 2
+    python3 - "$label" "$n" "$gantry" "$@" <<'PY'
+import os, resource, statistics, subprocess, sys, time
+label, n, argv = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+walls, cpus, rss, codes = [], [], [], set()
+for _ in range(n):
+    # A fresh child per run: its own rusage, so ru_maxrss is this run's peak.
+    r, w = os.pipe()
+    start = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        os.execv(argv[0], argv)
+    os.close(w)
+    _, status, usage = os.wait4(pid, 0)
+    walls.append((time.perf_counter() - start) * 1000)
+    os.close(r)
+    cpus.append((usage.ru_utime + usage.ru_stime) * 1000)
+    rss.append(usage.ru_maxrss / 1024)  # KiB on Linux
+    codes.add(os.waitstatus_to_exitcode(status))
+print(f"{label:<30} {min(walls):>8.0f} {statistics.median(walls):>8.0f} {max(walls):>8.0f} "
+      f"{statistics.median(cpus):>9.0f} {max(rss):>8.1f}  {','.join(map(str, sorted(codes)))}")
+PY
+}
+
+echo "gantry bench: $targets targets, $releases releases, $runs runs; $(nproc) CPUs; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+for layout in $layouts; do
+    repo="$work/$layout"
+    git init --quiet --initial-branch=main "$repo"
+    gen_start=$(date +%s%N)
+    python3 "$here/gen_repo.py" --targets "$targets" --releases "$releases" --layout "$layout" \
+        | git -C "$repo" fast-import --quiet --done
+    files=$(git -C "$repo" ls-tree -r --name-only main | grep -c '^targets/')
+    records=$(git -C "$repo" ls-tree -r --name-only gantry/state | grep -c '^targets/' || true)
+    printf '\nlayout %s: %s target files, %s recorded targets, %s commits (generated in %d ms)\n' \
+        "$layout" "$files" "$records" "$(git -C "$repo" rev-list --count main)" \
+        "$(( ($(date +%s%N) - gen_start) / 1000000 ))"
+    printf '%-30s %8s %8s %8s %9s %8s  %s\n' "command" "min ms" "med ms" "max ms" "cpu ms" "peak MB" "exit"
+    measure "plan --format json" "$runs" --repo "$repo" plan --format json --now "$now"
+    measure "validate" "$runs" --repo "$repo" validate
+    bytes=$("$gantry" --repo "$repo" plan --format json --now "$now" | wc -c || true)
+    echo "plan JSON: $bytes bytes"
+    echo "stages of one plan run (GANTRY_TRACE_TIMINGS=1):"
+    GANTRY_TRACE_TIMINGS=1 "$gantry" --repo "$repo" plan --format json --now "$now" 2>&1 >/dev/null \
+        | sed -n 's/^gantry timing: /  /p'
+done
+echo
+echo "aim: plan ≤ 300 ms wall, ≤ 150 MB peak RSS (2 cores, idle machine)"
