@@ -1,4 +1,4 @@
-//! `gantry apply`: one reconcile pass now, with live progress.
+//! `gantry apply`: one reconcile pass now, with live progress (bars on a terminal, lines otherwise).
 
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
@@ -78,6 +78,109 @@ impl ProgressSink for Lines {
     }
 }
 
+/// A live view on a terminal: one bar per running attempt (its steps) under an overall bar;
+/// finished attempts print a line above the bars.
+struct Bars {
+    multi: indicatif::MultiProgress,
+    overall: indicatif::ProgressBar,
+    attempts: Mutex<std::collections::HashMap<String, indicatif::ProgressBar>>,
+}
+
+impl Bars {
+    fn new() -> Bars {
+        let multi = indicatif::MultiProgress::new();
+        let overall = multi.add(indicatif::ProgressBar::new(0));
+        overall.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {pos}/{len} attempts finished {wide_msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        overall.enable_steady_tick(std::time::Duration::from_millis(120));
+        Bars {
+            multi,
+            overall,
+            attempts: Mutex::new(Default::default()),
+        }
+    }
+}
+
+impl ProgressSink for Bars {
+    fn event(&self, event: &ProgressEvent) {
+        let mut attempts = self.attempts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match event {
+            ProgressEvent::AttemptStarted {
+                target,
+                attempt,
+                action,
+                from,
+                to,
+                steps,
+                ..
+            } => {
+                self.overall.inc_length(1);
+                let bar = self
+                    .multi
+                    .insert_before(&self.overall, indicatif::ProgressBar::new(*steps as u64));
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template("  {prefix:24} [{bar:20}] {pos}/{len} {wide_msg}")
+                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                        .progress_chars("=> "),
+                );
+                bar.set_prefix(target.clone());
+                bar.set_message(format!(
+                    "{action} {} → {}",
+                    from.as_deref().unwrap_or("(none)"),
+                    to.as_deref().unwrap_or("(none)")
+                ));
+                attempts.insert(attempt.clone(), bar);
+            }
+            ProgressEvent::StepStarted {
+                attempt,
+                step,
+                index,
+                steps,
+                ..
+            } => {
+                if let Some(bar) = attempts.get(attempt) {
+                    bar.set_length(*steps as u64);
+                    bar.set_position(index.saturating_sub(1) as u64);
+                    bar.set_message(step.clone());
+                }
+            }
+            ProgressEvent::StepFinished { attempt, ok, .. } => {
+                if let Some(bar) = attempts.get(attempt)
+                    && *ok
+                {
+                    bar.inc(1);
+                }
+            }
+            ProgressEvent::RollbackStarted { attempt, reason, .. } => {
+                if let Some(bar) = attempts.get(attempt) {
+                    bar.set_message(format!("rolling back: {reason}"));
+                }
+            }
+            ProgressEvent::AttemptFinished {
+                target,
+                attempt,
+                outcome,
+                message,
+            } => {
+                if let Some(bar) = attempts.remove(attempt) {
+                    bar.finish_and_clear();
+                    self.multi.remove(&bar);
+                }
+                self.overall.inc(1);
+                let mark = if outcome == "succeeded" { "✓" } else { "✗" };
+                let detail = if message.is_empty() {
+                    String::new()
+                } else {
+                    format!(" — {message}")
+                };
+                let _ = self.multi.println(format!("{mark} {target}: {outcome}{detail}"));
+            }
+        }
+    }
+}
+
 /// One JSON event per line on stdout.
 struct JsonLines {
     out: Mutex<std::io::Stdout>,
@@ -105,9 +208,17 @@ pub fn run(cli: &Cli, targets: &[String], dry_run: bool, format: Format) -> Resu
     let json = JsonLines {
         out: Mutex::new(std::io::stdout()),
     };
-    let sink: &dyn ProgressSink = if format == Format::Json { &json } else { &lines };
-    let _ = std::io::stderr().is_terminal();
-    let report = match apply(&repo, &options, sink) {
+    let bars = (format != Format::Json && std::io::stderr().is_terminal()).then(Bars::new);
+    let sink: &dyn ProgressSink = match (&bars, format) {
+        (_, Format::Json) => &json,
+        (Some(bars), _) => bars,
+        (None, _) => &lines,
+    };
+    let result = apply(&repo, &options, sink);
+    if let Some(bars) = &bars {
+        bars.overall.finish_and_clear();
+    }
+    let report = match result {
         Ok(report) => report,
         Err(ApplyError::Locked(e)) => {
             eprintln!("error: {e}");
