@@ -7,5 +7,6 @@ pub mod plan;
 pub mod policy;
 pub mod reconcile;
 pub mod render;
+pub mod server;
 pub mod source;
 pub mod state;

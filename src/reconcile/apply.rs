@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 
 use git2::Oid;
@@ -100,12 +101,39 @@ pub fn apply(
     options: &ApplyOptions,
     progress: &dyn ProgressSink,
 ) -> Result<ApplyReport, ApplyError> {
-    let clock = || options.now.unwrap_or_else(Timestamp::now);
     let _lock = if options.dry_run {
         None
     } else {
         Some(ReconcilerLock::acquire(repo.repo.path())?)
     };
+    pass(repo, options, None, progress)
+}
+
+/// Runs one reconcile pass for a caller that holds the repository lock for longer than a pass
+/// (the daemon holds it for its whole life). `stop`, once set, lets no new attempt or step
+/// start: running steps finish and are recorded; an attempt stopped between steps keeps its
+/// journal and no outcome, so the next start resumes it.
+///
+/// # Errors
+/// As [`apply`], except [`ApplyError::Locked`].
+pub fn apply_holding_lock(
+    repo: &WatchedRepo,
+    _lock: &ReconcilerLock,
+    options: &ApplyOptions,
+    stop: &AtomicBool,
+    progress: &dyn ProgressSink,
+) -> Result<ApplyReport, ApplyError> {
+    pass(repo, options, Some(stop), progress)
+}
+
+fn pass(
+    repo: &WatchedRepo,
+    options: &ApplyOptions,
+    stop: Option<&AtomicBool>,
+    progress: &dyn ProgressSink,
+) -> Result<ApplyReport, ApplyError> {
+    let stopped = || stop.is_some_and(|s| s.load(Ordering::SeqCst));
+    let clock = || options.now.unwrap_or_else(Timestamp::now);
     let mut report = ApplyReport::default();
     let journal_dir = Journal::dir(repo.repo.path());
 
@@ -119,6 +147,9 @@ pub fn apply(
     // Recover: attempts a killed reconciler left behind go first, from their own commit.
     if !options.dry_run {
         for left in Journal::load_unfinished(&journal_dir)? {
+            if stopped() {
+                return Ok(report);
+            }
             let commit = Oid::from_str(&left.header.desired_commit).map_err(SourceError::Git)?;
             let their = if commit == head {
                 None
@@ -132,10 +163,13 @@ pub fn apply(
                 continue;
             };
             let pool = ExecutorPool::new(desired, &env_parts.checkout);
-            let env = env_parts.env(desired, &pool, &clock, progress, &journal_dir);
+            let env = env_parts.env(desired, &pool, &clock, progress, &journal_dir, stop);
             let record = recorded.targets.get(&left.header.target).cloned();
             let on_interrupt = env.policy.on_interrupt;
-            let result = attempt::resume(&env, left, record.as_ref(), on_interrupt)?;
+            let result = match attempt::resume(&env, left, record.as_ref(), on_interrupt) {
+                Err(attempt::AttemptError::Stopped) => return Ok(report),
+                other => other?,
+            };
             report.resumed += 1;
             record_results(
                 repo,
@@ -185,7 +219,7 @@ pub fn apply(
             .filter(|a| !report.outcomes.iter().any(|o| o.target == a.target))
             .cloned()
             .collect();
-        if ready.is_empty() || options.dry_run {
+        if ready.is_empty() || options.dry_run || stopped() {
             report.plan = Some(plan);
             break;
         }
@@ -201,6 +235,7 @@ pub fn apply(
             &clock,
             progress,
             &journal_dir,
+            stop,
             &mut report,
         )?;
         report.plan = Some(plan);
@@ -272,6 +307,7 @@ impl EnvParts {
         now: &'a (dyn Fn() -> Timestamp + Sync),
         progress: &'a dyn ProgressSink,
         journal_dir: &std::path::Path,
+        stop: Option<&'a AtomicBool>,
     ) -> AttemptEnv<'a> {
         AttemptEnv {
             desired,
@@ -290,6 +326,7 @@ impl EnvParts {
             now,
             progress,
             journal_dir: journal_dir.to_path_buf(),
+            stop,
         }
     }
 }
@@ -325,6 +362,7 @@ fn run_batch(
     clock: &(dyn Fn() -> Timestamp + Sync),
     progress: &dyn ProgressSink,
     journal_dir: &std::path::Path,
+    stop: Option<&AtomicBool>,
     report: &mut ApplyReport,
 ) -> Result<(), ApplyError> {
     let desired = &loaded.desired;
@@ -376,7 +414,10 @@ fn run_batch(
     std::thread::scope(|scope| -> Result<(), ApplyError> {
         let mut in_flight = 0usize;
         loop {
-            // Start whatever has capacity.
+            // Start whatever has capacity (nothing new once the daemon is stopping).
+            if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+                queue.clear();
+            }
             let mut i = 0;
             while i < queue.len() {
                 let (action, parts, _, _) = &queue[i];
@@ -401,7 +442,7 @@ fn run_batch(
                 let record = recorded.targets.get(&action.target).cloned();
                 let sender = sender.clone();
                 scope.spawn(move || {
-                    let env = parts.env(desired, pool, clock, progress, journal_dir);
+                    let env = parts.env(desired, pool, clock, progress, journal_dir, stop);
                     let result = attempt::start(&env, header, record.as_ref(), forward);
                     let _ = sender.send((action, result));
                 });
@@ -427,6 +468,9 @@ fn run_batch(
                 }
                 match result {
                     Ok(r) => results.push((action, r)),
+                    Err(attempt::AttemptError::Stopped) => {
+                        tracing::info!(target = %action.target, "stopping: attempt left to resume at the next start");
+                    }
                     Err(e) => tracing::error!(target = %action.target, "attempt could not be journaled: {e}"),
                 }
             }
