@@ -563,3 +563,82 @@ fn decode_png(path: &Path) -> (u32, u32, Vec<u8>) {
     };
     (info.width, info.height, rgba)
 }
+
+/// With `remote` set: the state branch is pushed after a pass, and `POST /api/refresh` fetches a
+/// new desired commit from the remote (a bare repository over file://) and reconciles it.
+#[test]
+fn remote_desired_commits_are_fetched_on_refresh_and_state_is_pushed() {
+    let bare_dir = tempfile::tempdir().expect("tmp");
+    let bare = git2::Repository::init_bare(bare_dir.path()).expect("bare");
+    let url = format!("file://{}", bare_dir.path().display());
+    let repo = fixture(&[("alpha", "1.0.0")], None);
+    let toml = std::fs::read_to_string(repo.path().join("gantry.toml")).expect("toml");
+    repo.file(
+        "gantry.toml",
+        &format!("remote = \"origin\"\npoll_interval = \"1h\"\n{toml}"),
+    );
+    repo.commit_all("use the remote");
+    repo.git.remote("origin", &url).expect("add remote");
+    let push = |spec: &str| {
+        repo.git
+            .find_remote("origin")
+            .expect("origin")
+            .push(&[spec], None)
+            .expect("push");
+    };
+    push("refs/heads/main:refs/heads/main");
+
+    let daemon = Daemon::start(&repo, &[]);
+    wait_for("alpha installed", || {
+        (deployed(&repo, "alpha").as_deref() == Some("1.0.0")).then_some(())
+    });
+    let local_state = wait_for("the state recorded", || state_tip(&repo));
+    wait_for("the state branch pushed", || {
+        bare.refname_to_id("refs/heads/gantry/state")
+            .ok()
+            .filter(|id| *id == local_state)
+    });
+
+    // Someone else's commit reaches the remote only; the local branch never had it.
+    let head = repo.git.head().unwrap().peel_to_commit().unwrap();
+    let mut index = git2::Index::new().unwrap();
+    index.read_tree(&head.tree().unwrap()).unwrap();
+    let blob = repo
+        .git
+        .blob(target("alpha", "web", "1.1.0", "env: test").as_bytes())
+        .unwrap();
+    let mut entry = index.get_path(Path::new("targets/alpha.yaml"), 0).unwrap();
+    entry.id = blob;
+    entry.file_size = target("alpha", "web", "1.1.0", "env: test").len() as u32;
+    index.add(&entry).unwrap();
+    let tree = repo.git.find_tree(index.write_tree_to(&repo.git).unwrap()).unwrap();
+    let sig = git2::Signature::now("Other", "other@example.com").unwrap();
+    let theirs = repo
+        .git
+        .commit(
+            Some("refs/heads/elsewhere"),
+            &sig,
+            &sig,
+            "alpha to 1.1.0",
+            &tree,
+            &[&head],
+        )
+        .unwrap();
+    push("refs/heads/elsewhere:refs/heads/main");
+    assert_eq!(repo.git.refname_to_id("refs/heads/main").unwrap(), head.id());
+
+    let (code, _) = http("POST", &daemon.url("/api/refresh"));
+    assert_eq!(code, 202);
+    wait_for("alpha upgraded from the fetched commit", || {
+        (deployed(&repo, "alpha").as_deref() == Some("1.1.0")).then_some(())
+    });
+    assert_eq!(
+        repo.git.refname_to_id("refs/heads/main").unwrap(),
+        theirs,
+        "fast-forwarded"
+    );
+    wait_for("the new state pushed", || {
+        let local = state_tip(&repo)?;
+        (local != local_state && bare.refname_to_id("refs/heads/gantry/state").ok() == Some(local)).then_some(())
+    });
+}

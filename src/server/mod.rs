@@ -287,6 +287,10 @@ fn watch_refs(git_dir: &Path, branch: &str, shared: Arc<Shared>) -> Result<::not
         move |path: &Path| path.ends_with(&ref_path) || path.ends_with("packed-refs") || path.ends_with("HEAD");
     let mut watcher = ::notify::recommended_watcher(move |event: ::notify::Result<::notify::Event>| {
         let Ok(event) = event else { return };
+        // Reading a ref (as the loop itself does) is an access event; only changes matter.
+        if matches!(event.kind, ::notify::EventKind::Access(_)) {
+            return;
+        }
         if event.paths.iter().any(|p| wanted(p)) {
             lock(&shared.event_at).get_or_insert_with(Instant::now);
             shared.wake.notify_one();

@@ -156,3 +156,77 @@ fn rebase_onto(repo: &Repository, ours: Oid, theirs: Oid) -> Result<Oid, git2::E
     }
     Ok(parent.id())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn commit(repo: &Repository, parent: Option<Oid>, files: &[(&str, Option<&str>)], message: &str) -> Oid {
+        let sig = git2::Signature::new("t", "t@example.com", &git2::Time::new(1_790_000_000, 0)).unwrap();
+        let parent = parent.map(|p| repo.find_commit(p).unwrap());
+        let base = match &parent {
+            Some(p) => p.tree().unwrap(),
+            None => repo
+                .find_tree(repo.treebuilder(None).unwrap().write().unwrap())
+                .unwrap(),
+        };
+        let mut update = git2::build::TreeUpdateBuilder::new();
+        for (path, content) in files {
+            match content {
+                Some(text) => update.upsert(*path, repo.blob(text.as_bytes()).unwrap(), git2::FileMode::Blob),
+                None => update.remove(*path),
+            };
+        }
+        let tree = repo.find_tree(update.create_updated(repo, &base).unwrap()).unwrap();
+        let parents: Vec<&git2::Commit> = parent.iter().collect();
+        repo.commit(None, &sig, &sig, message, &tree, &parents).unwrap()
+    }
+
+    fn read(repo: &Repository, commit: Oid, path: &str) -> Option<String> {
+        let tree = repo.find_commit(commit).unwrap().tree().unwrap();
+        let entry = tree.get_path(std::path::Path::new(path)).ok()?;
+        Some(String::from_utf8(repo.find_blob(entry.id()).unwrap().content().to_vec()).unwrap())
+    }
+
+    /// Two writers recorded outcomes of different targets on the same base: rebasing ours on
+    /// theirs keeps both, and ours win for the files ours changed.
+    #[test]
+    fn rebasing_state_commits_keeps_every_outcome() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(dir.path()).unwrap();
+        let base = commit(
+            &repo,
+            None,
+            &[("targets/a.yaml", Some("a: 1")), ("targets/gone.yaml", Some("x"))],
+            "base",
+        );
+        let theirs = commit(&repo, Some(base), &[("targets/b.yaml", Some("b: 2"))], "theirs");
+        let ours1 = commit(&repo, Some(base), &[("targets/a.yaml", Some("a: 2"))], "ours 1");
+        let ours2 = commit(
+            &repo,
+            Some(ours1),
+            &[("targets/gone.yaml", None), ("rollouts/r.yaml", Some("r"))],
+            "ours 2",
+        );
+        let tip = rebase_onto(&repo, ours2, theirs).unwrap();
+        assert!(repo.graph_descendant_of(tip, theirs).unwrap());
+        assert_eq!(read(&repo, tip, "targets/a.yaml").as_deref(), Some("a: 2"));
+        assert_eq!(read(&repo, tip, "targets/b.yaml").as_deref(), Some("b: 2"));
+        assert_eq!(read(&repo, tip, "rollouts/r.yaml").as_deref(), Some("r"));
+        assert_eq!(read(&repo, tip, "targets/gone.yaml"), None);
+        let messages: Vec<String> = {
+            let mut walk = repo.revwalk().unwrap();
+            walk.push(tip).unwrap();
+            walk.hide(theirs).unwrap();
+            walk.map(|id| {
+                repo.find_commit(id.unwrap())
+                    .unwrap()
+                    .summary_bytes()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap()
+            })
+            .collect()
+        };
+        assert_eq!(messages, ["ours 2", "ours 1"]);
+    }
+}
