@@ -7,6 +7,7 @@ pub mod plan;
 pub mod policy;
 pub mod reconcile;
 pub mod render;
+pub mod server;
 pub mod source;
 pub mod state;
 pub mod timings;

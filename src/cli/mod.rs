@@ -2,6 +2,7 @@
 
 mod apply;
 mod completions;
+mod daemon;
 mod history;
 mod init;
 mod plan;
@@ -28,6 +29,9 @@ pub struct Cli {
     /// Fix the clock (RFC 3339), for windows, soak and release age.
     #[arg(long, global = true, env = "GANTRY_NOW", value_name = "RFC3339")]
     pub now: Option<String>,
+    /// Log lines (daemon): human-readable text, or one JSON object per line.
+    #[arg(long, global = true, value_enum, env = "GANTRY_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -71,6 +75,12 @@ pub enum Command {
         /// text: progress lines; json: one JSON event per line.
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
+    },
+    /// Watch and reconcile until SIGTERM; serve /healthz, /metrics, /api/status and a status page.
+    Daemon {
+        /// The HTTP address (overrides `listen` in gantry.toml; port 0 picks a free port).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
     },
     /// Per target: current, desired, status, next action, window, blockers.
     Status {
@@ -116,6 +126,13 @@ pub enum HistoryFormat {
     Csv,
 }
 
+/// Log line formats (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
 /// Exit codes (SPEC §6), mapped here and nowhere else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
@@ -152,19 +169,24 @@ pub enum CliError {
     /// Writing output failed.
     #[error("cannot write output: {0}")]
     Io(#[from] std::io::Error),
+    /// The daemon could not start or failed.
+    #[error(transparent)]
+    Server(crate::server::ServerError),
 }
 
 impl CliError {
     fn exit(&self) -> Exit {
         match self {
-            CliError::Apply(crate::reconcile::apply::ApplyError::Locked(_)) => Exit::Locked,
+            CliError::Apply(crate::reconcile::apply::ApplyError::Locked(_))
+            | CliError::Server(crate::server::ServerError::Locked(_)) => Exit::Locked,
             CliError::Usage(_)
             | CliError::Source(_)
             | CliError::Render(_)
             | CliError::State(_)
             | CliError::Apply(_)
             | CliError::Init(_)
-            | CliError::Io(_) => Exit::Invalid,
+            | CliError::Io(_)
+            | CliError::Server(_) => Exit::Invalid,
         }
     }
 }
@@ -208,6 +230,7 @@ pub fn run() -> ExitCode {
             dry_run,
             format,
         } => apply::run(&cli, targets, *dry_run, *format),
+        Command::Daemon { listen } => daemon::run(&cli, listen.as_deref()),
         Command::Status { format } => status::run(&cli, *format),
         Command::History { target, format } => history::run(&cli, target.as_deref(), *format),
         Command::Rollback { target, to, branch } => rollback::run(&cli, target, to.as_deref(), branch.as_deref()),

@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 
 use git2::Oid;
@@ -105,12 +106,39 @@ pub fn apply(
     options: &ApplyOptions,
     progress: &dyn ProgressSink,
 ) -> Result<ApplyReport, ApplyError> {
-    let clock = || options.now.unwrap_or_else(Timestamp::now);
     let _lock = if options.dry_run {
         None
     } else {
         Some(ReconcilerLock::acquire(repo.repo.path())?)
     };
+    pass(repo, options, None, progress)
+}
+
+/// Runs one reconcile pass for a caller that holds the repository lock for longer than a pass
+/// (the daemon holds it for its whole life). `stop`, once set, lets no new attempt or step
+/// start: running steps finish and are recorded; an attempt stopped between steps keeps its
+/// journal and no outcome, so the next start resumes it.
+///
+/// # Errors
+/// As [`apply`], except [`ApplyError::Locked`].
+pub fn apply_holding_lock(
+    repo: &WatchedRepo,
+    _lock: &ReconcilerLock,
+    options: &ApplyOptions,
+    stop: &AtomicBool,
+    progress: &dyn ProgressSink,
+) -> Result<ApplyReport, ApplyError> {
+    pass(repo, options, Some(stop), progress)
+}
+
+fn pass(
+    repo: &WatchedRepo,
+    options: &ApplyOptions,
+    stop: Option<&AtomicBool>,
+    progress: &dyn ProgressSink,
+) -> Result<ApplyReport, ApplyError> {
+    let stopped = || stop.is_some_and(|s| s.load(Ordering::SeqCst));
+    let clock = || options.now.unwrap_or_else(Timestamp::now);
     let mut report = ApplyReport::default();
     let journal_dir = Journal::dir(repo.repo.path());
 
@@ -124,6 +152,9 @@ pub fn apply(
     // Recover: attempts a killed reconciler left behind go first, from their own commit.
     if !options.dry_run {
         for left in Journal::load_unfinished(&journal_dir)? {
+            if stopped() {
+                return Ok(report);
+            }
             // A journal whose outcome the state branch already holds (its removal was lost to
             // a power cut) has nothing left to do.
             let recorded_already = recorded
@@ -148,10 +179,13 @@ pub fn apply(
                 continue;
             };
             let pool = ExecutorPool::new(desired, &env_parts.checkout);
-            let env = env_parts.env(desired, &pool, &clock, progress, &journal_dir);
+            let env = env_parts.env(desired, &pool, &clock, progress, &journal_dir, stop);
             let record = recorded.targets.get(&left.header.target).cloned();
             let on_interrupt = env.policy.on_interrupt;
-            let result = attempt::resume(&env, left, record.as_ref(), on_interrupt)?;
+            let result = match attempt::resume(&env, left, record.as_ref(), on_interrupt) {
+                Err(attempt::AttemptError::Stopped) => return Ok(report),
+                other => other?,
+            };
             report.resumed += 1;
             record_results(
                 repo,
@@ -201,7 +235,7 @@ pub fn apply(
             .filter(|a| !report.outcomes.iter().any(|o| o.target == a.target))
             .cloned()
             .collect();
-        if ready.is_empty() || options.dry_run {
+        if ready.is_empty() || options.dry_run || stopped() {
             report.plan = Some(plan);
             break;
         }
@@ -217,6 +251,7 @@ pub fn apply(
             &clock,
             progress,
             &journal_dir,
+            stop,
             &mut report,
         )?;
         report.plan = Some(plan);
@@ -288,6 +323,7 @@ impl EnvParts {
         now: &'a (dyn Fn() -> Timestamp + Sync),
         progress: &'a dyn ProgressSink,
         journal_dir: &std::path::Path,
+        stop: Option<&'a AtomicBool>,
     ) -> AttemptEnv<'a> {
         AttemptEnv {
             desired,
@@ -306,6 +342,7 @@ impl EnvParts {
             now,
             progress,
             journal_dir: journal_dir.to_path_buf(),
+            stop,
         }
     }
 }
@@ -341,6 +378,7 @@ fn run_batch(
     clock: &(dyn Fn() -> Timestamp + Sync),
     progress: &dyn ProgressSink,
     journal_dir: &std::path::Path,
+    stop: Option<&AtomicBool>,
     report: &mut ApplyReport,
 ) -> Result<(), ApplyError> {
     let desired = &loaded.desired;
@@ -401,7 +439,10 @@ fn run_batch(
         let mut pending: Vec<(Option<String>, AttemptResult)> = Vec::new();
         let mut oldest_pending: Option<std::time::Instant> = None;
         loop {
-            // Start whatever has capacity.
+            // Start whatever has capacity (nothing new once the daemon is stopping).
+            if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+                queue.clear();
+            }
             let mut i = 0;
             while i < queue.len() {
                 let (action, parts, _, _) = &queue[i];
@@ -426,7 +467,7 @@ fn run_batch(
                 let record = recorded.targets.get(&action.target).cloned();
                 let sender = sender.clone();
                 scope.spawn(move || {
-                    let env = parts.env(desired, pool, clock, progress, journal_dir);
+                    let env = parts.env(desired, pool, clock, progress, journal_dir, stop);
                     let result = attempt::start(&env, header, record.as_ref(), forward);
                     let _ = sender.send((action, result));
                 });
@@ -464,6 +505,9 @@ fn run_batch(
                         urgent |= r.outcome != Outcome::Succeeded;
                         pending.push((action.wave, r));
                         oldest_pending.get_or_insert_with(std::time::Instant::now);
+                    }
+                    Err(attempt::AttemptError::Stopped) => {
+                        tracing::info!(target = %action.target, "stopping: attempt left to resume at the next start");
                     }
                     Err(e) => tracing::error!(target = %action.target, "attempt could not be journaled: {e}"),
                 }

@@ -127,6 +127,8 @@ pub struct AttemptEnv<'a> {
     pub progress: &'a dyn ProgressSink,
     /// Where attempt journals live (`.git/gantry/journal`).
     pub journal_dir: PathBuf,
+    /// Set when the daemon is stopping: no further step starts (see [`AttemptError::Stopped`]).
+    pub stop: Option<&'a std::sync::atomic::AtomicBool>,
 }
 
 /// How an attempt ended, ready to record. Its journal is finished once the outcome is committed.
@@ -149,6 +151,10 @@ pub enum AttemptError {
     /// A journaled program does not parse (written by another gantry version?).
     #[error("journaled program does not parse: {0}")]
     Plan(String),
+    /// The reconciler is stopping and a step was about to start. No outcome is recorded: the
+    /// journal stays, so the next start resumes the attempt where it stopped.
+    #[error("stopped before the next step; the attempt resumes at the next start")]
+    Stopped,
 }
 
 struct Runner<'a, 'b> {
@@ -196,6 +202,9 @@ impl Runner<'_, '_> {
     /// before this returns, so a crash after it never re-runs the step.
     fn run_step(&mut self, step: &PlannedStep, index: usize) -> Result<StepResult, AttemptError> {
         let env = self.env;
+        if env.stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst)) {
+            return Err(AttemptError::Stopped);
+        }
         self.journal.append(&JournalEntry::StepStarted(StepStarted {
             step_id: step.id.clone(),
             kind: step.kind.as_str().to_string(),

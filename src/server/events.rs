@@ -1,0 +1,182 @@
+//! The daemon's progress sink: every pass event becomes a log line (with `target`, `component`
+//! and `attempt` fields), metrics, and the notifications that are about single attempts.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use serde_json::{Map, Value, json};
+
+use crate::reconcile::attempt::{ProgressEvent, ProgressSink};
+
+use super::Shared;
+use super::notify::Event;
+
+/// What the sink remembers of a running attempt (later events carry only its id).
+#[derive(Debug, Clone)]
+struct Running {
+    component: String,
+    action: String,
+}
+
+/// A [`ProgressSink`] for one daemon pass.
+pub struct DaemonSink<'a> {
+    shared: &'a Shared,
+    attempts: Mutex<HashMap<String, Running>>,
+    step_kinds: Mutex<HashMap<(String, String), String>>,
+    /// When the desired commit this pass reconciles was seen; taken by the first step.
+    seen: Mutex<Option<Instant>>,
+    /// Rollouts recorded before this pass: starting one of those is not a new rollout.
+    known_rollouts: BTreeSet<(String, String)>,
+}
+
+impl<'a> DaemonSink<'a> {
+    pub fn new(shared: &'a Shared, seen: Option<Instant>, known_rollouts: BTreeSet<(String, String)>) -> Self {
+        DaemonSink {
+            shared,
+            attempts: Mutex::new(HashMap::new()),
+            step_kinds: Mutex::new(HashMap::new()),
+            seen: Mutex::new(seen),
+            known_rollouts,
+        }
+    }
+
+    fn running(&self, attempt: &str) -> Option<Running> {
+        lock(&self.attempts).get(attempt).cloned()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl ProgressSink for DaemonSink<'_> {
+    fn event(&self, event: &ProgressEvent) {
+        match event {
+            ProgressEvent::AttemptStarted {
+                target,
+                component,
+                attempt,
+                action,
+                from,
+                to,
+                steps,
+            } => {
+                let from = from.as_deref().unwrap_or("(none)");
+                let to = to.as_deref().unwrap_or("(none)");
+                tracing::info!(target = %target, component = %component, attempt = %attempt, action = %action,
+                    from, to, steps, "attempt started: {action} {component} {from} → {to}");
+                lock(&self.attempts).insert(
+                    attempt.clone(),
+                    Running {
+                        component: component.clone(),
+                        action: action.clone(),
+                    },
+                );
+                if matches!(action.as_str(), "install" | "upgrade") {
+                    let key = (component.clone(), to.to_string());
+                    let new = !self.known_rollouts.contains(&key) && lock(&self.shared.announced).insert(key);
+                    if new {
+                        self.shared.notifier.send(
+                            Event::RolloutStarted,
+                            &format!("{component} {to}: rollout started ({action} on {target} first)"),
+                            details(
+                                json!({"component": component, "version": to, "target": target, "attempt": attempt}),
+                            ),
+                        );
+                    }
+                }
+            }
+            ProgressEvent::StepStarted {
+                target,
+                attempt,
+                step,
+                kind,
+                index,
+                steps,
+            } => {
+                if let Some(seen) = lock(&self.seen).take() {
+                    lock(&self.shared.metrics)
+                        .commit_to_first_step
+                        .observe(seen.elapsed().as_secs_f64());
+                }
+                let component = self.running(attempt).map(|r| r.component).unwrap_or_default();
+                tracing::info!(target = %target, component = %component, attempt = %attempt, step = %step,
+                    kind = %kind, "step {index}/{steps} started: {step}");
+                lock(&self.step_kinds).insert((attempt.clone(), step.clone()), kind.clone());
+            }
+            ProgressEvent::StepFinished {
+                target,
+                attempt,
+                step,
+                ok,
+                message,
+                duration_ms,
+            } => {
+                let component = self.running(attempt).map(|r| r.component).unwrap_or_default();
+                let kind = lock(&self.step_kinds)
+                    .remove(&(attempt.clone(), step.clone()))
+                    .unwrap_or_else(|| step.clone());
+                // Lossless for any real duration (2^53 ms is 285 000 years).
+                #[allow(clippy::cast_precision_loss)]
+                let seconds = *duration_ms as f64 / 1000.0;
+                lock(&self.shared.metrics).observe_step(&kind, seconds);
+                if *ok {
+                    tracing::info!(target = %target, component = %component, attempt = %attempt, step = %step,
+                        kind = %kind, duration_ms = *duration_ms as u64, "step finished: {step}");
+                } else {
+                    tracing::warn!(target = %target, component = %component, attempt = %attempt, step = %step,
+                        kind = %kind, duration_ms = *duration_ms as u64, "step failed: {step}: {message}");
+                }
+            }
+            ProgressEvent::RollbackStarted {
+                target,
+                attempt,
+                reason,
+            } => {
+                let component = self.running(attempt).map(|r| r.component).unwrap_or_default();
+                tracing::warn!(target = %target, component = %component, attempt = %attempt, "rolling back: {reason}");
+                lock(&self.shared.metrics).rollbacks += 1;
+                self.shared.notifier.send(
+                    Event::Rollback,
+                    &format!("↩ {component} on {target}: rolling back ({reason})"),
+                    details(json!({"target": target, "component": component, "attempt": attempt, "reason": reason})),
+                );
+            }
+            ProgressEvent::AttemptFinished {
+                target,
+                attempt,
+                outcome,
+                message,
+            } => {
+                let running = lock(&self.attempts).remove(attempt);
+                let (component, action) = running.map_or_else(Default::default, |r| (r.component, r.action));
+                *lock(&self.shared.metrics)
+                    .actions
+                    .entry((action.clone(), outcome.clone()))
+                    .or_default() += 1;
+                if outcome == "succeeded" {
+                    tracing::info!(target = %target, component = %component, attempt = %attempt, outcome = %outcome,
+                        "attempt finished: {action} succeeded");
+                } else {
+                    tracing::error!(target = %target, component = %component, attempt = %attempt, outcome = %outcome,
+                        "attempt finished: {action} {outcome}: {message}");
+                    self.shared.notifier.send(
+                        Event::Failed,
+                        &format!("✗ {component} on {target}: {action} {outcome}: {message}"),
+                        details(json!({"target": target, "component": component, "attempt": attempt,
+                            "action": action, "outcome": outcome, "message": message})),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The object inside a `json!` literal.
+pub fn details(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}

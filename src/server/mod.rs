@@ -1,0 +1,731 @@
+//! The daemon: watches the repository, reconciles on every new desired commit and on its own
+//! timers, and serves `/healthz`, `/metrics`, `/api/status` and a status page over HTTP.
+//!
+//! # Expected flow
+//! Take the repository lock for the daemon's whole life → bind the HTTP address (printing
+//! `listening on ADDR` as the first line on stderr) → reconcile once → wait for a trigger: a file
+//! event on the desired branch's ref (local commits act within milliseconds), a remote poll
+//! (`poll_interval`, or `POST /api/refresh`), or the plan's next instant (a window opens, a soak
+//! ends, an error's retry) → reconcile again. Passes are blocking code on `spawn_blocking`.
+//!
+//! # Guarantees
+//! SIGTERM/SIGINT: no new step starts, the running step finishes (or times out) and is
+//! recorded, then the daemon exits 0. An attempt stopped between two steps keeps its journal
+//! and resumes at the next start. A desired commit that fails validation is not reconciled:
+//! nothing of it runs, the error is logged, notified (`invalid_commit`) and shown by
+//! `/api/daemon` and the status page, and the daemon waits for the next commit.
+
+mod events;
+mod http;
+pub mod metrics;
+pub mod notify;
+mod page;
+pub mod remote;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use git2::Oid;
+use jiff::Timestamp;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::manifest::RepoConfig;
+use crate::reconcile::apply::{ApplyError, ApplyOptions, apply_holding_lock};
+use crate::source::{SourceError, WatchedRepo};
+use crate::state::{LockError, ReconcilerLock, read_recorded};
+
+use self::events::{DaemonSink, details};
+use self::metrics::Metrics;
+use self::notify::{Event, Notifier};
+
+/// Why the daemon could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Another reconciler (a daemon or `gantry apply`) holds the repository.
+    #[error(transparent)]
+    Locked(#[from] LockError),
+    /// The repository could not be opened or read.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// The HTTP address could not be bound.
+    #[error("cannot listen on {addr}: {source} (set `listen` in gantry.toml or pass --listen ADDR)")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The runtime, the file watcher or the HTTP server failed.
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Watching the repository's refs failed.
+    #[error("cannot watch {path} for new commits: {source}")]
+    Watch {
+        path: PathBuf,
+        #[source]
+        source: ::notify::Error,
+    },
+    /// Fetching from or pushing to the remote failed.
+    #[error("remote `{remote}`: {message}")]
+    Remote { remote: String, message: String },
+    /// `poll_interval` in gantry.toml is not a duration.
+    #[error("gantry.toml: poll_interval `{0}` is not a duration such as 30s, 5m or 1h")]
+    PollInterval(String),
+}
+
+/// How to run the daemon.
+#[derive(Debug, Clone)]
+pub struct DaemonOptions {
+    pub repo: PathBuf,
+    /// Overrides `listen` from gantry.toml (port 0: any free port).
+    pub listen: Option<String>,
+    /// A fixed clock (`--now`): timers never fire, which suits tests.
+    pub now: Option<Timestamp>,
+}
+
+/// What the daemon knows beyond the status report (served as `/api/daemon`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DaemonState {
+    /// The last desired commit that validated and was reconciled.
+    pub last_valid_commit: Option<String>,
+    /// The tip of the desired branch when it does not validate, with its errors.
+    pub invalid_commit: Option<InvalidCommit>,
+    pub passes: u64,
+    /// When the last pass finished (RFC 3339).
+    pub last_pass: Option<String>,
+    /// The last pass's error other than an invalid commit (cleared by a good pass).
+    pub last_error: Option<String>,
+    /// The last fetch or push error (cleared by a good one).
+    pub remote_error: Option<String>,
+    /// When the daemon wakes next on its own (RFC 3339), if it has a reason to.
+    pub next_wake: Option<String>,
+    #[serde(skip)]
+    blocked: BTreeSet<String>,
+    #[serde(skip)]
+    converged: Option<bool>,
+}
+
+/// A desired commit that failed validation.
+#[derive(Debug, Clone, Serialize)]
+pub struct InvalidCommit {
+    pub commit: String,
+    pub errors: Vec<String>,
+}
+
+/// State shared by the reconcile loop, the HTTP handlers and the file watcher.
+pub struct Shared {
+    pub repo_path: PathBuf,
+    pub now: Option<Timestamp>,
+    pub metrics: Mutex<Metrics>,
+    pub daemon: Mutex<DaemonState>,
+    /// Set once on SIGTERM/SIGINT.
+    pub stop: AtomicBool,
+    /// `POST /api/refresh` asked for a fetch and a pass.
+    pub refresh: AtomicBool,
+    /// Wakes the reconcile loop (file events, refresh, stop).
+    pub wake: tokio::sync::Notify,
+    /// When the first ref event since the last pass arrived (commit-to-first-step latency).
+    pub event_at: Mutex<Option<Instant>>,
+    pub notifier: Notifier,
+    /// Rollouts already announced (`rollout_started`).
+    pub announced: Mutex<BTreeSet<(String, String)>>,
+    config: RepoConfig,
+}
+
+impl Shared {
+    /// The clock: `--now`, or the system's.
+    pub fn now(&self) -> Timestamp {
+        self.now.unwrap_or_else(Timestamp::now)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+///
+/// # Errors
+/// [`ServerError::Locked`] when another reconciler holds the repository; others when the
+/// repository, the address or the watcher cannot be set up. Failures of single passes are
+/// logged and retried, never returned.
+pub fn run(options: DaemonOptions) -> Result<(), ServerError> {
+    let repo = WatchedRepo::open(&options.repo)?;
+    let lock = ReconcilerLock::acquire(repo.repo.path())?;
+    let config = read_config(&repo);
+    let listen = options.listen.clone().unwrap_or_else(|| config.listen.clone());
+    let poll = match config.remote {
+        Some(_) => Some(
+            parse_duration(&config.poll_interval)
+                .ok_or_else(|| ServerError::PollInterval(config.poll_interval.clone()))?,
+        ),
+        None => None,
+    };
+    let git_dir = repo.repo.path().to_path_buf();
+    drop(repo);
+    let shared = Arc::new(Shared {
+        repo_path: options.repo.clone(),
+        now: options.now,
+        metrics: Mutex::new(Metrics::default()),
+        daemon: Mutex::new(DaemonState::default()),
+        stop: AtomicBool::new(false),
+        refresh: AtomicBool::new(false),
+        wake: tokio::sync::Notify::new(),
+        event_at: Mutex::new(None),
+        notifier: Notifier::new(config.notify.clone()),
+        announced: Mutex::new(BTreeSet::new()),
+        config,
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(4)
+        .enable_all()
+        .build()
+        .map_err(|source| ServerError::Io {
+            what: "cannot start the async runtime",
+            source,
+        })?;
+    runtime.block_on(serve(shared, Arc::new(lock), &listen, &git_dir, poll))
+}
+
+/// `gantry.toml` at the tip of the desired branch (defaults when there is none yet).
+fn read_config(repo: &WatchedRepo) -> RepoConfig {
+    let Ok(tip) = repo.branch_tip(&repo.desired_branch_hint()) else {
+        return RepoConfig::default();
+    };
+    match crate::reconcile::load::load_commit(repo, tip) {
+        Ok(loaded) => loaded.desired.config,
+        Err(_) => RepoConfig::default(),
+    }
+}
+
+async fn serve(
+    shared: Arc<Shared>,
+    lock: Arc<ReconcilerLock>,
+    listen: &str,
+    git_dir: &Path,
+    poll: Option<Duration>,
+) -> Result<(), ServerError> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: listen.to_string(),
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServerError::Io {
+        what: "cannot read the bound address",
+        source,
+    })?;
+    // The first line on stderr, always plain text: tests and scripts read the port from it.
+    eprintln!("listening on {addr}");
+    tracing::info!(%addr, repo = %shared.repo_path.display(), "daemon started");
+
+    let _watcher = watch_refs(git_dir, &shared.config.desired_branch, Arc::clone(&shared))?;
+    tokio::spawn(stop_on_signal(Arc::clone(&shared)));
+
+    let (done, mut done_rx) = tokio::sync::watch::channel(false);
+    let app = http::router(Arc::clone(&shared));
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = done_rx.wait_for(|d| *d).await;
+            })
+            .await
+    });
+
+    reconcile_loop(Arc::clone(&shared), lock, poll).await;
+    let _ = done.send(true);
+    match server.await {
+        Ok(Ok(())) => {}
+        Ok(Err(source)) => {
+            return Err(ServerError::Io {
+                what: "the HTTP server failed",
+                source,
+            });
+        }
+        Err(e) => tracing::error!("the HTTP server task ended abnormally: {e}"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Sets the stop flag on SIGTERM or SIGINT.
+async fn stop_on_signal(shared: Arc<Shared>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let sigterm = async {
+        match term.as_mut() {
+            Some(t) => {
+                t.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = sigterm => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("stopping: no new step starts; the running step finishes and is recorded");
+    shared.stop.store(true, Ordering::SeqCst);
+    shared.wake.notify_one();
+}
+
+/// Watches `.git` (HEAD, packed-refs) and `.git/refs` (recursively) and wakes the loop on any
+/// change to the desired branch's ref. The loop compares the branch tip, so a burst of events
+/// (lock file, rename, reflog) amounts to one pass: events are debounced by the tip itself.
+fn watch_refs(git_dir: &Path, branch: &str, shared: Arc<Shared>) -> Result<::notify::RecommendedWatcher, ServerError> {
+    use ::notify::{RecursiveMode, Watcher};
+    let ref_path = PathBuf::from("refs/heads").join(branch);
+    let wanted =
+        move |path: &Path| path.ends_with(&ref_path) || path.ends_with("packed-refs") || path.ends_with("HEAD");
+    let mut watcher = ::notify::recommended_watcher(move |event: ::notify::Result<::notify::Event>| {
+        let Ok(event) = event else { return };
+        // Reading a ref (as the loop itself does) is an access event; only changes matter.
+        if matches!(event.kind, ::notify::EventKind::Access(_)) {
+            return;
+        }
+        if event.paths.iter().any(|p| wanted(p)) {
+            lock(&shared.event_at).get_or_insert_with(Instant::now);
+            shared.wake.notify_one();
+        }
+    })
+    .map_err(|source| ServerError::Watch {
+        path: git_dir.to_path_buf(),
+        source,
+    })?;
+    let refs = git_dir.join("refs");
+    for (path, mode) in [
+        (git_dir, RecursiveMode::NonRecursive),
+        (refs.as_path(), RecursiveMode::Recursive),
+    ] {
+        watcher.watch(path, mode).map_err(|source| ServerError::Watch {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    }
+    Ok(watcher)
+}
+
+/// The tip of the desired branch, if it has one.
+fn desired_tip(shared: &Shared) -> Option<Oid> {
+    let repo = WatchedRepo::open(&shared.repo_path).ok()?;
+    repo.branch_tip(&shared.config.desired_branch).ok()
+}
+
+/// Why the loop runs a pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    Start,
+    NewCommit,
+    Timer,
+    Refresh,
+}
+
+async fn reconcile_loop(shared: Arc<Shared>, held: Arc<ReconcilerLock>, poll: Option<Duration>) {
+    let mut next_poll = poll.map(|_| tokio::time::Instant::now());
+    let mut timer: Option<tokio::time::Instant> = None;
+    let mut reconciled: Option<Oid> = None;
+    let mut trigger = Some(Trigger::Start);
+    let mut failures = 0u32;
+    while !shared.stop.load(Ordering::SeqCst) {
+        let refresh = shared.refresh.swap(false, Ordering::SeqCst);
+        if refresh {
+            trigger = trigger.or(Some(Trigger::Refresh));
+        }
+        // Remote: fetch when the poll is due or a refresh asked for it.
+        if let (Some(remote), Some(interval)) = (shared.config.remote.clone(), poll)
+            && (refresh || next_poll.is_some_and(|t| t <= tokio::time::Instant::now()))
+        {
+            next_poll = Some(tokio::time::Instant::now() + interval);
+            let s = Arc::clone(&shared);
+            let fetched = tokio::task::spawn_blocking(move || fetch(&s, &remote)).await;
+            if let Ok(Some(at)) = fetched {
+                lock(&shared.event_at).get_or_insert(at);
+            }
+        }
+        let tip = {
+            let s = Arc::clone(&shared);
+            tokio::task::spawn_blocking(move || desired_tip(&s))
+                .await
+                .ok()
+                .flatten()
+        };
+        if trigger.is_none() && tip.is_some() && tip != reconciled {
+            trigger = Some(Trigger::NewCommit);
+        }
+        let seen = lock(&shared.event_at).take();
+        if let Some(why) = trigger.take() {
+            let seen = if why == Trigger::NewCommit { seen } else { None };
+            tracing::debug!(trigger = ?why, "reconcile pass");
+            let (s, l) = (Arc::clone(&shared), Arc::clone(&held));
+            let outcome = tokio::task::spawn_blocking(move || run_pass(&s, &l, seen)).await;
+            let outcome = outcome.unwrap_or_else(|e| PassOutcome::Error(format!("the pass panicked: {e}")));
+            timer = match outcome {
+                PassOutcome::Done { commit, next_wake } => {
+                    failures = 0;
+                    reconciled = commit.or(tip);
+                    next_wake.and_then(|at| instant_of(&shared, at))
+                }
+                PassOutcome::Invalid { commit } => {
+                    failures = 0;
+                    reconciled = Some(commit);
+                    None
+                }
+                PassOutcome::Error(message) => {
+                    tracing::error!("reconcile pass failed: {message}");
+                    lock(&shared.daemon).last_error = Some(message);
+                    reconciled = tip;
+                    failures += 1;
+                    // Retry backoff: 1 s, 2 s, 4 s, … up to 5 minutes.
+                    let backoff = Duration::from_secs(1u64 << failures.min(9)).min(Duration::from_secs(300));
+                    Some(tokio::time::Instant::now() + backoff)
+                }
+            };
+            lock(&shared.daemon).next_wake = timer.map(|t| {
+                let ahead = t.saturating_duration_since(tokio::time::Instant::now());
+                Timestamp::now()
+                    .checked_add(jiff::SignedDuration::try_from(ahead).unwrap_or_default())
+                    .unwrap_or_else(|_| Timestamp::now())
+                    .to_string()
+            });
+            // Look again at once: a commit may have landed during the pass.
+            continue;
+        }
+        let wake_at = [timer, next_poll].into_iter().flatten().min();
+        tokio::select! {
+            () = shared.wake.notified() => {}
+            () = sleep_until(wake_at) => {
+                if timer.is_some_and(|t| t <= tokio::time::Instant::now()) {
+                    timer = None;
+                    trigger = Some(Trigger::Timer);
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The monotonic instant of a wall-clock time (`None` with a fixed `--now`: timers never fire).
+fn instant_of(shared: &Shared, at: Timestamp) -> Option<tokio::time::Instant> {
+    if shared.now.is_some() {
+        return None;
+    }
+    let ahead = Timestamp::now().duration_until(at);
+    let ahead = Duration::try_from(ahead).unwrap_or_default();
+    // A little slack so the plan, computed at wake-up, sees the instant as past.
+    Some(tokio::time::Instant::now() + ahead + Duration::from_millis(50))
+}
+
+/// Fetches the desired branch; the time it advanced, if it did.
+fn fetch(shared: &Shared, remote: &str) -> Option<Instant> {
+    let repo = WatchedRepo::open(&shared.repo_path).ok()?;
+    match remote::fetch_desired(&repo.repo, remote, &shared.config.desired_branch) {
+        Ok(fetched) => {
+            lock(&shared.daemon).remote_error = None;
+            match fetched {
+                remote::Fetched::Advanced(commit) => {
+                    tracing::info!(remote, %commit, "fetched a new desired commit");
+                    Some(Instant::now())
+                }
+                remote::Fetched::Unchanged => None,
+                remote::Fetched::Diverged => {
+                    tracing::warn!(
+                        remote,
+                        branch = %shared.config.desired_branch,
+                        "the local desired branch has commits the remote lacks; not fast-forwarding"
+                    );
+                    None
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!("fetch failed: {e}");
+            lock(&shared.daemon).remote_error = Some(e.to_string());
+            None
+        }
+    }
+}
+
+/// How a pass ended, for the loop.
+enum PassOutcome {
+    Done {
+        commit: Option<Oid>,
+        next_wake: Option<Timestamp>,
+    },
+    Invalid {
+        commit: Oid,
+    },
+    Error(String),
+}
+
+/// One pass (blocking): apply, then metrics, notifications and the push of recorded state.
+fn run_pass(shared: &Shared, lock_held: &ReconcilerLock, seen: Option<Instant>) -> PassOutcome {
+    let repo = match WatchedRepo::open(&shared.repo_path) {
+        Ok(r) => r,
+        Err(e) => return PassOutcome::Error(e.to_string()),
+    };
+    let state_branch = shared.config.state_branch.clone();
+    let before = read_recorded(&repo.repo, &state_branch).unwrap_or_default();
+    let known: BTreeSet<(String, String)> = before
+        .rollouts
+        .keys()
+        .map(|(c, v)| (c.clone(), v.to_string()))
+        .collect();
+    let sink = DaemonSink::new(shared, seen, known);
+    let options = ApplyOptions {
+        targets: Vec::new(),
+        dry_run: false,
+        now: shared.now,
+    };
+    let result = apply_holding_lock(&repo, lock_held, &options, &shared.stop, &sink);
+    lock(&shared.metrics).passes += 1;
+    lock(&shared.daemon).passes += 1;
+    lock(&shared.daemon).last_pass = Some(Timestamp::now().to_string());
+    match result {
+        Ok(report) => {
+            let commit = report.commit.as_deref().and_then(|c| Oid::from_str(c).ok());
+            {
+                let mut metrics = lock(&shared.metrics);
+                metrics.desired_commit_valid = true;
+                metrics.last_valid_commit.clone_from(&report.commit);
+            }
+            {
+                let mut daemon = lock(&shared.daemon);
+                daemon.last_valid_commit.clone_from(&report.commit);
+                daemon.invalid_commit = None;
+                daemon.last_error = None;
+            }
+            tracing::info!(
+                commit = report.commit.as_deref().unwrap_or(""),
+                attempts = report.outcomes.len(),
+                resumed = report.resumed,
+                "pass finished"
+            );
+            let after = read_recorded(&repo.repo, &state_branch).unwrap_or_default();
+            announce_waves(shared, &before, &after);
+            after_pass(shared, &repo, !report.outcomes.is_empty());
+            if (!report.outcomes.is_empty() || report.resumed > 0)
+                && let Some(remote) = &shared.config.remote
+            {
+                match remote::push_state(&repo.repo, remote, &state_branch) {
+                    Ok(()) => lock(&shared.daemon).remote_error = None,
+                    Err(e) => {
+                        tracing::warn!("cannot push the state branch: {e}");
+                        lock(&shared.daemon).remote_error = Some(e.to_string());
+                    }
+                }
+            }
+            let next_wake = report.plan.as_ref().and_then(|p| next_instant(p, shared.now()));
+            PassOutcome::Done { commit, next_wake }
+        }
+        Err(ApplyError::InvalidCommit {
+            commit, diagnostics, ..
+        }) => {
+            lock(&shared.metrics).desired_commit_valid = false;
+            let errors: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+            let first = errors.first().cloned().unwrap_or_default();
+            let short = &commit[..12.min(commit.len())];
+            let already = {
+                let mut daemon = lock(&shared.daemon);
+                let already = daemon.invalid_commit.as_ref().is_some_and(|i| i.commit == commit);
+                daemon.invalid_commit = Some(InvalidCommit {
+                    commit: commit.clone(),
+                    errors: errors.clone(),
+                });
+                already
+            };
+            if !already {
+                for e in &errors {
+                    tracing::error!(commit = %commit, "{e}");
+                }
+                tracing::error!(commit = %commit, "desired commit {short} is not valid; nothing of it is applied");
+                let more = if errors.len() > 1 {
+                    format!(" (+{} more)", errors.len() - 1)
+                } else {
+                    String::new()
+                };
+                shared.notifier.send(
+                    Event::InvalidCommit,
+                    &format!("✗ desired commit {short} is not valid; nothing applied: {first}{more}"),
+                    details(json!({"commit": commit, "errors": errors})),
+                );
+            }
+            match Oid::from_str(&commit) {
+                Ok(commit) => PassOutcome::Invalid { commit },
+                Err(e) => PassOutcome::Error(e.to_string()),
+            }
+        }
+        Err(e) => PassOutcome::Error(e.to_string()),
+    }
+}
+
+/// `wave_completed` for every wave this pass completed.
+fn announce_waves(shared: &Shared, before: &crate::state::RecordedState, after: &crate::state::RecordedState) {
+    for (key, rollout) in &after.rollouts {
+        for wave in &rollout.waves {
+            let was_done = before
+                .rollouts
+                .get(key)
+                .and_then(|r| r.waves.iter().find(|w| w.name == wave.name))
+                .is_some_and(|w| w.completed.is_some());
+            if wave.completed.is_some() && !was_done {
+                let (component, version) = (&rollout.component, rollout.version.to_string());
+                tracing::info!(component = %component, version = %version, wave = %wave.name, "wave completed");
+                shared.notifier.send(
+                    Event::WaveCompleted,
+                    &format!("✓ {component} {version}: wave {} completed", wave.name),
+                    details(json!({"component": component, "version": version, "wave": wave.name,
+                        "completed": wave.completed})),
+                );
+            }
+        }
+    }
+}
+
+/// After a pass: the target gauges, and the `blocked` and `converged` notifications.
+fn after_pass(shared: &Shared, repo: &WatchedRepo, recorded_something: bool) {
+    let status = match crate::cli::status::status_report(repo, None, shared.now()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("cannot compute the status after the pass: {e}");
+            return;
+        }
+    };
+    let mut by_status = std::collections::BTreeMap::new();
+    for t in &status.targets {
+        *by_status.entry(t.status.clone()).or_insert(0u64) += 1;
+    }
+    lock(&shared.metrics).targets = by_status;
+    let blocked: BTreeSet<String> = status
+        .targets
+        .iter()
+        .filter(|t| t.plan_status == "blocked")
+        .map(|t| t.target.clone())
+        .collect();
+    let converged = !status.targets.is_empty()
+        && status
+            .targets
+            .iter()
+            .all(|t| t.next_action == "noop" && t.status == "converged");
+    let (newly_blocked, announce_converged) = {
+        let mut daemon = lock(&shared.daemon);
+        let newly: Vec<String> = blocked.difference(&daemon.blocked).cloned().collect();
+        let announce = converged && (recorded_something || daemon.converged == Some(false));
+        daemon.blocked = blocked;
+        daemon.converged = Some(converged);
+        (newly, announce)
+    };
+    for name in newly_blocked {
+        let Some(row) = status.targets.iter().find(|t| t.target == name) else {
+            continue;
+        };
+        let reasons: Vec<String> = row
+            .blockers
+            .iter()
+            .map(|b| {
+                let when = b.opens_at.as_ref().or(b.until.as_ref());
+                let kind = format!("{:?}", b.kind).to_lowercase();
+                match when {
+                    Some(w) => format!("{kind}: {} (until {w})", b.reason),
+                    None => format!("{kind}: {}", b.reason),
+                }
+            })
+            .collect();
+        tracing::info!(target = %row.target, component = %row.component, "blocked: {}", reasons.join("; "));
+        shared.notifier.send(
+            Event::Blocked,
+            &format!(
+                "⏸ {} on {}: {} to {} blocked — {}",
+                row.component,
+                row.target,
+                row.next_action,
+                row.desired.as_deref().unwrap_or("-"),
+                reasons.join("; ")
+            ),
+            details(
+                json!({"target": row.target, "component": row.component, "action": row.next_action,
+                "desired": row.desired, "blockers": row.blockers, "opens_at": row.opens_at}),
+            ),
+        );
+    }
+    if announce_converged {
+        let short = &status.desired_commit[..12.min(status.desired_commit.len())];
+        tracing::info!(commit = %status.desired_commit, "converged");
+        shared.notifier.send(
+            Event::Converged,
+            &format!("✓ all {} targets converged on {short}", status.targets.len()),
+            details(json!({"commit": status.desired_commit, "targets": status.targets.len()})),
+        );
+    }
+}
+
+/// The earliest future instant in a plan: a window opening, a blocker lifting, a soak ending.
+pub fn next_instant(plan: &crate::plan::Plan, now: Timestamp) -> Option<Timestamp> {
+    let blockers = plan
+        .actions
+        .iter()
+        .flat_map(|a| &a.blocked_by)
+        .flat_map(|b| [b.opens_at.as_deref(), b.until.as_deref()]);
+    let soaks = plan
+        .rollouts
+        .iter()
+        .flat_map(|r| &r.waves)
+        .map(|w| w.soak_until.as_deref());
+    blockers
+        .chain(soaks)
+        .flatten()
+        .filter_map(|text| text.parse::<Timestamp>().ok())
+        .filter(|at| *at > now)
+        .min()
+}
+
+/// Parses `30s`, `5m`, `1h`, `500ms`, `1d` (and a bare number of seconds).
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    let duration = match unit.trim() {
+        "" | "s" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        "m" => Duration::from_secs(n.checked_mul(60)?),
+        "h" => Duration::from_secs(n.checked_mul(3600)?),
+        "d" => Duration::from_secs(n.checked_mul(86_400)?),
+        _ => return None,
+    };
+    (!duration.is_zero()).then_some(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poll_intervals() {
+        for (text, want) in [
+            ("30s", Some(Duration::from_secs(30))),
+            ("5m", Some(Duration::from_secs(300))),
+            ("1h", Some(Duration::from_secs(3600))),
+            ("250ms", Some(Duration::from_millis(250))),
+            ("45", Some(Duration::from_secs(45))),
+            ("0s", None),
+            ("soon", None),
+            ("5 parsecs", None),
+        ] {
+            assert_eq!(parse_duration(text), want, "{text}");
+        }
+    }
+}

@@ -1,0 +1,644 @@
+//! `gantry daemon` end to end: the real binary on real temporary repositories, talking HTTP.
+//! Nothing sleeps to assert: every wait polls with a deadline.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{Repo, component, release, target};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Polls `f` until it returns `Some`, failing with `what` after the deadline.
+fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A running daemon; killed when dropped.
+struct Daemon {
+    child: Child,
+    addr: String,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Daemon {
+    fn start(repo: &Repo, extra: &[&str]) -> Daemon {
+        let mut child = Command::new(assert_cmd::cargo::cargo_bin("gantry"))
+            .arg("--repo")
+            .arg(repo.path())
+            .args(extra)
+            .args(["daemon", "--listen", "127.0.0.1:0"])
+            .env_remove("GANTRY_NOW")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start gantry daemon");
+        let mut reader = BufReader::new(child.stderr.take().expect("stderr"));
+        let mut first = String::new();
+        reader.read_line(&mut first).expect("read first line");
+        let addr = first
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("first stderr line is not `listening on ADDR`: {first:?}"))
+            .to_string();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                sink.lock().unwrap().push_str(&line);
+                line.clear();
+            }
+        });
+        Daemon { child, addr, stderr }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        http("GET", &self.url(path))
+    }
+
+    fn json(&self, path: &str) -> serde_json::Value {
+        let (code, body) = self.get(path);
+        assert_eq!(code, 200, "{path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path} is not JSON ({e}): {body}"))
+    }
+
+    fn metric(&self, name: &str) -> Option<f64> {
+        let (_, text) = self.get("/metrics");
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    fn passes(&self) -> u64 {
+        self.json("/api/daemon")["passes"].as_u64().unwrap_or(0)
+    }
+
+    fn logs(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM and waits for the exit code.
+    fn terminate(mut self) -> (i32, String) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+        let status = wait_for("the daemon to exit", || self.child.try_wait().expect("wait"));
+        // Let the reader thread drain the last lines.
+        std::thread::sleep(Duration::from_millis(50));
+        (status.code().unwrap_or(-1), self.logs())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A tiny HTTP/1.1 client (ureq, which gantry already uses) returning status and body.
+fn http(method: &str, url: &str) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .into();
+    let response = match method {
+        "POST" => agent.post(url).send_empty(),
+        _ => agent.get(url).call(),
+    };
+    let mut response = response.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let code = response.status().as_u16();
+    (code, response.body_mut().read_to_string().unwrap_or_default())
+}
+
+/// A webhook receiver on 127.0.0.1 recording every request body.
+struct Hooks {
+    port: u16,
+    bodies: Arc<Mutex<Vec<serde_json::Value>>>,
+}
+
+impl Hooks {
+    fn start() -> Hooks {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind hook server");
+        let port = listener.local_addr().expect("addr").port();
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&bodies);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some((name, value)) = line.split_once(':')
+                        && name.eq_ignore_ascii_case("content-length")
+                    {
+                        length = value.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                if reader.read_exact(&mut body).is_ok()
+                    && let Ok(value) = serde_json::from_slice(&body)
+                {
+                    sink.lock().unwrap().push(value);
+                }
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            }
+        });
+        Hooks { port, bodies }
+    }
+
+    fn event(&self, name: &str) -> Option<serde_json::Value> {
+        self.bodies.lock().unwrap().iter().find(|b| b["event"] == name).cloned()
+    }
+}
+
+/// One component `web` (a deploy script that records the version under `deployed/`, and
+/// sleeps 2 s first when the target is named `slow`), releases 1.0.0 and 1.1.0, and targets.
+fn fixture(targets: &[(&str, &str)], hook_port: Option<u16>) -> Repo {
+    let repo = Repo::new();
+    let mut toml = "desired_branch = \"main\"\n\n[executors.local]\ntype = \"shell\"\n".to_string();
+    if let Some(port) = hook_port {
+        toml.push_str(&format!(
+            "\n[[notify]]\nurl = \"http://127.0.0.1:{port}/hook\"\nevents = [\"invalid_commit\", \"converged\", \"rollout_started\"]\n"
+        ));
+    }
+    repo.file("gantry.toml", &toml)
+        .file(".gitignore", "deployed/\n")
+        .file(
+            "scripts/deploy.sh",
+            "#!/bin/sh\nset -eu\nmkdir -p \"$GANTRY_REPO/deployed\"\n\
+             if [ \"$1\" = slow ]; then touch \"$GANTRY_REPO/deployed/slow.started\"; sleep 2; fi\n\
+             printf '%s\\n' \"$2\" > \"$GANTRY_REPO/deployed/$1\"\n\
+             echo \"$1 $2\" >> \"$GANTRY_REPO/deployed/runs.log\"\n",
+        )
+        .file("components/web.yaml", &component("web", ""))
+        .file(
+            "releases/web.yaml",
+            &format!("{}\n---\n{}", release("web", "1.0.0", ""), release("web", "1.1.0", "")),
+        );
+    for (name, version) in targets {
+        repo.file(
+            &format!("targets/{name}.yaml"),
+            &target(name, "web", version, "env: test"),
+        );
+    }
+    repo.commit_all("initial");
+    repo
+}
+
+fn deployed(repo: &Repo, target: &str) -> Option<String> {
+    std::fs::read_to_string(repo.path().join("deployed").join(target))
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+fn state_tip(repo: &Repo) -> Option<git2::Oid> {
+    repo.git.refname_to_id("refs/heads/gantry/state").ok()
+}
+
+#[test]
+fn daemon_installs_on_start_and_applies_a_new_commit_without_restarting() {
+    let repo = fixture(&[("alpha", "1.0.0")], None);
+    let daemon = Daemon::start(&repo, &[]);
+    assert_eq!(daemon.get("/healthz"), (200, "ok".to_string()));
+    wait_for("alpha installed at 1.0.0", || {
+        (deployed(&repo, "alpha").as_deref() == Some("1.0.0")).then_some(())
+    });
+    let first_state = wait_for("the install recorded", || state_tip(&repo));
+
+    repo.file("targets/alpha.yaml", &target("alpha", "web", "1.1.0", "env: test"));
+    repo.commit_all("alpha to 1.1.0");
+    wait_for("alpha upgraded to 1.1.0", || {
+        (deployed(&repo, "alpha").as_deref() == Some("1.1.0")).then_some(())
+    });
+    wait_for("the upgrade recorded", || {
+        state_tip(&repo).filter(|tip| *tip != first_state)
+    });
+    let history = repo
+        .gantry(&["history", "alpha", "--format", "json"])
+        .expect(0)
+        .stdout();
+    assert!(history.contains("1.1.0"), "history lacks the upgrade: {history}");
+    let logs = daemon.logs();
+    assert!(
+        logs.contains("target=alpha") && logs.contains("component=web") && logs.contains("attempt="),
+        "step logs carry target, component and attempt fields:\n{logs}"
+    );
+    let latency = wait_for("the commit-to-first-step histogram", || {
+        daemon
+            .metric("gantry_commit_to_first_step_seconds_count")
+            .filter(|n| *n >= 1.0)
+    });
+    assert!(latency >= 1.0);
+}
+
+#[test]
+fn daemon_reports_an_invalid_commit_and_applies_nothing_of_it() {
+    let hooks = Hooks::start();
+    let repo = fixture(&[("alpha", "1.0.0")], Some(hooks.port));
+    let daemon = Daemon::start(&repo, &[]);
+    wait_for("alpha installed", || {
+        (deployed(&repo, "alpha").as_deref() == Some("1.0.0")).then_some(())
+    });
+    wait_for("a converged webhook", || hooks.event("converged"));
+    let started = wait_for("a rollout_started webhook", || hooks.event("rollout_started"));
+    assert_eq!(started["component"], "web");
+    let passes = wait_for("the first pass counted", || Some(daemon.passes()).filter(|n| *n >= 1));
+    let state_before = state_tip(&repo).expect("state branch");
+
+    // Upgrade alpha and add a target of a component that does not exist: invalid as a whole.
+    repo.file("targets/alpha.yaml", &target("alpha", "web", "1.1.0", "env: test"))
+        .file("targets/ghost.yaml", &target("ghost", "nosuch", "1.0.0", "env: test"));
+    let bad = repo.commit_all("upgrade alpha, add ghost");
+
+    let invalid = wait_for("/api/daemon to show the invalid commit", || {
+        let state = daemon.json("/api/daemon");
+        (state["invalid_commit"]["commit"] == bad.as_str()).then_some(state)
+    });
+    let errors = invalid["invalid_commit"]["errors"].to_string();
+    assert!(errors.contains("nosuch"), "errors name the unknown component: {errors}");
+    assert!(invalid["passes"].as_u64().unwrap() > passes);
+    let hook = wait_for("an invalid_commit webhook", || hooks.event("invalid_commit"));
+    assert_eq!(hook["commit"], bad.as_str());
+    assert!(hook["text"].as_str().unwrap().contains("not valid"), "{hook}");
+    assert_eq!(daemon.json("/api/status")["valid"], false);
+    assert_eq!(daemon.metric("gantry_desired_commit_valid"), Some(0.0));
+
+    // Nothing of it ran or was recorded.
+    assert_eq!(state_tip(&repo), Some(state_before));
+    assert_eq!(deployed(&repo, "alpha").as_deref(), Some("1.0.0"));
+    assert_eq!(
+        daemon.get("/healthz"),
+        (200, "ok".to_string()),
+        "the daemon keeps running"
+    );
+}
+
+/// SPEC §7: on SIGTERM no new step starts, the running step finishes and is recorded (in the
+/// journal: the attempt's next step, the health check, has not started, so the attempt is left to
+/// resume), and the daemon exits 0. The next start resumes it without re-running the deploy.
+#[test]
+fn sigterm_during_a_slow_step_lets_it_finish_records_it_and_exits_0() {
+    let repo = fixture(&[("slow", "1.0.0")], None);
+    let daemon = Daemon::start(&repo, &[]);
+    wait_for("the slow step to start", || {
+        repo.path().join("deployed/slow.started").exists().then_some(())
+    });
+    assert!(state_tip(&repo).is_none(), "nothing recorded before the step ends");
+    let (code, logs) = daemon.terminate();
+    assert_eq!(code, 0, "exit code; logs:\n{logs}");
+    assert_eq!(deployed(&repo, "slow").as_deref(), Some("1.0.0"), "the step finished");
+    assert!(logs.contains("step finished: 01-deploy-1.0.0"), "{logs}");
+    assert!(
+        !logs.contains("step 2/2 started"),
+        "no new step started after SIGTERM:\n{logs}"
+    );
+    // The attempt's journal (with the deploy's completion) is kept for the next start.
+    let journals = std::fs::read_dir(repo.path().join(".git/gantry/journal"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(journals, 1, "the stopped attempt's journal is kept");
+
+    // The next start resumes the attempt after its completed deploy and records the outcome.
+    let daemon = Daemon::start(&repo, &[]);
+    wait_for("the resumed attempt recorded", || state_tip(&repo));
+    let history = repo.gantry(&["history", "slow", "--format", "json"]).expect(0).stdout();
+    assert!(
+        history.contains("succeeded"),
+        "the attempt is recorded: {history}\n{}",
+        daemon.logs()
+    );
+    let runs = std::fs::read_to_string(repo.path().join("deployed/runs.log")).expect("runs.log");
+    assert_eq!(runs, "slow 1.0.0\n", "the completed deploy step was not run again");
+}
+
+#[test]
+fn a_second_daemon_on_the_same_repository_exits_3() {
+    let repo = fixture(&[("alpha", "1.0.0")], None);
+    let _daemon = Daemon::start(&repo, &[]);
+    let second = repo.gantry(&["daemon", "--listen", "127.0.0.1:0"]);
+    assert_eq!(second.code(), 3, "{}", second.stderr());
+}
+
+/// One parsed sample: name, labels, value.
+type Sample = (String, Vec<(String, String)>, f64);
+
+/// Checks Prometheus text format 0.0.4: `# HELP`/`# TYPE` lines, and samples
+/// `name{label="value",…} number` whose names belong to a declared family.
+fn parse_prometheus(text: &str) -> Vec<Sample> {
+    let mut families: Vec<(String, String)> = Vec::new();
+    let mut samples = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("# TYPE name kind");
+            assert!(
+                ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
+                "bad type in {line}"
+            );
+            families.push((name.to_string(), kind.to_string()));
+            continue;
+        }
+        if line.starts_with("# HELP ") || line.is_empty() {
+            continue;
+        }
+        assert!(!line.starts_with('#'), "unknown comment line {line}");
+        let name_end = line.find(['{', ' ']).expect("sample has a value");
+        let name = &line[..name_end];
+        assert!(
+            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad metric name in {line}"
+        );
+        let mut rest = &line[name_end..];
+        let mut labels = Vec::new();
+        if let Some(inner) = rest.strip_prefix('{') {
+            let close = inner.find('}').expect("labels close");
+            for pair in inner[..close].split(',').filter(|p| !p.is_empty()) {
+                let (k, v) = pair.split_once('=').expect("label=value");
+                assert!(
+                    v.starts_with('"') && v.ends_with('"') && v.len() >= 2,
+                    "quoted value in {line}"
+                );
+                labels.push((k.to_string(), v[1..v.len() - 1].to_string()));
+            }
+            rest = &inner[close + 1..];
+        }
+        let value = rest.trim();
+        let value: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            v => v.parse().unwrap_or_else(|_| panic!("bad value in {line}")),
+        };
+        let family = families
+            .iter()
+            .find(|(f, kind)| {
+                name == f
+                    || (kind == "histogram"
+                        && [("_bucket"), ("_sum"), ("_count")]
+                            .iter()
+                            .any(|s| name.strip_suffix(s) == Some(f.as_str())))
+            })
+            .unwrap_or_else(|| panic!("sample {name} has no # TYPE line before it"));
+        if family.1 == "histogram" && name.ends_with("_bucket") {
+            assert!(labels.iter().any(|(k, _)| k == "le"), "bucket without le: {line}");
+        }
+        samples.push((name.to_string(), labels, value));
+    }
+    samples
+}
+
+#[test]
+fn metrics_parse_as_prometheus_text() {
+    let repo = fixture(&[("alpha", "1.0.0")], None);
+    let daemon = Daemon::start(&repo, &[]);
+    wait_for("a finished pass", || Some(daemon.passes()).filter(|n| *n >= 1));
+    let (code, text) = daemon.get("/metrics");
+    assert_eq!(code, 200);
+    let samples = parse_prometheus(&text);
+    let value = |name: &str| samples.iter().find(|s| s.0 == name).map(|s| s.2);
+    assert!(value("gantry_reconcile_passes_total").unwrap() >= 1.0, "{text}");
+    assert_eq!(value("gantry_desired_commit_valid"), Some(1.0));
+    assert!(
+        samples.iter().any(|(n, l, v)| n == "gantry_actions_total"
+            && l.contains(&("kind".into(), "install".into()))
+            && l.contains(&("outcome".into(), "succeeded".into()))
+            && *v == 1.0),
+        "{text}"
+    );
+    assert!(
+        samples
+            .iter()
+            .any(|(n, l, _)| n == "gantry_step_duration_seconds_count" && l.contains(&("kind".into(), "deploy".into()))),
+        "{text}"
+    );
+    assert!(
+        samples
+            .iter()
+            .any(|(n, l, v)| n == "gantry_targets" && l.contains(&("status".into(), "converged".into())) && *v == 1.0),
+        "{text}"
+    );
+    for family in [
+        "gantry_reconcile_passes_total counter",
+        "gantry_actions_total counter",
+        "gantry_rollbacks_total counter",
+        "gantry_step_duration_seconds histogram",
+        "gantry_commit_to_first_step_seconds histogram",
+        "gantry_targets gauge",
+        "gantry_last_valid_desired_commit_info gauge",
+        "gantry_desired_commit_valid gauge",
+    ] {
+        assert!(text.contains(&format!("# TYPE {family}\n")), "missing # TYPE {family}");
+    }
+}
+
+#[test]
+fn api_status_equals_gantry_status_json_at_the_same_now() {
+    let now = "2026-11-21T10:00:00Z";
+    let repo = fixture(&[("alpha", "1.0.0"), ("beta", "1.1.0")], None);
+    let daemon = Daemon::start(&repo, &["--now", now]);
+    wait_for("both installed", || {
+        (deployed(&repo, "alpha").is_some() && deployed(&repo, "beta").is_some()).then_some(())
+    });
+    wait_for("the pass finished", || Some(daemon.passes()).filter(|n| *n >= 1));
+    let served = daemon.json("/api/status");
+    let printed = repo
+        .gantry(&["--now", now, "status", "--format", "json"])
+        .expect(0)
+        .stdout();
+    let printed: serde_json::Value = serde_json::from_str(&printed).expect("status json");
+    assert_eq!(served, printed);
+    assert_eq!(served["targets"].as_array().map(Vec::len), Some(2));
+}
+
+/// Headless Chromium on the status page: the rollouts table is in the DOM with rows, and the
+/// screenshot is not blank where the tables are.
+#[test]
+fn status_page_renders_in_headless_chromium() {
+    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists());
+    let Some(chromium) = chromium else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "chromium is required on CI (apt-get install -y chromium)"
+        );
+        eprintln!("SKIPPED status_page_renders_in_headless_chromium: chromium is not installed (and CI is unset)");
+        return;
+    };
+    let repo = fixture(&[("alpha", "1.0.0"), ("beta", "1.0.0"), ("gamma", "1.1.0")], None);
+    let daemon = Daemon::start(&repo, &[]);
+    wait_for("a recorded rollout", || {
+        let (_, html) = daemon.get("/");
+        html.contains("completed").then_some(())
+    });
+    let (code, html) = daemon.get("/");
+    assert_eq!(code, 200);
+    assert!(!html.contains("<script"), "no JavaScript");
+
+    let out = tempfile::tempdir().expect("tmp");
+    let run = |extra: &[&str]| {
+        let profile = tempfile::tempdir().expect("profile");
+        Command::new(&chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--window-size=1280,900",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(extra)
+            .arg(daemon.url("/"))
+            .output()
+            .expect("run chromium")
+    };
+    let dom = run(&["--dump-dom"]);
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    let table = dom
+        .split("<table id=\"rollouts\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</table>").next())
+        .unwrap_or_else(|| panic!("no rollouts table in the DOM:\n{dom}"));
+    let rows = table.matches("<tr>").count() - 1; // minus the header row
+    assert!(rows >= 1, "rollouts table has rows: {table}");
+    assert!(table.contains("web") && table.contains("completed"), "{table}");
+
+    let shot = out.path().join("page.png");
+    let screenshot = run(&[&format!("--screenshot={}", shot.display())]);
+    assert!(
+        shot.exists(),
+        "no screenshot: {}",
+        String::from_utf8_lossy(&screenshot.stderr)
+    );
+    let (width, height, pixels) = decode_png(&shot);
+    assert_eq!((width, height), (1280, 900));
+    // The tables fill the top part of the page: count painted (non-white) pixels there.
+    let painted = pixels
+        .chunks(4)
+        .take((width * 400) as usize)
+        .filter(|p| p[0] < 240 || p[1] < 240 || p[2] < 240)
+        .count();
+    assert!(
+        painted > 5_000,
+        "only {painted} non-white pixels in the top 400 rows: is the page blank?"
+    );
+}
+
+/// Decodes a PNG into RGBA8 pixels.
+fn decode_png(path: &Path) -> (u32, u32, Vec<u8>) {
+    let decoder = png::Decoder::new(std::fs::File::open(path).expect("open png"));
+    let mut reader = decoder.read_info().expect("png header");
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).expect("png frame");
+    buf.truncate(info.buffer_size());
+    let rgba = match info.color_type {
+        png::ColorType::Rgba => buf,
+        png::ColorType::Rgb => buf.chunks(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect(),
+        other => panic!("unexpected PNG colour type {other:?}"),
+    };
+    (info.width, info.height, rgba)
+}
+
+/// With `remote` set: the state branch is pushed after a pass, and `POST /api/refresh` fetches a
+/// new desired commit from the remote (a bare repository over file://) and reconciles it.
+#[test]
+fn remote_desired_commits_are_fetched_on_refresh_and_state_is_pushed() {
+    let bare_dir = tempfile::tempdir().expect("tmp");
+    let bare = git2::Repository::init_bare(bare_dir.path()).expect("bare");
+    let url = format!("file://{}", bare_dir.path().display());
+    let repo = fixture(&[("alpha", "1.0.0")], None);
+    let toml = std::fs::read_to_string(repo.path().join("gantry.toml")).expect("toml");
+    repo.file(
+        "gantry.toml",
+        &format!("remote = \"origin\"\npoll_interval = \"1h\"\n{toml}"),
+    );
+    repo.commit_all("use the remote");
+    repo.git.remote("origin", &url).expect("add remote");
+    let push = |spec: &str| {
+        repo.git
+            .find_remote("origin")
+            .expect("origin")
+            .push(&[spec], None)
+            .expect("push");
+    };
+    push("refs/heads/main:refs/heads/main");
+
+    let daemon = Daemon::start(&repo, &[]);
+    wait_for("alpha installed", || {
+        (deployed(&repo, "alpha").as_deref() == Some("1.0.0")).then_some(())
+    });
+    let local_state = wait_for("the state recorded", || state_tip(&repo));
+    wait_for("the state branch pushed", || {
+        bare.refname_to_id("refs/heads/gantry/state")
+            .ok()
+            .filter(|id| *id == local_state)
+    });
+
+    // Someone else's commit reaches the remote only; the local branch never had it.
+    let head = repo.git.head().unwrap().peel_to_commit().unwrap();
+    let mut index = git2::Index::new().unwrap();
+    index.read_tree(&head.tree().unwrap()).unwrap();
+    let blob = repo
+        .git
+        .blob(target("alpha", "web", "1.1.0", "env: test").as_bytes())
+        .unwrap();
+    let mut entry = index.get_path(Path::new("targets/alpha.yaml"), 0).unwrap();
+    entry.id = blob;
+    entry.file_size = target("alpha", "web", "1.1.0", "env: test").len() as u32;
+    index.add(&entry).unwrap();
+    let tree = repo.git.find_tree(index.write_tree_to(&repo.git).unwrap()).unwrap();
+    let sig = git2::Signature::now("Other", "other@example.com").unwrap();
+    let theirs = repo
+        .git
+        .commit(
+            Some("refs/heads/elsewhere"),
+            &sig,
+            &sig,
+            "alpha to 1.1.0",
+            &tree,
+            &[&head],
+        )
+        .unwrap();
+    push("refs/heads/elsewhere:refs/heads/main");
+    assert_eq!(repo.git.refname_to_id("refs/heads/main").unwrap(), head.id());
+
+    let (code, _) = http("POST", &daemon.url("/api/refresh"));
+    assert_eq!(code, 202);
+    wait_for("alpha upgraded from the fetched commit", || {
+        (deployed(&repo, "alpha").as_deref() == Some("1.1.0")).then_some(())
+    });
+    assert_eq!(
+        repo.git.refname_to_id("refs/heads/main").unwrap(),
+        theirs,
+        "fast-forwarded"
+    );
+    wait_for("the new state pushed", || {
+        let local = state_tip(&repo)?;
+        (local != local_state && bare.refname_to_id("refs/heads/gantry/state").ok() == Some(local)).then_some(())
+    });
+}
