@@ -276,7 +276,7 @@ pub enum ExecutorError {
     EmptyArgv { step: StepKind },
     /// argv\[0\] (or a plugin command) is a relative path that leaves the checkout with `..`.
     #[error(
-        "{step} step: program `{program}` escapes the checkout {checkout} (relative paths must stay inside it; remove the `..`)"
+        "{step} step: program `{program}` escapes the checkout {checkout} (relative paths must stay inside it: no `..`, no symbolic link pointing outside)"
     )]
     EscapesCheckout {
         step: StepKind,
@@ -430,7 +430,8 @@ fn describe_template_error(template: &str, err: &minijinja::Error) -> String {
 ///
 /// # Errors
 ///
-/// [`ExecutorError::EscapesCheckout`] for a relative path with a `..` component, and
+/// [`ExecutorError::EscapesCheckout`] for a relative path with a `..` component or one that
+/// resolves, through symbolic links, outside the checkout, and
 /// [`ExecutorError::InvalidCheckout`] when the checkout itself is not a clean absolute path.
 pub fn resolve_program(step: StepKind, program: &str, checkout: &Path) -> Result<PathBuf, ExecutorError> {
     check_checkout(step, checkout)?;
@@ -438,14 +439,24 @@ pub fn resolve_program(step: StepKind, program: &str, checkout: &Path) -> Result
     if path.is_absolute() || !program.contains('/') {
         return Ok(path.to_path_buf());
     }
+    let escapes = || ExecutorError::EscapesCheckout {
+        step,
+        program: program.to_owned(),
+        checkout: checkout.to_path_buf(),
+    };
     if path.components().any(|c| matches!(c, Component::ParentDir)) {
-        return Err(ExecutorError::EscapesCheckout {
-            step,
-            program: program.to_owned(),
-            checkout: checkout.to_path_buf(),
-        });
+        return Err(escapes());
     }
-    Ok(checkout.join(path))
+    let joined = checkout.join(path);
+    // A symlink committed in the repository (or a symlinked directory on the way) could point
+    // anywhere; what runs must be inside the checkout once every link is followed. A program
+    // that does not exist is left to the spawn, which reports it clearly.
+    if let (Ok(real), Ok(root)) = (joined.canonicalize(), checkout.canonicalize())
+        && !real.starts_with(&root)
+    {
+        return Err(escapes());
+    }
+    Ok(joined)
 }
 
 fn check_checkout(step: StepKind, checkout: &Path) -> Result<(), ExecutorError> {

@@ -6,6 +6,7 @@ pub mod document;
 pub mod edit;
 pub mod load;
 pub mod schema;
+pub mod secrets;
 pub mod types;
 pub mod validate;
 pub mod values;
