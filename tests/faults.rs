@@ -84,7 +84,7 @@ fn runs(repo: &Repo) -> Vec<String> {
 fn pid_running(pid: i32) -> bool {
     // A killed child may stay a zombie until reaped; a zombie runs nothing.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat.split_whitespace().nth(2).is_some_and(|s| s == "Z"),
+        Ok(stat) => stat.split_whitespace().nth(2).is_none_or(|s| s != "Z"),
         Err(_) => false,
     }
 }

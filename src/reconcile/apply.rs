@@ -88,12 +88,15 @@ pub enum ApplyError {
          next `gantry apply` without running any step again",
         .targets.join(", ")
     )]
-    Record { targets: Vec<String>, source: StateError },
+    Record {
+        targets: Vec<String>,
+        source: Box<StateError>,
+    },
     /// `[trust]` is set and the desired commit is not signed by an allowed signer.
     #[error("commit {commit} is not signed by an allowed signer ({source}); nothing was applied")]
     Untrusted {
         commit: String,
-        source: crate::source::trust::TrustError,
+        source: Box<crate::source::trust::TrustError>,
     },
     /// Targets named with --target that the desired state does not have.
     #[error("unknown target{} {}: not in the desired state", if .0.len() == 1 { "" } else { "s" }, .0.join(", "))]
@@ -238,7 +241,7 @@ fn check_trust(
 ) -> Result<(), ApplyError> {
     let untrusted = |source| ApplyError::Untrusted {
         commit: head.to_string(),
-        source,
+        source: Box::new(source),
     };
     let last = last_reconciled(recorded);
     let Some(signers) = trust::signers_for(repo, head, &loaded.desired.config, last).map_err(untrusted)? else {
@@ -582,7 +585,7 @@ fn record_results(
     // The journals are removed only after this commit, so a failed write loses no outcome.
     writer.commit(&batch, now).map_err(|source| ApplyError::Record {
         targets: finished.iter().map(|f| f.target.clone()).collect(),
-        source,
+        source: Box::new(source),
     })?;
     *recorded = read_recorded(&repo.repo, state_branch)?;
     for (_, result) in results {
