@@ -285,3 +285,55 @@ fn symlink_in_the_repository_pointing_outside_is_refused_as_a_program() {
     let history = repo.gantry(&["history"]).expect(0).stdout();
     assert!(history.contains("escapes the checkout"), "{history}\n{}", run.stderr());
 }
+
+/// A trusted fleet at 1.0.0 (reconciled), then a minor bump needing alice's approval, committed
+/// with an `Approved-by: alice` trailer and signed with `signer`.
+fn approval_case(signer_is_alice: bool) -> Repo {
+    let keys = tempfile::tempdir().unwrap();
+    let (alice, alice_pub) = keypair(keys.path(), "alice");
+    let (bob, bob_pub) = keypair(keys.path(), "bob");
+    let repo = Repo::new();
+    repo.file("gantry.toml", TRUSTED_CONFIG)
+        .file(
+            "trust/allowed_signers",
+            &format!("alice@example.com {alice_pub}\nbob@example.com {bob_pub}\n"),
+        )
+        .file("components/billing.yaml", &component("billing", ""))
+        .file(
+            "releases/billing.yaml",
+            &format!("{}---\n{}", release("billing", "1.0.0", ""), release("billing", "1.1.0", "")),
+        )
+        .file(
+            "policies/prod.yaml",
+            "apiVersion: gantry.dev/v1\nkind: Policy\nmetadata: { name: prod }\nspec:\n  updates:\n    minor: { approvals: 1, approvers: [alice@example.com], windows: false }\n",
+        )
+        .file("targets/acme.yaml", &target("acme", "billing", "1.0.0", "env: prod"))
+        .file("scripts/deploy.sh", DEPLOY);
+    git_commit(&repo, "fleet", Some(&alice));
+    repo.gantry(&["apply"]).expect(0);
+    repo.file("targets/acme.yaml", &target("acme", "billing", "1.1.0", "env: prod"));
+    let key = if signer_is_alice { &alice } else { &bob };
+    git_commit(
+        &repo,
+        "acme to 1.1.0\n\nApproved-by: Alice <alice@example.com>",
+        Some(key),
+    );
+    repo.gantry(&["apply"]).expect(0);
+    repo
+}
+
+#[test]
+fn approval_trailer_counts_when_signed_by_the_approvers_key() {
+    let repo = approval_case(true);
+    assert_eq!(runs(&repo), "deploy 1.0.0\ndeploy 1.1.0\n");
+}
+
+#[test]
+fn approval_trailer_does_not_count_when_signed_by_someone_else() {
+    // bob may push (his key is allowed), but cannot approve in alice's name.
+    let repo = approval_case(false);
+    assert_eq!(runs(&repo), "deploy 1.0.0\n");
+    let plan = repo.gantry(&["plan", "--format", "json"]).stdout();
+    assert!(plan.contains("\"approval\""), "{plan}");
+    assert!(plan.contains("alice@example.com"), "{plan}");
+}
