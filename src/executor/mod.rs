@@ -597,12 +597,35 @@ mod tests {
     }
 
     #[test]
+    fn recursion_and_huge_values_are_bounded() {
+        let started = Instant::now();
+        // A macro calling itself hits the recursion limit instead of the stack.
+        let err = render("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}").unwrap_err();
+        assert!(err.to_string().to_lowercase().contains("recursion"), "{err}");
+        // Repetition and nested ranges cannot build gigabytes of argv.
+        for t in [
+            "{{ 'a' * 4000000000 }}",
+            "{{ range(1000000000) | list | length }}",
+            "{{ ('x' * 100000) * 100000 }}",
+        ] {
+            match render(t) {
+                Err(_) => {}
+                Ok(v) => assert!(v[0].len() < 10_000_000, "{t} rendered {} bytes", v[0].len()),
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
     fn no_file_or_env_access_from_templates() {
         for t in [
             "{% include '/etc/passwd' %}",
             "{{ env.HOME }}",
             "{{ environ('HOME') }}",
             "{% import 'x' as y %}",
+            "{% extends '/etc/passwd' %}",
+            "{% from '/etc/passwd' import x %}",
+            "{{ self.__class__ }}",
         ] {
             assert!(render(t).is_err(), "{t} rendered");
         }
