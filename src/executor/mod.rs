@@ -12,6 +12,7 @@
 //!
 //! [`health`] runs the policy's health checks (command, http, prometheus) through a soak loop.
 
+pub mod artifact;
 pub mod health;
 pub mod plugin;
 pub mod recording;
