@@ -107,6 +107,10 @@ fn unsigned_head_is_refused_and_nothing_runs() {
         "{err}"
     );
     assert_eq!(runs(&repo), "");
+    // `plan` (CI) warns but still renders.
+    let plan = repo.gantry(&["plan"]).expect(0);
+    assert!(plan.stderr().contains("warning: commit "), "{}", plan.stderr());
+    assert!(plan.stderr().contains("it has no signature"), "{}", plan.stderr());
 }
 
 #[test]

@@ -230,10 +230,13 @@ pub fn apply(
     Ok(report)
 }
 
-/// With `[trust]`, refuses a head that is not signed by an allowed signer. The signers are
+/// With `[trust]`, refuses a head that is not signed by an allowed signer (`plan` calls it to warn). The signers are
 /// anchored in the last reconciled commit (see `source::trust`), found here as the newest
 /// `desired_commit` recorded on the state branch.
-fn check_trust(
+///
+/// # Errors
+/// [`ApplyError::Untrusted`] saying why.
+pub fn check_trust(
     repo: &WatchedRepo,
     head: Oid,
     loaded: &LoadedCommit,
