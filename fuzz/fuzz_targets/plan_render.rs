@@ -22,8 +22,23 @@ use serde_json::{Value, json};
 const COMPONENTS: &[&str] = &["billing", "ledger", "agent"];
 const TARGETS: &[&str] = &["acme", "zen", "umbrella", "initech", "hooli", "globex"];
 const PEOPLE: &[&str] = &["alice@example.com", "bob@example.com", "eve@example.com"];
-const REQUIREMENTS: &[&str] = &["^1", ">=1.2.0", "~0.1", "*", "^2.0.0-0", ">=1.0.0, <2.0.0", "=1.1.0", "^0"];
-const LABELS: &[(&str, &str)] = &[("env", "prod"), ("env", "dev"), ("ring", "0"), ("ring", "1"), ("tenant", "acme")];
+const REQUIREMENTS: &[&str] = &[
+    "^1",
+    ">=1.2.0",
+    "~0.1",
+    "*",
+    "^2.0.0-0",
+    ">=1.0.0, <2.0.0",
+    "=1.1.0",
+    "^0",
+];
+const LABELS: &[(&str, &str)] = &[
+    ("env", "prod"),
+    ("env", "dev"),
+    ("ring", "0"),
+    ("ring", "1"),
+    ("tenant", "acme"),
+];
 
 #[derive(Arbitrary, Debug, Clone, Copy)]
 struct V(u8, u8, u8, bool);
@@ -151,7 +166,12 @@ fn manifests(input: &Input) -> Vec<Value> {
             steps["snapshot"] = json!(["scripts/snap.sh", "{{ attempt }}"]);
             steps["restore"] = json!(["scripts/restore.sh", "{{ attempt }}"]);
         }
-        docs.push(doc("Component", c, json!({}), json!({ "executor": "local", "steps": steps })));
+        docs.push(doc(
+            "Component",
+            c,
+            json!({}),
+            json!({ "executor": "local", "steps": steps }),
+        ));
     }
     for (i, r) in input.releases.iter().take(12).enumerate() {
         let c = pick(COMPONENTS, r.component);

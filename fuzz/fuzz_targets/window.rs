@@ -148,7 +148,10 @@ fn spec(w: &Window) -> WindowSpec {
             .iter()
             .take(8)
             .map(|d| DenyRule {
-                dates: d.dates.as_ref().map(|v| v.iter().take(16).map(DateText::text).collect()),
+                dates: d
+                    .dates
+                    .as_ref()
+                    .map(|v| v.iter().take(16).map(DateText::text).collect()),
                 from: d.from.as_ref().map(DateTimeText::text),
                 to: d.to.as_ref().map(DateTimeText::text),
                 days: d.days.as_deref().map(days),
