@@ -26,6 +26,11 @@ pub fn run(cli: &Cli, base: Option<&str>, head: Option<&str>, format: Format) ->
     }
     let recorded = crate::state::read_recorded(&repo.repo, &loaded.desired.config.state_branch)?;
     let evidence = load::evidence(&repo, &loaded)?;
+    // With `[trust]`, CI sees that `apply` would refuse this head. Only a warning: pull
+    // requests are often signed when merged, not before.
+    if let Err(e) = crate::reconcile::apply::check_trust(&repo, head_commit, &loaded, &recorded) {
+        eprintln!("warning: {e}");
+    }
     let mut head_plan = plan_of(&loaded, &recorded, &evidence, now);
     head_plan.head = Some(head_commit.to_string());
 

@@ -277,7 +277,7 @@ pub enum ExecutorError {
     EmptyArgv { step: StepKind },
     /// argv\[0\] (or a plugin command) is a relative path that leaves the checkout with `..`.
     #[error(
-        "{step} step: program `{program}` escapes the checkout {checkout} (relative paths must stay inside it; remove the `..`)"
+        "{step} step: program `{program}` escapes the checkout {checkout} (relative paths must stay inside it: no `..`, no symbolic link pointing outside)"
     )]
     EscapesCheckout {
         step: StepKind,
@@ -431,7 +431,8 @@ fn describe_template_error(template: &str, err: &minijinja::Error) -> String {
 ///
 /// # Errors
 ///
-/// [`ExecutorError::EscapesCheckout`] for a relative path with a `..` component, and
+/// [`ExecutorError::EscapesCheckout`] for a relative path with a `..` component or one that
+/// resolves, through symbolic links, outside the checkout, and
 /// [`ExecutorError::InvalidCheckout`] when the checkout itself is not a clean absolute path.
 pub fn resolve_program(step: StepKind, program: &str, checkout: &Path) -> Result<PathBuf, ExecutorError> {
     check_checkout(step, checkout)?;
@@ -439,14 +440,24 @@ pub fn resolve_program(step: StepKind, program: &str, checkout: &Path) -> Result
     if path.is_absolute() || !program.contains('/') {
         return Ok(path.to_path_buf());
     }
+    let escapes = || ExecutorError::EscapesCheckout {
+        step,
+        program: program.to_owned(),
+        checkout: checkout.to_path_buf(),
+    };
     if path.components().any(|c| matches!(c, Component::ParentDir)) {
-        return Err(ExecutorError::EscapesCheckout {
-            step,
-            program: program.to_owned(),
-            checkout: checkout.to_path_buf(),
-        });
+        return Err(escapes());
     }
-    Ok(checkout.join(path))
+    let joined = checkout.join(path);
+    // A symlink committed in the repository (or a symlinked directory on the way) could point
+    // anywhere; what runs must be inside the checkout once every link is followed. A program
+    // that does not exist is left to the spawn, which reports it clearly.
+    if let (Ok(real), Ok(root)) = (joined.canonicalize(), checkout.canonicalize())
+        && !real.starts_with(&root)
+    {
+        return Err(escapes());
+    }
+    Ok(joined)
 }
 
 fn check_checkout(step: StepKind, checkout: &Path) -> Result<(), ExecutorError> {
@@ -587,12 +598,35 @@ mod tests {
     }
 
     #[test]
+    fn recursion_and_huge_values_are_bounded() {
+        let started = Instant::now();
+        // A macro calling itself hits the recursion limit instead of the stack.
+        let err = render("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}").unwrap_err();
+        assert!(err.to_string().to_lowercase().contains("recursion"), "{err}");
+        // Repetition and nested ranges cannot build gigabytes of argv.
+        for t in [
+            "{{ 'a' * 4000000000 }}",
+            "{{ range(1000000000) | list | length }}",
+            "{{ ('x' * 100000) * 100000 }}",
+        ] {
+            match render(t) {
+                Err(_) => {}
+                Ok(v) => assert!(v[0].len() < 10_000_000, "{t} rendered {} bytes", v[0].len()),
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
     fn no_file_or_env_access_from_templates() {
         for t in [
             "{% include '/etc/passwd' %}",
             "{{ env.HOME }}",
             "{{ environ('HOME') }}",
             "{% import 'x' as y %}",
+            "{% extends '/etc/passwd' %}",
+            "{% from '/etc/passwd' import x %}",
+            "{{ self.__class__ }}",
         ] {
             assert!(render(t).is_err(), "{t} rendered");
         }

@@ -409,6 +409,31 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn symlinked_program_pointing_outside_the_checkout_is_refused() {
+        let outside = TempDir::new().unwrap();
+        let target = script(outside.path(), "evil.sh", "#!/bin/sh\necho pwned\n");
+        let dir = TempDir::new().unwrap();
+        std::fs::create_dir_all(dir.path().join("scripts")).unwrap();
+        std::os::unix::fs::symlink(&target, dir.path().join("scripts/deploy.sh")).unwrap();
+        // A symlinked directory on the way escapes just the same.
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("linked")).unwrap();
+        for program in ["scripts/deploy.sh", "linked/evil.sh"] {
+            let err = ShellExecutor::new()
+                .run(&request(StepKind::Deploy, &[program], dir.path()))
+                .unwrap_err();
+            assert!(matches!(err, ExecutorError::EscapesCheckout { .. }), "{program}: {err}");
+            assert!(err.to_string().contains("no symbolic link pointing outside"), "{err}");
+        }
+        // A link that stays inside the checkout is fine.
+        script(dir.path(), "real.sh", "#!/bin/sh\necho inside\n");
+        std::os::unix::fs::symlink(dir.path().join("real.sh"), dir.path().join("scripts/inside.sh")).unwrap();
+        let result = ShellExecutor::new()
+            .run(&request(StepKind::Deploy, &["scripts/inside.sh"], dir.path()))
+            .unwrap();
+        assert!(result.ok, "{result:?}");
+    }
+
+    #[test]
     fn timeout_kills_the_whole_process_group() {
         let dir = TempDir::new().unwrap();
         script(

@@ -7,6 +7,7 @@ pub mod edit;
 pub mod load;
 pub mod parallel;
 pub mod schema;
+pub mod secrets;
 pub mod types;
 pub mod validate;
 pub mod values;

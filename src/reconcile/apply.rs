@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 
@@ -18,7 +19,7 @@ use crate::executor::health::SystemClock;
 use crate::manifest::{Desired, Diagnostic, PolicySpec};
 use crate::plan::{self, Action, ActionKind, Plan, Status};
 use crate::policy::{self, Governing};
-use crate::source::{SourceError, WatchedRepo};
+use crate::source::{SourceError, WatchedRepo, trust};
 use crate::state::{
     AttemptHeader, Batch, FinishedAttempt, Journal, JournalError, LockError, Outcome, ReconcilerLock, RecordedState,
     RolloutRecord, RolloutTarget, RolloutTargetStatus, StateError, StateWriter, TargetRecord, TargetStatus, WaveRecord,
@@ -87,6 +88,22 @@ pub enum ApplyError {
     /// An attempt could not be journaled or resumed.
     #[error(transparent)]
     Attempt(#[from] attempt::AttemptError),
+    /// Finished attempts could not be committed to the state branch. Their journals are kept.
+    #[error(
+        "{source}; the outcome of {} is kept in the journal (.git/gantry/journal) and will be recorded by the \
+         next `gantry apply` without running any step again",
+        .targets.join(", ")
+    )]
+    Record {
+        targets: Vec<String>,
+        source: Box<StateError>,
+    },
+    /// `[trust]` is set and the desired commit is not signed by an allowed signer.
+    #[error("commit {commit} is not signed by an allowed signer ({source}); nothing was applied")]
+    Untrusted {
+        commit: String,
+        source: Box<crate::source::trust::TrustError>,
+    },
     /// Targets named with --target that the desired state does not have.
     #[error("unknown target{} {}: not in the desired state", if .0.len() == 1 { "" } else { "s" }, .0.join(", "))]
     UnknownTargets(Vec<String>),
@@ -148,6 +165,8 @@ fn pass(
     report.commit = Some(head.to_string());
     let state_branch = loaded.desired.config.state_branch.clone();
     let mut recorded = read_recorded(&repo.repo, &state_branch)?;
+    // Trust: before anything runs, even a resumed attempt (source::trust).
+    check_trust(repo, head, &loaded, &recorded)?;
 
     // Recover: attempts a killed reconciler left behind go first, from their own commit.
     if !options.dry_run {
@@ -260,6 +279,47 @@ fn pass(
         }
     }
     Ok(report)
+}
+
+/// With `[trust]`, refuses a head that is not signed by an allowed signer (`plan` calls it to warn). The signers are
+/// anchored in the last reconciled commit (see `source::trust`), found here as the newest
+/// `desired_commit` recorded on the state branch.
+///
+/// # Errors
+/// [`ApplyError::Untrusted`] saying why.
+pub fn check_trust(
+    repo: &WatchedRepo,
+    head: Oid,
+    loaded: &LoadedCommit,
+    recorded: &RecordedState,
+) -> Result<(), ApplyError> {
+    let untrusted = |source| ApplyError::Untrusted {
+        commit: head.to_string(),
+        source: Box::new(source),
+    };
+    let last = last_reconciled(recorded);
+    let Some(signers) = trust::signers_for(repo, head, &loaded.desired.config, last).map_err(untrusted)? else {
+        return Ok(());
+    };
+    let signer = trust::verify_commit(&repo.repo, head, &signers).map_err(untrusted)?;
+    tracing::info!(commit = %head, signer = %signer.email, key = %signer.fingerprint, "desired commit signed by an allowed signer");
+    Ok(())
+}
+
+/// The desired commit of the most recently finished attempt on the state branch.
+pub(crate) fn last_reconciled(recorded: &RecordedState) -> Option<Oid> {
+    recorded
+        .targets
+        .values()
+        .filter_map(|r| r.last_attempt.as_ref())
+        .filter_map(|a| {
+            Some((
+                jiff::Timestamp::from_str(a.finished.as_deref()?).ok()?,
+                &a.desired_commit,
+            ))
+        })
+        .max_by_key(|(finished, _)| *finished)
+        .and_then(|(_, commit)| Oid::from_str(commit).ok())
 }
 
 /// The per-target parts of an attempt's environment.
@@ -628,7 +688,12 @@ fn record_results(
         batch.upsert_rollout(rollout.clone());
     }
     let mut writer = StateWriter::on_top_of(&repo.repo, state_branch, recorded)?;
-    if let Some(commit) = writer.commit(&batch, now)? {
+    // The journals are removed only after this commit, so a failed write loses no outcome.
+    let committed = writer.commit(&batch, now).map_err(|source| ApplyError::Record {
+        targets: finished.iter().map(|f| f.target.clone()).collect(),
+        source: Box::new(source),
+    })?;
+    if let Some(commit) = committed {
         recorded.commit = Some(commit.to_string());
     }
     // Keep the in-memory view in step with what was just committed (re-reading every record

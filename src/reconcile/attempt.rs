@@ -11,6 +11,7 @@ use crate::executor::health::{Clock, HealthProbe, HealthVerdict, ProbeRun};
 use crate::executor::{
     Executor, PluginExecutor, ShellExecutor, StepKind, StepRequest, StepResult, TargetContext, TemplateContext,
 };
+use crate::manifest::secrets::Redactor;
 use crate::manifest::{Desired, ExecutorType, Labels, OnInterrupt, PolicySpec};
 use crate::state::journal::{AttemptHeader, Journal, JournalEntry, JournaledAttempt, StepCompleted, StepStarted};
 use crate::state::{AttemptRecord, Outcome, TargetRecord, TargetStatus};
@@ -162,6 +163,9 @@ struct Runner<'a, 'b> {
     header: &'b AttemptHeader,
     journal: Journal,
     steps_total: usize,
+    /// Hides `[secrets]` values in what a step reports before it reaches the journal, progress
+    /// events, state and the step log.
+    redactor: Redactor,
 }
 
 impl Runner<'_, '_> {
@@ -219,7 +223,15 @@ impl Runner<'_, '_> {
             index,
             steps: self.steps_total,
         });
-        let result = self.execute(step);
+        let mut result = self.execute(step);
+        if !self.redactor.is_empty() {
+            result.message = self.redactor.redact(&result.message);
+            result.output_tail = self.redactor.redact(&result.output_tail);
+            let log = env.log_dir.join(format!("{}.log", self.header.attempt));
+            if let Err(e) = redact_log(&self.redactor, &log) {
+                tracing::warn!(log = %log.display(), "cannot redact secrets in the step log: {e}");
+            }
+        }
         self.journal.append(&JournalEntry::StepCompleted(StepCompleted {
             step_id: step.id.clone(),
             ok: result.ok,
@@ -310,6 +322,24 @@ impl Runner<'_, '_> {
     }
 }
 
+/// Rewrites a step log with secret values redacted (only when it holds one). The executor
+/// appends raw output while the step runs; this runs as soon as the step is over.
+fn redact_log(redactor: &Redactor, path: &std::path::Path) -> std::io::Result<()> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let redacted = redactor.redact(&text);
+    if redacted != text {
+        let partial = path.with_extension("log.redacting");
+        std::fs::write(&partial, redacted)?;
+        std::fs::rename(&partial, path)?;
+    }
+    Ok(())
+}
+
 /// Starts a new attempt: journals its header (with the whole program), then runs it.
 ///
 /// # Errors
@@ -385,6 +415,7 @@ fn run(
         header: &header,
         journal,
         steps_total: forward.len(),
+        redactor: Redactor::from_desired(env.desired),
     };
 
     let mut failure: Option<(String, String)> = None;

@@ -10,7 +10,7 @@ use jiff::Timestamp;
 use crate::manifest::{self, Desired, Diagnostic, RawFile, Severity, parallel};
 use crate::plan::{Evidence, PlanInput};
 use crate::policy::{self, window::WindowSchedule};
-use crate::source::{SourceError, TreeFile, WatchedRepo, history};
+use crate::source::{SourceError, TreeFile, WatchedRepo, history, trust};
 use crate::state::RecordedState;
 use crate::timings;
 
@@ -142,8 +142,20 @@ pub fn evidence(repo: &WatchedRepo, loaded: &LoadedCommit) -> Result<Evidence, S
         })
         .map(|t| (t.name().to_string(), t.spec().version.clone()))
         .collect();
+    if wanted.is_empty() {
+        return Ok(Evidence::default());
+    }
+    // With `[trust]`, trailers count only from signed commits. `apply` has already refused an
+    // untrusted head; if the signers cannot be read here, no trailer counts.
+    let signers = match trust::signers_for(repo, loaded.commit, &loaded.desired.config, None) {
+        Ok(signers) => signers,
+        Err(e) => {
+            tracing::warn!("Approved-by trailers not counted: {e}");
+            Some(trust::AllowedSigners::none("(unreadable allowed signers)"))
+        }
+    };
     Ok(Evidence {
-        commit_approvers: history::version_change_approvers(repo, loaded.commit, &wanted)?,
+        commit_approvers: history::version_change_approvers(repo, loaded.commit, &wanted, signers.as_ref())?,
     })
 }
 

@@ -13,7 +13,8 @@
 //! full parse of every commit. Targets are matched by `metadata.name`, wherever their file is.
 //!
 //! With `[trust]` set, SPEC §2 counts an address only from a commit signed by a key listed for
-//! it; that check belongs to the signature work and is not done here yet.
+//! it: callers pass the allowed signers, and the settling commit's trailers are kept only for
+//! the addresses its verified signing key is listed for (none when it is unsigned).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -22,6 +23,7 @@ use git2::Oid;
 use crate::manifest::{self, RawFile};
 use crate::policy::approvals::normalize_address;
 
+use super::trust::{self, AllowedSigners};
 use super::{SourceError, WatchedRepo, is_manifest_path};
 
 /// The trailer key naming an approver (compared case-insensitively).
@@ -49,7 +51,24 @@ pub fn version_change_approvers(
     repo: &WatchedRepo,
     head: Oid,
     wanted: &BTreeMap<String, String>,
+    signers: Option<&AllowedSigners>,
 ) -> Result<BTreeMap<String, BTreeSet<String>>, SourceError> {
+    // The approvers a commit's trailers name and, with `[trust]`, its signature vouches for.
+    let approvers_of = |commit: &git2::Commit| -> BTreeSet<String> {
+        let named = trailer_approvers(commit.message().unwrap_or(""));
+        match signers {
+            None => named,
+            Some(signers) => match trust::verify_commit(&repo.repo, commit.id(), signers) {
+                Ok(signer) => named.into_iter().filter(|a| signer.vouches_for(a)).collect(),
+                Err(e) => {
+                    if !named.is_empty() {
+                        tracing::warn!(commit = %commit.id(), "Approved-by trailers not counted: {e}");
+                    }
+                    BTreeSet::new()
+                }
+            },
+        }
+    };
     let mut found = BTreeMap::new();
     if wanted.is_empty() {
         return Ok(found);
@@ -64,7 +83,7 @@ pub fn version_change_approvers(
         };
         let Some(parent) = parent else {
             // The root commit created every target still open.
-            let approvers = trailer_approvers(commit.message().unwrap_or(""));
+            let approvers = approvers_of(&commit);
             for name in open.keys() {
                 found.insert(name.to_string(), approvers.clone());
             }
@@ -134,7 +153,7 @@ pub fn version_change_approvers(
                 .map(|(name, _)| *name)
                 .collect();
             if !changed.is_empty() {
-                let approvers = trailer_approvers(commit.message().unwrap_or(""));
+                let approvers = approvers_of(&commit);
                 for name in changed {
                     open.remove(name);
                     found.insert(name.to_string(), approvers.clone());
@@ -264,7 +283,7 @@ mod tests {
             ("b".to_string(), "1.0.0".to_string()),
         ]
         .into();
-        let found = version_change_approvers(&repo, head, &wanted).unwrap();
+        let found = version_change_approvers(&repo, head, &wanted, None).unwrap();
         let list = |t: &str| found[t].iter().cloned().collect::<Vec<_>>();
         assert_eq!(list("a"), vec!["b@x.io"]);
         assert_eq!(list("b"), vec!["a@x.io"], "created in the root commit");

@@ -3,6 +3,7 @@
 pub mod checkout;
 pub mod edit;
 pub mod history;
+pub mod trust;
 
 use std::path::{Path, PathBuf};
 

@@ -524,12 +524,35 @@ impl<'r> StateWriter<'r> {
     /// - [`StateError::Serialize`] or [`StateError::Git`] when writing fails.
     pub fn commit(&mut self, batch: &Batch, now: jiff::Timestamp) -> Result<Option<Oid>, StateError> {
         validate_batch(batch)?;
+        self.injected_fault()?;
         let Some((commit, message)) = self.write_objects(batch, now)? else {
             return Ok(None);
         };
         self.move_branch(commit, &message)?;
         self.tip = Some(commit);
         Ok(Some(commit))
+    }
+
+    /// Fault injection for tests of the real binary: in debug builds only,
+    /// `GANTRY_FAULT_STATE_WRITE=fail` makes every state write fail as a full disk would.
+    #[cfg(debug_assertions)]
+    fn injected_fault(&self) -> Result<(), StateError> {
+        if std::env::var_os("GANTRY_FAULT_STATE_WRITE").is_some_and(|v| v == "fail") {
+            return Err(StateError::Io {
+                branch: self.branch.clone(),
+                action: "writing the state commit",
+                source: std::io::Error::new(
+                    std::io::ErrorKind::StorageFull,
+                    "No space left on device (injected by GANTRY_FAULT_STATE_WRITE=fail)",
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    #[cfg(not(debug_assertions))]
+    fn injected_fault(&self) -> Result<(), StateError> {
+        Ok(())
     }
 
     /// Writes the blobs, trees and commit of `batch`, without moving the branch. Returns the

@@ -116,7 +116,7 @@ pub enum StateError {
     },
 
     /// Writing new objects into the repository failed.
-    #[error("{action} (state branch {branch})")]
+    #[error("{action} (state branch {branch}): {source}")]
     Io {
         branch: String,
         action: &'static str,
@@ -125,7 +125,7 @@ pub enum StateError {
     },
 
     /// A git operation on the repository failed.
-    #[error("{action} (state branch {branch})")]
+    #[error("{action} (state branch {branch}): {source}")]
     Git {
         branch: String,
         action: String,

@@ -1,0 +1,362 @@
+//! Fault injection: the real binary against real temporary repositories whose steps hang, crash,
+//! or speak a broken plugin protocol, and whose state branch is missing, corrupted, moved by
+//! someone else or cannot be written. Each case asserts the message a person would read and that
+//! the recorded state tells the truth.
+
+mod common;
+
+use common::{Repo, Run, component, release, target};
+
+const CONFIG: &str = "[executors.local]\ntype = \"shell\"\n";
+
+/// A policy with a short step timeout for every target.
+const POLICY: &str = "apiVersion: gantry.dev/v1\nkind: Policy\nmetadata: { name: fast }\nspec:\n  stepTimeout: 1s\n  autoRollback: true\n";
+
+/// A repository with `billing` 1.0.0 and 2.0.0, target `acme` at `version`, and `deploy.sh`.
+fn fleet(deploy: &str, version: &str) -> Repo {
+    let repo = Repo::new();
+    repo.file("gantry.toml", CONFIG)
+        .file("components/billing.yaml", &component("billing", ""))
+        .file(
+            "releases/billing.yaml",
+            &format!(
+                "{}---\n{}",
+                release("billing", "1.0.0", ""),
+                release("billing", "2.0.0", "")
+            ),
+        )
+        .file("policies/fast.yaml", POLICY)
+        .file("targets/acme.yaml", &target("acme", "billing", version, "env: prod"))
+        .file("scripts/deploy.sh", deploy);
+    repo.commit_all("fleet");
+    repo
+}
+
+/// Bumps `acme` to `version` (and optionally replaces `deploy.sh`) in a new commit.
+fn bump(repo: &Repo, version: &str, deploy: Option<&str>) {
+    repo.file("targets/acme.yaml", &target("acme", "billing", version, "env: prod"));
+    if let Some(script) = deploy {
+        repo.file("scripts/deploy.sh", script);
+    }
+    repo.commit_all(&format!("acme to {version}"));
+}
+
+/// A file on the state branch, if the branch and the file exist.
+fn state_file(repo: &Repo, path: &str) -> Option<String> {
+    let git = git2::Repository::open(repo.path()).unwrap();
+    let reference = git.find_reference("refs/heads/gantry/state").ok()?;
+    let tree = reference.peel_to_commit().ok()?.tree().ok()?;
+    let entry = tree.get_path(std::path::Path::new(path)).ok()?;
+    let blob = git.find_blob(entry.id()).ok()?;
+    Some(String::from_utf8_lossy(blob.content()).into_owned())
+}
+
+fn state_tip(repo: &Repo) -> Option<git2::Oid> {
+    let git = git2::Repository::open(repo.path()).unwrap();
+    git.refname_to_id("refs/heads/gantry/state").ok()
+}
+
+fn journal_files(repo: &Repo) -> usize {
+    std::fs::read_dir(repo.path().join(".git/gantry/journal"))
+        .map(|d| d.flatten().count())
+        .unwrap_or(0)
+}
+
+fn apply(repo: &Repo) -> Run {
+    repo.gantry(&["apply"])
+}
+
+/// `deploy.sh` that logs every run to `$GANTRY_REPO/runs.log`, then does `then` for 2.0.0.
+fn deploy_script(then: &str) -> String {
+    format!(
+        "#!/bin/sh\necho \"$GANTRY_STEP $2\" >> \"$GANTRY_REPO/runs.log\"\nif [ \"$2\" = 2.0.0 ]; then\n{then}\nfi\necho deployed $2\n"
+    )
+}
+
+fn runs(repo: &Repo) -> Vec<String> {
+    std::fs::read_to_string(repo.path().join("runs.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn pid_running(pid: i32) -> bool {
+    // A killed child may stay a zombie until reaped; a zombie runs nothing.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.split_whitespace().nth(2).is_none_or(|s| s != "Z"),
+        Err(_) => false,
+    }
+}
+
+#[test]
+fn state_branch_missing_is_created_by_the_first_run() {
+    let repo = fleet(&deploy_script("true"), "1.0.0");
+    assert_eq!(state_tip(&repo), None);
+    apply(&repo).expect(0);
+    let record = state_file(&repo, "targets/acme.yaml").expect("record written");
+    assert!(record.contains("status: converged"), "{record}");
+    assert!(record.contains("version: \"1.0.0\""), "{record}");
+}
+
+#[test]
+fn hanging_step_times_out_kills_its_process_group_and_rolls_back() {
+    let hang = "sleep 300 &\necho $! > \"$GANTRY_REPO/child.pid\"\nwait";
+    let repo = fleet(&deploy_script(hang), "1.0.0");
+    apply(&repo).expect(0);
+    bump(&repo, "2.0.0", None);
+    let started = std::time::Instant::now();
+    let run = apply(&repo).expect(2);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "the timeout did not stop the step"
+    );
+    let child: i32 = std::fs::read_to_string(repo.path().join("child.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while pid_running(child) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!pid_running(child), "the step's child {child} outlived the timeout");
+    let record = state_file(&repo, "targets/acme.yaml").unwrap();
+    assert!(record.contains("status: rolled_back"), "{record}");
+    assert!(record.contains("version: \"1.0.0\""), "{record}");
+    assert!(record.contains("timed out"), "{record}");
+    assert!(run.stderr().contains("timed out"), "{}", run.stderr());
+    assert_eq!(runs(&repo)[..2], ["deploy 1.0.0", "deploy 2.0.0"]);
+}
+
+#[test]
+fn crashing_step_fails_naming_the_signal() {
+    let repo = fleet(&deploy_script("kill -SEGV $$"), "1.0.0");
+    apply(&repo).expect(0);
+    bump(&repo, "2.0.0", None);
+    let run = apply(&repo).expect(2);
+    let record = state_file(&repo, "targets/acme.yaml").unwrap();
+    assert!(record.contains("SIGSEGV"), "{record}");
+    assert!(record.contains("status: rolled_back"), "{record}");
+    let history = repo.gantry(&["history"]).expect(0);
+    assert!(history.stdout().contains("SIGSEGV"), "{}", history.stdout());
+    assert!(run.stderr().contains("SIGSEGV"), "{}", run.stderr());
+}
+
+#[test]
+fn aborting_step_fails_naming_the_signal() {
+    let repo = fleet(&deploy_script("kill -ABRT $$"), "1.0.0");
+    apply(&repo).expect(0);
+    bump(&repo, "2.0.0", None);
+    apply(&repo).expect(2);
+    let record = state_file(&repo, "targets/acme.yaml").unwrap();
+    assert!(record.contains("SIGABRT"), "{record}");
+}
+
+/// A plugin that answers `hello` and deploys 1.0.0, then misbehaves on 2.0.0 as `fault` says.
+fn plugin_fleet(fault: &str) -> Repo {
+    let plugin = format!(
+        r#"#!/usr/bin/env python3
+import json, sys
+for line in sys.stdin:
+    req = json.loads(line)
+    if req["op"] == "hello":
+        print(json.dumps({{"id": req["id"], "ok": True, "ops": ["deploy"]}}), flush=True)
+        continue
+    if req["op"] == "deploy" and req.get("version") == "2.0.0":
+        fault = "{fault}"
+        if fault == "garbage":
+            print("this is not json {{", flush=True)
+            continue
+        if fault == "exit":
+            sys.exit(3)
+        if fault == "wrong-id":
+            print(json.dumps({{"id": req["id"] + 100, "ok": True}}), flush=True)
+            continue
+    print(json.dumps({{"id": req["id"], "ok": True, "message": "deployed"}}), flush=True)
+"#
+    );
+    let repo = Repo::new();
+    repo.file(
+        "gantry.toml",
+        "[executors.p]\ntype = \"plugin\"\ncommand = [\"plugins/bad.py\"]\n",
+    )
+    .file(
+        "components/billing.yaml",
+        "apiVersion: gantry.dev/v1\nkind: Component\nmetadata: { name: billing }\nspec:\n  executor: p\n  steps:\n    deploy: [\"deploy\", \"{{ version }}\"]\n",
+    )
+    .file(
+        "releases/billing.yaml",
+        &format!("{}---\n{}", release("billing", "1.0.0", ""), release("billing", "2.0.0", "")),
+    )
+    // Python's start-up on a loaded machine can take over a second; the timeout is not under
+    // test here, the protocol faults are.
+    .file("policies/fast.yaml", &POLICY.replace("stepTimeout: 1s", "stepTimeout: 20s"))
+    .file("targets/acme.yaml", &target("acme", "billing", "1.0.0", "env: prod"))
+    .file("plugins/bad.py", &plugin);
+    repo.commit_all("plugin fleet");
+    repo
+}
+
+fn plugin_case(fault: &str, expected: &[&str]) {
+    let repo = plugin_fleet(fault);
+    apply(&repo).expect(0);
+    bump(&repo, "2.0.0", None);
+    apply(&repo).expect(2);
+    let record = state_file(&repo, "targets/acme.yaml").unwrap();
+    assert!(
+        record.contains("status: rolled_back") || record.contains("status: failed"),
+        "{record}"
+    );
+    let history = repo.gantry(&["history"]).expect(0).stdout();
+    for needle in expected {
+        assert!(record.contains(needle), "{fault}: state lacks {needle:?}:\n{record}");
+        assert!(
+            history.contains(needle),
+            "{fault}: history lacks {needle:?}:\n{history}"
+        );
+    }
+}
+
+#[test]
+fn plugin_printing_garbage_fails_the_attempt_clearly() {
+    plugin_case("garbage", &["malformed answer to deploy", "this is not json"]);
+}
+
+#[test]
+fn plugin_exiting_mid_request_fails_the_attempt_clearly() {
+    plugin_case("exit", &["exited with status 3"]);
+}
+
+#[test]
+fn plugin_answering_the_wrong_id_fails_the_attempt_clearly() {
+    plugin_case("wrong-id", &["answered id"]);
+}
+
+/// Adds a commit on the state branch holding `path` with `content` (a hand edit).
+fn hand_edit_state(repo: &Repo, path: &str, content: &str) {
+    let git = git2::Repository::open(repo.path()).unwrap();
+    let tip = git
+        .find_reference("refs/heads/gantry/state")
+        .unwrap()
+        .peel_to_commit()
+        .unwrap();
+    let blob = git.blob(content.as_bytes()).unwrap();
+    let mut builder = git2::build::TreeUpdateBuilder::new();
+    builder.upsert(path, blob, git2::FileMode::Blob);
+    let tree = builder.create_updated(&git, &tip.tree().unwrap()).unwrap();
+    let tree = git.find_tree(tree).unwrap();
+    let sig = git2::Signature::now("Mallory", "mallory@example.com").unwrap();
+    git.commit(Some("refs/heads/gantry/state"), &sig, &sig, "hand edit", &tree, &[&tip])
+        .unwrap();
+}
+
+#[test]
+fn corrupted_state_record_is_refused_naming_branch_path_and_line() {
+    let repo = fleet(&deploy_script("true"), "1.0.0");
+    apply(&repo).expect(0);
+    hand_edit_state(&repo, "targets/x.yaml", "component: billing\nstatus: [unclosed\n");
+    bump(&repo, "2.0.0", None);
+    let run = apply(&repo).expect(1);
+    let err = run.stderr();
+    assert!(err.contains("gantry/state:targets/x.yaml:"), "{err}");
+    assert!(err.contains("fix or revert that commit"), "{err}");
+    // Nothing ran: the 2.0.0 deploy never started.
+    assert_eq!(runs(&repo), ["deploy 1.0.0"]);
+}
+
+#[test]
+fn state_record_with_an_unknown_field_is_refused_naming_the_line() {
+    let repo = fleet(&deploy_script("true"), "1.0.0");
+    apply(&repo).expect(0);
+    let mut record = state_file(&repo, "targets/acme.yaml").unwrap();
+    record.push_str("colour: blue\n");
+    let line = record.lines().count();
+    hand_edit_state(&repo, "targets/acme.yaml", &record);
+    bump(&repo, "2.0.0", None);
+    let err = apply(&repo).expect(1).stderr();
+    assert!(
+        err.contains(&format!("gantry/state:targets/acme.yaml:{line}:")),
+        "{err}"
+    );
+    assert!(err.contains("colour"), "{err}");
+    assert_eq!(runs(&repo), ["deploy 1.0.0"]);
+}
+
+#[test]
+fn state_branch_moved_during_a_pass_is_reported_and_the_outcome_recorded_next_time() {
+    // The 2.0.0 deploy itself commits to the state branch with the git CLI, once: someone else
+    // moved it between plan and record.
+    let mover = "if [ ! -e \"$GANTRY_REPO/moved\" ]; then\n  touch \"$GANTRY_REPO/moved\"\n  cd \"$GANTRY_REPO\"\n  \
+                 tree=$(git rev-parse gantry/state^{tree})\n  c=$(git -c user.name=X -c user.email=x@example.com \
+                 commit-tree \"$tree\" -p gantry/state -m 'someone else')\n  git update-ref refs/heads/gantry/state \"$c\"\nfi";
+    let repo = fleet(&deploy_script(mover), "1.0.0");
+    apply(&repo).expect(0);
+    bump(&repo, "2.0.0", None);
+    let err = apply(&repo).expect(1).stderr();
+    assert!(err.contains("state branch gantry/state moved"), "{err}");
+    assert!(err.contains("kept in the journal"), "{err}");
+    assert_eq!(journal_files(&repo), 1, "the journal must keep the unrecorded outcome");
+    let record = state_file(&repo, "targets/acme.yaml").unwrap();
+    assert!(
+        record.contains("version: \"1.0.0\""),
+        "state must not claim 2.0.0 yet: {record}"
+    );
+
+    apply(&repo).expect(0);
+    let record = state_file(&repo, "targets/acme.yaml").unwrap();
+    assert!(record.contains("version: \"2.0.0\""), "{record}");
+    assert!(record.contains("status: converged"), "{record}");
+    // The 2.0.0 deploy ran once: recording it the second time ran no step again.
+    assert_eq!(runs(&repo), ["deploy 1.0.0", "deploy 2.0.0"]);
+    assert_eq!(journal_files(&repo), 0);
+}
+
+#[test]
+fn disk_full_while_recording_keeps_the_outcome_and_says_so() {
+    let repo = fleet(&deploy_script("true"), "1.0.0");
+    apply(&repo).expect(0);
+    bump(&repo, "2.0.0", None);
+    let tip = state_tip(&repo);
+    let output = assert_cmd::Command::cargo_bin("gantry")
+        .unwrap()
+        .arg("--repo")
+        .arg(repo.path())
+        .arg("apply")
+        .env("GANTRY_FAULT_STATE_WRITE", "fail")
+        .output()
+        .unwrap();
+    let run = Run { output }.expect(1);
+    let err = run.stderr();
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(err.contains("state branch gantry/state"), "{err}");
+    assert!(err.contains("will be recorded by the next `gantry apply`"), "{err}");
+    // The state branch did not move and does not claim anything that was not recorded.
+    assert_eq!(state_tip(&repo), tip);
+    assert!(
+        state_file(&repo, "targets/acme.yaml")
+            .unwrap()
+            .contains("version: \"1.0.0\"")
+    );
+    assert_eq!(journal_files(&repo), 1);
+
+    apply(&repo).expect(0);
+    assert!(
+        state_file(&repo, "targets/acme.yaml")
+            .unwrap()
+            .contains("version: \"2.0.0\"")
+    );
+    assert_eq!(runs(&repo), ["deploy 1.0.0", "deploy 2.0.0"]);
+}
+
+#[test]
+fn unreachable_repository_names_the_path() {
+    let output = assert_cmd::Command::cargo_bin("gantry")
+        .unwrap()
+        .args(["--repo", "/nonexistent/gantry-repo", "apply"])
+        .output()
+        .unwrap();
+    let run = Run { output }.expect(1);
+    assert!(run.stderr().contains("/nonexistent/gantry-repo"), "{}", run.stderr());
+    assert!(run.stderr().contains("not a git repository"), "{}", run.stderr());
+}

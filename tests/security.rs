@@ -1,0 +1,343 @@
+//! Security: signed desired state with `[trust]`, redaction of `[secrets]`, and steps that try to
+//! leave the checkout. Real binary, real repositories; commits are signed with real SSH keys by
+//! the git CLI (`gpg.format = ssh`).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{Repo, component, release, target};
+
+/// An ed25519 key pair made by ssh-keygen; returns (private key path, public key line).
+fn keypair(dir: &Path, name: &str) -> (PathBuf, String) {
+    let key = dir.join(name);
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+        .arg(&key)
+        .status()
+        .expect("ssh-keygen");
+    assert!(status.success());
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    (key, public.trim().to_string())
+}
+
+/// `git add -A && git commit` with the CLI, signed with `key` when given.
+fn git_commit(repo: &Repo, message: &str, key: Option<&Path>) {
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .current_dir(repo.path())
+            .args([
+                "-c",
+                "user.name=Test",
+                "-c",
+                "user.email=test@example.com",
+                "-c",
+                "gpg.format=ssh",
+            ])
+            .args(args)
+            .output()
+            .expect("git");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    git(&["add", "-A"]);
+    match key {
+        Some(key) => {
+            let signing = format!("user.signingkey={}", key.display());
+            git(&["-c", &signing, "commit", "-q", "-S", "-m", message]);
+        }
+        None => git(&["commit", "-q", "-m", message]),
+    }
+}
+
+const TRUSTED_CONFIG: &str =
+    "[executors.local]\ntype = \"shell\"\n\n[trust]\nallowed_signers = \"trust/allowed_signers\"\n";
+
+const DEPLOY: &str = "#!/bin/sh\necho \"deploy $2\" >> \"$GANTRY_REPO/runs.log\"\n";
+
+/// A fleet whose allowed signers list `alice`'s key.
+fn trusted_fleet(keys: &Path) -> (Repo, PathBuf, PathBuf) {
+    let (alice, alice_pub) = keypair(keys, "alice");
+    let (mallory, _) = keypair(keys, "mallory");
+    let repo = Repo::new();
+    repo.file("gantry.toml", TRUSTED_CONFIG)
+        .file(
+            "trust/allowed_signers",
+            &format!("alice@example.com namespaces=\"git\" {alice_pub}\n"),
+        )
+        .file("components/billing.yaml", &component("billing", ""))
+        .file(
+            "releases/billing.yaml",
+            &format!(
+                "{}---\n{}",
+                release("billing", "1.0.0", ""),
+                release("billing", "2.0.0", "")
+            ),
+        )
+        .file("targets/acme.yaml", &target("acme", "billing", "1.0.0", "env: prod"))
+        .file("scripts/deploy.sh", DEPLOY);
+    (repo, alice, mallory)
+}
+
+fn runs(repo: &Repo) -> String {
+    std::fs::read_to_string(repo.path().join("runs.log")).unwrap_or_default()
+}
+
+#[test]
+fn head_signed_by_an_allowed_signer_is_applied() {
+    let keys = tempfile::tempdir().unwrap();
+    let (repo, alice, _) = trusted_fleet(keys.path());
+    git_commit(&repo, "fleet", Some(&alice));
+    repo.gantry(&["apply"]).expect(0);
+    assert_eq!(runs(&repo), "deploy 1.0.0\n");
+}
+
+#[test]
+fn unsigned_head_is_refused_and_nothing_runs() {
+    let keys = tempfile::tempdir().unwrap();
+    let (repo, _, _) = trusted_fleet(keys.path());
+    git_commit(&repo, "fleet", None);
+    let err = repo.gantry(&["apply"]).expect(1).stderr();
+    assert!(
+        err.contains("is not signed by an allowed signer (it has no signature); nothing was applied"),
+        "{err}"
+    );
+    assert_eq!(runs(&repo), "");
+    // `plan` (CI) warns but still renders.
+    let plan = repo.gantry(&["plan"]).expect(0);
+    assert!(plan.stderr().contains("warning: commit "), "{}", plan.stderr());
+    assert!(plan.stderr().contains("it has no signature"), "{}", plan.stderr());
+}
+
+#[test]
+fn head_signed_by_an_unknown_key_is_refused() {
+    let keys = tempfile::tempdir().unwrap();
+    let (repo, _, mallory) = trusted_fleet(keys.path());
+    git_commit(&repo, "fleet", Some(&mallory));
+    let err = repo.gantry(&["apply"]).expect(1).stderr();
+    assert!(
+        err.contains("is not signed by an allowed signer (it is signed by key SHA256:"),
+        "{err}"
+    );
+    assert!(
+        err.contains("which is not listed in trust/allowed_signers at "),
+        "{err}"
+    );
+    assert_eq!(runs(&repo), "");
+}
+
+#[test]
+fn a_pushed_commit_cannot_add_its_own_key() {
+    // Regression guard for the trust anchor: the signers come from the last reconciled commit,
+    // not from the commit being checked.
+    let keys = tempfile::tempdir().unwrap();
+    let (repo, alice, mallory) = trusted_fleet(keys.path());
+    git_commit(&repo, "fleet", Some(&alice));
+    repo.gantry(&["apply"]).expect(0);
+    let mallory_pub = std::fs::read_to_string(mallory.with_extension("pub")).unwrap();
+    let signers = std::fs::read_to_string(repo.path().join("trust/allowed_signers")).unwrap();
+    repo.file(
+        "trust/allowed_signers",
+        &format!("{signers}mallory@example.com {}\n", mallory_pub.trim()),
+    )
+    .file("targets/acme.yaml", &target("acme", "billing", "2.0.0", "env: prod"));
+    git_commit(&repo, "add me and upgrade", Some(&mallory));
+    let err = repo.gantry(&["apply"]).expect(1).stderr();
+    assert!(
+        err.contains("which is not listed in trust/allowed_signers at "),
+        "{err}"
+    );
+    assert_eq!(runs(&repo), "deploy 1.0.0\n");
+}
+
+#[test]
+fn removing_trust_in_an_unsigned_commit_does_not_switch_verification_off() {
+    let keys = tempfile::tempdir().unwrap();
+    let (repo, alice, _) = trusted_fleet(keys.path());
+    git_commit(&repo, "fleet", Some(&alice));
+    repo.gantry(&["apply"]).expect(0);
+    repo.file("gantry.toml", "[executors.local]\ntype = \"shell\"\n")
+        .file("targets/acme.yaml", &target("acme", "billing", "2.0.0", "env: prod"));
+    git_commit(&repo, "no more trust", None);
+    let err = repo.gantry(&["apply"]).expect(1).stderr();
+    assert!(err.contains("it has no signature"), "{err}");
+    assert_eq!(runs(&repo), "deploy 1.0.0\n");
+}
+
+#[test]
+fn pinned_allowed_signers_on_the_reconciler_win() {
+    let keys = tempfile::tempdir().unwrap();
+    let (repo, alice, mallory) = trusted_fleet(keys.path());
+    git_commit(&repo, "fleet", Some(&alice));
+    // The operator pins mallory (only) on this host: alice's commit no longer counts.
+    let mallory_pub = std::fs::read_to_string(mallory.with_extension("pub")).unwrap();
+    std::fs::create_dir_all(repo.path().join(".git/gantry")).unwrap();
+    std::fs::write(
+        repo.path().join(".git/gantry/allowed_signers"),
+        format!("mallory@example.com {}", mallory_pub.trim()),
+    )
+    .unwrap();
+    let err = repo.gantry(&["apply"]).expect(1).stderr();
+    assert!(err.contains("not listed in .git/gantry/allowed_signers"), "{err}");
+}
+
+const SECRET: &str = "s3cr3t-v4lue-42";
+
+#[test]
+fn secret_vars_are_redacted_in_state_history_logs_and_output() {
+    let repo = Repo::new();
+    repo.file(
+        "gantry.toml",
+        "[executors.local]\ntype = \"shell\"\n\n[secrets]\nvars = [\"token\"]\npatterns = [\"*password*\"]\n",
+    )
+    .file(
+        "components/billing.yaml",
+        "apiVersion: gantry.dev/v1\nkind: Component\nmetadata: { name: billing }\nspec:\n  steps:\n    deploy: [\"scripts/deploy.sh\", \"{{ target.vars.token }}\", \"{{ target.vars.db_password }}\"]\n",
+    )
+    .file("releases/billing.yaml", &release("billing", "1.0.0", ""))
+    // A program named after the secret does not exist: the step's message names it.
+    .file(
+        "components/ledger.yaml",
+        "apiVersion: gantry.dev/v1\nkind: Component\nmetadata: { name: ledger }\nspec:\n  steps:\n    deploy: [\"scripts/{{ target.vars.token }}.sh\"]\n",
+    )
+    .file("releases/ledger.yaml", &release("ledger", "1.0.0", ""))
+    .file(
+        "targets/zen.yaml",
+        &format!("{}  vars: {{ token: \"{SECRET}\" }}\n", target("zen", "ledger", "1.0.0", "env: prod")),
+    )
+    .file(
+        "targets/acme.yaml",
+        &format!(
+            "{}  vars: {{ token: \"{SECRET}\", db_password: hunter22, host: visible.example }}\n",
+            target("acme", "billing", "1.0.0", "env: prod")
+        ),
+    )
+    .file(
+        "scripts/deploy.sh",
+        "#!/bin/sh\necho \"token=$1 password=$2 host=visible.example\"\necho \"failing with $1\" >&2\nexit 1\n",
+    );
+    repo.commit_all("fleet");
+    let run = repo.gantry(&["apply"]).expect(2);
+    let printed = format!("{}{}", run.stdout(), run.stderr());
+    assert!(!printed.contains(SECRET) && !printed.contains("hunter22"), "{printed}");
+    assert!(printed.contains("exited with status 1"), "{printed}");
+
+    let history = repo.gantry(&["history", "--format", "json"]).expect(0).stdout();
+    assert!(!history.contains(SECRET), "{history}");
+    assert!(history.contains("scripts/***.sh"), "{history}");
+
+    // Everything gantry wrote: the state branch's objects and the step logs.
+    let git = git2::Repository::open(repo.path()).unwrap();
+    let tip = git
+        .find_reference("refs/heads/gantry/state")
+        .unwrap()
+        .peel_to_commit()
+        .unwrap();
+    let record = tip
+        .tree()
+        .unwrap()
+        .get_path(Path::new("targets/acme.yaml"))
+        .unwrap()
+        .to_object(&git)
+        .unwrap()
+        .peel_to_blob()
+        .unwrap();
+    let record = String::from_utf8_lossy(record.content()).into_owned();
+    assert!(
+        record.contains("token=*** password=*** host=visible.example"),
+        "{record}"
+    );
+    assert!(!record.contains(SECRET), "{record}");
+    assert!(!tip.message().unwrap().contains(SECRET));
+    let mut logs = 0;
+    for log in std::fs::read_dir(repo.path().join(".git/gantry/logs")).unwrap() {
+        let path = log.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains(SECRET) && !text.contains("hunter22"), "{text}");
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.contains("-acme-") {
+            assert!(text.contains("token=*** password=***"), "{text}");
+        } else {
+            assert!(text.contains("scripts/***.sh"), "{text}");
+        }
+        logs += 1;
+    }
+    assert_eq!(logs, 2);
+}
+
+#[test]
+fn symlink_in_the_repository_pointing_outside_is_refused_as_a_program() {
+    let outside = tempfile::tempdir().unwrap();
+    let marker = outside.path().join("ran");
+    let evil = outside.path().join("evil.sh");
+    std::fs::write(&evil, format!("#!/bin/sh\ntouch {}\n", marker.display())).unwrap();
+    std::fs::set_permissions(&evil, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let repo = Repo::new();
+    repo.file("gantry.toml", "[executors.local]\ntype = \"shell\"\n")
+        .file("components/billing.yaml", &component("billing", ""))
+        .file("releases/billing.yaml", &release("billing", "1.0.0", ""))
+        .file("targets/acme.yaml", &target("acme", "billing", "1.0.0", "env: prod"));
+    std::fs::create_dir_all(repo.path().join("scripts")).unwrap();
+    std::os::unix::fs::symlink(&evil, repo.path().join("scripts/deploy.sh")).unwrap();
+    repo.commit_all("symlinked deploy");
+    let run = repo.gantry(&["apply"]).expect(2);
+    assert!(!marker.exists(), "the program outside the checkout ran");
+    let history = repo.gantry(&["history"]).expect(0).stdout();
+    assert!(history.contains("escapes the checkout"), "{history}\n{}", run.stderr());
+}
+
+/// A trusted fleet at 1.0.0 (reconciled), then a minor bump needing alice's approval, committed
+/// with an `Approved-by: alice` trailer and signed with `signer`.
+fn approval_case(signer_is_alice: bool) -> Repo {
+    let keys = tempfile::tempdir().unwrap();
+    let (alice, alice_pub) = keypair(keys.path(), "alice");
+    let (bob, bob_pub) = keypair(keys.path(), "bob");
+    let repo = Repo::new();
+    repo.file("gantry.toml", TRUSTED_CONFIG)
+        .file(
+            "trust/allowed_signers",
+            &format!("alice@example.com {alice_pub}\nbob@example.com {bob_pub}\n"),
+        )
+        .file("components/billing.yaml", &component("billing", ""))
+        .file(
+            "releases/billing.yaml",
+            &format!("{}---\n{}", release("billing", "1.0.0", ""), release("billing", "1.1.0", "")),
+        )
+        .file(
+            "policies/prod.yaml",
+            "apiVersion: gantry.dev/v1\nkind: Policy\nmetadata: { name: prod }\nspec:\n  updates:\n    minor: { approvals: 1, approvers: [alice@example.com], windows: false }\n",
+        )
+        .file("targets/acme.yaml", &target("acme", "billing", "1.0.0", "env: prod"))
+        .file("scripts/deploy.sh", DEPLOY);
+    git_commit(&repo, "fleet", Some(&alice));
+    repo.gantry(&["apply"]).expect(0);
+    repo.file("targets/acme.yaml", &target("acme", "billing", "1.1.0", "env: prod"));
+    let key = if signer_is_alice { &alice } else { &bob };
+    git_commit(
+        &repo,
+        "acme to 1.1.0\n\nApproved-by: Alice <alice@example.com>",
+        Some(key),
+    );
+    repo.gantry(&["apply"]).expect(0);
+    repo
+}
+
+#[test]
+fn approval_trailer_counts_when_signed_by_the_approvers_key() {
+    let repo = approval_case(true);
+    assert_eq!(runs(&repo), "deploy 1.0.0\ndeploy 1.1.0\n");
+}
+
+#[test]
+fn approval_trailer_does_not_count_when_signed_by_someone_else() {
+    // bob may push (his key is allowed), but cannot approve in alice's name.
+    let repo = approval_case(false);
+    assert_eq!(runs(&repo), "deploy 1.0.0\n");
+    let plan = repo.gantry(&["plan", "--format", "json"]).stdout();
+    assert!(plan.contains("\"approval\""), "{plan}");
+    assert!(plan.contains("alice@example.com"), "{plan}");
+}
