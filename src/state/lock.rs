@@ -189,7 +189,19 @@ mod tests {
 
         drop(lock);
         assert_eq!(fs::read_to_string(dir.path().join("gantry/lock")).unwrap(), "");
-        drop(ReconcilerLock::acquire(dir.path()).unwrap());
+        // Another test forking a child at this moment shares our descriptor until the child's
+        // exec closes it (the lock is on the open file description), so allow a moment.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match ReconcilerLock::acquire(dir.path()) {
+                Ok(again) => break drop(again),
+                Err(e) if std::time::Instant::now() < deadline => {
+                    let _ = e;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => panic!("the released lock cannot be taken again: {e}"),
+            }
+        }
     }
 
     #[test]
