@@ -303,7 +303,10 @@ fn daemon_reports_an_invalid_commit_and_applies_nothing_of_it() {
 fn sigterm_during_a_slow_step_lets_it_finish_records_it_and_exits_0() {
     let repo = fixture(&[("slow", "1.0.0")], None);
     // Two steps, so there is a next step that must not start after SIGTERM.
-    repo.file("components/web.yaml", &component("web", "    health: [\"/bin/true\"]\n"));
+    repo.file(
+        "components/web.yaml",
+        &component("web", "    health: [\"/bin/true\"]\n"),
+    );
     repo.commit_all("health step");
     let daemon = Daemon::start(&repo, &[]);
     wait_for("the slow step to start", || {

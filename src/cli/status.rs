@@ -48,11 +48,13 @@ pub fn status_report(repo: &WatchedRepo, rev: Option<&str>, now: jiff::Timestamp
     let loaded = load_commit(repo, commit)?;
     let mut recorded = read_recorded(&repo.repo, &loaded.desired.config.state_branch)?;
     // An attempt a killed reconciler left behind is in progress until the next pass settles it.
+    let mut unfinished = std::collections::BTreeSet::new();
     if let Ok(left) = Journal::load_unfinished(&Journal::dir(repo.repo.path())) {
         for attempt in left {
             if let Some(record) = recorded.targets.get_mut(&attempt.header.target) {
                 record.status = crate::state::TargetStatus::InProgress;
             }
+            unfinished.insert(attempt.header.target);
         }
     }
     let evidence = crate::reconcile::load::evidence(repo, &loaded)?;
@@ -67,7 +69,12 @@ pub fn status_report(repo: &WatchedRepo, rev: Option<&str>, now: jiff::Timestamp
                 component: a.component.clone(),
                 current: record.and_then(|r| r.version.as_ref()).map(ToString::to_string),
                 desired: a.to.clone(),
-                status: record.map_or_else(|| "new".to_string(), |r| r.status.as_str().to_string()),
+                // An interrupted install has a journal but no record yet.
+                status: match record {
+                    Some(r) => r.status.as_str().to_string(),
+                    None if unfinished.contains(&a.target) => "in_progress".to_string(),
+                    None => "new".to_string(),
+                },
                 next_action: a.action.as_str().to_string(),
                 plan_status: format!("{:?}", a.status).to_lowercase(),
                 opens_at: a.blocked_by.iter().find_map(|b| b.opens_at.clone()),

@@ -419,6 +419,8 @@ fn run(
     };
 
     let mut failure: Option<(String, String)> = None;
+    // The kind of the step that failed or was interrupted (a deploy is redone on rollback).
+    let mut failed_kind: Option<StepKind> = None;
     // Artifacts are verified before the first step of a new attempt; a mismatch runs nothing.
     let mut nothing_ran = false;
     if journaled.is_empty()
@@ -435,11 +437,13 @@ fn run(
             }
             Some((false, message)) => {
                 failure = Some((format!("step {} failed: {message}", step.id), String::new()));
+                failed_kind = Some(step.kind);
                 break;
             }
             None => {}
         }
         if interrupted == Some(step.id.as_str()) && on_interrupt == OnInterrupt::Rollback {
+            failed_kind = Some(step.kind);
             failure = Some((
                 format!("interrupted during step {} (onInterrupt: rollback)", step.id),
                 String::new(),
@@ -454,6 +458,7 @@ fn run(
                 format!("step {} failed: {}", step.id, result.message),
                 result.output_tail,
             ));
+            failed_kind = Some(step.kind);
             break;
         }
     }
@@ -482,6 +487,7 @@ fn run(
                 &progress,
                 &header.attempt,
                 !env.policy.health.checks.is_empty(),
+                failed_kind == Some(StepKind::Deploy),
             ) {
                 Err(e) => (Outcome::Failed, format!("{message}; cannot roll back: {e}"), tail),
                 Ok(rollback) => {

@@ -349,6 +349,7 @@ pub fn rollback_program(
     now: &Progress,
     attempt: &str,
     policy_checks: bool,
+    failed_deploy: bool,
 ) -> Result<Vec<PlannedStep>, ProgramError> {
     let component = &desired
         .components
@@ -407,7 +408,9 @@ pub fn rollback_program(
             }
         }
     }
-    if now.version != start.version
+    // A deploy that failed part-way (timed out, crashed) may have changed the target even though
+    // the recorded version did not move, so it is redeployed too.
+    if (now.version != start.version || failed_deploy)
         && let Some(version) = &start.version
     {
         b.deploy(version)?;
