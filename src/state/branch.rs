@@ -188,6 +188,7 @@ impl RecordReader<'_> {
         // which is most of the time, is spread over threads below.
         let mut records: Vec<(String, Oid, Option<T>)> = Vec::with_capacity(subtree.len());
         let mut to_parse: Vec<(usize, String, String)> = Vec::new();
+        let blobs = crate::timings::stage("state.read_blobs");
         for entry in subtree.iter() {
             let Some(name) = entry.name().ok().and_then(|n| n.strip_suffix(RECORD_EXT)) else {
                 continue;
@@ -210,7 +211,8 @@ impl RecordReader<'_> {
             records.push((name.to_string(), entry.id(), None));
         }
         cached.clear();
-
+        blobs.end();
+        let _parse = crate::timings::stage("state.parse_records");
         for (index, record) in self.parse_all::<T>(&to_parse)? {
             records[index].2 = Some(record);
         }
