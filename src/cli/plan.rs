@@ -68,8 +68,13 @@ pub fn run(cli: &Cli, base: Option<&str>, head: Option<&str>, format: Format) ->
                 _ => None,
             }),
     };
-    let text = render::render_plan(&head_plan, format, &context, override_template.as_deref())?;
-    print!("{text}");
+    if format == Format::Json {
+        // Streamed: the JSON of a large plan is tens of megabytes.
+        render::write_plan_json(&head_plan, std::io::BufWriter::new(std::io::stdout().lock()))?;
+    } else {
+        let text = render::render_plan(&head_plan, format, &context, override_template.as_deref())?;
+        print!("{text}");
+    }
     Ok(if head_plan.has_violations() {
         Exit::Violations
     } else {

@@ -158,6 +158,19 @@ fn md_escape(value: String) -> String {
     value.replace('|', "\\|").replace('\n', "<br>")
 }
 
+/// Writes a plan as pretty JSON and a newline (the built-in `--format json`) to `out`, without
+/// building the text in memory first: on 10,000 targets it is 20 MB. Buffer `out`.
+///
+/// # Errors
+/// [`RenderError::Json`] when serializing or writing fails.
+pub fn write_plan_json(plan: &Plan, mut out: impl std::io::Write) -> Result<(), RenderError> {
+    let _stage = crate::timings::stage("render");
+    serde_json::to_writer_pretty(&mut out, plan)?;
+    out.write_all(b"\n").map_err(serde_json::Error::io)?;
+    out.flush().map_err(serde_json::Error::io)?;
+    Ok(())
+}
+
 /// Renders a plan. `override_template` is the watched repository's `templates/plan.<format>.j2`.
 ///
 /// # Errors
@@ -168,12 +181,12 @@ pub fn render_plan(
     context: &PlanContext,
     override_template: Option<&str>,
 ) -> Result<String, RenderError> {
-    let _stage = crate::timings::stage("render");
     if format == Format::Json && override_template.is_none() {
-        let mut text = serde_json::to_string_pretty(plan)?;
-        text.push('\n');
-        return Ok(text);
+        let mut text = Vec::new();
+        write_plan_json(plan, &mut text)?;
+        return Ok(String::from_utf8(text).expect("invariant: serde_json writes UTF-8"));
     }
+    let _stage = crate::timings::stage("render");
     let builtin = match format {
         Format::Text => include_str!("templates/plan.text.j2"),
         Format::Markdown => include_str!("templates/plan.markdown.j2"),
