@@ -341,6 +341,7 @@ impl Progress {
 /// # Errors
 /// [`ProgramError::Irreversible`] when a migration has no `down` and there is no snapshot to
 /// restore; the attempt then ends `failed`, with state saying exactly what was applied.
+#[allow(clippy::too_many_arguments)]
 pub fn rollback_program(
     desired: &Desired,
     component_name: &str,
