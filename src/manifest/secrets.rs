@@ -30,8 +30,9 @@ pub fn is_secret_var(config: &SecretsConfig, name: &str) -> bool {
             .any(|p| glob_match(&p.to_ascii_lowercase(), &name))
 }
 
-/// `*` matches any run of characters, `?` any one; everything else literally.
-fn glob_match(pattern: &str, text: &str) -> bool {
+/// `*` matches any run of characters, `?` any one; everything else literally (shared by secret
+/// patterns and allowed-signers principals).
+pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
     let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
     let (mut pi, mut ti) = (0, 0);
     let (mut star, mut mark) = (None, 0);

@@ -596,6 +596,25 @@ pub fn parse_released(text: &str) -> Result<jiff::Timestamp, String> {
         .ok_or_else(|| format!("`{text}` is not a date (expected YYYY-MM-DD or an RFC 3339 time)"))
 }
 
+/// Whether `component` names a Component; reports it at `/spec/component` when not.
+fn component_known(
+    origin: &super::load::Origin,
+    component: &str,
+    components: &BTreeMap<&str, &Manifest<ComponentSpec>>,
+    diags: &mut Vec<Diagnostic>,
+) -> bool {
+    let known = components.contains_key(component);
+    if !known {
+        diags.push(origin.diagnostic(
+            Severity::Violation,
+            "unknown_reference",
+            "/spec/component",
+            format!("unknown component `{component}`; add a Component manifest or fix the name"),
+        ));
+    }
+    known
+}
+
 fn check_release(
     release: &Manifest<ReleaseSpec>,
     components: &BTreeMap<&str, &Manifest<ComponentSpec>>,
@@ -604,16 +623,7 @@ fn check_release(
     let spec = &release.spec;
     let origin = &release.origin;
     let mut ok = true;
-    if !components.contains_key(spec.component.as_str()) {
-        diags.push(origin.diagnostic(
-            Severity::Violation,
-            "unknown_reference",
-            "/spec/component",
-            format!(
-                "unknown component `{}`; add a Component manifest or fix the name",
-                spec.component
-            ),
-        ));
+    if !component_known(origin, &spec.component, components, diags) {
         ok = false;
     }
     let version = match values::parse_release_version(&spec.version) {
@@ -733,16 +743,7 @@ fn check_target(
     let spec = &target.spec;
     let origin = &target.origin;
     let mut ok = true;
-    if !components.contains_key(spec.component.as_str()) {
-        diags.push(origin.diagnostic(
-            Severity::Violation,
-            "unknown_reference",
-            "/spec/component",
-            format!(
-                "unknown component `{}`; add a Component manifest or fix the name",
-                spec.component
-            ),
-        ));
+    if !component_known(origin, &spec.component, components, diags) {
         ok = false;
     }
     let wanted = match values::parse_version_wanted(&spec.version) {

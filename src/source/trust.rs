@@ -30,6 +30,7 @@ use ssh_key::{HashAlg, PublicKey, SshSig};
 
 use super::WatchedRepo;
 use crate::manifest::RepoConfig;
+use crate::manifest::secrets::glob_match;
 
 /// The SSH signature namespace git signs commits in.
 pub const GIT_NAMESPACE: &str = "git";
@@ -53,7 +54,7 @@ impl Signer {
     pub fn vouches_for(&self, address: &str) -> bool {
         self.principals
             .iter()
-            .any(|p| wildcard_match(&p.to_ascii_lowercase(), &address.to_ascii_lowercase()))
+            .any(|p| glob_match(&p.to_ascii_lowercase(), &address.to_ascii_lowercase()))
     }
 }
 
@@ -148,7 +149,7 @@ impl AllowedSigners {
                         namespaces_ok = value
                             .trim_matches('"')
                             .split(',')
-                            .any(|n| wildcard_match(n.trim(), GIT_NAMESPACE))
+                            .any(|n| glob_match(n.trim(), GIT_NAMESPACE))
                     }
                     "cert-authority" => cert_authority = true,
                     // Validity periods need the commit time in a trusted form; not supported.
@@ -244,30 +245,6 @@ fn split_options(options: &str) -> Vec<String> {
 
 fn looks_like_key_type(token: &str) -> bool {
     token.starts_with("ssh-") || token.starts_with("ecdsa-") || token.starts_with("sk-")
-}
-
-/// `*` matches any run of characters, `?` any one; everything else literally.
-fn wildcard_match(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
-    let (mut pi, mut ti) = (0, 0);
-    let (mut star, mut mark) = (None, 0);
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            pi += 1;
-            mark = ti;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == '*')
 }
 
 /// Checks that `commit` carries an SSH signature by a key in `signers`, over exactly the
@@ -420,7 +397,7 @@ mod tests {
             ("alice@x", "alice@xy", false),
             ("*", "", true),
         ] {
-            assert_eq!(wildcard_match(p, t), want, "{p} vs {t}");
+            assert_eq!(glob_match(p, t), want, "{p} vs {t}");
         }
     }
 
