@@ -491,9 +491,23 @@ fn run_pass(shared: &Shared, lock_held: &ReconcilerLock, seen: Option<Instant>) 
         now: shared.now,
     };
     let result = apply_holding_lock(&repo, lock_held, &options, &shared.stop, &sink);
+    // The pass counters move last, once its gauges and notifications are done, so a reader that
+    // sees the pass counted sees everything it changed.
+    let outcome = pass_outcome(shared, &repo, &state_branch, &before, result);
     lock(&shared.metrics).passes += 1;
     lock(&shared.daemon).passes += 1;
     lock(&shared.daemon).last_pass = Some(Timestamp::now().to_string());
+    outcome
+}
+
+/// The bookkeeping after `apply_holding_lock`: metrics, status, notifications, remote push.
+fn pass_outcome(
+    shared: &Shared,
+    repo: &WatchedRepo,
+    state_branch: &str,
+    before: &crate::state::RecordedState,
+    result: Result<crate::reconcile::apply::ApplyReport, ApplyError>,
+) -> PassOutcome {
     match result {
         Ok(report) => {
             let commit = report.commit.as_deref().and_then(|c| Oid::from_str(c).ok());
@@ -514,13 +528,13 @@ fn run_pass(shared: &Shared, lock_held: &ReconcilerLock, seen: Option<Instant>) 
                 resumed = report.resumed,
                 "pass finished"
             );
-            let after = read_recorded(&repo.repo, &state_branch).unwrap_or_default();
-            announce_waves(shared, &before, &after);
-            after_pass(shared, &repo, !report.outcomes.is_empty());
+            let after = read_recorded(&repo.repo, state_branch).unwrap_or_default();
+            announce_waves(shared, before, &after);
+            after_pass(shared, repo, !report.outcomes.is_empty());
             if (!report.outcomes.is_empty() || report.resumed > 0)
                 && let Some(remote) = &shared.config.remote
             {
-                match remote::push_state(&repo.repo, remote, &state_branch) {
+                match remote::push_state(&repo.repo, remote, state_branch) {
                     Ok(()) => lock(&shared.daemon).remote_error = None,
                     Err(e) => {
                         tracing::warn!("cannot push the state branch: {e}");
