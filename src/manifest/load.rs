@@ -472,8 +472,3 @@ pub(crate) fn index_by_name<'a, S>(
     }
     by_name
 }
-
-/// True when `node` is a mapping (used by tests of odd inputs).
-pub fn is_mapping(node: &Node) -> bool {
-    matches!(node.value, NodeValue::Map(_))
-}

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::executor::StepKind;
 use crate::manifest::{ComponentSpec, Desired, Phase, Target};
-use crate::plan::{Action, ActionKind, Direction};
+use crate::plan::{Action, ActionKind};
 use crate::state::{AppliedMigration, TargetRecord};
 
 /// What a completed step changed on the target, replayed to know where an attempt stands.
@@ -91,7 +91,21 @@ struct Builder<'a> {
     policy_checks: bool,
 }
 
-impl Builder<'_> {
+impl<'a> Builder<'a> {
+    fn new(desired: &'a Desired, component_name: &'a str, policy_checks: bool) -> Result<Builder<'a>, ProgramError> {
+        let component = &desired
+            .components
+            .get(component_name)
+            .ok_or_else(|| ProgramError::UnknownComponent(component_name.to_string()))?
+            .spec;
+        Ok(Builder {
+            steps: Vec::new(),
+            component,
+            component_name,
+            policy_checks,
+        })
+    }
+
     fn push(
         &mut self,
         kind: StepKind,
@@ -165,17 +179,8 @@ pub fn forward_program(
     policy_checks: bool,
 ) -> Result<Vec<PlannedStep>, ProgramError> {
     let component_name = target.spec().component.as_str();
-    let component = &desired
-        .components
-        .get(component_name)
-        .ok_or_else(|| ProgramError::UnknownComponent(component_name.to_string()))?
-        .spec;
-    let mut b = Builder {
-        steps: Vec::new(),
-        component,
-        component_name,
-        policy_checks,
-    };
+    let mut b = Builder::new(desired, component_name, policy_checks)?;
+    let component = b.component;
     let to = action.to.as_deref().map(Version::parse).transpose().ok().flatten();
     let from_text = action.from.clone().unwrap_or_default();
     match (action.action, to) {
@@ -352,17 +357,8 @@ pub fn rollback_program(
     policy_checks: bool,
     failed_deploy: bool,
 ) -> Result<Vec<PlannedStep>, ProgramError> {
-    let component = &desired
-        .components
-        .get(component_name)
-        .ok_or_else(|| ProgramError::UnknownComponent(component_name.to_string()))?
-        .spec;
-    let mut b = Builder {
-        steps: Vec::new(),
-        component,
-        component_name,
-        policy_checks,
-    };
+    let mut b = Builder::new(desired, component_name, policy_checks)?;
+    let component = b.component;
     if action == ActionKind::Config.as_str() {
         // A config change is undone by applying the previous config the same way.
         let version = start.version.as_ref().map_or_else(String::new, Version::to_string);
@@ -420,9 +416,4 @@ pub fn rollback_program(
         step.id = format!("rb-{}", step.id);
     }
     Ok(b.steps)
-}
-
-/// Whether a planned direction undoes something.
-pub fn is_undo(direction: Direction) -> bool {
-    matches!(direction, Direction::Down | Direction::Restore)
 }
