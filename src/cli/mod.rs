@@ -219,9 +219,33 @@ fn resolve_commit(repo: &WatchedRepo, rev: Option<&str>) -> Result<git2::Oid, Cl
     })
 }
 
+/// Log lines on stderr: human-readable, or one JSON object per line. `RUST_LOG` filters; the
+/// default is `info` for the daemon (its log is its output) and `warn` for one-shot commands,
+/// whose output is their own text, so only problems reach the log.
+fn init_logging(format: LogFormat, default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    // A second subscriber (tests calling `run` twice) is not an error worth stopping for.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
 /// Runs the command line and returns the process exit code.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
+    let default_level = if matches!(cli.command, Command::Daemon { .. }) {
+        "info"
+    } else {
+        "warn"
+    };
+    init_logging(cli.log_format, default_level);
     let result = match &cli.command {
         Command::Validate { rev, format } => validate::run(&cli, rev.as_deref(), *format),
         Command::Plan { base, head, format } => plan::run(&cli, base.as_deref(), head.as_deref(), *format),
