@@ -145,3 +145,51 @@ fn bad_now_is_a_usage_error() {
         run.stderr()
     );
 }
+
+/// The JSON output must match `schemas/plan.schema.json` (SPEC §3), including rollouts, blockers
+/// and violations: checked on plans with each of those.
+#[test]
+fn plan_json_matches_the_plan_schema() {
+    use gantry::manifest::schema::{SchemaKind, validate};
+    let check = |repo: &Repo, args: &[&str]| {
+        let run = repo.gantry(args);
+        let json: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap();
+        let violations = validate(SchemaKind::Plan, &json);
+        let listed: Vec<String> = violations
+            .iter()
+            .map(|v| format!("{}: {}", v.pointer, v.message))
+            .collect();
+        assert!(violations.is_empty(), "{args:?}: {listed:#?}");
+        json
+    };
+    let repo = multihop();
+    let base = repo.commit_all("base");
+    check(&repo, &["plan", "--now", NOW, "--format", "json"]);
+    repo.file(
+        "targets/globex.yaml",
+        &target("globex-billing", "billing", "9.9.9", "tenant: globex, env: prod"),
+    );
+    repo.file(
+        "policies/staged.yaml",
+        "apiVersion: gantry.dev/v1\nkind: Policy\nmetadata: { name: staged }\nspec:\n  updates: { major: { approvals: 1, approvers: [alice@example.com] } }\n  rollout:\n    waves:\n      - { name: canary, selector: { tenant: acme }, soak: 30m }\n      - { name: all, percent: 100 }\n",
+    );
+    repo.commit_all("violation, approvals and waves");
+    let json = check(&repo, &["plan", "--now", NOW, "--format", "json", "--base", &base]);
+    assert!(!json["rollouts"].as_array().unwrap().is_empty(), "{json}");
+    assert!(
+        json["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["status"] == "violation"),
+        "{json}"
+    );
+    assert!(
+        json["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["status"] == "blocked"),
+        "{json}"
+    );
+}

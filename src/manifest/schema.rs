@@ -921,7 +921,14 @@ mod tests {
             }],
             "violations": [{"kind": "invalid_manifest", "message": "x", "file": "targets/a.yaml", "line": 4, "column": 12, "target": "a"}],
             "warnings": [],
-            "summary": {"ready": 1, "blocked": 1, "violation": 0, "noop": 0}
+            "summary": {"ready": 1, "blocked": 1, "violation": 0, "noop": 0},
+            "rollouts": [{
+                "component": "billing", "version": "2.0.0", "policy": "production",
+                "waves": [
+                    {"name": "canary", "targets": ["acme-billing"], "status": "soaking", "soak_until": "2026-02-10T09:30:00Z"},
+                    {"name": "all", "targets": [], "status": "pending"}
+                ]
+            }]
         })
     }
 
