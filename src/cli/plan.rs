@@ -1,6 +1,5 @@
 //! `gantry plan`: render what reconciling `head` (or merging it onto `base`) would do.
 
-use crate::manifest::{RawContent, RawFile};
 use crate::plan::{self, Action, Evidence, Plan};
 use crate::reconcile::load::{self, LoadedCommit, load_commit};
 use crate::render::{self, Format, PlanContext};
@@ -55,18 +54,16 @@ pub fn run(cli: &Cli, base: Option<&str>, head: Option<&str>, format: Format) ->
             }
         }
     }
+    let override_name = format!("templates/plan.{}.j2", format.as_str());
     let override_template = match format {
         Format::Json => None,
-        _ => repo
-            .read_file(head_commit, &format!("templates/plan.{}.j2", format.as_str()))?
-            .map(|bytes| RawFile {
-                path: String::new(),
-                content: RawContent::Bytes(bytes),
-            })
-            .and_then(|f| match f.content {
-                RawContent::Bytes(b) => String::from_utf8(b).ok(),
-                _ => None,
-            }),
+        _ => match repo.read_file(head_commit, &override_name)? {
+            Some(bytes) => Some(
+                String::from_utf8(bytes)
+                    .map_err(|_| CliError::Usage(format!("{override_name} is not UTF-8; save it as UTF-8")))?,
+            ),
+            None => None,
+        },
     };
     if format == Format::Json {
         // Streamed: the JSON of a large plan is tens of megabytes.

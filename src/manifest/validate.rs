@@ -622,10 +622,7 @@ fn check_release(
 ) -> Option<Release> {
     let spec = &release.spec;
     let origin = &release.origin;
-    let mut ok = true;
-    if !component_known(origin, &spec.component, components, diags) {
-        ok = false;
-    }
+    let mut ok = component_known(origin, &spec.component, components, diags);
     let version = match values::parse_release_version(&spec.version) {
         Ok(v) => Some(v),
         Err(e) => {
@@ -742,10 +739,7 @@ fn check_target(
 ) -> Option<(VersionWanted, String)> {
     let spec = &target.spec;
     let origin = &target.origin;
-    let mut ok = true;
-    if !component_known(origin, &spec.component, components, diags) {
-        ok = false;
-    }
+    let ok = component_known(origin, &spec.component, components, diags);
     let wanted = match values::parse_version_wanted(&spec.version) {
         Ok(w) => Some(w),
         Err(e) => {

@@ -492,7 +492,7 @@ fn run_batch(
 
     // Execute: scoped threads, at most `maxParallel` running per policy; record as they finish.
     let (sender, receiver) = mpsc::channel::<(Action, Result<AttemptResult, attempt::AttemptError>)>();
-    let mut running: BTreeMap<String, u32> = BTreeMap::new();
+    let mut running: BTreeMap<Option<String>, u32> = BTreeMap::new();
     let mut halted_rollouts: Vec<(String, String)> = Vec::new();
     std::thread::scope(|scope| -> Result<(), ApplyError> {
         let mut in_flight = 0usize;
@@ -506,7 +506,8 @@ fn run_batch(
             let mut i = 0;
             while i < queue.len() {
                 let (action, parts, _, _) = &queue[i];
-                let key = parts.policy_key();
+                // maxParallel counts per governing policy (the plan names it; None: built-in).
+                let key = action.policy.clone();
                 let limit = parts.policy.rollout.max_parallel.max(1);
                 let rollout_halted = halted_rollouts
                     .iter()
@@ -551,11 +552,7 @@ fn run_batch(
             let mut urgent = false;
             for (action, result) in first.into_iter().chain(receiver.try_iter()) {
                 in_flight -= 1;
-                let key = desired
-                    .targets
-                    .get(&action.target)
-                    .map_or_else(String::new, |t| policy_key_of(desired, t));
-                if let Some(n) = running.get_mut(&key) {
+                if let Some(n) = running.get_mut(&action.policy) {
                     *n = n.saturating_sub(1);
                 }
                 match result {
@@ -604,17 +601,6 @@ fn run_batch(
         Ok(())
     })?;
     Ok(())
-}
-
-impl EnvParts {
-    fn policy_key(&self) -> String {
-        format!("{:?}", self.policy.selector) + &self.policy.priority.to_string()
-    }
-}
-
-fn policy_key_of(desired: &Desired, target: &crate::manifest::Target) -> String {
-    let spec = governing_spec(desired, target);
-    format!("{:?}", spec.selector) + &spec.priority.to_string()
 }
 
 /// Record stage: commits finished attempts (and their rollouts) in one state commit, then
