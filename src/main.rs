@@ -1,6 +1,13 @@
 //! The gantry binary: everything happens in the library's `cli` module.
 fn main() -> std::process::ExitCode {
     restore_sigpipe();
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == gantry::render::sandbox::SANDBOX_ARG)
+    {
+        return gantry::render::sandbox::serve();
+    }
+    gantry::render::sandbox::enable();
     gantry::cli::run()
 }
 

@@ -22,15 +22,12 @@ mod output;
 
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use minijinja::syntax::SyntaxConfig;
-use minijinja::value::{Serde, Value};
-use minijinja::{Environment, UndefinedBehavior};
 use serde::{Deserialize, Serialize};
 
 use crate::manifest::Labels;
+use crate::render::sandbox;
 
 pub use health::{Clock, FakeClock, HealthProbe, HealthVerdict, ProbeRun, SystemClock};
 pub use plugin::PluginExecutor;
@@ -321,32 +318,6 @@ pub enum ExecutorError {
     InvalidCheck { check: String, problem: String },
 }
 
-/// Work budget for rendering one template. Real argv elements need well under a thousand
-/// units; this stops a hostile `{% for %}` long before it costs noticeable time.
-const TEMPLATE_FUEL: u64 = 50_000;
-/// Nesting limit for templates; real argv elements nest a few levels at most.
-const TEMPLATE_RECURSION_LIMIT: usize = 32;
-
-/// The one template environment: strict undefined, fuel, no loader (so no `include`/`import`
-/// of files), no auto-escaping, and only minijinja's built-in filters and functions, none of
-/// which read the process environment or the filesystem.
-fn template_env() -> &'static Environment<'static> {
-    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.set_fuel(Some(TEMPLATE_FUEL));
-        env.set_recursion_limit(TEMPLATE_RECURSION_LIMIT);
-        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
-        // An argv element is data: "x\n" must stay "x\n". With the default delimiters
-        // `build` cannot fail; if it somehow did, the default syntax is still safe.
-        if let Ok(syntax) = SyntaxConfig::builder().keep_trailing_newline(true).build() {
-            env.set_syntax(syntax);
-        }
-        env
-    })
-}
-
 /// Renders each argv template separately. The result has exactly as many elements as the
 /// input: whatever a value contains (spaces, `;`, `$(…)`), it stays inside its element.
 ///
@@ -358,12 +329,15 @@ pub fn render_argv(
     templates: &[String],
     context: &TemplateContext,
 ) -> Result<Vec<String>, ExecutorError> {
-    let ctx = Value::from(Serde(context));
-    templates
-        .iter()
-        .enumerate()
-        .map(|(i, t)| render_with(step, &format!("argv[{i}]"), t, &ctx))
-        .collect()
+    render_fields(
+        step,
+        templates
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (format!("argv[{i}]"), t.as_str()))
+            .collect(),
+        context,
+    )
 }
 
 /// Renders one template (a health check's url or query) against `context`.
@@ -377,19 +351,42 @@ pub fn render_one(
     template: &str,
     context: &TemplateContext,
 ) -> Result<String, ExecutorError> {
-    render_with(step, field, template, &Value::from(Serde(context)))
+    let mut out = render_fields(step, vec![(field.to_owned(), template)], context)?;
+    Ok(out.pop().expect("invariant: one field, one result"))
 }
 
-fn render_with(step: StepKind, field: &str, template: &str, ctx: &Value) -> Result<String, ExecutorError> {
-    template_env()
-        .render_str(template, ctx)
-        .map_err(|source| ExecutorError::Render {
-            step,
-            field: field.to_owned(),
-            template: template.to_owned(),
-            problem: describe_template_error(template, &source),
-            source,
+/// Renders `(field, template)` pairs under the step template limits (in one sandbox process
+/// for those that are more than plain lookups; see [`crate::render::sandbox`]).
+fn render_fields(
+    step: StepKind,
+    fields: Vec<(String, &str)>,
+    context: &TemplateContext,
+) -> Result<Vec<String>, ExecutorError> {
+    let ctx = serde_json::to_value(context).map_err(|e| ExecutorError::Render {
+        step,
+        field: "context".to_owned(),
+        template: String::new(),
+        problem: e.to_string(),
+        source: minijinja::Error::new(minijinja::ErrorKind::BadSerialization, e.to_string()),
+    })?;
+    let jobs: Vec<sandbox::Job<'_>> = fields
+        .iter()
+        .map(|(_, template)| sandbox::Job { template, context: 0 })
+        .collect();
+    let results = sandbox::render_all(sandbox::Profile::Step, &jobs, std::slice::from_ref(&ctx));
+    fields
+        .into_iter()
+        .zip(results)
+        .map(|((field, template), result)| {
+            result.map_err(|problem| ExecutorError::Render {
+                step,
+                field,
+                template: template.to_owned(),
+                source: minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, problem.clone()),
+                problem,
+            })
         })
+        .collect()
 }
 
 /// Checks that a template compiles (syntax only; variables are checked when it renders).
@@ -399,30 +396,11 @@ fn render_with(step: StepKind, field: &str, template: &str, ctx: &Value) -> Resu
 ///
 /// A one-line description of the syntax problem.
 pub fn compile_check(template: &str) -> Result<(), String> {
-    template_env()
+    sandbox::Profile::Step
+        .environment()
         .template_from_str(template)
         .map(|_| ())
-        .map_err(|e| describe_template_error(template, &e))
-}
-
-/// One line saying what went wrong and where, e.g. "undefined value at `target.nmae`".
-/// minijinja's `Display` names the template (always `<string>` here) rather than the failing
-/// expression, so quote the expression from the source span instead.
-fn describe_template_error(template: &str, err: &minijinja::Error) -> String {
-    let mut problem = match err.kind() {
-        minijinja::ErrorKind::OutOfFuel => "too much work (template fuel exhausted)".to_owned(),
-        kind => match err.detail() {
-            Some(detail) => format!("{kind}: {detail}"),
-            None => kind.to_string(),
-        },
-    };
-    if let Some(span) = err.range().and_then(|r| template.get(r))
-        && !span.is_empty()
-        && !problem.contains(&format!("`{span}`"))
-    {
-        problem.push_str(&format!(" at `{span}`"));
-    }
-    problem
+        .map_err(|e| sandbox::describe(template, &e))
 }
 
 /// Where argv\[0\] points. Names with a `/` resolve against the checkout (so scripts come from

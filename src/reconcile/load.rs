@@ -7,9 +7,11 @@ use std::path::Path;
 use git2::Oid;
 use jiff::Timestamp;
 
-use crate::manifest::{self, Desired, Diagnostic, RawFile, Severity, parallel};
+use crate::executor::{TargetContext, TemplateContext};
+use crate::manifest::{self, ComponentSpec, Desired, Diagnostic, Manifest, RawFile, Severity, parallel};
 use crate::plan::{Evidence, PlanInput};
 use crate::policy::{self, window::WindowSchedule};
+use crate::render;
 use crate::source::{SourceError, TreeFile, WatchedRepo, history, trust};
 use crate::state::RecordedState;
 use crate::timings;
@@ -87,6 +89,12 @@ pub fn load_commit(repo: &WatchedRepo, commit: Oid) -> Result<LoadedCommit, Sour
     diagnostics.extend(policy_diagnostics(&desired));
     policies.end();
     let windows = compile_windows(&desired, &mut diagnostics);
+    let templates = timings::stage("load.render_templates");
+    // Only a commit that is otherwise sound is worth rendering: an invalid one is refused anyway.
+    if !diagnostics.iter().any(|d| d.severity == Severity::Invalid) {
+        diagnostics.extend(template_diagnostics(&desired));
+    }
+    templates.end();
     manifest::diagnostic::sort(&mut diagnostics);
     diagnostics.dedup();
     Ok(LoadedCommit {
@@ -95,6 +103,164 @@ pub fn load_commit(repo: &WatchedRepo, commit: Oid) -> Result<LoadedCommit, Sour
         windows,
         diagnostics,
     })
+}
+
+/// One step template to render against the targets of its component.
+struct StepTemplate<'a> {
+    component: &'a Manifest<ComponentSpec>,
+    /// JSON pointer of the argv element, e.g. `/spec/steps/deploy/2`.
+    pointer: String,
+    template: &'a str,
+    /// For a migration: the name of its release manifest (where the diagnostic points).
+    release: Option<&'a str>,
+}
+
+/// Renders every step template (component steps and release migrations) against every target
+/// of its component, strictly and under the template limits (SPEC §5), so an undefined variable
+/// (`target.vars.host` missing on one target) or a template over its limits is an `Invalid`
+/// diagnostic at the template's file and line before anything runs, instead of a commit that
+/// installs one target and fails on the next. Values only known when a step runs (`from`,
+/// `attempt`) get stand-ins; one diagnostic per template names the first failing target.
+fn template_diagnostics(desired: &Desired) -> Vec<Diagnostic> {
+    let mut templates: Vec<StepTemplate<'_>> = Vec::new();
+    for component in desired.components.values() {
+        for (step, argv) in component.spec.steps.iter() {
+            for (i, template) in argv.iter().enumerate() {
+                templates.push(StepTemplate {
+                    component,
+                    pointer: format!("/spec/steps/{step}/{i}"),
+                    template,
+                    release: None,
+                });
+            }
+        }
+    }
+    let mut migrations: Vec<(&Manifest<ComponentSpec>, &manifest::Release, String, &str, &str)> = Vec::new();
+    for (name, releases) in &desired.releases {
+        let Some(component) = desired.components.get(name) else {
+            continue;
+        };
+        for release in releases {
+            for (m, migration) in release.spec().migrations.iter().enumerate() {
+                let down = migration
+                    .down
+                    .iter()
+                    .flatten()
+                    .enumerate()
+                    .map(|(i, t)| (format!("/spec/migrations/{m}/down/{i}"), t));
+                for (pointer, template) in migration
+                    .up
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| (format!("/spec/migrations/{m}/up/{i}"), t))
+                    .chain(down)
+                {
+                    migrations.push((component, release, pointer, template, &migration.id));
+                }
+            }
+        }
+    }
+    let mut targets_of: BTreeMap<&str, Vec<&manifest::Target>> = BTreeMap::new();
+    for target in desired.targets.values() {
+        targets_of
+            .entry(target.spec().component.as_str())
+            .or_default()
+            .push(target);
+    }
+    let context = |target: &manifest::Target, component: &str, version: &str, migration: Option<(&str, &str)>| {
+        let version = version.to_owned();
+        serde_json::to_value(TemplateContext {
+            target: TargetContext {
+                name: target.name().to_owned(),
+                labels: target.labels().clone(),
+                vars: target.spec().vars.clone(),
+                config: target.spec().config.clone(),
+            },
+            component: component.to_owned(),
+            from: Some(version.clone()),
+            to: version.clone(),
+            version,
+            release: migration.map(|(release, _)| release.to_owned()),
+            migration: migration.map(|(_, id)| id.to_owned()),
+            attempt: "validate".to_owned(),
+        })
+        .unwrap_or_default()
+    };
+    // Contexts: one per target for its component's steps, one per (target, migration).
+    let mut contexts = Vec::new();
+    let mut jobs = Vec::new();
+    // Which template (index in `templates`/`migrations`) and target each job is for.
+    let mut owners: Vec<(usize, &str)> = Vec::new();
+    for target in desired.targets.values() {
+        contexts.push(context(target, &target.spec().component, &target.spec().version, None));
+        for (t, template) in templates.iter().enumerate() {
+            if template.component.name == target.spec().component {
+                jobs.push(render::sandbox::Job {
+                    template: template.template,
+                    context: contexts.len() - 1,
+                });
+                owners.push((t, target.name()));
+            }
+        }
+    }
+    let first_migration = templates.len();
+    for (m, (component, release, pointer, template, id)) in migrations.iter().enumerate() {
+        let version = release.version.to_string();
+        for target in targets_of.get(component.name.as_str()).into_iter().flatten() {
+            contexts.push(context(
+                target,
+                &component.name,
+                &version,
+                Some((&release.manifest.name, id)),
+            ));
+            jobs.push(render::sandbox::Job {
+                template,
+                context: contexts.len() - 1,
+            });
+            owners.push((first_migration + m, target.name()));
+        }
+        templates.push(StepTemplate {
+            component,
+            pointer: pointer.clone(),
+            template,
+            release: Some(&release.manifest.name),
+        });
+    }
+    let results = render::sandbox::render_all(render::sandbox::Profile::Step, &jobs, &contexts);
+    // First failure per template, and how many targets failed.
+    let mut failures: BTreeMap<usize, (&str, String, usize)> = BTreeMap::new();
+    for ((t, target), result) in owners.into_iter().zip(results) {
+        if let Err(problem) = result {
+            failures.entry(t).or_insert((target, problem, 0)).2 += 1;
+        }
+    }
+    failures
+        .into_iter()
+        .map(|(t, (target, problem, count))| {
+            let template = &templates[t];
+            let origin = match template.release {
+                Some(release) => desired
+                    .releases
+                    .get(&template.component.name)
+                    .and_then(|rs| rs.iter().find(|r| r.manifest.name == release))
+                    .map_or(&template.component.origin, |r| &r.manifest.origin),
+                None => &template.component.origin,
+            };
+            let more = match count {
+                1 => String::new(),
+                n => format!(" and {} more", n - 1),
+            };
+            origin.diagnostic(
+                Severity::Invalid,
+                "template",
+                &template.pointer,
+                format!(
+                    "template `{}` does not render for target `{target}`{more}: {problem}",
+                    crate::executor::truncate_for_message(template.template, 80)
+                ),
+            )
+        })
+        .collect()
 }
 
 /// Reads `entries` through a new handle on the repository at `dir` (for another thread).

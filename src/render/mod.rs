@@ -1,5 +1,7 @@
 //! Rendering: plans through minijinja templates (text, markdown) or as JSON, and manifest diffs.
 
+pub mod sandbox;
+
 use std::collections::BTreeMap;
 
 use serde::Serialize;
@@ -154,10 +156,6 @@ pub fn describe_steps(action: &Action) -> Vec<String> {
     steps
 }
 
-fn md_escape(value: String) -> String {
-    value.replace('|', "\\|").replace('\n', "<br>")
-}
-
 /// Writes a plan as pretty JSON and a newline (the built-in `--format json`) to `out`, without
 /// building the text in memory first: on 10,000 targets it is 20 MB. Buffer `out`.
 ///
@@ -198,21 +196,14 @@ pub fn render_plan(
     } else {
         format!("built-in plan.{}.j2", format.as_str())
     };
-    let mut env = minijinja::Environment::new();
-    env.set_fuel(Some(5_000_000));
-    env.set_recursion_limit(64);
-    env.add_filter("md", md_escape);
-    // Templates end with a newline and so does our output.
-    if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
-        .keep_trailing_newline(true)
-        .build()
-    {
-        env.set_syntax(syntax);
-    }
-    let template = env.template_from_str(source).map_err(|e| RenderError::Template {
-        name: name.clone(),
-        detail: e.to_string(),
-    })?;
+    // Compile first so a syntax error is reported before any context is built.
+    sandbox::Profile::Plan
+        .environment()
+        .template_from_str(source)
+        .map_err(|e| RenderError::Template {
+            name: name.clone(),
+            detail: e.to_string(),
+        })?;
 
     let plan_json = serde_json::to_value(plan)?;
     let mut groups: BTreeMap<&str, Vec<serde_json::Value>> = BTreeMap::new();
@@ -244,10 +235,12 @@ pub fn render_plan(
     ctx["groups"] = serde_json::Value::Array(groups);
     ctx["diffs"] = serde_json::to_value(&context.diffs)?;
     ctx["head_summary"] = serde_json::to_value(&context.head_summary)?;
-    template
-        .render(minijinja::Value::from(minijinja::value::Serde(&ctx)))
-        .map_err(|e| RenderError::Template {
-            name,
-            detail: format!("{e:#}"),
-        })
+    // The repository's own template may be hostile (a pull request's, in CI): it renders in
+    // the sandbox under the plan limits. The built-in ones are ours and render in process.
+    let rendered = if override_template.is_some() {
+        sandbox::render(sandbox::Profile::Plan, source, &ctx)
+    } else {
+        sandbox::render_in_process(sandbox::Profile::Plan, source, &ctx)
+    };
+    rendered.map_err(|detail| RenderError::Template { name, detail })
 }

@@ -1,0 +1,184 @@
+//! Hard limits on what a manifest or a step controls (issue #12): hostile templates, step
+//! output, and templates that cannot render for some target. Each test runs the real binary
+//! under `ulimit -v`, as the bad-input corpus does, so a blow-up fails the test instead of
+//! swapping.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use common::{Repo, component, release, target};
+
+/// Virtual memory bound (KiB) for one gantry run: the 1 GiB strings of the bombs below cannot
+/// fit, so passing means they were never built in gantry's own process.
+const MEMORY_LIMIT_KIB: u64 = 1_500_000;
+
+/// Runs gantry under `ulimit -v`; returns its output.
+fn gantry_bounded(repo: &Path, args: &[&str]) -> Output {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit -v {MEMORY_LIMIT_KIB}; exec \"$0\" \"$@\""))
+        .arg(assert_cmd::cargo::cargo_bin("gantry"))
+        .arg("--repo")
+        .arg(repo)
+        .args(args)
+        .env_remove("GANTRY_NOW")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run gantry")
+}
+
+/// Thirty doublings of a 16-byte string: 16 GiB if it were ever built.
+fn doubling_bomb() -> String {
+    let mut t = String::from("{% set a = \"xxxxxxxxxxxxxxxx\" %}");
+    for _ in 0..30 {
+        t.push_str("{% set a = a ~ a %}");
+    }
+    t.push_str("{{ a }}");
+    t
+}
+
+fn json_string(s: &str) -> String {
+    serde_json::to_string(s).unwrap()
+}
+
+/// A fleet whose deploy step runs `scripts/deploy.sh`, which leaves a marker per target.
+fn fleet_with_argv(extra_argv: &str) -> Repo {
+    let repo = Repo::new();
+    repo.file(
+        "components/web.yaml",
+        &format!(
+            "apiVersion: gantry.dev/v1\nkind: Component\nmetadata: {{ name: web }}\nspec:\n  steps:\n    deploy: [\"scripts/deploy.sh\", \"{{{{ target.name }}}}\", {extra_argv}]\n"
+        ),
+    )
+    .file("releases/web.yaml", &release("web", "1.0.0", ""))
+    .file(
+        "targets/a.yaml",
+        &format!("{}  vars: {{ host: a.example }}\n", target("a", "web", "1.0.0", "env: prod")),
+    )
+    .file("targets/b.yaml", &target("b", "web", "1.0.0", "env: prod"))
+    .file(
+        "scripts/deploy.sh",
+        &format!("#!/bin/sh\ntouch \"{}/ran-$1\"\n", repo.path().display()),
+    );
+    repo.commit_all("fleet");
+    repo
+}
+
+fn ran_anything(repo: &Repo) -> bool {
+    std::fs::read_dir(repo.path())
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().starts_with("ran-"))
+}
+
+/// Regression (issue #12 item 1): a template memory bomb in an argv passed `validate`, then
+/// `apply` aborted with "memory allocation of 1073741840 bytes failed" (exit 134) on every pass.
+#[test]
+fn template_memory_bomb_in_argv_is_rejected_by_validate_and_apply_without_crashing() {
+    let repo = fleet_with_argv(&json_string(&doubling_bomb()));
+    for command in ["validate", "apply"] {
+        let out = gantry_bounded(repo.path(), &[command]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{command}: {stderr}");
+        assert!(
+            stderr.contains("components/web.yaml:6:")
+                && stderr.contains("needs more than 256 MiB of memory (the limit for this kind of template)"),
+            "{command}: {stderr}"
+        );
+        assert!(!stderr.contains("memory allocation"), "{stderr}");
+    }
+    assert!(!ran_anything(&repo), "nothing may run from an invalid commit");
+}
+
+/// Regression (issue #12 item 1): a pull request's `templates/plan.markdown.j2` drove
+/// `gantry plan` to 1.6 GiB.
+#[test]
+fn plan_template_memory_bomb_fails_plan_with_the_limit() {
+    let repo = fleet_with_argv("\"--host={{ target.name }}\"");
+    repo.file("templates/plan.markdown.j2", &doubling_bomb());
+    repo.commit_all("hostile plan template");
+    let out = gantry_bounded(repo.path(), &["plan", "--format", "markdown"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("templates/plan.markdown.j2: template needs more than 1 GiB of memory"),
+        "{stderr}"
+    );
+}
+
+/// An argv element longer than Linux accepts (128 KiB, `MAX_ARG_STRLEN`) is a template error,
+/// named at its file and line, not an exec failure halfway through a rollout.
+#[test]
+fn template_output_over_the_argv_limit_is_rejected_by_validate() {
+    let repo = fleet_with_argv(&json_string(
+        "{% for c in target.name * 3000 %}{{ 'y' * 100 }}{% endfor %}",
+    ));
+    let out = gantry_bounded(repo.path(), &["validate"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("template output exceeds 128 KiB"), "{stderr}");
+}
+
+/// Regression (issue #12 item 7): `validate` and `plan` passed a step referring to
+/// `target.vars.host`, which target `b` lacks; `apply` installed `a` and failed on `b`.
+#[test]
+fn undefined_target_var_is_reported_at_the_template_before_anything_runs() {
+    let repo = fleet_with_argv("\"--host={{ target.vars.host }}\"");
+    let out = gantry_bounded(repo.path(), &["validate"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("components/web.yaml:6:")
+            && stderr.contains("does not render for target `b`")
+            && stderr.contains("target.vars.host"),
+        "{stderr}"
+    );
+    let out = gantry_bounded(repo.path(), &["apply"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        !ran_anything(&repo),
+        "target `a` must not be installed from a commit `b` cannot render"
+    );
+
+    // With the var on every target, the same template renders and both targets install.
+    repo.file(
+        "targets/b.yaml",
+        &format!(
+            "{}  vars: {{ host: b.example }}\n",
+            target("b", "web", "1.0.0", "env: prod")
+        ),
+    );
+    repo.commit_all("b gets a host");
+    let out = gantry_bounded(repo.path(), &["apply"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(repo.path().join("ran-a").exists() && repo.path().join("ran-b").exists());
+}
+
+/// A migration template is rendered against the targets of its component too, and reported at
+/// the release manifest.
+#[test]
+fn undefined_var_in_a_migration_is_reported_at_the_release() {
+    let repo = Repo::new();
+    repo.file("components/web.yaml", &component("web", ""))
+        .file(
+            "releases/web.yaml",
+            &release(
+                "web",
+                "1.0.0",
+                "  migrations:\n    - id: m1\n      up: [\"scripts/m.sh\", \"{{ target.vars.db }}\"]\n",
+            ),
+        )
+        .file("targets/a.yaml", &target("a", "web", "1.0.0", "env: prod"))
+        .file("scripts/deploy.sh", "#!/bin/sh\n")
+        .file("scripts/m.sh", "#!/bin/sh\n");
+    repo.commit_all("fleet");
+    let out = gantry_bounded(repo.path(), &["validate"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("releases/web.yaml:") && stderr.contains("target.vars.db"),
+        "{stderr}"
+    );
+}
