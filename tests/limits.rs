@@ -182,3 +182,103 @@ fn undefined_var_in_a_migration_is_reported_at_the_release() {
         "{stderr}"
     );
 }
+
+/// Runs gantry and samples its peak resident set (VmHWM, KiB) until it exits. Only gantry's
+/// own process is measured, not the steps it runs.
+fn peak_rss_kib(repo: &Path, args: &[&str]) -> (Output, u64) {
+    let child = Command::new(assert_cmd::cargo::cargo_bin("gantry"))
+        .arg("--repo")
+        .arg(repo)
+        .args(args)
+        .env_remove("GANTRY_NOW")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn gantry");
+    let status = format!("/proc/{}/status", child.id());
+    let sampler = std::thread::spawn(move || {
+        let mut peak = 0;
+        while let Ok(text) = std::fs::read_to_string(&status) {
+            if let Some(kib) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+            {
+                peak = peak.max(kib);
+            }
+            if text.contains("State:\tZ") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        peak
+    });
+    let output = child.wait_with_output().expect("wait gantry");
+    (output, sampler.join().expect("sampler"))
+}
+
+/// Regression (issue #12 item 2): a step printing 1 GiB with `[secrets]` set drove gantry to
+/// 2 GiB RSS (redaction read the whole log) and left a 1 GiB log. Here a step prints 1 GiB
+/// with a secret in every line: gantry's peak RSS stays far below the output's size, the log
+/// keeps the configured head and tail with the secret redacted, and the middle is counted.
+#[test]
+fn huge_step_output_keeps_gantry_small_and_the_log_bounded_and_redacted() {
+    const SECRET: &str = "tok-9f8e7d6c5b4a";
+    let repo = Repo::new();
+    repo.file(
+        "gantry.toml",
+        "[secrets]\nvars = [\"token\"]\n\n[logs]\nmax_step_bytes = 1048576\n",
+    )
+    .file("components/web.yaml", &component("web", ""))
+    .file("releases/web.yaml", &release("web", "1.0.0", ""))
+    .file(
+        "targets/a.yaml",
+        &format!(
+            "{}  vars: {{ token: \"{SECRET}\" }}\n",
+            target("a", "web", "1.0.0", "env: prod")
+        ),
+    )
+    .file(
+        "scripts/deploy.sh",
+        &format!("#!/bin/sh\nyes 'output line with {SECRET} in it' | head -c 1073741824\necho last line {SECRET}\n"),
+    );
+    repo.commit_all("chatty step");
+    let (out, peak_kib) = peak_rss_kib(repo.path(), &["apply"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    eprintln!("gantry peak RSS for 1 GiB of step output: {peak_kib} KiB");
+    assert!(peak_kib > 0, "could not sample gantry's RSS");
+    assert!(
+        peak_kib < 96 * 1024,
+        "gantry peaked at {peak_kib} KiB for 1 GiB of step output"
+    );
+
+    let logs: Vec<_> = std::fs::read_dir(repo.path().join(".git/gantry/logs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    let log = std::fs::read(&logs[0]).unwrap();
+    assert!(log.len() < (1 << 20) + 4096, "log is {} bytes", log.len());
+    let text = String::from_utf8_lossy(&log);
+    assert!(!text.contains(SECRET), "secret in the log");
+    assert!(text.contains("output line with *** in it"), "head missing");
+    assert!(text.contains("last line ***"), "tail missing");
+    assert!(text.contains("bytes of output omitted here"), "no omission marker");
+}
+
+/// `[logs]` is checked: a budget the repository could use to make gantry hold gigabytes in
+/// memory is refused with the field's line.
+#[test]
+fn log_budget_over_the_ceiling_is_invalid() {
+    let repo = fleet_with_argv("\"x\"");
+    repo.file("gantry.toml", "[logs]\nmax_step_bytes = 4294967296\n");
+    repo.commit_all("huge log budget");
+    let out = gantry_bounded(repo.path(), &["validate"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("gantry.toml:2:") && stderr.contains("max_step_bytes"),
+        "{stderr}"
+    );
+}

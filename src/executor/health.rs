@@ -152,6 +152,8 @@ pub struct ProbeRun<'a> {
     pub checkout: &'a Path,
     /// Output of `command` checks and the `health` step is appended here.
     pub log_path: &'a Path,
+    /// Redaction and log bounds for the command checks' output.
+    pub output: &'a super::OutputPolicy,
     /// Runs the component's `health` step (the component's executor, maybe a plugin).
     pub component: &'a mut dyn Executor,
     /// Runs the policy's `command` checks (the shell executor).
@@ -360,6 +362,7 @@ fn step_request(argv: &Argv, timeout: Duration, run: &ProbeRun<'_>) -> StepReque
         checkout: run.checkout.to_path_buf(),
         timeout,
         log_path: run.log_path.to_path_buf(),
+        output: run.output.clone(),
         extra_env: run.extra_env.to_vec(),
     }
 }
@@ -768,6 +771,7 @@ mod tests {
                 context: &ctx,
                 checkout: Path::new("/co"),
                 log_path: Path::new("/co/log"),
+                output: &Default::default(),
                 component: &mut component,
                 local,
                 clock,
@@ -837,6 +841,7 @@ mod tests {
                 context: &ctx,
                 checkout: Path::new("/co"),
                 log_path: Path::new("/co/log"),
+                output: &Default::default(),
                 component: &mut component,
                 local: &mut local,
                 clock: &clock,
@@ -887,6 +892,7 @@ mod tests {
                 context: &ctx,
                 checkout: Path::new("/co"),
                 log_path: Path::new("/co/log"),
+                output: &Default::default(),
                 component: &mut RecordingExecutor::new(),
                 local: &mut RecordingExecutor::new(),
                 clock: &clock,

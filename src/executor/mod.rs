@@ -30,6 +30,7 @@ use crate::manifest::Labels;
 use crate::render::sandbox;
 
 pub use health::{Clock, FakeClock, HealthProbe, HealthVerdict, ProbeRun, SystemClock};
+pub use output::{DEFAULT_MAX_STEP_LOG_BYTES, MAX_STEP_LOG_BYTES_CEILING, OutputPolicy};
 pub use plugin::PluginExecutor;
 pub use recording::{RecordedStep, Recording, RecordingExecutor, Reply};
 pub use shell::ShellExecutor;
@@ -171,8 +172,11 @@ pub struct StepRequest {
     /// argv\[0\] paths resolve. Must be absolute.
     pub checkout: PathBuf,
     pub timeout: Duration,
-    /// Full output of the step is appended here (created with its parent directories).
+    /// Output of the step is appended here (created with its parent directories), redacted and
+    /// bounded by `output`.
     pub log_path: PathBuf,
+    /// How output is redacted and how much of it the log keeps.
+    pub output: OutputPolicy,
     /// More environment variables from gantry itself (e.g. `GANTRY_REPO`), set before the
     /// `GANTRY_*` step variables, which win on a clash. Plugins get them in `step.env`.
     pub extra_env: Vec<(String, String)>,
@@ -510,6 +514,7 @@ pub(crate) mod testutil {
             checkout: checkout.to_path_buf(),
             timeout: Duration::from_secs(10),
             log_path: checkout.join("logs/step.log"),
+            output: Default::default(),
             extra_env: Vec::new(),
         }
     }

@@ -1,4 +1,5 @@
-//! Capturing a step's output: appended in full to the step log, its end kept in memory.
+//! Capturing a step's output: redacted as it streams, written to the step log as a bounded head
+//! and tail (the middle of a huge output is dropped and counted), its end kept in memory.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -8,6 +9,31 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 
 use super::{ExecutorError, StepKind};
+use crate::manifest::secrets::{Redactor, StreamRedactor};
+
+/// How much of a step's output its log keeps, by default: the first and the last half of this.
+pub const DEFAULT_MAX_STEP_LOG_BYTES: u64 = 8 << 20;
+/// The most `[logs] max_step_bytes` may ask for: the tail half is held in memory while the step
+/// runs, and the repository must not be able to make gantry hold more.
+pub const MAX_STEP_LOG_BYTES_CEILING: u64 = 256 << 20;
+
+/// What a step's output goes through before it is kept anywhere.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputPolicy {
+    /// `[secrets]` values, replaced by `***` in the log and the tail as the output streams.
+    pub redactor: Redactor,
+    /// Log bytes kept per step: the first half as it comes, the last half at the end.
+    pub max_log_bytes: u64,
+}
+
+impl Default for OutputPolicy {
+    fn default() -> Self {
+        OutputPolicy {
+            redactor: Redactor::default(),
+            max_log_bytes: DEFAULT_MAX_STEP_LOG_BYTES,
+        }
+    }
+}
 
 /// At most this many bytes of output are kept for the step result (and so for recorded state).
 pub(crate) const TAIL_BYTES: usize = 4096;
@@ -35,7 +61,9 @@ pub(crate) struct Capture {
 
 #[derive(Default)]
 struct Sink {
-    log: Option<File>,
+    log: Option<BoundedLog>,
+    /// One redactor per stream, so bytes held back on one never mix with the other's.
+    redact: [StreamRedactor; 2],
     /// Bytes kept from the end of the output; trimmed to `TAIL_BYTES` when read.
     tail: Vec<u8>,
     /// The same for stdout alone: an `observe` step reports its version there, and stderr
@@ -59,47 +87,54 @@ impl Capture {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Starts capturing for a new step: output goes to `log` and the tail starts empty.
-    pub(crate) fn begin(&self, log: File) {
+    /// Starts capturing for a new step: output goes to `log` under `policy`, the tail starts
+    /// empty.
+    pub(crate) fn begin(&self, log: File, policy: &OutputPolicy) {
         let mut sink = self.lock();
-        sink.log = Some(log);
+        sink.log = Some(BoundedLog::new(log, policy.max_log_bytes));
+        sink.redact = [
+            StreamRedactor::new(policy.redactor.clone()),
+            StreamRedactor::new(policy.redactor.clone()),
+        ];
         sink.tail.clear();
         sink.stdout_tail.clear();
     }
 
-    /// Appends a line of gantry's own to the log (a header or footer), not to the tail.
+    /// Appends a line of gantry's own to the log (a header or footer), not to the tail. Output
+    /// held back so far is written first, so the note comes after it.
     pub(crate) fn note(&self, line: &str) {
-        if let Some(log) = self.lock().log.as_mut() {
-            // The log is a convenience for people; a full disk must not fail the step.
-            let _ = writeln!(log, "# gantry: {line}");
+        let mut sink = self.lock();
+        sink.release_held();
+        // gantry's own lines may quote a rendered argv (a program that does not exist).
+        let line = sink.redact[0].redactor().redact(line);
+        if let Some(log) = sink.log.as_mut() {
+            log.note(&line);
         }
     }
 
-    /// Stops capturing: detaches the log and returns the output's tail.
+    /// Stops capturing: detaches the log (writing its kept tail) and returns the output's tail.
     pub(crate) fn end(&self) -> String {
         let mut sink = self.lock();
-        if let Some(mut log) = sink.log.take() {
-            let _ = log.flush();
+        sink.release_held();
+        if let Some(log) = sink.log.take() {
+            log.finish();
         }
         tail_text(&std::mem::take(&mut sink.tail))
     }
 
-    /// The last non-empty line written to stdout so far, trimmed.
+    /// The last non-empty line written to stdout so far, trimmed (call once the step is over:
+    /// it releases what redaction held back).
     pub(crate) fn last_stdout_line(&self) -> Option<String> {
-        let sink = self.lock();
+        let mut sink = self.lock();
+        sink.release_held();
         let text = String::from_utf8_lossy(&sink.stdout_tail);
         text.lines().map(str::trim).rfind(|l| !l.is_empty()).map(str::to_owned)
     }
 
     pub(crate) fn write(&self, stream: Stream, bytes: &[u8]) {
         let mut sink = self.lock();
-        if let Some(log) = sink.log.as_mut() {
-            let _ = log.write_all(bytes);
-        }
-        keep_end(&mut sink.tail, bytes);
-        if stream == Stream::Stdout {
-            keep_end(&mut sink.stdout_tail, bytes);
-        }
+        let released = sink.redact[stream as usize].push(bytes);
+        sink.keep(stream, &released);
     }
 
     /// Copies `reader` into this capture on a thread until EOF, then sends on `done`.
@@ -131,6 +166,111 @@ impl Capture {
                 what: "start an output reader thread",
                 source,
             })
+    }
+}
+
+impl Sink {
+    /// Writes redacted bytes to the log and the tails.
+    fn keep(&mut self, stream: Stream, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        if let Some(log) = self.log.as_mut() {
+            log.write(bytes);
+        }
+        keep_end(&mut self.tail, bytes);
+        if stream == Stream::Stdout {
+            keep_end(&mut self.stdout_tail, bytes);
+        }
+    }
+
+    /// Releases the bytes each stream's redactor held back (the stream is over, or paused).
+    fn release_held(&mut self) {
+        for stream in [Stream::Stdout, Stream::Other] {
+            let held = self.redact[stream as usize].finish();
+            self.keep(stream, &held);
+        }
+    }
+}
+
+/// A step log that keeps the first half of its budget as output comes and the last half in
+/// memory until the step ends; what falls between is counted and dropped, so a step printing
+/// 1 GiB costs neither the disk nor gantry's memory more than the budget.
+struct BoundedLog {
+    file: File,
+    /// Bytes still written straight to the file.
+    head_left: u64,
+    /// The end of the output past the head (at most `tail_cap` once trimmed).
+    tail: Vec<u8>,
+    tail_cap: usize,
+    /// Bytes dropped from the middle.
+    dropped: u64,
+    budget: u64,
+}
+
+impl BoundedLog {
+    fn new(file: File, budget: u64) -> BoundedLog {
+        BoundedLog {
+            file,
+            head_left: budget / 2,
+            tail: Vec::new(),
+            tail_cap: usize::try_from(budget - budget / 2).unwrap_or(usize::MAX),
+            dropped: 0,
+            budget,
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let head = bytes.len().min(usize::try_from(self.head_left).unwrap_or(usize::MAX));
+        if head > 0 {
+            // The log is a convenience for people; a full disk must not fail the step.
+            let _ = self.file.write_all(&bytes[..head]);
+            self.head_left -= head as u64;
+        }
+        let rest = &bytes[head..];
+        if rest.is_empty() {
+            return;
+        }
+        self.tail.extend_from_slice(rest);
+        // Trim lazily (at twice the cap) so each byte is moved O(1) times on average.
+        if self.tail.len() > 2 * self.tail_cap.max(1) {
+            self.trim();
+        }
+    }
+
+    fn trim(&mut self) {
+        if self.tail.len() > self.tail_cap {
+            let cut = self.tail.len() - self.tail_cap;
+            self.dropped += cut as u64;
+            self.tail.drain(..cut);
+        }
+    }
+
+    /// Writes the kept tail (after a line counting what was dropped).
+    fn flush_tail(&mut self) {
+        self.trim();
+        if self.dropped > 0 {
+            let _ = write!(
+                self.file,
+                "\n# gantry: {} bytes of output omitted here (the log keeps the first and last {} of each step: [logs] max_step_bytes = {})\n",
+                self.dropped,
+                crate::render::sandbox::human_bytes(self.budget / 2),
+                self.budget
+            );
+            self.dropped = 0;
+        }
+        let _ = self.file.write_all(&self.tail);
+        self.tail.clear();
+    }
+
+    fn note(&mut self, line: &str) {
+        self.flush_tail();
+        let _ = writeln!(self.file, "# gantry: {line}");
+    }
+
+    fn finish(mut self) {
+        self.flush_tail();
+        let _ = self.file.flush();
     }
 }
 
@@ -171,6 +311,52 @@ mod tests {
         assert!(tail.ends_with("line 100"), "{tail}");
         assert_eq!(tail.lines().count(), TAIL_LINES);
         assert_eq!(tail_text(b"short\n"), "short");
+    }
+
+    fn log_of(budget: u64, policy_redactor: Redactor, chunks: &[&[u8]]) -> (String, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("step.log");
+        let capture = Capture::default();
+        capture.begin(
+            open_log(&path).unwrap(),
+            &OutputPolicy {
+                redactor: policy_redactor,
+                max_log_bytes: budget,
+            },
+        );
+        for chunk in chunks {
+            capture.write(Stream::Other, chunk);
+        }
+        let tail = capture.end();
+        (std::fs::read_to_string(&path).unwrap(), tail)
+    }
+
+    /// Issue #12: a step printing 1 GiB wrote a 1 GiB log. The log keeps a head and a tail.
+    #[test]
+    fn log_keeps_head_and_tail_and_counts_what_it_dropped() {
+        let chunks: Vec<Vec<u8>> = (0..1000).map(|i| format!("line {i:04}\n").into_bytes()).collect();
+        let refs: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
+        let (log, tail) = log_of(200, Redactor::default(), &refs);
+        assert!(log.starts_with("line 0000\nline 0001\n"), "{log}");
+        assert!(log.ends_with("line 0998\nline 0999\n"), "{log}");
+        assert!(
+            log.contains("# gantry: 9800 bytes of output omitted here (the log keeps the first and last 100 B of each step: [logs] max_step_bytes = 200)"),
+            "{log}"
+        );
+        assert!(log.len() < 400, "{}", log.len());
+        assert!(tail.ends_with("line 0999"), "{tail}");
+        // Under the budget, nothing is dropped or marked.
+        let (small, _) = log_of(200, Redactor::default(), &[b"short\n"]);
+        assert_eq!(small, "short\n");
+    }
+
+    /// A secret split across two reads of the pipe is still redacted in the log and the tail.
+    #[test]
+    fn secret_split_across_chunks_is_redacted_in_log_and_tail() {
+        let redactor = Redactor::new(["hunter2-secret".to_string()]);
+        let (log, tail) = log_of(1 << 20, redactor, &[b"token=hunter2", b"-secret done\n"]);
+        assert_eq!(log, "token=*** done\n");
+        assert_eq!(tail, "token=*** done");
     }
 
     #[test]

@@ -376,7 +376,7 @@ impl Executor for PluginExecutor {
             Some(p) => p.stderr.clone(),
             None => Capture::default(),
         };
-        capture.begin(open_log(&step.log_path)?);
+        capture.begin(open_log(&step.log_path)?, &step.output);
         capture.note(&format!(
             "{} step via plugin {:?} {:?}",
             step.kind, self.name, step.argv

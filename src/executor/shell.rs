@@ -57,7 +57,7 @@ impl Executor for ShellExecutor {
             });
         }
         let capture = Capture::default();
-        capture.begin(open_log(&step.log_path)?);
+        capture.begin(open_log(&step.log_path)?, &step.output);
         // The templates, not the rendered argv: rendered values may hold secrets.
         capture.note(&format!(
             "{} step {:?} in {}",

@@ -106,6 +106,96 @@ impl Redactor {
     }
 }
 
+impl Redactor {
+    /// `bytes` with every secret value replaced (output need not be UTF-8).
+    pub fn redact_bytes<'a>(&self, bytes: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        let mut out = std::borrow::Cow::Borrowed(bytes);
+        for value in &self.values {
+            let needle = value.as_bytes();
+            if find(&out, needle).is_some() {
+                out = std::borrow::Cow::Owned(replace_all(&out, needle, REDACTED.as_bytes()));
+            }
+        }
+        out
+    }
+
+    /// The longest secret in bytes (0 when there is none).
+    fn longest(&self) -> usize {
+        self.values.first().map_or(0, String::len)
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    let first = *needle.first()?;
+    let mut from = 0;
+    while let Some(at) = haystack[from..].iter().position(|&b| b == first) {
+        let start = from + at;
+        if haystack[start..].starts_with(needle) {
+            return Some(start);
+        }
+        from = start + 1;
+    }
+    None
+}
+
+fn replace_all(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(haystack.len());
+    let mut rest = haystack;
+    while let Some(at) = find(rest, needle) {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(with);
+        rest = &rest[at + needle.len()..];
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
+/// Redacts a stream that arrives in chunks (a step's output), holding back only as many bytes
+/// as the longest secret needs to be seen whole: a secret split across two chunks is still
+/// replaced, and memory stays bounded whatever the stream's length.
+#[derive(Debug, Clone, Default)]
+pub struct StreamRedactor {
+    redactor: Redactor,
+    /// Redacted bytes not yet released: they may be the start of a secret.
+    held: Vec<u8>,
+}
+
+impl StreamRedactor {
+    pub fn new(redactor: Redactor) -> StreamRedactor {
+        StreamRedactor {
+            redactor,
+            held: Vec::new(),
+        }
+    }
+
+    /// The secrets this stream hides.
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
+    /// Takes the next chunk; returns what can be released now (redacted).
+    pub fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
+        if self.redactor.is_empty() {
+            return chunk.to_vec();
+        }
+        self.held.extend_from_slice(chunk);
+        let redacted = self.redactor.redact_bytes(&self.held).into_owned();
+        // An unfinished secret is a proper prefix of it at the very end: fewer than `longest`
+        // bytes. Everything before that can go.
+        let keep = (self.redactor.longest() - 1).min(redacted.len());
+        let cut = redacted.len() - keep;
+        self.held = redacted[cut..].to_vec();
+        let mut out = redacted;
+        out.truncate(cut);
+        out
+    }
+
+    /// The end of the stream: releases what was held back.
+    pub fn finish(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.held)
+    }
+}
+
 fn leaves(value: &serde_json::Value, out: &mut Vec<String>) {
     match value {
         serde_json::Value::Null => {}
@@ -148,6 +238,36 @@ mod tests {
             "pw=*** and ***, ab stays"
         );
         assert!(Redactor::new(Vec::new()).is_empty());
+    }
+
+    /// Issue #12: redaction read the whole step log into memory after the step; it now runs on
+    /// the stream, so a secret cut in two by the pipe's chunking must still be caught.
+    #[test]
+    fn stream_redaction_catches_secrets_split_across_chunks() {
+        let secret = "s3cret-value";
+        let text = format!("a {secret} b {secret}{secret} c hunter2x {secret}");
+        let expected = "a *** b ****** c *** ***";
+        let redactor = Redactor::new([secret.to_string(), "hunter2x".to_string()]);
+        // Every chunk size, so every split point of every occurrence is tried.
+        for size in 1..=text.len() {
+            let mut stream = StreamRedactor::new(redactor.clone());
+            let mut out = Vec::new();
+            for chunk in text.as_bytes().chunks(size) {
+                out.extend(stream.push(chunk));
+            }
+            out.extend(stream.finish());
+            assert_eq!(String::from_utf8(out).unwrap(), expected, "chunk size {size}");
+        }
+        // Nothing to redact: bytes pass straight through, nothing is held.
+        let mut plain = StreamRedactor::new(Redactor::default());
+        assert_eq!(plain.push(b"abc"), b"abc");
+        assert!(plain.finish().is_empty());
+    }
+
+    #[test]
+    fn byte_redaction_works_on_output_that_is_not_utf8() {
+        let r = Redactor::new(["topsecret".to_string()]);
+        assert_eq!(&*r.redact_bytes(b"\xff topsecret \xfe"), b"\xff *** \xfe");
     }
 
     #[test]

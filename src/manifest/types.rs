@@ -479,6 +479,43 @@ pub struct RepoConfig {
     pub listen: String,
     #[serde(default)]
     pub secrets: SecretsConfig,
+    #[serde(default)]
+    pub logs: LogsConfig,
+}
+
+/// `[logs]`: how much of each step's output `.git/gantry/logs` keeps, and for how long.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LogsConfig {
+    /// Bytes of output kept per step: the first and the last half; the middle is dropped.
+    #[serde(default = "default_max_step_bytes")]
+    pub max_step_bytes: u64,
+    /// Step logs kept (the newest by modification time); older ones are deleted.
+    #[serde(default = "default_logs_keep")]
+    pub keep: usize,
+    /// Step logs older than this are deleted (a duration: `30d`).
+    #[serde(default = "default_logs_max_age")]
+    pub max_age: String,
+}
+
+impl Default for LogsConfig {
+    fn default() -> Self {
+        LogsConfig {
+            max_step_bytes: default_max_step_bytes(),
+            keep: default_logs_keep(),
+            max_age: default_logs_max_age(),
+        }
+    }
+}
+
+fn default_max_step_bytes() -> u64 {
+    crate::executor::DEFAULT_MAX_STEP_LOG_BYTES
+}
+fn default_logs_keep() -> usize {
+    1000
+}
+fn default_logs_max_age() -> String {
+    "30d".to_owned()
 }
 
 impl Default for RepoConfig {
@@ -494,6 +531,7 @@ impl Default for RepoConfig {
             notify: Vec::new(),
             listen: default_listen(),
             secrets: SecretsConfig::default(),
+            logs: LogsConfig::default(),
         }
     }
 }

@@ -262,6 +262,34 @@ fn validate_config(manifests: &Manifests, diags: &mut Vec<Diagnostic>) {
             format!("poll_interval: {e}"),
         ));
     }
+    if let Err(e) = values::parse_duration(&config.logs.max_age) {
+        diags.push(origin.diagnostic(
+            Severity::Invalid,
+            "duration",
+            "/logs/max_age",
+            format!("logs.max_age: {e}"),
+        ));
+    }
+    let ceiling = crate::executor::MAX_STEP_LOG_BYTES_CEILING;
+    if !(1024..=ceiling).contains(&config.logs.max_step_bytes) {
+        diags.push(origin.diagnostic(
+            Severity::Invalid,
+            "limit",
+            "/logs/max_step_bytes",
+            format!(
+                "logs.max_step_bytes = {} is out of range (1024 to {ceiling}: the tail half is held in memory while a step runs)",
+                config.logs.max_step_bytes
+            ),
+        ));
+    }
+    if config.logs.keep == 0 {
+        diags.push(origin.diagnostic(
+            Severity::Invalid,
+            "limit",
+            "/logs/keep",
+            "logs.keep must be at least 1 (the log of the step that just failed is what people read)",
+        ));
+    }
     for (name, executor) in &config.executors {
         let pointer = format!("/executors/{name}");
         if !values::is_valid_name(name) {

@@ -235,6 +235,9 @@ fn pass(
         return Err(ApplyError::UnknownTargets(unknown));
     }
 
+    if !options.dry_run {
+        prune_logs(repo, &loaded.desired.config.logs, clock());
+    }
     let evidence = super::load::evidence(repo, &loaded)?;
     let checkout = if options.dry_run {
         PathBuf::new()
@@ -320,6 +323,20 @@ pub(crate) fn last_reconciled(recorded: &RecordedState) -> Option<Oid> {
         })
         .max_by_key(|(finished, _)| *finished)
         .and_then(|(_, commit)| Oid::from_str(commit).ok())
+}
+
+/// Applies `[logs]` retention before a pass writes new logs. Best effort: a log that cannot be
+/// deleted is worth a warning, not a failed pass.
+fn prune_logs(repo: &WatchedRepo, config: &crate::manifest::LogsConfig, now: Timestamp) {
+    let max_age = crate::manifest::values::parse_duration(&config.max_age).unwrap_or(std::time::Duration::MAX);
+    let dir = repo.gantry_dir().join("logs");
+    match crate::state::logs::prune(&dir, config.keep, max_age, now) {
+        Ok(pruned) if pruned.expired + pruned.surplus > 0 => {
+            tracing::info!(expired = pruned.expired, surplus = pruned.surplus, "pruned step logs");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(dir = %dir.display(), "cannot prune step logs: {e}"),
+    }
 }
 
 /// The per-target parts of an attempt's environment.

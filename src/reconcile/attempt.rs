@@ -9,7 +9,8 @@ use semver::Version;
 
 use crate::executor::health::{Clock, HealthProbe, HealthVerdict, ProbeRun};
 use crate::executor::{
-    Executor, PluginExecutor, ShellExecutor, StepKind, StepRequest, StepResult, TargetContext, TemplateContext,
+    Executor, OutputPolicy, PluginExecutor, ShellExecutor, StepKind, StepRequest, StepResult, TargetContext,
+    TemplateContext,
 };
 use crate::manifest::secrets::Redactor;
 use crate::manifest::{Desired, ExecutorType, Labels, OnInterrupt, PolicySpec};
@@ -226,11 +227,9 @@ impl Runner<'_, '_> {
         let mut result = self.execute(step);
         if !self.redactor.is_empty() {
             result.message = self.redactor.redact(&result.message);
+            // The executor redacted the output as it streamed (log and tail); a message may
+            // still quote a rendered argv.
             result.output_tail = self.redactor.redact(&result.output_tail);
-            let log = env.log_dir.join(format!("{}.log", self.header.attempt));
-            if let Err(e) = redact_log(&self.redactor, &log) {
-                tracing::warn!(log = %log.display(), "cannot redact secrets in the step log: {e}");
-            }
         }
         self.journal.append(&JournalEntry::StepCompleted(StepCompleted {
             step_id: step.id.clone(),
@@ -260,6 +259,10 @@ impl Runner<'_, '_> {
             .and_then(|t| crate::manifest::values::parse_duration(t).ok())
             .unwrap_or(DEFAULT_STEP_TIMEOUT);
         let log_path = env.log_dir.join(format!("{}.log", self.header.attempt));
+        let output = OutputPolicy {
+            redactor: self.redactor.clone(),
+            max_log_bytes: env.desired.config.logs.max_step_bytes,
+        };
         let executor_name = env
             .desired
             .components
@@ -281,6 +284,7 @@ impl Runner<'_, '_> {
                     context: &context,
                     checkout: &env.checkout,
                     log_path: &log_path,
+                    output: &output,
                     component,
                     local: &mut local,
                     clock: env.clock,
@@ -312,6 +316,7 @@ impl Runner<'_, '_> {
             checkout: env.checkout.clone(),
             timeout,
             log_path,
+            output,
             extra_env,
         };
         env.executors
@@ -320,24 +325,6 @@ impl Runner<'_, '_> {
                 Err(e) => StepResult::failed(crate::executor::Exit::SpawnFailed, e.to_string(), Duration::ZERO),
             })
     }
-}
-
-/// Rewrites a step log with secret values redacted (only when it holds one). The executor
-/// appends raw output while the step runs; this runs as soon as the step is over.
-fn redact_log(redactor: &Redactor, path: &std::path::Path) -> std::io::Result<()> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    let text = String::from_utf8_lossy(&bytes);
-    let redacted = redactor.redact(&text);
-    if redacted != text {
-        let partial = path.with_extension("log.redacting");
-        std::fs::write(&partial, redacted)?;
-        std::fs::rename(&partial, path)?;
-    }
-    Ok(())
 }
 
 /// Starts a new attempt: journals its header (with the whole program), then runs it.

@@ -5,6 +5,7 @@
 //! - [`history`]: finished attempts read back from the commits' trailers.
 //! - [`journal`]: the fsynced per-attempt step journal under `.git/gantry/journal/`.
 //! - [`lock`]: the one-reconciler-per-repository lock, `.git/gantry/lock`.
+//! - [`logs`]: retention of the step logs under `.git/gantry/logs/`.
 //!
 //! # State commit messages
 //! A commit recording one finished attempt:
@@ -40,6 +41,7 @@ pub mod branch;
 pub mod history;
 pub mod journal;
 pub mod lock;
+pub mod logs;
 pub mod record;
 
 pub use branch::{
