@@ -294,7 +294,7 @@ fn state_branch_moved_during_a_pass_is_reported_and_the_outcome_recorded_next_ti
     let repo = fleet(&deploy_script(mover), "1.0.0");
     apply(&repo).expect(0);
     bump(&repo, "2.0.0", None);
-    let err = apply(&repo).expect(1).stderr();
+    let err = apply(&repo).expect(4).stderr();
     assert!(err.contains("state branch gantry/state moved"), "{err}");
     assert!(err.contains("kept in the journal"), "{err}");
     assert_eq!(journal_files(&repo), 1, "the journal must keep the unrecorded outcome");
@@ -327,7 +327,7 @@ fn disk_full_while_recording_keeps_the_outcome_and_says_so() {
         .env("GANTRY_FAULT_STATE_WRITE", "fail")
         .output()
         .unwrap();
-    let run = Run { output }.expect(1);
+    let run = Run { output }.expect(4); // exit 4: could not record (issue #12; was 1)
     let err = run.stderr();
     assert!(err.contains("No space left on device"), "{err}");
     assert!(err.contains("state branch gantry/state"), "{err}");

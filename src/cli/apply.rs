@@ -221,8 +221,8 @@ pub fn run(cli: &Cli, targets: &[String], dry_run: bool, format: Format) -> Resu
     let report = match result {
         Ok(report) => report,
         Err(ApplyError::Locked(e)) => {
-            eprintln!("error: {e}");
-            return Ok(Exit::Locked);
+            eprintln!("error: {}", crate::error_chain(&e));
+            return Ok(super::lock_exit(&e));
         }
         Err(ApplyError::InvalidCommit {
             commit,
@@ -281,7 +281,12 @@ pub fn run(cli: &Cli, targets: &[String], dry_run: bool, format: Format) -> Resu
             if dry_run { " (dry run: nothing ran)" } else { "" },
         );
     }
-    Ok(if report.has_failures() {
+    for (target, error) in &report.not_started {
+        eprintln!("error: target {target}: the attempt could not start: {error}");
+    }
+    Ok(if !report.not_started.is_empty() {
+        Exit::Io
+    } else if report.has_failures() {
         Exit::Violations
     } else {
         Exit::Ok

@@ -13,8 +13,8 @@ pub fn run(cli: &Cli, listen: Option<&str>) -> Result<Exit, CliError> {
     match server::run(options) {
         Ok(()) => Ok(Exit::Ok),
         Err(ServerError::Locked(e)) => {
-            eprintln!("error: {e}");
-            Ok(Exit::Locked)
+            eprintln!("error: {}", crate::error_chain(&e));
+            Ok(super::lock_exit(&e))
         }
         Err(e) => Err(CliError::Server(e)),
     }

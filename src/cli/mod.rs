@@ -143,6 +143,10 @@ pub enum Exit {
     Violations = 2,
     /// Another reconciler holds the repository's lock.
     Locked = 3,
+    /// gantry could not read or write its own files (`.git/gantry`, the state branch): an OS
+    /// error such as a full disk or a read-only directory, named in the message. A pass that
+    /// could not start or could not record an attempt ends with this, never with 0.
+    Io = 4,
 }
 
 /// An error that ends a command, with the exit code it maps to.
@@ -176,9 +180,12 @@ pub enum CliError {
 
 impl CliError {
     fn exit(&self) -> Exit {
+        use crate::reconcile::apply::ApplyError;
         match self {
-            CliError::Apply(crate::reconcile::apply::ApplyError::Locked(_))
-            | CliError::Server(crate::server::ServerError::Locked(_)) => Exit::Locked,
+            CliError::Apply(ApplyError::Locked(e)) | CliError::Server(crate::server::ServerError::Locked(e)) => {
+                lock_exit(e)
+            }
+            CliError::Apply(ApplyError::Journal(_) | ApplyError::Record { .. } | ApplyError::Attempt(_)) => Exit::Io,
             CliError::Usage(_)
             | CliError::Source(_)
             | CliError::Render(_)
@@ -188,6 +195,15 @@ impl CliError {
             | CliError::Io(_)
             | CliError::Server(_) => Exit::Invalid,
         }
+    }
+}
+
+/// Exit 3 only for real contention; a lock that cannot be taken for an OS reason (a read-only
+/// `.git/gantry`, a full disk) is exit 4.
+pub(crate) fn lock_exit(e: &crate::state::lock::LockError) -> Exit {
+    match e {
+        crate::state::lock::LockError::Held { .. } => Exit::Locked,
+        crate::state::lock::LockError::Io { .. } => Exit::Io,
     }
 }
 
@@ -266,7 +282,7 @@ pub fn run() -> ExitCode {
     match result {
         Ok(exit) => ExitCode::from(exit as u8),
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", crate::error_chain(&e));
             ExitCode::from(e.exit() as u8)
         }
     }

@@ -54,6 +54,10 @@ pub struct ApplyReport {
     /// The last plan computed (what is left: blocked, violations).
     pub plan: Option<Plan>,
     pub resumed: usize,
+    /// Attempts that could not start (their journal could not be written: a full disk, a
+    /// read-only `.git/gantry`), with the error and its OS cause. Nothing of them ran; the
+    /// targets are retried by the next pass. A pass with any is not a success.
+    pub not_started: Vec<(String, String)>,
 }
 
 impl ApplyReport {
@@ -583,7 +587,11 @@ fn run_batch(
                     Err(attempt::AttemptError::Stopped) => {
                         tracing::info!(target = %action.target, "stopping: attempt left to resume at the next start");
                     }
-                    Err(e) => tracing::error!(target = %action.target, "attempt could not be journaled: {e}"),
+                    Err(e) => {
+                        let error = crate::error_chain(&e);
+                        tracing::error!(target = %action.target, "attempt could not be journaled: {error}");
+                        report.not_started.push((action.target.clone(), error));
+                    }
                 }
             }
             // Outcomes are safe in their journals until recorded, so several share a commit:
