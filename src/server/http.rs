@@ -1,8 +1,18 @@
 //! The daemon's HTTP routes: `/healthz`, `/metrics`, `/api/status`, `/api/daemon`,
-//! `POST /api/refresh` and the status page `/`.
+//! `POST /api/refresh` and the status page `/`, and the server that bounds what clients can hold
+//! (SPEC §8 "Limits"): at most [`MAX_CONNECTIONS`] open connections (a new one closes the one
+//! quiet for longest), request headers within [`HEADER_READ_TIMEOUT`] (which also closes idle
+//! keep-alive connections) and [`MAX_HEADER_BYTES`], bodies up to [`MAX_BODY_BYTES`].
 
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 
 use axum::Router;
 use axum::extract::State;
@@ -11,6 +21,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use super::{Shared, lock, page};
+
+/// Open connections at most; the next one closes the connection that has been quiet longest.
+pub const MAX_CONNECTIONS: usize = 256;
+/// A client must send a request's whole header within this time, and an idle keep-alive
+/// connection is closed after it.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Request line and headers together.
+pub const MAX_HEADER_BYTES: usize = 16 << 10;
+/// Request bodies (no route reads one; `POST /api/refresh` takes none).
+pub const MAX_BODY_BYTES: u64 = 64 << 10;
 
 /// The routes, sharing the daemon's state.
 pub fn router(shared: Arc<Shared>) -> Router {
@@ -21,7 +41,203 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/status", get(status))
         .route("/api/daemon", get(daemon))
         .route("/api/refresh", post(refresh))
+        .layer(axum::middleware::from_fn(limit_body))
         .with_state(shared)
+}
+
+/// Refuses a declared body over [`MAX_BODY_BYTES`] before any handler runs.
+async fn limit_body(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body over {MAX_BODY_BYTES} bytes\n"),
+        )
+            .into_response();
+    }
+    next.run(request).await
+}
+
+/// One open connection as the server tracks it.
+struct Conn {
+    /// Milliseconds since the server started, at the last byte read or written.
+    last_active: AtomicU64,
+    /// Told to close when a newer connection needs the slot.
+    evict: tokio::sync::Notify,
+}
+
+/// The open connections, to find the one quiet for longest.
+struct Conns {
+    started: Instant,
+    next_id: AtomicU64,
+    open: Mutex<HashMap<u64, Arc<Conn>>>,
+}
+
+impl Conns {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Registers a connection; when that makes more than `max`, tells the quietest to close.
+    fn admit(&self, max: usize) -> (u64, Arc<Conn>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let conn = Arc::new(Conn {
+            last_active: AtomicU64::new(self.now_ms()),
+            evict: tokio::sync::Notify::new(),
+        });
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        open.insert(id, Arc::clone(&conn));
+        if open.len() > max {
+            Self::evict_quietest(&mut open, Some(id));
+        }
+        (id, conn)
+    }
+
+    /// Tells the connection quiet for longest (other than `keep`) to close, and forgets it.
+    fn evict_quietest(open: &mut HashMap<u64, Arc<Conn>>, keep: Option<u64>) {
+        let quietest = open
+            .iter()
+            .filter(|(id, _)| Some(**id) != keep)
+            .min_by_key(|(id, c)| (c.last_active.load(Ordering::Relaxed), **id))
+            .map(|(id, _)| *id);
+        if let Some(victim) = quietest.and_then(|v| open.remove(&v)) {
+            // `notify_one` keeps a permit, so a task not yet waiting still sees it.
+            victim.evict.notify_one();
+        }
+    }
+
+    fn forget(&self, id: u64) {
+        self.open.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    }
+}
+
+/// A connection's stream, stamping every read and write as activity.
+struct Tracked {
+    inner: TcpStream,
+    conn: Arc<Conn>,
+    conns: Arc<Conns>,
+}
+
+impl Tracked {
+    fn touch(&self) {
+        self.conn.last_active.store(self.conns.now_ms(), Ordering::Relaxed);
+    }
+}
+
+impl AsyncRead for Tracked {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let result = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.touch();
+        }
+        result
+    }
+}
+
+impl AsyncWrite for Tracked {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.inner).poll_write(cx, data);
+        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+            this.touch();
+        }
+        result
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then lets requests in flight finish.
+///
+/// # Guarantees
+/// Whatever clients do, the server holds at most [`MAX_CONNECTIONS`] connections (plus the one
+/// being admitted), never stops accepting (running out of file descriptors closes the quietest
+/// connection instead of pausing), and closes a connection whose request header has not
+/// arrived within [`HEADER_READ_TIMEOUT`]. So idle or slow clients cannot keep `/healthz` from
+/// answering.
+pub async fn serve(listener: TcpListener, app: Router, shutdown: impl std::future::Future<Output = ()>) {
+    let conns = Arc::new(Conns {
+        started: Instant::now(),
+        next_id: AtomicU64::new(0),
+        open: Mutex::new(HashMap::new()),
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_header_size(MAX_HEADER_BYTES)
+        .max_buf_size(MAX_HEADER_BYTES.max(8192) * 2);
+    let builder = Arc::new(builder);
+    let (closing, closing_rx) = tokio::sync::watch::channel(false);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors: free one by closing the quietest connection and go
+                // on at once; pausing would stall every client, not only the greedy one.
+                let out_of_fds = matches!(e.raw_os_error(), Some(nix::libc::EMFILE | nix::libc::ENFILE));
+                if out_of_fds {
+                    Conns::evict_quietest(&mut conns.open.lock().unwrap_or_else(|p| p.into_inner()), None);
+                    // Let the evicted connection's task run and close its descriptor.
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                } else {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                continue;
+            }
+        };
+        let (id, conn) = conns.admit(MAX_CONNECTIONS);
+        let io = hyper_util::rt::TokioIo::new(Tracked {
+            inner: stream,
+            conn: Arc::clone(&conn),
+            conns: Arc::clone(&conns),
+        });
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let builder = Arc::clone(&builder);
+        let conns = Arc::clone(&conns);
+        let mut closing_rx = closing_rx.clone();
+        tokio::spawn(async move {
+            let connection = builder.serve_connection(io, service);
+            let mut connection = std::pin::pin!(connection);
+            let mut draining = false;
+            loop {
+                tokio::select! {
+                    _ = connection.as_mut() => break,
+                    () = conn.evict.notified() => break,
+                    changed = closing_rx.changed(), if !draining => {
+                        if changed.is_err() || *closing_rx.borrow() {
+                            draining = true;
+                            connection.as_mut().graceful_shutdown();
+                        }
+                    }
+                }
+            }
+            conns.forget(id);
+        });
+    }
+    let _ = closing.send(true);
+    // Requests in flight finish (each task ends when its connection does); new ones are not
+    // accepted. Wait a moment for them, as `axum::serve`'s graceful shutdown does.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && conns.open.lock().map(|o| !o.is_empty()).unwrap_or(false) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn healthz() -> &'static str {

@@ -232,25 +232,14 @@ async fn serve(
 
     let (done, mut done_rx) = tokio::sync::watch::channel(false);
     let app = http::router(Arc::clone(&shared));
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = done_rx.wait_for(|d| *d).await;
-            })
-            .await
-    });
+    let server = tokio::spawn(http::serve(listener, app, async move {
+        let _ = done_rx.wait_for(|d| *d).await;
+    }));
 
     reconcile_loop(Arc::clone(&shared), lock, poll).await;
     let _ = done.send(true);
-    match server.await {
-        Ok(Ok(())) => {}
-        Ok(Err(source)) => {
-            return Err(ServerError::Io {
-                what: "the HTTP server failed",
-                source,
-            });
-        }
-        Err(e) => tracing::error!("the HTTP server task ended abnormally: {e}"),
+    if let Err(e) = server.await {
+        tracing::error!("the HTTP server task ended abnormally: {e}");
     }
     tracing::info!("stopped");
     Ok(())
