@@ -282,3 +282,45 @@ fn log_budget_over_the_ceiling_is_invalid() {
         "{stderr}"
     );
 }
+
+/// About 4.4 MiB of OpenAPI-like YAML that never mentions gantry's API.
+fn openapi_yaml(marker: &str) -> String {
+    let mut text = String::from("openapi: 3.0.0\ninfo: { title: shop, version: 1.0.0 }\npaths:\n");
+    let mut i = 0;
+    while text.len() < 4_400_000 {
+        text.push_str(&format!(
+            "  /items/{i}:\n    get:\n      summary: item number {i}\n      responses: {{ \"200\": {{ description: ok }} }}\n"
+        ));
+        i += 1;
+    }
+    text.push_str(marker);
+    text
+}
+
+/// Regression (issue #12 item 6): an unrelated 4.4 MiB YAML file (an OpenAPI spec) made the
+/// whole commit invalid ("larger than the 4194304 byte limit for a manifest"), though SPEC §2
+/// says files without `apiVersion: gantry.dev/…` are ignored.
+#[test]
+fn a_large_unrelated_yaml_file_is_ignored_not_fatal() {
+    let repo = fleet_with_argv("\"--host={{ target.name }}\"");
+    repo.file("api/openapi.yaml", &openapi_yaml(""));
+    repo.commit_all("add the shop's API spec");
+    let started = std::time::Instant::now();
+    let out = gantry_bounded(repo.path(), &["validate"]);
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("openapi.yaml"), "{stderr}");
+    assert!(took < std::time::Duration::from_secs(5), "validate took {took:?}");
+
+    // The same file declaring gantry's API is a manifest over the limit: still refused.
+    repo.file("api/openapi.yaml", &openapi_yaml("---\napiVersion: gantry.dev/v1\n"));
+    repo.commit_all("now it claims to be ours");
+    let out = gantry_bounded(repo.path(), &["validate"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("api/openapi.yaml") && stderr.contains("larger than the 4194304 byte limit"),
+        "{stderr}"
+    );
+}

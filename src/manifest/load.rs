@@ -28,9 +28,20 @@ pub enum RawContent {
     Bytes(Vec<u8>),
     /// A symbolic link and its target; never followed.
     Symlink(String),
-    /// Larger than the manifest size limit.
+    /// Larger than the manifest size limit, and mentions `gantry.dev/`.
     TooLarge(usize),
+    /// Larger than the manifest size limit and never mentions `gantry.dev/`: someone else's
+    /// file (an OpenAPI spec, a data dump), not read. Its size in bytes.
+    Foreign(usize),
 }
+
+/// What marks a file as (possibly) a gantry manifest: `apiVersion: gantry.dev/…`.
+pub const API_MARKER: &str = "gantry.dev/";
+
+/// A file without [`API_MARKER`] larger than this is not parsed at all (outside the configured
+/// `paths`). Smaller ones still are, so a broken CI workflow next to the manifests gets a
+/// warning; parsing several megabytes of someone else's YAML to ignore it is not worth it.
+pub const FOREIGN_PARSE_LIMIT: usize = 64 << 10;
 
 /// Where a manifest came from: its file and its whole document, for locating any field.
 #[derive(Debug, Clone)]
@@ -157,7 +168,7 @@ fn file_text<'a>(file: &'a RawFile, diagnostics: &mut Vec<Diagnostic>) -> Option
             )));
             None
         }
-        RawContent::TooLarge(size) => {
+        RawContent::TooLarge(size) | RawContent::Foreign(size) => {
             diagnostics.push(invalid(format!(
                 "is {size} bytes, larger than the {} byte limit for a manifest; split it into several files",
                 crate::manifest::MAX_MANIFEST_BYTES
@@ -230,9 +241,17 @@ fn read_config(file: &RawFile, out: &mut Manifests, diagnostics: &mut Vec<Diagno
 }
 
 fn read_file(file: &RawFile, restricted: bool, out: &mut Manifests, diagnostics: &mut Vec<Diagnostic>) {
+    // SPEC §2: files without `apiVersion: gantry.dev/...` are ignored, whatever their size; only
+    // under the configured `paths` is every file a manifest.
+    if !restricted && matches!(file.content, RawContent::Foreign(_)) {
+        return;
+    }
     let Some(text) = file_text(file, diagnostics) else {
         return;
     };
+    if !restricted && text.len() > FOREIGN_PARSE_LIMIT && !text.contains(API_MARKER) {
+        return;
+    }
     let is_toml = file.path.to_ascii_lowercase().ends_with(".toml");
     let parsed = if is_toml {
         document::parse_toml(text).map(|n| vec![n])
@@ -244,7 +263,7 @@ fn read_file(file: &RawFile, restricted: bool, out: &mut Manifests, diagnostics:
         Err(e) => {
             // A broken file that is not ours (a CI workflow, say) must not fail gantry; one that
             // mentions our API, or sits under the configured manifest paths, must.
-            let ours = restricted || text.contains("gantry.dev/");
+            let ours = restricted || text.contains(API_MARKER);
             let format = if is_toml { "TOML" } else { "YAML" };
             let severity = if ours { Severity::Invalid } else { Severity::Warning };
             let suffix = if ours {
@@ -264,7 +283,7 @@ fn read_file(file: &RawFile, restricted: bool, out: &mut Manifests, diagnostics:
     };
     // A file is ours when it sits under the configured manifest paths or names our API; then a
     // document that is not a manifest is a mistake to report, not someone else's data to skip.
-    let ours = restricted || text.contains("gantry.dev/");
+    let ours = restricted || text.contains(API_MARKER);
     for doc in docs {
         read_document(file, doc, ours, out, diagnostics);
     }

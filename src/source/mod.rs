@@ -235,15 +235,53 @@ impl WatchedRepo {
     }
 
     fn blob_content(&self, oid: Oid, mode: i32) -> Result<RawContent, SourceError> {
+        // The size first, from the object header: a large file is not loaded to be ignored.
+        let (size, _) = self.repo.odb()?.read_header(oid)?;
+        if mode != i32::from(git2::FileMode::Link) && size > MAX_MANIFEST_BYTES {
+            return Ok(
+                if self.blob_mentions(oid, crate::manifest::load::API_MARKER.as_bytes())? {
+                    RawContent::TooLarge(size)
+                } else {
+                    RawContent::Foreign(size)
+                },
+            );
+        }
         let blob = self.repo.find_blob(oid)?;
         let content = blob.content();
         Ok(if mode == i32::from(git2::FileMode::Link) {
             RawContent::Symlink(String::from_utf8_lossy(content).into_owned())
-        } else if content.len() > MAX_MANIFEST_BYTES {
-            RawContent::TooLarge(content.len())
         } else {
             RawContent::Bytes(content.to_vec())
         })
+    }
+
+    /// Whether the blob contains `marker`, read in chunks (memory stays small for a loose
+    /// object; libgit2 cannot stream a packed one, which is then read whole, once).
+    fn blob_mentions(&self, oid: Oid, marker: &[u8]) -> Result<bool, SourceError> {
+        use std::io::Read;
+        let contains = |hay: &[u8]| hay.windows(marker.len()).any(|w| w == marker);
+        let odb = self.repo.odb()?;
+        let Ok((mut reader, _, _)) = odb.reader(oid) else {
+            return Ok(contains(self.repo.find_blob(oid)?.content()));
+        };
+        let mut window: Vec<u8> = Vec::with_capacity(64 << 10);
+        let mut chunk = vec![0u8; 64 << 10];
+        loop {
+            let n = match reader.read(&mut chunk) {
+                Ok(0) => return Ok(false),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                // A backend that refuses to stream mid-way: read the blob whole instead.
+                Err(_) => return Ok(contains(self.repo.find_blob(oid)?.content())),
+            };
+            // Keep the end of the previous chunk so a marker split between chunks is found.
+            let keep = window.len().min(marker.len() - 1);
+            window.drain(..window.len() - keep);
+            window.extend_from_slice(&chunk[..n]);
+            if contains(&window) {
+                return Ok(true);
+            }
+        }
     }
 
     /// Text files that differ between two commits (added, modified, deleted), with both sides.
