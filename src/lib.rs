@@ -10,4 +10,3 @@ pub mod render;
 pub mod server;
 pub mod source;
 pub mod state;
-pub mod timings;

@@ -229,6 +229,9 @@ fn init_logging(format: LogFormat, default_level: &str) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        // Stage timings: the load, plan, render and state-read stages are `debug` spans, so
+        // `RUST_LOG=gantry=debug` prints how long each took when it closes (`bench/plan_10k.sh`).
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     // A second subscriber (tests calling `run` twice) is not an error worth stopping for.
     let _ = match format {

@@ -76,7 +76,7 @@ pub fn status_report(repo: &WatchedRepo, rev: Option<&str>, now: jiff::Timestamp
                     None => "new".to_string(),
                 },
                 next_action: a.action.as_str().to_string(),
-                plan_status: format!("{:?}", a.status).to_lowercase(),
+                plan_status: a.status.to_string(),
                 opens_at: a.blocked_by.iter().find_map(|b| b.opens_at.clone()),
                 blockers: a.blocked_by.clone(),
                 violations: a.violations.clone(),
@@ -142,12 +142,7 @@ pub fn run(cli: &Cli, format: Format) -> Result<Exit, CliError> {
                 .map(|o| format!(" (opens {o})"))
                 .or_else(|| b.until.as_ref().map(|u| format!(" (until {u})")))
                 .unwrap_or_default();
-            println!(
-                "{:width$}    blocked by {}: {}{when}",
-                "",
-                format!("{:?}", b.kind).to_lowercase(),
-                b.reason
-            );
+            println!("{:width$}    blocked by {}: {}{when}", "", b.kind, b.reason);
         }
         for v in &t.violations {
             println!("{:width$}    ✗ {v}", "");

@@ -46,6 +46,12 @@ impl ActionKind {
     }
 }
 
+impl std::fmt::Display for ActionKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Whether an action may run now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, PartialOrd, Ord, Hash)]
 #[serde(rename_all = "lowercase")]
@@ -54,6 +60,24 @@ pub enum Status {
     Blocked,
     Violation,
     Noop,
+}
+
+impl Status {
+    /// The name users see (the JSON value).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ready => "ready",
+            Status::Blocked => "blocked",
+            Status::Violation => "violation",
+            Status::Noop => "noop",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Why an action cannot start yet.
@@ -68,6 +92,28 @@ pub enum BlockerKind {
     Halted,
     Suspended,
     InProgress,
+}
+
+impl BlockerKind {
+    /// The name users see (the JSON value): `release_age`, not the `Debug` name `ReleaseAge`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BlockerKind::Window => "window",
+            BlockerKind::Approval => "approval",
+            BlockerKind::Wave => "wave",
+            BlockerKind::Dependency => "dependency",
+            BlockerKind::ReleaseAge => "release_age",
+            BlockerKind::Halted => "halted",
+            BlockerKind::Suspended => "suspended",
+            BlockerKind::InProgress => "in_progress",
+        }
+    }
+}
+
+impl std::fmt::Display for BlockerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// One reason an action is blocked.
@@ -260,7 +306,7 @@ struct Shared<'a> {
 /// # Guarantees
 /// Pure and deterministic: the same input gives the same plan, actions sorted by target name.
 pub fn plan(input: &PlanInput) -> Plan {
-    let _stage = crate::timings::stage("plan");
+    let _stage = tracing::debug_span!("plan").entered();
     let mut shared = Shared {
         windows: WindowGate::new(input.windows, &input.desired.windows, input.now),
         approvals: ApprovalIndex::new(&input.desired.approvals),
@@ -997,6 +1043,63 @@ mod tests {
     use super::*;
     use crate::manifest::{RawContent, RawFile, read_manifests, validate, validate::config_hash};
     use crate::state::{Halt, RolloutRecord, RolloutTarget, RolloutTargetStatus, WaveRecord};
+
+    /// Regression (issue #9): `gantry status` printed `blocked by releaseage` (a lowercased
+    /// `Debug` name) where JSON says `release_age`. User text comes from `Display`, and `Display`
+    /// is the serialized name, for every user-facing enum and every variant.
+    #[test]
+    fn display_is_the_serialized_name_for_every_user_facing_enum() {
+        fn check<T: std::fmt::Display + Serialize>(values: &[T]) {
+            for v in values {
+                assert_eq!(serde_json::to_value(v).unwrap(), serde_json::json!(v.to_string()));
+            }
+        }
+        use crate::policy::waves::WaveStatus;
+        use crate::state::Outcome;
+        check(&[
+            BlockerKind::Window,
+            BlockerKind::Approval,
+            BlockerKind::Wave,
+            BlockerKind::Dependency,
+            BlockerKind::ReleaseAge,
+            BlockerKind::Halted,
+            BlockerKind::Suspended,
+            BlockerKind::InProgress,
+        ]);
+        assert_eq!(BlockerKind::ReleaseAge.to_string(), "release_age");
+        check(&[Status::Ready, Status::Blocked, Status::Violation, Status::Noop]);
+        check(&[
+            ActionKind::Install,
+            ActionKind::Upgrade,
+            ActionKind::Downgrade,
+            ActionKind::Config,
+            ActionKind::Noop,
+            ActionKind::Remove,
+        ]);
+        check(&[Direction::Up, Direction::Down, Direction::Restore]);
+        check(&[crate::manifest::Phase::Pre, crate::manifest::Phase::Post]);
+        check(&[UpdateType::Patch, UpdateType::Minor, UpdateType::Major]);
+        check(&[
+            WaveStatus::Pending,
+            WaveStatus::InProgress,
+            WaveStatus::Soaking,
+            WaveStatus::Complete,
+        ]);
+        check(&[
+            TargetStatus::Converged,
+            TargetStatus::InProgress,
+            TargetStatus::Failed,
+            TargetStatus::RolledBack,
+            TargetStatus::Removed,
+        ]);
+        check(&[Outcome::Succeeded, Outcome::Failed, Outcome::RolledBack]);
+        check(&[
+            RolloutTargetStatus::InProgress,
+            RolloutTargetStatus::Succeeded,
+            RolloutTargetStatus::Failed,
+            RolloutTargetStatus::RolledBack,
+        ]);
+    }
 
     /// Desired state and compiled windows from one YAML stream.
     fn load(yaml: &str) -> (Desired, Vec<WindowSchedule>) {

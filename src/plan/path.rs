@@ -16,6 +16,23 @@ pub enum Direction {
     Restore,
 }
 
+impl Direction {
+    /// The name users see (the JSON value).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Up => "up",
+            Direction::Down => "down",
+            Direction::Restore => "restore",
+        }
+    }
+}
+
+impl std::fmt::Display for Direction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One migration in a plan, in the order it runs.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct PlannedMigration {

@@ -110,11 +110,7 @@ pub fn render(shared: &Shared) -> Result<String, String> {
                     .as_deref()
                     .map(|u| format!(" (until {})", esc(u)))
                     .unwrap_or_default();
-                format!(
-                    "{}: {}{until}",
-                    esc(&format!("{:?}", b.kind).to_lowercase()),
-                    esc(&b.reason)
-                )
+                format!("{}: {}{until}", esc(b.kind.as_str()), esc(&b.reason))
             })
             .chain(t.violations.iter().map(|v| format!("✗ {}", esc(v))))
             .collect();
@@ -154,7 +150,7 @@ pub fn render(shared: &Shared) -> Result<String, String> {
     let mut rows = 0;
     for rollout in &plan.rollouts {
         for wave in &rollout.waves {
-            let status = format!("{:?}", wave.status).to_lowercase();
+            let status = wave.status.as_str();
             let _ = write!(
                 h,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{} (planned)</td><td>–</td><td>{}</td></tr>",
@@ -177,7 +173,7 @@ pub fn render(shared: &Shared) -> Result<String, String> {
                 .targets
                 .iter()
                 .filter(|(_, t)| t.wave == wave.name)
-                .map(|(name, t)| format!("{name} ({})", format!("{:?}", t.status).to_lowercase()))
+                .map(|(name, t)| format!("{name} ({})", t.status))
                 .collect();
             let status = if rollout.halted.is_some() {
                 "halted"
