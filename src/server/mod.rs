@@ -617,7 +617,7 @@ fn announce_waves(shared: &Shared, before: &crate::state::RecordedState, after: 
 
 /// After a pass: the target gauges, and the `blocked` and `converged` notifications.
 fn after_pass(shared: &Shared, repo: &WatchedRepo, recorded_something: bool) {
-    let status = match crate::cli::status::status_report(repo, None, shared.now()) {
+    let status = match crate::ops::status::status_report(repo, None, shared.now()) {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!("cannot compute the status after the pass: {e}");

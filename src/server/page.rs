@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::cli::status::status_report;
+use crate::ops::status::status_report;
 use crate::plan;
 use crate::reconcile::load::{evidence, load_commit};
 use crate::source::WatchedRepo;
