@@ -56,12 +56,11 @@ pub fn text(report: &StatusReport) -> String {
             t.plan_status
         );
         for b in &t.blockers {
-            let when = b
-                .opens_at
-                .as_ref()
-                .map(|o| format!(" (opens {o})"))
-                .or_else(|| b.until.as_ref().map(|u| format!(" (until {u})")))
-                .unwrap_or_default();
+            let when = match (&b.opens_at, b.lifts_at_text()) {
+                (Some(_), Some(at)) => format!(" (opens {at})"),
+                (None, Some(at)) => format!(" (until {at})"),
+                (_, None) => String::new(),
+            };
             println!("{:width$}    blocked by {}: {}{when}", "", b.kind, b.reason);
         }
         for v in &t.violations {

@@ -68,7 +68,7 @@ pub fn status_report(repo: &WatchedRepo, rev: Option<&str>, now: jiff::Timestamp
                 target: a.target.clone(),
                 component: a.component.clone(),
                 current: record.and_then(|r| r.version.as_ref()).map(ToString::to_string),
-                desired: a.to.clone(),
+                desired: a.to.as_ref().map(ToString::to_string),
                 // An interrupted install has a journal but no record yet.
                 status: match record {
                     Some(r) => r.status.as_str().to_string(),
@@ -77,7 +77,10 @@ pub fn status_report(repo: &WatchedRepo, rev: Option<&str>, now: jiff::Timestamp
                 },
                 next_action: a.action.as_str().to_string(),
                 plan_status: a.status.to_string(),
-                opens_at: a.blocked_by.iter().find_map(|b| b.opens_at.clone()),
+                opens_at: a
+                    .blocked_by
+                    .iter()
+                    .find_map(|b| b.opens_at.as_ref().map(crate::policy::window::rfc3339)),
                 blockers: a.blocked_by.clone(),
                 violations: a.violations.clone(),
                 last_outcome: record

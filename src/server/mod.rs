@@ -656,7 +656,7 @@ fn after_pass(shared: &Shared, repo: &WatchedRepo, recorded_something: bool) {
             .blockers
             .iter()
             .map(|b| {
-                let when = b.opens_at.as_ref().or(b.until.as_ref());
+                let when = b.lifts_at_text();
                 let kind = b.kind;
                 match when {
                     Some(w) => format!("{kind}: {} (until {w})", b.reason),
@@ -698,18 +698,9 @@ pub fn next_instant(plan: &crate::plan::Plan, now: Timestamp) -> Option<Timestam
         .actions
         .iter()
         .flat_map(|a| &a.blocked_by)
-        .flat_map(|b| [b.opens_at.as_deref(), b.until.as_deref()]);
-    let soaks = plan
-        .rollouts
-        .iter()
-        .flat_map(|r| &r.waves)
-        .map(|w| w.soak_until.as_deref());
-    blockers
-        .chain(soaks)
-        .flatten()
-        .filter_map(|text| text.parse::<Timestamp>().ok())
-        .filter(|at| *at > now)
-        .min()
+        .filter_map(crate::plan::Blocker::lifts_at);
+    let soaks = plan.rollouts.iter().flat_map(|r| &r.waves).filter_map(|w| w.soak_until);
+    blockers.chain(soaks).filter(|at| *at > now).min()
 }
 
 #[cfg(test)]

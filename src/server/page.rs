@@ -107,8 +107,7 @@ pub fn render(shared: &Shared) -> Result<String, String> {
             .map(|b| {
                 let until = b
                     .until
-                    .as_deref()
-                    .map(|u| format!(" (until {})", esc(u)))
+                    .map(|u| format!(" (until {})", esc(&u.to_string())))
                     .unwrap_or_default();
                 format!("{}: {}{until}", esc(b.kind.as_str()), esc(&b.reason))
             })
@@ -155,12 +154,12 @@ pub fn render(shared: &Shared) -> Result<String, String> {
                 h,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{} (planned)</td><td>–</td><td>{}</td></tr>",
                 esc(&rollout.component),
-                esc(&rollout.version),
+                esc(&rollout.version.to_string()),
                 esc(&wave.name),
                 esc(&wave.targets.join(", ")),
                 class_of(&status),
                 esc(&status),
-                esc(wave.soak_until.as_deref().unwrap_or("–")),
+                esc(&wave.soak_until.map_or_else(|| "–".to_string(), |t| t.to_string())),
             );
             rows += 1;
         }
