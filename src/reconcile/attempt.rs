@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use semver::Version;
@@ -17,17 +17,31 @@ use crate::state::journal::{AttemptHeader, Journal, JournalEntry, JournaledAttem
 use crate::state::{AttemptRecord, Outcome, TargetRecord, TargetStatus};
 
 use super::program::{self, PlannedStep, Progress};
+use super::runtime::{ExecutorSource, Runtime};
 
 /// The default step timeout when no policy sets `stepTimeout`.
 pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The executors of one pass, by name. Shell steps get a fresh executor per step (they share
-/// nothing); a plugin is one process per executor instance, shared behind a lock.
+/// nothing); a plugin is one process per executor instance, shared behind a lock. An injected
+/// [`ExecutorSource`] (tests, simulations) replaces both.
 pub struct ExecutorPool {
     plugins: std::collections::BTreeMap<String, Mutex<PluginExecutor>>,
+    injected: Option<Arc<dyn ExecutorSource>>,
 }
 
 impl ExecutorPool {
+    /// The executors of a pass: `injected` when given, else those `gantry.toml` declares.
+    pub fn for_runtime(runtime: &Runtime, desired: &Desired, checkout: &std::path::Path) -> ExecutorPool {
+        match &runtime.executors {
+            Some(source) => ExecutorPool {
+                plugins: Default::default(),
+                injected: Some(Arc::clone(source)),
+            },
+            None => ExecutorPool::new(desired, checkout),
+        }
+    }
+
     /// Prepares the executors named in `gantry.toml`. Plugins start lazily on first use.
     pub fn new(desired: &Desired, checkout: &std::path::Path) -> ExecutorPool {
         let mut plugins = std::collections::BTreeMap::new();
@@ -46,17 +60,32 @@ impl ExecutorPool {
                 plugins.insert(name.clone(), Mutex::new(PluginExecutor::new(name.clone(), command)));
             }
         }
-        ExecutorPool { plugins }
+        ExecutorPool {
+            plugins,
+            injected: None,
+        }
     }
 
     /// Runs `f` with the executor for `name` (`None` or a shell executor name: a fresh shell).
     fn with<R>(&self, name: Option<&str>, f: impl FnOnce(&mut dyn Executor) -> R) -> R {
+        if let Some(source) = &self.injected {
+            let mut executor = source.executor(name);
+            return f(&mut *executor);
+        }
         match name.and_then(|n| self.plugins.get(n)) {
             Some(plugin) => {
                 let mut guard = plugin.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 f(&mut *guard)
             }
             None => f(&mut ShellExecutor::new()),
+        }
+    }
+
+    /// The executor of the policy's `command` health checks (the built-in shell).
+    fn local(&self) -> Box<dyn Executor> {
+        match &self.injected {
+            Some(source) => source.executor(None),
+            None => Box::new(ShellExecutor::new()),
         }
     }
 }
@@ -123,7 +152,8 @@ pub struct AttemptEnv<'a> {
     pub repo_root: PathBuf,
     pub log_dir: PathBuf,
     pub executors: &'a ExecutorPool,
-    pub clock: &'a dyn Clock,
+    /// The health soak loop's clock (a fake one under a fixed `--now`).
+    pub clock: Arc<dyn Clock>,
     pub now: &'a (dyn Fn() -> jiff::Timestamp + Sync),
     pub progress: &'a dyn ProgressSink,
     /// Where attempt journals live (`.git/gantry/journal`).
@@ -276,14 +306,14 @@ impl Runner<'_, '_> {
                 }
             };
             let verdict = env.executors.with(executor_name.as_deref(), |component| {
-                let mut local = ShellExecutor::new();
+                let mut local = env.executors.local();
                 let mut run = ProbeRun {
                     context: &context,
                     checkout: &env.checkout,
                     log_path: &log_path,
                     component,
-                    local: &mut local,
-                    clock: env.clock,
+                    local: &mut *local,
+                    clock: &*env.clock,
                     extra_env: &extra_env,
                 };
                 probe.run(&mut run)
