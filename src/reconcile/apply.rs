@@ -203,6 +203,17 @@ fn pass(
 
     // Recover: attempts a killed reconciler left behind go first, from their own commit.
     if !options.dry_run {
+        // Waves as the head's plan sees them, so a resumed attempt completes (or halts) its
+        // wave like any other.
+        let members = if loaded.is_valid() {
+            let evidence = super::load::evidence(repo, &loaded)?;
+            wave_members(
+                &plan::plan(&loaded.plan_input(&recorded, &evidence, clock())).actions,
+                &recorded,
+            )
+        } else {
+            wave_members(&[], &recorded)
+        };
         for left in Journal::load_unfinished(&journal_dir)? {
             if stopped() {
                 return Ok(report);
@@ -239,13 +250,14 @@ fn pass(
                 other => other?,
             };
             report.resumed += 1;
+            let wave = result.header.wave.clone();
             record_results(
                 repo,
                 &state_branch,
                 &mut recorded,
-                vec![(None, result)],
+                vec![(wave, result)],
                 &mut report,
-                None,
+                Some((desired, &members)),
                 clock(),
             )?;
         }
@@ -521,10 +533,11 @@ fn run_batch(
             action: action.action.as_str().to_string(),
             started: now,
             plan: serde_json::Value::Null,
+            wave: action.wave.clone(),
         };
         queue.push_back((action, parts, forward, header));
     }
-    let members = &wave_members(plan, recorded);
+    let members = &wave_members(&plan.actions, recorded);
 
     // Execute: scoped threads, at most `maxParallel` running per policy; record as they finish.
     // A panicking attempt thread sends its panic, which is re-raised here: without it the pass
@@ -748,9 +761,9 @@ fn record_results(
 pub type WaveMembers = BTreeMap<(String, String, String), Vec<String>>;
 
 /// Collects wave membership from a plan's actions and the recorded rollouts.
-fn wave_members(plan: &Plan, recorded: &RecordedState) -> WaveMembers {
+fn wave_members(actions: &[Action], recorded: &RecordedState) -> WaveMembers {
     let mut members: WaveMembers = BTreeMap::new();
-    for a in &plan.actions {
+    for a in actions {
         if let (Some(wave), Some(to)) = (&a.wave, &a.to)
             && matches!(a.action, ActionKind::Install | ActionKind::Upgrade)
         {

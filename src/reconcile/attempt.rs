@@ -186,7 +186,17 @@ pub enum AttemptError {
     /// journal stays, so the next start resumes the attempt where it stopped.
     #[error("stopped before the next step; the attempt resumes at the next start")]
     Stopped,
+    /// A process of the interrupted step could not be ended; resuming would run the step twice.
+    #[error("attempt {attempt} not resumed: {source}; end it by hand, then run `gantry apply` again")]
+    Leftover {
+        attempt: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
+
+/// How long a resume waits for the killed processes of an interrupted step to be gone.
+const LEFTOVER_WAIT: Duration = Duration::from_secs(10);
 
 struct Runner<'a, 'b> {
     env: &'b AttemptEnv<'a>,
@@ -405,6 +415,12 @@ pub fn resume(
         serde_json::from_value(left.header.plan.clone()).map_err(|e| AttemptError::Plan(e.to_string()))?;
     let header = left.header.clone();
     let entries = left.entries.clone();
+    // Nothing of the interrupted step may still run when the attempt goes on (issue #10, bug 7).
+    let log = env.log_dir.join(format!("{}.log", header.attempt));
+    crate::executor::shell::reap_interrupted_step(&log, LEFTOVER_WAIT).map_err(|source| AttemptError::Leftover {
+        attempt: header.attempt.clone(),
+        source,
+    })?;
     let journal = left.resume()?;
     run(env, header, record, &forward, journal, &entries, on_interrupt)
 }
@@ -425,9 +441,19 @@ fn run(
             JournalEntry::StepStarted(_) => None,
         })
         .collect();
-    let interrupted: Option<&str> = journaled.iter().rev().find_map(|e| match e {
-        JournalEntry::StepStarted(s) if !completed.contains_key(s.step_id.as_str()) => Some(s.step_id.as_str()),
-        _ => None,
+    // Steps started and never completed: the reconciler died during them.
+    let interrupted: Vec<&str> = journaled
+        .iter()
+        .filter_map(|e| match e {
+            JournalEntry::StepStarted(s) if !completed.contains_key(s.step_id.as_str()) => Some(s.step_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    // Once a rollback has started, a forward step left interrupted is never run again, whatever
+    // `onInterrupt` says: the rollback already undoes it.
+    let rolling_back = journaled.iter().any(|e| match e {
+        JournalEntry::StepStarted(s) => s.step_id.starts_with("rb-"),
+        JournalEntry::StepCompleted(c) => c.step_id.starts_with("rb-"),
     });
     let start = Progress::start(record);
     let mut progress = start.clone();
@@ -449,8 +475,8 @@ fn run(
     };
 
     let mut failure: Option<(String, String)> = None;
-    // The kind of the step that failed or was interrupted (a deploy is redone on rollback).
-    let mut failed_kind: Option<StepKind> = None;
+    // The step that failed or was interrupted, and how (its rollback depends on both).
+    let mut stopped: Option<program::Stopped> = None;
     // Artifacts are verified before the first step of a new attempt; a mismatch runs nothing.
     let mut nothing_ran = false;
     if journaled.is_empty()
@@ -467,13 +493,19 @@ fn run(
             }
             Some((false, message)) => {
                 failure = Some((format!("step {} failed: {message}", step.id), String::new()));
-                failed_kind = Some(step.kind);
+                stopped = Some(program::Stopped {
+                    step,
+                    how: program::StopKind::Failed,
+                });
                 break;
             }
             None => {}
         }
-        if interrupted == Some(step.id.as_str()) && on_interrupt == OnInterrupt::Rollback {
-            failed_kind = Some(step.kind);
+        if interrupted.contains(&step.id.as_str()) && (on_interrupt == OnInterrupt::Rollback || rolling_back) {
+            stopped = Some(program::Stopped {
+                step,
+                how: program::StopKind::Interrupted,
+            });
             failure = Some((
                 format!("interrupted during step {} (onInterrupt: rollback)", step.id),
                 String::new(),
@@ -488,7 +520,10 @@ fn run(
                 format!("step {} failed: {}", step.id, result.message),
                 result.output_tail,
             ));
-            failed_kind = Some(step.kind);
+            stopped = Some(program::Stopped {
+                step,
+                how: program::StopKind::Failed,
+            });
             break;
         }
     }
@@ -517,9 +552,13 @@ fn run(
                 &progress,
                 &header.attempt,
                 !env.policy.health.checks.is_empty(),
-                failed_kind == Some(StepKind::Deploy),
+                stopped,
             ) {
-                Err(e) => (Outcome::Failed, format!("{message}; cannot roll back: {e}"), tail),
+                Err(e) => (
+                    Outcome::Failed,
+                    format!("{message}; cannot roll back: {e}; {}", where_it_stands(&progress)),
+                    tail,
+                ),
                 Ok(rollback) => {
                     let total = rollback.len();
                     runner.steps_total = total;
@@ -545,12 +584,21 @@ fn run(
                         }
                     }
                     match rollback_failure {
+                        None if header.from.is_none() => (
+                            Outcome::RolledBack,
+                            format!("{message}; rolled back: nothing is installed"),
+                            tail,
+                        ),
                         None => (
                             Outcome::RolledBack,
                             format!("{message}; rolled back to {from_text}"),
                             tail,
                         ),
-                        Some(m) => (Outcome::Failed, format!("{message}; rollback failed: {m}"), tail),
+                        Some(m) => (
+                            Outcome::Failed,
+                            format!("{message}; rollback failed: {m}; {}", where_it_stands(&progress)),
+                            tail,
+                        ),
                     }
                 }
             }
@@ -579,6 +627,24 @@ fn run(
         message,
         journal,
     })
+}
+
+/// What a failed attempt left, in words (the record holds the same, field by field).
+fn where_it_stands(progress: &Progress) -> String {
+    let version = progress
+        .version
+        .as_ref()
+        .map_or_else(|| "nothing installed".to_string(), |v| format!("the target runs {v}"));
+    let migrations: Vec<String> = progress
+        .applied
+        .iter()
+        .map(|m| format!("{}/{}", m.release, m.id))
+        .collect();
+    if migrations.is_empty() {
+        format!("{version}, no migrations applied")
+    } else {
+        format!("{version} with migrations {}", migrations.join(", "))
+    }
 }
 
 /// Verifies the artifacts of every release the program deploys.
