@@ -1028,10 +1028,18 @@ fn gate_dependencies(input: &PlanInput, actions: &mut [Action]) {
     let tenant_of = |name: &str| input.desired.targets.get(name)?.labels().get("tenant");
     let mut pending: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
     for (i, a) in actions.iter().enumerate() {
+        // A target whose last attempt failed is not a base to build on, even when its recorded
+        // version is the desired one (a failed install that could not be undone; issue #10, bug 4).
+        let failed = input
+            .recorded
+            .targets
+            .get(&a.target)
+            .is_some_and(|r| matches!(r.status, TargetStatus::Failed | TargetStatus::InProgress));
         let unconverged = matches!(
             a.action,
             ActionKind::Install | ActionKind::Upgrade | ActionKind::Downgrade
-        ) || (a.status == Status::Violation && a.action != ActionKind::Remove);
+        ) || (a.status == Status::Violation && a.action != ActionKind::Remove)
+            || (failed && a.action != ActionKind::Remove);
         if unconverged && let Some(tenant) = tenant_of(&a.target) {
             pending
                 .entry((a.component.as_str(), tenant.as_str()))
@@ -1055,6 +1063,12 @@ fn gate_dependencies(input: &PlanInput, actions: &mut [Action]) {
                 let d = &actions[j];
                 let what = if d.status == Status::Violation {
                     format!("{}: violation", d.component)
+                } else if d.action == ActionKind::Noop || d.action == ActionKind::Config {
+                    format!(
+                        "{} {}: last attempt failed",
+                        d.component,
+                        d.to.as_ref().map_or_else(|| "none".to_string(), Version::to_string)
+                    )
                 } else {
                     format!(
                         "{} {} → {}",
