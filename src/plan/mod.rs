@@ -875,8 +875,13 @@ fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Rollout> {
                 continue;
             };
             let wave_name = planned[w].name.clone();
-            // A target the rollout already started is past its wave gate.
+            // A target the rollout already started is past its wave gate, not past a halt: one
+            // that left the version and comes back starts anew (entries are written when an
+            // attempt finishes, so none of them is still running).
             if record.is_some_and(|r| r.targets.contains_key(&actions[i].target)) {
+                if let Some(reason) = &halted {
+                    wave_blockers.push((i, wave_name.clone(), Blocker::new(BlockerKind::Halted, reason.clone())));
+                }
                 wave_blockers.push((i, wave_name, Blocker::new(BlockerKind::Wave, String::new())));
                 continue;
             }
@@ -941,11 +946,12 @@ fn gate_dependencies(input: &PlanInput, actions: &mut [Action]) {
     for (i, a) in actions.iter().enumerate() {
         // A target whose last attempt failed is not a base to build on, even when its recorded
         // version is the desired one (a failed install that could not be undone; issue #10, bug 4).
-        let failed = input
-            .recorded
-            .targets
-            .get(&a.target)
-            .is_some_and(|r| matches!(r.status, TargetStatus::Failed | TargetStatus::InProgress));
+        let failed = input.recorded.targets.get(&a.target).is_some_and(|r| {
+            matches!(
+                r.status,
+                TargetStatus::Failed | TargetStatus::Unknown | TargetStatus::InProgress
+            )
+        });
         let unconverged = matches!(
             a.action,
             ActionKind::Install | ActionKind::Upgrade | ActionKind::Downgrade

@@ -834,14 +834,18 @@ fn update_rollout(
             completed: None,
         });
     }
-    let wave_targets = members.get(&(key.0.clone(), key.1.to_string(), wave.to_string()));
-    let complete = wave_targets.is_some_and(|ts| {
-        ts.iter().all(|t| {
-            rollout
-                .targets
-                .get(t)
-                .is_some_and(|e| e.status == RolloutTargetStatus::Succeeded)
-        })
+    // The wave's members as the plan saw them, and this target (a resumed attempt whose target
+    // has since been pinned elsewhere is in no plan, but is still in its wave).
+    let mut wave_targets: Vec<&String> = members
+        .get(&(key.0.clone(), key.1.to_string(), wave.to_string()))
+        .map(|ts| ts.iter().collect())
+        .unwrap_or_default();
+    wave_targets.push(&result.target);
+    let complete = wave_targets.iter().all(|t| {
+        rollout
+            .targets
+            .get(*t)
+            .is_some_and(|e| e.status == RolloutTargetStatus::Succeeded)
     });
     if complete
         && let Some(w) = rollout

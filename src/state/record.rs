@@ -27,6 +27,11 @@ pub enum TargetStatus {
     RolledBack,
     /// The target was deleted from the desired state and its removal recorded.
     Removed,
+    /// The last attempt failed and where the target stands is not known: a step the reconciler
+    /// was killed during (so it may have taken effect) failed when run again. `version` and
+    /// `applied_migrations` hold the last known state; `last_attempt.message` says which step.
+    /// Like `failed`, it holds the target (and its dependents) until its spec changes.
+    Unknown,
 }
 
 impl TargetStatus {
@@ -37,6 +42,7 @@ impl TargetStatus {
             TargetStatus::Failed => "failed",
             TargetStatus::RolledBack => "rolled_back",
             TargetStatus::Removed => "removed",
+            TargetStatus::Unknown => "unknown",
         }
     }
 }
