@@ -517,17 +517,13 @@ fn run_batch(
                 continue;
             }
         };
-        let to = action
-            .to
-            .as_deref()
-            .and_then(|v| Version::parse(v).ok())
-            .or_else(|| record.and_then(|r| r.version.clone()));
+        let to = action.to.clone().or_else(|| record.and_then(|r| r.version.clone()));
         let Some(to) = to else { continue };
         let header = AttemptHeader {
             attempt: id,
             target: action.target.clone(),
             component: action.component.clone(),
-            from: action.from.as_deref().and_then(|v| Version::parse(v).ok()),
+            from: action.from.clone(),
             to,
             desired_commit: loaded.commit.to_string(),
             action: action.action.as_str().to_string(),
@@ -563,7 +559,7 @@ fn run_batch(
                 let limit = parts.policy.rollout.max_parallel.max(1);
                 let rollout_halted = halted_rollouts
                     .iter()
-                    .any(|(c, v)| c == &action.component && Some(v) == action.to.as_ref());
+                    .any(|(c, v)| c == &action.component && action.to.as_ref().is_some_and(|to| to.to_string() == *v));
                 if rollout_halted {
                     queue.remove(i);
                     continue;
@@ -768,7 +764,7 @@ fn wave_members(actions: &[Action], recorded: &RecordedState) -> WaveMembers {
             && matches!(a.action, ActionKind::Install | ActionKind::Upgrade)
         {
             members
-                .entry((a.component.clone(), to.clone(), wave.clone()))
+                .entry((a.component.clone(), to.to_string(), wave.clone()))
                 .or_default()
                 .push(a.target.clone());
         }

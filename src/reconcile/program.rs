@@ -194,28 +194,27 @@ pub fn forward_program(
     let component_name = target.spec().component.as_str();
     let mut b = Builder::new(desired, component_name, policy_checks)?;
     let component = b.component;
-    let to = action.to.as_deref().map(Version::parse).transpose().ok().flatten();
-    let from_text = action.from.clone().unwrap_or_default();
+    // The plan is typed: versions arrive as versions, so nothing here parses text back (a parse
+    // failure used to be dropped silently, turning an upgrade into an empty program).
+    let to = action.to.clone();
+    let from_text = action.from.as_ref().map(Version::to_string).unwrap_or_default();
     match (action.action, to) {
         (ActionKind::Install | ActionKind::Upgrade, Some(_)) => {
             b.snapshot(&from_text);
             for stop in &action.stops {
-                let stop_version = Version::parse(stop)
-                    .map_err(|_| ProgramError::UnknownRelease(component_name.into(), stop.clone()))?;
                 for phase in [Phase::Pre, Phase::Post] {
                     if phase == Phase::Post {
-                        b.deploy(&stop_version)?;
+                        b.deploy(stop)?;
                     }
                     for planned in action.migrations.iter().filter(|m| &m.stop == stop && m.phase == phase) {
-                        let release_version = Version::parse(&planned.release).map_err(|_| {
-                            ProgramError::UnknownRelease(component_name.into(), planned.release.clone())
-                        })?;
-                        let release = desired.release(component_name, &release_version).ok_or_else(|| {
-                            ProgramError::UnknownRelease(component_name.into(), planned.release.clone())
+                        let release_version = &planned.release;
+                        let release = desired.release(component_name, release_version).ok_or_else(|| {
+                            ProgramError::UnknownRelease(component_name.into(), planned.release.to_string())
                         })?;
                         let Some(migration) = release.spec().migrations.iter().find(|m| m.id == planned.id) else {
                             continue;
                         };
+                        let release_text = release_version.to_string();
                         let applied = AppliedMigration {
                             release: release_version.clone(),
                             id: migration.id.clone(),
@@ -227,10 +226,10 @@ pub fn forward_program(
                             StepKind::MigrateUp,
                             &migration.id,
                             migration.up.clone(),
-                            &planned.release,
+                            &release_text,
                             Effect::MigrationApplied { migration: applied },
                         );
-                        step.release = Some(planned.release.clone());
+                        step.release = Some(release_text.clone());
                         step.migration = Some(migration.id.clone());
                     }
                 }
@@ -242,7 +241,7 @@ pub fn forward_program(
             let undo: Vec<(String, String)> = action
                 .migrations
                 .iter()
-                .map(|m| (m.release.clone(), m.id.clone()))
+                .map(|m| (m.release.to_string(), m.id.clone()))
                 .collect();
             downgrade_migrations(&mut b, desired, applied, &undo)?;
             b.deploy(&to)?;
