@@ -530,6 +530,7 @@ fn run_batch(
             started: now,
             plan: serde_json::Value::Null,
             wave: action.wave.clone(),
+            spec_hash: desired.targets.get(&action.target).map(|t| t.spec_hash()),
         };
         queue.push_back((action, parts, forward, header));
     }
@@ -855,10 +856,23 @@ fn update_rollout(
     if result.outcome != Outcome::Succeeded {
         rollout.failures += 1;
         if rollout.failures > spec.rollout.max_failures && rollout.halted.is_none() {
+            // Every target of the rollout, with its spec now: changing one (`gantry retry`)
+            // re-arms the rollout for that target.
+            let mut names: std::collections::BTreeSet<&String> = rollout.targets.keys().collect();
+            for ((c, v, _), ts) in members {
+                if *c == key.0 && *v == key.1.to_string() {
+                    names.extend(ts);
+                }
+            }
+            let specs = names
+                .into_iter()
+                .filter_map(|t| Some((t.clone(), desired.targets.get(t)?.spec_hash())))
+                .collect();
             rollout.halted = Some(crate::state::Halt {
                 at: now.to_string(),
                 target: result.target.clone(),
                 reason: result.message.clone(),
+                specs,
             });
             halt = Some((key.0.clone(), key.1.to_string()));
         }

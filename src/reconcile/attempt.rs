@@ -767,6 +767,7 @@ pub fn finished_record(
             message: message.to_string(),
             config_hash: Some(crate::manifest::validate::config_hash(&env.config)),
             output_tail: output_tail.to_string(),
+            spec_hash: header.spec_hash.clone(),
         }),
         rollback_points,
         observed_version: before.and_then(|r| r.observed_version.clone()),
