@@ -570,9 +570,11 @@ fn run(
     let (outcome, message, tail) = match failure {
         None => (Outcome::Succeeded, String::new(), String::new()),
         Some((message, tail)) if nothing_ran => (Outcome::Failed, message, tail),
-        Some((message, tail)) if !env.policy.auto_rollback => {
-            (Outcome::Failed, format!("{message} (autoRollback is off)"), tail)
-        }
+        Some((message, tail)) if !env.policy.auto_rollback => (
+            Outcome::Failed,
+            format!("{message} (autoRollback is off); {}", where_it_stands(&progress)),
+            tail,
+        ),
         Some((message, tail)) => {
             env.progress.event(&ProgressEvent::RollbackStarted {
                 target: env.target_name.to_string(),
