@@ -10,6 +10,7 @@ pub mod apply;
 pub mod history;
 pub mod init;
 pub mod plan;
+pub mod retry;
 pub mod rollback;
 pub mod status;
 pub mod validate;

@@ -773,12 +773,13 @@ fn gates(
             && matches!(last.outcome, Some(Outcome::Failed | Outcome::RolledBack))
             && last.to == release.version
             && (action.action != ActionKind::Config || last.config_hash.as_deref() == Some(target.config_hash.as_str()))
+            // Any change to the target's spec since the attempt (e.g. `retry`) re-arms it.
+            && last.spec_hash.as_ref().is_none_or(|h| *h == target.spec_hash())
         {
-            let retry = if action.action == ActionKind::Config {
-                "change the config or the desired version to try again"
-            } else {
-                "change the desired version (fix forward or revert) to try again"
-            };
+            let retry = format!(
+                "to try again, bump its spec.retry (`gantry retry {}`) or change its spec (fix forward or revert)",
+                target.name()
+            );
             blockers.push(Blocker::new(
                 BlockerKind::Halted,
                 format!(
@@ -954,6 +955,16 @@ fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Rollout> {
         let planned = waves::assign(&spec.rollout.waves, governing.wave_soaks(), &members, record);
         let progress = waves::progress(&planned, record, input.now);
         let halted = waves::halted(record, spec.rollout.max_failures);
+        // A target whose spec changed since the halt (`gantry retry`) is no longer held by it.
+        let held = |name: &str| {
+            let Some(halt) = record.and_then(|r| r.halted.as_ref()) else {
+                return true;
+            };
+            match (halt.specs.get(name), input.desired.targets.get(name)) {
+                (Some(then), Some(target)) => *then == target.spec_hash(),
+                _ => true,
+            }
+        };
         let wave_of: HashMap<&str, usize> = planned
             .iter()
             .enumerate()
@@ -964,12 +975,17 @@ fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Rollout> {
                 continue;
             };
             let wave_name = planned[w].name.clone();
-            // A target the rollout already started is past its wave gate.
+            // A target the rollout already started is past its wave gate, not past a halt: one
+            // that left the version and comes back starts anew (entries are written when an
+            // attempt finishes, so none of them is still running).
             if record.is_some_and(|r| r.targets.contains_key(&actions[i].target)) {
+                if let Some(reason) = halted.as_ref().filter(|_| held(&actions[i].target)) {
+                    wave_blockers.push((i, wave_name.clone(), Blocker::new(BlockerKind::Halted, reason.clone())));
+                }
                 wave_blockers.push((i, wave_name, Blocker::new(BlockerKind::Wave, String::new())));
                 continue;
             }
-            if let Some(reason) = &halted {
+            if let Some(reason) = halted.as_ref().filter(|_| held(&actions[i].target)) {
                 wave_blockers.push((i, wave_name.clone(), Blocker::new(BlockerKind::Halted, reason.clone())));
             }
             let blocker = match waves::gate(&planned, &progress, w) {
@@ -1030,11 +1046,12 @@ fn gate_dependencies(input: &PlanInput, actions: &mut [Action]) {
     for (i, a) in actions.iter().enumerate() {
         // A target whose last attempt failed is not a base to build on, even when its recorded
         // version is the desired one (a failed install that could not be undone; issue #10, bug 4).
-        let failed = input
-            .recorded
-            .targets
-            .get(&a.target)
-            .is_some_and(|r| matches!(r.status, TargetStatus::Failed | TargetStatus::InProgress));
+        let failed = input.recorded.targets.get(&a.target).is_some_and(|r| {
+            matches!(
+                r.status,
+                TargetStatus::Failed | TargetStatus::Unknown | TargetStatus::InProgress
+            )
+        });
         let unconverged = matches!(
             a.action,
             ActionKind::Install | ActionKind::Upgrade | ActionKind::Downgrade
@@ -1368,6 +1385,7 @@ mod tests {
                 at: "2026-11-21T10:10:00Z".into(),
                 target: "t00".into(),
                 reason: "health check http failed".into(),
+                specs: Default::default(),
             });
         }
         let p = run(&desired, &windows, &recorded, "2026-11-21T12:00:00Z");
