@@ -3,7 +3,7 @@
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 
-use crate::reconcile::apply::{ApplyError, ApplyOptions, apply};
+use crate::reconcile::apply::{ApplyError, ApplyOptions};
 use crate::reconcile::attempt::{ProgressEvent, ProgressSink};
 use crate::render::Format;
 use crate::source::WatchedRepo;
@@ -214,7 +214,11 @@ pub fn run(cli: &Cli, targets: &[String], dry_run: bool, format: Format) -> Resu
         (Some(bars), _) => bars,
         (None, _) => &lines,
     };
-    let result = apply(&repo, &options, sink);
+    let result = match crate::ops::shared::apply_shared(&repo, &options, &cli.git.auth(), sink) {
+        Ok(report) => Ok(report),
+        Err(crate::ops::shared::SharedError::Apply(e)) => Err(e),
+        Err(crate::ops::shared::SharedError::Sync(e)) => return Err(CliError::Sync(e)),
+    };
     if let Some(bars) = &bars {
         bars.overall.finish_and_clear();
     }

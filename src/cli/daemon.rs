@@ -9,6 +9,7 @@ pub fn run(cli: &Cli, listen: Option<&str>) -> Result<Exit, CliError> {
         repo: cli.repo.clone(),
         listen: listen.map(str::to_string),
         now: now_fixed(cli)?,
+        auth: cli.git.auth(),
     };
     match server::run(options) {
         Ok(()) => Ok(Exit::Ok),

@@ -1,6 +1,7 @@
 //! The command line: argument definitions, one file per command, and exit codes in one place.
 
 mod apply;
+mod clone;
 mod completions;
 mod daemon;
 mod history;
@@ -32,8 +33,44 @@ pub struct Cli {
     /// Log lines (daemon): human-readable text, or one JSON object per line.
     #[arg(long, global = true, value_enum, env = "GANTRY_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub git: GitArgs,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Credentials for Git servers: host settings, never read from the watched repository.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GitArgs {
+    /// Private key for ssh remotes (an ssh-agent is used when unset).
+    #[arg(long, global = true, env = "GANTRY_GIT_SSH_KEY", value_name = "PATH")]
+    pub git_ssh_key: Option<PathBuf>,
+    /// OpenSSH known_hosts file for ssh remotes (default ~/.ssh/known_hosts); an unknown or
+    /// changed host key is refused.
+    #[arg(long, global = true, env = "GANTRY_GIT_KNOWN_HOSTS", value_name = "PATH")]
+    pub git_known_hosts: Option<PathBuf>,
+    /// File holding the token for https remotes (basic auth password).
+    #[arg(long, global = true, env = "GANTRY_GIT_TOKEN_FILE", value_name = "PATH")]
+    pub git_token_file: Option<PathBuf>,
+    /// User name for https basic auth (default git).
+    #[arg(long, global = true, env = "GANTRY_GIT_USERNAME", value_name = "NAME")]
+    pub git_username: Option<String>,
+    /// Extra CA certificates (PEM) for https remotes.
+    #[arg(long, global = true, env = "GANTRY_GIT_CA_FILE", value_name = "PATH")]
+    pub git_ca_file: Option<PathBuf>,
+}
+
+impl GitArgs {
+    /// The credentials these flags describe.
+    pub fn auth(&self) -> crate::source::remote::GitAuth {
+        crate::source::remote::GitAuth {
+            ssh_key: self.git_ssh_key.clone(),
+            known_hosts: self.git_known_hosts.clone(),
+            token_file: self.git_token_file.clone(),
+            username: self.git_username.clone(),
+            ca_file: self.git_ca_file.clone(),
+        }
+    }
 }
 
 /// The commands.
@@ -43,6 +80,13 @@ pub enum Command {
     Init {
         /// Where to write it: a new or empty directory, or an empty git repository.
         #[arg(default_value = ".", value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Prepare a reconciler's repository from a remote (desired and state branches fetched).
+    Clone {
+        /// The fleet repository: https://…, ssh://…, user@host:path, or a path.
+        url: String,
+        /// A new or empty directory.
         dir: PathBuf,
     },
     /// Parse, schema-check and cross-check every manifest at a commit.
@@ -172,6 +216,12 @@ pub enum CliError {
     /// The daemon could not start or failed.
     #[error(transparent)]
     Server(crate::server::ServerError),
+    /// Fetching from or publishing to the remote failed.
+    #[error(transparent)]
+    Sync(#[from] crate::source::sync::SyncError),
+    /// `gantry clone` failed.
+    #[error(transparent)]
+    Clone(#[from] crate::ops::clone::CloneError),
 }
 
 impl CliError {
@@ -186,7 +236,9 @@ impl CliError {
             | CliError::Apply(_)
             | CliError::Init(_)
             | CliError::Io(_)
-            | CliError::Server(_) => Exit::Invalid,
+            | CliError::Server(_)
+            | CliError::Sync(_)
+            | CliError::Clone(_) => Exit::Invalid,
         }
     }
 }
@@ -260,6 +312,7 @@ pub fn run() -> ExitCode {
         Command::Rollback { target, to, branch } => rollback::run(&cli, target, to.as_deref(), branch.as_deref()),
         Command::Schema { kind } => schema::run(kind.as_deref()),
         Command::Init { dir } => init::run(&cli, dir),
+        Command::Clone { url, dir } => clone::run(&cli, url, dir),
         Command::Completions { shell } => completions::completions(*shell),
         Command::Man => completions::man(),
     };

@@ -35,6 +35,7 @@ use serde_json::json;
 
 use crate::manifest::RepoConfig;
 use crate::reconcile::apply::{ApplyError, ApplyOptions, apply_holding_lock};
+use crate::source::sync::Fetched;
 use crate::source::{SourceError, WatchedRepo};
 use crate::state::{LockError, ReconcilerLock, read_recorded};
 
@@ -72,9 +73,6 @@ pub enum ServerError {
         #[source]
         source: ::notify::Error,
     },
-    /// Fetching from or pushing to the remote failed.
-    #[error("remote `{remote}`: {message}")]
-    Remote { remote: String, message: String },
     /// `poll_interval` in gantry.toml is not a duration.
     #[error("gantry.toml: poll_interval `{0}` is not a duration such as 30s, 5m or 1h")]
     PollInterval(String),
@@ -88,6 +86,8 @@ pub struct DaemonOptions {
     pub listen: Option<String>,
     /// A fixed clock (`--now`): timers never fire, which suits tests.
     pub now: Option<Timestamp>,
+    /// Credentials for the remote (host settings).
+    pub auth: crate::source::remote::GitAuth,
 }
 
 /// What the daemon knows beyond the status report (served as `/api/daemon`).
@@ -137,6 +137,7 @@ pub struct Shared {
     /// Rollouts already announced (`rollout_started`).
     pub announced: Mutex<BTreeSet<(String, String)>>,
     config: RepoConfig,
+    auth: crate::source::remote::GitAuth,
 }
 
 impl Shared {
@@ -182,6 +183,7 @@ pub fn run(options: DaemonOptions) -> Result<(), ServerError> {
         notifier: Notifier::new(config.notify.clone()),
         announced: Mutex::new(BTreeSet::new()),
         config,
+        auth: options.auth.clone(),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -432,16 +434,16 @@ fn instant_of(shared: &Shared, at: Timestamp) -> Option<tokio::time::Instant> {
 /// Fetches the desired branch; the time it advanced, if it did.
 fn fetch(shared: &Shared, remote: &str) -> Option<Instant> {
     let repo = WatchedRepo::open(&shared.repo_path).ok()?;
-    match remote::fetch_desired(&repo.repo, remote, &shared.config.desired_branch) {
+    match remote::fetch_desired(&repo.repo, remote, &shared.config.desired_branch, &shared.auth) {
         Ok(fetched) => {
             lock(&shared.daemon).remote_error = None;
             match fetched {
-                remote::Fetched::Advanced(commit) => {
+                Fetched::Advanced(commit) => {
                     tracing::info!(remote, %commit, "fetched a new desired commit");
                     Some(Instant::now())
                 }
-                remote::Fetched::Unchanged => None,
-                remote::Fetched::Diverged => {
+                Fetched::Unchanged | Fetched::Missing => None,
+                Fetched::Diverged => {
                     tracing::warn!(
                         remote,
                         branch = %shared.config.desired_branch,
@@ -478,6 +480,20 @@ fn run_pass(shared: &Shared, lock_held: &ReconcilerLock, seen: Option<Instant>) 
         Err(e) => return PassOutcome::Error(e.to_string()),
     };
     let state_branch = shared.config.state_branch.clone();
+    // One recorded state across machines: never plan on a state older than the remote's.
+    if let Some(remote) = &shared.config.remote {
+        match remote::sync_state(&repo.repo, remote, &state_branch, &shared.auth) {
+            Ok(synced) => {
+                tracing::debug!(?synced, "state branch in step with the remote");
+                lock(&shared.daemon).remote_error = None;
+            }
+            Err(e) => {
+                tracing::warn!("{e}; no step runs until the remote's recorded state is known");
+                lock(&shared.daemon).remote_error = Some(e.to_string());
+                return PassOutcome::Error(format!("{e}; no step runs until the remote's recorded state is known"));
+            }
+        }
+    }
     let before = read_recorded(&repo.repo, &state_branch).unwrap_or_default();
     let known: BTreeSet<(String, String)> = before
         .rollouts
@@ -534,7 +550,7 @@ fn pass_outcome(
             if (!report.outcomes.is_empty() || report.resumed > 0)
                 && let Some(remote) = &shared.config.remote
             {
-                match remote::push_state(&repo.repo, remote, state_branch) {
+                match remote::push_state(&repo.repo, remote, state_branch, &shared.auth) {
                     Ok(()) => lock(&shared.daemon).remote_error = None,
                     Err(e) => {
                         tracing::warn!("cannot push the state branch: {e}");

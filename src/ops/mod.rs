@@ -1,0 +1,4 @@
+//! The operations users invoke, returning typed reports; `cli` prints them, `server` reuses them.
+
+pub mod clone;
+pub mod shared;
