@@ -253,6 +253,7 @@ pub fn rebase_onto(repo: &Repository, ours: Oid, theirs: Oid) -> Result<Oid, git
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::remote::GitAuth;
 
     fn commit(repo: &Repository, parent: Option<Oid>, files: &[(&str, Option<&str>)], message: &str) -> Oid {
         let sig = git2::Signature::new("t", "t@example.com", &git2::Time::new(1_790_000_000, 0)).unwrap();
@@ -321,5 +322,68 @@ mod tests {
             .collect()
         };
         assert_eq!(messages, ["ours 2", "ours 1"]);
+    }
+
+    fn messages(repo: &Repository, tip: Oid) -> Vec<String> {
+        let mut walk = repo.revwalk().unwrap();
+        walk.push(tip).unwrap();
+        walk.map(|id| {
+            repo.find_commit(id.unwrap())
+                .unwrap()
+                .summary()
+                .unwrap()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+    }
+
+    /// Two reconcilers recorded different outcomes on the same tip; the second push is refused
+    /// (not a fast-forward), rebuilt on the remote's tip and pushed: the remote ends with both
+    /// outcomes, each recorded exactly once. A third sync changes nothing.
+    #[test]
+    fn a_rejected_push_is_rebuilt_on_the_remote_tip_and_loses_or_doubles_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let bare = Repository::init_bare(dir.path().join("remote.git")).unwrap();
+        let base = commit(&bare, None, &[("targets/a.yaml", Some("a: 0"))], "base");
+        bare.reference("refs/heads/gantry/state", base, true, "seed").unwrap();
+        let url = format!("file://{}", dir.path().join("remote.git").display());
+        let auth = GitAuth::default();
+        let clone = |name: &str| {
+            let repo = Repository::init_bare(dir.path().join(name)).unwrap();
+            repo.remote("origin", &url).unwrap();
+            repo
+        };
+        let (a, b) = (clone("a.git"), clone("b.git"));
+        for repo in [&a, &b] {
+            let remote = Remote::open(repo, "origin", &auth).unwrap();
+            assert_eq!(
+                sync_state(repo, &remote, "gantry/state").unwrap(),
+                StateSync::Adopted(base)
+            );
+        }
+        let ours_a = commit(&a, Some(base), &[("targets/a.yaml", Some("a: 1"))], "a succeeded");
+        a.reference("refs/heads/gantry/state", ours_a, true, "record").unwrap();
+        let ours_b = commit(&b, Some(base), &[("targets/b.yaml", Some("b: 1"))], "b succeeded");
+        b.reference("refs/heads/gantry/state", ours_b, true, "record").unwrap();
+
+        let remote_a = Remote::open(&a, "origin", &auth).unwrap();
+        assert_eq!(push_state(&a, &remote_a, "gantry/state").unwrap(), ours_a);
+        let remote_b = Remote::open(&b, "origin", &auth).unwrap();
+        let published = push_state(&b, &remote_b, "gantry/state").unwrap();
+        assert_ne!(published, ours_b, "rebuilt, not forced");
+        assert_eq!(bare.refname_to_id("refs/heads/gantry/state").unwrap(), published);
+        assert!(bare.graph_descendant_of(published, ours_a).unwrap(), "A's outcome kept");
+        assert_eq!(read(&bare, published, "targets/a.yaml").as_deref(), Some("a: 1"));
+        assert_eq!(read(&bare, published, "targets/b.yaml").as_deref(), Some("b: 1"));
+        assert_eq!(messages(&bare, published), ["b succeeded", "a succeeded", "base"]);
+
+        // A, behind now, adopts the remote's tip; nothing is pushed or rebuilt again.
+        assert_eq!(
+            sync_state(&a, &remote_a, "gantry/state").unwrap(),
+            StateSync::Adopted(published)
+        );
+        assert_eq!(sync_state(&b, &remote_b, "gantry/state").unwrap(), StateSync::InSync);
+        assert_eq!(messages(&bare, published).len(), 3);
     }
 }
