@@ -4,12 +4,17 @@ use crate::server::{self, DaemonOptions, ServerError};
 
 use super::{Cli, CliError, Exit, now_fixed};
 
-pub fn run(cli: &Cli, listen: Option<&str>) -> Result<Exit, CliError> {
+pub fn run(cli: &Cli, listen: Option<&str>, webhook_secret_file: Option<&std::path::Path>) -> Result<Exit, CliError> {
+    let webhook_secret = webhook_secret_file
+        .map(server::hooks::WebhookSecret::from_file)
+        .transpose()
+        .map_err(CliError::Usage)?;
     let options = DaemonOptions {
         repo: cli.repo.clone(),
         listen: listen.map(str::to_string),
         now: now_fixed(cli)?,
         auth: cli.git.auth(),
+        webhook_secret,
     };
     match server::run(options) {
         Ok(()) => Ok(Exit::Ok),

@@ -125,6 +125,10 @@ pub enum Command {
         /// The HTTP address (overrides `listen` in gantry.toml; port 0 picks a free port).
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
+        /// File holding the secret Git servers sign webhook deliveries with
+        /// (`POST /api/hooks/git`); without it every delivery is refused.
+        #[arg(long, env = "GANTRY_WEBHOOK_SECRET_FILE", value_name = "PATH")]
+        webhook_secret_file: Option<PathBuf>,
     },
     /// Per target: current, desired, status, next action, window, blockers.
     Status {
@@ -306,7 +310,10 @@ pub fn run() -> ExitCode {
             dry_run,
             format,
         } => apply::run(&cli, targets, *dry_run, *format),
-        Command::Daemon { listen } => daemon::run(&cli, listen.as_deref()),
+        Command::Daemon {
+            listen,
+            webhook_secret_file,
+        } => daemon::run(&cli, listen.as_deref(), webhook_secret_file.as_deref()),
         Command::Status { format } => status::run(&cli, *format),
         Command::History { target, format } => history::run(&cli, target.as_deref(), *format),
         Command::Rollback { target, to, branch } => rollback::run(&cli, target, to.as_deref(), branch.as_deref()),

@@ -16,6 +16,7 @@
 //! `/api/daemon` and the status page, and the daemon waits for the next commit.
 
 mod events;
+pub mod hooks;
 mod http;
 pub mod metrics;
 pub mod notify;
@@ -88,6 +89,8 @@ pub struct DaemonOptions {
     pub now: Option<Timestamp>,
     /// Credentials for the remote (host settings).
     pub auth: crate::source::remote::GitAuth,
+    /// The secret webhook deliveries must prove (`--webhook-secret-file`).
+    pub webhook_secret: Option<hooks::WebhookSecret>,
 }
 
 /// What the daemon knows beyond the status report (served as `/api/daemon`).
@@ -138,6 +141,7 @@ pub struct Shared {
     pub announced: Mutex<BTreeSet<(String, String)>>,
     config: RepoConfig,
     auth: crate::source::remote::GitAuth,
+    webhook_secret: Option<hooks::WebhookSecret>,
 }
 
 impl Shared {
@@ -184,6 +188,7 @@ pub fn run(options: DaemonOptions) -> Result<(), ServerError> {
         announced: Mutex::new(BTreeSet::new()),
         config,
         auth: options.auth.clone(),
+        webhook_secret: options.webhook_secret.clone(),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
