@@ -195,7 +195,13 @@ impl ProgressSink for JsonLines {
     }
 }
 
-pub fn run(cli: &Cli, targets: &[String], dry_run: bool, format: Format) -> Result<Exit, CliError> {
+pub fn run(
+    cli: &Cli,
+    targets: &[String],
+    dry_run: bool,
+    format: Format,
+    selector: &crate::ops::agents::Selector,
+) -> Result<Exit, CliError> {
     let repo = WatchedRepo::open(&cli.repo)?;
     let options = ApplyOptions {
         targets: targets.to_vec(),
@@ -214,7 +220,7 @@ pub fn run(cli: &Cli, targets: &[String], dry_run: bool, format: Format) -> Resu
         (Some(bars), _) => bars,
         (None, _) => &lines,
     };
-    let result = match crate::ops::shared::apply_shared(&repo, &options, &cli.git.auth(), sink) {
+    let result = match crate::ops::shared::apply_shared(&repo, &options, selector, &cli.git.auth(), sink) {
         Ok(report) => Ok(report),
         Err(crate::ops::shared::SharedError::Apply(e)) => Err(e),
         Err(crate::ops::shared::SharedError::Sync(e)) => return Err(CliError::Sync(e)),

@@ -4,7 +4,12 @@ use crate::server::{self, DaemonOptions, ServerError};
 
 use super::{Cli, CliError, Exit, now_fixed};
 
-pub fn run(cli: &Cli, listen: Option<&str>, webhook_secret_file: Option<&std::path::Path>) -> Result<Exit, CliError> {
+pub fn run(
+    cli: &Cli,
+    listen: Option<&str>,
+    webhook_secret_file: Option<&std::path::Path>,
+    selector: &crate::ops::agents::Selector,
+) -> Result<Exit, CliError> {
     let webhook_secret = webhook_secret_file
         .map(server::hooks::WebhookSecret::from_file)
         .transpose()
@@ -15,6 +20,7 @@ pub fn run(cli: &Cli, listen: Option<&str>, webhook_secret_file: Option<&std::pa
         now: now_fixed(cli)?,
         auth: cli.git.auth(),
         webhook_secret,
+        selector: selector.clone(),
     };
     match server::run(options) {
         Ok(()) => Ok(Exit::Ok),

@@ -17,6 +17,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::ops::agents::Selector;
 use crate::render::Format;
 use crate::source::{SourceError, WatchedRepo};
 
@@ -107,6 +108,9 @@ pub enum Command {
         head: Option<String>,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
+        /// Only targets with this label (repeatable: all must match); see `ops::agents`.
+        #[arg(long = "selector", value_name = "KEY=VALUE", value_parser = crate::ops::agents::Selector::parse_pair)]
+        selector: Vec<(String, String)>,
     },
     /// One reconcile pass now: run ready actions, record outcomes.
     Apply {
@@ -116,6 +120,9 @@ pub enum Command {
         /// Show what would run; run and record nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Only targets with this label (repeatable: all must match); see `ops::agents`.
+        #[arg(long = "selector", value_name = "KEY=VALUE", value_parser = crate::ops::agents::Selector::parse_pair)]
+        selector: Vec<(String, String)>,
         /// text: progress lines; json: one JSON event per line.
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
@@ -129,11 +136,17 @@ pub enum Command {
         /// (`POST /api/hooks/git`); without it every delivery is refused.
         #[arg(long, env = "GANTRY_WEBHOOK_SECRET_FILE", value_name = "PATH")]
         webhook_secret_file: Option<PathBuf>,
+        /// Only targets with this label (repeatable: all must match); see `ops::agents`.
+        #[arg(long = "selector", value_name = "KEY=VALUE", value_parser = crate::ops::agents::Selector::parse_pair)]
+        selector: Vec<(String, String)>,
     },
     /// Per target: current, desired, status, next action, window, blockers.
     Status {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
+        /// Only targets with this label (repeatable: all must match); see `ops::agents`.
+        #[arg(long = "selector", value_name = "KEY=VALUE", value_parser = crate::ops::agents::Selector::parse_pair)]
+        selector: Vec<(String, String)>,
     },
     /// Outcomes recorded on the state branch, newest first.
     History {
@@ -304,17 +317,35 @@ pub fn run() -> ExitCode {
     init_logging(cli.log_format, default_level);
     let result = match &cli.command {
         Command::Validate { rev, format } => validate::run(&cli, rev.as_deref(), *format),
-        Command::Plan { base, head, format } => plan::run(&cli, base.as_deref(), head.as_deref(), *format),
+        Command::Plan {
+            base,
+            head,
+            format,
+            selector,
+        } => plan::run(
+            &cli,
+            base.as_deref(),
+            head.as_deref(),
+            *format,
+            &Selector(selector.clone()),
+        ),
         Command::Apply {
             targets,
             dry_run,
             format,
-        } => apply::run(&cli, targets, *dry_run, *format),
+            selector,
+        } => apply::run(&cli, targets, *dry_run, *format, &Selector(selector.clone())),
         Command::Daemon {
             listen,
             webhook_secret_file,
-        } => daemon::run(&cli, listen.as_deref(), webhook_secret_file.as_deref()),
-        Command::Status { format } => status::run(&cli, *format),
+            selector,
+        } => daemon::run(
+            &cli,
+            listen.as_deref(),
+            webhook_secret_file.as_deref(),
+            &Selector(selector.clone()),
+        ),
+        Command::Status { format, selector } => status::run(&cli, *format, &Selector(selector.clone())),
         Command::History { target, format } => history::run(&cli, target.as_deref(), *format),
         Command::Rollback { target, to, branch } => rollback::run(&cli, target, to.as_deref(), branch.as_deref()),
         Command::Schema { kind } => schema::run(kind.as_deref()),

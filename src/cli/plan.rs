@@ -8,7 +8,13 @@ use crate::state::RecordedState;
 
 use super::{Cli, CliError, Exit, now, resolve_commit};
 
-pub fn run(cli: &Cli, base: Option<&str>, head: Option<&str>, format: Format) -> Result<Exit, CliError> {
+pub fn run(
+    cli: &Cli,
+    base: Option<&str>,
+    head: Option<&str>,
+    format: Format,
+    selector: &crate::ops::agents::Selector,
+) -> Result<Exit, CliError> {
     let now = now(cli)?;
     let repo = WatchedRepo::open(&cli.repo)?;
     let head_commit = resolve_commit(&repo, head)?;
@@ -53,6 +59,18 @@ pub fn run(cli: &Cli, base: Option<&str>, head: Option<&str>, format: Format) ->
                 ));
             }
         }
+    }
+    if !selector.is_empty() {
+        // The plan is made for the whole fleet (waves and maxParallel count every target);
+        // only the rows shown are this selector's.
+        head_plan.actions.retain(|a| {
+            loaded
+                .desired
+                .targets
+                .get(&a.target)
+                .is_some_and(|t| selector.matches(&t.manifest.labels))
+        });
+        head_plan.summarize();
     }
     let override_name = format!("templates/plan.{}.j2", format.as_str());
     let override_template = match format {

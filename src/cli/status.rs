@@ -100,9 +100,13 @@ pub fn status_report(repo: &WatchedRepo, rev: Option<&str>, now: jiff::Timestamp
     })
 }
 
-pub fn run(cli: &Cli, format: Format) -> Result<Exit, CliError> {
+pub fn run(cli: &Cli, format: Format, selector: &crate::ops::agents::Selector) -> Result<Exit, CliError> {
     let repo = WatchedRepo::open(&cli.repo)?;
-    let report = status_report(&repo, None, now(cli)?)?;
+    let mut report = status_report(&repo, None, now(cli)?)?;
+    if !selector.is_empty() {
+        let selected = selected_names(&repo, selector)?;
+        report.targets.retain(|t| selected.contains(&t.target));
+    }
     if format == Format::Json {
         println!(
             "{}",
@@ -162,4 +166,20 @@ pub fn run(cli: &Cli, format: Format) -> Result<Exit, CliError> {
         eprintln!("warning: the desired commit does not validate; run `gantry validate`");
     }
     Ok(Exit::Ok)
+}
+
+/// The desired targets whose labels match `selector` (`--selector` on `status` and `plan`).
+pub(crate) fn selected_names(
+    repo: &WatchedRepo,
+    selector: &crate::ops::agents::Selector,
+) -> Result<std::collections::BTreeSet<String>, CliError> {
+    let head = repo.branch_tip(&repo.desired_branch_hint())?;
+    let loaded = crate::reconcile::load::load_commit(repo, head)?;
+    Ok(loaded
+        .desired
+        .targets
+        .iter()
+        .filter(|(_, t)| selector.matches(&t.manifest.labels))
+        .map(|(name, _)| name.clone())
+        .collect())
 }

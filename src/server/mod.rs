@@ -35,7 +35,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::manifest::RepoConfig;
-use crate::reconcile::apply::{ApplyError, ApplyOptions, apply_holding_lock};
+use crate::reconcile::apply::{ApplyError, ApplyOptions};
 use crate::source::sync::Fetched;
 use crate::source::{SourceError, WatchedRepo};
 use crate::state::{LockError, ReconcilerLock, read_recorded};
@@ -91,6 +91,8 @@ pub struct DaemonOptions {
     pub auth: crate::source::remote::GitAuth,
     /// The secret webhook deliveries must prove (`--webhook-secret-file`).
     pub webhook_secret: Option<hooks::WebhookSecret>,
+    /// `--selector`: the targets this agent reconciles (see `ops::agents`).
+    pub selector: crate::ops::agents::Selector,
 }
 
 /// What the daemon knows beyond the status report (served as `/api/daemon`).
@@ -142,6 +144,7 @@ pub struct Shared {
     config: RepoConfig,
     auth: crate::source::remote::GitAuth,
     webhook_secret: Option<hooks::WebhookSecret>,
+    selector: crate::ops::agents::Selector,
 }
 
 impl Shared {
@@ -189,6 +192,7 @@ pub fn run(options: DaemonOptions) -> Result<(), ServerError> {
         config,
         auth: options.auth.clone(),
         webhook_secret: options.webhook_secret.clone(),
+        selector: options.selector.clone(),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -485,20 +489,6 @@ fn run_pass(shared: &Shared, lock_held: &ReconcilerLock, seen: Option<Instant>) 
         Err(e) => return PassOutcome::Error(e.to_string()),
     };
     let state_branch = shared.config.state_branch.clone();
-    // One recorded state across machines: never plan on a state older than the remote's.
-    if let Some(remote) = &shared.config.remote {
-        match remote::sync_state(&repo.repo, remote, &state_branch, &shared.auth) {
-            Ok(synced) => {
-                tracing::debug!(?synced, "state branch in step with the remote");
-                lock(&shared.daemon).remote_error = None;
-            }
-            Err(e) => {
-                tracing::warn!("{e}; no step runs until the remote's recorded state is known");
-                lock(&shared.daemon).remote_error = Some(e.to_string());
-                return PassOutcome::Error(format!("{e}; no step runs until the remote's recorded state is known"));
-            }
-        }
-    }
     let before = read_recorded(&repo.repo, &state_branch).unwrap_or_default();
     let known: BTreeSet<(String, String)> = before
         .rollouts
@@ -511,7 +501,31 @@ fn run_pass(shared: &Shared, lock_held: &ReconcilerLock, seen: Option<Instant>) 
         dry_run: false,
         now: shared.now,
     };
-    let result = apply_holding_lock(&repo, lock_held, &options, &shared.stop, &sink);
+    // With a remote: the recorded state is the remote's before planning (nothing runs when it
+    // cannot be fetched), attempts are claimed across agents, outcomes published (`ops::shared`).
+    let result = match crate::ops::shared::agent_pass(
+        &repo,
+        lock_held,
+        &options,
+        &shared.selector,
+        &shared.auth,
+        &shared.stop,
+        &sink,
+    ) {
+        Ok(report) => {
+            if shared.config.remote.is_some() {
+                lock(&shared.daemon).remote_error = None;
+            }
+            Ok(report)
+        }
+        Err(crate::ops::shared::SharedError::Apply(e)) => Err(e),
+        Err(crate::ops::shared::SharedError::Sync(e)) => {
+            let message = format!("{e}; no step runs until the remote's recorded state is known");
+            tracing::warn!("{message}");
+            lock(&shared.daemon).remote_error = Some(e.to_string());
+            return PassOutcome::Error(message);
+        }
+    };
     // The pass counters move last, once its gauges and notifications are done, so a reader that
     // sees the pass counted sees everything it changed.
     let outcome = pass_outcome(shared, &repo, &state_branch, &before, result);
