@@ -672,6 +672,10 @@ fn daemon_keeps_serving_and_shows_the_remote_error_when_the_remote_is_down() {
     );
     assert_eq!(daemon.get("/healthz"), (200, "ok".to_string()));
     assert_eq!(runs(&a), "", "no step runs while the recorded state cannot be fetched");
+    assert!(
+        daemon.get("/").1.contains("unreachable"),
+        "the page shows the remote error"
+    );
     for path in ["/api/daemon", "/api/status", "/metrics", "/"] {
         assert!(!daemon.get(path).1.contains(TOKEN), "{path} shows the token");
     }
@@ -854,4 +858,191 @@ fn signed_webhook_starts_a_pass_at_once_and_unsigned_ones_are_refused() {
 
     // GitLab style works too (a pass with nothing new to do).
     assert_eq!(post(&[("X-Gitlab-Token", "hook-s3cret")]).0, 202);
+}
+
+// ---------------------------------------------------------------------------------------------
+// agents per host
+
+/// A fleet of three targets, one per host, under a canary → rest policy with a 1 h soak and
+/// `maxParallel: 1`; deploys hold while `$GANTRY_REPO/hold` exists.
+fn agents_fleet(bare: &Path) {
+    let bare_repo = git2::Repository::init_bare(bare).expect("bare");
+    bare_repo.set_head("refs/heads/main").expect("HEAD");
+    let repo = Repo::new();
+    repo.file(
+        "gantry.toml",
+        "desired_branch = \"main\"\nremote = \"origin\"\n\n[executors.local]\ntype = \"shell\"\n",
+    )
+    .file(".gitignore", "deployed/\nhold\n")
+    .file(
+        "scripts/deploy.sh",
+        "#!/bin/sh\nset -eu\nmkdir -p \"$GANTRY_REPO/deployed\"\n\
+         echo \"$1 $2\" >> \"$GANTRY_REPO/deployed/runs.log\"\n\
+         if [ -f \"$GANTRY_REPO/hold\" ]; then touch \"$GANTRY_REPO/deployed/$1.started\";\n\
+         while [ -f \"$GANTRY_REPO/hold\" ]; do sleep 0.05; done; fi\n",
+    )
+    .file("components/web.yaml", &component("web", ""))
+    .file("releases/web.yaml", &release("web", "1.0.0", ""))
+    .file(
+        "policies/staged.yaml",
+        "apiVersion: gantry.dev/v1\nkind: Policy\nmetadata: { name: staged }\nspec:\n  rollout:\n    waves:\n\
+         \x20     - { name: canary, selector: { host: a }, soak: 1h }\n      - { name: rest, percent: 100 }\n\
+         \x20   maxParallel: 1\n",
+    );
+    for host in ["a", "b", "c"] {
+        repo.file(
+            &format!("targets/t-{host}.yaml"),
+            &target(&format!("t-{host}"), "web", "1.0.0", &format!("host: {host}")),
+        );
+    }
+    repo.commit_all("fleet of three hosts");
+    repo.git
+        .remote_anonymous(bare.to_str().unwrap())
+        .unwrap()
+        .push(&["refs/heads/main:refs/heads/main"], None)
+        .unwrap();
+}
+
+fn agent(dir: &Path, host: &str, now: &str, command: &str) -> Vec<String> {
+    [
+        "--repo",
+        dir.to_str().unwrap(),
+        "--now",
+        now,
+        command,
+        "--selector",
+        &format!("host={host}"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn spawn_agent(dir: &Path, host: &str, now: &str) -> Child {
+    Command::new(assert_cmd::cargo::cargo_bin("gantry"))
+        .args(agent(dir, host, now, "apply"))
+        .env_remove("GANTRY_NOW")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("agent")
+}
+
+fn claims_on(bare: &Path) -> Vec<String> {
+    let repo = git2::Repository::open_bare(bare).unwrap();
+    let Ok(tip) = repo.refname_to_id("refs/heads/gantry/state") else {
+        return Vec::new();
+    };
+    let tree = repo.find_commit(tip).unwrap().tree().unwrap();
+    let Ok(entry) = tree.get_path(Path::new("claims")) else {
+        return Vec::new();
+    };
+    let dir = repo.find_tree(entry.id()).unwrap();
+    dir.iter().map(|e| e.name().unwrap().to_string()).collect()
+}
+
+/// Three agents (three clones of one remote, `--selector host=a|b|c`): the canary wave and its
+/// soak hold across agents; `maxParallel: 1` holds across the three (one agent mid-attempt
+/// keeps the others waiting); an agent killed with kill -9 mid-attempt keeps its claim, so no
+/// other agent (even one selecting the same host) starts that target, and the restarted agent
+/// finishes it.
+#[test]
+fn three_agents_share_waves_soak_and_max_parallel_and_a_killed_agent_keeps_its_target() {
+    let remote = tempfile::tempdir().expect("tmp");
+    let bare = remote.path().join("fleet.git");
+    agents_fleet(&bare);
+    let url = format!("file://{}", bare.display());
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = |h: &str| work.path().join(h);
+    for h in ["a", "b", "c", "a2"] {
+        gantry(&["clone", &url, dir(h).to_str().unwrap()]).expect(0);
+    }
+    let t0 = "2026-11-30T12:00:00Z";
+    let run = |h: &str, host: &str, now: &str| {
+        let a = agent(&dir(h), host, now, "apply");
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        gantry(&a).expect(0)
+    };
+
+    // Order: the rest wave waits for the canary.
+    run("b", "b", t0);
+    run("c", "c", t0);
+    assert_eq!(
+        runs(&dir("b")) + &runs(&dir("c")),
+        "",
+        "the rest wave started before the canary"
+    );
+
+    // Agent a starts the canary and is killed with kill -9 mid-attempt.
+    std::fs::write(dir("a").join("hold"), "").unwrap();
+    let mut killed = spawn_agent(&dir("a"), "a", t0);
+    wait_for("the canary's deploy started", || {
+        dir("a").join("deployed/t-a.started").exists().then_some(())
+    });
+    assert_eq!(claims_on(&bare), ["t-a.yaml"], "the canary is claimed on the remote");
+    killed.kill().unwrap(); // SIGKILL
+    killed.wait().unwrap();
+    std::fs::remove_file(dir("a").join("hold")).unwrap(); // let the orphaned step end
+
+    // Another agent selecting the same host never starts t-a, live claim or expired.
+    for now in [t0, "2026-11-30T15:00:00Z"] {
+        run("a2", "a", now);
+        assert_eq!(
+            runs(&dir("a2")),
+            "",
+            "another agent started the killed agent's target at {now}"
+        );
+    }
+    run("b", "b", "2026-11-30T15:00:00Z");
+    assert_eq!(
+        runs(&dir("b")),
+        "",
+        "the rest wave started while the canary is unfinished"
+    );
+
+    // The killed agent restarts, resumes its attempt and releases its claim.
+    run("a", "a", t0);
+    assert!(runs(&dir("a")).starts_with("t-a 1.0.0\n"), "{}", runs(&dir("a")));
+    assert_eq!(claims_on(&bare), Vec::<String>::new(), "claim released");
+
+    // Soak: 10 minutes after the canary, the rest still waits.
+    run("b", "b", "2026-11-30T12:10:00Z");
+    assert_eq!(runs(&dir("b")), "", "the rest wave started during the canary's soak");
+
+    // After the soak: b starts and holds the only maxParallel slot; c must wait.
+    let t2 = "2026-11-30T13:30:00Z";
+    std::fs::write(dir("b").join("hold"), "").unwrap();
+    let mut holder = spawn_agent(&dir("b"), "b", t2);
+    wait_for("b's deploy started", || {
+        dir("b").join("deployed/t-b.started").exists().then_some(())
+    });
+    run("c", "c", t2);
+    assert_eq!(runs(&dir("c")), "", "maxParallel: 1 exceeded across agents");
+    std::fs::remove_file(dir("b").join("hold")).unwrap();
+    assert!(holder.wait().unwrap().success());
+    run("c", "c", t2);
+    assert_eq!(runs(&dir("c")), "t-c 1.0.0\n");
+
+    // Every agent reports the same fleet.
+    let status = |h: &str| {
+        let a = agent(&dir(h), "a", t2, "status");
+        let mut a: Vec<&str> = a.iter().map(String::as_str).collect();
+        a.truncate(5); // without the selector: the whole fleet
+        a.extend(["--format", "json"]);
+        let out = gantry(&a).expect(0).stdout();
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    // a and b have not synced since c's outcome; a pass (nothing to run) brings them in step.
+    run("a", "a", t2);
+    run("b", "b", t2);
+    let (sa, sb, sc) = (status("a"), status("b"), status("c"));
+    assert_eq!(sa, sb);
+    assert_eq!(sb, sc);
+    let converged = sa["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["status"] == "converged")
+        .count();
+    assert_eq!(converged, 3, "{sa}");
 }

@@ -84,10 +84,13 @@ pub fn apply_shared(
     if config.remote.is_none() && selector.is_empty() {
         return Ok(apply(repo, options, progress)?);
     }
-    let lock = ReconcilerLock::acquire(repo.repo.path()).map_err(ApplyError::Locked)?;
     if options.dry_run {
-        sync_before(repo, &config, auth)?;
-        drop(lock);
+        // A dry run never waits for the lock: with a reconciler running (which keeps the state
+        // in step itself) it plans on the local state as it is.
+        if let Ok(lock) = ReconcilerLock::acquire(repo.repo.path()) {
+            sync_before(repo, &config, auth)?;
+            drop(lock);
+        }
         let mut options = options.clone();
         options.targets = selected_targets(repo, &options.targets, selector)?;
         if options.targets.is_empty() && !selector.is_empty() {
@@ -95,6 +98,7 @@ pub fn apply_shared(
         }
         return Ok(apply(repo, &options, progress)?);
     }
+    let lock = ReconcilerLock::acquire(repo.repo.path()).map_err(ApplyError::Locked)?;
     agent_pass(repo, &lock, options, selector, auth, &AtomicBool::new(false), progress)
 }
 

@@ -170,7 +170,19 @@ fn pass(
 
     // Recover: attempts a killed reconciler left behind go first, from their own commit.
     if !options.dry_run {
-        for left in Journal::load_unfinished(&journal_dir)? {
+        let unfinished = Journal::load_unfinished(&journal_dir)?;
+        // A resumed install or upgrade still belongs to its wave: without the plan's wave
+        // membership its outcome was recorded with no rollout entry, so the wave never got a
+        // completion time and the next wave skipped its soak (found by the three-agent test of
+        // issue #13: kill -9 mid-canary, restart, the rest wave started at once).
+        let recovery_plan = if unfinished.is_empty() || !loaded.is_valid() {
+            None
+        } else {
+            let evidence = super::load::evidence(repo, &loaded)?;
+            Some(plan::plan(&loaded.plan_input(&recorded, &evidence, clock())))
+        };
+        let recovery_members = recovery_plan.as_ref().map(|p| wave_members(p, &recorded));
+        for left in unfinished {
             if stopped() {
                 return Ok(report);
             }
@@ -185,6 +197,7 @@ fn pass(
                 left.remove()?;
                 continue;
             }
+            let left_target = left.header.target.clone();
             let commit = Oid::from_str(&left.header.desired_commit).map_err(SourceError::Git)?;
             let their = if commit == head {
                 None
@@ -206,13 +219,25 @@ fn pass(
                 other => other?,
             };
             report.resumed += 1;
+            let wave = match (&recovery_plan, commit == head) {
+                (Some(plan), true) => plan
+                    .actions
+                    .iter()
+                    .find(|a| a.target == left_target)
+                    .and_then(|a| a.wave.clone()),
+                _ => None,
+            };
+            let waves = match (&recovery_members, &wave) {
+                (Some(members), Some(_)) => Some((&loaded.desired, members)),
+                _ => None,
+            };
             record_results(
                 repo,
                 &state_branch,
                 &mut recorded,
-                vec![(None, result)],
+                vec![(wave, result)],
                 &mut report,
-                None,
+                waves,
                 clock(),
             )?;
         }
