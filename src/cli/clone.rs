@@ -2,16 +2,16 @@
 
 use crate::ops::clone::{CloneOptions, clone};
 
-use super::{Cli, CliError, Exit};
+use super::{Cli, Exit, OpsError};
 
-pub fn run(cli: &Cli, url: &str, dir: &std::path::Path) -> Result<Exit, CliError> {
+pub fn run(cli: &Cli, url: &str, dir: &std::path::Path) -> Result<Exit, OpsError> {
     let report = clone(&CloneOptions {
         url: url.to_string(),
         dir: dir.to_path_buf(),
         auth: cli.git.auth(),
     })?;
     let state = match &report.state_commit {
-        Some(commit) => format!("{} at {}", report.state_branch, &commit[..12.min(commit.len())]),
+        Some(commit) => format!("{} at {}", report.state_branch, crate::ops::short(commit)),
         None => format!("{} not on the remote yet", report.state_branch),
     };
     println!(
@@ -19,7 +19,7 @@ pub fn run(cli: &Cli, url: &str, dir: &std::path::Path) -> Result<Exit, CliError
         report.url,
         report.dir.display(),
         report.desired_branch,
-        &report.desired_commit[..12.min(report.desired_commit.len())],
+        crate::ops::short(&report.desired_commit),
         report.remote
     );
     if report.remote_unset {

@@ -71,6 +71,25 @@ impl std::fmt::Display for Selector {
     }
 }
 
+/// The desired targets whose labels match `selector` (`--selector` on `status` and `plan`).
+///
+/// # Errors
+/// The desired branch cannot be read.
+pub fn selected_names(
+    repo: &crate::source::WatchedRepo,
+    selector: &Selector,
+) -> Result<BTreeSet<String>, crate::source::SourceError> {
+    let head = repo.branch_tip(&repo.desired_branch_hint())?;
+    let loaded = crate::reconcile::load::load_commit(repo, head)?;
+    Ok(loaded
+        .desired
+        .targets
+        .iter()
+        .filter(|(_, t)| selector.matches(&t.manifest.labels))
+        .map(|(name, _)| name.clone())
+        .collect())
+}
+
 /// `claims/<target>.yaml`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claim {

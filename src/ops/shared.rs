@@ -29,6 +29,15 @@ pub enum SharedError {
     Sync(#[from] SyncError),
 }
 
+impl From<SharedError> for super::OpsError {
+    fn from(e: SharedError) -> Self {
+        match e {
+            SharedError::Apply(e) => super::OpsError::Apply(e),
+            SharedError::Sync(e) => super::OpsError::Sync(e),
+        }
+    }
+}
+
 /// `gantry.toml` at the tip of the desired branch (defaults when absent or unreadable: the
 /// pass itself reports a broken file with its line).
 pub fn repo_config(repo: &WatchedRepo) -> RepoConfig {

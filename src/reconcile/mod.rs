@@ -3,3 +3,4 @@ pub mod apply;
 pub mod attempt;
 pub mod load;
 pub mod program;
+pub mod runtime;
