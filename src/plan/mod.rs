@@ -862,7 +862,12 @@ fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Rollout> {
             );
         }
         let spec = governing.spec();
-        let planned = waves::assign(&spec.rollout.waves, governing.wave_soaks(), &members, record);
+        let rules = waves::WaveRules {
+            specs: &spec.rollout.waves,
+            soaks: governing.wave_soaks(),
+            group_by: spec.rollout.group_by.as_deref(),
+        };
+        let planned = waves::assign(rules, &members, record);
         let progress = waves::progress(&planned, record, input.now);
         let halted = waves::halted(record, spec.rollout.max_failures);
         let wave_of: HashMap<&str, usize> = planned
