@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use crate::manifest::Labels;
 
 pub use health::{Clock, FakeClock, HealthProbe, HealthVerdict, ProbeRun, SystemClock};
-pub use plugin::PluginExecutor;
+pub use plugin::{PluginExecutor, PluginPool};
 pub use recording::{RecordedStep, Recording, RecordingExecutor, Reply};
 pub use shell::ShellExecutor;
 

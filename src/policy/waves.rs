@@ -33,9 +33,7 @@
 //!   recorded `waves[].completed`, else at its last target's `finished`. An empty wave is
 //!   complete and has no soak.
 
-#[cfg(test)]
-use std::collections::BTreeSet;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
@@ -378,6 +376,8 @@ pub fn halted(recorded: Option<&RolloutRecord>, max_failures: u32) -> Option<Str
 
 #[cfg(test)]
 mod tests {
+    use std::collections::{BTreeSet, HashSet};
+
     use super::*;
     use crate::state::{Halt, RolloutTarget, WaveRecord};
 

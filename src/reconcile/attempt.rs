@@ -2,14 +2,13 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use semver::Version;
 
 use crate::executor::health::{Clock, HealthProbe, HealthVerdict, ProbeRun};
 use crate::executor::{
-    Executor, PluginExecutor, ShellExecutor, StepKind, StepRequest, StepResult, TargetContext, TemplateContext,
+    Executor, PluginPool, ShellExecutor, StepKind, StepRequest, StepResult, TargetContext, TemplateContext,
 };
 use crate::manifest::secrets::Redactor;
 use crate::manifest::{Desired, ExecutorType, Labels, OnInterrupt, PolicySpec};
@@ -22,9 +21,10 @@ use super::program::{self, PlannedStep, Progress};
 pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The executors of one pass, by name. Shell steps get a fresh executor per step (they share
-/// nothing); a plugin is one process per executor instance, shared behind a lock.
+/// nothing); a plugin executor instance runs one process per step running at once
+/// ([`PluginPool`]), so plugin targets run side by side up to `maxParallel`.
 pub struct ExecutorPool {
-    plugins: std::collections::BTreeMap<String, Mutex<PluginExecutor>>,
+    plugins: std::collections::BTreeMap<String, PluginPool>,
 }
 
 impl ExecutorPool {
@@ -43,7 +43,7 @@ impl ExecutorPool {
                 {
                     *program = checkout.join(&*program).to_string_lossy().into_owned();
                 }
-                plugins.insert(name.clone(), Mutex::new(PluginExecutor::new(name.clone(), command)));
+                plugins.insert(name.clone(), PluginPool::new(name.clone(), command));
             }
         }
         ExecutorPool { plugins }
@@ -52,10 +52,7 @@ impl ExecutorPool {
     /// Runs `f` with the executor for `name` (`None` or a shell executor name: a fresh shell).
     fn with<R>(&self, name: Option<&str>, f: impl FnOnce(&mut dyn Executor) -> R) -> R {
         match name.and_then(|n| self.plugins.get(n)) {
-            Some(plugin) => {
-                let mut guard = plugin.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                f(&mut *guard)
-            }
+            Some(plugin) => plugin.with(f),
             None => f(&mut ShellExecutor::new()),
         }
     }
