@@ -35,7 +35,7 @@ import time
 PROTOCOL = 1
 OPS = [
     "deploy", "health", "snapshot", "restore", "reload",
-    "observe", "remove", "migrate_up", "migrate_down",
+    "observe", "remove", "migrate_up", "migrate_down", "precheck",
 ]
 
 
@@ -99,6 +99,8 @@ def handle(state, req):
         if t["version"] != version:
             return False, f"{name} runs {t['version']}, expected {version}", t["version"]
         return True, f"{name} healthy at {version}", version
+    if op == "precheck":
+        return True, f"{name} is ready for {version}", t["version"]
     if op == "observe":
         return True, f"{name} runs {t['version']}", t["version"]
     if op == "snapshot":

@@ -57,6 +57,11 @@ impl ProgressSink for Lines {
                 )
             }
             ProgressEvent::RollbackStarted { target, reason, .. } => format!("↩ {target}: rolling back ({reason})"),
+            ProgressEvent::Held {
+                target, action, reason, ..
+            } => {
+                format!("⏸ {target}: {action} held, nothing changed ({reason}); the next pass tries again")
+            }
             ProgressEvent::AttemptFinished {
                 target,
                 outcome,
@@ -158,6 +163,11 @@ impl ProgressSink for Bars {
                     bar.set_message(format!("rolling back: {reason}"));
                 }
             }
+            ProgressEvent::Held {
+                target, action, reason, ..
+            } => {
+                let _ = self.multi.println(format!("⏸ {target}: {action} held ({reason})"));
+            }
             ProgressEvent::AttemptFinished {
                 target,
                 attempt,
@@ -254,6 +264,9 @@ pub fn run(cli: &Cli, targets: &[String], dry_run: bool, format: Format) -> Resu
                 "from": o.from.as_ref().map(ToString::to_string), "to": o.to.to_string(),
                 "outcome": o.outcome.as_str(), "attempt": o.attempt, "message": o.message,
             })).collect::<Vec<_>>(),
+            "held": report.held.iter().map(|(target, reason)| serde_json::json!({
+                "target": target, "reason": reason,
+            })).collect::<Vec<_>>(),
         });
         println!("{summary}");
     } else {
@@ -267,6 +280,9 @@ pub fn run(cli: &Cli, targets: &[String], dry_run: bool, format: Format) -> Resu
             .filter(|o| o.outcome != crate::state::Outcome::Succeeded)
             .count();
         let blocked = report.plan.as_ref().map_or(0, |p| p.summary.blocked);
+        for (target, reason) in &report.held {
+            eprintln!("held: {target}: {reason}");
+        }
         let violations = report.plan.as_ref().map_or(0, |p| p.summary.violation);
         eprintln!(
             "{} attempt{} ({} succeeded, {failed} failed or rolled back){}{}; {blocked} blocked, {violations} with violations",

@@ -54,6 +54,8 @@ pub struct ApplyReport {
     /// The last plan computed (what is left: blocked, violations).
     pub plan: Option<Plan>,
     pub resumed: usize,
+    /// Actions a failing `precheck` held this pass: (target, reason). Nothing of them ran.
+    pub held: Vec<(String, String)>,
 }
 
 impl ApplyReport {
@@ -252,6 +254,7 @@ fn pass(
             .filter(|a| options.targets.is_empty() || options.targets.contains(&a.target))
             // One attempt per target per pass: a failed one waits for a new desired state.
             .filter(|a| !report.outcomes.iter().any(|o| o.target == a.target))
+            .filter(|a| !report.held.iter().any(|(t, _)| t == &a.target))
             .cloned()
             .collect();
         if ready.is_empty() || options.dry_run || stopped() {
@@ -275,6 +278,7 @@ fn pass(
         )?;
         report.plan = Some(plan);
         if report.outcomes.len() == before {
+            // Nothing finished (only held actions): nothing new can have become ready.
             break;
         }
     }
@@ -562,6 +566,10 @@ fn run_batch(
                         urgent |= r.outcome != Outcome::Succeeded;
                         pending.push((action.wave, r));
                         oldest_pending.get_or_insert_with(std::time::Instant::now);
+                    }
+                    Err(attempt::AttemptError::Held(reason)) => {
+                        tracing::warn!(target = %action.target, "held: {reason}");
+                        report.held.push((action.target.clone(), reason));
                     }
                     Err(attempt::AttemptError::Stopped) => {
                         tracing::info!(target = %action.target, "stopping: attempt left to resume at the next start");

@@ -103,6 +103,14 @@ pub enum ProgressEvent {
         outcome: String,
         message: String,
     },
+    /// The component's `precheck` failed: the action did not start (nothing changed, nothing
+    /// is recorded) and the next pass tries again.
+    Held {
+        target: String,
+        component: String,
+        action: String,
+        reason: String,
+    },
 }
 
 /// Everything an attempt needs besides its steps.
@@ -153,6 +161,10 @@ pub enum AttemptError {
     /// journal stays, so the next start resumes the attempt where it stopped.
     #[error("stopped before the next step; the attempt resumes at the next start")]
     Stopped,
+    /// The component's `precheck` failed (the reason ends with its output): nothing ran or was
+    /// journaled, and the next pass tries again.
+    #[error("held: {0}")]
+    Held(String),
 }
 
 struct Runner<'a, 'b> {
@@ -348,9 +360,94 @@ pub fn start(
     record: Option<&TargetRecord>,
     forward: Vec<PlannedStep>,
 ) -> Result<AttemptResult, AttemptError> {
+    precheck(env, &header)?;
     header.plan = serde_json::to_value(&forward).unwrap_or_default();
     let journal = Journal::create(&env.journal_dir, &header)?;
     run(env, header, record, &forward, journal, &[], OnInterrupt::Resume)
+}
+
+/// Runs the component's `precheck` step (if it has one) before an install, upgrade or config
+/// change starts. It is not journaled: it changes nothing, so a crash during it leaves nothing to
+/// resume. Downgrades skip it, as they skip waves: a revert is never held back.
+///
+/// # Errors
+/// [`AttemptError::Held`] with the step's message and the last lines of its output.
+fn precheck(env: &AttemptEnv, header: &AttemptHeader) -> Result<(), AttemptError> {
+    let component = env.desired.components.get(env.component);
+    let Some(argv) = component.and_then(|c| c.spec.steps.precheck.clone()) else {
+        return Ok(());
+    };
+    if !matches!(header.action.as_str(), "install" | "upgrade" | "config") {
+        return Ok(());
+    }
+    let context = TemplateContext {
+        target: TargetContext {
+            name: env.target_name.to_string(),
+            labels: env.labels.clone(),
+            vars: env.vars.clone(),
+            config: env.config.clone(),
+        },
+        component: env.component.to_string(),
+        version: header.to.to_string(),
+        from: header.from.as_ref().map(Version::to_string),
+        to: header.to.to_string(),
+        release: None,
+        migration: None,
+        attempt: header.attempt.clone(),
+    };
+    let request = StepRequest {
+        kind: StepKind::Precheck,
+        argv,
+        context,
+        checkout: env.checkout.clone(),
+        timeout: env
+            .policy
+            .step_timeout
+            .as_deref()
+            .and_then(|t| crate::manifest::values::parse_duration(t).ok())
+            .unwrap_or(DEFAULT_STEP_TIMEOUT),
+        log_path: env.log_dir.join(format!("{}.log", header.attempt)),
+        extra_env: vec![("GANTRY_REPO".to_string(), env.repo_root.to_string_lossy().into_owned())],
+    };
+    let executor_name = component.and_then(|c| c.spec.executor.clone());
+    let mut result = env
+        .executors
+        .with(executor_name.as_deref(), |executor| match executor.run(&request) {
+            Ok(result) => result,
+            Err(e) => StepResult::failed(crate::executor::Exit::SpawnFailed, e.to_string(), Duration::ZERO),
+        });
+    let redactor = Redactor::from_desired(env.desired);
+    if result.ok {
+        return Ok(());
+    }
+    let redact = |text: &str| {
+        if redactor.is_empty() {
+            text.to_string()
+        } else {
+            redactor.redact(text)
+        }
+    };
+    result.message = redact(&result.message);
+    let tail: Vec<&str> = result
+        .output_tail
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let last = tail[tail.len().saturating_sub(3)..].join(" / ");
+    let tail_text = redact(&last);
+    let reason = if tail_text.is_empty() || result.message.contains(&tail_text) {
+        format!("precheck failed: {}", result.message)
+    } else {
+        format!("precheck failed: {}: {tail_text}", result.message)
+    };
+    env.progress.event(&ProgressEvent::Held {
+        target: env.target_name.to_string(),
+        component: env.component.to_string(),
+        action: header.action.clone(),
+        reason: reason.clone(),
+    });
+    Err(AttemptError::Held(reason))
 }
 
 /// Resumes an attempt a killed reconciler left behind, from the program it journaled.
