@@ -194,3 +194,264 @@ fn a_failing_precheck_holds_the_action_with_its_message_and_the_next_pass_retrie
     assert!(log(&repo, "steps.log").contains("deploy api-a 1.1.0"));
     assert_eq!(row(&status(&repo, &at(3)), "api-a")["current"], "1.1.0");
 }
+
+/// An HTTP endpoint on 127.0.0.1 reporting a settable error rate for version 1.1.0 (1 % for any
+/// other): `200 error_rate 0.01` while it is at most 5 %, `500 error_rate 0.09` above. Serves
+/// until the test ends.
+struct ErrorRate {
+    url: String,
+    permille: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    requests: std::sync::Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl ErrorRate {
+    fn serve(permille: u32) -> ErrorRate {
+        use std::io::{BufRead, BufReader, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let rate = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(permille));
+        let requests = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let (r, n) = (rate.clone(), requests.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request = String::new();
+                let _ = reader.read_line(&mut request);
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                n.fetch_add(1, Ordering::SeqCst);
+                // Only the new version serves errors: the version rolled back to is healthy.
+                let permille = if request.contains("version=1.1.0") {
+                    r.load(Ordering::SeqCst)
+                } else {
+                    10
+                };
+                let status = if permille > 50 { 500 } else { 200 };
+                let body = format!("error_rate {}", f64::from(permille) / 1000.0);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        ErrorRate {
+            url,
+            permille: rate,
+            requests,
+        }
+    }
+
+    fn set(&self, permille: u32) {
+        self.permille.store(permille, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn requests(&self) -> u32 {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// 10 targets of `api` at 1.0.0; waves canary (ring 0, soak 30 m) → all, an HTTP check every
+/// minute through every soak, 3 failed rounds in a row fail a target, no failure tolerated.
+fn analysed_fleet(url: &str) -> Repo {
+    let repo = Repo::new();
+    repo.file("components/api.yaml", &common::component("api", ""));
+    repo.file(
+        "scripts/deploy.sh",
+        "#!/bin/sh\necho \"$1 $2\" >> \"$GANTRY_REPO/deploys.log\"\n",
+    );
+    repo.file(
+        "releases/api.yaml",
+        &format!(
+            "{}---\n{}",
+            common::release("api", "1.0.0", ""),
+            common::release("api", "1.1.0", "")
+        ),
+    );
+    // The fleet is installed first, without waves, then the policy arrives with the bump.
+    for i in 0..10 {
+        let ring = if i == 0 { "0" } else { "1" };
+        repo.file(
+            &format!("targets/api-{i}.yaml"),
+            &common::target(&format!("api-{i}"), "api", "1.0.0", &format!("ring: \"{ring}\"")),
+        );
+    }
+    repo.commit_all("fleet at 1.0.0");
+    repo.gantry(&["apply", "--now", &at(-60)]).expect(0);
+    std::fs::remove_file(repo.path().join("deploys.log")).unwrap();
+    repo.file(
+        "policies/staged.yaml",
+        &policy(
+            "staged",
+            &format!(
+                "  rollout:\n    waves:\n      - {{ name: canary, selector: {{ ring: \"0\" }}, soak: 30m }}\n      - {{ name: all, percent: 100 }}\n    maxParallel: 5\n    maxFailures: 0\n  health:\n    checks:\n      - {{ name: errors, type: http, url: \"{url}/errors?target={{{{ target.name }}}}&version={{{{ version }}}}\", expect: 200 }}\n    interval: 1m\n    failureThreshold: 3\n"
+            ),
+        ),
+    );
+    let names: Vec<String> = (0..10).map(|i| format!("api-{i}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    bump(&repo, &names, "1.0.0", "1.1.0");
+    repo
+}
+
+fn state_file(repo: &Repo, path: &str) -> String {
+    let shown = std::process::Command::new("git")
+        .current_dir(repo.path())
+        .args(["show", &format!("gantry/state:{path}")])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&shown.stdout).into_owned()
+}
+
+/// `plan --format json`, checked against `schemas/plan.schema.json`.
+fn plan_json(repo: &Repo, now: &str) -> serde_json::Value {
+    use gantry::manifest::schema::{SchemaKind, validate};
+    let out = repo
+        .gantry(&["plan", "--now", now, "--format", "json"])
+        .expect(0)
+        .stdout();
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let violations: Vec<String> = validate(SchemaKind::Plan, &json)
+        .iter()
+        .map(|v| format!("{}: {}", v.pointer, v.message))
+        .collect();
+    assert!(violations.is_empty(), "{violations:#?}\n{json}");
+    json
+}
+
+/// Regression (issue #11): a canary whose error rate climbed to 9 % during its 30-minute soak
+/// was promoted anyway (`apply --now T+31m` upgraded the other 9). The checks now run through
+/// the soak: three failed rounds roll the canary back, halt the rollout, and nobody else is
+/// touched; the plan shows the analysis as it goes.
+#[test]
+fn a_canary_whose_error_rate_rises_during_its_soak_is_rolled_back_and_the_rest_never_touched() {
+    let server = ErrorRate::serve(10);
+    let repo = analysed_fleet(&server.url);
+
+    repo.gantry(&["apply", "--now", &at(0)]).expect(0);
+    assert_eq!(log(&repo, "deploys.log"), "api-0 1.1.0\n", "only the canary goes");
+
+    // Five minutes in, healthy: rounds run, the wave keeps soaking, the plan says so.
+    let before = server.requests();
+    repo.gantry(&["apply", "--now", &at(5)]).expect(0);
+    assert_eq!(
+        server.requests() - before,
+        3,
+        "5 rounds due, 3 (the threshold) run back to back"
+    );
+    let plan = plan_json(&repo, &at(5));
+    let canary = &plan["rollouts"][0]["waves"][0];
+    assert_eq!(canary["status"], "soaking", "{canary}");
+    assert_eq!(canary["analysis"]["status"], "running", "{canary}");
+    assert_eq!(canary["analysis"]["rounds"], 3, "{canary}");
+    assert_eq!(canary["analysis"]["rounds_left"], 25, "{canary}");
+    assert_eq!(canary["analysis"]["next_round"], at(6), "{canary}");
+    assert!(
+        canary["analysis"]["targets"]["api-0"]["last"]["errors"]
+            .as_str()
+            .unwrap()
+            .contains("status 200"),
+        "{canary}"
+    );
+
+    let text = repo.gantry(&["status", "--now", &at(5)]).expect(0).stdout();
+    assert!(
+        text.contains("rollout api 1.1.0 wave canary (Soaking): analysis running: 3 rounds run, 25 left"),
+        "{text}"
+    );
+    // The error rate climbs to 9 %: one failed round is not enough to act on...
+    server.set(90);
+    repo.gantry(&["apply", "--now", &at(6)]).expect(0);
+    assert_eq!(log(&repo, "deploys.log"), "api-0 1.1.0\n");
+    let waiting = plan_json(&repo, &at(6));
+    let blocker = waiting["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["target"] == "api-5")
+        .unwrap()["blocked_by"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        blocker.contains("waits for wave canary: soak ends at")
+            && blocker.contains("analysis running: 4 rounds run, 24 left; api-0 errors failing 1×")
+            && blocker.contains("status 500, expected 200"),
+        "{blocker}"
+    );
+    // ...the third failed round in a row is: the canary is rolled back, the rollout halts.
+    let run = repo.gantry(&["apply", "--now", &at(8)]).expect(2);
+    assert!(
+        run.stderr()
+            .contains("analysis failed in wave canary: check `errors` failed 3 rounds in a row"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(log(&repo, "deploys.log"), "api-0 1.1.0\napi-0 1.0.0\n");
+
+    // Long after the soak, nobody else was touched.
+    repo.gantry(&["apply", "--now", &at(31)]).expect(0);
+    repo.gantry(&["apply", "--now", &at(600)]).expect(0);
+    assert_eq!(log(&repo, "deploys.log"), "api-0 1.1.0\napi-0 1.0.0\n");
+    let s = status(&repo, &at(600));
+    let canary_row = row(&s, "api-0");
+    assert_eq!(canary_row["current"], "1.0.0");
+    assert_eq!(canary_row["status"], "rolled_back");
+    assert!(
+        canary_row["last_message"]
+            .as_str()
+            .unwrap()
+            .starts_with("analysis failed in wave canary: check `errors` failed 3 rounds in a row: GET "),
+        "{canary_row}"
+    );
+    for i in 1..10 {
+        let r = row(&s, &format!("api-{i}"));
+        assert_eq!(r["current"], "1.0.0", "{r}");
+        assert!(r["blockers"].to_string().contains("halted"), "{r}");
+    }
+    // The rollout record has the analysis; the outcome commit says it in its trailers.
+    let rollout = state_file(&repo, "rollouts/api@1.1.0.yaml");
+    assert!(
+        rollout.contains("analysis:") && rollout.contains("status: failed") && rollout.contains("rounds: 6"),
+        "{rollout}"
+    );
+    assert!(rollout.contains("halted:"), "{rollout}");
+    let messages = std::process::Command::new("git")
+        .current_dir(repo.path())
+        .args(["log", "--format=%B", "gantry/state"])
+        .output()
+        .unwrap();
+    let messages = String::from_utf8_lossy(&messages.stdout);
+    assert!(
+        messages.contains("Gantry-Outcome: rolled_back")
+            && messages.contains("Gantry-Message: analysis failed in wave canary"),
+        "{messages}"
+    );
+}
+
+/// The exact jump of the report: the first pass after the canary is at T+31m. The rounds due
+/// run before anything is promoted, and a failing canary is rolled back instead.
+#[test]
+fn a_pass_after_the_soak_runs_the_analysis_before_promoting() {
+    let server = ErrorRate::serve(10);
+    let repo = analysed_fleet(&server.url);
+    repo.gantry(&["apply", "--now", &at(0)]).expect(0);
+    server.set(90);
+    repo.gantry(&["apply", "--now", &at(31)]).expect(2);
+    assert_eq!(log(&repo, "deploys.log"), "api-0 1.1.0\napi-0 1.0.0\n");
+
+    // Healthy, the same jump promotes (after one more round at the soak's end passes).
+    let server = ErrorRate::serve(10);
+    let repo = analysed_fleet(&server.url);
+    repo.gantry(&["apply", "--now", &at(0)]).expect(0);
+    repo.gantry(&["apply", "--now", &at(29)]).expect(0);
+    assert_eq!(log(&repo, "deploys.log").lines().count(), 1, "still soaking at 29 min");
+    repo.gantry(&["apply", "--now", &at(31)]).expect(0);
+    assert_eq!(log(&repo, "deploys.log").lines().count(), 10);
+    let rollout = state_file(&repo, "rollouts/api@1.1.0.yaml");
+    assert!(rollout.contains("status: passed"), "{rollout}");
+}

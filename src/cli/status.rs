@@ -37,6 +37,9 @@ pub struct StatusReport {
     pub now: String,
     pub valid: bool,
     pub targets: Vec<TargetStatusRow>,
+    /// Rollouts with targets still to start: their waves, soaks and health analysis (as in
+    /// `plan --format json`).
+    pub rollouts: Vec<plan::Rollout>,
 }
 
 /// Builds the status report of a repository at `now`.
@@ -97,6 +100,7 @@ pub fn status_report(repo: &WatchedRepo, rev: Option<&str>, now: jiff::Timestamp
         now: now.to_string(),
         valid: loaded.is_valid(),
         targets,
+        rollouts: plan.rollouts.clone(),
     })
 }
 
@@ -156,6 +160,20 @@ pub fn run(cli: &Cli, format: Format) -> Result<Exit, CliError> {
             && outcome != "succeeded"
         {
             println!("{:width$}    last attempt {outcome}: {message}", "");
+        }
+    }
+    for rollout in &report.rollouts {
+        for wave in rollout.waves.iter().filter(|w| w.analysis.is_some()) {
+            if let Some(analysis) = &wave.analysis {
+                println!(
+                    "rollout {} {} wave {} ({:?}): {}",
+                    rollout.component,
+                    rollout.version,
+                    wave.name,
+                    wave.status,
+                    analysis.summary()
+                );
+            }
         }
     }
     if !report.valid {

@@ -208,6 +208,9 @@ pub struct RolloutWave {
     /// When its soak ends (RFC 3339), once it completed and has a soak.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub soak_until: Option<String>,
+    /// The health analysis through its soak (rounds run and left, last result per check).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<crate::policy::analysis::AnalysisView>,
 }
 
 impl Plan {
@@ -862,10 +865,24 @@ fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Rollout> {
             );
         }
         let spec = governing.spec();
+        // Health checks run through every soak when the policy or the component has any.
+        let component_health = input
+            .desired
+            .components
+            .get(&component)
+            .is_some_and(|c| c.spec.steps.health.is_some());
+        let analysis = (component_health || !spec.health.checks.is_empty()).then(|| {
+            governing
+                .policy()
+                .and_then(|p| p.health_interval)
+                .filter(|i| !i.is_zero())
+                .unwrap_or(crate::executor::health::DEFAULT_INTERVAL)
+        });
         let rules = waves::WaveRules {
             specs: &spec.rollout.waves,
             soaks: governing.wave_soaks(),
             group_by: spec.rollout.group_by.as_deref(),
+            analysis,
         };
         let planned = waves::assign(rules, &members, record);
         let progress = waves::progress(&planned, record, input.now);
@@ -896,11 +913,13 @@ fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Rollout> {
                         "in wave {wave_name}: waits for wave {wave} to finish ({finished} of {total} targets done)"
                     ),
                 ),
-                WaveGate::Soaking { wave, until } => {
-                    let mut b = Blocker::new(
-                        BlockerKind::Wave,
-                        format!("in wave {wave_name}: waits for wave {wave}: soak ends at {until}"),
-                    );
+                WaveGate::Soaking { wave, until, analysis } => {
+                    let when = if until > input.now { "ends" } else { "ended" };
+                    let mut reason = format!("in wave {wave_name}: waits for wave {wave}: soak {when} at {until}");
+                    if let Some(analysis) = analysis {
+                        reason.push_str(&format!("; {analysis}"));
+                    }
+                    let mut b = Blocker::new(BlockerKind::Wave, reason);
                     b.until = Some(until.to_string());
                     b
                 }
@@ -919,6 +938,7 @@ fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Rollout> {
                     targets: wave.targets,
                     status: p.status,
                     soak_until: p.soak_until.map(|t| t.to_string()),
+                    analysis: p.analysis,
                 })
                 .collect(),
             halted,
@@ -1180,6 +1200,7 @@ mod tests {
                 name: "half".into(),
                 started: None,
                 completed: Some("2026-11-21T11:05:00Z".into()),
+                analysis: None,
             })
         });
         let p = run(&desired, &windows, &recorded, "2026-11-21T11:10:00Z");

@@ -40,7 +40,9 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
 use crate::manifest::{Labels, WaveSpec, selector_matches};
-use crate::state::{RolloutRecord, RolloutTargetStatus};
+use crate::state::{AnalysisStatus, RolloutRecord, RolloutTargetStatus, WaveAnalysis};
+
+use super::analysis::{AnalysisView, Timetable};
 
 /// The wave of a policy that declares none.
 pub const ALL_WAVE: &str = "all";
@@ -68,6 +70,8 @@ pub struct PlannedWave {
     pub name: String,
     pub soak: Option<Duration>,
     pub targets: Vec<String>,
+    /// The analysis round interval, when health checks run through this wave's soak.
+    pub analysis: Option<Duration>,
 }
 
 /// How a rollout's targets are split: the policy's waves, their parsed soaks and `groupBy`.
@@ -78,6 +82,9 @@ pub struct WaveRules<'a> {
     pub soaks: &'a [Option<Duration>],
     /// `rollout.groupBy`: targets sharing this label's value move together.
     pub group_by: Option<&'a str>,
+    /// The health round interval, when the policy (or the component) has checks to run through
+    /// every soak; `None`: soaks are only waits.
+    pub analysis: Option<Duration>,
 }
 
 /// Targets that move together: one target, or every member sharing the `groupBy` value.
@@ -112,12 +119,18 @@ fn groups<'a>(members: &[Member<'a>], group_by: Option<&str>) -> Vec<Group<'a>> 
 /// (unless the state branch recorded them apart); every declared wave that some member is left
 /// for holds at least one; the result does not depend on the order of `members`.
 pub fn assign(rules: WaveRules, members: &[Member], recorded: Option<&RolloutRecord>) -> Vec<PlannedWave> {
-    let WaveRules { specs, soaks, group_by } = rules;
+    let WaveRules {
+        specs,
+        soaks,
+        group_by,
+        analysis,
+    } = rules;
     let groups = groups(members, group_by);
     if specs.is_empty() {
         return vec![PlannedWave {
             name: ALL_WAVE.to_string(),
             soak: None,
+            analysis: None,
             targets: groups
                 .iter()
                 .flat_map(|g| &g.members)
@@ -201,10 +214,12 @@ pub fn assign(rules: WaveRules, members: &[Member], recorded: Option<&RolloutRec
                 }
             }
         }
+        let soak = soaks.get(w).copied().flatten();
         waves.push(PlannedWave {
             name: spec.name.clone(),
-            soak: soaks.get(w).copied().flatten(),
+            soak,
             targets: targets.into_iter().map(str::to_string).collect(),
+            analysis: analysis.filter(|_| soak.is_some_and(|s| !s.is_zero())),
         });
     }
     let rest: Vec<String> = (0..groups.len())
@@ -217,6 +232,7 @@ pub fn assign(rules: WaveRules, members: &[Member], recorded: Option<&RolloutRec
             name: REST_WAVE.to_string(),
             soak: None,
             targets: rest,
+            analysis: None,
         });
     }
     waves
@@ -250,6 +266,9 @@ pub struct WaveProgress {
     pub total: usize,
     /// When the soak ends (set once the wave completed and has a soak).
     pub soak_until: Option<Timestamp>,
+    /// The health analysis through the soak (once the wave completed, when it has one). The
+    /// wave soaks until the analysis passed, even past `soak_until`.
+    pub analysis: Option<AnalysisView>,
 }
 
 /// The progress of every wave of a rollout at `now`.
@@ -259,6 +278,11 @@ pub fn progress(waves: &[PlannedWave], recorded: Option<&RolloutRecord>, now: Ti
         .into_iter()
         .flat_map(|r| &r.waves)
         .filter_map(|w| Some((w.name.as_str(), w.completed.as_deref()?.parse().ok()?)))
+        .collect();
+    let recorded_analysis: BTreeMap<&str, &WaveAnalysis> = recorded
+        .into_iter()
+        .flat_map(|r| &r.waves)
+        .filter_map(|w| Some((w.name.as_str(), w.analysis.as_ref()?)))
         .collect();
     waves
         .iter()
@@ -276,6 +300,7 @@ pub fn progress(waves: &[PlannedWave], recorded: Option<&RolloutRecord>, now: Ti
                     finished,
                     total,
                     soak_until: None,
+                    analysis: None,
                 };
             }
             if finished < total {
@@ -288,6 +313,7 @@ pub fn progress(waves: &[PlannedWave], recorded: Option<&RolloutRecord>, now: Ti
                     finished,
                     total,
                     soak_until: None,
+                    analysis: None,
                 };
             }
             let completed = recorded_completion.get(wave.name.as_str()).copied().or_else(|| {
@@ -302,14 +328,28 @@ pub fn progress(waves: &[PlannedWave], recorded: Option<&RolloutRecord>, now: Ti
                 }
                 _ => None,
             };
+            let analysis = match (completed, wave.soak, wave.analysis) {
+                (Some(completed), Some(soak), Some(interval)) if soak_until.is_some() => {
+                    let timetable = Timetable {
+                        completed,
+                        soak,
+                        interval,
+                    };
+                    let record = recorded_analysis.get(wave.name.as_str()).copied();
+                    Some(AnalysisView::new(&timetable, record, now))
+                }
+                _ => None,
+            };
+            let analysing = analysis.as_ref().is_some_and(|a| a.status == AnalysisStatus::Running);
             WaveProgress {
                 status: match soak_until {
-                    Some(until) if now < until => WaveStatus::Soaking,
+                    Some(until) if now < until || analysing => WaveStatus::Soaking,
                     _ => WaveStatus::Complete,
                 },
                 finished,
                 total,
                 soak_until,
+                analysis,
             }
         })
         .collect()
@@ -326,8 +366,13 @@ pub enum WaveGate {
         finished: usize,
         total: usize,
     },
-    /// An earlier wave finished and soaks until `until`.
-    Soaking { wave: String, until: Timestamp },
+    /// An earlier wave finished and soaks until `until` (and, with analysis, until its
+    /// analysis passed: `analysis` says where it stands).
+    Soaking {
+        wave: String,
+        until: Timestamp,
+        analysis: Option<String>,
+    },
 }
 
 /// The gate of wave `index`: the first earlier wave that is not complete and soaked.
@@ -340,6 +385,7 @@ pub fn gate(waves: &[PlannedWave], progress: &[WaveProgress], index: usize) -> W
                     return WaveGate::Soaking {
                         wave: wave.name.clone(),
                         until,
+                        analysis: p.analysis.as_ref().map(AnalysisView::summary),
                     };
                 }
             }
@@ -415,6 +461,7 @@ mod tests {
             specs,
             soaks: &[],
             group_by: None,
+            analysis: None,
         };
         assign(rules, members, recorded)
     }
@@ -588,6 +635,7 @@ mod tests {
             specs: &specs,
             soaks: &[],
             group_by: Some("tenant"),
+            analysis: None,
         };
         let waves = assign(rules, &members(&n, &l), None);
         let tenant_of = |name: &str| name.split('-').next().unwrap().to_string();
@@ -633,6 +681,7 @@ mod tests {
             specs: &specs,
             soaks: &[],
             group_by: Some("tenant"),
+            analysis: None,
         };
         let tenants: Vec<String> = (0..20).map(|t| format!("customer-{t:02}")).collect();
         let l: Vec<Labels> = tenants.iter().map(|t| labels(&[("tenant", t)])).collect();
@@ -743,11 +792,13 @@ mod tests {
                 name: "canary".into(),
                 soak: Some(soak),
                 targets: vec!["a".into()],
+                analysis: None,
             },
             PlannedWave {
                 name: "all".into(),
                 soak: None,
                 targets: vec!["b".into()],
+                analysis: None,
             },
         ];
         let at = |s: &str| s.parse::<Timestamp>().unwrap();
@@ -774,7 +825,8 @@ mod tests {
             gate(&waves, &p, 1),
             WaveGate::Soaking {
                 wave: "canary".into(),
-                until: at("2026-11-21T10:40:00Z")
+                until: at("2026-11-21T10:40:00Z"),
+                analysis: None,
             }
         );
         // A recorded completion time wins over the last finish.
@@ -782,6 +834,7 @@ mod tests {
             name: "canary".into(),
             started: None,
             completed: Some("2026-11-21T10:15:00Z".into()),
+            analysis: None,
         });
         let p = progress(&waves, Some(&rec), at("2026-11-21T10:44:59Z"));
         assert_eq!(p[0].soak_until, Some(at("2026-11-21T10:45:00Z")));

@@ -244,6 +244,36 @@ fn pass(
         repo.checkout(head)?
     };
     let pool = ExecutorPool::new(&loaded.desired, &checkout);
+    // Analyse: health rounds due on soaking waves, before anything new may start.
+    if !options.dry_run && !stopped() {
+        let env = super::analysis::AnalysisEnv {
+            repo,
+            desired: &loaded.desired,
+            state_branch: &state_branch,
+            pool: &pool,
+            checkout: &checkout,
+            now: clock(),
+        };
+        let failures = super::analysis::run_due_rounds(&env, &mut recorded)?;
+        for failure in failures {
+            if stopped() {
+                return Ok(report);
+            }
+            roll_back_analysis_failure(
+                repo,
+                &loaded,
+                &state_branch,
+                &mut recorded,
+                failure,
+                &pool,
+                &clock,
+                progress,
+                &journal_dir,
+                stop,
+                &mut report,
+            )?;
+        }
+    }
     // Plan → execute → record until nothing more is ready (a completed wave may free the next).
     loop {
         let plan = plan::plan(&loaded.plan_input(&recorded, &evidence, clock()));
@@ -428,6 +458,161 @@ fn attempt_id(target: &str, now: Timestamp) -> String {
         .map_or(0, |d| d.subsec_nanos());
     let salt = (u64::from(std::process::id()) << 32 | u64::from(nanos)) ^ u64::from(n);
     format!("{}-{target}-{:06x}", now.strftime("%Y%m%dT%H%M%SZ"), salt & 0xff_ffff)
+}
+
+/// Rolls back a target whose analysis failed: the rollback of the upgrade that brought it to the
+/// rollout's version, run as an attempt of its own (journaled, resumable) that ends
+/// `rolled_back`; the rollout counts it as a failure and halts past `maxFailures`. With
+/// `autoRollback: false`, or nothing to roll back to (an install), the target stays and only
+/// the rollout records the failure.
+///
+/// # Errors
+/// [`ApplyError`] when the attempt cannot be journaled or the outcome recorded.
+#[allow(clippy::too_many_arguments)]
+fn roll_back_analysis_failure(
+    repo: &WatchedRepo,
+    loaded: &LoadedCommit,
+    state_branch: &str,
+    recorded: &mut RecordedState,
+    failure: super::analysis::AnalysisFailure,
+    pool: &ExecutorPool,
+    clock: &(dyn Fn() -> Timestamp + Sync),
+    progress: &dyn ProgressSink,
+    journal_dir: &std::path::Path,
+    stop: Option<&AtomicBool>,
+    report: &mut ApplyReport,
+) -> Result<(), ApplyError> {
+    let desired = &loaded.desired;
+    let Some(record) = recorded.targets.get(&failure.target).cloned() else {
+        return Ok(());
+    };
+    let Some(parts) = EnvParts::for_target(repo, desired, &failure.target, loaded.commit, recorded)? else {
+        return Ok(());
+    };
+    let upgrade = record.last_attempt.clone();
+    let from = upgrade.as_ref().and_then(|a| a.from.clone());
+    let steps = match (&upgrade, &from) {
+        (Some(upgrade), Some(from)) if parts.policy.auto_rollback => {
+            let start = program::Progress {
+                version: Some(from.clone()),
+                applied: record
+                    .applied_migrations
+                    .iter()
+                    .filter(|m| m.attempt != upgrade.id)
+                    .cloned()
+                    .collect(),
+                snapshot_taken: false,
+                removed: false,
+            };
+            let mut now = program::Progress::start(Some(&record));
+            now.snapshot_taken = desired
+                .components
+                .get(&failure.component)
+                .is_some_and(|c| c.spec.steps.snapshot.is_some());
+            program::rollback_program(
+                desired,
+                &failure.component,
+                ActionKind::Upgrade.as_str(),
+                &start,
+                &now,
+                &upgrade.id,
+                !parts.policy.health.checks.is_empty(),
+                false,
+            )
+            .map_err(|e| format!("cannot roll back: {e}"))
+        }
+        (_, _) if !parts.policy.auto_rollback => Err("autoRollback is off".to_string()),
+        _ => Err("nothing to roll back to (it was installed at this version)".to_string()),
+    };
+    let steps = steps.and_then(|s| {
+        if s.is_empty() {
+            Err("the rollback has no steps".to_string())
+        } else {
+            Ok(s)
+        }
+    });
+    let mut steps = match steps {
+        Ok(steps) => steps,
+        Err(why) => return record_analysis_failure(repo, desired, state_branch, recorded, &failure, &why, clock()),
+    };
+    steps[0].reason = Some(failure.reason.clone());
+    let now = clock();
+    let header = AttemptHeader {
+        attempt: attempt_id(&failure.target, now),
+        target: failure.target.clone(),
+        component: failure.component.clone(),
+        from,
+        to: failure.version.clone(),
+        desired_commit: loaded.commit.to_string(),
+        action: attempt::ANALYSIS_ROLLBACK.to_string(),
+        started: now,
+        plan: serde_json::Value::Null,
+    };
+    let env = parts.env(desired, pool, clock, progress, journal_dir, stop);
+    let result = match attempt::start(&env, header, Some(&record), steps) {
+        Err(attempt::AttemptError::Stopped) => return Ok(()),
+        other => other?,
+    };
+    let members = WaveMembers::new();
+    let halts = record_results(
+        repo,
+        state_branch,
+        recorded,
+        vec![(Some(failure.wave.clone()), result)],
+        report,
+        Some((desired, &members)),
+        clock(),
+    )?;
+    for (component, version) in halts {
+        tracing::warn!(%component, %version, "rollout halted after a failed analysis");
+    }
+    Ok(())
+}
+
+/// Records in the rollout that a target failed its analysis but was not rolled back (`why`).
+fn record_analysis_failure(
+    repo: &WatchedRepo,
+    desired: &Desired,
+    state_branch: &str,
+    recorded: &mut RecordedState,
+    failure: &super::analysis::AnalysisFailure,
+    why: &str,
+    now: Timestamp,
+) -> Result<(), ApplyError> {
+    let key = (failure.component.clone(), failure.version.clone());
+    let Some(mut rollout) = recorded.rollouts.get(&key).cloned() else {
+        return Ok(());
+    };
+    let message = format!("{}; not rolled back: {why}", failure.reason);
+    tracing::error!(target = %failure.target, "{message}");
+    if let Some(entry) = rollout.targets.get_mut(&failure.target) {
+        entry.status = RolloutTargetStatus::Failed;
+        entry.finished = Some(now.to_string());
+    }
+    rollout.failures += 1;
+    let max_failures = desired
+        .targets
+        .get(&failure.target)
+        .map_or(0, |t| governing_spec(desired, t).rollout.max_failures);
+    if rollout.failures > max_failures && rollout.halted.is_none() {
+        rollout.halted = Some(crate::state::Halt {
+            at: now.to_string(),
+            target: failure.target.clone(),
+            reason: message.clone(),
+        });
+    }
+    let mut batch = Batch::new();
+    batch.upsert_rollout(rollout.clone());
+    batch.progress_summary(format!(
+        "gantry: {}@{} analysis failed on {}",
+        failure.component, failure.version, failure.target
+    ));
+    let mut writer = StateWriter::on_top_of(&repo.repo, state_branch, recorded)?;
+    if let Some(commit) = writer.commit(&batch, now)? {
+        recorded.commit = Some(commit.to_string());
+    }
+    recorded.rollouts.insert(key, rollout);
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -671,7 +856,10 @@ fn record_results(
         finished.push(outcome);
         if let Some((desired, members)) = waves
             && let Some(wave) = wave
-            && matches!(result.header.action.as_str(), "install" | "upgrade")
+            && matches!(
+                result.header.action.as_str(),
+                "install" | "upgrade" | attempt::ANALYSIS_ROLLBACK
+            )
             && let Some(halt) = update_rollout(desired, recorded, &mut rollouts, result, wave, members, now)
         {
             halts.push(halt);
@@ -782,6 +970,7 @@ fn update_rollout(
             name: wave.to_string(),
             started: Some(result.header.started.to_string()),
             completed: None,
+            analysis: None,
         });
     }
     let wave_targets = members.get(&(key.0.clone(), key.1.to_string(), wave.to_string()));

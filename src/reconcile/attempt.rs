@@ -17,6 +17,11 @@ use crate::state::{AttemptRecord, Outcome, TargetRecord, TargetStatus};
 
 use super::program::{self, PlannedStep, Progress};
 
+/// The action of an attempt that rolls back a target whose analysis failed during its wave's
+/// soak: its program is the rollback of the upgrade that brought the target to `to`, and it ends
+/// `rolled_back` (or `failed`) with the analysis failure as its message.
+pub const ANALYSIS_ROLLBACK: &str = "analysis_rollback";
+
 /// The default step timeout when no policy sets `stepTimeout`.
 pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -50,7 +55,7 @@ impl ExecutorPool {
     }
 
     /// Runs `f` with the executor for `name` (`None` or a shell executor name: a fresh shell).
-    fn with<R>(&self, name: Option<&str>, f: impl FnOnce(&mut dyn Executor) -> R) -> R {
+    pub(crate) fn with<R>(&self, name: Option<&str>, f: impl FnOnce(&mut dyn Executor) -> R) -> R {
         match name.and_then(|n| self.plugins.get(n)) {
             Some(plugin) => plugin.with(f),
             None => f(&mut ShellExecutor::new()),
@@ -512,6 +517,13 @@ fn run(
         redactor: Redactor::from_desired(env.desired),
     };
 
+    // An analysis rollback says why it runs in its first step, and is not itself rolled back.
+    let analysis_reason = (header.action == ANALYSIS_ROLLBACK).then(|| {
+        forward
+            .first()
+            .and_then(|s| s.reason.clone())
+            .unwrap_or_else(|| "analysis failed".to_string())
+    });
     let mut failure: Option<(String, String)> = None;
     // The kind of the step that failed or was interrupted (a deploy is redone on rollback).
     let mut failed_kind: Option<StepKind> = None;
@@ -562,7 +574,23 @@ fn run(
         .as_ref()
         .map_or_else(|| "nothing".to_string(), Version::to_string);
     let (outcome, message, tail) = match failure {
+        None if analysis_reason.is_some() => (
+            Outcome::RolledBack,
+            format!(
+                "{}; rolled back to {from_text}",
+                analysis_reason.as_deref().unwrap_or_default()
+            ),
+            String::new(),
+        ),
         None => (Outcome::Succeeded, String::new(), String::new()),
+        Some((message, tail)) if analysis_reason.is_some() => (
+            Outcome::Failed,
+            format!(
+                "{}; rollback failed: {message}",
+                analysis_reason.as_deref().unwrap_or_default()
+            ),
+            tail,
+        ),
         Some((message, tail)) if nothing_ran => (Outcome::Failed, message, tail),
         Some((message, tail)) if !env.policy.auto_rollback => {
             (Outcome::Failed, format!("{message} (autoRollback is off)"), tail)
