@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod executor;
 pub mod manifest;
+pub mod ops;
 pub mod plan;
 pub mod policy;
 pub mod reconcile;
@@ -10,4 +11,3 @@ pub mod render;
 pub mod server;
 pub mod source;
 pub mod state;
-pub mod timings;

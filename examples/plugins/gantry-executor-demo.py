@@ -149,11 +149,15 @@ def main(args):
         else:
             try:
                 delay = req.get("target", {}).get("vars", {}).get("demo_delay")
+                started = time.time()
                 if req.get("op") == "deploy" and delay:
                     # Outside the lock: copies of the plugin deploy side by side.
                     time.sleep(float(delay))
                 with state:
                     ok, message, observed = handle(state, req)
+                    if req.get("op") == "deploy" and ok:
+                        state.target(req["target"]["name"])["last_deploy"] = {
+                            "started": started, "finished": time.time()}
                     state.save()
             except (KeyError, TypeError, ValueError, OSError) as e:
                 ok, message, observed = False, f"demo plugin error: {e!r}", None

@@ -3,12 +3,13 @@
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 
-use crate::reconcile::apply::{ApplyError, ApplyOptions, apply};
+use crate::ops::apply::{apply, counts, exit};
+use crate::reconcile::apply::{ApplyError, ApplyOptions};
 use crate::reconcile::attempt::{ProgressEvent, ProgressSink};
 use crate::render::Format;
 use crate::source::WatchedRepo;
 
-use super::{Cli, CliError, Exit, now_fixed};
+use super::{Cli, Exit, OpsError, now_fixed};
 
 /// Plain progress lines on stderr (a terminal gets the same lines, with colour-free symbols).
 struct Lines {
@@ -17,69 +18,72 @@ struct Lines {
 
 impl ProgressSink for Lines {
     fn event(&self, event: &ProgressEvent) {
-        let line = match event {
-            ProgressEvent::AttemptStarted {
-                target,
-                component,
-                action,
-                from,
-                to,
-                steps,
-                ..
-            } => format!(
-                "▶ {target}: {action} {component} {} → {} ({steps} steps)",
-                from.as_deref().unwrap_or("(none)"),
-                to.as_deref().unwrap_or("(none)")
-            ),
-            ProgressEvent::StepStarted {
-                target,
-                step,
-                index,
-                steps,
-                ..
-            } => format!("  {target} [{index}/{steps}] {step} …"),
-            ProgressEvent::StepFinished {
-                target,
-                step,
-                ok,
-                message,
-                duration_ms,
-                ..
-            } => {
-                format!(
-                    "  {target} {} {step} ({duration_ms} ms){}",
-                    if *ok { "✓" } else { "✗" },
-                    if message.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {message}")
-                    }
-                )
-            }
-            ProgressEvent::RollbackStarted { target, reason, .. } => format!("↩ {target}: rolling back ({reason})"),
-            ProgressEvent::Held {
-                target, action, reason, ..
-            } => {
-                format!("⏸ {target}: {action} held, nothing changed ({reason}); the next pass tries again")
-            }
-            ProgressEvent::AttemptFinished {
-                target,
-                outcome,
-                message,
-                ..
-            } => {
-                format!(
-                    "■ {target}: {outcome}{}",
-                    if message.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" — {message}")
-                    }
-                )
-            }
-        };
+        let line = progress_line(event);
         let mut out = self.out.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let _ = writeln!(out, "{line}");
+    }
+}
+
+/// One progress line of `gantry apply` (text, not on a terminal).
+pub fn progress_line(event: &ProgressEvent) -> String {
+    match event {
+        ProgressEvent::AttemptStarted {
+            target,
+            component,
+            action,
+            from,
+            to,
+            steps,
+            ..
+        } => format!(
+            "▶ {target}: {action} {component} {} → {} ({steps} steps)",
+            from.as_deref().unwrap_or("(none)"),
+            to.as_deref().unwrap_or("(none)")
+        ),
+        ProgressEvent::StepStarted {
+            target,
+            step,
+            index,
+            steps,
+            ..
+        } => format!("  {target} [{index}/{steps}] {step} …"),
+        ProgressEvent::StepFinished {
+            target,
+            step,
+            ok,
+            message,
+            duration_ms,
+            ..
+        } => {
+            format!(
+                "  {target} {} {step} ({duration_ms} ms){}",
+                if *ok { "✓" } else { "✗" },
+                if message.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {message}")
+                }
+            )
+        }
+        ProgressEvent::RollbackStarted { target, reason, .. } => format!("↩ {target}: rolling back ({reason})"),
+        ProgressEvent::Held {
+            target, action, reason, ..
+        } => format!("⏸ {target}: {action} held, nothing changed ({reason}); the next pass tries again"),
+        ProgressEvent::AttemptFinished {
+            target,
+            outcome,
+            message,
+            ..
+        } => {
+            format!(
+                "■ {target}: {outcome}{}",
+                if message.is_empty() {
+                    String::new()
+                } else {
+                    format!(" — {message}")
+                }
+            )
+        }
     }
 }
 
@@ -205,7 +209,7 @@ impl ProgressSink for JsonLines {
     }
 }
 
-pub fn run(cli: &Cli, targets: &[String], dry_run: bool, format: Format) -> Result<Exit, CliError> {
+pub fn run(cli: &Cli, targets: &[String], dry_run: bool, format: Format) -> Result<Exit, OpsError> {
     let repo = WatchedRepo::open(&cli.repo)?;
     let options = ApplyOptions {
         targets: targets.to_vec(),
@@ -230,29 +234,22 @@ pub fn run(cli: &Cli, targets: &[String], dry_run: bool, format: Format) -> Resu
     }
     let report = match result {
         Ok(report) => report,
-        Err(ApplyError::Locked(e)) => {
-            eprintln!("error: {e}");
-            return Ok(Exit::Locked);
-        }
-        Err(ApplyError::InvalidCommit {
-            commit,
-            diagnostics,
-            violations_only,
-        }) => {
-            for d in &diagnostics {
-                eprintln!("{d}");
+        Err(e) => {
+            if let OpsError::Apply(ApplyError::InvalidCommit {
+                commit, diagnostics, ..
+            }) = &e
+            {
+                for d in diagnostics {
+                    eprintln!("{d}");
+                }
+                eprintln!(
+                    "error: desired commit {} is not valid; nothing was applied",
+                    crate::ops::short(commit)
+                );
+                return Ok(e.exit());
             }
-            eprintln!(
-                "error: desired commit {} is not valid; nothing was applied",
-                &commit[..12.min(commit.len())]
-            );
-            return Ok(if violations_only {
-                Exit::Violations
-            } else {
-                Exit::Invalid
-            });
+            return Err(e);
         }
-        Err(e) => return Err(CliError::Apply(e)),
     };
     if format == Format::Json {
         let summary = serde_json::json!({
@@ -274,32 +271,25 @@ pub fn run(cli: &Cli, targets: &[String], dry_run: bool, format: Format) -> Resu
             let text = crate::render::render_plan(plan, Format::Text, &Default::default(), None)?;
             print!("{text}");
         }
-        let failed = report
-            .outcomes
-            .iter()
-            .filter(|o| o.outcome != crate::state::Outcome::Succeeded)
-            .count();
-        let blocked = report.plan.as_ref().map_or(0, |p| p.summary.blocked);
         for (target, reason) in &report.held {
             eprintln!("held: {target}: {reason}");
         }
-        let violations = report.plan.as_ref().map_or(0, |p| p.summary.violation);
+        let c = counts(&report);
         eprintln!(
-            "{} attempt{} ({} succeeded, {failed} failed or rolled back){}{}; {blocked} blocked, {violations} with violations",
-            report.outcomes.len(),
-            if report.outcomes.len() == 1 { "" } else { "s" },
-            report.outcomes.len() - failed,
-            if report.resumed > 0 {
-                format!(", {} resumed after an interruption", report.resumed)
+            "{} attempt{} ({} succeeded, {} failed or rolled back){}{}; {} blocked, {} with violations",
+            c.attempts,
+            if c.attempts == 1 { "" } else { "s" },
+            c.succeeded,
+            c.failed,
+            if c.resumed > 0 {
+                format!(", {} resumed after an interruption", c.resumed)
             } else {
                 String::new()
             },
             if dry_run { " (dry run: nothing ran)" } else { "" },
+            c.blocked,
+            c.violations,
         );
     }
-    Ok(if report.has_failures() {
-        Exit::Violations
-    } else {
-        Exit::Ok
-    })
+    Ok(exit(&report))
 }

@@ -1,21 +1,15 @@
 //! `gantry daemon`: watches and reconciles until SIGTERM (see `server`).
 
-use crate::server::{self, DaemonOptions, ServerError};
+use crate::server::{self, DaemonOptions};
 
-use super::{Cli, CliError, Exit, now_fixed};
+use super::{Cli, Exit, OpsError, now_fixed};
 
-pub fn run(cli: &Cli, listen: Option<&str>) -> Result<Exit, CliError> {
+pub fn run(cli: &Cli, listen: Option<&str>) -> Result<Exit, OpsError> {
     let options = DaemonOptions {
         repo: cli.repo.clone(),
         listen: listen.map(str::to_string),
         now: now_fixed(cli)?,
     };
-    match server::run(options) {
-        Ok(()) => Ok(Exit::Ok),
-        Err(ServerError::Locked(e)) => {
-            eprintln!("error: {e}");
-            Ok(Exit::Locked)
-        }
-        Err(e) => Err(CliError::Server(e)),
-    }
+    server::run(options)?;
+    Ok(Exit::Ok)
 }

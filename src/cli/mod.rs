@@ -1,4 +1,5 @@
-//! The command line: argument definitions, one file per command, and exit codes in one place.
+//! The command line: argument definitions and one file per command (options → one `ops` call
+//! → print). Exit codes are mapped in `ops` ([`OpsError::exit`]).
 
 mod apply;
 mod completions;
@@ -8,7 +9,7 @@ mod init;
 mod plan;
 mod rollback;
 mod schema;
-pub mod status;
+mod status;
 mod validate;
 
 use std::path::PathBuf;
@@ -16,8 +17,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub use crate::ops::{Exit, OpsError};
 use crate::render::Format;
-use crate::source::{SourceError, WatchedRepo};
 
 /// gantry: a declarative GitOps reconciler for upgrades.
 #[derive(Debug, Parser)]
@@ -133,69 +134,11 @@ pub enum LogFormat {
     Json,
 }
 
-/// Exit codes (SPEC §6), mapped here and nowhere else.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
-    Ok = 0,
-    /// Invalid input or usage.
-    Invalid = 1,
-    /// Policy violations (`plan`, `validate`) or failed targets (`apply`).
-    Violations = 2,
-    /// Another reconciler holds the repository's lock.
-    Locked = 3,
-}
-
-/// An error that ends a command, with the exit code it maps to.
-#[derive(Debug, thiserror::Error)]
-pub enum CliError {
-    /// Bad arguments or input the user must fix.
-    #[error("{0}")]
-    Usage(String),
-    /// Reading the repository failed.
-    #[error(transparent)]
-    Source(#[from] SourceError),
-    /// Rendering failed.
-    #[error(transparent)]
-    Render(#[from] crate::render::RenderError),
-    /// Reading recorded state failed.
-    #[error(transparent)]
-    State(#[from] crate::state::StateError),
-    /// A reconcile pass failed.
-    #[error(transparent)]
-    Apply(crate::reconcile::apply::ApplyError),
-    /// `gantry init` could not write the example repository.
-    #[error(transparent)]
-    Init(#[from] init::InitError),
-    /// Writing output failed.
-    #[error("cannot write output: {0}")]
-    Io(#[from] std::io::Error),
-    /// The daemon could not start or failed.
-    #[error(transparent)]
-    Server(crate::server::ServerError),
-}
-
-impl CliError {
-    fn exit(&self) -> Exit {
-        match self {
-            CliError::Apply(crate::reconcile::apply::ApplyError::Locked(_))
-            | CliError::Server(crate::server::ServerError::Locked(_)) => Exit::Locked,
-            CliError::Usage(_)
-            | CliError::Source(_)
-            | CliError::Render(_)
-            | CliError::State(_)
-            | CliError::Apply(_)
-            | CliError::Init(_)
-            | CliError::Io(_)
-            | CliError::Server(_) => Exit::Invalid,
-        }
-    }
-}
-
 /// Parses `--now` / `GANTRY_NOW`, or reads the clock.
-fn now(cli: &Cli) -> Result<jiff::Timestamp, CliError> {
+fn now(cli: &Cli) -> Result<jiff::Timestamp, OpsError> {
     match &cli.now {
         Some(text) => text.parse::<jiff::Timestamp>().map_err(|e| {
-            CliError::Usage(format!(
+            OpsError::Usage(format!(
                 "--now `{text}` is not an RFC 3339 time such as 2026-11-21T10:00:00Z ({e})"
             ))
         }),
@@ -204,19 +147,11 @@ fn now(cli: &Cli) -> Result<jiff::Timestamp, CliError> {
 }
 
 /// `--now` when given (a fixed clock), else `None` (the system clock, read when needed).
-fn now_fixed(cli: &Cli) -> Result<Option<jiff::Timestamp>, CliError> {
+fn now_fixed(cli: &Cli) -> Result<Option<jiff::Timestamp>, OpsError> {
     match &cli.now {
         Some(_) => now(cli).map(Some),
         None => Ok(None),
     }
-}
-
-/// Resolves `rev`, or the tip of the desired branch.
-fn resolve_commit(repo: &WatchedRepo, rev: Option<&str>) -> Result<git2::Oid, CliError> {
-    Ok(match rev {
-        Some(rev) => repo.resolve(rev)?,
-        None => repo.branch_tip(&repo.desired_branch_hint())?,
-    })
 }
 
 /// Log lines on stderr: human-readable, or one JSON object per line. `RUST_LOG` filters; the
@@ -229,6 +164,9 @@ fn init_logging(format: LogFormat, default_level: &str) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        // Stage timings: the load, plan, render and state-read stages are `debug` spans, so
+        // `RUST_LOG=gantry=debug` prints how long each took when it closes (`bench/plan_10k.sh`).
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     // A second subscriber (tests calling `run` twice) is not an error worth stopping for.
     let _ = match format {

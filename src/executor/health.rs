@@ -897,7 +897,7 @@ mod tests {
             HealthProbe::new(&slow, None, T)
                 .unwrap_err()
                 .to_string()
-                .contains("`soon` is not a duration")
+                .contains("\"soon\" is not a valid duration")
         );
     }
 

@@ -142,6 +142,12 @@ impl Phase {
     }
 }
 
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A file or URL a release ships, checked against its digest before any step runs.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -518,6 +524,26 @@ impl Default for RepoConfig {
             notify: Vec::new(),
             listen: default_listen(),
             secrets: SecretsConfig::default(),
+        }
+    }
+}
+
+impl RepoConfig {
+    /// `poll_interval` as a duration, through the one grammar manifests use
+    /// ([`super::values::parse_duration`]); `validate` and the daemon both call this, so a value
+    /// one accepts the other accepts too (a regression: `1h30m` passed `validate`, then the daemon
+    /// refused it, and `10` the other way round).
+    ///
+    /// # Errors
+    /// The user-facing message, prefixed with the field name.
+    pub fn poll_interval(&self) -> Result<std::time::Duration, String> {
+        match super::values::parse_duration(&self.poll_interval) {
+            Ok(d) if d.is_zero() => Err(format!(
+                "poll_interval: {} must be longer than 0 (e.g. 30s, 10m, 1h30m)",
+                serde_json::Value::String(self.poll_interval.clone())
+            )),
+            Ok(d) => Ok(d),
+            Err(e) => Err(format!("poll_interval: {e}")),
         }
     }
 }

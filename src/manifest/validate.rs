@@ -257,13 +257,8 @@ fn check_metadata(origin: &super::load::Origin, name: &str, labels: &Labels, dia
 fn validate_config(manifests: &Manifests, diags: &mut Vec<Diagnostic>) {
     let Some(origin) = &manifests.config_origin else { return };
     let config = &manifests.config;
-    if let Err(e) = values::parse_duration(&config.poll_interval) {
-        diags.push(origin.diagnostic(
-            Severity::Invalid,
-            "duration",
-            "/poll_interval",
-            format!("poll_interval: {e}"),
-        ));
+    if let Err(e) = config.poll_interval() {
+        diags.push(origin.diagnostic(Severity::Invalid, "duration", "/poll_interval", e));
     }
     for (name, executor) in &config.executors {
         let pointer = format!("/executors/{name}");
@@ -300,7 +295,7 @@ fn validate_config(manifests: &Manifests, diags: &mut Vec<Diagnostic>) {
         ("desired_branch", &config.desired_branch),
         ("state_branch", &config.state_branch),
     ] {
-        if git_ref_name_problem(branch) {
+        if !values::is_valid_branch_name(branch) {
             diags.push(origin.diagnostic(
                 Severity::Invalid,
                 "schema",
@@ -317,16 +312,6 @@ fn validate_config(manifests: &Manifests, diags: &mut Vec<Diagnostic>) {
             "state_branch must differ from desired_branch: gantry writes only to its own branch",
         ));
     }
-}
-
-fn git_ref_name_problem(name: &str) -> bool {
-    name.is_empty()
-        || name.starts_with('/')
-        || name.ends_with('/')
-        || name.ends_with(".lock")
-        || name.contains("..")
-        || name.contains("//")
-        || name.chars().any(|c| c.is_control() || " ~^:?*[\\".contains(c))
 }
 
 /// Statements a step template has no use for: they reach for other templates (which do not

@@ -46,6 +46,12 @@ impl ActionKind {
     }
 }
 
+impl std::fmt::Display for ActionKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Whether an action may run now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, PartialOrd, Ord, Hash)]
 #[serde(rename_all = "lowercase")]
@@ -54,6 +60,24 @@ pub enum Status {
     Blocked,
     Violation,
     Noop,
+}
+
+impl Status {
+    /// The name users see (the JSON value).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ready => "ready",
+            Status::Blocked => "blocked",
+            Status::Violation => "violation",
+            Status::Noop => "noop",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Why an action cannot start yet.
@@ -70,15 +94,80 @@ pub enum BlockerKind {
     InProgress,
 }
 
+impl BlockerKind {
+    /// The name users see (the JSON value): `release_age`, not the `Debug` name `ReleaseAge`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BlockerKind::Window => "window",
+            BlockerKind::Approval => "approval",
+            BlockerKind::Wave => "wave",
+            BlockerKind::Dependency => "dependency",
+            BlockerKind::ReleaseAge => "release_age",
+            BlockerKind::Halted => "halted",
+            BlockerKind::Suspended => "suspended",
+            BlockerKind::InProgress => "in_progress",
+        }
+    }
+}
+
+impl std::fmt::Display for BlockerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One reason an action is blocked.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Blocker {
     pub kind: BlockerKind,
     pub reason: String,
-    /// For `window`: when the next allowed window opens (RFC 3339 with offset).
-    pub opens_at: Option<String>,
-    /// For time-bound blockers (`release_age`, `wave` soak): when it lifts (RFC 3339).
-    pub until: Option<String>,
+    /// For `window`: when the next allowed window opens, in the zone of the window that opens it
+    /// (shown as RFC 3339 with that zone's offset).
+    #[serde(serialize_with = "view::zoned")]
+    pub opens_at: Option<jiff::Zoned>,
+    /// For time-bound blockers (`release_age`, `wave` soak): when it lifts (RFC 3339, UTC).
+    #[serde(serialize_with = "view::timestamp")]
+    pub until: Option<Timestamp>,
+}
+
+impl Blocker {
+    /// When the blocker lifts, if it is time-bound: `opens_at`, else `until`.
+    pub fn lifts_at(&self) -> Option<Timestamp> {
+        self.opens_at.as_ref().map(jiff::Zoned::timestamp).or(self.until)
+    }
+
+    /// [`Blocker::lifts_at`] as users read it: `opens_at` with its zone's offset, `until` in UTC.
+    pub fn lifts_at_text(&self) -> Option<String> {
+        match (&self.opens_at, self.until) {
+            (Some(zoned), _) => Some(crate::policy::window::rfc3339(zoned)),
+            (None, Some(until)) => Some(until.to_string()),
+            (None, None) => None,
+        }
+    }
+}
+
+/// How the plan's typed values read in JSON and templates (the plan's serialized view): versions
+/// as semver text (semver's own `Serialize`), instants as RFC 3339 text. The strings are exactly
+/// those the plan carried when it was stringly typed, so `schemas/plan.schema.json` and the
+/// rendered text do not change (tests/plan.rs snapshots).
+mod view {
+    use serde::Serializer;
+
+    /// An instant with the offset of its zone (`2026-12-05T02:00:00+01:00`).
+    pub fn zoned<S: Serializer>(value: &Option<jiff::Zoned>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(zoned) => s.serialize_some(&crate::policy::window::rfc3339(zoned)),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// An instant in UTC (`2026-11-21T10:40:00Z`).
+    pub fn timestamp<S: Serializer>(value: &Option<jiff::Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(at) => s.serialize_some(&at.to_string()),
+            None => s.serialize_none(),
+        }
+    }
 }
 
 impl Blocker {
@@ -117,10 +206,10 @@ pub struct Action {
     pub target: String,
     pub component: String,
     pub action: ActionKind,
-    pub from: Option<String>,
-    pub to: Option<String>,
+    pub from: Option<Version>,
+    pub to: Option<Version>,
     /// Releases deployed in turn; the last is `to`.
-    pub stops: Vec<String>,
+    pub stops: Vec<Version>,
     pub migrations: Vec<PlannedMigration>,
     pub wave: Option<String>,
     pub status: Status,
@@ -188,7 +277,7 @@ pub struct Plan {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Rollout {
     pub component: String,
-    pub version: String,
+    pub version: Version,
     /// The policy whose waves these are (absent: the built-in default). Targets of one version
     /// under different policies form one rollout per policy, each with that policy's waves.
     pub policy: Option<String>,
@@ -206,8 +295,8 @@ pub struct RolloutWave {
     pub targets: Vec<String>,
     pub status: WaveStatus,
     /// When its soak ends (RFC 3339), once it completed and has a soak.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub soak_until: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "view::timestamp")]
+    pub soak_until: Option<Timestamp>,
     /// The health analysis through its soak (rounds run and left, last result per check).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub analysis: Option<crate::policy::analysis::AnalysisView>,
@@ -263,7 +352,7 @@ struct Shared<'a> {
 /// # Guarantees
 /// Pure and deterministic: the same input gives the same plan, actions sorted by target name.
 pub fn plan(input: &PlanInput) -> Plan {
-    let _stage = crate::timings::stage("plan");
+    let _stage = tracing::debug_span!("plan").entered();
     let mut shared = Shared {
         windows: WindowGate::new(input.windows, &input.desired.windows, input.now),
         approvals: ApprovalIndex::new(&input.desired.approvals),
@@ -318,7 +407,7 @@ fn plan_removal(name: &str, record: &TargetRecord) -> Action {
         target: name.to_string(),
         component: record.component.clone(),
         action: ActionKind::Remove,
-        from: record.version.as_ref().map(Version::to_string),
+        from: record.version.clone(),
         to: None,
         stops: Vec::new(),
         migrations: Vec::new(),
@@ -339,7 +428,7 @@ fn empty_action(target: &Target, from: Option<&Version>) -> Action {
         target: target.name().to_string(),
         component: target.spec().component.clone(),
         action: ActionKind::Noop,
-        from: from.map(Version::to_string),
+        from: from.cloned(),
         to: None,
         stops: Vec::new(),
         migrations: Vec::new(),
@@ -537,7 +626,7 @@ fn plan_target(input: &PlanInput, shared: &mut Shared, target: &Target) -> Actio
     };
     action.warnings = warnings;
     let to = &release.version;
-    action.to = Some(to.to_string());
+    action.to = Some(to.clone());
     if let Some(note) = &release.spec().deprecated {
         action
             .warnings
@@ -553,14 +642,14 @@ fn plan_target(input: &PlanInput, shared: &mut Shared, target: &Target) -> Actio
     match current {
         None => {
             action.action = ActionKind::Install;
-            action.stops = vec![to.to_string()];
+            action.stops = vec![to.clone()];
             action.migrations = path::up_migrations(releases, None, &[release], migrates);
         }
         Some(current) if current < to => {
             action.action = ActionKind::Upgrade;
             match path::upgrade_stops(releases, current, to, deployable) {
                 Ok(stops) => {
-                    action.stops = stops.iter().map(|s| s.version.to_string()).collect();
+                    action.stops = stops.iter().map(|s| s.version.clone()).collect();
                     action.migrations = path::up_migrations(releases, Some(current), &stops, migrates);
                 }
                 Err(no_path) => action.violations.push(no_path.0),
@@ -568,7 +657,7 @@ fn plan_target(input: &PlanInput, shared: &mut Shared, target: &Target) -> Actio
         }
         Some(current) if current > to => {
             action.action = ActionKind::Downgrade;
-            action.stops = vec![to.to_string()];
+            action.stops = vec![to.clone()];
             let applied = record.map_or(&[][..], |r| r.applied_migrations.as_slice());
             action.migrations = path::down_migrations(applied, current, to);
             let has_restore = input
@@ -724,7 +813,7 @@ fn gates(
                 governing.name().unwrap_or("default")
             ),
         );
-        b.until = Some(at.to_string());
+        b.until = Some(at);
         blockers.push(b);
     }
 
@@ -827,7 +916,7 @@ fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Rollout> {
     for (i, a) in actions.iter().enumerate() {
         if matches!(a.action, ActionKind::Install | ActionKind::Upgrade)
             && a.status != Status::Violation
-            && let Some(to) = a.to.as_deref().and_then(|v| Version::parse(v).ok())
+            && let Some(to) = a.to.clone()
         {
             groups
                 .entry((a.component.clone(), to, a.policy.clone()))
@@ -920,7 +1009,7 @@ fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Rollout> {
                         reason.push_str(&format!("; {analysis}"));
                     }
                     let mut b = Blocker::new(BlockerKind::Wave, reason);
-                    b.until = Some(until.to_string());
+                    b.until = Some(until);
                     b
                 }
             };
@@ -928,7 +1017,7 @@ fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Rollout> {
         }
         rollouts.push(Rollout {
             component,
-            version: version.to_string(),
+            version: version.clone(),
             policy: policy_name,
             waves: planned
                 .into_iter()
@@ -937,7 +1026,7 @@ fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Rollout> {
                     name: wave.name,
                     targets: wave.targets,
                     status: p.status,
-                    soak_until: p.soak_until.map(|t| t.to_string()),
+                    soak_until: p.soak_until,
                     analysis: p.analysis,
                 })
                 .collect(),
@@ -964,10 +1053,18 @@ fn gate_dependencies(input: &PlanInput, actions: &mut [Action]) {
     let tenant_of = |name: &str| input.desired.targets.get(name)?.labels().get("tenant");
     let mut pending: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
     for (i, a) in actions.iter().enumerate() {
+        // A target whose last attempt failed is not a base to build on, even when its recorded
+        // version is the desired one (a failed install that could not be undone; issue #10, bug 4).
+        let failed = input
+            .recorded
+            .targets
+            .get(&a.target)
+            .is_some_and(|r| matches!(r.status, TargetStatus::Failed | TargetStatus::InProgress));
         let unconverged = matches!(
             a.action,
             ActionKind::Install | ActionKind::Upgrade | ActionKind::Downgrade
-        ) || (a.status == Status::Violation && a.action != ActionKind::Remove);
+        ) || (a.status == Status::Violation && a.action != ActionKind::Remove)
+            || (failed && a.action != ActionKind::Remove);
         if unconverged && let Some(tenant) = tenant_of(&a.target) {
             pending
                 .entry((a.component.as_str(), tenant.as_str()))
@@ -991,12 +1088,18 @@ fn gate_dependencies(input: &PlanInput, actions: &mut [Action]) {
                 let d = &actions[j];
                 let what = if d.status == Status::Violation {
                     format!("{}: violation", d.component)
+                } else if d.action == ActionKind::Noop || d.action == ActionKind::Config {
+                    format!(
+                        "{} {}: last attempt failed",
+                        d.component,
+                        d.to.as_ref().map_or_else(|| "none".to_string(), Version::to_string)
+                    )
                 } else {
                     format!(
                         "{} {} → {}",
                         d.component,
-                        d.from.as_deref().unwrap_or("none"),
-                        d.to.as_deref().unwrap_or("none")
+                        d.from.as_ref().map_or_else(|| "none".to_string(), Version::to_string),
+                        d.to.as_ref().map_or_else(|| "none".to_string(), Version::to_string)
                     )
                 };
                 blockers.push((
@@ -1022,6 +1125,63 @@ mod tests {
     use super::*;
     use crate::manifest::{RawContent, RawFile, read_manifests, validate, validate::config_hash};
     use crate::state::{Halt, RolloutRecord, RolloutTarget, RolloutTargetStatus, WaveRecord};
+
+    /// Regression (issue #9): `gantry status` printed `blocked by releaseage` (a lowercased
+    /// `Debug` name) where JSON says `release_age`. User text comes from `Display`, and `Display`
+    /// is the serialized name, for every user-facing enum and every variant.
+    #[test]
+    fn display_is_the_serialized_name_for_every_user_facing_enum() {
+        fn check<T: std::fmt::Display + Serialize>(values: &[T]) {
+            for v in values {
+                assert_eq!(serde_json::to_value(v).unwrap(), serde_json::json!(v.to_string()));
+            }
+        }
+        use crate::policy::waves::WaveStatus;
+        use crate::state::Outcome;
+        check(&[
+            BlockerKind::Window,
+            BlockerKind::Approval,
+            BlockerKind::Wave,
+            BlockerKind::Dependency,
+            BlockerKind::ReleaseAge,
+            BlockerKind::Halted,
+            BlockerKind::Suspended,
+            BlockerKind::InProgress,
+        ]);
+        assert_eq!(BlockerKind::ReleaseAge.to_string(), "release_age");
+        check(&[Status::Ready, Status::Blocked, Status::Violation, Status::Noop]);
+        check(&[
+            ActionKind::Install,
+            ActionKind::Upgrade,
+            ActionKind::Downgrade,
+            ActionKind::Config,
+            ActionKind::Noop,
+            ActionKind::Remove,
+        ]);
+        check(&[Direction::Up, Direction::Down, Direction::Restore]);
+        check(&[crate::manifest::Phase::Pre, crate::manifest::Phase::Post]);
+        check(&[UpdateType::Patch, UpdateType::Minor, UpdateType::Major]);
+        check(&[
+            WaveStatus::Pending,
+            WaveStatus::InProgress,
+            WaveStatus::Soaking,
+            WaveStatus::Complete,
+        ]);
+        check(&[
+            TargetStatus::Converged,
+            TargetStatus::InProgress,
+            TargetStatus::Failed,
+            TargetStatus::RolledBack,
+            TargetStatus::Removed,
+        ]);
+        check(&[Outcome::Succeeded, Outcome::Failed, Outcome::RolledBack]);
+        check(&[
+            RolloutTargetStatus::InProgress,
+            RolloutTargetStatus::Succeeded,
+            RolloutTargetStatus::Failed,
+            RolloutTargetStatus::RolledBack,
+        ]);
+    }
 
     /// Desired state and compiled windows from one YAML stream.
     fn load(yaml: &str) -> (Desired, Vec<WindowSchedule>) {
@@ -1180,7 +1340,7 @@ mod tests {
             b.reason,
             "in wave half: waits for wave canary: soak ends at 2026-11-21T10:40:00Z"
         );
-        assert_eq!(b.until.as_deref(), Some("2026-11-21T10:40:00Z"));
+        assert_eq!(b.until.map(|t| t.to_string()).as_deref(), Some("2026-11-21T10:40:00Z"));
         assert_eq!(p.rollouts[0].waves[0].status, WaveStatus::Soaking);
 
         // Stage 3: soak over: the half wave is ready, the rest waits for it.
@@ -1206,7 +1366,10 @@ mod tests {
         let p = run(&desired, &windows, &recorded, "2026-11-21T11:10:00Z");
         assert!(ready(&p).is_empty());
         assert_eq!(
-            action(&p, &all[0]).blocked_by[0].until.as_deref(),
+            action(&p, &all[0]).blocked_by[0]
+                .until
+                .map(|t| t.to_string())
+                .as_deref(),
             Some("2026-11-21T11:35:00Z")
         );
 
@@ -1306,7 +1469,14 @@ mod tests {
         let p = run(&desired, &windows, &RecordedState::default(), "2026-11-20T10:00:00Z");
         let eu = action(&p, "eu-1");
         assert_eq!(kinds(eu), vec![BlockerKind::Window]);
-        assert_eq!(eu.blocked_by[0].opens_at.as_deref(), Some("2026-11-21T02:00:00+01:00"));
+        assert_eq!(
+            eu.blocked_by[0]
+                .opens_at
+                .as_ref()
+                .map(crate::policy::window::rfc3339)
+                .as_deref(),
+            Some("2026-11-21T02:00:00+01:00")
+        );
         assert_eq!(eu.blocked_by[0].reason, "outside the allow window of \"eu-weekend\"");
         assert_eq!(action(&p, "us-1").status, Status::Ready);
         // Inside the window.
@@ -1335,7 +1505,14 @@ mod tests {
         let p = run(&desired, &windows, &recorded, "2026-12-24T10:00:00Z");
         let a = action(&p, "eu-1");
         assert_eq!(kinds(a), vec![BlockerKind::Window]);
-        assert_eq!(a.blocked_by[0].opens_at.as_deref(), Some("2026-12-25T00:00:00+01:00"));
+        assert_eq!(
+            a.blocked_by[0]
+                .opens_at
+                .as_ref()
+                .map(crate::policy::window::rfc3339)
+                .as_deref(),
+            Some("2026-12-25T00:00:00+01:00")
+        );
     }
 
     #[test]
@@ -1396,7 +1573,10 @@ mod tests {
             ]
         );
         let age = &a.blocked_by[1];
-        assert_eq!(age.until.as_deref(), Some("2026-11-25T00:00:00Z"));
+        assert_eq!(
+            age.until.map(|t| t.to_string()).as_deref(),
+            Some("2026-11-25T00:00:00Z")
+        );
         assert_eq!(a.approvals.as_ref().map(|s| s.missing), Some(1));
     }
 

@@ -40,6 +40,12 @@ impl UpdateType {
     }
 }
 
+impl std::fmt::Display for UpdateType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Classifies a change by semver convention: for 0.x a minor bump counts as major, and for
 /// 0.0.x every bump does (Cargo's rule: the leftmost non-zero part is the breaking one).
 /// An install (no `from`) follows the rules of a major update.

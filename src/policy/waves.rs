@@ -258,6 +258,24 @@ pub enum WaveStatus {
     Complete,
 }
 
+impl WaveStatus {
+    /// The name users see (the JSON value).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WaveStatus::Pending => "pending",
+            WaveStatus::InProgress => "in_progress",
+            WaveStatus::Soaking => "soaking",
+            WaveStatus::Complete => "complete",
+        }
+    }
+}
+
+impl std::fmt::Display for WaveStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A wave's progress at `now`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WaveProgress {

@@ -15,7 +15,9 @@ use git2::Oid;
 use jiff::Timestamp;
 use semver::Version;
 
-use crate::executor::health::SystemClock;
+use std::sync::Arc;
+
+use crate::executor::health::Clock;
 use crate::manifest::{Desired, Diagnostic, PolicySpec};
 use crate::plan::{self, Action, ActionKind, Plan, Status};
 use crate::policy::{self, Governing};
@@ -29,6 +31,7 @@ use crate::state::{
 use super::attempt::{self, AttemptEnv, AttemptResult, ExecutorPool, ProgressSink};
 use super::load::{LoadedCommit, load_commit};
 use super::program;
+use super::runtime::Runtime;
 
 /// Finished attempts wait at most this long to be recorded together.
 const RECORD_AFTER: std::time::Duration = std::time::Duration::from_millis(200);
@@ -125,12 +128,25 @@ pub fn apply(
     options: &ApplyOptions,
     progress: &dyn ProgressSink,
 ) -> Result<ApplyReport, ApplyError> {
+    apply_with(repo, options, progress, &Runtime::default())
+}
+
+/// [`apply`] with injected executors and clocks (see [`Runtime`]).
+///
+/// # Errors
+/// As [`apply`].
+pub fn apply_with(
+    repo: &WatchedRepo,
+    options: &ApplyOptions,
+    progress: &dyn ProgressSink,
+    runtime: &Runtime,
+) -> Result<ApplyReport, ApplyError> {
     let _lock = if options.dry_run {
         None
     } else {
         Some(ReconcilerLock::acquire(repo.repo.path())?)
     };
-    pass(repo, options, None, progress)
+    pass(repo, options, None, progress, runtime)
 }
 
 /// Runs one reconcile pass for a caller that holds the repository lock for longer than a pass
@@ -147,7 +163,22 @@ pub fn apply_holding_lock(
     stop: &AtomicBool,
     progress: &dyn ProgressSink,
 ) -> Result<ApplyReport, ApplyError> {
-    pass(repo, options, Some(stop), progress)
+    pass(repo, options, Some(stop), progress, &Runtime::default())
+}
+
+/// [`apply_holding_lock`] with injected executors and clocks (see [`Runtime`]).
+///
+/// # Errors
+/// As [`apply_holding_lock`].
+pub fn apply_holding_lock_with(
+    repo: &WatchedRepo,
+    _lock: &ReconcilerLock,
+    options: &ApplyOptions,
+    stop: &AtomicBool,
+    progress: &dyn ProgressSink,
+    runtime: &Runtime,
+) -> Result<ApplyReport, ApplyError> {
+    pass(repo, options, Some(stop), progress, runtime)
 }
 
 fn pass(
@@ -155,9 +186,11 @@ fn pass(
     options: &ApplyOptions,
     stop: Option<&AtomicBool>,
     progress: &dyn ProgressSink,
+    runtime: &Runtime,
 ) -> Result<ApplyReport, ApplyError> {
     let stopped = || stop.is_some_and(|s| s.load(Ordering::SeqCst));
-    let clock = || options.now.unwrap_or_else(Timestamp::now);
+    let clock = || runtime.now(options.now);
+    let soak_clock = || runtime.soak_clock(options.now);
     let mut report = ApplyReport::default();
     let journal_dir = Journal::dir(repo.repo.path());
 
@@ -172,6 +205,17 @@ fn pass(
 
     // Recover: attempts a killed reconciler left behind go first, from their own commit.
     if !options.dry_run {
+        // Waves as the head's plan sees them, so a resumed attempt completes (or halts) its
+        // wave like any other.
+        let members = if loaded.is_valid() {
+            let evidence = super::load::evidence(repo, &loaded)?;
+            wave_members(
+                &plan::plan(&loaded.plan_input(&recorded, &evidence, clock())).actions,
+                &recorded,
+            )
+        } else {
+            wave_members(&[], &recorded)
+        };
         for left in Journal::load_unfinished(&journal_dir)? {
             if stopped() {
                 return Ok(report);
@@ -199,8 +243,8 @@ fn pass(
                 left.remove()?;
                 continue;
             };
-            let pool = ExecutorPool::new(desired, &env_parts.checkout);
-            let env = env_parts.env(desired, &pool, &clock, progress, &journal_dir, stop);
+            let pool = ExecutorPool::for_runtime(runtime, desired, &env_parts.checkout);
+            let env = env_parts.env(desired, &pool, soak_clock(), &clock, progress, &journal_dir, stop);
             let record = recorded.targets.get(&left.header.target).cloned();
             let on_interrupt = env.policy.on_interrupt;
             let result = match attempt::resume(&env, left, record.as_ref(), on_interrupt) {
@@ -208,13 +252,14 @@ fn pass(
                 other => other?,
             };
             report.resumed += 1;
+            let wave = result.header.wave.clone();
             record_results(
                 repo,
                 &state_branch,
                 &mut recorded,
-                vec![(None, result)],
+                vec![(wave, result)],
                 &mut report,
-                None,
+                Some((desired, &members)),
                 clock(),
             )?;
         }
@@ -243,7 +288,7 @@ fn pass(
     } else {
         repo.checkout(head)?
     };
-    let pool = ExecutorPool::new(&loaded.desired, &checkout);
+    let pool = ExecutorPool::for_runtime(runtime, &loaded.desired, &checkout);
     // Analyse: health rounds due on soaking waves, before anything new may start.
     if !options.dry_run && !stopped() {
         let env = super::analysis::AnalysisEnv {
@@ -267,6 +312,7 @@ fn pass(
                 failure,
                 &pool,
                 &clock,
+                &soak_clock,
                 progress,
                 &journal_dir,
                 stop,
@@ -301,6 +347,7 @@ fn pass(
             ready,
             &pool,
             &clock,
+            &soak_clock,
             progress,
             &journal_dir,
             stop,
@@ -414,6 +461,7 @@ impl EnvParts {
         &'a self,
         desired: &'a Desired,
         pool: &'a ExecutorPool,
+        soak_clock: Arc<dyn Clock>,
         now: &'a (dyn Fn() -> Timestamp + Sync),
         progress: &'a dyn ProgressSink,
         journal_dir: &std::path::Path,
@@ -432,7 +480,7 @@ impl EnvParts {
             repo_root: self.repo_root.clone(),
             log_dir: self.log_dir.clone(),
             executors: pool,
-            clock: &SystemClock,
+            clock: soak_clock,
             now,
             progress,
             journal_dir: journal_dir.to_path_buf(),
@@ -477,6 +525,7 @@ fn roll_back_analysis_failure(
     failure: super::analysis::AnalysisFailure,
     pool: &ExecutorPool,
     clock: &(dyn Fn() -> Timestamp + Sync),
+    soak_clock: &(dyn Fn() -> Arc<dyn Clock> + Sync),
     progress: &dyn ProgressSink,
     journal_dir: &std::path::Path,
     stop: Option<&AtomicBool>,
@@ -501,14 +550,17 @@ fn roll_back_analysis_failure(
                     .filter(|m| m.attempt != upgrade.id)
                     .cloned()
                     .collect(),
-                snapshot_taken: false,
+                at_snapshot: None,
                 removed: false,
             };
             let mut now = program::Progress::start(Some(&record));
-            now.snapshot_taken = desired
+            // The upgrade took its snapshot (if the component has a snapshot step) before it
+            // changed anything.
+            now.at_snapshot = desired
                 .components
                 .get(&failure.component)
-                .is_some_and(|c| c.spec.steps.snapshot.is_some());
+                .is_some_and(|c| c.spec.steps.snapshot.is_some())
+                .then(|| start.applied.clone());
             program::rollback_program(
                 desired,
                 &failure.component,
@@ -517,7 +569,7 @@ fn roll_back_analysis_failure(
                 &now,
                 &upgrade.id,
                 !parts.policy.health.checks.is_empty(),
-                false,
+                None,
             )
             .map_err(|e| format!("cannot roll back: {e}"))
         }
@@ -545,10 +597,11 @@ fn roll_back_analysis_failure(
         to: failure.version.clone(),
         desired_commit: loaded.commit.to_string(),
         action: attempt::ANALYSIS_ROLLBACK.to_string(),
+        wave: Some(failure.wave.clone()),
         started: now,
         plan: serde_json::Value::Null,
     };
-    let env = parts.env(desired, pool, clock, progress, journal_dir, stop);
+    let env = parts.env(desired, pool, soak_clock(), clock, progress, journal_dir, stop);
     let result = match attempt::start(&env, header, Some(&record), steps) {
         Err(attempt::AttemptError::Stopped) => return Ok(()),
         other => other?,
@@ -625,6 +678,7 @@ fn run_batch(
     ready: Vec<Action>,
     pool: &ExecutorPool,
     clock: &(dyn Fn() -> Timestamp + Sync),
+    soak_clock: &(dyn Fn() -> Arc<dyn Clock> + Sync),
     progress: &dyn ProgressSink,
     journal_dir: &std::path::Path,
     stop: Option<&AtomicBool>,
@@ -658,29 +712,29 @@ fn run_batch(
                 continue;
             }
         };
-        let to = action
-            .to
-            .as_deref()
-            .and_then(|v| Version::parse(v).ok())
-            .or_else(|| record.and_then(|r| r.version.clone()));
+        let to = action.to.clone().or_else(|| record.and_then(|r| r.version.clone()));
         let Some(to) = to else { continue };
         let header = AttemptHeader {
             attempt: id,
             target: action.target.clone(),
             component: action.component.clone(),
-            from: action.from.as_deref().and_then(|v| Version::parse(v).ok()),
+            from: action.from.clone(),
             to,
             desired_commit: loaded.commit.to_string(),
             action: action.action.as_str().to_string(),
             started: now,
             plan: serde_json::Value::Null,
+            wave: action.wave.clone(),
         };
         queue.push_back((action, parts, forward, header));
     }
-    let members = &wave_members(plan, recorded);
+    let members = &wave_members(&plan.actions, recorded);
 
     // Execute: scoped threads, at most `maxParallel` running per policy; record as they finish.
-    let (sender, receiver) = mpsc::channel::<(Action, Result<AttemptResult, attempt::AttemptError>)>();
+    // A panicking attempt thread sends its panic, which is re-raised here: without it the pass
+    // would wait for that thread's result forever.
+    type Finished = std::thread::Result<Result<AttemptResult, attempt::AttemptError>>;
+    let (sender, receiver) = mpsc::channel::<(Action, Finished)>();
     let mut running: BTreeMap<Option<String>, u32> = BTreeMap::new();
     let mut halted_rollouts: Vec<(String, String)> = Vec::new();
     std::thread::scope(|scope| -> Result<(), ApplyError> {
@@ -700,7 +754,7 @@ fn run_batch(
                 let limit = parts.policy.rollout.max_parallel.max(1);
                 let rollout_halted = halted_rollouts
                     .iter()
-                    .any(|(c, v)| c == &action.component && Some(v) == action.to.as_ref());
+                    .any(|(c, v)| c == &action.component && action.to.as_ref().is_some_and(|to| to.to_string() == *v));
                 if rollout_halted {
                     queue.remove(i);
                     continue;
@@ -717,8 +771,10 @@ fn run_batch(
                 let record = recorded.targets.get(&action.target).cloned();
                 let sender = sender.clone();
                 scope.spawn(move || {
-                    let env = parts.env(desired, pool, clock, progress, journal_dir, stop);
-                    let result = attempt::start(&env, header, record.as_ref(), forward);
+                    let env = parts.env(desired, pool, soak_clock(), clock, progress, journal_dir, stop);
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        attempt::start(&env, header, record.as_ref(), forward)
+                    }));
                     let _ = sender.send((action, result));
                 });
             }
@@ -744,6 +800,10 @@ fn run_batch(
                 if let Some(n) = running.get_mut(&action.policy) {
                     *n = n.saturating_sub(1);
                 }
+                let result = match result {
+                    Ok(result) => result,
+                    Err(panic) => std::panic::resume_unwind(panic),
+                };
                 match result {
                     Ok(r) => {
                         // A failure may halt its rollout: record it at once so nothing else of
@@ -899,14 +959,14 @@ fn record_results(
 pub type WaveMembers = BTreeMap<(String, String, String), Vec<String>>;
 
 /// Collects wave membership from a plan's actions and the recorded rollouts.
-fn wave_members(plan: &Plan, recorded: &RecordedState) -> WaveMembers {
+fn wave_members(actions: &[Action], recorded: &RecordedState) -> WaveMembers {
     let mut members: WaveMembers = BTreeMap::new();
-    for a in &plan.actions {
+    for a in actions {
         if let (Some(wave), Some(to)) = (&a.wave, &a.to)
             && matches!(a.action, ActionKind::Install | ActionKind::Upgrade)
         {
             members
-                .entry((a.component.clone(), to.clone(), wave.clone()))
+                .entry((a.component.clone(), to.to_string(), wave.clone()))
                 .or_default()
                 .push(a.target.clone());
         }

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use semver::Version;
@@ -16,6 +17,7 @@ use crate::state::journal::{AttemptHeader, Journal, JournalEntry, JournaledAttem
 use crate::state::{AttemptRecord, Outcome, TargetRecord, TargetStatus};
 
 use super::program::{self, PlannedStep, Progress};
+use super::runtime::{ExecutorSource, Runtime};
 
 /// The action of an attempt that rolls back a target whose analysis failed during its wave's
 /// soak: its program is the rollback of the upgrade that brought the target to `to`, and it ends
@@ -27,12 +29,25 @@ pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The executors of one pass, by name. Shell steps get a fresh executor per step (they share
 /// nothing); a plugin executor instance runs one process per step running at once
-/// ([`PluginPool`]), so plugin targets run side by side up to `maxParallel`.
+/// ([`PluginPool`]), so plugin targets run side by side up to `maxParallel`. An injected
+/// [`ExecutorSource`] (tests, simulations) replaces both.
 pub struct ExecutorPool {
     plugins: std::collections::BTreeMap<String, PluginPool>,
+    injected: Option<Arc<dyn ExecutorSource>>,
 }
 
 impl ExecutorPool {
+    /// The executors of a pass: `injected` when given, else those `gantry.toml` declares.
+    pub fn for_runtime(runtime: &Runtime, desired: &Desired, checkout: &std::path::Path) -> ExecutorPool {
+        match &runtime.executors {
+            Some(source) => ExecutorPool {
+                plugins: Default::default(),
+                injected: Some(Arc::clone(source)),
+            },
+            None => ExecutorPool::new(desired, checkout),
+        }
+    }
+
     /// Prepares the executors named in `gantry.toml`. Plugins start lazily on first use.
     pub fn new(desired: &Desired, checkout: &std::path::Path) -> ExecutorPool {
         let mut plugins = std::collections::BTreeMap::new();
@@ -51,14 +66,29 @@ impl ExecutorPool {
                 plugins.insert(name.clone(), PluginPool::new(name.clone(), command));
             }
         }
-        ExecutorPool { plugins }
+        ExecutorPool {
+            plugins,
+            injected: None,
+        }
     }
 
     /// Runs `f` with the executor for `name` (`None` or a shell executor name: a fresh shell).
     pub(crate) fn with<R>(&self, name: Option<&str>, f: impl FnOnce(&mut dyn Executor) -> R) -> R {
+        if let Some(source) = &self.injected {
+            let mut executor = source.executor(name);
+            return f(&mut *executor);
+        }
         match name.and_then(|n| self.plugins.get(n)) {
             Some(plugin) => plugin.with(f),
             None => f(&mut ShellExecutor::new()),
+        }
+    }
+
+    /// The executor of the policy's `command` health checks (the built-in shell).
+    fn local(&self) -> Box<dyn Executor> {
+        match &self.injected {
+            Some(source) => source.executor(None),
+            None => Box::new(ShellExecutor::new()),
         }
     }
 }
@@ -133,7 +163,8 @@ pub struct AttemptEnv<'a> {
     pub repo_root: PathBuf,
     pub log_dir: PathBuf,
     pub executors: &'a ExecutorPool,
-    pub clock: &'a dyn Clock,
+    /// The health soak loop's clock (a fake one under a fixed `--now`).
+    pub clock: Arc<dyn Clock>,
     pub now: &'a (dyn Fn() -> jiff::Timestamp + Sync),
     pub progress: &'a dyn ProgressSink,
     /// Where attempt journals live (`.git/gantry/journal`).
@@ -166,11 +197,21 @@ pub enum AttemptError {
     /// journal stays, so the next start resumes the attempt where it stopped.
     #[error("stopped before the next step; the attempt resumes at the next start")]
     Stopped,
+    /// A process of the interrupted step could not be ended; resuming would run the step twice.
+    #[error("attempt {attempt} not resumed: {source}; end it by hand, then run `gantry apply` again")]
+    Leftover {
+        attempt: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// The component's `precheck` failed (the reason ends with its output): nothing ran or was
     /// journaled, and the next pass tries again.
     #[error("held: {0}")]
     Held(String),
 }
+
+/// How long a resume waits for the killed processes of an interrupted step to be gone.
+const LEFTOVER_WAIT: Duration = Duration::from_secs(10);
 
 struct Runner<'a, 'b> {
     env: &'b AttemptEnv<'a>,
@@ -290,14 +331,14 @@ impl Runner<'_, '_> {
                 }
             };
             let verdict = env.executors.with(executor_name.as_deref(), |component| {
-                let mut local = ShellExecutor::new();
+                let mut local = env.executors.local();
                 let mut run = ProbeRun {
                     context: &context,
                     checkout: &env.checkout,
                     log_path: &log_path,
                     component,
-                    local: &mut local,
-                    clock: env.clock,
+                    local: &mut *local,
+                    clock: &*env.clock,
                     extra_env: &extra_env,
                 };
                 probe.run(&mut run)
@@ -474,6 +515,12 @@ pub fn resume(
         serde_json::from_value(left.header.plan.clone()).map_err(|e| AttemptError::Plan(e.to_string()))?;
     let header = left.header.clone();
     let entries = left.entries.clone();
+    // Nothing of the interrupted step may still run when the attempt goes on (issue #10, bug 7).
+    let log = env.log_dir.join(format!("{}.log", header.attempt));
+    crate::executor::shell::reap_interrupted_step(&log, LEFTOVER_WAIT).map_err(|source| AttemptError::Leftover {
+        attempt: header.attempt.clone(),
+        source,
+    })?;
     let journal = left.resume()?;
     run(env, header, record, &forward, journal, &entries, on_interrupt)
 }
@@ -494,9 +541,19 @@ fn run(
             JournalEntry::StepStarted(_) => None,
         })
         .collect();
-    let interrupted: Option<&str> = journaled.iter().rev().find_map(|e| match e {
-        JournalEntry::StepStarted(s) if !completed.contains_key(s.step_id.as_str()) => Some(s.step_id.as_str()),
-        _ => None,
+    // Steps started and never completed: the reconciler died during them.
+    let interrupted: Vec<&str> = journaled
+        .iter()
+        .filter_map(|e| match e {
+            JournalEntry::StepStarted(s) if !completed.contains_key(s.step_id.as_str()) => Some(s.step_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    // Once a rollback has started, a forward step left interrupted is never run again, whatever
+    // `onInterrupt` says: the rollback already undoes it.
+    let rolling_back = journaled.iter().any(|e| match e {
+        JournalEntry::StepStarted(s) => s.step_id.starts_with("rb-"),
+        JournalEntry::StepCompleted(c) => c.step_id.starts_with("rb-"),
     });
     let start = Progress::start(record);
     let mut progress = start.clone();
@@ -525,8 +582,8 @@ fn run(
             .unwrap_or_else(|| "analysis failed".to_string())
     });
     let mut failure: Option<(String, String)> = None;
-    // The kind of the step that failed or was interrupted (a deploy is redone on rollback).
-    let mut failed_kind: Option<StepKind> = None;
+    // The step that failed or was interrupted, and how (its rollback depends on both).
+    let mut stopped: Option<program::Stopped> = None;
     // Artifacts are verified before the first step of a new attempt; a mismatch runs nothing.
     let mut nothing_ran = false;
     if journaled.is_empty()
@@ -543,13 +600,19 @@ fn run(
             }
             Some((false, message)) => {
                 failure = Some((format!("step {} failed: {message}", step.id), String::new()));
-                failed_kind = Some(step.kind);
+                stopped = Some(program::Stopped {
+                    step,
+                    how: program::StopKind::Failed,
+                });
                 break;
             }
             None => {}
         }
-        if interrupted == Some(step.id.as_str()) && on_interrupt == OnInterrupt::Rollback {
-            failed_kind = Some(step.kind);
+        if interrupted.contains(&step.id.as_str()) && (on_interrupt == OnInterrupt::Rollback || rolling_back) {
+            stopped = Some(program::Stopped {
+                step,
+                how: program::StopKind::Interrupted,
+            });
             failure = Some((
                 format!("interrupted during step {} (onInterrupt: rollback)", step.id),
                 String::new(),
@@ -564,7 +627,10 @@ fn run(
                 format!("step {} failed: {}", step.id, result.message),
                 result.output_tail,
             ));
-            failed_kind = Some(step.kind);
+            stopped = Some(program::Stopped {
+                step,
+                how: program::StopKind::Failed,
+            });
             break;
         }
     }
@@ -609,9 +675,13 @@ fn run(
                 &progress,
                 &header.attempt,
                 !env.policy.health.checks.is_empty(),
-                failed_kind == Some(StepKind::Deploy),
+                stopped,
             ) {
-                Err(e) => (Outcome::Failed, format!("{message}; cannot roll back: {e}"), tail),
+                Err(e) => (
+                    Outcome::Failed,
+                    format!("{message}; cannot roll back: {e}; {}", where_it_stands(&progress)),
+                    tail,
+                ),
                 Ok(rollback) => {
                     let total = rollback.len();
                     runner.steps_total = total;
@@ -637,12 +707,21 @@ fn run(
                         }
                     }
                     match rollback_failure {
+                        None if header.from.is_none() => (
+                            Outcome::RolledBack,
+                            format!("{message}; rolled back: nothing is installed"),
+                            tail,
+                        ),
                         None => (
                             Outcome::RolledBack,
                             format!("{message}; rolled back to {from_text}"),
                             tail,
                         ),
-                        Some(m) => (Outcome::Failed, format!("{message}; rollback failed: {m}"), tail),
+                        Some(m) => (
+                            Outcome::Failed,
+                            format!("{message}; rollback failed: {m}; {}", where_it_stands(&progress)),
+                            tail,
+                        ),
                     }
                 }
             }
@@ -671,6 +750,24 @@ fn run(
         message,
         journal,
     })
+}
+
+/// What a failed attempt left, in words (the record holds the same, field by field).
+fn where_it_stands(progress: &Progress) -> String {
+    let version = progress
+        .version
+        .as_ref()
+        .map_or_else(|| "nothing installed".to_string(), |v| format!("the target runs {v}"));
+    let migrations: Vec<String> = progress
+        .applied
+        .iter()
+        .map(|m| format!("{}/{}", m.release, m.id))
+        .collect();
+    if migrations.is_empty() {
+        format!("{version}, no migrations applied")
+    } else {
+        format!("{version} with migrations {}", migrations.join(", "))
+    }
 }
 
 /// Verifies the artifacts of every release the program deploys.

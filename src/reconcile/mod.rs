@@ -4,3 +4,4 @@ pub mod apply;
 pub mod attempt;
 pub mod load;
 pub mod program;
+pub mod runtime;

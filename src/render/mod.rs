@@ -164,7 +164,7 @@ fn md_escape(value: String) -> String {
 /// # Errors
 /// [`RenderError::Json`] when serializing or writing fails.
 pub fn write_plan_json(plan: &Plan, mut out: impl std::io::Write) -> Result<(), RenderError> {
-    let _stage = crate::timings::stage("render");
+    let _stage = tracing::debug_span!("render").entered();
     serde_json::to_writer_pretty(&mut out, plan)?;
     out.write_all(b"\n").map_err(serde_json::Error::io)?;
     out.flush().map_err(serde_json::Error::io)?;
@@ -186,7 +186,7 @@ pub fn render_plan(
         write_plan_json(plan, &mut text)?;
         return Ok(String::from_utf8(text).expect("invariant: serde_json writes UTF-8"));
     }
-    let _stage = crate::timings::stage("render");
+    let _stage = tracing::debug_span!("render").entered();
     let builtin = match format {
         Format::Text => include_str!("templates/plan.text.j2"),
         Format::Markdown => include_str!("templates/plan.markdown.j2"),

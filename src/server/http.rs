@@ -41,7 +41,7 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
 async fn status(State(shared): State<Arc<Shared>>) -> Response {
     let result = tokio::task::spawn_blocking(move || {
         let repo = crate::source::WatchedRepo::open(&shared.repo_path).map_err(|e| e.to_string())?;
-        let report = crate::cli::status::status_report(&repo, None, shared.now()).map_err(|e| e.to_string())?;
+        let report = crate::ops::status::status_report(&repo, None, shared.now()).map_err(|e| e.to_string())?;
         serde_json::to_string_pretty(&report).map_err(|e| e.to_string())
     })
     .await;

@@ -75,8 +75,9 @@ pub enum ServerError {
     /// Fetching from or pushing to the remote failed.
     #[error("remote `{remote}`: {message}")]
     Remote { remote: String, message: String },
-    /// `poll_interval` in gantry.toml is not a duration.
-    #[error("gantry.toml: poll_interval `{0}` is not a duration such as 30s, 5m or 1h")]
+    /// `poll_interval` in gantry.toml is not a duration (the message of
+    /// [`RepoConfig::poll_interval`], the same `validate` prints).
+    #[error("gantry.toml: {0}")]
     PollInterval(String),
 }
 
@@ -162,10 +163,7 @@ pub fn run(options: DaemonOptions) -> Result<(), ServerError> {
     let config = read_config(&repo);
     let listen = options.listen.clone().unwrap_or_else(|| config.listen.clone());
     let poll = match config.remote {
-        Some(_) => Some(
-            parse_duration(&config.poll_interval)
-                .ok_or_else(|| ServerError::PollInterval(config.poll_interval.clone()))?,
-        ),
+        Some(_) => Some(config.poll_interval().map_err(ServerError::PollInterval)?),
         None => None,
     };
     let git_dir = repo.repo.path().to_path_buf();
@@ -478,7 +476,12 @@ fn run_pass(shared: &Shared, lock_held: &ReconcilerLock, seen: Option<Instant>) 
         Err(e) => return PassOutcome::Error(e.to_string()),
     };
     let state_branch = shared.config.state_branch.clone();
-    let before = read_recorded(&repo.repo, &state_branch).unwrap_or_default();
+    // Unreadable recorded state fails the pass (and it is retried): a default here made the
+    // wave and rollout notifications compare against nothing (issue #9).
+    let before = match read_recorded(&repo.repo, &state_branch) {
+        Ok(before) => before,
+        Err(e) => return PassOutcome::Error(format!("cannot read the state branch before the pass: {e}")),
+    };
     let known: BTreeSet<(String, String)> = before
         .rollouts
         .keys()
@@ -528,7 +531,10 @@ fn pass_outcome(
                 resumed = report.resumed,
                 "pass finished"
             );
-            let after = read_recorded(&repo.repo, state_branch).unwrap_or_default();
+            let after = match read_recorded(&repo.repo, state_branch) {
+                Ok(after) => after,
+                Err(e) => return PassOutcome::Error(format!("cannot read the state branch after the pass: {e}")),
+            };
             announce_waves(shared, before, &after);
             after_pass(shared, repo, !report.outcomes.is_empty());
             if (!report.outcomes.is_empty() || report.resumed > 0)
@@ -611,7 +617,7 @@ fn announce_waves(shared: &Shared, before: &crate::state::RecordedState, after: 
 
 /// After a pass: the target gauges, and the `blocked` and `converged` notifications.
 fn after_pass(shared: &Shared, repo: &WatchedRepo, recorded_something: bool) {
-    let status = match crate::cli::status::status_report(repo, None, shared.now()) {
+    let status = match crate::ops::status::status_report(repo, None, shared.now()) {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!("cannot compute the status after the pass: {e}");
@@ -650,8 +656,8 @@ fn after_pass(shared: &Shared, repo: &WatchedRepo, recorded_something: bool) {
             .blockers
             .iter()
             .map(|b| {
-                let when = b.opens_at.as_ref().or(b.until.as_ref());
-                let kind = format!("{:?}", b.kind).to_lowercase();
+                let when = b.lifts_at_text();
+                let kind = b.kind;
                 match when {
                     Some(w) => format!("{kind}: {} (until {w})", b.reason),
                     None => format!("{kind}: {}", b.reason),
@@ -692,54 +698,47 @@ pub fn next_instant(plan: &crate::plan::Plan, now: Timestamp) -> Option<Timestam
         .actions
         .iter()
         .flat_map(|a| &a.blocked_by)
-        .flat_map(|b| [b.opens_at.as_deref(), b.until.as_deref()]);
-    let soaks = plan
-        .rollouts
-        .iter()
-        .flat_map(|r| &r.waves)
-        .map(|w| w.soak_until.as_deref());
-    blockers
-        .chain(soaks)
-        .flatten()
-        .filter_map(|text| text.parse::<Timestamp>().ok())
-        .filter(|at| *at > now)
-        .min()
-}
-
-/// Parses `30s`, `5m`, `1h`, `500ms`, `1d` (and a bare number of seconds).
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number.parse().ok()?;
-    let duration = match unit.trim() {
-        "" | "s" => Duration::from_secs(n),
-        "ms" => Duration::from_millis(n),
-        "m" => Duration::from_secs(n.checked_mul(60)?),
-        "h" => Duration::from_secs(n.checked_mul(3600)?),
-        "d" => Duration::from_secs(n.checked_mul(86_400)?),
-        _ => return None,
-    };
-    (!duration.is_zero()).then_some(duration)
+        .filter_map(crate::plan::Blocker::lifts_at);
+    let soaks = plan.rollouts.iter().flat_map(|r| &r.waves).filter_map(|w| w.soak_until);
+    blockers.chain(soaks).filter(|at| *at > now).min()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Regression (issue #9): the daemon had its own duration grammar; `1h30m` passed
+    /// `validate` and then stopped the daemon, and a bare `10` did the reverse.
     #[test]
-    fn poll_intervals() {
+    fn poll_interval_shares_the_manifest_grammar() {
         for (text, want) in [
-            ("30s", Some(Duration::from_secs(30))),
-            ("5m", Some(Duration::from_secs(300))),
-            ("1h", Some(Duration::from_secs(3600))),
-            ("250ms", Some(Duration::from_millis(250))),
-            ("45", Some(Duration::from_secs(45))),
-            ("0s", None),
-            ("soon", None),
-            ("5 parsecs", None),
+            ("30s", Ok(Duration::from_secs(30))),
+            ("5m", Ok(Duration::from_secs(300))),
+            ("1h30m", Ok(Duration::from_secs(5400))),
+            ("250ms", Ok(Duration::from_millis(250))),
+            (
+                "10",
+                Err(format!(
+                    "poll_interval: \"10\" is not a valid duration: {}",
+                    crate::manifest::values::DURATION_RULE
+                )),
+            ),
+            (
+                "0s",
+                Err("poll_interval: \"0s\" must be longer than 0 (e.g. 30s, 10m, 1h30m)".to_string()),
+            ),
         ] {
-            assert_eq!(parse_duration(text), want, "{text}");
+            let config = RepoConfig {
+                poll_interval: text.to_string(),
+                ..RepoConfig::default()
+            };
+            assert_eq!(config.poll_interval(), want, "{text}");
+            if let Err(message) = want {
+                assert_eq!(
+                    ServerError::PollInterval(message.clone()).to_string(),
+                    format!("gantry.toml: {message}")
+                );
+            }
         }
     }
 }

@@ -81,7 +81,7 @@ pub fn state_tip(repo: &Repository, state_branch: &str) -> Result<Option<Oid>, S
 ///   or a rollout's file name does not match its component and version;
 /// - [`StateError::Git`] when the repository cannot be read.
 pub fn read_recorded(repo: &Repository, state_branch: &str) -> Result<RecordedState, StateError> {
-    let _stage = crate::timings::stage("state.read_recorded");
+    let _stage = tracing::debug_span!("state.read_recorded").entered();
     read_recorded_cached(repo, state_branch, &mut RecordCache::default())
 }
 
@@ -188,7 +188,7 @@ impl RecordReader<'_> {
         // which is most of the time, is spread over threads below.
         let mut records: Vec<(String, Oid, Option<T>)> = Vec::with_capacity(subtree.len());
         let mut to_parse: Vec<(usize, String, String)> = Vec::new();
-        let blobs = crate::timings::stage("state.read_blobs");
+        let blobs = tracing::debug_span!("state.read_blobs").entered();
         for entry in subtree.iter() {
             let Some(name) = entry.name().ok().and_then(|n| n.strip_suffix(RECORD_EXT)) else {
                 continue;
@@ -211,8 +211,8 @@ impl RecordReader<'_> {
             records.push((name.to_string(), entry.id(), None));
         }
         cached.clear();
-        blobs.end();
-        let _parse = crate::timings::stage("state.parse_records");
+        drop(blobs);
+        let _parse = tracing::debug_span!("state.parse_records").entered();
         for (index, record) in self.parse_all::<T>(&to_parse)? {
             records[index].2 = Some(record);
         }

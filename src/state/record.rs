@@ -41,6 +41,12 @@ impl TargetStatus {
     }
 }
 
+impl std::fmt::Display for TargetStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// How a finished attempt ended.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "snake_case")]
@@ -57,6 +63,12 @@ impl Outcome {
             Outcome::Failed => "failed",
             Outcome::RolledBack => "rolled_back",
         }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -139,6 +151,24 @@ pub enum RolloutTargetStatus {
     Succeeded,
     Failed,
     RolledBack,
+}
+
+impl RolloutTargetStatus {
+    /// The name users see (the YAML/JSON value).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RolloutTargetStatus::InProgress => "in_progress",
+            RolloutTargetStatus::Succeeded => "succeeded",
+            RolloutTargetStatus::Failed => "failed",
+            RolloutTargetStatus::RolledBack => "rolled_back",
+        }
+    }
+}
+
+impl std::fmt::Display for RolloutTargetStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// One target's entry in a rollout.
