@@ -469,3 +469,136 @@ fn a_pass_after_the_soak_runs_the_analysis_before_promoting() {
     let rollout = state_file(&repo, "rollouts/api@1.1.0.yaml");
     assert!(rollout.contains("status: passed"), "{rollout}");
 }
+
+fn blockers_of(plan: &serde_json::Value, target: &str) -> Vec<serde_json::Value> {
+    plan["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["target"] == target)
+        .unwrap_or_else(|| panic!("no {target}"))["blocked_by"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// Regression (issue #11): dev, staging and production governed by three policies rolled out at
+/// once (the production canary started alongside dev). With `after`, dev → staging (after dev
+/// 1 h healthy) → production (after staging 48 h healthy) is one declared pipeline; the plan
+/// shows each waiting stage with the instant it opens.
+#[test]
+fn a_three_stage_pipeline_promotes_across_policies_only_after_each_soak() {
+    let repo = Repo::new();
+    repo.file("components/api.yaml", &common::component("api", ""));
+    repo.file(
+        "scripts/deploy.sh",
+        "#!/bin/sh\necho \"$1 $2\" >> \"$GANTRY_REPO/deploys.log\"\n",
+    );
+    repo.file(
+        "releases/api.yaml",
+        &format!(
+            "{}---\n{}",
+            common::release("api", "1.0.0", ""),
+            common::release("api", "1.1.0", "")
+        ),
+    );
+    let targets = [
+        ("api-dev", "dev"),
+        ("api-stg-1", "staging"),
+        ("api-stg-2", "staging"),
+        ("api-prod-1", "prod"),
+        ("api-prod-2", "prod"),
+        ("api-prod-3", "prod"),
+    ];
+    for (name, env) in targets {
+        repo.file(
+            &format!("targets/{name}.yaml"),
+            &common::target(name, "api", "1.0.0", &format!("env: {env}")),
+        );
+    }
+    repo.commit_all("fleet at 1.0.0");
+    repo.gantry(&["apply", "--now", &at(-600)]).expect(0);
+    std::fs::remove_file(repo.path().join("deploys.log")).unwrap();
+    repo.file("policies/dev.yaml", &policy("dev", "  selector: { env: dev }\n"));
+    repo.file(
+        "policies/staging.yaml",
+        &policy(
+            "staging",
+            "  selector: { env: staging }\n  after: { policy: dev, soak: 1h }\n  rollout: { maxParallel: 2 }\n",
+        ),
+    );
+    repo.file(
+        "policies/production.yaml",
+        &policy(
+            "production",
+            "  selector: { env: prod }\n  after: { policy: staging, soak: 48h }\n  rollout: { maxParallel: 3 }\n",
+        ),
+    );
+    let names: Vec<&str> = targets.iter().map(|(n, _)| *n).collect();
+    bump(&repo, &names, "1.0.0", "1.1.0");
+    let deployed = |repo: &Repo| -> Vec<String> { log(repo, "deploys.log").lines().map(str::to_string).collect() };
+
+    // Stage 1: only dev.
+    repo.gantry(&["apply", "--now", &at(0)]).expect(0);
+    assert_eq!(deployed(&repo), ["api-dev 1.1.0"]);
+    let plan = plan_json(&repo, &at(0));
+    let staging = blockers_of(&plan, "api-stg-1");
+    assert_eq!(staging.len(), 1, "{staging:?}");
+    assert_eq!(staging[0]["kind"], "wave");
+    assert_eq!(staging[0]["until"], at(60), "the instant the stage opens: {staging:?}");
+    assert!(
+        staging[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("waits for stage `dev` (policy `staging` comes after it): api 1.1.0 complete there since"),
+        "{staging:?}"
+    );
+    let production = blockers_of(&plan, "api-prod-1");
+    assert_eq!(
+        production[0]["reason"],
+        "waits for stage `staging` (policy `production` comes after it): 0 of its 2 api targets run 1.1.0"
+    );
+    assert!(production[0]["until"].is_null(), "no instant until staging ran");
+
+    // A minute before dev's hour is over, nothing new; after it, staging goes.
+    repo.gantry(&["apply", "--now", &at(59)]).expect(0);
+    assert_eq!(deployed(&repo).len(), 1);
+    repo.gantry(&["apply", "--now", &at(60)]).expect(0);
+    let mut now = deployed(&repo);
+    now.sort();
+    assert_eq!(now, ["api-dev 1.1.0", "api-stg-1 1.1.0", "api-stg-2 1.1.0"]);
+
+    // Production opens 48 h after staging completed, not a minute before.
+    let opens = 60 + 48 * 60;
+    let plan = plan_json(&repo, &at(61));
+    assert_eq!(blockers_of(&plan, "api-prod-2")[0]["until"], at(opens));
+    repo.gantry(&["apply", "--now", &at(opens - 1)]).expect(0);
+    assert_eq!(deployed(&repo).len(), 3);
+    repo.gantry(&["apply", "--now", &at(opens)]).expect(0);
+    assert_eq!(deployed(&repo).len(), 6, "{:?}", deployed(&repo));
+    assert!(deployed(&repo)[3..].iter().all(|d| d.starts_with("api-prod-")));
+}
+
+/// `after` must name a policy, and stages may not wait for each other in a circle.
+#[test]
+fn after_naming_an_unknown_policy_or_a_cycle_is_a_violation() {
+    let repo = precheck_repo();
+    repo.file(
+        "policies/a.yaml",
+        &policy("a", "  selector: { env: a }\n  after: { policy: b, soak: 1h }\n"),
+    );
+    repo.file(
+        "policies/b.yaml",
+        &policy("b", "  selector: { env: b }\n  after: { policy: a }\n"),
+    );
+    repo.file(
+        "policies/c.yaml",
+        &policy("c", "  selector: { env: c }\n  after: { policy: qa }\n"),
+    );
+    repo.commit_all("bad stages");
+    let run = repo.gantry(&["validate"]).expect(2);
+    let out = format!("{}{}", run.stdout(), run.stderr());
+    assert!(out.contains("promotion cycle: a → b → a"), "{out}");
+    assert!(out.contains("promotion cycle: b → a → b"), "{out}");
+    assert!(out.contains("after.policy names unknown policy `qa`"), "{out}");
+}

@@ -928,6 +928,18 @@ fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Rollout> {
         .iter()
         .map(|a| (a.target.as_str(), a.policy.as_deref()))
         .collect();
+    // Targets per (component, policy), for stages (`after`) to look at the stage before.
+    let mut stages: HashMap<(&str, &str), Vec<&str>> = HashMap::new();
+    if input.desired.policies.iter().any(|p| p.manifest.spec.after.is_some()) {
+        for a in actions.iter() {
+            if let Some(policy) = a.policy.as_deref() {
+                stages
+                    .entry((a.component.as_str(), policy))
+                    .or_default()
+                    .push(a.target.as_str());
+            }
+        }
+    }
     let mut wave_blockers: Vec<(usize, String, Blocker)> = Vec::new();
     let mut rollouts = Vec::with_capacity(groups.len());
     for ((component, version, policy_name), indices) in groups {
@@ -974,6 +986,7 @@ fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Rollout> {
             analysis,
         };
         let planned = waves::assign(rules, &members, record);
+        let stage = stage_blocker(input, governing, &component, &version, record, &stages);
         let progress = waves::progress(&planned, record, input.now);
         let halted = waves::halted(record, spec.rollout.max_failures);
         let wave_of: HashMap<&str, usize> = planned
@@ -993,6 +1006,9 @@ fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Rollout> {
             }
             if let Some(reason) = &halted {
                 wave_blockers.push((i, wave_name.clone(), Blocker::new(BlockerKind::Halted, reason.clone())));
+            }
+            if let Some(blocker) = &stage {
+                wave_blockers.push((i, wave_name.clone(), blocker.clone()));
             }
             let blocker = match waves::gate(&planned, &progress, w) {
                 WaveGate::Go => Blocker::new(BlockerKind::Wave, String::new()),
@@ -1041,6 +1057,58 @@ fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Rollout> {
         }
     }
     rollouts
+}
+
+/// The blocker of a rollout whose policy comes `after` another (promotion across environments):
+/// the other policy's targets of the component must all run `version`, converged, and have for
+/// `after.soak`. `None` when the gate is open or the policy has no `after`.
+fn stage_blocker(
+    input: &PlanInput,
+    governing: Governing,
+    component: &str,
+    version: &Version,
+    record: Option<&crate::state::RolloutRecord>,
+    stages: &HashMap<(&str, &str), Vec<&str>>,
+) -> Option<Blocker> {
+    let policy = governing.policy()?;
+    let after = policy.manifest.spec.after.as_ref()?;
+    let converged_since = |target: &str| -> Option<Timestamp> {
+        let r = input.recorded.targets.get(target)?;
+        if r.version.as_ref() != Some(version) || r.status != TargetStatus::Converged {
+            return None;
+        }
+        let finished = record
+            .and_then(|rec| rec.targets.get(target)?.finished.as_deref())
+            .or_else(|| r.last_attempt.as_ref()?.finished.as_deref());
+        Some(finished.and_then(|f| f.parse().ok()).unwrap_or(Timestamp::MIN))
+    };
+    let members: Vec<Option<Timestamp>> = stages
+        .get(&(component, after.policy.as_str()))
+        .map(|targets| targets.iter().map(|t| converged_since(t)).collect())
+        .unwrap_or_default();
+    let stage = &after.policy;
+    match waves::stage_gate(&members, policy.after_soak, input.now) {
+        waves::StageGate::Open => None,
+        waves::StageGate::Waiting { done, total } => Some(Blocker::new(
+            BlockerKind::Wave,
+            format!(
+                "waits for stage `{stage}` (policy `{}` comes after it): {done} of its {total} {component} targets run {version}",
+                policy.manifest.name
+            ),
+        )),
+        waves::StageGate::Soaking { since, until } => {
+            let mut b = Blocker::new(
+                BlockerKind::Wave,
+                format!(
+                    "waits for stage `{stage}` (policy `{}` comes after it): {component} {version} complete there since {since}, healthy for {} more until {until}",
+                    policy.manifest.name,
+                    crate::executor::human_duration(until.duration_since(input.now).unsigned_abs())
+                ),
+            );
+            b.until = Some(until);
+            Some(b)
+        }
+    }
 }
 
 /// Blocks installs and upgrades of a component until the targets of the components it

@@ -419,6 +419,42 @@ pub fn gate(waves: &[PlannedWave], progress: &[WaveProgress], index: usize) -> W
     WaveGate::Go
 }
 
+/// Where an earlier stage (`after: { policy, soak }`) stands for a rollout of one version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StageGate {
+    /// The stage is complete and has been for its soak (or governs no target of the component).
+    Open,
+    /// `done` of the stage's `total` targets of the component run the version, converged.
+    Waiting { done: usize, total: usize },
+    /// Every target of the stage runs the version since `since`; the gate opens at `until`.
+    Soaking { since: Timestamp, until: Timestamp },
+}
+
+/// The gate of a stage whose targets of the component converged on the version at the given
+/// instants (`None`: not there yet). A stage with no such target holds nothing back: it is not a
+/// stage of this component.
+pub fn stage_gate(members: &[Option<Timestamp>], soak: Duration, now: Timestamp) -> StageGate {
+    let done = members.iter().filter(|m| m.is_some()).count();
+    if done < members.len() {
+        return StageGate::Waiting {
+            done,
+            total: members.len(),
+        };
+    }
+    let Some(since) = members.iter().flatten().max().copied() else {
+        return StageGate::Open;
+    };
+    let until = SignedDuration::try_from(soak)
+        .ok()
+        .and_then(|s| since.checked_add(s).ok())
+        .unwrap_or(since);
+    if now < until {
+        StageGate::Soaking { since, until }
+    } else {
+        StageGate::Open
+    }
+}
+
 /// Why a rollout is halted, if it is: the state branch says so, or more targets failed than
 /// `maxFailures` tolerates. A halted rollout stays halted until the desired version changes
 /// (another version is another rollout).
@@ -859,6 +895,43 @@ mod tests {
         let p = progress(&waves, Some(&rec), at("2026-11-21T10:45:00Z"));
         assert_eq!(p[0].status, WaveStatus::Complete);
         assert_eq!(gate(&waves, &p, 1), WaveGate::Go);
+    }
+
+    #[test]
+    fn a_stage_opens_once_every_target_converged_and_soaked() {
+        let at = |s: &str| s.parse::<Timestamp>().unwrap();
+        let soak = Duration::from_secs(48 * 3600);
+        let now = at("2026-11-23T09:00:00Z");
+        let done = |s: &str| Some(at(s));
+        let cases: &[(&[Option<Timestamp>], StageGate)] = &[
+            (&[], StageGate::Open),
+            (
+                &[done("2026-11-21T10:00:00Z"), None],
+                StageGate::Waiting { done: 1, total: 2 },
+            ),
+            (
+                &[done("2026-11-21T10:00:00Z"), done("2026-11-21T10:30:00Z")],
+                StageGate::Soaking {
+                    since: at("2026-11-21T10:30:00Z"),
+                    until: at("2026-11-23T10:30:00Z"),
+                },
+            ),
+            (&[done("2026-11-21T09:00:00Z")], StageGate::Open),
+            (
+                &[done("2026-11-21T09:00:01Z")],
+                StageGate::Soaking {
+                    since: at("2026-11-21T09:00:01Z"),
+                    until: at("2026-11-23T09:00:01Z"),
+                },
+            ),
+        ];
+        for (members, expected) in cases {
+            assert_eq!(&stage_gate(members, soak, now), expected, "{members:?}");
+        }
+        assert_eq!(
+            stage_gate(&[done("2026-11-23T09:00:00Z")], Duration::ZERO, now),
+            StageGate::Open
+        );
     }
 
     #[test]
