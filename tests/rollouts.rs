@@ -602,3 +602,65 @@ fn after_naming_an_unknown_policy_or_a_cycle_is_a_violation() {
     assert!(out.contains("promotion cycle: b → a → b"), "{out}");
     assert!(out.contains("after.policy names unknown policy `qa`"), "{out}");
 }
+
+/// Regression (issue #11): 13 of 20 customers had their backend and frontend in different
+/// stages. With `groupBy: tenant`, the backend and frontend rollouts put the same tenants in each
+/// of the 5 / 25 / 75 / 100 % stages, so a customer's pair moves together.
+#[test]
+fn group_by_keeps_each_tenants_backend_and_frontend_in_the_same_stage() {
+    let repo = Repo::new();
+    for component in ["backend", "frontend"] {
+        repo.file(
+            &format!("components/{component}.yaml"),
+            &common::component(component, ""),
+        );
+        repo.file(
+            &format!("releases/{component}.yaml"),
+            &format!(
+                "{}---\n{}",
+                common::release(component, "1.0.0", ""),
+                common::release(component, "1.1.0", "")
+            ),
+        );
+    }
+    repo.file(
+        "scripts/deploy.sh",
+        "#!/bin/sh\necho \"$1 $2\" >> \"$GANTRY_REPO/deploys.log\"\n",
+    );
+    let mut names = Vec::new();
+    for t in 0..20 {
+        for component in ["backend", "frontend"] {
+            let name = format!("customer{t:02}-{component}");
+            repo.file(
+                &format!("targets/{name}.yaml"),
+                &common::target(&name, component, "1.0.0", &format!("tenant: customer{t:02}")),
+            );
+            names.push(name);
+        }
+    }
+    repo.commit_all("40 targets at 1.0.0");
+    repo.gantry(&["apply", "--now", &at(-600)]).expect(0);
+    std::fs::remove_file(repo.path().join("deploys.log")).unwrap();
+    repo.file(
+        "policies/customers.yaml",
+        &policy(
+            "customers",
+            "  rollout:\n    groupBy: tenant\n    waves:\n      - { name: p5, percent: 5, soak: 10m }\n      - { name: p25, percent: 25, soak: 10m }\n      - { name: p75, percent: 75, soak: 10m }\n      - { name: p100, percent: 100 }\n    maxParallel: 20\n",
+        ),
+    );
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    bump(&repo, &refs, "1.0.0", "1.1.0");
+    // The tenants whose backend, and whose frontend, run 1.1.0.
+    let upgraded = |role: &str| -> std::collections::BTreeSet<String> {
+        log(&repo, "deploys.log")
+            .lines()
+            .filter_map(|l| l.strip_suffix(&format!("-{role} 1.1.0")).map(str::to_string))
+            .collect()
+    };
+    for (minute, tenants) in [(0, 1), (11, 5), (22, 15), (33, 20)] {
+        repo.gantry(&["apply", "--now", &at(minute)]).expect(0);
+        let (backends, frontends) = (upgraded("backend"), upgraded("frontend"));
+        assert_eq!(backends.len(), tenants, "at {minute} min: {backends:?}");
+        assert_eq!(backends, frontends, "at {minute} min every pair moves together");
+    }
+}
