@@ -297,6 +297,9 @@ pub struct RolloutWave {
     /// When its soak ends (RFC 3339), once it completed and has a soak.
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "view::timestamp")]
     pub soak_until: Option<Timestamp>,
+    /// The health analysis through its soak (rounds run and left, last result per check).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<crate::policy::analysis::AnalysisView>,
 }
 
 impl Plan {
@@ -926,6 +929,18 @@ fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Rollout> {
         .iter()
         .map(|a| (a.target.as_str(), a.policy.as_deref()))
         .collect();
+    // Targets per (component, policy), for stages (`after`) to look at the stage before.
+    let mut stages: HashMap<(&str, &str), Vec<&str>> = HashMap::new();
+    if input.desired.policies.iter().any(|p| p.manifest.spec.after.is_some()) {
+        for a in actions.iter() {
+            if let Some(policy) = a.policy.as_deref() {
+                stages
+                    .entry((a.component.as_str(), policy))
+                    .or_default()
+                    .push(a.target.as_str());
+            }
+        }
+    }
     let mut wave_blockers: Vec<(usize, String, Blocker)> = Vec::new();
     let mut rollouts = Vec::with_capacity(groups.len());
     for ((component, version, policy_name), indices) in groups {
@@ -952,7 +967,27 @@ fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Rollout> {
             );
         }
         let spec = governing.spec();
-        let planned = waves::assign(&spec.rollout.waves, governing.wave_soaks(), &members, record);
+        // Health checks run through every soak when the policy or the component has any.
+        let component_health = input
+            .desired
+            .components
+            .get(&component)
+            .is_some_and(|c| c.spec.steps.health.is_some());
+        let analysis = (component_health || !spec.health.checks.is_empty()).then(|| {
+            governing
+                .policy()
+                .and_then(|p| p.health_interval)
+                .filter(|i| !i.is_zero())
+                .unwrap_or(crate::executor::health::DEFAULT_INTERVAL)
+        });
+        let rules = waves::WaveRules {
+            specs: &spec.rollout.waves,
+            soaks: governing.wave_soaks(),
+            group_by: spec.rollout.group_by.as_deref(),
+            analysis,
+        };
+        let planned = waves::assign(rules, &members, record);
+        let stage = stage_blocker(input, governing, &component, &version, record, &stages);
         let progress = waves::progress(&planned, record, input.now);
         let halted = waves::halted(record, spec.rollout.max_failures);
         // A target whose spec changed since the halt (`gantry retry`) is no longer held by it.
@@ -988,6 +1023,9 @@ fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Rollout> {
             if let Some(reason) = halted.as_ref().filter(|_| held(&actions[i].target)) {
                 wave_blockers.push((i, wave_name.clone(), Blocker::new(BlockerKind::Halted, reason.clone())));
             }
+            if let Some(blocker) = &stage {
+                wave_blockers.push((i, wave_name.clone(), blocker.clone()));
+            }
             let blocker = match waves::gate(&planned, &progress, w) {
                 WaveGate::Go => Blocker::new(BlockerKind::Wave, String::new()),
                 WaveGate::WaitsFor { wave, finished, total } => Blocker::new(
@@ -996,11 +1034,13 @@ fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Rollout> {
                         "in wave {wave_name}: waits for wave {wave} to finish ({finished} of {total} targets done)"
                     ),
                 ),
-                WaveGate::Soaking { wave, until } => {
-                    let mut b = Blocker::new(
-                        BlockerKind::Wave,
-                        format!("in wave {wave_name}: waits for wave {wave}: soak ends at {until}"),
-                    );
+                WaveGate::Soaking { wave, until, analysis } => {
+                    let when = if until > input.now { "ends" } else { "ended" };
+                    let mut reason = format!("in wave {wave_name}: waits for wave {wave}: soak {when} at {until}");
+                    if let Some(analysis) = analysis {
+                        reason.push_str(&format!("; {analysis}"));
+                    }
+                    let mut b = Blocker::new(BlockerKind::Wave, reason);
                     b.until = Some(until);
                     b
                 }
@@ -1019,6 +1059,7 @@ fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Rollout> {
                     targets: wave.targets,
                     status: p.status,
                     soak_until: p.soak_until,
+                    analysis: p.analysis,
                 })
                 .collect(),
             halted,
@@ -1032,6 +1073,58 @@ fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Rollout> {
         }
     }
     rollouts
+}
+
+/// The blocker of a rollout whose policy comes `after` another (promotion across environments):
+/// the other policy's targets of the component must all run `version`, converged, and have for
+/// `after.soak`. `None` when the gate is open or the policy has no `after`.
+fn stage_blocker(
+    input: &PlanInput,
+    governing: Governing,
+    component: &str,
+    version: &Version,
+    record: Option<&crate::state::RolloutRecord>,
+    stages: &HashMap<(&str, &str), Vec<&str>>,
+) -> Option<Blocker> {
+    let policy = governing.policy()?;
+    let after = policy.manifest.spec.after.as_ref()?;
+    let converged_since = |target: &str| -> Option<Timestamp> {
+        let r = input.recorded.targets.get(target)?;
+        if r.version.as_ref() != Some(version) || r.status != TargetStatus::Converged {
+            return None;
+        }
+        let finished = record
+            .and_then(|rec| rec.targets.get(target)?.finished.as_deref())
+            .or_else(|| r.last_attempt.as_ref()?.finished.as_deref());
+        Some(finished.and_then(|f| f.parse().ok()).unwrap_or(Timestamp::MIN))
+    };
+    let members: Vec<Option<Timestamp>> = stages
+        .get(&(component, after.policy.as_str()))
+        .map(|targets| targets.iter().map(|t| converged_since(t)).collect())
+        .unwrap_or_default();
+    let stage = &after.policy;
+    match waves::stage_gate(&members, policy.after_soak, input.now) {
+        waves::StageGate::Open => None,
+        waves::StageGate::Waiting { done, total } => Some(Blocker::new(
+            BlockerKind::Wave,
+            format!(
+                "waits for stage `{stage}` (policy `{}` comes after it): {done} of its {total} {component} targets run {version}",
+                policy.manifest.name
+            ),
+        )),
+        waves::StageGate::Soaking { since, until } => {
+            let mut b = Blocker::new(
+                BlockerKind::Wave,
+                format!(
+                    "waits for stage `{stage}` (policy `{}` comes after it): {component} {version} complete there since {since}, healthy for {} more until {until}",
+                    policy.manifest.name,
+                    crate::executor::human_duration(until.duration_since(input.now).unsigned_abs())
+                ),
+            );
+            b.until = Some(until);
+            Some(b)
+        }
+    }
 }
 
 /// Blocks installs and upgrades of a component until the targets of the components it
@@ -1352,6 +1445,7 @@ mod tests {
                 name: "half".into(),
                 started: None,
                 completed: Some("2026-11-21T11:05:00Z".into()),
+                analysis: None,
             })
         });
         let p = run(&desired, &windows, &recorded, "2026-11-21T11:10:00Z");
