@@ -218,8 +218,58 @@ pub struct Action {
     pub policy: Option<String>,
     pub approvals: Option<ApprovalState>,
     pub update_type: Option<UpdateType>,
+    /// An upgrade whose `releases` include one marked `breaking: true`.
+    pub breaking: bool,
+    /// What the releases this action crosses say to a reviewer, in ascending version order: for
+    /// an upgrade every release in (from, to] the target's channels allow (their migrations
+    /// run whether or not they are stops), for an install the desired release, for a downgrade
+    /// the releases in (to, from] it takes away.
+    pub releases: Vec<ReleaseNote>,
     pub violations: Vec<String>,
     pub warnings: Vec<String>,
+}
+
+/// One release as a reviewer of a plan needs it: its changelog, whether it breaks callers, its
+/// deprecation note and which of its migrations cannot be undone.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReleaseNote {
+    pub version: Version,
+    pub breaking: bool,
+    /// The release's `deprecated` note (null when it is not deprecated).
+    pub deprecated: Option<String>,
+    pub yanked: bool,
+    /// Ids of this release's migrations that have no `down` (undone only by a `restore`).
+    pub irreversible: Vec<String>,
+    /// The release's `changelog`, section by section (`added`, `fixed`, `security`, …).
+    pub changelog: BTreeMap<String, Vec<String>>,
+}
+
+impl ReleaseNote {
+    /// Whether it says anything beyond its version (templates list only those).
+    pub fn worth_showing(&self) -> bool {
+        self.breaking
+            || self.deprecated.is_some()
+            || self.yanked
+            || !self.irreversible.is_empty()
+            || !self.changelog.is_empty()
+    }
+
+    fn of(release: &Release) -> Self {
+        let spec = release.spec();
+        ReleaseNote {
+            version: release.version.clone(),
+            breaking: spec.breaking,
+            deprecated: spec.deprecated.clone(),
+            yanked: spec.yanked,
+            irreversible: spec
+                .migrations
+                .iter()
+                .filter(|m| m.down.is_none())
+                .map(|m| m.id.clone())
+                .collect(),
+            changelog: spec.changelog.clone(),
+        }
+    }
 }
 
 /// A problem of the whole plan.
@@ -418,6 +468,8 @@ fn plan_removal(name: &str, record: &TargetRecord) -> Action {
         policy: None,
         approvals: None,
         update_type: None,
+        breaking: false,
+        releases: Vec::new(),
         violations: Vec::new(),
         warnings: Vec::new(),
     }
@@ -439,6 +491,8 @@ fn empty_action(target: &Target, from: Option<&Version>) -> Action {
         policy: None,
         approvals: None,
         update_type: None,
+        breaking: false,
+        releases: Vec::new(),
         violations: Vec::new(),
         warnings: Vec::new(),
     }
@@ -699,6 +753,23 @@ fn plan_target(input: &PlanInput, shared: &mut Shared, target: &Target) -> Actio
         ActionKind::Install | ActionKind::Upgrade => Some(policy::update_type(current, to)),
         _ => None,
     };
+    action.releases = match (action.action, current) {
+        (ActionKind::Install, _) => vec![ReleaseNote::of(release)],
+        (ActionKind::Upgrade, Some(current)) => releases
+            .iter()
+            .filter(|r| &r.version > current && &r.version <= to && migrates(r))
+            .map(ReleaseNote::of)
+            .collect(),
+        (ActionKind::Downgrade, Some(current)) => releases
+            .iter()
+            .filter(|r| &r.version > to && &r.version <= current && migrates(r))
+            .map(ReleaseNote::of)
+            .collect(),
+        _ => Vec::new(),
+    };
+    // A fresh install breaks no caller of an older version, and a downgrade's notes are of
+    // releases being taken away: only an upgrade is breaking.
+    action.breaking = action.action == ActionKind::Upgrade && action.releases.iter().any(|r| r.breaking);
 
     if !action.violations.is_empty() {
         action.status = Status::Violation;
