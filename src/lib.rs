@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod executor;
 pub mod manifest;
+pub mod ops;
 pub mod plan;
 pub mod policy;
 pub mod reconcile;
@@ -10,8 +11,6 @@ pub mod render;
 pub mod server;
 pub mod source;
 pub mod state;
-pub mod timings;
-
 /// An error and its causes on one line (`opening …/lock: Read-only file system (os error 30)`),
 /// skipping a cause whose text the message already holds. Messages name the OS error this way
 /// wherever an error is shown to people (the CLI, the daemon's logs and API).

@@ -1,8 +1,9 @@
 //! The daemon's HTTP routes: `/healthz`, `/metrics`, `/api/status`, `/api/daemon`,
-//! `POST /api/refresh` and the status page `/`, and the server that bounds what clients can hold
-//! (SPEC §8 "Limits"): at most [`MAX_CONNECTIONS`] open connections (a new one closes the one
-//! quiet for longest), request headers within [`HEADER_READ_TIMEOUT`] (which also closes idle
-//! keep-alive connections) and [`MAX_HEADER_BYTES`], bodies up to [`MAX_BODY_BYTES`].
+//! `POST /api/refresh`, `POST /api/hooks/git` (see `hooks`) and the status page `/`, and the
+//! server that bounds what clients can hold (SPEC §8 "Limits"): at most [`MAX_CONNECTIONS`] open
+//! connections (a new one closes the one quiet for longest), request headers within
+//! [`HEADER_READ_TIMEOUT`] (which also closes idle keep-alive connections) and
+//! [`MAX_HEADER_BYTES`], bodies up to [`MAX_BODY_BYTES`].
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -15,8 +16,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
@@ -29,8 +31,9 @@ pub const MAX_CONNECTIONS: usize = 256;
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Request line and headers together.
 pub const MAX_HEADER_BYTES: usize = 16 << 10;
-/// Request bodies (no route reads one; `POST /api/refresh` takes none).
-pub const MAX_BODY_BYTES: u64 = 64 << 10;
+/// Request bodies: only `POST /api/hooks/git` reads one (a push event); axum's own limit for
+/// a body read whole is the same 2 MiB.
+pub const MAX_BODY_BYTES: u64 = 2 << 20;
 
 /// The routes, sharing the daemon's state.
 pub fn router(shared: Arc<Shared>) -> Router {
@@ -41,6 +44,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/status", get(status))
         .route("/api/daemon", get(daemon))
         .route("/api/refresh", post(refresh))
+        .route("/api/hooks/git", post(git_hook))
         .layer(axum::middleware::from_fn(limit_body))
         .with_state(shared)
 }
@@ -257,7 +261,7 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
 async fn status(State(shared): State<Arc<Shared>>) -> Response {
     let result = tokio::task::spawn_blocking(move || {
         let repo = crate::source::WatchedRepo::open(&shared.repo_path).map_err(|e| e.to_string())?;
-        let report = crate::cli::status::status_report(&repo, None, shared.now()).map_err(|e| e.to_string())?;
+        let report = crate::ops::status::status_report(&repo, None, shared.now()).map_err(|e| e.to_string())?;
         serde_json::to_string_pretty(&report).map_err(|e| e.to_string())
     })
     .await;
@@ -279,6 +283,22 @@ async fn refresh(State(shared): State<Arc<Shared>>) -> Response {
     shared.refresh.store(true, Ordering::SeqCst);
     shared.wake.notify_one();
     (StatusCode::ACCEPTED, "refresh scheduled\n").into_response()
+}
+
+/// A push delivery from a Git server: verified, then the same as `POST /api/refresh`.
+async fn git_hook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    match super::hooks::verify(&headers, &body, shared.webhook_secret.as_ref()) {
+        Ok(sender) => {
+            tracing::info!(?sender, "webhook delivery verified; fetching now");
+            shared.refresh.store(true, Ordering::SeqCst);
+            shared.wake.notify_one();
+            (StatusCode::ACCEPTED, "refresh scheduled\n").into_response()
+        }
+        Err(why) => {
+            tracing::warn!("webhook delivery refused: {why}");
+            (StatusCode::UNAUTHORIZED, format!("{why}\n")).into_response()
+        }
+    }
 }
 
 async fn index(State(shared): State<Arc<Shared>>) -> Response {
