@@ -8,6 +8,10 @@ fn main() -> std::process::ExitCode {
         return gantry::render::sandbox::serve();
     }
     gantry::render::sandbox::enable();
+    // State commits are fsynced before the journal entries they record are removed.
+    if let Err(e) = gantry::state::durability::enable_fsync() {
+        eprintln!("warning: libgit2 cannot fsync what it writes ({e}); a power cut may lose recent outcomes");
+    }
     gantry::cli::run()
 }
 

@@ -119,3 +119,63 @@ fn full_disk_under_the_journal_exits_4_and_the_next_pass_converges() {
     assert!(run.stderr().contains("1 attempt (1 succeeded"), "{}", run.stderr());
     assert!(repo.path().join("ran-a").exists());
 }
+
+/// Issue #12 item 9: libgit2 did not fsync state commits, so a power cut right after a pass
+/// could lose an outcome whose journal entry was already removed. Traced with strace: the
+/// state commit's objects and its reference are fsynced before the journal file is unlinked.
+#[test]
+fn state_commit_is_fsynced_before_the_journal_is_removed() {
+    let strace = ["/usr/bin/strace", "/bin/strace"]
+        .into_iter()
+        .find(|p| Path::new(p).exists());
+    let Some(strace) = strace else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            ".ci/run installs strace for this test"
+        );
+        eprintln!("SKIPPED state_commit_is_fsynced_before_the_journal_is_removed: strace is not installed");
+        return;
+    };
+    let repo = fleet();
+    let trace = repo.path().join("strace.out");
+    let status = Command::new(strace)
+        .args([
+            "-f",
+            "-y",
+            "-qq",
+            "-e",
+            "trace=openat,fsync,fdatasync,unlink,unlinkat,rename,renameat,renameat2",
+            "-o",
+        ])
+        .arg(&trace)
+        .arg(assert_cmd::cargo::cargo_bin("gantry"))
+        .arg("--repo")
+        .arg(repo.path())
+        .arg("apply")
+        .env_remove("GANTRY_NOW")
+        .status()
+        .expect("run strace");
+    assert!(status.success());
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    // The journal of the attempt is removed once its outcome is recorded.
+    let journal_removed = lines
+        .iter()
+        .position(|l| l.contains("unlink") && l.contains(".git/gantry/journal/") && l.contains(".jsonl"))
+        .expect("the journal is removed after recording");
+    // Before that: an object of the state commit and the state branch's reference were fsynced
+    // (`-y` shows each descriptor's path).
+    let synced = |what: &str| {
+        lines[..journal_removed]
+            .iter()
+            .any(|l| (l.contains("fsync(") || l.contains("fdatasync(")) && l.contains(what))
+    };
+    assert!(
+        synced(".git/objects/"),
+        "no object fsynced before the journal went:\n{text}"
+    );
+    assert!(
+        synced("refs/heads/gantry/state"),
+        "the state reference was not fsynced before the journal went:\n{text}"
+    );
+}

@@ -539,11 +539,10 @@ impl<'r> StateWriter<'r> {
     ///   one blob per changed record plus one rewrite of each changed directory's listing.
     /// - The working tree, the index and `HEAD` are not read or written.
     ///
-    /// Objects and the reference are written with libgit2's defaults, which do not fsync: a
-    /// commit survives a killed process, not necessarily a power loss before the OS flushes it.
-    /// `core.fsyncObjectFiles = true` in the repository's config makes libgit2 sync loose objects
-    /// and the reference; the pack of a large batch is synced only under libgit2's global
-    /// `GIT_OPT_ENABLE_FSYNC_GITDIR`, which git2 0.21 does not expose.
+    /// Objects and the reference are fsynced when the process enabled libgit2's
+    /// `GIT_OPT_ENABLE_FSYNC_GITDIR` ([`super::durability::enable_fsync`], done by the gantry
+    /// binary's `main`): then a commit this returns survives a power cut, and the journal entry
+    /// it records may be removed. Without it (library use), only a killed process is survived.
     ///
     /// # Errors
     /// - [`StateError::Moved`] when the branch is not at the expected tip any more (someone else

@@ -6,6 +6,7 @@
 //! - [`journal`]: the fsynced per-attempt step journal under `.git/gantry/journal/`.
 //! - [`lock`]: the one-reconciler-per-repository lock, `.git/gantry/lock`.
 //! - [`logs`]: retention of the step logs under `.git/gantry/logs/`.
+//! - [`durability`]: libgit2 told to fsync what it writes (state commits survive a power cut).
 //!
 //! # State commit messages
 //! A commit recording one finished attempt:
@@ -38,6 +39,7 @@
 //! say `gantry: record progress` (or the batch's own summary line) and have no trailers.
 //! Outcome counts list `succeeded`, `failed`, `rolled_back` in that order, omitting zeros.
 pub mod branch;
+pub mod durability;
 pub mod history;
 pub mod journal;
 pub mod lock;
