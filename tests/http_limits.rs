@@ -155,3 +155,34 @@ fn oversized_headers_and_bodies_are_refused() {
     );
     assert!(status.starts_with("HTTP/1.1 413"), "{status}");
 }
+
+/// Issue #12: `/api/status` includes each target's labels and accepts `?selector=`.
+#[test]
+fn api_status_has_labels_and_filters_by_selector() {
+    let repo = fleet();
+    repo.file("targets/b.yaml", &target("b", "web", "1.0.0", "env: prod"));
+    repo.commit_all("a prod target");
+    let daemon = Daemon::start(&repo);
+    let get = |path: &str| {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let mut stream = TcpStream::connect(&daemon.addr).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").expect("a response");
+        (head.lines().next().unwrap_or("").to_string(), body.to_string())
+    };
+    let (status, body) = get("/api/status?selector=env%3Dprod");
+    assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let targets = json["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 1, "{body}");
+    assert_eq!(targets[0]["target"], "b");
+    assert_eq!(targets[0]["labels"]["env"], "prod");
+    let (_, all) = get("/api/status");
+    let all: serde_json::Value = serde_json::from_str(&all).expect("JSON");
+    assert_eq!(all["targets"].as_array().unwrap().len(), 2);
+    let (status, _) = get("/api/status?selector=broken");
+    assert!(status.starts_with("HTTP/1.1 400"), "{status}");
+}

@@ -15,6 +15,9 @@ use super::{OpsError, resolve_commit};
 pub struct TargetStatusRow {
     pub target: String,
     pub component: String,
+    /// The target's labels at the desired commit (empty for a target being removed), so
+    /// clients can group and filter (`/api/status?selector=env=prod`).
+    pub labels: crate::manifest::Labels,
     pub current: Option<String>,
     pub desired: Option<String>,
     /// Recorded status (`converged`, `failed`, `rolled_back`, `in_progress`, …) or `new`.
@@ -70,6 +73,12 @@ pub fn status_report(repo: &WatchedRepo, rev: Option<&str>, now: jiff::Timestamp
             TargetStatusRow {
                 target: a.target.clone(),
                 component: a.component.clone(),
+                labels: loaded
+                    .desired
+                    .targets
+                    .get(&a.target)
+                    .map(|t| t.labels().clone())
+                    .unwrap_or_default(),
                 current: record.and_then(|r| r.version.as_ref()).map(ToString::to_string),
                 desired: a.to.as_ref().map(ToString::to_string),
                 // An interrupted install has a journal but no record yet.

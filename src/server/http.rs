@@ -258,10 +258,20 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 /// The same document as `gantry status --format json`, computed now.
-async fn status(State(shared): State<Arc<Shared>>) -> Response {
+///
+/// `?selector=KEY=VALUE[,KEY=VALUE…]` keeps the targets whose labels have every pair
+/// (400 for a malformed selector).
+async fn status(State(shared): State<Arc<Shared>>, query: axum::extract::RawQuery) -> Response {
+    let selector = match status_selector(query.0.as_deref()) {
+        Ok(selector) => selector,
+        Err(message) => return (StatusCode::BAD_REQUEST, format!("{message}\n")).into_response(),
+    };
     let result = tokio::task::spawn_blocking(move || {
         let repo = crate::source::WatchedRepo::open(&shared.repo_path).map_err(|e| e.to_string())?;
-        let report = crate::ops::status::status_report(&repo, None, shared.now()).map_err(|e| e.to_string())?;
+        let mut report = crate::ops::status::status_report(&repo, None, shared.now()).map_err(|e| e.to_string())?;
+        if !selector.is_empty() {
+            report.targets.retain(|row| selector.matches(&row.labels));
+        }
         serde_json::to_string_pretty(&report).map_err(|e| e.to_string())
     })
     .await;
@@ -270,6 +280,47 @@ async fn status(State(shared): State<Arc<Shared>>) -> Response {
         Ok(Err(message)) => error(&message),
         Err(e) => error(&e.to_string()),
     }
+}
+
+/// The `selector` query parameter of `/api/status`: comma-separated `KEY=VALUE` pairs.
+fn status_selector(query: Option<&str>) -> Result<crate::ops::agents::Selector, String> {
+    let mut pairs = Vec::new();
+    for param in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = param.split_once('=').unwrap_or((param, ""));
+        if name != "selector" {
+            continue;
+        }
+        let value = percent_decode(value).ok_or_else(|| format!("selector `{value}` is not valid percent-encoding"))?;
+        for pair in value.split(',').filter(|p| !p.trim().is_empty()) {
+            pairs.push(crate::ops::agents::Selector::parse_pair(pair)?);
+        }
+    }
+    Ok(crate::ops::agents::Selector(pairs))
+}
+
+/// `%3D` → `=`, `+` → space; `None` for a broken escape or bytes that are not UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = text.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// What the daemon itself knows: last valid commit, an invalid tip and its errors, passes.
@@ -313,4 +364,24 @@ async fn index(State(shared): State<Arc<Shared>>) -> Response {
 fn error(message: &str) -> Response {
     tracing::warn!("HTTP request failed: {message}");
     (StatusCode::INTERNAL_SERVER_ERROR, format!("{message}\n")).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_selector_reads_pairs_from_the_query() {
+        let sel = status_selector(Some("selector=env%3Dprod,tier=web&x=1")).unwrap();
+        assert_eq!(
+            sel.0,
+            [
+                ("env".to_string(), "prod".to_string()),
+                ("tier".to_string(), "web".to_string())
+            ]
+        );
+        assert!(status_selector(None).unwrap().is_empty());
+        assert!(status_selector(Some("selector=novalue")).is_err());
+        assert!(status_selector(Some("selector=a%zz")).is_err());
+    }
 }
