@@ -1,6 +1,10 @@
 //! The status page (`/`): server-rendered, read-only HTML with no JavaScript; it reloads itself.
+//! Rendered from `templates/status.html.j2` by minijinja with HTML auto-escaping, so every value
+//! (target names, messages, errors from a hostile commit) is escaped by the engine, not by hand.
 
-use std::fmt::Write;
+use std::sync::OnceLock;
+
+use serde_json::json;
 
 use crate::ops::status::status_report;
 use crate::plan;
@@ -17,22 +21,6 @@ th,td{border:1px solid #c9d1dc;padding:6px 8px;text-align:left;vertical-align:to
 th{background:#e8edf3}tr:nth-child(even) td{background:#f5f7fa}\
 .ok{color:#17663a;font-weight:600}.bad{color:#a61b1b;font-weight:600}.wait{color:#8a5a00;font-weight:600}\
 .error{background:#fde8e8;border:1px solid #a61b1b;padding:8px 12px;margin:12px 0}code{font-size:13px}";
-
-/// Escapes text for HTML content and attribute values.
-fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 fn class_of(status: &str) -> &'static str {
     match status {
@@ -59,109 +47,44 @@ pub fn render(shared: &Shared) -> Result<String, String> {
     let plan = plan::plan(&loaded.plan_input(&recorded, &evidence, now));
     let daemon = lock(&shared.daemon).clone();
 
-    let mut h = String::new();
-    let _ = write!(
-        h,
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta http-equiv=\"refresh\" content=\"5\"><title>gantry</title><style>{STYLE}</style></head><body>\
-         <h1>gantry</h1><p class=\"meta\">desired <code>{}</code> · state <code>{}</code> · now {} · {} passes{}</p>",
-        esc(&status.desired_commit[..12.min(status.desired_commit.len())]),
-        esc(status
-            .state_commit
-            .as_deref()
-            .map_or("(none)", |c| &c[..12.min(c.len())])),
-        esc(&status.now),
-        daemon.passes,
-        daemon
-            .next_wake
-            .as_deref()
-            .map(|w| format!(" · next wake {}", esc(w)))
-            .unwrap_or_default(),
-    );
-    if let Some(invalid) = &daemon.invalid_commit {
-        let _ = write!(
-            h,
-            "<div class=\"error\" id=\"invalid\"><strong>Desired commit <code>{}</code> is not valid; nothing of it \
-             is applied.</strong> Last valid: <code>{}</code><ul>",
-            esc(&invalid.commit[..12.min(invalid.commit.len())]),
-            esc(daemon.last_valid_commit.as_deref().unwrap_or("(none)")),
-        );
-        for e in &invalid.errors {
-            let _ = write!(h, "<li><code>{}</code></li>", esc(e));
-        }
-        h.push_str("</ul></div>");
-    }
-    for problem in [&daemon.last_error, &daemon.remote_error].into_iter().flatten() {
-        let _ = write!(h, "<div class=\"error\">{}</div>", esc(problem));
-    }
-
-    h.push_str(
-        "<h2>Targets</h2><table id=\"targets\"><thead><tr><th>Target</th><th>Component</th><th>Current</th>\
-         <th>Desired</th><th>Status</th><th>Next action</th><th>Blockers</th><th>Next window</th>\
-         <th>Last outcome</th></tr></thead><tbody>",
-    );
-    for t in &status.targets {
-        let blockers: Vec<String> = t
-            .blockers
-            .iter()
-            .map(|b| {
-                let until = b
-                    .until
-                    .map(|u| format!(" (until {})", esc(&u.to_string())))
-                    .unwrap_or_default();
-                format!("{}: {}{until}", esc(b.kind.as_str()), esc(&b.reason))
+    let short = |c: &str| c[..12.min(c.len())].to_string();
+    let targets: Vec<serde_json::Value> = status
+        .targets
+        .iter()
+        .map(|t| {
+            let blockers: Vec<String> = t
+                .blockers
+                .iter()
+                .map(|b| {
+                    let until = b.until.map(|u| format!(" (until {u})")).unwrap_or_default();
+                    format!("{}: {}{until}", b.kind.as_str(), b.reason)
+                })
+                .chain(t.violations.iter().map(|v| format!("✗ {v}")))
+                .collect();
+            json!({
+                "target": t.target, "component": t.component,
+                "current": t.current, "desired": t.desired,
+                "status": t.status, "status_class": class_of(&t.status),
+                "next_action": t.next_action,
+                "plan_status": t.plan_status, "plan_class": class_of(&t.plan_status),
+                "blockers": blockers, "opens_at": t.opens_at,
+                "last_outcome": t.last_outcome,
+                "last_class": t.last_outcome.as_deref().map(class_of),
+                "last_message": t.last_message,
             })
-            .chain(t.violations.iter().map(|v| format!("✗ {}", esc(v))))
-            .collect();
-        let last = match (&t.last_outcome, &t.last_message) {
-            (Some(o), Some(m)) => format!("<span class=\"{}\">{}</span>: {}", class_of(o), esc(o), esc(m)),
-            (Some(o), None) => format!("<span class=\"{}\">{}</span>", class_of(o), esc(o)),
-            _ => "–".into(),
-        };
-        let _ = write!(
-            h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{} <span class=\"{}\">({})\
-             </span></td><td>{}</td><td>{}</td><td>{last}</td></tr>",
-            esc(&t.target),
-            esc(&t.component),
-            esc(t.current.as_deref().unwrap_or("–")),
-            esc(t.desired.as_deref().unwrap_or("–")),
-            class_of(&t.status),
-            esc(&t.status),
-            esc(&t.next_action),
-            class_of(&t.plan_status),
-            esc(&t.plan_status),
-            if blockers.is_empty() {
-                "–".into()
-            } else {
-                blockers.join("<br>")
-            },
-            esc(t.opens_at.as_deref().unwrap_or("–")),
-        );
-    }
-    h.push_str("</tbody></table>");
-
+        })
+        .collect();
     // Rollouts: what the plan still has to start, then what is recorded (newest first).
-    h.push_str(
-        "<h2>Rollouts</h2><table id=\"rollouts\"><thead><tr><th>Component</th><th>Version</th><th>Wave</th>\
-         <th>Targets</th><th>Status</th><th>Started</th><th>Completed / soak until</th></tr></thead><tbody>",
-    );
-    let mut rows = 0;
+    let mut rollouts: Vec<serde_json::Value> = Vec::new();
     for rollout in &plan.rollouts {
         for wave in &rollout.waves {
             let status = wave.status.as_str();
-            let _ = write!(
-                h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{} (planned)</td><td>–</td><td>{}</td></tr>",
-                esc(&rollout.component),
-                esc(&rollout.version.to_string()),
-                esc(&wave.name),
-                esc(&wave.targets.join(", ")),
-                class_of(&status),
-                esc(&status),
-                esc(&wave.soak_until.map_or_else(|| "–".to_string(), |t| t.to_string())),
-            );
-            rows += 1;
+            rollouts.push(json!({
+                "component": rollout.component, "version": rollout.version.to_string(),
+                "wave": wave.name, "targets": wave.targets.join(", "),
+                "status": format!("{status} (planned)"), "class": class_of(&status),
+                "started": null, "until": wave.soak_until.map(|t| t.to_string()),
+            }));
         }
     }
     let mut recorded_rollouts: Vec<_> = recorded.rollouts.values().collect();
@@ -181,37 +104,95 @@ pub fn render(shared: &Shared) -> Result<String, String> {
             } else {
                 "in progress"
             };
-            let _ = write!(
-                h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td></tr>",
-                esc(&rollout.component),
-                esc(&rollout.version.to_string()),
-                esc(&wave.name),
-                esc(&targets.join(", ")),
-                class_of(status),
-                status,
-                esc(wave.started.as_deref().unwrap_or("–")),
-                esc(wave.completed.as_deref().unwrap_or("–")),
-            );
-            rows += 1;
+            rollouts.push(json!({
+                "component": rollout.component, "version": rollout.version.to_string(),
+                "wave": wave.name, "targets": targets.join(", "),
+                "status": status, "class": class_of(status),
+                "started": wave.started, "until": wave.completed,
+            }));
         }
     }
-    if rows == 0 {
-        h.push_str("<tr><td colspan=\"7\">No rollouts yet.</td></tr>");
-    }
-    h.push_str("</tbody></table></body></html>\n");
-    Ok(h)
+    let problems: Vec<&String> = [&daemon.last_error, &daemon.remote_error]
+        .into_iter()
+        .flatten()
+        .collect();
+    let context = json!({
+        "style": STYLE,
+        "desired": short(&status.desired_commit),
+        "state": status.state_commit.as_deref().map_or_else(|| "(none)".to_string(), short),
+        "now": status.now,
+        "passes": daemon.passes,
+        "next_wake": daemon.next_wake,
+        "invalid": daemon.invalid_commit.as_ref().map(|i| json!({
+            "commit": short(&i.commit),
+            "last_valid": daemon.last_valid_commit.as_deref().unwrap_or("(none)"),
+            "errors": i.errors,
+        })),
+        "problems": problems,
+        "targets": targets,
+        "rollouts": rollouts,
+    });
+    render_page(&context)
+}
+
+/// The page's template environment: one template, HTML auto-escaping (its name ends in `.html`).
+fn environment() -> &'static minijinja::Environment<'static> {
+    static ENV: OnceLock<minijinja::Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = minijinja::Environment::new();
+        env.set_auto_escape_callback(|name| {
+            if name.ends_with(".html") {
+                minijinja::AutoEscape::Html
+            } else {
+                minijinja::AutoEscape::None
+            }
+        });
+        env.add_template("status.html", include_str!("templates/status.html.j2"))
+            .expect("invariant: the built-in status page template compiles");
+        env
+    })
+}
+
+fn render_page(context: &serde_json::Value) -> Result<String, String> {
+    let template = environment().get_template("status.html").map_err(|e| e.to_string())?;
+    template
+        .render(minijinja::Value::from(minijinja::value::Serde(context)))
+        .map(|mut html| {
+            html.push('\n');
+            html
+        })
+        .map_err(|e| format!("{e:#}"))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::esc;
+    use super::*;
 
+    /// A target name or an error message from a hostile commit is text on the page, never markup.
     #[test]
-    fn escapes_markup() {
-        assert_eq!(
-            esc("<a href=\"x\">&'</a>"),
-            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;&lt;/a&gt;"
+    fn values_are_escaped_by_the_template_engine() {
+        let context = json!({
+            "style": STYLE, "desired": "abc", "state": "(none)", "now": "now", "passes": 1,
+            "next_wake": null, "invalid": null,
+            "problems": ["<script>alert(1)</script>"],
+            "targets": [{"target": "<b>x</b>", "component": "c\"'&", "current": null, "desired": "1.0.0",
+                "status": "new", "status_class": "wait", "next_action": "install",
+                "plan_status": "ready", "plan_class": "wait", "blockers": ["<i>window</i>"],
+                "opens_at": null, "last_outcome": null, "last_class": null, "last_message": null}],
+            "rollouts": [],
+        });
+        let html = render_page(&context).unwrap();
+        assert!(!html.contains("<script>") && html.contains("&lt;script&gt;"), "{html}");
+        assert!(
+            html.contains("&lt;b&gt;x&lt;&#x2f;b&gt;") || html.contains("&lt;b&gt;x&lt;/b&gt;"),
+            "{html}"
+        );
+        assert!(html.contains("c&quot;&#x27;&amp;"), "{html}");
+        assert!(html.contains("&lt;i&gt;window"), "{html}");
+        assert!(html.contains("<td colspan=\"7\">No rollouts yet.</td>"), "{html}");
+        assert!(
+            html.contains("<style>body{"),
+            "the style sheet is trusted markup: {html}"
         );
     }
 }
