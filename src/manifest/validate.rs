@@ -11,7 +11,7 @@ use super::types::*;
 use super::values::{self, VersionWanted};
 
 /// The variables a step template may use (SPEC §5).
-pub const TEMPLATE_VARIABLES: [&str; 8] = [
+pub const TEMPLATE_VARIABLES: [&str; 9] = [
     "target",
     "component",
     "version",
@@ -20,6 +20,7 @@ pub const TEMPLATE_VARIABLES: [&str; 8] = [
     "release",
     "migration",
     "attempt",
+    "weight",
 ];
 
 /// The built-in executor a component gets when it names none.
@@ -78,6 +79,8 @@ pub struct Policy {
     pub wave_soak: Vec<Option<Duration>>,
     /// The parsed `after.soak` (zero when `after` has none).
     pub after_soak: Duration,
+    /// The parsed `traffic.analysis`: how long each traffic weight is held (zero: none).
+    pub traffic_analysis: Duration,
     pub manifest: Manifest<PolicySpec>,
 }
 
@@ -946,6 +949,29 @@ fn check_policy(policy: &Manifest<PolicySpec>, diags: &mut Vec<Diagnostic>) -> O
         }
         duration_field(origin, "/spec/after/soak", after.soak.as_deref(), diags).unwrap_or_default()
     });
+    let traffic_analysis = spec.traffic.as_ref().map_or(Duration::ZERO, |traffic| {
+        let mut previous = 0;
+        for (i, &weight) in traffic.steps.iter().enumerate() {
+            if weight == 0 || weight > 100 || weight <= previous {
+                diags.push(origin.diagnostic(
+                    Severity::Invalid,
+                    "schema",
+                    &format!("/spec/traffic/steps/{i}"),
+                    format!("traffic step {weight} must be 1-100 and above the step before it ({previous})"),
+                ));
+            }
+            previous = weight;
+        }
+        if traffic.steps.is_empty() {
+            diags.push(origin.diagnostic(
+                Severity::Invalid,
+                "schema",
+                "/spec/traffic/steps",
+                "traffic needs at least one step (blue-green is `steps: [100]`)",
+            ));
+        }
+        duration_field(origin, "/spec/traffic/analysis", traffic.analysis.as_deref(), diags).unwrap_or_default()
+    });
     if let Some(label) = &spec.rollout.group_by
         && label.trim().is_empty()
     {
@@ -965,6 +991,7 @@ fn check_policy(policy: &Manifest<PolicySpec>, diags: &mut Vec<Diagnostic>) -> O
         min_release_age,
         wave_soak,
         after_soak,
+        traffic_analysis,
         manifest: policy.clone(),
     })
 }

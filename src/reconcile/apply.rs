@@ -552,6 +552,7 @@ fn roll_back_analysis_failure(
                     .collect(),
                 at_snapshot: None,
                 removed: false,
+                weight: None,
             };
             let mut now = program::Progress::start(Some(&record));
             // The upgrade took its snapshot (if the component has a snapshot step) before it
