@@ -745,3 +745,22 @@ fn a_traffic_canary_failing_at_25_percent_ends_at_weight_0_and_rolled_back() {
         run.stderr()
     );
 }
+
+/// `{{ weight }}` exists only for `shift` steps; elsewhere it is caught by `validate`, not by a
+/// failing deploy.
+#[test]
+fn weight_outside_a_shift_step_is_invalid() {
+    let repo = precheck_repo();
+    repo.file(
+        "components/api.yaml",
+        &common::component("api", "    shift: [\"scripts/shift.sh\", \"{{ weight }}\"]\n    health: [\"scripts/health.sh\", \"{{ weight }}\"]\n"),
+    );
+    repo.commit_all("weight in health");
+    let run = repo.gantry(&["validate"]).expect(1);
+    let out = format!("{}{}", run.stdout(), run.stderr());
+    assert!(
+        out.contains("template uses `weight`, which only a `shift` step defines"),
+        "{out}"
+    );
+    assert_eq!(out.matches("which only a `shift` step defines").count(), 1, "{out}");
+}

@@ -357,6 +357,13 @@ fn inside_tag(template: &str, at: usize) -> bool {
     }
 }
 
+/// Whether a (compiling) template refers to `weight`.
+fn uses_weight(template: &str) -> bool {
+    let env = minijinja::Environment::new();
+    env.template_from_str(template)
+        .is_ok_and(|t| t.undeclared_variables(false).contains("weight"))
+}
+
 /// Checks that a template compiles and uses only the variables gantry provides.
 ///
 /// Templates are only compiled here, never rendered, so nothing in them runs at validation.
@@ -418,6 +425,13 @@ fn check_argv(origin: &super::load::Origin, pointer: &str, argv: &[String], diag
     for (i, element) in argv.iter().enumerate() {
         if let Some(problem) = template_problem(element) {
             diags.push(origin.diagnostic(Severity::Invalid, "template", &format!("{pointer}/{i}"), problem));
+        } else if !pointer.ends_with("/steps/shift") && uses_weight(element) {
+            diags.push(origin.diagnostic(
+                Severity::Invalid,
+                "template",
+                &format!("{pointer}/{i}"),
+                "template uses `weight`, which only a `shift` step defines",
+            ));
         }
     }
     let program = &argv[0];
