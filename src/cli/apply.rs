@@ -3,7 +3,7 @@
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 
-use crate::ops::apply::{apply, counts, exit};
+use crate::ops::apply::{counts, exit};
 use crate::reconcile::apply::{ApplyError, ApplyOptions};
 use crate::reconcile::attempt::{ProgressEvent, ProgressSink};
 use crate::render::Format;
@@ -209,7 +209,13 @@ impl ProgressSink for JsonLines {
     }
 }
 
-pub fn run(cli: &Cli, targets: &[String], dry_run: bool, format: Format) -> Result<Exit, OpsError> {
+pub fn run(
+    cli: &Cli,
+    targets: &[String],
+    dry_run: bool,
+    format: Format,
+    selector: &crate::ops::agents::Selector,
+) -> Result<Exit, OpsError> {
     let repo = WatchedRepo::open(&cli.repo)?;
     let options = ApplyOptions {
         targets: targets.to_vec(),
@@ -228,7 +234,9 @@ pub fn run(cli: &Cli, targets: &[String], dry_run: bool, format: Format) -> Resu
         (Some(bars), _) => bars,
         (None, _) => &lines,
     };
-    let result = apply(&repo, &options, sink);
+    // With a remote or a selector: the fleet's shared state, claims and publishing (ops::shared).
+    let result =
+        crate::ops::shared::apply_shared(&repo, &options, selector, &cli.git.auth(), sink).map_err(OpsError::from);
     if let Some(bars) = &bars {
         bars.overall.finish_and_clear();
     }

@@ -181,6 +181,14 @@ pub struct TargetSpec {
     pub vars: serde_json::Map<String, serde_json::Value>,
     #[serde(default)]
     pub suspend: bool,
+    /// A counter with no meaning but change: bumping it (`gantry retry`) is a reviewed change to
+    /// the target that re-arms its halted attempt and rollout (SPEC §3).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retry: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// `kind: Policy`.

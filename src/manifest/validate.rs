@@ -58,6 +58,14 @@ impl Target {
     pub fn name(&self) -> &str {
         &self.manifest.name
     }
+    /// sha256 of the canonical JSON of the whole spec: any change to it (a new version, config,
+    /// `retry`) re-arms a halted target (SPEC §3).
+    pub fn spec_hash(&self) -> String {
+        match serde_json::to_value(&self.manifest.spec) {
+            Ok(serde_json::Value::Object(map)) => config_hash(&map),
+            _ => String::new(),
+        }
+    }
     pub fn spec(&self) -> &TargetSpec {
         &self.manifest.spec
     }

@@ -218,8 +218,58 @@ pub struct Action {
     pub policy: Option<String>,
     pub approvals: Option<ApprovalState>,
     pub update_type: Option<UpdateType>,
+    /// An upgrade whose `releases` include one marked `breaking: true`.
+    pub breaking: bool,
+    /// What the releases this action crosses say to a reviewer, in ascending version order: for
+    /// an upgrade every release in (from, to] the target's channels allow (their migrations
+    /// run whether or not they are stops), for an install the desired release, for a downgrade
+    /// the releases in (to, from] it takes away.
+    pub releases: Vec<ReleaseNote>,
     pub violations: Vec<String>,
     pub warnings: Vec<String>,
+}
+
+/// One release as a reviewer of a plan needs it: its changelog, whether it breaks callers, its
+/// deprecation note and which of its migrations cannot be undone.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReleaseNote {
+    pub version: Version,
+    pub breaking: bool,
+    /// The release's `deprecated` note (null when it is not deprecated).
+    pub deprecated: Option<String>,
+    pub yanked: bool,
+    /// Ids of this release's migrations that have no `down` (undone only by a `restore`).
+    pub irreversible: Vec<String>,
+    /// The release's `changelog`, section by section (`added`, `fixed`, `security`, …).
+    pub changelog: BTreeMap<String, Vec<String>>,
+}
+
+impl ReleaseNote {
+    /// Whether it says anything beyond its version (templates list only those).
+    pub fn worth_showing(&self) -> bool {
+        self.breaking
+            || self.deprecated.is_some()
+            || self.yanked
+            || !self.irreversible.is_empty()
+            || !self.changelog.is_empty()
+    }
+
+    fn of(release: &Release) -> Self {
+        let spec = release.spec();
+        ReleaseNote {
+            version: release.version.clone(),
+            breaking: spec.breaking,
+            deprecated: spec.deprecated.clone(),
+            yanked: spec.yanked,
+            irreversible: spec
+                .migrations
+                .iter()
+                .filter(|m| m.down.is_none())
+                .map(|m| m.id.clone())
+                .collect(),
+            changelog: spec.changelog.clone(),
+        }
+    }
 }
 
 /// A problem of the whole plan.
@@ -418,6 +468,8 @@ fn plan_removal(name: &str, record: &TargetRecord) -> Action {
         policy: None,
         approvals: None,
         update_type: None,
+        breaking: false,
+        releases: Vec::new(),
         violations: Vec::new(),
         warnings: Vec::new(),
     }
@@ -439,6 +491,8 @@ fn empty_action(target: &Target, from: Option<&Version>) -> Action {
         policy: None,
         approvals: None,
         update_type: None,
+        breaking: false,
+        releases: Vec::new(),
         violations: Vec::new(),
         warnings: Vec::new(),
     }
@@ -699,6 +753,23 @@ fn plan_target(input: &PlanInput, shared: &mut Shared, target: &Target) -> Actio
         ActionKind::Install | ActionKind::Upgrade => Some(policy::update_type(current, to)),
         _ => None,
     };
+    action.releases = match (action.action, current) {
+        (ActionKind::Install, _) => vec![ReleaseNote::of(release)],
+        (ActionKind::Upgrade, Some(current)) => releases
+            .iter()
+            .filter(|r| &r.version > current && &r.version <= to && migrates(r))
+            .map(ReleaseNote::of)
+            .collect(),
+        (ActionKind::Downgrade, Some(current)) => releases
+            .iter()
+            .filter(|r| &r.version > to && &r.version <= current && migrates(r))
+            .map(ReleaseNote::of)
+            .collect(),
+        _ => Vec::new(),
+    };
+    // A fresh install breaks no caller of an older version, and a downgrade's notes are of
+    // releases being taken away: only an upgrade is breaking.
+    action.breaking = action.action == ActionKind::Upgrade && action.releases.iter().any(|r| r.breaking);
 
     if !action.violations.is_empty() {
         action.status = Status::Violation;
@@ -776,12 +847,13 @@ fn gates(
             && matches!(last.outcome, Some(Outcome::Failed | Outcome::RolledBack))
             && last.to == release.version
             && (action.action != ActionKind::Config || last.config_hash.as_deref() == Some(target.config_hash.as_str()))
+            // Any change to the target's spec since the attempt (e.g. `retry`) re-arms it.
+            && last.spec_hash.as_ref().is_none_or(|h| *h == target.spec_hash())
         {
-            let retry = if action.action == ActionKind::Config {
-                "change the config or the desired version to try again"
-            } else {
-                "change the desired version (fix forward or revert) to try again"
-            };
+            let retry = format!(
+                "to try again, bump its spec.retry (`gantry retry {}`) or change its spec (fix forward or revert)",
+                target.name()
+            );
             blockers.push(Blocker::new(
                 BlockerKind::Halted,
                 format!(
@@ -989,6 +1061,16 @@ fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Rollout> {
         let stage = stage_blocker(input, governing, &component, &version, record, &stages);
         let progress = waves::progress(&planned, record, input.now);
         let halted = waves::halted(record, spec.rollout.max_failures);
+        // A target whose spec changed since the halt (`gantry retry`) is no longer held by it.
+        let held = |name: &str| {
+            let Some(halt) = record.and_then(|r| r.halted.as_ref()) else {
+                return true;
+            };
+            match (halt.specs.get(name), input.desired.targets.get(name)) {
+                (Some(then), Some(target)) => *then == target.spec_hash(),
+                _ => true,
+            }
+        };
         let wave_of: HashMap<&str, usize> = planned
             .iter()
             .enumerate()
@@ -999,12 +1081,17 @@ fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Rollout> {
                 continue;
             };
             let wave_name = planned[w].name.clone();
-            // A target the rollout already started is past its wave gate.
+            // A target the rollout already started is past its wave gate, not past a halt: one
+            // that left the version and comes back starts anew (entries are written when an
+            // attempt finishes, so none of them is still running).
             if record.is_some_and(|r| r.targets.contains_key(&actions[i].target)) {
+                if let Some(reason) = halted.as_ref().filter(|_| held(&actions[i].target)) {
+                    wave_blockers.push((i, wave_name.clone(), Blocker::new(BlockerKind::Halted, reason.clone())));
+                }
                 wave_blockers.push((i, wave_name, Blocker::new(BlockerKind::Wave, String::new())));
                 continue;
             }
-            if let Some(reason) = &halted {
+            if let Some(reason) = halted.as_ref().filter(|_| held(&actions[i].target)) {
                 wave_blockers.push((i, wave_name.clone(), Blocker::new(BlockerKind::Halted, reason.clone())));
             }
             if let Some(blocker) = &stage {
@@ -1123,11 +1210,12 @@ fn gate_dependencies(input: &PlanInput, actions: &mut [Action]) {
     for (i, a) in actions.iter().enumerate() {
         // A target whose last attempt failed is not a base to build on, even when its recorded
         // version is the desired one (a failed install that could not be undone; issue #10, bug 4).
-        let failed = input
-            .recorded
-            .targets
-            .get(&a.target)
-            .is_some_and(|r| matches!(r.status, TargetStatus::Failed | TargetStatus::InProgress));
+        let failed = input.recorded.targets.get(&a.target).is_some_and(|r| {
+            matches!(
+                r.status,
+                TargetStatus::Failed | TargetStatus::Unknown | TargetStatus::InProgress
+            )
+        });
         let unconverged = matches!(
             a.action,
             ActionKind::Install | ActionKind::Upgrade | ActionKind::Downgrade
@@ -1462,6 +1550,7 @@ mod tests {
                 at: "2026-11-21T10:10:00Z".into(),
                 target: "t00".into(),
                 reason: "health check http failed".into(),
+                specs: Default::default(),
             });
         }
         let p = run(&desired, &windows, &recorded, "2026-11-21T12:00:00Z");

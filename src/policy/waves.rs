@@ -462,13 +462,13 @@ pub fn halted(recorded: Option<&RolloutRecord>, max_failures: u32) -> Option<Str
     let record = recorded?;
     if let Some(halt) = &record.halted {
         return Some(format!(
-            "rollout {} {} halted at {} after {} failed: {}; pin another version (fix forward or revert) to continue",
+            "rollout {} {} halted at {} after {} failed: {}; retry targets with `gantry retry TARGET…` (bumps spec.retry; a retried target is no longer held) or pin another version (fix forward or revert) to continue",
             record.component, record.version, halt.at, halt.target, halt.reason
         ));
     }
     (record.failures > max_failures).then(|| {
         format!(
-            "rollout {} {} halted: {} failed targets exceed maxFailures {max_failures}; pin another version (fix forward or revert) to continue",
+            "rollout {} {} halted: {} failed targets exceed maxFailures {max_failures}; retry targets with `gantry retry TARGET…` or pin another version (fix forward or revert) to continue",
             record.component, record.version, record.failures
         )
     })
@@ -945,6 +945,7 @@ mod tests {
             at: "2026-11-21T11:00:00Z".into(),
             target: "t03".into(),
             reason: "health check http failed".into(),
+            specs: Default::default(),
         });
         assert!(halted(Some(&rec), 5).is_some_and(|r| r.contains("after t03 failed: health check http failed")));
         assert_eq!(halted(None, 0), None);

@@ -726,6 +726,7 @@ fn run_batch(
             started: now,
             plan: serde_json::Value::Null,
             wave: action.wave.clone(),
+            spec_hash: desired.targets.get(&action.target).map(|t| t.spec_hash()),
         };
         queue.push_back((action, parts, forward, header));
     }
@@ -1034,14 +1035,18 @@ fn update_rollout(
             analysis: None,
         });
     }
-    let wave_targets = members.get(&(key.0.clone(), key.1.to_string(), wave.to_string()));
-    let complete = wave_targets.is_some_and(|ts| {
-        ts.iter().all(|t| {
-            rollout
-                .targets
-                .get(t)
-                .is_some_and(|e| e.status == RolloutTargetStatus::Succeeded)
-        })
+    // The wave's members as the plan saw them, and this target (a resumed attempt whose target
+    // has since been pinned elsewhere is in no plan, but is still in its wave).
+    let mut wave_targets: Vec<&String> = members
+        .get(&(key.0.clone(), key.1.to_string(), wave.to_string()))
+        .map(|ts| ts.iter().collect())
+        .unwrap_or_default();
+    wave_targets.push(&result.target);
+    let complete = wave_targets.iter().all(|t| {
+        rollout
+            .targets
+            .get(*t)
+            .is_some_and(|e| e.status == RolloutTargetStatus::Succeeded)
     });
     if complete
         && let Some(w) = rollout
@@ -1055,10 +1060,23 @@ fn update_rollout(
     if result.outcome != Outcome::Succeeded {
         rollout.failures += 1;
         if rollout.failures > spec.rollout.max_failures && rollout.halted.is_none() {
+            // Every target of the rollout, with its spec now: changing one (`gantry retry`)
+            // re-arms the rollout for that target.
+            let mut names: std::collections::BTreeSet<&String> = rollout.targets.keys().collect();
+            for ((c, v, _), ts) in members {
+                if *c == key.0 && *v == key.1.to_string() {
+                    names.extend(ts);
+                }
+            }
+            let specs = names
+                .into_iter()
+                .filter_map(|t| Some((t.clone(), desired.targets.get(t)?.spec_hash())))
+                .collect();
             rollout.halted = Some(crate::state::Halt {
                 at: now.to_string(),
                 target: result.target.clone(),
                 reason: result.message.clone(),
+                specs,
             });
             halt = Some((key.0.clone(), key.1.to_string()));
         }

@@ -562,6 +562,34 @@ fn run(
             _ => None,
         })
         .collect();
+    // A step started more often than it completed was interrupted at least once: whatever it
+    // reports later, its interrupted run may have taken effect.
+    let mut starts: HashMap<&str, usize> = HashMap::new();
+    for e in journaled {
+        if let JournalEntry::StepStarted(s) = e {
+            *starts.entry(s.step_id.as_str()).or_default() += 1;
+        }
+    }
+    let was_interrupted = |id: &str| {
+        let started = starts.get(id).copied().unwrap_or(0);
+        started > usize::from(completed.contains_key(id)) || (started >= 1 && interrupted.contains(&id))
+    };
+    // Set when a step that had been interrupted then failed: its effect is unknown, and so is
+    // where the target stands unless a later step settles it (SPEC §4).
+    let mut unknown: Option<String> = None;
+    let how_failed = |step: &PlannedStep, unknown: &mut Option<String>| {
+        if was_interrupted(&step.id) {
+            if step.effect != program::Effect::None {
+                *unknown = Some(format!(
+                    "step {} was interrupted by a crash and failed when run again, so what it changed is unknown",
+                    step.id
+                ));
+            }
+            program::StopKind::Interrupted
+        } else {
+            program::StopKind::Failed
+        }
+    };
     // Once a rollback has started, a forward step left interrupted is never run again, whatever
     // `onInterrupt` says: the rollback already undoes it.
     let rolling_back = journaled.iter().any(|e| match e {
@@ -615,13 +643,20 @@ fn run(
                 failure = Some((format!("step {} failed: {message}", step.id), String::new()));
                 stopped = Some(program::Stopped {
                     step,
-                    how: program::StopKind::Failed,
+                    how: how_failed(step, &mut unknown),
                 });
                 break;
             }
             None => {}
         }
         if interrupted.contains(&step.id.as_str()) && (on_interrupt == OnInterrupt::Rollback || rolling_back) {
+            // Whether it took effect is known only if the rollback completes (it undoes either way).
+            if step.effect != program::Effect::None {
+                unknown = Some(format!(
+                    "step {} was interrupted by a crash and may or may not have taken effect",
+                    step.id
+                ));
+            }
             stopped = Some(program::Stopped {
                 step,
                 how: program::StopKind::Interrupted,
@@ -642,7 +677,7 @@ fn run(
             ));
             stopped = Some(program::Stopped {
                 step,
-                how: program::StopKind::Failed,
+                how: how_failed(step, &mut unknown),
             });
             break;
         }
@@ -671,9 +706,11 @@ fn run(
             tail,
         ),
         Some((message, tail)) if nothing_ran => (Outcome::Failed, message, tail),
-        Some((message, tail)) if !env.policy.auto_rollback => {
-            (Outcome::Failed, format!("{message} (autoRollback is off)"), tail)
-        }
+        Some((message, tail)) if !env.policy.auto_rollback => (
+            Outcome::Failed,
+            format!("{message} (autoRollback is off); {}", where_it_stands(&progress)),
+            tail,
+        ),
         Some((message, tail)) => {
             env.progress.event(&ProgressEvent::RollbackStarted {
                 target: env.target_name.to_string(),
@@ -706,6 +743,7 @@ fn run(
                                 continue;
                             }
                             Some((false, m)) => {
+                                how_failed(step, &mut unknown);
                                 rollback_failure = Some(format!("step {} failed: {m}", step.id));
                                 break;
                             }
@@ -715,6 +753,7 @@ fn run(
                         if result.ok {
                             progress.apply(&step.effect);
                         } else {
+                            how_failed(step, &mut unknown);
                             rollback_failure = Some(format!("step {} failed: {}", step.id, result.message));
                             break;
                         }
@@ -747,12 +786,23 @@ fn run(
         message: message.clone(),
     });
     let keep = env.policy.keep_rollback_points;
+    // A rollback that completed settles what the target holds; a failed attempt whose
+    // interrupted step then failed does not.
+    let unknown = unknown.filter(|_| outcome == Outcome::Failed);
+    let message = match &unknown {
+        Some(reason) => format!(
+            "{message}; where the target stands is unknown: {reason}; check it, then change its spec (`gantry retry`) to try again"
+        ),
+        None => message,
+    };
     let record = if progress.removed {
         None
     } else {
-        Some(finished_record(
-            record, env, &header, &progress, outcome, &message, &tail, keep,
-        ))
+        let mut finished = finished_record(record, env, &header, &progress, outcome, &message, &tail, keep);
+        if unknown.is_some() {
+            finished.status = TargetStatus::Unknown;
+        }
+        Some(finished)
     };
     let Runner { journal, .. } = runner;
     Ok(AttemptResult {
@@ -855,6 +905,7 @@ pub fn finished_record(
             message: message.to_string(),
             config_hash: Some(crate::manifest::validate::config_hash(&env.config)),
             output_tail: output_tail.to_string(),
+            spec_hash: header.spec_hash.clone(),
         }),
         rollback_points,
         observed_version: before.and_then(|r| r.observed_version.clone()),

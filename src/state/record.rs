@@ -27,6 +27,11 @@ pub enum TargetStatus {
     RolledBack,
     /// The target was deleted from the desired state and its removal recorded.
     Removed,
+    /// The last attempt failed and where the target stands is not known: a step the reconciler
+    /// was killed during (so it may have taken effect) failed when run again. `version` and
+    /// `applied_migrations` hold the last known state; `last_attempt.message` says which step.
+    /// Like `failed`, it holds the target (and its dependents) until its spec changes.
+    Unknown,
 }
 
 impl TargetStatus {
@@ -37,6 +42,7 @@ impl TargetStatus {
             TargetStatus::Failed => "failed",
             TargetStatus::RolledBack => "rolled_back",
             TargetStatus::Removed => "removed",
+            TargetStatus::Unknown => "unknown",
         }
     }
 }
@@ -114,6 +120,10 @@ pub struct AttemptRecord {
     /// The last lines of output of the step that decided the outcome.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub output_tail: String,
+    /// The hash of the target's spec the attempt ran for: a failed attempt holds the target
+    /// until the spec changes (any field, e.g. `retry`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec_hash: Option<String>,
 }
 
 /// `targets/<name>.yaml`.
@@ -255,6 +265,10 @@ pub struct Halt {
     pub at: String,
     pub target: String,
     pub reason: String,
+    /// The spec hash of every target of the rollout when it halted: a target whose spec has
+    /// changed since (e.g. `gantry retry`) is no longer held by this halt.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub specs: BTreeMap<String, String>,
 }
 
 /// `rollouts/<component>@<version>.yaml`.
