@@ -63,8 +63,8 @@ fn plugin_targets_deploy_side_by_side_up_to_max_parallel() {
     repo.gantry(&["apply", "--now", T0]).expect(0);
     let took = started.elapsed();
     eprintln!("5 plugin targets, 1 s deploys, maxParallel 5: apply took {took:?}");
-    // Whole pass (git, checkout, five plugin starts): far under the 5 s of one after another.
-    assert!(took.as_secs_f64() < 4.5, "deploys ran one after another: {took:?}");
+    // The whole pass (git, checkout, five plugin starts) depends on the machine's load; the
+    // deploys' own window below is what maxParallel decides, so that is what is asserted.
     // Every copy of the plugin wrote to the shared state file without losing another's write.
     let deployed: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
     for i in 0..5 {
