@@ -650,6 +650,7 @@ fn record_analysis_failure(
         .get(&failure.target)
         .map_or(0, |t| governing_spec(desired, t).rollout.max_failures);
     if rollout.failures > max_failures && rollout.halted.is_none() {
+        // The spec of every target the rollout holds, so `gantry retry` can re-arm each one.
         let specs = rollout
             .targets
             .keys()
