@@ -195,12 +195,13 @@ impl ProgressSink for JsonLines {
     }
 }
 
-pub fn run(cli: &Cli, targets: &[String], dry_run: bool, format: Format) -> Result<Exit, CliError> {
+pub fn run(cli: &Cli, targets: &[String], dry_run: bool, allow_rewind: bool, format: Format) -> Result<Exit, CliError> {
     let repo = WatchedRepo::open(&cli.repo)?;
     let options = ApplyOptions {
         targets: targets.to_vec(),
         dry_run,
         now: now_fixed(cli)?,
+        allow_rewind,
     };
     let lines = Lines {
         out: Mutex::new(std::io::stderr()),

@@ -72,6 +72,10 @@ pub enum Command {
         /// Show what would run; run and record nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Reconcile a head that does not descend from the last reconciled commit (a rewind or
+        /// a replaced history); it must still be signed by the anchored signers.
+        #[arg(long)]
+        allow_rewind: bool,
         /// text: progress lines; json: one JSON event per line.
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
@@ -81,6 +85,12 @@ pub enum Command {
         /// The HTTP address (overrides `listen` in gantry.toml; port 0 picks a free port).
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
+        /// Reconcile heads that do not descend from the last reconciled commit.
+        #[arg(long)]
+        allow_rewind: bool,
+        /// A host name the HTTP API answers to besides the listen address (repeatable).
+        #[arg(long = "allowed-host", value_name = "NAME")]
+        allowed_hosts: Vec<String>,
     },
     /// Per target: current, desired, status, next action, window, blockers.
     Status {
@@ -252,9 +262,14 @@ pub fn run() -> ExitCode {
         Command::Apply {
             targets,
             dry_run,
+            allow_rewind,
             format,
-        } => apply::run(&cli, targets, *dry_run, *format),
-        Command::Daemon { listen } => daemon::run(&cli, listen.as_deref()),
+        } => apply::run(&cli, targets, *dry_run, *allow_rewind, *format),
+        Command::Daemon {
+            listen,
+            allow_rewind,
+            allowed_hosts,
+        } => daemon::run(&cli, listen.as_deref(), *allow_rewind, allowed_hosts),
         Command::Status { format } => status::run(&cli, *format),
         Command::History { target, format } => history::run(&cli, target.as_deref(), *format),
         Command::Rollback { target, to, branch } => rollback::run(&cli, target, to.as_deref(), branch.as_deref()),

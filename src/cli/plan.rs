@@ -24,7 +24,8 @@ pub fn run(cli: &Cli, base: Option<&str>, head: Option<&str>, format: Format) ->
         return Ok(Exit::Invalid);
     }
     let recorded = crate::state::read_recorded(&repo.repo, &loaded.desired.config.state_branch)?;
-    let evidence = load::evidence(&repo, &loaded)?;
+    let anchor = crate::reconcile::apply::anchor_of(&repo, &recorded).map_err(CliError::Apply)?;
+    let evidence = load::evidence(&repo, &loaded, &anchor)?;
     // With `[trust]`, CI sees that `apply` would refuse this head. Only a warning: pull
     // requests are often signed when merged, not before.
     if let Err(e) = crate::reconcile::apply::check_trust(&repo, head_commit, &loaded, &recorded) {
@@ -41,7 +42,7 @@ pub fn run(cli: &Cli, base: Option<&str>, head: Option<&str>, format: Format) ->
         let base_commit = repo.resolve(base)?;
         head_plan.base = Some(base_commit.to_string());
         let base_loaded = load_commit(&repo, base_commit)?;
-        let base_evidence = load::evidence(&repo, &base_loaded)?;
+        let base_evidence = load::evidence(&repo, &base_loaded, &anchor)?;
         let base_plan = plan_of(&base_loaded, &recorded, &base_evidence, now);
         keep_changed_actions(&mut head_plan, &base_plan);
         for file in repo.changed_files(base_commit, head_commit)? {

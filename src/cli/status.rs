@@ -57,7 +57,8 @@ pub fn status_report(repo: &WatchedRepo, rev: Option<&str>, now: jiff::Timestamp
             unfinished.insert(attempt.header.target);
         }
     }
-    let evidence = crate::reconcile::load::evidence(repo, &loaded)?;
+    let anchor = crate::reconcile::apply::anchor_of(repo, &recorded).map_err(CliError::Apply)?;
+    let evidence = crate::reconcile::load::evidence(repo, &loaded, &anchor)?;
     let plan = plan::plan(&loaded.plan_input(&recorded, &evidence, now));
     let targets = plan
         .actions

@@ -237,6 +237,8 @@ pub struct Evidence {
     /// Per target: approver addresses from `Approved-by:` trailers on the commit that last
     /// changed the target's desired version.
     pub commit_approvers: BTreeMap<String, BTreeSet<String>>,
+    /// With `[trust]`: what signed history vouches for (`policy::approvals`, issue #18).
+    pub trusted: Option<crate::policy::approvals::TrustedApprovals>,
 }
 
 /// Everything the planner reads.
@@ -746,11 +748,17 @@ fn gates(
                 .into_iter()
                 .flatten()
                 .map(String::as_str);
-            let from_manifests =
-                shared
-                    .approvals
-                    .approvers(&target.spec().component, &release.version, target.labels());
-            let tally = Tally::count(rule, from_commit.chain(from_manifests));
+            let from_manifests = shared
+                .approvals
+                .matching(&target.spec().component, &release.version, target.labels());
+            let (approvers, notes) = crate::policy::approvals::approvers_for(
+                input.evidence.trusted.as_ref(),
+                target.name(),
+                from_commit,
+                from_manifests,
+                release,
+            );
+            let tally = Tally::count(rule, approvers);
             if tally.unreachable() {
                 action.violations.push(format!(
                     "policy `{}` requires {} approvals for a {} update but lists only {} approvers ({}); lower `approvals` or add approvers",
@@ -761,6 +769,7 @@ fn gates(
                     tally.eligible.join(", ")
                 ));
             } else if let Some(reason) = tally.shortfall() {
+                let reason = std::iter::once(reason).chain(notes).collect::<Vec<_>>().join("; ");
                 action.blocked_by.push(Blocker::new(BlockerKind::Approval, reason));
             }
             action.approvals = Some(ApprovalState {

@@ -122,13 +122,19 @@ fn compile_windows(desired: &Desired, diagnostics: &mut Vec<Diagnostic>) -> Vec<
 }
 
 /// Reads from git what the planner's gates need beyond the manifests: the `Approved-by:`
-/// trailers on the commit that last changed each target's desired version. Only targets whose
-/// policy asks for approvals for some update type are looked up, so fleets without approval
-/// rules never walk history.
+/// trailers on the commit that last changed each target's desired version, and, with `[trust]`,
+/// what signed history vouches for ([`trusted_approvals`]). Only targets whose policy asks for
+/// approvals for some update type are looked up, so fleets without approval rules never walk
+/// history. Signatures are checked against the signers of `anchor` (`source::trust`), never the
+/// head's own list.
 ///
 /// # Errors
 /// git failures walking history.
-pub fn evidence(repo: &WatchedRepo, loaded: &LoadedCommit) -> Result<Evidence, SourceError> {
+pub fn evidence(
+    repo: &WatchedRepo,
+    loaded: &LoadedCommit,
+    anchor: &trust::AnchorSource,
+) -> Result<Evidence, SourceError> {
     let _stage = timings::stage("evidence.approvals");
     let wanted: BTreeMap<String, String> = loaded
         .desired
@@ -145,18 +151,113 @@ pub fn evidence(repo: &WatchedRepo, loaded: &LoadedCommit) -> Result<Evidence, S
     if wanted.is_empty() {
         return Ok(Evidence::default());
     }
-    // With `[trust]`, trailers count only from signed commits. `apply` has already refused an
-    // untrusted head; if the signers cannot be read here, no trailer counts.
-    let signers = match trust::signers_for(repo, loaded.commit, &loaded.desired.config, None) {
+    // With `[trust]`, approvals count only from signed commits. `apply` has already refused an
+    // untrusted head; if the signers cannot be read here, no approval counts.
+    let signers = match trust::signers_for(repo, loaded.commit, &loaded.desired.config, anchor) {
         Ok(signers) => signers,
         Err(e) => {
-            tracing::warn!("Approved-by trailers not counted: {e}");
+            tracing::warn!("approvals not counted: {e}");
             Some(trust::AllowedSigners::none("(unreadable allowed signers)"))
         }
     };
+    let found = history::version_change_approvers(repo, loaded.commit, &wanted, signers.as_ref())?;
+    let trusted = match &signers {
+        Some(signers) => Some(trusted_approvals(repo, loaded, &found, signers)?),
+        None => None,
+    };
     Ok(Evidence {
-        commit_approvers: history::version_change_approvers(repo, loaded.commit, &wanted, signers.as_ref())?,
+        commit_approvers: found.into_iter().map(|(t, v)| (t, v.approvers)).collect(),
+        trusted,
     })
+}
+
+/// With `[trust]` (issue #18): for each target, the release digests of its component at the
+/// commit whose trailers approved it; for each Approval manifest, the addresses the signed
+/// commit that added it vouches for and the digest of the release it names at that commit.
+///
+/// # Errors
+/// git failures walking history or reading the approving commits.
+pub fn trusted_approvals(
+    repo: &WatchedRepo,
+    loaded: &LoadedCommit,
+    found: &BTreeMap<String, history::VersionApproval>,
+    signers: &trust::AllowedSigners,
+) -> Result<policy::approvals::TrustedApprovals, SourceError> {
+    use policy::approvals::{ManifestApproval, release_digest};
+    type Digests = BTreeMap<String, BTreeMap<semver::Version, String>>;
+    let digests_of = |desired: &Desired| -> Digests {
+        desired
+            .releases
+            .iter()
+            .map(|(component, releases)| {
+                let by_version = releases
+                    .iter()
+                    .map(|r| (r.version.clone(), release_digest(r)))
+                    .collect();
+                (component.clone(), by_version)
+            })
+            .collect()
+    };
+    let mut at_commit: BTreeMap<Oid, Digests> = BTreeMap::new();
+    at_commit.insert(loaded.commit, digests_of(&loaded.desired));
+    let mut digests = |commit: Oid| -> Result<Digests, SourceError> {
+        if let Some(d) = at_commit.get(&commit) {
+            return Ok(d.clone());
+        }
+        let d = digests_of(&load_commit(repo, commit)?.desired);
+        at_commit.insert(commit, d.clone());
+        Ok(d)
+    };
+    let mut trusted = policy::approvals::TrustedApprovals::default();
+    for (name, approval) in found {
+        let Some(target) = loaded.desired.targets.get(name) else {
+            continue;
+        };
+        let releases = digests(approval.commit)?
+            .remove(&target.spec().component)
+            .unwrap_or_default();
+        trusted.commit_releases.insert(name.clone(), releases);
+    }
+    let wanted: BTreeMap<String, String> = loaded
+        .desired
+        .approvals
+        .iter()
+        .map(|a| (a.name.clone(), history::approval_fingerprint(&a.spec)))
+        .collect();
+    let commits = history::approval_commits(repo, loaded.commit, &wanted)?;
+    for approval in &loaded.desired.approvals {
+        let Some(&commit) = commits.get(&approval.name) else {
+            continue;
+        };
+        let short = &commit.to_string()[..7];
+        let mut vouched = ManifestApproval::default();
+        match trust::verify_commit(&repo.repo, commit, signers) {
+            Ok(signer) => {
+                for who in &approval.spec.approved_by {
+                    let Some(address) = policy::approvals::normalize_address(who) else {
+                        continue;
+                    };
+                    if signer.vouches_for(&address) {
+                        vouched.approvers.insert(address);
+                    } else {
+                        vouched.notes.push(format!(
+                            "Approval `{}` names {address} but commit {short} that added it is signed by {} ({}), which {} does not list for {address}: each approver signs their own approval (`gantry approve`)",
+                            approval.name, signer.email, signer.fingerprint, signers.source_name
+                        ));
+                    }
+                }
+            }
+            Err(e) => vouched.notes.push(format!(
+                "Approval `{}` not counted: commit {short} that added it is not trusted ({e})",
+                approval.name
+            )),
+        }
+        vouched.release = semver::Version::parse(approval.spec.version.trim())
+            .ok()
+            .and_then(|v| digests(commit).ok()?.remove(&approval.spec.component)?.remove(&v));
+        trusted.manifests.insert(approval.name.clone(), vouched);
+    }
+    Ok(trusted)
 }
 
 /// Policy ties, checked for every target (the planner also reports them per action).

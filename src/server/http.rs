@@ -21,6 +21,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/status", get(status))
         .route("/api/daemon", get(daemon))
         .route("/api/refresh", post(refresh))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            super::guard::check,
+        ))
         .with_state(shared)
 }
 

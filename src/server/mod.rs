@@ -16,6 +16,7 @@
 //! `/api/daemon` and the status page, and the daemon waits for the next commit.
 
 mod events;
+pub mod guard;
 mod http;
 pub mod metrics;
 pub mod notify;
@@ -88,6 +89,10 @@ pub struct DaemonOptions {
     pub listen: Option<String>,
     /// A fixed clock (`--now`): timers never fire, which suits tests.
     pub now: Option<Timestamp>,
+    /// Reconcile heads that do not descend from the trust anchor (`--allow-rewind`).
+    pub allow_rewind: bool,
+    /// Host names the HTTP API answers to besides the listen address (`--allowed-host`).
+    pub allowed_hosts: Vec<String>,
 }
 
 /// What the daemon knows beyond the status report (served as `/api/daemon`).
@@ -123,6 +128,10 @@ pub struct InvalidCommit {
 pub struct Shared {
     pub repo_path: PathBuf,
     pub now: Option<Timestamp>,
+    /// `--allow-rewind`.
+    pub allow_rewind: bool,
+    /// Which Host and Origin headers the HTTP API accepts (`guard`).
+    pub guard: guard::HostGuard,
     pub metrics: Mutex<Metrics>,
     pub daemon: Mutex<DaemonState>,
     /// Set once on SIGTERM/SIGINT.
@@ -173,6 +182,8 @@ pub fn run(options: DaemonOptions) -> Result<(), ServerError> {
     let shared = Arc::new(Shared {
         repo_path: options.repo.clone(),
         now: options.now,
+        allow_rewind: options.allow_rewind,
+        guard: guard::HostGuard::new(options.allowed_hosts.clone()),
         metrics: Mutex::new(Metrics::default()),
         daemon: Mutex::new(DaemonState::default()),
         stop: AtomicBool::new(false),
@@ -223,6 +234,7 @@ async fn serve(
         what: "cannot read the bound address",
         source,
     })?;
+    shared.guard.bound(addr);
     // The first line on stderr, always plain text: tests and scripts read the port from it.
     eprintln!("listening on {addr}");
     tracing::info!(%addr, repo = %shared.repo_path.display(), "daemon started");
@@ -489,6 +501,7 @@ fn run_pass(shared: &Shared, lock_held: &ReconcilerLock, seen: Option<Instant>) 
         targets: Vec::new(),
         dry_run: false,
         now: shared.now,
+        allow_rewind: shared.allow_rewind,
     };
     let result = apply_holding_lock(&repo, lock_held, &options, &shared.stop, &sink);
     // The pass counters move last, once its gauges and notifications are done, so a reader that
