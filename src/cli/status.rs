@@ -36,6 +36,9 @@ pub struct StatusReport {
     pub state_commit: Option<String>,
     pub now: String,
     pub valid: bool,
+    /// The pinned trust anchor (`.git/gantry/trust-anchor`): the last reconciled commit, whose
+    /// signers and state branch are in force; absent before the first apply on this host.
+    pub trust_anchor: Option<crate::source::trust::TrustAnchor>,
     pub targets: Vec<TargetStatusRow>,
 }
 
@@ -97,6 +100,10 @@ pub fn status_report(repo: &WatchedRepo, rev: Option<&str>, now: jiff::Timestamp
         state_commit: recorded.commit.clone(),
         now: now.to_string(),
         valid: loaded.is_valid(),
+        trust_anchor: match anchor {
+            crate::source::trust::AnchorSource::Pinned(a) => Some(a),
+            _ => None,
+        },
         targets,
     })
 }
@@ -121,6 +128,15 @@ pub fn run(cli: &Cli, format: Format) -> Result<Exit, CliError> {
             .map_or("(none)", |c| &c[..12.min(c.len())]),
         report.now
     );
+    match &report.trust_anchor {
+        Some(a) => println!(
+            "trust anchor {} (state branch {}, signers {}) · pinned in .git/gantry/trust-anchor",
+            &a.commit[..12.min(a.commit.len())],
+            a.state_branch,
+            a.allowed_signers.as_deref().unwrap_or("none: [trust] off")
+        ),
+        None => println!("trust anchor (none pinned yet: the first apply pins it)"),
+    }
     println!(
         "{:width$}  {:10} {:9} {:9} {:12} {:10} NEXT",
         "TARGET", "COMPONENT", "CURRENT", "DESIRED", "STATUS", "ACTION"

@@ -231,20 +231,19 @@ pub fn trusted_approvals(
         };
         let short = &commit.to_string()[..7];
         let mut vouched = ManifestApproval::default();
-        match trust::verify_commit(&repo.repo, commit, signers) {
-            Ok(signer) => {
-                for who in &approval.spec.approved_by {
-                    let Some(address) = policy::approvals::normalize_address(who) else {
-                        continue;
-                    };
-                    if signer.vouches_for(&address) {
-                        vouched.approvers.insert(address);
-                    } else {
-                        vouched.notes.push(format!(
-                            "Approval `{}` names {address} but commit {short} that added it is signed by {} ({}), which {} does not list for {address}: each approver signs their own approval (`gantry approve`)",
-                            approval.name, signer.email, signer.fingerprint, signers.source_name
-                        ));
-                    }
+        let named = approval
+            .spec
+            .approved_by
+            .iter()
+            .filter_map(|who| policy::approvals::normalize_address(who));
+        match trust::vouched(repo, commit, signers, named) {
+            Ok((signer, kept, dropped)) => {
+                vouched.approvers.extend(kept);
+                for address in dropped {
+                    vouched.notes.push(format!(
+                        "Approval `{}` names {address} but commit {short} that added it is signed by {} ({}), which is not listed for {address} (in {} and in the list before that commit): each approver signs their own approval (`gantry approve`)",
+                        approval.name, signer.email, signer.fingerprint, signers.source_name
+                    ));
                 }
             }
             Err(e) => vouched.notes.push(format!(

@@ -57,21 +57,19 @@ pub fn commit_approvers(
     let named = trailer_approvers(commit.message().unwrap_or(""));
     match signers {
         None => named,
-        Some(signers) => match trust::verify_commit(&repo.repo, commit.id(), signers) {
-            Ok(signer) => {
-                let (kept, dropped): (BTreeSet<String>, BTreeSet<String>) =
-                    named.into_iter().partition(|a| signer.vouches_for(a));
+        Some(signers) => match trust::vouched(repo, commit.id(), signers, named.clone()) {
+            Ok((signer, kept, dropped)) => {
                 if !dropped.is_empty() {
                     tracing::warn!(
                         commit = %commit.id(),
-                        "Approved-by {} not counted: the commit is signed by {} ({}), which {} does not list for them",
-                        dropped.into_iter().collect::<Vec<_>>().join(", "),
+                        "Approved-by {} not counted: the commit is signed by {} ({}), which is not listed for them in {} and in the list before the commit",
+                        dropped.join(", "),
                         signer.email,
                         signer.fingerprint,
                         signers.source_name
                     );
                 }
-                kept
+                kept.into_iter().collect()
             }
             Err(e) => {
                 if !named.is_empty() {

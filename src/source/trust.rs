@@ -279,6 +279,8 @@ pub struct AllowedSigners {
     entries: Vec<Entry>,
     /// E.g. `trust/allowed_signers at 4f0c1d2` or `.git/gantry/allowed_signers`.
     pub source_name: String,
+    /// Whether it is the operator's `.git/gantry/allowed_signers` (then it alone decides).
+    pub host_pinned: bool,
 }
 
 impl AllowedSigners {
@@ -344,6 +346,7 @@ impl AllowedSigners {
         Ok(AllowedSigners {
             entries,
             source_name: source_name.to_string(),
+            host_pinned: false,
         })
     }
 
@@ -352,6 +355,7 @@ impl AllowedSigners {
         AllowedSigners {
             entries: Vec::new(),
             source_name: source_name.to_string(),
+            host_pinned: false,
         }
     }
 
@@ -488,7 +492,9 @@ pub fn signers_for(
             line: 0,
             message: e.to_string(),
         })?;
-        return AllowedSigners::parse(&text, &name).map(Some);
+        let mut signers = AllowedSigners::parse(&text, &name)?;
+        signers.host_pinned = true;
+        return Ok(Some(signers));
     }
     let previous = match anchor {
         AnchorSource::None => None,
@@ -558,6 +564,62 @@ pub fn check_forward(repo: &WatchedRepo, head: Oid, anchor: &AnchorSource) -> Re
         anchor: anchor_oid,
         pinned: anchor.describe(),
     })
+}
+
+/// The allowed signers in the tree of `commit` (its `[trust] allowed_signers` file), if it has
+/// `[trust]` and the file; used to check an approving commit against the list in force
+/// **before** it (its first parent), so a commit cannot vouch for an address through a key it
+/// maps to that address itself.
+///
+/// # Errors
+/// [`TrustError::Signers`] when the file does not parse, git failures.
+pub fn signers_at(repo: &WatchedRepo, commit: Oid) -> Result<Option<AllowedSigners>, TrustError> {
+    let Some(path) = trust_path_at(repo, commit) else {
+        return Ok(None);
+    };
+    let short = &commit.to_string()[..7];
+    let name = format!("{path} at {short}");
+    match repo.read_file(commit, &path) {
+        Ok(Some(bytes)) => AllowedSigners::parse(&String::from_utf8_lossy(&bytes), &name).map(Some),
+        Ok(None) => Ok(None),
+        Err(e) => Err(TrustError::Signers {
+            source_name: name,
+            line: 0,
+            message: e.to_string(),
+        }),
+    }
+}
+
+/// The addresses among `named` that the signature of `commit` vouches for: its key must be
+/// listed for the address in `signers` (the anchored list) and, unless that list is the
+/// operator's pinned file, also in the list at the commit's first parent (the list before the
+/// commit changed it). Returns the signer and the addresses not vouched for.
+///
+/// # Errors
+/// [`TrustError`] when the commit is not signed by an allowed signer.
+pub fn vouched(
+    repo: &WatchedRepo,
+    commit: Oid,
+    signers: &AllowedSigners,
+    named: impl IntoIterator<Item = String>,
+) -> Result<(Signer, Vec<String>, Vec<String>), TrustError> {
+    let signer = verify_commit(&repo.repo, commit, signers)?;
+    let before = match (signers.host_pinned, repo.repo.find_commit(commit)?.parent_ids().next()) {
+        (false, Some(parent)) => signers_at(repo, parent)?
+            .map(|list| verify_commit(&repo.repo, commit, &list).ok())
+            .unwrap_or(None)
+            .map(Some),
+        _ => None,
+    };
+    let (kept, dropped) = named.into_iter().partition(|a| {
+        signer.vouches_for(a)
+            && match &before {
+                // The parent had a list: the key must have been listed for the address there too.
+                Some(before) => before.as_ref().is_some_and(|b| b.vouches_for(a)),
+                None => true,
+            }
+    });
+    Ok((signer, kept, dropped))
 }
 
 /// `[trust] allowed_signers` of the `gantry.toml` at `commit`, if it has one.
