@@ -616,3 +616,51 @@ fn the_http_api_refuses_foreign_hosts_and_cross_site_writes() {
     let (code, body) = daemon.request("POST", "/api/refresh", &[json]);
     assert_eq!(code, 202, "no Origin (not a browser): {body}");
 }
+
+/// Attacks 10 and 12: `plan` printed old and new `vars` values in the manifest diff, and raw
+/// terminal escapes from commit subjects.
+#[test]
+fn plans_mask_vars_and_strip_terminal_escapes() {
+    let repo = Repo::new();
+    let with_vars = |version: &str, token: &str| {
+        format!(
+            "{}  config: {{ replicas: 2 }}\n  vars:\n    token: {token}\n    region: eu-west\n",
+            target("acme", "billing", version, "env: prod")
+        )
+    };
+    repo.file("gantry.toml", "[executors.local]\ntype = \"shell\"\n")
+        .file("components/billing.yaml", &component("billing", ""))
+        .file(
+            "releases/billing.yaml",
+            &format!(
+                "{}---\n{}",
+                release("billing", "1.0.0", ""),
+                release("billing", "2.0.0", "")
+            ),
+        )
+        .file("targets/acme.yaml", &with_vars("1.0.0", "old-s3cr3t-value"))
+        .file("scripts/deploy.sh", DEPLOY);
+    let base = repo.commit_all("fleet");
+    repo.file("targets/acme.yaml", &with_vars("2.0.0", "new-s3cr3t-value"));
+    repo.commit_all("rotate \u{1b}]0;owned\u{7}token \u{1b}[2J\u{1b}[31mnow\u{1b}[0m");
+    for format in ["text", "markdown", "json"] {
+        let out = repo
+            .gantry(&["plan", "--base", &base, "--format", format])
+            .expect(0)
+            .stdout();
+        assert!(!out.contains("s3cr3t"), "{format} leaks a var value:\n{out}");
+        assert!(!out.contains("eu-west"), "{format} leaks a var value:\n{out}");
+        assert!(!out.contains('\u{1b}'), "{format} carries a terminal escape:\n{out}");
+        if format != "json" {
+            assert!(
+                out.contains("token: *** (changed)"),
+                "{format} shows the var changed:\n{out}"
+            );
+            assert!(
+                out.contains("rotate token now"),
+                "{format} keeps the subject's text:\n{out}"
+            );
+            assert!(out.contains("replicas: 2"), "{format} shows config:\n{out}");
+        }
+    }
+}
