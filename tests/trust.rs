@@ -664,3 +664,56 @@ fn plans_mask_vars_and_strip_terminal_escapes() {
         }
     }
 }
+
+/// Attack 9: a URL artifact was verified, then fetched again by the step over plain http, where
+/// the server could answer differently. The step now gets the verified local file.
+#[test]
+fn steps_get_the_verified_artifact_file_not_the_url() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/billing-2.0.0.tar", listener.local_addr().unwrap());
+    // The first answer is the real artifact; every later one is the attacker's.
+    std::thread::spawn(move || {
+        for (i, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let body: &[u8] = if i == 0 { b"good artifact\n" } else { b"evil artifact\n" };
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(body);
+        }
+    });
+    let sha = {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(b"good artifact\n");
+        digest.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    let repo = Repo::new();
+    repo.file("gantry.toml", "[executors.local]\ntype = \"shell\"\n")
+        .file(
+            "components/billing.yaml",
+            "apiVersion: gantry.dev/v1\nkind: Component\nmetadata: { name: billing }\nspec:\n  steps:\n    deploy: [\"scripts/deploy.sh\", \"{{ artifact.path }}\"]\n",
+        )
+        .file(
+            "releases/billing.yaml",
+            &release(
+                "billing",
+                "2.0.0",
+                &format!("  artifacts:\n    - url: {url}\n      sha256: {sha}\n"),
+            ),
+        )
+        .file("targets/acme.yaml", &target("acme", "billing", "2.0.0", "env: prod"))
+        .file(
+            "scripts/deploy.sh",
+            "#!/bin/sh\n[ \"$1\" = \"$GANTRY_ARTIFACT\" ] || { echo \"argv $1 != env $GANTRY_ARTIFACT\"; exit 1; }\ncat \"$1\" >> \"$GANTRY_REPO/runs.log\"\n",
+        );
+    repo.commit_all("fleet");
+    repo.gantry(&["apply"]).expect(0);
+    assert_eq!(runs(&repo), "good artifact\n");
+    let cached = repo.path().join(".git/gantry/artifacts").join(&sha);
+    assert_eq!(std::fs::read_to_string(&cached).unwrap(), "good artifact\n");
+}

@@ -161,6 +161,13 @@ pub struct TemplateContext {
     pub migration: Option<String>,
     /// The attempt id (also names snapshots, so `restore` finds the attempt's one).
     pub attempt: String,
+    /// The first verified artifact of the release being deployed, as a local file
+    /// (`{{ artifact.path }}`; see `executor::artifact`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<artifact::LocalArtifact>,
+    /// Every verified artifact of that release, in manifest order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<artifact::LocalArtifact>,
 }
 
 /// One step to run.
@@ -521,6 +528,8 @@ pub(crate) mod testutil {
             release: None,
             migration: None,
             attempt: "a1".into(),
+            artifact: None,
+            artifacts: Vec::new(),
         }
     }
 

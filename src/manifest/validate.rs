@@ -11,7 +11,7 @@ use super::types::*;
 use super::values::{self, VersionWanted};
 
 /// The variables a step template may use (SPEC §5).
-pub const TEMPLATE_VARIABLES: [&str; 8] = [
+pub const TEMPLATE_VARIABLES: [&str; 10] = [
     "target",
     "component",
     "version",
@@ -20,6 +20,8 @@ pub const TEMPLATE_VARIABLES: [&str; 8] = [
     "release",
     "migration",
     "attempt",
+    "artifact",
+    "artifacts",
 ];
 
 /// The built-in executor a component gets when it names none.

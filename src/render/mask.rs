@@ -29,7 +29,7 @@ pub fn mask_vars(path: &str, text: &str, old: Option<&Masked>) -> Masked {
     let mut block: Option<usize> = None;
     let mut toml_table = false;
     let mut seen = 0usize;
-    let mut mark = |id: String, value: &str, values: &mut HashMap<String, String>| -> String {
+    let mark = |id: String, value: &str, values: &mut HashMap<String, String>| -> String {
         let changed = old.is_some_and(|o| o.values.get(&id).map(String::as_str) != Some(value.trim()));
         values.insert(id, value.trim().to_string());
         if changed {
