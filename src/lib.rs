@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod executor;
 pub mod manifest;
+pub mod ops;
 pub mod plan;
 pub mod policy;
 pub mod reconcile;

@@ -717,3 +717,76 @@ fn steps_get_the_verified_artifact_file_not_the_url() {
     let cached = repo.path().join(".git/gantry/artifacts").join(&sha);
     assert_eq!(std::fs::read_to_string(&cached).unwrap(), "good artifact\n");
 }
+
+/// `gantry approve` (issue #18): writes the Approval and commits it SSH-signed in-process with
+/// the approver's key; git itself verifies the signature, and the approval counts. Nobody can
+/// use it to approve for someone else.
+#[test]
+fn gantry_approve_commits_a_signed_approval_that_counts() {
+    let keys = keys();
+    let repo = fleet(&keys, "1.0.0", GATED);
+    install_approved(&repo, &keys);
+    bump(&repo, "2.0.0");
+    signed_commit(&repo, "upgrade", &keys.alice);
+    repo.gantry(&["apply"]).expect(0);
+    assert_eq!(runs(&repo), "deploy 1.0.0\n", "waits for the approval");
+
+    let key = |k: &Path| k.to_string_lossy().into_owned();
+    let err = repo
+        .gantry(&["approve", "acme", "--key", &key(&keys.mallory)])
+        .expect(1)
+        .stderr();
+    assert!(
+        err.contains("is not listed for any address in the allowed signers in force"),
+        "{err}"
+    );
+    let err = repo
+        .gantry(&[
+            "approve",
+            "acme",
+            "--key",
+            &key(&keys.alice),
+            "--as",
+            "approver@example.com",
+        ])
+        .expect(1)
+        .stderr();
+    assert!(err.contains("is not listed for approver@example.com"), "{err}");
+    let err = repo
+        .gantry(&["approve", "acme", "--key", &key(&keys.approver), "--version", "3.0.0"])
+        .expect(1)
+        .stderr();
+    assert!(err.contains("there is no Release billing 3.0.0"), "{err}");
+
+    let out = repo
+        .gantry(&["approve", "acme", "--key", &key(&keys.approver)])
+        .expect(0)
+        .stdout();
+    assert!(
+        out.contains("on main: approver@example.com approves billing 2.0.0 for acme (approvals/billing-2-0-0-acme-approver-example-com.yaml"),
+        "{out}"
+    );
+    // git's own verification accepts the in-process signature.
+    let verified = Command::new("git")
+        .current_dir(repo.path())
+        .args([
+            "-c",
+            "gpg.ssh.allowedSignersFile=trust/allowed_signers",
+            "verify-commit",
+            "main",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&verified.stderr).contains("Good \"git\" signature for approver@example.com"),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    repo.gantry(&["apply"]).expect(0);
+    assert_eq!(runs(&repo), "deploy 1.0.0\ndeploy 2.0.0\n");
+}

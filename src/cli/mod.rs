@@ -1,6 +1,7 @@
 //! The command line: argument definitions, one file per command, and exit codes in one place.
 
 mod apply;
+mod approve;
 mod completions;
 mod daemon;
 mod history;
@@ -110,6 +111,27 @@ pub enum Command {
         /// The version to pin: a recorded rollback point or an existing release.
         #[arg(long, value_name = "VERSION")]
         to: Option<String>,
+        /// Write the commit on a new branch (for a pull request) instead of the desired branch.
+        #[arg(long, value_name = "NAME")]
+        branch: Option<String>,
+    },
+    /// Commit a signed Approval of one release for TARGET (or --selector), as the key's owner.
+    Approve {
+        /// The target to approve the release for (the Approval selects its labels).
+        #[arg(required_unless_present = "selector", conflicts_with = "selector")]
+        target: Option<String>,
+        /// Approve for every target with these labels (repeatable KEY=VALUE).
+        #[arg(long, value_name = "KEY=VALUE")]
+        selector: Vec<String>,
+        /// The exact release (default: the target's spec.version when exact).
+        #[arg(long, value_name = "VERSION")]
+        version: Option<String>,
+        /// The approver's unencrypted OpenSSH private key (default: git's user.signingkey).
+        #[arg(long, value_name = "PATH")]
+        key: Option<PathBuf>,
+        /// The approver's address (default: the one the allowed signers list for the key).
+        #[arg(long = "as", value_name = "ADDRESS")]
+        approver: Option<String>,
         /// Write the commit on a new branch (for a pull request) instead of the desired branch.
         #[arg(long, value_name = "NAME")]
         branch: Option<String>,
@@ -273,6 +295,24 @@ pub fn run() -> ExitCode {
         Command::Status { format } => status::run(&cli, *format),
         Command::History { target, format } => history::run(&cli, target.as_deref(), *format),
         Command::Rollback { target, to, branch } => rollback::run(&cli, target, to.as_deref(), branch.as_deref()),
+        Command::Approve {
+            target,
+            selector,
+            version,
+            key,
+            approver,
+            branch,
+        } => approve::run(
+            &cli,
+            approve::Args {
+                target: target.as_deref(),
+                selector,
+                version: version.as_deref(),
+                key: key.as_ref(),
+                approver: approver.as_deref(),
+                branch: branch.as_deref(),
+            },
+        ),
         Command::Schema { kind } => schema::run(kind.as_deref()),
         Command::Init { dir } => init::run(&cli, dir),
         Command::Completions { shell } => completions::completions(*shell),

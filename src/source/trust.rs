@@ -258,6 +258,9 @@ pub enum TrustError {
         anchor: Oid,
         pinned: &'static str,
     },
+    /// A signing key cannot be read or cannot sign.
+    #[error("signing key {path}: {detail}")]
+    Key { path: String, detail: String },
     /// `.git/gantry/trust-anchor` cannot be read or written.
     #[error("trust anchor: {0}")]
     Anchor(String),
@@ -367,6 +370,75 @@ impl AllowedSigners {
     /// Whether no key is usable.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+}
+
+/// An SSH key that signs commits in-process (`gantry approve`), as `git commit -S` with
+/// `gpg.format = ssh` would: an SSHSIG over the commit buffer in namespace `git`, SHA-512.
+pub struct CommitSigner {
+    key: ssh_key::PrivateKey,
+    /// Where the key was read from, for messages.
+    pub source: String,
+}
+
+impl CommitSigner {
+    /// Reads an unencrypted OpenSSH private key (`ssh-keygen -t ed25519`). Given a `.pub` path
+    /// (as git's `user.signingkey` often is), the private key next to it is read.
+    ///
+    /// # Errors
+    /// [`TrustError::Key`] saying why the key cannot sign.
+    pub fn from_file(path: &std::path::Path) -> Result<CommitSigner, TrustError> {
+        let path = match path.extension() {
+            Some(ext) if ext == "pub" => path.with_extension(""),
+            _ => path.to_path_buf(),
+        };
+        let source = path.display().to_string();
+        let fail = |detail: String| TrustError::Key {
+            path: source.clone(),
+            detail,
+        };
+        let key = ssh_key::PrivateKey::read_openssh_file(&path).map_err(|e| fail(e.to_string()))?;
+        if key.is_encrypted() {
+            return Err(fail(
+                "it is passphrase-protected; gantry signs only with an unencrypted key file (keep it readable by you alone)"
+                    .to_string(),
+            ));
+        }
+        Ok(CommitSigner { key, source })
+    }
+
+    /// The public key, as listed in an allowed-signers file.
+    pub fn public_key(&self) -> &ssh_key::PublicKey {
+        self.key.public_key()
+    }
+
+    /// The armored SSH signature of a commit buffer (`git2::Repository::commit_create_buffer`).
+    ///
+    /// # Errors
+    /// [`TrustError::Key`] when signing fails.
+    pub fn sign(&self, commit_buffer: &[u8]) -> Result<String, TrustError> {
+        let fail = |detail: String| TrustError::Key {
+            path: self.source.clone(),
+            detail,
+        };
+        let sig = self
+            .key
+            .sign(GIT_NAMESPACE, HashAlg::Sha512, commit_buffer)
+            .map_err(|e| fail(e.to_string()))?;
+        sig.to_pem(ssh_key::LineEnding::LF).map_err(|e| fail(e.to_string()))
+    }
+}
+
+impl AllowedSigners {
+    /// The addresses `key` is listed for: positive principals without wildcards, in file order.
+    pub fn addresses_of(&self, key: &ssh_key::PublicKey) -> Vec<String> {
+        self.entries
+            .iter()
+            .filter(|e| e.key.key_data() == key.key_data())
+            .flat_map(|e| e.principals.iter())
+            .filter(|p| !p.starts_with('!') && !p.contains(['*', '?']) && p.contains('@'))
+            .map(|p| p.to_ascii_lowercase())
+            .collect()
     }
 }
 

@@ -1,0 +1,50 @@
+//! `gantry approve`: commits a signed Approval for the approver (see `ops::approve`).
+
+use std::path::PathBuf;
+
+use crate::ops::approve::{ApproveOptions, approve};
+use crate::source::WatchedRepo;
+
+use super::{Cli, CliError, Exit};
+
+/// The command's arguments, as given.
+pub struct Args<'a> {
+    pub target: Option<&'a str>,
+    pub selector: &'a [String],
+    pub version: Option<&'a str>,
+    pub key: Option<&'a PathBuf>,
+    pub approver: Option<&'a str>,
+    pub branch: Option<&'a str>,
+}
+
+pub fn run(cli: &Cli, args: Args) -> Result<Exit, CliError> {
+    let mut selector = crate::manifest::Labels::new();
+    for pair in args.selector {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| CliError::Usage(format!("--selector `{pair}` is not KEY=VALUE")))?;
+        selector.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    let options = ApproveOptions {
+        target: args.target.map(str::to_string),
+        selector,
+        version: args.version.map(str::to_string),
+        key: args.key.cloned(),
+        approver: args.approver.map(str::to_string),
+        branch: args.branch.map(str::to_string),
+    };
+    let repo = WatchedRepo::open(&cli.repo)?;
+    let report = approve(&repo, &options).map_err(|e| CliError::Usage(e.to_string()))?;
+    println!(
+        "{} on {}: {} approves {} {} for {} ({}, signed with {})",
+        &report.commit.to_string()[..12],
+        report.branch,
+        report.approver,
+        report.component,
+        report.version,
+        report.targets.join(", "),
+        report.file,
+        report.fingerprint
+    );
+    Ok(Exit::Ok)
+}

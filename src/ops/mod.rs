@@ -1,0 +1,3 @@
+//! Operations users invoke, returning typed reports; `cli` and `server` call these.
+
+pub mod approve;
