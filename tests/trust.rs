@@ -150,12 +150,6 @@ fn renaming_the_state_branch_does_not_move_the_trust_anchor() {
     let trusted = signed_commit(&repo, "fleet", &keys.alice);
     repo.gantry(&["apply"]).expect(0);
     assert_eq!(runs(&repo), "deploy 1.0.0\n");
-    // The anchor is pinned on this host and shown by `status`.
-    let status = repo.gantry(&["status"]).expect(0).stdout();
-    assert!(
-        status.contains(&format!("trust anchor {} (state branch gantry/state", &trusted[..12])),
-        "{status}"
-    );
 
     repo.file(
         "gantry.toml",
@@ -181,6 +175,11 @@ fn renaming_the_state_branch_does_not_move_the_trust_anchor() {
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
     assert_eq!(status["trust_anchor"]["commit"], trusted.as_str());
     assert_eq!(status["trust_anchor"]["state_branch"], "gantry/state");
+    let status = repo.gantry(&["status"]).expect(0).stdout();
+    assert!(
+        status.contains(&format!("trust anchor {} (state branch gantry/state", &trusted[..12])),
+        "{status}"
+    );
 }
 
 /// Key rotation: a commit signed by a key allowed *before* it replaces the list; the new key
@@ -471,17 +470,11 @@ fn a_downgrade_to_a_version_that_never_ran_needs_approval() {
 #[test]
 fn a_negated_principal_cannot_approve() {
     let keys = keys();
-    let repo = fleet(
-        &keys,
-        "1.0.0",
-        &GATED.replace("approver@example.com", "intruder@ops.example.com"),
+    let policy = GATED.replace(
+        "[approver@example.com]",
+        "[approver@example.com, intruder@ops.example.com]",
     );
-    repo.file("policies/gated.yaml", GATED);
-    install_approved(&repo, &keys);
-    repo.file(
-        "policies/gated.yaml",
-        &GATED.replace("approver@example.com", "intruder@ops.example.com"),
-    );
+    let repo = fleet(&keys, "1.0.0", &policy);
     let signers = std::fs::read_to_string(repo.path().join("trust/allowed_signers")).unwrap();
     repo.file(
         "trust/allowed_signers",
@@ -490,8 +483,7 @@ fn a_negated_principal_cannot_approve() {
             keys.mallory_pub
         ),
     );
-    signed_commit(&repo, "ops team", &keys.alice);
-    repo.gantry(&["apply"]).expect(0);
+    install_approved(&repo, &keys);
     bump(&repo, "2.0.0");
     signed_commit(
         &repo,
@@ -500,6 +492,20 @@ fn a_negated_principal_cannot_approve() {
     );
     repo.gantry(&["apply"]).expect(0);
     assert_eq!(runs(&repo), "deploy 1.0.0\n", "the negated principal did not count");
+    // Anyone else the pattern list allows does count.
+    bump(&repo, "1.0.0");
+    signed_commit(&repo, "back", &keys.mallory);
+    repo.gantry(&["apply"]).expect(0);
+    bump(&repo, "2.0.0");
+    let policy = policy.replace("intruder@ops.example.com", "oncall@ops.example.com");
+    repo.file("policies/gated.yaml", &policy);
+    signed_commit(
+        &repo,
+        "upgrade\n\nApproved-by: On-call <oncall@ops.example.com>",
+        &keys.mallory,
+    );
+    repo.gantry(&["apply"]).expect(0);
+    assert_eq!(runs(&repo), "deploy 1.0.0\ndeploy 2.0.0\n");
 }
 
 /// A daemon on 127.0.0.1, killed when dropped.
