@@ -104,17 +104,13 @@ pub fn version_change_approvers(
     let mut by_commit: HashMap<Oid, BTreeSet<String>> = HashMap::new();
     let mut found = BTreeMap::new();
     for (name, commit) in settled {
-        if !by_commit.contains_key(&commit) {
-            let approvers = commit_approvers(repo, &repo.repo.find_commit(commit)?, signers);
-            by_commit.insert(commit, approvers);
-        }
-        found.insert(
-            name,
-            VersionApproval {
-                commit,
-                approvers: by_commit[&commit].clone(),
-            },
-        );
+        let approvers = match by_commit.entry(commit) {
+            std::collections::hash_map::Entry::Occupied(e) => e.get().clone(),
+            std::collections::hash_map::Entry::Vacant(e) => e
+                .insert(commit_approvers(repo, &repo.repo.find_commit(commit)?, signers))
+                .clone(),
+        };
+        found.insert(name, VersionApproval { commit, approvers });
     }
     Ok(found)
 }
