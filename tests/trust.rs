@@ -796,3 +796,55 @@ fn gantry_approve_commits_a_signed_approval_that_counts() {
     repo.gantry(&["apply"]).expect(0);
     assert_eq!(runs(&repo), "deploy 1.0.0\ndeploy 2.0.0\n");
 }
+
+/// Attack 5 against the daemon: a rewound desired branch is a daemon error, nothing runs; with
+/// `--allow-rewind` the daemon reconciles it.
+#[test]
+fn the_daemon_refuses_a_rewound_desired_branch() {
+    let repo = Repo::new();
+    repo.file("gantry.toml", "[executors.local]\ntype = \"shell\"\n")
+        .file("components/billing.yaml", &component("billing", ""))
+        .file(
+            "releases/billing.yaml",
+            &format!(
+                "{}---\n{}",
+                release("billing", "1.0.0", ""),
+                release("billing", "2.0.0", "")
+            ),
+        )
+        .file("targets/acme.yaml", &target("acme", "billing", "1.0.0", "env: prod"))
+        .file("scripts/deploy.sh", DEPLOY)
+        .file(".gitignore", "runs.log\n");
+    let old = repo.commit_all("fleet");
+    repo.gantry(&["apply"]).expect(0);
+    bump(&repo, "2.0.0");
+    repo.commit_all("upgrade");
+    repo.gantry(&["apply"]).expect(0);
+    repo.git
+        .reference("refs/heads/main", git2::Oid::from_str(&old).unwrap(), true, "rewind")
+        .unwrap();
+
+    let daemon = Daemon::start(&repo, &[]);
+    let started = std::time::Instant::now();
+    let error = loop {
+        let (code, body) = daemon.request("GET", "/api/daemon", &[]);
+        assert_eq!(code, 200, "{body}");
+        let state: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if let Some(e) = state["last_error"].as_str() {
+            break e.to_string();
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "no pass error: {body}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(error.contains("the desired branch moved backwards"), "{error}");
+    drop(daemon);
+    assert_eq!(runs(&repo), "deploy 1.0.0\ndeploy 2.0.0\n");
+
+    let daemon = Daemon::start(&repo, &["--allow-rewind"]);
+    let started = std::time::Instant::now();
+    while runs(&repo) != "deploy 1.0.0\ndeploy 2.0.0\ndeploy 1.0.0\n" {
+        assert!(started.elapsed() < Duration::from_secs(30), "not reconciled: {}", runs(&repo));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(daemon);
+}
