@@ -843,8 +843,66 @@ fn the_daemon_refuses_a_rewound_desired_branch() {
     let daemon = Daemon::start(&repo, &["--allow-rewind"]);
     let started = std::time::Instant::now();
     while runs(&repo) != "deploy 1.0.0\ndeploy 2.0.0\ndeploy 1.0.0\n" {
-        assert!(started.elapsed() < Duration::from_secs(30), "not reconciled: {}", runs(&repo));
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "not reconciled: {}",
+            runs(&repo)
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     drop(daemon);
+}
+
+/// A downgrade to a version that never ran follows the upgrade rules, waves included: once
+/// approved it goes wave by wave, and each finished wave frees the next (its progress is
+/// recorded like an upgrade's; regression guard for the attack 6 fix).
+#[test]
+fn an_approved_downgrade_to_a_new_version_goes_wave_by_wave() {
+    let keys = keys();
+    let waves = format!("{GATED}  rollout:\n    waves:\n      - {{ name: canary, selector: {{ ring: \"0\" }} }}\n");
+    let repo = fleet(&keys, "2.0.0", &waves);
+    repo.file("targets/acme.yaml", &target("acme", "billing", "2.0.0", "ring: \"0\""))
+        .file(
+            "targets/bravo.yaml",
+            &target("bravo", "billing", "2.0.0", "ring: \"1\""),
+        );
+    signed_commit(
+        &repo,
+        "fleet\n\nApproved-by: Approver <approver@example.com>",
+        &keys.approver,
+    );
+    repo.gantry(&["apply"]).expect(0);
+    assert_eq!(runs(&repo).lines().count(), 2, "{}", runs(&repo));
+    repo.file(
+        "releases/billing.yaml",
+        &format!(
+            "{}---\n{}---\n{}",
+            release("billing", "1.0.0", ""),
+            release("billing", "1.9.0", ""),
+            release("billing", "2.0.0", "")
+        ),
+    )
+    .file("targets/acme.yaml", &target("acme", "billing", "1.9.0", "ring: \"0\""))
+    .file(
+        "targets/bravo.yaml",
+        &target("bravo", "billing", "1.9.0", "ring: \"1\""),
+    );
+    signed_commit(
+        &repo,
+        "go to 1.9.0\n\nApproved-by: Approver <approver@example.com>",
+        &keys.approver,
+    );
+    let plan = repo.gantry(&["plan", "--format", "json"]).expect(0).stdout();
+    let plan: serde_json::Value = serde_json::from_str(&plan).unwrap();
+    let bravo = plan["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["target"] == "bravo")
+        .unwrap();
+    assert_eq!(bravo["action"], "downgrade");
+    assert_eq!(bravo["status"], "blocked", "waits for the canary wave: {bravo}");
+    repo.gantry(&["apply"]).expect(0);
+    let log = runs(&repo);
+    assert_eq!(log.matches("deploy 1.9.0").count(), 2, "both waves ran:\n{log}");
 }

@@ -705,7 +705,8 @@ fn record_results(
         finished.push(outcome);
         if let Some((desired, members)) = waves
             && let Some(wave) = wave
-            && matches!(result.header.action.as_str(), "install" | "upgrade")
+            // A downgrade is in a wave only when it follows the upgrade rules (issue #18).
+            && matches!(result.header.action.as_str(), "install" | "upgrade" | "downgrade")
             && let Some(halt) = update_rollout(desired, recorded, &mut rollouts, result, wave, members, now)
         {
             halts.push(halt);
