@@ -426,8 +426,35 @@ fn an_approval_does_not_approve_releases_added_or_changed_later() {
     let status = repo.gantry(&["status"]).expect(0).stdout();
     assert!(
         status.contains(
-            "Approved-by approver@example.com not counted: billing 1.2.0 was added since the commit that approved it"
+            "Approved-by approver@example.com not counted: billing 1.2.0 was added or changed since the commit that approved it"
         ),
+        "{status}"
+    );
+
+    // An Approval of an exact release is voided by editing that release afterwards.
+    bump(&repo, "2.0.0");
+    signed_commit(&repo, "upgrade to 2.0.0", &keys.alice);
+    let key = keys.approver.to_string_lossy().into_owned();
+    repo.gantry(&["approve", "acme", "--key", &key]).expect(0);
+    git(&repo, &["reset", "-q", "--hard"]);
+    let edited = format!(
+        "{}---\n{}---\n{}---\n{}",
+        release("billing", "1.0.0", ""),
+        release("billing", "1.1.0", ""),
+        release("billing", "1.2.0", ""),
+        release("billing", "2.0.0", "  deprecated: \"swapped after the approval\"\n")
+    );
+    repo.file("releases/billing.yaml", &edited);
+    signed_commit(&repo, "edit 2.0.0", &keys.alice);
+    repo.gantry(&["apply"]).expect(0);
+    assert_eq!(
+        runs(&repo),
+        "deploy 1.0.0\ndeploy 1.1.0\n",
+        "the edited 2.0.0 was never approved"
+    );
+    let status = repo.gantry(&["status"]).expect(0).stdout();
+    assert!(
+        status.contains("Approval `billing-2-0-0-acme-approver-example-com` not counted: billing 2.0.0 was added or changed since it was approved"),
         "{status}"
     );
 }

@@ -40,11 +40,12 @@ pub fn release_digest(release: &Release) -> String {
 /// What signed history vouches for, with `[trust]` (computed in `reconcile::load::evidence`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TrustedApprovals {
-    /// Per target: the [`release_digest`] of each release of its component (by version) at the
-    /// commit whose `Approved-by:` trailers approved its version.
+    /// Per target: the [`release_digest`] of each release of its component (by version) whose
+    /// content is unchanged since the commit whose `Approved-by:` trailers approved its version.
     pub commit_releases: BTreeMap<String, BTreeMap<Version, String>>,
     /// Per Approval manifest (by name): the addresses the signed commit that added it vouches
-    /// for, and the digest of the release it names at that commit (`None`: it did not exist).
+    /// for, and the digest of the release it names when unchanged since that commit (`None`:
+    /// added or changed afterwards).
     pub manifests: BTreeMap<String, ManifestApproval>,
 }
 
@@ -92,11 +93,10 @@ pub fn approvers_for<'a>(
             counted.extend(from_commit);
         } else {
             notes.push(format!(
-                "Approved-by {} not counted: {} {} {} since the commit that approved it",
+                "Approved-by {} not counted: {} {} was added or changed since the commit that approved it",
                 from_commit.join(", "),
                 release.spec().component,
                 release.version,
-                if approved.is_some() { "changed" } else { "was added" }
             ));
         }
     }
@@ -107,15 +107,10 @@ pub fn approvers_for<'a>(
         notes.extend(vouched.notes.iter().cloned());
         if vouched.release.as_ref() != Some(&digest) {
             notes.push(format!(
-                "Approval `{}` not counted: {} {} {} since it was approved",
+                "Approval `{}` not counted: {} {} was added or changed since it was approved",
                 approval.name,
                 release.spec().component,
                 release.version,
-                if vouched.release.is_some() {
-                    "changed"
-                } else {
-                    "was added"
-                }
             ));
             continue;
         }

@@ -171,12 +171,15 @@ pub fn evidence(
     })
 }
 
-/// With `[trust]` (issue #18): for each target, the release digests of its component at the
-/// commit whose trailers approved it; for each Approval manifest, the addresses the signed
-/// commit that added it vouches for and the digest of the release it names at that commit.
+/// With `[trust]` (issue #18): for each target, the digests of the releases of its component
+/// whose content is unchanged since the commit whose trailers approved it; for each Approval
+/// manifest, the addresses the signed commit that added it vouches for and the digest of the
+/// release it names when that release is unchanged since. One history walk finds when each
+/// release last changed; an approval at commit C approved a release last changed at S when C is
+/// S or descends from it.
 ///
 /// # Errors
-/// git failures walking history or reading the approving commits.
+/// git failures walking history.
 pub fn trusted_approvals(
     repo: &WatchedRepo,
     loaded: &LoadedCommit,
@@ -184,49 +187,65 @@ pub fn trusted_approvals(
     signers: &trust::AllowedSigners,
 ) -> Result<policy::approvals::TrustedApprovals, SourceError> {
     use policy::approvals::{ManifestApproval, release_digest};
-    type Digests = BTreeMap<String, BTreeMap<semver::Version, String>>;
-    let digests_of = |desired: &Desired| -> Digests {
-        desired
-            .releases
-            .iter()
-            .map(|(component, releases)| {
-                let by_version = releases
-                    .iter()
-                    .map(|r| (r.version.clone(), release_digest(r)))
-                    .collect();
-                (component.clone(), by_version)
-            })
-            .collect()
-    };
-    let mut at_commit: BTreeMap<Oid, Digests> = BTreeMap::new();
-    at_commit.insert(loaded.commit, digests_of(&loaded.desired));
-    let mut digests = |commit: Oid| -> Result<Digests, SourceError> {
-        if let Some(d) = at_commit.get(&commit) {
-            return Ok(d.clone());
-        }
-        let d = digests_of(&load_commit(repo, commit)?.desired);
-        at_commit.insert(commit, d.clone());
-        Ok(d)
-    };
-    let mut trusted = policy::approvals::TrustedApprovals::default();
-    for (name, approval) in found {
-        let Some(target) = loaded.desired.targets.get(name) else {
-            continue;
-        };
-        let releases = digests(approval.commit)?
-            .remove(&target.spec().component)
-            .unwrap_or_default();
-        trusted.commit_releases.insert(name.clone(), releases);
-    }
-    let wanted: BTreeMap<String, String> = loaded
-        .desired
+    let desired = &loaded.desired;
+    let approvals: BTreeMap<String, String> = desired
         .approvals
         .iter()
         .map(|a| (a.name.clone(), history::approval_fingerprint(&a.spec)))
         .collect();
-    let commits = history::approval_commits(repo, loaded.commit, &wanted)?;
-    for approval in &loaded.desired.approvals {
-        let Some(&commit) = commits.get(&approval.name) else {
+    let approval_commits = history::approval_commits(repo, loaded.commit, &approvals)?;
+    // The releases any approval may be about: those of the components concerned.
+    let components: std::collections::BTreeSet<&str> = found
+        .keys()
+        .filter_map(|t| desired.targets.get(t).map(|t| t.spec().component.as_str()))
+        .chain(desired.approvals.iter().map(|a| a.spec.component.as_str()))
+        .collect();
+    let releases: Vec<&manifest::Release> = components
+        .iter()
+        .filter_map(|c| desired.releases.get(*c))
+        .flatten()
+        .collect();
+    let wanted: BTreeMap<String, String> = releases
+        .iter()
+        .map(|r| {
+            (
+                history::release_key(r.spec()),
+                history::release_fingerprint(&r.manifest.name, r.spec()),
+            )
+        })
+        .collect();
+    let changed_at = history::release_commits(repo, loaded.commit, &wanted)?;
+    let mut memo: BTreeMap<(Oid, Oid), bool> = BTreeMap::new();
+    // Whether an approval made at `approved` saw `release` as it is at head.
+    let mut unchanged_since = |release: &manifest::Release, approved: Oid| -> Result<bool, SourceError> {
+        let Some(&changed) = changed_at.get(&history::release_key(release.spec())) else {
+            return Ok(false);
+        };
+        if changed == approved {
+            return Ok(true);
+        }
+        if let Some(&known) = memo.get(&(approved, changed)) {
+            return Ok(known);
+        }
+        let later = repo.repo.graph_descendant_of(approved, changed)?;
+        memo.insert((approved, changed), later);
+        Ok(later)
+    };
+    let mut trusted = policy::approvals::TrustedApprovals::default();
+    for (name, approval) in found {
+        let Some(target) = desired.targets.get(name) else {
+            continue;
+        };
+        let mut approved = BTreeMap::new();
+        for release in desired.releases.get(&target.spec().component).into_iter().flatten() {
+            if unchanged_since(release, approval.commit)? {
+                approved.insert(release.version.clone(), release_digest(release));
+            }
+        }
+        trusted.commit_releases.insert(name.clone(), approved);
+    }
+    for approval in &desired.approvals {
+        let Some(&commit) = approval_commits.get(&approval.name) else {
             continue;
         };
         let short = &commit.to_string()[..7];
@@ -251,9 +270,12 @@ pub fn trusted_approvals(
                 approval.name
             )),
         }
-        vouched.release = semver::Version::parse(approval.spec.version.trim())
-            .ok()
-            .and_then(|v| digests(commit).ok()?.remove(&approval.spec.component)?.remove(&v));
+        if let Ok(version) = semver::Version::parse(approval.spec.version.trim())
+            && let Some(release) = desired.release(&approval.spec.component, &version)
+            && unchanged_since(release, commit)?
+        {
+            vouched.release = Some(release_digest(release));
+        }
         trusted.manifests.insert(approval.name.clone(), vouched);
     }
     Ok(trusted)

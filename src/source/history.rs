@@ -129,6 +129,31 @@ pub fn approval_commits(
     settling_commits(repo, head, wanted, Extract::Approvals)
 }
 
+/// For each release in `wanted` ([`release_key`] → [`release_fingerprint`] at `head`), the
+/// commit that last changed it (added it or edited its name or spec). An approval made at a
+/// commit that is this one or a descendant of it approved this content.
+///
+/// # Errors
+/// git failures reading commits, trees or blobs.
+pub fn release_commits(
+    repo: &WatchedRepo,
+    head: Oid,
+    wanted: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, Oid>, SourceError> {
+    settling_commits(repo, head, wanted, Extract::Releases)
+}
+
+/// `component@version` of a Release (the version normalized when it parses).
+pub fn release_key(spec: &crate::manifest::ReleaseSpec) -> String {
+    let version = semver::Version::parse(spec.version.trim()).map_or_else(|_| spec.version.clone(), |v| v.to_string());
+    format!("{}@{version}", spec.component)
+}
+
+/// What a Release is compared by along history: its name and spec, as JSON.
+pub fn release_fingerprint(name: &str, spec: &crate::manifest::ReleaseSpec) -> String {
+    serde_json::to_string(&(name, spec)).unwrap_or_default()
+}
+
 /// What an Approval is compared by along history: its spec, as JSON.
 pub fn approval_fingerprint(spec: &crate::manifest::ApprovalSpec) -> String {
     serde_json::to_string(spec).unwrap_or_default()
@@ -141,6 +166,8 @@ enum Extract {
     TargetVersions,
     /// Approvals, by [`approval_fingerprint`].
     Approvals,
+    /// Releases, by [`release_key`] → [`release_fingerprint`].
+    Releases,
 }
 
 /// For each name in `wanted` (name → its value at `head`), the newest first-parent commit at
@@ -278,6 +305,11 @@ fn blob_values(files: &[RawFile], extract: Extract) -> Vec<Vec<(String, String)>
                         .approvals
                         .into_iter()
                         .map(|a| (a.name, approval_fingerprint(&a.spec)))
+                        .collect(),
+                    Extract::Releases => manifests
+                        .releases
+                        .into_iter()
+                        .map(|r| (release_key(&r.spec), release_fingerprint(&r.name, &r.spec)))
                         .collect(),
                 };
                 versions.into_iter().collect()
