@@ -933,3 +933,26 @@ fn an_approved_downgrade_to_a_new_version_goes_wave_by_wave() {
     let log = runs(&repo);
     assert_eq!(log.matches("deploy 1.9.0").count(), 2, "both waves ran:\n{log}");
 }
+
+/// Attack 12, other text outputs: a step message carrying terminal escapes (here the name of a
+/// program that does not exist, taken from a manifest) reaches `history` and `status` text as
+/// plain text.
+#[test]
+fn history_and_status_text_strip_terminal_escapes_from_step_output() {
+    let repo = Repo::new();
+    repo.file("gantry.toml", "[executors.local]\ntype = \"shell\"\n")
+        .file(
+            "components/billing.yaml",
+            "apiVersion: gantry.dev/v1\nkind: Component\nmetadata: { name: billing }\nspec:\n  steps:\n    deploy: [\"scripts/\\e]0;owned\\a\\e[2J\\e[31mboom.sh\"]\n",
+        )
+        .file("releases/billing.yaml", &release("billing", "1.0.0", ""))
+        .file("targets/acme.yaml", &target("acme", "billing", "1.0.0", "env: prod"));
+    repo.commit_all("fleet");
+    repo.gantry(&["apply"]).expect(2);
+    let history = repo.gantry(&["history"]).expect(0).stdout();
+    assert!(history.contains("boom"), "{history}");
+    assert!(!history.contains('\u{1b}'), "{history:?}");
+    let status = repo.gantry(&["status"]).expect(0).stdout();
+    assert!(status.contains("boom"), "{status}");
+    assert!(!status.contains('\u{1b}'), "{status:?}");
+}

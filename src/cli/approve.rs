@@ -46,5 +46,16 @@ pub fn run(cli: &Cli, args: Args) -> Result<Exit, CliError> {
         report.file,
         report.fingerprint
     );
+    let checked_out = repo
+        .repo
+        .head()
+        .ok()
+        .and_then(|h| h.shorthand().ok().map(str::to_string));
+    if checked_out.as_deref() == Some(report.branch.as_str()) && repo.repo.workdir().is_some() {
+        eprintln!(
+            "note: {} is checked out here and its work tree does not have {} yet; run `git checkout HEAD -- {}` to update it",
+            report.branch, report.file, report.file
+        );
+    }
     Ok(Exit::Ok)
 }

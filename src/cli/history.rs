@@ -59,7 +59,8 @@ pub fn run(cli: &Cli, target: Option<&str>, format: HistoryFormat) -> Result<Exi
                     if e.message.is_empty() {
                         String::new()
                     } else {
-                        format!(" — {}", e.message)
+                        // Step output: no terminal escapes reach the terminal (issue #18).
+                        format!(" — {}", crate::render::mask::strip_terminal_controls(&e.message))
                     }
                 );
             }
