@@ -59,8 +59,7 @@ pub fn run(cli: &Cli, target: Option<&str>, format: HistoryFormat) -> Result<Exi
                     if e.message.is_empty() {
                         String::new()
                     } else {
-                        // Step output: no terminal escapes reach the terminal (issue #18).
-                        format!(" — {}", crate::render::mask::strip_terminal_controls(&e.message))
+                        format!(" — {}", e.message)
                     }
                 );
             }
