@@ -934,10 +934,9 @@ fn an_approved_downgrade_to_a_new_version_goes_wave_by_wave() {
     assert_eq!(log.matches("deploy 1.9.0").count(), 2, "both waves ran:\n{log}");
 }
 
-/// Attack 12, other text outputs (a guard: the state writer already keeps recorded messages to
-/// one line of printable text): a step message carrying terminal escapes (here the name of a
-/// program that does not exist, taken from a manifest) reaches `history` and `status` text
-/// without them.
+/// Attack 12, other text outputs: a step message carrying terminal escapes (here the name of a
+/// program that does not exist, taken from a manifest) reached `status` text raw (blockers and
+/// the last attempt's message); `history` reads the one-line commit messages, already plain.
 #[test]
 fn history_and_status_text_strip_terminal_escapes_from_step_output() {
     let repo = Repo::new();

@@ -163,7 +163,7 @@ pub fn run(cli: &Cli, format: Format) -> Result<Exit, CliError> {
                 "{:width$}    blocked by {}: {}{when}",
                 "",
                 format!("{:?}", b.kind).to_lowercase(),
-                b.reason
+                crate::render::mask::strip_terminal_controls(&b.reason)
             );
         }
         for v in &t.violations {
@@ -172,6 +172,8 @@ pub fn run(cli: &Cli, format: Format) -> Result<Exit, CliError> {
         if let (Some(outcome), Some(message)) = (&t.last_outcome, &t.last_message)
             && outcome != "succeeded"
         {
+            // Step output: no terminal escapes reach the terminal (issue #18).
+            let message = crate::render::mask::strip_terminal_controls(message);
             println!("{:width$}    last attempt {outcome}: {message}", "");
         }
     }
