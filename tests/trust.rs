@@ -936,7 +936,8 @@ fn an_approved_downgrade_to_a_new_version_goes_wave_by_wave() {
 
 /// Attack 12, other text outputs: a step message carrying terminal escapes (here the name of a
 /// program that does not exist, taken from a manifest) reached `status` text raw (blockers and
-/// the last attempt's message); `history` reads the one-line commit messages, already plain.
+/// the last attempt's message) and `apply` progress lines; `history` reads the one-line commit
+/// messages, already plain.
 #[test]
 fn history_and_status_text_strip_terminal_escapes_from_step_output() {
     let repo = Repo::new();
@@ -948,7 +949,9 @@ fn history_and_status_text_strip_terminal_escapes_from_step_output() {
         .file("releases/billing.yaml", &release("billing", "1.0.0", ""))
         .file("targets/acme.yaml", &target("acme", "billing", "1.0.0", "env: prod"));
     repo.commit_all("fleet");
-    repo.gantry(&["apply"]).expect(2);
+    let apply = repo.gantry(&["apply"]).expect(2).stderr();
+    assert!(apply.contains("boom"), "{apply}");
+    assert!(!apply.contains('\u{1b}'), "{apply:?}");
     let history = repo.gantry(&["history"]).expect(0).stdout();
     assert!(history.contains("boom"), "{history}");
     assert!(!history.contains('\u{1b}'), "{history:?}");

@@ -74,7 +74,8 @@ impl ProgressSink for Lines {
             }
         };
         let mut out = self.out.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let _ = writeln!(out, "{line}");
+        // Step messages come from scripts and manifests: no terminal escapes (issue #18).
+        let _ = writeln!(out, "{}", crate::render::mask::strip_terminal_controls(&line));
     }
 }
 
@@ -175,7 +176,8 @@ impl ProgressSink for Bars {
                 } else {
                     format!(" — {message}")
                 };
-                let _ = self.multi.println(format!("{mark} {target}: {outcome}{detail}"));
+                let line = format!("{mark} {target}: {outcome}{detail}");
+                let _ = self.multi.println(crate::render::mask::strip_terminal_controls(&line));
             }
         }
     }
