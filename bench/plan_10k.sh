@@ -14,7 +14,7 @@
 # Aim (issue): ≤ 300 ms wall and ≤ 150 MB peak RSS for plan on a 2-core machine. Wall time is
 # only meaningful on an otherwise idle machine: the load average is printed next to the
 # figures, and CPU time (user + sys) is reported as well, which contention affects less.
-# Stage timings of one extra run (GANTRY_TRACE_TIMINGS=1) show where the time goes.
+# Stage timings of one extra run (RUST_LOG=gantry=debug, tracing spans) show where the time goes.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -84,9 +84,9 @@ for layout in $layouts; do
     measure "validate" "$runs" --repo "$repo" validate
     bytes=$("$gantry" --repo "$repo" plan --format json --now "$now" | wc -c || true)
     echo "plan JSON: $bytes bytes"
-    echo "stages of one plan run (GANTRY_TRACE_TIMINGS=1):"
-    GANTRY_TRACE_TIMINGS=1 "$gantry" --repo "$repo" plan --format json --now "$now" 2>&1 >/dev/null \
-        | sed -n 's/^gantry timing: /  /p'
+    echo "stages of one plan run (RUST_LOG=gantry=debug: tracing spans, busy time when they close):"
+    RUST_LOG=gantry=debug "$gantry" --repo "$repo" plan --format json --now "$now" 2>&1 >/dev/null \
+        | sed -n 's/.*DEBUG \([a-z_.:]*\): close time.busy=\([^ ]*\).*/  \1 \2/p'
 done
 echo
 echo "aim: plan ≤ 300 ms wall, ≤ 150 MB peak RSS (2 cores, idle machine)"

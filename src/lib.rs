@@ -11,4 +11,3 @@ pub mod render;
 pub mod server;
 pub mod source;
 pub mod state;
-pub mod timings;

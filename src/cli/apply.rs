@@ -3,12 +3,13 @@
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 
-use crate::reconcile::apply::{ApplyError, ApplyOptions, apply};
+use crate::ops::apply::{counts, exit};
+use crate::reconcile::apply::{ApplyError, ApplyOptions};
 use crate::reconcile::attempt::{ProgressEvent, ProgressSink};
 use crate::render::Format;
 use crate::source::WatchedRepo;
 
-use super::{Cli, CliError, Exit, now_fixed};
+use super::{Cli, Exit, OpsError, now_fixed};
 
 /// Plain progress lines on stderr (a terminal gets the same lines, with colour-free symbols).
 struct Lines {
@@ -17,65 +18,73 @@ struct Lines {
 
 impl ProgressSink for Lines {
     fn event(&self, event: &ProgressEvent) {
-        let line = match event {
-            ProgressEvent::AttemptStarted {
-                target,
-                component,
-                action,
-                from,
-                to,
-                steps,
-                ..
-            } => format!(
-                "▶ {target}: {action} {component} {} → {} ({steps} steps)",
-                from.as_deref().unwrap_or("(none)"),
-                to.as_deref().unwrap_or("(none)")
-            ),
-            ProgressEvent::StepStarted {
-                target,
-                step,
-                index,
-                steps,
-                ..
-            } => format!("  {target} [{index}/{steps}] {step} …"),
-            ProgressEvent::StepFinished {
-                target,
-                step,
-                ok,
-                message,
-                duration_ms,
-                ..
-            } => {
-                format!(
-                    "  {target} {} {step} ({duration_ms} ms){}",
-                    if *ok { "✓" } else { "✗" },
-                    if message.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {message}")
-                    }
-                )
-            }
-            ProgressEvent::RollbackStarted { target, reason, .. } => format!("↩ {target}: rolling back ({reason})"),
-            ProgressEvent::AttemptFinished {
-                target,
-                outcome,
-                message,
-                ..
-            } => {
-                format!(
-                    "■ {target}: {outcome}{}",
-                    if message.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" — {message}")
-                    }
-                )
-            }
-        };
-        let mut out = self.out.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         // Step messages come from scripts and manifests: no terminal escapes (issue #18).
-        let _ = writeln!(out, "{}", crate::render::mask::strip_terminal_controls(&line));
+        let line = crate::render::mask::strip_terminal_controls(&progress_line(event));
+        let mut out = self.out.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _ = writeln!(out, "{line}");
+    }
+}
+
+/// One progress line of `gantry apply` (text, not on a terminal).
+pub fn progress_line(event: &ProgressEvent) -> String {
+    match event {
+        ProgressEvent::AttemptStarted {
+            target,
+            component,
+            action,
+            from,
+            to,
+            steps,
+            ..
+        } => format!(
+            "▶ {target}: {action} {component} {} → {} ({steps} steps)",
+            from.as_deref().unwrap_or("(none)"),
+            to.as_deref().unwrap_or("(none)")
+        ),
+        ProgressEvent::StepStarted {
+            target,
+            step,
+            index,
+            steps,
+            ..
+        } => format!("  {target} [{index}/{steps}] {step} …"),
+        ProgressEvent::StepFinished {
+            target,
+            step,
+            ok,
+            message,
+            duration_ms,
+            ..
+        } => {
+            format!(
+                "  {target} {} {step} ({duration_ms} ms){}",
+                if *ok { "✓" } else { "✗" },
+                if message.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {message}")
+                }
+            )
+        }
+        ProgressEvent::RollbackStarted { target, reason, .. } => format!("↩ {target}: rolling back ({reason})"),
+        ProgressEvent::Held {
+            target, action, reason, ..
+        } => format!("⏸ {target}: {action} held, nothing changed ({reason}); the next pass tries again"),
+        ProgressEvent::AttemptFinished {
+            target,
+            outcome,
+            message,
+            ..
+        } => {
+            format!(
+                "■ {target}: {outcome}{}",
+                if message.is_empty() {
+                    String::new()
+                } else {
+                    format!(" — {message}")
+                }
+            )
+        }
     }
 }
 
@@ -159,6 +168,11 @@ impl ProgressSink for Bars {
                     bar.set_message(format!("rolling back: {reason}"));
                 }
             }
+            ProgressEvent::Held {
+                target, action, reason, ..
+            } => {
+                let _ = self.multi.println(format!("⏸ {target}: {action} held ({reason})"));
+            }
             ProgressEvent::AttemptFinished {
                 target,
                 attempt,
@@ -176,8 +190,7 @@ impl ProgressSink for Bars {
                 } else {
                     format!(" — {message}")
                 };
-                let line = format!("{mark} {target}: {outcome}{detail}");
-                let _ = self.multi.println(crate::render::mask::strip_terminal_controls(&line));
+                let _ = self.multi.println(format!("{mark} {target}: {outcome}{detail}"));
             }
         }
     }
@@ -197,7 +210,14 @@ impl ProgressSink for JsonLines {
     }
 }
 
-pub fn run(cli: &Cli, targets: &[String], dry_run: bool, allow_rewind: bool, format: Format) -> Result<Exit, CliError> {
+pub fn run(
+    cli: &Cli,
+    targets: &[String],
+    dry_run: bool,
+    allow_rewind: bool,
+    format: Format,
+    selector: &crate::ops::agents::Selector,
+) -> Result<Exit, OpsError> {
     let repo = WatchedRepo::open(&cli.repo)?;
     let options = ApplyOptions {
         targets: targets.to_vec(),
@@ -217,35 +237,30 @@ pub fn run(cli: &Cli, targets: &[String], dry_run: bool, allow_rewind: bool, for
         (Some(bars), _) => bars,
         (None, _) => &lines,
     };
-    let result = apply(&repo, &options, sink);
+    // With a remote or a selector: the fleet's shared state, claims and publishing (ops::shared).
+    let result =
+        crate::ops::shared::apply_shared(&repo, &options, selector, &cli.git.auth(), sink).map_err(OpsError::from);
     if let Some(bars) = &bars {
         bars.overall.finish_and_clear();
     }
     let report = match result {
         Ok(report) => report,
-        Err(ApplyError::Locked(e)) => {
-            eprintln!("error: {e}");
-            return Ok(Exit::Locked);
-        }
-        Err(ApplyError::InvalidCommit {
-            commit,
-            diagnostics,
-            violations_only,
-        }) => {
-            for d in &diagnostics {
-                eprintln!("{d}");
+        Err(e) => {
+            if let OpsError::Apply(ApplyError::InvalidCommit {
+                commit, diagnostics, ..
+            }) = &e
+            {
+                for d in diagnostics {
+                    eprintln!("{d}");
+                }
+                eprintln!(
+                    "error: desired commit {} is not valid; nothing was applied",
+                    crate::ops::short(commit)
+                );
+                return Ok(e.exit());
             }
-            eprintln!(
-                "error: desired commit {} is not valid; nothing was applied",
-                &commit[..12.min(commit.len())]
-            );
-            return Ok(if violations_only {
-                Exit::Violations
-            } else {
-                Exit::Invalid
-            });
+            return Err(e);
         }
-        Err(e) => return Err(CliError::Apply(e)),
     };
     if format == Format::Json {
         let summary = serde_json::json!({
@@ -257,6 +272,9 @@ pub fn run(cli: &Cli, targets: &[String], dry_run: bool, allow_rewind: bool, for
                 "from": o.from.as_ref().map(ToString::to_string), "to": o.to.to_string(),
                 "outcome": o.outcome.as_str(), "attempt": o.attempt, "message": o.message,
             })).collect::<Vec<_>>(),
+            "held": report.held.iter().map(|(target, reason)| serde_json::json!({
+                "target": target, "reason": reason,
+            })).collect::<Vec<_>>(),
         });
         println!("{summary}");
     } else {
@@ -264,29 +282,25 @@ pub fn run(cli: &Cli, targets: &[String], dry_run: bool, allow_rewind: bool, for
             let text = crate::render::render_plan(plan, Format::Text, &Default::default(), None)?;
             print!("{text}");
         }
-        let failed = report
-            .outcomes
-            .iter()
-            .filter(|o| o.outcome != crate::state::Outcome::Succeeded)
-            .count();
-        let blocked = report.plan.as_ref().map_or(0, |p| p.summary.blocked);
-        let violations = report.plan.as_ref().map_or(0, |p| p.summary.violation);
+        for (target, reason) in &report.held {
+            eprintln!("held: {target}: {reason}");
+        }
+        let c = counts(&report);
         eprintln!(
-            "{} attempt{} ({} succeeded, {failed} failed or rolled back){}{}; {blocked} blocked, {violations} with violations",
-            report.outcomes.len(),
-            if report.outcomes.len() == 1 { "" } else { "s" },
-            report.outcomes.len() - failed,
-            if report.resumed > 0 {
-                format!(", {} resumed after an interruption", report.resumed)
+            "{} attempt{} ({} succeeded, {} failed or rolled back){}{}; {} blocked, {} with violations",
+            c.attempts,
+            if c.attempts == 1 { "" } else { "s" },
+            c.succeeded,
+            c.failed,
+            if c.resumed > 0 {
+                format!(", {} resumed after an interruption", c.resumed)
             } else {
                 String::new()
             },
             if dry_run { " (dry run: nothing ran)" } else { "" },
+            c.blocked,
+            c.violations,
         );
     }
-    Ok(if report.has_failures() {
-        Exit::Violations
-    } else {
-        Exit::Ok
-    })
+    Ok(exit(&report))
 }

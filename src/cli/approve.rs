@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use crate::ops::approve::{ApproveOptions, approve};
 use crate::source::WatchedRepo;
 
-use super::{Cli, CliError, Exit};
+use super::{Cli, Exit, OpsError};
 
 /// The command's arguments, as given.
 pub struct Args<'a> {
@@ -17,12 +17,12 @@ pub struct Args<'a> {
     pub branch: Option<&'a str>,
 }
 
-pub fn run(cli: &Cli, args: Args) -> Result<Exit, CliError> {
+pub fn run(cli: &Cli, args: Args) -> Result<Exit, OpsError> {
     let mut selector = crate::manifest::Labels::new();
     for pair in args.selector {
         let (k, v) = pair
             .split_once('=')
-            .ok_or_else(|| CliError::Usage(format!("--selector `{pair}` is not KEY=VALUE")))?;
+            .ok_or_else(|| OpsError::Usage(format!("--selector `{pair}` is not KEY=VALUE")))?;
         selector.insert(k.trim().to_string(), v.trim().to_string());
     }
     let options = ApproveOptions {
@@ -34,7 +34,7 @@ pub fn run(cli: &Cli, args: Args) -> Result<Exit, CliError> {
         branch: args.branch.map(str::to_string),
     };
     let repo = WatchedRepo::open(&cli.repo)?;
-    let report = approve(&repo, &options).map_err(|e| CliError::Usage(e.to_string()))?;
+    let report = approve(&repo, &options).map_err(|e| OpsError::Usage(e.to_string()))?;
     println!(
         "{} on {}: {} approves {} {} for {} ({}, signed with {})",
         &report.commit.to_string()[..12],

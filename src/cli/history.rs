@@ -1,23 +1,19 @@
-//! `gantry history [TARGET]`: finished attempts from the state branch, newest first.
+//! `gantry history [TARGET]`: prints [`crate::ops::history::history`] as text, JSON or CSV.
 
-use crate::reconcile::load::load_commit;
+use crate::ops::history::history;
 use crate::source::WatchedRepo;
-use crate::state::read_history;
+use crate::state::HistoryEntry;
 
-use super::{Cli, CliError, Exit, HistoryFormat, resolve_commit};
+use super::{Cli, Exit, HistoryFormat, OpsError};
 
-pub fn run(cli: &Cli, target: Option<&str>, format: HistoryFormat) -> Result<Exit, CliError> {
+pub fn run(cli: &Cli, target: Option<&str>, format: HistoryFormat) -> Result<Exit, OpsError> {
     let repo = WatchedRepo::open(&cli.repo)?;
-    let state_branch = match resolve_commit(&repo, None) {
-        Ok(commit) => load_commit(&repo, commit)?.desired.config.state_branch,
-        Err(_) => crate::manifest::RepoConfig::default().state_branch,
-    };
-    let entries = read_history(&repo.repo, &state_branch, target)?;
+    let entries = history(&repo, target)?;
     match format {
         HistoryFormat::Json => {
             println!(
                 "{}",
-                serde_json::to_string_pretty(&entries).map_err(|e| CliError::Usage(e.to_string()))?
+                serde_json::to_string_pretty(&entries).map_err(|e| OpsError::Usage(e.to_string()))?
             );
         }
         HistoryFormat::Csv => {
@@ -38,34 +34,42 @@ pub fn run(cli: &Cli, target: Option<&str>, format: HistoryFormat) -> Result<Exi
                 println!("{}", fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
             }
         }
-        HistoryFormat::Text => {
-            if entries.is_empty() {
-                println!(
-                    "no recorded outcomes{}",
-                    target.map(|t| format!(" for {t}")).unwrap_or_default()
-                );
-            }
-            for e in &entries {
-                println!(
-                    "{}  {}  {} {} → {}  {}{}",
-                    e.time,
-                    e.target,
-                    e.component.as_deref().unwrap_or("?"),
-                    e.from
-                        .as_ref()
-                        .map_or_else(|| "(none)".to_string(), ToString::to_string),
-                    e.to,
-                    e.outcome.as_str(),
-                    if e.message.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" — {}", e.message)
-                    }
-                );
-            }
-        }
+        HistoryFormat::Text => print!("{}", text(&entries, target)),
     }
     Ok(Exit::Ok)
+}
+
+/// The history as `gantry history` prints it.
+pub fn text(entries: &[HistoryEntry], target: Option<&str>) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    if entries.is_empty() {
+        let _ = writeln!(
+            out,
+            "no recorded outcomes{}",
+            target.map(|t| format!(" for {t}")).unwrap_or_default()
+        );
+    }
+    for e in entries {
+        let _ = writeln!(
+            out,
+            "{}  {}  {} {} → {}  {}{}",
+            e.time,
+            e.target,
+            e.component.as_deref().unwrap_or("?"),
+            e.from
+                .as_ref()
+                .map_or_else(|| "(none)".to_string(), ToString::to_string),
+            e.to,
+            e.outcome.as_str(),
+            if e.message.is_empty() {
+                String::new()
+            } else {
+                format!(" — {}", e.message)
+            }
+        );
+    }
+    out
 }
 
 /// Quotes a CSV field when it needs it (RFC 4180).

@@ -1,15 +1,18 @@
-//! The command line: argument definitions, one file per command, and exit codes in one place.
+//! The command line: argument definitions and one file per command (options → one `ops` call
+//! → print). Exit codes are mapped in `ops` ([`OpsError::exit`]).
 
 mod apply;
 mod approve;
+mod clone;
 mod completions;
 mod daemon;
 mod history;
 mod init;
 mod plan;
+mod retry;
 mod rollback;
 mod schema;
-pub mod status;
+mod status;
 mod validate;
 
 use std::path::PathBuf;
@@ -17,8 +20,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::ops::agents::Selector;
+pub use crate::ops::{Exit, OpsError};
 use crate::render::Format;
-use crate::source::{SourceError, WatchedRepo};
 
 /// gantry: a declarative GitOps reconciler for upgrades.
 #[derive(Debug, Parser)]
@@ -33,8 +37,44 @@ pub struct Cli {
     /// Log lines (daemon): human-readable text, or one JSON object per line.
     #[arg(long, global = true, value_enum, env = "GANTRY_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub git: GitArgs,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Credentials for Git servers: host settings, never read from the watched repository.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GitArgs {
+    /// Private key for ssh remotes (an ssh-agent is used when unset).
+    #[arg(long, global = true, env = "GANTRY_GIT_SSH_KEY", value_name = "PATH")]
+    pub git_ssh_key: Option<PathBuf>,
+    /// OpenSSH known_hosts file for ssh remotes (default ~/.ssh/known_hosts); an unknown or
+    /// changed host key is refused.
+    #[arg(long, global = true, env = "GANTRY_GIT_KNOWN_HOSTS", value_name = "PATH")]
+    pub git_known_hosts: Option<PathBuf>,
+    /// File holding the token for https remotes (basic auth password).
+    #[arg(long, global = true, env = "GANTRY_GIT_TOKEN_FILE", value_name = "PATH")]
+    pub git_token_file: Option<PathBuf>,
+    /// User name for https basic auth (default git).
+    #[arg(long, global = true, env = "GANTRY_GIT_USERNAME", value_name = "NAME")]
+    pub git_username: Option<String>,
+    /// Extra CA certificates (PEM) for https remotes.
+    #[arg(long, global = true, env = "GANTRY_GIT_CA_FILE", value_name = "PATH")]
+    pub git_ca_file: Option<PathBuf>,
+}
+
+impl GitArgs {
+    /// The credentials these flags describe.
+    pub fn auth(&self) -> crate::source::remote::GitAuth {
+        crate::source::remote::GitAuth {
+            ssh_key: self.git_ssh_key.clone(),
+            known_hosts: self.git_known_hosts.clone(),
+            token_file: self.git_token_file.clone(),
+            username: self.git_username.clone(),
+            ca_file: self.git_ca_file.clone(),
+        }
+    }
 }
 
 /// The commands.
@@ -44,6 +84,13 @@ pub enum Command {
     Init {
         /// Where to write it: a new or empty directory, or an empty git repository.
         #[arg(default_value = ".", value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Prepare a reconciler's repository from a remote (desired and state branches fetched).
+    Clone {
+        /// The fleet repository: https://…, ssh://…, user@host:path, or a path.
+        url: String,
+        /// A new or empty directory.
         dir: PathBuf,
     },
     /// Parse, schema-check and cross-check every manifest at a commit.
@@ -64,6 +111,9 @@ pub enum Command {
         head: Option<String>,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
+        /// Only targets with this label (repeatable: all must match); see `ops::agents`.
+        #[arg(long = "selector", value_name = "KEY=VALUE", value_parser = crate::ops::agents::Selector::parse_pair)]
+        selector: Vec<(String, String)>,
     },
     /// One reconcile pass now: run ready actions, record outcomes.
     Apply {
@@ -80,23 +130,36 @@ pub enum Command {
         /// text: progress lines; json: one JSON event per line.
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
+        /// Only targets with this label (repeatable: all must match); see `ops::agents`.
+        #[arg(long = "selector", value_name = "KEY=VALUE", value_parser = crate::ops::agents::Selector::parse_pair)]
+        selector: Vec<(String, String)>,
     },
     /// Watch and reconcile until SIGTERM; serve /healthz, /metrics, /api/status and a status page.
     Daemon {
         /// The HTTP address (overrides `listen` in gantry.toml; port 0 picks a free port).
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
+        /// File holding the secret Git servers sign webhook deliveries with
+        /// (`POST /api/hooks/git`); without it every delivery is refused.
+        #[arg(long, env = "GANTRY_WEBHOOK_SECRET_FILE", value_name = "PATH")]
+        webhook_secret_file: Option<PathBuf>,
         /// Reconcile heads that do not descend from the last reconciled commit.
         #[arg(long)]
         allow_rewind: bool,
         /// A host name the HTTP API answers to besides the listen address (repeatable).
         #[arg(long = "allowed-host", value_name = "NAME")]
         allowed_hosts: Vec<String>,
+        /// Only targets with this label (repeatable: all must match); see `ops::agents`.
+        #[arg(long = "selector", value_name = "KEY=VALUE", value_parser = crate::ops::agents::Selector::parse_pair)]
+        selector: Vec<(String, String)>,
     },
     /// Per target: current, desired, status, next action, window, blockers.
     Status {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
+        /// Only targets with this label (repeatable: all must match); see `ops::agents`.
+        #[arg(long = "selector", value_name = "KEY=VALUE", value_parser = crate::ops::agents::Selector::parse_pair)]
+        selector: Vec<(String, String)>,
     },
     /// Outcomes recorded on the state branch, newest first.
     History {
@@ -136,6 +199,18 @@ pub enum Command {
         #[arg(long, value_name = "NAME")]
         branch: Option<String>,
     },
+    /// Bump spec.retry of targets (a reviewed change that re-arms their halted attempt and
+    /// rollout), in one commit on the desired branch.
+    Retry {
+        /// Targets to retry.
+        targets: Vec<String>,
+        /// Also every target with this label (KEY=VALUE; repeat to require several).
+        #[arg(long, value_name = "KEY=VALUE")]
+        selector: Vec<String>,
+        /// Write the commit on a new branch (for a pull request) instead of the desired branch.
+        #[arg(long, value_name = "NAME")]
+        branch: Option<String>,
+    },
     /// Print the JSON Schemas of the manifest kinds (all, or one).
     Schema {
         /// component, release, target, policy, window, approval, config (gantry.toml) or plan.
@@ -165,69 +240,11 @@ pub enum LogFormat {
     Json,
 }
 
-/// Exit codes (SPEC §6), mapped here and nowhere else.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
-    Ok = 0,
-    /// Invalid input or usage.
-    Invalid = 1,
-    /// Policy violations (`plan`, `validate`) or failed targets (`apply`).
-    Violations = 2,
-    /// Another reconciler holds the repository's lock.
-    Locked = 3,
-}
-
-/// An error that ends a command, with the exit code it maps to.
-#[derive(Debug, thiserror::Error)]
-pub enum CliError {
-    /// Bad arguments or input the user must fix.
-    #[error("{0}")]
-    Usage(String),
-    /// Reading the repository failed.
-    #[error(transparent)]
-    Source(#[from] SourceError),
-    /// Rendering failed.
-    #[error(transparent)]
-    Render(#[from] crate::render::RenderError),
-    /// Reading recorded state failed.
-    #[error(transparent)]
-    State(#[from] crate::state::StateError),
-    /// A reconcile pass failed.
-    #[error(transparent)]
-    Apply(crate::reconcile::apply::ApplyError),
-    /// `gantry init` could not write the example repository.
-    #[error(transparent)]
-    Init(#[from] init::InitError),
-    /// Writing output failed.
-    #[error("cannot write output: {0}")]
-    Io(#[from] std::io::Error),
-    /// The daemon could not start or failed.
-    #[error(transparent)]
-    Server(crate::server::ServerError),
-}
-
-impl CliError {
-    fn exit(&self) -> Exit {
-        match self {
-            CliError::Apply(crate::reconcile::apply::ApplyError::Locked(_))
-            | CliError::Server(crate::server::ServerError::Locked(_)) => Exit::Locked,
-            CliError::Usage(_)
-            | CliError::Source(_)
-            | CliError::Render(_)
-            | CliError::State(_)
-            | CliError::Apply(_)
-            | CliError::Init(_)
-            | CliError::Io(_)
-            | CliError::Server(_) => Exit::Invalid,
-        }
-    }
-}
-
 /// Parses `--now` / `GANTRY_NOW`, or reads the clock.
-fn now(cli: &Cli) -> Result<jiff::Timestamp, CliError> {
+fn now(cli: &Cli) -> Result<jiff::Timestamp, OpsError> {
     match &cli.now {
         Some(text) => text.parse::<jiff::Timestamp>().map_err(|e| {
-            CliError::Usage(format!(
+            OpsError::Usage(format!(
                 "--now `{text}` is not an RFC 3339 time such as 2026-11-21T10:00:00Z ({e})"
             ))
         }),
@@ -236,19 +253,11 @@ fn now(cli: &Cli) -> Result<jiff::Timestamp, CliError> {
 }
 
 /// `--now` when given (a fixed clock), else `None` (the system clock, read when needed).
-fn now_fixed(cli: &Cli) -> Result<Option<jiff::Timestamp>, CliError> {
+fn now_fixed(cli: &Cli) -> Result<Option<jiff::Timestamp>, OpsError> {
     match &cli.now {
         Some(_) => now(cli).map(Some),
         None => Ok(None),
     }
-}
-
-/// Resolves `rev`, or the tip of the desired branch.
-fn resolve_commit(repo: &WatchedRepo, rev: Option<&str>) -> Result<git2::Oid, CliError> {
-    Ok(match rev {
-        Some(rev) => repo.resolve(rev)?,
-        None => repo.branch_tip(&repo.desired_branch_hint())?,
-    })
 }
 
 /// Log lines on stderr: human-readable, or one JSON object per line. `RUST_LOG` filters; the
@@ -261,6 +270,9 @@ fn init_logging(format: LogFormat, default_level: &str) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        // Stage timings: the load, plan, render and state-read stages are `debug` spans, so
+        // `RUST_LOG=gantry=debug` prints how long each took when it closes (`bench/plan_10k.sh`).
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     // A second subscriber (tests calling `run` twice) is not an error worth stopping for.
     let _ = match format {
@@ -280,19 +292,47 @@ pub fn run() -> ExitCode {
     init_logging(cli.log_format, default_level);
     let result = match &cli.command {
         Command::Validate { rev, format } => validate::run(&cli, rev.as_deref(), *format),
-        Command::Plan { base, head, format } => plan::run(&cli, base.as_deref(), head.as_deref(), *format),
+        Command::Plan {
+            base,
+            head,
+            format,
+            selector,
+        } => plan::run(
+            &cli,
+            base.as_deref(),
+            head.as_deref(),
+            *format,
+            &Selector(selector.clone()),
+        ),
         Command::Apply {
             targets,
             dry_run,
             allow_rewind,
             format,
-        } => apply::run(&cli, targets, *dry_run, *allow_rewind, *format),
+            selector,
+        } => apply::run(
+            &cli,
+            targets,
+            *dry_run,
+            *allow_rewind,
+            *format,
+            &Selector(selector.clone()),
+        ),
         Command::Daemon {
             listen,
+            webhook_secret_file,
+            selector,
             allow_rewind,
             allowed_hosts,
-        } => daemon::run(&cli, listen.as_deref(), *allow_rewind, allowed_hosts),
-        Command::Status { format } => status::run(&cli, *format),
+        } => daemon::run(
+            &cli,
+            listen.as_deref(),
+            webhook_secret_file.as_deref(),
+            &Selector(selector.clone()),
+            *allow_rewind,
+            allowed_hosts,
+        ),
+        Command::Status { format, selector } => status::run(&cli, *format, &Selector(selector.clone())),
         Command::History { target, format } => history::run(&cli, target.as_deref(), *format),
         Command::Rollback { target, to, branch } => rollback::run(&cli, target, to.as_deref(), branch.as_deref()),
         Command::Approve {
@@ -313,8 +353,14 @@ pub fn run() -> ExitCode {
                 branch: branch.as_deref(),
             },
         ),
+        Command::Retry {
+            targets,
+            selector,
+            branch,
+        } => retry::run(&cli, targets, selector, branch.as_deref()),
         Command::Schema { kind } => schema::run(kind.as_deref()),
         Command::Init { dir } => init::run(&cli, dir),
+        Command::Clone { url, dir } => clone::run(&cli, url, dir),
         Command::Completions { shell } => completions::completions(*shell),
         Command::Man => completions::man(),
     };

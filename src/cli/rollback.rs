@@ -1,123 +1,26 @@
-//! `gantry rollback TARGET [--to VERSION] [--branch NAME]`: propose pinning an earlier version.
-//!
-//! Rolling back is a change to desired state like any other: gantry writes the commit (on the
-//! desired branch, or on a new branch for a pull request) and the next reconcile plans the
-//! downgrade. Nothing is executed here.
+//! `gantry rollback TARGET [--to VERSION] [--branch NAME]`: runs [`crate::ops::rollback::rollback`]
+//! and says where the commit went.
 
-use semver::Version;
-
-use crate::manifest::edit::replace_scalar;
-use crate::reconcile::load::load_commit;
+use crate::ops::rollback::rollback;
 use crate::source::WatchedRepo;
-use crate::source::edit::ChangeBranch;
-use crate::state::read_recorded;
 
-use super::{Cli, CliError, Exit};
+use super::{Cli, Exit, OpsError};
 
-pub fn run(cli: &Cli, target: &str, to: Option<&str>, branch: Option<&str>) -> Result<Exit, CliError> {
+pub fn run(cli: &Cli, target: &str, to: Option<&str>, branch: Option<&str>) -> Result<Exit, OpsError> {
     let repo = WatchedRepo::open(&cli.repo)?;
-    let desired_branch = repo.desired_branch_hint();
-    let head = repo.branch_tip(&desired_branch)?;
-    let loaded = load_commit(&repo, head)?;
-    let manifest = loaded.desired.targets.get(target).ok_or_else(|| {
-        CliError::Usage(format!(
-            "target `{target}` is not in the desired state at {} ({desired_branch})",
-            &head.to_string()[..12]
-        ))
-    })?;
-    let recorded = read_recorded(&repo.repo, &loaded.desired.config.state_branch)?;
-    let record = recorded.targets.get(target);
-    let points: Vec<Version> = record.map(|r| r.rollback_points.clone()).unwrap_or_default();
-    let component = manifest.spec().component.clone();
-    let version = match to {
-        Some(text) => {
-            let version = Version::parse(text).map_err(|e| CliError::Usage(format!("--to `{text}` is not a version ({e})")))?;
-            if !points.contains(&version) && loaded.desired.release(&component, &version).is_none() {
-                return Err(CliError::Usage(format!(
-                    "{version} is neither a recorded rollback point of `{target}` ({}) nor a release of `{component}`",
-                    if points.is_empty() { "none recorded".to_string() } else { points.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ") }
-                )));
-            }
-            version
-        }
-        None => points.first().cloned().ok_or_else(|| {
-            CliError::Usage(format!("no rollback point is recorded for `{target}` (it has not been upgraded by gantry yet); pass --to VERSION"))
-        })?,
-    };
-    let current = record.and_then(|r| r.version.clone());
-    let file = manifest.manifest.origin.file.to_string();
-    let loc = manifest
-        .manifest
-        .origin
-        .doc
-        .at_pointer("/spec/version")
-        .map(|n| n.loc)
-        .ok_or_else(|| CliError::Usage(format!("{file}: target `{target}` has no spec.version to change")))?;
-    let text = repo
-        .read_file(head, &file)?
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| CliError::Usage(format!("{file} is not readable text")))?;
-    let new_text = replace_scalar(
-        text.strip_prefix('\u{feff}').unwrap_or(&text),
-        loc,
-        &version.to_string(),
-    )
-    .map_err(|e| {
-        CliError::Usage(format!(
-            "{file}:{}:{}: cannot edit spec.version: {e}",
-            loc.line, loc.column
-        ))
-    })?;
-    let message = format!(
-        "Roll back {target} to {version}\n\nRequested with `gantry rollback`{}.\nMerging this commit makes gantry plan the downgrade; reverting it undoes the request.\n",
-        current
-            .as_ref()
-            .map(|c| format!(" (recorded version {c})"))
-            .unwrap_or_default()
-    );
-    let change = match branch {
-        Some(name) => ChangeBranch::New {
-            base: desired_branch.clone(),
-            name: name.to_string(),
-        },
-        None => ChangeBranch::Desired(desired_branch.clone()),
-    };
-    let commit = repo.commit_file_change(&change, &file, new_text.as_bytes(), &message, |oid| {
-        let check = load_commit(&repo, oid).map_err(|e| e.to_string())?;
-        if check.is_valid() {
-            Ok(())
-        } else {
-            Err(format!(
-                "the rollback commit would not validate: {}",
-                check
-                    .diagnostics
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ))
-        }
-    })?;
-    let on = match &change {
-        ChangeBranch::Desired(b) => b.clone(),
-        ChangeBranch::New { name, .. } => format!("new branch {name}"),
-    };
+    let report = rollback(&repo, target, to, branch)?;
     println!(
-        "{} on {on}: pin {target} to {version} ({file})",
-        &commit.to_string()[..12]
+        "{} on {}: pin {} to {} ({})",
+        &report.commit.to_string()[..12],
+        report.on,
+        report.target,
+        report.version,
+        report.file
     );
-    if branch.is_none()
-        && repo
-            .repo
-            .head()
-            .ok()
-            .and_then(|h| h.shorthand().ok().map(str::to_string))
-            .as_deref()
-            == Some(desired_branch.as_str())
-        && repo.repo.workdir().is_some()
-    {
+    if let Some(desired_branch) = &report.stale_work_tree {
         eprintln!(
-            "note: {desired_branch} is checked out here and its work tree still has the old file; run `git checkout HEAD -- {file}` to update it"
+            "note: {desired_branch} is checked out here and its work tree still has the old file; run `git checkout HEAD -- {}` to update it",
+            report.file
         );
     }
     Ok(Exit::Ok)

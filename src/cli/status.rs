@@ -1,125 +1,40 @@
-//! `gantry status`: per target, what runs, what is wanted, and what happens next.
+//! `gantry status`: prints [`crate::ops::status::status_report`] as a table or JSON.
 
-use serde::Serialize;
-
-use crate::plan;
-use crate::reconcile::load::load_commit;
+use crate::ops::status::{StatusReport, status_report};
 use crate::render::Format;
 use crate::source::WatchedRepo;
-use crate::state::{Journal, read_recorded};
 
-use super::{Cli, CliError, Exit, now, resolve_commit};
+use super::{Cli, Exit, OpsError, now};
 
-/// One row of `gantry status`.
-#[derive(Debug, Serialize)]
-pub struct TargetStatusRow {
-    pub target: String,
-    pub component: String,
-    pub current: Option<String>,
-    pub desired: Option<String>,
-    /// Recorded status (`converged`, `failed`, `rolled_back`, `in_progress`, …) or `new`.
-    pub status: String,
-    pub next_action: String,
-    pub plan_status: String,
-    pub blockers: Vec<plan::Blocker>,
-    pub violations: Vec<String>,
-    /// When the next window opens, for targets blocked by windows.
-    pub opens_at: Option<String>,
-    pub last_outcome: Option<String>,
-    pub last_message: Option<String>,
-}
-
-/// The whole status document (`--format json` and the daemon's `/api/status`).
-#[derive(Debug, Serialize)]
-pub struct StatusReport {
-    pub desired_commit: String,
-    pub state_commit: Option<String>,
-    pub now: String,
-    pub valid: bool,
-    /// The pinned trust anchor (`.git/gantry/trust-anchor`): the last reconciled commit, whose
-    /// signers and state branch are in force; absent before the first apply on this host.
-    pub trust_anchor: Option<crate::source::trust::TrustAnchor>,
-    pub targets: Vec<TargetStatusRow>,
-}
-
-/// Builds the status report of a repository at `now`.
-///
-/// # Errors
-/// Reading the repository or the state branch.
-pub fn status_report(repo: &WatchedRepo, rev: Option<&str>, now: jiff::Timestamp) -> Result<StatusReport, CliError> {
-    let commit = resolve_commit(repo, rev)?;
-    let loaded = load_commit(repo, commit)?;
-    let mut recorded = read_recorded(&repo.repo, &loaded.desired.config.state_branch)?;
-    // An attempt a killed reconciler left behind is in progress until the next pass settles it.
-    let mut unfinished = std::collections::BTreeSet::new();
-    if let Ok(left) = Journal::load_unfinished(&Journal::dir(repo.repo.path())) {
-        for attempt in left {
-            if let Some(record) = recorded.targets.get_mut(&attempt.header.target) {
-                record.status = crate::state::TargetStatus::InProgress;
-            }
-            unfinished.insert(attempt.header.target);
-        }
-    }
-    let anchor = crate::reconcile::apply::anchor_of(repo, &recorded).map_err(CliError::Apply)?;
-    let evidence = crate::reconcile::load::evidence(repo, &loaded, &anchor)?;
-    let plan = plan::plan(&loaded.plan_input(&recorded, &evidence, now));
-    let targets = plan
-        .actions
-        .iter()
-        .map(|a| {
-            let record = recorded.targets.get(&a.target);
-            TargetStatusRow {
-                target: a.target.clone(),
-                component: a.component.clone(),
-                current: record.and_then(|r| r.version.as_ref()).map(ToString::to_string),
-                desired: a.to.clone(),
-                // An interrupted install has a journal but no record yet.
-                status: match record {
-                    Some(r) => r.status.as_str().to_string(),
-                    None if unfinished.contains(&a.target) => "in_progress".to_string(),
-                    None => "new".to_string(),
-                },
-                next_action: a.action.as_str().to_string(),
-                plan_status: format!("{:?}", a.status).to_lowercase(),
-                opens_at: a.blocked_by.iter().find_map(|b| b.opens_at.clone()),
-                blockers: a.blocked_by.clone(),
-                violations: a.violations.clone(),
-                last_outcome: record
-                    .and_then(|r| r.last_attempt.as_ref())
-                    .and_then(|l| l.outcome)
-                    .map(|o| o.as_str().to_string()),
-                last_message: record
-                    .and_then(|r| r.last_attempt.as_ref())
-                    .map(|l| l.message.clone())
-                    .filter(|m| !m.is_empty()),
-            }
-        })
-        .collect();
-    Ok(StatusReport {
-        desired_commit: commit.to_string(),
-        state_commit: recorded.commit.clone(),
-        now: now.to_string(),
-        valid: loaded.is_valid(),
-        trust_anchor: match anchor {
-            crate::source::trust::AnchorSource::Pinned(a) => Some(a),
-            _ => None,
-        },
-        targets,
-    })
-}
-
-pub fn run(cli: &Cli, format: Format) -> Result<Exit, CliError> {
+pub fn run(cli: &Cli, format: Format, selector: &crate::ops::agents::Selector) -> Result<Exit, OpsError> {
     let repo = WatchedRepo::open(&cli.repo)?;
-    let report = status_report(&repo, None, now(cli)?)?;
+    let mut report = status_report(&repo, None, now(cli)?)?;
+    if !selector.is_empty() {
+        let selected = crate::ops::agents::selected_names(&repo, selector)?;
+        report.targets.retain(|t| selected.contains(&t.target));
+    }
     if format == Format::Json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&report).map_err(|e| CliError::Usage(e.to_string()))?
+            serde_json::to_string_pretty(&report).map_err(|e| OpsError::Usage(e.to_string()))?
         );
         return Ok(Exit::Ok);
     }
+    // Blocker reasons and step messages come from recorded state raw: no terminal escapes.
+    print!("{}", crate::render::mask::strip_terminal_controls(&text(&report)));
+    if !report.valid {
+        eprintln!("warning: the desired commit does not validate; run `gantry validate`");
+    }
+    Ok(Exit::Ok)
+}
+
+/// The status table as `gantry status` prints it.
+pub fn text(report: &StatusReport) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
     let width = report.targets.iter().map(|t| t.target.len()).max().unwrap_or(6).max(6);
-    println!(
+    let _ = writeln!(
+        out,
         "desired {} · state {} · now {}",
         &report.desired_commit[..12],
         report
@@ -128,21 +43,24 @@ pub fn run(cli: &Cli, format: Format) -> Result<Exit, CliError> {
             .map_or("(none)", |c| &c[..12.min(c.len())]),
         report.now
     );
-    match &report.trust_anchor {
-        Some(a) => println!(
+    let _ = match &report.trust_anchor {
+        Some(a) => writeln!(
+            out,
             "trust anchor {} (state branch {}, signers {}) · pinned in .git/gantry/trust-anchor",
             &a.commit[..12.min(a.commit.len())],
             a.state_branch,
             a.allowed_signers.as_deref().unwrap_or("none: [trust] off")
         ),
-        None => println!("trust anchor (none pinned yet: the first apply pins it)"),
-    }
-    println!(
+        None => writeln!(out, "trust anchor (none pinned yet: the first apply pins it)"),
+    };
+    let _ = writeln!(
+        out,
         "{:width$}  {:10} {:9} {:9} {:12} {:10} NEXT",
         "TARGET", "COMPONENT", "CURRENT", "DESIRED", "STATUS", "ACTION"
     );
     for t in &report.targets {
-        println!(
+        let _ = writeln!(
+            out,
             "{:width$}  {:10} {:9} {:9} {:12} {:10} {}",
             t.target,
             t.component,
@@ -153,32 +71,36 @@ pub fn run(cli: &Cli, format: Format) -> Result<Exit, CliError> {
             t.plan_status
         );
         for b in &t.blockers {
-            let when = b
-                .opens_at
-                .as_ref()
-                .map(|o| format!(" (opens {o})"))
-                .or_else(|| b.until.as_ref().map(|u| format!(" (until {u})")))
-                .unwrap_or_default();
-            println!(
-                "{:width$}    blocked by {}: {}{when}",
-                "",
-                format!("{:?}", b.kind).to_lowercase(),
-                crate::render::mask::strip_terminal_controls(&b.reason)
-            );
+            let when = match (&b.opens_at, b.lifts_at_text()) {
+                (Some(_), Some(at)) => format!(" (opens {at})"),
+                (None, Some(at)) => format!(" (until {at})"),
+                (_, None) => String::new(),
+            };
+            let _ = writeln!(out, "{:width$}    blocked by {}: {}{when}", "", b.kind, b.reason);
         }
         for v in &t.violations {
-            println!("{:width$}    ✗ {v}", "");
+            let _ = writeln!(out, "{:width$}    ✗ {v}", "");
         }
         if let (Some(outcome), Some(message)) = (&t.last_outcome, &t.last_message)
             && outcome != "succeeded"
         {
-            // Step output: no terminal escapes reach the terminal (issue #18).
-            let message = crate::render::mask::strip_terminal_controls(message);
-            println!("{:width$}    last attempt {outcome}: {message}", "");
+            let _ = writeln!(out, "{:width$}    last attempt {outcome}: {message}", "");
         }
     }
-    if !report.valid {
-        eprintln!("warning: the desired commit does not validate; run `gantry validate`");
+    for rollout in &report.rollouts {
+        for wave in &rollout.waves {
+            if let Some(analysis) = &wave.analysis {
+                let _ = writeln!(
+                    out,
+                    "rollout {} {} wave {} ({:?}): {}",
+                    rollout.component,
+                    rollout.version,
+                    wave.name,
+                    wave.status,
+                    analysis.summary()
+                );
+            }
+        }
     }
-    Ok(Exit::Ok)
+    out
 }

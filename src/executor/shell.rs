@@ -94,6 +94,7 @@ impl Executor for ShellExecutor {
             .stdout(stdout)
             .stderr(merged_in)
             .process_group(0);
+        die_with_this_thread(&mut command);
         let spawned = spawn(&mut command);
         // Close our copies of the pipe's write end: the reader sees EOF once the step's
         // processes are gone, not never.
@@ -108,6 +109,8 @@ impl Executor for ShellExecutor {
             }
         };
         let group = process_group_of(&child);
+        // Where a resumed attempt finds this step's processes if gantry dies now (issue #10, bug 7).
+        let marker = RunningStep::mark(&step.log_path, group);
 
         let (done_tx, done_rx) = mpsc::channel();
         let mut readers = 1;
@@ -126,6 +129,8 @@ impl Executor for ShellExecutor {
 
         let ended =
             wait_then_kill_group(&mut child, group, step.timeout).map_err(io_err("wait for the step process"))?;
+        // The group is killed: nothing of this step is left to find.
+        marker.clear();
         let duration = started.elapsed();
 
         let grace_ends = Instant::now() + OUTPUT_GRACE;
@@ -157,6 +162,129 @@ impl Executor for ShellExecutor {
             observed_version,
         })
     }
+}
+
+/// Asks the kernel to `SIGKILL` the step's process when the thread that spawns it dies, as it
+/// does when gantry is killed (`PR_SET_PDEATHSIG` follows the forking *thread*: attempts spawn
+/// their steps from the attempt's own thread, which waits for the step to end). Children the step
+/// started are left to [`reap_interrupted_step`], which the resumed attempt runs first.
+#[cfg(target_os = "linux")]
+fn die_with_this_thread(command: &mut Command) {
+    let parent = nix::unistd::getpid();
+    // SAFETY: the closure runs in the child between fork and exec, where only async-signal-safe
+    // calls are allowed: it makes two system calls (prctl, getppid) and allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| io::Error::from_raw_os_error(e as i32))?;
+            // gantry died before the prctl: do not start the step at all.
+            if nix::unistd::getppid() != parent {
+                return Err(io::Error::from_raw_os_error(Errno::ESRCH as i32));
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_this_thread(_command: &mut Command) {}
+
+/// The marker of a running step: `<attempt>.pgid` next to the step log, holding the step's
+/// process group and its leader's start time. Removed once the group is killed.
+struct RunningStep {
+    path: Option<std::path::PathBuf>,
+}
+
+impl RunningStep {
+    fn mark(log_path: &Path, group: Pid) -> RunningStep {
+        let path = log_path.with_extension("pgid");
+        let start = start_time(group.as_raw()).unwrap_or_default();
+        match std::fs::write(&path, format!("{} {start}\n", group.as_raw())) {
+            Ok(()) => RunningStep { path: Some(path) },
+            Err(e) => {
+                tracing::warn!(path = %path.display(), "cannot mark the running step: {e}");
+                RunningStep { path: None }
+            }
+        }
+    }
+
+    fn clear(self) {
+        if let Some(path) = self.path {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// The start time of `pid` (clock ticks since boot, `/proc/<pid>/stat` field 22), which tells a
+/// process apart from a later one that got the same pid.
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// `(state, process group)` of `pid` from `/proc/<pid>/stat`.
+fn state_and_group(pid: i32) -> Option<(char, i32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut rest = stat.rsplit_once(')')?.1.split_whitespace();
+    let state = rest.next()?.chars().next()?;
+    let group = rest.nth(1)?.parse().ok()?;
+    Some((state, group))
+}
+
+/// Processes of `group` that still run (zombies run nothing and are not counted).
+fn live_members(group: i32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| matches!(state_and_group(pid), Some((state, g)) if g == group && state != 'Z' && state != 'X'))
+        .collect()
+}
+
+/// Before an interrupted attempt runs again: kills whatever is left of the step that was running
+/// when the reconciler died (its process group, from the marker next to `log_path`) and waits
+/// until none of it runs, so the resumed step never overlaps the interrupted one.
+///
+/// # Guarantees
+/// Never signals an unrelated process: a group id stays reserved while any member lives, so if
+/// the leader's pid now names a process with another start time, the old group is empty.
+///
+/// # Errors
+/// A process of the group still runs after `wait` (it ignored `SIGKILL`: stuck in the kernel).
+pub fn reap_interrupted_step(log_path: &Path, wait: Duration) -> io::Result<()> {
+    let marker = log_path.with_extension("pgid");
+    let text = match std::fs::read_to_string(&marker) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let mut fields = text.split_whitespace();
+    let group: Option<i32> = fields.next().and_then(|g| g.parse().ok());
+    let started: Option<u64> = fields.next().and_then(|s| s.parse().ok());
+    if let Some(group) = group.filter(|g| *g > 1) {
+        let reused = matches!((start_time(group), started), (Some(now), Some(then)) if then != 0 && now != then);
+        if !reused {
+            let deadline = Instant::now() + wait;
+            loop {
+                kill_group(Pid::from_raw(group));
+                let left = live_members(group);
+                if left.is_empty() {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    return Err(io::Error::other(format!(
+                        "process{} {} of the interrupted step (group {group}) still run{} after SIGKILL",
+                        if left.len() == 1 { "" } else { "es" },
+                        left.iter().map(i32::to_string).collect::<Vec<_>>().join(", "),
+                        if left.len() == 1 { "s" } else { "" }
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            tracing::info!(pgid = group, "killed what was left of the interrupted step");
+        }
+    }
+    std::fs::remove_file(&marker)
 }
 
 /// How the step's main process ended.

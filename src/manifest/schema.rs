@@ -513,25 +513,10 @@ fn closest<'a>(name: &str, allowed: &[&'a str]) -> Option<&'a str> {
     }
     allowed
         .iter()
-        .map(|a| (edit_distance(&fold(name), &fold(a)), *a))
+        .map(|a| (strsim::levenshtein(&fold(name), &fold(a)), *a))
         .filter(|(d, a)| *d <= (a.chars().count() / 3).max(1))
         .min_by_key(|(d, _)| *d)
         .map(|(_, a)| a)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = (diagonal + usize::from(ca != *cb)).min(above + 1).min(row[j] + 1);
-            diagonal = above;
-        }
-    }
-    row[b.len()]
 }
 
 /// A value as it appears in a message: scalars as JSON, collections by kind.
@@ -677,6 +662,19 @@ mod tests {
                     assert!(node["title"].is_string() && node["description"].is_string(), "{at}");
                 }
             }
+        }
+    }
+
+    /// Regression (issue #9): the schema, `validate`'s typed check and the daemon said three
+    /// different things about one bad duration. Every malformed `poll_interval` now reads the
+    /// same whichever of them rejects it.
+    #[test]
+    fn schema_and_parser_describe_a_bad_duration_in_the_same_words() {
+        for text in ["10", "30 seconds", "1.5h", "soon"] {
+            let violations = validate(SchemaKind::Config, &serde_json::json!({ "poll_interval": text }));
+            let schema_says: Vec<&str> = violations.iter().map(|v| v.message.as_str()).collect();
+            let parser_says = crate::manifest::values::parse_duration(text).unwrap_err();
+            assert_eq!(schema_says, [parser_says.as_str()], "{text}");
         }
     }
 

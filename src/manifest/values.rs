@@ -18,6 +18,19 @@ pub fn is_valid_name(name: &str) -> bool {
     }
 }
 
+/// Whether git accepts `name` as a branch (`refs/heads/<name>`; a name already starting with
+/// `refs/` is taken as it is). git's own rules, through libgit2, rather than a hand-written copy
+/// that missed some (`@{`, a component starting with `.`): validation, the state writer and the
+/// desired-branch lookup all ask this one function.
+pub fn is_valid_branch_name(name: &str) -> bool {
+    let full = if name.starts_with("refs/") {
+        name.to_string()
+    } else {
+        format!("refs/heads/{name}")
+    };
+    git2::Reference::is_valid_name(&full)
+}
+
 /// Why a label key or value is invalid, if it is (Kubernetes label syntax).
 pub fn label_problem(key: &str, value: &str) -> Option<String> {
     let segment_ok = |s: &str| {
@@ -60,12 +73,22 @@ pub fn label_problem(key: &str, value: &str) -> Option<String> {
     None
 }
 
-/// Parses durations such as `30s`, `10m`, `1h30m`, `7d`, `2w`, `500ms`, `0d`.
+/// The duration grammar in words: the JSON Schemas' `duration` description, so a value the schema
+/// rejects and one this parser rejects read the same wherever they are checked (a unit test in
+/// `schema` holds them together).
+pub const DURATION_RULE: &str =
+    "one or more <number><unit> parts with units ms, s, m, h, d, w, e.g. 30m, 1h30m, 7d or 0d";
+
+/// Parses durations such as `30s`, `10m`, `1h30m`, `7d`, `2w`, `500ms`, `0d`: the one duration
+/// grammar of manifests, `gantry.toml` and the daemon.
 ///
 /// # Errors
-/// A message saying what is expected.
+/// A message saying what is expected (the schema's wording for a malformed value).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("`{text}` is not a duration (expected e.g. 30s, 10m, 1h30m, 7d)");
+    let bad = || {
+        let quoted = serde_json::Value::String(text.to_string());
+        format!("{quoted} is not a valid duration: {DURATION_RULE}")
+    };
     if text.is_empty() {
         return Err(bad());
     }
@@ -208,6 +231,21 @@ mod tests {
             "a\0b",
         ] {
             assert!(!is_valid_name(bad), "{bad:?}");
+        }
+    }
+
+    /// Regression (issue #9): the hand-written ref check accepted `a@{b}` and `.hidden`, which git
+    /// refuses, so `validate` passed a config the state writer then failed on.
+    #[test]
+    fn branch_names() {
+        for ok in ["main", "gantry/state", "release/1.x", "refs/heads/main", "a-b_c.d"] {
+            assert!(is_valid_branch_name(ok), "{ok}");
+        }
+        for bad in [
+            "", "a@{b}", "a..b", "a b", "a~1", "a^", "a:b", "a?", "a*", "a[b", "a\\b", "/a", "a/", "a.lock", "a//b",
+            ".hidden", "a/.b", "a\u{7}",
+        ] {
+            assert!(!is_valid_branch_name(bad), "{bad:?}");
         }
     }
 

@@ -235,8 +235,12 @@ pub fn approve(repo: &WatchedRepo, options: &ApproveOptions) -> Result<ApproveRe
         ),
         None => (ChangeBranch::Desired(desired_branch.clone()), desired_branch.clone()),
     };
-    let commit =
-        repo.commit_file_change_signed(&change, &file, content.as_bytes(), &message, Some(&signer), |oid| {
+    let commit = repo.commit_files_change_signed(
+        &change,
+        &[(&file, content.as_bytes())],
+        &message,
+        Some(&signer),
+        |oid| {
             let check = load_commit(repo, oid).map_err(|e| e.to_string())?;
             if check.is_valid() {
                 Ok(())
@@ -251,7 +255,8 @@ pub fn approve(repo: &WatchedRepo, options: &ApproveOptions) -> Result<ApproveRe
                         .join("; ")
                 ))
             }
-        })?;
+        },
+    )?;
     Ok(ApproveReport {
         commit,
         branch: on,

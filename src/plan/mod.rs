@@ -46,6 +46,12 @@ impl ActionKind {
     }
 }
 
+impl std::fmt::Display for ActionKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Whether an action may run now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, PartialOrd, Ord, Hash)]
 #[serde(rename_all = "lowercase")]
@@ -54,6 +60,24 @@ pub enum Status {
     Blocked,
     Violation,
     Noop,
+}
+
+impl Status {
+    /// The name users see (the JSON value).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ready => "ready",
+            Status::Blocked => "blocked",
+            Status::Violation => "violation",
+            Status::Noop => "noop",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Why an action cannot start yet.
@@ -70,15 +94,80 @@ pub enum BlockerKind {
     InProgress,
 }
 
+impl BlockerKind {
+    /// The name users see (the JSON value): `release_age`, not the `Debug` name `ReleaseAge`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BlockerKind::Window => "window",
+            BlockerKind::Approval => "approval",
+            BlockerKind::Wave => "wave",
+            BlockerKind::Dependency => "dependency",
+            BlockerKind::ReleaseAge => "release_age",
+            BlockerKind::Halted => "halted",
+            BlockerKind::Suspended => "suspended",
+            BlockerKind::InProgress => "in_progress",
+        }
+    }
+}
+
+impl std::fmt::Display for BlockerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One reason an action is blocked.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Blocker {
     pub kind: BlockerKind,
     pub reason: String,
-    /// For `window`: when the next allowed window opens (RFC 3339 with offset).
-    pub opens_at: Option<String>,
-    /// For time-bound blockers (`release_age`, `wave` soak): when it lifts (RFC 3339).
-    pub until: Option<String>,
+    /// For `window`: when the next allowed window opens, in the zone of the window that opens it
+    /// (shown as RFC 3339 with that zone's offset).
+    #[serde(serialize_with = "view::zoned")]
+    pub opens_at: Option<jiff::Zoned>,
+    /// For time-bound blockers (`release_age`, `wave` soak): when it lifts (RFC 3339, UTC).
+    #[serde(serialize_with = "view::timestamp")]
+    pub until: Option<Timestamp>,
+}
+
+impl Blocker {
+    /// When the blocker lifts, if it is time-bound: `opens_at`, else `until`.
+    pub fn lifts_at(&self) -> Option<Timestamp> {
+        self.opens_at.as_ref().map(jiff::Zoned::timestamp).or(self.until)
+    }
+
+    /// [`Blocker::lifts_at`] as users read it: `opens_at` with its zone's offset, `until` in UTC.
+    pub fn lifts_at_text(&self) -> Option<String> {
+        match (&self.opens_at, self.until) {
+            (Some(zoned), _) => Some(crate::policy::window::rfc3339(zoned)),
+            (None, Some(until)) => Some(until.to_string()),
+            (None, None) => None,
+        }
+    }
+}
+
+/// How the plan's typed values read in JSON and templates (the plan's serialized view): versions
+/// as semver text (semver's own `Serialize`), instants as RFC 3339 text. The strings are exactly
+/// those the plan carried when it was stringly typed, so `schemas/plan.schema.json` and the
+/// rendered text do not change (tests/plan.rs snapshots).
+mod view {
+    use serde::Serializer;
+
+    /// An instant with the offset of its zone (`2026-12-05T02:00:00+01:00`).
+    pub fn zoned<S: Serializer>(value: &Option<jiff::Zoned>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(zoned) => s.serialize_some(&crate::policy::window::rfc3339(zoned)),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// An instant in UTC (`2026-11-21T10:40:00Z`).
+    pub fn timestamp<S: Serializer>(value: &Option<jiff::Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(at) => s.serialize_some(&at.to_string()),
+            None => s.serialize_none(),
+        }
+    }
 }
 
 impl Blocker {
@@ -117,10 +206,10 @@ pub struct Action {
     pub target: String,
     pub component: String,
     pub action: ActionKind,
-    pub from: Option<String>,
-    pub to: Option<String>,
+    pub from: Option<Version>,
+    pub to: Option<Version>,
     /// Releases deployed in turn; the last is `to`.
-    pub stops: Vec<String>,
+    pub stops: Vec<Version>,
     pub migrations: Vec<PlannedMigration>,
     pub wave: Option<String>,
     pub status: Status,
@@ -129,8 +218,58 @@ pub struct Action {
     pub policy: Option<String>,
     pub approvals: Option<ApprovalState>,
     pub update_type: Option<UpdateType>,
+    /// An upgrade whose `releases` include one marked `breaking: true`.
+    pub breaking: bool,
+    /// What the releases this action crosses say to a reviewer, in ascending version order: for
+    /// an upgrade every release in (from, to] the target's channels allow (their migrations
+    /// run whether or not they are stops), for an install the desired release, for a downgrade
+    /// the releases in (to, from] it takes away.
+    pub releases: Vec<ReleaseNote>,
     pub violations: Vec<String>,
     pub warnings: Vec<String>,
+}
+
+/// One release as a reviewer of a plan needs it: its changelog, whether it breaks callers, its
+/// deprecation note and which of its migrations cannot be undone.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReleaseNote {
+    pub version: Version,
+    pub breaking: bool,
+    /// The release's `deprecated` note (null when it is not deprecated).
+    pub deprecated: Option<String>,
+    pub yanked: bool,
+    /// Ids of this release's migrations that have no `down` (undone only by a `restore`).
+    pub irreversible: Vec<String>,
+    /// The release's `changelog`, section by section (`added`, `fixed`, `security`, …).
+    pub changelog: BTreeMap<String, Vec<String>>,
+}
+
+impl ReleaseNote {
+    /// Whether it says anything beyond its version (templates list only those).
+    pub fn worth_showing(&self) -> bool {
+        self.breaking
+            || self.deprecated.is_some()
+            || self.yanked
+            || !self.irreversible.is_empty()
+            || !self.changelog.is_empty()
+    }
+
+    fn of(release: &Release) -> Self {
+        let spec = release.spec();
+        ReleaseNote {
+            version: release.version.clone(),
+            breaking: spec.breaking,
+            deprecated: spec.deprecated.clone(),
+            yanked: spec.yanked,
+            irreversible: spec
+                .migrations
+                .iter()
+                .filter(|m| m.down.is_none())
+                .map(|m| m.id.clone())
+                .collect(),
+            changelog: spec.changelog.clone(),
+        }
+    }
 }
 
 /// A problem of the whole plan.
@@ -188,7 +327,7 @@ pub struct Plan {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Rollout {
     pub component: String,
-    pub version: String,
+    pub version: Version,
     /// The policy whose waves these are (absent: the built-in default). Targets of one version
     /// under different policies form one rollout per policy, each with that policy's waves.
     pub policy: Option<String>,
@@ -206,8 +345,11 @@ pub struct RolloutWave {
     pub targets: Vec<String>,
     pub status: WaveStatus,
     /// When its soak ends (RFC 3339), once it completed and has a soak.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "view::timestamp")]
+    pub soak_until: Option<Timestamp>,
+    /// The health analysis through its soak (rounds run and left, last result per check).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub soak_until: Option<String>,
+    pub analysis: Option<crate::policy::analysis::AnalysisView>,
 }
 
 impl Plan {
@@ -262,7 +404,7 @@ struct Shared<'a> {
 /// # Guarantees
 /// Pure and deterministic: the same input gives the same plan, actions sorted by target name.
 pub fn plan(input: &PlanInput) -> Plan {
-    let _stage = crate::timings::stage("plan");
+    let _stage = tracing::debug_span!("plan").entered();
     let mut shared = Shared {
         windows: WindowGate::new(input.windows, &input.desired.windows, input.now),
         approvals: ApprovalIndex::new(&input.desired.approvals),
@@ -317,7 +459,7 @@ fn plan_removal(name: &str, record: &TargetRecord) -> Action {
         target: name.to_string(),
         component: record.component.clone(),
         action: ActionKind::Remove,
-        from: record.version.as_ref().map(Version::to_string),
+        from: record.version.clone(),
         to: None,
         stops: Vec::new(),
         migrations: Vec::new(),
@@ -328,6 +470,8 @@ fn plan_removal(name: &str, record: &TargetRecord) -> Action {
         policy: None,
         approvals: None,
         update_type: None,
+        breaking: false,
+        releases: Vec::new(),
         violations: Vec::new(),
         warnings: Vec::new(),
     }
@@ -338,7 +482,7 @@ fn empty_action(target: &Target, from: Option<&Version>) -> Action {
         target: target.name().to_string(),
         component: target.spec().component.clone(),
         action: ActionKind::Noop,
-        from: from.map(Version::to_string),
+        from: from.cloned(),
         to: None,
         stops: Vec::new(),
         migrations: Vec::new(),
@@ -349,6 +493,8 @@ fn empty_action(target: &Target, from: Option<&Version>) -> Action {
         policy: None,
         approvals: None,
         update_type: None,
+        breaking: false,
+        releases: Vec::new(),
         violations: Vec::new(),
         warnings: Vec::new(),
     }
@@ -536,7 +682,7 @@ fn plan_target(input: &PlanInput, shared: &mut Shared, target: &Target) -> Actio
     };
     action.warnings = warnings;
     let to = &release.version;
-    action.to = Some(to.to_string());
+    action.to = Some(to.clone());
     if let Some(note) = &release.spec().deprecated {
         action
             .warnings
@@ -552,14 +698,14 @@ fn plan_target(input: &PlanInput, shared: &mut Shared, target: &Target) -> Actio
     match current {
         None => {
             action.action = ActionKind::Install;
-            action.stops = vec![to.to_string()];
+            action.stops = vec![to.clone()];
             action.migrations = path::up_migrations(releases, None, &[release], migrates);
         }
         Some(current) if current < to => {
             action.action = ActionKind::Upgrade;
             match path::upgrade_stops(releases, current, to, deployable) {
                 Ok(stops) => {
-                    action.stops = stops.iter().map(|s| s.version.to_string()).collect();
+                    action.stops = stops.iter().map(|s| s.version.clone()).collect();
                     action.migrations = path::up_migrations(releases, Some(current), &stops, migrates);
                 }
                 Err(no_path) => action.violations.push(no_path.0),
@@ -576,7 +722,7 @@ fn plan_target(input: &PlanInput, shared: &mut Shared, target: &Target) -> Actio
                     policy::update_type(Some(current), to).as_str()
                 ));
             }
-            action.stops = vec![to.to_string()];
+            action.stops = vec![to.clone()];
             let applied = record.map_or(&[][..], |r| r.applied_migrations.as_slice());
             action.migrations = path::down_migrations(applied, current, to);
             let has_restore = input
@@ -620,6 +766,23 @@ fn plan_target(input: &PlanInput, shared: &mut Shared, target: &Target) -> Actio
         ActionKind::Downgrade => action.update_type,
         _ => None,
     };
+    action.releases = match (action.action, current) {
+        (ActionKind::Install, _) => vec![ReleaseNote::of(release)],
+        (ActionKind::Upgrade, Some(current)) => releases
+            .iter()
+            .filter(|r| &r.version > current && &r.version <= to && migrates(r))
+            .map(ReleaseNote::of)
+            .collect(),
+        (ActionKind::Downgrade, Some(current)) => releases
+            .iter()
+            .filter(|r| &r.version > to && &r.version <= current && migrates(r))
+            .map(ReleaseNote::of)
+            .collect(),
+        _ => Vec::new(),
+    };
+    // A fresh install breaks no caller of an older version, and a downgrade's notes are of
+    // releases being taken away: only an upgrade is breaking.
+    action.breaking = action.action == ActionKind::Upgrade && action.releases.iter().any(|r| r.breaking);
 
     if !action.violations.is_empty() {
         action.status = Status::Violation;
@@ -697,12 +860,13 @@ fn gates(
             && matches!(last.outcome, Some(Outcome::Failed | Outcome::RolledBack))
             && last.to == release.version
             && (action.action != ActionKind::Config || last.config_hash.as_deref() == Some(target.config_hash.as_str()))
+            // Any change to the target's spec since the attempt (e.g. `retry`) re-arms it.
+            && last.spec_hash.as_ref().is_none_or(|h| *h == target.spec_hash())
         {
-            let retry = if action.action == ActionKind::Config {
-                "change the config or the desired version to try again"
-            } else {
-                "change the desired version (fix forward or revert) to try again"
-            };
+            let retry = format!(
+                "to try again, bump its spec.retry (`gantry retry {}`) or change its spec (fix forward or revert)",
+                target.name()
+            );
             blockers.push(Blocker::new(
                 BlockerKind::Halted,
                 format!(
@@ -736,7 +900,7 @@ fn gates(
                 governing.name().unwrap_or("default")
             ),
         );
-        b.until = Some(at.to_string());
+        b.until = Some(at);
         blockers.push(b);
     }
 
@@ -854,7 +1018,7 @@ fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Rollout> {
         if (matches!(a.action, ActionKind::Install | ActionKind::Upgrade)
             || (a.action == ActionKind::Downgrade && a.update_type.is_some()))
             && a.status != Status::Violation
-            && let Some(to) = a.to.as_deref().and_then(|v| Version::parse(v).ok())
+            && let Some(to) = a.to.clone()
         {
             groups
                 .entry((a.component.clone(), to, a.policy.clone()))
@@ -866,6 +1030,18 @@ fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Rollout> {
         .iter()
         .map(|a| (a.target.as_str(), a.policy.as_deref()))
         .collect();
+    // Targets per (component, policy), for stages (`after`) to look at the stage before.
+    let mut stages: HashMap<(&str, &str), Vec<&str>> = HashMap::new();
+    if input.desired.policies.iter().any(|p| p.manifest.spec.after.is_some()) {
+        for a in actions.iter() {
+            if let Some(policy) = a.policy.as_deref() {
+                stages
+                    .entry((a.component.as_str(), policy))
+                    .or_default()
+                    .push(a.target.as_str());
+            }
+        }
+    }
     let mut wave_blockers: Vec<(usize, String, Blocker)> = Vec::new();
     let mut rollouts = Vec::with_capacity(groups.len());
     for ((component, version, policy_name), indices) in groups {
@@ -892,9 +1068,39 @@ fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Rollout> {
             );
         }
         let spec = governing.spec();
-        let planned = waves::assign(&spec.rollout.waves, governing.wave_soaks(), &members, record);
+        // Health checks run through every soak when the policy or the component has any.
+        let component_health = input
+            .desired
+            .components
+            .get(&component)
+            .is_some_and(|c| c.spec.steps.health.is_some());
+        let analysis = (component_health || !spec.health.checks.is_empty()).then(|| {
+            governing
+                .policy()
+                .and_then(|p| p.health_interval)
+                .filter(|i| !i.is_zero())
+                .unwrap_or(crate::executor::health::DEFAULT_INTERVAL)
+        });
+        let rules = waves::WaveRules {
+            specs: &spec.rollout.waves,
+            soaks: governing.wave_soaks(),
+            group_by: spec.rollout.group_by.as_deref(),
+            analysis,
+        };
+        let planned = waves::assign(rules, &members, record);
+        let stage = stage_blocker(input, governing, &component, &version, record, &stages);
         let progress = waves::progress(&planned, record, input.now);
         let halted = waves::halted(record, spec.rollout.max_failures);
+        // A target whose spec changed since the halt (`gantry retry`) is no longer held by it.
+        let held = |name: &str| {
+            let Some(halt) = record.and_then(|r| r.halted.as_ref()) else {
+                return true;
+            };
+            match (halt.specs.get(name), input.desired.targets.get(name)) {
+                (Some(then), Some(target)) => *then == target.spec_hash(),
+                _ => true,
+            }
+        };
         let wave_of: HashMap<&str, usize> = planned
             .iter()
             .enumerate()
@@ -905,13 +1111,21 @@ fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Rollout> {
                 continue;
             };
             let wave_name = planned[w].name.clone();
-            // A target the rollout already started is past its wave gate.
+            // A target the rollout already started is past its wave gate, not past a halt: one
+            // that left the version and comes back starts anew (entries are written when an
+            // attempt finishes, so none of them is still running).
             if record.is_some_and(|r| r.targets.contains_key(&actions[i].target)) {
+                if let Some(reason) = halted.as_ref().filter(|_| held(&actions[i].target)) {
+                    wave_blockers.push((i, wave_name.clone(), Blocker::new(BlockerKind::Halted, reason.clone())));
+                }
                 wave_blockers.push((i, wave_name, Blocker::new(BlockerKind::Wave, String::new())));
                 continue;
             }
-            if let Some(reason) = &halted {
+            if let Some(reason) = halted.as_ref().filter(|_| held(&actions[i].target)) {
                 wave_blockers.push((i, wave_name.clone(), Blocker::new(BlockerKind::Halted, reason.clone())));
+            }
+            if let Some(blocker) = &stage {
+                wave_blockers.push((i, wave_name.clone(), blocker.clone()));
             }
             let blocker = match waves::gate(&planned, &progress, w) {
                 WaveGate::Go => Blocker::new(BlockerKind::Wave, String::new()),
@@ -921,12 +1135,14 @@ fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Rollout> {
                         "in wave {wave_name}: waits for wave {wave} to finish ({finished} of {total} targets done)"
                     ),
                 ),
-                WaveGate::Soaking { wave, until } => {
-                    let mut b = Blocker::new(
-                        BlockerKind::Wave,
-                        format!("in wave {wave_name}: waits for wave {wave}: soak ends at {until}"),
-                    );
-                    b.until = Some(until.to_string());
+                WaveGate::Soaking { wave, until, analysis } => {
+                    let when = if until > input.now { "ends" } else { "ended" };
+                    let mut reason = format!("in wave {wave_name}: waits for wave {wave}: soak {when} at {until}");
+                    if let Some(analysis) = analysis {
+                        reason.push_str(&format!("; {analysis}"));
+                    }
+                    let mut b = Blocker::new(BlockerKind::Wave, reason);
+                    b.until = Some(until);
                     b
                 }
             };
@@ -934,7 +1150,7 @@ fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Rollout> {
         }
         rollouts.push(Rollout {
             component,
-            version: version.to_string(),
+            version: version.clone(),
             policy: policy_name,
             waves: planned
                 .into_iter()
@@ -943,7 +1159,8 @@ fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Rollout> {
                     name: wave.name,
                     targets: wave.targets,
                     status: p.status,
-                    soak_until: p.soak_until.map(|t| t.to_string()),
+                    soak_until: p.soak_until,
+                    analysis: p.analysis,
                 })
                 .collect(),
             halted,
@@ -959,6 +1176,58 @@ fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Rollout> {
     rollouts
 }
 
+/// The blocker of a rollout whose policy comes `after` another (promotion across environments):
+/// the other policy's targets of the component must all run `version`, converged, and have for
+/// `after.soak`. `None` when the gate is open or the policy has no `after`.
+fn stage_blocker(
+    input: &PlanInput,
+    governing: Governing,
+    component: &str,
+    version: &Version,
+    record: Option<&crate::state::RolloutRecord>,
+    stages: &HashMap<(&str, &str), Vec<&str>>,
+) -> Option<Blocker> {
+    let policy = governing.policy()?;
+    let after = policy.manifest.spec.after.as_ref()?;
+    let converged_since = |target: &str| -> Option<Timestamp> {
+        let r = input.recorded.targets.get(target)?;
+        if r.version.as_ref() != Some(version) || r.status != TargetStatus::Converged {
+            return None;
+        }
+        let finished = record
+            .and_then(|rec| rec.targets.get(target)?.finished.as_deref())
+            .or_else(|| r.last_attempt.as_ref()?.finished.as_deref());
+        Some(finished.and_then(|f| f.parse().ok()).unwrap_or(Timestamp::MIN))
+    };
+    let members: Vec<Option<Timestamp>> = stages
+        .get(&(component, after.policy.as_str()))
+        .map(|targets| targets.iter().map(|t| converged_since(t)).collect())
+        .unwrap_or_default();
+    let stage = &after.policy;
+    match waves::stage_gate(&members, policy.after_soak, input.now) {
+        waves::StageGate::Open => None,
+        waves::StageGate::Waiting { done, total } => Some(Blocker::new(
+            BlockerKind::Wave,
+            format!(
+                "waits for stage `{stage}` (policy `{}` comes after it): {done} of its {total} {component} targets run {version}",
+                policy.manifest.name
+            ),
+        )),
+        waves::StageGate::Soaking { since, until } => {
+            let mut b = Blocker::new(
+                BlockerKind::Wave,
+                format!(
+                    "waits for stage `{stage}` (policy `{}` comes after it): {component} {version} complete there since {since}, healthy for {} more until {until}",
+                    policy.manifest.name,
+                    crate::executor::human_duration(until.duration_since(input.now).unsigned_abs())
+                ),
+            );
+            b.until = Some(until);
+            Some(b)
+        }
+    }
+}
+
 /// Blocks installs and upgrades of a component until the targets of the components it
 /// `dependsOn` with the same `tenant` label have converged (SPEC §2, Component).
 ///
@@ -969,10 +1238,19 @@ fn gate_dependencies(input: &PlanInput, actions: &mut [Action]) {
     let tenant_of = |name: &str| input.desired.targets.get(name)?.labels().get("tenant");
     let mut pending: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
     for (i, a) in actions.iter().enumerate() {
+        // A target whose last attempt failed is not a base to build on, even when its recorded
+        // version is the desired one (a failed install that could not be undone; issue #10, bug 4).
+        let failed = input.recorded.targets.get(&a.target).is_some_and(|r| {
+            matches!(
+                r.status,
+                TargetStatus::Failed | TargetStatus::Unknown | TargetStatus::InProgress
+            )
+        });
         let unconverged = matches!(
             a.action,
             ActionKind::Install | ActionKind::Upgrade | ActionKind::Downgrade
-        ) || (a.status == Status::Violation && a.action != ActionKind::Remove);
+        ) || (a.status == Status::Violation && a.action != ActionKind::Remove)
+            || (failed && a.action != ActionKind::Remove);
         if unconverged && let Some(tenant) = tenant_of(&a.target) {
             pending
                 .entry((a.component.as_str(), tenant.as_str()))
@@ -996,12 +1274,18 @@ fn gate_dependencies(input: &PlanInput, actions: &mut [Action]) {
                 let d = &actions[j];
                 let what = if d.status == Status::Violation {
                     format!("{}: violation", d.component)
+                } else if d.action == ActionKind::Noop || d.action == ActionKind::Config {
+                    format!(
+                        "{} {}: last attempt failed",
+                        d.component,
+                        d.to.as_ref().map_or_else(|| "none".to_string(), Version::to_string)
+                    )
                 } else {
                     format!(
                         "{} {} → {}",
                         d.component,
-                        d.from.as_deref().unwrap_or("none"),
-                        d.to.as_deref().unwrap_or("none")
+                        d.from.as_ref().map_or_else(|| "none".to_string(), Version::to_string),
+                        d.to.as_ref().map_or_else(|| "none".to_string(), Version::to_string)
                     )
                 };
                 blockers.push((
@@ -1027,6 +1311,63 @@ mod tests {
     use super::*;
     use crate::manifest::{RawContent, RawFile, read_manifests, validate, validate::config_hash};
     use crate::state::{Halt, RolloutRecord, RolloutTarget, RolloutTargetStatus, WaveRecord};
+
+    /// Regression (issue #9): `gantry status` printed `blocked by releaseage` (a lowercased
+    /// `Debug` name) where JSON says `release_age`. User text comes from `Display`, and `Display`
+    /// is the serialized name, for every user-facing enum and every variant.
+    #[test]
+    fn display_is_the_serialized_name_for_every_user_facing_enum() {
+        fn check<T: std::fmt::Display + Serialize>(values: &[T]) {
+            for v in values {
+                assert_eq!(serde_json::to_value(v).unwrap(), serde_json::json!(v.to_string()));
+            }
+        }
+        use crate::policy::waves::WaveStatus;
+        use crate::state::Outcome;
+        check(&[
+            BlockerKind::Window,
+            BlockerKind::Approval,
+            BlockerKind::Wave,
+            BlockerKind::Dependency,
+            BlockerKind::ReleaseAge,
+            BlockerKind::Halted,
+            BlockerKind::Suspended,
+            BlockerKind::InProgress,
+        ]);
+        assert_eq!(BlockerKind::ReleaseAge.to_string(), "release_age");
+        check(&[Status::Ready, Status::Blocked, Status::Violation, Status::Noop]);
+        check(&[
+            ActionKind::Install,
+            ActionKind::Upgrade,
+            ActionKind::Downgrade,
+            ActionKind::Config,
+            ActionKind::Noop,
+            ActionKind::Remove,
+        ]);
+        check(&[Direction::Up, Direction::Down, Direction::Restore]);
+        check(&[crate::manifest::Phase::Pre, crate::manifest::Phase::Post]);
+        check(&[UpdateType::Patch, UpdateType::Minor, UpdateType::Major]);
+        check(&[
+            WaveStatus::Pending,
+            WaveStatus::InProgress,
+            WaveStatus::Soaking,
+            WaveStatus::Complete,
+        ]);
+        check(&[
+            TargetStatus::Converged,
+            TargetStatus::InProgress,
+            TargetStatus::Failed,
+            TargetStatus::RolledBack,
+            TargetStatus::Removed,
+        ]);
+        check(&[Outcome::Succeeded, Outcome::Failed, Outcome::RolledBack]);
+        check(&[
+            RolloutTargetStatus::InProgress,
+            RolloutTargetStatus::Succeeded,
+            RolloutTargetStatus::Failed,
+            RolloutTargetStatus::RolledBack,
+        ]);
+    }
 
     /// Desired state and compiled windows from one YAML stream.
     fn load(yaml: &str) -> (Desired, Vec<WindowSchedule>) {
@@ -1185,7 +1526,7 @@ mod tests {
             b.reason,
             "in wave half: waits for wave canary: soak ends at 2026-11-21T10:40:00Z"
         );
-        assert_eq!(b.until.as_deref(), Some("2026-11-21T10:40:00Z"));
+        assert_eq!(b.until.map(|t| t.to_string()).as_deref(), Some("2026-11-21T10:40:00Z"));
         assert_eq!(p.rollouts[0].waves[0].status, WaveStatus::Soaking);
 
         // Stage 3: soak over: the half wave is ready, the rest waits for it.
@@ -1205,12 +1546,16 @@ mod tests {
                 name: "half".into(),
                 started: None,
                 completed: Some("2026-11-21T11:05:00Z".into()),
+                analysis: None,
             })
         });
         let p = run(&desired, &windows, &recorded, "2026-11-21T11:10:00Z");
         assert!(ready(&p).is_empty());
         assert_eq!(
-            action(&p, &all[0]).blocked_by[0].until.as_deref(),
+            action(&p, &all[0]).blocked_by[0]
+                .until
+                .map(|t| t.to_string())
+                .as_deref(),
             Some("2026-11-21T11:35:00Z")
         );
 
@@ -1235,6 +1580,7 @@ mod tests {
                 at: "2026-11-21T10:10:00Z".into(),
                 target: "t00".into(),
                 reason: "health check http failed".into(),
+                specs: Default::default(),
             });
         }
         let p = run(&desired, &windows, &recorded, "2026-11-21T12:00:00Z");
@@ -1310,7 +1656,14 @@ mod tests {
         let p = run(&desired, &windows, &RecordedState::default(), "2026-11-20T10:00:00Z");
         let eu = action(&p, "eu-1");
         assert_eq!(kinds(eu), vec![BlockerKind::Window]);
-        assert_eq!(eu.blocked_by[0].opens_at.as_deref(), Some("2026-11-21T02:00:00+01:00"));
+        assert_eq!(
+            eu.blocked_by[0]
+                .opens_at
+                .as_ref()
+                .map(crate::policy::window::rfc3339)
+                .as_deref(),
+            Some("2026-11-21T02:00:00+01:00")
+        );
         assert_eq!(eu.blocked_by[0].reason, "outside the allow window of \"eu-weekend\"");
         assert_eq!(action(&p, "us-1").status, Status::Ready);
         // Inside the window.
@@ -1339,7 +1692,14 @@ mod tests {
         let p = run(&desired, &windows, &recorded, "2026-12-24T10:00:00Z");
         let a = action(&p, "eu-1");
         assert_eq!(kinds(a), vec![BlockerKind::Window]);
-        assert_eq!(a.blocked_by[0].opens_at.as_deref(), Some("2026-12-25T00:00:00+01:00"));
+        assert_eq!(
+            a.blocked_by[0]
+                .opens_at
+                .as_ref()
+                .map(crate::policy::window::rfc3339)
+                .as_deref(),
+            Some("2026-12-25T00:00:00+01:00")
+        );
     }
 
     #[test]
@@ -1440,7 +1800,10 @@ mod tests {
             ]
         );
         let age = &a.blocked_by[1];
-        assert_eq!(age.until.as_deref(), Some("2026-11-25T00:00:00Z"));
+        assert_eq!(
+            age.until.map(|t| t.to_string()).as_deref(),
+            Some("2026-11-25T00:00:00Z")
+        );
         assert_eq!(a.approvals.as_ref().map(|s| s.missing), Some(1));
     }
 

@@ -16,16 +16,33 @@ pub enum Direction {
     Restore,
 }
 
+impl Direction {
+    /// The name users see (the JSON value).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Up => "up",
+            Direction::Down => "down",
+            Direction::Restore => "restore",
+        }
+    }
+}
+
+impl std::fmt::Display for Direction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One migration in a plan, in the order it runs.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct PlannedMigration {
     /// The version of the release the migration belongs to.
-    pub release: String,
+    pub release: Version,
     pub id: String,
     pub direction: Direction,
     pub phase: Phase,
     /// The stop it runs around: `pre` before deploying it, `post` after it is healthy.
-    pub stop: String,
+    pub stop: Version,
 }
 
 /// Why no path exists.
@@ -88,10 +105,7 @@ pub fn up_migrations(
     let mut planned = Vec::new();
     let mut lower = from;
     for stop in stops {
-        // Versions are formatted once per stop and release, not once per migration: installs
-        // across a long history list every migration, for every target of a large fleet.
-        let stop_text = stop.version.to_string();
-        let in_range: Vec<(&Release, String)> = releases
+        let in_range: Vec<&Release> = releases
             .iter()
             .filter(|r| {
                 !r.spec().migrations.is_empty()
@@ -99,17 +113,16 @@ pub fn up_migrations(
                     && r.version <= stop.version
                     && included(r)
             })
-            .map(|r| (r, r.version.to_string()))
             .collect();
         for phase in [Phase::Pre, Phase::Post] {
-            for (release, release_text) in &in_range {
+            for release in &in_range {
                 for migration in release.spec().migrations.iter().filter(|m| m.phase == phase) {
                     planned.push(PlannedMigration {
-                        release: release_text.clone(),
+                        release: release.version.clone(),
                         id: migration.id.clone(),
                         direction: Direction::Up,
                         phase,
-                        stop: stop_text.clone(),
+                        stop: stop.version.clone(),
                     });
                 }
             }
@@ -127,7 +140,7 @@ pub fn down_migrations(applied: &[AppliedMigration], from: &Version, to: &Versio
         .rev()
         .filter(|m| &m.release > to && &m.release <= from)
         .map(|m| PlannedMigration {
-            release: m.release.to_string(),
+            release: m.release.clone(),
             id: m.id.clone(),
             direction: if m.down.is_some() {
                 Direction::Down
@@ -135,7 +148,7 @@ pub fn down_migrations(applied: &[AppliedMigration], from: &Version, to: &Versio
                 Direction::Restore
             },
             phase: m.phase,
-            stop: to.to_string(),
+            stop: to.clone(),
         })
         .collect()
 }
@@ -206,17 +219,17 @@ mod tests {
         let names: Vec<String> = stops.iter().map(|s| s.version.to_string()).collect();
         assert_eq!(names, ["1.2.0", "1.3.0", "2.0.0"]);
         let migrations = up_migrations(&releases, Some(&v("1.0.0")), &stops, |_| true);
-        let order: Vec<(&str, Phase, &str)> = migrations
+        let order: Vec<(&str, Phase, Version)> = migrations
             .iter()
-            .map(|m| (m.id.as_str(), m.phase, m.stop.as_str()))
+            .map(|m| (m.id.as_str(), m.phase, m.stop.clone()))
             .collect();
         assert_eq!(
             order,
             [
-                ("m1", Phase::Pre, "1.2.0"),
-                ("m2", Phase::Pre, "1.2.0"),
-                ("m3", Phase::Post, "1.3.0"),
-                ("m4", Phase::Pre, "2.0.0")
+                ("m1", Phase::Pre, v("1.2.0")),
+                ("m2", Phase::Pre, v("1.2.0")),
+                ("m3", Phase::Post, v("1.3.0")),
+                ("m4", Phase::Pre, v("2.0.0"))
             ]
         );
     }

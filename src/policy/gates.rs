@@ -28,10 +28,10 @@ pub enum WindowScope {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WindowVerdict {
     Open,
-    /// Closed now; opens at `opens_at` (RFC 3339 with the window zone's offset).
+    /// Closed now; opens at `opens_at`, in the zone of the window that opens it.
     Closed {
         reason: String,
-        opens_at: String,
+        opens_at: jiff::Zoned,
     },
     /// Closed now and not open again within [`SEARCH_HORIZON`]: a violation.
     Never {
@@ -104,10 +104,7 @@ fn judge(windows: &TargetWindows, now: Timestamp) -> WindowVerdict {
     };
     let reason = reasons.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
     match windows.next_open(now) {
-        NextOpen::OpensAt(_) => WindowVerdict::Closed {
-            opens_at: windows.next_open(now).opens_at().unwrap_or_default(),
-            reason,
-        },
+        NextOpen::OpensAt(opens_at) => WindowVerdict::Closed { opens_at, reason },
         // `status` said closed, so "open now" cannot happen; treat it as open to be safe.
         NextOpen::OpenNow => WindowVerdict::Open,
         NextOpen::Never => WindowVerdict::Never {
@@ -142,14 +139,13 @@ mod tests {
         let s = [schedule("weekend", vec![("sat", "02:00", "06:00")], vec![])];
         // Friday 2026-11-20 10:00 UTC: next opening is Saturday 02:00 CET.
         let mut gate = WindowGate::new(&s, &[], now("2026-11-20T10:00:00Z"));
-        let v = gate.verdict(&Labels::new(), WindowScope::AllowAndDeny);
-        assert_eq!(
-            v,
-            WindowVerdict::Closed {
-                reason: "outside the allow window of \"weekend\"".into(),
-                opens_at: "2026-11-21T02:00:00+01:00".into()
+        match gate.verdict(&Labels::new(), WindowScope::AllowAndDeny) {
+            WindowVerdict::Closed { reason, opens_at } => {
+                assert_eq!(reason, "outside the allow window of \"weekend\"");
+                assert_eq!(crate::policy::window::rfc3339(&opens_at), "2026-11-21T02:00:00+01:00");
             }
-        );
+            other => panic!("{other:?}"),
+        }
         // Deny-only ignores the allow rule.
         assert_eq!(gate.verdict(&Labels::new(), WindowScope::DenyOnly), WindowVerdict::Open);
     }
@@ -159,7 +155,9 @@ mod tests {
         let s = [schedule("xmas", vec![], vec!["2026-12-24"])];
         let mut gate = WindowGate::new(&s, &[], now("2026-12-24T10:00:00Z"));
         match gate.verdict(&Labels::new(), WindowScope::DenyOnly) {
-            WindowVerdict::Closed { opens_at, .. } => assert_eq!(opens_at, "2026-12-25T00:00:00+01:00"),
+            WindowVerdict::Closed { opens_at, .. } => {
+                assert_eq!(crate::policy::window::rfc3339(&opens_at), "2026-12-25T00:00:00+01:00");
+            }
             other => panic!("{other:?}"),
         }
         assert_eq!(gate.verdict(&Labels::new(), WindowScope::Ignore), WindowVerdict::Open);

@@ -2,6 +2,7 @@
 //!
 //! Everything here is a pure function of the desired state, the recorded state and `now`.
 
+pub mod analysis;
 pub mod approvals;
 pub mod gates;
 pub mod waves;
@@ -36,6 +37,12 @@ impl UpdateType {
             UpdateType::Minor => "minor",
             UpdateType::Major => "major",
         }
+    }
+}
+
+impl std::fmt::Display for UpdateType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -965,27 +965,12 @@ fn closest_zone_name(name: &str) -> Option<String> {
             let distance = if last_part == wanted {
                 0
             } else {
-                edit_distance(&wanted, &candidate)
+                strsim::levenshtein(&wanted, &candidate)
             };
             (distance <= 2).then(|| (distance, known.as_str().to_owned()))
         })
         .min()
         .map(|(_, known)| known)
-}
-
-/// Levenshtein distance over bytes (zone names are ASCII).
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b = b.as_bytes();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.bytes().enumerate() {
-        let mut current = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let substitute = previous[j] + usize::from(ca != *cb);
-            current.push(substitute.min(previous[j + 1] + 1).min(current[j] + 1));
-        }
-        previous = current;
-    }
-    previous[b.len()]
 }
 
 #[cfg(test)]

@@ -15,7 +15,9 @@ use git2::Oid;
 use jiff::Timestamp;
 use semver::Version;
 
-use crate::executor::health::SystemClock;
+use std::sync::Arc;
+
+use crate::executor::health::Clock;
 use crate::manifest::{Desired, Diagnostic, PolicySpec};
 use crate::plan::{self, Action, ActionKind, Plan, Status};
 use crate::policy::{self, Governing};
@@ -29,6 +31,7 @@ use crate::state::{
 use super::attempt::{self, AttemptEnv, AttemptResult, ExecutorPool, ProgressSink};
 use super::load::{LoadedCommit, load_commit};
 use super::program;
+use super::runtime::Runtime;
 
 /// Finished attempts wait at most this long to be recorded together.
 const RECORD_AFTER: std::time::Duration = std::time::Duration::from_millis(200);
@@ -56,6 +59,8 @@ pub struct ApplyReport {
     /// The last plan computed (what is left: blocked, violations).
     pub plan: Option<Plan>,
     pub resumed: usize,
+    /// Actions a failing `precheck` held this pass: (target, reason). Nothing of them ran.
+    pub held: Vec<(String, String)>,
 }
 
 impl ApplyReport {
@@ -128,12 +133,25 @@ pub fn apply(
     options: &ApplyOptions,
     progress: &dyn ProgressSink,
 ) -> Result<ApplyReport, ApplyError> {
+    apply_with(repo, options, progress, &Runtime::default())
+}
+
+/// [`apply`] with injected executors and clocks (see [`Runtime`]).
+///
+/// # Errors
+/// As [`apply`].
+pub fn apply_with(
+    repo: &WatchedRepo,
+    options: &ApplyOptions,
+    progress: &dyn ProgressSink,
+    runtime: &Runtime,
+) -> Result<ApplyReport, ApplyError> {
     let _lock = if options.dry_run {
         None
     } else {
         Some(ReconcilerLock::acquire(repo.repo.path())?)
     };
-    pass(repo, options, None, progress)
+    pass(repo, options, None, progress, runtime)
 }
 
 /// Runs one reconcile pass for a caller that holds the repository lock for longer than a pass
@@ -150,7 +168,22 @@ pub fn apply_holding_lock(
     stop: &AtomicBool,
     progress: &dyn ProgressSink,
 ) -> Result<ApplyReport, ApplyError> {
-    pass(repo, options, Some(stop), progress)
+    pass(repo, options, Some(stop), progress, &Runtime::default())
+}
+
+/// [`apply_holding_lock`] with injected executors and clocks (see [`Runtime`]).
+///
+/// # Errors
+/// As [`apply_holding_lock`].
+pub fn apply_holding_lock_with(
+    repo: &WatchedRepo,
+    _lock: &ReconcilerLock,
+    options: &ApplyOptions,
+    stop: &AtomicBool,
+    progress: &dyn ProgressSink,
+    runtime: &Runtime,
+) -> Result<ApplyReport, ApplyError> {
+    pass(repo, options, Some(stop), progress, runtime)
 }
 
 fn pass(
@@ -158,9 +191,11 @@ fn pass(
     options: &ApplyOptions,
     stop: Option<&AtomicBool>,
     progress: &dyn ProgressSink,
+    runtime: &Runtime,
 ) -> Result<ApplyReport, ApplyError> {
     let stopped = || stop.is_some_and(|s| s.load(Ordering::SeqCst));
-    let clock = || options.now.unwrap_or_else(Timestamp::now);
+    let clock = || runtime.now(options.now);
+    let soak_clock = || runtime.soak_clock(options.now);
     let mut report = ApplyReport::default();
     let journal_dir = Journal::dir(repo.repo.path());
 
@@ -180,6 +215,17 @@ fn pass(
 
     // Recover: attempts a killed reconciler left behind go first, from their own commit.
     if !options.dry_run {
+        // Waves as the head's plan sees them, so a resumed attempt completes (or halts) its
+        // wave like any other.
+        let members = if loaded.is_valid() {
+            let evidence = super::load::evidence(repo, &loaded, &anchor)?;
+            wave_members(
+                &plan::plan(&loaded.plan_input(&recorded, &evidence, clock())).actions,
+                &recorded,
+            )
+        } else {
+            wave_members(&[], &recorded)
+        };
         for left in Journal::load_unfinished(&journal_dir)? {
             if stopped() {
                 return Ok(report);
@@ -207,8 +253,8 @@ fn pass(
                 left.remove()?;
                 continue;
             };
-            let pool = ExecutorPool::new(desired, &env_parts.checkout);
-            let env = env_parts.env(desired, &pool, &clock, progress, &journal_dir, stop);
+            let pool = ExecutorPool::for_runtime(runtime, desired, &env_parts.checkout);
+            let env = env_parts.env(desired, &pool, soak_clock(), &clock, progress, &journal_dir, stop);
             let record = recorded.targets.get(&left.header.target).cloned();
             let on_interrupt = env.policy.on_interrupt;
             let result = match attempt::resume(&env, left, record.as_ref(), on_interrupt) {
@@ -216,13 +262,14 @@ fn pass(
                 other => other?,
             };
             report.resumed += 1;
+            let wave = result.header.wave.clone();
             record_results(
                 repo,
                 &state_branch,
                 &mut recorded,
-                vec![(None, result)],
+                vec![(wave, result)],
                 &mut report,
-                None,
+                Some((desired, &members)),
                 clock(),
             )?;
         }
@@ -260,7 +307,38 @@ fn pass(
     } else {
         repo.checkout(head)?
     };
-    let pool = ExecutorPool::new(&loaded.desired, &checkout);
+    let pool = ExecutorPool::for_runtime(runtime, &loaded.desired, &checkout);
+    // Analyse: health rounds due on soaking waves, before anything new may start.
+    if !options.dry_run && !stopped() {
+        let env = super::analysis::AnalysisEnv {
+            repo,
+            desired: &loaded.desired,
+            state_branch: &state_branch,
+            pool: &pool,
+            checkout: &checkout,
+            now: clock(),
+        };
+        let failures = super::analysis::run_due_rounds(&env, &mut recorded)?;
+        for failure in failures {
+            if stopped() {
+                return Ok(report);
+            }
+            roll_back_analysis_failure(
+                repo,
+                &loaded,
+                &state_branch,
+                &mut recorded,
+                failure,
+                &pool,
+                &clock,
+                &soak_clock,
+                progress,
+                &journal_dir,
+                stop,
+                &mut report,
+            )?;
+        }
+    }
     // Plan → execute → record until nothing more is ready (a completed wave may free the next).
     loop {
         let plan = plan::plan(&loaded.plan_input(&recorded, &evidence, clock()));
@@ -271,6 +349,7 @@ fn pass(
             .filter(|a| options.targets.is_empty() || options.targets.contains(&a.target))
             // One attempt per target per pass: a failed one waits for a new desired state.
             .filter(|a| !report.outcomes.iter().any(|o| o.target == a.target))
+            .filter(|a| !report.held.iter().any(|(t, _)| t == &a.target))
             .cloned()
             .collect();
         if ready.is_empty() || options.dry_run || stopped() {
@@ -287,6 +366,7 @@ fn pass(
             ready,
             &pool,
             &clock,
+            &soak_clock,
             progress,
             &journal_dir,
             stop,
@@ -294,6 +374,7 @@ fn pass(
         )?;
         report.plan = Some(plan);
         if report.outcomes.len() == before {
+            // Nothing finished (only held actions): nothing new can have become ready.
             break;
         }
     }
@@ -422,6 +503,7 @@ impl EnvParts {
         &'a self,
         desired: &'a Desired,
         pool: &'a ExecutorPool,
+        soak_clock: Arc<dyn Clock>,
         now: &'a (dyn Fn() -> Timestamp + Sync),
         progress: &'a dyn ProgressSink,
         journal_dir: &std::path::Path,
@@ -440,7 +522,7 @@ impl EnvParts {
             repo_root: self.repo_root.clone(),
             log_dir: self.log_dir.clone(),
             executors: pool,
-            clock: &SystemClock,
+            clock: soak_clock,
             now,
             progress,
             journal_dir: journal_dir.to_path_buf(),
@@ -468,6 +550,173 @@ fn attempt_id(target: &str, now: Timestamp) -> String {
     format!("{}-{target}-{:06x}", now.strftime("%Y%m%dT%H%M%SZ"), salt & 0xff_ffff)
 }
 
+/// Rolls back a target whose analysis failed: the rollback of the upgrade that brought it to the
+/// rollout's version, run as an attempt of its own (journaled, resumable) that ends
+/// `rolled_back`; the rollout counts it as a failure and halts past `maxFailures`. With
+/// `autoRollback: false`, or nothing to roll back to (an install), the target stays and only
+/// the rollout records the failure.
+///
+/// # Errors
+/// [`ApplyError`] when the attempt cannot be journaled or the outcome recorded.
+#[allow(clippy::too_many_arguments)]
+fn roll_back_analysis_failure(
+    repo: &WatchedRepo,
+    loaded: &LoadedCommit,
+    state_branch: &str,
+    recorded: &mut RecordedState,
+    failure: super::analysis::AnalysisFailure,
+    pool: &ExecutorPool,
+    clock: &(dyn Fn() -> Timestamp + Sync),
+    soak_clock: &(dyn Fn() -> Arc<dyn Clock> + Sync),
+    progress: &dyn ProgressSink,
+    journal_dir: &std::path::Path,
+    stop: Option<&AtomicBool>,
+    report: &mut ApplyReport,
+) -> Result<(), ApplyError> {
+    let desired = &loaded.desired;
+    let Some(record) = recorded.targets.get(&failure.target).cloned() else {
+        return Ok(());
+    };
+    let Some(parts) = EnvParts::for_target(repo, desired, &failure.target, loaded.commit, recorded)? else {
+        return Ok(());
+    };
+    let upgrade = record.last_attempt.clone();
+    let from = upgrade.as_ref().and_then(|a| a.from.clone());
+    let steps = match (&upgrade, &from) {
+        (Some(upgrade), Some(from)) if parts.policy.auto_rollback => {
+            let start = program::Progress {
+                version: Some(from.clone()),
+                applied: record
+                    .applied_migrations
+                    .iter()
+                    .filter(|m| m.attempt != upgrade.id)
+                    .cloned()
+                    .collect(),
+                at_snapshot: None,
+                removed: false,
+            };
+            let mut now = program::Progress::start(Some(&record));
+            // The upgrade took its snapshot (if the component has a snapshot step) before it
+            // changed anything.
+            now.at_snapshot = desired
+                .components
+                .get(&failure.component)
+                .is_some_and(|c| c.spec.steps.snapshot.is_some())
+                .then(|| start.applied.clone());
+            program::rollback_program(
+                desired,
+                &failure.component,
+                ActionKind::Upgrade.as_str(),
+                &start,
+                &now,
+                &upgrade.id,
+                !parts.policy.health.checks.is_empty(),
+                None,
+            )
+            .map_err(|e| format!("cannot roll back: {e}"))
+        }
+        (_, _) if !parts.policy.auto_rollback => Err("autoRollback is off".to_string()),
+        _ => Err("nothing to roll back to (it was installed at this version)".to_string()),
+    };
+    let steps = steps.and_then(|s| {
+        if s.is_empty() {
+            Err("the rollback has no steps".to_string())
+        } else {
+            Ok(s)
+        }
+    });
+    let mut steps = match steps {
+        Ok(steps) => steps,
+        Err(why) => return record_analysis_failure(repo, desired, state_branch, recorded, &failure, &why, clock()),
+    };
+    steps[0].reason = Some(failure.reason.clone());
+    let now = clock();
+    let header = AttemptHeader {
+        attempt: attempt_id(&failure.target, now),
+        target: failure.target.clone(),
+        component: failure.component.clone(),
+        from,
+        to: failure.version.clone(),
+        desired_commit: loaded.commit.to_string(),
+        action: attempt::ANALYSIS_ROLLBACK.to_string(),
+        wave: Some(failure.wave.clone()),
+        started: now,
+        plan: serde_json::Value::Null,
+        spec_hash: desired.targets.get(&failure.target).map(|t| t.spec_hash()),
+    };
+    let env = parts.env(desired, pool, soak_clock(), clock, progress, journal_dir, stop);
+    let result = match attempt::start(&env, header, Some(&record), steps) {
+        Err(attempt::AttemptError::Stopped) => return Ok(()),
+        other => other?,
+    };
+    let members = WaveMembers::new();
+    let halts = record_results(
+        repo,
+        state_branch,
+        recorded,
+        vec![(Some(failure.wave.clone()), result)],
+        report,
+        Some((desired, &members)),
+        clock(),
+    )?;
+    for (component, version) in halts {
+        tracing::warn!(%component, %version, "rollout halted after a failed analysis");
+    }
+    Ok(())
+}
+
+/// Records in the rollout that a target failed its analysis but was not rolled back (`why`).
+fn record_analysis_failure(
+    repo: &WatchedRepo,
+    desired: &Desired,
+    state_branch: &str,
+    recorded: &mut RecordedState,
+    failure: &super::analysis::AnalysisFailure,
+    why: &str,
+    now: Timestamp,
+) -> Result<(), ApplyError> {
+    let key = (failure.component.clone(), failure.version.clone());
+    let Some(mut rollout) = recorded.rollouts.get(&key).cloned() else {
+        return Ok(());
+    };
+    let message = format!("{}; not rolled back: {why}", failure.reason);
+    tracing::error!(target = %failure.target, "{message}");
+    if let Some(entry) = rollout.targets.get_mut(&failure.target) {
+        entry.status = RolloutTargetStatus::Failed;
+        entry.finished = Some(now.to_string());
+    }
+    rollout.failures += 1;
+    let max_failures = desired
+        .targets
+        .get(&failure.target)
+        .map_or(0, |t| governing_spec(desired, t).rollout.max_failures);
+    if rollout.failures > max_failures && rollout.halted.is_none() {
+        rollout.halted = Some(crate::state::Halt {
+            at: now.to_string(),
+            target: failure.target.clone(),
+            reason: message.clone(),
+            specs: desired
+                .targets
+                .values()
+                .filter(|t| rollout.targets.contains_key(t.name()))
+                .map(|t| (t.name().to_string(), t.spec_hash()))
+                .collect(),
+        });
+    }
+    let mut batch = Batch::new();
+    batch.upsert_rollout(rollout.clone());
+    batch.progress_summary(format!(
+        "gantry: {}@{} analysis failed on {}",
+        failure.component, failure.version, failure.target
+    ));
+    let mut writer = StateWriter::on_top_of(&repo.repo, state_branch, recorded)?;
+    if let Some(commit) = writer.commit(&batch, now)? {
+        recorded.commit = Some(commit.to_string());
+    }
+    recorded.rollouts.insert(key, rollout);
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)]
 fn run_batch(
     repo: &WatchedRepo,
@@ -478,6 +727,7 @@ fn run_batch(
     ready: Vec<Action>,
     pool: &ExecutorPool,
     clock: &(dyn Fn() -> Timestamp + Sync),
+    soak_clock: &(dyn Fn() -> Arc<dyn Clock> + Sync),
     progress: &dyn ProgressSink,
     journal_dir: &std::path::Path,
     stop: Option<&AtomicBool>,
@@ -511,29 +761,30 @@ fn run_batch(
                 continue;
             }
         };
-        let to = action
-            .to
-            .as_deref()
-            .and_then(|v| Version::parse(v).ok())
-            .or_else(|| record.and_then(|r| r.version.clone()));
+        let to = action.to.clone().or_else(|| record.and_then(|r| r.version.clone()));
         let Some(to) = to else { continue };
         let header = AttemptHeader {
             attempt: id,
             target: action.target.clone(),
             component: action.component.clone(),
-            from: action.from.as_deref().and_then(|v| Version::parse(v).ok()),
+            from: action.from.clone(),
             to,
             desired_commit: loaded.commit.to_string(),
             action: action.action.as_str().to_string(),
             started: now,
             plan: serde_json::Value::Null,
+            wave: action.wave.clone(),
+            spec_hash: desired.targets.get(&action.target).map(|t| t.spec_hash()),
         };
         queue.push_back((action, parts, forward, header));
     }
-    let members = &wave_members(plan, recorded);
+    let members = &wave_members(&plan.actions, recorded);
 
     // Execute: scoped threads, at most `maxParallel` running per policy; record as they finish.
-    let (sender, receiver) = mpsc::channel::<(Action, Result<AttemptResult, attempt::AttemptError>)>();
+    // A panicking attempt thread sends its panic, which is re-raised here: without it the pass
+    // would wait for that thread's result forever.
+    type Finished = std::thread::Result<Result<AttemptResult, attempt::AttemptError>>;
+    let (sender, receiver) = mpsc::channel::<(Action, Finished)>();
     let mut running: BTreeMap<Option<String>, u32> = BTreeMap::new();
     let mut halted_rollouts: Vec<(String, String)> = Vec::new();
     std::thread::scope(|scope| -> Result<(), ApplyError> {
@@ -553,7 +804,7 @@ fn run_batch(
                 let limit = parts.policy.rollout.max_parallel.max(1);
                 let rollout_halted = halted_rollouts
                     .iter()
-                    .any(|(c, v)| c == &action.component && Some(v) == action.to.as_ref());
+                    .any(|(c, v)| c == &action.component && action.to.as_ref().is_some_and(|to| to.to_string() == *v));
                 if rollout_halted {
                     queue.remove(i);
                     continue;
@@ -570,8 +821,10 @@ fn run_batch(
                 let record = recorded.targets.get(&action.target).cloned();
                 let sender = sender.clone();
                 scope.spawn(move || {
-                    let env = parts.env(desired, pool, clock, progress, journal_dir, stop);
-                    let result = attempt::start(&env, header, record.as_ref(), forward);
+                    let env = parts.env(desired, pool, soak_clock(), clock, progress, journal_dir, stop);
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        attempt::start(&env, header, record.as_ref(), forward)
+                    }));
                     let _ = sender.send((action, result));
                 });
             }
@@ -597,6 +850,10 @@ fn run_batch(
                 if let Some(n) = running.get_mut(&action.policy) {
                     *n = n.saturating_sub(1);
                 }
+                let result = match result {
+                    Ok(result) => result,
+                    Err(panic) => std::panic::resume_unwind(panic),
+                };
                 match result {
                     Ok(r) => {
                         // A failure may halt its rollout: record it at once so nothing else of
@@ -604,6 +861,10 @@ fn run_batch(
                         urgent |= r.outcome != Outcome::Succeeded;
                         pending.push((action.wave, r));
                         oldest_pending.get_or_insert_with(std::time::Instant::now);
+                    }
+                    Err(attempt::AttemptError::Held(reason)) => {
+                        tracing::warn!(target = %action.target, "held: {reason}");
+                        report.held.push((action.target.clone(), reason));
                     }
                     Err(attempt::AttemptError::Stopped) => {
                         tracing::info!(target = %action.target, "stopping: attempt left to resume at the next start");
@@ -706,7 +967,10 @@ fn record_results(
         if let Some((desired, members)) = waves
             && let Some(wave) = wave
             // A downgrade is in a wave only when it follows the upgrade rules (issue #18).
-            && matches!(result.header.action.as_str(), "install" | "upgrade" | "downgrade")
+            && matches!(
+                result.header.action.as_str(),
+                "install" | "upgrade" | "downgrade" | attempt::ANALYSIS_ROLLBACK
+            )
             && let Some(halt) = update_rollout(desired, recorded, &mut rollouts, result, wave, members, now)
         {
             halts.push(halt);
@@ -746,14 +1010,14 @@ fn record_results(
 pub type WaveMembers = BTreeMap<(String, String, String), Vec<String>>;
 
 /// Collects wave membership from a plan's actions and the recorded rollouts.
-fn wave_members(plan: &Plan, recorded: &RecordedState) -> WaveMembers {
+fn wave_members(actions: &[Action], recorded: &RecordedState) -> WaveMembers {
     let mut members: WaveMembers = BTreeMap::new();
-    for a in &plan.actions {
+    for a in actions {
         if let (Some(wave), Some(to)) = (&a.wave, &a.to)
             && matches!(a.action, ActionKind::Install | ActionKind::Upgrade)
         {
             members
-                .entry((a.component.clone(), to.clone(), wave.clone()))
+                .entry((a.component.clone(), to.to_string(), wave.clone()))
                 .or_default()
                 .push(a.target.clone());
         }
@@ -817,16 +1081,21 @@ fn update_rollout(
             name: wave.to_string(),
             started: Some(result.header.started.to_string()),
             completed: None,
+            analysis: None,
         });
     }
-    let wave_targets = members.get(&(key.0.clone(), key.1.to_string(), wave.to_string()));
-    let complete = wave_targets.is_some_and(|ts| {
-        ts.iter().all(|t| {
-            rollout
-                .targets
-                .get(t)
-                .is_some_and(|e| e.status == RolloutTargetStatus::Succeeded)
-        })
+    // The wave's members as the plan saw them, and this target (a resumed attempt whose target
+    // has since been pinned elsewhere is in no plan, but is still in its wave).
+    let mut wave_targets: Vec<&String> = members
+        .get(&(key.0.clone(), key.1.to_string(), wave.to_string()))
+        .map(|ts| ts.iter().collect())
+        .unwrap_or_default();
+    wave_targets.push(&result.target);
+    let complete = wave_targets.iter().all(|t| {
+        rollout
+            .targets
+            .get(*t)
+            .is_some_and(|e| e.status == RolloutTargetStatus::Succeeded)
     });
     if complete
         && let Some(w) = rollout
@@ -840,10 +1109,23 @@ fn update_rollout(
     if result.outcome != Outcome::Succeeded {
         rollout.failures += 1;
         if rollout.failures > spec.rollout.max_failures && rollout.halted.is_none() {
+            // Every target of the rollout, with its spec now: changing one (`gantry retry`)
+            // re-arms the rollout for that target.
+            let mut names: std::collections::BTreeSet<&String> = rollout.targets.keys().collect();
+            for ((c, v, _), ts) in members {
+                if *c == key.0 && *v == key.1.to_string() {
+                    names.extend(ts);
+                }
+            }
+            let specs = names
+                .into_iter()
+                .filter_map(|t| Some((t.clone(), desired.targets.get(t)?.spec_hash())))
+                .collect();
             rollout.halted = Some(crate::state::Halt {
                 at: now.to_string(),
                 target: result.target.clone(),
                 reason: result.message.clone(),
+                specs,
             });
             halt = Some((key.0.clone(), key.1.to_string()));
         }

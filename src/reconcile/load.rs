@@ -12,7 +12,6 @@ use crate::plan::{Evidence, PlanInput};
 use crate::policy::{self, window::WindowSchedule};
 use crate::source::{SourceError, TreeFile, WatchedRepo, history, trust};
 use crate::state::RecordedState;
-use crate::timings;
 
 /// The desired state of one commit with every diagnostic found reading it.
 pub struct LoadedCommit {
@@ -60,15 +59,15 @@ impl LoadedCommit {
 /// # Errors
 /// Only git failures; every problem with the content is a diagnostic.
 pub fn load_commit(repo: &WatchedRepo, commit: Oid) -> Result<LoadedCommit, SourceError> {
-    let _total = timings::stage("load_commit");
-    let read = timings::stage("load.tree_walk");
+    let _total = tracing::debug_span!("load_commit").entered();
+    let read = tracing::debug_span!("load.tree_walk").entered();
     let repo_dir = repo.repo.path().to_path_buf();
     let config = repo.read_raw(commit, "gantry.toml")?;
     // The manifest paths come from gantry.toml; read it first (cheaply) to know where to look.
     let (config_only, _) = manifest::read_manifests(config.as_ref(), &[]);
     let entries = repo.manifest_entries(commit, config_only.config.paths.as_deref())?;
-    read.end();
-    let parse = timings::stage("load.read_parse_check");
+    drop(read);
+    let parse = tracing::debug_span!("load.read_parse_check").entered();
     // Each thread reads its share of the blobs with its own handle on the repository, then
     // parses and checks them; the result does not depend on the number of threads.
     let chunks = parallel::split_even(&entries, parallel::threads_for(entries.len()));
@@ -78,14 +77,14 @@ pub fn load_commit(repo: &WatchedRepo, commit: Oid) -> Result<LoadedCommit, Sour
         || repo.read_entries(chunks[0]).map(Cow::Owned),
         |i| repo_path_reader(&repo_dir, chunks[i]),
     )?;
-    parse.end();
-    let validate = timings::stage("load.validate");
+    drop(parse);
+    let validate = tracing::debug_span!("load.validate").entered();
     let (desired, semantic) = manifest::validate(manifests);
-    validate.end();
+    drop(validate);
     diagnostics.extend(semantic);
-    let policies = timings::stage("load.policy_ties");
+    let policies = tracing::debug_span!("load.policy_ties").entered();
     diagnostics.extend(policy_diagnostics(&desired));
-    policies.end();
+    drop(policies);
     let windows = compile_windows(&desired, &mut diagnostics);
     manifest::diagnostic::sort(&mut diagnostics);
     diagnostics.dedup();
@@ -135,7 +134,7 @@ pub fn evidence(
     loaded: &LoadedCommit,
     anchor: &trust::AnchorSource,
 ) -> Result<Evidence, SourceError> {
-    let _stage = timings::stage("evidence.approvals");
+    let _stage = tracing::debug_span!("evidence.approvals").entered();
     let wanted: BTreeMap<String, String> = loaded
         .desired
         .targets

@@ -1,5 +1,7 @@
 //! Reconcile: the imperative shell around the pure planner (fetch → plan → gate → execute → record).
+pub mod analysis;
 pub mod apply;
 pub mod attempt;
 pub mod load;
 pub mod program;
+pub mod runtime;

@@ -25,10 +25,17 @@ pub enum Effect {
     MigrationUndone { release: Version, id: String },
     /// A snapshot exists for this attempt: `restore` can return to it.
     SnapshotTaken,
-    /// The snapshot was restored: every migration applied after it is undone.
+    /// The snapshot was restored: every migration applied after it is undone. (Journals of
+    /// older gantry versions; new programs write [`Effect::RestoredTo`].)
     Restored { undone: Vec<(Version, String)> },
+    /// A snapshot was restored: the applied migrations are exactly those recorded when it was
+    /// taken. A restore undoes every migration applied at or after its snapshot, whoever applied
+    /// them, so none of them may be undone again (issue #10, bug 1).
+    RestoredTo { applied: Vec<AppliedMigration> },
     /// The target was removed.
     Removed,
+    /// The `remove` step undid an install: nothing runs on the target any more (the record stays).
+    Undeployed,
 }
 
 /// One step of an attempt.
@@ -51,6 +58,10 @@ pub struct PlannedStep {
     #[serde(default)]
     pub previous_config: bool,
     pub effect: Effect,
+    /// Why this step runs, when the program does not say it by itself: the first step of an
+    /// analysis rollback carries the analysis failure (it becomes the attempt's message).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl PlannedStep {
@@ -66,6 +77,7 @@ impl PlannedStep {
             with_policy_checks: false,
             previous_config: false,
             effect,
+            reason: None,
         }
     }
 }
@@ -81,6 +93,12 @@ pub enum ProgramError {
     Irreversible { release: String, id: String },
     #[error("component `{0}` has no `deploy` step")]
     NoDeploy(String),
+    /// The attempt undid migrations (a downgrade) and took no snapshot to return to.
+    #[error("the attempt undid migrations and there is no snapshot of this attempt to restore them from")]
+    NoSnapshot,
+    /// An install cannot be undone without the component's `remove` step.
+    #[error("component `{0}` has no `remove` step to undo an install; the installed version stays")]
+    NoUndeploy(String),
 }
 
 struct Builder<'a> {
@@ -181,28 +199,27 @@ pub fn forward_program(
     let component_name = target.spec().component.as_str();
     let mut b = Builder::new(desired, component_name, policy_checks)?;
     let component = b.component;
-    let to = action.to.as_deref().map(Version::parse).transpose().ok().flatten();
-    let from_text = action.from.clone().unwrap_or_default();
+    // The plan is typed: versions arrive as versions, so nothing here parses text back (a parse
+    // failure used to be dropped silently, turning an upgrade into an empty program).
+    let to = action.to.clone();
+    let from_text = action.from.as_ref().map(Version::to_string).unwrap_or_default();
     match (action.action, to) {
         (ActionKind::Install | ActionKind::Upgrade, Some(_)) => {
             b.snapshot(&from_text);
             for stop in &action.stops {
-                let stop_version = Version::parse(stop)
-                    .map_err(|_| ProgramError::UnknownRelease(component_name.into(), stop.clone()))?;
                 for phase in [Phase::Pre, Phase::Post] {
                     if phase == Phase::Post {
-                        b.deploy(&stop_version)?;
+                        b.deploy(stop)?;
                     }
                     for planned in action.migrations.iter().filter(|m| &m.stop == stop && m.phase == phase) {
-                        let release_version = Version::parse(&planned.release).map_err(|_| {
-                            ProgramError::UnknownRelease(component_name.into(), planned.release.clone())
-                        })?;
-                        let release = desired.release(component_name, &release_version).ok_or_else(|| {
-                            ProgramError::UnknownRelease(component_name.into(), planned.release.clone())
+                        let release_version = &planned.release;
+                        let release = desired.release(component_name, release_version).ok_or_else(|| {
+                            ProgramError::UnknownRelease(component_name.into(), planned.release.to_string())
                         })?;
                         let Some(migration) = release.spec().migrations.iter().find(|m| m.id == planned.id) else {
                             continue;
                         };
+                        let release_text = release_version.to_string();
                         let applied = AppliedMigration {
                             release: release_version.clone(),
                             id: migration.id.clone(),
@@ -214,10 +231,10 @@ pub fn forward_program(
                             StepKind::MigrateUp,
                             &migration.id,
                             migration.up.clone(),
-                            &planned.release,
+                            &release_text,
                             Effect::MigrationApplied { migration: applied },
                         );
-                        step.release = Some(planned.release.clone());
+                        step.release = Some(release_text.clone());
                         step.migration = Some(migration.id.clone());
                     }
                 }
@@ -226,16 +243,12 @@ pub fn forward_program(
         (ActionKind::Downgrade, Some(to)) => {
             b.snapshot(&from_text);
             let applied = record.map_or(&[][..], |r| r.applied_migrations.as_slice());
-            for planned in &action.migrations {
-                let Some(recorded) = applied
-                    .iter()
-                    .rev()
-                    .find(|m| m.release.to_string() == planned.release && m.id == planned.id)
-                else {
-                    continue;
-                };
-                undo_migration(&mut b, recorded)?;
-            }
+            let undo: Vec<(String, String)> = action
+                .migrations
+                .iter()
+                .map(|m| (m.release.to_string(), m.id.clone()))
+                .collect();
+            downgrade_migrations(&mut b, desired, applied, &undo)?;
             b.deploy(&to)?;
         }
         (ActionKind::Config, Some(to)) => match component.steps.reload.clone() {
@@ -254,6 +267,91 @@ pub fn forward_program(
         _ => {}
     }
     Ok(b.steps)
+}
+
+/// Undoes the migrations named in `undo`, newest first, from the chronological `applied` list.
+///
+/// # The model (SPEC §4, "What an attempt changed")
+/// A reversible migration is undone by its `down`. An irreversible one is undone by restoring
+/// the snapshot of the attempt that applied it, and that restore returns the data to the moment
+/// of the snapshot: every migration applied at or after it is gone too, so none of their `down`s
+/// runs afterwards (they would fail on tables that are no longer there: issue #10, bug 1).
+/// Migrations the restore removed that the downgrade must keep are applied again (`up`), so the
+/// target ends with exactly the migrations of the releases it keeps.
+fn downgrade_migrations(
+    b: &mut Builder,
+    desired: &Desired,
+    applied: &[AppliedMigration],
+    undo: &[(String, String)],
+) -> Result<(), ProgramError> {
+    let wanted = |m: &AppliedMigration| undo.iter().any(|(r, i)| *r == m.release.to_string() && *i == m.id);
+    let mut state: Vec<AppliedMigration> = applied.to_vec();
+    let mut reapply: Vec<AppliedMigration> = Vec::new();
+    while let Some(index) = state.iter().rposition(wanted) {
+        let m = state[index].clone();
+        if m.down.is_some() {
+            undo_migration(b, &m)?;
+            state.remove(index);
+            continue;
+        }
+        let argv = b
+            .component
+            .steps
+            .restore
+            .clone()
+            .ok_or_else(|| ProgramError::Irreversible {
+                release: m.release.to_string(),
+                id: m.id.clone(),
+            })?;
+        // The restore returns to the snapshot taken before the first migration of its attempt.
+        let first = state.iter().position(|x| x.attempt == m.attempt).unwrap_or(index);
+        let kept = state[..first].to_vec();
+        let lost: Vec<AppliedMigration> = state[first..].iter().filter(|x| !wanted(x)).cloned().collect();
+        // Re-applied ones were applied after the snapshot: they come back after the restore.
+        reapply.retain(|r| !lost.iter().any(|l| l.release == r.release && l.id == r.id));
+        reapply.splice(0..0, lost);
+        let release = m.release.to_string();
+        let step = b.push(
+            StepKind::Restore,
+            &m.id,
+            argv,
+            &release,
+            Effect::RestoredTo { applied: kept.clone() },
+        );
+        step.snapshot_of = Some(m.attempt.clone());
+        step.migration = Some(m.id.clone());
+        state = kept;
+    }
+    for m in reapply {
+        let release = desired
+            .release(b.component_name, &m.release)
+            .ok_or_else(|| ProgramError::UnknownRelease(b.component_name.to_string(), m.release.to_string()))?;
+        let Some(migration) = release.spec().migrations.iter().find(|x| x.id == m.id) else {
+            return Err(ProgramError::UnknownRelease(
+                b.component_name.to_string(),
+                format!("{} (migration `{}`)", m.release, m.id),
+            ));
+        };
+        let label = format!("{}-again", m.id);
+        let v = m.release.to_string();
+        let step = b.push(
+            StepKind::MigrateUp,
+            &label,
+            migration.up.clone(),
+            &v,
+            Effect::MigrationApplied {
+                // It keeps the attempt whose snapshot precedes it: restoring that snapshot is still
+                // what undoes it (the restore just returned the data to that very snapshot).
+                migration: AppliedMigration {
+                    down: migration.down.clone(),
+                    ..m.clone()
+                },
+            },
+        );
+        step.release = Some(v);
+        step.migration = Some(m.id.clone());
+    }
+    Ok(())
 }
 
 fn undo_migration(b: &mut Builder, recorded: &AppliedMigration) -> Result<(), ProgramError> {
@@ -304,7 +402,8 @@ fn undo_migration(b: &mut Builder, recorded: &AppliedMigration) -> Result<(), Pr
 pub struct Progress {
     pub version: Option<Version>,
     pub applied: Vec<AppliedMigration>,
-    pub snapshot_taken: bool,
+    /// The applied migrations when this attempt's snapshot was taken (`None`: no snapshot yet).
+    pub at_snapshot: Option<Vec<AppliedMigration>>,
     pub removed: bool,
 }
 
@@ -314,9 +413,14 @@ impl Progress {
         Progress {
             version: record.and_then(|r| r.version.clone()),
             applied: record.map(|r| r.applied_migrations.clone()).unwrap_or_default(),
-            snapshot_taken: false,
+            at_snapshot: None,
             removed: false,
         }
+    }
+
+    /// Whether this attempt took a snapshot that `restore` can return to.
+    pub fn snapshot_taken(&self) -> bool {
+        self.at_snapshot.is_some()
     }
 
     /// Applies one completed step's effect.
@@ -324,28 +428,58 @@ impl Progress {
         match effect {
             Effect::None => {}
             Effect::Deployed { version } => self.version = Some(version.clone()),
+            // An `up` of a migration already applied changes nothing (migrations are idempotent):
+            // it keeps its place, and with it the snapshot that precedes it.
             Effect::MigrationApplied { migration } => {
-                self.applied
-                    .retain(|m| !(m.release == migration.release && m.id == migration.id));
-                self.applied.push(migration.clone());
+                if !self
+                    .applied
+                    .iter()
+                    .any(|m| m.release == migration.release && m.id == migration.id)
+                {
+                    self.applied.push(migration.clone());
+                }
             }
             Effect::MigrationUndone { release, id } => self.applied.retain(|m| !(&m.release == release && &m.id == id)),
-            Effect::SnapshotTaken => self.snapshot_taken = true,
+            Effect::SnapshotTaken => self.at_snapshot = Some(self.applied.clone()),
             Effect::Restored { undone } => self
                 .applied
                 .retain(|m| !undone.iter().any(|(r, i)| &m.release == r && &m.id == i)),
+            Effect::RestoredTo { applied } => self.applied = applied.clone(),
             Effect::Removed => self.removed = true,
+            Effect::Undeployed => self.version = None,
         }
     }
 }
 
-/// Builds the rollback program of a failed attempt (SPEC §3): the `down`s of the migrations this
-/// attempt applied, newest first — or one `restore` from the attempt's snapshot when one of them
-/// has no `down` — then a deploy of the version the attempt started from.
+/// The step that stopped an attempt, for its rollback.
+#[derive(Debug, Clone, Copy)]
+pub struct Stopped<'a> {
+    pub step: &'a PlannedStep,
+    /// `Interrupted`: the reconciler died during the step, which may have completed, in part or
+    /// in full. `Failed`: the step reported failure.
+    pub how: StopKind,
+}
+
+/// How the step that stopped an attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopKind {
+    Failed,
+    Interrupted,
+}
+
+/// Builds the rollback program of a failed attempt (SPEC §4, "What an attempt changed").
+///
+/// - Migrations this attempt applied are undone by their `down`s, newest first, unless one of
+///   them has no `down`, the step that stopped the attempt is an irreversible `up` (it may have
+///   written part of its changes), or the attempt undid migrations (a downgrade): then one
+///   `restore` from the attempt's own snapshot returns the data to where the attempt started.
+/// - The version is put back by deploying the one the attempt started from (also after a deploy
+///   that failed part-way). An install is undone by the component's `remove` step.
 ///
 /// # Errors
-/// [`ProgramError::Irreversible`] when a migration has no `down` and there is no snapshot to
-/// restore; the attempt then ends `failed`, with state saying exactly what was applied.
+/// [`ProgramError`] when the attempt cannot be undone (an irreversible change and no snapshot
+/// or no `restore` step, an install without `remove`). The attempt then ends `failed`, and its
+/// record says exactly what the completed steps left (SPEC §4).
 #[allow(clippy::too_many_arguments)]
 pub fn rollback_program(
     desired: &Desired,
@@ -355,7 +489,7 @@ pub fn rollback_program(
     now: &Progress,
     attempt: &str,
     policy_checks: bool,
-    failed_deploy: bool,
+    stopped: Option<Stopped>,
 ) -> Result<Vec<PlannedStep>, ProgramError> {
     let mut b = Builder::new(desired, component_name, policy_checks)?;
     let component = b.component;
@@ -380,37 +514,77 @@ pub fn rollback_program(
         }
         return Ok(b.steps);
     }
-    let ours: Vec<&AppliedMigration> = now.applied.iter().filter(|m| m.attempt == attempt).collect();
-    let irreversible = ours.iter().find(|m| m.down.is_none());
-    match irreversible {
-        Some(m) if !(now.snapshot_taken && component.steps.restore.is_some()) => {
-            return Err(ProgramError::Irreversible {
-                release: m.release.to_string(),
-                id: m.id.clone(),
-            });
+    let mut ours: Vec<AppliedMigration> = now.applied.iter().filter(|m| m.attempt == attempt).cloned().collect();
+    // A stopped `up` may have changed the target: an irreversible one needs the snapshot; an
+    // interrupted reversible one is undone by its `down` (downs must tolerate a missing change).
+    let mut dirty: Option<(String, String)> = None;
+    if let Some(Stopped { step, how }) = stopped
+        && let Effect::MigrationApplied { migration } = &step.effect
+        && !ours
+            .iter()
+            .any(|m| m.release == migration.release && m.id == migration.id)
+    {
+        match (&migration.down, how) {
+            (None, _) => dirty = Some((migration.release.to_string(), migration.id.clone())),
+            (Some(_), StopKind::Interrupted) => ours.push(migration.clone()),
+            (Some(_), StopKind::Failed) => {}
         }
-        Some(_) => {
-            let argv = component.steps.restore.clone().unwrap_or_default();
-            let undone = ours.iter().map(|m| (m.release.clone(), m.id.clone())).collect();
-            let label = start
-                .version
-                .as_ref()
-                .map_or_else(|| "none".to_string(), Version::to_string);
-            let step = b.push(StepKind::Restore, &label, argv, &label, Effect::Restored { undone });
-            step.snapshot_of = Some(attempt.to_string());
-        }
-        None => {
-            for m in ours.iter().rev() {
-                undo_migration(&mut b, m)?;
+    }
+    let undid = start.applied.iter().any(|m| !now.applied.contains(m))
+        || matches!(stopped, Some(Stopped { step, how: StopKind::Interrupted }) if matches!(step.effect, Effect::MigrationUndone { .. } | Effect::RestoredTo { .. } | Effect::Restored { .. }));
+    let irreversible = ours
+        .iter()
+        .find(|m| m.down.is_none())
+        .map(|m| (m.release.to_string(), m.id.clone()))
+        .or(dirty);
+    let needs_restore = irreversible.is_some() || undid;
+    if needs_restore {
+        let restore = component.steps.restore.clone();
+        match (&now.at_snapshot, restore) {
+            (Some(at_snapshot), Some(argv)) => {
+                let label = start
+                    .version
+                    .as_ref()
+                    .map_or_else(|| "none".to_string(), Version::to_string);
+                let step = b.push(
+                    StepKind::Restore,
+                    &label,
+                    argv,
+                    &label,
+                    Effect::RestoredTo {
+                        applied: at_snapshot.clone(),
+                    },
+                );
+                step.snapshot_of = Some(attempt.to_string());
             }
+            _ => {
+                return Err(match irreversible {
+                    Some((release, id)) => ProgramError::Irreversible { release, id },
+                    None => ProgramError::NoSnapshot,
+                });
+            }
+        }
+    } else {
+        for m in ours.iter().rev() {
+            undo_migration(&mut b, m)?;
         }
     }
     // A deploy that failed part-way (timed out, crashed) may have changed the target even though
     // the recorded version did not move, so it is redeployed too.
-    if (now.version != start.version || failed_deploy)
-        && let Some(version) = &start.version
-    {
-        b.deploy(version)?;
+    let deploy_stopped = stopped.is_some_and(|s| s.step.kind == StepKind::Deploy);
+    if now.version != start.version || deploy_stopped {
+        match &start.version {
+            Some(version) => b.deploy(version)?,
+            None => match component.steps.remove.clone() {
+                Some(argv) => {
+                    let installed = now.version.as_ref().map_or_else(String::new, Version::to_string);
+                    b.push(StepKind::Remove, "install", argv, &installed, Effect::Undeployed);
+                }
+                // Nothing recorded was deployed: a deploy that failed at once left nothing.
+                None if now.version.is_none() => {}
+                None => return Err(ProgramError::NoUndeploy(component_name.to_string())),
+            },
+        }
     }
     for step in &mut b.steps {
         step.id = format!("rb-{}", step.id);

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::cli::status::status_report;
+use crate::ops::status::status_report;
 use crate::plan;
 use crate::reconcile::load::{evidence, load_commit};
 use crate::source::WatchedRepo;
@@ -108,14 +108,9 @@ pub fn render(shared: &Shared) -> Result<String, String> {
             .map(|b| {
                 let until = b
                     .until
-                    .as_deref()
-                    .map(|u| format!(" (until {})", esc(u)))
+                    .map(|u| format!(" (until {})", esc(&u.to_string())))
                     .unwrap_or_default();
-                format!(
-                    "{}: {}{until}",
-                    esc(&format!("{:?}", b.kind).to_lowercase()),
-                    esc(&b.reason)
-                )
+                format!("{}: {}{until}", esc(b.kind.as_str()), esc(&b.reason))
             })
             .chain(t.violations.iter().map(|v| format!("✗ {}", esc(v))))
             .collect();
@@ -155,17 +150,17 @@ pub fn render(shared: &Shared) -> Result<String, String> {
     let mut rows = 0;
     for rollout in &plan.rollouts {
         for wave in &rollout.waves {
-            let status = format!("{:?}", wave.status).to_lowercase();
+            let status = wave.status.as_str();
             let _ = write!(
                 h,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{} (planned)</td><td>–</td><td>{}</td></tr>",
                 esc(&rollout.component),
-                esc(&rollout.version),
+                esc(&rollout.version.to_string()),
                 esc(&wave.name),
                 esc(&wave.targets.join(", ")),
                 class_of(&status),
                 esc(&status),
-                esc(wave.soak_until.as_deref().unwrap_or("–")),
+                esc(&wave.soak_until.map_or_else(|| "–".to_string(), |t| t.to_string())),
             );
             rows += 1;
         }
@@ -178,7 +173,7 @@ pub fn render(shared: &Shared) -> Result<String, String> {
                 .targets
                 .iter()
                 .filter(|(_, t)| t.wave == wave.name)
-                .map(|(name, t)| format!("{name} ({})", format!("{:?}", t.status).to_lowercase()))
+                .map(|(name, t)| format!("{name} ({})", t.status))
                 .collect();
             let status = if rollout.halted.is_some() {
                 "halted"

@@ -31,19 +31,32 @@ impl WatchedRepo {
         message: &str,
         check: impl FnOnce(Oid) -> Result<(), String>,
     ) -> Result<Oid, SourceError> {
-        self.commit_file_change_signed(branch, path, content, message, None, check)
+        self.commit_files_change_signed(branch, &[(path, content)], message, None, check)
     }
 
-    /// [`WatchedRepo::commit_file_change`], with the commit SSH-signed by `signer` when given
-    /// (as `git commit -S` with `gpg.format = ssh` would sign it).
+    /// [`commit_file_change`](Self::commit_file_change) for several files in one commit.
     ///
     /// # Errors
-    /// As [`WatchedRepo::commit_file_change`]; [`SourceError::Refused`] when signing fails.
-    pub fn commit_file_change_signed(
+    /// As `commit_file_change`.
+    pub fn commit_files_change(
         &self,
         branch: &ChangeBranch,
-        path: &str,
-        content: &[u8],
+        files: &[(&str, &[u8])],
+        message: &str,
+        check: impl FnOnce(Oid) -> Result<(), String>,
+    ) -> Result<Oid, SourceError> {
+        self.commit_files_change_signed(branch, files, message, None, check)
+    }
+
+    /// [`commit_files_change`](Self::commit_files_change), with the commit SSH-signed by
+    /// `signer` when given (as `git commit -S` with `gpg.format = ssh` would sign it).
+    ///
+    /// # Errors
+    /// As `commit_file_change`; [`SourceError::Refused`] when signing fails.
+    pub fn commit_files_change_signed(
+        &self,
+        branch: &ChangeBranch,
+        files: &[(&str, &[u8])],
         message: &str,
         signer: Option<&super::trust::CommitSigner>,
         check: impl FnOnce(Oid) -> Result<(), String>,
@@ -53,19 +66,21 @@ impl WatchedRepo {
         };
         let tip = self.branch_tip(base)?;
         let parent = self.repo.find_commit(tip)?;
-        let blob = self.repo.blob(content)?;
-        let mode = parent
-            .tree()?
-            .get_path(Path::new(path))
-            .map(|e| e.filemode())
-            .unwrap_or(i32::from(FileMode::Blob));
-        let mode = if mode == i32::from(FileMode::BlobExecutable) {
-            FileMode::BlobExecutable
-        } else {
-            FileMode::Blob
-        };
         let mut update = git2::build::TreeUpdateBuilder::new();
-        update.upsert(path, blob, mode);
+        for (path, content) in files {
+            let blob = self.repo.blob(content)?;
+            let mode = parent
+                .tree()?
+                .get_path(Path::new(path))
+                .map(|e| e.filemode())
+                .unwrap_or(i32::from(FileMode::Blob));
+            let mode = if mode == i32::from(FileMode::BlobExecutable) {
+                FileMode::BlobExecutable
+            } else {
+                FileMode::Blob
+            };
+            update.upsert(path, blob, mode);
+        }
         let tree = self
             .repo
             .find_tree(update.create_updated(&self.repo, &parent.tree()?)?)?;

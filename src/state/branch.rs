@@ -81,7 +81,7 @@ pub fn state_tip(repo: &Repository, state_branch: &str) -> Result<Option<Oid>, S
 ///   or a rollout's file name does not match its component and version;
 /// - [`StateError::Git`] when the repository cannot be read.
 pub fn read_recorded(repo: &Repository, state_branch: &str) -> Result<RecordedState, StateError> {
-    let _stage = crate::timings::stage("state.read_recorded");
+    let _stage = tracing::debug_span!("state.read_recorded").entered();
     read_recorded_cached(repo, state_branch, &mut RecordCache::default())
 }
 
@@ -188,7 +188,7 @@ impl RecordReader<'_> {
         // which is most of the time, is spread over threads below.
         let mut records: Vec<(String, Oid, Option<T>)> = Vec::with_capacity(subtree.len());
         let mut to_parse: Vec<(usize, String, String)> = Vec::new();
-        let blobs = crate::timings::stage("state.read_blobs");
+        let blobs = tracing::debug_span!("state.read_blobs").entered();
         for entry in subtree.iter() {
             let Some(name) = entry.name().ok().and_then(|n| n.strip_suffix(RECORD_EXT)) else {
                 continue;
@@ -211,8 +211,8 @@ impl RecordReader<'_> {
             records.push((name.to_string(), entry.id(), None));
         }
         cached.clear();
-        blobs.end();
-        let _parse = crate::timings::stage("state.parse_records");
+        drop(blobs);
+        let _parse = tracing::debug_span!("state.parse_records").entered();
         for (index, record) in self.parse_all::<T>(&to_parse)? {
             records[index].2 = Some(record);
         }
@@ -1027,6 +1027,7 @@ pub(crate) mod tests {
                 message: "health: ok after 3 tries".to_string(),
                 config_hash: None,
                 output_tail: "line one\nline: two\n".to_string(),
+                spec_hash: None,
             }),
             rollback_points: vec![v("1.2.0"), v("1.1.0")],
             observed_version: Some("2.0.0".to_string()),
@@ -1042,6 +1043,7 @@ pub(crate) mod tests {
                 name: "canary".to_string(),
                 started: Some("2026-02-03T10:00:00Z".to_string()),
                 completed: None,
+                analysis: None,
             }],
             targets: BTreeMap::from([(
                 "acme".to_string(),
@@ -1057,6 +1059,7 @@ pub(crate) mod tests {
                 at: "2026-02-03T10:01:00Z".to_string(),
                 target: "zen".to_string(),
                 reason: "failed".into(),
+                specs: Default::default(),
             }),
         }
     }

@@ -63,6 +63,13 @@ pub struct AttemptHeader {
     pub started: jiff::Timestamp,
     /// The planned steps, opaque here, so the reconciler can resume exactly the plan it started.
     pub plan: serde_json::Value,
+    /// The rollout wave the attempt belongs to, so a resumed attempt counts in its rollout
+    /// (soak, halt, `maxFailures`) like one that was not interrupted (issue #10, bug 6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wave: Option<String>,
+    /// The hash of the target's spec at the desired commit (see `AttemptRecord::spec_hash`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec_hash: Option<String>,
 }
 
 /// A step the reconciler is about to run.
@@ -524,6 +531,8 @@ mod tests {
             action: "upgrade".to_string(),
             started: at(0),
             plan: serde_json::json!([{"id": "s1", "kind": "snapshot"}, {"id": "s2", "kind": "deploy"}]),
+            wave: None,
+            spec_hash: None,
         }
     }
 

@@ -1,0 +1,116 @@
+//! Status: per target, what runs, what is wanted, and what happens next (`gantry status`,
+//! `/api/status`, the daemon's notifications and gauges).
+
+use serde::Serialize;
+
+use crate::plan;
+use crate::reconcile::load::load_commit;
+use crate::source::WatchedRepo;
+use crate::state::{Journal, read_recorded};
+
+use super::{OpsError, resolve_commit};
+
+/// One row of `gantry status`.
+#[derive(Debug, Serialize)]
+pub struct TargetStatusRow {
+    pub target: String,
+    pub component: String,
+    pub current: Option<String>,
+    pub desired: Option<String>,
+    /// Recorded status (`converged`, `failed`, `rolled_back`, `in_progress`, …) or `new`.
+    pub status: String,
+    pub next_action: String,
+    pub plan_status: String,
+    pub blockers: Vec<plan::Blocker>,
+    pub violations: Vec<String>,
+    /// When the next window opens, for targets blocked by windows.
+    pub opens_at: Option<String>,
+    pub last_outcome: Option<String>,
+    pub last_message: Option<String>,
+}
+
+/// The whole status document (`--format json` and the daemon's `/api/status`).
+#[derive(Debug, Serialize)]
+pub struct StatusReport {
+    pub desired_commit: String,
+    pub state_commit: Option<String>,
+    pub now: String,
+    pub valid: bool,
+    /// The pinned trust anchor (`.git/gantry/trust-anchor`): the last reconciled commit, whose
+    /// signers and state branch are in force; absent before the first apply on this host.
+    pub trust_anchor: Option<crate::source::trust::TrustAnchor>,
+    pub targets: Vec<TargetStatusRow>,
+    /// Rollouts with targets still to start: their waves, soaks and health analysis (as in
+    /// `plan --format json`).
+    pub rollouts: Vec<plan::Rollout>,
+}
+
+/// Builds the status report of a repository at `now`.
+///
+/// # Errors
+/// Reading the repository or the state branch.
+pub fn status_report(repo: &WatchedRepo, rev: Option<&str>, now: jiff::Timestamp) -> Result<StatusReport, OpsError> {
+    let commit = resolve_commit(repo, rev)?;
+    let loaded = load_commit(repo, commit)?;
+    let mut recorded = read_recorded(&repo.repo, &loaded.desired.config.state_branch)?;
+    // An attempt a killed reconciler left behind is in progress until the next pass settles it.
+    let mut unfinished = std::collections::BTreeSet::new();
+    if let Ok(left) = Journal::load_unfinished(&Journal::dir(repo.repo.path())) {
+        for attempt in left {
+            if let Some(record) = recorded.targets.get_mut(&attempt.header.target) {
+                record.status = crate::state::TargetStatus::InProgress;
+            }
+            unfinished.insert(attempt.header.target);
+        }
+    }
+    let anchor = crate::reconcile::apply::anchor_of(repo, &recorded)?;
+    let evidence = crate::reconcile::load::evidence(repo, &loaded, &anchor)?;
+    let plan = plan::plan(&loaded.plan_input(&recorded, &evidence, now));
+    let targets = plan
+        .actions
+        .iter()
+        .map(|a| {
+            let record = recorded.targets.get(&a.target);
+            TargetStatusRow {
+                target: a.target.clone(),
+                component: a.component.clone(),
+                current: record.and_then(|r| r.version.as_ref()).map(ToString::to_string),
+                desired: a.to.as_ref().map(ToString::to_string),
+                // An interrupted install has a journal but no record yet.
+                status: match record {
+                    Some(r) => r.status.as_str().to_string(),
+                    None if unfinished.contains(&a.target) => "in_progress".to_string(),
+                    None => "new".to_string(),
+                },
+                next_action: a.action.as_str().to_string(),
+                plan_status: a.status.to_string(),
+                opens_at: a
+                    .blocked_by
+                    .iter()
+                    .find_map(|b| b.opens_at.as_ref().map(crate::policy::window::rfc3339)),
+                blockers: a.blocked_by.clone(),
+                violations: a.violations.clone(),
+                last_outcome: record
+                    .and_then(|r| r.last_attempt.as_ref())
+                    .and_then(|l| l.outcome)
+                    .map(|o| o.as_str().to_string()),
+                last_message: record
+                    .and_then(|r| r.last_attempt.as_ref())
+                    .map(|l| l.message.clone())
+                    .filter(|m| !m.is_empty()),
+            }
+        })
+        .collect();
+    Ok(StatusReport {
+        desired_commit: commit.to_string(),
+        state_commit: recorded.commit.clone(),
+        now: now.to_string(),
+        valid: loaded.is_valid(),
+        trust_anchor: match anchor {
+            crate::source::trust::AnchorSource::Pinned(a) => Some(a),
+            _ => None,
+        },
+        targets,
+        rollouts: plan.rollouts.clone(),
+    })
+}
