@@ -648,6 +648,11 @@ fn the_http_api_refuses_foreign_hosts_and_cross_site_writes() {
     assert_eq!(code, 202, "same origin: {body}");
     let (code, body) = daemon.request("POST", "/api/refresh", &[json]);
     assert_eq!(code, 202, "no Origin (not a browser): {body}");
+    // The Git webhook is reached under the daemon's public name and authenticated by its HMAC:
+    // the guard leaves it to that check (no secret configured here, so it is refused by it).
+    let (code, body) = daemon.request("POST", "/api/hooks/git", &[("Host", "gantry.example.org")]);
+    assert_ne!(code, 421, "{body}");
+    assert!(!body.contains("is not this daemon's listen address"), "{body}");
 }
 
 /// Attacks 10 and 12: `plan` printed old and new `vars` values in the manifest diff, and raw
