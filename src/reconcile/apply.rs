@@ -691,16 +691,17 @@ fn record_analysis_failure(
         .get(&failure.target)
         .map_or(0, |t| governing_spec(desired, t).rollout.max_failures);
     if rollout.failures > max_failures && rollout.halted.is_none() {
+        // The spec of every target the rollout holds, so `gantry retry` can re-arm each one.
+        let specs = rollout
+            .targets
+            .keys()
+            .filter_map(|t| Some((t.clone(), desired.targets.get(t)?.spec_hash())))
+            .collect();
         rollout.halted = Some(crate::state::Halt {
             at: now.to_string(),
             target: failure.target.clone(),
             reason: message.clone(),
-            specs: desired
-                .targets
-                .values()
-                .filter(|t| rollout.targets.contains_key(t.name()))
-                .map(|t| (t.name().to_string(), t.spec_hash()))
-                .collect(),
+            specs,
         });
     }
     let mut batch = Batch::new();
