@@ -107,10 +107,11 @@ fn healthz_answers_promptly_with_1100_idle_connections_open() {
         }
         idle.push(stream);
     }
-    let (status, latency) = raw(
-        &daemon.addr,
-        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    let request = format!(
+        "GET /healthz HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        daemon.addr
     );
+    let (status, latency) = raw(&daemon.addr, request.as_bytes());
     eprintln!("/healthz latency with 1,100 idle connections open: {latency:?}");
     assert_eq!(status, "HTTP/1.1 200 OK");
     assert!(latency < Duration::from_secs(2), "/healthz took {latency:?}");
@@ -144,15 +145,17 @@ fn oversized_headers_and_bodies_are_refused() {
     let repo = fleet();
     let daemon = Daemon::start(&repo);
     let big = format!(
-        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Filler: {}\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nHost: {}\r\nX-Filler: {}\r\n\r\n",
+        daemon.addr,
         "a".repeat(32 << 10)
     );
     let (status, _) = raw(&daemon.addr, big.as_bytes());
     assert!(status.starts_with("HTTP/1.1 431"), "{status}");
-    let (status, _) = raw(
-        &daemon.addr,
-        b"POST /api/refresh HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\nConnection: close\r\n\r\n",
+    let post = format!(
+        "POST /api/refresh HTTP/1.1\r\nHost: {}\r\nContent-Length: 10000000\r\nConnection: close\r\n\r\n",
+        daemon.addr
     );
+    let (status, _) = raw(&daemon.addr, post.as_bytes());
     assert!(status.starts_with("HTTP/1.1 413"), "{status}");
 }
 
@@ -164,7 +167,10 @@ fn api_status_has_labels_and_filters_by_selector() {
     repo.commit_all("a prod target");
     let daemon = Daemon::start(&repo);
     let get = |path: &str| {
-        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            daemon.addr
+        );
         let mut stream = TcpStream::connect(&daemon.addr).expect("connect");
         stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         stream.write_all(request.as_bytes()).unwrap();
