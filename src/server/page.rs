@@ -83,7 +83,7 @@ pub fn render(shared: &Shared) -> Result<String, String> {
             rollouts.push(json!({
                 "component": rollout.component, "version": rollout.version.to_string(),
                 "wave": wave.name, "targets": wave.targets.join(", "),
-                "status": format!("{status} (planned)"), "class": class_of(&status),
+                "status": format!("{status} (planned)"), "class": class_of(status),
                 "started": null, "until": wave.soak_until.map(|t| t.to_string()),
             }));
         }
