@@ -80,3 +80,42 @@ fn csv_field(value: &str) -> String {
         value.to_string()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Outcome;
+
+    fn entry(target: &str, from: Option<&str>, to: &str, outcome: Outcome, message: &str) -> HistoryEntry {
+        HistoryEntry {
+            commit: "89abcdef0123456789abcdef0123456789abcdef".into(),
+            time: "2026-11-21T02:05:00Z".parse().unwrap(),
+            target: target.into(),
+            component: Some("billing".into()),
+            from: from.map(|v| v.parse().unwrap()),
+            to: to.parse().unwrap(),
+            outcome,
+            desired_commit: "0123456789abcdef0123456789abcdef01234567".into(),
+            attempt: "a1".into(),
+            message: message.into(),
+        }
+    }
+
+    /// `gantry history` as users read it: installs, upgrades, a rollback with its reason.
+    #[test]
+    fn history_text() {
+        let entries = [
+            entry(
+                "acme-billing",
+                Some("1.3.0"),
+                "2.0.0",
+                Outcome::RolledBack,
+                "step health failed: exit 1",
+            ),
+            entry("acme-billing", Some("1.0.0"), "1.3.0", Outcome::Succeeded, ""),
+            entry("acme-billing", None, "1.0.0", Outcome::Succeeded, ""),
+        ];
+        insta::assert_snapshot!("history_text", text(&entries, None));
+        insta::assert_snapshot!("history_text_empty", text(&[], Some("acme-billing")));
+    }
+}
