@@ -6,11 +6,15 @@
 //! report's `exit()` for outcomes that are not errors (a commit that does not validate, a plan
 //! with violations, a pass with failed targets).
 
+pub mod agents;
 pub mod apply;
+pub mod clone;
 pub mod history;
 pub mod init;
 pub mod plan;
+pub mod retry;
 pub mod rollback;
+pub mod shared;
 pub mod status;
 pub mod validate;
 
@@ -59,6 +63,12 @@ pub enum OpsError {
     /// The daemon could not start or failed.
     #[error(transparent)]
     Server(#[from] crate::server::ServerError),
+    /// Fetching from or publishing to the remote failed (nothing ran when it was before a pass).
+    #[error(transparent)]
+    Sync(#[from] crate::source::sync::SyncError),
+    /// `gantry clone` failed.
+    #[error(transparent)]
+    Clone(#[from] clone::CloneError),
 }
 
 impl OpsError {
@@ -79,7 +89,9 @@ impl OpsError {
             | OpsError::Apply(_)
             | OpsError::Init(_)
             | OpsError::Io(_)
-            | OpsError::Server(_) => Exit::Invalid,
+            | OpsError::Server(_)
+            | OpsError::Sync(_)
+            | OpsError::Clone(_) => Exit::Invalid,
         }
     }
 }

@@ -16,6 +16,7 @@
 //! `/api/daemon` and the status page, and the daemon waits for the next commit.
 
 mod events;
+pub mod hooks;
 mod http;
 pub mod messages;
 pub mod metrics;
@@ -36,7 +37,8 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::manifest::RepoConfig;
-use crate::reconcile::apply::{ApplyError, ApplyOptions, apply_holding_lock};
+use crate::reconcile::apply::{ApplyError, ApplyOptions};
+use crate::source::sync::Fetched;
 use crate::source::{SourceError, WatchedRepo};
 use crate::state::{LockError, ReconcilerLock, read_recorded};
 
@@ -76,9 +78,6 @@ pub enum ServerError {
         #[source]
         source: ::notify::Error,
     },
-    /// Fetching from or pushing to the remote failed.
-    #[error("remote `{remote}`: {message}")]
-    Remote { remote: String, message: String },
     /// `poll_interval` in gantry.toml is not a duration (the message of
     /// [`RepoConfig::poll_interval`], the same `validate` prints).
     #[error("gantry.toml: {0}")]
@@ -93,6 +92,12 @@ pub struct DaemonOptions {
     pub listen: Option<String>,
     /// A fixed clock (`--now`): timers never fire, which suits tests.
     pub now: Option<Timestamp>,
+    /// Credentials for the remote (host settings).
+    pub auth: crate::source::remote::GitAuth,
+    /// The secret webhook deliveries must prove (`--webhook-secret-file`).
+    pub webhook_secret: Option<hooks::WebhookSecret>,
+    /// `--selector`: the targets this agent reconciles (see `ops::agents`).
+    pub selector: crate::ops::agents::Selector,
 }
 
 /// What the daemon knows beyond the status report (served as `/api/daemon`).
@@ -147,6 +152,9 @@ pub struct Shared {
     /// Rollouts already announced (`rollout_started`).
     pub announced: Mutex<BTreeSet<(String, String)>>,
     config: RepoConfig,
+    auth: crate::source::remote::GitAuth,
+    webhook_secret: Option<hooks::WebhookSecret>,
+    selector: crate::ops::agents::Selector,
 }
 
 impl Shared {
@@ -188,6 +196,9 @@ pub fn run(options: DaemonOptions) -> Result<(), ServerError> {
         notifier: Notifier::new(config.notify.clone()),
         announced: Mutex::new(BTreeSet::new()),
         config,
+        auth: options.auth.clone(),
+        webhook_secret: options.webhook_secret.clone(),
+        selector: options.selector.clone(),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -439,16 +450,16 @@ fn instant_of(shared: &Shared, at: Timestamp) -> Option<tokio::time::Instant> {
 /// Fetches the desired branch; the time it advanced, if it did.
 fn fetch(shared: &Shared, remote: &str) -> Option<Instant> {
     let repo = WatchedRepo::open(&shared.repo_path).ok()?;
-    match remote::fetch_desired(&repo.repo, remote, &shared.config.desired_branch) {
+    match remote::fetch_desired(&repo.repo, remote, &shared.config.desired_branch, &shared.auth) {
         Ok(fetched) => {
             lock(&shared.daemon).remote_error = None;
             match fetched {
-                remote::Fetched::Advanced(commit) => {
+                Fetched::Advanced(commit) => {
                     tracing::info!(remote, %commit, "fetched a new desired commit");
                     Some(Instant::now())
                 }
-                remote::Fetched::Unchanged => None,
-                remote::Fetched::Diverged => {
+                Fetched::Unchanged | Fetched::Missing => None,
+                Fetched::Diverged => {
                     tracing::warn!(
                         remote,
                         branch = %shared.config.desired_branch,
@@ -516,7 +527,31 @@ fn run_pass(shared: &Shared, lock_held: &ReconcilerLock, seen: Option<Instant>) 
         dry_run: false,
         now: shared.now,
     };
-    let result = apply_holding_lock(&repo, lock_held, &options, &shared.stop, &sink);
+    // With a remote: the recorded state is the remote's before planning (nothing runs when it
+    // cannot be fetched), attempts are claimed across agents, outcomes published (`ops::shared`).
+    let result = match crate::ops::shared::agent_pass(
+        &repo,
+        lock_held,
+        &options,
+        &shared.selector,
+        &shared.auth,
+        &shared.stop,
+        &sink,
+    ) {
+        Ok(report) => {
+            if shared.config.remote.is_some() {
+                lock(&shared.daemon).remote_error = None;
+            }
+            Ok(report)
+        }
+        Err(crate::ops::shared::SharedError::Apply(e)) => Err(e),
+        Err(crate::ops::shared::SharedError::Sync(e)) => {
+            let message = format!("{e}; no step runs until the remote's recorded state is known");
+            tracing::warn!("{message}");
+            lock(&shared.daemon).remote_error = Some(e.to_string());
+            return PassOutcome::Error(message);
+        }
+    };
     // The pass counters move last, once its gauges and notifications are done, so a reader that
     // sees the pass counted sees everything it changed.
     let outcome = pass_outcome(shared, &repo, &state_branch, &before, result);
@@ -564,7 +599,7 @@ fn pass_outcome(
             if (!report.outcomes.is_empty() || report.resumed > 0)
                 && let Some(remote) = &shared.config.remote
             {
-                match remote::push_state(&repo.repo, remote, state_branch) {
+                match remote::push_state(&repo.repo, remote, state_branch, &shared.auth) {
                     Ok(()) => lock(&shared.daemon).remote_error = None,
                     Err(e) => {
                         tracing::warn!("cannot push the state branch: {e}");
