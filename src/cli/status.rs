@@ -81,7 +81,7 @@ pub fn text(report: &StatusReport) -> String {
             if let Some(analysis) = &wave.analysis {
                 let _ = writeln!(
                     out,
-                    "rollout {} {} wave {} ({:?}): {}",
+                    "rollout {} {} wave {} ({}): {}",
                     rollout.component,
                     rollout.version,
                     wave.name,
@@ -168,6 +168,7 @@ mod tests {
             state_commit: Some("89abcdef0123456789abcdef0123456789abcdef".into()),
             now: "2026-11-20T10:00:00Z".into(),
             valid: true,
+            rollouts: Vec::new(),
             targets: vec![
                 row("acme-billing", Some("2.0.0"), "2.0.0", "converged", "noop", "noop"),
                 blocked,
