@@ -33,7 +33,7 @@ impl From<SharedError> for super::OpsError {
     fn from(e: SharedError) -> Self {
         match e {
             SharedError::Apply(e) => super::OpsError::Apply(e),
-            SharedError::Sync(e) => super::OpsError::Sync(e),
+            SharedError::Sync(e) => super::OpsError::Sync(Box::new(e)),
         }
     }
 }

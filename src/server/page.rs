@@ -157,8 +157,8 @@ pub fn render(shared: &Shared) -> Result<String, String> {
                 esc(&rollout.version.to_string()),
                 esc(&wave.name),
                 esc(&wave.targets.join(", ")),
-                class_of(&status),
-                esc(&status),
+                class_of(status),
+                esc(status),
                 esc(&wave.soak_until.map_or_else(|| "–".to_string(), |t| t.to_string())),
             );
             rows += 1;
