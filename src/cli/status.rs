@@ -179,6 +179,7 @@ mod tests {
             state_commit: Some("89abcdef0123456789abcdef0123456789abcdef".into()),
             now: "2026-11-20T10:00:00Z".into(),
             valid: true,
+            trust_anchor: None,
             rollouts: Vec::new(),
             targets: vec![
                 row("acme-billing", Some("2.0.0"), "2.0.0", "converged", "noop", "noop"),
