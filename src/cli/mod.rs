@@ -64,6 +64,16 @@ pub enum Command {
         head: Option<String>,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
+        /// Markdown: roll up targets by this label too (e.g. tenant), besides by component.
+        #[arg(long, value_name = "LABEL")]
+        group_by: Option<String>,
+        /// Markdown: the most bytes to print; a larger plan is summarized, naming what it left
+        /// out [default: 60000, under a pull request comment's 65,536 characters].
+        #[arg(long, value_name = "N")]
+        max_bytes: Option<usize>,
+        /// Also write the full plan, in the chosen format and never summarized, to this file.
+        #[arg(long, value_name = "PATH")]
+        full_output: Option<std::path::PathBuf>,
     },
     /// One reconcile pass now: run ready actions, record outcomes.
     Apply {
@@ -186,7 +196,24 @@ pub fn run() -> ExitCode {
     init_logging(cli.log_format, default_level);
     let result = match &cli.command {
         Command::Validate { rev, format } => validate::run(&cli, rev.as_deref(), *format),
-        Command::Plan { base, head, format } => plan::run(&cli, base.as_deref(), head.as_deref(), *format),
+        Command::Plan {
+            base,
+            head,
+            format,
+            group_by,
+            max_bytes,
+            full_output,
+        } => plan::run(
+            &cli,
+            base.as_deref(),
+            head.as_deref(),
+            &plan::Output {
+                format: *format,
+                group_by: group_by.clone(),
+                max_bytes: *max_bytes,
+                full_output: full_output.clone(),
+            },
+        ),
         Command::Apply {
             targets,
             dry_run,

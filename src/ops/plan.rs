@@ -75,6 +75,12 @@ pub fn plan(
 
     let mut context = PlanContext {
         head_summary: Some(repo.describe(head_commit)?.summary),
+        labels: loaded
+            .desired
+            .targets
+            .values()
+            .map(|t| (t.name().to_string(), t.manifest.labels.clone()))
+            .collect(),
         ..PlanContext::default()
     };
     if let Some(base) = base {
