@@ -466,3 +466,94 @@ fn small_markdown_plan_is_whole_and_group_by_adds_a_roll_up() {
         .stdout();
     insta::assert_snapshot!("grouped_by_tenant_markdown", grouped);
 }
+
+/// Issue #15: artifact checksums were checked only at apply, so a tampered artifact passed CI.
+/// `validate` and `plan` now hash every `path` artifact from the commit and fail (exit 2)
+/// naming the manifest's line, the artifact, and the expected and actual digests.
+#[test]
+fn tampered_artifact_fails_validate_and_plan_with_both_digests() {
+    let good = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"; // sha256("hello")
+    let repo = Repo::new();
+    repo.file("components/billing.yaml", &component("billing", ""))
+        .file("scripts/deploy.sh", "#!/bin/sh\nexit 0\n")
+        .file("artifacts/billing-1.0.0.tar", "hello")
+        .file(
+            "releases/billing.yaml",
+            &release(
+                "billing",
+                "1.0.0",
+                &format!("  artifacts:\n    - path: artifacts/billing-1.0.0.tar\n      sha256: \"{good}\"\n"),
+            ),
+        )
+        .file(
+            "targets/acme.yaml",
+            &target("acme-billing", "billing", "1.0.0", "tenant: acme"),
+        );
+    repo.commit_all("billing 1.0.0 with its artifact");
+    repo.gantry(&["validate"]).expect(0);
+    repo.gantry(&["plan", "--now", NOW]).expect(0);
+
+    repo.file("artifacts/billing-1.0.0.tar", "hellO");
+    repo.commit_all("tampered artifact");
+    let run = repo.gantry(&["validate"]).expect(2);
+    let err = run.stderr() + &run.stdout();
+    assert!(
+        err.contains("releases/billing.yaml:9:15: artifact artifacts/billing-1.0.0.tar of billing 1.0.0: sha256 is "),
+        "{err}"
+    );
+    assert!(err.contains(&format!("the release declares {good}")), "{err}");
+    let tampered_digest = {
+        use sha2::Digest;
+        sha2::Sha256::digest(b"hellO")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    assert!(err.contains(&format!("sha256 is {tampered_digest}")), "{err}");
+
+    let run = repo.gantry(&["plan", "--now", NOW, "--format", "json"]).expect(2);
+    let json: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap();
+    let violation = &json["violations"][0];
+    assert_eq!(violation["kind"], "artifact", "{json}");
+    assert_eq!(violation["file"], "releases/billing.yaml");
+    assert!(
+        violation["message"].as_str().unwrap().contains(&tampered_digest),
+        "{violation}"
+    );
+    let markdown = repo
+        .gantry(&["plan", "--now", NOW, "--format", "markdown"])
+        .expect(2)
+        .stdout();
+    assert!(
+        markdown.contains("### ❌ Violations") && markdown.contains(good),
+        "{markdown}"
+    );
+}
+
+#[test]
+fn missing_artifact_is_a_violation_at_review_time() {
+    let repo = Repo::new();
+    repo.file("components/billing.yaml", &component("billing", ""))
+        .file("scripts/deploy.sh", "#!/bin/sh\nexit 0\n")
+        .file(
+            "releases/billing.yaml",
+            &release(
+                "billing",
+                "1.0.0",
+                &format!(
+                    "  artifacts:\n    - {{ path: artifacts/missing.tar, sha256: \"{0}\" }}\n    - {{ url: \"http://127.0.0.1:9/unchecked.tar\", sha256: \"{0}\" }}\n",
+                    "0".repeat(64)
+                ),
+            ),
+        )
+        .file("targets/acme.yaml", &target("acme-billing", "billing", "1.0.0", "tenant: acme"));
+    repo.commit_all("artifacts that cannot be checked");
+    let run = repo.gantry(&["validate"]).expect(2);
+    let out = run.stderr() + &run.stdout();
+    assert!(
+        out.contains("artifact artifacts/missing.tar of billing 1.0.0 is not in commit"),
+        "{out}"
+    );
+    // url artifacts are left to apply: CI needs no network.
+    assert!(!out.contains("unchecked.tar"), "{out}");
+}

@@ -68,6 +68,11 @@ fn digest_url(url: &str) -> Result<String, String> {
     hash_reader(&mut reader).map_err(|e| format!("artifact {url}: {e}"))
 }
 
+/// The lowercase hex sha256 of `bytes` (the form releases declare).
+pub fn digest_bytes(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn hash_reader(reader: &mut dyn Read) -> std::io::Result<String> {
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 64 * 1024];

@@ -7,6 +7,7 @@
 //! with violations, a pass with failed targets).
 
 pub mod apply;
+pub mod artifacts;
 pub mod history;
 pub mod init;
 pub mod plan;

@@ -58,13 +58,15 @@ pub fn plan(
     now: jiff::Timestamp,
 ) -> Result<PlanReport, OpsError> {
     let head_commit = resolve_commit(repo, head)?;
-    let loaded = load_commit(repo, head_commit)?;
+    let mut loaded = load_commit(repo, head_commit)?;
     if loaded.has_invalid() {
         return Ok(PlanReport::Unreadable {
             commit: head_commit,
             diagnostics: loaded.diagnostics,
         });
     }
+    let artifacts = super::artifacts::verify_at_commit(repo, head_commit, &loaded.desired)?;
+    loaded.diagnostics.extend(artifacts);
     let recorded = crate::state::read_recorded(&repo.repo, &loaded.desired.config.state_branch)?;
     let evidence = load::evidence(repo, &loaded)?;
     let trust_warning = crate::reconcile::apply::check_trust(repo, head_commit, &loaded, &recorded)
