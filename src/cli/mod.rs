@@ -114,6 +114,9 @@ pub enum Command {
         /// Write the commit on a new branch (for a pull request) instead of the desired branch.
         #[arg(long, value_name = "NAME")]
         branch: Option<String>,
+        /// Why: recorded as the commit's `Gantry-Reason` trailer and shown by `history`.
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
     },
     /// Print the JSON Schemas of the manifest kinds (all, or one).
     Schema {
@@ -222,7 +225,12 @@ pub fn run() -> ExitCode {
         Command::Daemon { listen } => daemon::run(&cli, listen.as_deref()),
         Command::Status { format } => status::run(&cli, *format),
         Command::History { target, format } => history::run(&cli, target.as_deref(), *format),
-        Command::Rollback { target, to, branch } => rollback::run(&cli, target, to.as_deref(), branch.as_deref()),
+        Command::Rollback {
+            target,
+            to,
+            branch,
+            reason,
+        } => rollback::run(&cli, target, to.as_deref(), branch.as_deref(), reason.as_deref()),
         Command::Schema { kind } => schema::run(kind.as_deref()),
         Command::Init { dir } => init::run(&cli, dir),
         Command::Completions { shell } => completions::completions(*shell),
