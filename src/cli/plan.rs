@@ -20,7 +20,13 @@ pub struct Output {
     pub full_output: Option<PathBuf>,
 }
 
-pub fn run(cli: &Cli, base: Option<&str>, head: Option<&str>, output: &Output) -> Result<Exit, OpsError> {
+pub fn run(
+    cli: &Cli,
+    base: Option<&str>,
+    head: Option<&str>,
+    output: &Output,
+    selector: &crate::ops::agents::Selector,
+) -> Result<Exit, OpsError> {
     let format = output.format;
     if format != Format::Markdown && (output.group_by.is_some() || output.max_bytes.is_some()) {
         return Err(OpsError::Usage(
@@ -29,7 +35,16 @@ pub fn run(cli: &Cli, base: Option<&str>, head: Option<&str>, output: &Output) -
     }
     let now = now(cli)?;
     let repo = WatchedRepo::open(&cli.repo)?;
-    let report = plan(&repo, base, head, format, now)?;
+    let mut report = plan(&repo, base, head, format, now)?;
+    if let PlanReport::Planned(planned) = &mut report
+        && !selector.is_empty()
+    {
+        // Planned for the whole fleet (waves and maxParallel count every target); only this
+        // selector's rows are shown.
+        let selected = crate::ops::agents::selected_names(&repo, selector)?;
+        planned.plan.actions.retain(|a| selected.contains(&a.target));
+        planned.plan.summarize();
+    }
     let exit = report.exit();
     match report {
         PlanReport::Unreadable { commit, diagnostics } => {
