@@ -18,7 +18,8 @@ struct Lines {
 
 impl ProgressSink for Lines {
     fn event(&self, event: &ProgressEvent) {
-        let line = progress_line(event);
+        // Step messages come from scripts and manifests: no terminal escapes (issue #18).
+        let line = crate::render::mask::strip_terminal_controls(&progress_line(event));
         let mut out = self.out.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let _ = writeln!(out, "{line}");
     }
@@ -213,6 +214,7 @@ pub fn run(
     cli: &Cli,
     targets: &[String],
     dry_run: bool,
+    allow_rewind: bool,
     format: Format,
     selector: &crate::ops::agents::Selector,
 ) -> Result<Exit, OpsError> {
@@ -221,6 +223,7 @@ pub fn run(
         targets: targets.to_vec(),
         dry_run,
         now: now_fixed(cli)?,
+        allow_rewind,
     };
     let lines = Lines {
         out: Mutex::new(std::io::stderr()),

@@ -20,7 +20,8 @@ pub fn run(cli: &Cli, format: Format, selector: &crate::ops::agents::Selector) -
         );
         return Ok(Exit::Ok);
     }
-    print!("{}", text(&report));
+    // Blocker reasons and step messages come from recorded state raw: no terminal escapes.
+    print!("{}", crate::render::mask::strip_terminal_controls(&text(&report)));
     if !report.valid {
         eprintln!("warning: the desired commit does not validate; run `gantry validate`");
     }
@@ -42,6 +43,16 @@ pub fn text(report: &StatusReport) -> String {
             .map_or("(none)", |c| &c[..12.min(c.len())]),
         report.now
     );
+    let _ = match &report.trust_anchor {
+        Some(a) => writeln!(
+            out,
+            "trust anchor {} (state branch {}, signers {}) · pinned in .git/gantry/trust-anchor",
+            &a.commit[..12.min(a.commit.len())],
+            a.state_branch,
+            a.allowed_signers.as_deref().unwrap_or("none: [trust] off")
+        ),
+        None => writeln!(out, "trust anchor (none pinned yet: the first apply pins it)"),
+    };
     let _ = writeln!(
         out,
         "{:width$}  {:10} {:9} {:9} {:12} {:10} NEXT",
@@ -65,7 +76,7 @@ pub fn text(report: &StatusReport) -> String {
                 (None, Some(at)) => format!(" (until {at})"),
                 (_, None) => String::new(),
             };
-            println!("{:width$}    blocked by {}: {}{when}", "", b.kind, b.reason);
+            let _ = writeln!(out, "{:width$}    blocked by {}: {}{when}", "", b.kind, b.reason);
         }
         for v in &t.violations {
             let _ = writeln!(out, "{:width$}    ✗ {v}", "");

@@ -8,6 +8,7 @@
 
 pub mod agents;
 pub mod apply;
+pub mod approve;
 pub mod artifacts;
 pub mod clone;
 pub mod history;
@@ -112,9 +113,14 @@ pub enum Requeue {
 /// The error policy: terminal errors wait for new input, transient ones back off.
 pub fn error_policy(error: &ApplyError) -> Requeue {
     match error {
-        ApplyError::InvalidCommit { .. } | ApplyError::Untrusted { .. } | ApplyError::UnknownTargets(_) => {
-            Requeue::WhenInputChanges
-        }
+        // The anchor file itself could not be read or written: the host, not the input.
+        ApplyError::Anchor(e) if matches!(**e, crate::source::trust::TrustError::Anchor(_)) => Requeue::Backoff,
+        // A rewound or replaced desired branch, a missing anchor commit: wait for a new commit
+        // (or an operator's --allow-rewind).
+        ApplyError::InvalidCommit { .. }
+        | ApplyError::Untrusted { .. }
+        | ApplyError::Anchor(_)
+        | ApplyError::UnknownTargets(_) => Requeue::WhenInputChanges,
         ApplyError::Locked(_)
         | ApplyError::Source(_)
         | ApplyError::State(_)

@@ -250,6 +250,9 @@ fn context_of(
         release: None,
         migration: None,
         attempt: last.map(|a| a.id.clone()).unwrap_or_default(),
+        weight: None,
+        artifact: None,
+        artifacts: Vec::new(),
     }
 }
 

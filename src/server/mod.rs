@@ -16,6 +16,7 @@
 //! `/api/daemon` and the status page, and the daemon waits for the next commit.
 
 mod events;
+pub mod guard;
 pub mod hooks;
 mod http;
 pub mod metrics;
@@ -97,6 +98,10 @@ pub struct DaemonOptions {
     pub webhook_secret: Option<hooks::WebhookSecret>,
     /// `--selector`: the targets this agent reconciles (see `ops::agents`).
     pub selector: crate::ops::agents::Selector,
+    /// Reconcile heads that do not descend from the trust anchor (`--allow-rewind`).
+    pub allow_rewind: bool,
+    /// Host names the HTTP API answers to besides the listen address (`--allowed-host`).
+    pub allowed_hosts: Vec<String>,
 }
 
 /// What the daemon knows beyond the status report (served as `/api/daemon`).
@@ -137,6 +142,10 @@ pub struct InvalidCommit {
 pub struct Shared {
     pub repo_path: PathBuf,
     pub now: Option<Timestamp>,
+    /// `--allow-rewind`.
+    pub allow_rewind: bool,
+    /// Which Host and Origin headers the HTTP API accepts (`guard`).
+    pub guard: guard::HostGuard,
     pub metrics: Mutex<Metrics>,
     pub daemon: Mutex<DaemonState>,
     /// Set once on SIGTERM/SIGINT.
@@ -186,6 +195,8 @@ pub fn run(options: DaemonOptions) -> Result<(), ServerError> {
     let shared = Arc::new(Shared {
         repo_path: options.repo.clone(),
         now: options.now,
+        allow_rewind: options.allow_rewind,
+        guard: guard::HostGuard::new(options.allowed_hosts.clone()),
         metrics: Mutex::new(Metrics::default()),
         daemon: Mutex::new(DaemonState::default()),
         stop: AtomicBool::new(false),
@@ -239,6 +250,7 @@ async fn serve(
         what: "cannot read the bound address",
         source,
     })?;
+    shared.guard.bound(addr);
     // The first line on stderr, always plain text: tests and scripts read the port from it.
     eprintln!("listening on {addr}");
     tracing::info!(%addr, repo = %shared.repo_path.display(), "daemon started");
@@ -525,6 +537,7 @@ fn run_pass(shared: &Shared, lock_held: &ReconcilerLock, seen: Option<Instant>) 
         targets: Vec::new(),
         dry_run: false,
         now: shared.now,
+        allow_rewind: shared.allow_rewind,
     };
     // With a remote: the recorded state is the remote's before planning (nothing runs when it
     // cannot be fetched), attempts are claimed across agents, outcomes published (`ops::shared`).

@@ -31,7 +31,7 @@ impl WatchedRepo {
         message: &str,
         check: impl FnOnce(Oid) -> Result<(), String>,
     ) -> Result<Oid, SourceError> {
-        self.commit_files_change(branch, &[(path, content)], message, check)
+        self.commit_files_change_signed(branch, &[(path, content)], message, None, check)
     }
 
     /// [`commit_file_change`](Self::commit_file_change) for several files in one commit.
@@ -43,6 +43,22 @@ impl WatchedRepo {
         branch: &ChangeBranch,
         files: &[(&str, &[u8])],
         message: &str,
+        check: impl FnOnce(Oid) -> Result<(), String>,
+    ) -> Result<Oid, SourceError> {
+        self.commit_files_change_signed(branch, files, message, None, check)
+    }
+
+    /// [`commit_files_change`](Self::commit_files_change), with the commit SSH-signed by
+    /// `signer` when given (as `git commit -S` with `gpg.format = ssh` would sign it).
+    ///
+    /// # Errors
+    /// As `commit_file_change`; [`SourceError::Refused`] when signing fails.
+    pub fn commit_files_change_signed(
+        &self,
+        branch: &ChangeBranch,
+        files: &[(&str, &[u8])],
+        message: &str,
+        signer: Option<&super::trust::CommitSigner>,
         check: impl FnOnce(Oid) -> Result<(), String>,
     ) -> Result<Oid, SourceError> {
         let base = match branch {
@@ -69,9 +85,20 @@ impl WatchedRepo {
             .repo
             .find_tree(update.create_updated(&self.repo, &parent.tree()?)?)?;
         let (author, committer) = self.operator_signatures(|name| std::env::var(name).ok())?;
-        let commit = self
-            .repo
-            .commit(None, &author, &committer, message, &tree, &[&parent])?;
+        let commit = match signer {
+            None => self
+                .repo
+                .commit(None, &author, &committer, message, &tree, &[&parent])?,
+            Some(signer) => {
+                let buffer = self
+                    .repo
+                    .commit_create_buffer(&author, &committer, message, &tree, &[&parent])?;
+                let armored = signer.sign(&buffer).map_err(|e| SourceError::Refused(e.to_string()))?;
+                let text = std::str::from_utf8(&buffer)
+                    .map_err(|_| SourceError::Refused("the commit is not UTF-8 text".to_string()))?;
+                self.repo.commit_signed(text, &armored, None)?
+            }
+        };
         check(commit).map_err(SourceError::Refused)?;
         match branch {
             ChangeBranch::Desired(b) => {
