@@ -1,8 +1,7 @@
 //! `gantry history [TARGET]`: prints [`crate::ops::history::history`] as text, JSON or CSV.
 
-use crate::ops::history::history;
+use crate::ops::history::{HistoryRecord, history};
 use crate::source::WatchedRepo;
-use crate::state::HistoryEntry;
 
 use super::{Cli, Exit, HistoryFormat, OpsError};
 
@@ -17,8 +16,11 @@ pub fn run(cli: &Cli, target: Option<&str>, format: HistoryFormat) -> Result<Exi
             );
         }
         HistoryFormat::Csv => {
-            println!("time,target,component,from,to,outcome,attempt,desired_commit,state_commit,message");
-            for e in &entries {
+            println!(
+                "time,target,component,from,to,outcome,attempt,desired_commit,state_commit,message,author,committer,operator,reason"
+            );
+            for r in &entries {
+                let e = &r.entry;
                 let fields = [
                     e.time.to_string(),
                     e.target.clone(),
@@ -30,6 +32,10 @@ pub fn run(cli: &Cli, target: Option<&str>, format: HistoryFormat) -> Result<Exi
                     e.desired_commit.clone(),
                     e.commit.clone(),
                     e.message.clone(),
+                    r.author.clone().unwrap_or_default(),
+                    r.committer.clone().unwrap_or_default(),
+                    r.operator.clone().unwrap_or_default(),
+                    r.reason.clone().unwrap_or_default(),
                 ];
                 println!("{}", fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
             }
@@ -40,7 +46,7 @@ pub fn run(cli: &Cli, target: Option<&str>, format: HistoryFormat) -> Result<Exi
 }
 
 /// The history as `gantry history` prints it.
-pub fn text(entries: &[HistoryEntry], target: Option<&str>) -> String {
+pub fn text(entries: &[HistoryRecord], target: Option<&str>) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     if entries.is_empty() {
@@ -50,10 +56,11 @@ pub fn text(entries: &[HistoryEntry], target: Option<&str>) -> String {
             target.map(|t| format!(" for {t}")).unwrap_or_default()
         );
     }
-    for e in entries {
+    for r in entries {
+        let e = &r.entry;
         let _ = writeln!(
             out,
-            "{}  {}  {} {} → {}  {}{}",
+            "{}  {}  {} {} → {}  {}{}{}{}",
             e.time,
             e.target,
             e.component.as_deref().unwrap_or("?"),
@@ -66,7 +73,12 @@ pub fn text(entries: &[HistoryEntry], target: Option<&str>) -> String {
                 String::new()
             } else {
                 format!(" — {}", e.message)
-            }
+            },
+            r.operator.as_ref().map(|o| format!(" · by {o}")).unwrap_or_default(),
+            r.reason
+                .as_ref()
+                .map(|why| format!(" · reason: {why}"))
+                .unwrap_or_default(),
         );
     }
     out

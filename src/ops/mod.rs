@@ -9,6 +9,7 @@
 pub mod agents;
 pub mod apply;
 pub mod approve;
+pub mod artifacts;
 pub mod clone;
 pub mod history;
 pub mod init;
