@@ -96,10 +96,10 @@ fn csv_field(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::Outcome;
+    use crate::state::{HistoryEntry, Outcome};
 
-    fn entry(target: &str, from: Option<&str>, to: &str, outcome: Outcome, message: &str) -> HistoryEntry {
-        HistoryEntry {
+    fn entry(target: &str, from: Option<&str>, to: &str, outcome: Outcome, message: &str) -> HistoryRecord {
+        let entry = HistoryEntry {
             commit: "89abcdef0123456789abcdef0123456789abcdef".into(),
             time: "2026-11-21T02:05:00Z".parse().unwrap(),
             target: target.into(),
@@ -110,13 +110,30 @@ mod tests {
             desired_commit: "0123456789abcdef0123456789abcdef01234567".into(),
             attempt: "a1".into(),
             message: message.into(),
+        };
+        HistoryRecord {
+            entry,
+            author: Some("Ada <ada@example.com>".into()),
+            committer: Some("Ada <ada@example.com>".into()),
+            operator: None,
+            reason: None,
         }
     }
 
     /// `gantry history` as users read it: installs, upgrades, a rollback with its reason.
     #[test]
     fn history_text() {
+        let mut rollback = entry(
+            "acme-billing",
+            Some("2.0.0"),
+            "1.3.0",
+            Outcome::Succeeded,
+            "",
+        );
+        rollback.operator = Some("Bo <bo@example.com>".into());
+        rollback.reason = Some("checkout errors after 2.0.0".into());
         let entries = [
+            rollback,
             entry(
                 "acme-billing",
                 Some("1.3.0"),
