@@ -64,10 +64,22 @@ pub enum OpsError {
     Server(#[from] crate::server::ServerError),
     /// Fetching from or publishing to the remote failed (nothing ran when it was before a pass).
     #[error(transparent)]
-    Sync(#[from] crate::source::sync::SyncError),
+    Sync(Box<crate::source::sync::SyncError>),
     /// `gantry clone` failed.
     #[error(transparent)]
-    Clone(#[from] clone::CloneError),
+    Clone(Box<clone::CloneError>),
+}
+
+impl From<crate::source::sync::SyncError> for OpsError {
+    fn from(e: crate::source::sync::SyncError) -> Self {
+        OpsError::Sync(Box::new(e))
+    }
+}
+
+impl From<clone::CloneError> for OpsError {
+    fn from(e: clone::CloneError) -> Self {
+        OpsError::Clone(Box::new(e))
+    }
 }
 
 impl OpsError {
