@@ -361,3 +361,296 @@ fn unreachable_repository_names_the_path() {
     assert!(run.stderr().contains("/nonexistent/gantry-repo"), "{}", run.stderr());
     assert!(run.stderr().contains("not a git repository"), "{}", run.stderr());
 }
+
+// ------------------------------------------------------------------------------------------
+// Issue #10: recorded state never lies. A simulated target kept in files under
+// `$GANTRY_REPO/sim/<target>/`: `version`, `migrations` (applied, in order), `rows` (data the
+// migrations wrote). Its steps really change them; `fail-<what>` files make a step fail, and an
+// irreversible `up` that fails leaves a partial row behind first. A `down` of a migration that
+// is not there fails, like SQL on a dropped table ("no such table").
+
+const SIM: &str = r#"#!/bin/sh
+set -eu
+what=$1; t=$2; shift 2
+root="$GANTRY_REPO/sim/$t"
+mkdir -p "$root"; touch "$root/migrations" "$root/rows"
+echo "$what $*" >> "$GANTRY_REPO/sim/steps.log"
+fail() { echo "$what $* fails on purpose" >&2; exit 3; }
+case "$what" in
+  deploy) [ -f "$GANTRY_REPO/sim/fail-deploy-$1" ] && fail "$@"; echo "$1" > "$root/version" ;;
+  health) [ -f "$GANTRY_REPO/sim/fail-health" ] && fail "$@"; true ;;
+  remove) rm -f "$root/version" ;;
+  snapshot) rm -rf "$root/snap-$1"; mkdir -p "$root/snap-$1"; cp "$root/migrations" "$root/rows" "$root/snap-$1/" ;;
+  restore) [ -f "$GANTRY_REPO/sim/fail-restore" ] && fail "$@"; [ -d "$root/snap-$1" ] || fail "no snapshot $1"
+           cp "$root/snap-$1/migrations" "$root/snap-$1/rows" "$root/" ;;
+  up) if [ -f "$GANTRY_REPO/sim/fail-up-$2" ]; then
+        [ "${3:-}" = irreversible ] && echo "partial $1/$2" >> "$root/rows"
+        fail "$@"
+      fi
+      grep -qx "$1/$2" "$root/migrations" || { echo "$1/$2" >> "$root/migrations"; echo "$1/$2" >> "$root/rows"; } ;;
+  down) grep -qx "$1/$2" "$root/migrations" || fail "no such table: $2"
+        grep -vx "$1/$2" "$root/migrations" > "$root/m.tmp" || true; mv "$root/m.tmp" "$root/migrations"
+        grep -vx "$1/$2" "$root/rows" > "$root/r.tmp" || true; mv "$root/r.tmp" "$root/rows" ;;
+esac
+"#;
+
+const NOW: &str = "2026-11-21T10:00:00Z";
+
+fn sim_component(name: &str, extra: &str) -> String {
+    let step = |what: &str, arg: &str| format!("[\"scripts/sim.sh\", \"{what}\", \"{{{{ target.name }}}}\"{arg}]");
+    format!(
+        "apiVersion: gantry.dev/v1\nkind: Component\nmetadata: {{ name: {name} }}\nspec:\n{extra}  steps:\n    deploy: {}\n    health: {}\n    snapshot: {}\n    restore: {}\n",
+        step("deploy", ", \"{{ version }}\""),
+        step("health", ", \"{{ version }}\""),
+        step("snapshot", ", \"{{ attempt }}\""),
+        step("restore", ", \"{{ attempt }}\""),
+    )
+}
+
+fn sim_migration(id: &str, reversible: bool) -> String {
+    let up = format!(
+        "[\"scripts/sim.sh\", \"up\", \"{{{{ target.name }}}}\", \"{{{{ version }}}}\", \"{id}\"{}]",
+        if reversible { "" } else { ", \"irreversible\"" }
+    );
+    let down = format!("[\"scripts/sim.sh\", \"down\", \"{{{{ target.name }}}}\", \"{{{{ version }}}}\", \"{id}\"]");
+    if reversible {
+        format!("    - {{ id: {id}, up: {up}, down: {down} }}\n")
+    } else {
+        format!("    - {{ id: {id}, up: {up} }}\n")
+    }
+}
+
+/// `app` 1.0.0, 1.1.0 (m11, reversible), 2.0.0 (m20, irreversible); target `acme` at `version`.
+fn sim_fleet(version: &str, policy: &str) -> Repo {
+    let repo = Repo::new();
+    repo.file("gantry.toml", "")
+        .file("components/app.yaml", &sim_component("app", ""))
+        .file(
+            "releases/app.yaml",
+            &[
+                release("app", "1.0.0", ""),
+                release(
+                    "app",
+                    "1.1.0",
+                    &format!("  migrations:\n{}", sim_migration("m11", true)),
+                ),
+                release(
+                    "app",
+                    "2.0.0",
+                    &format!("  migrations:\n{}", sim_migration("m20", false)),
+                ),
+            ]
+            .join("---\n"),
+        )
+        .file("policies/p.yaml", policy)
+        .file(
+            "targets/acme.yaml",
+            &target("acme", "app", version, "env: prod, tenant: acme"),
+        )
+        .file("scripts/sim.sh", SIM);
+    std::fs::create_dir_all(repo.path().join("sim")).unwrap();
+    repo.file(".gitignore", "sim/\n");
+    repo.commit_all("fleet");
+    repo
+}
+
+const SIM_POLICY: &str =
+    "apiVersion: gantry.dev/v1\nkind: Policy\nmetadata: { name: p }\nspec:\n  autoRollback: true\n";
+
+fn pin(repo: &Repo, version: &str) {
+    repo.file(
+        "targets/acme.yaml",
+        &target("acme", "app", version, "env: prod, tenant: acme"),
+    );
+    repo.commit_all(&format!("acme to {version}"));
+}
+
+fn sim_lines(repo: &Repo, target: &str, file: &str) -> Vec<String> {
+    std::fs::read_to_string(repo.path().join("sim").join(target).join(file))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn sim_version(repo: &Repo, target: &str) -> Option<String> {
+    std::fs::read_to_string(repo.path().join("sim").join(target).join("version"))
+        .ok()
+        .map(|v| v.trim().to_string())
+}
+
+fn sim_steps(repo: &Repo) -> Vec<String> {
+    std::fs::read_to_string(repo.path().join("sim/steps.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn record_of(repo: &Repo, target: &str) -> gantry::state::TargetRecord {
+    let text = state_file(repo, &format!("targets/{target}.yaml")).expect("a target record");
+    serde_saphyr::from_str(&text).expect("a valid target record")
+}
+
+/// The recorded version and migrations are the simulated target's.
+fn assert_truth(repo: &Repo, target: &str) {
+    let record = record_of(repo, target);
+    let migrations: Vec<String> = record
+        .applied_migrations
+        .iter()
+        .map(|m| format!("{}/{}", m.release, m.id))
+        .collect();
+    assert_eq!(
+        (record.version.as_ref().map(ToString::to_string), migrations),
+        (sim_version(repo, target), sim_lines(repo, target, "migrations")),
+        "recorded ({:?}: {}) vs the target's files",
+        record.status,
+        record.last_attempt.as_ref().map(|a| a.message.as_str()).unwrap_or("")
+    );
+}
+
+fn apply_at(repo: &Repo, now: &str) -> Run {
+    repo.gantry(&["apply", "--now", now])
+}
+
+/// Issue #10 bug 1: a downgrade that restores a snapshot also ran the `down` of an older
+/// migration the restore had already undone ("no such table").
+#[test]
+fn downgrade_restore_covers_every_migration_applied_after_its_snapshot() {
+    let repo = sim_fleet("1.0.0", SIM_POLICY);
+    apply_at(&repo, NOW).expect(0);
+    pin(&repo, "2.0.0");
+    apply_at(&repo, NOW).expect(0);
+    assert_eq!(sim_lines(&repo, "acme", "migrations"), ["1.1.0/m11", "2.0.0/m20"]);
+    pin(&repo, "1.0.0");
+    std::fs::remove_file(repo.path().join("sim/steps.log")).unwrap();
+    let run = apply_at(&repo, NOW).expect(0);
+    let steps = sim_steps(&repo);
+    assert!(steps.iter().any(|s| s.starts_with("restore ")), "{steps:?}");
+    assert!(
+        !steps.iter().any(|s| s.starts_with("down ")),
+        "a down ran after the restore: {steps:?}\n{}",
+        run.stderr()
+    );
+    assert_eq!(record_of(&repo, "acme").status, gantry::state::TargetStatus::Converged);
+    assert_truth(&repo, "acme");
+    assert!(sim_lines(&repo, "acme", "rows").is_empty());
+}
+
+/// Issue #10 bug 2: a failed downgrade recorded the version it was going to. Here the deploy of
+/// the downgrade fails after the restore, with autoRollback off: the record must say 2.0.0 with
+/// no migrations (the restore removed them), which is where the target is.
+#[test]
+fn failed_downgrade_records_where_the_target_really_is() {
+    let policy = "apiVersion: gantry.dev/v1\nkind: Policy\nmetadata: { name: p }\nspec:\n  autoRollback: false\n";
+    let repo = sim_fleet("1.0.0", policy);
+    apply_at(&repo, NOW).expect(0);
+    pin(&repo, "2.0.0");
+    apply_at(&repo, NOW).expect(0);
+    pin(&repo, "1.0.0");
+    std::fs::write(repo.path().join("sim/fail-deploy-1.0.0"), "").unwrap();
+    apply_at(&repo, NOW).expect(2);
+    let record = record_of(&repo, "acme");
+    assert_eq!(record.status, gantry::state::TargetStatus::Failed);
+    assert_eq!(
+        record.version.as_ref().map(ToString::to_string).as_deref(),
+        Some("2.0.0")
+    );
+    assert_truth(&repo, "acme");
+    let message = &record.last_attempt.as_ref().unwrap().message;
+    assert!(
+        message.contains("the target runs 2.0.0, no migrations applied"),
+        "{message}"
+    );
+}
+
+/// Issue #10 bug 3: an irreversible `up` that failed after partial writes was not restored.
+#[test]
+fn failed_irreversible_migration_restores_the_snapshot() {
+    let repo = sim_fleet("1.0.0", SIM_POLICY);
+    apply_at(&repo, NOW).expect(0);
+    pin(&repo, "2.0.0");
+    std::fs::write(repo.path().join("sim/fail-up-m20"), "").unwrap();
+    apply_at(&repo, NOW).expect(2);
+    let steps = sim_steps(&repo);
+    assert!(steps.iter().any(|s| s.starts_with("restore ")), "{steps:?}");
+    assert_eq!(
+        sim_lines(&repo, "acme", "rows"),
+        Vec::<String>::new(),
+        "partial writes remain"
+    );
+    let record = record_of(&repo, "acme");
+    assert_eq!(record.status, gantry::state::TargetStatus::RolledBack);
+    assert_truth(&repo, "acme");
+}
+
+/// Issue #10 bug 4: a failed install was recorded as installed and a dependent deployed on it.
+/// Without a `remove` step the install cannot be undone: the record says `failed` (with the
+/// version that really runs) and the dependent waits.
+#[test]
+fn failed_install_is_never_converged_and_holds_its_dependents() {
+    let repo = sim_fleet("1.0.0", SIM_POLICY);
+    repo.file("components/web.yaml", &sim_component("web", "  dependsOn: [app]\n"))
+        .file("releases/web.yaml", &release("web", "1.0.0", ""))
+        .file(
+            "targets/acme-web.yaml",
+            &target("acme-web", "web", "1.0.0", "env: prod, tenant: acme"),
+        );
+    repo.commit_all("web depends on app");
+    std::fs::write(repo.path().join("sim/fail-health"), "").unwrap();
+    let run = apply_at(&repo, NOW).expect(2);
+    let record = record_of(&repo, "acme");
+    assert_eq!(record.status, gantry::state::TargetStatus::Failed, "{}", run.stderr());
+    assert_truth(&repo, "acme");
+    assert!(!run.stderr().contains("rolled back to nothing"), "{}", run.stderr());
+    // The dependent never ran, even once the health check passes again: acme is still failed.
+    std::fs::remove_file(repo.path().join("sim/fail-health")).unwrap();
+    apply_at(&repo, NOW);
+    assert_eq!(
+        sim_version(&repo, "acme-web"),
+        None,
+        "web was deployed on a failed install"
+    );
+    let status = repo.gantry(&["status", "--now", NOW]);
+    assert!(
+        !status
+            .stdout()
+            .lines()
+            .any(|l| l.starts_with("acme ") && l.contains("converged")),
+        "{}",
+        status.stdout()
+    );
+}
+
+/// Issue #10 bug 5: after a halt only a different version unblocked. Pinning the old version and
+/// the new one again keeps it held; `gantry retry` commits the change that re-arms it.
+#[test]
+fn retry_rearms_a_halted_target_and_says_how() {
+    let repo = sim_fleet("1.0.0", SIM_POLICY);
+    apply_at(&repo, NOW).expect(0);
+    pin(&repo, "1.1.0");
+    std::fs::write(repo.path().join("sim/fail-deploy-1.1.0"), "").unwrap();
+    apply_at(&repo, NOW).expect(2);
+    std::fs::remove_file(repo.path().join("sim/fail-deploy-1.1.0")).unwrap();
+    pin(&repo, "1.0.0");
+    pin(&repo, "1.1.0");
+    let plan = repo.gantry(&["plan", "--now", NOW]);
+    assert!(plan.stdout().contains("gantry retry acme"), "{}", plan.stdout());
+    apply_at(&repo, NOW);
+    assert_eq!(
+        record_of(&repo, "acme").version.unwrap().to_string(),
+        "1.0.0",
+        "held target ran"
+    );
+    let retry = repo.gantry(&["retry", "acme"]).expect(0);
+    assert!(retry.stdout().contains("acme: spec.retry 1"), "{}", retry.stdout());
+    assert!(
+        std::fs::read_to_string(repo.path().join("targets/acme.yaml")).is_ok(),
+        "the work tree file is still there"
+    );
+    apply_at(&repo, NOW).expect(0);
+    let record = record_of(&repo, "acme");
+    assert_eq!(record.version.unwrap().to_string(), "1.1.0");
+    assert_truth(&repo, "acme");
+    repo.gantry(&["retry", "nobody"]).expect(1);
+}

@@ -66,6 +66,9 @@ pub fn progress_line(event: &ProgressEvent) -> String {
             )
         }
         ProgressEvent::RollbackStarted { target, reason, .. } => format!("↩ {target}: rolling back ({reason})"),
+        ProgressEvent::Held {
+            target, action, reason, ..
+        } => format!("⏸ {target}: {action} held, nothing changed ({reason}); the next pass tries again"),
         ProgressEvent::AttemptFinished {
             target,
             outcome,
@@ -164,6 +167,11 @@ impl ProgressSink for Bars {
                     bar.set_message(format!("rolling back: {reason}"));
                 }
             }
+            ProgressEvent::Held {
+                target, action, reason, ..
+            } => {
+                let _ = self.multi.println(format!("⏸ {target}: {action} held ({reason})"));
+            }
             ProgressEvent::AttemptFinished {
                 target,
                 attempt,
@@ -261,12 +269,18 @@ pub fn run(
                 "from": o.from.as_ref().map(ToString::to_string), "to": o.to.to_string(),
                 "outcome": o.outcome.as_str(), "attempt": o.attempt, "message": o.message,
             })).collect::<Vec<_>>(),
+            "held": report.held.iter().map(|(target, reason)| serde_json::json!({
+                "target": target, "reason": reason,
+            })).collect::<Vec<_>>(),
         });
         println!("{summary}");
     } else {
         if dry_run && let Some(plan) = &report.plan {
             let text = crate::render::render_plan(plan, Format::Text, &Default::default(), None)?;
             print!("{text}");
+        }
+        for (target, reason) in &report.held {
+            eprintln!("held: {target}: {reason}");
         }
         let c = counts(&report);
         eprintln!(

@@ -8,6 +8,7 @@ mod daemon;
 mod history;
 mod init;
 mod plan;
+mod retry;
 mod rollback;
 mod schema;
 mod status;
@@ -166,6 +167,18 @@ pub enum Command {
         #[arg(long, value_name = "NAME")]
         branch: Option<String>,
     },
+    /// Bump spec.retry of targets (a reviewed change that re-arms their halted attempt and
+    /// rollout), in one commit on the desired branch.
+    Retry {
+        /// Targets to retry.
+        targets: Vec<String>,
+        /// Also every target with this label (KEY=VALUE; repeat to require several).
+        #[arg(long, value_name = "KEY=VALUE")]
+        selector: Vec<String>,
+        /// Write the commit on a new branch (for a pull request) instead of the desired branch.
+        #[arg(long, value_name = "NAME")]
+        branch: Option<String>,
+    },
     /// Print the JSON Schemas of the manifest kinds (all, or one).
     Schema {
         /// component, release, target, policy, window, approval, config (gantry.toml) or plan.
@@ -278,6 +291,11 @@ pub fn run() -> ExitCode {
         Command::Status { format, selector } => status::run(&cli, *format, &Selector(selector.clone())),
         Command::History { target, format } => history::run(&cli, target.as_deref(), *format),
         Command::Rollback { target, to, branch } => rollback::run(&cli, target, to.as_deref(), branch.as_deref()),
+        Command::Retry {
+            targets,
+            selector,
+            branch,
+        } => retry::run(&cli, targets, selector, branch.as_deref()),
         Command::Schema { kind } => schema::run(kind.as_deref()),
         Command::Init { dir } => init::run(&cli, dir),
         Command::Clone { url, dir } => clone::run(&cli, url, dir),

@@ -76,5 +76,20 @@ pub fn text(report: &StatusReport) -> String {
             let _ = writeln!(out, "{:width$}    last attempt {outcome}: {message}", "");
         }
     }
+    for rollout in &report.rollouts {
+        for wave in &rollout.waves {
+            if let Some(analysis) = &wave.analysis {
+                let _ = writeln!(
+                    out,
+                    "rollout {} {} wave {} ({:?}): {}",
+                    rollout.component,
+                    rollout.version,
+                    wave.name,
+                    wave.status,
+                    analysis.summary()
+                );
+            }
+        }
+    }
     out
 }

@@ -12,6 +12,7 @@ pub mod clone;
 pub mod history;
 pub mod init;
 pub mod plan;
+pub mod retry;
 pub mod rollback;
 pub mod shared;
 pub mod status;
@@ -107,6 +108,33 @@ impl OpsError {
     }
 }
 
+/// What to do after a failed pass: the error policy of kube-runtime's controllers and Flux's
+/// `TerminalError`, decided here for every [`ApplyError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requeue {
+    /// The input is wrong (an invalid or untrusted desired commit, unknown targets): running
+    /// again cannot help, so the next pass waits until the desired commit changes (or an
+    /// operator asks with `POST /api/refresh`).
+    WhenInputChanges,
+    /// Something outside the input failed (I/O, a full disk, a lock, git): retry with backoff.
+    Backoff,
+}
+
+/// The error policy: terminal errors wait for new input, transient ones back off.
+pub fn error_policy(error: &ApplyError) -> Requeue {
+    match error {
+        ApplyError::InvalidCommit { .. } | ApplyError::Untrusted { .. } | ApplyError::UnknownTargets(_) => {
+            Requeue::WhenInputChanges
+        }
+        ApplyError::Locked(_)
+        | ApplyError::Source(_)
+        | ApplyError::State(_)
+        | ApplyError::Journal(_)
+        | ApplyError::Attempt(_)
+        | ApplyError::Record { .. } => Requeue::Backoff,
+    }
+}
+
 /// Resolves `rev`, or the tip of the desired branch.
 ///
 /// # Errors
@@ -159,6 +187,36 @@ mod tests {
         ];
         for (error, want) in cases {
             assert_eq!(error.exit(), want, "{error:?}");
+        }
+    }
+
+    /// Terminal errors (the input is wrong) wait for a new commit; everything else backs off,
+    /// a full disk included (issue #12: a journal write failing on ENOSPC was never retried).
+    #[test]
+    fn error_policy_separates_terminal_from_transient() {
+        let full_disk = crate::state::JournalError::Io {
+            action: "cannot write",
+            path: "j".into(),
+            source: std::io::Error::from_raw_os_error(28),
+        };
+        let cases = [
+            (
+                ApplyError::InvalidCommit {
+                    commit: "c".into(),
+                    diagnostics: Vec::new(),
+                    violations_only: false,
+                },
+                Requeue::WhenInputChanges,
+            ),
+            (ApplyError::UnknownTargets(vec!["x".into()]), Requeue::WhenInputChanges),
+            (ApplyError::Journal(full_disk), Requeue::Backoff),
+            (
+                ApplyError::Source(SourceError::Git(git2::Error::from_str("object not found"))),
+                Requeue::Backoff,
+            ),
+        ];
+        for (error, want) in cases {
+            assert_eq!(error_policy(&error), want, "{error:?}");
         }
     }
 }

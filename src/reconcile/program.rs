@@ -58,6 +58,10 @@ pub struct PlannedStep {
     #[serde(default)]
     pub previous_config: bool,
     pub effect: Effect,
+    /// Why this step runs, when the program does not say it by itself: the first step of an
+    /// analysis rollback carries the analysis failure (it becomes the attempt's message).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl PlannedStep {
@@ -73,6 +77,7 @@ impl PlannedStep {
             with_policy_checks: false,
             previous_config: false,
             effect,
+            reason: None,
         }
     }
 }
@@ -243,7 +248,7 @@ pub fn forward_program(
                 .iter()
                 .map(|m| (m.release.to_string(), m.id.clone()))
                 .collect();
-            downgrade_migrations(&mut b, desired, applied, &undo, attempt)?;
+            downgrade_migrations(&mut b, desired, applied, &undo)?;
             b.deploy(&to)?;
         }
         (ActionKind::Config, Some(to)) => match component.steps.reload.clone() {
@@ -278,7 +283,6 @@ fn downgrade_migrations(
     desired: &Desired,
     applied: &[AppliedMigration],
     undo: &[(String, String)],
-    attempt: &str,
 ) -> Result<(), ProgramError> {
     let wanted = |m: &AppliedMigration| undo.iter().any(|(r, i)| *r == m.release.to_string() && *i == m.id);
     let mut state: Vec<AppliedMigration> = applied.to_vec();
@@ -336,8 +340,9 @@ fn downgrade_migrations(
             migration.up.clone(),
             &v,
             Effect::MigrationApplied {
+                // It keeps the attempt whose snapshot precedes it: restoring that snapshot is still
+                // what undoes it (the restore just returned the data to that very snapshot).
                 migration: AppliedMigration {
-                    attempt: attempt.to_string(),
                     down: migration.down.clone(),
                     ..m.clone()
                 },
@@ -423,10 +428,16 @@ impl Progress {
         match effect {
             Effect::None => {}
             Effect::Deployed { version } => self.version = Some(version.clone()),
+            // An `up` of a migration already applied changes nothing (migrations are idempotent):
+            // it keeps its place, and with it the snapshot that precedes it.
             Effect::MigrationApplied { migration } => {
-                self.applied
-                    .retain(|m| !(m.release == migration.release && m.id == migration.id));
-                self.applied.push(migration.clone());
+                if !self
+                    .applied
+                    .iter()
+                    .any(|m| m.release == migration.release && m.id == migration.id)
+                {
+                    self.applied.push(migration.clone());
+                }
             }
             Effect::MigrationUndone { release, id } => self.applied.retain(|m| !(&m.release == release && &m.id == id)),
             Effect::SnapshotTaken => self.at_snapshot = Some(self.applied.clone()),

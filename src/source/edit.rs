@@ -31,24 +31,40 @@ impl WatchedRepo {
         message: &str,
         check: impl FnOnce(Oid) -> Result<(), String>,
     ) -> Result<Oid, SourceError> {
+        self.commit_files_change(branch, &[(path, content)], message, check)
+    }
+
+    /// [`commit_file_change`](Self::commit_file_change) for several files in one commit.
+    ///
+    /// # Errors
+    /// As `commit_file_change`.
+    pub fn commit_files_change(
+        &self,
+        branch: &ChangeBranch,
+        files: &[(&str, &[u8])],
+        message: &str,
+        check: impl FnOnce(Oid) -> Result<(), String>,
+    ) -> Result<Oid, SourceError> {
         let base = match branch {
             ChangeBranch::Desired(b) | ChangeBranch::New { base: b, .. } => b,
         };
         let tip = self.branch_tip(base)?;
         let parent = self.repo.find_commit(tip)?;
-        let blob = self.repo.blob(content)?;
-        let mode = parent
-            .tree()?
-            .get_path(Path::new(path))
-            .map(|e| e.filemode())
-            .unwrap_or(i32::from(FileMode::Blob));
-        let mode = if mode == i32::from(FileMode::BlobExecutable) {
-            FileMode::BlobExecutable
-        } else {
-            FileMode::Blob
-        };
         let mut update = git2::build::TreeUpdateBuilder::new();
-        update.upsert(path, blob, mode);
+        for (path, content) in files {
+            let blob = self.repo.blob(content)?;
+            let mode = parent
+                .tree()?
+                .get_path(Path::new(path))
+                .map(|e| e.filemode())
+                .unwrap_or(i32::from(FileMode::Blob));
+            let mode = if mode == i32::from(FileMode::BlobExecutable) {
+                FileMode::BlobExecutable
+            } else {
+                FileMode::Blob
+            };
+            update.upsert(path, blob, mode);
+        }
         let tree = self
             .repo
             .find_tree(update.create_updated(&self.repo, &parent.tree()?)?)?;

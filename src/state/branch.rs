@@ -1027,6 +1027,7 @@ pub(crate) mod tests {
                 message: "health: ok after 3 tries".to_string(),
                 config_hash: None,
                 output_tail: "line one\nline: two\n".to_string(),
+                spec_hash: None,
             }),
             rollback_points: vec![v("1.2.0"), v("1.1.0")],
             observed_version: Some("2.0.0".to_string()),
@@ -1042,6 +1043,7 @@ pub(crate) mod tests {
                 name: "canary".to_string(),
                 started: Some("2026-02-03T10:00:00Z".to_string()),
                 completed: None,
+                analysis: None,
             }],
             targets: BTreeMap::from([(
                 "acme".to_string(),
@@ -1057,6 +1059,7 @@ pub(crate) mod tests {
                 at: "2026-02-03T10:01:00Z".to_string(),
                 target: "zen".to_string(),
                 reason: "failed".into(),
+                specs: Default::default(),
             }),
         }
     }

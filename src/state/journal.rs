@@ -67,6 +67,9 @@ pub struct AttemptHeader {
     /// (soak, halt, `maxFailures`) like one that was not interrupted (issue #10, bug 6).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wave: Option<String>,
+    /// The hash of the target's spec at the desired commit (see `AttemptRecord::spec_hash`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec_hash: Option<String>,
 }
 
 /// A step the reconciler is about to run.
@@ -529,6 +532,7 @@ mod tests {
             started: at(0),
             plan: serde_json::json!([{"id": "s1", "kind": "snapshot"}, {"id": "s2", "kind": "deploy"}]),
             wave: None,
+            spec_hash: None,
         }
     }
 
