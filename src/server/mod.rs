@@ -548,7 +548,7 @@ fn run_pass(shared: &Shared, lock_held: &ReconcilerLock, seen: Option<Instant>) 
             let message = format!("{e}; no step runs until the remote's recorded state is known");
             tracing::warn!("{message}");
             lock(&shared.daemon).remote_error = Some(e.to_string());
-            return PassOutcome::Error(message);
+            return PassOutcome::transient(message);
         }
     };
     // The pass counters move last, once its gauges and notifications are done, so a reader that
