@@ -598,9 +598,9 @@ fn roll_back_analysis_failure(
         desired_commit: loaded.commit.to_string(),
         action: attempt::ANALYSIS_ROLLBACK.to_string(),
         wave: Some(failure.wave.clone()),
-        spec_hash: desired.targets.get(&failure.target).map(|t| t.spec_hash()),
         started: now,
         plan: serde_json::Value::Null,
+        spec_hash: desired.targets.get(&failure.target).map(|t| t.spec_hash()),
     };
     let env = parts.env(desired, pool, soak_clock(), clock, progress, journal_dir, stop);
     let result = match attempt::start(&env, header, Some(&record), steps) {
@@ -649,15 +649,17 @@ fn record_analysis_failure(
         .get(&failure.target)
         .map_or(0, |t| governing_spec(desired, t).rollout.max_failures);
     if rollout.failures > max_failures && rollout.halted.is_none() {
+        // The spec of every target the rollout holds, so `gantry retry` can re-arm each one.
+        let specs = rollout
+            .targets
+            .keys()
+            .filter_map(|t| Some((t.clone(), desired.targets.get(t)?.spec_hash())))
+            .collect();
         rollout.halted = Some(crate::state::Halt {
             at: now.to_string(),
             target: failure.target.clone(),
             reason: message.clone(),
-            specs: rollout
-                .targets
-                .keys()
-                .filter_map(|t| Some((t.clone(), desired.targets.get(t)?.spec_hash())))
-                .collect(),
+            specs,
         });
     }
     let mut batch = Batch::new();
