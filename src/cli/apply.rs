@@ -307,3 +307,78 @@ pub fn run(
     }
     Ok(exit(&report))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `gantry apply`'s progress lines (not on a terminal): an upgrade step by step, a failing
+    /// health check and its rollback.
+    #[test]
+    fn apply_progress_lines() {
+        let (t, a) = ("acme-billing".to_string(), "20261121T020000-acme-billing".to_string());
+        let events = [
+            ProgressEvent::AttemptStarted {
+                target: t.clone(),
+                component: "billing".into(),
+                attempt: a.clone(),
+                action: "upgrade".into(),
+                from: Some("1.3.0".into()),
+                to: Some("2.0.0".into()),
+                steps: 3,
+            },
+            ProgressEvent::StepStarted {
+                target: t.clone(),
+                attempt: a.clone(),
+                step: "migrate up split-namespaces".into(),
+                kind: "migrate-up".into(),
+                index: 1,
+                steps: 3,
+            },
+            ProgressEvent::StepFinished {
+                target: t.clone(),
+                attempt: a.clone(),
+                step: "migrate up split-namespaces".into(),
+                ok: true,
+                message: String::new(),
+                duration_ms: 120,
+            },
+            ProgressEvent::StepFinished {
+                target: t.clone(),
+                attempt: a.clone(),
+                step: "health 2.0.0".into(),
+                ok: false,
+                message: "exit 1".into(),
+                duration_ms: 3004,
+            },
+            ProgressEvent::RollbackStarted {
+                target: t.clone(),
+                attempt: a.clone(),
+                reason: "step health 2.0.0 failed: exit 1".into(),
+            },
+            ProgressEvent::AttemptFinished {
+                target: t.clone(),
+                attempt: a.clone(),
+                outcome: "rolled_back".into(),
+                message: "step health 2.0.0 failed: exit 1".into(),
+            },
+            ProgressEvent::AttemptStarted {
+                target: "new-billing".into(),
+                component: "billing".into(),
+                attempt: "a2".into(),
+                action: "install".into(),
+                from: None,
+                to: Some("2.0.0".into()),
+                steps: 1,
+            },
+            ProgressEvent::AttemptFinished {
+                target: "new-billing".into(),
+                attempt: "a2".into(),
+                outcome: "succeeded".into(),
+                message: String::new(),
+            },
+        ];
+        let lines: Vec<String> = events.iter().map(progress_line).collect();
+        insta::assert_snapshot!("apply_progress_lines", lines.join("\n"));
+    }
+}

@@ -111,6 +111,16 @@ pub enum Command {
         head: Option<String>,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
+        /// Markdown: roll up targets by this label too (e.g. tenant), besides by component.
+        #[arg(long, value_name = "LABEL")]
+        group_by: Option<String>,
+        /// Markdown: the most bytes to print; a larger plan is summarized, naming what it left
+        /// out [default: 60000, under a pull request comment's 65,536 characters].
+        #[arg(long, value_name = "N")]
+        max_bytes: Option<usize>,
+        /// Also write the full plan, in the chosen format and never summarized, to this file.
+        #[arg(long, value_name = "PATH")]
+        full_output: Option<std::path::PathBuf>,
         /// Only targets with this label (repeatable: all must match); see `ops::agents`.
         #[arg(long = "selector", value_name = "KEY=VALUE", value_parser = crate::ops::agents::Selector::parse_pair)]
         selector: Vec<(String, String)>,
@@ -177,6 +187,9 @@ pub enum Command {
         /// Write the commit on a new branch (for a pull request) instead of the desired branch.
         #[arg(long, value_name = "NAME")]
         branch: Option<String>,
+        /// Why: recorded as the commit's `Gantry-Reason` trailer and shown by `history`.
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
     },
     /// Commit a signed Approval of one release for TARGET (or --selector), as the key's owner.
     Approve {
@@ -296,12 +309,20 @@ pub fn run() -> ExitCode {
             base,
             head,
             format,
+            group_by,
+            max_bytes,
+            full_output,
             selector,
         } => plan::run(
             &cli,
             base.as_deref(),
             head.as_deref(),
-            *format,
+            &plan::Output {
+                format: *format,
+                group_by: group_by.clone(),
+                max_bytes: *max_bytes,
+                full_output: full_output.clone(),
+            },
             &Selector(selector.clone()),
         ),
         Command::Apply {
@@ -334,7 +355,12 @@ pub fn run() -> ExitCode {
         ),
         Command::Status { format, selector } => status::run(&cli, *format, &Selector(selector.clone())),
         Command::History { target, format } => history::run(&cli, target.as_deref(), *format),
-        Command::Rollback { target, to, branch } => rollback::run(&cli, target, to.as_deref(), branch.as_deref()),
+        Command::Rollback {
+            target,
+            to,
+            branch,
+            reason,
+        } => rollback::run(&cli, target, to.as_deref(), branch.as_deref(), reason.as_deref()),
         Command::Approve {
             target,
             selector,

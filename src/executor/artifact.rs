@@ -196,6 +196,11 @@ fn digest_file(path: &Path) -> std::io::Result<String> {
     hash_reader(&mut file)
 }
 
+/// The lowercase hex sha256 of `bytes` (the form releases declare).
+pub fn digest_bytes(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn hash_reader(reader: &mut dyn Read) -> std::io::Result<String> {
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 64 * 1024];

@@ -9,6 +9,7 @@
 pub mod agents;
 pub mod apply;
 pub mod approve;
+pub mod artifacts;
 pub mod clone;
 pub mod history;
 pub mod init;
@@ -70,11 +71,25 @@ pub enum OpsError {
     #[error(transparent)]
     Server(#[from] crate::server::ServerError),
     /// Fetching from or publishing to the remote failed (nothing ran when it was before a pass).
+    /// Boxed: the error is large, and every command's `Result` carries an `OpsError`.
     #[error(transparent)]
-    Sync(#[from] crate::source::sync::SyncError),
+    Sync(Box<crate::source::sync::SyncError>),
     /// `gantry clone` failed.
+    /// Boxed, like `Sync`: it holds one.
     #[error(transparent)]
-    Clone(#[from] clone::CloneError),
+    Clone(Box<clone::CloneError>),
+}
+
+impl From<crate::source::sync::SyncError> for OpsError {
+    fn from(e: crate::source::sync::SyncError) -> Self {
+        OpsError::Sync(Box::new(e))
+    }
+}
+
+impl From<clone::CloneError> for OpsError {
+    fn from(e: clone::CloneError) -> Self {
+        OpsError::Clone(Box::new(e))
+    }
 }
 
 impl OpsError {

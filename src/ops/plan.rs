@@ -58,13 +58,15 @@ pub fn plan(
     now: jiff::Timestamp,
 ) -> Result<PlanReport, OpsError> {
     let head_commit = resolve_commit(repo, head)?;
-    let loaded = load_commit(repo, head_commit)?;
+    let mut loaded = load_commit(repo, head_commit)?;
     if loaded.has_invalid() {
         return Ok(PlanReport::Unreadable {
             commit: head_commit,
             diagnostics: loaded.diagnostics,
         });
     }
+    let artifacts = super::artifacts::verify_at_commit(repo, head_commit, &loaded.desired)?;
+    loaded.diagnostics.extend(artifacts);
     let recorded = crate::state::read_recorded(&repo.repo, &loaded.desired.config.state_branch)?;
     let anchor = crate::reconcile::apply::anchor_of(repo, &recorded)?;
     let evidence = load::evidence(repo, &loaded, &anchor)?;
@@ -76,6 +78,12 @@ pub fn plan(
 
     let mut context = PlanContext {
         head_summary: Some(repo.describe(head_commit)?.summary),
+        labels: loaded
+            .desired
+            .targets
+            .values()
+            .map(|t| (t.name().to_string(), t.manifest.labels.clone()))
+            .collect(),
         ..PlanContext::default()
     };
     if let Some(base) = base {

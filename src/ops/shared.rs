@@ -33,7 +33,7 @@ impl From<SharedError> for super::OpsError {
     fn from(e: SharedError) -> Self {
         match e {
             SharedError::Apply(e) => super::OpsError::Apply(e),
-            SharedError::Sync(e) => super::OpsError::Sync(e),
+            SharedError::Sync(e) => super::OpsError::from(e),
         }
     }
 }
@@ -301,11 +301,11 @@ fn claim_round(
             source,
         })?;
     let report = result?;
-    if released || !report.outcomes.is_empty() || report.resumed > 0 {
-        if let Err(e) = publish_after(repo, config, auth) {
-            // The outcomes are committed locally; the next pass publishes them first.
-            tracing::warn!("{e}; the outcomes are recorded locally and published by the next pass");
-        }
+    if (released || !report.outcomes.is_empty() || report.resumed > 0)
+        && let Err(e) = publish_after(repo, config, auth)
+    {
+        // The outcomes are committed locally; the next pass publishes them first.
+        tracing::warn!("{e}; the outcomes are recorded locally and published by the next pass");
     }
     Ok(report)
 }

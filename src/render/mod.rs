@@ -2,6 +2,7 @@
 
 pub mod mask;
 pub mod sandbox;
+pub mod summary;
 
 use std::collections::BTreeMap;
 
@@ -85,6 +86,8 @@ pub fn unified_diff(path: &str, old: Option<&str>, new: Option<&str>) -> FileDif
 pub struct PlanContext {
     pub head_summary: Option<String>,
     pub diffs: Vec<FileDiff>,
+    /// Every desired target's labels, for roll-ups by label ([`summary::fit_markdown`]).
+    pub labels: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// How many target names a wave lists in text and markdown; the rest are counted. JSON always

@@ -97,7 +97,7 @@ pub fn verify(headers: &HeaderMap, body: &[u8], secret: Option<&WebhookSecret>) 
 }
 
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())
@@ -127,7 +127,12 @@ mod tests {
         let good = sign(b"topsecret", body);
         let other_body = sign(b"topsecret", b"{}");
         let wrong_key = sign(b"guess", body);
-        let cases: Vec<(Vec<(&str, &str)>, Option<&WebhookSecret>, Result<Sender, Refused>)> = vec![
+        type Case<'a> = (
+            Vec<(&'static str, &'a str)>,
+            Option<&'a WebhookSecret>,
+            Result<Sender, Refused>,
+        );
+        let cases: Vec<Case<'_>> = vec![
             (vec![("x-hub-signature-256", &good)], Some(&secret), Ok(Sender::GitHub)),
             (
                 vec![("x-hub-signature-256", &other_body)],

@@ -19,6 +19,7 @@ mod events;
 pub mod guard;
 pub mod hooks;
 mod http;
+pub mod messages;
 pub mod metrics;
 pub mod notify;
 mod page;
@@ -582,7 +583,8 @@ fn pass_outcome(
                 let mut daemon = lock(&shared.daemon);
                 daemon.last_valid_commit.clone_from(&report.commit);
                 daemon.invalid_commit = None;
-                daemon.last_error = None;
+                // `last_error`, `failures` and the wake-ups are the scheduler's, published
+                // together once it has taken this pass's result.
             }
             tracing::info!(
                 commit = report.commit.as_deref().unwrap_or(""),
@@ -631,14 +633,9 @@ fn pass_outcome(
                     tracing::error!(commit = %commit, "{e}");
                 }
                 tracing::error!(commit = %commit, "desired commit {short} is not valid; nothing of it is applied");
-                let more = if errors.len() > 1 {
-                    format!(" (+{} more)", errors.len() - 1)
-                } else {
-                    String::new()
-                };
                 shared.notifier.send(
                     Event::InvalidCommit,
-                    &format!("✗ desired commit {short} is not valid; nothing applied: {first}{more}"),
+                    &messages::invalid_commit(short, &first, errors.len().saturating_sub(1)),
                     details(json!({"commit": commit, "errors": errors})),
                 );
             }
@@ -668,7 +665,7 @@ fn announce_waves(shared: &Shared, before: &crate::state::RecordedState, after: 
                 tracing::info!(component = %component, version = %version, wave = %wave.name, "wave completed");
                 shared.notifier.send(
                     Event::WaveCompleted,
-                    &format!("✓ {component} {version}: wave {} completed", wave.name),
+                    &messages::wave_completed(component, &version, &wave.name),
                     details(json!({"component": component, "version": version, "wave": wave.name,
                         "completed": wave.completed})),
                 );
@@ -714,28 +711,16 @@ fn after_pass(shared: &Shared, repo: &WatchedRepo, recorded_something: bool) {
         let Some(row) = status.targets.iter().find(|t| t.target == name) else {
             continue;
         };
-        let reasons: Vec<String> = row
-            .blockers
-            .iter()
-            .map(|b| {
-                let when = b.lifts_at_text();
-                let kind = b.kind;
-                match when {
-                    Some(w) => format!("{kind}: {} (until {w})", b.reason),
-                    None => format!("{kind}: {}", b.reason),
-                }
-            })
-            .collect();
+        let reasons: Vec<String> = row.blockers.iter().map(messages::blocker).collect();
         tracing::info!(target = %row.target, component = %row.component, "blocked: {}", reasons.join("; "));
         shared.notifier.send(
             Event::Blocked,
-            &format!(
-                "⏸ {} on {}: {} to {} blocked — {}",
-                row.component,
-                row.target,
-                row.next_action,
-                row.desired.as_deref().unwrap_or("-"),
-                reasons.join("; ")
+            &messages::blocked(
+                &row.component,
+                &row.target,
+                &row.next_action,
+                row.desired.as_deref(),
+                &reasons,
             ),
             details(
                 json!({"target": row.target, "component": row.component, "action": row.next_action,
@@ -748,7 +733,7 @@ fn after_pass(shared: &Shared, repo: &WatchedRepo, recorded_something: bool) {
         tracing::info!(commit = %status.desired_commit, "converged");
         shared.notifier.send(
             Event::Converged,
-            &format!("✓ all {} targets converged on {short}", status.targets.len()),
+            &messages::converged(status.targets.len(), short),
             details(json!({"commit": status.desired_commit, "targets": status.targets.len()})),
         );
     }

@@ -48,17 +48,18 @@ impl GitAuth {
     /// Installs `ca_file` as extra trusted CAs, once per process, before any connection.
     ///
     /// # Errors
-    /// [`RemoteError::CaFile`] when the file cannot be loaded.
+    /// [`RemoteFailure::CaFile`] when the file cannot be loaded.
     pub fn install_ca(&self) -> Result<(), RemoteError> {
         static INSTALL: Once = Once::new();
         let Some(path) = &self.ca_file else {
             return Ok(());
         };
         if let Err(source) = std::fs::metadata(path) {
-            return Err(RemoteError::CaFile {
+            return Err(RemoteFailure::CaFile {
                 path: path.clone(),
                 message: source.to_string(),
-            });
+            }
+            .into());
         }
         let mut result = Ok(());
         INSTALL.call_once(|| {
@@ -67,10 +68,11 @@ impl GitAuth {
             // (every fetch and push goes through `connect`, which calls this first). It adds the
             // file's certificates to the default ones (SSL_CTX_load_verify_locations).
             if let Err(e) = unsafe { git2::opts::set_ssl_cert_file(path.as_os_str().as_encoded_bytes()) } {
-                result = Err(RemoteError::CaFile {
+                result = Err(RemoteFailure::CaFile {
                     path: path.clone(),
                     message: e.message().to_string(),
-                });
+                }
+                .into());
             }
         });
         result
@@ -86,9 +88,21 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-/// Why talking to a remote failed. Each variant's text is one line with what to do.
+/// Why talking to a remote failed: one line naming the remote, the cause and what to do (the
+/// [`RemoteFailure`] boxed, so results stay small).
 #[derive(Debug, thiserror::Error)]
-pub enum RemoteError {
+#[error(transparent)]
+pub struct RemoteError(pub Box<RemoteFailure>);
+
+impl From<RemoteFailure> for RemoteError {
+    fn from(failure: RemoteFailure) -> Self {
+        RemoteError(Box::new(failure))
+    }
+}
+
+/// The causes of a [`RemoteError`]. Each variant's text is one line with what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteFailure {
     /// The repository has no remote of that name.
     #[error("remote `{remote}` is not configured in this repository (add it with `git remote add {remote} URL`)")]
     NoSuchRemote { remote: String },
@@ -307,10 +321,12 @@ impl<'r> Remote<'r> {
     /// The remote `name` of `repo`.
     ///
     /// # Errors
-    /// [`RemoteError::NoSuchRemote`].
+    /// [`RemoteFailure::NoSuchRemote`].
     pub fn open(repo: &'r Repository, name: &str, auth: &'r GitAuth) -> Result<Remote<'r>, RemoteError> {
-        let handle = repo.find_remote(name).map_err(|_| RemoteError::NoSuchRemote {
-            remote: name.to_string(),
+        let handle = repo.find_remote(name).map_err(|_| {
+            RemoteError::from(RemoteFailure::NoSuchRemote {
+                remote: name.to_string(),
+            })
         })?;
         let url = handle.url().unwrap_or_default().to_string();
         Ok(Remote {
@@ -402,7 +418,7 @@ impl<'r> Remote<'r> {
     fn handle(&self) -> Result<git2::Remote<'r>, RemoteError> {
         self.repo
             .find_remote(&self.name)
-            .map_err(|e| RemoteError::Local(e, self.name.clone()))
+            .map_err(|e| RemoteFailure::Local(e, self.name.clone()).into())
     }
 
     fn callbacks<'a>(&'a self, seen: &'a RefCell<Seen>) -> git2::RemoteCallbacks<'a> {
@@ -504,13 +520,17 @@ impl<'r> Remote<'r> {
 
     /// Turns libgit2's error into the cause users can act on.
     fn classify(&self, e: &git2::Error, seen: &Seen, what: &'static str) -> RemoteError {
+        RemoteError(Box::new(self.failure(e, seen, what)))
+    }
+
+    fn failure(&self, e: &git2::Error, seen: &Seen, what: &'static str) -> RemoteFailure {
         let remote = self.name.clone();
         let url = display_url(&self.url);
         let endpoint = Endpoint::parse(&self.url);
         let known_hosts = self.auth.known_hosts_path();
         match &seen.host_key {
             Some(HostKeyProblem::Unknown { fingerprint }) => {
-                return RemoteError::HostKeyUnknown {
+                return RemoteFailure::HostKeyUnknown {
                     remote,
                     url,
                     host: endpoint.known_hosts_name(),
@@ -521,7 +541,7 @@ impl<'r> Remote<'r> {
                 };
             }
             Some(HostKeyProblem::Changed { fingerprint, line }) => {
-                return RemoteError::HostKeyChanged {
+                return RemoteFailure::HostKeyChanged {
                     remote,
                     url,
                     host: endpoint.known_hosts_name(),
@@ -531,7 +551,7 @@ impl<'r> Remote<'r> {
                 };
             }
             Some(HostKeyProblem::Unreadable { message }) => {
-                return RemoteError::Other {
+                return RemoteFailure::Other {
                     remote,
                     url,
                     what,
@@ -555,7 +575,7 @@ impl<'r> Remote<'r> {
                      the server accepts"
                 }
             };
-            return RemoteError::AuthRefused {
+            return RemoteFailure::AuthRefused {
                 remote,
                 url,
                 detail: seen
@@ -566,7 +586,7 @@ impl<'r> Remote<'r> {
             };
         }
         if e.code() == git2::ErrorCode::Certificate || e.class() == git2::ErrorClass::Ssl {
-            return RemoteError::Tls {
+            return RemoteFailure::Tls {
                 remote,
                 url,
                 detail: message,
@@ -582,13 +602,13 @@ impl<'r> Remote<'r> {
             || lower.contains("failed to start ssh session")
             || lower.contains("failed to resolve");
         if unreachable {
-            return RemoteError::Unreachable {
+            return RemoteFailure::Unreachable {
                 remote,
                 url,
                 detail: message,
             };
         }
-        RemoteError::Other {
+        RemoteFailure::Other {
             remote,
             url,
             what,
