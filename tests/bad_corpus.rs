@@ -8,6 +8,12 @@
 //! marker gets removed), then lines that must appear verbatim on stderr of `gantry validate`.
 //! `<path>.gen` files (JSON: head, repeat, times, tail) are expanded into `<path>` here, so
 //! multi-megabyte inputs are never committed.
+//!
+//! Most cases run in-process through the library (`ops::validate`, `ops::plan`, the same
+//! functions the commands call, with the same stderr lines), which takes a fraction of the time of
+//! two process starts per case. The hostile ones whose point is a memory or time bound (YAML alias
+//! bombs, inputs over the size limits, runaway templates) run through the real binary under
+//! `ulimit -v`, and a few ordinary cases run both ways to keep the two paths saying the same.
 
 mod common;
 
@@ -19,12 +25,49 @@ use std::time::{Duration, Instant};
 
 use common::{Repo, project_path};
 use gantry::manifest::diagnostic::printable;
+use gantry::ops::{self, OpsError};
+use gantry::render::{self, Format};
+use gantry::source::WatchedRepo;
 
 /// Wall-clock bound for one gantry run; a hang is a failure, not a stuck test.
 const TIME_LIMIT: Duration = Duration::from_secs(20);
 /// Virtual memory bound (KiB) for one gantry run, so a blow-up fails instead of swapping.
 const MEMORY_LIMIT_KIB: u64 = 2_000_000;
 const NOW: &str = "2026-11-21T10:00:00Z";
+
+/// Cases that run through the binary under the memory bound: their point is a bound that an
+/// in-process run could not enforce (a blow-up would take the test process down).
+const THROUGH_THE_BINARY: &[&str] = &[
+    "alias-billion-laughs",
+    "alias-many-anchors",
+    "alias-nested-map-bomb",
+    "alias-quadratic-blowup",
+    "alias-self-reference",
+    "deep-flow-sequence-unclosed-100000",
+    "huge-document-count",
+    "huge-file-over-limit",
+    "huge-single-line",
+    "template-argv-huge-repeat",
+    "template-argv-loop-forever",
+    "template-argv-recursive-macro",
+];
+
+/// Ordinary cases that run both ways, and must print the same lines and exit the same.
+const BOTH_WAYS: &[&str] = &[
+    "config-branch-reflog-syntax",
+    "config-syntax-bare-word",
+    "duration-poll-interval-bare-number",
+    "many-problems-one-run",
+    "template-argv-unknown-variable",
+    "yaml-undefined-alias",
+];
+
+/// How a case is run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Runner {
+    Binary,
+    InProcess,
+}
 
 struct Expected {
     exit: i32,
@@ -165,12 +208,102 @@ fn run_bounded(repo: &Path, cwd: &Path, marker: &Path, args: &[&str]) -> Outcome
     }
 }
 
+/// Runs `validate` or `plan` through the library as the command would, with the lines the command
+/// writes to stderr. A panic is reported as exit 101, as the binary's would be.
+fn run_in_process(repo: &Path, command: &str) -> Outcome {
+    let start = Instant::now();
+    let result = std::panic::catch_unwind(|| -> (i32, String) {
+        let watched = match WatchedRepo::open(repo) {
+            Ok(w) => w,
+            Err(e) => {
+                let message = format!("error: {e}\n");
+                return (OpsError::from(e).exit() as i32, message);
+            }
+        };
+        let mut stderr = String::new();
+        let code = if command == "validate" {
+            match ops::validate::validate(&watched, None) {
+                Ok(report) => {
+                    for d in &report.diagnostics {
+                        stderr.push_str(&format!("{d}\n"));
+                    }
+                    if report.exit() != ops::Exit::Ok {
+                        stderr.push_str(&format!("{}\n", report.verdict()));
+                    }
+                    report.exit() as i32
+                }
+                Err(e) => {
+                    stderr.push_str(&format!("error: {e}\n"));
+                    e.exit() as i32
+                }
+            }
+        } else {
+            let now = NOW.parse().expect("NOW is RFC 3339");
+            match ops::plan::plan(&watched, None, None, Format::Text, now) {
+                Ok(ops::plan::PlanReport::Unreadable { diagnostics, .. }) => {
+                    for d in &diagnostics {
+                        stderr.push_str(&format!("{d}\n"));
+                    }
+                    ops::Exit::Invalid as i32
+                }
+                Ok(report @ ops::plan::PlanReport::Planned(_)) => {
+                    let exit = report.exit() as i32;
+                    let ops::plan::PlanReport::Planned(p) = report else {
+                        unreachable!()
+                    };
+                    match render::render_plan(&p.plan, Format::Text, &p.context, p.template.as_deref()) {
+                        Ok(_) => exit,
+                        Err(e) => {
+                            let e = OpsError::from(e);
+                            stderr.push_str(&format!("error: {e}\n"));
+                            e.exit() as i32
+                        }
+                    }
+                }
+                Err(e) => {
+                    stderr.push_str(&format!("error: {e}\n"));
+                    e.exit() as i32
+                }
+            }
+        };
+        (code, stderr)
+    });
+    let (code, stderr) = result.unwrap_or_else(|_| (101, "the library panicked".into()));
+    Outcome {
+        code: Some(code),
+        stderr,
+        timed_out: start.elapsed() > TIME_LIMIT,
+    }
+}
+
 /// Checks one case; returns its problems (empty when it passes).
 fn check_case(dir: &Path) -> Vec<String> {
+    let name = dir.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    if THROUGH_THE_BINARY.contains(&name.as_str()) {
+        return check_case_with(dir, Runner::Binary).0;
+    }
+    let (mut problems, in_process) = check_case_with(dir, Runner::InProcess);
+    if BOTH_WAYS.contains(&name.as_str()) {
+        let (binary_problems, binary) = check_case_with(dir, Runner::Binary);
+        problems.extend(binary_problems);
+        if in_process != binary {
+            problems.push(format!(
+                "the library and the binary disagree:\n  in-process {in_process:?}\n  binary     {binary:?}"
+            ));
+        }
+    }
+    problems
+}
+
+/// What a run showed: the exit codes of `validate` and `plan`, and `validate`'s stderr lines.
+type Seen = (Option<i32>, Option<i32>, Vec<String>);
+
+/// Checks one case with one runner; returns its problems and what it saw.
+fn check_case_with(dir: &Path, runner: Runner) -> (Vec<String>, Seen) {
     let mut problems = Vec::new();
     let expected = match read_expected(dir) {
         Ok(e) => e,
-        Err(e) => return vec![e],
+        Err(e) => return (vec![e], (None, None, Vec::new())),
     };
     let started = Instant::now();
     let repo = Repo::new();
@@ -180,7 +313,11 @@ fn check_case(dir: &Path) -> Vec<String> {
     let scratch = tempfile::tempdir().expect("scratch dir");
     let marker = scratch.path().join("EXECUTED");
 
-    let validate = run_bounded(repo.path(), scratch.path(), &marker, &["validate"]);
+    let run = |args: &[&str]| match runner {
+        Runner::Binary => run_bounded(repo.path(), scratch.path(), &marker, args),
+        Runner::InProcess => run_in_process(repo.path(), args[0]),
+    };
+    let validate = run(&["validate"]);
     let mut line_problems = Vec::new();
     if validate.timed_out {
         problems.push(format!("validate took longer than {TIME_LIMIT:?}"));
@@ -209,7 +346,7 @@ fn check_case(dir: &Path) -> Vec<String> {
         }
     }
 
-    let plan = run_bounded(repo.path(), scratch.path(), &marker, &["plan", "--now", NOW]);
+    let plan = run(&["plan", "--now", NOW]);
     if plan.timed_out {
         problems.push(format!("plan took longer than {TIME_LIMIT:?}"));
     }
@@ -237,12 +374,14 @@ fn check_case(dir: &Path) -> Vec<String> {
         None => problems.extend(line_problems),
     }
     if std::env::var_os("GANTRY_CORPUS_TIMING").is_some() {
-        eprintln!("{:>6} ms {}", started.elapsed().as_millis(), dir.display());
+        eprintln!("{:>6} ms {} ({runner:?})", started.elapsed().as_millis(), dir.display());
     }
     if !problems.is_empty() {
+        problems.insert(0, format!("({runner:?})"));
         problems.push(format!("--- stderr of validate\n{}", validate.stderr.trim_end()));
     }
-    problems
+    let lines = validate.stderr.lines().map(str::to_string).collect();
+    (problems, (validate.code, plan.code, lines))
 }
 
 fn case_dirs() -> Vec<PathBuf> {
@@ -260,6 +399,12 @@ fn case_dirs() -> Vec<PathBuf> {
 #[test]
 fn every_bad_case_is_rejected_safely_with_its_messages() {
     let dirs = case_dirs();
+    for name in THROUGH_THE_BINARY.iter().chain(BOTH_WAYS) {
+        assert!(
+            dirs.iter().any(|d| d.ends_with(name)),
+            "{name} is listed but is not a case in fixtures/bad"
+        );
+    }
     assert!(
         dirs.len() >= 300,
         "the corpus has {} cases, expected at least 300",
@@ -273,7 +418,10 @@ fn every_bad_case_is_rejected_safely_with_its_messages() {
         .clamp(4, 8);
     std::thread::scope(|scope| {
         for _ in 0..workers {
-            scope.spawn(|| {
+            // The stack of the binary's main thread (8 MiB), where the commands run: in-process
+            // cases parse deeply nested documents as the command would.
+            let worker = std::thread::Builder::new().stack_size(8 << 20);
+            let spawned = worker.spawn_scoped(scope, || {
                 loop {
                     let next = queue.lock().expect("queue").next();
                     let Some(dir) = next else { break };
@@ -284,6 +432,7 @@ fn every_bad_case_is_rejected_safely_with_its_messages() {
                     }
                 }
             });
+            spawned.expect("spawn a corpus worker");
         }
     });
     let mut failures = failures.into_inner().expect("failures");

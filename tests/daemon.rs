@@ -648,3 +648,52 @@ fn remote_desired_commits_are_fetched_on_refresh_and_state_is_pushed() {
         (local != local_state && bare.refname_to_id("refs/heads/gantry/state").ok() == Some(local)).then_some(())
     });
 }
+
+/// Regression (issue #12, "the daemon loses work"): a pass that cannot write its journal (here
+/// `.git/gantry/journal` is a file, as good as a full disk for the daemon) used to leave the
+/// daemon idle with `last_error` and `next_wake` null. Now `/api/daemon` shows the error and the
+/// next retry, the pass is retried with backoff, and once the fault is gone the target converges
+/// without a new commit or a restart. `poll_interval = "1h30m"` also guards the shared duration
+/// grammar (issue #9: the daemon refused what `validate` accepted).
+#[test]
+fn a_pass_that_cannot_write_its_journal_is_retried_and_succeeds_once_fixed() {
+    let repo = fixture(&[("alpha", "1.0.0")], None);
+    repo.file(
+        "gantry.toml",
+        "desired_branch = \"main\"\npoll_interval = \"1h30m\"\n\n[executors.local]\ntype = \"shell\"\n",
+    );
+    repo.commit_all("poll every 1h30m");
+    repo.gantry(&["validate"]).expect(0);
+    let journal = repo.path().join(".git/gantry/journal");
+    std::fs::create_dir_all(journal.parent().unwrap()).unwrap();
+    std::fs::write(&journal, "not a directory").unwrap();
+
+    let daemon = Daemon::start(&repo, &[]);
+    let state = wait_for("/api/daemon to show the failed pass and its retry", || {
+        let state = daemon.json("/api/daemon");
+        (state["failures"].as_u64() >= Some(1) && state["last_error"].is_string()).then_some(state)
+    });
+    assert!(state["next_retry"].is_string(), "{state}");
+    assert!(state["next_wake"].is_string(), "{state}");
+    assert_eq!(
+        deployed(&repo, "alpha"),
+        None,
+        "nothing ran while the journal was unwritable"
+    );
+
+    std::fs::remove_file(&journal).unwrap();
+    wait_for("alpha installed by a retry", || {
+        (deployed(&repo, "alpha").as_deref() == Some("1.0.0")).then_some(())
+    });
+    let state = wait_for("the error cleared", || {
+        let state = daemon.json("/api/daemon");
+        state["last_error"].is_null().then_some(state)
+    });
+    assert_eq!(state["failures"], 0, "{state}");
+    assert!(state["next_retry"].is_null(), "{state}");
+    let status = repo.gantry(&["status", "--format", "json"]).expect(0).stdout();
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["targets"][0]["status"], "converged", "{status}");
+    let (code, _) = daemon.terminate();
+    assert_eq!(code, 0);
+}

@@ -193,3 +193,99 @@ fn plan_json_matches_the_plan_schema() {
         "{json}"
     );
 }
+
+/// A repository whose `acme-billing` is recorded at 1.0.0 and desired at 2.0.0, crossing 1.5.0
+/// (a changelog) and 2.0.0 (breaking, deprecated, one migration without `down`, a changelog).
+fn breaking_upgrade() -> Repo {
+    let repo = Repo::new();
+    repo.file("components/billing.yaml", &component("billing", ""))
+        .file("scripts/deploy.sh", "#!/bin/sh\nexit 0\n")
+        .file("scripts/migrate.sh", "#!/bin/sh\nexit 0\n")
+        .file(
+            "releases/billing.yaml",
+            &[
+                release("billing", "1.0.0", ""),
+                release(
+                    "billing",
+                    "1.5.0",
+                    "  changelog: { fixed: [\"invoices round half-even\"] }\n",
+                ),
+                release(
+                    "billing",
+                    "2.0.0",
+                    "  breaking: true\n  deprecated: \"use 2.1.x once released\"\n  migrations:\n    - { id: split-namespaces, up: [\"scripts/migrate.sh\", \"up\"] }\n    - { id: add-index, up: [\"scripts/migrate.sh\", \"up\"], down: [\"scripts/migrate.sh\", \"down\"] }\n  changelog:\n    added: [\"per-tenant namespaces\"]\n    removed: [\"the v1 | pipe API\"]\n    security: [\"CVE-2026-0001 fixed\"]\n",
+                ),
+            ]
+            .join("---\n"),
+        )
+        .file("targets/acme.yaml", &target("acme-billing", "billing", "1.0.0", "tenant: acme"));
+    repo.commit_all("billing 1.0.0 on acme");
+    repo.gantry(&["apply", "--now", NOW]).expect(0);
+    repo.file(
+        "targets/acme.yaml",
+        &target("acme-billing", "billing", "2.0.0", "tenant: acme"),
+    );
+    repo.commit_all("billing 2.0.0 on acme");
+    repo
+}
+
+/// Issue #15: `breaking: true` was documented as shown in plans and appeared nowhere; the
+/// changelog, deprecation and irreversible migrations were not shown either.
+#[test]
+fn plan_shows_changelog_breaking_deprecation_and_irreversible_migrations() {
+    let repo = breaking_upgrade();
+    let text = repo.gantry(&["plan", "--now", NOW]).expect(0).stdout();
+    insta::assert_snapshot!("breaking_upgrade_text", text);
+    let markdown = repo
+        .gantry(&["plan", "--now", NOW, "--format", "markdown"])
+        .expect(0)
+        .stdout();
+    insta::assert_snapshot!("breaking_upgrade_markdown", markdown);
+
+    let run = repo.gantry(&["plan", "--now", NOW, "--format", "json"]).expect(0);
+    let json: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap();
+    let violations = gantry::manifest::schema::validate(gantry::manifest::schema::SchemaKind::Plan, &json);
+    assert!(
+        violations.is_empty(),
+        "{:?}",
+        violations.iter().map(|v| &v.message).collect::<Vec<_>>()
+    );
+    let action = &json["actions"][0];
+    assert_eq!(action["breaking"], true);
+    insta::assert_snapshot!(
+        "breaking_upgrade_releases",
+        serde_json::to_string_pretty(&action["releases"]).unwrap()
+    );
+}
+
+/// A downgrade lists the releases it takes away but is not itself `breaking`; an install of a
+/// breaking release is not breaking either (no caller of an older version exists).
+#[test]
+fn only_upgrades_are_breaking() {
+    let repo = breaking_upgrade();
+    repo.gantry(&["apply", "--now", NOW]).expect(0);
+    repo.file(
+        "targets/acme.yaml",
+        &target("acme-billing", "billing", "1.5.0", "tenant: acme"),
+    );
+    repo.file(
+        "components/billing.yaml",
+        &component("billing", "    restore: [\"scripts/migrate.sh\", \"restore\"]\n"),
+    );
+    repo.file(
+        "targets/new.yaml",
+        &target("new-billing", "billing", "2.0.0", "tenant: new"),
+    );
+    repo.commit_all("back to 1.5.0, and a new target");
+    let run = repo.gantry(&["plan", "--now", NOW, "--format", "json"]).expect(0);
+    let json: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap();
+    let acme = &json["actions"][0];
+    assert_eq!(acme["action"], "downgrade", "{acme}");
+    assert_eq!(acme["breaking"], false);
+    assert_eq!(acme["releases"][0]["version"], "2.0.0");
+    assert_eq!(acme["releases"][0]["irreversible"][0], "split-namespaces");
+    let new = &json["actions"][1];
+    assert_eq!(new["action"], "install", "{new}");
+    assert_eq!(new["breaking"], false);
+    assert_eq!(new["releases"][0]["breaking"], true);
+}

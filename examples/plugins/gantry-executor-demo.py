@@ -19,17 +19,23 @@ Options:
     --state FILE   keep what was deployed in FILE across restarts (default: in memory only)
 
 A target var `demo_fail` naming an op (e.g. `vars: {demo_fail: health}`) makes that op fail,
-to try rollbacks. Diagnostics go to stderr, which gantry appends to the step's log.
+to try rollbacks; `demo_delay` (seconds) makes every deploy take that long, to watch targets
+deploy side by side. Diagnostics go to stderr, which gantry appends to the step's log.
+
+gantry runs one copy of this plugin per step running at once (up to the policy's maxParallel),
+so the state file is locked while a request reads and writes it.
 """
 
+import fcntl
 import json
 import os
 import sys
+import time
 
 PROTOCOL = 1
 OPS = [
     "deploy", "health", "snapshot", "restore", "reload",
-    "observe", "remove", "migrate_up", "migrate_down",
+    "observe", "remove", "migrate_up", "migrate_down", "precheck",
 ]
 
 
@@ -38,12 +44,26 @@ def log(msg):
 
 
 class State:
+    """What was deployed, per target; with a file, shared by every copy of the plugin."""
+
     def __init__(self, path):
         self.path = path
         self.targets = {}
-        if path and os.path.exists(path):
-            with open(path, encoding="utf-8") as f:
-                self.targets = json.load(f)
+        self.lock = None
+
+    def __enter__(self):
+        if self.path:
+            self.lock = open(self.path + ".lock", "a", encoding="utf-8")
+            fcntl.flock(self.lock, fcntl.LOCK_EX)
+            if os.path.exists(self.path):
+                with open(self.path, encoding="utf-8") as f:
+                    self.targets = json.load(f)
+        return self
+
+    def __exit__(self, *exc):
+        if self.lock:
+            self.lock.close()
+            self.lock = None
 
     def target(self, name):
         return self.targets.setdefault(
@@ -52,7 +72,7 @@ class State:
     def save(self):
         if not self.path:
             return
-        tmp = self.path + ".tmp"
+        tmp = f"{self.path}.{os.getpid()}.tmp"
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(self.targets, f, indent=2, sort_keys=True)
         os.replace(tmp, self.path)
@@ -79,6 +99,8 @@ def handle(state, req):
         if t["version"] != version:
             return False, f"{name} runs {t['version']}, expected {version}", t["version"]
         return True, f"{name} healthy at {version}", version
+    if op == "precheck":
+        return True, f"{name} is ready for {version}", t["version"]
     if op == "observe":
         return True, f"{name} runs {t['version']}", t["version"]
     if op == "snapshot":
@@ -126,9 +148,18 @@ def main(args):
                 reply = {"id": rid, "ok": True, "ops": OPS}
         else:
             try:
-                ok, message, observed = handle(state, req)
-                state.save()
-            except (KeyError, TypeError, OSError) as e:
+                delay = req.get("target", {}).get("vars", {}).get("demo_delay")
+                started = time.time()
+                if req.get("op") == "deploy" and delay:
+                    # Outside the lock: copies of the plugin deploy side by side.
+                    time.sleep(float(delay))
+                with state:
+                    ok, message, observed = handle(state, req)
+                    if req.get("op") == "deploy" and ok:
+                        state.target(req["target"]["name"])["last_deploy"] = {
+                            "started": started, "finished": time.time()}
+                    state.save()
+            except (KeyError, TypeError, ValueError, OSError) as e:
                 ok, message, observed = False, f"demo plugin error: {e!r}", None
             reply = {"id": rid, "ok": ok, "message": message, "observed_version": observed}
         print(json.dumps(reply), flush=True)

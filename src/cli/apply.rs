@@ -3,7 +3,7 @@
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 
-use crate::ops::apply::{apply, counts, exit};
+use crate::ops::apply::{counts, exit};
 use crate::reconcile::apply::{ApplyError, ApplyOptions};
 use crate::reconcile::attempt::{ProgressEvent, ProgressSink};
 use crate::render::Format;
@@ -66,6 +66,9 @@ pub fn progress_line(event: &ProgressEvent) -> String {
             )
         }
         ProgressEvent::RollbackStarted { target, reason, .. } => format!("↩ {target}: rolling back ({reason})"),
+        ProgressEvent::Held {
+            target, action, reason, ..
+        } => format!("⏸ {target}: {action} held, nothing changed ({reason}); the next pass tries again"),
         ProgressEvent::AttemptFinished {
             target,
             outcome,
@@ -164,6 +167,11 @@ impl ProgressSink for Bars {
                     bar.set_message(format!("rolling back: {reason}"));
                 }
             }
+            ProgressEvent::Held {
+                target, action, reason, ..
+            } => {
+                let _ = self.multi.println(format!("⏸ {target}: {action} held ({reason})"));
+            }
             ProgressEvent::AttemptFinished {
                 target,
                 attempt,
@@ -201,7 +209,13 @@ impl ProgressSink for JsonLines {
     }
 }
 
-pub fn run(cli: &Cli, targets: &[String], dry_run: bool, format: Format) -> Result<Exit, OpsError> {
+pub fn run(
+    cli: &Cli,
+    targets: &[String],
+    dry_run: bool,
+    format: Format,
+    selector: &crate::ops::agents::Selector,
+) -> Result<Exit, OpsError> {
     let repo = WatchedRepo::open(&cli.repo)?;
     let options = ApplyOptions {
         targets: targets.to_vec(),
@@ -220,7 +234,9 @@ pub fn run(cli: &Cli, targets: &[String], dry_run: bool, format: Format) -> Resu
         (Some(bars), _) => bars,
         (None, _) => &lines,
     };
-    let result = apply(&repo, &options, sink);
+    // With a remote or a selector: the fleet's shared state, claims and publishing (ops::shared).
+    let result =
+        crate::ops::shared::apply_shared(&repo, &options, selector, &cli.git.auth(), sink).map_err(OpsError::from);
     if let Some(bars) = &bars {
         bars.overall.finish_and_clear();
     }
@@ -253,12 +269,18 @@ pub fn run(cli: &Cli, targets: &[String], dry_run: bool, format: Format) -> Resu
                 "from": o.from.as_ref().map(ToString::to_string), "to": o.to.to_string(),
                 "outcome": o.outcome.as_str(), "attempt": o.attempt, "message": o.message,
             })).collect::<Vec<_>>(),
+            "held": report.held.iter().map(|(target, reason)| serde_json::json!({
+                "target": target, "reason": reason,
+            })).collect::<Vec<_>>(),
         });
         println!("{summary}");
     } else {
         if dry_run && let Some(plan) = &report.plan {
             let text = crate::render::render_plan(plan, Format::Text, &Default::default(), None)?;
             print!("{text}");
+        }
+        for (target, reason) in &report.held {
+            eprintln!("held: {target}: {reason}");
         }
         let c = counts(&report);
         eprintln!(

@@ -4,11 +4,23 @@ use crate::server::{self, DaemonOptions};
 
 use super::{Cli, Exit, OpsError, now_fixed};
 
-pub fn run(cli: &Cli, listen: Option<&str>) -> Result<Exit, OpsError> {
+pub fn run(
+    cli: &Cli,
+    listen: Option<&str>,
+    webhook_secret_file: Option<&std::path::Path>,
+    selector: &crate::ops::agents::Selector,
+) -> Result<Exit, OpsError> {
+    let webhook_secret = webhook_secret_file
+        .map(server::hooks::WebhookSecret::from_file)
+        .transpose()
+        .map_err(OpsError::Usage)?;
     let options = DaemonOptions {
         repo: cli.repo.clone(),
         listen: listen.map(str::to_string),
         now: now_fixed(cli)?,
+        auth: cli.git.auth(),
+        webhook_secret,
+        selector: selector.clone(),
     };
     server::run(options)?;
     Ok(Exit::Ok)

@@ -2,6 +2,7 @@
 //! → print). Exit codes are mapped in `ops` ([`OpsError::exit`]).
 
 mod apply;
+mod clone;
 mod completions;
 mod daemon;
 mod history;
@@ -18,6 +19,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::ops::agents::Selector;
 pub use crate::ops::{Exit, OpsError};
 use crate::render::Format;
 
@@ -34,8 +36,44 @@ pub struct Cli {
     /// Log lines (daemon): human-readable text, or one JSON object per line.
     #[arg(long, global = true, value_enum, env = "GANTRY_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub git: GitArgs,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Credentials for Git servers: host settings, never read from the watched repository.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GitArgs {
+    /// Private key for ssh remotes (an ssh-agent is used when unset).
+    #[arg(long, global = true, env = "GANTRY_GIT_SSH_KEY", value_name = "PATH")]
+    pub git_ssh_key: Option<PathBuf>,
+    /// OpenSSH known_hosts file for ssh remotes (default ~/.ssh/known_hosts); an unknown or
+    /// changed host key is refused.
+    #[arg(long, global = true, env = "GANTRY_GIT_KNOWN_HOSTS", value_name = "PATH")]
+    pub git_known_hosts: Option<PathBuf>,
+    /// File holding the token for https remotes (basic auth password).
+    #[arg(long, global = true, env = "GANTRY_GIT_TOKEN_FILE", value_name = "PATH")]
+    pub git_token_file: Option<PathBuf>,
+    /// User name for https basic auth (default git).
+    #[arg(long, global = true, env = "GANTRY_GIT_USERNAME", value_name = "NAME")]
+    pub git_username: Option<String>,
+    /// Extra CA certificates (PEM) for https remotes.
+    #[arg(long, global = true, env = "GANTRY_GIT_CA_FILE", value_name = "PATH")]
+    pub git_ca_file: Option<PathBuf>,
+}
+
+impl GitArgs {
+    /// The credentials these flags describe.
+    pub fn auth(&self) -> crate::source::remote::GitAuth {
+        crate::source::remote::GitAuth {
+            ssh_key: self.git_ssh_key.clone(),
+            known_hosts: self.git_known_hosts.clone(),
+            token_file: self.git_token_file.clone(),
+            username: self.git_username.clone(),
+            ca_file: self.git_ca_file.clone(),
+        }
+    }
 }
 
 /// The commands.
@@ -45,6 +83,13 @@ pub enum Command {
     Init {
         /// Where to write it: a new or empty directory, or an empty git repository.
         #[arg(default_value = ".", value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Prepare a reconciler's repository from a remote (desired and state branches fetched).
+    Clone {
+        /// The fleet repository: https://…, ssh://…, user@host:path, or a path.
+        url: String,
+        /// A new or empty directory.
         dir: PathBuf,
     },
     /// Parse, schema-check and cross-check every manifest at a commit.
@@ -65,6 +110,9 @@ pub enum Command {
         head: Option<String>,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
+        /// Only targets with this label (repeatable: all must match); see `ops::agents`.
+        #[arg(long = "selector", value_name = "KEY=VALUE", value_parser = crate::ops::agents::Selector::parse_pair)]
+        selector: Vec<(String, String)>,
     },
     /// One reconcile pass now: run ready actions, record outcomes.
     Apply {
@@ -77,17 +125,30 @@ pub enum Command {
         /// text: progress lines; json: one JSON event per line.
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
+        /// Only targets with this label (repeatable: all must match); see `ops::agents`.
+        #[arg(long = "selector", value_name = "KEY=VALUE", value_parser = crate::ops::agents::Selector::parse_pair)]
+        selector: Vec<(String, String)>,
     },
     /// Watch and reconcile until SIGTERM; serve /healthz, /metrics, /api/status and a status page.
     Daemon {
         /// The HTTP address (overrides `listen` in gantry.toml; port 0 picks a free port).
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
+        /// File holding the secret Git servers sign webhook deliveries with
+        /// (`POST /api/hooks/git`); without it every delivery is refused.
+        #[arg(long, env = "GANTRY_WEBHOOK_SECRET_FILE", value_name = "PATH")]
+        webhook_secret_file: Option<PathBuf>,
+        /// Only targets with this label (repeatable: all must match); see `ops::agents`.
+        #[arg(long = "selector", value_name = "KEY=VALUE", value_parser = crate::ops::agents::Selector::parse_pair)]
+        selector: Vec<(String, String)>,
     },
     /// Per target: current, desired, status, next action, window, blockers.
     Status {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
+        /// Only targets with this label (repeatable: all must match); see `ops::agents`.
+        #[arg(long = "selector", value_name = "KEY=VALUE", value_parser = crate::ops::agents::Selector::parse_pair)]
+        selector: Vec<(String, String)>,
     },
     /// Outcomes recorded on the state branch, newest first.
     History {
@@ -199,14 +260,35 @@ pub fn run() -> ExitCode {
     init_logging(cli.log_format, default_level);
     let result = match &cli.command {
         Command::Validate { rev, format } => validate::run(&cli, rev.as_deref(), *format),
-        Command::Plan { base, head, format } => plan::run(&cli, base.as_deref(), head.as_deref(), *format),
+        Command::Plan {
+            base,
+            head,
+            format,
+            selector,
+        } => plan::run(
+            &cli,
+            base.as_deref(),
+            head.as_deref(),
+            *format,
+            &Selector(selector.clone()),
+        ),
         Command::Apply {
             targets,
             dry_run,
             format,
-        } => apply::run(&cli, targets, *dry_run, *format),
-        Command::Daemon { listen } => daemon::run(&cli, listen.as_deref()),
-        Command::Status { format } => status::run(&cli, *format),
+            selector,
+        } => apply::run(&cli, targets, *dry_run, *format, &Selector(selector.clone())),
+        Command::Daemon {
+            listen,
+            webhook_secret_file,
+            selector,
+        } => daemon::run(
+            &cli,
+            listen.as_deref(),
+            webhook_secret_file.as_deref(),
+            &Selector(selector.clone()),
+        ),
+        Command::Status { format, selector } => status::run(&cli, *format, &Selector(selector.clone())),
         Command::History { target, format } => history::run(&cli, target.as_deref(), *format),
         Command::Rollback { target, to, branch } => rollback::run(&cli, target, to.as_deref(), branch.as_deref()),
         Command::Retry {
@@ -216,6 +298,7 @@ pub fn run() -> ExitCode {
         } => retry::run(&cli, targets, selector, branch.as_deref()),
         Command::Schema { kind } => schema::run(kind.as_deref()),
         Command::Init { dir } => init::run(&cli, dir),
+        Command::Clone { url, dir } => clone::run(&cli, url, dir),
         Command::Completions { shell } => completions::completions(*shell),
         Command::Man => completions::man(),
     };

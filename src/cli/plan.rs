@@ -6,10 +6,25 @@ use crate::source::WatchedRepo;
 
 use super::{Cli, Exit, OpsError, now};
 
-pub fn run(cli: &Cli, base: Option<&str>, head: Option<&str>, format: Format) -> Result<Exit, OpsError> {
+pub fn run(
+    cli: &Cli,
+    base: Option<&str>,
+    head: Option<&str>,
+    format: Format,
+    selector: &crate::ops::agents::Selector,
+) -> Result<Exit, OpsError> {
     let now = now(cli)?;
     let repo = WatchedRepo::open(&cli.repo)?;
-    let report = plan(&repo, base, head, format, now)?;
+    let mut report = plan(&repo, base, head, format, now)?;
+    if let PlanReport::Planned(planned) = &mut report
+        && !selector.is_empty()
+    {
+        // Planned for the whole fleet (waves and maxParallel count every target); only this
+        // selector's rows are shown.
+        let selected = crate::ops::agents::selected_names(&repo, selector)?;
+        planned.plan.actions.retain(|a| selected.contains(&a.target));
+        planned.plan.summarize();
+    }
     let exit = report.exit();
     match report {
         PlanReport::Unreadable { commit, diagnostics } => {

@@ -6,9 +6,13 @@ use crate::source::WatchedRepo;
 
 use super::{Cli, Exit, OpsError, now};
 
-pub fn run(cli: &Cli, format: Format) -> Result<Exit, OpsError> {
+pub fn run(cli: &Cli, format: Format, selector: &crate::ops::agents::Selector) -> Result<Exit, OpsError> {
     let repo = WatchedRepo::open(&cli.repo)?;
-    let report = status_report(&repo, None, now(cli)?)?;
+    let mut report = status_report(&repo, None, now(cli)?)?;
+    if !selector.is_empty() {
+        let selected = crate::ops::agents::selected_names(&repo, selector)?;
+        report.targets.retain(|t| selected.contains(&t.target));
+    }
     if format == Format::Json {
         println!(
             "{}",
@@ -70,6 +74,21 @@ pub fn text(report: &StatusReport) -> String {
             && outcome != "succeeded"
         {
             let _ = writeln!(out, "{:width$}    last attempt {outcome}: {message}", "");
+        }
+    }
+    for rollout in &report.rollouts {
+        for wave in &rollout.waves {
+            if let Some(analysis) = &wave.analysis {
+                let _ = writeln!(
+                    out,
+                    "rollout {} {} wave {} ({:?}): {}",
+                    rollout.component,
+                    rollout.version,
+                    wave.name,
+                    wave.status,
+                    analysis.summary()
+                );
+            }
         }
     }
     out

@@ -26,15 +26,10 @@ pub fn run(cli: &Cli, rev: Option<&str>, format: Format) -> Result<Exit, OpsErro
             for d in &report.diagnostics {
                 eprintln!("{d}");
             }
-            let problems = report.problems();
             if exit == Exit::Ok {
-                println!("{} is valid: {}", &report.commit.to_string()[..12], report.counts);
+                println!("{}", report.verdict());
             } else {
-                eprintln!(
-                    "{} is not valid: {problems} problem{}",
-                    &report.commit.to_string()[..12],
-                    if problems == 1 { "" } else { "s" }
-                );
+                eprintln!("{}", report.verdict());
             }
         }
     }

@@ -216,6 +216,34 @@ impl HealthProbe {
         })
     }
 
+    /// Whether there is nothing to check (no policy checks, no component `health` step).
+    pub fn is_empty(&self) -> bool {
+        self.checks.is_empty()
+    }
+
+    /// Consecutive failures of one check that make a target unhealthy.
+    pub fn failure_threshold(&self) -> u32 {
+        self.failure_threshold
+    }
+
+    /// Runs every check once: one analysis round (SPEC §8, continuous analysis), in order.
+    ///
+    /// # Errors
+    /// As [`HealthProbe::run`]: a check that cannot even be attempted.
+    pub fn round(&self, run: &mut ProbeRun<'_>) -> Result<Vec<crate::policy::analysis::CheckResult>, ExecutorError> {
+        self.checks
+            .iter()
+            .map(|check| {
+                let outcome = run_check(check, run)?;
+                Ok(crate::policy::analysis::CheckResult {
+                    check: check.name.clone(),
+                    ok: outcome.ok,
+                    message: outcome.message,
+                })
+            })
+            .collect()
+    }
+
     /// Runs the checks until the soak has passed (healthy) or one check failed
     /// `failureThreshold` times in a row (unhealthy). With no soak, one passing round suffices;
     /// a round with a failure below the threshold is retried after `interval`, so a probe never

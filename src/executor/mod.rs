@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use crate::manifest::Labels;
 
 pub use health::{Clock, FakeClock, HealthProbe, HealthVerdict, ProbeRun, SystemClock};
-pub use plugin::PluginExecutor;
+pub use plugin::{PluginExecutor, PluginPool};
 pub use recording::{RecordedStep, Recording, RecordingExecutor, Reply};
 pub use shell::ShellExecutor;
 
@@ -89,11 +89,13 @@ pub enum StepKind {
     Remove,
     MigrateUp,
     MigrateDown,
+    /// Runs before an attempt changes anything; failing holds the action (no rollback).
+    Precheck,
 }
 
 impl StepKind {
     /// Every kind, in the order a plugin typically lists them.
-    pub const ALL: [StepKind; 9] = [
+    pub const ALL: [StepKind; 10] = [
         StepKind::Deploy,
         StepKind::Health,
         StepKind::Snapshot,
@@ -103,6 +105,7 @@ impl StepKind {
         StepKind::Remove,
         StepKind::MigrateUp,
         StepKind::MigrateDown,
+        StepKind::Precheck,
     ];
 
     /// The name used in the plugin protocol, `GANTRY_STEP` and messages.
@@ -117,6 +120,7 @@ impl StepKind {
             StepKind::Remove => "remove",
             StepKind::MigrateUp => "migrate_up",
             StepKind::MigrateDown => "migrate_down",
+            StepKind::Precheck => "precheck",
         }
     }
 }

@@ -393,6 +393,60 @@ impl Executor for PluginExecutor {
     }
 }
 
+/// The plugin processes of one executor instance, one per step running at the same time.
+///
+/// Protocol 1 is one request at a time per process (ids strictly increasing, each answered
+/// before the next is sent), so concurrency comes from processes: a step takes an idle plugin
+/// (started lazily by its first step) or starts another, and gives it back when done. At most
+/// as many processes run as steps run at once (`maxParallel`), each keeps its own handshake and
+/// id sequence, and a plugin that crashes or times out fails only the step it was serving.
+/// This needs nothing new from plugins; the price is that a plugin must tolerate copies of
+/// itself running side by side (the demo plugin locks its state file).
+pub struct PluginPool {
+    name: String,
+    command: Vec<String>,
+    idle: std::sync::Mutex<Vec<PluginExecutor>>,
+}
+
+impl std::fmt::Debug for PluginPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginPool")
+            .field("name", &self.name)
+            .field("command", &self.command)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PluginPool {
+    /// A pool for the executor `name` that runs `command` (see [`PluginExecutor::new`]).
+    pub fn new(name: impl Into<String>, command: Vec<String>) -> Self {
+        PluginPool {
+            name: name.into(),
+            command,
+            idle: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Runs `f` with a plugin of its own for as long as `f` runs: an idle one, or a new one
+    /// when every started plugin is busy. The plugin is kept for later steps afterwards.
+    pub fn with<R>(&self, f: impl FnOnce(&mut dyn Executor) -> R) -> R {
+        let idle = || self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let taken = idle().pop();
+        let mut plugin = taken.unwrap_or_else(|| PluginExecutor::new(self.name.clone(), self.command.clone()));
+        let result = f(&mut plugin);
+        idle().push(plugin);
+        result
+    }
+
+    /// How many plugins are idle (started or not yet); for tests.
+    pub fn idle(&self) -> usize {
+        self.idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+}
+
 impl Drop for PluginExecutor {
     fn drop(&mut self) {
         self.stop();

@@ -59,6 +59,10 @@ pub struct Steps {
     pub observe: Option<Argv>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remove: Option<Argv>,
+    /// Runs before anything of an attempt changes the target; failing holds the action (no
+    /// rollback) until the next pass retries it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precheck: Option<Argv>,
 }
 
 impl Steps {
@@ -72,6 +76,7 @@ impl Steps {
             ("reload", &self.reload),
             ("observe", &self.observe),
             ("remove", &self.remove),
+            ("precheck", &self.precheck),
         ]
         .into_iter()
         .filter_map(|(name, argv)| argv.as_ref().map(|a| (name, a)))
@@ -212,6 +217,21 @@ pub struct PolicySpec {
     /// True: the selected targets are planned and shown, never executed.
     #[serde(default)]
     pub suspend: bool,
+    /// Promotion across environments: this policy's rollout of a version starts only once
+    /// another policy's rollout of the same version is complete and healthy for a while.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<After>,
+}
+
+/// `after: { policy: staging, soak: 48h }`: the stage this policy's rollouts wait for.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct After {
+    /// The policy whose rollout of the same version must be complete first.
+    pub policy: String,
+    /// How long that rollout must have been complete (and not halted); absent = 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soak: Option<String>,
 }
 
 fn yes() -> bool {
@@ -269,6 +289,9 @@ pub struct Rollout {
     pub max_parallel: u32,
     #[serde(default)]
     pub max_failures: u32,
+    /// Targets sharing this label's value go in the same wave.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_by: Option<String>,
 }
 
 fn one() -> u32 {
@@ -281,6 +304,7 @@ impl Default for Rollout {
             waves: Vec::new(),
             max_parallel: 1,
             max_failures: 0,
+            group_by: None,
         }
     }
 }

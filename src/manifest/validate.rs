@@ -84,6 +84,8 @@ pub struct Policy {
     pub min_release_age: [Option<Duration>; 3],
     /// Soak per wave, in wave order.
     pub wave_soak: Vec<Option<Duration>>,
+    /// The parsed `after.soak` (zero when `after` has none).
+    pub after_soak: Duration,
     pub manifest: Manifest<PolicySpec>,
 }
 
@@ -213,6 +215,7 @@ pub fn validate(mut manifests: Manifests) -> (Desired, Vec<Diagnostic>) {
             desired.policies.push(parsed);
         }
     }
+    check_promotions(&policies, &mut diags);
     desired.policies.sort_by(|a, b| {
         b.manifest
             .spec
@@ -937,6 +940,30 @@ fn check_policy(policy: &Manifest<PolicySpec>, diags: &mut Vec<Diagnostic>) -> O
     }
     let health_interval = duration_field(origin, "/spec/health/interval", spec.health.interval.as_deref(), diags);
     let health_soak = duration_field(origin, "/spec/health/soak", spec.health.soak.as_deref(), diags);
+    let after_soak = spec.after.as_ref().map_or(Duration::ZERO, |after| {
+        if after.policy == policy.name {
+            diags.push(origin.diagnostic(
+                Severity::Invalid,
+                "schema",
+                "/spec/after/policy",
+                format!(
+                    "policy `{}` cannot come after itself; name the stage before it",
+                    policy.name
+                ),
+            ));
+        }
+        duration_field(origin, "/spec/after/soak", after.soak.as_deref(), diags).unwrap_or_default()
+    });
+    if let Some(label) = &spec.rollout.group_by
+        && label.trim().is_empty()
+    {
+        diags.push(origin.diagnostic(
+            Severity::Invalid,
+            "schema",
+            "/spec/rollout/groupBy",
+            "groupBy must name a label (e.g. `tenant`)",
+        ));
+    }
     let clean = !diags[before..].iter().any(|d| d.severity != Severity::Warning);
     clean.then(|| Policy {
         deny,
@@ -945,6 +972,7 @@ fn check_policy(policy: &Manifest<PolicySpec>, diags: &mut Vec<Diagnostic>) -> O
         health_soak,
         min_release_age,
         wave_soak,
+        after_soak,
         manifest: policy.clone(),
     })
 }
@@ -1001,6 +1029,49 @@ fn check_health(origin: &super::load::Origin, base: &str, check: &HealthCheck, d
         }
     }
     duration_field(origin, &format!("{base}/timeout"), check.timeout.as_deref(), diags);
+}
+
+/// `after.policy` must name a policy, and following `after` from any policy must end (a cycle
+/// would hold every stage of it forever).
+fn check_promotions(policies: &BTreeMap<&str, &Manifest<PolicySpec>>, diags: &mut Vec<Diagnostic>) {
+    for (name, policy) in policies {
+        let Some(after) = &policy.spec.after else { continue };
+        if !policies.contains_key(after.policy.as_str()) {
+            diags.push(policy.origin.diagnostic(
+                Severity::Violation,
+                "unknown_reference",
+                "/spec/after/policy",
+                format!(
+                    "after.policy names unknown policy `{}`; add that Policy or fix the name",
+                    after.policy
+                ),
+            ));
+            continue;
+        }
+        let mut seen = vec![*name];
+        let mut next = after.policy.as_str();
+        while let Some(p) = policies.get(next) {
+            if seen.contains(&next) {
+                if next == *name && seen.len() > 1 {
+                    diags.push(policy.origin.diagnostic(
+                        Severity::Violation,
+                        "cycle",
+                        "/spec/after/policy",
+                        format!(
+                            "promotion cycle: {} → {next}; one stage must come first",
+                            seen.join(" → ")
+                        ),
+                    ));
+                }
+                break;
+            }
+            seen.push(next);
+            match &p.spec.after {
+                Some(a) => next = a.policy.as_str(),
+                None => break,
+            }
+        }
+    }
 }
 
 fn check_approval(

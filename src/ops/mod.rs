@@ -6,12 +6,15 @@
 //! report's `exit()` for outcomes that are not errors (a commit that does not validate, a plan
 //! with violations, a pass with failed targets).
 
+pub mod agents;
 pub mod apply;
+pub mod clone;
 pub mod history;
 pub mod init;
 pub mod plan;
 pub mod retry;
 pub mod rollback;
+pub mod shared;
 pub mod status;
 pub mod validate;
 
@@ -60,6 +63,12 @@ pub enum OpsError {
     /// The daemon could not start or failed.
     #[error(transparent)]
     Server(#[from] crate::server::ServerError),
+    /// Fetching from or publishing to the remote failed (nothing ran when it was before a pass).
+    #[error(transparent)]
+    Sync(#[from] crate::source::sync::SyncError),
+    /// `gantry clone` failed.
+    #[error(transparent)]
+    Clone(#[from] clone::CloneError),
 }
 
 impl OpsError {
@@ -80,8 +89,37 @@ impl OpsError {
             | OpsError::Apply(_)
             | OpsError::Init(_)
             | OpsError::Io(_)
-            | OpsError::Server(_) => Exit::Invalid,
+            | OpsError::Server(_)
+            | OpsError::Sync(_)
+            | OpsError::Clone(_) => Exit::Invalid,
         }
+    }
+}
+
+/// What to do after a failed pass: the error policy of kube-runtime's controllers and Flux's
+/// `TerminalError`, decided here for every [`ApplyError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requeue {
+    /// The input is wrong (an invalid or untrusted desired commit, unknown targets): running
+    /// again cannot help, so the next pass waits until the desired commit changes (or an
+    /// operator asks with `POST /api/refresh`).
+    WhenInputChanges,
+    /// Something outside the input failed (I/O, a full disk, a lock, git): retry with backoff.
+    Backoff,
+}
+
+/// The error policy: terminal errors wait for new input, transient ones back off.
+pub fn error_policy(error: &ApplyError) -> Requeue {
+    match error {
+        ApplyError::InvalidCommit { .. } | ApplyError::Untrusted { .. } | ApplyError::UnknownTargets(_) => {
+            Requeue::WhenInputChanges
+        }
+        ApplyError::Locked(_)
+        | ApplyError::Source(_)
+        | ApplyError::State(_)
+        | ApplyError::Journal(_)
+        | ApplyError::Attempt(_)
+        | ApplyError::Record { .. } => Requeue::Backoff,
     }
 }
 
@@ -137,6 +175,36 @@ mod tests {
         ];
         for (error, want) in cases {
             assert_eq!(error.exit(), want, "{error:?}");
+        }
+    }
+
+    /// Terminal errors (the input is wrong) wait for a new commit; everything else backs off,
+    /// a full disk included (issue #12: a journal write failing on ENOSPC was never retried).
+    #[test]
+    fn error_policy_separates_terminal_from_transient() {
+        let full_disk = crate::state::JournalError::Io {
+            action: "cannot write",
+            path: "j".into(),
+            source: std::io::Error::from_raw_os_error(28),
+        };
+        let cases = [
+            (
+                ApplyError::InvalidCommit {
+                    commit: "c".into(),
+                    diagnostics: Vec::new(),
+                    violations_only: false,
+                },
+                Requeue::WhenInputChanges,
+            ),
+            (ApplyError::UnknownTargets(vec!["x".into()]), Requeue::WhenInputChanges),
+            (ApplyError::Journal(full_disk), Requeue::Backoff),
+            (
+                ApplyError::Source(SourceError::Git(git2::Error::from_str("object not found"))),
+                Requeue::Backoff,
+            ),
+        ];
+        for (error, want) in cases {
+            assert_eq!(error_policy(&error), want, "{error:?}");
         }
     }
 }

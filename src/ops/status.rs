@@ -37,6 +37,9 @@ pub struct StatusReport {
     pub now: String,
     pub valid: bool,
     pub targets: Vec<TargetStatusRow>,
+    /// Rollouts with targets still to start: their waves, soaks and health analysis (as in
+    /// `plan --format json`).
+    pub rollouts: Vec<plan::Rollout>,
 }
 
 /// Builds the status report of a repository at `now`.
@@ -136,5 +139,6 @@ pub fn status_report(repo: &WatchedRepo, rev: Option<&str>, now: jiff::Timestamp
         now: now.to_string(),
         valid: loaded.is_valid(),
         targets,
+        rollouts: plan.rollouts.clone(),
     })
 }

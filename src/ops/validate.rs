@@ -41,6 +41,21 @@ impl ValidateReport {
             .filter(|d| d.severity != Severity::Warning)
             .count()
     }
+
+    /// The one-line verdict `gantry validate` prints after the diagnostics (on stdout when the
+    /// commit is valid, on stderr when not).
+    pub fn verdict(&self) -> String {
+        let short = &self.commit.to_string()[..12];
+        if self.exit() == Exit::Ok {
+            format!("{short} is valid: {}", self.counts)
+        } else {
+            let problems = self.problems();
+            format!(
+                "{short} is not valid: {problems} problem{}",
+                if problems == 1 { "" } else { "s" }
+            )
+        }
+    }
 }
 
 /// Validates the manifests at `rev` (default: tip of the desired branch).

@@ -218,8 +218,58 @@ pub struct Action {
     pub policy: Option<String>,
     pub approvals: Option<ApprovalState>,
     pub update_type: Option<UpdateType>,
+    /// An upgrade whose `releases` include one marked `breaking: true`.
+    pub breaking: bool,
+    /// What the releases this action crosses say to a reviewer, in ascending version order: for
+    /// an upgrade every release in (from, to] the target's channels allow (their migrations
+    /// run whether or not they are stops), for an install the desired release, for a downgrade
+    /// the releases in (to, from] it takes away.
+    pub releases: Vec<ReleaseNote>,
     pub violations: Vec<String>,
     pub warnings: Vec<String>,
+}
+
+/// One release as a reviewer of a plan needs it: its changelog, whether it breaks callers, its
+/// deprecation note and which of its migrations cannot be undone.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReleaseNote {
+    pub version: Version,
+    pub breaking: bool,
+    /// The release's `deprecated` note (null when it is not deprecated).
+    pub deprecated: Option<String>,
+    pub yanked: bool,
+    /// Ids of this release's migrations that have no `down` (undone only by a `restore`).
+    pub irreversible: Vec<String>,
+    /// The release's `changelog`, section by section (`added`, `fixed`, `security`, …).
+    pub changelog: BTreeMap<String, Vec<String>>,
+}
+
+impl ReleaseNote {
+    /// Whether it says anything beyond its version (templates list only those).
+    pub fn worth_showing(&self) -> bool {
+        self.breaking
+            || self.deprecated.is_some()
+            || self.yanked
+            || !self.irreversible.is_empty()
+            || !self.changelog.is_empty()
+    }
+
+    fn of(release: &Release) -> Self {
+        let spec = release.spec();
+        ReleaseNote {
+            version: release.version.clone(),
+            breaking: spec.breaking,
+            deprecated: spec.deprecated.clone(),
+            yanked: spec.yanked,
+            irreversible: spec
+                .migrations
+                .iter()
+                .filter(|m| m.down.is_none())
+                .map(|m| m.id.clone())
+                .collect(),
+            changelog: spec.changelog.clone(),
+        }
+    }
 }
 
 /// A problem of the whole plan.
@@ -297,6 +347,9 @@ pub struct RolloutWave {
     /// When its soak ends (RFC 3339), once it completed and has a soak.
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "view::timestamp")]
     pub soak_until: Option<Timestamp>,
+    /// The health analysis through its soak (rounds run and left, last result per check).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<crate::policy::analysis::AnalysisView>,
 }
 
 impl Plan {
@@ -415,6 +468,8 @@ fn plan_removal(name: &str, record: &TargetRecord) -> Action {
         policy: None,
         approvals: None,
         update_type: None,
+        breaking: false,
+        releases: Vec::new(),
         violations: Vec::new(),
         warnings: Vec::new(),
     }
@@ -436,6 +491,8 @@ fn empty_action(target: &Target, from: Option<&Version>) -> Action {
         policy: None,
         approvals: None,
         update_type: None,
+        breaking: false,
+        releases: Vec::new(),
         violations: Vec::new(),
         warnings: Vec::new(),
     }
@@ -696,6 +753,23 @@ fn plan_target(input: &PlanInput, shared: &mut Shared, target: &Target) -> Actio
         ActionKind::Install | ActionKind::Upgrade => Some(policy::update_type(current, to)),
         _ => None,
     };
+    action.releases = match (action.action, current) {
+        (ActionKind::Install, _) => vec![ReleaseNote::of(release)],
+        (ActionKind::Upgrade, Some(current)) => releases
+            .iter()
+            .filter(|r| &r.version > current && &r.version <= to && migrates(r))
+            .map(ReleaseNote::of)
+            .collect(),
+        (ActionKind::Downgrade, Some(current)) => releases
+            .iter()
+            .filter(|r| &r.version > to && &r.version <= current && migrates(r))
+            .map(ReleaseNote::of)
+            .collect(),
+        _ => Vec::new(),
+    };
+    // A fresh install breaks no caller of an older version, and a downgrade's notes are of
+    // releases being taken away: only an upgrade is breaking.
+    action.breaking = action.action == ActionKind::Upgrade && action.releases.iter().any(|r| r.breaking);
 
     if !action.violations.is_empty() {
         action.status = Status::Violation;
@@ -926,6 +1000,18 @@ fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Rollout> {
         .iter()
         .map(|a| (a.target.as_str(), a.policy.as_deref()))
         .collect();
+    // Targets per (component, policy), for stages (`after`) to look at the stage before.
+    let mut stages: HashMap<(&str, &str), Vec<&str>> = HashMap::new();
+    if input.desired.policies.iter().any(|p| p.manifest.spec.after.is_some()) {
+        for a in actions.iter() {
+            if let Some(policy) = a.policy.as_deref() {
+                stages
+                    .entry((a.component.as_str(), policy))
+                    .or_default()
+                    .push(a.target.as_str());
+            }
+        }
+    }
     let mut wave_blockers: Vec<(usize, String, Blocker)> = Vec::new();
     let mut rollouts = Vec::with_capacity(groups.len());
     for ((component, version, policy_name), indices) in groups {
@@ -952,7 +1038,27 @@ fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Rollout> {
             );
         }
         let spec = governing.spec();
-        let planned = waves::assign(&spec.rollout.waves, governing.wave_soaks(), &members, record);
+        // Health checks run through every soak when the policy or the component has any.
+        let component_health = input
+            .desired
+            .components
+            .get(&component)
+            .is_some_and(|c| c.spec.steps.health.is_some());
+        let analysis = (component_health || !spec.health.checks.is_empty()).then(|| {
+            governing
+                .policy()
+                .and_then(|p| p.health_interval)
+                .filter(|i| !i.is_zero())
+                .unwrap_or(crate::executor::health::DEFAULT_INTERVAL)
+        });
+        let rules = waves::WaveRules {
+            specs: &spec.rollout.waves,
+            soaks: governing.wave_soaks(),
+            group_by: spec.rollout.group_by.as_deref(),
+            analysis,
+        };
+        let planned = waves::assign(rules, &members, record);
+        let stage = stage_blocker(input, governing, &component, &version, record, &stages);
         let progress = waves::progress(&planned, record, input.now);
         let halted = waves::halted(record, spec.rollout.max_failures);
         // A target whose spec changed since the halt (`gantry retry`) is no longer held by it.
@@ -988,6 +1094,9 @@ fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Rollout> {
             if let Some(reason) = halted.as_ref().filter(|_| held(&actions[i].target)) {
                 wave_blockers.push((i, wave_name.clone(), Blocker::new(BlockerKind::Halted, reason.clone())));
             }
+            if let Some(blocker) = &stage {
+                wave_blockers.push((i, wave_name.clone(), blocker.clone()));
+            }
             let blocker = match waves::gate(&planned, &progress, w) {
                 WaveGate::Go => Blocker::new(BlockerKind::Wave, String::new()),
                 WaveGate::WaitsFor { wave, finished, total } => Blocker::new(
@@ -996,11 +1105,13 @@ fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Rollout> {
                         "in wave {wave_name}: waits for wave {wave} to finish ({finished} of {total} targets done)"
                     ),
                 ),
-                WaveGate::Soaking { wave, until } => {
-                    let mut b = Blocker::new(
-                        BlockerKind::Wave,
-                        format!("in wave {wave_name}: waits for wave {wave}: soak ends at {until}"),
-                    );
+                WaveGate::Soaking { wave, until, analysis } => {
+                    let when = if until > input.now { "ends" } else { "ended" };
+                    let mut reason = format!("in wave {wave_name}: waits for wave {wave}: soak {when} at {until}");
+                    if let Some(analysis) = analysis {
+                        reason.push_str(&format!("; {analysis}"));
+                    }
+                    let mut b = Blocker::new(BlockerKind::Wave, reason);
                     b.until = Some(until);
                     b
                 }
@@ -1019,6 +1130,7 @@ fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Rollout> {
                     targets: wave.targets,
                     status: p.status,
                     soak_until: p.soak_until,
+                    analysis: p.analysis,
                 })
                 .collect(),
             halted,
@@ -1032,6 +1144,58 @@ fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Rollout> {
         }
     }
     rollouts
+}
+
+/// The blocker of a rollout whose policy comes `after` another (promotion across environments):
+/// the other policy's targets of the component must all run `version`, converged, and have for
+/// `after.soak`. `None` when the gate is open or the policy has no `after`.
+fn stage_blocker(
+    input: &PlanInput,
+    governing: Governing,
+    component: &str,
+    version: &Version,
+    record: Option<&crate::state::RolloutRecord>,
+    stages: &HashMap<(&str, &str), Vec<&str>>,
+) -> Option<Blocker> {
+    let policy = governing.policy()?;
+    let after = policy.manifest.spec.after.as_ref()?;
+    let converged_since = |target: &str| -> Option<Timestamp> {
+        let r = input.recorded.targets.get(target)?;
+        if r.version.as_ref() != Some(version) || r.status != TargetStatus::Converged {
+            return None;
+        }
+        let finished = record
+            .and_then(|rec| rec.targets.get(target)?.finished.as_deref())
+            .or_else(|| r.last_attempt.as_ref()?.finished.as_deref());
+        Some(finished.and_then(|f| f.parse().ok()).unwrap_or(Timestamp::MIN))
+    };
+    let members: Vec<Option<Timestamp>> = stages
+        .get(&(component, after.policy.as_str()))
+        .map(|targets| targets.iter().map(|t| converged_since(t)).collect())
+        .unwrap_or_default();
+    let stage = &after.policy;
+    match waves::stage_gate(&members, policy.after_soak, input.now) {
+        waves::StageGate::Open => None,
+        waves::StageGate::Waiting { done, total } => Some(Blocker::new(
+            BlockerKind::Wave,
+            format!(
+                "waits for stage `{stage}` (policy `{}` comes after it): {done} of its {total} {component} targets run {version}",
+                policy.manifest.name
+            ),
+        )),
+        waves::StageGate::Soaking { since, until } => {
+            let mut b = Blocker::new(
+                BlockerKind::Wave,
+                format!(
+                    "waits for stage `{stage}` (policy `{}` comes after it): {component} {version} complete there since {since}, healthy for {} more until {until}",
+                    policy.manifest.name,
+                    crate::executor::human_duration(until.duration_since(input.now).unsigned_abs())
+                ),
+            );
+            b.until = Some(until);
+            Some(b)
+        }
+    }
 }
 
 /// Blocks installs and upgrades of a component until the targets of the components it
@@ -1352,6 +1516,7 @@ mod tests {
                 name: "half".into(),
                 started: None,
                 completed: Some("2026-11-21T11:05:00Z".into()),
+                analysis: None,
             })
         });
         let p = run(&desired, &windows, &recorded, "2026-11-21T11:10:00Z");

@@ -2,6 +2,7 @@
 //!
 //! Everything here is a pure function of the desired state, the recorded state and `now`.
 
+pub mod analysis;
 pub mod approvals;
 pub mod gates;
 pub mod waves;

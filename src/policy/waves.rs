@@ -10,11 +10,18 @@
 //!   hash is fixed forever, unlike std's randomized `DefaultHasher`, so the same fleet gets the
 //!   same waves on every run and machine, and which targets go first does not follow
 //!   alphabetical (often: per-customer) naming.
-//! - **Cumulative sizes.** A `percent` wave holds `ceil(percent% × rollout size)` targets in
-//!   total, counting the earlier waves' targets, and at least one; it adds targets in hash
-//!   order until it has that many. A `selector` wave adds every member matching the selector.
-//!   With both, it adds members matching the selector until `ceil(percent%)` of those are in.
-//!   A wave with neither takes everyone left.
+//! - **Cumulative sizes.** A `percent` wave brings the rollout to `ceil(percent% × rollout size)`
+//!   targets in total, counting the earlier waves' targets; it adds targets in hash order until
+//!   it has that many, and always at least one while anyone is left (so a `percent: 5` canary
+//!   after `dev` and `staging` selector waves that already hold more than 5% is not empty). A
+//!   `selector` wave adds every member matching the selector. With both, it adds members
+//!   matching the selector until `ceil(percent%)` of those are in (again at least one). A wave
+//!   with neither takes everyone left.
+//! - **Groups.** With `groupBy: <label>`, targets sharing that label's value are one unit: a
+//!   wave takes whole groups (a percent wave may overshoot its goal by the rest of a group; a
+//!   selector wave takes a group when any member matches). Groups are ordered by the hash of
+//!   the label value, so two rollouts grouped by the same label (a tenant's backend and its
+//!   frontend are two components, two rollouts) put the same tenants in the same waves.
 //! - **Leftovers.** Members no declared wave reached (the last wave is not 100%, or a selector
 //!   misses them) form an implicit final wave named [`REST_WAVE`], without soak, so nobody is
 //!   left behind silently and the declared waves keep their meaning.
@@ -26,14 +33,16 @@
 //!   recorded `waves[].completed`, else at its last target's `finished`. An empty wave is
 //!   complete and has no soak.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
 use crate::manifest::{Labels, WaveSpec, selector_matches};
-use crate::state::{RolloutRecord, RolloutTargetStatus};
+use crate::state::{AnalysisStatus, RolloutRecord, RolloutTargetStatus, WaveAnalysis};
+
+use super::analysis::{AnalysisView, Timetable};
 
 /// The wave of a policy that declares none.
 pub const ALL_WAVE: &str = "all";
@@ -61,91 +70,161 @@ pub struct PlannedWave {
     pub name: String,
     pub soak: Option<Duration>,
     pub targets: Vec<String>,
+    /// The analysis round interval, when health checks run through this wave's soak.
+    pub analysis: Option<Duration>,
+}
+
+/// How a rollout's targets are split: the policy's waves, their parsed soaks and `groupBy`.
+#[derive(Debug, Clone, Copy)]
+pub struct WaveRules<'a> {
+    pub specs: &'a [WaveSpec],
+    /// The parsed `soak`s of `specs`, in order (missing = none).
+    pub soaks: &'a [Option<Duration>],
+    /// `rollout.groupBy`: targets sharing this label's value move together.
+    pub group_by: Option<&'a str>,
+    /// The health round interval, when the policy (or the component) has checks to run through
+    /// every soak; `None`: soaks are only waits.
+    pub analysis: Option<Duration>,
+}
+
+/// Targets that move together: one target, or every member sharing the `groupBy` value.
+struct Group<'a> {
+    members: Vec<Member<'a>>,
+}
+
+/// Splits `members` into groups ordered by the stable hash of the `groupBy` value (or of the
+/// name, for a target without that label), so two rollouts grouped by the same label (a tenant's
+/// backend and frontend) put the same tenants in the same waves.
+fn groups<'a>(members: &[Member<'a>], group_by: Option<&str>) -> Vec<Group<'a>> {
+    let mut ordered: Vec<Member> = members.to_vec();
+    ordered.sort_by(|a, b| (stable_hash(a.name), a.name).cmp(&(stable_hash(b.name), b.name)));
+    ordered.dedup_by(|a, b| a.name == b.name);
+    // Key: (hash, 0 = label value / 1 = name, the text).
+    let mut by_key: BTreeMap<(u64, u8, String), Vec<Member<'a>>> = BTreeMap::new();
+    for m in ordered {
+        let value = group_by.and_then(|label| m.labels?.get(label));
+        let key = match value {
+            Some(v) => (stable_hash(v), 0, v.clone()),
+            None => (stable_hash(m.name), 1, m.name.to_string()),
+        };
+        by_key.entry(key).or_default().push(m);
+    }
+    by_key.into_values().map(|members| Group { members }).collect()
 }
 
 /// Splits `members` into waves (see the module docs).
 ///
-/// `soaks` are the parsed `soak`s of `specs`, in order (missing = none).
-///
 /// # Guarantees
-/// Every member is in exactly one wave; the result does not depend on the order of `members`.
-pub fn assign(
-    specs: &[WaveSpec],
-    soaks: &[Option<Duration>],
-    members: &[Member],
-    recorded: Option<&RolloutRecord>,
-) -> Vec<PlannedWave> {
-    let mut ordered: Vec<Member> = members.to_vec();
-    ordered.sort_by(|a, b| (stable_hash(a.name), a.name).cmp(&(stable_hash(b.name), b.name)));
-    ordered.dedup_by(|a, b| a.name == b.name);
+/// Every member is in exactly one wave; members sharing the `groupBy` value are in the same wave
+/// (unless the state branch recorded them apart); every declared wave that some member is left
+/// for holds at least one; the result does not depend on the order of `members`.
+pub fn assign(rules: WaveRules, members: &[Member], recorded: Option<&RolloutRecord>) -> Vec<PlannedWave> {
+    let WaveRules {
+        specs,
+        soaks,
+        group_by,
+        analysis,
+    } = rules;
+    let groups = groups(members, group_by);
     if specs.is_empty() {
         return vec![PlannedWave {
             name: ALL_WAVE.to_string(),
             soak: None,
-            targets: ordered.iter().map(|m| m.name.to_string()).collect(),
+            analysis: None,
+            targets: groups
+                .iter()
+                .flat_map(|g| &g.members)
+                .map(|m| m.name.to_string())
+                .collect(),
         }];
     }
-    let declared: HashSet<&str> = specs.iter().map(|s| s.name.as_str()).collect();
-    let pinned = |m: &Member| -> Option<&str> {
-        let wave = recorded?.targets.get(m.name)?.wave.as_str();
-        declared.contains(wave).then_some(wave)
-    };
-    let total = ordered.len();
-    let mut placed: HashSet<&str> = HashSet::new();
+    let index_of: BTreeMap<&str, usize> = specs.iter().enumerate().map(|(i, s)| (s.name.as_str(), i)).collect();
+    // A group goes where the state branch recorded its earliest member (the others follow).
+    let pinned: Vec<Option<usize>> = groups
+        .iter()
+        .map(|g| {
+            g.members
+                .iter()
+                .filter_map(|m| index_of.get(recorded?.targets.get(m.name)?.wave.as_str()).copied())
+                .min()
+        })
+        .collect();
+    let total: usize = groups.iter().map(|g| g.members.len()).sum();
+    let mut taken = vec![false; groups.len()];
+    let mut placed = 0usize;
     let mut waves = Vec::with_capacity(specs.len() + 1);
-    for (i, spec) in specs.iter().enumerate() {
+    for (w, spec) in specs.iter().enumerate() {
         let mut targets: Vec<&str> = Vec::new();
-        for m in &ordered {
-            if pinned(m) == Some(spec.name.as_str()) && placed.insert(m.name) {
-                targets.push(m.name);
+        fn take<'m>(groups: &[Group<'m>], g: usize, targets: &mut Vec<&'m str>, taken: &mut [bool]) -> usize {
+            taken[g] = true;
+            targets.extend(groups[g].members.iter().map(|m| m.name));
+            groups[g].members.len()
+        }
+        for g in 0..groups.len() {
+            if pinned[g] == Some(w) {
+                placed += take(&groups, g, &mut targets, &mut taken);
             }
         }
-        let free = |m: &&Member| pinned(m).is_none();
-        let matches = |m: &&Member| selector_matches(spec.selector.as_ref(), m.labels.unwrap_or(&Labels::new()));
+        let matches = |g: usize| {
+            groups[g]
+                .members
+                .iter()
+                .any(|m| m.labels.is_some_and(|l| selector_matches(spec.selector.as_ref(), l)))
+        };
+        let free = |g: usize, taken: &[bool]| !taken[g] && pinned[g].is_none();
         match (&spec.selector, spec.percent) {
             (_, None) => {
-                for m in ordered.iter().filter(free).filter(matches) {
-                    if placed.insert(m.name) {
-                        targets.push(m.name);
+                for g in 0..groups.len() {
+                    // Without a selector, every member matches, even one only recorded.
+                    if free(g, &taken) && (spec.selector.is_none() || matches(g)) {
+                        placed += take(&groups, g, &mut targets, &mut taken);
                     }
                 }
             }
             (None, Some(percent)) => {
                 let goal = cumulative_goal(percent, total);
-                for m in ordered.iter().filter(free) {
-                    if placed.len() >= goal {
+                for g in 0..groups.len() {
+                    if placed >= goal && !targets.is_empty() {
                         break;
                     }
-                    if placed.insert(m.name) {
-                        targets.push(m.name);
+                    if free(g, &taken) {
+                        placed += take(&groups, g, &mut targets, &mut taken);
                     }
                 }
             }
             (Some(_), Some(percent)) => {
                 // Labels are only known for desired targets; recorded-only ones never match.
-                let pool: Vec<&Member> = ordered.iter().filter(|m| m.labels.is_some()).filter(matches).collect();
-                let goal = cumulative_goal(percent, pool.len());
-                let mut have = pool.iter().filter(|m| placed.contains(m.name)).count();
-                for m in pool.into_iter().filter(|m| pinned(m).is_none()) {
-                    if have >= goal {
+                let pool: Vec<usize> = (0..groups.len()).filter(|&g| matches(g)).collect();
+                let size: usize = pool.iter().map(|&g| groups[g].members.len()).sum();
+                let goal = cumulative_goal(percent, size);
+                let mut have: usize = pool
+                    .iter()
+                    .filter(|&&g| taken[g])
+                    .map(|&g| groups[g].members.len())
+                    .sum();
+                for g in pool {
+                    if have >= goal && !targets.is_empty() {
                         break;
                     }
-                    if placed.insert(m.name) {
-                        targets.push(m.name);
-                        have += 1;
+                    if free(g, &taken) {
+                        let n = take(&groups, g, &mut targets, &mut taken);
+                        placed += n;
+                        have += n;
                     }
                 }
             }
         }
+        let soak = soaks.get(w).copied().flatten();
         waves.push(PlannedWave {
             name: spec.name.clone(),
-            soak: soaks.get(i).copied().flatten(),
+            soak,
             targets: targets.into_iter().map(str::to_string).collect(),
+            analysis: analysis.filter(|_| soak.is_some_and(|s| !s.is_zero())),
         });
     }
-    let rest: Vec<String> = ordered
-        .iter()
-        .filter(|m| !placed.contains(m.name))
+    let rest: Vec<String> = (0..groups.len())
+        .filter(|&g| !taken[g])
+        .flat_map(|g| &groups[g].members)
         .map(|m| m.name.to_string())
         .collect();
     if !rest.is_empty() {
@@ -153,15 +232,15 @@ pub fn assign(
             name: REST_WAVE.to_string(),
             soak: None,
             targets: rest,
+            analysis: None,
         });
     }
     waves
 }
 
-/// `ceil(percent% of n)`, at least 1 (when there is anyone), at most `n`.
+/// `ceil(percent% of n)`, at most `n`.
 fn cumulative_goal(percent: u32, n: usize) -> usize {
-    let n64 = n as u64;
-    let goal = (u64::from(percent) * n64).div_ceil(100).clamp(1, n64.max(1));
+    let goal = (u64::from(percent) * n as u64).div_ceil(100);
     usize::try_from(goal).unwrap_or(n).min(n)
 }
 
@@ -205,6 +284,9 @@ pub struct WaveProgress {
     pub total: usize,
     /// When the soak ends (set once the wave completed and has a soak).
     pub soak_until: Option<Timestamp>,
+    /// The health analysis through the soak (once the wave completed, when it has one). The
+    /// wave soaks until the analysis passed, even past `soak_until`.
+    pub analysis: Option<AnalysisView>,
 }
 
 /// The progress of every wave of a rollout at `now`.
@@ -214,6 +296,11 @@ pub fn progress(waves: &[PlannedWave], recorded: Option<&RolloutRecord>, now: Ti
         .into_iter()
         .flat_map(|r| &r.waves)
         .filter_map(|w| Some((w.name.as_str(), w.completed.as_deref()?.parse().ok()?)))
+        .collect();
+    let recorded_analysis: BTreeMap<&str, &WaveAnalysis> = recorded
+        .into_iter()
+        .flat_map(|r| &r.waves)
+        .filter_map(|w| Some((w.name.as_str(), w.analysis.as_ref()?)))
         .collect();
     waves
         .iter()
@@ -231,6 +318,7 @@ pub fn progress(waves: &[PlannedWave], recorded: Option<&RolloutRecord>, now: Ti
                     finished,
                     total,
                     soak_until: None,
+                    analysis: None,
                 };
             }
             if finished < total {
@@ -243,6 +331,7 @@ pub fn progress(waves: &[PlannedWave], recorded: Option<&RolloutRecord>, now: Ti
                     finished,
                     total,
                     soak_until: None,
+                    analysis: None,
                 };
             }
             let completed = recorded_completion.get(wave.name.as_str()).copied().or_else(|| {
@@ -257,14 +346,28 @@ pub fn progress(waves: &[PlannedWave], recorded: Option<&RolloutRecord>, now: Ti
                 }
                 _ => None,
             };
+            let analysis = match (completed, wave.soak, wave.analysis) {
+                (Some(completed), Some(soak), Some(interval)) if soak_until.is_some() => {
+                    let timetable = Timetable {
+                        completed,
+                        soak,
+                        interval,
+                    };
+                    let record = recorded_analysis.get(wave.name.as_str()).copied();
+                    Some(AnalysisView::new(&timetable, record, now))
+                }
+                _ => None,
+            };
+            let analysing = analysis.as_ref().is_some_and(|a| a.status == AnalysisStatus::Running);
             WaveProgress {
                 status: match soak_until {
-                    Some(until) if now < until => WaveStatus::Soaking,
+                    Some(until) if now < until || analysing => WaveStatus::Soaking,
                     _ => WaveStatus::Complete,
                 },
                 finished,
                 total,
                 soak_until,
+                analysis,
             }
         })
         .collect()
@@ -281,8 +384,13 @@ pub enum WaveGate {
         finished: usize,
         total: usize,
     },
-    /// An earlier wave finished and soaks until `until`.
-    Soaking { wave: String, until: Timestamp },
+    /// An earlier wave finished and soaks until `until` (and, with analysis, until its
+    /// analysis passed: `analysis` says where it stands).
+    Soaking {
+        wave: String,
+        until: Timestamp,
+        analysis: Option<String>,
+    },
 }
 
 /// The gate of wave `index`: the first earlier wave that is not complete and soaked.
@@ -295,6 +403,7 @@ pub fn gate(waves: &[PlannedWave], progress: &[WaveProgress], index: usize) -> W
                     return WaveGate::Soaking {
                         wave: wave.name.clone(),
                         until,
+                        analysis: p.analysis.as_ref().map(AnalysisView::summary),
                     };
                 }
             }
@@ -308,6 +417,42 @@ pub fn gate(waves: &[PlannedWave], progress: &[WaveProgress], index: usize) -> W
         }
     }
     WaveGate::Go
+}
+
+/// Where an earlier stage (`after: { policy, soak }`) stands for a rollout of one version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StageGate {
+    /// The stage is complete and has been for its soak (or governs no target of the component).
+    Open,
+    /// `done` of the stage's `total` targets of the component run the version, converged.
+    Waiting { done: usize, total: usize },
+    /// Every target of the stage runs the version since `since`; the gate opens at `until`.
+    Soaking { since: Timestamp, until: Timestamp },
+}
+
+/// The gate of a stage whose targets of the component converged on the version at the given
+/// instants (`None`: not there yet). A stage with no such target holds nothing back: it is not a
+/// stage of this component.
+pub fn stage_gate(members: &[Option<Timestamp>], soak: Duration, now: Timestamp) -> StageGate {
+    let done = members.iter().filter(|m| m.is_some()).count();
+    if done < members.len() {
+        return StageGate::Waiting {
+            done,
+            total: members.len(),
+        };
+    }
+    let Some(since) = members.iter().flatten().max().copied() else {
+        return StageGate::Open;
+    };
+    let until = SignedDuration::try_from(soak)
+        .ok()
+        .and_then(|s| since.checked_add(s).ok())
+        .unwrap_or(since);
+    if now < until {
+        StageGate::Soaking { since, until }
+    } else {
+        StageGate::Open
+    }
 }
 
 /// Why a rollout is halted, if it is: the state branch says so, or more targets failed than
@@ -331,6 +476,8 @@ pub fn halted(recorded: Option<&RolloutRecord>, max_failures: u32) -> Option<Str
 
 #[cfg(test)]
 mod tests {
+    use std::collections::{BTreeSet, HashSet};
+
     use super::*;
     use crate::state::{Halt, RolloutTarget, WaveRecord};
 
@@ -362,6 +509,17 @@ mod tests {
             .collect()
     }
 
+    /// `assign` with plain waves (no soaks, no grouping).
+    fn plain(specs: &[WaveSpec], members: &[Member], recorded: Option<&RolloutRecord>) -> Vec<PlannedWave> {
+        let rules = WaveRules {
+            specs,
+            soaks: &[],
+            group_by: None,
+            analysis: None,
+        };
+        assign(rules, members, recorded)
+    }
+
     fn sizes(waves: &[PlannedWave]) -> Vec<(String, usize)> {
         waves.iter().map(|w| (w.name.clone(), w.targets.len())).collect()
     }
@@ -382,7 +540,7 @@ mod tests {
             (&[1, 50, 100], &[1, 4, 5]),  // ceil(0.1)=1, then 5 in total, then 10
             (&[25, 100], &[3, 7]),        // ceil(2.5)=3
             (&[0, 100], &[1, 9]),         // at least one
-            (&[10, 10, 100], &[1, 0, 9]), // a wave already reached adds nobody
+            (&[10, 10, 100], &[1, 1, 8]), // a wave already reached still holds one
             (&[30, 60], &[3, 3, 4]),      // leftovers go to `rest`
         ];
         for (percents, expected) in cases {
@@ -391,13 +549,13 @@ mod tests {
                 .enumerate()
                 .map(|(i, p)| spec(&format!("w{i}"), None, Some(*p)))
                 .collect();
-            let waves = assign(&specs, &[], &members(&n, &l), None);
+            let waves = plain(&specs, &members(&n, &l), None);
             let got: Vec<usize> = waves.iter().map(|w| w.targets.len()).collect();
             assert_eq!(&got, expected, "{percents:?}");
             let all: HashSet<&String> = waves.iter().flat_map(|w| &w.targets).collect();
             assert_eq!(all.len(), 10, "every member in exactly one wave");
         }
-        let rest = assign(&[spec("w", None, Some(30))], &[], &members(&n, &l), None);
+        let rest = plain(&[spec("w", None, Some(30))], &members(&n, &l), None);
         assert_eq!(rest.last().map(|w| w.name.as_str()), Some(REST_WAVE));
     }
 
@@ -412,7 +570,7 @@ mod tests {
             spec("half", None, Some(50)),
             spec("all", None, Some(100)),
         ];
-        let waves = assign(&specs, &[], &members(&n, &l), None);
+        let waves = plain(&specs, &members(&n, &l), None);
         assert_eq!(
             sizes(&waves),
             vec![("canary".into(), 2), ("half".into(), 3), ("all".into(), 5)]
@@ -421,13 +579,192 @@ mod tests {
         canary.sort();
         assert_eq!(canary, vec!["t00", "t01"]);
         // Selector + percent: half of the ring-1 targets.
-        let both = assign(
+        let both = plain(
             &[spec("ring1-half", Some(labels(&[("ring", "1")])), Some(50))],
-            &[],
             &members(&n, &l),
             None,
         );
         assert_eq!(sizes(&both), vec![("ring1-half".into(), 4), ("rest".into(), 6)]);
+    }
+
+    /// Regression (issue #11): after `dev` and `staging` selector waves, a `percent: 5`
+    /// production canary got 0 targets because the selector waves already exceeded 5%.
+    #[test]
+    fn percent_wave_after_selector_waves_is_never_empty() {
+        // (fleet size, targets in dev, in staging, percents after them, expected sizes)
+        type Case = (usize, usize, usize, &'static [u32], &'static [usize]);
+        let cases: &[Case] = &[
+            (20, 2, 2, &[5, 25, 75, 100], &[2, 2, 1, 1, 9, 5]),
+            (4, 1, 1, &[5, 100], &[1, 1, 1, 1]),
+            (3, 1, 1, &[5, 25, 100], &[1, 1, 1]), // nobody left for 25% and 100%
+            (100, 10, 10, &[5, 25, 100], &[10, 10, 1, 4, 75]),
+            (1, 0, 0, &[1, 100], &[0, 0, 1]),
+            (7, 0, 0, &[50, 100], &[0, 0, 4, 3]),
+        ];
+        for (size, dev, staging, percents, expected) in cases {
+            let n = names(*size);
+            let l: Vec<Labels> = (0..*size)
+                .map(|i| {
+                    let env = if i < *dev {
+                        "dev"
+                    } else if i < dev + staging {
+                        "staging"
+                    } else {
+                        "prod"
+                    };
+                    labels(&[("env", env)])
+                })
+                .collect();
+            let mut specs = vec![
+                spec("dev", Some(labels(&[("env", "dev")])), None),
+                spec("staging", Some(labels(&[("env", "staging")])), None),
+            ];
+            specs.extend(
+                percents
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| spec(&format!("p{i}-{p}"), None, Some(*p))),
+            );
+            let waves = plain(&specs, &members(&n, &l), None);
+            let got: Vec<usize> = waves.iter().map(|w| w.targets.len()).collect();
+            let what = format!("{size} targets, {dev} dev, {staging} staging, then {percents:?}");
+            assert_eq!(&got[..expected.len().min(got.len())], *expected, "{what}: {waves:?}");
+            assert_eq!(got.iter().sum::<usize>(), *size, "{what}: everyone placed once");
+            // Every declared wave that had someone left to take holds at least one target.
+            let mut left = *size;
+            for (w, wave) in waves.iter().enumerate().take(specs.len()) {
+                if left > 0 && specs[w].percent.is_some() {
+                    assert!(!wave.targets.is_empty(), "{what}: wave {} is empty", wave.name);
+                }
+                left -= wave.targets.len();
+            }
+        }
+    }
+
+    #[test]
+    fn percent_arithmetic_around_small_fleets() {
+        // (fleet size, percent, cumulative goal)
+        let cases = [
+            (0, 50, 0),
+            (1, 1, 1),
+            (1, 100, 1),
+            (2, 1, 1),
+            (2, 50, 1),
+            (2, 51, 2),
+            (3, 33, 1),
+            (3, 34, 2),
+            (10, 5, 1),
+            (10, 25, 3),
+            (19, 5, 1),
+            (21, 5, 2),
+            (100, 1, 1),
+            (100, 99, 99),
+        ];
+        for (n, percent, goal) in cases {
+            assert_eq!(cumulative_goal(percent, n), goal, "{percent}% of {n}");
+        }
+    }
+
+    #[test]
+    fn group_by_keeps_every_target_of_a_group_in_one_wave() {
+        // 20 tenants with two targets each (backend and frontend of one component's rollout),
+        // plus 3 targets without the label.
+        let mut n = Vec::new();
+        let mut l = Vec::new();
+        for t in 0..20 {
+            for role in ["backend", "frontend"] {
+                n.push(format!("tenant{t:02}-{role}"));
+                l.push(labels(&[("tenant", &format!("tenant{t:02}"))]));
+            }
+        }
+        for i in 0..3 {
+            n.push(format!("loner{i}"));
+            l.push(Labels::new());
+        }
+        let specs: Vec<WaveSpec> = [5, 25, 75, 100]
+            .iter()
+            .map(|p| spec(&format!("p{p}"), None, Some(*p)))
+            .collect();
+        let rules = WaveRules {
+            specs: &specs,
+            soaks: &[],
+            group_by: Some("tenant"),
+            analysis: None,
+        };
+        let waves = assign(rules, &members(&n, &l), None);
+        let tenant_of = |name: &str| name.split('-').next().unwrap().to_string();
+        let mut wave_of_tenant: BTreeMap<String, &str> = BTreeMap::new();
+        for wave in &waves {
+            for t in &wave.targets {
+                if t.starts_with("loner") {
+                    continue;
+                }
+                let previous = wave_of_tenant.insert(tenant_of(t), wave.name.as_str());
+                assert!(
+                    previous.is_none_or(|w| w == wave.name),
+                    "{t} split from its pair: {previous:?} vs {}",
+                    wave.name
+                );
+            }
+        }
+        assert_eq!(wave_of_tenant.len(), 20);
+        // Cumulative goals are met with whole groups: 5% of 43 = 3 targets → 2 groups at most.
+        let cumulative: Vec<usize> = waves
+            .iter()
+            .scan(0, |sum, w| {
+                *sum += w.targets.len();
+                Some(*sum)
+            })
+            .collect();
+        for (c, p) in cumulative.iter().zip([5, 25, 75, 100]) {
+            let goal = cumulative_goal(p, 43);
+            assert!(*c >= goal && *c <= goal + 1, "{p}%: {c} targets for a goal of {goal}");
+        }
+    }
+
+    /// Regression (issue #11): 13 of 20 customers had their backend and frontend in different
+    /// stages. Two rollouts grouped by `tenant` (one per component) order tenants by the hash of
+    /// the label value, so every stage holds the same tenants in both.
+    #[test]
+    fn group_by_puts_the_same_tenants_in_the_same_waves_of_two_rollouts() {
+        let specs: Vec<WaveSpec> = [5, 25, 75, 100]
+            .iter()
+            .map(|p| spec(&format!("p{p}"), None, Some(*p)))
+            .collect();
+        let rules = WaveRules {
+            specs: &specs,
+            soaks: &[],
+            group_by: Some("tenant"),
+            analysis: None,
+        };
+        let tenants: Vec<String> = (0..20).map(|t| format!("customer-{t:02}")).collect();
+        let l: Vec<Labels> = tenants.iter().map(|t| labels(&[("tenant", t)])).collect();
+        let per_wave = |role: &str| -> Vec<BTreeSet<String>> {
+            let n: Vec<String> = tenants.iter().map(|t| format!("{t}-{role}")).collect();
+            assign(rules, &members(&n, &l), None)
+                .iter()
+                .map(|w| {
+                    w.targets
+                        .iter()
+                        .map(|t| t.trim_end_matches(&format!("-{role}")).to_string())
+                        .collect()
+                })
+                .collect()
+        };
+        let backend = per_wave("backend");
+        assert_eq!(backend, per_wave("frontend"));
+        let sizes: Vec<usize> = backend.iter().map(BTreeSet::len).collect();
+        assert_eq!(sizes, vec![1, 4, 10, 5]);
+        // Without groupBy the two rollouts disagree (the order follows the target names).
+        let ungrouped = |role: &str| -> Vec<String> {
+            let n: Vec<String> = tenants.iter().map(|t| format!("{t}-{role}")).collect();
+            plain(&specs, &members(&n, &l), None)[1]
+                .targets
+                .iter()
+                .map(|t| t.trim_end_matches(&format!("-{role}")).to_string())
+                .collect()
+        };
+        assert_ne!(ungrouped("backend"), ungrouped("frontend"));
     }
 
     #[test]
@@ -435,10 +772,10 @@ mod tests {
         let n = names(20);
         let l = vec![Labels::new(); 20];
         let specs = [spec("a", None, Some(20)), spec("b", None, Some(100))];
-        let forward = assign(&specs, &[], &members(&n, &l), None);
+        let forward = plain(&specs, &members(&n, &l), None);
         let mut reversed = members(&n, &l);
         reversed.reverse();
-        assert_eq!(assign(&specs, &[], &reversed, None), forward);
+        assert_eq!(plain(&specs, &reversed, None), forward);
         // The order is the hash order, not the name order.
         let mut by_hash = n.clone();
         by_hash.sort_by_key(|s| stable_hash(s));
@@ -449,7 +786,7 @@ mod tests {
     fn no_waves_is_one_wave_all() {
         let n = names(3);
         let l = vec![Labels::new(); 3];
-        let waves = assign(&[], &[], &members(&n, &l), None);
+        let waves = plain(&[], &members(&n, &l), None);
         assert_eq!(sizes(&waves), vec![(ALL_WAVE.into(), 3)]);
     }
 
@@ -483,7 +820,7 @@ mod tests {
         let n = names(10);
         let l = vec![Labels::new(); 10];
         let specs = [spec("first", None, Some(10)), spec("all", None, Some(100))];
-        let fresh = assign(&specs, &[], &members(&n, &l), None);
+        let fresh = plain(&specs, &members(&n, &l), None);
         // Record a target the fresh assignment puts in `all` as having run in `first`.
         let moved = fresh[1].targets[0].clone();
         let rec = record(&[(
@@ -492,7 +829,7 @@ mod tests {
             RolloutTargetStatus::Succeeded,
             Some("2026-11-21T10:05:00Z"),
         )]);
-        let waves = assign(&specs, &[], &members(&n, &l), Some(&rec));
+        let waves = plain(&specs, &members(&n, &l), Some(&rec));
         assert!(waves[0].targets.contains(&moved));
         assert_eq!(
             waves[0].targets.len(),
@@ -509,11 +846,13 @@ mod tests {
                 name: "canary".into(),
                 soak: Some(soak),
                 targets: vec!["a".into()],
+                analysis: None,
             },
             PlannedWave {
                 name: "all".into(),
                 soak: None,
                 targets: vec!["b".into()],
+                analysis: None,
             },
         ];
         let at = |s: &str| s.parse::<Timestamp>().unwrap();
@@ -540,7 +879,8 @@ mod tests {
             gate(&waves, &p, 1),
             WaveGate::Soaking {
                 wave: "canary".into(),
-                until: at("2026-11-21T10:40:00Z")
+                until: at("2026-11-21T10:40:00Z"),
+                analysis: None,
             }
         );
         // A recorded completion time wins over the last finish.
@@ -548,12 +888,50 @@ mod tests {
             name: "canary".into(),
             started: None,
             completed: Some("2026-11-21T10:15:00Z".into()),
+            analysis: None,
         });
         let p = progress(&waves, Some(&rec), at("2026-11-21T10:44:59Z"));
         assert_eq!(p[0].soak_until, Some(at("2026-11-21T10:45:00Z")));
         let p = progress(&waves, Some(&rec), at("2026-11-21T10:45:00Z"));
         assert_eq!(p[0].status, WaveStatus::Complete);
         assert_eq!(gate(&waves, &p, 1), WaveGate::Go);
+    }
+
+    #[test]
+    fn a_stage_opens_once_every_target_converged_and_soaked() {
+        let at = |s: &str| s.parse::<Timestamp>().unwrap();
+        let soak = Duration::from_secs(48 * 3600);
+        let now = at("2026-11-23T09:00:00Z");
+        let done = |s: &str| Some(at(s));
+        let cases: &[(&[Option<Timestamp>], StageGate)] = &[
+            (&[], StageGate::Open),
+            (
+                &[done("2026-11-21T10:00:00Z"), None],
+                StageGate::Waiting { done: 1, total: 2 },
+            ),
+            (
+                &[done("2026-11-21T10:00:00Z"), done("2026-11-21T10:30:00Z")],
+                StageGate::Soaking {
+                    since: at("2026-11-21T10:30:00Z"),
+                    until: at("2026-11-23T10:30:00Z"),
+                },
+            ),
+            (&[done("2026-11-21T09:00:00Z")], StageGate::Open),
+            (
+                &[done("2026-11-21T09:00:01Z")],
+                StageGate::Soaking {
+                    since: at("2026-11-21T09:00:01Z"),
+                    until: at("2026-11-23T09:00:01Z"),
+                },
+            ),
+        ];
+        for (members, expected) in cases {
+            assert_eq!(&stage_gate(members, soak, now), expected, "{members:?}");
+        }
+        assert_eq!(
+            stage_gate(&[done("2026-11-23T09:00:00Z")], Duration::ZERO, now),
+            StageGate::Open
+        );
     }
 
     #[test]

@@ -57,6 +57,8 @@ pub struct ApplyReport {
     /// The last plan computed (what is left: blocked, violations).
     pub plan: Option<Plan>,
     pub resumed: usize,
+    /// Actions a failing `precheck` held this pass: (target, reason). Nothing of them ran.
+    pub held: Vec<(String, String)>,
 }
 
 impl ApplyReport {
@@ -287,6 +289,37 @@ fn pass(
         repo.checkout(head)?
     };
     let pool = ExecutorPool::for_runtime(runtime, &loaded.desired, &checkout);
+    // Analyse: health rounds due on soaking waves, before anything new may start.
+    if !options.dry_run && !stopped() {
+        let env = super::analysis::AnalysisEnv {
+            repo,
+            desired: &loaded.desired,
+            state_branch: &state_branch,
+            pool: &pool,
+            checkout: &checkout,
+            now: clock(),
+        };
+        let failures = super::analysis::run_due_rounds(&env, &mut recorded)?;
+        for failure in failures {
+            if stopped() {
+                return Ok(report);
+            }
+            roll_back_analysis_failure(
+                repo,
+                &loaded,
+                &state_branch,
+                &mut recorded,
+                failure,
+                &pool,
+                &clock,
+                &soak_clock,
+                progress,
+                &journal_dir,
+                stop,
+                &mut report,
+            )?;
+        }
+    }
     // Plan → execute → record until nothing more is ready (a completed wave may free the next).
     loop {
         let plan = plan::plan(&loaded.plan_input(&recorded, &evidence, clock()));
@@ -297,6 +330,7 @@ fn pass(
             .filter(|a| options.targets.is_empty() || options.targets.contains(&a.target))
             // One attempt per target per pass: a failed one waits for a new desired state.
             .filter(|a| !report.outcomes.iter().any(|o| o.target == a.target))
+            .filter(|a| !report.held.iter().any(|(t, _)| t == &a.target))
             .cloned()
             .collect();
         if ready.is_empty() || options.dry_run || stopped() {
@@ -321,6 +355,7 @@ fn pass(
         )?;
         report.plan = Some(plan);
         if report.outcomes.len() == before {
+            // Nothing finished (only held actions): nothing new can have become ready.
             break;
         }
     }
@@ -473,6 +508,166 @@ fn attempt_id(target: &str, now: Timestamp) -> String {
     format!("{}-{target}-{:06x}", now.strftime("%Y%m%dT%H%M%SZ"), salt & 0xff_ffff)
 }
 
+/// Rolls back a target whose analysis failed: the rollback of the upgrade that brought it to the
+/// rollout's version, run as an attempt of its own (journaled, resumable) that ends
+/// `rolled_back`; the rollout counts it as a failure and halts past `maxFailures`. With
+/// `autoRollback: false`, or nothing to roll back to (an install), the target stays and only
+/// the rollout records the failure.
+///
+/// # Errors
+/// [`ApplyError`] when the attempt cannot be journaled or the outcome recorded.
+#[allow(clippy::too_many_arguments)]
+fn roll_back_analysis_failure(
+    repo: &WatchedRepo,
+    loaded: &LoadedCommit,
+    state_branch: &str,
+    recorded: &mut RecordedState,
+    failure: super::analysis::AnalysisFailure,
+    pool: &ExecutorPool,
+    clock: &(dyn Fn() -> Timestamp + Sync),
+    soak_clock: &(dyn Fn() -> Arc<dyn Clock> + Sync),
+    progress: &dyn ProgressSink,
+    journal_dir: &std::path::Path,
+    stop: Option<&AtomicBool>,
+    report: &mut ApplyReport,
+) -> Result<(), ApplyError> {
+    let desired = &loaded.desired;
+    let Some(record) = recorded.targets.get(&failure.target).cloned() else {
+        return Ok(());
+    };
+    let Some(parts) = EnvParts::for_target(repo, desired, &failure.target, loaded.commit, recorded)? else {
+        return Ok(());
+    };
+    let upgrade = record.last_attempt.clone();
+    let from = upgrade.as_ref().and_then(|a| a.from.clone());
+    let steps = match (&upgrade, &from) {
+        (Some(upgrade), Some(from)) if parts.policy.auto_rollback => {
+            let start = program::Progress {
+                version: Some(from.clone()),
+                applied: record
+                    .applied_migrations
+                    .iter()
+                    .filter(|m| m.attempt != upgrade.id)
+                    .cloned()
+                    .collect(),
+                at_snapshot: None,
+                removed: false,
+            };
+            let mut now = program::Progress::start(Some(&record));
+            // The upgrade took its snapshot (if the component has a snapshot step) before it
+            // changed anything.
+            now.at_snapshot = desired
+                .components
+                .get(&failure.component)
+                .is_some_and(|c| c.spec.steps.snapshot.is_some())
+                .then(|| start.applied.clone());
+            program::rollback_program(
+                desired,
+                &failure.component,
+                ActionKind::Upgrade.as_str(),
+                &start,
+                &now,
+                &upgrade.id,
+                !parts.policy.health.checks.is_empty(),
+                None,
+            )
+            .map_err(|e| format!("cannot roll back: {e}"))
+        }
+        (_, _) if !parts.policy.auto_rollback => Err("autoRollback is off".to_string()),
+        _ => Err("nothing to roll back to (it was installed at this version)".to_string()),
+    };
+    let steps = steps.and_then(|s| {
+        if s.is_empty() {
+            Err("the rollback has no steps".to_string())
+        } else {
+            Ok(s)
+        }
+    });
+    let mut steps = match steps {
+        Ok(steps) => steps,
+        Err(why) => return record_analysis_failure(repo, desired, state_branch, recorded, &failure, &why, clock()),
+    };
+    steps[0].reason = Some(failure.reason.clone());
+    let now = clock();
+    let header = AttemptHeader {
+        attempt: attempt_id(&failure.target, now),
+        target: failure.target.clone(),
+        component: failure.component.clone(),
+        from,
+        to: failure.version.clone(),
+        desired_commit: loaded.commit.to_string(),
+        action: attempt::ANALYSIS_ROLLBACK.to_string(),
+        wave: Some(failure.wave.clone()),
+        started: now,
+        plan: serde_json::Value::Null,
+    };
+    let env = parts.env(desired, pool, soak_clock(), clock, progress, journal_dir, stop);
+    let result = match attempt::start(&env, header, Some(&record), steps) {
+        Err(attempt::AttemptError::Stopped) => return Ok(()),
+        other => other?,
+    };
+    let members = WaveMembers::new();
+    let halts = record_results(
+        repo,
+        state_branch,
+        recorded,
+        vec![(Some(failure.wave.clone()), result)],
+        report,
+        Some((desired, &members)),
+        clock(),
+    )?;
+    for (component, version) in halts {
+        tracing::warn!(%component, %version, "rollout halted after a failed analysis");
+    }
+    Ok(())
+}
+
+/// Records in the rollout that a target failed its analysis but was not rolled back (`why`).
+fn record_analysis_failure(
+    repo: &WatchedRepo,
+    desired: &Desired,
+    state_branch: &str,
+    recorded: &mut RecordedState,
+    failure: &super::analysis::AnalysisFailure,
+    why: &str,
+    now: Timestamp,
+) -> Result<(), ApplyError> {
+    let key = (failure.component.clone(), failure.version.clone());
+    let Some(mut rollout) = recorded.rollouts.get(&key).cloned() else {
+        return Ok(());
+    };
+    let message = format!("{}; not rolled back: {why}", failure.reason);
+    tracing::error!(target = %failure.target, "{message}");
+    if let Some(entry) = rollout.targets.get_mut(&failure.target) {
+        entry.status = RolloutTargetStatus::Failed;
+        entry.finished = Some(now.to_string());
+    }
+    rollout.failures += 1;
+    let max_failures = desired
+        .targets
+        .get(&failure.target)
+        .map_or(0, |t| governing_spec(desired, t).rollout.max_failures);
+    if rollout.failures > max_failures && rollout.halted.is_none() {
+        rollout.halted = Some(crate::state::Halt {
+            at: now.to_string(),
+            target: failure.target.clone(),
+            reason: message.clone(),
+        });
+    }
+    let mut batch = Batch::new();
+    batch.upsert_rollout(rollout.clone());
+    batch.progress_summary(format!(
+        "gantry: {}@{} analysis failed on {}",
+        failure.component, failure.version, failure.target
+    ));
+    let mut writer = StateWriter::on_top_of(&repo.repo, state_branch, recorded)?;
+    if let Some(commit) = writer.commit(&batch, now)? {
+        recorded.commit = Some(commit.to_string());
+    }
+    recorded.rollouts.insert(key, rollout);
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)]
 fn run_batch(
     repo: &WatchedRepo,
@@ -618,6 +813,10 @@ fn run_batch(
                         pending.push((action.wave, r));
                         oldest_pending.get_or_insert_with(std::time::Instant::now);
                     }
+                    Err(attempt::AttemptError::Held(reason)) => {
+                        tracing::warn!(target = %action.target, "held: {reason}");
+                        report.held.push((action.target.clone(), reason));
+                    }
                     Err(attempt::AttemptError::Stopped) => {
                         tracing::info!(target = %action.target, "stopping: attempt left to resume at the next start");
                     }
@@ -718,7 +917,10 @@ fn record_results(
         finished.push(outcome);
         if let Some((desired, members)) = waves
             && let Some(wave) = wave
-            && matches!(result.header.action.as_str(), "install" | "upgrade")
+            && matches!(
+                result.header.action.as_str(),
+                "install" | "upgrade" | attempt::ANALYSIS_ROLLBACK
+            )
             && let Some(halt) = update_rollout(desired, recorded, &mut rollouts, result, wave, members, now)
         {
             halts.push(halt);
@@ -829,6 +1031,7 @@ fn update_rollout(
             name: wave.to_string(),
             started: Some(result.header.started.to_string()),
             completed: None,
+            analysis: None,
         });
     }
     // The wave's members as the plan saw them, and this target (a resumed attempt whose target

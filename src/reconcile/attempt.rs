@@ -2,14 +2,14 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use semver::Version;
 
 use crate::executor::health::{Clock, HealthProbe, HealthVerdict, ProbeRun};
 use crate::executor::{
-    Executor, PluginExecutor, ShellExecutor, StepKind, StepRequest, StepResult, TargetContext, TemplateContext,
+    Executor, PluginPool, ShellExecutor, StepKind, StepRequest, StepResult, TargetContext, TemplateContext,
 };
 use crate::manifest::secrets::Redactor;
 use crate::manifest::{Desired, ExecutorType, Labels, OnInterrupt, PolicySpec};
@@ -19,14 +19,20 @@ use crate::state::{AttemptRecord, Outcome, TargetRecord, TargetStatus};
 use super::program::{self, PlannedStep, Progress};
 use super::runtime::{ExecutorSource, Runtime};
 
+/// The action of an attempt that rolls back a target whose analysis failed during its wave's
+/// soak: its program is the rollback of the upgrade that brought the target to `to`, and it ends
+/// `rolled_back` (or `failed`) with the analysis failure as its message.
+pub const ANALYSIS_ROLLBACK: &str = "analysis_rollback";
+
 /// The default step timeout when no policy sets `stepTimeout`.
 pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The executors of one pass, by name. Shell steps get a fresh executor per step (they share
-/// nothing); a plugin is one process per executor instance, shared behind a lock. An injected
+/// nothing); a plugin executor instance runs one process per step running at once
+/// ([`PluginPool`]), so plugin targets run side by side up to `maxParallel`. An injected
 /// [`ExecutorSource`] (tests, simulations) replaces both.
 pub struct ExecutorPool {
-    plugins: std::collections::BTreeMap<String, Mutex<PluginExecutor>>,
+    plugins: std::collections::BTreeMap<String, PluginPool>,
     injected: Option<Arc<dyn ExecutorSource>>,
 }
 
@@ -57,7 +63,7 @@ impl ExecutorPool {
                 {
                     *program = checkout.join(&*program).to_string_lossy().into_owned();
                 }
-                plugins.insert(name.clone(), Mutex::new(PluginExecutor::new(name.clone(), command)));
+                plugins.insert(name.clone(), PluginPool::new(name.clone(), command));
             }
         }
         ExecutorPool {
@@ -67,16 +73,13 @@ impl ExecutorPool {
     }
 
     /// Runs `f` with the executor for `name` (`None` or a shell executor name: a fresh shell).
-    fn with<R>(&self, name: Option<&str>, f: impl FnOnce(&mut dyn Executor) -> R) -> R {
+    pub(crate) fn with<R>(&self, name: Option<&str>, f: impl FnOnce(&mut dyn Executor) -> R) -> R {
         if let Some(source) = &self.injected {
             let mut executor = source.executor(name);
             return f(&mut *executor);
         }
         match name.and_then(|n| self.plugins.get(n)) {
-            Some(plugin) => {
-                let mut guard = plugin.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                f(&mut *guard)
-            }
+            Some(plugin) => plugin.with(f),
             None => f(&mut ShellExecutor::new()),
         }
     }
@@ -134,6 +137,14 @@ pub enum ProgressEvent {
         attempt: String,
         outcome: String,
         message: String,
+    },
+    /// The component's `precheck` failed: the action did not start (nothing changed, nothing
+    /// is recorded) and the next pass tries again.
+    Held {
+        target: String,
+        component: String,
+        action: String,
+        reason: String,
     },
 }
 
@@ -193,6 +204,10 @@ pub enum AttemptError {
         #[source]
         source: std::io::Error,
     },
+    /// The component's `precheck` failed (the reason ends with its output): nothing ran or was
+    /// journaled, and the next pass tries again.
+    #[error("held: {0}")]
+    Held(String),
 }
 
 /// How long a resume waits for the killed processes of an interrupted step to be gone.
@@ -393,9 +408,94 @@ pub fn start(
     record: Option<&TargetRecord>,
     forward: Vec<PlannedStep>,
 ) -> Result<AttemptResult, AttemptError> {
+    precheck(env, &header)?;
     header.plan = serde_json::to_value(&forward).unwrap_or_default();
     let journal = Journal::create(&env.journal_dir, &header)?;
     run(env, header, record, &forward, journal, &[], OnInterrupt::Resume)
+}
+
+/// Runs the component's `precheck` step (if it has one) before an install, upgrade or config
+/// change starts. It is not journaled: it changes nothing, so a crash during it leaves nothing to
+/// resume. Downgrades skip it, as they skip waves: a revert is never held back.
+///
+/// # Errors
+/// [`AttemptError::Held`] with the step's message and the last lines of its output.
+fn precheck(env: &AttemptEnv, header: &AttemptHeader) -> Result<(), AttemptError> {
+    let component = env.desired.components.get(env.component);
+    let Some(argv) = component.and_then(|c| c.spec.steps.precheck.clone()) else {
+        return Ok(());
+    };
+    if !matches!(header.action.as_str(), "install" | "upgrade" | "config") {
+        return Ok(());
+    }
+    let context = TemplateContext {
+        target: TargetContext {
+            name: env.target_name.to_string(),
+            labels: env.labels.clone(),
+            vars: env.vars.clone(),
+            config: env.config.clone(),
+        },
+        component: env.component.to_string(),
+        version: header.to.to_string(),
+        from: header.from.as_ref().map(Version::to_string),
+        to: header.to.to_string(),
+        release: None,
+        migration: None,
+        attempt: header.attempt.clone(),
+    };
+    let request = StepRequest {
+        kind: StepKind::Precheck,
+        argv,
+        context,
+        checkout: env.checkout.clone(),
+        timeout: env
+            .policy
+            .step_timeout
+            .as_deref()
+            .and_then(|t| crate::manifest::values::parse_duration(t).ok())
+            .unwrap_or(DEFAULT_STEP_TIMEOUT),
+        log_path: env.log_dir.join(format!("{}.log", header.attempt)),
+        extra_env: vec![("GANTRY_REPO".to_string(), env.repo_root.to_string_lossy().into_owned())],
+    };
+    let executor_name = component.and_then(|c| c.spec.executor.clone());
+    let mut result = env
+        .executors
+        .with(executor_name.as_deref(), |executor| match executor.run(&request) {
+            Ok(result) => result,
+            Err(e) => StepResult::failed(crate::executor::Exit::SpawnFailed, e.to_string(), Duration::ZERO),
+        });
+    let redactor = Redactor::from_desired(env.desired);
+    if result.ok {
+        return Ok(());
+    }
+    let redact = |text: &str| {
+        if redactor.is_empty() {
+            text.to_string()
+        } else {
+            redactor.redact(text)
+        }
+    };
+    result.message = redact(&result.message);
+    let tail: Vec<&str> = result
+        .output_tail
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let last = tail[tail.len().saturating_sub(3)..].join(" / ");
+    let tail_text = redact(&last);
+    let reason = if tail_text.is_empty() || result.message.contains(&tail_text) {
+        format!("precheck failed: {}", result.message)
+    } else {
+        format!("precheck failed: {}: {tail_text}", result.message)
+    };
+    env.progress.event(&ProgressEvent::Held {
+        target: env.target_name.to_string(),
+        component: env.component.to_string(),
+        action: header.action.clone(),
+        reason: reason.clone(),
+    });
+    Err(AttemptError::Held(reason))
 }
 
 /// Resumes an attempt a killed reconciler left behind, from the program it journaled.
@@ -504,6 +604,13 @@ fn run(
         redactor: Redactor::from_desired(env.desired),
     };
 
+    // An analysis rollback says why it runs in its first step, and is not itself rolled back.
+    let analysis_reason = (header.action == ANALYSIS_ROLLBACK).then(|| {
+        forward
+            .first()
+            .and_then(|s| s.reason.clone())
+            .unwrap_or_else(|| "analysis failed".to_string())
+    });
     let mut failure: Option<(String, String)> = None;
     // The step that failed or was interrupted, and how (its rollback depends on both).
     let mut stopped: Option<program::Stopped> = None;
@@ -570,7 +677,23 @@ fn run(
         .as_ref()
         .map_or_else(|| "nothing".to_string(), Version::to_string);
     let (outcome, message, tail) = match failure {
+        None if analysis_reason.is_some() => (
+            Outcome::RolledBack,
+            format!(
+                "{}; rolled back to {from_text}",
+                analysis_reason.as_deref().unwrap_or_default()
+            ),
+            String::new(),
+        ),
         None => (Outcome::Succeeded, String::new(), String::new()),
+        Some((message, tail)) if analysis_reason.is_some() => (
+            Outcome::Failed,
+            format!(
+                "{}; rollback failed: {message}",
+                analysis_reason.as_deref().unwrap_or_default()
+            ),
+            tail,
+        ),
         Some((message, tail)) if nothing_ran => (Outcome::Failed, message, tail),
         Some((message, tail)) if !env.policy.auto_rollback => (
             Outcome::Failed,

@@ -1,4 +1,5 @@
 //! Reconcile: the imperative shell around the pure planner (fetch → plan → gate → execute → record).
+pub mod analysis;
 pub mod apply;
 pub mod attempt;
 pub mod load;

@@ -58,6 +58,10 @@ pub struct PlannedStep {
     #[serde(default)]
     pub previous_config: bool,
     pub effect: Effect,
+    /// Why this step runs, when the program does not say it by itself: the first step of an
+    /// analysis rollback carries the analysis failure (it becomes the attempt's message).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl PlannedStep {
@@ -73,6 +77,7 @@ impl PlannedStep {
             with_policy_checks: false,
             previous_config: false,
             effect,
+            reason: None,
         }
     }
 }

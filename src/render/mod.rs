@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::plan::{Action, ActionKind, Direction, Plan, Rollout};
+use crate::plan::{Action, ActionKind, Direction, Plan, ReleaseNote, Rollout};
 
 /// Output formats of data commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -113,6 +113,14 @@ fn rollout_view(rollout: &Rollout) -> Option<serde_json::Value> {
 
 /// The numbered steps an action will run, in words.
 pub fn describe_steps(action: &Action) -> Vec<String> {
+    let irreversible = irreversible_keys(action);
+    let mark = |m: &crate::plan::PlannedMigration| {
+        if irreversible.contains(&format!("{}/{}", m.release, m.id)) {
+            ", irreversible: no down"
+        } else {
+            ""
+        }
+    };
     let mut steps = Vec::new();
     match action.action {
         ActionKind::Install | ActionKind::Upgrade => {
@@ -122,7 +130,7 @@ pub fn describe_steps(action: &Action) -> Vec<String> {
                     .iter()
                     .filter(|m| &m.stop == stop && m.phase == crate::manifest::Phase::Pre)
                 {
-                    steps.push(format!("migrate up {} ({}, pre)", m.id, m.release));
+                    steps.push(format!("migrate up {} ({}, pre{})", m.id, m.release, mark(m)));
                 }
                 steps.push(format!("deploy {stop} + health"));
                 for m in action
@@ -130,7 +138,7 @@ pub fn describe_steps(action: &Action) -> Vec<String> {
                     .iter()
                     .filter(|m| &m.stop == stop && m.phase == crate::manifest::Phase::Post)
                 {
-                    steps.push(format!("migrate up {} ({}, post)", m.id, m.release));
+                    steps.push(format!("migrate up {} ({}, post{})", m.id, m.release, mark(m)));
                 }
             }
         }
@@ -152,6 +160,21 @@ pub fn describe_steps(action: &Action) -> Vec<String> {
         ActionKind::Noop => {}
     }
     steps
+}
+
+/// `release/id` of every migration an action runs that has no `down`, for templates to mark.
+fn irreversible_keys(action: &Action) -> Vec<String> {
+    action
+        .migrations
+        .iter()
+        .filter(|m| {
+            action
+                .releases
+                .iter()
+                .any(|note| note.version == m.release && note.irreversible.contains(&m.id))
+        })
+        .map(|m| format!("{}/{}", m.release, m.id))
+        .collect()
 }
 
 fn md_escape(value: String) -> String {
@@ -216,6 +239,9 @@ pub fn render_plan(
 
     let plan_json = serde_json::to_value(plan)?;
     let mut groups: BTreeMap<&str, Vec<serde_json::Value>> = BTreeMap::new();
+    // Release notes once per component and version, not once per target: a train of 500
+    // targets crossing one release shows its changelog once.
+    let mut notes: BTreeMap<&str, BTreeMap<&semver::Version, &ReleaseNote>> = BTreeMap::new();
     for (action, json) in plan
         .actions
         .iter()
@@ -223,7 +249,12 @@ pub fn render_plan(
     {
         let mut json = json.clone();
         json["steps"] = serde_json::to_value(describe_steps(action))?;
+        json["irreversible"] = serde_json::to_value(irreversible_keys(action))?;
         groups.entry(&action.component).or_default().push(json);
+        let component_notes = notes.entry(&action.component).or_default();
+        for note in &action.releases {
+            component_notes.insert(&note.version, note);
+        }
     }
     let groups: Vec<serde_json::Value> = groups
         .into_iter()
@@ -231,6 +262,10 @@ pub fn render_plan(
             serde_json::json!({
                 "component": component,
                 "actions": actions,
+                "releases": notes
+                    .get(component)
+                    .map(|n| n.values().filter(|note| note.worth_showing()).collect::<Vec<_>>())
+                    .unwrap_or_default(),
                 "rollouts": plan
                     .rollouts
                     .iter()

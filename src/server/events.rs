@@ -143,6 +143,19 @@ impl ProgressSink for DaemonSink<'_> {
                     details(json!({"target": target, "component": component, "attempt": attempt, "reason": reason})),
                 );
             }
+            ProgressEvent::Held {
+                target,
+                component,
+                action,
+                reason,
+            } => {
+                tracing::warn!(target = %target, component = %component, action = %action, "held: {reason}");
+                self.shared.notifier.send(
+                    Event::Blocked,
+                    &format!("⏸ {component} on {target}: {action} held: {reason}"),
+                    details(json!({"target": target, "component": component, "action": action, "reason": reason})),
+                );
+            }
             ProgressEvent::AttemptFinished {
                 target,
                 attempt,

@@ -1,12 +1,13 @@
 //! The daemon's HTTP routes: `/healthz`, `/metrics`, `/api/status`, `/api/daemon`,
-//! `POST /api/refresh` and the status page `/`.
+//! `POST /api/refresh`, `POST /api/hooks/git` (see `hooks`) and the status page `/`.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
@@ -21,6 +22,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/status", get(status))
         .route("/api/daemon", get(daemon))
         .route("/api/refresh", post(refresh))
+        .route("/api/hooks/git", post(git_hook))
         .with_state(shared)
 }
 
@@ -63,6 +65,22 @@ async fn refresh(State(shared): State<Arc<Shared>>) -> Response {
     shared.refresh.store(true, Ordering::SeqCst);
     shared.wake.notify_one();
     (StatusCode::ACCEPTED, "refresh scheduled\n").into_response()
+}
+
+/// A push delivery from a Git server: verified, then the same as `POST /api/refresh`.
+async fn git_hook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    match super::hooks::verify(&headers, &body, shared.webhook_secret.as_ref()) {
+        Ok(sender) => {
+            tracing::info!(?sender, "webhook delivery verified; fetching now");
+            shared.refresh.store(true, Ordering::SeqCst);
+            shared.wake.notify_one();
+            (StatusCode::ACCEPTED, "refresh scheduled\n").into_response()
+        }
+        Err(why) => {
+            tracing::warn!("webhook delivery refused: {why}");
+            (StatusCode::UNAUTHORIZED, format!("{why}\n")).into_response()
+        }
+    }
 }
 
 async fn index(State(shared): State<Arc<Shared>>) -> Response {

@@ -16,11 +16,13 @@
 //! `/api/daemon` and the status page, and the daemon waits for the next commit.
 
 mod events;
+pub mod hooks;
 mod http;
 pub mod metrics;
 pub mod notify;
 mod page;
 pub mod remote;
+pub mod scheduler;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -34,13 +36,16 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::manifest::RepoConfig;
-use crate::reconcile::apply::{ApplyError, ApplyOptions, apply_holding_lock};
+use crate::reconcile::apply::{ApplyError, ApplyOptions};
+use crate::source::sync::Fetched;
 use crate::source::{SourceError, WatchedRepo};
 use crate::state::{LockError, ReconcilerLock, read_recorded};
 
 use self::events::{DaemonSink, details};
 use self::metrics::Metrics;
 use self::notify::{Event, Notifier};
+use self::scheduler::{Observed, PassResult, Reconcile, Scheduler, Trigger};
+use crate::ops::Requeue;
 
 /// Why the daemon could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -72,9 +77,6 @@ pub enum ServerError {
         #[source]
         source: ::notify::Error,
     },
-    /// Fetching from or pushing to the remote failed.
-    #[error("remote `{remote}`: {message}")]
-    Remote { remote: String, message: String },
     /// `poll_interval` in gantry.toml is not a duration (the message of
     /// [`RepoConfig::poll_interval`], the same `validate` prints).
     #[error("gantry.toml: {0}")]
@@ -89,6 +91,12 @@ pub struct DaemonOptions {
     pub listen: Option<String>,
     /// A fixed clock (`--now`): timers never fire, which suits tests.
     pub now: Option<Timestamp>,
+    /// Credentials for the remote (host settings).
+    pub auth: crate::source::remote::GitAuth,
+    /// The secret webhook deliveries must prove (`--webhook-secret-file`).
+    pub webhook_secret: Option<hooks::WebhookSecret>,
+    /// `--selector`: the targets this agent reconciles (see `ops::agents`).
+    pub selector: crate::ops::agents::Selector,
 }
 
 /// What the daemon knows beyond the status report (served as `/api/daemon`).
@@ -101,11 +109,16 @@ pub struct DaemonState {
     pub passes: u64,
     /// When the last pass finished (RFC 3339).
     pub last_pass: Option<String>,
-    /// The last pass's error other than an invalid commit (cleared by a good pass).
+    /// The last pass's error other than an invalid commit (cleared by a pass that runs).
     pub last_error: Option<String>,
+    /// When a failed pass is retried (RFC 3339), while the last pass failed transiently.
+    pub next_retry: Option<String>,
+    /// Consecutive failed passes (the backoff doubles with each, up to 5 minutes).
+    pub failures: u32,
     /// The last fetch or push error (cleared by a good one).
     pub remote_error: Option<String>,
-    /// When the daemon wakes next on its own (RFC 3339), if it has a reason to.
+    /// When the daemon wakes next on its own (RFC 3339): a retry, a window opening or soak
+    /// ending, or at the latest the periodic full reconcile (`poll_interval`).
     pub next_wake: Option<String>,
     #[serde(skip)]
     blocked: BTreeSet<String>,
@@ -138,6 +151,9 @@ pub struct Shared {
     /// Rollouts already announced (`rollout_started`).
     pub announced: Mutex<BTreeSet<(String, String)>>,
     config: RepoConfig,
+    auth: crate::source::remote::GitAuth,
+    webhook_secret: Option<hooks::WebhookSecret>,
+    selector: crate::ops::agents::Selector,
 }
 
 impl Shared {
@@ -162,10 +178,9 @@ pub fn run(options: DaemonOptions) -> Result<(), ServerError> {
     let lock = ReconcilerLock::acquire(repo.repo.path())?;
     let config = read_config(&repo);
     let listen = options.listen.clone().unwrap_or_else(|| config.listen.clone());
-    let poll = match config.remote {
-        Some(_) => Some(config.poll_interval().map_err(ServerError::PollInterval)?),
-        None => None,
-    };
+    // `poll_interval` paces remote fetches and, with or without a remote, the periodic full
+    // reconcile that catches whatever a lost file event missed.
+    let interval = config.poll_interval().map_err(ServerError::PollInterval)?;
     let git_dir = repo.repo.path().to_path_buf();
     drop(repo);
     let shared = Arc::new(Shared {
@@ -180,6 +195,9 @@ pub fn run(options: DaemonOptions) -> Result<(), ServerError> {
         notifier: Notifier::new(config.notify.clone()),
         announced: Mutex::new(BTreeSet::new()),
         config,
+        auth: options.auth.clone(),
+        webhook_secret: options.webhook_secret.clone(),
+        selector: options.selector.clone(),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -190,7 +208,7 @@ pub fn run(options: DaemonOptions) -> Result<(), ServerError> {
             what: "cannot start the async runtime",
             source,
         })?;
-    runtime.block_on(serve(shared, Arc::new(lock), &listen, &git_dir, poll))
+    runtime.block_on(serve(shared, Arc::new(lock), &listen, &git_dir, interval))
 }
 
 /// `gantry.toml` at the tip of the desired branch (defaults when there is none yet).
@@ -209,7 +227,7 @@ async fn serve(
     lock: Arc<ReconcilerLock>,
     listen: &str,
     git_dir: &Path,
-    poll: Option<Duration>,
+    interval: Duration,
 ) -> Result<(), ServerError> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -238,7 +256,15 @@ async fn serve(
             .await
     });
 
-    reconcile_loop(Arc::clone(&shared), lock, poll).await;
+    let mut scheduler = Scheduler::new(tokio::time::Instant::now(), interval);
+    let mut daemon = Daemon {
+        shared: Arc::clone(&shared),
+        held: lock,
+        poll: shared.config.remote.is_some().then_some(interval),
+        next_poll: Some(tokio::time::Instant::now()),
+        tip: None,
+    };
+    scheduler::drive(&mut scheduler, &mut daemon, &shared.wake, &shared.stop).await;
     let _ = done.send(true);
     match server.await {
         Ok(Ok(())) => {}
@@ -284,7 +310,12 @@ fn watch_refs(git_dir: &Path, branch: &str, shared: Arc<Shared>) -> Result<::not
     let wanted =
         move |path: &Path| path.ends_with(&ref_path) || path.ends_with("packed-refs") || path.ends_with("HEAD");
     let mut watcher = ::notify::recommended_watcher(move |event: ::notify::Result<::notify::Event>| {
-        let Ok(event) = event else { return };
+        // An error (an inotify queue overflow, no file descriptor for a new watch) may have cost
+        // events: look at the tip now rather than wait for the rescan.
+        let Ok(event) = event else {
+            shared.wake.notify_one();
+            return;
+        };
         // Reading a ref (as the loop itself does) is an access event; only changes matter.
         if matches!(event.kind, ::notify::EventKind::Access(_)) {
             return;
@@ -317,103 +348,91 @@ fn desired_tip(shared: &Shared) -> Option<Oid> {
     repo.branch_tip(&shared.config.desired_branch).ok()
 }
 
-/// Why the loop runs a pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Trigger {
-    Start,
-    NewCommit,
-    Timer,
-    Refresh,
+/// The daemon as the scheduler drives it: fetches, tip reads and passes on blocking threads.
+struct Daemon {
+    shared: Arc<Shared>,
+    held: Arc<ReconcilerLock>,
+    /// The remote's poll interval, when there is a remote.
+    poll: Option<Duration>,
+    next_poll: Option<tokio::time::Instant>,
+    /// The tip as last observed: the input a terminal error is tied to.
+    tip: Option<Oid>,
 }
 
-async fn reconcile_loop(shared: Arc<Shared>, held: Arc<ReconcilerLock>, poll: Option<Duration>) {
-    let mut next_poll = poll.map(|_| tokio::time::Instant::now());
-    let mut timer: Option<tokio::time::Instant> = None;
-    let mut reconciled: Option<Oid> = None;
-    let mut trigger = Some(Trigger::Start);
-    let mut failures = 0u32;
-    while !shared.stop.load(Ordering::SeqCst) {
-        let refresh = shared.refresh.swap(false, Ordering::SeqCst);
-        if refresh {
-            trigger = trigger.or(Some(Trigger::Refresh));
-        }
+impl Reconcile for Daemon {
+    async fn observe(&mut self) -> Observed {
+        let refresh = self.shared.refresh.swap(false, Ordering::SeqCst);
         // Remote: fetch when the poll is due or a refresh asked for it.
-        if let (Some(remote), Some(interval)) = (shared.config.remote.clone(), poll)
-            && (refresh || next_poll.is_some_and(|t| t <= tokio::time::Instant::now()))
+        if let (Some(remote), Some(interval)) = (self.shared.config.remote.clone(), self.poll)
+            && (refresh || self.next_poll.is_some_and(|t| t <= tokio::time::Instant::now()))
         {
-            next_poll = Some(tokio::time::Instant::now() + interval);
-            let s = Arc::clone(&shared);
+            self.next_poll = Some(tokio::time::Instant::now() + interval);
+            let s = Arc::clone(&self.shared);
             let fetched = tokio::task::spawn_blocking(move || fetch(&s, &remote)).await;
             if let Ok(Some(at)) = fetched {
-                lock(&shared.event_at).get_or_insert(at);
+                lock(&self.shared.event_at).get_or_insert(at);
             }
         }
-        let tip = {
-            let s = Arc::clone(&shared);
-            tokio::task::spawn_blocking(move || desired_tip(&s))
-                .await
-                .ok()
-                .flatten()
-        };
-        if trigger.is_none() && tip.is_some() && tip != reconciled {
-            trigger = Some(Trigger::NewCommit);
-        }
-        let seen = lock(&shared.event_at).take();
-        if let Some(why) = trigger.take() {
-            let seen = if why == Trigger::NewCommit { seen } else { None };
-            tracing::debug!(trigger = ?why, "reconcile pass");
-            let (s, l) = (Arc::clone(&shared), Arc::clone(&held));
-            let outcome = tokio::task::spawn_blocking(move || run_pass(&s, &l, seen)).await;
-            let outcome = outcome.unwrap_or_else(|e| PassOutcome::Error(format!("the pass panicked: {e}")));
-            timer = match outcome {
-                PassOutcome::Done { commit, next_wake } => {
-                    failures = 0;
-                    reconciled = commit.or(tip);
-                    next_wake.and_then(|at| instant_of(&shared, at))
-                }
-                PassOutcome::Invalid { commit } => {
-                    failures = 0;
-                    reconciled = Some(commit);
-                    None
-                }
-                PassOutcome::Error(message) => {
-                    tracing::error!("reconcile pass failed: {message}");
-                    lock(&shared.daemon).last_error = Some(message);
-                    reconciled = tip;
-                    failures += 1;
-                    // Retry backoff: 1 s, 2 s, 4 s, … up to 5 minutes.
-                    let backoff = Duration::from_secs(1u64 << failures.min(9)).min(Duration::from_secs(300));
-                    Some(tokio::time::Instant::now() + backoff)
-                }
-            };
-            lock(&shared.daemon).next_wake = timer.map(|t| {
-                let ahead = t.saturating_duration_since(tokio::time::Instant::now());
-                Timestamp::now()
-                    .checked_add(jiff::SignedDuration::try_from(ahead).unwrap_or_default())
-                    .unwrap_or_else(|_| Timestamp::now())
-                    .to_string()
+        let s = Arc::clone(&self.shared);
+        self.tip = tokio::task::spawn_blocking(move || desired_tip(&s))
+            .await
+            .ok()
+            .flatten();
+        Observed { tip: self.tip, refresh }
+    }
+
+    async fn reconcile(&mut self, trigger: Trigger) -> PassResult {
+        let seen = lock(&self.shared.event_at).take();
+        let seen = if trigger == Trigger::NewCommit { seen } else { None };
+        let (s, l) = (Arc::clone(&self.shared), Arc::clone(&self.held));
+        let outcome = tokio::task::spawn_blocking(move || run_pass(&s, &l, seen))
+            .await
+            .unwrap_or_else(|e| PassOutcome::Failed {
+                requeue: Requeue::Backoff,
+                message: format!("the pass panicked: {e}"),
             });
-            // Look again at once: a commit may have landed during the pass.
-            continue;
-        }
-        let wake_at = [timer, next_poll].into_iter().flatten().min();
-        tokio::select! {
-            () = shared.wake.notified() => {}
-            () = sleep_until(wake_at) => {
-                if timer.is_some_and(|t| t <= tokio::time::Instant::now()) {
-                    timer = None;
-                    trigger = Some(Trigger::Timer);
+        match outcome {
+            PassOutcome::Done { commit, next_wake } => PassResult::Done {
+                commit,
+                next_wake: next_wake.and_then(|at| instant_of(&self.shared, at)),
+            },
+            PassOutcome::Invalid { commit } => PassResult::Terminal {
+                input: Some(commit),
+                error: None,
+            },
+            PassOutcome::Failed { requeue, message } => {
+                tracing::error!("reconcile pass failed: {message}");
+                match requeue {
+                    Requeue::WhenInputChanges => PassResult::Terminal {
+                        input: self.tip,
+                        error: Some(message),
+                    },
+                    Requeue::Backoff => PassResult::Transient { error: message },
                 }
             }
         }
+    }
+
+    fn publish(&mut self, scheduler: &Scheduler) {
+        let mut daemon = lock(&self.shared.daemon);
+        daemon.last_error = scheduler.last_error().map(str::to_string);
+        daemon.next_wake = scheduler.next_wake().map(wall_clock);
+        daemon.next_retry = scheduler.next_retry().map(wall_clock);
+        daemon.failures = scheduler.failures();
+    }
+
+    fn next_poll(&self) -> Option<tokio::time::Instant> {
+        self.poll.and(self.next_poll)
     }
 }
 
-async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
+/// The wall-clock time (RFC 3339) of a monotonic instant, for `/api/daemon`.
+fn wall_clock(at: tokio::time::Instant) -> String {
+    let ahead = at.saturating_duration_since(tokio::time::Instant::now());
+    Timestamp::now()
+        .checked_add(jiff::SignedDuration::try_from(ahead).unwrap_or(jiff::SignedDuration::MAX))
+        .unwrap_or_else(|_| Timestamp::now())
+        .to_string()
 }
 
 /// The monotonic instant of a wall-clock time (`None` with a fixed `--now`: timers never fire).
@@ -430,16 +449,16 @@ fn instant_of(shared: &Shared, at: Timestamp) -> Option<tokio::time::Instant> {
 /// Fetches the desired branch; the time it advanced, if it did.
 fn fetch(shared: &Shared, remote: &str) -> Option<Instant> {
     let repo = WatchedRepo::open(&shared.repo_path).ok()?;
-    match remote::fetch_desired(&repo.repo, remote, &shared.config.desired_branch) {
+    match remote::fetch_desired(&repo.repo, remote, &shared.config.desired_branch, &shared.auth) {
         Ok(fetched) => {
             lock(&shared.daemon).remote_error = None;
             match fetched {
-                remote::Fetched::Advanced(commit) => {
+                Fetched::Advanced(commit) => {
                     tracing::info!(remote, %commit, "fetched a new desired commit");
                     Some(Instant::now())
                 }
-                remote::Fetched::Unchanged => None,
-                remote::Fetched::Diverged => {
+                Fetched::Unchanged | Fetched::Missing => None,
+                Fetched::Diverged => {
                     tracing::warn!(
                         remote,
                         branch = %shared.config.desired_branch,
@@ -466,21 +485,35 @@ enum PassOutcome {
     Invalid {
         commit: Oid,
     },
-    Error(String),
+    /// The pass failed; the error policy says whether to back off or wait for new input.
+    Failed {
+        requeue: Requeue,
+        message: String,
+    },
+}
+
+impl PassOutcome {
+    /// A transient failure outside `apply` (opening the repository, reading state).
+    fn transient(message: String) -> PassOutcome {
+        PassOutcome::Failed {
+            requeue: Requeue::Backoff,
+            message,
+        }
+    }
 }
 
 /// One pass (blocking): apply, then metrics, notifications and the push of recorded state.
 fn run_pass(shared: &Shared, lock_held: &ReconcilerLock, seen: Option<Instant>) -> PassOutcome {
     let repo = match WatchedRepo::open(&shared.repo_path) {
         Ok(r) => r,
-        Err(e) => return PassOutcome::Error(e.to_string()),
+        Err(e) => return PassOutcome::transient(e.to_string()),
     };
     let state_branch = shared.config.state_branch.clone();
     // Unreadable recorded state fails the pass (and it is retried): a default here made the
     // wave and rollout notifications compare against nothing (issue #9).
     let before = match read_recorded(&repo.repo, &state_branch) {
         Ok(before) => before,
-        Err(e) => return PassOutcome::Error(format!("cannot read the state branch before the pass: {e}")),
+        Err(e) => return PassOutcome::transient(format!("cannot read the state branch before the pass: {e}")),
     };
     let known: BTreeSet<(String, String)> = before
         .rollouts
@@ -493,7 +526,31 @@ fn run_pass(shared: &Shared, lock_held: &ReconcilerLock, seen: Option<Instant>) 
         dry_run: false,
         now: shared.now,
     };
-    let result = apply_holding_lock(&repo, lock_held, &options, &shared.stop, &sink);
+    // With a remote: the recorded state is the remote's before planning (nothing runs when it
+    // cannot be fetched), attempts are claimed across agents, outcomes published (`ops::shared`).
+    let result = match crate::ops::shared::agent_pass(
+        &repo,
+        lock_held,
+        &options,
+        &shared.selector,
+        &shared.auth,
+        &shared.stop,
+        &sink,
+    ) {
+        Ok(report) => {
+            if shared.config.remote.is_some() {
+                lock(&shared.daemon).remote_error = None;
+            }
+            Ok(report)
+        }
+        Err(crate::ops::shared::SharedError::Apply(e)) => Err(e),
+        Err(crate::ops::shared::SharedError::Sync(e)) => {
+            let message = format!("{e}; no step runs until the remote's recorded state is known");
+            tracing::warn!("{message}");
+            lock(&shared.daemon).remote_error = Some(e.to_string());
+            return PassOutcome::Error(message);
+        }
+    };
     // The pass counters move last, once its gauges and notifications are done, so a reader that
     // sees the pass counted sees everything it changed.
     let outcome = pass_outcome(shared, &repo, &state_branch, &before, result);
@@ -533,14 +590,14 @@ fn pass_outcome(
             );
             let after = match read_recorded(&repo.repo, state_branch) {
                 Ok(after) => after,
-                Err(e) => return PassOutcome::Error(format!("cannot read the state branch after the pass: {e}")),
+                Err(e) => return PassOutcome::transient(format!("cannot read the state branch after the pass: {e}")),
             };
             announce_waves(shared, before, &after);
             after_pass(shared, repo, !report.outcomes.is_empty());
             if (!report.outcomes.is_empty() || report.resumed > 0)
                 && let Some(remote) = &shared.config.remote
             {
-                match remote::push_state(&repo.repo, remote, state_branch) {
+                match remote::push_state(&repo.repo, remote, state_branch, &shared.auth) {
                     Ok(()) => lock(&shared.daemon).remote_error = None,
                     Err(e) => {
                         tracing::warn!("cannot push the state branch: {e}");
@@ -585,10 +642,13 @@ fn pass_outcome(
             }
             match Oid::from_str(&commit) {
                 Ok(commit) => PassOutcome::Invalid { commit },
-                Err(e) => PassOutcome::Error(e.to_string()),
+                Err(e) => PassOutcome::transient(e.to_string()),
             }
         }
-        Err(e) => PassOutcome::Error(e.to_string()),
+        Err(e) => PassOutcome::Failed {
+            requeue: crate::ops::error_policy(&e),
+            message: e.to_string(),
+        },
     }
 }
 

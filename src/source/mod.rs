@@ -3,6 +3,8 @@
 pub mod checkout;
 pub mod edit;
 pub mod history;
+pub mod remote;
+pub mod sync;
 pub mod trust;
 
 use std::path::{Path, PathBuf};

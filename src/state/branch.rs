@@ -1043,6 +1043,7 @@ pub(crate) mod tests {
                 name: "canary".to_string(),
                 started: Some("2026-02-03T10:00:00Z".to_string()),
                 completed: None,
+                analysis: None,
             }],
             targets: BTreeMap::from([(
                 "acme".to_string(),

@@ -202,6 +202,60 @@ pub struct WaveRecord {
     /// When every target of the wave finished; the next wave may start after its soak.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed: Option<String>,
+    /// The health analysis run through the wave's soak (absent: none ran yet, or the wave has
+    /// no soak or no checks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<WaveAnalysis>,
+}
+
+/// Where an analysis stands.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AnalysisStatus {
+    /// Rounds are still due (or the last one had a failure below the threshold).
+    Running,
+    /// A round at or after the soak's end passed on every target still in the wave.
+    Passed,
+    /// A check failed `failureThreshold` rounds in a row (for a target: it was rolled back).
+    Failed,
+}
+
+impl AnalysisStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnalysisStatus::Running => "running",
+            AnalysisStatus::Passed => "passed",
+            AnalysisStatus::Failed => "failed",
+        }
+    }
+}
+
+/// The policy's health checks run on every target of a wave through its soak (SPEC §8).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WaveAnalysis {
+    pub status: AnalysisStatus,
+    /// Rounds run so far.
+    pub rounds: u32,
+    /// The scheduled instant of the latest round run (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_round: Option<String>,
+    /// Per target of the wave.
+    #[serde(default)]
+    pub targets: BTreeMap<String, TargetAnalysis>,
+}
+
+/// One target's analysis.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TargetAnalysis {
+    pub status: AnalysisStatus,
+    /// Per check: consecutive failed rounds.
+    #[serde(default)]
+    pub failures: BTreeMap<String, u32>,
+    /// Per check: what its last round said (the value a metric had, the status an endpoint gave).
+    #[serde(default)]
+    pub last: BTreeMap<String, String>,
 }
 
 /// Why and when a rollout stopped.

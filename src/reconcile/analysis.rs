@@ -1,0 +1,287 @@
+//! Analysis stage (issue #11): before planning, a pass runs the health-check rounds due on every
+//! soaking wave, records them in `rollouts/<component>@<version>.yaml`, and hands back the
+//! targets whose checks failed `failureThreshold` rounds in a row, for `apply` to roll back.
+//! When rounds are due and what they mean is pure (`policy::analysis`); this runs the checks.
+
+use std::path::Path;
+
+use jiff::Timestamp;
+use semver::Version;
+
+use crate::executor::health::{HealthProbe, ProbeRun, SystemClock};
+use crate::executor::{ShellExecutor, TargetContext, TemplateContext};
+use crate::manifest::Desired;
+use crate::policy::analysis::{self, CheckResult, Timetable};
+use crate::policy::{self, Governing};
+use crate::source::WatchedRepo;
+use crate::state::{
+    AnalysisStatus, Batch, RecordedState, RolloutRecord, RolloutTargetStatus, StateWriter, TargetStatus,
+};
+
+use super::apply::ApplyError;
+use super::attempt::{DEFAULT_STEP_TIMEOUT, ExecutorPool};
+
+/// A target whose analysis failed: it is to be rolled back.
+#[derive(Debug, Clone)]
+pub struct AnalysisFailure {
+    pub target: String,
+    pub component: String,
+    pub version: Version,
+    pub wave: String,
+    /// `analysis failed in wave W: check `C` failed N rounds in a row: MESSAGE`.
+    pub reason: String,
+}
+
+/// Where the checks run and who runs them.
+pub struct AnalysisEnv<'a> {
+    pub repo: &'a WatchedRepo,
+    pub desired: &'a Desired,
+    pub state_branch: &'a str,
+    pub pool: &'a ExecutorPool,
+    pub checkout: &'a Path,
+    pub now: Timestamp,
+}
+
+/// Runs the rounds due at `env.now` on every soaking wave with analysis, and records them (one
+/// state commit). Returns the targets that failed.
+///
+/// # Errors
+/// [`ApplyError::State`] when the rounds cannot be recorded; checks that fail are results.
+pub fn run_due_rounds(env: &AnalysisEnv, recorded: &mut RecordedState) -> Result<Vec<AnalysisFailure>, ApplyError> {
+    let mut failures = Vec::new();
+    let mut changed: Vec<RolloutRecord> = Vec::new();
+    let mut summary: Vec<String> = Vec::new();
+    for rollout in recorded.rollouts.values() {
+        let mut rollout = rollout.clone();
+        let mut touched = false;
+        for w in 0..rollout.waves.len() {
+            if let Some(line) = analyse_wave(env, recorded, &mut rollout, w, &mut failures) {
+                touched = true;
+                summary.push(line);
+            }
+        }
+        if touched {
+            changed.push(rollout);
+        }
+    }
+    if changed.is_empty() {
+        return Ok(failures);
+    }
+    let mut batch = Batch::new();
+    for rollout in &changed {
+        batch.upsert_rollout(rollout.clone());
+    }
+    batch.progress_summary(format!("gantry: analysis {}", summary.join("; ")));
+    let mut writer = StateWriter::on_top_of(&env.repo.repo, env.state_branch, recorded)?;
+    if let Some(commit) = writer.commit(&batch, env.now)? {
+        recorded.commit = Some(commit.to_string());
+    }
+    for rollout in changed {
+        recorded
+            .rollouts
+            .insert((rollout.component.clone(), rollout.version.clone()), rollout);
+    }
+    Ok(failures)
+}
+
+/// Runs the due rounds of wave `w` of `rollout`; returns a summary line when it ran any.
+fn analyse_wave(
+    env: &AnalysisEnv,
+    recorded: &RecordedState,
+    rollout: &mut RolloutRecord,
+    w: usize,
+    failures: &mut Vec<AnalysisFailure>,
+) -> Option<String> {
+    let wave = &rollout.waves[w];
+    if wave
+        .analysis
+        .as_ref()
+        .is_some_and(|a| a.status != AnalysisStatus::Running)
+    {
+        return None;
+    }
+    // The targets this wave upgraded that still run the rollout's version as desired.
+    let members: Vec<&String> = rollout
+        .targets
+        .iter()
+        .filter(|(_, t)| t.wave == wave.name)
+        .map(|(name, _)| name)
+        .collect();
+    let all_finished = members
+        .iter()
+        .all(|t| rollout.targets[*t].status != RolloutTargetStatus::InProgress);
+    if members.is_empty() || !all_finished {
+        return None;
+    }
+    let completed: Timestamp = match &wave.completed {
+        Some(c) => c.parse().ok()?,
+        None => members
+            .iter()
+            .filter_map(|t| rollout.targets[*t].finished.as_deref()?.parse::<Timestamp>().ok())
+            .max()?,
+    };
+    let watched: Vec<&String> = members
+        .into_iter()
+        .filter(|t| rollout.targets[*t].status == RolloutTargetStatus::Succeeded)
+        .filter(|t| {
+            recorded
+                .targets
+                .get(*t)
+                .is_some_and(|r| r.version.as_ref() == Some(&rollout.version) && r.status == TargetStatus::Converged)
+        })
+        .filter(|t| env.desired.targets.contains_key(*t))
+        .collect();
+    let first = env.desired.targets.get(*watched.first()?)?;
+    let governing = policy::select_policy(env.desired, first).ok()?;
+    let spec = governing.spec();
+    let index = spec.rollout.waves.iter().position(|s| s.name == wave.name)?;
+    let soak = governing
+        .wave_soaks()
+        .get(index)
+        .copied()
+        .flatten()
+        .filter(|s| !s.is_zero())?;
+    let component = env.desired.components.get(&rollout.component)?;
+    let step_timeout = spec
+        .step_timeout
+        .as_deref()
+        .and_then(|t| crate::manifest::values::parse_duration(t).ok())
+        .unwrap_or(DEFAULT_STEP_TIMEOUT);
+    let probe = HealthProbe::new(&spec.health, component.spec.steps.health.as_ref(), step_timeout).ok()?;
+    if probe.is_empty() {
+        return None;
+    }
+    let timetable = Timetable {
+        completed,
+        soak,
+        interval: interval_of(governing),
+    };
+    let last_round = wave
+        .analysis
+        .as_ref()
+        .and_then(|a| a.last_round.as_deref()?.parse::<Timestamp>().ok());
+    let due = timetable.due(last_round, env.now)?;
+    // More rounds back to back than the threshold could not change a verdict.
+    let rounds = due.count.min(probe.failure_threshold().max(1));
+    let names: Vec<String> = watched.iter().map(|t| (*t).clone()).collect();
+    let (wave_name, version) = (wave.name.clone(), rollout.version.clone());
+    let state = rollout.waves[w]
+        .analysis
+        .get_or_insert_with(|| analysis::start(names.iter().map(String::as_str)));
+    for name in &names {
+        let Some(entry) = state.targets.get_mut(name) else {
+            continue;
+        };
+        if entry.status != AnalysisStatus::Running {
+            continue;
+        }
+        let target = &env.desired.targets[name];
+        let context = context_of(recorded, target, &rollout.component, &version);
+        let log_path = env
+            .repo
+            .gantry_dir()
+            .join("logs")
+            .join(format!("analysis-{}@{version}-{name}.log", rollout.component));
+        for _ in 0..rounds {
+            let results = run_round(env, &probe, &context, &component.spec.executor, &log_path);
+            if let Some((check, message)) = analysis::record_round(entry, &results, probe.failure_threshold()) {
+                let n = probe.failure_threshold().max(1);
+                let reason = format!(
+                    "analysis failed in wave {wave_name}: check `{check}` failed {n} round{} in a row: {message}",
+                    if n == 1 { "" } else { "s" }
+                );
+                tracing::warn!(target = %name, component = %rollout.component, %version, "{reason}");
+                failures.push(AnalysisFailure {
+                    target: name.clone(),
+                    component: rollout.component.clone(),
+                    version: version.clone(),
+                    wave: wave_name.clone(),
+                    reason,
+                });
+                break;
+            }
+        }
+    }
+    state.rounds += rounds;
+    state.last_round = Some(due.at.to_string());
+    analysis::settle(state, due.last);
+    let line = format!(
+        "{}@{version} wave {wave_name}: {} round{} ({})",
+        rollout.component,
+        rounds,
+        if rounds == 1 { "" } else { "s" },
+        state.status.as_str()
+    );
+    tracing::info!("{line}");
+    Some(line)
+}
+
+/// The round interval of a policy (the health `interval`, default 10 s).
+fn interval_of(governing: Governing) -> std::time::Duration {
+    governing
+        .policy()
+        .and_then(|p| p.health_interval)
+        .filter(|i| !i.is_zero())
+        .unwrap_or(crate::executor::health::DEFAULT_INTERVAL)
+}
+
+/// What the checks' templates see: the target at the rollout's version, as after its deploy.
+fn context_of(
+    recorded: &RecordedState,
+    target: &crate::manifest::Target,
+    component: &str,
+    version: &Version,
+) -> TemplateContext {
+    let last = recorded
+        .targets
+        .get(&target.manifest.name)
+        .and_then(|r| r.last_attempt.as_ref());
+    TemplateContext {
+        target: TargetContext {
+            name: target.manifest.name.clone(),
+            labels: target.labels().clone(),
+            vars: target.spec().vars.clone(),
+            config: target.spec().config.clone(),
+        },
+        component: component.to_string(),
+        version: version.to_string(),
+        from: last.and_then(|a| a.from.as_ref()).map(Version::to_string),
+        to: version.to_string(),
+        release: None,
+        migration: None,
+        attempt: last.map(|a| a.id.clone()).unwrap_or_default(),
+    }
+}
+
+/// One round on one target; a check that cannot even run fails the round with that reason.
+fn run_round(
+    env: &AnalysisEnv,
+    probe: &HealthProbe,
+    context: &TemplateContext,
+    executor: &Option<String>,
+    log_path: &Path,
+) -> Vec<CheckResult> {
+    let extra_env = vec![(
+        "GANTRY_REPO".to_string(),
+        env.repo.root().to_string_lossy().into_owned(),
+    )];
+    env.pool.with(executor.as_deref(), |component| {
+        let mut local = ShellExecutor::new();
+        let mut run = ProbeRun {
+            context,
+            checkout: env.checkout,
+            log_path,
+            component,
+            local: &mut local,
+            clock: &SystemClock,
+            extra_env: &extra_env,
+        };
+        probe.round(&mut run).unwrap_or_else(|e| {
+            vec![CheckResult {
+                check: "analysis".into(),
+                ok: false,
+                message: e.to_string(),
+            }]
+        })
+    })
+}

@@ -1,0 +1,666 @@
+//! Rollouts that protect (issue #11), end to end against the real binary: plugin targets side by
+//! side up to `maxParallel`, prechecks that hold an action, health analysis through every wave's
+//! soak (an HTTP endpoint served here on 127.0.0.1), and stages across policies. Time moves with
+//! `--now`, never with sleeps.
+
+mod common;
+
+use std::time::Instant;
+
+use common::Repo;
+
+const T0: &str = "2026-11-21T10:00:00Z";
+
+#[allow(dead_code)]
+fn at(minutes: i64) -> String {
+    let t0: jiff::Timestamp = T0.parse().unwrap();
+    (t0 + jiff::SignedDuration::from_mins(minutes)).to_string()
+}
+
+fn policy(name: &str, body: &str) -> String {
+    format!("apiVersion: gantry.dev/v1\nkind: Policy\nmetadata: {{ name: {name} }}\nspec:\n{body}")
+}
+
+fn target_with_vars(name: &str, component: &str, version: &str, labels: &str, vars: &str) -> String {
+    format!(
+        "{}  vars: {{ {vars} }}\n",
+        common::target(name, component, version, labels)
+    )
+}
+
+/// Regression (issue #11): 5 plugin targets with a 1 s deploy and `maxParallel: 5` took 5.3 s,
+/// one target at a time. Each running step now gets a plugin process of its own.
+#[test]
+fn plugin_targets_deploy_side_by_side_up_to_max_parallel() {
+    let repo = Repo::new();
+    let plugin = std::fs::read_to_string(common::project_path("examples/plugins/gantry-executor-demo.py")).unwrap();
+    repo.file("plugins/demo.py", &plugin);
+    let state = repo.path().join("demo-state.json");
+    repo.file(
+        "gantry.toml",
+        &format!(
+            "[executors.demo]\ntype = \"plugin\"\ncommand = [\"plugins/demo.py\", \"--state\", \"{}\"]\n",
+            state.display()
+        ),
+    );
+    repo.file(
+        "components/agent.yaml",
+        "apiVersion: gantry.dev/v1\nkind: Component\nmetadata: { name: agent }\nspec:\n  executor: demo\n  steps:\n    deploy: [\"deploy\", \"{{ target.name }}\"]\n",
+    );
+    repo.file("releases/agent.yaml", &common::release("agent", "1.0.0", ""));
+    repo.file(
+        "policies/fleet.yaml",
+        &policy("fleet", "  rollout:\n    maxParallel: 5\n"),
+    );
+    for i in 0..5 {
+        repo.file(
+            &format!("targets/agent-{i}.yaml"),
+            &target_with_vars(&format!("agent-{i}"), "agent", "1.0.0", "env: prod", "demo_delay: 1"),
+        );
+    }
+    repo.commit_all("five plugin targets");
+    let started = Instant::now();
+    repo.gantry(&["apply", "--now", T0]).expect(0);
+    let took = started.elapsed();
+    eprintln!("5 plugin targets, 1 s deploys, maxParallel 5: apply took {took:?}");
+    // Whole pass (git, checkout, five plugin starts): far under the 5 s of one after another.
+    assert!(took.as_secs_f64() < 4.5, "deploys ran one after another: {took:?}");
+    // Every copy of the plugin wrote to the shared state file without losing another's write.
+    let deployed: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    for i in 0..5 {
+        assert_eq!(deployed[format!("agent-{i}")]["version"], "1.0.0", "{deployed}");
+    }
+    // All five deploys were in flight at once: the last started before the first finished.
+    let times = |field: &str| -> Vec<f64> {
+        (0..5)
+            .map(|i| deployed[format!("agent-{i}")]["last_deploy"][field].as_f64().unwrap())
+            .collect()
+    };
+    let (started, finished) = (times("started"), times("finished"));
+    let last_start = started.iter().copied().fold(f64::MIN, f64::max);
+    let first_end = finished.iter().copied().fold(f64::MAX, f64::min);
+    let span = finished.iter().copied().fold(f64::MIN, f64::max) - started.iter().copied().fold(f64::MAX, f64::min);
+    eprintln!("the five deploys spanned {span:.2} s");
+    assert!(last_start < first_end, "a deploy waited for another: {deployed}");
+    assert!(span < 3.0, "the deploys took {span:.2} s in all");
+}
+
+/// Two targets of `api` at 1.0.0 with a precheck that fails while `disk-full` exists.
+fn precheck_repo() -> Repo {
+    let repo = Repo::new();
+    repo.file(
+        "components/api.yaml",
+        &common::component(
+            "api",
+            "    precheck: [\"scripts/precheck.sh\", \"{{ target.name }}\", \"{{ version }}\"]\n",
+        ),
+    );
+    repo.file(
+        "scripts/deploy.sh",
+        "#!/bin/sh\necho \"deploy $1 $2\" >> \"$GANTRY_REPO/steps.log\"\n",
+    );
+    repo.file(
+        "scripts/precheck.sh",
+        "#!/bin/sh\necho \"precheck $1 $2\" >> \"$GANTRY_REPO/steps.log\"\nif [ -f \"$GANTRY_REPO/disk-full-$1\" ]; then\n  echo checking /var\n  echo \"only 2 GB free on /var, $2 needs 10 GB\"\n  exit 1\nfi\n",
+    );
+    repo.file(
+        "releases/api.yaml",
+        &format!(
+            "{}---\n{}",
+            common::release("api", "1.0.0", ""),
+            common::release("api", "1.1.0", "")
+        ),
+    );
+    for name in ["api-a", "api-b"] {
+        repo.file(
+            &format!("targets/{name}.yaml"),
+            &common::target(name, "api", "1.0.0", "env: prod"),
+        );
+    }
+    repo.commit_all("api at 1.0.0");
+    repo
+}
+
+fn log(repo: &Repo, name: &str) -> String {
+    std::fs::read_to_string(repo.path().join(name)).unwrap_or_default()
+}
+
+fn bump(repo: &Repo, targets: &[&str], from: &str, to: &str) {
+    for name in targets {
+        let path = repo.path().join(format!("targets/{name}.yaml"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(
+            &path,
+            text.replace(&format!("version: \"{from}\""), &format!("version: \"{to}\"")),
+        )
+        .unwrap();
+    }
+    repo.commit_all(&format!("{} {to}", targets.join(", ")));
+}
+
+fn status(repo: &Repo, now: &str) -> serde_json::Value {
+    let out = repo
+        .gantry(&["status", "--now", now, "--format", "json"])
+        .expect(0)
+        .stdout();
+    serde_json::from_str(&out).unwrap()
+}
+
+fn row<'a>(status: &'a serde_json::Value, target: &str) -> &'a serde_json::Value {
+    status["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["target"] == target)
+        .unwrap_or_else(|| panic!("no {target} in {status}"))
+}
+
+/// A failing precheck holds the upgrade with the precheck's own words, changes nothing (no
+/// deploy, no rollback, no outcome recorded), and the next pass tries again.
+#[test]
+fn a_failing_precheck_holds_the_action_with_its_message_and_the_next_pass_retries() {
+    let repo = precheck_repo();
+    repo.gantry(&["apply", "--now", &at(0)]).expect(0);
+    std::fs::remove_file(repo.path().join("steps.log")).unwrap();
+    repo.file("disk-full-api-a", "");
+    bump(&repo, &["api-a", "api-b"], "1.0.0", "1.1.0");
+
+    let run = repo.gantry(&["apply", "--now", &at(1)]).expect(0);
+    assert!(
+        run.stderr().contains("held: api-a: precheck failed: ")
+            && run
+                .stderr()
+                .contains("checking /var / only 2 GB free on /var, 1.1.0 needs 10 GB"),
+        "{}",
+        run.stderr()
+    );
+    let steps = log(&repo, "steps.log");
+    assert!(
+        !steps.contains("deploy api-a"),
+        "nothing ran on the held target:\n{steps}"
+    );
+    assert!(
+        steps.contains("deploy api-b 1.1.0"),
+        "the other target went on:\n{steps}"
+    );
+    let s = status(&repo, &at(1));
+    assert_eq!(row(&s, "api-a")["current"], "1.0.0");
+    assert_eq!(
+        row(&s, "api-a")["status"],
+        "converged",
+        "no failure, no rollback recorded"
+    );
+    assert_eq!(
+        row(&s, "api-a")["plan_status"],
+        "ready",
+        "held, not halted: retried next pass"
+    );
+
+    // Still failing: held again, with JSON for machines.
+    let run = repo.gantry(&["apply", "--now", &at(2), "--format", "json"]).expect(0);
+    let last: serde_json::Value = serde_json::from_str(run.stdout().lines().last().unwrap()).unwrap();
+    assert_eq!(last["held"][0]["target"], "api-a", "{last}");
+    assert!(run.stdout().contains("\"event\":\"held\""), "{}", run.stdout());
+
+    // The condition clears: the next pass upgrades it.
+    std::fs::remove_file(repo.path().join("disk-full-api-a")).unwrap();
+    repo.gantry(&["apply", "--now", &at(3)]).expect(0);
+    assert!(log(&repo, "steps.log").contains("deploy api-a 1.1.0"));
+    assert_eq!(row(&status(&repo, &at(3)), "api-a")["current"], "1.1.0");
+}
+
+/// An HTTP endpoint on 127.0.0.1 reporting a settable error rate for version 1.1.0 (1 % for any
+/// other): `200 error_rate 0.01` while it is at most 5 %, `500 error_rate 0.09` above. Serves
+/// until the test ends.
+struct ErrorRate {
+    url: String,
+    permille: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    requests: std::sync::Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl ErrorRate {
+    fn serve(permille: u32) -> ErrorRate {
+        use std::io::{BufRead, BufReader, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let rate = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(permille));
+        let requests = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let (r, n) = (rate.clone(), requests.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request = String::new();
+                let _ = reader.read_line(&mut request);
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                n.fetch_add(1, Ordering::SeqCst);
+                // Only the new version serves errors: the version rolled back to is healthy.
+                let permille = if request.contains("version=1.1.0") {
+                    r.load(Ordering::SeqCst)
+                } else {
+                    10
+                };
+                let status = if permille > 50 { 500 } else { 200 };
+                let body = format!("error_rate {}", f64::from(permille) / 1000.0);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        ErrorRate {
+            url,
+            permille: rate,
+            requests,
+        }
+    }
+
+    fn set(&self, permille: u32) {
+        self.permille.store(permille, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn requests(&self) -> u32 {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// 10 targets of `api` at 1.0.0; waves canary (ring 0, soak 30 m) → all, an HTTP check every
+/// minute through every soak, 3 failed rounds in a row fail a target, no failure tolerated.
+fn analysed_fleet(url: &str) -> Repo {
+    let repo = Repo::new();
+    repo.file("components/api.yaml", &common::component("api", ""));
+    repo.file(
+        "scripts/deploy.sh",
+        "#!/bin/sh\necho \"$1 $2\" >> \"$GANTRY_REPO/deploys.log\"\n",
+    );
+    repo.file(
+        "releases/api.yaml",
+        &format!(
+            "{}---\n{}",
+            common::release("api", "1.0.0", ""),
+            common::release("api", "1.1.0", "")
+        ),
+    );
+    // The fleet is installed first, without waves, then the policy arrives with the bump.
+    for i in 0..10 {
+        let ring = if i == 0 { "0" } else { "1" };
+        repo.file(
+            &format!("targets/api-{i}.yaml"),
+            &common::target(&format!("api-{i}"), "api", "1.0.0", &format!("ring: \"{ring}\"")),
+        );
+    }
+    repo.commit_all("fleet at 1.0.0");
+    repo.gantry(&["apply", "--now", &at(-60)]).expect(0);
+    std::fs::remove_file(repo.path().join("deploys.log")).unwrap();
+    repo.file(
+        "policies/staged.yaml",
+        &policy(
+            "staged",
+            &format!(
+                "  rollout:\n    waves:\n      - {{ name: canary, selector: {{ ring: \"0\" }}, soak: 30m }}\n      - {{ name: all, percent: 100 }}\n    maxParallel: 5\n    maxFailures: 0\n  health:\n    checks:\n      - {{ name: errors, type: http, url: \"{url}/errors?target={{{{ target.name }}}}&version={{{{ version }}}}\", expect: 200 }}\n    interval: 1m\n    failureThreshold: 3\n"
+            ),
+        ),
+    );
+    let names: Vec<String> = (0..10).map(|i| format!("api-{i}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    bump(&repo, &names, "1.0.0", "1.1.0");
+    repo
+}
+
+fn state_file(repo: &Repo, path: &str) -> String {
+    let shown = std::process::Command::new("git")
+        .current_dir(repo.path())
+        .args(["show", &format!("gantry/state:{path}")])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&shown.stdout).into_owned()
+}
+
+/// `plan --format json`, checked against `schemas/plan.schema.json`.
+fn plan_json(repo: &Repo, now: &str) -> serde_json::Value {
+    use gantry::manifest::schema::{SchemaKind, validate};
+    let out = repo
+        .gantry(&["plan", "--now", now, "--format", "json"])
+        .expect(0)
+        .stdout();
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let violations: Vec<String> = validate(SchemaKind::Plan, &json)
+        .iter()
+        .map(|v| format!("{}: {}", v.pointer, v.message))
+        .collect();
+    assert!(violations.is_empty(), "{violations:#?}\n{json}");
+    json
+}
+
+/// Regression (issue #11): a canary whose error rate climbed to 9 % during its 30-minute soak
+/// was promoted anyway (`apply --now T+31m` upgraded the other 9). The checks now run through
+/// the soak: three failed rounds roll the canary back, halt the rollout, and nobody else is
+/// touched; the plan shows the analysis as it goes.
+#[test]
+fn a_canary_whose_error_rate_rises_during_its_soak_is_rolled_back_and_the_rest_never_touched() {
+    let server = ErrorRate::serve(10);
+    let repo = analysed_fleet(&server.url);
+
+    repo.gantry(&["apply", "--now", &at(0)]).expect(0);
+    assert_eq!(log(&repo, "deploys.log"), "api-0 1.1.0\n", "only the canary goes");
+
+    // Five minutes in, healthy: rounds run, the wave keeps soaking, the plan says so.
+    let before = server.requests();
+    repo.gantry(&["apply", "--now", &at(5)]).expect(0);
+    assert_eq!(
+        server.requests() - before,
+        3,
+        "5 rounds due, 3 (the threshold) run back to back"
+    );
+    let plan = plan_json(&repo, &at(5));
+    let canary = &plan["rollouts"][0]["waves"][0];
+    assert_eq!(canary["status"], "soaking", "{canary}");
+    assert_eq!(canary["analysis"]["status"], "running", "{canary}");
+    assert_eq!(canary["analysis"]["rounds"], 3, "{canary}");
+    assert_eq!(canary["analysis"]["rounds_left"], 25, "{canary}");
+    assert_eq!(canary["analysis"]["next_round"], at(6), "{canary}");
+    assert!(
+        canary["analysis"]["targets"]["api-0"]["last"]["errors"]
+            .as_str()
+            .unwrap()
+            .contains("status 200"),
+        "{canary}"
+    );
+
+    let text = repo.gantry(&["status", "--now", &at(5)]).expect(0).stdout();
+    assert!(
+        text.contains("rollout api 1.1.0 wave canary (Soaking): analysis running: 3 rounds run, 25 left"),
+        "{text}"
+    );
+    // The error rate climbs to 9 %: one failed round is not enough to act on...
+    server.set(90);
+    repo.gantry(&["apply", "--now", &at(6)]).expect(0);
+    assert_eq!(log(&repo, "deploys.log"), "api-0 1.1.0\n");
+    let waiting = plan_json(&repo, &at(6));
+    let blocker = waiting["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["target"] == "api-5")
+        .unwrap()["blocked_by"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        blocker.contains("waits for wave canary: soak ends at")
+            && blocker.contains("analysis running: 4 rounds run, 24 left; api-0 errors failing 1×")
+            && blocker.contains("status 500, expected 200"),
+        "{blocker}"
+    );
+    // ...the third failed round in a row is: the canary is rolled back, the rollout halts.
+    let run = repo.gantry(&["apply", "--now", &at(8)]).expect(2);
+    assert!(
+        run.stderr()
+            .contains("analysis failed in wave canary: check `errors` failed 3 rounds in a row"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(log(&repo, "deploys.log"), "api-0 1.1.0\napi-0 1.0.0\n");
+
+    // Long after the soak, nobody else was touched.
+    repo.gantry(&["apply", "--now", &at(31)]).expect(0);
+    repo.gantry(&["apply", "--now", &at(600)]).expect(0);
+    assert_eq!(log(&repo, "deploys.log"), "api-0 1.1.0\napi-0 1.0.0\n");
+    let s = status(&repo, &at(600));
+    let canary_row = row(&s, "api-0");
+    assert_eq!(canary_row["current"], "1.0.0");
+    assert_eq!(canary_row["status"], "rolled_back");
+    assert!(
+        canary_row["last_message"]
+            .as_str()
+            .unwrap()
+            .starts_with("analysis failed in wave canary: check `errors` failed 3 rounds in a row: GET "),
+        "{canary_row}"
+    );
+    for i in 1..10 {
+        let r = row(&s, &format!("api-{i}"));
+        assert_eq!(r["current"], "1.0.0", "{r}");
+        assert!(r["blockers"].to_string().contains("halted"), "{r}");
+    }
+    // The rollout record has the analysis; the outcome commit says it in its trailers.
+    let rollout = state_file(&repo, "rollouts/api@1.1.0.yaml");
+    assert!(
+        rollout.contains("analysis:") && rollout.contains("status: failed") && rollout.contains("rounds: 6"),
+        "{rollout}"
+    );
+    assert!(rollout.contains("halted:"), "{rollout}");
+    let messages = std::process::Command::new("git")
+        .current_dir(repo.path())
+        .args(["log", "--format=%B", "gantry/state"])
+        .output()
+        .unwrap();
+    let messages = String::from_utf8_lossy(&messages.stdout);
+    assert!(
+        messages.contains("Gantry-Outcome: rolled_back")
+            && messages.contains("Gantry-Message: analysis failed in wave canary"),
+        "{messages}"
+    );
+}
+
+/// The exact jump of the report: the first pass after the canary is at T+31m. The rounds due
+/// run before anything is promoted, and a failing canary is rolled back instead.
+#[test]
+fn a_pass_after_the_soak_runs_the_analysis_before_promoting() {
+    let server = ErrorRate::serve(10);
+    let repo = analysed_fleet(&server.url);
+    repo.gantry(&["apply", "--now", &at(0)]).expect(0);
+    server.set(90);
+    repo.gantry(&["apply", "--now", &at(31)]).expect(2);
+    assert_eq!(log(&repo, "deploys.log"), "api-0 1.1.0\napi-0 1.0.0\n");
+
+    // Healthy, the same jump promotes (after one more round at the soak's end passes).
+    let server = ErrorRate::serve(10);
+    let repo = analysed_fleet(&server.url);
+    repo.gantry(&["apply", "--now", &at(0)]).expect(0);
+    repo.gantry(&["apply", "--now", &at(29)]).expect(0);
+    assert_eq!(log(&repo, "deploys.log").lines().count(), 1, "still soaking at 29 min");
+    repo.gantry(&["apply", "--now", &at(31)]).expect(0);
+    assert_eq!(log(&repo, "deploys.log").lines().count(), 10);
+    let rollout = state_file(&repo, "rollouts/api@1.1.0.yaml");
+    assert!(rollout.contains("status: passed"), "{rollout}");
+}
+
+fn blockers_of(plan: &serde_json::Value, target: &str) -> Vec<serde_json::Value> {
+    plan["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["target"] == target)
+        .unwrap_or_else(|| panic!("no {target}"))["blocked_by"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// Regression (issue #11): dev, staging and production governed by three policies rolled out at
+/// once (the production canary started alongside dev). With `after`, dev → staging (after dev
+/// 1 h healthy) → production (after staging 48 h healthy) is one declared pipeline; the plan
+/// shows each waiting stage with the instant it opens.
+#[test]
+fn a_three_stage_pipeline_promotes_across_policies_only_after_each_soak() {
+    let repo = Repo::new();
+    repo.file("components/api.yaml", &common::component("api", ""));
+    repo.file(
+        "scripts/deploy.sh",
+        "#!/bin/sh\necho \"$1 $2\" >> \"$GANTRY_REPO/deploys.log\"\n",
+    );
+    repo.file(
+        "releases/api.yaml",
+        &format!(
+            "{}---\n{}",
+            common::release("api", "1.0.0", ""),
+            common::release("api", "1.1.0", "")
+        ),
+    );
+    let targets = [
+        ("api-dev", "dev"),
+        ("api-stg-1", "staging"),
+        ("api-stg-2", "staging"),
+        ("api-prod-1", "prod"),
+        ("api-prod-2", "prod"),
+        ("api-prod-3", "prod"),
+    ];
+    for (name, env) in targets {
+        repo.file(
+            &format!("targets/{name}.yaml"),
+            &common::target(name, "api", "1.0.0", &format!("env: {env}")),
+        );
+    }
+    repo.commit_all("fleet at 1.0.0");
+    repo.gantry(&["apply", "--now", &at(-600)]).expect(0);
+    std::fs::remove_file(repo.path().join("deploys.log")).unwrap();
+    repo.file("policies/dev.yaml", &policy("dev", "  selector: { env: dev }\n"));
+    repo.file(
+        "policies/staging.yaml",
+        &policy(
+            "staging",
+            "  selector: { env: staging }\n  after: { policy: dev, soak: 1h }\n  rollout: { maxParallel: 2 }\n",
+        ),
+    );
+    repo.file(
+        "policies/production.yaml",
+        &policy(
+            "production",
+            "  selector: { env: prod }\n  after: { policy: staging, soak: 48h }\n  rollout: { maxParallel: 3 }\n",
+        ),
+    );
+    let names: Vec<&str> = targets.iter().map(|(n, _)| *n).collect();
+    bump(&repo, &names, "1.0.0", "1.1.0");
+    let deployed = |repo: &Repo| -> Vec<String> { log(repo, "deploys.log").lines().map(str::to_string).collect() };
+
+    // Stage 1: only dev.
+    repo.gantry(&["apply", "--now", &at(0)]).expect(0);
+    assert_eq!(deployed(&repo), ["api-dev 1.1.0"]);
+    let plan = plan_json(&repo, &at(0));
+    let staging = blockers_of(&plan, "api-stg-1");
+    assert_eq!(staging.len(), 1, "{staging:?}");
+    assert_eq!(staging[0]["kind"], "wave");
+    assert_eq!(staging[0]["until"], at(60), "the instant the stage opens: {staging:?}");
+    assert!(
+        staging[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("waits for stage `dev` (policy `staging` comes after it): api 1.1.0 complete there since"),
+        "{staging:?}"
+    );
+    let production = blockers_of(&plan, "api-prod-1");
+    assert_eq!(
+        production[0]["reason"],
+        "waits for stage `staging` (policy `production` comes after it): 0 of its 2 api targets run 1.1.0"
+    );
+    assert!(production[0]["until"].is_null(), "no instant until staging ran");
+
+    // A minute before dev's hour is over, nothing new; after it, staging goes.
+    repo.gantry(&["apply", "--now", &at(59)]).expect(0);
+    assert_eq!(deployed(&repo).len(), 1);
+    repo.gantry(&["apply", "--now", &at(60)]).expect(0);
+    let mut now = deployed(&repo);
+    now.sort();
+    assert_eq!(now, ["api-dev 1.1.0", "api-stg-1 1.1.0", "api-stg-2 1.1.0"]);
+
+    // Production opens 48 h after staging completed, not a minute before.
+    let opens = 60 + 48 * 60;
+    let plan = plan_json(&repo, &at(61));
+    assert_eq!(blockers_of(&plan, "api-prod-2")[0]["until"], at(opens));
+    repo.gantry(&["apply", "--now", &at(opens - 1)]).expect(0);
+    assert_eq!(deployed(&repo).len(), 3);
+    repo.gantry(&["apply", "--now", &at(opens)]).expect(0);
+    assert_eq!(deployed(&repo).len(), 6, "{:?}", deployed(&repo));
+    assert!(deployed(&repo)[3..].iter().all(|d| d.starts_with("api-prod-")));
+}
+
+/// `after` must name a policy, and stages may not wait for each other in a circle.
+#[test]
+fn after_naming_an_unknown_policy_or_a_cycle_is_a_violation() {
+    let repo = precheck_repo();
+    repo.file(
+        "policies/a.yaml",
+        &policy("a", "  selector: { env: a }\n  after: { policy: b, soak: 1h }\n"),
+    );
+    repo.file(
+        "policies/b.yaml",
+        &policy("b", "  selector: { env: b }\n  after: { policy: a }\n"),
+    );
+    repo.file(
+        "policies/c.yaml",
+        &policy("c", "  selector: { env: c }\n  after: { policy: qa }\n"),
+    );
+    repo.commit_all("bad stages");
+    let run = repo.gantry(&["validate"]).expect(2);
+    let out = format!("{}{}", run.stdout(), run.stderr());
+    assert!(out.contains("promotion cycle: a → b → a"), "{out}");
+    assert!(out.contains("promotion cycle: b → a → b"), "{out}");
+    assert!(out.contains("after.policy names unknown policy `qa`"), "{out}");
+}
+
+/// Regression (issue #11): 13 of 20 customers had their backend and frontend in different
+/// stages. With `groupBy: tenant`, the backend and frontend rollouts put the same tenants in each
+/// of the 5 / 25 / 75 / 100 % stages, so a customer's pair moves together.
+#[test]
+fn group_by_keeps_each_tenants_backend_and_frontend_in_the_same_stage() {
+    let repo = Repo::new();
+    for component in ["backend", "frontend"] {
+        repo.file(
+            &format!("components/{component}.yaml"),
+            &common::component(component, ""),
+        );
+        repo.file(
+            &format!("releases/{component}.yaml"),
+            &format!(
+                "{}---\n{}",
+                common::release(component, "1.0.0", ""),
+                common::release(component, "1.1.0", "")
+            ),
+        );
+    }
+    repo.file(
+        "scripts/deploy.sh",
+        "#!/bin/sh\necho \"$1 $2\" >> \"$GANTRY_REPO/deploys.log\"\n",
+    );
+    let mut names = Vec::new();
+    for t in 0..20 {
+        for component in ["backend", "frontend"] {
+            let name = format!("customer{t:02}-{component}");
+            repo.file(
+                &format!("targets/{name}.yaml"),
+                &common::target(&name, component, "1.0.0", &format!("tenant: customer{t:02}")),
+            );
+            names.push(name);
+        }
+    }
+    repo.commit_all("40 targets at 1.0.0");
+    repo.gantry(&["apply", "--now", &at(-600)]).expect(0);
+    std::fs::remove_file(repo.path().join("deploys.log")).unwrap();
+    repo.file(
+        "policies/customers.yaml",
+        &policy(
+            "customers",
+            "  rollout:\n    groupBy: tenant\n    waves:\n      - { name: p5, percent: 5, soak: 10m }\n      - { name: p25, percent: 25, soak: 10m }\n      - { name: p75, percent: 75, soak: 10m }\n      - { name: p100, percent: 100 }\n    maxParallel: 20\n",
+        ),
+    );
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    bump(&repo, &refs, "1.0.0", "1.1.0");
+    // The tenants whose backend, and whose frontend, run 1.1.0.
+    let upgraded = |role: &str| -> std::collections::BTreeSet<String> {
+        log(&repo, "deploys.log")
+            .lines()
+            .filter_map(|l| l.strip_suffix(&format!("-{role} 1.1.0")).map(str::to_string))
+            .collect()
+    };
+    for (minute, tenants) in [(0, 1), (11, 5), (22, 15), (33, 20)] {
+        repo.gantry(&["apply", "--now", &at(minute)]).expect(0);
+        let (backends, frontends) = (upgraded("backend"), upgraded("frontend"));
+        assert_eq!(backends.len(), tenants, "at {minute} min: {backends:?}");
+        assert_eq!(backends, frontends, "at {minute} min every pair moves together");
+    }
+}
