@@ -380,6 +380,7 @@ case "$what" in
   deploy) [ -f "$GANTRY_REPO/sim/fail-deploy-$1" ] && fail "$@"; echo "$1" > "$root/version" ;;
   health) [ -f "$GANTRY_REPO/sim/fail-health" ] && fail "$@"; true ;;
   remove) rm -f "$root/version" ;;
+  observe) cat "$root/version" ;;
   snapshot) rm -rf "$root/snap-$1"; mkdir -p "$root/snap-$1"; cp "$root/migrations" "$root/rows" "$root/snap-$1/" ;;
   restore) [ -f "$GANTRY_REPO/sim/fail-restore" ] && fail "$@"; [ -d "$root/snap-$1" ] || fail "no snapshot $1"
            cp "$root/snap-$1/migrations" "$root/snap-$1/rows" "$root/" ;;
@@ -846,4 +847,100 @@ fn no_step_process_outlives_a_killed_reconciler_or_overlaps_its_resumption() {
         "the resumed step overlapped the interrupted one: {log:?}"
     );
     assert!(log.iter().any(|l| l.starts_with("end solo 2.0.0")), "{log:?}");
+}
+
+/// A component whose steps are the simulator's, with `observe` and extra text in `deploy`.
+fn observed_fleet(policy: &str, deploy_extra: &str) -> Repo {
+    let repo = sim_fleet("1.0.0", policy);
+    repo.file(
+        "components/app.yaml",
+        &format!(
+            "apiVersion: gantry.dev/v1\nkind: Component\nmetadata: {{ name: app }}\nspec:\n  steps:\n    deploy: [\"scripts/sim.sh\", \"deploy\", \"{{{{ target.name }}}}\", \"{{{{ version }}}}\"{deploy_extra}]\n    observe: [\"scripts/sim.sh\", \"observe\", \"{{{{ target.name }}}}\"]\n"
+        ),
+    );
+    repo.commit_all("app with observe");
+    repo
+}
+
+/// Issue #10 bug 8: `observe` never ran, so a hand-changed running version went unnoticed.
+/// `status --observe` records the drift (with what was seen); `onDrift: report` changes nothing;
+/// `onDrift: reconcile` redeploys the recorded version.
+#[test]
+fn observe_records_drift_and_on_drift_reconcile_redeploys() {
+    let repo = observed_fleet(SIM_POLICY, "");
+    apply_at(&repo, NOW).expect(0);
+    std::fs::write(repo.path().join("sim/acme/version"), "9.9.9\n").unwrap();
+    let status = repo.gantry(&["status", "--observe", "--now", NOW]).expect(0);
+    assert!(status.stdout().contains("drifted"), "{}", status.stdout());
+    let record = record_of(&repo, "acme");
+    assert_eq!(record.status, gantry::state::TargetStatus::Drifted);
+    assert_eq!(record.observed_version.as_deref(), Some("9.9.9"));
+    // report: nothing runs.
+    apply_at(&repo, NOW).expect(0);
+    assert_eq!(sim_version(&repo, "acme").as_deref(), Some("9.9.9"));
+    // reconcile: the recorded version is deployed again.
+    repo.file("policies/p.yaml", &format!("{SIM_POLICY}  onDrift: reconcile\n"));
+    repo.commit_all("onDrift: reconcile");
+    apply_at(&repo, NOW).expect(0);
+    assert_eq!(sim_version(&repo, "acme").as_deref(), Some("1.0.0"));
+    repo.gantry(&["status", "--observe", "--now", NOW]).expect(0);
+    assert_eq!(record_of(&repo, "acme").status, gantry::state::TargetStatus::Converged);
+}
+
+/// Issue #10 item 9: `{{ from }}` validated but failed on an install.
+#[test]
+fn from_is_defined_on_an_install() {
+    let repo = observed_fleet(SIM_POLICY, ", \"from={{ from }}\"");
+    repo.gantry(&["validate"]).expect(0);
+    apply_at(&repo, NOW).expect(0);
+    assert_eq!(sim_version(&repo, "acme").as_deref(), Some("1.0.0"));
+}
+
+/// Issue #10 item 9: under `--now` the health soak ran on the real clock (here: one hour).
+#[test]
+fn health_soak_runs_on_the_now_clock() {
+    let policy = "apiVersion: gantry.dev/v1\nkind: Policy\nmetadata: { name: p }\nspec:\n  health:\n    checks:\n      - { name: smoke, type: command, argv: [\"scripts/sim.sh\", \"health\", \"{{ target.name }}\", \"x\"] }\n    interval: 10s\n    soak: 1h\n";
+    let repo = sim_fleet("1.0.0", policy);
+    let started = std::time::Instant::now();
+    apply_at(&repo, NOW).expect(0);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "the soak took {:?}",
+        started.elapsed()
+    );
+    let healths = sim_steps(&repo).iter().filter(|s| s.starts_with("health ")).count();
+    assert!(
+        healths >= 360,
+        "a 1h soak at 10s intervals runs 361 rounds, ran {healths}"
+    );
+}
+
+/// Issue #10 item 9: status said `converged` while the desired version differed, and after a
+/// crash named the finished install instead of the interrupted upgrade.
+#[test]
+fn status_names_the_interrupted_upgrade_and_never_says_converged_while_pending() {
+    let targets = [("solo", "1")];
+    let repo = crash_fleet(&targets, SIM_POLICY);
+    apply_at(&repo, NOW).expect(0);
+    pin_all(&repo, &targets, "2.0.0");
+    let status = repo.gantry(&["status", "--now", NOW]).expect(0);
+    let row = status
+        .stdout()
+        .lines()
+        .find(|l| l.starts_with("solo"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        row.contains("pending") && !row.contains("converged"),
+        "{}",
+        status.stdout()
+    );
+    std::fs::write(repo.path().join("kill-once"), "").unwrap();
+    assert_ne!(apply_at(&repo, NOW).code(), 0);
+    let status = repo.gantry(&["status", "--format", "json", "--now", NOW]).expect(0);
+    let json: serde_json::Value = serde_json::from_str(&status.stdout()).unwrap();
+    let row = &json["targets"][0];
+    assert_eq!(row["status"], "in_progress", "{row}");
+    let text = row.to_string();
+    assert!(text.contains("upgrade 1.0.0 → 2.0.0 interrupted"), "{text}");
 }

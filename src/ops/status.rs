@@ -42,6 +42,29 @@ pub struct StatusReport {
     pub rollouts: Vec<plan::Rollout>,
 }
 
+/// Runs the observe stage now (`gantry status --observe`): holds the reconciler lock while it
+/// runs each converged target's `observe` step and records drift (SPEC §4).
+///
+/// # Errors
+/// [`OpsError::Apply`] when the lock is held (exit 3) or the state cannot be read or written.
+pub fn observe_now(
+    repo: &WatchedRepo,
+    now: jiff::Timestamp,
+) -> Result<Vec<crate::reconcile::observe::Observation>, OpsError> {
+    let _lock =
+        crate::state::ReconcilerLock::acquire(repo.repo.path()).map_err(crate::reconcile::apply::ApplyError::from)?;
+    let head = repo
+        .branch_tip(&repo.desired_branch_hint())
+        .map_err(crate::reconcile::apply::ApplyError::from)?;
+    Ok(crate::reconcile::observe::observe(
+        repo,
+        head,
+        now,
+        &crate::reconcile::runtime::Runtime::default(),
+        false,
+    )?)
+}
+
 /// Builds the status report of a repository at `now`.
 ///
 /// # Errors

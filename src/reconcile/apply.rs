@@ -598,6 +598,7 @@ fn roll_back_analysis_failure(
         desired_commit: loaded.commit.to_string(),
         action: attempt::ANALYSIS_ROLLBACK.to_string(),
         wave: Some(failure.wave.clone()),
+        spec_hash: desired.targets.get(&failure.target).map(|t| t.spec_hash()),
         started: now,
         plan: serde_json::Value::Null,
     };
@@ -652,6 +653,7 @@ fn record_analysis_failure(
             at: now.to_string(),
             target: failure.target.clone(),
             reason: message.clone(),
+            specs: Default::default(),
         });
     }
     let mut batch = Batch::new();

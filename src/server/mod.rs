@@ -548,7 +548,7 @@ fn run_pass(shared: &Shared, lock_held: &ReconcilerLock, seen: Option<Instant>) 
             let message = format!("{e}; no step runs until the remote's recorded state is known");
             tracing::warn!("{message}");
             lock(&shared.daemon).remote_error = Some(e.to_string());
-            return PassOutcome::Error(message);
+            return PassOutcome::transient(message);
         }
     };
     // The pass counters move last, once its gauges and notifications are done, so a reader that
@@ -591,6 +591,24 @@ fn pass_outcome(
             let after = match read_recorded(&repo.repo, state_branch) {
                 Ok(after) => after,
                 Err(e) => return PassOutcome::transient(format!("cannot read the state branch after the pass: {e}")),
+            };
+            // Drift: the observe stage of every pass (SPEC §4); its findings are in the state.
+            let after = match commit {
+                Some(head) => {
+                    let now = shared.now.unwrap_or_else(Timestamp::now);
+                    let runtime = crate::reconcile::runtime::Runtime::default();
+                    match crate::reconcile::observe::observe(repo, head, now, &runtime, false) {
+                        Ok(seen) if seen.iter().any(|o| o.drifted) => {
+                            read_recorded(&repo.repo, state_branch).unwrap_or(after)
+                        }
+                        Ok(_) => after,
+                        Err(e) => {
+                            tracing::warn!("observe stage: {e}");
+                            after
+                        }
+                    }
+                }
+                None => after,
             };
             announce_waves(shared, before, &after);
             after_pass(shared, repo, !report.outcomes.is_empty());
