@@ -95,6 +95,7 @@ fn add_outcome(batch: &mut Batch, i: usize) {
             message: String::new(),
             config_hash: None,
             output_tail: String::new(),
+            spec_hash: None,
         }),
         rollback_points: vec![from],
         observed_version: None,

@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use common::Repo;
 use gantry::executor::{Executor, ExecutorError, Exit, StepKind, StepRequest, StepResult};
-use gantry::reconcile::apply::{ApplyOptions, apply_with};
+use gantry::reconcile::apply::{ApplyError, ApplyOptions, apply_with};
 use gantry::reconcile::attempt::{ProgressEvent, ProgressSink};
 use gantry::reconcile::runtime::{Runtime, Shared};
 use gantry::source::WatchedRepo;
@@ -659,7 +659,17 @@ fn schedule(seed: u64, passes: usize) -> Result<String, String> {
         };
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let watched = WatchedRepo::open(repo.path()).unwrap();
-            apply_with(&watched, &options, &observer, &runtime)
+            // A child another test forks holds a copy of the lock's descriptor until its exec
+            // (see state::lock's tests): wait that moment out instead of failing the schedule.
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                match apply_with(&watched, &options, &observer, &runtime) {
+                    Err(ApplyError::Locked(_)) if std::time::Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    other => break other,
+                }
+            }
         }));
         let events = observer.events.lock().unwrap().clone();
         let seen = seen_before;

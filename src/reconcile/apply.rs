@@ -457,6 +457,9 @@ impl EnvParts {
         }))
     }
 
+    // The borrowed pieces of one pass an attempt runs in; a struct for them would only be
+    // unpacked again here.
+    #[allow(clippy::too_many_arguments)]
     fn env<'a>(
         &'a self,
         desired: &'a Desired,
