@@ -673,7 +673,7 @@ if [ -f "$r/hang-once" ]; then
   rm "$r/hang-once"
   sleep 300 &
   echo $! > "$r/bg.pid"
-  echo $$ > "$r/main.pid"
+  echo $$ > "$r/main.tmp"; mv "$r/main.tmp" "$r/main.pid"
   sleep 300
 fi
 [ -f "$r/fail-$2" ] && exit 3
