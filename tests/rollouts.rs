@@ -63,8 +63,8 @@ fn plugin_targets_deploy_side_by_side_up_to_max_parallel() {
     repo.gantry(&["apply", "--now", T0]).expect(0);
     let took = started.elapsed();
     eprintln!("5 plugin targets, 1 s deploys, maxParallel 5: apply took {took:?}");
-    // Whole pass (git, checkout, five plugin starts): far under the 5 s of one after another.
-    assert!(took.as_secs_f64() < 4.5, "deploys ran one after another: {took:?}");
+    // The whole pass (git, checkout, five plugin starts) depends on the machine's load; the
+    // deploys' own window below is what maxParallel decides, so that is what is asserted.
     // Every copy of the plugin wrote to the shared state file without losing another's write.
     let deployed: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
     for i in 0..5 {
@@ -663,4 +663,104 @@ fn group_by_keeps_each_tenants_backend_and_frontend_in_the_same_stage() {
         assert_eq!(backends.len(), tenants, "at {minute} min: {backends:?}");
         assert_eq!(backends, frontends, "at {minute} min every pair moves together");
     }
+}
+
+/// Traffic steps through the demo plugin: the canary is deployed beside the old version, gets
+/// 5 % then 25 % of traffic, each held 5 min under health checks (on the `--now` clock: no real
+/// waiting); its checks fail at 25 %, so traffic goes back to 0 % first, then it is rolled back.
+#[test]
+fn a_traffic_canary_failing_at_25_percent_ends_at_weight_0_and_rolled_back() {
+    let repo = Repo::new();
+    let plugin = std::fs::read_to_string(common::project_path("examples/plugins/gantry-executor-demo.py")).unwrap();
+    repo.file("plugins/demo.py", &plugin);
+    let state = repo.path().join("demo-state.json");
+    repo.file(
+        "gantry.toml",
+        &format!(
+            "[executors.demo]\ntype = \"plugin\"\ncommand = [\"plugins/demo.py\", \"--state\", \"{}\"]\n",
+            state.display()
+        ),
+    );
+    repo.file(
+        "components/web.yaml",
+        "apiVersion: gantry.dev/v1\nkind: Component\nmetadata: { name: web }\nspec:\n  executor: demo\n  steps:\n    deploy: [\"deploy\"]\n    health: [\"health\"]\n    shift: [\"shift\", \"{{ target.name }}\", \"{{ weight }}\"]\n",
+    );
+    repo.file(
+        "releases/web.yaml",
+        &format!(
+            "{}---\n{}",
+            common::release("web", "1.0.0", ""),
+            common::release("web", "1.1.0", "")
+        ),
+    );
+    repo.file(
+        "targets/web-a.yaml",
+        &target_with_vars("web-a", "web", "1.0.0", "env: prod", "demo_fail_weight: 25"),
+    );
+    repo.commit_all("web at 1.0.0");
+    repo.gantry(&["apply", "--now", &at(0)]).expect(0);
+    repo.file(
+        "policies/traffic.yaml",
+        &policy(
+            "traffic",
+            "  traffic: { steps: [5, 25, 50, 100], analysis: 5m }\n  health: { interval: 1m, failureThreshold: 2 }\n",
+        ),
+    );
+    bump(&repo, &["web-a"], "1.0.0", "1.1.0");
+    let started = Instant::now();
+    let run = repo.gantry(&["apply", "--now", &at(10)]).expect(2);
+    assert!(
+        started.elapsed().as_secs() < 30,
+        "holds ran on the real clock: {:?}",
+        started.elapsed()
+    );
+    let demo: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    let web = &demo["web-a"];
+    assert_eq!(web["shifts"], serde_json::json!([5, 25, 0]), "{web}");
+    assert_eq!(web["weight"], 0, "{web}");
+    assert_eq!(web["version"], "1.0.0", "{web}");
+    // The step log (the plugin's stderr) shows the order: back to 0 %, then the old version.
+    let logs = repo.path().join(".git/gantry/logs");
+    let text = std::fs::read_dir(&logs)
+        .unwrap()
+        .map(|entry| std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default())
+        .find(|text| text.contains("demo: shift web-a"))
+        .expect("the upgrade attempt's log");
+    let back = text
+        .find("demo: shift web-a 1.1.0 shift web-a 0")
+        .unwrap_or_else(|| panic!("{text}"));
+    let redeploy = text
+        .rfind("demo: deploy web-a 1.0.0")
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(back < redeploy, "traffic went back before the redeploy:\n{text}");
+    let s = status(&repo, &at(10));
+    let row = row(&s, "web-a");
+    assert_eq!(row["status"], "rolled_back", "{row}");
+    assert!(
+        row["last_message"]
+            .as_str()
+            .unwrap()
+            .contains("errors at 25% of traffic (demo_fail_weight)"),
+        "{row}\n{}",
+        run.stderr()
+    );
+}
+
+/// `{{ weight }}` exists only for `shift` steps; elsewhere it is caught by `validate`, not by a
+/// failing deploy.
+#[test]
+fn weight_outside_a_shift_step_is_invalid() {
+    let repo = precheck_repo();
+    repo.file(
+        "components/api.yaml",
+        &common::component("api", "    shift: [\"scripts/shift.sh\", \"{{ weight }}\"]\n    health: [\"scripts/health.sh\", \"{{ weight }}\"]\n"),
+    );
+    repo.commit_all("weight in health");
+    let run = repo.gantry(&["validate"]).expect(1);
+    let out = format!("{}{}", run.stdout(), run.stderr());
+    assert!(
+        out.contains("template uses `weight`, which only a `shift` step defines"),
+        "{out}"
+    );
+    assert_eq!(out.matches("which only a `shift` step defines").count(), 1, "{out}");
 }

@@ -20,7 +20,8 @@ Options:
 
 A target var `demo_fail` naming an op (e.g. `vars: {demo_fail: health}`) makes that op fail,
 to try rollbacks; `demo_delay` (seconds) makes every deploy take that long, to watch targets
-deploy side by side. Diagnostics go to stderr, which gantry appends to the step's log.
+deploy side by side; `demo_fail_weight` (e.g. 25) makes health checks fail while that share of
+traffic goes to the new version (`shift` op), to try traffic rollbacks. Diagnostics go to stderr, which gantry appends to the step's log.
 
 gantry runs one copy of this plugin per step running at once (up to the policy's maxParallel),
 so the state file is locked while a request reads and writes it.
@@ -35,7 +36,7 @@ import time
 PROTOCOL = 1
 OPS = [
     "deploy", "health", "snapshot", "restore", "reload",
-    "observe", "remove", "migrate_up", "migrate_down", "precheck",
+    "observe", "remove", "migrate_up", "migrate_down", "precheck", "shift",
 ]
 
 
@@ -95,7 +96,15 @@ def handle(state, req):
         t["version"] = version
         detail = f" ({argv})" if argv else ""
         return True, f"deployed {req['component']} {version} to {name}{detail}", version
+    if op == "shift":
+        weight = req.get("weight")
+        t["weight"] = weight
+        t.setdefault("shifts", []).append(weight)
+        return True, f"{name}: {weight}% of traffic to {version}", t["version"]
     if op == "health":
+        fail_at = target.get("vars", {}).get("demo_fail_weight")
+        if fail_at is not None and t.get("weight") == fail_at:
+            return False, f"{name}: errors at {fail_at}% of traffic (demo_fail_weight)", t["version"]
         if t["version"] != version:
             return False, f"{name} runs {t['version']}, expected {version}", t["version"]
         return True, f"{name} healthy at {version}", version

@@ -91,11 +91,13 @@ pub enum StepKind {
     MigrateDown,
     /// Runs before an attempt changes anything; failing holds the action (no rollback).
     Precheck,
+    /// Sets the new version's share of traffic (`weight` in templates and requests).
+    Shift,
 }
 
 impl StepKind {
     /// Every kind, in the order a plugin typically lists them.
-    pub const ALL: [StepKind; 10] = [
+    pub const ALL: [StepKind; 11] = [
         StepKind::Deploy,
         StepKind::Health,
         StepKind::Snapshot,
@@ -106,6 +108,7 @@ impl StepKind {
         StepKind::MigrateUp,
         StepKind::MigrateDown,
         StepKind::Precheck,
+        StepKind::Shift,
     ];
 
     /// The name used in the plugin protocol, `GANTRY_STEP` and messages.
@@ -121,6 +124,7 @@ impl StepKind {
             StepKind::MigrateUp => "migrate_up",
             StepKind::MigrateDown => "migrate_down",
             StepKind::Precheck => "precheck",
+            StepKind::Shift => "shift",
         }
     }
 }
@@ -165,6 +169,9 @@ pub struct TemplateContext {
     pub migration: Option<String>,
     /// The attempt id (also names snapshots, so `restore` finds the attempt's one).
     pub attempt: String,
+    /// For a `shift` step: the new version's share of traffic, 0-100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
 }
 
 /// One step to run.
@@ -525,6 +532,7 @@ pub(crate) mod testutil {
             release: None,
             migration: None,
             attempt: "a1".into(),
+            weight: None,
         }
     }
 

@@ -790,8 +790,8 @@ mod tests {
                 Target,
                 target(json!({"component": "billing", "version": "1", "replicas": 3, "a/b": 1})),
                 vec![
-                    r#"/spec/a~1b | spec["a/b"]: unknown field "a/b"; expected one of `channels`, `component`, `config`, `suspend`, `vars`, `version`"#,
-                    r#"/spec/replicas | spec.replicas: unknown field "replicas"; expected one of `channels`, `component`, `config`, `suspend`, `vars`, `version`"#,
+                    r#"/spec/a~1b | spec["a/b"]: unknown field "a/b"; expected one of `channels`, `component`, `config`, `retry`, `suspend`, `vars`, `version`"#,
+                    r#"/spec/replicas | spec.replicas: unknown field "replicas"; expected one of `channels`, `component`, `config`, `retry`, `suspend`, `vars`, `version`"#,
                 ],
             ),
             (
@@ -910,12 +910,13 @@ mod tests {
                 "config_diff": [{"key": "timeout_s", "from": 30, "to": 60}, {"key": "new", "to": {"a": [1]}}],
                 "policy": "production",
                 "approvals": {"required": 2, "have": ["alice@example.com"], "missing": 1, "eligible": ["bob@example.com"]},
-                "update_type": "major", "violations": [], "warnings": ["2.0.0 is deprecated: use 2.1.x"]
+                "update_type": "major", "violations": [], "warnings": ["2.0.0 is deprecated: use 2.1.x"],
+                "breaking": true, "releases": []
             }, {
                 "target": "old", "component": "billing", "action": "remove", "from": "1.0.0", "to": null,
                 "stops": [], "migrations": [], "wave": null, "status": "ready", "blocked_by": [],
                 "config_diff": [], "policy": null, "approvals": null, "update_type": null,
-                "violations": [], "warnings": []
+                "violations": [], "warnings": [], "breaking": false, "releases": []
             }],
             "violations": [{"kind": "invalid_manifest", "message": "x", "file": "targets/a.yaml", "line": 4, "column": 12, "target": "a"}],
             "warnings": [],

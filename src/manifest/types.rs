@@ -63,6 +63,10 @@ pub struct Steps {
     /// rollback) until the next pass retries it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub precheck: Option<Argv>,
+    /// Sets the share of traffic the new version gets (`{{ weight }}`, 0-100) under a policy's
+    /// `traffic` steps; 0 sends everything back to the old version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shift: Option<Argv>,
 }
 
 impl Steps {
@@ -77,6 +81,7 @@ impl Steps {
             ("observe", &self.observe),
             ("remove", &self.remove),
             ("precheck", &self.precheck),
+            ("shift", &self.shift),
         ]
         .into_iter()
         .filter_map(|(name, argv)| argv.as_ref().map(|a| (name, a)))
@@ -225,6 +230,20 @@ pub struct PolicySpec {
     /// another policy's rollout of the same version is complete and healthy for a while.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<After>,
+    /// Traffic steps after the deploy of the new version (components with a `shift` step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<Traffic>,
+}
+
+/// `traffic: { steps: [5, 25, 50, 100], analysis: 5m }`: the new version's share of traffic is
+/// raised weight by weight, each held for `analysis` with the health checks passing; a failure
+/// shifts back to 0 before rolling back. Blue-green is `steps: [100]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Traffic {
+    pub steps: Vec<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<String>,
 }
 
 /// `after: { policy: staging, soak: 48h }`: the stage this policy's rollouts wait for.

@@ -11,7 +11,7 @@ use super::types::*;
 use super::values::{self, VersionWanted};
 
 /// The variables a step template may use (SPEC §5).
-pub const TEMPLATE_VARIABLES: [&str; 8] = [
+pub const TEMPLATE_VARIABLES: [&str; 9] = [
     "target",
     "component",
     "version",
@@ -20,6 +20,7 @@ pub const TEMPLATE_VARIABLES: [&str; 8] = [
     "release",
     "migration",
     "attempt",
+    "weight",
 ];
 
 /// The built-in executor a component gets when it names none.
@@ -86,6 +87,8 @@ pub struct Policy {
     pub wave_soak: Vec<Option<Duration>>,
     /// The parsed `after.soak` (zero when `after` has none).
     pub after_soak: Duration,
+    /// The parsed `traffic.analysis`: how long each traffic weight is held (zero: none).
+    pub traffic_analysis: Duration,
     pub manifest: Manifest<PolicySpec>,
 }
 
@@ -362,6 +365,13 @@ fn inside_tag(template: &str, at: usize) -> bool {
     }
 }
 
+/// Whether a (compiling) template refers to `weight`.
+fn uses_weight(template: &str) -> bool {
+    let env = minijinja::Environment::new();
+    env.template_from_str(template)
+        .is_ok_and(|t| t.undeclared_variables(false).contains("weight"))
+}
+
 /// Checks that a template compiles and uses only the variables gantry provides.
 ///
 /// Templates are only compiled here, never rendered, so nothing in them runs at validation.
@@ -423,6 +433,13 @@ fn check_argv(origin: &super::load::Origin, pointer: &str, argv: &[String], diag
     for (i, element) in argv.iter().enumerate() {
         if let Some(problem) = template_problem(element) {
             diags.push(origin.diagnostic(Severity::Invalid, "template", &format!("{pointer}/{i}"), problem));
+        } else if !pointer.ends_with("/steps/shift") && uses_weight(element) {
+            diags.push(origin.diagnostic(
+                Severity::Invalid,
+                "template",
+                &format!("{pointer}/{i}"),
+                "template uses `weight`, which only a `shift` step defines",
+            ));
         }
     }
     let program = &argv[0];
@@ -954,6 +971,29 @@ fn check_policy(policy: &Manifest<PolicySpec>, diags: &mut Vec<Diagnostic>) -> O
         }
         duration_field(origin, "/spec/after/soak", after.soak.as_deref(), diags).unwrap_or_default()
     });
+    let traffic_analysis = spec.traffic.as_ref().map_or(Duration::ZERO, |traffic| {
+        let mut previous = 0;
+        for (i, &weight) in traffic.steps.iter().enumerate() {
+            if weight == 0 || weight > 100 || weight <= previous {
+                diags.push(origin.diagnostic(
+                    Severity::Invalid,
+                    "schema",
+                    &format!("/spec/traffic/steps/{i}"),
+                    format!("traffic step {weight} must be 1-100 and above the step before it ({previous})"),
+                ));
+            }
+            previous = weight;
+        }
+        if traffic.steps.is_empty() {
+            diags.push(origin.diagnostic(
+                Severity::Invalid,
+                "schema",
+                "/spec/traffic/steps",
+                "traffic needs at least one step (blue-green is `steps: [100]`)",
+            ));
+        }
+        duration_field(origin, "/spec/traffic/analysis", traffic.analysis.as_deref(), diags).unwrap_or_default()
+    });
     if let Some(label) = &spec.rollout.group_by
         && label.trim().is_empty()
     {
@@ -973,6 +1013,7 @@ fn check_policy(policy: &Manifest<PolicySpec>, diags: &mut Vec<Diagnostic>) -> O
         min_release_age,
         wave_soak,
         after_soak,
+        traffic_analysis,
         manifest: policy.clone(),
     })
 }

@@ -329,13 +329,13 @@ mod tests {
         let t = a.targets.get_mut("canary").unwrap();
         let high = result("errors", false, "value 0.09 is above max 0.05");
         let low = result("errors", true, "value 0.01 is within bounds (max 0.05)");
-        assert_eq!(record_round(t, &[high.clone()], 3), None);
-        assert_eq!(record_round(t, &[high.clone()], 3), None);
+        assert_eq!(record_round(t, std::slice::from_ref(&high), 3), None);
+        assert_eq!(record_round(t, std::slice::from_ref(&high), 3), None);
         // A passing round resets the count.
         assert_eq!(record_round(t, &[low], 3), None);
         assert_eq!(t.failures["errors"], 0);
-        assert_eq!(record_round(t, &[high.clone()], 3), None);
-        assert_eq!(record_round(t, &[high.clone()], 3), None);
+        assert_eq!(record_round(t, std::slice::from_ref(&high), 3), None);
+        assert_eq!(record_round(t, std::slice::from_ref(&high), 3), None);
         assert_eq!(
             record_round(t, &[high], 3),
             Some(("errors".into(), "value 0.09 is above max 0.05".into()))

@@ -160,8 +160,8 @@ pub fn assign(rules: WaveRules, members: &[Member], recorded: Option<&RolloutRec
             targets.extend(groups[g].members.iter().map(|m| m.name));
             groups[g].members.len()
         }
-        for g in 0..groups.len() {
-            if pinned[g] == Some(w) {
+        for (g, pin) in pinned.iter().enumerate() {
+            if *pin == Some(w) {
                 placed += take(&groups, g, &mut targets, &mut taken);
             }
         }

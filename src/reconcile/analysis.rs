@@ -250,6 +250,7 @@ fn context_of(
         release: None,
         migration: None,
         attempt: last.map(|a| a.id.clone()).unwrap_or_default(),
+        weight: None,
     }
 }
 

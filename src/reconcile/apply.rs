@@ -555,6 +555,7 @@ fn roll_back_analysis_failure(
                     .collect(),
                 at_snapshot: None,
                 removed: false,
+                weight: None,
             };
             let mut now = program::Progress::start(Some(&record));
             // The upgrade took its snapshot (if the component has a snapshot step) before it
@@ -600,8 +601,8 @@ fn roll_back_analysis_failure(
         to: failure.version.clone(),
         desired_commit: loaded.commit.to_string(),
         action: attempt::ANALYSIS_ROLLBACK.to_string(),
-        wave: Some(failure.wave.clone()),
         spec_hash: desired.targets.get(&failure.target).map(|t| t.spec_hash()),
+        wave: Some(failure.wave.clone()),
         started: now,
         plan: serde_json::Value::Null,
     };
@@ -652,11 +653,17 @@ fn record_analysis_failure(
         .get(&failure.target)
         .map_or(0, |t| governing_spec(desired, t).rollout.max_failures);
     if rollout.failures > max_failures && rollout.halted.is_none() {
+        // The spec of every target the rollout holds, so `gantry retry` can re-arm each one.
+        let specs = rollout
+            .targets
+            .keys()
+            .filter_map(|t| Some((t.clone(), desired.targets.get(t)?.spec_hash())))
+            .collect();
         rollout.halted = Some(crate::state::Halt {
             at: now.to_string(),
             target: failure.target.clone(),
             reason: message.clone(),
-            specs: Default::default(),
+            specs,
         });
     }
     let mut batch = Batch::new();

@@ -256,6 +256,7 @@ impl Runner<'_, '_> {
             release: release_name.or_else(|| step.release.clone()),
             migration: step.migration.clone(),
             attempt: step.snapshot_of.clone().unwrap_or_else(|| self.header.attempt.clone()),
+            weight: step.weight,
         }
     }
 
@@ -326,7 +327,18 @@ impl Runner<'_, '_> {
         if step.kind == StepKind::Health {
             let component_step = (!step.argv.is_empty()).then_some(&step.argv);
             let started = std::time::Instant::now();
-            let probe = match HealthProbe::new(&env.policy.health, component_step, timeout) {
+            // A traffic weight is held for its own analysis time instead of `health.soak`.
+            let held;
+            let health = match step.hold_ms {
+                Some(ms) => {
+                    let mut h = env.policy.health.clone();
+                    h.soak = Some(format!("{ms}ms"));
+                    held = h;
+                    &held
+                }
+                None => &env.policy.health,
+            };
+            let probe = match HealthProbe::new(health, component_step, timeout) {
                 Ok(p) => p,
                 Err(e) => {
                     return StepResult::failed(crate::executor::Exit::SpawnFailed, e.to_string(), started.elapsed());
@@ -442,6 +454,7 @@ fn precheck(env: &AttemptEnv, header: &AttemptHeader) -> Result<(), AttemptError
         release: None,
         migration: None,
         attempt: header.attempt.clone(),
+        weight: None,
     };
     let request = StepRequest {
         kind: StepKind::Precheck,

@@ -89,6 +89,7 @@ pub fn observe(
                 release: None,
                 migration: None,
                 attempt: format!("observe-{}", now.strftime("%Y%m%dT%H%M%SZ")),
+                weight: None,
             },
             checkout: checkout.clone(),
             timeout: DEFAULT_STEP_TIMEOUT.min(Duration::from_secs(60)),

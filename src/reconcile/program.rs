@@ -34,6 +34,8 @@ pub enum Effect {
     RestoredTo { applied: Vec<AppliedMigration> },
     /// The target was removed.
     Removed,
+    /// The new version now gets this share of traffic.
+    Shifted { weight: u32 },
     /// The `remove` step undid an install: nothing runs on the target any more (the record stays).
     Undeployed,
 }
@@ -62,6 +64,13 @@ pub struct PlannedStep {
     /// analysis rollback carries the analysis failure (it becomes the attempt's message).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// For `shift`: the traffic weight it sets (templates see it as `weight`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+    /// For a health step holding a traffic weight: how long the checks must keep passing
+    /// (milliseconds; instead of the policy's `health.soak`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_ms: Option<u64>,
 }
 
 impl PlannedStep {
@@ -78,6 +87,8 @@ impl PlannedStep {
             previous_config: false,
             effect,
             reason: None,
+            weight: None,
+            hold_ms: None,
         }
     }
 }
@@ -171,6 +182,43 @@ impl<'a> Builder<'a> {
             .with_policy_checks = true;
     }
 
+    /// Traffic steps after the final deploy: per weight, a `shift` then a health step held for
+    /// `hold` (SPEC §8, traffic). Nothing without a `shift` step.
+    fn traffic(&mut self, version: &str, weights: &[u32], hold: std::time::Duration) {
+        let Some(argv) = self.component.steps.shift.clone() else {
+            return;
+        };
+        for &weight in weights {
+            let step = self.push(
+                StepKind::Shift,
+                &weight.to_string(),
+                argv.clone(),
+                version,
+                Effect::Shifted { weight },
+            );
+            step.weight = Some(weight);
+            let hold_ms = u64::try_from(hold.as_millis()).unwrap_or(u64::MAX);
+            let argv = self.component.steps.health.clone().unwrap_or_default();
+            let step = self.push(
+                StepKind::Health,
+                &format!("{version}-at-{weight}"),
+                argv,
+                version,
+                Effect::None,
+            );
+            step.with_policy_checks = true;
+            step.hold_ms = Some(hold_ms);
+        }
+    }
+
+    /// Shifts all traffic back to the old version, first thing of a rollback.
+    fn shift_back(&mut self, version: &str) {
+        if let Some(argv) = self.component.steps.shift.clone() {
+            let step = self.push(StepKind::Shift, "0", argv, version, Effect::Shifted { weight: 0 });
+            step.weight = Some(0);
+        }
+    }
+
     fn snapshot(&mut self, version: &str) -> bool {
         match self.component.steps.snapshot.clone() {
             Some(argv) => {
@@ -238,6 +286,14 @@ pub fn forward_program(
                         step.migration = Some(migration.id.clone());
                     }
                 }
+            }
+            // Traffic steps, when the target's policy declares them, after the final stop.
+            let traffic = crate::policy::select_policy(desired, target)
+                .ok()
+                .and_then(|g| g.policy())
+                .and_then(|p| Some((p.manifest.spec.traffic.as_ref()?, p.traffic_analysis)));
+            if let (Some((traffic, hold)), Some(last)) = (traffic, action.stops.last()) {
+                b.traffic(&last.to_string(), &traffic.steps, hold);
             }
         }
         (ActionKind::Downgrade, Some(to)) => {
@@ -405,6 +461,8 @@ pub struct Progress {
     /// The applied migrations when this attempt's snapshot was taken (`None`: no snapshot yet).
     pub at_snapshot: Option<Vec<AppliedMigration>>,
     pub removed: bool,
+    /// The traffic weight this attempt last shifted to (`None`: it shifted nothing).
+    pub weight: Option<u32>,
 }
 
 impl Progress {
@@ -415,6 +473,7 @@ impl Progress {
             applied: record.map(|r| r.applied_migrations.clone()).unwrap_or_default(),
             at_snapshot: None,
             removed: false,
+            weight: None,
         }
     }
 
@@ -446,6 +505,7 @@ impl Progress {
                 .retain(|m| !undone.iter().any(|(r, i)| &m.release == r && &m.id == i)),
             Effect::RestoredTo { applied } => self.applied = applied.clone(),
             Effect::Removed => self.removed = true,
+            Effect::Shifted { weight } => self.weight = Some(*weight),
             Effect::Undeployed => self.version = None,
         }
     }
@@ -513,6 +573,11 @@ pub fn rollback_program(
             step.id = format!("rb-{}", step.id);
         }
         return Ok(b.steps);
+    }
+    // Traffic first: every request goes back to the old version before anything is undone.
+    if now.weight.is_some_and(|w| w > 0) {
+        let version = now.version.as_ref().map_or_else(String::new, Version::to_string);
+        b.shift_back(&version);
     }
     let mut ours: Vec<AppliedMigration> = now.applied.iter().filter(|m| m.attempt == attempt).cloned().collect();
     // A stopped `up` may have changed the target: an irreversible one needs the snapshot; an
