@@ -459,3 +459,114 @@ fn dry_run_runs_and_records_nothing() {
     assert!(steps_log(&repo).is_empty());
     assert!(repo.git.find_reference("refs/heads/gantry/state").is_err());
 }
+
+/// Issue #15: `gantry rollback` committed as the git-config user, ignoring GIT_AUTHOR_* and
+/// GIT_COMMITTER_*, took no `--reason`, and `history` said nothing of who asked or why. The
+/// rollback commit now names its operator and reason in trailers, and the history of the
+/// downgrade it causes shows them with the desired commit's author and committer.
+#[test]
+fn rollback_honours_git_identity_variables_and_history_shows_operator_and_reason() {
+    let repo = installed_then_bumped();
+    repo.gantry(&["apply", "--now", NOW]).expect(0);
+    let run = Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .arg("--repo")
+        .arg(repo.path())
+        .args([
+            "rollback",
+            "acme-billing",
+            "--reason",
+            "p99 latency doubled after 2.0.0",
+        ])
+        .env("GIT_AUTHOR_NAME", "Oona Operator")
+        .env("GIT_AUTHOR_EMAIL", "oona@example.com")
+        .env("GIT_AUTHOR_DATE", "@1790000000 +0100")
+        .env("GIT_COMMITTER_NAME", "Cy Committer")
+        .env("GIT_COMMITTER_EMAIL", "cy@example.com")
+        .env("GIT_COMMITTER_DATE", "2026-11-21T10:05:00Z")
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let head = repo
+        .git
+        .find_branch("main", git2::BranchType::Local)
+        .unwrap()
+        .get()
+        .peel_to_commit()
+        .unwrap();
+    assert_eq!(head.author().name().unwrap(), ("Oona Operator"));
+    assert_eq!(head.author().email().unwrap(), ("oona@example.com"));
+    assert_eq!(
+        (head.author().when().seconds(), head.author().when().offset_minutes()),
+        (1_790_000_000, 60)
+    );
+    assert_eq!(head.committer().name().unwrap(), ("Cy Committer"));
+    assert_eq!(head.committer().when().seconds(), 1_795_255_500);
+    let message = head.message().unwrap();
+    assert!(
+        message.ends_with(
+            "\n\nGantry-Operator: Oona Operator <oona@example.com>\nGantry-Reason: p99 latency doubled after 2.0.0\n"
+        ),
+        "{message}"
+    );
+
+    repo.gantry(&["apply", "--now", NOW]).expect(0);
+    let json = repo
+        .gantry(&["history", "acme-billing", "--format", "json"])
+        .expect(0)
+        .stdout();
+    let history: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let newest = &history[0];
+    assert_eq!(newest["from"], "2.0.0", "{newest}");
+    assert_eq!(newest["to"], "1.0.0");
+    assert_eq!(newest["desired_commit"], head.id().to_string());
+    assert_eq!(newest["author"], "Oona Operator <oona@example.com>");
+    assert_eq!(newest["committer"], "Cy Committer <cy@example.com>");
+    assert_eq!(newest["operator"], "Oona Operator <oona@example.com>");
+    assert_eq!(newest["reason"], "p99 latency doubled after 2.0.0");
+    // The upgrade before it was not a rollback: no operator, no reason, but its author.
+    assert_eq!(history[1]["reason"], serde_json::Value::Null, "{}", history[1]);
+    assert_eq!(history[1]["author"], "Test <test@example.com>");
+    let csv = repo
+        .gantry(&["history", "acme-billing", "--format", "csv"])
+        .expect(0)
+        .stdout();
+    assert!(
+        csv.lines()
+            .next()
+            .unwrap()
+            .ends_with(",author,committer,operator,reason"),
+        "{csv}"
+    );
+    assert!(
+        csv.contains(",Oona Operator <oona@example.com>,p99 latency doubled after 2.0.0"),
+        "{csv}"
+    );
+    let text = repo.gantry(&["history", "acme-billing"]).expect(0).stdout();
+    assert!(
+        text.contains(" · by Oona Operator <oona@example.com> · reason: p99 latency doubled after 2.0.0"),
+        "{text}"
+    );
+
+    // A reason must be one line: it becomes a trailer.
+    let bad = repo
+        .gantry(&["rollback", "acme-billing", "--reason", "two\nlines"])
+        .expect(1);
+    assert!(
+        bad.stderr().contains("--reason must be one non-empty line"),
+        "{}",
+        bad.stderr()
+    );
+    let bad_date = Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .arg("--repo")
+        .arg(repo.path())
+        .args(["rollback", "acme-billing", "--to", "2.0.0"])
+        .env("GIT_AUTHOR_DATE", "next tuesday")
+        .output()
+        .unwrap();
+    assert!(!bad_date.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad_date.stderr).contains("GIT_AUTHOR_DATE=`next tuesday`"),
+        "{}",
+        String::from_utf8_lossy(&bad_date.stderr)
+    );
+}

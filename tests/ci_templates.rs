@@ -146,6 +146,13 @@ fn github_actions_commands_run_against_a_repository() {
     let plan = std::fs::read_to_string(repo.path().join("plan.md")).unwrap();
     assert!(plan.starts_with("## gantry plan"), "{plan}");
     assert!(plan.contains("`acme-billing`"), "{plan}");
+    // The comment has the roll-up by tenant; the uploaded file is the whole plan.
+    assert!(plan.contains("### By `tenant`"), "{plan}");
+    let full = std::fs::read_to_string(repo.path().join("plan-full.md")).unwrap();
+    assert!(
+        full.contains("| `acme-billing` |") && full.contains("### Changed manifests"),
+        "{full}"
+    );
 
     // A head that pins an unknown release: both commands exit 2, and the plan is still written.
     let (bad, base) = fixture("1.3.0", "9.9.9");
@@ -177,6 +184,10 @@ fn gitlab_commands_run_against_a_repository() {
     let plan = std::fs::read_to_string(repo.path().join("plan.md")).unwrap();
     assert!(plan.starts_with("## gantry plan"), "{plan}");
     assert!(plan.contains(&format!("**base** `{}`", &base[..12])), "{plan}");
+    assert!(
+        repo.path().join("plan-full.md").exists(),
+        "the job's artifact plan-full.md"
+    );
 
     let (bad, base) = fixture("1.3.0", "9.9.9");
     let env = [("CI_MERGE_REQUEST_DIFF_BASE_SHA", base.as_str())];

@@ -121,7 +121,8 @@ fn http(method: &str, url: &str) -> (u16, String) {
         .build()
         .into();
     let response = match method {
-        "POST" => agent.post(url).send_empty(),
+        // State-changing requests need JSON (server::guard, issue #18).
+        "POST" => agent.post(url).content_type("application/json").send("{}"),
         _ => agent.get(url).call(),
     };
     let mut response = response.unwrap_or_else(|e| panic!("{method} {url}: {e}"));

@@ -656,6 +656,7 @@ fn schedule(seed: u64, passes: usize) -> Result<String, String> {
             targets: Vec::new(),
             dry_run: false,
             now: Some(now),
+            allow_rewind: false,
         };
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let watched = WatchedRepo::open(repo.path()).unwrap();

@@ -289,3 +289,271 @@ fn only_upgrades_are_breaking() {
     assert_eq!(new["breaking"], false);
     assert_eq!(new["releases"][0]["breaking"], true);
 }
+
+/// Issue #15: a release train for a 552-target fleet (6 tenants × 92 services) rendered a
+/// 576,111-character markdown plan, and a pull request comment holds 65,536. The markdown
+/// printed must fit `--max-bytes` (default 60,000), roll up by component and by tenant, and
+/// name what it left out; `--full-output` holds the whole plan.
+#[test]
+fn release_train_of_552_targets_fits_a_pull_request_comment() {
+    const TENANTS: usize = 6;
+    const SERVICES: usize = 92;
+    let repo = Repo::new();
+    repo.file("scripts/deploy.sh", "#!/bin/sh\nexit 0\n");
+    repo.file(
+        "policies/train.yaml",
+        "apiVersion: gantry.dev/v1\nkind: Policy\nmetadata: { name: train }\nspec:\n  rollout:\n    waves:\n      - { name: canary, selector: { tenant: tenant-0 }, soak: 1h }\n      - { name: all, percent: 100 }\n",
+    );
+    let pin_all = |version: &str| {
+        for s in 0..SERVICES {
+            for t in 0..TENANTS {
+                repo.file(
+                    &format!("targets/tenant-{t}/svc-{s:02}.yaml"),
+                    &target(
+                        &format!("tenant-{t}-svc-{s:02}"),
+                        &format!("svc-{s:02}"),
+                        version,
+                        &format!("tenant: tenant-{t}, env: prod"),
+                    ),
+                );
+            }
+        }
+    };
+    for s in 0..SERVICES {
+        let name = format!("svc-{s:02}");
+        repo.file(&format!("components/{name}.yaml"), &component(&name, ""));
+        repo.file(&format!("releases/{name}.yaml"), &release(&name, "1.0.0", ""));
+    }
+    pin_all("1.0.0");
+    repo.commit_all("fleet at 1.0.0");
+    repo.gantry(&["apply", "--now", NOW]).expect(0);
+    for s in 0..SERVICES {
+        let name = format!("svc-{s:02}");
+        let breaking = if s % 10 == 0 { "  breaking: true\n" } else { "" };
+        repo.file(
+            &format!("releases/{name}.yaml"),
+            &[
+                release(&name, "1.0.0", ""),
+                release(
+                    &name,
+                    "2.0.0",
+                    &format!(
+                        "{breaking}  changelog:\n    added: [\"{name}: streaming exports\", \"{name}: audit log\"]\n    fixed: [\"{name}: rounding of invoice totals\"]\n"
+                    ),
+                ),
+            ]
+            .join("---\n"),
+        );
+    }
+    let base = repo.commit_all("releases 2.0.0");
+    pin_all("2.0.0");
+    repo.commit_all("release train: every service to 2.0.0");
+
+    let full_path = repo.path().join("plan-full.md");
+    let run = repo
+        .gantry(&[
+            "plan",
+            "--now",
+            NOW,
+            "--base",
+            &base,
+            "--format",
+            "markdown",
+            "--group-by",
+            "tenant",
+            "--full-output",
+            full_path.to_str().unwrap(),
+        ])
+        .expect(0);
+    let summary = run.stdout();
+    let full = std::fs::read_to_string(&full_path).unwrap();
+    eprintln!("full markdown: {} bytes; summary: {} bytes", full.len(), summary.len());
+
+    assert!(
+        full.len() > 65_536,
+        "the full plan must need summarizing: {} bytes",
+        full.len()
+    );
+    for t in 0..TENANTS {
+        for s in 0..SERVICES {
+            assert!(
+                full.contains(&format!("`tenant-{t}-svc-{s:02}`")),
+                "full plan lacks tenant-{t}-svc-{s:02}"
+            );
+        }
+    }
+    assert!(summary.len() <= 60_000, "summary is {} bytes", summary.len());
+    assert!(summary.starts_with("## gantry plan"), "{summary}");
+    assert!(
+        summary.contains("✅ **92** ready · **460** blocked") || summary.contains("⏸️ **92** ready · **460** blocked"),
+        "{summary}"
+    );
+    // Roll-ups: one row per component and one per tenant, with counts.
+    assert!(summary.contains("### By component"), "{summary}");
+    assert!(summary.contains("| `svc-91` | 6 |"), "{summary}");
+    assert!(summary.contains("### By `tenant`"), "{summary}");
+    for t in 0..TENANTS {
+        assert!(summary.contains(&format!("| tenant-{t} | 92 |")), "{summary}");
+    }
+    // Release notes once per release, breaking ones marked.
+    assert!(summary.contains("- **svc-10 2.0.0** ⚠️ **breaking**"), "{summary}");
+    // What was left out is named, with where the full plan is.
+    let closing = summary
+        .lines()
+        .find(|l| l.starts_with("**Left out:**"))
+        .unwrap_or_else(|| panic!("{summary}"));
+    assert!(closing.contains("target rows ("), "{closing}");
+    assert!(closing.contains("the diffs of 552 changed manifests"), "{closing}");
+    assert!(closing.contains("the wave tables of"), "{closing}");
+    assert!(closing.contains("plan-full.md"), "{closing}");
+    let shown = summary.lines().filter(|l| l.starts_with("| `tenant-")).count();
+    let left: usize = closing["**Left out:** ".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        shown + left,
+        TENANTS * SERVICES,
+        "every target is shown or counted: {closing}"
+    );
+
+    // A tighter limit is honoured too, and the default applies without the flag.
+    let tight = repo
+        .gantry(&[
+            "plan",
+            "--now",
+            NOW,
+            "--base",
+            &base,
+            "--format",
+            "markdown",
+            "--max-bytes",
+            "20000",
+        ])
+        .expect(0)
+        .stdout();
+    assert!(tight.len() <= 20_000, "{} bytes", tight.len());
+    assert!(tight.contains("**Left out:**"), "{tight}");
+    let default = repo
+        .gantry(&["plan", "--now", NOW, "--base", &base, "--format", "markdown"])
+        .expect(0)
+        .stdout();
+    assert!(default.len() <= 60_000, "{} bytes", default.len());
+}
+
+#[test]
+fn max_bytes_and_group_by_need_markdown() {
+    let repo = multihop();
+    let run = repo.gantry(&["plan", "--now", NOW, "--max-bytes", "100"]).expect(1);
+    assert!(run.stderr().contains("add --format markdown"), "{}", run.stderr());
+}
+
+/// A small plan prints unchanged; `--group-by` adds the roll-up by that label.
+#[test]
+fn small_markdown_plan_is_whole_and_group_by_adds_a_roll_up() {
+    let repo = multihop();
+    let plain = repo
+        .gantry(&["plan", "--now", NOW, "--format", "markdown"])
+        .expect(0)
+        .stdout();
+    assert!(plain.contains("| `acme-billing` |"), "{plain}");
+    assert!(!plain.contains("Left out"), "{plain}");
+    let grouped = repo
+        .gantry(&["plan", "--now", NOW, "--format", "markdown", "--group-by", "tenant"])
+        .expect(0)
+        .stdout();
+    insta::assert_snapshot!("grouped_by_tenant_markdown", grouped);
+}
+
+/// Issue #15: artifact checksums were checked only at apply, so a tampered artifact passed CI.
+/// `validate` and `plan` now hash every `path` artifact from the commit and fail (exit 2)
+/// naming the manifest's line, the artifact, and the expected and actual digests.
+#[test]
+fn tampered_artifact_fails_validate_and_plan_with_both_digests() {
+    let good = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"; // sha256("hello")
+    let repo = Repo::new();
+    repo.file("components/billing.yaml", &component("billing", ""))
+        .file("scripts/deploy.sh", "#!/bin/sh\nexit 0\n")
+        .file("artifacts/billing-1.0.0.tar", "hello")
+        .file(
+            "releases/billing.yaml",
+            &release(
+                "billing",
+                "1.0.0",
+                &format!("  artifacts:\n    - path: artifacts/billing-1.0.0.tar\n      sha256: \"{good}\"\n"),
+            ),
+        )
+        .file(
+            "targets/acme.yaml",
+            &target("acme-billing", "billing", "1.0.0", "tenant: acme"),
+        );
+    repo.commit_all("billing 1.0.0 with its artifact");
+    repo.gantry(&["validate"]).expect(0);
+    repo.gantry(&["plan", "--now", NOW]).expect(0);
+
+    repo.file("artifacts/billing-1.0.0.tar", "hellO");
+    repo.commit_all("tampered artifact");
+    let run = repo.gantry(&["validate"]).expect(2);
+    let err = run.stderr() + &run.stdout();
+    assert!(
+        err.contains("releases/billing.yaml:9:15: artifact artifacts/billing-1.0.0.tar of billing 1.0.0: sha256 is "),
+        "{err}"
+    );
+    assert!(err.contains(&format!("the release declares {good}")), "{err}");
+    let tampered_digest = {
+        use sha2::Digest;
+        sha2::Sha256::digest(b"hellO")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    assert!(err.contains(&format!("sha256 is {tampered_digest}")), "{err}");
+
+    let run = repo.gantry(&["plan", "--now", NOW, "--format", "json"]).expect(2);
+    let json: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap();
+    let violation = &json["violations"][0];
+    assert_eq!(violation["kind"], "artifact", "{json}");
+    assert_eq!(violation["file"], "releases/billing.yaml");
+    assert!(
+        violation["message"].as_str().unwrap().contains(&tampered_digest),
+        "{violation}"
+    );
+    let markdown = repo
+        .gantry(&["plan", "--now", NOW, "--format", "markdown"])
+        .expect(2)
+        .stdout();
+    assert!(
+        markdown.contains("### ❌ Violations") && markdown.contains(good),
+        "{markdown}"
+    );
+}
+
+#[test]
+fn missing_artifact_is_a_violation_at_review_time() {
+    let repo = Repo::new();
+    repo.file("components/billing.yaml", &component("billing", ""))
+        .file("scripts/deploy.sh", "#!/bin/sh\nexit 0\n")
+        .file(
+            "releases/billing.yaml",
+            &release(
+                "billing",
+                "1.0.0",
+                &format!(
+                    "  artifacts:\n    - {{ path: artifacts/missing.tar, sha256: \"{0}\" }}\n    - {{ url: \"http://127.0.0.1:9/unchecked.tar\", sha256: \"{0}\" }}\n",
+                    "0".repeat(64)
+                ),
+            ),
+        )
+        .file("targets/acme.yaml", &target("acme-billing", "billing", "1.0.0", "tenant: acme"));
+    repo.commit_all("artifacts that cannot be checked");
+    let run = repo.gantry(&["validate"]).expect(2);
+    let out = run.stderr() + &run.stdout();
+    assert!(
+        out.contains("artifact artifacts/missing.tar of billing 1.0.0 is not in commit"),
+        "{out}"
+    );
+    // url artifacts are left to apply: CI needs no network.
+    assert!(!out.contains("unchecked.tar"), "{out}");
+}

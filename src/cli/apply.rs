@@ -18,7 +18,8 @@ struct Lines {
 
 impl ProgressSink for Lines {
     fn event(&self, event: &ProgressEvent) {
-        let line = progress_line(event);
+        // Step messages come from scripts and manifests: no terminal escapes (issue #18).
+        let line = crate::render::mask::strip_terminal_controls(&progress_line(event));
         let mut out = self.out.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let _ = writeln!(out, "{line}");
     }
@@ -213,6 +214,7 @@ pub fn run(
     cli: &Cli,
     targets: &[String],
     dry_run: bool,
+    allow_rewind: bool,
     format: Format,
     selector: &crate::ops::agents::Selector,
 ) -> Result<Exit, OpsError> {
@@ -221,6 +223,7 @@ pub fn run(
         targets: targets.to_vec(),
         dry_run,
         now: now_fixed(cli)?,
+        allow_rewind,
     };
     let lines = Lines {
         out: Mutex::new(std::io::stderr()),
@@ -300,4 +303,79 @@ pub fn run(
         );
     }
     Ok(exit(&report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `gantry apply`'s progress lines (not on a terminal): an upgrade step by step, a failing
+    /// health check and its rollback.
+    #[test]
+    fn apply_progress_lines() {
+        let (t, a) = ("acme-billing".to_string(), "20261121T020000-acme-billing".to_string());
+        let events = [
+            ProgressEvent::AttemptStarted {
+                target: t.clone(),
+                component: "billing".into(),
+                attempt: a.clone(),
+                action: "upgrade".into(),
+                from: Some("1.3.0".into()),
+                to: Some("2.0.0".into()),
+                steps: 3,
+            },
+            ProgressEvent::StepStarted {
+                target: t.clone(),
+                attempt: a.clone(),
+                step: "migrate up split-namespaces".into(),
+                kind: "migrate-up".into(),
+                index: 1,
+                steps: 3,
+            },
+            ProgressEvent::StepFinished {
+                target: t.clone(),
+                attempt: a.clone(),
+                step: "migrate up split-namespaces".into(),
+                ok: true,
+                message: String::new(),
+                duration_ms: 120,
+            },
+            ProgressEvent::StepFinished {
+                target: t.clone(),
+                attempt: a.clone(),
+                step: "health 2.0.0".into(),
+                ok: false,
+                message: "exit 1".into(),
+                duration_ms: 3004,
+            },
+            ProgressEvent::RollbackStarted {
+                target: t.clone(),
+                attempt: a.clone(),
+                reason: "step health 2.0.0 failed: exit 1".into(),
+            },
+            ProgressEvent::AttemptFinished {
+                target: t.clone(),
+                attempt: a.clone(),
+                outcome: "rolled_back".into(),
+                message: "step health 2.0.0 failed: exit 1".into(),
+            },
+            ProgressEvent::AttemptStarted {
+                target: "new-billing".into(),
+                component: "billing".into(),
+                attempt: "a2".into(),
+                action: "install".into(),
+                from: None,
+                to: Some("2.0.0".into()),
+                steps: 1,
+            },
+            ProgressEvent::AttemptFinished {
+                target: "new-billing".into(),
+                attempt: "a2".into(),
+                outcome: "succeeded".into(),
+                message: String::new(),
+            },
+        ];
+        let lines: Vec<String> = events.iter().map(progress_line).collect();
+        insta::assert_snapshot!("apply_progress_lines", lines.join("\n"));
+    }
 }

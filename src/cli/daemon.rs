@@ -9,6 +9,8 @@ pub fn run(
     listen: Option<&str>,
     webhook_secret_file: Option<&std::path::Path>,
     selector: &crate::ops::agents::Selector,
+    allow_rewind: bool,
+    allowed_hosts: &[String],
 ) -> Result<Exit, OpsError> {
     let webhook_secret = webhook_secret_file
         .map(server::hooks::WebhookSecret::from_file)
@@ -21,6 +23,8 @@ pub fn run(
         auth: cli.git.auth(),
         webhook_secret,
         selector: selector.clone(),
+        allow_rewind,
+        allowed_hosts: allowed_hosts.to_vec(),
     };
     server::run(options)?;
     Ok(Exit::Ok)

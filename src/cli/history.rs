@@ -1,8 +1,7 @@
 //! `gantry history [TARGET]`: prints [`crate::ops::history::history`] as text, JSON or CSV.
 
-use crate::ops::history::history;
+use crate::ops::history::{HistoryRecord, history};
 use crate::source::WatchedRepo;
-use crate::state::HistoryEntry;
 
 use super::{Cli, Exit, HistoryFormat, OpsError};
 
@@ -17,8 +16,11 @@ pub fn run(cli: &Cli, target: Option<&str>, format: HistoryFormat) -> Result<Exi
             );
         }
         HistoryFormat::Csv => {
-            println!("time,target,component,from,to,outcome,attempt,desired_commit,state_commit,message");
-            for e in &entries {
+            println!(
+                "time,target,component,from,to,outcome,attempt,desired_commit,state_commit,message,author,committer,operator,reason"
+            );
+            for r in &entries {
+                let e = &r.entry;
                 let fields = [
                     e.time.to_string(),
                     e.target.clone(),
@@ -30,6 +32,10 @@ pub fn run(cli: &Cli, target: Option<&str>, format: HistoryFormat) -> Result<Exi
                     e.desired_commit.clone(),
                     e.commit.clone(),
                     e.message.clone(),
+                    r.author.clone().unwrap_or_default(),
+                    r.committer.clone().unwrap_or_default(),
+                    r.operator.clone().unwrap_or_default(),
+                    r.reason.clone().unwrap_or_default(),
                 ];
                 println!("{}", fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
             }
@@ -40,7 +46,7 @@ pub fn run(cli: &Cli, target: Option<&str>, format: HistoryFormat) -> Result<Exi
 }
 
 /// The history as `gantry history` prints it.
-pub fn text(entries: &[HistoryEntry], target: Option<&str>) -> String {
+pub fn text(entries: &[HistoryRecord], target: Option<&str>) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     if entries.is_empty() {
@@ -50,10 +56,11 @@ pub fn text(entries: &[HistoryEntry], target: Option<&str>) -> String {
             target.map(|t| format!(" for {t}")).unwrap_or_default()
         );
     }
-    for e in entries {
+    for r in entries {
+        let e = &r.entry;
         let _ = writeln!(
             out,
-            "{}  {}  {} {} → {}  {}{}",
+            "{}  {}  {} {} → {}  {}{}{}{}",
             e.time,
             e.target,
             e.component.as_deref().unwrap_or("?"),
@@ -66,7 +73,12 @@ pub fn text(entries: &[HistoryEntry], target: Option<&str>) -> String {
                 String::new()
             } else {
                 format!(" — {}", e.message)
-            }
+            },
+            r.operator.as_ref().map(|o| format!(" · by {o}")).unwrap_or_default(),
+            r.reason
+                .as_ref()
+                .map(|why| format!(" · reason: {why}"))
+                .unwrap_or_default(),
         );
     }
     out
@@ -78,5 +90,61 @@ fn csv_field(value: &str) -> String {
         format!("\"{}\"", value.replace('"', "\"\""))
     } else {
         value.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{HistoryEntry, Outcome};
+
+    fn entry(target: &str, from: Option<&str>, to: &str, outcome: Outcome, message: &str) -> HistoryRecord {
+        let entry = HistoryEntry {
+            commit: "89abcdef0123456789abcdef0123456789abcdef".into(),
+            time: "2026-11-21T02:05:00Z".parse().unwrap(),
+            target: target.into(),
+            component: Some("billing".into()),
+            from: from.map(|v| v.parse().unwrap()),
+            to: to.parse().unwrap(),
+            outcome,
+            desired_commit: "0123456789abcdef0123456789abcdef01234567".into(),
+            attempt: "a1".into(),
+            message: message.into(),
+        };
+        HistoryRecord {
+            entry,
+            author: Some("Ada <ada@example.com>".into()),
+            committer: Some("Ada <ada@example.com>".into()),
+            operator: None,
+            reason: None,
+        }
+    }
+
+    /// `gantry history` as users read it: installs, upgrades, a rollback with its reason.
+    #[test]
+    fn history_text() {
+        let mut rollback = entry(
+            "acme-billing",
+            Some("2.0.0"),
+            "1.3.0",
+            Outcome::Succeeded,
+            "",
+        );
+        rollback.operator = Some("Bo <bo@example.com>".into());
+        rollback.reason = Some("checkout errors after 2.0.0".into());
+        let entries = [
+            rollback,
+            entry(
+                "acme-billing",
+                Some("1.3.0"),
+                "2.0.0",
+                Outcome::RolledBack,
+                "step health failed: exit 1",
+            ),
+            entry("acme-billing", Some("1.0.0"), "1.3.0", Outcome::Succeeded, ""),
+            entry("acme-billing", None, "1.0.0", Outcome::Succeeded, ""),
+        ];
+        insta::assert_snapshot!("history_text", text(&entries, None));
+        insta::assert_snapshot!("history_text_empty", text(&[], Some("acme-billing")));
     }
 }

@@ -2,6 +2,7 @@
 //! → print). Exit codes are mapped in `ops` ([`OpsError::exit`]).
 
 mod apply;
+mod approve;
 mod clone;
 mod completions;
 mod daemon;
@@ -110,6 +111,16 @@ pub enum Command {
         head: Option<String>,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
+        /// Markdown: roll up targets by this label too (e.g. tenant), besides by component.
+        #[arg(long, value_name = "LABEL")]
+        group_by: Option<String>,
+        /// Markdown: the most bytes to print; a larger plan is summarized, naming what it left
+        /// out [default: 60000, under a pull request comment's 65,536 characters].
+        #[arg(long, value_name = "N")]
+        max_bytes: Option<usize>,
+        /// Also write the full plan, in the chosen format and never summarized, to this file.
+        #[arg(long, value_name = "PATH")]
+        full_output: Option<std::path::PathBuf>,
         /// Only targets with this label (repeatable: all must match); see `ops::agents`.
         #[arg(long = "selector", value_name = "KEY=VALUE", value_parser = crate::ops::agents::Selector::parse_pair)]
         selector: Vec<(String, String)>,
@@ -122,6 +133,10 @@ pub enum Command {
         /// Show what would run; run and record nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Reconcile a head that does not descend from the last reconciled commit (a rewind or
+        /// a replaced history); it must still be signed by the anchored signers.
+        #[arg(long)]
+        allow_rewind: bool,
         /// text: progress lines; json: one JSON event per line.
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
@@ -138,6 +153,12 @@ pub enum Command {
         /// (`POST /api/hooks/git`); without it every delivery is refused.
         #[arg(long, env = "GANTRY_WEBHOOK_SECRET_FILE", value_name = "PATH")]
         webhook_secret_file: Option<PathBuf>,
+        /// Reconcile heads that do not descend from the last reconciled commit.
+        #[arg(long)]
+        allow_rewind: bool,
+        /// A host name the HTTP API answers to besides the listen address (repeatable).
+        #[arg(long = "allowed-host", value_name = "NAME")]
+        allowed_hosts: Vec<String>,
         /// Only targets with this label (repeatable: all must match); see `ops::agents`.
         #[arg(long = "selector", value_name = "KEY=VALUE", value_parser = crate::ops::agents::Selector::parse_pair)]
         selector: Vec<(String, String)>,
@@ -166,6 +187,30 @@ pub enum Command {
         /// The version to pin: a recorded rollback point or an existing release.
         #[arg(long, value_name = "VERSION")]
         to: Option<String>,
+        /// Write the commit on a new branch (for a pull request) instead of the desired branch.
+        #[arg(long, value_name = "NAME")]
+        branch: Option<String>,
+        /// Why: recorded as the commit's `Gantry-Reason` trailer and shown by `history`.
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
+    /// Commit a signed Approval of one release for TARGET (or --selector), as the key's owner.
+    Approve {
+        /// The target to approve the release for (the Approval selects its labels).
+        #[arg(required_unless_present = "selector", conflicts_with = "selector")]
+        target: Option<String>,
+        /// Approve for every target with these labels (repeatable KEY=VALUE).
+        #[arg(long, value_name = "KEY=VALUE")]
+        selector: Vec<String>,
+        /// The exact release (default: the target's spec.version when exact).
+        #[arg(long, value_name = "VERSION")]
+        version: Option<String>,
+        /// The approver's unencrypted OpenSSH private key (default: git's user.signingkey).
+        #[arg(long, value_name = "PATH")]
+        key: Option<PathBuf>,
+        /// The approver's address (default: the one the allowed signers list for the key).
+        #[arg(long = "as", value_name = "ADDRESS")]
+        approver: Option<String>,
         /// Write the commit on a new branch (for a pull request) instead of the desired branch.
         #[arg(long, value_name = "NAME")]
         branch: Option<String>,
@@ -267,29 +312,49 @@ pub fn run() -> ExitCode {
             base,
             head,
             format,
+            group_by,
+            max_bytes,
+            full_output,
             selector,
         } => plan::run(
             &cli,
             base.as_deref(),
             head.as_deref(),
-            *format,
+            &plan::Output {
+                format: *format,
+                group_by: group_by.clone(),
+                max_bytes: *max_bytes,
+                full_output: full_output.clone(),
+            },
             &Selector(selector.clone()),
         ),
         Command::Apply {
             targets,
             dry_run,
+            allow_rewind,
             format,
             selector,
-        } => apply::run(&cli, targets, *dry_run, *format, &Selector(selector.clone())),
+        } => apply::run(
+            &cli,
+            targets,
+            *dry_run,
+            *allow_rewind,
+            *format,
+            &Selector(selector.clone()),
+        ),
         Command::Daemon {
             listen,
             webhook_secret_file,
             selector,
+            allow_rewind,
+            allowed_hosts,
         } => daemon::run(
             &cli,
             listen.as_deref(),
             webhook_secret_file.as_deref(),
             &Selector(selector.clone()),
+            *allow_rewind,
+            allowed_hosts,
         ),
         Command::Status {
             format,
@@ -297,7 +362,30 @@ pub fn run() -> ExitCode {
             observe,
         } => status::run(&cli, *format, &Selector(selector.clone()), *observe),
         Command::History { target, format } => history::run(&cli, target.as_deref(), *format),
-        Command::Rollback { target, to, branch } => rollback::run(&cli, target, to.as_deref(), branch.as_deref()),
+        Command::Rollback {
+            target,
+            to,
+            branch,
+            reason,
+        } => rollback::run(&cli, target, to.as_deref(), branch.as_deref(), reason.as_deref()),
+        Command::Approve {
+            target,
+            selector,
+            version,
+            key,
+            approver,
+            branch,
+        } => approve::run(
+            &cli,
+            approve::Args {
+                target: target.as_deref(),
+                selector,
+                version: version.as_deref(),
+                key: key.as_ref(),
+                approver: approver.as_deref(),
+                branch: branch.as_deref(),
+            },
+        ),
         Command::Retry {
             targets,
             selector,

@@ -6,9 +6,15 @@ use crate::source::WatchedRepo;
 
 use super::{Cli, Exit, OpsError};
 
-pub fn run(cli: &Cli, target: &str, to: Option<&str>, branch: Option<&str>) -> Result<Exit, OpsError> {
+pub fn run(
+    cli: &Cli,
+    target: &str,
+    to: Option<&str>,
+    branch: Option<&str>,
+    reason: Option<&str>,
+) -> Result<Exit, OpsError> {
     let repo = WatchedRepo::open(&cli.repo)?;
-    let report = rollback(&repo, target, to, branch)?;
+    let report = rollback(&repo, target, to, branch, reason)?;
     println!(
         "{} on {}: pin {} to {} ({})",
         &report.commit.to_string()[..12],

@@ -28,7 +28,8 @@ pub fn run(
         );
         return Ok(Exit::Ok);
     }
-    print!("{}", text(&report));
+    // Blocker reasons and step messages come from recorded state raw: no terminal escapes.
+    print!("{}", crate::render::mask::strip_terminal_controls(&text(&report)));
     if !report.valid {
         eprintln!("warning: the desired commit does not validate; run `gantry validate`");
     }
@@ -50,6 +51,16 @@ pub fn text(report: &StatusReport) -> String {
             .map_or("(none)", |c| &c[..12.min(c.len())]),
         report.now
     );
+    let _ = match &report.trust_anchor {
+        Some(a) => writeln!(
+            out,
+            "trust anchor {} (state branch {}, signers {}) · pinned in .git/gantry/trust-anchor",
+            &a.commit[..12.min(a.commit.len())],
+            a.state_branch,
+            a.allowed_signers.as_deref().unwrap_or("none: [trust] off")
+        ),
+        None => writeln!(out, "trust anchor (none pinned yet: the first apply pins it)"),
+    };
     let _ = writeln!(
         out,
         "{:width$}  {:10} {:9} {:9} {:12} {:10} NEXT",
@@ -73,7 +84,7 @@ pub fn text(report: &StatusReport) -> String {
                 (None, Some(at)) => format!(" (until {at})"),
                 (_, None) => String::new(),
             };
-            println!("{:width$}    blocked by {}: {}{when}", "", b.kind, b.reason);
+            let _ = writeln!(out, "{:width$}    blocked by {}: {}{when}", "", b.kind, b.reason);
         }
         for v in &t.violations {
             let _ = writeln!(out, "{:width$}    ✗ {v}", "");
@@ -89,7 +100,7 @@ pub fn text(report: &StatusReport) -> String {
             if let Some(analysis) = &wave.analysis {
                 let _ = writeln!(
                     out,
-                    "rollout {} {} wave {} ({:?}): {}",
+                    "rollout {} {} wave {} ({}): {}",
                     rollout.component,
                     rollout.version,
                     wave.name,
@@ -100,4 +111,93 @@ pub fn text(report: &StatusReport) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::status::TargetStatusRow;
+    use crate::plan::{Blocker, BlockerKind};
+
+    fn row(
+        target: &str,
+        current: Option<&str>,
+        desired: &str,
+        status: &str,
+        action: &str,
+        plan: &str,
+    ) -> TargetStatusRow {
+        TargetStatusRow {
+            target: target.into(),
+            component: "billing".into(),
+            current: current.map(Into::into),
+            desired: Some(desired.into()),
+            status: status.into(),
+            next_action: action.into(),
+            plan_status: plan.into(),
+            blockers: Vec::new(),
+            violations: Vec::new(),
+            opens_at: None,
+            last_outcome: None,
+            last_message: None,
+        }
+    }
+
+    /// The status table as users read it. Regression (issue #9): a release-age blocker printed
+    /// as `blocked by releaseage`; it reads `release_age`, as in JSON.
+    #[test]
+    fn status_text() {
+        let zone = jiff::tz::TimeZone::get("Europe/Berlin").unwrap();
+        let mut window = Blocker::new(BlockerKind::Window, "outside the allow window of \"eu-nights\"");
+        window.opens_at = Some(
+            "2026-11-21T01:00:00Z"
+                .parse::<jiff::Timestamp>()
+                .unwrap()
+                .to_zoned(zone),
+        );
+        let mut age = Blocker::new(BlockerKind::ReleaseAge, "2.0.0 is younger than minReleaseAge 7d");
+        age.until = Some("2026-11-25T00:00:00Z".parse().unwrap());
+        let mut blocked = row(
+            "globex-billing",
+            Some("1.2.0"),
+            "2.0.0",
+            "converged",
+            "upgrade",
+            "blocked",
+        );
+        blocked.blockers = vec![window, age];
+        let mut failed = row(
+            "initech-billing",
+            Some("1.2.0"),
+            "2.0.0",
+            "rolled_back",
+            "upgrade",
+            "blocked",
+        );
+        failed.blockers = vec![Blocker::new(
+            BlockerKind::Halted,
+            "the last attempt to 2.0.0 rolled back",
+        )];
+        failed.last_outcome = Some("rolled_back".into());
+        failed.last_message = Some("step health failed: exit 1".into());
+        let mut violation = row("umbrella-billing", None, "9.0.0", "new", "install", "violation");
+        violation.violations = vec!["release 9.0.0 of `billing` does not exist".into()];
+        let report = StatusReport {
+            desired_commit: "0123456789abcdef0123456789abcdef01234567".into(),
+            state_commit: Some("89abcdef0123456789abcdef0123456789abcdef".into()),
+            now: "2026-11-20T10:00:00Z".into(),
+            valid: true,
+            trust_anchor: None,
+            rollouts: Vec::new(),
+            targets: vec![
+                row("acme-billing", Some("2.0.0"), "2.0.0", "converged", "noop", "noop"),
+                blocked,
+                failed,
+                violation,
+            ],
+        };
+        let text = text(&report);
+        assert!(text.contains("blocked by release_age: "), "{text}");
+        insta::assert_snapshot!("status_text", text);
+    }
 }

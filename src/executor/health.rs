@@ -272,11 +272,14 @@ impl HealthProbe {
                 }
                 all_passed = false;
                 *failures += 1;
-                tracing::info!(check = %check.name, failures = *failures, threshold = self.failure_threshold, message = %outcome.message, "health check failed");
+                // The rendered URL may carry a credential (`?token=…`): masked before it is
+                // logged or recorded (issue #18).
+                let message = crate::manifest::secrets::mask_url_credentials(&outcome.message);
+                tracing::info!(check = %check.name, failures = *failures, threshold = self.failure_threshold, message = %message, "health check failed");
                 if *failures >= self.failure_threshold {
                     return Ok(HealthVerdict::Unhealthy {
                         check: check.name.clone(),
-                        message: outcome.message,
+                        message,
                         rounds,
                     });
                 }

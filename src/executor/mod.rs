@@ -172,6 +172,13 @@ pub struct TemplateContext {
     /// For a `shift` step: the new version's share of traffic, 0-100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<u32>,
+    /// The first verified artifact of the release being deployed, as a local file
+    /// (`{{ artifact.path }}`; see `executor::artifact`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<artifact::LocalArtifact>,
+    /// Every verified artifact of that release, in manifest order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<artifact::LocalArtifact>,
 }
 
 /// One step to run.
@@ -533,6 +540,8 @@ pub(crate) mod testutil {
             migration: None,
             attempt: "a1".into(),
             weight: None,
+            artifact: None,
+            artifacts: Vec::new(),
         }
     }
 

@@ -106,6 +106,77 @@ impl Redactor {
     }
 }
 
+/// Query parameter names whose values are credentials (matched case-insensitively, as globs).
+const CREDENTIAL_PARAMS: &[&str] = &[
+    "*token*",
+    "*key*",
+    "*secret*",
+    "*pass*",
+    "*auth*",
+    "*sig*",
+    "*cred*",
+    "*session*",
+    "code",
+];
+
+/// `text` with the credentials of every `http://` or `https://` URL in it masked: the password
+/// of `user:password@`, and the values of query parameters named like a credential
+/// (`?token=…`, `api_key=…`, `signature=…`). For log lines and messages about requests made to
+/// rendered URLs (health checks), which may carry secrets whether or not `[secrets]` names them.
+pub fn mask_url_credentials(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = ["http://", "https://"].iter().filter_map(|s| rest.find(s)).min() {
+        out.push_str(&rest[..start]);
+        let tail = &rest[start..];
+        let end = tail
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '`'))
+            .unwrap_or(tail.len());
+        out.push_str(&mask_one_url(&tail[..end]));
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn mask_one_url(url: &str) -> String {
+    let (scheme, after) = url.split_once("://").unwrap_or(("", url));
+    let authority_end = after.find(['/', '?', '#']).unwrap_or(after.len());
+    let (authority, path) = after.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:{REDACTED}@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => authority.to_string(),
+    };
+    let path = match path.split_once('?') {
+        Some((before, query)) => {
+            let (query, fragment) = match query.split_once('#') {
+                Some((q, f)) => (q, format!("#{f}")),
+                None => (query, String::new()),
+            };
+            let masked: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((name, value))
+                        if !value.is_empty()
+                            && CREDENTIAL_PARAMS
+                                .iter()
+                                .any(|p| glob_match(p, &name.to_ascii_lowercase())) =>
+                    {
+                        format!("{name}={REDACTED}")
+                    }
+                    _ => pair.to_string(),
+                })
+                .collect();
+            format!("{before}?{}{fragment}", masked.join("&"))
+        }
+        None => path.to_string(),
+    };
+    format!("{scheme}://{authority}{path}")
+}
+
 fn leaves(value: &serde_json::Value, out: &mut Vec<String>) {
     match value {
         serde_json::Value::Null => {}
@@ -113,6 +184,38 @@ fn leaves(value: &serde_json::Value, out: &mut Vec<String>) {
         serde_json::Value::Bool(_) | serde_json::Value::Number(_) => out.push(value.to_string()),
         serde_json::Value::Array(items) => items.iter().for_each(|v| leaves(v, out)),
         serde_json::Value::Object(map) => map.values().for_each(|v| leaves(v, out)),
+    }
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::*;
+
+    /// Issue #18, attack 10: "health check failed" log lines carried `?token=<secret>`.
+    #[test]
+    fn credentials_in_urls_are_masked() {
+        for (text, want) in [
+            (
+                "GET http://svc:8080/health?token=s3cr3t&env=prod: status 500",
+                "GET http://svc:8080/health?token=***&env=prod: status 500",
+            ),
+            (
+                "GET http://admin:hunter2@svc/h?API_KEY=abc#frag: x",
+                "GET http://admin:***@svc/h?API_KEY=***#frag: x",
+            ),
+            (
+                "query \"up\" at http://prom:9090: no data",
+                "query \"up\" at http://prom:9090: no data",
+            ),
+            (
+                "two http://a/?sig=1 and https://b/?access_token=2",
+                "two http://a/?sig=*** and https://b/?access_token=***",
+            ),
+            ("no url here", "no url here"),
+            ("http://a/?page=2&session_id=x", "http://a/?page=2&session_id=***"),
+        ] {
+            assert_eq!(mask_url_credentials(text), want, "{text}");
+        }
     }
 }
 

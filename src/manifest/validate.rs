@@ -11,7 +11,7 @@ use super::types::*;
 use super::values::{self, VersionWanted};
 
 /// The variables a step template may use (SPEC §5).
-pub const TEMPLATE_VARIABLES: [&str; 9] = [
+pub const TEMPLATE_VARIABLES: [&str; 11] = [
     "target",
     "component",
     "version",
@@ -21,6 +21,8 @@ pub const TEMPLATE_VARIABLES: [&str; 9] = [
     "migration",
     "attempt",
     "weight",
+    "artifact",
+    "artifacts",
 ];
 
 /// The built-in executor a component gets when it names none.

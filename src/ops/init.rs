@@ -155,6 +155,7 @@ pub fn init(dir: &Path, now: Option<jiff::Timestamp>) -> Result<InitReport, Init
         targets: Vec::new(),
         dry_run: false,
         now,
+        allow_rewind: false,
     };
     let pass = apply(&watched, &options, &Quiet).map_err(InitError::Apply)?;
     let failed = pass

@@ -8,6 +8,8 @@
 
 pub mod agents;
 pub mod apply;
+pub mod approve;
+pub mod artifacts;
 pub mod clone;
 pub mod history;
 pub mod init;
@@ -64,11 +66,25 @@ pub enum OpsError {
     #[error(transparent)]
     Server(#[from] crate::server::ServerError),
     /// Fetching from or publishing to the remote failed (nothing ran when it was before a pass).
+    /// Boxed: the error is large, and every command's `Result` carries an `OpsError`.
     #[error(transparent)]
-    Sync(#[from] crate::source::sync::SyncError),
+    Sync(Box<crate::source::sync::SyncError>),
     /// `gantry clone` failed.
+    /// Boxed, like `Sync`: it holds one.
     #[error(transparent)]
-    Clone(#[from] clone::CloneError),
+    Clone(Box<clone::CloneError>),
+}
+
+impl From<crate::source::sync::SyncError> for OpsError {
+    fn from(e: crate::source::sync::SyncError) -> Self {
+        OpsError::Sync(Box::new(e))
+    }
+}
+
+impl From<clone::CloneError> for OpsError {
+    fn from(e: clone::CloneError) -> Self {
+        OpsError::Clone(Box::new(e))
+    }
 }
 
 impl OpsError {
@@ -111,9 +127,14 @@ pub enum Requeue {
 /// The error policy: terminal errors wait for new input, transient ones back off.
 pub fn error_policy(error: &ApplyError) -> Requeue {
     match error {
-        ApplyError::InvalidCommit { .. } | ApplyError::Untrusted { .. } | ApplyError::UnknownTargets(_) => {
-            Requeue::WhenInputChanges
-        }
+        // The anchor file itself could not be read or written: the host, not the input.
+        ApplyError::Anchor(e) if matches!(**e, crate::source::trust::TrustError::Anchor(_)) => Requeue::Backoff,
+        // A rewound or replaced desired branch, a missing anchor commit: wait for a new commit
+        // (or an operator's --allow-rewind).
+        ApplyError::InvalidCommit { .. }
+        | ApplyError::Untrusted { .. }
+        | ApplyError::Anchor(_)
+        | ApplyError::UnknownTargets(_) => Requeue::WhenInputChanges,
         ApplyError::Locked(_)
         | ApplyError::Source(_)
         | ApplyError::State(_)

@@ -58,15 +58,18 @@ pub fn plan(
     now: jiff::Timestamp,
 ) -> Result<PlanReport, OpsError> {
     let head_commit = resolve_commit(repo, head)?;
-    let loaded = load_commit(repo, head_commit)?;
+    let mut loaded = load_commit(repo, head_commit)?;
     if loaded.has_invalid() {
         return Ok(PlanReport::Unreadable {
             commit: head_commit,
             diagnostics: loaded.diagnostics,
         });
     }
+    let artifacts = super::artifacts::verify_at_commit(repo, head_commit, &loaded.desired)?;
+    loaded.diagnostics.extend(artifacts);
     let recorded = crate::state::read_recorded(&repo.repo, &loaded.desired.config.state_branch)?;
-    let evidence = load::evidence(repo, &loaded)?;
+    let anchor = crate::reconcile::apply::anchor_of(repo, &recorded)?;
+    let evidence = load::evidence(repo, &loaded, &anchor)?;
     let trust_warning = crate::reconcile::apply::check_trust(repo, head_commit, &loaded, &recorded)
         .err()
         .map(|e| e.to_string());
@@ -75,13 +78,19 @@ pub fn plan(
 
     let mut context = PlanContext {
         head_summary: Some(repo.describe(head_commit)?.summary),
+        labels: loaded
+            .desired
+            .targets
+            .values()
+            .map(|t| (t.name().to_string(), t.manifest.labels.clone()))
+            .collect(),
         ..PlanContext::default()
     };
     if let Some(base) = base {
         let base_commit = repo.resolve(base)?;
         head_plan.base = Some(base_commit.to_string());
         let base_loaded = load_commit(repo, base_commit)?;
-        let base_evidence = load::evidence(repo, &base_loaded)?;
+        let base_evidence = load::evidence(repo, &base_loaded, &anchor)?;
         let base_plan = plan_of(&base_loaded, &recorded, &base_evidence, now);
         keep_changed_actions(&mut head_plan, &base_plan);
         for file in repo.changed_files(base_commit, head_commit)? {

@@ -15,6 +15,11 @@ use crate::state::read_recorded;
 
 use super::OpsError;
 
+/// The trailer naming who asked for a rollback (the commit's author).
+pub const OPERATOR_TRAILER: &str = "Gantry-Operator";
+/// The trailer holding `--reason`.
+pub const REASON_TRAILER: &str = "Gantry-Reason";
+
 /// The commit `rollback` wrote.
 #[derive(Debug)]
 pub struct RollbackReport {
@@ -40,7 +45,15 @@ pub fn rollback(
     target: &str,
     to: Option<&str>,
     branch: Option<&str>,
+    reason: Option<&str>,
 ) -> Result<RollbackReport, OpsError> {
+    if let Some(reason) = reason
+        && (reason.trim().is_empty() || reason.chars().any(char::is_control))
+    {
+        return Err(OpsError::Usage(
+            "--reason must be one non-empty line of text (it becomes a commit trailer)".to_string(),
+        ));
+    }
     let desired_branch = repo.desired_branch_hint();
     let head = repo.branch_tip(&desired_branch)?;
     let loaded = load_commit(repo, head)?;
@@ -93,13 +106,23 @@ pub fn rollback(
             loc.line, loc.column
         ))
     })?;
-    let message = format!(
-        "Roll back {target} to {version}\n\nRequested with `gantry rollback`{}.\nMerging this commit makes gantry plan the downgrade; reverting it undoes the request.\n",
+    // The operator is the commit's author as git would name it (GIT_AUTHOR_*, then user.*).
+    let (author, _) = repo.operator_signatures(|name| std::env::var(name).ok())?;
+    let operator = format!(
+        "{} <{}>",
+        author.name().unwrap_or("gantry"),
+        author.email().unwrap_or("gantry@localhost")
+    );
+    let mut message = format!(
+        "Roll back {target} to {version}\n\nRequested with `gantry rollback`{}.\nMerging this commit makes gantry plan the downgrade; reverting it undoes the request.\n\n{OPERATOR_TRAILER}: {operator}\n",
         current
             .as_ref()
             .map(|c| format!(" (recorded version {c})"))
             .unwrap_or_default()
     );
+    if let Some(reason) = reason {
+        message.push_str(&format!("{REASON_TRAILER}: {}\n", reason.trim()));
+    }
     let change = match branch {
         Some(name) => ChangeBranch::New {
             base: desired_branch.clone(),

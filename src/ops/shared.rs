@@ -33,7 +33,7 @@ impl From<SharedError> for super::OpsError {
     fn from(e: SharedError) -> Self {
         match e {
             SharedError::Apply(e) => super::OpsError::Apply(e),
-            SharedError::Sync(e) => super::OpsError::Sync(e),
+            SharedError::Sync(e) => super::OpsError::Sync(Box::new(e)),
         }
     }
 }
@@ -139,7 +139,8 @@ fn plan_only(repo: &WatchedRepo, now: Option<Timestamp>) -> Result<ApplyReport, 
         });
     }
     let recorded = read_recorded(&repo.repo, &loaded.desired.config.state_branch)?;
-    let evidence = load::evidence(repo, &loaded)?;
+    let anchor = crate::reconcile::apply::anchor_of(repo, &recorded)?;
+    let evidence = load::evidence(repo, &loaded, &anchor)?;
     let plan = plan::plan(&loaded.plan_input(&recorded, &evidence, now.unwrap_or_else(Timestamp::now)));
     Ok(ApplyReport {
         commit: Some(head.to_string()),
@@ -230,7 +231,8 @@ fn claim_round(
     let mut wanted = Vec::new();
     if loaded.is_valid() {
         let recorded = read_recorded(&repo.repo, &config.state_branch).map_err(ApplyError::from)?;
-        let evidence = load::evidence(repo, &loaded).map_err(ApplyError::from)?;
+        let anchor = crate::reconcile::apply::anchor_of(repo, &recorded)?;
+        let evidence = load::evidence(repo, &loaded, &anchor).map_err(ApplyError::from)?;
         let plan = plan::plan(&loaded.plan_input(&recorded, &evidence, now));
         for action in plan.actions.iter().filter(|a| a.status == Status::Ready) {
             let Some(target) = loaded.desired.targets.get(&action.target) else {

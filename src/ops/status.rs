@@ -36,6 +36,9 @@ pub struct StatusReport {
     pub state_commit: Option<String>,
     pub now: String,
     pub valid: bool,
+    /// The pinned trust anchor (`.git/gantry/trust-anchor`): the last reconciled commit, whose
+    /// signers and state branch are in force; absent before the first apply on this host.
+    pub trust_anchor: Option<crate::source::trust::TrustAnchor>,
     pub targets: Vec<TargetStatusRow>,
     /// Rollouts with targets still to start: their waves, soaks and health analysis (as in
     /// `plan --format json`).
@@ -112,7 +115,8 @@ pub fn status_report(repo: &WatchedRepo, rev: Option<&str>, now: jiff::Timestamp
             unfinished.insert(attempt.header.target);
         }
     }
-    let evidence = crate::reconcile::load::evidence(repo, &loaded)?;
+    let anchor = crate::reconcile::apply::anchor_of(repo, &recorded)?;
+    let evidence = crate::reconcile::load::evidence(repo, &loaded, &anchor)?;
     let plan = plan::plan(&loaded.plan_input(&recorded, &evidence, now));
     let targets = plan
         .actions
@@ -161,6 +165,10 @@ pub fn status_report(repo: &WatchedRepo, rev: Option<&str>, now: jiff::Timestamp
         state_commit: recorded.commit.clone(),
         now: now.to_string(),
         valid: loaded.is_valid(),
+        trust_anchor: match anchor {
+            crate::source::trust::AnchorSource::Pinned(a) => Some(a),
+            _ => None,
+        },
         targets,
         rollouts: plan.rollouts.clone(),
     })

@@ -65,7 +65,13 @@ impl ValidateReport {
 /// report's diagnostics.
 pub fn validate(repo: &WatchedRepo, rev: Option<&str>) -> Result<ValidateReport, OpsError> {
     let commit = resolve_commit(repo, rev)?;
-    let loaded = load_commit(repo, commit)?;
+    let mut loaded = load_commit(repo, commit)?;
+    if !loaded.has_invalid() {
+        loaded
+            .diagnostics
+            .extend(super::artifacts::verify_at_commit(repo, commit, &loaded.desired)?);
+        crate::manifest::diagnostic::sort(&mut loaded.diagnostics);
+    }
     let d = &loaded.desired;
     let counts = format!(
         "{} components, {} releases, {} targets, {} policies, {} windows, {} approvals",

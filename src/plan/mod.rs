@@ -379,6 +379,8 @@ pub struct Evidence {
     /// Per target: approver addresses from `Approved-by:` trailers on the commit that last
     /// changed the target's desired version.
     pub commit_approvers: BTreeMap<String, BTreeSet<String>>,
+    /// With `[trust]`: what signed history vouches for (`policy::approvals`, issue #18).
+    pub trusted: Option<crate::policy::approvals::TrustedApprovals>,
 }
 
 /// Everything the planner reads.
@@ -711,6 +713,15 @@ fn plan_target(input: &PlanInput, shared: &mut Shared, target: &Target) -> Actio
         }
         Some(current) if current > to => {
             action.action = ActionKind::Downgrade;
+            // The revert exemption covers only versions this target ran before (issue #18,
+            // attack 6); any other lower version follows the rules of an upgrade of that size.
+            if !record.is_some_and(|r| r.rollback_points.contains(to)) {
+                action.update_type = Some(policy::update_type(Some(current), to));
+                action.warnings.push(format!(
+                    "{to} never ran on this target (not a rollback point): this downgrade follows the {} update rules (approvals, waves, windows, release age)",
+                    policy::update_type(Some(current), to).as_str()
+                ));
+            }
             action.stops = vec![to.clone()];
             let applied = record.map_or(&[][..], |r| r.applied_migrations.as_slice());
             action.migrations = path::down_migrations(applied, current, to);
@@ -761,6 +772,8 @@ fn plan_target(input: &PlanInput, shared: &mut Shared, target: &Target) -> Actio
     }
     action.update_type = match action.action {
         ActionKind::Install | ActionKind::Upgrade => Some(policy::update_type(current, to)),
+        // Set above for a downgrade to a version that never ran here.
+        ActionKind::Downgrade => action.update_type,
         _ => None,
     };
     action.releases = match (action.action, current) {
@@ -880,8 +893,10 @@ fn gates(
             ));
         }
     }
-    if matches!(action.action, ActionKind::Install | ActionKind::Upgrade)
-        && let Some(kind) = action.update_type
+    if matches!(
+        action.action,
+        ActionKind::Install | ActionKind::Upgrade | ActionKind::Downgrade
+    ) && let Some(kind) = action.update_type
         && let Some(at) = release_eligible_at(input, governing, release, kind)
         && at > input.now
     {
@@ -909,8 +924,10 @@ fn gates(
         WindowVerdict::Never { reason } => action.violations.push(reason),
     }
 
-    // Reverts and config changes need no approvals (see `policy::approvals`).
-    if let (ActionKind::Install | ActionKind::Upgrade, Some(kind)) = (action.action, action.update_type) {
+    // Reverts (to a rollback point: no `update_type`) and config changes need no approvals.
+    if let (ActionKind::Install | ActionKind::Upgrade | ActionKind::Downgrade, Some(kind)) =
+        (action.action, action.update_type)
+    {
         let rule = governing.rule(kind);
         if rule.approvals > 0 {
             let from_commit = input
@@ -920,11 +937,17 @@ fn gates(
                 .into_iter()
                 .flatten()
                 .map(String::as_str);
-            let from_manifests =
-                shared
-                    .approvals
-                    .approvers(&target.spec().component, &release.version, target.labels());
-            let tally = Tally::count(rule, from_commit.chain(from_manifests));
+            let from_manifests = shared
+                .approvals
+                .matching(&target.spec().component, &release.version, target.labels());
+            let (approvers, notes) = crate::policy::approvals::approvers_for(
+                input.evidence.trusted.as_ref(),
+                target.name(),
+                from_commit,
+                from_manifests,
+                release,
+            );
+            let tally = Tally::count(rule, approvers);
             if tally.unreachable() {
                 action.violations.push(format!(
                     "policy `{}` requires {} approvals for a {} update but lists only {} approvers ({}); lower `approvals` or add approvers",
@@ -935,6 +958,7 @@ fn gates(
                     tally.eligible.join(", ")
                 ));
             } else if let Some(reason) = tally.shortfall() {
+                let reason = std::iter::once(reason).chain(notes).collect::<Vec<_>>().join("; ");
                 action.blocked_by.push(Blocker::new(BlockerKind::Approval, reason));
             }
             action.approvals = Some(ApprovalState {
@@ -962,6 +986,10 @@ fn window_scope(governing: Governing, action: &Action) -> WindowScope {
     match action.action {
         ActionKind::Install | ActionKind::Upgrade => by_rule(action.update_type.unwrap_or(UpdateType::Major)),
         ActionKind::Config => by_rule(UpdateType::Patch),
+        // A downgrade to a version that never ran here follows the upgrade rules.
+        ActionKind::Downgrade if action.update_type.is_some() => {
+            by_rule(action.update_type.unwrap_or(UpdateType::Major))
+        }
         ActionKind::Downgrade => {
             let rollback = &governing.spec().rollback;
             if rollback.respect_windows {
@@ -988,7 +1016,8 @@ fn governing_by_name<'a>(desired: &'a Desired, name: Option<&str>) -> Governing<
 /// A rollout is keyed by (component, version, policy); its members are the targets whose
 /// action starts it (violations excluded: they never run and would hold a wave forever) plus
 /// the desired targets the state branch records in `rollouts/<component>@<version>.yaml`.
-/// Downgrades skip waves: a revert goes everywhere at once.
+/// Downgrades to a rollback point skip waves: a revert goes everywhere at once; a downgrade to a
+/// version that never ran on the target is grouped like an upgrade.
 ///
 /// # Guarantees
 /// Linear in the number of actions (plus sorting each rollout once).
@@ -996,7 +1025,8 @@ fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Rollout> {
     type Key = (String, Version, Option<String>);
     let mut groups: BTreeMap<Key, Vec<usize>> = BTreeMap::new();
     for (i, a) in actions.iter().enumerate() {
-        if matches!(a.action, ActionKind::Install | ActionKind::Upgrade)
+        if (matches!(a.action, ActionKind::Install | ActionKind::Upgrade)
+            || (a.action == ActionKind::Downgrade && a.update_type.is_some()))
             && a.status != Status::Violation
             && let Some(to) = a.to.clone()
         {
@@ -1707,12 +1737,52 @@ mod tests {
                 target("eu-1", "1.0.0", "region: eu")
             ));
             let mut recorded = RecordedState::default();
-            recorded.targets.insert("eu-1".into(), converged("billing", "2.0.0"));
+            let mut record = converged("billing", "2.0.0");
+            record.rollback_points = vec![Version::new(1, 0, 0)];
+            recorded.targets.insert("eu-1".into(), record);
             let p = run(&desired, &windows, &recorded, now);
             let a = action(&p, "eu-1");
             assert_eq!(a.action, ActionKind::Downgrade);
             assert_eq!(kinds(a), expected, "{rules} at {now}");
             assert_eq!(a.wave, None, "downgrades skip waves");
+        }
+    }
+
+    /// Issue #18, attack 6: a never-deployed lower version reached every target at once, with no
+    /// approval, because any lower version was treated as a revert.
+    #[test]
+    fn downgrade_exemption_covers_only_rollback_points() {
+        let policy = format!(
+            "---\n{HEADER}kind: Policy\nmetadata: {{ name: p }}\nspec:\n  updates:\n    major: {{ approvals: 1, windows: false }}\n  rollout:\n    waves:\n      - {{ name: canary, selector: {{ region: eu }} }}\n"
+        );
+        let (desired, windows) = load(&format!(
+            "{}{}{}",
+            base(&policy),
+            target("eu-1", "1.0.0", "region: eu"),
+            target("us-1", "1.0.0", "region: us")
+        ));
+        for (points, exempt) in [(vec![Version::new(1, 0, 0)], true), (vec![], false)] {
+            let mut recorded = RecordedState::default();
+            for name in ["eu-1", "us-1"] {
+                let mut record = converged("billing", "2.0.0");
+                record.rollback_points = points.clone();
+                recorded.targets.insert(name.into(), record);
+            }
+            let p = run(&desired, &windows, &recorded, "2026-11-20T10:00:00Z");
+            let (eu, us) = (action(&p, "eu-1"), action(&p, "us-1"));
+            assert_eq!(eu.action, ActionKind::Downgrade);
+            if exempt {
+                assert_eq!((eu.status, us.status), (Status::Ready, Status::Ready));
+                assert_eq!((eu.update_type, eu.wave.as_deref()), (None, None));
+            } else {
+                assert_eq!(eu.update_type, Some(UpdateType::Major));
+                assert_eq!(kinds(eu), vec![BlockerKind::Approval], "{eu:?}");
+                assert!(kinds(us).contains(&BlockerKind::Wave), "{us:?}");
+                assert!(
+                    eu.warnings.iter().any(|w| w.contains("1.0.0 never ran on this target")),
+                    "{eu:?}"
+                );
+            }
         }
     }
 

@@ -12,14 +12,112 @@
 //! - Downgrades (reverts) and config changes need no approvals: reverting is how a bad change is
 //!   undone, and holding it for sign-off would keep the bad version running. The planner does
 //!   not ask for them; this module does not decide that.
-//! - With `[trust]` set, SPEC §2 counts an address only from a commit signed by its key. That is
-//!   enforced where history is read (the security work), not here.
+//! - With `[trust]` set, SPEC §2 counts an address only from a commit signed by its key. The
+//!   signatures are checked where history is read (`source::history`); what they vouch for
+//!   arrives here as [`TrustedApprovals`], and an approval is then also **bound to the release's
+//!   content**: it counts only while the Release manifest it approved is unchanged
+//!   ([`release_digest`] at the approving commit equals the one at head). A release added after
+//!   the approval (a requirement like `^1.0` resolving to it), or an edited one, is not approved.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use semver::Version;
+use sha2::{Digest, Sha256};
 
-use crate::manifest::{ApprovalSpec, Labels, Manifest, UpdateRule, selector_matches};
+use crate::manifest::{ApprovalSpec, Labels, Manifest, Release, UpdateRule, selector_matches};
+
+/// A digest of a Release manifest's content (name and spec), `sha256:…`: what an approval is
+/// bound to.
+pub fn release_digest(release: &Release) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(release.manifest.name.as_bytes());
+    hasher.update([0]);
+    hasher.update(serde_json::to_vec(&release.manifest.spec).unwrap_or_default());
+    let hex: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// What signed history vouches for, with `[trust]` (computed in `reconcile::load::evidence`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TrustedApprovals {
+    /// Per target: the [`release_digest`] of each release of its component (by version) whose
+    /// content is unchanged since the commit whose `Approved-by:` trailers approved its version.
+    pub commit_releases: BTreeMap<String, BTreeMap<Version, String>>,
+    /// Per Approval manifest (by name): the addresses the signed commit that added it vouches
+    /// for, and the digest of the release it names when unchanged since that commit (`None`:
+    /// added or changed afterwards).
+    pub manifests: BTreeMap<String, ManifestApproval>,
+}
+
+/// One Approval manifest as signed history vouches for it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ManifestApproval {
+    pub approvers: BTreeSet<String>,
+    pub release: Option<String>,
+    /// Why some or all of its `approvedBy` do not count (shown with an approval blocker).
+    pub notes: Vec<String>,
+}
+
+/// The approver addresses that count for deploying `release` to a target, and why others
+/// named for it do not.
+///
+/// Without `trusted` (no `[trust]`): every trailer address and every matching Approval's
+/// `approvedBy` (SPEC §2). With it: only what signed history vouches for, and only while the
+/// release's content is the one approved.
+pub fn approvers_for<'a>(
+    trusted: Option<&'a TrustedApprovals>,
+    target: &str,
+    from_commit: impl IntoIterator<Item = &'a str>,
+    manifests: impl IntoIterator<Item = &'a Manifest<ApprovalSpec>>,
+    release: &Release,
+) -> (Vec<&'a str>, Vec<String>) {
+    let Some(trusted) = trusted else {
+        let mut all: Vec<&str> = from_commit.into_iter().collect();
+        all.extend(
+            manifests
+                .into_iter()
+                .flat_map(|a| a.spec.approved_by.iter().map(String::as_str)),
+        );
+        return (all, Vec::new());
+    };
+    let digest = release_digest(release);
+    let mut counted = Vec::new();
+    let mut notes = Vec::new();
+    let from_commit: Vec<&str> = from_commit.into_iter().collect();
+    if !from_commit.is_empty() {
+        let approved = trusted
+            .commit_releases
+            .get(target)
+            .and_then(|releases| releases.get(&release.version));
+        if approved == Some(&digest) {
+            counted.extend(from_commit);
+        } else {
+            notes.push(format!(
+                "Approved-by {} not counted: {} {} was added or changed since the commit that approved it",
+                from_commit.join(", "),
+                release.spec().component,
+                release.version,
+            ));
+        }
+    }
+    for approval in manifests {
+        let Some(vouched) = trusted.manifests.get(&approval.name) else {
+            continue;
+        };
+        notes.extend(vouched.notes.iter().cloned());
+        if vouched.release.as_ref() != Some(&digest) {
+            notes.push(format!(
+                "Approval `{}` not counted: {} {} was added or changed since it was approved",
+                approval.name,
+                release.spec().component,
+                release.version,
+            ));
+            continue;
+        }
+        counted.extend(vouched.approvers.iter().map(String::as_str));
+    }
+    (counted, notes)
+}
 
 /// The address in `Name <email>` (or a bare `email`), lowercased; `None` when there is none.
 pub fn normalize_address(text: &str) -> Option<String> {
@@ -124,6 +222,23 @@ impl<'a> ApprovalIndex<'a> {
             }
         }
         ApprovalIndex { by_change }
+    }
+
+    /// Every Approval for `component` at `version` whose selector matches `labels` (absent
+    /// selector = every target of the component).
+    pub fn matching<'s>(
+        &'s self,
+        component: &str,
+        version: &Version,
+        labels: &'s Labels,
+    ) -> impl Iterator<Item = &'a Manifest<ApprovalSpec>> + 's {
+        self.by_change
+            .get(component)
+            .and_then(|versions| versions.get(version))
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(move |a| selector_matches(a.spec.selector.as_ref(), labels))
     }
 
     /// The `approvedBy` entries of every Approval for `component` at `version` whose selector

@@ -251,6 +251,8 @@ fn context_of(
         migration: None,
         attempt: last.map(|a| a.id.clone()).unwrap_or_default(),
         weight: None,
+        artifact: None,
+        artifacts: Vec::new(),
     }
 }
 

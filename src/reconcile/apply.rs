@@ -47,6 +47,8 @@ pub struct ApplyOptions {
     pub dry_run: bool,
     /// A fixed clock (`--now`); `None` reads the system clock at each stage.
     pub now: Option<Timestamp>,
+    /// Reconcile a head that does not descend from the trust anchor (`--allow-rewind`).
+    pub allow_rewind: bool,
 }
 
 /// What a pass did.
@@ -109,6 +111,9 @@ pub enum ApplyError {
         commit: String,
         source: Box<crate::source::trust::TrustError>,
     },
+    /// The trust anchor refuses the head: a rewind, an unrelated history, a missing anchor.
+    #[error("{0}")]
+    Anchor(#[source] Box<crate::source::trust::TrustError>),
     /// Targets named with --target that the desired state does not have.
     #[error("unknown target{} {}: not in the desired state", if .0.len() == 1 { "" } else { "s" }, .0.join(", "))]
     UnknownTargets(Vec<String>),
@@ -200,15 +205,20 @@ fn pass(
     report.commit = Some(head.to_string());
     let state_branch = loaded.desired.config.state_branch.clone();
     let mut recorded = read_recorded(&repo.repo, &state_branch)?;
-    // Trust: before anything runs, even a resumed attempt (source::trust).
-    check_trust(repo, head, &loaded, &recorded)?;
+    // Trust: before anything runs, even a resumed attempt (source::trust). The desired branch
+    // only moves forward from the anchor, and the head is signed by the anchored signers.
+    let anchor = anchor_of(repo, &recorded)?;
+    if !options.allow_rewind {
+        trust::check_forward(repo, head, &anchor).map_err(|e| ApplyError::Anchor(Box::new(e)))?;
+    }
+    check_trust_anchored(repo, head, &loaded, &anchor)?;
 
     // Recover: attempts a killed reconciler left behind go first, from their own commit.
     if !options.dry_run {
         // Waves as the head's plan sees them, so a resumed attempt completes (or halts) its
         // wave like any other.
         let members = if loaded.is_valid() {
-            let evidence = super::load::evidence(repo, &loaded)?;
+            let evidence = super::load::evidence(repo, &loaded, &anchor)?;
             wave_members(
                 &plan::plan(&loaded.plan_input(&recorded, &evidence, clock())).actions,
                 &recorded,
@@ -281,8 +291,17 @@ fn pass(
     if !unknown.is_empty() {
         return Err(ApplyError::UnknownTargets(unknown));
     }
+    if !options.dry_run {
+        // This head is trusted and valid: it is the anchor from now on (source::trust).
+        let pinned = trust::TrustAnchor::of(head, &loaded.desired.config);
+        if !matches!(&anchor, trust::AnchorSource::Pinned(a) if *a == pinned) {
+            pinned
+                .write(repo.repo.path())
+                .map_err(|e| ApplyError::Anchor(Box::new(e)))?;
+        }
+    }
 
-    let evidence = super::load::evidence(repo, &loaded)?;
+    let evidence = super::load::evidence(repo, &loaded, &anchor)?;
     let checkout = if options.dry_run {
         PathBuf::new()
     } else {
@@ -363,8 +382,8 @@ fn pass(
 }
 
 /// With `[trust]`, refuses a head that is not signed by an allowed signer (`plan` calls it to warn). The signers are
-/// anchored in the last reconciled commit (see `source::trust`), found here as the newest
-/// `desired_commit` recorded on the state branch.
+/// anchored in the last reconciled commit (see `source::trust`): `.git/gantry/trust-anchor`,
+/// else the newest `desired_commit` recorded on the state branch.
 ///
 /// # Errors
 /// [`ApplyError::Untrusted`] saying why.
@@ -374,13 +393,36 @@ pub fn check_trust(
     loaded: &LoadedCommit,
     recorded: &RecordedState,
 ) -> Result<(), ApplyError> {
+    check_trust_anchored(repo, head, loaded, &anchor_of(repo, recorded)?)
+}
+
+/// The trust anchor in force (`source::trust`): `.git/gantry/trust-anchor`, else the newest
+/// desired commit recorded on the state branch.
+///
+/// # Errors
+/// [`ApplyError::Anchor`] when the pinned anchor cannot be read.
+pub fn anchor_of(repo: &WatchedRepo, recorded: &RecordedState) -> Result<trust::AnchorSource, ApplyError> {
+    trust::AnchorSource::find(repo.repo.path(), last_reconciled(recorded)).map_err(|e| ApplyError::Anchor(Box::new(e)))
+}
+
+/// [`check_trust`] with the anchor already found.
+fn check_trust_anchored(
+    repo: &WatchedRepo,
+    head: Oid,
+    loaded: &LoadedCommit,
+    anchor: &trust::AnchorSource,
+) -> Result<(), ApplyError> {
     let untrusted = |source| ApplyError::Untrusted {
         commit: head.to_string(),
         source: Box::new(source),
     };
-    let last = last_reconciled(recorded);
-    let Some(signers) = trust::signers_for(repo, head, &loaded.desired.config, last).map_err(untrusted)? else {
-        return Ok(());
+    let signers = match trust::signers_for(repo, head, &loaded.desired.config, anchor) {
+        Ok(Some(signers)) => signers,
+        Ok(None) => return Ok(()),
+        Err(e @ (trust::TrustError::MissingAnchor { .. } | trust::TrustError::Anchor(_))) => {
+            return Err(ApplyError::Anchor(Box::new(e)));
+        }
+        Err(e) => return Err(untrusted(e)),
     };
     let signer = trust::verify_commit(&repo.repo, head, &signers).map_err(untrusted)?;
     tracing::info!(commit = %head, signer = %signer.email, key = %signer.fingerprint, "desired commit signed by an allowed signer");
@@ -929,9 +971,10 @@ fn record_results(
         finished.push(outcome);
         if let Some((desired, members)) = waves
             && let Some(wave) = wave
+            // A downgrade is in a wave only when it follows the upgrade rules (issue #18).
             && matches!(
                 result.header.action.as_str(),
-                "install" | "upgrade" | attempt::ANALYSIS_ROLLBACK
+                "install" | "upgrade" | "downgrade" | attempt::ANALYSIS_ROLLBACK
             )
             && let Some(halt) = update_rollout(desired, recorded, &mut rollouts, result, wave, members, now)
         {

@@ -1,6 +1,6 @@
 //! Execute stage: one attempt on one target, step by step, journaled, rolled back on failure.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -221,6 +221,8 @@ struct Runner<'a, 'b> {
     /// Hides `[secrets]` values in what a step reports before it reaches the journal, progress
     /// events, state and the step log.
     redactor: Redactor,
+    /// The verified artifacts of each release deployed (by version), as local files.
+    artifacts: BTreeMap<String, Vec<crate::executor::artifact::LocalArtifact>>,
 }
 
 impl Runner<'_, '_> {
@@ -257,6 +259,8 @@ impl Runner<'_, '_> {
             migration: step.migration.clone(),
             attempt: step.snapshot_of.clone().unwrap_or_else(|| self.header.attempt.clone()),
             weight: step.weight,
+            artifact: self.artifacts.get(&step.version).and_then(|a| a.first().cloned()),
+            artifacts: self.artifacts.get(&step.version).cloned().unwrap_or_default(),
         }
     }
 
@@ -323,7 +327,12 @@ impl Runner<'_, '_> {
             .components
             .get(env.component)
             .and_then(|c| c.spec.executor.clone());
-        let extra_env = vec![("GANTRY_REPO".to_string(), env.repo_root.to_string_lossy().into_owned())];
+        let mut extra_env = vec![("GANTRY_REPO".to_string(), env.repo_root.to_string_lossy().into_owned())];
+        if let Some(first) = &context.artifact {
+            let all: Vec<&str> = context.artifacts.iter().map(|a| a.path.as_str()).collect();
+            extra_env.push(("GANTRY_ARTIFACT".to_string(), first.path.clone()));
+            extra_env.push(("GANTRY_ARTIFACTS".to_string(), all.join("\n")));
+        }
         if step.kind == StepKind::Health {
             let component_step = (!step.argv.is_empty()).then_some(&step.argv);
             let started = std::time::Instant::now();
@@ -455,6 +464,8 @@ fn precheck(env: &AttemptEnv, header: &AttemptHeader) -> Result<(), AttemptError
         migration: None,
         attempt: header.attempt.clone(),
         weight: None,
+        artifact: None,
+        artifacts: Vec::new(),
     };
     let request = StepRequest {
         kind: StepKind::Precheck,
@@ -615,6 +626,7 @@ fn run(
         journal,
         steps_total: forward.len(),
         redactor: Redactor::from_desired(env.desired),
+        artifacts: BTreeMap::new(),
     };
 
     // An analysis rollback says why it runs in its first step, and is not itself rolled back.
@@ -629,11 +641,17 @@ fn run(
     let mut stopped: Option<program::Stopped> = None;
     // Artifacts are verified before the first step of a new attempt; a mismatch runs nothing.
     let mut nothing_ran = false;
-    if journaled.is_empty()
-        && let Err(message) = verify_artifacts(env, forward)
-    {
-        failure = Some((message, String::new()));
-        nothing_ran = true;
+    match verify_artifacts(env, forward) {
+        Ok(artifacts) => runner.artifacts = artifacts,
+        Err(message) if journaled.is_empty() => {
+            failure = Some((message, String::new()));
+            nothing_ran = true;
+        }
+        // A resumed attempt keeps going as before; its steps get no artifact files.
+        Err(message) => tracing::warn!(
+            target = env.target_name,
+            "artifacts not available to resumed steps: {message}"
+        ),
     }
     for (i, step) in forward.iter().enumerate().filter(|_| !nothing_ran) {
         match completed.get(step.id.as_str()) {
@@ -835,21 +853,32 @@ fn where_it_stands(progress: &Progress) -> String {
     }
 }
 
-/// Verifies the artifacts of every release the program deploys.
-fn verify_artifacts(env: &AttemptEnv, forward: &[PlannedStep]) -> Result<(), String> {
+/// Verifies the artifacts of every release the program deploys and returns them as local
+/// files, by version (`executor::artifact`; downloads are kept in `.git/gantry/artifacts`).
+fn verify_artifacts(
+    env: &AttemptEnv,
+    forward: &[PlannedStep],
+) -> Result<BTreeMap<String, Vec<crate::executor::artifact::LocalArtifact>>, String> {
+    let cache = env
+        .log_dir
+        .parent()
+        .map_or_else(|| env.log_dir.join("artifacts"), |gantry| gantry.join("artifacts"));
+    let mut out = BTreeMap::new();
     for step in forward.iter().filter(|s| s.kind == StepKind::Deploy) {
         let Ok(version) = Version::parse(&step.version) else {
             continue;
         };
         if let Some(release) = env.desired.release(env.component, &version) {
-            crate::executor::artifact::verify(
+            let local = crate::executor::artifact::verify(
                 &release.spec().artifacts,
                 &env.checkout,
+                &cache,
                 &format!("{} {version}", env.component),
             )?;
+            out.insert(step.version.clone(), local);
         }
     }
-    Ok(())
+    Ok(out)
 }
 
 /// The target record after an attempt.

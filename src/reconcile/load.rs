@@ -121,13 +121,19 @@ fn compile_windows(desired: &Desired, diagnostics: &mut Vec<Diagnostic>) -> Vec<
 }
 
 /// Reads from git what the planner's gates need beyond the manifests: the `Approved-by:`
-/// trailers on the commit that last changed each target's desired version. Only targets whose
-/// policy asks for approvals for some update type are looked up, so fleets without approval
-/// rules never walk history.
+/// trailers on the commit that last changed each target's desired version, and, with `[trust]`,
+/// what signed history vouches for ([`trusted_approvals`]). Only targets whose policy asks for
+/// approvals for some update type are looked up, so fleets without approval rules never walk
+/// history. Signatures are checked against the signers of `anchor` (`source::trust`), never the
+/// head's own list.
 ///
 /// # Errors
 /// git failures walking history.
-pub fn evidence(repo: &WatchedRepo, loaded: &LoadedCommit) -> Result<Evidence, SourceError> {
+pub fn evidence(
+    repo: &WatchedRepo,
+    loaded: &LoadedCommit,
+    anchor: &trust::AnchorSource,
+) -> Result<Evidence, SourceError> {
     let _stage = tracing::debug_span!("evidence.approvals").entered();
     let wanted: BTreeMap<String, String> = loaded
         .desired
@@ -144,18 +150,134 @@ pub fn evidence(repo: &WatchedRepo, loaded: &LoadedCommit) -> Result<Evidence, S
     if wanted.is_empty() {
         return Ok(Evidence::default());
     }
-    // With `[trust]`, trailers count only from signed commits. `apply` has already refused an
-    // untrusted head; if the signers cannot be read here, no trailer counts.
-    let signers = match trust::signers_for(repo, loaded.commit, &loaded.desired.config, None) {
+    // With `[trust]`, approvals count only from signed commits. `apply` has already refused an
+    // untrusted head; if the signers cannot be read here, no approval counts.
+    let signers = match trust::signers_for(repo, loaded.commit, &loaded.desired.config, anchor) {
         Ok(signers) => signers,
         Err(e) => {
-            tracing::warn!("Approved-by trailers not counted: {e}");
+            tracing::warn!("approvals not counted: {e}");
             Some(trust::AllowedSigners::none("(unreadable allowed signers)"))
         }
     };
+    let found = history::version_change_approvers(repo, loaded.commit, &wanted, signers.as_ref())?;
+    let trusted = match &signers {
+        Some(signers) => Some(trusted_approvals(repo, loaded, &found, signers)?),
+        None => None,
+    };
     Ok(Evidence {
-        commit_approvers: history::version_change_approvers(repo, loaded.commit, &wanted, signers.as_ref())?,
+        commit_approvers: found.into_iter().map(|(t, v)| (t, v.approvers)).collect(),
+        trusted,
     })
+}
+
+/// With `[trust]` (issue #18): for each target, the digests of the releases of its component
+/// whose content is unchanged since the commit whose trailers approved it; for each Approval
+/// manifest, the addresses the signed commit that added it vouches for and the digest of the
+/// release it names when that release is unchanged since. One history walk finds when each
+/// release last changed; an approval at commit C approved a release last changed at S when C is
+/// S or descends from it.
+///
+/// # Errors
+/// git failures walking history.
+pub fn trusted_approvals(
+    repo: &WatchedRepo,
+    loaded: &LoadedCommit,
+    found: &BTreeMap<String, history::VersionApproval>,
+    signers: &trust::AllowedSigners,
+) -> Result<policy::approvals::TrustedApprovals, SourceError> {
+    use policy::approvals::{ManifestApproval, release_digest};
+    let desired = &loaded.desired;
+    let approvals: BTreeMap<String, String> = desired
+        .approvals
+        .iter()
+        .map(|a| (a.name.clone(), history::approval_fingerprint(&a.spec)))
+        .collect();
+    let approval_commits = history::approval_commits(repo, loaded.commit, &approvals)?;
+    // The releases any approval may be about: those of the components concerned.
+    let components: std::collections::BTreeSet<&str> = found
+        .keys()
+        .filter_map(|t| desired.targets.get(t).map(|t| t.spec().component.as_str()))
+        .chain(desired.approvals.iter().map(|a| a.spec.component.as_str()))
+        .collect();
+    let releases: Vec<&manifest::Release> = components
+        .iter()
+        .filter_map(|c| desired.releases.get(*c))
+        .flatten()
+        .collect();
+    let wanted: BTreeMap<String, String> = releases
+        .iter()
+        .map(|r| {
+            (
+                history::release_key(r.spec()),
+                history::release_fingerprint(&r.manifest.name, r.spec()),
+            )
+        })
+        .collect();
+    let changed_at = history::release_commits(repo, loaded.commit, &wanted)?;
+    let mut memo: BTreeMap<(Oid, Oid), bool> = BTreeMap::new();
+    // Whether an approval made at `approved` saw `release` as it is at head.
+    let mut unchanged_since = |release: &manifest::Release, approved: Oid| -> Result<bool, SourceError> {
+        let Some(&changed) = changed_at.get(&history::release_key(release.spec())) else {
+            return Ok(false);
+        };
+        if changed == approved {
+            return Ok(true);
+        }
+        if let Some(&known) = memo.get(&(approved, changed)) {
+            return Ok(known);
+        }
+        let later = repo.repo.graph_descendant_of(approved, changed)?;
+        memo.insert((approved, changed), later);
+        Ok(later)
+    };
+    let mut trusted = policy::approvals::TrustedApprovals::default();
+    for (name, approval) in found {
+        let Some(target) = desired.targets.get(name) else {
+            continue;
+        };
+        let mut approved = BTreeMap::new();
+        for release in desired.releases.get(&target.spec().component).into_iter().flatten() {
+            if unchanged_since(release, approval.commit)? {
+                approved.insert(release.version.clone(), release_digest(release));
+            }
+        }
+        trusted.commit_releases.insert(name.clone(), approved);
+    }
+    for approval in &desired.approvals {
+        let Some(&commit) = approval_commits.get(&approval.name) else {
+            continue;
+        };
+        let short = &commit.to_string()[..7];
+        let mut vouched = ManifestApproval::default();
+        let named = approval
+            .spec
+            .approved_by
+            .iter()
+            .filter_map(|who| policy::approvals::normalize_address(who));
+        match trust::vouched(repo, commit, signers, named) {
+            Ok((signer, kept, dropped)) => {
+                vouched.approvers.extend(kept);
+                for address in dropped {
+                    vouched.notes.push(format!(
+                        "Approval `{}` names {address} but commit {short} that added it is signed by {} ({}), which is not listed for {address} (in {} and in the list before that commit): each approver signs their own approval (`gantry approve`)",
+                        approval.name, signer.email, signer.fingerprint, signers.source_name
+                    ));
+                }
+            }
+            Err(e) => vouched.notes.push(format!(
+                "Approval `{}` not counted: commit {short} that added it is not trusted ({e})",
+                approval.name
+            )),
+        }
+        if let Ok(version) = semver::Version::parse(approval.spec.version.trim())
+            && let Some(release) = desired.release(&approval.spec.component, &version)
+            && unchanged_since(release, commit)?
+        {
+            vouched.release = Some(release_digest(release));
+        }
+        trusted.manifests.insert(approval.name.clone(), vouched);
+    }
+    Ok(trusted)
 }
 
 /// Policy ties, checked for every target (the planner also reports them per action).

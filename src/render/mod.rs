@@ -1,5 +1,8 @@
 //! Rendering: plans through minijinja templates (text, markdown) or as JSON, and manifest diffs.
 
+pub mod mask;
+pub mod summary;
+
 use std::collections::BTreeMap;
 
 use serde::Serialize;
@@ -42,11 +45,17 @@ pub struct FileDiff {
     pub diff: String,
 }
 
-/// Makes a unified diff (3 lines of context) of one file's two sides.
+/// Makes a unified diff (3 lines of context) of one file's two sides, with the values of
+/// manifest `vars` masked ([`mask::mask_vars`]): every format and template sees only the mask.
 pub fn unified_diff(path: &str, old: Option<&str>, new: Option<&str>) -> FileDiff {
-    let old_text = old.unwrap_or("");
-    let new_text = new.unwrap_or("");
-    let diff = similar::TextDiff::from_lines(old_text, new_text);
+    let (old_text, new_text) = if path == "gantry.toml" {
+        (old.unwrap_or("").to_string(), new.unwrap_or("").to_string())
+    } else {
+        let old_masked = mask::mask_vars(path, old.unwrap_or(""), None);
+        let new_masked = mask::mask_vars(path, new.unwrap_or(""), Some(&old_masked));
+        (old_masked.text, new_masked.text)
+    };
+    let diff = similar::TextDiff::from_lines(&old_text, &new_text);
     let old_name = if old.is_some() {
         format!("a/{path}")
     } else {
@@ -76,6 +85,8 @@ pub fn unified_diff(path: &str, old: Option<&str>, new: Option<&str>) -> FileDif
 pub struct PlanContext {
     pub head_summary: Option<String>,
     pub diffs: Vec<FileDiff>,
+    /// Every desired target's labels, for roll-ups by label ([`summary::fit_markdown`]).
+    pub labels: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// How many target names a wave lists in text and markdown; the rest are counted. JSON always
@@ -279,10 +290,13 @@ pub fn render_plan(
     ctx["groups"] = serde_json::Value::Array(groups);
     ctx["diffs"] = serde_json::to_value(&context.diffs)?;
     ctx["head_summary"] = serde_json::to_value(&context.head_summary)?;
-    template
+    let text = template
         .render(minijinja::Value::from(minijinja::value::Serde(&ctx)))
         .map_err(|e| RenderError::Template {
             name,
             detail: format!("{e:#}"),
-        })
+        })?;
+    // Commit subjects and manifest strings are repository content: no terminal escapes reach
+    // a terminal through a plan (JSON escapes them on its own).
+    Ok(mask::strip_terminal_controls(&text))
 }

@@ -79,7 +79,7 @@ impl ProgressSink for DaemonSink<'_> {
                     if new {
                         self.shared.notifier.send(
                             Event::RolloutStarted,
-                            &format!("{component} {to}: rollout started ({action} on {target} first)"),
+                            &super::messages::rollout_started(component, to, action, target),
                             details(
                                 json!({"component": component, "version": to, "target": target, "attempt": attempt}),
                             ),
@@ -139,7 +139,7 @@ impl ProgressSink for DaemonSink<'_> {
                 lock(&self.shared.metrics).rollbacks += 1;
                 self.shared.notifier.send(
                     Event::Rollback,
-                    &format!("↩ {component} on {target}: rolling back ({reason})"),
+                    &super::messages::rollback(&component, target, reason),
                     details(json!({"target": target, "component": component, "attempt": attempt, "reason": reason})),
                 );
             }
@@ -176,7 +176,7 @@ impl ProgressSink for DaemonSink<'_> {
                         "attempt finished: {action} {outcome}: {message}");
                     self.shared.notifier.send(
                         Event::Failed,
-                        &format!("✗ {component} on {target}: {action} {outcome}: {message}"),
+                        &super::messages::failed(&component, target, &action, outcome, message),
                         details(json!({"target": target, "component": component, "attempt": attempt,
                             "action": action, "outcome": outcome, "message": message})),
                     );

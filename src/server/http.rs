@@ -22,6 +22,12 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/status", get(status))
         .route("/api/daemon", get(daemon))
         .route("/api/refresh", post(refresh))
+        // Host and cross-site checks (`guard`) for every route above; the Git webhook below
+        // comes from a Git server under its public name and is authenticated by its HMAC.
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            super::guard::check,
+        ))
         .route("/api/hooks/git", post(git_hook))
         .with_state(shared)
 }

@@ -16,8 +16,10 @@
 //! `/api/daemon` and the status page, and the daemon waits for the next commit.
 
 mod events;
+pub mod guard;
 pub mod hooks;
 mod http;
+pub mod messages;
 pub mod metrics;
 pub mod notify;
 mod page;
@@ -97,6 +99,10 @@ pub struct DaemonOptions {
     pub webhook_secret: Option<hooks::WebhookSecret>,
     /// `--selector`: the targets this agent reconciles (see `ops::agents`).
     pub selector: crate::ops::agents::Selector,
+    /// Reconcile heads that do not descend from the trust anchor (`--allow-rewind`).
+    pub allow_rewind: bool,
+    /// Host names the HTTP API answers to besides the listen address (`--allowed-host`).
+    pub allowed_hosts: Vec<String>,
 }
 
 /// What the daemon knows beyond the status report (served as `/api/daemon`).
@@ -137,6 +143,10 @@ pub struct InvalidCommit {
 pub struct Shared {
     pub repo_path: PathBuf,
     pub now: Option<Timestamp>,
+    /// `--allow-rewind`.
+    pub allow_rewind: bool,
+    /// Which Host and Origin headers the HTTP API accepts (`guard`).
+    pub guard: guard::HostGuard,
     pub metrics: Mutex<Metrics>,
     pub daemon: Mutex<DaemonState>,
     /// Set once on SIGTERM/SIGINT.
@@ -186,6 +196,8 @@ pub fn run(options: DaemonOptions) -> Result<(), ServerError> {
     let shared = Arc::new(Shared {
         repo_path: options.repo.clone(),
         now: options.now,
+        allow_rewind: options.allow_rewind,
+        guard: guard::HostGuard::new(options.allowed_hosts.clone()),
         metrics: Mutex::new(Metrics::default()),
         daemon: Mutex::new(DaemonState::default()),
         stop: AtomicBool::new(false),
@@ -239,6 +251,7 @@ async fn serve(
         what: "cannot read the bound address",
         source,
     })?;
+    shared.guard.bound(addr);
     // The first line on stderr, always plain text: tests and scripts read the port from it.
     eprintln!("listening on {addr}");
     tracing::info!(%addr, repo = %shared.repo_path.display(), "daemon started");
@@ -525,6 +538,7 @@ fn run_pass(shared: &Shared, lock_held: &ReconcilerLock, seen: Option<Instant>) 
         targets: Vec::new(),
         dry_run: false,
         now: shared.now,
+        allow_rewind: shared.allow_rewind,
     };
     // With a remote: the recorded state is the remote's before planning (nothing runs when it
     // cannot be fetched), attempts are claimed across agents, outcomes published (`ops::shared`).
@@ -580,7 +594,8 @@ fn pass_outcome(
                 let mut daemon = lock(&shared.daemon);
                 daemon.last_valid_commit.clone_from(&report.commit);
                 daemon.invalid_commit = None;
-                daemon.last_error = None;
+                // `last_error`, `failures` and the wake-ups are the scheduler's, published
+                // together once it has taken this pass's result.
             }
             tracing::info!(
                 commit = report.commit.as_deref().unwrap_or(""),
@@ -647,14 +662,9 @@ fn pass_outcome(
                     tracing::error!(commit = %commit, "{e}");
                 }
                 tracing::error!(commit = %commit, "desired commit {short} is not valid; nothing of it is applied");
-                let more = if errors.len() > 1 {
-                    format!(" (+{} more)", errors.len() - 1)
-                } else {
-                    String::new()
-                };
                 shared.notifier.send(
                     Event::InvalidCommit,
-                    &format!("✗ desired commit {short} is not valid; nothing applied: {first}{more}"),
+                    &messages::invalid_commit(short, &first, errors.len().saturating_sub(1)),
                     details(json!({"commit": commit, "errors": errors})),
                 );
             }
@@ -684,7 +694,7 @@ fn announce_waves(shared: &Shared, before: &crate::state::RecordedState, after: 
                 tracing::info!(component = %component, version = %version, wave = %wave.name, "wave completed");
                 shared.notifier.send(
                     Event::WaveCompleted,
-                    &format!("✓ {component} {version}: wave {} completed", wave.name),
+                    &messages::wave_completed(component, &version, &wave.name),
                     details(json!({"component": component, "version": version, "wave": wave.name,
                         "completed": wave.completed})),
                 );
@@ -730,28 +740,16 @@ fn after_pass(shared: &Shared, repo: &WatchedRepo, recorded_something: bool) {
         let Some(row) = status.targets.iter().find(|t| t.target == name) else {
             continue;
         };
-        let reasons: Vec<String> = row
-            .blockers
-            .iter()
-            .map(|b| {
-                let when = b.lifts_at_text();
-                let kind = b.kind;
-                match when {
-                    Some(w) => format!("{kind}: {} (until {w})", b.reason),
-                    None => format!("{kind}: {}", b.reason),
-                }
-            })
-            .collect();
+        let reasons: Vec<String> = row.blockers.iter().map(messages::blocker).collect();
         tracing::info!(target = %row.target, component = %row.component, "blocked: {}", reasons.join("; "));
         shared.notifier.send(
             Event::Blocked,
-            &format!(
-                "⏸ {} on {}: {} to {} blocked — {}",
-                row.component,
-                row.target,
-                row.next_action,
-                row.desired.as_deref().unwrap_or("-"),
-                reasons.join("; ")
+            &messages::blocked(
+                &row.component,
+                &row.target,
+                &row.next_action,
+                row.desired.as_deref(),
+                &reasons,
             ),
             details(
                 json!({"target": row.target, "component": row.component, "action": row.next_action,
@@ -764,7 +762,7 @@ fn after_pass(shared: &Shared, repo: &WatchedRepo, recorded_something: bool) {
         tracing::info!(commit = %status.desired_commit, "converged");
         shared.notifier.send(
             Event::Converged,
-            &format!("✓ all {} targets converged on {short}", status.targets.len()),
+            &messages::converged(status.targets.len(), short),
             details(json!({"commit": status.desired_commit, "targets": status.targets.len()})),
         );
     }

@@ -55,7 +55,8 @@ pub fn render(shared: &Shared) -> Result<String, String> {
         .map_err(|e| e.to_string())?;
     let loaded = load_commit(&repo, commit).map_err(|e| e.to_string())?;
     let recorded = read_recorded(&repo.repo, &loaded.desired.config.state_branch).map_err(|e| e.to_string())?;
-    let evidence = evidence(&repo, &loaded).map_err(|e| e.to_string())?;
+    let anchor = crate::reconcile::apply::anchor_of(&repo, &recorded).map_err(|e| e.to_string())?;
+    let evidence = evidence(&repo, &loaded, &anchor).map_err(|e| e.to_string())?;
     let plan = plan::plan(&loaded.plan_input(&recorded, &evidence, now));
     let daemon = lock(&shared.daemon).clone();
 
@@ -157,8 +158,8 @@ pub fn render(shared: &Shared) -> Result<String, String> {
                 esc(&rollout.version.to_string()),
                 esc(&wave.name),
                 esc(&wave.targets.join(", ")),
-                class_of(&status),
-                esc(&status),
+                class_of(status),
+                esc(status),
                 esc(&wave.soak_until.map_or_else(|| "–".to_string(), |t| t.to_string())),
             );
             rows += 1;

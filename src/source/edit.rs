@@ -31,7 +31,7 @@ impl WatchedRepo {
         message: &str,
         check: impl FnOnce(Oid) -> Result<(), String>,
     ) -> Result<Oid, SourceError> {
-        self.commit_files_change(branch, &[(path, content)], message, check)
+        self.commit_files_change_signed(branch, &[(path, content)], message, None, check)
     }
 
     /// [`commit_file_change`](Self::commit_file_change) for several files in one commit.
@@ -43,6 +43,22 @@ impl WatchedRepo {
         branch: &ChangeBranch,
         files: &[(&str, &[u8])],
         message: &str,
+        check: impl FnOnce(Oid) -> Result<(), String>,
+    ) -> Result<Oid, SourceError> {
+        self.commit_files_change_signed(branch, files, message, None, check)
+    }
+
+    /// [`commit_files_change`](Self::commit_files_change), with the commit SSH-signed by
+    /// `signer` when given (as `git commit -S` with `gpg.format = ssh` would sign it).
+    ///
+    /// # Errors
+    /// As `commit_file_change`; [`SourceError::Refused`] when signing fails.
+    pub fn commit_files_change_signed(
+        &self,
+        branch: &ChangeBranch,
+        files: &[(&str, &[u8])],
+        message: &str,
+        signer: Option<&super::trust::CommitSigner>,
         check: impl FnOnce(Oid) -> Result<(), String>,
     ) -> Result<Oid, SourceError> {
         let base = match branch {
@@ -68,13 +84,21 @@ impl WatchedRepo {
         let tree = self
             .repo
             .find_tree(update.create_updated(&self.repo, &parent.tree()?)?)?;
-        let signature = self
-            .repo
-            .signature()
-            .or_else(|_| git2::Signature::now("gantry", "gantry@localhost"))?;
-        let commit = self
-            .repo
-            .commit(None, &signature, &signature, message, &tree, &[&parent])?;
+        let (author, committer) = self.operator_signatures(|name| std::env::var(name).ok())?;
+        let commit = match signer {
+            None => self
+                .repo
+                .commit(None, &author, &committer, message, &tree, &[&parent])?,
+            Some(signer) => {
+                let buffer = self
+                    .repo
+                    .commit_create_buffer(&author, &committer, message, &tree, &[&parent])?;
+                let armored = signer.sign(&buffer).map_err(|e| SourceError::Refused(e.to_string()))?;
+                let text = std::str::from_utf8(&buffer)
+                    .map_err(|_| SourceError::Refused("the commit is not UTF-8 text".to_string()))?;
+                self.repo.commit_signed(text, &armored, None)?
+            }
+        };
         check(commit).map_err(SourceError::Refused)?;
         match branch {
             ChangeBranch::Desired(b) => {
@@ -98,5 +122,143 @@ impl WatchedRepo {
             }
         }
         Ok(commit)
+    }
+}
+
+/// Which person a commit is by: author or committer, named as git's environment variables are.
+#[derive(Debug, Clone, Copy)]
+enum Role {
+    Author,
+    Committer,
+}
+
+impl Role {
+    fn var(self, field: &str) -> String {
+        match self {
+            Role::Author => format!("GIT_AUTHOR_{field}"),
+            Role::Committer => format!("GIT_COMMITTER_{field}"),
+        }
+    }
+}
+
+impl WatchedRepo {
+    /// The author and committer of a commit gantry writes for an operator (rollback, retry), as
+    /// git decides them: `GIT_AUTHOR_NAME`/`_EMAIL`/`_DATE` and `GIT_COMMITTER_*` override the
+    /// repository's `user.name`/`user.email` and the clock; without either, `gantry
+    /// <gantry@localhost>`. `env` reads a variable (the process environment in production).
+    ///
+    /// # Errors
+    /// [`SourceError::Refused`] for a `*_DATE` that is neither `@SECONDS [+HHMM]`, `SECONDS
+    /// +HHMM` (git's internal form) nor RFC 3339; git errors otherwise.
+    pub fn operator_signatures(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<(git2::Signature<'static>, git2::Signature<'static>), SourceError> {
+        let config = self.repo.config()?;
+        let configured = |key: &str| config.get_string(key).ok();
+        let sign = |role: Role| -> Result<git2::Signature<'static>, SourceError> {
+            let name = env(&role.var("NAME"))
+                .or_else(|| configured("user.name"))
+                .unwrap_or_else(|| "gantry".to_string());
+            let email = env(&role.var("EMAIL"))
+                .or_else(|| configured("user.email"))
+                .unwrap_or_else(|| "gantry@localhost".to_string());
+            match env(&role.var("DATE")) {
+                Some(date) => {
+                    let time = parse_git_date(&date).ok_or_else(|| {
+                        SourceError::Refused(format!(
+                            "{}=`{date}` is not a date git reads; use `@SECONDS +HHMM` or RFC 3339 (2026-11-21T10:00:00+01:00)",
+                            role.var("DATE")
+                        ))
+                    })?;
+                    Ok(git2::Signature::new(&name, &email, &time)?)
+                }
+                None => Ok(git2::Signature::now(&name, &email)?),
+            }
+        };
+        Ok((sign(Role::Author)?, sign(Role::Committer)?))
+    }
+}
+
+/// `@SECONDS [+HHMM]`, `SECONDS +HHMM` or RFC 3339, as a git time.
+fn parse_git_date(text: &str) -> Option<git2::Time> {
+    let text = text.trim();
+    let (seconds, offset) = text.split_once(' ').unwrap_or((text, "+0000"));
+    if let Ok(seconds) = seconds.trim_start_matches('@').parse::<i64>() {
+        let sign = match offset.as_bytes().first()? {
+            b'+' => 1,
+            b'-' => -1,
+            _ => return None,
+        };
+        let digits = &offset[1..];
+        if digits.len() != 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let minutes = digits[..2].parse::<i32>().ok()? * 60 + digits[2..].parse::<i32>().ok()?;
+        return Some(git2::Time::new(seconds, sign * minutes));
+    }
+    let pieces = jiff::fmt::temporal::Pieces::parse(text).ok()?;
+    let offset_minutes = match pieces.offset() {
+        Some(jiff::fmt::temporal::PiecesOffset::Numeric(n)) => n.offset().seconds() / 60,
+        _ => 0,
+    };
+    let zoned: jiff::Timestamp = text.parse().ok()?;
+    Some(git2::Time::new(zoned.as_second(), offset_minutes))
+}
+
+#[cfg(test)]
+mod signature_tests {
+    use super::*;
+
+    #[test]
+    fn git_dates() {
+        let cases = [
+            ("@1790000000 +0100", Some((1_790_000_000, 60))),
+            ("1790000000 -0230", Some((1_790_000_000, -150))),
+            ("@1790000000", Some((1_790_000_000, 0))),
+            ("2026-11-21T10:00:00+01:00", Some((1_795_251_600, 60))),
+            ("2026-11-21T10:00:00Z", Some((1_795_255_200, 0))),
+            ("yesterday", None),
+            ("@1790000000 0100", None),
+        ];
+        for (text, want) in cases {
+            let got = parse_git_date(text).map(|t| (t.seconds(), t.offset_minutes()));
+            assert_eq!(got, want, "{text}");
+        }
+    }
+
+    #[test]
+    fn environment_overrides_config_per_role_like_git() {
+        let dir = tempfile::tempdir().unwrap();
+        let git = git2::Repository::init(dir.path()).unwrap();
+        git.config().unwrap().set_str("user.name", "Config User").unwrap();
+        git.config()
+            .unwrap()
+            .set_str("user.email", "config@example.com")
+            .unwrap();
+        let repo = WatchedRepo::open(dir.path()).unwrap();
+        let env = |name: &str| match name {
+            "GIT_AUTHOR_NAME" => Some("Ada Author".to_string()),
+            "GIT_AUTHOR_EMAIL" => Some("ada@example.com".to_string()),
+            "GIT_AUTHOR_DATE" => Some("@1790000000 +0000".to_string()),
+            _ => None,
+        };
+        let (author, committer) = repo.operator_signatures(env).unwrap();
+        assert_eq!(
+            (author.name().unwrap(), author.email().unwrap()),
+            ("Ada Author", "ada@example.com")
+        );
+        assert_eq!(author.when().seconds(), 1_790_000_000);
+        // Like git: the committer does not take the author's variables.
+        assert_eq!(
+            (committer.name().unwrap(), committer.email().unwrap()),
+            ("Config User", "config@example.com")
+        );
+        let bad = |name: &str| (name == "GIT_COMMITTER_DATE").then(|| "soon".to_string());
+        let Err(err) = repo.operator_signatures(bad) else {
+            panic!("a bad GIT_COMMITTER_DATE must be refused");
+        };
+        let err = err.to_string();
+        assert!(err.contains("GIT_COMMITTER_DATE=`soon`"), "{err}");
     }
 }

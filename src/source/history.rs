@@ -13,8 +13,14 @@
 //! full parse of every commit. Targets are matched by `metadata.name`, wherever their file is.
 //!
 //! With `[trust]` set, SPEC §2 counts an address only from a commit signed by a key listed for
-//! it: callers pass the allowed signers, and the settling commit's trailers are kept only for
-//! the addresses its verified signing key is listed for (none when it is unsigned).
+//! it: callers pass the **anchored** allowed signers (never the head's own list, which the
+//! approving commit itself could have changed), and the settling commit's trailers are kept only
+//! for the addresses its verified signing key is listed for (none when it is unsigned).
+//!
+//! The same walk finds, for each `Approval` manifest, the commit that last changed it
+//! ([`approval_commits`]): with `[trust]` an Approval counts only for the addresses that
+//! commit's signing key is listed for, so an approver approves by signing the commit that adds
+//! their Approval, and nobody can write one for them.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -41,6 +47,47 @@ pub fn trailer_approvers(message: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// The approvers a commit's `Approved-by:` trailers name and, with `signers` (`[trust]`), its
+/// verified signature vouches for.
+pub fn commit_approvers(
+    repo: &WatchedRepo,
+    commit: &git2::Commit,
+    signers: Option<&AllowedSigners>,
+) -> BTreeSet<String> {
+    let named = trailer_approvers(commit.message().unwrap_or(""));
+    match signers {
+        None => named,
+        Some(signers) => match trust::vouched(repo, commit.id(), signers, named.clone()) {
+            Ok((signer, kept, dropped)) => {
+                if !dropped.is_empty() {
+                    tracing::warn!(
+                        commit = %commit.id(),
+                        "Approved-by {} not counted: the commit is signed by {} ({}), which is not listed for them in {} and in the list before the commit",
+                        dropped.join(", "),
+                        signer.email,
+                        signer.fingerprint,
+                        signers.source_name
+                    );
+                }
+                kept.into_iter().collect()
+            }
+            Err(e) => {
+                if !named.is_empty() {
+                    tracing::warn!(commit = %commit.id(), "Approved-by trailers not counted: {e}");
+                }
+                BTreeSet::new()
+            }
+        },
+    }
+}
+
+/// The commit that last changed a target's version, and the approvers its trailers name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionApproval {
+    pub commit: Oid,
+    pub approvers: BTreeSet<String>,
+}
+
 /// For each target in `wanted` (name → its `spec.version` text at `head`), the approvers named
 /// in the trailers of the commit that last changed that version. Targets whose version commit
 /// has no trailers map to an empty set.
@@ -52,23 +99,85 @@ pub fn version_change_approvers(
     head: Oid,
     wanted: &BTreeMap<String, String>,
     signers: Option<&AllowedSigners>,
-) -> Result<BTreeMap<String, BTreeSet<String>>, SourceError> {
-    // The approvers a commit's trailers name and, with `[trust]`, its signature vouches for.
-    let approvers_of = |commit: &git2::Commit| -> BTreeSet<String> {
-        let named = trailer_approvers(commit.message().unwrap_or(""));
-        match signers {
-            None => named,
-            Some(signers) => match trust::verify_commit(&repo.repo, commit.id(), signers) {
-                Ok(signer) => named.into_iter().filter(|a| signer.vouches_for(a)).collect(),
-                Err(e) => {
-                    if !named.is_empty() {
-                        tracing::warn!(commit = %commit.id(), "Approved-by trailers not counted: {e}");
-                    }
-                    BTreeSet::new()
-                }
-            },
-        }
-    };
+) -> Result<BTreeMap<String, VersionApproval>, SourceError> {
+    let settled = settling_commits(repo, head, wanted, Extract::TargetVersions)?;
+    let mut by_commit: HashMap<Oid, BTreeSet<String>> = HashMap::new();
+    let mut found = BTreeMap::new();
+    for (name, commit) in settled {
+        let approvers = match by_commit.entry(commit) {
+            std::collections::hash_map::Entry::Occupied(e) => e.get().clone(),
+            std::collections::hash_map::Entry::Vacant(e) => e
+                .insert(commit_approvers(repo, &repo.repo.find_commit(commit)?, signers))
+                .clone(),
+        };
+        found.insert(name, VersionApproval { commit, approvers });
+    }
+    Ok(found)
+}
+
+/// For each `Approval` manifest in `wanted` (name → [`approval_fingerprint`] of its spec at
+/// `head`), the commit that last changed it: the newest first-parent commit whose parent did
+/// not have that Approval with that content.
+///
+/// # Errors
+/// git failures reading commits, trees or blobs.
+pub fn approval_commits(
+    repo: &WatchedRepo,
+    head: Oid,
+    wanted: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, Oid>, SourceError> {
+    settling_commits(repo, head, wanted, Extract::Approvals)
+}
+
+/// For each release in `wanted` ([`release_key`] → [`release_fingerprint`] at `head`), the
+/// commit that last changed it (added it or edited its name or spec). An approval made at a
+/// commit that is this one or a descendant of it approved this content.
+///
+/// # Errors
+/// git failures reading commits, trees or blobs.
+pub fn release_commits(
+    repo: &WatchedRepo,
+    head: Oid,
+    wanted: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, Oid>, SourceError> {
+    settling_commits(repo, head, wanted, Extract::Releases)
+}
+
+/// `component@version` of a Release (the version normalized when it parses).
+pub fn release_key(spec: &crate::manifest::ReleaseSpec) -> String {
+    let version = semver::Version::parse(spec.version.trim()).map_or_else(|_| spec.version.clone(), |v| v.to_string());
+    format!("{}@{version}", spec.component)
+}
+
+/// What a Release is compared by along history: its name and spec, as JSON.
+pub fn release_fingerprint(name: &str, spec: &crate::manifest::ReleaseSpec) -> String {
+    serde_json::to_string(&(name, spec)).unwrap_or_default()
+}
+
+/// What an Approval is compared by along history: its spec, as JSON.
+pub fn approval_fingerprint(spec: &crate::manifest::ApprovalSpec) -> String {
+    serde_json::to_string(spec).unwrap_or_default()
+}
+
+/// Which documents a walk follows, and the value compared along history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Extract {
+    /// Targets, by `spec.version`.
+    TargetVersions,
+    /// Approvals, by [`approval_fingerprint`].
+    Approvals,
+    /// Releases, by [`release_key`] → [`release_fingerprint`].
+    Releases,
+}
+
+/// For each name in `wanted` (name → its value at `head`), the newest first-parent commit at
+/// which the value became what it is at `head` (the root commit settles the rest).
+fn settling_commits(
+    repo: &WatchedRepo,
+    head: Oid,
+    wanted: &BTreeMap<String, String>,
+    extract: Extract,
+) -> Result<BTreeMap<String, Oid>, SourceError> {
     let mut found = BTreeMap::new();
     if wanted.is_empty() {
         return Ok(found);
@@ -82,10 +191,9 @@ pub fn version_change_approvers(
             _ => Some(commit.parent(0)?),
         };
         let Some(parent) = parent else {
-            // The root commit created every target still open.
-            let approvers = approvers_of(&commit);
+            // The root commit created every name still open.
             for name in open.keys() {
-                found.insert(name.to_string(), approvers.clone());
+                found.insert(name.to_string(), commit.id());
             }
             return Ok(found);
         };
@@ -131,7 +239,7 @@ pub fn version_change_approvers(
                 content: manifest::RawContent::Bytes(repo.repo.find_blob(*oid)?.content().to_vec()),
             });
         }
-        for (key, versions) in uncached.iter().map(|(_, key)| *key).zip(blob_versions(&files)) {
+        for (key, versions) in uncached.iter().map(|(_, key)| *key).zip(blob_values(&files, extract)) {
             cache.insert(key, versions);
         }
         drop(files);
@@ -147,16 +255,15 @@ pub fn version_change_approvers(
             let changed: Vec<&str> = open
                 .iter()
                 .filter(|(name, version)| {
-                    // Touched in this commit, and the parent had another version (or none).
+                    // Touched in this commit, and the parent had another value (or none).
                     (after.contains_key(**name) || before.contains_key(**name)) && before.get(**name) != Some(*version)
                 })
                 .map(|(name, _)| *name)
                 .collect();
             if !changed.is_empty() {
-                let approvers = approvers_of(&commit);
                 for name in changed {
                     open.remove(name);
-                    found.insert(name.to_string(), approvers.clone());
+                    found.insert(name.to_string(), commit.id());
                 }
                 if open.is_empty() {
                     return Ok(found);
@@ -170,9 +277,9 @@ pub fn version_change_approvers(
 /// A blob and whether it is read as TOML.
 type BlobKey = (Oid, bool);
 
-/// Per file, in order: `metadata.name` → `spec.version` of every Target document in it (the
-/// last of a name wins), read on several threads when there are many files.
-fn blob_versions(files: &[RawFile]) -> Vec<Vec<(String, String)>> {
+/// Per file, in order: `metadata.name` → the compared value of every document `extract` follows
+/// (the last of a name wins), read on several threads when there are many files.
+fn blob_values(files: &[RawFile], extract: Extract) -> Vec<Vec<(String, String)>> {
     let bytes: usize = files
         .iter()
         .map(|f| match &f.content {
@@ -188,11 +295,23 @@ fn blob_versions(files: &[RawFile]) -> Vec<Vec<(String, String)>> {
             .iter()
             .map(|file| {
                 let (manifests, _) = manifest::read_manifests(None, std::slice::from_ref(file));
-                let versions: HashMap<String, String> = manifests
-                    .targets
-                    .into_iter()
-                    .map(|t| (t.name, t.spec.version))
-                    .collect();
+                let versions: HashMap<String, String> = match extract {
+                    Extract::TargetVersions => manifests
+                        .targets
+                        .into_iter()
+                        .map(|t| (t.name, t.spec.version))
+                        .collect(),
+                    Extract::Approvals => manifests
+                        .approvals
+                        .into_iter()
+                        .map(|a| (a.name, approval_fingerprint(&a.spec)))
+                        .collect(),
+                    Extract::Releases => manifests
+                        .releases
+                        .into_iter()
+                        .map(|r| (release_key(&r.spec), release_fingerprint(&r.name, &r.spec)))
+                        .collect(),
+                };
                 versions.into_iter().collect()
             })
             .collect()
@@ -284,7 +403,7 @@ mod tests {
         ]
         .into();
         let found = version_change_approvers(&repo, head, &wanted, None).unwrap();
-        let list = |t: &str| found[t].iter().cloned().collect::<Vec<_>>();
+        let list = |t: &str| found[t].approvers.iter().cloned().collect::<Vec<_>>();
         assert_eq!(list("a"), vec!["b@x.io"]);
         assert_eq!(list("b"), vec!["a@x.io"], "created in the root commit");
     }

@@ -2,28 +2,36 @@
 //!
 //! With `[trust] allowed_signers = "…"` in `gantry.toml`, a desired commit is reconciled only when
 //! its SSH signature (`git commit -S` with `gpg.format = ssh`) verifies against a key in the
-//! allowed-signers file, and `Approved-by:` trailers count only for the addresses the signing key
-//! is listed for.
+//! allowed-signers file, and approvals count only for the addresses the signing key is listed for.
 //!
-//! # Where the allowed signers come from (the trust anchor)
-//! Never from the commit being checked alone: whoever can push could add their own key in the
-//! same commit. In order:
+//! # The trust anchor
+//! The trust configuration in force (allowed signers file, state branch) is that of the **last
+//! reconciled commit**, pinned on the reconciler's disk in `.git/gantry/trust-anchor` (written
+//! by every `apply` pass that reconciles a head, never read from any commit). Nothing the
+//! untrusted head says (its signers list, its `state_branch`) moves it. In order:
 //! 1. `.git/gantry/allowed_signers` on the reconciler's disk, when present: pinned by the
 //!    operator, out of reach of anyone who can only push.
-//! 2. Else the file at `[trust] allowed_signers` in the **last commit gantry reconciled** (the
-//!    newest `Gantry-Desired-Commit` on the state branch): a change to the signers list takes
-//!    effect only once a commit signed by a key of the previous list has been reconciled.
-//! 3. Else (bootstrap: nothing reconciled yet) the file in the head commit itself, trusted on
-//!    first use. `docs/SECURITY.md` lists this as a residual risk and how to pin instead.
+//! 2. Else the file at the anchor's `allowed_signers` path **in the anchor commit**: a change to
+//!    the signers list takes effect only once a commit signed by a key of the previous list has
+//!    been reconciled (key rotation is signed by the old key).
+//! 3. Else, before the first pinned pass (a fresh clone), the newest desired commit recorded on
+//!    the state branch, with the same rule. A recorded commit that is not in the repository is an
+//!    error ([`TrustError::MissingAnchor`]), never a fall back to the head's own list.
+//! 4. Else (nothing reconciled anywhere) the file in the head commit itself, trusted on first
+//!    use. `docs/SECURITY.md` lists this as a residual risk and how to pin instead.
 //!
-//! Trust is required when the head's `gantry.toml` has `[trust]`, **or** the last reconciled
-//! commit had it, or a pinned file exists: a pushed commit cannot switch verification off by
-//! deleting `[trust]` (it must itself be signed to be reconciled).
+//! Trust is required when the head's `gantry.toml` has `[trust]`, **or** the anchor had it, or
+//! a pinned file exists: a pushed commit cannot switch verification off by deleting `[trust]`.
+//!
+//! The desired branch also only moves forward from the anchor ([`check_forward`]): replaying
+//! an older signed head, or an unrelated history, is refused unless the operator allows it.
 //!
 //! # Format
 //! `principals [options] keytype base64-key [comment]`, one per line; `#` comments. Principals
-//! are comma separated, `*` and `?` wildcards allowed. A `namespaces="…"` option, when present,
-//! must list `git`. `cert-authority` lines are not supported and are skipped (never trusted).
+//! are a comma-separated OpenSSH pattern list: `*` and `?` wildcards, and `!pattern` negation
+//! (a principal matching a negated pattern is never vouched for, whatever else matches). A
+//! `namespaces="…"` option, when present, must list `git`. `cert-authority` lines are not
+//! supported and are skipped (never trusted).
 
 use git2::Oid;
 use ssh_key::{HashAlg, PublicKey, SshSig};
@@ -38,23 +46,161 @@ pub const GIT_NAMESPACE: &str = "git";
 /// The pinned allowed-signers file, relative to the git dir.
 pub const PINNED_SIGNERS: &str = "gantry/allowed_signers";
 
+/// The pinned trust anchor, relative to the git dir.
+pub const ANCHOR_FILE: &str = "gantry/trust-anchor";
+
 /// Who signed a commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Signer {
-    /// The first principal the key is listed for (usually an email address).
+    /// The first positive principal the key is listed for (usually an email address).
     pub email: String,
-    /// Every principal the key is listed for.
-    pub principals: Vec<String>,
+    /// Every principal pattern list the key is listed with, one per allowed-signers line.
+    pub principals: Vec<Vec<String>>,
     /// `SHA256:…`, as `ssh-keygen -lf` prints it.
     pub fingerprint: String,
 }
 
 impl Signer {
-    /// Whether the key is listed for `address` (an approver in an `Approved-by:` trailer).
+    /// Whether the key is listed for `address` (an approver): some line listing the key has a
+    /// pattern matching it and no `!pattern` matching it (OpenSSH `match_pattern_list`).
     pub fn vouches_for(&self, address: &str) -> bool {
-        self.principals
-            .iter()
-            .any(|p| glob_match(&p.to_ascii_lowercase(), &address.to_ascii_lowercase()))
+        self.principals.iter().any(|list| pattern_list_matches(list, address))
+    }
+}
+
+/// OpenSSH pattern-list semantics: a negated (`!`) pattern that matches denies, whatever else
+/// matches; otherwise any positive pattern that matches allows. Case-insensitive.
+pub fn pattern_list_matches(patterns: &[String], address: &str) -> bool {
+    let address = address.to_ascii_lowercase();
+    let mut allowed = false;
+    for pattern in patterns {
+        let pattern = pattern.trim().to_ascii_lowercase();
+        match pattern.strip_prefix('!') {
+            Some(negated) if glob_match(negated, &address) => return false,
+            Some(_) => {}
+            None => allowed |= glob_match(&pattern, &address),
+        }
+    }
+    allowed
+}
+
+/// The trust configuration in force, pinned on the reconciler's disk (`.git/gantry/trust-anchor`)
+/// by every pass that reconciles a head: that head, its state branch and its signers path.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustAnchor {
+    /// The last reconciled desired commit.
+    pub commit: String,
+    /// Its `state_branch`.
+    pub state_branch: String,
+    /// Its `[trust] allowed_signers` path, if it had `[trust]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_signers: Option<String>,
+}
+
+impl TrustAnchor {
+    /// The anchor for `commit` with `config`.
+    pub fn of(commit: Oid, config: &RepoConfig) -> TrustAnchor {
+        TrustAnchor {
+            commit: commit.to_string(),
+            state_branch: config.state_branch.clone(),
+            allowed_signers: config.trust.as_ref().map(|t| t.allowed_signers.clone()),
+        }
+    }
+
+    /// The pinned anchor of the repository whose git dir is `git_dir`, if one was pinned.
+    ///
+    /// # Errors
+    /// [`TrustError::Anchor`] when the file cannot be read or does not parse.
+    pub fn read(git_dir: &std::path::Path) -> Result<Option<TrustAnchor>, TrustError> {
+        let path = git_dir.join(ANCHOR_FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(TrustError::Anchor(format!(".git/{ANCHOR_FILE}: {e}"))),
+        };
+        let anchor: TrustAnchor = toml::from_str(&text).map_err(|e| {
+            TrustError::Anchor(format!(
+                ".git/{ANCHOR_FILE}: {e}; it is written only by gantry: restore it, or delete it to re-pin on the next apply"
+            ))
+        })?;
+        anchor
+            .oid()
+            .map_err(|_| TrustError::Anchor(format!(".git/{ANCHOR_FILE}: `{}` is not a commit id", anchor.commit)))?;
+        Ok(Some(anchor))
+    }
+
+    /// Pins this anchor (write to a temporary file, fsync, rename: never half written).
+    ///
+    /// # Errors
+    /// [`TrustError::Anchor`] when it cannot be written.
+    pub fn write(&self, git_dir: &std::path::Path) -> Result<(), TrustError> {
+        use std::io::Write;
+        let path = git_dir.join(ANCHOR_FILE);
+        let fail = |e: std::io::Error| TrustError::Anchor(format!("cannot write .git/{ANCHOR_FILE}: {e}"));
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(fail)?;
+        }
+        let body = toml::to_string(self).map_err(|e| TrustError::Anchor(e.to_string()))?;
+        let text = format!(
+            "# The trust anchor: the last desired commit gantry reconciled on this host (docs/SECURITY.md).\n\
+             # Written by gantry; never read from a commit.\n{body}"
+        );
+        let tmp = path.with_extension("tmp");
+        let mut file = std::fs::File::create(&tmp).map_err(fail)?;
+        file.write_all(text.as_bytes()).map_err(fail)?;
+        file.sync_all().map_err(fail)?;
+        std::fs::rename(&tmp, &path).map_err(fail)
+    }
+
+    /// The anchor commit's id.
+    ///
+    /// # Errors
+    /// When the pinned text is not a commit id (checked by [`TrustAnchor::read`]).
+    pub fn oid(&self) -> Result<Oid, git2::Error> {
+        Oid::from_str(&self.commit)
+    }
+}
+
+/// Where the anchor of a pass comes from.
+#[derive(Debug, Clone)]
+pub enum AnchorSource {
+    /// `.git/gantry/trust-anchor`.
+    Pinned(TrustAnchor),
+    /// Nothing pinned yet on this host: the newest desired commit recorded on the state branch.
+    Recorded(Oid),
+    /// Nothing reconciled anywhere: trust on first use.
+    None,
+}
+
+impl AnchorSource {
+    /// The pinned anchor, else the state branch's newest recorded desired commit.
+    ///
+    /// # Errors
+    /// As [`TrustAnchor::read`].
+    pub fn find(git_dir: &std::path::Path, last_recorded: Option<Oid>) -> Result<AnchorSource, TrustError> {
+        Ok(match (TrustAnchor::read(git_dir)?, last_recorded) {
+            (Some(anchor), _) => AnchorSource::Pinned(anchor),
+            (None, Some(oid)) => AnchorSource::Recorded(oid),
+            (None, None) => AnchorSource::None,
+        })
+    }
+
+    /// The anchor commit, if any.
+    pub fn commit(&self) -> Option<Oid> {
+        match self {
+            AnchorSource::Pinned(a) => a.oid().ok(),
+            AnchorSource::Recorded(oid) => Some(*oid),
+            AnchorSource::None => None,
+        }
+    }
+
+    /// How messages name where the anchor is pinned.
+    fn describe(&self) -> &'static str {
+        match self {
+            AnchorSource::Pinned(_) => "pinned in .git/gantry/trust-anchor",
+            _ => "the newest desired commit recorded on the state branch",
+        }
     }
 }
 
@@ -94,6 +240,30 @@ pub enum TrustError {
         line: usize,
         message: String,
     },
+    /// The anchor commit is not in the repository: no fall back to trust on first use.
+    #[error(
+        "the trust anchor {commit} ({pinned}) is not in this repository: the desired branch was rewritten or \
+         the commit was pruned. Fetch it back; or, after checking the new history by hand, pin the signers \
+         in .git/gantry/allowed_signers and run once with --allow-rewind"
+    )]
+    MissingAnchor { commit: Oid, pinned: &'static str },
+    /// The desired head does not descend from the anchor (a rewind or an unrelated history).
+    #[error(
+        "the desired branch moved backwards: {head} does not descend from {anchor}, the last reconciled commit \
+         ({pinned}); nothing was applied. Undo a change with a new commit (git revert), or, if replacing the \
+         history is deliberate, run with --allow-rewind"
+    )]
+    Rewind {
+        head: Oid,
+        anchor: Oid,
+        pinned: &'static str,
+    },
+    /// A signing key cannot be read or cannot sign.
+    #[error("signing key {path}: {detail}")]
+    Key { path: String, detail: String },
+    /// `.git/gantry/trust-anchor` cannot be read or written.
+    #[error("trust anchor: {0}")]
+    Anchor(String),
     /// git failed reading the commit.
     #[error("git: {0}")]
     Git(#[from] git2::Error),
@@ -112,6 +282,8 @@ pub struct AllowedSigners {
     entries: Vec<Entry>,
     /// E.g. `trust/allowed_signers at 4f0c1d2` or `.git/gantry/allowed_signers`.
     pub source_name: String,
+    /// Whether it is the operator's `.git/gantry/allowed_signers` (then it alone decides).
+    pub host_pinned: bool,
 }
 
 impl AllowedSigners {
@@ -177,6 +349,7 @@ impl AllowedSigners {
         Ok(AllowedSigners {
             entries,
             source_name: source_name.to_string(),
+            host_pinned: false,
         })
     }
 
@@ -185,6 +358,7 @@ impl AllowedSigners {
         AllowedSigners {
             entries: Vec::new(),
             source_name: source_name.to_string(),
+            host_pinned: false,
         }
     }
 
@@ -196,6 +370,75 @@ impl AllowedSigners {
     /// Whether no key is usable.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+}
+
+/// An SSH key that signs commits in-process (`gantry approve`), as `git commit -S` with
+/// `gpg.format = ssh` would: an SSHSIG over the commit buffer in namespace `git`, SHA-512.
+pub struct CommitSigner {
+    key: ssh_key::PrivateKey,
+    /// Where the key was read from, for messages.
+    pub source: String,
+}
+
+impl CommitSigner {
+    /// Reads an unencrypted OpenSSH private key (`ssh-keygen -t ed25519`). Given a `.pub` path
+    /// (as git's `user.signingkey` often is), the private key next to it is read.
+    ///
+    /// # Errors
+    /// [`TrustError::Key`] saying why the key cannot sign.
+    pub fn from_file(path: &std::path::Path) -> Result<CommitSigner, TrustError> {
+        let path = match path.extension() {
+            Some(ext) if ext == "pub" => path.with_extension(""),
+            _ => path.to_path_buf(),
+        };
+        let source = path.display().to_string();
+        let fail = |detail: String| TrustError::Key {
+            path: source.clone(),
+            detail,
+        };
+        let key = ssh_key::PrivateKey::read_openssh_file(&path).map_err(|e| fail(e.to_string()))?;
+        if key.is_encrypted() {
+            return Err(fail(
+                "it is passphrase-protected; gantry signs only with an unencrypted key file (keep it readable by you alone)"
+                    .to_string(),
+            ));
+        }
+        Ok(CommitSigner { key, source })
+    }
+
+    /// The public key, as listed in an allowed-signers file.
+    pub fn public_key(&self) -> &ssh_key::PublicKey {
+        self.key.public_key()
+    }
+
+    /// The armored SSH signature of a commit buffer (`git2::Repository::commit_create_buffer`).
+    ///
+    /// # Errors
+    /// [`TrustError::Key`] when signing fails.
+    pub fn sign(&self, commit_buffer: &[u8]) -> Result<String, TrustError> {
+        let fail = |detail: String| TrustError::Key {
+            path: self.source.clone(),
+            detail,
+        };
+        let sig = self
+            .key
+            .sign(GIT_NAMESPACE, HashAlg::Sha512, commit_buffer)
+            .map_err(|e| fail(e.to_string()))?;
+        sig.to_pem(ssh_key::LineEnding::LF).map_err(|e| fail(e.to_string()))
+    }
+}
+
+impl AllowedSigners {
+    /// The addresses `key` is listed for: positive principals without wildcards, in file order.
+    pub fn addresses_of(&self, key: &ssh_key::PublicKey) -> Vec<String> {
+        self.entries
+            .iter()
+            .filter(|e| e.key.key_data() == key.key_data())
+            .flat_map(|e| e.principals.iter())
+            .filter(|p| !p.starts_with('!') && !p.contains(['*', '?']) && p.contains('@'))
+            .map(|p| p.to_ascii_lowercase())
+            .collect()
     }
 }
 
@@ -287,9 +530,14 @@ pub fn verify_commit(repo: &git2::Repository, commit: Oid, signers: &AllowedSign
             fingerprint: fingerprint.clone(),
             detail: e.to_string(),
         })?;
-    let principals: Vec<String> = listed.iter().flat_map(|e| e.principals.iter().cloned()).collect();
+    let principals: Vec<Vec<String>> = listed.iter().map(|e| e.principals.clone()).collect();
     Ok(Signer {
-        email: principals.first().cloned().unwrap_or_default(),
+        email: principals
+            .iter()
+            .flatten()
+            .find(|p| !p.starts_with('!'))
+            .cloned()
+            .unwrap_or_default(),
         principals,
         fingerprint,
     })
@@ -298,16 +546,15 @@ pub fn verify_commit(repo: &git2::Repository, commit: Oid, signers: &AllowedSign
 /// The allowed signers in force for reconciling `head`, or `None` when trust is not configured
 /// (see the module docs for the anchor's order).
 ///
-/// `last_reconciled` is the newest desired commit recorded on the state branch, if any.
-///
 /// # Errors
-/// [`TrustError::MissingSigners`] when trust is required but the file is not where it should
-/// be, [`TrustError::Signers`] when it does not parse, git failures.
+/// [`TrustError::MissingAnchor`] when the anchor commit is gone, [`TrustError::MissingSigners`]
+/// when trust is required but the file is not where it should be, [`TrustError::Signers`] when
+/// it does not parse, git failures.
 pub fn signers_for(
     repo: &WatchedRepo,
     head: Oid,
     head_config: &RepoConfig,
-    last_reconciled: Option<Oid>,
+    anchor: &AnchorSource,
 ) -> Result<Option<AllowedSigners>, TrustError> {
     let pinned = repo.repo.path().join(PINNED_SIGNERS);
     if pinned.is_file() {
@@ -317,13 +564,32 @@ pub fn signers_for(
             line: 0,
             message: e.to_string(),
         })?;
-        return AllowedSigners::parse(&text, &name).map(Some);
+        let mut signers = AllowedSigners::parse(&text, &name)?;
+        signers.host_pinned = true;
+        return Ok(Some(signers));
     }
-    let previous = last_reconciled
-        .filter(|oid| repo.repo.find_commit(*oid).is_ok())
-        .and_then(|oid| trust_path_at(repo, oid).map(|path| (oid, path)));
+    let previous = match anchor {
+        AnchorSource::None => None,
+        _ => {
+            let oid = anchor
+                .commit()
+                .ok_or_else(|| TrustError::Anchor("unreadable anchor".to_string()))?;
+            if repo.repo.find_commit(oid).is_err() {
+                return Err(TrustError::MissingAnchor {
+                    commit: oid,
+                    pinned: anchor.describe(),
+                });
+            }
+            let path = match anchor {
+                AnchorSource::Pinned(a) => a.allowed_signers.clone(),
+                _ => trust_path_at(repo, oid),
+            };
+            path.map(|path| (oid, path))
+        }
+    };
     let (anchor, path) = match (previous, &head_config.trust) {
         (Some((oid, path)), _) => (oid, path),
+        // Trust switched on by this head (nothing to anchor it yet): the head's own list.
         (None, Some(trust)) => (head, trust.allowed_signers.clone()),
         (None, None) => return Ok(None),
     };
@@ -341,6 +607,91 @@ pub fn signers_for(
         })?;
     let text = String::from_utf8_lossy(&bytes);
     AllowedSigners::parse(&text, &name).map(Some)
+}
+
+/// Refuses a head that does not descend from the anchor commit (a replayed older head, a
+/// force-pushed unrelated history). The same commit, or any newer one, passes; so does a revert,
+/// which is a new commit.
+///
+/// # Errors
+/// [`TrustError::Rewind`], or [`TrustError::MissingAnchor`] when the anchor commit is gone.
+pub fn check_forward(repo: &WatchedRepo, head: Oid, anchor: &AnchorSource) -> Result<(), TrustError> {
+    let Some(anchor_oid) = anchor.commit() else {
+        return Ok(());
+    };
+    if head == anchor_oid {
+        return Ok(());
+    }
+    if repo.repo.find_commit(anchor_oid).is_err() {
+        return Err(TrustError::MissingAnchor {
+            commit: anchor_oid,
+            pinned: anchor.describe(),
+        });
+    }
+    if repo.repo.graph_descendant_of(head, anchor_oid)? {
+        return Ok(());
+    }
+    Err(TrustError::Rewind {
+        head,
+        anchor: anchor_oid,
+        pinned: anchor.describe(),
+    })
+}
+
+/// The allowed signers in the tree of `commit` (its `[trust] allowed_signers` file), if it has
+/// `[trust]` and the file; used to check an approving commit against the list in force
+/// **before** it (its first parent), so a commit cannot vouch for an address through a key it
+/// maps to that address itself.
+///
+/// # Errors
+/// [`TrustError::Signers`] when the file does not parse, git failures.
+pub fn signers_at(repo: &WatchedRepo, commit: Oid) -> Result<Option<AllowedSigners>, TrustError> {
+    let Some(path) = trust_path_at(repo, commit) else {
+        return Ok(None);
+    };
+    let short = &commit.to_string()[..7];
+    let name = format!("{path} at {short}");
+    match repo.read_file(commit, &path) {
+        Ok(Some(bytes)) => AllowedSigners::parse(&String::from_utf8_lossy(&bytes), &name).map(Some),
+        Ok(None) => Ok(None),
+        Err(e) => Err(TrustError::Signers {
+            source_name: name,
+            line: 0,
+            message: e.to_string(),
+        }),
+    }
+}
+
+/// The addresses among `named` that the signature of `commit` vouches for: its key must be
+/// listed for the address in `signers` (the anchored list) and, unless that list is the
+/// operator's pinned file, also in the list at the commit's first parent (the list before the
+/// commit changed it). Returns the signer and the addresses not vouched for.
+///
+/// # Errors
+/// [`TrustError`] when the commit is not signed by an allowed signer.
+pub fn vouched(
+    repo: &WatchedRepo,
+    commit: Oid,
+    signers: &AllowedSigners,
+    named: impl IntoIterator<Item = String>,
+) -> Result<(Signer, Vec<String>, Vec<String>), TrustError> {
+    let signer = verify_commit(&repo.repo, commit, signers)?;
+    let before = match (signers.host_pinned, repo.repo.find_commit(commit)?.parent_ids().next()) {
+        (false, Some(parent)) => signers_at(repo, parent)?
+            .map(|list| verify_commit(&repo.repo, commit, &list).ok())
+            .unwrap_or(None)
+            .map(Some),
+        _ => None,
+    };
+    let (kept, dropped) = named.into_iter().partition(|a| {
+        signer.vouches_for(a)
+            && match &before {
+                // The parent had a list: the key must have been listed for the address there too.
+                Some(before) => before.as_ref().is_some_and(|b| b.vouches_for(a)),
+                None => true,
+            }
+    });
+    Ok((signer, kept, dropped))
 }
 
 /// `[trust] allowed_signers` of the `gantry.toml` at `commit`, if it has one.
@@ -405,11 +756,62 @@ mod tests {
     fn signer_vouches_only_for_its_principals() {
         let s = Signer {
             email: "alice@example.com".into(),
-            principals: vec!["alice@example.com".into(), "*@ops.example.com".into()],
+            principals: vec![vec!["alice@example.com".into(), "*@ops.example.com".into()]],
             fingerprint: "SHA256:x".into(),
         };
         assert!(s.vouches_for("Alice@Example.com"));
         assert!(s.vouches_for("pager@ops.example.com"));
         assert!(!s.vouches_for("bob@example.com"));
+    }
+
+    /// Attack 8 of issue #18: `*@ops.x,!intruder@ops.x` let the negated principal through.
+    #[test]
+    fn negated_principals_follow_openssh_pattern_lists() {
+        let list = |ps: &[&str]| ps.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+        for (patterns, address, want) in [
+            (list(&["*@ops.x", "!intruder@ops.x"]), "alice@ops.x", true),
+            (list(&["*@ops.x", "!intruder@ops.x"]), "intruder@ops.x", false),
+            (list(&["*@ops.x", "!Intruder@OPS.x"]), "INTRUDER@ops.x", false),
+            (list(&["!intruder@ops.x", "*@ops.x"]), "intruder@ops.x", false),
+            (list(&["!intruder@ops.x"]), "alice@ops.x", false),
+            (list(&["*", "!*@evil.x"]), "mallory@evil.x", false),
+            (list(&["*", "!*@evil.x"]), "bob@good.x", true),
+        ] {
+            assert_eq!(
+                pattern_list_matches(&patterns, address),
+                want,
+                "{patterns:?} vs {address}"
+            );
+        }
+        let s = Signer {
+            email: "*@ops.x".into(),
+            principals: vec![list(&["*@ops.x", "!intruder@ops.x"])],
+            fingerprint: "SHA256:x".into(),
+        };
+        assert!(!s.vouches_for("intruder@ops.x"));
+        assert!(s.vouches_for("alice@ops.x"));
+    }
+
+    #[test]
+    fn anchor_round_trips_and_bad_files_name_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(TrustAnchor::read(dir.path()).unwrap(), None);
+        let anchor = TrustAnchor {
+            commit: "0123456789abcdef0123456789abcdef01234567".into(),
+            state_branch: "gantry/state".into(),
+            allowed_signers: Some("trust/allowed_signers".into()),
+        };
+        anchor.write(dir.path()).unwrap();
+        assert_eq!(TrustAnchor::read(dir.path()).unwrap(), Some(anchor));
+        std::fs::write(
+            dir.path().join(ANCHOR_FILE),
+            "commit = \"nope\"\nstate_branch = \"s\"\n",
+        )
+        .unwrap();
+        let err = TrustAnchor::read(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("`nope` is not a commit id"), "{err}");
+        std::fs::write(dir.path().join(ANCHOR_FILE), "garbage").unwrap();
+        let err = TrustAnchor::read(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("delete it to re-pin"), "{err}");
     }
 }
