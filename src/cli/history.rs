@@ -123,13 +123,7 @@ mod tests {
     /// `gantry history` as users read it: installs, upgrades, a rollback with its reason.
     #[test]
     fn history_text() {
-        let mut rollback = entry(
-            "acme-billing",
-            Some("2.0.0"),
-            "1.3.0",
-            Outcome::Succeeded,
-            "",
-        );
+        let mut rollback = entry("acme-billing", Some("2.0.0"), "1.3.0", Outcome::Succeeded, "");
         rollback.operator = Some("Bo <bo@example.com>".into());
         rollback.reason = Some("checkout errors after 2.0.0".into());
         let entries = [

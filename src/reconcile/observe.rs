@@ -90,6 +90,8 @@ pub fn observe(
                 migration: None,
                 attempt: format!("observe-{}", now.strftime("%Y%m%dT%H%M%SZ")),
                 weight: None,
+                artifact: None,
+                artifacts: Vec::new(),
             },
             checkout: checkout.clone(),
             timeout: DEFAULT_STEP_TIMEOUT.min(Duration::from_secs(60)),
