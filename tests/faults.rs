@@ -380,6 +380,7 @@ case "$what" in
   deploy) [ -f "$GANTRY_REPO/sim/fail-deploy-$1" ] && fail "$@"; echo "$1" > "$root/version" ;;
   health) [ -f "$GANTRY_REPO/sim/fail-health" ] && fail "$@"; true ;;
   remove) rm -f "$root/version" ;;
+  observe) cat "$root/version" ;;
   snapshot) rm -rf "$root/snap-$1"; mkdir -p "$root/snap-$1"; cp "$root/migrations" "$root/rows" "$root/snap-$1/" ;;
   restore) [ -f "$GANTRY_REPO/sim/fail-restore" ] && fail "$@"; [ -d "$root/snap-$1" ] || fail "no snapshot $1"
            cp "$root/snap-$1/migrations" "$root/snap-$1/rows" "$root/" ;;
@@ -653,4 +654,293 @@ fn retry_rearms_a_halted_target_and_says_how() {
     assert_eq!(record.version.unwrap().to_string(), "1.1.0");
     assert_truth(&repo, "acme");
     repo.gantry(&["retry", "nobody"]).expect(1);
+}
+
+/// A step script for crash tests: logs `start`/`end` with its pid; `kill-once` makes it kill
+/// gantry (its parent) with SIGKILL mid-step; `hang-once` makes it start a background child in
+/// its group and sleep, to be killed from outside; `fail-<version>` makes it fail. Any start
+/// while a process of an earlier run of the step still runs is logged as `overlap`.
+const CRASH_STEP: &str = r#"#!/bin/sh
+r="$GANTRY_REPO"
+for f in "$r/bg.pid" "$r/main.pid"; do
+  if [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null && [ "$(cut -d' ' -f3 "/proc/$(cat "$f")/stat")" != Z ]; then
+    echo "overlap $(cat "$f")" >> "$r/run.log"
+  fi
+done
+echo "start $1 $2 $$" >> "$r/run.log"
+if [ -f "$r/kill-once" ]; then rm "$r/kill-once"; kill -9 "$PPID"; sleep 5; fi
+if [ -f "$r/hang-once" ]; then
+  rm "$r/hang-once"
+  sleep 300 &
+  echo $! > "$r/bg.pid"
+  echo $$ > "$r/main.tmp"; mv "$r/main.tmp" "$r/main.pid"
+  sleep 300
+fi
+[ -f "$r/fail-$2" ] && exit 3
+echo "end $1 $2 $$" >> "$r/run.log"
+"#;
+
+fn crash_fleet(targets: &[(&str, &str)], policy: &str) -> Repo {
+    let repo = Repo::new();
+    repo.file("gantry.toml", "")
+        .file(
+            "components/app.yaml",
+            "apiVersion: gantry.dev/v1\nkind: Component\nmetadata: { name: app }\nspec:\n  steps:\n    deploy: [\"scripts/step.sh\", \"{{ target.name }}\", \"{{ version }}\"]\n",
+        )
+        .file(
+            "releases/app.yaml",
+            &format!("{}---\n{}", release("app", "1.0.0", ""), release("app", "2.0.0", "")),
+        )
+        .file("policies/p.yaml", policy)
+        .file("scripts/step.sh", CRASH_STEP)
+        .file(".gitignore", "*.log\n*.pid\n*-once\nfail-*\n");
+    for (name, ring) in targets {
+        repo.file(
+            &format!("targets/{name}.yaml"),
+            &target(name, "app", "1.0.0", &format!("ring: \"{ring}\"")),
+        );
+    }
+    repo.commit_all("fleet");
+    repo
+}
+
+fn pin_all(repo: &Repo, targets: &[(&str, &str)], version: &str) {
+    for (name, ring) in targets {
+        repo.file(
+            &format!("targets/{name}.yaml"),
+            &target(name, "app", version, &format!("ring: \"{ring}\"")),
+        );
+    }
+    repo.commit_all(&format!("all to {version}"));
+}
+
+fn run_log(repo: &Repo) -> Vec<String> {
+    std::fs::read_to_string(repo.path().join("run.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+const CANARY_POLICY: &str = "apiVersion: gantry.dev/v1\nkind: Policy\nmetadata: { name: p }\nspec:\n  rollout:\n    waves:\n      - { name: canary, selector: { ring: \"0\" }, soak: 1h }\n      - { name: rest, percent: 100 }\n    maxParallel: 1\n    maxFailures: 0\n";
+
+const RING: [(&str, &str); 3] = [("c0", "0"), ("r1", "1"), ("r2", "1")];
+
+/// Issue #10 bug 6: killed during the canary's attempt, the resumed pass upgraded the next wave
+/// at once and the canary never appeared in the rollout record.
+#[test]
+fn resumed_canary_belongs_to_its_rollout_and_the_soak_holds() {
+    let repo = crash_fleet(&RING, CANARY_POLICY);
+    apply_at(&repo, NOW).expect(0);
+    pin_all(&repo, &RING, "2.0.0");
+    std::fs::write(repo.path().join("kill-once"), "").unwrap();
+    let killed = apply_at(&repo, NOW);
+    assert_ne!(killed.code(), 0, "gantry was not killed: {}", killed.stderr());
+    // Resumed: the canary finishes; the rest waits for the soak, however often we ask.
+    apply_at(&repo, NOW).expect(0);
+    apply_at(&repo, "2026-11-21T10:30:00Z").expect(0);
+    let rollout = state_file(&repo, "rollouts/app@2.0.0.yaml").expect("the rollout record");
+    assert!(
+        rollout.contains("c0:"),
+        "resumed canary missing from the rollout:\n{rollout}"
+    );
+    let upgraded: Vec<String> = run_log(&repo)
+        .into_iter()
+        .filter(|l| l.starts_with("end r") && l.contains(" 2.0.0 "))
+        .collect();
+    assert!(
+        upgraded.is_empty(),
+        "the next wave did not wait for the soak: {upgraded:?}"
+    );
+    apply_at(&repo, "2026-11-21T11:01:00Z").expect(0);
+    assert_eq!(
+        run_log(&repo)
+            .iter()
+            .filter(|l| l.starts_with("end r") && l.contains(" 2.0.0 "))
+            .count(),
+        2
+    );
+}
+
+/// Issue #10 bug 6: with `maxFailures: 0`, every crash during a failing attempt let one more
+/// target run the bad release. Killed twice, the failure still halts the rollout.
+#[test]
+fn halt_holds_across_crashes() {
+    let targets = [("r0", "1"), ("r1", "1"), ("r2", "1")];
+    let repo = crash_fleet(&targets, CANARY_POLICY);
+    apply_at(&repo, NOW).expect(0);
+    pin_all(&repo, &targets, "2.0.0");
+    std::fs::write(repo.path().join("fail-2.0.0"), "").unwrap();
+    std::fs::write(repo.path().join("kill-once"), "").unwrap();
+    assert_ne!(apply_at(&repo, NOW).code(), 0);
+    // Killed again in the resumed attempt, which then fails and halts the rollout.
+    std::fs::write(repo.path().join("kill-once"), "").unwrap();
+    assert_ne!(apply_at(&repo, NOW).code(), 0);
+    apply_at(&repo, NOW);
+    apply_at(&repo, NOW);
+    let tried: std::collections::BTreeSet<String> = run_log(&repo)
+        .iter()
+        .filter(|l| l.starts_with("start ") && l.contains(" 2.0.0 "))
+        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
+        .collect();
+    assert_eq!(
+        tried.len(),
+        1,
+        "more than one target ran the bad release: {:?}",
+        run_log(&repo)
+    );
+    let rollout = state_file(&repo, "rollouts/app@2.0.0.yaml").expect("the rollout record");
+    assert!(rollout.contains("halted:"), "{rollout}");
+}
+
+/// Issue #10 bug 7: after kill -9 of `apply` the running step survived and the next `apply`
+/// ran the same step alongside it. Now the step dies with gantry (its own process at once,
+/// what it started in its group when the attempt resumes), and the resumed step starts only
+/// once nothing of the interrupted one runs.
+#[test]
+fn no_step_process_outlives_a_killed_reconciler_or_overlaps_its_resumption() {
+    let targets = [("solo", "1")];
+    let repo = crash_fleet(&targets, SIM_POLICY);
+    apply_at(&repo, NOW).expect(0);
+    pin_all(&repo, &targets, "2.0.0");
+    std::fs::write(repo.path().join("hang-once"), "").unwrap();
+    let mut gantry = std::process::Command::new(assert_cmd::cargo::cargo_bin("gantry"))
+        .args(["--repo", repo.path().to_str().unwrap(), "apply", "--now", NOW])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let main_pid = repo.path().join("main.pid");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !main_pid.exists() {
+        assert!(std::time::Instant::now() < deadline, "the step never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let read_pid = |f: &str| -> i32 {
+        std::fs::read_to_string(repo.path().join(f))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let (step, background) = (read_pid("main.pid"), read_pid("bg.pid"));
+    gantry.kill().unwrap(); // SIGKILL
+    gantry.wait().unwrap();
+    // The step's own process dies with gantry.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while pid_running(step) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "step {step} outlived the killed reconciler"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // The resumed attempt first ends what is left of the step's group, then runs the step again.
+    apply_at(&repo, NOW).expect(0);
+    assert!(
+        !pid_running(background),
+        "background process {background} of the interrupted step survived the resume"
+    );
+    let log = run_log(&repo);
+    assert!(
+        !log.iter().any(|l| l.starts_with("overlap")),
+        "the resumed step overlapped the interrupted one: {log:?}"
+    );
+    assert!(log.iter().any(|l| l.starts_with("end solo 2.0.0")), "{log:?}");
+}
+
+/// A component whose steps are the simulator's, with `observe` and extra text in `deploy`.
+fn observed_fleet(policy: &str, deploy_extra: &str) -> Repo {
+    let repo = sim_fleet("1.0.0", policy);
+    repo.file(
+        "components/app.yaml",
+        &format!(
+            "apiVersion: gantry.dev/v1\nkind: Component\nmetadata: {{ name: app }}\nspec:\n  steps:\n    deploy: [\"scripts/sim.sh\", \"deploy\", \"{{{{ target.name }}}}\", \"{{{{ version }}}}\"{deploy_extra}]\n    observe: [\"scripts/sim.sh\", \"observe\", \"{{{{ target.name }}}}\"]\n"
+        ),
+    );
+    repo.commit_all("app with observe");
+    repo
+}
+
+/// Issue #10 bug 8: `observe` never ran, so a hand-changed running version went unnoticed.
+/// `status --observe` records the drift (with what was seen); `onDrift: report` changes nothing;
+/// `onDrift: reconcile` redeploys the recorded version.
+#[test]
+fn observe_records_drift_and_on_drift_reconcile_redeploys() {
+    let repo = observed_fleet(SIM_POLICY, "");
+    apply_at(&repo, NOW).expect(0);
+    std::fs::write(repo.path().join("sim/acme/version"), "9.9.9\n").unwrap();
+    let status = repo.gantry(&["status", "--observe", "--now", NOW]).expect(0);
+    assert!(status.stdout().contains("drifted"), "{}", status.stdout());
+    let record = record_of(&repo, "acme");
+    assert_eq!(record.status, gantry::state::TargetStatus::Drifted);
+    assert_eq!(record.observed_version.as_deref(), Some("9.9.9"));
+    // report: nothing runs.
+    apply_at(&repo, NOW).expect(0);
+    assert_eq!(sim_version(&repo, "acme").as_deref(), Some("9.9.9"));
+    // reconcile: the recorded version is deployed again.
+    repo.file("policies/p.yaml", &format!("{SIM_POLICY}  onDrift: reconcile\n"));
+    repo.commit_all("onDrift: reconcile");
+    apply_at(&repo, NOW).expect(0);
+    assert_eq!(sim_version(&repo, "acme").as_deref(), Some("1.0.0"));
+    repo.gantry(&["status", "--observe", "--now", NOW]).expect(0);
+    assert_eq!(record_of(&repo, "acme").status, gantry::state::TargetStatus::Converged);
+}
+
+/// Issue #10 item 9: `{{ from }}` validated but failed on an install.
+#[test]
+fn from_is_defined_on_an_install() {
+    let repo = observed_fleet(SIM_POLICY, ", \"from={{ from }}\"");
+    repo.gantry(&["validate"]).expect(0);
+    apply_at(&repo, NOW).expect(0);
+    assert_eq!(sim_version(&repo, "acme").as_deref(), Some("1.0.0"));
+}
+
+/// Issue #10 item 9: under `--now` the health soak ran on the real clock (here: one hour).
+#[test]
+fn health_soak_runs_on_the_now_clock() {
+    let policy = "apiVersion: gantry.dev/v1\nkind: Policy\nmetadata: { name: p }\nspec:\n  health:\n    checks:\n      - { name: smoke, type: command, argv: [\"scripts/sim.sh\", \"health\", \"{{ target.name }}\", \"x\"] }\n    interval: 10s\n    soak: 1h\n";
+    let repo = sim_fleet("1.0.0", policy);
+    let started = std::time::Instant::now();
+    apply_at(&repo, NOW).expect(0);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "the soak took {:?}",
+        started.elapsed()
+    );
+    let healths = sim_steps(&repo).iter().filter(|s| s.starts_with("health ")).count();
+    assert!(
+        healths >= 360,
+        "a 1h soak at 10s intervals runs 361 rounds, ran {healths}"
+    );
+}
+
+/// Issue #10 item 9: status said `converged` while the desired version differed, and after a
+/// crash named the finished install instead of the interrupted upgrade.
+#[test]
+fn status_names_the_interrupted_upgrade_and_never_says_converged_while_pending() {
+    let targets = [("solo", "1")];
+    let repo = crash_fleet(&targets, SIM_POLICY);
+    apply_at(&repo, NOW).expect(0);
+    pin_all(&repo, &targets, "2.0.0");
+    let status = repo.gantry(&["status", "--now", NOW]).expect(0);
+    let row = status
+        .stdout()
+        .lines()
+        .find(|l| l.starts_with("solo"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        row.contains("pending") && !row.contains("converged"),
+        "{}",
+        status.stdout()
+    );
+    std::fs::write(repo.path().join("kill-once"), "").unwrap();
+    assert_ne!(apply_at(&repo, NOW).code(), 0);
+    let status = repo.gantry(&["status", "--format", "json", "--now", NOW]).expect(0);
+    let json: serde_json::Value = serde_json::from_str(&status.stdout()).unwrap();
+    let row = &json["targets"][0];
+    assert_eq!(row["status"], "in_progress", "{row}");
+    let text = row.to_string();
+    assert!(text.contains("upgrade 1.0.0 → 2.0.0 interrupted"), "{text}");
 }

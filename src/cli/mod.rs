@@ -170,6 +170,9 @@ pub enum Command {
         /// Only targets with this label (repeatable: all must match); see `ops::agents`.
         #[arg(long = "selector", value_name = "KEY=VALUE", value_parser = crate::ops::agents::Selector::parse_pair)]
         selector: Vec<(String, String)>,
+        /// Run each converged target's `observe` step first and record drift.
+        #[arg(long)]
+        observe: bool,
     },
     /// Outcomes recorded on the state branch, newest first.
     History {
@@ -353,7 +356,11 @@ pub fn run() -> ExitCode {
             *allow_rewind,
             allowed_hosts,
         ),
-        Command::Status { format, selector } => status::run(&cli, *format, &Selector(selector.clone())),
+        Command::Status {
+            format,
+            selector,
+            observe,
+        } => status::run(&cli, *format, &Selector(selector.clone()), *observe),
         Command::History { target, format } => history::run(&cli, target.as_deref(), *format),
         Command::Rollback {
             target,

@@ -6,8 +6,16 @@ use crate::source::WatchedRepo;
 
 use super::{Cli, Exit, OpsError, now};
 
-pub fn run(cli: &Cli, format: Format, selector: &crate::ops::agents::Selector) -> Result<Exit, OpsError> {
+pub fn run(
+    cli: &Cli,
+    format: Format,
+    selector: &crate::ops::agents::Selector,
+    observe: bool,
+) -> Result<Exit, OpsError> {
     let repo = WatchedRepo::open(&cli.repo)?;
+    if observe {
+        crate::ops::status::observe_now(&repo, now(cli)?)?;
+    }
     let mut report = status_report(&repo, None, now(cli)?)?;
     if !selector.is_empty() {
         let selected = crate::ops::agents::selected_names(&repo, selector)?;

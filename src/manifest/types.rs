@@ -219,6 +219,10 @@ pub struct PolicySpec {
     /// What the next pass does with an attempt a killed reconciler left unfinished.
     #[serde(default)]
     pub on_interrupt: OnInterrupt,
+    /// What a pass does with a target whose `observe` step reports another version than the
+    /// recorded one.
+    #[serde(default)]
+    pub on_drift: OnDrift,
     /// True: the selected targets are planned and shown, never executed.
     #[serde(default)]
     pub suspend: bool,
@@ -442,6 +446,17 @@ pub enum OnInterrupt {
     Resume,
     /// Roll the attempt back.
     Rollback,
+}
+
+/// What happens to a drifted target (its `observe` step reports another version).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnDrift {
+    /// Record it (`drifted`, with what was seen) and show it; change nothing.
+    #[default]
+    Report,
+    /// Redeploy the recorded version.
+    Reconcile,
 }
 
 /// `kind: Window`.

@@ -156,7 +156,7 @@ pub fn retry(repo: &WatchedRepo, options: &RetryOptions) -> Result<RetryReport, 
             .and_then(|b| String::from_utf8(b).ok())
             .ok_or_else(|| OpsError::Usage(format!("{file} is not readable text")))?;
         let mut text = text.strip_prefix('\u{feff}').unwrap_or(&text).to_string();
-        edits.sort_by(|a, b| b.0.cmp(&a.0));
+        edits.sort_by_key(|e| std::cmp::Reverse(e.0));
         for (_, value, edit) in edits {
             text = match edit {
                 Edit::Replace(loc) => replace_scalar(&text, loc, &value),

@@ -48,6 +48,29 @@ pub struct StatusReport {
     pub rollouts: Vec<plan::Rollout>,
 }
 
+/// Runs the observe stage now (`gantry status --observe`): holds the reconciler lock while it
+/// runs each converged target's `observe` step and records drift (SPEC §4).
+///
+/// # Errors
+/// [`OpsError::Apply`] when the lock is held (exit 3) or the state cannot be read or written.
+pub fn observe_now(
+    repo: &WatchedRepo,
+    now: jiff::Timestamp,
+) -> Result<Vec<crate::reconcile::observe::Observation>, OpsError> {
+    let _lock =
+        crate::state::ReconcilerLock::acquire(repo.repo.path()).map_err(crate::reconcile::apply::ApplyError::from)?;
+    let head = repo
+        .branch_tip(&repo.desired_branch_hint())
+        .map_err(crate::reconcile::apply::ApplyError::from)?;
+    Ok(crate::reconcile::observe::observe(
+        repo,
+        head,
+        now,
+        &crate::reconcile::runtime::Runtime::default(),
+        false,
+    )?)
+}
+
 /// Builds the status report of a repository at `now`.
 ///
 /// # Errors
@@ -57,11 +80,40 @@ pub fn status_report(repo: &WatchedRepo, rev: Option<&str>, now: jiff::Timestamp
     let loaded = load_commit(repo, commit)?;
     let mut recorded = read_recorded(&repo.repo, &loaded.desired.config.state_branch)?;
     // An attempt a killed reconciler left behind is in progress until the next pass settles it.
+    // Its row names the interrupted attempt, not the last finished one (issue #10, item 9).
     let mut unfinished = std::collections::BTreeSet::new();
     if let Ok(left) = Journal::load_unfinished(&Journal::dir(repo.repo.path())) {
         for attempt in left {
-            if let Some(record) = recorded.targets.get_mut(&attempt.header.target) {
+            let h = &attempt.header;
+            let step = attempt.entries.iter().rev().find_map(|e| match e {
+                crate::state::journal::JournalEntry::StepStarted(s) => Some(s.step_id.clone()),
+                crate::state::journal::JournalEntry::StepCompleted(_) => None,
+            });
+            let interrupted = crate::state::AttemptRecord {
+                id: h.attempt.clone(),
+                desired_commit: h.desired_commit.clone(),
+                from: h.from.clone(),
+                to: h.to.clone(),
+                action: h.action.clone(),
+                started: h.started.to_string(),
+                finished: None,
+                outcome: None,
+                message: format!(
+                    "{} {} → {} interrupted{}; the next apply resumes or rolls it back",
+                    h.action,
+                    h.from
+                        .as_ref()
+                        .map_or_else(|| "nothing".to_string(), ToString::to_string),
+                    h.to,
+                    step.map(|s| format!(" during step {s}")).unwrap_or_default()
+                ),
+                config_hash: None,
+                output_tail: String::new(),
+                spec_hash: h.spec_hash.clone(),
+            };
+            if let Some(record) = recorded.targets.get_mut(&h.target) {
                 record.status = crate::state::TargetStatus::InProgress;
+                record.last_attempt = Some(interrupted);
             }
             unfinished.insert(attempt.header.target);
         }
@@ -87,6 +139,13 @@ pub fn status_report(repo: &WatchedRepo, rev: Option<&str>, now: jiff::Timestamp
                 desired: a.to.as_ref().map(ToString::to_string),
                 // An interrupted install has a journal but no record yet.
                 status: match record {
+                    // Recorded converged, but the desired state asks for more: not converged.
+                    Some(r)
+                        if r.status == crate::state::TargetStatus::Converged
+                            && !matches!(a.action, crate::plan::ActionKind::Noop) =>
+                    {
+                        "pending".to_string()
+                    }
                     Some(r) => r.status.as_str().to_string(),
                     None if unfinished.contains(&a.target) => "in_progress".to_string(),
                     None => "new".to_string(),

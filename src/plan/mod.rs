@@ -755,6 +755,16 @@ fn plan_target(input: &PlanInput, shared: &mut Shared, target: &Target) -> Actio
                         "component `{component}` has no `reload` step: the config change is applied by redeploying {to}"
                     ));
                 }
+            } else if record.is_some_and(|r| r.status == TargetStatus::Drifted)
+                && governing.spec().on_drift == crate::manifest::OnDrift::Reconcile
+            {
+                // Drifted, and the policy says to put it back: redeploy the recorded version.
+                action.action = ActionKind::Upgrade;
+                action.stops = vec![to.clone()];
+                action.warnings.push(format!(
+                    "drifted: observe saw {}; onDrift: reconcile redeploys {to}",
+                    record.and_then(|r| r.observed_version.as_deref()).unwrap_or("nothing")
+                ));
             } else {
                 action.action = ActionKind::Noop;
             }

@@ -15,11 +15,10 @@
 //! Rules are wall-clock times in their window's zone, turned into real instants day by day:
 //! - **Allow ranges are half-open**, `[start, end)`: `02:00`–`06:00` is open at 02:00:00 and
 //!   closed again at 06:00:00.
-//! - **Deny ranges cover the minute they end on** (or the second, when the end is written with
-//!   seconds): a freeze ending `23:59` lasts until midnight, and `to: 2026-11-30T23:59` until
-//!   2026-12-01T00:00. That is what people mean by 23:59, and a freeze ending a minute early
-//!   would let the daemon, which wakes exactly when a target opens, start a rollout in that
-//!   minute. `24:00` is the end of the day, exactly.
+//! - **Weekly deny ranges are half-open too**: `end` means the same in allow and deny rules
+//!   (issue #10: an `08:30`–`16:00` freeze used to hold until 16:01). A freeze to the end of a
+//!   day ends at `24:00`, exactly. A dated range's `to` covers the minute (or second) it names:
+//!   `to: 2026-11-30T23:59` lasts until 2026-12-01T00:00, which is what people mean by it.
 //! - A `dates` freeze covers each whole local day, `[00:00, next day 00:00)`.
 //! - `end` before `start` crosses midnight: `sat 22:00`–`02:00` runs from Saturday 22:00 to
 //!   Sunday 02:00; `days` name the day a range **starts** on. `end == start` is a full day
@@ -528,36 +527,16 @@ struct DailyRange {
     label: String,
 }
 
-/// How the end written in a range counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum End {
-    /// Allow: open up to the end.
-    Exclusive,
-    /// Freeze: the minute (or second) the end names is covered.
-    Inclusive,
-}
-
 impl DailyRange {
     /// Checks a range written as `days`, `start`, `end` at the JSON pointer `at`.
-    fn compile(
-        days: Option<&[Day]>,
-        start: &str,
-        end: &str,
-        counts: End,
-        at: &str,
-        errors: &mut Errors,
-    ) -> Option<DailyRange> {
+    fn compile(days: Option<&[Day]>, start: &str, end: &str, at: &str, errors: &mut Errors) -> Option<DailyRange> {
         let days = compile_days(days, &format!("{at}/days"), errors);
         let start_time = errors.check(&format!("{at}/start"), parse_start(start));
         let end_time = errors.check(&format!("{at}/end"), parse_time_of_day(end));
-        let ((days, days_label), start_time, (end_time, precision)) = (days?, start_time?, end_time?);
+        let ((days, days_label), start_time, (end_time, _)) = (days?, start_time?, end_time?);
         // Whether the range crosses midnight is decided on the times as written, so that
         // `end == start` is a full day for allow and deny rules alike.
         let ends_next_day = end_time <= TimeOfDay::At(start_time);
-        let end_time = match counts {
-            End::Exclusive => end_time,
-            End::Inclusive => end_time.past(precision),
-        };
         Some(DailyRange {
             days,
             start: start_time,
@@ -603,18 +582,6 @@ enum Freeze {
 enum TimeOfDay {
     At(Time),
     EndOfDay,
-}
-
-impl TimeOfDay {
-    /// The end of the minute (or second) this time names.
-    fn past(self, precision: Precision) -> TimeOfDay {
-        match self {
-            TimeOfDay::At(time) => time
-                .checked_add(precision.length())
-                .map_or(TimeOfDay::EndOfDay, TimeOfDay::At),
-            TimeOfDay::EndOfDay => TimeOfDay::EndOfDay,
-        }
-    }
 }
 
 /// Whether a time was written with seconds.
@@ -727,7 +694,7 @@ impl Errors {
 
 fn compile_allow(rule: &AllowRule, at: &str, errors: &mut Errors) -> Option<DailyRange> {
     let days = rule.days.as_deref();
-    DailyRange::compile(days, &rule.start, &rule.end, End::Exclusive, at, errors)
+    DailyRange::compile(days, &rule.start, &rule.end, at, errors)
 }
 
 fn compile_deny(rule: &DenyRule, at: &str, zone_name: &str, errors: &mut Errors) -> Option<Freeze> {
@@ -771,7 +738,8 @@ fn compile_deny(rule: &DenyRule, at: &str, zone_name: &str, errors: &mut Errors)
             compile_days(days, &format!("{at}/days"), errors);
             return None;
         };
-        DailyRange::compile(days, start, end, End::Inclusive, at, errors).map(Freeze::Daily)
+        // One rule for `end` in allow and deny ranges alike: exclusive (issue #10, item 9).
+        DailyRange::compile(days, start, end, at, errors).map(Freeze::Daily)
     }
 }
 
@@ -1369,15 +1337,37 @@ mod tests {
             next: Next::At("2026-12-26T00:00:00+00:00"),
         },
         Case {
-            what: "no allow rules: a freeze ending 23:59 lasts until midnight, in its zone",
+            what: "no allow rules: a freeze ending 24:00 lasts until midnight, in its zone",
             windows: &[(
                 "no-friday-afternoons",
                 r#"{"timezone": "Europe/Berlin",
-                    "deny": [{"days": ["fri"], "start": "12:00", "end": "23:59"}]}"#,
+                    "deny": [{"days": ["fri"], "start": "12:00", "end": "24:00"}]}"#,
             )],
             now: "2026-06-12T21:59:30Z",
             open: false,
             next: Next::At("2026-06-13T00:00:00+02:00"),
+        },
+        // Issue #10, item 9: `end` is exclusive for freezes as for allows. An 08:30–16:00
+        // freeze is over at 16:00:00 (it used to hold until 16:01).
+        Case {
+            what: "a freeze's end is exclusive, like an allow rule's",
+            windows: &[(
+                "day-freeze",
+                r#"{"timezone": "UTC", "deny": [{"start": "08:30", "end": "16:00"}]}"#,
+            )],
+            now: "2026-06-12T16:00:30Z",
+            open: true,
+            next: Next::Now,
+        },
+        Case {
+            what: "a freeze's end is exclusive: one second before it, still frozen",
+            windows: &[(
+                "day-freeze",
+                r#"{"timezone": "UTC", "deny": [{"start": "08:30", "end": "16:00"}]}"#,
+            )],
+            now: "2026-06-12T15:59:59Z",
+            open: false,
+            next: Next::At("2026-06-12T16:00:00+00:00"),
         },
         // Nothing ever opens: the search gives up at the horizon.
         Case {
@@ -1481,7 +1471,7 @@ mod tests {
         "office-hours",
         r#"{"timezone": "Europe/Berlin",
             "allow": [{"start": "08:00", "end": "18:00"}],
-            "deny": [{"days": ["fri"], "start": "12:00", "end": "23:59"}]}"#,
+            "deny": [{"days": ["fri"], "start": "12:00", "end": "24:00"}]}"#,
     );
     const HOLIDAYS_UTC: NamedSpec = (
         "holidays",

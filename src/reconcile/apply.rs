@@ -520,6 +520,9 @@ impl EnvParts {
         }))
     }
 
+    // The borrowed pieces of one pass an attempt runs in; a struct for them would only be
+    // unpacked again here.
+    #[allow(clippy::too_many_arguments)]
     fn env<'a>(
         &'a self,
         desired: &'a Desired,
@@ -1144,9 +1147,18 @@ fn update_rollout(
                     names.extend(ts);
                 }
             }
+            // Only targets that want this version now: one that comes to it later is held (a
+            // spec change *to* a halted version is not a retry of it).
             let specs = names
                 .into_iter()
-                .filter_map(|t| Some((t.clone(), desired.targets.get(t)?.spec_hash())))
+                .filter_map(|t| {
+                    let target = desired.targets.get(t)?;
+                    let wants = match &target.wanted {
+                        crate::manifest::values::VersionWanted::Pin(v) => *v == key.1,
+                        crate::manifest::values::VersionWanted::Requirement(r) => r.matches(&key.1),
+                    };
+                    wants.then(|| (t.clone(), target.spec_hash()))
+                })
                 .collect();
             rollout.halted = Some(crate::state::Halt {
                 at: now.to_string(),

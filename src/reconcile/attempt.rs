@@ -252,7 +252,9 @@ impl Runner<'_, '_> {
             },
             component: self.env.component.to_string(),
             version: step.version.clone(),
-            from: self.header.from.as_ref().map(Version::to_string),
+            // Defined on every step: the empty string for an install, like `GANTRY_FROM`, so a
+            // template that validates cannot fail only on installs (issue #10, item 9).
+            from: Some(self.header.from.as_ref().map_or_else(String::new, Version::to_string)),
             to: self.header.to.to_string(),
             release: release_name.or_else(|| step.release.clone()),
             migration: step.migration.clone(),

@@ -3,5 +3,6 @@ pub mod analysis;
 pub mod apply;
 pub mod attempt;
 pub mod load;
+pub mod observe;
 pub mod program;
 pub mod runtime;

@@ -596,6 +596,24 @@ fn pass_outcome(
                 Ok(after) => after,
                 Err(e) => return PassOutcome::transient(format!("cannot read the state branch after the pass: {e}")),
             };
+            // Drift: the observe stage of every pass (SPEC §4); its findings are in the state.
+            let after = match commit {
+                Some(head) => {
+                    let now = shared.now.unwrap_or_else(Timestamp::now);
+                    let runtime = crate::reconcile::runtime::Runtime::default();
+                    match crate::reconcile::observe::observe(repo, head, now, &runtime, false) {
+                        Ok(seen) if seen.iter().any(|o| o.drifted) => {
+                            read_recorded(&repo.repo, state_branch).unwrap_or(after)
+                        }
+                        Ok(_) => after,
+                        Err(e) => {
+                            tracing::warn!("observe stage: {e}");
+                            after
+                        }
+                    }
+                }
+                None => after,
+            };
             announce_waves(shared, before, &after);
             after_pass(shared, repo, !report.outcomes.is_empty());
             if (!report.outcomes.is_empty() || report.resumed > 0)

@@ -32,6 +32,9 @@ pub enum TargetStatus {
     /// `applied_migrations` hold the last known state; `last_attempt.message` says which step.
     /// Like `failed`, it holds the target (and its dependents) until its spec changes.
     Unknown,
+    /// The component's `observe` step reported another version than the recorded one
+    /// (`observed_version` says what it saw). Set by the observe stage (SPEC §4, drift).
+    Drifted,
 }
 
 impl TargetStatus {
@@ -43,6 +46,7 @@ impl TargetStatus {
             TargetStatus::RolledBack => "rolled_back",
             TargetStatus::Removed => "removed",
             TargetStatus::Unknown => "unknown",
+            TargetStatus::Drifted => "drifted",
         }
     }
 }
