@@ -187,8 +187,8 @@ fn a_failing_precheck_holds_the_action_with_its_message_and_the_next_pass_retrie
     assert_eq!(row(&s, "api-a")["current"], "1.0.0");
     assert_eq!(
         row(&s, "api-a")["status"],
-        "converged",
-        "no failure, no rollback recorded"
+        "pending",
+        "no failure, no rollback recorded: still at its recorded version, its upgrade due"
     );
     assert_eq!(
         row(&s, "api-a")["plan_status"],
@@ -374,7 +374,7 @@ fn a_canary_whose_error_rate_rises_during_its_soak_is_rolled_back_and_the_rest_n
 
     let text = repo.gantry(&["status", "--now", &at(5)]).expect(0).stdout();
     assert!(
-        text.contains("rollout api 1.1.0 wave canary (Soaking): analysis running: 3 rounds run, 25 left"),
+        text.contains("rollout api 1.1.0 wave canary (soaking): analysis running: 3 rounds run, 25 left"),
         "{text}"
     );
     // The error rate climbs to 9 %: one failed round is not enough to act on...

@@ -201,7 +201,8 @@ mod tests {
                 OpsError::Server(crate::server::ServerError::Locked(lock())),
                 Exit::Locked,
             ),
-            (OpsError::Apply(ApplyError::Locked(unwritable())), Exit::Invalid),
+            // An OS error on the lock is exit 4, never 3 (issue #12) nor 1.
+            (OpsError::Apply(ApplyError::Locked(unwritable())), Exit::Io),
             (OpsError::Apply(invalid(true)), Exit::Violations),
             (OpsError::Apply(invalid(false)), Exit::Invalid),
             (OpsError::Io(std::io::Error::other("x")), Exit::Invalid),
