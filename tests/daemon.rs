@@ -599,11 +599,13 @@ fn remote_desired_commits_are_fetched_on_refresh_and_state_is_pushed() {
     wait_for("alpha installed", || {
         (deployed(&repo, "alpha").as_deref() == Some("1.0.0")).then_some(())
     });
-    let local_state = wait_for("the state recorded", || state_tip(&repo));
-    wait_for("the state branch pushed", || {
+    // The state tip is read again on every poll: a pass may add commits after the outcome
+    // (claims taken and released), so the first tip seen need not be the one pushed last.
+    let local_state = wait_for("the state branch pushed", || {
+        let local = state_tip(&repo)?;
         bare.refname_to_id("refs/heads/gantry/state")
             .ok()
-            .filter(|id| *id == local_state)
+            .filter(|id| *id == local)
     });
 
     // Someone else's commit reaches the remote only; the local branch never had it.
