@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -700,34 +700,15 @@ struct Daemon {
 impl Daemon {
     /// `extra`: arguments after `daemon`.
     fn start(repo: &Path, extra: &[&str]) -> Daemon {
-        let mut child = Command::new(assert_cmd::cargo::cargo_bin("gantry"))
+        let mut command = Command::new(assert_cmd::cargo::cargo_bin("gantry"));
+        command
             .arg("--repo")
             .arg(repo)
             .args(["daemon", "--listen", "127.0.0.1:0"])
             .args(extra)
             .env_remove("GANTRY_NOW")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start gantry daemon");
-        let mut reader = BufReader::new(child.stderr.take().expect("stderr"));
-        let mut first = String::new();
-        reader.read_line(&mut first).expect("read first line");
-        let addr = first
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("first stderr line is not `listening on ADDR`: {first:?}"))
-            .to_string();
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&stderr);
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
-                sink.lock().unwrap().push_str(&line);
-                line.clear();
-            }
-        });
+            .env("RUST_LOG", "info");
+        let (child, addr, stderr) = common::spawn_daemon(command);
         Daemon { child, addr, stderr }
     }
 

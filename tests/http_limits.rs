@@ -5,7 +5,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::{Repo, component, release, target};
@@ -18,31 +18,16 @@ struct Daemon {
 
 impl Daemon {
     fn start(repo: &Repo) -> Daemon {
-        let mut child = Command::new("sh")
+        let mut command = Command::new("sh");
+        command
             .arg("-c")
             .arg("ulimit -n 1024; exec \"$0\" \"$@\"")
             .arg(assert_cmd::cargo::cargo_bin("gantry"))
             .arg("--repo")
             .arg(repo.path())
             .args(["daemon", "--listen", "127.0.0.1:0"])
-            .env_remove("GANTRY_NOW")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start gantry daemon");
-        let mut reader = BufReader::new(child.stderr.take().expect("stderr"));
-        let mut first = String::new();
-        reader.read_line(&mut first).expect("read first line");
-        let addr = first
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("first stderr line is not `listening on ADDR`: {first:?}"))
-            .to_string();
-        // Keep draining stderr so the daemon never blocks on it.
-        std::thread::spawn(move || {
-            let mut sink = Vec::new();
-            let _ = reader.read_to_end(&mut sink);
-        });
+            .env_remove("GANTRY_NOW");
+        let (child, addr, _stderr) = common::spawn_daemon(command);
         Daemon { child, addr }
     }
 

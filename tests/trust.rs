@@ -6,9 +6,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use common::{Repo, component, release, target};
@@ -543,30 +542,14 @@ struct Daemon {
 
 impl Daemon {
     fn start(repo: &Repo, extra: &[&str]) -> Daemon {
-        let mut child = Command::new(assert_cmd::cargo::cargo_bin("gantry"))
+        let mut command = Command::new(assert_cmd::cargo::cargo_bin("gantry"));
+        command
             .arg("--repo")
             .arg(repo.path())
             .args(["daemon", "--listen", "127.0.0.1:0"])
             .args(extra)
-            .env_remove("GANTRY_NOW")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start gantry daemon");
-        let mut reader = BufReader::new(child.stderr.take().expect("stderr"));
-        let mut first = String::new();
-        reader.read_line(&mut first).expect("read first line");
-        let addr = first
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("first stderr line is not `listening on ADDR`: {first:?}"))
-            .to_string();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
-                line.clear();
-            }
-        });
+            .env_remove("GANTRY_NOW");
+        let (child, addr, _stderr) = common::spawn_daemon(command);
         Daemon { child, addr }
     }
 

@@ -164,3 +164,36 @@ pub fn target(name: &str, component: &str, version: &str, labels: &str) -> Strin
         "apiVersion: gantry.dev/v1\nkind: Target\nmetadata:\n  name: {name}\n  labels: {{ {labels} }}\nspec:\n  component: {component}\n  version: \"{version}\"\n"
     )
 }
+
+/// Spawns a `gantry daemon --listen 127.0.0.1:0` command (built by the caller with its own
+/// arguments and environment) and waits for its first stderr line, `listening on ADDR`.
+/// Returns the child, that address, and the rest of its stderr as it arrives (drained on a
+/// thread, so the daemon never blocks writing it).
+pub fn spawn_daemon(
+    mut command: std::process::Command,
+) -> (std::process::Child, String, std::sync::Arc<std::sync::Mutex<String>>) {
+    use std::io::{BufRead, BufReader};
+    let mut child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start gantry daemon");
+    let mut reader = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut first = String::new();
+    reader.read_line(&mut first).expect("read first line");
+    let addr = first
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("first stderr line is not `listening on ADDR`: {first:?}"))
+        .to_string();
+    let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = std::sync::Arc::clone(&stderr);
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+            sink.lock().unwrap().push_str(&line);
+            line.clear();
+        }
+    });
+    (child, addr, stderr)
+}
