@@ -5,44 +5,13 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use common::{Repo, component, release, target};
-
-/// An ed25519 key pair made by ssh-keygen; returns (private key path, public key line).
-fn keypair(dir: &Path, name: &str) -> (PathBuf, String) {
-    let key = dir.join(name);
-    let status = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
-        .arg(&key)
-        .status()
-        .expect("ssh-keygen");
-    assert!(status.success());
-    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
-    (key, public.trim().to_string())
-}
+use common::{Repo, component, keypair, release, target};
 
 /// `git add -A && git commit` with the CLI, signed with `key` when given.
 fn git_commit(repo: &Repo, message: &str, key: Option<&Path>) {
     let git = |args: &[&str]| {
-        let out = Command::new("git")
-            .current_dir(repo.path())
-            .args([
-                "-c",
-                "user.name=Test",
-                "-c",
-                "user.email=test@example.com",
-                "-c",
-                "gpg.format=ssh",
-            ])
-            .args(args)
-            .output()
-            .expect("git");
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        common::git_cli(repo, args);
     };
     git(&["add", "-A"]);
     match key {

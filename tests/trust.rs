@@ -10,42 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use common::{Repo, component, release, target};
-
-/// An ed25519 key pair made by ssh-keygen; returns (private key path, public key line).
-fn keypair(dir: &Path, name: &str) -> (PathBuf, String) {
-    let key = dir.join(name);
-    let status = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
-        .arg(&key)
-        .status()
-        .expect("ssh-keygen");
-    assert!(status.success());
-    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
-    (key, public.trim().to_string())
-}
+use common::{Repo, component, keypair, release, target};
 
 /// Runs the git CLI in the repository; panics with its stderr when it fails.
 fn git(repo: &Repo, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .current_dir(repo.path())
-        .args([
-            "-c",
-            "user.name=Test",
-            "-c",
-            "user.email=test@example.com",
-            "-c",
-            "gpg.format=ssh",
-        ])
-        .args(args)
-        .output()
-        .expect("git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    common::git_cli(repo, args)
 }
 
 /// `git add -A && git commit`, signed with `key`; returns the new commit id.

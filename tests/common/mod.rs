@@ -197,3 +197,40 @@ pub fn spawn_daemon(
     });
     (child, addr, stderr)
 }
+
+/// An ed25519 key pair made by ssh-keygen; returns (private key path, public key line).
+pub fn keypair(dir: &Path, name: &str) -> (PathBuf, String) {
+    let key = dir.join(name);
+    let status = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+        .arg(&key)
+        .status()
+        .expect("ssh-keygen");
+    assert!(status.success());
+    let public = std::fs::read_to_string(key.with_extension("pub")).expect("public key");
+    (key, public.trim().to_string())
+}
+
+/// Runs the git CLI in the repository as "Test <test@example.com>" with `gpg.format = ssh`
+/// (so `-S` signs with an SSH key); panics with its stderr when it fails, else returns stdout.
+pub fn git_cli(repo: &Repo, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .current_dir(repo.path())
+        .args([
+            "-c",
+            "user.name=Test",
+            "-c",
+            "user.email=test@example.com",
+            "-c",
+            "gpg.format=ssh",
+        ])
+        .args(args)
+        .output()
+        .expect("git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
