@@ -141,6 +141,9 @@ pub enum Command {
         /// Only targets with this label (repeatable: all must match); see `ops::agents`.
         #[arg(long = "selector", value_name = "KEY=VALUE", value_parser = crate::ops::agents::Selector::parse_pair)]
         selector: Vec<(String, String)>,
+        /// High availability on etcd (`--etcd`, `--shard`, `--lease-ttl`; see `cluster`).
+        #[command(flatten)]
+        cluster: daemon::ClusterArgs,
     },
     /// Per target: current, desired, status, next action, window, blockers.
     Status {
@@ -282,11 +285,13 @@ pub fn run() -> ExitCode {
             listen,
             webhook_secret_file,
             selector,
+            cluster,
         } => daemon::run(
             &cli,
             listen.as_deref(),
             webhook_secret_file.as_deref(),
             &Selector(selector.clone()),
+            cluster,
         ),
         Command::Status { format, selector } => status::run(&cli, *format, &Selector(selector.clone())),
         Command::History { target, format } => history::run(&cli, target.as_deref(), *format),

@@ -91,6 +91,25 @@ pub fn render(shared: &Shared) -> Result<String, String> {
         }
         h.push_str("</ul></div>");
     }
+    // Clustered (`--etcd`): which member leads the shard, and this member's role.
+    if let Some(cluster) = shared.cluster.get().map(|c| c.status()) {
+        let _ = write!(
+            h,
+            "<p class=\"meta\" id=\"cluster\">shard <code>{}</code> · leader <code>{}</code> · this member \
+             <code>{}</code> is {}</p>",
+            esc(&cluster.shard),
+            esc(cluster.leader.as_deref().unwrap_or("(none)")),
+            esc(&cluster.member),
+            if cluster.role == crate::cluster::Role::Leader {
+                "the leader"
+            } else {
+                "a standby"
+            },
+        );
+        if let Some(e) = &cluster.etcd_error {
+            let _ = write!(h, "<div class=\"error\">etcd: {}</div>", esc(e));
+        }
+    }
     for problem in [&daemon.last_error, &daemon.remote_error].into_iter().flatten() {
         let _ = write!(h, "<div class=\"error\">{}</div>", esc(problem));
     }

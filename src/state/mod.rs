@@ -37,6 +37,7 @@
 //! say `gantry: record progress` (or the batch's own summary line) and have no trailers.
 //! Outcome counts list `succeeded`, `failed`, `rolled_back` in that order, omitting zeros.
 pub mod branch;
+pub mod fence;
 pub mod history;
 pub mod journal;
 pub mod lock;
