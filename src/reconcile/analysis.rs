@@ -19,7 +19,7 @@ use crate::state::{
 };
 
 use super::apply::ApplyError;
-use super::attempt::{DEFAULT_STEP_TIMEOUT, ExecutorPool};
+use super::attempt::ExecutorPool;
 
 /// A target whose analysis failed: it is to be rolled back.
 #[derive(Debug, Clone)]
@@ -142,12 +142,12 @@ fn analyse_wave(
         .flatten()
         .filter(|s| !s.is_zero())?;
     let component = env.desired.components.get(&rollout.component)?;
-    let step_timeout = spec
-        .step_timeout
-        .as_deref()
-        .and_then(|t| crate::manifest::values::parse_duration(t).ok())
-        .unwrap_or(DEFAULT_STEP_TIMEOUT);
-    let probe = HealthProbe::new(&spec.health, component.spec.steps.health.as_ref(), step_timeout).ok()?;
+    let probe = HealthProbe::new(
+        &spec.health,
+        component.spec.steps.health.as_ref(),
+        super::attempt::step_timeout(spec),
+    )
+    .ok()?;
     if probe.is_empty() {
         return None;
     }

@@ -28,6 +28,18 @@ pub const ANALYSIS_ROLLBACK: &str = "analysis_rollback";
 /// The default step timeout when no policy sets `stepTimeout`.
 pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// A policy's `stepTimeout` as a duration (the default when unset). The one place reconcile
+/// reads it: `load` already rejected a commit whose `stepTimeout` does not parse with this same
+/// grammar (`manifest::values::parse_duration`), so an error here cannot happen for a loaded
+/// commit and falls back to the default rather than failing a step.
+pub fn step_timeout(policy: &PolicySpec) -> Duration {
+    policy
+        .step_timeout
+        .as_deref()
+        .and_then(|t| crate::manifest::values::parse_duration(t).ok())
+        .unwrap_or(DEFAULT_STEP_TIMEOUT)
+}
+
 /// The executors of one pass, by name. Shell steps get a fresh executor per step (they share
 /// nothing); a plugin executor instance runs one process per step running at once
 /// ([`PluginPool`]), so plugin targets run side by side up to `maxParallel`. An injected
@@ -314,12 +326,7 @@ impl Runner<'_, '_> {
     fn execute(&self, step: &PlannedStep) -> StepResult {
         let env = self.env;
         let context = self.context(step);
-        let timeout = env
-            .policy
-            .step_timeout
-            .as_deref()
-            .and_then(|t| crate::manifest::values::parse_duration(t).ok())
-            .unwrap_or(DEFAULT_STEP_TIMEOUT);
+        let timeout = step_timeout(env.policy);
         let log_path = env.log_dir.join(format!("{}.log", self.header.attempt));
         let output = OutputPolicy {
             redactor: self.redactor.clone(),
@@ -459,12 +466,7 @@ fn precheck(env: &AttemptEnv, header: &AttemptHeader) -> Result<(), AttemptError
         argv,
         context,
         checkout: env.checkout.clone(),
-        timeout: env
-            .policy
-            .step_timeout
-            .as_deref()
-            .and_then(|t| crate::manifest::values::parse_duration(t).ok())
-            .unwrap_or(DEFAULT_STEP_TIMEOUT),
+        timeout: step_timeout(env.policy),
         log_path: env.log_dir.join(format!("{}.log", header.attempt)),
         output: OutputPolicy {
             redactor: Redactor::from_desired(env.desired),
