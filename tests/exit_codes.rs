@@ -179,3 +179,29 @@ fn state_commit_is_fsynced_before_the_journal_is_removed() {
         "the state reference was not fsynced before the journal went:\n{text}"
     );
 }
+
+/// Regression (found reviewing issue #9's leftovers): `status` ignored a journal directory it
+/// could not read and reported the fleet from the state branch alone, so a target with an
+/// attempt possibly in flight could read `converged`. Now it fails, naming the journal path.
+#[test]
+fn status_refuses_to_guess_when_the_journal_cannot_be_read() {
+    let repo = fleet();
+    repo.gantry(&["apply"]).expect(0);
+    let journal = repo.path().join(".git/gantry/journal");
+    let _ = std::fs::remove_dir_all(&journal);
+    std::fs::write(&journal, "not a directory").expect("journal path as a file");
+    let run = repo.gantry(&["status"]);
+    assert_eq!(
+        run.code(),
+        4,
+        "status must not report without the journal:\n{}",
+        run.stdout()
+    );
+    assert!(
+        run.stderr().contains("Not a directory (os error 20)"),
+        "{}",
+        run.stderr()
+    );
+    assert!(run.stderr().contains(".git/gantry/journal"), "{}", run.stderr());
+    assert!(!run.stdout().contains("converged"), "{}", run.stdout());
+}

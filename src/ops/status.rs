@@ -81,42 +81,44 @@ pub fn status_report(repo: &WatchedRepo, rev: Option<&str>, now: jiff::Timestamp
     let mut recorded = read_recorded(&repo.repo, &loaded.desired.config.state_branch)?;
     // An attempt a killed reconciler left behind is in progress until the next pass settles it.
     // Its row names the interrupted attempt, not the last finished one (issue #10, item 9).
+    // A journal that cannot be read is an error, not "nothing in progress": status must not
+    // call a target converged while an attempt on it may be half done.
     let mut unfinished = std::collections::BTreeSet::new();
-    if let Ok(left) = Journal::load_unfinished(&Journal::dir(repo.repo.path())) {
-        for attempt in left {
-            let h = &attempt.header;
-            let step = attempt.entries.iter().rev().find_map(|e| match e {
-                crate::state::journal::JournalEntry::StepStarted(s) => Some(s.step_id.clone()),
-                crate::state::journal::JournalEntry::StepCompleted(_) => None,
-            });
-            let interrupted = crate::state::AttemptRecord {
-                id: h.attempt.clone(),
-                desired_commit: h.desired_commit.clone(),
-                from: h.from.clone(),
-                to: h.to.clone(),
-                action: h.action.clone(),
-                started: h.started.to_string(),
-                finished: None,
-                outcome: None,
-                message: format!(
-                    "{} {} → {} interrupted{}; the next apply resumes or rolls it back",
-                    h.action,
-                    h.from
-                        .as_ref()
-                        .map_or_else(|| "nothing".to_string(), ToString::to_string),
-                    h.to,
-                    step.map(|s| format!(" during step {s}")).unwrap_or_default()
-                ),
-                config_hash: None,
-                output_tail: String::new(),
-                spec_hash: h.spec_hash.clone(),
-            };
-            if let Some(record) = recorded.targets.get_mut(&h.target) {
-                record.status = crate::state::TargetStatus::InProgress;
-                record.last_attempt = Some(interrupted);
-            }
-            unfinished.insert(attempt.header.target);
+    let left = Journal::load_unfinished(&Journal::dir(repo.repo.path()))
+        .map_err(|e| OpsError::Apply(crate::reconcile::apply::ApplyError::Journal(e)))?;
+    for attempt in left {
+        let h = &attempt.header;
+        let step = attempt.entries.iter().rev().find_map(|e| match e {
+            crate::state::journal::JournalEntry::StepStarted(s) => Some(s.step_id.clone()),
+            crate::state::journal::JournalEntry::StepCompleted(_) => None,
+        });
+        let interrupted = crate::state::AttemptRecord {
+            id: h.attempt.clone(),
+            desired_commit: h.desired_commit.clone(),
+            from: h.from.clone(),
+            to: h.to.clone(),
+            action: h.action.clone(),
+            started: h.started.to_string(),
+            finished: None,
+            outcome: None,
+            message: format!(
+                "{} {} → {} interrupted{}; the next apply resumes or rolls it back",
+                h.action,
+                h.from
+                    .as_ref()
+                    .map_or_else(|| "nothing".to_string(), ToString::to_string),
+                h.to,
+                step.map(|s| format!(" during step {s}")).unwrap_or_default()
+            ),
+            config_hash: None,
+            output_tail: String::new(),
+            spec_hash: h.spec_hash.clone(),
+        };
+        if let Some(record) = recorded.targets.get_mut(&h.target) {
+            record.status = crate::state::TargetStatus::InProgress;
+            record.last_attempt = Some(interrupted);
         }
+        unfinished.insert(attempt.header.target);
     }
     let anchor = crate::reconcile::apply::anchor_of(repo, &recorded)?;
     let evidence = crate::reconcile::load::evidence(repo, &loaded, &anchor)?;
