@@ -16,8 +16,7 @@ use super::{Shared, in_progress_blocker};
 /// never opens, more approvals required than approvers listed).
 ///
 /// Waves and dependencies need every action, so [`super::rollouts::plan_rollouts`] and
-/// [`super::deps::gate_dependencies`]
-/// add theirs afterwards.
+/// [`super::deps::gate_dependencies`] add theirs afterwards.
 pub(super) fn gates(
     input: &PlanInput,
     shared: &mut Shared,
