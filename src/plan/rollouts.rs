@@ -87,12 +87,11 @@ pub(super) fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Ro
             .components
             .get(&component)
             .is_some_and(|c| c.spec.steps.health.is_some());
-        let analysis = (component_health || !spec.health.checks.is_empty()).then(|| {
-            governing
-                .policy()
-                .and_then(|p| p.health_interval)
+        let health = governing.health();
+        let analysis = (component_health || health.has_checks()).then(|| {
+            Some(health.interval)
                 .filter(|i| !i.is_zero())
-                .unwrap_or(crate::executor::health::DEFAULT_INTERVAL)
+                .unwrap_or(crate::manifest::health::DEFAULT_INTERVAL)
         });
         let rules = waves::WaveRules {
             specs: &spec.rollout.waves,

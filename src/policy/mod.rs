@@ -92,6 +92,13 @@ impl<'a> Governing<'a> {
             Governing::BuiltIn => builtin_policy_spec(),
         }
     }
+    /// The typed `health` section (no checks for the built-in policy).
+    pub fn health(&self) -> &'a crate::manifest::health::HealthSettings {
+        match self {
+            Governing::Declared(p) => &p.health,
+            Governing::BuiltIn => &crate::manifest::health::NO_HEALTH_CHECKS,
+        }
+    }
     pub fn name(&self) -> Option<&'a str> {
         match self {
             Governing::Declared(p) => Some(&p.manifest.name),

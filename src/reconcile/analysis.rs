@@ -143,11 +143,10 @@ fn analyse_wave(
         .filter(|s| !s.is_zero())?;
     let component = env.desired.components.get(&rollout.component)?;
     let probe = HealthProbe::new(
-        &spec.health,
+        governing.health(),
         component.spec.steps.health.as_ref(),
         super::attempt::step_timeout(spec),
-    )
-    .ok()?;
+    );
     if probe.is_empty() {
         return None;
     }
@@ -218,11 +217,9 @@ fn analyse_wave(
 
 /// The round interval of a policy (the health `interval`, default 10 s).
 fn interval_of(governing: Governing) -> std::time::Duration {
-    governing
-        .policy()
-        .and_then(|p| p.health_interval)
+    Some(governing.health().interval)
         .filter(|i| !i.is_zero())
-        .unwrap_or(crate::executor::health::DEFAULT_INTERVAL)
+        .unwrap_or(crate::manifest::health::DEFAULT_INTERVAL)
 }
 
 /// What the checks' templates see: the target at the rollout's version, as after its deploy.

@@ -99,8 +99,8 @@ impl Target {
 pub struct Policy {
     pub deny: Vec<VersionWanted>,
     pub step_timeout: Option<Duration>,
-    pub health_interval: Option<Duration>,
-    pub health_soak: Option<Duration>,
+    /// `health`, typed: the checks the executor runs as they are here.
+    pub health: super::health::HealthSettings,
     /// `minReleaseAge` per update type: patch, minor, major.
     pub min_release_age: [Option<Duration>; 3],
     /// Soak per wave, in wave order.

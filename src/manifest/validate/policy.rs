@@ -9,6 +9,8 @@ use crate::manifest::load::Manifest;
 use crate::manifest::types::*;
 use crate::manifest::values;
 
+use crate::manifest::health::{DEFAULT_INTERVAL, HealthSettings, MetricBounds, PolicyCheck, Probe};
+
 use super::Policy;
 use super::template::{check_argv, template_problem};
 
@@ -137,6 +139,7 @@ pub(super) fn check_policy(policy: &Manifest<PolicySpec>, diags: &mut Vec<Diagno
         ));
     }
     let mut check_names = BTreeMap::new();
+    let mut checks = Vec::new();
     for (i, check) in spec.health.checks.iter().enumerate() {
         let base = format!("/spec/health/checks/{i}");
         if let Some(first) = check_names.insert(check.name.as_str(), i) {
@@ -152,7 +155,7 @@ pub(super) fn check_policy(policy: &Manifest<PolicySpec>, diags: &mut Vec<Diagno
                 ),
             ));
         }
-        check_health(origin, &base, check, diags);
+        checks.extend(check_health(origin, &base, check, diags));
     }
     let step_timeout = duration_field(origin, "/spec/stepTimeout", spec.step_timeout.as_deref(), diags);
     if step_timeout == Some(Duration::ZERO) {
@@ -165,6 +168,22 @@ pub(super) fn check_policy(policy: &Manifest<PolicySpec>, diags: &mut Vec<Diagno
     }
     let health_interval = duration_field(origin, "/spec/health/interval", spec.health.interval.as_deref(), diags);
     let health_soak = duration_field(origin, "/spec/health/soak", spec.health.soak.as_deref(), diags);
+    if health_interval == Some(Duration::ZERO) && health_soak.is_some_and(|s| !s.is_zero()) {
+        // The soak loop would spin: every round due at once (this was only refused when the
+        // checks first ran, after the deploy).
+        diags.push(origin.diagnostic(
+            Severity::Invalid,
+            "duration",
+            "/spec/health/interval",
+            "health.interval must be more than 0 when health.soak is set",
+        ));
+    }
+    let health = HealthSettings {
+        checks,
+        interval: health_interval.unwrap_or(DEFAULT_INTERVAL),
+        soak: health_soak.unwrap_or_default(),
+        failure_threshold: spec.health.failure_threshold.max(1),
+    };
     let after_soak = spec.after.as_ref().map_or(Duration::ZERO, |after| {
         if after.policy == policy.name {
             diags.push(origin.diagnostic(
@@ -216,8 +235,7 @@ pub(super) fn check_policy(policy: &Manifest<PolicySpec>, diags: &mut Vec<Diagno
     clean.then(|| Policy {
         deny,
         step_timeout,
-        health_interval,
-        health_soak,
+        health,
         min_release_age,
         wave_soak,
         after_soak,
@@ -226,12 +244,14 @@ pub(super) fn check_policy(policy: &Manifest<PolicySpec>, diags: &mut Vec<Diagno
     })
 }
 
+/// Checks one health check and types it; `None` (with a diagnostic) when it is not usable.
 pub(super) fn check_health(
     origin: &crate::manifest::load::Origin,
     base: &str,
     check: &HealthCheck,
     diags: &mut Vec<Diagnostic>,
-) {
+) -> Option<PolicyCheck> {
+    let before = diags.len();
     let missing = |field: &str| {
         format!(
             "a {} check needs `{field}`",
@@ -282,7 +302,32 @@ pub(super) fn check_health(
             ));
         }
     }
-    duration_field(origin, &format!("{base}/timeout"), check.timeout.as_deref(), diags);
+    let timeout = duration_field(origin, &format!("{base}/timeout"), check.timeout.as_deref(), diags);
+    if diags[before..].iter().any(|d| d.severity != Severity::Warning) {
+        return None;
+    }
+    let probe = match check.check_type {
+        CheckType::Command => Probe::Command(check.argv.clone()?),
+        CheckType::Http => Probe::Http {
+            url: check.url.clone()?,
+            expect: check.expect.unwrap_or(200),
+            body: check.body.clone(),
+        },
+        CheckType::Prometheus => Probe::Prometheus {
+            url: check.url.clone()?,
+            query: check.query.clone()?,
+            bounds: MetricBounds {
+                min: check.min,
+                max: check.max,
+            },
+            on_no_data: check.on_no_data,
+        },
+    };
+    Some(PolicyCheck {
+        name: check.name.clone(),
+        timeout,
+        probe,
+    })
 }
 
 /// `after.policy` must name a policy, and following `after` from any policy must end (a cycle
@@ -324,6 +369,98 @@ pub(super) fn check_promotions(policies: &BTreeMap<&str, &Manifest<PolicySpec>>,
                 Some(a) => next = a.policy.as_str(),
                 None => break,
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::manifest::health::{MetricBounds, Probe};
+    use crate::manifest::{Diagnostic, RawContent, RawFile, read_manifests, validate};
+
+    fn policy_with_health(health: &str) -> (Option<crate::manifest::Policy>, Vec<Diagnostic>) {
+        let yaml =
+            format!("apiVersion: gantry.dev/v1\nkind: Policy\nmetadata: {{ name: p }}\nspec:\n  health:\n{health}");
+        let file = RawFile {
+            path: "policies/p.yaml".into(),
+            content: RawContent::Bytes(yaml.into_bytes()),
+        };
+        // The schema refuses some mistakes as the files are read, validation the rest.
+        let (manifests, mut diags) = read_manifests(None, &[file]);
+        let (desired, more) = validate(manifests);
+        diags.extend(more);
+        (desired.policies.into_iter().next(), diags)
+    }
+
+    /// Checks are typed once, here; the executor runs these values as they are (issue #9).
+    #[test]
+    fn health_checks_are_typed_by_validation() {
+        let (policy, diags) = policy_with_health(
+            "    checks:\n      - { name: errors, type: prometheus, url: \"http://prom:9090\", query: \"rate(x)\", max: 0.05, timeout: 3s }\n      - { name: up, type: http, url: \"http://{{ target.vars.host }}/up\" }\n    interval: 30s\n    soak: 5m\n    failureThreshold: 2\n",
+        );
+        assert!(diags.is_empty(), "{diags:?}");
+        let health = policy.unwrap().health;
+        assert_eq!(health.interval, Duration::from_secs(30));
+        assert_eq!(health.soak, Duration::from_secs(300));
+        assert_eq!(health.failure_threshold, 2);
+        assert_eq!(health.checks[0].timeout, Some(Duration::from_secs(3)));
+        assert_eq!(
+            health.checks[0].probe,
+            Probe::Prometheus {
+                url: "http://prom:9090".into(),
+                query: "rate(x)".into(),
+                bounds: MetricBounds {
+                    min: None,
+                    max: Some(0.05)
+                },
+                on_no_data: crate::manifest::OnNoData::Fail,
+            }
+        );
+        assert_eq!(
+            health.checks[1].probe,
+            Probe::Http {
+                url: "http://{{ target.vars.host }}/up".into(),
+                expect: 200,
+                body: None
+            }
+        );
+        assert_eq!(
+            health.checks[1].timeout_or(Duration::from_secs(600)),
+            Duration::from_secs(10)
+        );
+    }
+
+    /// Each was only refused when the checks first ran, after the deploy had changed the
+    /// target; validation refuses them now, with the field, and the policy is not built.
+    #[test]
+    fn unusable_health_settings_are_refused_by_validation() {
+        for (health, line, text) in [
+            (
+                "    checks:\n      - { name: c, type: prometheus, url: \"http://prom\", max: 1 }\n",
+                7,
+                "`query` is required",
+            ),
+            (
+                "    checks:\n      - { name: c, type: command, argv: [x], timeout: soon }\n",
+                7,
+                "\"soon\" is not a valid duration",
+            ),
+            (
+                "    interval: 0s\n    soak: 1m\n",
+                6,
+                "health.interval must be more than 0",
+            ),
+        ] {
+            let (policy, diags) = policy_with_health(health);
+            assert!(policy.is_none(), "{health}");
+            assert!(
+                diags
+                    .iter()
+                    .any(|d| d.file == "policies/p.yaml" && d.line == Some(line) && d.message.contains(text)),
+                "{health}: {diags:?}"
+            );
         }
     }
 }
