@@ -215,6 +215,8 @@ fn a_failing_precheck_holds_the_action_with_its_message_and_the_next_pass_retrie
 struct ErrorRate {
     url: String,
     permille: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    /// The error rate of the canary's (`api-0`) peers on any other version (1 % unless set).
+    peers: std::sync::Arc<std::sync::atomic::AtomicU32>,
     requests: std::sync::Arc<std::sync::atomic::AtomicU32>,
 }
 
@@ -226,7 +228,8 @@ impl ErrorRate {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let rate = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(permille));
         let requests = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
-        let (r, n) = (rate.clone(), requests.clone());
+        let peers = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(10));
+        let (r, n, p) = (rate.clone(), requests.clone(), peers.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
@@ -241,6 +244,8 @@ impl ErrorRate {
                 // Only the new version serves errors: the version rolled back to is healthy.
                 let permille = if request.contains("version=1.1.0") {
                     r.load(Ordering::SeqCst)
+                } else if !request.contains("target=api-0&") {
+                    p.load(Ordering::SeqCst)
                 } else {
                     10
                 };
@@ -256,6 +261,7 @@ impl ErrorRate {
         ErrorRate {
             url,
             permille: rate,
+            peers,
             requests,
         }
     }
@@ -263,6 +269,13 @@ impl ErrorRate {
     fn set(&self, permille: u32) {
         self.permille.store(permille, std::sync::atomic::Ordering::SeqCst);
     }
+
+    /// Sets the error rate the canary's peers serve on any version but 1.1.0 (the canary
+    /// harming the targets beside it).
+    fn set_peers(&self, permille: u32) {
+        self.peers.store(permille, std::sync::atomic::Ordering::SeqCst);
+    }
+
     fn requests(&self) -> u32 {
         self.requests.load(std::sync::atomic::Ordering::SeqCst)
     }
@@ -271,6 +284,11 @@ impl ErrorRate {
 /// 10 targets of `api` at 1.0.0; waves canary (ring 0, soak 30 m) → all, an HTTP check every
 /// minute through every soak, 3 failed rounds in a row fail a target, no failure tolerated.
 fn analysed_fleet(url: &str) -> Repo {
+    analysed_fleet_with(url, "")
+}
+
+/// [`analysed_fleet`] with more lines under the policy's `health`.
+fn analysed_fleet_with(url: &str, health: &str) -> Repo {
     let repo = Repo::new();
     repo.file("components/api.yaml", &common::component("api", ""));
     repo.file(
@@ -301,7 +319,7 @@ fn analysed_fleet(url: &str) -> Repo {
         &policy(
             "staged",
             &format!(
-                "  rollout:\n    waves:\n      - {{ name: canary, selector: {{ ring: \"0\" }}, soak: 30m }}\n      - {{ name: all, percent: 100 }}\n    maxParallel: 5\n    maxFailures: 0\n  health:\n    checks:\n      - {{ name: errors, type: http, url: \"{url}/errors?target={{{{ target.name }}}}&version={{{{ version }}}}\", expect: 200 }}\n    interval: 1m\n    failureThreshold: 3\n"
+                "  rollout:\n    waves:\n      - {{ name: canary, selector: {{ ring: \"0\" }}, soak: 30m }}\n      - {{ name: all, percent: 100 }}\n    maxParallel: 5\n    maxFailures: 0\n  health:\n    checks:\n      - {{ name: errors, type: http, url: \"{url}/errors?target={{{{ target.name }}}}&version={{{{ version }}}}\", expect: 200 }}\n    interval: 1m\n    failureThreshold: 3\n{health}"
             ),
         ),
     );
@@ -1036,4 +1054,67 @@ fn a_waves_after_with_unknown_names_bad_durations_or_a_cycle_is_reported_with_fi
         line("policies/d.yaml:8:").contains("spec.rollout.waves[0].after.soak: \"2 days\" is not a valid duration"),
         "{out}"
     );
+}
+
+/// Issue #11 ("… on every target of a wave (and optionally on the canary's peers)"): with
+/// `health.peers: true` the checks also run through the canary's soak on the rollout's other
+/// targets, at the version they run. When the canary harms them (their error rate climbs while
+/// its own stays at 1 %), the wave fails: the canary is rolled back, the rollout halts, and the
+/// peers themselves are not touched.
+#[test]
+fn a_peer_failing_during_the_canary_soak_fails_the_wave_and_rolls_the_canary_back() {
+    let server = ErrorRate::serve(10);
+    let repo = analysed_fleet_with(&server.url, "    peers: true\n");
+    repo.gantry(&["apply", "--now", &at(0)]).expect(0);
+    assert_eq!(log(&repo, "deploys.log"), "api-0 1.1.0\n", "only the canary goes");
+
+    // Healthy: the canary and its 9 peers are checked each round.
+    let before = server.requests();
+    repo.gantry(&["apply", "--now", &at(5)]).expect(0);
+    assert_eq!(
+        server.requests() - before,
+        3 * 10,
+        "3 rounds on the canary and on each peer"
+    );
+    let plan = plan_json(&repo, &at(5));
+    let analysis = &plan["rollouts"][0]["waves"][0]["analysis"];
+    let peers = analysis["peers"].as_object().expect("peers in the plan");
+    assert_eq!(peers.len(), 9, "{analysis}");
+    assert_eq!(peers["api-3"]["status"], "running", "{analysis}");
+    assert!(
+        analysis["targets"].get("api-3").is_none(),
+        "a peer is not a target of the wave"
+    );
+
+    // The canary harms the old version's targets: one failed round is not enough to act on...
+    server.set_peers(90);
+    repo.gantry(&["apply", "--now", &at(6)]).expect(0);
+    assert_eq!(log(&repo, "deploys.log"), "api-0 1.1.0\n");
+    let blocker = blockers_of(&plan_json(&repo, &at(6)), "api-5")[0]["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(blocker.contains("peer api-1 errors failing 1×"), "{blocker}");
+    // ...the third in a row is: the wave fails on its peers' health.
+    let run = repo.gantry(&["apply", "--now", &at(8)]).expect(2);
+    assert!(
+        run.stderr()
+            .contains("analysis failed in wave canary: peer `api-1` (1.0.0): check `errors` failed 3 rounds in a row"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(
+        log(&repo, "deploys.log"),
+        "api-0 1.1.0\napi-0 1.0.0\n",
+        "peers untouched"
+    );
+    let s = status(&repo, &at(9));
+    assert_eq!(row(&s, "api-0")["status"], "rolled_back");
+    for i in 1..10 {
+        let r = row(&s, &format!("api-{i}"));
+        assert_eq!(r["current"], "1.0.0", "{r}");
+        assert!(r["blockers"].to_string().contains("halted"), "{r}");
+    }
+    let rollout = state_file(&repo, "rollouts/api@1.1.0.yaml");
+    assert!(rollout.contains("peers:") && rollout.contains("api-1:"), "{rollout}");
 }

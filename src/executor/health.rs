@@ -789,6 +789,7 @@ mod tests {
             interval: Some("10s".into()),
             soak: Some(soak.into()),
             failure_threshold,
+            peers: false,
         }
     }
 

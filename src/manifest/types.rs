@@ -392,11 +392,17 @@ pub struct Health {
     pub soak: Option<String>,
     #[serde(default = "one")]
     pub failure_threshold: u32,
+    /// Through every wave's soak, also run the checks on the wave's peers: the rollout's other
+    /// converged targets, at the version they run. One failing fails the wave (its targets are
+    /// rolled back): a canary that harms its neighbours is caught too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub peers: bool,
 }
 
 impl Default for Health {
     fn default() -> Self {
         Health {
+            peers: false,
             checks: Vec::new(),
             interval: None,
             soak: None,
