@@ -842,11 +842,11 @@ fn a_wave_after_another_policy_waits_for_that_stage_and_its_soak_to_the_second()
         ],
         &[
             (
-                "policies/staging.yaml".into(),
+                "policies/staging.yaml",
                 policy("staging", "  selector: { env: staging }\n"),
             ),
             (
-                "policies/production.yaml".into(),
+                "policies/production.yaml",
                 policy(
                     "production",
                     "  selector: { env: prod }\n  rollout:\n    waves:\n      - { name: canary, selector: { ring: \"0\" } }\n      - { name: all, percent: 100, after: { policy: staging, soak: 48h } }\n    maxParallel: 3\n",
@@ -899,7 +899,7 @@ fn a_wave_after_an_earlier_wave_waits_for_its_own_soak_from_that_waves_completio
     let repo = staged_fleet(
         &targets,
         &[(
-            "policies/production.yaml".into(),
+            "policies/production.yaml",
             policy(
                 "production",
                 "  rollout:\n    waves:\n      - { name: canary, selector: { ring: \"0\" }, soak: 10m }\n      - { name: early, percent: 50 }\n      - { name: all, percent: 100, after: { wave: canary, soak: 24h } }\n    maxParallel: 4\n",
@@ -951,14 +951,14 @@ fn a_failed_stage_keeps_a_waves_after_closed_even_when_its_rollout_goes_on() {
         ],
         &[
             (
-                "policies/staging.yaml".into(),
+                "policies/staging.yaml",
                 policy(
                     "staging",
                     "  selector: { env: staging }\n  rollout: { maxParallel: 2, maxFailures: 1 }\n",
                 ),
             ),
             (
-                "policies/production.yaml".into(),
+                "policies/production.yaml",
                 policy(
                     "production",
                     "  selector: { env: prod }\n  rollout:\n    waves:\n      - { name: all, percent: 100, after: { policy: staging, soak: 1h } }\n    maxFailures: 1\n",

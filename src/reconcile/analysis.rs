@@ -280,7 +280,7 @@ fn peers_of(
         .targets
         .values()
         .filter(|t| t.spec().component == rollout.component)
-        .filter(|t| !rollout.targets.get(t.name()).is_some_and(|r| r.wave == wave))
+        .filter(|t| rollout.targets.get(t.name()).is_none_or(|r| r.wave != wave))
         .filter(|t| policy::select_policy(env.desired, t).ok().and_then(|g| g.name()) == governing.name())
         .filter_map(|t| {
             let r = recorded.targets.get(t.name())?;
