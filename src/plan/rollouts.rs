@@ -214,7 +214,12 @@ pub(super) fn stage_blocker(
 ) -> Option<Blocker> {
     let policy = governing.policy()?;
     let after = policy.manifest.spec.after.as_ref()?;
-    let members = stage_members(input, record, version, stages.get(&(component, after.policy.as_str())));
+    let members = stage_members(
+        input,
+        record,
+        version,
+        stages.get(&(component, after.policy.as_str())).map(Vec::as_slice),
+    );
     let stage = &after.policy;
     let name = &policy.manifest.name;
     gate_blocker(
@@ -253,7 +258,12 @@ pub(super) fn wave_stage_blocker(
     let policy = governing.name().unwrap_or_default();
     match &after.stage {
         StageRef::Policy(stage) => {
-            let members = stage_members(input, record, version, stages.get(&(component, stage.as_str())));
+            let members = stage_members(
+                input,
+                record,
+                version,
+                stages.get(&(component, stage.as_str())).map(Vec::as_slice),
+            );
             gate_blocker(
                 waves::stage_gate(&members, after.soak, input.now),
                 input.now,
@@ -298,7 +308,7 @@ fn stage_members(
     input: &PlanInput,
     record: Option<&crate::state::RolloutRecord>,
     version: &Version,
-    targets: Option<&Vec<&str>>,
+    targets: Option<&[&str]>,
 ) -> Vec<Option<Timestamp>> {
     let converged_since = |target: &str| -> Option<Timestamp> {
         let r = input.recorded.targets.get(target)?;
