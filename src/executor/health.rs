@@ -681,6 +681,7 @@ mod tests {
             interval: Duration::from_secs(10),
             soak: crate::manifest::values::parse_duration(soak).unwrap(),
             failure_threshold,
+            peers: false,
         }
     }
 

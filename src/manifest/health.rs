@@ -23,6 +23,9 @@ pub struct HealthSettings {
     pub soak: Duration,
     /// Consecutive failures of one check that make a target unhealthy (at least 1).
     pub failure_threshold: u32,
+    /// `peers`: through a wave's soak, the checks also run on the rollout's other converged
+    /// targets.
+    pub peers: bool,
 }
 
 /// The settings of a policy without a `health` section (and of the built-in policy).
@@ -31,6 +34,7 @@ pub static NO_HEALTH_CHECKS: HealthSettings = HealthSettings {
     interval: DEFAULT_INTERVAL,
     soak: Duration::ZERO,
     failure_threshold: 1,
+    peers: false,
 };
 
 impl Default for HealthSettings {

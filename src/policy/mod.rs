@@ -124,6 +124,10 @@ impl<'a> Governing<'a> {
     pub fn wave_soaks(&self) -> &'a [Option<std::time::Duration>] {
         self.policy().map_or(&[], |p| p.wave_soak.as_slice())
     }
+    /// The parsed `after` of each declared wave, in order.
+    pub fn wave_afters(&self) -> &'a [Option<crate::manifest::WaveStage>] {
+        self.policy().map_or(&[], |p| p.wave_after.as_slice())
+    }
 }
 
 /// Two policies of equal priority select the same target.

@@ -105,6 +105,8 @@ pub struct Policy {
     pub min_release_age: [Option<Duration>; 3],
     /// Soak per wave, in wave order.
     pub wave_soak: Vec<Option<Duration>>,
+    /// The parsed `after` per wave, in wave order (`None`: the wave has none).
+    pub wave_after: Vec<Option<WaveStage>>,
     /// The parsed `after.soak` (zero when `after` has none).
     pub after_soak: Duration,
     /// The parsed `traffic.analysis`: how long each traffic weight is held (zero: none).

@@ -94,6 +94,7 @@ pub(super) fn check_policy(policy: &Manifest<PolicySpec>, diags: &mut Vec<Diagno
         }
     }
     let mut wave_soak = Vec::new();
+    let mut wave_after = Vec::new();
     let mut wave_names = BTreeSet::new();
     for (i, wave) in spec.rollout.waves.iter().enumerate() {
         let base = format!("/spec/rollout/waves/{i}");
@@ -103,6 +104,11 @@ pub(super) fn check_policy(policy: &Manifest<PolicySpec>, diags: &mut Vec<Diagno
             wave.soak.as_deref(),
             diags,
         ));
+        wave_after.push(
+            wave.after
+                .as_ref()
+                .and_then(|after| check_wave_after(policy, i, after, diags)),
+        );
         if !wave_names.insert(wave.name.as_str()) {
             diags.push(origin.diagnostic(
                 Severity::Violation,
@@ -183,6 +189,7 @@ pub(super) fn check_policy(policy: &Manifest<PolicySpec>, diags: &mut Vec<Diagno
         interval: health_interval.unwrap_or(DEFAULT_INTERVAL),
         soak: health_soak.unwrap_or_default(),
         failure_threshold: spec.health.failure_threshold.max(1),
+        peers: spec.health.peers,
     };
     let after_soak = spec.after.as_ref().map_or(Duration::ZERO, |after| {
         if after.policy == policy.name {
@@ -238,9 +245,85 @@ pub(super) fn check_policy(policy: &Manifest<PolicySpec>, diags: &mut Vec<Diagno
         health,
         min_release_age,
         wave_soak,
+        wave_after,
         after_soak,
         traffic_analysis,
         manifest: policy.clone(),
+    })
+}
+
+/// Parses `rollout.waves[i].after` (SPEC §8): exactly one of `policy` (another policy; that it
+/// exists and no cycle goes through it is [`check_promotions`]' business) or `wave` (an earlier
+/// wave of this policy: the same or a later one would wait for itself through the wave order).
+fn check_wave_after(
+    policy: &Manifest<PolicySpec>,
+    i: usize,
+    after: &WaveAfter,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<WaveStage> {
+    let origin = &policy.origin;
+    let waves = &policy.spec.rollout.waves;
+    let name = &waves[i].name;
+    let base = format!("/spec/rollout/waves/{i}/after");
+    let soak = duration_field(origin, &format!("{base}/soak"), after.soak.as_deref(), diags);
+    let stage = match (&after.policy, &after.wave) {
+        (Some(stage), None) if *stage == policy.name => {
+            diags.push(origin.diagnostic(
+                Severity::Invalid,
+                "cycle",
+                &format!("{base}/policy"),
+                format!(
+                    "wave `{name}` cannot wait for its own policy `{stage}`, whose rollout it is part of (a cycle); name another policy, or an earlier wave with `after: {{ wave: NAME }}`"
+                ),
+            ));
+            None
+        }
+        (Some(stage), None) => Some(StageRef::Policy(stage.clone())),
+        (None, Some(wave)) => {
+            match waves.iter().position(|w| w.name == *wave) {
+                Some(j) if j < i => Some(StageRef::Wave(j)),
+                Some(_) => {
+                    diags.push(origin.diagnostic(
+                    Severity::Invalid,
+                    "cycle",
+                    &format!("{base}/wave"),
+                    format!(
+                        "wave `{name}` cannot wait for wave `{wave}`, which comes after it or is itself (waves start in order: a cycle); name an earlier wave"
+                    ),
+                ));
+                    None
+                }
+                None => {
+                    let earlier: Vec<&str> = waves[..i].iter().map(|w| w.name.as_str()).collect();
+                    diags.push(origin.diagnostic(
+                    Severity::Violation,
+                    "unknown_reference",
+                    &format!("{base}/wave"),
+                    format!(
+                        "after.wave names no earlier wave `{wave}` of policy `{}` (earlier waves: {}); fix the name",
+                        policy.name,
+                        if earlier.is_empty() { "none".to_string() } else { earlier.join(", ") }
+                    ),
+                ));
+                    None
+                }
+            }
+        }
+        _ => {
+            diags.push(origin.diagnostic(
+                Severity::Invalid,
+                "schema",
+                &base,
+                format!(
+                    "wave `{name}`: `after` names exactly one of `policy` (another stage) or `wave` (an earlier wave of this policy)"
+                ),
+            ));
+            None
+        }
+    };
+    Some(WaveStage {
+        stage: stage?,
+        soak: soak?,
     })
 }
 
@@ -330,47 +413,90 @@ pub(super) fn check_health(
     })
 }
 
-/// `after.policy` must name a policy, and following `after` from any policy must end (a cycle
-/// would hold every stage of it forever).
+/// Every `after.policy` (of a policy or of one of its waves) must name a policy, and following
+/// them from any policy must end: a cycle would hold every stage of it forever. A cycle is
+/// reported on each policy in it, naming each one's file.
 pub(super) fn check_promotions(policies: &BTreeMap<&str, &Manifest<PolicySpec>>, diags: &mut Vec<Diagnostic>) {
     for (name, policy) in policies {
-        let Some(after) = &policy.spec.after else { continue };
-        if !policies.contains_key(after.policy.as_str()) {
-            diags.push(policy.origin.diagnostic(
-                Severity::Violation,
-                "unknown_reference",
-                "/spec/after/policy",
-                format!(
-                    "after.policy names unknown policy `{}`; add that Policy or fix the name",
-                    after.policy
-                ),
-            ));
-            continue;
-        }
-        let mut seen = vec![*name];
-        let mut next = after.policy.as_str();
-        while let Some(p) = policies.get(next) {
-            if seen.contains(&next) {
-                if next == *name && seen.len() > 1 {
-                    diags.push(policy.origin.diagnostic(
-                        Severity::Violation,
-                        "cycle",
-                        "/spec/after/policy",
-                        format!(
-                            "promotion cycle: {} → {next}; one stage must come first",
-                            seen.join(" → ")
-                        ),
-                    ));
-                }
-                break;
+        let mut cycle_reported = false;
+        for (pointer, next) in promotion_edges(policy) {
+            if next == *name {
+                continue; // Waiting for itself: check_policy reports it.
             }
-            seen.push(next);
-            match &p.spec.after {
-                Some(a) => next = a.policy.as_str(),
-                None => break,
+            if !policies.contains_key(next) {
+                diags.push(policy.origin.diagnostic(
+                    Severity::Violation,
+                    "unknown_reference",
+                    &pointer,
+                    format!("after.policy names unknown policy `{next}`; add that Policy or fix the name"),
+                ));
+                continue;
+            }
+            if cycle_reported {
+                continue;
+            }
+            let mut seen = BTreeSet::new();
+            if let Some(path) = path_back(policies, next, name, &mut seen) {
+                let named = |p: &str| {
+                    policies
+                        .get(p)
+                        .map_or_else(|| p.to_string(), |m| format!("{p} ({})", m.origin.file))
+                };
+                let mut steps = vec![named(name)];
+                steps.push(named(next));
+                steps.extend(path.iter().map(|p| named(p)));
+                diags.push(policy.origin.diagnostic(
+                    Severity::Violation,
+                    "cycle",
+                    &pointer,
+                    format!(
+                        "promotion cycle: {} → {name}; one stage must come first",
+                        steps.join(" → ")
+                    ),
+                ));
+                cycle_reported = true;
             }
         }
     }
+}
+
+/// The policies `policy` waits for, through its own `after` and its waves', with the pointer of
+/// each `after.policy`.
+fn promotion_edges(policy: &Manifest<PolicySpec>) -> Vec<(String, &str)> {
+    let mut edges = Vec::new();
+    if let Some(after) = &policy.spec.after {
+        edges.push(("/spec/after/policy".to_string(), after.policy.as_str()));
+    }
+    for (i, wave) in policy.spec.rollout.waves.iter().enumerate() {
+        if let Some(stage) = wave.after.as_ref().and_then(|a| a.policy.as_deref()) {
+            edges.push((format!("/spec/rollout/waves/{i}/after/policy"), stage));
+        }
+    }
+    edges
+}
+
+/// A path of policies from `from` (excluded) whose last waits for `to`, if `from` waits for `to`
+/// through any chain of `after`s; `seen` keeps the search linear.
+fn path_back<'a>(
+    policies: &BTreeMap<&str, &'a Manifest<PolicySpec>>,
+    from: &str,
+    to: &str,
+    seen: &mut BTreeSet<String>,
+) -> Option<Vec<&'a str>> {
+    if !seen.insert(from.to_string()) {
+        return None;
+    }
+    let policy = policies.get(from)?;
+    for (_, next) in promotion_edges(policy) {
+        if next == to {
+            return Some(Vec::new());
+        }
+        if let Some(mut path) = path_back(policies, next, to, seen) {
+            path.insert(0, next);
+            return Some(path);
+        }
+    }
+    None
 }
 
 #[cfg(test)]
