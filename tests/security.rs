@@ -310,3 +310,55 @@ fn approval_trailer_does_not_count_when_signed_by_someone_else() {
     assert!(plan.contains("\"approval\""), "{plan}");
     assert!(plan.contains("alice@example.com"), "{plan}");
 }
+
+/// Issue #15: a failed step said only "exited with status 1" in `history`. The failing step's
+/// output tail is now in `history --format json` and `--format csv` verbatim (every line, in
+/// order, never cut at `…`), with the attempt's update type and duration, and a secret the step
+/// printed stays redacted there.
+#[test]
+fn history_keeps_the_failing_steps_output_tail_verbatim_and_redacted() {
+    let repo = Repo::new();
+    repo.file("gantry.toml", "[secrets]\nvars = [\"token\"]\n")
+        .file(
+            "components/billing.yaml",
+            "apiVersion: gantry.dev/v1\nkind: Component\nmetadata: { name: billing }\nspec:\n  steps:\n    deploy: [\"scripts/deploy.sh\", \"{{ target.vars.token }}\", \"{{ version }}\"]\n",
+        )
+        .file("releases/billing.yaml", &release("billing", "1.0.0", ""))
+        .file("releases/billing-2.yaml", &release("billing", "1.1.0", ""))
+        .file(
+            "targets/acme.yaml",
+            &format!("{}  vars: {{ token: \"{SECRET}\" }}\n", target("acme", "billing", "1.0.0", "env: prod")),
+        )
+        .file(
+            "scripts/deploy.sh",
+            "#!/bin/sh\n[ \"$2\" = 1.0.0 ] && exit 0\nprintf 'first, \"quoted\" line\\n  indented: %s\\n' \"$1\"\n\
+             echo \"$(printf 'w%.0s' $(seq 1 300))\"\necho 'last line' >&2\nexit 1\n",
+        );
+    repo.commit_all("fleet");
+    repo.gantry(&["apply"]).expect(0);
+    let text = std::fs::read_to_string(repo.path().join("targets/acme.yaml")).unwrap();
+    repo.file("targets/acme.yaml", &text.replace("\"1.0.0\"", "\"1.1.0\""));
+    repo.commit_all("bump");
+    repo.gantry(&["apply"]).expect(2);
+
+    let json = repo.gantry(&["history", "acme", "--format", "json"]).expect(0).stdout();
+    assert!(!json.contains(SECRET), "{json}");
+    let history: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let failed = &history[0];
+    let long = "w".repeat(300);
+    let want_tail = format!("first, \"quoted\" line\n  indented: ***\n{long}\nlast line");
+    let tail = failed["output_tail"].as_str().expect("output_tail");
+    assert_eq!(tail.trim_end(), want_tail, "{failed}");
+    assert_eq!(failed["update_type"], "minor", "{failed}");
+    assert_eq!(failed["action"], "upgrade", "{failed}");
+    assert!(failed["duration_ms"].as_i64().is_some_and(|d| d >= 0), "{failed}");
+    assert_eq!(failed["approvers"], serde_json::json!([]), "{failed}");
+    assert_eq!(history[1]["update_type"], "major", "an install: {}", history[1]);
+    assert_eq!(history[1]["output_tail"].as_str().map(str::trim), Some(""));
+
+    let csv = repo.gantry(&["history", "acme", "--format", "csv"]).expect(0).stdout();
+    assert!(!csv.contains(SECRET), "{csv}");
+    let quoted = want_tail.replace('"', "\"\"");
+    assert!(csv.contains(&quoted), "CSV keeps the tail whole and quoted:\n{csv}");
+    assert!(!csv.contains('…'), "{csv}");
+}

@@ -1,10 +1,12 @@
 //! History: the outcomes recorded on the state branch, newest first (`gantry history`), each
-//! with who wrote the desired commit it reconciled and, for rollbacks, the operator and reason.
+//! with who wrote the desired commit it reconciled and, for rollbacks, the operator and reason,
+//! and its update type (issue #15).
 
 use std::collections::HashMap;
 
 use serde::Serialize;
 
+use crate::policy::UpdateType;
 use crate::reconcile::load::load_commit;
 use crate::source::WatchedRepo;
 use crate::state::{HistoryEntry, read_history};
@@ -17,6 +19,8 @@ use super::{OpsError, resolve_commit};
 pub struct HistoryRecord {
     #[serde(flatten)]
     pub entry: HistoryEntry,
+    /// patch, minor or major for a version change; null for `config` and `remove`.
+    pub update_type: Option<UpdateType>,
     /// The desired commit's author, `Name <email>` (null when the commit is not in the repository).
     pub author: Option<String>,
     /// The desired commit's committer, `Name <email>`.
@@ -49,6 +53,7 @@ pub fn history(repo: &WatchedRepo, target: Option<&str>) -> Result<Vec<HistoryRe
                 .or_insert_with(|| DesiredCommit::read(repo, &entry.desired_commit))
                 .clone();
             HistoryRecord {
+                update_type: update_type_of(&entry),
                 entry,
                 author: desired.author,
                 committer: desired.committer,
@@ -57,6 +62,17 @@ pub fn history(repo: &WatchedRepo, target: Option<&str>) -> Result<Vec<HistoryRe
             }
         })
         .collect())
+}
+
+/// The update type of a recorded attempt: by its action, or (records older than the action)
+/// by whether the version changed.
+pub fn update_type_of(entry: &HistoryEntry) -> Option<UpdateType> {
+    let changes_version = match entry.detail.action.as_deref() {
+        Some("config" | "remove") => false,
+        Some(_) => true,
+        None => entry.from.as_ref() != Some(&entry.to),
+    };
+    changes_version.then(|| crate::policy::update_type(entry.from.as_ref(), &entry.to))
 }
 
 /// What a desired commit says; all `None` when it is gone (a force-pushed branch).
@@ -104,7 +120,42 @@ fn trailer(message: &str, key: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::trailer;
+    use super::{trailer, update_type_of};
+    use crate::policy::UpdateType;
+    use crate::state::{AttemptDetail, HistoryEntry, Outcome};
+
+    #[test]
+    fn update_type_follows_the_action() {
+        let cases = [
+            (Some("upgrade"), Some("1.2.0"), "2.0.0", Some(UpdateType::Major)),
+            (Some("upgrade"), Some("1.2.0"), "1.3.0", Some(UpdateType::Minor)),
+            (Some("downgrade"), Some("1.2.1"), "1.2.0", Some(UpdateType::Patch)),
+            (Some("install"), None, "1.2.0", Some(UpdateType::Major)),
+            (Some("config"), Some("1.2.0"), "1.2.0", None),
+            (Some("remove"), Some("1.2.0"), "1.2.0", None),
+            (None, Some("1.2.0"), "1.2.0", None),
+            (None, Some("1.2.0"), "1.2.5", Some(UpdateType::Patch)),
+        ];
+        for (action, from, to, want) in cases {
+            let entry = HistoryEntry {
+                commit: String::new(),
+                time: jiff::Timestamp::UNIX_EPOCH,
+                target: "acme".into(),
+                component: None,
+                from: from.map(|v| v.parse().unwrap()),
+                to: to.parse().unwrap(),
+                outcome: Outcome::Succeeded,
+                desired_commit: String::new(),
+                attempt: String::new(),
+                message: String::new(),
+                detail: AttemptDetail {
+                    action: action.map(str::to_string),
+                    ..AttemptDetail::default()
+                },
+            };
+            assert_eq!(update_type_of(&entry), want, "{action:?} {from:?} → {to}");
+        }
+    }
 
     #[test]
     fn trailers_come_from_the_last_paragraph() {

@@ -113,6 +113,7 @@ pub fn status_report(repo: &WatchedRepo, rev: Option<&str>, now: jiff::Timestamp
             config_hash: None,
             output_tail: String::new(),
             spec_hash: h.spec_hash.clone(),
+            approvers: h.approvers.clone(),
         };
         if let Some(record) = recorded.targets.get_mut(&h.target) {
             record.status = crate::state::TargetStatus::InProgress;

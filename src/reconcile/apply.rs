@@ -663,6 +663,7 @@ fn roll_back_analysis_failure(
         wave: Some(failure.wave.clone()),
         started: now,
         plan: serde_json::Value::Null,
+        approvers: Vec::new(),
     };
     let env = parts.env(desired, pool, &pass.attempts);
     let result = match attempt::start(&env, header, Some(&record), steps) {
@@ -785,6 +786,7 @@ fn run_batch(
             plan: serde_json::Value::Null,
             wave: action.wave.clone(),
             spec_hash: desired.targets.get(&action.target).map(|t| t.spec_hash()),
+            approvers: action.approvals.as_ref().map(|a| a.have.clone()).unwrap_or_default(),
         };
         queue.push_back((action, parts, forward, header));
     }

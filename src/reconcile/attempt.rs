@@ -930,6 +930,7 @@ pub fn finished_record(
             config_hash: Some(crate::manifest::validate::config_hash(&env.config)),
             output_tail: output_tail.to_string(),
             spec_hash: header.spec_hash.clone(),
+            approvers: header.approvers.clone(),
         }),
         rollback_points,
         observed_version: before.and_then(|r| r.observed_version.clone()),

@@ -4,13 +4,21 @@
 //! the [`state`](super) module docs). Commits without them (progress records, hand edits) are
 //! skipped, and so is a block that is missing a field or has a value that does not parse, with
 //! a warning: the audit trail is read as far as it can be.
+//!
+//! The trailers hold one line per fact; what an attempt looked like in full (its duration, the
+//! approvers that counted, the failing step's output tail, the health analysis at the decision,
+//! the whole message) is read from the records the same commit wrote (`targets/<target>.yaml`,
+//! `rollouts/<component>@<version>.yaml`). Commits written before those fields existed, or whose
+//! record is of another attempt, leave them empty: new fields are additive (issue #15).
 
 use git2::{Oid, Repository, Sort};
 use serde::Serialize;
 
+use std::collections::BTreeMap;
+
 use super::StateError;
 use super::branch::{git_error, state_tip, trailer};
-use super::record::Outcome;
+use super::record::{AnalysisStatus, Outcome, RolloutRecord, TargetRecord};
 
 /// One finished attempt as recorded on the state branch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -28,8 +36,48 @@ pub struct HistoryEntry {
     pub outcome: Outcome,
     pub desired_commit: String,
     pub attempt: String,
-    /// Why it ended this way (`Gantry-Message`); empty when none was given.
+    /// Why it ended this way: the whole message from the target's record, or (in commits
+    /// written before records kept it) the `Gantry-Message` trailer; empty when none was given.
     pub message: String,
+    /// What the records of the same commit say of the attempt.
+    #[serde(flatten)]
+    pub detail: AttemptDetail,
+}
+
+/// An attempt as its target's and rollout's records at the outcome commit describe it. Every
+/// field is empty when the commit's record is missing, unreadable or of another attempt.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AttemptDetail {
+    /// `install`, `upgrade`, `downgrade`, `config`, `remove`, `analysis_rollback`.
+    pub action: Option<String>,
+    pub started: Option<jiff::Timestamp>,
+    pub finished: Option<jiff::Timestamp>,
+    /// `finished - started`, in milliseconds.
+    pub duration_ms: Option<i64>,
+    /// The approvers whose approvals counted (empty: none needed, or not recorded).
+    pub approvers: Vec<String>,
+    /// The last lines of output of the step that decided the outcome (secrets already redacted
+    /// when it was recorded), verbatim.
+    pub output_tail: Option<String>,
+    /// The health analysis of the target's wave as it stood when the outcome was recorded.
+    pub health: Option<HealthAtDecision>,
+}
+
+/// The rollout's analysis of one target (SPEC §8, `waves[].analysis`) at an outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HealthAtDecision {
+    /// The rollout (`component@version`) and wave the analysis belongs to.
+    pub rollout: String,
+    pub wave: String,
+    /// The wave's analysis: rounds run and the instant of the latest.
+    pub rounds: u32,
+    pub last_round: Option<String>,
+    /// The target's own verdict.
+    pub status: AnalysisStatus,
+    /// Per check: consecutive failed rounds.
+    pub failures: BTreeMap<String, u32>,
+    /// Per check: what its last round saw (a metric's value, an endpoint's status).
+    pub last: BTreeMap<String, String>,
 }
 
 /// The outcomes recorded on `state_branch`, newest commit first; outcomes sharing a commit keep
@@ -68,11 +116,13 @@ pub fn read_history(
             tracing::warn!(commit = %oid, "state commit time is out of range");
             jiff::Timestamp::UNIX_EPOCH
         });
-        entries.extend(
-            parse_outcomes(oid, time, message)
-                .into_iter()
-                .filter(|entry| target.is_none_or(|t| entry.target == t)),
-        );
+        for mut entry in parse_outcomes(oid, time, message)
+            .into_iter()
+            .filter(|entry| target.is_none_or(|t| entry.target == t))
+        {
+            attach_detail(repo, &commit, &mut entry);
+            entries.push(entry);
+        }
     }
     Ok(entries)
 }
@@ -104,6 +154,66 @@ fn parse_outcomes(commit: Oid, time: jiff::Timestamp, message: &str) -> Vec<Hist
         .collect()
 }
 
+/// Fills `entry.detail` (and the whole message) from the records `commit` wrote.
+fn attach_detail(repo: &Repository, commit: &git2::Commit, entry: &mut HistoryEntry) {
+    let Ok(tree) = commit.tree() else { return };
+    let read = |path: &str| -> Option<String> {
+        let blob = tree.get_path(std::path::Path::new(path)).ok()?.to_object(repo).ok()?;
+        let text = std::str::from_utf8(blob.as_blob()?.content()).ok()?.to_string();
+        Some(text)
+    };
+    let record: Option<TargetRecord> = read(&TargetRecord::path(&entry.target)).and_then(|text| {
+        serde_saphyr::from_str(&text)
+            .inspect_err(|e| tracing::warn!(commit = %commit.id(), target = %entry.target, "unreadable target record in history: {e}"))
+            .ok()
+    });
+    if let Some(attempt) = record
+        .as_ref()
+        .and_then(|r| r.last_attempt.as_ref())
+        .filter(|a| a.id == entry.attempt)
+    {
+        let started = attempt.started.parse::<jiff::Timestamp>().ok();
+        let finished = attempt
+            .finished
+            .as_deref()
+            .and_then(|f| f.parse::<jiff::Timestamp>().ok());
+        entry.detail.action = Some(attempt.action.clone());
+        entry.detail.started = started;
+        entry.detail.finished = finished;
+        entry.detail.duration_ms = started
+            .zip(finished)
+            .and_then(|(s, f)| i64::try_from(f.duration_since(s).as_millis()).ok());
+        entry.detail.approvers = attempt.approvers.clone();
+        entry.detail.output_tail = Some(attempt.output_tail.clone());
+        if !attempt.message.is_empty() {
+            entry.message = attempt.message.clone();
+        }
+    }
+    let Some(component) = entry.component.clone() else {
+        return;
+    };
+    let versions = [Some(entry.to.clone()), entry.from.clone()];
+    entry.detail.health = versions.into_iter().flatten().find_map(|version| {
+        let text = read(&RolloutRecord::path(&component, &version))?;
+        let rollout: RolloutRecord = serde_saphyr::from_str(&text)
+            .inspect_err(|e| tracing::warn!(commit = %commit.id(), "unreadable rollout record in history: {e}"))
+            .ok()?;
+        let wave_name = &rollout.targets.get(&entry.target)?.wave;
+        let wave = rollout.waves.iter().find(|w| &w.name == wave_name)?;
+        let analysis = wave.analysis.as_ref()?;
+        let mine = analysis.targets.get(&entry.target)?;
+        Some(HealthAtDecision {
+            rollout: format!("{component}@{version}"),
+            wave: wave.name.clone(),
+            rounds: analysis.rounds,
+            last_round: analysis.last_round.clone(),
+            status: mine.status,
+            failures: mine.failures.clone(),
+            last: mine.last.clone(),
+        })
+    });
+}
+
 fn parse_block(commit: Oid, time: jiff::Timestamp, block: &[(&str, &str)]) -> Option<HistoryEntry> {
     let get = |key: &str| block.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| *v);
     let from = match get(trailer::FROM)? {
@@ -125,6 +235,7 @@ fn parse_block(commit: Oid, time: jiff::Timestamp, block: &[(&str, &str)]) -> Op
         desired_commit: get(trailer::DESIRED_COMMIT)?.to_string(),
         attempt: get(trailer::ATTEMPT)?.to_string(),
         message: get(trailer::MESSAGE).unwrap_or_default().to_string(),
+        detail: AttemptDetail::default(),
     })
 }
 
@@ -189,6 +300,7 @@ mod tests {
                 desired_commit: "4f0c1d2e3f405162738495a6b7c8d9e0f1a2b3c4".into(),
                 attempt: "acme-20260203T100000Z".into(),
                 message: "health check http failed".into(),
+                detail: AttemptDetail::default(),
             }
         );
         assert_eq!(all[2].from, None);
@@ -219,5 +331,132 @@ mod tests {
             .map(|e| (e.target.as_str(), e.component.as_deref(), e.outcome))
             .collect();
         assert_eq!(summary, [("zen", None, Outcome::Failed)]);
+    }
+
+    /// Issue #15: history read only trailers, so a failed step said "exited with status 1" and
+    /// a long message was cut at `…`. The records of the same commit give the whole message,
+    /// the output tail verbatim, the duration, the approvers and the wave's health analysis.
+    #[test]
+    fn history_reads_the_attempt_detail_from_the_records_of_its_commit() {
+        use crate::state::record::{
+            AttemptRecord, RolloutTarget, RolloutTargetStatus, TargetAnalysis, WaveAnalysis, WaveRecord,
+        };
+        let (_dir, repo) = temp_repo();
+        let long = format!("step deploy failed: {}", "x".repeat(400));
+        let tail = "line one\n  indented: two\n***\nlast line";
+        let mut record = target("billing", "1.2.0");
+        record.last_attempt = Some(AttemptRecord {
+            id: "acme-20260203T100000Z".into(),
+            desired_commit: "4f0c1d2e3f405162738495a6b7c8d9e0f1a2b3c4".into(),
+            from: Some("1.2.0".parse().unwrap()),
+            to: "2.0.0".parse().unwrap(),
+            action: "upgrade".into(),
+            started: "2026-02-03T10:00:00Z".into(),
+            finished: Some("2026-02-03T10:02:03.5Z".into()),
+            outcome: Some(Outcome::RolledBack),
+            message: long.clone(),
+            config_hash: None,
+            output_tail: tail.into(),
+            spec_hash: None,
+            approvers: vec!["ada@example.com".into(), "bo@example.com".into()],
+        });
+        let analysis = WaveAnalysis {
+            status: AnalysisStatus::Failed,
+            rounds: 3,
+            last_round: Some("2026-02-03T10:02:00Z".into()),
+            targets: BTreeMap::from([(
+                "acme".to_string(),
+                TargetAnalysis {
+                    status: AnalysisStatus::Failed,
+                    failures: BTreeMap::from([("p99".to_string(), 2)]),
+                    last: BTreeMap::from([("p99".to_string(), "0.93".to_string())]),
+                },
+            )]),
+            peers: BTreeMap::new(),
+        };
+        let mut batch = Batch::new();
+        batch.upsert_target("acme", record);
+        batch.upsert_rollout(RolloutRecord {
+            component: "billing".into(),
+            version: "2.0.0".parse().unwrap(),
+            started: "2026-02-03T10:00:00Z".into(),
+            waves: vec![WaveRecord {
+                name: "canary".into(),
+                started: Some("2026-02-03T10:00:00Z".into()),
+                completed: None,
+                analysis: Some(analysis),
+            }],
+            targets: BTreeMap::from([(
+                "acme".to_string(),
+                RolloutTarget {
+                    wave: "canary".into(),
+                    status: RolloutTargetStatus::RolledBack,
+                    started: "2026-02-03T10:00:00Z".into(),
+                    finished: Some("2026-02-03T10:02:03Z".into()),
+                },
+            )]),
+            failures: 1,
+            halted: None,
+        });
+        let mut outcome = finished("acme", Some("1.2.0"), "2.0.0", Outcome::RolledBack);
+        outcome.message = long.clone();
+        batch.outcome(outcome);
+        let mut writer = StateWriter::open(&repo, BRANCH).unwrap();
+        writer.commit(&batch, now()).unwrap().unwrap();
+
+        let entry = read_history(&repo, BRANCH, None).unwrap().remove(0);
+        assert_eq!(
+            entry.message, long,
+            "the whole message, not the trailer's 200 characters"
+        );
+        assert_eq!(entry.detail.output_tail.as_deref(), Some(tail));
+        assert_eq!(entry.detail.duration_ms, Some(123_500));
+        assert_eq!(entry.detail.action.as_deref(), Some("upgrade"));
+        assert_eq!(entry.detail.approvers, ["ada@example.com", "bo@example.com"]);
+        let health = entry.detail.health.expect("the wave's analysis");
+        assert_eq!(
+            (health.rollout.as_str(), health.wave.as_str(), health.rounds),
+            ("billing@2.0.0", "canary", 3)
+        );
+        assert_eq!(health.status, AnalysisStatus::Failed);
+        assert_eq!(health.last["p99"], "0.93");
+        assert_eq!(health.failures["p99"], 2);
+    }
+
+    /// Older state branches still read (issue #15: new fields are additive): a record written
+    /// before `approvers` existed, a commit without `Gantry-Component`, and a record of a later
+    /// attempt than the outcome's leave the detail empty instead of failing or mixing attempts.
+    #[test]
+    fn history_reads_a_state_branch_written_by_the_old_format() {
+        let (_dir, repo) = temp_repo();
+        let old_record = "component: billing\nversion: 1.2.0\napplied_migrations: []\nstatus: failed\n\
+            last_attempt:\n  id: a1\n  desired_commit: abc\n  from: 1.0.0\n  to: 1.2.0\n  action: upgrade\n  \
+            started: 2026-02-03T10:00:00Z\n  finished: 2026-02-03T10:00:09Z\n  outcome: failed\n  \
+            message: step deploy exited with status 1\n  output_tail: |\n    boom\nrollback_points: []\n";
+        hand_commit(
+            &repo,
+            &[("targets/acme.yaml", old_record)],
+            "billing 1.0.0 → 1.2.0 on acme: failed\n\nGantry-Target: acme\nGantry-From: 1.0.0\nGantry-To: 1.2.0\n\
+             Gantry-Outcome: failed\nGantry-Desired-Commit: abc\nGantry-Attempt: a1\n\
+             Gantry-Message: step deploy exited with status 1\n",
+        );
+        hand_commit(
+            &repo,
+            &[("targets/acme.yaml", &old_record.replace("id: a1", "id: a2"))],
+            "billing 1.0.0 → 1.2.0 on acme: failed\n\nGantry-Target: acme\nGantry-From: 1.0.0\nGantry-To: 1.2.0\n\
+             Gantry-Outcome: failed\nGantry-Desired-Commit: abc\nGantry-Attempt: a0\n\
+             Gantry-Message: older\n",
+        );
+        let entries = read_history(&repo, BRANCH, None).unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0].attempt, "a0");
+        assert_eq!(entries[0].detail, AttemptDetail::default(), "record of another attempt");
+        assert_eq!(entries[0].message, "older");
+        let old = &entries[1];
+        assert_eq!(old.component, None);
+        assert_eq!(old.detail.duration_ms, Some(9_000));
+        assert_eq!(old.detail.output_tail.as_deref(), Some("boom\n"));
+        assert!(old.detail.approvers.is_empty());
+        assert_eq!(old.detail.health, None);
     }
 }

@@ -70,6 +70,10 @@ pub struct AttemptHeader {
     /// The hash of the target's spec at the desired commit (see `AttemptRecord::spec_hash`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec_hash: Option<String>,
+    /// The approvers whose approvals counted for this attempt's release (issue #15: history
+    /// names them). Absent in journals written before it was recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<String>,
 }
 
 /// A step the reconciler is about to run.
@@ -533,6 +537,7 @@ mod tests {
             plan: serde_json::json!([{"id": "s1", "kind": "snapshot"}, {"id": "s2", "kind": "deploy"}]),
             wave: None,
             spec_hash: None,
+            approvers: Vec::new(),
         }
     }
 

@@ -50,7 +50,7 @@ pub use branch::{
     Batch, FinishedAttempt, Identity, ROLLOUTS_DIR, RecordCache, StateWriter, TARGETS_DIR, branch_ref, read_recorded,
     read_recorded_cached, state_tip,
 };
-pub use history::{HistoryEntry, read_history};
+pub use history::{AttemptDetail, HealthAtDecision, HistoryEntry, read_history};
 pub use journal::{AttemptHeader, Journal, JournalEntry, JournalError, JournaledAttempt, StepCompleted, StepStarted};
 pub use lock::{LockError, ReconcilerLock};
 pub use record::*;

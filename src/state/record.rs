@@ -128,6 +128,10 @@ pub struct AttemptRecord {
     /// until the spec changes (any field, e.g. `retry`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec_hash: Option<String>,
+    /// The approvers whose approvals counted for the release (`approvals.have` of the plan the
+    /// attempt started from). Absent in records written before it was recorded (issue #15).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<String>,
 }
 
 /// `targets/<name>.yaml`.

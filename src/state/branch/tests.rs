@@ -94,6 +94,7 @@ fn full_target() -> TargetRecord {
             config_hash: None,
             output_tail: "line one\nline: two\n".to_string(),
             spec_hash: None,
+            approvers: Vec::new(),
         }),
         rollback_points: vec![v("1.2.0"), v("1.1.0")],
         observed_version: Some("2.0.0".to_string()),
