@@ -534,7 +534,7 @@ fn rollback_honours_git_identity_variables_and_history_shows_operator_and_reason
         csv.lines()
             .next()
             .unwrap()
-            .ends_with(",author,committer,operator,reason"),
+            .contains(",author,committer,operator,reason,"),
         "{csv}"
     );
     assert!(

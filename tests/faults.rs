@@ -643,7 +643,10 @@ fn retry_rearms_a_halted_target_and_says_how() {
         "1.0.0",
         "held target ran"
     );
-    let retry = repo.gantry(&["retry", "acme"]).expect(0);
+    repo.gantry(&["retry", "acme", "--reason", "two\nlines"]).expect(1);
+    let retry = repo
+        .gantry(&["retry", "acme", "--reason", "disk replaced on the host"])
+        .expect(0);
     assert!(retry.stdout().contains("acme: spec.retry 1"), "{}", retry.stdout());
     assert!(
         std::fs::read_to_string(repo.path().join("targets/acme.yaml")).is_ok(),
@@ -653,6 +656,15 @@ fn retry_rearms_a_halted_target_and_says_how() {
     let record = record_of(&repo, "acme");
     assert_eq!(record.version.unwrap().to_string(), "1.1.0");
     assert_truth(&repo, "acme");
+    // Issue #15: the retried attempt's history names who asked for the retry and why.
+    let history: serde_json::Value =
+        serde_json::from_str(&repo.gantry(&["history", "acme", "--format", "json"]).expect(0).stdout()).unwrap();
+    assert_eq!(history[0]["reason"], "disk replaced on the host", "{}", history[0]);
+    assert!(
+        history[0]["operator"].as_str().is_some_and(|o| o.contains('<')),
+        "{}",
+        history[0]
+    );
     repo.gantry(&["retry", "nobody"]).expect(1);
 }
 

@@ -226,6 +226,9 @@ pub enum Command {
         /// Write the commit on a new branch (for a pull request) instead of the desired branch.
         #[arg(long, value_name = "NAME")]
         branch: Option<String>,
+        /// Why: recorded as the commit's `Gantry-Reason` trailer and shown by `history`.
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
     },
     /// Print the JSON Schemas of the manifest kinds (all, or one).
     Schema {
@@ -390,7 +393,8 @@ pub fn run() -> ExitCode {
             targets,
             selector,
             branch,
-        } => retry::run(&cli, targets, selector, branch.as_deref()),
+            reason,
+        } => retry::run(&cli, targets, selector, branch.as_deref(), reason.as_deref()),
         Command::Schema { kind } => schema::run(kind.as_deref()),
         Command::Init { dir } => init::run(&cli, dir),
         Command::Clone { url, dir } => clone::run(&cli, url, dir),

@@ -6,12 +6,19 @@ use crate::source::WatchedRepo;
 
 use super::{Cli, Exit, OpsError};
 
-pub fn run(cli: &Cli, targets: &[String], selector: &[String], branch: Option<&str>) -> Result<Exit, OpsError> {
+pub fn run(
+    cli: &Cli,
+    targets: &[String],
+    selector: &[String],
+    branch: Option<&str>,
+    reason: Option<&str>,
+) -> Result<Exit, OpsError> {
     let repo = WatchedRepo::open(&cli.repo)?;
     let options = RetryOptions {
         targets: targets.to_vec(),
         selector: selector.to_vec(),
         branch: branch.map(str::to_string),
+        reason: reason.map(str::to_string),
     };
     let report = retry(&repo, &options)?;
     println!(

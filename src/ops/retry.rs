@@ -25,6 +25,8 @@ pub struct RetryOptions {
     pub selector: Vec<String>,
     /// A new branch for the commit instead of the desired branch.
     pub branch: Option<String>,
+    /// Why (`--reason`): the commit's `Gantry-Reason` trailer, shown by `history`.
+    pub reason: Option<String>,
 }
 
 /// One target whose `spec.retry` was bumped.
@@ -73,6 +75,7 @@ impl RetryReport {
 /// [`OpsError::Usage`] for an unknown target, a malformed selector, no target selected, or a
 /// manifest gantry cannot edit (say where); source errors when the commit cannot be written.
 pub fn retry(repo: &WatchedRepo, options: &RetryOptions) -> Result<RetryReport, OpsError> {
+    super::rollback::check_reason(options.reason.as_deref())?;
     let desired_branch = repo.desired_branch_hint();
     let head = repo.branch_tip(&desired_branch)?;
     let loaded = load_commit(repo, head)?;
@@ -167,8 +170,9 @@ pub fn retry(repo: &WatchedRepo, options: &RetryOptions) -> Result<RetryReport, 
         contents.push((file, text.into_bytes()));
     }
     let message = format!(
-        "Retry {}\n\nRequested with `gantry retry`: bumps spec.retry, a change to each target's spec that\nre-arms its halted attempt and rollout. Reverting this commit withdraws the request.\n",
-        names.join(", ")
+        "Retry {}\n\nRequested with `gantry retry`: bumps spec.retry, a change to each target's spec that\nre-arms its halted attempt and rollout. Reverting this commit withdraws the request.\n\n{}",
+        names.join(", "),
+        super::rollback::operator_trailers(repo, options.reason.as_deref())?
     );
     let change = match &options.branch {
         Some(name) => ChangeBranch::New {

@@ -38,6 +38,36 @@ pub struct RollbackReport {
 /// to its latest rollback point or to `to`. The commit is validated before the branch moves.
 ///
 /// # Errors
+/// [`OpsError::Usage`] when `--reason` is not one non-empty line of text.
+pub(crate) fn check_reason(reason: Option<&str>) -> Result<(), OpsError> {
+    match reason {
+        Some(reason) if reason.trim().is_empty() || reason.chars().any(char::is_control) => Err(OpsError::Usage(
+            "--reason must be one non-empty line of text (it becomes a commit trailer)".to_string(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The trailer paragraph of a commit gantry writes for an operator (`rollback`, `retry`): the
+/// `Gantry-Operator` (the commit's author as git would name it: GIT_AUTHOR_*, then user.*) and,
+/// with `--reason`, the `Gantry-Reason`.
+///
+/// # Errors
+/// The operator's identity cannot be read from git's configuration or environment.
+pub(crate) fn operator_trailers(repo: &WatchedRepo, reason: Option<&str>) -> Result<String, OpsError> {
+    let (author, _) = repo.operator_signatures(|name| std::env::var(name).ok())?;
+    let mut trailers = format!(
+        "{OPERATOR_TRAILER}: {} <{}>\n",
+        author.name().unwrap_or("gantry"),
+        author.email().unwrap_or("gantry@localhost")
+    );
+    if let Some(reason) = reason {
+        trailers.push_str(&format!("{REASON_TRAILER}: {}\n", reason.trim()));
+    }
+    Ok(trailers)
+}
+
+/// # Errors
 /// [`OpsError::Usage`] for an unknown target, a bad or unknown `--to`, no rollback point, or a
 /// manifest gantry cannot edit; source errors when the commit cannot be written.
 pub fn rollback(
@@ -47,13 +77,7 @@ pub fn rollback(
     branch: Option<&str>,
     reason: Option<&str>,
 ) -> Result<RollbackReport, OpsError> {
-    if let Some(reason) = reason
-        && (reason.trim().is_empty() || reason.chars().any(char::is_control))
-    {
-        return Err(OpsError::Usage(
-            "--reason must be one non-empty line of text (it becomes a commit trailer)".to_string(),
-        ));
-    }
+    check_reason(reason)?;
     let desired_branch = repo.desired_branch_hint();
     let head = repo.branch_tip(&desired_branch)?;
     let loaded = load_commit(repo, head)?;
@@ -106,23 +130,14 @@ pub fn rollback(
             loc.line, loc.column
         ))
     })?;
-    // The operator is the commit's author as git would name it (GIT_AUTHOR_*, then user.*).
-    let (author, _) = repo.operator_signatures(|name| std::env::var(name).ok())?;
-    let operator = format!(
-        "{} <{}>",
-        author.name().unwrap_or("gantry"),
-        author.email().unwrap_or("gantry@localhost")
-    );
-    let mut message = format!(
-        "Roll back {target} to {version}\n\nRequested with `gantry rollback`{}.\nMerging this commit makes gantry plan the downgrade; reverting it undoes the request.\n\n{OPERATOR_TRAILER}: {operator}\n",
+    let message = format!(
+        "Roll back {target} to {version}\n\nRequested with `gantry rollback`{}.\nMerging this commit makes gantry plan the downgrade; reverting it undoes the request.\n\n{}",
         current
             .as_ref()
             .map(|c| format!(" (recorded version {c})"))
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        operator_trailers(repo, reason)?
     );
-    if let Some(reason) = reason {
-        message.push_str(&format!("{REASON_TRAILER}: {}\n", reason.trim()));
-    }
     let change = match branch {
         Some(name) => ChangeBranch::New {
             base: desired_branch.clone(),
