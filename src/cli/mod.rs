@@ -14,6 +14,7 @@ mod rollback;
 mod schema;
 mod status;
 mod validate;
+mod versions;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -174,6 +175,13 @@ pub enum Command {
         #[arg(long)]
         observe: bool,
     },
+    /// A target's available releases (what its version, channels and policy allow), the
+    /// version it runs and the versions it can be rolled back to.
+    Versions {
+        target: String,
+        #[arg(long, value_enum, default_value = "text")]
+        format: VersionsFormat,
+    },
     /// Outcomes recorded on the state branch, newest first.
     History {
         /// Only this target.
@@ -250,6 +258,13 @@ pub enum HistoryFormat {
     Text,
     Json,
     Csv,
+}
+
+/// Output formats of `gantry versions`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum VersionsFormat {
+    Text,
+    Json,
 }
 
 /// Log line formats (`--log-format`).
@@ -389,6 +404,7 @@ pub fn run() -> ExitCode {
                 branch: branch.as_deref(),
             },
         ),
+        Command::Versions { target, format } => versions::run(&cli, target, *format),
         Command::Retry {
             targets,
             selector,

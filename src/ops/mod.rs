@@ -19,6 +19,7 @@ pub mod rollback;
 pub mod shared;
 pub mod status;
 pub mod validate;
+pub mod versions;
 
 use git2::Oid;
 
@@ -49,6 +50,10 @@ pub enum OpsError {
     /// Bad arguments or input the user must fix.
     #[error("{0}")]
     Usage(String),
+    /// A command named a target the desired state does not declare (exit 1, like other usage
+    /// errors; the daemon answers 404).
+    #[error("unknown target `{target}`: not in the desired state at {commit}; `gantry status` lists the targets")]
+    UnknownTarget { target: String, commit: String },
     /// Reading the repository failed.
     #[error(transparent)]
     Source(#[from] SourceError),
@@ -111,6 +116,7 @@ impl OpsError {
                 violations_only: true, ..
             }) => Exit::Violations,
             OpsError::Usage(_)
+            | OpsError::UnknownTarget { .. }
             | OpsError::Source(_)
             | OpsError::Render(_)
             | OpsError::State(_)

@@ -134,3 +134,79 @@ pub(super) fn release_eligible_at(
     let span = jiff::SignedDuration::try_from(age).ok()?;
     released.checked_add(span).ok()
 }
+
+/// What the target's desired version, channels and governing policy say of one release of its
+/// component (`gantry versions`, issue #15).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ReleaseChoice {
+    pub version: Version,
+    pub released: Option<Timestamp>,
+    pub breaking: bool,
+    pub yanked: bool,
+    /// The release's deprecation note.
+    pub deprecated: Option<String>,
+    /// The prerelease channel (none for a stable release).
+    pub channel: Option<String>,
+    /// The target's `spec.version` matches it (the pin itself, or a version the requirement takes).
+    pub matches_version: bool,
+    /// A stable release, or a prerelease of a channel the target lists.
+    pub channel_allowed: bool,
+    /// The governing policy's `deny` entry that covers it.
+    pub denied: Option<String>,
+    /// When it becomes old enough for the policy's `minReleaseAge` (only while it is too young).
+    pub eligible_at: Option<Timestamp>,
+    /// Everything above allows it: it matches, its channel is allowed, it is not yanked or
+    /// denied, and it is old enough now. (A pin is deployable regardless of `minReleaseAge`.)
+    pub allowed: bool,
+}
+
+/// Every release of `target`'s component, oldest first, with what allows or refuses each for
+/// that target at `input.now`. `current` is the version the target runs (it decides the update
+/// type, and so the `minReleaseAge` rule).
+///
+/// # Guarantees
+/// Pure: the same rules `resolve` applies, so a release marked `allowed` with the highest version
+/// is what a requirement resolves to.
+pub fn release_choices(input: &PlanInput, target: &Target, current: Option<&Version>) -> Vec<ReleaseChoice> {
+    let governing = policy::select_policy(input.desired, target).unwrap_or(Governing::BuiltIn);
+    let releases: &[Release] = input
+        .desired
+        .releases
+        .get(&target.spec().component)
+        .map_or(&[], Vec::as_slice);
+    releases
+        .iter()
+        .map(|release| {
+            let matches_version = match &target.wanted {
+                VersionWanted::Pin(pin) => &release.version == pin,
+                VersionWanted::Requirement(req) => requirement_matches(req, release),
+            };
+            let channel_allowed = channel_allowed(target, release);
+            let denied = denied_by(governing, &release.version);
+            let eligible_at = match &target.wanted {
+                VersionWanted::Pin(_) => None,
+                VersionWanted::Requirement(_) => {
+                    let kind = policy::update_type(current, &release.version);
+                    release_eligible_at(input, governing, release, kind).filter(|at| *at > input.now)
+                }
+            };
+            ReleaseChoice {
+                version: release.version.clone(),
+                released: release.released,
+                breaking: release.spec().breaking,
+                yanked: release.spec().yanked,
+                deprecated: release.spec().deprecated.clone(),
+                channel: release.channel().map(str::to_string),
+                matches_version,
+                channel_allowed,
+                allowed: matches_version
+                    && (channel_allowed || matches!(target.wanted, VersionWanted::Pin(_)))
+                    && !release.spec().yanked
+                    && denied.is_none()
+                    && eligible_at.is_none(),
+                denied,
+                eligible_at,
+            }
+        })
+        .collect()
+}

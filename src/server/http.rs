@@ -1,4 +1,5 @@
-//! The daemon's HTTP routes: `/healthz`, `/metrics`, `/api/status`, `/api/daemon`,
+//! The daemon's HTTP routes: `/healthz`, `/metrics`, `/api/status`, `/api/versions/<target>`,
+//! `/api/daemon`,
 //! `POST /api/refresh`, `POST /api/hooks/git` (see `hooks`) and the status page `/`, and the
 //! server that bounds what clients can hold (SPEC §8 "Limits"): at most [`MAX_CONNECTIONS`] open
 //! connections (a new one closes the one quiet for longest), request headers within
@@ -42,6 +43,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/status", get(status))
+        .route("/api/versions/{target}", get(versions))
         .route("/api/daemon", get(daemon))
         .route("/api/refresh", post(refresh))
         // Host and cross-site checks (`guard`) for every route above; the Git webhook below
@@ -284,6 +286,30 @@ async fn status(State(shared): State<Arc<Shared>>, query: axum::extract::RawQuer
     match result {
         Ok(Ok(json)) => ([(header::CONTENT_TYPE, "application/json")], json + "\n").into_response(),
         Ok(Err(message)) => error(&message),
+        Err(e) => error(&e.to_string()),
+    }
+}
+
+/// The same document as `gantry versions TARGET --format json`, computed now; 404 for a target
+/// the desired state does not declare.
+async fn versions(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::Path(target): axum::extract::Path<String>,
+) -> Response {
+    let result = tokio::task::spawn_blocking(move || {
+        let repo = crate::source::WatchedRepo::open(&shared.repo_path).map_err(crate::ops::OpsError::from)?;
+        crate::ops::versions::versions(&repo, &target, shared.now())
+    })
+    .await;
+    match result {
+        Ok(Ok(report)) => match serde_json::to_string_pretty(&report) {
+            Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json + "\n").into_response(),
+            Err(e) => error(&e.to_string()),
+        },
+        Ok(Err(e @ crate::ops::OpsError::UnknownTarget { .. })) => {
+            (StatusCode::NOT_FOUND, format!("{e}\n")).into_response()
+        }
+        Ok(Err(e)) => error(&crate::error_chain(&e)),
         Err(e) => error(&e.to_string()),
     }
 }
