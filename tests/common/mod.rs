@@ -234,3 +234,6 @@ pub fn git_cli(repo: &Repo, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// Test CAs and real servers on 127.0.0.1 (nginx over TLS).
+pub mod tls;
