@@ -188,6 +188,8 @@ pub fn push_state(repo: &Repository, remote: &Remote<'_>, branch: &str) -> Resul
         };
         repo.reference_matching(&local, rebased, true, ours, "gantry: rebase state onto the remote's")
             .map_err(&err)?;
+        crate::state::signing::rebuilt(repo, branch, ours, theirs, rebased)
+            .map_err(|e| err(git2::Error::from_str(&e.to_string())))?;
         tracing::info!(
             remote = remote.name(),
             branch,
@@ -237,8 +239,10 @@ pub fn rebase_onto(repo: &Repository, ours: Oid, theirs: Oid) -> Result<Oid, git
             }
         }
         let tree = repo.find_tree(update.create_updated(repo, &parent.tree()?)?)?;
-        let id = repo.commit(
-            None,
+        // Signed again with this reconciler's key when one is configured: the rebuilt commit
+        // has a new parent, so the old signature no longer covers it.
+        let id = crate::state::signing::commit(
+            repo,
             &commit.author(),
             &commit.committer(),
             commit.message().unwrap_or_default(),
