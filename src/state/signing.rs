@@ -321,3 +321,166 @@ fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     file.sync_all()?;
     std::fs::rename(&tmp, path)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BRANCH: &str = "gantry/state";
+
+    fn key(dir: &Path, name: &str) -> CommitSigner {
+        let path = dir.join(name);
+        let status = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        CommitSigner::from_file(&path).unwrap()
+    }
+
+    /// A commit on `parent` (or a root) adding `file`, signed by `signer` when given, made the
+    /// branch's tip.
+    fn commit_on(repo: &Repository, parent: Option<Oid>, file: &str, signer: Option<&CommitSigner>) -> Oid {
+        let sig = git2::Signature::new("gantry", "gantry@localhost", &git2::Time::new(1_790_000_000, 0)).unwrap();
+        let parent = parent.map(|p| repo.find_commit(p).unwrap());
+        let mut builder = repo
+            .treebuilder(parent.as_ref().map(|p| p.tree().unwrap()).as_ref())
+            .unwrap();
+        builder
+            .insert(file, repo.blob(file.as_bytes()).unwrap(), 0o100_644)
+            .unwrap();
+        let tree = repo.find_tree(builder.write().unwrap()).unwrap();
+        let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
+        let id = commit_with(signer, repo, &sig, &sig, file, &tree, &parents).unwrap();
+        repo.reference(&format!("refs/heads/{BRANCH}"), id, true, "test")
+            .unwrap();
+        id
+    }
+
+    fn setup() -> (
+        tempfile::TempDir,
+        Repository,
+        CommitSigner,
+        CommitSigner,
+        AllowedSigners,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(dir.path().join("repo.git")).unwrap();
+        let ours = key(dir.path(), "ours");
+        let other = key(dir.path(), "other");
+        let signers = state_signers(&repo, Some(&ours)).unwrap().unwrap();
+        (dir, repo, ours, other, signers)
+    }
+
+    #[test]
+    fn the_configured_key_is_pinned_in_the_hosts_state_signers() {
+        let (_dir, repo, ours, other, signers) = setup();
+        assert!(signers.lists(ours.public_key()) && !signers.lists(other.public_key()));
+        let text = std::fs::read_to_string(repo.path().join(STATE_SIGNERS)).unwrap();
+        assert!(text.contains("gantry-state namespaces=\"git\" ssh-ed25519 "), "{text}");
+        // Read without the key: still on, same list; adding it again changes nothing.
+        assert!(state_signers(&repo, None).unwrap().unwrap().lists(ours.public_key()));
+        state_signers(&repo, Some(&ours)).unwrap();
+        assert_eq!(std::fs::read_to_string(repo.path().join(STATE_SIGNERS)).unwrap(), text);
+        // No file and no key: signing is off.
+        let bare = Repository::init_bare(_dir.path().join("other.git")).unwrap();
+        assert!(state_signers(&bare, None).unwrap().is_none());
+    }
+
+    #[test]
+    fn history_from_before_signing_is_accepted_once_then_everything_must_be_signed() {
+        let (_dir, repo, ours, _other, signers) = setup();
+        let legacy = commit_on(&repo, None, "legacy", None);
+        let signed = commit_on(&repo, Some(legacy), "signed", Some(&ours));
+        verify(&repo, BRANCH, &signers).unwrap();
+        assert_eq!(Pins::read(repo.path()).unwrap().get(BRANCH), Some(signed));
+        let forged = commit_on(&repo, Some(signed), "forged", None);
+        match verify(&repo, BRANCH, &signers) {
+            Err(StateError::UntrustedCommit { commit, good, .. }) => {
+                assert_eq!((commit, good), (forged, signed.to_string()));
+            }
+            other => panic!("expected UntrustedCommit, got {other:?}"),
+        }
+        // The pin did not move past the forged commit.
+        assert_eq!(Pins::read(repo.path()).unwrap().get(BRANCH), Some(signed));
+    }
+
+    #[test]
+    fn on_a_first_read_an_unsigned_commit_after_a_signed_one_is_refused() {
+        let (dir, repo, ours, other, signers) = setup();
+        let signed = commit_on(&repo, None, "signed", Some(&ours));
+        let forged = commit_on(&repo, Some(signed), "forged", None);
+        let err = verify(&repo, BRANCH, &signers).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!(
+                "state branch gantry/state: state commit {forged} is not trusted: it has no signature"
+            )),
+            "{err}"
+        );
+        assert!(err.contains(&signed.to_string()), "{err}");
+        // Signed by a key that is not listed: refused whatever comes before it.
+        let repo2 = Repository::init_bare(dir.path().join("two.git")).unwrap();
+        let by_other = commit_on(&repo2, None, "other", Some(&other));
+        let err = verify(&repo2, BRANCH, &signers).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("state commit {by_other} is not trusted: it is signed by key ")),
+            "{err}"
+        );
+        assert!(
+            err.contains("which is not listed in .git/gantry/state_signers"),
+            "{err}"
+        );
+        assert!(err.contains("the branch's first commit"), "{err}");
+    }
+
+    #[test]
+    fn a_branch_reset_under_the_verified_commit_is_a_rewrite() {
+        let (_dir, repo, ours, _other, signers) = setup();
+        let first = commit_on(&repo, None, "first", Some(&ours));
+        let second = commit_on(&repo, Some(first), "second", Some(&ours));
+        verify(&repo, BRANCH, &signers).unwrap();
+        repo.reference(&format!("refs/heads/{BRANCH}"), first, true, "drop an outcome")
+            .unwrap();
+        match verify(&repo, BRANCH, &signers) {
+            Err(StateError::Rewritten { tip, verified, .. }) => assert_eq!((tip, verified), (first, second)),
+            other => panic!("expected Rewritten, got {other:?}"),
+        }
+    }
+
+    /// `push_state` rebuilds our unpublished commits on the remote's tip: they are signed again
+    /// and the pin moves back to the shared commit, so the next read verifies instead of calling
+    /// the legitimate rebuild a rewrite.
+    #[test]
+    fn commits_rebuilt_on_the_remotes_tip_are_signed_and_verify() {
+        let (_dir, repo, ours_key, other_key, _) = setup();
+        // Another agent's key is listed on this host too.
+        let mut text = std::fs::read_to_string(repo.path().join(STATE_SIGNERS)).unwrap();
+        text.push_str(&other_key.allowed_signers_line("agent-b"));
+        std::fs::write(repo.path().join(STATE_SIGNERS), text).unwrap();
+        let signers = state_signers(&repo, None).unwrap().unwrap();
+
+        let base = commit_on(&repo, None, "base", Some(&ours_key));
+        let theirs = commit_on(&repo, Some(base), "theirs", Some(&other_key));
+        let ours = commit_on(&repo, Some(base), "ours", Some(&ours_key));
+        verify(&repo, BRANCH, &signers).unwrap();
+        let rebased = crate::source::sync::rebase_onto(&repo, ours, theirs, Some(&ours_key)).unwrap();
+        repo.reference(&format!("refs/heads/{BRANCH}"), rebased, true, "rebase")
+            .unwrap();
+        rebuilt(&repo, BRANCH, ours, theirs, rebased).unwrap();
+        assert_eq!(Pins::read(repo.path()).unwrap().get(BRANCH), Some(base));
+        verify(&repo, BRANCH, &signers).unwrap();
+        assert_eq!(Pins::read(repo.path()).unwrap().get(BRANCH), Some(rebased));
+        verify_commit(&repo, rebased, &signers).unwrap();
+
+        // Rebuilt without a key (a reconciler not configured to sign): refused on the next read.
+        let unsigned = crate::source::sync::rebase_onto(&repo, ours, theirs, None).unwrap();
+        repo.reference(&format!("refs/heads/{BRANCH}"), unsigned, true, "rebase")
+            .unwrap();
+        rebuilt(&repo, BRANCH, rebased, theirs, unsigned).unwrap();
+        assert!(matches!(
+            verify(&repo, BRANCH, &signers),
+            Err(StateError::UntrustedCommit { commit, .. }) if commit == unsigned
+        ));
+    }
+}

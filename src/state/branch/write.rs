@@ -343,9 +343,8 @@ impl<'r> StateWriter<'r> {
         let signature = Signature::new(&self.identity.name, &self.identity.email, &time)
             .map_err(|e| self.git_error("making the commit signature", e))?;
         let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
-        let commit = self
-            .repo
-            .commit(None, &signature, &signature, &message, &tree, &parents)
+        // Signed with the reconciler's key when one is configured (issue #18).
+        let commit = crate::state::signing::commit(self.repo, &signature, &signature, &message, &tree, &parents)
             .map_err(|e| self.git_error("writing the state commit", e))?;
         Ok(Some((commit, message)))
     }
