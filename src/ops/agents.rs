@@ -264,6 +264,9 @@ fn commit_claims(
         Some(old) => repo.reference_matching(&local, id, true, old, message)?,
         None => repo.reference(&local, id, false, message)?,
     };
+    if let Err(e) = crate::state::signing::wrote(repo, state_branch, old, id) {
+        tracing::warn!(branch = state_branch, "claims commit {id} not pinned as verified: {e}");
+    }
     Ok(Some((id, old)))
 }
 

@@ -25,7 +25,8 @@
 //!   unsigned commit may come after a signed one. Unsigned commits with no signed ancestor are
 //!   history from before signing was turned on and are accepted (trust on first use, listed as a
 //!   residual risk in docs/SECURITY.md);
-//! - then the tip is pinned as verified.
+//! - then the tip is pinned as verified. A commit this host writes on the pinned tip is pinned
+//!   as it is written ([`wrote`]).
 //!
 //! `push_state` rebuilds unpublished commits on the remote's tip; [`rebuilt`] moves the pin back
 //! to the commit both histories share, so the rebuilt commits and the remote's are verified on
@@ -224,6 +225,26 @@ pub fn verify(repo: &Repository, branch: &str, signers: &AllowedSigners) -> Resu
     }
     pins.set(branch, tip);
     pins.write(repo.path())
+}
+
+/// After a writer put `commit` on the branch on top of `parent`: when `parent` was the last
+/// verified commit, `commit` (this host's own, just written) becomes it. So a later reset of the
+/// branch to `parent`, dropping what `commit` recorded, is seen as the rewrite it is.
+///
+/// # Errors
+/// [`StateError::Signing`] when the pin cannot be read or written.
+pub fn wrote(repo: &Repository, branch: &str, parent: Option<Oid>, commit: Oid) -> Result<(), StateError> {
+    if configured().is_none() {
+        return Ok(());
+    }
+    let mut pins = Pins::read(repo.path())?;
+    match (pins.get(branch), parent) {
+        (Some(pinned), Some(parent)) if pinned == parent => {
+            pins.set(branch, commit);
+            pins.write(repo.path())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// After `push_state` rebuilt our commits (`ours`) on the remote's tip (`theirs`): a pin on a

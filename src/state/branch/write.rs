@@ -246,6 +246,11 @@ impl<'r> StateWriter<'r> {
             return Ok(None);
         };
         self.move_branch(commit, &message)?;
+        // The commit is recorded whatever happens to the pin: failing here would make the
+        // caller believe the outcome was lost. A pin left behind only re-verifies more later.
+        if let Err(e) = crate::state::signing::wrote(self.repo, &self.branch, self.tip, commit) {
+            tracing::warn!(branch = %self.branch, "state commit {commit} not pinned as verified: {e}");
+        }
         self.tip = Some(commit);
         Ok(Some(commit))
     }
