@@ -363,3 +363,55 @@ fn an_unusable_state_signing_key_is_an_error_before_anything_runs() {
     assert_eq!(runs(&repo), "", "no step ran");
     assert!(repo.git.find_reference(&format!("refs/heads/{STATE}")).is_err());
 }
+
+/// `GET path` on the daemon at `addr`; the response body.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default()
+}
+
+/// The daemon refuses forged state like `apply` does: its pass fails with the message naming
+/// the commit (shown as `last_error`), and nothing runs.
+#[test]
+fn the_daemon_refuses_forged_state() {
+    let (repo, _keys, key, _good) = applied_once();
+    let forged = forge_on_tip(&repo, None);
+    bump(&repo, "2.0.0");
+    let mut command = Command::new(assert_cmd::cargo::cargo_bin("gantry"));
+    command
+        .arg("--repo")
+        .arg(repo.path())
+        .arg("--state-signing-key")
+        .arg(&key)
+        .args(["daemon", "--listen", "127.0.0.1:0"])
+        .env_remove("GANTRY_NOW");
+    let (mut daemon, addr, _stderr) = common::spawn_daemon(command);
+    let started = Instant::now();
+    let error = loop {
+        let body = http_get(&addr, "/api/daemon");
+        let state: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        if let Some(e) = state["last_error"].as_str() {
+            break e.to_string();
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "no pass error: {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert!(
+        error.contains(&format!("state commit {forged} is not trusted: it has no signature")),
+        "{error}"
+    );
+    assert_eq!(runs(&repo), "deploy 1.0.0\n", "nothing ran on forged state");
+}
