@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 
 use common::tls::{free_port, make_test_ca, nginx_conf_head, require, start_nginx};
-use common::{Repo, Run, release, target};
+use common::{Repo, Run};
 
 /// nginx serving `dir/www` over TLS on 127.0.0.1, logging each request's path to
 /// `dir/access.log`.
@@ -64,37 +64,12 @@ impl StaticHttps {
 }
 
 fn sha256(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    common::sha256_hex(bytes)
 }
 
-/// Two targets of one release with one `url` artifact; the deploy step records the path it got
-/// (it must equal `GANTRY_ARTIFACT`) and the file's content.
+/// Two targets of one release with one `url` artifact (see `common::url_artifact_fleet`).
 fn fleet(url: &str, sha: &str) -> Repo {
-    let repo = Repo::new();
-    repo.file("gantry.toml", "[executors.local]\ntype = \"shell\"\n")
-        .file(
-            "components/billing.yaml",
-            "apiVersion: gantry.dev/v1\nkind: Component\nmetadata: { name: billing }\nspec:\n  steps:\n    deploy: [\"scripts/deploy.sh\", \"{{ artifact.path }}\"]\n",
-        )
-        .file(
-            "releases/billing.yaml",
-            &release(
-                "billing",
-                "2.0.0",
-                &format!("  artifacts:\n    - url: {url}\n      sha256: {sha}\n"),
-            ),
-        )
-        .file("targets/acme.yaml", &target("acme", "billing", "2.0.0", "env: prod"))
-        .file("targets/zen.yaml", &target("zen", "billing", "2.0.0", "env: prod"))
-        .file(
-            "scripts/deploy.sh",
-            "#!/bin/sh\n[ \"$1\" = \"$GANTRY_ARTIFACT\" ] || { echo \"argv $1 != env $GANTRY_ARTIFACT\"; exit 1; }\n\
-             echo \"$1\" >> \"$GANTRY_REPO/paths.log\"\ncat \"$1\" >> \"$GANTRY_REPO/runs.log\"\n",
-        )
-        .file(".gitignore", "*.log\n");
-    repo.commit_all("fleet");
-    repo
+    common::url_artifact_fleet(url, sha, &["acme", "zen"])
 }
 
 /// `gantry apply` with `SSL_CERT_FILE` set to `ca` (or unset).

@@ -51,6 +51,19 @@ fn signed(repo: &Repo, key: &Path, args: &[&str]) -> Run {
     repo.gantry(&all)
 }
 
+/// `gantry --state-signing-key KEY daemon` on 127.0.0.1 (see `common::spawn_daemon`).
+fn signed_daemon(repo: &Repo, key: &Path) -> (std::process::Child, String, std::sync::Arc<std::sync::Mutex<String>>) {
+    let mut command = Command::new(assert_cmd::cargo::cargo_bin("gantry"));
+    command
+        .arg("--repo")
+        .arg(repo.path())
+        .arg("--state-signing-key")
+        .arg(key)
+        .args(["daemon", "--listen", "127.0.0.1:0"])
+        .env_remove("GANTRY_NOW");
+    common::spawn_daemon(command)
+}
+
 fn runs(repo: &Repo) -> String {
     std::fs::read_to_string(repo.path().join("runs.log")).unwrap_or_default()
 }
@@ -120,15 +133,7 @@ fn every_state_commit_is_signed_and_git_verifies_it() {
 
     // A daemon pass.
     bump(&repo, "2.1.0");
-    let mut command = Command::new(assert_cmd::cargo::cargo_bin("gantry"));
-    command
-        .arg("--repo")
-        .arg(repo.path())
-        .arg("--state-signing-key")
-        .arg(&key)
-        .args(["daemon", "--listen", "127.0.0.1:0"])
-        .env_remove("GANTRY_NOW");
-    let (mut daemon, _addr, stderr) = common::spawn_daemon(command);
+    let (mut daemon, _addr, stderr) = signed_daemon(&repo, &key);
     let started = Instant::now();
     while !git(&repo, &["log", "--format=%s", STATE]).contains("billing 2.0.0 → 2.1.0 on acme: succeeded") {
         assert!(
@@ -388,15 +393,7 @@ fn the_daemon_refuses_forged_state() {
     let (repo, _keys, key, _good) = applied_once();
     let forged = forge_on_tip(&repo, None);
     bump(&repo, "2.0.0");
-    let mut command = Command::new(assert_cmd::cargo::cargo_bin("gantry"));
-    command
-        .arg("--repo")
-        .arg(repo.path())
-        .arg("--state-signing-key")
-        .arg(&key)
-        .args(["daemon", "--listen", "127.0.0.1:0"])
-        .env_remove("GANTRY_NOW");
-    let (mut daemon, addr, _stderr) = common::spawn_daemon(command);
+    let (mut daemon, addr, _stderr) = signed_daemon(&repo, &key);
     let started = Instant::now();
     let error = loop {
         let body = http_get(&addr, "/api/daemon");
