@@ -221,7 +221,9 @@ fn forged_state_commits_are_refused_naming_the_commit() {
             "{args:?}: {err}"
         );
         assert!(
-            err.contains(&format!("reset the branch to the last trusted commit, {good}")),
+            err.contains(&format!(
+                "reset the branch to the commit before it, {good} (git update-ref refs/heads/{STATE} {good}"
+            )),
             "{err}"
         );
     }

@@ -136,16 +136,16 @@ pub enum StateError {
         "state branch {branch}: state commit {commit} is not trusted: {reason}; nothing was read from \
          the branch. State commits are signed with a reconciler's --state-signing-key and checked \
          against .git/gantry/state_signers: if a reconciler of yours wrote it, add its public key \
-         there; otherwise find out who pushed it and reset the branch to the last trusted commit, \
-         {good} (git update-ref refs/heads/{branch} COMMIT, and force-push it where the remote has it)"
+         there; otherwise find out who pushed it and {fix}",
+        fix = undo_commit(branch, parent)
     )]
     UntrustedCommit {
         branch: String,
         commit: git2::Oid,
         /// Why the signature does not count ("it has no signature", "it is signed by key …").
         reason: String,
-        /// The commit's first parent, or a note that it has none.
-        good: String,
+        /// The commit's first parent (`None`: it is the branch's first commit).
+        parent: Option<git2::Oid>,
     },
 
     /// The state branch no longer contains the last state commit verified on this host: it
@@ -175,6 +175,19 @@ pub enum StateError {
         #[source]
         source: git2::Error,
     },
+}
+
+/// How to take an untrusted commit off the state branch.
+fn undo_commit(branch: &str, parent: &Option<git2::Oid>) -> String {
+    match parent {
+        Some(parent) => format!(
+            "reset the branch to the commit before it, {parent} (git update-ref refs/heads/{branch} {parent}, \
+             and force-push it where the remote has it)"
+        ),
+        None => format!(
+            "delete the branch, whose first commit it is (git update-ref -d refs/heads/{branch}, and on the remote)"
+        ),
+    }
 }
 
 fn show_tip(tip: &Option<git2::Oid>) -> String {

@@ -215,10 +215,7 @@ pub fn verify(repo: &Repository, branch: &str, signers: &AllowedSigners) -> Resu
                     branch: branch.to_string(),
                     commit: oid,
                     reason: e.to_string(),
-                    good: commit.parent_ids().next().map_or_else(
-                        || "nothing (it is the branch's first commit)".to_string(),
-                        |p| p.to_string(),
-                    ),
+                    parent: commit.parent_ids().next(),
                 });
             }
         }
@@ -422,8 +419,8 @@ mod tests {
         assert_eq!(Pins::read(repo.path()).unwrap().get(BRANCH), Some(signed));
         let forged = commit_on(&repo, Some(signed), "forged", None);
         match verify(&repo, BRANCH, &signers) {
-            Err(StateError::UntrustedCommit { commit, good, .. }) => {
-                assert_eq!((commit, good), (forged, signed.to_string()));
+            Err(StateError::UntrustedCommit { commit, parent, .. }) => {
+                assert_eq!((commit, parent), (forged, Some(signed)));
             }
             other => panic!("expected UntrustedCommit, got {other:?}"),
         }
@@ -456,7 +453,7 @@ mod tests {
             err.contains("which is not listed in .git/gantry/state_signers"),
             "{err}"
         );
-        assert!(err.contains("the branch's first commit"), "{err}");
+        assert!(err.contains("delete the branch, whose first commit it is"), "{err}");
     }
 
     #[test]
