@@ -614,6 +614,17 @@ fn pass_outcome(
                 }
                 None => after,
             };
+            {
+                // Attempts by component, update type, outcome and channel, their durations,
+                // and rollout progress, from the records this pass wrote (issue #15).
+                let mut counters = lock(&shared.metrics);
+                for outcome in &report.outcomes {
+                    counters.observe_attempt(&metrics::AttemptSample::of(outcome, after.targets.get(&outcome.target)));
+                }
+                if let Some(plan) = &report.plan {
+                    counters.rollouts = metrics::rollout_progress(&plan.rollouts, &after);
+                }
+            }
             announce_waves(shared, before, &after);
             after_pass(shared, repo, !report.outcomes.is_empty());
             if (!report.outcomes.is_empty() || report.resumed > 0)
