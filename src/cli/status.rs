@@ -141,6 +141,7 @@ mod tests {
             opens_at: None,
             last_outcome: None,
             last_message: None,
+            attempt: None,
         }
     }
 
@@ -181,6 +182,30 @@ mod tests {
         )];
         failed.last_outcome = Some("rolled_back".into());
         failed.last_message = Some("step health failed: exit 1".into());
+        // Issue #15: an attempt in flight is named with its step, not as one that "did not finish".
+        let flight = crate::ops::status::AttemptInFlight {
+            id: "20261120T095900Z-hooli-billing-00c0de".into(),
+            action: "upgrade".into(),
+            from: Some("1.2.0".into()),
+            to: "2.0.0".into(),
+            started: "2026-11-20T09:59:00Z".into(),
+            step: Some("01-deploy-2.0.0".into()),
+            state: crate::ops::status::FlightState::Running,
+        };
+        let mut running = row(
+            "hooli-billing",
+            Some("1.2.0"),
+            "2.0.0",
+            "in_progress",
+            "upgrade",
+            "blocked",
+        );
+        running.blockers = vec![Blocker::new(
+            BlockerKind::InProgress,
+            format!("attempt {}: {flight}", flight.id),
+        )];
+        running.last_message = Some(flight.to_string());
+        running.attempt = Some(flight);
         let mut violation = row("umbrella-billing", None, "9.0.0", "new", "install", "violation");
         violation.violations = vec!["release 9.0.0 of `billing` does not exist".into()];
         let report = StatusReport {
@@ -193,6 +218,7 @@ mod tests {
             targets: vec![
                 row("acme-billing", Some("2.0.0"), "2.0.0", "converged", "noop", "noop"),
                 blocked,
+                running,
                 failed,
                 violation,
             ],

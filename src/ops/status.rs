@@ -30,6 +30,62 @@ pub struct TargetStatusRow {
     pub opens_at: Option<String>,
     pub last_outcome: Option<String>,
     pub last_message: Option<String>,
+    /// The attempt its journal shows unfinished: running now (a reconciler holds the lock) or
+    /// interrupted (the next pass resumes or rolls it back). Null when there is none.
+    pub attempt: Option<AttemptInFlight>,
+}
+
+/// An attempt that has a journal and no recorded outcome yet.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptInFlight {
+    pub id: String,
+    pub action: String,
+    pub from: Option<String>,
+    pub to: String,
+    /// RFC 3339.
+    pub started: String,
+    /// The step running (or interrupted); null between steps.
+    pub step: Option<String>,
+    pub state: FlightState,
+}
+
+/// Whether an unfinished attempt is running or was interrupted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlightState {
+    /// A live reconciler holds the repository's lock.
+    Running,
+    /// No reconciler runs: it was killed mid-attempt.
+    Interrupted,
+}
+
+impl std::fmt::Display for AttemptInFlight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let from = self.from.as_deref().unwrap_or("nothing");
+        match self.state {
+            FlightState::Running => {
+                write!(
+                    f,
+                    "{} {from} → {} in progress since {}",
+                    self.action, self.to, self.started
+                )?;
+                match &self.step {
+                    Some(step) => write!(f, ", running step {step}"),
+                    None => write!(f, ", between steps"),
+                }
+            }
+            FlightState::Interrupted => write!(
+                f,
+                "{} {from} → {} interrupted{}; the next apply resumes or rolls it back",
+                self.action,
+                self.to,
+                self.step
+                    .as_ref()
+                    .map(|s| format!(" during step {s}"))
+                    .unwrap_or_default()
+            ),
+        }
+    }
 }
 
 /// The whole status document (`--format json` and the daemon's `/api/status`).
@@ -86,12 +142,29 @@ pub fn status_report(repo: &WatchedRepo, rev: Option<&str>, now: jiff::Timestamp
     let mut unfinished = std::collections::BTreeSet::new();
     let left = Journal::load_unfinished(&Journal::dir(repo.repo.path()))
         .map_err(|e| OpsError::Apply(crate::reconcile::apply::ApplyError::Journal(e)))?;
+    // A live reconciler holds the lock: its journals are attempts in flight, not interrupted
+    // ones (issue #15: status said an upgrade that was running "did not finish").
+    let reconciler_running = !left.is_empty() && crate::state::ReconcilerLock::live_holder(repo.repo.path()).is_some();
+    let mut in_flight: std::collections::BTreeMap<String, AttemptInFlight> = std::collections::BTreeMap::new();
     for attempt in left {
         let h = &attempt.header;
         let step = attempt.entries.iter().rev().find_map(|e| match e {
             crate::state::journal::JournalEntry::StepStarted(s) => Some(s.step_id.clone()),
             crate::state::journal::JournalEntry::StepCompleted(_) => None,
         });
+        let flight = AttemptInFlight {
+            id: h.attempt.clone(),
+            action: h.action.clone(),
+            from: h.from.as_ref().map(ToString::to_string),
+            to: h.to.to_string(),
+            started: h.started.to_string(),
+            step: step.clone(),
+            state: if reconciler_running {
+                FlightState::Running
+            } else {
+                FlightState::Interrupted
+            },
+        };
         let interrupted = crate::state::AttemptRecord {
             id: h.attempt.clone(),
             desired_commit: h.desired_commit.clone(),
@@ -101,15 +174,7 @@ pub fn status_report(repo: &WatchedRepo, rev: Option<&str>, now: jiff::Timestamp
             started: h.started.to_string(),
             finished: None,
             outcome: None,
-            message: format!(
-                "{} {} → {} interrupted{}; the next apply resumes or rolls it back",
-                h.action,
-                h.from
-                    .as_ref()
-                    .map_or_else(|| "nothing".to_string(), ToString::to_string),
-                h.to,
-                step.map(|s| format!(" during step {s}")).unwrap_or_default()
-            ),
+            message: flight.to_string(),
             config_hash: None,
             output_tail: String::new(),
             spec_hash: h.spec_hash.clone(),
@@ -119,6 +184,7 @@ pub fn status_report(repo: &WatchedRepo, rev: Option<&str>, now: jiff::Timestamp
             record.status = crate::state::TargetStatus::InProgress;
             record.last_attempt = Some(interrupted);
         }
+        in_flight.insert(h.target.clone(), flight);
         unfinished.insert(attempt.header.target);
     }
     let anchor = crate::reconcile::apply::anchor_of(repo, &recorded)?;
@@ -159,7 +225,22 @@ pub fn status_report(repo: &WatchedRepo, rev: Option<&str>, now: jiff::Timestamp
                     .blocked_by
                     .iter()
                     .find_map(|b| b.opens_at.as_ref().map(crate::policy::window::rfc3339)),
-                blockers: a.blocked_by.clone(),
+                blockers: a
+                    .blocked_by
+                    .iter()
+                    .cloned()
+                    .map(|mut b| {
+                        // The planner knows only that the attempt has not finished; the journal
+                        // and the lock say whether it is running now, and which step.
+                        if b.kind == crate::plan::BlockerKind::InProgress
+                            && let Some(flight) = in_flight.get(&a.target)
+                        {
+                            b.reason = format!("attempt {}: {flight}", flight.id);
+                        }
+                        b
+                    })
+                    .collect(),
+                attempt: in_flight.get(&a.target).cloned(),
                 violations: a.violations.clone(),
                 last_outcome: record
                     .and_then(|r| r.last_attempt.as_ref())

@@ -122,6 +122,26 @@ impl ReconcilerLock {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// The pid of the reconciler holding the repository's lock, when the lock file names one
+    /// that is alive: a reconciler is running, so an attempt its journal shows unfinished is
+    /// in flight, not interrupted (`gantry status`, issue #15).
+    ///
+    /// # Guarantees
+    /// Never takes the lock, not even briefly, so it cannot make a reconciler starting at the
+    /// same moment fail with "another gantry holds the lock". A holder killed with `kill -9`
+    /// leaves its pid in the file; that process is gone, so it is not reported (unless the pid
+    /// was reused by then, the one case this reports a holder that is not gantry).
+    pub fn live_holder(git_dir: &Path) -> Option<u32> {
+        let mut file = File::open(Self::path_in(git_dir)).ok()?;
+        let (pid, _) = read_holder(&mut file);
+        let pid = pid?;
+        let alive = match nix::sys::signal::kill(nix::unistd::Pid::from_raw(i32::try_from(pid).ok()?), None) {
+            Ok(()) | Err(nix::errno::Errno::EPERM) => true,
+            Err(_) => false,
+        };
+        alive.then_some(pid)
+    }
 }
 
 impl Drop for ReconcilerLock {
@@ -187,8 +207,14 @@ mod tests {
             )
         );
 
+        assert_eq!(ReconcilerLock::live_holder(dir.path()), Some(std::process::id()));
         drop(lock);
         assert_eq!(fs::read_to_string(dir.path().join("gantry/lock")).unwrap(), "");
+        assert_eq!(
+            ReconcilerLock::live_holder(dir.path()),
+            None,
+            "an emptied lock file names no one"
+        );
         // Another test forking a child at this moment shares our descriptor until the child's
         // exec closes it (the lock is on the open file description), so allow a moment.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
@@ -268,9 +294,12 @@ mod tests {
             "{err:?}"
         );
 
+        assert_eq!(ReconcilerLock::live_holder(dir.path()), Some(child.id()));
         child.kill().unwrap(); // SIGKILL: no destructor runs, the file keeps the child's pid.
         let status = child.wait().unwrap();
         assert!(!status.success());
+        // The pid is still written, but its process is gone: no reconciler runs.
+        assert_eq!(ReconcilerLock::live_holder(dir.path()), None);
         assert!(
             fs::read_to_string(ReconcilerLock::path_in(dir.path()))
                 .unwrap()

@@ -1,0 +1,175 @@
+//! `gantry status` while an upgrade runs (issue #15): the attempt in flight, from its journal,
+//! is shown in progress with its current step, not an older finished attempt that "did not
+//! finish". The step blocks on a fifo the test controls, so nothing depends on timing.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Repo, component, release, target};
+
+fn wait_for_file(path: &Path) {
+    let start = Instant::now();
+    while !path.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// acme installed at 1.0.0 and bumped to 1.1.0, whose deploy touches `started` and then waits
+/// for a line on `release.fifo`.
+fn bumped_fleet() -> Repo {
+    let repo = Repo::new();
+    let fifo = repo.path().join("release.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    repo.file("components/billing.yaml", &component("billing", ""))
+        .file(
+            "scripts/deploy.sh",
+            "#!/bin/sh\n[ \"$2\" = 1.1.0 ] || exit 0\ntouch \"$GANTRY_REPO_DIR/started\"\nread line < \"$GANTRY_REPO_DIR/release.fifo\"\nexit 0\n",
+        )
+        .file("releases/billing-1.0.0.yaml", &release("billing", "1.0.0", ""))
+        .file("releases/billing-1.1.0.yaml", &release("billing", "1.1.0", ""))
+        .file("targets/acme.yaml", &target("acme", "billing", "1.0.0", "env: prod"))
+        .file(".gitignore", "release.fifo\nstarted\n");
+    repo.commit_all("fleet");
+    repo.gantry(&["apply"]).expect(0);
+    repo.file("targets/acme.yaml", &target("acme", "billing", "1.1.0", "env: prod"));
+    repo.commit_all("bump");
+    repo
+}
+
+fn start_apply(repo: &Repo) -> std::process::Child {
+    let child = Command::new(assert_cmd::cargo::cargo_bin("gantry"))
+        .arg("--repo")
+        .arg(repo.path())
+        .arg("apply")
+        .env("GANTRY_REPO_DIR", repo.path())
+        .env_remove("GANTRY_NOW")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_file(&repo.path().join("started"));
+    child
+}
+
+/// Issue #15: while an upgrade ran, status called it an attempt that "did not finish" (and the
+/// next apply would resume it). It is now shown running, with the step it is in.
+#[test]
+fn status_names_the_running_attempt_and_its_step() {
+    let repo = bumped_fleet();
+    let fifo = repo.path().join("release.fifo");
+    let apply = start_apply(&repo);
+
+    let json: serde_json::Value =
+        serde_json::from_str(&repo.gantry(&["status", "--format", "json"]).expect(0).stdout()).unwrap();
+    let row = &json["targets"][0];
+    let text = repo.gantry(&["status"]).expect(0).stdout();
+    // Let the step finish before asserting, so a failure does not leave the apply hanging.
+    std::fs::write(&fifo, "go\n").unwrap();
+    let out = apply.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    assert_eq!(row["status"], "in_progress", "{row}");
+    assert_eq!(row["attempt"]["state"], "running", "{row}");
+    assert_eq!(row["attempt"]["to"], "1.1.0", "{row}");
+    assert!(
+        row["attempt"]["step"].as_str().is_some_and(|s| s.contains("deploy")),
+        "{row}"
+    );
+    let message = row["last_message"].as_str().unwrap_or_default();
+    assert!(
+        !message.contains("did not finish") && !message.contains("interrupted"),
+        "{row}"
+    );
+    assert!(message.contains("1.0.0 → 1.1.0"), "names the attempt in flight: {row}");
+    assert!(message.contains("running step"), "names its current step: {row}");
+    let blockers = row["blockers"].to_string();
+    assert!(!blockers.contains("did not finish"), "{row}");
+    assert!(
+        !text.contains("did not finish") && text.contains("running step"),
+        "{text}"
+    );
+
+    // Once it finished, status says so.
+    let after: serde_json::Value =
+        serde_json::from_str(&repo.gantry(&["status", "--format", "json"]).expect(0).stdout()).unwrap();
+    assert_eq!(after["targets"][0]["status"], "converged", "{after}");
+}
+
+/// The other side: a reconciler killed mid-step (kill -9) leaves its journal and no live lock
+/// holder; status says the attempt was interrupted and what the next apply does, and the next
+/// apply finishes it.
+#[test]
+fn status_says_interrupted_after_the_reconciler_was_killed() {
+    let repo = bumped_fleet();
+    let mut apply = start_apply(&repo);
+    apply.kill().unwrap(); // SIGKILL
+    apply.wait().unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&repo.gantry(&["status", "--format", "json"]).expect(0).stdout()).unwrap();
+    let row = &json["targets"][0];
+    assert_eq!(row["status"], "in_progress", "{row}");
+    assert_eq!(row["attempt"]["state"], "interrupted", "{row}");
+    let message = row["last_message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("interrupted during step") && message.contains("next apply resumes"),
+        "{row}"
+    );
+    assert!(!message.contains("running step"), "{row}");
+
+    // The resumed step runs again; let it through.
+    std::fs::remove_file(repo.path().join("started")).unwrap();
+    let resumed = start_apply(&repo);
+    std::fs::write(repo.path().join("release.fifo"), "go\n").unwrap();
+    let out = resumed.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let after: serde_json::Value =
+        serde_json::from_str(&repo.gantry(&["status", "--format", "json"]).expect(0).stdout()).unwrap();
+    assert_eq!(after["targets"][0]["attempt"], serde_json::Value::Null, "{after}");
+    assert_eq!(after["targets"][0]["current"], "1.1.0", "{after}");
+}
+
+/// `/api/status` is served by the daemon that holds the lock and runs the attempt: it shows
+/// the attempt running too.
+#[test]
+fn api_status_names_the_running_attempt() {
+    let repo = bumped_fleet();
+    let mut command = Command::new(assert_cmd::cargo::cargo_bin("gantry"));
+    command
+        .arg("--repo")
+        .arg(repo.path())
+        .args(["daemon", "--listen", "127.0.0.1:0"])
+        .env("GANTRY_REPO_DIR", repo.path())
+        .env_remove("GANTRY_NOW");
+    let (mut child, addr, _stderr) = common::spawn_daemon(command);
+    wait_for_file(&repo.path().join("started"));
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .proxy(None)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .into();
+    let body = agent
+        .get(format!("http://{addr}/api/status"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    std::fs::write(repo.path().join("release.fifo"), "go\n").unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let row = &json["targets"][0];
+    assert_eq!(row["attempt"]["state"], "running", "{row}");
+    assert!(
+        row["last_message"].as_str().is_some_and(|m| m.contains("running step")),
+        "{row}"
+    );
+}
