@@ -96,6 +96,7 @@ fn add_outcome(batch: &mut Batch, i: usize) {
             config_hash: None,
             output_tail: String::new(),
             spec_hash: None,
+            approvers: Vec::new(),
         }),
         rollback_points: vec![from],
         observed_version: None,

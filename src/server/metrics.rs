@@ -145,6 +145,9 @@ impl AttemptSample {
     }
 }
 
+/// Which count of a [`RolloutProgress`] a gauge shows.
+type ProgressField = fn(&RolloutProgress) -> u64;
+
 /// Targets of a component's rollouts under one policy.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RolloutProgress {
@@ -282,7 +285,7 @@ impl Metrics {
         }
 
         // Each family's samples follow its own TYPE line (the exposition format requires it).
-        let families: [(&str, &str, fn(&RolloutProgress) -> u64); 2] = [
+        let families: [(&str, &str, ProgressField); 2] = [
             (
                 "gantry_rollout_targets",
                 "Targets of the rollouts in progress, by component and policy.",
