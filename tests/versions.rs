@@ -158,3 +158,45 @@ fn api_versions_matches_the_cli_and_is_guarded() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// What the governing policy refuses: a denied release and one too new for `minReleaseAge`
+/// (with the instant it becomes eligible), for a requirement and for a pin alike.
+#[test]
+fn versions_shows_policy_denials_and_release_age() {
+    let repo = Repo::new();
+    repo.file("components/billing.yaml", &component("billing", ""))
+        .file("scripts/deploy.sh", "#!/bin/sh\nexit 0\n")
+        .file(
+            "policies/prod.yaml",
+            "apiVersion: gantry.dev/v1\nkind: Policy\nmetadata: { name: prod }\nspec:\n  deny: [\"1.1.0\"]\n  updates:\n    major: { minReleaseAge: 7d }\n",
+        )
+        .file("releases/billing-1.0.0.yaml", &release("billing", "1.0.0", "  released: 2026-01-01\n"))
+        .file("releases/billing-1.1.0.yaml", &release("billing", "1.1.0", "  released: 2026-01-01\n"))
+        .file("releases/billing-1.2.0.yaml", &release("billing", "1.2.0", "  released: 2026-11-20\n"))
+        .file("targets/acme.yaml", &target("acme", "billing", "^1", "env: prod"))
+        .file("targets/zen.yaml", &target("zen", "billing", "1.2.0", "env: prod"));
+    repo.commit_all("fleet");
+    for (name, wanted_allowed) in [("acme", ["1.0.0"].as_slice()), ("zen", [].as_slice())] {
+        let out = repo
+            .gantry(&["--now", NOW, "versions", name, "--format", "json"])
+            .expect(0)
+            .stdout();
+        let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(json["policy"], "prod", "{json}");
+        let releases = json["releases"].as_array().unwrap();
+        let allowed: Vec<&str> = releases
+            .iter()
+            .filter(|r| r["allowed"] == true)
+            .map(|r| r["version"].as_str().unwrap())
+            .collect();
+        assert_eq!(allowed, wanted_allowed, "{name}: {json}");
+        let denied = releases.iter().find(|r| r["version"] == "1.1.0").unwrap();
+        assert_eq!(denied["denied"], "1.1.0", "{json}");
+        let young = releases.iter().find(|r| r["version"] == "1.2.0").unwrap();
+        assert_eq!(young["eligible_at"], "2026-11-27T00:00:00Z", "{name}: {json}");
+        assert_eq!(young["allowed"], false, "{name}: {json}");
+    }
+    let text = repo.gantry(&["--now", NOW, "versions", "zen"]).expect(0).stdout();
+    assert!(text.contains("too new until 2026-11-27T00:00:00Z"), "{text}");
+    assert!(text.contains("denied by policy (1.1.0)"), "{text}");
+}

@@ -28,7 +28,7 @@ pub use path::{Direction, PlannedMigration};
 
 use deps::gate_dependencies;
 use gates::gates;
-pub use resolve::{ReleaseChoice, release_choices};
+pub use resolve::{ReleaseChoice, release_choices, resolve_pin};
 use resolve::{Resolved, channel_allowed, denied_by, resolve};
 use rollouts::plan_rollouts;
 

@@ -176,6 +176,9 @@ fn template_diagnostics(desired: &Desired, commit: Oid) -> Vec<Diagnostic> {
     }
     let context = |target: &manifest::Target, component: &str, version: &str, migration: Option<(&str, &str)>| {
         let version = version.to_owned();
+        // A step's `release` is its version's Release manifest, known once it runs: a stand-in
+        // name here.
+        let release = migration.map_or_else(|| format!("{component}-{version}"), |(release, _)| release.to_owned());
         serde_json::to_value(TemplateContext {
             target: TargetContext {
                 name: target.name().to_owned(),
@@ -187,7 +190,7 @@ fn template_diagnostics(desired: &Desired, commit: Oid) -> Vec<Diagnostic> {
             from: Some(version.clone()),
             to: version.clone(),
             version,
-            release: migration.map(|(release, _)| release.to_owned()),
+            release: Some(release),
             migration: migration.map(|(_, id)| id.to_owned()),
             attempt: "validate".to_owned(),
             commit: commit.to_string(),
@@ -464,13 +467,31 @@ pub fn trusted_approvals(
 fn policy_diagnostics(desired: &Desired) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for target in desired.targets.values() {
-        if let Err(tie) = policy::select_policy(desired, target) {
-            out.push(target.manifest.origin.diagnostic(
+        match policy::select_policy(desired, target) {
+            Err(tie) => out.push(target.manifest.origin.diagnostic(
                 Severity::Violation,
                 "policy_tie",
                 "/metadata/labels",
                 format!("target `{}`: {tie}", target.name()),
-            ));
+            )),
+            // A pin that can never be deployed (no such release, yanked, denied) is known without
+            // any recorded state: `validate` says so, as `plan` does (issue #16).
+            Ok(governing) => {
+                if let manifest::VersionWanted::Pin(pin) = &target.wanted {
+                    let releases = desired
+                        .releases
+                        .get(&target.spec().component)
+                        .map_or(&[][..], Vec::as_slice);
+                    if let Err(why) = crate::plan::resolve_pin(releases, target, governing, pin) {
+                        out.push(target.manifest.origin.diagnostic(
+                            Severity::Violation,
+                            "pin",
+                            "/spec/version",
+                            format!("target `{}`: {why}", target.name()),
+                        ));
+                    }
+                }
+            }
         }
     }
     out
