@@ -115,6 +115,32 @@ fn approval_manifest_from_the_second_approver_unblocks() {
     assert_eq!(a["approvals"]["missing"], 0);
 }
 
+/// Issue #15: `history` did not say who approved what ran. The approvals that counted for an
+/// attempt (a trailer's and a manifest's, not an ineligible approver's) are recorded with it
+/// and shown by `history --format json` and `csv`.
+#[test]
+fn history_names_the_approvers_that_counted_for_an_attempt() {
+    let repo = approvals_repo();
+    repo.file("scripts/deploy.sh", "#!/bin/sh\nexit 0\n");
+    repo.file(
+        "approvals/billing-2.0.0.yaml",
+        "apiVersion: gantry.dev/v1\nkind: Approval\nmetadata: { name: billing-2.0.0-prod }\nspec: { component: billing, version: 2.0.0, selector: { env: prod }, approvedBy: [carol@example.com, bob@example.com] }\n",
+    );
+    repo.commit_all("Bob approves");
+    repo.gantry(&["apply", "--now", NOW]).expect(0);
+    let history: Value =
+        serde_json::from_str(&repo.gantry(&["history", "--format", "json"]).expect(0).stdout()).unwrap();
+    assert_eq!(history[0]["to"], "2.0.0", "{history:#}");
+    assert_eq!(
+        history[0]["approvers"],
+        serde_json::json!(["alice@example.com", "bob@example.com"]),
+        "{history:#}"
+    );
+    assert_eq!(history[0]["update_type"], "major");
+    let csv = repo.gantry(&["history", "--format", "csv"]).expect(0).stdout();
+    assert!(csv.contains(",alice@example.com;bob@example.com,"), "{csv}");
+}
+
 #[test]
 fn approval_for_another_version_or_selector_does_not_count() {
     let repo = approvals_repo();
