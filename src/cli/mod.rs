@@ -11,6 +11,7 @@ mod init;
 mod plan;
 mod retry;
 mod rollback;
+mod schedule;
 mod schema;
 mod status;
 mod validate;
@@ -187,6 +188,16 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: VersionsFormat,
     },
+    /// Per target the projected start (windows, waves, soaks, approvals, stages), and each
+    /// rollout's progress and expected completion.
+    Schedule {
+        #[arg(long, value_enum, default_value = "text")]
+        format: VersionsFormat,
+        /// Only targets with this label (repeatable: all must match); the projection still
+        /// counts every target.
+        #[arg(long = "selector", value_name = "KEY=VALUE", value_parser = crate::ops::agents::Selector::parse_pair)]
+        selector: Vec<(String, String)>,
+    },
     /// Outcomes recorded on the state branch, newest first.
     History {
         /// Only this target.
@@ -265,7 +276,7 @@ pub enum HistoryFormat {
     Csv,
 }
 
-/// Output formats of `gantry versions`.
+/// Output formats of `gantry versions` and `gantry schedule`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum VersionsFormat {
     Text,
@@ -396,6 +407,7 @@ pub fn run() -> ExitCode {
             selector,
             observe,
         } => status::run(&cli, *format, &Selector(selector.clone()), *observe),
+        Command::Schedule { format, selector } => schedule::run(&cli, *format, &Selector(selector.clone())),
         Command::History { target, format } => history::run(&cli, target.as_deref(), *format),
         Command::Rollback {
             target,

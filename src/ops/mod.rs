@@ -16,6 +16,7 @@ pub mod init;
 pub mod plan;
 pub mod retry;
 pub mod rollback;
+pub mod schedule;
 pub mod shared;
 pub mod status;
 pub mod validate;

@@ -9,6 +9,7 @@ mod model;
 pub mod path;
 mod resolve;
 mod rollouts;
+pub mod schedule;
 
 use std::collections::BTreeSet;
 

@@ -1,0 +1,193 @@
+//! `gantry schedule` (issue #15, "when will my tenant be upgraded?"): projected starts through
+//! windows, waves, soaks and approvals, exact to the second with `--now`, across the autumn
+//! daylight-saving change of the window's time zone. Real binary, real repositories.
+
+mod common;
+
+use common::{Repo, component, release, target};
+use serde_json::Value;
+
+/// Europe/Berlin leaves summer time on Sunday 2026-10-25 at 03:00 CEST (01:00 UTC).
+const SATURDAY: &str = "2026-10-24T10:00:00Z";
+
+/// billing 1.0.0 for four targets: `a` (canary, eu), `b` (eu), `c` (us: no window) under a
+/// staged policy (canary soaks 24 h), and `d` under a policy that wants one approval. The eu
+/// window allows 01:00–03:00 Berlin time every day.
+fn fleet() -> Repo {
+    let repo = Repo::new();
+    repo.file("components/billing.yaml", &component("billing", ""))
+        .file("scripts/deploy.sh", "#!/bin/sh\nexit 0\n")
+        .file("releases/billing.yaml", &release("billing", "1.0.0", ""))
+        .file(
+            "windows/eu.yaml",
+            "apiVersion: gantry.dev/v1\nkind: Window\nmetadata: { name: eu-nights }\nspec:\n  selector: { region: eu }\n  timezone: Europe/Berlin\n  allow:\n    - { days: [mon, tue, wed, thu, fri, sat, sun], start: \"01:00\", end: \"03:00\" }\n",
+        )
+        .file(
+            "policies/staged.yaml",
+            "apiVersion: gantry.dev/v1\nkind: Policy\nmetadata: { name: staged }\nspec:\n  selector: { env: prod }\n  rollout:\n    waves:\n      - { name: canary, selector: { ring: \"0\" }, soak: 24h }\n      - { name: rest, percent: 100 }\n",
+        )
+        .file(
+            "policies/gated.yaml",
+            "apiVersion: gantry.dev/v1\nkind: Policy\nmetadata: { name: gated }\nspec:\n  selector: { env: gated }\n  updates:\n    major: { approvals: 1 }\n",
+        )
+        .file("targets/a.yaml", &target("a", "billing", "1.0.0", "env: prod, ring: \"0\", region: eu"))
+        .file("targets/b.yaml", &target("b", "billing", "1.0.0", "env: prod, ring: \"1\", region: eu"))
+        .file("targets/c.yaml", &target("c", "billing", "1.0.0", "env: prod, ring: \"1\", region: us"))
+        .file("targets/d.yaml", &target("d", "billing", "1.0.0", "env: gated, region: us"));
+    repo.commit_all("fleet");
+    repo
+}
+
+fn schedule(repo: &Repo, now: &str) -> Value {
+    let out = repo
+        .gantry(&["--now", now, "schedule", "--format", "json"])
+        .expect(0)
+        .stdout();
+    serde_json::from_str(&out).expect("schedule is JSON")
+}
+
+fn row<'a>(schedule: &'a Value, target: &str) -> &'a Value {
+    schedule["targets"]
+        .as_array()
+        .and_then(|t| t.iter().find(|r| r["target"] == target))
+        .unwrap_or_else(|| panic!("no {target} in {schedule:#}"))
+}
+
+#[test]
+fn schedule_projects_starts_through_windows_soaks_and_dst() {
+    let repo = fleet();
+    let s = schedule(&repo, SATURDAY);
+    // The canary waits for the window: Sunday 01:00 CEST.
+    assert_eq!(row(&s, "a")["projected_start"], "2026-10-24T23:00:00Z", "{s:#}");
+    // The rest waits for the canary's 24 h soak; c has no window.
+    assert_eq!(row(&s, "c")["projected_start"], "2026-10-25T23:00:00Z", "{s:#}");
+    // b too, and then for its window: the soak ends at 00:00 CET (the clocks went back an
+    // hour in between, so it is not 01:00 as it would be in summer time): 01:00 CET.
+    assert_eq!(row(&s, "b")["projected_start"], "2026-10-26T00:00:00Z", "{s:#}");
+    // d needs an approval: time alone does not start it, and the schedule says why.
+    assert_eq!(row(&s, "d")["projected_start"], Value::Null, "{s:#}");
+    assert_eq!(row(&s, "d")["held_by"][0]["kind"], "approval", "{s:#}");
+    let rollout = s["rollouts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["policy"] == "staged")
+        .unwrap_or_else(|| panic!("{s:#}"));
+    assert_eq!(
+        (rollout["done"].as_u64(), rollout["total"].as_u64()),
+        (Some(0), Some(3))
+    );
+    assert_eq!(rollout["expected_completion"], "2026-10-26T00:00:00Z", "{s:#}");
+    assert_eq!(rollout["waves"][0]["projected_completion"], "2026-10-24T23:00:00Z");
+    assert_eq!(rollout["waves"][1]["projected_start"], "2026-10-25T23:00:00Z");
+
+    // The plan's window blocker names b's next window; the schedule knows the soak is longer.
+    let plan: Value = serde_json::from_str(
+        &repo
+            .gantry(&["--now", SATURDAY, "plan", "--format", "json"])
+            .expect(0)
+            .stdout(),
+    )
+    .unwrap();
+    let b = plan["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["target"] == "b")
+        .unwrap();
+    assert!(b.to_string().contains("2026-10-25T01:00:00+02:00"), "{b}");
+}
+
+/// After the canary really ran, the projection starts from what is recorded: the soak counts
+/// from the canary's recorded completion, and progress says 1 of 3.
+#[test]
+fn schedule_after_the_canary_counts_its_soak_from_the_record() {
+    let repo = fleet();
+    repo.gantry(&["--now", "2026-10-24T23:30:00Z", "apply"]).expect(0);
+    let s = schedule(&repo, "2026-10-25T12:00:00Z");
+    assert_eq!(row(&s, "a")["action"], "noop", "{s:#}");
+    assert_eq!(row(&s, "a")["projected_start"], Value::Null);
+    assert_eq!(row(&s, "c")["projected_start"], "2026-10-25T23:30:00Z", "{s:#}");
+    assert_eq!(row(&s, "b")["projected_start"], "2026-10-26T00:00:00Z", "{s:#}");
+    let rollout = s["rollouts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["policy"] == "staged")
+        .unwrap_or_else(|| panic!("{s:#}"));
+    assert_eq!(
+        (rollout["done"].as_u64(), rollout["total"].as_u64()),
+        (Some(1), Some(3)),
+        "{s:#}"
+    );
+    assert_eq!(rollout["expected_completion"], "2026-10-26T00:00:00Z", "{s:#}");
+
+    let text = repo
+        .gantry(&["--now", "2026-10-25T12:00:00Z", "schedule", "--selector", "region=eu"])
+        .expect(0)
+        .stdout();
+    insta::assert_snapshot!("schedule_text_eu", text.lines().skip(1).collect::<Vec<_>>().join("\n"));
+}
+
+/// A later stage (`after: { policy: staged, soak: 2h }`) is projected from the projected end of
+/// the stage before it, and an approval, once given, lets the approval-held target be projected.
+#[test]
+fn schedule_follows_after_stages_and_approvals() {
+    let repo = fleet();
+    repo.file(
+        "policies/late.yaml",
+        "apiVersion: gantry.dev/v1\nkind: Policy\nmetadata: { name: late }\nspec:\n  selector: { env: late }\n  after: { policy: staged, soak: 2h }\n",
+    )
+    .file("targets/e.yaml", &target("e", "billing", "1.0.0", "env: late, region: us"))
+    .file(
+        "approvals/billing-1.0.0.yaml",
+        "apiVersion: gantry.dev/v1\nkind: Approval\nmetadata: { name: billing-1.0.0-gated }\nspec: { component: billing, version: 1.0.0, selector: { env: gated }, approvedBy: [carol@example.com] }\n",
+    );
+    repo.commit_all("a later stage, and d approved");
+    let s = schedule(&repo, SATURDAY);
+    // Every staged target converged at 2026-10-26T00:00:00Z (b), then 2 h.
+    assert_eq!(row(&s, "e")["projected_start"], "2026-10-26T02:00:00Z", "{s:#}");
+    assert_eq!(row(&s, "d")["projected_start"], SATURDAY, "{s:#}");
+    let text = repo.gantry(&["--now", SATURDAY, "schedule"]).expect(0).stdout();
+    assert!(text.contains(&format!("{SATURDAY} (now)")), "{text}");
+}
+
+/// What time does not lift is never projected, and the projection ends: a freeze of two years, a suspended target and a pin to a release that does not exist.
+#[test]
+fn schedule_leaves_unprojectable_targets_without_a_start_and_says_why() {
+    let repo = fleet();
+    repo.file(
+        "windows/freeze.yaml",
+        "apiVersion: gantry.dev/v1\nkind: Window\nmetadata: { name: long-freeze }\nspec:\n  selector: { region: eu }\n  timezone: Europe/Berlin\n  deny:\n    - { from: \"2026-10-01T00:00\", to: \"2028-12-31T23:59\" }\n",
+    )
+    .file(
+        "targets/c.yaml",
+        &format!("{}  suspend: true\n", target("c", "billing", "1.0.0", "env: prod, ring: \"1\", region: us")),
+    )
+    .file("targets/f.yaml", &target("f", "billing", "9.9.9", "region: us"));
+    repo.commit_all("freeze eu, suspend c, pin f to nothing");
+    let s = schedule(&repo, SATURDAY);
+    for name in ["a", "b", "c", "f"] {
+        assert_eq!(row(&s, name)["projected_start"], Value::Null, "{name}: {s:#}");
+    }
+    // The planner itself calls windows that never open within its look-ahead a violation.
+    assert!(
+        row(&s, "a")["violations"][0]
+            .as_str()
+            .is_some_and(|v| v.contains("never open")),
+        "{s:#}"
+    );
+    assert_eq!(row(&s, "c")["held_by"][0]["kind"], "suspended", "{s:#}");
+    assert!(
+        row(&s, "f")["violations"][0]
+            .as_str()
+            .is_some_and(|v| v.contains("9.9.9")),
+        "{s:#}"
+    );
+    assert_eq!(s["horizon"], "2027-10-25T10:00:00Z");
+    let text = repo.gantry(&["--now", SATURDAY, "schedule"]).expect(0).stdout();
+    assert!(
+        text.contains("never (violation)") && text.contains("held by suspended"),
+        "{text}"
+    );
+}
