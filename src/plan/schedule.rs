@@ -256,10 +256,9 @@ fn wave_members(actions: &[Action], recorded: &RecordedState) -> BTreeMap<(Strin
     let mut members: BTreeMap<(String, Version, String), BTreeSet<String>> = BTreeMap::new();
     for a in actions {
         if let (Some(wave), Some(to)) = (&a.wave, &a.to)
-            && matches!(
-                a.action,
-                ActionKind::Install | ActionKind::Upgrade | ActionKind::Downgrade
-            )
+            // As `reconcile::apply::wave_members` counts them (a downgrade's wave counts only
+            // the targets its rollout record holds).
+            && matches!(a.action, ActionKind::Install | ActionKind::Upgrade)
         {
             members
                 .entry((a.component.clone(), to.clone(), wave.clone()))
