@@ -32,9 +32,10 @@ pub struct ComponentSpec {
     /// A name from `[executors]` in gantry.toml; absent = the built-in `shell` executor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub executor: Option<String>,
-    /// Components whose targets with the same `tenant` label upgrade first.
+    /// What upgrades first: a component's targets with the same `tenant` label, or shared
+    /// targets of any tenant.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub depends_on: Vec<String>,
+    pub depends_on: Vec<Dependency>,
     #[serde(default)]
     pub steps: Steps,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -564,6 +565,36 @@ pub struct ApprovalSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<Labels>,
     pub approved_by: Vec<String>,
+}
+
+/// One `dependsOn` entry of a Component (SPEC §2).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum Dependency {
+    /// `ledger`: that component's targets with the same `tenant` label upgrade first.
+    SameTenant(String),
+    /// `{ component: kafka, selector: { scope: shared } }`: that component's targets matching the
+    /// selector (all of them without one), whatever their tenant: shared infrastructure first.
+    Shared(SharedDependency),
+}
+
+/// Shared targets a component waits for, across tenants.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SharedDependency {
+    pub component: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<Labels>,
+}
+
+impl Dependency {
+    /// The component depended on.
+    pub fn component(&self) -> &str {
+        match self {
+            Dependency::SameTenant(name) => name,
+            Dependency::Shared(shared) => &shared.component,
+        }
+    }
 }
 
 /// `gantry.toml`.
