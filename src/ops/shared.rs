@@ -70,10 +70,14 @@ pub fn sync_before(repo: &WatchedRepo, config: &RepoConfig, auth: &GitAuth) -> R
 /// [`SyncError`]; the outcomes stay committed locally and the next pass publishes them.
 pub fn publish_after(repo: &WatchedRepo, config: &RepoConfig, auth: &GitAuth) -> Result<(), SyncError> {
     let Some(name) = &config.remote else {
+        crate::state::fence::published();
         return Ok(());
     };
     let remote = Remote::open(&repo.repo, name, auth)?;
-    sync::push_state(&repo.repo, &remote, &config.state_branch).map(|_| ())
+    sync::push_state(&repo.repo, &remote, &config.state_branch)?;
+    // Clustered: the outcomes are shared now; their journals may leave etcd.
+    crate::state::fence::published();
+    Ok(())
 }
 
 /// `gantry apply` with a remote and/or a selector: sync, claim, one pass, release, publish,

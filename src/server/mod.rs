@@ -58,6 +58,9 @@ pub enum ServerError {
     /// The repository could not be opened or read.
     #[error(transparent)]
     Source(#[from] SourceError),
+    /// `--etcd`: the shard could not be joined.
+    #[error("cannot join the shard: {0}")]
+    Cluster(#[from] crate::cluster::ClusterError),
     /// The HTTP address could not be bound.
     #[error("cannot listen on {addr}: {source} (set `listen` in gantry.toml or pass --listen ADDR)")]
     Bind {
@@ -103,6 +106,8 @@ pub struct DaemonOptions {
     pub allow_rewind: bool,
     /// Host names the HTTP API answers to besides the listen address (`--allowed-host`).
     pub allowed_hosts: Vec<String>,
+    /// `--etcd …`: join a shard; only its leader reconciles (see `crate::cluster`).
+    pub cluster: Option<crate::cluster::ClusterOptions>,
 }
 
 /// What the daemon knows beyond the status report (served as `/api/daemon`).
@@ -164,6 +169,8 @@ pub struct Shared {
     auth: crate::source::remote::GitAuth,
     webhook_secret: Option<hooks::WebhookSecret>,
     selector: crate::ops::agents::Selector,
+    /// Set once the shard is joined (`--etcd`); empty otherwise.
+    pub cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 impl Shared {
@@ -210,6 +217,7 @@ pub fn run(options: DaemonOptions) -> Result<(), ServerError> {
         auth: options.auth.clone(),
         webhook_secret: options.webhook_secret.clone(),
         selector: options.selector.clone(),
+        cluster: std::sync::OnceLock::new(),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -220,7 +228,14 @@ pub fn run(options: DaemonOptions) -> Result<(), ServerError> {
             what: "cannot start the async runtime",
             source,
         })?;
-    runtime.block_on(serve(shared, Arc::new(lock), &listen, &git_dir, interval))
+    runtime.block_on(serve(
+        shared,
+        Arc::new(lock),
+        &listen,
+        &git_dir,
+        interval,
+        options.cluster,
+    ))
 }
 
 /// `gantry.toml` at the tip of the desired branch (defaults when there is none yet).
@@ -240,6 +255,7 @@ async fn serve(
     listen: &str,
     git_dir: &Path,
     interval: Duration,
+    cluster: Option<crate::cluster::ClusterOptions>,
 ) -> Result<(), ServerError> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -265,6 +281,10 @@ async fn serve(
         let _ = done_rx.wait_for(|d| *d).await;
     }));
 
+    let campaign = match cluster {
+        Some(options) => Some(join_cluster(&shared, &options, git_dir).await?),
+        None => None,
+    };
     let mut scheduler = Scheduler::new(tokio::time::Instant::now(), interval);
     let mut daemon = Daemon {
         shared: Arc::clone(&shared),
@@ -274,12 +294,36 @@ async fn serve(
         tip: None,
     };
     scheduler::drive(&mut scheduler, &mut daemon, &shared.wake, &shared.stop).await;
+    if let Some((stop, task)) = campaign {
+        // After the last step finished: give the leadership up so a standby takes over at once.
+        stop.notify_one();
+        let _ = task.await;
+    }
     let _ = done.send(true);
     if let Err(e) = server.await {
         tracing::error!("the HTTP server task ended abnormally: {e}");
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `--etcd`: joins the shard, installs the journal fence and starts campaigning. Each election
+/// won asks the loop for a pass (a refresh: fetch, then reconcile).
+async fn join_cluster(
+    shared: &Arc<Shared>,
+    options: &crate::cluster::ClusterOptions,
+    git_dir: &Path,
+) -> Result<(Arc<tokio::sync::Notify>, tokio::task::JoinHandle<()>), ServerError> {
+    let cluster = crate::cluster::Cluster::join(options, &shared.selector, git_dir).await?;
+    crate::cluster::install_fence(&cluster);
+    let _ = shared.cluster.set(Arc::clone(&cluster));
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let s = Arc::clone(shared);
+    let task = tokio::spawn(cluster.run(Arc::clone(&stop), move || {
+        s.refresh.store(true, Ordering::SeqCst);
+        s.wake.notify_one();
+    }));
+    Ok((stop, task))
 }
 
 /// Sets the stop flag on SIGTERM or SIGINT.
@@ -506,6 +550,13 @@ impl PassOutcome {
 
 /// One pass (blocking): apply, then metrics, notifications and the push of recorded state.
 fn run_pass(shared: &Shared, lock_held: &ReconcilerLock, seen: Option<Instant>) -> PassOutcome {
+    // Clustered: only the shard's leader reconciles; an election won triggers a pass.
+    if shared.cluster.get().is_some_and(|c| !c.is_leader()) {
+        return PassOutcome::Done {
+            commit: None,
+            next_wake: None,
+        };
+    }
     let repo = match WatchedRepo::open(&shared.repo_path) {
         Ok(r) => r,
         Err(e) => return PassOutcome::transient(e.to_string()),
@@ -543,6 +594,9 @@ fn run_pass(shared: &Shared, lock_held: &ReconcilerLock, seen: Option<Instant>) 
         Ok(report) => {
             if shared.config.remote.is_some() {
                 lock(&shared.daemon).remote_error = None;
+            } else {
+                // No remote: the local commit is the shared record (clustered journals go).
+                crate::state::fence::published();
             }
             Ok(report)
         }
