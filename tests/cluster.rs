@@ -3,6 +3,10 @@
 //! of one bare remote, and a fleet whose steps append start/end marks to one shared log, so every
 //! execution is counted and overlaps are visible.
 //!
+//! The remote is served by `git daemon` (a separate server process, as a real Git host is): with
+//! a `file://` remote the killed leader itself wrote into the bare repository and could leave its
+//! ref lock there, which no real server would (that stalled the kill test; see `GitServer`).
+//!
 //! Outside CI a missing `etcd` skips the tests loudly; in CI (CI=true) it fails them.
 
 mod common;
@@ -19,7 +23,12 @@ use common::{Repo, component, release, target};
 
 const NOW: &str = "2026-11-30T12:00:00Z";
 
-fn wait_for<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+fn wait_for<T>(what: &str, deadline: Duration, f: impl FnMut() -> Option<T>) -> T {
+    wait_or_say(what, deadline, String::new, f)
+}
+
+/// [`wait_for`], saying `context()` (e.g. the members' last log lines) when it times out.
+fn wait_or_say<T>(what: &str, deadline: Duration, context: impl Fn() -> String, mut f: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
     loop {
         if let Some(v) = f() {
@@ -27,7 +36,8 @@ fn wait_for<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>)
         }
         assert!(
             start.elapsed() < deadline,
-            "timed out after {deadline:?} waiting for {what}"
+            "timed out after {deadline:?} waiting for {what}\n{}",
+            context()
         );
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -166,11 +176,63 @@ impl Drop for Etcd {
 }
 
 // ---------------------------------------------------------------------------------------------
+// the remote: `git daemon` on a loopback port, killed on drop
+
+/// `git daemon` serving `root` (push enabled) on a free loopback port. Pushes are written by its
+/// own `git receive-pack` processes, so killing a gantry member mid-push cannot leave a lock in
+/// the remote repository (with `file://`, libgit2 writes the bare repository in-process).
+struct GitServer {
+    child: Child,
+    port: u16,
+    root: tempfile::TempDir,
+}
+
+impl GitServer {
+    fn start() -> GitServer {
+        let root = tempfile::tempdir().expect("tmp");
+        let port = free_port();
+        let child = Command::new("git")
+            .args(["daemon", "--reuseaddr", "--export-all", "--enable=receive-pack"])
+            .arg(format!("--base-path={}", root.path().display()))
+            .args(["--listen=127.0.0.1", &format!("--port={port}")])
+            .arg(root.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start git daemon");
+        wait_for("git daemon", Duration::from_secs(20), || {
+            TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
+        });
+        GitServer { child, port, root }
+    }
+
+    fn bare(&self) -> PathBuf {
+        self.root.path().join("fleet.git")
+    }
+
+    fn url(&self) -> String {
+        format!("git://127.0.0.1:{}/fleet.git", self.port)
+    }
+}
+
+impl Drop for GitServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // the fleet: every step logs `start`/`end` marks with the member's pid to one shared log
 
 /// A bare remote holding a fleet of `targets` targets; each deploy sleeps `step_s` seconds
 /// between its marks in `log`.
 fn seed(bare: &Path, log: &Path, targets: usize, step_s: &str) {
+    seed_labelled(bare, log, targets, step_s, |_| "host: a".to_string());
+}
+
+/// [`seed`] with each target's labels (`host: a`…) chosen by `labels(index)`.
+fn seed_labelled(bare: &Path, log: &Path, targets: usize, step_s: &str, labels: impl Fn(usize) -> String) {
     let repo = Repo::new();
     let script = format!(
         "#!/bin/sh\nset -eu\necho \"start $1 $2 $PPID $(date +%s.%N)\" >> {log}\nsleep {step_s}\n\
@@ -187,7 +249,7 @@ fn seed(bare: &Path, log: &Path, targets: usize, step_s: &str) {
     for i in 0..targets {
         repo.file(
             &format!("targets/t{i:02}.yaml"),
-            &target(&format!("t{i:02}"), "web", "1.0.0", "host: a"),
+            &target(&format!("t{i:02}"), "web", "1.0.0", &labels(i)),
         );
     }
     repo.commit_all("fleet");
@@ -235,20 +297,46 @@ fn marks(log: &Path) -> Vec<Mark> {
         .collect()
 }
 
-/// Per target: the (start, end) intervals, an unfinished start closed at `f64::MAX`... unless its
-/// process died with its member (then it ends when the member was killed, `killed[pid]`).
-/// `reruns`: how many targets may have run their step twice, one after the other (a step that
-/// finished while its leader was paused, before the leader could journal it).
-fn check_no_overlap_and_no_rerun(log: &Path, killed: &BTreeMap<u32, f64>, reruns: usize) {
-    let mut rerun = 0;
+/// Whether member `pid` logged a step of `target` as finished: it does so only once the
+/// step's completion is in etcd (the journal write, fenced, returned), so a successor never
+/// runs that step again.
+type Acked<'a> = &'a dyn Fn(u32, &str) -> bool;
+
+/// The stderr of every member started, by pid (kept after the member is killed).
+#[derive(Default)]
+struct Stderrs(BTreeMap<u32, Arc<Mutex<String>>>);
+
+impl Stderrs {
+    fn add(&mut self, member: &Member) {
+        self.0.insert(member.pid(), Arc::clone(&member.stderr));
+    }
+
+    fn acked(&self, pid: u32, target: &str) -> bool {
+        let field = format!("target={target} ");
+        self.0.get(&pid).is_some_and(|text| {
+            text.lock()
+                .unwrap()
+                .lines()
+                .any(|l| l.contains("step finished") && l.contains(&field))
+        })
+    }
+}
+
+/// Per target, from the step log: no two runs overlapped (a run whose member was killed ends
+/// when it was killed, `killed[pid]`: pdeathsig killed its step), every start ended or was
+/// killed, and every finished run but the last was **not** acknowledged by its member. A step
+/// that ended while its member died or lost its leadership before etcd had its completion is an
+/// interrupted step (SPEC §4: run again, steps are idempotent); one whose completion etcd had
+/// must never run again. Returns how many targets ran a step again.
+fn check_no_overlap_and_no_rerun(log: &Path, killed: &BTreeMap<u32, f64>, acked: Acked) -> usize {
+    let mut reruns = 0;
     let mut by_target: BTreeMap<String, Vec<Mark>> = BTreeMap::new();
     for m in marks(log) {
         by_target.entry(m.target.clone()).or_default().push(m);
     }
     for (target, marks) in &by_target {
-        let mut intervals = Vec::new();
         let mut open: Option<&Mark> = None;
-        let mut finished = 0;
+        let mut finished: Vec<u32> = Vec::new();
         for m in marks {
             if m.start {
                 if let Some(o) = open {
@@ -261,7 +349,6 @@ fn check_no_overlap_and_no_rerun(log: &Path, killed: &BTreeMap<u32, f64>, reruns
                         o.pid,
                         m.pid
                     );
-                    intervals.push((o.at, died));
                 }
                 open = Some(m);
             } else {
@@ -269,21 +356,27 @@ fn check_no_overlap_and_no_rerun(log: &Path, killed: &BTreeMap<u32, f64>, reruns
                     .take()
                     .unwrap_or_else(|| panic!("{target}: an end without a start"));
                 assert_eq!(o.pid, m.pid, "{target}: ended by another member");
-                intervals.push((o.at, m.at));
-                finished += 1;
+                finished.push(m.pid);
             }
         }
-        assert!(open.is_none(), "{target}: a step started and never ended");
-        if finished == 2 {
-            rerun += 1;
-        } else {
-            assert_eq!(finished, 1, "{target}: a finished step ran {finished} times");
+        if let Some(o) = open {
+            assert!(
+                killed.contains_key(&o.pid),
+                "{target}: a step started by pid {} never ended and its member was not killed",
+                o.pid
+            );
         }
+        assert!(!finished.is_empty(), "{target}: no run of its step finished");
+        for pid in &finished[..finished.len() - 1] {
+            assert!(
+                !acked(*pid, target),
+                "{target}: a finished step ran twice: pid {pid} had its completion in etcd \
+                 (it logged `step finished`), yet it ran again"
+            );
+        }
+        reruns += usize::from(finished.len() > 1);
     }
-    assert!(
-        rerun <= reruns,
-        "{rerun} targets ran a finished step twice (allowed {reruns})"
-    );
+    reruns
 }
 
 /// Per target: how many outcome commits on `clone`'s state branch name it; and whether every
@@ -421,33 +514,38 @@ fn http(method: &str, addr: &str, path: &str, body: &str) -> (u16, String) {
     (code, body)
 }
 
-/// Clones `bare` into `work/<name>`.
-fn clone(bare: &Path, work: &Path, name: &str) -> PathBuf {
+/// Clones the remote at `url` into `work/<name>`.
+fn clone(url: &str, work: &Path, name: &str) -> PathBuf {
     let dir = work.join(name);
-    gantry(&["clone", &format!("file://{}", bare.display()), dir.to_str().unwrap()]).expect(0);
+    gantry(&["clone", url, dir.to_str().unwrap()]).expect(0);
     dir
 }
 
-/// Every target recorded at 1.0.0 on the bare remote's state branch.
-fn converged(clone: &Path, targets: usize) -> bool {
-    let out = gantry(&[
-        "--now",
-        NOW,
-        "--repo",
-        clone.to_str().unwrap(),
-        "status",
-        "--format",
-        "json",
-    ]);
-    if out.code() != 0 {
-        return false;
-    }
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(&out.stdout()) else {
+/// Every target `t00`… of `names` recorded at 1.0.0, converged, on the remote's state branch
+/// (what the members published, whichever led).
+fn converged(bare: &Path, names: impl IntoIterator<Item = String>) -> bool {
+    let Ok(repo) = git2::Repository::open_bare(bare) else {
         return false;
     };
-    v["targets"]
-        .as_array()
-        .is_some_and(|a| a.len() == targets && a.iter().all(|t| t["current"] == "1.0.0" && t["status"] == "converged"))
+    let Ok(tree) = repo
+        .find_reference("refs/heads/gantry/state")
+        .and_then(|r| r.peel_to_tree())
+    else {
+        return false;
+    };
+    names.into_iter().all(|name| {
+        tree.get_path(Path::new(&format!("targets/{name}.yaml")))
+            .ok()
+            .and_then(|e| repo.find_blob(e.id()).ok())
+            .is_some_and(|b| {
+                let text = String::from_utf8_lossy(b.content());
+                text.contains("\nversion: \"1.0.0\"") && text.contains("\nstatus: converged")
+            })
+    })
+}
+
+fn fleet(targets: usize) -> impl Iterator<Item = String> {
+    (0..targets).map(|i| format!("t{i:02}"))
 }
 
 fn leader_of(members: &[Option<Member>]) -> Option<usize> {
@@ -460,11 +558,13 @@ fn leader_of(members: &[Option<Member>]) -> Option<usize> {
 #[test]
 fn member_with_other_selectors_than_the_shard_refuses_to_start() {
     let Some(etcd) = Etcd::start() else { return };
-    let remote = tempfile::tempdir().expect("tmp");
+    let server = GitServer::start();
     let work = tempfile::tempdir().expect("tmp");
-    let bare = remote.path().join("fleet.git");
-    seed(&bare, &work.path().join("steps.log"), 1, "0");
-    let (a, b) = (clone(&bare, work.path(), "a"), clone(&bare, work.path(), "b"));
+    seed(&server.bare(), &work.path().join("steps.log"), 1, "0");
+    let (a, b) = (
+        clone(&server.url(), work.path(), "a"),
+        clone(&server.url(), work.path(), "b"),
+    );
     let first = Member::start(
         &a,
         &etcd.endpoints(),
@@ -494,35 +594,56 @@ fn member_with_other_selectors_than_the_shard_refuses_to_start() {
     );
 }
 
-/// One leader at a time; kill -9 of the leader mid-rollout, again and again: a standby leads
-/// within 2 × TTL each time; the fleet converges; no finished step ran twice and no two steps of
-/// one target overlapped. Prints the takeover times (median, max).
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|k| k.parse().ok()).unwrap_or(default)
+}
+
+/// The last lines a member logged, for failure messages.
+fn tail(stderr: &Mutex<String>, lines: usize) -> String {
+    let text = stderr.lock().unwrap();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// One leader at a time; kill -9 of the leader mid-rollout, again and again (GANTRY_TEST_KILLS,
+/// default 8; the issue's figure uses 20): a standby leads within 2 × TTL each time; the fleet
+/// converges; no step whose completion etcd had ran again, and no two steps of one target
+/// overlapped. Prints the takeover times: kill → a standby reports `leader`, and kill → the
+/// first step start after the kill (median, max).
+///
+/// Regression (issue #14, 1 of 3 runs green): rounds stalled with "the leader starts no step
+/// within 30 s" because the killed leader's ref lock (`gantry/state.lock`) stayed in its clone,
+/// or in the `file://` remote, and every later pass failed to lock it; and because a pass whose
+/// fenced journal write timed out counted as done, so nothing asked for another.
 #[test]
 fn standby_takes_over_after_kill9_of_the_leader_without_rerunning_or_overlapping() {
     let Some(etcd) = Etcd::start() else { return };
-    let kills: usize = std::env::var("GANTRY_TEST_KILLS")
-        .ok()
-        .and_then(|k| k.parse().ok())
-        .unwrap_or(5);
+    let kills = usize::try_from(env_number("GANTRY_TEST_KILLS", 8)).unwrap();
     // GANTRY_TEST_TTL (seconds, default 2) measures other lease TTLs, e.g. the default 10.
-    let ttl_s: u64 = std::env::var("GANTRY_TEST_TTL")
-        .ok()
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(2);
+    let ttl_s = env_number("GANTRY_TEST_TTL", 2);
     let ttl = Duration::from_secs(ttl_s);
     let targets = 3 * kills + 3;
-    let remote = tempfile::tempdir().expect("tmp");
+    let server = GitServer::start();
     let work = tempfile::tempdir().expect("tmp");
-    let bare = remote.path().join("fleet.git");
     let log = work.path().join("steps.log");
-    seed(&bare, &log, targets, "0.4");
-    let dirs: Vec<PathBuf> = (0..3).map(|i| clone(&bare, work.path(), &format!("m{i}"))).collect();
+    seed(&server.bare(), &log, targets, "0.4");
+    let dirs: Vec<PathBuf> = (0..3)
+        .map(|i| clone(&server.url(), work.path(), &format!("m{i}")))
+        .collect();
     let endpoints = etcd.endpoints();
     let ttl_arg = format!("{ttl_s}s");
     let args = ["--lease-ttl", ttl_arg.as_str()];
-    let mut members: Vec<Option<Member>> = dirs.iter().map(|d| Some(Member::start(d, &endpoints, &args))).collect();
+    let mut stderrs = Stderrs::default();
+    let mut members: Vec<Option<Member>> = dirs
+        .iter()
+        .map(|d| {
+            let m = Member::start(d, &endpoints, &args);
+            stderrs.add(&m);
+            Some(m)
+        })
+        .collect();
     let mut killed: BTreeMap<u32, f64> = BTreeMap::new();
-    let mut takeovers = Vec::new();
+    let (mut to_leader, mut to_step) = (Vec::new(), Vec::new());
     for round in 0..kills {
         let leader = wait_for("a leader", Duration::from_secs(30), || leader_of(&members));
         // Exactly one leader.
@@ -531,56 +652,65 @@ fn standby_takes_over_after_kill9_of_the_leader_without_rerunning_or_overlapping
             .filter(|m| m.as_ref().is_some_and(Member::is_leader))
             .count();
         assert_eq!(leaders, 1, "round {round}: {leaders} leaders");
-        // Let it start some steps, then kill it at a moment that varies.
+        // Let it start a step, then kill it at a moment that varies.
         let before = marks(&log).len();
-        let waiting = Instant::now();
-        while marks(&log).len() <= before {
-            let m = members[leader].as_ref().expect("leader");
-            assert!(
-                waiting.elapsed() < Duration::from_secs(30),
-                "round {round}: the leader starts no step: {:?}\n{}",
-                m.cluster(),
-                m.stderr
-                    .lock()
-                    .unwrap()
-                    .lines()
-                    .rev()
-                    .take(12)
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let m = members[leader].as_ref().expect("leader");
+        wait_for(
+            &format!("round {round}: a step by the leader pid {}", m.pid()),
+            Duration::from_secs(30),
+            || (marks(&log).len() > before).then_some(()),
+        );
         std::thread::sleep(Duration::from_millis(50 + 97 * (round as u64 % 5)));
         let mut dead = members[leader].take().expect("leader");
         let pid = dead.pid();
         dead.kill9();
         let at = Instant::now();
-        killed.insert(pid, unix_now());
-        let next = wait_for("a new leader", 3 * ttl, || leader_of(&members));
+        let at_unix = unix_now();
+        killed.insert(pid, at_unix);
+        let next = wait_for(&format!("round {round}: a new leader"), 3 * ttl, || leader_of(&members));
         let took = at.elapsed();
         assert!(took <= 2 * ttl, "round {round}: takeover took {took:?}");
-        takeovers.push(took);
+        to_leader.push(took);
         assert_ne!(next, leader);
+        let next_pid = members[next].as_ref().expect("leader").pid();
+        let first = wait_for(
+            &format!("round {round}: the new leader's first step"),
+            Duration::from_secs(30),
+            || {
+                marks(&log)
+                    .iter()
+                    .find(|m| m.start && m.pid != pid && m.at > at_unix)
+                    .map(|m| m.at)
+            },
+        );
+        assert!(
+            first - at_unix < 30.0,
+            "round {round}: no step within 30 s of the kill:\n{}",
+            tail(&stderrs.0[&next_pid], 30)
+        );
+        to_step.push(Duration::from_secs_f64(first - at_unix));
         // The dead member comes back as a standby on its own clone.
-        members[leader] = Some(Member::start(&dirs[leader], &endpoints, &args));
+        let back = Member::start(&dirs[leader], &endpoints, &args);
+        stderrs.add(&back);
+        members[leader] = Some(back);
     }
     wait_for("the fleet to converge", Duration::from_secs(120), || {
-        converged(&dirs[0], targets).then_some(()).or_else(|| {
-            // Standbys fetch only the desired branch: ask the leader's clone.
-            leader_of(&members).and_then(|l| converged(&dirs[l], targets).then_some(()))
-        })
+        converged(&server.bare(), fleet(targets)).then_some(())
     });
-    // Give late writers (there must be none) a moment, then check the log.
-    std::thread::sleep(Duration::from_millis(500));
-    check_no_overlap_and_no_rerun(&log, &killed, 0);
-    takeovers.sort();
+    let reruns = check_no_overlap_and_no_rerun(&log, &killed, &|pid, t| stderrs.acked(pid, t));
+    let (counts, fenced) = outcomes(&server.bare());
+    assert!(fenced, "an outcome commit without its Gantry-Fence trailer");
+    assert_eq!(counts.len(), targets, "{counts:?}");
+    let median_max = |v: &mut Vec<Duration>| {
+        v.sort();
+        (v[v.len() / 2], *v.last().unwrap())
+    };
+    let (leader_median, leader_max) = median_max(&mut to_leader);
+    let (step_median, step_max) = median_max(&mut to_step);
     eprintln!(
-        "takeover after kill -9 (TTL {ttl_s}s, {} kills): median {:?}, max {:?}, all {:?}",
-        takeovers.len(),
-        takeovers[takeovers.len() / 2],
-        takeovers.last().unwrap(),
-        takeovers
+        "takeover after kill -9 (TTL {ttl_s}s, {kills} kills): to a new leader median {leader_median:?} max \
+         {leader_max:?}; to its first step start median {step_median:?} max {step_max:?}; {reruns} interrupted \
+         step(s) run again (their completion had not reached etcd)"
     );
 }
 
@@ -592,115 +722,325 @@ fn unix_now() -> f64 {
 }
 
 /// SIGSTOP of the leader during a step for 3 × TTL, then SIGCONT: a standby took over; the old
-/// leader starts nothing more; no overlap; every outcome recorded once.
+/// leader starts nothing more; no overlap; every outcome recorded once, with its fence.
 #[test]
 fn paused_leader_starts_nothing_after_it_resumes() {
     let Some(etcd) = Etcd::start() else { return };
     let targets = 6;
-    let remote = tempfile::tempdir().expect("tmp");
+    let server = GitServer::start();
     let work = tempfile::tempdir().expect("tmp");
-    let bare = remote.path().join("fleet.git");
     let log = work.path().join("steps.log");
-    seed(&bare, &log, targets, "0.3");
-    let dirs: Vec<PathBuf> = (0..2).map(|i| clone(&bare, work.path(), &format!("m{i}"))).collect();
+    seed(&server.bare(), &log, targets, "0.3");
+    let dirs: Vec<PathBuf> = (0..2)
+        .map(|i| clone(&server.url(), work.path(), &format!("m{i}")))
+        .collect();
     let endpoints = etcd.endpoints();
     let args = ["--lease-ttl", "2s"];
-    let members: Vec<Option<Member>> = dirs.iter().map(|d| Some(Member::start(d, &endpoints, &args))).collect();
+    let mut stderrs = Stderrs::default();
+    let members: Vec<Option<Member>> = dirs
+        .iter()
+        .map(|d| {
+            let m = Member::start(d, &endpoints, &args);
+            stderrs.add(&m);
+            Some(m)
+        })
+        .collect();
     let leader = wait_for("a leader", Duration::from_secs(30), || leader_of(&members));
     let old = members[leader].as_ref().unwrap();
     wait_for("a step", Duration::from_secs(30), || {
         (!marks(&log).is_empty()).then_some(())
     });
     old.signal("STOP");
-    std::thread::sleep(Duration::from_secs(6));
+    let paused = Instant::now();
+    let other = members[1 - leader].as_ref().unwrap();
+    wait_for("the standby to lead", Duration::from_secs(20), || {
+        other.is_leader().then_some(())
+    });
+    // Paused for 3 × TTL in all.
+    std::thread::sleep(Duration::from_secs(6).saturating_sub(paused.elapsed()));
     let resumed_at = unix_now();
     old.signal("CONT");
     wait_for("the fleet to converge", Duration::from_secs(60), || {
-        let other = 1 - leader;
-        converged(&dirs[other], targets).then_some(())
+        converged(&server.bare(), fleet(targets)).then_some(())
     });
-    std::thread::sleep(Duration::from_secs(3));
+    // The resumed member answers again once it has looked at etcd: a standby.
+    let d = wait_for("the old leader to answer", Duration::from_secs(20), || old.cluster());
+    assert_eq!(d["role"], "standby", "{d}");
     let late: Vec<Mark> = marks(&log)
         .into_iter()
         .filter(|m| m.start && m.pid == old.pid() && m.at > resumed_at)
         .collect();
     assert!(late.is_empty(), "the resumed old leader started steps: {late:?}");
-    // The step the leader was paused in may have finished during the pause, unjournaled: the
-    // new leader runs it again (after it, never alongside). Everything else ran once.
-    check_no_overlap_and_no_rerun(&log, &BTreeMap::new(), 1);
-    let (counts, fenced) = outcomes(&dirs[1 - leader]);
+    check_no_overlap_and_no_rerun(&log, &BTreeMap::new(), &|pid, t| stderrs.acked(pid, t));
+    let (counts, fenced) = outcomes(&server.bare());
     assert_eq!(counts.len(), targets, "{counts:?}");
     assert!(
         counts.values().all(|&n| n == 1),
         "an outcome recorded twice: {counts:?}"
     );
     assert!(fenced, "an outcome commit without its Gantry-Fence trailer");
-    let d = old.cluster().expect("old leader answers");
-    assert_eq!(d["role"], "standby", "{d}");
 }
 
 /// One etcd member killed: nothing notices. Two killed: no new step starts and the daemon says
 /// why. Restarted: the rollout completes by itself.
+///
+/// Regression (issue #14, was #[ignore]d as flaky): after quorum came back the rollout did not
+/// go on: the passes that ran while etcd had no quorum had attempts that could not start, counted
+/// as done, and no further pass was asked for.
 #[test]
-#[ignore = "flaky (issue #14, open): after quorum is back the rollout sometimes does not complete within 120 s; run with --ignored"]
 fn quorum_loss_stops_step_starts_and_quorum_back_completes_the_rollout() {
     let Some(mut etcd) = Etcd::start() else { return };
-    let targets = 30;
-    let remote = tempfile::tempdir().expect("tmp");
+    let targets = 24;
+    let server = GitServer::start();
     let work = tempfile::tempdir().expect("tmp");
-    let bare = remote.path().join("fleet.git");
     let log = work.path().join("steps.log");
-    seed(&bare, &log, targets, "0.2");
-    let dir = clone(&bare, work.path(), "m0");
+    seed(&server.bare(), &log, targets, "0.2");
+    let dir = clone(&server.url(), work.path(), "m0");
     let endpoints = etcd.endpoints();
-    let members = vec![Some(Member::start(&dir, &endpoints, &["--lease-ttl", "2s"]))];
-    wait_for("a leader", Duration::from_secs(30), || leader_of(&members));
+    let member = Member::start(&dir, &endpoints, &["--lease-ttl", "2s"]);
+    let mut stderrs = Stderrs::default();
+    stderrs.add(&member);
+    wait_for("a leader", Duration::from_secs(30), || member.is_leader().then_some(()));
     wait_for("a step", Duration::from_secs(30), || {
         (!marks(&log).is_empty()).then_some(())
     });
     etcd.kill(2);
     let starts = |log: &Path| marks(log).iter().filter(|m| m.start).count();
     let at_one_down = starts(&log);
-    let going = Instant::now();
-    while starts(&log) < at_one_down + 3 {
-        let m = members[0].as_ref().unwrap();
-        assert!(
-            going.elapsed() < Duration::from_secs(20),
-            "steps stopped with one etcd member down: {:?}\n{}",
-            m.cluster(),
-            m.stderr
-                .lock()
-                .unwrap()
-                .lines()
-                .rev()
-                .take(15)
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(
-        leader_of(&members).is_some(),
-        "one etcd member down: the leader kept its role"
+    wait_for(
+        "steps to go on with one etcd member down",
+        Duration::from_secs(20),
+        || (starts(&log) >= at_one_down + 3).then_some(()),
     );
+    assert!(member.is_leader(), "one etcd member down: the leader kept its role");
     etcd.kill(1);
-    // Running steps finish; after at most a TTL (plus one step) no new step starts.
-    std::thread::sleep(Duration::from_secs(3));
+    // Running steps finish; once the local lease view ran out (≤ TTL) no new step starts, and
+    // the daemon says why.
+    let c = wait_for("the member to report the lost quorum", Duration::from_secs(20), || {
+        member
+            .cluster()
+            .filter(|c| c["role"] == "standby" && c["etcd_error"].is_string())
+    });
+    std::thread::sleep(Duration::from_millis(500));
     let frozen = starts(&log);
     std::thread::sleep(Duration::from_secs(4));
-    assert_eq!(starts(&log), frozen, "a step started without etcd quorum");
-    let m = members[0].as_ref().unwrap();
-    let c = m.cluster().expect("the daemon answers without quorum");
-    assert_eq!(c["role"], "standby", "{c}");
-    assert!(c["etcd_error"].is_string(), "the daemon reports the etcd failure: {c}");
+    assert_eq!(starts(&log), frozen, "a step started without etcd quorum: {c}");
+    assert!(
+        !converged(&server.bare(), fleet(targets)),
+        "the fleet converged before quorum was lost: the test proves nothing"
+    );
     etcd.spawn(1);
     etcd.spawn(2);
-    wait_for("the fleet to converge", Duration::from_secs(120), || {
-        converged(&dir, targets).then_some(())
+    wait_or_say(
+        "the fleet to converge",
+        Duration::from_secs(60),
+        || tail(&member.stderr, 40),
+        || converged(&server.bare(), fleet(targets)).then_some(()),
+    );
+    // A step that finished while etcd had no quorum could not journal its completion there: it
+    // ran again (an interrupted step), never alongside. Nothing whose completion etcd had ran twice.
+    check_no_overlap_and_no_rerun(&log, &BTreeMap::new(), &|pid, t| stderrs.acked(pid, t));
+    wait_for("the member to lead with no etcd error", Duration::from_secs(20), || {
+        member
+            .cluster()
+            .filter(|c| c["role"] == "leader" && c["etcd_error"].is_null())
     });
-    // A step that finished while etcd had no quorum could not journal its completion; if the
-    // lease did not survive the outage, the re-elected leader copies etcd's journal and runs that
-    // step again (after it, never alongside). Everything else ran once.
-    check_no_overlap_and_no_rerun(&log, &BTreeMap::new(), 1);
-    let _ = &m.stderr;
+}
+
+// ---------------------------------------------------------------------------------------------
+// etcd's keys, read and written as the test's own client (the v3 JSON gateway)
+
+fn b64(bytes: &[u8]) -> String {
+    use base64ct::{Base64, Encoding};
+    Base64::encode_string(bytes)
+}
+
+fn unb64(text: &serde_json::Value) -> Vec<u8> {
+    use base64ct::{Base64, Encoding};
+    text.as_str()
+        .and_then(|t| Base64::decode_vec(t).ok())
+        .unwrap_or_default()
+}
+
+impl Etcd {
+    fn any_client(&self) -> String {
+        let m = self
+            .members
+            .iter()
+            .find(|m| m.child.is_some())
+            .expect("a live etcd member");
+        format!("127.0.0.1:{}", m.client)
+    }
+
+    /// Every key-value under `prefix`.
+    fn range(&self, prefix: &str) -> Vec<(String, Vec<u8>)> {
+        let mut end = prefix.as_bytes().to_vec();
+        *end.last_mut().expect("a prefix") += 1;
+        let body = serde_json::json!({"key": b64(prefix.as_bytes()), "range_end": b64(&end)}).to_string();
+        let (code, text) = http("POST", &self.any_client(), "/v3/kv/range", &body);
+        assert_eq!(code, 200, "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+        v["kvs"]
+            .as_array()
+            .map(|kvs| {
+                kvs.iter()
+                    .map(|kv| {
+                        (
+                            String::from_utf8_lossy(&unb64(&kv["key"])).into_owned(),
+                            unb64(&kv["value"]),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn put(&self, key: &str, value: &[u8]) {
+        let body = serde_json::json!({"key": b64(key.as_bytes()), "value": b64(value)}).to_string();
+        let (code, text) = http("POST", &self.any_client(), "/v3/kv/put", &body);
+        assert_eq!(code, 200, "{text}");
+    }
+}
+
+/// The case of SPEC §8's table "killed after the outcome was published but before its journal
+/// left etcd": a new leader finds in etcd the journal of an attempt whose outcome the remote's
+/// state branch already records, and drops it: nothing of it runs again (its step, left
+/// `started` in that journal, would otherwise run as an interrupted step) and nothing is
+/// recorded twice. (Issue #14: a new leader must check the recorded outcomes.)
+#[test]
+fn restored_journal_whose_outcome_is_already_published_is_dropped_not_resumed() {
+    let Some(etcd) = Etcd::start() else { return };
+    let server = GitServer::start();
+    let work = tempfile::tempdir().expect("tmp");
+    let log = work.path().join("steps.log");
+    seed(&server.bare(), &log, 1, "1.5");
+    let dirs: Vec<PathBuf> = (0..2)
+        .map(|i| clone(&server.url(), work.path(), &format!("m{i}")))
+        .collect();
+    let endpoints = etcd.endpoints();
+    let args = ["--lease-ttl", "2s"];
+    let mut first = Member::start(&dirs[0], &endpoints, &args);
+    wait_for("a step", Duration::from_secs(30), || {
+        (!marks(&log).is_empty()).then_some(())
+    });
+    // The journal as etcd holds it while the step runs: header and `step_started`.
+    let prefix = "/gantry/shards/default/journal/";
+    let (key, journal) = wait_for("the journal in etcd", Duration::from_secs(10), || {
+        etcd.range(prefix).into_iter().next()
+    });
+    assert!(
+        String::from_utf8_lossy(&journal).contains("step_started"),
+        "{}",
+        String::from_utf8_lossy(&journal)
+    );
+    wait_or_say(
+        "the outcome on the remote, and the journal gone from etcd",
+        Duration::from_secs(30),
+        || tail(&first.stderr, 20),
+        || (converged(&server.bare(), fleet(1)) && etcd.range(prefix).is_empty()).then_some(()),
+    );
+    first.kill9();
+    // As if the leader had died after publishing the outcome, before deleting the journal.
+    etcd.put(&key, &journal);
+    let second = Member::start(&dirs[1], &endpoints, &args);
+    wait_or_say(
+        "the new leader's first pass after copying the journal from etcd",
+        Duration::from_secs(30),
+        || tail(&second.stderr, 30),
+        || {
+            let text = second.stderr.lock().unwrap().clone();
+            let copied = text.find("journals copied from etcd journals=1")?;
+            text[copied..].contains("pass finished").then_some(())
+        },
+    );
+    let starts = marks(&log).iter().filter(|m| m.start).count();
+    assert_eq!(starts, 1, "the step of an attempt already recorded ran again");
+    let (counts, _) = outcomes(&server.bare());
+    assert_eq!(counts.get("t00"), Some(&1), "{counts:?}");
+    let left: Vec<_> = std::fs::read_dir(dirs[1].join(".git/gantry/journal"))
+        .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "the dropped journal is still there: {left:?}");
+}
+
+/// Two shards with disjoint selectors (`host=a`, `host=b`), two members each, on clones of one
+/// remote: each shard elects its own leader and together they converge the fleet; every
+/// target's step ran once, by a member of its own shard. (GANTRY_TEST_SHARD_TARGETS, default 60.)
+#[test]
+fn two_shards_with_disjoint_selectors_converge_one_fleet_together() {
+    let Some(etcd) = Etcd::start() else { return };
+    let targets = usize::try_from(env_number("GANTRY_TEST_SHARD_TARGETS", 60)).unwrap();
+    let server = GitServer::start();
+    let work = tempfile::tempdir().expect("tmp");
+    let log = work.path().join("steps.log");
+    let host = |i: usize| if i % 2 == 0 { "a" } else { "b" };
+    seed_labelled(&server.bare(), &log, targets, "0", |i| format!("host: {}", host(i)));
+    let endpoints = etcd.endpoints();
+    let members: Vec<(String, Option<Member>)> = ["a", "a", "b", "b"]
+        .iter()
+        .enumerate()
+        .map(|(i, shard)| {
+            let dir = clone(&server.url(), work.path(), &format!("m{i}"));
+            let selector = format!("host={shard}");
+            let member = Member::start(
+                &dir,
+                &endpoints,
+                &["--shard", shard, "--selector", &selector, "--lease-ttl", "2s"],
+            );
+            (shard.to_string(), Some(member))
+        })
+        .collect();
+    for shard in ["a", "b"] {
+        wait_for(&format!("shard {shard}'s leader"), Duration::from_secs(30), || {
+            let leaders: Vec<&Member> = members
+                .iter()
+                .filter(|(s, m)| s == shard && m.as_ref().is_some_and(Member::is_leader))
+                .filter_map(|(_, m)| m.as_ref())
+                .collect();
+            (leaders.len() == 1).then_some(())
+        });
+    }
+    wait_or_say(
+        "the fleet to converge",
+        Duration::from_secs(90),
+        || {
+            members
+                .iter()
+                .filter_map(|(s, m)| m.as_ref().map(|m| format!("shard {s}:\n{}", tail(&m.stderr, 8))))
+                .collect::<Vec<_>>()
+                .join("\n")
+        },
+        || converged(&server.bare(), fleet(targets)).then_some(()),
+    );
+    let pids_of = |shard: &str| -> Vec<u32> {
+        members
+            .iter()
+            .filter(|(s, _)| s == shard)
+            .filter_map(|(_, m)| m.as_ref().map(Member::pid))
+            .collect()
+    };
+    let all = marks(&log);
+    for i in 0..targets {
+        let name = format!("t{i:02}");
+        let starts: Vec<&Mark> = all.iter().filter(|m| m.start && m.target == name).collect();
+        assert_eq!(starts.len(), 1, "{name}: {starts:?}");
+        assert!(
+            pids_of(host(i)).contains(&starts[0].pid),
+            "{name} (host={}) ran on a member of the other shard",
+            host(i)
+        );
+    }
+    // Each shard's leader says so in /metrics, under its shard's label.
+    for shard in ["a", "b"] {
+        let (_, m) = members
+            .iter()
+            .find(|(s, m)| s == shard && m.as_ref().is_some_and(Member::is_leader))
+            .expect("a leader");
+        let (code, text) = http("GET", &m.as_ref().unwrap().addr, "/metrics", "");
+        assert_eq!(code, 200);
+        assert!(
+            text.contains(&format!("gantry_cluster_leader{{shard=\"{shard}\"}} 1")),
+            "{text}"
+        );
+    }
 }

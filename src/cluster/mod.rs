@@ -11,13 +11,16 @@
 //! # Expected flow
 //! [`Cluster::join`] connects, checks the selectors, grants a lease and campaigns in a task
 //! ([`Cluster::run`]): keep the lease alive every TTL/4, and while standby try the `leader` key
-//! every TTL/4. On becoming leader: copy the shard's journals from etcd into the local journal
-//! directory (etcd is authoritative), then ask the daemon for a pass.
+//! every TTL/4. On becoming leader (a new **epoch**): ask the daemon for a pass. Every pass starts
+//! with [`Cluster::begin_pass`], which skips it on a standby and, on the first pass of an epoch,
+//! copies the shard's journals from etcd into the local journal directory (etcd is
+//! authoritative) before anything runs.
 //!
 //! # Guarantees
 //! - A journal write succeeds only inside a transaction comparing `leader`'s create revision
 //!   with the one this member won: after its lease expired (kill -9, SIGSTOP longer than the
-//!   TTL, a partition) the comparison fails and the step does not start.
+//!   TTL, a partition) the comparison fails and the step does not start. Locally it is not even
+//!   tried unless the pass restored the journals of the current epoch.
 //! - Locally, leadership is trusted only until `send time of the last answered keep-alive + TTL`
 //!   (monotonic clock, which runs on during SIGSTOP), so a member that cannot renew stops starting
 //!   steps at once, before etcd's own expiry, and a resumed member does not act on a stale view.
@@ -32,7 +35,8 @@
 //! # Residual risk (docs/SPEC.md §8 "High availability")
 //! A step already running when leadership is lost runs to its end (or its timeout); a new leader
 //! resumes that attempt per `onInterrupt`, which for the interrupted step can overlap it if the
-//! old leader was paused rather than killed.
+//! old leader was paused rather than killed. A step whose completion did not reach etcd is an
+//! interrupted step for the next leader (run again or rolled back, as after a crash, SPEC §4).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -105,11 +109,18 @@ struct Leadership {
     revision: i64,
     /// Until when this member may act (see the module guarantees).
     valid_until: Instant,
+    /// Which win of the election this is (see [`View::epoch`]).
+    epoch: u64,
 }
 
 #[derive(Debug, Default)]
 struct View {
     leadership: Option<Leadership>,
+    /// Elections won by this member so far, also the ones that took back its own key after its
+    /// local view had run out. A pass acts only under the epoch whose journals it restored.
+    epoch: u64,
+    /// The epoch whose journals the local journal directory holds (see [`Cluster::begin_pass`]).
+    restored: Option<u64>,
     /// The leader as last read from etcd.
     leader: Option<String>,
     transitions: u64,
@@ -168,10 +179,12 @@ impl Cluster {
         format!("/gantry/shards/{}/{rest}", self.shard)
     }
 
-    /// How long one etcd request may take: a third of the TTL, so a stuck request cannot
-    /// outlast the lease it relies on.
+    /// How long one etcd request may take: half the TTL. A keep-alive's answer counts from its
+    /// send time, so a slow answer still renews; a request stuck longer than that cannot help
+    /// a lease it relies on anyway. (A third of the TTL, 667 ms at TTL 2 s, failed keep-alives
+    /// and fenced writes on a loaded 2-core machine while etcd was healthy.)
     fn op_timeout(&self) -> Duration {
-        (self.ttl / 3).max(Duration::from_millis(300))
+        (self.ttl / 2).max(Duration::from_millis(500))
     }
 
     /// Connects, checks the shard's selectors (recording them if the shard is new). Call from
@@ -318,11 +331,17 @@ impl Cluster {
         self.role_of(&lock(&self.view)) == Role::Leader
     }
 
-    /// The fence revision while this member leads.
+    /// The fence revision while this member leads, under the leadership whose journals the
+    /// current pass restored.
     fn fence(&self) -> Result<i64, String> {
         let view = lock(&self.view);
         match view.leadership {
-            Some(l) if Instant::now() < l.valid_until => Ok(l.revision),
+            Some(l) if Instant::now() < l.valid_until && view.restored == Some(l.epoch) => Ok(l.revision),
+            Some(l) if Instant::now() < l.valid_until => Err(format!(
+                "member {} leads shard {} again since this pass started; the attempt goes on in the next pass, \
+                 from etcd's journal",
+                self.member, self.shard
+            )),
             Some(_) => Err(format!(
                 "member {} could not renew its lease of shard {} in time; it no longer leads",
                 self.member, self.shard
@@ -417,13 +436,13 @@ impl Cluster {
                     }
                 }
             }
-            if let Some(id) = lease
-                && !self.is_leader()
-            {
-                self.campaign(id, started).await;
-            }
-            // Elected, or leading again after etcd came back (the lease survived): a pass.
-            if self.note_role(&mut role) {
+            let won = match lease {
+                Some(id) if !self.is_leader() => self.campaign(id, started).await,
+                _ => false,
+            };
+            // Elected (a new epoch: the next pass restores the journals first), or leading
+            // again after etcd came back with the lease alive: a pass.
+            if self.note_role(&mut role) || won {
                 on_leader();
             }
             tokio::select! {
@@ -437,8 +456,8 @@ impl Cluster {
         self.lose("stopping");
     }
 
-    /// One try at the `leader` key with lease `id`.
-    async fn campaign(&self, id: i64, started: Instant) {
+    /// One try at the `leader` key with lease `id`; `true` when this member leads now.
+    async fn campaign(&self, id: i64, started: Instant) -> bool {
         let key = self.key("leader");
         // Our own key left from an earlier leadership of this lease (the local view expired
         // first, e.g. after a pause): it is ours only if its lease is this one.
@@ -448,12 +467,12 @@ impl Cluster {
             &[etcd::get(&key)],
         );
         let Ok(response) = self.txn(txn).await else {
-            return;
+            return false;
         };
         let revision = if response.succeeded {
             // The put's revision is the key's create revision.
             if response.revision == 0 {
-                return;
+                return false;
             }
             response.revision
         } else {
@@ -470,47 +489,70 @@ impl Cluster {
                 Some((name, lease, revision)) if name == self.member && lease == id => revision,
                 other => {
                     lock(&self.view).leader = other.map(|(name, _, _)| name);
-                    return;
+                    return false;
                 }
             }
         };
-        // Before acting: make the local journals exactly etcd's.
-        if let Err(e) = self.restore_journals().await {
-            tracing::error!(shard = %self.shard, "cannot copy the journals from etcd: {e}; giving up the leadership");
-            let _ = self.call("/v3/kv/deleterange", json!({ "key": etcd::b64(&key) })).await;
-            return;
-        }
         {
             let mut view = lock(&self.view);
+            view.epoch += 1;
             view.leadership = Some(Leadership {
                 revision,
                 valid_until: started + self.ttl,
+                epoch: view.epoch,
             });
             view.leader = Some(self.member.clone());
         }
         tracing::info!(shard = %self.shard, member = %self.member, fence = revision, "elected leader");
+        true
     }
 
-    /// Makes the local journal directory hold exactly the journals stored in etcd.
-    async fn restore_journals(&self) -> Result<(), String> {
+    /// At the start of every pass (blocking, on the pass's thread): `Ok(false)` when this
+    /// member does not lead (the pass does nothing). When it leads under an epoch whose journals
+    /// it has not restored yet, it first makes the local journal directory exactly etcd's
+    /// journals, so the pass resumes what the shard's last leader left, as etcd has it.
+    ///
+    /// Doing this here rather than in the campaign task means no pass of an earlier epoch is
+    /// running while the files are replaced (passes run one at a time), and a pass that began
+    /// under an earlier epoch cannot write under this one ([`Cluster::fence`]).
+    ///
+    /// # Errors
+    /// etcd could not be read or the files written: the pass must not run.
+    pub fn begin_pass(&self) -> Result<bool, String> {
+        let epoch = {
+            let view = lock(&self.view);
+            match view.leadership {
+                Some(l) if Instant::now() < l.valid_until => {
+                    if view.restored == Some(l.epoch) {
+                        return Ok(true);
+                    }
+                    l.epoch
+                }
+                _ => return Ok(false),
+            }
+        };
         let prefix = self.key("journal/");
         let response = self
-            .call("/v3/kv/range", etcd::range_prefix(&prefix))
-            .await
-            .map_err(|e| e.to_string())?;
+            .call_blocking("/v3/kv/range", &etcd::range_prefix(&prefix))
+            .map_err(|e| format!("cannot copy the shard's journals from etcd: {e}"))?;
         let mut stored = Vec::new();
         for kv in etcd::kvs(&response) {
             let name = String::from_utf8_lossy(kv.key.get(prefix.len()..).unwrap_or_default()).into_owned();
             if crate::state::valid_record_name(&name).is_err() {
-                return Err(format!("etcd holds a journal with an unusable name {name:?}"));
+                return Err(format!(
+                    "etcd holds a journal with an unusable name {name:?} under {prefix}"
+                ));
             }
             stored.push((format!("{name}.jsonl"), kv.value));
         }
-        let dir = self.journal_dir.clone();
-        tokio::task::spawn_blocking(move || write_journals(&dir, &stored))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())
+        write_journals(&self.journal_dir, &stored)
+            .map_err(|e| format!("cannot write the journals copied from etcd: {e}"))?;
+        let mut view = lock(&self.view);
+        view.restored = Some(epoch);
+        tracing::info!(shard = %self.shard, member = %self.member, journals = stored.len(), "journals copied from etcd");
+        Ok(view
+            .leadership
+            .is_some_and(|l| l.epoch == epoch && Instant::now() < l.valid_until))
     }
 }
 

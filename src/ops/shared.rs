@@ -203,6 +203,7 @@ pub fn agent_pass(
         total.plan = round.plan;
         total.resumed += round.resumed;
         total.outcomes.extend(round.outcomes);
+        total.not_started.extend(round.not_started);
         if !ran || stop.load(std::sync::atomic::Ordering::SeqCst) {
             return Ok(total);
         }

@@ -271,6 +271,19 @@ async fn serve(
     // The first line on stderr, always plain text: tests and scripts read the port from it.
     eprintln!("listening on {addr}");
     tracing::info!(%addr, repo = %shared.repo_path.display(), "daemon started");
+    // Ref locks of the state branch left by a gantry killed while writing it (issue #14).
+    let mut state_refs = vec![format!("refs/heads/{}", shared.config.state_branch)];
+    if let Some(remote) = &shared.config.remote {
+        state_refs.push(format!("refs/remotes/{remote}/{}", shared.config.state_branch));
+    }
+    match lock.clear_stale_ref_locks(git_dir, &state_refs) {
+        Ok(removed) => {
+            for path in removed {
+                tracing::warn!(path = %path.display(), "removed a ref lock left by a killed gantry");
+            }
+        }
+        Err(e) => tracing::warn!("cannot remove a stale ref lock of the state branch: {e}"),
+    }
 
     let _watcher = watch_refs(git_dir, &shared.config.desired_branch, Arc::clone(&shared))?;
     tokio::spawn(stop_on_signal(Arc::clone(&shared)));
@@ -550,12 +563,19 @@ impl PassOutcome {
 
 /// One pass (blocking): apply, then metrics, notifications and the push of recorded state.
 fn run_pass(shared: &Shared, lock_held: &ReconcilerLock, seen: Option<Instant>) -> PassOutcome {
-    // Clustered: only the shard's leader reconciles; an election won triggers a pass.
-    if shared.cluster.get().is_some_and(|c| !c.is_leader()) {
-        return PassOutcome::Done {
-            commit: None,
-            next_wake: None,
-        };
+    // Clustered: only the shard's leader reconciles (an election won triggers a pass), and
+    // first from the journals etcd holds.
+    if let Some(cluster) = shared.cluster.get() {
+        match cluster.begin_pass() {
+            Ok(true) => {}
+            Ok(false) => {
+                return PassOutcome::Done {
+                    commit: None,
+                    next_wake: None,
+                };
+            }
+            Err(e) => return PassOutcome::transient(e),
+        }
     }
     let repo = match WatchedRepo::open(&shared.repo_path) {
         Ok(r) => r,
@@ -680,6 +700,17 @@ fn pass_outcome(
                         lock(&shared.daemon).remote_error = Some(e.to_string());
                     }
                 }
+            }
+            // Clustered: an attempt that could not start (its fenced journal write was refused
+            // or unanswered: leadership lost, or etcd without quorum) is retried with backoff.
+            // Done would wait for the next poll, and nothing else asks for a pass while the
+            // role does not change (a leader stalled for the whole poll interval).
+            if shared.cluster.get().is_some() && !report.not_started.is_empty() {
+                let (target, error) = &report.not_started[0];
+                return PassOutcome::transient(format!(
+                    "{} attempt(s) could not start, first {target}: {error}",
+                    report.not_started.len()
+                ));
             }
             let next_wake = report.plan.as_ref().and_then(|p| next_instant(p, shared.now()));
             PassOutcome::Done { commit, next_wake }
