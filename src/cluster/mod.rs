@@ -121,6 +121,8 @@ struct View {
     epoch: u64,
     /// The epoch whose journals the local journal directory holds (see [`Cluster::begin_pass`]).
     restored: Option<u64>,
+    /// The fence of this member's latest leadership (the `Gantry-Fence:` trailer).
+    last_fence: Option<i64>,
     /// The leader as last read from etcd.
     leader: Option<String>,
     transitions: u64,
@@ -496,6 +498,7 @@ impl Cluster {
         {
             let mut view = lock(&self.view);
             view.epoch += 1;
+            view.last_fence = Some(revision);
             view.leadership = Some(Leadership {
                 revision,
                 valid_until: started + self.ttl,
@@ -623,7 +626,9 @@ impl crate::state::fence::StateFence for Cluster {
     }
 
     fn trailer(&self) -> Option<String> {
-        let revision = self.fence().ok()?;
+        // The leadership the outcome was reached under: its completion was journaled under this
+        // fence (no pass of an earlier epoch writes), even if the lease ran out since.
+        let revision = lock(&self.view).last_fence?;
         Some(format!("{}/{}@{revision}", self.shard, self.member))
     }
 }

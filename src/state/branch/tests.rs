@@ -8,7 +8,6 @@ use std::process::Command;
 use git2::{Oid, Repository};
 use semver::Version;
 
-
 use git2::Signature;
 
 use crate::state::StateError;
