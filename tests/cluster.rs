@@ -228,11 +228,18 @@ impl Drop for GitServer {
 /// A bare remote holding a fleet of `targets` targets; each deploy sleeps `step_s` seconds
 /// between its marks in `log`.
 fn seed(bare: &Path, log: &Path, targets: usize, step_s: &str) {
-    seed_labelled(bare, log, targets, step_s, |_| "host: a".to_string());
+    seed_labelled(bare, log, targets, step_s, |_| "host: a".to_string(), &[]);
 }
 
 /// [`seed`] with each target's labels (`host: a`…) chosen by `labels(index)`.
-fn seed_labelled(bare: &Path, log: &Path, targets: usize, step_s: &str, labels: impl Fn(usize) -> String) {
+fn seed_labelled(
+    bare: &Path,
+    log: &Path,
+    targets: usize,
+    step_s: &str,
+    labels: impl Fn(usize) -> String,
+    extra: &[(String, String)],
+) {
     let repo = Repo::new();
     let script = format!(
         "#!/bin/sh\nset -eu\necho \"start $1 $2 $PPID $(date +%s.%N)\" >> {log}\nsleep {step_s}\n\
@@ -251,6 +258,9 @@ fn seed_labelled(bare: &Path, log: &Path, targets: usize, step_s: &str, labels: 
             &format!("targets/t{i:02}.yaml"),
             &target(&format!("t{i:02}"), "web", "1.0.0", &labels(i)),
         );
+    }
+    for (path, text) in extra {
+        repo.file(path, text);
     }
     repo.commit_all("fleet");
     let bare_repo = git2::Repository::init_bare(bare).expect("bare");
@@ -421,7 +431,10 @@ impl Member {
             .args(extra)
             .env_remove("GANTRY_NOW")
             .env_remove("GANTRY_ETCD_ENDPOINTS")
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("GANTRY_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -617,10 +630,24 @@ fn tail(stderr: &Mutex<String>, lines: usize) -> String {
 /// fenced journal write timed out counted as done, so nothing asked for another.
 #[test]
 fn standby_takes_over_after_kill9_of_the_leader_without_rerunning_or_overlapping() {
-    let Some(etcd) = Etcd::start() else { return };
     let kills = usize::try_from(env_number("GANTRY_TEST_KILLS", 8)).unwrap();
-    // GANTRY_TEST_TTL (seconds, default 2) measures other lease TTLs, e.g. the default 10.
-    let ttl_s = env_number("GANTRY_TEST_TTL", 2);
+    kill_the_leader_again_and_again(kills, env_number("GANTRY_TEST_TTL", 2));
+}
+
+/// The takeover figure at the default `--lease-ttl` (10 s), for the record: not a timed
+/// assertion beyond the 2 × TTL bound. `cargo test --test cluster -- --ignored takeover_figure
+/// --nocapture` (GANTRY_TEST_KILLS, default 5; about 15 s a kill).
+#[test]
+#[ignore = "a measurement (about 75 s): run with --ignored --nocapture"]
+fn takeover_figure_at_the_default_lease_ttl() {
+    let kills = usize::try_from(env_number("GANTRY_TEST_KILLS", 5)).unwrap();
+    kill_the_leader_again_and_again(kills, 10);
+}
+
+/// `kills` rounds of: wait for the leader's step, kill -9 the leader, time the takeover, bring
+/// the member back as a standby; then the fleet converges and the step log is checked.
+fn kill_the_leader_again_and_again(kills: usize, ttl_s: u64) {
+    let Some(etcd) = Etcd::start() else { return };
     let ttl = Duration::from_secs(ttl_s);
     let targets = 3 * kills + 3;
     let server = GitServer::start();
@@ -949,8 +976,13 @@ fn restored_journal_whose_outcome_is_already_published_is_dropped_not_resumed() 
         || tail(&second.stderr, 30),
         || {
             let text = second.stderr.lock().unwrap().clone();
-            let copied = text.find("journals copied from etcd journals=1")?;
-            text[copied..].contains("pass finished").then_some(())
+            let copied = text
+                .lines()
+                .position(|l| l.contains("journals copied from etcd") && l.contains("journals=1"))?;
+            text.lines()
+                .skip(copied)
+                .any(|l| l.contains("pass finished"))
+                .then_some(())
         },
     );
     let starts = marks(&log).iter().filter(|m| m.start).count();
@@ -974,7 +1006,28 @@ fn two_shards_with_disjoint_selectors_converge_one_fleet_together() {
     let work = tempfile::tempdir().expect("tmp");
     let log = work.path().join("steps.log");
     let host = |i: usize| if i % 2 == 0 { "a" } else { "b" };
-    seed_labelled(&server.bare(), &log, targets, "0", |i| format!("host: {}", host(i)));
+    // One policy per shard (as a sharded fleet has): the shards never wait for each other's
+    // maxParallel slots.
+    let policies: Vec<(String, String)> = ["a", "b"]
+        .iter()
+        .map(|h| {
+            (
+                format!("policies/shard-{h}.yaml"),
+                format!(
+                    "apiVersion: gantry.dev/v1\nkind: Policy\nmetadata: {{ name: shard-{h} }}\nspec:\n  \
+                     selector: {{ host: {h} }}\n  rollout:\n    maxParallel: 4\n"
+                ),
+            )
+        })
+        .collect();
+    seed_labelled(
+        &server.bare(),
+        &log,
+        targets,
+        "0",
+        |i| format!("host: {}", host(i)),
+        &policies,
+    );
     let endpoints = etcd.endpoints();
     let members: Vec<(String, Option<Member>)> = ["a", "a", "b", "b"]
         .iter()
