@@ -1005,7 +1005,7 @@ fn two_shards_with_disjoint_selectors_converge_one_fleet_together() {
     let server = GitServer::start();
     let work = tempfile::tempdir().expect("tmp");
     let log = work.path().join("steps.log");
-    let host = |i: usize| if i % 2 == 0 { "a" } else { "b" };
+    let host = |i: usize| if i.is_multiple_of(2) { "a" } else { "b" };
     // One policy per shard (as a sharded fleet has): the shards never wait for each other's
     // maxParallel slots.
     let policies: Vec<(String, String)> = ["a", "b"]
