@@ -8,6 +8,9 @@
 //! ref lock there, which no real server would (that stalled the kill test; see `GitServer`).
 //!
 //! Outside CI a missing `etcd` skips the tests loudly; in CI (CI=true) it fails them.
+//! Knobs: GANTRY_TEST_KILLS, GANTRY_TEST_TTL (the kill test), GANTRY_TEST_SHARD_TARGETS,
+//! GANTRY_TEST_LOG (the members' RUST_LOG), GANTRY_TEST_DUMP=DIR (each member's stderr is
+//! written there when it is dropped, to read after a failure).
 
 mod common;
 
@@ -307,10 +310,10 @@ fn marks(log: &Path) -> Vec<Mark> {
         .collect()
 }
 
-/// Whether member `pid` logged a step of `target` as finished: it does so only once the
-/// step's completion is in etcd (the journal write, fenced, returned), so a successor never
-/// runs that step again.
-type Acked<'a> = &'a dyn Fn(u32, &str) -> bool;
+/// Whether member `pid` logged a step of `target` as finished between the unix times `from` and
+/// `until` (one run's end and the next run's start): it does so only once the step's completion
+/// is in etcd (the journal write, fenced, returned), so nobody runs that step again.
+type Acked<'a> = &'a dyn Fn(u32, &str, f64, f64) -> bool;
 
 /// The stderr of every member started, by pid (kept after the member is killed).
 #[derive(Default)]
@@ -321,13 +324,18 @@ impl Stderrs {
         self.0.insert(member.pid(), Arc::clone(&member.stderr));
     }
 
-    fn acked(&self, pid: u32, target: &str) -> bool {
+    fn acked(&self, pid: u32, target: &str, from: f64, until: f64) -> bool {
         let field = format!("target={target} ");
         self.0.get(&pid).is_some_and(|text| {
-            text.lock()
-                .unwrap()
-                .lines()
-                .any(|l| l.contains("step finished") && l.contains(&field))
+            text.lock().unwrap().lines().any(|l| {
+                // Log lines start with their RFC 3339 time (UTC), the clock `date` reads too.
+                let at = l
+                    .split_whitespace()
+                    .next()
+                    .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                    .map(|t| t.as_nanosecond() as f64 / 1e9);
+                l.contains("step finished") && l.contains(&field) && at.is_some_and(|at| from <= at && at < until)
+            })
         })
     }
 }
@@ -346,7 +354,8 @@ fn check_no_overlap_and_no_rerun(log: &Path, killed: &BTreeMap<u32, f64>, acked:
     }
     for (target, marks) in &by_target {
         let mut open: Option<&Mark> = None;
-        let mut finished: Vec<u32> = Vec::new();
+        // Finished runs: (pid, end time, the next run's start time).
+        let mut finished: Vec<(u32, f64, f64)> = Vec::new();
         for m in marks {
             if m.start {
                 if let Some(o) = open {
@@ -360,13 +369,16 @@ fn check_no_overlap_and_no_rerun(log: &Path, killed: &BTreeMap<u32, f64>, acked:
                         m.pid
                     );
                 }
+                if let Some(last) = finished.last_mut() {
+                    last.2 = last.2.min(m.at);
+                }
                 open = Some(m);
             } else {
                 let o = open
                     .take()
                     .unwrap_or_else(|| panic!("{target}: an end without a start"));
                 assert_eq!(o.pid, m.pid, "{target}: ended by another member");
-                finished.push(m.pid);
+                finished.push((m.pid, m.at, f64::MAX));
             }
         }
         if let Some(o) = open {
@@ -377,11 +389,11 @@ fn check_no_overlap_and_no_rerun(log: &Path, killed: &BTreeMap<u32, f64>, acked:
             );
         }
         assert!(!finished.is_empty(), "{target}: no run of its step finished");
-        for pid in &finished[..finished.len() - 1] {
+        for &(pid, ended, next) in &finished[..finished.len() - 1] {
             assert!(
-                !acked(*pid, target),
+                !acked(pid, target, ended, next),
                 "{target}: a finished step ran twice: pid {pid} had its completion in etcd \
-                 (it logged `step finished`), yet it ran again"
+                 (it logged `step finished` before the next run started), yet it ran again"
             );
         }
         reruns += usize::from(finished.len() > 1);
@@ -492,6 +504,12 @@ impl Member {
 
 impl Drop for Member {
     fn drop(&mut self) {
+        if let Ok(dir) = std::env::var("GANTRY_TEST_DUMP") {
+            let _ = std::fs::write(
+                Path::new(&dir).join(format!("member-{}.log", self.child.id())),
+                self.stderr.lock().unwrap().as_bytes(),
+            );
+        }
         let _ = Command::new("kill")
             .args(["-CONT", &self.child.id().to_string()])
             .stderr(Stdio::null())
@@ -649,7 +667,9 @@ fn takeover_figure_at_the_default_lease_ttl() {
 fn kill_the_leader_again_and_again(kills: usize, ttl_s: u64) {
     let Some(etcd) = Etcd::start() else { return };
     let ttl = Duration::from_secs(ttl_s);
-    let targets = 3 * kills + 3;
+    // Enough targets that the fleet is not done before the last round: a round lets the leader
+    // run a few steps (while the killed member restarts, more under load).
+    let targets = 6 * kills + 6;
     let server = GitServer::start();
     let work = tempfile::tempdir().expect("tmp");
     let log = work.path().join("steps.log");
@@ -700,20 +720,24 @@ fn kill_the_leader_again_and_again(kills: usize, ttl_s: u64) {
         to_leader.push(took);
         assert_ne!(next, leader);
         let next_pid = members[next].as_ref().expect("leader").pid();
-        let first = wait_for(
+        let first = wait_or_say(
             &format!("round {round}: the new leader's first step"),
             Duration::from_secs(30),
+            || {
+                let started: std::collections::BTreeSet<String> =
+                    marks(&log).into_iter().filter(|m| m.start).map(|m| m.target).collect();
+                format!(
+                    "{} of {targets} targets started; the new leader (pid {next_pid}) logged:\n{}",
+                    started.len(),
+                    tail(&stderrs.0[&next_pid], 40)
+                )
+            },
             || {
                 marks(&log)
                     .iter()
                     .find(|m| m.start && m.pid != pid && m.at > at_unix)
                     .map(|m| m.at)
             },
-        );
-        assert!(
-            first - at_unix < 30.0,
-            "round {round}: no step within 30 s of the kill:\n{}",
-            tail(&stderrs.0[&next_pid], 30)
         );
         to_step.push(Duration::from_secs_f64(first - at_unix));
         // The dead member comes back as a standby on its own clone.
@@ -724,7 +748,8 @@ fn kill_the_leader_again_and_again(kills: usize, ttl_s: u64) {
     wait_for("the fleet to converge", Duration::from_secs(120), || {
         converged(&server.bare(), fleet(targets)).then_some(())
     });
-    let reruns = check_no_overlap_and_no_rerun(&log, &killed, &|pid, t| stderrs.acked(pid, t));
+    let reruns =
+        check_no_overlap_and_no_rerun(&log, &killed, &|pid, t, from, until| stderrs.acked(pid, t, from, until));
     let (counts, fenced) = outcomes(&server.bare());
     assert!(fenced, "an outcome commit without its Gantry-Fence trailer");
     assert_eq!(counts.len(), targets, "{counts:?}");
@@ -798,7 +823,9 @@ fn paused_leader_starts_nothing_after_it_resumes() {
         .filter(|m| m.start && m.pid == old.pid() && m.at > resumed_at)
         .collect();
     assert!(late.is_empty(), "the resumed old leader started steps: {late:?}");
-    check_no_overlap_and_no_rerun(&log, &BTreeMap::new(), &|pid, t| stderrs.acked(pid, t));
+    check_no_overlap_and_no_rerun(&log, &BTreeMap::new(), &|pid, t, from, until| {
+        stderrs.acked(pid, t, from, until)
+    });
     let (counts, fenced) = outcomes(&server.bare());
     assert_eq!(counts.len(), targets, "{counts:?}");
     assert!(
@@ -866,7 +893,9 @@ fn quorum_loss_stops_step_starts_and_quorum_back_completes_the_rollout() {
     );
     // A step that finished while etcd had no quorum could not journal its completion there: it
     // ran again (an interrupted step), never alongside. Nothing whose completion etcd had ran twice.
-    check_no_overlap_and_no_rerun(&log, &BTreeMap::new(), &|pid, t| stderrs.acked(pid, t));
+    check_no_overlap_and_no_rerun(&log, &BTreeMap::new(), &|pid, t, from, until| {
+        stderrs.acked(pid, t, from, until)
+    });
     wait_for("the member to lead with no etcd error", Duration::from_secs(20), || {
         member
             .cluster()
@@ -1096,4 +1125,82 @@ fn two_shards_with_disjoint_selectors_converge_one_fleet_together() {
             "{text}"
         );
     }
+}
+
+/// A member taking up a new leadership makes its local state branch the remote's: a state
+/// commit it made in an earlier leadership and never published (killed before the push) is
+/// stale, and publishing it now would overwrite what later leaders recorded. The journals of
+/// such attempts are still in etcd, so nothing is lost. (Issue #14: a restarted member that led
+/// before replayed its old commits onto the remote's tip; one of them deleted a claim the
+/// remote no longer had, and every sync of that clone failed from then on.)
+#[test]
+fn a_new_leader_drops_state_commits_its_earlier_leadership_did_not_publish() {
+    let Some(etcd) = Etcd::start() else { return };
+    let server = GitServer::start();
+    let work = tempfile::tempdir().expect("tmp");
+    let log = work.path().join("steps.log");
+    seed(&server.bare(), &log, 2, "0");
+    let endpoints = etcd.endpoints();
+    let args = ["--lease-ttl", "2s"];
+    let a = clone(&server.url(), work.path(), "a");
+    let mut first = Member::start(&a, &endpoints, &args);
+    wait_or_say(
+        "the fleet to converge",
+        Duration::from_secs(30),
+        || tail(&first.stderr, 20),
+        || converged(&server.bare(), fleet(2)).then_some(()),
+    );
+    first.kill9();
+    // Clone b has the remote's state, plus a commit of an earlier life it never published.
+    let b = clone(&server.url(), work.path(), "b");
+    let repo = git2::Repository::open(&b).expect("open b");
+    let state = repo
+        .find_reference("refs/heads/gantry/state")
+        .and_then(|r| r.peel_to_commit())
+        .expect("b has the state branch");
+    let path = Path::new("targets/t00.yaml");
+    let entry = state.tree().unwrap().get_path(path).expect("t00's record");
+    let record = String::from_utf8(repo.find_blob(entry.id()).unwrap().content().to_vec()).unwrap();
+    let stale = record.replace("\nstatus: converged", "\nstatus: failed");
+    assert_ne!(stale, record);
+    let mut update = git2::build::TreeUpdateBuilder::new();
+    update.upsert(path, repo.blob(stale.as_bytes()).unwrap(), git2::FileMode::Blob);
+    let tree = repo
+        .find_tree(update.create_updated(&repo, &state.tree().unwrap()).unwrap())
+        .unwrap();
+    let sig = git2::Signature::now("gantry", "gantry@localhost").unwrap();
+    let stale_commit = repo
+        .commit(
+            None,
+            &sig,
+            &sig,
+            "an unpublished record of an earlier leadership",
+            &tree,
+            &[&state],
+        )
+        .unwrap();
+    repo.reference("refs/heads/gantry/state", stale_commit, true, "test")
+        .unwrap();
+    let second = Member::start(&b, &endpoints, &args);
+    wait_or_say(
+        "the new leader's first pass",
+        Duration::from_secs(30),
+        || tail(&second.stderr, 30),
+        || {
+            let text = second.stderr.lock().unwrap().clone();
+            let copied = text.lines().position(|l| l.contains("journals copied from etcd"))?;
+            text.lines()
+                .skip(copied)
+                .any(|l| l.contains("pass finished"))
+                .then_some(())
+        },
+    );
+    assert!(
+        converged(&server.bare(), fleet(2)),
+        "the stale record of an earlier leadership reached the remote"
+    );
+    let tip = |r: &git2::Repository| r.refname_to_id("refs/heads/gantry/state").ok();
+    let bare = git2::Repository::open_bare(server.bare()).unwrap();
+    assert_eq!(tip(&repo), tip(&bare), "b's state branch is the remote's");
+    assert_eq!(marks(&log).iter().filter(|m| m.start).count(), 2, "nothing ran again");
 }

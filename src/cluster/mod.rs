@@ -513,7 +513,9 @@ impl Cluster {
     /// At the start of every pass (blocking, on the pass's thread): `Ok(false)` when this
     /// member does not lead (the pass does nothing). When it leads under an epoch whose journals
     /// it has not restored yet, it first makes the local journal directory exactly etcd's
-    /// journals, so the pass resumes what the shard's last leader left, as etcd has it.
+    /// journals, so the pass resumes what the shard's last leader left, as etcd has it, and then
+    /// calls `adopt` (the daemon makes its local state branch the remote's: commits an earlier
+    /// leadership of this member did not publish are stale, their journals are in etcd).
     ///
     /// Doing this here rather than in the campaign task means no pass of an earlier epoch is
     /// running while the files are replaced (passes run one at a time), and a pass that began
@@ -521,7 +523,7 @@ impl Cluster {
     ///
     /// # Errors
     /// etcd could not be read or the files written: the pass must not run.
-    pub fn begin_pass(&self) -> Result<bool, String> {
+    pub fn begin_pass(&self, adopt: impl FnOnce() -> Result<(), String>) -> Result<bool, String> {
         let epoch = {
             let view = lock(&self.view);
             match view.leadership {
@@ -550,6 +552,7 @@ impl Cluster {
         }
         write_journals(&self.journal_dir, &stored)
             .map_err(|e| format!("cannot write the journals copied from etcd: {e}"))?;
+        adopt()?;
         let mut view = lock(&self.view);
         view.restored = Some(epoch);
         tracing::info!(shard = %self.shard, member = %self.member, journals = stored.len(), "journals copied from etcd");

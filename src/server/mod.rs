@@ -566,7 +566,7 @@ fn run_pass(shared: &Shared, lock_held: &ReconcilerLock, seen: Option<Instant>) 
     // Clustered: only the shard's leader reconciles (an election won triggers a pass), and
     // first from the journals etcd holds.
     if let Some(cluster) = shared.cluster.get() {
-        match cluster.begin_pass() {
+        match cluster.begin_pass(|| adopt_remote_state(shared)) {
             Ok(true) => {}
             Ok(false) => {
                 return PassOutcome::Done {
@@ -635,6 +635,19 @@ fn run_pass(shared: &Shared, lock_held: &ReconcilerLock, seen: Option<Instant>) 
     lock(&shared.daemon).passes += 1;
     lock(&shared.daemon).last_pass = Some(Timestamp::now().to_string());
     outcome
+}
+
+/// Clustered, at a new leadership: the local state branch becomes the remote's (see
+/// `Cluster::begin_pass`). Without a remote there is nothing to adopt.
+fn adopt_remote_state(shared: &Shared) -> Result<(), String> {
+    let Some(name) = &shared.config.remote else {
+        return Ok(());
+    };
+    let repo = WatchedRepo::open(&shared.repo_path).map_err(|e| e.to_string())?;
+    let remote = crate::source::remote::Remote::open(&repo.repo, name, &shared.auth).map_err(|e| e.to_string())?;
+    crate::source::sync::adopt_remote_state(&repo.repo, &remote, &shared.config.state_branch)
+        .map(|_| ())
+        .map_err(|e| format!("cannot adopt the remote's recorded state: {e}"))
 }
 
 /// The bookkeeping after `apply_holding_lock`: metrics, status, notifications, remote push.
