@@ -1,11 +1,12 @@
 //! Rollouts across targets: grouping installs and upgrades by (component, version, policy),
-//! wave assignment, halts, and promotion across stages (`after`).
+//! wave assignment, halts, and promotion across stages (`after`, on a policy or on a wave).
 
 use std::collections::{BTreeMap, HashMap};
 
 use jiff::Timestamp;
 use semver::Version;
 
+use crate::manifest::StageRef;
 use crate::policy::Governing;
 use crate::policy::waves::{self, Member, WaveGate};
 use crate::state::TargetStatus;
@@ -45,7 +46,12 @@ pub(super) fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Ro
         .collect();
     // Targets per (component, policy), for stages (`after`) to look at the stage before.
     let mut stages: HashMap<(&str, &str), Vec<&str>> = HashMap::new();
-    if input.desired.policies.iter().any(|p| p.manifest.spec.after.is_some()) {
+    if input
+        .desired
+        .policies
+        .iter()
+        .any(|p| p.manifest.spec.after.is_some() || p.wave_after.iter().any(Option::is_some))
+    {
         for a in actions.iter() {
             if let Some(policy) = a.policy.as_deref() {
                 stages
@@ -87,12 +93,11 @@ pub(super) fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Ro
             .components
             .get(&component)
             .is_some_and(|c| c.spec.steps.health.is_some());
-        let analysis = (component_health || !spec.health.checks.is_empty()).then(|| {
-            governing
-                .policy()
-                .and_then(|p| p.health_interval)
+        let health = governing.health();
+        let analysis = (component_health || health.has_checks()).then(|| {
+            Some(health.interval)
                 .filter(|i| !i.is_zero())
-                .unwrap_or(crate::executor::health::DEFAULT_INTERVAL)
+                .unwrap_or(crate::manifest::health::DEFAULT_INTERVAL)
         });
         let rules = waves::WaveRules {
             specs: &spec.rollout.waves,
@@ -102,6 +107,9 @@ pub(super) fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Ro
         };
         let planned = waves::assign(rules, &members, record);
         let stage = stage_blocker(input, governing, &component, &version, record, &stages);
+        let wave_stages: Vec<Option<Blocker>> = (0..planned.len())
+            .map(|w| wave_stage_blocker(input, governing, &component, &version, record, &stages, &planned, w))
+            .collect();
         let progress = waves::progress(&planned, record, input.now);
         let halted = waves::halted(record, spec.rollout.max_failures);
         // A target whose spec changed since the halt (`gantry retry`) is no longer held by it.
@@ -138,6 +146,9 @@ pub(super) fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Ro
                 wave_blockers.push((i, wave_name.clone(), Blocker::new(BlockerKind::Halted, reason.clone())));
             }
             if let Some(blocker) = &stage {
+                wave_blockers.push((i, wave_name.clone(), blocker.clone()));
+            }
+            if let Some(blocker) = &wave_stages[w] {
                 wave_blockers.push((i, wave_name.clone(), blocker.clone()));
             }
             let blocker = match waves::gate(&planned, &progress, w) {
@@ -202,6 +213,102 @@ pub(super) fn stage_blocker(
 ) -> Option<Blocker> {
     let policy = governing.policy()?;
     let after = policy.manifest.spec.after.as_ref()?;
+    let members = stage_members(
+        input,
+        record,
+        version,
+        stages.get(&(component, after.policy.as_str())).map(Vec::as_slice),
+    );
+    let stage = &after.policy;
+    let name = &policy.manifest.name;
+    gate_blocker(
+        waves::stage_gate(&members, policy.after_soak, input.now),
+        input.now,
+        |done, total| {
+            format!(
+                "waits for stage `{stage}` (policy `{name}` comes after it): {done} of its {total} {component} targets run {version}"
+            )
+        },
+        |since, left, until| {
+            format!(
+                "waits for stage `{stage}` (policy `{name}` comes after it): {component} {version} complete there since {since}, healthy for {left} more until {until}"
+            )
+        },
+    )
+}
+
+/// The blocker of wave `w` of a rollout when that wave declares `after` (SPEC §8): another
+/// policy's targets of the component, or every target of an earlier wave of this rollout, must
+/// run `version`, converged, and have for `after.soak`. `None` when the gate is open or the wave
+/// has no `after` (the implicit `rest` wave never has one).
+#[allow(clippy::too_many_arguments)] // One rollout's context; a struct for one call adds nothing.
+pub(super) fn wave_stage_blocker(
+    input: &PlanInput,
+    governing: Governing,
+    component: &str,
+    version: &Version,
+    record: Option<&crate::state::RolloutRecord>,
+    stages: &HashMap<(&str, &str), Vec<&str>>,
+    planned: &[waves::PlannedWave],
+    w: usize,
+) -> Option<Blocker> {
+    let after = governing.wave_afters().get(w)?.as_ref()?;
+    let wave = &planned.get(w)?.name;
+    let policy = governing.name().unwrap_or_default();
+    match &after.stage {
+        StageRef::Policy(stage) => {
+            let members = stage_members(
+                input,
+                record,
+                version,
+                stages.get(&(component, stage.as_str())).map(Vec::as_slice),
+            );
+            gate_blocker(
+                waves::stage_gate(&members, after.soak, input.now),
+                input.now,
+                |done, total| {
+                    format!(
+                        "in wave {wave}: waits for stage `{stage}` (wave `{wave}` of policy `{policy}` comes after it): {done} of its {total} {component} targets run {version}"
+                    )
+                },
+                |since, left, until| {
+                    format!(
+                        "in wave {wave}: waits for stage `{stage}` (wave `{wave}` of policy `{policy}` comes after it): {component} {version} complete there since {since}, healthy for {left} more until {until}"
+                    )
+                },
+            )
+        }
+        StageRef::Wave(v) => {
+            let earlier = planned.get(*v)?;
+            let targets: Vec<&str> = earlier.targets.iter().map(String::as_str).collect();
+            let members = stage_members(input, record, version, Some(&targets));
+            let first = &earlier.name;
+            gate_blocker(
+                waves::stage_gate(&members, after.soak, input.now),
+                input.now,
+                |done, total| {
+                    format!(
+                        "in wave {wave}: waits for wave `{first}` (after: {{ wave: {first} }}): {done} of its {total} targets run {version}"
+                    )
+                },
+                |since, left, until| {
+                    format!(
+                        "in wave {wave}: waits for wave `{first}` (after: {{ wave: {first} }}): complete since {since}, healthy for {left} more until {until}"
+                    )
+                },
+            )
+        }
+    }
+}
+
+/// When each of `targets` converged on `version` (`None`: it does not run it, or its last
+/// attempt failed or was rolled back), for [`waves::stage_gate`].
+fn stage_members(
+    input: &PlanInput,
+    record: Option<&crate::state::RolloutRecord>,
+    version: &Version,
+    targets: Option<&[&str]>,
+) -> Vec<Option<Timestamp>> {
     let converged_since = |target: &str| -> Option<Timestamp> {
         let r = input.recorded.targets.get(target)?;
         if r.version.as_ref() != Some(version) || r.status != TargetStatus::Converged {
@@ -212,29 +319,25 @@ pub(super) fn stage_blocker(
             .or_else(|| r.last_attempt.as_ref()?.finished.as_deref());
         Some(finished.and_then(|f| f.parse().ok()).unwrap_or(Timestamp::MIN))
     };
-    let members: Vec<Option<Timestamp>> = stages
-        .get(&(component, after.policy.as_str()))
+    targets
         .map(|targets| targets.iter().map(|t| converged_since(t)).collect())
-        .unwrap_or_default();
-    let stage = &after.policy;
-    match waves::stage_gate(&members, policy.after_soak, input.now) {
+        .unwrap_or_default()
+}
+
+/// A stage gate as a blocker: `waiting(done, total)` or `soaking(since, time left, until)` words
+/// the reason; a soaking gate carries the instant it opens.
+fn gate_blocker(
+    gate: waves::StageGate,
+    now: Timestamp,
+    waiting: impl FnOnce(usize, usize) -> String,
+    soaking: impl FnOnce(Timestamp, String, Timestamp) -> String,
+) -> Option<Blocker> {
+    match gate {
         waves::StageGate::Open => None,
-        waves::StageGate::Waiting { done, total } => Some(Blocker::new(
-            BlockerKind::Wave,
-            format!(
-                "waits for stage `{stage}` (policy `{}` comes after it): {done} of its {total} {component} targets run {version}",
-                policy.manifest.name
-            ),
-        )),
+        waves::StageGate::Waiting { done, total } => Some(Blocker::new(BlockerKind::Wave, waiting(done, total))),
         waves::StageGate::Soaking { since, until } => {
-            let mut b = Blocker::new(
-                BlockerKind::Wave,
-                format!(
-                    "waits for stage `{stage}` (policy `{}` comes after it): {component} {version} complete there since {since}, healthy for {} more until {until}",
-                    policy.manifest.name,
-                    crate::executor::human_duration(until.duration_since(input.now).unsigned_abs())
-                ),
-            );
+            let left = crate::executor::human_duration(until.duration_since(now).unsigned_abs());
+            let mut b = Blocker::new(BlockerKind::Wave, soaking(since, left, until));
             b.until = Some(until);
             Some(b)
         }

@@ -150,6 +150,76 @@ fn staged() -> (Desired, Vec<WindowSchedule>) {
     load(&yaml)
 }
 
+/// [`staged`] whose `all` wave also waits for the canary to have been healthy for 2 h.
+fn staged_after_canary() -> (Desired, Vec<WindowSchedule>) {
+    let mut yaml = base(&format!(
+        "---\n{HEADER}kind: Policy\nmetadata: {{ name: staged }}\nspec:\n  rollout:\n    waves:\n      - {{ name: canary, selector: {{ ring: \"0\" }}, soak: 30m }}\n      - {{ name: half, percent: 50, soak: 30m }}\n      - {{ name: all, percent: 100, after: {{ wave: canary, soak: 2h }} }}\n"
+    ));
+    for i in 0..10 {
+        let ring = if i == 0 { "0" } else { "1" };
+        yaml.push_str(&target(&format!("t{i:02}"), "2.0.0", &format!("ring: \"{ring}\"")));
+    }
+    load(&yaml)
+}
+
+/// A wave's `after: { wave: canary, soak: 2h }` holds it past the wave before it until 2 h after
+/// the canary finished, to the second; a canary that is no longer converged keeps it closed.
+#[test]
+fn a_wave_after_an_earlier_wave_opens_at_that_waves_completion_plus_its_soak() {
+    let (desired, windows) = staged_after_canary();
+    let mut recorded = all_at_1(&desired);
+    finish(&mut recorded, &["t00".into()], "canary", "2026-11-21T10:10:00Z");
+    let p = run(&desired, &windows, &recorded, "2026-11-21T10:40:00Z");
+    let half = p.rollouts[0].waves[1].targets.clone();
+    let all = p.rollouts[0].waves[2].targets.clone();
+    finish(&mut recorded, &half, "half", "2026-11-21T10:45:00Z");
+    let gate = "in wave all: waits for wave `canary` (after: { wave: canary }): ";
+    // (now, the `all` wave's targets ready, the `after` blocker: reason suffix and until)
+    type Case = (&'static str, bool, Option<(String, Option<&'static str>)>);
+    let cases: Vec<Case> = vec![
+        (
+            "2026-11-21T11:15:00Z",
+            false,
+            Some((
+                format!("{gate}complete since 2026-11-21T10:10:00Z, healthy for 55m more until 2026-11-21T12:10:00Z"),
+                Some("2026-11-21T12:10:00Z"),
+            )),
+        ),
+        (
+            "2026-11-21T12:09:59Z",
+            false,
+            Some((
+                format!("{gate}complete since 2026-11-21T10:10:00Z, healthy for 1s more until 2026-11-21T12:10:00Z"),
+                Some("2026-11-21T12:10:00Z"),
+            )),
+        ),
+        ("2026-11-21T12:10:00Z", true, None),
+    ];
+    for (now, go, blocker) in cases {
+        let p = run(&desired, &windows, &recorded, now);
+        let waiting = action(&p, &all[0]);
+        assert_eq!(waiting.status == Status::Ready, go, "{now}: {:?}", waiting.blocked_by);
+        let got = waiting
+            .blocked_by
+            .iter()
+            .find(|b| b.reason.starts_with(gate))
+            .map(|b| (b.reason.clone(), b.until.map(|t| t.to_string())));
+        let want = blocker.map(|(r, u)| (r, u.map(str::to_string)));
+        assert_eq!(got, want, "{now}");
+    }
+    // The canary rolled back since: the gate closes, with nothing to wait for but the canary.
+    recorded.targets.get_mut("t00").unwrap().status = TargetStatus::RolledBack;
+    let p = run(&desired, &windows, &recorded, "2026-11-22T10:00:00Z");
+    let b = action(&p, &all[0])
+        .blocked_by
+        .iter()
+        .find(|b| b.reason.starts_with(gate))
+        .expect("still gated")
+        .clone();
+    assert_eq!(b.reason, format!("{gate}0 of its 1 targets run 2.0.0"));
+    assert_eq!(b.until, None);
+}
+
 fn all_at_1(desired: &Desired) -> RecordedState {
     RecordedState {
         targets: desired

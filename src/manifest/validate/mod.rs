@@ -99,12 +99,14 @@ impl Target {
 pub struct Policy {
     pub deny: Vec<VersionWanted>,
     pub step_timeout: Option<Duration>,
-    pub health_interval: Option<Duration>,
-    pub health_soak: Option<Duration>,
+    /// `health`, typed: the checks the executor runs as they are here.
+    pub health: super::health::HealthSettings,
     /// `minReleaseAge` per update type: patch, minor, major.
     pub min_release_age: [Option<Duration>; 3],
     /// Soak per wave, in wave order.
     pub wave_soak: Vec<Option<Duration>>,
+    /// The parsed `after` per wave, in wave order (`None`: the wave has none).
+    pub wave_after: Vec<Option<WaveStage>>,
     /// The parsed `after.soak` (zero when `after` has none).
     pub after_soak: Duration,
     /// The parsed `traffic.analysis`: how long each traffic weight is held (zero: none).
