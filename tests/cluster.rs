@@ -637,18 +637,20 @@ fn tail(stderr: &Mutex<String>, lines: usize) -> String {
 }
 
 /// One leader at a time; kill -9 of the leader mid-rollout, again and again (GANTRY_TEST_KILLS,
-/// default 8; the issue's figure uses 20): a standby leads within 2 × TTL each time; the fleet
-/// converges; no step whose completion etcd had ran again, and no two steps of one target
-/// overlapped. Prints the takeover times: kill → a standby reports `leader`, and kill → the
-/// first step start after the kill (median, max).
+/// default 6 to keep this file near 75 s on a loaded 2-core machine; the issue's figure uses
+/// 20): a standby leads within 2 × TTL each time; the fleet converges; no step whose completion
+/// etcd had ran again, and no two steps of one target overlapped. Prints the takeover times:
+/// kill → a standby reports `leader`, and kill → the first step start after the kill.
 ///
 /// Regression (issue #14, 1 of 3 runs green): rounds stalled with "the leader starts no step
 /// within 30 s" because the killed leader's ref lock (`gantry/state.lock`) stayed in its clone,
-/// or in the `file://` remote, and every later pass failed to lock it; and because a pass whose
-/// fenced journal write timed out counted as done, so nothing asked for another.
+/// or in the `file://` remote, and every later pass failed to lock it; because a pass whose
+/// fenced journal write timed out counted as done, so nothing asked for another; and because a
+/// member that had led before replayed its unpublished state commits onto the remote's tip and
+/// failed on a claim deletion the remote already had ("file isn't in the tree").
 #[test]
 fn standby_takes_over_after_kill9_of_the_leader_without_rerunning_or_overlapping() {
-    let kills = usize::try_from(env_number("GANTRY_TEST_KILLS", 8)).unwrap();
+    let kills = usize::try_from(env_number("GANTRY_TEST_KILLS", 6)).unwrap();
     kill_the_leader_again_and_again(kills, env_number("GANTRY_TEST_TTL", 2));
 }
 
