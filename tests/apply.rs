@@ -570,3 +570,24 @@ fn rollback_honours_git_identity_variables_and_history_shows_operator_and_reason
         String::from_utf8_lossy(&bad_date.stderr)
     );
 }
+
+/// `{{ commit }}` and `GANTRY_COMMIT` name the desired commit a step applies (issue #16), so a
+/// deploy can label what it ships with the revision that asked for it; `validate` accepts the
+/// variable (it is one of the template variables of every step).
+#[test]
+fn steps_see_the_desired_commit_as_a_template_variable_and_in_their_environment() {
+    let repo = steps_repo();
+    let component = std::fs::read_to_string(repo.path().join("components/billing.yaml")).unwrap();
+    repo.file(
+        "components/billing.yaml",
+        &component.replace(
+            r#"deploy: ["scripts/step.sh", "deploy", "{{ version }}", "{{ target.name }}"]"#,
+            r#"deploy: ["sh", "-c", "echo \"commit {{ commit }} env $GANTRY_COMMIT\" >> \"$GANTRY_REPO/commit.log\""]"#,
+        ),
+    );
+    let head = repo.commit_all("deploys log their commit");
+    repo.gantry(&["validate"]).expect(0);
+    repo.gantry(&["apply", "--now", NOW]).expect(0);
+    let log = std::fs::read_to_string(repo.path().join("commit.log")).unwrap();
+    assert_eq!(log, format!("commit {head} env {head}\n"));
+}

@@ -272,6 +272,7 @@ impl Runner<'_, '_> {
             release: release_name.or_else(|| step.release.as_ref().map(Version::to_string)),
             migration: step.migration.clone(),
             attempt: step.snapshot_of.clone().unwrap_or_else(|| self.header.attempt.clone()),
+            commit: self.header.desired_commit.clone(),
             weight: step.weight,
             artifact: step
                 .version
@@ -457,6 +458,7 @@ fn precheck(env: &AttemptEnv, header: &AttemptHeader) -> Result<(), AttemptError
         release: None,
         migration: None,
         attempt: header.attempt.clone(),
+        commit: header.desired_commit.clone(),
         weight: None,
         artifact: None,
         artifacts: Vec::new(),

@@ -91,7 +91,7 @@ pub fn load_commit(repo: &WatchedRepo, commit: Oid) -> Result<LoadedCommit, Sour
     let templates = tracing::debug_span!("load.render_templates").entered();
     // Only a commit that is otherwise sound is worth rendering: an invalid one is refused anyway.
     if !diagnostics.iter().any(|d| d.severity == Severity::Invalid) {
-        diagnostics.extend(template_diagnostics(&desired));
+        diagnostics.extend(template_diagnostics(&desired, commit));
     }
     drop(templates);
     manifest::diagnostic::sort(&mut diagnostics);
@@ -128,7 +128,7 @@ struct StepTemplate<'a> {
 /// diagnostic at the template's file and line before anything runs, instead of a commit that
 /// installs one target and fails on the next. Values only known when a step runs (`from`,
 /// `attempt`, `weight`, `artifact`) get stand-ins; one diagnostic per template names the first failing target.
-fn template_diagnostics(desired: &Desired) -> Vec<Diagnostic> {
+fn template_diagnostics(desired: &Desired, commit: Oid) -> Vec<Diagnostic> {
     let mut templates: Vec<StepTemplate<'_>> = Vec::new();
     for component in desired.components.values() {
         for (step, argv) in component.spec.steps.iter() {
@@ -190,6 +190,7 @@ fn template_diagnostics(desired: &Desired) -> Vec<Diagnostic> {
             release: migration.map(|(release, _)| release.to_owned()),
             migration: migration.map(|(_, id)| id.to_owned()),
             attempt: "validate".to_owned(),
+            commit: commit.to_string(),
             // Stand-ins for values only a running step has: a traffic weight, and one verified
             // artifact (so `{{ artifact.path }}` renders; its absence is a run-time matter).
             weight: Some(100),
