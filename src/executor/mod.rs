@@ -556,6 +556,43 @@ mod tests {
         assert_eq!(out, ["scripts/deploy.sh", "acme", "2.0.0", "x"]);
     }
 
+    /// Regression (issue #16): `{{ target.config }}` rendered Python's spelling (`True`,
+    /// `{'a': …}`), which no program parses. Booleans, maps and lists render as JSON; strings and
+    /// numbers as themselves; `tojson` still quotes a string for a JSON document.
+    #[test]
+    fn booleans_maps_and_lists_render_as_json() {
+        let mut ctx = context();
+        ctx.target.config.insert("tls".into(), true.into());
+        ctx.target.config.insert("tier".into(), "gold".into());
+        let argv: Vec<String> = [
+            "{{ target.config.tls }}",
+            "{{ target.config }}",
+            "{{ target.labels }}",
+            "{{ [1, 'a', false] }}",
+            "{{ target.config.tier }}",
+            "{{ 3 }}-{{ 2.5 }}",
+            "{{ target.config.tier | tojson }}",
+            "v={{ target.config.tls }}",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let out = render_argv(StepKind::Deploy, &argv, &ctx).unwrap();
+        assert_eq!(
+            out,
+            [
+                "true",
+                r#"{"tier":"gold","tls":true}"#,
+                r#"{"env":"prod"}"#,
+                r#"[1,"a",false]"#,
+                "gold",
+                "3-2.5",
+                r#""gold""#,
+                "v=true",
+            ]
+        );
+    }
+
     #[test]
     fn strict_undefined_names_the_variable_and_element() {
         let argv = vec!["deploy".to_owned(), "{{ target.nmae }}".to_owned()];

@@ -242,7 +242,10 @@ struct Runner<'a, 'b> {
 
 impl Runner<'_, '_> {
     fn context(&self, step: &PlannedStep) -> TemplateContext {
-        let release_name = step.release.as_ref().and_then(|version| {
+        // `release` is defined on every step that has a version (issue #16: `{{ release }}`
+        // passed validation, then failed on the first deploy): the Release manifest of the
+        // migration's release, else of the version the step deploys or checks.
+        let release_name = step.release.as_ref().or(step.version.as_ref()).and_then(|version| {
             Some(
                 self.env
                     .desired

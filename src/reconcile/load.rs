@@ -176,6 +176,9 @@ fn template_diagnostics(desired: &Desired, commit: Oid) -> Vec<Diagnostic> {
     }
     let context = |target: &manifest::Target, component: &str, version: &str, migration: Option<(&str, &str)>| {
         let version = version.to_owned();
+        // A step's `release` is its version's Release manifest, known once it runs: a stand-in
+        // name here.
+        let release = migration.map_or_else(|| format!("{component}-{version}"), |(release, _)| release.to_owned());
         serde_json::to_value(TemplateContext {
             target: TargetContext {
                 name: target.name().to_owned(),
@@ -187,7 +190,7 @@ fn template_diagnostics(desired: &Desired, commit: Oid) -> Vec<Diagnostic> {
             from: Some(version.clone()),
             to: version.clone(),
             version,
-            release: migration.map(|(release, _)| release.to_owned()),
+            release: Some(release),
             migration: migration.map(|(_, id)| id.to_owned()),
             attempt: "validate".to_owned(),
             commit: commit.to_string(),
