@@ -255,7 +255,10 @@ async fn healthz() -> &'static str {
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
-    let text = lock(&shared.metrics).render();
+    let mut text = lock(&shared.metrics).render();
+    if let Some(cluster) = shared.cluster.get() {
+        text.push_str(&cluster.render_metrics());
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         text,
@@ -332,7 +335,14 @@ fn percent_decode(text: &str) -> Option<String> {
 /// What the daemon itself knows: last valid commit, an invalid tip and its errors, passes.
 async fn daemon(State(shared): State<Arc<Shared>>) -> Response {
     let state = lock(&shared.daemon).clone();
-    axum::Json(state).into_response()
+    let mut value = serde_json::to_value(state).unwrap_or_default();
+    if let (Some(cluster), Some(map)) = (shared.cluster.get(), value.as_object_mut()) {
+        map.insert(
+            "cluster".into(),
+            serde_json::to_value(cluster.status()).unwrap_or_default(),
+        );
+    }
+    axum::Json(value).into_response()
 }
 
 /// Fetches (with a remote) and reconciles now.

@@ -58,6 +58,9 @@ pub enum ServerError {
     /// The repository could not be opened or read.
     #[error(transparent)]
     Source(#[from] SourceError),
+    /// `--etcd`: the shard could not be joined.
+    #[error("cannot join the shard: {0}")]
+    Cluster(#[from] crate::cluster::ClusterError),
     /// The HTTP address could not be bound.
     #[error("cannot listen on {addr}: {source} (set `listen` in gantry.toml or pass --listen ADDR)")]
     Bind {
@@ -103,6 +106,8 @@ pub struct DaemonOptions {
     pub allow_rewind: bool,
     /// Host names the HTTP API answers to besides the listen address (`--allowed-host`).
     pub allowed_hosts: Vec<String>,
+    /// `--etcd …`: join a shard; only its leader reconciles (see `crate::cluster`).
+    pub cluster: Option<crate::cluster::ClusterOptions>,
 }
 
 /// What the daemon knows beyond the status report (served as `/api/daemon`).
@@ -164,6 +169,8 @@ pub struct Shared {
     auth: crate::source::remote::GitAuth,
     webhook_secret: Option<hooks::WebhookSecret>,
     selector: crate::ops::agents::Selector,
+    /// Set once the shard is joined (`--etcd`); empty otherwise.
+    pub cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 impl Shared {
@@ -210,6 +217,7 @@ pub fn run(options: DaemonOptions) -> Result<(), ServerError> {
         auth: options.auth.clone(),
         webhook_secret: options.webhook_secret.clone(),
         selector: options.selector.clone(),
+        cluster: std::sync::OnceLock::new(),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -220,7 +228,14 @@ pub fn run(options: DaemonOptions) -> Result<(), ServerError> {
             what: "cannot start the async runtime",
             source,
         })?;
-    runtime.block_on(serve(shared, Arc::new(lock), &listen, &git_dir, interval))
+    runtime.block_on(serve(
+        shared,
+        Arc::new(lock),
+        &listen,
+        &git_dir,
+        interval,
+        options.cluster,
+    ))
 }
 
 /// `gantry.toml` at the tip of the desired branch (defaults when there is none yet).
@@ -240,6 +255,7 @@ async fn serve(
     listen: &str,
     git_dir: &Path,
     interval: Duration,
+    cluster: Option<crate::cluster::ClusterOptions>,
 ) -> Result<(), ServerError> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -255,6 +271,19 @@ async fn serve(
     // The first line on stderr, always plain text: tests and scripts read the port from it.
     eprintln!("listening on {addr}");
     tracing::info!(%addr, repo = %shared.repo_path.display(), "daemon started");
+    // Ref locks of the state branch left by a gantry killed while writing it (issue #14).
+    let mut state_refs = vec![format!("refs/heads/{}", shared.config.state_branch)];
+    if let Some(remote) = &shared.config.remote {
+        state_refs.push(format!("refs/remotes/{remote}/{}", shared.config.state_branch));
+    }
+    match lock.clear_stale_ref_locks(git_dir, &state_refs) {
+        Ok(removed) => {
+            for path in removed {
+                tracing::warn!(path = %path.display(), "removed a ref lock left by a killed gantry");
+            }
+        }
+        Err(e) => tracing::warn!("cannot remove a stale ref lock of the state branch: {e}"),
+    }
 
     let _watcher = watch_refs(git_dir, &shared.config.desired_branch, Arc::clone(&shared))?;
     tokio::spawn(stop_on_signal(Arc::clone(&shared)));
@@ -265,6 +294,10 @@ async fn serve(
         let _ = done_rx.wait_for(|d| *d).await;
     }));
 
+    let campaign = match cluster {
+        Some(options) => Some(join_cluster(&shared, &options, git_dir).await?),
+        None => None,
+    };
     let mut scheduler = Scheduler::new(tokio::time::Instant::now(), interval);
     let mut daemon = Daemon {
         shared: Arc::clone(&shared),
@@ -274,12 +307,36 @@ async fn serve(
         tip: None,
     };
     scheduler::drive(&mut scheduler, &mut daemon, &shared.wake, &shared.stop).await;
+    if let Some((stop, task)) = campaign {
+        // After the last step finished: give the leadership up so a standby takes over at once.
+        stop.notify_one();
+        let _ = task.await;
+    }
     let _ = done.send(true);
     if let Err(e) = server.await {
         tracing::error!("the HTTP server task ended abnormally: {e}");
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `--etcd`: joins the shard, installs the journal fence and starts campaigning. Each election
+/// won asks the loop for a pass (a refresh: fetch, then reconcile).
+async fn join_cluster(
+    shared: &Arc<Shared>,
+    options: &crate::cluster::ClusterOptions,
+    git_dir: &Path,
+) -> Result<(Arc<tokio::sync::Notify>, tokio::task::JoinHandle<()>), ServerError> {
+    let cluster = crate::cluster::Cluster::join(options, &shared.selector, git_dir).await?;
+    crate::cluster::install_fence(&cluster);
+    let _ = shared.cluster.set(Arc::clone(&cluster));
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let s = Arc::clone(shared);
+    let task = tokio::spawn(cluster.run(Arc::clone(&stop), move || {
+        s.refresh.store(true, Ordering::SeqCst);
+        s.wake.notify_one();
+    }));
+    Ok((stop, task))
 }
 
 /// Sets the stop flag on SIGTERM or SIGINT.
@@ -506,6 +563,20 @@ impl PassOutcome {
 
 /// One pass (blocking): apply, then metrics, notifications and the push of recorded state.
 fn run_pass(shared: &Shared, lock_held: &ReconcilerLock, seen: Option<Instant>) -> PassOutcome {
+    // Clustered: only the shard's leader reconciles (an election won triggers a pass), and
+    // first from the journals etcd holds.
+    if let Some(cluster) = shared.cluster.get() {
+        match cluster.begin_pass(|| adopt_remote_state(shared)) {
+            Ok(true) => {}
+            Ok(false) => {
+                return PassOutcome::Done {
+                    commit: None,
+                    next_wake: None,
+                };
+            }
+            Err(e) => return PassOutcome::transient(e),
+        }
+    }
     let repo = match WatchedRepo::open(&shared.repo_path) {
         Ok(r) => r,
         Err(e) => return PassOutcome::transient(e.to_string()),
@@ -543,6 +614,9 @@ fn run_pass(shared: &Shared, lock_held: &ReconcilerLock, seen: Option<Instant>) 
         Ok(report) => {
             if shared.config.remote.is_some() {
                 lock(&shared.daemon).remote_error = None;
+            } else {
+                // No remote: the local commit is the shared record (clustered journals go).
+                crate::state::fence::published();
             }
             Ok(report)
         }
@@ -561,6 +635,19 @@ fn run_pass(shared: &Shared, lock_held: &ReconcilerLock, seen: Option<Instant>) 
     lock(&shared.daemon).passes += 1;
     lock(&shared.daemon).last_pass = Some(Timestamp::now().to_string());
     outcome
+}
+
+/// Clustered, at a new leadership: the local state branch becomes the remote's (see
+/// `Cluster::begin_pass`). Without a remote there is nothing to adopt.
+fn adopt_remote_state(shared: &Shared) -> Result<(), String> {
+    let Some(name) = &shared.config.remote else {
+        return Ok(());
+    };
+    let repo = WatchedRepo::open(&shared.repo_path).map_err(|e| e.to_string())?;
+    let remote = crate::source::remote::Remote::open(&repo.repo, name, &shared.auth).map_err(|e| e.to_string())?;
+    crate::source::sync::adopt_remote_state(&repo.repo, &remote, &shared.config.state_branch)
+        .map(|_| ())
+        .map_err(|e| format!("cannot adopt the remote's recorded state: {e}"))
 }
 
 /// The bookkeeping after `apply_holding_lock`: metrics, status, notifications, remote push.
@@ -626,6 +713,17 @@ fn pass_outcome(
                         lock(&shared.daemon).remote_error = Some(e.to_string());
                     }
                 }
+            }
+            // Clustered: an attempt that could not start (its fenced journal write was refused
+            // or unanswered: leadership lost, or etcd without quorum) is retried with backoff.
+            // Done would wait for the next poll, and nothing else asks for a pass while the
+            // role does not change (a leader stalled for the whole poll interval).
+            if shared.cluster.get().is_some() && !report.not_started.is_empty() {
+                let (target, error) = &report.not_started[0];
+                return PassOutcome::transient(format!(
+                    "{} attempt(s) could not start, first {target}: {error}",
+                    report.not_started.len()
+                ));
             }
             let next_wake = report.plan.as_ref().and_then(|p| next_instant(p, shared.now()));
             PassOutcome::Done { commit, next_wake }

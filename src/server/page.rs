@@ -117,6 +117,17 @@ pub fn render(shared: &Shared) -> Result<String, String> {
         .into_iter()
         .flatten()
         .collect();
+    // Clustered (`--etcd`): which member leads the shard, and this member's role.
+    let cluster = shared.cluster.get().map(|c| {
+        let c = c.status();
+        json!({
+            "shard": c.shard,
+            "member": c.member,
+            "leader": c.leader.as_deref().unwrap_or("(none)"),
+            "role": if c.role == crate::cluster::Role::Leader { "the leader" } else { "a standby" },
+            "etcd_error": c.etcd_error,
+        })
+    });
     let context = json!({
         "style": STYLE,
         "desired": short(&status.desired_commit),
@@ -129,6 +140,7 @@ pub fn render(shared: &Shared) -> Result<String, String> {
             "last_valid": daemon.last_valid_commit.as_deref().unwrap_or("(none)"),
             "errors": i.errors,
         })),
+        "cluster": cluster,
         "problems": problems,
         "targets": targets,
         "rollouts": rollouts,
@@ -175,6 +187,7 @@ mod tests {
         let context = json!({
             "style": STYLE, "desired": "abc", "state": "(none)", "now": "now", "passes": 1,
             "next_wake": null, "invalid": null,
+            "cluster": {"shard": "<s>", "member": "m1", "leader": "m2", "role": "a standby", "etcd_error": "<e>"},
             "problems": ["<script>alert(1)</script>"],
             "targets": [{"target": "<b>x</b>", "component": "c\"'&", "current": null, "desired": "1.0.0",
                 "status": "new", "status_class": "wait", "next_action": "install",
@@ -190,6 +203,13 @@ mod tests {
         );
         assert!(html.contains("c&quot;&#x27;&amp;"), "{html}");
         assert!(html.contains("&lt;i&gt;window"), "{html}");
+        assert!(
+            html.contains(
+                "shard <code>&lt;s&gt;</code> · leader <code>m2</code> · this member <code>m1</code> is a standby"
+            ),
+            "{html}"
+        );
+        assert!(html.contains("etcd: &lt;e&gt;"), "{html}");
         assert!(html.contains("<td colspan=\"7\">No rollouts yet.</td>"), "{html}");
         assert!(
             html.contains("<style>body{"),

@@ -41,6 +41,7 @@
 //! Outcome counts list `succeeded`, `failed`, `rolled_back` in that order, omitting zeros.
 pub mod branch;
 pub mod durability;
+pub mod fence;
 pub mod history;
 pub mod journal;
 pub mod lock;
