@@ -19,14 +19,11 @@ mod events;
 pub mod guard;
 pub mod hooks;
 mod http;
-pub mod messages;
 pub mod metrics;
-pub mod notify;
 mod page;
 pub mod remote;
 pub mod scheduler;
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -35,7 +32,6 @@ use std::time::{Duration, Instant};
 use git2::Oid;
 use jiff::Timestamp;
 use serde::Serialize;
-use serde_json::json;
 
 use crate::manifest::RepoConfig;
 use crate::reconcile::apply::{ApplyError, ApplyOptions};
@@ -43,11 +39,11 @@ use crate::source::sync::Fetched;
 use crate::source::{SourceError, WatchedRepo};
 use crate::state::{LockError, ReconcilerLock, read_recorded};
 
-use self::events::{DaemonSink, details};
+use self::events::DaemonSink;
 use self::metrics::Metrics;
-use self::notify::{Event, Notifier};
 use self::scheduler::{Observed, PassResult, Reconcile, Scheduler, Trigger};
 use crate::ops::Requeue;
+use crate::ops::notify::{self as notices, Notifier};
 
 /// Why the daemon could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -126,10 +122,6 @@ pub struct DaemonState {
     /// When the daemon wakes next on its own (RFC 3339): a retry, a window opening or soak
     /// ending, or at the latest the periodic full reconcile (`poll_interval`).
     pub next_wake: Option<String>,
-    #[serde(skip)]
-    blocked: BTreeSet<String>,
-    #[serde(skip)]
-    converged: Option<bool>,
 }
 
 /// A desired commit that failed validation.
@@ -158,8 +150,8 @@ pub struct Shared {
     /// When the first ref event since the last pass arrived (commit-to-first-step latency).
     pub event_at: Mutex<Option<Instant>>,
     pub notifier: Notifier,
-    /// Rollouts already announced (`rollout_started`).
-    pub announced: Mutex<BTreeSet<(String, String)>>,
+    /// What notifications remember across passes (rollouts announced, targets blocked).
+    pub notices: Mutex<notices::Memory>,
     config: RepoConfig,
     auth: crate::source::remote::GitAuth,
     webhook_secret: Option<hooks::WebhookSecret>,
@@ -205,7 +197,7 @@ pub fn run(options: DaemonOptions) -> Result<(), ServerError> {
         wake: tokio::sync::Notify::new(),
         event_at: Mutex::new(None),
         notifier: Notifier::new(config.notify.clone()),
-        announced: Mutex::new(BTreeSet::new()),
+        notices: Mutex::new(notices::Memory::default()),
         config,
         auth: options.auth.clone(),
         webhook_secret: options.webhook_secret.clone(),
@@ -517,12 +509,7 @@ fn run_pass(shared: &Shared, lock_held: &ReconcilerLock, seen: Option<Instant>) 
         Ok(before) => before,
         Err(e) => return PassOutcome::transient(format!("cannot read the state branch before the pass: {e}")),
     };
-    let known: BTreeSet<(String, String)> = before
-        .rollouts
-        .keys()
-        .map(|(c, v)| (c.clone(), v.to_string()))
-        .collect();
-    let sink = DaemonSink::new(shared, seen, known);
+    let sink = DaemonSink::new(shared, seen, &before);
     let options = ApplyOptions {
         targets: Vec::new(),
         dry_run: false,
@@ -614,8 +601,7 @@ fn pass_outcome(
                 }
                 None => after,
             };
-            announce_waves(shared, before, &after);
-            after_pass(shared, repo, !report.outcomes.is_empty());
+            after_pass(shared, repo, before, &after, !report.outcomes.is_empty());
             if (!report.outcomes.is_empty() || report.resumed > 0)
                 && let Some(remote) = &shared.config.remote
             {
@@ -635,7 +621,6 @@ fn pass_outcome(
         }) => {
             lock(&shared.metrics).desired_commit_valid = false;
             let errors: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
-            let first = errors.first().cloned().unwrap_or_default();
             let short = &commit[..12.min(commit.len())];
             let already = {
                 let mut daemon = lock(&shared.daemon);
@@ -651,11 +636,7 @@ fn pass_outcome(
                     tracing::error!(commit = %commit, "{e}");
                 }
                 tracing::error!(commit = %commit, "desired commit {short} is not valid; nothing of it is applied");
-                shared.notifier.send(
-                    Event::InvalidCommit,
-                    &messages::invalid_commit(short, &first, errors.len().saturating_sub(1)),
-                    details(json!({"commit": commit, "errors": errors})),
-                );
+                notices::invalid_commit(&shared.notifier, &commit, &errors);
             }
             match Oid::from_str(&commit) {
                 Ok(commit) => PassOutcome::Invalid { commit },
@@ -669,31 +650,15 @@ fn pass_outcome(
     }
 }
 
-/// `wave_completed` for every wave this pass completed.
-fn announce_waves(shared: &Shared, before: &crate::state::RecordedState, after: &crate::state::RecordedState) {
-    for (key, rollout) in &after.rollouts {
-        for wave in &rollout.waves {
-            let was_done = before
-                .rollouts
-                .get(key)
-                .and_then(|r| r.waves.iter().find(|w| w.name == wave.name))
-                .is_some_and(|w| w.completed.is_some());
-            if wave.completed.is_some() && !was_done {
-                let (component, version) = (&rollout.component, rollout.version.to_string());
-                tracing::info!(component = %component, version = %version, wave = %wave.name, "wave completed");
-                shared.notifier.send(
-                    Event::WaveCompleted,
-                    &messages::wave_completed(component, &version, &wave.name),
-                    details(json!({"component": component, "version": version, "wave": wave.name,
-                        "completed": wave.completed})),
-                );
-            }
-        }
-    }
-}
-
-/// After a pass: the target gauges, and the `blocked` and `converged` notifications.
-fn after_pass(shared: &Shared, repo: &WatchedRepo, recorded_something: bool) {
+/// After a pass: the target gauges, and the notifications of a finished pass (the same
+/// function `gantry apply` ends with: `ops::notify::after_pass`).
+fn after_pass(
+    shared: &Shared,
+    repo: &WatchedRepo,
+    before: &crate::state::RecordedState,
+    after: &crate::state::RecordedState,
+    recorded_something: bool,
+) {
     let status = match crate::ops::status::status_report(repo, None, shared.now()) {
         Ok(s) => s,
         Err(e) => {
@@ -706,55 +671,14 @@ fn after_pass(shared: &Shared, repo: &WatchedRepo, recorded_something: bool) {
         *by_status.entry(t.status.clone()).or_insert(0u64) += 1;
     }
     lock(&shared.metrics).targets = by_status;
-    let blocked: BTreeSet<String> = status
-        .targets
-        .iter()
-        .filter(|t| t.plan_status == "blocked")
-        .map(|t| t.target.clone())
-        .collect();
-    let converged = !status.targets.is_empty()
-        && status
-            .targets
-            .iter()
-            .all(|t| t.next_action == "noop" && t.status == "converged");
-    let (newly_blocked, announce_converged) = {
-        let mut daemon = lock(&shared.daemon);
-        let newly: Vec<String> = blocked.difference(&daemon.blocked).cloned().collect();
-        let announce = converged && (recorded_something || daemon.converged == Some(false));
-        daemon.blocked = blocked;
-        daemon.converged = Some(converged);
-        (newly, announce)
-    };
-    for name in newly_blocked {
-        let Some(row) = status.targets.iter().find(|t| t.target == name) else {
-            continue;
-        };
-        let reasons: Vec<String> = row.blockers.iter().map(messages::blocker).collect();
-        tracing::info!(target = %row.target, component = %row.component, "blocked: {}", reasons.join("; "));
-        shared.notifier.send(
-            Event::Blocked,
-            &messages::blocked(
-                &row.component,
-                &row.target,
-                &row.next_action,
-                row.desired.as_deref(),
-                &reasons,
-            ),
-            details(
-                json!({"target": row.target, "component": row.component, "action": row.next_action,
-                "desired": row.desired, "blockers": row.blockers, "opens_at": row.opens_at}),
-            ),
-        );
-    }
-    if announce_converged {
-        let short = &status.desired_commit[..12.min(status.desired_commit.len())];
-        tracing::info!(commit = %status.desired_commit, "converged");
-        shared.notifier.send(
-            Event::Converged,
-            &messages::converged(status.targets.len(), short),
-            details(json!({"commit": status.desired_commit, "targets": status.targets.len()})),
-        );
-    }
+    notices::after_pass(
+        &shared.notifier,
+        &shared.notices,
+        before,
+        after,
+        &status,
+        recorded_something,
+    );
 }
 
 /// The earliest future instant in a plan: a window opening, a blocker lifting, a soak ending.
