@@ -681,3 +681,116 @@ fn a_pass_that_cannot_write_its_journal_is_retried_and_succeeds_once_fixed() {
     let (code, _) = daemon.terminate();
     assert_eq!(code, 0);
 }
+
+/// Two identical repositories, each notifying its own receiver of every event: the deploy step
+/// fails for version 1.1.0, so an install is all success and an upgrade to 1.1.0 fails.
+fn notifying_fixture(hook_port: u16) -> Repo {
+    let repo = fixture(&[("alpha", "1.0.0"), ("beta", "1.0.0")], None);
+    repo.file(
+        "gantry.toml",
+        &format!(
+            "desired_branch = \"main\"\n\n[executors.local]\ntype = \"shell\"\n\n[[notify]]\nurl = \"http://127.0.0.1:{hook_port}/hook\"\n"
+        ),
+    )
+    .file(
+        "scripts/deploy.sh",
+        "#!/bin/sh\nset -eu\nif [ \"$2\" = 1.1.0 ]; then echo \"1.1.0 is broken\" >&2; exit 1; fi\n\
+         mkdir -p \"$GANTRY_REPO/deployed\"\nprintf '%s\\n' \"$2\" > \"$GANTRY_REPO/deployed/$1\"\n",
+    );
+    repo.commit_all("notify every event; 1.1.0 fails to deploy");
+    repo
+}
+
+/// The events a receiver got, without what differs between two runs (attempt ids, times).
+fn comparable(hooks: &Hooks) -> Vec<serde_json::Value> {
+    let mut events: Vec<serde_json::Value> = hooks
+        .bodies
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            let mut b = b.clone();
+            if let Some(map) = b.as_object_mut() {
+                map.remove("attempt");
+                map.remove("completed");
+                // The two repositories' commits differ (each names its own receiver's port).
+                if let Some(serde_json::Value::String(commit)) = map.remove("commit")
+                    && let Some(serde_json::Value::String(text)) = map.get_mut("text")
+                {
+                    *text = text.replace(&commit[..12], "<commit>");
+                }
+            }
+            // Attempt ids end in a random part (`20261121T100000Z-alpha-1a2b3c`).
+            let mut text = b.to_string();
+            let mut from = 0;
+            while let Some(at) = text[from..].find("Z-alpha-").map(|i| from + i + "Z-alpha-".len()) {
+                text.replace_range(at..(at + 6).min(text.len()), "<rand>");
+                from = at;
+            }
+            serde_json::from_str(&text).expect("still JSON")
+        })
+        .collect();
+    events.sort_by_key(ToString::to_string);
+    events
+}
+
+/// Regression for issue #12 item 9 (`apply` sent no webhooks): `gantry apply` sends exactly the
+/// notifications a daemon pass sends for the same commits, success (`rollout_started`,
+/// `converged`) and failure (`rollout_started`, `failed`, `rollback`) alike.
+#[test]
+fn apply_sends_the_same_notifications_as_a_daemon_pass() {
+    let now = "2026-11-21T10:00:00Z";
+    let (daemon_hooks, apply_hooks) = (Hooks::start(), Hooks::start());
+    let by_daemon = notifying_fixture(daemon_hooks.port);
+    let by_apply = notifying_fixture(apply_hooks.port);
+    let daemon = Daemon::start(&by_daemon, &["--now", now]);
+
+    // Pass 1: both targets installed; apply's receiver has everything when apply exits (it
+    // waits for its deliveries), the daemon's gets the same in its own time.
+    by_apply.gantry(&["--now", now, "apply"]).expect(0);
+    let want = comparable(&apply_hooks);
+    let names: Vec<&str> = want.iter().filter_map(|e| e["event"].as_str()).collect();
+    assert!(
+        names.contains(&"rollout_started") && names.contains(&"converged"),
+        "{want:#?}"
+    );
+    wait_for("the daemon's notifications of the install", || {
+        (comparable(&daemon_hooks).len() >= want.len()).then_some(())
+    });
+    assert_eq!(comparable(&daemon_hooks), want);
+
+    // Pass 2: alpha to 1.1.0, whose deploy fails.
+    for repo in [&by_daemon, &by_apply] {
+        repo.file("targets/alpha.yaml", &target("alpha", "web", "1.1.0", "env: test"));
+        repo.commit_all("alpha to 1.1.0");
+    }
+    by_apply.gantry(&["--now", now, "apply"]).expect(2);
+    let want = comparable(&apply_hooks);
+    let failed = want
+        .iter()
+        .find(|e| e["event"] == "failed")
+        .unwrap_or_else(|| panic!("no failed event: {want:#?}"));
+    assert_eq!(failed["target"], "alpha");
+    wait_for("the daemon's notifications of the failed upgrade", || {
+        (comparable(&daemon_hooks).len() >= want.len()).then_some(())
+    });
+    assert_eq!(comparable(&daemon_hooks), want);
+    drop(daemon);
+}
+
+/// A webhook that is down never fails `apply`: the pass succeeds (exit 0), and stderr says
+/// which notifications were not delivered.
+#[test]
+fn apply_with_a_webhook_down_succeeds_and_says_so_on_stderr() {
+    // A port nobody listens on: bound, then closed.
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let repo = notifying_fixture(port);
+    let run = repo.gantry(&["--now", "2026-11-21T10:00:00Z", "apply"]).expect(0);
+    let stderr = run.stderr();
+    assert!(
+        stderr.contains("warning: notification not delivered: http://127.0.0.1:")
+            && stderr.contains("converged: not delivered after 3 tries"),
+        "{stderr}"
+    );
+    assert_eq!(deployed(&repo, "alpha").as_deref(), Some("1.0.0"));
+}

@@ -49,31 +49,44 @@ fn acme(repo: &Repo) -> Value {
 fn blocker_kinds(row: &Value) -> Vec<String> {
     row["blockers"]
         .as_array()
-        .map(|b| b.iter().filter_map(|x| x["kind"].as_str().map(str::to_string)).collect())
+        .map(|b| {
+            b.iter()
+                .filter_map(|x| x["kind"].as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 fn repo() -> Repo {
     let repo = Repo::new();
-    repo.file("gantry.toml", "desired_branch = \"main\"\n\n[executors.local]\ntype = \"shell\"\n")
-        .file("scripts/deploy.sh", "#!/bin/sh\nexit 0\n")
-        .file("components/billing.yaml", &component("billing", ""))
-        .file(
-            "releases/billing.yaml",
-            &format!(
-                "{}---\n{}",
-                release("billing", "1.0.0", ""),
-                release("billing", "2.0.0", "")
-            ),
-        )
-        .file("policies/prod.yaml", POLICY)
-        .file("targets/acme.yaml", &target("acme-billing", "billing", "1.0.0", "env: prod"));
+    repo.file(
+        "gantry.toml",
+        "desired_branch = \"main\"\n\n[executors.local]\ntype = \"shell\"\n",
+    )
+    .file("scripts/deploy.sh", "#!/bin/sh\nexit 0\n")
+    .file("components/billing.yaml", &component("billing", ""))
+    .file(
+        "releases/billing.yaml",
+        &format!(
+            "{}---\n{}",
+            release("billing", "1.0.0", ""),
+            release("billing", "2.0.0", "")
+        ),
+    )
+    .file("policies/prod.yaml", POLICY)
+    .file(
+        "targets/acme.yaml",
+        &target("acme-billing", "billing", "1.0.0", "env: prod"),
+    );
     repo.commit_all("Add billing\n\nApproved-by: Alice <alice@example.com>\n");
     repo
 }
 
 fn bump(repo: &Repo, message: &str) -> String {
-    repo.file("targets/acme.yaml", &target("acme-billing", "billing", "2.0.0", "env: prod"));
+    repo.file(
+        "targets/acme.yaml",
+        &target("acme-billing", "billing", "2.0.0", "env: prod"),
+    );
     repo.commit_all(message)
 }
 
@@ -85,7 +98,10 @@ fn status_cache_follows_new_commits_rewritten_branches_and_new_approvals() {
     repo.gantry(&["--now", NOW, "apply"]).expect(0);
     let c0 = repo.git.head().unwrap().peel_to_commit().unwrap().id();
     let row = acme(&repo);
-    assert_eq!((row["status"].as_str(), row["next_action"].as_str()), (Some("converged"), Some("noop")));
+    assert_eq!(
+        (row["status"].as_str(), row["next_action"].as_str()),
+        (Some("converged"), Some("noop"))
+    );
 
     // A new commit: the major bump without an approval is blocked.
     bump(&repo, "Bump acme-billing to 2.0.0");
@@ -95,15 +111,23 @@ fn status_cache_follows_new_commits_rewritten_branches_and_new_approvals() {
 
     // A later commit touching manifests but not the version: still blocked (the walk from the
     // new head stops at the cached bump commit and must carry its answer over).
-    repo.file("targets/zen.yaml", &target("zen-billing", "billing", "1.0.0", "env: dev"));
+    repo.file(
+        "targets/zen.yaml",
+        &target("zen-billing", "billing", "1.0.0", "env: dev"),
+    );
     repo.commit_all("Add zen");
     assert_eq!(acme(&repo)["plan_status"], "blocked");
 
     // The desired branch rewritten: the same bump, now with Alice's approval. The cache must
     // not answer for the old commits.
     let c0_commit = repo.git.find_commit(c0).unwrap();
-    repo.git.reset(c0_commit.as_object(), git2::ResetType::Hard, None).unwrap();
-    bump(&repo, "Bump acme-billing to 2.0.0\n\nApproved-by: Alice <alice@example.com>\n");
+    repo.git
+        .reset(c0_commit.as_object(), git2::ResetType::Hard, None)
+        .unwrap();
+    bump(
+        &repo,
+        "Bump acme-billing to 2.0.0\n\nApproved-by: Alice <alice@example.com>\n",
+    );
     let row = acme(&repo);
     assert_eq!(row["plan_status"], "ready", "{row:#}");
     assert!(blocker_kinds(&row).is_empty(), "{row:#}");
@@ -141,7 +165,13 @@ fn a_corrupt_or_forged_cache_file_is_ignored_and_rebuilt() {
         .collect();
     let forged = format!("gantry-walk-cache v1 {digest}\n{body}");
     let torn = &good[..good.len() / 2];
-    for bad in [forged.as_str(), torn, "", "\u{0}\u{1}garbage", "gantry-walk-cache v1 00\n{}"] {
+    for bad in [
+        forged.as_str(),
+        torn,
+        "",
+        "\u{0}\u{1}garbage",
+        "gantry-walk-cache v1 00\n{}",
+    ] {
         std::fs::write(cache_file(&repo), bad).expect("write bad cache");
         assert_eq!(status(&repo), want, "with cache file {bad:?}");
         let rebuilt = std::fs::read_to_string(cache_file(&repo)).expect("cache rebuilt");
