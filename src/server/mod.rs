@@ -23,6 +23,7 @@ pub mod metrics;
 mod page;
 pub mod remote;
 pub mod scheduler;
+pub mod status_cache;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -152,6 +153,8 @@ pub struct Shared {
     pub notifier: Notifier,
     /// What notifications remember across passes (rollouts announced, targets blocked).
     pub notices: Mutex<notices::Memory>,
+    /// The status `/api/status` and the page serve (recomputed only when its inputs move).
+    pub status: status_cache::StatusCache,
     config: RepoConfig,
     auth: crate::source::remote::GitAuth,
     webhook_secret: Option<hooks::WebhookSecret>,
@@ -198,6 +201,7 @@ pub fn run(options: DaemonOptions) -> Result<(), ServerError> {
         event_at: Mutex::new(None),
         notifier: Notifier::new(config.notify.clone()),
         notices: Mutex::new(notices::Memory::default()),
+        status: status_cache::StatusCache::default(),
         config,
         auth: options.auth.clone(),
         webhook_secret: options.webhook_secret.clone(),
@@ -659,6 +663,7 @@ fn after_pass(
     after: &crate::state::RecordedState,
     recorded_something: bool,
 ) {
+    let key = status_cache::key(shared, repo);
     let status = match crate::ops::status::status_report(repo, None, shared.now()) {
         Ok(s) => s,
         Err(e) => {
@@ -679,6 +684,7 @@ fn after_pass(
         &status,
         recorded_something,
     );
+    shared.status.offer(shared, repo, key, status);
 }
 
 /// The earliest future instant in a plan: a window opening, a blocker lifting, a soak ending.
