@@ -54,11 +54,14 @@ fn init_makes_two_commits_on_main_and_records_the_initial_fleet() {
     let head = git.head().expect("HEAD");
     assert_eq!(head.shorthand().unwrap(), "main");
     let upgrade = head.peel_to_commit().expect("commit");
-    assert_eq!(upgrade.summary().unwrap().unwrap(), "Upgrade billing to 2.0.0");
+    assert_eq!(
+        upgrade.summary().unwrap().unwrap(),
+        "Upgrade billing to 2.0.0, storefront to 1.1.0"
+    );
     let initial = upgrade.parent(0).expect("a parent");
     assert_eq!(
         initial.summary().unwrap().unwrap(),
-        "Initial fleet: billing and ledger 1.0.0"
+        "Initial fleet: billing, ledger and storefront 1.0.0"
     );
     assert_eq!(initial.parent_count(), 0);
     // No identity in the environment: init's own.
@@ -76,13 +79,20 @@ fn init_makes_two_commits_on_main_and_records_the_initial_fleet() {
         .get_path(Path::new("scripts/deploy.sh"))
         .unwrap();
     assert_eq!(entry.filemode(), 0o100755);
+    // The example plugin is written as a file (it is a symlink in the gantry project).
+    let plugin = upgrade
+        .tree()
+        .unwrap()
+        .get_path(Path::new("plugins/gantry-executor-demo.py"))
+        .unwrap();
+    assert_eq!(plugin.filemode(), 0o100755);
     assert!(demo.join("deployed/acme-billing/version").exists());
     assert!(demo.join("schemas/target.schema.json").exists());
 
     // The state branch says 1.0.0 everywhere.
     let status = json(&on(root.path(), &demo, &["status", "--format", "json"]).expect(0));
     let targets = status["targets"].as_array().expect("targets");
-    assert_eq!(targets.len(), 6);
+    assert_eq!(targets.len(), 9);
     for t in targets {
         assert_eq!(t["current"], "1.0.0", "{t}");
     }
@@ -167,7 +177,7 @@ fn apply_after_init_converges_every_target_canary_first() {
 
     let status = json(&on(root.path(), &demo, &["status", "--format", "json"]).expect(0));
     let targets = status["targets"].as_array().expect("targets");
-    assert_eq!(targets.len(), 6);
+    assert_eq!(targets.len(), 9);
     for t in targets {
         let name = t["target"].as_str().unwrap();
         let want = if t["component"] == "billing" { "2.0.0" } else { "1.1.0" };
@@ -175,8 +185,10 @@ fn apply_after_init_converges_every_target_canary_first() {
         assert_eq!(t["desired"], want, "{t}");
         assert_eq!(t["status"], "converged", "{t}");
         assert_eq!(t["next_action"], "noop", "{t}");
-        let deployed = std::fs::read_to_string(demo.join("deployed").join(name).join("version")).unwrap();
-        assert_eq!(deployed.trim(), want, "{name}");
+        if t["component"] != "storefront" {
+            let deployed = std::fs::read_to_string(demo.join("deployed").join(name).join("version")).unwrap();
+            assert_eq!(deployed.trim(), want, "{name}");
+        }
     }
     let migrations = std::fs::read_to_string(demo.join("deployed/globex-billing/migrations")).unwrap();
     assert_eq!(
@@ -188,6 +200,210 @@ fn apply_after_init_converges_every_target_canary_first() {
             "split-namespaces"
         ]
     );
+}
+
+/// The storefront targets of the demo, canary (ring 0) first.
+const STOREFRONTS: [&str; 3] = ["acme-storefront", "globex-storefront", "initech-storefront"];
+
+/// The JSON lines of `apply --format json`.
+fn events(run: &Run) -> Vec<Value> {
+    run.stdout()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect()
+}
+
+/// The steps `target`'s attempts started, in order.
+fn steps_of(events: &[Value], target: &str) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e["event"] == "step_started" && e["target"] == target)
+        .map(|e| e["step"].as_str().expect("step name").to_owned())
+        .collect()
+}
+
+/// How `target`'s step `step` finished: (ok, message).
+fn finished(events: &[Value], target: &str, step: &str) -> (bool, String) {
+    let e = events
+        .iter()
+        .find(|e| e["event"] == "step_finished" && e["target"] == target && e["step"] == step)
+        .unwrap_or_else(|| panic!("{target}: no step_finished for {step}"));
+    (e["ok"].as_bool().unwrap(), e["message"].as_str().unwrap().to_owned())
+}
+
+/// What the example plugin recorded per storefront target: version, current weight, and every
+/// weight it was asked to shift to (`deployed/storefront.json` in the demo).
+fn storefronts(demo: &Path) -> Value {
+    let path = demo.join("deployed/storefront.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).expect("the plugin's record is JSON")
+}
+
+/// Issue #11 ("the example plugin and the demo show it"): the demo's storefront, run by the
+/// example plugin, reaches its new version through the policy's traffic steps, canary first,
+/// each weight held under health checks for `traffic.analysis`.
+#[test]
+fn apply_after_init_moves_storefront_traffic_25_50_100_through_the_example_plugin() {
+    let (root, demo) = init_demo();
+    // init's own pass installed 1.0.0 through the same steps.
+    let installed = storefronts(&demo);
+    for name in STOREFRONTS {
+        assert_eq!(installed[name]["version"], "1.0.0", "{installed}");
+        assert_eq!(
+            installed[name]["shifts"],
+            serde_json::json!([25, 50, 100]),
+            "{installed}"
+        );
+    }
+
+    let run = on(root.path(), &demo, &["apply", "--format", "json"]).expect(0);
+    let events = events(&run);
+    for name in STOREFRONTS {
+        assert_eq!(
+            steps_of(&events, name),
+            [
+                "01-deploy-1.1.0",
+                "02-health-1.1.0",
+                "03-shift-25",
+                "04-health-1.1.0-at-25",
+                "05-shift-50",
+                "06-health-1.1.0-at-50",
+                "07-shift-100",
+                "08-health-1.1.0-at-100",
+            ],
+            "{name}"
+        );
+        // Each weight is held: checks every 1 s for 1 s is two rounds (no hold would be one).
+        for step in [
+            "04-health-1.1.0-at-25",
+            "06-health-1.1.0-at-50",
+            "08-health-1.1.0-at-100",
+        ] {
+            assert_eq!(
+                finished(&events, name, step),
+                (true, "healthy (2 rounds)".to_owned()),
+                "{name}"
+            );
+        }
+        let (ok, message) = finished(&events, name, "05-shift-50");
+        assert!(ok && message == format!("{name}: 50% of traffic to 1.1.0"), "{message}");
+    }
+    let position = |event: &str, target: &str| {
+        events
+            .iter()
+            .position(|e| e["event"] == event && e["target"] == target)
+            .unwrap_or_else(|| panic!("no {event} for {target}"))
+    };
+    let canary_done = position("attempt_finished", "acme-storefront");
+    assert!(canary_done < position("attempt_started", "globex-storefront"));
+    assert!(canary_done < position("attempt_started", "initech-storefront"));
+
+    let record = storefronts(&demo);
+    for name in STOREFRONTS {
+        let t = &record[name];
+        assert_eq!(t["version"], "1.1.0", "{t}");
+        assert_eq!(t["weight"], 100, "{t}");
+        assert_eq!(t["shifts"], serde_json::json!([25, 50, 100, 25, 50, 100]), "{t}");
+    }
+}
+
+/// Runs one shell line of the README, as written, from the directory holding `demo/` (with a
+/// git identity in the environment for its commit).
+fn readme_line(root: &Path, prefix: &str) {
+    let readme = std::fs::read_to_string(common::project_path("README.md")).expect("README.md");
+    let line = readme
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("README.md has no line starting with {prefix:?}"));
+    let output = std::process::Command::new("sh")
+        .args(["-c", line])
+        .current_dir(root)
+        .env("HOME", root)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_AUTHOR_NAME", "Demo User")
+        .env("GIT_AUTHOR_EMAIL", "demo@example.com")
+        .env("GIT_COMMITTER_NAME", "Demo User")
+        .env("GIT_COMMITTER_EMAIL", "demo@example.com")
+        .output()
+        .expect("run sh");
+    assert!(output.status.success(), "{line}: {output:?}");
+}
+
+/// Issue #11 (a traffic canary failing at a weight ends at weight 0 and rolled back), on the
+/// demo through the README's walk-through run as written: the canary's health fails at 50 %,
+/// traffic goes back to 0 % before the redeploy of 1.1.0, and the other storefronts are never
+/// touched.
+#[test]
+fn readme_traffic_walkthrough_ends_the_failing_canary_at_weight_0_and_rolled_back() {
+    let (root, demo) = init_demo();
+    on(root.path(), &demo, &["apply"]).expect(0);
+    readme_line(root.path(), "sed -i.bak ");
+    readme_line(root.path(), "rm demo/targets/*.bak && git -C demo commit");
+    let git = git2::Repository::open(&demo).unwrap();
+    let head = git.head().unwrap().peel_to_commit().unwrap();
+    assert_eq!(head.summary().unwrap(), Some("storefront 1.2.0"));
+
+    let run = on(root.path(), &demo, &["apply", "--format", "json"]).expect(2);
+    let events = events(&run);
+    assert_eq!(
+        steps_of(&events, "acme-storefront"),
+        [
+            "01-deploy-1.2.0",
+            "02-health-1.2.0",
+            "03-shift-25",
+            "04-health-1.2.0-at-25",
+            "05-shift-50",
+            "06-health-1.2.0-at-50",
+            "rb-01-shift-0",
+            "rb-02-deploy-1.1.0",
+            "rb-03-health-1.1.0",
+        ]
+    );
+    let (ok, message) = finished(&events, "acme-storefront", "06-health-1.2.0-at-50");
+    assert!(
+        !ok && message.contains("errors at 50% of traffic (demo_fail_weight)"),
+        "{message}"
+    );
+    for name in ["globex-storefront", "initech-storefront"] {
+        assert_eq!(steps_of(&events, name), Vec::<String>::new(), "{name} was touched");
+    }
+
+    let record = storefronts(&demo);
+    let acme = &record["acme-storefront"];
+    assert_eq!(acme["version"], "1.1.0", "{acme}");
+    assert_eq!(acme["weight"], 0, "{acme}");
+    assert_eq!(
+        acme["shifts"],
+        serde_json::json!([25, 50, 100, 25, 50, 100, 25, 50, 0]),
+        "{acme}"
+    );
+    for name in ["globex-storefront", "initech-storefront"] {
+        let t = &record[name];
+        assert_eq!((&t["version"], &t["weight"]), (&"1.1.0".into(), &100.into()), "{t}");
+    }
+
+    let status = json(&on(root.path(), &demo, &["status", "--format", "json"]).expect(0));
+    let row = |name: &str| {
+        status["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["target"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {status}"))
+            .clone()
+    };
+    let acme = row("acme-storefront");
+    assert_eq!(
+        (&acme["current"], &acme["desired"]),
+        (&"1.1.0".into(), &"1.2.0".into()),
+        "{acme}"
+    );
+    assert_eq!(acme["status"], "rolled_back", "{acme}");
+    for name in ["globex-storefront", "initech-storefront"] {
+        let t = row(name);
+        assert_eq!(t["current"], "1.1.0", "{t}");
+        assert!(t["blockers"].to_string().contains("halted"), "{t}");
+    }
 }
 
 #[test]

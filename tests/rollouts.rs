@@ -215,6 +215,8 @@ fn a_failing_precheck_holds_the_action_with_its_message_and_the_next_pass_retrie
 struct ErrorRate {
     url: String,
     permille: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    /// The error rate of the canary's (`api-0`) peers on any other version (1 % unless set).
+    peers: std::sync::Arc<std::sync::atomic::AtomicU32>,
     requests: std::sync::Arc<std::sync::atomic::AtomicU32>,
 }
 
@@ -226,7 +228,8 @@ impl ErrorRate {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let rate = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(permille));
         let requests = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
-        let (r, n) = (rate.clone(), requests.clone());
+        let peers = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(10));
+        let (r, n, p) = (rate.clone(), requests.clone(), peers.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
@@ -241,6 +244,8 @@ impl ErrorRate {
                 // Only the new version serves errors: the version rolled back to is healthy.
                 let permille = if request.contains("version=1.1.0") {
                     r.load(Ordering::SeqCst)
+                } else if !request.contains("target=api-0&") {
+                    p.load(Ordering::SeqCst)
                 } else {
                     10
                 };
@@ -256,12 +261,19 @@ impl ErrorRate {
         ErrorRate {
             url,
             permille: rate,
+            peers,
             requests,
         }
     }
 
     fn set(&self, permille: u32) {
         self.permille.store(permille, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Sets the error rate the canary's peers serve on any version but 1.1.0 (the canary
+    /// harming the targets beside it).
+    fn set_peers(&self, permille: u32) {
+        self.peers.store(permille, std::sync::atomic::Ordering::SeqCst);
     }
 
     fn requests(&self) -> u32 {
@@ -272,6 +284,11 @@ impl ErrorRate {
 /// 10 targets of `api` at 1.0.0; waves canary (ring 0, soak 30 m) → all, an HTTP check every
 /// minute through every soak, 3 failed rounds in a row fail a target, no failure tolerated.
 fn analysed_fleet(url: &str) -> Repo {
+    analysed_fleet_with(url, "")
+}
+
+/// [`analysed_fleet`] with more lines under the policy's `health`.
+fn analysed_fleet_with(url: &str, health: &str) -> Repo {
     let repo = Repo::new();
     repo.file("components/api.yaml", &common::component("api", ""));
     repo.file(
@@ -302,7 +319,7 @@ fn analysed_fleet(url: &str) -> Repo {
         &policy(
             "staged",
             &format!(
-                "  rollout:\n    waves:\n      - {{ name: canary, selector: {{ ring: \"0\" }}, soak: 30m }}\n      - {{ name: all, percent: 100 }}\n    maxParallel: 5\n    maxFailures: 0\n  health:\n    checks:\n      - {{ name: errors, type: http, url: \"{url}/errors?target={{{{ target.name }}}}&version={{{{ version }}}}\", expect: 200 }}\n    interval: 1m\n    failureThreshold: 3\n"
+                "  rollout:\n    waves:\n      - {{ name: canary, selector: {{ ring: \"0\" }}, soak: 30m }}\n      - {{ name: all, percent: 100 }}\n    maxParallel: 5\n    maxFailures: 0\n  health:\n    checks:\n      - {{ name: errors, type: http, url: \"{url}/errors?target={{{{ target.name }}}}&version={{{{ version }}}}\", expect: 200 }}\n    interval: 1m\n    failureThreshold: 3\n{health}"
             ),
         ),
     );
@@ -598,8 +615,15 @@ fn after_naming_an_unknown_policy_or_a_cycle_is_a_violation() {
     repo.commit_all("bad stages");
     let run = repo.gantry(&["validate"]).expect(2);
     let out = format!("{}{}", run.stdout(), run.stderr());
-    assert!(out.contains("promotion cycle: a → b → a"), "{out}");
-    assert!(out.contains("promotion cycle: b → a → b"), "{out}");
+    // Each policy of the cycle is reported, with every file in it.
+    assert!(
+        out.contains("promotion cycle: a (policies/a.yaml) → b (policies/b.yaml) → a"),
+        "{out}"
+    );
+    assert!(
+        out.contains("promotion cycle: b (policies/b.yaml) → a (policies/a.yaml) → b"),
+        "{out}"
+    );
     assert!(out.contains("after.policy names unknown policy `qa`"), "{out}");
 }
 
@@ -763,4 +787,334 @@ fn weight_outside_a_shift_step_is_invalid() {
         "{out}"
     );
     assert_eq!(out.matches("which only a `shift` step defines").count(), 1, "{out}");
+}
+
+/// A fleet of `api` at 1.0.0 (`(name, labels)`), whose deploy of 1.1.0 fails on a target while
+/// `fail-<target>` exists; `policies` are added with the bump to 1.1.0. `deploys.log` lists the
+/// deploys of 1.1.0 only.
+fn staged_fleet(targets: &[(&str, &str)], policies: &[(&str, String)]) -> Repo {
+    let repo = Repo::new();
+    repo.file("components/api.yaml", &common::component("api", ""));
+    repo.file(
+        "scripts/deploy.sh",
+        "#!/bin/sh\nif [ \"$2\" = 1.1.0 ]; then\n  [ -f \"$GANTRY_REPO/fail-$1\" ] && { echo \"$1 cannot start 1.1.0\"; exit 1; }\n  echo \"$1 $2\" >> \"$GANTRY_REPO/deploys.log\"\nfi\nexit 0\n",
+    );
+    repo.file(
+        "releases/api.yaml",
+        &format!(
+            "{}---\n{}",
+            common::release("api", "1.0.0", ""),
+            common::release("api", "1.1.0", "")
+        ),
+    );
+    for (name, labels) in targets {
+        repo.file(
+            &format!("targets/{name}.yaml"),
+            &common::target(name, "api", "1.0.0", labels),
+        );
+    }
+    repo.commit_all("fleet at 1.0.0");
+    repo.gantry(&["apply", "--now", &at(-600)]).expect(0);
+    for (path, text) in policies {
+        repo.file(path, text);
+    }
+    let names: Vec<&str> = targets.iter().map(|(n, _)| *n).collect();
+    bump(&repo, &names, "1.0.0", "1.1.0");
+    repo
+}
+
+fn deploys(repo: &Repo) -> Vec<String> {
+    let mut lines: Vec<String> = log(repo, "deploys.log").lines().map(str::to_string).collect();
+    lines.sort();
+    lines
+}
+
+/// Issue #11 ("a Policy (or wave) can require another rollout stage to be complete and healthy
+/// for a duration first"): production's canary goes with staging, but its `all` wave waits for
+/// staging to have been complete 48 h; the plan shows the exact instant it opens.
+#[test]
+fn a_wave_after_another_policy_waits_for_that_stage_and_its_soak_to_the_second() {
+    let repo = staged_fleet(
+        &[
+            ("api-stg", "env: staging"),
+            ("api-prod-1", "env: prod, ring: \"0\""),
+            ("api-prod-2", "env: prod, ring: \"1\""),
+        ],
+        &[
+            (
+                "policies/staging.yaml",
+                policy("staging", "  selector: { env: staging }\n"),
+            ),
+            (
+                "policies/production.yaml",
+                policy(
+                    "production",
+                    "  selector: { env: prod }\n  rollout:\n    waves:\n      - { name: canary, selector: { ring: \"0\" } }\n      - { name: all, percent: 100, after: { policy: staging, soak: 48h } }\n    maxParallel: 3\n",
+                ),
+            ),
+        ],
+    );
+    // The canary wave has no `after`: it goes with staging.
+    repo.gantry(&["apply", "--now", &at(0)]).expect(0);
+    assert_eq!(deploys(&repo), ["api-prod-1 1.1.0", "api-stg 1.1.0"]);
+    let opens = 48 * 60;
+    let plan = plan_json(&repo, &at(1));
+    let blockers = blockers_of(&plan, "api-prod-2");
+    assert_eq!(blockers.len(), 1, "{blockers:?}");
+    assert_eq!(blockers[0]["kind"], "wave");
+    assert_eq!(
+        blockers[0]["until"],
+        at(opens),
+        "the instant the wave opens: {blockers:?}"
+    );
+    let reason = blockers[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with(&format!(
+            "in wave all: waits for stage `staging` (wave `all` of policy `production` comes after it): api 1.1.0 complete there since {}, healthy for ",
+            at(0)
+        )) && reason.ends_with(&format!("more until {}", at(opens))),
+        "{reason}"
+    );
+    // Not a minute early; at the instant, the wave goes.
+    repo.gantry(&["apply", "--now", &at(opens - 1)]).expect(0);
+    assert_eq!(deploys(&repo).len(), 2, "{:?}", deploys(&repo));
+    repo.gantry(&["apply", "--now", &at(opens)]).expect(0);
+    assert_eq!(
+        deploys(&repo),
+        ["api-prod-1 1.1.0", "api-prod-2 1.1.0", "api-stg 1.1.0"]
+    );
+}
+
+/// A wave may wait for an earlier wave of its own rollout for longer than that wave's soak: the
+/// 25 % wave follows the canary after its 10 min soak, the rest only once the canary has been
+/// healthy for 24 h.
+#[test]
+fn a_wave_after_an_earlier_wave_waits_for_its_own_soak_from_that_waves_completion() {
+    let targets = [
+        ("api-1", "env: prod, ring: \"0\""),
+        ("api-2", "env: prod, ring: \"1\""),
+        ("api-3", "env: prod, ring: \"1\""),
+        ("api-4", "env: prod, ring: \"1\""),
+    ];
+    let repo = staged_fleet(
+        &targets,
+        &[(
+            "policies/production.yaml",
+            policy(
+                "production",
+                "  rollout:\n    waves:\n      - { name: canary, selector: { ring: \"0\" }, soak: 10m }\n      - { name: early, percent: 50 }\n      - { name: all, percent: 100, after: { wave: canary, soak: 24h } }\n    maxParallel: 4\n",
+            ),
+        )],
+    );
+    repo.gantry(&["apply", "--now", &at(0)]).expect(0);
+    assert_eq!(deploys(&repo), ["api-1 1.1.0"]);
+    repo.gantry(&["apply", "--now", &at(10)]).expect(0);
+    assert_eq!(deploys(&repo).len(), 2, "the early wave after the canary's soak");
+    let opens = 24 * 60;
+    let plan = plan_json(&repo, &at(11));
+    let waiting: Vec<&serde_json::Value> = plan["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["wave"] == "all")
+        .collect();
+    assert_eq!(waiting.len(), 2, "{plan}");
+    for action in waiting {
+        let blockers = action["blocked_by"].as_array().unwrap();
+        assert_eq!(blockers.len(), 1, "{blockers:?}");
+        assert_eq!(blockers[0]["until"], at(opens), "{blockers:?}");
+        assert!(
+            blockers[0]["reason"].as_str().unwrap().starts_with(&format!(
+                "in wave all: waits for wave `canary` (after: {{ wave: canary }}): complete since {}",
+                at(0)
+            )),
+            "{blockers:?}"
+        );
+    }
+    repo.gantry(&["apply", "--now", &at(opens - 1)]).expect(0);
+    assert_eq!(deploys(&repo).len(), 2);
+    repo.gantry(&["apply", "--now", &at(opens)]).expect(0);
+    assert_eq!(deploys(&repo).len(), 4, "{:?}", deploys(&repo));
+}
+
+/// A stage that failed (a target rolled back) never opens a wave's `after`, however long one
+/// waits, even when `maxFailures` lets the rollout go on: "complete and healthy" is every target
+/// converged on the version. (A halted stage has a failed target too; production would then
+/// also show the rollout's `halted` blocker.)
+#[test]
+fn a_failed_stage_keeps_a_waves_after_closed_even_when_its_rollout_goes_on() {
+    let repo = staged_fleet(
+        &[
+            ("api-stg-1", "env: staging"),
+            ("api-stg-2", "env: staging"),
+            ("api-prod-1", "env: prod"),
+        ],
+        &[
+            (
+                "policies/staging.yaml",
+                policy(
+                    "staging",
+                    "  selector: { env: staging }\n  rollout: { maxParallel: 2, maxFailures: 1 }\n",
+                ),
+            ),
+            (
+                "policies/production.yaml",
+                policy(
+                    "production",
+                    "  selector: { env: prod }\n  rollout:\n    waves:\n      - { name: all, percent: 100, after: { policy: staging, soak: 1h } }\n    maxFailures: 1\n",
+                ),
+            ),
+        ],
+    );
+    std::fs::write(repo.path().join("fail-api-stg-2"), "").unwrap();
+    repo.gantry(&["apply", "--now", &at(0)]).expect(2);
+    assert_eq!(deploys(&repo), ["api-stg-1 1.1.0"]);
+    assert_eq!(row(&status(&repo, &at(1)), "api-stg-2")["status"], "rolled_back");
+    // Long after the soak, production still waits, and says why.
+    repo.gantry(&["apply", "--now", &at(10 * 24 * 60)]).expect(0);
+    assert_eq!(deploys(&repo), ["api-stg-1 1.1.0"]);
+    let plan = plan_json(&repo, &at(10 * 24 * 60));
+    assert!(plan["rollouts"][0]["halted"].is_null(), "not halted: {plan}");
+    let blockers = blockers_of(&plan, "api-prod-1");
+    assert_eq!(blockers.len(), 1, "only the stage holds it: {blockers:?}");
+    assert_eq!(
+        blockers[0]["reason"],
+        "in wave all: waits for stage `staging` (wave `all` of policy `production` comes after it): 1 of its 2 api targets run 1.1.0"
+    );
+    assert!(
+        blockers[0]["until"].is_null(),
+        "no instant while the stage failed: {blockers:?}"
+    );
+}
+
+/// A wave's `after` is checked like a policy's, with file and line: unknown policy or wave
+/// names, a bad duration, a wave waiting for itself or a later wave, and policies waiting for
+/// each other in a circle through a wave (each named with its file).
+#[test]
+fn a_waves_after_with_unknown_names_bad_durations_or_a_cycle_is_reported_with_file_and_line() {
+    let repo = precheck_repo();
+    repo.file(
+        "policies/a.yaml",
+        &policy(
+            "a",
+            "  selector: { env: a }\n  rollout:\n    waves:\n      - { name: one, percent: 50, after: { wave: two } }\n      - { name: two, percent: 100, after: { policy: b, soak: 2d } }\n",
+        ),
+    );
+    repo.file(
+        "policies/b.yaml",
+        &policy(
+            "b",
+            "  selector: { env: b }\n  rollout:\n    waves:\n      - { name: all, percent: 100, after: { policy: a } }\n",
+        ),
+    );
+    repo.file(
+        "policies/c.yaml",
+        &policy(
+            "c",
+            "  selector: { env: c }\n  rollout:\n    waves:\n      - { name: x, percent: 50, after: { policy: qa } }\n      - { name: y, percent: 100, after: { wave: nope } }\n",
+        ),
+    );
+    repo.file(
+        "policies/d.yaml",
+        &policy(
+            "d",
+            "  selector: { env: d }\n  rollout:\n    waves:\n      - { name: all, percent: 100, after: { policy: a, soak: 2 days } }\n",
+        ),
+    );
+    repo.commit_all("bad wave stages");
+    let run = repo.gantry(&["validate"]).expect(1);
+    let out = format!("{}{}", run.stdout(), run.stderr());
+    let line = |prefix: &str| -> String {
+        out.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no line starting {prefix:?} in:\n{out}"))
+            .to_string()
+    };
+    assert!(
+        line("policies/a.yaml:8:").contains("wave `one` cannot wait for wave `two`, which comes after it or is itself"),
+        "{out}"
+    );
+    assert!(
+        line("policies/a.yaml:9:").contains("promotion cycle: a (policies/a.yaml) → b (policies/b.yaml) → a"),
+        "{out}"
+    );
+    assert!(
+        line("policies/b.yaml:8:").contains("promotion cycle: b (policies/b.yaml) → a (policies/a.yaml) → b"),
+        "{out}"
+    );
+    assert!(
+        line("policies/c.yaml:8:").contains("after.policy names unknown policy `qa`"),
+        "{out}"
+    );
+    assert!(
+        line("policies/c.yaml:9:").contains("after.wave names no earlier wave `nope` of policy `c` (earlier waves: x)"),
+        "{out}"
+    );
+    assert!(
+        line("policies/d.yaml:8:").contains("spec.rollout.waves[0].after.soak: \"2 days\" is not a valid duration"),
+        "{out}"
+    );
+}
+
+/// Issue #11 ("… on every target of a wave (and optionally on the canary's peers)"): with
+/// `health.peers: true` the checks also run through the canary's soak on the rollout's other
+/// targets, at the version they run. When the canary harms them (their error rate climbs while
+/// its own stays at 1 %), the wave fails: the canary is rolled back, the rollout halts, and the
+/// peers themselves are not touched.
+#[test]
+fn a_peer_failing_during_the_canary_soak_fails_the_wave_and_rolls_the_canary_back() {
+    let server = ErrorRate::serve(10);
+    let repo = analysed_fleet_with(&server.url, "    peers: true\n");
+    repo.gantry(&["apply", "--now", &at(0)]).expect(0);
+    assert_eq!(log(&repo, "deploys.log"), "api-0 1.1.0\n", "only the canary goes");
+
+    // Healthy: the canary and its 9 peers are checked each round.
+    let before = server.requests();
+    repo.gantry(&["apply", "--now", &at(5)]).expect(0);
+    assert_eq!(
+        server.requests() - before,
+        3 * 10,
+        "3 rounds on the canary and on each peer"
+    );
+    let plan = plan_json(&repo, &at(5));
+    let analysis = &plan["rollouts"][0]["waves"][0]["analysis"];
+    let peers = analysis["peers"].as_object().expect("peers in the plan");
+    assert_eq!(peers.len(), 9, "{analysis}");
+    assert_eq!(peers["api-3"]["status"], "running", "{analysis}");
+    assert!(
+        analysis["targets"].get("api-3").is_none(),
+        "a peer is not a target of the wave"
+    );
+
+    // The canary harms the old version's targets: one failed round is not enough to act on...
+    server.set_peers(90);
+    repo.gantry(&["apply", "--now", &at(6)]).expect(0);
+    assert_eq!(log(&repo, "deploys.log"), "api-0 1.1.0\n");
+    let blocker = blockers_of(&plan_json(&repo, &at(6)), "api-5")[0]["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(blocker.contains("peer api-1 errors failing 1×"), "{blocker}");
+    // ...the third in a row is: the wave fails on its peers' health.
+    let run = repo.gantry(&["apply", "--now", &at(8)]).expect(2);
+    assert!(
+        run.stderr()
+            .contains("analysis failed in wave canary: peer `api-1` (1.0.0): check `errors` failed 3 rounds in a row"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(
+        log(&repo, "deploys.log"),
+        "api-0 1.1.0\napi-0 1.0.0\n",
+        "peers untouched"
+    );
+    let s = status(&repo, &at(9));
+    assert_eq!(row(&s, "api-0")["status"], "rolled_back");
+    for i in 1..10 {
+        let r = row(&s, &format!("api-{i}"));
+        assert_eq!(r["current"], "1.0.0", "{r}");
+        assert!(r["blockers"].to_string().contains("halted"), "{r}");
+    }
+    let rollout = state_file(&repo, "rollouts/api@1.1.0.yaml");
+    assert!(rollout.contains("peers:") && rollout.contains("api-1:"), "{rollout}");
 }

@@ -16,7 +16,10 @@ Protocol (one JSON object per line; see gantry's SPEC §5):
     <- {"id":2,"ok":true,"message":"...","observed_version":"2.0.0"}
 
 Options:
-    --state FILE   keep what was deployed in FILE across restarts (default: in memory only)
+    --state FILE           keep what was deployed in FILE across restarts (default: in memory only)
+    --state-in-repo PATH   the same, in PATH under the repository gantry watches (the `GANTRY_REPO`
+                           each request carries in `step.env`); `gantry init`'s demo uses
+                           `deployed/storefront.json`, beside what its shell scripts deploy
 
 A target var `demo_fail` naming an op (e.g. `vars: {demo_fail: health}`) makes that op fail,
 to try rollbacks; `demo_delay` (seconds) makes every deploy take that long, to watch targets
@@ -136,12 +139,26 @@ def handle(state, req):
     return False, f"unknown op {op!r}", t["version"]
 
 
+def state_for(req, state, in_repo):
+    """The state a request works on: `state`, or the file `in_repo` under its GANTRY_REPO."""
+    if in_repo is None:
+        return state
+    repo = req.get("step", {}).get("env", {}).get("GANTRY_REPO")
+    if not repo:
+        raise ValueError("--state-in-repo needs GANTRY_REPO in the request's step.env")
+    path = os.path.join(repo, in_repo)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    return State(path)
+
+
 def main(args):
-    state_path = None
+    state_path = in_repo = None
     if len(args) == 2 and args[0] == "--state":
         state_path = args[1]
+    elif len(args) == 2 and args[0] == "--state-in-repo":
+        in_repo = args[1]
     elif args:
-        print("usage: gantry-executor-demo.py [--state FILE]", file=sys.stderr)
+        print("usage: gantry-executor-demo.py [--state FILE | --state-in-repo PATH]", file=sys.stderr)
         return 2
     state = State(state_path)
 
@@ -162,12 +179,12 @@ def main(args):
                 if req.get("op") == "deploy" and delay:
                     # Outside the lock: copies of the plugin deploy side by side.
                     time.sleep(float(delay))
-                with state:
-                    ok, message, observed = handle(state, req)
+                with state_for(req, state, in_repo) as current:
+                    ok, message, observed = handle(current, req)
                     if req.get("op") == "deploy" and ok:
-                        state.target(req["target"]["name"])["last_deploy"] = {
+                        current.target(req["target"]["name"])["last_deploy"] = {
                             "started": started, "finished": time.time()}
-                    state.save()
+                    current.save()
             except (KeyError, TypeError, ValueError, OSError) as e:
                 ok, message, observed = False, f"demo plugin error: {e!r}", None
             reply = {"id": rid, "ok": ok, "message": message, "observed_version": observed}

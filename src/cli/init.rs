@@ -23,7 +23,7 @@ pub fn run(cli: &Cli, dir: &Path) -> Result<Exit, OpsError> {
     )?;
     writeln!(
         out,
-        "  {}  Initial fleet: billing and ledger {INITIAL_VERSION} on acme, globex and initech",
+        "  {}  Initial fleet: billing, ledger and storefront {INITIAL_VERSION} on acme, globex and initech",
         short(report.initial_commit)
     )?;
     writeln!(
@@ -40,7 +40,7 @@ pub fn run(cli: &Cli, dir: &Path) -> Result<Exit, OpsError> {
     }
     writeln!(
         out,
-        "  {}  Upgrade billing to 2.0.0 (and ledger to ^1.0) — not applied yet",
+        "  {}  Upgrade billing to 2.0.0 (and ledger to ^1.0), storefront to 1.1.0 — not applied yet",
         short(report.upgrade_commit)
     )?;
     writeln!(out)?;
@@ -48,6 +48,10 @@ pub fn run(cli: &Cli, dir: &Path) -> Result<Exit, OpsError> {
     writeln!(
         out,
         "  gantry {repo_arg}plan      # billing 1.0.0 → 1.2.0 → 1.3.0 → 2.0.0, 4 migrations, canary wave first"
+    )?;
+    writeln!(
+        out,
+        "                   # storefront 1.1.0 gets 25 %, 50 %, 100 % of traffic, each held 1 s under health checks"
     )?;
     writeln!(
         out,

@@ -9,17 +9,14 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::manifest::values::parse_duration;
-use crate::manifest::{Argv, CheckType, Health, HealthCheck, OnNoData};
+pub use crate::manifest::health::{DEFAULT_HTTP_TIMEOUT, DEFAULT_INTERVAL};
+use crate::manifest::health::{HealthSettings, MetricBounds, Probe};
+use crate::manifest::{Argv, OnNoData};
 
 use super::{
     Executor, ExecutorError, StepKind, StepRequest, TemplateContext, human_duration, render_one, truncate_for_message,
 };
 
-/// How often checks run when the policy does not say.
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
-/// Timeout of one http or prometheus request when the check does not say.
-pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 /// At most this much of a response body is read.
 const MAX_BODY: u64 = 1 << 20;
 
@@ -108,20 +105,8 @@ struct Check {
 enum CheckKind {
     /// The component's `health` step, run by the component's executor.
     Step(Argv),
-    /// A policy `command` check, run by the local (shell) executor.
-    Command(Argv),
-    Http {
-        url: String,
-        expect: u16,
-        body: Option<String>,
-    },
-    Prometheus {
-        url: String,
-        query: String,
-        max: Option<f64>,
-        min: Option<f64>,
-        on_no_data: OnNoData,
-    },
+    /// A policy check, typed by validation (a `command` runs on the local shell executor).
+    Declared(Probe),
 }
 
 /// The outcome of running one check once.
@@ -173,32 +158,10 @@ pub struct HealthProbe {
 }
 
 impl HealthProbe {
-    /// Builds a probe from a policy's `health` section and the component's `health` step (which
-    /// runs first in every round, named `health step`). `step_timeout` bounds command checks and
-    /// the step; http and prometheus checks default to 10s.
-    ///
-    /// # Errors
-    ///
-    /// [`ExecutorError::InvalidCheck`] for a duration that does not parse, a check missing a field
-    /// its type needs, a non-`http://` URL, or a zero interval with a non-zero soak.
-    pub fn new(health: &Health, component_step: Option<&Argv>, step_timeout: Duration) -> Result<Self, ExecutorError> {
-        let setting = |name: &str, value: &Option<String>, default: Duration| {
-            value
-                .as_deref()
-                .map_or(Ok(default), parse_duration)
-                .map_err(|problem| ExecutorError::InvalidCheck {
-                    check: name.to_owned(),
-                    problem: format!("health.{name}: {problem}"),
-                })
-        };
-        let interval = setting("interval", &health.interval, DEFAULT_INTERVAL)?;
-        let soak = setting("soak", &health.soak, Duration::ZERO)?;
-        if interval.is_zero() && !soak.is_zero() {
-            return Err(ExecutorError::InvalidCheck {
-                check: "interval".into(),
-                problem: "health.interval must be more than 0 when health.soak is set".into(),
-            });
-        }
+    /// Builds a probe from a policy's typed `health` settings and the component's `health` step
+    /// (which runs first in every round, named `health step`). `step_timeout` bounds command
+    /// checks and the step; http and prometheus checks default to 10s.
+    pub fn new(health: &HealthSettings, component_step: Option<&Argv>, step_timeout: Duration) -> Self {
         let mut checks = Vec::new();
         if let Some(argv) = component_step {
             checks.push(Check {
@@ -207,15 +170,17 @@ impl HealthProbe {
                 kind: CheckKind::Step(argv.clone()),
             });
         }
-        for c in &health.checks {
-            checks.push(resolve_check(c, step_timeout)?);
-        }
-        Ok(HealthProbe {
+        checks.extend(health.checks.iter().map(|c| Check {
+            name: c.name.clone(),
+            timeout: c.timeout_or(step_timeout),
+            kind: CheckKind::Declared(c.probe.clone()),
+        }));
+        HealthProbe {
             checks,
-            interval,
-            soak,
+            interval: health.interval,
+            soak: health.soak,
             failure_threshold: health.failure_threshold.max(1),
-        })
+        }
     }
 
     /// Whether there is nothing to check (no policy checks, no component `health` step).
@@ -296,91 +261,29 @@ impl HealthProbe {
     }
 }
 
-fn resolve_check(c: &HealthCheck, step_timeout: Duration) -> Result<Check, ExecutorError> {
-    let invalid = |problem: String| ExecutorError::InvalidCheck {
-        check: c.name.clone(),
-        problem,
-    };
-    let need = |field: &str, v: &Option<String>| {
-        v.clone()
-            .ok_or_else(|| invalid(format!("a {} check needs `{field}`", type_name(c.check_type))))
-    };
-    let default_timeout = match c.check_type {
-        CheckType::Command => step_timeout,
-        CheckType::Http | CheckType::Prometheus => DEFAULT_HTTP_TIMEOUT,
-    };
-    let timeout = match &c.timeout {
-        Some(t) => parse_duration(t).map_err(|p| invalid(format!("timeout: {p}")))?,
-        None => default_timeout,
-    };
-    let kind = match c.check_type {
-        CheckType::Command => match &c.argv {
-            Some(argv) if !argv.is_empty() => CheckKind::Command(argv.clone()),
-            _ => return Err(invalid("a command check needs a non-empty `argv`".into())),
-        },
-        CheckType::Http => CheckKind::Http {
-            url: need("url", &c.url)?,
-            expect: c.expect.unwrap_or(200),
-            body: c.body.clone(),
-        },
-        CheckType::Prometheus => {
-            if c.max.is_none() && c.min.is_none() {
-                return Err(invalid("a prometheus check needs `max`, `min` or both".into()));
-            }
-            CheckKind::Prometheus {
-                url: need("url", &c.url)?,
-                query: need("query", &c.query)?,
-                max: c.max,
-                min: c.min,
-                on_no_data: c.on_no_data,
-            }
-        }
-    };
-    Ok(Check {
-        name: c.name.clone(),
-        timeout,
-        kind,
-    })
-}
-
-fn type_name(t: CheckType) -> &'static str {
-    match t {
-        CheckType::Http => "http",
-        CheckType::Prometheus => "prometheus",
-        CheckType::Command => "command",
-    }
-}
-
 fn run_check(check: &Check, run: &mut ProbeRun<'_>) -> Result<CheckOutcome, ExecutorError> {
     match &check.kind {
         CheckKind::Step(argv) => {
             let req = step_request(argv, check.timeout, run);
             Ok(step_outcome(run.component.run(&req)?))
         }
-        CheckKind::Command(argv) => {
+        CheckKind::Declared(Probe::Command(argv)) => {
             let req = step_request(argv, check.timeout, run);
             Ok(step_outcome(run.local.run(&req)?))
         }
-        CheckKind::Http { url, expect, body } => {
+        CheckKind::Declared(Probe::Http { url, expect, body }) => {
             let url = render_url(check, url, run.context)?;
             Ok(http_check(&url, *expect, body.as_deref(), check.timeout))
         }
-        CheckKind::Prometheus {
+        CheckKind::Declared(Probe::Prometheus {
             url,
             query,
-            max,
-            min,
+            bounds,
             on_no_data,
-        } => {
+        }) => {
             let url = render_url(check, url, run.context)?;
             let query = render_one(StepKind::Health, "query", query, run.context)?;
-            Ok(prometheus_check(
-                &url,
-                &query,
-                Bounds { max: *max, min: *min },
-                *on_no_data,
-                check.timeout,
-            ))
+            Ok(prometheus_check(&url, &query, *bounds, *on_no_data, check.timeout))
         }
     }
 }
@@ -479,11 +382,8 @@ fn transport_error(e: &ureq::Error, timeout: Duration) -> String {
 }
 
 /// The bounds a metric must stay within.
-#[derive(Debug, Clone, Copy)]
-struct Bounds {
-    max: Option<f64>,
-    min: Option<f64>,
-}
+/// The metric range of a prometheus check (validation guarantees one end at least).
+type Bounds = MetricBounds;
 
 impl Bounds {
     fn check(self, value: f64) -> CheckOutcome {
@@ -771,31 +671,24 @@ mod tests {
         );
     }
 
-    fn policy(failure_threshold: u32, soak: &str) -> Health {
-        Health {
-            checks: vec![HealthCheck {
+    fn policy(failure_threshold: u32, soak: &str) -> HealthSettings {
+        HealthSettings {
+            checks: vec![crate::manifest::health::PolicyCheck {
                 name: "smoke".into(),
-                check_type: CheckType::Command,
-                url: None,
-                expect: None,
-                body: None,
-                query: None,
-                max: None,
-                min: None,
-                on_no_data: OnNoData::Fail,
-                argv: Some(vec!["scripts/smoke.sh".into(), "{{ target.name }}".into()]),
                 timeout: None,
+                probe: Probe::Command(vec!["scripts/smoke.sh".into(), "{{ target.name }}".into()]),
             }],
-            interval: Some("10s".into()),
-            soak: Some(soak.into()),
+            interval: Duration::from_secs(10),
+            soak: crate::manifest::values::parse_duration(soak).unwrap(),
             failure_threshold,
+            peers: false,
         }
     }
 
-    fn probe(health: &Health, local: &mut RecordingExecutor, clock: &FakeClock) -> HealthVerdict {
+    fn probe(health: &HealthSettings, local: &mut RecordingExecutor, clock: &FakeClock) -> HealthVerdict {
         let ctx = context();
         let mut component = RecordingExecutor::new();
-        let probe = HealthProbe::new(health, None, Duration::from_secs(60)).unwrap();
+        let probe = HealthProbe::new(health, None, Duration::from_secs(60));
         probe
             .run(&mut ProbeRun {
                 extra_env: &[],
@@ -865,7 +758,7 @@ mod tests {
         let mut component = RecordingExecutor::new().on_kind(StepKind::Health, Reply::Fail("503".into()));
         let mut local = RecordingExecutor::new();
         let step = vec!["scripts/health.sh".to_owned(), "{{ target.name }}".to_owned()];
-        let probe = HealthProbe::new(&Health::default(), Some(&step), Duration::from_secs(60)).unwrap();
+        let probe = HealthProbe::new(&HealthSettings::default(), Some(&step), Duration::from_secs(60));
         let verdict = probe
             .run(&mut ProbeRun {
                 extra_env: &[],
@@ -887,36 +780,16 @@ mod tests {
     }
 
     #[test]
-    fn invalid_checks_are_refused_up_front() {
-        let mut bad = policy(1, "0s");
-        bad.checks[0].check_type = CheckType::Prometheus;
-        bad.checks[0].url = Some("http://prom:9090".into());
-        let err = HealthProbe::new(&bad, None, T).unwrap_err().to_string();
-        assert_eq!(
-            err,
-            "health check \"smoke\": a prometheus check needs `max`, `min` or both"
-        );
-        bad.checks[0].max = Some(1.0);
-        let err = HealthProbe::new(&bad, None, T).unwrap_err().to_string();
-        assert_eq!(err, "health check \"smoke\": a prometheus check needs `query`");
-        let mut slow = policy(1, "soon");
-        slow.interval = None;
-        assert!(
-            HealthProbe::new(&slow, None, T)
-                .unwrap_err()
-                .to_string()
-                .contains("\"soon\" is not a valid duration")
-        );
-    }
-
-    #[test]
     fn https_urls_are_refused_with_a_reason() {
         let mut h = policy(1, "0s");
-        h.checks[0].check_type = CheckType::Http;
-        h.checks[0].url = Some("https://{{ target.vars.host }}/health".into());
+        h.checks[0].probe = Probe::Http {
+            url: "https://{{ target.vars.host }}/health".into(),
+            expect: 200,
+            body: None,
+        };
         let clock = FakeClock::new();
         let ctx = context();
-        let probe = HealthProbe::new(&h, None, T).unwrap();
+        let probe = HealthProbe::new(&h, None, T);
         let err = probe
             .run(&mut ProbeRun {
                 extra_env: &[],

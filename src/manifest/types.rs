@@ -343,6 +343,41 @@ pub struct WaveSpec {
     pub percent: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub soak: Option<String>,
+    /// Promotion gate of this wave alone: another stage must be complete and healthy first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<WaveAfter>,
+}
+
+/// `after: { policy: staging, soak: 48h }` or `after: { wave: canary, soak: 24h }` on a wave:
+/// the wave starts only once that policy's rollout of the same version (or that earlier wave of
+/// its own rollout) is complete and has been healthy for `soak`. Exactly one of `policy` and
+/// `wave` (checked by validation).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WaveAfter {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wave: Option<String>,
+    /// How long that stage must have been complete (absent = 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soak: Option<String>,
+}
+
+/// A wave's `after`, parsed: what the wave waits for, and how long that must have been complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaveStage {
+    pub stage: StageRef,
+    pub soak: std::time::Duration,
+}
+
+/// The stage a wave's `after` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StageRef {
+    /// Another policy's rollout of the same component and version.
+    Policy(String),
+    /// An earlier wave of the same rollout, by its index in `rollout.waves`.
+    Wave(usize),
 }
 
 /// Health checks that must pass after every deploy and reload.
@@ -357,11 +392,17 @@ pub struct Health {
     pub soak: Option<String>,
     #[serde(default = "one")]
     pub failure_threshold: u32,
+    /// Through every wave's soak, also run the checks on the wave's peers: the rollout's other
+    /// converged targets, at the version they run. One failing fails the wave (its targets are
+    /// rolled back): a canary that harms its neighbours is caught too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub peers: bool,
 }
 
 impl Default for Health {
     fn default() -> Self {
         Health {
+            peers: false,
             checks: Vec::new(),
             interval: None,
             soak: None,

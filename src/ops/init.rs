@@ -6,9 +6,15 @@
 //!
 //! 1. "Initial fleet": every target pinned at 1.0.0. `init` reconciles it once itself (quietly),
 //!    so the state branch records 1.0.0 installed everywhere.
-//! 2. "Upgrade billing to 2.0.0": the targets as `examples/demo/` has them (billing 2.0.0,
-//!    ledger `^1.0`). Reconciling it takes billing 1.0.0 → 1.2.0 → 1.3.0 → 2.0.0 with four
-//!    migrations, canary wave first.
+//! 2. "Upgrade billing to 2.0.0, storefront to 1.1.0": the targets as `examples/demo/` has them
+//!    (billing 2.0.0, ledger `^1.0`, storefront 1.1.0). Reconciling it takes billing 1.0.0 →
+//!    1.2.0 → 1.3.0 → 2.0.0 with four migrations, canary wave first, and moves each storefront's
+//!    traffic to 1.1.0 in the policy's `traffic` steps (25, 50, 100 %) through the example
+//!    plugin.
+//!
+//! init's own pass runs at a fixed instant (`--now`, else the time it starts), so the health
+//! holds of the initial installs run on a simulated clock: init does not wait out the demo's
+//! traffic analysis. The user's `apply` then shows the real thing.
 
 use std::path::{Path, PathBuf};
 
@@ -50,8 +56,10 @@ pub const DEMO_FILES: &[DemoFile] = demo_files![
     "gantry.toml" => Regular,
     "components/billing.yaml" => Regular,
     "components/ledger.yaml" => Regular,
+    "components/storefront.yaml" => Regular,
     "releases/billing.yaml" => Regular,
     "releases/ledger.yaml" => Regular,
+    "releases/storefront.yaml" => Regular,
     "targets/acme.yaml" => Regular,
     "targets/globex.yaml" => Regular,
     "targets/initech.yaml" => Regular,
@@ -63,6 +71,8 @@ pub const DEMO_FILES: &[DemoFile] = demo_files![
     "scripts/reload.sh" => Executable,
     "scripts/restore.sh" => Executable,
     "scripts/snapshot.sh" => Executable,
+    // A symlink to `examples/plugins/`, so the example plugin has one copy; init writes the file.
+    "plugins/gantry-executor-demo.py" => Executable,
 ];
 
 /// The version every target is pinned at in the first commit.
@@ -145,7 +155,7 @@ pub fn init(dir: &Path, now: Option<jiff::Timestamp>) -> Result<InitReport, Init
     let initial_commit = commit_all(
         &git,
         &signature,
-        "Initial fleet: billing and ledger 1.0.0\n\n\
+        "Initial fleet: billing, ledger and storefront 1.0.0\n\n\
          Every target is pinned at 1.0.0; `gantry init` reconciled this commit once, so the state\n\
          branch records 1.0.0 installed everywhere.\n",
     )?;
@@ -154,7 +164,8 @@ pub fn init(dir: &Path, now: Option<jiff::Timestamp>) -> Result<InitReport, Init
     let options = ApplyOptions {
         targets: Vec::new(),
         dry_run: false,
-        now,
+        // A fixed instant: holds and soaks of this bookkeeping pass take no real time.
+        now: Some(now.unwrap_or_else(jiff::Timestamp::now)),
         allow_rewind: false,
     };
     let pass = apply(&watched, &options, &Quiet).map_err(InitError::Apply)?;
@@ -170,10 +181,11 @@ pub fn init(dir: &Path, now: Option<jiff::Timestamp>) -> Result<InitReport, Init
     let upgrade_commit = commit_all(
         &git,
         &signature,
-        "Upgrade billing to 2.0.0\n\n\
+        "Upgrade billing to 2.0.0, storefront to 1.1.0\n\n\
          billing 2.0.0 needs >=1.3.0 and 1.3.0 needs >=1.1.0, so targets on 1.0.0 stop at 1.2.0\n\
          and 1.3.0 on the way, with the migrations of 1.1.0, 1.2.0, 1.3.0 and 2.0.0.\n\
-         ledger follows ^1.0 (1.1.0), which billing depends on.\n",
+         ledger follows ^1.0 (1.1.0), which billing depends on.\n\
+         storefront 1.1.0 takes 25%, then 50%, then all of the traffic (the policy's traffic steps).\n",
     )?;
 
     Ok(InitReport {

@@ -119,30 +119,28 @@ pub fn last_round_passed(target: &TargetAnalysis) -> bool {
     target.failures.values().all(|&n| n == 0)
 }
 
+/// A target (or peer) whose analysis has not run a round yet.
+pub fn running() -> TargetAnalysis {
+    TargetAnalysis {
+        status: AnalysisStatus::Running,
+        failures: BTreeMap::new(),
+        last: BTreeMap::new(),
+    }
+}
+
 /// A fresh analysis of `targets`.
 pub fn start<'a>(targets: impl IntoIterator<Item = &'a str>) -> WaveAnalysis {
     WaveAnalysis {
         status: AnalysisStatus::Running,
         rounds: 0,
         last_round: None,
-        targets: targets
-            .into_iter()
-            .map(|t| {
-                (
-                    t.to_string(),
-                    TargetAnalysis {
-                        status: AnalysisStatus::Running,
-                        failures: BTreeMap::new(),
-                        last: BTreeMap::new(),
-                    },
-                )
-            })
-            .collect(),
+        peers: BTreeMap::new(),
+        targets: targets.into_iter().map(|t| (t.to_string(), running())).collect(),
     }
 }
 
-/// After a round: the wave passes when the round was its last and every target still running
-/// passed it (those become `passed`); it stays `running` otherwise. A wave whose every target
+/// After a round: the wave passes when the round was its last and every target (and peer) still
+/// running passed it (those become `passed`); it stays `running` otherwise. A wave whose every target
 /// failed is `failed`.
 pub fn settle(analysis: &mut WaveAnalysis, last: bool) {
     let running: Vec<&String> = analysis
@@ -163,12 +161,14 @@ pub fn settle(analysis: &mut WaveAnalysis, last: bool) {
         && analysis
             .targets
             .values()
+            .chain(analysis.peers.values())
             .filter(|t| t.status == AnalysisStatus::Running)
             .all(last_round_passed)
     {
         for t in analysis
             .targets
             .values_mut()
+            .chain(analysis.peers.values_mut())
             .filter(|t| t.status == AnalysisStatus::Running)
         {
             t.status = AnalysisStatus::Passed;
@@ -192,6 +192,9 @@ pub struct AnalysisView {
     pub next_round: Option<String>,
     /// Per target: its status, consecutive failures and last result per check.
     pub targets: BTreeMap<String, TargetAnalysis>,
+    /// The same per peer, when the policy watches peers (`health.peers`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub peers: BTreeMap<String, TargetAnalysis>,
 }
 
 impl AnalysisView {
@@ -220,6 +223,7 @@ impl AnalysisView {
             last_round: last_round.map(|t| t.to_string()),
             next_round,
             targets: recorded.map(|a| a.targets.clone()).unwrap_or_default(),
+            peers: recorded.map(|a| a.peers.clone()).unwrap_or_default(),
         }
     }
 
@@ -232,9 +236,12 @@ impl AnalysisView {
             if self.rounds == 1 { "" } else { "s" },
             self.rounds_left
         );
+        let peers = self.peers.iter().map(|(name, t)| (format!("peer {name}"), t));
         let failing: Vec<String> = self
             .targets
             .iter()
+            .map(|(name, t)| (name.clone(), t))
+            .chain(peers)
             .flat_map(|(target, t)| {
                 t.failures.iter().filter(|(_, n)| **n > 0).map(move |(check, n)| {
                     format!(
@@ -368,6 +375,30 @@ mod tests {
         record_round(all_failed.targets.get_mut("a").unwrap(), &fail, 1);
         settle(&mut all_failed, false);
         assert_eq!(all_failed.status, AnalysisStatus::Failed);
+    }
+
+    /// Peers (`health.peers`) hold the wave like its targets: a peer failing the last round
+    /// keeps it soaking, and a clean last round passes the peers with the wave.
+    #[test]
+    fn a_peer_failing_the_last_round_keeps_the_wave_soaking_and_shows_in_the_summary() {
+        let fail = [result("http", false, "status 503")];
+        let pass = [result("http", true, "status 200")];
+        let mut a = start(["canary"]);
+        a.peers.insert("peer-1".into(), running());
+        record_round(a.targets.get_mut("canary").unwrap(), &pass, 3);
+        record_round(a.peers.get_mut("peer-1").unwrap(), &fail, 3);
+        settle(&mut a, true);
+        assert_eq!(a.status, AnalysisStatus::Running, "the peer failed the last round");
+        let view = AnalysisView::new(&table(30, 60), Some(&a), ts("2026-11-21T10:30:00Z"));
+        assert!(
+            view.summary().contains("peer peer-1 http failing 1× (status 503)"),
+            "{}",
+            view.summary()
+        );
+        record_round(a.peers.get_mut("peer-1").unwrap(), &pass, 3);
+        settle(&mut a, true);
+        assert_eq!(a.status, AnalysisStatus::Passed);
+        assert_eq!(a.peers["peer-1"].status, AnalysisStatus::Passed);
     }
 
     #[test]

@@ -92,6 +92,13 @@ impl<'a> Governing<'a> {
             Governing::BuiltIn => builtin_policy_spec(),
         }
     }
+    /// The typed `health` section (no checks for the built-in policy).
+    pub fn health(&self) -> &'a crate::manifest::health::HealthSettings {
+        match self {
+            Governing::Declared(p) => &p.health,
+            Governing::BuiltIn => &crate::manifest::health::NO_HEALTH_CHECKS,
+        }
+    }
     pub fn name(&self) -> Option<&'a str> {
         match self {
             Governing::Declared(p) => Some(&p.manifest.name),
@@ -116,6 +123,10 @@ impl<'a> Governing<'a> {
     /// The parsed `soak` of each declared wave, in order.
     pub fn wave_soaks(&self) -> &'a [Option<std::time::Duration>] {
         self.policy().map_or(&[], |p| p.wave_soak.as_slice())
+    }
+    /// The parsed `after` of each declared wave, in order.
+    pub fn wave_afters(&self) -> &'a [Option<crate::manifest::WaveStage>] {
+        self.policy().map_or(&[], |p| p.wave_after.as_slice())
     }
 }
 

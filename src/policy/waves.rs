@@ -491,6 +491,7 @@ mod tests {
             selector,
             percent,
             soak: None,
+            after: None,
         }
     }
 

@@ -143,11 +143,10 @@ fn analyse_wave(
         .filter(|s| !s.is_zero())?;
     let component = env.desired.components.get(&rollout.component)?;
     let probe = HealthProbe::new(
-        &spec.health,
+        governing.health(),
         component.spec.steps.health.as_ref(),
         super::attempt::step_timeout(spec),
-    )
-    .ok()?;
+    );
     if probe.is_empty() {
         return None;
     }
@@ -165,6 +164,11 @@ fn analyse_wave(
     let rounds = due.count.min(probe.failure_threshold().max(1));
     let names: Vec<String> = watched.iter().map(|t| (*t).clone()).collect();
     let (wave_name, version) = (wave.name.clone(), rollout.version.clone());
+    let peers = if governing.health().peers {
+        peers_of(env, recorded, rollout, &wave_name, governing)
+    } else {
+        Vec::new()
+    };
     let state = rollout.waves[w]
         .analysis
         .get_or_insert_with(|| analysis::start(names.iter().map(String::as_str)));
@@ -202,6 +206,52 @@ fn analyse_wave(
             }
         }
     }
+    // Peers: a canary that harms its neighbours fails its wave, though its own checks pass.
+    let n = probe.failure_threshold().max(1);
+    let mut harmed = None;
+    for (name, peer_version) in &peers {
+        let entry = state.peers.entry(name.clone()).or_insert_with(analysis::running);
+        if entry.status != AnalysisStatus::Running {
+            continue;
+        }
+        let context = context_of(recorded, &env.desired.targets[name], &rollout.component, peer_version);
+        let log_path = env
+            .repo
+            .gantry_dir()
+            .join("logs")
+            .join(format!("analysis-{}@{version}-peer-{name}.log", rollout.component));
+        for _ in 0..rounds {
+            let results = run_round(env, &probe, &context, &component.spec.executor, &log_path);
+            if let Some((check, message)) = analysis::record_round(entry, &results, probe.failure_threshold()) {
+                harmed = Some(format!(
+                    "peer `{name}` ({peer_version}): check `{check}` failed {n} round{} in a row: {message}",
+                    if n == 1 { "" } else { "s" }
+                ));
+                break;
+            }
+        }
+        if harmed.is_some() {
+            break;
+        }
+    }
+    if let Some(why) = harmed {
+        let reason = format!("analysis failed in wave {wave_name}: {why}");
+        tracing::warn!(component = %rollout.component, %version, "{reason}");
+        for (name, entry) in state
+            .targets
+            .iter_mut()
+            .filter(|(_, t)| t.status == AnalysisStatus::Running)
+        {
+            entry.status = AnalysisStatus::Failed;
+            failures.push(AnalysisFailure {
+                target: name.clone(),
+                component: rollout.component.clone(),
+                version: version.clone(),
+                wave: wave_name.clone(),
+                reason: reason.clone(),
+            });
+        }
+    }
     state.rounds += rounds;
     state.last_round = Some(due.at.to_string());
     analysis::settle(state, due.last);
@@ -216,13 +266,34 @@ fn analyse_wave(
     Some(line)
 }
 
+/// The peers of wave `wave` (`health.peers`): desired targets of the rollout's component under
+/// the same policy, not in that wave, converged, each with the version it runs.
+fn peers_of(
+    env: &AnalysisEnv,
+    recorded: &RecordedState,
+    rollout: &RolloutRecord,
+    wave: &str,
+    governing: Governing,
+) -> Vec<(String, Version)> {
+    env.desired
+        .targets
+        .values()
+        .filter(|t| t.spec().component == rollout.component)
+        .filter(|t| rollout.targets.get(t.name()).is_none_or(|r| r.wave != wave))
+        .filter(|t| policy::select_policy(env.desired, t).ok().and_then(|g| g.name()) == governing.name())
+        .filter_map(|t| {
+            let r = recorded.targets.get(t.name())?;
+            let version = r.version.clone()?;
+            (r.status == TargetStatus::Converged).then(|| (t.name().to_string(), version))
+        })
+        .collect()
+}
+
 /// The round interval of a policy (the health `interval`, default 10 s).
 fn interval_of(governing: Governing) -> std::time::Duration {
-    governing
-        .policy()
-        .and_then(|p| p.health_interval)
+    Some(governing.health().interval)
         .filter(|i| !i.is_zero())
-        .unwrap_or(crate::executor::health::DEFAULT_INTERVAL)
+        .unwrap_or(crate::manifest::health::DEFAULT_INTERVAL)
 }
 
 /// What the checks' templates see: the target at the rollout's version, as after its deploy.

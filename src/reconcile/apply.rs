@@ -18,6 +18,7 @@ use semver::Version;
 use std::sync::Arc;
 
 use crate::executor::health::Clock;
+use crate::manifest::health::HealthSettings;
 use crate::manifest::{Desired, Diagnostic, PolicySpec};
 use crate::plan::{self, Action, ActionKind, Plan, Status};
 use crate::policy::{self, Governing};
@@ -208,6 +209,17 @@ fn pass(
     let loaded = load_commit(repo, head)?;
     report.commit = Some(head.to_string());
     let state_branch = loaded.desired.config.state_branch.clone();
+    let context = PassContext {
+        repo,
+        state_branch: &state_branch,
+        attempts: AttemptShared {
+            now: &clock,
+            soak_clock: &soak_clock,
+            progress,
+            journal_dir: &journal_dir,
+            stop,
+        },
+    };
     let mut recorded = read_recorded(&repo.repo, &state_branch)?;
     // Trust: before anything runs, even a resumed attempt (source::trust). The desired branch
     // only moves forward from the anchor, and the head is signed by the anchored signers.
@@ -258,7 +270,7 @@ fn pass(
                 continue;
             };
             let pool = ExecutorPool::for_runtime(runtime, desired, &env_parts.checkout);
-            let env = env_parts.env(desired, &pool, soak_clock(), &clock, progress, &journal_dir, stop);
+            let env = env_parts.env(desired, &pool, &context.attempts);
             let record = recorded.targets.get(&left.header.target).cloned();
             let on_interrupt = env.policy.on_interrupt;
             let result = match attempt::resume(&env, left, record.as_ref(), on_interrupt) {
@@ -330,20 +342,7 @@ fn pass(
             if stopped() {
                 return Ok(report);
             }
-            roll_back_analysis_failure(
-                repo,
-                &loaded,
-                &state_branch,
-                &mut recorded,
-                failure,
-                &pool,
-                &clock,
-                &soak_clock,
-                progress,
-                &journal_dir,
-                stop,
-                &mut report,
-            )?;
+            roll_back_analysis_failure(&context, &loaded, &pool, &mut recorded, failure, &mut report)?;
         }
     }
     // Plan → execute → record until nothing more is ready (a completed wave may free the next).
@@ -364,21 +363,7 @@ fn pass(
             break;
         }
         let before = report.outcomes.len();
-        run_batch(
-            repo,
-            &loaded,
-            &state_branch,
-            &mut recorded,
-            &plan,
-            ready,
-            &pool,
-            &clock,
-            &soak_clock,
-            progress,
-            &journal_dir,
-            stop,
-            &mut report,
-        )?;
+        run_batch(&context, &loaded, &pool, &mut recorded, &plan, ready, &mut report)?;
         report.plan = Some(plan);
         if report.outcomes.len() == before {
             // Nothing finished (only held actions): nothing new can have become ready.
@@ -467,6 +452,25 @@ fn prune_logs(repo: &WatchedRepo, config: &crate::manifest::LogsConfig, now: Tim
 }
 
 /// The per-target parts of an attempt's environment.
+/// What one pass's steps share: the repository and state branch outcomes are recorded to, and
+/// what every attempt of the pass is given ([`AttemptShared`]).
+struct PassContext<'p> {
+    repo: &'p WatchedRepo,
+    state_branch: &'p str,
+    attempts: AttemptShared<'p>,
+}
+
+/// What every attempt of one pass shares, on whichever thread it runs: the clocks (wall time
+/// and the soak clock), where progress goes, the journal directory and the stop flag.
+#[derive(Clone, Copy)]
+struct AttemptShared<'p> {
+    now: &'p (dyn Fn() -> Timestamp + Sync),
+    soak_clock: &'p (dyn Fn() -> Arc<dyn Clock> + Sync),
+    progress: &'p dyn ProgressSink,
+    journal_dir: &'p std::path::Path,
+    stop: Option<&'p AtomicBool>,
+}
+
 struct EnvParts {
     target: String,
     component: String,
@@ -475,6 +479,7 @@ struct EnvParts {
     config: serde_json::Map<String, serde_json::Value>,
     previous_config: Option<serde_json::Map<String, serde_json::Value>>,
     policy: PolicySpec,
+    health: HealthSettings,
     checkout: PathBuf,
     repo_root: PathBuf,
     log_dir: PathBuf,
@@ -491,7 +496,7 @@ impl EnvParts {
         let checkout = repo.checkout(commit)?;
         let log_dir = repo.gantry_dir().join("logs");
         if let Some(t) = desired.targets.get(target) {
-            let policy = governing_spec(desired, t);
+            let governing = governing_of(desired, t);
             return Ok(Some(EnvParts {
                 target: target.to_string(),
                 component: t.spec().component.clone(),
@@ -499,7 +504,8 @@ impl EnvParts {
                 vars: t.spec().vars.clone(),
                 config: t.spec().config.clone(),
                 previous_config: recorded.targets.get(target).and_then(|r| r.config.clone()),
-                policy,
+                policy: governing.spec().clone(),
+                health: governing.health().clone(),
                 checkout,
                 repo_root: repo.root(),
                 log_dir,
@@ -514,28 +520,19 @@ impl EnvParts {
             config: r.config.clone().unwrap_or_default(),
             previous_config: r.config.clone(),
             policy: policy::builtin_policy_spec().clone(),
+            health: HealthSettings::default(),
             checkout,
             repo_root: repo.root(),
             log_dir,
         }))
     }
 
-    // The borrowed pieces of one pass an attempt runs in; a struct for them would only be
-    // unpacked again here.
-    #[allow(clippy::too_many_arguments)]
-    fn env<'a>(
-        &'a self,
-        desired: &'a Desired,
-        pool: &'a ExecutorPool,
-        soak_clock: Arc<dyn Clock>,
-        now: &'a (dyn Fn() -> Timestamp + Sync),
-        progress: &'a dyn ProgressSink,
-        journal_dir: &std::path::Path,
-        stop: Option<&'a AtomicBool>,
-    ) -> AttemptEnv<'a> {
+    /// The attempt environment of this target in `pass`, run by `pool` from `desired`.
+    fn env<'a>(&'a self, desired: &'a Desired, pool: &'a ExecutorPool, shared: &AttemptShared<'a>) -> AttemptEnv<'a> {
         AttemptEnv {
             desired,
             policy: &self.policy,
+            health: &self.health,
             target_name: &self.target,
             component: &self.component,
             labels: self.labels.clone(),
@@ -546,20 +543,23 @@ impl EnvParts {
             repo_root: self.repo_root.clone(),
             log_dir: self.log_dir.clone(),
             executors: pool,
-            clock: soak_clock,
-            now,
-            progress,
-            journal_dir: journal_dir.to_path_buf(),
-            stop,
+            clock: (shared.soak_clock)(),
+            now: shared.now,
+            progress: shared.progress,
+            journal_dir: shared.journal_dir.to_path_buf(),
+            stop: shared.stop,
         }
     }
 }
 
+/// The policy governing `target` (the built-in one when no policy or several select it: the
+/// planner has already reported that as a violation).
+fn governing_of<'d>(desired: &'d Desired, target: &crate::manifest::Target) -> Governing<'d> {
+    policy::select_policy(desired, target).unwrap_or(Governing::BuiltIn)
+}
+
 fn governing_spec(desired: &Desired, target: &crate::manifest::Target) -> PolicySpec {
-    match policy::select_policy(desired, target) {
-        Ok(Governing::Declared(p)) => p.manifest.spec.clone(),
-        _ => policy::builtin_policy_spec().clone(),
-    }
+    governing_of(desired, target).spec().clone()
 }
 
 /// A unique, sortable attempt id that is also a valid file name.
@@ -582,21 +582,16 @@ fn attempt_id(target: &str, now: Timestamp) -> String {
 ///
 /// # Errors
 /// [`ApplyError`] when the attempt cannot be journaled or the outcome recorded.
-#[allow(clippy::too_many_arguments)]
 fn roll_back_analysis_failure(
-    repo: &WatchedRepo,
+    pass: &PassContext,
     loaded: &LoadedCommit,
-    state_branch: &str,
+    pool: &ExecutorPool,
     recorded: &mut RecordedState,
     failure: super::analysis::AnalysisFailure,
-    pool: &ExecutorPool,
-    clock: &(dyn Fn() -> Timestamp + Sync),
-    soak_clock: &(dyn Fn() -> Arc<dyn Clock> + Sync),
-    progress: &dyn ProgressSink,
-    journal_dir: &std::path::Path,
-    stop: Option<&AtomicBool>,
     report: &mut ApplyReport,
 ) -> Result<(), ApplyError> {
+    let PassContext { repo, state_branch, .. } = *pass;
+    let clock = pass.attempts.now;
     let desired = &loaded.desired;
     let Some(record) = recorded.targets.get(&failure.target).cloned() else {
         return Ok(());
@@ -631,11 +626,11 @@ fn roll_back_analysis_failure(
             program::rollback_program(
                 desired,
                 &failure.component,
-                ActionKind::Upgrade.as_str(),
+                false,
                 &start,
                 &now,
                 &upgrade.id,
-                !parts.policy.health.checks.is_empty(),
+                parts.health.has_checks(),
                 None,
             )
             .map_err(|e| format!("cannot roll back: {e}"))
@@ -669,7 +664,7 @@ fn roll_back_analysis_failure(
         started: now,
         plan: serde_json::Value::Null,
     };
-    let env = parts.env(desired, pool, soak_clock(), clock, progress, journal_dir, stop);
+    let env = parts.env(desired, pool, &pass.attempts);
     let result = match attempt::start(&env, header, Some(&record), steps) {
         Err(attempt::AttemptError::Stopped) => return Ok(()),
         other => other?,
@@ -743,22 +738,18 @@ fn record_analysis_failure(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
 fn run_batch(
-    repo: &WatchedRepo,
+    pass: &PassContext,
     loaded: &LoadedCommit,
-    state_branch: &str,
+    pool: &ExecutorPool,
     recorded: &mut RecordedState,
     plan: &Plan,
     ready: Vec<Action>,
-    pool: &ExecutorPool,
-    clock: &(dyn Fn() -> Timestamp + Sync),
-    soak_clock: &(dyn Fn() -> Arc<dyn Clock> + Sync),
-    progress: &dyn ProgressSink,
-    journal_dir: &std::path::Path,
-    stop: Option<&AtomicBool>,
     report: &mut ApplyReport,
 ) -> Result<(), ApplyError> {
+    let PassContext { repo, state_branch, .. } = *pass;
+    let AttemptShared { now: clock, stop, .. } = pass.attempts;
+    let attempts = pass.attempts;
     let desired = &loaded.desired;
     // Prepare every attempt up front (its program is fixed before anything runs).
     let mut queue: VecDeque<(Action, EnvParts, Vec<program::PlannedStep>, AttemptHeader)> = VecDeque::new();
@@ -770,14 +761,7 @@ fn run_batch(
         let now = clock();
         let id = attempt_id(&action.target, now);
         let forward = match desired.targets.get(&action.target) {
-            Some(target) => program::forward_program(
-                desired,
-                target,
-                record,
-                &action,
-                &id,
-                !parts.policy.health.checks.is_empty(),
-            ),
+            Some(target) => program::forward_program(desired, target, record, &action, &id, parts.health.has_checks()),
             None => Ok(Vec::new()),
         };
         let forward = match forward {
@@ -847,7 +831,7 @@ fn run_batch(
                 let record = recorded.targets.get(&action.target).cloned();
                 let sender = sender.clone();
                 scope.spawn(move || {
-                    let env = parts.env(desired, pool, soak_clock(), clock, progress, journal_dir, stop);
+                    let env = parts.env(desired, pool, &attempts);
                     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         attempt::start(&env, header, record.as_ref(), forward)
                     }));

@@ -165,6 +165,8 @@ pub enum ProgressEvent {
 pub struct AttemptEnv<'a> {
     pub desired: &'a Desired,
     pub policy: &'a PolicySpec,
+    /// The governing policy's typed `health` section.
+    pub health: &'a crate::manifest::health::HealthSettings,
     pub target_name: &'a str,
     pub component: &'a str,
     pub labels: Labels,
@@ -235,17 +237,16 @@ struct Runner<'a, 'b> {
     /// events, state and the step log.
     redactor: Redactor,
     /// The verified artifacts of each release deployed (by version), as local files.
-    artifacts: BTreeMap<String, Vec<crate::executor::artifact::LocalArtifact>>,
+    artifacts: BTreeMap<Version, Vec<crate::executor::artifact::LocalArtifact>>,
 }
 
 impl Runner<'_, '_> {
     fn context(&self, step: &PlannedStep) -> TemplateContext {
-        let release_name = step.release.as_ref().and_then(|v| {
-            let version = Version::parse(v).ok()?;
+        let release_name = step.release.as_ref().and_then(|version| {
             Some(
                 self.env
                     .desired
-                    .release(self.env.component, &version)?
+                    .release(self.env.component, version)?
                     .manifest
                     .name
                     .clone(),
@@ -263,17 +264,24 @@ impl Runner<'_, '_> {
                 },
             },
             component: self.env.component.to_string(),
-            version: step.version.clone(),
+            version: step.version.as_ref().map_or_else(String::new, Version::to_string),
             // Defined on every step: the empty string for an install, like `GANTRY_FROM`, so a
             // template that validates cannot fail only on installs (issue #10, item 9).
             from: Some(self.header.from.as_ref().map_or_else(String::new, Version::to_string)),
             to: self.header.to.to_string(),
-            release: release_name.or_else(|| step.release.clone()),
+            release: release_name.or_else(|| step.release.as_ref().map(Version::to_string)),
             migration: step.migration.clone(),
             attempt: step.snapshot_of.clone().unwrap_or_else(|| self.header.attempt.clone()),
             weight: step.weight,
-            artifact: self.artifacts.get(&step.version).and_then(|a| a.first().cloned()),
-            artifacts: self.artifacts.get(&step.version).cloned().unwrap_or_default(),
+            artifact: step
+                .version
+                .as_ref()
+                .and_then(|v| self.artifacts.get(v)?.first().cloned()),
+            artifacts: step
+                .version
+                .as_ref()
+                .and_then(|v| self.artifacts.get(v).cloned())
+                .unwrap_or_default(),
         }
     }
 
@@ -347,21 +355,13 @@ impl Runner<'_, '_> {
             let component_step = (!step.argv.is_empty()).then_some(&step.argv);
             let started = std::time::Instant::now();
             // A traffic weight is held for its own analysis time instead of `health.soak`.
-            let held;
-            let health = match step.hold_ms {
-                Some(ms) => {
-                    let mut h = env.policy.health.clone();
-                    h.soak = Some(format!("{ms}ms"));
-                    held = h;
-                    &held
-                }
-                None => &env.policy.health,
-            };
-            let probe = match HealthProbe::new(health, component_step, timeout) {
-                Ok(p) => p,
-                Err(e) => {
-                    return StepResult::failed(crate::executor::Exit::SpawnFailed, e.to_string(), started.elapsed());
-                }
+            let probe = match step.hold_ms {
+                Some(ms) => HealthProbe::new(
+                    &env.health.holding_for(std::time::Duration::from_millis(ms)),
+                    component_step,
+                    timeout,
+                ),
+                None => HealthProbe::new(env.health, component_step, timeout),
             };
             let verdict = env.executors.with(executor_name.as_deref(), |component| {
                 let mut local = env.executors.local();
@@ -733,11 +733,11 @@ fn run(
             match program::rollback_program(
                 env.desired,
                 env.component,
-                &header.action,
+                header.action == crate::plan::ActionKind::Config.as_str(),
                 &start,
                 &progress,
                 &header.attempt,
-                !env.policy.health.checks.is_empty(),
+                env.health.has_checks(),
                 stopped,
             ) {
                 Err(e) => (
@@ -851,24 +851,24 @@ fn where_it_stands(progress: &Progress) -> String {
 fn verify_artifacts(
     env: &AttemptEnv,
     forward: &[PlannedStep],
-) -> Result<BTreeMap<String, Vec<crate::executor::artifact::LocalArtifact>>, String> {
+) -> Result<BTreeMap<Version, Vec<crate::executor::artifact::LocalArtifact>>, String> {
     let cache = env
         .log_dir
         .parent()
         .map_or_else(|| env.log_dir.join("artifacts"), |gantry| gantry.join("artifacts"));
     let mut out = BTreeMap::new();
     for step in forward.iter().filter(|s| s.kind == StepKind::Deploy) {
-        let Ok(version) = Version::parse(&step.version) else {
+        let Some(version) = &step.version else {
             continue;
         };
-        if let Some(release) = env.desired.release(env.component, &version) {
+        if let Some(release) = env.desired.release(env.component, version) {
             let local = crate::executor::artifact::verify(
                 &release.spec().artifacts,
                 &env.checkout,
                 &cache,
                 &format!("{} {version}", env.component),
             )?;
-            out.insert(step.version.clone(), local);
+            out.insert(version.clone(), local);
         }
     }
     Ok(out)

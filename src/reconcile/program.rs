@@ -40,6 +40,27 @@ pub enum Effect {
     Undeployed,
 }
 
+/// A step's version as the journal has always written it: its text, or `""` for none.
+mod version_text {
+    use semver::Version;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(version: &Option<Version>, s: S) -> Result<S::Ok, S::Error> {
+        match version {
+            Some(v) => s.collect_str(v),
+            None => s.serialize_str(""),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Version>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.is_empty() {
+            return Ok(None);
+        }
+        Version::parse(&text).map(Some).map_err(serde::de::Error::custom)
+    }
+}
+
 /// One step of an attempt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlannedStep {
@@ -48,9 +69,12 @@ pub struct PlannedStep {
     pub kind: StepKind,
     /// The argv templates (rendered by the executor).
     pub argv: Vec<String>,
-    /// `version` in templates: the stop, or the release a migration belongs to.
-    pub version: String,
-    pub release: Option<String>,
+    /// `version` in templates: the stop, or the release a migration belongs to (`None`: no
+    /// version, e.g. the snapshot before an install; templates see the empty string).
+    #[serde(with = "version_text")]
+    pub version: Option<Version>,
+    /// The release a migration step belongs to.
+    pub release: Option<Version>,
     pub migration: Option<String>,
     /// For `restore`: the attempt whose snapshot to restore (templates see it as `attempt`).
     pub snapshot_of: Option<String>,
@@ -74,12 +98,19 @@ pub struct PlannedStep {
 }
 
 impl PlannedStep {
-    fn new(index: usize, kind: StepKind, label: &str, argv: Vec<String>, version: &str, effect: Effect) -> PlannedStep {
+    fn new(
+        index: usize,
+        kind: StepKind,
+        label: &str,
+        argv: Vec<String>,
+        version: Option<&Version>,
+        effect: Effect,
+    ) -> PlannedStep {
         PlannedStep {
             id: format!("{index:02}-{}-{label}", kind.as_str()),
             kind,
             argv,
-            version: version.to_string(),
+            version: version.cloned(),
             release: None,
             migration: None,
             snapshot_of: None,
@@ -140,7 +171,7 @@ impl<'a> Builder<'a> {
         kind: StepKind,
         label: &str,
         argv: Vec<String>,
-        version: &str,
+        version: Option<&Version>,
         effect: Effect,
     ) -> &mut PlannedStep {
         let index = self.steps.len() + 1;
@@ -157,34 +188,39 @@ impl<'a> Builder<'a> {
             .deploy
             .clone()
             .ok_or_else(|| ProgramError::NoDeploy(self.component_name.to_string()))?;
-        let v = version.to_string();
         self.push(
             StepKind::Deploy,
-            &v,
+            &version.to_string(),
             argv,
-            &v,
+            Some(version),
             Effect::Deployed {
                 version: version.clone(),
             },
         );
-        self.health(&v);
+        self.health(version);
         Ok(())
     }
 
     /// A health step, when there is something to check (the component's `health` step or the
     /// policy's checks); an empty probe would only cost a journal entry.
-    fn health(&mut self, version: &str) {
+    fn health(&mut self, version: &Version) {
         if self.component.steps.health.is_none() && !self.policy_checks {
             return;
         }
         let argv = self.component.steps.health.clone().unwrap_or_default();
-        self.push(StepKind::Health, version, argv, version, Effect::None)
-            .with_policy_checks = true;
+        self.push(
+            StepKind::Health,
+            &version.to_string(),
+            argv,
+            Some(version),
+            Effect::None,
+        )
+        .with_policy_checks = true;
     }
 
     /// Traffic steps after the final deploy: per weight, a `shift` then a health step held for
     /// `hold` (SPEC §8, traffic). Nothing without a `shift` step.
-    fn traffic(&mut self, version: &str, weights: &[u32], hold: std::time::Duration) {
+    fn traffic(&mut self, version: &Version, weights: &[u32], hold: std::time::Duration) {
         let Some(argv) = self.component.steps.shift.clone() else {
             return;
         };
@@ -193,7 +229,7 @@ impl<'a> Builder<'a> {
                 StepKind::Shift,
                 &weight.to_string(),
                 argv.clone(),
-                version,
+                Some(version),
                 Effect::Shifted { weight },
             );
             step.weight = Some(weight);
@@ -203,7 +239,7 @@ impl<'a> Builder<'a> {
                 StepKind::Health,
                 &format!("{version}-at-{weight}"),
                 argv,
-                version,
+                Some(version),
                 Effect::None,
             );
             step.with_policy_checks = true;
@@ -212,17 +248,20 @@ impl<'a> Builder<'a> {
     }
 
     /// Shifts all traffic back to the old version, first thing of a rollback.
-    fn shift_back(&mut self, version: &str) {
+    fn shift_back(&mut self, version: Option<&Version>) {
         if let Some(argv) = self.component.steps.shift.clone() {
             let step = self.push(StepKind::Shift, "0", argv, version, Effect::Shifted { weight: 0 });
             step.weight = Some(0);
         }
     }
 
-    fn snapshot(&mut self, version: &str) -> bool {
+    /// A snapshot of the target as it is before the attempt (at `version`; `None`: nothing
+    /// installed yet).
+    fn snapshot(&mut self, version: Option<&Version>) -> bool {
         match self.component.steps.snapshot.clone() {
             Some(argv) => {
-                self.push(StepKind::Snapshot, version, argv, version, Effect::SnapshotTaken);
+                let label = version.map_or_else(String::new, Version::to_string);
+                self.push(StepKind::Snapshot, &label, argv, version, Effect::SnapshotTaken);
                 true
             }
             None => false,
@@ -250,10 +289,10 @@ pub fn forward_program(
     // The plan is typed: versions arrive as versions, so nothing here parses text back (a parse
     // failure used to be dropped silently, turning an upgrade into an empty program).
     let to = action.to.clone();
-    let from_text = action.from.as_ref().map(Version::to_string).unwrap_or_default();
+    let from = action.from.as_ref();
     match (action.action, to) {
         (ActionKind::Install | ActionKind::Upgrade, Some(_)) => {
-            b.snapshot(&from_text);
+            b.snapshot(from);
             for stop in &action.stops {
                 for phase in [Phase::Pre, Phase::Post] {
                     if phase == Phase::Post {
@@ -267,7 +306,6 @@ pub fn forward_program(
                         let Some(migration) = release.spec().migrations.iter().find(|m| m.id == planned.id) else {
                             continue;
                         };
-                        let release_text = release_version.to_string();
                         let applied = AppliedMigration {
                             release: release_version.clone(),
                             id: migration.id.clone(),
@@ -279,10 +317,10 @@ pub fn forward_program(
                             StepKind::MigrateUp,
                             &migration.id,
                             migration.up.clone(),
-                            &release_text,
+                            Some(release_version),
                             Effect::MigrationApplied { migration: applied },
                         );
-                        step.release = Some(release_text.clone());
+                        step.release = Some(release_version.clone());
                         step.migration = Some(migration.id.clone());
                     }
                 }
@@ -293,31 +331,30 @@ pub fn forward_program(
                 .and_then(|g| g.policy())
                 .and_then(|p| Some((p.manifest.spec.traffic.as_ref()?, p.traffic_analysis)));
             if let (Some((traffic, hold)), Some(last)) = (traffic, action.stops.last()) {
-                b.traffic(&last.to_string(), &traffic.steps, hold);
+                b.traffic(last, &traffic.steps, hold);
             }
         }
         (ActionKind::Downgrade, Some(to)) => {
-            b.snapshot(&from_text);
+            b.snapshot(from);
             let applied = record.map_or(&[][..], |r| r.applied_migrations.as_slice());
-            let undo: Vec<(String, String)> = action
+            let undo: Vec<(Version, String)> = action
                 .migrations
                 .iter()
-                .map(|m| (m.release.to_string(), m.id.clone()))
+                .map(|m| (m.release.clone(), m.id.clone()))
                 .collect();
             downgrade_migrations(&mut b, desired, applied, &undo)?;
             b.deploy(&to)?;
         }
         (ActionKind::Config, Some(to)) => match component.steps.reload.clone() {
             Some(argv) => {
-                let v = to.to_string();
-                b.push(StepKind::Reload, &v, argv, &v, Effect::None);
-                b.health(&v);
+                b.push(StepKind::Reload, &to.to_string(), argv, Some(&to), Effect::None);
+                b.health(&to);
             }
             None => b.deploy(&to)?,
         },
         (ActionKind::Remove, _) => {
             if let Some(argv) = component.steps.remove.clone() {
-                b.push(StepKind::Remove, "target", argv, &from_text, Effect::Removed);
+                b.push(StepKind::Remove, "target", argv, from, Effect::Removed);
             }
         }
         _ => {}
@@ -338,9 +375,9 @@ fn downgrade_migrations(
     b: &mut Builder,
     desired: &Desired,
     applied: &[AppliedMigration],
-    undo: &[(String, String)],
+    undo: &[(Version, String)],
 ) -> Result<(), ProgramError> {
-    let wanted = |m: &AppliedMigration| undo.iter().any(|(r, i)| *r == m.release.to_string() && *i == m.id);
+    let wanted = |m: &AppliedMigration| undo.iter().any(|(r, i)| *r == m.release && *i == m.id);
     let mut state: Vec<AppliedMigration> = applied.to_vec();
     let mut reapply: Vec<AppliedMigration> = Vec::new();
     while let Some(index) = state.iter().rposition(wanted) {
@@ -366,12 +403,11 @@ fn downgrade_migrations(
         // Re-applied ones were applied after the snapshot: they come back after the restore.
         reapply.retain(|r| !lost.iter().any(|l| l.release == r.release && l.id == r.id));
         reapply.splice(0..0, lost);
-        let release = m.release.to_string();
         let step = b.push(
             StepKind::Restore,
             &m.id,
             argv,
-            &release,
+            Some(&m.release),
             Effect::RestoredTo { applied: kept.clone() },
         );
         step.snapshot_of = Some(m.attempt.clone());
@@ -389,12 +425,11 @@ fn downgrade_migrations(
             ));
         };
         let label = format!("{}-again", m.id);
-        let v = m.release.to_string();
         let step = b.push(
             StepKind::MigrateUp,
             &label,
             migration.up.clone(),
-            &v,
+            Some(&m.release),
             Effect::MigrationApplied {
                 // It keeps the attempt whose snapshot precedes it: restoring that snapshot is still
                 // what undoes it (the restore just returned the data to that very snapshot).
@@ -404,27 +439,27 @@ fn downgrade_migrations(
                 },
             },
         );
-        step.release = Some(v);
+        step.release = Some(m.release.clone());
         step.migration = Some(m.id.clone());
     }
     Ok(())
 }
 
 fn undo_migration(b: &mut Builder, recorded: &AppliedMigration) -> Result<(), ProgramError> {
-    let release = recorded.release.to_string();
+    let release = &recorded.release;
     match &recorded.down {
         Some(down) => {
             let step = b.push(
                 StepKind::MigrateDown,
                 &recorded.id,
                 down.clone(),
-                &release,
+                Some(release),
                 Effect::MigrationUndone {
                     release: recorded.release.clone(),
                     id: recorded.id.clone(),
                 },
             );
-            step.release = Some(release);
+            step.release = Some(release.clone());
             step.migration = Some(recorded.id.clone());
         }
         None => {
@@ -434,14 +469,14 @@ fn undo_migration(b: &mut Builder, recorded: &AppliedMigration) -> Result<(), Pr
                 .restore
                 .clone()
                 .ok_or_else(|| ProgramError::Irreversible {
-                    release: release.clone(),
+                    release: release.to_string(),
                     id: recorded.id.clone(),
                 })?;
             let step = b.push(
                 StepKind::Restore,
                 &recorded.id,
                 argv,
-                &release,
+                Some(release),
                 Effect::Restored {
                     undone: vec![(recorded.release.clone(), recorded.id.clone())],
                 },
@@ -544,7 +579,7 @@ pub enum StopKind {
 pub fn rollback_program(
     desired: &Desired,
     component_name: &str,
-    action: &str,
+    config_change: bool,
     start: &Progress,
     now: &Progress,
     attempt: &str,
@@ -553,20 +588,19 @@ pub fn rollback_program(
 ) -> Result<Vec<PlannedStep>, ProgramError> {
     let mut b = Builder::new(desired, component_name, policy_checks)?;
     let component = b.component;
-    if action == ActionKind::Config.as_str() {
+    if config_change {
         // A config change is undone by applying the previous config the same way.
-        let version = start.version.as_ref().map_or_else(String::new, Version::to_string);
-        match component.steps.reload.clone() {
-            Some(argv) => {
-                b.push(StepKind::Reload, &version, argv, &version, Effect::None)
+        match (component.steps.reload.clone(), &start.version) {
+            (Some(argv), version) => {
+                let label = version.as_ref().map_or_else(String::new, Version::to_string);
+                b.push(StepKind::Reload, &label, argv, version.as_ref(), Effect::None)
                     .previous_config = true;
-                b.health(&version);
-            }
-            None => {
-                if let Some(v) = &start.version {
-                    b.deploy(v)?;
+                if let Some(v) = version {
+                    b.health(v);
                 }
             }
+            (None, Some(v)) => b.deploy(v)?,
+            (None, None) => {}
         }
         for step in &mut b.steps {
             step.previous_config = true;
@@ -576,8 +610,7 @@ pub fn rollback_program(
     }
     // Traffic first: every request goes back to the old version before anything is undone.
     if now.weight.is_some_and(|w| w > 0) {
-        let version = now.version.as_ref().map_or_else(String::new, Version::to_string);
-        b.shift_back(&version);
+        b.shift_back(now.version.as_ref());
     }
     let mut ours: Vec<AppliedMigration> = now.applied.iter().filter(|m| m.attempt == attempt).cloned().collect();
     // A stopped `up` may have changed the target: an irreversible one needs the snapshot; an
@@ -615,7 +648,7 @@ pub fn rollback_program(
                     StepKind::Restore,
                     &label,
                     argv,
-                    &label,
+                    start.version.as_ref(),
                     Effect::RestoredTo {
                         applied: at_snapshot.clone(),
                     },
@@ -642,8 +675,13 @@ pub fn rollback_program(
             Some(version) => b.deploy(version)?,
             None => match component.steps.remove.clone() {
                 Some(argv) => {
-                    let installed = now.version.as_ref().map_or_else(String::new, Version::to_string);
-                    b.push(StepKind::Remove, "install", argv, &installed, Effect::Undeployed);
+                    b.push(
+                        StepKind::Remove,
+                        "install",
+                        argv,
+                        now.version.as_ref(),
+                        Effect::Undeployed,
+                    );
                 }
                 // Nothing recorded was deployed: a deploy that failed at once left nothing.
                 None if now.version.is_none() => {}
@@ -655,4 +693,44 @@ pub fn rollback_program(
         step.id = format!("rb-{}", step.id);
     }
     Ok(b.steps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(version: Option<&str>) -> PlannedStep {
+        let version = version.map(|v| Version::parse(v).unwrap());
+        PlannedStep::new(
+            1,
+            StepKind::Snapshot,
+            "x",
+            vec!["snap".into()],
+            version.as_ref(),
+            Effect::SnapshotTaken,
+        )
+    }
+
+    /// The journal is read back by the next gantry (resume after a crash or an upgrade of gantry
+    /// itself): typing `version` must not change what the journal says (issue #9).
+    #[test]
+    fn a_step_version_reads_and_writes_as_the_journal_always_had_it() {
+        for (version, text) in [(Some("1.2.0"), "\"1.2.0\""), (None, "\"\"")] {
+            let json = serde_json::to_string(&step(version)).unwrap();
+            assert!(json.contains(&format!("\"version\":{text}")), "{json}");
+            let back: PlannedStep = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, step(version));
+        }
+    }
+
+    /// A journal whose version is not a version is an error when it is read, not an empty
+    /// version that would silently skip the artifacts of a deploy.
+    #[test]
+    fn a_journaled_step_with_a_bad_version_does_not_read() {
+        let json = serde_json::to_string(&step(Some("1.2.0")))
+            .unwrap()
+            .replace("\"1.2.0\"", "\"1.2\"");
+        let err = serde_json::from_str::<PlannedStep>(&json).unwrap_err().to_string();
+        assert!(err.contains("1.2") || err.contains("unexpected end"), "{err}");
+    }
 }

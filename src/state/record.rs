@@ -247,6 +247,9 @@ pub struct WaveAnalysis {
     /// Per target of the wave.
     #[serde(default)]
     pub targets: BTreeMap<String, TargetAnalysis>,
+    /// Per peer watched with the wave (`health.peers`): the rollout's other converged targets.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub peers: BTreeMap<String, TargetAnalysis>,
 }
 
 /// One target's analysis.

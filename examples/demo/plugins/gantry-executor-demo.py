@@ -1,0 +1,1 @@
+../../plugins/gantry-executor-demo.py

@@ -1,0 +1,188 @@
+//! The per-action gates: windows, approvals, release age, in-progress attempts. Every reason an
+//! action cannot start now, and the gates that can never open (violations).
+
+use crate::manifest::{Desired, Release, Target};
+use crate::policy::approvals::Tally;
+use crate::policy::gates::{WindowScope, WindowVerdict};
+use crate::policy::{Governing, UpdateType};
+use crate::state::{Outcome, TargetRecord, TargetStatus};
+
+use super::model::{Action, ActionKind, ApprovalState, Blocker, BlockerKind, PlanInput};
+use super::resolve::release_eligible_at;
+use super::{Shared, in_progress_blocker};
+
+/// Pushes every reason the action cannot start now onto `action.blocked_by` (all of them, not
+/// just the first), and onto `action.violations` a gate that can never open (a window that
+/// never opens, more approvals required than approvers listed).
+///
+/// Waves and dependencies need every action, so [`super::rollouts::plan_rollouts`] and
+/// [`super::deps::gate_dependencies`] add theirs afterwards.
+pub(super) fn gates(
+    input: &PlanInput,
+    shared: &mut Shared,
+    target: &Target,
+    governing: Governing,
+    record: Option<&TargetRecord>,
+    release: &Release,
+    action: &mut Action,
+) {
+    let blockers = &mut action.blocked_by;
+    if target.spec().suspend {
+        blockers.push(Blocker::new(
+            BlockerKind::Suspended,
+            "target is suspended (spec.suspend: true)",
+        ));
+    }
+    if governing.spec().suspend {
+        blockers.push(Blocker::new(
+            BlockerKind::Suspended,
+            format!("policy `{}` is suspended", governing.name().unwrap_or("default")),
+        ));
+    }
+    if let Some(r) = record {
+        if r.status == TargetStatus::InProgress {
+            blockers.push(in_progress_blocker(r));
+        }
+        if let Some(last) = &r.last_attempt
+            && matches!(last.outcome, Some(Outcome::Failed | Outcome::RolledBack))
+            && last.to == release.version
+            && (action.action != ActionKind::Config || last.config_hash.as_deref() == Some(target.config_hash.as_str()))
+            // Any change to the target's spec since the attempt (e.g. `retry`) re-arms it.
+            && last.spec_hash.as_ref().is_none_or(|h| *h == target.spec_hash())
+        {
+            let retry = format!(
+                "to try again, bump its spec.retry (`gantry retry {}`) or change its spec (fix forward or revert)",
+                target.name()
+            );
+            blockers.push(Blocker::new(
+                BlockerKind::Halted,
+                format!(
+                    "the last attempt to {} ({}) ended {}: {}; {retry}",
+                    last.to,
+                    last.id,
+                    last.outcome.map_or("", Outcome::as_str),
+                    if last.message.is_empty() {
+                        "no message"
+                    } else {
+                        &last.message
+                    }
+                ),
+            ));
+        }
+    }
+    if matches!(
+        action.action,
+        ActionKind::Install | ActionKind::Upgrade | ActionKind::Downgrade
+    ) && let Some(kind) = action.update_type
+        && let Some(at) = release_eligible_at(input, governing, release, kind)
+        && at > input.now
+    {
+        let mut b = Blocker::new(
+            BlockerKind::ReleaseAge,
+            format!(
+                "{} {} was released too recently for a {} update under policy `{}`",
+                target.spec().component,
+                release.version,
+                kind.as_str(),
+                governing.name().unwrap_or("default")
+            ),
+        );
+        b.until = Some(at);
+        blockers.push(b);
+    }
+
+    match shared.windows.verdict(target.labels(), window_scope(governing, action)) {
+        WindowVerdict::Open => {}
+        WindowVerdict::Closed { reason, opens_at } => {
+            let mut b = Blocker::new(BlockerKind::Window, reason);
+            b.opens_at = Some(opens_at);
+            action.blocked_by.push(b);
+        }
+        WindowVerdict::Never { reason } => action.violations.push(reason),
+    }
+
+    // Reverts (to a rollback point: no `update_type`) and config changes need no approvals.
+    if let (ActionKind::Install | ActionKind::Upgrade | ActionKind::Downgrade, Some(kind)) =
+        (action.action, action.update_type)
+    {
+        let rule = governing.rule(kind);
+        if rule.approvals > 0 {
+            let from_commit = input
+                .evidence
+                .commit_approvers
+                .get(target.name())
+                .into_iter()
+                .flatten()
+                .map(String::as_str);
+            let from_manifests = shared
+                .approvals
+                .matching(&target.spec().component, &release.version, target.labels());
+            let (approvers, notes) = crate::policy::approvals::approvers_for(
+                input.evidence.trusted.as_ref(),
+                target.name(),
+                from_commit,
+                from_manifests,
+                release,
+            );
+            let tally = Tally::count(rule, approvers);
+            if tally.unreachable() {
+                action.violations.push(format!(
+                    "policy `{}` requires {} approvals for a {} update but lists only {} approvers ({}); lower `approvals` or add approvers",
+                    governing.name().unwrap_or("default"),
+                    tally.required,
+                    kind.as_str(),
+                    tally.eligible.len(),
+                    tally.eligible.join(", ")
+                ));
+            } else if let Some(reason) = tally.shortfall() {
+                let reason = std::iter::once(reason).chain(notes).collect::<Vec<_>>().join("; ");
+                action.blocked_by.push(Blocker::new(BlockerKind::Approval, reason));
+            }
+            action.approvals = Some(ApprovalState {
+                required: tally.required,
+                have: tally.have,
+                missing: tally.missing,
+                eligible: tally.eligible,
+            });
+        }
+    }
+}
+
+/// Which window rules hold an action (SPEC §2): installs and upgrades follow their update
+/// type's rule (`windows: false` leaves only freezes), config changes the `patch` rule;
+/// downgrades only freezes, unless `rollback.respectWindows` (then all of them) or
+/// `rollback.respectDenyWindows: false` (then none).
+pub(super) fn window_scope(governing: Governing, action: &Action) -> WindowScope {
+    let by_rule = |kind: UpdateType| {
+        if governing.rule(kind).windows {
+            WindowScope::AllowAndDeny
+        } else {
+            WindowScope::DenyOnly
+        }
+    };
+    match action.action {
+        ActionKind::Install | ActionKind::Upgrade => by_rule(action.update_type.unwrap_or(UpdateType::Major)),
+        ActionKind::Config => by_rule(UpdateType::Patch),
+        // A downgrade to a version that never ran here follows the upgrade rules.
+        ActionKind::Downgrade if action.update_type.is_some() => {
+            by_rule(action.update_type.unwrap_or(UpdateType::Major))
+        }
+        ActionKind::Downgrade => {
+            let rollback = &governing.spec().rollback;
+            if rollback.respect_windows {
+                WindowScope::AllowAndDeny
+            } else if rollback.respect_deny_windows == Some(false) {
+                WindowScope::Ignore
+            } else {
+                WindowScope::DenyOnly
+            }
+        }
+        ActionKind::Noop | ActionKind::Remove => WindowScope::Ignore,
+    }
+}
+
+/// The governing policy of an action, by the name the per-target pass recorded.
+pub(super) fn governing_by_name<'a>(desired: &'a Desired, name: Option<&str>) -> Governing<'a> {
+    name.and_then(|n| desired.policies.iter().find(|p| p.manifest.name == n))
+        .map_or(Governing::BuiltIn, Governing::Declared)
+}

@@ -1,0 +1,136 @@
+//! Which release a target's desired version resolves to: channels, policy denials, prereleases
+//! matched by their release version, and when a release is old enough for its update type.
+
+use jiff::Timestamp;
+use semver::Version;
+
+use crate::manifest::{Release, Target, VersionWanted};
+use crate::policy::{self, Governing, UpdateType};
+
+use super::model::PlanInput;
+
+/// The releases a target may be given: channel allowed for prereleases.
+pub(super) fn channel_allowed(target: &Target, release: &Release) -> bool {
+    release
+        .channel()
+        .is_none_or(|c| target.spec().channels.iter().any(|allowed| allowed == c))
+}
+
+pub(super) fn denied_by(policy: Governing, version: &Version) -> Option<String> {
+    let p = policy.policy()?;
+    p.deny
+        .iter()
+        .zip(&p.manifest.spec.deny)
+        .find(|(set, _)| set.covers(version))
+        .map(|(_, text)| text.clone())
+}
+
+/// Whether a requirement matches a release, letting prereleases of allowed channels match by
+/// their release version (`^2` accepts `2.1.0-beta.1` for a target on the `beta` channel).
+pub(super) fn requirement_matches(req: &semver::VersionReq, release: &Release) -> bool {
+    if req.matches(&release.version) {
+        return true;
+    }
+    if release.version.pre.is_empty() {
+        return false;
+    }
+    let mut stable = release.version.clone();
+    stable.pre = semver::Prerelease::EMPTY;
+    req.matches(&stable) && req.comparators.iter().all(|c| c.pre.is_empty())
+}
+
+/// Resolution of a target's desired version.
+pub(super) enum Resolved<'a> {
+    Release(&'a Release),
+    /// A requirement nothing satisfies, or a pin that can never be deployed.
+    Violation(String),
+}
+
+pub(super) fn resolve<'a>(
+    input: &PlanInput<'a>,
+    target: &Target,
+    governing: Governing,
+    current: Option<&Version>,
+    warnings: &mut Vec<String>,
+) -> Resolved<'a> {
+    let component = &target.spec().component;
+    let releases: &'a [Release] = input.desired.releases.get(component).map_or(&[], Vec::as_slice);
+    match &target.wanted {
+        VersionWanted::Pin(pin) => {
+            let Some(release) = releases.iter().find(|r| &r.version == pin) else {
+                return Resolved::Violation(format!(
+                    "no Release of `{component}` has version {pin}; add the Release manifest or pin a released version"
+                ));
+            };
+            if release.spec().yanked {
+                let newest = releases.iter().rev().find(|r| {
+                    !r.spec().yanked && channel_allowed(target, r) && denied_by(governing, &r.version).is_none()
+                });
+                return Resolved::Violation(format!(
+                    "{component} {pin} is yanked; pin another version{}",
+                    newest
+                        .map(|r| format!(" (newest available: {})", r.version))
+                        .unwrap_or_default()
+                ));
+            }
+            if let Some(rule) = denied_by(governing, pin) {
+                return Resolved::Violation(format!(
+                    "{component} {pin} is denied by policy `{}` (deny: \"{rule}\"); pin another version",
+                    governing.name().unwrap_or("default")
+                ));
+            }
+            Resolved::Release(release)
+        }
+        VersionWanted::Requirement(req) => {
+            let mut too_young: Option<(&Release, Timestamp)> = None;
+            for release in releases.iter().rev() {
+                if release.spec().yanked
+                    || !channel_allowed(target, release)
+                    || !requirement_matches(req, release)
+                    || denied_by(governing, &release.version).is_some()
+                {
+                    continue;
+                }
+                let kind = policy::update_type(current, &release.version);
+                if let Some(eligible_at) = release_eligible_at(input, governing, release, kind)
+                    && eligible_at > input.now
+                {
+                    too_young.get_or_insert((release, eligible_at));
+                    continue;
+                }
+                if let Some((young, at)) = too_young {
+                    warnings.push(format!(
+                        "{} {} matches {req} but is younger than the policy's minReleaseAge; it becomes eligible at {at}",
+                        component, young.version
+                    ));
+                }
+                return Resolved::Release(release);
+            }
+            let available: Vec<String> = releases.iter().rev().take(5).map(|r| r.version.to_string()).collect();
+            let why = match too_young {
+                Some((young, at)) => format!(" ({} matches but is too new until {at})", young.version),
+                None if available.is_empty() => format!(" (`{component}` has no releases)"),
+                None => format!(" (available: {})", available.join(", ")),
+            };
+            Resolved::Violation(format!(
+                "no release of `{component}` satisfies {req}{why}; add a release or change the requirement"
+            ))
+        }
+    }
+}
+
+/// When a release becomes old enough for the rule of its update type (`None`: no age rule).
+pub(super) fn release_eligible_at(
+    input: &PlanInput,
+    governing: Governing,
+    release: &Release,
+    kind: UpdateType,
+) -> Option<Timestamp> {
+    let age = governing.policy()?.min_release_age[kind.index()]?;
+    if age.is_zero() {
+        return None;
+    }
+    let released = release.released.unwrap_or(input.now);
+    let span = jiff::SignedDuration::try_from(age).ok()?;
+    released.checked_add(span).ok()
+}

@@ -1,0 +1,595 @@
+//! The planner's tests: tables over small fleets, one guarantee each.
+
+use std::collections::BTreeMap;
+
+use semver::Version;
+use serde::Serialize;
+
+use crate::manifest::Desired;
+use crate::policy::UpdateType;
+use crate::policy::waves::WaveStatus;
+use crate::policy::window::WindowSchedule;
+use crate::state::{RecordedState, TargetRecord, TargetStatus};
+
+use super::*;
+use crate::manifest::{RawContent, RawFile, read_manifests, validate, validate::config_hash};
+use crate::state::{Halt, RolloutRecord, RolloutTarget, RolloutTargetStatus, WaveRecord};
+
+/// Regression (issue #9): `gantry status` printed `blocked by releaseage` (a lowercased
+/// `Debug` name) where JSON says `release_age`. User text comes from `Display`, and `Display`
+/// is the serialized name, for every user-facing enum and every variant.
+#[test]
+fn display_is_the_serialized_name_for_every_user_facing_enum() {
+    fn check<T: std::fmt::Display + Serialize>(values: &[T]) {
+        for v in values {
+            assert_eq!(serde_json::to_value(v).unwrap(), serde_json::json!(v.to_string()));
+        }
+    }
+    use crate::policy::waves::WaveStatus;
+    use crate::state::Outcome;
+    check(&[
+        BlockerKind::Window,
+        BlockerKind::Approval,
+        BlockerKind::Wave,
+        BlockerKind::Dependency,
+        BlockerKind::ReleaseAge,
+        BlockerKind::Halted,
+        BlockerKind::Suspended,
+        BlockerKind::InProgress,
+    ]);
+    assert_eq!(BlockerKind::ReleaseAge.to_string(), "release_age");
+    check(&[Status::Ready, Status::Blocked, Status::Violation, Status::Noop]);
+    check(&[
+        ActionKind::Install,
+        ActionKind::Upgrade,
+        ActionKind::Downgrade,
+        ActionKind::Config,
+        ActionKind::Noop,
+        ActionKind::Remove,
+    ]);
+    check(&[Direction::Up, Direction::Down, Direction::Restore]);
+    check(&[crate::manifest::Phase::Pre, crate::manifest::Phase::Post]);
+    check(&[UpdateType::Patch, UpdateType::Minor, UpdateType::Major]);
+    check(&[
+        WaveStatus::Pending,
+        WaveStatus::InProgress,
+        WaveStatus::Soaking,
+        WaveStatus::Complete,
+    ]);
+    check(&[
+        TargetStatus::Converged,
+        TargetStatus::InProgress,
+        TargetStatus::Failed,
+        TargetStatus::RolledBack,
+        TargetStatus::Removed,
+    ]);
+    check(&[Outcome::Succeeded, Outcome::Failed, Outcome::RolledBack]);
+    check(&[
+        RolloutTargetStatus::InProgress,
+        RolloutTargetStatus::Succeeded,
+        RolloutTargetStatus::Failed,
+        RolloutTargetStatus::RolledBack,
+    ]);
+}
+
+/// Desired state and compiled windows from one YAML stream.
+fn load(yaml: &str) -> (Desired, Vec<WindowSchedule>) {
+    let file = RawFile {
+        path: "all.yaml".into(),
+        content: RawContent::Bytes(yaml.as_bytes().to_vec()),
+    };
+    let (manifests, diags) = read_manifests(None, &[file]);
+    assert!(diags.is_empty(), "{diags:?}");
+    let (desired, diags) = validate(manifests);
+    assert!(diags.is_empty(), "{diags:?}");
+    let windows = desired
+        .windows
+        .iter()
+        .map(|w| WindowSchedule::compile(&w.name, &w.spec).unwrap())
+        .collect();
+    (desired, windows)
+}
+
+fn run(desired: &Desired, windows: &[WindowSchedule], recorded: &RecordedState, now: &str) -> Plan {
+    plan(&PlanInput {
+        desired,
+        windows,
+        recorded,
+        evidence: &Evidence::default(),
+        now: now.parse().unwrap(),
+    })
+}
+
+fn converged(component: &str, version: &str) -> TargetRecord {
+    TargetRecord {
+        component: component.into(),
+        version: Some(Version::parse(version).unwrap()),
+        config_hash: Some(config_hash(&serde_json::Map::new())),
+        config: None,
+        applied_migrations: Vec::new(),
+        status: TargetStatus::Converged,
+        last_attempt: None,
+        rollback_points: Vec::new(),
+        observed_version: None,
+    }
+}
+
+fn action<'p>(plan: &'p Plan, target: &str) -> &'p Action {
+    plan.actions.iter().find(|a| a.target == target).unwrap()
+}
+
+fn kinds(a: &Action) -> Vec<BlockerKind> {
+    a.blocked_by.iter().map(|b| b.kind).collect()
+}
+
+const HEADER: &str = "apiVersion: gantry.dev/v1\n";
+
+fn base(extra: &str) -> String {
+    format!(
+        "{HEADER}kind: Component\nmetadata: {{ name: billing }}\nspec: {{ steps: {{ deploy: [d] }} }}\n---\n\
+         {HEADER}kind: Release\nmetadata: {{ name: billing-1.0.0 }}\nspec: {{ component: billing, version: 1.0.0 }}\n---\n\
+         {HEADER}kind: Release\nmetadata: {{ name: billing-2.0.0 }}\nspec: {{ component: billing, version: 2.0.0 }}\n{extra}"
+    )
+}
+
+fn target(name: &str, version: &str, labels: &str) -> String {
+    format!(
+        "---\n{HEADER}kind: Target\nmetadata: {{ name: {name}, labels: {{ {labels} }} }}\nspec: {{ component: billing, version: \"{version}\" }}\n"
+    )
+}
+
+/// 10 targets, t00 in ring 0; waves canary (ring 0, soak 30m) → half (50%, soak 30m) → all.
+fn staged() -> (Desired, Vec<WindowSchedule>) {
+    let mut yaml = base(&format!(
+        "---\n{HEADER}kind: Policy\nmetadata: {{ name: staged }}\nspec:\n  rollout:\n    waves:\n      - {{ name: canary, selector: {{ ring: \"0\" }}, soak: 30m }}\n      - {{ name: half, percent: 50, soak: 30m }}\n      - {{ name: all, percent: 100 }}\n"
+    ));
+    for i in 0..10 {
+        let ring = if i == 0 { "0" } else { "1" };
+        yaml.push_str(&target(&format!("t{i:02}"), "2.0.0", &format!("ring: \"{ring}\"")));
+    }
+    load(&yaml)
+}
+
+/// [`staged`] whose `all` wave also waits for the canary to have been healthy for 2 h.
+fn staged_after_canary() -> (Desired, Vec<WindowSchedule>) {
+    let mut yaml = base(&format!(
+        "---\n{HEADER}kind: Policy\nmetadata: {{ name: staged }}\nspec:\n  rollout:\n    waves:\n      - {{ name: canary, selector: {{ ring: \"0\" }}, soak: 30m }}\n      - {{ name: half, percent: 50, soak: 30m }}\n      - {{ name: all, percent: 100, after: {{ wave: canary, soak: 2h }} }}\n"
+    ));
+    for i in 0..10 {
+        let ring = if i == 0 { "0" } else { "1" };
+        yaml.push_str(&target(&format!("t{i:02}"), "2.0.0", &format!("ring: \"{ring}\"")));
+    }
+    load(&yaml)
+}
+
+/// A wave's `after: { wave: canary, soak: 2h }` holds it past the wave before it until 2 h after
+/// the canary finished, to the second; a canary that is no longer converged keeps it closed.
+#[test]
+fn a_wave_after_an_earlier_wave_opens_at_that_waves_completion_plus_its_soak() {
+    let (desired, windows) = staged_after_canary();
+    let mut recorded = all_at_1(&desired);
+    finish(&mut recorded, &["t00".into()], "canary", "2026-11-21T10:10:00Z");
+    let p = run(&desired, &windows, &recorded, "2026-11-21T10:40:00Z");
+    let half = p.rollouts[0].waves[1].targets.clone();
+    let all = p.rollouts[0].waves[2].targets.clone();
+    finish(&mut recorded, &half, "half", "2026-11-21T10:45:00Z");
+    let gate = "in wave all: waits for wave `canary` (after: { wave: canary }): ";
+    // (now, the `all` wave's targets ready, the `after` blocker: reason suffix and until)
+    type Case = (&'static str, bool, Option<(String, Option<&'static str>)>);
+    let cases: Vec<Case> = vec![
+        (
+            "2026-11-21T11:15:00Z",
+            false,
+            Some((
+                format!("{gate}complete since 2026-11-21T10:10:00Z, healthy for 55m more until 2026-11-21T12:10:00Z"),
+                Some("2026-11-21T12:10:00Z"),
+            )),
+        ),
+        (
+            "2026-11-21T12:09:59Z",
+            false,
+            Some((
+                format!("{gate}complete since 2026-11-21T10:10:00Z, healthy for 1s more until 2026-11-21T12:10:00Z"),
+                Some("2026-11-21T12:10:00Z"),
+            )),
+        ),
+        ("2026-11-21T12:10:00Z", true, None),
+    ];
+    for (now, go, blocker) in cases {
+        let p = run(&desired, &windows, &recorded, now);
+        let waiting = action(&p, &all[0]);
+        assert_eq!(waiting.status == Status::Ready, go, "{now}: {:?}", waiting.blocked_by);
+        let got = waiting
+            .blocked_by
+            .iter()
+            .find(|b| b.reason.starts_with(gate))
+            .map(|b| (b.reason.clone(), b.until.map(|t| t.to_string())));
+        let want = blocker.map(|(r, u)| (r, u.map(str::to_string)));
+        assert_eq!(got, want, "{now}");
+    }
+    // The canary rolled back since: the gate closes, with nothing to wait for but the canary.
+    recorded.targets.get_mut("t00").unwrap().status = TargetStatus::RolledBack;
+    let p = run(&desired, &windows, &recorded, "2026-11-22T10:00:00Z");
+    let b = action(&p, &all[0])
+        .blocked_by
+        .iter()
+        .find(|b| b.reason.starts_with(gate))
+        .expect("still gated")
+        .clone();
+    assert_eq!(b.reason, format!("{gate}0 of its 1 targets run 2.0.0"));
+    assert_eq!(b.until, None);
+}
+
+fn all_at_1(desired: &Desired) -> RecordedState {
+    RecordedState {
+        targets: desired
+            .targets
+            .keys()
+            .map(|t| (t.clone(), converged("billing", "1.0.0")))
+            .collect(),
+        ..RecordedState::default()
+    }
+}
+
+/// Marks `targets` as upgraded in `wave`, finished at `finished`.
+fn finish(recorded: &mut RecordedState, targets: &[String], wave: &str, finished: &str) {
+    let key = ("billing".to_string(), Version::new(2, 0, 0));
+    let record = recorded.rollouts.entry(key).or_insert_with(|| RolloutRecord {
+        component: "billing".into(),
+        version: Version::new(2, 0, 0),
+        started: "2026-11-21T10:00:00Z".into(),
+        waves: Vec::new(),
+        targets: BTreeMap::new(),
+        failures: 0,
+        halted: None,
+    });
+    for t in targets {
+        record.targets.insert(
+            t.clone(),
+            RolloutTarget {
+                wave: wave.into(),
+                status: RolloutTargetStatus::Succeeded,
+                started: "2026-11-21T10:00:00Z".into(),
+                finished: Some(finished.into()),
+            },
+        );
+        recorded.targets.insert(t.clone(), converged("billing", "2.0.0"));
+    }
+}
+
+fn ready(plan: &Plan) -> Vec<&str> {
+    plan.actions
+        .iter()
+        .filter(|a| a.status == Status::Ready)
+        .map(|a| a.target.as_str())
+        .collect()
+}
+
+#[test]
+fn waves_gate_every_stage_of_a_rollout() {
+    let (desired, windows) = staged();
+    let mut recorded = all_at_1(&desired);
+
+    // Stage 1: nothing started: only the canary may go.
+    let p = run(&desired, &windows, &recorded, "2026-11-21T10:00:00Z");
+    assert_eq!(ready(&p), vec!["t00"]);
+    let rollout = &p.rollouts[0];
+    let sizes: Vec<(&str, usize)> = rollout
+        .waves
+        .iter()
+        .map(|w| (w.name.as_str(), w.targets.len()))
+        .collect();
+    assert_eq!(sizes, vec![("canary", 1), ("half", 4), ("all", 5)]);
+    let half = rollout.waves[1].targets.clone();
+    let all = rollout.waves[2].targets.clone();
+    let waiting = action(&p, &half[0]);
+    assert_eq!(waiting.wave.as_deref(), Some("half"));
+    assert_eq!(kinds(waiting), vec![BlockerKind::Wave]);
+    assert_eq!(
+        waiting.blocked_by[0].reason,
+        "in wave half: waits for wave canary to finish (0 of 1 targets done)"
+    );
+
+    // Stage 2: canary done at 10:10, soaking until 10:40.
+    finish(&mut recorded, &["t00".into()], "canary", "2026-11-21T10:10:00Z");
+    let p = run(&desired, &windows, &recorded, "2026-11-21T10:39:59Z");
+    assert!(ready(&p).is_empty(), "{:?}", ready(&p));
+    let b = &action(&p, &half[0]).blocked_by[0];
+    assert_eq!(
+        b.reason,
+        "in wave half: waits for wave canary: soak ends at 2026-11-21T10:40:00Z"
+    );
+    assert_eq!(b.until.map(|t| t.to_string()).as_deref(), Some("2026-11-21T10:40:00Z"));
+    assert_eq!(p.rollouts[0].waves[0].status, WaveStatus::Soaking);
+
+    // Stage 3: soak over: the half wave is ready, the rest waits for it.
+    let p = run(&desired, &windows, &recorded, "2026-11-21T10:40:00Z");
+    let mut expected: Vec<&str> = half.iter().map(String::as_str).collect();
+    expected.sort();
+    assert_eq!(ready(&p), expected);
+    assert_eq!(
+        action(&p, &all[0]).blocked_by[0].reason,
+        "in wave all: waits for wave half to finish (0 of 4 targets done)"
+    );
+
+    // Stage 4: half done at 11:00; the recorded completion time (11:05) wins.
+    finish(&mut recorded, &half, "half", "2026-11-21T11:00:00Z");
+    recorded.rollouts.values_mut().for_each(|r| {
+        r.waves.push(WaveRecord {
+            name: "half".into(),
+            started: None,
+            completed: Some("2026-11-21T11:05:00Z".into()),
+            analysis: None,
+        })
+    });
+    let p = run(&desired, &windows, &recorded, "2026-11-21T11:10:00Z");
+    assert!(ready(&p).is_empty());
+    assert_eq!(
+        action(&p, &all[0]).blocked_by[0]
+            .until
+            .map(|t| t.to_string())
+            .as_deref(),
+        Some("2026-11-21T11:35:00Z")
+    );
+
+    // Stage 5: everything left goes.
+    let p = run(&desired, &windows, &recorded, "2026-11-21T11:35:00Z");
+    assert_eq!(ready(&p).len(), 5);
+    assert!(
+        p.rollouts[0].waves[..2]
+            .iter()
+            .all(|w| w.status == WaveStatus::Complete)
+    );
+}
+
+#[test]
+fn halted_rollout_blocks_every_waiting_target() {
+    let (desired, windows) = staged();
+    let mut recorded = all_at_1(&desired);
+    finish(&mut recorded, &["t00".into()], "canary", "2026-11-21T10:10:00Z");
+    for r in recorded.rollouts.values_mut() {
+        r.failures = 1;
+        r.halted = Some(Halt {
+            at: "2026-11-21T10:10:00Z".into(),
+            target: "t00".into(),
+            reason: "health check http failed".into(),
+            specs: Default::default(),
+        });
+    }
+    let p = run(&desired, &windows, &recorded, "2026-11-21T12:00:00Z");
+    let waiting: Vec<&Action> = p.actions.iter().filter(|a| a.target != "t00").collect();
+    assert_eq!(waiting.len(), 9);
+    for a in waiting {
+        assert_eq!(a.status, Status::Blocked);
+        let halted = a.blocked_by.iter().find(|b| b.kind == BlockerKind::Halted).unwrap();
+        assert!(
+            halted.reason.contains("after t00 failed: health check http failed"),
+            "{}",
+            halted.reason
+        );
+    }
+    assert!(p.rollouts[0].halted.is_some());
+}
+
+#[test]
+fn dependencies_wait_for_the_same_tenant_only() {
+    let yaml = format!(
+        "{HEADER}kind: Component\nmetadata: {{ name: ledger }}\nspec: {{ steps: {{ deploy: [d] }} }}\n---\n\
+         {HEADER}kind: Release\nmetadata: {{ name: ledger-1.0.0 }}\nspec: {{ component: ledger, version: 1.0.0 }}\n---\n\
+         {HEADER}kind: Release\nmetadata: {{ name: ledger-1.1.0 }}\nspec: {{ component: ledger, version: 1.1.0 }}\n---\n\
+         {HEADER}kind: Component\nmetadata: {{ name: billing }}\nspec: {{ dependsOn: [ledger], steps: {{ deploy: [d] }} }}\n---\n\
+         {HEADER}kind: Release\nmetadata: {{ name: billing-2.0.0 }}\nspec: {{ component: billing, version: 2.0.0 }}\n---\n\
+         {HEADER}kind: Target\nmetadata: {{ name: acme-ledger, labels: {{ tenant: acme }} }}\nspec: {{ component: ledger, version: 1.1.0 }}\n---\n\
+         {HEADER}kind: Target\nmetadata: {{ name: globex-ledger, labels: {{ tenant: globex }} }}\nspec: {{ component: ledger, version: 1.0.0 }}\n---\n\
+         {HEADER}kind: Target\nmetadata: {{ name: acme-billing, labels: {{ tenant: acme }} }}\nspec: {{ component: billing, version: 2.0.0 }}\n---\n\
+         {HEADER}kind: Target\nmetadata: {{ name: globex-billing, labels: {{ tenant: globex }} }}\nspec: {{ component: billing, version: 2.0.0 }}\n"
+    );
+    let (desired, windows) = load(&yaml);
+    let mut recorded = RecordedState::default();
+    recorded
+        .targets
+        .insert("acme-ledger".into(), converged("ledger", "1.0.0"));
+    recorded
+        .targets
+        .insert("globex-ledger".into(), converged("ledger", "1.0.0"));
+    let p = run(&desired, &windows, &recorded, "2026-11-21T10:00:00Z");
+    let acme = action(&p, "acme-billing");
+    assert_eq!(acme.status, Status::Blocked);
+    assert_eq!(kinds(acme), vec![BlockerKind::Dependency]);
+    assert_eq!(
+        acme.blocked_by[0].reason,
+        "waits for acme-ledger (ledger 1.0.0 → 1.1.0) to finish first: component `billing` dependsOn `ledger` (tenant acme)"
+    );
+    assert_eq!(
+        action(&p, "globex-billing").status,
+        Status::Ready,
+        "globex-ledger is converged"
+    );
+    assert_eq!(action(&p, "acme-ledger").status, Status::Ready);
+    // Once acme-ledger converged, acme-billing goes.
+    recorded
+        .targets
+        .insert("acme-ledger".into(), converged("ledger", "1.1.0"));
+    let p = run(&desired, &windows, &recorded, "2026-11-21T10:00:00Z");
+    assert_eq!(action(&p, "acme-billing").status, Status::Ready);
+}
+
+const WEEKEND: &str = "---\napiVersion: gantry.dev/v1\nkind: Window\nmetadata: { name: eu-weekend }\nspec:\n  selector: { region: eu }\n  timezone: Europe/Berlin\n  allow: [{ days: [sat], start: \"02:00\", end: \"06:00\" }]\n";
+const XMAS: &str = "---\napiVersion: gantry.dev/v1\nkind: Window\nmetadata: { name: xmas }\nspec:\n  timezone: Europe/Berlin\n  deny: [{ dates: [2026-12-24] }]\n";
+
+#[test]
+fn closed_window_blocks_with_exact_opening_and_only_governed_targets() {
+    let (desired, windows) = load(&format!(
+        "{}{}{}{WEEKEND}",
+        base(""),
+        target("eu-1", "2.0.0", "region: eu"),
+        target("us-1", "2.0.0", "region: us")
+    ));
+    // Friday 2026-11-20 10:00 UTC.
+    let p = run(&desired, &windows, &RecordedState::default(), "2026-11-20T10:00:00Z");
+    let eu = action(&p, "eu-1");
+    assert_eq!(kinds(eu), vec![BlockerKind::Window]);
+    assert_eq!(
+        eu.blocked_by[0]
+            .opens_at
+            .as_ref()
+            .map(crate::policy::window::rfc3339)
+            .as_deref(),
+        Some("2026-11-21T02:00:00+01:00")
+    );
+    assert_eq!(eu.blocked_by[0].reason, "outside the allow window of \"eu-weekend\"");
+    assert_eq!(action(&p, "us-1").status, Status::Ready);
+    // Inside the window.
+    let p = run(&desired, &windows, &RecordedState::default(), "2026-11-21T01:30:00Z");
+    assert_eq!(action(&p, "eu-1").status, Status::Ready);
+}
+
+#[test]
+fn patch_rule_without_windows_still_respects_freezes() {
+    let policy = format!(
+        "---\n{HEADER}kind: Policy\nmetadata: {{ name: urgent }}\nspec: {{ updates: {{ patch: {{ windows: false }} }} }}\n---\n{HEADER}kind: Release\nmetadata: {{ name: billing-2.0.1 }}\nspec: {{ component: billing, version: 2.0.1 }}\n"
+    );
+    let (desired, windows) = load(&format!(
+        "{}{}{WEEKEND}{XMAS}",
+        base(&policy),
+        target("eu-1", "2.0.1", "region: eu")
+    ));
+    let mut recorded = RecordedState::default();
+    recorded.targets.insert("eu-1".into(), converged("billing", "2.0.0"));
+    let p = run(&desired, &windows, &recorded, "2026-11-20T10:00:00Z");
+    assert_eq!(
+        action(&p, "eu-1").status,
+        Status::Ready,
+        "allow window ignored for patches"
+    );
+    let p = run(&desired, &windows, &recorded, "2026-12-24T10:00:00Z");
+    let a = action(&p, "eu-1");
+    assert_eq!(kinds(a), vec![BlockerKind::Window]);
+    assert_eq!(
+        a.blocked_by[0]
+            .opens_at
+            .as_ref()
+            .map(crate::policy::window::rfc3339)
+            .as_deref(),
+        Some("2026-12-25T00:00:00+01:00")
+    );
+}
+
+#[test]
+fn downgrade_window_rules() {
+    let cases = [
+        // (rollback rules, now, expected blocker kinds)
+        ("", "2026-11-20T10:00:00Z", vec![]), // allow windows skipped
+        ("", "2026-12-24T10:00:00Z", vec![BlockerKind::Window]), // freezes hold
+        (
+            "rollback: { respectDenyWindows: false }",
+            "2026-12-24T10:00:00Z",
+            vec![],
+        ),
+        (
+            "rollback: { respectWindows: true }",
+            "2026-11-20T10:00:00Z",
+            vec![BlockerKind::Window],
+        ),
+    ];
+    for (rules, now, expected) in cases {
+        let policy = format!("---\n{HEADER}kind: Policy\nmetadata: {{ name: p }}\nspec: {{ {rules} }}\n");
+        let (desired, windows) = load(&format!(
+            "{}{}{WEEKEND}{XMAS}",
+            base(&policy),
+            target("eu-1", "1.0.0", "region: eu")
+        ));
+        let mut recorded = RecordedState::default();
+        let mut record = converged("billing", "2.0.0");
+        record.rollback_points = vec![Version::new(1, 0, 0)];
+        recorded.targets.insert("eu-1".into(), record);
+        let p = run(&desired, &windows, &recorded, now);
+        let a = action(&p, "eu-1");
+        assert_eq!(a.action, ActionKind::Downgrade);
+        assert_eq!(kinds(a), expected, "{rules} at {now}");
+        assert_eq!(a.wave, None, "downgrades skip waves");
+    }
+}
+
+/// Issue #18, attack 6: a never-deployed lower version reached every target at once, with no
+/// approval, because any lower version was treated as a revert.
+#[test]
+fn downgrade_exemption_covers_only_rollback_points() {
+    let policy = format!(
+        "---\n{HEADER}kind: Policy\nmetadata: {{ name: p }}\nspec:\n  updates:\n    major: {{ approvals: 1, windows: false }}\n  rollout:\n    waves:\n      - {{ name: canary, selector: {{ region: eu }} }}\n"
+    );
+    let (desired, windows) = load(&format!(
+        "{}{}{}",
+        base(&policy),
+        target("eu-1", "1.0.0", "region: eu"),
+        target("us-1", "1.0.0", "region: us")
+    ));
+    for (points, exempt) in [(vec![Version::new(1, 0, 0)], true), (vec![], false)] {
+        let mut recorded = RecordedState::default();
+        for name in ["eu-1", "us-1"] {
+            let mut record = converged("billing", "2.0.0");
+            record.rollback_points = points.clone();
+            recorded.targets.insert(name.into(), record);
+        }
+        let p = run(&desired, &windows, &recorded, "2026-11-20T10:00:00Z");
+        let (eu, us) = (action(&p, "eu-1"), action(&p, "us-1"));
+        assert_eq!(eu.action, ActionKind::Downgrade);
+        if exempt {
+            assert_eq!((eu.status, us.status), (Status::Ready, Status::Ready));
+            assert_eq!((eu.update_type, eu.wave.as_deref()), (None, None));
+        } else {
+            assert_eq!(eu.update_type, Some(UpdateType::Major));
+            assert_eq!(kinds(eu), vec![BlockerKind::Approval], "{eu:?}");
+            assert!(kinds(us).contains(&BlockerKind::Wave), "{us:?}");
+            assert!(
+                eu.warnings.iter().any(|w| w.contains("1.0.0 never ran on this target")),
+                "{eu:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_blocker_is_listed_with_release_age_until() {
+    let policy = format!(
+        "---\n{HEADER}kind: Policy\nmetadata: {{ name: slow }}\nspec:\n  suspend: true\n  updates:\n    major: {{ approvals: 1, minReleaseAge: 7d }}\n"
+    );
+    let yaml = base(&policy).replace(
+        "spec: { component: billing, version: 2.0.0 }",
+        "spec: { component: billing, version: 2.0.0, released: 2026-11-18 }",
+    );
+    let (desired, windows) = load(&format!("{yaml}{}{WEEKEND}", target("eu-1", "2.0.0", "region: eu")));
+    let mut recorded = RecordedState::default();
+    recorded.targets.insert("eu-1".into(), converged("billing", "1.0.0"));
+    let p = run(&desired, &windows, &recorded, "2026-11-20T10:00:00Z");
+    let a = action(&p, "eu-1");
+    assert_eq!(
+        kinds(a),
+        vec![
+            BlockerKind::Suspended,
+            BlockerKind::ReleaseAge,
+            BlockerKind::Window,
+            BlockerKind::Approval
+        ]
+    );
+    let age = &a.blocked_by[1];
+    assert_eq!(
+        age.until.map(|t| t.to_string()).as_deref(),
+        Some("2026-11-25T00:00:00Z")
+    );
+    assert_eq!(a.approvals.as_ref().map(|s| s.missing), Some(1));
+}
+
+#[test]
+fn window_that_never_opens_is_a_violation() {
+    let never = "---\napiVersion: gantry.dev/v1\nkind: Window\nmetadata: { name: never }\nspec:\n  timezone: UTC\n  allow: [{ days: [sat], start: \"02:00\", end: \"06:00\" }]\n  deny: [{ days: [sat], start: \"00:00\", end: \"24:00\" }]\n";
+    let (desired, windows) = load(&format!("{}{}{never}", base(""), target("t", "2.0.0", "a: b")));
+    let p = run(&desired, &windows, &RecordedState::default(), "2026-11-20T10:00:00Z");
+    let a = action(&p, "t");
+    assert_eq!(a.status, Status::Violation);
+    assert!(
+        a.violations[0].contains("never open within 400 days"),
+        "{:?}",
+        a.violations
+    );
+}

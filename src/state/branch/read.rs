@@ -1,0 +1,272 @@
+//! Reading the state branch: its tip parsed into a [`RecordedState`], records reused by blob id
+//! across reads ([`RecordCache`]) and parsed on several threads for large fleets.
+
+use std::collections::HashMap;
+
+use git2::{ObjectType, Oid, Repository, Tree};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::state::StateError;
+use crate::state::record::{RecordedState, RolloutRecord, TargetRecord};
+
+use super::{RECORD_EXT, ROLLOUTS_DIR, TARGETS_DIR, git_error, state_tip};
+
+/// Reads the recorded state from the tip of `state_branch`.
+///
+/// A branch that does not exist yet is an empty state (`commit: None`). Files in `targets/` and
+/// `rollouts/` that do not end in `.yaml`, and anything else in the tree, are ignored. Records
+/// are parsed on all available cores; see [`read_recorded_cached`] to parse only what changed
+/// since the previous read.
+///
+/// # Errors
+/// - [`StateError::Parse`] naming the branch, the path, the line and column, when a record is
+///   not valid YAML, has an unknown or missing field or a value of the wrong type;
+/// - [`StateError::Layout`] when `targets`/`rollouts` is not a directory, a record is not UTF-8,
+///   or a rollout's file name does not match its component and version;
+/// - [`StateError::Git`] when the repository cannot be read.
+pub fn read_recorded(repo: &Repository, state_branch: &str) -> Result<RecordedState, StateError> {
+    let _stage = tracing::debug_span!("state.read_recorded").entered();
+    read_recorded_cached(repo, state_branch, &mut RecordCache::default())
+}
+
+/// Parsed records from the previous read, by blob id. Git stores an unchanged record as the same
+/// blob, so a daemon that keeps one cache across reconciles parses only the records that changed.
+/// The cache holds the records of the last read only.
+#[derive(Debug, Default)]
+pub struct RecordCache {
+    pub(super) targets: HashMap<Oid, TargetRecord>,
+    pub(super) rollouts: HashMap<Oid, RolloutRecord>,
+}
+
+/// [`read_recorded`], reusing and then replacing the records in `cache`.
+///
+/// # Errors
+/// As [`read_recorded`]. After an error the cache is empty.
+pub fn read_recorded_cached(
+    repo: &Repository,
+    state_branch: &str,
+    cache: &mut RecordCache,
+) -> Result<RecordedState, StateError> {
+    let previous = std::mem::take(cache);
+    let Some(tip) = state_tip(repo, state_branch)? else {
+        return Ok(RecordedState::default());
+    };
+    let commit = repo
+        .find_commit(tip)
+        .map_err(|e| git_error(state_branch, "reading the state branch tip", e))?;
+    let tree = commit
+        .tree()
+        .map_err(|e| git_error(state_branch, "reading the state branch tree", e))?;
+    let reader = RecordReader {
+        repo,
+        branch: state_branch,
+        commit: tip,
+    };
+
+    let targets = reader.read_dir(&tree, TARGETS_DIR, previous.targets)?;
+    let rollouts = reader.read_dir(&tree, ROLLOUTS_DIR, previous.rollouts)?;
+
+    let mut state = RecordedState {
+        commit: Some(tip.to_string()),
+        ..RecordedState::default()
+    };
+    for (name, blob, record) in targets {
+        state.targets.insert(name, record.clone());
+        cache.targets.insert(blob, record);
+    }
+    for (name, blob, record) in rollouts {
+        let path = format!("{ROLLOUTS_DIR}/{name}{RECORD_EXT}");
+        let expected = RolloutRecord::path(&record.component, &record.version);
+        if expected != path {
+            *cache = RecordCache::default();
+            return Err(reader.layout(
+                &path,
+                format!(
+                    "holds the rollout of {}@{}, whose record belongs in {expected}",
+                    record.component, record.version
+                ),
+            ));
+        }
+        state
+            .rollouts
+            .insert((record.component.clone(), record.version.clone()), record.clone());
+        cache.rollouts.insert(blob, record);
+    }
+    Ok(state)
+}
+
+/// Records below this many are parsed on the calling thread: a thread costs more than that.
+const RECORDS_PER_THREAD: usize = 256;
+
+/// Reads records out of one commit of the state branch, with errors that point into it.
+pub(super) struct RecordReader<'r> {
+    repo: &'r Repository,
+    branch: &'r str,
+    commit: Oid,
+}
+
+impl RecordReader<'_> {
+    /// `(name without .yaml, blob, record)` for every record in directory `dir` of `tree`, in
+    /// name order, taken from `cached` when its blob was parsed before.
+    fn read_dir<T>(
+        &self,
+        tree: &Tree<'_>,
+        dir: &str,
+        mut cached: HashMap<Oid, T>,
+    ) -> Result<Vec<(String, Oid, T)>, StateError>
+    where
+        T: DeserializeOwned + Serialize + Clone + Send,
+    {
+        let Some(entry) = tree.get_name(dir) else {
+            return Ok(Vec::new());
+        };
+        if entry.kind() != Some(ObjectType::Tree) {
+            return Err(self.layout(dir, "is not a directory".to_string()));
+        }
+        let subtree = self
+            .repo
+            .find_tree(entry.id())
+            .map_err(|e| git_error(self.branch, format!("reading {dir}/"), e))?;
+
+        // Blobs are read here (a repository handle is not shared between threads); parsing,
+        // which is most of the time, is spread over threads below.
+        let mut records: Vec<(String, Oid, Option<T>)> = Vec::with_capacity(subtree.len());
+        let mut to_parse: Vec<(usize, String, String)> = Vec::new();
+        let blobs = tracing::debug_span!("state.read_blobs").entered();
+        for entry in subtree.iter() {
+            let Some(name) = entry.name().ok().and_then(|n| n.strip_suffix(RECORD_EXT)) else {
+                continue;
+            };
+            if entry.kind() != Some(ObjectType::Blob) {
+                continue;
+            }
+            if let Some(record) = cached.get(&entry.id()) {
+                records.push((name.to_string(), entry.id(), Some(record.clone())));
+                continue;
+            }
+            let path = format!("{dir}/{name}{RECORD_EXT}");
+            let blob = self
+                .repo
+                .find_blob(entry.id())
+                .map_err(|e| git_error(self.branch, format!("reading {path}"), e))?;
+            let text = std::str::from_utf8(blob.content())
+                .map_err(|e| self.layout(&path, format!("is not UTF-8 text ({e})")))?;
+            to_parse.push((records.len(), path, text.to_string()));
+            records.push((name.to_string(), entry.id(), None));
+        }
+        cached.clear();
+        drop(blobs);
+        let _parse = tracing::debug_span!("state.parse_records").entered();
+        for (index, record) in self.parse_all::<T>(&to_parse)? {
+            records[index].2 = Some(record);
+        }
+        Ok(records
+            .into_iter()
+            .map(|(name, blob, record)| {
+                (
+                    name,
+                    blob,
+                    record.expect("invariant: every record was taken from the cache or parsed"),
+                )
+            })
+            .collect())
+    }
+
+    /// Parses `(index, path, text)` triples, on several threads when there are many. The error
+    /// reported is the one of the first failing path in tree order, whatever thread found it.
+    fn parse_all<T: DeserializeOwned + Serialize + Send>(
+        &self,
+        texts: &[(usize, String, String)],
+    ) -> Result<Vec<(usize, T)>, StateError> {
+        let (branch, commit) = (self.branch, self.commit);
+        let parse_chunk = move |chunk: &[(usize, String, String)]| {
+            chunk
+                .iter()
+                .map(|(index, path, text)| parse_record(branch, commit, path, text).map(|r| (*index, r)))
+                .collect::<Result<Vec<_>, StateError>>()
+        };
+        let threads = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZero::get)
+            .min(texts.len() / RECORDS_PER_THREAD);
+        if threads <= 1 {
+            return parse_chunk(texts);
+        }
+        let chunk_len = texts.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = texts
+                .chunks(chunk_len)
+                .map(|chunk| scope.spawn(move || parse_chunk(chunk)))
+                .collect();
+            let mut parsed = Vec::with_capacity(texts.len());
+            for worker in workers {
+                match worker.join() {
+                    Ok(chunk) => parsed.extend(chunk?),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            Ok(parsed)
+        })
+    }
+
+    fn layout(&self, path: &str, message: String) -> StateError {
+        StateError::Layout {
+            branch: self.branch.to_string(),
+            commit: self.commit,
+            path: path.to_string(),
+            message,
+        }
+    }
+}
+
+pub(super) fn parse_record<T: DeserializeOwned + Serialize>(
+    branch: &str,
+    commit: Oid,
+    path: &str,
+    text: &str,
+) -> Result<T, StateError> {
+    if let Some(record) = fast_record(text) {
+        return Ok(record);
+    }
+    serde_saphyr::from_str(text).map_err(|e| {
+        let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
+        StateError::Parse {
+            branch: branch.to_string(),
+            commit,
+            path: path.to_string(),
+            line,
+            column,
+            message: yaml_message(&e),
+        }
+    })
+}
+
+/// A record read through the fast YAML reader (parser events → [`Node`] → JSON → `T`), about
+/// ten times cheaper than serde-saphyr's typed deserialization. `None` sends the caller to
+/// serde-saphyr, the reference, for anything unusual and for every error.
+///
+/// serde-saphyr and `serde_json::Value` may still disagree on how lenient a type is (a struct
+/// from a sequence, an enum from a one-key map), so the result is kept only when it serializes
+/// back to exactly the JSON read: the text was in the canonical form gantry writes, where both
+/// readers agree.
+///
+/// [`Node`]: crate::manifest::document::Node
+pub(super) fn fast_record<T: DeserializeOwned + Serialize>(text: &str) -> Option<T> {
+    use crate::manifest::document::{FastYaml, fast_yaml_single};
+    static OPTIONS: std::sync::OnceLock<FastYaml> = std::sync::OnceLock::new();
+    let node = fast_yaml_single(text, OPTIONS.get_or_init(FastYaml::defaults))?;
+    let json = node.to_json();
+    let record: T = T::deserialize(&json).ok()?;
+    (serde_json::to_value(&record).ok()? == json).then_some(record)
+}
+
+/// serde-saphyr's message without the position (which [`StateError::Parse`] prints itself) and
+/// without its source snippet.
+pub(super) fn yaml_message(e: &serde_saphyr::Error) -> String {
+    let text = e.without_snippet().to_string();
+    let text = match text.find(" at line ") {
+        Some(i) => &text[..i],
+        None => &text,
+    };
+    text.lines().next().unwrap_or("invalid YAML").trim().to_string()
+}
