@@ -997,3 +997,44 @@ fn status_page_summarises_552_targets_and_filters_and_pages_in_headless_chromium
     assert!(again.body_mut().read_to_string().unwrap_or_default().is_empty());
     assert_eq!(daemon.get("/?page=0").0, 400);
 }
+
+/// Loose objects under `.git/objects` (files `xx/yyyy…`).
+fn loose_count(repo: &Repo) -> usize {
+    std::fs::read_dir(repo.path().join(".git/objects"))
+        .expect("objects")
+        .flatten()
+        .filter(|d| d.file_name().len() == 2)
+        .map(|d| std::fs::read_dir(d.path()).map_or(0, |f| f.count()))
+        .sum()
+}
+
+/// Issue #12 item 9 (nothing packed or pruned the state branch's objects): the daemon's
+/// housekeeping packs them, `/api/daemon` says what it did, the loose object count goes down,
+/// and the repository stays valid for git (`git fsck --full`) and for gantry (history, status).
+#[test]
+fn daemon_housekeeping_packs_state_objects_and_the_repository_stays_valid() {
+    let repo = fixture(&[("alpha", "1.0.0"), ("beta", "1.0.0"), ("gamma", "1.1.0")], None);
+    // Outcome commits first, as loose objects: a pass of `apply`.
+    repo.gantry(&["--now", "2026-11-21T10:00:00Z", "apply"]).expect(0);
+    let before = loose_count(&repo);
+    let daemon = Daemon::start(&repo, &["--now", "2026-11-21T10:00:00Z"]);
+    let done = wait_for("a housekeeping pass", || {
+        let d = daemon.json("/api/daemon");
+        (!d["housekeeping"].is_null()).then(|| d["housekeeping"].clone())
+    });
+    eprintln!(
+        "housekeeping: {done}; loose objects before the daemon: {before}, now {}",
+        loose_count(&repo)
+    );
+    assert!(done["error"].is_null(), "{done}");
+    assert!(done["packed"].as_u64().unwrap_or(0) > 0, "{done}");
+    assert_eq!(done["removed_packed"], done["packed"], "{done}");
+    assert!(loose_count(&repo) < before, "{done}");
+    assert!(done["pack"].as_str().is_some_and(|p| p.starts_with("pack-")), "{done}");
+    let fsck = common::git_cli(&repo, &["fsck", "--full", "--no-progress"]);
+    assert!(!fsck.contains("missing") && !fsck.contains("error"), "{fsck}");
+    drop(daemon);
+    let history = repo.gantry(&["history", "--format", "json"]).expect(0).stdout();
+    assert!(history.contains("alpha") && history.contains("gamma"), "{history}");
+    repo.gantry(&["--now", "2026-11-21T10:00:00Z", "status"]).expect(0);
+}

@@ -123,6 +123,20 @@ pub struct DaemonState {
     /// When the daemon wakes next on its own (RFC 3339): a retry, a window opening or soak
     /// ending, or at the latest the periodic full reconcile (`poll_interval`).
     pub next_wake: Option<String>,
+    /// The last state-branch housekeeping pass (`[housekeeping]`), once one ran.
+    pub housekeeping: Option<Housekeeping>,
+}
+
+/// The last housekeeping pass, for `/api/daemon`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Housekeeping {
+    /// When it finished (RFC 3339, wall clock).
+    pub last: String,
+    /// What it did (counts of loose objects before and after, objects packed, …).
+    #[serde(flatten)]
+    pub done: crate::state::housekeeping::Housekept,
+    /// Why it stopped early, if it did (what it did before stays done).
+    pub error: Option<String>,
 }
 
 /// A desired commit that failed validation.
@@ -155,6 +169,8 @@ pub struct Shared {
     pub notices: Mutex<notices::Memory>,
     /// The status `/api/status` and the page serve (recomputed only when its inputs move).
     pub status: status_cache::StatusCache,
+    /// When housekeeping last ran (monotonic clock: it paces itself, not the plan).
+    pub housekept_at: Mutex<Option<Instant>>,
     config: RepoConfig,
     auth: crate::source::remote::GitAuth,
     webhook_secret: Option<hooks::WebhookSecret>,
@@ -202,6 +218,7 @@ pub fn run(options: DaemonOptions) -> Result<(), ServerError> {
         notifier: Notifier::new(config.notify.clone()),
         notices: Mutex::new(notices::Memory::default()),
         status: status_cache::StatusCache::default(),
+        housekept_at: Mutex::new(None),
         config,
         auth: options.auth.clone(),
         webhook_secret: options.webhook_secret.clone(),
@@ -548,10 +565,50 @@ fn run_pass(shared: &Shared, lock_held: &ReconcilerLock, seen: Option<Instant>) 
     // The pass counters move last, once its gauges and notifications are done, so a reader that
     // sees the pass counted sees everything it changed.
     let outcome = pass_outcome(shared, &repo, &state_branch, &before, result);
+    housekeep_if_due(shared, &repo, lock_held);
     lock(&shared.metrics).passes += 1;
     lock(&shared.daemon).passes += 1;
     lock(&shared.daemon).last_pass = Some(Timestamp::now().to_string());
     outcome
+}
+
+/// Packs and prunes the state branch's objects when `[housekeeping] interval` has passed since
+/// the last time (the first pass of a daemon does it once), holding the reconciler lock, so no
+/// gantry writer runs meanwhile.
+fn housekeep_if_due(shared: &Shared, repo: &WatchedRepo, lock_held: &ReconcilerLock) {
+    let settings = &shared.config.housekeeping;
+    let parse = |text: &str, default: Duration| crate::manifest::values::parse_duration(text).unwrap_or(default);
+    let interval = parse(&settings.interval, Duration::from_secs(3600)).max(Duration::from_secs(1));
+    let prune_after = parse(&settings.prune_after, Duration::from_secs(14 * 86_400));
+    {
+        let mut at = lock(&shared.housekept_at);
+        if at.is_some_and(|t| t.elapsed() < interval) {
+            return;
+        }
+        *at = Some(Instant::now());
+    }
+    let result = crate::state::housekeeping::housekeep(&repo.repo, lock_held, &shared.config.state_branch, prune_after);
+    let (done, error) = match result {
+        Ok(done) => {
+            tracing::info!(
+                loose_before = done.loose_before,
+                packed = done.packed,
+                pruned = done.pruned,
+                loose_after = done.loose_after,
+                "housekeeping: state objects packed, unreachable ones pruned"
+            );
+            (done, None)
+        }
+        Err(e) => {
+            tracing::warn!("{e}; the repository is unchanged or only partly tidied, and valid");
+            (crate::state::housekeeping::Housekept::default(), Some(e.to_string()))
+        }
+    };
+    lock(&shared.daemon).housekeeping = Some(Housekeeping {
+        last: Timestamp::now().to_string(),
+        done,
+        error,
+    });
 }
 
 /// The bookkeeping after `apply_holding_lock`: metrics, status, notifications, remote push.
