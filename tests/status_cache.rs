@@ -183,3 +183,42 @@ fn a_corrupt_or_forged_cache_file_is_ignored_and_rebuilt() {
     let row = want["targets"][0].clone();
     assert_eq!(row["plan_status"], "blocked", "{row:#}");
 }
+
+/// The template check cache (`.git/gantry/cache/templates`, keyed by tree): a commit with an
+/// undefined template variable fails the same way from the cache, a fix passes, going back to
+/// the broken tree fails again, and a corrupt cache file changes nothing.
+#[test]
+fn template_check_cache_follows_the_tree_and_ignores_a_corrupt_file() {
+    let repo = Repo::new();
+    let with_vars = |vars: &str| {
+        format!(
+            "apiVersion: gantry.dev/v1\nkind: Target\nmetadata: {{ name: acme }}\nspec:\n  component: web\n  version: \"1.0.0\"\n{vars}"
+        )
+    };
+    repo.file(
+        "components/web.yaml",
+        "apiVersion: gantry.dev/v1\nkind: Component\nmetadata: { name: web }\nspec:\n  steps:\n    deploy: [\"scripts/deploy.sh\", \"{{ target.vars.host }}\"]\n",
+    )
+    .file("releases/web.yaml", &release("web", "1.0.0", ""))
+    .file("targets/acme.yaml", &with_vars(""));
+    repo.commit_all("broken: no host");
+    let broken = |repo: &Repo| {
+        let run = repo.gantry(&["validate"]).expect(1);
+        let text = run.stdout() + &run.stderr();
+        assert!(text.contains("`target.vars.host` is undefined"), "{text}");
+        // The diagnostic line (the summary after it names the commit).
+        text.lines().next().unwrap_or("").to_string()
+    };
+    let first = broken(&repo);
+    let cache = repo.path().join(".git/gantry/cache/templates");
+    assert!(cache.exists(), "the check was cached");
+    assert_eq!(broken(&repo), first, "the same diagnostics from the cache");
+    repo.file("targets/acme.yaml", &with_vars("  vars: { host: acme.internal }\n"));
+    repo.commit_all("fixed");
+    repo.gantry(&["validate"]).expect(0);
+    repo.file("targets/acme.yaml", &with_vars(""));
+    repo.commit_all("broken again (the first tree)");
+    assert_eq!(broken(&repo), first);
+    std::fs::write(&cache, "gantry-template-cache v1 00\n{\"entries\":[]}").expect("corrupt");
+    assert_eq!(broken(&repo), first);
+}

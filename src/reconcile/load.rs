@@ -91,7 +91,13 @@ pub fn load_commit(repo: &WatchedRepo, commit: Oid) -> Result<LoadedCommit, Sour
     let templates = tracing::debug_span!("load.render_templates").entered();
     // Only a commit that is otherwise sound is worth rendering: an invalid one is refused anyway.
     if !diagnostics.iter().any(|d| d.severity == Severity::Invalid) {
-        diagnostics.extend(template_diagnostics(&desired));
+        // Cached by tree and binary (`template_cache`): the check only depends on those.
+        match repo.repo.find_commit(commit).map(|c| c.tree_id()) {
+            Ok(tree) => diagnostics.extend(super::template_cache::cached(repo.repo.path(), tree, || {
+                template_diagnostics(&desired)
+            })),
+            Err(_) => diagnostics.extend(template_diagnostics(&desired)),
+        }
     }
     drop(templates);
     manifest::diagnostic::sort(&mut diagnostics);
@@ -264,7 +270,7 @@ fn template_diagnostics(desired: &Desired) -> Vec<Diagnostic> {
             };
             origin.diagnostic(
                 Severity::Invalid,
-                "template",
+                super::template_cache::KIND,
                 &template.pointer,
                 format!(
                     "template `{}` does not render for target `{target}`{more}: {problem}",

@@ -152,15 +152,8 @@ impl WalkCache {
 
 /// Reads the cache file; `None` when it is absent, torn, forged or of another version.
 fn read_file(path: &Path) -> Option<WalkCache> {
-    let bytes = std::fs::read(path).ok()?;
-    let text = std::str::from_utf8(&bytes).ok()?;
-    let (header, body) = text.split_once('\n')?;
-    let digest = header.strip_prefix(MAGIC)?.strip_prefix(' ')?;
-    if hex(&Sha256::digest(body.as_bytes())) != digest {
-        tracing::debug!(path = %path.display(), "history walk cache does not match its digest; ignored");
-        return None;
-    }
-    let body: FileBody = serde_json::from_str(body).ok()?;
+    let body = read_digested(path, MAGIC)?;
+    let body: FileBody = serde_json::from_str(&body).ok()?;
     let mut entries = Vec::with_capacity(body.entries.len());
     for e in body.entries {
         let mut settled = Settled::with_capacity(e.settled.len());
@@ -200,12 +193,32 @@ fn write_file(path: &Path, cache: &WalkCache) -> std::io::Result<()> {
             body.len()
         )));
     }
+    write_digested(path, MAGIC, &body)
+}
+
+/// The body of a cache file written by [`write_digested`] with `magic`; `None` when it is
+/// absent, torn, edited (the digest does not match) or of another format.
+pub(crate) fn read_digested(path: &Path, magic: &str) -> Option<String> {
+    let bytes = std::fs::read(path).ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let (header, body) = text.split_once('\n')?;
+    let digest = header.strip_prefix(magic)?.strip_prefix(' ')?;
+    if hex(&Sha256::digest(body.as_bytes())) != digest {
+        tracing::debug!(path = %path.display(), "cache file does not match its digest; ignored");
+        return None;
+    }
+    Some(body.to_string())
+}
+
+/// Writes a cache file: `magic`, the SHA-256 of `body`, then `body`, into a temporary file of
+/// the same directory renamed over `path` (readers see one whole version or the other).
+pub(crate) fn write_digested(path: &Path, magic: &str, body: &str) -> std::io::Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| std::io::Error::other("no parent directory"))?;
     std::fs::create_dir_all(dir)?;
     let mut tmp = tempfile_in(dir)?;
-    write!(tmp.1, "{MAGIC} {}\n{body}", hex(&Sha256::digest(body.as_bytes())))?;
+    write!(tmp.1, "{magic} {}\n{body}", hex(&Sha256::digest(body.as_bytes())))?;
     tmp.1.flush()?;
     drop(tmp.1);
     std::fs::rename(&tmp.0, path).inspect_err(|_| {
@@ -213,11 +226,11 @@ fn write_file(path: &Path, cache: &WalkCache) -> std::io::Result<()> {
     })
 }
 
-/// A new file `walk.tmp.<pid>.<n>` in `dir` (no `tempfile` crate in the product).
+/// A new file `.tmp.<pid>.<n>` in `dir` (no `tempfile` crate in the product).
 fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let path = dir.join(format!("walk.tmp.{}.{n}", std::process::id()));
+    let path = dir.join(format!(".tmp.{}.{n}", std::process::id()));
     let file = std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
     Ok((path, file))
 }
