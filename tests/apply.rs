@@ -570,3 +570,31 @@ fn rollback_honours_git_identity_variables_and_history_shows_operator_and_reason
         String::from_utf8_lossy(&bad_date.stderr)
     );
 }
+
+/// `{{ commit }}` and `GANTRY_COMMIT` name the desired commit a step applies (issue #16), so a
+/// deploy can label what it ships with the revision that asked for it; `validate` accepts the
+/// variable (it is one of the template variables of every step). `{{ release }}` is defined on
+/// every step with a version, and maps render as JSON.
+#[test]
+fn steps_see_the_desired_commit_as_a_template_variable_and_in_their_environment() {
+    let repo = steps_repo();
+    let component = std::fs::read_to_string(repo.path().join("components/billing.yaml")).unwrap();
+    repo.file(
+        "components/billing.yaml",
+        &component.replace(
+            r#"deploy: ["scripts/step.sh", "deploy", "{{ version }}", "{{ target.name }}"]"#,
+            // The rendered values are positional arguments (no template text reaches the shell).
+            r#"deploy: ["sh", "-c", "printf '%s\n' \"$@\" \"env=$GANTRY_COMMIT\" >> \"$GANTRY_REPO/commit.log\"", "sh", "commit={{ commit }}", "release={{ release }}", "labels={{ target.labels }}"]"#,
+        ),
+    );
+    let head = repo.commit_all("deploys log their commit");
+    repo.gantry(&["validate"]).expect(0);
+    repo.gantry(&["apply", "--now", NOW]).expect(0);
+    let log = std::fs::read_to_string(repo.path().join("commit.log")).unwrap();
+    // `release` is defined on a deploy too (it named nothing but migrations' releases, so a deploy
+    // template using it failed at apply), and a map renders as JSON.
+    assert_eq!(
+        log,
+        format!("commit={head}\nrelease=billing-1.0.0\nlabels={{\"env\":\"prod\",\"tenant\":\"acme\"}}\nenv={head}\n")
+    );
+}

@@ -8,23 +8,10 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::tls::wait_for;
 use common::{Repo, component, release, target};
-
-const DEADLINE: Duration = Duration::from_secs(30);
-
-/// Polls `f` until it returns `Some`, failing with `what` after the deadline.
-fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// A running daemon; killed when dropped.
 struct Daemon {

@@ -9,75 +9,16 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::tls::{
+    Server, free_port, make_test_ca, nginx_conf_head, require, sh, start_nginx, wait_for, wait_listening,
+};
 use common::{Repo, component, release, target};
-
-const DEADLINE: Duration = Duration::from_secs(30);
-
-fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// The path of a server binary, or `None` (with a loud note) outside CI when it is missing.
-fn require(candidates: &[&str]) -> Option<PathBuf> {
-    let found = candidates.iter().map(PathBuf::from).find(|p| p.exists());
-    if found.is_none() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{candidates:?} missing in CI: .ci/run installs it"
-        );
-        eprintln!("SKIPPED: none of {candidates:?} is installed (run .ci/run, or apt-get install it)");
-    }
-    found
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-fn wait_listening(port: u16) {
-    wait_for(&format!("a server on port {port}"), || {
-        TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
-    });
-}
-
-fn sh(program: &str, args: &[&str], dir: &Path) {
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A child process killed (SIGKILL) and reaped on drop.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// The fleet repository: two targets of one component, each deploy appending to `runs.log`
 /// in the reconciler's own work tree (so each host's runs are counted apart).
@@ -385,46 +326,7 @@ impl HttpsHost {
         let dir = tempfile::tempdir().expect("tmp");
         let d = dir.path();
         // A CA made here, and a server certificate for 127.0.0.1 signed by it.
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-        let mut ca = vec!["req", "-x509"];
-        ca.extend(ec);
-        ca.extend([
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=gantry test CA",
-        ]);
-        sh("openssl", &ca, d);
-        let mut csr = vec!["req"];
-        csr.extend(ec);
-        csr.extend(["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]);
-        sh("openssl", &csr, d);
-        std::fs::write(d.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-        sh(
-            "openssl",
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "server.csr",
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                "server.crt",
-                "-days",
-                "2",
-                "-extfile",
-                "san.ext",
-            ],
-            d,
-        );
+        make_test_ca(d);
         let hash = Command::new("openssl")
             .args(["passwd", "-apr1", TOKEN])
             .output()
@@ -456,10 +358,7 @@ impl HttpsHost {
         wait_for("the fcgiwrap socket", || socket.exists().then_some(()));
         let port = free_port();
         let conf = format!(
-            "worker_processes 1;\ndaemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log;\n\
-             events {{ worker_connections 64; }}\n\
-             http {{\n access_log off;\n client_body_temp_path {d}/tmp/body;\n fastcgi_temp_path {d}/tmp/fcgi;\n\
-             proxy_temp_path {d}/tmp/proxy;\n uwsgi_temp_path {d}/tmp/uwsgi;\n scgi_temp_path {d}/tmp/scgi;\n\
+            "{head} access_log off;\n\
              server {{\n  listen 127.0.0.1:{port} ssl;\n  ssl_certificate {d}/server.crt;\n\
              ssl_certificate_key {d}/server.key;\n  client_max_body_size 0;\n  location / {{\n\
              auth_basic \"git\";\n   auth_basic_user_file {d}/htpasswd;\n   fastcgi_pass unix:{sock};\n\
@@ -468,25 +367,12 @@ impl HttpsHost {
              fastcgi_param PATH_INFO $uri;\n   fastcgi_param QUERY_STRING $query_string;\n\
              fastcgi_param REQUEST_METHOD $request_method;\n   fastcgi_param CONTENT_TYPE $content_type;\n\
              fastcgi_param CONTENT_LENGTH $content_length;\n  }}\n }}\n}}\n",
+            head = nginx_conf_head(d),
             d = d.display(),
             sock = socket.display(),
             backend = backend.display(),
         );
-        std::fs::write(d.join("nginx.conf"), conf).unwrap();
-        let nginx = Server(
-            Command::new(nginx)
-                .arg("-c")
-                .arg(d.join("nginx.conf"))
-                .arg("-p")
-                .arg(d)
-                .arg("-e")
-                .arg(d.join("nginx-error.log"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start nginx"),
-        );
-        wait_listening(port);
+        let nginx = start_nginx(&nginx, d, &conf, port);
         Some(HttpsHost {
             _nginx: nginx,
             _fcgiwrap: fcgi,

@@ -184,11 +184,11 @@ fn a_corrupt_or_forged_cache_file_is_ignored_and_rebuilt() {
     assert_eq!(row["plan_status"], "blocked", "{row:#}");
 }
 
-/// The template check cache (`.git/gantry/cache/templates`, keyed by tree): a commit with an
+/// The template check cache (`.git/gantry/cache/templates`, keyed by commit): a commit with an
 /// undefined template variable fails the same way from the cache, a fix passes, going back to
-/// the broken tree fails again, and a corrupt cache file changes nothing.
+/// the broken content in a new commit fails again, and a corrupt cache file changes nothing.
 #[test]
-fn template_check_cache_follows_the_tree_and_ignores_a_corrupt_file() {
+fn template_check_cache_follows_commits_and_ignores_a_corrupt_file() {
     let repo = Repo::new();
     let with_vars = |vars: &str| {
         format!(

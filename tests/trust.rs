@@ -677,31 +677,8 @@ fn steps_get_the_verified_artifact_file_not_the_url() {
             let _ = stream.write_all(body);
         }
     });
-    let sha = {
-        use sha2::Digest;
-        let digest = sha2::Sha256::digest(b"good artifact\n");
-        digest.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    };
-    let repo = Repo::new();
-    repo.file("gantry.toml", "[executors.local]\ntype = \"shell\"\n")
-        .file(
-            "components/billing.yaml",
-            "apiVersion: gantry.dev/v1\nkind: Component\nmetadata: { name: billing }\nspec:\n  steps:\n    deploy: [\"scripts/deploy.sh\", \"{{ artifact.path }}\"]\n",
-        )
-        .file(
-            "releases/billing.yaml",
-            &release(
-                "billing",
-                "2.0.0",
-                &format!("  artifacts:\n    - url: {url}\n      sha256: {sha}\n"),
-            ),
-        )
-        .file("targets/acme.yaml", &target("acme", "billing", "2.0.0", "env: prod"))
-        .file(
-            "scripts/deploy.sh",
-            "#!/bin/sh\n[ \"$1\" = \"$GANTRY_ARTIFACT\" ] || { echo \"argv $1 != env $GANTRY_ARTIFACT\"; exit 1; }\ncat \"$1\" >> \"$GANTRY_REPO/runs.log\"\n",
-        );
-    repo.commit_all("fleet");
+    let sha = common::sha256_hex(b"good artifact\n");
+    let repo = common::url_artifact_fleet(&url, &sha, &["acme"]);
     repo.gantry(&["apply"]).expect(0);
     assert_eq!(runs(&repo), "good artifact\n");
     let cached = repo.path().join(".git/gantry/artifacts").join(&sha);

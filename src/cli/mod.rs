@@ -37,6 +37,11 @@ pub struct Cli {
     /// Log lines (daemon): human-readable text, or one JSON object per line.
     #[arg(long, global = true, value_enum, env = "GANTRY_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
+    /// The reconciler's SSH key (an unencrypted OpenSSH ed25519 private key): every commit
+    /// gantry writes on the state branch is signed with it, and the branch is verified when read
+    /// (docs/SECURITY.md, "Signed state").
+    #[arg(long, global = true, env = "GANTRY_STATE_SIGNING_KEY", value_name = "PATH")]
+    pub state_signing_key: Option<PathBuf>,
     #[command(flatten)]
     pub git: GitArgs,
     #[command(subcommand)]
@@ -306,6 +311,18 @@ pub fn run() -> ExitCode {
         "warn"
     };
     init_logging(cli.log_format, default_level);
+    // The key is read before anything runs: a missing or unusable key is an error up front, never
+    // a pass that records unsigned outcomes.
+    if let Some(path) = &cli.state_signing_key {
+        match crate::source::trust::CommitSigner::from_file(path) {
+            Ok(signer) => crate::state::signing::configure(signer),
+            Err(e) => {
+                let error = OpsError::Usage(format!("--state-signing-key: {e}; nothing ran"));
+                eprintln!("error: {error}");
+                return ExitCode::from(error.exit() as u8);
+            }
+        }
+    }
     let result = match &cli.command {
         Command::Validate { rev, format } => validate::run(&cli, rev.as_deref(), *format),
         Command::Plan {

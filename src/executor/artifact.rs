@@ -34,7 +34,7 @@ pub struct LocalArtifact {
 }
 
 /// Checks every artifact that declares a `sha256` (a `path` inside the checkout, or an
-/// `http://` url, downloaded into `cache`) and returns the local files steps get. A `url`
+/// `http://` or `https://` url, downloaded into `cache`) and returns the local files steps get. A `url`
 /// artifact without `sha256` is not fetched and not handed over.
 ///
 /// # Errors
@@ -123,18 +123,35 @@ fn fetch_verified(url: &str, expected: &str, cache: &Path, release: &str) -> Res
     Ok(target)
 }
 
-/// Downloads `url` into `file`, fsynced; returns the sha256 of what was written.
+/// Downloads `url` (`http://` or `https://`) into `file`, fsynced; returns the sha256 of what
+/// was written.
+///
+/// https is verified by OpenSSL (through native-tls) against the host's trust store: the
+/// system CA bundle, or the PEM files the standard `SSL_CERT_FILE` / `SSL_CERT_DIR` variables
+/// name. There is no switch to turn verification off; integrity itself comes from the sha256
+/// in the (signed) release, the transport only keeps the download private and on time.
 fn download(url: &str, file: &Path) -> Result<String, String> {
-    if !url.starts_with("http://") {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(format!(
-            "artifact {url}: only http:// urls can be verified; use a path in the repository"
+            "artifact {url}: only http:// and https:// urls can be verified; use a path in the repository"
         ));
     }
+    let tls = ureq::tls::TlsConfig::builder()
+        .provider(ureq::tls::TlsProvider::NativeTls)
+        .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+        .build();
     let config = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(300)))
+        .tls_config(tls)
         .build();
     let agent = ureq::Agent::new_with_config(config);
-    let mut response = agent.get(url).call().map_err(|e| format!("artifact {url}: {e}"))?;
+    let mut response = agent.get(url).call().map_err(|e| match e {
+        ureq::Error::NativeTls(tls) => format!(
+            "artifact {url}: TLS verification failed: {tls} (the server's certificate is not trusted by this host: \
+             add its CA to the system trust store, or point SSL_CERT_FILE at a PEM file holding it); nothing ran"
+        ),
+        other => format!("artifact {url}: {other}"),
+    })?;
     let mut reader = response.body_mut().with_config().limit(MAX_DOWNLOAD).reader();
     let mut out = std::fs::File::create(file).map_err(|e| format!("artifact {url}: {e}"))?;
     let mut hasher = Sha256::new();

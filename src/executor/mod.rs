@@ -167,6 +167,9 @@ pub struct TemplateContext {
     pub migration: Option<String>,
     /// The attempt id (also names snapshots, so `restore` finds the attempt's one).
     pub attempt: String,
+    /// The desired commit being reconciled (full id; `GANTRY_COMMIT`), so a step can say which
+    /// revision of the repository it applies (issue #16).
+    pub commit: String,
     /// For a `shift` step: the new version's share of traffic, 0-100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<u32>,
@@ -202,7 +205,7 @@ pub struct StepRequest {
 
 impl StepRequest {
     /// The `GANTRY_*` variables every step process gets. `GANTRY_FROM` is empty for an install.
-    pub fn env(&self) -> [(&'static str, String); 7] {
+    pub fn env(&self) -> [(&'static str, String); 8] {
         let c = &self.context;
         [
             ("GANTRY_TARGET", c.target.name.clone()),
@@ -211,6 +214,7 @@ impl StepRequest {
             ("GANTRY_TO", c.to.clone()),
             ("GANTRY_VERSION", c.version.clone()),
             ("GANTRY_ATTEMPT", c.attempt.clone()),
+            ("GANTRY_COMMIT", c.commit.clone()),
             ("GANTRY_STEP", self.kind.as_str().to_owned()),
         ]
     }
@@ -411,20 +415,6 @@ fn render_fields(
         .collect()
 }
 
-/// Checks that a template compiles (syntax only; variables are checked when it renders).
-/// Used by validation so a broken template is reported before anything runs.
-///
-/// # Errors
-///
-/// A one-line description of the syntax problem.
-pub fn compile_check(template: &str) -> Result<(), String> {
-    sandbox::Profile::Step
-        .environment()
-        .template_from_str(template)
-        .map(|_| ())
-        .map_err(|e| sandbox::describe(template, &e))
-}
-
 /// Where argv\[0\] points. Names with a `/` resolve against the checkout (so scripts come from
 /// the desired commit); bare names (`kubectl`) are looked up in `PATH` like any command;
 /// absolute paths are used as given.
@@ -521,6 +511,7 @@ pub(crate) mod testutil {
             release: None,
             migration: None,
             attempt: "a1".into(),
+            commit: "4f0c1d2e4f0c1d2e4f0c1d2e4f0c1d2e4f0c1d2e".into(),
             weight: None,
             artifact: None,
             artifacts: Vec::new(),
@@ -563,6 +554,43 @@ mod tests {
         let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
         let out = render_argv(StepKind::Deploy, &argv, &context()).unwrap();
         assert_eq!(out, ["scripts/deploy.sh", "acme", "2.0.0", "x"]);
+    }
+
+    /// Regression (issue #16): `{{ target.config }}` rendered Python's spelling (`True`,
+    /// `{'a': …}`), which no program parses. Booleans, maps and lists render as JSON; strings and
+    /// numbers as themselves; `tojson` still quotes a string for a JSON document.
+    #[test]
+    fn booleans_maps_and_lists_render_as_json() {
+        let mut ctx = context();
+        ctx.target.config.insert("tls".into(), true.into());
+        ctx.target.config.insert("tier".into(), "gold".into());
+        let argv: Vec<String> = [
+            "{{ target.config.tls }}",
+            "{{ target.config }}",
+            "{{ target.labels }}",
+            "{{ [1, 'a', false] }}",
+            "{{ target.config.tier }}",
+            "{{ 3 }}-{{ 2.5 }}",
+            "{{ target.config.tier | tojson }}",
+            "v={{ target.config.tls }}",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let out = render_argv(StepKind::Deploy, &argv, &ctx).unwrap();
+        assert_eq!(
+            out,
+            [
+                "true",
+                r#"{"tier":"gold","tls":true}"#,
+                r#"{"env":"prod"}"#,
+                r#"[1,"a",false]"#,
+                "gold",
+                "3-2.5",
+                r#""gold""#,
+                "v=true",
+            ]
+        );
     }
 
     #[test]
@@ -634,14 +662,6 @@ mod tests {
         ] {
             assert!(render(t).is_err(), "{t} rendered");
         }
-    }
-
-    #[test]
-    fn compile_check_reports_syntax_errors_only() {
-        assert!(compile_check("{{ target.name }}").is_ok());
-        assert!(compile_check("{{ not_defined_yet }}").is_ok());
-        let err = compile_check("{{ target.name ").unwrap_err();
-        assert!(err.contains("syntax error"), "{err}");
     }
 
     #[test]

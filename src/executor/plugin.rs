@@ -685,6 +685,7 @@ mod tests {
             serde_json::json!({
                 "id": 2, "op": "deploy", "component": "billing", "version": "2.0.0",
                 "from": "1.2.0", "to": "2.0.0", "attempt": "a1",
+                "commit": "4f0c1d2e4f0c1d2e4f0c1d2e4f0c1d2e4f0c1d2e",
                 "target": {"name": "acme", "labels": {"env": "prod"}, "vars": {"host": "clinic-1.internal"}, "config": {}},
                 "step": {"argv": ["helm", "upgrade", "acme", "--version=2.0.0"], "timeout_ms": 5000, "env": {"GANTRY_REPO": "/srv/repo"}},
             })

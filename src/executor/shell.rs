@@ -513,7 +513,7 @@ pub(crate) mod tests {
         let env = fs::read_to_string(dir.path().join("env.out")).unwrap();
         assert_eq!(
             env,
-            "GANTRY_ATTEMPT=a1\nGANTRY_COMPONENT=billing\nGANTRY_FROM=1.2.0\nGANTRY_REPO=/srv/repo\nGANTRY_STEP=migrate_up\n\
+            "GANTRY_ATTEMPT=a1\nGANTRY_COMMIT=4f0c1d2e4f0c1d2e4f0c1d2e4f0c1d2e4f0c1d2e\nGANTRY_COMPONENT=billing\nGANTRY_FROM=1.2.0\nGANTRY_REPO=/srv/repo\nGANTRY_STEP=migrate_up\n\
              GANTRY_TARGET=acme\nGANTRY_TO=2.0.0\nGANTRY_VERSION=2.0.0\n"
         );
     }

@@ -161,8 +161,11 @@ pub fn grant(claims: &[Claim], wanted: &[Wanted], me: &str, now: Timestamp) -> G
 /// The claims on the state branch's tip.
 ///
 /// # Errors
-/// git failures; an unreadable claim file is an error naming it (claims are written by gantry).
+/// git failures; an unreadable claim file is an error naming it (claims are written by gantry);
+/// an untrusted state branch (`state::signing`), with its message.
 pub fn read_claims(repo: &Repository, state_branch: &str) -> Result<Vec<Claim>, git2::Error> {
+    // Claims decide who may start a target: read them only from a verified branch (issue #18).
+    crate::state::signing::verify_branch(repo, state_branch).map_err(|e| git2::Error::from_str(&e.to_string()))?;
     let Ok(tip) = repo.refname_to_id(&format!("refs/heads/{state_branch}")) else {
         return Ok(Vec::new());
     };
@@ -256,11 +259,14 @@ fn commit_claims(
     }
     let signature = git2::Signature::new("gantry", "gantry@localhost", &git2::Time::new(now.as_second(), 0))?;
     let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
-    let id = repo.commit(None, &signature, &signature, message, &tree, &parents)?;
+    let id = crate::state::signing::commit(repo, &signature, &signature, message, &tree, &parents)?;
     match old {
         Some(old) => repo.reference_matching(&local, id, true, old, message)?,
         None => repo.reference(&local, id, false, message)?,
     };
+    if let Err(e) = crate::state::signing::wrote(repo, state_branch, old, id) {
+        tracing::warn!(branch = state_branch, "claims commit {id} not pinned as verified: {e}");
+    }
     Ok(Some((id, old)))
 }
 

@@ -39,6 +39,8 @@ pub struct AnalysisEnv<'a> {
     pub state_branch: &'a str,
     pub pool: &'a ExecutorPool,
     pub checkout: &'a Path,
+    /// The desired commit the rounds run under (`{{ commit }}` in the checks).
+    pub commit: git2::Oid,
     pub now: Timestamp,
 }
 
@@ -180,7 +182,7 @@ fn analyse_wave(
             continue;
         }
         let target = &env.desired.targets[name];
-        let context = context_of(recorded, target, &rollout.component, &version);
+        let context = context_of(recorded, target, &rollout.component, &version, env.commit);
         let log_path = env
             .repo
             .gantry_dir()
@@ -214,7 +216,13 @@ fn analyse_wave(
         if entry.status != AnalysisStatus::Running {
             continue;
         }
-        let context = context_of(recorded, &env.desired.targets[name], &rollout.component, peer_version);
+        let context = context_of(
+            recorded,
+            &env.desired.targets[name],
+            &rollout.component,
+            peer_version,
+            env.commit,
+        );
         let log_path = env
             .repo
             .gantry_dir()
@@ -302,6 +310,7 @@ fn context_of(
     target: &crate::manifest::Target,
     component: &str,
     version: &Version,
+    commit: git2::Oid,
 ) -> TemplateContext {
     let last = recorded
         .targets
@@ -321,6 +330,7 @@ fn context_of(
         release: None,
         migration: None,
         attempt: last.map(|a| a.id.clone()).unwrap_or_default(),
+        commit: commit.to_string(),
         weight: None,
         artifact: None,
         artifacts: Vec::new(),

@@ -335,6 +335,7 @@ fn pass(
             state_branch: &state_branch,
             pool: &pool,
             checkout: &checkout,
+            commit: loaded.commit,
             now: clock(),
         };
         let failures = super::analysis::run_due_rounds(&env, &mut recorded)?;

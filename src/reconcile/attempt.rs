@@ -242,7 +242,10 @@ struct Runner<'a, 'b> {
 
 impl Runner<'_, '_> {
     fn context(&self, step: &PlannedStep) -> TemplateContext {
-        let release_name = step.release.as_ref().and_then(|version| {
+        // `release` is defined on every step that has a version (issue #16: `{{ release }}`
+        // passed validation, then failed on the first deploy): the Release manifest of the
+        // migration's release, else of the version the step deploys or checks.
+        let release_name = step.release.as_ref().or(step.version.as_ref()).and_then(|version| {
             Some(
                 self.env
                     .desired
@@ -272,6 +275,7 @@ impl Runner<'_, '_> {
             release: release_name.or_else(|| step.release.as_ref().map(Version::to_string)),
             migration: step.migration.clone(),
             attempt: step.snapshot_of.clone().unwrap_or_else(|| self.header.attempt.clone()),
+            commit: self.header.desired_commit.clone(),
             weight: step.weight,
             artifact: step
                 .version
@@ -457,6 +461,7 @@ fn precheck(env: &AttemptEnv, header: &AttemptHeader) -> Result<(), AttemptError
         release: None,
         migration: None,
         attempt: header.attempt.clone(),
+        commit: header.desired_commit.clone(),
         weight: None,
         artifact: None,
         artifacts: Vec::new(),

@@ -91,13 +91,11 @@ pub fn load_commit(repo: &WatchedRepo, commit: Oid) -> Result<LoadedCommit, Sour
     let templates = tracing::debug_span!("load.render_templates").entered();
     // Only a commit that is otherwise sound is worth rendering: an invalid one is refused anyway.
     if !diagnostics.iter().any(|d| d.severity == Severity::Invalid) {
-        // Cached by tree and binary (`template_cache`): the check only depends on those.
-        match repo.repo.find_commit(commit).map(|c| c.tree_id()) {
-            Ok(tree) => diagnostics.extend(super::template_cache::cached(repo.repo.path(), tree, || {
-                template_diagnostics(&desired)
-            })),
-            Err(_) => diagnostics.extend(template_diagnostics(&desired)),
-        }
+        // Cached by commit and binary (`template_cache`): the check depends only on those
+        // (the tree, and `{{ commit }}` itself).
+        diagnostics.extend(super::template_cache::cached(repo.repo.path(), commit, || {
+            template_diagnostics(&desired, commit)
+        }));
     }
     drop(templates);
     manifest::diagnostic::sort(&mut diagnostics);
@@ -134,7 +132,7 @@ struct StepTemplate<'a> {
 /// diagnostic at the template's file and line before anything runs, instead of a commit that
 /// installs one target and fails on the next. Values only known when a step runs (`from`,
 /// `attempt`, `weight`, `artifact`) get stand-ins; one diagnostic per template names the first failing target.
-fn template_diagnostics(desired: &Desired) -> Vec<Diagnostic> {
+fn template_diagnostics(desired: &Desired, commit: Oid) -> Vec<Diagnostic> {
     let mut templates: Vec<StepTemplate<'_>> = Vec::new();
     for component in desired.components.values() {
         for (step, argv) in component.spec.steps.iter() {
@@ -182,6 +180,9 @@ fn template_diagnostics(desired: &Desired) -> Vec<Diagnostic> {
     }
     let context = |target: &manifest::Target, component: &str, version: &str, migration: Option<(&str, &str)>| {
         let version = version.to_owned();
+        // A step's `release` is its version's Release manifest, known once it runs: a stand-in
+        // name here.
+        let release = migration.map_or_else(|| format!("{component}-{version}"), |(release, _)| release.to_owned());
         serde_json::to_value(TemplateContext {
             target: TargetContext {
                 name: target.name().to_owned(),
@@ -193,9 +194,10 @@ fn template_diagnostics(desired: &Desired) -> Vec<Diagnostic> {
             from: Some(version.clone()),
             to: version.clone(),
             version,
-            release: migration.map(|(release, _)| release.to_owned()),
+            release: Some(release),
             migration: migration.map(|(_, id)| id.to_owned()),
             attempt: "validate".to_owned(),
+            commit: commit.to_string(),
             // Stand-ins for values only a running step has: a traffic weight, and one verified
             // artifact (so `{{ artifact.path }}` renders; its absence is a run-time matter).
             weight: Some(100),

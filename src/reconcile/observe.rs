@@ -89,6 +89,7 @@ pub fn observe(
                 release: None,
                 migration: None,
                 attempt: format!("observe-{}", now.strftime("%Y%m%dT%H%M%SZ")),
+                commit: head.to_string(),
                 weight: None,
                 artifact: None,
                 artifacts: Vec::new(),

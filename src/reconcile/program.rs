@@ -733,4 +733,145 @@ mod tests {
         let err = serde_json::from_str::<PlannedStep>(&json).unwrap_err().to_string();
         assert!(err.contains("1.2") || err.contains("unexpected end"), "{err}");
     }
+
+    const DB: &str = "apiVersion: gantry.dev/v1\nkind: Component\nmetadata: { name: db }\nspec:\n  steps:\n    deploy: [deploy]\n    snapshot: [snapshot]\n    restore: [restore]\n    remove: [remove]\n";
+    const DB_NO_RESTORE: &str =
+        "apiVersion: gantry.dev/v1\nkind: Component\nmetadata: { name: db }\nspec:\n  steps:\n    deploy: [deploy]\n";
+    /// 1.0.0 → 1.2.0 stops at 1.1.0 (1.2.0 needs ≥1.1.0). 1.1.0 brings a reversible `pre`
+    /// migration and an irreversible `post` one; 1.2.0 a reversible `pre` one.
+    const RELEASES: &str = "---\napiVersion: gantry.dev/v1\nkind: Release\nmetadata: { name: db-1.0.0 }\nspec: { component: db, version: 1.0.0, released: 2026-01-01 }\n---\napiVersion: gantry.dev/v1\nkind: Release\nmetadata: { name: db-1.1.0 }\nspec:\n  component: db\n  version: 1.1.0\n  released: 2026-01-02\n  migrations:\n    - { id: index, up: [up, index], down: [down, index] }\n    - { id: split, phase: post, up: [up, split] }\n---\napiVersion: gantry.dev/v1\nkind: Release\nmetadata: { name: db-1.2.0 }\nspec:\n  component: db\n  version: 1.2.0\n  released: 2026-01-03\n  upgradeFrom: \">=1.1.0\"\n  migrations:\n    - { id: column, up: [up, column], down: [down, column] }\n---\napiVersion: gantry.dev/v1\nkind: Target\nmetadata: { name: t }\nspec: { component: db, version: 1.2.0 }\n";
+
+    fn upgrade(component: &str) -> (Desired, Vec<PlannedStep>, Progress) {
+        let file = crate::manifest::RawFile {
+            path: "all.yaml".into(),
+            content: crate::manifest::RawContent::Bytes(format!("{component}{RELEASES}").into_bytes()),
+        };
+        let (manifests, diags) = crate::manifest::read_manifests(None, &[file]);
+        assert!(diags.is_empty(), "{diags:?}");
+        let (desired, diags) = crate::manifest::validate(manifests);
+        assert!(diags.is_empty(), "{diags:?}");
+        let mut recorded = crate::state::RecordedState::default();
+        let record = crate::state::branch::tests::target("db", "1.0.0");
+        recorded.targets.insert("t".into(), record.clone());
+        let evidence = crate::plan::Evidence::default();
+        let plan = crate::plan::plan(&crate::plan::PlanInput {
+            desired: &desired,
+            windows: &[],
+            recorded: &recorded,
+            evidence: &evidence,
+            now: "2026-06-01T00:00:00Z".parse().unwrap(),
+        });
+        let action = plan.actions.iter().find(|a| a.target == "t").unwrap().clone();
+        let target = &desired.targets["t"];
+        let steps = forward_program(&desired, target, Some(&record), &action, "a1", false).unwrap();
+        (desired, steps, Progress::start(Some(&record)))
+    }
+
+    fn replay(mut progress: Progress, steps: &[PlannedStep]) -> Progress {
+        for step in steps {
+            progress.apply(&step.effect);
+        }
+        progress
+    }
+
+    fn migrations(p: &Progress) -> Vec<String> {
+        p.applied.iter().map(|m| format!("{}:{}", m.release, m.id)).collect()
+    }
+
+    /// The forward program of an upgrade with a stop: snapshot, then per stop `pre` migrations,
+    /// deploy, `post` migrations (SPEC §3).
+    #[test]
+    fn an_upgrade_with_a_stop_runs_each_releases_migrations_around_its_deploy() {
+        let (_, steps, _) = upgrade(DB);
+        let ids: Vec<&str> = steps.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "01-snapshot-1.0.0",
+                "02-migrate_up-index",
+                "03-deploy-1.1.0",
+                "04-migrate_up-split",
+                "05-migrate_up-column",
+                "06-deploy-1.2.0"
+            ]
+        );
+    }
+
+    /// Rollback after each possible failing (and each interrupted) step of that upgrade: the
+    /// rollback's effects, replayed after what completed, give back exactly the version and the
+    /// migrations the target started with; no `down` runs for a migration the attempt did not
+    /// apply or a restore already took away (issue #10's bug 1, as a table over every step).
+    #[test]
+    fn rollback_after_each_step_returns_the_target_to_where_it_started() {
+        let (desired, forward, start) = upgrade(DB);
+        for k in 0..forward.len() {
+            for how in [StopKind::Failed, StopKind::Interrupted] {
+                let now = replay(start.clone(), &forward[..k]);
+                let stopped = Stopped { step: &forward[k], how };
+                let rollback = rollback_program(&desired, "db", false, &start, &now, "a1", false, Some(stopped))
+                    .unwrap_or_else(|e| panic!("step {} {how:?}: {e}", forward[k].id));
+                // An interrupted step may have completed: its effect counts before the rollback.
+                let mut after = now.clone();
+                if how == StopKind::Interrupted {
+                    after.apply(&forward[k].effect);
+                }
+                let end = replay(after, &rollback);
+                let at = format!(
+                    "{} {how:?}: {:?}",
+                    forward[k].id,
+                    rollback.iter().map(|s| &s.id).collect::<Vec<_>>()
+                );
+                assert_eq!(end.version, start.version, "{at}");
+                assert_eq!(migrations(&end), migrations(&start), "{at}");
+                let downs: Vec<&str> = rollback
+                    .iter()
+                    .filter(|s| s.kind == StepKind::MigrateDown)
+                    .filter_map(|s| s.migration.as_deref())
+                    .collect();
+                let restored = rollback.iter().any(|s| s.kind == StepKind::Restore);
+                assert!(!restored || downs.is_empty(), "a restore and downs: {at}");
+                for id in &downs {
+                    assert!(
+                        now.applied.iter().any(|m| &m.id == id) || how == StopKind::Interrupted,
+                        "down of `{id}`, never applied: {at}"
+                    );
+                }
+                assert!(rollback.iter().all(|s| s.id.starts_with("rb-")), "{at}");
+            }
+        }
+    }
+
+    /// Without a `restore` step, a failure in or after the irreversible migration cannot be undone:
+    /// the program says which migration, so the attempt ends `failed` with the truth (SPEC §4)
+    /// instead of deploying the old version over a changed schema.
+    #[test]
+    fn rollback_past_an_irreversible_migration_without_restore_is_refused_naming_it() {
+        let (desired, forward, start) = upgrade(DB_NO_RESTORE);
+        let split = forward.iter().position(|s| s.id.ends_with("migrate_up-split")).unwrap();
+        for k in 0..forward.len() {
+            let now = replay(start.clone(), &forward[..k]);
+            let stopped = Stopped {
+                step: &forward[k],
+                how: StopKind::Failed,
+            };
+            let result = rollback_program(&desired, "db", false, &start, &now, "a1", false, Some(stopped));
+            // The irreversible `up` itself failing may have written part of its changes.
+            if k >= split {
+                let err = result.unwrap_err();
+                assert_eq!(
+                    err,
+                    ProgramError::Irreversible {
+                        release: "1.1.0".into(),
+                        id: "split".into()
+                    }
+                );
+            } else {
+                let end = replay(now, &result.unwrap());
+                assert_eq!(
+                    (end.version.clone(), migrations(&end)),
+                    (start.version.clone(), migrations(&start))
+                );
+            }
+        }
+    }
 }

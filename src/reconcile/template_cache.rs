@@ -1,13 +1,14 @@
 //! A cache of the strict step-template check of `load_commit` (every template rendered against
 //! every target: about 70% of `status` on a 552-target fleet). Its result depends only on the
-//! commit's tree and on the gantry binary (template engine and limits), so it is kept, keyed by
-//! both, in the process and in `.git/gantry/cache/templates` (issue #12 item 8).
+//! commit (its tree, and its id, which templates see as `{{ commit }}`) and on the gantry binary
+//! (template engine and limits), so it is kept, keyed by both, in the process and in
+//! `.git/gantry/cache/templates` (issue #12 item 8).
 //!
 //! # Guarantees
-//! Same as the history walk cache (`source::walk_cache`): keys are a tree id and the binary's
+//! Same as the history walk cache (`source::walk_cache`): keys are a commit id and the binary's
 //! identity (version, size and modification time of the executable), so any change to the
 //! manifests or to gantry misses; the file carries a SHA-256 of its body and is replaced by
-//! rename; a torn, edited or unreadable file is ignored and rebuilt. At most [`MAX_TREES`] trees.
+//! rename; a torn, edited or unreadable file is ignored and rebuilt. At most [`MAX_TREES`] commits.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -19,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::manifest::{Diagnostic, Severity};
 use crate::source::walk_cache::{read_digested, write_digested};
 
-/// Trees kept (the daemon's last few desired commits).
+/// Commits kept (the daemon's last few desired commits).
 pub const MAX_TREES: usize = 8;
 const MAGIC: &str = "gantry-template-cache v1";
 /// The kind of every diagnostic the template check makes (`reconcile::load`).
@@ -71,8 +72,8 @@ pub fn file_path(git_dir: &Path) -> PathBuf {
     git_dir.join("gantry").join("cache").join("templates")
 }
 
-/// The template diagnostics of the commit whose tree is `tree`: cached, or `check()` (then
-/// kept). Every diagnostic `check` returns must be an `Invalid` one of kind [`KIND`].
+/// The template diagnostics of the commit `tree` (its id: the field keeps its old name in the
+/// file): cached, or `check()` (then kept). Every diagnostic `check` returns must be an `Invalid` one of kind [`KIND`].
 pub fn cached(git_dir: &Path, tree: Oid, check: impl FnOnce() -> Vec<Diagnostic>) -> Vec<Diagnostic> {
     let tree = tree.to_string();
     let binary = binary();

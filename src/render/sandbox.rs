@@ -23,7 +23,8 @@ use std::process::{Command, ExitCode, Stdio};
 use std::sync::OnceLock;
 
 use minijinja::syntax::SyntaxConfig;
-use minijinja::{Environment, UndefinedBehavior};
+use minijinja::value::{Value, ValueKind};
+use minijinja::{Environment, Output, State, UndefinedBehavior};
 use serde::{Deserialize, Serialize};
 
 /// The hidden subcommand the binary answers as a sandbox child.
@@ -96,6 +97,7 @@ impl Profile {
             env.set_fuel(Some(self.limits().fuel));
             match self {
                 Profile::Step => {
+                    env.set_formatter(json_for_structures);
                     env.set_undefined_behavior(UndefinedBehavior::Strict);
                     env.set_recursion_limit(STEP_RECURSION_LIMIT);
                     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
@@ -113,6 +115,23 @@ impl Profile {
             }
             env
         })
+    }
+}
+
+/// How a step template writes a value: strings and numbers as they are; booleans, maps and
+/// lists as JSON (`true`, `{"tier":"gold"}`, `["a","b"]`), which the program receiving an argv
+/// element can parse, instead of minijinja's Python spellings (`True`, `{'tier': 'gold'}`;
+/// issue #16). Only what a `{{ }}` writes is formatted: `"x" ~ flag` still concatenates
+/// minijinja's text, so SPEC §5 says to write `{{ flag | tojson }}` there.
+fn json_for_structures(out: &mut Output<'_>, state: &mut State<'_, '_>, value: &Value) -> Result<(), minijinja::Error> {
+    match value.kind() {
+        ValueKind::Bool | ValueKind::Map | ValueKind::Seq => {
+            let text = serde_json::to_string(value)
+                .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::BadSerialization, e.to_string()))?;
+            out.write_str(&text)
+                .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, e.to_string()))
+        }
+        _ => minijinja::escape_formatter(out, state, value),
     }
 }
 

@@ -89,15 +89,9 @@ impl WatchedRepo {
             None => self
                 .repo
                 .commit(None, &author, &committer, message, &tree, &[&parent])?,
-            Some(signer) => {
-                let buffer = self
-                    .repo
-                    .commit_create_buffer(&author, &committer, message, &tree, &[&parent])?;
-                let armored = signer.sign(&buffer).map_err(|e| SourceError::Refused(e.to_string()))?;
-                let text = std::str::from_utf8(&buffer)
-                    .map_err(|_| SourceError::Refused("the commit is not UTF-8 text".to_string()))?;
-                self.repo.commit_signed(text, &armored, None)?
-            }
+            Some(signer) => signer
+                .commit(&self.repo, &author, &committer, message, &tree, &[&parent])
+                .map_err(|e| SourceError::Refused(e.to_string()))?,
         };
         check(commit).map_err(SourceError::Refused)?;
         match branch {

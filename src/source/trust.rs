@@ -397,7 +397,10 @@ impl CommitSigner {
             path: source.clone(),
             detail,
         };
-        let key = ssh_key::PrivateKey::read_openssh_file(&path).map_err(|e| fail(e.to_string()))?;
+        // Read first, so a missing or unreadable file says so in the OS's words.
+        let text = std::fs::read_to_string(&path).map_err(|e| fail(e.to_string()))?;
+        let key = ssh_key::PrivateKey::from_openssh(text.trim_start())
+            .map_err(|e| fail(format!("not an OpenSSH private key ({e})")))?;
         if key.is_encrypted() {
             return Err(fail(
                 "it is passphrase-protected; gantry signs only with an unencrypted key file (keep it readable by you alone)"
@@ -429,7 +432,48 @@ impl CommitSigner {
     }
 }
 
+impl CommitSigner {
+    /// Writes a commit signed with this key (a `gpgsig` header holding the SSHSIG, exactly what
+    /// `git commit -S` with `gpg.format = ssh` writes, so `git verify-commit` checks it) without
+    /// moving any reference. The one place gantry signs commits: approvals and state commits.
+    ///
+    /// # Errors
+    /// [`TrustError::Key`] when signing fails, [`TrustError::Git`] when writing fails.
+    pub fn commit(
+        &self,
+        repo: &git2::Repository,
+        author: &git2::Signature<'_>,
+        committer: &git2::Signature<'_>,
+        message: &str,
+        tree: &git2::Tree<'_>,
+        parents: &[&git2::Commit<'_>],
+    ) -> Result<Oid, TrustError> {
+        let buffer = repo.commit_create_buffer(author, committer, message, tree, parents)?;
+        let armored = self.sign(&buffer)?;
+        let text = std::str::from_utf8(&buffer).map_err(|_| TrustError::Key {
+            path: self.source.clone(),
+            detail: "the commit to sign is not UTF-8 text".to_string(),
+        })?;
+        Ok(repo.commit_signed(text, &armored, None)?)
+    }
+
+    /// The line listing this key in an ALLOWED SIGNERS file, for `principal`.
+    pub fn allowed_signers_line(&self, principal: &str) -> String {
+        let public = self.public_key();
+        format!(
+            "{principal} namespaces=\"{GIT_NAMESPACE}\" {} {}",
+            public.to_openssh().unwrap_or_default(),
+            public.fingerprint(HashAlg::Sha256)
+        )
+    }
+}
+
 impl AllowedSigners {
+    /// Whether `key` is listed (for namespace `git`), whatever its principals.
+    pub fn lists(&self, key: &ssh_key::PublicKey) -> bool {
+        self.entries.iter().any(|e| e.key.key_data() == key.key_data())
+    }
+
     /// The addresses `key` is listed for: positive principals without wildcards, in file order.
     pub fn addresses_of(&self, key: &ssh_key::PublicKey) -> Vec<String> {
         self.entries

@@ -39,12 +39,15 @@ pub struct HistoryEntry {
 /// branch that does not exist has no history.
 ///
 /// # Errors
-/// [`StateError::InvalidBranchName`], or [`StateError::Git`] when a commit cannot be read.
+/// [`StateError::InvalidBranchName`], or [`StateError::Git`] when a commit cannot be read;
+/// [`StateError::UntrustedCommit`] / [`StateError::Rewritten`] when state signing is on and the
+/// branch does not verify (`state::signing`).
 pub fn read_history(
     repo: &Repository,
     state_branch: &str,
     target: Option<&str>,
 ) -> Result<Vec<HistoryEntry>, StateError> {
+    super::signing::verify_branch(repo, state_branch)?;
     let Some(tip) = state_tip(repo, state_branch)? else {
         return Ok(Vec::new());
     };

@@ -7,6 +7,7 @@
 //! - [`lock`]: the one-reconciler-per-repository lock, `.git/gantry/lock`.
 //! - [`logs`]: retention of the step logs under `.git/gantry/logs/`.
 //! - [`durability`]: libgit2 told to fsync what it writes (state commits survive a power cut).
+//! - [`signing`]: state commits SSH-signed with the reconciler's key and verified when read.
 //!
 //! # State commit messages
 //! A commit recording one finished attempt:
@@ -46,6 +47,7 @@ pub mod journal;
 pub mod lock;
 pub mod logs;
 pub mod record;
+pub mod signing;
 
 pub use branch::{
     Batch, FinishedAttempt, Identity, ROLLOUTS_DIR, RecordCache, StateWriter, TARGETS_DIR, branch_ref, read_recorded,
@@ -129,6 +131,43 @@ pub enum StateError {
         source: std::io::Error,
     },
 
+    /// A state commit is not signed by a key in `.git/gantry/state_signers` (issue #18): it
+    /// was written by someone without a reconciler's key, or changed after it was signed.
+    #[error(
+        "state branch {branch}: state commit {commit} is not trusted: {reason}; nothing was read from \
+         the branch. State commits are signed with a reconciler's --state-signing-key and checked \
+         against .git/gantry/state_signers: if a reconciler of yours wrote it, add its public key \
+         there; otherwise find out who pushed it and {fix}",
+        fix = undo_commit(branch, parent)
+    )]
+    UntrustedCommit {
+        branch: String,
+        commit: git2::Oid,
+        /// Why the signature does not count ("it has no signature", "it is signed by key …").
+        reason: String,
+        /// The commit's first parent (`None`: it is the branch's first commit).
+        parent: Option<git2::Oid>,
+    },
+
+    /// The state branch no longer contains the last state commit verified on this host: it
+    /// was rewritten or reset, and recorded outcomes may have been dropped (issue #18).
+    #[error(
+        "state branch {branch} was rewritten: its tip {tip} does not contain {verified}, the last \
+         state commit verified on this host (.git/gantry/state-verified), so recorded outcomes may \
+         have been dropped; nothing was read from the branch. Restore it (git update-ref \
+         refs/heads/{branch} {verified}, and force-push it where the remote has it); or, after \
+         checking the new history by hand, delete the `{branch}` line of .git/gantry/state-verified"
+    )]
+    Rewritten {
+        branch: String,
+        tip: git2::Oid,
+        verified: git2::Oid,
+    },
+
+    /// `.git/gantry/state_signers` or `.git/gantry/state-verified` cannot be read or written.
+    #[error("{path}: {message}")]
+    Signing { path: String, message: String },
+
     /// A git operation on the repository failed.
     #[error("{action} (state branch {branch}): {source}")]
     Git {
@@ -137,6 +176,19 @@ pub enum StateError {
         #[source]
         source: git2::Error,
     },
+}
+
+/// How to take an untrusted commit off the state branch.
+fn undo_commit(branch: &str, parent: &Option<git2::Oid>) -> String {
+    match parent {
+        Some(parent) => format!(
+            "reset the branch to the commit before it, {parent} (git update-ref refs/heads/{branch} {parent}, \
+             and force-push it where the remote has it)"
+        ),
+        None => format!(
+            "delete the branch, whose first commit it is (git update-ref -d refs/heads/{branch}, and on the remote)"
+        ),
+    }
 }
 
 fn show_tip(tip: &Option<git2::Oid>) -> String {

@@ -234,3 +234,47 @@ pub fn git_cli(repo: &Repo, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// The lowercase hex sha256 of `bytes`, as releases declare artifacts.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A fleet whose release billing 2.0.0 has one `url` artifact declared with `sha`, and one
+/// target per name at 2.0.0. The deploy step fails unless it got the same file as
+/// `{{ artifact.path }}` and `GANTRY_ARTIFACT`, then appends that path to `paths.log` and the
+/// file's content to `runs.log` in the work tree. Committed.
+pub fn url_artifact_fleet(url: &str, sha: &str, targets: &[&str]) -> Repo {
+    let repo = Repo::new();
+    repo.file("gantry.toml", "[executors.local]\ntype = \"shell\"\n")
+        .file(
+            "components/billing.yaml",
+            "apiVersion: gantry.dev/v1\nkind: Component\nmetadata: { name: billing }\nspec:\n  steps:\n    deploy: [\"scripts/deploy.sh\", \"{{ artifact.path }}\"]\n",
+        )
+        .file(
+            "releases/billing.yaml",
+            &release(
+                "billing",
+                "2.0.0",
+                &format!("  artifacts:\n    - url: {url}\n      sha256: {sha}\n"),
+            ),
+        )
+        .file(
+            "scripts/deploy.sh",
+            "#!/bin/sh\n[ \"$1\" = \"$GANTRY_ARTIFACT\" ] || { echo \"argv $1 != env $GANTRY_ARTIFACT\"; exit 1; }\n\
+             echo \"$1\" >> \"$GANTRY_REPO/paths.log\"\ncat \"$1\" >> \"$GANTRY_REPO/runs.log\"\n",
+        )
+        .file(".gitignore", "*.log\n");
+    for name in targets {
+        repo.file(
+            &format!("targets/{name}.yaml"),
+            &target(name, "billing", "2.0.0", "env: prod"),
+        );
+    }
+    repo.commit_all("fleet");
+    repo
+}
+
+/// Test CAs and real servers on 127.0.0.1 (nginx over TLS).
+pub mod tls;

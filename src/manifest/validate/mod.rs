@@ -29,7 +29,7 @@ use release::check_release;
 use target::check_target;
 
 /// The variables a step template may use (SPEC §5).
-pub const TEMPLATE_VARIABLES: [&str; 11] = [
+pub const TEMPLATE_VARIABLES: [&str; 12] = [
     "target",
     "component",
     "version",
@@ -38,6 +38,7 @@ pub const TEMPLATE_VARIABLES: [&str; 11] = [
     "release",
     "migration",
     "attempt",
+    "commit",
     "weight",
     "artifact",
     "artifacts",

@@ -67,8 +67,12 @@ pub fn template_problem(template: &str) -> Option<String> {
             TEMPLATE_VARIABLES.join(", ")
         ));
     }
-    let env = minijinja::Environment::new();
-    match env.template_from_str(template) {
+    // The environment steps render in (limits, strict undefined, no loader), so what compiles
+    // here is exactly what compiles when the step runs: one grammar (issue #9).
+    match crate::render::sandbox::Profile::Step
+        .environment()
+        .template_from_str(template)
+    {
         Err(e) => Some(format!(
             "template does not compile: {}",
             e.detail().unwrap_or(&e.to_string())

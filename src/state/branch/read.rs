@@ -24,7 +24,9 @@ use super::{RECORD_EXT, ROLLOUTS_DIR, TARGETS_DIR, git_error, state_tip};
 ///   not valid YAML, has an unknown or missing field or a value of the wrong type;
 /// - [`StateError::Layout`] when `targets`/`rollouts` is not a directory, a record is not UTF-8,
 ///   or a rollout's file name does not match its component and version;
-/// - [`StateError::Git`] when the repository cannot be read.
+/// - [`StateError::Git`] when the repository cannot be read;
+/// - [`StateError::UntrustedCommit`] / [`StateError::Rewritten`] when state signing is on and
+///   the branch does not verify (`state::signing`).
 pub fn read_recorded(repo: &Repository, state_branch: &str) -> Result<RecordedState, StateError> {
     let _stage = tracing::debug_span!("state.read_recorded").entered();
     read_recorded_cached(repo, state_branch, &mut RecordCache::default())
@@ -49,6 +51,8 @@ pub fn read_recorded_cached(
     cache: &mut RecordCache,
 ) -> Result<RecordedState, StateError> {
     let previous = std::mem::take(cache);
+    // With state signing on, nothing is read from a branch that does not verify (issue #18).
+    crate::state::signing::verify_branch(repo, state_branch)?;
     let Some(tip) = state_tip(repo, state_branch)? else {
         return Ok(RecordedState::default());
     };

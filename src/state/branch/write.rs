@@ -246,6 +246,11 @@ impl<'r> StateWriter<'r> {
             return Ok(None);
         };
         self.move_branch(commit, &message)?;
+        // The commit is recorded whatever happens to the pin: failing here would make the
+        // caller believe the outcome was lost. A pin left behind only re-verifies more later.
+        if let Err(e) = crate::state::signing::wrote(self.repo, &self.branch, self.tip, commit) {
+            tracing::warn!(branch = %self.branch, "state commit {commit} not pinned as verified: {e}");
+        }
         self.tip = Some(commit);
         Ok(Some(commit))
     }
@@ -343,9 +348,8 @@ impl<'r> StateWriter<'r> {
         let signature = Signature::new(&self.identity.name, &self.identity.email, &time)
             .map_err(|e| self.git_error("making the commit signature", e))?;
         let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
-        let commit = self
-            .repo
-            .commit(None, &signature, &signature, &message, &tree, &parents)
+        // Signed with the reconciler's key when one is configured (issue #18).
+        let commit = crate::state::signing::commit(self.repo, &signature, &signature, &message, &tree, &parents)
             .map_err(|e| self.git_error("writing the state commit", e))?;
         Ok(Some((commit, message)))
     }
