@@ -223,7 +223,27 @@ pub(crate) fn write_digested(path: &Path, magic: &str, body: &str) -> std::io::R
     drop(tmp.1);
     std::fs::rename(&tmp.0, path).inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp.0);
-    })
+    })?;
+    remove_stale_temporaries(dir);
+    Ok(())
+}
+
+/// Temporary files older than this were left by a writer that died before its rename.
+const STALE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Deletes the temporary files killed writers left in `dir` (best effort), so they cannot pile up.
+fn remove_stale_temporaries(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let stale = entry.file_name().to_string_lossy().starts_with(".tmp.")
+            && entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > STALE));
+        if stale {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// A new file `.tmp.<pid>.<n>` in `dir` (no `tempfile` crate in the product).
@@ -259,7 +279,13 @@ mod tests {
             let settled: Settled = [("a".to_string(), ("1.0.0".to_string(), oid(100 + n)))].into();
             WalkCache::store(git_dir, "targets", oid(n), settled);
         }
+        // A temporary file a killed writer left long ago is removed by the next write.
+        let stale = file_path(git_dir).with_file_name(".tmp.1.0");
+        std::fs::write(&stale, "half").unwrap();
+        let file = std::fs::File::options().write(true).open(&stale).unwrap();
+        file.set_modified(std::time::SystemTime::now() - 2 * STALE).unwrap();
         WalkCache::store(git_dir, "releases", oid(1), Settled::new());
+        assert!(!stale.exists(), "stale temporary file removed");
         WalkCache::forget(git_dir);
         let cache = WalkCache::load(git_dir);
         assert!(cache.get("targets", oid(0)).is_none(), "the oldest heads are dropped");
