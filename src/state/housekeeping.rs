@@ -6,7 +6,8 @@
 //! 1. **pack**: the loose objects reachable from the state branch are written into one new pack
 //!    with libgit2's packbuilder (`.pack` and `.idx` in `objects/pack`, fsynced);
 //! 2. **drop packed loose copies**: a loose object is deleted only once its id is read back from
-//!    the new pack's index on disk;
+//!    the new pack's index on disk; once gantry has written [`MAX_PACKS`] packs (listed in
+//!    `.git/gantry/packs`), the new pack also takes in all their objects and they are deleted;
 //! 3. **prune**: a loose object older than `[housekeeping] prune_after` that no ref, reflog entry,
 //!    index (of the repository or of a worktree) or worktree HEAD reaches is deleted.
 //!
@@ -45,6 +46,41 @@ pub struct Housekept {
     pub loose_after: usize,
     /// The new pack's file name, when one was written.
     pub pack: Option<String>,
+    /// Earlier gantry packs folded into the new one (and deleted).
+    pub packs_folded: usize,
+}
+
+/// gantry's own packs are folded into one when there are this many.
+pub const MAX_PACKS: usize = 8;
+
+/// The list of the packs gantry wrote (`.git/gantry/packs`, one `pack-<hash>` a line).
+fn packs_file(git_dir: &Path) -> PathBuf {
+    git_dir.join("gantry").join("packs")
+}
+
+fn our_packs(git_dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(packs_file(git_dir))
+        .unwrap_or_default()
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("pack-") && l.len() == 45 && l[5..].bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Replaces the list (a temporary file renamed over it, synced).
+fn write_our_packs(git_dir: &Path, names: &[String]) -> Result<(), HousekeepingError> {
+    let path = packs_file(git_dir);
+    let dir = path.parent().unwrap_or(git_dir);
+    std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
+    let tmp = path.with_file_name("packs.tmp");
+    let mut text = names.join("\n");
+    text.push('\n');
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+        .map_err(io("writing", &tmp))?;
+    std::fs::rename(&tmp, &path).map_err(io("renaming into", &path))?;
+    sync_dir(dir)
 }
 
 /// Why a housekeeping pass stopped (what it did before stays done and valid).
@@ -132,42 +168,70 @@ pub fn housekeep_with(
         }
         ours = seen.into_iter().filter(|oid| loose_ids.contains(oid)).collect();
     }
+    let pack_dir = objects.join("pack");
+    // gantry's earlier packs: folded into this one once there are MAX_PACKS of them, so their
+    // number stays bounded however long the daemon runs.
+    let earlier: Vec<String> = our_packs(repo.path())
+        .into_iter()
+        .filter(|name| pack_dir.join(format!("{name}.idx")).exists())
+        .collect();
+    let fold = earlier.len() >= MAX_PACKS;
+    let mut folded: HashSet<Oid> = HashSet::new();
+    if fold && !ours.is_empty() {
+        for name in &earlier {
+            folded.extend(pack_index_ids(&pack_dir.join(format!("{name}.idx")))?);
+        }
+    }
     if !ours.is_empty() {
         let mut builder = repo.packbuilder().map_err(git("starting a pack"))?;
-        let mut sorted: Vec<Oid> = ours.iter().copied().collect();
+        let mut sorted: Vec<Oid> = ours.union(&folded).copied().collect();
         sorted.sort();
         for oid in &sorted {
             builder
                 .insert_object(*oid, None)
                 .map_err(git("adding an object to the pack"))?;
         }
-        let pack_dir = objects.join("pack");
         std::fs::create_dir_all(&pack_dir).map_err(io("creating", &pack_dir))?;
         builder.write(&pack_dir, 0o444).map_err(git("writing the pack"))?;
         let name = builder
             .name()
             .ok()
             .flatten()
-            .map(str::to_string)
+            .map(|n| format!("pack-{n}"))
             .ok_or_else(|| HousekeepingError::BadIndex { path: pack_dir.clone() })?;
-        let pack = pack_dir.join(format!("pack-{name}.pack"));
-        let index = pack_dir.join(format!("pack-{name}.idx"));
+        let pack = pack_dir.join(format!("{name}.pack"));
+        let index = pack_dir.join(format!("{name}.idx"));
         for path in [&pack, &index] {
             std::fs::File::open(path)
                 .and_then(|f| f.sync_all())
                 .map_err(io("syncing", path))?;
         }
         sync_dir(&pack_dir)?;
-        done.pack = Some(format!("pack-{name}.pack"));
+        done.pack = Some(format!("{name}.pack"));
         checkpoint(Stage::Packed)?;
         // 2. Delete a loose copy only when the index on disk lists it.
         let listed = pack_index_ids(&index)?;
         done.packed = listed.len();
+        // Earlier packs are retired only when the new one lists every object they hold (it was
+        // built from them), so no object is ever deleted by folding: it moves.
+        let retire = fold && folded.iter().all(|oid| listed.contains(oid));
+        let mut kept: Vec<String> = if retire { Vec::new() } else { earlier.clone() };
+        kept.push(name.clone());
+        write_our_packs(repo.path(), &kept)?;
         for (oid, path) in &loose {
             if ours.contains(oid) && listed.contains(oid) {
                 checkpoint(Stage::Deleting)?;
                 remove(path)?;
                 done.removed_packed += 1;
+            }
+        }
+        if retire {
+            for old in &earlier {
+                checkpoint(Stage::Deleting)?;
+                // The index first: a reader that no longer finds it does not open the pack.
+                remove(&pack_dir.join(format!("{old}.idx")))?;
+                remove(&pack_dir.join(format!("{old}.pack")))?;
+                done.packs_folded += 1;
             }
         }
     }
@@ -524,6 +588,52 @@ mod tests {
             (0, 0, 0),
             "{again:?}"
         );
+    }
+
+    /// Regression guard for a daemon running for months: one pack per pass would pile up
+    /// thousands of packs; gantry's own are folded into one once there are [`MAX_PACKS`], with
+    /// every object they held, and the repository stays valid throughout.
+    #[test]
+    fn gantry_packs_are_folded_so_their_number_stays_bounded() {
+        let f = fixture(1);
+        let repo = Repository::open(f.dir.path()).unwrap();
+        let sig = git2::Signature::now("t", "t@example.com").unwrap();
+        let packs = |repo: &Repository| {
+            std::fs::read_dir(repo.path().join("objects/pack"))
+                .map(|d| {
+                    d.flatten()
+                        .filter(|e| e.file_name().to_string_lossy().ends_with(".idx"))
+                        .count()
+                })
+                .unwrap_or(0)
+        };
+        let mut folded = 0;
+        for i in 0..(2 * MAX_PACKS + 1) {
+            let tip = repo.refname_to_id("refs/heads/gantry/state").unwrap();
+            let parent = repo.find_commit(tip).unwrap();
+            let blob = repo.blob(format!("pass {i}\n").as_bytes()).unwrap();
+            let mut tb = repo.treebuilder(None).unwrap();
+            tb.insert("record.yaml", blob, 0o100644).unwrap();
+            let tree = repo.find_tree(tb.write().unwrap()).unwrap();
+            repo.commit(
+                Some("refs/heads/gantry/state"),
+                &sig,
+                &sig,
+                &format!("pass {i}"),
+                &tree,
+                &[&parent],
+            )
+            .unwrap();
+            let done = housekeep_with(&repo, "gantry/state", 14 * DAY, SystemTime::now(), &mut |_| Ok(())).unwrap();
+            folded += done.packs_folded;
+            assert!(packs(&repo) <= MAX_PACKS, "pass {i}: {} packs", packs(&repo));
+        }
+        assert_eq!(folded, 2 * MAX_PACKS, "two folds of {MAX_PACKS} packs");
+        assert_valid(f.dir.path());
+        let repo = Repository::open(f.dir.path()).unwrap();
+        let mut walk = repo.revwalk().unwrap();
+        walk.push_ref("refs/heads/gantry/state").unwrap();
+        assert_eq!(walk.count(), 2 * MAX_PACKS + 2, "every state commit still reads");
     }
 
     /// A pass stopped at every point (after the pack is written, before the 1st, 2nd, 40th,
