@@ -238,3 +238,55 @@ fn staged_rollout_markdown_snapshot() {
     let run = repo.gantry(&["plan", "--now", NOW, "--format", "markdown"]).expect(0);
     insta::assert_snapshot!("staged_rollout_markdown", run.stdout());
 }
+
+/// Regression (issue #16): a pin its policy denies passed `validate` (exit 0) while `plan`
+/// exited 2. A pin that can never be deployed (denied, yanked, no such release) is a violation
+/// for both, at the target's `spec.version`; a requirement that merely skips a denied version
+/// is fine.
+#[test]
+fn validate_refuses_a_pin_that_can_never_be_deployed_like_plan_does() {
+    let repo = Repo::new();
+    repo.file("components/billing.yaml", &component("billing", ""));
+    repo.file(
+        "releases/billing.yaml",
+        &format!(
+            "{}---\n{}---\n{}",
+            release("billing", "1.0.0", ""),
+            release("billing", "1.1.0", "  yanked: true\n"),
+            release("billing", "2.0.0", "")
+        ),
+    );
+    repo.file(
+        "policies/prod.yaml",
+        "apiVersion: gantry.dev/v1\nkind: Policy\nmetadata: { name: prod }\nspec:\n  selector: { env: prod }\n  deny: [\"2.0.0\"]\n",
+    );
+    repo.file("targets/ok.yaml", &target("ok-billing", "billing", ">=1", "env: prod"));
+    repo.commit_all("fleet");
+    repo.gantry(&["validate"]).expect(0);
+    for (pin, why) in [
+        (
+            "2.0.0",
+            "billing 2.0.0 is denied by policy `prod` (deny: \"2.0.0\"); pin another version",
+        ),
+        (
+            "1.1.0",
+            "billing 1.1.0 is yanked; pin another version (newest available: 1.0.0)",
+        ),
+        ("3.0.0", "no Release of `billing` has version 3.0.0"),
+    ] {
+        repo.file(
+            "targets/acme.yaml",
+            &target("acme-billing", "billing", pin, "env: prod"),
+        );
+        repo.commit_all(&format!("pin {pin}"));
+        let validate = repo.gantry(&["validate"]).expect(2);
+        assert!(
+            validate
+                .stderr()
+                .contains(&format!("targets/acme.yaml:8:12: target `acme-billing`: {why}")),
+            "{}",
+            validate.stderr()
+        );
+        repo.gantry(&["plan", "--now", NOW]).expect(2);
+    }
+}

@@ -28,6 +28,7 @@ pub use path::{Direction, PlannedMigration};
 
 use deps::gate_dependencies;
 use gates::gates;
+pub use resolve::resolve_pin;
 use resolve::{Resolved, channel_allowed, denied_by, resolve};
 use rollouts::plan_rollouts;
 

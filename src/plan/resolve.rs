@@ -39,6 +39,46 @@ pub(super) fn requirement_matches(req: &semver::VersionReq, release: &Release) -
     req.matches(&stable) && req.comparators.iter().all(|c| c.pre.is_empty())
 }
 
+/// The release a pinned version names, or why it can never be deployed: no such release, yanked,
+/// or denied by the governing policy. Independent of recorded state and time, so `validate`
+/// reports exactly what `plan` would (issue #16: a denied pin passed `validate`, then `plan`
+/// exited 2).
+///
+/// # Errors
+/// The violation, naming the component, the version and what to do.
+pub fn resolve_pin<'a>(
+    releases: &'a [Release],
+    target: &Target,
+    governing: Governing,
+    pin: &Version,
+) -> Result<&'a Release, String> {
+    let component = &target.spec().component;
+    let Some(release) = releases.iter().find(|r| &r.version == pin) else {
+        return Err(format!(
+            "no Release of `{component}` has version {pin}; add the Release manifest or pin a released version"
+        ));
+    };
+    if release.spec().yanked {
+        let newest = releases
+            .iter()
+            .rev()
+            .find(|r| !r.spec().yanked && channel_allowed(target, r) && denied_by(governing, &r.version).is_none());
+        return Err(format!(
+            "{component} {pin} is yanked; pin another version{}",
+            newest
+                .map(|r| format!(" (newest available: {})", r.version))
+                .unwrap_or_default()
+        ));
+    }
+    if let Some(rule) = denied_by(governing, pin) {
+        return Err(format!(
+            "{component} {pin} is denied by policy `{}` (deny: \"{rule}\"); pin another version",
+            governing.name().unwrap_or("default")
+        ));
+    }
+    Ok(release)
+}
+
 /// Resolution of a target's desired version.
 pub(super) enum Resolved<'a> {
     Release(&'a Release),
@@ -56,31 +96,10 @@ pub(super) fn resolve<'a>(
     let component = &target.spec().component;
     let releases: &'a [Release] = input.desired.releases.get(component).map_or(&[], Vec::as_slice);
     match &target.wanted {
-        VersionWanted::Pin(pin) => {
-            let Some(release) = releases.iter().find(|r| &r.version == pin) else {
-                return Resolved::Violation(format!(
-                    "no Release of `{component}` has version {pin}; add the Release manifest or pin a released version"
-                ));
-            };
-            if release.spec().yanked {
-                let newest = releases.iter().rev().find(|r| {
-                    !r.spec().yanked && channel_allowed(target, r) && denied_by(governing, &r.version).is_none()
-                });
-                return Resolved::Violation(format!(
-                    "{component} {pin} is yanked; pin another version{}",
-                    newest
-                        .map(|r| format!(" (newest available: {})", r.version))
-                        .unwrap_or_default()
-                ));
-            }
-            if let Some(rule) = denied_by(governing, pin) {
-                return Resolved::Violation(format!(
-                    "{component} {pin} is denied by policy `{}` (deny: \"{rule}\"); pin another version",
-                    governing.name().unwrap_or("default")
-                ));
-            }
-            Resolved::Release(release)
-        }
+        VersionWanted::Pin(pin) => match resolve_pin(releases, target, governing, pin) {
+            Ok(release) => Resolved::Release(release),
+            Err(why) => Resolved::Violation(why),
+        },
         VersionWanted::Requirement(req) => {
             let mut too_young: Option<(&Release, Timestamp)> = None;
             for release in releases.iter().rev() {

@@ -471,13 +471,31 @@ pub fn trusted_approvals(
 fn policy_diagnostics(desired: &Desired) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for target in desired.targets.values() {
-        if let Err(tie) = policy::select_policy(desired, target) {
-            out.push(target.manifest.origin.diagnostic(
+        match policy::select_policy(desired, target) {
+            Err(tie) => out.push(target.manifest.origin.diagnostic(
                 Severity::Violation,
                 "policy_tie",
                 "/metadata/labels",
                 format!("target `{}`: {tie}", target.name()),
-            ));
+            )),
+            // A pin that can never be deployed (no such release, yanked, denied) is known without
+            // any recorded state: `validate` says so, as `plan` does (issue #16).
+            Ok(governing) => {
+                if let manifest::VersionWanted::Pin(pin) = &target.wanted {
+                    let releases = desired
+                        .releases
+                        .get(&target.spec().component)
+                        .map_or(&[][..], Vec::as_slice);
+                    if let Err(why) = crate::plan::resolve_pin(releases, target, governing, pin) {
+                        out.push(target.manifest.origin.diagnostic(
+                            Severity::Violation,
+                            "pin",
+                            "/spec/version",
+                            format!("target `{}`: {why}", target.name()),
+                        ));
+                    }
+                }
+            }
         }
     }
     out

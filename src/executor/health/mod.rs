@@ -215,6 +215,12 @@ fn run_check(check: &Check, run: &mut ProbeRun<'_>) -> Result<CheckOutcome, Exec
         }
         CheckKind::Declared(Probe::Http { url, expect, body }) => {
             let url = render_url(check, url, run.context)?;
+            // The expected body is a template like the url (issue #16: a version page that must
+            // show `{{ version }}`).
+            let body = body
+                .as_deref()
+                .map(|b| render_one(StepKind::Health, "body", b, run.context))
+                .transpose()?;
             Ok(http_check(&url, *expect, body.as_deref(), check.timeout))
         }
         CheckKind::Declared(Probe::Prometheus {

@@ -318,3 +318,25 @@ fn https_urls_are_refused_with_a_reason() {
         "{err}"
     );
 }
+
+/// The expected body is a template (issue #16): a version page must show the version being
+/// deployed, not a fixed string.
+#[test]
+fn http_check_body_is_rendered_with_the_step_context() {
+    let (url, server) = serve(vec![(200, "running 2.0.0"), (200, "running 1.2.0")]);
+    let mut health = policy(1, "0s");
+    health.checks[0].probe = Probe::Http {
+        url: format!("{url}/version"),
+        expect: 200,
+        body: Some("running {{ version }}".into()),
+    };
+    let clock = FakeClock::new();
+    let healthy = probe(&health, &mut RecordingExecutor::new(), &clock);
+    assert_eq!(healthy, HealthVerdict::Healthy { rounds: 1 });
+    let stale = probe(&health, &mut RecordingExecutor::new(), &clock);
+    assert!(
+        matches!(&stale, HealthVerdict::Unhealthy { message, .. } if message.ends_with("but the body does not contain \"running 2.0.0\"")),
+        "{stale:?}"
+    );
+    server.join().unwrap();
+}

@@ -345,6 +345,11 @@ pub(super) fn check_health(
             }
         )
     };
+    if let Some(body) = &check.body
+        && let Some(p) = template_problem(body)
+    {
+        diags.push(origin.diagnostic(Severity::Invalid, "template", &format!("{base}/body"), p));
+    }
     match check.check_type {
         CheckType::Http | CheckType::Prometheus => match &check.url {
             None => diags.push(origin.diagnostic(Severity::Invalid, "schema", base, missing("url"))),
