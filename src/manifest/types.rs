@@ -625,6 +625,38 @@ pub struct RepoConfig {
     pub secrets: SecretsConfig,
     #[serde(default)]
     pub logs: LogsConfig,
+    #[serde(default)]
+    pub housekeeping: HousekeepingConfig,
+}
+
+/// `[housekeeping]`: how often the daemon packs the state branch's loose objects and prunes
+/// unreachable ones (`state::housekeeping`), and how old an unreachable object must be first.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HousekeepingConfig {
+    /// Time between two housekeeping passes of the daemon (a duration: `1h`).
+    #[serde(default = "default_housekeeping_interval")]
+    pub interval: String,
+    /// Unreachable loose objects younger than this are kept (git's `gc.pruneExpire`: a commit
+    /// being made next to the daemon writes its objects before the ref that reaches them).
+    #[serde(default = "default_prune_after")]
+    pub prune_after: String,
+}
+
+impl Default for HousekeepingConfig {
+    fn default() -> Self {
+        HousekeepingConfig {
+            interval: default_housekeeping_interval(),
+            prune_after: default_prune_after(),
+        }
+    }
+}
+
+fn default_housekeeping_interval() -> String {
+    "1h".to_owned()
+}
+fn default_prune_after() -> String {
+    "14d".to_owned()
 }
 
 /// `[logs]`: how much of each step's output `.git/gantry/logs` keeps, and for how long.
@@ -676,6 +708,7 @@ impl Default for RepoConfig {
             listen: default_listen(),
             secrets: SecretsConfig::default(),
             logs: LogsConfig::default(),
+            housekeeping: HousekeepingConfig::default(),
         }
     }
 }

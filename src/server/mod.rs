@@ -19,14 +19,12 @@ mod events;
 pub mod guard;
 pub mod hooks;
 mod http;
-pub mod messages;
 pub mod metrics;
-pub mod notify;
 mod page;
 pub mod remote;
 pub mod scheduler;
+pub mod status_cache;
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -35,7 +33,6 @@ use std::time::{Duration, Instant};
 use git2::Oid;
 use jiff::Timestamp;
 use serde::Serialize;
-use serde_json::json;
 
 use crate::manifest::RepoConfig;
 use crate::reconcile::apply::{ApplyError, ApplyOptions};
@@ -43,11 +40,11 @@ use crate::source::sync::Fetched;
 use crate::source::{SourceError, WatchedRepo};
 use crate::state::{LockError, ReconcilerLock, read_recorded};
 
-use self::events::{DaemonSink, details};
+use self::events::DaemonSink;
 use self::metrics::Metrics;
-use self::notify::{Event, Notifier};
 use self::scheduler::{Observed, PassResult, Reconcile, Scheduler, Trigger};
 use crate::ops::Requeue;
+use crate::ops::notify::{self as notices, Notifier};
 
 /// Why the daemon could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -131,10 +128,20 @@ pub struct DaemonState {
     /// When the daemon wakes next on its own (RFC 3339): a retry, a window opening or soak
     /// ending, or at the latest the periodic full reconcile (`poll_interval`).
     pub next_wake: Option<String>,
-    #[serde(skip)]
-    blocked: BTreeSet<String>,
-    #[serde(skip)]
-    converged: Option<bool>,
+    /// The last state-branch housekeeping pass (`[housekeeping]`), once one ran.
+    pub housekeeping: Option<Housekeeping>,
+}
+
+/// The last housekeeping pass, for `/api/daemon`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Housekeeping {
+    /// When it finished (RFC 3339, wall clock).
+    pub last: String,
+    /// What it did (counts of loose objects before and after, objects packed, …).
+    #[serde(flatten)]
+    pub done: crate::state::housekeeping::Housekept,
+    /// Why it stopped early, if it did (what it did before stays done).
+    pub error: Option<String>,
 }
 
 /// A desired commit that failed validation.
@@ -163,8 +170,12 @@ pub struct Shared {
     /// When the first ref event since the last pass arrived (commit-to-first-step latency).
     pub event_at: Mutex<Option<Instant>>,
     pub notifier: Notifier,
-    /// Rollouts already announced (`rollout_started`).
-    pub announced: Mutex<BTreeSet<(String, String)>>,
+    /// What notifications remember across passes (rollouts announced, targets blocked).
+    pub notices: Mutex<notices::Memory>,
+    /// The status `/api/status` and the page serve (recomputed only when its inputs move).
+    pub status: status_cache::StatusCache,
+    /// When housekeeping last ran (monotonic clock: it paces itself, not the plan).
+    pub housekept_at: Mutex<Option<Instant>>,
     config: RepoConfig,
     auth: crate::source::remote::GitAuth,
     webhook_secret: Option<hooks::WebhookSecret>,
@@ -212,7 +223,9 @@ pub fn run(options: DaemonOptions) -> Result<(), ServerError> {
         wake: tokio::sync::Notify::new(),
         event_at: Mutex::new(None),
         notifier: Notifier::new(config.notify.clone()),
-        announced: Mutex::new(BTreeSet::new()),
+        notices: Mutex::new(notices::Memory::default()),
+        status: status_cache::StatusCache::default(),
+        housekept_at: Mutex::new(None),
         config,
         auth: options.auth.clone(),
         webhook_secret: options.webhook_secret.clone(),
@@ -588,12 +601,7 @@ fn run_pass(shared: &Shared, lock_held: &ReconcilerLock, seen: Option<Instant>) 
         Ok(before) => before,
         Err(e) => return PassOutcome::transient(format!("cannot read the state branch before the pass: {e}")),
     };
-    let known: BTreeSet<(String, String)> = before
-        .rollouts
-        .keys()
-        .map(|(c, v)| (c.clone(), v.to_string()))
-        .collect();
-    let sink = DaemonSink::new(shared, seen, known);
+    let sink = DaemonSink::new(shared, seen, &before);
     let options = ApplyOptions {
         targets: Vec::new(),
         dry_run: false,
@@ -631,6 +639,7 @@ fn run_pass(shared: &Shared, lock_held: &ReconcilerLock, seen: Option<Instant>) 
     // The pass counters move last, once its gauges and notifications are done, so a reader that
     // sees the pass counted sees everything it changed.
     let outcome = pass_outcome(shared, &repo, &state_branch, &before, result);
+    housekeep_if_due(shared, &repo, lock_held);
     lock(&shared.metrics).passes += 1;
     lock(&shared.daemon).passes += 1;
     lock(&shared.daemon).last_pass = Some(Timestamp::now().to_string());
@@ -648,6 +657,45 @@ fn adopt_remote_state(shared: &Shared) -> Result<(), String> {
     crate::source::sync::adopt_remote_state(&repo.repo, &remote, &shared.config.state_branch)
         .map(|_| ())
         .map_err(|e| format!("cannot adopt the remote's recorded state: {e}"))
+}
+
+/// Packs and prunes the state branch's objects when `[housekeeping] interval` has passed since
+/// the last time (the first pass of a daemon does it once), holding the reconciler lock, so no
+/// gantry writer runs meanwhile.
+fn housekeep_if_due(shared: &Shared, repo: &WatchedRepo, lock_held: &ReconcilerLock) {
+    let settings = &shared.config.housekeeping;
+    let parse = |text: &str, default: Duration| crate::manifest::values::parse_duration(text).unwrap_or(default);
+    let interval = parse(&settings.interval, Duration::from_secs(3600)).max(Duration::from_secs(1));
+    let prune_after = parse(&settings.prune_after, Duration::from_secs(14 * 86_400));
+    {
+        let mut at = lock(&shared.housekept_at);
+        if at.is_some_and(|t| t.elapsed() < interval) {
+            return;
+        }
+        *at = Some(Instant::now());
+    }
+    let result = crate::state::housekeeping::housekeep(&repo.repo, lock_held, &shared.config.state_branch, prune_after);
+    let (done, error) = match result {
+        Ok(done) => {
+            tracing::info!(
+                loose_before = done.loose_before,
+                packed = done.packed,
+                pruned = done.pruned,
+                loose_after = done.loose_after,
+                "housekeeping: state objects packed, unreachable ones pruned"
+            );
+            (done, None)
+        }
+        Err(e) => {
+            tracing::warn!("{e}; the repository is unchanged or only partly tidied, and valid");
+            (crate::state::housekeeping::Housekept::default(), Some(e.to_string()))
+        }
+    };
+    lock(&shared.daemon).housekeeping = Some(Housekeeping {
+        last: Timestamp::now().to_string(),
+        done,
+        error,
+    });
 }
 
 /// The bookkeeping after `apply_holding_lock`: metrics, status, notifications, remote push.
@@ -701,8 +749,7 @@ fn pass_outcome(
                 }
                 None => after,
             };
-            announce_waves(shared, before, &after);
-            after_pass(shared, repo, !report.outcomes.is_empty());
+            after_pass(shared, repo, before, &after, !report.outcomes.is_empty());
             if (!report.outcomes.is_empty() || report.resumed > 0)
                 && let Some(remote) = &shared.config.remote
             {
@@ -733,7 +780,6 @@ fn pass_outcome(
         }) => {
             lock(&shared.metrics).desired_commit_valid = false;
             let errors: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
-            let first = errors.first().cloned().unwrap_or_default();
             let short = &commit[..12.min(commit.len())];
             let already = {
                 let mut daemon = lock(&shared.daemon);
@@ -749,11 +795,7 @@ fn pass_outcome(
                     tracing::error!(commit = %commit, "{e}");
                 }
                 tracing::error!(commit = %commit, "desired commit {short} is not valid; nothing of it is applied");
-                shared.notifier.send(
-                    Event::InvalidCommit,
-                    &messages::invalid_commit(short, &first, errors.len().saturating_sub(1)),
-                    details(json!({"commit": commit, "errors": errors})),
-                );
+                notices::invalid_commit(&shared.notifier, &commit, &errors);
             }
             match Oid::from_str(&commit) {
                 Ok(commit) => PassOutcome::Invalid { commit },
@@ -767,31 +809,16 @@ fn pass_outcome(
     }
 }
 
-/// `wave_completed` for every wave this pass completed.
-fn announce_waves(shared: &Shared, before: &crate::state::RecordedState, after: &crate::state::RecordedState) {
-    for (key, rollout) in &after.rollouts {
-        for wave in &rollout.waves {
-            let was_done = before
-                .rollouts
-                .get(key)
-                .and_then(|r| r.waves.iter().find(|w| w.name == wave.name))
-                .is_some_and(|w| w.completed.is_some());
-            if wave.completed.is_some() && !was_done {
-                let (component, version) = (&rollout.component, rollout.version.to_string());
-                tracing::info!(component = %component, version = %version, wave = %wave.name, "wave completed");
-                shared.notifier.send(
-                    Event::WaveCompleted,
-                    &messages::wave_completed(component, &version, &wave.name),
-                    details(json!({"component": component, "version": version, "wave": wave.name,
-                        "completed": wave.completed})),
-                );
-            }
-        }
-    }
-}
-
-/// After a pass: the target gauges, and the `blocked` and `converged` notifications.
-fn after_pass(shared: &Shared, repo: &WatchedRepo, recorded_something: bool) {
+/// After a pass: the target gauges, and the notifications of a finished pass (the same
+/// function `gantry apply` ends with: `ops::notify::after_pass`).
+fn after_pass(
+    shared: &Shared,
+    repo: &WatchedRepo,
+    before: &crate::state::RecordedState,
+    after: &crate::state::RecordedState,
+    recorded_something: bool,
+) {
+    let key = status_cache::key(shared, repo);
     let status = match crate::ops::status::status_report(repo, None, shared.now()) {
         Ok(s) => s,
         Err(e) => {
@@ -804,55 +831,15 @@ fn after_pass(shared: &Shared, repo: &WatchedRepo, recorded_something: bool) {
         *by_status.entry(t.status.clone()).or_insert(0u64) += 1;
     }
     lock(&shared.metrics).targets = by_status;
-    let blocked: BTreeSet<String> = status
-        .targets
-        .iter()
-        .filter(|t| t.plan_status == "blocked")
-        .map(|t| t.target.clone())
-        .collect();
-    let converged = !status.targets.is_empty()
-        && status
-            .targets
-            .iter()
-            .all(|t| t.next_action == "noop" && t.status == "converged");
-    let (newly_blocked, announce_converged) = {
-        let mut daemon = lock(&shared.daemon);
-        let newly: Vec<String> = blocked.difference(&daemon.blocked).cloned().collect();
-        let announce = converged && (recorded_something || daemon.converged == Some(false));
-        daemon.blocked = blocked;
-        daemon.converged = Some(converged);
-        (newly, announce)
-    };
-    for name in newly_blocked {
-        let Some(row) = status.targets.iter().find(|t| t.target == name) else {
-            continue;
-        };
-        let reasons: Vec<String> = row.blockers.iter().map(messages::blocker).collect();
-        tracing::info!(target = %row.target, component = %row.component, "blocked: {}", reasons.join("; "));
-        shared.notifier.send(
-            Event::Blocked,
-            &messages::blocked(
-                &row.component,
-                &row.target,
-                &row.next_action,
-                row.desired.as_deref(),
-                &reasons,
-            ),
-            details(
-                json!({"target": row.target, "component": row.component, "action": row.next_action,
-                "desired": row.desired, "blockers": row.blockers, "opens_at": row.opens_at}),
-            ),
-        );
-    }
-    if announce_converged {
-        let short = &status.desired_commit[..12.min(status.desired_commit.len())];
-        tracing::info!(commit = %status.desired_commit, "converged");
-        shared.notifier.send(
-            Event::Converged,
-            &messages::converged(status.targets.len(), short),
-            details(json!({"commit": status.desired_commit, "targets": status.targets.len()})),
-        );
-    }
+    notices::after_pass(
+        &shared.notifier,
+        &shared.notices,
+        before,
+        after,
+        &status,
+        recorded_something,
+    );
+    shared.status.offer(shared, repo, key, status);
 }
 
 /// The earliest future instant in a plan: a window opening, a blocker lifting, a soak ending.

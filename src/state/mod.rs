@@ -43,6 +43,7 @@ pub mod branch;
 pub mod durability;
 pub mod fence;
 pub mod history;
+pub mod housekeeping;
 pub mod journal;
 pub mod lock;
 pub mod logs;
