@@ -9,7 +9,13 @@ PRNG, fixed author dates), so the same arguments always give the same commit ids
   refs/heads/gantry/state  one commit with `targets/<name>.yaml` records (TargetRecord), so the
                            plan has upgrades, config changes and converged targets, not only installs
 
-Usage: gen_repo.py [--targets N] [--releases N] [--layout per-target|multi] | git fast-import
+With `--history N` (bench/status_history.sh), N more commits on main after those, each editing
+one target's config (not its version), round robin, so the approvals walk must read all of them
+to settle the targets no bump touched; with `--state-history M`, the state branch is M outcome
+commits (one target's record each, with Gantry-* trailers) ending at the same records.
+
+Usage: gen_repo.py [--targets N] [--releases N] [--layout per-target|multi]
+                   [--history N] [--state-history M] | git fast-import
 """
 
 import argparse
@@ -354,6 +360,10 @@ def main():
     ap.add_argument("--layout", choices=["per-target", "multi"], default="per-target",
                     help="per-target: targets/<tenant>/<name>.yaml; multi: 10 files of many documents")
     ap.add_argument("--seed", type=int, default=20261121)
+    ap.add_argument("--history", type=int, default=0,
+                    help="extra commits on main, each a config edit of one target")
+    ap.add_argument("--state-history", type=int, default=1,
+                    help="commits on the state branch (outcome commits ending at the records)")
     args = ap.parse_args()
 
     fleet = Fleet(args.targets, args.releases, args.seed)
@@ -397,8 +407,39 @@ def main():
         message = "Upgrade %d targets to 2.x (wave %d)\n\n%s" % (len(changed), k + 1, ("\n" + trailers) if trailers else "")
         head = s.commit("refs/heads/main", message, delta, parent=head, when=EPOCH + 3600 * (k + 1))
 
+    for k in range(args.history):
+        t = fleet.targets[k % len(fleet.targets)]
+        t["config"]["replicas"] = 1 + (t["config"]["replicas"] + k) % 5
+        if args.layout == "per-target":
+            # Only this target's file changes: regenerate just that one.
+            new_texts = dict(texts)
+            new_texts.update(target_files([t]))
+        else:
+            new_texts = target_files(fleet.targets)
+        delta = {p: s.blob(text) for p, text in new_texts.items() if texts.get(p) != text}
+        texts = new_texts
+        head = s.commit("refs/heads/main", "Scale %s to %d replicas\n" % (t["name"], t["config"]["replicas"]),
+                        delta, parent=head, when=EPOCH + 3600 * 5 + 60 * k)
+
     records = {"targets/%s.yaml" % t["name"]: s.blob(record_doc(t)) for t in fleet.targets if t["recorded"] is not None}
-    s.commit("refs/heads/gantry/state", "gantry: recorded state\n", records, clear=True, when=EPOCH + 86400)
+    recorded = [t for t in fleet.targets if t["recorded"] is not None]
+    state = None
+    first = max(args.state_history - 1, 0)
+    if first:
+        state = s.commit("refs/heads/gantry/state", "gantry: recorded state\n", records, clear=True, when=EPOCH + 86400)
+    for k in range(first):
+        # One outcome per commit, as a pass recording one attempt writes it.
+        t = recorded[k % len(recorded)]
+        v = vstr(t["recorded"])
+        trailers = ("Gantry-Target: %s\nGantry-Component: %s\nGantry-From: %s\nGantry-To: %s\n"
+                    "Gantry-Outcome: succeeded\nGantry-Desired-Commit: %s\nGantry-Attempt: %s-%06d\n"
+                    % (t["name"], t["component"], v, v, "0" * 40, t["name"], k))
+        message = "%s %s → %s on %s: succeeded\n\n%s" % (t["component"], v, v, t["name"], trailers)
+        path = "targets/%s.yaml" % t["name"]
+        state = s.commit("refs/heads/gantry/state", message, {path: records[path]}, parent=state,
+                         when=EPOCH + 86400 + 60 * (k + 1))
+    if not first:
+        s.commit("refs/heads/gantry/state", "gantry: recorded state\n", records, clear=True, when=EPOCH + 86400)
     s.out.write(b"done\n")
 
 

@@ -1,6 +1,7 @@
 //! gantry: a declarative GitOps reconciler for upgrades.
 
 pub mod cli;
+pub mod cluster;
 pub mod executor;
 pub mod manifest;
 pub mod ops;

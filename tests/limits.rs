@@ -324,3 +324,43 @@ fn a_large_unrelated_yaml_file_is_ignored_not_fatal() {
         "{stderr}"
     );
 }
+
+/// `[housekeeping]` durations go through the manifest duration grammar, and the interval must
+/// be longer than 0 (a zero interval would housekeep after every pass).
+#[test]
+fn housekeeping_settings_are_validated_with_their_field_named() {
+    for (toml, want) in [
+        (
+            "[housekeeping]\ninterval = \"0s\"\n",
+            "housekeeping.interval: must be longer than 0",
+        ),
+        (
+            "[housekeeping]\nprune_after = \"soon\"\n",
+            "housekeeping.prune_after: \"soon\" is not a valid duration",
+        ),
+    ] {
+        let repo = Repo::new();
+        repo.file("gantry.toml", toml)
+            .file("components/web.yaml", &component("web", ""))
+            .file("releases/web.yaml", &release("web", "1.0.0", ""))
+            .file("targets/a.yaml", &target("a", "web", "1.0.0", "env: test"));
+        repo.commit_all("config");
+        let run = repo.gantry(&["validate"]).expect(1);
+        assert!(
+            run.stderr().contains(want) || run.stdout().contains(want),
+            "{}{}",
+            run.stdout(),
+            run.stderr()
+        );
+    }
+    let repo = Repo::new();
+    repo.file(
+        "gantry.toml",
+        "[housekeeping]\ninterval = \"30m\"\nprune_after = \"7d\"\n",
+    )
+    .file("components/web.yaml", &component("web", ""))
+    .file("releases/web.yaml", &release("web", "1.0.0", ""))
+    .file("targets/a.yaml", &target("a", "web", "1.0.0", "env: test"));
+    repo.commit_all("config");
+    repo.gantry(&["validate"]).expect(0);
+}

@@ -238,8 +238,13 @@ pub fn run(
         (None, _) => &lines,
     };
     // With a remote or a selector: the fleet's shared state, claims and publishing (ops::shared).
-    let result =
-        crate::ops::shared::apply_shared(&repo, &options, selector, &cli.git.auth(), sink).map_err(OpsError::from);
+    // `[[notify]]` webhooks as the daemon sends them (ops::notify); one that is down is a
+    // warning, never a failed apply.
+    let notified = crate::ops::apply::apply_notifying(&repo, &options, selector, &cli.git.auth(), sink);
+    for line in &notified.undelivered {
+        eprintln!("warning: notification not delivered: {line} (the apply itself is not affected)");
+    }
+    let result = notified.result;
     if let Some(bars) = &bars {
         bars.overall.finish_and_clear();
     }

@@ -169,6 +169,9 @@ pub enum Command {
         /// Only targets with this label (repeatable: all must match); see `ops::agents`.
         #[arg(long = "selector", value_name = "KEY=VALUE", value_parser = crate::ops::agents::Selector::parse_pair)]
         selector: Vec<(String, String)>,
+        /// High availability on etcd (`--etcd`, `--shard`, `--lease-ttl`; see `cluster`).
+        #[command(flatten)]
+        cluster: daemon::ClusterArgs,
     },
     /// Per target: current, desired, status, next action, window, blockers.
     Status {
@@ -394,6 +397,7 @@ pub fn run() -> ExitCode {
             selector,
             allow_rewind,
             allowed_hosts,
+            cluster,
         } => daemon::run(
             &cli,
             listen.as_deref(),
@@ -401,6 +405,7 @@ pub fn run() -> ExitCode {
             &Selector(selector.clone()),
             *allow_rewind,
             allowed_hosts,
+            cluster,
         ),
         Command::Status {
             format,

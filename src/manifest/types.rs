@@ -32,9 +32,10 @@ pub struct ComponentSpec {
     /// A name from `[executors]` in gantry.toml; absent = the built-in `shell` executor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub executor: Option<String>,
-    /// Components whose targets with the same `tenant` label upgrade first.
+    /// What upgrades first: a component's targets with the same `tenant` label, or shared
+    /// targets of any tenant.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub depends_on: Vec<String>,
+    pub depends_on: Vec<Dependency>,
     #[serde(default)]
     pub steps: Steps,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -566,6 +567,36 @@ pub struct ApprovalSpec {
     pub approved_by: Vec<String>,
 }
 
+/// One `dependsOn` entry of a Component (SPEC §2).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum Dependency {
+    /// `ledger`: that component's targets with the same `tenant` label upgrade first.
+    SameTenant(String),
+    /// `{ component: kafka, selector: { scope: shared } }`: that component's targets matching the
+    /// selector (all of them without one), whatever their tenant: shared infrastructure first.
+    Shared(SharedDependency),
+}
+
+/// Shared targets a component waits for, across tenants.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SharedDependency {
+    pub component: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<Labels>,
+}
+
+impl Dependency {
+    /// The component depended on.
+    pub fn component(&self) -> &str {
+        match self {
+            Dependency::SameTenant(name) => name,
+            Dependency::Shared(shared) => &shared.component,
+        }
+    }
+}
+
 /// `gantry.toml`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -594,6 +625,38 @@ pub struct RepoConfig {
     pub secrets: SecretsConfig,
     #[serde(default)]
     pub logs: LogsConfig,
+    #[serde(default)]
+    pub housekeeping: HousekeepingConfig,
+}
+
+/// `[housekeeping]`: how often the daemon packs the state branch's loose objects and prunes
+/// unreachable ones (`state::housekeeping`), and how old an unreachable object must be first.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HousekeepingConfig {
+    /// Time between two housekeeping passes of the daemon (a duration: `1h`).
+    #[serde(default = "default_housekeeping_interval")]
+    pub interval: String,
+    /// Unreachable loose objects younger than this are kept (git's `gc.pruneExpire`: a commit
+    /// being made next to the daemon writes its objects before the ref that reaches them).
+    #[serde(default = "default_prune_after")]
+    pub prune_after: String,
+}
+
+impl Default for HousekeepingConfig {
+    fn default() -> Self {
+        HousekeepingConfig {
+            interval: default_housekeeping_interval(),
+            prune_after: default_prune_after(),
+        }
+    }
+}
+
+fn default_housekeeping_interval() -> String {
+    "1h".to_owned()
+}
+fn default_prune_after() -> String {
+    "14d".to_owned()
 }
 
 /// `[logs]`: how much of each step's output `.git/gantry/logs` keeps, and for how long.
@@ -645,6 +708,7 @@ impl Default for RepoConfig {
             listen: default_listen(),
             secrets: SecretsConfig::default(),
             logs: LogsConfig::default(),
+            housekeeping: HousekeepingConfig::default(),
         }
     }
 }

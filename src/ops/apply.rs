@@ -57,3 +57,96 @@ pub fn exit(report: &ApplyReport) -> Exit {
         Exit::Ok
     }
 }
+
+/// How long `gantry apply` waits, after its pass, for its notifications to be delivered.
+pub const NOTIFY_FLUSH: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A pass's report, and the notifications that could not be delivered (one line each, for
+/// stderr: a webhook that is down never fails the pass).
+pub struct Notified {
+    pub result: Result<ApplyReport, OpsError>,
+    pub undelivered: Vec<String>,
+}
+
+/// `gantry apply`: one pass ([`super::shared::apply_shared`]) that sends the `[[notify]]`
+/// webhooks the daemon sends for a pass, through the same functions (`ops::notify`): the
+/// progress events of the pass, then [`super::notify::after_pass`] (waves completed, targets
+/// blocked, converged) or [`super::notify::invalid_commit`]. It then waits up to
+/// [`NOTIFY_FLUSH`] for deliveries. A dry run notifies nothing.
+pub fn apply_notifying(
+    repo: &WatchedRepo,
+    options: &ApplyOptions,
+    selector: &super::agents::Selector,
+    auth: &crate::source::remote::GitAuth,
+    sink: &dyn ProgressSink,
+) -> Notified {
+    let config = super::shared::repo_config(repo);
+    let plain = |sink: &dyn ProgressSink| super::shared::apply_shared(repo, options, selector, auth, sink);
+    if options.dry_run || config.notify.is_empty() {
+        return Notified {
+            result: plain(sink).map_err(OpsError::from),
+            undelivered: Vec::new(),
+        };
+    }
+    // The pass reads the same state and fails the same way when it cannot.
+    let before = match crate::state::read_recorded(&repo.repo, &config.state_branch) {
+        Ok(before) => before,
+        Err(e) => {
+            return Notified {
+                result: Err(e.into()),
+                undelivered: Vec::new(),
+            };
+        }
+    };
+    let notifier = super::notify::Notifier::new(config.notify.clone());
+    let memory = std::sync::Mutex::new(super::notify::Memory::default());
+    let notices = super::notify::PassNotices::new(&notifier, &memory, &before);
+    let tee = Tee {
+        sink,
+        notices: &notices,
+    };
+    let result = plain(&tee).map_err(OpsError::from);
+    match &result {
+        Ok(report) => {
+            let now = options.now.unwrap_or_else(jiff::Timestamp::now);
+            let after = crate::state::read_recorded(&repo.repo, &config.state_branch);
+            let status = super::status::status_report(repo, None, now);
+            match (after, status) {
+                (Ok(after), Ok(status)) => super::notify::after_pass(
+                    &notifier,
+                    &memory,
+                    &before,
+                    &after,
+                    &status,
+                    !report.outcomes.is_empty(),
+                ),
+                (Err(e), _) => tracing::warn!("no end-of-pass notifications: {e}"),
+                (_, Err(e)) => tracing::warn!("no end-of-pass notifications: {e}"),
+            }
+        }
+        Err(OpsError::Apply(crate::reconcile::apply::ApplyError::InvalidCommit {
+            commit, diagnostics, ..
+        })) => {
+            let errors: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+            super::notify::invalid_commit(&notifier, commit, &errors);
+        }
+        Err(_) => {}
+    }
+    Notified {
+        result,
+        undelivered: notifier.finish(NOTIFY_FLUSH),
+    }
+}
+
+/// Progress to the caller's sink and to the pass's notifications.
+struct Tee<'a> {
+    sink: &'a dyn ProgressSink,
+    notices: &'a super::notify::PassNotices<'a>,
+}
+
+impl ProgressSink for Tee<'_> {
+    fn event(&self, event: &crate::reconcile::attempt::ProgressEvent) {
+        self.sink.event(event);
+        self.notices.event(event);
+    }
+}

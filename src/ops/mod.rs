@@ -13,6 +13,7 @@ pub mod artifacts;
 pub mod clone;
 pub mod history;
 pub mod init;
+pub mod notify;
 pub mod plan;
 pub mod retry;
 pub mod rollback;

@@ -70,10 +70,14 @@ pub fn sync_before(repo: &WatchedRepo, config: &RepoConfig, auth: &GitAuth) -> R
 /// [`SyncError`]; the outcomes stay committed locally and the next pass publishes them.
 pub fn publish_after(repo: &WatchedRepo, config: &RepoConfig, auth: &GitAuth) -> Result<(), SyncError> {
     let Some(name) = &config.remote else {
+        crate::state::fence::published();
         return Ok(());
     };
     let remote = Remote::open(&repo.repo, name, auth)?;
-    sync::push_state(&repo.repo, &remote, &config.state_branch).map(|_| ())
+    sync::push_state(&repo.repo, &remote, &config.state_branch)?;
+    // Clustered: the outcomes are shared now; their journals may leave etcd.
+    crate::state::fence::published();
+    Ok(())
 }
 
 /// `gantry apply` with a remote and/or a selector: sync, claim, one pass, release, publish,
@@ -199,6 +203,7 @@ pub fn agent_pass(
         total.plan = round.plan;
         total.resumed += round.resumed;
         total.outcomes.extend(round.outcomes);
+        total.not_started.extend(round.not_started);
         if !ran || stop.load(std::sync::atomic::Ordering::SeqCst) {
             return Ok(total);
         }

@@ -11,7 +11,7 @@ use crate::state::{Journal, read_recorded};
 use super::{OpsError, resolve_commit};
 
 /// One row of `gantry status`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct TargetStatusRow {
     pub target: String,
     pub component: String,
@@ -89,7 +89,7 @@ impl std::fmt::Display for AttemptInFlight {
 }
 
 /// The whole status document (`--format json` and the daemon's `/api/status`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct StatusReport {
     pub desired_commit: String,
     pub state_commit: Option<String>,

@@ -371,6 +371,51 @@ fn halted_rollout_blocks_every_waiting_target() {
     assert!(p.rollouts[0].halted.is_some());
 }
 
+/// Shared infrastructure first (issue #16): tenant services that depend on the one shared Kafka
+/// wait for it whatever their tenant (and without a tenant label), while a tenant's own Kafka
+/// that the selector does not match holds nothing.
+#[test]
+fn dependencies_on_shared_targets_hold_every_tenant() {
+    let yaml = format!(
+        "{HEADER}kind: Component\nmetadata: {{ name: kafka }}\nspec: {{ steps: {{ deploy: [d] }} }}\n---\n\
+         {HEADER}kind: Release\nmetadata: {{ name: kafka-3.0.0 }}\nspec: {{ component: kafka, version: 3.0.0 }}\n---\n\
+         {HEADER}kind: Release\nmetadata: {{ name: kafka-3.1.0 }}\nspec: {{ component: kafka, version: 3.1.0 }}\n---\n\
+         {HEADER}kind: Component\nmetadata: {{ name: billing }}\nspec: {{ dependsOn: [{{ component: kafka, selector: {{ scope: shared }} }}], steps: {{ deploy: [d] }} }}\n---\n\
+         {HEADER}kind: Release\nmetadata: {{ name: billing-2.0.0 }}\nspec: {{ component: billing, version: 2.0.0 }}\n---\n\
+         {HEADER}kind: Target\nmetadata: {{ name: kafka-shared, labels: {{ scope: shared }} }}\nspec: {{ component: kafka, version: 3.1.0 }}\n---\n\
+         {HEADER}kind: Target\nmetadata: {{ name: acme-kafka, labels: {{ tenant: acme, scope: tenant }} }}\nspec: {{ component: kafka, version: 3.1.0 }}\n---\n\
+         {HEADER}kind: Target\nmetadata: {{ name: acme-billing, labels: {{ tenant: acme }} }}\nspec: {{ component: billing, version: 2.0.0 }}\n---\n\
+         {HEADER}kind: Target\nmetadata: {{ name: edge-billing }}\nspec: {{ component: billing, version: 2.0.0 }}\n"
+    );
+    let (desired, windows) = load(&yaml);
+    let mut recorded = RecordedState::default();
+    for name in ["kafka-shared", "acme-kafka"] {
+        recorded.targets.insert(name.into(), converged("kafka", "3.0.0"));
+    }
+    let p = run(&desired, &windows, &recorded, "2026-11-21T10:00:00Z");
+    for dependent in ["acme-billing", "edge-billing"] {
+        let a = action(&p, dependent);
+        assert_eq!(a.status, Status::Blocked, "{dependent}");
+        assert_eq!(
+            kinds(a),
+            vec![BlockerKind::Dependency],
+            "{dependent}: only the shared kafka holds it"
+        );
+        assert_eq!(
+            a.blocked_by[0].reason,
+            "waits for kafka-shared (kafka 3.0.0 → 3.1.0) to finish first: component `billing` dependsOn `kafka` (shared: scope=shared)"
+        );
+    }
+    // The shared Kafka converged; the tenant's own Kafka, still pending, matches no selector.
+    recorded
+        .targets
+        .insert("kafka-shared".into(), converged("kafka", "3.1.0"));
+    let p = run(&desired, &windows, &recorded, "2026-11-21T10:00:00Z");
+    assert_eq!(action(&p, "acme-kafka").status, Status::Ready);
+    assert_eq!(action(&p, "acme-billing").status, Status::Ready);
+    assert_eq!(action(&p, "edge-billing").status, Status::Ready);
+}
+
 #[test]
 fn dependencies_wait_for_the_same_tenant_only() {
     let yaml = format!(

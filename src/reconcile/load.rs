@@ -91,7 +91,11 @@ pub fn load_commit(repo: &WatchedRepo, commit: Oid) -> Result<LoadedCommit, Sour
     let templates = tracing::debug_span!("load.render_templates").entered();
     // Only a commit that is otherwise sound is worth rendering: an invalid one is refused anyway.
     if !diagnostics.iter().any(|d| d.severity == Severity::Invalid) {
-        diagnostics.extend(template_diagnostics(&desired, commit));
+        // Cached by commit and binary (`template_cache`): the check depends only on those
+        // (the tree, and `{{ commit }}` itself).
+        diagnostics.extend(super::template_cache::cached(repo.repo.path(), commit, || {
+            template_diagnostics(&desired, commit)
+        }));
     }
     drop(templates);
     manifest::diagnostic::sort(&mut diagnostics);
@@ -268,7 +272,7 @@ fn template_diagnostics(desired: &Desired, commit: Oid) -> Vec<Diagnostic> {
             };
             origin.diagnostic(
                 Severity::Invalid,
-                "template",
+                super::template_cache::KIND,
                 &template.pointer,
                 format!(
                     "template `{}` does not render for target `{target}`{more}: {problem}",

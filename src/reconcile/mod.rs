@@ -6,3 +6,4 @@ pub mod load;
 pub mod observe;
 pub mod program;
 pub mod runtime;
+pub mod template_cache;

@@ -1,16 +1,14 @@
 //! The daemon's progress sink: every pass event becomes a log line (with `target`, `component`
 //! and `attempt` fields), metrics, and the notifications that are about single attempts.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use serde_json::{Map, Value, json};
-
+use crate::ops::notify::PassNotices;
 use crate::reconcile::attempt::{ProgressEvent, ProgressSink};
 
 use super::Shared;
-use super::notify::Event;
 
 /// What the sink remembers of a running attempt (later events carry only its id).
 #[derive(Debug, Clone)]
@@ -26,18 +24,18 @@ pub struct DaemonSink<'a> {
     step_kinds: Mutex<HashMap<(String, String), String>>,
     /// When the desired commit this pass reconciles was seen; taken by the first step.
     seen: Mutex<Option<Instant>>,
-    /// Rollouts recorded before this pass: starting one of those is not a new rollout.
-    known_rollouts: BTreeSet<(String, String)>,
+    /// The pass's notifications, as `gantry apply` sends them.
+    notices: PassNotices<'a>,
 }
 
 impl<'a> DaemonSink<'a> {
-    pub fn new(shared: &'a Shared, seen: Option<Instant>, known_rollouts: BTreeSet<(String, String)>) -> Self {
+    pub fn new(shared: &'a Shared, seen: Option<Instant>, before: &crate::state::RecordedState) -> Self {
         DaemonSink {
             shared,
             attempts: Mutex::new(HashMap::new()),
             step_kinds: Mutex::new(HashMap::new()),
             seen: Mutex::new(seen),
-            known_rollouts,
+            notices: PassNotices::new(&shared.notifier, &shared.notices, before),
         }
     }
 
@@ -52,6 +50,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl ProgressSink for DaemonSink<'_> {
     fn event(&self, event: &ProgressEvent) {
+        self.log_and_measure(event);
+        self.notices.event(event);
+    }
+}
+
+impl DaemonSink<'_> {
+    /// The log line and metrics of `event`.
+    fn log_and_measure(&self, event: &ProgressEvent) {
         match event {
             ProgressEvent::AttemptStarted {
                 target,
@@ -73,19 +79,6 @@ impl ProgressSink for DaemonSink<'_> {
                         action: action.clone(),
                     },
                 );
-                if matches!(action.as_str(), "install" | "upgrade") {
-                    let key = (component.clone(), to.to_string());
-                    let new = !self.known_rollouts.contains(&key) && lock(&self.shared.announced).insert(key);
-                    if new {
-                        self.shared.notifier.send(
-                            Event::RolloutStarted,
-                            &super::messages::rollout_started(component, to, action, target),
-                            details(
-                                json!({"component": component, "version": to, "target": target, "attempt": attempt}),
-                            ),
-                        );
-                    }
-                }
             }
             ProgressEvent::StepStarted {
                 target,
@@ -137,11 +130,6 @@ impl ProgressSink for DaemonSink<'_> {
                 let component = self.running(attempt).map(|r| r.component).unwrap_or_default();
                 tracing::warn!(target = %target, component = %component, attempt = %attempt, "rolling back: {reason}");
                 lock(&self.shared.metrics).rollbacks += 1;
-                self.shared.notifier.send(
-                    Event::Rollback,
-                    &super::messages::rollback(&component, target, reason),
-                    details(json!({"target": target, "component": component, "attempt": attempt, "reason": reason})),
-                );
             }
             ProgressEvent::Held {
                 target,
@@ -150,11 +138,6 @@ impl ProgressSink for DaemonSink<'_> {
                 reason,
             } => {
                 tracing::warn!(target = %target, component = %component, action = %action, "held: {reason}");
-                self.shared.notifier.send(
-                    Event::Blocked,
-                    &format!("⏸ {component} on {target}: {action} held: {reason}"),
-                    details(json!({"target": target, "component": component, "action": action, "reason": reason})),
-                );
             }
             ProgressEvent::AttemptFinished {
                 target,
@@ -174,22 +157,8 @@ impl ProgressSink for DaemonSink<'_> {
                 } else {
                     tracing::error!(target = %target, component = %component, attempt = %attempt, outcome = %outcome,
                         "attempt finished: {action} {outcome}: {message}");
-                    self.shared.notifier.send(
-                        Event::Failed,
-                        &super::messages::failed(&component, target, &action, outcome, message),
-                        details(json!({"target": target, "component": component, "attempt": attempt,
-                            "action": action, "outcome": outcome, "message": message})),
-                    );
                 }
             }
         }
-    }
-}
-
-/// The object inside a `json!` literal.
-pub fn details(value: Value) -> Map<String, Value> {
-    match value {
-        Value::Object(map) => map,
-        _ => Map::new(),
     }
 }

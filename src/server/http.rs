@@ -257,7 +257,10 @@ async fn healthz() -> &'static str {
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
-    let text = lock(&shared.metrics).render();
+    let mut text = lock(&shared.metrics).render();
+    if let Some(cluster) = shared.cluster.get() {
+        text.push_str(&cluster.render_metrics());
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         text,
@@ -265,7 +268,7 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
         .into_response()
 }
 
-/// The same document as `gantry status --format json`, computed now.
+/// The same document as `gantry status --format json` (the daemon's cached status).
 ///
 /// `?selector=KEY=VALUE[,KEY=VALUE…]` keeps the targets whose labels have every pair
 /// (400 for a malformed selector).
@@ -275,12 +278,27 @@ async fn status(State(shared): State<Arc<Shared>>, query: axum::extract::RawQuer
         Err(message) => return (StatusCode::BAD_REQUEST, format!("{message}\n")).into_response(),
     };
     let result = tokio::task::spawn_blocking(move || {
-        let repo = crate::source::WatchedRepo::open(&shared.repo_path).map_err(|e| e.to_string())?;
-        let mut report = crate::ops::status::status_report(&repo, None, shared.now()).map_err(|e| e.to_string())?;
-        if !selector.is_empty() {
-            report.targets.retain(|row| selector.matches(&row.labels));
+        // The daemon's status (`status_cache`): recomputed only when its inputs moved.
+        let snapshot = shared.status.current(&shared)?;
+        let report = &snapshot.report;
+        if selector.is_empty() {
+            return serde_json::to_string_pretty(report).map_err(|e| e.to_string());
         }
-        serde_json::to_string_pretty(&report).map_err(|e| e.to_string())
+        let filtered = crate::ops::status::StatusReport {
+            targets: report
+                .targets
+                .iter()
+                .filter(|row| selector.matches(&row.labels))
+                .cloned()
+                .collect(),
+            rollouts: report.rollouts.clone(),
+            trust_anchor: report.trust_anchor.clone(),
+            desired_commit: report.desired_commit.clone(),
+            state_commit: report.state_commit.clone(),
+            now: report.now.clone(),
+            valid: report.valid,
+        };
+        serde_json::to_string_pretty(&filtered).map_err(|e| e.to_string())
     })
     .await;
     match result {
@@ -358,7 +376,14 @@ fn percent_decode(text: &str) -> Option<String> {
 /// What the daemon itself knows: last valid commit, an invalid tip and its errors, passes.
 async fn daemon(State(shared): State<Arc<Shared>>) -> Response {
     let state = lock(&shared.daemon).clone();
-    axum::Json(state).into_response()
+    let mut value = serde_json::to_value(state).unwrap_or_default();
+    if let (Some(cluster), Some(map)) = (shared.cluster.get(), value.as_object_mut()) {
+        map.insert(
+            "cluster".into(),
+            serde_json::to_value(cluster.status()).unwrap_or_default(),
+        );
+    }
+    axum::Json(value).into_response()
 }
 
 /// Fetches (with a remote) and reconciles now.
@@ -384,10 +409,65 @@ async fn git_hook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: B
     }
 }
 
-async fn index(State(shared): State<Arc<Shared>>) -> Response {
-    let result = tokio::task::spawn_blocking(move || page::render(&shared)).await;
+/// The page's query: `selector` (as `/api/status`), `component`, `state`, `page` (1-based).
+fn page_query(query: Option<&str>) -> Result<page::PageQuery, String> {
+    let mut out = page::PageQuery {
+        selector: status_selector(query)?,
+        page: 1,
+        ..page::PageQuery::default()
+    };
+    for param in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = param.split_once('=').unwrap_or((param, ""));
+        let decoded = || percent_decode(value).ok_or_else(|| format!("{name} `{value}` is not valid percent-encoding"));
+        match name {
+            "component" if !value.is_empty() => out.component = Some(decoded()?),
+            "state" if !value.is_empty() => out.state = Some(decoded()?),
+            "page" => {
+                out.page = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|p| *p >= 1)
+                    .ok_or_else(|| format!("page `{value}` is not a page number (1, 2, …)"))?;
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// The status page; `ETag` is a digest of the body, and a request whose `If-None-Match` has it
+/// gets `304 Not Modified` and no body.
+async fn index(State(shared): State<Arc<Shared>>, headers: HeaderMap, query: axum::extract::RawQuery) -> Response {
+    let query = match page_query(query.0.as_deref()) {
+        Ok(query) => query,
+        Err(message) => return (StatusCode::BAD_REQUEST, format!("{message}\n")).into_response(),
+    };
+    let result = tokio::task::spawn_blocking(move || page::render(&shared, &query)).await;
     match result {
-        Ok(Ok(html)) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response(),
+        Ok(Ok(html)) => {
+            use sha2::Digest;
+            let digest = sha2::Sha256::digest(html.as_bytes());
+            let etag = format!(
+                "\"{}\"",
+                digest[..12].iter().map(|b| format!("{b:02x}")).collect::<String>()
+            );
+            let matches = headers
+                .get(header::IF_NONE_MATCH)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
+            if matches {
+                return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
+            }
+            (
+                [
+                    (header::CONTENT_TYPE, "text/html; charset=utf-8".to_string()),
+                    (header::ETAG, etag),
+                    (header::CACHE_CONTROL, "no-cache".to_string()),
+                ],
+                html,
+            )
+                .into_response()
+        }
         Ok(Err(message)) => error(&message),
         Err(e) => error(&e.to_string()),
     }

@@ -19,14 +19,12 @@ mod events;
 pub mod guard;
 pub mod hooks;
 mod http;
-pub mod messages;
 pub mod metrics;
-pub mod notify;
 mod page;
 pub mod remote;
 pub mod scheduler;
+pub mod status_cache;
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -35,7 +33,6 @@ use std::time::{Duration, Instant};
 use git2::Oid;
 use jiff::Timestamp;
 use serde::Serialize;
-use serde_json::json;
 
 use crate::manifest::RepoConfig;
 use crate::reconcile::apply::{ApplyError, ApplyOptions};
@@ -43,11 +40,11 @@ use crate::source::sync::Fetched;
 use crate::source::{SourceError, WatchedRepo};
 use crate::state::{LockError, ReconcilerLock, read_recorded};
 
-use self::events::{DaemonSink, details};
+use self::events::DaemonSink;
 use self::metrics::Metrics;
-use self::notify::{Event, Notifier};
 use self::scheduler::{Observed, PassResult, Reconcile, Scheduler, Trigger};
 use crate::ops::Requeue;
+use crate::ops::notify::{self as notices, Notifier};
 
 /// Why the daemon could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +55,9 @@ pub enum ServerError {
     /// The repository could not be opened or read.
     #[error(transparent)]
     Source(#[from] SourceError),
+    /// `--etcd`: the shard could not be joined.
+    #[error("cannot join the shard: {0}")]
+    Cluster(#[from] crate::cluster::ClusterError),
     /// The HTTP address could not be bound.
     #[error("cannot listen on {addr}: {source} (set `listen` in gantry.toml or pass --listen ADDR)")]
     Bind {
@@ -103,6 +103,8 @@ pub struct DaemonOptions {
     pub allow_rewind: bool,
     /// Host names the HTTP API answers to besides the listen address (`--allowed-host`).
     pub allowed_hosts: Vec<String>,
+    /// `--etcd …`: join a shard; only its leader reconciles (see `crate::cluster`).
+    pub cluster: Option<crate::cluster::ClusterOptions>,
 }
 
 /// What the daemon knows beyond the status report (served as `/api/daemon`).
@@ -126,10 +128,20 @@ pub struct DaemonState {
     /// When the daemon wakes next on its own (RFC 3339): a retry, a window opening or soak
     /// ending, or at the latest the periodic full reconcile (`poll_interval`).
     pub next_wake: Option<String>,
-    #[serde(skip)]
-    blocked: BTreeSet<String>,
-    #[serde(skip)]
-    converged: Option<bool>,
+    /// The last state-branch housekeeping pass (`[housekeeping]`), once one ran.
+    pub housekeeping: Option<Housekeeping>,
+}
+
+/// The last housekeeping pass, for `/api/daemon`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Housekeeping {
+    /// When it finished (RFC 3339, wall clock).
+    pub last: String,
+    /// What it did (counts of loose objects before and after, objects packed, …).
+    #[serde(flatten)]
+    pub done: crate::state::housekeeping::Housekept,
+    /// Why it stopped early, if it did (what it did before stays done).
+    pub error: Option<String>,
 }
 
 /// A desired commit that failed validation.
@@ -158,12 +170,18 @@ pub struct Shared {
     /// When the first ref event since the last pass arrived (commit-to-first-step latency).
     pub event_at: Mutex<Option<Instant>>,
     pub notifier: Notifier,
-    /// Rollouts already announced (`rollout_started`).
-    pub announced: Mutex<BTreeSet<(String, String)>>,
+    /// What notifications remember across passes (rollouts announced, targets blocked).
+    pub notices: Mutex<notices::Memory>,
+    /// The status `/api/status` and the page serve (recomputed only when its inputs move).
+    pub status: status_cache::StatusCache,
+    /// When housekeeping last ran (monotonic clock: it paces itself, not the plan).
+    pub housekept_at: Mutex<Option<Instant>>,
     config: RepoConfig,
     auth: crate::source::remote::GitAuth,
     webhook_secret: Option<hooks::WebhookSecret>,
     selector: crate::ops::agents::Selector,
+    /// Set once the shard is joined (`--etcd`); empty otherwise.
+    pub cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 impl Shared {
@@ -205,11 +223,14 @@ pub fn run(options: DaemonOptions) -> Result<(), ServerError> {
         wake: tokio::sync::Notify::new(),
         event_at: Mutex::new(None),
         notifier: Notifier::new(config.notify.clone()),
-        announced: Mutex::new(BTreeSet::new()),
+        notices: Mutex::new(notices::Memory::default()),
+        status: status_cache::StatusCache::default(),
+        housekept_at: Mutex::new(None),
         config,
         auth: options.auth.clone(),
         webhook_secret: options.webhook_secret.clone(),
         selector: options.selector.clone(),
+        cluster: std::sync::OnceLock::new(),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -220,7 +241,14 @@ pub fn run(options: DaemonOptions) -> Result<(), ServerError> {
             what: "cannot start the async runtime",
             source,
         })?;
-    runtime.block_on(serve(shared, Arc::new(lock), &listen, &git_dir, interval))
+    runtime.block_on(serve(
+        shared,
+        Arc::new(lock),
+        &listen,
+        &git_dir,
+        interval,
+        options.cluster,
+    ))
 }
 
 /// `gantry.toml` at the tip of the desired branch (defaults when there is none yet).
@@ -240,6 +268,7 @@ async fn serve(
     listen: &str,
     git_dir: &Path,
     interval: Duration,
+    cluster: Option<crate::cluster::ClusterOptions>,
 ) -> Result<(), ServerError> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -255,6 +284,19 @@ async fn serve(
     // The first line on stderr, always plain text: tests and scripts read the port from it.
     eprintln!("listening on {addr}");
     tracing::info!(%addr, repo = %shared.repo_path.display(), "daemon started");
+    // Ref locks of the state branch left by a gantry killed while writing it (issue #14).
+    let mut state_refs = vec![format!("refs/heads/{}", shared.config.state_branch)];
+    if let Some(remote) = &shared.config.remote {
+        state_refs.push(format!("refs/remotes/{remote}/{}", shared.config.state_branch));
+    }
+    match lock.clear_stale_ref_locks(git_dir, &state_refs) {
+        Ok(removed) => {
+            for path in removed {
+                tracing::warn!(path = %path.display(), "removed a ref lock left by a killed gantry");
+            }
+        }
+        Err(e) => tracing::warn!("cannot remove a stale ref lock of the state branch: {e}"),
+    }
 
     let _watcher = watch_refs(git_dir, &shared.config.desired_branch, Arc::clone(&shared))?;
     tokio::spawn(stop_on_signal(Arc::clone(&shared)));
@@ -265,6 +307,10 @@ async fn serve(
         let _ = done_rx.wait_for(|d| *d).await;
     }));
 
+    let campaign = match cluster {
+        Some(options) => Some(join_cluster(&shared, &options, git_dir).await?),
+        None => None,
+    };
     let mut scheduler = Scheduler::new(tokio::time::Instant::now(), interval);
     let mut daemon = Daemon {
         shared: Arc::clone(&shared),
@@ -274,12 +320,36 @@ async fn serve(
         tip: None,
     };
     scheduler::drive(&mut scheduler, &mut daemon, &shared.wake, &shared.stop).await;
+    if let Some((stop, task)) = campaign {
+        // After the last step finished: give the leadership up so a standby takes over at once.
+        stop.notify_one();
+        let _ = task.await;
+    }
     let _ = done.send(true);
     if let Err(e) = server.await {
         tracing::error!("the HTTP server task ended abnormally: {e}");
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `--etcd`: joins the shard, installs the journal fence and starts campaigning. Each election
+/// won asks the loop for a pass (a refresh: fetch, then reconcile).
+async fn join_cluster(
+    shared: &Arc<Shared>,
+    options: &crate::cluster::ClusterOptions,
+    git_dir: &Path,
+) -> Result<(Arc<tokio::sync::Notify>, tokio::task::JoinHandle<()>), ServerError> {
+    let cluster = crate::cluster::Cluster::join(options, &shared.selector, git_dir).await?;
+    crate::cluster::install_fence(&cluster);
+    let _ = shared.cluster.set(Arc::clone(&cluster));
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let s = Arc::clone(shared);
+    let task = tokio::spawn(cluster.run(Arc::clone(&stop), move || {
+        s.refresh.store(true, Ordering::SeqCst);
+        s.wake.notify_one();
+    }));
+    Ok((stop, task))
 }
 
 /// Sets the stop flag on SIGTERM or SIGINT.
@@ -506,6 +576,20 @@ impl PassOutcome {
 
 /// One pass (blocking): apply, then metrics, notifications and the push of recorded state.
 fn run_pass(shared: &Shared, lock_held: &ReconcilerLock, seen: Option<Instant>) -> PassOutcome {
+    // Clustered: only the shard's leader reconciles (an election won triggers a pass), and
+    // first from the journals etcd holds.
+    if let Some(cluster) = shared.cluster.get() {
+        match cluster.begin_pass(|| adopt_remote_state(shared)) {
+            Ok(true) => {}
+            Ok(false) => {
+                return PassOutcome::Done {
+                    commit: None,
+                    next_wake: None,
+                };
+            }
+            Err(e) => return PassOutcome::transient(e),
+        }
+    }
     let repo = match WatchedRepo::open(&shared.repo_path) {
         Ok(r) => r,
         Err(e) => return PassOutcome::transient(e.to_string()),
@@ -517,12 +601,7 @@ fn run_pass(shared: &Shared, lock_held: &ReconcilerLock, seen: Option<Instant>) 
         Ok(before) => before,
         Err(e) => return PassOutcome::transient(format!("cannot read the state branch before the pass: {e}")),
     };
-    let known: BTreeSet<(String, String)> = before
-        .rollouts
-        .keys()
-        .map(|(c, v)| (c.clone(), v.to_string()))
-        .collect();
-    let sink = DaemonSink::new(shared, seen, known);
+    let sink = DaemonSink::new(shared, seen, &before);
     let options = ApplyOptions {
         targets: Vec::new(),
         dry_run: false,
@@ -543,6 +622,9 @@ fn run_pass(shared: &Shared, lock_held: &ReconcilerLock, seen: Option<Instant>) 
         Ok(report) => {
             if shared.config.remote.is_some() {
                 lock(&shared.daemon).remote_error = None;
+            } else {
+                // No remote: the local commit is the shared record (clustered journals go).
+                crate::state::fence::published();
             }
             Ok(report)
         }
@@ -557,10 +639,63 @@ fn run_pass(shared: &Shared, lock_held: &ReconcilerLock, seen: Option<Instant>) 
     // The pass counters move last, once its gauges and notifications are done, so a reader that
     // sees the pass counted sees everything it changed.
     let outcome = pass_outcome(shared, &repo, &state_branch, &before, result);
+    housekeep_if_due(shared, &repo, lock_held);
     lock(&shared.metrics).passes += 1;
     lock(&shared.daemon).passes += 1;
     lock(&shared.daemon).last_pass = Some(Timestamp::now().to_string());
     outcome
+}
+
+/// Clustered, at a new leadership: the local state branch becomes the remote's (see
+/// `Cluster::begin_pass`). Without a remote there is nothing to adopt.
+fn adopt_remote_state(shared: &Shared) -> Result<(), String> {
+    let Some(name) = &shared.config.remote else {
+        return Ok(());
+    };
+    let repo = WatchedRepo::open(&shared.repo_path).map_err(|e| e.to_string())?;
+    let remote = crate::source::remote::Remote::open(&repo.repo, name, &shared.auth).map_err(|e| e.to_string())?;
+    crate::source::sync::adopt_remote_state(&repo.repo, &remote, &shared.config.state_branch)
+        .map(|_| ())
+        .map_err(|e| format!("cannot adopt the remote's recorded state: {e}"))
+}
+
+/// Packs and prunes the state branch's objects when `[housekeeping] interval` has passed since
+/// the last time (the first pass of a daemon does it once), holding the reconciler lock, so no
+/// gantry writer runs meanwhile.
+fn housekeep_if_due(shared: &Shared, repo: &WatchedRepo, lock_held: &ReconcilerLock) {
+    let settings = &shared.config.housekeeping;
+    let parse = |text: &str, default: Duration| crate::manifest::values::parse_duration(text).unwrap_or(default);
+    let interval = parse(&settings.interval, Duration::from_secs(3600)).max(Duration::from_secs(1));
+    let prune_after = parse(&settings.prune_after, Duration::from_secs(14 * 86_400));
+    {
+        let mut at = lock(&shared.housekept_at);
+        if at.is_some_and(|t| t.elapsed() < interval) {
+            return;
+        }
+        *at = Some(Instant::now());
+    }
+    let result = crate::state::housekeeping::housekeep(&repo.repo, lock_held, &shared.config.state_branch, prune_after);
+    let (done, error) = match result {
+        Ok(done) => {
+            tracing::info!(
+                loose_before = done.loose_before,
+                packed = done.packed,
+                pruned = done.pruned,
+                loose_after = done.loose_after,
+                "housekeeping: state objects packed, unreachable ones pruned"
+            );
+            (done, None)
+        }
+        Err(e) => {
+            tracing::warn!("{e}; the repository is unchanged or only partly tidied, and valid");
+            (crate::state::housekeeping::Housekept::default(), Some(e.to_string()))
+        }
+    };
+    lock(&shared.daemon).housekeeping = Some(Housekeeping {
+        last: Timestamp::now().to_string(),
+        done,
+        error,
+    });
 }
 
 /// The bookkeeping after `apply_holding_lock`: metrics, status, notifications, remote push.
@@ -625,8 +760,7 @@ fn pass_outcome(
                     counters.rollouts = metrics::rollout_progress(&plan.rollouts, &after);
                 }
             }
-            announce_waves(shared, before, &after);
-            after_pass(shared, repo, !report.outcomes.is_empty());
+            after_pass(shared, repo, before, &after, !report.outcomes.is_empty());
             if (!report.outcomes.is_empty() || report.resumed > 0)
                 && let Some(remote) = &shared.config.remote
             {
@@ -638,6 +772,17 @@ fn pass_outcome(
                     }
                 }
             }
+            // Clustered: an attempt that could not start (its fenced journal write was refused
+            // or unanswered: leadership lost, or etcd without quorum) is retried with backoff.
+            // Done would wait for the next poll, and nothing else asks for a pass while the
+            // role does not change (a leader stalled for the whole poll interval).
+            if shared.cluster.get().is_some() && !report.not_started.is_empty() {
+                let (target, error) = &report.not_started[0];
+                return PassOutcome::transient(format!(
+                    "{} attempt(s) could not start, first {target}: {error}",
+                    report.not_started.len()
+                ));
+            }
             let next_wake = report.plan.as_ref().and_then(|p| next_instant(p, shared.now()));
             PassOutcome::Done { commit, next_wake }
         }
@@ -646,7 +791,6 @@ fn pass_outcome(
         }) => {
             lock(&shared.metrics).desired_commit_valid = false;
             let errors: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
-            let first = errors.first().cloned().unwrap_or_default();
             let short = &commit[..12.min(commit.len())];
             let already = {
                 let mut daemon = lock(&shared.daemon);
@@ -662,11 +806,7 @@ fn pass_outcome(
                     tracing::error!(commit = %commit, "{e}");
                 }
                 tracing::error!(commit = %commit, "desired commit {short} is not valid; nothing of it is applied");
-                shared.notifier.send(
-                    Event::InvalidCommit,
-                    &messages::invalid_commit(short, &first, errors.len().saturating_sub(1)),
-                    details(json!({"commit": commit, "errors": errors})),
-                );
+                notices::invalid_commit(&shared.notifier, &commit, &errors);
             }
             match Oid::from_str(&commit) {
                 Ok(commit) => PassOutcome::Invalid { commit },
@@ -680,31 +820,16 @@ fn pass_outcome(
     }
 }
 
-/// `wave_completed` for every wave this pass completed.
-fn announce_waves(shared: &Shared, before: &crate::state::RecordedState, after: &crate::state::RecordedState) {
-    for (key, rollout) in &after.rollouts {
-        for wave in &rollout.waves {
-            let was_done = before
-                .rollouts
-                .get(key)
-                .and_then(|r| r.waves.iter().find(|w| w.name == wave.name))
-                .is_some_and(|w| w.completed.is_some());
-            if wave.completed.is_some() && !was_done {
-                let (component, version) = (&rollout.component, rollout.version.to_string());
-                tracing::info!(component = %component, version = %version, wave = %wave.name, "wave completed");
-                shared.notifier.send(
-                    Event::WaveCompleted,
-                    &messages::wave_completed(component, &version, &wave.name),
-                    details(json!({"component": component, "version": version, "wave": wave.name,
-                        "completed": wave.completed})),
-                );
-            }
-        }
-    }
-}
-
-/// After a pass: the target gauges, and the `blocked` and `converged` notifications.
-fn after_pass(shared: &Shared, repo: &WatchedRepo, recorded_something: bool) {
+/// After a pass: the target gauges, and the notifications of a finished pass (the same
+/// function `gantry apply` ends with: `ops::notify::after_pass`).
+fn after_pass(
+    shared: &Shared,
+    repo: &WatchedRepo,
+    before: &crate::state::RecordedState,
+    after: &crate::state::RecordedState,
+    recorded_something: bool,
+) {
+    let key = status_cache::key(shared, repo);
     let status = match crate::ops::status::status_report(repo, None, shared.now()) {
         Ok(s) => s,
         Err(e) => {
@@ -717,55 +842,15 @@ fn after_pass(shared: &Shared, repo: &WatchedRepo, recorded_something: bool) {
         *by_status.entry(t.status.clone()).or_insert(0u64) += 1;
     }
     lock(&shared.metrics).targets = by_status;
-    let blocked: BTreeSet<String> = status
-        .targets
-        .iter()
-        .filter(|t| t.plan_status == "blocked")
-        .map(|t| t.target.clone())
-        .collect();
-    let converged = !status.targets.is_empty()
-        && status
-            .targets
-            .iter()
-            .all(|t| t.next_action == "noop" && t.status == "converged");
-    let (newly_blocked, announce_converged) = {
-        let mut daemon = lock(&shared.daemon);
-        let newly: Vec<String> = blocked.difference(&daemon.blocked).cloned().collect();
-        let announce = converged && (recorded_something || daemon.converged == Some(false));
-        daemon.blocked = blocked;
-        daemon.converged = Some(converged);
-        (newly, announce)
-    };
-    for name in newly_blocked {
-        let Some(row) = status.targets.iter().find(|t| t.target == name) else {
-            continue;
-        };
-        let reasons: Vec<String> = row.blockers.iter().map(messages::blocker).collect();
-        tracing::info!(target = %row.target, component = %row.component, "blocked: {}", reasons.join("; "));
-        shared.notifier.send(
-            Event::Blocked,
-            &messages::blocked(
-                &row.component,
-                &row.target,
-                &row.next_action,
-                row.desired.as_deref(),
-                &reasons,
-            ),
-            details(
-                json!({"target": row.target, "component": row.component, "action": row.next_action,
-                "desired": row.desired, "blockers": row.blockers, "opens_at": row.opens_at}),
-            ),
-        );
-    }
-    if announce_converged {
-        let short = &status.desired_commit[..12.min(status.desired_commit.len())];
-        tracing::info!(commit = %status.desired_commit, "converged");
-        shared.notifier.send(
-            Event::Converged,
-            &messages::converged(status.targets.len(), short),
-            details(json!({"commit": status.desired_commit, "targets": status.targets.len()})),
-        );
-    }
+    notices::after_pass(
+        &shared.notifier,
+        &shared.notices,
+        before,
+        after,
+        &status,
+        recorded_something,
+    );
+    shared.status.offer(shared, repo, key, status);
 }
 
 /// The earliest future instant in a plan: a window opening, a blocker lifting, a soak ending.

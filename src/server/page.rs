@@ -1,18 +1,29 @@
-//! The status page (`/`): server-rendered, read-only HTML with no JavaScript; it reloads itself.
-//! Rendered from `templates/status.html.j2` by minijinja with HTML auto-escaping, so every value
-//! (target names, messages, errors from a hostile commit) is escaped by the engine, not by hand.
+//! The status page (`/`): server-rendered, read-only HTML with no JavaScript; it reloads itself
+//! every 30 s, and answers `304 Not Modified` when nothing changed (`ETag`). Rendered from
+//! `templates/status.html.j2` by minijinja with HTML auto-escaping, so every value (target
+//! names, messages, errors from a hostile commit) is escaped by the engine, not by hand.
+//!
+//! A fleet is summarised, not listed: counts by status per component and per label value (for
+//! label keys with at most [`MAX_LABEL_VALUES`] values), each count a link to the targets it
+//! counts; the targets table shows one page of [`PAGE_SIZE`] rows, filtered by `?selector=`,
+//! `?component=` and `?state=`, paged by `?page=` (issue #12: 552 targets were a 507 KB table).
+//! The status comes from the daemon's cache (`status_cache`), never recomputed per request.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 
 use serde_json::json;
 
-use crate::ops::status::status_report;
-use crate::plan;
-use crate::reconcile::load::{evidence, load_commit};
-use crate::source::WatchedRepo;
-use crate::state::read_recorded;
+use crate::ops::status::TargetStatusRow;
 
 use super::{Shared, lock};
+
+/// Target rows per page.
+pub const PAGE_SIZE: usize = 50;
+/// Label keys with more distinct values than this (a tenant or host name) are not summarised.
+pub const MAX_LABEL_VALUES: usize = 20;
+/// Target names listed per rollout wave (the rest are counted).
+const WAVE_NAMES: usize = 10;
 
 const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:24px;color:#1d2430;background:#fff}\
 h1{font-size:20px;margin:0 0 4px}h2{font-size:16px;margin:24px 0 8px}\
@@ -20,7 +31,8 @@ p.meta{color:#5b6575;margin:0 0 16px}table{border-collapse:collapse;width:100%}\
 th,td{border:1px solid #c9d1dc;padding:6px 8px;text-align:left;vertical-align:top}\
 th{background:#e8edf3}tr:nth-child(even) td{background:#f5f7fa}\
 .ok{color:#17663a;font-weight:600}.bad{color:#a61b1b;font-weight:600}.wait{color:#8a5a00;font-weight:600}\
-.error{background:#fde8e8;border:1px solid #a61b1b;padding:8px 12px;margin:12px 0}code{font-size:13px}";
+.error{background:#fde8e8;border:1px solid #a61b1b;padding:8px 12px;margin:12px 0}code{font-size:13px}\
+td.n{text-align:right}a{color:#1b4f9c}";
 
 fn class_of(status: &str) -> &'static str {
     match status {
@@ -30,28 +42,153 @@ fn class_of(status: &str) -> &'static str {
     }
 }
 
-/// Renders the page from the status report, the plan's rollouts and the recorded rollouts.
+/// The page's query: filters and the page number.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PageQuery {
+    pub selector: crate::ops::agents::Selector,
+    pub component: Option<String>,
+    pub state: Option<String>,
+    /// 1-based.
+    pub page: usize,
+}
+
+impl PageQuery {
+    fn keeps(&self, row: &TargetStatusRow) -> bool {
+        self.selector.matches(&row.labels)
+            && self.component.as_ref().is_none_or(|c| *c == row.component)
+            && self.state.as_ref().is_none_or(|s| *s == row.status)
+    }
+
+    /// The page's address with these filters and `page` (empty parameters left out).
+    fn url(&self, page: usize) -> String {
+        let mut params = Vec::new();
+        if !self.selector.is_empty() {
+            params.push(format!("selector={}", encode(&self.selector.to_string())));
+        }
+        if let Some(c) = &self.component {
+            params.push(format!("component={}", encode(c)));
+        }
+        if let Some(s) = &self.state {
+            params.push(format!("state={}", encode(s)));
+        }
+        if page > 1 {
+            params.push(format!("page={page}"));
+        }
+        format!("/?{}", params.join("&"))
+    }
+}
+
+/// Percent-encodes a query value (everything but unreserved characters).
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The order of status columns: the usual life of a target, then anything else by name.
+fn status_order(status: &str) -> (usize, &str) {
+    let known = [
+        "converged",
+        "pending",
+        "in_progress",
+        "new",
+        "failed",
+        "rolled_back",
+        "halted",
+    ];
+    (known.iter().position(|k| *k == status).unwrap_or(known.len()), status)
+}
+
+/// One summary row: a group's count per status, each with the link listing those targets.
+fn summary_row(
+    label: &str,
+    rows: &[&TargetStatusRow],
+    states: &[String],
+    link: &dyn Fn(Option<&str>) -> String,
+) -> serde_json::Value {
+    let cells: Vec<serde_json::Value> = states
+        .iter()
+        .map(|s| {
+            let n = rows.iter().filter(|r| r.status == *s).count();
+            json!({"n": n, "class": if n > 0 { class_of(s) } else { "" }, "url": link(Some(s))})
+        })
+        .collect();
+    json!({"name": label, "total": rows.len(), "url": link(None), "cells": cells})
+}
+
+/// Renders the page for `query` from the daemon's cached status.
 ///
 /// # Errors
 /// A message when the repository or its state cannot be read.
-pub fn render(shared: &Shared) -> Result<String, String> {
-    let now = shared.now();
-    let repo = WatchedRepo::open(&shared.repo_path).map_err(|e| e.to_string())?;
-    let status = status_report(&repo, None, now).map_err(|e| e.to_string())?;
-    let commit = repo
-        .branch_tip(&shared.config.desired_branch)
-        .map_err(|e| e.to_string())?;
-    let loaded = load_commit(&repo, commit).map_err(|e| e.to_string())?;
-    let recorded = read_recorded(&repo.repo, &loaded.desired.config.state_branch).map_err(|e| e.to_string())?;
-    let anchor = crate::reconcile::apply::anchor_of(&repo, &recorded).map_err(|e| e.to_string())?;
-    let evidence = evidence(&repo, &loaded, &anchor).map_err(|e| e.to_string())?;
-    let plan = plan::plan(&loaded.plan_input(&recorded, &evidence, now));
+pub fn render(shared: &Shared, query: &PageQuery) -> Result<String, String> {
+    let snapshot = shared.status.current(shared)?;
+    let status = &snapshot.report;
     let daemon = lock(&shared.daemon).clone();
-
     let short = |c: &str| c[..12.min(c.len())].to_string();
-    let targets: Vec<serde_json::Value> = status
+
+    // Summaries over the whole fleet.
+    let mut states: Vec<String> = status
         .targets
         .iter()
+        .map(|t| t.status.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    states.sort_by(|a, b| status_order(a).cmp(&status_order(b)));
+    let mut by_component: BTreeMap<&str, Vec<&TargetStatusRow>> = BTreeMap::new();
+    let mut by_label: BTreeMap<&str, BTreeMap<&str, Vec<&TargetStatusRow>>> = BTreeMap::new();
+    for row in &status.targets {
+        by_component.entry(&row.component).or_default().push(row);
+        for (k, v) in row.labels.iter() {
+            by_label.entry(k).or_default().entry(v).or_default().push(row);
+        }
+    }
+    let components: Vec<serde_json::Value> = by_component
+        .iter()
+        .map(|(name, rows)| {
+            let link = |state: Option<&str>| {
+                PageQuery {
+                    component: Some((*name).to_string()),
+                    state: state.map(str::to_string),
+                    ..PageQuery::default()
+                }
+                .url(1)
+            };
+            summary_row(name, rows, &states, &link)
+        })
+        .collect();
+    let mut labels = Vec::new();
+    let mut labels_skipped = Vec::new();
+    for (key, values) in &by_label {
+        if values.len() > MAX_LABEL_VALUES {
+            labels_skipped.push(format!("{key} ({} values)", values.len()));
+            continue;
+        }
+        for (value, rows) in values {
+            let link = |state: Option<&str>| {
+                PageQuery {
+                    selector: crate::ops::agents::Selector(vec![((*key).to_string(), (*value).to_string())]),
+                    state: state.map(str::to_string),
+                    ..PageQuery::default()
+                }
+                .url(1)
+            };
+            labels.push(summary_row(&format!("{key}={value}"), rows, &states, &link));
+        }
+    }
+
+    // The filtered targets, one page of them.
+    let shown: Vec<&TargetStatusRow> = status.targets.iter().filter(|r| query.keeps(r)).collect();
+    let pages = shown.len().div_ceil(PAGE_SIZE).max(1);
+    let page = query.page.clamp(1, pages);
+    let targets: Vec<serde_json::Value> = shown
+        .iter()
+        .skip((page - 1) * PAGE_SIZE)
+        .take(PAGE_SIZE)
         .map(|t| {
             let blockers: Vec<String> = t
                 .blockers
@@ -75,22 +212,28 @@ pub fn render(shared: &Shared) -> Result<String, String> {
             })
         })
         .collect();
+    let names = |all: Vec<String>| -> String {
+        let more = all.len().saturating_sub(WAVE_NAMES);
+        let mut text = all.into_iter().take(WAVE_NAMES).collect::<Vec<_>>().join(", ");
+        if more > 0 {
+            text.push_str(&format!(" and {more} more"));
+        }
+        text
+    };
     // Rollouts: what the plan still has to start, then what is recorded (newest first).
     let mut rollouts: Vec<serde_json::Value> = Vec::new();
-    for rollout in &plan.rollouts {
+    for rollout in &status.rollouts {
         for wave in &rollout.waves {
             let status = wave.status.as_str();
             rollouts.push(json!({
                 "component": rollout.component, "version": rollout.version.to_string(),
-                "wave": wave.name, "targets": wave.targets.join(", "),
+                "wave": wave.name, "targets": names(wave.targets.clone()),
                 "status": format!("{status} (planned)"), "class": class_of(status),
                 "started": null, "until": wave.soak_until.map(|t| t.to_string()),
             }));
         }
     }
-    let mut recorded_rollouts: Vec<_> = recorded.rollouts.values().collect();
-    recorded_rollouts.sort_by(|a, b| b.started.cmp(&a.started));
-    for rollout in recorded_rollouts {
+    for rollout in &snapshot.rollouts {
         for wave in &rollout.waves {
             let targets: Vec<String> = rollout
                 .targets
@@ -107,7 +250,7 @@ pub fn render(shared: &Shared) -> Result<String, String> {
             };
             rollouts.push(json!({
                 "component": rollout.component, "version": rollout.version.to_string(),
-                "wave": wave.name, "targets": targets.join(", "),
+                "wave": wave.name, "targets": names(targets),
                 "status": status, "class": class_of(status),
                 "started": wave.started, "until": wave.completed,
             }));
@@ -117,6 +260,18 @@ pub fn render(shared: &Shared) -> Result<String, String> {
         .into_iter()
         .flatten()
         .collect();
+    // Clustered (`--etcd`): which member leads the shard, and this member's role.
+    let cluster = shared.cluster.get().map(|c| {
+        let c = c.status();
+        json!({
+            "shard": c.shard,
+            "member": c.member,
+            "leader": c.leader.as_deref().unwrap_or("(none)"),
+            "role": if c.role == crate::cluster::Role::Leader { "the leader" } else { "a standby" },
+            "etcd_error": c.etcd_error,
+        })
+    });
+    let filtered = query.selector.is_empty() && query.component.is_none() && query.state.is_none();
     let context = json!({
         "style": STYLE,
         "desired": short(&status.desired_commit),
@@ -129,7 +284,27 @@ pub fn render(shared: &Shared) -> Result<String, String> {
             "last_valid": daemon.last_valid_commit.as_deref().unwrap_or("(none)"),
             "errors": i.errors,
         })),
+        "cluster": cluster,
         "problems": problems,
+        "total": status.targets.len(),
+        "states": states,
+        "components": components,
+        "labels": labels,
+        "labels_skipped": labels_skipped,
+        "filter": {
+            "any": !filtered,
+            "selector": query.selector.to_string(),
+            "component": query.component,
+            "state": query.state,
+            "all_url": "/",
+        },
+        "shown": shown.len(),
+        "page": page,
+        "pages": pages,
+        "first_row": if shown.is_empty() { 0 } else { (page - 1) * PAGE_SIZE + 1 },
+        "last_row": ((page - 1) * PAGE_SIZE + PAGE_SIZE).min(shown.len()),
+        "prev_url": (page > 1).then(|| query.url(page - 1)),
+        "next_url": (page < pages).then(|| query.url(page + 1)),
         "targets": targets,
         "rollouts": rollouts,
     });
@@ -175,12 +350,19 @@ mod tests {
         let context = json!({
             "style": STYLE, "desired": "abc", "state": "(none)", "now": "now", "passes": 1,
             "next_wake": null, "invalid": null,
+            "cluster": {"shard": "<s>", "member": "m1", "leader": "m2", "role": "a standby", "etcd_error": "<e>"},
             "problems": ["<script>alert(1)</script>"],
             "targets": [{"target": "<b>x</b>", "component": "c\"'&", "current": null, "desired": "1.0.0",
                 "status": "new", "status_class": "wait", "next_action": "install",
                 "plan_status": "ready", "plan_class": "wait", "blockers": ["<i>window</i>"],
                 "opens_at": null, "last_outcome": null, "last_class": null, "last_message": null}],
             "rollouts": [],
+            "total": 1, "states": ["new"], "labels": [], "labels_skipped": [],
+            "components": [{"name": "c\"'&", "total": 1, "url": "/?component=c%22%27%26",
+                "cells": [{"n": 1, "class": "wait", "url": "/?component=c%22%27%26&state=new"}]}],
+            "filter": {"any": false, "selector": "", "component": null, "state": null, "all_url": "/"},
+            "shown": 1, "page": 1, "pages": 1, "first_row": 1, "last_row": 1,
+            "prev_url": null, "next_url": null,
         });
         let html = render_page(&context).unwrap();
         assert!(!html.contains("<script>") && html.contains("&lt;script&gt;"), "{html}");
@@ -190,6 +372,13 @@ mod tests {
         );
         assert!(html.contains("c&quot;&#x27;&amp;"), "{html}");
         assert!(html.contains("&lt;i&gt;window"), "{html}");
+        assert!(
+            html.contains(
+                "shard <code>&lt;s&gt;</code> · leader <code>m2</code> · this member <code>m1</code> is a standby"
+            ),
+            "{html}"
+        );
+        assert!(html.contains("etcd: &lt;e&gt;"), "{html}");
         assert!(html.contains("<td colspan=\"7\">No rollouts yet.</td>"), "{html}");
         assert!(
             html.contains("<style>body{"),

@@ -30,6 +30,7 @@ use crate::manifest::{self, RawFile};
 use crate::policy::approvals::normalize_address;
 
 use super::trust::{self, AllowedSigners};
+use super::walk_cache::{Settled, WalkCache};
 use super::{SourceError, WatchedRepo, is_manifest_path};
 
 /// The trailer key naming an approver (compared case-insensitively).
@@ -170,22 +171,81 @@ enum Extract {
     Releases,
 }
 
+impl Extract {
+    /// The walk's name in the cache (`source::walk_cache`).
+    fn cache_kind(self) -> &'static str {
+        match self {
+            Extract::TargetVersions => "target_versions",
+            Extract::Approvals => "approvals",
+            Extract::Releases => "releases",
+        }
+    }
+}
+
 /// For each name in `wanted` (name → its value at `head`), the newest first-parent commit at
 /// which the value became what it is at `head` (the root commit settles the rest).
+///
+/// The walk consults the history walk cache (`source::walk_cache`) at every commit it reaches,
+/// head included: a name still open at commit C has, at C, the value it has at head (no commit
+/// walked so far changed it), so what settled it from C settled it from head. A walk that learnt
+/// something stores its result under `head`.
 fn settling_commits(
     repo: &WatchedRepo,
     head: Oid,
     wanted: &BTreeMap<String, String>,
     extract: Extract,
 ) -> Result<BTreeMap<String, Oid>, SourceError> {
-    let mut found = BTreeMap::new();
     if wanted.is_empty() {
-        return Ok(found);
+        return Ok(BTreeMap::new());
     }
+    let _span = tracing::debug_span!("history.walk", kind = extract.cache_kind()).entered();
+    let git_dir = repo.repo.path().to_path_buf();
+    let cache = WalkCache::load(&git_dir);
+    let (found, walked) = walk(repo, head, wanted, extract, &cache)?;
+    if walked > 0 {
+        let settled: Settled = found
+            .iter()
+            .filter_map(|(name, commit)| Some((name.clone(), (wanted.get(name)?.clone(), *commit))))
+            .collect();
+        WalkCache::store(&git_dir, extract.cache_kind(), head, settled);
+    }
+    Ok(found)
+}
+
+/// [`settling_commits`]' walk; also returns how many commits it diffed (0: all from the cache).
+fn walk(
+    repo: &WatchedRepo,
+    head: Oid,
+    wanted: &BTreeMap<String, String>,
+    extract: Extract,
+    walk_cache: &WalkCache,
+) -> Result<(BTreeMap<String, Oid>, usize), SourceError> {
+    let mut found = BTreeMap::new();
+    let mut walked = 0;
     let mut open: BTreeMap<&str, &str> = wanted.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let mut cache: HashMap<BlobKey, Vec<(String, String)>> = HashMap::new();
     let mut commit = repo.repo.find_commit(head)?;
     loop {
+        if let Some(known) = walk_cache.get(extract.cache_kind(), commit.id()) {
+            // Never trusted over the repository: a settling commit the object database does
+            // not have is a miss. (Checking ancestry too cost 195 ms on 10,000 commits, more
+            // than the cache saves; the file sits in `.git`, as trusted as the objects.)
+            let hits: Vec<(&str, Oid)> = open
+                .iter()
+                .filter_map(|(name, value)| match known.get(*name) {
+                    Some((v, at)) if v == value && repo.repo.find_commit(*at).is_ok() => Some((*name, *at)),
+                    _ => None,
+                })
+                .collect();
+            for (name, at) in hits {
+                open.remove(name);
+                found.insert(name.to_string(), at);
+            }
+            if open.is_empty() {
+                return Ok((found, walked));
+            }
+        }
+        walked += 1;
         let parent = match commit.parent_count() {
             0 => None,
             _ => Some(commit.parent(0)?),
@@ -195,7 +255,7 @@ fn settling_commits(
             for name in open.keys() {
                 found.insert(name.to_string(), commit.id());
             }
-            return Ok(found);
+            return Ok((found, walked));
         };
         let diff = repo
             .repo
@@ -266,7 +326,7 @@ fn settling_commits(
                     found.insert(name.to_string(), commit.id());
                 }
                 if open.is_empty() {
-                    return Ok(found);
+                    return Ok((found, walked));
                 }
             }
         }

@@ -6,6 +6,7 @@ pub mod history;
 pub mod remote;
 pub mod sync;
 pub mod trust;
+pub mod walk_cache;
 
 use std::path::{Path, PathBuf};
 

@@ -148,6 +148,31 @@ pub fn sync_state(repo: &Repository, remote: &Remote<'_>, branch: &str) -> Resul
     }
 }
 
+/// Makes the local state branch exactly the remote's, dropping local commits the remote lacks
+/// (a clustered member taking up a new leadership, issue #14: what it recorded and did not
+/// publish in an earlier life is stale, and the journals of those attempts are still in etcd,
+/// so the new leadership records them again from there). Nothing changes when the remote has
+/// no state branch yet. Returns the remote's tip.
+///
+/// # Errors
+/// [`SyncError`]: fetching failed or the ref could not be set.
+pub fn adopt_remote_state(repo: &Repository, remote: &Remote<'_>, branch: &str) -> Result<Option<Oid>, SyncError> {
+    let theirs = fetch_branch(repo, remote, branch)?;
+    if let Some(theirs) = theirs {
+        let local = format!("refs/heads/{branch}");
+        if repo.refname_to_id(&local).ok() != Some(theirs) {
+            repo.reference(
+                &local,
+                theirs,
+                true,
+                &format!("gantry: adopt state from {}", remote.name()),
+            )
+            .map_err(local_err(remote, branch))?;
+        }
+    }
+    Ok(theirs)
+}
+
 /// Pushes the state branch (fast-forward only). When the remote rejects it because another
 /// reconciler pushed meanwhile, fetches the remote's tip, rebuilds our unpublished commits on
 /// it and pushes again, up to five times. Returns the published tip.
@@ -237,11 +262,17 @@ pub fn rebase_onto(
         let after = commit.tree()?;
         let diff = repo.diff_tree_to_tree(before.as_ref(), Some(&after), None)?;
         let mut update = git2::build::TreeUpdateBuilder::new();
+        let base = parent.tree()?;
         for delta in diff.deltas() {
             let new = delta.new_file();
             match (delta.status(), new.path()) {
                 (git2::Delta::Deleted, _) => {
-                    if let Some(path) = delta.old_file().path() {
+                    // Already gone on their side (e.g. a claim another writer released): a
+                    // no-op, not an error ("failed to remove entry: file isn't in the tree"
+                    // made every later sync fail, issue #14).
+                    if let Some(path) = delta.old_file().path()
+                        && base.get_path(path).is_ok()
+                    {
                         update.remove(path);
                     }
                 }
@@ -251,7 +282,7 @@ pub fn rebase_onto(
                 (_, None) => {}
             }
         }
-        let tree = repo.find_tree(update.create_updated(repo, &parent.tree()?)?)?;
+        let tree = repo.find_tree(update.create_updated(repo, &base)?)?;
         let id = crate::state::signing::commit_with(
             signer,
             repo,
@@ -296,6 +327,32 @@ mod tests {
         let tree = repo.find_commit(commit).unwrap().tree().unwrap();
         let entry = tree.get_path(std::path::Path::new(path)).ok()?;
         Some(String::from_utf8(repo.find_blob(entry.id()).unwrap().content().to_vec()).unwrap())
+    }
+
+    /// Regression (issue #14): ours deletes a file theirs already deleted (a claim released on
+    /// both sides). Rebasing failed with "file isn't in the tree", and so did every later sync
+    /// of that clone: a standby that had led before could never lead again.
+    #[test]
+    fn rebasing_a_deletion_of_a_file_already_gone_is_a_no_op() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(dir.path()).unwrap();
+        let base = commit(
+            &repo,
+            None,
+            &[("claims/t.yaml", Some("claim")), ("a", Some("1"))],
+            "base",
+        );
+        let theirs = commit(
+            &repo,
+            Some(base),
+            &[("claims/t.yaml", None), ("b", Some("2"))],
+            "theirs",
+        );
+        let ours = commit(&repo, Some(base), &[("claims/t.yaml", None), ("c", Some("3"))], "ours");
+        let rebased = rebase_onto(&repo, ours, theirs, None).unwrap();
+        assert_eq!(read(&repo, rebased, "claims/t.yaml"), None);
+        assert_eq!(read(&repo, rebased, "b").as_deref(), Some("2"));
+        assert_eq!(read(&repo, rebased, "c").as_deref(), Some("3"));
     }
 
     /// Two writers recorded outcomes of different targets on the same base: rebasing ours on

@@ -129,6 +129,11 @@ enum HeaderTag {
 /// Why a journal could not be written or read.
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
+    /// Clustered: the fenced copy in etcd was refused or could not be written (this member no
+    /// longer leads its shard, or etcd has no quorum), so the step does not start.
+    #[error("{}: not stored in etcd: {reason}", .path.display())]
+    Fenced { path: PathBuf, reason: String },
+
     /// Reading or writing a journal file or its directory failed.
     #[error("{action} {}", .path.display())]
     Io {
@@ -356,7 +361,11 @@ impl Journal {
             self.file.sync_data().map_err(io_error("syncing journal", &self.path))?;
         }
         self.poisoned = false;
-        Ok(())
+        // Clustered (`--etcd`): the fenced copy in etcd, before the caller starts its step.
+        super::fence::journal_written(&self.path).map_err(|reason| JournalError::Fenced {
+            path: self.path.clone(),
+            reason,
+        })
     }
 }
 
@@ -496,7 +505,11 @@ fn parse_journal(path: &Path, bytes: &[u8]) -> Result<Option<JournaledAttempt>, 
 /// attempt whose outcome the state branch already holds, and recovery recognises that by the
 /// attempt id instead of running anything.
 fn remove_journal(path: &Path) -> Result<(), JournalError> {
-    fs::remove_file(path).map_err(io_error("removing journal", path))
+    fs::remove_file(path).map_err(io_error("removing journal", path))?;
+    super::fence::journal_removed(path).map_err(|reason| JournalError::Fenced {
+        path: path.to_path_buf(),
+        reason,
+    })
 }
 
 /// Makes a directory's entries (a created or removed file) durable.

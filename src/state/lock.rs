@@ -142,6 +142,37 @@ impl ReconcilerLock {
         };
         alive.then_some(pid)
     }
+
+    /// Removes the git lock files (`<git dir>/<ref>.lock`) of `refs`, refs only gantry writes
+    /// and only while holding this lock (the state branch and its remote-tracking ref). Holding
+    /// the lock, no gantry can be writing them, so such a file was left by a gantry killed
+    /// during the write (`kill -9` while the ref was being fsynced). libgit2, like git, never
+    /// removes one, so every later state commit failed with "failed to lock file" until someone
+    /// deleted it by hand: a restarted daemon, or a standby taking over (issue #14), made no
+    /// progress at all. Returns the files removed.
+    ///
+    /// # Errors
+    /// The file exists but cannot be removed.
+    pub fn clear_stale_ref_locks(&self, git_dir: &Path, refs: &[String]) -> io::Result<Vec<PathBuf>> {
+        let mut removed = Vec::new();
+        for name in refs {
+            // Only well-formed names below refs/: never a path that leaves the git directory.
+            if !name.starts_with("refs/")
+                || name
+                    .split('/')
+                    .any(|part| part.is_empty() || part == "." || part == "..")
+            {
+                continue;
+            }
+            let path = git_dir.join(format!("{name}.lock"));
+            match fs::remove_file(&path) {
+                Ok(()) => removed.push(path),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(removed)
+    }
 }
 
 impl Drop for ReconcilerLock {
@@ -174,6 +205,28 @@ fn read_holder(file: &mut File) -> (Option<u32>, Option<String>) {
 
 #[cfg(test)]
 mod tests {
+    /// Regression (issue #14, a kill test stalled with "failed to lock file
+    /// refs/heads/gantry/state.lock" on every pass): a ref lock left by a killed gantry is
+    /// removed by the next lock holder; other refs' locks and odd names are left alone.
+    #[test]
+    fn stale_state_ref_locks_are_removed_by_the_lock_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let heads = dir.path().join("refs/heads/gantry");
+        fs::create_dir_all(&heads).unwrap();
+        fs::write(heads.join("state.lock"), "").unwrap();
+        fs::write(dir.path().join("refs/heads/main.lock"), "").unwrap();
+        let lock = ReconcilerLock::acquire(dir.path()).unwrap();
+        let refs = [
+            "refs/heads/gantry/state".to_string(),
+            "refs/remotes/origin/gantry/state".to_string(),
+            "refs/heads/../../outside".to_string(),
+        ];
+        let removed = lock.clear_stale_ref_locks(dir.path(), &refs).unwrap();
+        assert_eq!(removed, [heads.join("state.lock")]);
+        assert!(!heads.join("state.lock").exists());
+        assert!(dir.path().join("refs/heads/main.lock").exists(), "not gantry's ref");
+    }
+
     use super::*;
 
     #[test]

@@ -41,7 +41,9 @@
 //! Outcome counts list `succeeded`, `failed`, `rolled_back` in that order, omitting zeros.
 pub mod branch;
 pub mod durability;
+pub mod fence;
 pub mod history;
+pub mod housekeeping;
 pub mod journal;
 pub mod lock;
 pub mod logs;

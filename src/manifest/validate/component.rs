@@ -34,14 +34,15 @@ pub(super) fn check_component(
         ));
     }
     for (i, dep) in spec.depends_on.iter().enumerate() {
-        if !components.contains_key(dep.as_str()) {
+        let dep = dep.component();
+        if !components.contains_key(dep) {
             diags.push(component.origin.diagnostic(
                 Severity::Violation,
                 "unknown_reference",
                 &format!("/spec/dependsOn/{i}"),
                 format!("dependsOn names unknown component `{dep}`"),
             ));
-        } else if dep == &component.name {
+        } else if dep == component.name {
             diags.push(component.origin.diagnostic(
                 Severity::Violation,
                 "cycle",
@@ -90,7 +91,7 @@ pub(super) fn check_dependency_cycles(
         stack.push(name);
         if let Some(component) = components.get(name) {
             for dep in &component.spec.depends_on {
-                let Some((dep_name, _)) = components.get_key_value(dep.as_str()) else {
+                let Some((dep_name, _)) = components.get_key_value(dep.component()) else {
                     continue;
                 };
                 if *dep_name == name {

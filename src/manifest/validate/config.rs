@@ -19,6 +19,29 @@ pub(super) fn validate_config(manifests: &Manifests, diags: &mut Vec<Diagnostic>
             format!("logs.max_age: {e}"),
         ));
     }
+    for (pointer, field, value) in [
+        (
+            "/housekeeping/interval",
+            "housekeeping.interval",
+            &config.housekeeping.interval,
+        ),
+        (
+            "/housekeeping/prune_after",
+            "housekeeping.prune_after",
+            &config.housekeeping.prune_after,
+        ),
+    ] {
+        match values::parse_duration(value) {
+            Ok(d) if d.is_zero() && field == "housekeeping.interval" => diags.push(origin.diagnostic(
+                Severity::Invalid,
+                "duration",
+                pointer,
+                format!("{field}: must be longer than 0 (e.g. 1h, 30m)"),
+            )),
+            Ok(_) => {}
+            Err(e) => diags.push(origin.diagnostic(Severity::Invalid, "duration", pointer, format!("{field}: {e}"))),
+        }
+    }
     let ceiling = crate::executor::MAX_STEP_LOG_BYTES_CEILING;
     if !(1024..=ceiling).contains(&config.logs.max_step_bytes) {
         diags.push(origin.diagnostic(

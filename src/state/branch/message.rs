@@ -17,6 +17,8 @@ pub(crate) mod trailer {
     pub const DESIRED_COMMIT: &str = "Gantry-Desired-Commit";
     pub const ATTEMPT: &str = "Gantry-Attempt";
     pub const MESSAGE: &str = "Gantry-Message";
+    /// Clustered (`--etcd`): the leadership the outcome was reached under (`shard/member@rev`).
+    pub const FENCE: &str = "Gantry-Fence";
     /// The value of `Gantry-From` for an install.
     pub const NO_VERSION: &str = "none";
 }
@@ -68,6 +70,9 @@ pub(crate) fn commit_message(batch: &Batch) -> String {
         let reason = one_line(&o.message);
         if !reason.is_empty() {
             let _ = writeln!(text, "{}: {reason}", trailer::MESSAGE);
+        }
+        if let Some(fence) = crate::state::fence::trailer() {
+            let _ = writeln!(text, "{}: {fence}", trailer::FENCE);
         }
     }
     text

@@ -1,12 +1,14 @@
-//! Webhook notifications: JSON events POSTed from a background thread, with retries.
+//! Webhook deliveries: JSON events POSTed from a background thread, with retries.
 //!
 //! # Guarantees
 //! [`Notifier::send`] never blocks and never fails: deliveries happen on one background thread,
 //! each tried [`ATTEMPTS`] times with exponential backoff, so a slow or dead webhook delays
 //! only later notifications, never reconciliation. Undeliverable events are logged and dropped.
+//! A process that ends after one pass (`gantry apply`) calls [`Notifier::finish`], which waits
+//! a bounded time for the queue and returns what was not delivered, for stderr.
 
-use std::sync::mpsc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
@@ -55,31 +57,79 @@ struct Delivery {
 pub struct Notifier {
     hooks: Vec<NotifyConfig>,
     sender: Option<mpsc::Sender<Delivery>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// One line per delivery dropped after its last try (`url: event: problem`).
+    dropped: Arc<Mutex<Vec<String>>>,
 }
 
 impl Notifier {
     /// Starts the delivery thread (none when no webhook is configured).
     pub fn new(hooks: Vec<NotifyConfig>) -> Notifier {
+        let dropped = Arc::new(Mutex::new(Vec::new()));
         if hooks.is_empty() {
-            return Notifier { hooks, sender: None };
+            return Notifier {
+                hooks,
+                sender: None,
+                thread: None,
+                dropped,
+            };
         }
         let (sender, receiver) = mpsc::channel::<Delivery>();
+        let failures = Arc::clone(&dropped);
         let spawned = std::thread::Builder::new().name("gantry-notify".into()).spawn(move || {
             let agent = agent();
             for delivery in receiver {
-                deliver(&agent, &delivery);
+                if let Err(problem) = deliver(&agent, &delivery) {
+                    failures
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push(format!("{}: {}: {problem}", delivery.url, delivery.event.as_str()));
+                }
             }
         });
         match spawned {
-            Ok(_) => Notifier {
+            Ok(thread) => Notifier {
                 hooks,
                 sender: Some(sender),
+                thread: Some(thread),
+                dropped,
             },
             Err(e) => {
                 tracing::error!(error = %e, "cannot start the notification thread; webhooks are off");
-                Notifier { hooks, sender: None }
+                Notifier {
+                    hooks,
+                    sender: None,
+                    thread: None,
+                    dropped,
+                }
             }
         }
+    }
+
+    /// Ends deliveries: waits up to `within` for the queued ones, and returns one line per
+    /// notification not delivered (dropped after its tries, or still queued at the deadline).
+    pub fn finish(mut self, within: Duration) -> Vec<String> {
+        drop(self.sender.take());
+        let deadline = Instant::now() + within;
+        let mut unfinished = false;
+        if let Some(thread) = self.thread.take() {
+            while !thread.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if thread.is_finished() {
+                let _ = thread.join();
+            } else {
+                unfinished = true;
+            }
+        }
+        let mut lines = std::mem::take(&mut *self.dropped.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        if unfinished {
+            lines.push(format!(
+                "notifications still being delivered after {} s were abandoned",
+                within.as_secs()
+            ));
+        }
+        lines
     }
 
     /// Queues `event` for every webhook that lists it (or lists no events). The body is
@@ -115,7 +165,8 @@ fn agent() -> ureq::Agent {
     ureq::Agent::new_with_config(config)
 }
 
-fn deliver(agent: &ureq::Agent, delivery: &Delivery) {
+/// One delivery with its retries; the last problem when every try failed.
+fn deliver(agent: &ureq::Agent, delivery: &Delivery) -> Result<(), String> {
     let mut backoff = FIRST_BACKOFF;
     for attempt in 1..=ATTEMPTS {
         let result = agent
@@ -125,7 +176,7 @@ fn deliver(agent: &ureq::Agent, delivery: &Delivery) {
         let problem = match result {
             Ok(response) if response.status().is_success() => {
                 tracing::debug!(url = %delivery.url, event = delivery.event.as_str(), "notification delivered");
-                return;
+                return Ok(());
             }
             Ok(response) => format!("HTTP {}", response.status()),
             Err(e) => e.to_string(),
@@ -136,10 +187,11 @@ fn deliver(agent: &ureq::Agent, delivery: &Delivery) {
                 event = delivery.event.as_str(),
                 "notification dropped after {ATTEMPTS} tries: {problem}"
             );
-            return;
+            return Err(format!("not delivered after {ATTEMPTS} tries: {problem}"));
         }
         tracing::debug!(url = %delivery.url, "notification try {attempt} failed ({problem}); retrying");
         std::thread::sleep(backoff);
         backoff *= 2;
     }
+    Err("no tries".to_string())
 }
