@@ -173,3 +173,71 @@ fn api_status_names_the_running_attempt() {
         "{row}"
     );
 }
+
+/// The daemon's cached status (fixed `--now`, so only its inputs invalidate it) follows the
+/// running attempt from one step to the next: a step started is appended to the journal, which
+/// changes no directory time, so the cache served the first step after the second had begun.
+#[test]
+fn api_status_follows_the_running_attempt_from_step_to_step_with_a_fixed_clock() {
+    let repo = Repo::new();
+    for fifo in ["deploy.fifo", "health.fifo"] {
+        nix::unistd::mkfifo(&repo.path().join(fifo), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    }
+    let wait = |step: &str| {
+        format!(
+            "[ \"$1\" = 1.1.0 ] || exit 0\ntouch \"$GANTRY_REPO_DIR/{step}.started\"\nread line < \"$GANTRY_REPO_DIR/{step}.fifo\"\nexit 0\n"
+        )
+    };
+    repo.file(
+        "components/billing.yaml",
+        "apiVersion: gantry.dev/v1\nkind: Component\nmetadata: { name: billing }\nspec:\n  steps:\n    deploy: [\"scripts/deploy.sh\", \"{{ version }}\"]\n    health: [\"scripts/health.sh\", \"{{ version }}\"]\n",
+    )
+    .file("scripts/deploy.sh", &format!("#!/bin/sh\n{}", wait("deploy")))
+    .file("scripts/health.sh", &format!("#!/bin/sh\n{}", wait("health")))
+    .file("releases/billing-1.0.0.yaml", &release("billing", "1.0.0", ""))
+    .file("releases/billing-1.1.0.yaml", &release("billing", "1.1.0", ""))
+    .file("targets/acme.yaml", &target("acme", "billing", "1.0.0", "env: prod"))
+    .file(".gitignore", "*.fifo\n*.started\n");
+    repo.commit_all("fleet");
+    repo.gantry(&["apply"]).expect(0);
+    repo.file("targets/acme.yaml", &target("acme", "billing", "1.1.0", "env: prod"));
+    repo.commit_all("bump");
+
+    let mut command = Command::new(assert_cmd::cargo::cargo_bin("gantry"));
+    command
+        .arg("--repo")
+        .arg(repo.path())
+        .args(["--now", "2026-11-21T10:00:00Z", "daemon", "--listen", "127.0.0.1:0"])
+        .env("GANTRY_REPO_DIR", repo.path())
+        .env_remove("GANTRY_NOW");
+    let (mut child, addr, _stderr) = common::spawn_daemon(command);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .proxy(None)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .into();
+    let step = || -> String {
+        let body = agent
+            .get(format!("http://{addr}/api/status"))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        json["targets"][0]["attempt"]["step"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    wait_for_file(&repo.path().join("deploy.started"));
+    let first = step();
+    std::fs::write(repo.path().join("deploy.fifo"), "go\n").unwrap();
+    wait_for_file(&repo.path().join("health.started"));
+    let second = step();
+    std::fs::write(repo.path().join("health.fifo"), "go\n").unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(first.contains("deploy"), "{first}");
+    assert!(second.contains("health"), "the cache served the step before: {second}");
+}

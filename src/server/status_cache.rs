@@ -4,9 +4,10 @@
 //!
 //! # Guarantees
 //! A cached status is served only while the desired branch, the state branch and the journal
-//! directory are where they were when it was computed (two ref reads and a `stat`), and, with the
-//! system clock, for at most [`MAX_AGE`] (windows open and soaks end with time alone; a running
-//! attempt's current step is in its journal file). With a fixed `--now` only the first three
+//! directory are where they were when it was computed (two ref reads, a `stat` of the directory
+//! and of each journal in it: a running attempt's current step is appended to its journal, which
+//! changes no directory time, issue #15), and, with the system clock, for at most [`MAX_AGE`]
+//! (windows open and soaks end with time alone). With a fixed `--now` only the first three
 //! matter. Every pass stores the status it computed for its notifications.
 
 use std::sync::{Arc, Mutex};
@@ -29,6 +30,8 @@ pub struct Key {
     desired: Option<Oid>,
     state: Option<Oid>,
     journal: Option<SystemTime>,
+    /// The journals' total size: it grows with every step started or completed.
+    journal_bytes: u64,
 }
 
 /// A status and the recorded rollouts (newest first) the page shows with it.
@@ -58,6 +61,12 @@ pub fn key(shared: &Shared, repo: &WatchedRepo) -> Key {
         journal: std::fs::metadata(Journal::dir(repo.repo.path()))
             .and_then(|m| m.modified())
             .ok(),
+        journal_bytes: std::fs::read_dir(Journal::dir(repo.repo.path()))
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok()?.metadata().ok())
+            .map(|m| m.len())
+            .sum(),
     }
 }
 
