@@ -18,22 +18,15 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-root="$(dirname "$here")"
 runs="${RUNS:-5}"
 targets="${TARGETS:-10000}"
 releases="${RELEASES:-100}"
 layouts="${LAYOUTS:-per-target}"
 now="2026-11-21T10:00:00Z"
 
-if [[ -z "${NO_BUILD:-}" && -z "${GANTRY:-}" ]]; then
-    (cd "$root" && cargo build --release --quiet)
-fi
-gantry="${GANTRY:-$root/target/release/gantry}"
-[[ -x "$gantry" ]] || { echo "no $gantry; build it first" >&2; exit 1; }
-command -v python3 >/dev/null || { echo "python3 is needed (generator and measurement)" >&2; exit 1; }
-
-work="$(mktemp -d "${TMPDIR:-/tmp}/gantry-bench.XXXXXX")"
-trap 'rm -rf "$work"' EXIT
+NAME=gantry-bench
+# shellcheck source=bench/common.sh
+source "$here/common.sh"
 
 # measure LABEL RUNS ARGS...: runs `gantry ARGS` RUNS times with stdout to /dev/null and prints
 # one table row: wall min/median/max (ms), CPU user+sys median (ms), peak RSS max (MB), exit code.
