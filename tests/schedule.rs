@@ -191,3 +191,46 @@ fn schedule_leaves_unprojectable_targets_without_a_start_and_says_why() {
         "{text}"
     );
 }
+
+/// Spring forward: Europe/Berlin skips 02:00–03:00 on Sunday 2027-03-28. A window opening at
+/// 02:30 that night opens when the planner says it does (a nonexistent local time moves
+/// forward to the end of the gap), and the waves after the canary's soak follow from it.
+#[test]
+fn schedule_agrees_with_the_planner_across_the_spring_gap() {
+    let repo = fleet();
+    repo.file(
+        "windows/eu.yaml",
+        "apiVersion: gantry.dev/v1\nkind: Window\nmetadata: { name: eu-nights }\nspec:\n  selector: { region: eu }\n  timezone: Europe/Berlin\n  allow:\n    - { days: [mon, tue, wed, thu, fri, sat, sun], start: \"02:30\", end: \"04:00\" }\n",
+    );
+    repo.commit_all("window at 02:30");
+    let now = "2027-03-27T12:00:00Z";
+    let s = schedule(&repo, now);
+    let plan: Value = serde_json::from_str(
+        &repo
+            .gantry(&["--now", now, "plan", "--format", "json"])
+            .expect(0)
+            .stdout(),
+    )
+    .unwrap();
+    let a = plan["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["target"] == "a")
+        .unwrap();
+    let opens: jiff::Timestamp = a["blocked_by"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["kind"] == "window")
+        .and_then(|b| b["opens_at"].as_str())
+        .unwrap_or_else(|| panic!("{a}"))
+        .parse::<jiff::Timestamp>()
+        .unwrap();
+    // 02:30 does not exist that night: the window opens when the gap ends, 03:00 CEST (01:00 UTC).
+    assert_eq!(opens.to_string(), "2027-03-28T01:00:00Z", "{a}");
+    assert_eq!(row(&s, "a")["projected_start"], opens.to_string(), "{s:#}");
+    // The soak ends 24 h later, 2027-03-29T01:00Z = 03:00 CEST, inside Monday's window.
+    assert_eq!(row(&s, "b")["projected_start"], "2027-03-29T01:00:00Z", "{s:#}");
+    assert_eq!(row(&s, "c")["projected_start"], "2027-03-29T01:00:00Z", "{s:#}");
+}
