@@ -870,8 +870,8 @@ fn an_approved_downgrade_to_a_new_version_goes_wave_by_wave() {
 
 /// Attack 12, other text outputs: a step message carrying terminal escapes (here the name of a
 /// program that does not exist, taken from a manifest) reached `status` text raw (blockers and
-/// the last attempt's message) and `apply` progress lines; `history` reads the one-line commit
-/// messages, already plain.
+/// the last attempt's message) and `apply` progress lines; `history` text, which now prints
+/// whole messages and output tails (issue #15), strips them too.
 #[test]
 fn history_and_status_text_strip_terminal_escapes_from_step_output() {
     let repo = Repo::new();

@@ -329,6 +329,8 @@ fn recorded(input: &Input) -> RecordedState {
             message: "step failed".into(),
             config_hash: config.as_ref().map(manifest::validate::config_hash),
             output_tail: String::new(),
+            spec_hash: None,
+            approvers: Vec::new(),
         });
         state.targets.insert(
             name,

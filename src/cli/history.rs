@@ -52,7 +52,12 @@ pub fn run(cli: &Cli, target: Option<&str>, format: HistoryFormat) -> Result<Exi
                 println!("{}", fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
             }
         }
-        HistoryFormat::Text => print!("{}", text(&entries, target)),
+        // Messages and output tails come from steps and manifests, whole: no terminal escapes
+        // (issue #18, attack 12; JSON and CSV quote them instead).
+        HistoryFormat::Text => print!(
+            "{}",
+            crate::render::mask::strip_terminal_controls(&text(&entries, target))
+        ),
     }
     Ok(Exit::Ok)
 }
