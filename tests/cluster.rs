@@ -15,7 +15,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -436,7 +435,8 @@ struct Member {
 
 impl Member {
     fn start(repo: &Path, endpoints: &str, extra: &[&str]) -> Member {
-        let mut child = Command::new(assert_cmd::cargo::cargo_bin("gantry"))
+        let mut command = Command::new(assert_cmd::cargo::cargo_bin("gantry"));
+        command
             .args(["--now", NOW, "--repo"])
             .arg(repo)
             .args(["daemon", "--listen", "127.0.0.1:0", "--etcd", endpoints])
@@ -446,28 +446,8 @@ impl Member {
             .env(
                 "RUST_LOG",
                 std::env::var("GANTRY_TEST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start gantry daemon");
-        let mut reader = BufReader::new(child.stderr.take().expect("stderr"));
-        let mut first = String::new();
-        reader.read_line(&mut first).expect("read first line");
-        let addr = first
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("first stderr line is not `listening on ADDR`: {first:?}"))
-            .to_string();
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&stderr);
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
-                sink.lock().unwrap().push_str(&line);
-                line.clear();
-            }
-        });
+            );
+        let (child, addr, stderr) = common::spawn_daemon(command);
         Member { child, addr, stderr }
     }
 
@@ -520,29 +500,7 @@ impl Drop for Member {
 }
 
 fn http(method: &str, addr: &str, path: &str, body: &str) -> (u16, String) {
-    let Ok(mut stream) = TcpStream::connect(addr) else {
-        return (0, String::new());
-    };
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    if stream.write_all(request.as_bytes()).is_err() {
-        return (0, String::new());
-    }
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    let code = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (code, body)
+    common::http_request(method, addr, path, &[("Content-Type", "application/json")], body)
 }
 
 /// Clones the remote at `url` into `work/<name>`.

@@ -278,3 +278,37 @@ pub fn url_artifact_fleet(url: &str, sha: &str, targets: &[&str]) -> Repo {
 
 /// Test CAs and real servers on 127.0.0.1 (nginx over TLS).
 pub mod tls;
+
+/// A minimal HTTP/1.1 request to `addr` (host:port): the status code and body, or `(0, "")` when
+/// nothing answers (a daemon that was just killed); callers assert the code they expect.
+pub fn http_request(method: &str, addr: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+        return (0, String::new());
+    };
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).ok();
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    if stream.write_all(request.as_bytes()).is_err() {
+        return (0, String::new());
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let code = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
