@@ -163,8 +163,9 @@ pub fn retry(repo: &WatchedRepo, options: &RetryOptions) -> Result<RetryReport, 
         },
         None => ChangeBranch::Desired(desired_branch.clone()),
     };
+    let signer = super::rollback::operator_signer(repo, &loaded.desired.config, options.branch.is_some())?;
     let files: Vec<(&str, &[u8])> = contents.iter().map(|(f, c)| (f.as_str(), c.as_slice())).collect();
-    let commit = repo.commit_files_change(&change, &files, &message, |oid| {
+    let commit = repo.commit_files_change_signed(&change, &files, &message, signer.as_ref(), |oid| {
         let check = load_commit(repo, oid).map_err(|e| e.to_string())?;
         if check.has_invalid() {
             Err(format!(

@@ -13,6 +13,7 @@ use crate::manifest::edit::replace_scalar;
 use crate::reconcile::load::load_commit;
 use crate::source::WatchedRepo;
 use crate::source::edit::ChangeBranch;
+use crate::source::trust::{self, CommitSigner};
 use crate::state::read_recorded;
 
 use super::OpsError;
@@ -52,6 +53,45 @@ pub(crate) fn operator_trailers(repo: &WatchedRepo, reason: Option<&str>) -> Res
         trailers.push_str(&format!("{REASON_TRAILER}: {}\n", reason.trim()));
     }
     Ok(trailers)
+}
+
+/// The key an operator commit (`rollback`, `retry`) is signed with, as `git commit` would sign
+/// it: with `[trust]` on, or git's `commit.gpgsign` set, the SSH key git's `user.signingkey`
+/// names. `None` when neither asks for a signature.
+///
+/// # Errors
+/// [`OpsError::Usage`] when a signature is needed and no usable key is configured. With `[trust]`
+/// an unsigned commit on the desired branch would never be reconciled (an untrusted head holds
+/// the whole fleet), so only a new branch (`--branch`, signed when merged) may go unsigned.
+pub(crate) fn operator_signer(
+    repo: &WatchedRepo,
+    config: &crate::manifest::RepoConfig,
+    new_branch: bool,
+) -> Result<Option<CommitSigner>, OpsError> {
+    let gpgsign = repo
+        .repo
+        .config()
+        .ok()
+        .and_then(|c| c.get_bool("commit.gpgsign").ok())
+        .unwrap_or(false);
+    let trusted = config.trust.is_some();
+    if !gpgsign && !trusted {
+        return Ok(None);
+    }
+    let key =
+        trust::git_signing_key(&repo.repo).and_then(|path| CommitSigner::from_file(&path).map_err(|e| e.to_string()));
+    match key {
+        Ok(signer) => Ok(Some(signer)),
+        Err(_) if trusted && new_branch && !gpgsign => Ok(None),
+        Err(why) => Err(OpsError::Usage(format!(
+            "the commit must be signed ({}): {why}; or write it to a new branch with --branch NAME for a pull request",
+            if trusted {
+                "[trust] is on: an unsigned head is never reconciled"
+            } else {
+                "git's commit.gpgsign is set"
+            }
+        ))),
+    }
 }
 
 /// What to roll back.
@@ -218,8 +258,9 @@ pub fn rollback(repo: &WatchedRepo, options: &RollbackOptions) -> Result<Rollbac
         },
         None => ChangeBranch::Desired(desired_branch.clone()),
     };
+    let signer = operator_signer(repo, &loaded.desired.config, options.branch.is_some())?;
     let edits: Vec<(&str, &[u8])> = files.iter().map(|(f, c)| (f.as_str(), c.as_slice())).collect();
-    let commit = repo.commit_files_change(&change, &edits, &message, |oid| {
+    let commit = repo.commit_files_change_signed(&change, &edits, &message, signer.as_ref(), |oid| {
         let check = load_commit(repo, oid).map_err(|e| e.to_string())?;
         if check.is_valid() {
             Ok(())

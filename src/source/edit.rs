@@ -21,43 +21,16 @@ pub enum ChangeBranch {
 }
 
 impl WatchedRepo {
-    /// Writes one file's new content in a commit whose parent is the tip of the base branch,
-    /// without touching the work tree, the index or HEAD. The commit is created first and only
-    /// then is a branch moved (compare-and-swap against the tip it was built on), so `check`
-    /// can refuse it (e.g. when it does not validate) before anyone sees it.
+    /// Writes the files' new content in one commit whose parent is the tip of the base branch,
+    /// SSH-signed by `signer` when given (as `git commit -S` with `gpg.format = ssh` would sign
+    /// it). HEAD is never moved; a checked-out branch's work tree and index follow (see the
+    /// module). The commit is created first and only then is a branch moved (compare-and-swap
+    /// against the tip it was built on), so `check` can refuse it (e.g. when it does not
+    /// validate) before anyone sees it.
     ///
     /// # Errors
-    /// git failures; [`SourceError::Refused`] when `check` refuses or the new branch exists.
-    pub fn commit_file_change(
-        &self,
-        branch: &ChangeBranch,
-        path: &str,
-        content: &[u8],
-        message: &str,
-        check: impl FnOnce(Oid) -> Result<(), String>,
-    ) -> Result<Oid, SourceError> {
-        self.commit_files_change_signed(branch, &[(path, content)], message, None, check)
-    }
-
-    /// [`commit_file_change`](Self::commit_file_change) for several files in one commit.
-    ///
-    /// # Errors
-    /// As `commit_file_change`.
-    pub fn commit_files_change(
-        &self,
-        branch: &ChangeBranch,
-        files: &[(&str, &[u8])],
-        message: &str,
-        check: impl FnOnce(Oid) -> Result<(), String>,
-    ) -> Result<Oid, SourceError> {
-        self.commit_files_change_signed(branch, files, message, None, check)
-    }
-
-    /// [`commit_files_change`](Self::commit_files_change), with the commit SSH-signed by
-    /// `signer` when given (as `git commit -S` with `gpg.format = ssh` would sign it).
-    ///
-    /// # Errors
-    /// As `commit_file_change`; [`SourceError::Refused`] when signing fails.
+    /// git failures; [`SourceError::Refused`] when `check` refuses, signing fails, the new
+    /// branch exists, or a changed file has changes in the checked-out work tree or index.
     pub fn commit_files_change_signed(
         &self,
         branch: &ChangeBranch,
