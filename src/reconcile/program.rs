@@ -38,6 +38,10 @@ pub enum Effect {
     Shifted { weight: u32 },
     /// The `remove` step undid an install: nothing runs on the target any more (the record stays).
     Undeployed,
+    /// `quiesce` stopped the target's workflows: until a `resume` completes, they stay stopped.
+    Quiesced,
+    /// `resume` started the workflows again.
+    Resumed,
 }
 
 /// A step's version as the journal has always written it: its text, or `""` for none.
@@ -247,6 +251,23 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// `quiesce`, first step of an attempt (before its snapshot), when the component has one.
+    fn quiesce(&mut self, version: Option<&Version>) {
+        if let Some(argv) = self.component.steps.quiesce.clone() {
+            let label = version.map_or_else(|| "none".to_string(), Version::to_string);
+            self.push(StepKind::Quiesce, &label, argv, version, Effect::Quiesced);
+        }
+    }
+
+    /// `resume`, last step of an attempt that quiesced and of its rollback (`version`: what the
+    /// target runs when its workflows start again).
+    fn resume(&mut self, version: Option<&Version>) {
+        if let Some(argv) = self.component.steps.resume.clone() {
+            let label = version.map_or_else(|| "none".to_string(), Version::to_string);
+            self.push(StepKind::Resume, &label, argv, version, Effect::Resumed);
+        }
+    }
+
     /// Shifts all traffic back to the old version, first thing of a rollback.
     fn shift_back(&mut self, version: Option<&Version>) {
         if let Some(argv) = self.component.steps.shift.clone() {
@@ -271,7 +292,9 @@ impl<'a> Builder<'a> {
 
 /// Builds the forward program of an action (SPEC §3): for an upgrade, an optional snapshot, then
 /// per stop `pre` migrations → deploy → health → `post` migrations; a downgrade undoes the
-/// recorded migrations newest first, then deploys; a config change reloads.
+/// recorded migrations newest first, then deploys; a config change reloads. An install,
+/// upgrade, downgrade or config change of a component with `quiesce` starts with it and ends
+/// with `resume`, after the last deploy, health and traffic step (SPEC §8, quiesce).
 ///
 /// # Errors
 /// [`ProgramError`] when the desired state no longer has what the action names.
@@ -290,6 +313,14 @@ pub fn forward_program(
     // failure used to be dropped silently, turning an upgrade into an empty program).
     let to = action.to.clone();
     let from = action.from.as_ref();
+    let quiesced = to.is_some()
+        && matches!(
+            action.action,
+            ActionKind::Install | ActionKind::Upgrade | ActionKind::Downgrade | ActionKind::Config
+        );
+    if quiesced {
+        b.quiesce(from);
+    }
     match (action.action, to) {
         (ActionKind::Install | ActionKind::Upgrade, Some(_)) => {
             b.snapshot(from);
@@ -358,6 +389,9 @@ pub fn forward_program(
             }
         }
         _ => {}
+    }
+    if quiesced {
+        b.resume(action.to.as_ref());
     }
     Ok(b.steps)
 }
@@ -498,6 +532,8 @@ pub struct Progress {
     pub removed: bool,
     /// The traffic weight this attempt last shifted to (`None`: it shifted nothing).
     pub weight: Option<u32>,
+    /// This attempt's `quiesce` completed and no `resume` has since: the workflows are stopped.
+    pub quiesced: bool,
 }
 
 impl Progress {
@@ -509,7 +545,15 @@ impl Progress {
             at_snapshot: None,
             removed: false,
             weight: None,
+            quiesced: false,
         }
+    }
+
+    /// Whether the target's workflows may be stopped: a `quiesce` completed and no `resume`
+    /// since, or the step that stopped the attempt is a `quiesce` (a failing one may have
+    /// stopped some of them, an interrupted one all).
+    pub fn may_be_quiesced(&self, stopped: Option<Stopped>) -> bool {
+        self.quiesced || stopped.is_some_and(|s| s.step.effect == Effect::Quiesced)
     }
 
     /// Whether this attempt took a snapshot that `restore` can return to.
@@ -542,6 +586,8 @@ impl Progress {
             Effect::Removed => self.removed = true,
             Effect::Shifted { weight } => self.weight = Some(*weight),
             Effect::Undeployed => self.version = None,
+            Effect::Quiesced => self.quiesced = true,
+            Effect::Resumed => self.quiesced = false,
         }
     }
 }
@@ -570,6 +616,8 @@ pub enum StopKind {
 ///   `restore` from the attempt's own snapshot returns the data to where the attempt started.
 /// - The version is put back by deploying the one the attempt started from (also after a deploy
 ///   that failed part-way). An install is undone by the component's `remove` step.
+/// - When the workflows may be stopped ([`Progress::may_be_quiesced`]: also after a failing
+///   `quiesce`), `resume` is the last step, after the target is restored.
 ///
 /// # Errors
 /// [`ProgramError`] when the attempt cannot be undone (an irreversible change and no snapshot
@@ -588,6 +636,7 @@ pub fn rollback_program(
 ) -> Result<Vec<PlannedStep>, ProgramError> {
     let mut b = Builder::new(desired, component_name, policy_checks)?;
     let component = b.component;
+    let quiesced = now.may_be_quiesced(stopped);
     if config_change {
         // A config change is undone by applying the previous config the same way.
         match (component.steps.reload.clone(), &start.version) {
@@ -601,6 +650,9 @@ pub fn rollback_program(
             }
             (None, Some(v)) => b.deploy(v)?,
             (None, None) => {}
+        }
+        if quiesced {
+            b.resume(start.version.as_ref());
         }
         for step in &mut b.steps {
             step.previous_config = true;
@@ -688,6 +740,9 @@ pub fn rollback_program(
                 None => return Err(ProgramError::NoUndeploy(component_name.to_string())),
             },
         }
+    }
+    if quiesced {
+        b.resume(start.version.as_ref());
     }
     for step in &mut b.steps {
         step.id = format!("rb-{}", step.id);
