@@ -726,7 +726,10 @@ fn run(
         Some((message, tail)) if nothing_ran => (Outcome::Failed, message, tail),
         Some((message, tail)) if !env.policy.auto_rollback => (
             Outcome::Failed,
-            format!("{message} (autoRollback is off); {}", where_it_stands(&progress, stopped)),
+            format!(
+                "{message} (autoRollback is off); {}",
+                where_it_stands(&progress, stopped)
+            ),
             tail,
         ),
         Some((message, tail)) => {
@@ -747,7 +750,10 @@ fn run(
             ) {
                 Err(e) => (
                     Outcome::Failed,
-                    format!("{message}; cannot roll back: {e}; {}", where_it_stands(&progress, stopped)),
+                    format!(
+                        "{message}; cannot roll back: {e}; {}",
+                        where_it_stands(&progress, stopped)
+                    ),
                     tail,
                 ),
                 Ok(rollback) => {
@@ -789,7 +795,10 @@ fn run(
                         ),
                         Some(m) => (
                             Outcome::Failed,
-                            format!("{message}; rollback failed: {m}; {}", where_it_stands(&progress, stopped)),
+                            format!(
+                                "{message}; rollback failed: {m}; {}",
+                                where_it_stands(&progress, stopped)
+                            ),
                             tail,
                         ),
                     }
