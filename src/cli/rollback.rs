@@ -23,9 +23,9 @@ pub fn run(
         report.version,
         report.file
     );
-    if let Some(desired_branch) = &report.stale_work_tree {
+    if let Some(desired_branch) = &report.updated_checkout {
         eprintln!(
-            "note: {desired_branch} is checked out here and its work tree still has the old file; run `git checkout HEAD -- {}` to update it",
+            "note: {desired_branch} is checked out here: {} was updated in the work tree and the index",
             report.file
         );
     }

@@ -30,8 +30,9 @@ pub struct RollbackReport {
     pub version: Version,
     /// The target's manifest file that was changed.
     pub file: String,
-    /// Set when the desired branch is checked out in the work tree, whose file is now stale.
-    pub stale_work_tree: Option<String>,
+    /// Set when the desired branch is checked out here: its work tree and index were brought up
+    /// to date with the commit (see `source::edit`).
+    pub updated_checkout: Option<String>,
 }
 
 /// Commits, on the desired branch (or on a new branch `branch`), the change that pins `target`
@@ -179,7 +180,7 @@ pub fn rollback(
         on,
         target: target.to_string(),
         version,
-        stale_work_tree: checked_out.then(|| desired_branch.clone()),
+        updated_checkout: checked_out.then(|| desired_branch.clone()),
         file,
     })
 }
