@@ -20,11 +20,16 @@ exit 0
 
 const COMPONENT: &str = "apiVersion: gantry.dev/v1\nkind: Component\nmetadata: { name: app }\nspec:\n  steps:\n    deploy: [\"scripts/step.sh\", \"deploy\", \"{{ version }}\"]\n    quiesce: [\"scripts/step.sh\", \"quiesce\", \"{{ version }}\"]\n    resume: [\"scripts/step.sh\", \"resume\", \"{{ version }}\"]\n";
 
-const POLICY: &str = "apiVersion: gantry.dev/v1\nkind: Policy\nmetadata: { name: p }\nspec:\n  autoRollback: true\n  onInterrupt: rollback\n";
+/// The policy, with `onInterrupt: ON_INTERRUPT`.
+const POLICY: &str = "apiVersion: gantry.dev/v1\nkind: Policy\nmetadata: { name: p }\nspec:\n  autoRollback: true\n  onInterrupt: ON_INTERRUPT\n";
 
 /// `app` 1.0.0 and 2.0.0 (with a reversible `pre` migration `m1`); `acme` installed at 1.0.0,
-/// the log cleared.
+/// the log cleared; `onInterrupt: rollback`.
 fn installed() -> Repo {
+    installed_with("rollback")
+}
+
+fn installed_with(on_interrupt: &str) -> Repo {
     let repo = Repo::new();
     repo.file("gantry.toml", "")
         .file("components/app.yaml", COMPONENT)
@@ -40,7 +45,7 @@ fn installed() -> Repo {
                 )
             ),
         )
-        .file("policies/p.yaml", POLICY)
+        .file("policies/p.yaml", &POLICY.replace("ON_INTERRUPT", on_interrupt))
         .file("scripts/step.sh", STEP)
         .file("targets/acme.yaml", &target("acme", "app", "1.0.0", "env: prod"))
         .file(".gitignore", "*.log\nkill-*\nfail-*\n");
@@ -172,6 +177,23 @@ fn a_reconciler_killed_mid_deploy_rolls_back_and_resumes_on_the_next_pass() {
         ]
     );
     assert!(record(&repo).contains("rolled_back"), "{}", record(&repo));
+}
+
+/// kill -9 during the deploy, `onInterrupt: resume`: the next pass runs the deploy again and
+/// the rest of the program, `resume` last (the journal knows `quiesce` already ran: it does not
+/// run twice).
+#[test]
+fn a_reconciler_killed_mid_deploy_resumes_the_attempt_and_then_the_workflows() {
+    let repo = installed_with("resume");
+    touch(&repo, "kill-deploy-2.0.0");
+    let killed = repo.gantry(&["apply"]);
+    assert_ne!(killed.code(), 0, "gantry was not killed: {}", killed.stderr());
+    repo.gantry(&["apply"]).expect(0);
+    assert_eq!(
+        run_log(&repo),
+        ["quiesce 1.0.0", "up m1", "deploy 2.0.0", "deploy 2.0.0", "resume 2.0.0"]
+    );
+    assert!(record(&repo).contains("succeeded"), "{}", record(&repo));
 }
 
 /// One without the other is a violation naming the file and line of the step it has.

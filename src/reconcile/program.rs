@@ -1080,4 +1080,61 @@ mod tests {
             assert!(!replay(now, &rollback).quiesced);
         }
     }
+
+    /// A downgrade quiesces too, and whichever of its steps fails or is interrupted, its
+    /// rollback returns the target and ends not quiesced.
+    #[test]
+    fn a_quiescing_downgrade_and_its_rollback_after_each_step_end_with_resume() {
+        let (desired, mut action) = upgrade_action(DB_QUIESCE);
+        let (v110, v120) = (Version::parse("1.1.0").unwrap(), Version::parse("1.2.0").unwrap());
+        let mut record = crate::state::branch::tests::target("db", "1.2.0");
+        record.applied_migrations = vec![AppliedMigration {
+            release: v120.clone(),
+            id: "column".into(),
+            phase: Phase::Pre,
+            down: Some(vec!["down".into(), "column".into()]),
+            attempt: "a0".into(),
+        }];
+        action.action = ActionKind::Downgrade;
+        action.from = Some(v120.clone());
+        action.to = Some(v110.clone());
+        action.stops = vec![v110.clone()];
+        action.migrations = vec![crate::plan::PlannedMigration {
+            release: v120,
+            id: "column".into(),
+            direction: crate::plan::Direction::Down,
+            phase: Phase::Pre,
+            stop: v110,
+        }];
+        let forward = forward_program(&desired, &desired.targets["t"], Some(&record), &action, "a1", false).unwrap();
+        assert_eq!(
+            ids(&forward),
+            [
+                "01-quiesce-1.2.0",
+                "02-snapshot-1.2.0",
+                "03-migrate_down-column",
+                "04-deploy-1.1.0",
+                "05-resume-1.1.0"
+            ]
+        );
+        let start = Progress::start(Some(&record));
+        for k in 0..forward.len() {
+            for how in [StopKind::Failed, StopKind::Interrupted] {
+                let now = replay(start.clone(), &forward[..k]);
+                let stopped = Stopped { step: &forward[k], how };
+                let rollback = rollback_program(&desired, "db", false, &start, &now, "a1", false, Some(stopped))
+                    .unwrap_or_else(|e| panic!("step {} {how:?}: {e}", forward[k].id));
+                let mut after = now.clone();
+                if how == StopKind::Interrupted {
+                    after.apply(&forward[k].effect);
+                }
+                let end = replay(after, &rollback);
+                let at = format!("{} {how:?}: {:?}", forward[k].id, ids(&rollback));
+                assert!(!end.quiesced, "{at}");
+                assert_eq!(rollback.last().map(|s| s.kind), Some(StepKind::Resume), "{at}");
+                assert_eq!(end.version, start.version, "{at}");
+                assert_eq!(migrations(&end), migrations(&start), "{at}");
+            }
+        }
+    }
 }
