@@ -155,6 +155,29 @@ fn a_failed_rollback_does_not_resume_and_the_record_says_so() {
     );
 }
 
+/// With `autoRollback: false` nothing is undone, `resume` included (the operator inspects a
+/// target whose workflows are still stopped), and the record says so.
+#[test]
+fn without_auto_rollback_a_failure_leaves_the_workflows_stopped_and_says_so() {
+    let repo = installed();
+    repo.file(
+        "policies/p.yaml",
+        &POLICY
+            .replace("ON_INTERRUPT", "rollback")
+            .replace("autoRollback: true", "autoRollback: false"),
+    );
+    repo.commit_all("no auto rollback");
+    touch(&repo, "fail-deploy-2.0.0");
+    repo.gantry(&["apply"]).expect(2);
+    assert_eq!(run_log(&repo), ["quiesce 1.0.0", "up m1", "deploy 2.0.0"]);
+    let record = record(&repo);
+    assert!(
+        record.contains("(autoRollback is off)")
+            && record.contains("quiesced: `resume` did not run to completion, so its workflows stay stopped"),
+        "{record}"
+    );
+}
+
 /// kill -9 of the reconciler during the deploy, `onInterrupt: rollback`: the next pass replays
 /// the journal (quiesce completed), rolls back and still ends with `resume`.
 #[test]
