@@ -257,12 +257,43 @@ impl fmt::Display for SchemaViolation {
 /// # Panics
 /// Only if an embedded schema does not compile, which the tests rule out.
 pub fn validate(kind: SchemaKind, instance: &Value) -> Vec<SchemaViolation> {
-    let validator = validator(kind);
+    violations(validator(kind), schema(kind), instance)
+}
+
+/// A component's `configSchema` (issue #16): a JSON Schema (draft 2020-12) from a manifest, and
+/// so from a pull request, compiled like gantry's own (offline: a `$ref` never fetches anything;
+/// linear-time patterns). `validate` checks every target's `config` with it.
+pub struct ConfigSchema {
+    validator: Validator,
+    schema: Value,
+}
+
+impl ConfigSchema {
+    /// # Errors
+    /// Why `schema` is not a schema this validator can use, in one line.
+    pub fn compile(schema: &Value) -> Result<ConfigSchema, String> {
+        let validator = jsonschema::draft202012::options()
+            .offline()
+            .with_pattern_options(PatternOptions::regex())
+            .build(schema)
+            .map_err(|e| e.to_string())?;
+        Ok(ConfigSchema {
+            validator,
+            schema: schema.clone(),
+        })
+    }
+
+    /// Where `config` breaks the schema (pointers relative to `config`).
+    pub fn check(&self, config: &Value) -> Vec<SchemaViolation> {
+        violations(&self.validator, &self.schema, config)
+    }
+}
+
+fn violations(validator: &Validator, schema: &Value, instance: &Value) -> Vec<SchemaViolation> {
     // Nearly every document is valid: answer that without collecting errors.
     if validator.is_valid(instance) {
         return Vec::new();
     }
-    let schema = schema(kind);
     let mut found: Vec<(SchemaViolation, Specificity)> = Vec::new();
     for error in validator.iter_errors(instance) {
         for violation in describe(&error, schema) {

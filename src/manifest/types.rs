@@ -40,6 +40,9 @@ pub struct ComponentSpec {
     pub steps: Steps,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// A JSON Schema every target's `config` must satisfy, checked by `validate` (issue #16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_schema: Option<serde_json::Value>,
 }
 
 /// The step argvs of a component.

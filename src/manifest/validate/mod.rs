@@ -26,7 +26,7 @@ use component::{check_component, check_dependency_cycles};
 use config::validate_config;
 use policy::{check_policy, check_promotions};
 use release::check_release;
-use target::check_target;
+use target::{check_config_schema, check_target, compile_config_schemas};
 
 /// The variables a step template may use (SPEC §5).
 pub const TEMPLATE_VARIABLES: [&str; 12] = [
@@ -216,10 +216,12 @@ pub fn validate(mut manifests: Manifests) -> (Desired, Vec<Diagnostic>) {
     // Targets are many: the accepted ones are moved into `desired`, not cloned.
     let target_list = std::mem::take(&mut manifests.targets);
     let mut accepted: BTreeMap<&str, (VersionWanted, String)> = BTreeMap::new();
+    let config_schemas = compile_config_schemas(&components, &mut diags);
     for target in index_by_name(Kind::Target, &target_list, &mut diags).values() {
         if let Some(parts) = check_target(target, &components, &desired.releases, &mut diags) {
             accepted.insert(&target.name, parts);
         }
+        check_config_schema(target, &config_schemas, &mut diags);
     }
     let mut accepted: BTreeMap<String, (VersionWanted, String)> =
         accepted.into_iter().map(|(k, v)| (k.to_string(), v)).collect();

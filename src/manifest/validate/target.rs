@@ -69,3 +69,132 @@ pub(super) fn check_target(
     let wanted = wanted?;
     ok.then(|| (wanted, config_hash(&spec.config)))
 }
+
+/// Each component's `configSchema`, compiled once; a schema that does not compile is an
+/// `Invalid` diagnostic at the component's `spec.configSchema` (and checks nothing).
+pub(super) fn compile_config_schemas(
+    components: &BTreeMap<&str, &Manifest<ComponentSpec>>,
+    diags: &mut Vec<Diagnostic>,
+) -> BTreeMap<String, crate::manifest::schema::ConfigSchema> {
+    let mut out = BTreeMap::new();
+    for (name, component) in components {
+        let Some(schema) = &component.spec.config_schema else {
+            continue;
+        };
+        match crate::manifest::schema::ConfigSchema::compile(schema) {
+            Ok(compiled) => {
+                out.insert(name.to_string(), compiled);
+            }
+            Err(e) => diags.push(component.origin.diagnostic(
+                Severity::Invalid,
+                "config_schema",
+                "/spec/configSchema",
+                format!("spec.configSchema is not a usable JSON Schema (draft 2020-12): {e}"),
+            )),
+        }
+    }
+    out
+}
+
+/// A target's `config` checked against its component's `configSchema` (issue #16: a bad value
+/// was only refused by the reload script at apply time): each violation is `Invalid` at the
+/// offending value's line, so a pull request fails `validate` before anything runs.
+pub(super) fn check_config_schema(
+    target: &Manifest<TargetSpec>,
+    schemas: &BTreeMap<String, crate::manifest::schema::ConfigSchema>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let Some(schema) = schemas.get(&target.spec.component) else {
+        return;
+    };
+    let config = serde_json::Value::Object(target.spec.config.clone());
+    for violation in schema.check(&config) {
+        let pointer = format!("/spec/config{}", violation.pointer);
+        diags.push(target.origin.diagnostic(
+            Severity::Invalid,
+            "config_schema",
+            &pointer,
+            format!(
+                "{}: {} (the configSchema of component `{}`)",
+                crate::manifest::load::pointer_to_dotted(&pointer),
+                violation.message,
+                target.spec.component
+            ),
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::manifest::{Diagnostic, RawContent, RawFile, read_manifests, validate};
+
+    fn diagnostics(config_schema: &str, targets: &[(&str, &str)]) -> Vec<Diagnostic> {
+        let mut yaml = format!(
+            "apiVersion: gantry.dev/v1\nkind: Component\nmetadata: {{ name: agent }}\nspec:\n  steps: {{ deploy: [d] }}\n  configSchema: {config_schema}\n---\napiVersion: gantry.dev/v1\nkind: Release\nmetadata: {{ name: agent-1.0.0 }}\nspec: {{ component: agent, version: 1.0.0 }}\n"
+        );
+        for (name, config) in targets {
+            yaml.push_str(&format!(
+                "---\napiVersion: gantry.dev/v1\nkind: Target\nmetadata: {{ name: {name} }}\nspec:\n  component: agent\n  version: 1.0.0\n  config: {config}\n"
+            ));
+        }
+        let file = RawFile {
+            path: "all.yaml".into(),
+            content: RawContent::Bytes(yaml.into_bytes()),
+        };
+        let (manifests, mut diags) = read_manifests(None, &[file]);
+        diags.extend(validate(manifests).1);
+        diags
+    }
+
+    const SCHEMA: &str = "{ type: object, required: [timeout_s], additionalProperties: false, properties: { timeout_s: { type: integer, minimum: 1 }, mode: { enum: [fast, safe] } } }";
+
+    /// Issue #16: an invalid config value was only refused by the reload script at apply time.
+    /// Each violation is reported at the target's file and line, naming the key.
+    #[test]
+    fn every_targets_config_is_checked_against_its_components_config_schema() {
+        let diags = diagnostics(
+            SCHEMA,
+            &[
+                ("good", "{ timeout_s: 30, mode: safe }"),
+                ("zero", "{ timeout_s: 0 }"),
+                ("text", "{ timeout_s: \"30\" }"),
+                ("missing", "{ mode: fast }"),
+                ("extra", "{ timeout_s: 5, colour: red }"),
+            ],
+        );
+        let text: Vec<String> = diags.iter().map(ToString::to_string).collect();
+        assert_eq!(diags.len(), 4, "{text:#?}");
+        for (needle, key) in [
+            ("spec.config.timeout_s", "minimum"),
+            ("spec.config.timeout_s", "integer"),
+            ("spec.config", "timeout_s"),
+            ("spec.config", "colour"),
+        ] {
+            assert!(
+                text.iter().any(|t| t.contains(needle)
+                    && t.contains(key)
+                    && t.contains("the configSchema of component `agent`")),
+                "{needle} {key}: {text:#?}"
+            );
+        }
+        assert!(
+            diags.iter().all(|d| d.file == "all.yaml" && d.line.is_some()),
+            "{text:#?}"
+        );
+    }
+
+    /// A schema from a pull request is hostile input: one that does not compile is reported at
+    /// the component, and a remote `$ref` is never fetched (compiled offline).
+    #[test]
+    fn an_unusable_or_remote_config_schema_is_reported_at_the_component() {
+        for schema in ["{ type: nonsense }", "{ $ref: \"http://127.0.0.1:9/schema.json\" }"] {
+            let diags = diagnostics(schema, &[("t", "{ a: 1 }")]);
+            let text: Vec<String> = diags.iter().map(ToString::to_string).collect();
+            assert!(
+                text.iter()
+                    .any(|t| t.contains("spec.configSchema is not a usable JSON Schema (draft 2020-12)")),
+                "{schema}: {text:#?}"
+            );
+        }
+    }
+}
