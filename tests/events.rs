@@ -38,6 +38,9 @@ struct EventClient {
     reader: BufReader<TcpStream>,
     pending: String,
     raw: String,
+    /// The body's last chunk (size 0) arrived: the server ended the stream, rather than the
+    /// connection being cut.
+    ended: bool,
 }
 
 impl EventClient {
@@ -78,6 +81,7 @@ impl EventClient {
             reader,
             pending: String::new(),
             raw: String::new(),
+            ended: false,
         };
         (code, Some(client))
     }
@@ -88,6 +92,7 @@ impl EventClient {
         self.reader.read_line(&mut size).ok()?;
         let size = usize::from_str_radix(size.trim(), 16).ok()?;
         if size == 0 {
+            self.ended = true;
             return None;
         }
         let mut bytes = vec![0; size + 2];
@@ -256,10 +261,18 @@ fn a_client_sees_the_attempt_its_steps_and_outcome_in_order_and_resumes_after_la
 fn a_client_that_never_reads_does_not_stop_the_pass() {
     const TARGETS: usize = 40;
     let repo = Repo::new();
-    repo.file("components/billing.yaml", &component("billing", ""))
-        .file("scripts/deploy.sh", "#!/bin/sh\nexit 0\n")
-        .file("releases/billing-1.0.0.yaml", &release("billing", "1.0.0", ""))
-        .file("releases/billing-1.1.0.yaml", &release("billing", "1.1.0", ""));
+    // Four steps per upgrade: ten messages per target, more than the loopback socket's buffers
+    // and the client's queue hold together.
+    repo.file(
+        "components/billing.yaml",
+        &component(
+            "billing",
+            "    precheck: [\"true\"]\n    snapshot: [\"true\"]\n    health: [\"true\"]\n",
+        ),
+    )
+    .file("scripts/deploy.sh", "#!/bin/sh\nexit 0\n")
+    .file("releases/billing-1.0.0.yaml", &release("billing", "1.0.0", ""))
+    .file("releases/billing-1.1.0.yaml", &release("billing", "1.1.0", ""));
     let names: Vec<String> = (0..TARGETS)
         .map(|n| format!("tenant-with-a-rather-long-name-so-events-are-larger-{n:03}"))
         .collect();
@@ -276,20 +289,15 @@ fn a_client_that_never_reads_does_not_stop_the_pass() {
     // The stuck client: the request sent, nothing ever read.
     let mut stuck = TcpStream::connect(&addr).unwrap();
     write!(stuck, "GET /api/events HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .proxy(None)
-        .timeout_global(Some(Duration::from_secs(20)))
-        .build()
-        .into();
-    let status = |agent: &ureq::Agent| -> serde_json::Value {
-        let body = agent
-            .get(format!("http://{addr}/api/status"))
-            .call()
-            .unwrap()
-            .body_mut()
-            .read_to_string()
-            .unwrap();
-        serde_json::from_str(&body).unwrap()
+    // `None` while the status cannot be computed (a 500 mid-pass, reading a journal the pass
+    // just removed, is printed and polled again).
+    let status = || -> Option<serde_json::Value> {
+        let (code, body) = common::http_request("GET", &addr, "/api/status", &[], "");
+        if code != 200 {
+            eprintln!("/api/status answered {code}: {body}");
+            return None;
+        }
+        Some(serde_json::from_str(&body).unwrap())
     };
 
     for name in &names {
@@ -302,10 +310,10 @@ fn a_client_that_never_reads_does_not_stop_the_pass() {
 
     let start = Instant::now();
     loop {
-        let json = status(&agent);
+        let json = status().unwrap_or_default();
         let converged = json["targets"]
             .as_array()
-            .unwrap()
+            .map_or(&[][..], Vec::as_slice)
             .iter()
             .filter(|t| t["current"] == "1.1.0" && t["status"] == "converged")
             .count();
@@ -319,14 +327,12 @@ fn a_client_that_never_reads_does_not_stop_the_pass() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let health = agent
-        .get(format!("http://{addr}/healthz"))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
-    assert_eq!(health, "ok");
+    assert_eq!(
+        common::http_request("GET", &addr, "/healthz", &[], ""),
+        (200, "ok".to_string())
+    );
+    // The stuck client is still connected (the daemon never waited for it).
+    assert!(stuck.peer_addr().is_ok());
     drop(stuck);
     let _ = child.kill();
     let _ = child.wait();
@@ -380,4 +386,121 @@ fn event_data_is_redacted_like_the_rest_of_the_daemons_output() {
         "the redacted message is there: {}",
         client.raw
     );
+}
+
+/// Wave and rollout progress: after the pass that upgrades a staged rollout's canary, the
+/// stream carries `wave_started` and `wave_completed` for the canary wave and a
+/// `rollout_progress` naming the targets done, after the attempt's own events.
+#[test]
+fn waves_and_rollout_progress_are_streamed_after_the_pass() {
+    let repo = Repo::new();
+    repo.file("components/api.yaml", &component("api", ""))
+        .file("scripts/deploy.sh", "#!/bin/sh\nexit 0\n")
+        .file(
+            "releases/api.yaml",
+            &format!("{}---\n{}", release("api", "1.0.0", ""), release("api", "1.1.0", "")),
+        )
+        .file(
+            "policies/staged.yaml",
+            "apiVersion: gantry.dev/v1\nkind: Policy\nmetadata: { name: staged }\nspec:\n  rollout:\n    waves:\n      - { name: canary, selector: { ring: \"0\" }, soak: 30m }\n      - { name: all, percent: 100 }\n",
+        );
+    for (name, ring) in [("api-0", "0"), ("api-1", "1"), ("api-2", "1")] {
+        repo.file(
+            &format!("targets/{name}.yaml"),
+            &target(name, "api", "1.0.0", &format!("ring: \"{ring}\"")),
+        );
+    }
+    repo.commit_all("fleet");
+    repo.gantry(&["apply"]).expect(0);
+    let (mut child, addr, _stderr) = daemon(&repo);
+    let (code, client) = EventClient::connect(&addr, &addr, None);
+    assert_eq!(code, 200);
+    let mut client = client.unwrap();
+    for name in ["api-0", "api-1", "api-2"] {
+        let path = repo.path().join(format!("targets/{name}.yaml"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replace("version: \"1.0.0\"", "version: \"1.1.0\"")).unwrap();
+    }
+    repo.commit_all("api 1.1.0");
+
+    let mut events = Vec::new();
+    let progress = loop {
+        let event = client.next().unwrap_or_else(|| panic!("the stream ended: {events:#?}"));
+        events.push(event.clone());
+        if event.kind == "rollout_progress" {
+            break event;
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    let position = |kind: &str| kinds.iter().position(|k| *k == kind);
+    let finished = position("attempt_finished").unwrap_or_else(|| panic!("{kinds:?}"));
+    let started = position("wave_started").unwrap_or_else(|| panic!("{kinds:?}"));
+    let completed = position("wave_completed").unwrap_or_else(|| panic!("{kinds:?}"));
+    assert!(finished < started && started < completed, "{kinds:?}");
+    for e in [&events[started], &events[completed]] {
+        assert_eq!(
+            (
+                e.data["component"].as_str(),
+                e.data["version"].as_str(),
+                e.data["wave"].as_str()
+            ),
+            (Some("api"), Some("1.1.0"), Some("canary")),
+            "{e:?}"
+        );
+    }
+    // The canary soaks for 30 minutes: one target of the rollout is done, the canary wave
+    // completed, the second wave not started.
+    let data = &progress.data;
+    assert_eq!(
+        (data["component"].as_str(), data["version"].as_str()),
+        (Some("api"), Some("1.1.0")),
+        "{data}"
+    );
+    assert_eq!(data["succeeded"], 1, "{data}");
+    assert_eq!(data["halted"], false, "{data}");
+    assert_eq!(data["waves"][0]["name"], "canary", "{data}");
+    assert!(data["waves"][0]["completed"].is_string(), "{data}");
+    assert!(
+        data["waves"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .skip(1)
+            .all(|w| w["started"].is_null()),
+        "{data}"
+    );
+}
+
+/// Streams end when the daemon stops (SIGTERM), so they do not hold its shutdown open: the
+/// client reads the body's end, and the daemon exits 0.
+#[test]
+fn streams_end_when_the_daemon_stops() {
+    let repo = Repo::new();
+    repo.file("components/billing.yaml", &component("billing", ""))
+        .file("scripts/deploy.sh", "#!/bin/sh\nexit 0\n")
+        .file("releases/billing.yaml", &release("billing", "1.0.0", ""))
+        .file("targets/acme.yaml", &target("acme", "billing", "1.0.0", "env: prod"));
+    repo.commit_all("fleet");
+    let (mut child, addr, _stderr) = daemon(&repo);
+    let (code, client) = EventClient::connect(&addr, &addr, None);
+    assert_eq!(code, 200);
+    let mut client = client.unwrap();
+    client.until_finished("acme");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let started = Instant::now();
+    // `next` returns `None` at the body's last chunk; a read timeout would panic instead.
+    while let Some(event) = client.next() {
+        assert!(started.elapsed() < Duration::from_secs(20), "{event:?}");
+    }
+    // Without the hub's close, the server's drain gave up after 5 s and dropped the
+    // connection mid-body: no last chunk.
+    assert!(client.ended, "the stream ended with its last chunk: {}", client.raw);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
 }
