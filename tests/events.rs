@@ -210,14 +210,14 @@ fn a_client_sees_the_attempt_its_steps_and_outcome_in_order_and_resumes_after_la
     );
     assert_eq!(start["component"], "billing");
     let attempt = start["attempt"].as_str().unwrap().to_string();
-    let of_attempt: Vec<&Event> = acme[started..].iter().copied().collect();
+    let of_attempt: Vec<&Event> = acme[started..].to_vec();
     assert!(
         of_attempt.iter().all(|e| e.data["attempt"] == attempt.as_str()),
         "{kinds:?}"
     );
     // attempt_started, then (step_started, step_finished)+, then attempt_finished.
     let middle = &of_attempt[1..of_attempt.len() - 1];
-    assert!(!middle.is_empty() && middle.len() % 2 == 0, "{kinds:?}");
+    assert!(!middle.is_empty() && middle.len().is_multiple_of(2), "{kinds:?}");
     for pair in middle.chunks(2) {
         assert_eq!(
             (pair[0].kind.as_str(), pair[1].kind.as_str()),
