@@ -598,3 +598,128 @@ fn steps_see_the_desired_commit_as_a_template_variable_and_in_their_environment(
         format!("commit={head}\nrelease=billing-1.0.0\nlabels={{\"env\":\"prod\",\"tenant\":\"acme\"}}\nenv={head}\n")
     );
 }
+
+/// Regression (issue #16): the rollback commit left the checked-out branch's work tree and index
+/// with the old file, so the next `git commit -a` silently undid the rollback. With a clean
+/// checkout the file is updated in both; with a modified one the rollback is refused, nothing is
+/// committed, and `--branch` still works.
+#[test]
+fn rollback_updates_a_clean_checkout_and_refuses_a_modified_one() {
+    let repo = installed_then_bumped();
+    repo.gantry(&["apply", "--now", NOW]).expect(0);
+    let git_status = |repo: &Repo| {
+        let out = Command::new("git")
+            .current_dir(repo.path())
+            .args(["status", "--porcelain", "--untracked-files=no"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(git_status(&repo), "", "the test starts from a clean checkout");
+
+    // A modified target file: refused, naming it; the branch does not move.
+    let tip = repo.git.refname_to_id("refs/heads/main").unwrap();
+    let text = std::fs::read_to_string(repo.path().join("targets/acme.yaml")).unwrap();
+    std::fs::write(repo.path().join("targets/acme.yaml"), format!("{text}# my edit\n")).unwrap();
+    let refused = repo.gantry(&["rollback", "acme-billing"]).expect(1);
+    assert!(
+        refused
+            .stderr()
+            .contains("targets/acme.yaml has changes in the checked-out work tree or index"),
+        "{}",
+        refused.stderr()
+    );
+    assert_eq!(repo.git.refname_to_id("refs/heads/main").unwrap(), tip);
+    repo.gantry(&["rollback", "acme-billing", "--branch", "rollback-acme"])
+        .expect(0);
+    std::fs::write(repo.path().join("targets/acme.yaml"), &text).unwrap();
+
+    // Clean: committed, and the work tree and index follow.
+    let run = repo.gantry(&["rollback", "acme-billing"]).expect(0);
+    assert!(
+        run.stderr()
+            .contains("targets/acme.yaml was updated in the work tree and the index"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(git_status(&repo), "", "the checkout matches the rollback commit");
+    let file = std::fs::read_to_string(repo.path().join("targets/acme.yaml")).unwrap();
+    assert!(file.contains("version: 1.0.0"), "{file}");
+    // The next commit of everything keeps the rollback.
+    repo.file("notes.txt", "unrelated\n");
+    repo.commit_all("unrelated change");
+    let plan = repo.gantry(&["plan", "--now", NOW, "--format", "json"]).expect(0);
+    assert!(plan.stdout().contains("\"action\": \"downgrade\""), "{}", plan.stdout());
+}
+
+/// Issue #16: rolling back an environment took one command per target. `--selector` pins every
+/// matching target in one commit (one change to review and to revert); a target among them with
+/// nothing to roll back to refuses the whole commit, naming it.
+#[test]
+fn rollback_by_selector_pins_every_matching_target_in_one_commit() {
+    let repo = steps_repo();
+    let acme = std::fs::read_to_string(repo.path().join("targets/acme.yaml")).unwrap();
+    let zen = acme
+        .replace("acme-billing", "zen-billing")
+        .replace("tenant: acme", "tenant: zen");
+    repo.file("targets/zen.yaml", &zen);
+    repo.commit_all("zen");
+    repo.gantry(&["apply", "--now", NOW]).expect(0);
+    for file in ["targets/acme.yaml", "targets/zen.yaml"] {
+        let text = std::fs::read_to_string(repo.path().join(file)).unwrap();
+        repo.file(file, &text.replace("version: 1.0.0", "version: 2.0.0"));
+    }
+    repo.commit_all("Upgrade billing to 2.0.0");
+    repo.gantry(&["apply", "--now", NOW]).expect(0);
+    let before = repo.git.refname_to_id("refs/heads/main").unwrap();
+
+    let run = repo
+        .gantry(&["rollback", "--selector", "env=prod", "--reason", "bad release"])
+        .expect(0);
+    let out = run.stdout();
+    assert!(out.contains("pin acme-billing to 1.0.0 (targets/acme.yaml)"), "{out}");
+    assert!(out.contains("pin zen-billing to 1.0.0 (targets/zen.yaml)"), "{out}");
+    let commit = repo
+        .git
+        .find_commit(repo.git.refname_to_id("refs/heads/main").unwrap())
+        .unwrap();
+    assert_eq!(commit.parent_id(0).unwrap(), before, "one commit");
+    assert!(
+        commit
+            .message()
+            .unwrap()
+            .starts_with("Roll back 2 targets (env=prod)\n\n- acme-billing to 1.0.0\n- zen-billing to 1.0.0\n"),
+        "{}",
+        commit.message().unwrap()
+    );
+    let plan = repo
+        .gantry(&["plan", "--now", NOW, "--format", "json"])
+        .expect(0)
+        .stdout();
+    assert_eq!(plan.matches("\"action\": \"downgrade\"").count(), 2, "{plan}");
+
+    // A target with no rollback point among the selected ones: nothing is committed.
+    let tip = repo.git.refname_to_id("refs/heads/main").unwrap();
+    let fresh = acme
+        .replace("acme-billing", "new-billing")
+        .replace("tenant: acme", "tenant: new");
+    repo.file("targets/new.yaml", &fresh);
+    repo.commit_all("new target");
+    let tip_with_new = repo.git.refname_to_id("refs/heads/main").unwrap();
+    assert_ne!(tip, tip_with_new);
+    let refused = repo.gantry(&["rollback", "--selector", "env=prod"]).expect(1);
+    assert!(
+        refused
+            .stderr()
+            .contains("no rollback point is recorded for `new-billing`"),
+        "{}",
+        refused.stderr()
+    );
+    assert_eq!(repo.git.refname_to_id("refs/heads/main").unwrap(), tip_with_new);
+    let nothing = repo.gantry(&["rollback", "--selector", "env=nowhere"]).expect(1);
+    assert!(
+        nothing.stderr().contains("no target matches --selector env=nowhere"),
+        "{}",
+        nothing.stderr()
+    );
+}

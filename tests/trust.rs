@@ -893,3 +893,55 @@ fn history_and_status_text_strip_terminal_escapes_from_step_output() {
     assert!(status.contains("boom"), "{status}");
     assert!(!status.contains('\u{1b}'), "{status:?}");
 }
+
+/// Issue #16: with `[trust]` on, `gantry rollback` wrote an unsigned commit, an untrusted head
+/// that gantry would never reconcile (the whole fleet held). It signs with git's
+/// `user.signingkey` now, as `git commit -S` would, and gantry reconciles the rollback; with no
+/// usable key it refuses on the desired branch (nothing committed), and `--branch` for a pull
+/// request still works unsigned (the merge is signed).
+#[test]
+fn rollback_in_a_trusted_repository_is_signed_with_gits_signing_key() {
+    let keys = keys();
+    let repo = fleet(&keys, "1.0.0", "");
+    install_approved(&repo, &keys);
+    bump(&repo, "2.0.0");
+    signed_commit(&repo, "upgrade", &keys.alice);
+    repo.gantry(&["apply"]).expect(0);
+    assert_eq!(runs(&repo), "deploy 1.0.0\ndeploy 2.0.0\n");
+    let tip = git(&repo, &["rev-parse", "HEAD"]);
+
+    let refused = repo.gantry(&["rollback", "acme"]).expect(1).stderr();
+    assert!(
+        refused.contains(
+            "the commit must be signed ([trust] is on: an unsigned head is never reconciled): no signing key"
+        ),
+        "{refused}"
+    );
+    assert_eq!(git(&repo, &["rev-parse", "HEAD"]), tip, "nothing committed");
+    repo.gantry(&["rollback", "acme", "--branch", "rollback-acme"])
+        .expect(0);
+
+    git(&repo, &["config", "user.signingkey", &keys.alice.to_string_lossy()]);
+    repo.gantry(&["rollback", "acme"]).expect(0);
+    let verified = Command::new("git")
+        .current_dir(repo.path())
+        .args([
+            "-c",
+            "gpg.ssh.allowedSignersFile=trust/allowed_signers",
+            "verify-commit",
+            "HEAD",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    repo.gantry(&["apply"]).expect(0);
+    assert_eq!(
+        runs(&repo),
+        "deploy 1.0.0\ndeploy 2.0.0\ndeploy 1.0.0\n",
+        "the signed rollback is reconciled"
+    );
+}

@@ -208,9 +208,14 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: HistoryFormat,
     },
-    /// Commit, on the desired branch, the change that pins TARGET to its previous version.
+    /// Commit, on the desired branch, the change that pins TARGETs (or --selector) to their previous versions, in one commit.
     Rollback {
-        target: String,
+        /// Targets to roll back.
+        #[arg(required_unless_present = "selector")]
+        targets: Vec<String>,
+        /// Also every target with this label (KEY=VALUE; repeat to require several).
+        #[arg(long, value_name = "KEY=VALUE")]
+        selector: Vec<String>,
         /// The version to pin: a recorded rollback point or an existing release.
         #[arg(long, value_name = "VERSION")]
         to: Option<String>,
@@ -415,11 +420,21 @@ pub fn run() -> ExitCode {
         Command::Schedule { format, selector } => schedule::run(&cli, *format, &Selector(selector.clone())),
         Command::History { target, format } => history::run(&cli, target.as_deref(), *format),
         Command::Rollback {
-            target,
+            targets,
+            selector,
             to,
             branch,
             reason,
-        } => rollback::run(&cli, target, to.as_deref(), branch.as_deref(), reason.as_deref()),
+        } => rollback::run(
+            &cli,
+            &crate::ops::rollback::RollbackOptions {
+                targets: targets.clone(),
+                selector: selector.clone(),
+                to: to.clone(),
+                branch: branch.clone(),
+                reason: reason.clone(),
+            },
+        ),
         Command::Approve {
             target,
             selector,

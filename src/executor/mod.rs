@@ -91,11 +91,15 @@ pub enum StepKind {
     Precheck,
     /// Sets the new version's share of traffic (`weight` in templates and requests).
     Shift,
+    /// Stops the target's workflows before an attempt changes anything.
+    Quiesce,
+    /// Starts them again: the last step of an attempt, and of its rollback.
+    Resume,
 }
 
 impl StepKind {
     /// Every kind, in the order a plugin typically lists them.
-    pub const ALL: [StepKind; 11] = [
+    pub const ALL: [StepKind; 13] = [
         StepKind::Deploy,
         StepKind::Health,
         StepKind::Snapshot,
@@ -107,6 +111,8 @@ impl StepKind {
         StepKind::MigrateDown,
         StepKind::Precheck,
         StepKind::Shift,
+        StepKind::Quiesce,
+        StepKind::Resume,
     ];
 
     /// The name used in the plugin protocol, `GANTRY_STEP` and messages.
@@ -123,6 +129,8 @@ impl StepKind {
             StepKind::MigrateDown => "migrate_down",
             StepKind::Precheck => "precheck",
             StepKind::Shift => "shift",
+            StepKind::Quiesce => "quiesce",
+            StepKind::Resume => "resume",
         }
     }
 }

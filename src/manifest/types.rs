@@ -68,6 +68,14 @@ pub struct Steps {
     /// `traffic` steps; 0 sends everything back to the old version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shift: Option<Argv>,
+    /// Stops the target's workflows (jobs, consumers, schedulers) before an attempt changes
+    /// anything; declared together with `resume` (SPEC §5, quiesce).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quiesce: Option<Argv>,
+    /// Starts the workflows `quiesce` stopped: the last step of every attempt that ran
+    /// `quiesce`, also of its rollback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<Argv>,
 }
 
 impl Steps {
@@ -83,6 +91,8 @@ impl Steps {
             ("remove", &self.remove),
             ("precheck", &self.precheck),
             ("shift", &self.shift),
+            ("quiesce", &self.quiesce),
+            ("resume", &self.resume),
         ]
         .into_iter()
         .filter_map(|(name, argv)| argv.as_ref().map(|a| (name, a)))

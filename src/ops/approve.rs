@@ -133,7 +133,8 @@ pub fn approve(repo: &WatchedRepo, options: &ApproveOptions) -> Result<ApproveRe
 
     let key_path = match &options.key {
         Some(path) => path.clone(),
-        None => git_signing_key(repo)?,
+        None => trust::git_signing_key(&repo.repo)
+            .map_err(|why| ApproveError::Usage(format!("{why}, or pass --key PATH")))?,
     };
     let signer = CommitSigner::from_file(&key_path)?;
     let fingerprint = signer.public_key().fingerprint(ssh_key::HashAlg::Sha256).to_string();
@@ -267,32 +268,6 @@ pub fn approve(repo: &WatchedRepo, options: &ApproveOptions) -> Result<ApproveRe
         targets: targets.iter().map(|t| t.name().to_string()).collect(),
         fingerprint,
     })
-}
-
-/// git's `user.signingkey` (read through git2's config, never by running git).
-fn git_signing_key(repo: &WatchedRepo) -> Result<PathBuf, ApproveError> {
-    let missing = || {
-        ApproveError::Usage(
-            "no signing key: pass --key PATH (an unencrypted OpenSSH private key) or set git's user.signingkey to its path"
-                .to_string(),
-        )
-    };
-    let config = repo.repo.config().map_err(|e| ApproveError::Source(e.into()))?;
-    let value = config.get_string("user.signingkey").map_err(|_| missing())?;
-    if value.starts_with("key::") || value.starts_with("ssh-") {
-        return Err(ApproveError::Usage(
-            "user.signingkey holds a literal public key (ssh-agent signing); gantry needs the private key file: pass --key PATH"
-                .to_string(),
-        ));
-    }
-    let path = match value.strip_prefix("~/") {
-        Some(rest) => std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .ok_or_else(missing)?
-            .join(rest),
-        None => PathBuf::from(value),
-    };
-    Ok(path)
 }
 
 /// A YAML double-quoted scalar.

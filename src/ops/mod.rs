@@ -18,6 +18,7 @@ pub mod plan;
 pub mod retry;
 pub mod rollback;
 pub mod schedule;
+pub mod selection;
 pub mod shared;
 pub mod status;
 pub mod validate;

@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::manifest::edit::replace_scalar;
-use crate::manifest::{Labels, validate::selector_matches};
 use crate::reconcile::load::load_commit;
 use crate::source::WatchedRepo;
 use crate::source::edit::ChangeBranch;
@@ -79,30 +78,13 @@ pub fn retry(repo: &WatchedRepo, options: &RetryOptions) -> Result<RetryReport, 
     let desired_branch = repo.desired_branch_hint();
     let head = repo.branch_tip(&desired_branch)?;
     let loaded = load_commit(repo, head)?;
-    let selector = parse_selector(&options.selector)?;
-    let mut names: Vec<String> = Vec::new();
-    for name in &options.targets {
-        if !loaded.desired.targets.contains_key(name) {
-            return Err(OpsError::Usage(format!(
-                "target `{name}` is not in the desired state at {} ({desired_branch})",
-                &head.to_string()[..12]
-            )));
-        }
-        names.push(name.clone());
-    }
-    if let Some(selector) = &selector {
-        for target in loaded.desired.targets.values() {
-            if selector_matches(Some(selector), target.labels()) && !names.iter().any(|n| n == target.name()) {
-                names.push(target.name().to_string());
-            }
-        }
-    }
-    if names.is_empty() {
-        return Err(OpsError::Usage(match selector {
-            Some(_) => format!("no target matches --selector {}", options.selector.join(" --selector ")),
-            None => "name the targets to retry, or pass --selector KEY=VALUE".to_string(),
-        }));
-    }
+    let names = super::selection::named_targets(
+        &loaded.desired,
+        &format!("{} ({desired_branch})", &head.to_string()[..12]),
+        &options.targets,
+        &options.selector,
+        "retry",
+    )?;
     let recorded = read_recorded(&repo.repo, &loaded.desired.config.state_branch)?;
 
     // Edits per file, applied bottom-up so earlier locations stay valid.
@@ -181,8 +163,9 @@ pub fn retry(repo: &WatchedRepo, options: &RetryOptions) -> Result<RetryReport, 
         },
         None => ChangeBranch::Desired(desired_branch.clone()),
     };
+    let signer = super::rollback::operator_signer(repo, &loaded.desired.config, options.branch.is_some())?;
     let files: Vec<(&str, &[u8])> = contents.iter().map(|(f, c)| (f.as_str(), c.as_slice())).collect();
-    let commit = repo.commit_files_change(&change, &files, &message, |oid| {
+    let commit = repo.commit_files_change_signed(&change, &files, &message, signer.as_ref(), |oid| {
         let check = load_commit(repo, oid).map_err(|e| e.to_string())?;
         if check.has_invalid() {
             Err(format!(
@@ -242,21 +225,6 @@ fn insert_key_after(text: &str, loc: crate::manifest::document::Loc, key: &str, 
     Ok(lines.concat())
 }
 
-fn parse_selector(pairs: &[String]) -> Result<Option<Labels>, OpsError> {
-    if pairs.is_empty() {
-        return Ok(None);
-    }
-    let mut labels = Labels::new();
-    for pair in pairs {
-        let (k, v) = pair
-            .split_once('=')
-            .filter(|(k, _)| !k.is_empty())
-            .ok_or_else(|| OpsError::Usage(format!("--selector `{pair}` is not KEY=VALUE")))?;
-        labels.insert(k.to_string(), v.to_string());
-    }
-    Ok(Some(labels))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,13 +252,5 @@ mod tests {
                 Err(()) => assert!(got.unwrap_err().contains("flow style"), "{text:?}"),
             }
         }
-    }
-
-    #[test]
-    fn selectors_must_be_key_equals_value() {
-        assert!(parse_selector(&["env=prod".into()]).unwrap().is_some());
-        assert!(parse_selector(&["=x".into()]).is_err());
-        assert!(parse_selector(&["env".into()]).is_err());
-        assert!(parse_selector(&[]).unwrap().is_none());
     }
 }

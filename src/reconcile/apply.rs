@@ -615,6 +615,7 @@ fn roll_back_analysis_failure(
                 at_snapshot: None,
                 removed: false,
                 weight: None,
+                quiesced: false,
             };
             let mut now = program::Progress::start(Some(&record));
             // The upgrade took its snapshot (if the component has a snapshot step) before it

@@ -726,7 +726,10 @@ fn run(
         Some((message, tail)) if nothing_ran => (Outcome::Failed, message, tail),
         Some((message, tail)) if !env.policy.auto_rollback => (
             Outcome::Failed,
-            format!("{message} (autoRollback is off); {}", where_it_stands(&progress)),
+            format!(
+                "{message} (autoRollback is off); {}",
+                where_it_stands(&progress, stopped)
+            ),
             tail,
         ),
         Some((message, tail)) => {
@@ -747,7 +750,10 @@ fn run(
             ) {
                 Err(e) => (
                     Outcome::Failed,
-                    format!("{message}; cannot roll back: {e}; {}", where_it_stands(&progress)),
+                    format!(
+                        "{message}; cannot roll back: {e}; {}",
+                        where_it_stands(&progress, stopped)
+                    ),
                     tail,
                 ),
                 Ok(rollback) => {
@@ -789,7 +795,10 @@ fn run(
                         ),
                         Some(m) => (
                             Outcome::Failed,
-                            format!("{message}; rollback failed: {m}; {}", where_it_stands(&progress)),
+                            format!(
+                                "{message}; rollback failed: {m}; {}",
+                                where_it_stands(&progress, stopped)
+                            ),
                             tail,
                         ),
                     }
@@ -833,8 +842,18 @@ fn run(
     })
 }
 
-/// What a failed attempt left, in words (the record holds the same, field by field).
-fn where_it_stands(progress: &Progress) -> String {
+/// What a failed attempt left, in words (the record holds the same, field by field; whether the
+/// workflows are stopped is only in these words).
+fn where_it_stands(progress: &Progress, stopped: Option<program::Stopped>) -> String {
+    let stands = versions_and_migrations(progress);
+    if progress.may_be_quiesced(stopped) {
+        format!("{stands}; quiesced: `resume` did not run to completion, so its workflows stay stopped")
+    } else {
+        stands
+    }
+}
+
+fn versions_and_migrations(progress: &Progress) -> String {
     let version = progress
         .version
         .as_ref()

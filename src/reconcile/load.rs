@@ -478,15 +478,18 @@ fn policy_diagnostics(desired: &Desired) -> Vec<Diagnostic> {
                 "/metadata/labels",
                 format!("target `{}`: {tie}", target.name()),
             )),
-            // A pin that can never be deployed (no such release, yanked, denied) is known without
-            // any recorded state: `validate` says so, as `plan` does (issue #16).
+            // A pin that can never be deployed (yanked, denied by its policy) is known without
+            // any recorded state: `validate` says so, as `plan` does (issue #16). A pin with no
+            // release at all is the target check's own diagnostic.
             Ok(governing) => {
                 if let manifest::VersionWanted::Pin(pin) = &target.wanted {
                     let releases = desired
                         .releases
                         .get(&target.spec().component)
                         .map_or(&[][..], Vec::as_slice);
-                    if let Err(why) = crate::plan::resolve_pin(releases, target, governing, pin) {
+                    if releases.iter().any(|r| &r.version == pin)
+                        && let Err(why) = crate::plan::resolve_pin(releases, target, governing, pin)
+                    {
                         out.push(target.manifest.origin.diagnostic(
                             Severity::Violation,
                             "pin",

@@ -38,6 +38,10 @@ pub enum Effect {
     Shifted { weight: u32 },
     /// The `remove` step undid an install: nothing runs on the target any more (the record stays).
     Undeployed,
+    /// `quiesce` stopped the target's workflows: until a `resume` completes, they stay stopped.
+    Quiesced,
+    /// `resume` started the workflows again.
+    Resumed,
 }
 
 /// A step's version as the journal has always written it: its text, or `""` for none.
@@ -247,6 +251,23 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// `quiesce`, first step of an attempt (before its snapshot), when the component has one.
+    fn quiesce(&mut self, version: Option<&Version>) {
+        if let Some(argv) = self.component.steps.quiesce.clone() {
+            let label = version.map_or_else(|| "none".to_string(), Version::to_string);
+            self.push(StepKind::Quiesce, &label, argv, version, Effect::Quiesced);
+        }
+    }
+
+    /// `resume`, last step of an attempt that quiesced and of its rollback (`version`: what the
+    /// target runs when its workflows start again).
+    fn resume(&mut self, version: Option<&Version>) {
+        if let Some(argv) = self.component.steps.resume.clone() {
+            let label = version.map_or_else(|| "none".to_string(), Version::to_string);
+            self.push(StepKind::Resume, &label, argv, version, Effect::Resumed);
+        }
+    }
+
     /// Shifts all traffic back to the old version, first thing of a rollback.
     fn shift_back(&mut self, version: Option<&Version>) {
         if let Some(argv) = self.component.steps.shift.clone() {
@@ -271,7 +292,9 @@ impl<'a> Builder<'a> {
 
 /// Builds the forward program of an action (SPEC §3): for an upgrade, an optional snapshot, then
 /// per stop `pre` migrations → deploy → health → `post` migrations; a downgrade undoes the
-/// recorded migrations newest first, then deploys; a config change reloads.
+/// recorded migrations newest first, then deploys; a config change reloads. An install,
+/// upgrade, downgrade or config change of a component with `quiesce` starts with it and ends
+/// with `resume`, after the last deploy, health and traffic step (SPEC §8, quiesce).
 ///
 /// # Errors
 /// [`ProgramError`] when the desired state no longer has what the action names.
@@ -290,6 +313,14 @@ pub fn forward_program(
     // failure used to be dropped silently, turning an upgrade into an empty program).
     let to = action.to.clone();
     let from = action.from.as_ref();
+    let quiesced = to.is_some()
+        && matches!(
+            action.action,
+            ActionKind::Install | ActionKind::Upgrade | ActionKind::Downgrade | ActionKind::Config
+        );
+    if quiesced {
+        b.quiesce(from);
+    }
     match (action.action, to) {
         (ActionKind::Install | ActionKind::Upgrade, Some(_)) => {
             b.snapshot(from);
@@ -358,6 +389,9 @@ pub fn forward_program(
             }
         }
         _ => {}
+    }
+    if quiesced {
+        b.resume(action.to.as_ref());
     }
     Ok(b.steps)
 }
@@ -498,6 +532,8 @@ pub struct Progress {
     pub removed: bool,
     /// The traffic weight this attempt last shifted to (`None`: it shifted nothing).
     pub weight: Option<u32>,
+    /// This attempt's `quiesce` completed and no `resume` has since: the workflows are stopped.
+    pub quiesced: bool,
 }
 
 impl Progress {
@@ -509,7 +545,15 @@ impl Progress {
             at_snapshot: None,
             removed: false,
             weight: None,
+            quiesced: false,
         }
+    }
+
+    /// Whether the target's workflows may be stopped: a `quiesce` completed and no `resume`
+    /// since, or the step that stopped the attempt is a `quiesce` (a failing one may have
+    /// stopped some of them, an interrupted one all).
+    pub fn may_be_quiesced(&self, stopped: Option<Stopped>) -> bool {
+        self.quiesced || stopped.is_some_and(|s| s.step.effect == Effect::Quiesced)
     }
 
     /// Whether this attempt took a snapshot that `restore` can return to.
@@ -542,6 +586,8 @@ impl Progress {
             Effect::Removed => self.removed = true,
             Effect::Shifted { weight } => self.weight = Some(*weight),
             Effect::Undeployed => self.version = None,
+            Effect::Quiesced => self.quiesced = true,
+            Effect::Resumed => self.quiesced = false,
         }
     }
 }
@@ -570,6 +616,8 @@ pub enum StopKind {
 ///   `restore` from the attempt's own snapshot returns the data to where the attempt started.
 /// - The version is put back by deploying the one the attempt started from (also after a deploy
 ///   that failed part-way). An install is undone by the component's `remove` step.
+/// - When the workflows may be stopped ([`Progress::may_be_quiesced`]: also after a failing
+///   `quiesce`), `resume` is the last step, after the target is restored.
 ///
 /// # Errors
 /// [`ProgramError`] when the attempt cannot be undone (an irreversible change and no snapshot
@@ -588,6 +636,7 @@ pub fn rollback_program(
 ) -> Result<Vec<PlannedStep>, ProgramError> {
     let mut b = Builder::new(desired, component_name, policy_checks)?;
     let component = b.component;
+    let quiesced = now.may_be_quiesced(stopped);
     if config_change {
         // A config change is undone by applying the previous config the same way.
         match (component.steps.reload.clone(), &start.version) {
@@ -601,6 +650,9 @@ pub fn rollback_program(
             }
             (None, Some(v)) => b.deploy(v)?,
             (None, None) => {}
+        }
+        if quiesced {
+            b.resume(start.version.as_ref());
         }
         for step in &mut b.steps {
             step.previous_config = true;
@@ -689,6 +741,9 @@ pub fn rollback_program(
             },
         }
     }
+    if quiesced {
+        b.resume(start.version.as_ref());
+    }
     for step in &mut b.steps {
         step.id = format!("rb-{}", step.id);
     }
@@ -735,6 +790,10 @@ mod tests {
     }
 
     const DB: &str = "apiVersion: gantry.dev/v1\nkind: Component\nmetadata: { name: db }\nspec:\n  steps:\n    deploy: [deploy]\n    snapshot: [snapshot]\n    restore: [restore]\n    remove: [remove]\n";
+    /// `DB` with workflows to stop around every attempt.
+    const DB_QUIESCE: &str = "apiVersion: gantry.dev/v1\nkind: Component\nmetadata: { name: db }\nspec:\n  steps:\n    deploy: [deploy]\n    snapshot: [snapshot]\n    restore: [restore]\n    remove: [remove]\n    reload: [reload]\n    quiesce: [quiesce]\n    resume: [resume]\n";
+    /// `DB_QUIESCE` without `restore`: a failure past the irreversible migration cannot roll back.
+    const DB_QUIESCE_NO_RESTORE: &str = "apiVersion: gantry.dev/v1\nkind: Component\nmetadata: { name: db }\nspec:\n  steps:\n    deploy: [deploy]\n    quiesce: [quiesce]\n    resume: [resume]\n";
     const DB_NO_RESTORE: &str =
         "apiVersion: gantry.dev/v1\nkind: Component\nmetadata: { name: db }\nspec:\n  steps:\n    deploy: [deploy]\n";
     /// 1.0.0 → 1.2.0 stops at 1.1.0 (1.2.0 needs ≥1.1.0). 1.1.0 brings a reversible `pre`
@@ -742,6 +801,15 @@ mod tests {
     const RELEASES: &str = "---\napiVersion: gantry.dev/v1\nkind: Release\nmetadata: { name: db-1.0.0 }\nspec: { component: db, version: 1.0.0, released: 2026-01-01 }\n---\napiVersion: gantry.dev/v1\nkind: Release\nmetadata: { name: db-1.1.0 }\nspec:\n  component: db\n  version: 1.1.0\n  released: 2026-01-02\n  migrations:\n    - { id: index, up: [up, index], down: [down, index] }\n    - { id: split, phase: post, up: [up, split] }\n---\napiVersion: gantry.dev/v1\nkind: Release\nmetadata: { name: db-1.2.0 }\nspec:\n  component: db\n  version: 1.2.0\n  released: 2026-01-03\n  upgradeFrom: \">=1.1.0\"\n  migrations:\n    - { id: column, up: [up, column], down: [down, column] }\n---\napiVersion: gantry.dev/v1\nkind: Target\nmetadata: { name: t }\nspec: { component: db, version: 1.2.0 }\n";
 
     fn upgrade(component: &str) -> (Desired, Vec<PlannedStep>, Progress) {
+        let (desired, action) = upgrade_action(component);
+        let record = crate::state::branch::tests::target("db", "1.0.0");
+        let target = &desired.targets["t"];
+        let steps = forward_program(&desired, target, Some(&record), &action, "a1", false).unwrap();
+        (desired, steps, Progress::start(Some(&record)))
+    }
+
+    /// The planned 1.0.0 → 1.2.0 upgrade of `t`.
+    fn upgrade_action(component: &str) -> (Desired, Action) {
         let file = crate::manifest::RawFile {
             path: "all.yaml".into(),
             content: crate::manifest::RawContent::Bytes(format!("{component}{RELEASES}").into_bytes()),
@@ -762,9 +830,7 @@ mod tests {
             now: "2026-06-01T00:00:00Z".parse().unwrap(),
         });
         let action = plan.actions.iter().find(|a| a.target == "t").unwrap().clone();
-        let target = &desired.targets["t"];
-        let steps = forward_program(&desired, target, Some(&record), &action, "a1", false).unwrap();
-        (desired, steps, Progress::start(Some(&record)))
+        (desired, action)
     }
 
     fn replay(mut progress: Progress, steps: &[PlannedStep]) -> Progress {
@@ -871,6 +937,203 @@ mod tests {
                     (end.version.clone(), migrations(&end)),
                     (start.version.clone(), migrations(&start))
                 );
+            }
+        }
+    }
+
+    fn ids(steps: &[PlannedStep]) -> Vec<&str> {
+        steps.iter().map(|s| s.id.as_str()).collect()
+    }
+
+    /// Issue #16 (quiesce): an upgrade stops the workflows before anything else (the snapshot
+    /// included) and starts them again after its last step.
+    #[test]
+    fn an_upgrade_of_a_quiescing_component_starts_with_quiesce_and_ends_with_resume() {
+        let (_, steps, _) = upgrade(DB_QUIESCE);
+        assert_eq!(
+            ids(&steps),
+            [
+                "01-quiesce-1.0.0",
+                "02-snapshot-1.0.0",
+                "03-migrate_up-index",
+                "04-deploy-1.1.0",
+                "05-migrate_up-split",
+                "06-migrate_up-column",
+                "07-deploy-1.2.0",
+                "08-resume-1.2.0"
+            ]
+        );
+        assert_eq!(steps[0].effect, Effect::Quiesced);
+        assert_eq!(steps[7].effect, Effect::Resumed);
+    }
+
+    /// Issue #16 (quiesce), as a table over every step of the upgrade, failing and interrupted
+    /// (the crash case: the journal replays `quiesced`, so a rolled-back resumed attempt is the
+    /// same): the rollback returns version and migrations, ends with `resume` exactly when the
+    /// workflows may be stopped, and leaves the target not quiesced. A failing `quiesce` counts
+    /// as stopped (it may have stopped part of them): its rollback is `resume` alone.
+    #[test]
+    fn rollback_after_each_step_of_a_quiescing_upgrade_ends_with_the_workflows_running() {
+        let (desired, forward, start) = upgrade(DB_QUIESCE);
+        for k in 0..forward.len() {
+            for how in [StopKind::Failed, StopKind::Interrupted] {
+                let now = replay(start.clone(), &forward[..k]);
+                let stopped = Stopped { step: &forward[k], how };
+                let rollback = rollback_program(&desired, "db", false, &start, &now, "a1", false, Some(stopped))
+                    .unwrap_or_else(|e| panic!("step {} {how:?}: {e}", forward[k].id));
+                let mut after = now.clone();
+                if how == StopKind::Interrupted {
+                    after.apply(&forward[k].effect);
+                }
+                let end = replay(after, &rollback);
+                let at = format!("{} {how:?}: {:?}", forward[k].id, ids(&rollback));
+                assert!(!end.quiesced, "ends quiesced: {at}");
+                assert_eq!(end.version, start.version, "{at}");
+                assert_eq!(migrations(&end), migrations(&start), "{at}");
+                // Every stop is after `quiesce` started: the rollback always resumes, last.
+                let last = rollback.last().unwrap_or_else(|| panic!("empty rollback: {at}"));
+                assert_eq!(last.kind, StepKind::Resume, "{at}");
+                assert_eq!(last.version, start.version, "{at}");
+                assert_eq!(
+                    rollback.iter().filter(|s| s.kind == StepKind::Resume).count(),
+                    1,
+                    "{at}"
+                );
+                if k == 0 {
+                    assert_eq!(ids(&rollback), ["rb-01-resume-1.0.0"], "{at}");
+                }
+            }
+        }
+    }
+
+    /// Without a `quiesce` step nothing changes: no `resume` in a rollback (the model only adds
+    /// one when `quiesce` ran).
+    #[test]
+    fn a_component_without_quiesce_never_gets_a_resume() {
+        let (desired, forward, start) = upgrade(DB);
+        for k in 0..forward.len() {
+            let now = replay(start.clone(), &forward[..k]);
+            let stopped = Stopped {
+                step: &forward[k],
+                how: StopKind::Failed,
+            };
+            let rollback = rollback_program(&desired, "db", false, &start, &now, "a1", false, Some(stopped)).unwrap();
+            assert!(
+                rollback.iter().all(|s| s.kind != StepKind::Resume),
+                "{:?}",
+                ids(&rollback)
+            );
+            assert!(!now.may_be_quiesced(Some(stopped)));
+        }
+    }
+
+    /// A rollback that cannot be built (an irreversible migration and no `restore`) runs
+    /// nothing, `resume` included: the progress still says the workflows may be stopped, which
+    /// is what the attempt's message reports (SPEC §4).
+    #[test]
+    fn a_refused_rollback_leaves_the_progress_quiesced_for_the_record() {
+        let (desired, forward, start) = upgrade(DB_QUIESCE_NO_RESTORE);
+        let split = forward.iter().position(|s| s.id.ends_with("migrate_up-split")).unwrap();
+        let now = replay(start.clone(), &forward[..split]);
+        let stopped = Stopped {
+            step: &forward[split],
+            how: StopKind::Failed,
+        };
+        let err = rollback_program(&desired, "db", false, &start, &now, "a1", false, Some(stopped)).unwrap_err();
+        assert!(matches!(err, ProgramError::Irreversible { .. }), "{err}");
+        assert!(now.quiesced && now.may_be_quiesced(Some(stopped)));
+    }
+
+    /// A config change quiesces too; its rollback (the previous config) ends with `resume`,
+    /// also when the reload or the `resume` itself failed.
+    #[test]
+    fn a_config_change_is_quiesced_and_its_rollback_resumes() {
+        let (desired, mut action) = upgrade_action(DB_QUIESCE);
+        let record = crate::state::branch::tests::target("db", "1.2.0");
+        let v = Version::parse("1.2.0").unwrap();
+        action.action = ActionKind::Config;
+        action.from = Some(v.clone());
+        action.to = Some(v);
+        action.stops.clear();
+        action.migrations.clear();
+        let forward = forward_program(&desired, &desired.targets["t"], Some(&record), &action, "a1", false).unwrap();
+        assert_eq!(
+            ids(&forward),
+            ["01-quiesce-1.2.0", "02-reload-1.2.0", "03-resume-1.2.0"]
+        );
+        let start = Progress::start(Some(&record));
+        for k in 0..forward.len() {
+            let now = replay(start.clone(), &forward[..k]);
+            let stopped = Stopped {
+                step: &forward[k],
+                how: StopKind::Failed,
+            };
+            let rollback = rollback_program(&desired, "db", true, &start, &now, "a1", false, Some(stopped)).unwrap();
+            // Even a failed `quiesce` puts the previous config back: the reload is idempotent.
+            assert_eq!(
+                ids(&rollback),
+                ["rb-01-reload-1.2.0", "rb-02-resume-1.2.0"],
+                "step {}",
+                forward[k].id
+            );
+            assert!(rollback.iter().all(|s| s.previous_config));
+            assert!(!replay(now, &rollback).quiesced);
+        }
+    }
+
+    /// A downgrade quiesces too, and whichever of its steps fails or is interrupted, its
+    /// rollback returns the target and ends not quiesced.
+    #[test]
+    fn a_quiescing_downgrade_and_its_rollback_after_each_step_end_with_resume() {
+        let (desired, mut action) = upgrade_action(DB_QUIESCE);
+        let (v110, v120) = (Version::parse("1.1.0").unwrap(), Version::parse("1.2.0").unwrap());
+        let mut record = crate::state::branch::tests::target("db", "1.2.0");
+        record.applied_migrations = vec![AppliedMigration {
+            release: v120.clone(),
+            id: "column".into(),
+            phase: Phase::Pre,
+            down: Some(vec!["down".into(), "column".into()]),
+            attempt: "a0".into(),
+        }];
+        action.action = ActionKind::Downgrade;
+        action.from = Some(v120.clone());
+        action.to = Some(v110.clone());
+        action.stops = vec![v110.clone()];
+        action.migrations = vec![crate::plan::PlannedMigration {
+            release: v120,
+            id: "column".into(),
+            direction: crate::plan::Direction::Down,
+            phase: Phase::Pre,
+            stop: v110,
+        }];
+        let forward = forward_program(&desired, &desired.targets["t"], Some(&record), &action, "a1", false).unwrap();
+        assert_eq!(
+            ids(&forward),
+            [
+                "01-quiesce-1.2.0",
+                "02-snapshot-1.2.0",
+                "03-migrate_down-column",
+                "04-deploy-1.1.0",
+                "05-resume-1.1.0"
+            ]
+        );
+        let start = Progress::start(Some(&record));
+        for k in 0..forward.len() {
+            for how in [StopKind::Failed, StopKind::Interrupted] {
+                let now = replay(start.clone(), &forward[..k]);
+                let stopped = Stopped { step: &forward[k], how };
+                let rollback = rollback_program(&desired, "db", false, &start, &now, "a1", false, Some(stopped))
+                    .unwrap_or_else(|e| panic!("step {} {how:?}: {e}", forward[k].id));
+                let mut after = now.clone();
+                if how == StopKind::Interrupted {
+                    after.apply(&forward[k].effect);
+                }
+                let end = replay(after, &rollback);
+                let at = format!("{} {how:?}: {:?}", forward[k].id, ids(&rollback));
+                assert!(!end.quiesced, "{at}");
+                assert_eq!(rollback.last().map(|s| s.kind), Some(StepKind::Resume), "{at}");
+                assert_eq!(end.version, start.version, "{at}");
+                assert_eq!(migrations(&end), migrations(&start), "{at}");
             }
         }
     }

@@ -1,4 +1,9 @@
 //! Commits on the desired branch that gantry proposes (e.g. `gantry rollback`), made with git2.
+//!
+//! When the branch a commit goes onto is checked out in this repository's work tree, the files
+//! it changes must be unmodified there (else the user's edit and the commit would fight) and are
+//! brought up to date in the work tree and the index afterwards: a stale checkout used to make
+//! the next `git commit -a` silently undo the commit (issue #16).
 
 use std::path::Path;
 
@@ -16,43 +21,16 @@ pub enum ChangeBranch {
 }
 
 impl WatchedRepo {
-    /// Writes one file's new content in a commit whose parent is the tip of the base branch,
-    /// without touching the work tree, the index or HEAD. The commit is created first and only
-    /// then is a branch moved (compare-and-swap against the tip it was built on), so `check`
-    /// can refuse it (e.g. when it does not validate) before anyone sees it.
+    /// Writes the files' new content in one commit whose parent is the tip of the base branch,
+    /// SSH-signed by `signer` when given (as `git commit -S` with `gpg.format = ssh` would sign
+    /// it). HEAD is never moved; a checked-out branch's work tree and index follow (see the
+    /// module). The commit is created first and only then is a branch moved (compare-and-swap
+    /// against the tip it was built on), so `check` can refuse it (e.g. when it does not
+    /// validate) before anyone sees it.
     ///
     /// # Errors
-    /// git failures; [`SourceError::Refused`] when `check` refuses or the new branch exists.
-    pub fn commit_file_change(
-        &self,
-        branch: &ChangeBranch,
-        path: &str,
-        content: &[u8],
-        message: &str,
-        check: impl FnOnce(Oid) -> Result<(), String>,
-    ) -> Result<Oid, SourceError> {
-        self.commit_files_change_signed(branch, &[(path, content)], message, None, check)
-    }
-
-    /// [`commit_file_change`](Self::commit_file_change) for several files in one commit.
-    ///
-    /// # Errors
-    /// As `commit_file_change`.
-    pub fn commit_files_change(
-        &self,
-        branch: &ChangeBranch,
-        files: &[(&str, &[u8])],
-        message: &str,
-        check: impl FnOnce(Oid) -> Result<(), String>,
-    ) -> Result<Oid, SourceError> {
-        self.commit_files_change_signed(branch, files, message, None, check)
-    }
-
-    /// [`commit_files_change`](Self::commit_files_change), with the commit SSH-signed by
-    /// `signer` when given (as `git commit -S` with `gpg.format = ssh` would sign it).
-    ///
-    /// # Errors
-    /// As `commit_file_change`; [`SourceError::Refused`] when signing fails.
+    /// git failures; [`SourceError::Refused`] when `check` refuses, signing fails, the new
+    /// branch exists, or a changed file has changes in the checked-out work tree or index.
     pub fn commit_files_change_signed(
         &self,
         branch: &ChangeBranch,
@@ -64,6 +42,13 @@ impl WatchedRepo {
         let base = match branch {
             ChangeBranch::Desired(b) | ChangeBranch::New { base: b, .. } => b,
         };
+        let checked_out = match branch {
+            ChangeBranch::Desired(b) => self.checked_out(b),
+            ChangeBranch::New { .. } => false,
+        };
+        if checked_out {
+            self.refuse_modified(files)?;
+        }
         let tip = self.branch_tip(base)?;
         let parent = self.repo.find_commit(tip)?;
         let mut update = git2::build::TreeUpdateBuilder::new();
@@ -103,6 +88,9 @@ impl WatchedRepo {
                     tip,
                     message.lines().next().unwrap_or(""),
                 )?;
+                if checked_out {
+                    self.update_checkout(files, &tree)?;
+                }
             }
             ChangeBranch::New { name, .. } => {
                 let refname = format!("refs/heads/{name}");
@@ -116,6 +104,59 @@ impl WatchedRepo {
             }
         }
         Ok(commit)
+    }
+}
+
+impl WatchedRepo {
+    /// Whether `branch` is what HEAD names in a repository with a work tree.
+    fn checked_out(&self, branch: &str) -> bool {
+        self.repo.workdir().is_some()
+            && self
+                .repo
+                .find_reference("HEAD")
+                .ok()
+                .and_then(|head| head.symbolic_target().ok().flatten().map(str::to_string))
+                .is_some_and(|target| target == format!("refs/heads/{branch}"))
+    }
+
+    /// Refuses a commit onto the checked-out branch when a file it changes is modified in the
+    /// work tree or the index (or is an untracked file the commit would overwrite).
+    fn refuse_modified(&self, files: &[(&str, &[u8])]) -> Result<(), SourceError> {
+        for (path, _) in files {
+            let status = match self.repo.status_file(Path::new(path)) {
+                Ok(status) => status,
+                // Neither tracked nor present: the commit adds it.
+                Err(e) if e.code() == git2::ErrorCode::NotFound => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if !(status - git2::Status::IGNORED).is_empty() {
+                return Err(SourceError::Refused(format!(
+                    "{path} has changes in the checked-out work tree or index; commit or stash them first, or write the change to a new branch with --branch NAME"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the committed files into the work tree and the index, so the checkout matches the
+    /// branch it has checked out again.
+    fn update_checkout(&self, files: &[(&str, &[u8])], tree: &git2::Tree) -> Result<(), SourceError> {
+        let Some(workdir) = self.repo.workdir() else {
+            return Ok(());
+        };
+        let mut index = self.repo.index()?;
+        for (path, _) in files {
+            let entry = tree.get_path(Path::new(path))?;
+            let blob = self.repo.find_blob(entry.id())?;
+            let file = workdir.join(path);
+            if let Some(dir) = file.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| SourceError::Refused(format!("{path}: {e}")))?;
+            }
+            std::fs::write(&file, blob.content()).map_err(|e| SourceError::Refused(format!("{path}: {e}")))?;
+            index.add_path(Path::new(path))?;
+        }
+        index.write()?;
+        Ok(())
     }
 }
 

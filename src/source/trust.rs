@@ -745,6 +745,30 @@ fn trust_path_at(repo: &WatchedRepo, commit: Oid) -> Option<String> {
     config.trust.map(|t| t.allowed_signers)
 }
 
+/// The private key git's `user.signingkey` names (read through git2's config, never by running
+/// git), for the commits gantry signs as an operator (`approve`, `rollback`, `retry`).
+///
+/// # Errors
+/// What to do, when the setting is missing or holds a literal public key (ssh-agent signing).
+pub fn git_signing_key(repo: &git2::Repository) -> Result<std::path::PathBuf, String> {
+    let missing =
+        || "no signing key: set git's user.signingkey to the path of an unencrypted OpenSSH private key".to_string();
+    let config = repo.config().map_err(|e| e.to_string())?;
+    let value = config.get_string("user.signingkey").map_err(|_| missing())?;
+    if value.starts_with("key::") || value.starts_with("ssh-") {
+        return Err(
+            "user.signingkey holds a literal public key (ssh-agent signing); gantry needs the private key file"
+                .to_string(),
+        );
+    }
+    match value.strip_prefix("~/") {
+        Some(rest) => std::env::var_os("HOME")
+            .map(|home| std::path::PathBuf::from(home).join(rest))
+            .ok_or_else(missing),
+        None => Ok(std::path::PathBuf::from(value)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

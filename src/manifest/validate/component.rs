@@ -54,6 +54,29 @@ pub(super) fn check_component(
     for (step, argv) in spec.steps.iter() {
         check_argv(&component.origin, &format!("/spec/steps/{step}"), argv, diags);
     }
+    // A pair or nothing: a `quiesce` alone would leave the workflows stopped after every
+    // attempt, and a `resume` alone (it only runs after a `quiesce`) would never run.
+    match (&spec.steps.quiesce, &spec.steps.resume) {
+        (Some(_), None) => diags.push(component.origin.diagnostic(
+            Severity::Violation,
+            "missing_step",
+            "/spec/steps/quiesce",
+            format!(
+                "component `{}` has a `quiesce` step and no `resume` step; add `resume` (it starts the stopped workflows again after every attempt and rollback) or remove `quiesce`",
+                component.name
+            ),
+        )),
+        (None, Some(_)) => diags.push(component.origin.diagnostic(
+            Severity::Violation,
+            "missing_step",
+            "/spec/steps/resume",
+            format!(
+                "component `{}` has a `resume` step and no `quiesce` step; `resume` only runs after `quiesce`: add `quiesce` or remove `resume`",
+                component.name
+            ),
+        )),
+        _ => {}
+    }
     if spec.steps.deploy.is_none()
         && spec.executor.as_deref().is_none_or(|e| {
             e == BUILTIN_EXECUTOR
