@@ -1,5 +1,6 @@
 //! The daemon's progress sink: every pass event becomes a log line (with `target`, `component`
-//! and `attempt` fields), metrics, and the notifications that are about single attempts.
+//! and `attempt` fields), metrics, the notifications that are about single attempts, and a
+//! message on `/api/events` (the event's JSON, as `gantry apply --format json` prints it).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -52,6 +53,10 @@ impl ProgressSink for DaemonSink<'_> {
     fn event(&self, event: &ProgressEvent) {
         self.log_and_measure(event);
         self.notices.event(event);
+        match serde_json::to_value(event) {
+            Ok(data) => self.shared.events.publish(super::stream::kind_of(&data), &data),
+            Err(e) => tracing::warn!("cannot encode a progress event for /api/events: {e}"),
+        }
     }
 }
 

@@ -1,5 +1,5 @@
 //! The daemon's HTTP routes: `/healthz`, `/metrics`, `/api/status`, `/api/versions/<target>`,
-//! `/api/daemon`,
+//! `/api/daemon`, `/api/events` (server-sent events, see `stream`),
 //! `POST /api/refresh`, `POST /api/hooks/git` (see `hooks`) and the status page `/`, and the
 //! server that bounds what clients can hold (SPEC §8 "Limits"): at most [`MAX_CONNECTIONS`] open
 //! connections (a new one closes the one quiet for longest), request headers within
@@ -45,6 +45,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/status", get(status))
         .route("/api/versions/{target}", get(versions))
         .route("/api/daemon", get(daemon))
+        .route("/api/events", get(events))
         .route("/api/refresh", post(refresh))
         // Host and cross-site checks (`guard`) for every route above; the Git webhook below
         // comes from a Git server under its public name and is authenticated by its HMAC.
@@ -384,6 +385,28 @@ async fn daemon(State(shared): State<Arc<Shared>>) -> Response {
         );
     }
     axum::Json(value).into_response()
+}
+
+/// The passes' progress as server-sent events (`stream`): after `Last-Event-ID` when the
+/// client sends one; 503 once the daemon is stopping.
+async fn events(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let last = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let Some(stream) = shared.events.subscribe(last) else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "the daemon is stopping\n").into_response();
+    };
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+            // nginx buffers responses unless told not to; a buffered stream arrives late.
+            (header::HeaderName::from_static("x-accel-buffering"), "no"),
+        ],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response()
 }
 
 /// Fetches (with a remote) and reconciles now.

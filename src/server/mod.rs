@@ -1,5 +1,6 @@
 //! The daemon: watches the repository, reconciles on every new desired commit and on its own
-//! timers, and serves `/healthz`, `/metrics`, `/api/status` and a status page over HTTP.
+//! timers, and serves `/healthz`, `/metrics`, `/api/status`, `/api/events` and a status page
+//! over HTTP.
 //!
 //! # Expected flow
 //! Take the repository lock for the daemon's whole life → bind the HTTP address (printing
@@ -24,6 +25,7 @@ mod page;
 pub mod remote;
 pub mod scheduler;
 pub mod status_cache;
+mod stream;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -176,6 +178,8 @@ pub struct Shared {
     pub status: status_cache::StatusCache,
     /// When housekeeping last ran (monotonic clock: it paces itself, not the plan).
     pub housekept_at: Mutex<Option<Instant>>,
+    /// `/api/events`: the passes' progress as server-sent events.
+    pub events: stream::EventHub,
     config: RepoConfig,
     auth: crate::source::remote::GitAuth,
     webhook_secret: Option<hooks::WebhookSecret>,
@@ -226,6 +230,7 @@ pub fn run(options: DaemonOptions) -> Result<(), ServerError> {
         notices: Mutex::new(notices::Memory::default()),
         status: status_cache::StatusCache::default(),
         housekept_at: Mutex::new(None),
+        events: stream::EventHub::default(),
         config,
         auth: options.auth.clone(),
         webhook_secret: options.webhook_secret.clone(),
@@ -320,6 +325,8 @@ async fn serve(
         tip: None,
     };
     scheduler::drive(&mut scheduler, &mut daemon, &shared.wake, &shared.stop).await;
+    // Event streams never end on their own: end them, or they would hold the shutdown.
+    shared.events.close();
     if let Some((stop, task)) = campaign {
         // After the last step finished: give the leadership up so a standby takes over at once.
         stop.notify_one();
@@ -760,6 +767,7 @@ fn pass_outcome(
                     counters.rollouts = metrics::rollout_progress(&plan.rollouts, &after);
                 }
             }
+            stream::publish_pass(&shared.events, before, &after);
             after_pass(shared, repo, before, &after, !report.outcomes.is_empty());
             if (!report.outcomes.is_empty() || report.resumed > 0)
                 && let Some(remote) = &shared.config.remote
