@@ -140,7 +140,7 @@ pub fn status_report(repo: &WatchedRepo, rev: Option<&str>, now: jiff::Timestamp
     // A journal that cannot be read is an error, not "nothing in progress": status must not
     // call a target converged while an attempt on it may be half done.
     let mut unfinished = std::collections::BTreeSet::new();
-    let left = Journal::load_unfinished(&Journal::dir(repo.repo.path()))
+    let left = Journal::read_unfinished(&Journal::dir(repo.repo.path()))
         .map_err(|e| OpsError::Apply(crate::reconcile::apply::ApplyError::Journal(e)))?;
     // A live reconciler holds the lock: its journals are attempts in flight, not interrupted
     // ones (issue #15: status said an upgrade that was running "did not finish").

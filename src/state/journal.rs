@@ -311,6 +311,22 @@ impl Journal {
     /// [`JournalError::Corrupt`] when a line other than the last does not parse,
     /// [`JournalError::UnsupportedVersion`], [`JournalError::Io`] when a file cannot be read.
     pub fn load_unfinished(dir: &Path) -> Result<Vec<JournaledAttempt>, JournalError> {
+        Self::unfinished(dir, true)
+    }
+
+    /// [`Journal::load_unfinished`] for a reader that does not hold the reconciler lock
+    /// (`status`, the daemon's status page): it changes nothing. A journal without a header may
+    /// be one a running reconciler is creating right now, so it is skipped, not removed; a
+    /// journal that disappears between listing and reading belongs to an attempt that just
+    /// finished, and is skipped too (it made `/api/status` answer 500 mid-pass).
+    ///
+    /// # Errors
+    /// As [`Journal::load_unfinished`].
+    pub fn read_unfinished(dir: &Path) -> Result<Vec<JournaledAttempt>, JournalError> {
+        Self::unfinished(dir, false)
+    }
+
+    fn unfinished(dir: &Path, tidy: bool) -> Result<Vec<JournaledAttempt>, JournalError> {
         let listing = match fs::read_dir(dir) {
             Ok(listing) => listing,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -328,9 +344,15 @@ impl Journal {
             if path.extension().is_none_or(|ext| ext != EXTENSION) {
                 continue;
             }
-            let bytes = fs::read(&path).map_err(io_error("reading journal", &path))?;
+            let bytes = match fs::read(&path) {
+                Ok(bytes) => bytes,
+                // Removed since the listing: its attempt finished.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_error("reading journal", &path)(e)),
+            };
             match parse_journal(&path, &bytes)? {
                 Some(attempt) => attempts.push(attempt),
+                None if !tidy => {}
                 None => {
                     tracing::warn!(path = %path.display(), "removing a journal whose header was never written");
                     remove_journal(&path)?;
@@ -662,6 +684,19 @@ mod tests {
         let err = Journal::load_unfinished(dir.path()).unwrap_err();
         assert!(matches!(err, JournalError::Corrupt { line: 2, .. }), "{err}");
         assert!(err.to_string().contains("a1.jsonl:2: expected value"), "{err}");
+    }
+
+    /// A reader without the lock (`status`) must not remove a journal a running reconciler is
+    /// creating right now (its header not yet written): only the lock holder tidies.
+    #[test]
+    fn a_reader_without_the_lock_skips_a_headerless_journal_and_removes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a1.jsonl");
+        fs::write(&path, br#"{"type":"attempt","vers"#).unwrap();
+        assert!(Journal::read_unfinished(dir.path()).unwrap().is_empty());
+        assert!(path.exists(), "left for the reconciler creating it");
+        assert!(Journal::load_unfinished(dir.path()).unwrap().is_empty());
+        assert!(!path.exists(), "the lock holder tidies it");
     }
 
     #[test]
