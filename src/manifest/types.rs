@@ -211,6 +211,10 @@ fn is_zero(n: &u32) -> bool {
 pub struct PolicySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<Labels>,
+    /// Only targets of these components (empty: every component), besides the selector: a
+    /// frontend can have its own policy without an invented label (issue #16).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub components: Vec<String>,
     #[serde(default)]
     pub priority: i64,
     #[serde(default)]

@@ -374,6 +374,44 @@ fn halted_rollout_blocks_every_waiting_target() {
 /// Shared infrastructure first (issue #16): tenant services that depend on the one shared Kafka
 /// wait for it whatever their tenant (and without a tenant label), while a tenant's own Kafka
 /// that the selector does not match holds nothing.
+/// Issue #16: policies selected only by label, so a `part:` label had to be invented to give a
+/// frontend its own policy. `components` narrows a policy to components; the selector still
+/// applies, and a misspelt component is a violation at its line.
+#[test]
+fn a_policy_can_select_by_component_as_well_as_by_label() {
+    let yaml = format!(
+        "{HEADER}kind: Component\nmetadata: {{ name: web }}\nspec: {{ steps: {{ deploy: [d] }} }}\n---\n\
+         {HEADER}kind: Release\nmetadata: {{ name: web-1.0.0 }}\nspec: {{ component: web, version: 1.0.0 }}\n---\n\
+         {HEADER}kind: Component\nmetadata: {{ name: api }}\nspec: {{ steps: {{ deploy: [d] }} }}\n---\n\
+         {HEADER}kind: Release\nmetadata: {{ name: api-1.0.0 }}\nspec: {{ component: api, version: 1.0.0 }}\n---\n\
+         {HEADER}kind: Policy\nmetadata: {{ name: prod }}\nspec: {{ selector: {{ env: prod }} }}\n---\n\
+         {HEADER}kind: Policy\nmetadata: {{ name: prod-frontend }}\nspec: {{ selector: {{ env: prod }}, components: [web], priority: 10 }}\n---\n\
+         {HEADER}kind: Target\nmetadata: {{ name: acme-web, labels: {{ env: prod }} }}\nspec: {{ component: web, version: 1.0.0 }}\n---\n\
+         {HEADER}kind: Target\nmetadata: {{ name: acme-api, labels: {{ env: prod }} }}\nspec: {{ component: api, version: 1.0.0 }}\n---\n\
+         {HEADER}kind: Target\nmetadata: {{ name: dev-web, labels: {{ env: dev }} }}\nspec: {{ component: web, version: 1.0.0 }}\n"
+    );
+    let (desired, windows) = load(&yaml);
+    let p = run(&desired, &windows, &RecordedState::default(), "2026-11-21T10:00:00Z");
+    assert_eq!(action(&p, "acme-web").policy.as_deref(), Some("prod-frontend"));
+    assert_eq!(action(&p, "acme-api").policy.as_deref(), Some("prod"));
+    assert_eq!(action(&p, "dev-web").policy, None, "the selector still applies");
+
+    let file = RawFile {
+        path: "policies/p.yaml".into(),
+        content: RawContent::Bytes(
+            format!("{HEADER}kind: Policy\nmetadata: {{ name: p }}\nspec:\n  components: [wbe]\n").into_bytes(),
+        ),
+    };
+    let (manifests, _) = read_manifests(None, &[file]);
+    let (_, diags) = validate(manifests);
+    let text: Vec<String> = diags.iter().map(ToString::to_string).collect();
+    assert!(
+        text.iter()
+            .any(|d| d.starts_with("policies/p.yaml:5:16:") && d.contains("unknown component `wbe`")),
+        "{text:#?}"
+    );
+}
+
 #[test]
 fn dependencies_on_shared_targets_hold_every_tenant() {
     let yaml = format!(

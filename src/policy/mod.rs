@@ -154,10 +154,11 @@ impl std::fmt::Display for PolicyTie {
 /// [`PolicyTie`] naming both policies.
 pub fn select_policy<'a>(desired: &'a Desired, target: &Target) -> Result<Governing<'a>, PolicyTie> {
     // `desired.policies` is sorted by priority, highest first.
-    let mut matching = desired
-        .policies
-        .iter()
-        .filter(|p| selector_matches(p.manifest.spec.selector.as_ref(), target.labels()));
+    let mut matching = desired.policies.iter().filter(|p| {
+        let spec = &p.manifest.spec;
+        selector_matches(spec.selector.as_ref(), target.labels())
+            && (spec.components.is_empty() || spec.components.contains(&target.spec().component))
+    });
     let Some(first) = matching.next() else {
         return Ok(Governing::BuiltIn);
     };

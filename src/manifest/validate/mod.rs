@@ -24,7 +24,7 @@ pub use template::template_problem;
 use approval::check_approval;
 use component::{check_component, check_dependency_cycles};
 use config::validate_config;
-use policy::{check_policy, check_promotions};
+use policy::{check_policy, check_policy_components, check_promotions};
 use release::check_release;
 use target::{check_config_schema, check_target, compile_config_schemas};
 
@@ -239,6 +239,7 @@ pub fn validate(mut manifests: Manifests) -> (Desired, Vec<Diagnostic>) {
 
     let policies = index_by_name(Kind::Policy, &manifests.policies, &mut diags);
     for policy in policies.values() {
+        check_policy_components(policy, &components, &mut diags);
         if let Some(parsed) = check_policy(policy, &mut diags) {
             desired.policies.push(parsed);
         }

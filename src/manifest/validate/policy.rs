@@ -418,6 +418,25 @@ pub(super) fn check_health(
     })
 }
 
+/// `components` must name components: a misspelt name would silently leave its targets to
+/// another policy (or the built-in one).
+pub(super) fn check_policy_components(
+    policy: &Manifest<PolicySpec>,
+    components: &BTreeMap<&str, &Manifest<ComponentSpec>>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    for (i, name) in policy.spec.components.iter().enumerate() {
+        if !components.contains_key(name.as_str()) {
+            diags.push(policy.origin.diagnostic(
+                Severity::Violation,
+                "unknown_reference",
+                &format!("/spec/components/{i}"),
+                format!("components names unknown component `{name}`; add that Component or fix the name"),
+            ));
+        }
+    }
+}
+
 /// Every `after.policy` (of a policy or of one of its waves) must name a policy, and following
 /// them from any policy must end: a cycle would hold every stage of it forever. A cycle is
 /// reported on each policy in it, naming each one's file.
