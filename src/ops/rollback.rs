@@ -280,15 +280,7 @@ pub fn rollback(repo: &WatchedRepo, options: &RollbackOptions) -> Result<Rollbac
         ChangeBranch::Desired(b) => b.clone(),
         ChangeBranch::New { name, .. } => format!("new branch {name}"),
     };
-    let checked_out = options.branch.is_none()
-        && repo
-            .repo
-            .head()
-            .ok()
-            .and_then(|h| h.shorthand().ok().map(str::to_string))
-            .as_deref()
-            == Some(desired_branch.as_str())
-        && repo.repo.workdir().is_some();
+    let checked_out = options.branch.is_none() && repo.checked_out(&desired_branch);
     Ok(RollbackReport {
         commit,
         on,

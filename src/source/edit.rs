@@ -109,7 +109,7 @@ impl WatchedRepo {
 
 impl WatchedRepo {
     /// Whether `branch` is what HEAD names in a repository with a work tree.
-    fn checked_out(&self, branch: &str) -> bool {
+    pub fn checked_out(&self, branch: &str) -> bool {
         self.repo.workdir().is_some()
             && self
                 .repo
