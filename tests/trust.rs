@@ -25,6 +25,24 @@ fn signed_commit(repo: &Repo, message: &str, key: &Path) -> String {
     git(repo, &["rev-parse", "HEAD"])
 }
 
+/// `git verify-commit REV` against the repository's allowed signers succeeds (git's own
+/// verification accepts gantry's in-process signature); returns what git said.
+fn assert_git_verifies(repo: &Repo, rev: &str) -> String {
+    let verified = Command::new("git")
+        .current_dir(repo.path())
+        .args([
+            "-c",
+            "gpg.ssh.allowedSignersFile=trust/allowed_signers",
+            "verify-commit",
+            rev,
+        ])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&verified.stderr).into_owned();
+    assert!(verified.status.success(), "{said}");
+    said
+}
+
 const DEPLOY: &str = "#!/bin/sh\necho \"deploy $2\" >> \"$GANTRY_REPO/runs.log\"\n";
 
 const TRUSTED_CONFIG: &str =
@@ -734,25 +752,10 @@ fn gantry_approve_commits_a_signed_approval_that_counts() {
         "{out}"
     );
     // git's own verification accepts the in-process signature.
-    let verified = Command::new("git")
-        .current_dir(repo.path())
-        .args([
-            "-c",
-            "gpg.ssh.allowedSignersFile=trust/allowed_signers",
-            "verify-commit",
-            "main",
-        ])
-        .output()
-        .unwrap();
+    let said = assert_git_verifies(&repo, "main");
     assert!(
-        verified.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verified.stderr)
-    );
-    assert!(
-        String::from_utf8_lossy(&verified.stderr).contains("Good \"git\" signature for approver@example.com"),
-        "{}",
-        String::from_utf8_lossy(&verified.stderr)
+        said.contains("Good \"git\" signature for approver@example.com"),
+        "{said}"
     );
     repo.gantry(&["apply"]).expect(0);
     assert_eq!(runs(&repo), "deploy 1.0.0\ndeploy 2.0.0\n");
@@ -923,21 +926,7 @@ fn rollback_in_a_trusted_repository_is_signed_with_gits_signing_key() {
 
     git(&repo, &["config", "user.signingkey", &keys.alice.to_string_lossy()]);
     repo.gantry(&["rollback", "acme"]).expect(0);
-    let verified = Command::new("git")
-        .current_dir(repo.path())
-        .args([
-            "-c",
-            "gpg.ssh.allowedSignersFile=trust/allowed_signers",
-            "verify-commit",
-            "HEAD",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        verified.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verified.stderr)
-    );
+    assert_git_verifies(&repo, "HEAD");
     repo.gantry(&["apply"]).expect(0);
     assert_eq!(
         runs(&repo),
