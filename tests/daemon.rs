@@ -1025,3 +1025,63 @@ fn daemon_housekeeping_packs_state_objects_and_the_repository_stays_valid() {
     assert!(history.contains("alpha") && history.contains("gamma"), "{history}");
     repo.gantry(&["--now", "2026-11-21T10:00:00Z", "status"]).expect(0);
 }
+
+/// Issue #15: no "update available" for targets pinned below the newest release. `apply` (and
+/// the daemon, through the same function) announces it once per target and version, across
+/// processes: a second apply says nothing new, a newer release is announced again.
+#[test]
+fn update_available_is_announced_once_per_pinned_target_and_version() {
+    let now = "2026-11-21T10:00:00Z";
+    let hooks = Hooks::start();
+    let repo = notifying_fixture(hooks.port);
+    let updates = |hooks: &Hooks| -> Vec<(String, String)> {
+        let mut seen: Vec<(String, String)> = hooks
+            .bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|b| b["event"] == "update_available")
+            .map(|b| {
+                (
+                    b["target"].as_str().unwrap_or("").to_string(),
+                    b["available"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        seen.sort();
+        seen
+    };
+    repo.gantry(&["--now", now, "apply"]).expect(0);
+    let first = vec![
+        ("alpha".to_string(), "1.1.0".to_string()),
+        ("beta".to_string(), "1.1.0".to_string()),
+    ];
+    assert_eq!(updates(&hooks), first);
+    let text = hooks.event("update_available").unwrap()["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(text.starts_with("web 1.1.0 is available for "), "{text}");
+
+    repo.gantry(&["--now", now, "apply"]).expect(0);
+    assert_eq!(updates(&hooks), first, "nothing new: not announced again");
+
+    repo.file(
+        "releases/web.yaml",
+        &format!(
+            "{}\n---\n{}\n---\n{}",
+            release("web", "1.0.0", ""),
+            release("web", "1.1.0", ""),
+            release("web", "1.2.0", "")
+        ),
+    );
+    repo.commit_all("web 1.2.0");
+    repo.gantry(&["--now", now, "apply"]).expect(0);
+    let mut want = first;
+    want.extend([
+        ("alpha".to_string(), "1.2.0".to_string()),
+        ("beta".to_string(), "1.2.0".to_string()),
+    ]);
+    want.sort();
+    assert_eq!(updates(&hooks), want);
+}

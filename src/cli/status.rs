@@ -142,6 +142,7 @@ mod tests {
             last_outcome: None,
             last_message: None,
             attempt: None,
+            update_available: None,
         }
     }
 

@@ -112,14 +112,17 @@ pub fn apply_notifying(
             let after = crate::state::read_recorded(&repo.repo, &config.state_branch);
             let status = super::status::status_report(repo, None, now);
             match (after, status) {
-                (Ok(after), Ok(status)) => super::notify::after_pass(
-                    &notifier,
-                    &memory,
-                    &before,
-                    &after,
-                    &status,
-                    !report.outcomes.is_empty(),
-                ),
+                (Ok(after), Ok(status)) => {
+                    super::notify::after_pass(
+                        &notifier,
+                        &memory,
+                        &before,
+                        &after,
+                        &status,
+                        !report.outcomes.is_empty(),
+                    );
+                    super::notify::announce_updates(&notifier, &status, repo.repo.path());
+                }
                 (Err(e), _) => tracing::warn!("no end-of-pass notifications: {e}"),
                 (_, Err(e)) => tracing::warn!("no end-of-pass notifications: {e}"),
             }

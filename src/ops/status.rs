@@ -33,6 +33,33 @@ pub struct TargetStatusRow {
     /// The attempt its journal shows unfinished: running now (a reconciler holds the lock) or
     /// interrupted (the next pass resumes or rolls it back). Null when there is none.
     pub attempt: Option<AttemptInFlight>,
+    /// For a target pinned to an exact version: the newest release above the pin it could take
+    /// (not yanked, not denied by its policy, of an allowed channel). Null otherwise (issue #15,
+    /// `update_available`).
+    pub update_available: Option<String>,
+}
+
+/// The newest release a pinned target could move to: above the pin, not yanked, not denied by
+/// the governing policy, stable or of a channel the target lists. `None` for requirements (they
+/// move by themselves) and for pins already at the newest.
+fn newer_than_pin(desired: &crate::manifest::Desired, target: &crate::manifest::Target) -> Option<String> {
+    let crate::manifest::VersionWanted::Pin(pin) = &target.wanted else {
+        return None;
+    };
+    let governing = crate::policy::select_policy(desired, target).unwrap_or(crate::policy::Governing::BuiltIn);
+    let releases = desired.releases.get(&target.spec().component)?;
+    releases
+        .iter()
+        .rev()
+        .filter(|r| r.version > *pin)
+        // Stable, or of a channel the target lists; then what a pin to it would need: not
+        // yanked, not denied (the resolver's own rule).
+        .filter(|r| {
+            r.channel()
+                .is_none_or(|c| target.spec().channels.iter().any(|t| t == c))
+        })
+        .find(|r| crate::plan::resolve_pin(releases, target, governing, &r.version).is_ok())
+        .map(|r| r.version.to_string())
 }
 
 /// An attempt that has a journal and no recorded outcome yet.
@@ -241,6 +268,11 @@ pub fn status_report(repo: &WatchedRepo, rev: Option<&str>, now: jiff::Timestamp
                     })
                     .collect(),
                 attempt: in_flight.get(&a.target).cloned(),
+                update_available: loaded
+                    .desired
+                    .targets
+                    .get(&a.target)
+                    .and_then(|t| newer_than_pin(&loaded.desired, t)),
                 violations: a.violations.clone(),
                 last_outcome: record
                     .and_then(|r| r.last_attempt.as_ref())

@@ -858,6 +858,7 @@ fn after_pass(
         &status,
         recorded_something,
     );
+    notices::announce_updates(&shared.notifier, &status, repo.repo.path());
     shared.status.offer(shared, repo, key, status);
 }
 

@@ -31,6 +31,7 @@ pub enum Event {
     Rollback,
     Converged,
     InvalidCommit,
+    UpdateAvailable,
 }
 
 impl Event {
@@ -43,6 +44,7 @@ impl Event {
             Event::Rollback => "rollback",
             Event::Converged => "converged",
             Event::InvalidCommit => "invalid_commit",
+            Event::UpdateAvailable => "update_available",
         }
     }
 }

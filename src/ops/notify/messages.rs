@@ -53,6 +53,11 @@ pub fn converged(targets: usize, short_commit: &str) -> String {
     format!("✓ all {targets} targets converged on {short_commit}")
 }
 
+/// `update_available`: a target pinned below a release it could take.
+pub fn update_available(component: &str, target: &str, pinned: &str, newer: &str) -> String {
+    format!("{component} {newer} is available for {target}, pinned to {pinned}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,6 +97,7 @@ mod tests {
             wave_completed("billing", "2.0.0", "canary"),
             blocked("billing", "acme", "upgrade", Some("2.0.0"), &reasons),
             converged(3, "0123456789ab"),
+            update_available("billing", "acme", "1.2.0", "1.3.0"),
         ];
         insta::assert_snapshot!("notification_texts", texts.join("\n"));
     }

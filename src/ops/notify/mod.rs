@@ -241,3 +241,49 @@ pub fn after_pass(
         );
     }
 }
+
+/// Where `update_available` remembers what it announced, relative to the git dir.
+pub const ANNOUNCED_UPDATES: &str = "gantry/announced-updates";
+
+/// `update_available` for every pinned target with a newer release it could take, once per
+/// (target, version) across passes and processes (`apply` and the daemon alike): announced pairs
+/// are kept in `.git/gantry/announced-updates`, one `target version` per line, and only for
+/// targets that still have an update, so the file stays as small as the fleet.
+pub fn announce_updates(notifier: &Notifier, status: &StatusReport, git_dir: &std::path::Path) {
+    let path = git_dir.join(ANNOUNCED_UPDATES);
+    let before: BTreeSet<(String, String)> = std::fs::read_to_string(&path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once(' ').map(|(t, v)| (t.to_string(), v.to_string())))
+        .collect();
+    let mut now = BTreeSet::new();
+    for row in &status.targets {
+        let Some(newer) = &row.update_available else { continue };
+        let key = (row.target.clone(), newer.clone());
+        if !before.contains(&key) {
+            tracing::info!(target = %row.target, component = %row.component, newer = %newer, "update available");
+            notifier.send(
+                Event::UpdateAvailable,
+                &messages::update_available(
+                    &row.component,
+                    &row.target,
+                    row.desired.as_deref().unwrap_or("?"),
+                    newer,
+                ),
+                details(
+                    json!({"target": row.target, "component": row.component, "pinned": row.desired,
+                    "available": newer}),
+                ),
+            );
+        }
+        now.insert(key);
+    }
+    if now != before {
+        let text: String = now.iter().map(|(t, v)| format!("{t} {v}\n")).collect();
+        let tmp = path.with_extension("tmp");
+        // Losing this file only repeats announcements; it never stops a pass.
+        if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &path)) {
+            tracing::warn!("cannot remember announced updates in {}: {e}", path.display());
+        }
+    }
+}
