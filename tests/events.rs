@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Repo, component, release, target};
+use common::{Repo, bumped_fleet, component, release, target};
 
 fn wait_for_file(path: &Path) {
     let start = Instant::now();
@@ -147,28 +147,6 @@ fn daemon(repo: &Repo) -> (std::process::Child, String, std::sync::Arc<std::sync
         .env("GANTRY_REPO_DIR", repo.path())
         .env_remove("GANTRY_NOW");
     common::spawn_daemon(command)
-}
-
-/// acme installed at 1.0.0 (by `gantry apply`) and bumped to 1.1.0, whose deploy touches
-/// `started` and then waits for a line on `release.fifo`.
-fn bumped_fleet() -> Repo {
-    let repo = Repo::new();
-    let fifo = repo.path().join("release.fifo");
-    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-    repo.file("components/billing.yaml", &component("billing", ""))
-        .file(
-            "scripts/deploy.sh",
-            "#!/bin/sh\n[ \"$2\" = 1.1.0 ] || exit 0\ntouch \"$GANTRY_REPO_DIR/started\"\nread line < \"$GANTRY_REPO_DIR/release.fifo\"\nexit 0\n",
-        )
-        .file("releases/billing-1.0.0.yaml", &release("billing", "1.0.0", ""))
-        .file("releases/billing-1.1.0.yaml", &release("billing", "1.1.0", ""))
-        .file("targets/acme.yaml", &target("acme", "billing", "1.0.0", "env: prod"))
-        .file(".gitignore", "release.fifo\nstarted\n");
-    repo.commit_all("fleet");
-    repo.gantry(&["apply"]).expect(0);
-    repo.file("targets/acme.yaml", &target("acme", "billing", "1.1.0", "env: prod"));
-    repo.commit_all("bump");
-    repo
 }
 
 /// A client connected while the daemon runs an upgrade gets, in order and with increasing ids,

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Repo, component, release, target};
+use common::{Repo, bumped_fleet, release, target};
 
 fn wait_for_file(path: &Path) {
     let start = Instant::now();
@@ -20,28 +20,6 @@ fn wait_for_file(path: &Path) {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-/// acme installed at 1.0.0 and bumped to 1.1.0, whose deploy touches `started` and then waits
-/// for a line on `release.fifo`.
-fn bumped_fleet() -> Repo {
-    let repo = Repo::new();
-    let fifo = repo.path().join("release.fifo");
-    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-    repo.file("components/billing.yaml", &component("billing", ""))
-        .file(
-            "scripts/deploy.sh",
-            "#!/bin/sh\n[ \"$2\" = 1.1.0 ] || exit 0\ntouch \"$GANTRY_REPO_DIR/started\"\nread line < \"$GANTRY_REPO_DIR/release.fifo\"\nexit 0\n",
-        )
-        .file("releases/billing-1.0.0.yaml", &release("billing", "1.0.0", ""))
-        .file("releases/billing-1.1.0.yaml", &release("billing", "1.1.0", ""))
-        .file("targets/acme.yaml", &target("acme", "billing", "1.0.0", "env: prod"))
-        .file(".gitignore", "release.fifo\nstarted\n");
-    repo.commit_all("fleet");
-    repo.gantry(&["apply"]).expect(0);
-    repo.file("targets/acme.yaml", &target("acme", "billing", "1.1.0", "env: prod"));
-    repo.commit_all("bump");
-    repo
 }
 
 fn start_apply(repo: &Repo) -> std::process::Child {
