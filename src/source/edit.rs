@@ -297,3 +297,74 @@ mod signature_tests {
         assert!(err.contains("GIT_COMMITTER_DATE=`soon`"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod checkout_tests {
+    use super::*;
+
+    /// A repository on `main` with one committed file, checked out.
+    fn checked_out_repo() -> (tempfile::TempDir, WatchedRepo) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = git2::RepositoryInitOptions::new();
+        opts.initial_head("main");
+        let git = git2::Repository::init_opts(dir.path(), &opts).unwrap();
+        git.config().unwrap().set_str("user.name", "T").unwrap();
+        git.config().unwrap().set_str("user.email", "t@example.com").unwrap();
+        std::fs::write(dir.path().join("a.txt"), "one\n").unwrap();
+        let mut index = git.index().unwrap();
+        index.add_path(Path::new("a.txt")).unwrap();
+        index.write().unwrap();
+        let tree = git.find_tree(index.write_tree().unwrap()).unwrap();
+        let sig = git.signature().unwrap();
+        git.commit(Some("HEAD"), &sig, &sig, "one", &tree, &[]).unwrap();
+        let repo = WatchedRepo::open(dir.path()).unwrap();
+        (dir, repo)
+    }
+
+    fn commit(repo: &WatchedRepo, path: &str, content: &str) -> Result<Oid, SourceError> {
+        let branch = ChangeBranch::Desired("main".into());
+        repo.commit_files_change_signed(&branch, &[(path, content.as_bytes())], "change", None, |_| Ok(()))
+    }
+
+    fn clean(repo: &WatchedRepo) -> bool {
+        let mut options = git2::StatusOptions::new();
+        options.include_untracked(true);
+        repo.repo.statuses(Some(&mut options)).unwrap().is_empty()
+    }
+
+    /// A new file committed onto the checked-out branch lands in the work tree and the index;
+    /// an untracked file already at that path is the user's, and the commit is refused (SPEC
+    /// §8, issue #16) with the branch unmoved and the file untouched.
+    #[test]
+    fn a_new_file_is_checked_out_and_an_untracked_file_in_its_way_refuses_the_commit() {
+        let (dir, repo) = checked_out_repo();
+        commit(&repo, "approvals/x.yaml", "approved\n").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("approvals/x.yaml")).unwrap(),
+            "approved\n"
+        );
+        assert!(clean(&repo), "work tree and index match the new commit");
+
+        let tip = repo.repo.refname_to_id("refs/heads/main").unwrap();
+        std::fs::write(dir.path().join("approvals/y.yaml"), "mine\n").unwrap();
+        let err = commit(&repo, "approvals/y.yaml", "gantry's\n").unwrap_err().to_string();
+        assert!(
+            err.contains("approvals/y.yaml has changes in the checked-out work tree or index"),
+            "{err}"
+        );
+        assert_eq!(repo.repo.refname_to_id("refs/heads/main").unwrap(), tip);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("approvals/y.yaml")).unwrap(),
+            "mine\n"
+        );
+
+        // A change staged in the index (work tree equal to it) is refused too.
+        std::fs::remove_file(dir.path().join("approvals/y.yaml")).unwrap();
+        std::fs::write(dir.path().join("a.txt"), "staged\n").unwrap();
+        let mut index = repo.repo.index().unwrap();
+        index.add_path(Path::new("a.txt")).unwrap();
+        index.write().unwrap();
+        assert!(commit(&repo, "a.txt", "two\n").is_err());
+        assert_eq!(repo.repo.refname_to_id("refs/heads/main").unwrap(), tip);
+    }
+}
