@@ -404,16 +404,7 @@ fn api_status_equals_gantry_status_json_at_the_same_now() {
 /// screenshot is not blank where the tables are.
 #[test]
 fn status_page_renders_in_headless_chromium() {
-    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists());
-    let Some(chromium) = chromium else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "chromium is required on CI (apt-get install -y chromium)"
-        );
-        eprintln!("SKIPPED status_page_renders_in_headless_chromium: chromium is not installed (and CI is unset)");
+    let Some(chromium) = common::chromium("status_page_renders_in_headless_chromium") else {
         return;
     };
     let repo = fixture(&[("alpha", "1.0.0"), ("beta", "1.0.0"), ("gamma", "1.1.0")], None);
@@ -427,25 +418,7 @@ fn status_page_renders_in_headless_chromium() {
     assert!(!html.contains("<script"), "no JavaScript");
 
     let out = tempfile::tempdir().expect("tmp");
-    let run = |extra: &[&str]| {
-        let profile = tempfile::tempdir().expect("profile");
-        Command::new(&chromium)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                "--window-size=1280,900",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .args(extra)
-            .arg(daemon.url("/"))
-            .output()
-            .expect("run chromium")
-    };
+    let run = |extra: &[&str]| common::run_chromium(&chromium, &daemon.url("/"), extra);
     let dom = run(&["--dump-dom"]);
     let dom = String::from_utf8_lossy(&dom.stdout);
     let table = dom
