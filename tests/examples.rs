@@ -354,3 +354,240 @@ fn agents_example_canary_failing_its_error_rate_rolls_back_and_halts_the_rollout
     );
     assert_eq!(agent_events(&repo, "orchestrator-2").len(), 4);
 }
+
+// ---------------------------------------------------------------------------------------------
+// examples/installations: channels, per-customer windows, signed releases.
+
+const INSTALLATIONS_T0: &str = "2026-09-30T10:00:00Z";
+
+/// The release manager's key, made once per test binary (the example's allowed signers are
+/// replaced by it, as its README tells a user to do with their own key).
+struct Signers {
+    _dir: tempfile::TempDir,
+    release_manager: std::path::PathBuf,
+    release_manager_pub: String,
+    intruder: std::path::PathBuf,
+}
+
+fn signers() -> &'static Signers {
+    static SIGNERS: OnceLock<Signers> = OnceLock::new();
+    SIGNERS.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (release_manager, release_manager_pub) = common::keypair(dir.path(), "release-manager");
+        let (intruder, _) = common::keypair(dir.path(), "intruder");
+        Signers {
+            _dir: dir,
+            release_manager,
+            release_manager_pub,
+            intruder,
+        }
+    })
+}
+
+/// `git add -A && git commit -S` (or `--amend`) with `key`, by the git CLI.
+fn signed_commit(repo: &Repo, message: &str, key: &std::path::Path, amend: bool) {
+    common::git_cli(repo, &["add", "-A"]);
+    let signing = format!("user.signingkey={}", key.display());
+    let mut args = vec!["-c", signing.as_str(), "commit", "-q", "-S", "-m", message];
+    if amend {
+        args.push("--amend");
+    }
+    common::git_cli(repo, &args);
+}
+
+/// The version an installation's scripts recorded.
+fn installed(repo: &Repo, name: &str) -> String {
+    std::fs::read_to_string(repo.path().join(format!("installations/{name}/version")))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+fn schema_migrations(repo: &Repo, name: &str) -> Vec<String> {
+    std::fs::read_to_string(repo.path().join(format!("installations/{name}/schema_migrations")))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The installations example, signed by a generated release manager key, from a fresh copy to
+/// every installation converged: QA first, then each customer in its own window once QA has
+/// run the release for 48 hours; the beta channel gets the prerelease.
+fn installations_story() -> Repo {
+    let repo = Repo::new();
+    copy_tree(&common::project_path("examples/installations"), repo.path());
+    let shipped = std::fs::read_to_string(repo.path().join("trust/allowed_signers")).unwrap();
+    assert!(
+        shipped.lines().all(|l| l.trim().is_empty() || l.starts_with('#')),
+        "the example must ship without a key: {shipped}"
+    );
+    repo.file(
+        "trust/allowed_signers",
+        &format!(
+            "{shipped}release-manager@diagnostics.example namespaces=\"git\" {}\n",
+            signers().release_manager_pub
+        ),
+    );
+    signed_commit(&repo, "installations", &signers().release_manager, false);
+    let said = run(&repo, &["validate"], 0);
+    assert!(
+        said.contains("1 components, 3 releases, 5 targets, 1 policies, 3 windows"),
+        "{said}"
+    );
+
+    let plan0 = plan(&repo, INSTALLATIONS_T0);
+    for (target, to, status, wave) in [
+        ("qa-stable", "2.4.1", "ready", "qa"),
+        ("qa-beta", "2.5.0-beta.1", "ready", "qa"),
+        ("northwind", "2.4.1", "blocked", "customers"),
+        ("contoso", "2.4.1", "blocked", "customers"),
+        ("fabrikam", "2.5.0-beta.1", "blocked", "customers"),
+    ] {
+        let a = action(&plan0, target);
+        assert_eq!(
+            (
+                a["action"].as_str(),
+                a["to"].as_str(),
+                a["status"].as_str(),
+                a["wave"].as_str()
+            ),
+            (Some("install"), Some(to), Some(status), Some(wave)),
+            "{a:#}"
+        );
+    }
+    assert_eq!(blocker_kinds(&plan0, "northwind"), ["window", "wave"]);
+
+    run(&repo, &["--now", INSTALLATIONS_T0, "apply"], 0);
+    assert_eq!(installed(&repo, "qa-stable"), "2.4.1");
+    assert_eq!(installed(&repo, "qa-beta"), "2.5.0-beta.1");
+    assert_eq!(
+        schema_migrations(&repo, "qa-beta"),
+        ["diagnostics-ml-score", "remediation-rules-v2"]
+    );
+    assert_eq!(written(&repo, "installations/qa-beta/bundle.json")["channel"], "beta");
+    assert_eq!(installed(&repo, "northwind"), "");
+
+    // Saturday 01:00 UTC: 03:00 in Berlin (open), Friday 21:00 in New York, Saturday 10:00 in
+    // Tokyo; QA has run both releases for more than 48 hours.
+    let saturday = "2026-10-03T01:00:00Z";
+    // (A plan cannot run the QA wave's last analysis round, which the apply does.)
+    run(&repo, &["--now", saturday, "apply"], 0);
+    assert_eq!(installed(&repo, "northwind"), "2.4.1");
+    assert_eq!(installed(&repo, "contoso"), "", "installed outside its window");
+    let plan1 = plan(&repo, saturday);
+    for (target, opens) in [
+        ("contoso", "2026-10-03T02:00:00-04:00"),
+        ("fabrikam", "2026-10-04T02:00:00+09:00"),
+    ] {
+        let a = action(&plan1, target);
+        assert_eq!(blocker_kinds(&plan1, target), ["window"], "{a:#}");
+        assert_eq!(a["blocked_by"][0]["opens_at"], opens, "{a:#}");
+    }
+
+    run(&repo, &["--now", "2026-10-03T06:30:00Z", "apply"], 0);
+    assert_eq!(installed(&repo, "contoso"), "2.4.1");
+    assert_eq!(installed(&repo, "fabrikam"), "");
+    run(&repo, &["--now", "2026-10-03T17:30:00Z", "apply"], 0);
+    assert_status(
+        &repo,
+        "2026-10-03T17:30:00Z",
+        &[
+            ("qa-stable", "2.4.1", "converged"),
+            ("qa-beta", "2.5.0-beta.1", "converged"),
+            ("northwind", "2.4.1", "converged"),
+            ("contoso", "2.4.1", "converged"),
+            ("fabrikam", "2.5.0-beta.1", "converged"),
+        ],
+    );
+    assert_eq!(
+        schema_migrations(&repo, "fabrikam"),
+        ["diagnostics-ml-score", "remediation-rules-v2"]
+    );
+    repo
+}
+
+static INSTALLATIONS: OnceLock<tempfile::TempDir> = OnceLock::new();
+
+#[test]
+fn installations_example_upgrades_qa_first_then_each_customer_in_its_window() {
+    let repo = copy_of(&INSTALLATIONS, installations_story);
+    let history = run(&repo, &["history", "--format", "json"], 0);
+    assert_eq!(history.matches("\"succeeded\"").count(), 5, "{history}");
+    assert_eq!(
+        written(&repo, "installations/northwind/bundle.json")["version"],
+        "2.4.1"
+    );
+}
+
+/// Publishing 2.4.2 (a security fix): unsigned, or signed by a key not in the allowed signers,
+/// nothing is applied; signed by the release manager, QA takes it at once and the customers on
+/// the stable channel wait for the QA soak, while the beta customer stays on its prerelease.
+#[test]
+fn installations_example_refuses_an_unsigned_release_and_applies_the_signed_one() {
+    let repo = copy_of(&INSTALLATIONS, installations_story);
+    let monday = "2026-10-05T09:00:00Z";
+    let bundle = "{\n  \"product\": \"diagnostics\",\n  \"version\": \"2.4.2\",\n  \"channel\": \"stable\"\n}\n";
+    repo.file("bundles/diagnostics-2.4.2.json", bundle);
+    let releases = std::fs::read_to_string(repo.path().join("releases/diagnostics.yaml")).unwrap();
+    repo.file(
+        "releases/diagnostics.yaml",
+        &format!(
+            "{releases}---\napiVersion: gantry.dev/v1\nkind: Release\nmetadata: {{ name: diagnostics-2.4.2 }}\nspec:\n  component: diagnostics\n  version: 2.4.2\n  released: 2026-10-02\n  upgradeFrom: \">=2.0.0\"\n  artifacts:\n    - {{ path: bundles/diagnostics-2.4.2.json, sha256: {} }}\n  changelog:\n    security: [\"CVE-2026-1234 patched\"]\n",
+            common::sha256_hex(bundle.as_bytes())
+        ),
+    );
+    repo.commit_all("diagnostics 2.4.2");
+    let refused = repo.gantry(&["--now", monday, "apply"]).expect(1);
+    assert!(
+        refused
+            .stderr()
+            .contains("is not signed by an allowed signer (it has no signature); nothing was applied"),
+        "{}",
+        refused.stderr()
+    );
+    assert_eq!(installed(&repo, "qa-stable"), "2.4.1");
+
+    signed_commit(&repo, "diagnostics 2.4.2", &signers().intruder, true);
+    let refused = repo.gantry(&["--now", monday, "apply"]).expect(1);
+    assert!(
+        refused.stderr().contains("is not signed by an allowed signer"),
+        "{}",
+        refused.stderr()
+    );
+    assert_eq!(installed(&repo, "qa-stable"), "2.4.1");
+
+    signed_commit(&repo, "diagnostics 2.4.2", &signers().release_manager, true);
+    let plan = plan(&repo, monday);
+    let qa = action(&plan, "qa-stable");
+    assert_eq!(
+        (qa["action"].as_str(), qa["to"].as_str(), qa["status"].as_str()),
+        (Some("upgrade"), Some("2.4.2"), Some("ready"))
+    );
+    assert!(blocker_kinds(&plan, "northwind").contains(&"wave".to_string()));
+    assert_eq!(
+        action(&plan, "fabrikam")["action"],
+        "noop",
+        "the beta channel keeps 2.5.0-beta.1"
+    );
+
+    run(&repo, &["--now", monday, "apply"], 0);
+    assert_eq!(installed(&repo, "qa-stable"), "2.4.2");
+    assert_status(
+        &repo,
+        monday,
+        &[
+            ("qa-stable", "2.4.2", "converged"),
+            ("northwind", "2.4.1", "pending"),
+            ("fabrikam", "2.5.0-beta.1", "converged"),
+        ],
+    );
+    assert!(
+        repo.path().join("backups").read_dir().unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with("qa-stable-")),
+        "no pre-update backup"
+    );
+}
