@@ -591,3 +591,190 @@ fn installations_example_refuses_an_unsigned_release_and_applies_the_signed_one(
         "no pre-update backup"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// examples/erp: a shared Kafka, tenants' services in their own windows, quiesce/resume.
+
+const TENANTS: [&str; 3] = ["alpine-clinics", "harbor-logistics", "sakura-retail"];
+const SERVICES: [&str; 3] = ["finance-ar", "sales-billing", "inventory"];
+
+/// The lines a service's scripts logged (`deploy V`, `workflows stopped`, `migrate up ID`, …).
+fn erp_log(repo: &Repo, target: &str) -> Vec<String> {
+    std::fs::read_to_string(repo.path().join(format!("erp/{target}/log")))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The ERP slice from a fresh copy to every service converged: Kafka first, then each tenant's
+/// services (finance-ar before sales-billing) in that tenant's Sunday window.
+fn erp_story() -> Repo {
+    let repo = Repo::from_dir("examples/erp");
+    let said = run(&repo, &["validate"], 0);
+    assert!(
+        said.contains("4 components, 7 releases, 10 targets, 2 policies, 3 windows"),
+        "{said}"
+    );
+
+    // Sunday 00:30 UTC: 02:30 in Zurich, Saturday 19:30 in Chicago, Sunday 09:30 in Tokyo.
+    let zurich = "2026-10-04T00:30:00Z";
+    let plan0 = plan(&repo, zurich);
+    assert_eq!(action(&plan0, "kafka-main")["status"], "ready");
+    let held = action(&plan0, "alpine-clinics-finance-ar");
+    assert_eq!(blocker_kinds(&plan0, "alpine-clinics-finance-ar"), ["dependency"]);
+    assert!(
+        held["blocked_by"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("waits for kafka-main (kafka none → 3.7.1) to finish first: component `finance-ar` dependsOn `kafka` (shared: scope=shared)"),
+        "{held:#}"
+    );
+    assert_eq!(
+        blocker_kinds(&plan0, "alpine-clinics-sales-billing"),
+        ["dependency", "dependency"]
+    );
+    for (tenant, opens) in [
+        ("harbor-logistics", "2026-10-04T02:00:00-05:00"),
+        ("sakura-retail", "2026-10-11T02:00:00+09:00"),
+    ] {
+        let a = action(&plan0, &format!("{tenant}-inventory"));
+        assert_eq!(
+            blocker_kinds(&plan0, &format!("{tenant}-inventory")),
+            ["window", "dependency"],
+            "{a:#}"
+        );
+        assert_eq!(a["blocked_by"][0]["opens_at"], opens);
+    }
+
+    run(&repo, &["--now", zurich, "apply"], 0);
+    assert_eq!(erp_log(&repo, "kafka-main"), ["deploy 3.7.1"]);
+    assert_eq!(
+        erp_log(&repo, "alpine-clinics-finance-ar"),
+        ["workflows stopped", "deploy 1.4.0", "workflows started"],
+        "an install runs between quiesce and resume"
+    );
+    assert!(
+        erp_log(&repo, "harbor-logistics-finance-ar").is_empty(),
+        "outside its window"
+    );
+    let config: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo.path().join("erp/alpine-clinics-finance-ar/config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        config,
+        serde_json::json!({"currency": "CHF", "posting_batch_size": 500, "dunning": true})
+    );
+
+    run(&repo, &["--now", "2026-10-04T07:30:00Z", "apply"], 0); // 02:30 in Chicago
+    assert_eq!(erp_log(&repo, "harbor-logistics-sales-billing").len(), 3);
+    assert!(
+        erp_log(&repo, "sakura-retail-finance-ar").is_empty(),
+        "outside its window"
+    );
+    run(&repo, &["--now", "2026-10-10T17:30:00Z", "apply"], 0); // Sunday 02:30 in Tokyo
+    let mut expected = vec![("kafka-main".to_string(), "3.7.1")];
+    for tenant in TENANTS {
+        for (service, version) in SERVICES.iter().zip(["1.4.0", "1.0.3", "4.2.0"]) {
+            expected.push((format!("{tenant}-{service}"), version));
+        }
+    }
+    let all = status(&repo, "2026-10-10T17:30:00Z");
+    for (target, version) in &expected {
+        assert_eq!(
+            all.get(target),
+            Some(&(version.to_string(), "converged".to_string())),
+            "{target}"
+        );
+    }
+    repo
+}
+
+static ERP: OnceLock<tempfile::TempDir> = OnceLock::new();
+
+#[test]
+fn erp_example_installs_shared_kafka_first_then_each_tenant_in_its_window() {
+    let repo = copy_of(&ERP, erp_story);
+    let history = run(&repo, &["history", "--format", "json"], 0);
+    assert_eq!(history.matches("\"succeeded\"").count(), 10, "{history}");
+    for tenant in TENANTS {
+        assert_eq!(
+            std::fs::read_to_string(repo.path().join(format!("erp/{tenant}-finance-ar/workflows"))).unwrap(),
+            "running\n"
+        );
+    }
+}
+
+/// Kafka 3.8.0 and finance-ar 2.0.0 in one commit, on the next Sunday: Kafka goes first, then
+/// alpine-clinics' finance-ar (workflows stopped, expand, deploy, contract, workflows started);
+/// the other tenants wait for their windows. A config value the schema refuses never lands.
+#[test]
+fn erp_example_upgrades_shared_kafka_before_tenant_services_with_workflows_stopped() {
+    let repo = copy_of(&ERP, erp_story);
+    edit(&repo, "targets/alpine-clinics.yaml", "currency: CHF", "currency: chf");
+    repo.commit_all("alpine-clinics: currency");
+    let refused = repo.gantry(&["validate"]).expect(1);
+    assert!(
+        refused.stderr().contains(
+            "targets/alpine-clinics.yaml:10:23: spec.config.currency: \"chf\" does not match \"^[A-Z]{3}$\" (the configSchema of component `finance-ar`)"
+        ),
+        "{}",
+        refused.stderr()
+    );
+    edit(&repo, "targets/alpine-clinics.yaml", "currency: chf", "currency: CHF");
+    edit(&repo, "targets/kafka.yaml", "version: 3.7.1", "version: 3.8.0");
+    for tenant in TENANTS {
+        edit(
+            &repo,
+            &format!("targets/{tenant}.yaml"),
+            "version: 1.4.0",
+            "version: 2.0.0",
+        );
+    }
+    repo.commit_all("kafka 3.8.0, finance-ar 2.0.0");
+
+    let sunday = "2026-10-11T00:30:00Z"; // 02:30 in Zurich
+    let plan = plan(&repo, sunday);
+    assert_eq!(action(&plan, "kafka-main")["status"], "ready");
+    assert_eq!(blocker_kinds(&plan, "alpine-clinics-finance-ar"), ["dependency"]);
+    assert_eq!(
+        blocker_kinds(&plan, "harbor-logistics-finance-ar"),
+        ["window", "dependency"]
+    );
+    let migrations: Vec<&str> = action(&plan, "alpine-clinics-finance-ar")["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(migrations, ["pre", "post"]);
+
+    run(&repo, &["--now", sunday, "apply"], 0);
+    assert_eq!(erp_log(&repo, "kafka-main"), ["deploy 3.7.1", "deploy 3.8.0"]);
+    assert_eq!(
+        erp_log(&repo, "alpine-clinics-finance-ar")[3..],
+        [
+            "workflows stopped",
+            "migrate up open-items-legal-entity-expand",
+            "deploy 2.0.0",
+            "migrate up open-items-legal-entity-contract",
+            "workflows started",
+        ]
+    );
+    assert_eq!(
+        erp_log(&repo, "harbor-logistics-finance-ar").len(),
+        3,
+        "changed outside its window"
+    );
+    assert_status(
+        &repo,
+        sunday,
+        &[
+            ("kafka-main", "3.8.0", "converged"),
+            ("alpine-clinics-finance-ar", "2.0.0", "converged"),
+            ("harbor-logistics-finance-ar", "1.4.0", "pending"),
+            ("sakura-retail-finance-ar", "1.4.0", "pending"),
+        ],
+    );
+}
