@@ -778,3 +778,43 @@ fn erp_example_upgrades_shared_kafka_before_tenant_services_with_workflows_stopp
         ],
     );
 }
+
+/// sales-billing 1.1.0 pinned for a tenant whose finance-ar is still 1.4.0: its test invoice is
+/// rejected, the upgrade is rolled back, and the rollback ends by starting the workflows the
+/// upgrade had stopped (a failed upgrade never leaves them stopped).
+#[test]
+fn erp_example_failed_upgrade_rolls_back_and_resumes_the_workflows() {
+    let repo = copy_of(&ERP, erp_story);
+    edit(
+        &repo,
+        "targets/harbor-logistics.yaml",
+        "component: sales-billing\n  version: 1.0.3",
+        "component: sales-billing\n  version: 1.1.0",
+    );
+    repo.commit_all("harbor-logistics: sales-billing 1.1.0");
+    let chicago = "2026-10-11T07:30:00Z"; // Sunday 02:30 in Chicago
+    let apply = repo.gantry(&["--now", chicago, "apply"]).expect(2);
+    assert!(
+        apply
+            .stderr()
+            .contains("harbor-logistics-finance-ar 1.4.0 rejected the test invoice: unknown field legal_entity"),
+        "{}",
+        apply.stderr()
+    );
+    assert_eq!(
+        erp_log(&repo, "harbor-logistics-sales-billing")[3..],
+        ["workflows stopped", "deploy 1.1.0", "deploy 1.0.3", "workflows started"]
+    );
+    assert_eq!(
+        std::fs::read_to_string(repo.path().join("erp/harbor-logistics-sales-billing/workflows")).unwrap(),
+        "running\n"
+    );
+    assert_status(
+        &repo,
+        chicago,
+        &[
+            ("harbor-logistics-sales-billing", "1.0.3", "rolled_back"),
+            ("harbor-logistics-finance-ar", "1.4.0", "converged"),
+        ],
+    );
+}
