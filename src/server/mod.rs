@@ -847,14 +847,21 @@ fn after_pass(
     recorded_something: bool,
 ) -> Option<Timestamp> {
     let key = status_cache::key(shared, repo);
-    let status =
-        match crate::ops::status::status_report(repo, None, shared.now(), crate::ops::status::Projection::Schedule) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!("cannot compute the status after the pass: {e}");
-                return None;
-            }
-        };
+    // The projection is a planning round per instant something lifts (seconds for thousands of
+    // targets): made after a pass only for `upgrade_scheduled`; otherwise the page or
+    // `/api/status` makes it when asked (the cache keeps it until its inputs move).
+    let projection = if shared.notifier.wants(notices::Event::UpgradeScheduled) {
+        crate::ops::status::Projection::Schedule
+    } else {
+        crate::ops::status::Projection::Skip
+    };
+    let status = match crate::ops::status::status_report(repo, None, shared.now(), projection) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("cannot compute the status after the pass: {e}");
+            return None;
+        }
+    };
     let mut by_status = std::collections::BTreeMap::new();
     for t in &status.targets {
         *by_status.entry(t.status.clone()).or_insert(0u64) += 1;
@@ -873,7 +880,9 @@ fn after_pass(
         .schedule
         .as_ref()
         .and_then(|s| notices::scheduled::announce(&shared.notifier, s, repo.repo.path(), shared.now()));
-    shared.status.offer(shared, repo, key, status);
+    if status.schedule.is_some() {
+        shared.status.offer(shared, repo, key, status);
+    }
     notice_due
 }
 
