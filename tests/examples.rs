@@ -9,6 +9,7 @@
 
 mod common;
 
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use common::{Repo, copy_tree};
@@ -92,10 +93,19 @@ fn written(repo: &Repo, path: &str) -> Value {
 
 /// A converged example, built once by `story`, copied (work tree, `.git` with the state branch
 /// and gantry's own files) into a new temporary repository for each test.
-fn copy_of(template: &'static OnceLock<tempfile::TempDir>, story: fn() -> Repo) -> Repo {
-    let source = template.get_or_init(|| story().dir);
+fn copy_of(template: &'static OnceLock<PathBuf>, name: &str, story: fn() -> Repo) -> Repo {
+    let source = template.get_or_init(|| {
+        let repo = story();
+        // One directory per example under the target directory, replaced by every run of this
+        // binary: a static is never dropped, so a temporary directory would be left behind.
+        let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("example-{name}"));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("mkdir");
+        copy_tree(repo.path(), &path);
+        path
+    });
     let dir = tempfile::tempdir().expect("temp dir");
-    copy_tree(source.path(), dir.path());
+    copy_tree(source, dir.path());
     let git = git2::Repository::open(dir.path()).expect("open copy");
     Repo { dir, git }
 }
@@ -181,11 +191,11 @@ fn agents_story() -> Repo {
     repo
 }
 
-static AGENTS: OnceLock<tempfile::TempDir> = OnceLock::new();
+static AGENTS: OnceLock<PathBuf> = OnceLock::new();
 
 #[test]
 fn agents_example_converges_canary_first_with_traffic_steps() {
-    let repo = copy_of(&AGENTS, agents_story);
+    let repo = copy_of(&AGENTS, "agents", agents_story);
     for instance in ["orchestrator-0", "orchestrator-3", "memory-0", "memory-1"] {
         assert_eq!(
             agent_events(&repo, instance),
@@ -212,7 +222,7 @@ fn agents_example_converges_canary_first_with_traffic_steps() {
 /// instance, no deploy; a value the configSchema refuses never reaches the fleet.
 #[test]
 fn agents_example_config_only_change_reloads_without_redeploying() {
-    let repo = copy_of(&AGENTS, agents_story);
+    let repo = copy_of(&AGENTS, "agents", agents_story);
     let before = agent_events(&repo, "memory-0");
 
     edit(
@@ -295,7 +305,7 @@ fn agents_example_config_only_change_reloads_without_redeploying() {
 /// soak.
 #[test]
 fn agents_example_canary_failing_its_error_rate_rolls_back_and_halts_the_rollout() {
-    let repo = copy_of(&AGENTS, agents_story);
+    let repo = copy_of(&AGENTS, "agents", agents_story);
     edit(&repo, "targets/orchestrator.yaml", "version: 1.2.5", "version: 1.3.0");
     edit(&repo, "targets/memory.yaml", "version: 0.4.2", "version: 0.4.3");
     let rates = std::fs::read_to_string(repo.path().join("simulate/error-rates")).unwrap();
@@ -364,9 +374,9 @@ const INSTALLATIONS_T0: &str = "2026-09-30T10:00:00Z";
 /// replaced by it, as its README tells a user to do with their own key).
 struct Signers {
     _dir: tempfile::TempDir,
-    release_manager: std::path::PathBuf,
+    release_manager: PathBuf,
     release_manager_pub: String,
-    intruder: std::path::PathBuf,
+    intruder: PathBuf,
 }
 
 fn signers() -> &'static Signers {
@@ -385,7 +395,7 @@ fn signers() -> &'static Signers {
 }
 
 /// `git add -A && git commit -S` (or `--amend`) with `key`, by the git CLI.
-fn signed_commit(repo: &Repo, message: &str, key: &std::path::Path, amend: bool) {
+fn signed_commit(repo: &Repo, message: &str, key: &Path, amend: bool) {
     common::git_cli(repo, &["add", "-A"]);
     let signing = format!("user.signingkey={}", key.display());
     let mut args = vec!["-c", signing.as_str(), "commit", "-q", "-S", "-m", message];
@@ -507,11 +517,11 @@ fn installations_story() -> Repo {
     repo
 }
 
-static INSTALLATIONS: OnceLock<tempfile::TempDir> = OnceLock::new();
+static INSTALLATIONS: OnceLock<PathBuf> = OnceLock::new();
 
 #[test]
 fn installations_example_upgrades_qa_first_then_each_customer_in_its_window() {
-    let repo = copy_of(&INSTALLATIONS, installations_story);
+    let repo = copy_of(&INSTALLATIONS, "installations", installations_story);
     let history = run(&repo, &["history", "--format", "json"], 0);
     assert_eq!(history.matches("\"succeeded\"").count(), 5, "{history}");
     assert_eq!(
@@ -525,7 +535,7 @@ fn installations_example_upgrades_qa_first_then_each_customer_in_its_window() {
 /// the stable channel wait for the QA soak, while the beta customer stays on its prerelease.
 #[test]
 fn installations_example_refuses_an_unsigned_release_and_applies_the_signed_one() {
-    let repo = copy_of(&INSTALLATIONS, installations_story);
+    let repo = copy_of(&INSTALLATIONS, "installations", installations_story);
     let monday = "2026-10-05T09:00:00Z";
     let bundle = "{\n  \"product\": \"diagnostics\",\n  \"version\": \"2.4.2\",\n  \"channel\": \"stable\"\n}\n";
     repo.file("bundles/diagnostics-2.4.2.json", bundle);
@@ -691,11 +701,11 @@ fn erp_story() -> Repo {
     repo
 }
 
-static ERP: OnceLock<tempfile::TempDir> = OnceLock::new();
+static ERP: OnceLock<PathBuf> = OnceLock::new();
 
 #[test]
 fn erp_example_installs_shared_kafka_first_then_each_tenant_in_its_window() {
-    let repo = copy_of(&ERP, erp_story);
+    let repo = copy_of(&ERP, "erp", erp_story);
     let history = run(&repo, &["history", "--format", "json"], 0);
     assert_eq!(history.matches("\"succeeded\"").count(), 10, "{history}");
     for tenant in TENANTS {
@@ -711,7 +721,7 @@ fn erp_example_installs_shared_kafka_first_then_each_tenant_in_its_window() {
 /// the other tenants wait for their windows. A config value the schema refuses never lands.
 #[test]
 fn erp_example_upgrades_shared_kafka_before_tenant_services_with_workflows_stopped() {
-    let repo = copy_of(&ERP, erp_story);
+    let repo = copy_of(&ERP, "erp", erp_story);
     edit(&repo, "targets/alpine-clinics.yaml", "currency: CHF", "currency: chf");
     repo.commit_all("alpine-clinics: currency");
     let refused = repo.gantry(&["validate"]).expect(1);
@@ -784,7 +794,7 @@ fn erp_example_upgrades_shared_kafka_before_tenant_services_with_workflows_stopp
 /// upgrade had stopped (a failed upgrade never leaves them stopped).
 #[test]
 fn erp_example_failed_upgrade_rolls_back_and_resumes_the_workflows() {
-    let repo = copy_of(&ERP, erp_story);
+    let repo = copy_of(&ERP, "erp", erp_story);
     edit(
         &repo,
         "targets/harbor-logistics.yaml",
