@@ -16,7 +16,7 @@ pub mod values;
 pub use diagnostic::{Diagnostic, Severity};
 pub use load::{Kind, Manifest, Manifests, Origin, RawContent, RawFile, read_manifests};
 pub use types::*;
-pub use validate::{Desired, Policy, Release, Target, selector_matches, validate};
+pub use validate::{Desired, Policy, Release, Requires, Target, selector_matches, validate};
 pub use values::VersionWanted;
 
 /// The largest manifest gantry reads. Real manifests are kilobytes; this bounds memory.

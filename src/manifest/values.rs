@@ -199,6 +199,21 @@ pub fn parse_version_set(text: &str) -> Result<VersionWanted, String> {
     parse_version_wanted(text)
 }
 
+/// Whether `req` accepts `version`, letting a prerelease match by its release version when the
+/// requirement names no prerelease itself (`>=2.0` accepts `2.1.0-beta.1`): the rule of target
+/// requirements (channels decide which prereleases a target may take) and of `requires`.
+pub fn requirement_accepts(req: &VersionReq, version: &Version) -> bool {
+    if req.matches(version) {
+        return true;
+    }
+    if version.pre.is_empty() {
+        return false;
+    }
+    let mut stable = version.clone();
+    stable.pre = semver::Prerelease::EMPTY;
+    req.matches(&stable) && req.comparators.iter().all(|c| c.pre.is_empty())
+}
+
 impl VersionWanted {
     /// Whether `v` is covered (a pin covers exactly itself).
     pub fn covers(&self, v: &Version) -> bool {

@@ -7,6 +7,7 @@ mod deps;
 mod gates;
 mod model;
 pub mod path;
+mod requires;
 mod resolve;
 mod rollouts;
 pub mod schedule;
@@ -29,6 +30,7 @@ pub use path::{Direction, PlannedMigration};
 
 use deps::gate_dependencies;
 use gates::gates;
+pub use requires::pinned_requirement_conflicts;
 pub use resolve::{ReleaseChoice, release_choices, resolve_pin};
 use resolve::{Resolved, channel_allowed, denied_by, resolve};
 use rollouts::plan_rollouts;
@@ -58,6 +60,7 @@ pub fn plan(input: &PlanInput) -> Plan {
     // Waves and dependencies look across targets, so they run once every action is known.
     let rollouts = plan_rollouts(input, &mut actions);
     gate_dependencies(input, &mut actions);
+    requires::gate_requirements(input, &mut actions);
     for action in &mut actions {
         if action.status == Status::Ready && !action.blocked_by.is_empty() {
             action.status = Status::Blocked;

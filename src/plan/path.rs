@@ -179,12 +179,14 @@ mod tests {
                 .collect(),
             artifacts: vec![],
             changelog: Default::default(),
+            requires: Default::default(),
         };
         let doc = crate::manifest::document::parse_yaml("a: 1").unwrap().remove(0);
         Release {
             version: Version::parse(version).unwrap(),
             released: None,
             upgrade_from: upgrade_from.map(|r| semver::VersionReq::parse(r).unwrap()),
+            requires: Vec::new(),
             manifest: Manifest {
                 name: format!("billing-{version}"),
                 labels: Default::default(),

@@ -28,15 +28,7 @@ pub(super) fn denied_by(policy: Governing, version: &Version) -> Option<String> 
 /// Whether a requirement matches a release, letting prereleases of allowed channels match by
 /// their release version (`^2` accepts `2.1.0-beta.1` for a target on the `beta` channel).
 pub(super) fn requirement_matches(req: &semver::VersionReq, release: &Release) -> bool {
-    if req.matches(&release.version) {
-        return true;
-    }
-    if release.version.pre.is_empty() {
-        return false;
-    }
-    let mut stable = release.version.clone();
-    stable.pre = semver::Prerelease::EMPTY;
-    req.matches(&stable) && req.comparators.iter().all(|c| c.pre.is_empty())
+    crate::manifest::values::requirement_accepts(req, &release.version)
 }
 
 /// The release a pinned version names, or why it can never be deployed: no such release, yanked,

@@ -10,8 +10,8 @@ use crate::manifest::load::Manifest;
 use crate::manifest::types::*;
 use crate::manifest::values;
 
-use super::Release;
 use super::template::{check_argv, program_escapes};
+use super::{Release, Requires};
 
 /// Parses `released`: a date (midnight UTC) or an RFC 3339 instant.
 pub fn parse_released(text: &str) -> Result<jiff::Timestamp, String> {
@@ -93,6 +93,58 @@ pub(super) fn check_release(
                 None
             }
         });
+    let mut requires = Vec::new();
+    for (name, requirement) in &spec.requires {
+        let at = format!("/spec/requires/{}", name.replace('~', "~0").replace('/', "~1"));
+        if name == &spec.component {
+            diags.push(origin.diagnostic(
+                Severity::Violation,
+                "cycle",
+                &at,
+                format!("a release of `{name}` requires `{name}` itself; remove this entry (the release is the version of `{name}`)"),
+            ));
+            continue;
+        }
+        let known = components.contains_key(name.as_str());
+        if !known {
+            diags.push(origin.diagnostic(
+                Severity::Violation,
+                "unknown_reference",
+                &at,
+                format!("spec.requires names unknown component `{name}`; add a Component manifest or fix the name"),
+            ));
+        }
+        let scope = requirement.scope();
+        if let Some(problem) = values::label_problem(scope, "") {
+            diags.push(origin.diagnostic(
+                Severity::Invalid,
+                "label",
+                &format!("{at}/scope"),
+                format!("spec.requires.{name}.scope: {problem}"),
+            ));
+            ok = false;
+        }
+        match VersionReq::parse(requirement.version()) {
+            Ok(versions) if known => requires.push(Requires {
+                component: name.clone(),
+                versions,
+                scope: scope.to_string(),
+            }),
+            Ok(_) => {}
+            Err(e) => {
+                diags.push(origin.diagnostic(
+                    Severity::Invalid,
+                    "semver",
+                    &requirement.version_pointer(&at),
+                    format!(
+                        "spec.requires.{name} `{}` is not a version requirement ({e}; expected e.g. \">=2.0.0\")",
+                        requirement.version()
+                    ),
+                ));
+                ok = false;
+            }
+        }
+    }
     let mut ids: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, migration) in spec.migrations.iter().enumerate() {
         let base = format!("/spec/migrations/{i}");
@@ -156,6 +208,43 @@ pub(super) fn check_release(
         version,
         released,
         upgrade_from,
+        requires,
         manifest: release.clone(),
     })
+}
+
+/// Requirements no release can ever meet: every `requires` entry must be satisfied by at least
+/// one release of the required component in the desired state (else no target could ever run
+/// the requiring release next to it).
+pub(super) fn check_requirements(releases: &BTreeMap<String, Vec<Release>>, diags: &mut Vec<Diagnostic>) {
+    for release in releases.values().flatten() {
+        for required in &release.requires {
+            let theirs = releases.get(&required.component).map_or(&[][..], Vec::as_slice);
+            if theirs
+                .iter()
+                .any(|r| values::requirement_accepts(&required.versions, &r.version))
+            {
+                continue;
+            }
+            let available = if theirs.is_empty() {
+                format!("`{}` has no releases", required.component)
+            } else {
+                let list: Vec<String> = theirs.iter().rev().take(5).map(|r| r.version.to_string()).collect();
+                format!("releases of `{}`: {}", required.component, list.join(", "))
+            };
+            let requirement = &release.spec().requires[&required.component];
+            diags.push(release.manifest.origin.diagnostic(
+                Severity::Violation,
+                "unsatisfiable",
+                &requirement.version_pointer(&format!("/spec/requires/{}", required.component)),
+                format!(
+                    "{} {} requires {} {}, which no release satisfies ({available}); add that release or change the requirement",
+                    release.spec().component,
+                    release.version,
+                    required.component,
+                    required.versions
+                ),
+            ));
+        }
+    }
 }
