@@ -43,6 +43,9 @@ pub struct ComponentSpec {
     /// A JSON Schema every target's `config` must satisfy, checked by `validate` (issue #16).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_schema: Option<serde_json::Value>,
+    /// How its release versions are written and ordered: `semver` (default) or `calver` dates.
+    #[serde(default, skip_serializing_if = "super::version::Versioning::is_semver")]
+    pub versioning: super::version::Versioning,
 }
 
 /// The step argvs of a component.

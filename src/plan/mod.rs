@@ -14,7 +14,7 @@ pub mod schedule;
 
 use std::collections::BTreeSet;
 
-use semver::Version;
+use crate::manifest::Version;
 
 use crate::manifest::{Diagnostic, Release, Severity, Target};
 use crate::policy::approvals::ApprovalIndex;
@@ -288,7 +288,7 @@ fn plan_target(input: &PlanInput, shared: &mut Shared, target: &Target) -> Actio
         }
     }
     action.update_type = match action.action {
-        ActionKind::Install | ActionKind::Upgrade => Some(policy::update_type(current, to)),
+        ActionKind::Install | ActionKind::Upgrade => Some(resolve::update_type_of(releases, current, release)),
         // Set above for a downgrade to a version that never ran here.
         ActionKind::Downgrade => action.update_type,
         _ => None,

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use semver::Version;
+use crate::manifest::Version;
 
 use crate::manifest::values::requirement_accepts;
 use crate::manifest::{Desired, Requires, Target, VersionWanted};

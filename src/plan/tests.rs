@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use semver::Version;
+use crate::manifest::Version;
 use serde::Serialize;
 
 use crate::manifest::Desired;
@@ -927,4 +927,180 @@ fn requirements_order_block_and_refuse() {
             }
         }
     }
+}
+
+/// `agent` with `versioning: calver`: releases in every form, one `breaking: true`.
+fn calver_fleet(targets: &str) -> Desired {
+    let mut yaml = format!(
+        "{HEADER}kind: Component\nmetadata: {{ name: agent }}\nspec: {{ versioning: calver, steps: {{ deploy: [d] }} }}\n"
+    );
+    for (version, extra) in [
+        ("2026-01-10-001", ""),
+        ("2026-01-10-002", ""),
+        ("2026-02-03-001", ", breaking: true, upgradeFrom: \">=2026-01-10-002\""),
+        ("2026.03.01", ""),
+        ("2026-03-02-001", ""),
+    ] {
+        yaml.push_str(&format!(
+            "---\n{HEADER}kind: Release\nmetadata: {{ name: agent-{} }}\nspec: {{ component: agent, version: \"{version}\"{extra} }}\n",
+            version.replace('.', "-")
+        ));
+    }
+    yaml.push_str(&format!(
+        "---\n{HEADER}kind: Policy\nmetadata: {{ name: p }}\nspec: {{ deny: [\">=2026-03-02, <2026-03-03\"] }}\n"
+    ));
+    yaml.push_str(targets);
+    load(&yaml).0
+}
+
+/// Calendar versions (issue #16: `2026-02-03-001` was refused as not semver): ordered by
+/// (year, month, day, sequence) whatever the form, resolved by date requirements, denied by a
+/// date range, with `upgradeFrom` stops, and classified for `updates.{patch,minor,major}`:
+/// the same date is a patch, another date a minor, crossing a `breaking: true` release a major.
+/// Each row: recorded version, desired version → action, to, stops, update type.
+#[test]
+fn calver_versions_order_resolve_and_classify() {
+    type Row<'a> = (
+        Option<&'a str>,
+        &'a str,
+        ActionKind,
+        &'a str,
+        Vec<&'a str>,
+        Option<UpdateType>,
+    );
+    let rows: Vec<Row> = vec![
+        (
+            Some("2026-01-10-001"),
+            "2026-01-10-002",
+            ActionKind::Upgrade,
+            "2026-01-10-002",
+            vec!["2026-01-10-002"],
+            Some(UpdateType::Patch),
+        ),
+        (
+            Some("2026-02-03-001"),
+            "2026.03.01",
+            ActionKind::Upgrade,
+            "2026.03.01",
+            vec!["2026.03.01"],
+            Some(UpdateType::Minor),
+        ),
+        // The breaking 2026-02-03-001 is reached only from 2026-01-10-002 (`upgradeFrom`).
+        (
+            Some("2026-01-10-001"),
+            "2026-02-03-001",
+            ActionKind::Upgrade,
+            "2026-02-03-001",
+            vec!["2026-01-10-002", "2026-02-03-001"],
+            Some(UpdateType::Major),
+        ),
+        // Crossing the breaking release on the way is major too; a requirement takes the newest
+        // date it allows that the policy does not deny (2026-03-02-001 is denied).
+        (
+            Some("2026-01-10-001"),
+            ">=2026-01-10-002",
+            ActionKind::Upgrade,
+            "2026.03.01",
+            vec!["2026.03.01"],
+            Some(UpdateType::Major),
+        ),
+        (
+            Some("2026-02-03-001"),
+            ">=2026-01-01, <2026-03-01",
+            ActionKind::Noop,
+            "2026-02-03-001",
+            vec![],
+            None,
+        ),
+        (
+            None,
+            "<2026-02-01",
+            ActionKind::Install,
+            "2026-01-10-002",
+            vec!["2026-01-10-002"],
+            Some(UpdateType::Major),
+        ),
+        (
+            Some("2026.03.01"),
+            "2026-01-10-002",
+            ActionKind::Downgrade,
+            "2026-01-10-002",
+            vec!["2026-01-10-002"],
+            Some(UpdateType::Minor),
+        ),
+    ];
+    for (current, wanted, kind, to, stops, update) in rows {
+        let desired = calver_fleet(&format!(
+            "---\n{HEADER}kind: Target\nmetadata: {{ name: a1 }}\nspec: {{ component: agent, version: \"{wanted}\" }}\n"
+        ));
+        let mut recorded = RecordedState::default();
+        if let Some(current) = current {
+            recorded.targets.insert("a1".into(), converged("agent", current));
+        }
+        let p = run(&desired, &[], &recorded, "2026-11-21T10:00:00Z");
+        let a = action(&p, "a1");
+        let case = format!("{current:?} → {wanted}");
+        assert!(a.violations.is_empty(), "{case}: {:?}", a.violations);
+        assert_eq!(a.action, kind, "{case}");
+        assert_eq!(a.to.as_ref().map(ToString::to_string).as_deref(), Some(to), "{case}");
+        let shown: Vec<String> = a.stops.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, stops, "{case}");
+        assert_eq!(a.update_type, update, "{case}");
+        // JSON shows versions exactly as written.
+        let json = serde_json::to_value(a).unwrap();
+        assert_eq!(json["to"], to, "{case}");
+    }
+    // A pinned denied date and a date no release has are violations.
+    for (wanted, why) in [
+        (
+            "2026-03-02-001",
+            "is denied by policy `p` (deny: \">=2026-03-02, <2026-03-03\")",
+        ),
+        ("2026-03-04", "no Release of `agent` has version 2026-03-04"),
+        (">=2027-01-01", "no release of `agent` satisfies >=2027-01-01"),
+    ] {
+        let yaml_target = format!(
+            "---\n{HEADER}kind: Target\nmetadata: {{ name: a1 }}\nspec: {{ component: agent, version: \"{wanted}\" }}\n"
+        );
+        let file = RawFile {
+            path: "all.yaml".into(),
+            content: RawContent::Bytes(
+                format!(
+                    "{HEADER}kind: Component\nmetadata: {{ name: agent }}\nspec: {{ versioning: calver, steps: {{ deploy: [d] }} }}\n---\n{HEADER}kind: Release\nmetadata: {{ name: r1 }}\nspec: {{ component: agent, version: 2026-03-02-001 }}\n---\n{HEADER}kind: Policy\nmetadata: {{ name: p }}\nspec: {{ deny: [\">=2026-03-02, <2026-03-03\"] }}\n{yaml_target}"
+                )
+                .into_bytes(),
+            ),
+        };
+        let (manifests, _) = read_manifests(None, &[file]);
+        let (desired, diags) = validate(manifests);
+        let p = run(&desired, &[], &RecordedState::default(), "2026-11-21T10:00:00Z");
+        let found = diags.iter().any(|d| d.message.contains(why))
+            || p.actions.iter().any(|a| a.violations.iter().any(|v| v.contains(why)));
+        assert!(found, "{wanted}: {diags:?} {:?}", p.actions);
+    }
+}
+
+/// `requires` on a calver component takes date comparisons.
+#[test]
+fn requirements_on_calver_components_compare_dates() {
+    let desired = calver_fleet(&format!(
+        "---\n{HEADER}kind: Component\nmetadata: {{ name: ui }}\nspec: {{ steps: {{ deploy: [d] }} }}\n---\n\
+         {HEADER}kind: Release\nmetadata: {{ name: ui-2.0.0 }}\nspec: {{ component: ui, version: 2.0.0, requires: {{ agent: \">=2026-02-01\" }} }}\n---\n\
+         {HEADER}kind: Target\nmetadata: {{ name: acme-agent, labels: {{ tenant: acme }} }}\nspec: {{ component: agent, version: \"2026.03.01\" }}\n---\n\
+         {HEADER}kind: Target\nmetadata: {{ name: acme-ui, labels: {{ tenant: acme }} }}\nspec: {{ component: ui, version: 2.0.0 }}\n"
+    ));
+    let mut recorded = RecordedState::default();
+    recorded
+        .targets
+        .insert("acme-agent".into(), converged("agent", "2026-01-10-002"));
+    let p = run(&desired, &[], &recorded, "2026-11-21T10:00:00Z");
+    assert_eq!(
+        action(&p, "acme-ui").blocked_by[0].reason,
+        "waits for acme-agent (agent 2026-01-10-002 → 2026.03.01) to finish first: ui 2.0.0 requires agent >=2026-02-01 (tenant=acme)"
+    );
+    recorded
+        .targets
+        .insert("acme-agent".into(), converged("agent", "2026-02-03-001"));
+    let p = run(&desired, &[], &recorded, "2026-11-21T10:00:00Z");
+    assert_eq!(action(&p, "acme-ui").status, Status::Ready);
 }

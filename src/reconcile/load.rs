@@ -456,7 +456,7 @@ pub fn trusted_approvals(
                 approval.name
             )),
         }
-        if let Ok(version) = semver::Version::parse(approval.spec.version.trim())
+        if let Ok(version) = crate::manifest::Version::parse(approval.spec.version.trim())
             && let Some(release) = desired.release(&approval.spec.component, &version)
             && unchanged_since(release, commit)?
         {

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use semver::{Version, VersionReq};
+use super::version::{Version, VersionReq};
 
 use super::diagnostic::{Diagnostic, Severity};
 use super::load::{Kind, Manifest, Manifests, index_by_name};
@@ -79,7 +79,7 @@ impl Release {
     }
     /// The prerelease channel: the first dot-separated word of the prerelease tag.
     pub fn channel(&self) -> Option<&str> {
-        (!self.version.pre.is_empty()).then(|| self.version.pre.as_str().split('.').next().unwrap_or(""))
+        self.version.channel()
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use semver::VersionReq;
+use crate::manifest::version::VersionReq;
 
 use crate::manifest::diagnostic::{Diagnostic, Severity};
 use crate::manifest::load::Manifest;
@@ -52,7 +52,9 @@ pub(super) fn check_release(
     let spec = &release.spec;
     let origin = &release.origin;
     let mut ok = component_known(origin, &spec.component, components, diags);
-    let version = match values::parse_release_version(&spec.version) {
+    let versioning_of = |name: &str| components.get(name).map(|c| c.spec.versioning).unwrap_or_default();
+    let versioning = versioning_of(&spec.component);
+    let version = match values::parse_release_version(&spec.version, versioning) {
         Ok(v) => Some(v),
         Err(e) => {
             diags.push(origin.diagnostic(
@@ -80,7 +82,7 @@ pub(super) fn check_release(
     let upgrade_from = spec
         .upgrade_from
         .as_deref()
-        .and_then(|text| match VersionReq::parse(text) {
+        .and_then(|text| match VersionReq::parse_as(text, versioning) {
             Ok(req) => Some(req),
             Err(e) => {
                 diags.push(origin.diagnostic(
@@ -124,7 +126,7 @@ pub(super) fn check_release(
             ));
             ok = false;
         }
-        match VersionReq::parse(requirement.version()) {
+        match VersionReq::parse_as(requirement.version(), versioning_of(name)) {
             Ok(versions) if known => requires.push(Requires {
                 component: name.clone(),
                 versions,
