@@ -148,12 +148,14 @@ impl std::fmt::Display for VersionWanted {
 pub fn parse_version_wanted(text: &str, versioning: Versioning) -> Result<VersionWanted, String> {
     let trimmed = text.trim().trim_start_matches('=');
     if versioning == Versioning::Calver {
-        if let Ok(version) = Version::parse_as(trimmed, Versioning::Calver) {
-            return Ok(VersionWanted::Pin(version));
-        }
-        return VersionReq::parse_as(text, Versioning::Calver)
-            .map(VersionWanted::Requirement)
-            .map_err(|e| format!("{e} (the component has `versioning: calver`)"));
+        let comparison = text.contains(|c: char| "<>=*,^~|".contains(c));
+        return match Version::parse_as(trimmed, Versioning::Calver) {
+            Ok(version) => Ok(VersionWanted::Pin(version)),
+            Err(e) if !comparison => Err(format!("{e}; the component has `versioning: calver`")),
+            Err(_) => VersionReq::parse_as(text, Versioning::Calver)
+                .map(VersionWanted::Requirement)
+                .map_err(|why| format!("`{text}` is not a calver requirement ({why}; e.g. >=2026-01-01, <2026.06.01)")),
+        };
     }
     if let Ok(version) = semver::Version::parse(trimmed) {
         if !version.build.is_empty() {

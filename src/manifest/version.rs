@@ -64,7 +64,12 @@ impl CalVer {
     /// # Errors
     /// What is wrong and the accepted forms.
     pub fn parse(text: &str) -> Result<CalVer, String> {
-        let bad = |why: &str| format!("`{text}` is not a calver version ({why}expected {CALVER_FORMS})");
+        CalVer::parse_reason(text).map_err(|why| format!("`{text}` is not a calver version ({why})"))
+    }
+
+    /// [`CalVer::parse`], its error being the reason alone (what is wrong, the forms expected).
+    fn parse_reason(text: &str) -> Result<CalVer, String> {
+        let bad = |why: &str| format!("{why}expected {CALVER_FORMS}");
         let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
         let (date, sequence) = match text.as_bytes().get(4) {
             Some(b'-') => {
@@ -390,9 +395,8 @@ impl VersionReq {
             .iter()
             .find_map(|(p, op)| part.strip_prefix(p).map(|rest| (*op, rest)))
             .unwrap_or((Op::Eq, part));
-            let date = CalVer::parse(rest.trim()).map_err(|e| {
-                format!("{e}; a calver requirement is comparisons such as >=2026-01-01, <2026.06.01 or =2026-02-03-001, joined by commas")
-            })?;
+            let date =
+                CalVer::parse_reason(rest.trim()).map_err(|why| format!("`{part}`: {why}, after >=, >, <=, < or ="))?;
             comparisons.push((
                 op,
                 Version {

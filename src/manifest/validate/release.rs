@@ -25,6 +25,14 @@ pub fn parse_released(text: &str) -> Result<jiff::Timestamp, String> {
         .ok_or_else(|| format!("`{text}` is not a date (expected YYYY-MM-DD or an RFC 3339 time)"))
 }
 
+/// A requirement to show as an example in the scheme of the component it is about.
+fn requirement_example(versioning: crate::manifest::Versioning, semver: &'static str) -> &'static str {
+    match versioning {
+        crate::manifest::Versioning::Semver => semver,
+        crate::manifest::Versioning::Calver => ">=2026-01-01",
+    }
+}
+
 /// Whether `component` names a Component; reports it at `/spec/component` when not.
 pub(super) fn component_known(
     origin: &crate::manifest::load::Origin,
@@ -89,7 +97,10 @@ pub(super) fn check_release(
                     Severity::Invalid,
                     "semver",
                     "/spec/upgradeFrom",
-                    format!("spec.upgradeFrom `{text}` is not a version requirement ({e}; expected e.g. \">=1.3.0\")"),
+                    format!(
+                        "spec.upgradeFrom `{text}` is not a version requirement ({e}; expected e.g. \"{}\")",
+                        requirement_example(versioning, ">=1.3.0")
+                    ),
                 ));
                 ok = false;
                 None
@@ -139,8 +150,9 @@ pub(super) fn check_release(
                     "semver",
                     &requirement.version_pointer(&at),
                     format!(
-                        "spec.requires.{name} `{}` is not a version requirement ({e}; expected e.g. \">=2.0.0\")",
-                        requirement.version()
+                        "spec.requires.{name} `{}` is not a version requirement ({e}; expected e.g. \"{}\")",
+                        requirement.version(),
+                        requirement_example(versioning_of(name), ">=2.0.0")
                     ),
                 ));
                 ok = false;
