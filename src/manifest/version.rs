@@ -262,7 +262,11 @@ impl Ord for Version {
     fn cmp(&self, other: &Self) -> Ordering {
         match (&self.key, &other.key) {
             (Key::Semver(a), Key::Semver(b)) => a.cmp(b),
-            _ => self.order_key().cmp(&other.order_key()),
+            // Build metadata last, as semver's own order has it, so the order stays total.
+            _ => self
+                .order_key()
+                .cmp(&other.order_key())
+                .then_with(|| self.build().cmp(other.build())),
         }
     }
 }

@@ -677,9 +677,9 @@ fn window_that_never_opens_is_a_violation() {
     );
 }
 
-/// `system` 1.0.0, 2.0.0 and `dashboard` 1.0.0 (with `d1_requires`), 2.0.0 (requires system
-/// >=2.0 within the tenant), 3.0.0 (requires system >=2.0 within the `site` label), and the given
-/// targets as (name, component, version, labels).
+/// `system` 1.0.0, 2.0.0 and `dashboard` 1.0.0 (with `d1_requires`), 2.0.0 (requires
+/// `system >=2.0` within the tenant), 3.0.0 (requires `system >=2.0` within the `site` label),
+/// and the given targets as (name, component, version, labels).
 fn requires_fleet(d1_requires: &str, targets: &[(&str, &str, &str, &str)]) -> Desired {
     let mut yaml = String::new();
     for c in ["system", "dashboard"] {
