@@ -325,4 +325,39 @@ mod tests {
         );
         assert!(parse_release_version("2.0", Versioning::Semver).is_err());
     }
+
+    /// Each scheme reads its own forms (issue #16); a policy's `deny` reads either.
+    #[test]
+    fn versions_wanted_by_scheme() {
+        use Versioning::{Calver, Semver};
+        let pin = |t: &str, s| matches!(parse_version_wanted(t, s), Ok(VersionWanted::Pin(_)));
+        let req = |t: &str, s| matches!(parse_version_wanted(t, s), Ok(VersionWanted::Requirement(_)));
+        assert!(pin("2026-02-03-001", Calver) && pin("=2026.02.03", Calver) && pin("2026-02-03", Calver));
+        assert!(req(">=2026-01-01", Calver) && req(">=2026-01-01, <2026-02-01", Calver) && req("*", Calver));
+        assert!(pin("2.0.0", Semver) && req("^1.4", Semver));
+        for (text, scheme, says) in [
+            (
+                "2026-02-03-001",
+                Semver,
+                "a date: give the component `versioning: calver`",
+            ),
+            ("2.0.0", Calver, "is not a calver version"),
+            ("2026-02-29", Calver, "2026-02 has no day 29"),
+            ("^2026-02-03", Calver, "is not a calver requirement"),
+            ("~2026-02-03", Calver, "is not a calver requirement"),
+        ] {
+            let e = parse_version_wanted(text, scheme).unwrap_err();
+            assert!(e.contains(says), "{text} as {scheme}: {e}");
+        }
+        for (deny, covers, not) in [
+            ("2.0.1", "2.0.1", "2.0.2"),
+            (">=2026-03-02, <2026-03-03", "2026-03-02-007", "2026-03-03"),
+            ("2026-02-03-001", "2026-02-03-001", "2026-02-03-002"),
+        ] {
+            let set = parse_version_set(deny).unwrap();
+            let v = |t: &str| Version::parse(t).unwrap();
+            assert!(set.covers(&v(covers)) && !set.covers(&v(not)), "{deny}");
+        }
+        assert!(parse_version_set(">=2026-13-01").is_err());
+    }
 }

@@ -36,6 +36,10 @@ struct Wait {
 ///   no order satisfies them.
 pub(super) fn gate_requirements(input: &PlanInput, actions: &mut [Action]) {
     let desired = input.desired;
+    // Most fleets declare no requirement: nothing to index then.
+    if !any_requirement(desired) {
+        return;
+    }
     let no_labels = crate::manifest::Labels::new();
     let labels_of = |name: &str| desired.targets.get(name).map_or(&no_labels, |t| t.labels());
     // (component, label key, label value) → actions of that component's targets with that label.
@@ -215,6 +219,10 @@ pub(super) fn gate_requirements(input: &PlanInput, actions: &mut [Action]) {
     }
 }
 
+fn any_requirement(desired: &Desired) -> bool {
+    desired.releases.values().flatten().any(|r| !r.requires.is_empty())
+}
+
 fn no_label(component: &str, to: &Version, required: &Requires, target: &str) -> String {
     let scope = &required.scope;
     format!(
@@ -248,6 +256,9 @@ fn peer_refuses(
 /// it, or a required target pinned to a version it does not accept). The plan reports the same
 /// per action, with the same text.
 pub fn pinned_requirement_conflicts(desired: &Desired) -> Vec<(&Target, String)> {
+    if !any_requirement(desired) {
+        return Vec::new();
+    }
     let pin = |t: &Target| match &t.wanted {
         VersionWanted::Pin(v) => Some(v.clone()),
         VersionWanted::Requirement(_) => None,
