@@ -212,6 +212,13 @@ mod tests {
             (Some("0.0.3"), "0.0.4", UpdateType::Major),
             (Some("1.2.3"), "1.2.4-rc.1", UpdateType::Patch),
             (None, "1.0.0", UpdateType::Major),
+            // Calendar versions (issue #16): by date; `breaking: true` makes it major in the plan.
+            (Some("2026-02-03-001"), "2026-02-03-002", UpdateType::Patch),
+            (Some("2026-02-03-001"), "2026.02.04", UpdateType::Minor),
+            (Some("2025-12-31-001"), "2026-01-01-001", UpdateType::Minor),
+            // Read back as semver from the state branch, a date is still compared by date.
+            (Some("2026.10.15"), "2026-10-15-002", UpdateType::Patch),
+            (None, "2026-02-03-001", UpdateType::Major),
         ];
         for (from, to, expected) in cases {
             assert_eq!(update_type(from.map(v).as_ref(), &v(to)), expected, "{from:?} → {to}");
