@@ -413,6 +413,14 @@ fn installed(repo: &Repo, name: &str) -> String {
         .to_string()
 }
 
+/// The rule pack an installation's engine loaded.
+fn rule_pack(repo: &Repo, name: &str) -> String {
+    std::fs::read_to_string(repo.path().join(format!("installations/{name}/rules")))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
 fn schema_migrations(repo: &Repo, name: &str) -> Vec<String> {
     std::fs::read_to_string(repo.path().join(format!("installations/{name}/schema_migrations")))
         .unwrap_or_default()
@@ -442,7 +450,7 @@ fn installations_story() -> Repo {
     signed_commit(&repo, "installations", &signers().release_manager, false);
     let said = run(&repo, &["validate"], 0);
     assert!(
-        said.contains("1 components, 3 releases, 5 targets, 1 policies, 3 windows"),
+        said.contains("2 components, 6 releases, 10 targets, 2 policies, 3 windows"),
         "{said}"
     );
 
@@ -471,6 +479,12 @@ fn installations_story() -> Repo {
     run(&repo, &["--now", INSTALLATIONS_T0, "apply"], 0);
     assert_eq!(installed(&repo, "qa-stable"), "2.4.1");
     assert_eq!(installed(&repo, "qa-beta"), "2.5.0-beta.1");
+    assert_eq!(
+        rule_pack(&repo, "qa-beta"),
+        "2026-09-28-002",
+        "the newest pack, by date and sequence"
+    );
+    assert_eq!(rule_pack(&repo, "northwind"), "", "loaded before its engine");
     assert_eq!(
         schema_migrations(&repo, "qa-beta"),
         ["diagnostics-ml-score", "remediation-rules-v2"]
@@ -508,6 +522,8 @@ fn installations_story() -> Repo {
             ("northwind", "2.4.1", "converged"),
             ("contoso", "2.4.1", "converged"),
             ("fabrikam", "2.5.0-beta.1", "converged"),
+            ("northwind-rules", "2026-09-28-002", "converged"),
+            ("fabrikam-rules", "2026-09-28-002", "converged"),
         ],
     );
     assert_eq!(
@@ -523,7 +539,7 @@ static INSTALLATIONS: OnceLock<PathBuf> = OnceLock::new();
 fn installations_example_upgrades_qa_first_then_each_customer_in_its_window() {
     let repo = copy_of(&INSTALLATIONS, "installations", installations_story);
     let history = run(&repo, &["history", "--format", "json"], 0);
-    assert_eq!(history.matches("\"succeeded\"").count(), 5, "{history}");
+    assert_eq!(history.matches("\"succeeded\"").count(), 10, "{history}");
     assert_eq!(
         written(&repo, "installations/northwind/bundle.json")["version"],
         "2.4.1"
@@ -599,6 +615,57 @@ fn installations_example_refuses_an_unsigned_release_and_applies_the_signed_one(
             .to_string_lossy()
             .starts_with("qa-stable-")),
         "no pre-update backup"
+    );
+}
+
+/// A rule pack (a calver release, `2026-10-06-001`) published on a Tuesday: a new day is a
+/// minor update, which the rule-packs policy lets go out at once, outside the customers'
+/// weekend windows, to every installation of both channels; the engines are not touched.
+#[test]
+fn installations_example_a_dated_rule_pack_reaches_every_installation_at_once() {
+    let repo = copy_of(&INSTALLATIONS, "installations", installations_story);
+    let releases = std::fs::read_to_string(repo.path().join("releases/rules.yaml")).unwrap();
+    repo.file(
+        "releases/rules.yaml",
+        &format!(
+            "{releases}---\napiVersion: gantry.dev/v1\nkind: Release\nmetadata: {{ name: rules-2026-10-06-001 }}\nspec: {{ component: rules, version: 2026-10-06-001, released: 2026-10-06 }}\n"
+        ),
+    );
+    signed_commit(&repo, "rules 2026-10-06-001", &signers().release_manager, false);
+    let tuesday = "2026-10-06T09:00:00Z";
+    let plan = plan(&repo, tuesday);
+    for name in ["qa-stable", "northwind", "contoso", "fabrikam"] {
+        let a = action(&plan, &format!("{name}-rules"));
+        assert_eq!(
+            (
+                a["action"].as_str(),
+                a["from"].as_str(),
+                a["to"].as_str(),
+                a["status"].as_str(),
+                a["update_type"].as_str()
+            ),
+            (
+                Some("upgrade"),
+                Some("2026-09-28-002"),
+                Some("2026-10-06-001"),
+                Some("ready"),
+                Some("minor")
+            ),
+            "{a:#}"
+        );
+        assert_eq!(action(&plan, name)["action"], "noop");
+    }
+    run(&repo, &["--now", tuesday, "apply"], 0);
+    for name in ["qa-stable", "qa-beta", "northwind", "contoso", "fabrikam"] {
+        assert_eq!(rule_pack(&repo, name), "2026-10-06-001", "{name}");
+    }
+    assert_status(
+        &repo,
+        tuesday,
+        &[
+            ("contoso-rules", "2026-10-06-001", "converged"),
+            ("contoso", "2.4.1", "converged"),
+        ],
     );
 }
 
@@ -789,11 +856,12 @@ fn erp_example_upgrades_shared_kafka_before_tenant_services_with_workflows_stopp
     );
 }
 
-/// sales-billing 1.1.0 pinned for a tenant whose finance-ar is still 1.4.0: its test invoice is
-/// rejected, the upgrade is rolled back, and the rollback ends by starting the workflows the
-/// upgrade had stopped (a failed upgrade never leaves them stopped).
+/// sales-billing 1.1.0 requires finance-ar 2.0.0 (its invoices carry a legal entity): pinned
+/// for a tenant whose finance-ar stays on 1.4.0 it is a violation at its line and
+/// nothing is deployed; pinned together with finance-ar 2.0.0, finance-ar goes first and the
+/// test invoice of sales-billing's health check is accepted.
 #[test]
-fn erp_example_failed_upgrade_rolls_back_and_resumes_the_workflows() {
+fn erp_example_requires_refuses_an_incompatible_pin_and_orders_the_compatible_one() {
     let repo = copy_of(&ERP, "erp", erp_story);
     edit(
         &repo,
@@ -802,29 +870,117 @@ fn erp_example_failed_upgrade_rolls_back_and_resumes_the_workflows() {
         "component: sales-billing\n  version: 1.1.0",
     );
     repo.commit_all("harbor-logistics: sales-billing 1.1.0");
+    let refused = repo.gantry(&["validate"]).expect(2);
+    assert!(
+        refused.stderr().contains(
+            "targets/harbor-logistics.yaml:19:12: target `harbor-logistics-sales-billing`: sales-billing 1.1.0 requires finance-ar >=2.0.0 (tenant=harbor-logistics), but harbor-logistics-finance-ar is to run finance-ar 1.4.0"
+        ),
+        "{}",
+        refused.stderr()
+    );
+    let chicago = "2026-10-11T07:30:00Z"; // Sunday 02:30 in Chicago
+    repo.gantry(&["--now", chicago, "apply"]).expect(2);
+    assert_eq!(
+        erp_log(&repo, "harbor-logistics-sales-billing").len(),
+        3,
+        "an incompatible version was deployed"
+    );
+
+    edit(
+        &repo,
+        "targets/harbor-logistics.yaml",
+        "component: finance-ar\n  version: 1.4.0",
+        "component: finance-ar\n  version: 2.0.0",
+    );
+    repo.commit_all("harbor-logistics: finance-ar 2.0.0 with sales-billing 1.1.0");
+    run(&repo, &["validate"], 0);
+    let plan = plan(&repo, chicago);
+    let held = action(&plan, "harbor-logistics-sales-billing");
+    let reasons: Vec<&str> = held["blocked_by"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|b| b["reason"].as_str())
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("sales-billing 1.1.0 requires finance-ar >=2.0.0 (tenant=harbor-logistics)")),
+        "{held:#}"
+    );
+    run(&repo, &["--now", chicago, "apply"], 0);
+    assert_eq!(
+        erp_log(&repo, "harbor-logistics-sales-billing")[3..],
+        ["workflows stopped", "deploy 1.1.0", "workflows started"]
+    );
+    assert_status(
+        &repo,
+        chicago,
+        &[
+            ("harbor-logistics-finance-ar", "2.0.0", "converged"),
+            ("harbor-logistics-sales-billing", "1.1.0", "converged"),
+            ("alpine-clinics-sales-billing", "1.0.3", "converged"),
+        ],
+    );
+}
+
+/// finance-ar 2.0.0 for every tenant, whose contract migration fails on harbor-logistics' data:
+/// in Chicago's window that upgrade is rolled back (the expand migration undone, 1.4.0 deployed
+/// again), and the rollback ends by starting the workflows the upgrade had stopped (a failed
+/// upgrade never leaves them stopped). The other tenants wait for their own windows.
+#[test]
+fn erp_example_failed_migration_rolls_back_and_resumes_the_workflows() {
+    let repo = copy_of(&ERP, "erp", erp_story);
+    for tenant in TENANTS {
+        edit(
+            &repo,
+            &format!("targets/{tenant}.yaml"),
+            "version: 1.4.0",
+            "version: 2.0.0",
+        );
+    }
+    let failing = std::fs::read_to_string(repo.path().join("simulate/failing-migrations")).unwrap();
+    repo.file(
+        "simulate/failing-migrations",
+        &format!("{failing}harbor-logistics-finance-ar open-items-legal-entity-contract\n"),
+    );
+    repo.commit_all("finance-ar 2.0.0");
     let chicago = "2026-10-11T07:30:00Z"; // Sunday 02:30 in Chicago
     let apply = repo.gantry(&["--now", chicago, "apply"]).expect(2);
     assert!(
         apply
             .stderr()
-            .contains("harbor-logistics-finance-ar 1.4.0 rejected the test invoice: unknown field legal_entity"),
+            .contains("rolling back (step 06-migrate_up-open-items-legal-entity-contract failed"),
         "{}",
         apply.stderr()
     );
     assert_eq!(
-        erp_log(&repo, "harbor-logistics-sales-billing")[3..],
-        ["workflows stopped", "deploy 1.1.0", "deploy 1.0.3", "workflows started"]
+        erp_log(&repo, "harbor-logistics-finance-ar")[3..],
+        [
+            "workflows stopped",
+            "migrate up open-items-legal-entity-expand",
+            "deploy 2.0.0",
+            "migrate up open-items-legal-entity-contract failed",
+            "migrate down open-items-legal-entity-expand",
+            "deploy 1.4.0",
+            "workflows started",
+        ]
     );
     assert_eq!(
-        std::fs::read_to_string(repo.path().join("erp/harbor-logistics-sales-billing/workflows")).unwrap(),
+        std::fs::read_to_string(repo.path().join("erp/harbor-logistics-finance-ar/workflows")).unwrap(),
         "running\n"
     );
     assert_status(
         &repo,
         chicago,
         &[
-            ("harbor-logistics-sales-billing", "1.0.3", "rolled_back"),
-            ("harbor-logistics-finance-ar", "1.4.0", "converged"),
+            ("harbor-logistics-finance-ar", "1.4.0", "rolled_back"),
+            ("alpine-clinics-finance-ar", "1.4.0", "pending"),
         ],
+    );
+    assert_eq!(
+        erp_log(&repo, "alpine-clinics-finance-ar").len(),
+        3,
+        "changed outside its window"
     );
 }

@@ -6,6 +6,11 @@ direction="$1"; id="$2"; target="$3"
 log="$GANTRY_REPO/erp/$target/migrations"
 mkdir -p "$(dirname "$log")"
 touch "$log"
+if [ "$direction" = up ] && grep -qx "$target $id" simulate/failing-migrations; then
+  echo "migrate up $id failed" >> "$GANTRY_REPO/erp/$target/log"
+  echo "$id failed on $target: 3 open items have no legal entity" >&2
+  exit 1
+fi
 if [ "$direction" = up ]; then
   grep -qx "$id" "$log" || echo "$id" >> "$log"
 else
