@@ -365,6 +365,81 @@ fn agents_example_canary_failing_its_error_rate_rolls_back_and_halts_the_rollout
     assert_eq!(agent_events(&repo, "orchestrator-2").len(), 4);
 }
 
+/// The domain's manual rollback: memory 0.4.3 went out (canary, then the rest after the soak);
+/// the on-call engineer rolls both instances back with `gantry rollback`, which commits the pin
+/// to 0.4.2 with their name and reason. The downgrade goes to both at once (no canary wave, no
+/// traffic steps: 0.4.2 is a rollback point), and history says who asked and why.
+#[test]
+fn agents_example_manual_rollback_goes_back_at_once() {
+    let repo = copy_of(&AGENTS, "agents", agents_story);
+    edit(&repo, "targets/memory.yaml", "version: 0.4.2", "version: 0.4.3");
+    repo.commit_all("memory 0.4.3");
+    run(&repo, &["--now", "2026-10-21T10:00:00Z", "apply"], 0);
+    run(&repo, &["--now", "2026-10-21T10:31:00Z", "apply"], 0);
+    assert_status(
+        &repo,
+        "2026-10-21T10:31:00Z",
+        &[("memory-0", "0.4.3", "converged"), ("memory-1", "0.4.3", "converged")],
+    );
+
+    let reason = "context crashes are back at 8 GB";
+    let rollback = assert_cmd::Command::cargo_bin("gantry")
+        .expect("binary")
+        .arg("--repo")
+        .arg(repo.path())
+        .args(["rollback", "memory-0", "memory-1", "--reason", reason])
+        .env_remove("GANTRY_NOW")
+        .env("GIT_AUTHOR_NAME", "On Call")
+        .env("GIT_AUTHOR_EMAIL", "oncall@agents.example")
+        .env("GIT_COMMITTER_NAME", "On Call")
+        .env("GIT_COMMITTER_EMAIL", "oncall@agents.example")
+        .output()
+        .expect("run gantry rollback");
+    assert!(
+        rollback.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rollback.stderr)
+    );
+    let plan = plan(&repo, "2026-10-21T11:00:00Z");
+    for instance in ["memory-0", "memory-1"] {
+        let a = action(&plan, instance);
+        assert_eq!(
+            (a["action"].as_str(), a["status"].as_str(), a["to"].as_str()),
+            (Some("downgrade"), Some("ready"), Some("0.4.2")),
+            "{a:#}"
+        );
+    }
+    run(&repo, &["--now", "2026-10-21T11:00:00Z", "apply"], 0);
+    for instance in ["memory-0", "memory-1"] {
+        let state = written(&repo, &format!("fleet/{instance}.json"));
+        assert_eq!(
+            (
+                state["live"].as_str(),
+                state["candidate"].as_str(),
+                state["weight"].as_i64()
+            ),
+            (Some("0.4.2"), None, Some(0)),
+            "{state:#}"
+        );
+        assert_eq!(
+            agent_events(&repo, instance).last().map(String::as_str),
+            Some("deploy 0.4.2")
+        );
+    }
+    assert_status(
+        &repo,
+        "2026-10-21T11:00:00Z",
+        &[("memory-0", "0.4.2", "converged"), ("memory-1", "0.4.2", "converged")],
+    );
+    let history = run(&repo, &["history", "memory-1"], 0);
+    assert!(
+        history.contains(&format!(
+            "memory 0.4.3 → 0.4.2  succeeded · by On Call <oncall@agents.example> · reason: {reason}"
+        )),
+        "{history}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // examples/installations: channels, per-customer windows, signed releases.
 

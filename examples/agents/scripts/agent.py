@@ -48,6 +48,14 @@ def serving(state):
     return state["live"]
 
 
+def downgrade():
+    """Whether this attempt goes to a lower version than it started from."""
+    def parse(v):
+        return tuple(int(p) for p in v.split("."))
+    start, end = os.environ.get("GANTRY_FROM", ""), os.environ.get("GANTRY_TO", "")
+    return bool(start and end) and parse(end) < parse(start)
+
+
 def error_rates():
     rates = {}
     with open("simulate/error-rates", encoding="utf-8") as f:
@@ -65,8 +73,11 @@ def main(argv):
     if op == "deploy":
         version, config = argv[3], json.loads(argv[4])
         current = serving(state)
-        if current == version:
-            # A rollback or a redeploy: the version already serving takes everything back.
+        if version in (current, state["live"]):
+            # Back to a version still running (a rollback, a redeploy): it takes every request.
+            state.update(live=version, candidate=None, weight=0)
+        elif downgrade():
+            # gantry moves no traffic in steps for a downgrade: the old version takes over.
             state.update(live=version, candidate=None, weight=0)
         else:
             # Blue-green: the one serving now stays live beside the new one until the shifts.
