@@ -192,6 +192,7 @@ mod tests {
                 origin: Origin {
                     file: Arc::from("x.yaml"),
                     doc: Arc::new(doc),
+                    generated: None,
                 },
             },
         }

@@ -164,6 +164,8 @@ pub fn validate(mut manifests: Manifests) -> (Desired, Vec<Diagnostic>) {
     };
 
     validate_config(&manifests, &mut diags);
+    // Fleets become Targets first, so theirs are checked exactly like written ones (issue #16).
+    super::fleet::expand(&mut manifests, &mut diags);
     for kind_names in [
         names_of(&manifests.components),
         names_of(&manifests.releases),
@@ -171,6 +173,7 @@ pub fn validate(mut manifests: Manifests) -> (Desired, Vec<Diagnostic>) {
         names_of(&manifests.policies),
         names_of(&manifests.windows),
         names_of(&manifests.approvals),
+        names_of(&manifests.fleets),
     ] {
         for (origin, name, labels) in kind_names {
             check_metadata(origin, name, labels, &mut diags);
@@ -261,6 +264,7 @@ pub fn validate(mut manifests: Manifests) -> (Desired, Vec<Diagnostic>) {
         check_approval(approval, &components, &mut diags);
     }
     desired.approvals = approvals.values().map(|a| (*a).clone()).collect();
+    index_by_name(Kind::Fleet, &manifests.fleets, &mut diags);
 
     (desired, diags)
 }
