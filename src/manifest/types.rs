@@ -126,6 +126,52 @@ pub struct ReleaseSpec {
     pub artifacts: Vec<Artifact>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub changelog: BTreeMap<String, Vec<String>>,
+    /// `emergency`: governed by the policy's `updates.emergency` rule (issue #16).
+    #[serde(default, skip_serializing_if = "Urgency::is_normal")]
+    pub urgency: Urgency,
+    /// Why an emergency release cannot wait (required for one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// How urgent a release is (SPEC §2, issue #16).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Urgency {
+    /// Governed by the rule of its update type.
+    #[default]
+    Normal,
+    /// Governed by `updates.emergency` when the policy has one.
+    Emergency,
+}
+
+impl Urgency {
+    pub fn is_normal(&self) -> bool {
+        *self == Urgency::Normal
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Urgency::Normal => "normal",
+            Urgency::Emergency => "emergency",
+        }
+    }
+}
+
+/// Whether freezes (deny windows) hold an emergency release.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Freezes {
+    /// Freezes hold it (the default).
+    #[default]
+    Hold,
+    /// It may start during a freeze.
+    Override,
+}
+
+impl Freezes {
+    pub fn is_hold(&self) -> bool {
+        *self == Freezes::Hold
+    }
 }
 
 /// One migration of a release.
@@ -292,6 +338,9 @@ pub struct Updates {
     pub minor: UpdateRule,
     #[serde(default)]
     pub major: UpdateRule,
+    /// For releases with `urgency: emergency`, instead of the rule of their update type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emergency: Option<UpdateRule>,
 }
 
 /// What an update of one type needs before it may start.
@@ -307,6 +356,9 @@ pub struct UpdateRule {
     pub windows: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_release_age: Option<String>,
+    /// Only in `updates.emergency`: whether freezes hold it (`hold`, default) or not.
+    #[serde(default, skip_serializing_if = "Freezes::is_hold")]
+    pub freezes: Freezes,
 }
 
 impl Default for UpdateRule {
@@ -316,6 +368,7 @@ impl Default for UpdateRule {
             approvers: Vec::new(),
             windows: true,
             min_release_age: None,
+            freezes: Freezes::Hold,
         }
     }
 }

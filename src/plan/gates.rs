@@ -1,7 +1,7 @@
 //! The per-action gates: windows, approvals, release age, in-progress attempts. Every reason an
 //! action cannot start now, and the gates that can never open (violations).
 
-use crate::manifest::{Desired, Release, Target};
+use crate::manifest::{Desired, Freezes, Release, Target};
 use crate::policy::approvals::Tally;
 use crate::policy::gates::{WindowScope, WindowVerdict};
 use crate::policy::{Governing, UpdateType};
@@ -91,7 +91,10 @@ pub(super) fn gates(
         blockers.push(b);
     }
 
-    match shared.windows.verdict(target.labels(), window_scope(governing, action)) {
+    match shared
+        .windows
+        .verdict(target.labels(), window_scope(governing, action, release))
+    {
         WindowVerdict::Open => {}
         WindowVerdict::Closed { reason, opens_at } => {
             let mut b = Blocker::new(BlockerKind::Window, reason);
@@ -105,7 +108,7 @@ pub(super) fn gates(
     if let (ActionKind::Install | ActionKind::Upgrade | ActionKind::Downgrade, Some(kind)) =
         (action.action, action.update_type)
     {
-        let rule = governing.rule(kind);
+        let rule = governing.rule_for(kind, release);
         if rule.approvals > 0 {
             let from_commit = input
                 .evidence
@@ -149,20 +152,22 @@ pub(super) fn gates(
 }
 
 /// Which window rules hold an action (SPEC §2): installs and upgrades follow their update
-/// type's rule (`windows: false` leaves only freezes), config changes the `patch` rule;
+/// type's rule (`windows: false` leaves only freezes), or `updates.emergency` for an emergency
+/// release (`freezes: override` lifts freezes too), config changes the `patch` rule;
 /// downgrades only freezes, unless `rollback.respectWindows` (then all of them) or
 /// `rollback.respectDenyWindows: false` (then none).
-pub(super) fn window_scope(governing: Governing, action: &Action) -> WindowScope {
-    let by_rule = |kind: UpdateType| {
-        if governing.rule(kind).windows {
-            WindowScope::AllowAndDeny
-        } else {
-            WindowScope::DenyOnly
-        }
+pub(super) fn window_scope(governing: Governing, action: &Action, release: &Release) -> WindowScope {
+    let scope_of = |rule: &crate::manifest::UpdateRule| match (rule.windows, rule.freezes) {
+        (true, Freezes::Hold) => WindowScope::AllowAndDeny,
+        (false, Freezes::Hold) => WindowScope::DenyOnly,
+        (true, Freezes::Override) => WindowScope::AllowOnly,
+        (false, Freezes::Override) => WindowScope::Ignore,
     };
+    let by_rule = |kind: UpdateType| scope_of(governing.rule_for(kind, release));
     match action.action {
         ActionKind::Install | ActionKind::Upgrade => by_rule(action.update_type.unwrap_or(UpdateType::Major)),
-        ActionKind::Config => by_rule(UpdateType::Patch),
+        // A config change is no release: never the emergency rule.
+        ActionKind::Config => scope_of(governing.rule(UpdateType::Patch)),
         // A downgrade to a version that never ran here follows the upgrade rules.
         ActionKind::Downgrade if action.update_type.is_some() => {
             by_rule(action.update_type.unwrap_or(UpdateType::Major))

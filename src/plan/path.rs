@@ -179,6 +179,8 @@ mod tests {
                 .collect(),
             artifacts: vec![],
             changelog: Default::default(),
+            urgency: Default::default(),
+            reason: None,
         };
         let doc = crate::manifest::document::parse_yaml("a: 1").unwrap().remove(0);
         Release {

@@ -676,3 +676,85 @@ fn window_that_never_opens_is_a_violation() {
         a.violations
     );
 }
+
+/// Issue #16, emergency releases: a 1.0.1 hotfix released today, during a freeze, to a target
+/// on 1.0.0. Which rule governs it, and so what holds it, per policy:
+/// `(updates of the policy, urgency of 1.0.1, status, blocker kinds)`.
+#[test]
+fn an_emergency_release_is_governed_by_updates_emergency_and_passes_a_freeze_only_on_override() {
+    let cases = [
+        // No emergency rule: governed as its update type (a patch), so the freeze holds.
+        ("{}", "emergency", Status::Blocked, vec![BlockerKind::Window]),
+        // ... and every requirement of that type holds too: the safe default is no exemption.
+        (
+            "{ patch: { approvals: 1, minReleaseAge: 7d } }",
+            "emergency",
+            Status::Blocked,
+            vec![BlockerKind::ReleaseAge, BlockerKind::Window, BlockerKind::Approval],
+        ),
+        (
+            "{ emergency: { freezes: hold } }",
+            "emergency",
+            Status::Blocked,
+            vec![BlockerKind::Window],
+        ),
+        (
+            "{ emergency: { freezes: override } }",
+            "emergency",
+            Status::Ready,
+            vec![],
+        ),
+        // The emergency rule replaces the patch rule whole: its own age and approvals.
+        (
+            "{ patch: { minReleaseAge: 7d }, emergency: { freezes: override, approvals: 1 } }",
+            "emergency",
+            Status::Blocked,
+            vec![BlockerKind::Approval],
+        ),
+        (
+            "{ emergency: { freezes: override, minReleaseAge: 2d } }",
+            "emergency",
+            Status::Blocked,
+            vec![BlockerKind::ReleaseAge],
+        ),
+        // The rule is only for releases marked emergency.
+        (
+            "{ emergency: { freezes: override } }",
+            "normal",
+            Status::Blocked,
+            vec![BlockerKind::Window],
+        ),
+    ];
+    for (updates, urgency, status, kinds) in cases {
+        let reason = if urgency == "emergency" {
+            ", reason: \"CVE-2026-0001 in the parser\""
+        } else {
+            ""
+        };
+        let (desired, windows) = load(&format!(
+            "apiVersion: gantry.dev/v1\nkind: Component\nmetadata: {{ name: billing }}\nspec: {{ steps: {{ deploy: [d] }} }}\n\
+             ---\napiVersion: gantry.dev/v1\nkind: Release\nmetadata: {{ name: billing-1.0.0 }}\nspec: {{ component: billing, version: 1.0.0 }}\n\
+             ---\napiVersion: gantry.dev/v1\nkind: Release\nmetadata: {{ name: billing-1.0.1 }}\nspec: {{ component: billing, version: 1.0.1, released: 2026-11-20, urgency: {urgency}{reason} }}\n\
+             ---\napiVersion: gantry.dev/v1\nkind: Target\nmetadata: {{ name: acme }}\nspec: {{ component: billing, version: 1.0.1 }}\n\
+             ---\napiVersion: gantry.dev/v1\nkind: Policy\nmetadata: {{ name: prod }}\nspec: {{ updates: {updates} }}\n\
+             ---\napiVersion: gantry.dev/v1\nkind: Window\nmetadata: {{ name: freeze }}\nspec: {{ timezone: UTC, deny: [{{ dates: [2026-11-20] }}] }}\n"
+        ));
+        let mut recorded = RecordedState::default();
+        recorded.targets.insert("acme".into(), converged("billing", "1.0.0"));
+        let plan = run(&desired, &windows, &recorded, "2026-11-20T10:00:00Z");
+        let a = action(&plan, "acme");
+        let got: Vec<BlockerKind> = a.blocked_by.iter().map(|b| b.kind).collect();
+        assert_eq!(
+            (a.status, &got),
+            (status, &kinds),
+            "{updates} {urgency}: {:#?}",
+            a.blocked_by
+        );
+        if urgency == "emergency" {
+            assert_eq!(a.urgency, Some(crate::manifest::Urgency::Emergency));
+            assert_eq!(a.reason.as_deref(), Some("CVE-2026-0001 in the parser"));
+        } else {
+            assert_eq!((a.urgency, a.reason.as_deref()), (None, None));
+        }
+    }
+}

@@ -104,6 +104,8 @@ pub struct Policy {
     pub health: super::health::HealthSettings,
     /// `minReleaseAge` per update type: patch, minor, major.
     pub min_release_age: [Option<Duration>; 3],
+    /// `minReleaseAge` of `updates.emergency`, when it has one.
+    pub emergency_min_release_age: Option<Duration>,
     /// Soak per wave, in wave order.
     pub wave_soak: Vec<Option<Duration>>,
     /// The parsed `after` per wave, in wave order (`None`: the wave has none).

@@ -57,14 +57,28 @@ pub(super) fn check_policy(policy: &Manifest<PolicySpec>, diags: &mut Vec<Diagno
         ("major", &spec.updates.major),
     ];
     let mut min_release_age = [None, None, None];
-    for (i, (name, rule)) in rules.iter().enumerate() {
+    let mut emergency_min_release_age = None;
+    let emergency = spec.updates.emergency.as_ref().map(|rule| ("emergency", rule));
+    for (i, (name, rule)) in rules.iter().copied().chain(emergency).enumerate() {
         let base = format!("/spec/updates/{name}");
-        min_release_age[i] = duration_field(
+        if name != "emergency" && rule.freezes == Freezes::Override {
+            diags.push(origin.diagnostic(
+                Severity::Invalid,
+                "policy",
+                &format!("{base}/freezes"),
+                format!("spec.updates.{name}.freezes: only updates.emergency may override freezes; remove it here or move the rule to updates.emergency"),
+            ));
+        }
+        let age = duration_field(
             origin,
             &format!("{base}/minReleaseAge"),
             rule.min_release_age.as_deref(),
             diags,
         );
+        match min_release_age.get_mut(i) {
+            Some(slot) => *slot = age,
+            None => emergency_min_release_age = age,
+        }
         if rule.approvals > 0 && !rule.approvers.is_empty() && (rule.approvers.len() as u32) < rule.approvals {
             diags.push(origin.diagnostic(
                 Severity::Violation,
@@ -244,6 +258,7 @@ pub(super) fn check_policy(policy: &Manifest<PolicySpec>, diags: &mut Vec<Diagno
         step_timeout,
         health,
         min_release_age,
+        emergency_min_release_age,
         wave_soak,
         wave_after,
         after_soak,
