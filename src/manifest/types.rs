@@ -543,6 +543,14 @@ pub struct RollbackRules {
     /// True (default): deny windows still hold downgrades.
     #[serde(default = "yes_opt", skip_serializing_if = "Option::is_none")]
     pub respect_deny_windows: Option<bool>,
+    /// Break-glass (issue #16): approvals a person-initiated downgrade to a rollback point (a
+    /// `gantry rollback` commit, a revert) needs before it runs; 0 (default): none. Automatic
+    /// rollbacks of a failed attempt are never held.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub approvals: u32,
+    /// Who may approve such a downgrade (empty: anyone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<String>,
 }
 
 fn yes_opt() -> Option<bool> {

@@ -104,11 +104,26 @@ pub(super) fn gates(
         WindowVerdict::Never { reason } => action.violations.push(reason),
     }
 
-    // Reverts (to a rollback point: no `update_type`) and config changes need no approvals.
-    if let (ActionKind::Install | ActionKind::Upgrade | ActionKind::Downgrade, Some(kind)) =
-        (action.action, action.update_type)
-    {
-        let rule = governing.rule_for(kind, release);
+    // Config changes need no approvals; reverts (to a rollback point: no `update_type`) need
+    // the policy's break-glass `rollback.approvals` (issue #16), none by default. Automatic
+    // rollbacks of a failed attempt are no planned action and never come here.
+    let rollback_rule;
+    let gate = match (action.action, action.update_type) {
+        (ActionKind::Install | ActionKind::Upgrade | ActionKind::Downgrade, Some(kind)) => {
+            Some((governing.rule_for(kind, release), format!("a {} update", kind.as_str())))
+        }
+        (ActionKind::Downgrade, None) if governing.spec().rollback.approvals > 0 => {
+            let rollback = &governing.spec().rollback;
+            rollback_rule = crate::manifest::UpdateRule {
+                approvals: rollback.approvals,
+                approvers: rollback.approvers.clone(),
+                ..crate::manifest::UpdateRule::default()
+            };
+            Some((&rollback_rule, "a rollback".to_string()))
+        }
+        _ => None,
+    };
+    if let Some((rule, what)) = gate {
         if rule.approvals > 0 {
             let from_commit = input
                 .evidence
@@ -130,10 +145,9 @@ pub(super) fn gates(
             let tally = Tally::count(rule, approvers);
             if tally.unreachable() {
                 action.violations.push(format!(
-                    "policy `{}` requires {} approvals for a {} update but lists only {} approvers ({}); lower `approvals` or add approvers",
+                    "policy `{}` requires {} approvals for {what} but lists only {} approvers ({}); lower `approvals` or add approvers",
                     governing.name().unwrap_or("default"),
                     tally.required,
-                    kind.as_str(),
                     tally.eligible.len(),
                     tally.eligible.join(", ")
                 ));

@@ -758,3 +758,76 @@ fn an_emergency_release_is_governed_by_updates_emergency_and_passes_a_freeze_onl
         }
     }
 }
+
+/// Issue #16, break-glass rollbacks: a revert to a rollback point under a policy with
+/// `rollback.approvals: 2` is held until two distinct listed approvers approved it; an address
+/// named twice (any case) counts once and one not listed does not count. Without the rule a
+/// revert needs none. `(rollback rule, trailer approvers, status, have)`.
+#[test]
+fn a_revert_needs_the_policys_rollback_approvals_from_distinct_listed_approvers() {
+    let two = "rollback: { approvals: 2, approvers: [alice@example.com, bob@example.com] }";
+    let cases: Vec<(&str, Vec<&str>, Status, Vec<&str>)> = vec![
+        ("", vec![], Status::Ready, vec![]),
+        (two, vec![], Status::Blocked, vec![]),
+        (
+            two,
+            vec!["alice@example.com", "ALICE@example.com"],
+            Status::Blocked,
+            vec!["alice@example.com"],
+        ),
+        (
+            two,
+            vec!["alice@example.com", "mallory@example.com"],
+            Status::Blocked,
+            vec!["alice@example.com"],
+        ),
+        (
+            two,
+            vec!["alice@example.com", "Bob@Example.com"],
+            Status::Ready,
+            vec!["alice@example.com", "bob@example.com"],
+        ),
+        (
+            "rollback: { approvals: 1 }",
+            vec!["anyone@example.com"],
+            Status::Ready,
+            vec!["anyone@example.com"],
+        ),
+    ];
+    for (rule, approvers, status, have) in cases {
+        let policy = format!("---\n{HEADER}kind: Policy\nmetadata: {{ name: p }}\nspec: {{ {rule} }}\n");
+        let (desired, windows) = load(&format!("{}{}", base(&policy), target("eu-1", "1.0.0", "region: eu")));
+        let mut recorded = RecordedState::default();
+        let mut record = converged("billing", "2.0.0");
+        record.rollback_points = vec![Version::new(1, 0, 0)];
+        recorded.targets.insert("eu-1".into(), record);
+        let mut evidence = Evidence::default();
+        evidence
+            .commit_approvers
+            .insert("eu-1".into(), approvers.iter().map(|a| a.to_lowercase()).collect());
+        let p = plan(&PlanInput {
+            desired: &desired,
+            windows: &windows,
+            recorded: &recorded,
+            evidence: &evidence,
+            now: "2026-11-20T10:00:00Z".parse().unwrap(),
+        });
+        let a = action(&p, "eu-1");
+        assert_eq!((a.action, a.update_type), (ActionKind::Downgrade, None), "a revert");
+        assert_eq!(a.status, status, "{rule} {approvers:?}: {:#?}", a.blocked_by);
+        let got: Vec<&str> = a
+            .approvals
+            .iter()
+            .flat_map(|s| s.have.iter().map(String::as_str))
+            .collect();
+        assert_eq!(got, have, "{rule} {approvers:?}");
+        if status == Status::Blocked {
+            assert_eq!(kinds(a), vec![BlockerKind::Approval], "{rule}");
+            assert!(
+                a.blocked_by[0].reason.contains("of 2 approvals"),
+                "{}",
+                a.blocked_by[0].reason
+            );
+        }
+    }
+}

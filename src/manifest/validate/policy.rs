@@ -107,6 +107,32 @@ pub(super) fn check_policy(policy: &Manifest<PolicySpec>, diags: &mut Vec<Diagno
             }
         }
     }
+    let rollback = &spec.rollback;
+    if rollback.approvals > 0
+        && !rollback.approvers.is_empty()
+        && (rollback.approvers.len() as u32) < rollback.approvals
+    {
+        diags.push(origin.diagnostic(
+            Severity::Violation,
+            "approval",
+            "/spec/rollback/approvals",
+            format!(
+                "rollbacks need {} approvals but only {} approvers are listed; list more approvers or lower the count",
+                rollback.approvals,
+                rollback.approvers.len()
+            ),
+        ));
+    }
+    for (j, approver) in rollback.approvers.iter().enumerate() {
+        if !approver.contains('@') {
+            diags.push(origin.diagnostic(
+                Severity::Invalid,
+                "approval",
+                &format!("/spec/rollback/approvers/{j}"),
+                format!("approver `{approver}` is not an email address"),
+            ));
+        }
+    }
     let mut wave_soak = Vec::new();
     let mut wave_after = Vec::new();
     let mut wave_names = BTreeSet::new();
