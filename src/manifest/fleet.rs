@@ -341,7 +341,7 @@ fn merged(doc: &Node, layers: &[&str], field: &str, anchor: Loc) -> Option<Node>
             }
         }
     }
-    any.then(|| Node {
+    any.then_some(Node {
         loc: anchor,
         value: NodeValue::Map(entries),
     })
@@ -482,7 +482,9 @@ spec:
                 "apiVersion: gantry.dev/v1\nkind: Fleet\nmetadata: {{ name: erp }}\nspec:\n  tenants: [acme, globex]\n  components: [billing, ledger]\n  defaults: {{ version: 1.0.0 }}\n{body}"
             )
         };
-        let cases: Vec<(Vec<(&str, String)>, Vec<&str>)> = vec![
+        // (files, expected lines)
+        type Case<'a> = (Vec<(&'a str, String)>, Vec<&'a str>);
+        let cases: Vec<Case> = vec![
             (
                 vec![("targets/acme-billing.yaml", written.to_string()), ("fleets/erp.yaml", fleet(""))],
                 vec!["fleets/erp.yaml:5:13: Fleet `erp` generates Target `acme-billing`, which is also written at targets/acme-billing.yaml:3:19; target names are unique: rename the tenant or component, or remove one of them"],

@@ -123,45 +123,45 @@ pub(super) fn gates(
         }
         _ => None,
     };
-    if let Some((rule, what)) = gate {
-        if rule.approvals > 0 {
-            let from_commit = input
-                .evidence
-                .commit_approvers
-                .get(target.name())
-                .into_iter()
-                .flatten()
-                .map(String::as_str);
-            let from_manifests = shared
-                .approvals
-                .matching(&target.spec().component, &release.version, target.labels());
-            let (approvers, notes) = crate::policy::approvals::approvers_for(
-                input.evidence.trusted.as_ref(),
-                target.name(),
-                from_commit,
-                from_manifests,
-                release,
-            );
-            let tally = Tally::count(rule, approvers);
-            if tally.unreachable() {
-                action.violations.push(format!(
+    if let Some((rule, what)) = gate
+        && rule.approvals > 0
+    {
+        let from_commit = input
+            .evidence
+            .commit_approvers
+            .get(target.name())
+            .into_iter()
+            .flatten()
+            .map(String::as_str);
+        let from_manifests = shared
+            .approvals
+            .matching(&target.spec().component, &release.version, target.labels());
+        let (approvers, notes) = crate::policy::approvals::approvers_for(
+            input.evidence.trusted.as_ref(),
+            target.name(),
+            from_commit,
+            from_manifests,
+            release,
+        );
+        let tally = Tally::count(rule, approvers);
+        if tally.unreachable() {
+            action.violations.push(format!(
                     "policy `{}` requires {} approvals for {what} but lists only {} approvers ({}); lower `approvals` or add approvers",
                     governing.name().unwrap_or("default"),
                     tally.required,
                     tally.eligible.len(),
                     tally.eligible.join(", ")
                 ));
-            } else if let Some(reason) = tally.shortfall() {
-                let reason = std::iter::once(reason).chain(notes).collect::<Vec<_>>().join("; ");
-                action.blocked_by.push(Blocker::new(BlockerKind::Approval, reason));
-            }
-            action.approvals = Some(ApprovalState {
-                required: tally.required,
-                have: tally.have,
-                missing: tally.missing,
-                eligible: tally.eligible,
-            });
+        } else if let Some(reason) = tally.shortfall() {
+            let reason = std::iter::once(reason).chain(notes).collect::<Vec<_>>().join("; ");
+            action.blocked_by.push(Blocker::new(BlockerKind::Approval, reason));
         }
+        action.approvals = Some(ApprovalState {
+            required: tally.required,
+            have: tally.have,
+            missing: tally.missing,
+            eligible: tally.eligible,
+        });
     }
 }
 
