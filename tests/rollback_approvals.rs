@@ -135,3 +135,64 @@ fn the_automatic_rollback_of_a_failed_attempt_is_not_held_for_approvals() {
         .stdout();
     assert!(status.contains("rolled_back"), "{status}");
 }
+
+/// With `[trust]`, a rollback approval counts only when the approver signed it: a revert commit
+/// signed by alice with an `Approved-by:` trailer naming the approver is held; the approver's
+/// own signed Approval manifest releases it.
+#[test]
+fn a_forged_rollback_approval_does_not_count_under_trust() {
+    let keys = tempfile::tempdir().unwrap();
+    let (alice, alice_pub) = common::keypair(keys.path(), "alice");
+    let (approver, approver_pub) = common::keypair(keys.path(), "approver");
+    let repo = Repo::new();
+    repo.file(
+        "gantry.toml",
+        "[executors.local]\ntype = \"shell\"\n\n[trust]\nallowed_signers = \"trust/allowed_signers\"\n",
+    )
+    .file(
+        "trust/allowed_signers",
+        &format!("alice@example.com {alice_pub}\napprover@example.com {approver_pub}\n"),
+    )
+    .file("scripts/step.sh", STEP)
+    .file(".gitignore", "steps.log\n")
+    .file("components/billing.yaml", COMPONENT)
+    .file(
+        "releases/billing.yaml",
+        &format!("{}---\n{}", release("billing", "1.0.0", ""), release("billing", "2.0.0", "")),
+    )
+    .file(
+        "policies/prod.yaml",
+        "apiVersion: gantry.dev/v1\nkind: Policy\nmetadata: { name: prod }\nspec:\n  rollback: { approvals: 1, approvers: [approver@example.com] }\n",
+    )
+    .file("targets/acme.yaml", &target("acme", "billing", "1.0.0", "env: prod"));
+    let signed = |message: &str, key: &std::path::Path| {
+        common::git_cli(&repo, &["add", "-A"]);
+        let signing = format!("user.signingkey={}", key.display());
+        common::git_cli(&repo, &["-c", &signing, "commit", "-q", "-S", "-m", message]);
+    };
+    signed("install", &alice);
+    repo.gantry(&["apply", "--now", NOW]).expect(0);
+    repo.file("targets/acme.yaml", &target("acme", "billing", "2.0.0", "env: prod"));
+    signed("upgrade", &alice);
+    repo.gantry(&["apply", "--now", NOW]).expect(0);
+    steps(&repo);
+
+    repo.file("targets/acme.yaml", &target("acme", "billing", "1.0.0", "env: prod"));
+    signed(
+        "Revert \"upgrade\"\n\nApproved-by: Approver <approver@example.com>",
+        &alice,
+    );
+    let action = acme_action(&repo);
+    assert_eq!(
+        (action["action"].as_str(), action["status"].as_str()),
+        (Some("downgrade"), Some("blocked")),
+        "{action:#}"
+    );
+    repo.gantry(&["apply", "--now", NOW]).expect(0);
+    assert_eq!(steps(&repo), "", "alice's trailer naming the approver did not count");
+
+    repo.file("approvals/rollback.yaml", &approval("approver@example.com"));
+    signed("approve the rollback", &approver);
+    repo.gantry(&["apply", "--now", NOW]).expect(0);
+    assert_eq!(steps(&repo), "deploy 1.0.0\nhealth 1.0.0\n");
+}
