@@ -43,6 +43,9 @@ pub struct ComponentSpec {
     /// A JSON Schema every target's `config` must satisfy, checked by `validate` (issue #16).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_schema: Option<serde_json::Value>,
+    /// How its release versions are written and ordered: `semver` (default) or `calver` dates.
+    #[serde(default, skip_serializing_if = "super::version::Versioning::is_semver")]
+    pub versioning: super::version::Versioning,
 }
 
 /// The step argvs of a component.
@@ -132,6 +135,10 @@ pub struct ReleaseSpec {
     /// Why an emergency release cannot wait (required for one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Component → the versions of it this release runs with, on the targets that share the
+    /// requirement's scope label (`tenant` unless it names another; SPEC §2, issue #16).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub requires: BTreeMap<String, Requirement>,
 }
 
 /// How urgent a release is (SPEC §2, issue #16).
@@ -171,6 +178,60 @@ pub enum Freezes {
 impl Freezes {
     pub fn is_hold(&self) -> bool {
         *self == Freezes::Hold
+    }
+}
+
+/// One `requires` entry of a Release (SPEC §2).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum Requirement {
+    /// `system: ">=2.0"`: the targets of `system` with the same `tenant` label.
+    Version(String),
+    /// `system: { version: ">=2.0", scope: site }`: the targets of `system` with the same value
+    /// of the `site` label.
+    Scoped(ScopedRequirement),
+}
+
+/// A requirement evaluated within another label than `tenant`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ScopedRequirement {
+    pub version: String,
+    /// The label key whose value the dependent and the required targets share.
+    #[serde(default = "default_scope")]
+    pub scope: String,
+}
+
+fn default_scope() -> String {
+    DEFAULT_REQUIREMENT_SCOPE.to_string()
+}
+
+/// The label a requirement is evaluated within unless it names another (as `dependsOn`).
+pub const DEFAULT_REQUIREMENT_SCOPE: &str = "tenant";
+
+impl Requirement {
+    /// The version requirement as written.
+    pub fn version(&self) -> &str {
+        match self {
+            Requirement::Version(v) => v,
+            Requirement::Scoped(s) => &s.version,
+        }
+    }
+
+    /// The label key the requirement is evaluated within.
+    pub fn scope(&self) -> &str {
+        match self {
+            Requirement::Version(_) => DEFAULT_REQUIREMENT_SCOPE,
+            Requirement::Scoped(s) => &s.scope,
+        }
+    }
+
+    /// The JSON pointer of the requirement's version text, given the entry's (`at`).
+    pub fn version_pointer(&self, at: &str) -> String {
+        match self {
+            Requirement::Version(_) => at.to_string(),
+            Requirement::Scoped(_) => format!("{at}/version"),
+        }
     }
 }
 

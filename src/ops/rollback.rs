@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use semver::Version;
+use crate::manifest::Version;
 
 use crate::manifest::edit::replace_scalar;
 use crate::reconcile::load::load_commit;

@@ -4,8 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::manifest::Version;
 use jiff::Timestamp;
-use semver::Version;
 use serde::Serialize;
 
 use crate::manifest::{Desired, Diagnostic, Release};

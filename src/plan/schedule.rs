@@ -21,8 +21,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::manifest::Version;
 use jiff::{SignedDuration, Timestamp};
-use semver::Version;
 use serde::Serialize;
 
 use crate::state::{

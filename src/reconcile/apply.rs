@@ -11,9 +11,9 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 
+use crate::manifest::Version;
 use git2::Oid;
 use jiff::Timestamp;
-use semver::Version;
 
 use std::sync::Arc;
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use semver::Version;
+use crate::manifest::Version;
 
 use crate::executor::health::{Clock, HealthProbe, HealthVerdict, ProbeRun};
 use crate::executor::{

@@ -146,7 +146,8 @@ pub fn release_commits(
 
 /// `component@version` of a Release (the version normalized when it parses).
 pub fn release_key(spec: &crate::manifest::ReleaseSpec) -> String {
-    let version = semver::Version::parse(spec.version.trim()).map_or_else(|_| spec.version.clone(), |v| v.to_string());
+    let version =
+        crate::manifest::Version::parse(spec.version.trim()).map_or_else(|_| spec.version.clone(), |v| v.to_string());
     format!("{}@{version}", spec.component)
 }
 

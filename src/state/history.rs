@@ -31,8 +31,8 @@ pub struct HistoryEntry {
     /// Absent in commits written before `Gantry-Component` was recorded.
     pub component: Option<String>,
     /// `None` for an install.
-    pub from: Option<semver::Version>,
-    pub to: semver::Version,
+    pub from: Option<crate::manifest::Version>,
+    pub to: crate::manifest::Version,
     pub outcome: Outcome,
     pub desired_commit: String,
     pub attempt: String,
@@ -228,7 +228,7 @@ fn parse_block(commit: Oid, time: jiff::Timestamp, block: &[(&str, &str)]) -> Op
     let get = |key: &str| block.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| *v);
     let from = match get(trailer::FROM)? {
         trailer::NO_VERSION => None,
-        version => Some(semver::Version::parse(version).ok()?),
+        version => Some(crate::manifest::Version::parse(version).ok()?),
     };
     let outcome = get(trailer::OUTCOME)?;
     let outcome = [Outcome::Succeeded, Outcome::Failed, Outcome::RolledBack]
@@ -240,7 +240,7 @@ fn parse_block(commit: Oid, time: jiff::Timestamp, block: &[(&str, &str)]) -> Op
         target: get(trailer::TARGET)?.to_string(),
         component: get(trailer::COMPONENT).map(str::to_string),
         from,
-        to: semver::Version::parse(get(trailer::TO)?).ok()?,
+        to: crate::manifest::Version::parse(get(trailer::TO)?).ok()?,
         outcome,
         desired_commit: get(trailer::DESIRED_COMMIT)?.to_string(),
         attempt: get(trailer::ATTEMPT)?.to_string(),

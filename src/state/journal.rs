@@ -55,8 +55,8 @@ pub struct AttemptHeader {
     pub target: String,
     pub component: String,
     /// `None` for an install.
-    pub from: Option<semver::Version>,
-    pub to: semver::Version,
+    pub from: Option<crate::manifest::Version>,
+    pub to: crate::manifest::Version,
     pub desired_commit: String,
     /// `install`, `upgrade`, `downgrade`, `config`, `remove`.
     pub action: String,

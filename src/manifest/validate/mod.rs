@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use semver::{Version, VersionReq};
+use super::version::{Version, VersionReq};
 
 use super::diagnostic::{Diagnostic, Severity};
 use super::load::{Kind, Manifest, Manifests, index_by_name};
@@ -25,7 +25,7 @@ use approval::check_approval;
 use component::{check_component, check_dependency_cycles};
 use config::validate_config;
 use policy::{check_policy, check_policy_components, check_promotions};
-use release::check_release;
+use release::{check_release, check_requirements};
 use target::{check_config_schema, check_target, compile_config_schemas};
 
 /// The variables a step template may use (SPEC §5).
@@ -53,7 +53,24 @@ pub struct Release {
     pub version: Version,
     pub released: Option<jiff::Timestamp>,
     pub upgrade_from: Option<VersionReq>,
+    /// `spec.requires`, parsed, by component name.
+    pub requires: Vec<Requires>,
     pub manifest: Manifest<ReleaseSpec>,
+}
+
+/// One parsed `requires` entry: the versions of `component` a release runs with, on the targets
+/// sharing the release's target's value of the `scope` label.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Requires {
+    pub component: String,
+    pub versions: VersionReq,
+    pub scope: String,
+}
+
+impl std::fmt::Display for Requires {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.component, self.versions)
+    }
 }
 
 impl Release {
@@ -62,7 +79,7 @@ impl Release {
     }
     /// The prerelease channel: the first dot-separated word of the prerelease tag.
     pub fn channel(&self) -> Option<&str> {
-        (!self.version.pre.is_empty()).then(|| self.version.pre.as_str().split('.').next().unwrap_or(""))
+        self.version.channel()
     }
 }
 
@@ -217,6 +234,7 @@ pub fn validate(mut manifests: Manifests) -> (Desired, Vec<Diagnostic>) {
     for list in desired.releases.values_mut() {
         list.sort_by(|a, b| a.version.cmp(&b.version));
     }
+    check_requirements(&desired.releases, &mut diags);
 
     // Targets are many: the accepted ones are moved into `desired`, not cloned.
     let target_list = std::mem::take(&mut manifests.targets);

@@ -21,8 +21,8 @@ pub struct FinishedAttempt {
     pub target: String,
     pub component: String,
     /// The version the attempt started from; `None` for an install.
-    pub from: Option<semver::Version>,
-    pub to: semver::Version,
+    pub from: Option<crate::manifest::Version>,
+    pub to: crate::manifest::Version,
     pub outcome: Outcome,
     /// The desired-branch commit the attempt reconciled.
     pub desired_commit: String,
@@ -75,7 +75,7 @@ impl FinishedAttempt {
 pub struct Batch {
     /// `None` deletes the record.
     pub(super) targets: BTreeMap<String, Option<TargetRecord>>,
-    pub(super) rollouts: BTreeMap<(String, semver::Version), Option<RolloutRecord>>,
+    pub(super) rollouts: BTreeMap<(String, crate::manifest::Version), Option<RolloutRecord>>,
     pub(super) outcomes: Vec<FinishedAttempt>,
     pub(super) progress_summary: Option<String>,
 }
@@ -105,7 +105,7 @@ impl Batch {
     }
 
     /// Deletes `rollouts/<component>@<version>.yaml` (nothing happens if it does not exist).
-    pub fn delete_rollout(&mut self, component: impl Into<String>, version: semver::Version) -> &mut Self {
+    pub fn delete_rollout(&mut self, component: impl Into<String>, version: crate::manifest::Version) -> &mut Self {
         self.rollouts.insert((component.into(), version), None);
         self
     }
