@@ -97,6 +97,7 @@ fn add_outcome(batch: &mut Batch, i: usize) {
             output_tail: String::new(),
             spec_hash: None,
             approvers: Vec::new(),
+            emergency: None,
         }),
         rollback_points: vec![from],
         observed_version: None,

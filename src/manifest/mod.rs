@@ -4,6 +4,7 @@
 pub mod diagnostic;
 pub mod document;
 pub mod edit;
+pub mod fleet;
 pub mod health;
 pub mod load;
 pub mod parallel;

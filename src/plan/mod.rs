@@ -114,6 +114,8 @@ fn plan_removal(name: &str, record: &TargetRecord) -> Action {
         policy: None,
         approvals: None,
         update_type: None,
+        urgency: None,
+        reason: None,
         breaking: false,
         releases: Vec::new(),
         violations: Vec::new(),
@@ -137,6 +139,8 @@ fn empty_action(target: &Target, from: Option<&Version>) -> Action {
         policy: None,
         approvals: None,
         update_type: None,
+        urgency: None,
+        reason: None,
         breaking: false,
         releases: Vec::new(),
         violations: Vec::new(),
@@ -201,6 +205,10 @@ fn plan_target(input: &PlanInput, shared: &mut Shared, target: &Target) -> Actio
     action.warnings = warnings;
     let to = &release.version;
     action.to = Some(to.clone());
+    if release.spec().urgency == crate::manifest::Urgency::Emergency {
+        action.urgency = Some(release.spec().urgency);
+        action.reason = release.spec().reason.clone();
+    }
     if let Some(note) = &release.spec().deprecated {
         action
             .warnings

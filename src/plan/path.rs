@@ -179,6 +179,8 @@ mod tests {
                 .collect(),
             artifacts: vec![],
             changelog: Default::default(),
+            urgency: Default::default(),
+            reason: None,
             requires: Default::default(),
         };
         let doc = crate::manifest::document::parse_yaml("a: 1").unwrap().remove(0);
@@ -194,6 +196,7 @@ mod tests {
                 origin: Origin {
                     file: Arc::from("x.yaml"),
                     doc: Arc::new(doc),
+                    generated: None,
                 },
             },
         }

@@ -155,7 +155,11 @@ pub(super) fn release_eligible_at(
     release: &Release,
     kind: UpdateType,
 ) -> Option<Timestamp> {
-    let age = governing.policy()?.min_release_age[kind.index()]?;
+    let policy = governing.policy()?;
+    let age = match (&policy.manifest.spec.updates.emergency, release.spec().urgency) {
+        (Some(_), crate::manifest::Urgency::Emergency) => policy.emergency_min_release_age?,
+        _ => policy.min_release_age[kind.index()]?,
+    };
     if age.is_zero() {
         return None;
     }

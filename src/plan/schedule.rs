@@ -336,6 +336,7 @@ fn record_success(
             output_tail: String::new(),
             spec_hash: Some(target.spec_hash()),
             approvers: Vec::new(),
+            emergency: None,
         }),
         rollback_points: before.map(|r| r.rollback_points.clone()).unwrap_or_default(),
         observed_version: None,

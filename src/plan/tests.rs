@@ -677,6 +677,161 @@ fn window_that_never_opens_is_a_violation() {
     );
 }
 
+/// Issue #16, emergency releases: a 1.0.1 hotfix released today, during a freeze, to a target
+/// on 1.0.0. Which rule governs it, and so what holds it, per policy:
+/// `(updates of the policy, urgency of 1.0.1, status, blocker kinds)`.
+#[test]
+fn an_emergency_release_is_governed_by_updates_emergency_and_passes_a_freeze_only_on_override() {
+    let cases = [
+        // No emergency rule: governed as its update type (a patch), so the freeze holds.
+        ("{}", "emergency", Status::Blocked, vec![BlockerKind::Window]),
+        // ... and every requirement of that type holds too: the safe default is no exemption.
+        (
+            "{ patch: { approvals: 1, minReleaseAge: 7d } }",
+            "emergency",
+            Status::Blocked,
+            vec![BlockerKind::ReleaseAge, BlockerKind::Window, BlockerKind::Approval],
+        ),
+        (
+            "{ emergency: { freezes: hold } }",
+            "emergency",
+            Status::Blocked,
+            vec![BlockerKind::Window],
+        ),
+        (
+            "{ emergency: { freezes: override } }",
+            "emergency",
+            Status::Ready,
+            vec![],
+        ),
+        // The emergency rule replaces the patch rule whole: its own age and approvals.
+        (
+            "{ patch: { minReleaseAge: 7d }, emergency: { freezes: override, approvals: 1 } }",
+            "emergency",
+            Status::Blocked,
+            vec![BlockerKind::Approval],
+        ),
+        (
+            "{ emergency: { freezes: override, minReleaseAge: 2d } }",
+            "emergency",
+            Status::Blocked,
+            vec![BlockerKind::ReleaseAge],
+        ),
+        // The rule is only for releases marked emergency.
+        (
+            "{ emergency: { freezes: override } }",
+            "normal",
+            Status::Blocked,
+            vec![BlockerKind::Window],
+        ),
+    ];
+    for (updates, urgency, status, kinds) in cases {
+        let reason = if urgency == "emergency" {
+            ", reason: \"CVE-2026-0001 in the parser\""
+        } else {
+            ""
+        };
+        let (desired, windows) = load(&format!(
+            "apiVersion: gantry.dev/v1\nkind: Component\nmetadata: {{ name: billing }}\nspec: {{ steps: {{ deploy: [d] }} }}\n\
+             ---\napiVersion: gantry.dev/v1\nkind: Release\nmetadata: {{ name: billing-1.0.0 }}\nspec: {{ component: billing, version: 1.0.0 }}\n\
+             ---\napiVersion: gantry.dev/v1\nkind: Release\nmetadata: {{ name: billing-1.0.1 }}\nspec: {{ component: billing, version: 1.0.1, released: 2026-11-20, urgency: {urgency}{reason} }}\n\
+             ---\napiVersion: gantry.dev/v1\nkind: Target\nmetadata: {{ name: acme }}\nspec: {{ component: billing, version: 1.0.1 }}\n\
+             ---\napiVersion: gantry.dev/v1\nkind: Policy\nmetadata: {{ name: prod }}\nspec: {{ updates: {updates} }}\n\
+             ---\napiVersion: gantry.dev/v1\nkind: Window\nmetadata: {{ name: freeze }}\nspec: {{ timezone: UTC, deny: [{{ dates: [2026-11-20] }}] }}\n"
+        ));
+        let mut recorded = RecordedState::default();
+        recorded.targets.insert("acme".into(), converged("billing", "1.0.0"));
+        let plan = run(&desired, &windows, &recorded, "2026-11-20T10:00:00Z");
+        let a = action(&plan, "acme");
+        let got: Vec<BlockerKind> = a.blocked_by.iter().map(|b| b.kind).collect();
+        assert_eq!(
+            (a.status, &got),
+            (status, &kinds),
+            "{updates} {urgency}: {:#?}",
+            a.blocked_by
+        );
+        if urgency == "emergency" {
+            assert_eq!(a.urgency, Some(crate::manifest::Urgency::Emergency));
+            assert_eq!(a.reason.as_deref(), Some("CVE-2026-0001 in the parser"));
+        } else {
+            assert_eq!((a.urgency, a.reason.as_deref()), (None, None));
+        }
+    }
+}
+
+/// Issue #16, break-glass rollbacks: a revert to a rollback point under a policy with
+/// `rollback.approvals: 2` is held until two distinct listed approvers approved it; an address
+/// named twice (any case) counts once and one not listed does not count. Without the rule a
+/// revert needs none. `(rollback rule, trailer approvers, status, have)`.
+#[test]
+fn a_revert_needs_the_policys_rollback_approvals_from_distinct_listed_approvers() {
+    let two = "rollback: { approvals: 2, approvers: [alice@example.com, bob@example.com] }";
+    let cases: Vec<(&str, Vec<&str>, Status, Vec<&str>)> = vec![
+        ("", vec![], Status::Ready, vec![]),
+        (two, vec![], Status::Blocked, vec![]),
+        (
+            two,
+            vec!["alice@example.com", "ALICE@example.com"],
+            Status::Blocked,
+            vec!["alice@example.com"],
+        ),
+        (
+            two,
+            vec!["alice@example.com", "mallory@example.com"],
+            Status::Blocked,
+            vec!["alice@example.com"],
+        ),
+        (
+            two,
+            vec!["alice@example.com", "Bob@Example.com"],
+            Status::Ready,
+            vec!["alice@example.com", "bob@example.com"],
+        ),
+        (
+            "rollback: { approvals: 1 }",
+            vec!["anyone@example.com"],
+            Status::Ready,
+            vec!["anyone@example.com"],
+        ),
+    ];
+    for (rule, approvers, status, have) in cases {
+        let policy = format!("---\n{HEADER}kind: Policy\nmetadata: {{ name: p }}\nspec: {{ {rule} }}\n");
+        let (desired, windows) = load(&format!("{}{}", base(&policy), target("eu-1", "1.0.0", "region: eu")));
+        let mut recorded = RecordedState::default();
+        let mut record = converged("billing", "2.0.0");
+        record.rollback_points = vec![Version::new(1, 0, 0)];
+        recorded.targets.insert("eu-1".into(), record);
+        let mut evidence = Evidence::default();
+        evidence
+            .commit_approvers
+            .insert("eu-1".into(), approvers.iter().map(|a| a.to_lowercase()).collect());
+        let p = plan(&PlanInput {
+            desired: &desired,
+            windows: &windows,
+            recorded: &recorded,
+            evidence: &evidence,
+            now: "2026-11-20T10:00:00Z".parse().unwrap(),
+        });
+        let a = action(&p, "eu-1");
+        assert_eq!((a.action, a.update_type), (ActionKind::Downgrade, None), "a revert");
+        assert_eq!(a.status, status, "{rule} {approvers:?}: {:#?}", a.blocked_by);
+        let got: Vec<&str> = a
+            .approvals
+            .iter()
+            .flat_map(|s| s.have.iter().map(String::as_str))
+            .collect();
+        assert_eq!(got, have, "{rule} {approvers:?}");
+        if status == Status::Blocked {
+            assert_eq!(kinds(a), vec![BlockerKind::Approval], "{rule}");
+            assert!(
+                a.blocked_by[0].reason.contains("of 2 approvals"),
+                "{}",
+                a.blocked_by[0].reason
+            );
+        }
+    }
+}
+
 /// `system` 1.0.0, 2.0.0 and `dashboard` 1.0.0 (with `d1_requires`), 2.0.0 (requires
 /// `system >=2.0` within the tenant), 3.0.0 (requires `system >=2.0` within the `site` label),
 /// and the given targets as (name, component, version, labels).

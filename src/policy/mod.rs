@@ -142,6 +142,15 @@ impl<'a> Governing<'a> {
             UpdateType::Major => &updates.major,
         }
     }
+    /// The rule that governs a change to `release` of update type `kind`: `updates.emergency`
+    /// for an emergency release when the policy has that rule, else the rule of its update type
+    /// (the safe default, SPEC §2: an emergency without a rule for it gets no exemption).
+    pub fn rule_for(&self, kind: UpdateType, release: &crate::manifest::Release) -> &'a UpdateRule {
+        match (&self.spec().updates.emergency, release.spec().urgency) {
+            (Some(rule), crate::manifest::Urgency::Emergency) => rule,
+            _ => self.rule(kind),
+        }
+    }
     /// The parsed `soak` of each declared wave, in order.
     pub fn wave_soaks(&self) -> &'a [Option<std::time::Duration>] {
         self.policy().map_or(&[], |p| p.wave_soak.as_slice())

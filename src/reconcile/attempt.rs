@@ -955,6 +955,7 @@ pub fn finished_record(
             output_tail: output_tail.to_string(),
             spec_hash: header.spec_hash.clone(),
             approvers: header.approvers.clone(),
+            emergency: header.emergency.clone(),
         }),
         rollback_points,
         observed_version: before.and_then(|r| r.observed_version.clone()),

@@ -410,6 +410,7 @@ mod tests {
             desired_commit: "abc".into(),
             attempt: "a1".into(),
             message: String::new(),
+            emergency: None,
         }
     }
 
@@ -435,6 +436,7 @@ mod tests {
                 output_tail: String::new(),
                 spec_hash: None,
                 approvers: Vec::new(),
+                emergency: None,
             }),
             rollback_points: Vec::new(),
             observed_version: None,

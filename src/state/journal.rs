@@ -74,6 +74,10 @@ pub struct AttemptHeader {
     /// names them). Absent in journals written before it was recorded.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub approvers: Vec<String>,
+    /// The reason of the emergency release the attempt moves to (issue #16); absent for a
+    /// normal release and in journals written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emergency: Option<String>,
 }
 
 /// A step the reconciler is about to run.
@@ -573,6 +577,7 @@ mod tests {
             wave: None,
             spec_hash: None,
             approvers: Vec::new(),
+            emergency: None,
         }
     }
 

@@ -132,6 +132,10 @@ pub struct AttemptRecord {
     /// attempt started from). Absent in records written before it was recorded (issue #15).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub approvers: Vec<String>,
+    /// The reason of the emergency release the attempt moved to (issue #16); absent for a
+    /// normal release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emergency: Option<String>,
 }
 
 /// `targets/<name>.yaml`.

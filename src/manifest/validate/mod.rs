@@ -121,6 +121,8 @@ pub struct Policy {
     pub health: super::health::HealthSettings,
     /// `minReleaseAge` per update type: patch, minor, major.
     pub min_release_age: [Option<Duration>; 3],
+    /// `minReleaseAge` of `updates.emergency`, when it has one.
+    pub emergency_min_release_age: Option<Duration>,
     /// Soak per wave, in wave order.
     pub wave_soak: Vec<Option<Duration>>,
     /// The parsed `after` per wave, in wave order (`None`: the wave has none).
@@ -181,6 +183,8 @@ pub fn validate(mut manifests: Manifests) -> (Desired, Vec<Diagnostic>) {
     };
 
     validate_config(&manifests, &mut diags);
+    // Fleets become Targets first, so theirs are checked exactly like written ones (issue #16).
+    super::fleet::expand(&mut manifests, &mut diags);
     for kind_names in [
         names_of(&manifests.components),
         names_of(&manifests.releases),
@@ -188,6 +192,7 @@ pub fn validate(mut manifests: Manifests) -> (Desired, Vec<Diagnostic>) {
         names_of(&manifests.policies),
         names_of(&manifests.windows),
         names_of(&manifests.approvals),
+        names_of(&manifests.fleets),
     ] {
         for (origin, name, labels) in kind_names {
             check_metadata(origin, name, labels, &mut diags);
@@ -279,6 +284,7 @@ pub fn validate(mut manifests: Manifests) -> (Desired, Vec<Diagnostic>) {
         check_approval(approval, &components, &mut diags);
     }
     desired.approvals = approvals.values().map(|a| (*a).clone()).collect();
+    index_by_name(Kind::Fleet, &manifests.fleets, &mut diags);
 
     (desired, diags)
 }

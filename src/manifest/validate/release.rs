@@ -87,6 +87,16 @@ pub(super) fn check_release(
             None
         }
     });
+    // An emergency bypasses the usual rules: it must say why (issue #16).
+    if spec.urgency == Urgency::Emergency && spec.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
+        diags.push(origin.diagnostic(
+            Severity::Invalid,
+            "urgency",
+            "/spec/urgency",
+            "spec.urgency is emergency but spec.reason is missing or empty; add `reason:` saying why it cannot wait (plans show it and state commits record it)",
+        ));
+        ok = false;
+    }
     let upgrade_from = spec
         .upgrade_from
         .as_deref()
@@ -259,6 +269,44 @@ pub(super) fn check_requirements(releases: &BTreeMap<String, Vec<Release>>, diag
                     required.versions
                 ),
             ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::manifest::{RawContent, RawFile, read_manifests, validate};
+
+    /// Issue #16: an emergency release must say why; `freezes: override` belongs to the
+    /// emergency rule only. `(manifest, expected lines)`.
+    #[test]
+    fn emergency_needs_a_reason_and_only_the_emergency_rule_overrides_freezes() {
+        let component = "apiVersion: gantry.dev/v1\nkind: Component\nmetadata: { name: billing }\nspec: { steps: { deploy: [d] } }\n---\n";
+        let release = |extra: &str| {
+            format!(
+                "{component}apiVersion: gantry.dev/v1\nkind: Release\nmetadata: {{ name: billing-1.0.1 }}\nspec:\n  component: billing\n  version: 1.0.1\n{extra}"
+            )
+        };
+        let refused = "spec.urgency is emergency but spec.reason is missing or empty; add `reason:` saying why it cannot wait (plans show it and state commits record it)";
+        let cases = [
+            (release("  urgency: emergency\n"), vec![format!("all.yaml:12:12: {refused}")]),
+            (release("  urgency: emergency\n  reason: \"  \"\n"), vec![format!("all.yaml:12:12: {refused}")]),
+            (release("  urgency: emergency\n  reason: CVE-2026-0001\n"), vec![]),
+            (release("  urgency: normal\n"), vec![]),
+            (
+                "apiVersion: gantry.dev/v1\nkind: Policy\nmetadata: { name: p }\nspec:\n  updates:\n    patch: { freezes: override }\n    emergency: { freezes: override, approvals: 1 }\n".to_string(),
+                vec!["all.yaml:6:23: spec.updates.patch.freezes: only updates.emergency may override freezes; remove it here or move the rule to updates.emergency".to_string()],
+            ),
+        ];
+        for (yaml, expected) in cases {
+            let file = RawFile {
+                path: "all.yaml".into(),
+                content: RawContent::Bytes(yaml.clone().into_bytes()),
+            };
+            let (manifests, mut diags) = read_manifests(None, &[file]);
+            diags.extend(validate(manifests).1);
+            let shown: Vec<String> = diags.iter().map(ToString::to_string).collect();
+            assert_eq!(shown, expected, "{yaml}");
         }
     }
 }

@@ -62,6 +62,7 @@ pub(crate) fn finished(target: &str, from: Option<&str>, to: &str, outcome: Outc
         desired_commit: "4f0c1d2e3f405162738495a6b7c8d9e0f1a2b3c4".to_string(),
         attempt: format!("{target}-20260203T100000Z"),
         message: String::new(),
+        emergency: None,
     }
 }
 
@@ -95,6 +96,7 @@ fn full_target() -> TargetRecord {
             output_tail: "line one\nline: two\n".to_string(),
             spec_hash: None,
             approvers: Vec::new(),
+            emergency: None,
         }),
         rollback_points: vec![v("1.2.0"), v("1.1.0")],
         observed_version: Some("2.0.0".to_string()),

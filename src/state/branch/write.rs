@@ -30,6 +30,9 @@ pub struct FinishedAttempt {
     pub attempt: String,
     /// Why it ended this way (one line is kept; may be empty).
     pub message: String,
+    /// The reason of the emergency release it moved to (issue #16): trailers
+    /// `Gantry-Urgency: emergency` and `Gantry-Reason`.
+    pub emergency: Option<String>,
 }
 
 impl FinishedAttempt {
@@ -45,6 +48,7 @@ impl FinishedAttempt {
             desired_commit: attempt.desired_commit.clone(),
             attempt: attempt.id.clone(),
             message: attempt.message.clone(),
+            emergency: attempt.emergency.clone(),
         })
     }
 
