@@ -46,10 +46,15 @@ fn blocker_kinds(plan: &Value, target: &str) -> Vec<String> {
         .collect()
 }
 
+/// `gantry status --now NOW --format json`.
+fn status_json(repo: &Repo, now: &str) -> Value {
+    let out = run(repo, &["--now", now, "status", "--format", "json"], 0);
+    serde_json::from_str(&out).expect("status JSON")
+}
+
 /// `gantry status --now NOW --format json`: per target, (current version, status).
 fn status(repo: &Repo, now: &str) -> std::collections::BTreeMap<String, (String, String)> {
-    let out = run(repo, &["--now", now, "status", "--format", "json"], 0);
-    let json: Value = serde_json::from_str(&out).expect("status JSON");
+    let json = status_json(repo, now);
     json["targets"]
         .as_array()
         .expect("targets")
@@ -504,6 +509,22 @@ fn schema_migrations(repo: &Repo, name: &str) -> Vec<String> {
         .collect()
 }
 
+/// Adds a stable diagnostics release VERSION (its bundle, and a Release with the bundle's
+/// sha256 and `extra` spec lines) to the work tree, as the README says to publish one.
+fn publish(repo: &Repo, version: &str, extra: &str) {
+    let bundle =
+        format!("{{\n  \"product\": \"diagnostics\",\n  \"version\": \"{version}\",\n  \"channel\": \"stable\"\n}}\n");
+    repo.file(&format!("bundles/diagnostics-{version}.json"), &bundle);
+    let releases = std::fs::read_to_string(repo.path().join("releases/diagnostics.yaml")).unwrap();
+    repo.file(
+        "releases/diagnostics.yaml",
+        &format!(
+            "{releases}---\napiVersion: gantry.dev/v1\nkind: Release\nmetadata: {{ name: diagnostics-{version} }}\nspec:\n  component: diagnostics\n  version: {version}\n  upgradeFrom: \">=2.0.0\"\n  artifacts:\n    - {{ path: bundles/diagnostics-{version}.json, sha256: {} }}\n{extra}",
+            common::sha256_hex(bundle.as_bytes())
+        ),
+    );
+}
+
 /// The installations example, signed by a generated release manager key, from a fresh copy to
 /// every installation converged: QA first, then each customer in its own window once QA has
 /// run the release for 48 hours; the beta channel gets the prerelease.
@@ -628,15 +649,10 @@ fn installations_example_upgrades_qa_first_then_each_customer_in_its_window() {
 fn installations_example_refuses_an_unsigned_release_and_applies_the_signed_one() {
     let repo = copy_of(&INSTALLATIONS, "installations", installations_story);
     let monday = "2026-10-05T09:00:00Z";
-    let bundle = "{\n  \"product\": \"diagnostics\",\n  \"version\": \"2.4.2\",\n  \"channel\": \"stable\"\n}\n";
-    repo.file("bundles/diagnostics-2.4.2.json", bundle);
-    let releases = std::fs::read_to_string(repo.path().join("releases/diagnostics.yaml")).unwrap();
-    repo.file(
-        "releases/diagnostics.yaml",
-        &format!(
-            "{releases}---\napiVersion: gantry.dev/v1\nkind: Release\nmetadata: {{ name: diagnostics-2.4.2 }}\nspec:\n  component: diagnostics\n  version: 2.4.2\n  released: 2026-10-02\n  upgradeFrom: \">=2.0.0\"\n  artifacts:\n    - {{ path: bundles/diagnostics-2.4.2.json, sha256: {} }}\n  changelog:\n    security: [\"CVE-2026-1234 patched\"]\n",
-            common::sha256_hex(bundle.as_bytes())
-        ),
+    publish(
+        &repo,
+        "2.4.2",
+        "  released: 2026-10-02\n  changelog:\n    security: [\"CVE-2026-1234 patched\"]\n",
     );
     repo.commit_all("diagnostics 2.4.2");
     let refused = repo.gantry(&["--now", monday, "apply"]).expect(1);
@@ -744,8 +760,70 @@ fn installations_example_a_dated_rule_pack_reaches_every_installation_at_once() 
     );
 }
 
+/// An emergency release (a fix for an exploited hole, `urgency: emergency` with its reason):
+/// QA takes it at once, and once QA has run it through the wave's soak the customers get it on
+/// a Friday, outside their weekend windows, one of them (contoso) on a frozen holiday; the
+/// state branch records the urgency and the reason.
+#[test]
+fn installations_example_emergency_release_passes_windows_and_freezes_after_qa() {
+    let repo = copy_of(&INSTALLATIONS, "installations", installations_story);
+    let reason = "CVE-2026-4242: remote code execution in the report renderer, exploited";
+    publish(
+        &repo,
+        "2.4.3",
+        &format!("  released: 2026-12-23\n  urgency: emergency\n  reason: \"{reason}\"\n"),
+    );
+    signed_commit(
+        &repo,
+        "diagnostics 2.4.3 (emergency)",
+        &signers().release_manager,
+        false,
+    );
+
+    let wednesday = "2026-12-23T09:00:00Z";
+    let plan = plan(&repo, wednesday);
+    let qa = action(&plan, "qa-stable");
+    assert_eq!(
+        (
+            qa["to"].as_str(),
+            qa["status"].as_str(),
+            qa["urgency"].as_str(),
+            qa["reason"].as_str()
+        ),
+        (Some("2.4.3"), Some("ready"), Some("emergency"), Some(reason)),
+        "{qa:#}"
+    );
+    for customer in ["northwind", "contoso"] {
+        assert_eq!(
+            blocker_kinds(&plan, customer),
+            ["wave"],
+            "no window holds an emergency: {plan:#}"
+        );
+    }
+    run(&repo, &["--now", wednesday, "apply"], 0);
+    assert_eq!(installed(&repo, "qa-stable"), "2.4.3");
+    assert_eq!(installed(&repo, "northwind"), "2.4.1", "before the QA soak");
+
+    // Friday 25 December: 11:00 in Berlin, 05:00 in New York on contoso's frozen holiday.
+    let christmas = "2026-12-25T10:00:00Z";
+    run(&repo, &["--now", christmas, "apply"], 0);
+    assert_eq!(installed(&repo, "northwind"), "2.4.3");
+    assert_eq!(installed(&repo, "contoso"), "2.4.3");
+    let history: Value = serde_json::from_str(&run(&repo, &["history", "contoso", "--format", "json"], 0)).unwrap();
+    let last = history
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["to"] == "2.4.3"))
+        .cloned();
+    let last = last.unwrap_or_else(|| panic!("no 2.4.3 row in {history:#}"));
+    assert_eq!(
+        (last["urgency"].as_str(), last["emergency_reason"].as_str()),
+        (Some("emergency"), Some(reason)),
+        "{last:#}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
-// examples/erp: a shared Kafka, tenants' services in their own windows, quiesce/resume.
+// examples/erp: a Fleet of tenant services on a shared Kafka, tenants' windows, quiesce/resume.
 
 const TENANTS: [&str; 3] = ["alpine-clinics", "harbor-logistics", "sakura-retail"];
 const SERVICES: [&str; 3] = ["finance-ar", "sales-billing", "inventory"];
@@ -767,6 +845,17 @@ fn erp_story() -> Repo {
     assert!(
         said.contains("4 components, 7 releases, 10 targets, 2 policies, 3 windows"),
         "{said}"
+    );
+    let listed = status_json(&repo, "2026-10-04T00:30:00Z");
+    let generated = listed["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["target"] == "harbor-logistics-inventory");
+    assert_eq!(
+        generated.map(|t| &t["labels"]),
+        Some(&serde_json::json!({"tenant": "harbor-logistics", "fleet": "erp", "env": "prod", "region": "us"})),
+        "the Fleet generates <tenant>-<service> with its labels"
     );
 
     // Sunday 00:30 UTC: 02:30 in Zurich, Saturday 19:30 in Chicago, Sunday 09:30 in Tokyo.
@@ -864,26 +953,25 @@ fn erp_example_installs_shared_kafka_first_then_each_tenant_in_its_window() {
 #[test]
 fn erp_example_upgrades_shared_kafka_before_tenant_services_with_workflows_stopped() {
     let repo = copy_of(&ERP, "erp", erp_story);
-    edit(&repo, "targets/alpine-clinics.yaml", "currency: CHF", "currency: chf");
+    edit(&repo, "fleets/erp.yaml", "currency: CHF", "currency: chf");
     repo.commit_all("alpine-clinics: currency");
     let refused = repo.gantry(&["validate"]).expect(1);
     assert!(
         refused.stderr().contains(
-            "targets/alpine-clinics.yaml:10:23: spec.config.currency: \"chf\" does not match \"^[A-Z]{3}$\" (the configSchema of component `finance-ar`)"
+            "fleets/erp.yaml:23:76: Target `alpine-clinics-finance-ar` of Fleet `erp`: spec.config.currency: \"chf\" does not match \"^[A-Z]{3}$\" (the configSchema of component `finance-ar`)"
         ),
         "{}",
         refused.stderr()
     );
-    edit(&repo, "targets/alpine-clinics.yaml", "currency: chf", "currency: CHF");
+    edit(&repo, "fleets/erp.yaml", "currency: chf", "currency: CHF");
     edit(&repo, "targets/kafka.yaml", "version: 3.7.1", "version: 3.8.0");
-    for tenant in TENANTS {
-        edit(
-            &repo,
-            &format!("targets/{tenant}.yaml"),
-            "version: 1.4.0",
-            "version: 2.0.0",
-        );
-    }
+    // One line upgrades every tenant's finance-ar.
+    edit(
+        &repo,
+        "fleets/erp.yaml",
+        "{ component: finance-ar, version: 1.4.0,",
+        "{ component: finance-ar, version: 2.0.0,",
+    );
     repo.commit_all("kafka 3.8.0, finance-ar 2.0.0");
 
     let sunday = "2026-10-11T00:30:00Z"; // 02:30 in Zurich
@@ -932,7 +1020,7 @@ fn erp_example_upgrades_shared_kafka_before_tenant_services_with_workflows_stopp
 }
 
 /// sales-billing 1.1.0 requires finance-ar 2.0.0 (its invoices carry a legal entity): pinned
-/// for a tenant whose finance-ar stays on 1.4.0 it is a violation at its line and
+/// for a tenant whose finance-ar stays on 1.4.0 it is a violation at the Fleet's line and
 /// nothing is deployed; pinned together with finance-ar 2.0.0, finance-ar goes first and the
 /// test invoice of sales-billing's health check is accepted.
 #[test]
@@ -940,15 +1028,15 @@ fn erp_example_requires_refuses_an_incompatible_pin_and_orders_the_compatible_on
     let repo = copy_of(&ERP, "erp", erp_story);
     edit(
         &repo,
-        "targets/harbor-logistics.yaml",
-        "component: sales-billing\n  version: 1.0.3",
-        "component: sales-billing\n  version: 1.1.0",
+        "fleets/erp.yaml",
+        "config: { invoice_prefix: HL } }",
+        "config: { invoice_prefix: HL }, version: 1.1.0 }",
     );
     repo.commit_all("harbor-logistics: sales-billing 1.1.0");
     let refused = repo.gantry(&["validate"]).expect(2);
     assert!(
         refused.stderr().contains(
-            "targets/harbor-logistics.yaml:19:12: target `harbor-logistics-sales-billing`: sales-billing 1.1.0 requires finance-ar >=2.0.0 (tenant=harbor-logistics), but harbor-logistics-finance-ar is to run finance-ar 1.4.0"
+            "fleets/erp.yaml:27:102: Target `harbor-logistics-sales-billing` of Fleet `erp`: target `harbor-logistics-sales-billing`: sales-billing 1.1.0 requires finance-ar >=2.0.0 (tenant=harbor-logistics), but harbor-logistics-finance-ar is to run finance-ar 1.4.0"
         ),
         "{}",
         refused.stderr()
@@ -963,9 +1051,9 @@ fn erp_example_requires_refuses_an_incompatible_pin_and_orders_the_compatible_on
 
     edit(
         &repo,
-        "targets/harbor-logistics.yaml",
-        "component: finance-ar\n  version: 1.4.0",
-        "component: finance-ar\n  version: 2.0.0",
+        "fleets/erp.yaml",
+        "config: { currency: USD } }",
+        "config: { currency: USD }, version: 2.0.0 }",
     );
     repo.commit_all("harbor-logistics: finance-ar 2.0.0 with sales-billing 1.1.0");
     run(&repo, &["validate"], 0);
@@ -1006,14 +1094,12 @@ fn erp_example_requires_refuses_an_incompatible_pin_and_orders_the_compatible_on
 #[test]
 fn erp_example_failed_migration_rolls_back_and_resumes_the_workflows() {
     let repo = copy_of(&ERP, "erp", erp_story);
-    for tenant in TENANTS {
-        edit(
-            &repo,
-            &format!("targets/{tenant}.yaml"),
-            "version: 1.4.0",
-            "version: 2.0.0",
-        );
-    }
+    edit(
+        &repo,
+        "fleets/erp.yaml",
+        "{ component: finance-ar, version: 1.4.0,",
+        "{ component: finance-ar, version: 2.0.0,",
+    );
     let failing = std::fs::read_to_string(repo.path().join("simulate/failing-migrations")).unwrap();
     repo.file(
         "simulate/failing-migrations",
@@ -1058,4 +1144,84 @@ fn erp_example_failed_migration_rolls_back_and_resumes_the_workflows() {
         3,
         "changed outside its window"
     );
+}
+
+/// Break-glass: once alpine-clinics runs finance-ar 2.0.0, putting 1.4.0 back (a revert of the
+/// Fleet line) is held until two of the listed leads approve it (an Approval of finance-ar
+/// 1.4.0 for that tenant, as `gantry approve` writes); one listed approver and one address not
+/// listed are not enough. Approved, the downgrade undoes the contract and expand migrations,
+/// newest first, between quiesce and resume.
+#[test]
+fn erp_example_break_glass_rollback_needs_two_approvers() {
+    let repo = copy_of(&ERP, "erp", erp_story);
+    let fleet_line = [
+        "{ component: finance-ar, version: 1.4.0,",
+        "{ component: finance-ar, version: 2.0.0,",
+    ];
+    edit(&repo, "fleets/erp.yaml", fleet_line[0], fleet_line[1]);
+    repo.commit_all("finance-ar 2.0.0");
+    let zurich = "2026-10-11T00:30:00Z"; // Sunday 02:30 in Zurich
+    run(&repo, &["--now", zurich, "apply"], 0);
+    assert_status(&repo, zurich, &[("alpine-clinics-finance-ar", "2.0.0", "converged")]);
+
+    edit(&repo, "fleets/erp.yaml", fleet_line[1], fleet_line[0]);
+    repo.commit_all("finance-ar back to 1.4.0");
+    let approval = |by: &str| {
+        format!(
+            "apiVersion: gantry.dev/v1\nkind: Approval\nmetadata: {{ name: alpine-clinics-finance-ar-1.4.0 }}\nspec: {{ component: finance-ar, version: 1.4.0, selector: {{ tenant: alpine-clinics }}, approvedBy: [{by}] }}\n"
+        )
+    };
+    repo.file(
+        "approvals/alpine-clinics-finance-ar.yaml",
+        &approval("ops-lead@erp.example, mallory@erp.example"),
+    );
+    repo.commit_all("approve the finance-ar rollback (ops lead)");
+    let later = "2026-10-11T01:00:00Z";
+    let plan = plan(&repo, later);
+    let held = action(&plan, "alpine-clinics-finance-ar");
+    assert_eq!(
+        (held["action"].as_str(), held["status"].as_str()),
+        (Some("downgrade"), Some("blocked")),
+        "{held:#}"
+    );
+    assert_eq!(
+        blocker_kinds(&plan, "alpine-clinics-finance-ar"),
+        ["approval"],
+        "{held:#}"
+    );
+    assert_eq!(
+        held["approvals"]["have"],
+        serde_json::json!(["ops-lead@erp.example"]),
+        "{held:#}"
+    );
+    assert_eq!(action(&plan, "harbor-logistics-finance-ar")["action"], "noop");
+    run(&repo, &["--now", later, "apply"], 0);
+    assert_status(&repo, later, &[("alpine-clinics-finance-ar", "2.0.0", "pending")]);
+
+    repo.file(
+        "approvals/alpine-clinics-finance-ar.yaml",
+        &approval("ops-lead@erp.example, cto@erp.example"),
+    );
+    repo.commit_all("approve the finance-ar rollback (CTO)");
+    assert_eq!(plan_status(&repo, later, "alpine-clinics-finance-ar"), "ready");
+    run(&repo, &["--now", later, "apply"], 0);
+    assert_eq!(
+        erp_log(&repo, "alpine-clinics-finance-ar")[8..],
+        [
+            "workflows stopped",
+            "migrate down open-items-legal-entity-contract",
+            "migrate down open-items-legal-entity-expand",
+            "deploy 1.4.0",
+            "workflows started",
+        ]
+    );
+    assert_status(&repo, later, &[("alpine-clinics-finance-ar", "1.4.0", "converged")]);
+}
+
+/// The plan status of one target's action.
+fn plan_status(repo: &Repo, now: &str, target: &str) -> String {
+    action(&plan(repo, now), target)["status"]
+        .as_str()
+        .expect("status")
+        .to_string()
 }
