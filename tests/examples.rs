@@ -115,6 +115,60 @@ fn copy_of(template: &'static OnceLock<PathBuf>, name: &str, story: fn() -> Repo
     Repo { dir, git }
 }
 
+/// Every manifest of the three examples (each YAML document with a gantry `apiVersion`) and each
+/// `gantry.toml` passes the JSON Schema of its kind, the one its `$schema` modeline names: an
+/// editor shows no false error in an example a user copies.
+#[test]
+fn example_manifests_pass_their_json_schemas() {
+    use gantry::manifest::document::{parse_toml, parse_yaml};
+    use gantry::manifest::schema::{SchemaKind, validate};
+
+    fn files(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("read dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                files(&path, out);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    let mut checked = 0;
+    let mut failures = String::new();
+    for example in ["agents", "installations", "erp"] {
+        let mut paths = Vec::new();
+        files(&common::project_path(&format!("examples/{example}")), &mut paths);
+        for path in paths {
+            let text = std::fs::read_to_string(&path).expect("read");
+            let documents = match path.extension().and_then(|e| e.to_str()) {
+                Some("yaml") => parse_yaml(&text)
+                    .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()))
+                    .iter()
+                    .map(|d| d.to_json())
+                    .filter(|json| json["apiVersion"] == "gantry.dev/v1")
+                    .map(|json| {
+                        let kind = json["kind"].as_str().and_then(SchemaKind::from_name);
+                        (kind.unwrap_or_else(|| panic!("{}: unknown kind", path.display())), json)
+                    })
+                    .collect(),
+                Some("toml") => {
+                    let node = parse_toml(&text).unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+                    vec![(SchemaKind::Config, node.to_json())]
+                }
+                _ => vec![],
+            };
+            for (kind, json) in documents {
+                checked += 1;
+                for violation in validate(kind, &json) {
+                    failures.push_str(&format!("\n{}: {} | {violation}", path.display(), violation.pointer));
+                }
+            }
+        }
+    }
+    assert!(checked >= 30, "only {checked} manifests found");
+    assert!(failures.is_empty(), "schema violations:{failures}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // examples/agents: canary, traffic steps, hot config with a configSchema.
 
