@@ -176,7 +176,7 @@ const AGENTS_T0: &str = "2026-10-20T10:00:00Z";
 
 /// The agents' event log (`deploy V`, `shift W`, `reload`) of one instance.
 fn agent_events(repo: &Repo, instance: &str) -> Vec<String> {
-    let state = written(repo, &format!("fleet/{instance}.json"));
+    let state = written(repo, &format!("instances/{instance}.json"));
     state["events"]
         .as_array()
         .expect("events")
@@ -217,12 +217,12 @@ fn agents_story() -> Repo {
         ["deploy 1.2.5", "shift 10", "shift 50", "shift 100"],
         "the canary took the traffic in the policy's steps"
     );
-    assert!(!repo.path().join("fleet/orchestrator-1.json").exists());
+    assert!(!repo.path().join("instances/orchestrator-1.json").exists());
 
     // Inside the canary's soak nothing else starts.
     run(&repo, &["--now", "2026-10-20T10:29:00Z", "apply"], 0);
     assert!(
-        !repo.path().join("fleet/orchestrator-1.json").exists(),
+        !repo.path().join("instances/orchestrator-1.json").exists(),
         "started before the soak ended"
     );
     assert_status(&repo, "2026-10-20T10:29:00Z", &[("orchestrator-1", "", "new")]);
@@ -240,7 +240,7 @@ fn agents_story() -> Repo {
             ("memory-1", "0.4.2", "converged"),
         ],
     );
-    let memory = written(&repo, "fleet/memory-1.json");
+    let memory = written(&repo, "instances/memory-1.json");
     assert_eq!(memory["candidate"], "0.4.2");
     assert_eq!(memory["weight"], 100);
     assert_eq!(
@@ -347,7 +347,7 @@ fn agents_example_config_only_change_reloads_without_redeploying() {
             "redeployed: {events:?}"
         );
         assert_eq!(
-            written(&repo, &format!("fleet/{instance}.json"))["config"]["max_context_gb"],
+            written(&repo, &format!("instances/{instance}.json"))["config"]["max_context_gb"],
             5
         );
     }
@@ -384,7 +384,7 @@ fn agents_example_canary_failing_its_error_rate_rolls_back_and_halts_the_rollout
         ["deploy 1.3.0", "shift 10", "shift 50", "shift 0", "deploy 1.2.5"],
         "traffic went back to the old version before it was redeployed"
     );
-    let canary = written(&repo, "fleet/orchestrator-0.json");
+    let canary = written(&repo, "instances/orchestrator-0.json");
     assert_eq!(
         (canary["live"].as_str(), canary["weight"].as_i64()),
         (Some("1.2.5"), Some(0))
@@ -470,7 +470,7 @@ fn agents_example_manual_rollback_goes_back_at_once() {
     }
     run(&repo, &["--now", "2026-10-21T11:00:00Z", "apply"], 0);
     for instance in ["memory-0", "memory-1"] {
-        let state = written(&repo, &format!("fleet/{instance}.json"));
+        let state = written(&repo, &format!("instances/{instance}.json"));
         assert_eq!(
             (
                 state["live"].as_str(),

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Simulated agent instances, driven by gantry's shell executor (python3 stdlib only).
 
-Each instance is a JSON file, fleet/<instance>.json, under the repository gantry watches
+Each instance is a JSON file, instances/<instance>.json, under the repository gantry watches
 ($GANTRY_REPO): the version serving the requests (`live`), a new version started beside it
 (`candidate`) with the share of requests it takes (`weight`), the config it runs with, and every
 operation gantry asked for (`events`), so you can see what a pass did.
@@ -20,12 +20,12 @@ import json
 import os
 import sys
 
-FLEET = os.path.join(os.environ.get("GANTRY_REPO", "."), "fleet")
+INSTANCES = os.path.join(os.environ.get("GANTRY_REPO", "."), "instances")
 DEFAULT_RATE = 0.005
 
 
 def load(instance):
-    path = os.path.join(FLEET, instance + ".json")
+    path = os.path.join(INSTANCES, instance + ".json")
     if not os.path.exists(path):
         return {"live": None, "candidate": None, "weight": 0, "config": {}, "events": []}
     with open(path, encoding="utf-8") as f:
@@ -33,8 +33,8 @@ def load(instance):
 
 
 def save(instance, state):
-    os.makedirs(FLEET, exist_ok=True)
-    path = os.path.join(FLEET, instance + ".json")
+    os.makedirs(INSTANCES, exist_ok=True)
+    path = os.path.join(INSTANCES, instance + ".json")
     with open(path + ".tmp", "w", encoding="utf-8") as f:
         json.dump(state, f, indent=2, sort_keys=True)
         f.write("\n")
