@@ -7,6 +7,7 @@ pub mod edit;
 pub mod health;
 pub mod load;
 pub mod parallel;
+pub mod parse_cache;
 pub mod schema;
 pub mod secrets;
 pub mod types;

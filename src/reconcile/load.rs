@@ -8,7 +8,7 @@ use git2::Oid;
 use jiff::Timestamp;
 
 use crate::executor::{TargetContext, TemplateContext};
-use crate::manifest::{self, ComponentSpec, Desired, Diagnostic, Manifest, RawFile, Severity, parallel};
+use crate::manifest::{self, ComponentSpec, Desired, Diagnostic, Manifest, RawFile, Severity, parse_cache};
 use crate::plan::{Evidence, PlanInput};
 use crate::policy::{self, window::WindowSchedule};
 use crate::render;
@@ -70,14 +70,20 @@ pub fn load_commit(repo: &WatchedRepo, commit: Oid) -> Result<LoadedCommit, Sour
     let entries = repo.manifest_entries(commit, config_only.config.paths.as_deref())?;
     drop(read);
     let parse = tracing::debug_span!("load.read_parse_check").entered();
-    // Each thread reads its share of the blobs with its own handle on the repository, then
-    // parses and checks them; the result does not depend on the number of threads.
-    let chunks = parallel::split_even(&entries, parallel::threads_for(entries.len()));
-    let (manifests, mut diagnostics) = parallel::read_chunked(
+    // Files already read (same path, blob and mode) come from the process's parse cache; each
+    // thread reads its share of the others with its own handle on the repository, then parses
+    // and checks them; the result does not depend on the cache or the number of threads.
+    let (manifests, mut diagnostics) = parse_cache::read_cached(
+        parse_cache::global(),
         config.as_ref(),
-        chunks.len(),
-        || repo.read_entries(chunks[0]).map(Cow::Owned),
-        |i| repo_path_reader(&repo_dir, chunks[i]),
+        &entries,
+        |e| parse_cache::FileKey {
+            path: e.path.clone(),
+            blob: e.oid,
+            mode: e.mode,
+        },
+        |files| repo.read_entries(files).map(Cow::Owned),
+        |files| repo_path_reader(&repo_dir, files),
     )?;
     drop(parse);
     let validate = tracing::debug_span!("load.validate").entered();
