@@ -14,13 +14,16 @@
 //!   checks, template rendering and `[trust]` signature checks run on the whole commit every
 //!   time, after this. A cached file is the same bytes, so it cannot let an invalid or
 //!   untrusted commit through.
-//! - **In memory, per process**: no file, so nothing on disk can be stale or forged. The CLI
-//!   reads a commit once or twice per run and gains little; the daemon gains every pass.
+//! - **In memory, per process, daemon only**: no file, so nothing on disk can be stale or
+//!   forged. The process's cache exists once [`enable`] is called (the daemon does); a CLI run
+//!   reads a commit once or twice, would gain nothing and pay the cache's copy of every
+//!   manifest in memory, so without it files are read and moved straight into the result.
 //! - **Bounded**: entries not used by the last two reads are dropped once the cache holds more
 //!   than twice the files of the last read (plus [`SLACK`]).
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use git2::Oid;
@@ -81,21 +84,31 @@ impl ParseCache {
     }
 }
 
-/// The process's cache (the daemon's passes share it).
-pub fn global() -> &'static Mutex<ParseCache> {
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Turns the process's cache on (the daemon, whose passes re-read the same files).
+pub fn enable() {
+    ENABLED.store(true, Ordering::Relaxed);
+}
+
+/// The process's cache, once [`enable`]d (the daemon's passes share it).
+pub fn global() -> Option<&'static Mutex<ParseCache>> {
     static CACHE: OnceLock<Mutex<ParseCache>> = OnceLock::new();
-    CACHE.get_or_init(Mutex::default)
+    ENABLED
+        .load(Ordering::Relaxed)
+        .then(|| CACHE.get_or_init(Mutex::default))
 }
 
 /// Reads `gantry.toml` and the files of `entries` like [`read_manifests`] does, taking every
-/// file whose [`FileKey`] `key_of` gives from `cache` and loading only the others: chunk 0 of
+/// file whose [`FileKey`] `key_of` gives from `cache` (none: no cache) and loading only the
+/// others, which are then kept in it: chunk 0 of
 /// them by `first` on this thread, the other chunks by `other` on threads of their own (as
 /// [`parallel::read_chunked`] does).
 ///
 /// # Errors
 /// The first loading error, in chunk order; the cache is then left as it was.
 pub fn read_cached<'a, T: Clone + Sync, E: Send>(
-    cache: &Mutex<ParseCache>,
+    cache: Option<&Mutex<ParseCache>>,
     config: Option<&RawFile>,
     entries: &[T],
     key_of: impl Fn(&T) -> FileKey,
@@ -105,11 +118,14 @@ pub fn read_cached<'a, T: Clone + Sync, E: Send>(
     let (mut out, mut diagnostics) = read_manifests(config, &[]);
     let restricted = out.config.paths.is_some();
     let keys: Vec<(FileKey, bool)> = entries.iter().map(|e| (key_of(e), restricted)).collect();
-    let mut found: Vec<Option<Arc<FileRead>>> = {
-        let cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
-        keys.iter()
-            .map(|k| cache.entries.get(k).map(|(read, _)| Arc::clone(read)))
-            .collect()
+    let mut found: Vec<Option<Arc<FileRead>>> = match cache {
+        Some(cache) => {
+            let cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
+            keys.iter()
+                .map(|k| cache.entries.get(k).map(|(read, _)| Arc::clone(read)))
+                .collect()
+        }
+        None => vec![None; keys.len()],
     };
     let missing: Vec<usize> = (0..entries.len()).filter(|&i| found[i].is_none()).collect();
     let to_load: Vec<T> = missing.iter().map(|&i| entries[i].clone()).collect();
@@ -152,11 +168,17 @@ pub fn read_cached<'a, T: Clone + Sync, E: Send>(
         }
         fresh
     };
-    for (&i, read) in missing.iter().zip(&fresh) {
-        found[i] = Some(Arc::clone(read));
+    for (&i, read) in missing.iter().zip(fresh) {
+        found[i] = Some(read);
     }
+    let Some(cache) = cache else {
+        for read in found.into_iter().flatten() {
+            append(&mut out, &mut diagnostics, read);
+        }
+        return Ok((out, diagnostics));
+    };
     for read in found.iter().flatten() {
-        append(&mut out, &mut diagnostics, read);
+        append(&mut out, &mut diagnostics, Arc::clone(read));
     }
     let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
     cache.generation += 1;
@@ -171,16 +193,33 @@ pub fn read_cached<'a, T: Clone + Sync, E: Send>(
     Ok((out, diagnostics))
 }
 
-/// Appends one file's share to the result (cloned: the cache keeps its copy).
-fn append(out: &mut Manifests, diagnostics: &mut Vec<Diagnostic>, read: &FileRead) {
-    let m = &read.manifests;
-    out.components.extend(m.components.iter().cloned());
-    out.releases.extend(m.releases.iter().cloned());
-    out.targets.extend(m.targets.iter().cloned());
-    out.policies.extend(m.policies.iter().cloned());
-    out.windows.extend(m.windows.iter().cloned());
-    out.approvals.extend(m.approvals.iter().cloned());
-    diagnostics.extend(read.diagnostics.iter().cloned());
+/// Appends one file's share to the result: moved when nothing else holds it, else cloned (the
+/// cache keeps its copy).
+fn append(out: &mut Manifests, diagnostics: &mut Vec<Diagnostic>, read: Arc<FileRead>) {
+    match Arc::try_unwrap(read) {
+        Ok(FileRead {
+            manifests: m,
+            diagnostics: more,
+        }) => {
+            out.components.extend(m.components);
+            out.releases.extend(m.releases);
+            out.targets.extend(m.targets);
+            out.policies.extend(m.policies);
+            out.windows.extend(m.windows);
+            out.approvals.extend(m.approvals);
+            diagnostics.extend(more);
+        }
+        Err(read) => {
+            let m = &read.manifests;
+            out.components.extend(m.components.iter().cloned());
+            out.releases.extend(m.releases.iter().cloned());
+            out.targets.extend(m.targets.iter().cloned());
+            out.policies.extend(m.policies.iter().cloned());
+            out.windows.extend(m.windows.iter().cloned());
+            out.approvals.extend(m.approvals.iter().cloned());
+            diagnostics.extend(read.diagnostics.iter().cloned());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -221,7 +260,7 @@ mod tests {
             loaded.fetch_add(files.len(), std::sync::atomic::Ordering::Relaxed);
             Ok::<_, Infallible>(Cow::Owned(raw(files)))
         };
-        let Ok(result) = read_cached(cache, Some(config), entries, key, load, load);
+        let Ok(result) = read_cached(Some(cache), Some(config), entries, key, load, load);
         (format!("{result:?}"), loaded.into_inner())
     }
 
@@ -264,6 +303,16 @@ mod tests {
         let files = fleet(300, "1.0.0");
         let fresh = format!("{:?}", read_manifests(Some(&open), &raw(&files)));
         assert!(fresh.contains("Invalid"), "the fleet has broken files");
+
+        let Ok(uncached) = read_cached(
+            None,
+            Some(&open),
+            &files,
+            key,
+            |f| Ok::<_, Infallible>(Cow::Owned(raw(f))),
+            |f| Ok(Cow::Owned(raw(f))),
+        );
+        assert_eq!(format!("{uncached:?}"), fresh);
 
         let (first, loaded) = cached(&cache, &open, &files);
         assert_eq!(first, fresh);

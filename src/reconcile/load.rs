@@ -70,7 +70,7 @@ pub fn load_commit(repo: &WatchedRepo, commit: Oid) -> Result<LoadedCommit, Sour
     let entries = repo.manifest_entries(commit, config_only.config.paths.as_deref())?;
     drop(read);
     let parse = tracing::debug_span!("load.read_parse_check").entered();
-    // Files already read (same path, blob and mode) come from the process's parse cache; each
+    // Files already read (same path, blob and mode) come from the daemon's parse cache; each
     // thread reads its share of the others with its own handle on the repository, then parses
     // and checks them; the result does not depend on the cache or the number of threads.
     let (manifests, mut diagnostics) = parse_cache::read_cached(
