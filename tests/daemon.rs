@@ -3,15 +3,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::tls::wait_for;
-use common::{Repo, component, release, target};
+use common::{Hooks, Repo, component, release, target};
 
 /// A running daemon; killed when dropped.
 struct Daemon {
@@ -96,51 +95,6 @@ fn http(method: &str, url: &str) -> (u16, String) {
     let mut response = response.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
     let code = response.status().as_u16();
     (code, response.body_mut().read_to_string().unwrap_or_default())
-}
-
-/// A webhook receiver on 127.0.0.1 recording every request body.
-struct Hooks {
-    port: u16,
-    bodies: Arc<Mutex<Vec<serde_json::Value>>>,
-}
-
-impl Hooks {
-    fn start() -> Hooks {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind hook server");
-        let port = listener.local_addr().expect("addr").port();
-        let bodies = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&bodies);
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-                let mut length = 0usize;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
-                    }
-                    if let Some((name, value)) = line.split_once(':')
-                        && name.eq_ignore_ascii_case("content-length")
-                    {
-                        length = value.trim().parse().unwrap_or(0);
-                    }
-                }
-                let mut body = vec![0; length];
-                if reader.read_exact(&mut body).is_ok()
-                    && let Ok(value) = serde_json::from_slice(&body)
-                {
-                    sink.lock().unwrap().push(value);
-                }
-                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-            }
-        });
-        Hooks { port, bodies }
-    }
-
-    fn event(&self, name: &str) -> Option<serde_json::Value> {
-        self.bodies.lock().unwrap().iter().find(|b| b["event"] == name).cloned()
-    }
 }
 
 /// One component `web` (a deploy script that records the version under `deployed/`, and
@@ -450,16 +404,7 @@ fn api_status_equals_gantry_status_json_at_the_same_now() {
 /// screenshot is not blank where the tables are.
 #[test]
 fn status_page_renders_in_headless_chromium() {
-    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists());
-    let Some(chromium) = chromium else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "chromium is required on CI (apt-get install -y chromium)"
-        );
-        eprintln!("SKIPPED status_page_renders_in_headless_chromium: chromium is not installed (and CI is unset)");
+    let Some(chromium) = common::chromium("status_page_renders_in_headless_chromium") else {
         return;
     };
     let repo = fixture(&[("alpha", "1.0.0"), ("beta", "1.0.0"), ("gamma", "1.1.0")], None);
@@ -473,25 +418,7 @@ fn status_page_renders_in_headless_chromium() {
     assert!(!html.contains("<script"), "no JavaScript");
 
     let out = tempfile::tempdir().expect("tmp");
-    let run = |extra: &[&str]| {
-        let profile = tempfile::tempdir().expect("profile");
-        Command::new(&chromium)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                "--window-size=1280,900",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .args(extra)
-            .arg(daemon.url("/"))
-            .output()
-            .expect("run chromium")
-    };
+    let run = |extra: &[&str]| common::run_chromium(&chromium, &daemon.url("/"), extra);
     let dom = run(&["--dump-dom"]);
     let dom = String::from_utf8_lossy(&dom.stdout);
     let table = dom
@@ -782,41 +709,9 @@ fn apply_with_a_webhook_down_succeeds_and_says_so_on_stderr() {
     assert_eq!(deployed(&repo, "alpha").as_deref(), Some("1.0.0"));
 }
 
-/// Chromium's path, or `None` (skipping loudly outside CI) when it is not installed.
-fn chromium_or_skip(test: &str) -> Option<PathBuf> {
-    let found = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists());
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "chromium is required on CI (apt-get install -y chromium)"
-        );
-        eprintln!("SKIPPED {test}: chromium is not installed (and CI is unset)");
-    }
-    found
-}
-
 /// The DOM headless Chromium builds from `url`.
 fn dump_dom(chromium: &Path, url: &str) -> String {
-    let profile = tempfile::tempdir().expect("profile");
-    let out = Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--dump-dom",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(url)
-        .output()
-        .expect("run chromium");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    String::from_utf8_lossy(&common::run_chromium(chromium, url, &["--dump-dom"]).stdout).into_owned()
 }
 
 /// The text of each cell of each body row of the table `id` in `dom`.
@@ -890,7 +785,7 @@ fn fleet_552() -> Repo {
 /// far smaller than the 507 KB table it was, and answers 304 to a matching `If-None-Match`.
 #[test]
 fn status_page_summarises_552_targets_and_filters_and_pages_in_headless_chromium() {
-    let Some(chromium) = chromium_or_skip("status_page_summarises_552_targets…") else {
+    let Some(chromium) = common::chromium("status_page_summarises_552_targets…") else {
         return;
     };
     let repo = fleet_552();

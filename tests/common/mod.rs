@@ -335,3 +335,88 @@ pub fn bumped_fleet() -> Repo {
     repo.commit_all("bump");
     repo
 }
+
+/// A webhook receiver on 127.0.0.1 recording every request body.
+pub struct Hooks {
+    pub port: u16,
+    pub bodies: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+}
+
+impl Hooks {
+    pub fn start() -> Hooks {
+        use std::io::{BufRead, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind hook server");
+        let port = listener.local_addr().expect("addr").port();
+        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&bodies);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = std::io::BufReader::new(stream.try_clone().expect("clone"));
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some((name, value)) = line.split_once(':')
+                        && name.eq_ignore_ascii_case("content-length")
+                    {
+                        length = value.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                if reader.read_exact(&mut body).is_ok()
+                    && let Ok(value) = serde_json::from_slice(&body)
+                {
+                    sink.lock().unwrap().push(value);
+                }
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            }
+        });
+        Hooks { port, bodies }
+    }
+
+    pub fn event(&self, name: &str) -> Option<serde_json::Value> {
+        self.bodies.lock().unwrap().iter().find(|b| b["event"] == name).cloned()
+    }
+}
+
+/// The headless Chromium the page tests drive; `None` (with a loud line) only outside CI, where
+/// a missing browser is a skip rather than a failure. `test` names the skipped test.
+pub fn chromium(test: &str) -> Option<PathBuf> {
+    let found = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists());
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "chromium is required on CI (apt-get install -y chromium)"
+        );
+        eprintln!("SKIPPED {test}: chromium is not installed (and CI is unset)");
+    }
+    found
+}
+
+/// Runs headless Chromium on `url` with `extra` arguments (`--dump-dom`, `--screenshot=…`) in a
+/// fresh profile, at 1280×900.
+pub fn run_chromium(chromium: &Path, url: &str, extra: &[&str]) -> Output {
+    let profile = tempfile::tempdir().expect("profile");
+    std::process::Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--window-size=1280,900",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(extra)
+        .arg(url)
+        .output()
+        .expect("run chromium")
+}
