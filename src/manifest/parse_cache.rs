@@ -17,7 +17,7 @@
 //! - **In memory, per process, daemon only**: no file, so nothing on disk can be stale or
 //!   forged. The process's cache exists once [`enable`] is called (the daemon does); a CLI run
 //!   reads a commit once or twice, would gain nothing and pay the cache's copy of every
-//!   manifest in memory, so without it files are read and moved straight into the result.
+//!   manifest in memory, so without it files are read in chunks as before (no per-file parts).
 //! - **Bounded**: entries not used by the last two reads are dropped once the cache holds more
 //!   than twice the files of the last read (plus [`SLACK`]).
 
@@ -115,17 +115,19 @@ pub fn read_cached<'a, T: Clone + Sync, E: Send>(
     first: impl FnOnce(&[T]) -> Result<Cow<'a, [RawFile]>, E>,
     other: impl Fn(&[T]) -> Result<Cow<'a, [RawFile]>, E> + Sync,
 ) -> Result<(Manifests, Vec<Diagnostic>), E> {
+    let Some(cache) = cache else {
+        // No cache: whole chunks read as one (no per-file results to keep).
+        let chunks = parallel::split_even(entries, parallel::threads_for(entries.len()));
+        return parallel::read_chunked(config, chunks.len(), || first(chunks[0]), |i| other(chunks[i]));
+    };
     let (mut out, mut diagnostics) = read_manifests(config, &[]);
     let restricted = out.config.paths.is_some();
     let keys: Vec<(FileKey, bool)> = entries.iter().map(|e| (key_of(e), restricted)).collect();
-    let mut found: Vec<Option<Arc<FileRead>>> = match cache {
-        Some(cache) => {
-            let cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
-            keys.iter()
-                .map(|k| cache.entries.get(k).map(|(read, _)| Arc::clone(read)))
-                .collect()
-        }
-        None => vec![None; keys.len()],
+    let mut found: Vec<Option<Arc<FileRead>>> = {
+        let cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
+        keys.iter()
+            .map(|k| cache.entries.get(k).map(|(read, _)| Arc::clone(read)))
+            .collect()
     };
     let missing: Vec<usize> = (0..entries.len()).filter(|&i| found[i].is_none()).collect();
     let to_load: Vec<T> = missing.iter().map(|&i| entries[i].clone()).collect();
@@ -171,14 +173,8 @@ pub fn read_cached<'a, T: Clone + Sync, E: Send>(
     for (&i, read) in missing.iter().zip(fresh) {
         found[i] = Some(read);
     }
-    let Some(cache) = cache else {
-        for read in found.into_iter().flatten() {
-            append(&mut out, &mut diagnostics, read);
-        }
-        return Ok((out, diagnostics));
-    };
     for read in found.iter().flatten() {
-        append(&mut out, &mut diagnostics, Arc::clone(read));
+        append(&mut out, &mut diagnostics, read);
     }
     let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
     cache.generation += 1;
@@ -193,33 +189,16 @@ pub fn read_cached<'a, T: Clone + Sync, E: Send>(
     Ok((out, diagnostics))
 }
 
-/// Appends one file's share to the result: moved when nothing else holds it, else cloned (the
-/// cache keeps its copy).
-fn append(out: &mut Manifests, diagnostics: &mut Vec<Diagnostic>, read: Arc<FileRead>) {
-    match Arc::try_unwrap(read) {
-        Ok(FileRead {
-            manifests: m,
-            diagnostics: more,
-        }) => {
-            out.components.extend(m.components);
-            out.releases.extend(m.releases);
-            out.targets.extend(m.targets);
-            out.policies.extend(m.policies);
-            out.windows.extend(m.windows);
-            out.approvals.extend(m.approvals);
-            diagnostics.extend(more);
-        }
-        Err(read) => {
-            let m = &read.manifests;
-            out.components.extend(m.components.iter().cloned());
-            out.releases.extend(m.releases.iter().cloned());
-            out.targets.extend(m.targets.iter().cloned());
-            out.policies.extend(m.policies.iter().cloned());
-            out.windows.extend(m.windows.iter().cloned());
-            out.approvals.extend(m.approvals.iter().cloned());
-            diagnostics.extend(read.diagnostics.iter().cloned());
-        }
-    }
+/// Appends one file's share to the result (cloned: the cache keeps its copy).
+fn append(out: &mut Manifests, diagnostics: &mut Vec<Diagnostic>, read: &FileRead) {
+    let m = &read.manifests;
+    out.components.extend(m.components.iter().cloned());
+    out.releases.extend(m.releases.iter().cloned());
+    out.targets.extend(m.targets.iter().cloned());
+    out.policies.extend(m.policies.iter().cloned());
+    out.windows.extend(m.windows.iter().cloned());
+    out.approvals.extend(m.approvals.iter().cloned());
+    diagnostics.extend(read.diagnostics.iter().cloned());
 }
 
 #[cfg(test)]
