@@ -180,29 +180,23 @@ fn generate(dir: &Path, targets: usize, releases: usize) {
     assert!(status.success());
 }
 
-/// A child of `parent` whose only change is one target file's config (not its version).
+/// A child of `parent` whose only change is one target file (a comment added: it is read and
+/// parsed again, and plans the same).
 fn one_file_change(git: &git2::Repository, parent: git2::Oid) -> git2::Oid {
     let parent = git.find_commit(parent).expect("main");
-    let tree = parent.tree().expect("its tree");
-    let targets = tree
-        .get_path(Path::new("targets"))
-        .expect("targets/")
-        .to_object(git)
-        .expect("a tree")
-        .peel_to_tree()
-        .expect("a tree");
-    let entry = targets.iter().next().expect("a target file");
-    let name = entry.name().expect("UTF-8").to_string();
-    let blob = git.find_blob(entry.id()).expect("a blob");
-    let text = String::from_utf8(blob.content().to_vec()).expect("UTF-8");
-    let edited = format!("{text}# edited by the bench\n");
-    let new_blob = git.blob(edited.as_bytes()).expect("a blob");
-    let mut sub = git.treebuilder(Some(&targets)).expect("a builder");
-    sub.insert(&name, new_blob, 0o100644).expect("insert");
-    let sub = sub.write().expect("a tree");
-    let mut top = git.treebuilder(Some(&tree)).expect("a builder");
-    top.insert("targets", sub, 0o040000).expect("insert");
-    let tree = git.find_tree(top.write().expect("a tree")).expect("the tree");
+    let mut index = git2::Index::new().expect("an index");
+    index.read_tree(&parent.tree().expect("its tree")).expect("the tree");
+    let entry = index
+        .iter()
+        .find(|e| e.path.starts_with(b"targets/"))
+        .expect("a target file");
+    let blob = git.find_blob(entry.id).expect("a blob");
+    let mut edited = blob.content().to_vec();
+    edited.extend_from_slice(b"# edited by the bench\n");
+    index.add_frombuffer(&entry, &edited).expect("the edit");
+    let tree = git
+        .find_tree(index.write_tree_to(git).expect("a tree"))
+        .expect("the tree");
     let sig =
         git2::Signature::new("bench", "bench@example.com", &git2::Time::new(1_780_000_000, 0)).expect("a signature");
     git.commit(None, &sig, &sig, "bench: one-file change", &tree, &[&parent])
