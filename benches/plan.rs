@@ -193,7 +193,13 @@ fn one_file_change(git: &git2::Repository, parent: git2::Oid) -> git2::Oid {
     let blob = git.find_blob(entry.id).expect("a blob");
     let mut edited = blob.content().to_vec();
     edited.extend_from_slice(b"# edited by the bench\n");
-    index.add_frombuffer(&entry, &edited).expect("the edit");
+    let changed = git2::IndexEntry {
+        id: git.blob(&edited).expect("a blob"),
+        file_size: u32::try_from(edited.len()).expect("a small file"),
+        path: entry.path.clone(),
+        ..entry
+    };
+    index.add(&changed).expect("the edit");
     let tree = git
         .find_tree(index.write_tree_to(git).expect("a tree"))
         .expect("the tree");
