@@ -794,14 +794,27 @@ fn run_batch(
     }
     let members = &wave_members(&plan.actions, recorded);
 
-    // Execute: scoped threads, at most `maxParallel` running per policy; record as they finish.
-    // A panicking attempt thread sends its panic, which is re-raised here: without it the pass
-    // would wait for that thread's result forever.
+    // Execute: at most `maxParallel` running per policy, on a set of worker threads that lives
+    // for the batch (one thread per attempt cost more than a short attempt itself, issue #17);
+    // record as they finish. A panicking attempt sends its panic, which is re-raised here:
+    // without it the pass would wait for that attempt's result forever.
     type Finished = std::thread::Result<Result<AttemptResult, attempt::AttemptError>>;
+    type Job = (
+        Action,
+        EnvParts,
+        Vec<program::PlannedStep>,
+        AttemptHeader,
+        Option<TargetRecord>,
+    );
     let (sender, receiver) = mpsc::channel::<(Action, Finished)>();
+    let (job_sender, job_receiver) = mpsc::channel::<Job>();
+    let jobs = &std::sync::Mutex::new(job_receiver);
     let mut running: BTreeMap<Option<String>, u32> = BTreeMap::new();
     let mut halted_rollouts: Vec<(String, String)> = Vec::new();
     std::thread::scope(|scope| -> Result<(), ApplyError> {
+        // Owned by this closure: however it returns, the workers see the end of their queue.
+        let job_sender = job_sender;
+        let mut workers = 0usize;
         let mut in_flight = 0usize;
         let mut pending: Vec<(Option<String>, AttemptResult)> = Vec::new();
         let mut oldest_pending: Option<std::time::Instant> = None;
@@ -831,16 +844,28 @@ fn run_batch(
                     break;
                 };
                 *running.entry(key).or_default() += 1;
-                in_flight += 1;
                 let record = recorded.targets.get(&action.target).cloned();
-                let sender = sender.clone();
-                scope.spawn(move || {
-                    let env = parts.env(desired, pool, &attempts);
-                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        attempt::start(&env, header, record.as_ref(), forward)
-                    }));
-                    let _ = sender.send((action, result));
-                });
+                // A worker per attempt running at once: every busy worker holds one of them.
+                if in_flight == workers {
+                    workers += 1;
+                    let sender = sender.clone();
+                    scope.spawn(move || {
+                        // The queue's lock is held only to take the next job.
+                        let next = || jobs.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        while let Ok((action, parts, forward, header, record)) = next() {
+                            let env = parts.env(desired, pool, &attempts);
+                            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                attempt::start(&env, header, record.as_ref(), forward)
+                            }));
+                            if sender.send((action, result)).is_err() {
+                                break;
+                            }
+                        }
+                    });
+                }
+                in_flight += 1;
+                // The workers end only with this closure, which owns the sending side.
+                let _ = job_sender.send((action, parts, forward, header, record));
             }
             if in_flight == 0 {
                 break;
