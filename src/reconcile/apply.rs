@@ -231,9 +231,11 @@ fn pass(
 
     // Recover: attempts a killed reconciler left behind go first, from their own commit.
     if !options.dry_run {
+        let unfinished = Journal::load_unfinished(&journal_dir)?;
         // Waves as the head's plan sees them, so a resumed attempt completes (or halts) its
-        // wave like any other.
-        let members = if loaded.is_valid() {
+        // wave like any other. Only planned when there is something to resume (a pass without
+        // journals left behind, the usual case, skips a whole extra plan: issue #17).
+        let members = if loaded.is_valid() && !unfinished.is_empty() {
             let evidence = super::load::evidence(repo, &loaded, &anchor)?;
             wave_members(
                 &plan::plan(&loaded.plan_input(&recorded, &evidence, clock())).actions,
@@ -242,7 +244,7 @@ fn pass(
         } else {
             wave_members(&[], &recorded)
         };
-        for left in Journal::load_unfinished(&journal_dir)? {
+        for left in unfinished {
             if stopped() {
                 return Ok(report);
             }
@@ -818,7 +820,23 @@ fn run_batch(
         let mut in_flight = 0usize;
         let mut pending: Vec<(Option<String>, AttemptResult)> = Vec::new();
         let mut oldest_pending: Option<std::time::Instant> = None;
+        // Whether the pending outcomes are to be recorded now, and whether one is a failure.
+        let (mut record_due, mut urgent) = (false, false);
         loop {
+            // A failure may halt its rollout: recorded before anything else starts.
+            if record_due && urgent {
+                let halts = record_results(
+                    repo,
+                    state_branch,
+                    recorded,
+                    std::mem::take(&mut pending),
+                    report,
+                    Some((desired, members)),
+                    clock(),
+                )?;
+                oldest_pending = None;
+                halted_rollouts.extend(halts);
+            }
             // Start whatever has capacity (nothing new once the daemon is stopping).
             if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
                 queue.clear();
@@ -867,6 +885,23 @@ fn run_batch(
                 // The workers end only with this closure, which owns the sending side.
                 let _ = job_sender.send((action, parts, forward, header, record));
             }
+            // Only successes are left to record here, and a success halts no rollout: they are
+            // recorded after the starts above, so the workers run while the state commit syncs
+            // (issue #17: they sat idle through every commit).
+            if record_due && !urgent {
+                let halts = record_results(
+                    repo,
+                    state_branch,
+                    recorded,
+                    std::mem::take(&mut pending),
+                    report,
+                    Some((desired, members)),
+                    clock(),
+                )?;
+                oldest_pending = None;
+                halted_rollouts.extend(halts);
+            }
+            urgent = false;
             if in_flight == 0 {
                 break;
             }
@@ -883,7 +918,6 @@ fn run_batch(
                     Err(_) => break,
                 },
             };
-            let mut urgent = false;
             for (action, result) in first.into_iter().chain(receiver.try_iter()) {
                 in_flight -= 1;
                 if let Some(n) = running.get_mut(&action.policy) {
@@ -918,19 +952,8 @@ fn run_batch(
             // Outcomes are safe in their journals until recorded, so several share a commit:
             // one commit per attempt would cost more than the attempts themselves.
             let due = oldest_pending.is_some_and(|since| since.elapsed() >= RECORD_AFTER);
-            if urgent || due || pending.len() >= RECORD_BATCH || (in_flight == 0 && queue.is_empty()) {
-                let halts = record_results(
-                    repo,
-                    state_branch,
-                    recorded,
-                    std::mem::take(&mut pending),
-                    report,
-                    Some((desired, members)),
-                    clock(),
-                )?;
-                oldest_pending = None;
-                halted_rollouts.extend(halts);
-            }
+            record_due = !pending.is_empty()
+                && (urgent || due || pending.len() >= RECORD_BATCH || (in_flight == 0 && queue.is_empty()));
         }
         if !pending.is_empty() {
             let halts = record_results(

@@ -895,4 +895,38 @@ mod tests {
             .collect();
         assert_eq!(ids, ["z-early", "b-late"]);
     }
+
+    /// Issue #17: completions of attempts running side by side share group-committed syncs.
+    /// Every caller still gets `Ok` only with its own line written, and each journal reads back
+    /// exactly its own entries (no line lost or crossed between journals in a batch).
+    #[test]
+    fn concurrent_completions_share_syncs_and_each_journal_keeps_its_own_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let jdir = Journal::dir(dir.path());
+        std::thread::scope(|scope| {
+            for t in 0..16 {
+                let jdir = &jdir;
+                scope.spawn(move || {
+                    let mut journal = Journal::create(jdir, &header(&format!("a{t:02}"))).unwrap();
+                    for step in 0..5 {
+                        let id = format!("s{step}");
+                        journal.append(&started(&id, step)).unwrap();
+                        journal.append(&completed(&id, step + 1)).unwrap();
+                    }
+                });
+            }
+        });
+        let loaded = Journal::load_unfinished(&jdir).unwrap();
+        assert_eq!(loaded.len(), 16);
+        for attempt in &loaded {
+            let want: Vec<JournalEntry> = (0..5)
+                .flat_map(|step| {
+                    let id = format!("s{step}");
+                    [started(&id, step), completed(&id, step + 1)]
+                })
+                .collect();
+            assert_eq!(attempt.entries, want, "{}", attempt.header.attempt);
+            assert!(!attempt.torn_tail);
+        }
+    }
 }
