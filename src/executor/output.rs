@@ -44,10 +44,17 @@ pub(crate) fn open_log(path: &Path) -> Result<File, ExecutorError> {
         path: path.to_path_buf(),
         source,
     };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(err)?;
+    let open = || OpenOptions::new().create(true).append(true).open(path);
+    match open() {
+        // The directory is made only when missing: once per repository, not once per step.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(err)?;
+            }
+            open().map_err(err)
+        }
+        other => other.map_err(err),
     }
-    OpenOptions::new().create(true).append(true).open(path).map_err(err)
 }
 
 /// Where output goes while a step runs. Cloning shares the sink, so stdout and stderr (and a
