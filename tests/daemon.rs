@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -11,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::tls::wait_for;
-use common::{Repo, component, release, target};
+use common::{Hooks, Repo, component, release, target};
 
 /// A running daemon; killed when dropped.
 struct Daemon {
@@ -96,51 +95,6 @@ fn http(method: &str, url: &str) -> (u16, String) {
     let mut response = response.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
     let code = response.status().as_u16();
     (code, response.body_mut().read_to_string().unwrap_or_default())
-}
-
-/// A webhook receiver on 127.0.0.1 recording every request body.
-struct Hooks {
-    port: u16,
-    bodies: Arc<Mutex<Vec<serde_json::Value>>>,
-}
-
-impl Hooks {
-    fn start() -> Hooks {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind hook server");
-        let port = listener.local_addr().expect("addr").port();
-        let bodies = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&bodies);
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-                let mut length = 0usize;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
-                    }
-                    if let Some((name, value)) = line.split_once(':')
-                        && name.eq_ignore_ascii_case("content-length")
-                    {
-                        length = value.trim().parse().unwrap_or(0);
-                    }
-                }
-                let mut body = vec![0; length];
-                if reader.read_exact(&mut body).is_ok()
-                    && let Ok(value) = serde_json::from_slice(&body)
-                {
-                    sink.lock().unwrap().push(value);
-                }
-                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-            }
-        });
-        Hooks { port, bodies }
-    }
-
-    fn event(&self, name: &str) -> Option<serde_json::Value> {
-        self.bodies.lock().unwrap().iter().find(|b| b["event"] == name).cloned()
-    }
 }
 
 /// One component `web` (a deploy script that records the version under `deployed/`, and

@@ -234,3 +234,109 @@ fn schedule_agrees_with_the_planner_across_the_spring_gap() {
     assert_eq!(row(&s, "b")["projected_start"], "2027-03-29T01:00:00Z", "{s:#}");
     assert_eq!(row(&s, "c")["projected_start"], "2027-03-29T01:00:00Z", "{s:#}");
 }
+
+/// `status --format json` (and so `/api/status`) carries the same projection as `schedule`.
+#[test]
+fn status_json_carries_the_schedule() {
+    let repo = fleet();
+    let mut s = schedule(&repo, SATURDAY);
+    s.as_object_mut().unwrap().remove("desired_commit");
+    let status: Value = serde_json::from_str(
+        &repo
+            .gantry(&["--now", SATURDAY, "status", "--format", "json"])
+            .expect(0)
+            .stdout(),
+    )
+    .unwrap();
+    assert_eq!(status["schedule"], s);
+    // With a selector, only the selected targets (and their rollouts) are kept.
+    let eu: Value = serde_json::from_str(
+        &repo
+            .gantry(&["--now", SATURDAY, "status", "--format", "json", "--selector", "region=eu"])
+            .expect(0)
+            .stdout(),
+    )
+    .unwrap();
+    let names: Vec<&str> = eu["schedule"]["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["target"].as_str())
+        .collect();
+    assert_eq!(names, ["a", "b"], "{eu:#}");
+}
+
+/// `upgrade_scheduled` (issue #15: a week, a day and an hour ahead) from `apply`: each webhook
+/// at its own lead times, each notice once, only the shortest of the lead times already due.
+#[test]
+fn upgrade_scheduled_is_sent_once_at_each_webhooks_lead_times() {
+    let default_leads = common::Hooks::start();
+    let two_hours = common::Hooks::start();
+    let repo = fleet();
+    repo.file(
+        "gantry.toml",
+        &format!(
+            "desired_branch = \"main\"\n\n\
+             [[notify]]\nurl = \"http://127.0.0.1:{}/hook\"\nevents = [\"upgrade_scheduled\"]\n\n\
+             [[notify]]\nurl = \"http://127.0.0.1:{}/hook\"\nevents = [\"upgrade_scheduled\"]\nlead_times = [\"2h\"]\n",
+            default_leads.port, two_hours.port
+        ),
+    );
+    repo.commit_all("notify schedules");
+    let notices = |hooks: &common::Hooks| -> Vec<String> {
+        let mut seen: Vec<String> = hooks
+            .bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|b| b["event"] == "upgrade_scheduled")
+            .map(|b| format!("{} {} {}", b["target"].as_str().unwrap(), b["lead"].as_str().unwrap(), b["projected_start"].as_str().unwrap()))
+            .collect();
+        seen.sort();
+        seen
+    };
+    // a starts at 23:00Z (13 h): the day notice; b and c (37–38 h): the week notice.
+    repo.gantry(&["--now", SATURDAY, "apply"]).expect(0);
+    let first = vec![
+        "a 24h 2026-10-24T23:00:00Z".to_string(),
+        "b 7d 2026-10-26T00:00:00Z".to_string(),
+        "c 7d 2026-10-25T23:00:00Z".to_string(),
+    ];
+    assert_eq!(notices(&default_leads), first);
+    assert_eq!(notices(&two_hours), Vec::<String>::new(), "2 h ahead is not yet");
+    let body = default_leads.event("upgrade_scheduled").unwrap();
+    assert_eq!(body["action"], "install", "{body}");
+    assert!(body["text"].as_str().unwrap().contains("projected to start"), "{body}");
+
+    // The same instant again: nothing is sent twice.
+    repo.gantry(&["--now", SATURDAY, "apply"]).expect(0);
+    assert_eq!(notices(&default_leads), first);
+
+    // An hour before a's start: the hour notice, and the 2 h webhook's only notice for a.
+    repo.gantry(&["--now", "2026-10-24T22:00:00Z", "apply"]).expect(0);
+    let mut second = first.clone();
+    second.push("a 1h 2026-10-24T23:00:00Z".to_string());
+    second.sort();
+    assert_eq!(notices(&default_leads), second);
+    assert_eq!(notices(&two_hours), ["a 2h 2026-10-24T23:00:00Z"]);
+    assert!(
+        std::fs::read_to_string(repo.path().join(".git/gantry/announced-schedules"))
+            .unwrap()
+            .contains("1h a 1.0.0 http://127.0.0.1:"),
+        "remembered across processes"
+    );
+}
+
+/// A lead time that is not a duration is refused by `validate`, naming gantry.toml's line.
+#[test]
+fn a_bad_lead_time_is_refused_with_its_line() {
+    let repo = fleet();
+    repo.file(
+        "gantry.toml",
+        "desired_branch = \"main\"\n\n[[notify]]\nurl = \"http://127.0.0.1:9/hook\"\nlead_times = [\"1h\", \"soon\"]\n",
+    );
+    repo.commit_all("bad lead time");
+    let out = repo.gantry(&["validate"]).expect(1);
+    let text = out.stdout() + &out.stderr();
+    assert!(text.contains("gantry.toml:5:") && text.contains("notify.lead_times"), "{text}");
+}

@@ -1,6 +1,6 @@
 //! `gantry status`: prints [`crate::ops::status::status_report`] as a table or JSON.
 
-use crate::ops::status::{StatusReport, status_report};
+use crate::ops::status::{Projection, StatusReport, status_report};
 use crate::render::Format;
 use crate::source::WatchedRepo;
 
@@ -16,10 +16,18 @@ pub fn run(
     if observe {
         crate::ops::status::observe_now(&repo, now(cli)?)?;
     }
-    let mut report = status_report(&repo, None, now(cli)?)?;
+    let projection = if format == Format::Json {
+        Projection::Schedule
+    } else {
+        Projection::Skip
+    };
+    let mut report = status_report(&repo, None, now(cli)?, projection)?;
     if !selector.is_empty() {
         let selected = crate::ops::agents::selected_names(&repo, selector)?;
         report.targets.retain(|t| selected.contains(&t.target));
+        if let Some(schedule) = &mut report.schedule {
+            schedule.retain_targets(&selected);
+        }
     }
     if format == Format::Json {
         println!(
@@ -216,6 +224,8 @@ mod tests {
             valid: true,
             trust_anchor: None,
             rollouts: Vec::new(),
+            schedule: None,
+            timeline: None,
             targets: vec![
                 row("acme-billing", Some("2.0.0"), "2.0.0", "converged", "noop", "noop"),
                 blocked,

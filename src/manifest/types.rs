@@ -796,7 +796,15 @@ pub struct NotifyConfig {
     pub url: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<String>,
+    /// How long before a target's projected start `upgrade_scheduled` is sent, each once
+    /// (durations; absent = [`DEFAULT_LEAD_TIMES`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lead_times: Option<Vec<String>>,
 }
+
+/// The `upgrade_scheduled` lead times of a webhook that names none: what customers of an
+/// installation asked for (a week, a day and an hour ahead).
+pub const DEFAULT_LEAD_TIMES: [&str; 3] = ["7d", "24h", "1h"];
 
 /// `[secrets]`: which `vars` are redacted in logs, plans, state and notifications.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]

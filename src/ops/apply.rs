@@ -110,7 +110,12 @@ pub fn apply_notifying(
         Ok(report) => {
             let now = options.now.unwrap_or_else(jiff::Timestamp::now);
             let after = crate::state::read_recorded(&repo.repo, &config.state_branch);
-            let status = super::status::status_report(repo, None, now);
+            let projection = if notifier.wants(super::notify::Event::UpgradeScheduled) {
+                super::status::Projection::Schedule
+            } else {
+                super::status::Projection::Skip
+            };
+            let status = super::status::status_report(repo, None, now, projection);
             match (after, status) {
                 (Ok(after), Ok(status)) => {
                     super::notify::after_pass(
@@ -122,6 +127,9 @@ pub fn apply_notifying(
                         !report.outcomes.is_empty(),
                     );
                     super::notify::announce_updates(&notifier, &status, repo.repo.path());
+                    if let Some(schedule) = &status.schedule {
+                        super::notify::scheduled::announce(&notifier, schedule, repo.repo.path(), now);
+                    }
                 }
                 (Err(e), _) => tracing::warn!("no end-of-pass notifications: {e}"),
                 (_, Err(e)) => tracing::warn!("no end-of-pass notifications: {e}"),

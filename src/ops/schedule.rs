@@ -39,16 +39,7 @@ pub fn schedule(
     let evidence = crate::reconcile::load::evidence(repo, &loaded, &anchor)?;
     let mut schedule = crate::plan::schedule::schedule(&loaded.plan_input(&recorded, &evidence, now));
     if let Some(selected) = selected {
-        schedule.targets.retain(|t| selected.contains(&t.target));
-        type RolloutKey = (String, String, Option<String>);
-        let kept: BTreeSet<RolloutKey> = schedule
-            .targets
-            .iter()
-            .filter_map(|t| Some((t.component.clone(), t.to.as_ref()?.to_string(), t.policy.clone())))
-            .collect();
-        schedule
-            .rollouts
-            .retain(|r| kept.contains(&(r.component.clone(), r.version.to_string(), r.policy.clone())));
+        schedule.retain_targets(selected);
     }
     Ok(ScheduleReport {
         desired_commit: commit.to_string(),

@@ -129,6 +129,21 @@ pub struct StatusReport {
     /// Rollouts with targets still to start: their waves, soaks and health analysis (as in
     /// `plan --format json`).
     pub rollouts: Vec<plan::Rollout>,
+    /// The projected schedule, as `gantry schedule --format json` has it (issue #15): in
+    /// `status --format json` and `/api/status`; not computed for the text table.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<plan::schedule::Schedule>,
+    /// What the status page draws from the schedule (not part of the JSON document).
+    #[serde(skip)]
+    pub timeline: Option<plan::timeline::Timeline>,
+}
+
+/// Whether a status report carries the projected schedule (a planning round per instant
+/// something lifts: worth it for JSON, the page and notifications, not for the text table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Projection {
+    Skip,
+    Schedule,
 }
 
 /// Runs the observe stage now (`gantry status --observe`): holds the reconciler lock while it
@@ -158,7 +173,12 @@ pub fn observe_now(
 ///
 /// # Errors
 /// Reading the repository or the state branch.
-pub fn status_report(repo: &WatchedRepo, rev: Option<&str>, now: jiff::Timestamp) -> Result<StatusReport, OpsError> {
+pub fn status_report(
+    repo: &WatchedRepo,
+    rev: Option<&str>,
+    now: jiff::Timestamp,
+    projection: Projection,
+) -> Result<StatusReport, OpsError> {
     let commit = resolve_commit(repo, rev)?;
     let loaded = load_commit(repo, commit)?;
     let mut recorded = read_recorded(&repo.repo, &loaded.desired.config.state_branch)?;
@@ -216,7 +236,16 @@ pub fn status_report(repo: &WatchedRepo, rev: Option<&str>, now: jiff::Timestamp
     }
     let anchor = crate::reconcile::apply::anchor_of(repo, &recorded)?;
     let evidence = crate::reconcile::load::evidence(repo, &loaded, &anchor)?;
-    let plan = plan::plan(&loaded.plan_input(&recorded, &evidence, now));
+    let input = loaded.plan_input(&recorded, &evidence, now);
+    let plan = plan::plan(&input);
+    let (schedule, timeline) = match projection {
+        Projection::Skip => (None, None),
+        Projection::Schedule => {
+            let schedule = plan::schedule::schedule(&input);
+            let timeline = plan::timeline::timeline(&input, &schedule);
+            (Some(schedule), Some(timeline))
+        }
+    };
     let targets = plan
         .actions
         .iter()
@@ -296,5 +325,7 @@ pub fn status_report(repo: &WatchedRepo, rev: Option<&str>, now: jiff::Timestamp
         },
         targets,
         rollouts: plan.rollouts.clone(),
+        schedule,
+        timeline,
     })
 }

@@ -10,6 +10,7 @@ pub mod path;
 mod resolve;
 mod rollouts;
 pub mod schedule;
+pub mod timeline;
 
 use std::collections::BTreeSet;
 

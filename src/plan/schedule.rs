@@ -98,6 +98,26 @@ pub struct Schedule {
     pub rollouts: Vec<RolloutSchedule>,
 }
 
+impl Schedule {
+    /// Keeps only the `selected` targets and the rollouts they are in. The projection itself
+    /// covered the whole fleet (waves count every target).
+    pub fn retain_targets(&mut self, selected: &BTreeSet<String>) {
+        self.targets.retain(|t| selected.contains(&t.target));
+        let kept: BTreeSet<(&str, &Version, Option<&str>)> = self
+            .targets
+            .iter()
+            .filter_map(|t| Some((t.component.as_str(), t.to.as_ref()?, t.policy.as_deref())))
+            .collect();
+        let keep: Vec<bool> = self
+            .rollouts
+            .iter()
+            .map(|r| kept.contains(&(r.component.as_str(), &r.version, r.policy.as_deref())))
+            .collect();
+        let mut keep = keep.into_iter();
+        self.rollouts.retain(|_| keep.next().unwrap_or(false));
+    }
+}
+
 /// Projects the schedule of every target and rollout from `input` (see the module docs).
 ///
 /// # Guarantees

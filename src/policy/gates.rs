@@ -68,6 +68,18 @@ impl<'w> WindowGate<'w> {
         }
     }
 
+    /// The windows whose selectors match `labels`, in name order (the timeline shades them).
+    pub fn governing(&self, labels: &Labels) -> Vec<&'w WindowSchedule> {
+        let mut governing: Vec<&WindowSchedule> = self
+            .windows
+            .iter()
+            .filter(|(_, selector)| selector_matches(*selector, labels))
+            .map(|(w, _)| *w)
+            .collect();
+        governing.sort_by(|a, b| a.name().cmp(b.name()));
+        governing
+    }
+
     /// The verdict for a target with `labels` under `scope` at the gate's `now`.
     pub fn verdict(&mut self, labels: &Labels, scope: WindowScope) -> WindowVerdict {
         if scope == WindowScope::Ignore {

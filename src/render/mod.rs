@@ -3,6 +3,7 @@
 pub mod mask;
 pub mod sandbox;
 pub mod summary;
+pub mod when;
 
 use std::collections::BTreeMap;
 

@@ -285,19 +285,27 @@ async fn status(State(shared): State<Arc<Shared>>, query: axum::extract::RawQuer
         if selector.is_empty() {
             return serde_json::to_string_pretty(report).map_err(|e| e.to_string());
         }
+        let targets: Vec<crate::ops::status::TargetStatusRow> = report
+            .targets
+            .iter()
+            .filter(|row| selector.matches(&row.labels))
+            .cloned()
+            .collect();
+        let selected: std::collections::BTreeSet<String> = targets.iter().map(|t| t.target.clone()).collect();
+        let mut schedule = report.schedule.clone();
+        if let Some(schedule) = &mut schedule {
+            schedule.retain_targets(&selected);
+        }
         let filtered = crate::ops::status::StatusReport {
-            targets: report
-                .targets
-                .iter()
-                .filter(|row| selector.matches(&row.labels))
-                .cloned()
-                .collect(),
+            targets,
             rollouts: report.rollouts.clone(),
             trust_anchor: report.trust_anchor.clone(),
             desired_commit: report.desired_commit.clone(),
             state_commit: report.state_commit.clone(),
             now: report.now.clone(),
             valid: report.valid,
+            schedule,
+            timeline: None,
         };
         serde_json::to_string_pretty(&filtered).map_err(|e| e.to_string())
     })

@@ -768,7 +768,7 @@ fn pass_outcome(
                 }
             }
             stream::publish_pass(&shared.events, before, &after);
-            after_pass(shared, repo, before, &after, !report.outcomes.is_empty());
+            let notice_due = after_pass(shared, repo, before, &after, !report.outcomes.is_empty());
             if (!report.outcomes.is_empty() || report.resumed > 0)
                 && let Some(remote) = &shared.config.remote
             {
@@ -791,7 +791,13 @@ fn pass_outcome(
                     report.not_started.len()
                 ));
             }
-            let next_wake = report.plan.as_ref().and_then(|p| next_instant(p, shared.now()));
+            let next_wake = report
+                .plan
+                .as_ref()
+                .and_then(|p| next_instant(p, shared.now()))
+                .into_iter()
+                .chain(notice_due)
+                .min();
             PassOutcome::Done { commit, next_wake }
         }
         Err(ApplyError::InvalidCommit {
@@ -829,20 +835,21 @@ fn pass_outcome(
 }
 
 /// After a pass: the target gauges, and the notifications of a finished pass (the same
-/// function `gantry apply` ends with: `ops::notify::after_pass`).
+/// function `gantry apply` ends with: `ops::notify::after_pass`). Returns when the next
+/// `upgrade_scheduled` notice falls due, for the daemon to wake then.
 fn after_pass(
     shared: &Shared,
     repo: &WatchedRepo,
     before: &crate::state::RecordedState,
     after: &crate::state::RecordedState,
     recorded_something: bool,
-) {
+) -> Option<Timestamp> {
     let key = status_cache::key(shared, repo);
-    let status = match crate::ops::status::status_report(repo, None, shared.now()) {
+    let status = match crate::ops::status::status_report(repo, None, shared.now(), crate::ops::status::Projection::Schedule) {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!("cannot compute the status after the pass: {e}");
-            return;
+            return None;
         }
     };
     let mut by_status = std::collections::BTreeMap::new();
@@ -859,7 +866,12 @@ fn after_pass(
         recorded_something,
     );
     notices::announce_updates(&shared.notifier, &status, repo.repo.path());
+    let notice_due = status
+        .schedule
+        .as_ref()
+        .and_then(|s| notices::scheduled::announce(&shared.notifier, s, repo.repo.path(), shared.now()));
     shared.status.offer(shared, repo, key, status);
+    notice_due
 }
 
 /// The earliest future instant in a plan: a window opening, a blocker lifting, a soak ending.

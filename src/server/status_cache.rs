@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use git2::Oid;
 
-use crate::ops::status::{StatusReport, status_report};
+use crate::ops::status::{Projection, StatusReport, status_report};
 use crate::source::WatchedRepo;
 use crate::state::{Journal, RolloutRecord, read_recorded, state_tip};
 
@@ -84,7 +84,7 @@ impl StatusCache {
         {
             return Ok(Arc::clone(&entry.snapshot));
         }
-        let report = status_report(&repo, None, shared.now()).map_err(|e| e.to_string())?;
+        let report = status_report(&repo, None, shared.now(), Projection::Schedule).map_err(|e| e.to_string())?;
         self.store(shared, &repo, key, report)
     }
 

@@ -42,6 +42,25 @@ pub(super) fn validate_config(manifests: &Manifests, diags: &mut Vec<Diagnostic>
             Err(e) => diags.push(origin.diagnostic(Severity::Invalid, "duration", pointer, format!("{field}: {e}"))),
         }
     }
+    for (i, hook) in config.notify.iter().enumerate() {
+        for (j, lead) in hook.lead_times.iter().flatten().enumerate() {
+            match values::parse_duration(lead) {
+                Ok(d) if d.is_zero() => diags.push(origin.diagnostic(
+                    Severity::Invalid,
+                    "duration",
+                    &format!("/notify/{i}/lead_times/{j}"),
+                    format!("notify.lead_times: {lead:?} must be longer than 0 (e.g. 7d, 24h, 1h)"),
+                )),
+                Ok(_) => {}
+                Err(e) => diags.push(origin.diagnostic(
+                    Severity::Invalid,
+                    "duration",
+                    &format!("/notify/{i}/lead_times/{j}"),
+                    format!("notify.lead_times: {e}"),
+                )),
+            }
+        }
+    }
     let ceiling = crate::executor::MAX_STEP_LOG_BYTES_CEILING;
     if !(1024..=ceiling).contains(&config.logs.max_step_bytes) {
         diags.push(origin.diagnostic(

@@ -32,6 +32,7 @@ pub enum Event {
     Converged,
     InvalidCommit,
     UpdateAvailable,
+    UpgradeScheduled,
 }
 
 impl Event {
@@ -45,6 +46,7 @@ impl Event {
             Event::Converged => "converged",
             Event::InvalidCommit => "invalid_commit",
             Event::UpdateAvailable => "update_available",
+            Event::UpgradeScheduled => "upgrade_scheduled",
         }
     }
 }
@@ -134,26 +136,46 @@ impl Notifier {
         lines
     }
 
+    /// The webhooks, in `gantry.toml` order.
+    pub fn hooks(&self) -> &[NotifyConfig] {
+        &self.hooks
+    }
+
+    /// Whether some webhook lists `event` (or lists no events).
+    pub fn wants(&self, event: Event) -> bool {
+        self.hooks.iter().any(|hook| Self::listens(hook, event))
+    }
+
+    fn listens(hook: &NotifyConfig, event: Event) -> bool {
+        hook.events.is_empty() || hook.events.iter().any(|e| e == event.as_str())
+    }
+
     /// Queues `event` for every webhook that lists it (or lists no events). The body is
     /// `{"event": …, "text": <one Slack-compatible line>, …details}`.
     pub fn send(&self, event: Event, text: &str, details: Map<String, Value>) {
+        for index in 0..self.hooks.len() {
+            self.send_to(index, event, text, details.clone());
+        }
+    }
+
+    /// Queues `event` for the webhook at `index` when it lists the event (`upgrade_scheduled`
+    /// goes to each webhook at its own lead times).
+    pub fn send_to(&self, index: usize, event: Event, text: &str, details: Map<String, Value>) {
         let Some(sender) = &self.sender else { return };
+        let Some(hook) = self.hooks.get(index).filter(|h| Self::listens(h, event)) else {
+            return;
+        };
         let mut body = Map::new();
         body.insert("event".into(), Value::from(event.as_str()));
         body.insert("text".into(), Value::from(text));
         for (k, v) in details {
             body.entry(k).or_insert(v);
         }
-        let body = Value::Object(body).to_string();
-        for hook in &self.hooks {
-            if hook.events.is_empty() || hook.events.iter().any(|e| e == event.as_str()) {
-                let _ = sender.send(Delivery {
-                    url: hook.url.clone(),
-                    body: body.clone(),
-                    event,
-                });
-            }
-        }
+        let _ = sender.send(Delivery {
+            url: hook.url.clone(),
+            body: Value::Object(body).to_string(),
+            event,
+        });
     }
 }
 

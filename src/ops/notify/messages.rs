@@ -58,6 +58,23 @@ pub fn update_available(component: &str, target: &str, pinned: &str, newer: &str
     format!("{component} {newer} is available for {target}, pinned to {pinned}")
 }
 
+/// `upgrade_scheduled`: a target's change is projected to start at `start` (`when`: "in 24 h").
+pub fn upgrade_scheduled(
+    component: &str,
+    target: &str,
+    action: &str,
+    from: Option<&str>,
+    to: &str,
+    start: &str,
+    when: &str,
+) -> String {
+    let change = match from {
+        Some(from) => format!("{from} → {to}"),
+        None => to.to_string(),
+    };
+    format!("📅 {component} on {target}: {action} {change} projected to start {start} ({when})")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,6 +115,15 @@ mod tests {
             blocked("billing", "acme", "upgrade", Some("2.0.0"), &reasons),
             converged(3, "0123456789ab"),
             update_available("billing", "acme", "1.2.0", "1.3.0"),
+            upgrade_scheduled(
+                "billing",
+                "acme",
+                "upgrade",
+                Some("1.2.0"),
+                "2.0.0",
+                "2026-12-10T02:00:00Z",
+                "in 24 h",
+            ),
         ];
         insta::assert_snapshot!("notification_texts", texts.join("\n"));
     }

@@ -12,6 +12,7 @@
 
 pub mod deliver;
 pub mod messages;
+pub mod scheduled;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
