@@ -48,31 +48,39 @@ git -C "$dir" add -A
 git -C "$dir" -c user.name=bench -c user.email=bench@localhost commit -q -m "fleet"
 
 git -C "$dir" config gc.auto 0
-timings="$work/timings"
-: > "$timings"
-for run in $(seq "$runs"); do
-    rm -rf "$work/run" && cp -a "$dir" "$work/run"
-    floor_start=$(date +%s.%N)
-    for i in $(seq "$n"); do /bin/true "t$i" 1.0.0; done
-    floor_end=$(date +%s.%N)
-    apply_start=$(date +%s.%N)
-    "$gantry" --repo "$work/run" apply --now 2026-11-21T10:00:00Z 2>"$work/apply.log" || { tail -5 "$work/apply.log"; exit 1; }
-    apply_end=$(date +%s.%N)
-    echo "$floor_start $floor_end $apply_start $apply_end" >> "$timings"
-done
-tail -1 "$work/apply.log"
-
-converged=$("$gantry" --repo "$work/run" status --format json --now 2026-11-21T10:00:00Z | grep -c '"status": "converged"' || true)
-python3 - "$timings" "$n" "$converged" "$parallel" <<'PY'
-import statistics, sys
-path, n, conv, par = sys.argv[1], *map(float, sys.argv[2:])
-rows = [list(map(float, line.split())) for line in open(path)]
-floors = [fe - fs for fs, fe, _, _ in rows]
-applies = [ae - a_s for _, _, a_s, ae in rows]
-ratios = [a / f for f, a in zip(floors, applies)]
-floor, apply, ratio = statistics.median(floors), statistics.median(applies), statistics.median(ratios)
-print(f"targets            {int(n)} (maxParallel {int(par)}), converged {int(conv)}; median of {len(rows)} runs")
-print(f"floor (shell loop) {floor*1000:8.0f} ms  ({floor/n*1e6:6.0f} us/process)")
-print(f"gantry apply       {apply*1000:8.0f} ms  ({apply/n*1e6:6.0f} us/target)")
-print(f"ratio              {ratio:8.2f}x  (aim <= 1.5x; per run: {', '.join(f'{r:.2f}' for r in ratios)})")
+# Wall time and CPU time (user + sys of the process and its children) of each, per round.
+python3 - "$gantry" "$dir" "$work" "$n" "$parallel" "$runs" <<'PY'
+import os, resource, shutil, statistics, subprocess, sys, time
+gantry, repo, work, n, parallel, runs = sys.argv[1], sys.argv[2], sys.argv[3], *map(int, sys.argv[4:])
+def measure(argv, **kw):
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    done = subprocess.run(argv, **kw)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return done, wall, cpu
+rows = []
+for _ in range(runs):
+    run = os.path.join(work, "run")
+    shutil.rmtree(run, ignore_errors=True)
+    shutil.copytree(repo, run, symlinks=True)
+    _, fwall, fcpu = measure(["bash", "-c", f'for i in $(seq {n}); do /bin/true "t$i" 1.0.0; done'])
+    done, awall, acpu = measure([gantry, "--repo", run, "apply", "--now", "2026-11-21T10:00:00Z"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        sys.exit(f"apply failed:\n{done.stderr[-2000:]}")
+    rows.append((fwall, fcpu, awall, acpu))
+print(done.stderr.strip().splitlines()[-1])
+status = subprocess.run([gantry, "--repo", run, "status", "--format", "json", "--now", "2026-11-21T10:00:00Z"],
+                        capture_output=True, text=True).stdout
+converged = status.count('"status": "converged"')
+med = lambda xs: statistics.median(xs)
+fwall, fcpu, awall, acpu = (med([r[i] for r in rows]) for i in range(4))
+wall_ratios = [r[2] / r[0] for r in rows]
+cpu_ratios = [r[3] / r[1] for r in rows]
+print(f"targets            {n} (maxParallel {parallel}), converged {converged}; median of {len(rows)} rounds")
+print(f"floor (shell loop) {fwall*1000:8.0f} ms wall {fcpu*1000:8.0f} ms CPU  ({fwall/n*1e6:5.0f} us/process)")
+print(f"gantry apply       {awall*1000:8.0f} ms wall {acpu*1000:8.0f} ms CPU  ({awall/n*1e6:5.0f} us/target)")
+print(f"ratio              {med(wall_ratios):8.2f}x wall   {med(cpu_ratios):5.2f}x CPU  (aim <= 1.5x; wall per round: {', '.join(f'{r:.2f}' for r in wall_ratios)})")
 PY
