@@ -252,15 +252,7 @@ fn status_json_carries_the_schedule() {
     // With a selector, only the selected targets (and their rollouts) are kept.
     let eu: Value = serde_json::from_str(
         &repo
-            .gantry(&[
-                "--now",
-                SATURDAY,
-                "status",
-                "--format",
-                "json",
-                "--selector",
-                "region=eu",
-            ])
+            .gantry(&["--now", SATURDAY, "status", "--format", "json", "--selector", "region=eu"])
             .expect(0)
             .stdout(),
     )
@@ -298,14 +290,7 @@ fn upgrade_scheduled_is_sent_once_at_each_webhooks_lead_times() {
             .unwrap()
             .iter()
             .filter(|b| b["event"] == "upgrade_scheduled")
-            .map(|b| {
-                format!(
-                    "{} {} {}",
-                    b["target"].as_str().unwrap(),
-                    b["lead"].as_str().unwrap(),
-                    b["projected_start"].as_str().unwrap()
-                )
-            })
+            .map(|b| format!("{} {} {}", b["target"].as_str().unwrap(), b["lead"].as_str().unwrap(), b["projected_start"].as_str().unwrap()))
             .collect();
         seen.sort();
         seen
@@ -353,8 +338,5 @@ fn a_bad_lead_time_is_refused_with_its_line() {
     repo.commit_all("bad lead time");
     let out = repo.gantry(&["validate"]).expect(1);
     let text = out.stdout() + &out.stderr();
-    assert!(
-        text.contains("gantry.toml:5:") && text.contains("notify.lead_times"),
-        "{text}"
-    );
+    assert!(text.contains("gantry.toml:5:") && text.contains("notify.lead_times"), "{text}");
 }

@@ -81,10 +81,9 @@ pub fn timeline(input: &PlanInput, schedule: &Schedule) -> Timeline {
     let mut rows: BTreeMap<(usize, String, Vec<String>), TimelineRow> = BTreeMap::new();
     // The rollout a target is in: same component, version and policy.
     let rollout_of = |t: &super::schedule::TargetSchedule| {
-        schedule
-            .rollouts
-            .iter()
-            .position(|r| r.component == t.component && Some(&r.version) == t.to.as_ref() && r.policy == t.policy)
+        schedule.rollouts.iter().position(|r| {
+            r.component == t.component && Some(&r.version) == t.to.as_ref() && r.policy == t.policy
+        })
     };
     for t in &schedule.targets {
         let (Some(index), Some(wave)) = (rollout_of(t), t.wave.as_ref()) else {
@@ -227,7 +226,9 @@ impl Timeline {
             let kept: Vec<&TimelineTarget> = row.targets.iter().filter(|t| keep(t)).collect();
             let mut groups: BTreeMap<Option<String>, Vec<TimelineTarget>> = BTreeMap::new();
             for t in kept {
-                let value = group.map(|key| format!("{key}={}", t.labels.get(key).map_or("(none)", String::as_str)));
+                let value = group.map(|key| {
+                    format!("{key}={}", t.labels.get(key).map_or("(none)", String::as_str))
+                });
                 groups.entry(value).or_default().push(t.clone());
             }
             for (value, targets) in groups {
@@ -238,7 +239,10 @@ impl Timeline {
                 });
             }
         }
-        Timeline { rows, ..self.clone() }
+        Timeline {
+            rows,
+            ..self.clone()
+        }
     }
 }
 
@@ -268,14 +272,8 @@ mod tests {
         assert_eq!(
             open,
             vec![
-                Interval {
-                    from: at("2026-03-29T00:00:00Z"),
-                    to: at("2026-03-29T02:00:00Z")
-                },
-                Interval {
-                    from: at("2026-03-29T23:00:00Z"),
-                    to: at("2026-03-30T02:00:00Z")
-                },
+                Interval { from: at("2026-03-29T00:00:00Z"), to: at("2026-03-29T02:00:00Z") },
+                Interval { from: at("2026-03-29T23:00:00Z"), to: at("2026-03-30T02:00:00Z") },
             ]
         );
     }
@@ -292,14 +290,8 @@ mod tests {
         assert_eq!(
             open,
             vec![
-                Interval {
-                    from: at("2026-06-01T10:00:00Z"),
-                    to: at("2026-06-01T20:00:00Z")
-                },
-                Interval {
-                    from: at("2026-06-02T08:00:00Z"),
-                    to: at("2026-06-02T09:00:00Z")
-                },
+                Interval { from: at("2026-06-01T10:00:00Z"), to: at("2026-06-01T20:00:00Z") },
+                Interval { from: at("2026-06-02T08:00:00Z"), to: at("2026-06-02T09:00:00Z") },
             ]
         );
         // A window that never opens in range: nothing is shaded.
@@ -311,9 +303,7 @@ mod tests {
     fn select_keeps_chosen_targets_and_splits_rows_by_label() {
         let target = |name: &str, tenant: Option<&str>| TimelineTarget {
             target: name.to_string(),
-            labels: tenant
-                .map(|t| [("tenant".to_string(), t.to_string())].into())
-                .unwrap_or_default(),
+            labels: tenant.map(|t| [("tenant".to_string(), t.to_string())].into()).unwrap_or_default(),
             projected_start: None,
             done: false,
         };
@@ -330,23 +320,14 @@ mod tests {
                 windows: vec![],
                 open: vec![],
                 soak: None,
-                targets: vec![
-                    target("a1", Some("acme")),
-                    target("g1", Some("globex")),
-                    target("x", None),
-                ],
+                targets: vec![target("a1", Some("acme")), target("g1", Some("globex")), target("x", None)],
             }],
         };
         let split = timeline.select(&|_| true, Some("tenant"));
         let groups: Vec<(Option<&str>, Vec<&str>)> = split
             .rows
             .iter()
-            .map(|r| {
-                (
-                    r.group.as_deref(),
-                    r.targets.iter().map(|t| t.target.as_str()).collect(),
-                )
-            })
+            .map(|r| (r.group.as_deref(), r.targets.iter().map(|t| t.target.as_str()).collect()))
             .collect();
         assert_eq!(
             groups,

@@ -845,14 +845,13 @@ fn after_pass(
     recorded_something: bool,
 ) -> Option<Timestamp> {
     let key = status_cache::key(shared, repo);
-    let status =
-        match crate::ops::status::status_report(repo, None, shared.now(), crate::ops::status::Projection::Schedule) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!("cannot compute the status after the pass: {e}");
-                return None;
-            }
-        };
+    let status = match crate::ops::status::status_report(repo, None, shared.now(), crate::ops::status::Projection::Schedule) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("cannot compute the status after the pass: {e}");
+            return None;
+        }
+    };
     let mut by_status = std::collections::BTreeMap::new();
     for t in &status.targets {
         *by_status.entry(t.status.clone()).or_insert(0u64) += 1;
