@@ -4,7 +4,7 @@
 mod common;
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -404,16 +404,7 @@ fn api_status_equals_gantry_status_json_at_the_same_now() {
 /// screenshot is not blank where the tables are.
 #[test]
 fn status_page_renders_in_headless_chromium() {
-    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists());
-    let Some(chromium) = chromium else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "chromium is required on CI (apt-get install -y chromium)"
-        );
-        eprintln!("SKIPPED status_page_renders_in_headless_chromium: chromium is not installed (and CI is unset)");
+    let Some(chromium) = common::chromium("status_page_renders_in_headless_chromium") else {
         return;
     };
     let repo = fixture(&[("alpha", "1.0.0"), ("beta", "1.0.0"), ("gamma", "1.1.0")], None);
@@ -427,25 +418,7 @@ fn status_page_renders_in_headless_chromium() {
     assert!(!html.contains("<script"), "no JavaScript");
 
     let out = tempfile::tempdir().expect("tmp");
-    let run = |extra: &[&str]| {
-        let profile = tempfile::tempdir().expect("profile");
-        Command::new(&chromium)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                "--window-size=1280,900",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .args(extra)
-            .arg(daemon.url("/"))
-            .output()
-            .expect("run chromium")
-    };
+    let run = |extra: &[&str]| common::run_chromium(&chromium, &daemon.url("/"), extra);
     let dom = run(&["--dump-dom"]);
     let dom = String::from_utf8_lossy(&dom.stdout);
     let table = dom
@@ -736,41 +709,9 @@ fn apply_with_a_webhook_down_succeeds_and_says_so_on_stderr() {
     assert_eq!(deployed(&repo, "alpha").as_deref(), Some("1.0.0"));
 }
 
-/// Chromium's path, or `None` (skipping loudly outside CI) when it is not installed.
-fn chromium_or_skip(test: &str) -> Option<PathBuf> {
-    let found = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists());
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "chromium is required on CI (apt-get install -y chromium)"
-        );
-        eprintln!("SKIPPED {test}: chromium is not installed (and CI is unset)");
-    }
-    found
-}
-
 /// The DOM headless Chromium builds from `url`.
 fn dump_dom(chromium: &Path, url: &str) -> String {
-    let profile = tempfile::tempdir().expect("profile");
-    let out = Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--dump-dom",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(url)
-        .output()
-        .expect("run chromium");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    String::from_utf8_lossy(&common::run_chromium(chromium, url, &["--dump-dom"]).stdout).into_owned()
 }
 
 /// The text of each cell of each body row of the table `id` in `dom`.
@@ -844,7 +785,7 @@ fn fleet_552() -> Repo {
 /// far smaller than the 507 KB table it was, and answers 304 to a matching `If-None-Match`.
 #[test]
 fn status_page_summarises_552_targets_and_filters_and_pages_in_headless_chromium() {
-    let Some(chromium) = chromium_or_skip("status_page_summarises_552_targets…") else {
+    let Some(chromium) = common::chromium("status_page_summarises_552_targets…") else {
         return;
     };
     let repo = fleet_552();

@@ -248,3 +248,65 @@ fn quiesce_and_resume_are_declared_together() {
         );
     }
 }
+
+/// A wave analysis failing during the soak rolls back an upgrade that completed (and resumed
+/// the workflows): the rollback stops them again first and starts them last (issue #16,
+/// "quiesce around every attempt"; it ran without `quiesce` before).
+#[test]
+fn an_analysis_rollback_after_the_soak_began_quiesces_first_and_resumes_last() {
+    let at = |minutes: i64| {
+        jiff::Timestamp::from_second(1_795_000_000 + minutes * 60)
+            .unwrap()
+            .to_string()
+    };
+    let repo = Repo::new();
+    repo.file("gantry.toml", "")
+        .file("components/app.yaml", COMPONENT)
+        .file(
+            "releases/app.yaml",
+            &format!(
+                "{}---\n{}",
+                release("app", "1.0.0", ""),
+                release(
+                    "app",
+                    "2.0.0",
+                    "  migrations:\n    - { id: m1, up: [scripts/step.sh, up, m1], down: [scripts/step.sh, down, m1] }\n"
+                )
+            ),
+        )
+        .file(
+            "policies/p.yaml",
+            "apiVersion: gantry.dev/v1\nkind: Policy\nmetadata: { name: p }\nspec:\n  autoRollback: true\n  rollout:\n    waves:\n      - { name: canary, selector: { env: prod }, soak: 10m }\n  health:\n    checks:\n      - { name: probe, type: command, argv: [\"scripts/step.sh\", \"probe\", \"{{ version }}\"] }\n    interval: 1m\n    failureThreshold: 1\n",
+        )
+        .file("scripts/step.sh", STEP)
+        .file("targets/acme.yaml", &target("acme", "app", "1.0.0", "env: prod"))
+        .file(".gitignore", "*.log\nkill-*\nfail-*\n");
+    repo.commit_all("fleet");
+    repo.gantry(&["apply", "--now", &at(0)]).expect(0);
+    repo.file("targets/acme.yaml", &target("acme", "app", "2.0.0", "env: prod"));
+    repo.commit_all("acme to 2.0.0");
+    std::fs::remove_file(repo.path().join("run.log")).unwrap();
+    repo.gantry(&["apply", "--now", &at(60)]).expect(0);
+    let changes =
+        |repo: &Repo| -> Vec<String> { run_log(repo).into_iter().filter(|l| !l.starts_with("probe")).collect() };
+    assert_eq!(
+        changes(&repo),
+        ["quiesce 1.0.0", "up m1", "deploy 2.0.0", "resume 2.0.0"]
+    );
+
+    // Two minutes into the 10-minute soak the probe of 2.0.0 fails: the completed upgrade is
+    // undone (and 1.0.0's health passes).
+    touch(&repo, "fail-probe-2.0.0");
+    std::fs::remove_file(repo.path().join("run.log")).unwrap();
+    repo.gantry(&["apply", "--now", &at(62)]).expect(2);
+    assert_eq!(
+        changes(&repo),
+        ["quiesce 2.0.0", "down m1", "deploy 1.0.0", "resume 1.0.0"],
+        "stopped first, started last"
+    );
+    let record = record(&repo);
+    assert!(
+        record.contains("status: rolled_back") && record.contains("version: \"1.0.0\""),
+        "{record}"
+    );
+}

@@ -252,7 +252,15 @@ fn status_json_carries_the_schedule() {
     // With a selector, only the selected targets (and their rollouts) are kept.
     let eu: Value = serde_json::from_str(
         &repo
-            .gantry(&["--now", SATURDAY, "status", "--format", "json", "--selector", "region=eu"])
+            .gantry(&[
+                "--now",
+                SATURDAY,
+                "status",
+                "--format",
+                "json",
+                "--selector",
+                "region=eu",
+            ])
             .expect(0)
             .stdout(),
     )
@@ -290,7 +298,14 @@ fn upgrade_scheduled_is_sent_once_at_each_webhooks_lead_times() {
             .unwrap()
             .iter()
             .filter(|b| b["event"] == "upgrade_scheduled")
-            .map(|b| format!("{} {} {}", b["target"].as_str().unwrap(), b["lead"].as_str().unwrap(), b["projected_start"].as_str().unwrap()))
+            .map(|b| {
+                format!(
+                    "{} {} {}",
+                    b["target"].as_str().unwrap(),
+                    b["lead"].as_str().unwrap(),
+                    b["projected_start"].as_str().unwrap()
+                )
+            })
             .collect();
         seen.sort();
         seen
@@ -338,5 +353,154 @@ fn a_bad_lead_time_is_refused_with_its_line() {
     repo.commit_all("bad lead time");
     let out = repo.gantry(&["validate"]).expect(1);
     let text = out.stdout() + &out.stderr();
-    assert!(text.contains("gantry.toml:5:") && text.contains("notify.lead_times"), "{text}");
+    assert!(
+        text.contains("gantry.toml:5:") && text.contains("notify.lead_times"),
+        "{text}"
+    );
+}
+
+/// A daemon at a fixed `--now` in Berlin time, serving the fleet's pages; killed on drop.
+struct PageDaemon {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl PageDaemon {
+    fn start(repo: &Repo, now: &str) -> PageDaemon {
+        let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("gantry"));
+        command
+            .arg("--repo")
+            .arg(repo.path())
+            .args(["--now", now, "daemon", "--listen", "127.0.0.1:0"])
+            .env("TZ", "Europe/Berlin")
+            .env_remove("GANTRY_NOW");
+        let (child, addr, _stderr) = common::spawn_daemon(command);
+        PageDaemon { child, addr }
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        common::http_request("GET", &self.addr, path, &[], "")
+    }
+}
+
+impl Drop for PageDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The fleet page draws the schedule as a timeline (server-rendered SVG, no script): a row per
+/// wave, the canary's window and soak, a mark per projected start, the now-line, times as Berlin
+/// local time with "in …"; `?group=region` splits rows by label.
+#[test]
+fn the_status_page_draws_the_schedule_timeline_in_local_time() {
+    let repo = fleet();
+    let daemon = PageDaemon::start(&repo, SATURDAY);
+    let (code, html) = daemon.get("/");
+    assert_eq!(code, 200, "{html}");
+    assert!(!html.contains("<script"), "no JavaScript");
+    let svg = html
+        .split("<svg class=\"timeline\"")
+        .nth(1)
+        .and_then(|rest| rest.split("</svg>").next())
+        .unwrap_or_else(|| panic!("no timeline: {html}"));
+    assert!(svg.contains("data-label=\"billing 1.0.0 · canary\""), "{svg}");
+    assert!(svg.contains("data-label=\"billing 1.0.0 · rest\""), "{svg}");
+    assert!(svg.contains("a: starts 2026-10-25 01:00:00 CEST (in 13 h)"), "{svg}");
+    assert!(svg.contains("b: starts 2026-10-26 01:00:00 CET (in 1 d 14 h)"), "{svg}");
+    assert!(svg.contains("class=\"soak\""), "the canary's 24 h soak: {svg}");
+    assert!(svg.contains("class=\"open\""), "eu-nights is shaded: {svg}");
+    assert!(
+        svg.contains("class=\"now\"") && svg.contains("now 2026-10-24 12:00:00 CEST"),
+        "{svg}"
+    );
+    // Instants on the page are local time to the second with how far away, never nanoseconds.
+    assert!(html.contains("now 2026-10-24 12:00:00 CEST"), "{html}");
+    assert!(
+        html.contains("<td>2026-10-25 01:00:00 CEST (in 13 h)</td>"),
+        "projected start column: {html}"
+    );
+    // minijinja escapes `/` in attributes as `&#x2f;`; a browser reads it back as `/`.
+    assert!(html.contains("<a href=\"&#x2f;targets&#x2f;a\">a</a>"), "{html}");
+
+    let (_, grouped) = daemon.get("/?group=region");
+    assert!(
+        grouped.contains("data-label=\"billing 1.0.0 · rest · region=eu\""),
+        "{grouped}"
+    );
+    assert!(
+        grouped.contains("data-label=\"billing 1.0.0 · rest · region=us\""),
+        "{grouped}"
+    );
+}
+
+/// The per-label view a customer-facing page embeds: only that tenant's targets and schedule,
+/// nothing of others (no other target, no commit, no daemon state), 404 for an unknown value;
+/// checked in headless Chromium as a browser renders it.
+#[test]
+fn a_label_view_shows_one_tenant_and_nothing_else() {
+    let repo = fleet();
+    let daemon = PageDaemon::start(&repo, SATURDAY);
+    let (code, html) = daemon.get("/view/region/eu");
+    assert_eq!(code, 200, "{html}");
+    assert!(html.contains("<h1 id=\"view-title\">region=eu</h1>"), "{html}");
+    for name in ["<td>a</td>", "<td>b</td>"] {
+        assert!(html.contains(name), "{name}: {html}");
+    }
+    for other in ["<td>c</td>", "<td>d</td>", "c: starts", "gated"] {
+        assert!(!html.contains(other), "{other} leaked into the eu view: {html}");
+    }
+    let head = repo.git.head().unwrap().peel_to_commit().unwrap().id().to_string();
+    assert!(!html.contains(&head[..12]), "no commit on a customer view");
+    assert!(!html.contains("href="), "no links out of the view: {html}");
+    assert_eq!(daemon.get("/view/region/mars").0, 404);
+    assert_eq!(daemon.get("/targets/a").0, 200);
+    assert_eq!(daemon.get("/targets/zzz").0, 404);
+
+    let Some(chromium) = common::chromium("a_label_view_shows_one_tenant_and_nothing_else") else {
+        return;
+    };
+    let out = common::run_chromium(
+        &chromium,
+        &format!("http://{}/view/region/eu", daemon.addr),
+        &["--dump-dom"],
+    );
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let svg = dom
+        .split("<svg")
+        .nth(1)
+        .and_then(|rest| rest.split("</svg>").next())
+        .unwrap_or_else(|| panic!("no timeline in the DOM:\n{dom}"));
+    assert_eq!(svg.matches("<circle class=\"start\"").count(), 2, "a and b: {svg}");
+    let table = dom
+        .split("<table id=\"targets\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</table>").next())
+        .unwrap_or_else(|| panic!("no targets table in the DOM:\n{dom}"));
+    assert_eq!(table.matches("<tr>").count() - 1, 2, "{table}");
+}
+
+/// A target's page: its rollback points and its history with the new fields, newest first.
+#[test]
+fn a_target_page_shows_versions_and_history() {
+    let repo = fleet();
+    repo.gantry(&["--now", "2026-10-24T23:30:00Z", "apply"]).expect(0);
+    let daemon = PageDaemon::start(&repo, "2026-10-25T12:00:00Z");
+    let (code, html) = daemon.get("/targets/a");
+    assert_eq!(code, 200, "{html}");
+    assert!(html.contains("<h1 id=\"target\">a</h1>"), "{html}");
+    let history = html
+        .split("<table id=\"history\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</table>").next())
+        .unwrap_or_else(|| panic!("{html}"));
+    assert!(
+        history.contains("2026-10-25 01:30:00 CEST (12 h 30 min ago)"),
+        "{history}"
+    );
+    assert!(history.contains("<td>install</td><td>1.0.0</td>"), "{history}");
+    assert!(history.contains("succeeded"), "{history}");
+    let releases = html.split("<table id=\"releases\">").nth(1).unwrap_or_default();
+    assert!(releases.contains("<td>1.0.0</td>"), "{releases}");
 }

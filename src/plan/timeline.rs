@@ -81,9 +81,10 @@ pub fn timeline(input: &PlanInput, schedule: &Schedule) -> Timeline {
     let mut rows: BTreeMap<(usize, String, Vec<String>), TimelineRow> = BTreeMap::new();
     // The rollout a target is in: same component, version and policy.
     let rollout_of = |t: &super::schedule::TargetSchedule| {
-        schedule.rollouts.iter().position(|r| {
-            r.component == t.component && Some(&r.version) == t.to.as_ref() && r.policy == t.policy
-        })
+        schedule
+            .rollouts
+            .iter()
+            .position(|r| r.component == t.component && Some(&r.version) == t.to.as_ref() && r.policy == t.policy)
     };
     for t in &schedule.targets {
         let (Some(index), Some(wave)) = (rollout_of(t), t.wave.as_ref()) else {
@@ -220,15 +221,13 @@ fn open_intervals(windows: &TargetWindows, start: Timestamp, end: Timestamp) -> 
 impl Timeline {
     /// The timeline of the targets `keep` selects, with rows split by the value of the label
     /// `group` (targets without it are grouped under `(none)`). Rows left empty are dropped.
-    pub fn select(&self, keep: &dyn Fn(&TimelineTarget) -> bool, group: Option<&str>) -> Timeline {
+    pub fn select(&self, keep: &dyn Fn(&TimelineRow, &TimelineTarget) -> bool, group: Option<&str>) -> Timeline {
         let mut rows = Vec::new();
         for row in &self.rows {
-            let kept: Vec<&TimelineTarget> = row.targets.iter().filter(|t| keep(t)).collect();
+            let kept: Vec<&TimelineTarget> = row.targets.iter().filter(|t| keep(row, t)).collect();
             let mut groups: BTreeMap<Option<String>, Vec<TimelineTarget>> = BTreeMap::new();
             for t in kept {
-                let value = group.map(|key| {
-                    format!("{key}={}", t.labels.get(key).map_or("(none)", String::as_str))
-                });
+                let value = group.map(|key| format!("{key}={}", t.labels.get(key).map_or("(none)", String::as_str)));
                 groups.entry(value).or_default().push(t.clone());
             }
             for (value, targets) in groups {
@@ -239,10 +238,7 @@ impl Timeline {
                 });
             }
         }
-        Timeline {
-            rows,
-            ..self.clone()
-        }
+        Timeline { rows, ..self.clone() }
     }
 }
 
@@ -272,8 +268,14 @@ mod tests {
         assert_eq!(
             open,
             vec![
-                Interval { from: at("2026-03-29T00:00:00Z"), to: at("2026-03-29T02:00:00Z") },
-                Interval { from: at("2026-03-29T23:00:00Z"), to: at("2026-03-30T02:00:00Z") },
+                Interval {
+                    from: at("2026-03-29T00:00:00Z"),
+                    to: at("2026-03-29T02:00:00Z")
+                },
+                Interval {
+                    from: at("2026-03-29T23:00:00Z"),
+                    to: at("2026-03-30T02:00:00Z")
+                },
             ]
         );
     }
@@ -290,8 +292,14 @@ mod tests {
         assert_eq!(
             open,
             vec![
-                Interval { from: at("2026-06-01T10:00:00Z"), to: at("2026-06-01T20:00:00Z") },
-                Interval { from: at("2026-06-02T08:00:00Z"), to: at("2026-06-02T09:00:00Z") },
+                Interval {
+                    from: at("2026-06-01T10:00:00Z"),
+                    to: at("2026-06-01T20:00:00Z")
+                },
+                Interval {
+                    from: at("2026-06-02T08:00:00Z"),
+                    to: at("2026-06-02T09:00:00Z")
+                },
             ]
         );
         // A window that never opens in range: nothing is shaded.
@@ -303,7 +311,9 @@ mod tests {
     fn select_keeps_chosen_targets_and_splits_rows_by_label() {
         let target = |name: &str, tenant: Option<&str>| TimelineTarget {
             target: name.to_string(),
-            labels: tenant.map(|t| [("tenant".to_string(), t.to_string())].into()).unwrap_or_default(),
+            labels: tenant
+                .map(|t| [("tenant".to_string(), t.to_string())].into())
+                .unwrap_or_default(),
             projected_start: None,
             done: false,
         };
@@ -320,14 +330,23 @@ mod tests {
                 windows: vec![],
                 open: vec![],
                 soak: None,
-                targets: vec![target("a1", Some("acme")), target("g1", Some("globex")), target("x", None)],
+                targets: vec![
+                    target("a1", Some("acme")),
+                    target("g1", Some("globex")),
+                    target("x", None),
+                ],
             }],
         };
-        let split = timeline.select(&|_| true, Some("tenant"));
+        let split = timeline.select(&|_, _| true, Some("tenant"));
         let groups: Vec<(Option<&str>, Vec<&str>)> = split
             .rows
             .iter()
-            .map(|r| (r.group.as_deref(), r.targets.iter().map(|t| t.target.as_str()).collect()))
+            .map(|r| {
+                (
+                    r.group.as_deref(),
+                    r.targets.iter().map(|t| t.target.as_str()).collect(),
+                )
+            })
             .collect();
         assert_eq!(
             groups,
@@ -337,10 +356,10 @@ mod tests {
                 (Some("tenant=globex"), vec!["g1"]),
             ]
         );
-        let acme = timeline.select(&|t| t.labels.get("tenant").is_some_and(|v| v == "acme"), None);
+        let acme = timeline.select(&|_, t| t.labels.get("tenant").is_some_and(|v| v == "acme"), None);
         assert_eq!(acme.rows.len(), 1);
         assert_eq!(acme.rows[0].targets.len(), 1);
-        let nobody = timeline.select(&|_| false, None);
+        let nobody = timeline.select(&|_, _| false, None);
         assert!(nobody.rows.is_empty(), "a row without targets is dropped");
     }
 }

@@ -618,6 +618,8 @@ pub enum StopKind {
 ///   that failed part-way). An install is undone by the component's `remove` step.
 /// - When the workflows may be stopped ([`Progress::may_be_quiesced`]: also after a failing
 ///   `quiesce`), `resume` is the last step, after the target is restored.
+/// - A completed attempt (`stopped` is `None`: a wave's analysis failed during its soak) of a
+///   component with `quiesce` is undone between a `quiesce` first and a `resume` last.
 ///
 /// # Errors
 /// [`ProgramError`] when the attempt cannot be undone (an irreversible change and no snapshot
@@ -660,6 +662,15 @@ pub fn rollback_program(
         }
         return Ok(b.steps);
     }
+    // A completed attempt (no stopped step: its wave's analysis failed during the soak) left
+    // the workflows running on the new version: they are stopped before it is undone, like
+    // before any change, and started again last (issue #16, "quiesce around every attempt").
+    let quiesced = if stopped.is_none() && !quiesced && component.steps.quiesce.is_some() {
+        b.quiesce(now.version.as_ref());
+        true
+    } else {
+        quiesced
+    };
     // Traffic first: every request goes back to the old version before anything is undone.
     if now.weight.is_some_and(|w| w > 0) {
         b.shift_back(now.version.as_ref());
@@ -1004,6 +1015,49 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The rollback of a completed upgrade (its wave's analysis failed during the soak, so no
+    /// step stopped it) runs between a `quiesce` first and a `resume` last: the upgrade had
+    /// resumed the workflows, and undoing it is a change like any other (issue #16). Replayed,
+    /// it ends at the starting version and migrations with the workflows running.
+    #[test]
+    fn the_rollback_of_a_completed_quiescing_upgrade_quiesces_first_and_resumes_last() {
+        let (desired, forward, start) = upgrade(DB_QUIESCE);
+        let done = replay(start.clone(), &forward);
+        assert!(!done.quiesced, "the upgrade resumed the workflows");
+        let rollback = rollback_program(&desired, "db", false, &start, &done, "a1", false, None).unwrap();
+        let kinds: Vec<StepKind> = rollback.iter().map(|s| s.kind).collect();
+        assert_eq!(kinds.first(), Some(&StepKind::Quiesce), "{:?}", ids(&rollback));
+        assert_eq!(kinds.last(), Some(&StepKind::Resume), "{:?}", ids(&rollback));
+        assert_eq!(
+            rollback.first().unwrap().version,
+            done.version,
+            "quiesced at the new version"
+        );
+        assert_eq!(
+            rollback.last().unwrap().version,
+            start.version,
+            "resumed at the old one"
+        );
+        let end = replay(done.clone(), &rollback);
+        assert!(!end.quiesced);
+        assert_eq!(end.version, start.version);
+        assert_eq!(migrations(&end), migrations(&start));
+        // Interrupted after its own quiesce, the rollback of that rollback still resumes.
+        let mid = replay(done, &rollback[..1]);
+        assert!(mid.quiesced && mid.may_be_quiesced(None));
+        // Without `quiesce` a completed upgrade's rollback has neither step.
+        let (plain, forward, start) = upgrade(DB);
+        let done = replay(start.clone(), &forward);
+        let rollback = rollback_program(&plain, "db", false, &start, &done, "a1", false, None).unwrap();
+        assert!(
+            rollback
+                .iter()
+                .all(|s| s.kind != StepKind::Quiesce && s.kind != StepKind::Resume),
+            "{:?}",
+            ids(&rollback)
+        );
     }
 
     /// Without a `quiesce` step nothing changes: no `resume` in a rollback (the model only adds

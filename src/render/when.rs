@@ -19,7 +19,10 @@ pub fn relative(at: Timestamp, now: Timestamp) -> String {
         return "now".to_string();
     }
     let units = [(86_400, "d"), (3_600, "h"), (60, "min"), (1, "s")];
-    let first = units.iter().position(|(size, _)| seconds >= *size).unwrap_or(units.len() - 1);
+    let first = units
+        .iter()
+        .position(|(size, _)| seconds >= *size)
+        .unwrap_or(units.len() - 1);
     let mut parts = Vec::new();
     let mut rest = seconds;
     for (size, name) in &units[first..(first + 2).min(units.len())] {

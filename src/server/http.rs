@@ -42,6 +42,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/", get(index))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/view/{key}/{value}", get(label_view))
+        .route("/targets/{target}", get(target_page))
         .route("/api/status", get(status))
         .route("/api/versions/{target}", get(versions))
         .route("/api/daemon", get(daemon))
@@ -453,6 +455,7 @@ fn page_query(query: Option<&str>) -> Result<page::PageQuery, String> {
         match name {
             "component" if !value.is_empty() => out.component = Some(decoded()?),
             "state" if !value.is_empty() => out.state = Some(decoded()?),
+            "group" if !value.is_empty() => out.group = Some(decoded()?),
             "page" => {
                 out.page = value
                     .parse::<usize>()
@@ -474,6 +477,44 @@ async fn index(State(shared): State<Arc<Shared>>, headers: HeaderMap, query: axu
         Err(message) => return (StatusCode::BAD_REQUEST, format!("{message}\n")).into_response(),
     };
     let result = tokio::task::spawn_blocking(move || page::render(&shared, &query)).await;
+    html_response(&headers, result.map_err(|e| e.to_string()))
+}
+
+/// A customer-facing view of the targets with one label value (`/view/tenant/acme`): only
+/// their rows, schedule and rollouts, nothing of other targets (issue #15).
+async fn label_view(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    axum::extract::Path((key, value)): axum::extract::Path<(String, String)>,
+) -> Response {
+    let result = tokio::task::spawn_blocking(move || super::views::label_view(&shared, &key, &value)).await;
+    match result {
+        Ok(Ok(None)) => (StatusCode::NOT_FOUND, "no target has that label value\n").into_response(),
+        Ok(Ok(Some(html))) => html_response(&headers, Ok(Ok(html))),
+        Ok(Err(message)) => error(&message),
+        Err(e) => error(&e.to_string()),
+    }
+}
+
+/// One target's page: its versions, rollback points and history (`/targets/NAME`).
+async fn target_page(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    axum::extract::Path(target): axum::extract::Path<String>,
+) -> Response {
+    let result = tokio::task::spawn_blocking(move || super::views::target_page(&shared, &target)).await;
+    match result {
+        Ok(Err(crate::ops::OpsError::UnknownTarget { target, .. })) => {
+            (StatusCode::NOT_FOUND, format!("unknown target `{target}`\n")).into_response()
+        }
+        Ok(other) => html_response(&headers, Ok(other.map_err(|e| crate::error_chain(&e)))),
+        Err(e) => error(&e.to_string()),
+    }
+}
+
+/// An HTML page with an `ETag` (a digest of the body); a request whose `If-None-Match` has it
+/// gets `304 Not Modified` and no body.
+fn html_response(headers: &HeaderMap, result: Result<Result<String, String>, String>) -> Response {
     match result {
         Ok(Ok(html)) => {
             use sha2::Digest;
@@ -500,7 +541,7 @@ async fn index(State(shared): State<Arc<Shared>>, headers: HeaderMap, query: axu
                 .into_response()
         }
         Ok(Err(message)) => error(&message),
-        Err(e) => error(&e.to_string()),
+        Err(e) => error(&e),
     }
 }
 

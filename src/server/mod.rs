@@ -26,6 +26,8 @@ pub mod remote;
 pub mod scheduler;
 pub mod status_cache;
 mod stream;
+mod svg;
+mod views;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -845,7 +847,15 @@ fn after_pass(
     recorded_something: bool,
 ) -> Option<Timestamp> {
     let key = status_cache::key(shared, repo);
-    let status = match crate::ops::status::status_report(repo, None, shared.now(), crate::ops::status::Projection::Schedule) {
+    // The projection is a planning round per instant something lifts (seconds for thousands of
+    // targets): made after a pass only for `upgrade_scheduled`; otherwise the page or
+    // `/api/status` makes it when asked (the cache keeps it until its inputs move).
+    let projection = if shared.notifier.wants(notices::Event::UpgradeScheduled) {
+        crate::ops::status::Projection::Schedule
+    } else {
+        crate::ops::status::Projection::Skip
+    };
+    let status = match crate::ops::status::status_report(repo, None, shared.now(), projection) {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!("cannot compute the status after the pass: {e}");
@@ -870,7 +880,9 @@ fn after_pass(
         .schedule
         .as_ref()
         .and_then(|s| notices::scheduled::announce(&shared.notifier, s, repo.repo.path(), shared.now()));
-    shared.status.offer(shared, repo, key, status);
+    if status.schedule.is_some() {
+        shared.status.offer(shared, repo, key, status);
+    }
     notice_due
 }
 

@@ -25,16 +25,20 @@ pub const MAX_LABEL_VALUES: usize = 20;
 /// Target names listed per rollout wave (the rest are counted).
 const WAVE_NAMES: usize = 10;
 
-const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:24px;color:#1d2430;background:#fff}\
+pub(super) const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:24px;color:#1d2430;background:#fff}\
 h1{font-size:20px;margin:0 0 4px}h2{font-size:16px;margin:24px 0 8px}\
 p.meta{color:#5b6575;margin:0 0 16px}table{border-collapse:collapse;width:100%}\
 th,td{border:1px solid #c9d1dc;padding:6px 8px;text-align:left;vertical-align:top}\
 th{background:#e8edf3}tr:nth-child(even) td{background:#f5f7fa}\
 .ok{color:#17663a;font-weight:600}.bad{color:#a61b1b;font-weight:600}.wait{color:#8a5a00;font-weight:600}\
 .error{background:#fde8e8;border:1px solid #a61b1b;padding:8px 12px;margin:12px 0}code{font-size:13px}\
-td.n{text-align:right}a{color:#1b4f9c}";
+td.n{text-align:right}a{color:#1b4f9c}\
+.timeline{max-width:1000px;border:1px solid #c9d1dc;margin:0 0 8px}.timeline text{font-size:11px;fill:#1d2430}\
+.timeline text.note{font-size:8px;fill:#5b6575}.timeline text.tick{fill:#5b6575}.timeline line.tick{stroke:#e1e6ee}\
+.timeline .lane{fill:#f5f7fa}.timeline .open{fill:#bfe5c9}.timeline .soak{fill:#e8b04a}\
+.timeline .start{fill:#1b4f9c}.timeline line.now{stroke:#a61b1b;stroke-width:2}.timeline text.now{fill:#a61b1b}";
 
-fn class_of(status: &str) -> &'static str {
+pub(super) fn class_of(status: &str) -> &'static str {
     match status {
         "converged" | "succeeded" | "completed" | "noop" => "ok",
         "failed" | "rolled_back" | "violation" | "halted" => "bad",
@@ -50,6 +54,8 @@ pub struct PageQuery {
     pub state: Option<String>,
     /// 1-based.
     pub page: usize,
+    /// The label the timeline splits its rows by (`?group=tenant`).
+    pub group: Option<String>,
 }
 
 impl PageQuery {
@@ -74,12 +80,15 @@ impl PageQuery {
         if page > 1 {
             params.push(format!("page={page}"));
         }
+        if let Some(g) = &self.group {
+            params.push(format!("group={}", encode(g)));
+        }
         format!("/?{}", params.join("&"))
     }
 }
 
 /// Percent-encodes a query value (everything but unreserved characters).
-fn encode(value: &str) -> String {
+pub(super) fn encode(value: &str) -> String {
     value
         .bytes()
         .map(|b| match b {
@@ -129,6 +138,9 @@ pub fn render(shared: &Shared, query: &PageQuery) -> Result<String, String> {
     let status = &snapshot.report;
     let daemon = lock(&shared.daemon).clone();
     let short = |c: &str| c[..12.min(c.len())].to_string();
+    let zone = jiff::tz::TimeZone::system();
+    let now = status.now.parse::<jiff::Timestamp>().unwrap_or_else(|_| shared.now());
+    let when = |text: &str| local_time(text, now, &zone);
 
     // Summaries over the whole fleet.
     let mut states: Vec<String> = status
@@ -194,18 +206,28 @@ pub fn render(shared: &Shared, query: &PageQuery) -> Result<String, String> {
                 .blockers
                 .iter()
                 .map(|b| {
-                    let until = b.until.map(|u| format!(" (until {u})")).unwrap_or_default();
+                    let until = b
+                        .until
+                        .map(|u| format!(" (until {})", crate::render::when::local_and_relative(u, now, &zone)))
+                        .unwrap_or_default();
                     format!("{}: {}{until}", b.kind.as_str(), b.reason)
                 })
                 .chain(t.violations.iter().map(|v| format!("✗ {v}")))
                 .collect();
+            let start = status
+                .schedule
+                .as_ref()
+                .and_then(|s| s.targets.iter().find(|s| s.target == t.target))
+                .and_then(|s| s.projected_start);
             json!({
-                "target": t.target, "component": t.component,
+                "target": t.target, "target_url": format!("/targets/{}", encode(&t.target)),
+                "component": t.component,
+                "projected_start": start.map(|at| crate::render::when::local_and_relative(at, now, &zone)),
                 "current": t.current, "desired": t.desired,
                 "status": t.status, "status_class": class_of(&t.status),
                 "next_action": t.next_action,
                 "plan_status": t.plan_status, "plan_class": class_of(&t.plan_status),
-                "blockers": blockers, "opens_at": t.opens_at,
+                "blockers": blockers, "opens_at": t.opens_at.as_deref().map(when),
                 "last_outcome": t.last_outcome,
                 "last_class": t.last_outcome.as_deref().map(class_of),
                 "last_message": t.last_message,
@@ -229,7 +251,8 @@ pub fn render(shared: &Shared, query: &PageQuery) -> Result<String, String> {
                 "component": rollout.component, "version": rollout.version.to_string(),
                 "wave": wave.name, "targets": names(wave.targets.clone()),
                 "status": format!("{status} (planned)"), "class": class_of(status),
-                "started": null, "until": wave.soak_until.map(|t| t.to_string()),
+                "started": null,
+                "until": wave.soak_until.map(|t| crate::render::when::local_and_relative(t, now, &zone)),
             }));
         }
     }
@@ -252,7 +275,7 @@ pub fn render(shared: &Shared, query: &PageQuery) -> Result<String, String> {
                 "component": rollout.component, "version": rollout.version.to_string(),
                 "wave": wave.name, "targets": names(targets),
                 "status": status, "class": class_of(status),
-                "started": wave.started, "until": wave.completed,
+                "started": wave.started.as_deref().map(when), "until": wave.completed.as_deref().map(when),
             }));
         }
     }
@@ -276,9 +299,9 @@ pub fn render(shared: &Shared, query: &PageQuery) -> Result<String, String> {
         "style": STYLE,
         "desired": short(&status.desired_commit),
         "state": status.state_commit.as_deref().map_or_else(|| "(none)".to_string(), short),
-        "now": status.now,
+        "now": crate::render::when::local(now, &zone),
         "passes": daemon.passes,
-        "next_wake": daemon.next_wake,
+        "next_wake": daemon.next_wake.as_deref().map(when),
         "invalid": daemon.invalid_commit.as_ref().map(|i| json!({
             "commit": short(&i.commit),
             "last_valid": daemon.last_valid_commit.as_deref().unwrap_or("(none)"),
@@ -307,8 +330,27 @@ pub fn render(shared: &Shared, query: &PageQuery) -> Result<String, String> {
         "next_url": (page < pages).then(|| query.url(page + 1)),
         "targets": targets,
         "rollouts": rollouts,
+        "svg": status.timeline.as_ref().map(|timeline| {
+            let timeline = timeline.select(
+                &|row, t| {
+                    query.selector.matches(&t.labels) && query.component.as_ref().is_none_or(|c| *c == row.component)
+                },
+                query.group.as_deref(),
+            );
+            super::svg::layout(&timeline, &zone)
+        }),
+        "group": query.group,
     });
     render_page(&context)
+}
+
+/// An instant from the status (RFC 3339) in the daemon's zone with how far it is from `now`;
+/// text that is not an instant is shown as it is.
+pub(super) fn local_time(text: &str, now: jiff::Timestamp, zone: &jiff::tz::TimeZone) -> String {
+    match text.parse::<jiff::Timestamp>() {
+        Ok(at) => crate::render::when::local_and_relative(at, now, zone),
+        Err(_) => text.to_string(),
+    }
 }
 
 /// The page's template environment: one template, HTML auto-escaping (its name ends in `.html`).
@@ -323,14 +365,26 @@ fn environment() -> &'static minijinja::Environment<'static> {
                 minijinja::AutoEscape::None
             }
         });
-        env.add_template("status.html", include_str!("templates/status.html.j2"))
-            .expect("invariant: the built-in status page template compiles");
+        for (name, source) in [
+            ("status.html", include_str!("templates/status.html.j2")),
+            ("view.html", include_str!("templates/view.html.j2")),
+            ("target.html", include_str!("templates/target.html.j2")),
+            ("timeline.svg.html", include_str!("templates/timeline.svg.j2")),
+        ] {
+            env.add_template(name, source)
+                .expect("invariant: the built-in page templates compile");
+        }
         env
     })
 }
 
 fn render_page(context: &serde_json::Value) -> Result<String, String> {
-    let template = environment().get_template("status.html").map_err(|e| e.to_string())?;
+    render_template("status.html", context)
+}
+
+/// Renders one of the page templates with `context`, HTML-escaped.
+pub(super) fn render_template(name: &str, context: &serde_json::Value) -> Result<String, String> {
+    let template = environment().get_template(name).map_err(|e| e.to_string())?;
     template
         .render(minijinja::Value::from(minijinja::value::Serde(context)))
         .map(|mut html| {
@@ -384,5 +438,22 @@ mod tests {
             html.contains("<style>body{"),
             "the style sheet is trusted markup: {html}"
         );
+    }
+
+    /// A label value or target name from a hostile commit is text in the timeline's SVG too.
+    #[test]
+    fn timeline_values_are_escaped() {
+        let svg = json!({
+            "width": 1000.0, "height": 60.0, "plot_left": 300.0, "plot_right": 988.0,
+            "now_x": 300.0, "now_label": "now <b>", "summary": "s\"><script>",
+            "ticks": [{"x": 300.0, "label": "<i>"}],
+            "rows": [{"y": 30.0, "label": "billing · tenant=<script>alert(1)</script>", "note": "n&",
+                "bands": [{"x": 1.0, "width": 2.0, "class": "open", "title": "</title><script>"}],
+                "marks": [{"x": 3.0, "title": "x\" onmouseover=\"alert(1)"}]}],
+        });
+        let html = render_template("timeline.svg.html", &json!({"svg": svg})).unwrap();
+        assert!(!html.contains("<script"), "{html}");
+        assert!(!html.contains("\" onmouseover"), "{html}");
+        assert!(html.contains("tenant=&lt;script&gt;"), "{html}");
     }
 }

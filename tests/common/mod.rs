@@ -381,3 +381,42 @@ impl Hooks {
         self.bodies.lock().unwrap().iter().find(|b| b["event"] == name).cloned()
     }
 }
+
+/// The headless Chromium the page tests drive; `None` (with a loud line) only outside CI, where
+/// a missing browser is a skip rather than a failure. `test` names the skipped test.
+pub fn chromium(test: &str) -> Option<PathBuf> {
+    let found = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists());
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "chromium is required on CI (apt-get install -y chromium)"
+        );
+        eprintln!("SKIPPED {test}: chromium is not installed (and CI is unset)");
+    }
+    found
+}
+
+/// Runs headless Chromium on `url` with `extra` arguments (`--dump-dom`, `--screenshot=…`) in a
+/// fresh profile, at 1280×900.
+pub fn run_chromium(chromium: &Path, url: &str, extra: &[&str]) -> Output {
+    let profile = tempfile::tempdir().expect("profile");
+    std::process::Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--window-size=1280,900",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(extra)
+        .arg(url)
+        .output()
+        .expect("run chromium")
+}

@@ -126,7 +126,10 @@ pub fn leads_of(notifier: &Notifier) -> Vec<Leads> {
         .map(|(hook, h)| {
             let written: Vec<String> = match &h.lead_times {
                 Some(leads) => leads.clone(),
-                None => crate::manifest::DEFAULT_LEAD_TIMES.iter().map(|s| s.to_string()).collect(),
+                None => crate::manifest::DEFAULT_LEAD_TIMES
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
             };
             Leads {
                 hook,
@@ -181,8 +184,10 @@ pub fn announce(notifier: &Notifier, schedule: &Schedule, git_dir: &Path, now: T
                 &start,
                 &when,
             ),
-            details(json!({"target": n.target, "component": n.component, "action": n.action.as_str(),
-                "from": n.from, "to": n.to, "projected_start": start, "lead": n.lead})),
+            details(
+                json!({"target": n.target, "component": n.component, "action": n.action.as_str(),
+                "from": n.from, "to": n.to, "projected_start": start, "lead": n.lead}),
+            ),
         );
     }
     if remember != before {
@@ -216,8 +221,8 @@ mod tests {
                 target: "acme-billing".into(),
                 component: "billing".into(),
                 action,
-                from: Some(semver::Version::new(1, 2, 0).into()),
-                to: Some(semver::Version::new(2, 0, 0).into()),
+                from: Some(semver::Version::new(1, 2, 0)),
+                to: Some(semver::Version::new(2, 0, 0)),
                 policy: None,
                 wave: None,
                 projected_start: start.map(at),
@@ -260,7 +265,11 @@ mod tests {
         }
         assert_eq!(
             sent,
-            ["2026-12-03T02:00:00Z 7d", "2026-12-09T02:00:00Z 24h", "2026-12-10T01:00:00Z 1h"]
+            [
+                "2026-12-03T02:00:00Z 7d",
+                "2026-12-09T02:00:00Z 24h",
+                "2026-12-10T01:00:00Z 1h"
+            ]
         );
         // Once it started (or is no longer projected), nothing is remembered for it.
         let (notices, remember, next) = due(&s, &hooks(), at("2026-12-10T02:00:00Z"), &memory);
