@@ -836,6 +836,53 @@ pub(crate) mod tests {
         assert_eq!(result.message, "gantry-no-such-command-xyz: command not found in PATH");
     }
 
+    /// Issue #17: without a pidfd (a kernel before 5.3) the leader's exit is polled. The same
+    /// wait must still end with the leader, copy its output, and time out a hanging one.
+    #[test]
+    fn without_a_pidfd_the_polled_wait_ends_with_the_leader_and_times_out_a_hanging_one() {
+        for (script, timeout, timed_out) in [
+            ("echo polled; exit 3", Duration::from_secs(30), false),
+            ("echo hanging; exec sleep 300", Duration::from_millis(300), true),
+        ] {
+            let (out, into) = io::pipe().unwrap();
+            let mut command = Command::new("/bin/sh");
+            command
+                .args(["-c", script])
+                .stdin(Stdio::null())
+                .stdout(into.try_clone().unwrap())
+                .stderr(into)
+                .process_group(0);
+            let mut child = spawn(&mut command).unwrap();
+            drop(command);
+            let group = process_group_of(&child);
+            let capture = Capture::default();
+            let dir = TempDir::new().unwrap();
+            capture.begin(open_log(&dir.path().join("step.log")).unwrap(), &Default::default());
+            let mut watch = StepWatch {
+                outputs: vec![(File::from(OwnedFd::from(out)), Stream::Other)],
+                exit: LeaderExit::Polled(group),
+                capture: &capture,
+            };
+            let started = Instant::now();
+            let ended = wait_then_kill_group(&mut child, group, timeout, &mut watch).unwrap();
+            assert!(watch.drain(Instant::now() + OUTPUT_GRACE), "{script}: output left open");
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{script}: {:?}",
+                started.elapsed()
+            );
+            match ended {
+                Ended::TimedOut => assert!(timed_out, "{script}: timed out"),
+                Ended::Finished(status) => {
+                    assert!(!timed_out, "{script}: finished");
+                    assert_eq!(status.code(), Some(3), "{script}");
+                }
+            }
+            let want = if timed_out { "hanging" } else { "polled" };
+            assert_eq!(capture.end(), want, "{script}");
+        }
+    }
+
     #[test]
     fn observe_reports_the_last_stdout_line() {
         let dir = TempDir::new().unwrap();
