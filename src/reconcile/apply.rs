@@ -11,9 +11,9 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 
+use crate::manifest::Version;
 use git2::Oid;
 use jiff::Timestamp;
-use semver::Version;
 
 use std::sync::Arc;
 
@@ -668,6 +668,7 @@ fn roll_back_analysis_failure(
         started: now,
         plan: serde_json::Value::Null,
         approvers: Vec::new(),
+        emergency: None,
     };
     let env = parts.env(desired, pool, &pass.attempts);
     let result = match attempt::start(&env, header, Some(&record), steps) {
@@ -791,6 +792,7 @@ fn run_batch(
             wave: action.wave.clone(),
             spec_hash: desired.targets.get(&action.target).map(|t| t.spec_hash()),
             approvers: action.approvals.as_ref().map(|a| a.have.clone()).unwrap_or_default(),
+            emergency: action.urgency.and(action.reason.clone()),
         };
         queue.push_back((action, parts, forward, header));
     }
@@ -1027,6 +1029,7 @@ fn record_results(
             desired_commit: result.header.desired_commit.clone(),
             attempt: result.header.attempt.clone(),
             message: result.message.clone(),
+            emergency: result.header.emergency.clone(),
         };
         batch.outcome(outcome.clone());
         finished.push(outcome);

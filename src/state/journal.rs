@@ -56,8 +56,8 @@ pub struct AttemptHeader {
     pub target: String,
     pub component: String,
     /// `None` for an install.
-    pub from: Option<semver::Version>,
-    pub to: semver::Version,
+    pub from: Option<crate::manifest::Version>,
+    pub to: crate::manifest::Version,
     pub desired_commit: String,
     /// `install`, `upgrade`, `downgrade`, `config`, `remove`.
     pub action: String,
@@ -75,6 +75,10 @@ pub struct AttemptHeader {
     /// names them). Absent in journals written before it was recorded.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub approvers: Vec<String>,
+    /// The reason of the emergency release the attempt moves to (issue #16); absent for a
+    /// normal release and in journals written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emergency: Option<String>,
 }
 
 /// A step the reconciler is about to run.
@@ -721,6 +725,7 @@ mod tests {
             wave: None,
             spec_hash: None,
             approvers: Vec::new(),
+            emergency: None,
         }
     }
 
