@@ -74,8 +74,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 fn add_outcome(batch: &mut Batch, i: usize) {
     let name = format!("t{i:05}");
     let attempt = format!("{name}-20260203T100000Z");
-    let from: semver::Version = "1.2.0".parse().expect("valid semver");
-    let to: semver::Version = "2.0.0".parse().expect("valid semver");
+    let from: gantry::manifest::Version = "1.2.0".parse().expect("valid semver");
+    let to: gantry::manifest::Version = "2.0.0".parse().expect("valid semver");
     let record = TargetRecord {
         component: "billing".to_string(),
         version: Some(to.clone()),
@@ -97,6 +97,7 @@ fn add_outcome(batch: &mut Batch, i: usize) {
             output_tail: String::new(),
             spec_hash: None,
             approvers: Vec::new(),
+            emergency: None,
         }),
         rollback_points: vec![from],
         observed_version: None,

@@ -53,8 +53,8 @@ fn record(repo: &Repo) -> TargetRecord {
     serde_saphyr::from_str(&state_file(repo, "targets/acme-billing.yaml")).expect("a valid target record")
 }
 
-fn version(v: &str) -> Option<semver::Version> {
-    Some(semver::Version::parse(v).unwrap())
+fn version(v: &str) -> Option<gantry::manifest::Version> {
+    Some(gantry::manifest::Version::parse(v).unwrap())
 }
 
 /// Installs 1.0.0 and commits the bump to 2.0.0; the steps log starts empty.
@@ -130,7 +130,7 @@ fn multi_hop_upgrade_runs_stops_migrations_and_health_in_order() {
     let record = record(&repo);
     assert_eq!(record.version, version("2.0.0"));
     assert_eq!(record.status, TargetStatus::Converged);
-    assert_eq!(record.rollback_points, [semver::Version::new(1, 0, 0)]);
+    assert_eq!(record.rollback_points, [gantry::manifest::Version::new(1, 0, 0)]);
     let applied: Vec<&str> = record.applied_migrations.iter().map(|m| m.id.as_str()).collect();
     assert_eq!(applied, ["m1", "m2", "m3", "m4"]);
     let history = repo.gantry(&["history", "--format", "json"]).expect(0);

@@ -509,7 +509,7 @@ fn check_events(events: &[ProgressEvent], targets_of_attempt: &mut BTreeMap<Stri
 /// Rollout records are keyed by version, so a fleet that leaves a version and comes back to it
 /// finds the old record (its later waves marked started): the soak is checked only for versions
 /// rolled out once (`rerolled` lists the others; see the report on issue #10).
-fn check_rollouts(state: &RecordedState, rerolled: &BTreeSet<semver::Version>) -> Result<(), String> {
+fn check_rollouts(state: &RecordedState, rerolled: &BTreeSet<gantry::manifest::Version>) -> Result<(), String> {
     for (name, record) in &state.targets {
         let Some(last) = &record.last_attempt else { continue };
         if !matches!(last.action.as_str(), "install" | "upgrade") || last.outcome.is_none() {
@@ -632,7 +632,7 @@ fn schedule(seed: u64, passes: usize) -> Result<String, String> {
                 log.push(format!("pass {pass}: only {t}"));
             }
             repo.commit_all(&format!("desired {v}"));
-            let version = semver::Version::parse(v).unwrap();
+            let version = gantry::manifest::Version::parse(v).unwrap();
             if recorded(&repo)
                 .rollouts
                 .contains_key(&("app".to_string(), version.clone()))
@@ -848,7 +848,7 @@ fn real_processes_killed_at_random_points_leave_the_recorded_state_true() {
                 }
                 repo.commit_all(&format!("desired {v}"));
                 log.push(format!("pass {pass}: desired {v}"));
-                let version = semver::Version::parse(v).unwrap();
+                let version = gantry::manifest::Version::parse(v).unwrap();
                 if recorded(&repo)
                     .rollouts
                     .contains_key(&("app".to_string(), version.clone()))

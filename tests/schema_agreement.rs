@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use gantry::manifest::document::{parse_toml, parse_yaml};
 use gantry::manifest::schema::{SchemaKind, SchemaViolation, validate};
 use gantry::manifest::{
-    ApprovalSpec, ComponentSpec, Metadata, PolicySpec, ReleaseSpec, RepoConfig, TargetSpec, WindowSpec,
+    ApprovalSpec, ComponentSpec, FleetSpec, Metadata, PolicySpec, ReleaseSpec, RepoConfig, TargetSpec, WindowSpec,
 };
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -113,6 +113,7 @@ fn rust_verdict(fixture: &Fixture) -> Result<(), String> {
         SchemaKind::Policy => typed::<Envelope<PolicySpec>>(json),
         SchemaKind::Window => typed::<Envelope<WindowSpec>>(json),
         SchemaKind::Approval => typed::<Envelope<ApprovalSpec>>(json),
+        SchemaKind::Fleet => typed::<Envelope<FleetSpec>>(json),
         SchemaKind::Config => typed::<RepoConfig>(json),
         SchemaKind::Plan => panic!("plans are not fixtures"),
     }

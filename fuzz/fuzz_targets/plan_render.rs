@@ -331,6 +331,7 @@ fn recorded(input: &Input) -> RecordedState {
             output_tail: String::new(),
             spec_hash: None,
             approvers: Vec::new(),
+            emergency: None,
         });
         state.targets.insert(
             name,

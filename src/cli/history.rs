@@ -77,7 +77,7 @@ pub fn text(entries: &[HistoryRecord], target: Option<&str>) -> String {
         let e = &r.entry;
         let _ = writeln!(
             out,
-            "{}  {}  {} {} → {}  {}{}{}{}{}{}{}",
+            "{}  {}  {} {} → {}  {}{}{}{}{}{}{}{}",
             e.time,
             e.target,
             e.component.as_deref().unwrap_or("?"),
@@ -97,6 +97,10 @@ pub fn text(entries: &[HistoryRecord], target: Option<&str>) -> String {
                 .map(|why| format!(" · reason: {why}"))
                 .unwrap_or_default(),
             r.update_type.map(|u| format!(" · {u}")).unwrap_or_default(),
+            e.emergency_reason
+                .as_ref()
+                .map(|why| format!(" · EMERGENCY: {why}"))
+                .unwrap_or_default(),
             e.detail
                 .duration_ms
                 .map(|ms| format!(" · took {}", Took(ms)))
@@ -177,6 +181,8 @@ mod tests {
             desired_commit: "0123456789abcdef0123456789abcdef01234567".into(),
             attempt: "a1".into(),
             message: message.into(),
+            urgency: None,
+            emergency_reason: None,
             detail: crate::state::AttemptDetail::default(),
         };
         HistoryRecord {

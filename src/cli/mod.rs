@@ -264,7 +264,7 @@ pub enum Command {
     },
     /// Print the JSON Schemas of the manifest kinds (all, or one).
     Schema {
-        /// component, release, target, policy, window, approval, config (gantry.toml) or plan.
+        /// component, release, target, policy, window, approval, fleet, config (gantry.toml) or plan.
         kind: Option<String>,
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).

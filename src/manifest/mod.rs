@@ -4,6 +4,7 @@
 pub mod diagnostic;
 pub mod document;
 pub mod edit;
+pub mod fleet;
 pub mod health;
 pub mod load;
 pub mod parallel;
@@ -13,12 +14,14 @@ pub mod secrets;
 pub mod types;
 pub mod validate;
 pub mod values;
+pub mod version;
 
 pub use diagnostic::{Diagnostic, Severity};
 pub use load::{Kind, Manifest, Manifests, Origin, RawContent, RawFile, read_manifests};
 pub use types::*;
-pub use validate::{Desired, Policy, Release, Target, selector_matches, validate};
+pub use validate::{Desired, Policy, Release, Requires, Target, selector_matches, validate};
 pub use values::VersionWanted;
+pub use version::{Version, VersionReq, Versioning};
 
 /// The largest manifest gantry reads. Real manifests are kilobytes; this bounds memory.
 pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;

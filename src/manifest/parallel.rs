@@ -100,6 +100,7 @@ fn merge(out: &mut Manifests, more: Manifests) {
         policies,
         windows,
         approvals,
+        fleets,
     } = more;
     out.components.extend(components);
     out.releases.extend(releases);
@@ -107,6 +108,7 @@ fn merge(out: &mut Manifests, more: Manifests) {
     out.policies.extend(policies);
     out.windows.extend(windows);
     out.approvals.extend(approvals);
+    out.fleets.extend(fleets);
 }
 
 /// Splits `files` into `n` contiguous, non-empty chunks of about equal byte size (one chunk when

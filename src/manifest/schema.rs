@@ -40,6 +40,8 @@ pub enum SchemaKind {
     Window,
     /// `kind: Approval` manifests.
     Approval,
+    /// `kind: Fleet` manifests (issue #16).
+    Fleet,
     /// `gantry.toml`, the repository settings.
     Config,
     /// The output of `gantry plan --format json`.
@@ -47,13 +49,14 @@ pub enum SchemaKind {
 }
 
 impl SchemaKind {
-    const ALL: [SchemaKind; 8] = [
+    const ALL: [SchemaKind; 9] = [
         SchemaKind::Component,
         SchemaKind::Release,
         SchemaKind::Target,
         SchemaKind::Policy,
         SchemaKind::Window,
         SchemaKind::Approval,
+        SchemaKind::Fleet,
         SchemaKind::Config,
         SchemaKind::Plan,
     ];
@@ -76,6 +79,7 @@ impl SchemaKind {
             "policy" => SchemaKind::Policy,
             "window" => SchemaKind::Window,
             "approval" => SchemaKind::Approval,
+            "fleet" => SchemaKind::Fleet,
             "config" | "gantry" | "gantry.toml" => SchemaKind::Config,
             "plan" => SchemaKind::Plan,
             _ => return None,
@@ -92,6 +96,7 @@ impl SchemaKind {
             SchemaKind::Policy => "policy",
             SchemaKind::Window => "window",
             SchemaKind::Approval => "approval",
+            SchemaKind::Fleet => "fleet",
             SchemaKind::Config => "config",
             SchemaKind::Plan => "plan",
         }
@@ -106,6 +111,7 @@ impl SchemaKind {
             SchemaKind::Policy => "policy.schema.json",
             SchemaKind::Window => "window.schema.json",
             SchemaKind::Approval => "approval.schema.json",
+            SchemaKind::Fleet => "fleet.schema.json",
             SchemaKind::Config => "gantry.schema.json",
             SchemaKind::Plan => "plan.schema.json",
         }
@@ -125,6 +131,7 @@ impl SchemaKind {
             SchemaKind::Policy => Some("Policy"),
             SchemaKind::Window => Some("Window"),
             SchemaKind::Approval => Some("Approval"),
+            SchemaKind::Fleet => Some("Fleet"),
             SchemaKind::Config | SchemaKind::Plan => None,
         }
     }
@@ -142,7 +149,9 @@ impl fmt::Display for SchemaKind {
 
 /// A name that is no schema, from [`SchemaKind::from_str`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown schema `{name}`; expected one of component, release, target, policy, window, approval, config, plan")]
+#[error(
+    "unknown schema `{name}`; expected one of component, release, target, policy, window, approval, fleet, config, plan"
+)]
 pub struct UnknownSchemaKind {
     /// The name as given.
     pub name: String,
@@ -165,6 +174,7 @@ pub fn schema_text(kind: SchemaKind) -> &'static str {
         SchemaKind::Policy => include_str!("../../schemas/policy.schema.json"),
         SchemaKind::Window => include_str!("../../schemas/window.schema.json"),
         SchemaKind::Approval => include_str!("../../schemas/approval.schema.json"),
+        SchemaKind::Fleet => include_str!("../../schemas/fleet.schema.json"),
         SchemaKind::Config => include_str!("../../schemas/gantry.schema.json"),
         SchemaKind::Plan => include_str!("../../schemas/plan.schema.json"),
     }
@@ -172,7 +182,7 @@ pub fn schema_text(kind: SchemaKind) -> &'static str {
 
 /// A schema as a JSON value, parsed once.
 pub fn schema(kind: SchemaKind) -> &'static Value {
-    static PARSED: [OnceLock<Value>; 8] = [const { OnceLock::new() }; 8];
+    static PARSED: [OnceLock<Value>; 9] = [const { OnceLock::new() }; 9];
     PARSED[kind.index()].get_or_init(|| {
         serde_json::from_str(schema_text(kind)).unwrap_or_else(|e| {
             panic!(
@@ -184,7 +194,7 @@ pub fn schema(kind: SchemaKind) -> &'static Value {
 }
 
 fn validator(kind: SchemaKind) -> &'static Validator {
-    static COMPILED: [OnceLock<Validator>; 8] = [const { OnceLock::new() }; 8];
+    static COMPILED: [OnceLock<Validator>; 9] = [const { OnceLock::new() }; 9];
     COMPILED[kind.index()].get_or_init(|| {
         jsonschema::draft202012::options()
             // The schemas only refer into their own `$defs`; nothing is ever fetched.
@@ -736,6 +746,7 @@ mod tests {
             ("Policy", Some(SchemaKind::Policy)),
             ("window", Some(SchemaKind::Window)),
             ("Approval", Some(SchemaKind::Approval)),
+            ("fleet", Some(SchemaKind::Fleet)),
             ("config", Some(SchemaKind::Config)),
             ("gantry.toml", Some(SchemaKind::Config)),
             ("gantry", Some(SchemaKind::Config)),

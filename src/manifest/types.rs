@@ -43,6 +43,9 @@ pub struct ComponentSpec {
     /// A JSON Schema every target's `config` must satisfy, checked by `validate` (issue #16).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_schema: Option<serde_json::Value>,
+    /// How its release versions are written and ordered: `semver` (default) or `calver` dates.
+    #[serde(default, skip_serializing_if = "super::version::Versioning::is_semver")]
+    pub versioning: super::version::Versioning,
 }
 
 /// The step argvs of a component.
@@ -126,6 +129,110 @@ pub struct ReleaseSpec {
     pub artifacts: Vec<Artifact>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub changelog: BTreeMap<String, Vec<String>>,
+    /// `emergency`: governed by the policy's `updates.emergency` rule (issue #16).
+    #[serde(default, skip_serializing_if = "Urgency::is_normal")]
+    pub urgency: Urgency,
+    /// Why an emergency release cannot wait (required for one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Component → the versions of it this release runs with, on the targets that share the
+    /// requirement's scope label (`tenant` unless it names another; SPEC §2, issue #16).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub requires: BTreeMap<String, Requirement>,
+}
+
+/// How urgent a release is (SPEC §2, issue #16).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Urgency {
+    /// Governed by the rule of its update type.
+    #[default]
+    Normal,
+    /// Governed by `updates.emergency` when the policy has one.
+    Emergency,
+}
+
+impl Urgency {
+    pub fn is_normal(&self) -> bool {
+        *self == Urgency::Normal
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Urgency::Normal => "normal",
+            Urgency::Emergency => "emergency",
+        }
+    }
+}
+
+/// Whether freezes (deny windows) hold an emergency release.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Freezes {
+    /// Freezes hold it (the default).
+    #[default]
+    Hold,
+    /// It may start during a freeze.
+    Override,
+}
+
+impl Freezes {
+    pub fn is_hold(&self) -> bool {
+        *self == Freezes::Hold
+    }
+}
+
+/// One `requires` entry of a Release (SPEC §2).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum Requirement {
+    /// `system: ">=2.0"`: the targets of `system` with the same `tenant` label.
+    Version(String),
+    /// `system: { version: ">=2.0", scope: site }`: the targets of `system` with the same value
+    /// of the `site` label.
+    Scoped(ScopedRequirement),
+}
+
+/// A requirement evaluated within another label than `tenant`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ScopedRequirement {
+    pub version: String,
+    /// The label key whose value the dependent and the required targets share.
+    #[serde(default = "default_scope")]
+    pub scope: String,
+}
+
+fn default_scope() -> String {
+    DEFAULT_REQUIREMENT_SCOPE.to_string()
+}
+
+/// The label a requirement is evaluated within unless it names another (as `dependsOn`).
+pub const DEFAULT_REQUIREMENT_SCOPE: &str = "tenant";
+
+impl Requirement {
+    /// The version requirement as written.
+    pub fn version(&self) -> &str {
+        match self {
+            Requirement::Version(v) => v,
+            Requirement::Scoped(s) => &s.version,
+        }
+    }
+
+    /// The label key the requirement is evaluated within.
+    pub fn scope(&self) -> &str {
+        match self {
+            Requirement::Version(_) => DEFAULT_REQUIREMENT_SCOPE,
+            Requirement::Scoped(s) => &s.scope,
+        }
+    }
+
+    /// The JSON pointer of the requirement's version text, given the entry's (`at`).
+    pub fn version_pointer(&self, at: &str) -> String {
+        match self {
+            Requirement::Version(_) => at.to_string(),
+            Requirement::Scoped(_) => format!("{at}/version"),
+        }
+    }
 }
 
 /// One migration of a release.
@@ -292,6 +399,9 @@ pub struct Updates {
     pub minor: UpdateRule,
     #[serde(default)]
     pub major: UpdateRule,
+    /// For releases with `urgency: emergency`, instead of the rule of their update type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emergency: Option<UpdateRule>,
 }
 
 /// What an update of one type needs before it may start.
@@ -307,6 +417,9 @@ pub struct UpdateRule {
     pub windows: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_release_age: Option<String>,
+    /// Only in `updates.emergency`: whether freezes hold it (`hold`, default) or not.
+    #[serde(default, skip_serializing_if = "Freezes::is_hold")]
+    pub freezes: Freezes,
 }
 
 impl Default for UpdateRule {
@@ -316,6 +429,7 @@ impl Default for UpdateRule {
             approvers: Vec::new(),
             windows: true,
             min_release_age: None,
+            freezes: Freezes::Hold,
         }
     }
 }
@@ -490,6 +604,14 @@ pub struct RollbackRules {
     /// True (default): deny windows still hold downgrades.
     #[serde(default = "yes_opt", skip_serializing_if = "Option::is_none")]
     pub respect_deny_windows: Option<bool>,
+    /// Break-glass (issue #16): approvals a person-initiated downgrade to a rollback point (a
+    /// `gantry rollback` commit, a revert) needs before it runs; 0 (default): none. Automatic
+    /// rollbacks of a failed attempt are never held.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub approvals: u32,
+    /// Who may approve such a downgrade (empty: anyone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<String>,
 }
 
 fn yes_opt() -> Option<bool> {
@@ -816,4 +938,69 @@ pub struct SecretsConfig {
     /// Var names matching any of these glob-like patterns (`*token*`) are secret.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub patterns: Vec<String>,
+}
+
+/// `kind: Fleet`: Targets generated from a matrix of tenants × components (SPEC §2, issue #16).
+///
+/// Every pair gets a Target named `<tenant>-<component>`, labelled `tenant: <tenant>` and
+/// `fleet: <fleet name>`, whose fields come from `defaults`, then the overrides for its
+/// component, its tenant, and its tenant × component, in that order (a later layer wins; the
+/// maps `config`, `vars` and `labels` merge key by key).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FleetSpec {
+    /// Tenant names (each becomes a `tenant` label and the first part of a target's name).
+    pub tenants: Vec<String>,
+    /// Component names (each a Component manifest).
+    pub components: Vec<String>,
+    /// What every generated target gets.
+    #[serde(default)]
+    pub defaults: FleetValues,
+    /// Per component, per tenant, or per tenant × component.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<FleetOverride>,
+}
+
+/// The Target fields a Fleet layer sets; absent fields are left to the layers before it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FleetValues {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channels: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub config: serde_json::Map<String, serde_json::Value>,
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub vars: serde_json::Map<String, serde_json::Value>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: Labels,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspend: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<u32>,
+}
+
+/// One `overrides` entry of a Fleet: a tenant, a component or both, and the fields it sets.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FleetOverride {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channels: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub config: serde_json::Map<String, serde_json::Value>,
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub vars: serde_json::Map<String, serde_json::Value>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: Labels,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspend: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<u32>,
 }

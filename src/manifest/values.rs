@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use semver::{Version, VersionReq};
+use super::version::{self, Version, VersionReq, Versioning};
 
 /// Whether `name` is a valid manifest name: `[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?`.
 pub fn is_valid_name(name: &str) -> bool {
@@ -140,32 +140,44 @@ impl std::fmt::Display for VersionWanted {
     }
 }
 
-/// Parses a target's `version`: an exact semver is a pin (semver's own parser would read
-/// `2.0.0` as the requirement `^2.0.0`, which is not what a pin means).
+/// Parses a target's `version` in its component's scheme: an exact version is a pin (semver's
+/// own parser would read `2.0.0` as the requirement `^2.0.0`, which is not what a pin means).
 ///
 /// # Errors
 /// A message with an example of each accepted form.
-pub fn parse_version_wanted(text: &str) -> Result<VersionWanted, String> {
+pub fn parse_version_wanted(text: &str, versioning: Versioning) -> Result<VersionWanted, String> {
     let trimmed = text.trim().trim_start_matches('=');
-    if let Ok(version) = Version::parse(trimmed) {
+    if versioning == Versioning::Calver {
+        let comparison = text.contains(|c: char| "<>=*,^~|".contains(c));
+        return match Version::parse_as(trimmed, Versioning::Calver) {
+            Ok(version) => Ok(VersionWanted::Pin(version)),
+            Err(e) if !comparison => Err(format!("{e}; the component has `versioning: calver`")),
+            Err(_) => VersionReq::parse_as(text, Versioning::Calver)
+                .map(VersionWanted::Requirement)
+                .map_err(|why| format!("`{text}` is not a calver requirement ({why}; e.g. >=2026-01-01, <2026.06.01)")),
+        };
+    }
+    if let Ok(version) = semver::Version::parse(trimmed) {
         if !version.build.is_empty() {
             return Err(format!(
                 "`{text}` has build metadata (`+{}`), which semver ignores when comparing; pin the version without it",
                 version.build
             ));
         }
-        return Ok(VersionWanted::Pin(version));
+        return Ok(VersionWanted::Pin(Version::from(version)));
     }
-    VersionReq::parse(text).map(VersionWanted::Requirement).map_err(|e| {
+    VersionReq::parse_as(text, Versioning::Semver).map(VersionWanted::Requirement).map_err(|e| {
         // Text that reads like a plain version is explained by the version parser, whose
         // complaint ("unexpected character '.' after patch version number") is the useful one;
         // the requirement parser's would talk about commas.
         let looks_like_version = trimmed.starts_with(|c: char| c.is_ascii_digit() || c == 'v' || c == 'V')
             && !trimmed.contains(|c: char| "<>^~*, |".contains(c));
-        match Version::parse(trimmed) {
+        match semver::Version::parse(trimmed) {
             Err(version_error) if looks_like_version => {
                 let hint = if trimmed.starts_with(['v', 'V']) {
                     "; drop the leading `v`"
+                } else if version::CalVer::parse(trimmed).is_ok() {
+                    "; a date: give the component `versioning: calver`"
                 } else {
                     ""
                 };
@@ -176,27 +188,41 @@ pub fn parse_version_wanted(text: &str) -> Result<VersionWanted, String> {
     })
 }
 
-/// Parses a release's version.
+/// Parses a release's version in its component's scheme.
 ///
 /// # Errors
 /// A message with an example.
-pub fn parse_release_version(text: &str) -> Result<Version, String> {
-    let version = Version::parse(text).map_err(|e| format!("`{text}` is not semver ({e}; expected e.g. 2.0.0)"))?;
-    if !version.build.is_empty() {
+pub fn parse_release_version(text: &str, versioning: Versioning) -> Result<Version, String> {
+    let version = Version::parse_as(text, versioning)?;
+    if !version.build().is_empty() {
         return Err(format!(
             "`{text}` has build metadata (`+{}`), which semver ignores when ordering releases; drop it",
-            version.build
+            version.build()
         ));
     }
     Ok(version)
 }
 
-/// A deny entry: a version or a requirement.
+/// A deny entry: a version or a requirement, of either scheme (a policy covers components of
+/// both): semver when it parses as semver, else calver.
 ///
 /// # Errors
 /// A message with an example.
 pub fn parse_version_set(text: &str) -> Result<VersionWanted, String> {
-    parse_version_wanted(text)
+    let semver = parse_version_wanted(text, Versioning::Semver);
+    if semver.is_err()
+        && let Ok(calver) = parse_version_wanted(text, Versioning::Calver)
+    {
+        return Ok(calver);
+    }
+    semver
+}
+
+/// Whether `req` accepts `version`, letting a prerelease match by its release version when the
+/// requirement names no prerelease itself (`>=2.0` accepts `2.1.0-beta.1`): the rule of target
+/// requirements (channels decide which prereleases a target may take) and of `requires`.
+pub fn requirement_accepts(req: &VersionReq, version: &Version) -> bool {
+    req.accepts(version)
 }
 
 impl VersionWanted {
@@ -280,23 +306,58 @@ mod tests {
     #[test]
     fn versions_wanted() {
         assert_eq!(
-            parse_version_wanted("2.0.0").unwrap(),
+            parse_version_wanted("2.0.0", Versioning::Semver).unwrap(),
             VersionWanted::Pin(Version::new(2, 0, 0))
         );
         assert!(matches!(
-            parse_version_wanted("^1.4").unwrap(),
+            parse_version_wanted("^1.4", Versioning::Semver).unwrap(),
             VersionWanted::Requirement(_)
         ));
         assert!(matches!(
-            parse_version_wanted(">=1.2, <2").unwrap(),
+            parse_version_wanted(">=1.2, <2", Versioning::Semver).unwrap(),
             VersionWanted::Requirement(_)
         ));
-        assert!(parse_version_wanted("latest").is_err());
+        assert!(parse_version_wanted("latest", Versioning::Semver).is_err());
         assert!(
-            parse_version_wanted("1.0.0+build5")
+            parse_version_wanted("1.0.0+build5", Versioning::Semver)
                 .unwrap_err()
                 .contains("build metadata")
         );
-        assert!(parse_release_version("2.0").is_err());
+        assert!(parse_release_version("2.0", Versioning::Semver).is_err());
+    }
+
+    /// Each scheme reads its own forms (issue #16); a policy's `deny` reads either.
+    #[test]
+    fn versions_wanted_by_scheme() {
+        use Versioning::{Calver, Semver};
+        let pin = |t: &str, s| matches!(parse_version_wanted(t, s), Ok(VersionWanted::Pin(_)));
+        let req = |t: &str, s| matches!(parse_version_wanted(t, s), Ok(VersionWanted::Requirement(_)));
+        assert!(pin("2026-02-03-001", Calver) && pin("=2026.02.03", Calver) && pin("2026-02-03", Calver));
+        assert!(req(">=2026-01-01", Calver) && req(">=2026-01-01, <2026-02-01", Calver) && req("*", Calver));
+        assert!(pin("2.0.0", Semver) && req("^1.4", Semver));
+        for (text, scheme, says) in [
+            (
+                "2026-02-03-001",
+                Semver,
+                "a date: give the component `versioning: calver`",
+            ),
+            ("2.0.0", Calver, "is not a calver version"),
+            ("2026-02-29", Calver, "2026-02 has no day 29"),
+            ("^2026-02-03", Calver, "is not a calver requirement"),
+            ("~2026-02-03", Calver, "is not a calver requirement"),
+        ] {
+            let e = parse_version_wanted(text, scheme).unwrap_err();
+            assert!(e.contains(says), "{text} as {scheme}: {e}");
+        }
+        for (deny, covers, not) in [
+            ("2.0.1", "2.0.1", "2.0.2"),
+            (">=2026-03-02, <2026-03-03", "2026-03-02-007", "2026-03-03"),
+            ("2026-02-03-001", "2026-02-03-001", "2026-02-03-002"),
+        ] {
+            let set = parse_version_set(deny).unwrap();
+            let v = |t: &str| Version::parse(t).unwrap();
+            assert!(set.covers(&v(covers)) && !set.covers(&v(not)), "{deny}");
+        }
+        assert!(parse_version_set(">=2026-13-01").is_err());
     }
 }

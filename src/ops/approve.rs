@@ -8,8 +8,8 @@
 
 use std::path::PathBuf;
 
+use crate::manifest::Version;
 use git2::Oid;
-use semver::Version;
 
 use crate::manifest::{Labels, Target, selector_matches};
 use crate::reconcile::load::load_commit;

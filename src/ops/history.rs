@@ -148,6 +148,8 @@ mod tests {
                 desired_commit: String::new(),
                 attempt: String::new(),
                 message: String::new(),
+                urgency: None,
+                emergency_reason: None,
                 detail: AttemptDetail {
                     action: action.map(str::to_string),
                     ..AttemptDetail::default()

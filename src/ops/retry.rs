@@ -93,6 +93,12 @@ pub fn retry(repo: &WatchedRepo, options: &RetryOptions) -> Result<RetryReport, 
     for name in &names {
         let target = &loaded.desired.targets[name];
         let file = target.manifest.origin.file.to_string();
+        if let Some(what) = &target.manifest.origin.generated {
+            // Its fields live in lines other targets of the fleet may share.
+            return Err(OpsError::Usage(format!(
+                "{what} ({file}) is generated: bump `retry:` in an override for its tenant and component in the Fleet, then commit that"
+            )));
+        }
         let doc = &target.manifest.origin.doc;
         let retry = target.spec().retry + 1;
         let edit = match doc.at_pointer("/spec/retry") {

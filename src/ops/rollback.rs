@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use semver::Version;
+use crate::manifest::Version;
 
 use crate::manifest::edit::replace_scalar;
 use crate::reconcile::load::load_commit;
@@ -184,6 +184,12 @@ pub fn rollback(repo: &WatchedRepo, options: &RollbackOptions) -> Result<Rollbac
             })?,
         };
         let file = manifest.manifest.origin.file.to_string();
+        if let Some(what) = &manifest.manifest.origin.generated {
+            // Its version may come from a line every target of the fleet shares.
+            return Err(OpsError::Usage(format!(
+                "{what} ({file}) is generated: pin its version with an override for its tenant and component in the Fleet, then commit that"
+            )));
+        }
         let loc = manifest
             .manifest
             .origin

@@ -226,6 +226,7 @@ pub fn status_report(
             output_tail: String::new(),
             spec_hash: h.spec_hash.clone(),
             approvers: h.approvers.clone(),
+            emergency: h.emergency.clone(),
         };
         if let Some(record) = recorded.targets.get_mut(&h.target) {
             record.status = crate::state::TargetStatus::InProgress;

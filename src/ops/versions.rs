@@ -27,11 +27,11 @@ pub struct VersionsReport {
     /// The governing policy (null: the built-in one).
     pub policy: Option<String>,
     /// The version the state branch records (null: nothing installed).
-    pub current: Option<semver::Version>,
+    pub current: Option<crate::manifest::Version>,
     /// The recorded status (`converged`, `failed`, …; null: never reconciled).
     pub status: Option<String>,
     /// What the plan would deploy now (null when nothing resolves: see the plan's violations).
-    pub desired: Option<semver::Version>,
+    pub desired: Option<crate::manifest::Version>,
     /// Every release of the component, newest first.
     pub releases: Vec<ReleaseChoice>,
     /// The versions the target ran before, newest first, at most the policy's
@@ -42,7 +42,7 @@ pub struct VersionsReport {
 /// One recorded rollback point.
 #[derive(Debug, Clone, Serialize)]
 pub struct RollbackPoint {
-    pub version: semver::Version,
+    pub version: crate::manifest::Version,
     /// A Release manifest for it still exists at the desired commit.
     pub released: bool,
     /// That release is yanked now.
@@ -106,7 +106,8 @@ pub fn versions(repo: &WatchedRepo, target: &str, now: jiff::Timestamp) -> Resul
 /// The report as `gantry versions` prints it.
 impl fmt::Display for VersionsReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let show = |v: &Option<semver::Version>| v.as_ref().map_or_else(|| "(none)".to_string(), ToString::to_string);
+        let show =
+            |v: &Option<crate::manifest::Version>| v.as_ref().map_or_else(|| "(none)".to_string(), ToString::to_string);
         writeln!(
             f,
             "{} ({}): runs {}{}, wants {}{} → {}",

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use semver::Version;
+use crate::manifest::Version;
 
 use crate::manifest::{Dependency, selector_matches};
 use crate::state::TargetStatus;

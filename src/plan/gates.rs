@@ -1,7 +1,7 @@
 //! The per-action gates: windows, approvals, release age, in-progress attempts. Every reason an
 //! action cannot start now, and the gates that can never open (violations).
 
-use crate::manifest::{Desired, Release, Target};
+use crate::manifest::{Desired, Freezes, Release, Target};
 use crate::policy::approvals::Tally;
 use crate::policy::gates::{WindowScope, WindowVerdict};
 use crate::policy::{Governing, UpdateType};
@@ -91,7 +91,10 @@ pub(super) fn gates(
         blockers.push(b);
     }
 
-    match shared.windows.verdict(target.labels(), window_scope(governing, action)) {
+    match shared
+        .windows
+        .verdict(target.labels(), window_scope(governing, action, release))
+    {
         WindowVerdict::Open => {}
         WindowVerdict::Closed { reason, opens_at } => {
             let mut b = Blocker::new(BlockerKind::Window, reason);
@@ -101,68 +104,84 @@ pub(super) fn gates(
         WindowVerdict::Never { reason } => action.violations.push(reason),
     }
 
-    // Reverts (to a rollback point: no `update_type`) and config changes need no approvals.
-    if let (ActionKind::Install | ActionKind::Upgrade | ActionKind::Downgrade, Some(kind)) =
-        (action.action, action.update_type)
+    // Config changes need no approvals; reverts (to a rollback point: no `update_type`) need
+    // the policy's break-glass `rollback.approvals` (issue #16), none by default. Automatic
+    // rollbacks of a failed attempt are no planned action and never come here.
+    let rollback_rule;
+    let gate = match (action.action, action.update_type) {
+        (ActionKind::Install | ActionKind::Upgrade | ActionKind::Downgrade, Some(kind)) => {
+            Some((governing.rule_for(kind, release), format!("a {} update", kind.as_str())))
+        }
+        (ActionKind::Downgrade, None) if governing.spec().rollback.approvals > 0 => {
+            let rollback = &governing.spec().rollback;
+            rollback_rule = crate::manifest::UpdateRule {
+                approvals: rollback.approvals,
+                approvers: rollback.approvers.clone(),
+                ..crate::manifest::UpdateRule::default()
+            };
+            Some((&rollback_rule, "a rollback".to_string()))
+        }
+        _ => None,
+    };
+    if let Some((rule, what)) = gate
+        && rule.approvals > 0
     {
-        let rule = governing.rule(kind);
-        if rule.approvals > 0 {
-            let from_commit = input
-                .evidence
-                .commit_approvers
-                .get(target.name())
-                .into_iter()
-                .flatten()
-                .map(String::as_str);
-            let from_manifests = shared
-                .approvals
-                .matching(&target.spec().component, &release.version, target.labels());
-            let (approvers, notes) = crate::policy::approvals::approvers_for(
-                input.evidence.trusted.as_ref(),
-                target.name(),
-                from_commit,
-                from_manifests,
-                release,
-            );
-            let tally = Tally::count(rule, approvers);
-            if tally.unreachable() {
-                action.violations.push(format!(
-                    "policy `{}` requires {} approvals for a {} update but lists only {} approvers ({}); lower `approvals` or add approvers",
+        let from_commit = input
+            .evidence
+            .commit_approvers
+            .get(target.name())
+            .into_iter()
+            .flatten()
+            .map(String::as_str);
+        let from_manifests = shared
+            .approvals
+            .matching(&target.spec().component, &release.version, target.labels());
+        let (approvers, notes) = crate::policy::approvals::approvers_for(
+            input.evidence.trusted.as_ref(),
+            target.name(),
+            from_commit,
+            from_manifests,
+            release,
+        );
+        let tally = Tally::count(rule, approvers);
+        if tally.unreachable() {
+            action.violations.push(format!(
+                    "policy `{}` requires {} approvals for {what} but lists only {} approvers ({}); lower `approvals` or add approvers",
                     governing.name().unwrap_or("default"),
                     tally.required,
-                    kind.as_str(),
                     tally.eligible.len(),
                     tally.eligible.join(", ")
                 ));
-            } else if let Some(reason) = tally.shortfall() {
-                let reason = std::iter::once(reason).chain(notes).collect::<Vec<_>>().join("; ");
-                action.blocked_by.push(Blocker::new(BlockerKind::Approval, reason));
-            }
-            action.approvals = Some(ApprovalState {
-                required: tally.required,
-                have: tally.have,
-                missing: tally.missing,
-                eligible: tally.eligible,
-            });
+        } else if let Some(reason) = tally.shortfall() {
+            let reason = std::iter::once(reason).chain(notes).collect::<Vec<_>>().join("; ");
+            action.blocked_by.push(Blocker::new(BlockerKind::Approval, reason));
         }
+        action.approvals = Some(ApprovalState {
+            required: tally.required,
+            have: tally.have,
+            missing: tally.missing,
+            eligible: tally.eligible,
+        });
     }
 }
 
 /// Which window rules hold an action (SPEC §2): installs and upgrades follow their update
-/// type's rule (`windows: false` leaves only freezes), config changes the `patch` rule;
+/// type's rule (`windows: false` leaves only freezes), or `updates.emergency` for an emergency
+/// release (`freezes: override` lifts freezes too), config changes the `patch` rule;
 /// downgrades only freezes, unless `rollback.respectWindows` (then all of them) or
 /// `rollback.respectDenyWindows: false` (then none).
-pub(super) fn window_scope(governing: Governing, action: &Action) -> WindowScope {
-    let by_rule = |kind: UpdateType| {
-        if governing.rule(kind).windows {
-            WindowScope::AllowAndDeny
-        } else {
-            WindowScope::DenyOnly
-        }
+pub(super) fn window_scope(governing: Governing, action: &Action, release: &Release) -> WindowScope {
+    let scope_of = |rule: &crate::manifest::UpdateRule| match (rule.windows, rule.freezes) {
+        (true, Freezes::Hold) => WindowScope::AllowAndDeny,
+        (false, Freezes::Hold) => WindowScope::DenyOnly,
+        (true, Freezes::Override) => WindowScope::AllowOnly,
+        (false, Freezes::Override) => WindowScope::Ignore,
     };
+    let by_rule = |kind: UpdateType| scope_of(governing.rule_for(kind, release));
     match action.action {
         ActionKind::Install | ActionKind::Upgrade => by_rule(action.update_type.unwrap_or(UpdateType::Major)),
-        ActionKind::Config => by_rule(UpdateType::Patch),
+        // A config change is no release: never the emergency rule.
+        ActionKind::Config => scope_of(governing.rule(UpdateType::Patch)),
         // A downgrade to a version that never ran here follows the upgrade rules.
         ActionKind::Downgrade if action.update_type.is_some() => {
             by_rule(action.update_type.unwrap_or(UpdateType::Major))

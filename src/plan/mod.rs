@@ -8,6 +8,7 @@ mod gates;
 mod model;
 mod parallel;
 pub mod path;
+mod requires;
 mod resolve;
 mod rollouts;
 pub mod schedule;
@@ -15,7 +16,7 @@ pub mod timeline;
 
 use std::collections::BTreeSet;
 
-use semver::Version;
+use crate::manifest::Version;
 
 use crate::manifest::{Diagnostic, Release, Severity, Target};
 use crate::policy::approvals::ApprovalIndex;
@@ -31,6 +32,7 @@ pub use path::{Direction, PlannedMigration};
 
 use deps::gate_dependencies;
 use gates::gates;
+pub use requires::pinned_requirement_conflicts;
 pub use resolve::{ReleaseChoice, release_choices, resolve_pin};
 use resolve::{Resolved, channel_allowed, denied_by, resolve};
 use rollouts::plan_rollouts;
@@ -51,6 +53,7 @@ pub fn plan(input: &PlanInput) -> Plan {
     // Waves and dependencies look across targets, so they run once every action is known.
     let rollouts = plan_rollouts(input, &mut actions);
     gate_dependencies(input, &mut actions);
+    requires::gate_requirements(input, &mut actions);
     for action in &mut actions {
         if action.status == Status::Ready && !action.blocked_by.is_empty() {
             action.status = Status::Blocked;
@@ -103,6 +106,8 @@ fn plan_removal(name: &str, record: &TargetRecord) -> Action {
         policy: None,
         approvals: None,
         update_type: None,
+        urgency: None,
+        reason: None,
         breaking: false,
         releases: Vec::new(),
         violations: Vec::new(),
@@ -126,6 +131,8 @@ fn empty_action(target: &Target, from: Option<&Version>) -> Action {
         policy: None,
         approvals: None,
         update_type: None,
+        urgency: None,
+        reason: None,
         breaking: false,
         releases: Vec::new(),
         violations: Vec::new(),
@@ -190,6 +197,10 @@ fn plan_target(input: &PlanInput, shared: &mut Shared, target: &Target) -> Actio
     action.warnings = warnings;
     let to = &release.version;
     action.to = Some(to.clone());
+    if release.spec().urgency == crate::manifest::Urgency::Emergency {
+        action.urgency = Some(release.spec().urgency);
+        action.reason = release.spec().reason.clone();
+    }
     if let Some(note) = &release.spec().deprecated {
         action
             .warnings
@@ -278,7 +289,7 @@ fn plan_target(input: &PlanInput, shared: &mut Shared, target: &Target) -> Actio
         }
     }
     action.update_type = match action.action {
-        ActionKind::Install | ActionKind::Upgrade => Some(policy::update_type(current, to)),
+        ActionKind::Install | ActionKind::Upgrade => Some(resolve::update_type_of(releases, current, release)),
         // Set above for a downgrade to a version that never ran here.
         ActionKind::Downgrade => action.update_type,
         _ => None,

@@ -4,8 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::manifest::Version;
 use jiff::Timestamp;
-use semver::Version;
 use serde::Serialize;
 
 use crate::manifest::{Desired, Diagnostic, Release};
@@ -213,6 +213,12 @@ pub struct Action {
     pub policy: Option<String>,
     pub approvals: Option<ApprovalState>,
     pub update_type: Option<UpdateType>,
+    /// `emergency` when the release it moves to is one (absent otherwise, issue #16).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub urgency: Option<crate::manifest::Urgency>,
+    /// The emergency release's `reason` (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// An upgrade whose `releases` include one marked `breaking: true`.
     pub breaking: bool,
     /// What the releases this action crosses say to a reviewer, in ascending version order: for

@@ -1,6 +1,6 @@
 //! Upgrade paths: which releases are deployed in turn (stops) and which migrations run around them.
 
-use semver::Version;
+use crate::manifest::Version;
 
 use crate::manifest::{Phase, Release};
 use crate::state::AppliedMigration;
@@ -179,12 +179,16 @@ mod tests {
                 .collect(),
             artifacts: vec![],
             changelog: Default::default(),
+            urgency: Default::default(),
+            reason: None,
+            requires: Default::default(),
         };
         let doc = crate::manifest::document::parse_yaml("a: 1").unwrap().remove(0);
         Release {
             version: Version::parse(version).unwrap(),
             released: None,
-            upgrade_from: upgrade_from.map(|r| semver::VersionReq::parse(r).unwrap()),
+            upgrade_from: upgrade_from.map(|r| crate::manifest::VersionReq::parse(r).unwrap()),
+            requires: Vec::new(),
             manifest: Manifest {
                 name: format!("billing-{version}"),
                 labels: Default::default(),
@@ -192,6 +196,7 @@ mod tests {
                 origin: Origin {
                     file: Arc::from("x.yaml"),
                     doc: Arc::new(doc),
+                    generated: None,
                 },
             },
         }

@@ -1,8 +1,8 @@
 //! Which release a target's desired version resolves to: channels, policy denials, prereleases
 //! matched by their release version, and when a release is old enough for its update type.
 
+use crate::manifest::Version;
 use jiff::Timestamp;
-use semver::Version;
 
 use crate::manifest::{Release, Target, VersionWanted};
 use crate::policy::{self, Governing, UpdateType};
@@ -27,16 +27,26 @@ pub(super) fn denied_by(policy: Governing, version: &Version) -> Option<String> 
 
 /// Whether a requirement matches a release, letting prereleases of allowed channels match by
 /// their release version (`^2` accepts `2.1.0-beta.1` for a target on the `beta` channel).
-pub(super) fn requirement_matches(req: &semver::VersionReq, release: &Release) -> bool {
-    if req.matches(&release.version) {
-        return true;
+pub(super) fn requirement_matches(req: &crate::manifest::VersionReq, release: &Release) -> bool {
+    crate::manifest::values::requirement_accepts(req, &release.version)
+}
+
+/// The update type of moving from `current` to `release` ([`policy::update_type`]); for calendar
+/// versions, whose numbers say nothing of compatibility, crossing a `breaking: true` release in
+/// (current, release] makes it major (SPEC §2, Component `versioning`).
+pub(super) fn update_type_of(releases: &[Release], current: Option<&Version>, release: &Release) -> UpdateType {
+    let kind = policy::update_type(current, &release.version);
+    let crosses_breaking = || {
+        releases
+            .iter()
+            .filter(|r| current.is_none_or(|c| &r.version > c) && r.version <= release.version)
+            .any(|r| r.spec().breaking)
+    };
+    if release.version.calver().is_some() && kind != UpdateType::Major && crosses_breaking() {
+        UpdateType::Major
+    } else {
+        kind
     }
-    if release.version.pre.is_empty() {
-        return false;
-    }
-    let mut stable = release.version.clone();
-    stable.pre = semver::Prerelease::EMPTY;
-    req.matches(&stable) && req.comparators.iter().all(|c| c.pre.is_empty())
 }
 
 /// The release a pinned version names, or why it can never be deployed: no such release, yanked,
@@ -110,7 +120,7 @@ pub(super) fn resolve<'a>(
                 {
                     continue;
                 }
-                let kind = policy::update_type(current, &release.version);
+                let kind = update_type_of(releases, current, release);
                 if let Some(eligible_at) = release_eligible_at(input, governing, release, kind)
                     && eligible_at > input.now
                 {
@@ -145,7 +155,11 @@ pub(super) fn release_eligible_at(
     release: &Release,
     kind: UpdateType,
 ) -> Option<Timestamp> {
-    let age = governing.policy()?.min_release_age[kind.index()]?;
+    let policy = governing.policy()?;
+    let age = match (&policy.manifest.spec.updates.emergency, release.spec().urgency) {
+        (Some(_), crate::manifest::Urgency::Emergency) => policy.emergency_min_release_age?,
+        _ => policy.min_release_age[kind.index()]?,
+    };
     if age.is_zero() {
         return None;
     }
@@ -204,7 +218,7 @@ pub fn release_choices(input: &PlanInput, target: &Target, current: Option<&Vers
             let channel_allowed = channel_allowed(target, release);
             let denied = denied_by(governing, &release.version);
             // A pin waits for `minReleaseAge` too (a `release_age` blocker, SPEC §2 Target).
-            let kind = policy::update_type(current, &release.version);
+            let kind = update_type_of(releases, current, release);
             let eligible_at = release_eligible_at(input, governing, release, kind).filter(|at| *at > input.now);
             ReleaseChoice {
                 version: release.version.clone(),

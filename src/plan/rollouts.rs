@@ -3,8 +3,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::manifest::Version;
 use jiff::Timestamp;
-use semver::Version;
 
 use crate::manifest::StageRef;
 use crate::policy::Governing;

@@ -21,8 +21,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::manifest::Version;
 use jiff::{SignedDuration, Timestamp};
-use semver::Version;
 use serde::Serialize;
 
 use crate::state::{
@@ -336,6 +336,7 @@ fn record_success(
             output_tail: String::new(),
             spec_hash: Some(target.spec_hash()),
             approvers: Vec::new(),
+            emergency: None,
         }),
         rollback_points: before.map(|r| r.rollback_points.clone()).unwrap_or_default(),
         observed_version: None,

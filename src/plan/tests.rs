@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use semver::Version;
+use crate::manifest::Version;
 use serde::Serialize;
 
 use crate::manifest::Desired;
@@ -675,4 +675,587 @@ fn window_that_never_opens_is_a_violation() {
         "{:?}",
         a.violations
     );
+}
+
+/// Issue #16, emergency releases: a 1.0.1 hotfix released today, during a freeze, to a target
+/// on 1.0.0. Which rule governs it, and so what holds it, per policy:
+/// `(updates of the policy, urgency of 1.0.1, status, blocker kinds)`.
+#[test]
+fn an_emergency_release_is_governed_by_updates_emergency_and_passes_a_freeze_only_on_override() {
+    let cases = [
+        // No emergency rule: governed as its update type (a patch), so the freeze holds.
+        ("{}", "emergency", Status::Blocked, vec![BlockerKind::Window]),
+        // ... and every requirement of that type holds too: the safe default is no exemption.
+        (
+            "{ patch: { approvals: 1, minReleaseAge: 7d } }",
+            "emergency",
+            Status::Blocked,
+            vec![BlockerKind::ReleaseAge, BlockerKind::Window, BlockerKind::Approval],
+        ),
+        (
+            "{ emergency: { freezes: hold } }",
+            "emergency",
+            Status::Blocked,
+            vec![BlockerKind::Window],
+        ),
+        (
+            "{ emergency: { freezes: override } }",
+            "emergency",
+            Status::Ready,
+            vec![],
+        ),
+        // The emergency rule replaces the patch rule whole: its own age and approvals.
+        (
+            "{ patch: { minReleaseAge: 7d }, emergency: { freezes: override, approvals: 1 } }",
+            "emergency",
+            Status::Blocked,
+            vec![BlockerKind::Approval],
+        ),
+        (
+            "{ emergency: { freezes: override, minReleaseAge: 2d } }",
+            "emergency",
+            Status::Blocked,
+            vec![BlockerKind::ReleaseAge],
+        ),
+        // The rule is only for releases marked emergency.
+        (
+            "{ emergency: { freezes: override } }",
+            "normal",
+            Status::Blocked,
+            vec![BlockerKind::Window],
+        ),
+    ];
+    for (updates, urgency, status, kinds) in cases {
+        let reason = if urgency == "emergency" {
+            ", reason: \"CVE-2026-0001 in the parser\""
+        } else {
+            ""
+        };
+        let (desired, windows) = load(&format!(
+            "apiVersion: gantry.dev/v1\nkind: Component\nmetadata: {{ name: billing }}\nspec: {{ steps: {{ deploy: [d] }} }}\n\
+             ---\napiVersion: gantry.dev/v1\nkind: Release\nmetadata: {{ name: billing-1.0.0 }}\nspec: {{ component: billing, version: 1.0.0 }}\n\
+             ---\napiVersion: gantry.dev/v1\nkind: Release\nmetadata: {{ name: billing-1.0.1 }}\nspec: {{ component: billing, version: 1.0.1, released: 2026-11-20, urgency: {urgency}{reason} }}\n\
+             ---\napiVersion: gantry.dev/v1\nkind: Target\nmetadata: {{ name: acme }}\nspec: {{ component: billing, version: 1.0.1 }}\n\
+             ---\napiVersion: gantry.dev/v1\nkind: Policy\nmetadata: {{ name: prod }}\nspec: {{ updates: {updates} }}\n\
+             ---\napiVersion: gantry.dev/v1\nkind: Window\nmetadata: {{ name: freeze }}\nspec: {{ timezone: UTC, deny: [{{ dates: [2026-11-20] }}] }}\n"
+        ));
+        let mut recorded = RecordedState::default();
+        recorded.targets.insert("acme".into(), converged("billing", "1.0.0"));
+        let plan = run(&desired, &windows, &recorded, "2026-11-20T10:00:00Z");
+        let a = action(&plan, "acme");
+        let got: Vec<BlockerKind> = a.blocked_by.iter().map(|b| b.kind).collect();
+        assert_eq!(
+            (a.status, &got),
+            (status, &kinds),
+            "{updates} {urgency}: {:#?}",
+            a.blocked_by
+        );
+        if urgency == "emergency" {
+            assert_eq!(a.urgency, Some(crate::manifest::Urgency::Emergency));
+            assert_eq!(a.reason.as_deref(), Some("CVE-2026-0001 in the parser"));
+        } else {
+            assert_eq!((a.urgency, a.reason.as_deref()), (None, None));
+        }
+    }
+}
+
+/// Issue #16, break-glass rollbacks: a revert to a rollback point under a policy with
+/// `rollback.approvals: 2` is held until two distinct listed approvers approved it; an address
+/// named twice (any case) counts once and one not listed does not count. Without the rule a
+/// revert needs none. `(rollback rule, trailer approvers, status, have)`.
+#[test]
+fn a_revert_needs_the_policys_rollback_approvals_from_distinct_listed_approvers() {
+    let two = "rollback: { approvals: 2, approvers: [alice@example.com, bob@example.com] }";
+    let cases: Vec<(&str, Vec<&str>, Status, Vec<&str>)> = vec![
+        ("", vec![], Status::Ready, vec![]),
+        (two, vec![], Status::Blocked, vec![]),
+        (
+            two,
+            vec!["alice@example.com", "ALICE@example.com"],
+            Status::Blocked,
+            vec!["alice@example.com"],
+        ),
+        (
+            two,
+            vec!["alice@example.com", "mallory@example.com"],
+            Status::Blocked,
+            vec!["alice@example.com"],
+        ),
+        (
+            two,
+            vec!["alice@example.com", "Bob@Example.com"],
+            Status::Ready,
+            vec!["alice@example.com", "bob@example.com"],
+        ),
+        (
+            "rollback: { approvals: 1 }",
+            vec!["anyone@example.com"],
+            Status::Ready,
+            vec!["anyone@example.com"],
+        ),
+    ];
+    for (rule, approvers, status, have) in cases {
+        let policy = format!("---\n{HEADER}kind: Policy\nmetadata: {{ name: p }}\nspec: {{ {rule} }}\n");
+        let (desired, windows) = load(&format!("{}{}", base(&policy), target("eu-1", "1.0.0", "region: eu")));
+        let mut recorded = RecordedState::default();
+        let mut record = converged("billing", "2.0.0");
+        record.rollback_points = vec![Version::new(1, 0, 0)];
+        recorded.targets.insert("eu-1".into(), record);
+        let mut evidence = Evidence::default();
+        evidence
+            .commit_approvers
+            .insert("eu-1".into(), approvers.iter().map(|a| a.to_lowercase()).collect());
+        let p = plan(&PlanInput {
+            desired: &desired,
+            windows: &windows,
+            recorded: &recorded,
+            evidence: &evidence,
+            now: "2026-11-20T10:00:00Z".parse().unwrap(),
+        });
+        let a = action(&p, "eu-1");
+        assert_eq!((a.action, a.update_type), (ActionKind::Downgrade, None), "a revert");
+        assert_eq!(a.status, status, "{rule} {approvers:?}: {:#?}", a.blocked_by);
+        let got: Vec<&str> = a
+            .approvals
+            .iter()
+            .flat_map(|s| s.have.iter().map(String::as_str))
+            .collect();
+        assert_eq!(got, have, "{rule} {approvers:?}");
+        if status == Status::Blocked {
+            assert_eq!(kinds(a), vec![BlockerKind::Approval], "{rule}");
+            assert!(
+                a.blocked_by[0].reason.contains("of 2 approvals"),
+                "{}",
+                a.blocked_by[0].reason
+            );
+        }
+    }
+}
+
+/// `system` 1.0.0, 2.0.0 and `dashboard` 1.0.0 (with `d1_requires`), 2.0.0 (requires
+/// `system >=2.0` within the tenant), 3.0.0 (requires `system >=2.0` within the `site` label),
+/// and the given targets as (name, component, version, labels).
+fn requires_fleet(d1_requires: &str, targets: &[(&str, &str, &str, &str)]) -> Desired {
+    let mut yaml = String::new();
+    for c in ["system", "dashboard"] {
+        yaml.push_str(&format!(
+            "---\n{HEADER}kind: Component\nmetadata: {{ name: {c} }}\nspec: {{ steps: {{ deploy: [d] }} }}\n"
+        ));
+    }
+    for (name, spec) in [
+        ("system-1.0.0", "component: system, version: 1.0.0"),
+        ("system-2.0.0", "component: system, version: 2.0.0"),
+        (
+            "dashboard-1.0.0",
+            &format!("component: dashboard, version: 1.0.0{d1_requires}"),
+        ),
+        (
+            "dashboard-2.0.0",
+            "component: dashboard, version: 2.0.0, requires: { system: \">=2.0\" }",
+        ),
+        (
+            "dashboard-3.0.0",
+            "component: dashboard, version: 3.0.0, requires: { system: { version: \">=2.0\", scope: site } }",
+        ),
+    ] {
+        yaml.push_str(&format!(
+            "---\n{HEADER}kind: Release\nmetadata: {{ name: {name} }}\nspec: {{ {spec} }}\n"
+        ));
+    }
+    for (name, component, version, labels) in targets {
+        yaml.push_str(&format!(
+            "---\n{HEADER}kind: Target\nmetadata: {{ name: {name}, labels: {{ {labels} }} }}\nspec: {{ component: {component}, version: \"{version}\" }}\n"
+        ));
+    }
+    load(&yaml).0
+}
+
+/// `Release.spec.requires` (issue #16: "dashboard 2026.301.1 needs system ≥ 2.0" was deployed
+/// next to system 1.x): the required upgrade goes first, a rollback of the required component
+/// waits for its running dependents, and what the desired state can never satisfy is a
+/// violation. Each row: targets, recorded (target, component, version, status), then the
+/// expected status and the text its reason (blocker or violation) contains, per target.
+#[test]
+fn requirements_order_block_and_refuse() {
+    type Row<'a> = (
+        &'a str,
+        &'a str,
+        Vec<(&'a str, &'a str, &'a str, &'a str)>,
+        Vec<(&'a str, &'a str, &'a str, TargetStatus)>,
+        Vec<(&'a str, Status, &'a str)>,
+    );
+    use TargetStatus::{Converged, Failed};
+    let acme = "tenant: acme";
+    let rows: Vec<Row> = vec![
+        (
+            "the required upgrade goes first",
+            "",
+            vec![
+                ("acme-system", "system", "2.0.0", acme),
+                ("acme-dash", "dashboard", "2.0.0", acme),
+            ],
+            vec![
+                ("acme-system", "system", "1.0.0", Converged),
+                ("acme-dash", "dashboard", "1.0.0", Converged),
+            ],
+            vec![
+                ("acme-system", Status::Ready, ""),
+                (
+                    "acme-dash",
+                    Status::Blocked,
+                    "waits for acme-system (system 1.0.0 → 2.0.0) to finish first: dashboard 2.0.0 requires system >=2.0 (tenant=acme)",
+                ),
+            ],
+        ),
+        (
+            "a recorded accepted version releases the dependent",
+            "",
+            vec![
+                ("acme-system", "system", "2.0.0", acme),
+                ("acme-dash", "dashboard", "2.0.0", acme),
+            ],
+            vec![
+                ("acme-system", "system", "2.0.0", Converged),
+                ("acme-dash", "dashboard", "1.0.0", Converged),
+            ],
+            vec![("acme-system", Status::Noop, ""), ("acme-dash", Status::Ready, "")],
+        ),
+        (
+            "a failed required target is no base, even at an accepted version",
+            "",
+            vec![
+                ("acme-system", "system", "2.0.0", acme),
+                ("acme-dash", "dashboard", "2.0.0", acme),
+            ],
+            vec![
+                ("acme-system", "system", "2.0.0", Failed),
+                ("acme-dash", "dashboard", "1.0.0", Converged),
+            ],
+            vec![(
+                "acme-dash",
+                Status::Blocked,
+                "waits for acme-system (system 2.0.0: last attempt failed) to finish first",
+            )],
+        ),
+        (
+            "the required component's desired version does not satisfy it",
+            "",
+            vec![
+                ("acme-system", "system", "1.0.0", acme),
+                ("acme-dash", "dashboard", "2.0.0", acme),
+            ],
+            vec![],
+            vec![(
+                "acme-dash",
+                Status::Violation,
+                "dashboard 2.0.0 requires system >=2.0 (tenant=acme), but acme-system is to run system 1.0.0; change one of the desired versions",
+            )],
+        ),
+        (
+            "a rollback of the required component waits for the dependent to move back first",
+            "",
+            vec![
+                ("acme-system", "system", "1.0.0", acme),
+                ("acme-dash", "dashboard", "1.0.0", acme),
+            ],
+            vec![
+                ("acme-system", "system", "2.0.0", Converged),
+                ("acme-dash", "dashboard", "2.0.0", Converged),
+            ],
+            vec![
+                ("acme-dash", Status::Ready, ""),
+                (
+                    "acme-system",
+                    Status::Blocked,
+                    "waits for acme-dash to move first: it runs dashboard 2.0.0, which requires system >=2.0 (tenant=acme), and system 2.0.0 → 1.0.0 would break it",
+                ),
+            ],
+        ),
+        (
+            "a rollback that would break a dependent staying put: blocked, and the dependent is a violation",
+            "",
+            vec![
+                ("acme-system", "system", "1.0.0", acme),
+                ("acme-dash", "dashboard", "2.0.0", acme),
+            ],
+            vec![
+                ("acme-system", "system", "2.0.0", Converged),
+                ("acme-dash", "dashboard", "2.0.0", Converged),
+            ],
+            vec![
+                ("acme-dash", Status::Violation, "but acme-system is to run system 1.0.0"),
+                ("acme-system", Status::Blocked, "waits for acme-dash to move first"),
+            ],
+        ),
+        (
+            "the required component is not deployed to that tenant",
+            "",
+            vec![
+                ("acme-system", "system", "2.0.0", acme),
+                ("globex-dash", "dashboard", "2.0.0", "tenant: globex"),
+            ],
+            vec![],
+            vec![(
+                "globex-dash",
+                Status::Violation,
+                "dashboard 2.0.0 requires system >=2.0, and no target of `system` has tenant=globex; add one or drop the requirement",
+            )],
+        ),
+        (
+            "a dependent without the scope label",
+            "",
+            vec![
+                ("acme-system", "system", "2.0.0", acme),
+                ("edge-dash", "dashboard", "2.0.0", ""),
+            ],
+            vec![],
+            vec![(
+                "edge-dash",
+                Status::Violation,
+                "dashboard 2.0.0 requires system >=2.0 on the targets sharing its `tenant` label, and target `edge-dash` has no `tenant` label",
+            )],
+        ),
+        (
+            "a scope label other than tenant: the site's system, of another tenant, goes first",
+            "",
+            vec![
+                ("site-system", "system", "2.0.0", "site: s1, tenant: infra"),
+                ("acme-dash", "dashboard", "3.0.0", "site: s1, tenant: acme"),
+            ],
+            vec![("site-system", "system", "1.0.0", Converged)],
+            vec![(
+                "acme-dash",
+                Status::Blocked,
+                "waits for site-system (system 1.0.0 → 2.0.0) to finish first: dashboard 3.0.0 requires system >=2.0 (site=s1)",
+            )],
+        ),
+        (
+            "moves that would each break the other: no order, both violations",
+            ", requires: { system: \"<2\" }",
+            vec![
+                ("acme-system", "system", "2.0.0", acme),
+                ("acme-dash", "dashboard", "2.0.0", acme),
+            ],
+            vec![
+                ("acme-system", "system", "1.0.0", Converged),
+                ("acme-dash", "dashboard", "1.0.0", Converged),
+            ],
+            vec![
+                (
+                    "acme-dash",
+                    Status::Violation,
+                    "no upgrade order satisfies the requirements between acme-dash, acme-system",
+                ),
+                (
+                    "acme-system",
+                    Status::Violation,
+                    "no upgrade order satisfies the requirements between acme-dash, acme-system",
+                ),
+            ],
+        ),
+    ];
+    for (case, d1_requires, targets, records, expect) in rows {
+        let desired = requires_fleet(d1_requires, &targets);
+        let mut recorded = RecordedState::default();
+        for (name, component, version, status) in records {
+            let mut record = converged(component, version);
+            record.status = status;
+            recorded.targets.insert(name.into(), record);
+        }
+        let p = run(&desired, &[], &recorded, "2026-11-21T10:00:00Z");
+        for (target, status, reason) in expect {
+            let a = action(&p, target);
+            assert_eq!(a.status, status, "{case}: {target}: {a:?}");
+            let reasons: Vec<&str> = a
+                .blocked_by
+                .iter()
+                .map(|b| b.reason.as_str())
+                .chain(a.violations.iter().map(String::as_str))
+                .collect();
+            if reason.is_empty() {
+                assert!(reasons.is_empty(), "{case}: {target}: {reasons:?}");
+            } else {
+                assert!(
+                    reasons.iter().any(|r| r.contains(reason)),
+                    "{case}: {target}: {reasons:#?}"
+                );
+            }
+        }
+    }
+}
+
+/// `agent` with `versioning: calver`: releases in every form, one `breaking: true`.
+fn calver_fleet(targets: &str) -> Desired {
+    let mut yaml = format!(
+        "{HEADER}kind: Component\nmetadata: {{ name: agent }}\nspec: {{ versioning: calver, steps: {{ deploy: [d] }} }}\n"
+    );
+    for (version, extra) in [
+        ("2026-01-10-001", ""),
+        ("2026-01-10-002", ""),
+        ("2026-02-03-001", ", breaking: true, upgradeFrom: \">=2026-01-10-002\""),
+        ("2026.03.01", ""),
+        ("2026-03-02-001", ""),
+    ] {
+        yaml.push_str(&format!(
+            "---\n{HEADER}kind: Release\nmetadata: {{ name: agent-{} }}\nspec: {{ component: agent, version: \"{version}\"{extra} }}\n",
+            version.replace('.', "-")
+        ));
+    }
+    yaml.push_str(&format!(
+        "---\n{HEADER}kind: Policy\nmetadata: {{ name: p }}\nspec: {{ deny: [\">=2026-03-02, <2026-03-03\"] }}\n"
+    ));
+    yaml.push_str(targets);
+    load(&yaml).0
+}
+
+/// Calendar versions (issue #16: `2026-02-03-001` was refused as not semver): ordered by
+/// (year, month, day, sequence) whatever the form, resolved by date requirements, denied by a
+/// date range, with `upgradeFrom` stops, and classified for `updates.{patch,minor,major}`:
+/// the same date is a patch, another date a minor, crossing a `breaking: true` release a major.
+/// Each row: recorded version, desired version → action, to, stops, update type.
+#[test]
+fn calver_versions_order_resolve_and_classify() {
+    type Row<'a> = (
+        Option<&'a str>,
+        &'a str,
+        ActionKind,
+        &'a str,
+        Vec<&'a str>,
+        Option<UpdateType>,
+    );
+    let rows: Vec<Row> = vec![
+        (
+            Some("2026-01-10-001"),
+            "2026-01-10-002",
+            ActionKind::Upgrade,
+            "2026-01-10-002",
+            vec!["2026-01-10-002"],
+            Some(UpdateType::Patch),
+        ),
+        (
+            Some("2026-02-03-001"),
+            "2026.03.01",
+            ActionKind::Upgrade,
+            "2026.03.01",
+            vec!["2026.03.01"],
+            Some(UpdateType::Minor),
+        ),
+        // The breaking 2026-02-03-001 is reached only from 2026-01-10-002 (`upgradeFrom`).
+        (
+            Some("2026-01-10-001"),
+            "2026-02-03-001",
+            ActionKind::Upgrade,
+            "2026-02-03-001",
+            vec!["2026-01-10-002", "2026-02-03-001"],
+            Some(UpdateType::Major),
+        ),
+        // Crossing the breaking release on the way is major too; a requirement takes the newest
+        // date it allows that the policy does not deny (2026-03-02-001 is denied).
+        (
+            Some("2026-01-10-001"),
+            ">=2026-01-10-002",
+            ActionKind::Upgrade,
+            "2026.03.01",
+            vec!["2026.03.01"],
+            Some(UpdateType::Major),
+        ),
+        (
+            Some("2026-02-03-001"),
+            ">=2026-01-01, <2026-03-01",
+            ActionKind::Noop,
+            "2026-02-03-001",
+            vec![],
+            None,
+        ),
+        (
+            None,
+            "<2026-02-01",
+            ActionKind::Install,
+            "2026-01-10-002",
+            vec!["2026-01-10-002"],
+            Some(UpdateType::Major),
+        ),
+        (
+            Some("2026.03.01"),
+            "2026-01-10-002",
+            ActionKind::Downgrade,
+            "2026-01-10-002",
+            vec!["2026-01-10-002"],
+            Some(UpdateType::Minor),
+        ),
+    ];
+    for (current, wanted, kind, to, stops, update) in rows {
+        let desired = calver_fleet(&format!(
+            "---\n{HEADER}kind: Target\nmetadata: {{ name: a1 }}\nspec: {{ component: agent, version: \"{wanted}\" }}\n"
+        ));
+        let mut recorded = RecordedState::default();
+        if let Some(current) = current {
+            recorded.targets.insert("a1".into(), converged("agent", current));
+        }
+        let p = run(&desired, &[], &recorded, "2026-11-21T10:00:00Z");
+        let a = action(&p, "a1");
+        let case = format!("{current:?} → {wanted}");
+        assert!(a.violations.is_empty(), "{case}: {:?}", a.violations);
+        assert_eq!(a.action, kind, "{case}");
+        assert_eq!(a.to.as_ref().map(ToString::to_string).as_deref(), Some(to), "{case}");
+        let shown: Vec<String> = a.stops.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, stops, "{case}");
+        assert_eq!(a.update_type, update, "{case}");
+        // JSON shows versions exactly as written.
+        let json = serde_json::to_value(a).unwrap();
+        assert_eq!(json["to"], to, "{case}");
+    }
+    // A pinned denied date and a date no release has are violations.
+    for (wanted, why) in [
+        (
+            "2026-03-02-001",
+            "is denied by policy `p` (deny: \">=2026-03-02, <2026-03-03\")",
+        ),
+        ("2026-03-04", "no Release of `agent` has version 2026-03-04"),
+        (">=2027-01-01", "no release of `agent` satisfies >=2027-01-01"),
+    ] {
+        let yaml_target = format!(
+            "---\n{HEADER}kind: Target\nmetadata: {{ name: a1 }}\nspec: {{ component: agent, version: \"{wanted}\" }}\n"
+        );
+        let file = RawFile {
+            path: "all.yaml".into(),
+            content: RawContent::Bytes(
+                format!(
+                    "{HEADER}kind: Component\nmetadata: {{ name: agent }}\nspec: {{ versioning: calver, steps: {{ deploy: [d] }} }}\n---\n{HEADER}kind: Release\nmetadata: {{ name: r1 }}\nspec: {{ component: agent, version: 2026-03-02-001 }}\n---\n{HEADER}kind: Policy\nmetadata: {{ name: p }}\nspec: {{ deny: [\">=2026-03-02, <2026-03-03\"] }}\n{yaml_target}"
+                )
+                .into_bytes(),
+            ),
+        };
+        let (manifests, _) = read_manifests(None, &[file]);
+        let (desired, diags) = validate(manifests);
+        let p = run(&desired, &[], &RecordedState::default(), "2026-11-21T10:00:00Z");
+        let found = diags.iter().any(|d| d.message.contains(why))
+            || p.actions.iter().any(|a| a.violations.iter().any(|v| v.contains(why)));
+        assert!(found, "{wanted}: {diags:?} {:?}", p.actions);
+    }
+}
+
+/// `requires` on a calver component takes date comparisons.
+#[test]
+fn requirements_on_calver_components_compare_dates() {
+    let desired = calver_fleet(&format!(
+        "---\n{HEADER}kind: Component\nmetadata: {{ name: ui }}\nspec: {{ steps: {{ deploy: [d] }} }}\n---\n\
+         {HEADER}kind: Release\nmetadata: {{ name: ui-2.0.0 }}\nspec: {{ component: ui, version: 2.0.0, requires: {{ agent: \">=2026-02-01\" }} }}\n---\n\
+         {HEADER}kind: Target\nmetadata: {{ name: acme-agent, labels: {{ tenant: acme }} }}\nspec: {{ component: agent, version: \"2026.03.01\" }}\n---\n\
+         {HEADER}kind: Target\nmetadata: {{ name: acme-ui, labels: {{ tenant: acme }} }}\nspec: {{ component: ui, version: 2.0.0 }}\n"
+    ));
+    let mut recorded = RecordedState::default();
+    recorded
+        .targets
+        .insert("acme-agent".into(), converged("agent", "2026-01-10-002"));
+    let p = run(&desired, &[], &recorded, "2026-11-21T10:00:00Z");
+    assert_eq!(
+        action(&p, "acme-ui").blocked_by[0].reason,
+        "waits for acme-agent (agent 2026-01-10-002 → 2026.03.01) to finish first: ui 2.0.0 requires agent >=2026-02-01 (tenant=acme)"
+    );
+    recorded
+        .targets
+        .insert("acme-agent".into(), converged("agent", "2026-02-03-001"));
+    let p = run(&desired, &[], &recorded, "2026-11-21T10:00:00Z");
+    assert_eq!(action(&p, "acme-ui").status, Status::Ready);
 }

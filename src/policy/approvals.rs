@@ -21,7 +21,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use semver::Version;
+use crate::manifest::Version;
 use sha2::{Digest, Sha256};
 
 use crate::manifest::{ApprovalSpec, Labels, Manifest, Release, UpdateRule, selector_matches};

@@ -20,7 +20,11 @@ pub enum WindowScope {
     AllowAndDeny,
     /// Freezes only (`windows: false`, or a downgrade while `rollback.respectWindows` is false).
     DenyOnly,
-    /// Nothing holds it (a downgrade with `rollback.respectDenyWindows: false`).
+    /// Allow windows only: an emergency release under `updates.emergency` with
+    /// `freezes: override` (and `windows: true`).
+    AllowOnly,
+    /// Nothing holds it (a downgrade with `rollback.respectDenyWindows: false`, an emergency
+    /// with `windows: false, freezes: override`).
     Ignore,
 }
 
@@ -102,6 +106,7 @@ impl<'w> WindowGate<'w> {
         let schedules = key.0.iter().map(|&i| self.windows[i].0);
         let target_windows = match scope {
             WindowScope::DenyOnly => TargetWindows::deny_only(schedules),
+            WindowScope::AllowOnly => TargetWindows::allow_only(schedules),
             _ => TargetWindows::new(schedules),
         };
         let verdict = judge(&target_windows, self.now);

@@ -8,7 +8,7 @@ pub mod gates;
 pub mod waves;
 pub mod window;
 
-use semver::Version;
+use crate::manifest::Version;
 use serde::Serialize;
 
 use crate::manifest::{Desired, Policy, PolicySpec, Target, UpdateRule, selector_matches};
@@ -49,8 +49,15 @@ impl std::fmt::Display for UpdateType {
 /// Classifies a change by semver convention: for 0.x a minor bump counts as major, and for
 /// 0.0.x every bump does (Cargo's rule: the leftmost non-zero part is the breaking one).
 /// An install (no `from`) follows the rules of a major update.
+///
+/// Calendar versions (`versioning: calver`) carry no compatibility in their numbers: another
+/// date is a minor update, the same date with another sequence a patch; the planner makes an
+/// action that crosses a `breaking: true` release a major one (SPEC §2, Component).
 pub fn update_type(from: Option<&Version>, to: &Version) -> UpdateType {
     let Some(from) = from else { return UpdateType::Major };
+    let (Some(from), Some(to)) = (from.semver(), to.semver()) else {
+        return calver_update_type(from, to);
+    };
     // The breaking part is the leftmost non-zero one of `from`.
     let breaking = if from.major != 0 {
         from.major != to.major
@@ -65,6 +72,21 @@ pub fn update_type(from: Option<&Version>, to: &Version) -> UpdateType {
         UpdateType::Minor
     } else {
         UpdateType::Patch
+    }
+}
+
+/// [`update_type`] of an upgrade between calendar versions (either one calver; one read back
+/// from the state branch may parse as semver, `2026.10.15`): by date, never major.
+fn calver_update_type(from: &Version, to: &Version) -> UpdateType {
+    let date = |v: &Version| {
+        v.calver()
+            .map(|c| (u64::from(c.year), u64::from(c.month), u64::from(c.day)))
+            .or_else(|| v.semver().map(|s| (s.major, s.minor, s.patch)))
+    };
+    if date(from) == date(to) {
+        UpdateType::Patch
+    } else {
+        UpdateType::Minor
     }
 }
 
@@ -118,6 +140,15 @@ impl<'a> Governing<'a> {
             UpdateType::Patch => &updates.patch,
             UpdateType::Minor => &updates.minor,
             UpdateType::Major => &updates.major,
+        }
+    }
+    /// The rule that governs a change to `release` of update type `kind`: `updates.emergency`
+    /// for an emergency release when the policy has that rule, else the rule of its update type
+    /// (the safe default, SPEC §2: an emergency without a rule for it gets no exemption).
+    pub fn rule_for(&self, kind: UpdateType, release: &crate::manifest::Release) -> &'a UpdateRule {
+        match (&self.spec().updates.emergency, release.spec().urgency) {
+            (Some(rule), crate::manifest::Urgency::Emergency) => rule,
+            _ => self.rule(kind),
         }
     }
     /// The parsed `soak` of each declared wave, in order.
@@ -190,6 +221,13 @@ mod tests {
             (Some("0.0.3"), "0.0.4", UpdateType::Major),
             (Some("1.2.3"), "1.2.4-rc.1", UpdateType::Patch),
             (None, "1.0.0", UpdateType::Major),
+            // Calendar versions (issue #16): by date; `breaking: true` makes it major in the plan.
+            (Some("2026-02-03-001"), "2026-02-03-002", UpdateType::Patch),
+            (Some("2026-02-03-001"), "2026.02.04", UpdateType::Minor),
+            (Some("2025-12-31-001"), "2026-01-01-001", UpdateType::Minor),
+            // Read back as semver from the state branch, a date is still compared by date.
+            (Some("2026.10.15"), "2026-10-15-002", UpdateType::Patch),
+            (None, "2026-02-03-001", UpdateType::Major),
         ];
         for (from, to, expected) in cases {
             assert_eq!(update_type(from.map(v).as_ref(), &v(to)), expected, "{from:?} → {to}");

@@ -794,7 +794,7 @@ mod tests {
     fn record(entries: &[(&str, &str, RolloutTargetStatus, Option<&str>)]) -> RolloutRecord {
         RolloutRecord {
             component: "billing".into(),
-            version: semver::Version::new(2, 0, 0),
+            version: crate::manifest::Version::new(2, 0, 0),
             started: "2026-11-21T10:00:00Z".into(),
             waves: Vec::new(),
             targets: entries

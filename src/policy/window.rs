@@ -159,14 +159,19 @@ impl WindowSchedule {
                 });
             }
         };
-        if scope == Scope::AllowAndDeny {
+        if scope != Scope::DenyOnly {
             for range in &self.allow {
                 for (start, end) in days().filter_map(|day| range.on(&self.zone, day)) {
                     push(start, end, Rule::Allow);
                 }
             }
         }
-        for (index, freeze) in self.deny.iter().enumerate() {
+        let freezes = if scope == Scope::AllowOnly {
+            &[][..]
+        } else {
+            &self.deny[..]
+        };
+        for (index, freeze) in freezes.iter().enumerate() {
             match freeze {
                 Freeze::Dates(dates) => {
                     for &date in dates.iter().filter(|d| (first_day..=last_day).contains(*d)) {
@@ -224,6 +229,8 @@ enum Scope {
     AllowAndDeny,
     /// Freezes only: an update type with `windows: false`.
     DenyOnly,
+    /// Allow windows only: an emergency release whose rule overrides freezes (issue #16).
+    AllowOnly,
 }
 
 impl<'w> TargetWindows<'w> {
@@ -244,6 +251,15 @@ impl<'w> TargetWindows<'w> {
     pub fn deny_only(windows: impl IntoIterator<Item = &'w WindowSchedule>) -> Self {
         TargetWindows {
             scope: Scope::DenyOnly,
+            ..TargetWindows::new(windows)
+        }
+    }
+
+    /// Like [`TargetWindows::new`], but freezes are ignored and only allow rules hold the
+    /// target: an emergency release under a rule with `freezes: override` (SPEC §2).
+    pub fn allow_only(windows: impl IntoIterator<Item = &'w WindowSchedule>) -> Self {
+        TargetWindows {
+            scope: Scope::AllowOnly,
             ..TargetWindows::new(windows)
         }
     }
@@ -320,7 +336,7 @@ impl<'w> TargetWindows<'w> {
 
     /// True when allow rules restrict starts: some window has one and they are not ignored.
     fn allow_gates(&self) -> bool {
-        self.scope == Scope::AllowAndDeny && self.windows.iter().any(|w| w.has_allow_rules())
+        self.scope != Scope::DenyOnly && self.windows.iter().any(|w| w.has_allow_rules())
     }
 
     fn ranges(&self, from: Timestamp, until: Timestamp) -> Vec<Ranged<'w>> {

@@ -5,8 +5,8 @@
 
 use std::path::Path;
 
+use crate::manifest::Version;
 use jiff::Timestamp;
-use semver::Version;
 
 use crate::executor::health::{HealthProbe, ProbeRun, SystemClock};
 use crate::executor::{ShellExecutor, TargetContext, TemplateContext};

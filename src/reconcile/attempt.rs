@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use semver::Version;
+use crate::manifest::Version;
 
 use crate::executor::health::{Clock, HealthProbe, HealthVerdict, ProbeRun};
 use crate::executor::{
@@ -955,6 +955,7 @@ pub fn finished_record(
             output_tail: output_tail.to_string(),
             spec_hash: header.spec_hash.clone(),
             approvers: header.approvers.clone(),
+            emergency: header.emergency.clone(),
         }),
         rollback_points,
         observed_version: before.and_then(|r| r.observed_version.clone()),

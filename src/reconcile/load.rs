@@ -462,7 +462,7 @@ pub fn trusted_approvals(
                 approval.name
             )),
         }
-        if let Ok(version) = semver::Version::parse(approval.spec.version.trim())
+        if let Ok(version) = crate::manifest::Version::parse(approval.spec.version.trim())
             && let Some(release) = desired.release(&approval.spec.component, &version)
             && unchanged_since(release, commit)?
         {
@@ -476,6 +476,15 @@ pub fn trusted_approvals(
 /// Policy ties, checked for every target (the planner also reports them per action).
 fn policy_diagnostics(desired: &Desired) -> Vec<Diagnostic> {
     let mut out = Vec::new();
+    // Requirements between pinned targets are known without recorded state too (issue #16).
+    for (target, why) in crate::plan::pinned_requirement_conflicts(desired) {
+        out.push(target.manifest.origin.diagnostic(
+            Severity::Violation,
+            "requires",
+            "/spec/version",
+            format!("target `{}`: {why}", target.name()),
+        ));
+    }
     for target in desired.targets.values() {
         match policy::select_policy(desired, target) {
             Err(tie) => out.push(target.manifest.origin.diagnostic(

@@ -26,7 +26,7 @@ use super::runtime::Runtime;
 pub struct Observation {
     pub target: String,
     /// The recorded version it was compared with.
-    pub recorded: Option<semver::Version>,
+    pub recorded: Option<crate::manifest::Version>,
     /// What the step printed (its last line), when it succeeded.
     pub seen: Option<String>,
     /// Why nothing was seen: the step failed or printed nothing.

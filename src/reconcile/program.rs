@@ -3,7 +3,7 @@
 //! A program is journaled with its attempt, so a reconciler killed midway resumes exactly the
 //! steps it planned (from the same desired commit), not a re-plan against newer manifests.
 
-use semver::Version;
+use crate::manifest::Version;
 use serde::{Deserialize, Serialize};
 
 use crate::executor::StepKind;
@@ -46,7 +46,7 @@ pub enum Effect {
 
 /// A step's version as the journal has always written it: its text, or `""` for none.
 mod version_text {
-    use semver::Version;
+    use crate::manifest::Version;
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(version: &Option<Version>, s: S) -> Result<S::Ok, S::Error> {

@@ -243,7 +243,7 @@ pub fn render_plan(
     let mut groups: BTreeMap<&str, Vec<serde_json::Value>> = BTreeMap::new();
     // Release notes once per component and version, not once per target: a train of 500
     // targets crossing one release shows its changelog once.
-    let mut notes: BTreeMap<&str, BTreeMap<&semver::Version, &ReleaseNote>> = BTreeMap::new();
+    let mut notes: BTreeMap<&str, BTreeMap<&crate::manifest::Version, &ReleaseNote>> = BTreeMap::new();
     for (action, json) in plan
         .actions
         .iter()

@@ -212,7 +212,7 @@ fn findings(out: &mut Budget, left: &mut LeftOut, title: &str, lines: &[String])
 }
 
 fn release_notes(out: &mut Budget, left: &mut LeftOut, plan: &Plan) {
-    let mut notes: BTreeMap<(&str, &semver::Version), &ReleaseNote> = BTreeMap::new();
+    let mut notes: BTreeMap<(&str, &crate::manifest::Version), &ReleaseNote> = BTreeMap::new();
     for a in &plan.actions {
         for n in a.releases.iter().filter(|n| n.worth_showing()) {
             notes.insert((&a.component, &n.version), n);

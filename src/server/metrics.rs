@@ -123,11 +123,7 @@ impl AttemptSample {
         } else {
             "none"
         };
-        let channel = if outcome.to.pre.is_empty() {
-            "stable"
-        } else {
-            outcome.to.pre.as_str().split('.').next().unwrap_or("")
-        };
+        let channel = outcome.to.channel().unwrap_or("stable");
         let seconds = attempt.and_then(|a| {
             let started: jiff::Timestamp = a.started.parse().ok()?;
             let finished: jiff::Timestamp = a.finished.as_deref()?.parse().ok()?;
@@ -414,6 +410,7 @@ mod tests {
             desired_commit: "abc".into(),
             attempt: "a1".into(),
             message: String::new(),
+            emergency: None,
         }
     }
 
@@ -439,6 +436,7 @@ mod tests {
                 output_tail: String::new(),
                 spec_hash: None,
                 approvers: Vec::new(),
+                emergency: None,
             }),
             rollback_points: Vec::new(),
             observed_version: None,

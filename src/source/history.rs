@@ -146,7 +146,8 @@ pub fn release_commits(
 
 /// `component@version` of a Release (the version normalized when it parses).
 pub fn release_key(spec: &crate::manifest::ReleaseSpec) -> String {
-    let version = semver::Version::parse(spec.version.trim()).map_or_else(|_| spec.version.clone(), |v| v.to_string());
+    let version =
+        crate::manifest::Version::parse(spec.version.trim()).map_or_else(|_| spec.version.clone(), |v| v.to_string());
     format!("{}@{version}", spec.component)
 }
 
@@ -354,13 +355,18 @@ fn blob_values(files: &[RawFile], extract: Extract) -> Vec<Vec<(String, String)>
         chunk
             .iter()
             .map(|file| {
-                let (manifests, _) = manifest::read_manifests(None, std::slice::from_ref(file));
+                let (mut manifests, _) = manifest::read_manifests(None, std::slice::from_ref(file));
                 let versions: HashMap<String, String> = match extract {
-                    Extract::TargetVersions => manifests
-                        .targets
-                        .into_iter()
-                        .map(|t| (t.name, t.spec.version))
-                        .collect(),
+                    // A Fleet's targets too: the commit that changed a generated target's
+                    // version (and its `Approved-by:` trailers) is found like a written one's.
+                    Extract::TargetVersions => {
+                        manifest::fleet::expand(&mut manifests, &mut Vec::new());
+                        manifests
+                            .targets
+                            .into_iter()
+                            .map(|t| (t.name, t.spec.version))
+                            .collect()
+                    }
                     Extract::Approvals => manifests
                         .approvals
                         .into_iter()

@@ -31,14 +31,21 @@ pub struct HistoryEntry {
     /// Absent in commits written before `Gantry-Component` was recorded.
     pub component: Option<String>,
     /// `None` for an install.
-    pub from: Option<semver::Version>,
-    pub to: semver::Version,
+    pub from: Option<crate::manifest::Version>,
+    pub to: crate::manifest::Version,
     pub outcome: Outcome,
     pub desired_commit: String,
     pub attempt: String,
     /// Why it ended this way: the whole message from the target's record, or (in commits
     /// written before records kept it) the `Gantry-Message` trailer; empty when none was given.
     pub message: String,
+    /// `emergency` when the attempt moved to an emergency release (`Gantry-Urgency`, issue
+    /// #16); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub urgency: Option<String>,
+    /// The emergency release's reason (`Gantry-Emergency-Reason`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub emergency_reason: Option<String>,
     /// What the records of the same commit say of the attempt.
     #[serde(flatten)]
     pub detail: AttemptDetail,
@@ -221,7 +228,7 @@ fn parse_block(commit: Oid, time: jiff::Timestamp, block: &[(&str, &str)]) -> Op
     let get = |key: &str| block.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| *v);
     let from = match get(trailer::FROM)? {
         trailer::NO_VERSION => None,
-        version => Some(semver::Version::parse(version).ok()?),
+        version => Some(crate::manifest::Version::parse(version).ok()?),
     };
     let outcome = get(trailer::OUTCOME)?;
     let outcome = [Outcome::Succeeded, Outcome::Failed, Outcome::RolledBack]
@@ -233,11 +240,13 @@ fn parse_block(commit: Oid, time: jiff::Timestamp, block: &[(&str, &str)]) -> Op
         target: get(trailer::TARGET)?.to_string(),
         component: get(trailer::COMPONENT).map(str::to_string),
         from,
-        to: semver::Version::parse(get(trailer::TO)?).ok()?,
+        to: crate::manifest::Version::parse(get(trailer::TO)?).ok()?,
         outcome,
         desired_commit: get(trailer::DESIRED_COMMIT)?.to_string(),
         attempt: get(trailer::ATTEMPT)?.to_string(),
         message: get(trailer::MESSAGE).unwrap_or_default().to_string(),
+        urgency: get(trailer::URGENCY).map(str::to_string),
+        emergency_reason: get(trailer::EMERGENCY_REASON).map(str::to_string),
         detail: AttemptDetail::default(),
     })
 }
@@ -303,6 +312,8 @@ mod tests {
                 desired_commit: "4f0c1d2e3f405162738495a6b7c8d9e0f1a2b3c4".into(),
                 attempt: "acme-20260203T100000Z".into(),
                 message: "health check http failed".into(),
+                urgency: None,
+                emergency_reason: None,
                 detail: AttemptDetail::default(),
             }
         );
@@ -362,6 +373,7 @@ mod tests {
             output_tail: tail.into(),
             spec_hash: None,
             approvers: vec!["ada@example.com".into(), "bo@example.com".into()],
+            emergency: None,
         });
         let analysis = WaveAnalysis {
             status: AnalysisStatus::Failed,
@@ -461,5 +473,44 @@ mod tests {
         assert_eq!(old.detail.output_tail.as_deref(), Some("boom\n"));
         assert!(old.detail.approvers.is_empty());
         assert_eq!(old.detail.health, None);
+    }
+
+    /// Issue #16: an attempt to an emergency release records `Gantry-Urgency: emergency` and
+    /// its reason (on one line) in the outcome commit's trailers, and history reads them back;
+    /// a normal attempt in the same commit has neither.
+    #[test]
+    fn emergency_trailers_are_written_and_read_back() {
+        let (_dir, repo) = temp_repo();
+        let mut writer = StateWriter::open(&repo, BRANCH).unwrap();
+        let mut batch = Batch::new();
+        let mut hotfix = finished("acme", Some("1.2.0"), "1.2.1", Outcome::Succeeded);
+        hotfix.emergency = Some("CVE-2026-0001:\nparser overflow".into());
+        batch.outcome(hotfix);
+        batch.outcome(finished("zen", Some("1.2.0"), "1.3.0", Outcome::Succeeded));
+        let commit = writer.commit(&batch, now()).unwrap().unwrap();
+        let message = repo.find_commit(commit).unwrap().message().unwrap().to_string();
+        assert!(
+            message.contains(
+                "Gantry-Attempt: acme-20260203T100000Z\nGantry-Urgency: emergency\nGantry-Emergency-Reason: CVE-2026-0001: parser overflow\n"
+            ),
+            "{message}"
+        );
+        assert_eq!(message.matches("Gantry-Urgency").count(), 1, "{message}");
+        let all = read_history(&repo, BRANCH, None).unwrap();
+        let by = |t: &str| all.iter().find(|e| e.target == t).unwrap();
+        assert_eq!(by("acme").urgency.as_deref(), Some("emergency"));
+        assert_eq!(
+            by("acme").emergency_reason.as_deref(),
+            Some("CVE-2026-0001: parser overflow")
+        );
+        assert_eq!(
+            (by("zen").urgency.as_deref(), by("zen").emergency_reason.as_deref()),
+            (None, None)
+        );
+        let json = serde_json::to_value(by("zen")).unwrap();
+        assert!(
+            json.get("urgency").is_none() && json.get("emergency_reason").is_none(),
+            "{json}"
+        );
     }
 }

@@ -22,6 +22,8 @@
 //! Gantry-Desired-Commit: 4f0c…
 //! Gantry-Attempt: acme-20260203T100000Z
 //! Gantry-Message: health check http failed 3 times   (only when there is a reason)
+//! Gantry-Urgency: emergency                           (only for an emergency release, then:)
+//! Gantry-Emergency-Reason: CVE-2026-0001: parser overflow
 //! ```
 //! An install has no version to start from: `billing (none) → 2.0.0 on acme: succeeded` and
 //! `Gantry-From: none`. Several attempts in one commit:

@@ -87,7 +87,7 @@ impl std::fmt::Display for Outcome {
 #[serde(deny_unknown_fields)]
 pub struct AppliedMigration {
     /// The version of the release the migration belongs to.
-    pub release: semver::Version,
+    pub release: crate::manifest::Version,
     pub id: String,
     pub phase: Phase,
     /// The `down` argv as it was declared when `up` ran, so a downgrade can undo it even if
@@ -105,8 +105,8 @@ pub struct AttemptRecord {
     pub id: String,
     pub desired_commit: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub from: Option<semver::Version>,
-    pub to: semver::Version,
+    pub from: Option<crate::manifest::Version>,
+    pub to: crate::manifest::Version,
     /// The action kind (`install`, `upgrade`, `downgrade`, `config`, `remove`).
     pub action: String,
     /// RFC 3339.
@@ -132,6 +132,10 @@ pub struct AttemptRecord {
     /// attempt started from). Absent in records written before it was recorded (issue #15).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub approvers: Vec<String>,
+    /// The reason of the emergency release the attempt moved to (issue #16); absent for a
+    /// normal release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emergency: Option<String>,
 }
 
 /// `targets/<name>.yaml`.
@@ -141,7 +145,7 @@ pub struct TargetRecord {
     pub component: String,
     /// The version the target runs, as far as gantry knows. Absent = nothing installed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub version: Option<semver::Version>,
+    pub version: Option<crate::manifest::Version>,
     /// sha256 of the canonical JSON of the config the target was last deployed/reloaded with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_hash: Option<String>,
@@ -155,7 +159,7 @@ pub struct TargetRecord {
     pub last_attempt: Option<AttemptRecord>,
     /// Versions this target ran before, newest first, at most `keepRollbackPoints`.
     #[serde(default)]
-    pub rollback_points: Vec<semver::Version>,
+    pub rollback_points: Vec<crate::manifest::Version>,
     /// What the component's `observe` step last reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_version: Option<String>,
@@ -287,7 +291,7 @@ pub struct Halt {
 #[serde(deny_unknown_fields)]
 pub struct RolloutRecord {
     pub component: String,
-    pub version: semver::Version,
+    pub version: crate::manifest::Version,
     pub started: String,
     #[serde(default)]
     pub waves: Vec<WaveRecord>,
@@ -308,7 +312,7 @@ impl TargetRecord {
 
 impl RolloutRecord {
     /// The state branch path of a rollout.
-    pub fn path(component: &str, version: &semver::Version) -> String {
+    pub fn path(component: &str, version: &crate::manifest::Version) -> String {
         format!("rollouts/{component}@{version}.yaml")
     }
 }
@@ -320,5 +324,5 @@ pub struct RecordedState {
     pub commit: Option<String>,
     pub targets: BTreeMap<String, TargetRecord>,
     /// Keyed by `(component, version)`.
-    pub rollouts: BTreeMap<(String, semver::Version), RolloutRecord>,
+    pub rollouts: BTreeMap<(String, crate::manifest::Version), RolloutRecord>,
 }

@@ -24,7 +24,11 @@ pub(super) fn check_approval(
             ),
         ));
     }
-    if let Err(e) = values::parse_release_version(&spec.version) {
+    let versioning = components
+        .get(spec.component.as_str())
+        .map(|c| c.spec.versioning)
+        .unwrap_or_default();
+    if let Err(e) = values::parse_release_version(&spec.version, versioning) {
         diags.push(approval.origin.diagnostic(
             Severity::Invalid,
             "semver",

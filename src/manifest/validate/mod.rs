@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use semver::{Version, VersionReq};
+use super::version::{Version, VersionReq};
 
 use super::diagnostic::{Diagnostic, Severity};
 use super::load::{Kind, Manifest, Manifests, index_by_name};
@@ -25,7 +25,7 @@ use approval::check_approval;
 use component::{check_component, check_dependency_cycles};
 use config::validate_config;
 use policy::{check_policy, check_policy_components, check_promotions};
-use release::check_release;
+use release::{check_release, check_requirements};
 use target::{check_config_schema, check_target, compile_config_schemas};
 
 /// The variables a step template may use (SPEC §5).
@@ -53,7 +53,24 @@ pub struct Release {
     pub version: Version,
     pub released: Option<jiff::Timestamp>,
     pub upgrade_from: Option<VersionReq>,
+    /// `spec.requires`, parsed, by component name.
+    pub requires: Vec<Requires>,
     pub manifest: Manifest<ReleaseSpec>,
+}
+
+/// One parsed `requires` entry: the versions of `component` a release runs with, on the targets
+/// sharing the release's target's value of the `scope` label.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Requires {
+    pub component: String,
+    pub versions: VersionReq,
+    pub scope: String,
+}
+
+impl std::fmt::Display for Requires {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.component, self.versions)
+    }
 }
 
 impl Release {
@@ -62,7 +79,7 @@ impl Release {
     }
     /// The prerelease channel: the first dot-separated word of the prerelease tag.
     pub fn channel(&self) -> Option<&str> {
-        (!self.version.pre.is_empty()).then(|| self.version.pre.as_str().split('.').next().unwrap_or(""))
+        self.version.channel()
     }
 }
 
@@ -104,6 +121,8 @@ pub struct Policy {
     pub health: super::health::HealthSettings,
     /// `minReleaseAge` per update type: patch, minor, major.
     pub min_release_age: [Option<Duration>; 3],
+    /// `minReleaseAge` of `updates.emergency`, when it has one.
+    pub emergency_min_release_age: Option<Duration>,
     /// Soak per wave, in wave order.
     pub wave_soak: Vec<Option<Duration>>,
     /// The parsed `after` per wave, in wave order (`None`: the wave has none).
@@ -164,6 +183,8 @@ pub fn validate(mut manifests: Manifests) -> (Desired, Vec<Diagnostic>) {
     };
 
     validate_config(&manifests, &mut diags);
+    // Fleets become Targets first, so theirs are checked exactly like written ones (issue #16).
+    super::fleet::expand(&mut manifests, &mut diags);
     for kind_names in [
         names_of(&manifests.components),
         names_of(&manifests.releases),
@@ -171,6 +192,7 @@ pub fn validate(mut manifests: Manifests) -> (Desired, Vec<Diagnostic>) {
         names_of(&manifests.policies),
         names_of(&manifests.windows),
         names_of(&manifests.approvals),
+        names_of(&manifests.fleets),
     ] {
         for (origin, name, labels) in kind_names {
             check_metadata(origin, name, labels, &mut diags);
@@ -212,6 +234,7 @@ pub fn validate(mut manifests: Manifests) -> (Desired, Vec<Diagnostic>) {
     for list in desired.releases.values_mut() {
         list.sort_by(|a, b| a.version.cmp(&b.version));
     }
+    check_requirements(&desired.releases, &mut diags);
 
     // Targets are many: the accepted ones are moved into `desired`, not cloned.
     let target_list = std::mem::take(&mut manifests.targets);
@@ -261,6 +284,7 @@ pub fn validate(mut manifests: Manifests) -> (Desired, Vec<Diagnostic>) {
         check_approval(approval, &components, &mut diags);
     }
     desired.approvals = approvals.values().map(|a| (*a).clone()).collect();
+    index_by_name(Kind::Fleet, &manifests.fleets, &mut diags);
 
     (desired, diags)
 }

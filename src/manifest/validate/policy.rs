@@ -57,14 +57,28 @@ pub(super) fn check_policy(policy: &Manifest<PolicySpec>, diags: &mut Vec<Diagno
         ("major", &spec.updates.major),
     ];
     let mut min_release_age = [None, None, None];
-    for (i, (name, rule)) in rules.iter().enumerate() {
+    let mut emergency_min_release_age = None;
+    let emergency = spec.updates.emergency.as_ref().map(|rule| ("emergency", rule));
+    for (i, (name, rule)) in rules.iter().copied().chain(emergency).enumerate() {
         let base = format!("/spec/updates/{name}");
-        min_release_age[i] = duration_field(
+        if name != "emergency" && rule.freezes == Freezes::Override {
+            diags.push(origin.diagnostic(
+                Severity::Invalid,
+                "policy",
+                &format!("{base}/freezes"),
+                format!("spec.updates.{name}.freezes: only updates.emergency may override freezes; remove it here or move the rule to updates.emergency"),
+            ));
+        }
+        let age = duration_field(
             origin,
             &format!("{base}/minReleaseAge"),
             rule.min_release_age.as_deref(),
             diags,
         );
+        match min_release_age.get_mut(i) {
+            Some(slot) => *slot = age,
+            None => emergency_min_release_age = age,
+        }
         if rule.approvals > 0 && !rule.approvers.is_empty() && (rule.approvers.len() as u32) < rule.approvals {
             diags.push(origin.diagnostic(
                 Severity::Violation,
@@ -91,6 +105,32 @@ pub(super) fn check_policy(policy: &Manifest<PolicySpec>, diags: &mut Vec<Diagno
                     format!("approver `{approver}` is listed twice"),
                 ));
             }
+        }
+    }
+    let rollback = &spec.rollback;
+    if rollback.approvals > 0
+        && !rollback.approvers.is_empty()
+        && (rollback.approvers.len() as u32) < rollback.approvals
+    {
+        diags.push(origin.diagnostic(
+            Severity::Violation,
+            "approval",
+            "/spec/rollback/approvals",
+            format!(
+                "rollbacks need {} approvals but only {} approvers are listed; list more approvers or lower the count",
+                rollback.approvals,
+                rollback.approvers.len()
+            ),
+        ));
+    }
+    for (j, approver) in rollback.approvers.iter().enumerate() {
+        if !approver.contains('@') {
+            diags.push(origin.diagnostic(
+                Severity::Invalid,
+                "approval",
+                &format!("/spec/rollback/approvers/{j}"),
+                format!("approver `{approver}` is not an email address"),
+            ));
         }
     }
     let mut wave_soak = Vec::new();
@@ -244,6 +284,7 @@ pub(super) fn check_policy(policy: &Manifest<PolicySpec>, diags: &mut Vec<Diagno
         step_timeout,
         health,
         min_release_age,
+        emergency_min_release_age,
         wave_soak,
         wave_after,
         after_soak,

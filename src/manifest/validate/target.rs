@@ -19,7 +19,11 @@ pub(super) fn check_target(
     let spec = &target.spec;
     let origin = &target.origin;
     let ok = component_known(origin, &spec.component, components, diags);
-    let wanted = match values::parse_version_wanted(&spec.version) {
+    let versioning = components
+        .get(spec.component.as_str())
+        .map(|c| c.spec.versioning)
+        .unwrap_or_default();
+    let wanted = match values::parse_version_wanted(&spec.version, versioning) {
         Ok(w) => Some(w),
         Err(e) => {
             diags.push(origin.diagnostic(

@@ -17,6 +17,13 @@ pub(crate) mod trailer {
     pub const DESIRED_COMMIT: &str = "Gantry-Desired-Commit";
     pub const ATTEMPT: &str = "Gantry-Attempt";
     pub const MESSAGE: &str = "Gantry-Message";
+    /// `emergency` for an attempt to an emergency release (issue #16); absent otherwise.
+    pub const URGENCY: &str = "Gantry-Urgency";
+    /// The emergency release's reason, on one line (not `Gantry-Reason`, which a desired
+    /// commit of `gantry rollback --reason` carries).
+    pub const EMERGENCY_REASON: &str = "Gantry-Emergency-Reason";
+    /// The value of `Gantry-Urgency` for an emergency.
+    pub const EMERGENCY: &str = "emergency";
     /// Clustered (`--etcd`): the leadership the outcome was reached under (`shard/member@rev`).
     pub const FENCE: &str = "Gantry-Fence";
     /// The value of `Gantry-From` for an install.
@@ -70,6 +77,10 @@ pub(crate) fn commit_message(batch: &Batch) -> String {
         let reason = one_line(&o.message);
         if !reason.is_empty() {
             let _ = writeln!(text, "{}: {reason}", trailer::MESSAGE);
+        }
+        if let Some(reason) = &o.emergency {
+            let _ = writeln!(text, "{}: {}", trailer::URGENCY, trailer::EMERGENCY);
+            let _ = writeln!(text, "{}: {}", trailer::EMERGENCY_REASON, one_line(reason));
         }
         if let Some(fence) = crate::state::fence::trailer() {
             let _ = writeln!(text, "{}: {fence}", trailer::FENCE);

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
+use crate::manifest::Version;
 use git2::{Oid, Repository};
-use semver::Version;
 
 use git2::Signature;
 
@@ -62,6 +62,7 @@ pub(crate) fn finished(target: &str, from: Option<&str>, to: &str, outcome: Outc
         desired_commit: "4f0c1d2e3f405162738495a6b7c8d9e0f1a2b3c4".to_string(),
         attempt: format!("{target}-20260203T100000Z"),
         message: String::new(),
+        emergency: None,
     }
 }
 
@@ -95,6 +96,7 @@ fn full_target() -> TargetRecord {
             output_tail: "line one\nline: two\n".to_string(),
             spec_hash: None,
             approvers: Vec::new(),
+            emergency: None,
         }),
         rollback_points: vec![v("1.2.0"), v("1.1.0")],
         observed_version: Some("2.0.0".to_string()),
@@ -825,4 +827,40 @@ fn git_reads_the_trailers_gantry_writes() {
     let trailer_block = message.split("\n\n").last().unwrap();
     assert_eq!(parsed, trailer_block);
     assert_eq!(parsed.lines().filter(|l| l.starts_with("Gantry-Target: ")).count(), 2);
+}
+
+/// Calendar versions (issue #16, `versioning: calver`) are recorded exactly as written and read
+/// back equal, in every form, by the fast reader and serde alike, next to a semver record
+/// written before calver existed; `2026-02-03` must not turn into a YAML date.
+#[test]
+fn calver_versions_round_trip_as_written() {
+    let (_dir, repo) = temp_repo();
+    let forms = ["2026-02-03-001", "2026-02-03", "2026.02.03", "2026.10.15"];
+    let mut batch = Batch::new();
+    for (i, text) in forms.iter().enumerate() {
+        let mut record = target("agent", text);
+        record.rollback_points = vec![v(text)];
+        batch.upsert_target(format!("t{i}"), record);
+    }
+    hand_commit(
+        &repo,
+        &[(
+            "targets/old.yaml",
+            "component: billing\nversion: 1.2.0\nstatus: converged\n",
+        )],
+        "a record written before calver",
+    );
+    StateWriter::open(&repo, BRANCH).unwrap().commit(&batch, now()).unwrap();
+    let state = read_recorded(&repo, BRANCH).unwrap();
+    for (i, text) in forms.iter().enumerate() {
+        let record = &state.targets[&format!("t{i}")];
+        let version = record.version.as_ref().unwrap();
+        assert_eq!(version.to_string(), *text, "shown as written");
+        assert_eq!(version, &v(text));
+        assert_eq!(record.rollback_points[0].to_string(), *text);
+        let yaml = to_yaml("targets/t.yaml", record).unwrap();
+        assert!(yaml.contains(text), "{yaml}");
+        assert_eq!(fast_record::<TargetRecord>(&yaml).as_ref(), Some(record), "{yaml}");
+    }
+    assert_eq!(state.targets["old"].version, Some(Version::new(1, 2, 0)));
 }

@@ -21,8 +21,8 @@ pub struct FinishedAttempt {
     pub target: String,
     pub component: String,
     /// The version the attempt started from; `None` for an install.
-    pub from: Option<semver::Version>,
-    pub to: semver::Version,
+    pub from: Option<crate::manifest::Version>,
+    pub to: crate::manifest::Version,
     pub outcome: Outcome,
     /// The desired-branch commit the attempt reconciled.
     pub desired_commit: String,
@@ -30,6 +30,9 @@ pub struct FinishedAttempt {
     pub attempt: String,
     /// Why it ended this way (one line is kept; may be empty).
     pub message: String,
+    /// The reason of the emergency release it moved to (issue #16): trailers
+    /// `Gantry-Urgency: emergency` and `Gantry-Reason`.
+    pub emergency: Option<String>,
 }
 
 impl FinishedAttempt {
@@ -45,6 +48,7 @@ impl FinishedAttempt {
             desired_commit: attempt.desired_commit.clone(),
             attempt: attempt.id.clone(),
             message: attempt.message.clone(),
+            emergency: attempt.emergency.clone(),
         })
     }
 
@@ -71,7 +75,7 @@ impl FinishedAttempt {
 pub struct Batch {
     /// `None` deletes the record.
     pub(super) targets: BTreeMap<String, Option<TargetRecord>>,
-    pub(super) rollouts: BTreeMap<(String, semver::Version), Option<RolloutRecord>>,
+    pub(super) rollouts: BTreeMap<(String, crate::manifest::Version), Option<RolloutRecord>>,
     pub(super) outcomes: Vec<FinishedAttempt>,
     pub(super) progress_summary: Option<String>,
 }
@@ -101,7 +105,7 @@ impl Batch {
     }
 
     /// Deletes `rollouts/<component>@<version>.yaml` (nothing happens if it does not exist).
-    pub fn delete_rollout(&mut self, component: impl Into<String>, version: semver::Version) -> &mut Self {
+    pub fn delete_rollout(&mut self, component: impl Into<String>, version: crate::manifest::Version) -> &mut Self {
         self.rollouts.insert((component.into(), version), None);
         self
     }
