@@ -62,7 +62,7 @@ pub fn plan_targets(input: &PlanInput, threads: usize) -> Vec<Action> {
 mod tests {
     use std::collections::BTreeMap;
 
-    use semver::Version;
+    use crate::manifest::Version;
 
     use super::*;
     use crate::manifest::{RawContent, RawFile, read_manifests, validate};
