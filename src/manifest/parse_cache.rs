@@ -272,8 +272,8 @@ mod tests {
     }
 
     /// Issue #17: reading through the parse cache gives exactly what reading every file gives
-    /// (manifests, diagnostics and their order), empty, full, and after one file changed; only
-    /// the changed file is read again, and a `paths` setting in gantry.toml (which changes how
+    /// (manifests, diagnostics and their order), empty, full, after one file changed, broke and
+    /// was restored; only the changed file is read again, and a `paths` setting in gantry.toml (which changes how
     /// every file is read) never reuses a file read without it.
     #[test]
     fn cached_reads_equal_fresh_reads_and_reread_only_what_changed() {
@@ -309,6 +309,21 @@ mod tests {
         assert_eq!(after, format!("{:?}", read_manifests(Some(&open), &raw(&changed))));
         assert!(after.contains("9.9.9"));
         assert_eq!(loaded, 1);
+
+        // A file broken in place, then restored: the broken read is reported, and the restored
+        // blob (read before) comes from the cache as what it was.
+        let mut broken = changed.clone();
+        broken[4].bytes = b"apiVersion: gantry.dev/v1\nkind: Target\nmetadata: [\n".to_vec();
+        let (after, loaded) = cached(&cache, &open, &broken);
+        assert_eq!(after, format!("{:?}", read_manifests(Some(&open), &raw(&broken))));
+        assert!(
+            after.contains("m/004.yaml") && after.contains("invalid YAML"),
+            "{after}"
+        );
+        assert_eq!(loaded, 1);
+        let (after, loaded) = cached(&cache, &open, &changed);
+        assert_eq!(after, format!("{:?}", read_manifests(Some(&open), &raw(&changed))));
+        assert_eq!(loaded, 0);
 
         let restricted = config("paths = [\"m\"]\n");
         let (paths, loaded) = cached(&cache, &restricted, &files);
