@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Benchmark: converge N targets (default 1000) whose deploy step is a trivial command, and compare
 # with the floor: a plain shell loop spawning the same N processes. Prints both and the ratio.
-# Usage: bench/apply_1000.sh [N] [maxParallel]
+# Each of RUNS rounds (default 3) runs the floor, then a fresh apply on a fresh copy of the repo,
+# so both see the same machine load; the figures are the medians.
+# Usage: bench/apply_1000.sh [N] [maxParallel]      (RUNS=3, NO_BUILD=1, GANTRY=path: common.sh)
 set -euo pipefail
 n="${1:-1000}"
 parallel="${2:-4}"
-root="$(cd "$(dirname "$0")/.." && pwd)"
-cargo build --release --quiet --manifest-path "$root/Cargo.toml"
-gantry="$root/target/release/gantry"
-dir="$(mktemp -d)"
-trap 'rm -rf "$dir"' EXIT
+runs="${RUNS:-3}"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+NAME=gantry-apply-bench
+# shellcheck source=bench/common.sh
+source "$here/common.sh"
+dir="$work/fleet"
 
 mkdir -p "$dir/components" "$dir/releases" "$dir/targets" "$dir/policies"
 cat > "$dir/components/app.yaml" <<YAML
@@ -44,23 +47,40 @@ git -C "$dir" init -q -b main
 git -C "$dir" add -A
 git -C "$dir" -c user.name=bench -c user.email=bench@localhost commit -q -m "fleet"
 
-floor_start=$(date +%s.%N)
-for i in $(seq "$n"); do /bin/true "t$i" 1.0.0; done
-floor_end=$(date +%s.%N)
-
-apply_start=$(date +%s.%N)
-"$gantry" --repo "$dir" apply --now 2026-11-21T10:00:00Z 2>"$dir.apply.log" || { tail -5 "$dir.apply.log"; exit 1; }
-apply_end=$(date +%s.%N)
-tail -1 "$dir.apply.log"
-rm -f "$dir.apply.log"
-
-converged=$("$gantry" --repo "$dir" status --format json --now 2026-11-21T10:00:00Z | grep -c '"status": "converged"' || true)
-python3 - "$floor_start" "$floor_end" "$apply_start" "$apply_end" "$n" "$converged" "$parallel" <<'PY'
-import sys
-fs, fe, a_s, a_e, n, conv, par = map(float, sys.argv[1:])
-floor, apply = fe - fs, a_e - a_s
-print(f"targets            {int(n)} (maxParallel {int(par)}), converged {int(conv)}")
-print(f"floor (shell loop) {floor*1000:8.0f} ms  ({floor/n*1e6:6.0f} us/process)")
-print(f"gantry apply       {apply*1000:8.0f} ms  ({apply/n*1e6:6.0f} us/target)")
-print(f"ratio              {apply/floor:8.2f}x  (aim <= 1.5x)")
+git -C "$dir" config gc.auto 0
+# Wall time and CPU time (user + sys of the process and its children) of each, per round.
+python3 - "$gantry" "$dir" "$work" "$n" "$parallel" "$runs" <<'PY'
+import os, resource, shutil, statistics, subprocess, sys, time
+gantry, repo, work, n, parallel, runs = sys.argv[1], sys.argv[2], sys.argv[3], *map(int, sys.argv[4:])
+def measure(argv, **kw):
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    done = subprocess.run(argv, **kw)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return done, wall, cpu
+rows = []
+for _ in range(runs):
+    run = os.path.join(work, "run")
+    shutil.rmtree(run, ignore_errors=True)
+    shutil.copytree(repo, run, symlinks=True)
+    _, fwall, fcpu = measure(["bash", "-c", f'for i in $(seq {n}); do /bin/true "t$i" 1.0.0; done'])
+    done, awall, acpu = measure([gantry, "--repo", run, "apply", "--now", "2026-11-21T10:00:00Z"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        sys.exit(f"apply failed:\n{done.stderr[-2000:]}")
+    rows.append((fwall, fcpu, awall, acpu))
+print(done.stderr.strip().splitlines()[-1])
+status = subprocess.run([gantry, "--repo", run, "status", "--format", "json", "--now", "2026-11-21T10:00:00Z"],
+                        capture_output=True, text=True).stdout
+converged = status.count('"status": "converged"')
+med = lambda xs: statistics.median(xs)
+fwall, fcpu, awall, acpu = (med([r[i] for r in rows]) for i in range(4))
+wall_ratios = [r[2] / r[0] for r in rows]
+cpu_ratios = [r[3] / r[1] for r in rows]
+print(f"targets            {n} (maxParallel {parallel}), converged {converged}; median of {len(rows)} rounds")
+print(f"floor (shell loop) {fwall*1000:8.0f} ms wall {fcpu*1000:8.0f} ms CPU  ({fwall/n*1e6:5.0f} us/process)")
+print(f"gantry apply       {awall*1000:8.0f} ms wall {acpu*1000:8.0f} ms CPU  ({awall/n*1e6:5.0f} us/target)")
+print(f"ratio              {med(wall_ratios):8.2f}x wall   {med(cpu_ratios):5.2f}x CPU  (aim <= 1.5x; wall per round: {', '.join(f'{r:.2f}' for r in wall_ratios)})")
 PY

@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
-# Daemon latency benchmark: commit → first step, idle RSS and idle CPU of `gantry daemon`.
+# Daemon latency benchmark: commit → TARGETS targets converged, commit → first step, idle RSS and
+# idle CPU of `gantry daemon`.
 #
-# Starts the release daemon on a temporary repository with one target whose deploy step only
-# records its start time, makes N commits (each bumping the target's version by one patch
-# release) and measures, per commit, the time from just before `git update-ref` moves the
-# desired branch to the deploy step's own start. Prints p50/p99, the daemon's own
-# gantry_commit_to_first_step_seconds histogram, idle RSS (VmRSS) and CPU used over IDLE
-# seconds of idling (utime+stime from /proc/PID/stat).
+# Starts the release daemon on a temporary repository with TARGETS targets (default 50, policy
+# maxParallel PARALLEL, default 4) whose deploy step only records its start time, makes COMMITS
+# commits (each bumping every target by one patch release) and measures, per commit, from just
+# before `git update-ref` moves the desired branch to (a) the first deploy step's own start and
+# (b) the state branch recording every target converged at the new version (the time the
+# state ref was last written). The floor, measured in the same run before each commit: the same
+# TARGETS deploy processes run by a shell loop, plus 1 ms for a file event and a ref read. Prints
+# the medians, p99, the ratio to the floor, the daemon's own gantry_commit_to_first_step_seconds
+# histogram, idle RSS (VmRSS) and CPU used over IDLE seconds of idling (utime+stime from
+# /proc/PID/stat).
 #
-# Usage: bench/daemon_latency.sh            (COMMITS=50 IDLE=30 GANTRY_BIN=target/release/gantry)
+# Usage: bench/daemon_latency.sh   (TARGETS=50 PARALLEL=4 COMMITS=20 IDLE=30 GANTRY_BIN=target/release/gantry)
 set -euo pipefail
-COMMITS=${COMMITS:-50}
+COMMITS=${COMMITS:-20}
+TARGETS=${TARGETS:-50}
+PARALLEL=${PARALLEL:-4}
 IDLE=${IDLE:-30}
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${GANTRY_BIN:-$root/target/release/gantry}
@@ -22,7 +29,7 @@ work=$(mktemp -d)
 cleanup() { [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 repo=$work/repo
-mkdir -p "$repo"/{components,releases,targets,scripts}
+mkdir -p "$repo"/{components,releases,targets,scripts,policies}
 cd "$repo"
 git init -q -b main
 git config user.name bench
@@ -33,8 +40,9 @@ cat > scripts/stamp.sh <<'SH'
 #!/bin/sh
 # Records when this deploy step started (ns since the epoch) for version $2.
 mkdir -p "$GANTRY_REPO/deployed"
-echo "$2 $(date +%s%N)" >> "$GANTRY_REPO/deployed/stamps"
+echo "$2 $1 $(date +%s%N)" >> "$GANTRY_REPO/deployed/stamps"
 SH
+printf 'apiVersion: gantry.dev/v1\nkind: Policy\nmetadata: { name: fleet }\nspec:\n  rollout: { maxParallel: %s }\n' "$PARALLEL" > policies/fleet.yaml
 chmod +x scripts/stamp.sh
 cat > components/svc.yaml <<'Y'
 apiVersion: gantry.dev/v1
@@ -47,8 +55,10 @@ Y
 for i in $(seq 0 "$COMMITS"); do
   printf -- '---\napiVersion: gantry.dev/v1\nkind: Release\nmetadata: { name: svc-1.0.%s }\nspec: { component: svc, version: 1.0.%s }\n' "$i" "$i"
 done > releases/svc.yaml
-target() {
-  printf 'apiVersion: gantry.dev/v1\nkind: Target\nmetadata: { name: one }\nspec: { component: svc, version: "1.0.%s" }\n' "$1" > targets/one.yaml
+target() { # every target at 1.0.$1
+  for t in $(seq -w 1 "$TARGETS"); do
+    printf 'apiVersion: gantry.dev/v1\nkind: Target\nmetadata: { name: t%s }\nspec: { component: svc, version: "1.0.%s" }\n' "$t" "$1" > "targets/t$t.yaml"
+  done
 }
 target 0
 git add -A && git commit -qm "initial"
@@ -62,35 +72,52 @@ for _ in $(seq 1 500); do
   sleep 0.01
 done
 [ -n "$addr" ] || { echo "daemon did not start:"; cat "$work/daemon.log"; exit 1; }
-wait_state() { # waits until the state branch moves off $1
-  for _ in $(seq 1 1000); do
-    now=$(git rev-parse -q --verify refs/heads/gantry/state || true)
-    [ -n "$now" ] && [ "$now" != "$1" ] && return 0
+converged() { # how many targets the state branch records converged at 1.0.$1
+  git grep -l -e "version: \"1.0.$1\"" refs/heads/gantry/state -- targets 2>/dev/null | wc -l
+}
+wait_converged() { # waits until every target is recorded at 1.0.$1
+  for _ in $(seq 1 3000); do
+    [ "$(converged "$1")" -ge "$TARGETS" ] && return 0
     sleep 0.01
   done
   echo "timed out waiting for the state branch"; tail -20 "$work/daemon.log"; exit 1
 }
-wait_state ""
+wait_converged 0
 
-: > "$work/latencies"
+: > "$work/first"; : > "$work/all"; : > "$work/floor"
 for i in $(seq 1 "$COMMITS"); do
-  state=$(git rev-parse refs/heads/gantry/state)
+  # The floor, just before: the same deploy processes from a shell loop.
+  f0=$(date +%s%N)
+  for t in $(seq -w 1 "$TARGETS"); do GANTRY_REPO="$work/floor-repo" scripts/stamp.sh "t$t" "1.0.$i"; done
+  f1=$(date +%s%N)
+  echo $(( (f1 - f0) / 1000 + 1000 )) >> "$work/floor"   # µs, + 1 ms for the event and ref read
   target "$i"
-  git add targets/one.yaml
+  git add targets
   commit=$(git commit-tree "$(git write-tree)" -p HEAD -m "svc 1.0.$i")
   t0=$(date +%s%N)
   git update-ref refs/heads/main "$commit"
-  wait_state "$state"
-  t1=$(awk -v v="1.0.$i" '$1 == v { print $2 }' deployed/stamps | tail -1)
-  echo $(( (t1 - t0) / 1000 )) >> "$work/latencies"   # µs
-  sleep 0.1 # let the pass finish its bookkeeping, so each commit meets an idle daemon
+  wait_converged "$i"
+  t1=$(awk -v v="1.0.$i" '$1 == v { print $3 }' deployed/stamps | sort -n | head -1)
+  t2=$(stat -c %.9Y .git/refs/heads/gantry/state | tr -d .)
+  echo $(( (t1 - t0) / 1000 )) >> "$work/first"   # µs
+  echo $(( (t2 - t0) / 1000 )) >> "$work/all"
+  sleep 0.2 # let the pass finish its bookkeeping, so each commit meets an idle daemon
 done
 
-sort -n "$work/latencies" > "$work/sorted"
-n=$(wc -l < "$work/sorted")
-pct() { sed -n "$(( ($1 * n + 99) / 100 ))p" "$work/sorted"; }
-ms() { awk -v us="$1" 'BEGIN { printf "%.1f ms", us / 1000 }'; }
-echo "commit → first step over $n commits: p50 $(ms "$(pct 50)")  p99 $(ms "$(pct 99)")  max $(ms "$(tail -1 "$work/sorted")")"
+python3 - "$work/first" "$work/all" "$work/floor" "$TARGETS" "$PARALLEL" <<'PY'
+import statistics, sys
+first, every, floor = ([int(l) / 1000 for l in open(p)] for p in sys.argv[1:4])
+targets, parallel = sys.argv[4:6]
+def p99(xs):
+    xs = sorted(xs)
+    return xs[max(0, -(-99 * len(xs) // 100) - 1)]
+ratios = [a / f for a, f in zip(every, floor)]
+print(f"over {len(every)} commits, {targets} targets, maxParallel {parallel} (medians; p99 after /)")
+print(f"commit -> first step          {statistics.median(first):7.1f} ms / {p99(first):7.1f} ms")
+print(f"commit -> {targets} converged        {statistics.median(every):7.1f} ms / {p99(every):7.1f} ms  (aim <= 100 ms quiet)")
+print(f"floor (shell loop + 1 ms)     {statistics.median(floor):7.1f} ms / {p99(floor):7.1f} ms")
+print(f"ratio converged / floor       {statistics.median(ratios):7.2f}x")
+PY
 metrics=$(curl -s "http://$addr/metrics")
 count=$(echo "$metrics" | awk '/^gantry_commit_to_first_step_seconds_count/ { print $2 }')
 sum=$(echo "$metrics" | awk '/^gantry_commit_to_first_step_seconds_sum/ { print $2 }')

@@ -29,13 +29,20 @@ NAME=gantry-bench
 source "$here/common.sh"
 
 # measure LABEL RUNS ARGS...: runs `gantry ARGS` RUNS times with stdout to /dev/null and prints
-# one table row: wall min/median/max (ms), CPU user+sys median (ms), peak RSS max (MB), exit code.
+# one table row: wall min/median/max (ms), CPU user+sys median (ms), peak RSS max (MB), exit code,
+# and the median's ratio to $floor (ms) when set. `measure_cmd` runs ARGS itself (not gantry).
 measure() {
     local label="$1" n="$2"
     shift 2
-    python3 - "$label" "$n" "$gantry" "$@" <<'PY'
+    measure_cmd "$label" "$n" "$gantry" "$@"
+}
+measure_cmd() {
+    local label="$1" n="$2"
+    shift 2
+    FLOOR="${floor:-}" python3 - "$label" "$n" "$@" <<'PY'
 import os, resource, statistics, subprocess, sys, time
 label, n, argv = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+floor = float(os.environ["FLOOR"]) if os.environ.get("FLOOR") else None
 walls, cpus, rss, codes = [], [], [], set()
 for _ in range(n):
     # A fresh child per run: its own rusage, so ru_maxrss is this run's peak.
@@ -55,8 +62,12 @@ for _ in range(n):
     cpus.append((usage.ru_utime + usage.ru_stime) * 1000)
     rss.append(usage.ru_maxrss / 1024)  # KiB on Linux
     codes.add(os.waitstatus_to_exitcode(status))
+ratio = f"  {statistics.median(walls) / floor:6.1f}x floor" if floor else ""
 print(f"{label:<30} {min(walls):>8.0f} {statistics.median(walls):>8.0f} {max(walls):>8.0f} "
-      f"{statistics.median(cpus):>9.0f} {max(rss):>8.1f}  {','.join(map(str, sorted(codes)))}")
+      f"{statistics.median(cpus):>9.0f} {max(rss):>8.1f}  {','.join(map(str, sorted(codes)))}{ratio}")
+if os.environ.get("MEDIAN_TO"):
+    with open(os.environ["MEDIAN_TO"], "w") as f:
+        f.write(f"{statistics.median(walls):.3f}")
 PY
 }
 
@@ -73,6 +84,16 @@ for layout in $layouts; do
         "$layout" "$files" "$records" "$(git -C "$repo" rev-list --count main)" \
         "$(( ($(date +%s%N) - gen_start) / 1000000 ))"
     printf '%-30s %8s %8s %8s %9s %8s  %s\n' "command" "min ms" "med ms" "max ms" "cpu ms" "peak MB" "exit"
+    # The floor, in the same run: git itself reading every blob of the commit's tree (what any
+    # planner must at least do), nothing parsed.
+    floor=""
+    MEDIAN_TO="$work/floor" measure_cmd "floor: git reads every blob" "$runs" \
+        /bin/sh -c 'git -C "$1" ls-tree -r --object-only main | git -C "$1" cat-file --batch >/dev/null' sh "$repo"
+    floor=$(cat "$work/floor")
+    # The first run of a commit also renders every step template against every target (the
+    # strict template check, then cached by commit in .git/gantry/cache/templates): shown on
+    # its own, since the runs after it do not pay it.
+    measure "first plan (template check)" 1 --repo "$repo" plan --format json --now "$now"
     measure "plan --format json" "$runs" --repo "$repo" plan --format json --now "$now"
     measure "validate" "$runs" --repo "$repo" validate
     bytes=$("$gantry" --repo "$repo" plan --format json --now "$now" | wc -c || true)

@@ -956,3 +956,58 @@ fn status_names_the_interrupted_upgrade_and_never_says_converged_while_pending()
     let text = row.to_string();
     assert!(text.contains("upgrade 1.0.0 → 2.0.0 interrupted"), "{text}");
 }
+
+/// Issue #17 (group commit of journal syncs): gantry killed (-9) after an attempt's step
+/// completed and its completion was written, but before the batch sync that covers it. The
+/// recorded state must not claim the upgrade (nothing was committed), and the next run must
+/// resume from the journal: the written completion counts (a killed process loses no written
+/// data), so the deploy does not run again and the outcome is recorded once.
+#[test]
+fn killed_between_the_journal_batch_write_and_its_sync_resumes_without_rerunning_the_step() {
+    use std::os::unix::process::ExitStatusExt;
+    let repo = fleet(&deploy_script("true"), "1.0.0");
+    apply(&repo).expect(0);
+    bump(&repo, "2.0.0", None);
+    let before = state_tip(&repo);
+
+    let output = assert_cmd::Command::cargo_bin("gantry")
+        .unwrap()
+        .arg("--repo")
+        .arg(repo.path())
+        .arg("apply")
+        .env("GANTRY_FAULT_JOURNAL_SYNC", "kill")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.signal(), Some(9), "{output:?}");
+    assert_eq!(
+        runs(&repo),
+        ["deploy 1.0.0", "deploy 2.0.0"],
+        "the deploy ran before the kill"
+    );
+    assert_eq!(
+        state_tip(&repo),
+        before,
+        "nothing recorded before the completion is synced"
+    );
+    let record = state_file(&repo, "targets/acme.yaml").unwrap();
+    assert!(record.contains("version: \"1.0.0\""), "{record}");
+    assert_eq!(journal_files(&repo), 1, "the attempt's journal is left to resume");
+    let journal = std::fs::read_dir(repo.path().join(".git/gantry/journal"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .unwrap();
+    assert!(journal.contains(r#""type":"step_completed""#), "{journal}");
+
+    apply(&repo).expect(0);
+    assert_eq!(
+        runs(&repo),
+        ["deploy 1.0.0", "deploy 2.0.0"],
+        "the completed deploy ran again on resume"
+    );
+    let record = state_file(&repo, "targets/acme.yaml").unwrap();
+    assert!(record.contains("status: converged"), "{record}");
+    assert!(record.contains("version: \"2.0.0\""), "{record}");
+    assert_eq!(journal_files(&repo), 0);
+}

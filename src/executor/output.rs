@@ -2,13 +2,11 @@
 //! and tail (the middle of a huge output is dropped and counted), its end kept in memory.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::Write;
 use std::path::Path;
-use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread;
 
-use super::{ExecutorError, StepKind};
+use super::ExecutorError;
 use crate::manifest::secrets::{Redactor, StreamRedactor};
 
 /// How much of a step's output its log keeps, by default: the first and the last half of this.
@@ -46,14 +44,21 @@ pub(crate) fn open_log(path: &Path) -> Result<File, ExecutorError> {
         path: path.to_path_buf(),
         source,
     };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(err)?;
+    let open = || OpenOptions::new().create(true).append(true).open(path);
+    match open() {
+        // The directory is made only when missing: once per repository, not once per step.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(err)?;
+            }
+            open().map_err(err)
+        }
+        other => other.map_err(err),
     }
-    OpenOptions::new().create(true).append(true).open(path).map_err(err)
 }
 
-/// Where output goes while a step runs. Cloning shares the sink, so reader threads of stdout
-/// and stderr interleave into one log and one tail, in the order chunks arrive.
+/// Where output goes while a step runs. Cloning shares the sink, so stdout and stderr (and a
+/// plugin's reader thread) interleave into one log and one tail, in the order chunks arrive.
 #[derive(Clone, Default)]
 pub(crate) struct Capture {
     inner: Arc<Mutex<Sink>>,
@@ -135,37 +140,6 @@ impl Capture {
         let mut sink = self.lock();
         let released = sink.redact[stream as usize].push(bytes);
         sink.keep(stream, &released);
-    }
-
-    /// Copies `reader` into this capture on a thread until EOF, then sends on `done`.
-    pub(crate) fn spawn_reader(
-        &self,
-        step: StepKind,
-        stream: Stream,
-        mut reader: impl Read + Send + 'static,
-        done: Sender<()>,
-    ) -> Result<(), ExecutorError> {
-        let capture = self.clone();
-        thread::Builder::new()
-            .name("gantry-step-output".into())
-            .spawn(move || {
-                let mut buf = [0u8; 8192];
-                loop {
-                    match reader.read(&mut buf) {
-                        Ok(0) => break,
-                        Ok(n) => capture.write(stream, &buf[..n]),
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(_) => break,
-                    }
-                }
-                let _ = done.send(());
-            })
-            .map(|_| ())
-            .map_err(|source| ExecutorError::Io {
-                step,
-                what: "start an output reader thread",
-                source,
-            })
     }
 }
 

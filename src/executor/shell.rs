@@ -3,14 +3,16 @@
 //! Each step runs in a new process group so that a timeout, or the end of the step, can kill
 //! everything the step started, including children it put in the background.
 
-use std::io;
+use std::fs::File;
+use std::io::{self, Read as _};
+use std::os::fd::{AsFd as _, BorrowedFd, FromRawFd as _, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
@@ -112,35 +114,27 @@ impl Executor for ShellExecutor {
         // Where a resumed attempt finds this step's processes if gantry dies now (issue #10, bug 7).
         let marker = RunningStep::mark(&step.log_path, group);
 
-        let (done_tx, done_rx) = mpsc::channel();
-        let mut readers = 1;
-        let mut setup = capture.spawn_reader(step.kind, Stream::Other, merged_out, done_tx.clone());
+        // One thread (this one) copies the output and watches for the end of the step: no
+        // thread per step (issue #17: three threads per attempt cost more than the step).
+        let mut outputs = vec![(File::from(OwnedFd::from(merged_out)), Stream::Other)];
         if let Some(out) = child.stdout.take() {
-            setup = setup.and_then(|()| capture.spawn_reader(step.kind, Stream::Stdout, out, done_tx.clone()));
-            readers += 1;
+            outputs.push((File::from(OwnedFd::from(out)), Stream::Stdout));
         }
-        drop(done_tx);
-        if let Err(e) = setup {
-            kill_group(group);
-            let _ = child.wait();
-            capture.end();
-            return Err(e);
-        }
-
-        let ended =
-            wait_then_kill_group(&mut child, group, step.timeout).map_err(io_err("wait for the step process"))?;
+        let mut watch = StepWatch {
+            outputs,
+            exit: LeaderExit::watch(group),
+            capture: &capture,
+        };
+        let ended = wait_then_kill_group(&mut child, group, step.timeout, &mut watch)
+            .map_err(io_err("wait for the step process"))?;
         // The group is killed: nothing of this step is left to find.
         marker.clear();
         let duration = started.elapsed();
 
-        let grace_ends = Instant::now() + OUTPUT_GRACE;
-        for _ in 0..readers {
-            let left = grace_ends.saturating_duration_since(Instant::now());
-            if done_rx.recv_timeout(left).is_err() {
-                capture.note("output still open after the step ended: a process left the step's process group");
-                break;
-            }
+        if !watch.drain(Instant::now() + OUTPUT_GRACE) {
+            capture.note("output still open after the step ended: a process left the step's process group");
         }
+        drop(watch);
 
         let (ok, exit, message) = describe_end(ended, step.timeout);
         let observed_version = if ok && step.kind == StepKind::Observe {
@@ -376,25 +370,180 @@ pub(crate) fn kill_group(group: Pid) {
     }
 }
 
-/// Waits until the child exits or `timeout` passes, kills its process group either way, and
-/// reaps the child.
-///
-/// The group is killed while the leader is still an unreaped zombie: its pid (which is the
-/// group's id) cannot be reused until it is reaped, so `killpg` can never hit an unrelated
-/// group that happened to get the same id.
-#[cfg(target_os = "linux")]
-fn wait_then_kill_group(child: &mut Child, group: Pid, timeout: Duration) -> io::Result<Ended> {
-    use nix::sys::wait::{Id, WaitPidFlag, waitid};
+/// The step's output pipes and how the end of its leader is noticed, watched together by the
+/// thread that runs the step.
+struct StepWatch<'c> {
+    /// Pipes still open, with the stream each carries.
+    outputs: Vec<(File, Stream)>,
+    exit: LeaderExit,
+    capture: &'c Capture,
+}
 
-    let (exited_tx, exited_rx) = mpsc::channel();
-    std::thread::Builder::new()
-        .name("gantry-step-wait".into())
-        .spawn(move || {
-            // WNOWAIT: learn that the leader exited without reaping it (see above).
-            while let Err(Errno::EINTR) = waitid(Id::Pid(group), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {}
-            let _ = exited_tx.send(());
-        })?;
-    let timed_out = matches!(exited_rx.recv_timeout(timeout), Err(mpsc::RecvTimeoutError::Timeout));
+impl StepWatch<'_> {
+    /// Copies whatever output is ready within `wait` (`None`: until something happens) and says
+    /// whether the leader has exited (without reaping it).
+    fn step(&mut self, wait: Option<Duration>) -> io::Result<bool> {
+        let exit_fd = self.exit.fd();
+        // Without a pidfd, the leader's exit is polled: wake at least every `EXIT_POLL`.
+        let wait = if matches!(self.exit, LeaderExit::Polled(_)) {
+            Some(wait.map_or(EXIT_POLL, |w| w.min(EXIT_POLL)))
+        } else {
+            wait
+        };
+        let timeout = match wait {
+            // Rounded up, so a wait never ends a moment before its deadline.
+            Some(w) => PollTimeout::try_from(w.as_millis().saturating_add(1).min(i32::MAX as u128) as i32)
+                .unwrap_or(PollTimeout::MAX),
+            None => PollTimeout::NONE,
+        };
+        let mut fds: Vec<PollFd> = self
+            .outputs
+            .iter()
+            .map(|(file, _)| PollFd::new(file.as_fd(), PollFlags::POLLIN))
+            .collect();
+        if let Some(fd) = exit_fd {
+            fds.push(PollFd::new(fd, PollFlags::POLLIN));
+        }
+        match poll(&mut fds, timeout) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let ready: Vec<bool> = fds.iter().map(|fd| fd.any().unwrap_or(false)).collect();
+        drop(fds);
+        let exited = match exit_fd {
+            Some(_) => ready[self.outputs.len()],
+            None => self.exit.exited_without_fd(),
+        };
+        let mut buf = [0u8; 8192];
+        let mut i = 0;
+        let mut index = 0;
+        while i < self.outputs.len() {
+            let was_ready = ready[index];
+            index += 1;
+            if !was_ready {
+                i += 1;
+                continue;
+            }
+            let (file, stream) = &mut self.outputs[i];
+            match file.read(&mut buf) {
+                Ok(0) => {
+                    self.outputs.remove(i);
+                    continue;
+                }
+                Ok(n) => self.capture.write(*stream, &buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // As a reader thread did: an unreadable pipe ends that stream's output.
+                Err(_) => {
+                    self.outputs.remove(i);
+                    continue;
+                }
+            }
+            i += 1;
+        }
+        Ok(exited)
+    }
+
+    /// After the group is killed: copies the rest of the output until every pipe is closed or
+    /// `until` passes. False when a pipe was still open then (a process escaped the group).
+    fn drain(&mut self, until: Instant) -> bool {
+        while !self.outputs.is_empty() {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            self.exit = LeaderExit::Reaped;
+            if self.step(Some(left)).is_err() {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// How long the leader's exit may go unnoticed where there is no pidfd to poll.
+const EXIT_POLL: Duration = Duration::from_millis(20);
+
+/// How the leader's exit is noticed.
+enum LeaderExit {
+    /// A pidfd (Linux 5.3+): readable once the leader has exited, without reaping it.
+    #[cfg(target_os = "linux")]
+    Pidfd(OwnedFd),
+    /// No pidfd: asked every [`EXIT_POLL`].
+    Polled(Pid),
+    /// Already reaped: nothing to watch.
+    Reaped,
+}
+
+impl LeaderExit {
+    #[cfg(target_os = "linux")]
+    fn watch(leader: Pid) -> LeaderExit {
+        // SAFETY: pidfd_open takes a pid and a flags word and returns a new descriptor (which
+        // we then own) or -1; it touches no memory of ours.
+        let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, leader.as_raw(), 0) };
+        match i32::try_from(fd) {
+            // SAFETY: a descriptor just returned by the kernel, owned by nothing else.
+            Ok(fd) if fd >= 0 => LeaderExit::Pidfd(unsafe { OwnedFd::from_raw_fd(fd) }),
+            _ => LeaderExit::Polled(leader),
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn watch(leader: Pid) -> LeaderExit {
+        LeaderExit::Polled(leader)
+    }
+
+    fn fd(&self) -> Option<BorrowedFd<'_>> {
+        match self {
+            #[cfg(target_os = "linux")]
+            LeaderExit::Pidfd(fd) => Some(fd.as_fd()),
+            _ => None,
+        }
+    }
+
+    /// Without a pidfd: whether the leader has exited (left unreaped on Linux).
+    fn exited_without_fd(&self) -> bool {
+        match self {
+            #[cfg(target_os = "linux")]
+            LeaderExit::Pidfd(_) => false,
+            LeaderExit::Reaped => false,
+            #[cfg(target_os = "linux")]
+            LeaderExit::Polled(leader) => {
+                use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
+                // WNOWAIT: learn that the leader exited without reaping it (see
+                // `wait_then_kill_group`).
+                !matches!(
+                    waitid(
+                        Id::Pid(*leader),
+                        WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT
+                    ),
+                    Ok(WaitStatus::StillAlive)
+                )
+            }
+            #[cfg(not(target_os = "linux"))]
+            LeaderExit::Polled(leader) => nix::sys::signal::kill(*leader, None).is_err(),
+        }
+    }
+}
+
+/// Copies the step's output while waiting until the child exits or `timeout` passes, kills its
+/// process group either way, and reaps the child.
+///
+/// The group is killed while the leader is still an unreaped zombie (on Linux): its pid (which
+/// is the group's id) cannot be reused until it is reaped, so `killpg` can never hit an
+/// unrelated group that happened to get the same id.
+fn wait_then_kill_group(child: &mut Child, group: Pid, timeout: Duration, watch: &mut StepWatch) -> io::Result<Ended> {
+    let deadline = Instant::now() + timeout;
+    let mut timed_out = false;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            timed_out = true;
+            break;
+        }
+        if watch.step(Some(left))? {
+            break;
+        }
+    }
     kill_group(group);
     let status = child.wait()?;
     // Exiting on its own in the instant the timeout passed still counts as finishing.
@@ -403,25 +552,6 @@ fn wait_then_kill_group(child: &mut Child, group: Pid, timeout: Duration) -> io:
     } else {
         Ended::Finished(status)
     })
-}
-
-/// Portable fallback: poll. Here the group is killed just after reaping the leader, so in theory
-/// its id could have been reused in between; Linux (where gantry runs in production) avoids that.
-#[cfg(not(target_os = "linux"))]
-fn wait_then_kill_group(child: &mut Child, group: Pid, timeout: Duration) -> io::Result<Ended> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            kill_group(group);
-            return Ok(Ended::Finished(status));
-        }
-        if Instant::now() >= deadline {
-            kill_group(group);
-            child.wait()?;
-            return Ok(Ended::TimedOut);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[cfg(test)]
@@ -704,6 +834,53 @@ pub(crate) mod tests {
         let dir = TempDir::new().unwrap();
         let result = run(&request(StepKind::Deploy, &["gantry-no-such-command-xyz"], dir.path()));
         assert_eq!(result.message, "gantry-no-such-command-xyz: command not found in PATH");
+    }
+
+    /// Issue #17: without a pidfd (a kernel before 5.3) the leader's exit is polled. The same
+    /// wait must still end with the leader, copy its output, and time out a hanging one.
+    #[test]
+    fn without_a_pidfd_the_polled_wait_ends_with_the_leader_and_times_out_a_hanging_one() {
+        for (script, timeout, timed_out) in [
+            ("echo polled; exit 3", Duration::from_secs(30), false),
+            ("echo hanging; exec sleep 300", Duration::from_millis(300), true),
+        ] {
+            let (out, into) = io::pipe().unwrap();
+            let mut command = Command::new("/bin/sh");
+            command
+                .args(["-c", script])
+                .stdin(Stdio::null())
+                .stdout(into.try_clone().unwrap())
+                .stderr(into)
+                .process_group(0);
+            let mut child = spawn(&mut command).unwrap();
+            drop(command);
+            let group = process_group_of(&child);
+            let capture = Capture::default();
+            let dir = TempDir::new().unwrap();
+            capture.begin(open_log(&dir.path().join("step.log")).unwrap(), &Default::default());
+            let mut watch = StepWatch {
+                outputs: vec![(File::from(OwnedFd::from(out)), Stream::Other)],
+                exit: LeaderExit::Polled(group),
+                capture: &capture,
+            };
+            let started = Instant::now();
+            let ended = wait_then_kill_group(&mut child, group, timeout, &mut watch).unwrap();
+            assert!(watch.drain(Instant::now() + OUTPUT_GRACE), "{script}: output left open");
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{script}: {:?}",
+                started.elapsed()
+            );
+            match ended {
+                Ended::TimedOut => assert!(timed_out, "{script}: timed out"),
+                Ended::Finished(status) => {
+                    assert!(!timed_out, "{script}: finished");
+                    assert_eq!(status.code(), Some(3), "{script}");
+                }
+            }
+            let want = if timed_out { "hanging" } else { "polled" };
+            assert_eq!(capture.end(), want, "{script}");
+        }
     }
 
     #[test]

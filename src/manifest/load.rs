@@ -173,6 +173,18 @@ pub fn read_manifests(config: Option<&RawFile>, files: &[RawFile]) -> (Manifests
     (out, diagnostics)
 }
 
+/// One file's share of [`read_manifests`]: what reading `file` alone adds (its manifests, with
+/// a default configuration, and its diagnostics). `read_manifests(config, files)` is the
+/// configuration's part followed by these parts in file order; `restricted` is whether
+/// `gantry.toml` lists manifest `paths` (the only thing of the configuration a file's reading
+/// depends on).
+pub fn read_one(file: &RawFile, restricted: bool) -> (Manifests, Vec<Diagnostic>) {
+    let mut out = Manifests::default();
+    let mut diagnostics = Vec::new();
+    read_file(file, restricted, &mut out, &mut diagnostics);
+    (out, diagnostics)
+}
+
 fn file_text<'a>(file: &'a RawFile, diagnostics: &mut Vec<Diagnostic>) -> Option<&'a str> {
     let invalid = |message: String| Diagnostic::new(Severity::Invalid, "file", &file.path, Loc::UNKNOWN, message);
     match &file.content {

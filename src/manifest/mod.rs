@@ -8,6 +8,7 @@ pub mod fleet;
 pub mod health;
 pub mod load;
 pub mod parallel;
+pub mod parse_cache;
 pub mod schema;
 pub mod secrets;
 pub mod types;

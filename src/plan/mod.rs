@@ -6,6 +6,7 @@
 mod deps;
 mod gates;
 mod model;
+mod parallel;
 pub mod path;
 mod requires;
 mod resolve;
@@ -48,16 +49,7 @@ struct Shared<'a> {
 /// Pure and deterministic: the same input gives the same plan, actions sorted by target name.
 pub fn plan(input: &PlanInput) -> Plan {
     let _stage = tracing::debug_span!("plan").entered();
-    let mut shared = Shared {
-        windows: WindowGate::new(input.windows, &input.desired.windows, input.now),
-        approvals: ApprovalIndex::new(&input.desired.approvals),
-    };
-    let mut actions: Vec<Action> = input
-        .desired
-        .targets
-        .values()
-        .map(|t| plan_target(input, &mut shared, t))
-        .collect();
+    let mut actions = parallel::plan_targets(input, parallel::threads_for(input.desired.targets.len()));
     // Waves and dependencies look across targets, so they run once every action is known.
     let rollouts = plan_rollouts(input, &mut actions);
     gate_dependencies(input, &mut actions);

@@ -231,9 +231,11 @@ fn pass(
 
     // Recover: attempts a killed reconciler left behind go first, from their own commit.
     if !options.dry_run {
+        let unfinished = Journal::load_unfinished(&journal_dir)?;
         // Waves as the head's plan sees them, so a resumed attempt completes (or halts) its
-        // wave like any other.
-        let members = if loaded.is_valid() {
+        // wave like any other. Only planned when there is something to resume (a pass without
+        // journals left behind, the usual case, skips a whole extra plan: issue #17).
+        let members = if loaded.is_valid() && !unfinished.is_empty() {
             let evidence = super::load::evidence(repo, &loaded, &anchor)?;
             wave_members(
                 &plan::plan(&loaded.plan_input(&recorded, &evidence, clock())).actions,
@@ -242,7 +244,7 @@ fn pass(
         } else {
             wave_members(&[], &recorded)
         };
-        for left in Journal::load_unfinished(&journal_dir)? {
+        for left in unfinished {
             if stopped() {
                 return Ok(report);
             }
@@ -796,18 +798,47 @@ fn run_batch(
     }
     let members = &wave_members(&plan.actions, recorded);
 
-    // Execute: scoped threads, at most `maxParallel` running per policy; record as they finish.
-    // A panicking attempt thread sends its panic, which is re-raised here: without it the pass
-    // would wait for that thread's result forever.
+    // Execute: at most `maxParallel` running per policy, on a set of worker threads that lives
+    // for the batch (one thread per attempt cost more than a short attempt itself, issue #17);
+    // record as they finish. A panicking attempt sends its panic, which is re-raised here:
+    // without it the pass would wait for that attempt's result forever.
     type Finished = std::thread::Result<Result<AttemptResult, attempt::AttemptError>>;
+    type Job = (
+        Action,
+        EnvParts,
+        Vec<program::PlannedStep>,
+        AttemptHeader,
+        Option<TargetRecord>,
+    );
     let (sender, receiver) = mpsc::channel::<(Action, Finished)>();
+    let (job_sender, job_receiver) = mpsc::channel::<Job>();
+    let jobs = &std::sync::Mutex::new(job_receiver);
     let mut running: BTreeMap<Option<String>, u32> = BTreeMap::new();
     let mut halted_rollouts: Vec<(String, String)> = Vec::new();
     std::thread::scope(|scope| -> Result<(), ApplyError> {
+        // Owned by this closure: however it returns, the workers see the end of their queue.
+        let job_sender = job_sender;
+        let mut workers = 0usize;
         let mut in_flight = 0usize;
         let mut pending: Vec<(Option<String>, AttemptResult)> = Vec::new();
         let mut oldest_pending: Option<std::time::Instant> = None;
+        // Whether the pending outcomes are to be recorded now, and whether one is a failure.
+        let (mut record_due, mut urgent) = (false, false);
         loop {
+            // A failure may halt its rollout: recorded before anything else starts.
+            if record_due && urgent {
+                let halts = record_results(
+                    repo,
+                    state_branch,
+                    recorded,
+                    std::mem::take(&mut pending),
+                    report,
+                    Some((desired, members)),
+                    clock(),
+                )?;
+                oldest_pending = None;
+                halted_rollouts.extend(halts);
+            }
             // Start whatever has capacity (nothing new once the daemon is stopping).
             if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
                 queue.clear();
@@ -833,17 +864,46 @@ fn run_batch(
                     break;
                 };
                 *running.entry(key).or_default() += 1;
-                in_flight += 1;
                 let record = recorded.targets.get(&action.target).cloned();
-                let sender = sender.clone();
-                scope.spawn(move || {
-                    let env = parts.env(desired, pool, &attempts);
-                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        attempt::start(&env, header, record.as_ref(), forward)
-                    }));
-                    let _ = sender.send((action, result));
-                });
+                // A worker per attempt running at once: every busy worker holds one of them.
+                if in_flight == workers {
+                    workers += 1;
+                    let sender = sender.clone();
+                    scope.spawn(move || {
+                        // The queue's lock is held only to take the next job.
+                        let next = || jobs.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        while let Ok((action, parts, forward, header, record)) = next() {
+                            let env = parts.env(desired, pool, &attempts);
+                            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                attempt::start(&env, header, record.as_ref(), forward)
+                            }));
+                            if sender.send((action, result)).is_err() {
+                                break;
+                            }
+                        }
+                    });
+                }
+                in_flight += 1;
+                // The workers end only with this closure, which owns the sending side.
+                let _ = job_sender.send((action, parts, forward, header, record));
             }
+            // Only successes are left to record here, and a success halts no rollout: they are
+            // recorded after the starts above, so the workers run while the state commit syncs
+            // (issue #17: they sat idle through every commit).
+            if record_due && !urgent {
+                let halts = record_results(
+                    repo,
+                    state_branch,
+                    recorded,
+                    std::mem::take(&mut pending),
+                    report,
+                    Some((desired, members)),
+                    clock(),
+                )?;
+                oldest_pending = None;
+                halted_rollouts.extend(halts);
+            }
+            urgent = false;
             if in_flight == 0 {
                 break;
             }
@@ -860,7 +920,6 @@ fn run_batch(
                     Err(_) => break,
                 },
             };
-            let mut urgent = false;
             for (action, result) in first.into_iter().chain(receiver.try_iter()) {
                 in_flight -= 1;
                 if let Some(n) = running.get_mut(&action.policy) {
@@ -895,19 +954,8 @@ fn run_batch(
             // Outcomes are safe in their journals until recorded, so several share a commit:
             // one commit per attempt would cost more than the attempts themselves.
             let due = oldest_pending.is_some_and(|since| since.elapsed() >= RECORD_AFTER);
-            if urgent || due || pending.len() >= RECORD_BATCH || (in_flight == 0 && queue.is_empty()) {
-                let halts = record_results(
-                    repo,
-                    state_branch,
-                    recorded,
-                    std::mem::take(&mut pending),
-                    report,
-                    Some((desired, members)),
-                    clock(),
-                )?;
-                oldest_pending = None;
-                halted_rollouts.extend(halts);
-            }
+            record_due = !pending.is_empty()
+                && (urgent || due || pending.len() >= RECORD_BATCH || (in_flight == 0 && queue.is_empty()));
         }
         if !pending.is_empty() {
             let halts = record_results(

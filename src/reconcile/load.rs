@@ -1,14 +1,14 @@
 //! Fetch stage: read and validate the desired state of one commit, and the recorded state.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use git2::Oid;
 use jiff::Timestamp;
 
 use crate::executor::{TargetContext, TemplateContext};
-use crate::manifest::{self, ComponentSpec, Desired, Diagnostic, Manifest, RawFile, Severity, parallel};
+use crate::manifest::{self, ComponentSpec, Desired, Diagnostic, Manifest, RawFile, Severity, parse_cache};
 use crate::plan::{Evidence, PlanInput};
 use crate::policy::{self, window::WindowSchedule};
 use crate::render;
@@ -70,14 +70,20 @@ pub fn load_commit(repo: &WatchedRepo, commit: Oid) -> Result<LoadedCommit, Sour
     let entries = repo.manifest_entries(commit, config_only.config.paths.as_deref())?;
     drop(read);
     let parse = tracing::debug_span!("load.read_parse_check").entered();
-    // Each thread reads its share of the blobs with its own handle on the repository, then
-    // parses and checks them; the result does not depend on the number of threads.
-    let chunks = parallel::split_even(&entries, parallel::threads_for(entries.len()));
-    let (manifests, mut diagnostics) = parallel::read_chunked(
+    // Files already read (same path, blob and mode) come from the daemon's parse cache; each
+    // thread reads its share of the others with its own handle on the repository, then parses
+    // and checks them; the result does not depend on the cache or the number of threads.
+    let (manifests, mut diagnostics) = parse_cache::read_cached(
+        parse_cache::global(),
         config.as_ref(),
-        chunks.len(),
-        || repo.read_entries(chunks[0]).map(Cow::Owned),
-        |i| repo_path_reader(&repo_dir, chunks[i]),
+        &entries,
+        |e| parse_cache::FileKey {
+            path: e.path.clone(),
+            blob: e.oid,
+            mode: e.mode,
+        },
+        |files| repo.read_entries(files).map(Cow::Owned),
+        |files| repo_path_reader(&repo_dir, files),
     )?;
     drop(parse);
     let validate = tracing::debug_span!("load.validate").entered();
@@ -124,6 +130,150 @@ struct StepTemplate<'a> {
     template: &'a str,
     /// For a migration: the name of its release manifest (where the diagnostic points).
     release: Option<&'a str>,
+}
+
+/// The variables a step template can read, judged from its text: a template reads a variable
+/// only by naming it, so one whose text does not contain a name cannot read that variable.
+/// Conservative (a name inside a longer word or a string literal counts as read); `debug()`
+/// shows the whole context, so a template naming it reads everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Reads {
+    /// Any tag at all (text without `{{`, `{%` or `{#` renders to itself).
+    tags: bool,
+    target: bool,
+    component: bool,
+    /// `version`, `from`, `to` or `release` (the stand-in release name holds the version).
+    version: bool,
+    /// `release` or `migration` of a migration.
+    migration: bool,
+}
+
+impl Reads {
+    fn of(template: &str) -> Reads {
+        let tags = template.contains("{{") || template.contains("{%") || template.contains("{#");
+        let all = template.contains("debug");
+        let names = |words: &[&str]| all || words.iter().any(|w| template.contains(w));
+        Reads {
+            tags,
+            target: names(&["target"]),
+            component: names(&["component", "release"]),
+            version: names(&["version", "from", "to", "release"]),
+            migration: names(&["release", "migration"]),
+        }
+    }
+
+    fn anything(self) -> bool {
+        self.tags
+    }
+}
+
+/// What a render of a step template depends on, given what it [`Reads`]; the rest of the
+/// context (`attempt`, `commit`, `weight`, `artifact`) is the same for every render of a commit.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct RenderKey<'a> {
+    template: &'a str,
+    target: Option<&'a str>,
+    component: Option<&'a str>,
+    version: Option<&'a str>,
+    migration: Option<(&'a str, &'a str)>,
+}
+
+/// The renders of the template check, one per distinct [`RenderKey`], and which (template,
+/// target) pairs each answers for.
+struct Renders<'a> {
+    commit: Oid,
+    contexts: Vec<serde_json::Value>,
+    jobs: Vec<render::sandbox::Job<'a>>,
+    job_of: HashMap<RenderKey<'a>, usize>,
+    /// (template index, target, job) per pair.
+    owners: Vec<(usize, &'a str, usize)>,
+}
+
+impl<'a> Renders<'a> {
+    fn new(commit: Oid) -> Renders<'a> {
+        Renders {
+            commit,
+            contexts: Vec::new(),
+            jobs: Vec::new(),
+            job_of: HashMap::new(),
+            owners: Vec::new(),
+        }
+    }
+
+    /// The pair (`t`, `target`) of `template`, rendered once per distinct key.
+    fn add(
+        &mut self,
+        t: usize,
+        template: &'a str,
+        target: &'a manifest::Target,
+        component: &'a str,
+        version: &'a str,
+        migration: Option<(&'a str, &'a str)>,
+    ) {
+        let reads = Reads::of(template);
+        if !reads.anything() {
+            // Literal text: it renders to itself.
+            return;
+        }
+        let key = RenderKey {
+            template,
+            target: reads.target.then(|| target.name()),
+            component: reads.component.then_some(component),
+            version: reads.version.then_some(version),
+            migration: if reads.migration { migration } else { None },
+        };
+        let job = match self.job_of.get(&key) {
+            Some(job) => *job,
+            None => {
+                let context = self.context(target, component, version, migration);
+                self.contexts.push(context);
+                self.jobs.push(render::sandbox::Job {
+                    template,
+                    context: self.contexts.len() - 1,
+                });
+                self.job_of.insert(key, self.jobs.len() - 1);
+                self.jobs.len() - 1
+            }
+        };
+        self.owners.push((t, target.name(), job));
+    }
+
+    /// The context a step of `target` renders with in the check: stand-ins for what only a
+    /// running step has.
+    fn context(
+        &self,
+        target: &manifest::Target,
+        component: &str,
+        version: &str,
+        migration: Option<(&str, &str)>,
+    ) -> serde_json::Value {
+        let version = version.to_owned();
+        // A step's `release` is its version's Release manifest, known once it runs: a stand-in
+        // name here.
+        let release = migration.map_or_else(|| format!("{component}-{version}"), |(release, _)| release.to_owned());
+        serde_json::to_value(TemplateContext {
+            target: TargetContext {
+                name: target.name().to_owned(),
+                labels: target.labels().clone(),
+                vars: target.spec().vars.clone(),
+                config: target.spec().config.clone(),
+            },
+            component: component.to_owned(),
+            from: Some(version.clone()),
+            to: version.clone(),
+            version,
+            release: Some(release),
+            migration: migration.map(|(_, id)| id.to_owned()),
+            attempt: "validate".to_owned(),
+            commit: self.commit.to_string(),
+            // Stand-ins for values only a running step has: a traffic weight, and one verified
+            // artifact (so `{{ artifact.path }}` renders; its absence is a run-time matter).
+            weight: Some(100),
+            artifact: Some(stand_in_artifact()),
+            artifacts: vec![stand_in_artifact()],
+        })
+        .unwrap_or_default()
+    }
 }
 
 /// Renders every step template (component steps and release migrations) against every target
@@ -178,66 +328,37 @@ fn template_diagnostics(desired: &Desired, commit: Oid) -> Vec<Diagnostic> {
             .or_default()
             .push(target);
     }
-    let context = |target: &manifest::Target, component: &str, version: &str, migration: Option<(&str, &str)>| {
-        let version = version.to_owned();
-        // A step's `release` is its version's Release manifest, known once it runs: a stand-in
-        // name here.
-        let release = migration.map_or_else(|| format!("{component}-{version}"), |(release, _)| release.to_owned());
-        serde_json::to_value(TemplateContext {
-            target: TargetContext {
-                name: target.name().to_owned(),
-                labels: target.labels().clone(),
-                vars: target.spec().vars.clone(),
-                config: target.spec().config.clone(),
-            },
-            component: component.to_owned(),
-            from: Some(version.clone()),
-            to: version.clone(),
-            version,
-            release: Some(release),
-            migration: migration.map(|(_, id)| id.to_owned()),
-            attempt: "validate".to_owned(),
-            commit: commit.to_string(),
-            // Stand-ins for values only a running step has: a traffic weight, and one verified
-            // artifact (so `{{ artifact.path }}` renders; its absence is a run-time matter).
-            weight: Some(100),
-            artifact: Some(stand_in_artifact()),
-            artifacts: vec![stand_in_artifact()],
-        })
-        .unwrap_or_default()
-    };
-    // Contexts: one per target for its component's steps, one per (target, migration).
-    let mut contexts = Vec::new();
-    let mut jobs = Vec::new();
-    // Which template (index in `templates`/`migrations`) and target each job is for.
-    let mut owners: Vec<(usize, &str)> = Vec::new();
+    // One render per distinct (template, what it can read): a template can only read the
+    // variables it names, so two jobs that differ only in variables their template does not
+    // name render alike (issue #17: a 10,000-target fleet rendered `{{ version }}` of every
+    // migration once per target, 10-14 s and 6 GB for the first plan of each commit).
+    let mut renders = Renders::new(commit);
     for target in desired.targets.values() {
-        contexts.push(context(target, &target.spec().component, &target.spec().version, None));
         for (t, template) in templates.iter().enumerate() {
             if template.component.name == target.spec().component {
-                jobs.push(render::sandbox::Job {
-                    template: template.template,
-                    context: contexts.len() - 1,
-                });
-                owners.push((t, target.name()));
+                renders.add(
+                    t,
+                    template.template,
+                    target,
+                    &template.component.name,
+                    &target.spec().version,
+                    None,
+                );
             }
         }
     }
     let first_migration = templates.len();
+    let versions: Vec<String> = migrations.iter().map(|m| m.1.version.to_string()).collect();
     for (m, (component, release, pointer, template, id)) in migrations.iter().enumerate() {
-        let version = release.version.to_string();
         for target in targets_of.get(component.name.as_str()).into_iter().flatten() {
-            contexts.push(context(
+            renders.add(
+                first_migration + m,
+                template,
                 target,
                 &component.name,
-                &version,
+                &versions[m],
                 Some((&release.manifest.name, id)),
-            ));
-            jobs.push(render::sandbox::Job {
-                template,
-                context: contexts.len() - 1,
-            });
-            owners.push((first_migration + m, target.name()));
+            );
         }
         templates.push(StepTemplate {
             component,
@@ -246,12 +367,12 @@ fn template_diagnostics(desired: &Desired, commit: Oid) -> Vec<Diagnostic> {
             release: Some(&release.manifest.name),
         });
     }
-    let results = render::sandbox::render_all(render::sandbox::Profile::Step, &jobs, &contexts);
+    let results = render::sandbox::render_all(render::sandbox::Profile::Step, &renders.jobs, &renders.contexts);
     // First failure per template, and how many targets failed.
     let mut failures: BTreeMap<usize, (&str, String, usize)> = BTreeMap::new();
-    for ((t, target), result) in owners.into_iter().zip(results) {
-        if let Err(problem) = result {
-            failures.entry(t).or_insert((target, problem, 0)).2 += 1;
+    for (t, target, job) in renders.owners {
+        if let Err(problem) = &results[job] {
+            failures.entry(t).or_insert((target, problem.clone(), 0)).2 += 1;
         }
     }
     failures
@@ -511,4 +632,52 @@ fn policy_diagnostics(desired: &Desired) -> Vec<Diagnostic> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a template's text lets it read decides how many renders the check needs; erring
+    /// towards "reads it" costs renders, never a missed failure.
+    #[test]
+    fn a_template_reads_only_what_it_names() {
+        let reads = |t: &str| {
+            let r = Reads::of(t);
+            (r.anything(), r.target, r.component, r.version, r.migration)
+        };
+        for (template, want) in [
+            ("scripts/migrate.sh", (false, false, false, false, false)),
+            ("{{ version }}", (true, false, false, true, false)),
+            ("{{ target.name }}", (true, true, false, false, false)),
+            ("{{ target.vars.host }}:{{ migration }}", (true, true, false, false, true)),
+            // `release` holds component and version in the stand-in.
+            ("{{ release }}", (true, false, true, true, true)),
+            ("{% if from %}x{% endif %}", (true, false, false, true, false)),
+            // `debug()` shows the whole context.
+            ("{{ debug() }}", (true, true, true, true, true)),
+            // A comment is a tag: it is rendered (and so parsed) like the rest.
+            ("{# note #}", (true, false, false, false, false)),
+        ] {
+            assert_eq!(reads(template), want, "{template}");
+        }
+    }
+
+    /// Keys that differ only in what a template cannot read are the same render.
+    #[test]
+    fn render_keys_ignore_what_the_template_does_not_read() {
+        let key = |template, target, version| RenderKey {
+            template,
+            target,
+            component: None,
+            version,
+            migration: None,
+        };
+        let mut seen = std::collections::HashSet::new();
+        assert!(seen.insert(key("{{ version }}", None, Some("1.0.0"))));
+        assert!(!seen.insert(key("{{ version }}", None, Some("1.0.0"))), "a second target: same render");
+        assert!(seen.insert(key("{{ version }}", None, Some("2.0.0"))));
+        assert!(seen.insert(key("{{ target.name }}", Some("a"), None)));
+        assert!(seen.insert(key("{{ target.name }}", Some("b"), None)));
+    }
 }

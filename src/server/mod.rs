@@ -208,6 +208,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// repository, the address or the watcher cannot be set up. Failures of single passes are
 /// logged and retried, never returned.
 pub fn run(options: DaemonOptions) -> Result<(), ServerError> {
+    // Every pass re-reads the desired commit: files unchanged since (same blob) are not parsed
+    // again (issue #17).
+    crate::manifest::parse_cache::enable();
     let repo = WatchedRepo::open(&options.repo)?;
     let lock = ReconcilerLock::acquire(repo.repo.path())?;
     let config = read_config(&repo);

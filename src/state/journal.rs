@@ -37,6 +37,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
@@ -188,7 +189,8 @@ pub enum JournalError {
 /// The open journal of one attempt, appending.
 #[derive(Debug)]
 pub struct Journal {
-    file: File,
+    /// Shared with [`GroupSync`] while a sync covering this journal's last line is pending.
+    file: Arc<File>,
     path: PathBuf,
     poisoned: bool,
     /// Whether the directory entry of this journal is known to be on disk.
@@ -240,7 +242,7 @@ impl Journal {
                 }
             })?;
         let mut journal = Journal {
-            file,
+            file: Arc::new(file),
             path,
             poisoned: false,
             entry_synced: false,
@@ -271,21 +273,7 @@ impl Journal {
     pub fn append(&mut self, entry: &JournalEntry) -> Result<(), JournalError> {
         match entry {
             JournalEntry::StepStarted(_) => self.write_line(entry, Durability::Written),
-            JournalEntry::StepCompleted(_) => {
-                self.write_line(entry, Durability::Synced)?;
-                if !self.entry_synced {
-                    if let Some(dir) = self.path.parent() {
-                        sync_dir(dir)?;
-                        if self.created_dir
-                            && let Some(parent) = dir.parent()
-                        {
-                            sync_dir(parent)?;
-                        }
-                    }
-                    self.entry_synced = true;
-                }
-                Ok(())
-            }
+            JournalEntry::StepCompleted(_) => self.write_line(entry, Durability::Synced),
         }
     }
 
@@ -380,11 +368,37 @@ impl Journal {
         line.push(b'\n');
         // Poisoned until proven written: a failure part-way may leave a torn line behind.
         self.poisoned = true;
-        self.file
+        (&*self.file)
             .write_all(&line)
             .map_err(io_error("appending to journal", &self.path))?;
         if durability == Durability::Synced {
-            self.file.sync_data().map_err(io_error("syncing journal", &self.path))?;
+            // The directory entry of a new journal (and of a new journal directory) is made
+            // durable with the first synced line.
+            let mut dirs = Vec::new();
+            if !self.entry_synced
+                && let Some(dir) = self.path.parent()
+            {
+                dirs.push(dir.to_path_buf());
+                if self.created_dir
+                    && let Some(parent) = dir.parent()
+                {
+                    dirs.push(parent.to_path_buf());
+                }
+            }
+            match GROUP.sync(&self.file, &self.path, dirs) {
+                Ok(()) => self.entry_synced = true,
+                // The line is written; only its directory entry's durability is in doubt.
+                Err(
+                    e @ JournalError::Io {
+                        action: DIR_SYNC_ACTION,
+                        ..
+                    },
+                ) => {
+                    self.poisoned = false;
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            }
         }
         self.poisoned = false;
         // Clustered (`--etcd`): the fenced copy in etcd, before the caller starts its step.
@@ -392,6 +406,142 @@ impl Journal {
             path: self.path.clone(),
             reason,
         })
+    }
+}
+
+const DIR_SYNC_ACTION: &str = "syncing journal directory";
+
+/// Every journal of this process shares one group commit: attempts running side by side have
+/// their completions synced together.
+static GROUP: GroupSync = GroupSync::new();
+
+/// Group commit of journal syncs (issue #17): a caller that needs its line on disk joins the
+/// batch now collecting; the first caller to find no sync running syncs the whole batch (each
+/// file's data, then each directory once) for everyone in it, while the next batch collects.
+/// Alone, a caller syncs at once, as before; under load, one directory sync and one journal
+/// commit of the file system cover every attempt that finished meanwhile, instead of two
+/// syncs each.
+///
+/// # Guarantees
+/// `sync` returns `Ok` only once a sync of the caller's file (and directories) that started
+/// after its line was written has succeeded: exactly what a `sync_data` of its own gave. A
+/// failure is reported to the callers whose file or directory failed, and only to them.
+struct GroupSync {
+    state: Mutex<GroupState>,
+    synced: Condvar,
+}
+
+struct GroupState {
+    /// The batch now collecting.
+    collecting: u64,
+    /// Every batch before this one is synced.
+    done_before: u64,
+    /// Whether a caller is syncing a batch right now.
+    syncing: bool,
+    /// The collecting batch's files (caller's ticket, file, its path) and directories.
+    files: Vec<(u64, Arc<File>, PathBuf)>,
+    dirs: Vec<(u64, PathBuf)>,
+    next_ticket: u64,
+    /// Failures of synced batches not yet collected by their callers, by ticket.
+    failed: Vec<(u64, JournalError)>,
+}
+
+impl GroupSync {
+    const fn new() -> GroupSync {
+        GroupSync {
+            state: Mutex::new(GroupState {
+                collecting: 0,
+                done_before: 0,
+                syncing: false,
+                files: Vec::new(),
+                dirs: Vec::new(),
+                next_ticket: 0,
+                failed: Vec::new(),
+            }),
+            synced: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, GroupState> {
+        // The state stays consistent whatever panics (it is only ever updated whole).
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Returns once `file`'s data (written before the call) and `dirs` are on disk.
+    fn sync(&self, file: &Arc<File>, path: &Path, dirs: Vec<PathBuf>) -> Result<(), JournalError> {
+        let mut state = self.lock();
+        let ticket = state.next_ticket;
+        state.next_ticket += 1;
+        let batch = state.collecting;
+        state.files.push((ticket, Arc::clone(file), path.to_path_buf()));
+        state.dirs.extend(dirs.into_iter().map(|d| (ticket, d)));
+        loop {
+            if state.done_before > batch {
+                return match state.failed.iter().position(|(t, _)| *t == ticket) {
+                    Some(i) => Err(state.failed.swap_remove(i).1),
+                    None => Ok(()),
+                };
+            }
+            if !state.syncing {
+                // Lead: sync the collecting batch (it holds this caller's file) for everyone.
+                state.syncing = true;
+                let synced = state.collecting;
+                state.collecting += 1;
+                let files = std::mem::take(&mut state.files);
+                let dirs = std::mem::take(&mut state.dirs);
+                drop(state);
+                let failed = sync_batch(files, dirs);
+                state = self.lock();
+                state.failed.extend(failed);
+                state.done_before = synced + 1;
+                state.syncing = false;
+                self.synced.notify_all();
+                continue;
+            }
+            state = self.synced.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+    }
+}
+
+/// Syncs a batch's files, then its directories (each once); returns the failures by ticket.
+fn sync_batch(files: Vec<(u64, Arc<File>, PathBuf)>, dirs: Vec<(u64, PathBuf)>) -> Vec<(u64, JournalError)> {
+    fault_before_sync();
+    let mut failed = Vec::new();
+    for (ticket, file, path) in files {
+        if let Err(e) = file.sync_data() {
+            failed.push((ticket, io_error("syncing journal", &path)(e)));
+        }
+    }
+    let mut unique: Vec<&PathBuf> = dirs.iter().map(|(_, d)| d).collect();
+    unique.sort();
+    unique.dedup();
+    for dir in unique {
+        if let Err(e) = sync_dir(dir) {
+            let message = e.to_string();
+            for (ticket, _) in dirs.iter().filter(|(_, d)| d == dir) {
+                if failed.iter().all(|(t, _)| t != ticket) {
+                    failed.push((
+                        *ticket,
+                        JournalError::Io {
+                            action: DIR_SYNC_ACTION,
+                            path: dir.clone(),
+                            source: io::Error::other(message.clone()),
+                        },
+                    ));
+                }
+            }
+        }
+    }
+    failed
+}
+
+/// `GANTRY_FAULT_JOURNAL_SYNC=kill`: the process kills itself with `SIGKILL` just before it
+/// syncs a batch of journal lines, after they were written (the point a crash test needs:
+/// `tests/faults.rs`). Read once.
+fn fault_before_sync() {
+    static KILL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *KILL.get_or_init(|| std::env::var_os("GANTRY_FAULT_JOURNAL_SYNC").is_some_and(|v| v == "kill")) {
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
     }
 }
 
@@ -453,7 +603,7 @@ impl JournaledAttempt {
             file.sync_data().map_err(io_error("syncing journal", &self.path))?;
         }
         Ok(Journal {
-            file,
+            file: Arc::new(file),
             path: self.path.clone(),
             poisoned: false,
             entry_synced: false,
@@ -539,11 +689,9 @@ fn remove_journal(path: &Path) -> Result<(), JournalError> {
 }
 
 /// Makes a directory's entries (a created or removed file) durable.
-fn sync_dir(dir: &Path) -> Result<(), JournalError> {
+fn sync_dir(dir: &Path) -> io::Result<()> {
     #[cfg(unix)]
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_error("syncing journal directory", dir))?;
+    File::open(dir).and_then(|d| d.sync_all())?;
     // Elsewhere a directory cannot be opened as a file; the file's own sync is what there is.
     #[cfg(not(unix))]
     let _ = dir;
@@ -751,5 +899,39 @@ mod tests {
             .map(|a| a.header.attempt)
             .collect();
         assert_eq!(ids, ["z-early", "b-late"]);
+    }
+
+    /// Issue #17: completions of attempts running side by side share group-committed syncs.
+    /// Every caller still gets `Ok` only with its own line written, and each journal reads back
+    /// exactly its own entries (no line lost or crossed between journals in a batch).
+    #[test]
+    fn concurrent_completions_share_syncs_and_each_journal_keeps_its_own_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let jdir = Journal::dir(dir.path());
+        std::thread::scope(|scope| {
+            for t in 0..16 {
+                let jdir = &jdir;
+                scope.spawn(move || {
+                    let mut journal = Journal::create(jdir, &header(&format!("a{t:02}"))).unwrap();
+                    for step in 0..5 {
+                        let id = format!("s{step}");
+                        journal.append(&started(&id, step)).unwrap();
+                        journal.append(&completed(&id, step + 1)).unwrap();
+                    }
+                });
+            }
+        });
+        let loaded = Journal::load_unfinished(&jdir).unwrap();
+        assert_eq!(loaded.len(), 16);
+        for attempt in &loaded {
+            let want: Vec<JournalEntry> = (0..5)
+                .flat_map(|step| {
+                    let id = format!("s{step}");
+                    [started(&id, step), completed(&id, step + 1)]
+                })
+                .collect();
+            assert_eq!(attempt.entries, want, "{}", attempt.header.attempt);
+            assert!(!attempt.torn_tail);
+        }
     }
 }

@@ -1,0 +1,210 @@
+//! The planner in process (issue #17), on a repository bench/gen_repo.py generates (TARGETS
+//! targets, default 10,000; RELEASES releases, default 100), through the code path `gantry plan`
+//! and the daemon's passes share (`ops::plan::plan`: load the commit, read the state branch,
+//! count approvals, plan, render JSON):
+//!
+//! - floor: listing the manifest tree and reading every blob with git2, nothing else;
+//! - cold: the parse cache empty (what one `gantry plan` process does);
+//! - warm: the same commit again in the same process (the daemon's pass without a change);
+//! - one-file change: a new commit that edits one target's file, after the parent was planned
+//!   (the daemon after a commit: only that file is parsed again);
+//! - the first plan of each commit, which also runs the strict template check (cached by
+//!   commit, so the figures above do not include it).
+//!
+//! Each figure is the median of RUNS (default 5) runs, printed with its ratio to the floor.
+//! Run with `cargo bench --bench plan` (needs python3 and git, as the bench scripts do).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use gantry::manifest::parse_cache;
+use gantry::ops::plan::{PlanReport, plan};
+use gantry::render::{self, Format};
+use gantry::source::WatchedRepo;
+
+fn main() {
+    let targets: usize = env_or("TARGETS", 10_000);
+    let releases: usize = env_or("RELEASES", 100);
+    let runs: usize = env_or("RUNS", 5);
+    // What the daemon does at start: its passes share the process's parse cache.
+    parse_cache::enable();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let repo_dir = dir.path().join("repo");
+    generate(&repo_dir, targets, releases);
+    let now: jiff::Timestamp = "2026-11-21T10:00:00Z".parse().expect("a timestamp");
+    let repo = WatchedRepo::open(&repo_dir).expect("the generated repository");
+    let head = repo.repo.revparse_single("main").expect("main").id();
+    let child = one_file_change(&repo.repo, head);
+    let (head, child) = (head.to_string(), child.to_string());
+
+    let floor = median(runs, || {
+        let entries = repo
+            .manifest_entries(head.parse().expect("an id"), None)
+            .expect("the tree");
+        let files = repo.read_entries(&entries).expect("the blobs");
+        std::hint::black_box(files);
+    });
+    // The first plan of a commit also runs the strict template check (every step template
+    // against every target), which is cached by commit, not by file: timed once per commit.
+    let start = Instant::now();
+    plan_json(&repo, &head, now);
+    let first_head = start.elapsed().as_secs_f64() * 1000.0;
+    clear_cache();
+    plan_json(&repo, &head, now);
+    let start = Instant::now();
+    plan_json(&repo, &child, now);
+    let first_child = start.elapsed().as_secs_f64() * 1000.0;
+    let mut bytes = 0;
+    let cold = median(runs, || {
+        clear_cache();
+        bytes = plan_json(&repo, &head, now);
+    });
+    plan_json(&repo, &head, now);
+    let warm = median(runs, || {
+        plan_json(&repo, &head, now);
+    });
+    let mut misses = 0;
+    let changed = median(runs, || {
+        // The parent planned with an empty cache, then the child timed: only its changed
+        // file is parsed again.
+        clear_cache();
+        plan_json(&repo, &head, now);
+        let start = Instant::now();
+        plan_json(&repo, &child, now);
+        misses = parse_cache::global()
+            .expect("enabled")
+            .lock()
+            .expect("the cache")
+            .last_misses();
+        start.elapsed().as_secs_f64() * 1000.0
+    });
+    println!(
+        "planner bench: {targets} targets, {releases} releases, {runs} runs; plan JSON {bytes} bytes; load average {}",
+        load_average()
+    );
+    println!("floor: list the tree and read every blob    {floor:8.1} ms");
+    for (label, ms) in [
+        ("plan, cold (empty parse cache)", cold),
+        ("plan, warm (same commit again)", warm),
+        ("plan, one-file change (daemon)", changed),
+        ("first plan of head (template check)", first_head),
+        ("first plan of the child (template check)", first_child),
+    ] {
+        println!("{label:<42} {ms:8.1} ms  {:6.2}x floor", ms / floor);
+    }
+    println!("files parsed after the one-file change: {misses}");
+}
+
+/// Plans `rev` and renders the JSON `gantry plan --format json` prints; returns its size.
+fn plan_json(repo: &WatchedRepo, rev: &str, now: jiff::Timestamp) -> usize {
+    match plan(repo, None, Some(rev), Format::Json, now).expect("a plan") {
+        PlanReport::Planned(planned) => {
+            let mut out = Vec::new();
+            render::write_plan_json(&planned.plan, &mut out).expect("JSON");
+            out.len()
+        }
+        PlanReport::Unreadable { diagnostics, .. } => panic!("unreadable: {diagnostics:?}"),
+    }
+}
+
+fn clear_cache() {
+    parse_cache::global()
+        .expect("enabled")
+        .lock()
+        .expect("the cache")
+        .clear();
+}
+
+/// Median wall time in ms of `runs` calls of `f` (which may return its own timing).
+fn median<R: Timed>(runs: usize, mut f: impl FnMut() -> R) -> f64 {
+    let mut times: Vec<f64> = (0..runs.max(1))
+        .map(|_| {
+            let start = Instant::now();
+            let r = f();
+            r.ms(start.elapsed().as_secs_f64() * 1000.0)
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+trait Timed {
+    fn ms(self, elapsed: f64) -> f64;
+}
+impl Timed for () {
+    fn ms(self, elapsed: f64) -> f64 {
+        elapsed
+    }
+}
+impl Timed for f64 {
+    fn ms(self, _: f64) -> f64 {
+        self
+    }
+}
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// bench/gen_repo.py piped into `git fast-import` (the bench scripts' repository).
+fn generate(dir: &Path, targets: usize, releases: usize) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let status = Command::new("git")
+        .args(["init", "--quiet", "--initial-branch=main"])
+        .arg(dir)
+        .status()
+        .expect("git");
+    assert!(status.success());
+    let gen_out = Command::new("python3")
+        .arg(root.join("bench/gen_repo.py"))
+        .args(["--targets", &targets.to_string(), "--releases", &releases.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3")
+        .stdout
+        .expect("its output");
+    let status = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["fast-import", "--quiet", "--done"])
+        .stdin(gen_out)
+        .status()
+        .expect("git fast-import");
+    assert!(status.success());
+}
+
+/// A child of `parent` whose only change is one target file (a comment added: it is read and
+/// parsed again, and plans the same).
+fn one_file_change(git: &git2::Repository, parent: git2::Oid) -> git2::Oid {
+    let parent = git.find_commit(parent).expect("main");
+    let mut index = git2::Index::new().expect("an index");
+    index.read_tree(&parent.tree().expect("its tree")).expect("the tree");
+    let entry = index
+        .iter()
+        .find(|e| e.path.starts_with(b"targets/"))
+        .expect("a target file");
+    let blob = git.find_blob(entry.id).expect("a blob");
+    let mut edited = blob.content().to_vec();
+    edited.extend_from_slice(b"# edited by the bench\n");
+    let changed = git2::IndexEntry {
+        id: git.blob(&edited).expect("a blob"),
+        file_size: u32::try_from(edited.len()).expect("a small file"),
+        path: entry.path.clone(),
+        ..entry
+    };
+    index.add(&changed).expect("the edit");
+    let tree = git
+        .find_tree(index.write_tree_to(git).expect("a tree"))
+        .expect("the tree");
+    let sig =
+        git2::Signature::new("bench", "bench@example.com", &git2::Time::new(1_780_000_000, 0)).expect("a signature");
+    git.commit(None, &sig, &sig, "bench: one-file change", &tree, &[&parent])
+        .expect("a commit")
+}

@@ -1,0 +1,348 @@
+//! A cache of manifest files already read, keyed by git blob id (issue #17): the daemon
+//! re-reads a commit on every pass, and after a one-file change only that file needs parsing,
+//! schema checking and typed deserialization again.
+//!
+//! # Guarantees
+//! - **Same result as reading**: [`read_cached`] returns exactly what
+//!   [`read_manifests`](super::read_manifests) returns for the same files (a test compares
+//!   them on a generated fleet with hits, misses and broken files). This holds because reading
+//!   a file depends on nothing but its path, its bytes, its git mode and whether `gantry.toml`
+//!   lists manifest `paths` ([`read_one`]), and [`FileKey`] is exactly those, with the bytes
+//!   named by their blob id (git's content hash).
+//! - **Nothing is skipped**: the cache stands in for the reading of single files only.
+//!   `gantry.toml` is read every time; cross-file validation (`manifest::validate`), policy
+//!   checks, template rendering and `[trust]` signature checks run on the whole commit every
+//!   time, after this. A cached file is the same bytes, so it cannot let an invalid or
+//!   untrusted commit through.
+//! - **In memory, per process, daemon only**: no file, so nothing on disk can be stale or
+//!   forged. The process's cache exists once [`enable`] is called (the daemon does); a CLI run
+//!   reads a commit once or twice, would gain nothing and pay the cache's copy of every
+//!   manifest in memory, so without it files are read in chunks as before (no per-file parts).
+//! - **Bounded**: entries not used by the last two reads are dropped once the cache holds more
+//!   than twice the files of the last read (plus [`SLACK`]).
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use git2::Oid;
+
+use super::diagnostic::Diagnostic;
+use super::load::{Manifests, RawFile, read_manifests, read_one};
+use super::parallel;
+
+/// Extra entries kept beyond twice the last read's files before old ones are dropped.
+pub const SLACK: usize = 1024;
+
+/// What reading a file depends on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FileKey {
+    /// Path inside the repository (diagnostics name it; `.toml` files are TOML).
+    pub path: String,
+    /// The blob id of the file's content.
+    pub blob: Oid,
+    /// The git file mode (a symbolic link is not read).
+    pub mode: i32,
+}
+
+/// One file as read: its share of the manifests (default configuration) and its diagnostics.
+#[derive(Debug)]
+struct FileRead {
+    manifests: Manifests,
+    diagnostics: Vec<Diagnostic>,
+}
+
+/// Files already read, by key and by whether `gantry.toml` restricts `paths`.
+#[derive(Debug, Default)]
+pub struct ParseCache {
+    entries: HashMap<(FileKey, bool), (Arc<FileRead>, u64)>,
+    generation: u64,
+    /// Files read and parsed by the last [`read_cached`] (not found in the cache).
+    last_misses: usize,
+}
+
+impl ParseCache {
+    /// How many files the cache holds.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the cache holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Forgets every file (benchmarks measure a cold read with it).
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+
+    /// How many files the last read had to parse.
+    pub fn last_misses(&self) -> usize {
+        self.last_misses
+    }
+}
+
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Turns the process's cache on (the daemon, whose passes re-read the same files).
+pub fn enable() {
+    ENABLED.store(true, Ordering::Relaxed);
+}
+
+/// The process's cache, once [`enable`]d (the daemon's passes share it).
+pub fn global() -> Option<&'static Mutex<ParseCache>> {
+    static CACHE: OnceLock<Mutex<ParseCache>> = OnceLock::new();
+    ENABLED
+        .load(Ordering::Relaxed)
+        .then(|| CACHE.get_or_init(Mutex::default))
+}
+
+/// Reads `gantry.toml` and the files of `entries` like [`read_manifests`] does, taking every
+/// file whose [`FileKey`] `key_of` gives from `cache` (none: no cache) and loading only the
+/// others, which are then kept in it: chunk 0 of
+/// them by `first` on this thread, the other chunks by `other` on threads of their own (as
+/// [`parallel::read_chunked`] does).
+///
+/// # Errors
+/// The first loading error, in chunk order; the cache is then left as it was.
+pub fn read_cached<'a, T: Clone + Sync, E: Send>(
+    cache: Option<&Mutex<ParseCache>>,
+    config: Option<&RawFile>,
+    entries: &[T],
+    key_of: impl Fn(&T) -> FileKey,
+    first: impl FnOnce(&[T]) -> Result<Cow<'a, [RawFile]>, E>,
+    other: impl Fn(&[T]) -> Result<Cow<'a, [RawFile]>, E> + Sync,
+) -> Result<(Manifests, Vec<Diagnostic>), E> {
+    let Some(cache) = cache else {
+        // No cache: whole chunks read as one (no per-file results to keep).
+        let chunks = parallel::split_even(entries, parallel::threads_for(entries.len()));
+        return parallel::read_chunked(config, chunks.len(), || first(chunks[0]), |i| other(chunks[i]));
+    };
+    let (mut out, mut diagnostics) = read_manifests(config, &[]);
+    let restricted = out.config.paths.is_some();
+    let keys: Vec<(FileKey, bool)> = entries.iter().map(|e| (key_of(e), restricted)).collect();
+    let mut found: Vec<Option<Arc<FileRead>>> = {
+        let cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
+        keys.iter()
+            .map(|k| cache.entries.get(k).map(|(read, _)| Arc::clone(read)))
+            .collect()
+    };
+    let missing: Vec<usize> = (0..entries.len()).filter(|&i| found[i].is_none()).collect();
+    let to_load: Vec<T> = missing.iter().map(|&i| entries[i].clone()).collect();
+    let chunks = parallel::split_even(&to_load, parallel::threads_for(to_load.len()));
+    let read = |files: Cow<'a, [RawFile]>| -> Vec<Arc<FileRead>> {
+        files
+            .iter()
+            .map(|file| {
+                let (manifests, diagnostics) = read_one(file, restricted);
+                Arc::new(FileRead { manifests, diagnostics })
+            })
+            .collect()
+    };
+    let fresh: Vec<Arc<FileRead>> = if chunks.len() <= 1 {
+        if to_load.is_empty() {
+            Vec::new()
+        } else {
+            read(first(&to_load)?)
+        }
+    } else {
+        let results: Vec<Result<Vec<Arc<FileRead>>, E>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = chunks[1..]
+                .iter()
+                .map(|chunk| {
+                    let (other, read) = (&other, &read);
+                    scope.spawn(move || other(chunk).map(read))
+                })
+                .collect();
+            let first = first(chunks[0]).map(read);
+            std::iter::once(first)
+                .chain(handles.into_iter().map(|h| match h.join() {
+                    Ok(result) => result,
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }))
+                .collect()
+        });
+        let mut fresh = Vec::with_capacity(to_load.len());
+        for result in results {
+            fresh.extend(result?);
+        }
+        fresh
+    };
+    for (&i, read) in missing.iter().zip(fresh) {
+        found[i] = Some(read);
+    }
+    for read in found.iter().flatten() {
+        append(&mut out, &mut diagnostics, read);
+    }
+    let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
+    cache.generation += 1;
+    let generation = cache.generation;
+    for (key, read) in keys.into_iter().zip(found.into_iter().flatten()) {
+        cache.entries.insert(key, (read, generation));
+    }
+    cache.last_misses = missing.len();
+    if cache.entries.len() > 2 * entries.len() + SLACK {
+        cache.entries.retain(|_, (_, used)| *used + 1 >= generation);
+    }
+    Ok((out, diagnostics))
+}
+
+/// Appends one file's share to the result (cloned: the cache keeps its copy).
+fn append(out: &mut Manifests, diagnostics: &mut Vec<Diagnostic>, read: &FileRead) {
+    let m = &read.manifests;
+    out.components.extend(m.components.iter().cloned());
+    out.releases.extend(m.releases.iter().cloned());
+    out.targets.extend(m.targets.iter().cloned());
+    out.policies.extend(m.policies.iter().cloned());
+    out.windows.extend(m.windows.iter().cloned());
+    out.approvals.extend(m.approvals.iter().cloned());
+    diagnostics.extend(read.diagnostics.iter().cloned());
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use super::*;
+    use crate::manifest::RawContent;
+
+    #[derive(Clone)]
+    struct Entry {
+        path: String,
+        bytes: Vec<u8>,
+    }
+
+    fn key(e: &Entry) -> FileKey {
+        FileKey {
+            path: e.path.clone(),
+            blob: Oid::hash_object(git2::ObjectType::Blob, &e.bytes).unwrap(),
+            mode: 0o100644,
+        }
+    }
+
+    fn raw(entries: &[Entry]) -> Vec<RawFile> {
+        entries
+            .iter()
+            .map(|e| RawFile {
+                path: e.path.clone(),
+                content: RawContent::Bytes(e.bytes.clone()),
+            })
+            .collect()
+    }
+
+    /// Reads through `cache`, counting the files actually loaded.
+    fn cached(cache: &Mutex<ParseCache>, config: &RawFile, entries: &[Entry]) -> (String, usize) {
+        let loaded = std::sync::atomic::AtomicUsize::new(0);
+        let load = |files: &[Entry]| {
+            loaded.fetch_add(files.len(), std::sync::atomic::Ordering::Relaxed);
+            Ok::<_, Infallible>(Cow::Owned(raw(files)))
+        };
+        let Ok(result) = read_cached(Some(cache), Some(config), entries, key, load, load);
+        (format!("{result:?}"), loaded.into_inner())
+    }
+
+    fn fleet(n: usize, version: &str) -> Vec<Entry> {
+        (0..n)
+            .map(|i| {
+                let text = match i % 7 {
+                    0 => "a: [\n".to_string(),
+                    1 => format!("apiVersion: gantry.dev/v1\nkind: Target\nmetadata: {{ name: t{i} }}\nspec: {{ component: c }}\n"),
+                    2 => format!("apiVersion: gantry.dev/v1\nkind: Release\nmetadata: {{ name: r{i} }}\nspec: {{ component: c, version: 1.0.{i} }}\n"),
+                    3 => "name: someone else's file\n".to_string(),
+                    _ => format!(
+                        "apiVersion: gantry.dev/v1\nkind: Target\nmetadata: {{ name: t{i} }}\nspec: {{ component: c, version: {version} }}\n---\napiVersion: gantry.dev/v1\nkind: Policy\nmetadata: {{ name: p{i} }}\nspec: {{ priority: {i} }}\n"
+                    ),
+                };
+                let ext = if i % 13 == 0 { "toml" } else { "yaml" };
+                Entry {
+                    path: format!("m/{i:03}.{ext}"),
+                    bytes: text.into_bytes(),
+                }
+            })
+            .collect()
+    }
+
+    fn config(text: &str) -> RawFile {
+        RawFile {
+            path: "gantry.toml".into(),
+            content: RawContent::Bytes(text.as_bytes().to_vec()),
+        }
+    }
+
+    /// Issue #17: reading through the parse cache gives exactly what reading every file gives
+    /// (manifests, diagnostics and their order), empty, full, after one file changed, broke and
+    /// was restored; only the changed file is read again, and a `paths` setting in gantry.toml (which changes how
+    /// every file is read) never reuses a file read without it.
+    #[test]
+    fn cached_reads_equal_fresh_reads_and_reread_only_what_changed() {
+        let cache = Mutex::new(ParseCache::default());
+        let open = config("bogus = 1\n");
+        let files = fleet(300, "1.0.0");
+        let fresh = format!("{:?}", read_manifests(Some(&open), &raw(&files)));
+        assert!(fresh.contains("Invalid"), "the fleet has broken files");
+
+        let Ok(uncached) = read_cached(
+            None,
+            Some(&open),
+            &files,
+            key,
+            |f| Ok::<_, Infallible>(Cow::Owned(raw(f))),
+            |f| Ok(Cow::Owned(raw(f))),
+        );
+        assert_eq!(format!("{uncached:?}"), fresh);
+
+        let (first, loaded) = cached(&cache, &open, &files);
+        assert_eq!(first, fresh);
+        assert_eq!(loaded, 300);
+        let (again, loaded) = cached(&cache, &open, &files);
+        assert_eq!(again, fresh);
+        assert_eq!(loaded, 0);
+
+        let mut changed = files.clone();
+        changed[4].bytes = String::from_utf8(changed[4].bytes.clone())
+            .unwrap()
+            .replace("version: 1.0.0", "version: 9.9.9")
+            .into_bytes();
+        let (after, loaded) = cached(&cache, &open, &changed);
+        assert_eq!(after, format!("{:?}", read_manifests(Some(&open), &raw(&changed))));
+        assert!(after.contains("9.9.9"));
+        assert_eq!(loaded, 1);
+
+        // A file broken in place, then restored: the broken read is reported, and the restored
+        // blob (read before) comes from the cache as what it was.
+        let mut broken = changed.clone();
+        broken[4].bytes = b"apiVersion: gantry.dev/v1\nkind: Target\nmetadata: [\n".to_vec();
+        let (after, loaded) = cached(&cache, &open, &broken);
+        assert_eq!(after, format!("{:?}", read_manifests(Some(&open), &raw(&broken))));
+        assert!(
+            after.contains("m/004.yaml") && after.contains("invalid YAML"),
+            "{after}"
+        );
+        assert_eq!(loaded, 1);
+        let (after, loaded) = cached(&cache, &open, &changed);
+        assert_eq!(after, format!("{:?}", read_manifests(Some(&open), &raw(&changed))));
+        assert_eq!(loaded, 0);
+
+        let restricted = config("paths = [\"m\"]\n");
+        let (paths, loaded) = cached(&cache, &restricted, &files);
+        assert_eq!(paths, format!("{:?}", read_manifests(Some(&restricted), &raw(&files))));
+        assert_ne!(paths, fresh, "paths changes how someone else's file is read");
+        assert_eq!(loaded, 300);
+    }
+
+    /// The cache holds about two reads' worth of files: entries no read of the last two used
+    /// are dropped once it outgrows that.
+    #[test]
+    fn old_entries_are_dropped() {
+        let cache = Mutex::new(ParseCache::default());
+        let open = config("");
+        for round in 0..6 {
+            let files = fleet(700, &format!("1.0.{round}"));
+            cached(&cache, &open, &files);
+            let len = cache.lock().unwrap().len();
+            assert!(len <= 2 * 700 + SLACK, "round {round}: {len} entries");
+        }
+    }
+}
