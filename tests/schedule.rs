@@ -455,6 +455,10 @@ fn a_label_view_shows_one_tenant_and_nothing_else() {
     assert!(!html.contains(&head[..12]), "no commit on a customer view");
     assert!(!html.contains("href="), "no links out of the view: {html}");
     assert_eq!(daemon.get("/view/region/mars").0, 404);
+    // What holds a target is said by kind only: reasons may name approvers or other targets.
+    let (_, us) = daemon.get("/view/region/us");
+    assert!(us.contains("held by approval"), "{us}");
+    assert!(!us.contains("still needed"), "no reason text: {us}");
     assert_eq!(daemon.get("/targets/a").0, 200);
     assert_eq!(daemon.get("/targets/zzz").0, 404);
 

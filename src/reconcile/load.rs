@@ -650,7 +650,10 @@ mod tests {
             ("scripts/migrate.sh", (false, false, false, false, false)),
             ("{{ version }}", (true, false, false, true, false)),
             ("{{ target.name }}", (true, true, false, false, false)),
-            ("{{ target.vars.host }}:{{ migration }}", (true, true, false, false, true)),
+            (
+                "{{ target.vars.host }}:{{ migration }}",
+                (true, true, false, false, true),
+            ),
             // `release` holds component and version in the stand-in.
             ("{{ release }}", (true, false, true, true, true)),
             ("{% if from %}x{% endif %}", (true, false, false, true, false)),
@@ -675,7 +678,10 @@ mod tests {
         };
         let mut seen = std::collections::HashSet::new();
         assert!(seen.insert(key("{{ version }}", None, Some("1.0.0"))));
-        assert!(!seen.insert(key("{{ version }}", None, Some("1.0.0"))), "a second target: same render");
+        assert!(
+            !seen.insert(key("{{ version }}", None, Some("1.0.0"))),
+            "a second target: same render"
+        );
         assert!(seen.insert(key("{{ version }}", None, Some("2.0.0"))));
         assert!(seen.insert(key("{{ target.name }}", Some("a"), None)));
         assert!(seen.insert(key("{{ target.name }}", Some("b"), None)));

@@ -3,7 +3,9 @@
 //! - `/view/KEY/VALUE`: what a customer-facing status page embeds for one tenant (or any label
 //!   value): that value's targets, their schedule as a timeline and their recent outcomes, and
 //!   nothing about any other target: no commits, no daemon errors, no fleet summary, no links
-//!   out. Unknown values are 404, so the page does not tell which values exist.
+//!   out; what holds a target is said by kind and lift time only (reasons may name other
+//!   targets or approvers). Unknown values are 404, so the page does not tell which values
+//!   exist.
 //! - `/targets/NAME`: one target's versions, rollback points and history.
 //!
 //! Both read the daemon's cached status (the history page also walks the state branch through
@@ -46,11 +48,18 @@ pub fn label_view(shared: &Shared, key: &str, value: &str) -> Result<Option<Stri
                 .as_ref()
                 .and_then(|s| s.targets.iter().find(|s| s.target == t.target));
             let start = scheduled.and_then(|s| s.projected_start);
+            // What holds it, by kind and when it lifts: the reasons can name other targets
+            // (a dependency, a wave's members) or approvers, which a tenant's page must not.
             let held: Vec<String> = scheduled
                 .map(|s| {
                     s.held_by
                         .iter()
-                        .map(|b| format!("{}: {}", b.kind.as_str(), b.reason))
+                        .map(|b| match b.lifts_at() {
+                            Some(at) => {
+                                format!("{} until {}", b.kind.as_str(), when::local_and_relative(at, now, &zone))
+                            }
+                            None => b.kind.as_str().to_string(),
+                        })
                         .collect()
                 })
                 .unwrap_or_default();
