@@ -104,6 +104,15 @@ pub fn text(report: &StatusReport) -> String {
         }
     }
     for rollout in &report.rollouts {
+        // A halted rollout runs no analysis: say why it stopped instead of the last rounds.
+        if let Some(reason) = &rollout.halted {
+            let _ = writeln!(
+                out,
+                "rollout {} {} halted: {reason}",
+                rollout.component, rollout.version
+            );
+            continue;
+        }
         for wave in &rollout.waves {
             if let Some(analysis) = &wave.analysis {
                 let _ = writeln!(
@@ -223,7 +232,14 @@ mod tests {
             now: "2026-11-20T10:00:00Z".into(),
             valid: true,
             trust_anchor: None,
-            rollouts: Vec::new(),
+            // A halted rollout says why, not its last analysis rounds (which no longer run).
+            rollouts: vec![crate::plan::Rollout {
+                component: "billing".into(),
+                version: crate::manifest::Version::parse("2.0.0").unwrap(),
+                policy: None,
+                waves: Vec::new(),
+                halted: Some("the last attempt to 2.0.0 rolled back on initech-billing".into()),
+            }],
             schedule: None,
             timeline: None,
             targets: vec![
