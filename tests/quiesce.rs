@@ -29,7 +29,9 @@ fn installed() -> Repo {
     installed_with("rollback")
 }
 
-fn installed_with(on_interrupt: &str) -> Repo {
+/// `app` 1.0.0 and 2.0.0 (with a reversible `pre` migration `m1`), the step script, and
+/// `acme` at 1.0.0 under `policy`, committed (not applied).
+fn fleet(policy: &str) -> Repo {
     let repo = Repo::new();
     repo.file("gantry.toml", "")
         .file("components/app.yaml", COMPONENT)
@@ -45,11 +47,16 @@ fn installed_with(on_interrupt: &str) -> Repo {
                 )
             ),
         )
-        .file("policies/p.yaml", &POLICY.replace("ON_INTERRUPT", on_interrupt))
+        .file("policies/p.yaml", policy)
         .file("scripts/step.sh", STEP)
         .file("targets/acme.yaml", &target("acme", "app", "1.0.0", "env: prod"))
         .file(".gitignore", "*.log\nkill-*\nfail-*\n");
     repo.commit_all("fleet");
+    repo
+}
+
+fn installed_with(on_interrupt: &str) -> Repo {
+    let repo = fleet(&POLICY.replace("ON_INTERRUPT", on_interrupt));
     repo.gantry(&["apply"]).expect(0);
     // An install quiesces too (there is no version yet: `{{ version }}` is empty).
     assert_eq!(run_log(&repo), ["quiesce", "deploy 1.0.0", "resume 1.0.0"]);
@@ -259,29 +266,9 @@ fn an_analysis_rollback_after_the_soak_began_quiesces_first_and_resumes_last() {
             .unwrap()
             .to_string()
     };
-    let repo = Repo::new();
-    repo.file("gantry.toml", "")
-        .file("components/app.yaml", COMPONENT)
-        .file(
-            "releases/app.yaml",
-            &format!(
-                "{}---\n{}",
-                release("app", "1.0.0", ""),
-                release(
-                    "app",
-                    "2.0.0",
-                    "  migrations:\n    - { id: m1, up: [scripts/step.sh, up, m1], down: [scripts/step.sh, down, m1] }\n"
-                )
-            ),
-        )
-        .file(
-            "policies/p.yaml",
-            "apiVersion: gantry.dev/v1\nkind: Policy\nmetadata: { name: p }\nspec:\n  autoRollback: true\n  rollout:\n    waves:\n      - { name: canary, selector: { env: prod }, soak: 10m }\n  health:\n    checks:\n      - { name: probe, type: command, argv: [\"scripts/step.sh\", \"probe\", \"{{ version }}\"] }\n    interval: 1m\n    failureThreshold: 1\n",
-        )
-        .file("scripts/step.sh", STEP)
-        .file("targets/acme.yaml", &target("acme", "app", "1.0.0", "env: prod"))
-        .file(".gitignore", "*.log\nkill-*\nfail-*\n");
-    repo.commit_all("fleet");
+    let repo = fleet(
+        "apiVersion: gantry.dev/v1\nkind: Policy\nmetadata: { name: p }\nspec:\n  autoRollback: true\n  rollout:\n    waves:\n      - { name: canary, selector: { env: prod }, soak: 10m }\n  health:\n    checks:\n      - { name: probe, type: command, argv: [\"scripts/step.sh\", \"probe\", \"{{ version }}\"] }\n    interval: 1m\n    failureThreshold: 1\n",
+    );
     repo.gantry(&["apply", "--now", &at(0)]).expect(0);
     repo.file("targets/acme.yaml", &target("acme", "app", "2.0.0", "env: prod"));
     repo.commit_all("acme to 2.0.0");
