@@ -38,12 +38,17 @@ fn fleet() -> Repo {
     repo
 }
 
+/// `gantry --now NOW ARGS… --format json`, expected to exit 0, parsed.
+fn json(repo: &Repo, now: &str, args: &[&str]) -> Value {
+    let mut argv = vec!["--now", now];
+    argv.extend_from_slice(args);
+    argv.extend_from_slice(&["--format", "json"]);
+    let out = repo.gantry(&argv).expect(0).stdout();
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?} is not JSON ({e}): {out}"))
+}
+
 fn schedule(repo: &Repo, now: &str) -> Value {
-    let out = repo
-        .gantry(&["--now", now, "schedule", "--format", "json"])
-        .expect(0)
-        .stdout();
-    serde_json::from_str(&out).expect("schedule is JSON")
+    json(repo, now, &["schedule"])
 }
 
 fn row<'a>(schedule: &'a Value, target: &str) -> &'a Value {
@@ -82,13 +87,7 @@ fn schedule_projects_starts_through_windows_soaks_and_dst() {
     assert_eq!(rollout["waves"][1]["projected_start"], "2026-10-25T23:00:00Z");
 
     // The plan's window blocker names b's next window; the schedule knows the soak is longer.
-    let plan: Value = serde_json::from_str(
-        &repo
-            .gantry(&["--now", SATURDAY, "plan", "--format", "json"])
-            .expect(0)
-            .stdout(),
-    )
-    .unwrap();
+    let plan = json(&repo, SATURDAY, &["plan"]);
     let b = plan["actions"]
         .as_array()
         .unwrap()
@@ -205,13 +204,7 @@ fn schedule_agrees_with_the_planner_across_the_spring_gap() {
     repo.commit_all("window at 02:30");
     let now = "2027-03-27T12:00:00Z";
     let s = schedule(&repo, now);
-    let plan: Value = serde_json::from_str(
-        &repo
-            .gantry(&["--now", now, "plan", "--format", "json"])
-            .expect(0)
-            .stdout(),
-    )
-    .unwrap();
+    let plan = json(&repo, now, &["plan"]);
     let a = plan["actions"]
         .as_array()
         .unwrap()
@@ -241,30 +234,10 @@ fn status_json_carries_the_schedule() {
     let repo = fleet();
     let mut s = schedule(&repo, SATURDAY);
     s.as_object_mut().unwrap().remove("desired_commit");
-    let status: Value = serde_json::from_str(
-        &repo
-            .gantry(&["--now", SATURDAY, "status", "--format", "json"])
-            .expect(0)
-            .stdout(),
-    )
-    .unwrap();
+    let status = json(&repo, SATURDAY, &["status"]);
     assert_eq!(status["schedule"], s);
     // With a selector, only the selected targets (and their rollouts) are kept.
-    let eu: Value = serde_json::from_str(
-        &repo
-            .gantry(&[
-                "--now",
-                SATURDAY,
-                "status",
-                "--format",
-                "json",
-                "--selector",
-                "region=eu",
-            ])
-            .expect(0)
-            .stdout(),
-    )
-    .unwrap();
+    let eu = json(&repo, SATURDAY, &["status", "--selector", "region=eu"]);
     let names: Vec<&str> = eu["schedule"]["targets"]
         .as_array()
         .unwrap()
