@@ -223,15 +223,19 @@ fn pass(
     let mut recorded = read_recorded(&repo.repo, &state_branch)?;
     // Trust: before anything runs, even a resumed attempt (source::trust). The desired branch
     // only moves forward from the anchor, and the head is signed by the anchored signers.
+    let trust_stage = tracing::debug_span!("trust.check").entered();
     let anchor = anchor_of(repo, &recorded)?;
     if !options.allow_rewind {
         trust::check_forward(repo, head, &anchor).map_err(|e| ApplyError::Anchor(Box::new(e)))?;
     }
     check_trust_anchored(repo, head, &loaded, &anchor)?;
+    drop(trust_stage);
 
     // Recover: attempts a killed reconciler left behind go first, from their own commit.
     if !options.dry_run {
+        let stage = tracing::debug_span!("journal.load_unfinished").entered();
         let unfinished = Journal::load_unfinished(&journal_dir)?;
+        drop(stage);
         // Waves as the head's plan sees them, so a resumed attempt completes (or halts) its
         // wave like any other. Only planned when there is something to resume (a pass without
         // journals left behind, the usual case, skips a whole extra plan: issue #17).
@@ -313,6 +317,7 @@ fn pass(
         // This head is trusted and valid: it is the anchor from now on (source::trust).
         let pinned = trust::TrustAnchor::of(head, &loaded.desired.config);
         if !matches!(&anchor, trust::AnchorSource::Pinned(a) if *a == pinned) {
+            let _stage = tracing::debug_span!("trust.anchor_write").entered();
             pinned
                 .write(repo.repo.path())
                 .map_err(|e| ApplyError::Anchor(Box::new(e)))?;
@@ -320,12 +325,14 @@ fn pass(
     }
 
     if !options.dry_run {
+        let _stage = tracing::debug_span!("prune_logs").entered();
         prune_logs(repo, &loaded.desired.config.logs, clock());
     }
     let evidence = super::load::evidence(repo, &loaded, &anchor)?;
     let checkout = if options.dry_run {
         PathBuf::new()
     } else {
+        let _stage = tracing::debug_span!("checkout").entered();
         repo.checkout(head)?
     };
     let pool = ExecutorPool::for_runtime(runtime, &loaded.desired, &checkout);
@@ -340,7 +347,9 @@ fn pass(
             commit: loaded.commit,
             now: clock(),
         };
+        let stage = tracing::debug_span!("analysis").entered();
         let failures = super::analysis::run_due_rounds(&env, &mut recorded)?;
+        drop(stage);
         for failure in failures {
             if stopped() {
                 return Ok(report);
@@ -759,6 +768,7 @@ fn run_batch(
     let desired = &loaded.desired;
     // Prepare every attempt up front (its program is fixed before anything runs).
     let mut queue: VecDeque<(Action, EnvParts, Vec<program::PlannedStep>, AttemptHeader)> = VecDeque::new();
+    let prepare = tracing::debug_span!("batch.prepare").entered();
     for action in ready {
         let Some(parts) = EnvParts::for_target(repo, desired, &action.target, loaded.commit, recorded)? else {
             continue;
@@ -797,6 +807,7 @@ fn run_batch(
         queue.push_back((action, parts, forward, header));
     }
     let members = &wave_members(&plan.actions, recorded);
+    drop(prepare);
 
     // Execute: at most `maxParallel` running per policy, on a set of worker threads that lives
     // for the batch (one thread per attempt cost more than a short attempt itself, issue #17);
