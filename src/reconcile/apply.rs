@@ -313,16 +313,20 @@ fn pass(
     if !unknown.is_empty() {
         return Err(ApplyError::UnknownTargets(unknown));
     }
-    if !options.dry_run {
-        // This head is trusted and valid: it is the anchor from now on (source::trust).
-        let pinned = trust::TrustAnchor::of(head, &loaded.desired.config);
-        if !matches!(&anchor, trust::AnchorSource::Pinned(a) if *a == pinned) {
-            let _stage = tracing::debug_span!("trust.anchor_write").entered();
-            pinned
-                .write(repo.repo.path())
-                .map_err(|e| ApplyError::Anchor(Box::new(e)))?;
-        }
-    }
+    // This head is trusted and valid: it is the anchor from now on (source::trust). Pinned
+    // (written and fsynced) on another thread while the checkout is written, and waited for
+    // before anything runs, analysis rounds included: no step of this head starts before its
+    // anchor is durable (issue #17: the fsync sat on the path to the first step).
+    let pinning = (!options.dry_run)
+        .then(|| trust::TrustAnchor::of(head, &loaded.desired.config))
+        .filter(|pinned| !matches!(&anchor, trust::AnchorSource::Pinned(a) if a == pinned))
+        .map(|pinned| {
+            let git_dir = repo.repo.path().to_path_buf();
+            std::thread::spawn(move || {
+                let _stage = tracing::debug_span!("trust.anchor_write").entered();
+                pinned.write(&git_dir)
+            })
+        });
 
     if !options.dry_run {
         let _stage = tracing::debug_span!("prune_logs").entered();
@@ -335,6 +339,12 @@ fn pass(
         let _stage = tracing::debug_span!("checkout").entered();
         repo.checkout(head)?
     };
+    if let Some(pinning) = pinning {
+        pinning
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            .map_err(|e| ApplyError::Anchor(Box::new(e)))?;
+    }
     let pool = ExecutorPool::for_runtime(runtime, &loaded.desired, &checkout);
     // Analyse: health rounds due on soaking waves, before anything new may start.
     if !options.dry_run && !stopped() {
