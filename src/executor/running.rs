@@ -199,7 +199,12 @@ impl RunningStep {
 /// The file cannot be opened or read.
 pub(crate) fn take_left_behind(log_dir: &Path, attempt: &str) -> io::Result<Option<Record>> {
     let mut tables = tables();
-    let table = table(&mut tables, log_dir)?;
+    let table = match table(&mut tables, log_dir) {
+        Ok(table) => table,
+        // No log directory: no step ever ran here, so none was left running.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
     Ok(table.slots.iter().find_map(|s| match s {
         Slot::LeftBehind(r) if r.attempt == attempt => Some(r.clone()),
         _ => None,
@@ -212,7 +217,11 @@ pub(crate) fn take_left_behind(log_dir: &Path, attempt: &str) -> io::Result<Opti
 /// The record cannot be written.
 pub(crate) fn forget_left_behind(log_dir: &Path, attempt: &str) -> io::Result<()> {
     let mut tables = tables();
-    let table = table(&mut tables, log_dir)?;
+    let table = match table(&mut tables, log_dir) {
+        Ok(table) => table,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
     for slot in 0..table.slots.len() {
         if matches!(&table.slots[slot], Slot::LeftBehind(r) if r.attempt == attempt) {
             table.write(slot, None)?;
@@ -253,6 +262,19 @@ mod tests {
         b.clear();
         c.clear();
         assert!(records(dir.path()).iter().all(Option::is_none));
+    }
+
+    /// A resumed attempt whose step never started has no log directory yet: nothing to reap,
+    /// and no error (found by the fault-model test: "attempt … not resumed: No such file").
+    #[test]
+    fn without_a_log_directory_nothing_was_left_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("logs");
+        assert_eq!(take_left_behind(&missing, "a").unwrap(), None);
+        forget_left_behind(&missing, "a").unwrap();
+        crate::executor::shell::reap_interrupted_step(&missing.join("a.log"), std::time::Duration::from_secs(1))
+            .unwrap();
+        assert!(!missing.exists(), "nothing is created");
     }
 
     #[test]
