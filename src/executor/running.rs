@@ -1,9 +1,9 @@
 //! Where a resumed attempt finds the processes of the step a killed gantry left running
 //! (issue #10, bug 7), written without creating a file per step (issue #17).
 //!
-//! One file per log directory, `<log dir>/running-steps`, holds a fixed-size record per step
-//! now running: `<attempt> <process group> <leader start time>`, padded with spaces to
-//! [`RECORD_BYTES`] and ending in a newline; a blank record is a free slot. Marking a step
+//! One file, `.git/gantry/running-steps` (next to the log directory), holds a fixed-size record
+//! per step now running: `<attempt> <process group> <leader start time>`, padded with spaces
+//! to [`RECORD_BYTES`] and ending in a newline; a blank record is a free slot. Marking a step
 //! running and clearing it are one `pwrite` each into a slot of the file, which is created once:
 //! a file created and deleted per step cost more than the step on a file system that scans
 //! recently deleted inodes on every create (ext4 without a journal).
@@ -272,7 +272,7 @@ mod tests {
         let missing = dir.path().join("logs");
         assert_eq!(take_left_behind(&missing, "a").unwrap(), None);
         forget_left_behind(&missing, "a").unwrap();
-        crate::executor::shell::reap_interrupted_step(&missing.join("a.log"), std::time::Duration::from_secs(1))
+        crate::executor::shell::reap_interrupted_step(&missing.join("logs/a.log"), std::time::Duration::from_secs(1))
             .unwrap();
         assert!(!missing.exists(), "nothing is created");
     }
@@ -318,7 +318,7 @@ mod tests {
         assert_eq!(new.slot, 0, "the freed slot is reused");
         assert_eq!(records(dir.path())[1].as_ref().unwrap().attempt, "live-attempt", "kept");
 
-        let log = dir.path().join("live-attempt.log");
+        let log = dir.path().join("logs/live-attempt.log");
         crate::executor::shell::reap_interrupted_step(&log, std::time::Duration::from_secs(5)).unwrap();
         let status = sleeper.wait().unwrap();
         assert!(!status.success(), "the left-behind step was killed: {status:?}");

@@ -193,8 +193,8 @@ fn live_members(group: i32) -> Vec<i32> {
 }
 
 /// Before an interrupted attempt runs again: kills whatever is left of the step that was running
-/// when the reconciler died (its process group, from its record in `running-steps` next to
-/// `log_path`, or the `<attempt>.pgid` marker an older gantry wrote) and waits until none of it
+/// when the reconciler died (its process group, from its record in `running-steps` next to the
+/// log directory, or the `<attempt>.pgid` marker an older gantry wrote next to `log_path`) and waits until none of it
 /// runs, so the resumed step never overlaps the interrupted one.
 ///
 /// # Guarantees
@@ -204,7 +204,7 @@ fn live_members(group: i32) -> Vec<i32> {
 /// # Errors
 /// A process of the group still runs after `wait` (it ignored `SIGKILL`: stuck in the kernel).
 pub fn reap_interrupted_step(log_path: &Path, wait: Duration) -> io::Result<()> {
-    let dir = log_path.parent().unwrap_or(Path::new("."));
+    let dir = running_dir(log_path);
     let attempt = attempt_of(log_path);
     // A gantry before issue #17 marked the step in `<attempt>.pgid`; a record in
     // `running-steps` is what this one writes.
@@ -266,9 +266,17 @@ fn attempt_of(log_path: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// Where `running-steps` is: next to the log directory (`.git/gantry/running-steps` for
+/// `.git/gantry/logs/<attempt>.log`, as `.git/gantry/artifacts` is), so the log directory holds
+/// only logs.
+fn running_dir(log_path: &Path) -> &Path {
+    let logs = log_path.parent().unwrap_or(Path::new("."));
+    logs.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(logs)
+}
+
 /// Records the running step's group where a resumed attempt finds it ([`running`]).
 fn mark_running(log_path: &Path, group: Pid) -> Option<running::RunningStep> {
-    let dir = log_path.parent().unwrap_or(Path::new("."));
+    let dir = running_dir(log_path);
     let start = start_time(group.as_raw()).unwrap_or_default();
     running::mark(dir, &attempt_of(log_path), group.as_raw(), start)
 }
