@@ -315,7 +315,7 @@ mod tests {
         for name in ["..", ".git", ".GIT", "."] {
             let (_dir, repo, _) = repo_with(&[("ok.yaml", b"a: 1\n", git2::FileMode::Blob)]);
             let blob = repo.repo.blob(b"owned\n").expect("a blob");
-            let mut raw = format!("100644 ok.yaml\0").into_bytes();
+            let mut raw = b"100644 ok.yaml\0".to_vec();
             raw.extend_from_slice(blob.as_bytes());
             raw.extend_from_slice(format!("100644 {name}\0").as_bytes());
             raw.extend_from_slice(blob.as_bytes());
