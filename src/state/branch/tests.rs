@@ -331,7 +331,7 @@ fn the_process_record_cache_reads_what_an_uncached_read_reads() {
     for (i, edit) in edits.iter().enumerate() {
         let mut batch = Batch::new();
         for (name, version) in *edit {
-            batch.upsert_target(name, target("billing", version));
+            batch.upsert_target(*name, target("billing", version));
         }
         if i == 2 {
             batch.upsert_rollout(rollout());
