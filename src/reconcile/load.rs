@@ -187,19 +187,11 @@ impl TargetInputs {
     }
 }
 
-/// One target as the last check saw it (the name is the memo's key).
-#[derive(Debug)]
-struct KnownTarget {
-    inputs: TargetInputs,
-    /// (index in its component's template list, problem) of each template it failed.
-    failed: Vec<(usize, String)>,
-}
-
-/// The last template check's answers per target (issue #17: after a one-file change the
+/// The targets the last template check passed (issue #17: after a one-file change the
 /// daemon re-rendered every template against all 10,000 targets, most of a re-plan).
 ///
 /// # Guarantees
-/// - **Exact**: a target's answers are reused only when every input of its renders is equal,
+/// - **Exact**: a target is taken as passing again only when every input of its renders is equal,
 ///   compared by value, not by a hash: its name (the key), labels, vars, config, component and
 ///   version; its component's templates (text, pointer, release, migration version and id,
 ///   in order); and the commit id, when any of those templates names `commit` (or `debug`,
@@ -213,7 +205,8 @@ struct TemplateMemo {
     /// Targets whose answers this check took from the previous one.
     reused: usize,
     components: BTreeMap<String, Vec<TemplateSignature>>,
-    targets: HashMap<String, KnownTarget>,
+    /// The targets that passed every template of their component, with their inputs then.
+    targets: HashMap<String, TargetInputs>,
 }
 
 /// The memo, once [`enable_template_memo`] ran (`None` inside while a check holds it).
@@ -508,9 +501,9 @@ fn check_templates(
             .as_mut()
             .filter(|_| reusable.get(component).copied().unwrap_or(false))
             .and_then(|m| m.targets.remove(target.name()))
-            .filter(|known| known.inputs.matches(target));
+            .filter(|known| known.matches(target));
         if let Some(known) = known {
-            failed_by.push((target.name(), known.failed.clone()));
+            // It passed every template then, with these same inputs: it passes now.
             if let Some(next) = next.as_mut() {
                 next.targets.insert(target.name().to_owned(), known);
                 next.reused += 1;
@@ -547,14 +540,12 @@ fn check_templates(
     }
     for target in rendered {
         let failed = fresh.remove(target.name()).unwrap_or_default();
-        if let Some(next) = next.as_mut() {
-            next.targets.insert(
-                target.name().to_owned(),
-                KnownTarget {
-                    inputs: TargetInputs::of(target),
-                    failed: failed.clone(),
-                },
-            );
+        // Only a target that passed is remembered: a failure may come from the sandbox (a
+        // child killed under load), which the next commit must not inherit.
+        if let Some(next) = next.as_mut()
+            && failed.is_empty()
+        {
+            next.targets.insert(target.name().to_owned(), TargetInputs::of(target));
         }
         failed_by.push((target.name(), failed));
     }
@@ -941,6 +932,7 @@ mod tests {
                 ("releases/api.yaml", "apiVersion: gantry.dev/v1\nkind: Release\nmetadata: { name: api-1.0.0 }\nspec: { component: api, version: 1.0.0 }\n".to_string()),
                 ("targets/x.yaml", t("x", x_url)),
                 ("targets/y.yaml", t("y", y_url)),
+                ("targets/z.yaml", t("z", true)),
             ]
         };
         let commit = |n: u8| Oid::from_bytes(&[n; 20]).expect("an id");
@@ -1022,14 +1014,19 @@ mod tests {
             let (warm, next) = check_templates(&desired, *commit, memo.take());
             assert_eq!(warm, cold, "step {i}");
             let next = next.expect("a memo in, a memo out");
-            let next_reused = next.reused;
-            assert_eq!(next.targets.len(), desired.targets.len(), "step {i}");
+            let next_reused = (next.reused, next.targets.len());
             memo = Some(next);
             seen.push((cold.len(), next_reused));
         }
         // The series is not trivial: the commit id, the fixes and the template change show.
-        // (diagnostics, targets answered from the memo): only `api`'s targets, whose component
-        // never names `commit`, are reused, and only while their inputs are unchanged.
-        assert_eq!(seen, vec![(4, 0), (3, 2), (2, 1), (3, 2), (3, 1)], "{seen:?}");
+        // (diagnostics, (targets taken from the memo, targets remembered)): only `api`'s targets,
+        // whose component never names `commit`, are reused, only while their inputs are
+        // unchanged; only targets that passed are remembered (a sandbox failure is never
+        // inherited by the next commit).
+        assert_eq!(
+            seen,
+            vec![(4, (0, 2)), (3, (2, 3)), (2, (1, 3)), (3, (1, 1)), (3, (1, 2))],
+            "{seen:?}"
+        );
     }
 }
