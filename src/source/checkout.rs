@@ -9,7 +9,10 @@
 //! millisecond a file, the largest fixed cost between a new commit and its first step (issue #17).
 //! What is written is exactly the tree: blob bytes as stored (no filters or line-ending
 //! conversion), executable files `0777 & !umask`, others `0666 & !umask` (what libgit2 and git
-//! do), symbolic links as links, submodules as empty directories.
+//! do), symbolic links as links, submodules as empty directories. A file identical to one of a
+//! checkout being pushed out (same path, bytes and mode, no other link) is moved over instead of
+//! created ([`Reuse`]): creating files while deleting others was most of the time from a new
+//! commit to its first step on ext4 without a journal.
 
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
@@ -52,21 +55,27 @@ impl WatchedRepo {
         }
         let tree = self.repo.find_commit(commit)?.tree()?;
         std::fs::create_dir(&partial).map_err(io(&partial))?;
-        if let Err(e) = self.write_tree(&tree, &partial, "") {
+        // The checkouts past the newest (this one among them) go now, so their identical files
+        // can move into this one instead of being deleted while new ones are created.
+        let trash = trash_old_checkouts(&root, KEEP_CHECKOUTS - 1);
+        let reuse = Reuse::new(&partial, &trash);
+        let written = self.write_tree(&tree, &partial, "", &reuse);
+        // Deleting goes on in the background; nothing waits for it.
+        drop(delete_in_background(trash));
+        if let Err(e) = written {
             // Never used (only the final name is), but not worth keeping either.
             let _ = std::fs::remove_dir_all(&partial);
             return Err(e);
         }
         std::fs::rename(&partial, &dir).map_err(io(&dir))?;
         drop(span);
-        // Deleting goes on in the background; nothing waits for it.
-        drop(self.prune_checkouts(&root));
+        tracing::debug!(reused = reuse.taken.get(), "checkout written");
         Ok(dir)
     }
 
     /// Writes every entry of `tree` under `dir` (which exists and is empty); `prefix` is the
     /// tree's path in the commit, for messages.
-    fn write_tree(&self, tree: &Tree<'_>, dir: &Path, prefix: &str) -> Result<(), SourceError> {
+    fn write_tree(&self, tree: &Tree<'_>, dir: &Path, prefix: &str, reuse: &Reuse) -> Result<(), SourceError> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| SourceError::Io { path, source }
@@ -85,7 +94,7 @@ impl WatchedRepo {
                 Some(ObjectType::Tree) => {
                     std::fs::create_dir(&path).map_err(io(&path))?;
                     let sub = self.repo.find_tree(entry.id())?;
-                    self.write_tree(&sub, &path, &format!("{prefix}{}/", name.to_string_lossy()))?;
+                    self.write_tree(&sub, &path, &format!("{prefix}{}/", name.to_string_lossy()), reuse)?;
                 }
                 Some(ObjectType::Blob) => {
                     let blob = self.repo.find_blob(entry.id())?;
@@ -94,6 +103,9 @@ impl WatchedRepo {
                         std::os::unix::fs::symlink(target, &path).map_err(io(&path))?;
                     } else {
                         let executable = mode == i32::from(git2::FileMode::BlobExecutable);
+                        if reuse.take(&path, blob.content(), executable) {
+                            continue;
+                        }
                         let mut file = std::fs::OpenOptions::new()
                             .write(true)
                             .create_new(true)
@@ -112,51 +124,11 @@ impl WatchedRepo {
         Ok(())
     }
 
-    /// Keeps the newest [`KEEP_CHECKOUTS`] checkouts; failures to delete are harmless.
-    ///
-    /// An old checkout is first renamed to `.trash-…` (atomic), then deleted on a background
-    /// thread, off the path to the first step: a process killed while deleting never leaves a
-    /// half-deleted checkout under its commit's name, where a resumed attempt would take it for
-    /// whole. Trash and partial checkouts of earlier processes are deleted too (every caller
-    /// holds the reconciler lock, so no other process is writing here).
+    /// Keeps the newest [`KEEP_CHECKOUTS`] checkouts; failures to delete are harmless (see
+    /// [`trash_old_checkouts`]).
+    #[cfg(test)]
     fn prune_checkouts(&self, root: &Path) -> Option<std::thread::JoinHandle<()>> {
-        static TRASHED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let Ok(entries) = std::fs::read_dir(root) else {
-            return None;
-        };
-        let own_partial = format!("-{}", std::process::id());
-        let mut dirs: Vec<(std::time::SystemTime, PathBuf)> = Vec::new();
-        let mut trash: Vec<PathBuf> = Vec::new();
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(".trash-") || (name.starts_with(".partial-") && !name.ends_with(&own_partial)) {
-                trash.push(entry.path());
-            } else if !name.starts_with('.')
-                && let Some(modified) = entry.metadata().ok().and_then(|m| m.modified().ok())
-            {
-                dirs.push((modified, entry.path()));
-            }
-        }
-        dirs.sort();
-        let excess = dirs.len().saturating_sub(KEEP_CHECKOUTS);
-        for (_, path) in dirs.into_iter().take(excess) {
-            let n = TRASHED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let to = root.join(format!(".trash-{name}-{}-{n}", std::process::id()));
-            if std::fs::rename(&path, &to).is_ok() {
-                trash.push(to);
-            }
-        }
-        (!trash.is_empty()).then(|| {
-            std::thread::spawn(move || {
-                for path in trash {
-                    let _ = std::fs::remove_dir_all(path);
-                }
-            })
-        })
+        delete_in_background(trash_old_checkouts(root, KEEP_CHECKOUTS))
     }
 
     /// The work tree of the watched repository (its git dir for a bare repository).
@@ -164,6 +136,130 @@ impl WatchedRepo {
         self.repo
             .workdir()
             .map_or_else(|| self.repo.path().to_path_buf(), std::path::Path::to_path_buf)
+    }
+}
+
+/// Renames every checkout but the newest `keep` to `.trash-…` and returns them with the trash
+/// and partial checkouts earlier processes left, for [`delete_in_background`].
+///
+/// An old checkout is renamed first (atomic), then deleted off the path to the first step: a
+/// process killed while deleting never leaves a half-deleted checkout under its commit's name,
+/// where a resumed attempt would take it for whole. Every caller holds the reconciler lock, so
+/// no other process is writing here.
+fn trash_old_checkouts(root: &Path, keep: usize) -> Vec<PathBuf> {
+    static TRASHED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return Vec::new();
+    };
+    let own_partial = format!("-{}", std::process::id());
+    let mut dirs: Vec<(std::time::SystemTime, PathBuf)> = Vec::new();
+    let mut trash: Vec<PathBuf> = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".trash-") || (name.starts_with(".partial-") && !name.ends_with(&own_partial)) {
+            trash.push(entry.path());
+        } else if !name.starts_with('.')
+            && let Some(modified) = entry.metadata().ok().and_then(|m| m.modified().ok())
+        {
+            dirs.push((modified, entry.path()));
+        }
+    }
+    dirs.sort();
+    let excess = dirs.len().saturating_sub(keep);
+    for (_, path) in dirs.into_iter().take(excess) {
+        let n = TRASHED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let to = root.join(format!(".trash-{name}-{}-{n}", std::process::id()));
+        if std::fs::rename(&path, &to).is_ok() {
+            trash.push(to);
+        }
+    }
+    trash
+}
+
+/// Deletes `trash` on a background thread; `None` when there is nothing to delete.
+fn delete_in_background(trash: Vec<PathBuf>) -> Option<std::thread::JoinHandle<()>> {
+    (!trash.is_empty()).then(|| {
+        std::thread::spawn(move || {
+            for path in trash {
+                let _ = std::fs::remove_dir_all(path);
+            }
+        })
+    })
+}
+
+/// Files of trashed checkouts that a new checkout takes over instead of creating its own
+/// (issue #17): on ext4 without a journal each create scans past the inodes deleted in the last
+/// ~30 s, so deleting an old checkout's files while creating the new one's cost about half a
+/// millisecond a file, most of the time from a new commit to its first step.
+///
+/// # Guarantees
+/// A file is taken only when it is byte for byte the blob, has the mode a new file would get,
+/// is a regular file with no other link, and sits at the same path in a trashed checkout (only
+/// `.trash-…` ones: complete checkouts, never a killed process's partial one). So what a step
+/// changed in an old checkout (a file rewritten in place, a mode changed, a hard link made)
+/// is never carried over: the new checkout is exactly the commit's tree either way.
+struct Reuse {
+    /// The partial checkout being written.
+    partial: PathBuf,
+    /// Trashed complete checkouts.
+    roots: Vec<PathBuf>,
+    /// Permission bits of a new file and a new executable file (`0666`/`0777` less the umask,
+    /// read from the partial directory's own mode, made with `0777`).
+    file_mode: u32,
+    exec_mode: u32,
+    taken: std::cell::Cell<usize>,
+}
+
+impl Reuse {
+    fn new(partial: &Path, trash: &[PathBuf]) -> Reuse {
+        use std::os::unix::fs::PermissionsExt;
+        let dir_mode = std::fs::metadata(partial).map_or(0, |m| m.permissions().mode() & 0o777);
+        let roots = trash
+            .iter()
+            .filter(|t| t.file_name().is_some_and(|n| n.as_bytes().starts_with(b".trash-")))
+            .cloned()
+            .collect::<Vec<_>>();
+        Reuse {
+            partial: partial.to_path_buf(),
+            // Without the umask (a mode of 0), nothing is taken.
+            roots: if dir_mode == 0 { Vec::new() } else { roots },
+            file_mode: 0o666 & dir_mode,
+            exec_mode: dir_mode,
+            taken: std::cell::Cell::new(0),
+        }
+    }
+
+    /// Moves an identical file of a trashed checkout to `path`; false when there is none.
+    fn take(&self, path: &Path, content: &[u8], executable: bool) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(rel) = path.strip_prefix(&self.partial) else {
+            return false;
+        };
+        let want = if executable { self.exec_mode } else { self.file_mode };
+        for root in &self.roots {
+            let candidate = root.join(rel);
+            let Ok(meta) = std::fs::symlink_metadata(&candidate) else {
+                continue;
+            };
+            if !meta.file_type().is_file()
+                || meta.nlink() != 1
+                || meta.mode() & 0o7777 != want
+                || meta.len() != content.len() as u64
+            {
+                continue;
+            }
+            if std::fs::read(&candidate).is_ok_and(|bytes| bytes == content)
+                && std::fs::rename(&candidate, path).is_ok()
+            {
+                self.taken.set(self.taken.get() + 1);
+                return true;
+            }
+        }
+        false
     }
 }
 
@@ -387,6 +483,93 @@ mod tests {
             let a = std::fs::read_to_string(root.join(commit.to_string()).join("a.yaml")).expect("whole");
             assert_eq!(a, format!("a: {}\n", i + 3));
         }
+    }
+
+    /// Issue #17: a new checkout takes over the identical files of the checkout it pushes out
+    /// (the same inodes, so no create), but never one a step changed in place, whose mode
+    /// changed, or that has another link: the new checkout is exactly its tree either way.
+    #[test]
+    fn a_new_checkout_takes_over_identical_files_of_a_trashed_one_and_nothing_a_step_changed() {
+        use std::os::unix::fs::MetadataExt;
+        let files: [(&str, &[u8]); 5] = [
+            ("same.yaml", b"same: 1\n"),
+            ("dir/same.sh", b"#!/bin/sh\n"),
+            ("rewritten.yaml", b"original\n"),
+            ("chmodded.yaml", b"mode\n"),
+            ("linked.yaml", b"linked\n"),
+        ];
+        let (_dir, repo, first) = repo_with(
+            &files
+                .iter()
+                .map(|(p, b)| {
+                    (
+                        *p,
+                        *b,
+                        if p.ends_with(".sh") {
+                            git2::FileMode::BlobExecutable
+                        } else {
+                            git2::FileMode::Blob
+                        },
+                    )
+                })
+                .collect::<Vec<_>>(),
+        );
+        let root = repo.gantry_dir().join("checkouts");
+        let oldest = repo.checkout(first).expect("a checkout");
+        let inode = |p: &Path| std::fs::metadata(p).expect("a file").ino();
+        let before: BTreeMap<&str, u64> = files.iter().map(|(p, _)| (*p, inode(&oldest.join(p)))).collect();
+        // What steps did in the oldest checkout.
+        std::fs::write(oldest.join("rewritten.yaml"), b"changed!\n").expect("rewrite");
+        std::fs::set_permissions(oldest.join("chmodded.yaml"), std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        std::fs::hard_link(oldest.join("linked.yaml"), oldest.join("link-elsewhere")).expect("a link");
+        std::fs::File::open(&oldest)
+            .and_then(|f| f.set_modified(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1)))
+            .expect("mtime");
+
+        // Commits with the same files and one more each, until the oldest checkout is pushed out.
+        let mut newest = oldest.clone();
+        for i in 0..KEEP_CHECKOUTS {
+            let mut tree = repo
+                .repo
+                .treebuilder(Some(&repo.repo.find_commit(first).unwrap().tree().unwrap()))
+                .unwrap();
+            tree.insert(format!("extra-{i}"), repo.repo.blob(b"x").unwrap(), 0o100644)
+                .unwrap();
+            newest = repo
+                .checkout(commit_tree(&repo.repo, tree.write().unwrap()))
+                .expect("a checkout");
+        }
+        assert!(!oldest.exists(), "the oldest checkout was pushed out");
+        assert_eq!(inode(&newest.join("same.yaml")), before["same.yaml"], "taken over");
+        assert_eq!(inode(&newest.join("dir/same.sh")), before["dir/same.sh"], "taken over");
+        for changed in ["rewritten.yaml", "chmodded.yaml", "linked.yaml"] {
+            assert_ne!(
+                inode(&newest.join(changed)),
+                before[changed],
+                "{changed} must not be taken over"
+            );
+        }
+        let listing = listing(&newest);
+        assert_eq!(listing["rewritten.yaml"], format!("{:o} original\n", 0o666 & !umask()));
+        assert_eq!(listing["chmodded.yaml"], format!("{:o} mode\n", 0o666 & !umask()));
+        assert_eq!(listing["dir/same.sh"], format!("{:o} #!/bin/sh\n", 0o777 & !umask()));
+        assert!(!listing.contains_key("link-elsewhere"));
+        assert_eq!(
+            std::fs::read_dir(&root)
+                .unwrap()
+                .flatten()
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .count(),
+            KEEP_CHECKOUTS
+        );
+    }
+
+    /// The process's umask, read from a directory made with 0777.
+    fn umask() -> u32 {
+        let dir = tempfile::tempdir().unwrap();
+        let made = dir.path().join("d");
+        std::fs::create_dir(&made).unwrap();
+        0o777 & !(std::fs::metadata(&made).unwrap().permissions().mode() & 0o777)
     }
 
     #[test]
