@@ -13,7 +13,8 @@
 # histogram, idle RSS (VmRSS) and CPU used over IDLE seconds of idling (utime+stime from
 # /proc/PID/stat).
 #
-# Usage: bench/daemon_latency.sh   (TARGETS=50 PARALLEL=4 COMMITS=20 IDLE=30 GANTRY_BIN=target/release/gantry)
+# Usage: bench/daemon_latency.sh   (TARGETS=50 PARALLEL=4 COMMITS=20 IDLE=30 GANTRY_BIN=target/release/gantry
+#                                   DAEMON_LOG=file: keep the daemon's log, e.g. with RUST_LOG=gantry=debug)
 set -euo pipefail
 COMMITS=${COMMITS:-20}
 TARGETS=${TARGETS:-50}
@@ -26,7 +27,7 @@ if [ ! -x "$bin" ]; then
 fi
 
 work=$(mktemp -d)
-cleanup() { [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }
+cleanup() { [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; [ -n "${DAEMON_LOG:-}" ] && cp "$work/daemon.log" "$DAEMON_LOG"; rm -rf "$work"; }
 trap cleanup EXIT
 repo=$work/repo
 mkdir -p "$repo"/{components,releases,targets,scripts,policies}
@@ -67,7 +68,7 @@ git add -A && git commit -qm "initial"
 pid=$!
 addr=""
 for _ in $(seq 1 500); do
-  addr=$(head -1 "$work/daemon.log" 2>/dev/null | sed -n 's/^listening on //p')
+  addr=$(sed -n "s/^listening on //p" "$work/daemon.log" 2>/dev/null | head -1)
   [ -n "$addr" ] && break
   sleep 0.01
 done

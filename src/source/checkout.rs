@@ -9,8 +9,8 @@
 //! millisecond a file, the largest fixed cost between a new commit and its first step (issue #17).
 //! What is written is exactly the tree: blob bytes as stored (no filters or line-ending
 //! conversion), executable files `0777 & !umask`, others `0666 & !umask` (what libgit2 and git
-//! do), symbolic links as links, submodules as empty directories. A file identical to one of a
-//! checkout being pushed out (same path, bytes and mode, no other link) is moved over instead of
+//! do), symbolic links as links, submodules as empty directories. The file at the same path in a
+//! checkout being pushed out is moved over (rewritten unless identical) instead of a new one
 //! created ([`Reuse`]): creating files while deleting others was most of the time from a new
 //! commit to its first step on ext4 without a journal.
 
@@ -197,11 +197,12 @@ fn delete_in_background(trash: Vec<PathBuf>) -> Option<std::thread::JoinHandle<(
 /// millisecond a file, most of the time from a new commit to its first step.
 ///
 /// # Guarantees
-/// A file is taken only when it is byte for byte the blob, has the mode a new file would get,
-/// is a regular file with no other link, and sits at the same path in a trashed checkout (only
-/// `.trash-…` ones: complete checkouts, never a killed process's partial one). So what a step
-/// changed in an old checkout (a file rewritten in place, a mode changed, a hard link made)
-/// is never carried over: the new checkout is exactly the commit's tree either way.
+/// A file is taken only from the same path in a trashed checkout (only `.trash-…` ones, never
+/// a killed process's partial one), only when it is a regular file with no other link, owned as
+/// a new file would be, without extended attributes (ACLs), and it is rewritten to the blob's
+/// bytes and the new-file mode unless it already is exactly that. So what a step changed in an
+/// old checkout (a file rewritten in place, a mode changed, a hard link made) is never carried
+/// over: the new checkout is exactly the commit's tree either way.
 struct Reuse {
     /// The partial checkout being written.
     partial: PathBuf,
@@ -211,13 +212,17 @@ struct Reuse {
     /// read from the partial directory's own mode, made with `0777`).
     file_mode: u32,
     exec_mode: u32,
+    /// Owner and group a new file gets (the partial directory's).
+    owner: (u32, u32),
     taken: std::cell::Cell<usize>,
 }
 
 impl Reuse {
     fn new(partial: &Path, trash: &[PathBuf]) -> Reuse {
-        use std::os::unix::fs::PermissionsExt;
-        let dir_mode = std::fs::metadata(partial).map_or(0, |m| m.permissions().mode() & 0o777);
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let meta = std::fs::metadata(partial).ok();
+        let dir_mode = meta.as_ref().map_or(0, |m| m.permissions().mode() & 0o777);
+        let owner = meta.as_ref().map_or((u32::MAX, u32::MAX), |m| (m.uid(), m.gid()));
         let roots = trash
             .iter()
             .filter(|t| t.file_name().is_some_and(|n| n.as_bytes().starts_with(b".trash-")))
@@ -229,13 +234,16 @@ impl Reuse {
             roots: if dir_mode == 0 { Vec::new() } else { roots },
             file_mode: 0o666 & dir_mode,
             exec_mode: dir_mode,
+            owner,
             taken: std::cell::Cell::new(0),
         }
     }
 
-    /// Moves an identical file of a trashed checkout to `path`; false when there is none.
+    /// Moves the file at the same path in a trashed checkout to `path`, rewritten to `content`
+    /// and the new-file mode unless it already is exactly that; false when there is none that
+    /// qualifies (then the caller creates the file).
     fn take(&self, path: &Path, content: &[u8], executable: bool) -> bool {
-        use std::os::unix::fs::MetadataExt;
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let Ok(rel) = path.strip_prefix(&self.partial) else {
             return false;
         };
@@ -245,22 +253,46 @@ impl Reuse {
             let Ok(meta) = std::fs::symlink_metadata(&candidate) else {
                 continue;
             };
+            // Only what a new file would be: ours (owner and group as the partial directory
+            // has them), a regular file with no other link, and no extended attributes (ACLs).
             if !meta.file_type().is_file()
                 || meta.nlink() != 1
-                || meta.mode() & 0o7777 != want
-                || meta.len() != content.len() as u64
+                || (meta.uid(), meta.gid()) != self.owner
+                || has_xattrs(&candidate)
             {
                 continue;
             }
-            if std::fs::read(&candidate).is_ok_and(|bytes| bytes == content)
-                && std::fs::rename(&candidate, path).is_ok()
-            {
+            let identical = meta.mode() & 0o7777 == want
+                && meta.len() == content.len() as u64
+                && std::fs::read(&candidate).is_ok_and(|bytes| bytes == content);
+            let rewritten = identical
+                || std::fs::OpenOptions::new()
+                    .write(true)
+                    .truncate(true)
+                    .open(&candidate)
+                    .and_then(|mut file| {
+                        file.write_all(content)?;
+                        file.set_permissions(std::fs::Permissions::from_mode(want))
+                    })
+                    .is_ok();
+            if rewritten && std::fs::rename(&candidate, path).is_ok() {
                 self.taken.set(self.taken.get() + 1);
                 return true;
             }
         }
         false
     }
+}
+
+/// Whether `path` (not followed) has extended attributes, or they cannot be listed.
+fn has_xattrs(path: &Path) -> bool {
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return true;
+    };
+    // SAFETY: llistxattr with a null buffer and size 0 only returns the size the list needs;
+    // `c_path` is a valid NUL-terminated string for the duration of the call.
+    let size = unsafe { nix::libc::llistxattr(c_path.as_ptr(), std::ptr::null_mut(), 0) };
+    size != 0
 }
 
 /// `name` as a path component that stays inside the checkout, or `None`: empty, `.`, `..`,
@@ -485,13 +517,15 @@ mod tests {
         }
     }
 
-    /// Issue #17: a new checkout takes over the identical files of the checkout it pushes out
-    /// (the same inodes, so no create), but never one a step changed in place, whose mode
-    /// changed, or that has another link: the new checkout is exactly its tree either way.
+    /// Issue #17: a new checkout takes over the files of the checkout it pushes out (the same
+    /// inodes, so no create): identical ones as they are, ones a step rewrote or chmodded
+    /// rewritten to the blob and mode, never one with another link. The new checkout is exactly
+    /// its tree either way.
     #[test]
-    fn a_new_checkout_takes_over_identical_files_of_a_trashed_one_and_nothing_a_step_changed() {
+    fn a_new_checkout_takes_over_the_files_of_a_trashed_one_and_is_exactly_its_tree() {
         use std::os::unix::fs::MetadataExt;
-        let files: [(&str, &[u8]); 5] = [
+        let files: [(&str, &[u8]); 6] = [
+            ("foreign.yaml", b"owned\n"),
             ("same.yaml", b"same: 1\n"),
             ("dir/same.sh", b"#!/bin/sh\n"),
             ("rewritten.yaml", b"original\n"),
@@ -522,6 +556,8 @@ mod tests {
         std::fs::write(oldest.join("rewritten.yaml"), b"changed!\n").expect("rewrite");
         std::fs::set_permissions(oldest.join("chmodded.yaml"), std::fs::Permissions::from_mode(0o600)).expect("chmod");
         std::fs::hard_link(oldest.join("linked.yaml"), oldest.join("link-elsewhere")).expect("a link");
+        // Given away (only root can; elsewhere the file stays ours and this case is moot).
+        let given_away = std::os::unix::fs::chown(oldest.join("foreign.yaml"), Some(4242), Some(4242)).is_ok();
         std::fs::File::open(&oldest)
             .and_then(|f| f.set_modified(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1)))
             .expect("mtime");
@@ -542,12 +578,22 @@ mod tests {
         assert!(!oldest.exists(), "the oldest checkout was pushed out");
         assert_eq!(inode(&newest.join("same.yaml")), before["same.yaml"], "taken over");
         assert_eq!(inode(&newest.join("dir/same.sh")), before["dir/same.sh"], "taken over");
-        for changed in ["rewritten.yaml", "chmodded.yaml", "linked.yaml"] {
+        // What a step rewrote or chmodded is taken over too, but rewritten to the blob and the
+        // new-file mode; a file with another link is left alone.
+        assert_eq!(inode(&newest.join("rewritten.yaml")), before["rewritten.yaml"]);
+        assert_eq!(inode(&newest.join("chmodded.yaml")), before["chmodded.yaml"]);
+        assert_ne!(
+            inode(&newest.join("linked.yaml")),
+            before["linked.yaml"],
+            "a file with another link is never taken over"
+        );
+        if given_away {
             assert_ne!(
-                inode(&newest.join(changed)),
-                before[changed],
-                "{changed} must not be taken over"
+                inode(&newest.join("foreign.yaml")),
+                before["foreign.yaml"],
+                "another owner's file"
             );
+            assert_ne!(std::fs::metadata(newest.join("foreign.yaml")).unwrap().uid(), 4242);
         }
         let listing = listing(&newest);
         assert_eq!(listing["rewritten.yaml"], format!("{:o} original\n", 0o666 & !umask()));
