@@ -2,9 +2,9 @@
 //!
 //! On 10,000 targets the plan's pretty JSON is about 40 MB, nearly all of it the `actions`
 //! array, and serde_json writes it on one thread while the other core waits. Each action's text
-//! depends on nothing but the action, so the actions are split into contiguous chunks, each
-//! chunk is rendered on its own thread (the first one streamed to `out` as it is rendered, the
-//! others into memory), and the pieces are written in order.
+//! depends on nothing but the action, so the actions are cut into batches dealt round-robin to
+//! the threads, each rendered into memory a batch ahead (this thread's streamed to `out`), and
+//! written in order.
 //!
 //! # Guarantee
 //! The bytes are exactly those of `serde_json::to_writer_pretty(plan)` (tests compare them on
@@ -30,6 +30,10 @@ const MIN_ACTIONS_PER_THREAD: usize = 512;
 /// At most this many threads render.
 const MAX_THREADS: usize = 4;
 
+/// Actions rendered as one piece: large enough to cost little to hand over, small enough
+/// (about 1 MB of JSON) to keep memory flat.
+const BATCH: usize = 256;
+
 /// Where an empty `actions` array sits in the plan's pretty JSON: a key of the top-level object,
 /// so on a line of its own, indented once. Strings before it cannot hold a raw newline.
 const EMPTY_ACTIONS: &[u8] = b"\n  \"actions\": []";
@@ -40,11 +44,11 @@ const EMPTY_ACTIONS: &[u8] = b"\n  \"actions\": []";
 /// # Errors
 /// [`RenderError::Json`] when serializing or writing fails.
 pub fn write_pretty(plan: &Plan, out: &mut impl Write) -> Result<(), RenderError> {
-    write_on(plan, threads_for(plan.actions.len()), out)
+    write_on(plan, threads_for(plan.actions.len()), BATCH, out)
 }
 
-/// [`write_pretty`] on `threads` threads (at most one per action).
-fn write_on(plan: &Plan, threads: usize, out: &mut impl Write) -> Result<(), RenderError> {
+/// [`write_pretty`] on `threads` threads (at most one per action), in batches of `batch`.
+fn write_on(plan: &Plan, threads: usize, batch: usize, out: &mut impl Write) -> Result<(), RenderError> {
     let threads = threads.min(plan.actions.len());
     if threads <= 1 {
         serde_json::to_writer_pretty(out, plan)?;
@@ -79,34 +83,56 @@ fn write_on(plan: &Plan, threads: usize, out: &mut impl Write) -> Result<(), Ren
         &shell[..at + EMPTY_ACTIONS.len() - 2],
         &shell[at + EMPTY_ACTIONS.len()..],
     );
-    let chunks = split_even(actions, threads);
-    let io = serde_json::Error::io;
+    out.write_all(before).map_err(serde_json::Error::io)?;
+    out.write_all(b"[").map_err(serde_json::Error::io)?;
+    write_batches(actions, threads, batch, out)?;
+    end_actions(out)?;
+    out.write_all(after).map_err(serde_json::Error::io)?;
+    Ok(())
+}
+
+/// Writes `actions` (at least one) as the elements of the plan's `actions` array on `threads`
+/// threads: batches of `batch` actions dealt round-robin, this thread's streamed to `out`,
+/// each other thread's rendered into memory and handed over in order. A thread renders at most
+/// one batch ahead of the writer, so memory stays a few batches whatever the plan's size.
+fn write_batches(actions: &[Action], threads: usize, batch: usize, out: &mut impl Write) -> Result<(), RenderError> {
+    let batches: Vec<&[Action]> = actions.chunks(batch.max(1)).collect();
     std::thread::scope(|scope| -> Result<(), RenderError> {
-        let rendered: Vec<_> = chunks[1..]
-            .iter()
-            .map(|chunk| {
-                scope.spawn(move || -> Result<Vec<u8>, RenderError> {
-                    let mut text = Vec::new();
-                    write_actions(chunk, false, &mut text)?;
-                    Ok(text)
-                })
+        let workers: Vec<_> = (1..threads)
+            .map(|worker| {
+                let (send, receive) = std::sync::mpsc::sync_channel::<Result<Vec<u8>, RenderError>>(1);
+                let mine = batches
+                    .iter()
+                    .skip(worker)
+                    .step_by(threads)
+                    .copied()
+                    .collect::<Vec<_>>();
+                scope.spawn(move || {
+                    for batch in mine {
+                        let mut text = Vec::new();
+                        let rendered = write_actions(batch, false, &mut text).map(|()| text);
+                        // The writer stopped (an error): nothing more is wanted.
+                        if send.send(rendered).is_err() {
+                            return;
+                        }
+                    }
+                });
+                receive
             })
             .collect();
-        out.write_all(before).map_err(io)?;
-        out.write_all(b"[").map_err(io)?;
-        write_actions(chunks[0], true, out)?;
-        for handle in rendered {
-            let text = match handle.join() {
-                Ok(text) => text?,
-                Err(panic) => std::panic::resume_unwind(panic),
-            };
-            out.write_all(&text).map_err(io)?;
+        for (i, batch) in batches.iter().enumerate() {
+            match i % threads {
+                0 => write_actions(batch, i == 0, out)?,
+                worker => {
+                    let text = workers[worker - 1]
+                        .recv()
+                        .expect("invariant: a worker sends every batch it was dealt, or panics")?;
+                    out.write_all(&text).map_err(serde_json::Error::io)?;
+                }
+            }
         }
-        end_actions(out)?;
-        out.write_all(after).map_err(io)?;
         Ok(())
-    })?;
-    Ok(())
+    })
 }
 
 /// The pretty printer as serde_json has it when it reaches the first element of the plan's
@@ -155,14 +181,6 @@ fn threads_for(actions: usize) -> usize {
         .min(MAX_THREADS)
         .min(actions / MIN_ACTIONS_PER_THREAD)
         .max(1)
-}
-
-/// Splits `items` into `n` contiguous chunks of about equal length, in order (none empty when
-/// `n <= items.len()`).
-fn split_even<T>(items: &[T], n: usize) -> Vec<&[T]> {
-    (0..n)
-        .map(|i| &items[items.len() * i / n..items.len() * (i + 1) / n])
-        .collect()
 }
 
 /// The first position of `needle` in `hay`.
@@ -242,13 +260,15 @@ mod tests {
             }
             let expected = reference(&plan);
             for threads in 1..=5 {
-                let mut out = Vec::new();
-                write_on(&plan, threads, &mut out).unwrap();
-                assert_eq!(
-                    String::from_utf8(out).unwrap(),
-                    String::from_utf8(expected.clone()).unwrap(),
-                    "{targets} actions on {threads} threads"
-                );
+                for batch in [1, 2, 3, 16, BATCH] {
+                    let mut out = Vec::new();
+                    write_on(&plan, threads, batch, &mut out).unwrap();
+                    assert_eq!(
+                        String::from_utf8(out).unwrap(),
+                        String::from_utf8(expected.clone()).unwrap(),
+                        "{targets} actions on {threads} threads in batches of {batch}"
+                    );
+                }
             }
         }
     }
@@ -261,8 +281,33 @@ mod tests {
         plan.head = Some("\n  \"actions\": []".into());
         plan.base = Some("  \"actions\": []".into());
         let mut out = Vec::new();
-        write_on(&plan, 3, &mut out).unwrap();
+        write_on(&plan, 3, 2, &mut out).unwrap();
         assert_eq!(out, reference(&plan));
+    }
+
+    /// A writer that fails (a closed pipe, a full disk) ends the rendering with its error: the
+    /// threads rendering ahead stop instead of waiting forever to hand over their batches.
+    #[test]
+    fn a_failing_writer_stops_every_thread() {
+        struct FailAfter(usize);
+        impl Write for FailAfter {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                if self.0 < buf.len() {
+                    return Err(std::io::Error::other("disk full"));
+                }
+                self.0 -= buf.len();
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let plan = plan_of(40);
+        let size = reference(&plan).len();
+        for fail_after in [0, 100, size / 3, size / 2, size - 10] {
+            let error = write_on(&plan, 3, 2, &mut FailAfter(fail_after)).unwrap_err();
+            assert!(error.to_string().contains("disk full"), "{error}");
+        }
     }
 
     #[test]
