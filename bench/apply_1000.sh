@@ -61,10 +61,14 @@ def measure(argv, **kw):
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return done, wall, cpu
 rows = []
-for _ in range(runs):
-    run = os.path.join(work, "run")
-    shutil.rmtree(run, ignore_errors=True)
+# Every round gets its own copy, all made before the first measurement and removed only at
+# the end: on ext4 without a journal, creating a file scans past every inode deleted in the last
+# ~30 s, so deleting a round's files just before the next would tax that round's apply.
+copies = [os.path.join(work, f"run{i}") for i in range(runs)]
+for run in copies:
     shutil.copytree(repo, run, symlinks=True)
+subprocess.run(["sync"])
+for run in copies:
     _, fwall, fcpu = measure(["bash", "-c", f'for i in $(seq {n}); do /bin/true "t$i" 1.0.0; done'])
     done, awall, acpu = measure([gantry, "--repo", run, "apply", "--now", "2026-11-21T10:00:00Z"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -978,8 +978,14 @@ fn restored_journal_whose_outcome_is_already_published_is_dropped_not_resumed() 
     assert_eq!(starts, 1, "the step of an attempt already recorded ran again");
     let (counts, _) = outcomes(&server.bare());
     assert_eq!(counts.get("t00"), Some(&1), "{counts:?}");
+    // Journals are the `*.jsonl` files (a finished one may stay as an empty `.spare-*`).
     let left: Vec<_> = std::fs::read_dir(dirs[1].join(".git/gantry/journal"))
-        .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.file_name())
+                .filter(|n| n.to_string_lossy().ends_with(".jsonl"))
+                .collect()
+        })
         .unwrap_or_default();
     assert!(left.is_empty(), "the dropped journal is still there: {left:?}");
 }

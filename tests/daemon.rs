@@ -246,7 +246,11 @@ fn sigterm_during_a_slow_step_lets_it_finish_records_it_and_exits_0() {
     );
     // The attempt's journal (with the deploy's completion) is kept for the next start.
     let journals = std::fs::read_dir(repo.path().join(".git/gantry/journal"))
-        .map(|d| d.count())
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
+                .count()
+        })
         .unwrap_or(0);
     assert_eq!(journals, 1, "the stopped attempt's journal is kept");
 

@@ -387,9 +387,14 @@ fn recorded(repo: &Repo) -> RecordedState {
     read_recorded(&repo.git, "gantry/state").expect("state branch readable")
 }
 
+/// Attempt journals (`*.jsonl`; a finished one may stay as an empty `.spare-*` for reuse).
 fn journals(repo: &Repo) -> usize {
     std::fs::read_dir(repo.path().join(".git/gantry/journal"))
-        .map(|d| d.count())
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
+                .count()
+        })
         .unwrap_or(0)
 }
 

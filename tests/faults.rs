@@ -56,9 +56,14 @@ fn state_tip(repo: &Repo) -> Option<git2::Oid> {
     git.refname_to_id("refs/heads/gantry/state").ok()
 }
 
+/// Attempt journals (`*.jsonl`; a finished one may stay as an empty `.spare-*` for reuse).
 fn journal_files(repo: &Repo) -> usize {
     std::fs::read_dir(repo.path().join(".git/gantry/journal"))
-        .map(|d| d.flatten().count())
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
+                .count()
+        })
         .unwrap_or(0)
 }
 

@@ -19,6 +19,8 @@ pub mod recording;
 pub mod shell;
 
 mod output;
+mod running;
+mod spawn;
 
 use std::fmt;
 use std::path::{Component, Path, PathBuf};

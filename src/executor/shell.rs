@@ -3,12 +3,13 @@
 //! Each step runs in a new process group so that a timeout, or the end of the step, can kill
 //! everything the step started, including children it put in the background.
 
+use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Read as _};
 use std::os::fd::{AsFd as _, BorrowedFd, FromRawFd as _, OwnedFd};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -17,6 +18,8 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 use super::output::{Capture, Stream, open_log};
+use super::running;
+use super::spawn::{StepCommand, StepProcess, spawn_step};
 use super::{Executor, ExecutorError, Exit, StepKind, StepRequest, StepResult, human_duration, resolve_program};
 
 /// After a step's processes are gone, how long to wait for its output pipes to close. They only
@@ -79,28 +82,30 @@ impl Executor for ShellExecutor {
         };
         let (merged_out, merged_in) = io::pipe().map_err(io_err("create the output pipe"))?;
         let separate_stdout = step.kind == StepKind::Observe;
-        let stdout = if separate_stdout {
-            Stdio::piped()
+        let stdout_pipe = if separate_stdout {
+            Some(io::pipe().map_err(io_err("create the output pipe"))?)
         } else {
-            Stdio::from(merged_in.try_clone().map_err(io_err("create the output pipe"))?)
+            None
         };
+        let devnull = dev_null().map_err(io_err("open /dev/null"))?;
 
         let started = Instant::now();
-        let mut command = Command::new(&program);
-        command
-            .args(&argv[1..])
-            .current_dir(&step.checkout)
-            .envs(step.extra_env.iter().map(|(k, v)| (k, v)))
-            .envs(step.env())
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(merged_in)
-            .process_group(0);
-        die_with_this_thread(&mut command);
-        let spawned = spawn(&mut command);
-        // Close our copies of the pipe's write end: the reader sees EOF once the step's
+        let mut env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+        env.extend(step.extra_env.iter().map(|(k, v)| (k.into(), v.into())));
+        env.extend(step.env().into_iter().map(|(k, v)| (k.into(), v.into())));
+        let spawned = spawn_retrying(&StepCommand {
+            program: &program,
+            argv: &argv,
+            env,
+            cwd: &step.checkout,
+            stdin: devnull.as_fd(),
+            stdout: stdout_pipe.as_ref().map_or(merged_in.as_fd(), |(_, w)| w.as_fd()),
+            stderr: merged_in.as_fd(),
+        });
+        // Close our copies of the pipes' write ends: the reader sees EOF once the step's
         // processes are gone, not never.
-        drop(command);
+        drop(merged_in);
+        let stdout_out = stdout_pipe.map(|(r, _)| r);
         let mut child = match spawned {
             Ok(child) => child,
             Err(e) => {
@@ -110,14 +115,14 @@ impl Executor for ShellExecutor {
                 return Ok(StepResult::failed(Exit::SpawnFailed, message, started.elapsed()));
             }
         };
-        let group = process_group_of(&child);
+        let group = child.pid();
         // Where a resumed attempt finds this step's processes if gantry dies now (issue #10, bug 7).
-        let marker = RunningStep::mark(&step.log_path, group);
+        let marker = mark_running(&step.log_path, group);
 
         // One thread (this one) copies the output and watches for the end of the step: no
         // thread per step (issue #17: three threads per attempt cost more than the step).
         let mut outputs = vec![(File::from(OwnedFd::from(merged_out)), Stream::Other)];
-        if let Some(out) = child.stdout.take() {
+        if let Some(out) = stdout_out {
             outputs.push((File::from(OwnedFd::from(out)), Stream::Stdout));
         }
         let mut watch = StepWatch {
@@ -128,7 +133,9 @@ impl Executor for ShellExecutor {
         let ended = wait_then_kill_group(&mut child, group, step.timeout, &mut watch)
             .map_err(io_err("wait for the step process"))?;
         // The group is killed: nothing of this step is left to find.
-        marker.clear();
+        if let Some(marker) = marker {
+            marker.clear();
+        }
         let duration = started.elapsed();
 
         if !watch.drain(Instant::now() + OUTPUT_GRACE) {
@@ -155,56 +162,6 @@ impl Executor for ShellExecutor {
             duration,
             observed_version,
         })
-    }
-}
-
-/// Asks the kernel to `SIGKILL` the step's process when the thread that spawns it dies, as it
-/// does when gantry is killed (`PR_SET_PDEATHSIG` follows the forking *thread*: attempts spawn
-/// their steps from the attempt's own thread, which waits for the step to end). Children the step
-/// started are left to [`reap_interrupted_step`], which the resumed attempt runs first.
-#[cfg(target_os = "linux")]
-fn die_with_this_thread(command: &mut Command) {
-    let parent = nix::unistd::getpid();
-    // SAFETY: the closure runs in the child between fork and exec, where only async-signal-safe
-    // calls are allowed: it makes two system calls (prctl, getppid) and allocates nothing.
-    unsafe {
-        command.pre_exec(move || {
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| io::Error::from_raw_os_error(e as i32))?;
-            // gantry died before the prctl: do not start the step at all.
-            if nix::unistd::getppid() != parent {
-                return Err(io::Error::from_raw_os_error(Errno::ESRCH as i32));
-            }
-            Ok(())
-        });
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn die_with_this_thread(_command: &mut Command) {}
-
-/// The marker of a running step: `<attempt>.pgid` next to the step log, holding the step's
-/// process group and its leader's start time. Removed once the group is killed.
-struct RunningStep {
-    path: Option<std::path::PathBuf>,
-}
-
-impl RunningStep {
-    fn mark(log_path: &Path, group: Pid) -> RunningStep {
-        let path = log_path.with_extension("pgid");
-        let start = start_time(group.as_raw()).unwrap_or_default();
-        match std::fs::write(&path, format!("{} {start}\n", group.as_raw())) {
-            Ok(()) => RunningStep { path: Some(path) },
-            Err(e) => {
-                tracing::warn!(path = %path.display(), "cannot mark the running step: {e}");
-                RunningStep { path: None }
-            }
-        }
-    }
-
-    fn clear(self) {
-        if let Some(path) = self.path {
-            let _ = std::fs::remove_file(path);
-        }
     }
 }
 
@@ -236,8 +193,9 @@ fn live_members(group: i32) -> Vec<i32> {
 }
 
 /// Before an interrupted attempt runs again: kills whatever is left of the step that was running
-/// when the reconciler died (its process group, from the marker next to `log_path`) and waits
-/// until none of it runs, so the resumed step never overlaps the interrupted one.
+/// when the reconciler died (its process group, from its record in `running-steps` next to the
+/// log directory, or the `<attempt>.pgid` marker an older gantry wrote next to `log_path`) and waits until none of it
+/// runs, so the resumed step never overlaps the interrupted one.
 ///
 /// # Guarantees
 /// Never signals an unrelated process: a group id stays reserved while any member lives, so if
@@ -246,39 +204,81 @@ fn live_members(group: i32) -> Vec<i32> {
 /// # Errors
 /// A process of the group still runs after `wait` (it ignored `SIGKILL`: stuck in the kernel).
 pub fn reap_interrupted_step(log_path: &Path, wait: Duration) -> io::Result<()> {
-    let marker = log_path.with_extension("pgid");
-    let text = match std::fs::read_to_string(&marker) {
-        Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+    let dir = running_dir(log_path);
+    let attempt = attempt_of(log_path);
+    // A gantry before issue #17 marked the step in `<attempt>.pgid`; a record in
+    // `running-steps` is what this one writes.
+    let legacy = log_path.with_extension("pgid");
+    let (group, started) = match std::fs::read_to_string(&legacy) {
+        Ok(text) => {
+            let mut fields = text.split_whitespace();
+            (
+                fields.next().and_then(|g| g.parse().ok()),
+                fields.next().and_then(|s| s.parse().ok()),
+            )
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => match running::take_left_behind(dir, &attempt)? {
+            Some(record) => (Some(record.group), Some(record.start)),
+            None => return Ok(()),
+        },
         Err(e) => return Err(e),
     };
-    let mut fields = text.split_whitespace();
-    let group: Option<i32> = fields.next().and_then(|g| g.parse().ok());
-    let started: Option<u64> = fields.next().and_then(|s| s.parse().ok());
-    if let Some(group) = group.filter(|g| *g > 1) {
-        let reused = matches!((start_time(group), started), (Some(now), Some(then)) if then != 0 && now != then);
-        if !reused {
-            let deadline = Instant::now() + wait;
-            loop {
-                kill_group(Pid::from_raw(group));
-                let left = live_members(group);
-                if left.is_empty() {
-                    break;
-                }
-                if Instant::now() >= deadline {
-                    return Err(io::Error::other(format!(
-                        "process{} {} of the interrupted step (group {group}) still run{} after SIGKILL",
-                        if left.len() == 1 { "" } else { "es" },
-                        left.iter().map(i32::to_string).collect::<Vec<_>>().join(", "),
-                        if left.len() == 1 { "s" } else { "" }
-                    )));
-                }
-                std::thread::sleep(Duration::from_millis(10));
+    if let Some(group) = group.filter(|g: &i32| *g > 1)
+        && !leader_pid_reused(group, started.unwrap_or(0))
+    {
+        let deadline = Instant::now() + wait;
+        loop {
+            kill_group(Pid::from_raw(group));
+            let left = live_members(group);
+            if left.is_empty() {
+                break;
             }
-            tracing::info!(pgid = group, "killed what was left of the interrupted step");
+            if Instant::now() >= deadline {
+                return Err(io::Error::other(format!(
+                    "process{} {} of the interrupted step (group {group}) still run{} after SIGKILL",
+                    if left.len() == 1 { "" } else { "es" },
+                    left.iter().map(i32::to_string).collect::<Vec<_>>().join(", "),
+                    if left.len() == 1 { "s" } else { "" }
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
+        tracing::info!(pgid = group, "killed what was left of the interrupted step");
     }
-    std::fs::remove_file(&marker)
+    match std::fs::remove_file(&legacy) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => running::forget_left_behind(dir, &attempt),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether `group`'s leader pid now names a later process than the one that started at
+/// `started` (0: unknown, never counts as reused).
+pub(crate) fn leader_pid_reused(group: i32, started: u64) -> bool {
+    matches!(start_time(group), Some(now) if started != 0 && now != started)
+}
+
+/// The attempt a step log belongs to: its file name without `.log`.
+fn attempt_of(log_path: &Path) -> String {
+    log_path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Where `running-steps` is: next to the log directory (`.git/gantry/running-steps` for
+/// `.git/gantry/logs/<attempt>.log`, as `.git/gantry/artifacts` is), so the log directory holds
+/// only logs.
+fn running_dir(log_path: &Path) -> &Path {
+    let logs = log_path.parent().unwrap_or(Path::new("."));
+    logs.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(logs)
+}
+
+/// Records the running step's group where a resumed attempt finds it ([`running`]).
+fn mark_running(log_path: &Path, group: Pid) -> Option<running::RunningStep> {
+    let dir = running_dir(log_path);
+    let start = start_time(group.as_raw()).unwrap_or_default();
+    running::mark(dir, &attempt_of(log_path), group.as_raw(), start)
 }
 
 /// How the step's main process ended.
@@ -352,6 +352,29 @@ pub(crate) fn spawn(command: &mut Command) -> io::Result<Child> {
         delay *= 2;
     }
     command.spawn()
+}
+
+/// [`spawn_step`], retried briefly on `ETXTBSY` like [`spawn`].
+fn spawn_retrying(command: &StepCommand) -> io::Result<StepProcess> {
+    let mut delay = Duration::from_millis(5);
+    for _ in 0..6 {
+        match spawn_step(command) {
+            Err(e) if e.raw_os_error() == Some(Errno::ETXTBSY as i32) => std::thread::sleep(delay),
+            other => return other,
+        }
+        delay *= 2;
+    }
+    spawn_step(command)
+}
+
+/// `/dev/null`, opened once per process: every step's stdin.
+fn dev_null() -> io::Result<BorrowedFd<'static>> {
+    static DEV_NULL: std::sync::OnceLock<File> = std::sync::OnceLock::new();
+    if let Some(file) = DEV_NULL.get() {
+        return Ok(file.as_fd());
+    }
+    let file = File::open("/dev/null")?;
+    Ok(DEV_NULL.get_or_init(|| file).as_fd())
 }
 
 /// The process group a child leads (it was spawned with `process_group(0)`).
@@ -531,7 +554,12 @@ impl LeaderExit {
 /// The group is killed while the leader is still an unreaped zombie (on Linux): its pid (which
 /// is the group's id) cannot be reused until it is reaped, so `killpg` can never hit an
 /// unrelated group that happened to get the same id.
-fn wait_then_kill_group(child: &mut Child, group: Pid, timeout: Duration, watch: &mut StepWatch) -> io::Result<Ended> {
+fn wait_then_kill_group(
+    child: &mut StepProcess,
+    group: Pid,
+    timeout: Duration,
+    watch: &mut StepWatch,
+) -> io::Result<Ended> {
     let deadline = Instant::now() + timeout;
     let mut timed_out = false;
     loop {
@@ -565,6 +593,11 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::executor::testutil::request;
+
+    /// The start time of a running `pid`, as the running-step record holds it.
+    pub(crate) fn start_time_of(pid: i32) -> u64 {
+        start_time(pid).expect("a running process")
+    }
 
     /// Writes an executable script into the checkout.
     pub(crate) fn script(dir: &Path, rel: &str, body: &str) -> PathBuf {
@@ -845,16 +878,19 @@ pub(crate) mod tests {
             ("echo hanging; exec sleep 300", Duration::from_millis(300), true),
         ] {
             let (out, into) = io::pipe().unwrap();
-            let mut command = Command::new("/bin/sh");
-            command
-                .args(["-c", script])
-                .stdin(Stdio::null())
-                .stdout(into.try_clone().unwrap())
-                .stderr(into)
-                .process_group(0);
-            let mut child = spawn(&mut command).unwrap();
-            drop(command);
-            let group = process_group_of(&child);
+            let argv = ["sh".to_owned(), "-c".to_owned(), script.to_owned()];
+            let mut child = spawn_step(&StepCommand {
+                program: Path::new("/bin/sh"),
+                argv: &argv,
+                env: std::env::vars_os().collect(),
+                cwd: Path::new("/"),
+                stdin: dev_null().unwrap(),
+                stdout: into.as_fd(),
+                stderr: into.as_fd(),
+            })
+            .unwrap();
+            drop(into);
+            let group = child.pid();
             let capture = Capture::default();
             let dir = TempDir::new().unwrap();
             capture.begin(open_log(&dir.path().join("step.log")).unwrap(), &Default::default());

@@ -226,21 +226,24 @@ impl Journal {
         let created_dir = !dir.is_dir();
         fs::create_dir_all(dir).map_err(io_error("creating journal directory", dir))?;
         let path = dir.join(format!("{}.{EXTENSION}", header.attempt));
-        let file = OpenOptions::new()
-            .append(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| {
-                if e.kind() == io::ErrorKind::AlreadyExists {
-                    JournalError::Exists { path: path.clone() }
-                } else {
-                    JournalError::Io {
-                        action: "creating journal",
-                        path: path.clone(),
-                        source: e,
+        let file = match spares::reuse(dir, &path) {
+            Some(reused) => reused?,
+            None => OpenOptions::new()
+                .append(true)
+                .create_new(true)
+                .open(&path)
+                .map_err(|e| {
+                    if e.kind() == io::ErrorKind::AlreadyExists {
+                        JournalError::Exists { path: path.clone() }
+                    } else {
+                        JournalError::Io {
+                            action: "creating journal",
+                            path: path.clone(),
+                            source: e,
+                        }
                     }
-                }
-            })?;
+                })?,
+        };
         let mut journal = Journal {
             file: Arc::new(file),
             path,
@@ -291,7 +294,13 @@ impl Journal {
     /// # Errors
     /// [`JournalError::Io`] when the file cannot be removed.
     pub fn finish(self) -> Result<(), JournalError> {
-        remove_journal(&self.path)
+        if !spares::keep(&self.path) {
+            fs::remove_file(&self.path).map_err(io_error("removing journal", &self.path))?;
+        }
+        super::fence::journal_removed(&self.path).map_err(|reason| JournalError::Fenced {
+            path: self.path.clone(),
+            reason,
+        })
     }
 
     /// Every journal left in `dir` by attempts that did not finish, oldest attempt first.
@@ -333,6 +342,10 @@ impl Journal {
         let mut attempts = Vec::new();
         for entry in listing {
             let path = entry.map_err(io_error("listing journals in", dir))?.path();
+            if tidy && spares::is_spare(&path) {
+                spares::adopt(&path);
+                continue;
+            }
             if path.extension().is_none_or(|ext| ext != EXTENSION) {
                 continue;
             }
@@ -346,7 +359,7 @@ impl Journal {
                 Some(attempt) => attempts.push(attempt),
                 None if !tidy => {}
                 None => {
-                    tracing::warn!(path = %path.display(), "removing a journal whose header was never written");
+                    tracing::warn!(path = %path.display(), "removing a journal whose header was never written (or names another attempt)");
                     remove_journal(&path)?;
                 }
             }
@@ -668,6 +681,11 @@ fn parse_journal(path: &Path, bytes: &[u8]) -> Result<Option<JournaledAttempt>, 
     let Some(HeaderLine { header, .. }) = header else {
         return Ok(None);
     };
+    // A reused journal file (see `spares`) whose new header never reached the disk before a
+    // power cut may still hold the attempt it held before: not this file's attempt.
+    if path.file_stem().is_some_and(|stem| *stem != *header.attempt) {
+        return Ok(None);
+    }
     Ok(Some(JournaledAttempt {
         header,
         entries,
@@ -686,6 +704,135 @@ fn remove_journal(path: &Path) -> Result<(), JournalError> {
         path: path.to_path_buf(),
         reason,
     })
+}
+
+/// Journals of finished attempts kept, emptied, for the next attempts to reuse (issue #17).
+///
+/// Creating a file per attempt and deleting it once its outcome is committed cost more than a
+/// short step: on ext4 without a journal every create scans past the inodes deleted in the last
+/// ~30 s, so with a file created and deleted per attempt each create got slower as the pass went
+/// on. A finished journal is renamed to `.spare-<pid>-<n>` instead (at most [`MAX`] per
+/// process), and the next attempt takes one: emptied, then renamed to `<attempt>.jsonl` with
+/// `RENAME_NOREPLACE`, so an existing journal is never replaced.
+///
+/// # Guarantees
+/// - A spare's name has no `.jsonl` extension: recovery never reads one as an attempt.
+/// - A spare is emptied before it gets an attempt's name, so after a killed process the new
+///   journal holds nothing of the old attempt. After a power cut (where the rename may reach the
+///   disk and the emptying not) a journal whose header names another attempt than its file is
+///   treated like one whose header never reached the disk: the new attempt had not synced a
+///   completed step yet (that sync writes the file as it is).
+/// - Spares left by an earlier process are taken over by the next recovery (or removed past
+///   [`MAX`]).
+mod spares {
+    use std::fs::{self, File, OpenOptions};
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Mutex, MutexGuard};
+
+    use super::{JournalError, io_error};
+
+    /// Spares kept per journal directory: enough for the attempts of a state commit batch.
+    pub(super) const MAX: usize = 64;
+
+    const PREFIX: &str = ".spare-";
+
+    /// The spares of each journal directory this process used.
+    static POOLS: Mutex<Vec<(PathBuf, Vec<PathBuf>)>> = Mutex::new(Vec::new());
+
+    /// The spares of `dir`.
+    fn with_pool<T>(dir: &Path, f: impl FnOnce(&mut Vec<PathBuf>) -> T) -> T {
+        let mut pools: MutexGuard<'_, _> = POOLS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let i = match pools.iter().position(|(d, _)| d == dir) {
+            Some(i) => i,
+            None => {
+                pools.push((dir.to_path_buf(), Vec::new()));
+                pools.len() - 1
+            }
+        };
+        f(&mut pools[i].1)
+    }
+
+    pub(super) fn is_spare(path: &Path) -> bool {
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(PREFIX))
+    }
+
+    /// Keeps the finished journal at `path` as a spare. False when the pool is full or the
+    /// rename failed: the caller removes it.
+    pub(super) fn keep(path: &Path) -> bool {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let Some(dir) = path.parent() else {
+            return false;
+        };
+        with_pool(dir, |pool| {
+            if pool.len() >= MAX {
+                return false;
+            }
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let spare = dir.join(format!("{PREFIX}{}-{n}", std::process::id()));
+            if fs::rename(path, &spare).is_err() {
+                return false;
+            }
+            pool.push(spare);
+            true
+        })
+    }
+
+    /// A spare found by recovery: kept if there is room, else removed.
+    pub(super) fn adopt(path: &Path) {
+        let Some(dir) = path.parent() else {
+            return;
+        };
+        with_pool(dir, |pool| {
+            if pool.iter().any(|p| p == path) {
+                return;
+            }
+            if pool.len() < MAX {
+                pool.push(path.to_path_buf());
+            } else {
+                let _ = fs::remove_file(path);
+            }
+        });
+    }
+
+    /// A spare of `dir`, emptied and renamed to `path`, open for appending. `None` when there is
+    /// none (or it vanished): the caller creates the file. `Some(Err)` when `path` exists.
+    pub(super) fn reuse(dir: &Path, path: &Path) -> Option<Result<File, JournalError>> {
+        loop {
+            let spare = with_pool(dir, Vec::pop)?;
+            let Ok(file) = OpenOptions::new().append(true).open(&spare) else {
+                continue;
+            };
+            if file.metadata().is_ok_and(|m| m.len() != 0) && file.set_len(0).is_err() {
+                let _ = fs::remove_file(&spare);
+                continue;
+            }
+            match nix::fcntl::renameat2(
+                nix::fcntl::AT_FDCWD,
+                &spare,
+                nix::fcntl::AT_FDCWD,
+                path,
+                nix::fcntl::RenameFlags::RENAME_NOREPLACE,
+            ) {
+                Ok(()) => return Some(Ok(file)),
+                Err(nix::errno::Errno::EEXIST) => {
+                    with_pool(dir, |pool| pool.push(spare));
+                    return Some(Err(JournalError::Exists {
+                        path: path.to_path_buf(),
+                    }));
+                }
+                Err(e) => {
+                    let _ = fs::remove_file(&spare);
+                    tracing::debug!(spare = %spare.display(), "cannot reuse a spare journal: {e}");
+                    if e == nix::errno::Errno::ENOSPC {
+                        return Some(Err(io_error("creating journal", path)(e.into())));
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Makes a directory's entries (a created or removed file) durable.
@@ -790,6 +937,96 @@ mod tests {
 
         journal.finish().unwrap();
         assert!(Journal::load_unfinished(&jdir).unwrap().is_empty());
+    }
+
+    fn listing(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Issue #17: a finished journal is kept as a spare (not a `.jsonl`, so never recovered) and
+    /// the next attempt reuses its inode, holding nothing of the attempt before.
+    #[test]
+    fn a_finished_journal_is_reused_empty_by_the_next_attempt() {
+        use std::os::unix::fs::MetadataExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let jdir = Journal::dir(dir.path());
+        let mut first = Journal::create(&jdir, &header("a1")).unwrap();
+        first.append(&started("s1", 1)).unwrap();
+        first.append(&completed("s1", 2)).unwrap();
+        let inode = fs::metadata(first.path()).unwrap().ino();
+        first.finish().unwrap();
+        let names = listing(&jdir);
+        assert!(names.len() == 1 && names[0].starts_with(".spare-"), "{names:?}");
+        assert!(
+            Journal::load_unfinished(&jdir).unwrap().is_empty(),
+            "a spare is no attempt"
+        );
+
+        let second = Journal::create(&jdir, &header("a2")).unwrap();
+        assert_eq!(
+            fs::metadata(second.path()).unwrap().ino(),
+            inode,
+            "the same file, reused"
+        );
+        assert_eq!(listing(&jdir), ["a2.jsonl"]);
+        let text = fs::read_to_string(second.path()).unwrap();
+        assert_eq!(text.lines().count(), 1, "only the new header: {text}");
+        let loaded = Journal::load_unfinished(&jdir).unwrap();
+        assert_eq!(loaded.len(), 1);
+        assert_eq!(loaded[0].header, header("a2"));
+        assert!(loaded[0].entries.is_empty());
+    }
+
+    /// A spare never replaces a journal: creating an attempt that has one is refused, and the
+    /// spare stays for the next attempt.
+    #[test]
+    fn reusing_a_spare_never_replaces_an_existing_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let jdir = Journal::dir(dir.path());
+        let kept = Journal::create(&jdir, &header("a1")).unwrap();
+        Journal::create(&jdir, &header("b1")).unwrap().finish().unwrap();
+        assert!(matches!(
+            Journal::create(&jdir, &header("a1")),
+            Err(JournalError::Exists { .. })
+        ));
+        assert_eq!(fs::read_to_string(kept.path()).unwrap().lines().count(), 1);
+        assert_eq!(listing(&jdir).iter().filter(|n| n.starts_with(".spare-")).count(), 1);
+        Journal::create(&jdir, &header("c1")).unwrap();
+        assert!(
+            !listing(&jdir).iter().any(|n| n.starts_with(".spare-")),
+            "the spare was used"
+        );
+    }
+
+    /// What a killed process or a power cut leaves: a spare that still holds an old attempt (its
+    /// emptying never reached the disk) and a journal renamed from one whose new header never
+    /// did. Recovery takes the spare over and empties it before use; the renamed journal names
+    /// another attempt than its file and is dropped, not resumed as that other attempt.
+    #[test]
+    fn leftover_spares_are_adopted_emptied_and_never_read_as_attempts() {
+        let dir = tempfile::tempdir().unwrap();
+        let jdir = Journal::dir(dir.path());
+        let mut old = Journal::create(&jdir, &header("old")).unwrap();
+        old.append(&started("s1", 1)).unwrap();
+        old.append(&completed("s1", 2)).unwrap();
+        let old_bytes = fs::read(old.path()).unwrap();
+        drop(old);
+        fs::write(jdir.join(".spare-1-0"), &old_bytes).unwrap();
+        fs::rename(jdir.join("old.jsonl"), jdir.join("new.jsonl")).unwrap();
+
+        let loaded = Journal::load_unfinished(&jdir).unwrap();
+        assert!(loaded.is_empty(), "{loaded:?}");
+        assert_eq!(listing(&jdir), [".spare-1-0"], "the misnamed journal is removed");
+        let next = Journal::create(&jdir, &header("next")).unwrap();
+        assert_eq!(listing(&jdir), ["next.jsonl"], "the adopted spare was used");
+        let text = fs::read_to_string(next.path()).unwrap();
+        assert_eq!(text.lines().count(), 1, "nothing of the old attempt: {text}");
+        assert!(text.contains(r#""attempt":"next""#), "{text}");
     }
 
     #[test]
