@@ -223,15 +223,19 @@ fn pass(
     let mut recorded = read_recorded(&repo.repo, &state_branch)?;
     // Trust: before anything runs, even a resumed attempt (source::trust). The desired branch
     // only moves forward from the anchor, and the head is signed by the anchored signers.
+    let trust_stage = tracing::debug_span!("trust.check").entered();
     let anchor = anchor_of(repo, &recorded)?;
     if !options.allow_rewind {
         trust::check_forward(repo, head, &anchor).map_err(|e| ApplyError::Anchor(Box::new(e)))?;
     }
     check_trust_anchored(repo, head, &loaded, &anchor)?;
+    drop(trust_stage);
 
     // Recover: attempts a killed reconciler left behind go first, from their own commit.
     if !options.dry_run {
+        let stage = tracing::debug_span!("journal.load_unfinished").entered();
         let unfinished = Journal::load_unfinished(&journal_dir)?;
+        drop(stage);
         // Waves as the head's plan sees them, so a resumed attempt completes (or halts) its
         // wave like any other. Only planned when there is something to resume (a pass without
         // journals left behind, the usual case, skips a whole extra plan: issue #17).
@@ -309,25 +313,38 @@ fn pass(
     if !unknown.is_empty() {
         return Err(ApplyError::UnknownTargets(unknown));
     }
-    if !options.dry_run {
-        // This head is trusted and valid: it is the anchor from now on (source::trust).
-        let pinned = trust::TrustAnchor::of(head, &loaded.desired.config);
-        if !matches!(&anchor, trust::AnchorSource::Pinned(a) if *a == pinned) {
-            pinned
-                .write(repo.repo.path())
-                .map_err(|e| ApplyError::Anchor(Box::new(e)))?;
-        }
-    }
+    // This head is trusted and valid: it is the anchor from now on (source::trust). Pinned
+    // (written and fsynced) on another thread while the checkout is written, and waited for
+    // before anything runs, analysis rounds included: no step of this head starts before its
+    // anchor is durable (issue #17: the fsync sat on the path to the first step).
+    let pinning = (!options.dry_run)
+        .then(|| trust::TrustAnchor::of(head, &loaded.desired.config))
+        .filter(|pinned| !matches!(&anchor, trust::AnchorSource::Pinned(a) if a == pinned))
+        .map(|pinned| {
+            let git_dir = repo.repo.path().to_path_buf();
+            std::thread::spawn(move || {
+                let _stage = tracing::debug_span!("trust.anchor_write").entered();
+                pinned.write(&git_dir)
+            })
+        });
 
     if !options.dry_run {
+        let _stage = tracing::debug_span!("prune_logs").entered();
         prune_logs(repo, &loaded.desired.config.logs, clock());
     }
     let evidence = super::load::evidence(repo, &loaded, &anchor)?;
     let checkout = if options.dry_run {
         PathBuf::new()
     } else {
+        let _stage = tracing::debug_span!("checkout").entered();
         repo.checkout(head)?
     };
+    if let Some(pinning) = pinning {
+        pinning
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            .map_err(|e| ApplyError::Anchor(Box::new(e)))?;
+    }
     let pool = ExecutorPool::for_runtime(runtime, &loaded.desired, &checkout);
     // Analyse: health rounds due on soaking waves, before anything new may start.
     if !options.dry_run && !stopped() {
@@ -340,7 +357,9 @@ fn pass(
             commit: loaded.commit,
             now: clock(),
         };
+        let stage = tracing::debug_span!("analysis").entered();
         let failures = super::analysis::run_due_rounds(&env, &mut recorded)?;
+        drop(stage);
         for failure in failures {
             if stopped() {
                 return Ok(report);
@@ -759,6 +778,7 @@ fn run_batch(
     let desired = &loaded.desired;
     // Prepare every attempt up front (its program is fixed before anything runs).
     let mut queue: VecDeque<(Action, EnvParts, Vec<program::PlannedStep>, AttemptHeader)> = VecDeque::new();
+    let prepare = tracing::debug_span!("batch.prepare").entered();
     for action in ready {
         let Some(parts) = EnvParts::for_target(repo, desired, &action.target, loaded.commit, recorded)? else {
             continue;
@@ -797,6 +817,7 @@ fn run_batch(
         queue.push_back((action, parts, forward, header));
     }
     let members = &wave_members(&plan.actions, recorded);
+    drop(prepare);
 
     // Execute: at most `maxParallel` running per policy, on a set of worker threads that lives
     // for the batch (one thread per attempt cost more than a short attempt itself, issue #17);

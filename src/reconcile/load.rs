@@ -130,6 +130,113 @@ struct StepTemplate<'a> {
     template: &'a str,
     /// For a migration: the name of its release manifest (where the diagnostic points).
     release: Option<&'a str>,
+    /// For a migration: its release's version and the migration's id (the render sees them).
+    migration: Option<(String, &'a str)>,
+}
+
+/// What one step template is, for the template check's memo: everything of it a render or its
+/// diagnostic reads (the origin is read from the current commit when the diagnostic is made).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct TemplateSignature {
+    template: String,
+    pointer: String,
+    release: Option<String>,
+    migration: Option<(String, String)>,
+}
+
+impl TemplateSignature {
+    fn of(template: &StepTemplate<'_>) -> TemplateSignature {
+        TemplateSignature {
+            template: template.template.to_owned(),
+            pointer: template.pointer.clone(),
+            release: template.release.map(str::to_owned),
+            migration: template.migration.as_ref().map(|(v, id)| (v.clone(), (*id).to_owned())),
+        }
+    }
+}
+
+/// Everything of a target its step renders read ([`Renders::context`]: name, labels, vars,
+/// config, component, version); the rest of the context is the same for every target.
+#[derive(Debug, Clone, PartialEq)]
+struct TargetInputs {
+    labels: manifest::Labels,
+    vars: serde_json::Map<String, serde_json::Value>,
+    config: serde_json::Map<String, serde_json::Value>,
+    component: String,
+    version: String,
+}
+
+impl TargetInputs {
+    fn of(target: &manifest::Target) -> TargetInputs {
+        TargetInputs {
+            labels: target.labels().clone(),
+            vars: target.spec().vars.clone(),
+            config: target.spec().config.clone(),
+            component: target.spec().component.clone(),
+            version: target.spec().version.clone(),
+        }
+    }
+
+    /// Whether `target` renders with these inputs (compared in place: nothing is cloned).
+    fn matches(&self, target: &manifest::Target) -> bool {
+        self.component == target.spec().component
+            && self.version == target.spec().version
+            && self.labels == *target.labels()
+            && self.vars == target.spec().vars
+            && self.config == target.spec().config
+    }
+}
+
+/// The targets the last template check passed (issue #17: after a one-file change the
+/// daemon re-rendered every template against all 10,000 targets, most of a re-plan).
+///
+/// # Guarantees
+/// - **Exact**: a target is taken as passing again only when every input of its renders is equal,
+///   compared by value, not by a hash: its name (the key), labels, vars, config, component and
+///   version; its component's templates (text, pointer, release, migration version and id,
+///   in order); and the commit id, when any of those templates names `commit` (or `debug`,
+///   which shows the whole context). The rest of a render's context is constant, and the
+///   engine and its limits are the binary's. A test compares the check with and without the
+///   memo over a series of edits.
+/// - **Bounded**: it holds one check (the last one's targets); in memory, daemon only.
+#[derive(Debug)]
+struct TemplateMemo {
+    commit: Oid,
+    /// Targets whose answers this check took from the previous one.
+    reused: usize,
+    components: BTreeMap<String, Vec<TemplateSignature>>,
+    /// The targets that passed every template of their component, with their inputs then.
+    targets: HashMap<String, TargetInputs>,
+}
+
+/// The memo, once [`enable_template_memo`] ran (`None` inside while a check holds it).
+static TEMPLATE_MEMO: std::sync::OnceLock<std::sync::Mutex<Option<TemplateMemo>>> = std::sync::OnceLock::new();
+
+/// Lets the template check of `load_commit` reuse the last check's answers for targets whose
+/// inputs did not change ([`TemplateMemo`]); the daemon calls it at start.
+pub fn enable_template_memo() {
+    TEMPLATE_MEMO.get_or_init(Default::default);
+}
+
+impl TemplateMemo {
+    /// The memo to check against: `None` when disabled; an empty one when enabled but held by
+    /// another check (which then keeps its own) or not made yet.
+    fn take() -> Option<TemplateMemo> {
+        let shared = TEMPLATE_MEMO.get()?;
+        let taken = shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        Some(taken.unwrap_or_else(|| TemplateMemo {
+            commit: Oid::ZERO_SHA1,
+            reused: 0,
+            components: BTreeMap::new(),
+            targets: HashMap::new(),
+        }))
+    }
+
+    fn keep(memo: Option<TemplateMemo>) {
+        if let (Some(shared), Some(memo)) = (TEMPLATE_MEMO.get(), memo) {
+            *shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(memo);
+        }
+    }
 }
 
 /// The variables a step template can read, judged from its text: a template reads a variable
@@ -146,6 +253,8 @@ struct Reads {
     version: bool,
     /// `release` or `migration` of a migration.
     migration: bool,
+    /// `commit` (the only part of the context that differs between two commits' checks).
+    commit: bool,
 }
 
 impl Reads {
@@ -159,6 +268,7 @@ impl Reads {
             component: names(&["component", "release"]),
             version: names(&["version", "from", "to", "release"]),
             migration: names(&["release", "migration"]),
+            commit: names(&["commit"]),
         }
     }
 
@@ -283,6 +393,18 @@ impl<'a> Renders<'a> {
 /// installs one target and fails on the next. Values only known when a step runs (`from`,
 /// `attempt`, `weight`, `artifact`) get stand-ins; one diagnostic per template names the first failing target.
 fn template_diagnostics(desired: &Desired, commit: Oid) -> Vec<Diagnostic> {
+    let (diagnostics, memo) = check_templates(desired, commit, TemplateMemo::take());
+    TemplateMemo::keep(memo);
+    diagnostics
+}
+
+/// [`template_diagnostics`] against `memo` (`None`: render every pair); returns the memo of
+/// this check (`None` when given none).
+fn check_templates(
+    desired: &Desired,
+    commit: Oid,
+    mut memo: Option<TemplateMemo>,
+) -> (Vec<Diagnostic>, Option<TemplateMemo>) {
     let mut templates: Vec<StepTemplate<'_>> = Vec::new();
     for component in desired.components.values() {
         for (step, argv) in component.spec.steps.iter() {
@@ -292,11 +414,11 @@ fn template_diagnostics(desired: &Desired, commit: Oid) -> Vec<Diagnostic> {
                     pointer: format!("/spec/steps/{step}/{i}"),
                     template,
                     release: None,
+                    migration: None,
                 });
             }
         }
     }
-    let mut migrations: Vec<(&Manifest<ComponentSpec>, &manifest::Release, String, &str, &str)> = Vec::new();
     for (name, releases) in &desired.releases {
         let Some(component) = desired.components.get(name) else {
             continue;
@@ -316,66 +438,130 @@ fn template_diagnostics(desired: &Desired, commit: Oid) -> Vec<Diagnostic> {
                     .map(|(i, t)| (format!("/spec/migrations/{m}/up/{i}"), t))
                     .chain(down)
                 {
-                    migrations.push((component, release, pointer, template, &migration.id));
+                    templates.push(StepTemplate {
+                        component,
+                        pointer,
+                        template,
+                        release: Some(&release.manifest.name),
+                        migration: Some((release.version.to_string(), &migration.id)),
+                    });
                 }
             }
         }
     }
-    let mut targets_of: BTreeMap<&str, Vec<&manifest::Target>> = BTreeMap::new();
-    for target in desired.targets.values() {
-        targets_of
-            .entry(target.spec().component.as_str())
+    // The templates of each component, in order: a target renders exactly these.
+    let mut of_component: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (t, template) in templates.iter().enumerate() {
+        of_component
+            .entry(template.component.name.as_str())
             .or_default()
-            .push(target);
+            .push(t);
     }
+    // What the last check (daemon only) can answer for: a target whose render inputs and whose
+    // component's templates are unchanged fails exactly the templates it failed then.
+    let mut next = memo.as_ref().map(|_| TemplateMemo {
+        commit,
+        reused: 0,
+        components: of_component
+            .iter()
+            .map(|(name, ts)| {
+                let signature = ts.iter().map(|t| TemplateSignature::of(&templates[*t])).collect();
+                ((*name).to_owned(), signature)
+            })
+            .collect(),
+        targets: HashMap::new(),
+    });
+    let reusable: HashMap<String, bool> = match (&memo, &next) {
+        (Some(memo), Some(next)) => next
+            .components
+            .iter()
+            .map(|(name, signature)| {
+                let reads_commit = signature.iter().any(|s| Reads::of(&s.template).commit);
+                let same = memo.components.get(name) == Some(signature) && (!reads_commit || memo.commit == commit);
+                (name.clone(), same)
+            })
+            .collect(),
+        _ => HashMap::new(),
+    };
     // One render per distinct (template, what it can read): a template can only read the
     // variables it names, so two jobs that differ only in variables their template does not
     // name render alike (issue #17: a 10,000-target fleet rendered `{{ version }}` of every
     // migration once per target, 10-14 s and 6 GB for the first plan of each commit).
+    let jobs = tracing::debug_span!("templates.jobs").entered();
     let mut renders = Renders::new(commit);
+    // Per target, in name order: the templates it fails (index in its component's list) and why.
+    let mut failed_by: Vec<(&str, Vec<(usize, String)>)> = Vec::new();
+    let mut rendered: Vec<&manifest::Target> = Vec::new();
     for target in desired.targets.values() {
-        for (t, template) in templates.iter().enumerate() {
-            if template.component.name == target.spec().component {
-                renders.add(
-                    t,
-                    template.template,
-                    target,
-                    &template.component.name,
-                    &target.spec().version,
-                    None,
-                );
+        let component = target.spec().component.as_str();
+        let Some(ts) = of_component.get(component) else {
+            continue;
+        };
+        let known = memo
+            .as_mut()
+            .filter(|_| reusable.get(component).copied().unwrap_or(false))
+            .and_then(|m| m.targets.remove(target.name()))
+            .filter(|known| known.matches(target));
+        if let Some(known) = known {
+            // It passed every template then, with these same inputs: it passes now.
+            if let Some(next) = next.as_mut() {
+                next.targets.insert(target.name().to_owned(), known);
+                next.reused += 1;
             }
+            continue;
+        }
+        rendered.push(target);
+        for t in ts {
+            let template = &templates[*t];
+            let (version, migration) = match &template.migration {
+                Some((version, id)) => (version.as_str(), template.release.map(|r| (r, *id))),
+                None => (target.spec().version.as_str(), None),
+            };
+            renders.add(*t, template.template, target, component, version, migration);
         }
     }
-    let first_migration = templates.len();
-    let versions: Vec<String> = migrations.iter().map(|m| m.1.version.to_string()).collect();
-    for (m, (component, release, pointer, template, id)) in migrations.iter().enumerate() {
-        for target in targets_of.get(component.name.as_str()).into_iter().flatten() {
-            renders.add(
-                first_migration + m,
-                template,
-                target,
-                &component.name,
-                &versions[m],
-                Some((&release.manifest.name, id)),
-            );
-        }
-        templates.push(StepTemplate {
-            component,
-            pointer: pointer.clone(),
-            template,
-            release: Some(&release.manifest.name),
-        });
+    drop(jobs);
+    if let Some(next) = &next {
+        tracing::debug!(reused = next.reused, rendered = rendered.len(), "template check");
     }
+    let rendering = tracing::debug_span!("templates.render", jobs = renders.jobs.len()).entered();
     let results = render::sandbox::render_all(render::sandbox::Profile::Step, &renders.jobs, &renders.contexts);
-    // First failure per template, and how many targets failed.
-    let mut failures: BTreeMap<usize, (&str, String, usize)> = BTreeMap::new();
-    for (t, target, job) in renders.owners {
-        if let Err(problem) = &results[job] {
-            failures.entry(t).or_insert((target, problem.clone(), 0)).2 += 1;
+    drop(rendering);
+    // The targets rendered now: what each failed, merged into the name order of all targets.
+    let mut fresh: HashMap<&str, Vec<(usize, String)>> = HashMap::new();
+    for (t, target, job) in &renders.owners {
+        if let Err(problem) = &results[*job] {
+            let local = of_component[templates[*t].component.name.as_str()]
+                .iter()
+                .position(|u| u == t)
+                .expect("invariant: a template is in its component's list");
+            fresh.entry(*target).or_default().push((local, problem.clone()));
         }
     }
-    failures
+    for target in rendered {
+        let failed = fresh.remove(target.name()).unwrap_or_default();
+        // Only a target that passed is remembered: a failure may come from the sandbox (a
+        // child killed under load), which the next commit must not inherit.
+        if let Some(next) = next.as_mut()
+            && failed.is_empty()
+        {
+            next.targets.insert(target.name().to_owned(), TargetInputs::of(target));
+        }
+        failed_by.push((target.name(), failed));
+    }
+    failed_by.sort_by(|a, b| a.0.cmp(b.0));
+    // First failure per template (in target name order), and how many targets failed.
+    let mut failures: BTreeMap<usize, (&str, String, usize)> = BTreeMap::new();
+    for (target, failed) in &failed_by {
+        let component = desired.targets.get(*target).map(|t| t.spec().component.as_str());
+        let Some(ts) = component.and_then(|c| of_component.get(c)) else {
+            continue;
+        };
+        for (local, problem) in failed.iter() {
+            failures.entry(ts[*local]).or_insert((target, problem.clone(), 0)).2 += 1;
+        }
+    }
+    let diagnostics = failures
         .into_iter()
         .map(|(t, (target, problem, count))| {
             let template = &templates[t];
@@ -401,7 +587,8 @@ fn template_diagnostics(desired: &Desired, commit: Oid) -> Vec<Diagnostic> {
                 ),
             )
         })
-        .collect()
+        .collect();
+    (diagnostics, next)
 }
 
 /// Reads `entries` through a new handle on the repository at `dir` (for another thread).
@@ -685,5 +872,161 @@ mod tests {
         assert!(seen.insert(key("{{ version }}", None, Some("2.0.0"))));
         assert!(seen.insert(key("{{ target.name }}", Some("a"), None)));
         assert!(seen.insert(key("{{ target.name }}", Some("b"), None)));
+    }
+
+    /// The desired state of `files` (path, YAML), as `load_commit` validates it.
+    fn desired_of(files: &[(&str, String)]) -> Desired {
+        let raw: Vec<RawFile> = files
+            .iter()
+            .map(|(path, text)| RawFile {
+                path: (*path).to_owned(),
+                content: manifest::RawContent::Bytes(text.clone().into_bytes()),
+            })
+            .collect();
+        let (manifests, diagnostics) = manifest::read_manifests(None, &raw);
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        manifest::validate(manifests).0
+    }
+
+    /// The template check's memo (issue #17) answers exactly what a check without it answers,
+    /// over a series of commits: a target fixed, one broken, one renamed, a label a template
+    /// reads changed, a component's template changed, and a template whose render depends on
+    /// the commit id checked at two ids with the same files.
+    #[test]
+    fn the_template_memo_answers_what_a_full_check_answers() {
+        let component = |deploy: &str| {
+            format!(
+                "apiVersion: gantry.dev/v1\nkind: Component\nmetadata: {{ name: web }}\nspec:\n  steps:\n    \
+                 deploy: [\"deploy.sh\", \"{deploy}\", \"{{{{ version }}}}\"]\n    \
+                 health: [\"check.sh\", \"{{% if commit[:1] == '0' %}}{{{{ nope }}}}{{% endif %}}\"]\n"
+            )
+        };
+        let release = "apiVersion: gantry.dev/v1\nkind: Release\nmetadata: { name: web-1.0.0 }\nspec:\n  \
+                       component: web\n  version: 1.0.0\n  migrations:\n    - id: m1\n      \
+                       up: [\"m.sh\", \"{{ target.labels.tier }}\", \"{{ migration }}\"]\n"
+            .to_string();
+        let target = |name: &str, tier: Option<&str>, host: Option<&str>| {
+            let labels = tier.map_or_else(String::new, |t| format!("\n  labels: {{ tier: {t} }}"));
+            let vars = host.map_or_else(String::new, |h| format!(", vars: {{ host: {h} }}"));
+            format!(
+                "apiVersion: gantry.dev/v1\nkind: Target\nmetadata:\n  name: {name}{labels}\nspec: {{ component: web, \
+                 version: 1.0.0{vars} }}\n"
+            )
+        };
+        let deploy = "{{ target.vars.host }}";
+        // A second component whose templates never name `commit`: its targets can be reused.
+        let api = |x_url: bool, y_url: bool| {
+            let t = |name: &str, url: bool| {
+                let vars = if url { ", vars: { url: u }" } else { "" };
+                format!(
+                    "apiVersion: gantry.dev/v1\nkind: Target\nmetadata: {{ name: {name} }}\nspec: {{ component: api, version: 1.0.0{vars} }}\n"
+                )
+            };
+            vec![
+                (
+                    "components/api.yaml",
+                    "apiVersion: gantry.dev/v1\nkind: Component\nmetadata: { name: api }\nspec:\n  steps:\n    \
+                     deploy: [\"d.sh\", \"{{ target.vars.url }}\"]\n"
+                        .to_string(),
+                ),
+                ("releases/api.yaml", "apiVersion: gantry.dev/v1\nkind: Release\nmetadata: { name: api-1.0.0 }\nspec: { component: api, version: 1.0.0 }\n".to_string()),
+                ("targets/x.yaml", t("x", x_url)),
+                ("targets/y.yaml", t("y", y_url)),
+                ("targets/z.yaml", t("z", true)),
+            ]
+        };
+        let commit = |n: u8| Oid::from_bytes(&[n; 20]).expect("an id");
+        let steps: Vec<(Oid, Vec<(&str, String)>)> = vec![
+            // b has no host, c no tier; the commit id starts with 0: `nope` fails everywhere.
+            (
+                commit(0x01),
+                vec![
+                    ("components/web.yaml", component(deploy)),
+                    ("releases/web.yaml", release.clone()),
+                    ("targets/a.yaml", target("a", Some("gold"), Some("a.example"))),
+                    ("targets/b.yaml", target("b", Some("gold"), None)),
+                    ("targets/c.yaml", target("c", None, Some("c.example"))),
+                ],
+            ),
+            // Same files, an id starting with f: the commit-reading template now renders.
+            (
+                commit(0xf1),
+                vec![
+                    ("components/web.yaml", component(deploy)),
+                    ("releases/web.yaml", release.clone()),
+                    ("targets/a.yaml", target("a", Some("gold"), Some("a.example"))),
+                    ("targets/b.yaml", target("b", Some("gold"), None)),
+                    ("targets/c.yaml", target("c", None, Some("c.example"))),
+                ],
+            ),
+            // b fixed, a loses its tier, c renamed to d.
+            (
+                commit(0xf2),
+                vec![
+                    ("components/web.yaml", component(deploy)),
+                    ("releases/web.yaml", release.clone()),
+                    ("targets/a.yaml", target("a", None, Some("a.example"))),
+                    ("targets/b.yaml", target("b", Some("gold"), Some("b.example"))),
+                    ("targets/d.yaml", target("d", Some("gold"), Some("c.example"))),
+                ],
+            ),
+            // The component's deploy template changes: every target is checked again.
+            (
+                commit(0xf3),
+                vec![
+                    ("components/web.yaml", component("{{ target.vars.port }}")),
+                    ("releases/web.yaml", release.clone()),
+                    ("targets/a.yaml", target("a", None, Some("a.example"))),
+                    ("targets/b.yaml", target("b", Some("gold"), Some("b.example"))),
+                    ("targets/d.yaml", target("d", Some("gold"), Some("c.example"))),
+                ],
+            ),
+            // Back to the first files at the first id.
+            (commit(0x02), {
+                let mut files = vec![
+                    ("components/web.yaml", component(deploy)),
+                    ("releases/web.yaml", release.clone()),
+                ];
+                files.push(("targets/a.yaml", target("a", Some("gold"), Some("a.example"))));
+                files.push(("targets/b.yaml", target("b", Some("gold"), None)));
+                files
+            }),
+        ];
+        let mut memo = Some(TemplateMemo {
+            commit: Oid::ZERO_SHA1,
+            reused: 0,
+            components: BTreeMap::new(),
+            targets: HashMap::new(),
+        });
+        let apis = [
+            api(true, false),
+            api(true, false),
+            api(false, false),
+            api(false, false),
+            api(true, false),
+        ];
+        let mut seen = Vec::new();
+        for (i, ((commit, files), api)) in steps.iter().zip(apis).enumerate() {
+            let files: Vec<(&str, String)> = files.iter().cloned().chain(api).collect();
+            let desired = desired_of(&files);
+            let (cold, none) = check_templates(&desired, *commit, None);
+            assert!(none.is_none());
+            let (warm, next) = check_templates(&desired, *commit, memo.take());
+            assert_eq!(warm, cold, "step {i}");
+            let next = next.expect("a memo in, a memo out");
+            let next_reused = (next.reused, next.targets.len());
+            memo = Some(next);
+            seen.push((cold.len(), next_reused));
+        }
+        // The series is not trivial: the commit id, the fixes and the template change show.
+        // (diagnostics, (targets taken from the memo, targets remembered)): only `api`'s targets,
+        // whose component never names `commit`, are reused, only while their inputs are
+        // unchanged; only targets that passed are remembered (a sandbox failure is never
+        // inherited by the next commit).
+        assert_eq!(
+            seen,
+            vec![(4, (0, 2)), (3, (2, 3)), (2, (1, 3)), (3, (1, 1)), (3, (1, 2))],
+            "{seen:?}"
+        );
     }
 }

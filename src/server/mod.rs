@@ -211,6 +211,11 @@ pub fn run(options: DaemonOptions) -> Result<(), ServerError> {
     // Every pass re-reads the desired commit: files unchanged since (same blob) are not parsed
     // again (issue #17).
     crate::manifest::parse_cache::enable();
+    // Likewise the state branch's records, by blob id: a pass reads the branch several times.
+    crate::state::branch::enable_process_cache();
+    // And the template check's answers per target: after a one-file change only the targets
+    // whose render inputs changed are rendered again.
+    crate::reconcile::load::enable_template_memo();
     let repo = WatchedRepo::open(&options.repo)?;
     let lock = ReconcilerLock::acquire(repo.repo.path())?;
     let config = read_config(&repo);

@@ -29,7 +29,27 @@ use super::{RECORD_EXT, ROLLOUTS_DIR, TARGETS_DIR, git_error, state_tip};
 ///   the branch does not verify (`state::signing`).
 pub fn read_recorded(repo: &Repository, state_branch: &str) -> Result<RecordedState, StateError> {
     let _stage = tracing::debug_span!("state.read_recorded").entered();
-    read_recorded_cached(repo, state_branch, &mut RecordCache::default())
+    let Some(shared) = PROCESS_CACHE.get() else {
+        return read_recorded_cached(repo, state_branch, &mut RecordCache::default());
+    };
+    // Taken out for the read: a concurrent reader (an HTTP handler) reads without it rather
+    // than wait, and whichever read ends last leaves its records for the next.
+    let mut cache = std::mem::take(&mut *shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+    let read = read_recorded_cached(repo, state_branch, &mut cache);
+    *shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = cache;
+    read
+}
+
+/// The process's [`RecordCache`] behind [`read_recorded`], once [`enable_process_cache`] ran.
+static PROCESS_CACHE: std::sync::OnceLock<std::sync::Mutex<RecordCache>> = std::sync::OnceLock::new();
+
+/// Makes [`read_recorded`] reuse the records of this process's previous read by blob id (the
+/// daemon reads the state branch several times a pass; after a pass only the records it wrote
+/// are new: issue #17). Exact, since a record's parse depends on its bytes only (a blob id is
+/// their hash) and errors are never cached; bounded, since the cache holds the records of the
+/// last read only. A CLI run reads the branch once or twice and does not enable it.
+pub fn enable_process_cache() {
+    PROCESS_CACHE.get_or_init(Default::default);
 }
 
 /// Parsed records from the previous read, by blob id. Git stores an unchanged record as the same

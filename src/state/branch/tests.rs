@@ -316,6 +316,33 @@ fn a_cached_read_parses_only_changed_records() {
     assert!(cache.targets.values().all(|r| r.version != Some(v("1.3.0"))));
 }
 
+/// The daemon's process-wide record cache (issue #17) reads what an uncached read reads, pass
+/// after pass, as records change, appear and go.
+#[test]
+fn the_process_record_cache_reads_what_an_uncached_read_reads() {
+    super::enable_process_cache();
+    let (_dir, repo) = temp_repo();
+    let mut writer = StateWriter::open(&repo, BRANCH).unwrap();
+    let edits: [&[(&str, &str)]; 3] = [
+        &[("acme", "1.2.0"), ("zen", "1.3.0")],
+        &[("zen", "2.0.0"), ("new", "1.0.0")],
+        &[("acme", "1.2.1")],
+    ];
+    for (i, edit) in edits.iter().enumerate() {
+        let mut batch = Batch::new();
+        for (name, version) in *edit {
+            batch.upsert_target(*name, target("billing", version));
+        }
+        if i == 2 {
+            batch.upsert_rollout(rollout());
+        }
+        writer.commit(&batch, now()).unwrap();
+        let uncached = read_recorded_cached(&repo, BRANCH, &mut RecordCache::default()).unwrap();
+        assert_eq!(read_recorded(&repo, BRANCH).unwrap(), uncached, "edit {i}");
+        assert_eq!(read_recorded(&repo, BRANCH).unwrap(), uncached, "edit {i}, read again");
+    }
+}
+
 #[test]
 fn record_yaml_keeps_field_order_and_ends_in_newline() {
     let (_dir, repo) = temp_repo();
