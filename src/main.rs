@@ -1,4 +1,9 @@
 //! The gantry binary: everything happens in the library's `cli` module.
+
+/// mimalloc instead of glibc's malloc (issue #17): see the reason next to it in Cargo.toml.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     restore_sigpipe();
     if std::env::args_os()

@@ -557,3 +557,87 @@ fn missing_artifact_is_a_violation_at_review_time() {
     // url artifacts are left to apply: CI needs no network.
     assert!(!out.contains("unchecked.tar"), "{out}");
 }
+
+/// Commits `files` as the whole tree of branch `branch` (a state branch written by hand).
+fn state_branch(repo: &Repo, branch: &str, files: &[(&str, &str)]) {
+    let git = git2::Repository::open(repo.path()).unwrap();
+    let mut builder = git2::build::TreeUpdateBuilder::new();
+    for (path, content) in files {
+        builder.upsert(*path, git.blob(content.as_bytes()).unwrap(), git2::FileMode::Blob);
+    }
+    let empty = git.find_tree(git.treebuilder(None).unwrap().write().unwrap()).unwrap();
+    let tree = git.find_tree(builder.create_updated(&git, &empty).unwrap()).unwrap();
+    let sig = git2::Signature::now("gantry", "gantry@example.com").unwrap();
+    git.commit(Some(&format!("refs/heads/{branch}")), &sig, &sig, "state", &tree, &[])
+        .unwrap();
+}
+
+const BROKEN_RECORD: &str = "component: billing\nstatus: [unclosed\n";
+
+/// `billing` 1.0.0 and 2.0.0, `acme` desired at 2.0.0, recorded at 1.0.0 on `gantry/elsewhere`
+/// (which gantry.toml names) and a broken record on the default `gantry/state`.
+fn recorded_elsewhere() -> Repo {
+    let repo = Repo::new();
+    repo.file("gantry.toml", "state_branch = \"gantry/elsewhere\"\n")
+        .file("components/billing.yaml", &component("billing", ""))
+        .file(
+            "releases/billing.yaml",
+            &format!(
+                "{}---\n{}",
+                release("billing", "1.0.0", ""),
+                release("billing", "2.0.0", "")
+            ),
+        )
+        .file("targets/acme.yaml", &target("acme", "billing", "2.0.0", "env: prod"));
+    repo.commit_all("fleet");
+    state_branch(
+        &repo,
+        "gantry/elsewhere",
+        &[(
+            "targets/acme.yaml",
+            "component: billing\nversion: 1.0.0\napplied_migrations: []\nstatus: converged\nrollback_points: []\n",
+        )],
+    );
+    state_branch(&repo, "gantry/state", &[("targets/acme.yaml", BROKEN_RECORD)]);
+    repo
+}
+
+/// Issue #17: `plan` reads the recorded state while the manifests load, from the branch
+/// gantry.toml names (read ahead of the manifests); it must be that branch, never the default.
+#[test]
+fn plan_reads_recorded_state_from_the_state_branch_gantry_toml_names() {
+    let repo = recorded_elsewhere();
+    let run = repo.gantry(&["plan", "--now", NOW, "--format", "json"]).expect(0);
+    let plan: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap();
+    let action = &plan["actions"][0];
+    assert_eq!(action["target"], "acme");
+    assert_eq!(action["action"], "upgrade", "{action}");
+    assert_eq!(action["from"], "1.0.0");
+}
+
+/// Issue #17: with the state read concurrently, errors still come in the order of reading one
+/// after the other: unreadable manifests are reported (exit 1) before a broken state branch,
+/// which is reported, naming its record, once the manifests read.
+#[test]
+fn unreadable_manifests_are_reported_before_a_broken_state_branch() {
+    let repo = recorded_elsewhere();
+    repo.file("gantry.toml", "");
+    repo.file(
+        "targets/acme.yaml",
+        "apiVersion: gantry.dev/v1\nkind: Target\nmetadata: [unclosed\n",
+    );
+    repo.commit_all("broken manifest, default state branch");
+    let err = repo.gantry(&["plan", "--now", NOW]).expect(1).stderr();
+    assert!(err.contains("targets/acme.yaml:3:"), "{err}");
+    assert!(!err.contains("gantry/state"), "{err}");
+
+    repo.file("targets/acme.yaml", &target("acme", "billing", "2.0.0", "env: prod"));
+    repo.commit_all("fixed manifest");
+    let run = repo.gantry(&["plan", "--now", NOW]);
+    assert_ne!(run.code(), 0);
+    assert!(
+        run.stderr().contains("gantry/state:targets/acme.yaml:"),
+        "{}",
+        run.stderr()
+    );
+}

@@ -14,7 +14,8 @@ mod rollouts;
 pub mod schedule;
 pub mod timeline;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use crate::manifest::Version;
 
@@ -41,6 +42,20 @@ use rollouts::plan_rollouts;
 struct Shared<'a> {
     windows: WindowGate<'a>,
     approvals: ApprovalIndex<'a>,
+    /// Each release's note, made once and shared by every action crossing it (issue #17),
+    /// by the release's address in the input (which outlives the pass).
+    notes: HashMap<usize, Arc<ReleaseNote>>,
+}
+
+impl Shared<'_> {
+    fn note(&mut self, release: &Release) -> Arc<ReleaseNote> {
+        let key = std::ptr::from_ref(release) as usize;
+        Arc::clone(
+            self.notes
+                .entry(key)
+                .or_insert_with(|| Arc::new(ReleaseNote::of(release))),
+        )
+    }
 }
 
 /// Plans every desired and recorded target.
@@ -295,16 +310,16 @@ fn plan_target(input: &PlanInput, shared: &mut Shared, target: &Target) -> Actio
         _ => None,
     };
     action.releases = match (action.action, current) {
-        (ActionKind::Install, _) => vec![ReleaseNote::of(release)],
+        (ActionKind::Install, _) => vec![shared.note(release)],
         (ActionKind::Upgrade, Some(current)) => releases
             .iter()
             .filter(|r| &r.version > current && &r.version <= to && migrates(r))
-            .map(ReleaseNote::of)
+            .map(|r| shared.note(r))
             .collect(),
         (ActionKind::Downgrade, Some(current)) => releases
             .iter()
             .filter(|r| &r.version > to && &r.version <= current && migrates(r))
-            .map(ReleaseNote::of)
+            .map(|r| shared.note(r))
             .collect(),
         _ => Vec::new(),
     };

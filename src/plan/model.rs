@@ -3,6 +3,7 @@
 //! planning itself is in the sibling modules.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use crate::manifest::Version;
 use jiff::Timestamp;
@@ -224,8 +225,8 @@ pub struct Action {
     /// What the releases this action crosses say to a reviewer, in ascending version order: for
     /// an upgrade every release in (from, to] the target's channels allow (their migrations
     /// run whether or not they are stops), for an install the desired release, for a downgrade
-    /// the releases in (to, from] it takes away.
-    pub releases: Vec<ReleaseNote>,
+    /// the releases in (to, from] it takes away. Shared by every action crossing the release.
+    pub releases: Vec<Arc<ReleaseNote>>,
     pub violations: Vec<String>,
     pub warnings: Vec<String>,
 }

@@ -33,6 +33,7 @@ pub fn plan_targets(input: &PlanInput, threads: usize) -> Vec<Action> {
         let mut shared = Shared {
             windows: WindowGate::new(input.windows, &input.desired.windows, input.now),
             approvals: ApprovalIndex::new(&input.desired.approvals),
+            notes: Default::default(),
         };
         chunk.iter().map(|t| plan_target(input, &mut shared, t)).collect()
     };

@@ -1259,3 +1259,15 @@ fn requirements_on_calver_components_compare_dates() {
     let p = run(&desired, &[], &recorded, "2026-11-21T10:00:00Z");
     assert_eq!(action(&p, "acme-ui").status, Status::Ready);
 }
+
+/// Issue #17: every action crossing a release shares one note of it (a copy per action was a
+/// fifth of a 10,000-target plan's peak memory); the note is still the release's.
+#[test]
+fn actions_crossing_a_release_share_its_note() {
+    let (desired, windows) = staged();
+    let plan = run(&desired, &windows, &RecordedState::default(), "2026-11-21T10:00:00Z");
+    let notes: Vec<&std::sync::Arc<ReleaseNote>> = plan.actions.iter().map(|a| &a.releases[0]).collect();
+    assert_eq!(notes.len(), 10);
+    assert!(notes.iter().all(|n| std::sync::Arc::ptr_eq(n, notes[0])));
+    assert_eq!(notes[0].version, Version::parse("2.0.0").unwrap());
+}

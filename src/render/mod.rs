@@ -1,5 +1,6 @@
 //! Rendering: plans through minijinja templates (text, markdown) or as JSON, and manifest diffs.
 
+mod json;
 pub mod mask;
 pub mod sandbox;
 pub mod summary;
@@ -191,13 +192,14 @@ fn irreversible_keys(action: &Action) -> Vec<String> {
 }
 
 /// Writes a plan as pretty JSON and a newline (the built-in `--format json`) to `out`, without
-/// building the text in memory first: on 10,000 targets it is 20 MB. Buffer `out`.
+/// building the whole text in memory first (on 10,000 targets it is 40 MB), a large plan's
+/// actions rendered on several threads ([`json`]). Buffer `out`.
 ///
 /// # Errors
 /// [`RenderError::Json`] when serializing or writing fails.
 pub fn write_plan_json(plan: &Plan, mut out: impl std::io::Write) -> Result<(), RenderError> {
     let _stage = tracing::debug_span!("render").entered();
-    serde_json::to_writer_pretty(&mut out, plan)?;
+    json::write_pretty(plan, &mut out)?;
     out.write_all(b"\n").map_err(serde_json::Error::io)?;
     out.flush().map_err(serde_json::Error::io)?;
     Ok(())

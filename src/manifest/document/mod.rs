@@ -5,13 +5,15 @@
 //! it comes from the parser, the schema or a semantic check, can name a line and column.
 //!
 //! - [`yaml`]: serde-saphyr, the reference YAML parser; [`yaml_fast`]: the event-driven fast path
-//!   that gives the same tree for plain manifests (or declines);
+//!   that gives the same tree for plain manifests (or declines); [`yaml_lines`]: the line reader
+//!   in front of it for the plainest YAML (or declines);
 //! - [`toml_doc`]: `gantry.toml`; [`visitor`]: the serde visitor both formats share.
 
 mod toml_doc;
 mod visitor;
 mod yaml;
 mod yaml_fast;
+mod yaml_lines;
 
 pub use toml_doc::parse_toml;
 pub use yaml::{parse_yaml, parse_yaml_serde};

@@ -11,7 +11,7 @@ use super::{Loc, Node, NodeValue};
 pub struct FastYaml {
     parser: serde_saphyr::granit_parser::Options,
     /// YAML 1.2 booleans only (`true`/`false`), or also the YAML 1.1 words (`yes`, `off`...).
-    strict_booleans: bool,
+    pub(super) strict_booleans: bool,
 }
 
 impl FastYaml {
@@ -89,8 +89,14 @@ pub fn fast_yaml_single(text: &str, options: &FastYaml) -> Option<Node> {
     }
 }
 
-/// [`fast_yaml`]'s documents, and how many documents the stream had (null ones included).
+/// [`fast_yaml`]'s documents, and how many documents the stream had (null ones included): by
+/// the line reader when the text is in its subset, else from the parser's events.
 pub(super) fn fast_stream(text: &str, options: &FastYaml) -> Option<(Vec<Node>, usize)> {
+    super::yaml_lines::line_stream(text, options.strict_booleans).or_else(|| event_stream(text, options))
+}
+
+/// [`fast_stream`] from the parser's events only (the line reader's reference in tests).
+pub(super) fn event_stream(text: &str, options: &FastYaml) -> Option<(Vec<Node>, usize)> {
     use serde_saphyr::granit_parser::{Event, Parser};
 
     if text.len() > fast_limits::TEXT_BYTES {
