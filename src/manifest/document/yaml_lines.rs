@@ -484,6 +484,10 @@ fn plain() -> serde_saphyr::granit_parser::ScalarStyle {
 }
 
 #[cfg(test)]
+#[path = "yaml_lines_fuzz.rs"]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::super::yaml_fast::{FastYaml, event_stream};
     use super::*;
