@@ -67,6 +67,7 @@ pub(super) fn line_stream(text: &str, strict_booleans: bool) -> Option<(Vec<Node
         lines: Vec::new(),
         pos: 0,
         events: 2 + 2 * documents,
+        nodes: 0,
         depth: 0,
         strict_booleans,
     };
@@ -92,6 +93,8 @@ struct Reader<'t> {
     pos: usize,
     /// Parser events so far, counted as the event reader counts them.
     events: usize,
+    /// Nodes so far (scalars, keys and collections).
+    nodes: usize,
     /// Collections open.
     depth: usize,
     strict_booleans: bool,
@@ -103,12 +106,19 @@ impl<'t> Reader<'t> {
         (self.events <= fast_limits::EVENTS).then_some(())
     }
 
+    /// The event of a node (a scalar, key or collection), counted as serde-saphyr's budget does.
+    fn node(&mut self) -> Option<()> {
+        self.nodes += 1;
+        (self.nodes <= fast_limits::NODES).then_some(())?;
+        self.event()
+    }
+
     fn open(&mut self) -> Option<()> {
         if self.depth >= fast_limits::DEPTH {
             return None;
         }
         self.depth += 1;
-        self.event()
+        self.node()
     }
 
     fn close(&mut self) -> Option<()> {
@@ -156,7 +166,7 @@ impl<'t> Reader<'t> {
             {
                 return None;
             }
-            self.event()?;
+            self.node()?;
             let value_text = rest.trim_start_matches(' ');
             let value = if value_text.is_empty() {
                 // The value is the block on the next lines: deeper, or a sequence at this
@@ -268,7 +278,7 @@ impl<'t> Reader<'t> {
                 if !text[end..].bytes().all(|b| b == b' ') {
                     return None;
                 }
-                self.event()?;
+                self.node()?;
                 node
             }
             _ => {
@@ -276,7 +286,7 @@ impl<'t> Reader<'t> {
                 if !plain_ok(value, false) {
                     return None;
                 }
-                self.event()?;
+                self.node()?;
                 self.scalar(no, at, value)?
             }
         };
@@ -352,7 +362,7 @@ impl<'b> Flow<'b> {
                             {
                                 return None;
                             }
-                            reader.event()?;
+                            reader.node()?;
                             self.pos += name.len() + 1;
                             let value = self.node(reader)?;
                             entries.push((
@@ -391,7 +401,7 @@ impl<'b> Flow<'b> {
             b'"' | b'\'' => {
                 let (node, end) = quoted(self.no, self.at + self.pos, self.text())?;
                 self.pos += end;
-                reader.event()?;
+                reader.node()?;
                 Some(node)
             }
             _ => {
@@ -402,7 +412,7 @@ impl<'b> Flow<'b> {
                     return None;
                 }
                 self.pos += value.len();
-                reader.event()?;
+                reader.node()?;
                 reader.scalar(self.no, self.at + self.pos - value.len(), value)
             }
         }
