@@ -266,7 +266,13 @@ impl<'t> Reader<'t> {
         let bytes = text.as_bytes();
         let node = match bytes[0] {
             b'[' | b'{' => {
-                let mut flow = Flow { bytes, pos: 0, no, at };
+                let mut flow = Flow {
+                    text,
+                    bytes,
+                    pos: 0,
+                    no,
+                    at,
+                };
                 let node = flow.node(self)?;
                 if !text[flow.pos..].bytes().all(|b| b == b' ') {
                     return None;
@@ -306,6 +312,8 @@ impl<'t> Reader<'t> {
 
 /// A one-line flow collection being read.
 struct Flow<'b> {
+    /// The line from the collection's opening bracket on (ASCII: every byte is a character).
+    text: &'b str,
     bytes: &'b [u8],
     pos: usize,
     no: u32,
@@ -328,7 +336,9 @@ impl<'b> Flow<'b> {
     }
 
     fn text(&self) -> &'b str {
-        std::str::from_utf8(&self.bytes[self.pos..]).unwrap_or("")
+        // Slicing, not `from_utf8` (which re-validated the rest of the line for every item of a
+        // flow: quadratic in the line's length, seconds for one long line).
+        self.text.get(self.pos..).unwrap_or("")
     }
 
     /// A node inside a flow collection (or the collection itself): a collection, a quoted
