@@ -40,7 +40,7 @@ pub(super) fn line_stream(text: &str, strict_booleans: bool) -> Option<(Vec<Node
     // Documents as runs of content lines: the run before the first `---` (a document only when
     // it has content), then one per `---`.
     let mut segments: Vec<Vec<Line<'_>>> = vec![Vec::new()];
-    let mut explicit = 0usize;
+    let (mut explicit, mut content) = (0usize, 0usize);
     for (i, raw) in text.split('\n').enumerate() {
         let body = raw.trim_start_matches(' ');
         if body.is_empty() || body.starts_with('#') {
@@ -54,6 +54,12 @@ pub(super) fn line_stream(text: &str, strict_booleans: bool) -> Option<(Vec<Node
         }
         let indent = raw.len() - body.len();
         if indent == 0 && (body.starts_with("---") || body.starts_with("...") || body.starts_with('%')) {
+            return None;
+        }
+        // Every content line is at least one event: more lines than events are declined
+        // before they are all collected (8 MiB of one-letter lines: 130 MB of `Line`s).
+        content += 1;
+        if content > fast_limits::EVENTS {
             return None;
         }
         segments.last_mut()?.push(Line { no, indent, body });
