@@ -50,6 +50,10 @@ pub(super) mod fast_limits {
     pub const TEXT_BYTES: usize = 8 * 1024 * 1024;
     /// Parser events of the whole stream (serde-saphyr's default budget: 1,000,000).
     pub const EVENTS: usize = 500_000;
+    /// Nodes (scalars, keys, collections) of the whole stream: serde-saphyr's default budget,
+    /// which state records are read with, is 250,000 (ours: 2,000,000). Found by the line
+    /// reader's fuzz test: a 250,010-item record was read here and refused by serde-saphyr.
+    pub const NODES: usize = 200_000;
     /// Documents (ours: 10,000; the default: 1,024).
     pub const DOCUMENTS: usize = 1_000;
     /// Nested collections (ours and the default: 64).
@@ -104,12 +108,21 @@ pub(super) fn event_stream(text: &str, options: &FastYaml) -> Option<(Vec<Node>,
     }
     let mut docs = Vec::new();
     let mut stack: Vec<Open> = Vec::new();
-    let (mut events, mut documents) = (0usize, 0usize);
+    let (mut events, mut documents, mut nodes) = (0usize, 0usize, 0usize);
     for item in Parser::new_from_str_with_options(text, options.parser.clone()) {
         let (event, span) = item.ok()?;
         events += 1;
         if events > fast_limits::EVENTS {
             return None;
+        }
+        if matches!(
+            event,
+            Event::Scalar(..) | Event::SequenceStart(..) | Event::MappingStart(..)
+        ) {
+            nodes += 1;
+            if nodes > fast_limits::NODES {
+                return None;
+            }
         }
         let loc = Loc {
             line: u32::try_from(span.start.line()).ok()?,

@@ -40,7 +40,7 @@ pub(super) fn line_stream(text: &str, strict_booleans: bool) -> Option<(Vec<Node
     // Documents as runs of content lines: the run before the first `---` (a document only when
     // it has content), then one per `---`.
     let mut segments: Vec<Vec<Line<'_>>> = vec![Vec::new()];
-    let mut explicit = 0usize;
+    let (mut explicit, mut content) = (0usize, 0usize);
     for (i, raw) in text.split('\n').enumerate() {
         let body = raw.trim_start_matches(' ');
         if body.is_empty() || body.starts_with('#') {
@@ -56,6 +56,12 @@ pub(super) fn line_stream(text: &str, strict_booleans: bool) -> Option<(Vec<Node
         if indent == 0 && (body.starts_with("---") || body.starts_with("...") || body.starts_with('%')) {
             return None;
         }
+        // Every content line is at least one event: more lines than events are declined
+        // before they are all collected (8 MiB of one-letter lines: 130 MB of `Line`s).
+        content += 1;
+        if content > fast_limits::EVENTS {
+            return None;
+        }
         segments.last_mut()?.push(Line { no, indent, body });
     }
     let implicit = !segments[0].is_empty();
@@ -67,6 +73,7 @@ pub(super) fn line_stream(text: &str, strict_booleans: bool) -> Option<(Vec<Node
         lines: Vec::new(),
         pos: 0,
         events: 2 + 2 * documents,
+        nodes: 0,
         depth: 0,
         strict_booleans,
     };
@@ -92,6 +99,8 @@ struct Reader<'t> {
     pos: usize,
     /// Parser events so far, counted as the event reader counts them.
     events: usize,
+    /// Nodes so far (scalars, keys and collections).
+    nodes: usize,
     /// Collections open.
     depth: usize,
     strict_booleans: bool,
@@ -103,12 +112,19 @@ impl<'t> Reader<'t> {
         (self.events <= fast_limits::EVENTS).then_some(())
     }
 
+    /// The event of a node (a scalar, key or collection), counted as serde-saphyr's budget does.
+    fn node(&mut self) -> Option<()> {
+        self.nodes += 1;
+        (self.nodes <= fast_limits::NODES).then_some(())?;
+        self.event()
+    }
+
     fn open(&mut self) -> Option<()> {
         if self.depth >= fast_limits::DEPTH {
             return None;
         }
         self.depth += 1;
-        self.event()
+        self.node()
     }
 
     fn close(&mut self) -> Option<()> {
@@ -156,7 +172,7 @@ impl<'t> Reader<'t> {
             {
                 return None;
             }
-            self.event()?;
+            self.node()?;
             let value_text = rest.trim_start_matches(' ');
             let value = if value_text.is_empty() {
                 // The value is the block on the next lines: deeper, or a sequence at this
@@ -256,7 +272,13 @@ impl<'t> Reader<'t> {
         let bytes = text.as_bytes();
         let node = match bytes[0] {
             b'[' | b'{' => {
-                let mut flow = Flow { bytes, pos: 0, no, at };
+                let mut flow = Flow {
+                    text,
+                    bytes,
+                    pos: 0,
+                    no,
+                    at,
+                };
                 let node = flow.node(self)?;
                 if !text[flow.pos..].bytes().all(|b| b == b' ') {
                     return None;
@@ -268,7 +290,7 @@ impl<'t> Reader<'t> {
                 if !text[end..].bytes().all(|b| b == b' ') {
                     return None;
                 }
-                self.event()?;
+                self.node()?;
                 node
             }
             _ => {
@@ -276,7 +298,7 @@ impl<'t> Reader<'t> {
                 if !plain_ok(value, false) {
                     return None;
                 }
-                self.event()?;
+                self.node()?;
                 self.scalar(no, at, value)?
             }
         };
@@ -296,6 +318,8 @@ impl<'t> Reader<'t> {
 
 /// A one-line flow collection being read.
 struct Flow<'b> {
+    /// The line from the collection's opening bracket on (ASCII: every byte is a character).
+    text: &'b str,
     bytes: &'b [u8],
     pos: usize,
     no: u32,
@@ -318,7 +342,9 @@ impl<'b> Flow<'b> {
     }
 
     fn text(&self) -> &'b str {
-        std::str::from_utf8(&self.bytes[self.pos..]).unwrap_or("")
+        // Slicing, not `from_utf8` (which re-validated the rest of the line for every item of a
+        // flow: quadratic in the line's length, seconds for one long line).
+        self.text.get(self.pos..).unwrap_or("")
     }
 
     /// A node inside a flow collection (or the collection itself): a collection, a quoted
@@ -352,7 +378,7 @@ impl<'b> Flow<'b> {
                             {
                                 return None;
                             }
-                            reader.event()?;
+                            reader.node()?;
                             self.pos += name.len() + 1;
                             let value = self.node(reader)?;
                             entries.push((
@@ -391,7 +417,7 @@ impl<'b> Flow<'b> {
             b'"' | b'\'' => {
                 let (node, end) = quoted(self.no, self.at + self.pos, self.text())?;
                 self.pos += end;
-                reader.event()?;
+                reader.node()?;
                 Some(node)
             }
             _ => {
@@ -402,7 +428,7 @@ impl<'b> Flow<'b> {
                     return None;
                 }
                 self.pos += value.len();
-                reader.event()?;
+                reader.node()?;
                 reader.scalar(self.no, self.at + self.pos - value.len(), value)
             }
         }
@@ -482,6 +508,10 @@ fn column(at: usize) -> Option<u32> {
 fn plain() -> serde_saphyr::granit_parser::ScalarStyle {
     serde_saphyr::granit_parser::ScalarStyle::Plain
 }
+
+#[cfg(test)]
+#[path = "yaml_lines_fuzz.rs"]
+mod fuzz;
 
 #[cfg(test)]
 mod tests {
