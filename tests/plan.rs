@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Repo, component, release, target};
+use common::{Repo, component, release, releases, target};
 
 const NOW: &str = "2026-11-21T10:00:00Z";
 
@@ -580,14 +580,7 @@ fn recorded_elsewhere() -> Repo {
     let repo = Repo::new();
     repo.file("gantry.toml", "state_branch = \"gantry/elsewhere\"\n")
         .file("components/billing.yaml", &component("billing", ""))
-        .file(
-            "releases/billing.yaml",
-            &format!(
-                "{}---\n{}",
-                release("billing", "1.0.0", ""),
-                release("billing", "2.0.0", "")
-            ),
-        )
+        .file("releases/billing.yaml", &releases("billing", &["1.0.0", "2.0.0"]))
         .file("targets/acme.yaml", &target("acme", "billing", "2.0.0", "env: prod"));
     repo.commit_all("fleet");
     state_branch(

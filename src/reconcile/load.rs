@@ -936,29 +936,18 @@ mod tests {
             ]
         };
         let commit = |n: u8| Oid::from_bytes(&[n; 20]).expect("an id");
+        let first_files = vec![
+            ("components/web.yaml", component(deploy)),
+            ("releases/web.yaml", release.clone()),
+            ("targets/a.yaml", target("a", Some("gold"), Some("a.example"))),
+            ("targets/b.yaml", target("b", Some("gold"), None)),
+            ("targets/c.yaml", target("c", None, Some("c.example"))),
+        ];
         let steps: Vec<(Oid, Vec<(&str, String)>)> = vec![
             // b has no host, c no tier; the commit id starts with 0: `nope` fails everywhere.
-            (
-                commit(0x01),
-                vec![
-                    ("components/web.yaml", component(deploy)),
-                    ("releases/web.yaml", release.clone()),
-                    ("targets/a.yaml", target("a", Some("gold"), Some("a.example"))),
-                    ("targets/b.yaml", target("b", Some("gold"), None)),
-                    ("targets/c.yaml", target("c", None, Some("c.example"))),
-                ],
-            ),
+            (commit(0x01), first_files.clone()),
             // Same files, an id starting with f: the commit-reading template now renders.
-            (
-                commit(0xf1),
-                vec![
-                    ("components/web.yaml", component(deploy)),
-                    ("releases/web.yaml", release.clone()),
-                    ("targets/a.yaml", target("a", Some("gold"), Some("a.example"))),
-                    ("targets/b.yaml", target("b", Some("gold"), None)),
-                    ("targets/c.yaml", target("c", None, Some("c.example"))),
-                ],
-            ),
+            (commit(0xf1), first_files),
             // b fixed, a loses its tier, c renamed to d.
             (
                 commit(0xf2),

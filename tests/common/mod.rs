@@ -159,6 +159,15 @@ pub fn release(component: &str, version: &str, extra: &str) -> String {
     )
 }
 
+/// One file of plain releases of `component`, one document per version.
+pub fn releases(component: &str, versions: &[&str]) -> String {
+    versions
+        .iter()
+        .map(|v| release(component, v, ""))
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
 pub fn target(name: &str, component: &str, version: &str, labels: &str) -> String {
     format!(
         "apiVersion: gantry.dev/v1\nkind: Target\nmetadata:\n  name: {name}\n  labels: {{ {labels} }}\nspec:\n  component: {component}\n  version: \"{version}\"\n"
