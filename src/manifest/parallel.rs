@@ -42,6 +42,12 @@ pub fn read_manifests_parallel(config: Option<&RawFile>, files: &[RawFile]) -> (
 ///
 /// # Errors
 /// The first loading error, in chunk order.
+/// The stack of a thread that parses manifests: the main thread's 8 MiB, not a spawned
+/// thread's 2 MiB default. The YAML reference parser recurses per nesting level up to its
+/// limit of 64, which a 2 MiB stack may not hold in a debug build (found by the line reader's
+/// review, issue #17): the limit's clear error, never a crash, on any thread.
+pub(crate) const PARSER_STACK_BYTES: usize = 8 << 20;
+
 pub fn read_chunked<'a, E: Send>(
     config: Option<&RawFile>,
     chunks: usize,
@@ -56,7 +62,10 @@ pub fn read_chunked<'a, E: Send>(
         let handles: Vec<_> = (1..chunks)
             .map(|i| {
                 let other = &other;
-                scope.spawn(move || other(i).map(read))
+                std::thread::Builder::new()
+                    .stack_size(PARSER_STACK_BYTES)
+                    .spawn_scoped(scope, move || other(i).map(read))
+                    .expect("a parser thread")
             })
             .collect();
         let first = first().map(read);
@@ -162,6 +171,45 @@ mod tests {
                 let expected: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
                 assert_eq!(paths, expected);
             }
+        }
+    }
+
+    /// A manifest nested up to the parser's limit, and one past it, read on a parser thread:
+    /// a value, then the limit's error, and never a stack overflow.
+    #[test]
+    fn deep_nesting_is_read_or_refused_on_a_parser_thread_never_overflowing() {
+        let deep = |levels: usize| {
+            let mut text = String::from(
+                "apiVersion: gantry.dev/v1\nkind: Target\nmetadata: { name: deep }\nspec:\n  component: c\n  version: 1.0.0\n  config:\n",
+            );
+            for i in 0..levels {
+                text.push_str(&" ".repeat(4 + i));
+                text.push_str(&format!("k{i}:\n"));
+            }
+            text.push_str(&" ".repeat(4 + levels));
+            text.push_str("v: 1\n");
+            text
+        };
+        for (levels, refused) in [(58, false), (70, true)] {
+            let files: Vec<RawFile> = (0..40)
+                .map(|i| {
+                    file(
+                        &format!("m/{i:02}.yaml"),
+                        if i == 39 { deep(levels) } else { "a: 1\n".to_string() },
+                    )
+                })
+                .collect();
+            let (_, diagnostics) = read_chunked::<()>(
+                None,
+                2,
+                || Ok(Cow::Borrowed(&files[..20])),
+                |_| Ok(Cow::Borrowed(&files[20..])),
+            )
+            .unwrap();
+            let nested = diagnostics
+                .iter()
+                .any(|d| d.to_string().contains("nested more than 64 levels"));
+            assert_eq!(nested, refused, "{levels} levels: {diagnostics:?}");
         }
     }
 

@@ -153,7 +153,10 @@ pub fn read_cached<'a, T: Clone + Sync, E: Send>(
                 .iter()
                 .map(|chunk| {
                     let (other, read) = (&other, &read);
-                    scope.spawn(move || other(chunk).map(read))
+                    std::thread::Builder::new()
+                        .stack_size(super::parallel::PARSER_STACK_BYTES)
+                        .spawn_scoped(scope, move || other(chunk).map(read))
+                        .expect("a parser thread")
                 })
                 .collect();
             let first = first(chunks[0]).map(read);

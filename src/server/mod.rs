@@ -250,6 +250,9 @@ pub fn run(options: DaemonOptions) -> Result<(), ServerError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(4)
+        // Passes run on blocking threads and parse manifests there: the parser threads' stack,
+        // not tokio's 2 MiB (see `manifest::parallel::PARSER_STACK_BYTES`).
+        .thread_stack_size(crate::manifest::parallel::PARSER_STACK_BYTES)
         .enable_all()
         .build()
         .map_err(|source| ServerError::Io {
