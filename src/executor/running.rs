@@ -106,6 +106,16 @@ fn table<'t>(tables: &'t mut Vec<Table>, dir: &Path) -> io::Result<&'t mut Table
     Ok(tables.last_mut().expect("just pushed"))
 }
 
+/// [`table`], or `None` when its directory does not exist: no step ever ran there, so none
+/// was left running.
+fn existing_table<'t>(tables: &'t mut Vec<Table>, dir: &Path) -> io::Result<Option<&'t mut Table>> {
+    match table(tables, dir) {
+        Ok(table) => Ok(Some(table)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 impl Table {
     fn write(&self, slot: usize, record: Option<&Record>) -> io::Result<()> {
         let mut bytes = vec![b' '; RECORD_BYTES];
@@ -199,11 +209,8 @@ impl RunningStep {
 /// The file cannot be opened or read.
 pub(crate) fn take_left_behind(log_dir: &Path, attempt: &str) -> io::Result<Option<Record>> {
     let mut tables = tables();
-    let table = match table(&mut tables, log_dir) {
-        Ok(table) => table,
-        // No log directory: no step ever ran here, so none was left running.
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
+    let Some(table) = existing_table(&mut tables, log_dir)? else {
+        return Ok(None);
     };
     Ok(table.slots.iter().find_map(|s| match s {
         Slot::LeftBehind(r) if r.attempt == attempt => Some(r.clone()),
@@ -217,10 +224,8 @@ pub(crate) fn take_left_behind(log_dir: &Path, attempt: &str) -> io::Result<Opti
 /// The record cannot be written.
 pub(crate) fn forget_left_behind(log_dir: &Path, attempt: &str) -> io::Result<()> {
     let mut tables = tables();
-    let table = match table(&mut tables, log_dir) {
-        Ok(table) => table,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
+    let Some(table) = existing_table(&mut tables, log_dir)? else {
+        return Ok(());
     };
     for slot in 0..table.slots.len() {
         if matches!(&table.slots[slot], Slot::LeftBehind(r) if r.attempt == attempt) {

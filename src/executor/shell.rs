@@ -343,28 +343,25 @@ fn spawn_failure(argv0: &str, program: &Path, checkout: &Path, e: &io::Error) ->
 /// by another thread holds such descriptors until its own exec closes them (rust-lang/rust#114554),
 /// e.g. right after a script was written.
 pub(crate) fn spawn(command: &mut Command) -> io::Result<Child> {
-    let mut delay = Duration::from_millis(5);
-    for _ in 0..6 {
-        match command.spawn() {
-            Err(e) if e.raw_os_error() == Some(Errno::ETXTBSY as i32) => std::thread::sleep(delay),
-            other => return other,
-        }
-        delay *= 2;
-    }
-    command.spawn()
+    retry_text_busy(|| command.spawn())
 }
 
 /// [`spawn_step`], retried briefly on `ETXTBSY` like [`spawn`].
 fn spawn_retrying(command: &StepCommand) -> io::Result<StepProcess> {
+    retry_text_busy(|| spawn_step(command))
+}
+
+/// Runs `start` again while it fails with `ETXTBSY`: 6 retries, 5 ms doubling.
+fn retry_text_busy<T>(mut start: impl FnMut() -> io::Result<T>) -> io::Result<T> {
     let mut delay = Duration::from_millis(5);
     for _ in 0..6 {
-        match spawn_step(command) {
+        match start() {
             Err(e) if e.raw_os_error() == Some(Errno::ETXTBSY as i32) => std::thread::sleep(delay),
             other => return other,
         }
         delay *= 2;
     }
-    spawn_step(command)
+    start()
 }
 
 /// `/dev/null`, opened once per process: every step's stdin.

@@ -524,8 +524,9 @@ mod tests {
     #[test]
     fn a_new_checkout_takes_over_the_files_of_a_trashed_one_and_is_exactly_its_tree() {
         use std::os::unix::fs::MetadataExt;
-        let files: [(&str, &[u8]); 6] = [
+        let files: [(&str, &[u8]); 7] = [
             ("foreign.yaml", b"owned\n"),
+            ("acl.yaml", b"attributes\n"),
             ("same.yaml", b"same: 1\n"),
             ("dir/same.sh", b"#!/bin/sh\n"),
             ("rewritten.yaml", b"original\n"),
@@ -558,6 +559,14 @@ mod tests {
         std::fs::hard_link(oldest.join("linked.yaml"), oldest.join("link-elsewhere")).expect("a link");
         // Given away (only root can; elsewhere the file stays ours and this case is moot).
         let given_away = std::os::unix::fs::chown(oldest.join("foreign.yaml"), Some(4242), Some(4242)).is_ok();
+        // An extended attribute (what an ACL is stored as), where the file system takes one.
+        let attributed = {
+            let path = std::ffi::CString::new(oldest.join("acl.yaml").as_os_str().as_bytes()).unwrap();
+            // SAFETY: valid NUL-terminated strings and a 1-byte value that outlive the call.
+            unsafe {
+                nix::libc::lsetxattr(path.as_ptr(), c"user.gantry-test".as_ptr(), b"x".as_ptr().cast(), 1, 0) == 0
+            }
+        };
         std::fs::File::open(&oldest)
             .and_then(|f| f.set_modified(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1)))
             .expect("mtime");
@@ -587,6 +596,14 @@ mod tests {
             before["linked.yaml"],
             "a file with another link is never taken over"
         );
+        if attributed {
+            assert_ne!(
+                inode(&newest.join("acl.yaml")),
+                before["acl.yaml"],
+                "a file with xattrs"
+            );
+            assert!(!has_xattrs(&newest.join("acl.yaml")));
+        }
         if given_away {
             assert_ne!(
                 inode(&newest.join("foreign.yaml")),

@@ -294,13 +294,11 @@ impl Journal {
     /// # Errors
     /// [`JournalError::Io`] when the file cannot be removed.
     pub fn finish(self) -> Result<(), JournalError> {
-        if !spares::keep(&self.path) {
-            fs::remove_file(&self.path).map_err(io_error("removing journal", &self.path))?;
+        if spares::keep(&self.path) {
+            journal_gone(&self.path)
+        } else {
+            remove_journal(&self.path)
         }
-        super::fence::journal_removed(&self.path).map_err(|reason| JournalError::Fenced {
-            path: self.path.clone(),
-            reason,
-        })
     }
 
     /// Every journal left in `dir` by attempts that did not finish, oldest attempt first.
@@ -700,6 +698,12 @@ fn parse_journal(path: &Path, bytes: &[u8]) -> Result<Option<JournaledAttempt>, 
 /// attempt id instead of running anything.
 fn remove_journal(path: &Path) -> Result<(), JournalError> {
     fs::remove_file(path).map_err(io_error("removing journal", path))?;
+    journal_gone(path)
+}
+
+/// Clustered: the journal at `path` is gone locally (removed or kept as a spare), so its copy in
+/// etcd goes too.
+fn journal_gone(path: &Path) -> Result<(), JournalError> {
     super::fence::journal_removed(path).map_err(|reason| JournalError::Fenced {
         path: path.to_path_buf(),
         reason,
