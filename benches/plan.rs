@@ -16,6 +16,8 @@
 //!   pass done just before in the same process; each run a new child commit, so nothing of the
 //!   child is cached by commit. Printed with its stages.
 //!
+//! `ONLY=daemon` prints the floor and the daemon re-plan alone (for a profiler).
+//!
 //! Each figure is the median of RUNS (default 5) runs, printed with its ratio to the floor.
 //! Run with `cargo bench --bench plan` (needs python3 and git, as the bench scripts do).
 
@@ -24,6 +26,10 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use gantry::manifest::parse_cache;
+
+// The allocator the `gantry` binary (and so the daemon) runs with, so the figures are its.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use gantry::ops::plan::{PlanReport, plan};
 use gantry::render::{self, Format};
 use gantry::source::WatchedRepo;
@@ -50,6 +56,8 @@ fn main() {
     let head = repo.repo.revparse_single("main").expect("main").id();
     let child = one_file_change(&repo.repo, head);
     let (head, child) = (head.to_string(), child.to_string());
+    // ONLY=daemon: the daemon re-plan alone (for a profiler; its ratio is to this run's floor).
+    let only_daemon = std::env::var("ONLY").is_ok_and(|v| v == "daemon");
 
     let floor = median(runs, || {
         let entries = repo
@@ -58,33 +66,70 @@ fn main() {
         let files = repo.read_entries(&entries).expect("the blobs");
         std::hint::black_box(files);
     });
+    let bench = Bench {
+        repo,
+        head,
+        now,
+        runs,
+        floor,
+    };
+    println!(
+        "planner bench: {targets} targets, {releases} releases, {runs} runs; load average {}",
+        load_average()
+    );
+    println!("floor: list the tree and read every blob    {floor:8.1} ms");
+    if !only_daemon {
+        plan_modes(&bench, &child);
+    }
+    daemon_replans(&bench);
+}
+
+/// What every figure shares: the repository, its head, the instant planned at, runs, floor.
+struct Bench {
+    repo: WatchedRepo,
+    head: String,
+    now: jiff::Timestamp,
+    runs: usize,
+    floor: f64,
+}
+
+/// The `gantry plan` figures: cold, warm, one-file change, and each commit's first plan.
+fn plan_modes(bench: &Bench, child: &str) {
+    let Bench {
+        repo,
+        head,
+        now,
+        runs,
+        floor,
+    } = bench;
+    let (now, runs, floor) = (*now, *runs, *floor);
     // The first plan of a commit also runs the strict template check (every step template
     // against every target), which is cached by commit, not by file: timed once per commit.
     let start = Instant::now();
-    plan_json(&repo, &head, now);
+    plan_json(repo, head, now);
     let first_head = start.elapsed().as_secs_f64() * 1000.0;
     clear_cache();
-    plan_json(&repo, &head, now);
+    plan_json(repo, head, now);
     let start = Instant::now();
-    plan_json(&repo, &child, now);
+    plan_json(repo, child, now);
     let first_child = start.elapsed().as_secs_f64() * 1000.0;
     let mut bytes = 0;
     let cold = median(runs, || {
         clear_cache();
-        bytes = plan_json(&repo, &head, now);
+        bytes = plan_json(repo, head, now);
     });
-    plan_json(&repo, &head, now);
+    plan_json(repo, head, now);
     let warm = median(runs, || {
-        plan_json(&repo, &head, now);
+        plan_json(repo, head, now);
     });
     let mut misses = 0;
     let changed = median(runs, || {
         // The parent planned with an empty cache, then the child timed: only its changed
         // file is parsed again.
         clear_cache();
-        plan_json(&repo, &head, now);
+        plan_json(repo, head, now);
         let start = Instant::now();
-        plan_json(&repo, &child, now);
+        plan_json(repo, child, now);
         misses = parse_cache::global()
             .expect("enabled")
             .lock()
@@ -92,11 +137,7 @@ fn main() {
             .last_misses();
         start.elapsed().as_secs_f64() * 1000.0
     });
-    println!(
-        "planner bench: {targets} targets, {releases} releases, {runs} runs; plan JSON {bytes} bytes; load average {}",
-        load_average()
-    );
-    println!("floor: list the tree and read every blob    {floor:8.1} ms");
+    println!("plan JSON: {bytes} bytes");
     for (label, ms) in [
         ("plan, cold (empty parse cache)", cold),
         ("plan, warm (same commit again)", warm),
@@ -107,8 +148,19 @@ fn main() {
         println!("{label:<42} {ms:8.1} ms  {:6.2}x floor", ms / floor);
     }
     println!("files parsed after the one-file change: {misses}");
+}
 
-    // The daemon's planning after a commit: a fresh child each run (caches keyed by commit miss).
+/// The daemon's planning after a commit, by stage (see the module's list).
+fn daemon_replans(bench: &Bench) {
+    let Bench {
+        repo,
+        head,
+        now,
+        runs,
+        floor,
+    } = bench;
+    let (now, runs, floor) = (*now, *runs, *floor);
+    // A fresh child each run (caches keyed by commit miss).
     // The daemon's other caches (`server::run` enables them), on from here on: the state
     // branch's records by blob id and the template check's answers per target.
     gantry::state::branch::enable_process_cache();
@@ -117,8 +169,8 @@ fn main() {
     let mut stages: Vec<[f64; 4]> = Vec::new();
     for run in 0..runs.max(1) {
         let child = edit_one_target(&repo.repo, head_oid, &format!("# edited by the bench, run {run}\n"));
-        daemon_replan(&repo, head_oid, now);
-        stages.push(daemon_replan(&repo, child, now));
+        daemon_replan(repo, head_oid, now);
+        stages.push(daemon_replan(repo, child, now));
     }
     stages.sort_by(|a, b| a.iter().sum::<f64>().total_cmp(&b.iter().sum::<f64>()));
     let [load, state, evidence, planned] = stages[stages.len() / 2];
