@@ -12,7 +12,8 @@
 //!   commit, so the figures above do not include it);
 //! - daemon re-plan after a one-file change: what a daemon pass does before its first step for
 //!   a new commit that edits one target file (load and validate the commit, template check
-//!   included, read the state branch, approvals evidence, plan; no JSON), with the parent's
+//!   included, with the state branch read alongside on another thread as the pass does;
+//!   approvals evidence; plan; no JSON), with the parent's
 //!   pass done just before in the same process; each run a new child commit, so nothing of the
 //!   child is cached by commit. Printed with its stages.
 //!
@@ -166,43 +167,52 @@ fn daemon_replans(bench: &Bench) {
     gantry::state::branch::enable_process_cache();
     gantry::reconcile::load::enable_template_memo();
     let head_oid: git2::Oid = head.parse().expect("an id");
-    let mut stages: Vec<[f64; 4]> = Vec::new();
+    // A daemon has run passes before this commit: one untimed round fills the caches a daemon
+    // keeps between passes (the template check's answers above all).
+    warm_up(repo, head_oid, now);
+    let mut stages: Vec<[f64; 3]> = Vec::new();
     for run in 0..runs.max(1) {
         let child = edit_one_target(&repo.repo, head_oid, &format!("# edited by the bench, run {run}\n"));
         daemon_replan(repo, head_oid, now);
         stages.push(daemon_replan(repo, child, now));
     }
     stages.sort_by(|a, b| a.iter().sum::<f64>().total_cmp(&b.iter().sum::<f64>()));
-    let [load, state, evidence, planned] = stages[stages.len() / 2];
-    let total = load + state + evidence + planned;
+    let [load, evidence, planned] = stages[stages.len() / 2];
+    let total = load + evidence + planned;
     println!(
         "{:<42} {total:8.1} ms  {:6.2}x floor  (aim <= 50 ms)",
         "daemon re-plan, one-file change",
         total / floor
     );
     println!(
-        "  load+validate+template check {load:.1} ms, state branch {state:.1} ms, evidence {evidence:.1} ms, plan {planned:.1} ms"
+        "  load+validate+template check (state branch read alongside) {load:.1} ms, evidence {evidence:.1} ms, plan {planned:.1} ms"
     );
 }
 
+/// One untimed round of [`daemon_replans`] (a name of its own, for a profiler to skip).
+#[inline(never)]
+fn warm_up(repo: &WatchedRepo, head: git2::Oid, now: jiff::Timestamp) {
+    let child = edit_one_target(&repo.repo, head, "# edited by the bench, warm-up\n");
+    daemon_replan(repo, head, now);
+    daemon_replan(repo, child, now);
+}
+
 /// The planning a daemon pass does for `commit` (`reconcile::apply`'s fetch and plan stages),
-/// timed by stage: load (with validation and the template check), state, evidence, plan.
-fn daemon_replan(repo: &WatchedRepo, commit: git2::Oid, now: jiff::Timestamp) -> [f64; 4] {
+/// timed by stage: load (with validation and the template check, and the state branch read
+/// alongside), evidence, plan.
+fn daemon_replan(repo: &WatchedRepo, commit: git2::Oid, now: jiff::Timestamp) -> [f64; 3] {
     let t0 = Instant::now();
-    let loaded = gantry::reconcile::load::load_commit(repo, commit).expect("the commit");
+    let (loaded, recorded) = gantry::reconcile::load::load_with_recorded(repo, commit).expect("the commit");
     assert!(loaded.is_valid(), "{:?}", loaded.diagnostics);
     let t1 = Instant::now();
-    let recorded =
-        gantry::state::read_recorded(&repo.repo, &loaded.desired.config.state_branch).expect("the state branch");
-    let t2 = Instant::now();
     let anchor = gantry::reconcile::apply::anchor_of(repo, &recorded).expect("the anchor");
     let evidence = gantry::reconcile::load::evidence(repo, &loaded, &anchor).expect("evidence");
-    let t3 = Instant::now();
+    let t2 = Instant::now();
     let plan = gantry::plan::plan(&loaded.plan_input(&recorded, &evidence, now));
     std::hint::black_box(plan);
-    let t4 = Instant::now();
+    let t3 = Instant::now();
     let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1000.0;
-    [ms(t0, t1), ms(t1, t2), ms(t2, t3), ms(t3, t4)]
+    [ms(t0, t1), ms(t1, t2), ms(t2, t3)]
 }
 
 /// Plans `rev` and renders the JSON `gantry plan --format json` prints; returns its size.

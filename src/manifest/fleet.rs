@@ -93,7 +93,7 @@ pub fn expand(manifests: &mut Manifests, diags: &mut Vec<Diagnostic>) {
             generated.push(target);
         }
     }
-    manifests.targets.extend(generated);
+    manifests.targets.extend(generated.into_iter().map(std::sync::Arc::new));
 }
 
 /// The targets one fleet generates, in tenant-then-component order, and its own problems.

@@ -145,7 +145,9 @@ pub struct Manifests {
     pub config_origin: Option<Origin>,
     pub components: Vec<Manifest<ComponentSpec>>,
     pub releases: Vec<Manifest<ReleaseSpec>>,
-    pub targets: Vec<Manifest<TargetSpec>>,
+    /// Shared (`Arc`): the daemon's parse cache hands the same targets to every pass, and a
+    /// fleet has thousands of them (issue #17: copying them was a third of a re-plan's load).
+    pub targets: Vec<Arc<Manifest<TargetSpec>>>,
     pub policies: Vec<Manifest<PolicySpec>>,
     pub windows: Vec<Manifest<WindowSpec>>,
     pub approvals: Vec<Manifest<ApprovalSpec>>,
@@ -399,12 +401,15 @@ fn read_document(file: &RawFile, doc: Node, ours: bool, out: &mut Manifests, dia
     macro_rules! push {
         ($field:ident) => {
             if let Some(spec) = typed(&origin, "/spec", spec_json, diagnostics) {
-                out.$field.push(Manifest {
-                    name: metadata.name,
-                    labels: metadata.labels,
-                    spec,
-                    origin,
-                });
+                out.$field.push(
+                    Manifest {
+                        name: metadata.name,
+                        labels: metadata.labels,
+                        spec,
+                        origin,
+                    }
+                    .into(),
+                );
             }
         };
     }
@@ -492,13 +497,13 @@ pub fn pointer_to_dotted(pointer: &str) -> String {
 }
 
 /// Groups manifests by name, keeping the first and reporting every later duplicate.
-pub(crate) fn index_by_name<'a, S>(
+pub(crate) fn index_by_name<'a, S, M: std::borrow::Borrow<Manifest<S>>>(
     kind: Kind,
-    items: &'a [Manifest<S>],
+    items: &'a [M],
     diagnostics: &mut Vec<Diagnostic>,
 ) -> BTreeMap<&'a str, &'a Manifest<S>> {
     let mut by_name: BTreeMap<&str, &Manifest<S>> = BTreeMap::new();
-    for item in items {
+    for item in items.iter().map(std::borrow::Borrow::borrow) {
         if let Some(first) = by_name.get(item.name.as_str()) {
             let first_loc = first.origin.loc("/metadata/name");
             diagnostics.push(item.origin.diagnostic(

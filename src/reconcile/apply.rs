@@ -26,7 +26,6 @@ use crate::source::{SourceError, WatchedRepo, trust};
 use crate::state::{
     AttemptHeader, Batch, FinishedAttempt, Journal, JournalError, LockError, Outcome, ReconcilerLock, RecordedState,
     RolloutRecord, RolloutTarget, RolloutTargetStatus, StateError, StateWriter, TargetRecord, TargetStatus, WaveRecord,
-    read_recorded,
 };
 
 use super::attempt::{self, AttemptEnv, AttemptResult, ExecutorPool, ProgressSink};
@@ -124,6 +123,15 @@ pub enum ApplyError {
     UnknownTargets(Vec<String>),
 }
 
+impl From<super::load::LoadError> for ApplyError {
+    fn from(e: super::load::LoadError) -> ApplyError {
+        match e {
+            super::load::LoadError::Source(e) => ApplyError::Source(e),
+            super::load::LoadError::State(e) => ApplyError::State(e),
+        }
+    }
+}
+
 /// Runs one reconcile pass.
 ///
 /// # Guarantees
@@ -206,7 +214,7 @@ fn pass(
 
     // Fetch: the desired commit first, so its state branch name is known.
     let head = repo.branch_tip(&repo.desired_branch_hint())?;
-    let loaded = load_commit(repo, head)?;
+    let (loaded, mut recorded) = super::load::load_with_recorded(repo, head)?;
     report.commit = Some(head.to_string());
     let state_branch = loaded.desired.config.state_branch.clone();
     let context = PassContext {
@@ -220,7 +228,6 @@ fn pass(
             stop,
         },
     };
-    let mut recorded = read_recorded(&repo.repo, &state_branch)?;
     // Trust: before anything runs, even a resumed attempt (source::trust). The desired branch
     // only moves forward from the anchor, and the head is signed by the anchored signers.
     let trust_stage = tracing::debug_span!("trust.check").entered();

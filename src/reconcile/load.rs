@@ -114,6 +114,57 @@ pub fn load_commit(repo: &WatchedRepo, commit: Oid) -> Result<LoadedCommit, Sour
     })
 }
 
+/// [`load_commit`] of `commit`, and the state branch its `gantry.toml` names read alongside
+/// on another thread (issue #17: the two are independent, and a daemon pass after a one-file
+/// change waited for one and then the other). The state branch name comes from the same
+/// `gantry.toml` bytes `load_commit` reads; errors are reported in the order a sequential
+/// read would meet them (the commit's first).
+///
+/// # Errors
+/// git failures reading the commit ([`LoadError::Source`]) or the state branch
+/// ([`LoadError::State`]).
+pub fn load_with_recorded(
+    repo: &WatchedRepo,
+    commit: Oid,
+) -> Result<(LoadedCommit, crate::state::RecordedState), LoadError> {
+    let config = repo.read_raw(commit, "gantry.toml")?;
+    let (config_only, _) = manifest::read_manifests(config.as_ref(), &[]);
+    let state_branch = config_only.config.state_branch;
+    let git_dir = repo.repo.path().to_path_buf();
+    let read_state = || -> Result<_, LoadError> {
+        let other = WatchedRepo::open(&git_dir)?;
+        Ok(crate::state::read_recorded(&other.repo, &state_branch)?)
+    };
+    let (loaded, recorded) = std::thread::scope(|scope| {
+        let reading = std::thread::Builder::new()
+            .name("state-read".into())
+            .spawn_scoped(scope, read_state);
+        let loaded = load_commit(repo, commit);
+        let recorded = match reading {
+            Ok(reading) => reading.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            // No thread to be had: read after the commit, as a sequential pass does.
+            Err(_) => read_state(),
+        };
+        (loaded, recorded)
+    });
+    let loaded = loaded?;
+    if loaded.desired.config.state_branch != state_branch {
+        // Not expected (both read the same bytes), but the commit's own reading decides.
+        let recorded = crate::state::read_recorded(&repo.repo, &loaded.desired.config.state_branch)?;
+        return Ok((loaded, recorded));
+    }
+    Ok((loaded, recorded?))
+}
+
+/// Why [`load_with_recorded`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+}
+
 fn stand_in_artifact() -> crate::executor::artifact::LocalArtifact {
     crate::executor::artifact::LocalArtifact {
         path: "/validate/artifact".to_owned(),
@@ -155,35 +206,27 @@ impl TemplateSignature {
     }
 }
 
-/// Everything of a target its step renders read ([`Renders::context`]: name, labels, vars,
-/// config, component, version); the rest of the context is the same for every target.
-#[derive(Debug, Clone, PartialEq)]
-struct TargetInputs {
-    labels: manifest::Labels,
-    vars: serde_json::Map<String, serde_json::Value>,
-    config: serde_json::Map<String, serde_json::Value>,
-    component: String,
-    version: String,
-}
+/// A target as a template check saw it: its manifest, shared with the parse cache, whose
+/// renders read name, labels, vars, config, component and version ([`Renders::context`]); the
+/// rest of the context is the same for every target.
+#[derive(Debug, Clone)]
+struct TargetInputs(std::sync::Arc<manifest::Manifest<manifest::TargetSpec>>);
 
 impl TargetInputs {
     fn of(target: &manifest::Target) -> TargetInputs {
-        TargetInputs {
-            labels: target.labels().clone(),
-            vars: target.spec().vars.clone(),
-            config: target.spec().config.clone(),
-            component: target.spec().component.clone(),
-            version: target.spec().version.clone(),
-        }
+        TargetInputs(std::sync::Arc::clone(&target.manifest))
     }
 
-    /// Whether `target` renders with these inputs (compared in place: nothing is cloned).
+    /// Whether `target` renders with these inputs: the same manifest (the parse cache hands
+    /// an unchanged file's manifests to every pass), or one equal in every input.
     fn matches(&self, target: &manifest::Target) -> bool {
-        self.component == target.spec().component
-            && self.version == target.spec().version
-            && self.labels == *target.labels()
-            && self.vars == target.spec().vars
-            && self.config == target.spec().config
+        let (then, now) = (&self.0, &target.manifest);
+        std::sync::Arc::ptr_eq(then, now)
+            || (then.spec.component == now.spec.component
+                && then.spec.version == now.spec.version
+                && then.labels == now.labels
+                && then.spec.vars == now.spec.vars
+                && then.spec.config == now.spec.config)
     }
 }
 
@@ -500,12 +543,12 @@ fn check_templates(
         let known = memo
             .as_mut()
             .filter(|_| reusable.get(component).copied().unwrap_or(false))
-            .and_then(|m| m.targets.remove(target.name()))
-            .filter(|known| known.matches(target));
-        if let Some(known) = known {
+            .and_then(|m| m.targets.remove_entry(target.name()))
+            .filter(|(_, known)| known.matches(target));
+        if let Some((name, known)) = known {
             // It passed every template then, with these same inputs: it passes now.
             if let Some(next) = next.as_mut() {
-                next.targets.insert(target.name().to_owned(), known);
+                next.targets.insert(name, known);
                 next.reused += 1;
             }
             continue;

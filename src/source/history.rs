@@ -364,7 +364,7 @@ fn blob_values(files: &[RawFile], extract: Extract) -> Vec<Vec<(String, String)>
                         manifests
                             .targets
                             .into_iter()
-                            .map(|t| (t.name, t.spec.version))
+                            .map(|t| (t.name.clone(), t.spec.version.clone()))
                             .collect()
                     }
                     Extract::Approvals => manifests

@@ -89,7 +89,8 @@ pub struct Target {
     pub wanted: VersionWanted,
     /// sha256 of the canonical JSON of `spec.config`.
     pub config_hash: String,
-    pub manifest: Manifest<TargetSpec>,
+    /// Shared with the parse cache's copy (see `Manifests::targets`).
+    pub manifest: std::sync::Arc<Manifest<TargetSpec>>,
 }
 
 impl Target {
@@ -236,29 +237,34 @@ pub fn validate(mut manifests: Manifests) -> (Desired, Vec<Diagnostic>) {
     }
     check_requirements(&desired.releases, &mut diags);
 
-    // Targets are many: the accepted ones are moved into `desired`, not cloned.
+    // Targets are many (issue #17): checked in one pass over the list, the first of each name
+    // kept (`index_by_name` reports the others), and collected into the map in bulk.
     let target_list = std::mem::take(&mut manifests.targets);
-    let mut accepted: BTreeMap<&str, (VersionWanted, String)> = BTreeMap::new();
     let config_schemas = compile_config_schemas(&components, &mut diags);
-    for target in index_by_name(Kind::Target, &target_list, &mut diags).values() {
-        if let Some(parts) = check_target(target, &components, &desired.releases, &mut diags) {
-            accepted.insert(&target.name, parts);
-        }
-        check_config_schema(target, &config_schemas, &mut diags);
-    }
-    let mut accepted: BTreeMap<String, (VersionWanted, String)> =
-        accepted.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    let first_of_name: std::collections::HashSet<*const Manifest<TargetSpec>> =
+        index_by_name(Kind::Target, &target_list, &mut diags)
+            .into_values()
+            .map(std::ptr::from_ref)
+            .collect();
+    let mut accepted: Vec<(String, Target)> = Vec::with_capacity(target_list.len());
     for manifest in target_list {
-        // The first manifest of a name is the one `index_by_name` kept.
-        if let Some((wanted, config_hash)) = accepted.remove(&manifest.name) {
-            let target = Target {
-                wanted,
-                config_hash,
-                manifest,
-            };
-            desired.targets.insert(target.manifest.name.clone(), target);
+        if !first_of_name.contains(&std::ptr::from_ref(&*manifest)) {
+            continue;
+        }
+        let parts = check_target(&manifest, &components, &desired.releases, &mut diags);
+        check_config_schema(&manifest, &config_schemas, &mut diags);
+        if let Some((wanted, config_hash)) = parts {
+            accepted.push((
+                manifest.name.clone(),
+                Target {
+                    wanted,
+                    config_hash,
+                    manifest,
+                },
+            ));
         }
     }
+    desired.targets = accepted.into_iter().collect();
 
     let policies = index_by_name(Kind::Policy, &manifests.policies, &mut diags);
     for policy in policies.values() {
@@ -291,8 +297,12 @@ pub fn validate(mut manifests: Manifests) -> (Desired, Vec<Diagnostic>) {
 
 type NameRef<'a> = (&'a super::load::Origin, &'a str, &'a Labels);
 
-fn names_of<S>(items: &[Manifest<S>]) -> Vec<NameRef<'_>> {
-    items.iter().map(|m| (&m.origin, m.name.as_str(), &m.labels)).collect()
+fn names_of<'a, S: 'a, M: std::borrow::Borrow<Manifest<S>>>(items: &'a [M]) -> Vec<NameRef<'a>> {
+    items
+        .iter()
+        .map(std::borrow::Borrow::borrow)
+        .map(|m| (&m.origin, m.name.as_str(), &m.labels))
+        .collect()
 }
 
 fn check_metadata(origin: &super::load::Origin, name: &str, labels: &Labels, diags: &mut Vec<Diagnostic>) {

@@ -70,10 +70,19 @@ pub fn read_recorded_cached(
     state_branch: &str,
     cache: &mut RecordCache,
 ) -> Result<RecordedState, StateError> {
-    let previous = std::mem::take(cache);
+    let read = read_with(repo, state_branch, cache);
+    if read.is_err() {
+        *cache = RecordCache::default();
+    }
+    read
+}
+
+/// [`read_recorded_cached`], leaving `cache` as it may be after an error.
+fn read_with(repo: &Repository, state_branch: &str, cache: &mut RecordCache) -> Result<RecordedState, StateError> {
     // With state signing on, nothing is read from a branch that does not verify (issue #18).
     crate::state::signing::verify_branch(repo, state_branch)?;
     let Some(tip) = state_tip(repo, state_branch)? else {
+        *cache = RecordCache::default();
         return Ok(RecordedState::default());
     };
     let commit = repo
@@ -88,22 +97,19 @@ pub fn read_recorded_cached(
         commit: tip,
     };
 
-    let targets = reader.read_dir(&tree, TARGETS_DIR, previous.targets)?;
-    let rollouts = reader.read_dir(&tree, ROLLOUTS_DIR, previous.rollouts)?;
+    let targets = reader.read_dir(&tree, TARGETS_DIR, &mut cache.targets)?;
+    let rollouts = reader.read_dir(&tree, ROLLOUTS_DIR, &mut cache.rollouts)?;
 
     let mut state = RecordedState {
         commit: Some(tip.to_string()),
         ..RecordedState::default()
     };
-    for (name, blob, record) in targets {
-        state.targets.insert(name, record.clone());
-        cache.targets.insert(blob, record);
-    }
-    for (name, blob, record) in rollouts {
+    // In name order already: collected in bulk rather than inserted one by one.
+    state.targets = targets.into_iter().collect();
+    for (name, record) in rollouts {
         let path = format!("{ROLLOUTS_DIR}/{name}{RECORD_EXT}");
         let expected = RolloutRecord::path(&record.component, &record.version);
         if expected != path {
-            *cache = RecordCache::default();
             return Err(reader.layout(
                 &path,
                 format!(
@@ -114,8 +120,7 @@ pub fn read_recorded_cached(
         }
         state
             .rollouts
-            .insert((record.component.clone(), record.version.clone()), record.clone());
-        cache.rollouts.insert(blob, record);
+            .insert((record.component.clone(), record.version.clone()), record);
     }
     Ok(state)
 }
@@ -131,18 +136,20 @@ pub(super) struct RecordReader<'r> {
 }
 
 impl RecordReader<'_> {
-    /// `(name without .yaml, blob, record)` for every record in directory `dir` of `tree`, in
-    /// name order, taken from `cached` when its blob was parsed before.
+    /// `(name without .yaml, record)` for every record in directory `dir` of `tree`, in name
+    /// order, cloned from `cached` when its blob was parsed before (one copy per record: the
+    /// cache keeps its own). `cached` is left holding the records of this read only.
     fn read_dir<T>(
         &self,
         tree: &Tree<'_>,
         dir: &str,
-        mut cached: HashMap<Oid, T>,
-    ) -> Result<Vec<(String, Oid, T)>, StateError>
+        cached: &mut HashMap<Oid, T>,
+    ) -> Result<Vec<(String, T)>, StateError>
     where
         T: DeserializeOwned + Serialize + Clone + Send,
     {
         let Some(entry) = tree.get_name(dir) else {
+            cached.clear();
             return Ok(Vec::new());
         };
         if entry.kind() != Some(ObjectType::Tree) {
@@ -179,18 +186,19 @@ impl RecordReader<'_> {
             to_parse.push((records.len(), path, text.to_string()));
             records.push((name.to_string(), entry.id(), None));
         }
-        cached.clear();
         drop(blobs);
         let _parse = tracing::debug_span!("state.parse_records").entered();
         for (index, record) in self.parse_all::<T>(&to_parse)? {
+            cached.insert(records[index].1, record.clone());
             records[index].2 = Some(record);
         }
+        let read: std::collections::HashSet<Oid> = records.iter().map(|(_, blob, _)| *blob).collect();
+        cached.retain(|blob, _| read.contains(blob));
         Ok(records
             .into_iter()
-            .map(|(name, blob, record)| {
+            .map(|(name, _, record)| {
                 (
                     name,
-                    blob,
                     record.expect("invariant: every record was taken from the cache or parsed"),
                 )
             })
