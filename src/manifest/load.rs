@@ -505,23 +505,49 @@ pub(crate) fn index_by_name<'a, S, M: std::borrow::Borrow<Manifest<S>>>(
     let mut by_name: BTreeMap<&str, &Manifest<S>> = BTreeMap::new();
     for item in items.iter().map(std::borrow::Borrow::borrow) {
         if let Some(first) = by_name.get(item.name.as_str()) {
-            let first_loc = first.origin.loc("/metadata/name");
-            diagnostics.push(item.origin.diagnostic(
-                Severity::Violation,
-                "duplicate",
-                "/metadata/name",
-                format!(
-                    "duplicate {} name `{}` (first defined at {}:{}:{}); names are unique per kind",
-                    kind.as_str(),
-                    item.name,
-                    first.origin.file,
-                    first_loc.line,
-                    first_loc.column
-                ),
-            ));
+            diagnostics.push(duplicate_name(kind, first, item));
         } else {
             by_name.insert(&item.name, item);
         }
     }
     by_name
+}
+
+/// [`index_by_name`] in a hash map, for the kind there are thousands of (targets), where the
+/// caller needs no name order.
+pub(crate) fn first_of_each_name<'a, S, M: std::borrow::Borrow<Manifest<S>>>(
+    kind: Kind,
+    items: &'a [M],
+    diagnostics: &mut Vec<Diagnostic>,
+) -> std::collections::HashMap<&'a str, &'a Manifest<S>> {
+    let mut by_name: std::collections::HashMap<&str, &Manifest<S>> =
+        std::collections::HashMap::with_capacity(items.len());
+    for item in items.iter().map(std::borrow::Borrow::borrow) {
+        match by_name.entry(item.name.as_str()) {
+            std::collections::hash_map::Entry::Occupied(first) => {
+                diagnostics.push(duplicate_name(kind, first.get(), item));
+            }
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(item);
+            }
+        }
+    }
+    by_name
+}
+
+fn duplicate_name<S>(kind: Kind, first: &Manifest<S>, item: &Manifest<S>) -> Diagnostic {
+    let first_loc = first.origin.loc("/metadata/name");
+    item.origin.diagnostic(
+        Severity::Violation,
+        "duplicate",
+        "/metadata/name",
+        format!(
+            "duplicate {} name `{}` (first defined at {}:{}:{}); names are unique per kind",
+            kind.as_str(),
+            item.name,
+            first.origin.file,
+            first_loc.line,
+            first_loc.column
+        ),
+    )
 }

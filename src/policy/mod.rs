@@ -11,7 +11,7 @@ pub mod window;
 use crate::manifest::Version;
 use serde::Serialize;
 
-use crate::manifest::{Desired, Policy, PolicySpec, Target, UpdateRule, selector_matches};
+use crate::manifest::{Desired, Policy, PolicySpec, Target, UpdateRule};
 
 /// The kind of version change, which picks the update rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, PartialOrd, Ord)]
@@ -184,16 +184,19 @@ impl std::fmt::Display for PolicyTie {
 /// # Errors
 /// [`PolicyTie`] naming both policies.
 pub fn select_policy<'a>(desired: &'a Desired, target: &Target) -> Result<Governing<'a>, PolicyTie> {
-    // `desired.policies` is sorted by priority, highest first.
-    let mut matching = desired.policies.iter().filter(|p| {
-        let spec = &p.manifest.spec;
-        selector_matches(spec.selector.as_ref(), target.labels())
-            && (spec.components.is_empty() || spec.components.contains(&target.spec().component))
-    });
-    let Some(first) = matching.next() else {
+    // Matched by `validate` when the commit was loaded (`desired.policies` is sorted by
+    // priority, highest first); a debug build checks that nothing changed since.
+    let found = target.policies;
+    debug_assert_eq!(
+        found,
+        crate::manifest::PolicyMatch::of(&desired.policies, &target.manifest),
+        "policies matched at validation no longer match target `{}`",
+        target.name()
+    );
+    let Some(first) = found.first.and_then(|i| desired.policies.get(i)) else {
         return Ok(Governing::BuiltIn);
     };
-    if let Some(second) = matching.next()
+    if let Some(second) = found.second.and_then(|i| desired.policies.get(i))
         && second.manifest.spec.priority == first.manifest.spec.priority
     {
         return Err(PolicyTie {

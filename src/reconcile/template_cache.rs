@@ -126,14 +126,15 @@ pub fn cached(git_dir: &Path, tree: Oid, check: impl FnOnce() -> Vec<Diagnostic>
         body.entries.drain(..excess);
         body.clone()
     };
-    match serde_json::to_string(&snapshot) {
+    let path = file_path(git_dir);
+    crate::source::cache_writer::save(path.clone(), move || match serde_json::to_string(&snapshot) {
         Ok(text) => {
-            if let Err(e) = write_digested(&file_path(git_dir), MAGIC, &text) {
+            if let Err(e) = write_digested(&path, MAGIC, &text) {
                 tracing::debug!("template check cache not saved ({e})");
             }
         }
         Err(e) => tracing::debug!("template check cache not saved ({e})"),
-    }
+    });
     found
 }
 

@@ -216,6 +216,12 @@ pub fn run(options: DaemonOptions) -> Result<(), ServerError> {
     // And the template check's answers per target: after a one-file change only the targets
     // whose render inputs changed are rendered again.
     crate::reconcile::load::enable_template_memo();
+    // The history walk and template check cache files are written off the pass's path; the
+    // last saves are flushed at shutdown.
+    crate::source::cache_writer::write_in_background();
+    // And the levels of the desired commit's tree, by tree id: a commit that changes one file
+    // leaves most directories as they were.
+    crate::source::tree_listing::enable();
     let repo = WatchedRepo::open(&options.repo)?;
     let lock = ReconcilerLock::acquire(repo.repo.path())?;
     let config = read_config(&repo);
@@ -349,6 +355,7 @@ async fn serve(
     if let Err(e) = server.await {
         tracing::error!("the HTTP server task ended abnormally: {e}");
     }
+    crate::source::cache_writer::flush();
     tracing::info!("stopped");
     Ok(())
 }

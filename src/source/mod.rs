@@ -1,16 +1,18 @@
 //! The watched repository: desired state read from commits with git2, never from the work tree.
 
+pub mod cache_writer;
 pub mod checkout;
 pub mod edit;
 pub mod history;
 pub mod remote;
 pub mod sync;
+pub mod tree_listing;
 pub mod trust;
 pub mod walk_cache;
 
 use std::path::{Path, PathBuf};
 
-use git2::{ObjectType, Oid, Repository, TreeWalkMode, TreeWalkResult};
+use git2::{ObjectType, Oid, Repository};
 
 use crate::manifest::{MAX_MANIFEST_BYTES, RawContent, RawFile};
 
@@ -156,49 +158,10 @@ impl WatchedRepo {
     /// # Errors
     /// git failures.
     pub fn manifest_entries(&self, commit: Oid, paths: Option<&[String]>) -> Result<Vec<TreeFile>, SourceError> {
-        let tree = self.repo.find_commit(commit)?.tree()?;
+        let tree = self.repo.find_commit(commit)?.tree_id();
         let prefixes: Option<Vec<String>> =
             paths.map(|p| p.iter().map(|s| format!("{}/", s.trim_matches('/'))).collect());
-        let mut found: Vec<TreeFile> = Vec::new();
-        tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
-            let Ok(name) = entry.name() else {
-                return TreeWalkResult::Ok;
-            };
-            if entry.kind() == Some(ObjectType::Tree) {
-                return match &prefixes {
-                    // Descend only into directories that lead to or lie under a listed path.
-                    Some(prefixes) => {
-                        let dir_path = format!("{dir}{name}/");
-                        if prefixes
-                            .iter()
-                            .any(|p| p.starts_with(&dir_path) || dir_path.starts_with(p))
-                        {
-                            TreeWalkResult::Ok
-                        } else {
-                            TreeWalkResult::Skip
-                        }
-                    }
-                    None if name.starts_with('.') => TreeWalkResult::Skip,
-                    None => TreeWalkResult::Ok,
-                };
-            }
-            if entry.kind() == Some(ObjectType::Blob) && is_manifest_path(name) {
-                let path = format!("{dir}{name}");
-                let under = prefixes
-                    .as_ref()
-                    .is_none_or(|ps| ps.iter().any(|p| path.starts_with(p)));
-                if under && path != "gantry.toml" {
-                    found.push(TreeFile {
-                        path,
-                        oid: entry.id(),
-                        mode: entry.filemode(),
-                    });
-                }
-            }
-            TreeWalkResult::Ok
-        })?;
-        found.sort_by(|a, b| a.path.cmp(&b.path));
-        Ok(found)
+        tree_listing::manifest_files(&self.repo, tree, prefixes.as_deref())
     }
 
     /// The content of each entry, in order.

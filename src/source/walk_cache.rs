@@ -23,7 +23,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use git2::Oid;
 use serde::{Deserialize, Serialize};
@@ -39,10 +39,12 @@ const MAGIC: &str = "gantry-walk-cache v1";
 /// What one head's walk settled: name → (its value at the head, the settling commit).
 pub type Settled = HashMap<String, (String, Oid)>;
 
-/// The entries of one repository, most recent head last.
+/// The entries of one repository, most recent head last. Shared (`Arc`): every walk loads the
+/// process's copy and a store snapshots it for the file, and a 10,000-target fleet has 10,000
+/// names per entry (issue #17: copying them was a third of a daemon re-plan's evidence).
 #[derive(Debug, Default, Clone)]
 pub struct WalkCache {
-    entries: Vec<Entry>,
+    entries: Vec<Arc<Entry>>,
 }
 
 #[derive(Debug, Clone)]
@@ -52,13 +54,13 @@ struct Entry {
     settled: Settled,
 }
 
-/// The file's body (JSON).
-#[derive(Serialize, Deserialize)]
+/// The file's body (JSON), as read (written by `write_file` from borrowed entries).
+#[derive(Deserialize)]
 struct FileBody {
     entries: Vec<FileEntry>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct FileEntry {
     kind: String,
     head: String,
@@ -118,16 +120,16 @@ impl WalkCache {
             .or_insert_with(|| read_file(&file_path(git_dir)).unwrap_or_default());
         let mut merged = settled;
         if let Some(at) = cache.entries.iter().position(|e| e.kind == kind && e.head == head) {
-            let old = cache.entries.remove(at);
+            let old = Arc::unwrap_or_clone(cache.entries.remove(at));
             for (name, value) in old.settled {
                 merged.entry(name).or_insert(value);
             }
         }
-        cache.entries.push(Entry {
+        cache.entries.push(Arc::new(Entry {
             kind: kind.to_string(),
             head,
             settled: merged,
-        });
+        }));
         let of_kind = cache.entries.iter().filter(|e| e.kind == kind).count();
         let mut excess = of_kind.saturating_sub(MAX_HEADS);
         cache.entries.retain(|e| {
@@ -139,9 +141,12 @@ impl WalkCache {
         });
         let snapshot = cache.clone();
         drop(all);
-        if let Err(e) = write_file(&file_path(git_dir), &snapshot) {
-            tracing::debug!("history walk cache not saved ({e}); the next walk reads history again");
-        }
+        let path = file_path(git_dir);
+        super::cache_writer::save(path.clone(), move || {
+            if let Err(e) = write_file(&path, &snapshot) {
+                tracing::debug!("history walk cache not saved ({e}); the next walk reads history again");
+            }
+        });
     }
 
     /// Forgets this process's copy of `git_dir`'s cache (tests: the next load reads the file).
@@ -160,29 +165,43 @@ fn read_file(path: &Path) -> Option<WalkCache> {
         for (name, (value, commit)) in e.settled {
             settled.insert(name, (value, Oid::from_str(&commit).ok()?));
         }
-        entries.push(Entry {
+        entries.push(Arc::new(Entry {
             kind: e.kind,
             head: Oid::from_str(&e.head).ok()?,
             settled,
-        });
+        }));
     }
     Some(WalkCache { entries })
 }
 
 /// Writes the cache file: a temporary file renamed over the old one.
 fn write_file(path: &Path, cache: &WalkCache) -> std::io::Result<()> {
-    let body = FileBody {
+    // Borrowed, not copied into a `FileBody`: the names are written in the map's order, which
+    // reading does not depend on.
+    struct SettledOut<'a>(&'a Settled);
+    impl Serialize for SettledOut<'_> {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.collect_map(self.0.iter().map(|(name, (value, at))| (name, (value, at.to_string()))))
+        }
+    }
+    #[derive(Serialize)]
+    struct EntryOut<'a> {
+        kind: &'a str,
+        head: String,
+        settled: SettledOut<'a>,
+    }
+    #[derive(Serialize)]
+    struct BodyOut<'a> {
+        entries: Vec<EntryOut<'a>>,
+    }
+    let body = BodyOut {
         entries: cache
             .entries
             .iter()
-            .map(|e| FileEntry {
-                kind: e.kind.clone(),
+            .map(|e| EntryOut {
+                kind: &e.kind,
                 head: e.head.to_string(),
-                settled: e
-                    .settled
-                    .iter()
-                    .map(|(n, (v, c))| (n.clone(), (v.clone(), c.to_string())))
-                    .collect(),
+                settled: SettledOut(&e.settled),
             })
             .collect(),
     };

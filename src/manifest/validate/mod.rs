@@ -6,7 +6,9 @@ use std::time::Duration;
 use super::version::{Version, VersionReq};
 
 use super::diagnostic::{Diagnostic, Severity};
-use super::load::{Kind, Manifest, Manifests, index_by_name};
+use std::sync::Arc;
+
+use super::load::{Kind, Manifest, Manifests, first_of_each_name, index_by_name};
 use super::types::*;
 use super::values::{self, VersionWanted};
 
@@ -90,7 +92,34 @@ pub struct Target {
     /// sha256 of the canonical JSON of `spec.config`.
     pub config_hash: String,
     /// Shared with the parse cache's copy (see `Manifests::targets`).
-    pub manifest: std::sync::Arc<Manifest<TargetSpec>>,
+    pub manifest: Arc<Manifest<TargetSpec>>,
+    /// The policies that select it, found once by [`validate`] (`policy::select_policy`).
+    pub policies: PolicyMatch,
+}
+
+/// Which of [`Desired::policies`] select a target: the first two in their priority order, all
+/// that `policy::select_policy` needs to pick one or report a tie. Matched once per commit
+/// (issue #17: matching every policy's selector against every target was redone four times
+/// per pass, at load, for approvals, and twice in the planner).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PolicyMatch {
+    pub first: Option<usize>,
+    pub second: Option<usize>,
+}
+
+impl PolicyMatch {
+    /// The first two of `policies` (in order) whose selector and components select `target`.
+    pub fn of(policies: &[Policy], target: &Manifest<TargetSpec>) -> PolicyMatch {
+        let mut matching = policies.iter().enumerate().filter(|(_, p)| {
+            let spec = &p.manifest.spec;
+            selector_matches(spec.selector.as_ref(), &target.labels)
+                && (spec.components.is_empty() || spec.components.contains(&target.spec.component))
+        });
+        PolicyMatch {
+            first: matching.next().map(|(i, _)| i),
+            second: matching.next().map(|(i, _)| i),
+        }
+    }
 }
 
 impl Target {
@@ -186,10 +215,10 @@ pub fn validate(mut manifests: Manifests) -> (Desired, Vec<Diagnostic>) {
     validate_config(&manifests, &mut diags);
     // Fleets become Targets first, so theirs are checked exactly like written ones (issue #16).
     super::fleet::expand(&mut manifests, &mut diags);
+    // Targets' metadata is checked with their other per-manifest facts below.
     for kind_names in [
         names_of(&manifests.components),
         names_of(&manifests.releases),
-        names_of(&manifests.targets),
         names_of(&manifests.policies),
         names_of(&manifests.windows),
         names_of(&manifests.approvals),
@@ -241,25 +270,28 @@ pub fn validate(mut manifests: Manifests) -> (Desired, Vec<Diagnostic>) {
     // kept (`index_by_name` reports the others), and collected into the map in bulk.
     let target_list = std::mem::take(&mut manifests.targets);
     let config_schemas = compile_config_schemas(&components, &mut diags);
-    let first_of_name: std::collections::HashSet<*const Manifest<TargetSpec>> =
-        index_by_name(Kind::Target, &target_list, &mut diags)
-            .into_values()
-            .map(std::ptr::from_ref)
-            .collect();
+    let facts = target_facts(&target_list);
+    let first_of_name = first_of_each_name(Kind::Target, &target_list, &mut diags);
     let mut accepted: Vec<(String, Target)> = Vec::with_capacity(target_list.len());
-    for manifest in target_list {
-        if !first_of_name.contains(&std::ptr::from_ref(&*manifest)) {
+    for (manifest, facts) in target_list.iter().zip(facts) {
+        diags.extend(facts.metadata.iter().cloned());
+        if !first_of_name
+            .get(manifest.name.as_str())
+            .is_some_and(|first| std::ptr::eq(*first, &**manifest))
+        {
             continue;
         }
-        let parts = check_target(&manifest, &components, &desired.releases, &mut diags);
-        check_config_schema(&manifest, &config_schemas, &mut diags);
-        if let Some((wanted, config_hash)) = parts {
+        let wanted = check_target(manifest, &components, &desired.releases, &mut diags);
+        check_config_schema(manifest, &config_schemas, &mut diags);
+        if let Some(wanted) = wanted {
             accepted.push((
                 manifest.name.clone(),
                 Target {
                     wanted,
-                    config_hash,
-                    manifest,
+                    config_hash: facts.config_hash.clone(),
+                    manifest: Arc::clone(manifest),
+                    // Set below, once the policies are known.
+                    policies: PolicyMatch::default(),
                 },
             ));
         }
@@ -281,6 +313,9 @@ pub fn validate(mut manifests: Manifests) -> (Desired, Vec<Diagnostic>) {
             .cmp(&a.manifest.spec.priority)
             .then(a.manifest.name.cmp(&b.manifest.name))
     });
+    for target in desired.targets.values_mut() {
+        target.policies = PolicyMatch::of(&desired.policies, &target.manifest);
+    }
 
     let windows = index_by_name(Kind::Window, &manifests.windows, &mut diags);
     desired.windows = windows.values().map(|w| (*w).clone()).collect();
@@ -293,6 +328,61 @@ pub fn validate(mut manifests: Manifests) -> (Desired, Vec<Diagnostic>) {
     index_by_name(Kind::Fleet, &manifests.fleets, &mut diags);
 
     (desired, diags)
+}
+
+/// What `validate` works out from a target manifest alone: its metadata's problems and its
+/// config's hash.
+#[derive(Debug, Clone)]
+struct TargetFacts {
+    metadata: Vec<Diagnostic>,
+    config_hash: String,
+}
+
+impl TargetFacts {
+    fn of(target: &Manifest<TargetSpec>) -> TargetFacts {
+        let mut metadata = Vec::new();
+        check_metadata(&target.origin, &target.name, &target.labels, &mut metadata);
+        TargetFacts {
+            metadata,
+            config_hash: config_hash(&target.spec.config),
+        }
+    }
+}
+
+/// Target facts kept from the last validation, by manifest (the map holds each manifest, so
+/// its address cannot be reused while it is a key).
+type FactsMemo = std::collections::HashMap<usize, (Arc<Manifest<TargetSpec>>, Arc<TargetFacts>)>;
+
+fn facts_memo() -> &'static std::sync::Mutex<FactsMemo> {
+    static MEMO: std::sync::OnceLock<std::sync::Mutex<FactsMemo>> = std::sync::OnceLock::new();
+    MEMO.get_or_init(Default::default)
+}
+
+/// [`TargetFacts`] of each target, in order. With the parse cache on (the daemon), a target
+/// whose file did not change is the same `Arc` as in the last validation, and its facts are
+/// taken from then (issue #17: hashing 10,000 configs and checking 40,000 labels was a third
+/// of validating a one-file change); the memo then keeps this validation's targets only.
+fn target_facts(targets: &[Arc<Manifest<TargetSpec>>]) -> Vec<Arc<TargetFacts>> {
+    if crate::manifest::parse_cache::global().is_none() {
+        return targets.iter().map(|t| Arc::new(TargetFacts::of(t))).collect();
+    }
+    let key = |t: &Arc<Manifest<TargetSpec>>| Arc::as_ptr(t) as usize;
+    let mut before = std::mem::take(&mut *facts_memo().lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+    let mut now = FactsMemo::with_capacity(targets.len());
+    let facts = targets
+        .iter()
+        .map(|target| {
+            let facts = match before.remove(&key(target)) {
+                // Held by the memo since: the same allocation, so the same manifest.
+                Some((kept, facts)) if Arc::ptr_eq(&kept, target) => facts,
+                _ => Arc::new(TargetFacts::of(target)),
+            };
+            now.insert(key(target), (Arc::clone(target), Arc::clone(&facts)));
+            facts
+        })
+        .collect();
+    *facts_memo().lock().unwrap_or_else(std::sync::PoisonError::into_inner) = now;
+    facts
 }
 
 type NameRef<'a> = (&'a super::load::Origin, &'a str, &'a Labels);
@@ -322,5 +412,68 @@ fn check_metadata(origin: &super::load::Origin, name: &str, labels: &Labels, dia
             let pointer = format!("/metadata/labels/{}", key.replace('~', "~0").replace('/', "~1"));
             diags.push(origin.diagnostic(Severity::Invalid, "label", &pointer, problem));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{RawContent, RawFile, read_manifests};
+
+    const COMPONENT: &str = "apiVersion: gantry.dev/v1\nkind: Component\nmetadata: { name: web }\nspec:\n  steps:\n    deploy: [\"d.sh\"]\n";
+
+    fn target(name: &str, config: &str) -> String {
+        format!(
+            "apiVersion: gantry.dev/v1\nkind: Target\nmetadata: {{ name: {name} }}\nspec: {{ component: web, version: ^1, config: {{ {config} }} }}\n"
+        )
+    }
+
+    fn manifests(target: &str) -> Manifests {
+        let raw = [("components/web.yaml", COMPONENT), ("targets/eu-1.yaml", target)].map(|(path, text)| RawFile {
+            path: path.to_string(),
+            content: RawContent::Bytes(text.as_bytes().to_vec()),
+        });
+        read_manifests(None, &raw).0
+    }
+
+    fn name_diagnostics(diags: &[Diagnostic]) -> Vec<String> {
+        diags
+            .iter()
+            .filter(|d| d.kind == "name")
+            .map(|d| d.message.clone())
+            .collect()
+    }
+
+    /// The memo of target facts (on with the parse cache) must give a manifest validated again
+    /// the same diagnostics and hash, and a changed manifest its own.
+    #[test]
+    fn remembered_target_facts_are_those_of_the_same_manifest_only() {
+        crate::manifest::parse_cache::enable();
+        // A name only validation rejects (reading refuses most bad names; a Fleet's generated
+        // targets are checked here only).
+        let mut bad = manifests(&target("eu-1", "size: 1"));
+        Arc::make_mut(&mut bad.targets[0]).name = "Eu_1".into();
+        let (first, first_diags) = validate(bad.clone());
+        // The same `Arc`s again, as the parse cache hands an unchanged file to the next pass.
+        let (again, again_diags) = validate(bad.clone());
+        assert_eq!(name_diagnostics(&first_diags).len(), 1, "{first_diags:?}");
+        assert_eq!(name_diagnostics(&again_diags), name_diagnostics(&first_diags));
+        assert_eq!(first.targets["Eu_1"].config_hash, again.targets["Eu_1"].config_hash);
+        assert!(Arc::ptr_eq(&again.targets["Eu_1"].manifest, &bad.targets[0]));
+
+        // The file edited: a new manifest, whose facts are its own.
+        let mut fixed = bad.clone();
+        let edited = Arc::make_mut(&mut fixed.targets[0]);
+        edited.name = "eu-1".into();
+        edited.spec.config.insert("size".into(), serde_json::json!(2));
+        let (after, after_diags) = validate(fixed);
+        assert!(name_diagnostics(&after_diags).is_empty(), "{after_diags:?}");
+        let expected = config_hash(&after.targets["eu-1"].spec().config);
+        assert_eq!(after.targets["eu-1"].config_hash, expected);
+        assert_ne!(after.targets["eu-1"].config_hash, first.targets["Eu_1"].config_hash);
+        // And the first manifest, seen again after another was validated, still has its own.
+        let (back, back_diags) = validate(bad);
+        assert_eq!(back.targets["Eu_1"].config_hash, first.targets["Eu_1"].config_hash);
+        assert_eq!(name_diagnostics(&back_diags), name_diagnostics(&first_diags));
     }
 }

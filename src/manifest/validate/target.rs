@@ -7,15 +7,15 @@ use crate::manifest::load::Manifest;
 use crate::manifest::types::*;
 use crate::manifest::values::{self, VersionWanted};
 
+use super::Release;
 use super::release::component_known;
-use super::{Release, config_hash};
 
 pub(super) fn check_target(
     target: &Manifest<TargetSpec>,
     components: &BTreeMap<&str, &Manifest<ComponentSpec>>,
     releases: &BTreeMap<String, Vec<Release>>,
     diags: &mut Vec<Diagnostic>,
-) -> Option<(VersionWanted, String)> {
+) -> Option<VersionWanted> {
     let spec = &target.spec;
     let origin = &target.origin;
     let ok = component_known(origin, &spec.component, components, diags);
@@ -71,7 +71,7 @@ pub(super) fn check_target(
         }
     }
     let wanted = wanted?;
-    ok.then(|| (wanted, config_hash(&spec.config)))
+    ok.then_some(wanted)
 }
 
 /// Each component's `configSchema`, compiled once; a schema that does not compile is an
