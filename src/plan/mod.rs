@@ -43,19 +43,23 @@ use rollouts::{apply_wave_blockers, plan_rollouts};
 struct Shared<'a> {
     windows: WindowGate<'a>,
     approvals: ApprovalIndex<'a>,
-    /// Each release's note, made once and shared by every action crossing it (issue #17),
-    /// by the release's address in the input (which outlives the pass).
-    notes: HashMap<usize, Arc<ReleaseNote>>,
+    /// Each release's note, made once and shared by every action crossing it (issue #17): per
+    /// component, by the address and length of its releases in the input (which outlives the
+    /// pass), one slot per release, so an action finds its notes with one lookup.
+    notes: HashMap<(usize, usize), Vec<Option<Arc<ReleaseNote>>>>,
 }
 
 impl Shared<'_> {
-    fn note(&mut self, release: &Release) -> Arc<ReleaseNote> {
-        let key = std::ptr::from_ref(release) as usize;
-        Arc::clone(
-            self.notes
-                .entry(key)
-                .or_insert_with(|| Arc::new(ReleaseNote::of(release))),
-        )
+    /// The notes of the `releases` (one component's) that `crossed` accepts, in their order.
+    fn notes(&mut self, releases: &[Release], crossed: impl Fn(&Release) -> bool) -> Vec<Arc<ReleaseNote>> {
+        let key = (releases.as_ptr() as usize, releases.len());
+        let slots = self.notes.entry(key).or_insert_with(|| vec![None; releases.len()]);
+        releases
+            .iter()
+            .zip(slots.iter_mut())
+            .filter(|(release, _)| crossed(release))
+            .map(|(release, slot)| Arc::clone(slot.get_or_insert_with(|| Arc::new(ReleaseNote::of(release)))))
+            .collect()
     }
 }
 
@@ -330,17 +334,14 @@ fn plan_target(input: &PlanInput, shared: &mut Shared, target: &Target, record: 
         _ => None,
     };
     action.releases = match (action.action, current) {
-        (ActionKind::Install, _) => vec![shared.note(release)],
-        (ActionKind::Upgrade, Some(current)) => releases
-            .iter()
-            .filter(|r| &r.version > current && &r.version <= to && migrates(r))
-            .map(|r| shared.note(r))
-            .collect(),
-        (ActionKind::Downgrade, Some(current)) => releases
-            .iter()
-            .filter(|r| &r.version > to && &r.version <= current && migrates(r))
-            .map(|r| shared.note(r))
-            .collect(),
+        // `release` is one of `releases` (both are the component's, from `input.desired`).
+        (ActionKind::Install, _) => shared.notes(releases, |r| std::ptr::eq(r, release)),
+        (ActionKind::Upgrade, Some(current)) => {
+            shared.notes(releases, |r| &r.version > current && &r.version <= to && migrates(r))
+        }
+        (ActionKind::Downgrade, Some(current)) => {
+            shared.notes(releases, |r| &r.version > to && &r.version <= current && migrates(r))
+        }
         _ => Vec::new(),
     };
     // A fresh install breaks no caller of an older version, and a downgrade's notes are of

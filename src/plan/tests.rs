@@ -1393,3 +1393,49 @@ fn dependencies_index_each_depended_on_component_for_its_kind_of_dependency() {
         ]
     );
 }
+
+/// Issue #17: release notes are cached per component's releases, by position. Two components
+/// with the same versions, only one of them breaking at 2.0.0: each action gets its own
+/// component's notes, shared with the other actions crossing the same release.
+#[test]
+fn release_notes_are_shared_within_a_component_only() {
+    let component = |name: &str, breaking: bool| {
+        format!(
+            "{HEADER}kind: Component\nmetadata: {{ name: {name} }}\nspec: {{ steps: {{ deploy: [d] }} }}\n---\n\
+             {HEADER}kind: Release\nmetadata: {{ name: {name}-1.0.0 }}\nspec: {{ component: {name}, version: 1.0.0 }}\n---\n\
+             {HEADER}kind: Release\nmetadata: {{ name: {name}-2.0.0 }}\nspec: {{ component: {name}, version: 2.0.0, breaking: {breaking} }}\n---\n"
+        )
+    };
+    let target = |name: &str, component: &str| {
+        format!(
+            "{HEADER}kind: Target\nmetadata: {{ name: {name} }}\nspec: {{ component: {component}, version: 2.0.0 }}\n---\n"
+        )
+    };
+    let yaml = component("billing", false)
+        + &component("ledger", true)
+        + &target("b-install", "billing")
+        + &target("b-upgrade", "billing")
+        + &target("l-install", "ledger")
+        + &target("l-upgrade", "ledger");
+    let (desired, windows) = load(yaml.trim_end_matches("---\n"));
+    let mut recorded = RecordedState::default();
+    recorded
+        .targets
+        .insert("b-upgrade".into(), converged("billing", "1.0.0"));
+    recorded
+        .targets
+        .insert("l-upgrade".into(), converged("ledger", "1.0.0"));
+    let p = run(&desired, &windows, &recorded, "2026-11-21T10:00:00Z");
+    let note = |target: &str| {
+        let a = action(&p, target);
+        assert_eq!(a.releases.len(), 1, "{target}");
+        &a.releases[0]
+    };
+    assert!(std::sync::Arc::ptr_eq(note("b-install"), note("b-upgrade")));
+    assert!(std::sync::Arc::ptr_eq(note("l-install"), note("l-upgrade")));
+    assert!(!std::sync::Arc::ptr_eq(note("b-install"), note("l-install")));
+    assert!(!note("b-upgrade").breaking);
+    assert!(note("l-upgrade").breaking);
+    assert!(!action(&p, "b-upgrade").breaking);
+    assert!(action(&p, "l-upgrade").breaking);
+}
