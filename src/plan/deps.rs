@@ -2,7 +2,7 @@
 //! targets of the same tenant, or the shared targets it names by selector (any tenant), have
 //! converged.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use crate::manifest::Version;
 
@@ -27,42 +27,40 @@ use super::model::{Action, ActionKind, Blocker, BlockerKind, PlanInput, Status};
 /// blockers are returned by action index, in order, for [`apply_dependency_blockers`].
 pub(super) fn gate_dependencies(input: &PlanInput, fleet: &Fleet, actions: &[Action]) -> Vec<(usize, Blocker)> {
     let components = &input.desired.components;
-    // Only the components some component depends on can hold anyone: index just those.
-    let mut same_tenant_deps: HashSet<&str> = HashSet::new();
-    let mut shared_deps: HashSet<&str> = HashSet::new();
+    // Only the components some component depends on can hold anyone: index just those, each
+    // for the kinds of dependency that name it (same tenant, shared).
+    let mut depended_on: HashMap<&str, (bool, bool)> = HashMap::new();
     for dep in components.values().flat_map(|c| &c.spec.depends_on) {
         match dep {
-            Dependency::SameTenant(name) => same_tenant_deps.insert(name.as_str()),
-            Dependency::Shared(shared) => shared_deps.insert(shared.component.as_str()),
-        };
+            Dependency::SameTenant(name) => depended_on.entry(name.as_str()).or_default().0 = true,
+            Dependency::Shared(shared) => depended_on.entry(shared.component.as_str()).or_default().1 = true,
+        }
     }
-    if same_tenant_deps.is_empty() && shared_deps.is_empty() {
+    if depended_on.is_empty() {
         return Vec::new();
     }
     let tenant_of = |i: usize, name: &str| fleet.target(i, name)?.labels().get("tenant");
     let mut pending: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
     let mut pending_shared: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, a) in actions.iter().enumerate() {
-        let (same_tenant, shared) = (
-            same_tenant_deps.contains(a.component.as_str()),
-            shared_deps.contains(a.component.as_str()),
-        );
-        if !same_tenant && !shared {
+        let Some(&(same_tenant, shared)) = depended_on.get(a.component.as_str()) else {
             continue;
-        }
+        };
         // A target whose last attempt failed is not a base to build on, even when its recorded
         // version is the desired one (a failed install that could not be undone; issue #10, bug 4).
-        let failed = fleet.record(i, &a.target).is_some_and(|r| {
-            matches!(
-                r.status,
-                TargetStatus::Failed | TargetStatus::Unknown | TargetStatus::InProgress
-            )
-        });
+        // Looked up only for an action that does not move the version anyway.
+        let failed = || {
+            fleet.record(i, &a.target).is_some_and(|r| {
+                matches!(
+                    r.status,
+                    TargetStatus::Failed | TargetStatus::Unknown | TargetStatus::InProgress
+                )
+            })
+        };
         let unconverged = matches!(
             a.action,
             ActionKind::Install | ActionKind::Upgrade | ActionKind::Downgrade
-        ) || (a.status == Status::Violation && a.action != ActionKind::Remove)
-            || (failed && a.action != ActionKind::Remove);
+        ) || (a.action != ActionKind::Remove && (a.status == Status::Violation || failed()));
         if !unconverged {
             continue;
         }
