@@ -9,6 +9,7 @@ use crate::manifest::Version;
 use crate::manifest::{Dependency, selector_matches};
 use crate::state::TargetStatus;
 
+use super::fleet::Fleet;
 use super::model::{Action, ActionKind, Blocker, BlockerKind, PlanInput, Status};
 
 /// Blocks installs and upgrades of a component until the targets of the components it
@@ -21,86 +22,117 @@ use super::model::{Action, ActionKind, Blocker, BlockerKind, PlanInput, Status};
 /// upgrade, downgrade) or it has a violation (it cannot converge until fixed). Targets without
 /// a `tenant` label have no same-tenant dependencies; downgrades are not held (a revert must
 /// not wait).
-pub(super) fn gate_dependencies(input: &PlanInput, actions: &mut [Action]) {
-    let tenant_of = |name: &str| input.desired.targets.get(name)?.labels().get("tenant");
+///
+/// The actions are only read (so this can run beside [`super::rollouts::plan_rollouts`]): the
+/// blockers are returned by action index, in order, for [`apply_dependency_blockers`].
+pub(super) fn gate_dependencies(input: &PlanInput, fleet: &Fleet, actions: &[Action]) -> Vec<(usize, Blocker)> {
+    let components = &input.desired.components;
+    // Only the components some component depends on can hold anyone: index just those, each
+    // for the kinds of dependency that name it (same tenant, shared).
+    let mut depended_on: HashMap<&str, (bool, bool)> = HashMap::new();
+    for dep in components.values().flat_map(|c| &c.spec.depends_on) {
+        match dep {
+            Dependency::SameTenant(name) => depended_on.entry(name.as_str()).or_default().0 = true,
+            Dependency::Shared(shared) => depended_on.entry(shared.component.as_str()).or_default().1 = true,
+        }
+    }
+    if depended_on.is_empty() {
+        return Vec::new();
+    }
+    let tenant_of = |i: usize, name: &str| fleet.target(i, name)?.labels().get("tenant");
     let mut pending: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
     let mut pending_shared: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, a) in actions.iter().enumerate() {
+        let Some(&(same_tenant, shared)) = depended_on.get(a.component.as_str()) else {
+            continue;
+        };
         // A target whose last attempt failed is not a base to build on, even when its recorded
         // version is the desired one (a failed install that could not be undone; issue #10, bug 4).
-        let failed = input.recorded.targets.get(&a.target).is_some_and(|r| {
-            matches!(
-                r.status,
-                TargetStatus::Failed | TargetStatus::Unknown | TargetStatus::InProgress
-            )
-        });
+        // Looked up only for an action that does not move the version anyway.
+        let failed = || {
+            fleet.record(i, &a.target).is_some_and(|r| {
+                matches!(
+                    r.status,
+                    TargetStatus::Failed | TargetStatus::Unknown | TargetStatus::InProgress
+                )
+            })
+        };
         let unconverged = matches!(
             a.action,
             ActionKind::Install | ActionKind::Upgrade | ActionKind::Downgrade
-        ) || (a.status == Status::Violation && a.action != ActionKind::Remove)
-            || (failed && a.action != ActionKind::Remove);
+        ) || (a.action != ActionKind::Remove && (a.status == Status::Violation || failed()));
         if !unconverged {
             continue;
         }
-        pending_shared.entry(a.component.as_str()).or_default().push(i);
-        if let Some(tenant) = tenant_of(&a.target) {
+        if shared {
+            pending_shared.entry(a.component.as_str()).or_default().push(i);
+        }
+        if same_tenant && let Some(tenant) = tenant_of(i, &a.target) {
             pending
                 .entry((a.component.as_str(), tenant.as_str()))
                 .or_default()
                 .push(i);
         }
     }
-    if pending_shared.is_empty() {
-        return;
+    if pending.is_empty() && pending_shared.is_empty() {
+        return Vec::new();
     }
     let no_labels = crate::manifest::Labels::new();
-    let labels_of = |name: &str| input.desired.targets.get(name).map_or(&no_labels, |t| t.labels());
+    let labels_of = |j: usize, name: &str| fleet.target(j, name).map_or(&no_labels, |t| t.labels());
     let mut blockers: Vec<(usize, Blocker)> = Vec::new();
     for (i, a) in actions.iter().enumerate() {
         if !matches!(a.action, ActionKind::Install | ActionKind::Upgrade) || a.status == Status::Violation {
             continue;
         }
-        let Some(component) = input.desired.components.get(&a.component) else {
+        let Some(component) = components.get(&a.component) else {
             continue;
         };
-        let tenant = tenant_of(&a.target);
+        if component.spec.depends_on.is_empty() {
+            continue;
+        }
+        let tenant = tenant_of(i, &a.target);
         for dep in &component.spec.depends_on {
-            let (holders, scope): (Vec<usize>, String) = match dep {
+            let shared_holders: Vec<usize>;
+            let holders: &[usize] = match dep {
                 Dependency::SameTenant(name) => match tenant {
-                    Some(tenant) => (
-                        pending
-                            .get(&(name.as_str(), tenant.as_str()))
-                            .cloned()
-                            .unwrap_or_default(),
-                        format!("tenant {tenant}"),
-                    ),
+                    Some(tenant) => pending
+                        .get(&(name.as_str(), tenant.as_str()))
+                        .map_or(&[][..], Vec::as_slice),
                     None => continue,
                 },
-                Dependency::Shared(shared) => (
-                    pending_shared
+                Dependency::Shared(shared) => {
+                    shared_holders = pending_shared
                         .get(shared.component.as_str())
                         .into_iter()
                         .flatten()
                         .copied()
                         .filter(|&j| {
-                            j != i && selector_matches(shared.selector.as_ref(), labels_of(&actions[j].target))
+                            j != i && selector_matches(shared.selector.as_ref(), labels_of(j, &actions[j].target))
                         })
-                        .collect(),
-                    match &shared.selector {
-                        Some(selector) => format!(
-                            "shared: {}",
-                            selector
-                                .iter()
-                                .map(|(k, v)| format!("{k}={v}"))
-                                .collect::<Vec<_>>()
-                                .join(",")
-                        ),
-                        None => "shared: every target".to_string(),
-                    },
-                ),
+                        .collect();
+                    &shared_holders
+                }
+            };
+            if holders.is_empty() {
+                continue;
+            }
+            // Worded only for a dependent that waits (most of a fleet has nothing to wait for).
+            let scope = match dep {
+                Dependency::SameTenant(_) => format!("tenant {}", tenant.map_or("", String::as_str)),
+                Dependency::Shared(shared) => match &shared.selector {
+                    Some(selector) => format!(
+                        "shared: {}",
+                        selector
+                            .iter()
+                            .map(|(k, v)| format!("{k}={v}"))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    ),
+                    None => "shared: every target".to_string(),
+                },
             };
             let dep = dep.component();
-            for j in holders {
+            for &j in holders {
                 let d = &actions[j];
                 let what = if d.status == Status::Violation {
                     format!("{}: violation", d.component)
@@ -131,6 +163,11 @@ pub(super) fn gate_dependencies(input: &PlanInput, actions: &mut [Action]) {
             }
         }
     }
+    blockers
+}
+
+/// Pushes [`gate_dependencies`]' blockers onto their actions, in order.
+pub(super) fn apply_dependency_blockers(actions: &mut [Action], blockers: Vec<(usize, Blocker)>) {
     for (i, b) in blockers {
         actions[i].blocked_by.push(b);
     }

@@ -4,6 +4,7 @@
 //! read from git (approvals from commit trailers) arrives pre-computed in [`Evidence`].
 
 mod deps;
+mod fleet;
 mod gates;
 mod model;
 mod parallel;
@@ -14,7 +15,7 @@ mod rollouts;
 pub mod schedule;
 pub mod timeline;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::manifest::Version;
@@ -31,30 +32,34 @@ pub use model::{
 };
 pub use path::{Direction, PlannedMigration};
 
-use deps::gate_dependencies;
+use deps::{apply_dependency_blockers, gate_dependencies};
 use gates::gates;
 pub use requires::pinned_requirement_conflicts;
 pub use resolve::{ReleaseChoice, release_choices, resolve_pin};
 use resolve::{Resolved, channel_allowed, denied_by, resolve};
-use rollouts::plan_rollouts;
+use rollouts::{apply_wave_blockers, plan_rollouts};
 
 /// What the per-target pass shares: caches that keep the planner linear in the fleet's size.
 struct Shared<'a> {
     windows: WindowGate<'a>,
     approvals: ApprovalIndex<'a>,
-    /// Each release's note, made once and shared by every action crossing it (issue #17),
-    /// by the release's address in the input (which outlives the pass).
-    notes: HashMap<usize, Arc<ReleaseNote>>,
+    /// Each release's note, made once and shared by every action crossing it (issue #17): per
+    /// component, by the address and length of its releases in the input (which outlives the
+    /// pass), one slot per release, so an action finds its notes with one lookup.
+    notes: HashMap<(usize, usize), Vec<Option<Arc<ReleaseNote>>>>,
 }
 
 impl Shared<'_> {
-    fn note(&mut self, release: &Release) -> Arc<ReleaseNote> {
-        let key = std::ptr::from_ref(release) as usize;
-        Arc::clone(
-            self.notes
-                .entry(key)
-                .or_insert_with(|| Arc::new(ReleaseNote::of(release))),
-        )
+    /// The notes of the `releases` (one component's) that `crossed` accepts, in their order.
+    fn notes(&mut self, releases: &[Release], crossed: impl Fn(&Release) -> bool) -> Vec<Arc<ReleaseNote>> {
+        let key = (releases.as_ptr() as usize, releases.len());
+        let slots = self.notes.entry(key).or_insert_with(|| vec![None; releases.len()]);
+        releases
+            .iter()
+            .zip(slots.iter_mut())
+            .filter(|(release, _)| crossed(release))
+            .map(|(release, slot)| Arc::clone(slot.get_or_insert_with(|| Arc::new(ReleaseNote::of(release)))))
+            .collect()
     }
 }
 
@@ -64,18 +69,37 @@ impl Shared<'_> {
 /// Pure and deterministic: the same input gives the same plan, actions sorted by target name.
 pub fn plan(input: &PlanInput) -> Plan {
     let _stage = tracing::debug_span!("plan").entered();
-    let mut actions = parallel::plan_targets(input, parallel::threads_for(input.desired.targets.len()));
-    // Waves and dependencies look across targets, so they run once every action is known.
-    let rollouts = plan_rollouts(input, &mut actions);
-    gate_dependencies(input, &mut actions);
+    let fleet = fleet::Fleet::of(input);
+    let threads = parallel::threads_for(fleet.targets().len());
+    let mut actions = parallel::plan_targets(input, &fleet, threads);
+    // Waves and dependencies look across targets, so they run once every action is known. Both
+    // only read the actions (neither reads what the other adds), so on a fleet large enough for
+    // two threads they run side by side; their blockers are then pushed in one thread's order.
+    let ((rollouts, wave_blockers), dependency_blockers) = if threads > 1 {
+        std::thread::scope(|scope| {
+            let dependencies = scope.spawn(|| gate_dependencies(input, &fleet, &actions));
+            let rollouts = plan_rollouts(input, &fleet, &actions);
+            match dependencies.join() {
+                Ok(blockers) => (rollouts, blockers),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        })
+    } else {
+        (
+            plan_rollouts(input, &fleet, &actions),
+            gate_dependencies(input, &fleet, &actions),
+        )
+    };
+    apply_wave_blockers(&mut actions, wave_blockers);
+    apply_dependency_blockers(&mut actions, dependency_blockers);
     requires::gate_requirements(input, &mut actions);
     for action in &mut actions {
         if action.status == Status::Ready && !action.blocked_by.is_empty() {
             action.status = Status::Blocked;
         }
     }
-    for (name, record) in &input.recorded.targets {
-        if !input.desired.targets.contains_key(name) && record.status != TargetStatus::Removed {
+    for (name, record) in fleet.recorded_only() {
+        if record.status != TargetStatus::Removed {
             actions.push(plan_removal(name, record));
         }
     }
@@ -159,7 +183,10 @@ fn config_diff(record: Option<&TargetRecord>, target: &Target) -> Vec<ConfigChan
     let empty = serde_json::Map::new();
     let old = record.and_then(|r| r.config.as_ref()).unwrap_or(&empty);
     let new = &target.spec().config;
-    let keys: BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+    // Every key of either, sorted and once: a sorted vector, not a set of one node per key.
+    let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
+    keys.sort_unstable();
+    keys.dedup();
     keys.into_iter()
         .filter(|k| old.get(*k) != new.get(*k))
         .map(|k| ConfigChange {
@@ -170,12 +197,9 @@ fn config_diff(record: Option<&TargetRecord>, target: &Target) -> Vec<ConfigChan
         .collect()
 }
 
-fn plan_target(input: &PlanInput, shared: &mut Shared, target: &Target) -> Action {
-    let record = input
-        .recorded
-        .targets
-        .get(target.name())
-        .filter(|r| r.status != TargetStatus::Removed);
+/// Plans one target; `record` is the state branch's record of it (see [`fleet::Fleet::records`]).
+fn plan_target(input: &PlanInput, shared: &mut Shared, target: &Target, record: Option<&TargetRecord>) -> Action {
+    let record = record.filter(|r| r.status != TargetStatus::Removed);
     let current = record.and_then(|r| r.version.as_ref());
     let mut action = empty_action(target, current);
     let governing = match policy::select_policy(input.desired, target) {
@@ -310,17 +334,14 @@ fn plan_target(input: &PlanInput, shared: &mut Shared, target: &Target) -> Actio
         _ => None,
     };
     action.releases = match (action.action, current) {
-        (ActionKind::Install, _) => vec![shared.note(release)],
-        (ActionKind::Upgrade, Some(current)) => releases
-            .iter()
-            .filter(|r| &r.version > current && &r.version <= to && migrates(r))
-            .map(|r| shared.note(r))
-            .collect(),
-        (ActionKind::Downgrade, Some(current)) => releases
-            .iter()
-            .filter(|r| &r.version > to && &r.version <= current && migrates(r))
-            .map(|r| shared.note(r))
-            .collect(),
+        // `release` is one of `releases` (both are the component's, from `input.desired`).
+        (ActionKind::Install, _) => shared.notes(releases, |r| std::ptr::eq(r, release)),
+        (ActionKind::Upgrade, Some(current)) => {
+            shared.notes(releases, |r| &r.version > current && &r.version <= to && migrates(r))
+        }
+        (ActionKind::Downgrade, Some(current)) => {
+            shared.notes(releases, |r| &r.version > to && &r.version <= current && migrates(r))
+        }
         _ => Vec::new(),
     };
     // A fresh install breaks no caller of an older version, and a downgrade's notes are of

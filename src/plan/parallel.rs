@@ -3,10 +3,10 @@
 //! split into contiguous chunks, each planned on its own thread with its own caches, and the
 //! actions concatenated in chunk order: the same actions, in the same order, as one thread gives.
 
-use crate::manifest::Target;
 use crate::policy::approvals::ApprovalIndex;
 use crate::policy::gates::WindowGate;
 
+use super::fleet::Fleet;
 use super::{Action, PlanInput, Shared, plan_target};
 
 /// Below this many targets per thread one thread plans them: spawning costs more than it saves.
@@ -24,21 +24,24 @@ pub fn threads_for(targets: usize) -> usize {
         .max(1)
 }
 
-/// The action of every desired target, in the order of `input.desired.targets`, planned on
-/// `threads` threads (the result does not depend on it).
-pub fn plan_targets(input: &PlanInput, threads: usize) -> Vec<Action> {
-    let targets: Vec<&Target> = input.desired.targets.values().collect();
-    let chunks = crate::manifest::parallel::split_even(&targets, threads);
-    let plan_chunk = |chunk: &[&Target]| -> Vec<Action> {
+/// The action of every desired target, in the order of `input.desired.targets` (`fleet`'s),
+/// planned on `threads` threads (the result does not depend on it).
+pub(super) fn plan_targets(input: &PlanInput, fleet: &Fleet, threads: usize) -> Vec<Action> {
+    let indices: Vec<usize> = (0..fleet.targets().len()).collect();
+    let chunks = crate::manifest::parallel::split_even(&indices, threads);
+    let plan_chunk = |chunk: &[usize]| -> Vec<Action> {
         let mut shared = Shared {
             windows: WindowGate::new(input.windows, &input.desired.windows, input.now),
             approvals: ApprovalIndex::new(&input.desired.approvals),
             notes: Default::default(),
         };
-        chunk.iter().map(|t| plan_target(input, &mut shared, t)).collect()
+        chunk
+            .iter()
+            .map(|&i| plan_target(input, &mut shared, fleet.targets()[i], fleet.records()[i]))
+            .collect()
     };
     if chunks.len() <= 1 {
-        return plan_chunk(&targets);
+        return plan_chunk(&indices);
     }
     std::thread::scope(|scope| {
         let handles: Vec<_> = chunks[1..]
@@ -178,7 +181,8 @@ mod tests {
             // Saturday: the ap freeze is on, eu nights are closed.
             now: "2026-11-21T10:00:00Z".parse().unwrap(),
         };
-        let sequential = serde_json::to_string(&plan_targets(&input, 1)).unwrap();
+        let fleet = Fleet::of(&input);
+        let sequential = serde_json::to_string(&plan_targets(&input, &fleet, 1)).unwrap();
         // The fleet exercises what the threads must agree on.
         for needle in [
             "\"window\"",
@@ -190,7 +194,7 @@ mod tests {
             assert!(sequential.contains(needle), "the fleet never plans {needle}");
         }
         for threads in [2, 3, 4, 7] {
-            let parallel = serde_json::to_string(&plan_targets(&input, threads)).unwrap();
+            let parallel = serde_json::to_string(&plan_targets(&input, &fleet, threads)).unwrap();
             assert!(parallel == sequential, "{threads} threads planned differently");
         }
     }

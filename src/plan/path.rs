@@ -105,17 +105,17 @@ pub fn up_migrations(
     let mut planned = Vec::new();
     let mut lower = from;
     for stop in stops {
-        let in_range: Vec<&Release> = releases
-            .iter()
-            .filter(|r| {
+        // Walked once per phase rather than collected: most stops have one or two releases.
+        let in_range = || {
+            releases.iter().filter(|r| {
                 !r.spec().migrations.is_empty()
                     && lower.is_none_or(|l| &r.version > l)
                     && r.version <= stop.version
                     && included(r)
             })
-            .collect();
+        };
         for phase in [Phase::Pre, Phase::Post] {
-            for release in &in_range {
+            for release in in_range() {
                 for migration in release.spec().migrations.iter().filter(|m| m.phase == phase) {
                     planned.push(PlannedMigration {
                         release: release.version.clone(),

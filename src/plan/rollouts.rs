@@ -11,6 +11,7 @@ use crate::policy::Governing;
 use crate::policy::waves::{self, Member, WaveGate};
 use crate::state::TargetStatus;
 
+use super::fleet::Fleet;
 use super::gates::governing_by_name;
 use super::model::{Action, ActionKind, Blocker, BlockerKind, PlanInput, Rollout, RolloutWave, Status};
 
@@ -23,27 +24,36 @@ use super::model::{Action, ActionKind, Blocker, BlockerKind, PlanInput, Rollout,
 /// Downgrades to a rollback point skip waves: a revert goes everywhere at once; a downgrade to a
 /// version that never ran on the target is grouped like an upgrade.
 ///
+/// The actions are only read (so this can run beside [`super::deps::gate_dependencies`]): the
+/// wave blockers are returned, for [`apply_wave_blockers`].
+///
 /// # Guarantees
 /// Linear in the number of actions (plus sorting each rollout once).
-pub(super) fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Rollout> {
-    type Key = (String, Version, Option<String>);
+pub(super) fn plan_rollouts(input: &PlanInput, fleet: &Fleet, actions: &[Action]) -> (Vec<Rollout>, Vec<WaveBlocker>) {
+    // Borrowed from the actions: a rollout's key is copied once per rollout, not per action.
+    type Key<'a> = (&'a str, &'a Version, Option<&'a str>);
     let mut groups: BTreeMap<Key, Vec<usize>> = BTreeMap::new();
     for (i, a) in actions.iter().enumerate() {
         if (matches!(a.action, ActionKind::Install | ActionKind::Upgrade)
             || (a.action == ActionKind::Downgrade && a.update_type.is_some()))
             && a.status != Status::Violation
-            && let Some(to) = a.to.clone()
+            && let Some(to) = &a.to
         {
             groups
-                .entry((a.component.clone(), to, a.policy.clone()))
+                .entry((a.component.as_str(), to, a.policy.as_deref()))
                 .or_default()
                 .push(i);
         }
     }
-    let policy_of: HashMap<&str, Option<&str>> = actions
-        .iter()
-        .map(|a| (a.target.as_str(), a.policy.as_deref()))
-        .collect();
+    // Only a recorded rollout names members that have no action in it (by their policy).
+    let policy_of: HashMap<&str, Option<&str>> = if input.recorded.rollouts.is_empty() {
+        HashMap::new()
+    } else {
+        actions
+            .iter()
+            .map(|a| (a.target.as_str(), a.policy.as_deref()))
+            .collect()
+    };
     // Targets per (component, policy), for stages (`after`) to look at the stage before.
     let mut stages: HashMap<(&str, &str), Vec<&str>> = HashMap::new();
     if input
@@ -61,17 +71,21 @@ pub(super) fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Ro
             }
         }
     }
-    let mut wave_blockers: Vec<(usize, String, Blocker)> = Vec::new();
+    let mut wave_blockers: Vec<WaveBlocker> = Vec::new();
     let mut rollouts = Vec::with_capacity(groups.len());
     for ((component, version, policy_name), indices) in groups {
-        let governing = governing_by_name(input.desired, policy_name.as_deref());
-        let record = input.recorded.rollouts.get(&(component.clone(), version.clone()));
+        let governing = governing_by_name(input.desired, policy_name);
+        let record = if input.recorded.rollouts.is_empty() {
+            None
+        } else {
+            input.recorded.rollouts.get(&(component.to_string(), version.clone()))
+        };
         let labels_of = |name: &str| input.desired.targets.get(name).map(|t| t.labels());
         let mut members: Vec<Member> = indices
             .iter()
             .map(|&i| Member {
                 name: actions[i].target.as_str(),
-                labels: labels_of(&actions[i].target),
+                labels: fleet.target(i, &actions[i].target).map(|t| t.labels()),
             })
             .collect();
         if let Some(record) = record {
@@ -79,7 +93,7 @@ pub(super) fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Ro
                 record
                     .targets
                     .keys()
-                    .filter(|t| policy_of.get(t.as_str()).is_some_and(|p| *p == policy_name.as_deref()))
+                    .filter(|t| policy_of.get(t.as_str()).is_some_and(|p| *p == policy_name))
                     .map(|t| Member {
                         name: t.as_str(),
                         labels: labels_of(t),
@@ -91,7 +105,7 @@ pub(super) fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Ro
         let component_health = input
             .desired
             .components
-            .get(&component)
+            .get(component)
             .is_some_and(|c| c.spec.steps.health.is_some());
         let health = governing.health();
         let analysis = (component_health || health.has_checks()).then(|| {
@@ -106,9 +120,9 @@ pub(super) fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Ro
             analysis,
         };
         let planned = waves::assign(rules, &members, record);
-        let stage = stage_blocker(input, governing, &component, &version, record, &stages);
+        let stage = stage_blocker(input, governing, component, version, record, &stages);
         let wave_stages: Vec<Option<Blocker>> = (0..planned.len())
-            .map(|w| wave_stage_blocker(input, governing, &component, &version, record, &stages, &planned, w))
+            .map(|w| wave_stage_blocker(input, governing, component, version, record, &stages, &planned, w))
             .collect();
         let progress = waves::progress(&planned, record, input.now);
         let halted = waves::halted(record, spec.rollout.max_failures);
@@ -122,6 +136,31 @@ pub(super) fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Ro
                 _ => true,
             }
         };
+        // What each wave waits for is the same for all its targets: worded once per wave.
+        let wave_gates: Vec<Blocker> = (0..planned.len())
+            .map(|w| {
+                let wave_name = &planned[w].name;
+                match waves::gate(&planned, &progress, w) {
+                    WaveGate::Go => Blocker::new(BlockerKind::Wave, String::new()),
+                    WaveGate::WaitsFor { wave, finished, total } => Blocker::new(
+                        BlockerKind::Wave,
+                        format!(
+                            "in wave {wave_name}: waits for wave {wave} to finish ({finished} of {total} targets done)"
+                        ),
+                    ),
+                    WaveGate::Soaking { wave, until, analysis } => {
+                        let when = if until > input.now { "ends" } else { "ended" };
+                        let mut reason = format!("in wave {wave_name}: waits for wave {wave}: soak {when} at {until}");
+                        if let Some(analysis) = analysis {
+                            reason.push_str(&format!("; {analysis}"));
+                        }
+                        let mut b = Blocker::new(BlockerKind::Wave, reason);
+                        b.until = Some(until);
+                        b
+                    }
+                }
+            })
+            .collect();
         let wave_of: HashMap<&str, usize> = planned
             .iter()
             .enumerate()
@@ -151,31 +190,12 @@ pub(super) fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Ro
             if let Some(blocker) = &wave_stages[w] {
                 wave_blockers.push((i, wave_name.clone(), blocker.clone()));
             }
-            let blocker = match waves::gate(&planned, &progress, w) {
-                WaveGate::Go => Blocker::new(BlockerKind::Wave, String::new()),
-                WaveGate::WaitsFor { wave, finished, total } => Blocker::new(
-                    BlockerKind::Wave,
-                    format!(
-                        "in wave {wave_name}: waits for wave {wave} to finish ({finished} of {total} targets done)"
-                    ),
-                ),
-                WaveGate::Soaking { wave, until, analysis } => {
-                    let when = if until > input.now { "ends" } else { "ended" };
-                    let mut reason = format!("in wave {wave_name}: waits for wave {wave}: soak {when} at {until}");
-                    if let Some(analysis) = analysis {
-                        reason.push_str(&format!("; {analysis}"));
-                    }
-                    let mut b = Blocker::new(BlockerKind::Wave, reason);
-                    b.until = Some(until);
-                    b
-                }
-            };
-            wave_blockers.push((i, wave_name, blocker));
+            wave_blockers.push((i, wave_name, wave_gates[w].clone()));
         }
         rollouts.push(Rollout {
-            component,
+            component: component.to_string(),
             version: version.clone(),
-            policy: policy_name,
+            policy: policy_name.map(str::to_string),
             waves: planned
                 .into_iter()
                 .zip(progress)
@@ -190,6 +210,15 @@ pub(super) fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Ro
             halted,
         });
     }
+    (rollouts, wave_blockers)
+}
+
+/// How [`plan_rollouts`] holds an action: its index, its wave's name, the blocker (an empty
+/// reason marks "wave recorded, nothing to wait for").
+pub(super) type WaveBlocker = (usize, String, Blocker);
+
+/// Records each action's wave and pushes the blockers with a reason, in order.
+pub(super) fn apply_wave_blockers(actions: &mut [Action], wave_blockers: Vec<WaveBlocker>) {
     // An empty reason marks "wave recorded, nothing to wait for".
     for (i, wave, blocker) in wave_blockers {
         actions[i].wave = Some(wave);
@@ -197,7 +226,6 @@ pub(super) fn plan_rollouts(input: &PlanInput, actions: &mut [Action]) -> Vec<Ro
             actions[i].blocked_by.push(blocker);
         }
     }
-    rollouts
 }
 
 /// The blocker of a rollout whose policy comes `after` another (promotion across environments):

@@ -1271,3 +1271,171 @@ fn actions_crossing_a_release_share_its_note() {
     assert!(notes.iter().all(|n| std::sync::Arc::ptr_eq(n, notes[0])));
     assert_eq!(notes[0].version, Version::parse("2.0.0").unwrap());
 }
+
+/// Issue #17: the planner finds each desired target's record by walking both sorted maps once
+/// (`fleet::Fleet`), and the targets no longer desired the same way. Records before, between and
+/// after the desired names, one desired target whose record says `removed`, and lookups by an
+/// index that is not the target's own, all give what a search by name gives.
+#[test]
+fn the_fleet_index_finds_what_a_search_by_name_finds() {
+    let mut yaml = base("");
+    for name in ["t02", "t04", "t06", "t08"] {
+        yaml.push_str(&target(name, "2.0.0", "ring: \"1\""));
+    }
+    let (desired, windows) = load(&yaml);
+    let mut recorded = RecordedState::default();
+    for name in ["t01", "t04", "t05", "t08", "t09"] {
+        recorded.targets.insert(name.into(), converged("billing", "1.0.0"));
+    }
+    recorded.targets.get_mut("t04").unwrap().status = TargetStatus::Removed;
+    let input = PlanInput {
+        desired: &desired,
+        windows: &windows,
+        recorded: &recorded,
+        evidence: &Evidence::default(),
+        now: "2026-11-21T10:00:00Z".parse().unwrap(),
+    };
+    let fleet = fleet::Fleet::of(&input);
+    let names: Vec<&str> = fleet.targets().iter().map(|t| t.name()).collect();
+    assert_eq!(names, ["t02", "t04", "t06", "t08"]);
+    for (i, name) in names.iter().enumerate() {
+        let by_name = recorded.targets.get(*name);
+        assert_eq!(
+            fleet.records()[i].map(std::ptr::from_ref),
+            by_name.map(std::ptr::from_ref),
+            "{name}"
+        );
+        assert_eq!(
+            fleet.record(i, name).map(std::ptr::from_ref),
+            by_name.map(std::ptr::from_ref),
+            "{name}"
+        );
+        assert!(std::ptr::eq(fleet.target(i, name).unwrap(), &desired.targets[*name]));
+    }
+    // An index that is not the named target's: found by name, not by position.
+    assert!(std::ptr::eq(fleet.target(0, "t08").unwrap(), &desired.targets["t08"]));
+    assert!(std::ptr::eq(fleet.record(0, "t08").unwrap(), &recorded.targets["t08"]));
+    assert!(std::ptr::eq(fleet.record(99, "t05").unwrap(), &recorded.targets["t05"]));
+    assert!(fleet.target(1, "t05").is_none());
+    let gone: Vec<&str> = fleet.recorded_only().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(gone, ["t01", "t05", "t09"]);
+
+    let p = plan(&input);
+    let planned: Vec<(&str, ActionKind)> = p.actions.iter().map(|a| (a.target.as_str(), a.action)).collect();
+    assert_eq!(
+        planned,
+        [
+            ("t01", ActionKind::Remove),
+            ("t02", ActionKind::Install),
+            // Its record says removed: installed anew.
+            ("t04", ActionKind::Install),
+            ("t05", ActionKind::Remove),
+            ("t06", ActionKind::Install),
+            ("t08", ActionKind::Upgrade),
+            ("t09", ActionKind::Remove),
+        ]
+    );
+}
+
+/// Issue #17: dependencies index pending targets only for the components some component
+/// depends on, each for the kind of dependency it is named by. A component named by a
+/// same-tenant dependency and another named by a shared one, plus a pending component nobody
+/// depends on in the same tenant: the dependent waits for exactly the first two, in order.
+#[test]
+fn dependencies_index_each_depended_on_component_for_its_kind_of_dependency() {
+    let component = |name: &str, depends: &str| {
+        format!(
+            "{HEADER}kind: Component\nmetadata: {{ name: {name} }}\nspec: {{ {depends}steps: {{ deploy: [d] }} }}\n---\n\
+             {HEADER}kind: Release\nmetadata: {{ name: {name}-1.0.0 }}\nspec: {{ component: {name}, version: 1.0.0 }}\n---\n\
+             {HEADER}kind: Release\nmetadata: {{ name: {name}-1.1.0 }}\nspec: {{ component: {name}, version: 1.1.0 }}\n---\n"
+        )
+    };
+    let target = |name: &str, component: &str, labels: &str| {
+        format!(
+            "{HEADER}kind: Target\nmetadata: {{ name: {name}, labels: {{ {labels} }} }}\nspec: {{ component: {component}, version: 1.1.0 }}\n---\n"
+        )
+    };
+    let mut yaml = component("ledger", "")
+        + &component("kafka", "")
+        + &component("auth", "")
+        + &component(
+            "billing",
+            "dependsOn: [ledger, { component: kafka, selector: { scope: shared } }], ",
+        );
+    yaml += &target("acme-ledger", "ledger", "tenant: acme");
+    yaml += &target("acme-auth", "auth", "tenant: acme");
+    yaml += &target("kafka-shared", "kafka", "tenant: acme, scope: shared");
+    yaml += &target("globex-ledger", "ledger", "tenant: globex");
+    yaml += &target("acme-billing", "billing", "tenant: acme");
+    let (desired, windows) = load(yaml.trim_end_matches("---\n"));
+    let mut recorded = RecordedState::default();
+    for (name, component) in [
+        ("acme-ledger", "ledger"),
+        ("acme-auth", "auth"),
+        ("kafka-shared", "kafka"),
+        ("globex-ledger", "ledger"),
+        ("acme-billing", "billing"),
+    ] {
+        recorded.targets.insert(name.into(), converged(component, "1.0.0"));
+    }
+    let p = run(&desired, &windows, &recorded, "2026-11-21T10:00:00Z");
+    let reasons: Vec<&str> = action(&p, "acme-billing")
+        .blocked_by
+        .iter()
+        .filter(|b| b.kind == BlockerKind::Dependency)
+        .map(|b| b.reason.as_str())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "waits for acme-ledger (ledger 1.0.0 → 1.1.0) to finish first: component `billing` dependsOn `ledger` (tenant acme)",
+            "waits for kafka-shared (kafka 1.0.0 → 1.1.0) to finish first: component `billing` dependsOn `kafka` (shared: scope=shared)",
+        ]
+    );
+}
+
+/// Issue #17: release notes are cached per component's releases, by position. Two components
+/// with the same versions, only one of them breaking at 2.0.0: each action gets its own
+/// component's notes, shared with the other actions crossing the same release.
+#[test]
+fn release_notes_are_shared_within_a_component_only() {
+    let component = |name: &str, breaking: bool| {
+        format!(
+            "{HEADER}kind: Component\nmetadata: {{ name: {name} }}\nspec: {{ steps: {{ deploy: [d] }} }}\n---\n\
+             {HEADER}kind: Release\nmetadata: {{ name: {name}-1.0.0 }}\nspec: {{ component: {name}, version: 1.0.0 }}\n---\n\
+             {HEADER}kind: Release\nmetadata: {{ name: {name}-2.0.0 }}\nspec: {{ component: {name}, version: 2.0.0, breaking: {breaking} }}\n---\n"
+        )
+    };
+    let target = |name: &str, component: &str| {
+        format!(
+            "{HEADER}kind: Target\nmetadata: {{ name: {name} }}\nspec: {{ component: {component}, version: 2.0.0 }}\n---\n"
+        )
+    };
+    let yaml = component("billing", false)
+        + &component("ledger", true)
+        + &target("b-install", "billing")
+        + &target("b-upgrade", "billing")
+        + &target("l-install", "ledger")
+        + &target("l-upgrade", "ledger");
+    let (desired, windows) = load(yaml.trim_end_matches("---\n"));
+    let mut recorded = RecordedState::default();
+    recorded
+        .targets
+        .insert("b-upgrade".into(), converged("billing", "1.0.0"));
+    recorded
+        .targets
+        .insert("l-upgrade".into(), converged("ledger", "1.0.0"));
+    let p = run(&desired, &windows, &recorded, "2026-11-21T10:00:00Z");
+    let note = |target: &str| {
+        let a = action(&p, target);
+        assert_eq!(a.releases.len(), 1, "{target}");
+        &a.releases[0]
+    };
+    assert!(std::sync::Arc::ptr_eq(note("b-install"), note("b-upgrade")));
+    assert!(std::sync::Arc::ptr_eq(note("l-install"), note("l-upgrade")));
+    assert!(!std::sync::Arc::ptr_eq(note("b-install"), note("l-install")));
+    assert!(!note("b-upgrade").breaking);
+    assert!(note("l-upgrade").breaking);
+    assert!(!action(&p, "b-upgrade").breaking);
+    assert!(action(&p, "l-upgrade").breaking);
+}

@@ -96,16 +96,21 @@ struct Group<'a> {
 /// name, for a target without that label), so two rollouts grouped by the same label (a tenant's
 /// backend and frontend) put the same tenants in the same waves.
 fn groups<'a>(members: &[Member<'a>], group_by: Option<&str>) -> Vec<Group<'a>> {
-    let mut ordered: Vec<Member> = members.to_vec();
-    ordered.sort_by(|a, b| (stable_hash(a.name), a.name).cmp(&(stable_hash(b.name), b.name)));
-    ordered.dedup_by(|a, b| a.name == b.name);
+    // Each name hashed once, not once per comparison of the sort.
+    let mut ordered: Vec<(u64, Member<'a>)> = members.iter().map(|m| (stable_hash(m.name), *m)).collect();
+    ordered.sort_by(|(ha, a), (hb, b)| (ha, a.name).cmp(&(hb, b.name)));
+    ordered.dedup_by(|(_, a), (_, b)| a.name == b.name);
+    let Some(label) = group_by else {
+        // Every target its own group, already in the order of its key (hash, then name).
+        return ordered.into_iter().map(|(_, m)| Group { members: vec![m] }).collect();
+    };
     // Key: (hash, 0 = label value / 1 = name, the text).
-    let mut by_key: BTreeMap<(u64, u8, String), Vec<Member<'a>>> = BTreeMap::new();
-    for m in ordered {
-        let value = group_by.and_then(|label| m.labels?.get(label));
+    let mut by_key: BTreeMap<(u64, u8, &'a str), Vec<Member<'a>>> = BTreeMap::new();
+    for (name_hash, m) in ordered {
+        let value = m.labels.and_then(|labels| labels.get(label));
         let key = match value {
-            Some(v) => (stable_hash(v), 0, v.clone()),
-            None => (stable_hash(m.name), 1, m.name.to_string()),
+            Some(v) => (stable_hash(v), 0, v.as_str()),
+            None => (name_hash, 1, m.name),
         };
         by_key.entry(key).or_default().push(m);
     }

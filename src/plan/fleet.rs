@@ -1,0 +1,87 @@
+//! The desired targets in the order the per-target pass plans them, each with its record on the
+//! state branch, found once per plan (issue #17): the passes across targets (rollouts,
+//! dependencies) reach an action's target and record by the action's index instead of
+//! searching both 10,000-entry maps by name for every action.
+
+use crate::manifest::{Desired, Target};
+use crate::state::{RecordedState, TargetRecord};
+
+use super::model::PlanInput;
+
+/// Every desired target in the order of `desired.targets` (the order of the actions the
+/// per-target pass returns), with its record.
+pub(super) struct Fleet<'a> {
+    desired: &'a Desired,
+    recorded: &'a RecordedState,
+    targets: Vec<&'a Target>,
+    /// `records[i]`: what `recorded.targets` holds under `targets[i]`'s name, whatever its status.
+    records: Vec<Option<&'a TargetRecord>>,
+}
+
+impl<'a> Fleet<'a> {
+    pub(super) fn of(input: &PlanInput<'a>) -> Self {
+        let (desired, recorded) = (input.desired, input.recorded);
+        let targets: Vec<&'a Target> = desired.targets.values().collect();
+        // Both maps are sorted by name: one walk through both finds every record.
+        let mut records_by_name = recorded.targets.iter().peekable();
+        let records = desired
+            .targets
+            .iter()
+            .map(|(key, target)| {
+                while records_by_name.next_if(|(name, _)| *name < key).is_some() {}
+                let joined = records_by_name.peek().filter(|(name, _)| *name == key).map(|(_, r)| *r);
+                // The planner looks records up by the target's own name; a key that differs
+                // from it (never, for a validated `Desired`) is looked up the slow way.
+                if key.as_str() == target.name() {
+                    joined
+                } else {
+                    recorded.targets.get(target.name())
+                }
+            })
+            .collect();
+        Fleet {
+            desired,
+            recorded,
+            targets,
+            records,
+        }
+    }
+
+    /// The desired targets, in the order of `desired.targets`.
+    pub(super) fn targets(&self) -> &[&'a Target] {
+        &self.targets
+    }
+
+    /// The state branch's record of each of [`Self::targets`] (same index), whatever its status.
+    pub(super) fn records(&self) -> &[Option<&'a TargetRecord>] {
+        &self.records
+    }
+
+    /// `desired.targets.get(name)`, for the action at `index` of the actions planned from
+    /// [`Self::targets`]: by index when that is the target named `name`, else by name (a
+    /// removal appended after them, or actions in another order).
+    pub(super) fn target(&self, index: usize, name: &str) -> Option<&'a Target> {
+        match self.targets.get(index) {
+            Some(target) if target.name() == name => Some(*target),
+            _ => self.desired.targets.get(name),
+        }
+    }
+
+    /// `recorded.targets.get(name)`, for the action at `index` (as [`Self::target`]).
+    pub(super) fn record(&self, index: usize, name: &str) -> Option<&'a TargetRecord> {
+        match self.targets.get(index) {
+            Some(target) if target.name() == name => self.records[index],
+            _ => self.recorded.targets.get(name),
+        }
+    }
+
+    /// The records of targets no longer desired (whatever their status), in name order.
+    pub(super) fn recorded_only(&self) -> impl Iterator<Item = (&'a String, &'a TargetRecord)> {
+        // Both maps are sorted by name: one walk through both, no search per record.
+        let mut desired = self.desired.targets.keys().peekable();
+        self.recorded.targets.iter().filter(move |(name, _)| {
+            while desired.next_if(|d| d.as_str() < name.as_str()).is_some() {}
+            desired.peek().is_none_or(|d| d.as_str() != name.as_str())
+        })
+    }
+}
