@@ -96,6 +96,7 @@ impl Writer {
 
     /// The writer thread: runs what is pending, batch after batch, for the life of the process.
     fn run(&self) {
+        lowest_priority();
         loop {
             let batch = {
                 let mut queue = self.lock();
@@ -127,6 +128,23 @@ impl Writer {
                 .wait(queue)
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
         }
+    }
+}
+
+/// Puts the calling thread at the lowest scheduling priority (nice 19), so a cache write never
+/// takes a core from a pass (issue #17: serializing the walk cache of a 10,000-target fleet
+/// competed with the planner's two threads). Best effort: the write is the same either way.
+fn lowest_priority() {
+    // SAFETY: plain system calls on this thread's own id; no memory is passed.
+    let failed = unsafe {
+        let tid = nix::libc::gettid();
+        nix::libc::setpriority(nix::libc::PRIO_PROCESS, tid.unsigned_abs(), 19) != 0
+    };
+    if failed {
+        tracing::debug!(
+            "the cache writer runs at normal priority: {}",
+            std::io::Error::last_os_error()
+        );
     }
 }
 
@@ -181,6 +199,23 @@ mod tests {
             Ok("written"),
             "flush returned only after the later save ran"
         );
+    }
+
+    #[test]
+    fn the_writer_thread_runs_at_the_lowest_priority() {
+        let writer = leaked();
+        let (tx, rx) = mpsc::channel();
+        writer.save(
+            "p".into(),
+            Box::new(move || {
+                // SAFETY: reads this thread's own nice value.
+                let nice =
+                    unsafe { nix::libc::getpriority(nix::libc::PRIO_PROCESS, nix::libc::gettid().unsigned_abs()) };
+                tx.send(nice).unwrap();
+            }),
+        );
+        writer.flush();
+        assert_eq!(rx.try_recv(), Ok(19));
     }
 
     #[test]
