@@ -211,6 +211,7 @@ fn daemon_replan(repo: &WatchedRepo, commit: git2::Oid, now: jiff::Timestamp) ->
     let repo = &WatchedRepo::open(repo.repo.path()).expect("the repository");
     let t0 = Instant::now();
     let (loaded, recorded) = gantry::reconcile::load::load_with_recorded(repo, commit).expect("the commit");
+    let recorded = recorded.expect("the state branch");
     assert!(loaded.is_valid(), "{:?}", loaded.diagnostics);
     let t1 = Instant::now();
     let anchor = gantry::reconcile::apply::anchor_of(repo, &recorded).expect("the anchor");

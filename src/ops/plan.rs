@@ -7,8 +7,8 @@ use crate::manifest::Diagnostic;
 use crate::plan::{self, Action, Evidence, Plan};
 use crate::reconcile::load::{self, LoadedCommit, load_commit};
 use crate::render::{self, Format, PlanContext};
-use crate::source::{SourceError, WatchedRepo, is_manifest_path};
-use crate::state::{RecordedState, StateError};
+use crate::source::{WatchedRepo, is_manifest_path};
+use crate::state::RecordedState;
 
 use super::{Exit, OpsError, resolve_commit};
 
@@ -58,8 +58,7 @@ pub fn plan(
     now: jiff::Timestamp,
 ) -> Result<PlanReport, OpsError> {
     let head_commit = resolve_commit(repo, head)?;
-    let (loaded, early) = load_with_recorded(repo, head_commit);
-    let mut loaded = loaded?;
+    let (mut loaded, recorded) = load::load_with_recorded(repo, head_commit)?;
     if loaded.has_invalid() {
         return Ok(PlanReport::Unreadable {
             commit: head_commit,
@@ -68,10 +67,7 @@ pub fn plan(
     }
     let artifacts = super::artifacts::verify_at_commit(repo, head_commit, &loaded.desired)?;
     loaded.diagnostics.extend(artifacts);
-    let recorded = match early {
-        Some((branch, recorded)) if branch == loaded.desired.config.state_branch => recorded?,
-        _ => crate::state::read_recorded(&repo.repo, &loaded.desired.config.state_branch)?,
-    };
+    let recorded = recorded?;
     let anchor = crate::reconcile::apply::anchor_of(repo, &recorded)?;
     let evidence = load::evidence(repo, &loaded, &anchor)?;
     let trust_warning = crate::reconcile::apply::check_trust(repo, head_commit, &loaded, &recorded)
@@ -124,37 +120,6 @@ pub fn plan(
         template,
         trust_warning,
     })))
-}
-
-/// The recorded state read while the commit loads, and the state branch it was read from.
-type EarlyRecorded = (String, Result<RecordedState, StateError>);
-
-/// [`load_commit`], with the recorded state read meanwhile on another thread (issue #17: the
-/// two are independent but for `gantry.toml`'s `state_branch`, read first). The state comes
-/// back with the branch it was read from, or `None` when `gantry.toml` could not be read from
-/// git here; the caller uses it only once the commit loaded and names the same branch, so
-/// errors surface exactly as when reading one after the other.
-fn load_with_recorded(repo: &WatchedRepo, commit: Oid) -> (Result<LoadedCommit, SourceError>, Option<EarlyRecorded>) {
-    let Ok(config) = repo.read_raw(commit, "gantry.toml") else {
-        return (load_commit(repo, commit), None);
-    };
-    let branch = crate::manifest::read_manifests(config.as_ref(), &[])
-        .0
-        .config
-        .state_branch;
-    let dir = repo.repo.path();
-    std::thread::scope(|scope| {
-        let reading = scope.spawn(|| {
-            let own = git2::Repository::open(dir).ok()?;
-            Some(crate::state::read_recorded(&own, &branch))
-        });
-        let loaded = load_commit(repo, commit);
-        let recorded = match reading.join() {
-            Ok(recorded) => recorded,
-            Err(panic) => std::panic::resume_unwind(panic),
-        };
-        (loaded, recorded.map(|r| (branch.clone(), r)))
-    })
 }
 
 fn plan_of(loaded: &LoadedCommit, recorded: &RecordedState, evidence: &Evidence, now: jiff::Timestamp) -> Plan {

@@ -123,15 +123,6 @@ pub enum ApplyError {
     UnknownTargets(Vec<String>),
 }
 
-impl From<super::load::LoadError> for ApplyError {
-    fn from(e: super::load::LoadError) -> ApplyError {
-        match e {
-            super::load::LoadError::Source(e) => ApplyError::Source(e),
-            super::load::LoadError::State(e) => ApplyError::State(e),
-        }
-    }
-}
-
 /// Runs one reconcile pass.
 ///
 /// # Guarantees
@@ -214,7 +205,8 @@ fn pass(
 
     // Fetch: the desired commit first, so its state branch name is known.
     let head = repo.branch_tip(&repo.desired_branch_hint())?;
-    let (loaded, mut recorded) = super::load::load_with_recorded(repo, head)?;
+    let (loaded, recorded) = super::load::load_with_recorded(repo, head)?;
+    let mut recorded = recorded?;
     report.commit = Some(head.to_string());
     let state_branch = loaded.desired.config.state_branch.clone();
     let context = PassContext {

@@ -115,54 +115,48 @@ pub fn load_commit(repo: &WatchedRepo, commit: Oid) -> Result<LoadedCommit, Sour
 }
 
 /// [`load_commit`] of `commit`, and the state branch its `gantry.toml` names read alongside
-/// on another thread (issue #17: the two are independent, and a daemon pass after a one-file
-/// change waited for one and then the other). The state branch name comes from the same
-/// `gantry.toml` bytes `load_commit` reads; errors are reported in the order a sequential
-/// read would meet them (the commit's first).
+/// on another thread (issue #17: the two are independent, and a pass after a one-file change
+/// waited for one and then the other). The state branch name comes from the same `gantry.toml`
+/// bytes `load_commit` reads. The recorded state comes back as its own result, so a caller can
+/// report an unreadable commit before a state error, as when reading one after the other.
 ///
 /// # Errors
-/// git failures reading the commit ([`LoadError::Source`]) or the state branch
-/// ([`LoadError::State`]).
+/// git failures reading the commit (those reading the state branch are in the second value).
 pub fn load_with_recorded(
     repo: &WatchedRepo,
     commit: Oid,
-) -> Result<(LoadedCommit, crate::state::RecordedState), LoadError> {
+) -> Result<
+    (
+        LoadedCommit,
+        Result<crate::state::RecordedState, crate::state::StateError>,
+    ),
+    SourceError,
+> {
     let config = repo.read_raw(commit, "gantry.toml")?;
-    let (config_only, _) = manifest::read_manifests(config.as_ref(), &[]);
-    let state_branch = config_only.config.state_branch;
-    let git_dir = repo.repo.path().to_path_buf();
-    let read_state = || -> Result<_, LoadError> {
-        let other = WatchedRepo::open(&git_dir)?;
-        Ok(crate::state::read_recorded(&other.repo, &state_branch)?)
-    };
-    let (loaded, recorded) = std::thread::scope(|scope| {
+    let state_branch = manifest::read_manifests(config.as_ref(), &[]).0.config.state_branch;
+    let git_dir = repo.repo.path();
+    let (loaded, early) = std::thread::scope(|scope| {
         let reading = std::thread::Builder::new()
             .name("state-read".into())
-            .spawn_scoped(scope, read_state);
+            .spawn_scoped(scope, || {
+                let own = git2::Repository::open(git_dir).ok()?;
+                Some(crate::state::read_recorded(&own, &state_branch))
+            });
         let loaded = load_commit(repo, commit);
-        let recorded = match reading {
+        let early = match reading {
             Ok(reading) => reading.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-            // No thread to be had: read after the commit, as a sequential pass does.
-            Err(_) => read_state(),
+            Err(_) => None,
         };
-        (loaded, recorded)
+        (loaded, early)
     });
     let loaded = loaded?;
-    if loaded.desired.config.state_branch != state_branch {
-        // Not expected (both read the same bytes), but the commit's own reading decides.
-        let recorded = crate::state::read_recorded(&repo.repo, &loaded.desired.config.state_branch)?;
-        return Ok((loaded, recorded));
-    }
-    Ok((loaded, recorded?))
-}
-
-/// Why [`load_with_recorded`] failed.
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    #[error(transparent)]
-    Source(#[from] SourceError),
-    #[error(transparent)]
-    State(#[from] crate::state::StateError),
+    let recorded = match early {
+        Some(recorded) if loaded.desired.config.state_branch == state_branch => recorded,
+        // No thread or repository to be had (or, never expected, another branch): read now,
+        // after the commit, as a sequential pass does.
+        _ => crate::state::read_recorded(&repo.repo, &loaded.desired.config.state_branch),
+    };
+    Ok((loaded, recorded))
 }
 
 fn stand_in_artifact() -> crate::executor::artifact::LocalArtifact {
