@@ -7,7 +7,9 @@
 //!
 //! # Guarantees
 //! - **Keyed by tree id**: a level (a tree's own manifest files and subdirectories, by name) is
-//!   a function of the tree's content, so a cached level can only be the right one.
+//!   a function of the tree's content, so a cached level can only be the right one; and levels
+//!   are kept for one repository at a time, so a tree another repository lacks is an error
+//!   there, as without the cache.
 //! - **Same answer with or without the cache**: the daemon enables it ([`enable`]); a CLI
 //!   process reads every tree, as before. Both go through the same code.
 //! - **Bounded**: levels not used by the last two listings are dropped after each listing, and
@@ -34,6 +36,9 @@ struct Level {
 
 #[derive(Default)]
 struct Cache {
+    /// The repository the levels were read from: another one starts afresh, so a level is never
+    /// answered for a repository that does not hold the tree.
+    git_dir: std::path::PathBuf,
     levels: HashMap<Oid, (Arc<Level>, u64)>,
     /// Bumped by every listing; a level remembers the last listing that used it.
     generation: u64,
@@ -62,6 +67,10 @@ impl<'r> Reader<'r> {
     /// A reader for one listing or one comparison (`bump`: a new generation for the retention).
     fn new(repo: &'r Repository, bump: bool) -> Reader<'r> {
         let generation = cache().map(|mut c| {
+            if c.git_dir != repo.path() {
+                c.levels.clear();
+                c.git_dir = repo.path().to_path_buf();
+            }
             if bump {
                 c.generation += 1;
             }
@@ -73,6 +82,7 @@ impl<'r> Reader<'r> {
     fn level(&self, tree: Oid) -> Result<Arc<Level>, SourceError> {
         if let Some(generation) = self.generation
             && let Some(mut cache) = cache()
+            && cache.git_dir == self.repo.path()
             && let Some((level, used)) = cache.levels.get_mut(&tree)
         {
             *used = generation;
@@ -94,6 +104,8 @@ impl<'r> Reader<'r> {
         let level = Arc::new(level);
         if let Some(generation) = self.generation
             && let Some(mut cache) = cache()
+            // Another repository's reader may have taken the cache over meanwhile.
+            && cache.git_dir == self.repo.path()
         {
             cache.levels.insert(tree, (Arc::clone(&level), generation));
         }
@@ -389,5 +401,12 @@ mod tests {
         assert!(manifest_files(&repo, missing, None).is_err());
         let tree = tree_of(&repo, &[("a.yaml", "")]);
         assert!(changed_files(&repo, tree, missing).is_err());
+        // A tree listed (and cached) in one repository is not answered for another that
+        // lacks it.
+        enable();
+        assert_eq!(manifest_files(&repo, tree, None).unwrap().len(), 1);
+        let other_dir = tempfile::tempdir().unwrap();
+        let other = Repository::init(other_dir.path()).unwrap();
+        assert!(manifest_files(&other, tree, None).is_err());
     }
 }
