@@ -13,7 +13,8 @@
 //! - **Same answer with or without the cache**: the daemon enables it ([`enable`]); a CLI
 //!   process reads every tree, as before. Both go through the same code.
 //! - **Bounded**: levels not used by the last two listings are dropped after each listing, and
-//!   the whole cache is dropped when it holds more than [`MAX_CACHED_ENTRIES`] entries.
+//!   a level that would take the cache over [`MAX_CACHED_ENTRIES`] entries is not kept (a cold
+//!   approvals walk over a long history reads its trees without keeping them).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -40,6 +41,9 @@ struct Cache {
     /// answered for a repository that does not hold the tree.
     git_dir: std::path::PathBuf,
     levels: HashMap<Oid, (Arc<Level>, u64)>,
+    /// Files and directories over every kept level, and the most there may be.
+    entries: usize,
+    max_entries: usize,
     /// Bumped by every listing; a level remembers the last listing that used it.
     generation: u64,
 }
@@ -48,7 +52,18 @@ static CACHE: OnceLock<Mutex<Cache>> = OnceLock::new();
 
 /// Keeps tree levels between listings in this process (the daemon, at start).
 pub fn enable() {
-    CACHE.get_or_init(Mutex::default);
+    CACHE.get_or_init(|| {
+        Mutex::new(Cache {
+            max_entries: MAX_CACHED_ENTRIES,
+            ..Cache::default()
+        })
+    });
+}
+
+impl Level {
+    fn entries(&self) -> usize {
+        self.files.len() + self.dirs.len()
+    }
 }
 
 fn cache() -> Option<std::sync::MutexGuard<'static, Cache>> {
@@ -69,6 +84,7 @@ impl<'r> Reader<'r> {
         let generation = cache().map(|mut c| {
             if c.git_dir != repo.path() {
                 c.levels.clear();
+                c.entries = 0;
                 c.git_dir = repo.path().to_path_buf();
             }
             if bump {
@@ -106,27 +122,22 @@ impl<'r> Reader<'r> {
             && let Some(mut cache) = cache()
             // Another repository's reader may have taken the cache over meanwhile.
             && cache.git_dir == self.repo.path()
+            && cache.entries + level.entries() <= cache.max_entries
+            && !cache.levels.contains_key(&tree)
         {
+            cache.entries += level.entries();
             cache.levels.insert(tree, (Arc::clone(&level), generation));
         }
         Ok(level)
     }
 
-    /// Drops what the last two listings did not use; everything when over the bound.
+    /// Drops what the last two listings did not use.
     fn retain(&self) {
         let (Some(generation), Some(mut cache)) = (self.generation, cache()) else {
             return;
         };
         cache.levels.retain(|_, (_, used)| *used + 1 >= generation);
-        if cache
-            .levels
-            .values()
-            .map(|(l, _)| l.files.len() + l.dirs.len())
-            .sum::<usize>()
-            > MAX_CACHED_ENTRIES
-        {
-            cache.levels.clear();
-        }
+        cache.entries = cache.levels.values().map(|(level, _)| level.entries()).sum();
     }
 }
 
@@ -391,6 +402,44 @@ mod tests {
             let only = ["a/b/".to_string(), ".git-crypt/".to_string()];
             assert_eq!(paths(Some(&only)), [".git-crypt/k.yaml", "a/b/y.yml"], "{round}");
         }
+    }
+
+    #[test]
+    fn the_cache_keeps_no_level_past_its_bound_and_answers_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(dir.path()).unwrap();
+        let files: Vec<(String, String)> = (0..6)
+            .map(|i| (format!("d{}/f{i}.yaml", i % 2), i.to_string()))
+            .collect();
+        let files: Vec<(&str, &str)> = files.iter().map(|(p, c)| (p.as_str(), c.as_str())).collect();
+        let tree = tree_of(&repo, &files);
+        let listed = |repo| -> Vec<(String, Oid)> {
+            manifest_files(repo, tree, None)
+                .unwrap()
+                .into_iter()
+                .map(|f| (f.path, f.oid))
+                .collect()
+        };
+        enable();
+        // Room for the two directories' levels (3 files each) but not the root's as well.
+        let bound = 6;
+        let expected = {
+            let mut c = cache().unwrap();
+            c.max_entries = bound;
+            c.levels.clear();
+            c.entries = 0;
+            drop(c);
+            listed(&repo)
+        };
+        assert_eq!(expected.len(), 6);
+        for _ in 0..3 {
+            assert_eq!(listed(&repo), expected, "the same listing, from the cache or not");
+            let c = cache().unwrap();
+            let held: usize = c.levels.values().map(|(l, _)| l.entries()).sum();
+            assert!(held <= bound, "{held} entries kept over a bound of {bound}");
+            assert_eq!(held, c.entries, "the count matches what is held");
+        }
+        cache().unwrap().max_entries = MAX_CACHED_ENTRIES;
     }
 
     #[test]
