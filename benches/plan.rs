@@ -218,8 +218,10 @@ fn daemon_replan(repo: &WatchedRepo, commit: git2::Oid, now: jiff::Timestamp) ->
     let evidence = gantry::reconcile::load::evidence(repo, &loaded, &anchor).expect("evidence");
     let t2 = Instant::now();
     let plan = gantry::plan::plan(&loaded.plan_input(&recorded, &evidence, now));
-    std::hint::black_box(plan);
     let t3 = Instant::now();
+    // Dropped after the clock stops: a pass keeps its plan while the ready actions' steps run
+    // (`reconcile::apply`'s plan → execute loop), so freeing it never delays the first step.
+    drop(std::hint::black_box(plan));
     let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1000.0;
     [ms(t0, t1), ms(t1, t2), ms(t2, t3)]
 }

@@ -519,9 +519,9 @@ pub(crate) fn first_of_each_name<'a, S, M: std::borrow::Borrow<Manifest<S>>>(
     kind: Kind,
     items: &'a [M],
     diagnostics: &mut Vec<Diagnostic>,
-) -> std::collections::HashMap<&'a str, &'a Manifest<S>> {
-    let mut by_name: std::collections::HashMap<&str, &Manifest<S>> =
-        std::collections::HashMap::with_capacity(items.len());
+) -> foldhash::HashMap<&'a str, &'a Manifest<S>> {
+    let mut by_name: foldhash::HashMap<&str, &Manifest<S>> =
+        <foldhash::HashMap<_, _> as foldhash::HashMapExt>::with_capacity(items.len());
     for item in items.iter().map(std::borrow::Borrow::borrow) {
         match by_name.entry(item.name.as_str()) {
             std::collections::hash_map::Entry::Occupied(first) => {

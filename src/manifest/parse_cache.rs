@@ -22,7 +22,7 @@
 //!   than twice the files of the last read (plus [`SLACK`]).
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 

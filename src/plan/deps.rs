@@ -2,7 +2,7 @@
 //! targets of the same tenant, or the shared targets it names by selector (any tenant), have
 //! converged.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use crate::manifest::Version;
 

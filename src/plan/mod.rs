@@ -15,7 +15,7 @@ mod rollouts;
 pub mod schedule;
 pub mod timeline;
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
 
 use crate::manifest::Version;

@@ -1,7 +1,8 @@
 //! Rollouts across targets: grouping installs and upgrades by (component, version, policy),
 //! wave assignment, halts, and promotion across stages (`after`, on a policy or on a wave).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use foldhash::{HashMap, HashMapExt};
 
 use crate::manifest::Version;
 use jiff::Timestamp;

@@ -5,7 +5,7 @@
 //! distinct window sets; evaluating windows per target would repeat the same arithmetic
 //! thousands of times, so verdicts are cached by the set of governing windows and the scope.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use jiff::Timestamp;
 

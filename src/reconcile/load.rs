@@ -1,7 +1,8 @@
 //! Fetch stage: read and validate the desired state of one commit, and the recorded state.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use foldhash::{HashMap, HashMapExt};
 use std::path::Path;
 
 use git2::Oid;

@@ -16,7 +16,7 @@
 //!   a level that would take the cache over [`MAX_CACHED_ENTRIES`] entries is not kept (a cold
 //!   approvals walk over a long history reads its trees without keeping them).
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use git2::{ObjectType, Oid, Repository};

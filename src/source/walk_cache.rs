@@ -20,7 +20,8 @@
 //! - **Bounded**: at most [`MAX_HEADS`] heads per kind of walk (the most recent), and the file
 //!   is not written when its body would exceed [`MAX_FILE_BYTES`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use foldhash::{HashMap, HashMapExt};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};

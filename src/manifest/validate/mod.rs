@@ -351,7 +351,7 @@ impl TargetFacts {
 
 /// Target facts kept from the last validation, by manifest (the map holds each manifest, so
 /// its address cannot be reused while it is a key).
-type FactsMemo = std::collections::HashMap<usize, (Arc<Manifest<TargetSpec>>, Arc<TargetFacts>)>;
+type FactsMemo = foldhash::HashMap<usize, (Arc<Manifest<TargetSpec>>, Arc<TargetFacts>)>;
 
 fn facts_memo() -> &'static std::sync::Mutex<FactsMemo> {
     static MEMO: std::sync::OnceLock<std::sync::Mutex<FactsMemo>> = std::sync::OnceLock::new();
@@ -368,7 +368,7 @@ fn target_facts(targets: &[Arc<Manifest<TargetSpec>>]) -> Vec<Arc<TargetFacts>> 
     }
     let key = |t: &Arc<Manifest<TargetSpec>>| Arc::as_ptr(t) as usize;
     let mut before = std::mem::take(&mut *facts_memo().lock().unwrap_or_else(std::sync::PoisonError::into_inner));
-    let mut now = FactsMemo::with_capacity(targets.len());
+    let mut now = <FactsMemo as foldhash::HashMapExt>::with_capacity(targets.len());
     let facts = targets
         .iter()
         .map(|target| {

@@ -1,7 +1,7 @@
 //! Reading the state branch: its tip parsed into a [`RecordedState`], records reused by blob id
 //! across reads ([`RecordCache`]) and parsed on several threads for large fleets.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use git2::{ObjectType, Oid, Repository, Tree};
 use serde::Serialize;
@@ -192,7 +192,7 @@ impl RecordReader<'_> {
             cached.insert(records[index].1, record.clone());
             records[index].2 = Some(record);
         }
-        let read: std::collections::HashSet<Oid> = records.iter().map(|(_, blob, _)| *blob).collect();
+        let read: foldhash::HashSet<Oid> = records.iter().map(|(_, blob, _)| *blob).collect();
         cached.retain(|blob, _| read.contains(blob));
         Ok(records
             .into_iter()
