@@ -21,8 +21,8 @@
 //! - **Bounded**: entries not used by the last two reads are dropped once the cache holds more
 //!   than twice the files of the last read (plus [`SLACK`]).
 
-use std::borrow::Cow;
 use foldhash::HashMap;
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 

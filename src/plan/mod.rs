@@ -23,7 +23,7 @@ use crate::manifest::Version;
 use crate::manifest::{Diagnostic, Release, Severity, Target};
 use crate::policy::approvals::ApprovalIndex;
 use crate::policy::gates::WindowGate;
-use crate::policy::{self};
+use crate::policy::{self, Governing};
 use crate::state::{TargetRecord, TargetStatus};
 
 pub use model::{
@@ -47,9 +47,35 @@ struct Shared<'a> {
     /// component, by the address and length of its releases in the input (which outlives the
     /// pass), one slot per release, so an action finds its notes with one lookup.
     notes: HashMap<(usize, usize), Vec<Option<Arc<ReleaseNote>>>>,
+    /// Each distinct install or upgrade path, made once (issue #17): a fleet moves between a
+    /// few versions, so 10,000 targets share a few hundred paths.
+    paths: HashMap<PathKey<'a>, Arc<UpPath>>,
 }
 
-impl Shared<'_> {
+/// What an install or upgrade path is computed from, all of it borrowed from the input: the
+/// component's releases, the version moved from (none: an install), the release moved to (by
+/// address: one of those releases), the target's channels, and the governing policy (its deny
+/// list; by address, 0 for the built-in one and for an install, which no deny list shapes).
+#[derive(PartialEq, Eq, Hash)]
+struct PathKey<'a> {
+    releases: (usize, usize),
+    from: Option<&'a Version>,
+    to: usize,
+    channels: &'a [String],
+    policy: usize,
+}
+
+/// An install or upgrade path: what [`plan_target`] puts in the action for it.
+struct UpPath {
+    /// The releases deployed in turn (the last is the one moved to), or why there is no path.
+    stops: Result<Vec<Version>, path::NoPath>,
+    /// The `up` migrations in run order (none without a path).
+    migrations: Arc<[PlannedMigration]>,
+    /// The notes of the releases crossed (see [`Action::releases`]).
+    notes: Vec<Arc<ReleaseNote>>,
+}
+
+impl<'a> Shared<'a> {
     /// The notes of the `releases` (one component's) that `crossed` accepts, in their order.
     fn notes(&mut self, releases: &[Release], crossed: impl Fn(&Release) -> bool) -> Vec<Arc<ReleaseNote>> {
         let key = (releases.as_ptr() as usize, releases.len());
@@ -60,6 +86,61 @@ impl Shared<'_> {
             .filter(|(release, _)| crossed(release))
             .map(|(release, slot)| Arc::clone(slot.get_or_insert_with(|| Arc::new(ReleaseNote::of(release)))))
             .collect()
+    }
+
+    /// The path that installs `to` on `target` (`from` none) or upgrades it from `from`, among
+    /// its component's `releases`, under `governing`: computed on first use, then shared.
+    fn up_path(
+        &mut self,
+        releases: &'a [Release],
+        from: Option<&'a Version>,
+        to: &'a Release,
+        target: &'a Target,
+        governing: Governing<'a>,
+    ) -> Arc<UpPath> {
+        let key = PathKey {
+            releases: (releases.as_ptr() as usize, releases.len()),
+            from,
+            to: std::ptr::from_ref(to) as usize,
+            channels: &target.spec().channels,
+            policy: match (from, governing.policy()) {
+                (Some(_), Some(policy)) => std::ptr::from_ref(policy) as usize,
+                _ => 0,
+            },
+        };
+        if let Some(known) = self.paths.get(&key) {
+            return Arc::clone(known);
+        }
+        let migrates = |r: &Release| channel_allowed(target, r);
+        let path = match from {
+            None => UpPath {
+                stops: Ok(vec![to.version.clone()]),
+                migrations: path::up_migrations(releases, None, &[to], migrates).into(),
+                notes: self.notes(releases, |r| std::ptr::eq(r, to)),
+            },
+            Some(current) => {
+                let deployable = |r: &Release| {
+                    !r.spec().yanked && channel_allowed(target, r) && denied_by(governing, &r.version).is_none()
+                };
+                let (stops, migrations) = match path::upgrade_stops(releases, current, &to.version, deployable) {
+                    Ok(stops) => (
+                        Ok(stops.iter().map(|s| s.version.clone()).collect()),
+                        path::up_migrations(releases, Some(current), &stops, migrates).into(),
+                    ),
+                    Err(no_path) => (Err(no_path), Arc::from([])),
+                };
+                UpPath {
+                    stops,
+                    migrations,
+                    notes: self.notes(releases, |r| {
+                        &r.version > current && r.version <= to.version && migrates(r)
+                    }),
+                }
+            }
+        };
+        let path = Arc::new(path);
+        self.paths.insert(key, Arc::clone(&path));
+        path
     }
 }
 
@@ -137,7 +218,7 @@ fn plan_removal(name: &str, record: &TargetRecord) -> Action {
         from: record.version.clone(),
         to: None,
         stops: Vec::new(),
-        migrations: Vec::new(),
+        migrations: Arc::from([]),
         wave: None,
         status: Status::Ready,
         blocked_by: Vec::new(),
@@ -162,7 +243,7 @@ fn empty_action(target: &Target, from: Option<&Version>) -> Action {
         from: from.cloned(),
         to: None,
         stops: Vec::new(),
-        migrations: Vec::new(),
+        migrations: Arc::from([]),
         wave: None,
         status: Status::Noop,
         blocked_by: Vec::new(),
@@ -198,7 +279,12 @@ fn config_diff(record: Option<&TargetRecord>, target: &Target) -> Vec<ConfigChan
 }
 
 /// Plans one target; `record` is the state branch's record of it (see [`fleet::Fleet::records`]).
-fn plan_target(input: &PlanInput, shared: &mut Shared, target: &Target, record: Option<&TargetRecord>) -> Action {
+fn plan_target<'a>(
+    input: &'a PlanInput,
+    shared: &mut Shared<'a>,
+    target: &'a Target,
+    record: Option<&'a TargetRecord>,
+) -> Action {
     let record = record.filter(|r| r.status != TargetStatus::Removed);
     let current = record.and_then(|r| r.version.as_ref());
     let mut action = empty_action(target, current);
@@ -248,26 +334,9 @@ fn plan_target(input: &PlanInput, shared: &mut Shared, target: &Target, record: 
     action.config_diff = config_diff(record, target);
     let component = &target.spec().component;
     let releases: &[Release] = input.desired.releases.get(component).map_or(&[], Vec::as_slice);
-    let deployable =
-        |r: &Release| !r.spec().yanked && channel_allowed(target, r) && denied_by(governing, &r.version).is_none();
     let migrates = |r: &Release| channel_allowed(target, r);
 
     match current {
-        None => {
-            action.action = ActionKind::Install;
-            action.stops = vec![to.clone()];
-            action.migrations = path::up_migrations(releases, None, &[release], migrates);
-        }
-        Some(current) if current < to => {
-            action.action = ActionKind::Upgrade;
-            match path::upgrade_stops(releases, current, to, deployable) {
-                Ok(stops) => {
-                    action.stops = stops.iter().map(|s| s.version.clone()).collect();
-                    action.migrations = path::up_migrations(releases, Some(current), &stops, migrates);
-                }
-                Err(no_path) => action.violations.push(no_path.0),
-            }
-        }
         Some(current) if current > to => {
             action.action = ActionKind::Downgrade;
             // The revert exemption covers only versions this target ran before (issue #18,
@@ -281,7 +350,7 @@ fn plan_target(input: &PlanInput, shared: &mut Shared, target: &Target, record: 
             }
             action.stops = vec![to.clone()];
             let applied = record.map_or(&[][..], |r| r.applied_migrations.as_slice());
-            action.migrations = path::down_migrations(applied, current, to);
+            action.migrations = path::down_migrations(applied, current, to).into();
             let has_restore = input
                 .desired
                 .components
@@ -298,7 +367,7 @@ fn plan_target(input: &PlanInput, shared: &mut Shared, target: &Target, record: 
                 }
             }
         }
-        Some(_) => {
+        Some(current) if current == to => {
             let changed = record.is_none_or(|r| r.config_hash.as_deref() != Some(target.config_hash.as_str()));
             if changed {
                 action.action = ActionKind::Config;
@@ -326,6 +395,23 @@ fn plan_target(input: &PlanInput, shared: &mut Shared, target: &Target, record: 
                 action.action = ActionKind::Noop;
             }
         }
+        // An install (nothing recorded) or an upgrade.
+        _ => {
+            action.action = if current.is_none() {
+                ActionKind::Install
+            } else {
+                ActionKind::Upgrade
+            };
+            let path = shared.up_path(releases, current, release, target, governing);
+            match &path.stops {
+                Ok(stops) => {
+                    action.stops.clone_from(stops);
+                    action.migrations = Arc::clone(&path.migrations);
+                }
+                Err(no_path) => action.violations.push(no_path.0.clone()),
+            }
+            action.releases.clone_from(&path.notes);
+        }
     }
     action.update_type = match action.action {
         ActionKind::Install | ActionKind::Upgrade => Some(resolve::update_type_of(releases, current, release)),
@@ -333,17 +419,10 @@ fn plan_target(input: &PlanInput, shared: &mut Shared, target: &Target, record: 
         ActionKind::Downgrade => action.update_type,
         _ => None,
     };
-    action.releases = match (action.action, current) {
-        // `release` is one of `releases` (both are the component's, from `input.desired`).
-        (ActionKind::Install, _) => shared.notes(releases, |r| std::ptr::eq(r, release)),
-        (ActionKind::Upgrade, Some(current)) => {
-            shared.notes(releases, |r| &r.version > current && &r.version <= to && migrates(r))
-        }
-        (ActionKind::Downgrade, Some(current)) => {
-            shared.notes(releases, |r| &r.version > to && &r.version <= current && migrates(r))
-        }
-        _ => Vec::new(),
-    };
+    // An install's and an upgrade's notes came with their path.
+    if let (ActionKind::Downgrade, Some(current)) = (action.action, current) {
+        action.releases = shared.notes(releases, |r| &r.version > to && &r.version <= current && migrates(r));
+    }
     // A fresh install breaks no caller of an older version, and a downgrade's notes are of
     // releases being taken away: only an upgrade is breaking.
     action.breaking = action.action == ActionKind::Upgrade && action.releases.iter().any(|r| r.breaking);

@@ -206,7 +206,8 @@ pub struct Action {
     pub to: Option<Version>,
     /// Releases deployed in turn; the last is `to`.
     pub stops: Vec<Version>,
-    pub migrations: Vec<PlannedMigration>,
+    /// Shared by every action on the same path (issue #17).
+    pub migrations: Arc<[PlannedMigration]>,
     pub wave: Option<String>,
     pub status: Status,
     pub blocked_by: Vec<Blocker>,

@@ -34,6 +34,7 @@ pub(super) fn plan_targets(input: &PlanInput, fleet: &Fleet, threads: usize) -> 
             windows: WindowGate::new(input.windows, &input.desired.windows, input.now),
             approvals: ApprovalIndex::new(&input.desired.approvals),
             notes: Default::default(),
+            paths: Default::default(),
         };
         chunk
             .iter()

@@ -3,8 +3,8 @@
 //! sharing its scope label; a required component moves only when no dependent's running release
 //! would be broken by it; combinations the desired state can never reach are violations.
 
-use std::collections::{BTreeMap, BTreeSet};
 use foldhash::{HashMap, HashMapExt};
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::manifest::Version;
 

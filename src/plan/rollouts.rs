@@ -1,8 +1,8 @@
 //! Rollouts across targets: grouping installs and upgrades by (component, version, policy),
 //! wave assignment, halts, and promotion across stages (`after`, on a policy or on a wave).
 
-use std::collections::BTreeMap;
 use foldhash::{HashMap, HashMapExt};
+use std::collections::BTreeMap;
 
 use crate::manifest::Version;
 use jiff::Timestamp;

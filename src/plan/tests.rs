@@ -1439,3 +1439,100 @@ fn release_notes_are_shared_within_a_component_only() {
     assert!(!action(&p, "b-upgrade").breaking);
     assert!(action(&p, "l-upgrade").breaking);
 }
+
+/// Issue #17: an install or upgrade path (stops, migrations, notes) is made once and shared by
+/// every target that would plan it alike; targets whose channels or governing deny list make
+/// another path do not share it. Every action equals the one the target gets planned alone.
+#[test]
+fn paths_are_shared_only_by_targets_that_plan_them_alike() {
+    let release = |version: &str, extra: &str| {
+        format!(
+            "{HEADER}kind: Release\nmetadata: {{ name: billing-{version} }}\nspec: {{ component: billing, version: {version}{extra} }}\n---\n"
+        )
+    };
+    let head = format!(
+        "{HEADER}kind: Component\nmetadata: {{ name: billing }}\nspec: {{ steps: {{ deploy: [d] }} }}\n---\n"
+    ) + &release("1.0.0", "")
+        + &release("1.5.0", ", migrations: [{ id: m15, up: [u] }]")
+        + &release("1.2.0-beta.1", ", migrations: [{ id: mbeta, up: [u] }]")
+        + &release("2.0.0", ", upgradeFrom: \">=1.5.0\", migrations: [{ id: m2, up: [u] }]")
+        + &format!(
+            "{HEADER}kind: Policy\nmetadata: {{ name: no15 }}\nspec: {{ selector: {{ deny: \"yes\" }}, deny: [\">=1.5.0, <1.5.1\"] }}\n---\n"
+        )
+        + &format!(
+            "{HEADER}kind: Policy\nmetadata: {{ name: no3 }}\nspec: {{ selector: {{ deny: \"3\" }}, deny: [\">=3.0.0\"] }}\n---\n"
+        );
+    let target = |name: &str, beta: bool, deny: &str| {
+        format!(
+            "{HEADER}kind: Target\nmetadata: {{ name: {name}, labels: {{ deny: \"{deny}\" }} }}\nspec: {{ component: billing, version: 2.0.0{} }}\n---\n",
+            if beta { ", channels: [beta]" } else { "" }
+        )
+    };
+    // (name, beta channel, deny label: `yes` under no15, `3` under no3, recorded at 1.0.0)
+    let fleet = [
+        ("s1", false, "no", true),
+        ("s2", false, "no", true),
+        ("n1", false, "3", true),
+        ("b1", true, "no", true),
+        ("b2", true, "no", true),
+        ("d1", false, "yes", true),
+        ("e1", true, "yes", true),
+        ("i1", false, "no", false),
+        ("i2", true, "no", false),
+        ("i3", false, "yes", false),
+    ];
+    let plan_of = |members: &[(&str, bool, &str, bool)]| {
+        let yaml = members.iter().fold(head.clone(), |yaml, (name, beta, deny, _)| {
+            yaml + &target(name, *beta, deny)
+        });
+        let (desired, windows) = load(yaml.trim_end_matches("---\n"));
+        let mut recorded = RecordedState::default();
+        for (name, _, _, at_1) in members {
+            if *at_1 {
+                recorded.targets.insert((*name).into(), converged("billing", "1.0.0"));
+            }
+        }
+        run(&desired, &windows, &recorded, "2026-11-21T10:00:00Z")
+    };
+    let p = plan_of(&fleet);
+    for member in &fleet {
+        let alone = plan_of(std::slice::from_ref(member));
+        assert_eq!(action(&p, member.0), action(&alone, member.0), "{}", member.0);
+    }
+    let stops = |t: &str| action(&p, t).stops.iter().map(Version::to_string).collect::<Vec<_>>();
+    let migrations = |t: &str| {
+        action(&p, t)
+            .migrations
+            .iter()
+            .map(|m| m.id.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(stops("s1"), ["1.5.0", "2.0.0"]);
+    assert_eq!(migrations("s1"), ["m15", "m2"]);
+    assert_eq!(stops("n1"), stops("s1"));
+    assert_eq!(migrations("n1"), migrations("s1"));
+    // The beta channel crosses its prerelease too: its migration runs before 1.5.0's.
+    assert_eq!(stops("b1"), ["1.5.0", "2.0.0"]);
+    assert_eq!(migrations("b1"), ["mbeta", "m15", "m2"]);
+    // Denying 1.5.0 leaves no way to 2.0.0 (it accepts only >=1.5.0), on either channel.
+    for denied in ["d1", "e1"] {
+        assert!(stops(denied).is_empty(), "{denied}");
+        assert!(
+            action(&p, denied).violations[0].contains("no upgrade path from 1.0.0"),
+            "{denied}"
+        );
+        assert_eq!(action(&p, denied).status, Status::Violation);
+    }
+    // An install runs every migration up to the release; the channel decides which, and no
+    // deny list shapes it.
+    assert_eq!(migrations("i1"), ["m15", "m2"]);
+    assert_eq!(migrations("i2"), ["mbeta", "m15", "m2"]);
+    assert_eq!(migrations("i3"), migrations("i1"));
+    let shared = |a: &str, b: &str| std::sync::Arc::ptr_eq(&action(&p, a).migrations, &action(&p, b).migrations);
+    assert!(shared("s1", "s2"));
+    assert!(shared("b1", "b2"));
+    assert!(!shared("s1", "b1"));
+    assert!(!shared("s1", "n1"), "another policy: its own path, even when alike");
+    assert!(shared("i1", "i3"), "an install's path is no policy's");
+    assert!(!shared("i1", "s1"));
+}

@@ -19,8 +19,8 @@
 //!   ([`release_digest`] at the approving commit equals the one at head). A release added after
 //!   the approval (a requirement like `^1.0` resolving to it), or an edited one, is not approved.
 
-use std::collections::{BTreeMap, BTreeSet};
 use foldhash::{HashMap, HashMapExt};
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::manifest::Version;
 use sha2::{Digest, Sha256};

@@ -1,8 +1,8 @@
 //! Fetch stage: read and validate the desired state of one commit, and the recorded state.
 
+use foldhash::{HashMap, HashMapExt};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use foldhash::{HashMap, HashMapExt};
 use std::path::Path;
 
 use git2::Oid;

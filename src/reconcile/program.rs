@@ -1109,7 +1109,7 @@ mod tests {
         action.from = Some(v.clone());
         action.to = Some(v);
         action.stops.clear();
-        action.migrations.clear();
+        action.migrations = std::sync::Arc::from([]);
         let forward = forward_program(&desired, &desired.targets["t"], Some(&record), &action, "a1", false).unwrap();
         assert_eq!(
             ids(&forward),
@@ -1159,7 +1159,8 @@ mod tests {
             direction: crate::plan::Direction::Down,
             phase: Phase::Pre,
             stop: v110,
-        }];
+        }]
+        .into();
         let forward = forward_program(&desired, &desired.targets["t"], Some(&record), &action, "a1", false).unwrap();
         assert_eq!(
             ids(&forward),

@@ -157,7 +157,7 @@ pub fn describe_steps(action: &Action) -> Vec<String> {
             }
         }
         ActionKind::Downgrade => {
-            for m in &action.migrations {
+            for m in action.migrations.iter() {
                 match m.direction {
                     Direction::Restore => {
                         steps.push(format!("restore snapshot (undoes {} of {}, no down)", m.id, m.release))

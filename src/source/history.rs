@@ -22,8 +22,8 @@
 //! commit's signing key is listed for, so an approver approves by signing the commit that adds
 //! their Approval, and nobody can write one for them.
 
-use std::collections::{BTreeMap, BTreeSet};
 use foldhash::{HashMap, HashMapExt};
+use std::collections::{BTreeMap, BTreeSet};
 
 use git2::Oid;
 

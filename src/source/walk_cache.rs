@@ -20,8 +20,8 @@
 //! - **Bounded**: at most [`MAX_HEADS`] heads per kind of walk (the most recent), and the file
 //!   is not written when its body would exceed [`MAX_FILE_BYTES`].
 
-use std::collections::BTreeMap;
 use foldhash::{HashMap, HashMapExt};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -296,7 +296,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let git_dir = dir.path();
         for n in 0..(MAX_HEADS as u8 + 3) {
-            let settled: Settled = [("a".to_string(), ("1.0.0".to_string(), oid(100 + n)))].into();
+            let settled: Settled = [("a".to_string(), ("1.0.0".to_string(), oid(100 + n)))]
+                .into_iter()
+                .collect();
             WalkCache::store(git_dir, "targets", oid(n), settled);
         }
         // A temporary file a killed writer left long ago is removed by the next write.
