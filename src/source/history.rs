@@ -104,17 +104,19 @@ pub fn version_change_approvers(
 ) -> Result<BTreeMap<String, VersionApproval>, SourceError> {
     let settled = settling_commits(repo, head, wanted, Extract::TargetVersions)?;
     let mut by_commit: HashMap<Oid, BTreeSet<String>> = HashMap::new();
-    let mut found = BTreeMap::new();
-    for (name, commit) in settled {
-        let approvers = match by_commit.entry(commit) {
-            std::collections::hash_map::Entry::Occupied(e) => e.get().clone(),
-            std::collections::hash_map::Entry::Vacant(e) => e
-                .insert(commit_approvers(repo, &repo.repo.find_commit(commit)?, signers))
-                .clone(),
-        };
-        found.insert(name, VersionApproval { commit, approvers });
-    }
-    Ok(found)
+    // In name order, so the map is built in one pass rather than by inserts (issue #17).
+    settled
+        .into_iter()
+        .map(|(name, commit)| {
+            let approvers = match by_commit.entry(commit) {
+                std::collections::hash_map::Entry::Occupied(e) => e.get().clone(),
+                std::collections::hash_map::Entry::Vacant(e) => e
+                    .insert(commit_approvers(repo, &repo.repo.find_commit(commit)?, signers))
+                    .clone(),
+            };
+            Ok((name, VersionApproval { commit, approvers }))
+        })
+        .collect()
 }
 
 /// For each `Approval` manifest in `wanted` (name → [`approval_fingerprint`] of its spec at
@@ -222,7 +224,11 @@ fn walk(
     extract: Extract,
     walk_cache: &WalkCache,
 ) -> Result<(BTreeMap<String, Oid>, usize), SourceError> {
-    let mut found = BTreeMap::new();
+    // Collected in a vector and made a map once at the end (a bulk build from sorted runs):
+    // 10,000 inserts one by one, each comparing long names from the root, cost more than the
+    // rest of a cached walk (issue #17).
+    let mut found: Vec<(String, Oid)> = Vec::new();
+    let settled = |found: Vec<(String, Oid)>| found.into_iter().collect::<BTreeMap<String, Oid>>();
     let mut walked = 0;
     let mut open: BTreeMap<&str, &str> = wanted.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let mut cache: HashMap<BlobKey, Vec<(String, String)>> = HashMap::new();
@@ -234,21 +240,18 @@ fn walk(
             // than the cache saves; the file sits in `.git`, as trusted as the objects.)
             // Looked up once per settling commit, not once per name (10,000 names share a few).
             let mut present: HashMap<Oid, bool> = HashMap::new();
-            let mut hits: Vec<(&str, Oid)> = Vec::new();
-            for (name, value) in &open {
+            open.retain(|name, value| {
                 if let Some((v, at)) = known.get(*name)
                     && v == value
                     && *present.entry(*at).or_insert_with(|| repo.repo.find_commit(*at).is_ok())
                 {
-                    hits.push((*name, *at));
+                    found.push(((*name).to_string(), *at));
+                    return false;
                 }
-            }
-            for (name, at) in hits {
-                open.remove(name);
-                found.insert(name.to_string(), at);
-            }
+                true
+            });
             if open.is_empty() {
-                return Ok((found, walked));
+                return Ok((settled(found), walked));
             }
         }
         walked += 1;
@@ -258,10 +261,8 @@ fn walk(
         };
         let Some(parent) = parent else {
             // The root commit created every name still open.
-            for name in open.keys() {
-                found.insert(name.to_string(), commit.id());
-            }
-            return Ok((found, walked));
+            found.extend(open.keys().map(|name| (name.to_string(), commit.id())));
+            return Ok((settled(found), walked));
         };
         // Only the directories whose tree changed are read (`source::tree_listing`).
         let changes = super::tree_listing::changed_files(&repo.repo, parent.tree_id(), commit.tree_id())?;
@@ -322,10 +323,10 @@ fn walk(
             if !changed.is_empty() {
                 for name in changed {
                     open.remove(name);
-                    found.insert(name.to_string(), commit.id());
+                    found.push((name.to_string(), commit.id()));
                 }
                 if open.is_empty() {
-                    return Ok((found, walked));
+                    return Ok((settled(found), walked));
                 }
             }
         }

@@ -273,6 +273,7 @@ pub fn validate(mut manifests: Manifests) -> (Desired, Vec<Diagnostic>) {
     let facts = target_facts(&target_list);
     let first_of_name = first_of_each_name(Kind::Target, &target_list, &mut diags);
     let mut accepted: Vec<(String, Target)> = Vec::with_capacity(target_list.len());
+    let mut parsed_versions = target::ParsedVersions::default();
     for (manifest, facts) in target_list.iter().zip(facts) {
         diags.extend(facts.metadata.iter().cloned());
         if !first_of_name
@@ -281,7 +282,13 @@ pub fn validate(mut manifests: Manifests) -> (Desired, Vec<Diagnostic>) {
         {
             continue;
         }
-        let wanted = check_target(manifest, &components, &desired.releases, &mut diags);
+        let wanted = check_target(
+            manifest,
+            &components,
+            &desired.releases,
+            &mut parsed_versions,
+            &mut diags,
+        );
         check_config_schema(manifest, &config_schemas, &mut diags);
         if let Some(wanted) = wanted {
             accepted.push((

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::manifest::Versioning;
 use crate::manifest::diagnostic::{Diagnostic, Severity};
 use crate::manifest::load::Manifest;
 use crate::manifest::types::*;
@@ -10,10 +11,15 @@ use crate::manifest::values::{self, VersionWanted};
 use super::Release;
 use super::release::component_known;
 
-pub(super) fn check_target(
-    target: &Manifest<TargetSpec>,
+/// What a validation pass has parsed of targets' `spec.version` texts, by text and scheme: a
+/// fleet names a few versions ten thousand times (issue #17).
+pub(super) type ParsedVersions<'a> = foldhash::HashMap<(&'a str, Versioning), Result<VersionWanted, String>>;
+
+pub(super) fn check_target<'a>(
+    target: &'a Manifest<TargetSpec>,
     components: &BTreeMap<&str, &Manifest<ComponentSpec>>,
     releases: &BTreeMap<String, Vec<Release>>,
+    parsed: &mut ParsedVersions<'a>,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<VersionWanted> {
     let spec = &target.spec;
@@ -23,8 +29,11 @@ pub(super) fn check_target(
         .get(spec.component.as_str())
         .map(|c| c.spec.versioning)
         .unwrap_or_default();
-    let wanted = match values::parse_version_wanted(&spec.version, versioning) {
-        Ok(w) => Some(w),
+    let wanted = match parsed
+        .entry((spec.version.as_str(), versioning))
+        .or_insert_with(|| values::parse_version_wanted(&spec.version, versioning))
+    {
+        Ok(w) => Some(w.clone()),
         Err(e) => {
             diags.push(origin.diagnostic(
                 Severity::Invalid,
@@ -39,7 +48,8 @@ pub(super) fn check_target(
         && ok
         && !releases
             .get(&spec.component)
-            .is_some_and(|rs| rs.iter().any(|r| &r.version == pin))
+            // Sorted by version (`validate`), so found by bisection.
+            .is_some_and(|rs| rs.binary_search_by(|r| Ord::cmp(&r.version, pin)).is_ok())
     {
         let known: Vec<String> = releases
             .get(&spec.component)
@@ -200,5 +210,82 @@ mod tests {
                 "{schema}: {text:#?}"
             );
         }
+    }
+
+    /// Issue #17: a pin is looked up by bisection among the component's sorted releases and each
+    /// version text is parsed once per validation. Pins to the first, a middle, the last and a
+    /// prerelease release pass; pins between, below and above them are refused, each at its own
+    /// target; a requirement and a bad text named by several targets are judged alike for each.
+    #[test]
+    fn pins_are_found_among_many_releases_and_texts_judged_alike_each_time() {
+        let releases = ["1.0.0", "1.2.0", "1.4.0-rc.1", "1.4.0", "2.0.0", "3.1.0"];
+        let mut yaml =
+            "apiVersion: gantry.dev/v1\nkind: Component\nmetadata: { name: agent }\nspec: { steps: { deploy: [d] } }\n"
+                .to_string();
+        // Declared out of order: validation sorts them.
+        for version in releases.iter().rev() {
+            yaml.push_str(&format!("---\napiVersion: gantry.dev/v1\nkind: Release\nmetadata: {{ name: agent-{version} }}\nspec: {{ component: agent, version: {version} }}\n"));
+        }
+        let targets = [
+            ("first", "1.0.0"),
+            ("middle", "1.4.0"),
+            ("prerelease", "1.4.0-rc.1"),
+            ("last", "3.1.0"),
+            ("again", "1.4.0"),
+            ("between", "1.3.0"),
+            ("below", "0.9.0"),
+            ("above", "3.2.0"),
+            ("between-again", "1.3.0"),
+            ("range", "^1.2"),
+            ("range-again", "^1.2"),
+            ("bad", "one.two"),
+            ("bad-again", "one.two"),
+        ];
+        for (name, version) in targets {
+            yaml.push_str(&format!("---\napiVersion: gantry.dev/v1\nkind: Target\nmetadata: {{ name: {name} }}\nspec: {{ component: agent, version: \"{version}\" }}\n"));
+        }
+        let file = RawFile {
+            path: "all.yaml".into(),
+            content: RawContent::Bytes(yaml.into_bytes()),
+        };
+        let (manifests, diags) = read_manifests(None, &[file]);
+        assert!(diags.is_empty(), "{diags:?}");
+        let (desired, diags) = validate(manifests);
+        let refused = |code: &str| {
+            let mut lines: Vec<String> = diags
+                .iter()
+                .filter(|d| d.kind == code)
+                .map(|d| format!("{}: {}", d.line.unwrap_or(0), d.message))
+                .collect();
+            lines.sort();
+            lines
+        };
+        let unknown = refused("unknown_reference");
+        assert_eq!(unknown.len(), 4, "{unknown:#?}");
+        for version in ["1.3.0", "0.9.0", "3.2.0"] {
+            assert!(
+                unknown.iter().any(|m| m.contains(&format!("has version {version};"))),
+                "{unknown:#?}"
+            );
+        }
+        assert_eq!(refused("semver").len(), 2, "{diags:?}");
+        let accepted: Vec<&str> = desired.targets.keys().map(String::as_str).collect();
+        assert_eq!(
+            accepted,
+            [
+                "above",
+                "again",
+                "below",
+                "between",
+                "between-again",
+                "first",
+                "last",
+                "middle",
+                "prerelease",
+                "range",
+                "range-again"
+            ]
+        );
+        assert_eq!(desired.targets["range"].wanted, desired.targets["range-again"].wanted);
     }
 }

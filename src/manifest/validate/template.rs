@@ -120,9 +120,10 @@ pub(super) fn check_argv(
         ));
     }
     for (i, element) in argv.iter().enumerate() {
-        if let Some(problem) = template_problem(element) {
+        let checked = remembered::check(element);
+        if let Some(problem) = checked.problem {
             diags.push(origin.diagnostic(Severity::Invalid, "template", &format!("{pointer}/{i}"), problem));
-        } else if !pointer.ends_with("/steps/shift") && uses_weight(element) {
+        } else if !pointer.ends_with("/steps/shift") && checked.uses_weight {
             diags.push(origin.diagnostic(
                 Severity::Invalid,
                 "template",
@@ -159,4 +160,109 @@ pub(super) fn program_escapes(program: &str) -> bool {
         }
     }
     false
+}
+
+/// What [`check_argv`] learns of one argv element, remembered by its text across validations
+/// in a process (issue #17): the daemon validates every commit it sees, its step templates are
+/// the same few hundred strings, and each check compiles the template with minijinja (a tenth of
+/// a daemon pass's validation). Both checks are pure functions of the text, so a remembered
+/// answer is the answer.
+pub(super) mod remembered {
+    use std::sync::{Mutex, OnceLock};
+
+    /// How many answers are kept; the memo is emptied when it would hold more.
+    pub(in crate::manifest::validate) const MAX_REMEMBERED: usize = 4096;
+    /// Elements longer than this are checked afresh each time (they would crowd the memo).
+    pub(in crate::manifest::validate) const MAX_REMEMBERED_LEN: usize = 1024;
+
+    /// [`super::template_problem`] and [`super::uses_weight`] of one element.
+    #[derive(Debug, Clone, PartialEq)]
+    pub(in crate::manifest::validate) struct Checked {
+        pub problem: Option<String>,
+        pub uses_weight: bool,
+    }
+
+    fn memo() -> &'static Mutex<foldhash::HashMap<String, Checked>> {
+        static MEMO: OnceLock<Mutex<foldhash::HashMap<String, Checked>>> = OnceLock::new();
+        MEMO.get_or_init(Mutex::default)
+    }
+
+    /// The element checked, from the memo when it was checked before.
+    pub(in crate::manifest::validate) fn check(element: &str) -> Checked {
+        let fresh = || {
+            let problem = super::template_problem(element);
+            let uses_weight = problem.is_none() && super::uses_weight(element);
+            Checked { problem, uses_weight }
+        };
+        if element.len() > MAX_REMEMBERED_LEN {
+            return fresh();
+        }
+        // A poisoned lock only means another thread panicked mid-insert: check afresh.
+        if let Some(known) = memo().lock().ok().and_then(|memo| memo.get(element).cloned()) {
+            return known;
+        }
+        let checked = fresh();
+        if let Ok(mut memo) = memo().lock() {
+            if memo.len() >= MAX_REMEMBERED {
+                memo.clear();
+            }
+            memo.insert(element.to_string(), checked.clone());
+        }
+        checked
+    }
+
+    /// Whether the memo holds an answer for `element` (for tests).
+    #[cfg(test)]
+    pub(in crate::manifest::validate) fn holds(element: &str) -> bool {
+        memo().lock().is_ok_and(|memo| memo.contains_key(element))
+    }
+
+    /// How many answers the memo holds (for tests).
+    #[cfg(test)]
+    pub(in crate::manifest::validate) fn len() -> usize {
+        memo().lock().map_or(0, |memo| memo.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::remembered::{self, MAX_REMEMBERED, MAX_REMEMBERED_LEN};
+    use super::{template_problem, uses_weight};
+
+    /// Issue #17: a remembered answer is the one a fresh check gives, for every kind of element
+    /// (the second call of each comes from the memo), and the memo never holds more than its
+    /// bound nor an element over its length limit.
+    #[test]
+    fn remembered_checks_answer_as_fresh_ones_and_stay_bounded() {
+        let long_bad = format!("{{{{ nope }}}}{}", "x".repeat(MAX_REMEMBERED_LEN));
+        let elements = [
+            "deploy.sh".to_string(),
+            "{{ target.name }}".to_string(),
+            "{{ nope }}".to_string(),
+            "{% include 'x' %}".to_string(),
+            "{{ weight }}".to_string(),
+            "{{ target.name".to_string(),
+            long_bad.clone(),
+        ];
+        for element in &elements {
+            for _ in 0..2 {
+                let checked = remembered::check(element);
+                assert_eq!(checked.problem, template_problem(element), "{element}");
+                assert_eq!(
+                    checked.uses_weight,
+                    checked.problem.is_none() && uses_weight(element),
+                    "{element}"
+                );
+            }
+        }
+        assert!(remembered::check("{{ nope }}").problem.is_some());
+        assert!(remembered::check("{{ weight }}").uses_weight);
+        assert!(remembered::check(&long_bad).problem.is_some());
+        assert!(!remembered::holds(&long_bad));
+        assert!(remembered::holds("{{ nope }}"));
+        for i in 0..MAX_REMEMBERED + 10 {
+            remembered::check(&format!("{{{{ target.name }}}}-{i}"));
+            assert!(remembered::len() <= MAX_REMEMBERED);
+        }
+    }
 }
