@@ -54,6 +54,9 @@ pub(super) fn update_type_of(releases: &[Release], current: Option<&Version>, re
 /// reports exactly what `plan` would (issue #16: a denied pin passed `validate`, then `plan`
 /// exited 2).
 ///
+/// `releases` are the component's, sorted by version as [`crate::manifest::Desired`] holds
+/// them: the pin is found by bisection (issue #17).
+///
 /// # Errors
 /// The violation, naming the component, the version and what to do.
 pub fn resolve_pin<'a>(
@@ -63,7 +66,9 @@ pub fn resolve_pin<'a>(
     pin: &Version,
 ) -> Result<&'a Release, String> {
     let component = &target.spec().component;
-    let Some(release) = releases.iter().find(|r| &r.version == pin) else {
+    debug_assert!(releases.is_sorted_by(|a, b| a.version <= b.version));
+    let found = releases.binary_search_by(|r| Ord::cmp(&r.version, pin));
+    let Some(release) = found.ok().map(|at| &releases[at]) else {
         return Err(format!(
             "no Release of `{component}` has version {pin}; add the Release manifest or pin a released version"
         ));
