@@ -74,7 +74,7 @@ pub(super) fn plan_rollouts(input: &PlanInput, fleet: &Fleet, actions: &[Action]
         }
     }
     let mut groups: Vec<(Key, Vec<usize>)> = groups.into_iter().collect();
-    groups.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
+    groups.sort_unstable_by_key(|(key, _)| *key);
     let mut wave_blockers: Vec<WaveBlocker> = Vec::new();
     let mut rollouts = Vec::with_capacity(groups.len());
     for ((component, version, policy_name), indices) in groups {

@@ -46,10 +46,10 @@ pub(super) fn check_target<'a>(
     };
     if let Some(VersionWanted::Pin(pin)) = &wanted
         && ok
-        && !releases
+        && releases
             .get(&spec.component)
-            // Sorted by version (`validate`), so found by bisection.
-            .is_some_and(|rs| rs.binary_search_by(|r| Ord::cmp(&r.version, pin)).is_ok())
+            // Sorted by version (`validate`), so looked for by bisection.
+            .is_none_or(|rs| rs.binary_search_by(|r| Ord::cmp(&r.version, pin)).is_err())
     {
         let known: Vec<String> = releases
             .get(&spec.component)
