@@ -17,13 +17,13 @@ use super::{Shared, in_progress_blocker};
 ///
 /// Waves and dependencies need every action, so [`super::rollouts::plan_rollouts`] and
 /// [`super::deps::gate_dependencies`] add theirs afterwards.
-pub(super) fn gates(
-    input: &PlanInput,
-    shared: &mut Shared,
-    target: &Target,
-    governing: Governing,
-    record: Option<&TargetRecord>,
-    release: &Release,
+pub(super) fn gates<'a>(
+    input: &'a PlanInput,
+    shared: &mut Shared<'a>,
+    target: &'a Target,
+    governing: Governing<'a>,
+    record: Option<&'a TargetRecord>,
+    release: &'a Release,
     action: &mut Action,
 ) {
     let blockers = &mut action.blocked_by;
@@ -107,24 +107,19 @@ pub(super) fn gates(
     // Config changes need no approvals; reverts (to a rollback point: no `update_type`) need
     // the policy's break-glass `rollback.approvals` (issue #16), none by default. Automatic
     // rollbacks of a failed attempt are no planned action and never come here.
-    let rollback_rule;
     let gate = match (action.action, action.update_type) {
         (ActionKind::Install | ActionKind::Upgrade | ActionKind::Downgrade, Some(kind)) => {
-            Some((governing.rule_for(kind, release), format!("a {} update", kind.as_str())))
+            let rule = governing.rule_for(kind, release);
+            Some((rule.approvals, &rule.approvers, format!("a {} update", kind.as_str())))
         }
         (ActionKind::Downgrade, None) if governing.spec().rollback.approvals > 0 => {
             let rollback = &governing.spec().rollback;
-            rollback_rule = crate::manifest::UpdateRule {
-                approvals: rollback.approvals,
-                approvers: rollback.approvers.clone(),
-                ..crate::manifest::UpdateRule::default()
-            };
-            Some((&rollback_rule, "a rollback".to_string()))
+            Some((rollback.approvals, &rollback.approvers, "a rollback".to_string()))
         }
         _ => None,
     };
-    if let Some((rule, what)) = gate
-        && rule.approvals > 0
+    if let Some((required, listed, what)) = gate
+        && required > 0
     {
         let from_commit = input
             .evidence
@@ -143,7 +138,7 @@ pub(super) fn gates(
             from_manifests,
             release,
         );
-        let tally = Tally::count(rule, approvers);
+        let tally = Tally::count_among(required, shared.eligible(listed), approvers);
         if tally.unreachable() {
             action.violations.push(format!(
                     "policy `{}` requires {} approvals for {what} but lists only {} approvers ({}); lower `approvals` or add approvers",

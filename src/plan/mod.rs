@@ -50,6 +50,9 @@ struct Shared<'a> {
     /// Each distinct install or upgrade path, made once (issue #17): a fleet moves between a
     /// few versions, so 10,000 targets share a few hundred paths.
     paths: HashMap<PathKey<'a>, Arc<UpPath>>,
+    /// Each approval rule's eligible addresses, by the address and length of its `approvers`
+    /// list in the input (which outlives the pass, so no other list can take its address).
+    eligible: HashMap<(usize, usize), Vec<String>>,
 }
 
 /// What an install or upgrade path is computed from, all of it borrowed from the input: the
@@ -86,6 +89,14 @@ impl<'a> Shared<'a> {
             .filter(|(release, _)| crossed(release))
             .map(|(release, slot)| Arc::clone(slot.get_or_insert_with(|| Arc::new(ReleaseNote::of(release)))))
             .collect()
+    }
+
+    /// The eligible addresses of a rule listing `approvers`
+    /// ([`crate::policy::approvals::eligible_addresses`]), made once per list.
+    fn eligible(&mut self, approvers: &'a [String]) -> &[String] {
+        self.eligible
+            .entry((approvers.as_ptr() as usize, approvers.len()))
+            .or_insert_with(|| crate::policy::approvals::eligible_addresses(approvers))
     }
 
     /// The path that installs `to` on `target` (`from` none) or upgrades it from `from`, among

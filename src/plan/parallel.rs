@@ -35,6 +35,7 @@ pub(super) fn plan_targets(input: &PlanInput, fleet: &Fleet, threads: usize) -> 
             approvals: ApprovalIndex::new(&input.desired.approvals),
             notes: Default::default(),
             paths: Default::default(),
+            eligible: Default::default(),
         };
         chunk
             .iter()

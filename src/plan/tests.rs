@@ -1536,3 +1536,122 @@ fn paths_are_shared_only_by_targets_that_plan_them_alike() {
     assert!(shared("i1", "i3"), "an install's path is no policy's");
     assert!(!shared("i1", "s1"));
 }
+
+/// Issue #17: each approval rule's eligible addresses are made once per plan, keyed by the
+/// rule's list. Several policies with their own lists (upgrade rules, a rollback rule, one
+/// that lets anyone approve) in one plan: every action is counted against its own list only,
+/// exactly as when its target is planned alone.
+#[test]
+fn each_rule_counts_only_its_own_approvers_in_a_fleet_of_policies() {
+    let policy = |name: &str, spec: &str| {
+        format!(
+            "---\n{HEADER}kind: Policy\nmetadata: {{ name: {name} }}\nspec: {{ selector: {{ team: {name} }}, {spec} }}\n"
+        )
+    };
+    let policies = policy(
+        "a",
+        "updates: { major: { approvals: 1, approvers: [Alice@Example.com] } }",
+    ) + &policy(
+        "b",
+        "updates: { major: { approvals: 2, approvers: [bob@example.com, carol@example.com] } }",
+    ) + &policy("c", "updates: { major: { approvals: 1 } }")
+        + &policy("r", "rollback: { approvals: 1, approvers: [dave@example.com] }");
+    // (target, team, recorded version, trailer approvers, eligible, have, status)
+    let cases: [(&str, &str, &str, &[&str], &[&str], &[&str], Status); 6] = [
+        (
+            "a-1",
+            "a",
+            "1.0.0",
+            &["alice@example.com"],
+            &["alice@example.com"],
+            &["alice@example.com"],
+            Status::Ready,
+        ),
+        (
+            "a-2",
+            "a",
+            "1.0.0",
+            &["bob@example.com"],
+            &["alice@example.com"],
+            &[],
+            Status::Blocked,
+        ),
+        (
+            "b-1",
+            "b",
+            "1.0.0",
+            &["alice@example.com", "bob@example.com"],
+            &["bob@example.com", "carol@example.com"],
+            &["bob@example.com"],
+            Status::Blocked,
+        ),
+        (
+            "b-2",
+            "b",
+            "1.0.0",
+            &["carol@example.com", "bob@example.com"],
+            &["bob@example.com", "carol@example.com"],
+            &["bob@example.com", "carol@example.com"],
+            Status::Ready,
+        ),
+        (
+            "c-1",
+            "c",
+            "1.0.0",
+            &["mallory@example.com"],
+            &[],
+            &["mallory@example.com"],
+            Status::Ready,
+        ),
+        (
+            "r-1",
+            "r",
+            "3.0.0",
+            &["alice@example.com"],
+            &["dave@example.com"],
+            &[],
+            Status::Blocked,
+        ),
+    ];
+    let plan_of = |members: &[(&str, &str, &str, &[&str], &[&str], &[&str], Status)]| {
+        let mut yaml = base(
+            &(policies.clone()
+                + &format!(
+                    "---\n{HEADER}kind: Release\nmetadata: {{ name: billing-3.0.0 }}\nspec: {{ component: billing, version: 3.0.0 }}\n"
+                )),
+        );
+        let mut recorded = RecordedState::default();
+        let mut evidence = Evidence::default();
+        for (name, team, at, trailers, ..) in members {
+            yaml.push_str(&target(name, "2.0.0", &format!("team: {team}")));
+            let mut record = converged("billing", at);
+            record.rollback_points = vec![Version::new(2, 0, 0)];
+            recorded.targets.insert((*name).into(), record);
+            evidence
+                .commit_approvers
+                .insert((*name).into(), trailers.iter().map(|a| (*a).to_string()).collect());
+        }
+        let (desired, windows) = load(&yaml);
+        plan(&PlanInput {
+            desired: &desired,
+            windows: &windows,
+            recorded: &recorded,
+            evidence: &evidence,
+            now: "2026-11-20T10:00:00Z".parse().unwrap(),
+        })
+    };
+    let p = plan_of(&cases);
+    for case in &cases {
+        let (name, _, _, _, eligible, have, status) = *case;
+        let a = action(&p, name);
+        let approvals = a.approvals.as_ref().expect("an approval gate");
+        assert_eq!(approvals.eligible, eligible, "{name}");
+        assert_eq!(approvals.have, have, "{name}");
+        assert_eq!(a.status, status, "{name}: {:#?}", a.blocked_by);
+        assert_eq!(
+            a,
+            action(&plan_of(std::slice::from_ref(case)), name),
+            "{name} planned alone"
+        );
+    }
+}

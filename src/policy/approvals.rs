@@ -143,24 +143,41 @@ pub struct Tally {
     pub eligible: Vec<String>,
 }
 
+/// Who may approve under a rule listing `approvers`: their addresses normalized, sorted and
+/// distinct (empty = anyone). The same for every action a rule governs, so the planner makes it
+/// once per rule ([`Tally::count_among`]).
+pub fn eligible_addresses(approvers: &[String]) -> Vec<String> {
+    let eligible: BTreeSet<String> = approvers.iter().filter_map(|a| normalize_address(a)).collect();
+    eligible.into_iter().collect()
+}
+
 impl Tally {
     /// Counts `approvers` (addresses from every source) against `rule`.
     ///
     /// # Guarantees
     /// Distinct, case-insensitive, and only eligible addresses count.
     pub fn count<'a>(rule: &UpdateRule, approvers: impl IntoIterator<Item = &'a str>) -> Tally {
-        let eligible: BTreeSet<String> = rule.approvers.iter().filter_map(|a| normalize_address(a)).collect();
+        Tally::count_among(rule.approvals, &eligible_addresses(&rule.approvers), approvers)
+    }
+
+    /// [`Tally::count`] for a rule requiring `required` approvals whose
+    /// [`eligible_addresses`] are `eligible`.
+    pub fn count_among<'a>(required: u32, eligible: &[String], approvers: impl IntoIterator<Item = &'a str>) -> Tally {
+        debug_assert!(
+            eligible.is_sorted_by(|a, b| a < b),
+            "eligible addresses are sorted and distinct"
+        );
         let have: BTreeSet<String> = approvers
             .into_iter()
             .filter_map(normalize_address)
-            .filter(|a| eligible.is_empty() || eligible.contains(a))
+            .filter(|a| eligible.is_empty() || eligible.binary_search(a).is_ok())
             .collect();
         let have_count = u32::try_from(have.len()).unwrap_or(u32::MAX);
         Tally {
-            required: rule.approvals,
-            missing: rule.approvals.saturating_sub(have_count),
+            required,
+            missing: required.saturating_sub(have_count),
             have: have.into_iter().collect(),
-            eligible: eligible.into_iter().collect(),
+            eligible: eligible.to_vec(),
         }
     }
 
