@@ -13,7 +13,8 @@
 //! - daemon re-plan after a one-file change: what a daemon pass does before its first step for
 //!   a new commit that edits one target file (load and validate the commit, template check
 //!   included, with the state branch read alongside on another thread as the pass does;
-//!   approvals evidence; plan; no JSON), with the parent's
+//!   approvals evidence; plan; no JSON; the plan freed after the clock stops, as a pass frees
+//!   it only after the ready steps ran), with the parent's
 //!   pass done just before in the same process; each run a new child commit, so nothing of the
 //!   child is cached by commit. Printed with its stages.
 //!
