@@ -1556,8 +1556,17 @@ fn each_rule_counts_only_its_own_approvers_in_a_fleet_of_policies() {
         "updates: { major: { approvals: 2, approvers: [bob@example.com, carol@example.com] } }",
     ) + &policy("c", "updates: { major: { approvals: 1 } }")
         + &policy("r", "rollback: { approvals: 1, approvers: [dave@example.com] }");
-    // (target, team, recorded version, trailer approvers, eligible, have, status)
-    let cases: [(&str, &str, &str, &[&str], &[&str], &[&str], Status); 6] = [
+    /// (target, team, recorded version, trailer approvers, eligible, have, status)
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        &'a str,
+        &'a [&'a str],
+        &'a [&'a str],
+        &'a [&'a str],
+        Status,
+    );
+    let cases: [Case; 6] = [
         (
             "a-1",
             "a",
@@ -1613,7 +1622,7 @@ fn each_rule_counts_only_its_own_approvers_in_a_fleet_of_policies() {
             Status::Blocked,
         ),
     ];
-    let plan_of = |members: &[(&str, &str, &str, &[&str], &[&str], &[&str], Status)]| {
+    let plan_of = |members: &[Case]| {
         let mut yaml = base(
             &(policies.clone()
                 + &format!(
