@@ -19,7 +19,7 @@ pub mod version;
 pub use diagnostic::{Diagnostic, Severity};
 pub use load::{Kind, Manifest, Manifests, Origin, RawContent, RawFile, read_manifests};
 pub use types::*;
-pub use validate::{Desired, Policy, PolicyMatch, Release, Requires, Target, selector_matches, validate};
+pub use validate::{Desired, Policy, PolicyMatch, Release, Requires, Target, release_in, selector_matches, validate};
 pub use values::VersionWanted;
 pub use version::{Version, VersionReq, Versioning};
 

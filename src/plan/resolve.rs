@@ -55,7 +55,7 @@ pub(super) fn update_type_of(releases: &[Release], current: Option<&Version>, re
 /// exited 2).
 ///
 /// `releases` are the component's, sorted by version as [`crate::manifest::Desired`] holds
-/// them: the pin is found by bisection (issue #17).
+/// them ([`crate::manifest::release_in`]).
 ///
 /// # Errors
 /// The violation, naming the component, the version and what to do.
@@ -66,9 +66,7 @@ pub fn resolve_pin<'a>(
     pin: &Version,
 ) -> Result<&'a Release, String> {
     let component = &target.spec().component;
-    debug_assert!(releases.is_sorted_by(|a, b| a.version <= b.version));
-    let found = releases.binary_search_by(|r| Ord::cmp(&r.version, pin));
-    let Some(release) = found.ok().map(|at| &releases[at]) else {
+    let Some(release) = crate::manifest::release_in(releases, pin) else {
         return Err(format!(
             "no Release of `{component}` has version {pin}; add the Release manifest or pin a released version"
         ));

@@ -842,7 +842,7 @@ fn policy_diagnostics(desired: &Desired) -> Vec<Diagnostic> {
                         .releases
                         .get(&target.spec().component)
                         .map_or(&[][..], Vec::as_slice);
-                    if releases.iter().any(|r| &r.version == pin)
+                    if manifest::release_in(releases, pin).is_some()
                         && let Err(why) = crate::plan::resolve_pin(releases, target, governing, pin)
                     {
                         out.push(target.manifest.origin.diagnostic(

@@ -228,7 +228,7 @@ fn walk(
     // 10,000 inserts one by one, each comparing long names from the root, cost more than the
     // rest of a cached walk (issue #17).
     let mut found: Vec<(String, Oid)> = Vec::new();
-    let settled = |found: Vec<(String, Oid)>| found.into_iter().collect::<BTreeMap<String, Oid>>();
+    let by_name = |found: Vec<(String, Oid)>| found.into_iter().collect::<BTreeMap<String, Oid>>();
     let mut walked = 0;
     let mut open: BTreeMap<&str, &str> = wanted.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let mut cache: HashMap<BlobKey, Vec<(String, String)>> = HashMap::new();
@@ -251,7 +251,7 @@ fn walk(
                 true
             });
             if open.is_empty() {
-                return Ok((settled(found), walked));
+                return Ok((by_name(found), walked));
             }
         }
         walked += 1;
@@ -262,7 +262,7 @@ fn walk(
         let Some(parent) = parent else {
             // The root commit created every name still open.
             found.extend(open.keys().map(|name| (name.to_string(), commit.id())));
-            return Ok((settled(found), walked));
+            return Ok((by_name(found), walked));
         };
         // Only the directories whose tree changed are read (`source::tree_listing`).
         let changes = super::tree_listing::changed_files(&repo.repo, parent.tree_id(), commit.tree_id())?;
@@ -326,7 +326,7 @@ fn walk(
                     found.push((name.to_string(), commit.id()));
                 }
                 if open.is_empty() {
-                    return Ok((settled(found), walked));
+                    return Ok((by_name(found), walked));
                 }
             }
         }

@@ -180,8 +180,19 @@ pub struct Desired {
 
 impl Desired {
     pub fn release(&self, component: &str, version: &Version) -> Option<&Release> {
-        self.releases.get(component)?.iter().find(|r| &r.version == version)
+        release_in(self.releases.get(component)?, version)
     }
+}
+
+/// The release of `version` among one component's `releases`, sorted by version as
+/// [`Desired::releases`] holds them: found by bisection (issue #17: a fleet's pins were looked
+/// up by a scan of every release, 10,000 times per pass).
+pub fn release_in<'a>(releases: &'a [Release], version: &Version) -> Option<&'a Release> {
+    debug_assert!(releases.is_sorted_by(|a, b| a.version <= b.version));
+    releases
+        .binary_search_by(|r| Ord::cmp(&r.version, version))
+        .ok()
+        .map(|at| &releases[at])
 }
 
 /// Whether every key of `selector` is a label with that value (an absent selector matches all).

@@ -48,8 +48,7 @@ pub(super) fn check_target<'a>(
         && ok
         && releases
             .get(&spec.component)
-            // Sorted by version (`validate`), so looked for by bisection.
-            .is_none_or(|rs| rs.binary_search_by(|r| Ord::cmp(&r.version, pin)).is_err())
+            .is_none_or(|rs| super::release_in(rs, pin).is_none())
     {
         let known: Vec<String> = releases
             .get(&spec.component)
