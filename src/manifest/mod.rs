@@ -11,6 +11,7 @@ pub mod parallel;
 pub mod parse_cache;
 pub mod schema;
 pub mod secrets;
+pub mod selectors;
 pub mod types;
 pub mod validate;
 pub mod values;
@@ -18,6 +19,7 @@ pub mod version;
 
 pub use diagnostic::{Diagnostic, Severity};
 pub use load::{Kind, Manifest, Manifests, Origin, RawContent, RawFile, read_manifests};
+pub use selectors::{LabelView, Selected, SelectorTable};
 pub use types::*;
 pub use validate::{Desired, Policy, PolicyMatch, Release, Requires, Target, release_in, selector_matches, validate};
 pub use values::VersionWanted;

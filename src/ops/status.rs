@@ -292,7 +292,7 @@ pub fn status_report(
                         if b.kind == crate::plan::BlockerKind::InProgress
                             && let Some(flight) = in_flight.get(&a.target)
                         {
-                            b.reason = format!("attempt {}: {flight}", flight.id);
+                            b.reason = format!("attempt {}: {flight}", flight.id).into();
                         }
                         b
                     })

@@ -39,7 +39,7 @@ pub(super) fn gate_dependencies(input: &PlanInput, fleet: &Fleet, actions: &[Act
     if depended_on.is_empty() {
         return Vec::new();
     }
-    let tenant_of = |i: usize, name: &str| fleet.target(i, name)?.labels().get("tenant");
+    let tenant_of = |i: usize, name: &str| fleet.target(i, name)?.tenant();
     let mut pending: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
     let mut pending_shared: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, a) in actions.iter().enumerate() {
@@ -68,10 +68,7 @@ pub(super) fn gate_dependencies(input: &PlanInput, fleet: &Fleet, actions: &[Act
             pending_shared.entry(a.component.as_str()).or_default().push(i);
         }
         if same_tenant && let Some(tenant) = tenant_of(i, &a.target) {
-            pending
-                .entry((a.component.as_str(), tenant.as_str()))
-                .or_default()
-                .push(i);
+            pending.entry((a.component.as_str(), tenant)).or_default().push(i);
         }
     }
     if pending.is_empty() && pending_shared.is_empty() {
@@ -80,6 +77,8 @@ pub(super) fn gate_dependencies(input: &PlanInput, fleet: &Fleet, actions: &[Act
     let no_labels = crate::manifest::Labels::new();
     let labels_of = |j: usize, name: &str| fleet.target(j, name).map_or(&no_labels, |t| t.labels());
     let mut blockers: Vec<(usize, Blocker)> = Vec::new();
+    // What each holder is doing, worded once however many dependents wait for it.
+    let mut what_of: HashMap<usize, String> = HashMap::new();
     for (i, a) in actions.iter().enumerate() {
         if !matches!(a.action, ActionKind::Install | ActionKind::Upgrade) || a.status == Status::Violation {
             continue;
@@ -95,9 +94,7 @@ pub(super) fn gate_dependencies(input: &PlanInput, fleet: &Fleet, actions: &[Act
             let shared_holders: Vec<usize>;
             let holders: &[usize] = match dep {
                 Dependency::SameTenant(name) => match tenant {
-                    Some(tenant) => pending
-                        .get(&(name.as_str(), tenant.as_str()))
-                        .map_or(&[][..], Vec::as_slice),
+                    Some(tenant) => pending.get(&(name.as_str(), tenant)).map_or(&[][..], Vec::as_slice),
                     None => continue,
                 },
                 Dependency::Shared(shared) => {
@@ -118,7 +115,7 @@ pub(super) fn gate_dependencies(input: &PlanInput, fleet: &Fleet, actions: &[Act
             }
             // Worded only for a dependent that waits (most of a fleet has nothing to wait for).
             let scope = match dep {
-                Dependency::SameTenant(_) => format!("tenant {}", tenant.map_or("", String::as_str)),
+                Dependency::SameTenant(_) => format!("tenant {}", tenant.unwrap_or_default()),
                 Dependency::Shared(shared) => match &shared.selector {
                     Some(selector) => format!(
                         "shared: {}",
@@ -134,32 +131,46 @@ pub(super) fn gate_dependencies(input: &PlanInput, fleet: &Fleet, actions: &[Act
             let dep = dep.component();
             for &j in holders {
                 let d = &actions[j];
-                let what = if d.status == Status::Violation {
-                    format!("{}: violation", d.component)
-                } else if d.action == ActionKind::Noop || d.action == ActionKind::Config {
-                    format!(
-                        "{} {}: last attempt failed",
-                        d.component,
-                        d.to.as_ref().map_or_else(|| "none".to_string(), Version::to_string)
-                    )
-                } else {
-                    format!(
-                        "{} {} → {}",
-                        d.component,
-                        d.from.as_ref().map_or_else(|| "none".to_string(), Version::to_string),
-                        d.to.as_ref().map_or_else(|| "none".to_string(), Version::to_string)
-                    )
-                };
-                blockers.push((
-                    i,
-                    Blocker::new(
-                        BlockerKind::Dependency,
+                let what = what_of.entry(j).or_insert_with(|| {
+                    if d.status == Status::Violation {
+                        format!("{}: violation", d.component)
+                    } else if d.action == ActionKind::Noop || d.action == ActionKind::Config {
                         format!(
-                            "waits for {} ({what}) to finish first: component `{}` dependsOn `{dep}` ({scope})",
-                            d.target, a.component
-                        ),
-                    ),
-                ));
+                            "{} {}: last attempt failed",
+                            d.component,
+                            d.to.as_ref().map_or_else(|| "none".to_string(), Version::to_string)
+                        )
+                    } else {
+                        format!(
+                            "{} {} → {}",
+                            d.component,
+                            d.from.as_ref().map_or_else(|| "none".to_string(), Version::to_string),
+                            d.to.as_ref().map_or_else(|| "none".to_string(), Version::to_string)
+                        )
+                    }
+                });
+                // "waits for {target} ({what}) to finish first: component `{component}`
+                // dependsOn `{dep}` ({scope})", put together without the formatting machinery
+                // (issue #17: thousands of dependents wait on every pass of a large rollout).
+                let mut reason = String::with_capacity(
+                    70 + d.target.len() + what.len() + a.component.len() + dep.len() + scope.len(),
+                );
+                for part in [
+                    "waits for ",
+                    &d.target,
+                    " (",
+                    what,
+                    ") to finish first: component `",
+                    &a.component,
+                    "` dependsOn `",
+                    dep,
+                    "` (",
+                    &scope,
+                    ")",
+                ] {
+                    reason.push_str(part);
+                }
+                blockers.push((i, Blocker::new(BlockerKind::Dependency, reason)));
             }
         }
     }

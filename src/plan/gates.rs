@@ -1,6 +1,8 @@
 //! The per-action gates: windows, approvals, release age, in-progress attempts. Every reason an
 //! action cannot start now, and the gates that can never open (violations).
 
+use std::sync::Arc;
+
 use crate::manifest::{Desired, Freezes, Release, Target};
 use crate::policy::approvals::Tally;
 use crate::policy::gates::{WindowScope, WindowVerdict};
@@ -91,17 +93,17 @@ pub(super) fn gates<'a>(
         blockers.push(b);
     }
 
-    match shared
-        .windows
-        .verdict(target.labels(), window_scope(governing, action, release))
-    {
+    match shared.windows.verdict(
+        input.desired.labels_of(target),
+        window_scope(governing, action, release),
+    ) {
         WindowVerdict::Open => {}
         WindowVerdict::Closed { reason, opens_at } => {
-            let mut b = Blocker::new(BlockerKind::Window, reason);
-            b.opens_at = Some(opens_at);
+            let mut b = Blocker::new(BlockerKind::Window, Arc::clone(reason));
+            b.opens_at = Some(opens_at.clone());
             action.blocked_by.push(b);
         }
-        WindowVerdict::Never { reason } => action.violations.push(reason),
+        WindowVerdict::Never { reason } => action.violations.push(reason.clone()),
     }
 
     // Config changes need no approvals; reverts (to a rollback point: no `update_type`) need

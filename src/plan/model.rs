@@ -116,7 +116,9 @@ impl std::fmt::Display for BlockerKind {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Blocker {
     pub kind: BlockerKind,
-    pub reason: String,
+    /// Shared (issue #17): the actions a window, a wave or a stage holds get one text between
+    /// them instead of a copy each (serialized as the text itself).
+    pub reason: Arc<str>,
     /// For `window`: when the next allowed window opens, in the zone of the window that opens it
     /// (shown as RFC 3339 with that zone's offset).
     #[serde(serialize_with = "view::zoned")]
@@ -167,7 +169,7 @@ mod view {
 }
 
 impl Blocker {
-    pub fn new(kind: BlockerKind, reason: impl Into<String>) -> Self {
+    pub fn new(kind: BlockerKind, reason: impl Into<Arc<str>>) -> Self {
         Blocker {
             kind,
             reason: reason.into(),

@@ -84,12 +84,12 @@ pub(super) fn plan_rollouts(input: &PlanInput, fleet: &Fleet, actions: &[Action]
         } else {
             input.recorded.rollouts.get(&(component.to_string(), version.clone()))
         };
-        let labels_of = |name: &str| input.desired.targets.get(name).map(|t| t.labels());
+        let labels_of = |name: &str| input.desired.targets.get(name).map(|t| input.desired.labels_of(t));
         let mut members: Vec<Member> = indices
             .iter()
             .map(|&i| Member {
                 name: actions[i].target.as_str(),
-                labels: fleet.target(i, &actions[i].target).map(|t| t.labels()),
+                labels: fleet.target(i, &actions[i].target).map(|t| input.desired.labels_of(t)),
             })
             .collect();
         if let Some(record) = record {

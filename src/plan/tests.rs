@@ -203,7 +203,7 @@ fn a_wave_after_an_earlier_wave_opens_at_that_waves_completion_plus_its_soak() {
             .blocked_by
             .iter()
             .find(|b| b.reason.starts_with(gate))
-            .map(|b| (b.reason.clone(), b.until.map(|t| t.to_string())));
+            .map(|b| (b.reason.to_string(), b.until.map(|t| t.to_string())));
         let want = blocker.map(|(r, u)| (r, u.map(str::to_string)));
         assert_eq!(got, want, "{now}");
     }
@@ -216,7 +216,7 @@ fn a_wave_after_an_earlier_wave_opens_at_that_waves_completion_plus_its_soak() {
         .find(|b| b.reason.starts_with(gate))
         .expect("still gated")
         .clone();
-    assert_eq!(b.reason, format!("{gate}0 of its 1 targets run 2.0.0"));
+    assert_eq!(&*b.reason, format!("{gate}0 of its 1 targets run 2.0.0"));
     assert_eq!(b.until, None);
 }
 
@@ -286,7 +286,7 @@ fn waves_gate_every_stage_of_a_rollout() {
     assert_eq!(waiting.wave.as_deref(), Some("half"));
     assert_eq!(kinds(waiting), vec![BlockerKind::Wave]);
     assert_eq!(
-        waiting.blocked_by[0].reason,
+        &*waiting.blocked_by[0].reason,
         "in wave half: waits for wave canary to finish (0 of 1 targets done)"
     );
 
@@ -296,7 +296,7 @@ fn waves_gate_every_stage_of_a_rollout() {
     assert!(ready(&p).is_empty(), "{:?}", ready(&p));
     let b = &action(&p, &half[0]).blocked_by[0];
     assert_eq!(
-        b.reason,
+        &*b.reason,
         "in wave half: waits for wave canary: soak ends at 2026-11-21T10:40:00Z"
     );
     assert_eq!(b.until.map(|t| t.to_string()).as_deref(), Some("2026-11-21T10:40:00Z"));
@@ -308,7 +308,7 @@ fn waves_gate_every_stage_of_a_rollout() {
     expected.sort();
     assert_eq!(ready(&p), expected);
     assert_eq!(
-        action(&p, &all[0]).blocked_by[0].reason,
+        action(&p, &all[0]).blocked_by[0].reason.as_ref(),
         "in wave all: waits for wave half to finish (0 of 4 targets done)"
     );
 
@@ -440,7 +440,7 @@ fn dependencies_on_shared_targets_hold_every_tenant() {
             "{dependent}: only the shared kafka holds it"
         );
         assert_eq!(
-            a.blocked_by[0].reason,
+            &*a.blocked_by[0].reason,
             "waits for kafka-shared (kafka 3.0.0 → 3.1.0) to finish first: component `billing` dependsOn `kafka` (shared: scope=shared)"
         );
     }
@@ -480,7 +480,7 @@ fn dependencies_wait_for_the_same_tenant_only() {
     assert_eq!(acme.status, Status::Blocked);
     assert_eq!(kinds(acme), vec![BlockerKind::Dependency]);
     assert_eq!(
-        acme.blocked_by[0].reason,
+        &*acme.blocked_by[0].reason,
         "waits for acme-ledger (ledger 1.0.0 → 1.1.0) to finish first: component `billing` dependsOn `ledger` (tenant acme)"
     );
     assert_eq!(
@@ -520,7 +520,7 @@ fn closed_window_blocks_with_exact_opening_and_only_governed_targets() {
             .as_deref(),
         Some("2026-11-21T02:00:00+01:00")
     );
-    assert_eq!(eu.blocked_by[0].reason, "outside the allow window of \"eu-weekend\"");
+    assert_eq!(&*eu.blocked_by[0].reason, "outside the allow window of \"eu-weekend\"");
     assert_eq!(action(&p, "us-1").status, Status::Ready);
     // Inside the window.
     let p = run(&desired, &windows, &RecordedState::default(), "2026-11-21T01:30:00Z");
@@ -1069,7 +1069,7 @@ fn requirements_order_block_and_refuse() {
             let reasons: Vec<&str> = a
                 .blocked_by
                 .iter()
-                .map(|b| b.reason.as_str())
+                .map(|b| &*b.reason)
                 .chain(a.violations.iter().map(String::as_str))
                 .collect();
             if reason.is_empty() {
@@ -1250,7 +1250,7 @@ fn requirements_on_calver_components_compare_dates() {
         .insert("acme-agent".into(), converged("agent", "2026-01-10-002"));
     let p = run(&desired, &[], &recorded, "2026-11-21T10:00:00Z");
     assert_eq!(
-        action(&p, "acme-ui").blocked_by[0].reason,
+        action(&p, "acme-ui").blocked_by[0].reason.as_ref(),
         "waits for acme-agent (agent 2026-01-10-002 → 2026.03.01) to finish first: ui 2.0.0 requires agent >=2026-02-01 (tenant=acme)"
     );
     recorded
@@ -1383,7 +1383,7 @@ fn dependencies_index_each_depended_on_component_for_its_kind_of_dependency() {
         .blocked_by
         .iter()
         .filter(|b| b.kind == BlockerKind::Dependency)
-        .map(|b| b.reason.as_str())
+        .map(|b| &*b.reason)
         .collect();
     assert_eq!(
         reasons,

@@ -6,10 +6,12 @@
 //! thousands of times, so verdicts are cached by the set of governing windows and the scope.
 
 use foldhash::{HashMap, HashMapExt};
+use std::sync::Arc;
 
 use jiff::Timestamp;
 
-use crate::manifest::{Labels, Manifest, WindowSpec, selector_matches};
+use crate::manifest::selectors::ResolvedSelector;
+use crate::manifest::{LabelView, Labels, Manifest, WindowSpec, selector_matches};
 
 use super::window::{NextOpen, Openness, SEARCH_HORIZON, TargetWindows, WindowSchedule};
 
@@ -34,7 +36,8 @@ pub enum WindowVerdict {
     Open,
     /// Closed now; opens at `opens_at`, in the zone of the window that opens it.
     Closed {
-        reason: String,
+        /// Shared by every target the verdict holds (issue #17: 10,000 copies otherwise).
+        reason: Arc<str>,
         opens_at: jiff::Zoned,
     },
     /// Closed now and not open again within [`SEARCH_HORIZON`]: a violation.
@@ -47,7 +50,14 @@ pub enum WindowVerdict {
 pub struct WindowGate<'w> {
     windows: Vec<(&'w WindowSchedule, Option<&'w Labels>)>,
     now: Timestamp,
-    cache: HashMap<(Vec<usize>, WindowScope), WindowVerdict>,
+    /// Verdicts by scope, then by the indices of the governing windows (issue #17: looked up
+    /// with [`Self::governing_scratch`], so a target whose set was seen costs no allocation).
+    cache: HashMap<WindowScope, HashMap<Vec<usize>, WindowVerdict>>,
+    /// The indices of the windows governing the target being judged, reused between calls.
+    governing_scratch: Vec<usize>,
+    /// Each window's selector resolved in the selector table of the targets judged (by the
+    /// table's address; resolved again for another table).
+    resolved: Option<(usize, Vec<Option<ResolvedSelector<'w>>>)>,
 }
 
 impl<'w> WindowGate<'w> {
@@ -69,6 +79,8 @@ impl<'w> WindowGate<'w> {
             windows,
             now,
             cache: HashMap::new(),
+            governing_scratch: Vec::new(),
+            resolved: None,
         }
     }
 
@@ -84,33 +96,55 @@ impl<'w> WindowGate<'w> {
         governing
     }
 
-    /// The verdict for a target with `labels` under `scope` at the gate's `now`.
-    pub fn verdict(&mut self, labels: &Labels, scope: WindowScope) -> WindowVerdict {
+    /// The verdict for a target with `labels` under `scope` at the gate's `now`: borrowed
+    /// from the gate, which judges each distinct set of governing windows once per scope.
+    pub fn verdict(&mut self, labels: LabelView, scope: WindowScope) -> &WindowVerdict {
+        const OPEN: &WindowVerdict = &WindowVerdict::Open;
         if scope == WindowScope::Ignore {
-            return WindowVerdict::Open;
+            return OPEN;
         }
-        let governing: Vec<usize> = self
-            .windows
-            .iter()
-            .enumerate()
-            .filter(|(_, (_, selector))| selector_matches(*selector, labels))
-            .map(|(i, _)| i)
-            .collect();
+        let mut governing = std::mem::take(&mut self.governing_scratch);
+        governing.clear();
+        match labels.table() {
+            Some(table) => {
+                let address = std::ptr::from_ref(table) as usize;
+                if self.resolved.as_ref().is_none_or(|(a, _)| *a != address) {
+                    let resolved = self.windows.iter().map(|(_, s)| s.map(|s| table.resolve(s))).collect();
+                    self.resolved = Some((address, resolved));
+                }
+                let resolved = self.resolved.as_ref().map_or(&[][..], |(_, r)| r.as_slice());
+                governing.extend(
+                    resolved
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, selector)| selector.as_ref().is_none_or(|s| labels.matches_resolved(s)))
+                        .map(|(i, _)| i),
+                );
+            }
+            None => governing.extend(
+                self.windows
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (_, selector))| labels.matches(*selector))
+                    .map(|(i, _)| i),
+            ),
+        }
+        let verdicts = self.cache.entry(scope).or_default();
         if governing.is_empty() {
-            return WindowVerdict::Open;
+            self.governing_scratch = governing;
+            return OPEN;
         }
-        let key = (governing, scope);
-        if let Some(v) = self.cache.get(&key) {
-            return v.clone();
+        if !verdicts.contains_key(governing.as_slice()) {
+            let schedules = governing.iter().map(|&i| self.windows[i].0);
+            let target_windows = match scope {
+                WindowScope::DenyOnly => TargetWindows::deny_only(schedules),
+                WindowScope::AllowOnly => TargetWindows::allow_only(schedules),
+                _ => TargetWindows::new(schedules),
+            };
+            verdicts.insert(governing.clone(), judge(&target_windows, self.now));
         }
-        let schedules = key.0.iter().map(|&i| self.windows[i].0);
-        let target_windows = match scope {
-            WindowScope::DenyOnly => TargetWindows::deny_only(schedules),
-            WindowScope::AllowOnly => TargetWindows::allow_only(schedules),
-            _ => TargetWindows::new(schedules),
-        };
-        let verdict = judge(&target_windows, self.now);
-        self.cache.insert(key, verdict.clone());
+        let verdict = &verdicts[governing.as_slice()];
+        self.governing_scratch = governing;
         verdict
     }
 }
@@ -121,7 +155,10 @@ fn judge(windows: &TargetWindows, now: Timestamp) -> WindowVerdict {
     };
     let reason = reasons.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
     match windows.next_open(now) {
-        NextOpen::OpensAt(opens_at) => WindowVerdict::Closed { opens_at, reason },
+        NextOpen::OpensAt(opens_at) => WindowVerdict::Closed {
+            opens_at,
+            reason: reason.into(),
+        },
         // `status` said closed, so "open now" cannot happen; treat it as open to be safe.
         NextOpen::OpenNow => WindowVerdict::Open,
         NextOpen::Never => WindowVerdict::Never {
@@ -156,28 +193,34 @@ mod tests {
         let s = [schedule("weekend", vec![("sat", "02:00", "06:00")], vec![])];
         // Friday 2026-11-20 10:00 UTC: next opening is Saturday 02:00 CET.
         let mut gate = WindowGate::new(&s, &[], now("2026-11-20T10:00:00Z"));
-        match gate.verdict(&Labels::new(), WindowScope::AllowAndDeny) {
+        match gate.verdict(LabelView::plain(&Labels::new()), WindowScope::AllowAndDeny) {
             WindowVerdict::Closed { reason, opens_at } => {
-                assert_eq!(reason, "outside the allow window of \"weekend\"");
-                assert_eq!(crate::policy::window::rfc3339(&opens_at), "2026-11-21T02:00:00+01:00");
+                assert_eq!(&**reason, "outside the allow window of \"weekend\"");
+                assert_eq!(crate::policy::window::rfc3339(opens_at), "2026-11-21T02:00:00+01:00");
             }
             other => panic!("{other:?}"),
         }
         // Deny-only ignores the allow rule.
-        assert_eq!(gate.verdict(&Labels::new(), WindowScope::DenyOnly), WindowVerdict::Open);
+        assert_eq!(
+            gate.verdict(LabelView::plain(&Labels::new()), WindowScope::DenyOnly),
+            &WindowVerdict::Open
+        );
     }
 
     #[test]
     fn freezes_hold_deny_only_scope_but_not_ignore() {
         let s = [schedule("xmas", vec![], vec!["2026-12-24"])];
         let mut gate = WindowGate::new(&s, &[], now("2026-12-24T10:00:00Z"));
-        match gate.verdict(&Labels::new(), WindowScope::DenyOnly) {
+        match gate.verdict(LabelView::plain(&Labels::new()), WindowScope::DenyOnly) {
             WindowVerdict::Closed { opens_at, .. } => {
-                assert_eq!(crate::policy::window::rfc3339(&opens_at), "2026-12-25T00:00:00+01:00");
+                assert_eq!(crate::policy::window::rfc3339(opens_at), "2026-12-25T00:00:00+01:00");
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(gate.verdict(&Labels::new(), WindowScope::Ignore), WindowVerdict::Open);
+        assert_eq!(
+            gate.verdict(LabelView::plain(&Labels::new()), WindowScope::Ignore),
+            &WindowVerdict::Open
+        );
     }
 
     #[test]
@@ -190,7 +233,7 @@ mod tests {
         .unwrap();
         let s = [WindowSchedule::compile("never", &spec).unwrap()];
         let mut gate = WindowGate::new(&s, &[], now("2026-11-20T10:00:00Z"));
-        match gate.verdict(&Labels::new(), WindowScope::AllowAndDeny) {
+        match gate.verdict(LabelView::plain(&Labels::new()), WindowScope::AllowAndDeny) {
             WindowVerdict::Never { reason } => assert!(reason.contains("never open within 400 days"), "{reason}"),
             other => panic!("{other:?}"),
         }

@@ -39,7 +39,7 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
-use crate::manifest::{Labels, WaveSpec, selector_matches};
+use crate::manifest::{LabelView, WaveSpec};
 use crate::state::{AnalysisStatus, RolloutRecord, RolloutTargetStatus, WaveAnalysis};
 
 use super::analysis::{AnalysisView, Timetable};
@@ -61,7 +61,7 @@ pub fn stable_hash(name: &str) -> u64 {
 #[derive(Debug, Clone, Copy)]
 pub struct Member<'a> {
     pub name: &'a str,
-    pub labels: Option<&'a Labels>,
+    pub labels: Option<LabelView<'a>>,
 }
 
 /// One wave with the targets it adds (not counting earlier waves'), in hash order.
@@ -107,7 +107,7 @@ fn groups<'a>(members: &[Member<'a>], group_by: Option<&str>) -> Vec<Group<'a>> 
     // Key: (hash, 0 = label value / 1 = name, the text).
     let mut by_key: BTreeMap<(u64, u8, &'a str), Vec<Member<'a>>> = BTreeMap::new();
     for (name_hash, m) in ordered {
-        let value = m.labels.and_then(|labels| labels.get(label));
+        let value = m.labels.and_then(|labels| labels.labels().get(label));
         let key = match value {
             Some(v) => (stable_hash(v), 0, v.as_str()),
             None => (name_hash, 1, m.name),
@@ -170,11 +170,16 @@ pub fn assign(rules: WaveRules, members: &[Member], recorded: Option<&RolloutRec
                 placed += take(&groups, g, &mut targets, &mut taken);
             }
         }
+        // The selector resolved once in the members' selector table (they share one).
+        let table = members.iter().find_map(|m| m.labels.and_then(|l| l.table()));
+        let resolved = spec.selector.as_ref().zip(table).map(|(s, table)| table.resolve(s));
         let matches = |g: usize| {
-            groups[g]
-                .members
-                .iter()
-                .any(|m| m.labels.is_some_and(|l| selector_matches(spec.selector.as_ref(), l)))
+            groups[g].members.iter().any(|m| {
+                m.labels.is_some_and(|l| match &resolved {
+                    Some(resolved) => l.matches_resolved(resolved),
+                    None => l.matches(spec.selector.as_ref()),
+                })
+            })
         };
         let free = |g: usize, taken: &[bool]| !taken[g] && pinned[g].is_none();
         match (&spec.selector, spec.percent) {
@@ -484,6 +489,7 @@ mod tests {
     use std::collections::{BTreeSet, HashSet};
 
     use super::*;
+    use crate::manifest::Labels;
     use crate::state::{Halt, RolloutTarget, WaveRecord};
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
@@ -510,7 +516,7 @@ mod tests {
             .zip(labels)
             .map(|(n, l)| Member {
                 name: n,
-                labels: Some(l),
+                labels: Some(LabelView::plain(l)),
             })
             .collect()
     }

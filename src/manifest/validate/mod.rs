@@ -9,6 +9,7 @@ use super::diagnostic::{Diagnostic, Severity};
 use std::sync::Arc;
 
 use super::load::{Kind, Manifest, Manifests, first_of_each_name, index_by_name};
+use super::selectors::{LabelView, Selected, SelectorTable};
 use super::types::*;
 use super::values::{self, VersionWanted};
 
@@ -95,6 +96,13 @@ pub struct Target {
     pub manifest: Arc<Manifest<TargetSpec>>,
     /// The policies that select it, found once by [`validate`] (`policy::select_policy`).
     pub policies: PolicyMatch,
+    /// Which of [`Desired::selectors`] match its labels, found once by [`validate`] (see
+    /// [`Desired::labels_of`]).
+    pub selected: Selected,
+    /// Its `tenant` label (`Some(None)`: it has none), found once by [`validate`] and shared by
+    /// the targets of a tenant (issue #17: dependencies group a fleet by it on every pass);
+    /// `None`: not looked up (see [`Target::tenant`]).
+    pub tenant: Option<Option<Arc<str>>>,
 }
 
 /// Which of [`Desired::policies`] select a target: the first two in their priority order, all
@@ -125,6 +133,22 @@ impl PolicyMatch {
 impl Target {
     pub fn name(&self) -> &str {
         &self.manifest.name
+    }
+
+    /// Its `tenant` label: what `labels().get("tenant")` gives, without reading the labels
+    /// when [`validate`] made the target.
+    pub fn tenant(&self) -> Option<&str> {
+        let tenant = match &self.tenant {
+            Some(found) => found.as_deref(),
+            None => self.labels().get(super::fleet::TENANT_LABEL).map(String::as_str),
+        };
+        debug_assert_eq!(
+            tenant,
+            self.labels().get(super::fleet::TENANT_LABEL).map(String::as_str),
+            "tenant of `{}`",
+            self.name()
+        );
+        tenant
     }
     /// sha256 of the canonical JSON of the whole spec: any change to it (a new version, config,
     /// `retry`) re-arms a halted target (SPEC §3).
@@ -176,9 +200,17 @@ pub struct Desired {
     pub policies: Vec<Policy>,
     pub windows: Vec<Manifest<WindowSpec>>,
     pub approvals: Vec<Manifest<ApprovalSpec>>,
+    /// The selectors of [`Self::windows`] and of [`Self::policies`]' waves, which each
+    /// [`Target::selected`] was matched against.
+    pub selectors: SelectorTable,
 }
 
 impl Desired {
+    /// `target`'s labels, answering tests of [`Self::selectors`] from its bits.
+    pub fn labels_of<'a>(&'a self, target: &'a Target) -> LabelView<'a> {
+        LabelView::new(target.labels(), target.selected, &self.selectors)
+    }
+
     pub fn release(&self, component: &str, version: &Version) -> Option<&Release> {
         release_in(self.releases.get(component)?, version)
     }
@@ -308,8 +340,10 @@ pub fn validate(mut manifests: Manifests) -> (Desired, Vec<Diagnostic>) {
                     wanted,
                     config_hash: facts.config_hash.clone(),
                     manifest: Arc::clone(manifest),
-                    // Set below, once the policies are known.
+                    // Set below, once the policies and windows are known.
                     policies: PolicyMatch::default(),
+                    selected: Selected::default(),
+                    tenant: None,
                 },
             ));
         }
@@ -331,12 +365,22 @@ pub fn validate(mut manifests: Manifests) -> (Desired, Vec<Diagnostic>) {
             .cmp(&a.manifest.spec.priority)
             .then(a.manifest.name.cmp(&b.manifest.name))
     });
-    for target in desired.targets.values_mut() {
-        target.policies = PolicyMatch::of(&desired.policies, &target.manifest);
-    }
 
     let windows = index_by_name(Kind::Window, &manifests.windows, &mut diags);
     desired.windows = windows.values().map(|w| (*w).clone()).collect();
+
+    // Each target's labels read once, for its policies and for the selectors of windows and
+    // waves the planner tests it against (issue #17).
+    desired.selectors = SelectorTable::of(
+        desired.windows.iter().filter_map(|w| w.spec.selector.as_ref()).chain(
+            desired
+                .policies
+                .iter()
+                .flat_map(|p| &p.manifest.spec.rollout.waves)
+                .filter_map(|w| w.selector.as_ref()),
+        ),
+    );
+    select_targets(&mut desired);
 
     let approvals = index_by_name(Kind::Approval, &manifests.approvals, &mut diags);
     for approval in approvals.values() {
@@ -401,6 +445,109 @@ fn target_facts(targets: &[Arc<Manifest<TargetSpec>>]) -> Vec<Arc<TargetFacts>> 
         .collect();
     *facts_memo().lock().unwrap_or_else(std::sync::PoisonError::into_inner) = now;
     facts
+}
+
+/// What matching a target against the commit's policies and selectors finds, and its tenant.
+type Selection = (PolicyMatch, Selected, Option<Arc<str>>);
+
+/// Selections kept from the last validation (by manifest, as [`FactsMemo`]), with the policies
+/// (selector and components, in priority order) and the selector table they were matched
+/// against.
+#[derive(Default)]
+struct SelectionMemo {
+    policies: Vec<(Option<Labels>, Vec<String>)>,
+    selectors: SelectorTable,
+    entries: foldhash::HashMap<usize, (Arc<Manifest<TargetSpec>>, Selection)>,
+}
+
+fn selection_memo() -> &'static std::sync::Mutex<SelectionMemo> {
+    static MEMO: std::sync::OnceLock<std::sync::Mutex<SelectionMemo>> = std::sync::OnceLock::new();
+    MEMO.get_or_init(Default::default)
+}
+
+/// Sets each target's [`Target::policies`], [`Target::selected`] and [`Target::tenant`]:
+/// its labels read once, for all three (issue #17). With the parse cache on (the daemon), a
+/// target whose file did not change is the same `Arc` as in the last validation, and what was
+/// found for it then is kept: its policies while the policies' selectors, components and order
+/// are the same, its bits while the selector table holds the same selectors, its tenant always
+/// (a label of the manifest alone). Its labels are then not read at all.
+fn select_targets(desired: &mut Desired) {
+    let Desired {
+        targets,
+        policies,
+        selectors,
+        ..
+    } = desired;
+    let memo_on = crate::manifest::parse_cache::global().is_some();
+    let lock = || {
+        selection_memo()
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    let mut before = if memo_on {
+        std::mem::take(&mut *lock())
+    } else {
+        SelectionMemo::default()
+    };
+    let signature: Vec<(Option<Labels>, Vec<String>)> = policies
+        .iter()
+        .map(|p| (p.manifest.spec.selector.clone(), p.manifest.spec.components.clone()))
+        .collect();
+    let same_policies = memo_on && before.policies == signature;
+    let carry = selectors.carry_from(&before.selectors);
+    let mut tenants: foldhash::HashSet<Arc<str>> = foldhash::HashSet::default();
+    let mut now =
+        <foldhash::HashMap<usize, (Arc<Manifest<TargetSpec>>, Selection)> as foldhash::HashMapExt>::with_capacity(
+            if memo_on { targets.len() } else { 0 },
+        );
+    for target in targets.values_mut() {
+        let key = Arc::as_ptr(&target.manifest) as usize;
+        // Held by the memo since: the same allocation, so the same manifest.
+        let kept = before
+            .entries
+            .remove(&key)
+            .filter(|(manifest, _)| Arc::ptr_eq(manifest, &target.manifest))
+            .map(|(_, selection)| selection);
+        let manifest = &target.manifest;
+        let (matched, selected, tenant) = match kept {
+            Some((matched, selected, tenant)) => (
+                if same_policies {
+                    matched
+                } else {
+                    PolicyMatch::of(policies, manifest)
+                },
+                carry
+                    .and_then(|carry| carry.apply(selected))
+                    .unwrap_or_else(|| selectors.select(&manifest.labels)),
+                tenant,
+            ),
+            None => (
+                PolicyMatch::of(policies, manifest),
+                selectors.select(&manifest.labels),
+                manifest.labels.get(super::fleet::TENANT_LABEL).map(|tenant| {
+                    if let Some(shared) = tenants.get(tenant.as_str()) {
+                        return Arc::clone(shared);
+                    }
+                    let shared: Arc<str> = Arc::from(tenant.as_str());
+                    tenants.insert(Arc::clone(&shared));
+                    shared
+                }),
+            ),
+        };
+        if memo_on {
+            now.insert(key, (Arc::clone(manifest), (matched, selected, tenant.clone())));
+        }
+        target.policies = matched;
+        target.selected = selected;
+        target.tenant = Some(tenant);
+    }
+    if memo_on {
+        *lock() = SelectionMemo {
+            policies: signature,
+            selectors: selectors.clone(),
+            entries: now,
+        };
+    }
 }
 
 type NameRef<'a> = (&'a super::load::Origin, &'a str, &'a Labels);
@@ -493,5 +640,207 @@ mod tests {
         let (back, back_diags) = validate(bad);
         assert_eq!(back.targets["Eu_1"].config_hash, first.targets["Eu_1"].config_hash);
         assert_eq!(name_diagnostics(&back_diags), name_diagnostics(&first_diags));
+    }
+
+    /// Validation matches every target once against the windows' and waves' selectors and
+    /// finds its tenant: each answer equals matching the labels, the same selector content in
+    /// two places has a bit each, and the targets of a tenant share one tenant text.
+    #[test]
+    fn targets_carry_their_selector_bits_and_tenant() {
+        let header = "apiVersion: gantry.dev/v1\n";
+        let target = |name: &str, labels: &str| {
+            format!(
+                "{header}kind: Target\nmetadata: {{ name: {name}, labels: {{ {labels} }} }}\nspec: {{ component: web, version: ^1 }}\n"
+            )
+        };
+        let files = [
+            ("components/web.yaml", COMPONENT.to_string()),
+            (
+                "policies.yaml",
+                format!(
+                    "{header}kind: Policy\nmetadata: {{ name: staged }}\nspec:\n  selector: {{ env: prod }}\n  rollout:\n    waves:\n      - {{ name: canary, selector: {{ ring: \"0\" }} }}\n      - {{ name: eu, selector: {{ region: eu }} }}\n      - {{ name: all, percent: 100 }}\n"
+                ),
+            ),
+            (
+                "windows.yaml",
+                format!(
+                    "{header}kind: Window\nmetadata: {{ name: eu-nights }}\nspec: {{ selector: {{ region: eu }}, timezone: UTC, allow: [{{ days: [sat], start: \"02:00\", end: \"06:00\" }}] }}\n---\n{header}kind: Window\nmetadata: {{ name: freeze }}\nspec: {{ timezone: UTC, deny: [{{ dates: [2026-12-24] }}] }}\n"
+                ),
+            ),
+            (
+                "targets/a.yaml",
+                target("acme-eu", "tenant: acme, region: eu, ring: \"0\", env: prod"),
+            ),
+            (
+                "targets/b.yaml",
+                target("acme-us", "tenant: acme, region: us, env: prod"),
+            ),
+            (
+                "targets/c.yaml",
+                target("globex-eu", "tenant: globex, region: eu, ring: \"1\""),
+            ),
+            ("targets/d.yaml", target("shared", "region: ap")),
+        ];
+        let raw = files.map(|(path, text)| RawFile {
+            path: path.to_string(),
+            content: RawContent::Bytes(text.into_bytes()),
+        });
+        let (desired, diags) = validate(read_manifests(None, &raw).0);
+        assert!(diags.iter().all(|d| d.severity == Severity::Warning), "{diags:?}");
+        assert_eq!(desired.targets.len(), 4);
+        // The window's { region: eu } and the wave's are two selectors with a bit each.
+        assert_eq!(desired.selectors.len(), 3);
+        let selectors: Vec<&Labels> = desired
+            .windows
+            .iter()
+            .filter_map(|w| w.spec.selector.as_ref())
+            .chain(
+                desired.policies[0]
+                    .manifest
+                    .spec
+                    .rollout
+                    .waves
+                    .iter()
+                    .filter_map(|w| w.selector.as_ref()),
+            )
+            .collect();
+        assert_eq!(selectors.len(), 3);
+        let mut matched = 0;
+        for target in desired.targets.values() {
+            assert_ne!(target.selected, Selected::default(), "{} has bits", target.name());
+            let view = desired.labels_of(target);
+            for selector in &selectors {
+                let expected = selector_matches(Some(selector), target.labels());
+                assert_eq!(view.matches(Some(selector)), expected, "{} {selector:?}", target.name());
+                matched += usize::from(expected);
+            }
+            assert_eq!(
+                target.tenant(),
+                target.labels().get("tenant").map(String::as_str),
+                "{}",
+                target.name()
+            );
+        }
+        // acme-eu: ring 0 and region eu twice; globex-eu: region eu twice.
+        assert_eq!(matched, 5);
+        let tenant = |name: &str| desired.targets[name].tenant.clone().expect("looked up");
+        assert!(Arc::ptr_eq(
+            tenant("acme-eu").as_ref().expect("acme"),
+            tenant("acme-us").as_ref().expect("acme")
+        ));
+        assert_eq!(tenant("shared"), None);
+    }
+
+    /// With the parse cache on, what was found for an unchanged target is kept only while it
+    /// holds: the same target `Arc`s validated again after a policy's selector, then a
+    /// window's selector, then the policies' order changed each get the policies and bits
+    /// matching their labels now finds (a memo that ignored any of the three fails here).
+    #[test]
+    fn kept_selections_follow_the_policies_and_selectors_they_were_matched_against() {
+        crate::manifest::parse_cache::enable();
+        let header = "apiVersion: gantry.dev/v1\n";
+        let policy = |name: &str, priority: u32, selector: &str| {
+            format!(
+                "{header}kind: Policy\nmetadata: {{ name: {name} }}\nspec: {{ priority: {priority}, selector: {{ {selector} }} }}\n"
+            )
+        };
+        let window = |selector: &str| {
+            format!(
+                "{header}kind: Window\nmetadata: {{ name: w }}\nspec: {{ selector: {{ {selector} }}, timezone: UTC, allow: [{{ days: [sat], start: \"02:00\", end: \"06:00\" }}] }}\n"
+            )
+        };
+        let target = |name: &str, labels: &str| {
+            format!(
+                "{header}kind: Target\nmetadata: {{ name: {name}, labels: {{ {labels} }} }}\nspec: {{ component: web, version: ^1 }}\n"
+            )
+        };
+        let read = |text: String| {
+            read_manifests(
+                None,
+                &[RawFile {
+                    path: "all.yaml".to_string(),
+                    content: RawContent::Bytes(text.into_bytes()),
+                }],
+            )
+            .0
+        };
+        let targets = read(format!(
+            "{}---\n{}---\n{}",
+            target("eu", "region: eu, env: prod"),
+            target("us", "region: us, env: prod"),
+            target("dev", "region: eu, env: dev")
+        ))
+        .targets;
+        let commit = |rest: String| {
+            let mut manifests = read(format!("{COMPONENT}---\n{rest}"));
+            // The same target `Arc`s in every commit, as the parse cache hands them out.
+            manifests.targets = targets.clone();
+            let (desired, diags) = validate(manifests);
+            assert!(diags.iter().all(|d| d.severity == Severity::Warning), "{diags:?}");
+            for t in desired.targets.values() {
+                assert!(Arc::ptr_eq(
+                    &t.manifest,
+                    targets.iter().find(|m| m.name == t.name()).unwrap()
+                ));
+                assert_eq!(
+                    t.policies,
+                    PolicyMatch::of(&desired.policies, &t.manifest),
+                    "{}",
+                    t.name()
+                );
+                for w in &desired.windows {
+                    let selector = w.spec.selector.as_ref();
+                    assert_eq!(
+                        desired
+                            .labels_of(t)
+                            .matches_resolved(&desired.selectors.resolve(selector.unwrap())),
+                        selector_matches(selector, t.labels()),
+                        "{}",
+                        t.name()
+                    );
+                }
+            }
+            desired
+        };
+        let first = commit(format!(
+            "{}---\n{}---\n{}",
+            policy("a", 1, "env: prod"),
+            policy("b", 2, "region: eu"),
+            window("region: eu")
+        ));
+        assert_eq!(
+            first.targets["us"].policies.first,
+            Some(1),
+            "b (priority 2) first, then a"
+        );
+        // The same commit again: everything kept.
+        commit(format!(
+            "{}---\n{}---\n{}",
+            policy("a", 1, "env: prod"),
+            policy("b", 2, "region: eu"),
+            window("region: eu")
+        ));
+        // A policy's selector changes.
+        commit(format!(
+            "{}---\n{}---\n{}",
+            policy("a", 1, "env: dev"),
+            policy("b", 2, "region: eu"),
+            window("region: eu")
+        ));
+        // The window's selector changes.
+        commit(format!(
+            "{}---\n{}---\n{}",
+            policy("a", 1, "env: dev"),
+            policy("b", 2, "region: eu"),
+            window("region: us")
+        ));
+        // The policies' order changes.
+        let last = commit(format!(
+            "{}---\n{}---\n{}",
+            policy("a", 3, "env: dev"),
+            policy("b", 2, "region: eu"),
+            window("region: us")
+        ));
+        assert_eq!(last.targets["dev"].policies.first, Some(0), "a (priority 3) first now");
     }
 }
