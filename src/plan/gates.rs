@@ -112,15 +112,15 @@ pub(super) fn gates<'a>(
     let gate = match (action.action, action.update_type) {
         (ActionKind::Install | ActionKind::Upgrade | ActionKind::Downgrade, Some(kind)) => {
             let rule = governing.rule_for(kind, release);
-            Some((rule.approvals, &rule.approvers, format!("a {} update", kind.as_str())))
+            Some((rule.approvals, &rule.approvers, Some(kind)))
         }
         (ActionKind::Downgrade, None) if governing.spec().rollback.approvals > 0 => {
             let rollback = &governing.spec().rollback;
-            Some((rollback.approvals, &rollback.approvers, "a rollback".to_string()))
+            Some((rollback.approvals, &rollback.approvers, None))
         }
         _ => None,
     };
-    if let Some((required, listed, what)) = gate
+    if let Some((required, listed, update_type)) = gate
         && required > 0
     {
         let from_commit = input
@@ -142,6 +142,10 @@ pub(super) fn gates<'a>(
         );
         let tally = Tally::count_among(required, shared.eligible(listed), approvers);
         if tally.unreachable() {
+            let what = match update_type {
+                Some(kind) => format!("a {} update", kind.as_str()),
+                None => "a rollback".to_string(),
+            };
             action.violations.push(format!(
                     "policy `{}` requires {} approvals for {what} but lists only {} approvers ({}); lower `approvals` or add approvers",
                     governing.name().unwrap_or("default"),
@@ -149,6 +153,11 @@ pub(super) fn gates<'a>(
                     tally.eligible.len(),
                     tally.eligible.join(", ")
                 ));
+        } else if tally.have.is_empty() && notes.is_empty() && tally.missing > 0 {
+            // Nobody approved yet (most of a fleet waiting for approvals): the same text for
+            // every action of the rule, worded once.
+            let reason = shared.unapproved(&tally);
+            action.blocked_by.push(Blocker::new(BlockerKind::Approval, reason));
         } else if let Some(reason) = tally.shortfall() {
             let reason = std::iter::once(reason).chain(notes).collect::<Vec<_>>().join("; ");
             action.blocked_by.push(Blocker::new(BlockerKind::Approval, reason));

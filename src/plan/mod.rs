@@ -52,7 +52,10 @@ struct Shared<'a> {
     paths: HashMap<PathKey<'a>, Arc<UpPath>>,
     /// Each approval rule's eligible addresses, by the address and length of its `approvers`
     /// list in the input (which outlives the pass, so no other list can take its address).
-    eligible: HashMap<(usize, usize), Vec<String>>,
+    eligible: HashMap<(usize, usize), Arc<[String]>>,
+    /// The shortfall text of a rule nobody approved yet, by its eligible list (by address: the
+    /// list is one of [`Self::eligible`]'s, kept for the pass) and the approvals it requires.
+    unapproved: HashMap<(usize, u32), Arc<str>>,
 }
 
 /// What an install or upgrade path is computed from, all of it borrowed from the input: the
@@ -75,12 +78,12 @@ struct UpPath {
     /// The `up` migrations in run order (none without a path).
     migrations: Arc<[PlannedMigration]>,
     /// The notes of the releases crossed (see [`Action::releases`]).
-    notes: Vec<Arc<ReleaseNote>>,
+    notes: Arc<[Arc<ReleaseNote>]>,
 }
 
 impl<'a> Shared<'a> {
     /// The notes of the `releases` (one component's) that `crossed` accepts, in their order.
-    fn notes(&mut self, releases: &[Release], crossed: impl Fn(&Release) -> bool) -> Vec<Arc<ReleaseNote>> {
+    fn notes(&mut self, releases: &[Release], crossed: impl Fn(&Release) -> bool) -> Arc<[Arc<ReleaseNote>]> {
         let key = (releases.as_ptr() as usize, releases.len());
         let slots = self.notes.entry(key).or_insert_with(|| vec![None; releases.len()]);
         releases
@@ -93,10 +96,22 @@ impl<'a> Shared<'a> {
 
     /// The eligible addresses of a rule listing `approvers`
     /// ([`crate::policy::approvals::eligible_addresses`]), made once per list.
-    fn eligible(&mut self, approvers: &'a [String]) -> &[String] {
+    fn eligible(&mut self, approvers: &'a [String]) -> &Arc<[String]> {
         self.eligible
             .entry((approvers.as_ptr() as usize, approvers.len()))
             .or_insert_with(|| crate::policy::approvals::eligible_addresses(approvers))
+    }
+
+    /// [`Tally::shortfall`] of `tally`, which no one approved yet, made once per rule.
+    fn unapproved(&mut self, tally: &crate::policy::approvals::Tally) -> Arc<str> {
+        debug_assert!(tally.have.is_empty() && tally.missing > 0);
+        let key = (tally.eligible.as_ptr() as usize, tally.required);
+        let text = self
+            .unapproved
+            .entry(key)
+            .or_insert_with(|| tally.shortfall().unwrap_or_default().into());
+        debug_assert_eq!(Some(&**text), tally.shortfall().as_deref());
+        Arc::clone(text)
     }
 
     /// The path that installs `to` on `target` (`from` none) or upgrades it from `from`, among
@@ -240,7 +255,7 @@ fn plan_removal(name: &str, record: &TargetRecord) -> Action {
         urgency: None,
         reason: None,
         breaking: false,
-        releases: Vec::new(),
+        releases: Arc::from([]),
         violations: Vec::new(),
         warnings: Vec::new(),
     }
@@ -265,7 +280,7 @@ fn empty_action(target: &Target, from: Option<&Version>) -> Action {
         urgency: None,
         reason: None,
         breaking: false,
-        releases: Vec::new(),
+        releases: Arc::from([]),
         violations: Vec::new(),
         warnings: Vec::new(),
     }
@@ -421,7 +436,7 @@ fn plan_target<'a>(
                 }
                 Err(no_path) => action.violations.push(no_path.0.clone()),
             }
-            action.releases.clone_from(&path.notes);
+            action.releases = Arc::clone(&path.notes);
         }
     }
     action.update_type = match action.action {

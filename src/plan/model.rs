@@ -194,8 +194,8 @@ pub struct ApprovalState {
     /// Eligible approvers who approved.
     pub have: Vec<String>,
     pub missing: u32,
-    /// Who may approve (empty = anyone).
-    pub eligible: Vec<String>,
+    /// Who may approve (empty = anyone); shared by the actions of one rule.
+    pub eligible: Arc<[String]>,
 }
 
 /// One target's planned action.
@@ -228,8 +228,10 @@ pub struct Action {
     /// What the releases this action crosses say to a reviewer, in ascending version order: for
     /// an upgrade every release in (from, to] the target's channels allow (their migrations
     /// run whether or not they are stops), for an install the desired release, for a downgrade
-    /// the releases in (to, from] it takes away. Shared by every action crossing the release.
-    pub releases: Vec<Arc<ReleaseNote>>,
+    /// the releases in (to, from] it takes away. Shared by every action crossing the release,
+    /// and the list by every action on the same path (issue #17: one reference count to raise
+    /// per action, not one per release, on notes both planner threads share).
+    pub releases: Arc<[Arc<ReleaseNote>]>,
     pub violations: Vec<String>,
     pub warnings: Vec<String>,
 }

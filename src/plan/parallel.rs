@@ -36,6 +36,7 @@ pub(super) fn plan_targets(input: &PlanInput, fleet: &Fleet, threads: usize) -> 
             notes: Default::default(),
             paths: Default::default(),
             eligible: Default::default(),
+            unapproved: Default::default(),
         };
         chunk
             .iter()

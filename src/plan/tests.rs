@@ -1538,9 +1538,10 @@ fn paths_are_shared_only_by_targets_that_plan_them_alike() {
 }
 
 /// Issue #17: each approval rule's eligible addresses are made once per plan, keyed by the
-/// rule's list. Several policies with their own lists (upgrade rules, a rollback rule, one
-/// that lets anyone approve) in one plan: every action is counted against its own list only,
-/// exactly as when its target is planned alone.
+/// rule's list, and so is the text of its actions nobody approved yet. Several policies with
+/// their own lists (upgrade rules, a rollback rule, one that lets anyone approve) in one plan:
+/// every action is counted and worded against its own list only, exactly as when its target
+/// is planned alone.
 #[test]
 fn each_rule_counts_only_its_own_approvers_in_a_fleet_of_policies() {
     let policy = |name: &str, spec: &str| {
@@ -1566,7 +1567,18 @@ fn each_rule_counts_only_its_own_approvers_in_a_fleet_of_policies() {
         &'a [&'a str],
         Status,
     );
-    let cases: [Case; 6] = [
+    let cases: [Case; 8] = [
+        // Nobody approved: the texts of a rule's unapproved actions are worded once per rule.
+        ("a-0", "a", "1.0.0", &[], &["alice@example.com"], &[], Status::Blocked),
+        (
+            "b-0",
+            "b",
+            "1.0.0",
+            &[],
+            &["bob@example.com", "carol@example.com"],
+            &[],
+            Status::Blocked,
+        ),
         (
             "a-1",
             "a",
@@ -1654,7 +1666,7 @@ fn each_rule_counts_only_its_own_approvers_in_a_fleet_of_policies() {
         let (name, _, _, _, eligible, have, status) = *case;
         let a = action(&p, name);
         let approvals = a.approvals.as_ref().expect("an approval gate");
-        assert_eq!(approvals.eligible, eligible, "{name}");
+        assert_eq!(*approvals.eligible, *eligible, "{name}");
         assert_eq!(approvals.have, have, "{name}");
         assert_eq!(a.status, status, "{name}: {:#?}", a.blocked_by);
         assert_eq!(

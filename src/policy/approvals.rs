@@ -21,6 +21,7 @@
 
 use foldhash::{HashMap, HashMapExt};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use crate::manifest::Version;
 use sha2::{Digest, Sha256};
@@ -139,14 +140,14 @@ pub struct Tally {
     pub have: Vec<String>,
     /// How many more approvals are needed.
     pub missing: u32,
-    /// Who may approve, sorted (empty = anyone).
-    pub eligible: Vec<String>,
+    /// Who may approve, sorted (empty = anyone); shared by the tallies of one rule.
+    pub eligible: Arc<[String]>,
 }
 
 /// Who may approve under a rule listing `approvers`: their addresses normalized, sorted and
 /// distinct (empty = anyone). The same for every action a rule governs, so the planner makes it
 /// once per rule ([`Tally::count_among`]).
-pub fn eligible_addresses(approvers: &[String]) -> Vec<String> {
+pub fn eligible_addresses(approvers: &[String]) -> Arc<[String]> {
     let eligible: BTreeSet<String> = approvers.iter().filter_map(|a| normalize_address(a)).collect();
     eligible.into_iter().collect()
 }
@@ -162,7 +163,11 @@ impl Tally {
 
     /// [`Tally::count`] for a rule requiring `required` approvals whose
     /// [`eligible_addresses`] are `eligible`.
-    pub fn count_among<'a>(required: u32, eligible: &[String], approvers: impl IntoIterator<Item = &'a str>) -> Tally {
+    pub fn count_among<'a>(
+        required: u32,
+        eligible: &Arc<[String]>,
+        approvers: impl IntoIterator<Item = &'a str>,
+    ) -> Tally {
         debug_assert!(
             eligible.is_sorted_by(|a, b| a < b),
             "eligible addresses are sorted and distinct"
@@ -177,7 +182,7 @@ impl Tally {
             required,
             missing: required.saturating_sub(have_count),
             have: have.into_iter().collect(),
-            eligible: eligible.to_vec(),
+            eligible: Arc::clone(eligible),
         }
     }
 
@@ -316,7 +321,7 @@ mod tests {
         );
         assert_eq!(tally.have, vec!["alice@example.com"]);
         assert_eq!(tally.missing, 1);
-        assert_eq!(tally.eligible, vec!["alice@example.com", "bob@example.com"]);
+        assert_eq!(*tally.eligible, ["alice@example.com", "bob@example.com"]);
         assert_eq!(
             tally.shortfall().as_deref(),
             Some("have 1 of 2 approvals (alice@example.com); still needed: 1 more from bob@example.com")

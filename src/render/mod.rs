@@ -256,7 +256,7 @@ pub fn render_plan(
         json["irreversible"] = serde_json::to_value(irreversible_keys(action))?;
         groups.entry(&action.component).or_default().push(json);
         let component_notes = notes.entry(&action.component).or_default();
-        for note in &action.releases {
+        for note in action.releases.iter() {
             component_notes.insert(&note.version, note);
         }
     }
