@@ -315,6 +315,8 @@ def record_doc(t):
         "component: %s" % t["component"],
         "version: %s" % vstr(v),
         "config_hash: %s" % config_hash(config),
+        # The config itself, as gantry records it next to its hash (reconcile::attempt).
+        "config: %s" % json.dumps(config, sort_keys=True),
         "applied_migrations: []",
         "status: converged",
         "rollback_points: []",

@@ -1676,3 +1676,53 @@ fn each_rule_counts_only_its_own_approvers_in_a_fleet_of_policies() {
         );
     }
 }
+
+/// Issue #17: a config recorded with the same hash as the desired one is not compared key by
+/// key; the diff is still exactly what changed otherwise: a recorded config that differs, and
+/// a record that kept only the hash (the diff then shows every key, as before).
+#[test]
+fn config_diff_is_skipped_only_for_the_recorded_config_itself() {
+    let mut yaml = base("");
+    for name in ["same", "changed", "hash-only"] {
+        yaml.push_str(&format!(
+            "---\n{HEADER}kind: Target\nmetadata: {{ name: {name} }}\nspec: {{ component: billing, version: \"2.0.0\", config: {{ size: 2, zone: a }} }}\n"
+        ));
+    }
+    let (desired, windows) = load(&yaml);
+    let config = |pairs: serde_json::Value| pairs.as_object().cloned().unwrap();
+    let desired_config = config(serde_json::json!({ "size": 2, "zone": "a" }));
+    let mut recorded = RecordedState::default();
+    let record = |config: Option<serde_json::Map<String, serde_json::Value>>,
+                  hash: &serde_json::Map<String, serde_json::Value>| TargetRecord {
+        config_hash: Some(config_hash(hash)),
+        config,
+        ..converged("billing", "2.0.0")
+    };
+    recorded
+        .targets
+        .insert("same".into(), record(Some(desired_config.clone()), &desired_config));
+    let old = config(serde_json::json!({ "size": 1, "zone": "a" }));
+    recorded
+        .targets
+        .insert("changed".into(), record(Some(old.clone()), &old));
+    recorded
+        .targets
+        .insert("hash-only".into(), record(None, &desired_config));
+    let p = run(&desired, &windows, &recorded, "2026-11-20T10:00:00Z");
+    let diff = |name: &str| {
+        action(&p, name)
+            .config_diff
+            .iter()
+            .map(|c| format!("{}: {:?} -> {:?}", c.key, c.from, c.to))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(action(&p, "same").action, ActionKind::Noop);
+    assert!(diff("same").is_empty());
+    assert_eq!(action(&p, "changed").action, ActionKind::Config);
+    assert_eq!(diff("changed"), ["size: Some(Number(1)) -> Some(Number(2))"]);
+    assert_eq!(action(&p, "hash-only").action, ActionKind::Noop);
+    assert_eq!(
+        diff("hash-only"),
+        ["size: None -> Some(Number(2))", "zone: None -> Some(String(\"a\"))"]
+    );
+}
