@@ -36,10 +36,10 @@ use super::parallel;
 pub const SLACK: usize = 1024;
 
 /// What reading a file depends on.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct FileKey {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileKey<'p> {
     /// Path inside the repository (diagnostics name it; `.toml` files are TOML).
-    pub path: String,
+    pub path: &'p str,
     /// The blob id of the file's content.
     pub blob: Oid,
     /// The git file mode (a symbolic link is not read).
@@ -53,29 +53,92 @@ struct FileRead {
     diagnostics: Vec<Diagnostic>,
 }
 
-/// Files already read, by key and by whether `gantry.toml` restricts `paths`.
+/// Files already read, by blob id (issue #17: a lookup hashes 20 bytes and copies no path),
+/// then by path, mode and whether `gantry.toml` restricts `paths`.
 #[derive(Debug, Default)]
 pub struct ParseCache {
-    entries: HashMap<(FileKey, bool), (Arc<FileRead>, u64)>,
+    entries: HashMap<Oid, Vec<Kept>>,
+    /// How many [`Kept`] files `entries` holds.
+    len: usize,
     generation: u64,
     /// Files read and parsed by the last [`read_cached`] (not found in the cache).
     last_misses: usize,
 }
 
+/// One file read: the rest of its [`FileKey`], its read, and the last read that used it.
+#[derive(Debug)]
+struct Kept {
+    path: String,
+    mode: i32,
+    restricted: bool,
+    read: Arc<FileRead>,
+    used: u64,
+}
+
+impl Kept {
+    fn is(&self, key: &FileKey, restricted: bool) -> bool {
+        self.mode == key.mode && self.restricted == restricted && self.path == key.path
+    }
+}
+
 impl ParseCache {
     /// How many files the cache holds.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.len
     }
 
     /// Whether the cache holds nothing.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len == 0
     }
 
     /// Forgets every file (benchmarks measure a cold read with it).
     pub fn clear(&mut self) {
         self.entries.clear();
+        self.len = 0;
+    }
+
+    /// The read of `key`, marked used by the read numbered `generation`.
+    fn find(&mut self, key: &FileKey, restricted: bool, generation: u64) -> Option<Arc<FileRead>> {
+        let kept = self
+            .entries
+            .get_mut(&key.blob)?
+            .iter_mut()
+            .find(|k| k.is(key, restricted))?;
+        kept.used = generation;
+        Some(Arc::clone(&kept.read))
+    }
+
+    /// Keeps `read` as the read of `key` (replacing one kept meanwhile by another read).
+    fn keep(&mut self, key: &FileKey, restricted: bool, read: Arc<FileRead>, generation: u64) {
+        let same_blob = self.entries.entry(key.blob).or_default();
+        match same_blob.iter_mut().find(|k| k.is(key, restricted)) {
+            Some(kept) => {
+                kept.read = read;
+                kept.used = generation;
+            }
+            None => {
+                same_blob.push(Kept {
+                    path: key.path.to_string(),
+                    mode: key.mode,
+                    restricted,
+                    read,
+                    used: generation,
+                });
+                self.len += 1;
+            }
+        }
+    }
+
+    /// Drops the files no read since `oldest` used.
+    fn drop_unused_before(&mut self, oldest: u64) {
+        let mut len = 0;
+        self.entries.retain(|_, same_blob| {
+            same_blob.retain(|k| k.used >= oldest);
+            len += same_blob.len();
+            !same_blob.is_empty()
+        });
+        self.len = len;
     }
 
     /// How many files the last read had to parse.
@@ -106,12 +169,13 @@ pub fn global() -> Option<&'static Mutex<ParseCache>> {
 /// [`parallel::read_chunked`] does).
 ///
 /// # Errors
-/// The first loading error, in chunk order; the cache is then left as it was.
+/// The first loading error, in chunk order; the cache then holds the same files as before
+/// (those this read found count as used by it).
 pub fn read_cached<'a, T: Clone + Sync, E: Send>(
     cache: Option<&Mutex<ParseCache>>,
     config: Option<&RawFile>,
     entries: &[T],
-    key_of: impl Fn(&T) -> FileKey,
+    key_of: impl Fn(&T) -> FileKey<'_>,
     first: impl FnOnce(&[T]) -> Result<Cow<'a, [RawFile]>, E>,
     other: impl Fn(&[T]) -> Result<Cow<'a, [RawFile]>, E> + Sync,
 ) -> Result<(Manifests, Vec<Diagnostic>), E> {
@@ -122,12 +186,13 @@ pub fn read_cached<'a, T: Clone + Sync, E: Send>(
     };
     let (mut out, mut diagnostics) = read_manifests(config, &[]);
     let restricted = out.config.paths.is_some();
-    let keys: Vec<(FileKey, bool)> = entries.iter().map(|e| (key_of(e), restricted)).collect();
-    let mut found: Vec<Option<Arc<FileRead>>> = {
-        let cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
-        keys.iter()
-            .map(|k| cache.entries.get(k).map(|(read, _)| Arc::clone(read)))
-            .collect()
+    let keys: Vec<FileKey> = entries.iter().map(&key_of).collect();
+    let (mut found, generation): (Vec<Option<Arc<FileRead>>>, u64) = {
+        let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
+        cache.generation += 1;
+        let generation = cache.generation;
+        let found = keys.iter().map(|k| cache.find(k, restricted, generation)).collect();
+        (found, generation)
     };
     let missing: Vec<usize> = (0..entries.len()).filter(|&i| found[i].is_none()).collect();
     let to_load: Vec<T> = missing.iter().map(|&i| entries[i].clone()).collect();
@@ -180,14 +245,15 @@ pub fn read_cached<'a, T: Clone + Sync, E: Send>(
         append(&mut out, &mut diagnostics, read);
     }
     let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
-    cache.generation += 1;
-    let generation = cache.generation;
-    for (key, read) in keys.into_iter().zip(found.into_iter().flatten()) {
-        cache.entries.insert(key, (read, generation));
+    for &i in &missing {
+        if let Some(read) = &found[i] {
+            cache.keep(&keys[i], restricted, Arc::clone(read), generation);
+        }
     }
     cache.last_misses = missing.len();
-    if cache.entries.len() > 2 * entries.len() + SLACK {
-        cache.entries.retain(|_, (_, used)| *used + 1 >= generation);
+    if cache.len() > 2 * entries.len() + SLACK {
+        // Kept: what this read or the one before it used.
+        cache.drop_unused_before(generation.saturating_sub(1));
     }
     Ok((out, diagnostics))
 }
@@ -217,9 +283,9 @@ mod tests {
         bytes: Vec<u8>,
     }
 
-    fn key(e: &Entry) -> FileKey {
+    fn key(e: &Entry) -> FileKey<'_> {
         FileKey {
-            path: e.path.clone(),
+            path: &e.path,
             blob: Oid::hash_object(git2::ObjectType::Blob, &e.bytes).unwrap(),
             mode: 0o100644,
         }
@@ -347,5 +413,48 @@ mod tests {
             let len = cache.lock().unwrap().len();
             assert!(len <= 2 * 700 + SLACK, "round {round}: {len} entries");
         }
+    }
+
+    /// Files kept by blob id: the same content at two paths is two files (each named by its
+    /// own path in what it reads to), one of them edited leaves the other found; a read that
+    /// fails loading its misses adds and drops nothing, and the next read still finds them.
+    #[test]
+    fn same_content_at_two_paths_and_a_failed_read() {
+        let cache = Mutex::new(ParseCache::default());
+        let open = config("");
+        let text = b"apiVersion: gantry.dev/v1\nkind: Target\nmetadata: { name: [\n".to_vec();
+        let files = vec![
+            Entry {
+                path: "a.yaml".into(),
+                bytes: text.clone(),
+            },
+            Entry {
+                path: "b.yaml".into(),
+                bytes: text.clone(),
+            },
+        ];
+        let (first, loaded) = cached(&cache, &open, &files);
+        assert_eq!(loaded, 2, "same blob, two paths: two files");
+        assert!(first.contains("a.yaml") && first.contains("b.yaml"), "{first}");
+        assert_eq!(first, format!("{:?}", read_manifests(Some(&open), &raw(&files))));
+        assert_eq!(cache.lock().unwrap().len(), 2);
+
+        let mut edited = files.clone();
+        edited[0].bytes =
+            b"apiVersion: gantry.dev/v1\nkind: Target\nmetadata: { name: t }\nspec: { component: c }\n".to_vec();
+        let failing = |_: &[Entry]| Err::<Cow<'_, [RawFile]>, &str>("disk on fire");
+        let result = read_cached(Some(&cache), Some(&open), &edited, key, failing, failing);
+        assert_eq!(result.err(), Some("disk on fire"));
+        assert_eq!(cache.lock().unwrap().len(), 2, "nothing added or dropped");
+
+        let (after, loaded) = cached(&cache, &open, &edited);
+        assert_eq!(loaded, 1, "only the edited file is read");
+        assert_eq!(after, format!("{:?}", read_manifests(Some(&open), &raw(&edited))));
+        let (again, loaded) = cached(&cache, &open, &files);
+        assert_eq!(
+            (again, loaded),
+            (first, 0),
+            "both files of the first read are still kept"
+        );
     }
 }

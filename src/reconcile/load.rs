@@ -79,7 +79,7 @@ pub fn load_commit(repo: &WatchedRepo, commit: Oid) -> Result<LoadedCommit, Sour
         config.as_ref(),
         &entries,
         |e| parse_cache::FileKey {
-            path: e.path.clone(),
+            path: &e.path,
             blob: e.oid,
             mode: e.mode,
         },
