@@ -32,6 +32,9 @@ pub struct SelectorTable {
     /// This table's number in the process (0: the empty default, which no target's bits name).
     id: u64,
     selectors: Vec<(usize, Labels)>,
+    /// The selectors by the label keys they test: each key with the selectors (by bit) naming
+    /// it and the value each wants, so [`Self::select`] reads each key of a target once.
+    by_key: Vec<(String, Vec<(usize, String)>)>,
 }
 
 /// Which of a [`SelectorTable`]'s selectors a target's labels match.
@@ -50,10 +53,22 @@ impl SelectorTable {
         let mut table = SelectorTable {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             selectors: Vec::new(),
+            by_key: Vec::new(),
         };
         for selector in selectors {
             let address = std::ptr::from_ref(selector) as usize;
             if table.selectors.len() < MAX_SELECTORS && !table.selectors.iter().any(|(a, _)| *a == address) {
+                let bit = table.selectors.len();
+                for (key, value) in selector {
+                    let wanted = match table.by_key.iter_mut().find(|(k, _)| k == key) {
+                        Some((_, wanted)) => wanted,
+                        None => {
+                            table.by_key.push((key.clone(), Vec::new()));
+                            &mut table.by_key.last_mut().expect("just pushed").1
+                        }
+                    };
+                    wanted.push((bit, value.clone()));
+                }
                 table.selectors.push((address, selector.clone()));
             }
         }
@@ -70,14 +85,30 @@ impl SelectorTable {
         self.selectors.is_empty()
     }
 
-    /// Matches every selector of the table against `labels`.
+    /// Matches every selector of the table against `labels`: a selector matches when every
+    /// key it tests has the value it wants, counted key by key (each key of `labels` read once).
     pub fn select(&self, labels: &Labels) -> Selected {
+        let mut matched = [0usize; MAX_SELECTORS];
+        for (key, wanted) in &self.by_key {
+            if let Some(value) = labels.get(key) {
+                for (bit, want) in wanted {
+                    matched[*bit] += usize::from(want == value);
+                }
+            }
+        }
         let bits = self
             .selectors
             .iter()
             .enumerate()
-            .filter(|(_, (_, selector))| selector_matches(Some(selector), labels))
-            .fold(0u64, |bits, (i, _)| bits | 1 << i);
+            .filter(|(bit, (_, selector))| matched[*bit] == selector.len())
+            .fold(0u64, |bits, (bit, _)| bits | 1 << bit);
+        debug_assert!(
+            self.selectors
+                .iter()
+                .enumerate()
+                .all(|(bit, (_, s))| (bits & 1 << bit != 0) == selector_matches(Some(s), labels)),
+            "selector bits of {labels:?}"
+        );
         Selected { table: self.id, bits }
     }
 
@@ -238,6 +269,9 @@ mod tests {
         for target in [
             labels(&[("region", "eu"), ("ring", "1"), ("env", "prod")]),
             labels(&[("region", "us"), ("ring", "0")]),
+            // One of eu_prod's two keys matches, the other is missing.
+            labels(&[("region", "eu"), ("ring", "0")]),
+            labels(&[("region", "eu"), ("env", "dev")]),
             Labels::new(),
         ] {
             let selected = table.select(&target);
