@@ -18,8 +18,9 @@
 //!   forged. The process's cache exists once [`enable`] is called (the daemon does); a CLI run
 //!   reads a commit once or twice, would gain nothing and pay the cache's copy of every
 //!   manifest in memory, so without it files are read in chunks as before (no per-file parts).
-//! - **Bounded**: entries not used by the last two reads are dropped once the cache holds more
-//!   than twice the files of the last read (plus [`SLACK`]).
+//! - **Bounded**: entries not used by the last two reads (a read that failed counts: the files
+//!   it found are marked used by it) are dropped once the cache holds more than twice the files
+//!   of the last read (plus [`SLACK`]).
 
 use foldhash::HashMap;
 use std::borrow::Cow;

@@ -12,9 +12,10 @@
 //! - **Same answer as [`selector_matches`]**: a bit is used only when the selector asked about
 //!   is the one the bit was computed for (the same address in the validated commit, and equal
 //!   content) and the target's bits were computed against this very table (tables are numbered
-//!   per process; a target built elsewhere has bits of no table). Anything else — a selector of
-//!   another commit, a copy, the 65th distinct selector — is matched against the labels as
-//!   before. A debug build checks every answer against [`selector_matches`] (the whole test
+//!   per process; a target built elsewhere has bits of no table). Anything else — a copy or
+//!   another commit's selector at another address, the 65th distinct selector — is matched
+//!   against the labels as before (a selector at the table's address with equal content gets
+//!   the bit, which is then its answer too). A debug build checks every answer against [`selector_matches`] (the whole test
 //!   suite runs with that check).
 
 use std::sync::atomic::{AtomicU64, Ordering};

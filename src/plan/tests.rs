@@ -1677,13 +1677,14 @@ fn each_rule_counts_only_its_own_approvers_in_a_fleet_of_policies() {
     }
 }
 
-/// Issue #17: a config recorded with the same hash as the desired one is not compared key by
-/// key; the diff is still exactly what changed otherwise: a recorded config that differs, and
-/// a record that kept only the hash (the diff then shows every key, as before).
+/// Issue #17: a recorded config equal to the desired one is not compared key by key; the diff
+/// is still exactly what changed otherwise: a recorded config that differs, one edited on the
+/// state branch without its hash (the hash says equal, the diff says what differs), and a
+/// record that kept only the hash (the diff then shows every key, as before).
 #[test]
 fn config_diff_is_skipped_only_for_the_recorded_config_itself() {
     let mut yaml = base("");
-    for name in ["same", "changed", "hash-only"] {
+    for name in ["same", "changed", "edited", "hash-only"] {
         yaml.push_str(&format!(
             "---\n{HEADER}kind: Target\nmetadata: {{ name: {name} }}\nspec: {{ component: billing, version: \"2.0.0\", config: {{ size: 2, zone: a }} }}\n"
         ));
@@ -1708,6 +1709,10 @@ fn config_diff_is_skipped_only_for_the_recorded_config_itself() {
     recorded
         .targets
         .insert("hash-only".into(), record(None, &desired_config));
+    // Edited on the state branch without its hash: the hash says the desired config.
+    recorded
+        .targets
+        .insert("edited".into(), record(Some(old.clone()), &desired_config));
     let p = run(&desired, &windows, &recorded, "2026-11-20T10:00:00Z");
     let diff = |name: &str| {
         action(&p, name)
@@ -1720,6 +1725,12 @@ fn config_diff_is_skipped_only_for_the_recorded_config_itself() {
     assert!(diff("same").is_empty());
     assert_eq!(action(&p, "changed").action, ActionKind::Config);
     assert_eq!(diff("changed"), ["size: Some(Number(1)) -> Some(Number(2))"]);
+    assert_eq!(
+        action(&p, "edited").action,
+        ActionKind::Noop,
+        "the hash decides the action"
+    );
+    assert_eq!(diff("edited"), diff("changed"), "the diff shows what the record holds");
     assert_eq!(action(&p, "hash-only").action, ActionKind::Noop);
     assert_eq!(
         diff("hash-only"),

@@ -56,7 +56,8 @@ pub struct WindowGate<'w> {
     /// The indices of the windows governing the target being judged, reused between calls.
     governing_scratch: Vec<usize>,
     /// Each window's selector resolved in the selector table of the targets judged (by the
-    /// table's address; resolved again for another table).
+    /// table's address; resolved again for another table; a resolution carries its table's id,
+    /// so one made for a table since freed is never answered from another table's bits).
     resolved: Option<(usize, Vec<Option<ResolvedSelector<'w>>>)>,
 }
 

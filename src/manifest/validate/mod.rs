@@ -99,8 +99,9 @@ pub struct Target {
     /// Which of [`Desired::selectors`] match its labels, found once by [`validate`] (see
     /// [`Desired::labels_of`]).
     pub selected: Selected,
-    /// Its `tenant` label (`Some(None)`: it has none), found once by [`validate`] and shared by
-    /// the targets of a tenant (issue #17: dependencies group a fleet by it on every pass);
+    /// Its `tenant` label (`Some(None)`: it has none), found once by [`validate`] (issue #17:
+    /// dependencies group a fleet by it on every pass; one text per tenant among the targets
+    /// matched in the same validation, a kept target keeping its own);
     /// `None`: not looked up (see [`Target::tenant`]).
     pub tenant: Option<Option<Arc<str>>>,
 }
