@@ -174,13 +174,6 @@ pub struct ResolvedSelector<'s> {
     bit: Option<usize>,
 }
 
-impl<'s> ResolvedSelector<'s> {
-    /// The selector itself.
-    pub fn selector(&self) -> &'s Labels {
-        self.selector
-    }
-}
-
 /// A target's labels with the bits [`SelectorTable::select`] found for them: answers selector
 /// tests from a bit where it can (see the module's guarantees).
 #[derive(Debug, Clone, Copy)]
@@ -223,7 +216,7 @@ impl<'a> LabelView<'a> {
         }
     }
 
-    /// [`selector_matches`]`(Some(resolved.selector()), labels)`: the bit when both were found
+    /// [`selector_matches`] of the resolved selector against the labels: the bit when both were found
     /// against the same table, else the labels.
     pub fn matches_resolved(&self, resolved: &ResolvedSelector) -> bool {
         let bit = resolved
