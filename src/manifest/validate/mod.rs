@@ -412,9 +412,36 @@ impl TargetFacts {
     }
 }
 
-/// Target facts kept from the last validation, by manifest (the map holds each manifest, so
-/// its address cannot be reused while it is a key).
-type FactsMemo = foldhash::HashMap<usize, (Arc<Manifest<TargetSpec>>, Arc<TargetFacts>)>;
+/// What a validation worked out per target manifest, kept for the next one (with the parse
+/// cache on, an unchanged file's targets are the same `Arc`s): by address, each entry holding
+/// its manifest, so the address cannot be reused while it is a key.
+struct ByManifest<V>(foldhash::HashMap<usize, (Arc<Manifest<TargetSpec>>, V)>);
+
+impl<V> Default for ByManifest<V> {
+    fn default() -> Self {
+        ByManifest(foldhash::HashMap::default())
+    }
+}
+
+impl<V> ByManifest<V> {
+    fn with_capacity(n: usize) -> Self {
+        ByManifest(<foldhash::HashMap<_, _> as foldhash::HashMapExt>::with_capacity(n))
+    }
+
+    /// What was kept for `manifest` itself, taken out: an entry at its address is its own,
+    /// since the entry holds the manifest it was kept for (no other can be at that address).
+    fn take(&mut self, manifest: &Arc<Manifest<TargetSpec>>) -> Option<V> {
+        self.0.remove(&(Arc::as_ptr(manifest) as usize)).map(|(_, value)| value)
+    }
+
+    fn keep(&mut self, manifest: &Arc<Manifest<TargetSpec>>, value: V) {
+        self.0
+            .insert(Arc::as_ptr(manifest) as usize, (Arc::clone(manifest), value));
+    }
+}
+
+/// Target facts kept from the last validation.
+type FactsMemo = ByManifest<Arc<TargetFacts>>;
 
 fn facts_memo() -> &'static std::sync::Mutex<FactsMemo> {
     static MEMO: std::sync::OnceLock<std::sync::Mutex<FactsMemo>> = std::sync::OnceLock::new();
@@ -429,18 +456,13 @@ fn target_facts(targets: &[Arc<Manifest<TargetSpec>>]) -> Vec<Arc<TargetFacts>> 
     if crate::manifest::parse_cache::global().is_none() {
         return targets.iter().map(|t| Arc::new(TargetFacts::of(t))).collect();
     }
-    let key = |t: &Arc<Manifest<TargetSpec>>| Arc::as_ptr(t) as usize;
     let mut before = std::mem::take(&mut *facts_memo().lock().unwrap_or_else(std::sync::PoisonError::into_inner));
-    let mut now = <FactsMemo as foldhash::HashMapExt>::with_capacity(targets.len());
+    let mut now = FactsMemo::with_capacity(targets.len());
     let facts = targets
         .iter()
         .map(|target| {
-            let facts = match before.remove(&key(target)) {
-                // Held by the memo since: the same allocation, so the same manifest.
-                Some((kept, facts)) if Arc::ptr_eq(&kept, target) => facts,
-                _ => Arc::new(TargetFacts::of(target)),
-            };
-            now.insert(key(target), (Arc::clone(target), Arc::clone(&facts)));
+            let facts = before.take(target).unwrap_or_else(|| Arc::new(TargetFacts::of(target)));
+            now.keep(target, Arc::clone(&facts));
             facts
         })
         .collect();
@@ -458,7 +480,7 @@ type Selection = (PolicyMatch, Selected, Option<Arc<str>>);
 struct SelectionMemo {
     policies: Vec<(Option<Labels>, Vec<String>)>,
     selectors: SelectorTable,
-    entries: foldhash::HashMap<usize, (Arc<Manifest<TargetSpec>>, Selection)>,
+    entries: ByManifest<Selection>,
 }
 
 fn selection_memo() -> &'static std::sync::Mutex<SelectionMemo> {
@@ -497,18 +519,9 @@ fn select_targets(desired: &mut Desired) {
     let same_policies = memo_on && before.policies == signature;
     let carry = selectors.carry_from(&before.selectors);
     let mut tenants: foldhash::HashSet<Arc<str>> = foldhash::HashSet::default();
-    let mut now =
-        <foldhash::HashMap<usize, (Arc<Manifest<TargetSpec>>, Selection)> as foldhash::HashMapExt>::with_capacity(
-            if memo_on { targets.len() } else { 0 },
-        );
+    let mut now = ByManifest::with_capacity(if memo_on { targets.len() } else { 0 });
     for target in targets.values_mut() {
-        let key = Arc::as_ptr(&target.manifest) as usize;
-        // Held by the memo since: the same allocation, so the same manifest.
-        let kept = before
-            .entries
-            .remove(&key)
-            .filter(|(manifest, _)| Arc::ptr_eq(manifest, &target.manifest))
-            .map(|(_, selection)| selection);
+        let kept = before.entries.take(&target.manifest);
         let manifest = &target.manifest;
         let (matched, selected, tenant) = match kept {
             Some((matched, selected, tenant)) => (
@@ -536,7 +549,7 @@ fn select_targets(desired: &mut Desired) {
             ),
         };
         if memo_on {
-            now.insert(key, (Arc::clone(manifest), (matched, selected, tenant.clone())));
+            now.keep(manifest, (matched, selected, tenant.clone()));
         }
         target.policies = matched;
         target.selected = selected;
