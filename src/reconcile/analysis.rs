@@ -4,6 +4,7 @@
 //! When rounds are due and what they mean is pure (`policy::analysis`); this runs the checks.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::manifest::Version;
 use jiff::Timestamp;
@@ -49,7 +50,10 @@ pub struct AnalysisEnv<'a> {
 ///
 /// # Errors
 /// [`ApplyError::State`] when the rounds cannot be recorded; checks that fail are results.
-pub fn run_due_rounds(env: &AnalysisEnv, recorded: &mut RecordedState) -> Result<Vec<AnalysisFailure>, ApplyError> {
+pub fn run_due_rounds(
+    env: &AnalysisEnv,
+    recorded: &mut Arc<RecordedState>,
+) -> Result<Vec<AnalysisFailure>, ApplyError> {
     let mut failures = Vec::new();
     let mut changed: Vec<RolloutRecord> = Vec::new();
     let mut summary: Vec<String> = Vec::new();
@@ -75,6 +79,8 @@ pub fn run_due_rounds(env: &AnalysisEnv, recorded: &mut RecordedState) -> Result
     }
     batch.progress_summary(format!("gantry: analysis {}", summary.join("; ")));
     let mut writer = StateWriter::on_top_of(&env.repo.repo, env.state_branch, recorded)?;
+    // The pass's own copy from here on (the state branch cache keeps the one it read).
+    let recorded = Arc::make_mut(recorded);
     if let Some(commit) = writer.commit(&batch, env.now)? {
         recorded.commit = Some(commit.to_string());
     }

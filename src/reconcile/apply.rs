@@ -607,7 +607,7 @@ fn roll_back_analysis_failure(
     pass: &PassContext,
     loaded: &LoadedCommit,
     pool: &ExecutorPool,
-    recorded: &mut RecordedState,
+    recorded: &mut Arc<RecordedState>,
     failure: super::analysis::AnalysisFailure,
     report: &mut ApplyReport,
 ) -> Result<(), ApplyError> {
@@ -714,7 +714,7 @@ fn record_analysis_failure(
     repo: &WatchedRepo,
     desired: &Desired,
     state_branch: &str,
-    recorded: &mut RecordedState,
+    recorded: &mut Arc<RecordedState>,
     failure: &super::analysis::AnalysisFailure,
     why: &str,
     now: Timestamp,
@@ -755,6 +755,7 @@ fn record_analysis_failure(
         failure.component, failure.version, failure.target
     ));
     let mut writer = StateWriter::on_top_of(&repo.repo, state_branch, recorded)?;
+    let recorded = Arc::make_mut(recorded);
     if let Some(commit) = writer.commit(&batch, now)? {
         recorded.commit = Some(commit.to_string());
     }
@@ -766,7 +767,7 @@ fn run_batch(
     pass: &PassContext,
     loaded: &LoadedCommit,
     pool: &ExecutorPool,
-    recorded: &mut RecordedState,
+    recorded: &mut Arc<RecordedState>,
     plan: &Plan,
     ready: Vec<Action>,
     report: &mut ApplyReport,
@@ -999,7 +1000,7 @@ fn run_batch(
 fn record_results(
     repo: &WatchedRepo,
     state_branch: &str,
-    recorded: &mut RecordedState,
+    recorded: &mut Arc<RecordedState>,
     results: Vec<(Option<String>, AttemptResult)>,
     report: &mut ApplyReport,
     waves: Option<(&Desired, &WaveMembers)>,
@@ -1008,6 +1009,8 @@ fn record_results(
     if results.is_empty() {
         return Ok(Vec::new());
     }
+    // The pass's own copy from here on (the state branch cache keeps the one it read).
+    let recorded = Arc::make_mut(recorded);
     let mut batch = Batch::new();
     let mut finished = Vec::new();
     let mut halts = Vec::new();

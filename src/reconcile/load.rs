@@ -4,6 +4,7 @@ use foldhash::{HashMap, HashMapExt};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use git2::Oid;
 use jiff::Timestamp;
@@ -119,7 +120,9 @@ pub fn load_commit(repo: &WatchedRepo, commit: Oid) -> Result<LoadedCommit, Sour
 /// on another thread (issue #17: the two are independent, and a pass after a one-file change
 /// waited for one and then the other). The state branch name comes from the same `gantry.toml`
 /// bytes `load_commit` reads. The recorded state comes back as its own result, so a caller can
-/// report an unreadable commit before a state error, as when reading one after the other.
+/// report an unreadable commit before a state error, as when reading one after the other. It is
+/// shared with the state branch cache (`state::read_recorded_shared`): a pass that records
+/// outcomes changes its own copy (`Arc::make_mut`).
 ///
 /// # Errors
 /// git failures reading the commit (those reading the state branch are in the second value).
@@ -129,7 +132,7 @@ pub fn load_with_recorded(
 ) -> Result<
     (
         LoadedCommit,
-        Result<crate::state::RecordedState, crate::state::StateError>,
+        Result<Arc<crate::state::RecordedState>, crate::state::StateError>,
     ),
     SourceError,
 > {
@@ -141,7 +144,7 @@ pub fn load_with_recorded(
             .name("state-read".into())
             .spawn_scoped(scope, || {
                 let own = git2::Repository::open(git_dir).ok()?;
-                Some(crate::state::read_recorded(&own, &state_branch))
+                Some(crate::state::read_recorded_shared(&own, &state_branch))
             });
         let loaded = load_commit(repo, commit);
         let early = match reading {
@@ -155,7 +158,7 @@ pub fn load_with_recorded(
         Some(recorded) if loaded.desired.config.state_branch == state_branch => recorded,
         // No thread or repository to be had (or, never expected, another branch): read now,
         // after the commit, as a sequential pass does.
-        _ => crate::state::read_recorded(&repo.repo, &loaded.desired.config.state_branch),
+        _ => crate::state::read_recorded_shared(&repo.repo, &loaded.desired.config.state_branch),
     };
     Ok((loaded, recorded))
 }

@@ -54,7 +54,7 @@ pub mod signing;
 
 pub use branch::{
     Batch, FinishedAttempt, Identity, ROLLOUTS_DIR, RecordCache, StateWriter, TARGETS_DIR, branch_ref, read_recorded,
-    read_recorded_cached, state_tip,
+    read_recorded_cached, read_recorded_shared, state_tip,
 };
 pub use history::{AttemptDetail, HealthAtDecision, HistoryEntry, read_history};
 pub use journal::{AttemptHeader, Journal, JournalEntry, JournalError, JournaledAttempt, StepCompleted, StepStarted};

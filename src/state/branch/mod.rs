@@ -15,7 +15,7 @@ mod read;
 mod write;
 
 pub(crate) use message::trailer;
-pub use read::{RecordCache, enable_process_cache, read_recorded, read_recorded_cached};
+pub use read::{RecordCache, enable_process_cache, read_recorded, read_recorded_cached, read_recorded_shared};
 pub use write::{Batch, FinishedAttempt, Identity, StateWriter};
 
 /// The directory of target records on the state branch.

@@ -2,6 +2,7 @@
 //! across reads ([`RecordCache`]) and parsed on several threads for large fleets.
 
 use foldhash::HashMap;
+use std::sync::Arc;
 
 use git2::{ObjectType, Oid, Repository, Tree};
 use serde::Serialize;
@@ -28,14 +29,31 @@ use super::{RECORD_EXT, ROLLOUTS_DIR, TARGETS_DIR, git_error, state_tip};
 /// - [`StateError::UntrustedCommit`] / [`StateError::Rewritten`] when state signing is on and
 ///   the branch does not verify (`state::signing`).
 pub fn read_recorded(repo: &Repository, state_branch: &str) -> Result<RecordedState, StateError> {
+    read_recorded_shared(repo, state_branch).map(Arc::unwrap_or_clone)
+}
+
+/// [`read_recorded`], shared: with the process cache on (the daemon), a read at the tip the
+/// previous read found returns that read's state itself, without walking the tree again (issue
+/// #17: a daemon pass after a desired commit reads an unchanged state branch, and copying 10,000
+/// records was the longer half of its load). The caller changes its own copy only
+/// (`Arc::make_mut`): the cache's is never written through. Exact, since a commit id is the hash
+/// of its whole tree; the branch is still verified (state signing) on every read, and errors are
+/// never cached.
+///
+/// # Errors
+/// As [`read_recorded`].
+pub fn read_recorded_shared(repo: &Repository, state_branch: &str) -> Result<Arc<RecordedState>, StateError> {
     let _stage = tracing::debug_span!("state.read_recorded").entered();
     let Some(shared) = PROCESS_CACHE.get() else {
-        return read_recorded_cached(repo, state_branch, &mut RecordCache::default());
+        return read_with(repo, state_branch, &mut RecordCache::default());
     };
     // Taken out for the read: a concurrent reader (an HTTP handler) reads without it rather
     // than wait, and whichever read ends last leaves its records for the next.
     let mut cache = std::mem::take(&mut *shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
-    let read = read_recorded_cached(repo, state_branch, &mut cache);
+    let read = read_with(repo, state_branch, &mut cache);
+    if read.is_err() {
+        cache = RecordCache::default();
+    }
     *shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = cache;
     read
 }
@@ -47,7 +65,8 @@ static PROCESS_CACHE: std::sync::OnceLock<std::sync::Mutex<RecordCache>> = std::
 /// daemon reads the state branch several times a pass; after a pass only the records it wrote
 /// are new: issue #17). Exact, since a record's parse depends on its bytes only (a blob id is
 /// their hash) and errors are never cached; bounded, since the cache holds the records of the
-/// last read only. A CLI run reads the branch once or twice and does not enable it.
+/// last read only (and that read's whole state, returned again while the tip is unchanged: see
+/// [`read_recorded_shared`]). A CLI run reads the branch once or twice and does not enable it.
 pub fn enable_process_cache() {
     PROCESS_CACHE.get_or_init(Default::default);
 }
@@ -59,6 +78,8 @@ pub fn enable_process_cache() {
 pub struct RecordCache {
     pub(super) targets: HashMap<Oid, TargetRecord>,
     pub(super) rollouts: HashMap<Oid, RolloutRecord>,
+    /// The state the last read returned, and the tip it read it at.
+    pub(super) last: Option<(Oid, Arc<RecordedState>)>,
 }
 
 /// [`read_recorded`], reusing and then replacing the records in `cache`.
@@ -74,17 +95,25 @@ pub fn read_recorded_cached(
     if read.is_err() {
         *cache = RecordCache::default();
     }
-    read
+    read.map(Arc::unwrap_or_clone)
 }
 
 /// [`read_recorded_cached`], leaving `cache` as it may be after an error.
-fn read_with(repo: &Repository, state_branch: &str, cache: &mut RecordCache) -> Result<RecordedState, StateError> {
-    // With state signing on, nothing is read from a branch that does not verify (issue #18).
+fn read_with(repo: &Repository, state_branch: &str, cache: &mut RecordCache) -> Result<Arc<RecordedState>, StateError> {
+    // With state signing on, nothing is read from a branch that does not verify (issue #18),
+    // even at a tip read before.
     crate::state::signing::verify_branch(repo, state_branch)?;
     let Some(tip) = state_tip(repo, state_branch)? else {
         *cache = RecordCache::default();
-        return Ok(RecordedState::default());
+        return Ok(Arc::default());
     };
+    if let Some((read_at, state)) = &cache.last
+        && *read_at == tip
+    {
+        return Ok(Arc::clone(state));
+    }
+    // Dropped first: a read that fails leaves no state of another tip behind.
+    cache.last = None;
     let commit = repo
         .find_commit(tip)
         .map_err(|e| git_error(state_branch, "reading the state branch tip", e))?;
@@ -122,6 +151,8 @@ fn read_with(repo: &Repository, state_branch: &str, cache: &mut RecordCache) -> 
             .rollouts
             .insert((record.component.clone(), record.version.clone()), record);
     }
+    let state = Arc::new(state);
+    cache.last = Some((tip, Arc::clone(&state)));
     Ok(state)
 }
 
