@@ -191,8 +191,8 @@ impl Extract {
 ///
 /// The walk consults the history walk cache (`source::walk_cache`) at every commit it reaches,
 /// head included: a name still open at commit C has, at C, the value it has at head (no commit
-/// walked so far changed it), so what settled it from C settled it from head. A walk that learnt
-/// something stores its result under `head`.
+/// walked so far changed it), so what settled it from C settled it from head. A walk that did
+/// more than a short walk's work ([`WalkWork::worth_storing`]) stores its result under `head`.
 fn settling_commits(
     repo: &WatchedRepo,
     head: Oid,
@@ -205,8 +205,8 @@ fn settling_commits(
     let _span = tracing::debug_span!("history.walk", kind = extract.cache_kind()).entered();
     let git_dir = repo.repo.path().to_path_buf();
     let cache = WalkCache::load(&git_dir);
-    let (found, walked) = walk(repo, head, wanted, extract, &cache)?;
-    if walked > 0 {
+    let (found, work) = walk(repo, head, wanted, extract, &cache)?;
+    if work.worth_storing() {
         let settled: Settled = found
             .iter()
             .filter_map(|(name, commit)| Some((name.clone(), (wanted.get(name)?.clone(), *commit))))
@@ -216,20 +216,55 @@ fn settling_commits(
     Ok(found)
 }
 
-/// [`settling_commits`]' walk; also returns how many commits it diffed (0: all from the cache).
+/// What a walk read of history: the cost of doing it again, weighed against the cost of storing
+/// its result (a cache entry of every wanted name, written to the file in the background).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct WalkWork {
+    /// Commits diffed against their parent.
+    commits: usize,
+    /// Blobs read and parsed (each side of every changed manifest, once per walk).
+    blobs: usize,
+    /// Whether the cache had no entry of this kind of walk (a first walk is always stored).
+    first: bool,
+    /// Whether an entry the walk reached was found wrong (then replaced by storing).
+    rejected: bool,
+}
+
+/// A walk of at most this many commits, and of at most [`STORE_AFTER_BLOBS`] blobs, is not
+/// stored: the next walk from a descendant repeats it in well under a millisecond, while storing
+/// copies every wanted name (issue #17: a daemon's pass after a one-file commit spent more on
+/// storing its one-commit walk, and on writing the file beside the planner, than on the walk).
+/// A daemon following a branch therefore stores about every 17th commit.
+const STORE_AFTER_COMMITS: usize = 16;
+/// See [`STORE_AFTER_COMMITS`]: a walk that parsed more blobs than this is stored (a commit that
+/// bumps a whole fleet is not parsed again by every later walk).
+const STORE_AFTER_BLOBS: usize = 256;
+
+impl WalkWork {
+    /// Whether the walk did enough that the next one should not repeat it.
+    fn worth_storing(self) -> bool {
+        let learnt = self.commits > 0;
+        learnt && (self.first || self.rejected || self.commits > STORE_AFTER_COMMITS || self.blobs > STORE_AFTER_BLOBS)
+    }
+}
+
+/// [`settling_commits`]' walk; also returns what it read of history (nothing: all from the cache).
 fn walk(
     repo: &WatchedRepo,
     head: Oid,
     wanted: &BTreeMap<String, String>,
     extract: Extract,
     walk_cache: &WalkCache,
-) -> Result<(BTreeMap<String, Oid>, usize), SourceError> {
+) -> Result<(BTreeMap<String, Oid>, WalkWork), SourceError> {
     // Collected in a vector and made a map once at the end (a bulk build from sorted runs):
     // 10,000 inserts one by one, each comparing long names from the root, cost more than the
     // rest of a cached walk (issue #17).
     let mut found: Vec<(String, Oid)> = Vec::new();
     let by_name = |found: Vec<(String, Oid)>| found.into_iter().collect::<BTreeMap<String, Oid>>();
-    let mut walked = 0;
+    let mut work = WalkWork {
+        first: !walk_cache.has_kind(extract.cache_kind()),
+        ..WalkWork::default()
+    };
     let mut open: BTreeMap<&str, &str> = wanted.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let mut cache: HashMap<BlobKey, Vec<(String, String)>> = HashMap::new();
     let mut commit = repo.repo.find_commit(head)?;
@@ -241,20 +276,23 @@ fn walk(
             // Looked up once per settling commit, not once per name (10,000 names share a few).
             let mut present: HashMap<Oid, bool> = HashMap::new();
             open.retain(|name, value| {
-                if let Some((v, at)) = known.get(*name)
-                    && v == value
-                    && *present.entry(*at).or_insert_with(|| repo.repo.find_commit(*at).is_ok())
-                {
+                let Some((v, at)) = known.get(*name) else {
+                    return true;
+                };
+                if v == value && *present.entry(*at).or_insert_with(|| repo.repo.find_commit(*at).is_ok()) {
                     found.push(((*name).to_string(), *at));
                     return false;
                 }
+                // An entry that cannot hold at this commit (another value, or a settling commit
+                // that is not there): stored over once the walk knows better.
+                work.rejected = true;
                 true
             });
             if open.is_empty() {
-                return Ok((by_name(found), walked));
+                return Ok((by_name(found), work));
             }
         }
-        walked += 1;
+        work.commits += 1;
         let parent = match commit.parent_count() {
             0 => None,
             _ => Some(commit.parent(0)?),
@@ -262,7 +300,7 @@ fn walk(
         let Some(parent) = parent else {
             // The root commit created every name still open.
             found.extend(open.keys().map(|name| (name.to_string(), commit.id())));
-            return Ok((by_name(found), walked));
+            return Ok((by_name(found), work));
         };
         // Only the directories whose tree changed are read (`source::tree_listing`).
         let changes = super::tree_listing::changed_files(&repo.repo, parent.tree_id(), commit.tree_id())?;
@@ -292,6 +330,7 @@ fn walk(
             .into_iter()
             .map(|(key, path)| (path, key))
             .collect();
+        work.blobs += uncached.len();
         let mut files = Vec::with_capacity(uncached.len());
         for (path, (oid, _)) in &uncached {
             files.push(RawFile {
@@ -326,7 +365,7 @@ fn walk(
                     found.push((name.to_string(), commit.id()));
                 }
                 if open.is_empty() {
-                    return Ok((by_name(found), walked));
+                    return Ok((by_name(found), work));
                 }
             }
         }
@@ -471,6 +510,100 @@ mod tests {
         let list = |t: &str| found[t].approvers.iter().cloned().collect::<Vec<_>>();
         assert_eq!(list("a"), vec!["b@x.io"]);
         assert_eq!(list("b"), vec!["a@x.io"], "created in the root commit");
+    }
+
+    /// Issue #17: a short walk from a descendant of a cached head is not stored (the next walk
+    /// repeats it cheaply), a long one and a first one are, and one that met a wrong entry
+    /// replaces it. Whatever is stored, every walk answers as a walk without any cache.
+    #[test]
+    fn only_walks_worth_repeating_are_stored_and_every_walk_answers_as_a_cold_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let git = git2::Repository::init(dir.path()).unwrap();
+        let git_dir = git.path().to_path_buf();
+        let kind = Extract::TargetVersions.cache_kind();
+        let files = |a: &str, config: usize| {
+            vec![
+                ("a.yaml", target("a", a, &config.to_string())),
+                ("b.yaml", target("b", "1.0.0", "1")),
+            ]
+        };
+        let commit_files = |git: &git2::Repository, a: &str, config: usize, message: &str| {
+            let files = files(a, config);
+            let files: Vec<(&str, &str)> = files.iter().map(|(p, t)| (*p, t.as_str())).collect();
+            commit(git, &files, message);
+            git.head().unwrap().peel_to_commit().unwrap().id()
+        };
+        let repo = WatchedRepo { repo: git };
+        let wanted = |a: &str| -> BTreeMap<String, String> {
+            [("a".to_string(), a.to_string()), ("b".to_string(), "1.0.0".to_string())].into()
+        };
+        // What a walk finds, and what the same walk finds with no cache at all.
+        let walk_both = |head: Oid, wanted: &BTreeMap<String, String>| {
+            let cached = settling_commits(&repo, head, wanted, Extract::TargetVersions).unwrap();
+            let (cold, _) = walk(&repo, head, wanted, Extract::TargetVersions, &WalkCache::default()).unwrap();
+            assert_eq!(cached, cold, "from {head}");
+            cached
+        };
+        let stored = |head: Oid| WalkCache::load(&git_dir).get(kind, head).is_some();
+
+        let root = commit_files(&repo.repo, "1.0.0", 0, "add");
+        walk_both(root, &wanted("1.0.0"));
+        assert!(stored(root), "the first walk is stored");
+        // One-file commits on top: short walks, not stored, answering from the root's entry.
+        let bump = commit_files(&repo.repo, "2.0.0", 0, "bump a\n\nApproved-by: B <b@x.io>\n");
+        let found = walk_both(bump, &wanted("2.0.0"));
+        assert_eq!((found["a"], found["b"]), (bump, root));
+        assert!(!stored(bump), "a walk of one commit is stored");
+        let mut head = bump;
+        for config in 1..STORE_AFTER_COMMITS {
+            head = commit_files(&repo.repo, "2.0.0", config, "config");
+            let found = walk_both(head, &wanted("2.0.0"));
+            assert_eq!((found["a"], found["b"]), (bump, root));
+            assert!(!stored(head), "a walk of {} commits is stored", config + 1);
+        }
+        // One more: past the threshold, stored.
+        head = commit_files(&repo.repo, "2.0.0", STORE_AFTER_COMMITS, "config");
+        walk_both(head, &wanted("2.0.0"));
+        assert!(
+            stored(head),
+            "a walk of {} commits is not stored",
+            STORE_AFTER_COMMITS + 1
+        );
+        // The next walk is short again (from that entry).
+        head = commit_files(&repo.repo, "2.0.0", STORE_AFTER_COMMITS + 1, "config");
+        assert_eq!(walk_both(head, &wanted("2.0.0"))["a"], bump);
+        assert!(!stored(head));
+
+        // A wrong entry for the next head (a settling commit the repository does not have): not
+        // believed, and replaced by the walk's own answer.
+        let next = commit_files(&repo.repo, "2.0.0", STORE_AFTER_COMMITS + 2, "config");
+        let bogus = Oid::from_str(&"f".repeat(40)).unwrap();
+        let forged: Settled = [("a".to_string(), ("2.0.0".to_string(), bogus))].into_iter().collect();
+        WalkCache::store(&git_dir, kind, next, forged);
+        let found = walk_both(next, &wanted("2.0.0"));
+        assert_eq!(found["a"], bump);
+        let cache = WalkCache::load(&git_dir);
+        assert_eq!(
+            cache.get(kind, next).unwrap()["a"],
+            ("2.0.0".to_string(), bump),
+            "the wrong entry was kept"
+        );
+
+        // One commit that changes many files (a fleet-wide edit): parsed again by every later
+        // walk unless stored, so stored.
+        let many: Vec<(String, String)> = (0..=STORE_AFTER_BLOBS)
+            .map(|i| (format!("z{i}.yaml"), target(&format!("z{i}"), "1.0.0", "1")))
+            .chain(
+                files("2.0.0", STORE_AFTER_COMMITS + 3)
+                    .into_iter()
+                    .map(|(p, t)| (p.to_string(), t)),
+            )
+            .collect();
+        let many: Vec<(&str, &str)> = many.iter().map(|(p, t)| (p.as_str(), t.as_str())).collect();
+        commit(&repo.repo, &many, "a fleet");
+        let wide = repo.repo.head().unwrap().peel_to_commit().unwrap().id();
+        assert_eq!(walk_both(wide, &wanted("2.0.0"))["a"], bump);
+        assert!(stored(wide), "a walk of {} blobs is not stored", STORE_AFTER_BLOBS + 1);
     }
 
     #[test]

@@ -9,6 +9,9 @@
 //!   commit S". A new commit, a new approval or a rewritten branch is a new head, so it never
 //!   finds a stale entry; it reuses entries of older commits only below the point where its own
 //!   walk proved the name unchanged (see `history::settling_commits`).
+//! - **Only walks worth repeating are stored**: a first walk, a long one, and one that met a
+//!   wrong entry; a short walk from a descendant of a stored head is repeated by the next walk
+//!   instead (`history::WalkWork`), which costs less than storing every name again.
 //! - **Never trusted over the repository**: an entry whose settling commit is not in the object
 //!   database is ignored, and the walk goes on as without a cache.
 //! - **Corruption is a miss**: the file carries a SHA-256 of its body; a file that is torn,
@@ -103,6 +106,11 @@ impl WalkCache {
             .rev()
             .find(|e| e.kind == kind && e.head == head)
             .map(|e| &e.settled)
+    }
+
+    /// Whether an entry of the walk of kind `kind` exists.
+    pub fn has_kind(&self, kind: &str) -> bool {
+        self.entries.iter().any(|e| e.kind == kind)
     }
 
     /// Whether any entry exists at all (a walk without one need not look at every commit).
