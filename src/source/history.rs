@@ -554,15 +554,14 @@ mod tests {
         let found = walk_both(bump, &wanted("2.0.0"));
         assert_eq!((found["a"], found["b"]), (bump, root));
         assert!(!stored(bump), "a walk of one commit is stored");
-        let mut head = bump;
         for config in 1..STORE_AFTER_COMMITS {
-            head = commit_files(&repo.repo, "2.0.0", config, "config");
+            let head = commit_files(&repo.repo, "2.0.0", config, "config");
             let found = walk_both(head, &wanted("2.0.0"));
             assert_eq!((found["a"], found["b"]), (bump, root));
             assert!(!stored(head), "a walk of {} commits is stored", config + 1);
         }
         // One more: past the threshold, stored.
-        head = commit_files(&repo.repo, "2.0.0", STORE_AFTER_COMMITS, "config");
+        let mut head = commit_files(&repo.repo, "2.0.0", STORE_AFTER_COMMITS, "config");
         walk_both(head, &wanted("2.0.0"));
         assert!(
             stored(head),
