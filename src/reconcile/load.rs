@@ -671,17 +671,18 @@ pub fn evidence(
     anchor: &trust::AnchorSource,
 ) -> Result<Evidence, SourceError> {
     let _stage = tracing::debug_span!("evidence.approvals").entered();
-    let wanted: BTreeMap<String, String> = loaded
+    // Borrowed, in name order already (issue #17: 10,000 names and versions were copied here).
+    let wanted: BTreeMap<&str, &str> = loaded
         .desired
         .targets
-        .values()
-        .filter(|t| {
+        .iter()
+        .filter(|(_, t)| {
             policy::select_policy(&loaded.desired, t).is_ok_and(|g| {
                 let u = &g.spec().updates;
                 u.patch.approvals > 0 || u.minor.approvals > 0 || u.major.approvals > 0
             })
         })
-        .map(|t| (t.name().to_string(), t.spec().version.clone()))
+        .map(|(name, t)| (name.as_str(), t.spec().version.as_str()))
         .collect();
     if wanted.is_empty() {
         return Ok(Evidence::default());

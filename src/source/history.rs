@@ -23,6 +23,7 @@
 //! their Approval, and nobody can write one for them.
 
 use foldhash::{HashMap, HashMapExt};
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use git2::Oid;
@@ -96,10 +97,10 @@ pub struct VersionApproval {
 ///
 /// # Errors
 /// git failures reading commits, trees or blobs.
-pub fn version_change_approvers(
+pub fn version_change_approvers<K: Borrow<str> + Ord, V: AsRef<str>>(
     repo: &WatchedRepo,
     head: Oid,
-    wanted: &BTreeMap<String, String>,
+    wanted: &BTreeMap<K, V>,
     signers: Option<&AllowedSigners>,
 ) -> Result<BTreeMap<String, VersionApproval>, SourceError> {
     let settled = settling_commits(repo, head, wanted, Extract::TargetVersions)?;
@@ -193,10 +194,10 @@ impl Extract {
 /// head included: a name still open at commit C has, at C, the value it has at head (no commit
 /// walked so far changed it), so what settled it from C settled it from head. A walk that did
 /// more than a short walk's work ([`WalkWork::worth_storing`]) stores its result under `head`.
-fn settling_commits(
+fn settling_commits<K: Borrow<str> + Ord, V: AsRef<str>>(
     repo: &WatchedRepo,
     head: Oid,
-    wanted: &BTreeMap<String, String>,
+    wanted: &BTreeMap<K, V>,
     extract: Extract,
 ) -> Result<BTreeMap<String, Oid>, SourceError> {
     if wanted.is_empty() {
@@ -209,7 +210,9 @@ fn settling_commits(
     if work.worth_storing() {
         let settled: Settled = found
             .iter()
-            .filter_map(|(name, commit)| Some((name.clone(), (wanted.get(name)?.clone(), *commit))))
+            .filter_map(|(name, commit)| {
+                Some((name.clone(), (wanted.get(name.as_str())?.as_ref().to_string(), *commit)))
+            })
             .collect();
         WalkCache::store(&git_dir, extract.cache_kind(), head, settled);
     }
@@ -249,10 +252,10 @@ impl WalkWork {
 }
 
 /// [`settling_commits`]' walk; also returns what it read of history (nothing: all from the cache).
-fn walk(
+fn walk<K: Borrow<str> + Ord, V: AsRef<str>>(
     repo: &WatchedRepo,
     head: Oid,
-    wanted: &BTreeMap<String, String>,
+    wanted: &BTreeMap<K, V>,
     extract: Extract,
     walk_cache: &WalkCache,
 ) -> Result<(BTreeMap<String, Oid>, WalkWork), SourceError> {
@@ -265,7 +268,7 @@ fn walk(
         first: !walk_cache.has_kind(extract.cache_kind()),
         ..WalkWork::default()
     };
-    let mut open: BTreeMap<&str, &str> = wanted.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut open: BTreeMap<&str, &str> = wanted.iter().map(|(k, v)| (k.borrow(), v.as_ref())).collect();
     let mut cache: HashMap<BlobKey, Vec<(String, String)>> = HashMap::new();
     let mut commit = repo.repo.find_commit(head)?;
     loop {
@@ -275,19 +278,25 @@ fn walk(
             // than the cache saves; the file sits in `.git`, as trusted as the objects.)
             // Looked up once per settling commit, not once per name (10,000 names share a few).
             let mut present: HashMap<Oid, bool> = HashMap::new();
-            open.retain(|name, value| {
-                let Some((v, at)) = known.get(*name) else {
-                    return true;
-                };
-                if v == value && *present.entry(*at).or_insert_with(|| repo.repo.find_commit(*at).is_ok()) {
-                    found.push(((*name).to_string(), *at));
-                    return false;
+            // Split in one pass and the rest rebuilt in bulk (in order): removing 10,000 names
+            // one by one rebalanced the map for each (issue #17).
+            let mut still_open: Vec<(&str, &str)> = Vec::new();
+            for (name, value) in std::mem::take(&mut open) {
+                match known.get(name) {
+                    Some((v, at))
+                        if v == value && *present.entry(*at).or_insert_with(|| repo.repo.find_commit(*at).is_ok()) =>
+                    {
+                        found.push((name.to_string(), *at));
+                    }
+                    known => {
+                        // An entry that cannot hold at this commit (another value, or a settling
+                        // commit that is not there): stored over once the walk knows better.
+                        work.rejected |= known.is_some();
+                        still_open.push((name, value));
+                    }
                 }
-                // An entry that cannot hold at this commit (another value, or a settling commit
-                // that is not there): stored over once the walk knows better.
-                work.rejected = true;
-                true
-            });
+            }
+            open = still_open.into_iter().collect();
             if open.is_empty() {
                 return Ok((by_name(found), work));
             }
