@@ -85,7 +85,8 @@ pub fn run(
             }
             // The process ends right after printing: freeing a large plan value by value (10,000
             // actions with their release notes: ~3% of a cold plan's instructions, on one
-            // thread) only delays the exit. Plain data, nothing to flush or release.
+            // thread), and the commit and recorded state it was made from, only delays the exit.
+            // Plain data, nothing to flush or release.
             std::mem::forget(planned);
         }
     }

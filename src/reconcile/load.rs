@@ -18,6 +18,7 @@ use crate::source::{SourceError, TreeFile, WatchedRepo, history, trust};
 use crate::state::RecordedState;
 
 /// The desired state of one commit with every diagnostic found reading it.
+#[derive(Debug)]
 pub struct LoadedCommit {
     pub commit: Oid,
     pub desired: Desired,

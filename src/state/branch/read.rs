@@ -45,7 +45,8 @@ pub fn read_recorded(repo: &Repository, state_branch: &str) -> Result<RecordedSt
 pub fn read_recorded_shared(repo: &Repository, state_branch: &str) -> Result<Arc<RecordedState>, StateError> {
     let _stage = tracing::debug_span!("state.read_recorded").entered();
     let Some(shared) = PROCESS_CACHE.get() else {
-        return read_with(repo, state_branch, &mut RecordCache::default());
+        // One read, nothing kept for another (a command line run).
+        return read_with(repo, state_branch, &mut RecordCache::keeping_nothing());
     };
     // Taken out for the read: a concurrent reader (an HTTP handler) reads without it rather
     // than wait, and whichever read ends last leaves its records for the next.
@@ -80,6 +81,19 @@ pub struct RecordCache {
     pub(super) rollouts: HashMap<Oid, RolloutRecord>,
     /// The state the last read returned, and the tip it read it at.
     pub(super) last: Option<(Oid, Arc<RecordedState>)>,
+    /// Set for a single read: nothing is copied in to be thrown away with the cache (issue
+    /// #17: a cold `gantry plan` copied its 10,000 records once more for nothing).
+    keep_nothing: bool,
+}
+
+impl RecordCache {
+    /// A cache for one read that keeps nothing (every record parsed, none copied).
+    pub(super) fn keeping_nothing() -> RecordCache {
+        RecordCache {
+            keep_nothing: true,
+            ..RecordCache::default()
+        }
+    }
 }
 
 /// [`read_recorded`], reusing and then replacing the records in `cache`.
@@ -99,7 +113,11 @@ pub fn read_recorded_cached(
 }
 
 /// [`read_recorded_cached`], leaving `cache` as it may be after an error.
-fn read_with(repo: &Repository, state_branch: &str, cache: &mut RecordCache) -> Result<Arc<RecordedState>, StateError> {
+pub(super) fn read_with(
+    repo: &Repository,
+    state_branch: &str,
+    cache: &mut RecordCache,
+) -> Result<Arc<RecordedState>, StateError> {
     // With state signing on, nothing is read from a branch that does not verify (issue #18),
     // even at a tip read before.
     crate::state::signing::verify_branch(repo, state_branch)?;
@@ -126,8 +144,9 @@ fn read_with(repo: &Repository, state_branch: &str, cache: &mut RecordCache) -> 
         commit: tip,
     };
 
-    let targets = reader.read_dir(&tree, TARGETS_DIR, &mut cache.targets)?;
-    let rollouts = reader.read_dir(&tree, ROLLOUTS_DIR, &mut cache.rollouts)?;
+    let keep = !cache.keep_nothing;
+    let targets = reader.read_dir(&tree, TARGETS_DIR, &mut cache.targets, keep)?;
+    let rollouts = reader.read_dir(&tree, ROLLOUTS_DIR, &mut cache.rollouts, keep)?;
 
     let mut state = RecordedState {
         commit: Some(tip.to_string()),
@@ -152,7 +171,9 @@ fn read_with(repo: &Repository, state_branch: &str, cache: &mut RecordCache) -> 
             .insert((record.component.clone(), record.version.clone()), record);
     }
     let state = Arc::new(state);
-    cache.last = Some((tip, Arc::clone(&state)));
+    if keep {
+        cache.last = Some((tip, Arc::clone(&state)));
+    }
     Ok(state)
 }
 
@@ -169,12 +190,14 @@ pub(super) struct RecordReader<'r> {
 impl RecordReader<'_> {
     /// `(name without .yaml, record)` for every record in directory `dir` of `tree`, in name
     /// order, cloned from `cached` when its blob was parsed before (one copy per record: the
-    /// cache keeps its own). `cached` is left holding the records of this read only.
+    /// cache keeps its own). `cached` is left holding the records of this read only (none
+    /// unless `keep`).
     fn read_dir<T>(
         &self,
         tree: &Tree<'_>,
         dir: &str,
         cached: &mut HashMap<Oid, T>,
+        keep: bool,
     ) -> Result<Vec<(String, T)>, StateError>
     where
         T: DeserializeOwned + Serialize + Clone + Send,
@@ -220,11 +243,15 @@ impl RecordReader<'_> {
         drop(blobs);
         let _parse = tracing::debug_span!("state.parse_records").entered();
         for (index, record) in self.parse_all::<T>(&to_parse)? {
-            cached.insert(records[index].1, record.clone());
+            if keep {
+                cached.insert(records[index].1, record.clone());
+            }
             records[index].2 = Some(record);
         }
-        let read: foldhash::HashSet<Oid> = records.iter().map(|(_, blob, _)| *blob).collect();
-        cached.retain(|blob, _| read.contains(blob));
+        if keep {
+            let read: foldhash::HashSet<Oid> = records.iter().map(|(_, blob, _)| *blob).collect();
+            cached.retain(|blob, _| read.contains(blob));
+        }
         Ok(records
             .into_iter()
             .map(|(name, _, record)| {

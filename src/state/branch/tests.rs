@@ -387,6 +387,30 @@ fn a_shared_read_is_reused_only_at_the_same_tip_and_never_written_through() {
     assert_eq!(*rewound, uncached(&repo));
 }
 
+/// A single read (a command line run) reads what a cached read reads and copies nothing into
+/// a cache it throws away.
+#[test]
+fn a_read_that_keeps_nothing_reads_the_same_and_keeps_nothing() {
+    let (_dir, repo) = temp_repo();
+    let mut writer = StateWriter::open(&repo, BRANCH).unwrap();
+    let mut batch = Batch::new();
+    batch.upsert_target("acme", target("billing", "1.2.0"));
+    batch.upsert_rollout(rollout());
+    writer.commit(&batch, now()).unwrap();
+    let mut kept = RecordCache::default();
+    let mut single = RecordCache::keeping_nothing();
+    let state = super::read::read_with(&repo, BRANCH, &mut single).unwrap();
+    assert_eq!(*state, read_recorded_cached(&repo, BRANCH, &mut kept).unwrap());
+    assert_eq!(
+        (kept.targets.len(), kept.rollouts.len(), kept.last.is_some()),
+        (1, 1, true)
+    );
+    assert_eq!(
+        (single.targets.len(), single.rollouts.len(), single.last.is_some()),
+        (0, 0, false)
+    );
+}
+
 #[test]
 fn record_yaml_keeps_field_order_and_ends_in_newline() {
     let (_dir, repo) = temp_repo();
