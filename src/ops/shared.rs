@@ -16,7 +16,7 @@ use crate::reconcile::load::{self, load_commit};
 use crate::source::WatchedRepo;
 use crate::source::remote::{GitAuth, Remote};
 use crate::source::sync::{self, SyncError};
-use crate::state::{Journal, ReconcilerLock, read_recorded};
+use crate::state::{Journal, ReconcilerLock, read_recorded_shared};
 
 /// Why a shared pass failed.
 #[derive(Debug, thiserror::Error)]
@@ -142,7 +142,7 @@ fn plan_only(repo: &WatchedRepo, now: Option<Timestamp>) -> Result<ApplyReport, 
             diagnostics: loaded.diagnostics,
         });
     }
-    let recorded = read_recorded(&repo.repo, &loaded.desired.config.state_branch)?;
+    let recorded = read_recorded_shared(&repo.repo, &loaded.desired.config.state_branch)?;
     let anchor = crate::reconcile::apply::anchor_of(repo, &recorded)?;
     let evidence = load::evidence(repo, &loaded, &anchor)?;
     let plan = plan::plan(&loaded.plan_input(&recorded, &evidence, now.unwrap_or_else(Timestamp::now)));
@@ -235,7 +235,7 @@ fn claim_round(
         .collect();
     let mut wanted = Vec::new();
     if loaded.is_valid() {
-        let recorded = read_recorded(&repo.repo, &config.state_branch).map_err(ApplyError::from)?;
+        let recorded = read_recorded_shared(&repo.repo, &config.state_branch).map_err(ApplyError::from)?;
         let anchor = crate::reconcile::apply::anchor_of(repo, &recorded)?;
         let evidence = load::evidence(repo, &loaded, &anchor).map_err(ApplyError::from)?;
         let plan = plan::plan(&loaded.plan_input(&recorded, &evidence, now));

@@ -88,7 +88,8 @@ pub fn unified_diff(path: &str, old: Option<&str>, new: Option<&str>) -> FileDif
 pub struct PlanContext {
     pub head_summary: Option<String>,
     pub diffs: Vec<FileDiff>,
-    /// Every desired target's labels, for roll-ups by label ([`summary::fit_markdown`]).
+    /// Every desired target's labels, for roll-ups by label ([`summary::fit_markdown`]); filled
+    /// for markdown only (empty otherwise: nothing else reads them).
     pub labels: BTreeMap<String, BTreeMap<String, String>>,
 }
 

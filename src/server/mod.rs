@@ -42,7 +42,7 @@ use crate::manifest::RepoConfig;
 use crate::reconcile::apply::{ApplyError, ApplyOptions};
 use crate::source::sync::Fetched;
 use crate::source::{SourceError, WatchedRepo};
-use crate::state::{LockError, ReconcilerLock, read_recorded};
+use crate::state::{LockError, ReconcilerLock, read_recorded_shared};
 
 use self::events::DaemonSink;
 use self::metrics::Metrics;
@@ -624,7 +624,8 @@ fn run_pass(shared: &Shared, lock_held: &ReconcilerLock, seen: Option<Instant>) 
     let state_branch = shared.config.state_branch.clone();
     // Unreadable recorded state fails the pass (and it is retried): a default here made the
     // wave and rollout notifications compare against nothing (issue #9).
-    let before = match read_recorded(&repo.repo, &state_branch) {
+    // Shared with the state branch cache (read-only here): not a copy of every record per pass.
+    let before = match read_recorded_shared(&repo.repo, &state_branch) {
         Ok(before) => before,
         Err(e) => return PassOutcome::transient(format!("cannot read the state branch before the pass: {e}")),
     };
@@ -754,7 +755,7 @@ fn pass_outcome(
                 resumed = report.resumed,
                 "pass finished"
             );
-            let after = match read_recorded(&repo.repo, state_branch) {
+            let after = match read_recorded_shared(&repo.repo, state_branch) {
                 Ok(after) => after,
                 Err(e) => return PassOutcome::transient(format!("cannot read the state branch after the pass: {e}")),
             };
@@ -765,7 +766,7 @@ fn pass_outcome(
                     let runtime = crate::reconcile::runtime::Runtime::default();
                     match crate::reconcile::observe::observe(repo, head, now, &runtime, false) {
                         Ok(seen) if seen.iter().any(|o| o.drifted) => {
-                            read_recorded(&repo.repo, state_branch).unwrap_or(after)
+                            read_recorded_shared(&repo.repo, state_branch).unwrap_or(after)
                         }
                         Ok(_) => after,
                         Err(e) => {

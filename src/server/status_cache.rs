@@ -17,7 +17,7 @@ use git2::Oid;
 
 use crate::ops::status::{Projection, StatusReport, status_report};
 use crate::source::WatchedRepo;
-use crate::state::{Journal, RolloutRecord, read_recorded, state_tip};
+use crate::state::{Journal, RolloutRecord, read_recorded_shared, state_tip};
 
 use super::{Shared, lock};
 
@@ -102,8 +102,9 @@ impl StatusCache {
         key: Key,
         report: StatusReport,
     ) -> Result<Arc<Snapshot>, String> {
-        let recorded = read_recorded(&repo.repo, &shared.config.state_branch).map_err(|e| e.to_string())?;
-        let mut rollouts: Vec<RolloutRecord> = recorded.rollouts.into_values().collect();
+        // Shared with the state branch cache: only the rollouts are copied, not every record.
+        let recorded = read_recorded_shared(&repo.repo, &shared.config.state_branch).map_err(|e| e.to_string())?;
+        let mut rollouts: Vec<RolloutRecord> = recorded.rollouts.values().cloned().collect();
         rollouts.sort_by(|a, b| b.started.cmp(&a.started));
         let snapshot = Arc::new(Snapshot { report, rollouts });
         *lock(&self.entry) = Some(Entry {

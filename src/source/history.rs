@@ -193,7 +193,8 @@ impl Extract {
 /// The walk consults the history walk cache (`source::walk_cache`) at every commit it reaches,
 /// head included: a name still open at commit C has, at C, the value it has at head (no commit
 /// walked so far changed it), so what settled it from C settled it from head. A walk that did
-/// more than a short walk's work ([`WalkWork::worth_storing`]) stores its result under `head`.
+/// more than a short walk's work ([`WalkWork::worth_storing`]), or a short walk from a head this
+/// process walked before without storing, stores its result under `head`.
 fn settling_commits<K: Borrow<str> + Ord, V: AsRef<str>>(
     repo: &WatchedRepo,
     head: Oid,
@@ -207,7 +208,9 @@ fn settling_commits<K: Borrow<str> + Ord, V: AsRef<str>>(
     let git_dir = repo.repo.path().to_path_buf();
     let cache = WalkCache::load(&git_dir);
     let (found, work) = walk(repo, head, wanted, extract, &cache)?;
-    if work.worth_storing() {
+    if work.worth_storing()
+        || (work.commits > 0 && WalkCache::walked_unstored_before(&git_dir, extract.cache_kind(), head))
+    {
         let settled: Settled = found
             .iter()
             .filter_map(|(name, commit)| {
@@ -229,18 +232,23 @@ struct WalkWork {
     blobs: usize,
     /// Whether the cache had no entry of this kind of walk (a first walk is always stored).
     first: bool,
-    /// Whether an entry the walk reached was found wrong (then replaced by storing).
+    /// Whether an entry the walk reached was found wrong. Storing replaces one under the walk's
+    /// own head; one under an older head is passed over by every walk that reaches it (each then
+    /// stores its own answer) until it ages out of the cache.
     rejected: bool,
 }
 
 /// A walk of at most this many commits, and of at most [`STORE_AFTER_BLOBS`] blobs, is not
-/// stored: the next walk from a descendant repeats it in well under a millisecond, while storing
-/// copies every wanted name (issue #17: a daemon's pass after a one-file commit spent more on
-/// storing its one-commit walk, and on writing the file beside the planner, than on the walk).
-/// A daemon following a branch therefore stores about every 17th commit.
+/// stored the first time: the next walk from a descendant repeats it (a tree diff and a few
+/// changed files per commit), while storing copies every wanted name and rewrites the file
+/// (issue #17: a daemon's pass after a one-file commit spent more on storing its one-commit
+/// walk, and on writing the file beside the planner, than on the walk). A daemon following a
+/// branch therefore stores about every 17th commit, and a head walked a second time (its next
+/// pass) is stored then.
 const STORE_AFTER_COMMITS: usize = 16;
-/// See [`STORE_AFTER_COMMITS`]: a walk that parsed more blobs than this is stored (a commit that
-/// bumps a whole fleet is not parsed again by every later walk).
+/// See [`STORE_AFTER_COMMITS`]: a walk that parsed more blobs than this (a few milliseconds of
+/// small manifests) is stored, so a commit that edits a whole fleet is not parsed again by every
+/// later walk.
 const STORE_AFTER_BLOBS: usize = 256;
 
 impl WalkWork {
@@ -558,19 +566,23 @@ mod tests {
         let root = commit_files(&repo.repo, "1.0.0", 0, "add");
         walk_both(root, &wanted("1.0.0"));
         assert!(stored(root), "the first walk is stored");
-        // One-file commits on top: short walks, not stored, answering from the root's entry.
+        // A one-file commit on top: a short walk, not stored, answering from the root's entry;
+        // walked again for the same head (the daemon's next pass there), stored.
         let bump = commit_files(&repo.repo, "2.0.0", 0, "bump a\n\nApproved-by: B <b@x.io>\n");
         let found = walk_both(bump, &wanted("2.0.0"));
         assert_eq!((found["a"], found["b"]), (bump, root));
         assert!(!stored(bump), "a walk of one commit is stored");
-        for config in 1..STORE_AFTER_COMMITS {
+        walk_both(bump, &wanted("2.0.0"));
+        assert!(stored(bump), "a short walk repeated for the same head is not stored");
+        // More one-file commits: short walks from the bump's entry, each walked once.
+        for config in 1..=STORE_AFTER_COMMITS {
             let head = commit_files(&repo.repo, "2.0.0", config, "config");
             let found = walk_both(head, &wanted("2.0.0"));
             assert_eq!((found["a"], found["b"]), (bump, root));
-            assert!(!stored(head), "a walk of {} commits is stored", config + 1);
+            assert!(!stored(head), "a walk of {config} commits is stored");
         }
         // One more: past the threshold, stored.
-        let mut head = commit_files(&repo.repo, "2.0.0", STORE_AFTER_COMMITS, "config");
+        let mut head = commit_files(&repo.repo, "2.0.0", STORE_AFTER_COMMITS + 1, "config");
         walk_both(head, &wanted("2.0.0"));
         assert!(
             stored(head),
@@ -578,13 +590,13 @@ mod tests {
             STORE_AFTER_COMMITS + 1
         );
         // The next walk is short again (from that entry).
-        head = commit_files(&repo.repo, "2.0.0", STORE_AFTER_COMMITS + 1, "config");
+        head = commit_files(&repo.repo, "2.0.0", STORE_AFTER_COMMITS + 2, "config");
         assert_eq!(walk_both(head, &wanted("2.0.0"))["a"], bump);
         assert!(!stored(head));
 
         // A wrong entry for the next head (a settling commit the repository does not have): not
         // believed, and replaced by the walk's own answer.
-        let next = commit_files(&repo.repo, "2.0.0", STORE_AFTER_COMMITS + 2, "config");
+        let next = commit_files(&repo.repo, "2.0.0", STORE_AFTER_COMMITS + 3, "config");
         let bogus = Oid::from_str(&"f".repeat(40)).unwrap();
         let forged: Settled = [("a".to_string(), ("2.0.0".to_string(), bogus))].into_iter().collect();
         WalkCache::store(&git_dir, kind, next, forged);

@@ -9,9 +9,10 @@
 //!   commit S". A new commit, a new approval or a rewritten branch is a new head, so it never
 //!   finds a stale entry; it reuses entries of older commits only below the point where its own
 //!   walk proved the name unchanged (see `history::settling_commits`).
-//! - **Only walks worth repeating are stored**: a first walk, a long one, and one that met a
-//!   wrong entry; a short walk from a descendant of a stored head is repeated by the next walk
-//!   instead (`history::WalkWork`), which costs less than storing every name again.
+//! - **Only walks worth not repeating are stored**: a first walk, a long one, one that met a
+//!   wrong entry under its own head, and a short one walked for the same head a second time; a
+//!   short walk from a descendant of a stored head is otherwise repeated by the next walk
+//!   (`history::WalkWork`), which costs less than storing every name again.
 //! - **Never trusted over the repository**: an entry whose settling commit is not in the object
 //!   database is ignored, and the walk goes on as without a cache.
 //! - **Corruption is a miss**: the file carries a SHA-256 of its body; a file that is torn,
@@ -35,6 +36,8 @@ use sha2::{Digest, Sha256};
 
 /// Heads kept per kind of walk: the daemon's last few desired commits (and `status --rev`).
 pub const MAX_HEADS: usize = 8;
+/// Unstored walks remembered per process (see [`WalkCache::walked_unstored_before`]).
+pub const MAX_UNSTORED: usize = 16;
 /// The cache file is not written past this size (a fleet of ~50,000 names at 8 heads).
 pub const MAX_FILE_BYTES: usize = 32 << 20;
 /// The first line of the file, before the digest of the body.
@@ -156,6 +159,23 @@ impl WalkCache {
                 tracing::debug!("history walk cache not saved ({e}); the next walk reads history again");
             }
         });
+    }
+
+    /// Whether a walk of kind `kind` from `head` in `git_dir` ran before in this process without
+    /// storing its result; notes that this one did. Remembers the last [`MAX_UNSTORED`] such
+    /// walks (a short walk is not stored, but one repeated for the same head is: the daemon's
+    /// passes at an unchanged head would otherwise repeat it on every pass).
+    pub fn walked_unstored_before(git_dir: &Path, kind: &str, head: Oid) -> bool {
+        static UNSTORED: OnceLock<Mutex<std::collections::VecDeque<(PathBuf, String, Oid)>>> = OnceLock::new();
+        let mut walks = lock(UNSTORED.get_or_init(Default::default));
+        if walks.iter().any(|(g, k, h)| *h == head && k == kind && g == git_dir) {
+            return true;
+        }
+        if walks.len() == MAX_UNSTORED {
+            walks.pop_front();
+        }
+        walks.push_back((git_dir.to_path_buf(), kind.to_string(), head));
+        false
     }
 
     /// Forgets this process's copy of `git_dir`'s cache (tests: the next load reads the file).

@@ -122,7 +122,10 @@ pub(super) fn read_with(
     // even at a tip read before.
     crate::state::signing::verify_branch(repo, state_branch)?;
     let Some(tip) = state_tip(repo, state_branch)? else {
-        *cache = RecordCache::default();
+        *cache = RecordCache {
+            keep_nothing: cache.keep_nothing,
+            ..RecordCache::default()
+        };
         return Ok(Arc::default());
     };
     if let Some((read_at, state)) = &cache.last
