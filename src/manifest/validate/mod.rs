@@ -314,26 +314,38 @@ pub fn validate(mut manifests: Manifests) -> (Desired, Vec<Diagnostic>) {
     // kept (`index_by_name` reports the others), and collected into the map in bulk.
     let target_list = std::mem::take(&mut manifests.targets);
     let config_schemas = compile_config_schemas(&components, &mut diags);
-    let facts = target_facts(&target_list);
+    let mut memo = TargetMemo::taken(&components, &desired.releases);
     let first_of_name = first_of_each_name(Kind::Target, &target_list, &mut diags);
     let mut accepted: Vec<(String, Target)> = Vec::with_capacity(target_list.len());
     let mut parsed_versions = target::ParsedVersions::default();
-    for (manifest, facts) in target_list.iter().zip(facts) {
+    for manifest in &target_list {
+        let (facts, checked) = memo.of(manifest);
         diags.extend(facts.metadata.iter().cloned());
         if !first_of_name
             .get(manifest.name.as_str())
             .is_some_and(|first| std::ptr::eq(*first, &**manifest))
         {
+            memo.keep(manifest, facts, None);
             continue;
         }
-        let wanted = check_target(
-            manifest,
-            &components,
-            &desired.releases,
-            &mut parsed_versions,
-            &mut diags,
-        );
-        check_config_schema(manifest, &config_schemas, &mut diags);
+        let checked = checked.unwrap_or_else(|| {
+            let mut found = Vec::new();
+            let wanted = check_target(
+                manifest,
+                &components,
+                &desired.releases,
+                &mut parsed_versions,
+                &mut found,
+            );
+            check_config_schema(manifest, &config_schemas, &mut found);
+            Arc::new(Checked {
+                wanted,
+                diagnostics: found,
+            })
+        });
+        diags.extend(checked.diagnostics.iter().cloned());
+        let wanted = checked.wanted.clone();
+        memo.keep(manifest, Arc::clone(&facts), Some(checked));
         if let Some(wanted) = wanted {
             accepted.push((
                 manifest.name.clone(),
@@ -349,6 +361,7 @@ pub fn validate(mut manifests: Manifests) -> (Desired, Vec<Diagnostic>) {
             ));
         }
     }
+    memo.store();
     desired.targets = accepted.into_iter().collect();
 
     let policies = index_by_name(Kind::Policy, &manifests.policies, &mut diags);
@@ -440,34 +453,122 @@ impl<V> ByManifest<V> {
     }
 }
 
-/// Target facts kept from the last validation.
-type FactsMemo = ByManifest<Arc<TargetFacts>>;
+/// What checking a target against the commit's components and releases found
+/// (`check_target`, `check_config_schema`): the version it wants, if it is valid, and the
+/// diagnostics.
+#[derive(Debug)]
+struct Checked {
+    wanted: Option<values::VersionWanted>,
+    diagnostics: Vec<Diagnostic>,
+}
 
-fn facts_memo() -> &'static std::sync::Mutex<FactsMemo> {
-    static MEMO: std::sync::OnceLock<std::sync::Mutex<FactsMemo>> = std::sync::OnceLock::new();
+/// Everything of the components and releases a target's check reads: each component's name,
+/// versioning and config schema, and the versions of its valid releases.
+#[derive(Debug, Default, PartialEq)]
+struct CheckContext {
+    components: Vec<(String, crate::manifest::Versioning, Option<serde_json::Value>)>,
+    releases: Vec<(String, Vec<Version>)>,
+}
+
+impl CheckContext {
+    fn of(components: &BTreeMap<&str, &Manifest<ComponentSpec>>, releases: &BTreeMap<String, Vec<Release>>) -> Self {
+        CheckContext {
+            components: components
+                .iter()
+                .map(|(name, c)| ((*name).to_string(), c.spec.versioning, c.spec.config_schema.clone()))
+                .collect(),
+            releases: releases
+                .iter()
+                .map(|(component, list)| (component.clone(), list.iter().map(|r| r.version.clone()).collect()))
+                .collect(),
+        }
+    }
+}
+
+/// What the last validation worked out per target manifest: its facts, and its check while the
+/// components and releases it was checked against are unchanged.
+#[derive(Default)]
+struct KeptTargets {
+    context: CheckContext,
+    entries: ByManifest<(Arc<TargetFacts>, Option<Arc<Checked>>)>,
+}
+
+/// A test's validation that must leave the kept targets alone (`tests::MEMO_OFF`).
+#[cfg(test)]
+fn memo_off_in_this_test() -> bool {
+    tests::memo_off()
+}
+
+#[cfg(not(test))]
+fn memo_off_in_this_test() -> bool {
+    false
+}
+
+fn kept_targets() -> &'static std::sync::Mutex<KeptTargets> {
+    static MEMO: std::sync::OnceLock<std::sync::Mutex<KeptTargets>> = std::sync::OnceLock::new();
     MEMO.get_or_init(Default::default)
 }
 
-/// [`TargetFacts`] of each target, in order. With the parse cache on (the daemon), a target
+/// One validation's use of [`KeptTargets`]. With the parse cache on (the daemon), a target
 /// whose file did not change is the same `Arc` as in the last validation, and its facts are
-/// taken from then (issue #17: hashing 10,000 configs and checking 40,000 labels was a third
-/// of validating a one-file change); the memo then keeps this validation's targets only.
-fn target_facts(targets: &[Arc<Manifest<TargetSpec>>]) -> Vec<Arc<TargetFacts>> {
-    if crate::manifest::parse_cache::global().is_none() {
-        return targets.iter().map(|t| Arc::new(TargetFacts::of(t))).collect();
+/// taken from then (issue #17: hashing 10,000 configs and checking 40,000 labels was a third of
+/// validating a one-file change), and its check too while every component and release it could
+/// read is the same (compared by value); the memo then keeps this validation's targets only.
+/// Off (a command line run), everything is worked out and nothing kept.
+struct TargetMemo {
+    on: bool,
+    context: CheckContext,
+    same_context: bool,
+    before: ByManifest<(Arc<TargetFacts>, Option<Arc<Checked>>)>,
+    now: ByManifest<(Arc<TargetFacts>, Option<Arc<Checked>>)>,
+}
+
+impl TargetMemo {
+    fn taken(components: &BTreeMap<&str, &Manifest<ComponentSpec>>, releases: &BTreeMap<String, Vec<Release>>) -> Self {
+        if crate::manifest::parse_cache::global().is_none() || memo_off_in_this_test() {
+            return TargetMemo {
+                on: false,
+                context: CheckContext::default(),
+                same_context: false,
+                before: ByManifest::default(),
+                now: ByManifest::default(),
+            };
+        }
+        let kept = std::mem::take(&mut *kept_targets().lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let context = CheckContext::of(components, releases);
+        let same_context = kept.context == context;
+        let now = ByManifest::with_capacity(kept.entries.0.len());
+        TargetMemo {
+            on: true,
+            context,
+            same_context,
+            before: kept.entries,
+            now,
+        }
     }
-    let mut before = std::mem::take(&mut *facts_memo().lock().unwrap_or_else(std::sync::PoisonError::into_inner));
-    let mut now = FactsMemo::with_capacity(targets.len());
-    let facts = targets
-        .iter()
-        .map(|target| {
-            let facts = before.take(target).unwrap_or_else(|| Arc::new(TargetFacts::of(target)));
-            now.keep(target, Arc::clone(&facts));
-            facts
-        })
-        .collect();
-    *facts_memo().lock().unwrap_or_else(std::sync::PoisonError::into_inner) = now;
-    facts
+
+    /// `target`'s facts, and its check when the last validation's still holds.
+    fn of(&mut self, target: &Arc<Manifest<TargetSpec>>) -> (Arc<TargetFacts>, Option<Arc<Checked>>) {
+        match self.before.take(target) {
+            Some((facts, checked)) => (facts, checked.filter(|_| self.same_context)),
+            None => (Arc::new(TargetFacts::of(target)), None),
+        }
+    }
+
+    fn keep(&mut self, target: &Arc<Manifest<TargetSpec>>, facts: Arc<TargetFacts>, checked: Option<Arc<Checked>>) {
+        if self.on {
+            self.now.keep(target, (facts, checked));
+        }
+    }
+
+    fn store(self) {
+        if self.on {
+            *kept_targets().lock().unwrap_or_else(std::sync::PoisonError::into_inner) = KeptTargets {
+                context: self.context,
+                entries: self.now,
+            };
+        }
+    }
 }
 
 /// What matching a target against the commit's policies and selectors finds, and its tenant.
@@ -600,6 +701,15 @@ mod tests {
     use crate::manifest::{RawContent, RawFile, read_manifests};
 
     const COMPONENT: &str = "apiVersion: gantry.dev/v1\nkind: Component\nmetadata: { name: web }\nspec:\n  steps:\n    deploy: [\"d.sh\"]\n";
+
+    thread_local! {
+        /// Set: this thread's validations neither read nor replace the kept targets.
+        static MEMO_OFF: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    pub(super) fn memo_off() -> bool {
+        MEMO_OFF.get()
+    }
 
     fn target(name: &str, config: &str) -> String {
         format!(
@@ -743,6 +853,115 @@ mod tests {
             tenant("acme-us").as_ref().expect("acme")
         ));
         assert_eq!(tenant("shared"), None);
+    }
+
+    /// With the parse cache on, an unchanged target's check (its version wish against the
+    /// components and releases, its config against the schema) is kept only while every
+    /// component and release it could read is the same: the same target `Arc`s validated with
+    /// a release gone, a component's versioning or config schema changed, and the component
+    /// gone each get what validating fresh copies of them gets (a memo that kept checks across
+    /// any of these fails here).
+    #[test]
+    fn kept_target_checks_follow_the_components_and_releases_they_were_checked_against() {
+        crate::manifest::parse_cache::enable();
+        let header = "apiVersion: gantry.dev/v1\n";
+        let component = |versioning: &str, schema: &str| {
+            format!(
+                "{header}kind: Component\nmetadata: {{ name: web }}\nspec:\n  versioning: {versioning}\n  steps: {{ deploy: [d.sh] }}\n{schema}"
+            )
+        };
+        let release = |version: &str| {
+            format!(
+                "{header}kind: Release\nmetadata: {{ name: web-{version} }}\nspec: {{ component: web, version: \"{version}\" }}\n"
+            )
+        };
+        let target = |name: &str, version: &str, replicas: &str| {
+            format!(
+                "{header}kind: Target\nmetadata: {{ name: {name} }}\nspec: {{ component: web, version: \"{version}\", config: {{ replicas: {replicas} }} }}\n"
+            )
+        };
+        let read = |text: String| {
+            read_manifests(
+                None,
+                &[RawFile {
+                    path: "all.yaml".to_string(),
+                    content: RawContent::Bytes(text.into_bytes()),
+                }],
+            )
+            .0
+        };
+        let targets = read(format!(
+            "{}---\n{}---\n{}",
+            target("pinned", "1.2.0", "2"),
+            target("ranged", "^1", "\"two\""),
+            target("dated", "2026.10.12", "3")
+        ))
+        .targets;
+        // What validating `rest` with the kept targets finds, checked against validating fresh
+        // copies of them (new `Arc`s: nothing kept can answer for them).
+        let commit = |rest: String| -> Vec<Diagnostic> {
+            let mut kept = read(rest.clone());
+            kept.targets = targets.clone();
+            let mut fresh = read(rest);
+            fresh.targets = targets.iter().map(|t| Arc::new((**t).clone())).collect();
+            let (kept, kept_diags) = validate(kept);
+            // Without the memo (and leaving it as the kept validation left it).
+            MEMO_OFF.set(true);
+            let (fresh, fresh_diags) = validate(fresh);
+            MEMO_OFF.set(false);
+            assert_eq!(kept_diags, fresh_diags);
+            let wanted = |d: &Desired| -> Vec<String> {
+                d.targets
+                    .values()
+                    .map(|t| format!("{} {:?}", t.name(), t.wanted))
+                    .collect()
+            };
+            assert_eq!(wanted(&kept), wanted(&fresh));
+            kept_diags
+        };
+        let schema = "  configSchema: { type: object, properties: { replicas: { type: integer } } }\n";
+        let codes = |diags: &[Diagnostic]| -> Vec<String> {
+            diags.iter().map(|d| format!("{} {}", d.kind, d.message)).collect()
+        };
+        let base = commit(format!(
+            "{}---\n{}---\n{}",
+            component("semver", ""),
+            release("1.2.0"),
+            release("1.3.0")
+        ));
+        // The same commit again: everything kept, the same answers.
+        assert_eq!(
+            codes(&commit(format!(
+                "{}---\n{}---\n{}",
+                component("semver", ""),
+                release("1.2.0"),
+                release("1.3.0")
+            ))),
+            codes(&base)
+        );
+        // A config schema (nothing else changed): the string is refused now.
+        let typed = commit(format!(
+            "{}---\n{}---\n{}",
+            component("semver", schema),
+            release("1.2.0"),
+            release("1.3.0")
+        ));
+        assert!(typed.iter().any(|d| d.kind == "config_schema"), "{typed:?}");
+        // The pinned release gone (nothing else changed): its pin is unknown now.
+        let gone = commit(format!("{}---\n{}", component("semver", schema), release("1.3.0")));
+        assert!(gone.iter().any(|d| d.kind == "unknown_reference"), "{gone:?}");
+        // No release left, then another versioning scheme (nothing else changed): the date-like
+        // pin is a calendar version now.
+        commit(component("semver", schema));
+        commit(component("calver", schema));
+        // The component renamed, alike in all else; then no component at all.
+        let renamed = commit(component("calver", schema).replace("name: web", "name: www"));
+        assert!(
+            renamed.iter().any(|d| d.message.contains("unknown component")),
+            "{renamed:?}"
+        );
+        let none = commit(release("1.2.0"));
+        assert!(none.iter().any(|d| d.message.contains("unknown component")), "{none:?}");
     }
 
     /// With the parse cache on, what was found for an unchanged target is kept only while it
