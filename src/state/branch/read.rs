@@ -1,5 +1,6 @@
 //! Reading the state branch: its tip parsed into a [`RecordedState`], records reused by blob id
-//! across reads ([`RecordCache`]) and parsed on several threads for large fleets.
+//! across reads ([`RecordCache`]), the last read's whole state returned again while the tip is
+//! unchanged ([`read_recorded_shared`]), and parsed on several threads for large fleets.
 
 use foldhash::HashMap;
 use std::sync::Arc;
@@ -34,8 +35,9 @@ pub fn read_recorded(repo: &Repository, state_branch: &str) -> Result<RecordedSt
 
 /// [`read_recorded`], shared: with the process cache on (the daemon), a read at the tip the
 /// previous read found returns that read's state itself, without walking the tree again (issue
-/// #17: a daemon pass after a desired commit reads an unchanged state branch, and copying 10,000
-/// records was the longer half of its load). The caller changes its own copy only
+/// #17: a daemon pass after a desired commit reads an unchanged state branch, and walking it and
+/// copying 10,000 records again took about as long as loading the commit beside it, on the other
+/// core). The caller changes its own copy only
 /// (`Arc::make_mut`): the cache's is never written through. Exact, since a commit id is the hash
 /// of its whole tree; the branch is still verified (state signing) on every read, and errors are
 /// never cached.
