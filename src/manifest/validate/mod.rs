@@ -711,6 +711,18 @@ mod tests {
         MEMO_OFF.get()
     }
 
+    /// The manifests of `text`, read as one file `all.yaml`.
+    fn read_all_yaml(text: String) -> Manifests {
+        read_manifests(
+            None,
+            &[RawFile {
+                path: "all.yaml".to_string(),
+                content: RawContent::Bytes(text.into_bytes()),
+            }],
+        )
+        .0
+    }
+
     fn target(name: &str, config: &str) -> String {
         format!(
             "apiVersion: gantry.dev/v1\nkind: Target\nmetadata: {{ name: {name} }}\nspec: {{ component: web, version: ^1, config: {{ {config} }} }}\n"
@@ -880,17 +892,7 @@ mod tests {
                 "{header}kind: Target\nmetadata: {{ name: {name} }}\nspec: {{ component: web, version: \"{version}\", config: {{ replicas: {replicas} }} }}\n"
             )
         };
-        let read = |text: String| {
-            read_manifests(
-                None,
-                &[RawFile {
-                    path: "all.yaml".to_string(),
-                    content: RawContent::Bytes(text.into_bytes()),
-                }],
-            )
-            .0
-        };
-        let targets = read(format!(
+        let targets = read_all_yaml(format!(
             "{}---\n{}---\n{}",
             target("pinned", "1.2.0", "2"),
             target("ranged", "^1", "\"two\""),
@@ -900,9 +902,9 @@ mod tests {
         // What validating `rest` with the kept targets finds, checked against validating fresh
         // copies of them (new `Arc`s: nothing kept can answer for them).
         let commit = |rest: String| -> Vec<Diagnostic> {
-            let mut kept = read(rest.clone());
+            let mut kept = read_all_yaml(rest.clone());
             kept.targets = targets.clone();
-            let mut fresh = read(rest);
+            let mut fresh = read_all_yaml(rest);
             fresh.targets = targets.iter().map(|t| Arc::new((**t).clone())).collect();
             let (kept, kept_diags) = validate(kept);
             // Without the memo (and leaving it as the kept validation left it).
@@ -987,17 +989,7 @@ mod tests {
                 "{header}kind: Target\nmetadata: {{ name: {name}, labels: {{ {labels} }} }}\nspec: {{ component: web, version: ^1 }}\n"
             )
         };
-        let read = |text: String| {
-            read_manifests(
-                None,
-                &[RawFile {
-                    path: "all.yaml".to_string(),
-                    content: RawContent::Bytes(text.into_bytes()),
-                }],
-            )
-            .0
-        };
-        let targets = read(format!(
+        let targets = read_all_yaml(format!(
             "{}---\n{}---\n{}",
             target("eu", "region: eu, env: prod"),
             target("us", "region: us, env: prod"),
@@ -1005,7 +997,7 @@ mod tests {
         ))
         .targets;
         let commit = |rest: String| {
-            let mut manifests = read(format!("{COMPONENT}---\n{rest}"));
+            let mut manifests = read_all_yaml(format!("{COMPONENT}---\n{rest}"));
             // The same target `Arc`s in every commit, as the parse cache hands them out.
             manifests.targets = targets.clone();
             let (desired, diags) = validate(manifests);
