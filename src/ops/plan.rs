@@ -39,6 +39,7 @@ pub struct Planned {
     /// them (issue #17: freeing 10,000 targets and their records took ~20 ms of a cold plan,
     /// on the thread that renders next).
     pub loaded: LoadedCommit,
+    /// The recorded state the plan was made from (kept for the same reason as `loaded`).
     pub recorded: Arc<RecordedState>,
 }
 
