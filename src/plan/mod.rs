@@ -24,7 +24,7 @@ use crate::manifest::{Diagnostic, Release, Severity, Target};
 use crate::policy::approvals::ApprovalIndex;
 use crate::policy::gates::WindowGate;
 use crate::policy::{self, Governing};
-use crate::state::{TargetRecord, TargetStatus};
+use crate::state::{RecordedConfig, TargetRecord, TargetStatus};
 
 pub use model::{
     Action, ActionKind, ApprovalState, Blocker, BlockerKind, ConfigChange, Evidence, Plan, PlanInput, PlanIssue,
@@ -288,15 +288,18 @@ fn empty_action(target: &Target, from: Option<&Version>) -> Action {
 
 fn config_diff(record: Option<&TargetRecord>, target: &Target) -> Vec<ConfigChange> {
     // The same config recorded: nothing differs, without sorting and comparing key by key
-    // (issue #17: 10,000 configs on every pass). Compared, not trusted by its hash: the state
-    // branch is a branch anyone with push access can edit.
-    if let Some(r) = record
-        && r.config.as_ref() == Some(&target.spec().config)
+    // (issue #17: 10,000 configs on every pass). Compared, not trusted by the record's
+    // `config_hash`: the state branch is a branch anyone with push access can edit. A record
+    // found equal before answers by the hash of its own values (`RecordedConfig::equals`).
+    if let Some(recorded) = record.and_then(|r| r.config.as_ref())
+        && recorded.equals(&target.spec().config, &target.config_hash)
     {
         return Vec::new();
     }
     let empty = serde_json::Map::new();
-    let old = record.and_then(|r| r.config.as_ref()).unwrap_or(&empty);
+    let old = record
+        .and_then(|r| r.config.as_ref())
+        .map_or(&empty, RecordedConfig::values);
     let new = &target.spec().config;
     // Every key of either, sorted and once: a sorted vector, not a set of one node per key.
     let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();

@@ -132,7 +132,7 @@ mod tests {
                     component: component.into(),
                     version: Some(Version::parse(["1.0.0", "1.0.1", "2.0.0"][i % 3]).unwrap()),
                     config_hash: Some(validate::config_hash(&config)),
-                    config: Some(config),
+                    config: Some(config.into()),
                     applied_migrations: Vec::new(),
                     status: if i % 11 == 0 {
                         TargetStatus::Failed

@@ -319,7 +319,7 @@ fn record_success(
         component: action.component.clone(),
         version: Some(to.clone()),
         config_hash: Some(target.config_hash.clone()),
-        config: Some(target.spec().config.clone()),
+        config: Some(target.spec().config.clone().into()),
         applied_migrations: before.map(|r| r.applied_migrations.clone()).unwrap_or_default(),
         status: TargetStatus::Converged,
         last_attempt: Some(AttemptRecord {

@@ -9,7 +9,7 @@ use crate::manifest::Desired;
 use crate::policy::UpdateType;
 use crate::policy::waves::WaveStatus;
 use crate::policy::window::WindowSchedule;
-use crate::state::{RecordedState, TargetRecord, TargetStatus};
+use crate::state::{RecordedConfig, RecordedState, TargetRecord, TargetStatus};
 
 use super::*;
 use crate::manifest::{RawContent, RawFile, read_manifests, validate, validate::config_hash};
@@ -1677,6 +1677,15 @@ fn each_rule_counts_only_its_own_approvers_in_a_fleet_of_policies() {
     }
 }
 
+/// `name`'s config diff, one line per key.
+fn config_diff_lines(p: &Plan, name: &str) -> Vec<String> {
+    action(p, name)
+        .config_diff
+        .iter()
+        .map(|c| format!("{}: {:?} -> {:?}", c.key, c.from, c.to))
+        .collect()
+}
+
 /// Issue #17: a recorded config equal to the desired one is not compared key by key; the diff
 /// is still exactly what changed otherwise: a recorded config that differs, one edited on the
 /// state branch without its hash (the hash says equal, the diff says what differs), and a
@@ -1696,7 +1705,7 @@ fn config_diff_is_skipped_only_for_the_recorded_config_itself() {
     let record = |config: Option<serde_json::Map<String, serde_json::Value>>,
                   hash: &serde_json::Map<String, serde_json::Value>| TargetRecord {
         config_hash: Some(config_hash(hash)),
-        config,
+        config: config.map(Into::into),
         ..converged("billing", "2.0.0")
     };
     recorded
@@ -1714,13 +1723,7 @@ fn config_diff_is_skipped_only_for_the_recorded_config_itself() {
         .targets
         .insert("edited".into(), record(Some(old.clone()), &desired_config));
     let p = run(&desired, &windows, &recorded, "2026-11-20T10:00:00Z");
-    let diff = |name: &str| {
-        action(&p, name)
-            .config_diff
-            .iter()
-            .map(|c| format!("{}: {:?} -> {:?}", c.key, c.from, c.to))
-            .collect::<Vec<_>>()
-    };
+    let diff = |name: &str| config_diff_lines(&p, name);
     assert_eq!(action(&p, "same").action, ActionKind::Noop);
     assert!(diff("same").is_empty());
     assert_eq!(action(&p, "changed").action, ActionKind::Config);
@@ -1735,5 +1738,51 @@ fn config_diff_is_skipped_only_for_the_recorded_config_itself() {
     assert_eq!(
         diff("hash-only"),
         ["size: None -> Some(Number(2))", "zone: None -> Some(String(\"a\"))"]
+    );
+
+    // A daemon plans the same records again while the state branch does not move: the configs
+    // found equal are then compared by their hashes, and every diff is the same.
+    let again = run(&desired, &windows, &recorded, "2026-11-20T10:00:00Z");
+    assert_eq!(format!("{:?}", again.actions), format!("{:?}", p.actions));
+    // The same records against a commit that changed every target's config: a record found
+    // equal to the old config is not taken as equal to the new one.
+    let (edited, windows) = load(&yaml.replace("size: 2", "size: 3"));
+    let p = run(&edited, &windows, &recorded, "2026-11-20T10:00:00Z");
+    let diff = |name: &str| config_diff_lines(&p, name);
+    assert_eq!(action(&p, "same").action, ActionKind::Config);
+    assert_eq!(diff("same"), ["size: Some(Number(2)) -> Some(Number(3))"]);
+    assert_eq!(diff("changed"), ["size: Some(Number(1)) -> Some(Number(3))"]);
+}
+
+/// Issue #17: a recorded config keeps the hash of the values it was found equal to, and answers
+/// by it from then on; without such a match it compares by value, and a new config has no hash.
+#[test]
+fn a_recorded_config_answers_by_hash_only_after_an_equal_comparison() {
+    let map = |v: serde_json::Value| v.as_object().cloned().unwrap();
+    let two = map(serde_json::json!({ "size": 2 }));
+    let three = map(serde_json::json!({ "size": 3 }));
+    let (two_hash, three_hash) = (config_hash(&two), config_hash(&three));
+    // A caller's wrong hash (three's values with two's hash) shows how it answered: by value
+    // (false) or by a kept hash (true).
+    let recorded = RecordedConfig::from(two.clone());
+    assert!(!recorded.equals(&three, &three_hash), "unequal by value");
+    assert!(!recorded.equals(&three, &two_hash), "no hash kept yet: by value");
+    assert!(recorded.equals(&two, &two_hash));
+    assert!(
+        recorded.equals(&three, &two_hash),
+        "by the hash kept from the equal comparison"
+    );
+    assert!(!recorded.equals(&three, &three_hash));
+    assert!(recorded.equals(&two, &two_hash));
+    // A copy keeps the hash with the values; a config made from the values has none.
+    let copy = recorded.clone();
+    assert!(copy.equals(&three, &two_hash), "the copy's kept hash");
+    let fresh = RecordedConfig::from(recorded.clone().into_values());
+    assert!(!fresh.equals(&three, &two_hash), "no hash kept: by value");
+    // Equality and the YAML ignore the kept hash.
+    assert_eq!(fresh, recorded);
+    assert_eq!(
+        serde_json::to_string(&recorded).unwrap(),
+        serde_json::to_string(&two).unwrap()
     );
 }

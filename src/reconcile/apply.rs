@@ -524,7 +524,11 @@ impl EnvParts {
                 labels: t.labels().clone(),
                 vars: t.spec().vars.clone(),
                 config: t.spec().config.clone(),
-                previous_config: recorded.targets.get(target).and_then(|r| r.config.clone()),
+                previous_config: recorded
+                    .targets
+                    .get(target)
+                    .and_then(|r| r.config.as_ref())
+                    .map(|c| c.values().clone()),
                 policy: governing.spec().clone(),
                 health: governing.health().clone(),
                 checkout,
@@ -538,8 +542,8 @@ impl EnvParts {
             component: r.component.clone(),
             labels: Default::default(),
             vars: Default::default(),
-            config: r.config.clone().unwrap_or_default(),
-            previous_config: r.config.clone(),
+            config: r.config.as_ref().map(|c| c.values().clone()).unwrap_or_default(),
+            previous_config: r.config.as_ref().map(|c| c.values().clone()),
             policy: policy::builtin_policy_spec().clone(),
             health: HealthSettings::default(),
             checkout,

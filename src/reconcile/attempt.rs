@@ -935,7 +935,7 @@ pub fn finished_record(
             before.and_then(|r| r.config_hash.clone())
         },
         config: if succeeded {
-            Some(env.config.clone())
+            Some(env.config.clone().into())
         } else {
             before.and_then(|r| r.config.clone())
         },

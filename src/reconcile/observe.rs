@@ -80,7 +80,7 @@ pub fn observe(
                     name: name.clone(),
                     labels: target.labels().clone(),
                     vars: target.spec().vars.clone(),
-                    config: record.config.clone().unwrap_or_default(),
+                    config: record.config.as_ref().map(|c| c.values().clone()).unwrap_or_default(),
                 },
                 component: component.to_string(),
                 version: version.clone(),

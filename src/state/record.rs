@@ -151,7 +151,7 @@ pub struct TargetRecord {
     pub config_hash: Option<String>,
     /// The config values behind `config_hash`, so plans can show what a change alters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config: Option<serde_json::Map<String, serde_json::Value>>,
+    pub config: Option<RecordedConfig>,
     #[serde(default)]
     pub applied_migrations: Vec<AppliedMigration>,
     pub status: TargetStatus,
@@ -163,6 +163,76 @@ pub struct TargetRecord {
     /// What the component's `observe` step last reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_version: Option<String>,
+}
+
+/// The config values a target was last deployed or reloaded with (`config` of its record),
+/// and, once the planner has found them equal to a desired config, their hash.
+///
+/// The planner compares each recorded config with the desired one on every pass (issue #17: on
+/// 10,000 targets that was a fifth of planning them). It does not trust the record's
+/// `config_hash` for that: the state branch can be edited by hand, and the plan's config diff
+/// shows what the record holds. Equal values have the hash of the desired config, so that hash
+/// is kept here, and the next pass over the same record (the daemon's: records are shared
+/// between passes while the state branch does not move) compares two hashes instead.
+///
+/// The values cannot be changed in place: a new config is a new `RecordedConfig` with no hash.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RecordedConfig {
+    values: serde_json::Map<String, serde_json::Value>,
+    /// `validate::config_hash` of `values`, once known.
+    #[serde(skip)]
+    hash: std::sync::OnceLock<Box<str>>,
+}
+
+impl RecordedConfig {
+    /// The recorded values.
+    pub fn values(&self) -> &serde_json::Map<String, serde_json::Value> {
+        &self.values
+    }
+
+    /// The recorded values, taken out.
+    pub fn into_values(self) -> serde_json::Map<String, serde_json::Value> {
+        self.values
+    }
+
+    /// Whether these values equal `values`, whose `validate::config_hash` is `hash` (the
+    /// caller's promise: the planner passes a desired target's config and its hash). Answered
+    /// by the hashes once an earlier call found them equal, by value before.
+    pub fn equals(&self, values: &serde_json::Map<String, serde_json::Value>, hash: &str) -> bool {
+        if let Some(known) = self.hash.get() {
+            return **known == *hash;
+        }
+        let equal = self.values == *values;
+        if equal {
+            // Equal values, so equal hashes: `hash` is the hash of these values too.
+            let _ = self.hash.set(hash.into());
+        }
+        equal
+    }
+}
+
+impl From<serde_json::Map<String, serde_json::Value>> for RecordedConfig {
+    fn from(values: serde_json::Map<String, serde_json::Value>) -> Self {
+        RecordedConfig {
+            values,
+            hash: std::sync::OnceLock::new(),
+        }
+    }
+}
+
+/// Equal when the values are (the hash is only a memo of them).
+impl PartialEq for RecordedConfig {
+    fn eq(&self, other: &Self) -> bool {
+        self.values == other.values
+    }
+}
+
+/// The values alone, as the map they replace printed.
+impl std::fmt::Debug for RecordedConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.values.fmt(f)
+    }
 }
 
 /// Progress of one target within a rollout.

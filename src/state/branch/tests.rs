@@ -145,7 +145,8 @@ fn fast_record_reader_agrees_with_serde_saphyr() {
             "list": [1, "two", {"three": 3}], "neg": -7, "big": 18446744073709551615u64})
         .as_object()
         .unwrap()
-        .clone(),
+        .clone()
+        .into(),
     );
     for record in [target("billing", "1.2.3"), full_target(), with_config] {
         let text = to_yaml("targets/t.yaml", &record).unwrap();
