@@ -426,30 +426,62 @@ impl TargetFacts {
 }
 
 /// What a validation worked out per target manifest, kept for the next one (with the parse
-/// cache on, an unchanged file's targets are the same `Arc`s): by address, each entry holding
-/// its manifest, so the address cannot be reused while it is a key.
-struct ByManifest<V>(foldhash::HashMap<usize, (Arc<Manifest<TargetSpec>>, V)>);
+/// cache on, an unchanged file's targets are the same `Arc`s), each entry holding its manifest,
+/// so no other manifest can be at its address while it is kept.
+///
+/// Kept in the order the validation met the targets, and looked up in the same order by the
+/// next one: an entry is found at a cursor that moves past it, by address (issue #17: a hash
+/// map's removal and insertion per target was a fifth of validating a one-file change). A
+/// commit that adds or changes files leaves the new targets without an entry (the cursor stays);
+/// one that removes files leaves entries behind the cursor, skipped within [`Self::LOOKAHEAD`]
+/// entries. An entry further off is not found: that target is worked out again, as if new.
+/// Whatever is found or not, what is found belongs to that very manifest.
+struct ByManifest<V> {
+    entries: Vec<Option<(Arc<Manifest<TargetSpec>>, V)>>,
+    /// Where the next lookup looks first: just past the last entry found.
+    cursor: usize,
+}
 
 impl<V> Default for ByManifest<V> {
     fn default() -> Self {
-        ByManifest(foldhash::HashMap::default())
+        ByManifest {
+            entries: Vec::new(),
+            cursor: 0,
+        }
     }
 }
 
 impl<V> ByManifest<V> {
+    /// How many entries past the cursor a lookup looks at: the targets of the files a commit
+    /// removed at one place.
+    const LOOKAHEAD: usize = 64;
+
     fn with_capacity(n: usize) -> Self {
-        ByManifest(<foldhash::HashMap<_, _> as foldhash::HashMapExt>::with_capacity(n))
+        ByManifest {
+            entries: Vec::with_capacity(n),
+            cursor: 0,
+        }
     }
 
-    /// What was kept for `manifest` itself, taken out: an entry at its address is its own,
-    /// since the entry holds the manifest it was kept for (no other can be at that address).
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// What was kept for `manifest` itself, taken out: only an entry holding that very
+    /// manifest is its own.
     fn take(&mut self, manifest: &Arc<Manifest<TargetSpec>>) -> Option<V> {
-        self.0.remove(&(Arc::as_ptr(manifest) as usize)).map(|(_, value)| value)
+        let ahead = self.entries.get_mut(self.cursor..)?;
+        let found = ahead
+            .iter()
+            .take(Self::LOOKAHEAD)
+            .position(|entry| entry.as_ref().is_some_and(|(kept, _)| Arc::ptr_eq(kept, manifest)))?;
+        self.cursor += found + 1;
+        ahead[found].take().map(|(_, value)| value)
     }
 
+    /// Keeps `value` for `manifest`, after the entries kept before it.
     fn keep(&mut self, manifest: &Arc<Manifest<TargetSpec>>, value: V) {
-        self.0
-            .insert(Arc::as_ptr(manifest) as usize, (Arc::clone(manifest), value));
+        self.entries.push(Some((Arc::clone(manifest), value)));
     }
 }
 
@@ -537,7 +569,7 @@ impl TargetMemo {
         let kept = std::mem::take(&mut *kept_targets().lock().unwrap_or_else(std::sync::PoisonError::into_inner));
         let context = CheckContext::of(components, releases);
         let same_context = kept.context == context;
-        let now = ByManifest::with_capacity(kept.entries.0.len());
+        let now = ByManifest::with_capacity(kept.entries.len());
         TargetMemo {
             on: true,
             context,
@@ -574,9 +606,9 @@ impl TargetMemo {
 /// What matching a target against the commit's policies and selectors finds, and its tenant.
 type Selection = (PolicyMatch, Selected, Option<Arc<str>>);
 
-/// Selections kept from the last validation (by manifest, as [`FactsMemo`]), with the policies
-/// (selector and components, in priority order) and the selector table they were matched
-/// against.
+/// Selections kept from the last validation (by manifest, in name order: [`ByManifest`]), with
+/// the policies (selector and components, in priority order) and the selector table they were
+/// matched against.
 #[derive(Default)]
 struct SelectionMemo {
     policies: Vec<(Option<Labels>, Vec<String>)>,
@@ -865,6 +897,42 @@ mod tests {
             tenant("acme-us").as_ref().expect("acme")
         ));
         assert_eq!(tenant("shared"), None);
+    }
+
+    /// Issue #17: what was kept for a target is found again in the next validation's order,
+    /// past removed targets and beside added ones, and only for that very manifest: a copy, a
+    /// target met twice, and one removed further back than the lookahead find nothing.
+    #[test]
+    fn kept_entries_are_found_in_order_and_only_for_their_own_manifest() {
+        let targets = read_all_yaml(
+            (0..200)
+                .map(|i| {
+                    format!(
+                        "apiVersion: gantry.dev/v1\nkind: Target\nmetadata: {{ name: t{i} }}\nspec: {{ component: web, version: \"1.0.0\" }}\n"
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("---\n"),
+        )
+        .targets;
+        let mut kept = ByManifest::default();
+        for (i, target) in targets.iter().enumerate() {
+            kept.keep(target, i);
+        }
+        let copy = Arc::new((*targets[3]).clone());
+        // Targets 1 and 2 removed, a copy of 3 added before it, 4 met twice, then the targets
+        // from 100 on after removing the 95 before them (beyond the lookahead).
+        assert_eq!(kept.take(&targets[0]), Some(0));
+        assert_eq!(kept.take(&copy), None, "an equal copy is another manifest");
+        assert_eq!(kept.take(&targets[3]), Some(3));
+        assert_eq!(kept.take(&targets[4]), Some(4));
+        assert_eq!(kept.take(&targets[4]), None, "taken already");
+        assert_eq!(kept.take(&targets[1]), None, "behind the cursor");
+        assert_eq!(kept.take(&targets[100]), None, "beyond the lookahead: worked out again");
+        assert_eq!(kept.take(&targets[5]), Some(5));
+        assert_eq!(kept.take(&targets[5 + ByManifest::<usize>::LOOKAHEAD]), Some(5 + 64));
+        assert_eq!(kept.take(&targets[199]), None);
+        assert_eq!(kept.take(&targets[70]), Some(70));
     }
 
     /// With the parse cache on, an unchanged target's check (its version wish against the
