@@ -16,13 +16,16 @@ const MIN_FILES_PER_THREAD: usize = 64;
 /// At most this many threads: beyond it the allocator and memory bandwidth limit the gain.
 const MAX_THREADS: usize = 4;
 
+/// The cores this process may run on, read once: the standard library reads the cgroup's files
+/// on every call (issue #17: a daemon pass asked five times, about 0.2 ms).
+pub fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get))
+}
+
 /// How many threads to read `files` files with (1 for small repositories).
 pub fn threads_for(files: usize) -> usize {
-    std::thread::available_parallelism()
-        .map_or(1, std::num::NonZeroUsize::get)
-        .min(MAX_THREADS)
-        .min(files / MIN_FILES_PER_THREAD)
-        .max(1)
+    cores().min(MAX_THREADS).min(files / MIN_FILES_PER_THREAD).max(1)
 }
 
 /// Like [`read_manifests`], on up to [`threads_for`] threads; the result is identical.
@@ -89,6 +92,29 @@ pub fn read_chunked<'a, E: Send>(
     Ok((out, diagnostics))
 }
 
+/// `work` of each of `n` contiguous chunks of `items` ([`split_even`]), the first on this thread
+/// and each other on a thread of its own, in chunk order: what one call on all of `items` would
+/// give, split, whenever `work` handles each item on its own.
+pub fn map_chunks<T: Sync, R: Send>(items: &[T], n: usize, work: impl Fn(&[T]) -> R + Sync) -> Vec<R> {
+    let chunks = split_even(items, n);
+    if chunks.len() <= 1 {
+        return chunks.into_iter().map(work).collect();
+    }
+    std::thread::scope(|scope| {
+        let work = &work;
+        let handles: Vec<_> = chunks[1..]
+            .iter()
+            .map(|chunk| scope.spawn(move || work(chunk)))
+            .collect();
+        std::iter::once(work(chunks[0]))
+            .chain(handles.into_iter().map(|h| match h.join() {
+                Ok(result) => result,
+                Err(panic) => std::panic::resume_unwind(panic),
+            }))
+            .collect()
+    })
+}
+
 /// Splits `items` into `n` contiguous chunks of about equal length (fewer when there are fewer
 /// items), in order.
 pub fn split_even<T>(items: &[T], n: usize) -> Vec<&[T]> {
@@ -99,7 +125,7 @@ pub fn split_even<T>(items: &[T], n: usize) -> Vec<&[T]> {
 }
 
 /// Appends `more`'s manifests to `out`'s (the configuration is `out`'s).
-fn merge(out: &mut Manifests, more: Manifests) {
+pub(super) fn merge(out: &mut Manifests, more: Manifests) {
     let Manifests {
         config: _,
         config_origin: _,

@@ -17,8 +17,7 @@ const MAX_THREADS: usize = 4;
 
 /// How many threads to plan `targets` targets with (1 for small fleets).
 pub fn threads_for(targets: usize) -> usize {
-    std::thread::available_parallelism()
-        .map_or(1, std::num::NonZeroUsize::get)
+    crate::manifest::parallel::cores()
         .min(MAX_THREADS)
         .min(targets / MIN_TARGETS_PER_THREAD)
         .max(1)

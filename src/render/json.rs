@@ -176,8 +176,7 @@ fn end_actions(out: &mut impl Write) -> Result<(), RenderError> {
 
 /// How many threads render a plan of `actions` actions (1 for small plans).
 fn threads_for(actions: usize) -> usize {
-    std::thread::available_parallelism()
-        .map_or(1, std::num::NonZeroUsize::get)
+    crate::manifest::parallel::cores()
         .min(MAX_THREADS)
         .min(actions / MIN_ACTIONS_PER_THREAD)
         .max(1)

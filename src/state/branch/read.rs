@@ -281,9 +281,7 @@ impl RecordReader<'_> {
                 .map(|(index, path, text)| parse_record(branch, commit, path, text).map(|r| (*index, r)))
                 .collect::<Result<Vec<_>, StateError>>()
         };
-        let threads = std::thread::available_parallelism()
-            .map_or(1, std::num::NonZero::get)
-            .min(texts.len() / RECORDS_PER_THREAD);
+        let threads = crate::manifest::parallel::cores().min(texts.len() / RECORDS_PER_THREAD);
         if threads <= 1 {
             return parse_chunk(texts);
         }
