@@ -96,17 +96,29 @@ pub fn read_chunked<'a, E: Send>(
 /// and each other on a thread of its own, in chunk order: what one call on all of `items` would
 /// give, split, whenever `work` handles each item on its own.
 pub fn map_chunks<T: Sync, R: Send>(items: &[T], n: usize, work: impl Fn(&[T]) -> R + Sync) -> Vec<R> {
-    let chunks = split_even(items, n);
+    let chunks = split_even(items, n).into_iter().map(|chunk| (chunk, ())).collect();
+    map_chunks_with(chunks, |chunk, ()| work(chunk))
+}
+
+/// `work` of each chunk with what it alone is given (its share of a memo), the first on this
+/// thread and each other on a thread of its own, in chunk order.
+pub fn map_chunks_with<T: Sync, S: Send, R: Send>(
+    mut chunks: Vec<(&[T], S)>,
+    work: impl Fn(&[T], S) -> R + Sync,
+) -> Vec<R> {
     if chunks.len() <= 1 {
-        return chunks.into_iter().map(work).collect();
+        return chunks.into_iter().map(|(chunk, state)| work(chunk, state)).collect();
     }
+    let rest = chunks.split_off(1);
     std::thread::scope(|scope| {
         let work = &work;
-        let handles: Vec<_> = chunks[1..]
-            .iter()
-            .map(|chunk| scope.spawn(move || work(chunk)))
+        let handles: Vec<_> = rest
+            .into_iter()
+            .map(|(chunk, state)| scope.spawn(move || work(chunk, state)))
             .collect();
-        std::iter::once(work(chunks[0]))
+        chunks
+            .into_iter()
+            .map(|(chunk, state)| work(chunk, state))
             .chain(handles.into_iter().map(|h| match h.join() {
                 Ok(result) => result,
                 Err(panic) => std::panic::resume_unwind(panic),

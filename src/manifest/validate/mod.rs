@@ -50,6 +50,10 @@ pub const TEMPLATE_VARIABLES: [&str; 12] = [
 /// The built-in executor a component gets when it names none.
 pub const BUILTIN_EXECUTOR: &str = "shell";
 
+/// Below this many targets per thread, one thread validates them all: a target whose file did
+/// not change takes about a microsecond (its facts and check kept), a thread tens of them.
+const MIN_TARGETS_PER_THREAD: usize = 1024;
+
 /// A release with its parsed version and dates.
 #[derive(Debug, Clone)]
 pub struct Release {
@@ -316,50 +320,68 @@ pub fn validate(mut manifests: Manifests) -> (Desired, Vec<Diagnostic>) {
     let config_schemas = compile_config_schemas(&components, &mut diags);
     let mut memo = TargetMemo::taken(&components, &desired.releases);
     let first_of_name = first_of_each_name(Kind::Target, &target_list, &mut diags);
-    let mut accepted: Vec<(String, Target)> = Vec::with_capacity(target_list.len());
-    let mut parsed_versions = target::ParsedVersions::default();
-    for manifest in &target_list {
-        let (facts, checked) = memo.of(manifest);
-        diags.extend(facts.metadata.iter().cloned());
-        if !first_of_name
-            .get(manifest.name.as_str())
-            .is_some_and(|first| std::ptr::eq(*first, &**manifest))
-        {
-            memo.keep(manifest, facts, None);
-            continue;
-        }
-        let checked = checked.unwrap_or_else(|| {
-            let mut found = Vec::new();
-            let wanted = check_target(
-                manifest,
-                &components,
-                &desired.releases,
-                &mut parsed_versions,
-                &mut found,
-            );
-            check_config_schema(manifest, &config_schemas, &mut found);
-            Arc::new(Checked {
-                wanted,
-                diagnostics: found,
-            })
+    // On both cores for a large fleet (issue #17), each chunk of the list with its share of the
+    // memo; the chunks' results are concatenated in order, as one pass over the list gives them.
+    let threads = super::parallel::cores()
+        .min(target_list.len() / MIN_TARGETS_PER_THREAD)
+        .max(1);
+    let chunks = super::parallel::split_even(&target_list, threads);
+    let parts = memo.parts(&chunks.iter().map(|c| c.len()).collect::<Vec<_>>());
+    let checked_chunks =
+        super::parallel::map_chunks_with(chunks.into_iter().zip(parts).collect(), |chunk, mut memo| {
+            let mut diags = Vec::new();
+            let mut accepted: Vec<(String, Target)> = Vec::with_capacity(chunk.len());
+            let mut parsed_versions = target::ParsedVersions::default();
+            for manifest in chunk {
+                let (facts, checked) = memo.of(manifest);
+                diags.extend(facts.metadata.iter().cloned());
+                if !first_of_name
+                    .get(manifest.name.as_str())
+                    .is_some_and(|first| std::ptr::eq(*first, &**manifest))
+                {
+                    memo.keep(manifest, facts, None);
+                    continue;
+                }
+                let checked = checked.unwrap_or_else(|| {
+                    let mut found = Vec::new();
+                    let wanted = check_target(
+                        manifest,
+                        &components,
+                        &desired.releases,
+                        &mut parsed_versions,
+                        &mut found,
+                    );
+                    check_config_schema(manifest, &config_schemas, &mut found);
+                    Arc::new(Checked {
+                        wanted,
+                        diagnostics: found,
+                    })
+                });
+                diags.extend(checked.diagnostics.iter().cloned());
+                let wanted = checked.wanted.clone();
+                memo.keep(manifest, Arc::clone(&facts), Some(checked));
+                if let Some(wanted) = wanted {
+                    accepted.push((
+                        manifest.name.clone(),
+                        Target {
+                            wanted,
+                            config_hash: facts.config_hash.clone(),
+                            manifest: Arc::clone(manifest),
+                            // Set below, once the policies and windows are known.
+                            policies: PolicyMatch::default(),
+                            selected: Selected::default(),
+                            tenant: None,
+                        },
+                    ));
+                }
+            }
+            (accepted, diags, memo)
         });
-        diags.extend(checked.diagnostics.iter().cloned());
-        let wanted = checked.wanted.clone();
-        memo.keep(manifest, Arc::clone(&facts), Some(checked));
-        if let Some(wanted) = wanted {
-            accepted.push((
-                manifest.name.clone(),
-                Target {
-                    wanted,
-                    config_hash: facts.config_hash.clone(),
-                    manifest: Arc::clone(manifest),
-                    // Set below, once the policies and windows are known.
-                    policies: PolicyMatch::default(),
-                    selected: Selected::default(),
-                    tenant: None,
-                },
-            ));
-        }
+    let mut accepted: Vec<(String, Target)> = Vec::with_capacity(target_list.len());
+    for (more, more_diags, part) in checked_chunks {
+        accepted.extend(more);
+        diags.extend(more_diags);
+        memo.absorb(part);
     }
     memo.store();
     desired.targets = accepted.into_iter().collect();
@@ -479,6 +501,29 @@ impl<V> ByManifest<V> {
         ahead[found].take().map(|(_, value)| value)
     }
 
+    /// The entries cut in contiguous shares proportional to `lens` (out of `total`), in order.
+    fn split(mut self, lens: &[usize], total: usize) -> Vec<ByManifest<V>> {
+        let kept = self.entries.len();
+        let mut starts: Vec<usize> = lens
+            .iter()
+            .scan(0, |start, len| {
+                let at = *start;
+                *start += len;
+                Some(at)
+            })
+            .map(|at| (at * kept).checked_div(total).unwrap_or(0))
+            .collect();
+        let mut shares = Vec::with_capacity(lens.len());
+        while let Some(start) = starts.pop() {
+            shares.push(ByManifest {
+                entries: self.entries.split_off(start.min(self.entries.len())),
+                cursor: 0,
+            });
+        }
+        shares.reverse();
+        shares
+    }
+
     /// Keeps `value` for `manifest`, after the entries kept before it.
     fn keep(&mut self, manifest: &Arc<Manifest<TargetSpec>>, value: V) {
         self.entries.push(Some((Arc::clone(manifest), value)));
@@ -591,6 +636,30 @@ impl TargetMemo {
         if self.on {
             self.now.keep(target, (facts, checked));
         }
+    }
+
+    /// This memo's share for each contiguous chunk of the target list, of the given lengths:
+    /// each takes the entries kept at the same share of the last validation's list, so in a
+    /// commit that changed a few files each chunk finds its own (an entry that moved into
+    /// another chunk's share is not found there: that target is worked out again).
+    fn parts(&mut self, lens: &[usize]) -> Vec<TargetMemo> {
+        let total: usize = lens.iter().sum();
+        let shares = std::mem::take(&mut self.before).split(lens, total);
+        lens.iter()
+            .zip(shares)
+            .map(|(&len, before)| TargetMemo {
+                on: self.on,
+                context: CheckContext::default(),
+                same_context: self.same_context,
+                before,
+                now: ByManifest::with_capacity(if self.on { len } else { 0 }),
+            })
+            .collect()
+    }
+
+    /// Keeps what `part` (the next chunk's share, from [`Self::parts`]) kept.
+    fn absorb(&mut self, part: TargetMemo) {
+        self.now.entries.extend(part.now.entries);
     }
 
     fn store(self) {
@@ -897,6 +966,75 @@ mod tests {
             tenant("acme-us").as_ref().expect("acme")
         ));
         assert_eq!(tenant("shared"), None);
+    }
+
+    /// Issue #17: a fleet large enough to be validated on several threads, each chunk with its
+    /// share of the memo, gives what validating fresh copies gives: after a target removed near
+    /// the start, one added in the middle, one changed at the chunks' border, and with a name
+    /// declared twice across the chunks (the first is kept, the second reported).
+    #[test]
+    fn a_fleet_validated_in_chunks_equals_a_fresh_validation() {
+        crate::manifest::parse_cache::enable();
+        let n = 2 * MIN_TARGETS_PER_THREAD + 200;
+        let header = "apiVersion: gantry.dev/v1\n";
+        let target = |name: String, version: &str, replicas: usize| {
+            read_all_yaml(format!(
+                "{header}kind: Target\nmetadata: {{ name: {name}, labels: {{ tenant: tenant-{} }} }}\nspec: {{ component: web, version: \"{version}\", config: {{ replicas: {replicas} }} }}\n",
+                name.len()
+            ))
+            .targets
+            .remove(0)
+        };
+        let rest = format!(
+            "{header}kind: Component\nmetadata: {{ name: web }}\nspec:\n  steps: {{ deploy: [d.sh] }}\n  configSchema: {{ type: object, properties: {{ replicas: {{ type: integer, maximum: 2000 }} }} }}\n---\n{header}kind: Release\nmetadata: {{ name: web-1 }}\nspec: {{ component: web, version: \"1.2.0\" }}\n"
+        );
+        let mut list: Vec<_> = (0..n)
+            .map(|i| match i {
+                // A version no release has, and a config the schema refuses.
+                7 => target(format!("t{i}"), "9.9.9", 1),
+                8 => target(format!("t{i}"), "1.2.0", 5000),
+                // t3 again, in the second chunk.
+                i if i == n - 50 => target("t3".to_string(), "1.2.0", 1),
+                i => target(format!("t{i}"), "1.2.0", i),
+            })
+            .collect();
+        let check = |list: &[Arc<Manifest<TargetSpec>>]| {
+            let mut kept = read_all_yaml(rest.clone());
+            kept.targets = list.to_vec();
+            let mut fresh = read_all_yaml(rest.clone());
+            fresh.targets = list.iter().map(|t| Arc::new((**t).clone())).collect();
+            let (kept, kept_diags) = validate(kept);
+            MEMO_OFF.set(true);
+            let (fresh, fresh_diags) = validate(fresh);
+            MEMO_OFF.set(false);
+            assert_eq!(kept_diags, fresh_diags);
+            let targets = |d: &Desired| -> Vec<String> {
+                d.targets
+                    .values()
+                    .map(|t| format!("{} {:?} {} {:?}", t.name(), t.wanted, t.config_hash, t.tenant))
+                    .collect()
+            };
+            assert_eq!(targets(&kept), targets(&fresh));
+            assert_eq!(kept.targets.len(), n - 1, "the duplicate left out");
+            kept_diags
+        };
+        let first = check(&list);
+        assert!(
+            first
+                .iter()
+                .any(|d| d.kind == "duplicate" && d.message.contains("`t3`")),
+            "{first:?}"
+        );
+        assert!(first.iter().any(|d| d.kind == "config_schema"), "{first:?}");
+        assert!(first.iter().any(|d| d.message.contains("9.9.9")), "{first:?}");
+        check(&list);
+        list.remove(2);
+        list.insert(n / 2, target("added".to_string(), "1.2.0", 1));
+        let border = list[n / 2 + 1].name.clone();
+        list[n / 2 + 1] = target(border, "1.2.0", 7);
+        let again = check(&list);
+        assert_eq!(again.len(), first.len());
+        check(&list);
     }
 
     /// Issue #17: what was kept for a target is found again in the next validation's order,
