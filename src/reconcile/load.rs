@@ -247,8 +247,10 @@ struct TemplateMemo {
     /// Targets whose answers this check took from the previous one.
     reused: usize,
     components: BTreeMap<String, Vec<TemplateSignature>>,
-    /// The targets that passed every template of their component, with their inputs then.
-    targets: HashMap<String, TargetInputs>,
+    /// The targets that passed every template of their component, with their inputs then, in
+    /// name order: the next check walks them beside its own targets, in the same order (issue
+    /// #17: a hash map's removal and insertion per target was a third of a re-check).
+    targets: Vec<(String, TargetInputs)>,
 }
 
 /// The memo, once [`enable_template_memo`] ran (`None` inside while a check holds it).
@@ -270,7 +272,7 @@ impl TemplateMemo {
             commit: Oid::ZERO_SHA1,
             reused: 0,
             components: BTreeMap::new(),
-            targets: HashMap::new(),
+            targets: Vec::new(),
         }))
     }
 
@@ -512,8 +514,15 @@ fn check_templates(
             })
             .collect(),
         // Sized for every target at once (not grown, and every entry moved, a dozen times).
-        targets: HashMap::with_capacity(desired.targets.len()),
+        targets: Vec::with_capacity(desired.targets.len()),
     });
+    // The last check's targets, walked in name order beside this check's.
+    let mut known_targets = memo
+        .as_mut()
+        .map(|m| std::mem::take(&mut m.targets))
+        .unwrap_or_default()
+        .into_iter()
+        .peekable();
     let reusable: HashMap<String, bool> = match (&memo, &next) {
         (Some(memo), Some(next)) => next
             .components
@@ -540,15 +549,21 @@ fn check_templates(
         let Some(ts) = of_component.get(component) else {
             continue;
         };
-        let known = memo
-            .as_mut()
-            .filter(|_| reusable.get(component).copied().unwrap_or(false))
-            .and_then(|m| m.targets.remove_entry(target.name()))
-            .filter(|(_, known)| known.matches(target));
-        if let Some((name, known)) = known {
+        let known = if reusable.get(component).copied().unwrap_or(false) {
+            while known_targets
+                .next_if(|(name, _)| name.as_str() < target.name())
+                .is_some()
+            {}
+            known_targets
+                .next_if(|(name, _)| name == target.name())
+                .filter(|(_, known)| known.matches(target))
+        } else {
+            None
+        };
+        if let Some(known) = known {
             // It passed every template then, with these same inputs: it passes now.
             if let Some(next) = next.as_mut() {
-                next.targets.insert(name, known);
+                next.targets.push(known);
                 next.reused += 1;
             }
             continue;
@@ -581,16 +596,18 @@ fn check_templates(
             fresh.entry(*target).or_default().push((local, problem.clone()));
         }
     }
+    let mut passed = Vec::new();
     for target in rendered {
         let failed = fresh.remove(target.name()).unwrap_or_default();
         // Only a target that passed is remembered: a failure may come from the sandbox (a
         // child killed under load), which the next commit must not inherit.
-        if let Some(next) = next.as_mut()
-            && failed.is_empty()
-        {
-            next.targets.insert(target.name().to_owned(), TargetInputs::of(target));
+        if next.is_some() && failed.is_empty() {
+            passed.push((target.name().to_owned(), TargetInputs::of(target)));
         }
         failed_by.push((target.name(), failed));
+    }
+    if let Some(next) = next.as_mut() {
+        next.targets = merged_in_name_order(std::mem::take(&mut next.targets), passed);
     }
     failed_by.sort_by(|a, b| a.0.cmp(b.0));
     // First failure per template (in target name order), and how many targets failed.
@@ -632,6 +649,31 @@ fn check_templates(
         })
         .collect();
     (diagnostics, next)
+}
+
+/// `kept` and `more`, each in name order, as one list in name order: each of `more` is placed by
+/// a binary search (after a one-file change, one target among 10,000).
+fn merged_in_name_order(
+    kept: Vec<(String, TargetInputs)>,
+    more: Vec<(String, TargetInputs)>,
+) -> Vec<(String, TargetInputs)> {
+    if more.is_empty() {
+        return kept;
+    }
+    let places: Vec<usize> = more
+        .iter()
+        .map(|(name, _)| kept.partition_point(|(k, _)| k < name))
+        .collect();
+    let mut merged = Vec::with_capacity(kept.len() + more.len());
+    let mut kept = kept.into_iter();
+    let mut taken = 0;
+    for (place, entry) in places.into_iter().zip(more) {
+        merged.extend(kept.by_ref().take(place - taken));
+        taken = place;
+        merged.push(entry);
+    }
+    merged.extend(kept);
+    merged
 }
 
 /// Reads `entries` through a new handle on the repository at `dir` (for another thread).
@@ -932,6 +974,46 @@ mod tests {
         manifest::validate(manifests).0
     }
 
+    /// The remembered targets merged in name order: new ones before, between and after the
+    /// kept ones, and none.
+    #[test]
+    fn remembered_targets_merge_in_name_order() {
+        let target = manifest::read_manifests(
+            None,
+            &[RawFile {
+                path: "t.yaml".to_owned(),
+                content: manifest::RawContent::Bytes(
+                    b"apiVersion: gantry.dev/v1\nkind: Target\nmetadata: { name: t }\nspec: { component: web, version: 1.0.0 }\n".to_vec(),
+                ),
+            }],
+        )
+        .0
+        .targets
+        .remove(0);
+        let entries = |names: &[&str]| -> Vec<(String, TargetInputs)> {
+            names
+                .iter()
+                .map(|n| ((*n).to_string(), TargetInputs(Arc::clone(&target))))
+                .collect()
+        };
+        let names = |list: Vec<(String, TargetInputs)>| list.into_iter().map(|(n, _)| n).collect::<Vec<_>>();
+        assert_eq!(
+            names(merged_in_name_order(
+                entries(&["b", "d", "f"]),
+                entries(&["a", "c", "e", "g"])
+            )),
+            ["a", "b", "c", "d", "e", "f", "g"]
+        );
+        assert_eq!(
+            names(merged_in_name_order(entries(&["b", "d"]), Vec::new())),
+            ["b", "d"]
+        );
+        assert_eq!(
+            names(merged_in_name_order(Vec::new(), entries(&["c", "e"]))),
+            ["c", "e"]
+        );
+    }
+
     /// The template check's memo (issue #17) answers exactly what a check without it answers,
     /// over a series of commits: a target fixed, one broken, one renamed, a label a template
     /// reads changed, a component's template changed, and a template whose render depends on
@@ -1029,7 +1111,7 @@ mod tests {
             commit: Oid::ZERO_SHA1,
             reused: 0,
             components: BTreeMap::new(),
-            targets: HashMap::new(),
+            targets: Vec::new(),
         });
         let apis = [
             api(true, false),
@@ -1048,6 +1130,10 @@ mod tests {
             assert_eq!(warm, cold, "step {i}");
             let next = next.expect("a memo in, a memo out");
             let next_reused = (next.reused, next.targets.len());
+            assert!(
+                next.targets.windows(2).all(|w| w[0].0 < w[1].0),
+                "step {i}: the remembered targets are in name order"
+            );
             memo = Some(next);
             seen.push((cold.len(), next_reused));
         }
