@@ -151,6 +151,44 @@ mod tests {
         }
     }
 
+    /// Issue #17: a fleet's records found on several threads are, for every target, the record
+    /// its name finds, with records of targets no longer desired between and around them.
+    #[test]
+    fn records_joined_on_threads_are_the_records_of_each_name() {
+        let n = 700;
+        let file = RawFile {
+            path: "fleet.yaml".into(),
+            content: RawContent::Bytes(fleet(n).into_bytes()),
+        };
+        let (desired, _) = validate(read_manifests(None, &[file]).0);
+        let mut recorded = recorded(n);
+        let gone = recorded.targets["t0001"].clone();
+        for name in ["a-first", "t0003-gone", "t0350-gone", "t0350", "zz-last"] {
+            recorded.targets.insert(name.into(), gone.clone());
+        }
+        let evidence = Evidence::default();
+        let input = PlanInput {
+            desired: &desired,
+            windows: &[],
+            recorded: &recorded,
+            evidence: &evidence,
+            now: "2026-11-21T10:00:00Z".parse().unwrap(),
+        };
+        let expected: Vec<Option<&TargetRecord>> =
+            desired.targets.keys().map(|name| recorded.targets.get(name)).collect();
+        assert!(expected.iter().any(Option::is_none) && expected.iter().any(Option::is_some));
+        for threads in [1, 2, 3, 7] {
+            let fleet = Fleet::joined_on(&input, threads);
+            assert_eq!(fleet.targets().len(), desired.targets.len());
+            let same = fleet.records().iter().zip(&expected).all(|(a, b)| match (a, b) {
+                (Some(a), Some(b)) => std::ptr::eq(*a, *b),
+                (None, None) => true,
+                _ => false,
+            });
+            assert!(same, "{threads} threads joined other records");
+        }
+    }
+
     /// Issue #17: planning targets on several threads gives the same actions, byte for byte,
     /// in the same order as one thread, whatever the thread count (each thread has its own
     /// window and approval caches; nothing else is shared).
