@@ -278,15 +278,28 @@ pub fn read_cached<'a, T: Clone + Sync, E: Send>(
     Ok((out, diagnostics))
 }
 
-/// Appends one file's share to the result (cloned: the cache keeps its copy).
+/// Appends one file's share to the result (cloned: the cache keeps its copy): every kind of
+/// manifest [`Manifests`] holds (the destructuring names each field, so a kind added to it
+/// cannot be left out here unnoticed).
 fn append(out: &mut Manifests, diagnostics: &mut Vec<Diagnostic>, read: &FileRead) {
-    let m = &read.manifests;
-    out.components.extend(m.components.iter().cloned());
-    out.releases.extend(m.releases.iter().cloned());
-    out.targets.extend(m.targets.iter().cloned());
-    out.policies.extend(m.policies.iter().cloned());
-    out.windows.extend(m.windows.iter().cloned());
-    out.approvals.extend(m.approvals.iter().cloned());
+    let Manifests {
+        config: _,
+        config_origin: _,
+        components,
+        releases,
+        targets,
+        policies,
+        windows,
+        approvals,
+        fleets,
+    } = &read.manifests;
+    out.components.extend(components.iter().cloned());
+    out.releases.extend(releases.iter().cloned());
+    out.targets.extend(targets.iter().cloned());
+    out.policies.extend(policies.iter().cloned());
+    out.windows.extend(windows.iter().cloned());
+    out.approvals.extend(approvals.iter().cloned());
+    out.fleets.extend(fleets.iter().cloned());
     diagnostics.extend(read.diagnostics.iter().cloned());
 }
 
@@ -336,7 +349,9 @@ mod tests {
         (0..n)
             .map(|i| {
                 let text = match i % 7 {
-                    0 => "a: [\n".to_string(),
+                    0 if i % 2 == 0 => "a: [\n".to_string(),
+                    // Every kind a file can hold comes back from the cache (a Fleet was dropped).
+                    0 => format!("apiVersion: gantry.dev/v1\nkind: Fleet\nmetadata: {{ name: f{i} }}\nspec: {{ tenants: [a], components: [c], defaults: {{ version: {version} }} }}\n"),
                     1 => format!("apiVersion: gantry.dev/v1\nkind: Target\nmetadata: {{ name: t{i} }}\nspec: {{ component: c }}\n"),
                     2 => format!("apiVersion: gantry.dev/v1\nkind: Release\nmetadata: {{ name: r{i} }}\nspec: {{ component: c, version: 1.0.{i} }}\n"),
                     3 => "name: someone else's file\n".to_string(),
