@@ -1,4 +1,7 @@
-//! [`read_manifests`](super::read_manifests) over several threads, for large repositories.
+//! [`read_manifests`](super::read_manifests) over several threads, for large repositories, and
+//! the helpers other per-item passes over thousands of manifests share ([`cores`],
+//! [`map_chunks`]: the parse cache's lookups, validation's target checks, the planner's
+//! record join).
 //!
 //! Reading a file (parse, schema check, typed deserialization) depends on nothing but the file
 //! and `gantry.toml`, so the files are split into contiguous chunks, each chunk is loaded and
@@ -23,6 +26,12 @@ pub fn cores() -> usize {
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get))
 }
 
+/// How many threads a pass over `items` items should be split into when each thread needs at
+/// least `min_per_thread` of them to be worth its start: at most the cores, and [`MAX_THREADS`].
+pub fn threads_for_items(items: usize, min_per_thread: usize) -> usize {
+    cores().min(MAX_THREADS).min(items / min_per_thread.max(1)).max(1)
+}
+
 /// How many threads to read `files` files with (1 for small repositories).
 pub fn threads_for(files: usize) -> usize {
     cores().min(MAX_THREADS).min(files / MIN_FILES_PER_THREAD).max(1)
@@ -38,6 +47,13 @@ pub fn read_manifests_parallel(config: Option<&RawFile>, files: &[RawFile]) -> (
     }
 }
 
+/// The stack of a thread that parses or checks manifests: the main thread's 8 MiB, not a
+/// spawned thread's 2 MiB default. The YAML reference parser recurses per nesting level up to
+/// its limit of 64, which a 2 MiB stack may not hold in a debug build (found by the line
+/// reader's review, issue #17), and so do a config's schema check and hash: the limit's clear
+/// error, never a crash, on any thread.
+pub(crate) const PARSER_STACK_BYTES: usize = 8 << 20;
+
 /// Reads `chunks` chunks of files: chunk 0 loaded by `first` on this thread, each other chunk
 /// `i` loaded by `other(i)` on a thread of its own (so loading, e.g. reading blobs from git,
 /// runs in parallel too, and each chunk's bytes are freed as soon as it is read). The result is
@@ -45,12 +61,6 @@ pub fn read_manifests_parallel(config: Option<&RawFile>, files: &[RawFile]) -> (
 ///
 /// # Errors
 /// The first loading error, in chunk order.
-/// The stack of a thread that parses manifests: the main thread's 8 MiB, not a spawned
-/// thread's 2 MiB default. The YAML reference parser recurses per nesting level up to its
-/// limit of 64, which a 2 MiB stack may not hold in a debug build (found by the line reader's
-/// review, issue #17): the limit's clear error, never a crash, on any thread.
-pub(crate) const PARSER_STACK_BYTES: usize = 8 << 20;
-
 pub fn read_chunked<'a, E: Send>(
     config: Option<&RawFile>,
     chunks: usize,
@@ -101,7 +111,8 @@ pub fn map_chunks<T: Sync, R: Send>(items: &[T], n: usize, work: impl Fn(&[T]) -
 }
 
 /// `work` of each chunk with what it alone is given (its share of a memo), the first on this
-/// thread and each other on a thread of its own, in chunk order.
+/// thread and each other on a thread of its own (with the stack of a parser thread:
+/// [`PARSER_STACK_BYTES`]), in chunk order.
 pub fn map_chunks_with<T: Sync, S: Send, R: Send>(
     mut chunks: Vec<(&[T], S)>,
     work: impl Fn(&[T], S) -> R + Sync,
@@ -114,7 +125,12 @@ pub fn map_chunks_with<T: Sync, S: Send, R: Send>(
         let work = &work;
         let handles: Vec<_> = rest
             .into_iter()
-            .map(|(chunk, state)| scope.spawn(move || work(chunk, state)))
+            .map(|(chunk, state)| {
+                std::thread::Builder::new()
+                    .stack_size(PARSER_STACK_BYTES)
+                    .spawn_scoped(scope, move || work(chunk, state))
+                    .expect("a worker thread")
+            })
             .collect();
         chunks
             .into_iter()

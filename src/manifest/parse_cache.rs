@@ -189,11 +189,9 @@ pub fn read_cached<'a, T: Clone + Sync, E: Send>(
     let (mut out, mut diagnostics) = read_manifests(config, &[]);
     let restricted = out.config.paths.is_some();
     let keys: Vec<FileKey> = entries.iter().map(&key_of).collect();
-    // Looked up, and assembled below, on both cores for a large repository (issue #17: the two
-    // were a third of loading a 10,000-file commit whose files were all read before).
-    let threads = parallel::cores()
-        .min(entries.len() / MIN_FILES_PER_LOOKUP_THREAD)
-        .max(1);
+    // Looked up, and assembled below, on several cores for a large repository (issue #17: the
+    // two were a third of loading a 10,000-file commit whose files were all read before).
+    let threads = parallel::threads_for_items(entries.len(), MIN_FILES_PER_LOOKUP_THREAD);
     let (mut found, generation): (Vec<Option<Arc<FileRead>>>, u64) = {
         let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
         cache.generation += 1;

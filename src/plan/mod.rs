@@ -290,9 +290,9 @@ fn config_diff(record: Option<&TargetRecord>, target: &Target) -> Vec<ConfigChan
     // The same config recorded: nothing differs, without sorting and comparing key by key
     // (issue #17: 10,000 configs on every pass). Compared, not trusted by the record's
     // `config_hash`: the state branch is a branch anyone with push access can edit. A record
-    // found equal before answers by the hash of its own values (`RecordedConfig::equals`).
+    // found equal before answers by the hash of its own values (`RecordedConfig::known_equal`).
     if let Some(recorded) = record.and_then(|r| r.config.as_ref())
-        && recorded.equals(&target.spec().config, &target.config_hash)
+        && recorded.known_equal(&target.spec().config, &target.config_hash)
     {
         return Vec::new();
     }

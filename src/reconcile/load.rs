@@ -234,7 +234,7 @@ impl TargetInputs {
 ///
 /// # Guarantees
 /// - **Exact**: a target is taken as passing again only when every input of its renders is equal,
-///   compared by value, not by a hash: its name (the key), labels, vars, config, component and
+///   compared by value, not by a hash: its name, labels, vars, config, component and
 ///   version; its component's templates (text, pointer, release, migration version and id,
 ///   in order); and the commit id, when any of those templates names `commit` (or `debug`,
 ///   which shows the whole context). The rest of a render's context is constant, and the

@@ -171,9 +171,11 @@ pub struct TargetRecord {
 /// The planner compares each recorded config with the desired one on every pass (issue #17: on
 /// 10,000 targets that was a fifth of planning them). It does not trust the record's
 /// `config_hash` for that: the state branch can be edited by hand, and the plan's config diff
-/// shows what the record holds. Equal values have the hash of the desired config, so that hash
-/// is kept here, and the next pass over the same record (the daemon's: records are shared
-/// between passes while the state branch does not move) compares two hashes instead.
+/// shows what the record holds. Once a comparison found the values equal to a desired config,
+/// that config's hash is kept here, and the next pass over the same record (the daemon's:
+/// records are shared between passes while the state branch does not move) compares two hashes
+/// instead: a desired config with the kept hash has the same JSON text as the one found equal,
+/// so it is equal to these values too.
 ///
 /// The values cannot be changed in place: a new config is a new `RecordedConfig` with no hash.
 #[derive(Clone, Default, Serialize, Deserialize)]
@@ -196,16 +198,19 @@ impl RecordedConfig {
         self.values
     }
 
-    /// Whether these values equal `values`, whose `validate::config_hash` is `hash` (the
-    /// caller's promise: the planner passes a desired target's config and its hash). Answered
-    /// by the hashes once an earlier call found them equal, by value before.
-    pub fn equals(&self, values: &serde_json::Map<String, serde_json::Value>, hash: &str) -> bool {
+    /// Whether these values are known to equal `values`, whose `validate::config_hash` is
+    /// `hash` (the caller's promise: the planner passes a desired target's config and its hash).
+    /// Answered by the hashes once an earlier call found the values equal to a config, by value
+    /// before. `true` is always exact; `false` after a kept hash says only that `values` differ
+    /// in JSON text from the config found equal (`0.0` and `-0.0` are equal values with other
+    /// texts): the caller then compares key by key.
+    pub fn known_equal(&self, values: &serde_json::Map<String, serde_json::Value>, hash: &str) -> bool {
         if let Some(known) = self.hash.get() {
             return **known == *hash;
         }
         let equal = self.values == *values;
         if equal {
-            // Equal values, so equal hashes: `hash` is the hash of these values too.
+            // Kept: a config with this hash has the JSON text of `values`, so is equal to them.
             let _ = self.hash.set(hash.into());
         }
         equal

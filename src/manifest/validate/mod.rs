@@ -320,11 +320,9 @@ pub fn validate(mut manifests: Manifests) -> (Desired, Vec<Diagnostic>) {
     let config_schemas = compile_config_schemas(&components, &mut diags);
     let mut memo = TargetMemo::taken(&components, &desired.releases);
     let first_of_name = first_of_each_name(Kind::Target, &target_list, &mut diags);
-    // On both cores for a large fleet (issue #17), each chunk of the list with its share of the
+    // On several cores for a large fleet (issue #17), each chunk of the list with its share of the
     // memo; the chunks' results are concatenated in order, as one pass over the list gives them.
-    let threads = super::parallel::cores()
-        .min(target_list.len() / MIN_TARGETS_PER_THREAD)
-        .max(1);
+    let threads = super::parallel::threads_for_items(target_list.len(), MIN_TARGETS_PER_THREAD);
     let chunks = super::parallel::split_even(&target_list, threads);
     let parts = memo.parts(&chunks.iter().map(|c| c.len()).collect::<Vec<_>>());
     let checked_chunks =
@@ -454,22 +452,24 @@ impl TargetFacts {
 /// Kept in the order the validation met the targets, and looked up in the same order by the
 /// next one: an entry is found at a cursor that moves past it, by address (issue #17: a hash
 /// map's removal and insertion per target was a fifth of validating a one-file change). A
-/// commit that adds or changes files leaves the new targets without an entry (the cursor stays);
-/// one that removes files leaves entries behind the cursor, skipped within [`Self::LOOKAHEAD`]
-/// entries. An entry further off is not found: that target is worked out again, as if new.
-/// Whatever is found or not, what is found belongs to that very manifest.
+/// commit that adds or changes a file leaves its targets without an entry (the cursor stays);
+/// one that removes a few targets leaves entries the cursor skips within [`Self::LOOKAHEAD`].
+/// From the second lookup the lookahead does not answer (a changed or removed file of many
+/// targets), the rest are found through an index by address, built then, and the cursor
+/// resumes past each entry so found. Whatever is found, it belongs to that very manifest.
 struct ByManifest<V> {
     entries: Vec<Option<(Arc<Manifest<TargetSpec>>, V)>>,
     /// Where the next lookup looks first: just past the last entry found.
     cursor: usize,
+    /// Lookups the lookahead did not answer.
+    misses: usize,
+    /// Each entry's index by its manifest's address, once [`Self::misses`] reached two.
+    index: Option<foldhash::HashMap<usize, usize>>,
 }
 
 impl<V> Default for ByManifest<V> {
     fn default() -> Self {
-        ByManifest {
-            entries: Vec::new(),
-            cursor: 0,
-        }
+        Self::with_capacity(0)
     }
 }
 
@@ -482,6 +482,8 @@ impl<V> ByManifest<V> {
         ByManifest {
             entries: Vec::with_capacity(n),
             cursor: 0,
+            misses: 0,
+            index: None,
         }
     }
 
@@ -492,13 +494,34 @@ impl<V> ByManifest<V> {
     /// What was kept for `manifest` itself, taken out: only an entry holding that very
     /// manifest is its own.
     fn take(&mut self, manifest: &Arc<Manifest<TargetSpec>>) -> Option<V> {
-        let ahead = self.entries.get_mut(self.cursor..)?;
-        let found = ahead
-            .iter()
-            .take(Self::LOOKAHEAD)
-            .position(|entry| entry.as_ref().is_some_and(|(kept, _)| Arc::ptr_eq(kept, manifest)))?;
-        self.cursor += found + 1;
-        ahead[found].take().map(|(_, value)| value)
+        let own = |entry: &Option<(Arc<Manifest<TargetSpec>>, V)>| {
+            entry.as_ref().is_some_and(|(kept, _)| Arc::ptr_eq(kept, manifest))
+        };
+        let ahead = self.entries.get(self.cursor..).unwrap_or_default();
+        let at = match ahead.iter().take(Self::LOOKAHEAD).position(own) {
+            Some(found) => self.cursor + found,
+            None => {
+                self.misses += 1;
+                if self.misses < 2 {
+                    return None;
+                }
+                let entries = &self.entries;
+                let index = self.index.get_or_insert_with(|| {
+                    entries
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, entry)| entry.as_ref().map(|(kept, _)| (Arc::as_ptr(kept) as usize, i)))
+                        .collect()
+                });
+                let at = *index.get(&(Arc::as_ptr(manifest) as usize))?;
+                if !own(&self.entries[at]) {
+                    return None;
+                }
+                at
+            }
+        };
+        self.cursor = at + 1;
+        self.entries[at].take().map(|(_, value)| value)
     }
 
     /// The entries cut in contiguous shares proportional to `lens` (out of `total`), in order.
@@ -515,10 +538,9 @@ impl<V> ByManifest<V> {
             .collect();
         let mut shares = Vec::with_capacity(lens.len());
         while let Some(start) = starts.pop() {
-            shares.push(ByManifest {
-                entries: self.entries.split_off(start.min(self.entries.len())),
-                cursor: 0,
-            });
+            let mut share = ByManifest::with_capacity(0);
+            share.entries = self.entries.split_off(start.min(self.entries.len()));
+            shares.push(share);
         }
         shares.reverse();
         shares
@@ -1038,8 +1060,9 @@ mod tests {
     }
 
     /// Issue #17: what was kept for a target is found again in the next validation's order,
-    /// past removed targets and beside added ones, and only for that very manifest: a copy, a
-    /// target met twice, and one removed further back than the lookahead find nothing.
+    /// past removed targets and beside added ones, and far off or behind the cursor once the
+    /// lookahead missed twice; and only for that very manifest: a copy and a target met twice
+    /// find nothing.
     #[test]
     fn kept_entries_are_found_in_order_and_only_for_their_own_manifest() {
         let targets = read_all_yaml(
@@ -1058,18 +1081,29 @@ mod tests {
             kept.keep(target, i);
         }
         let copy = Arc::new((*targets[3]).clone());
-        // Targets 1 and 2 removed, a copy of 3 added before it, 4 met twice, then the targets
-        // from 100 on after removing the 95 before them (beyond the lookahead).
+        // Targets 1 and 2 passed over, a copy of 3 met before it, 4 met twice, then targets far
+        // off and behind.
         assert_eq!(kept.take(&targets[0]), Some(0));
         assert_eq!(kept.take(&copy), None, "an equal copy is another manifest");
-        assert_eq!(kept.take(&targets[3]), Some(3));
+        assert!(kept.index.is_none(), "one miss builds no index");
+        assert_eq!(kept.take(&targets[3]), Some(3), "past the targets passed over");
         assert_eq!(kept.take(&targets[4]), Some(4));
         assert_eq!(kept.take(&targets[4]), None, "taken already");
-        assert_eq!(kept.take(&targets[1]), None, "behind the cursor");
-        assert_eq!(kept.take(&targets[100]), None, "beyond the lookahead: worked out again");
-        assert_eq!(kept.take(&targets[5]), Some(5));
-        assert_eq!(kept.take(&targets[5 + ByManifest::<usize>::LOOKAHEAD]), Some(5 + 64));
-        assert_eq!(kept.take(&targets[199]), None);
+        assert_eq!(
+            kept.take(&targets[100]),
+            Some(100),
+            "beyond the lookahead: by the index"
+        );
+        assert_eq!(kept.take(&targets[1]), Some(1), "behind the cursor: by the index");
+        assert_eq!(kept.take(&targets[100]), None, "taken already, by the index");
+        assert_eq!(
+            kept.take(&copy),
+            None,
+            "an equal copy is another manifest, by the index too"
+        );
+        let last_ahead = 2 + ByManifest::<usize>::LOOKAHEAD - 1;
+        assert_eq!(kept.take(&targets[last_ahead]), Some(last_ahead), "ahead of the cursor");
+        assert_eq!(kept.take(&targets[199]), Some(199));
         assert_eq!(kept.take(&targets[70]), Some(70));
     }
 
