@@ -49,9 +49,19 @@ fn fresh_process(repo: &Repo, rev: &str) -> String {
     }
 }
 
+/// A Fleet of `web` for two tenants at `version`.
+fn web_fleet(version: &str) -> String {
+    format!(
+        "apiVersion: gantry.dev/v1\nkind: Fleet\nmetadata: {{ name: erp }}\nspec:\n  tenants: [acme, globex]\n  \
+         components: [web]\n  defaults: {{ version: \"{version}\", vars: {{ host: f }} }}\n"
+    )
+}
+
 /// Regression guard for the daemon's re-plan caches (issue #17): after each one-file change
 /// (a version bump, a target breaking a step template, the fix, a component template change,
-/// a target removed) the plan through the warm caches equals a fresh process's plan.
+/// a target removed, a Fleet's version bumped) the plan through the warm caches equals a fresh
+/// process's plan. (The parse cache once handed back no Fleet manifests: the daemon planned
+/// every fleet target as removed.)
 #[test]
 fn warm_daemon_plan_equals_a_fresh_process_after_each_one_file_change() {
     gantry::manifest::parse_cache::enable();
@@ -65,7 +75,8 @@ fn warm_daemon_plan_equals_a_fresh_process_after_each_one_file_change() {
         .file(
             "releases/web.yaml",
             &format!("{}---\n{}", release("web", "1.0.0", ""), release("web", "1.1.0", "")),
-        );
+        )
+        .file("fleets/erp.yaml", &web_fleet("1.0.0"));
     for i in 0..12 {
         repo.file(
             &format!("targets/t{i:02}.yaml"),
@@ -86,6 +97,7 @@ fn warm_daemon_plan_equals_a_fresh_process_after_each_one_file_change() {
         ),
         ("components/web.yaml", Some(component("web", steps))),
         ("targets/t07.yaml", None),
+        ("fleets/erp.yaml", Some(web_fleet("1.1.0"))),
     ];
     for (path, content) in &edits {
         match content {
@@ -102,6 +114,12 @@ fn warm_daemon_plan_equals_a_fresh_process_after_each_one_file_change() {
         let warm = in_process(&watched, commit);
         assert_eq!(warm, fresh, "commit {i} ({commit})");
         unreadable += usize::from(warm.contains("does not render"));
+        if !warm.contains("does not render") {
+            assert!(
+                warm.contains("acme") && warm.contains("globex"),
+                "commit {i}: the fleet's targets are planned"
+            );
+        }
     }
     // Two commits break the template (t05 without a host; `port` nowhere): the series shows
     // failures appearing and going, not only plans.
