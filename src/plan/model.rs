@@ -384,7 +384,8 @@ impl Plan {
 #[derive(Debug, Clone, Default)]
 pub struct Evidence {
     /// Per target: approver addresses from `Approved-by:` trailers on the commit that last
-    /// changed the target's desired version.
+    /// changed the target's desired version. A target without any is left out: the gates read
+    /// a missing target as an empty set.
     pub commit_approvers: BTreeMap<String, BTreeSet<String>>,
     /// With `[trust]`: what signed history vouches for (`policy::approvals`, issue #18).
     pub trusted: Option<crate::policy::approvals::TrustedApprovals>,

@@ -151,6 +151,45 @@ mod tests {
         }
     }
 
+    /// Evidence leaves out the targets no approver is found for (issue #17): the plan is the same
+    /// as with an empty set of approvers for every one of them.
+    #[test]
+    fn a_target_left_out_of_the_evidence_is_planned_as_one_without_approvers() {
+        let n = 700;
+        let file = RawFile {
+            path: "fleet.yaml".into(),
+            content: RawContent::Bytes(fleet(n).into_bytes()),
+        };
+        let (desired, _) = validate(read_manifests(None, &[file]).0);
+        let windows: Vec<WindowSchedule> = desired
+            .windows
+            .iter()
+            .map(|w| WindowSchedule::compile(&w.name, &w.spec).unwrap())
+            .collect();
+        let recorded = recorded(n);
+        let mut sparse = Evidence::default();
+        sparse
+            .commit_approvers
+            .insert("t0001".into(), ["alice@example.com".to_string()].into_iter().collect());
+        let mut full = sparse.clone();
+        for name in desired.targets.keys() {
+            full.commit_approvers.entry(name.clone()).or_default();
+        }
+        let plan_with = |evidence: &Evidence| {
+            let plan = crate::plan::plan(&PlanInput {
+                desired: &desired,
+                windows: &windows,
+                recorded: &recorded,
+                evidence,
+                now: "2026-11-21T10:00:00Z".parse().unwrap(),
+            });
+            serde_json::to_string(&plan).unwrap()
+        };
+        let planned = plan_with(&sparse);
+        assert!(planned.contains("\"approval\""), "the fleet has approval gates");
+        assert!(planned == plan_with(&full));
+    }
+
     /// Issue #17: a fleet's records found on several threads are, for every target, the record
     /// its name finds, with records of targets no longer desired between and around them.
     #[test]

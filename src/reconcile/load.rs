@@ -746,7 +746,13 @@ pub fn evidence(
         None => None,
     };
     Ok(Evidence {
-        commit_approvers: found.into_iter().map(|(t, v)| (t, v.approvers)).collect(),
+        // Only targets some approver is found for (issue #17: a fleet's 10,000 targets, most
+        // set by commits without trailers, made a 10,000-entry map of empty sets every pass).
+        commit_approvers: found
+            .into_iter()
+            .filter(|(_, v)| !v.approvers.is_empty())
+            .map(|(t, v)| (t, v.approvers))
+            .collect(),
         trusted,
     })
 }
