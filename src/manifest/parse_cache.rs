@@ -366,6 +366,16 @@ mod tests {
             .collect()
     }
 
+    /// `files` with file `i`'s `version: 1.0.0` made `9.9.9`.
+    fn with_version_bumped(files: &[Entry], i: usize) -> Vec<Entry> {
+        let mut changed = files.to_vec();
+        changed[i].bytes = String::from_utf8(changed[i].bytes.clone())
+            .unwrap()
+            .replace("version: 1.0.0", "version: 9.9.9")
+            .into_bytes();
+        changed
+    }
+
     fn config(text: &str) -> RawFile {
         RawFile {
             path: "gantry.toml".into(),
@@ -402,11 +412,7 @@ mod tests {
         assert_eq!(again, fresh);
         assert_eq!(loaded, 0);
 
-        let mut changed = files.clone();
-        changed[4].bytes = String::from_utf8(changed[4].bytes.clone())
-            .unwrap()
-            .replace("version: 1.0.0", "version: 9.9.9")
-            .into_bytes();
+        let changed = with_version_bumped(&files, 4);
         let (after, loaded) = cached(&cache, &open, &changed);
         assert_eq!(after, format!("{:?}", read_manifests(Some(&open), &raw(&changed))));
         assert!(after.contains("9.9.9"));
@@ -457,15 +463,11 @@ mod tests {
                 "every file found is marked used by the read that found it"
             );
         }
-        let mut changed = files.clone();
-        let last = (0..changed.len())
+        let last = (0..files.len())
             .rev()
-            .find(|&i| String::from_utf8_lossy(&changed[i].bytes).contains("version: 1.0.0"))
+            .find(|&i| String::from_utf8_lossy(&files[i].bytes).contains("version: 1.0.0"))
             .unwrap();
-        changed[last].bytes = String::from_utf8(changed[last].bytes.clone())
-            .unwrap()
-            .replace("version: 1.0.0", "version: 9.9.9")
-            .into_bytes();
+        let changed = with_version_bumped(&files, last);
         let (after, loaded) = cached(&cache, &open, &changed);
         assert_eq!(after, format!("{:?}", read_manifests(Some(&open), &raw(&changed))));
         assert!(after.contains("9.9.9"));

@@ -71,7 +71,7 @@ mod tests {
     use crate::manifest::Version;
 
     use super::*;
-    use crate::manifest::{RawContent, RawFile, read_manifests, validate};
+    use crate::manifest::{Desired, RawContent, RawFile, read_manifests, validate};
     use crate::plan::Evidence;
     use crate::policy::window::WindowSchedule;
     use crate::state::{RecordedState, TargetRecord, TargetStatus};
@@ -120,6 +120,25 @@ mod tests {
         yaml
     }
 
+    /// [`fleet`] of `targets` targets validated (without a diagnostic), its windows compiled,
+    /// and [`recorded`] for it.
+    fn fleet_state(targets: usize) -> (Desired, Vec<WindowSchedule>, RecordedState) {
+        let file = RawFile {
+            path: "fleet.yaml".into(),
+            content: RawContent::Bytes(fleet(targets).into_bytes()),
+        };
+        let (manifests, diags) = read_manifests(None, &[file]);
+        assert!(diags.is_empty(), "{diags:?}");
+        let (desired, diags) = validate(manifests);
+        assert!(diags.is_empty(), "{diags:?}");
+        let windows = desired
+            .windows
+            .iter()
+            .map(|w| WindowSchedule::compile(&w.name, &w.spec).unwrap())
+            .collect();
+        (desired, windows, recorded(targets))
+    }
+
     fn recorded(targets: usize) -> RecordedState {
         let records: BTreeMap<String, TargetRecord> = (0..targets)
             .filter(|i| i % 6 != 5)
@@ -155,18 +174,7 @@ mod tests {
     /// as with an empty set of approvers for every one of them.
     #[test]
     fn a_target_left_out_of_the_evidence_is_planned_as_one_without_approvers() {
-        let n = 700;
-        let file = RawFile {
-            path: "fleet.yaml".into(),
-            content: RawContent::Bytes(fleet(n).into_bytes()),
-        };
-        let (desired, _) = validate(read_manifests(None, &[file]).0);
-        let windows: Vec<WindowSchedule> = desired
-            .windows
-            .iter()
-            .map(|w| WindowSchedule::compile(&w.name, &w.spec).unwrap())
-            .collect();
-        let recorded = recorded(n);
+        let (desired, windows, recorded) = fleet_state(700);
         let mut sparse = Evidence::default();
         sparse
             .commit_approvers
@@ -194,13 +202,7 @@ mod tests {
     /// its name finds, with records of targets no longer desired between and around them.
     #[test]
     fn records_joined_on_threads_are_the_records_of_each_name() {
-        let n = 700;
-        let file = RawFile {
-            path: "fleet.yaml".into(),
-            content: RawContent::Bytes(fleet(n).into_bytes()),
-        };
-        let (desired, _) = validate(read_manifests(None, &[file]).0);
-        let mut recorded = recorded(n);
+        let (desired, _, mut recorded) = fleet_state(700);
         let gone = recorded.targets["t0001"].clone();
         for name in ["a-first", "t0003-gone", "t0350-gone", "t0350", "zz-last"] {
             recorded.targets.insert(name.into(), gone.clone());
@@ -233,21 +235,7 @@ mod tests {
     /// window and approval caches; nothing else is shared).
     #[test]
     fn parallel_plan_is_byte_identical_to_sequential() {
-        let n = 700;
-        let file = RawFile {
-            path: "fleet.yaml".into(),
-            content: RawContent::Bytes(fleet(n).into_bytes()),
-        };
-        let (manifests, diags) = read_manifests(None, &[file]);
-        assert!(diags.is_empty(), "{diags:?}");
-        let (desired, diags) = validate(manifests);
-        assert!(diags.is_empty(), "{diags:?}");
-        let windows: Vec<WindowSchedule> = desired
-            .windows
-            .iter()
-            .map(|w| WindowSchedule::compile(&w.name, &w.spec).unwrap())
-            .collect();
-        let recorded = recorded(n);
+        let (desired, windows, recorded) = fleet_state(700);
         let mut evidence = Evidence::default();
         evidence
             .commit_approvers

@@ -834,6 +834,29 @@ mod tests {
         MEMO_OFF.get()
     }
 
+    /// Validates `rest` with `targets` themselves (what the memo kept for them can answer) and
+    /// with fresh copies of them (new `Arc`s, the memo off and left as the first validation
+    /// left it); asserts both find the same diagnostics and targets, and returns the first.
+    fn validated_kept_and_fresh(rest: &str, targets: &[Arc<Manifest<TargetSpec>>]) -> (Desired, Vec<Diagnostic>) {
+        let mut kept = read_all_yaml(rest.to_string());
+        kept.targets = targets.to_vec();
+        let mut fresh = read_all_yaml(rest.to_string());
+        fresh.targets = targets.iter().map(|t| Arc::new((**t).clone())).collect();
+        let (kept, kept_diags) = validate(kept);
+        MEMO_OFF.set(true);
+        let (fresh, fresh_diags) = validate(fresh);
+        MEMO_OFF.set(false);
+        assert_eq!(kept_diags, fresh_diags);
+        let summary = |d: &Desired| -> Vec<String> {
+            d.targets
+                .values()
+                .map(|t| format!("{} {:?} {} {:?}", t.name(), t.wanted, t.config_hash, t.tenant))
+                .collect()
+        };
+        assert_eq!(summary(&kept), summary(&fresh));
+        (kept, kept_diags)
+    }
+
     /// The manifests of `text`, read as one file `all.yaml`.
     fn read_all_yaml(text: String) -> Manifests {
         read_manifests(
@@ -1021,22 +1044,7 @@ mod tests {
             })
             .collect();
         let check = |list: &[Arc<Manifest<TargetSpec>>]| {
-            let mut kept = read_all_yaml(rest.clone());
-            kept.targets = list.to_vec();
-            let mut fresh = read_all_yaml(rest.clone());
-            fresh.targets = list.iter().map(|t| Arc::new((**t).clone())).collect();
-            let (kept, kept_diags) = validate(kept);
-            MEMO_OFF.set(true);
-            let (fresh, fresh_diags) = validate(fresh);
-            MEMO_OFF.set(false);
-            assert_eq!(kept_diags, fresh_diags);
-            let targets = |d: &Desired| -> Vec<String> {
-                d.targets
-                    .values()
-                    .map(|t| format!("{} {:?} {} {:?}", t.name(), t.wanted, t.config_hash, t.tenant))
-                    .collect()
-            };
-            assert_eq!(targets(&kept), targets(&fresh));
+            let (kept, kept_diags) = validated_kept_and_fresh(&rest, list);
             assert_eq!(kept.targets.len(), n - 1, "the duplicate left out");
             kept_diags
         };
@@ -1141,26 +1149,7 @@ mod tests {
         .targets;
         // What validating `rest` with the kept targets finds, checked against validating fresh
         // copies of them (new `Arc`s: nothing kept can answer for them).
-        let commit = |rest: String| -> Vec<Diagnostic> {
-            let mut kept = read_all_yaml(rest.clone());
-            kept.targets = targets.clone();
-            let mut fresh = read_all_yaml(rest);
-            fresh.targets = targets.iter().map(|t| Arc::new((**t).clone())).collect();
-            let (kept, kept_diags) = validate(kept);
-            // Without the memo (and leaving it as the kept validation left it).
-            MEMO_OFF.set(true);
-            let (fresh, fresh_diags) = validate(fresh);
-            MEMO_OFF.set(false);
-            assert_eq!(kept_diags, fresh_diags);
-            let wanted = |d: &Desired| -> Vec<String> {
-                d.targets
-                    .values()
-                    .map(|t| format!("{} {:?}", t.name(), t.wanted))
-                    .collect()
-            };
-            assert_eq!(wanted(&kept), wanted(&fresh));
-            kept_diags
-        };
+        let commit = |rest: String| -> Vec<Diagnostic> { validated_kept_and_fresh(&rest, &targets).1 };
         let schema = "  configSchema: { type: object, properties: { replicas: { type: integer } } }\n";
         let codes = |diags: &[Diagnostic]| -> Vec<String> {
             diags.iter().map(|d| format!("{} {}", d.kind, d.message)).collect()
