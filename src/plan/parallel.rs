@@ -71,7 +71,7 @@ mod tests {
     use crate::manifest::Version;
 
     use super::*;
-    use crate::manifest::{Desired, RawContent, RawFile, read_manifests, validate};
+    use crate::manifest::{Desired, validate};
     use crate::plan::Evidence;
     use crate::policy::window::WindowSchedule;
     use crate::state::{RecordedState, TargetRecord, TargetStatus};
@@ -123,19 +123,7 @@ mod tests {
     /// [`fleet`] of `targets` targets validated (without a diagnostic), its windows compiled,
     /// and [`recorded`] for it.
     fn fleet_state(targets: usize) -> (Desired, Vec<WindowSchedule>, RecordedState) {
-        let file = RawFile {
-            path: "fleet.yaml".into(),
-            content: RawContent::Bytes(fleet(targets).into_bytes()),
-        };
-        let (manifests, diags) = read_manifests(None, &[file]);
-        assert!(diags.is_empty(), "{diags:?}");
-        let (desired, diags) = validate(manifests);
-        assert!(diags.is_empty(), "{diags:?}");
-        let windows = desired
-            .windows
-            .iter()
-            .map(|w| WindowSchedule::compile(&w.name, &w.spec).unwrap())
-            .collect();
+        let (desired, windows) = crate::plan::tests::load(&fleet(targets));
         (desired, windows, recorded(targets))
     }
 

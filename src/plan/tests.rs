@@ -72,8 +72,8 @@ fn display_is_the_serialized_name_for_every_user_facing_enum() {
     ]);
 }
 
-/// Desired state and compiled windows from one YAML stream.
-fn load(yaml: &str) -> (Desired, Vec<WindowSchedule>) {
+/// Desired state and compiled windows from one YAML stream (no diagnostic allowed).
+pub(super) fn load(yaml: &str) -> (Desired, Vec<WindowSchedule>) {
     let file = RawFile {
         path: "all.yaml".into(),
         content: RawContent::Bytes(yaml.as_bytes().to_vec()),
