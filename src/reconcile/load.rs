@@ -742,16 +742,22 @@ pub fn evidence(
     };
     let found = history::version_change_approvers(repo, loaded.commit, &wanted, signers.as_ref())?;
     let trusted = match &signers {
-        Some(signers) => Some(trusted_approvals(repo, loaded, &found, signers)?),
+        Some(signers) => Some(trusted_approvals(
+            repo,
+            loaded,
+            wanted.keys().copied().zip(&found),
+            signers,
+        )?),
         None => None,
     };
     Ok(Evidence {
         // Only targets some approver is found for (issue #17: a fleet's 10,000 targets, most
         // set by commits without trailers, made a 10,000-entry map of empty sets every pass).
-        commit_approvers: found
-            .into_iter()
+        commit_approvers: wanted
+            .keys()
+            .zip(found)
             .filter(|(_, v)| !v.approvers.is_empty())
-            .map(|(t, v)| (t, v.approvers))
+            .map(|(t, v)| ((*t).to_string(), v.approvers))
             .collect(),
         trusted,
     })
@@ -762,14 +768,15 @@ pub fn evidence(
 /// manifest, the addresses the signed commit that added it vouches for and the digest of the
 /// release it names when that release is unchanged since. One history walk finds when each
 /// release last changed; an approval at commit C approved a release last changed at S when C is
-/// S or descends from it.
+/// S or descends from it. `found` is each target's name with what
+/// [`history::version_change_approvers`] found for it.
 ///
 /// # Errors
 /// git failures walking history.
-pub fn trusted_approvals(
+pub fn trusted_approvals<'f>(
     repo: &WatchedRepo,
     loaded: &LoadedCommit,
-    found: &BTreeMap<String, history::VersionApproval>,
+    found: impl Iterator<Item = (&'f str, &'f history::VersionApproval)> + Clone,
     signers: &trust::AllowedSigners,
 ) -> Result<policy::approvals::TrustedApprovals, SourceError> {
     use policy::approvals::{ManifestApproval, release_digest};
@@ -782,8 +789,8 @@ pub fn trusted_approvals(
     let approval_commits = history::approval_commits(repo, loaded.commit, &approvals)?;
     // The releases any approval may be about: those of the components concerned.
     let components: std::collections::BTreeSet<&str> = found
-        .keys()
-        .filter_map(|t| desired.targets.get(t).map(|t| t.spec().component.as_str()))
+        .clone()
+        .filter_map(|(t, _)| desired.targets.get(t).map(|t| t.spec().component.as_str()))
         .chain(desired.approvals.iter().map(|a| a.spec.component.as_str()))
         .collect();
     let releases: Vec<&manifest::Release> = components
@@ -828,7 +835,7 @@ pub fn trusted_approvals(
                 approved.insert(release.version.clone(), release_digest(release));
             }
         }
-        trusted.commit_releases.insert(name.clone(), approved);
+        trusted.commit_releases.insert(name.to_string(), approved);
     }
     for approval in &desired.approvals {
         let Some(&commit) = approval_commits.get(&approval.name) else {

@@ -91,9 +91,12 @@ pub struct VersionApproval {
     pub approvers: BTreeSet<String>,
 }
 
-/// For each target in `wanted` (name → its `spec.version` text at `head`), the approvers named
-/// in the trailers of the commit that last changed that version. Targets whose version commit
-/// has no trailers map to an empty set.
+/// For each target in `wanted` (name → its `spec.version` text at `head`), in `wanted`'s order,
+/// the approvers named in the trailers of the commit that last changed that version. Targets
+/// whose version commit has no trailers get an empty set.
+///
+/// In order rather than by name (issue #17): a fleet's 10,000 names were copied into two maps
+/// each pass, most of them only to be dropped for having no approvers.
 ///
 /// # Errors
 /// git failures reading commits, trees or blobs.
@@ -102,20 +105,20 @@ pub fn version_change_approvers<K: Borrow<str> + Ord, V: AsRef<str>>(
     head: Oid,
     wanted: &BTreeMap<K, V>,
     signers: Option<&AllowedSigners>,
-) -> Result<BTreeMap<String, VersionApproval>, SourceError> {
+) -> Result<Vec<VersionApproval>, SourceError> {
     let settled = settling_commits(repo, head, wanted, Extract::TargetVersions)?;
+    // Each settling commit's trailers are read once: 10,000 names share a few commits.
     let mut by_commit: HashMap<Oid, BTreeSet<String>> = HashMap::new();
-    // In name order, so the map is built in one pass rather than by inserts (issue #17).
     settled
         .into_iter()
-        .map(|(name, commit)| {
+        .map(|commit| {
             let approvers = match by_commit.entry(commit) {
                 std::collections::hash_map::Entry::Occupied(e) => e.get().clone(),
                 std::collections::hash_map::Entry::Vacant(e) => e
                     .insert(commit_approvers(repo, &repo.repo.find_commit(commit)?, signers))
                     .clone(),
             };
-            Ok((name, VersionApproval { commit, approvers }))
+            Ok(VersionApproval { commit, approvers })
         })
         .collect()
 }
@@ -131,7 +134,8 @@ pub fn approval_commits(
     head: Oid,
     wanted: &BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, Oid>, SourceError> {
-    settling_commits(repo, head, wanted, Extract::Approvals)
+    let settled = settling_commits(repo, head, wanted, Extract::Approvals)?;
+    Ok(wanted.keys().cloned().zip(settled).collect())
 }
 
 /// For each release in `wanted` ([`release_key`] → [`release_fingerprint`] at `head`), the
@@ -145,7 +149,8 @@ pub fn release_commits(
     head: Oid,
     wanted: &BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, Oid>, SourceError> {
-    settling_commits(repo, head, wanted, Extract::Releases)
+    let settled = settling_commits(repo, head, wanted, Extract::Releases)?;
+    Ok(wanted.keys().cloned().zip(settled).collect())
 }
 
 /// `component@version` of a Release (the version normalized when it parses).
@@ -187,8 +192,9 @@ impl Extract {
     }
 }
 
-/// For each name in `wanted` (name → its value at `head`), the newest first-parent commit at
-/// which the value became what it is at `head` (the root commit settles the rest).
+/// For each name in `wanted` (name → its value at `head`), in `wanted`'s order, the newest
+/// first-parent commit at which the value became what it is at `head` (the root commit settles
+/// the rest).
 ///
 /// The walk consults the history walk cache (`source::walk_cache`) at every commit it reaches,
 /// head included: a name still open at commit C has, at C, the value it has at head (no commit
@@ -200,26 +206,25 @@ fn settling_commits<K: Borrow<str> + Ord, V: AsRef<str>>(
     head: Oid,
     wanted: &BTreeMap<K, V>,
     extract: Extract,
-) -> Result<BTreeMap<String, Oid>, SourceError> {
+) -> Result<Vec<Oid>, SourceError> {
     if wanted.is_empty() {
-        return Ok(BTreeMap::new());
+        return Ok(Vec::new());
     }
     let _span = tracing::debug_span!("history.walk", kind = extract.cache_kind()).entered();
     let git_dir = repo.repo.path().to_path_buf();
     let cache = WalkCache::load(&git_dir);
-    let (found, work) = walk(repo, head, wanted, extract, &cache)?;
+    let (settled, work) = walk(repo, head, wanted, extract, &cache)?;
     if work.worth_storing()
         || (work.commits > 0 && WalkCache::walked_unstored_before(&git_dir, extract.cache_kind(), head))
     {
-        let settled: Settled = found
+        let stored: Settled = wanted
             .iter()
-            .filter_map(|(name, commit)| {
-                Some((name.clone(), (wanted.get(name.as_str())?.as_ref().to_string(), *commit)))
-            })
+            .zip(&settled)
+            .map(|((name, value), commit)| (name.borrow().to_string(), (value.as_ref().to_string(), *commit)))
             .collect();
-        WalkCache::store(&git_dir, extract.cache_kind(), head, settled);
+        WalkCache::store(&git_dir, extract.cache_kind(), head, stored);
     }
-    Ok(found)
+    Ok(settled)
 }
 
 /// What a walk read of history: the cost of doing it again, weighed against the cost of storing
@@ -259,24 +264,26 @@ impl WalkWork {
     }
 }
 
-/// [`settling_commits`]' walk; also returns what it read of history (nothing: all from the cache).
+/// [`settling_commits`]' walk: the settling commit of each name of `wanted`, in its order; also
+/// what it read of history (nothing: all from the cache).
 fn walk<K: Borrow<str> + Ord, V: AsRef<str>>(
     repo: &WatchedRepo,
     head: Oid,
     wanted: &BTreeMap<K, V>,
     extract: Extract,
     walk_cache: &WalkCache,
-) -> Result<(BTreeMap<String, Oid>, WalkWork), SourceError> {
-    // Collected in a vector and made a map once at the end (a bulk build from sorted runs):
-    // 10,000 inserts one by one, each comparing long names from the root, cost more than the
-    // rest of a cached walk (issue #17).
-    let mut found: Vec<(String, Oid)> = Vec::new();
-    let by_name = |found: Vec<(String, Oid)>| found.into_iter().collect::<BTreeMap<String, Oid>>();
+) -> Result<(Vec<Oid>, WalkWork), SourceError> {
+    // Names are found by their place in `wanted`: no name is copied, and no map is built of
+    // 10,000 of them (issue #17: inserts and bulk builds, each comparing long names, cost more
+    // than the rest of a cached walk). Every place is set before the walk returns.
+    let entries: Vec<(&str, &str)> = wanted.iter().map(|(k, v)| (k.borrow(), v.as_ref())).collect();
+    let mut settled: Vec<Oid> = vec![Oid::ZERO_SHA1; entries.len()];
+    // The places of the names still open, in name order.
+    let mut open: Vec<usize> = (0..entries.len()).collect();
     let mut work = WalkWork {
         first: !walk_cache.has_kind(extract.cache_kind()),
         ..WalkWork::default()
     };
-    let mut open: BTreeMap<&str, &str> = wanted.iter().map(|(k, v)| (k.borrow(), v.as_ref())).collect();
     let mut cache: HashMap<BlobKey, Vec<(String, String)>> = HashMap::new();
     let mut commit = repo.repo.find_commit(head)?;
     loop {
@@ -286,27 +293,25 @@ fn walk<K: Borrow<str> + Ord, V: AsRef<str>>(
             // than the cache saves; the file sits in `.git`, as trusted as the objects.)
             // Looked up once per settling commit, not once per name (10,000 names share a few).
             let mut present: HashMap<Oid, bool> = HashMap::new();
-            // Split in one pass and the rest rebuilt in bulk (in order): removing 10,000 names
-            // one by one rebalanced the map for each (issue #17).
-            let mut still_open: Vec<(&str, &str)> = Vec::new();
-            for (name, value) in std::mem::take(&mut open) {
+            open.retain(|&at| {
+                let (name, value) = entries[at];
                 match known.get(name) {
-                    Some((v, at))
-                        if v == value && *present.entry(*at).or_insert_with(|| repo.repo.find_commit(*at).is_ok()) =>
+                    Some((v, by))
+                        if v == value && *present.entry(*by).or_insert_with(|| repo.repo.find_commit(*by).is_ok()) =>
                     {
-                        found.push((name.to_string(), *at));
+                        settled[at] = *by;
+                        false
                     }
                     known => {
                         // An entry that cannot hold at this commit (another value, or a settling
                         // commit that is not there): stored over once the walk knows better.
                         work.rejected |= known.is_some();
-                        still_open.push((name, value));
+                        true
                     }
                 }
-            }
-            open = still_open.into_iter().collect();
+            });
             if open.is_empty() {
-                return Ok((by_name(found), work));
+                return Ok((settled, work));
             }
         }
         work.commits += 1;
@@ -316,8 +321,10 @@ fn walk<K: Borrow<str> + Ord, V: AsRef<str>>(
         };
         let Some(parent) = parent else {
             // The root commit created every name still open.
-            found.extend(open.keys().map(|name| (name.to_string(), commit.id())));
-            return Ok((by_name(found), work));
+            for at in open {
+                settled[at] = commit.id();
+            }
+            return Ok((settled, work));
         };
         // Only the directories whose tree changed are read (`source::tree_listing`).
         let changes = super::tree_listing::changed_files(&repo.repo, parent.tree_id(), commit.tree_id())?;
@@ -367,23 +374,19 @@ fn walk<K: Borrow<str> + Ord, V: AsRef<str>>(
                 .collect()
         };
         let (before, after) = (side(&old_blobs), side(&new_blobs));
-        if !new_blobs.is_empty() || !old_blobs.is_empty() {
-            let changed: Vec<&str> = open
-                .iter()
-                .filter(|(name, version)| {
-                    // Touched in this commit, and the parent had another value (or none).
-                    (after.contains_key(**name) || before.contains_key(**name)) && before.get(**name) != Some(*version)
-                })
-                .map(|(name, _)| *name)
-                .collect();
-            if !changed.is_empty() {
-                for name in changed {
-                    open.remove(name);
-                    found.push((name.to_string(), commit.id()));
+        if !before.is_empty() || !after.is_empty() {
+            open.retain(|&at| {
+                let (name, value) = entries[at];
+                // Touched in this commit, and the parent had another value (or none).
+                let changed =
+                    (after.contains_key(name) || before.contains_key(name)) && before.get(name) != Some(&value);
+                if changed {
+                    settled[at] = commit.id();
                 }
-                if open.is_empty() {
-                    return Ok((by_name(found), work));
-                }
+                !changed
+            });
+            if open.is_empty() {
+                return Ok((settled, work));
             }
         }
         commit = parent;
@@ -524,7 +527,10 @@ mod tests {
         ]
         .into();
         let found = version_change_approvers(&repo, head, &wanted, None).unwrap();
-        let list = |t: &str| found[t].approvers.iter().cloned().collect::<Vec<_>>();
+        let list = |t: &str| {
+            let at = wanted.keys().position(|name| name == t).unwrap();
+            found[at].approvers.iter().cloned().collect::<Vec<_>>()
+        };
         assert_eq!(list("a"), vec!["b@x.io"]);
         assert_eq!(list("b"), vec!["a@x.io"], "created in the root commit");
     }
@@ -559,7 +565,8 @@ mod tests {
             let cached = settling_commits(&repo, head, wanted, Extract::TargetVersions).unwrap();
             let (cold, _) = walk(&repo, head, wanted, Extract::TargetVersions, &WalkCache::default()).unwrap();
             assert_eq!(cached, cold, "from {head}");
-            cached
+            assert_eq!(cached.len(), wanted.len(), "a settling commit for every name");
+            wanted.keys().cloned().zip(cached).collect::<BTreeMap<String, Oid>>()
         };
         let stored = |head: Oid| WalkCache::load(&git_dir).get(kind, head).is_some();
 
