@@ -715,8 +715,9 @@ pub fn evidence(
     anchor: &trust::AnchorSource,
 ) -> Result<Evidence, SourceError> {
     let _stage = tracing::debug_span!("evidence.approvals").entered();
-    // Borrowed, in name order already (issue #17: 10,000 names and versions were copied here).
-    let wanted: BTreeMap<&str, &str> = loaded
+    // Borrowed, in name order (issue #17: 10,000 names and versions were copied here, then
+    // made a map).
+    let wanted: Vec<(&str, &str)> = loaded
         .desired
         .targets
         .iter()
@@ -745,7 +746,7 @@ pub fn evidence(
         Some(signers) => Some(trusted_approvals(
             repo,
             loaded,
-            wanted.keys().copied().zip(&found),
+            wanted.iter().map(|(name, _)| *name).zip(&found),
             signers,
         )?),
         None => None,
@@ -754,7 +755,8 @@ pub fn evidence(
         // Only targets some approver is found for (issue #17: a fleet's 10,000 targets, most
         // set by commits without trailers, made a 10,000-entry map of empty sets every pass).
         commit_approvers: wanted
-            .keys()
+            .iter()
+            .map(|(name, _)| name)
             .zip(found)
             .filter(|(_, v)| !v.approvers.is_empty())
             .map(|(t, v)| ((*t).to_string(), v.approvers))

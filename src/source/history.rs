@@ -23,7 +23,6 @@
 //! their Approval, and nobody can write one for them.
 
 use foldhash::{HashMap, HashMapExt};
-use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use git2::Oid;
@@ -91,19 +90,19 @@ pub struct VersionApproval {
     pub approvers: BTreeSet<String>,
 }
 
-/// For each target in `wanted` (name → its `spec.version` text at `head`), in `wanted`'s order,
-/// the approvers named in the trailers of the commit that last changed that version. Targets
-/// whose version commit has no trailers get an empty set.
+/// For each target in `wanted` (its name and its `spec.version` text at `head`), in `wanted`'s
+/// order, the approvers named in the trailers of the commit that last changed that version.
+/// Targets whose version commit has no trailers get an empty set.
 ///
 /// In order rather than by name (issue #17): a fleet's 10,000 names were copied into two maps
 /// each pass, most of them only to be dropped for having no approvers.
 ///
 /// # Errors
 /// git failures reading commits, trees or blobs.
-pub fn version_change_approvers<K: Borrow<str> + Ord, V: AsRef<str>>(
+pub fn version_change_approvers(
     repo: &WatchedRepo,
     head: Oid,
-    wanted: &BTreeMap<K, V>,
+    wanted: &[(&str, &str)],
     signers: Option<&AllowedSigners>,
 ) -> Result<Vec<VersionApproval>, SourceError> {
     let settled = settling_commits(repo, head, wanted, Extract::TargetVersions)?;
@@ -134,7 +133,7 @@ pub fn approval_commits(
     head: Oid,
     wanted: &BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, Oid>, SourceError> {
-    let settled = settling_commits(repo, head, wanted, Extract::Approvals)?;
+    let settled = settling_commits(repo, head, &entries(wanted), Extract::Approvals)?;
     Ok(wanted.keys().cloned().zip(settled).collect())
 }
 
@@ -149,8 +148,13 @@ pub fn release_commits(
     head: Oid,
     wanted: &BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, Oid>, SourceError> {
-    let settled = settling_commits(repo, head, wanted, Extract::Releases)?;
+    let settled = settling_commits(repo, head, &entries(wanted), Extract::Releases)?;
     Ok(wanted.keys().cloned().zip(settled).collect())
+}
+
+/// The names and values of `wanted`, for [`settling_commits`].
+fn entries(wanted: &BTreeMap<String, String>) -> Vec<(&str, &str)> {
+    wanted.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
 
 /// `component@version` of a Release (the version normalized when it parses).
@@ -192,7 +196,7 @@ impl Extract {
     }
 }
 
-/// For each name in `wanted` (name → its value at `head`), in `wanted`'s order, the newest
+/// For each name in `wanted` (a name and its value at `head`), in `wanted`'s order, the newest
 /// first-parent commit at which the value became what it is at `head` (the root commit settles
 /// the rest).
 ///
@@ -201,10 +205,10 @@ impl Extract {
 /// walked so far changed it), so what settled it from C settled it from head. A walk that did
 /// more than a short walk's work ([`WalkWork::worth_storing`]), or a short walk from a head this
 /// process walked before without storing, stores its result under `head`.
-fn settling_commits<K: Borrow<str> + Ord, V: AsRef<str>>(
+fn settling_commits(
     repo: &WatchedRepo,
     head: Oid,
-    wanted: &BTreeMap<K, V>,
+    wanted: &[(&str, &str)],
     extract: Extract,
 ) -> Result<Vec<Oid>, SourceError> {
     if wanted.is_empty() {
@@ -220,7 +224,7 @@ fn settling_commits<K: Borrow<str> + Ord, V: AsRef<str>>(
         let stored: Settled = wanted
             .iter()
             .zip(&settled)
-            .map(|((name, value), commit)| (name.borrow().to_string(), (value.as_ref().to_string(), *commit)))
+            .map(|((name, value), commit)| ((*name).to_string(), ((*value).to_string(), *commit)))
             .collect();
         WalkCache::store(&git_dir, extract.cache_kind(), head, stored);
     }
@@ -266,19 +270,20 @@ impl WalkWork {
 
 /// [`settling_commits`]' walk: the settling commit of each name of `wanted`, in its order; also
 /// what it read of history (nothing: all from the cache).
-fn walk<K: Borrow<str> + Ord, V: AsRef<str>>(
+fn walk(
     repo: &WatchedRepo,
     head: Oid,
-    wanted: &BTreeMap<K, V>,
+    wanted: &[(&str, &str)],
     extract: Extract,
     walk_cache: &WalkCache,
 ) -> Result<(Vec<Oid>, WalkWork), SourceError> {
     // Names are found by their place in `wanted`: no name is copied, and no map is built of
     // 10,000 of them (issue #17: inserts and bulk builds, each comparing long names, cost more
-    // than the rest of a cached walk). Every place is set before the walk returns.
-    let entries: Vec<(&str, &str)> = wanted.iter().map(|(k, v)| (k.borrow(), v.as_ref())).collect();
+    // than the rest of a cached walk). Every place is set before the walk returns. Each place
+    // is settled on its own, so neither order nor distinct names are needed.
+    let entries = wanted;
     let mut settled: Vec<Oid> = vec![Oid::ZERO_SHA1; entries.len()];
-    // The places of the names still open, in name order.
+    // The places of the names still open, in `wanted`'s order.
     let mut open: Vec<usize> = (0..entries.len()).collect();
     let mut work = WalkWork {
         first: !walk_cache.has_kind(extract.cache_kind()),
@@ -526,7 +531,7 @@ mod tests {
             ("b".to_string(), "1.0.0".to_string()),
         ]
         .into();
-        let found = version_change_approvers(&repo, head, &wanted, None).unwrap();
+        let found = version_change_approvers(&repo, head, &entries(&wanted), None).unwrap();
         let list = |t: &str| {
             let at = wanted.keys().position(|name| name == t).unwrap();
             found[at].approvers.iter().cloned().collect::<Vec<_>>()
@@ -562,8 +567,15 @@ mod tests {
         };
         // What a walk finds, and what the same walk finds with no cache at all.
         let walk_both = |head: Oid, wanted: &BTreeMap<String, String>| {
-            let cached = settling_commits(&repo, head, wanted, Extract::TargetVersions).unwrap();
-            let (cold, _) = walk(&repo, head, wanted, Extract::TargetVersions, &WalkCache::default()).unwrap();
+            let cached = settling_commits(&repo, head, &entries(wanted), Extract::TargetVersions).unwrap();
+            let (cold, _) = walk(
+                &repo,
+                head,
+                &entries(wanted),
+                Extract::TargetVersions,
+                &WalkCache::default(),
+            )
+            .unwrap();
             assert_eq!(cached, cold, "from {head}");
             assert_eq!(cached.len(), wanted.len(), "a settling commit for every name");
             wanted.keys().cloned().zip(cached).collect::<BTreeMap<String, Oid>>()
