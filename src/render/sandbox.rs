@@ -16,6 +16,7 @@
 //! Library users and unit tests, which have no gantry binary to start, render in process too,
 //! bounded by fuel and the output cap only ([`enable`] is called by the binary's `main`).
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Seek, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
@@ -190,8 +191,26 @@ pub fn is_plain_lookup(template: &str) -> bool {
 /// `profile` (but no memory bound: see the module docs). Returns the output or what went wrong
 /// in one line.
 pub fn render_in_process(profile: Profile, template: &str, context: &serde_json::Value) -> Result<String, String> {
-    let env = profile.environment();
-    let compiled = env.template_from_str(template).map_err(|e| describe(template, &e))?;
+    render_compiled(profile, &compile(profile, template), template, context)
+}
+
+/// `template` parsed in `profile`'s environment, or why it does not parse.
+fn compile(profile: Profile, template: &str) -> Result<minijinja::Template<'_, '_>, String> {
+    profile
+        .environment()
+        .template_from_str(template)
+        .map_err(|e| describe(template, &e))
+}
+
+/// Renders a [`compile`]d `template` against `context` under `profile`'s output limit (its
+/// fuel is counted per render by the environment).
+fn render_compiled(
+    profile: Profile,
+    compiled: &Result<minijinja::Template<'_, '_>, String>,
+    template: &str,
+    context: &serde_json::Value,
+) -> Result<String, String> {
+    let compiled = compiled.as_ref().map_err(Clone::clone)?;
     let limit = profile.limits().output;
     let mut out = CappedOutput {
         buf: Vec::new(),
@@ -297,9 +316,15 @@ struct Answer {
 pub fn render_all(profile: Profile, jobs: &[Job<'_>], contexts: &[serde_json::Value]) -> Vec<Result<String, String>> {
     let mut results: Vec<Option<Result<String, String>>> = vec![None; jobs.len()];
     let mut sandboxed: Vec<usize> = Vec::new();
+    // Each distinct template is parsed once (issue #17: the template check of a 10,000-target
+    // fleet parsed the same few templates 10,000 times each).
+    let mut compiled: HashMap<&str, Result<minijinja::Template<'_, '_>, String>> = HashMap::new();
     for (i, job) in jobs.iter().enumerate() {
         if !enabled() || is_plain_lookup(job.template) {
-            results[i] = Some(render_in_process(profile, job.template, &contexts[job.context]));
+            let template = compiled
+                .entry(job.template)
+                .or_insert_with(|| compile(profile, job.template));
+            results[i] = Some(render_compiled(profile, template, job.template, &contexts[job.context]));
         } else {
             sandboxed.push(i);
         }
@@ -567,6 +592,46 @@ mod tests {
         assert!(err.contains("output exceeds 128 KiB"), "{err}");
         let ok = render_in_process(Profile::Step, "{% for i in range(10) %}x{% endfor %}", &ctx).unwrap();
         assert_eq!(ok, "xxxxxxxxxx");
+    }
+
+    /// Issue #17: `render_all` parses each distinct template once; every render still gets its
+    /// own fuel, its own context and, for a template that does not parse, the error a render on
+    /// its own gives.
+    #[test]
+    fn renders_sharing_a_parsed_template_each_get_their_own_fuel_and_context() {
+        let empty = serde_json::json!({});
+        let looping = |n: usize| format!("{{% for i in range({n}) %}}{{% endfor %}}");
+        let fits = |n: usize| render_in_process(Profile::Step, &looping(n), &empty).is_ok();
+        // The longest loop (by doubling) one render's fuel allows: two of them would not fit.
+        let mut n = 64;
+        while fits(2 * n) {
+            n *= 2;
+        }
+        assert!(fits(n) && !fits(2 * n));
+        let heavy = looping(n);
+        let contexts = [serde_json::json!({"v": "a"}), serde_json::json!({"v": "b"})];
+        let job = |template, context| Job { template, context };
+        let jobs = [
+            job(heavy.as_str(), 0),
+            job("{{ v }}", 0),
+            job(heavy.as_str(), 1),
+            job("{{ unclosed", 0),
+            job("{{ v }}", 1),
+            job(heavy.as_str(), 0),
+            job("{{ unclosed", 1),
+        ];
+        let results = render_all(Profile::Step, &jobs, &contexts);
+        let alone: Vec<_> = jobs
+            .iter()
+            .map(|j| render_in_process(Profile::Step, j.template, &contexts[j.context]))
+            .collect();
+        assert_eq!(results, alone);
+        assert!(
+            results[0].is_ok() && results[2].is_ok() && results[5].is_ok(),
+            "{results:?}"
+        );
+        assert_eq!((results[1].as_deref(), results[4].as_deref()), (Ok("a"), Ok("b")));
+        assert!(results[3].is_err() && results[3] == results[6], "{results:?}");
     }
 
     #[test]
