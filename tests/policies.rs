@@ -88,6 +88,68 @@ fn major_bump_with_one_trailer_approval_is_blocked_and_unknown_approvers_are_ign
     );
 }
 
+/// Issue #17: the approvals walk answers by place in the list of targets a policy asks
+/// approvals of, and the evidence pairs names with answers. Each target here was bumped by a
+/// commit with other trailers, and a target no policy asks approvals of sits between them in
+/// name order: each action shows exactly its own commit's approvers.
+#[test]
+fn each_target_gets_the_approvers_of_its_own_version_commit() {
+    let repo = Repo::new();
+    repo.file("components/billing.yaml", &component("billing", ""));
+    repo.file(
+        "releases/billing.yaml",
+        &format!(
+            "{}---\n{}",
+            release("billing", "1.0.0", ""),
+            release("billing", "2.0.0", "")
+        ),
+    );
+    repo.file("policies/prod.yaml", TWO_APPROVERS);
+    let prod = ["a-billing", "b-billing", "c-billing", "d-billing"];
+    for name in prod {
+        repo.file(
+            &format!("targets/{name}.yaml"),
+            &target(name, "billing", "1.0.0", "env: prod"),
+        );
+    }
+    repo.file("targets/b2.yaml", &target("b2-billing", "billing", "1.0.0", "env: dev"));
+    repo.commit_all("Add billing");
+    let alice = "Approved-by: Alice <alice@example.com>\n";
+    let bob = "Approved-by: Bob <bob@example.com>\n";
+    for (name, trailers) in [
+        ("a-billing", alice.to_string()),
+        ("b-billing", format!("{alice}{bob}")),
+        ("c-billing", String::new()),
+        ("d-billing", bob.to_string()),
+    ] {
+        repo.file(
+            &format!("targets/{name}.yaml"),
+            &target(name, "billing", "2.0.0", "env: prod"),
+        );
+        repo.commit_all(&format!("Bump {name} to 2.0.0\n\n{trailers}"));
+    }
+    repo.file("targets/b2.yaml", &target("b2-billing", "billing", "2.0.0", "env: dev"));
+    repo.commit_all(&format!("Bump b2-billing to 2.0.0\n\n{alice}"));
+    let plan = plan_json(&repo, NOW);
+    let have = |name: &str| action(&plan, name)["approvals"]["have"].clone();
+    assert_eq!(have("a-billing"), serde_json::json!(["alice@example.com"]));
+    assert_eq!(
+        have("b-billing"),
+        serde_json::json!(["alice@example.com", "bob@example.com"])
+    );
+    assert_eq!(have("c-billing"), serde_json::json!([]));
+    assert_eq!(have("d-billing"), serde_json::json!(["bob@example.com"]));
+    assert_eq!(action(&plan, "b-billing")["status"], "ready");
+    for name in ["a-billing", "c-billing", "d-billing"] {
+        assert_eq!(kinds(action(&plan, name)), vec!["approval"], "{name}");
+    }
+    assert_eq!(
+        action(&plan, "b2-billing")["status"],
+        "ready",
+        "no policy asks approvals of it"
+    );
+}
+
 #[test]
 fn approval_manifest_from_the_second_approver_unblocks() {
     let repo = approvals_repo();

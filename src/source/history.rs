@@ -281,10 +281,9 @@ fn walk(
     // 10,000 of them (issue #17: inserts and bulk builds, each comparing long names, cost more
     // than the rest of a cached walk). Every place is set before the walk returns. Each place
     // is settled on its own, so neither order nor distinct names are needed.
-    let entries = wanted;
-    let mut settled: Vec<Oid> = vec![Oid::ZERO_SHA1; entries.len()];
+    let mut settled: Vec<Oid> = vec![Oid::ZERO_SHA1; wanted.len()];
     // The places of the names still open, in `wanted`'s order.
-    let mut open: Vec<usize> = (0..entries.len()).collect();
+    let mut open: Vec<usize> = (0..wanted.len()).collect();
     let mut work = WalkWork {
         first: !walk_cache.has_kind(extract.cache_kind()),
         ..WalkWork::default()
@@ -299,7 +298,7 @@ fn walk(
             // Looked up once per settling commit, not once per name (10,000 names share a few).
             let mut present: HashMap<Oid, bool> = HashMap::new();
             open.retain(|&at| {
-                let (name, value) = entries[at];
+                let (name, value) = wanted[at];
                 match known.get(name) {
                     Some((v, by))
                         if v == value && *present.entry(*by).or_insert_with(|| repo.repo.find_commit(*by).is_ok()) =>
@@ -381,7 +380,7 @@ fn walk(
         let (before, after) = (side(&old_blobs), side(&new_blobs));
         if !before.is_empty() || !after.is_empty() {
             open.retain(|&at| {
-                let (name, value) = entries[at];
+                let (name, value) = wanted[at];
                 // Touched in this commit, and the parent had another value (or none).
                 let changed =
                     (after.contains_key(name) || before.contains_key(name)) && before.get(name) != Some(&value);
