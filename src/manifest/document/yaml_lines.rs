@@ -347,6 +347,21 @@ impl<'b> Flow<'b> {
         self.text.get(self.pos..).unwrap_or("")
     }
 
+    /// The key of a flow mapping's entry at the cursor, and its length in bytes (the `:` comes
+    /// just after it): a plain word, or a one-line quoted scalar without escapes, which is how
+    /// JSON writes keys (a state record's `config`). Either way the key is a string.
+    fn flow_key(&self, strict_booleans: bool) -> Option<(Node, usize)> {
+        let text = self.text();
+        if matches!(text.as_bytes().first(), Some(b'"' | b'\'')) {
+            let (key, len) = quoted(self.no, self.at + self.pos, text)?;
+            return (len - 2 <= MAX_KEY).then_some((key, len));
+        }
+        let loc = self.loc()?;
+        let (name, _) = split_key(text)?;
+        let value = resolve_scalar(name.into(), plain(), strict_booleans)?;
+        matches!(value, NodeValue::String(_)).then_some((Node { loc, value }, name.len()))
+    }
+
     /// A node inside a flow collection (or the collection itself): a collection, a quoted
     /// scalar or a plain one.
     fn node(&mut self, reader: &mut Reader<'_>) -> Option<Node> {
@@ -368,26 +383,18 @@ impl<'b> Flow<'b> {
                             items.push(self.node(reader)?);
                         } else {
                             self.skip_spaces();
-                            let key_loc = self.loc()?;
-                            let (name, _) = split_key(self.text())?;
-                            let key = resolve_scalar(name.into(), plain(), reader.strict_booleans)?;
-                            if !matches!(key, NodeValue::String(_))
-                                || entries.len() >= fast_limits::MAP_ENTRIES
-                                || entries.iter().any(|(k, _)| k.as_str() == Some(name))
-                                || self.bytes.get(self.pos + name.len() + 1) != Some(&b' ')
+                            let (key, key_len) = self.flow_key(reader.strict_booleans)?;
+                            if entries.len() >= fast_limits::MAP_ENTRIES
+                                || entries.iter().any(|(k, _)| k.as_str() == key.as_str())
+                                || self.bytes.get(self.pos + key_len) != Some(&b':')
+                                || self.bytes.get(self.pos + key_len + 1) != Some(&b' ')
                             {
                                 return None;
                             }
                             reader.node()?;
-                            self.pos += name.len() + 1;
+                            self.pos += key_len + 1;
                             let value = self.node(reader)?;
-                            entries.push((
-                                Node {
-                                    loc: key_loc,
-                                    value: key,
-                                },
-                                value,
-                            ));
+                            entries.push((key, value));
                         }
                         self.skip_spaces();
                         match *self.bytes.get(self.pos)? {
@@ -624,6 +631,8 @@ mod tests {
             "apiVersion: gantry.dev/v1\nkind: Target\nmetadata:\n  name: tenant-00000-auth\n  labels: { tenant: tenant-00000, env: prod, ring: \"0\", region: eu }\nspec:\n  component: auth\n  version: \"2.4.1\"\n  config: { timeout_s: 30, replicas: 1 }\n  vars: { host: tenant-00000.eu.internal }\n",
             "apiVersion: gantry.dev/v1\nkind: Release\nmetadata: { name: auth-1.1.0 }\nspec:\n  component: auth\n  version: 1.1.0\n  released: 2026-02-15\n  migrations:\n    - id: m11-schema\n      up:   [\"migrations/auth/migrate.sh\", \"up\", \"m11-schema\", \"{{ target.name }}\"]\n    - id: m11-backfill\n      phase: post\n  changelog:\n    added: [\"feature 1.1.0\"]\n---\n# a comment\napiVersion: gantry.dev/v1\nkind: Release\nmetadata: { name: auth-1.2.0 }\nspec: { component: auth, version: 1.2.0 }\n",
             "component: auth\nversion: 1.2.1\nconfig_hash: 481d9cec\napplied_migrations: []\nstatus: converged\nrollback_points: []\nlast_attempt:\n  at: 2026-11-21T10:00:00Z\n  outcome: succeeded\n",
+            "component: auth\nversion: 1.2.1\nconfig_hash: 481d9cec\nconfig: {\"replicas\": 1, \"timeout_s\": 30, \"tls\": {\"mode\": \"strict\", \"ciphers\": [\"a\", \"b\"]}}\napplied_migrations: []\nstatus: converged\nrollback_points: []\n",
+            "a: {'b c': 1, \"\": x, \"on\": \"1\", \"d: e, f\": [g]}\n",
             "a:\n- 1\n- x: y\n  z:\n  - 2\nb: {}\n",
             "---\n---\na: 1\n---\n",
             "  a: 1\n  b: [ x ,  'y' , -1.5 ]\n",
@@ -656,6 +665,13 @@ mod tests {
             "a: x, y\n",
             "a: {b: c:d}\n",
             "\"a\": 1\n",
+            "a: {\"b\":1}\n",
+            "a: {\"b\" : 1}\n",
+            "a: {\"b\"  1}\n",
+            "a: {'b'x 1}\n",
+            "a: {\"b\\\"c\": 1}\n",
+            "a: {'it''s': 1}\n",
+            "a: {\"b\": 1, \"b\": 2}\n",
             "a: -\n",
         ];
         for (name, options) in options() {
