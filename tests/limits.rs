@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use common::{Repo, component, release, target};
+use common::{Repo, component, git_cli, release, target};
 
 /// Virtual memory bound (KiB) for one gantry run: the 1 GiB strings of the bombs below cannot
 /// fit, so passing means they were never built in gantry's own process.
@@ -323,6 +323,48 @@ fn a_large_unrelated_yaml_file_is_ignored_not_fatal() {
         stderr.contains("api/openapi.yaml") && stderr.contains("larger than the 4194304 byte limit"),
         "{stderr}"
     );
+
+    // Packed, both files are read whole (libgit2 cannot stream a packed object) and judged the
+    // same way: the marked one is still refused, the unmarked one still ignored.
+    git_cli(&repo, &["repack", "-adq"]);
+    let out = gantry_bounded(repo.path(), &["validate"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "packed: {stderr}");
+    assert!(
+        stderr.contains("api/openapi.yaml") && stderr.contains("larger than the 4194304 byte limit"),
+        "packed: {stderr}"
+    );
+    repo.file("api/openapi.yaml", &openapi_yaml(""));
+    repo.commit_all("back to the packed unrelated spec");
+    let out = gantry_bounded(repo.path(), &["validate"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "packed: {stderr}");
+    assert!(!stderr.contains("openapi.yaml"), "packed: {stderr}");
+}
+
+/// A large file that is not a manifest is judged from a stream when it is a loose object (as a
+/// local commit leaves it): gantry never holds it whole. 192 MiB of YAML that mentions gantry's
+/// API only at its end: validate refuses it as a manifest over the limit, with a peak RSS far
+/// below the file's size.
+#[test]
+fn a_huge_loose_file_is_judged_without_being_loaded() {
+    let repo = fleet_with_argv("\"--host={{ target.name }}\"");
+    let line = "- { name: filler, note: this file is large but not a manifest }\n";
+    let mut text = line.repeat((192 << 20) / line.len());
+    text.push_str("---\napiVersion: gantry.dev/v1\n");
+    repo.file("data/huge.yaml", &text);
+    drop(text);
+    repo.commit_all("a huge loose file");
+    let (out, peak_kib) = peak_rss_kib(repo.path(), &["validate"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("gantry peak RSS judging a 192 MiB loose file: {peak_kib} KiB");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("data/huge.yaml") && stderr.contains("larger than the 4194304 byte limit"),
+        "{stderr}"
+    );
+    assert!(peak_kib > 0, "could not sample gantry's RSS");
+    assert!(peak_kib < 96 * 1024, "peak RSS {peak_kib} KiB: the file was loaded");
 }
 
 /// `[housekeeping]` durations go through the manifest duration grammar, and the interval must

@@ -201,21 +201,31 @@ impl WatchedRepo {
     }
 
     fn blob_content(&self, oid: Oid, mode: i32) -> Result<RawContent, SourceError> {
-        // The size first, from the object header: a large file is not loaded to be ignored.
-        let (size, _) = self.repo.odb()?.read_header(oid)?;
-        if mode != i32::from(git2::FileMode::Link) && size > MAX_MANIFEST_BYTES {
-            return Ok(
-                if self.blob_mentions(oid, crate::manifest::load::API_MARKER.as_bytes())? {
-                    RawContent::TooLarge(size)
-                } else {
-                    RawContent::Foreign(size)
-                },
-            );
+        let link = mode == i32::from(git2::FileMode::Link);
+        let marker = crate::manifest::load::API_MARKER.as_bytes();
+        // A loose object (one libgit2 can stream) is sized from its header first, so that a large
+        // file is not loaded to be ignored. A packed one is read whole either way (libgit2 cannot
+        // stream it), so it is read once, without first resolving its delta chain for the size.
+        if !link
+            && let Ok((_, size, _)) = self.repo.odb()?.reader(oid)
+            && size > MAX_MANIFEST_BYTES
+        {
+            return Ok(if self.blob_mentions(oid, marker)? {
+                RawContent::TooLarge(size)
+            } else {
+                RawContent::Foreign(size)
+            });
         }
         let blob = self.repo.find_blob(oid)?;
         let content = blob.content();
-        Ok(if mode == i32::from(git2::FileMode::Link) {
+        Ok(if link {
             RawContent::Symlink(String::from_utf8_lossy(content).into_owned())
+        } else if content.len() > MAX_MANIFEST_BYTES {
+            if content.windows(marker.len()).any(|w| w == marker) {
+                RawContent::TooLarge(content.len())
+            } else {
+                RawContent::Foreign(content.len())
+            }
         } else {
             RawContent::Bytes(content.to_vec())
         })
