@@ -452,6 +452,11 @@ pub(crate) fn typed<T: DeserializeOwned>(
     json: serde_json::Value,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Option<T> {
+    // Read plainly first; only a value that fails is read again with its path tracked, which
+    // costs on every field (issue #17: a third of the typing of 10,000 manifests).
+    if let Ok(value) = T::deserialize(&json) {
+        return Some(value);
+    }
     match serde_path_to_error::deserialize::<_, T>(json) {
         Ok(value) => Some(value),
         Err(e) => {
@@ -550,4 +555,116 @@ fn duplicate_name<S>(kind: Kind, first: &Manifest<S>, item: &Manifest<S>) -> Dia
             first_loc.column
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `typed` reads a value plainly and reads it again with its path tracked only when that
+    /// fails. On every fixture document (the bad corpus has one per wrong type), and on each
+    /// spec with every field replaced by values of the wrong type, both readings agree: the same
+    /// value, or both fail with the same message.
+    #[test]
+    fn plain_and_tracked_typing_agree_on_every_fixture() {
+        // The deep-nesting fixtures need a parser's stack, as gantry gives its readers.
+        std::thread::Builder::new()
+            .stack_size(crate::manifest::parallel::PARSER_STACK_BYTES)
+            .spawn(typing_agrees)
+            .expect("thread")
+            .join()
+            .expect("no panic");
+    }
+
+    fn typing_agrees() {
+        fn agree<T: DeserializeOwned + PartialEq + std::fmt::Debug>(json: &serde_json::Value, label: &str) -> bool {
+            let plain = T::deserialize(json);
+            let tracked = serde_path_to_error::deserialize::<_, T>(json.clone());
+            match (plain, tracked) {
+                (Ok(a), Ok(b)) => {
+                    assert_eq!(a, b, "{label}");
+                    true
+                }
+                (Err(a), Err(b)) => {
+                    assert_eq!(a.to_string(), b.inner().to_string(), "{label}");
+                    false
+                }
+                (a, b) => panic!("{label}: plain {:?}, tracked {:?}", a.is_ok(), b.is_ok()),
+            }
+        }
+        fn spec_agrees(kind: &str, spec: &serde_json::Value, label: &str) -> bool {
+            match kind {
+                "Component" => agree::<ComponentSpec>(spec, label),
+                "Release" => agree::<ReleaseSpec>(spec, label),
+                "Target" => agree::<TargetSpec>(spec, label),
+                "Policy" => agree::<PolicySpec>(spec, label),
+                "Window" => agree::<WindowSpec>(spec, label),
+                "Approval" => agree::<ApprovalSpec>(spec, label),
+                "Fleet" => agree::<FleetSpec>(spec, label),
+                _ => false,
+            }
+        }
+        fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else if path.extension().is_some_and(|e| e == "yaml") {
+                    out.push(path);
+                }
+            }
+        }
+        let mut paths = Vec::new();
+        walk(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures"),
+            &mut paths,
+        );
+        paths.sort();
+        let wrong = [
+            serde_json::json!(7),
+            serde_json::json!("x"),
+            serde_json::json!([1]),
+            serde_json::json!({"k": 1}),
+            serde_json::Value::Null,
+            serde_json::json!(true),
+        ];
+        let (mut read, mut refused) = (0, 0);
+        for path in paths {
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            let Ok(docs) = document::parse_yaml(&text) else {
+                continue;
+            };
+            for (d, doc) in docs.iter().enumerate() {
+                let label = format!("{}#{d}", path.display());
+                let json = doc.to_json();
+                if let Some(metadata) = json.get("metadata") {
+                    agree::<Metadata>(metadata, &label);
+                }
+                let (Some(kind), Some(spec)) = (json.get("kind").and_then(|k| k.as_str()), json.get("spec")) else {
+                    continue;
+                };
+                if spec_agrees(kind, spec, &label) {
+                    read += 1;
+                } else {
+                    refused += 1;
+                }
+                let Some(fields) = spec.as_object() else { continue };
+                for (field, value) in wrong
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(w, v)| fields.keys().map(move |k| (k, (w, v))))
+                {
+                    let mut broken = spec.clone();
+                    broken[field.as_str()] = value.1.clone();
+                    if !spec_agrees(kind, &broken, &format!("{label} {field}={}", value.1)) {
+                        refused += 1;
+                    }
+                }
+            }
+        }
+        eprintln!("{read} specs read, {refused} refused by both readings");
+        assert!(read > 1000 && refused > 1000, "{read} read, {refused} refused");
+    }
 }
