@@ -13,14 +13,22 @@
 //! `"actions": []` it holds is found at the start of a line (a JSON string never holds a raw
 //! newline: serde_json writes `\n`) and replaced by the actions, each serialized by serde_json's
 //! own pretty printer put in the state it is in at that point of the plan (depth 2), with the
-//! separators and the closing bracket that printer writes there.
+//! separators and the closing bracket that printer writes there. The lists actions share (one
+//! per upgrade path: its migrations and release notes, most of the text) are rendered once per
+//! thread the same way, at the depth of an action's field, and copied into every action that
+//! holds them.
 
+use std::collections::HashMap;
 use std::io::Write;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::ser::{Formatter, PrettyFormatter};
+use serde_json::value::RawValue;
 
-use crate::plan::{Action, Plan};
+use crate::manifest::{Urgency, Version};
+use crate::plan::{Action, ActionKind, ApprovalState, Blocker, ConfigChange, Plan, Status};
+use crate::policy::UpdateType;
 
 use super::RenderError;
 
@@ -108,9 +116,10 @@ fn write_batches(actions: &[Action], threads: usize, batch: usize, out: &mut imp
                     .copied()
                     .collect::<Vec<_>>();
                 scope.spawn(move || {
+                    let mut shared = SharedLists::default();
                     for batch in mine {
                         let mut text = Vec::new();
-                        let rendered = write_actions(batch, false, &mut text).map(|()| text);
+                        let rendered = write_actions(batch, false, &mut shared, &mut text).map(|()| text);
                         // The writer stopped (an error): nothing more is wanted.
                         if send.send(rendered).is_err() {
                             return;
@@ -120,9 +129,10 @@ fn write_batches(actions: &[Action], threads: usize, batch: usize, out: &mut imp
                 receive
             })
             .collect();
+        let mut shared = SharedLists::default();
         for (i, batch) in batches.iter().enumerate() {
             match i % threads {
-                0 => write_actions(batch, i == 0, out)?,
+                0 => write_actions(batch, i == 0, &mut shared, out)?,
                 worker => {
                     let text = workers[worker - 1]
                         .recv()
@@ -153,16 +163,145 @@ fn formatter_at_actions() -> PrettyFormatter<'static> {
 /// Writes `actions` as elements of the plan's `actions` array, exactly as serde_json does: each
 /// introduced by the pretty printer's `\n` (the array's `first`) or `,\n` and indentation, and
 /// serialized by a pretty printer in the state it has there.
-fn write_actions(actions: &[Action], first: bool, out: &mut impl Write) -> Result<(), RenderError> {
+fn write_actions(
+    actions: &[Action],
+    first: bool,
+    shared: &mut SharedLists,
+    out: &mut impl Write,
+) -> Result<(), RenderError> {
     let at_actions = formatter_at_actions();
     for (i, action) in actions.iter().enumerate() {
         let mut formatter = at_actions.clone();
         formatter
             .begin_array_value(out, first && i == 0)
             .map_err(serde_json::Error::io)?;
-        action.serialize(&mut serde_json::Serializer::with_formatter(&mut *out, formatter))?;
+        ActionJson::of(action, shared)?.serialize(&mut serde_json::Serializer::with_formatter(&mut *out, formatter))?;
     }
     Ok(())
+}
+
+/// The JSON text of the lists actions share (`migrations`, `releases`: one per upgrade path,
+/// issue #17), rendered once per list where an action's field value sits (depth 3), and written
+/// as it is for every action holding that list. By the list's address and length: the plan
+/// outlives the rendering, so no other list can take that address meanwhile.
+#[derive(Default)]
+struct SharedLists {
+    migrations: HashMap<(usize, usize), Box<RawValue>>,
+    releases: HashMap<(usize, usize), Box<RawValue>>,
+}
+
+impl SharedLists {
+    fn text<'m, T: Serialize>(
+        memo: &'m mut HashMap<(usize, usize), Box<RawValue>>,
+        list: &Arc<[T]>,
+    ) -> Result<&'m RawValue, RenderError> {
+        let text = match memo.entry((list.as_ptr() as usize, list.len())) {
+            std::collections::hash_map::Entry::Occupied(known) => known.into_mut(),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                let mut text = Vec::new();
+                list.serialize(&mut serde_json::Serializer::with_formatter(
+                    &mut text,
+                    formatter_at_action_field(),
+                ))?;
+                let text = String::from_utf8(text).expect("invariant: serde_json writes UTF-8");
+                slot.insert(RawValue::from_string(text)?)
+            }
+        };
+        Ok(text)
+    }
+}
+
+/// An [`Action`] as its own `Serialize` writes it (same fields, order and attributes: it is
+/// made by destructuring, so a field added to `Action` must be added here), with its shared
+/// lists written from [`SharedLists`]. The byte-for-byte test below holds it to serde_json's
+/// rendering of the plan.
+#[derive(Serialize)]
+struct ActionJson<'a> {
+    target: &'a String,
+    component: &'a String,
+    action: &'a ActionKind,
+    from: &'a Option<Version>,
+    to: &'a Option<Version>,
+    stops: &'a Vec<Version>,
+    migrations: &'a RawValue,
+    wave: &'a Option<String>,
+    status: &'a Status,
+    blocked_by: &'a Vec<Blocker>,
+    config_diff: &'a Vec<ConfigChange>,
+    policy: &'a Option<String>,
+    approvals: &'a Option<ApprovalState>,
+    update_type: &'a Option<UpdateType>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    urgency: Option<&'a Urgency>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a String>,
+    breaking: &'a bool,
+    releases: &'a RawValue,
+    violations: &'a Vec<String>,
+    warnings: &'a Vec<String>,
+}
+
+impl<'a> ActionJson<'a> {
+    fn of(action: &'a Action, shared: &'a mut SharedLists) -> Result<ActionJson<'a>, RenderError> {
+        let Action {
+            target,
+            component,
+            action,
+            from,
+            to,
+            stops,
+            migrations,
+            wave,
+            status,
+            blocked_by,
+            config_diff,
+            policy,
+            approvals,
+            update_type,
+            urgency,
+            reason,
+            breaking,
+            releases,
+            violations,
+            warnings,
+        } = action;
+        let SharedLists {
+            migrations: migration_texts,
+            releases: release_texts,
+        } = shared;
+        Ok(ActionJson {
+            target,
+            component,
+            action,
+            from,
+            to,
+            stops,
+            migrations: SharedLists::text(migration_texts, migrations)?,
+            wave,
+            status,
+            blocked_by,
+            config_diff,
+            policy,
+            approvals,
+            update_type,
+            urgency: urgency.as_ref(),
+            reason: reason.as_ref(),
+            breaking,
+            releases: SharedLists::text(release_texts, releases)?,
+            violations,
+            warnings,
+        })
+    }
+}
+
+/// The pretty printer as serde_json has it at the value of a field of an action: inside the
+/// top-level object, the `actions` array and the action's object (depth 3).
+fn formatter_at_action_field() -> PrettyFormatter<'static> {
+    let mut formatter = formatter_at_actions();
+    formatter
+        .begin_object(&mut std::io::sink())
+        .expect("invariant: writing to io::sink cannot fail");
+    formatter
 }
 
 /// The end of the plan's non-empty `actions` array, as serde_json writes it.
@@ -204,11 +343,18 @@ mod tests {
              {h}kind: Release\nmetadata: {{ name: billing-2.0.0 }}\nspec:\n  component: billing\n  version: 2.0.0\n  breaking: true\n\
              \x20 migrations: [{{ id: m2, up: [m, up] }}]\n\
              \x20 changelog: {{ added: [\"line one\\nline \\\"two\\\"\\ttabbed, ünïcødé ✓\", \"{{ braces }} [brackets]\"] }}\n---\n\
+             {h}kind: Release\nmetadata: {{ name: billing-3.0.0 }}\nspec:\n  component: billing\n  version: 3.0.0\n\
+             \x20 urgency: emergency\n  reason: \"CVE-2026-0001: \\\"overflow\\\"\"\n  migrations: [{{ id: m3, up: [m, up, \"3\"] }}]\n---\n\
              {h}kind: Policy\nmetadata: {{ name: staged }}\nspec:\n  rollout:\n    waves:\n\
              \x20     - {{ name: canary, selector: {{ ring: \"0\" }}, soak: 30m }}\n      - {{ name: all, percent: 100 }}\n"
         );
         for i in 0..targets {
-            let version = if i == 3 { "9.9.9" } else { "2.0.0" };
+            // Three shared lists of notes and migrations (2.0.0, the emergency 3.0.0, none).
+            let version = match i {
+                3 => "9.9.9",
+                _ if i % 5 == 1 => "3.0.0",
+                _ => "2.0.0",
+            };
             yaml.push_str(&format!(
                 "---\n{h}kind: Target\nmetadata: {{ name: t{i:03}, labels: {{ ring: \"{}\" }} }}\n\
                  spec: {{ component: billing, version: \"{version}\", config: {{ note: \"a\\nb\", n: {i} }} }}\n",
@@ -256,6 +402,8 @@ mod tests {
                 assert!(plan.actions.iter().any(|a| !a.violations.is_empty()));
                 assert!(plan.actions.iter().any(|a| !a.migrations.is_empty()));
                 assert!(!plan.rollouts.is_empty());
+                assert!(plan.actions.iter().any(|a| a.urgency.is_some() && a.reason.is_some()));
+                assert!(plan.actions.iter().any(|a| a.urgency.is_none()));
             }
             let expected = reference(&plan);
             for threads in 1..=5 {
