@@ -13,7 +13,8 @@
 //! mappings whose keys are plain words (`[A-Za-z0-9_][A-Za-z0-9_./-]*` resolving to a string)
 //! followed by `: value` or by a nested block on the next lines; block sequences of `- value`
 //! or `- key: value` (a compact mapping); values that are one-line plain scalars without
-//! indicators, one-line quoted scalars without escapes, or one-line flow collections of those.
+//! indicators, one-line quoted scalars without escapes, or one-line flow collections of those
+//! (a flow mapping's key may also be such a quoted scalar followed by `: `, as JSON writes keys).
 //! Never read: null values written as nothing, trailing comments, anchors, aliases, tags,
 //! block scalars, multi-line scalars or flows, duplicate keys, and anything near a limit.
 
