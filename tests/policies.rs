@@ -36,7 +36,9 @@ spec:
     major: { approvals: 2, approvers: [alice@example.com, Bob@Example.com] }
 ";
 
-fn approvals_repo() -> Repo {
+/// billing 1.0.0 and 2.0.0, and the `prod` policy asking two approvals of a major update; no
+/// target yet.
+fn billing_under_two_approvers() -> Repo {
     let repo = Repo::new();
     repo.file("components/billing.yaml", &component("billing", ""));
     repo.file(
@@ -48,6 +50,11 @@ fn approvals_repo() -> Repo {
         ),
     );
     repo.file("policies/prod.yaml", TWO_APPROVERS);
+    repo
+}
+
+fn approvals_repo() -> Repo {
+    let repo = billing_under_two_approvers();
     repo.file(
         "targets/acme.yaml",
         &target("acme-billing", "billing", "1.0.0", "env: prod"),
@@ -94,17 +101,7 @@ fn major_bump_with_one_trailer_approval_is_blocked_and_unknown_approvers_are_ign
 /// name order: each action shows exactly its own commit's approvers.
 #[test]
 fn each_target_gets_the_approvers_of_its_own_version_commit() {
-    let repo = Repo::new();
-    repo.file("components/billing.yaml", &component("billing", ""));
-    repo.file(
-        "releases/billing.yaml",
-        &format!(
-            "{}---\n{}",
-            release("billing", "1.0.0", ""),
-            release("billing", "2.0.0", "")
-        ),
-    );
-    repo.file("policies/prod.yaml", TWO_APPROVERS);
+    let repo = billing_under_two_approvers();
     let prod = ["a-billing", "b-billing", "c-billing", "d-billing"];
     for name in prod {
         repo.file(
