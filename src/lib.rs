@@ -7,6 +7,7 @@ pub mod manifest;
 pub mod ops;
 pub mod plan;
 pub mod policy;
+pub mod prefetch;
 pub mod reconcile;
 pub mod render;
 pub mod server;

@@ -253,8 +253,11 @@ pub fn read_cached<'a, T: Clone + Sync, E: Send>(
     }
     let parts = parallel::map_chunks(&found, threads, |found| {
         let mut part = (Manifests::default(), Vec::new());
-        for read in found.iter().flatten() {
-            append(&mut part.0, &mut part.1, read);
+        for (k, read) in found.iter().enumerate() {
+            fetch_ahead(found, k);
+            if let Some(read) = read {
+                append(&mut part.0, &mut part.1, read);
+            }
         }
         part
     });
@@ -274,6 +277,26 @@ pub fn read_cached<'a, T: Clone + Sync, E: Send>(
         cache.drop_unused_before(generation.saturating_sub(1));
     }
     Ok((out, diagnostics))
+}
+
+/// How many files ahead of the one [`append`] copies its read is fetched into the cache, and
+/// how many ahead the targets that read holds (issue #17): the reads and the targets they share
+/// lie scattered over the heap, and copying each file's share began with the processor waiting
+/// for its read, then for each target's reference count (see [`crate::prefetch`]).
+const FETCH_READ_AHEAD: usize = 8;
+const FETCH_TARGETS_AHEAD: usize = 4;
+
+/// Asks for the reads [`FETCH_READ_AHEAD`] and [`FETCH_TARGETS_AHEAD`] files after `k` in
+/// `found`, and the latter's targets' reference counts, to be brought into the cache.
+fn fetch_ahead(found: &[Option<Arc<FileRead>>], k: usize) {
+    if let Some(Some(read)) = found.get(k + FETCH_READ_AHEAD) {
+        crate::prefetch::fetch(Arc::as_ptr(read));
+    }
+    if let Some(Some(read)) = found.get(k + FETCH_TARGETS_AHEAD) {
+        for target in &read.manifests.targets {
+            crate::prefetch::fetch_bytes(Arc::as_ptr(target).cast::<u8>(), 1);
+        }
+    }
 }
 
 /// Appends one file's share to the result (cloned: the cache keeps its copy): every kind of

@@ -198,6 +198,11 @@ impl RecordedConfig {
         self.values
     }
 
+    /// The hash kept by [`Self::known_equal`], once it found these values equal to a config.
+    pub fn kept_hash(&self) -> Option<&str> {
+        self.hash.get().map(|hash| &**hash)
+    }
+
     /// Whether these values are known to equal `values`, whose `validate::config_hash` is
     /// `hash` (the caller's promise: the planner passes a desired target's config and its hash).
     /// Answered by the hashes once an earlier call found the values equal to a config, by value

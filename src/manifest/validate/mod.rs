@@ -253,6 +253,24 @@ pub fn config_hash(config: &serde_json::Map<String, serde_json::Value>) -> Strin
 ///
 /// Every problem becomes a diagnostic; the returned `Desired` holds what could be resolved
 /// (a target whose version cannot be parsed is left out of it).
+/// How many targets ahead of the one being checked its manifest is fetched into the cache, and
+/// how many ahead that manifest's name (issue #17): the manifests lie scattered over the heap,
+/// and checking each began with the processor waiting for it, then for its name, read to find
+/// the first target of each name (see [`crate::prefetch`]).
+const FETCH_TARGET_AHEAD: usize = 8;
+const FETCH_NAME_AHEAD: usize = 4;
+
+/// Asks for the manifests [`FETCH_TARGET_AHEAD`] and the name [`FETCH_NAME_AHEAD`] targets
+/// after `k` in `targets` to be brought into the cache.
+fn fetch_target_ahead(targets: &[Arc<Manifest<TargetSpec>>], k: usize) {
+    if let Some(target) = targets.get(k + FETCH_TARGET_AHEAD) {
+        crate::prefetch::fetch(Arc::as_ptr(target));
+    }
+    if let Some(target) = targets.get(k + FETCH_NAME_AHEAD) {
+        crate::prefetch::fetch_bytes(target.name.as_ptr(), target.name.len());
+    }
+}
+
 pub fn validate(mut manifests: Manifests) -> (Desired, Vec<Diagnostic>) {
     let mut diags = Vec::new();
     let mut desired = Desired {
@@ -330,7 +348,8 @@ pub fn validate(mut manifests: Manifests) -> (Desired, Vec<Diagnostic>) {
             let mut diags = Vec::new();
             let mut accepted: Vec<(String, Target)> = Vec::with_capacity(chunk.len());
             let mut parsed_versions = target::ParsedVersions::default();
-            for manifest in chunk {
+            for (k, manifest) in chunk.iter().enumerate() {
+                fetch_target_ahead(chunk, k);
                 let (facts, checked) = memo.of(manifest);
                 diags.extend(facts.metadata.iter().cloned());
                 if !first_of_name
