@@ -69,21 +69,41 @@ impl<'a> Fleet<'a> {
         &self.records
     }
 
-    /// `desired.targets.get(name)`, for the action at `index` of the actions planned from
-    /// [`Self::targets`]: by index when that is the target named `name`, else by name (a
-    /// removal appended after them, or actions in another order).
+    /// The desired target of the action at `index` among the actions planned from
+    /// [`Self::targets`] (same index, so named `name`); by name past them (a removal).
+    ///
+    /// Taken by index without reading the target's name: the dependency and rollout passes ask
+    /// for every action's target, and reading each name again from its manifest, scattered over
+    /// the heap, was half of the dependency pass's own time on 10,000 targets (issue #17). So the caller
+    /// passes the planned actions in their order, as [`super::plan`] does before it appends the
+    /// removals and sorts them; a debug build checks the name.
     pub(super) fn target(&self, index: usize, name: &str) -> Option<&'a Target> {
         match self.targets.get(index) {
-            Some(target) if target.name() == name => Some(*target),
-            _ => self.desired.targets.get(name),
+            Some(target) => {
+                debug_assert_eq!(
+                    target.name(),
+                    name,
+                    "the action at {index} is not the one planned for it"
+                );
+                Some(*target)
+            }
+            None => self.desired.targets.get(name),
         }
     }
 
-    /// `recorded.targets.get(name)`, for the action at `index` (as [`Self::target`]).
+    /// `recorded.targets.get(name)` for the action at `index`, taken by index as
+    /// [`Self::target`] takes its target.
     pub(super) fn record(&self, index: usize, name: &str) -> Option<&'a TargetRecord> {
         match self.targets.get(index) {
-            Some(target) if target.name() == name => self.records[index],
-            _ => self.recorded.targets.get(name),
+            Some(target) => {
+                debug_assert_eq!(
+                    target.name(),
+                    name,
+                    "the action at {index} is not the one planned for it"
+                );
+                self.records[index]
+            }
+            None => self.recorded.targets.get(name),
         }
     }
 

@@ -1312,11 +1312,19 @@ fn the_fleet_index_finds_what_a_search_by_name_finds() {
         );
         assert!(std::ptr::eq(fleet.target(i, name).unwrap(), &desired.targets[*name]));
     }
-    // An index that is not the named target's: found by name, not by position.
-    assert!(std::ptr::eq(fleet.target(0, "t08").unwrap(), &desired.targets["t08"]));
-    assert!(std::ptr::eq(fleet.record(0, "t08").unwrap(), &recorded.targets["t08"]));
+    // An index past the planned targets (a removal): found by name.
     assert!(std::ptr::eq(fleet.record(99, "t05").unwrap(), &recorded.targets["t05"]));
-    assert!(fleet.target(1, "t05").is_none());
+    assert!(std::ptr::eq(fleet.target(4, "t08").unwrap(), &desired.targets["t08"]));
+    assert!(fleet.target(99, "t05").is_none());
+    // An index that is not the named target's is the caller's mistake, caught in a debug build.
+    if cfg!(debug_assertions) {
+        for wrong in [
+            std::panic::catch_unwind(|| fleet.target(0, "t08").map(|_| ())),
+            std::panic::catch_unwind(|| fleet.record(1, "t05").map(|_| ())),
+        ] {
+            assert!(wrong.is_err(), "a misplaced index is not taken silently");
+        }
+    }
     let gone: Vec<&str> = fleet.recorded_only().map(|(name, _)| name.as_str()).collect();
     assert_eq!(gone, ["t01", "t05", "t09"]);
 
