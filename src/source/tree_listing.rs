@@ -165,7 +165,11 @@ fn list(
 ) -> Result<(), SourceError> {
     let level = reader.level(tree)?;
     for (name, oid, mode) in &level.files {
-        let path = format!("{dir}{name}");
+        // Put together without the formatting machinery: one per manifest file of the commit on
+        // every listing (issue #17).
+        let mut path = String::with_capacity(dir.len() + name.len());
+        path.push_str(dir);
+        path.push_str(name);
         let under = prefixes.is_none_or(|ps| ps.iter().any(|p| path.starts_with(p.as_str())));
         if under && path != "gantry.toml" {
             found.push(TreeFile {
