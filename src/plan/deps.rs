@@ -12,6 +12,11 @@ use crate::state::TargetStatus;
 use super::fleet::Fleet;
 use super::model::{Action, ActionKind, Blocker, BlockerKind, PlanInput, Status};
 
+/// How many actions ahead of the one looked at its target and record are fetched into the cache
+/// (see [`crate::prefetch`]): reading each target's tenant waited for the target on every action
+/// of a large fleet.
+const FETCH_AHEAD: usize = 8;
+
 /// Blocks installs and upgrades of a component until the targets of the components it
 /// `dependsOn` have converged (SPEC §2, Component): for a name, those with the same `tenant`
 /// label; for `{ component, selector }`, those matching the selector whatever their tenant
@@ -43,6 +48,8 @@ pub(super) fn gate_dependencies(input: &PlanInput, fleet: &Fleet, actions: &[Act
     let mut pending: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
     let mut pending_shared: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, a) in actions.iter().enumerate() {
+        // Its tenant is read from its target, a few actions on (issue #17).
+        fleet.fetch(i + FETCH_AHEAD);
         let Some(&(same_tenant, shared)) = depended_on.get(a.component.as_str()) else {
             continue;
         };
@@ -78,8 +85,10 @@ pub(super) fn gate_dependencies(input: &PlanInput, fleet: &Fleet, actions: &[Act
     let labels_of = |j: usize, name: &str| fleet.target(j, name).map_or(&no_labels, |t| t.labels());
     let mut blockers: Vec<(usize, Blocker)> = Vec::new();
     // What each holder is doing, worded once however many dependents wait for it.
-    let mut what_of: HashMap<usize, String> = HashMap::new();
+    let holding = pending.values().chain(pending_shared.values()).map(Vec::len).sum();
+    let mut what_of: HashMap<usize, String> = HashMap::with_capacity(holding);
     for (i, a) in actions.iter().enumerate() {
+        fleet.fetch(i + FETCH_AHEAD);
         if !matches!(a.action, ActionKind::Install | ActionKind::Upgrade) || a.status == Status::Violation {
             continue;
         }
@@ -115,7 +124,7 @@ pub(super) fn gate_dependencies(input: &PlanInput, fleet: &Fleet, actions: &[Act
             }
             // Worded only for a dependent that waits (most of a fleet has nothing to wait for).
             let scope = match dep {
-                Dependency::SameTenant(_) => format!("tenant {}", tenant.unwrap_or_default()),
+                Dependency::SameTenant(_) => ["tenant ", tenant.unwrap_or_default()].concat(),
                 Dependency::Shared(shared) => match &shared.selector {
                     Some(selector) => format!(
                         "shared: {}",

@@ -107,6 +107,17 @@ impl<'a> Fleet<'a> {
         }
     }
 
+    /// Asks for the target at `index` and its record to be brought into the cache, for a loop
+    /// over the actions to read them a few actions later (see [`crate::prefetch`]).
+    pub(super) fn fetch(&self, index: usize) {
+        if let Some(target) = self.targets.get(index) {
+            crate::prefetch::fetch(*target);
+        }
+        if let Some(Some(record)) = self.records.get(index) {
+            crate::prefetch::fetch(*record);
+        }
+    }
+
     /// The records of targets no longer desired (whatever their status), in name order.
     pub(super) fn recorded_only(&self) -> impl Iterator<Item = (&'a String, &'a TargetRecord)> {
         // Both maps are sorted by name: one walk through both, no search per record.

@@ -27,14 +27,6 @@ const FETCH_AHEAD: usize = 8;
 /// lines [`FETCH_AHEAD`] asked for, which have arrived by then.
 const FETCH_POINTED_AHEAD: usize = 4;
 
-/// Asks for the target at `index` of `fleet` and its record to be brought into the cache.
-fn fetch_target(fleet: &Fleet, index: usize) {
-    fetch(fleet.targets()[index]);
-    if let Some(record) = fleet.records()[index] {
-        fetch(record);
-    }
-}
-
 /// Asks for what the target at `index` points to (its manifest, its config's hash) and its
 /// record's kept config hash to be brought into the cache.
 fn fetch_pointed(fleet: &Fleet, index: usize) {
@@ -73,7 +65,7 @@ pub(super) fn plan_targets(input: &PlanInput, fleet: &Fleet, threads: usize) -> 
             .enumerate()
             .map(|(k, &i)| {
                 if let Some(&ahead) = chunk.get(k + FETCH_AHEAD) {
-                    fetch_target(fleet, ahead);
+                    fleet.fetch(ahead);
                 }
                 if let Some(&ahead) = chunk.get(k + FETCH_POINTED_AHEAD) {
                     fetch_pointed(fleet, ahead);
