@@ -15,6 +15,10 @@ use super::fleet::Fleet;
 use super::gates::governing_by_name;
 use super::model::{Action, ActionKind, Blocker, BlockerKind, PlanInput, Rollout, RolloutWave, Status};
 
+/// How many members ahead of the one taken their target is fetched into the cache (see
+/// [`crate::prefetch`]).
+const FETCH_AHEAD: usize = 8;
+
 /// Groups installs and upgrades into rollouts, assigns waves, and blocks the targets whose
 /// wave may not start yet (`wave`) or whose rollout is halted (`halted`).
 ///
@@ -75,7 +79,8 @@ pub(super) fn plan_rollouts(input: &PlanInput, fleet: &Fleet, actions: &[Action]
     }
     let mut groups: Vec<(Key, Vec<usize>)> = groups.into_iter().collect();
     groups.sort_unstable_by_key(|(key, _)| *key);
-    let mut wave_blockers: Vec<WaveBlocker> = Vec::new();
+    // At least one per grouped action (its wave).
+    let mut wave_blockers: Vec<WaveBlocker> = Vec::with_capacity(groups.iter().map(|(_, g)| g.len()).sum());
     let mut rollouts = Vec::with_capacity(groups.len());
     for ((component, version, policy_name), indices) in groups {
         let governing = governing_by_name(input.desired, policy_name);
@@ -87,9 +92,16 @@ pub(super) fn plan_rollouts(input: &PlanInput, fleet: &Fleet, actions: &[Action]
         let labels_of = |name: &str| input.desired.targets.get(name).map(|t| input.desired.labels_of(t));
         let mut members: Vec<Member> = indices
             .iter()
-            .map(|&i| Member {
-                name: actions[i].target.as_str(),
-                labels: fleet.target(i, &actions[i].target).map(|t| input.desired.labels_of(t)),
+            .enumerate()
+            .map(|(k, &i)| {
+                // Its labels are read from its target: fetched a few members on (issue #17).
+                if let Some(&ahead) = indices.get(k + FETCH_AHEAD) {
+                    fleet.fetch(ahead);
+                }
+                Member {
+                    name: actions[i].target.as_str(),
+                    labels: fleet.target(i, &actions[i].target).map(|t| input.desired.labels_of(t)),
+                }
             })
             .collect();
         if let Some(record) = record {
@@ -123,7 +135,11 @@ pub(super) fn plan_rollouts(input: &PlanInput, fleet: &Fleet, actions: &[Action]
             group_by: spec.rollout.group_by.as_deref(),
             analysis,
         };
-        let planned = waves::assign(rules, &members, record);
+        // The first members are the actions of `indices`, in order: their waves by place.
+        let waves::Assignment {
+            waves: planned,
+            wave_of,
+        } = waves::assign(rules, &members, record);
         let stage = stage_blocker(input, governing, component, version, record, &stages);
         let wave_stages: Vec<Option<Blocker>> = (0..planned.len())
             .map(|w| wave_stage_blocker(input, governing, component, version, record, &stages, &planned, w))
@@ -165,15 +181,7 @@ pub(super) fn plan_rollouts(input: &PlanInput, fleet: &Fleet, actions: &[Action]
                 }
             })
             .collect();
-        let wave_of: HashMap<&str, usize> = planned
-            .iter()
-            .enumerate()
-            .flat_map(|(w, wave)| wave.targets.iter().map(move |t| (t.as_str(), w)))
-            .collect();
-        for &i in &indices {
-            let Some(&w) = wave_of.get(actions[i].target.as_str()) else {
-                continue;
-            };
+        for (&i, &w) in indices.iter().zip(&wave_of) {
             let wave_name = planned[w].name.clone();
             // A target the rollout already started is past its wave gate, not past a halt: one
             // that left the version and comes back starts anew (entries are written when an

@@ -87,34 +87,90 @@ pub struct WaveRules<'a> {
     pub analysis: Option<Duration>,
 }
 
-/// Targets that move together: one target, or every member sharing the `groupBy` value.
-struct Group<'a> {
-    members: Vec<Member<'a>>,
+/// A member with its place in the members given to [`assign`].
+type Placed<'a> = (usize, Member<'a>);
+
+/// Targets that move together (one target, or every member sharing the `groupBy` value), all
+/// groups in one list: no list per group (issue #17: without `groupBy` that was one allocation
+/// per target of every rollout on every pass).
+struct Groups<'a> {
+    /// (place in the members given, member) in group order, each name once.
+    members: Vec<Placed<'a>>,
+    /// Where each group lies in `members`, in order.
+    ranges: Vec<std::ops::Range<usize>>,
+    /// (place, place of the member kept) of each member left out as a second one of its name.
+    twins: Vec<(usize, usize)>,
+}
+
+impl<'a> Groups<'a> {
+    fn len(&self) -> usize {
+        self.ranges.len()
+    }
+
+    /// The members of group `g`.
+    fn of(&self, g: usize) -> &[Placed<'a>] {
+        &self.members[self.ranges[g].clone()]
+    }
 }
 
 /// Splits `members` into groups ordered by the stable hash of the `groupBy` value (or of the
 /// name, for a target without that label), so two rollouts grouped by the same label (a tenant's
 /// backend and frontend) put the same tenants in the same waves.
-fn groups<'a>(members: &[Member<'a>], group_by: Option<&str>) -> Vec<Group<'a>> {
+fn groups<'a>(members: &[Member<'a>], group_by: Option<&str>) -> Groups<'a> {
     // Each name hashed once, not once per comparison of the sort.
-    let mut ordered: Vec<(u64, Member<'a>)> = members.iter().map(|m| (stable_hash(m.name), *m)).collect();
-    ordered.sort_by(|(ha, a), (hb, b)| (ha, a.name).cmp(&(hb, b.name)));
-    ordered.dedup_by(|(_, a), (_, b)| a.name == b.name);
+    let mut ordered: Vec<(u64, usize, Member<'a>)> = members
+        .iter()
+        .enumerate()
+        .map(|(at, m)| (stable_hash(m.name), at, *m))
+        .collect();
+    // Stable, so of two members of one name the first given is kept.
+    ordered.sort_by(|(ha, _, a), (hb, _, b)| (ha, a.name).cmp(&(hb, b.name)));
+    let mut twins = Vec::new();
+    ordered.dedup_by(|(_, at, a), (_, kept, b)| {
+        let twin = a.name == b.name;
+        if twin {
+            twins.push((*at, *kept));
+        }
+        twin
+    });
     let Some(label) = group_by else {
         // Every target its own group, already in the order of its key (hash, then name).
-        return ordered.into_iter().map(|(_, m)| Group { members: vec![m] }).collect();
+        return Groups {
+            ranges: (0..ordered.len()).map(|g| g..g + 1).collect(),
+            members: ordered.into_iter().map(|(_, at, m)| (at, m)).collect(),
+            twins,
+        };
     };
     // Key: (hash, 0 = label value / 1 = name, the text).
-    let mut by_key: BTreeMap<(u64, u8, &'a str), Vec<Member<'a>>> = BTreeMap::new();
-    for (name_hash, m) in ordered {
+    let mut by_key: BTreeMap<(u64, u8, &'a str), Vec<Placed<'a>>> = BTreeMap::new();
+    for (name_hash, at, m) in ordered {
         let value = m.labels.and_then(|labels| labels.labels().get(label));
         let key = match value {
             Some(v) => (stable_hash(v), 0, v.as_str()),
             None => (name_hash, 1, m.name),
         };
-        by_key.entry(key).or_default().push(m);
+        by_key.entry(key).or_default().push((at, m));
     }
-    by_key.into_values().map(|members| Group { members }).collect()
+    let mut grouped = Groups {
+        members: Vec::with_capacity(members.len()),
+        ranges: Vec::with_capacity(by_key.len()),
+        twins,
+    };
+    for group in by_key.into_values() {
+        let start = grouped.members.len();
+        grouped.members.extend(group);
+        grouped.ranges.push(start..grouped.members.len());
+    }
+    grouped
+}
+
+/// The waves of a rollout, and the wave of each member.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assignment {
+    pub waves: Vec<PlannedWave>,
+    /// `wave_of[i]`: the index in `waves` of the wave that holds the `i`th member given (a
+    /// second member of one name: the wave of the first).
+    pub wave_of: Vec<usize>,
 }
 
 /// Splits `members` into waves (see the module docs).
@@ -122,8 +178,9 @@ fn groups<'a>(members: &[Member<'a>], group_by: Option<&str>) -> Vec<Group<'a>> 
 /// # Guarantees
 /// Every member is in exactly one wave; members sharing the `groupBy` value are in the same wave
 /// (unless the state branch recorded them apart); every declared wave that some member is left
-/// for holds at least one; the result does not depend on the order of `members`.
-pub fn assign(rules: WaveRules, members: &[Member], recorded: Option<&RolloutRecord>) -> Vec<PlannedWave> {
+/// for holds at least one; the result does not depend on the order of `members` (but for which
+/// of two members of one name gives its labels).
+pub fn assign(rules: WaveRules, members: &[Member], recorded: Option<&RolloutRecord>) -> Assignment {
     let WaveRules {
         specs,
         soaks,
@@ -131,50 +188,61 @@ pub fn assign(rules: WaveRules, members: &[Member], recorded: Option<&RolloutRec
         analysis,
     } = rules;
     let groups = groups(members, group_by);
+    let mut wave_of = vec![0; members.len()];
+    let with_twins = |mut wave_of: Vec<usize>| {
+        for &(twin, kept) in &groups.twins {
+            wave_of[twin] = wave_of[kept];
+        }
+        wave_of
+    };
     if specs.is_empty() {
-        return vec![PlannedWave {
+        let waves = vec![PlannedWave {
             name: ALL_WAVE.to_string(),
             soak: None,
             analysis: None,
-            targets: groups
-                .iter()
-                .flat_map(|g| &g.members)
-                .map(|m| m.name.to_string())
-                .collect(),
+            targets: groups.members.iter().map(|(_, m)| m.name.to_string()).collect(),
         }];
+        return Assignment {
+            waves,
+            wave_of: with_twins(wave_of),
+        };
     }
     let index_of: BTreeMap<&str, usize> = specs.iter().enumerate().map(|(i, s)| (s.name.as_str(), i)).collect();
     // A group goes where the state branch recorded its earliest member (the others follow).
-    let pinned: Vec<Option<usize>> = groups
-        .iter()
+    let pinned: Vec<Option<usize>> = (0..groups.len())
         .map(|g| {
-            g.members
+            groups
+                .of(g)
                 .iter()
-                .filter_map(|m| index_of.get(recorded?.targets.get(m.name)?.wave.as_str()).copied())
+                .filter_map(|(_, m)| index_of.get(recorded?.targets.get(m.name)?.wave.as_str()).copied())
                 .min()
         })
         .collect();
-    let total: usize = groups.iter().map(|g| g.members.len()).sum();
+    let total = groups.members.len();
     let mut taken = vec![false; groups.len()];
     let mut placed = 0usize;
     let mut waves = Vec::with_capacity(specs.len() + 1);
-    for (w, spec) in specs.iter().enumerate() {
-        let mut targets: Vec<&str> = Vec::new();
-        fn take<'m>(groups: &[Group<'m>], g: usize, targets: &mut Vec<&'m str>, taken: &mut [bool]) -> usize {
-            taken[g] = true;
-            targets.extend(groups[g].members.iter().map(|m| m.name));
-            groups[g].members.len()
+    // Puts group `g` in wave `w`: its names onto `targets`; returns how many.
+    let mut take = |g: usize, w: usize, targets: &mut Vec<String>, taken: &mut [bool]| -> usize {
+        taken[g] = true;
+        for (at, m) in groups.of(g) {
+            targets.push(m.name.to_string());
+            wave_of[*at] = w;
         }
+        groups.of(g).len()
+    };
+    for (w, spec) in specs.iter().enumerate() {
+        let mut targets: Vec<String> = Vec::new();
         for (g, pin) in pinned.iter().enumerate() {
             if *pin == Some(w) {
-                placed += take(&groups, g, &mut targets, &mut taken);
+                placed += take(g, w, &mut targets, &mut taken);
             }
         }
         // The selector resolved once in the members' selector table (they share one).
         let table = members.iter().find_map(|m| m.labels.and_then(|l| l.table()));
         let resolved = spec.selector.as_ref().zip(table).map(|(s, table)| table.resolve(s));
         let matches = |g: usize| {
-            groups[g].members.iter().any(|m| {
+            groups.of(g).iter().any(|(_, m)| {
                 m.labels.is_some_and(|l| match &resolved {
                     Some(resolved) => l.matches_resolved(resolved),
                     None => l.matches(spec.selector.as_ref()),
@@ -187,7 +255,7 @@ pub fn assign(rules: WaveRules, members: &[Member], recorded: Option<&RolloutRec
                 for g in 0..groups.len() {
                     // Without a selector, every member matches, even one only recorded.
                     if free(g, &taken) && (spec.selector.is_none() || matches(g)) {
-                        placed += take(&groups, g, &mut targets, &mut taken);
+                        placed += take(g, w, &mut targets, &mut taken);
                     }
                 }
             }
@@ -198,26 +266,22 @@ pub fn assign(rules: WaveRules, members: &[Member], recorded: Option<&RolloutRec
                         break;
                     }
                     if free(g, &taken) {
-                        placed += take(&groups, g, &mut targets, &mut taken);
+                        placed += take(g, w, &mut targets, &mut taken);
                     }
                 }
             }
             (Some(_), Some(percent)) => {
                 // Labels are only known for desired targets; recorded-only ones never match.
                 let pool: Vec<usize> = (0..groups.len()).filter(|&g| matches(g)).collect();
-                let size: usize = pool.iter().map(|&g| groups[g].members.len()).sum();
+                let size: usize = pool.iter().map(|&g| groups.of(g).len()).sum();
                 let goal = cumulative_goal(percent, size);
-                let mut have: usize = pool
-                    .iter()
-                    .filter(|&&g| taken[g])
-                    .map(|&g| groups[g].members.len())
-                    .sum();
+                let mut have: usize = pool.iter().filter(|&&g| taken[g]).map(|&g| groups.of(g).len()).sum();
                 for g in pool {
                     if have >= goal && !targets.is_empty() {
                         break;
                     }
                     if free(g, &taken) {
-                        let n = take(&groups, g, &mut targets, &mut taken);
+                        let n = take(g, w, &mut targets, &mut taken);
                         placed += n;
                         have += n;
                     }
@@ -228,15 +292,16 @@ pub fn assign(rules: WaveRules, members: &[Member], recorded: Option<&RolloutRec
         waves.push(PlannedWave {
             name: spec.name.clone(),
             soak,
-            targets: targets.into_iter().map(str::to_string).collect(),
+            targets,
             analysis: analysis.filter(|_| soak.is_some_and(|s| !s.is_zero())),
         });
     }
-    let rest: Vec<String> = (0..groups.len())
-        .filter(|&g| !taken[g])
-        .flat_map(|g| &groups[g].members)
-        .map(|m| m.name.to_string())
-        .collect();
+    let mut rest = Vec::new();
+    for g in 0..groups.len() {
+        if !taken[g] {
+            take(g, specs.len(), &mut rest, &mut taken);
+        }
+    }
     if !rest.is_empty() {
         waves.push(PlannedWave {
             name: REST_WAVE.to_string(),
@@ -245,7 +310,10 @@ pub fn assign(rules: WaveRules, members: &[Member], recorded: Option<&RolloutRec
             analysis: None,
         });
     }
-    waves
+    Assignment {
+        waves,
+        wave_of: with_twins(wave_of),
+    }
 }
 
 /// `ceil(percent% of n)`, at most `n`.
@@ -529,7 +597,7 @@ mod tests {
             group_by: None,
             analysis: None,
         };
-        assign(rules, members, recorded)
+        assign(rules, members, recorded).waves
     }
 
     fn sizes(waves: &[PlannedWave]) -> Vec<(String, usize)> {
@@ -703,7 +771,7 @@ mod tests {
             group_by: Some("tenant"),
             analysis: None,
         };
-        let waves = assign(rules, &members(&n, &l), None);
+        let waves = assign(rules, &members(&n, &l), None).waves;
         let tenant_of = |name: &str| name.split('-').next().unwrap().to_string();
         let mut wave_of_tenant: BTreeMap<String, &str> = BTreeMap::new();
         for wave in &waves {
@@ -754,6 +822,7 @@ mod tests {
         let per_wave = |role: &str| -> Vec<BTreeSet<String>> {
             let n: Vec<String> = tenants.iter().map(|t| format!("{t}-{role}")).collect();
             assign(rules, &members(&n, &l), None)
+                .waves
                 .iter()
                 .map(|w| {
                     w.targets
@@ -848,6 +917,78 @@ mod tests {
             1,
             "the recorded target already fills the 10% wave"
         );
+    }
+
+    /// `wave_of` gives every member given, a second one of a name too, the wave holding its
+    /// name: with and without `groupBy`, declared waves or none, percentages, a selector, a
+    /// wave left for the rest, and placements the state branch recorded.
+    #[test]
+    fn each_members_wave_is_the_one_holding_its_name() {
+        let mut n = Vec::new();
+        let mut l = Vec::new();
+        for t in 0..40 {
+            n.push(format!("t{t:02}"));
+            let ring = if t % 5 == 0 { "canary" } else { "main" };
+            l.push(labels(&[("tenant", &format!("c{}", t % 7)), ("ring", ring)]));
+        }
+        // Two names given twice, the second time at the end and without labels.
+        for twin in ["t05", "t17"] {
+            n.push(twin.to_string());
+            l.push(Labels::new());
+        }
+        let canary = || Some(labels(&[("ring", "canary")]));
+        let spec_sets = [
+            vec![],
+            vec![spec("p10", None, Some(10)), spec("p50", None, Some(50))],
+            vec![
+                spec("canary", canary(), None),
+                spec("half", None, Some(50)),
+                spec("all", None, None),
+            ],
+            vec![spec("canary", canary(), Some(50))],
+        ];
+        let rec = record(&[
+            (
+                "t33",
+                "p50",
+                RolloutTargetStatus::Succeeded,
+                Some("2026-11-21T10:05:00Z"),
+            ),
+            (
+                "t17",
+                "canary",
+                RolloutTargetStatus::Failed,
+                Some("2026-11-21T10:05:00Z"),
+            ),
+        ]);
+        let mut checked = 0;
+        for group_by in [None, Some("tenant")] {
+            for specs in &spec_sets {
+                for recorded in [None, Some(&rec)] {
+                    let rules = WaveRules {
+                        specs,
+                        soaks: &[],
+                        group_by,
+                        analysis: None,
+                    };
+                    let assigned = assign(rules, &members(&n, &l), recorded);
+                    assert_eq!(assigned.wave_of.len(), n.len());
+                    for (i, name) in n.iter().enumerate() {
+                        let wave = &assigned.waves[assigned.wave_of[i]];
+                        assert!(
+                            wave.targets.contains(name),
+                            "{name} (member {i}) is not in wave {} it was given ({group_by:?}, {} waves declared)",
+                            wave.name,
+                            specs.len()
+                        );
+                    }
+                    let held: usize = assigned.waves.iter().map(|w| w.targets.len()).sum();
+                    assert_eq!(held, 40, "every name once");
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, 16);
     }
 
     #[test]
