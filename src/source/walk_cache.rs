@@ -43,8 +43,129 @@ pub const MAX_FILE_BYTES: usize = 32 << 20;
 /// The first line of the file, before the digest of the body.
 const MAGIC: &str = "gantry-walk-cache v1";
 
-/// What one head's walk settled: name → (its value at the head, the settling commit).
-pub type Settled = HashMap<String, (String, Oid)>;
+/// What one head's walk settled: name → (its value at the head, the settling commit), in name
+/// order, each name once.
+///
+/// A sorted list, not a hash map (issue #17): a walk looks up every wanted name, 10,000 of them
+/// in name order, and a hash map sent each lookup to another place in memory (three waits on
+/// memory per name: the slot, the name, the value), while a list read in order is read ahead by
+/// the processor. Looked up with a [`SettledCursor`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settled {
+    by_name: Vec<(String, (String, Oid))>,
+}
+
+impl Settled {
+    pub fn new() -> Settled {
+        Settled::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+
+    /// Every name with its value and settling commit, in name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &(String, Oid))> {
+        self.by_name.iter().map(|(name, settled)| (name, settled))
+    }
+
+    /// What `name` settled at, if known.
+    pub fn get(&self, name: &str) -> Option<&(String, Oid)> {
+        self.cursor().find(name)
+    }
+
+    /// A lookup that steps forward through the names while they are asked for in order.
+    pub fn cursor(&self) -> SettledCursor<'_> {
+        SettledCursor { settled: self, next: 0 }
+    }
+
+    /// Adds every name of `older` this one does not have (its own entries are newer).
+    fn keep_missing(&mut self, older: Settled) {
+        let mut cursor = 0;
+        let mut missing = Vec::new();
+        for (name, value) in older.by_name {
+            while self.by_name.get(cursor).is_some_and(|(n, _)| *n < name) {
+                cursor += 1;
+            }
+            if self.by_name.get(cursor).is_none_or(|(n, _)| *n != name) {
+                missing.push((name, value));
+            }
+        }
+        if !missing.is_empty() {
+            self.by_name.append(&mut missing);
+            self.by_name.sort_by(|(a, _), (b, _)| a.cmp(b));
+        }
+    }
+}
+
+/// Built from any order; of two entries of one name the last wins, as inserting into a map.
+impl FromIterator<(String, (String, Oid))> for Settled {
+    fn from_iter<I: IntoIterator<Item = (String, (String, Oid))>>(entries: I) -> Settled {
+        let mut by_name: Vec<(String, (String, Oid))> = entries.into_iter().collect();
+        // Stable: entries of one name stay in the order given.
+        if !by_name.is_sorted_by(|(a, _), (b, _)| a < b) {
+            by_name.sort_by(|(a, _), (b, _)| a.cmp(b));
+            let mut kept: Vec<(String, (String, Oid))> = Vec::with_capacity(by_name.len());
+            for entry in by_name {
+                match kept.last_mut() {
+                    Some(last) if last.0 == entry.0 => *last = entry,
+                    _ => kept.push(entry),
+                }
+            }
+            by_name = kept;
+        }
+        Settled { by_name }
+    }
+}
+
+/// Lookups in a [`Settled`]: a name after the last one asked for is found by stepping forward
+/// from it; any other by bisection.
+pub struct SettledCursor<'a> {
+    settled: &'a Settled,
+    /// Where the names after the last one asked for begin.
+    next: usize,
+}
+
+impl<'a> SettledCursor<'a> {
+    /// Asks for the name and value `ahead` entries past the cursor to be brought into the cache,
+    /// for a lookup a few names on (see [`crate::prefetch`]).
+    pub fn fetch_ahead(&self, ahead: usize) {
+        if let Some((name, (value, _))) = self.settled.by_name.get(self.next + ahead) {
+            crate::prefetch::fetch_bytes(name.as_ptr(), name.len());
+            crate::prefetch::fetch_bytes(value.as_ptr(), value.len());
+        }
+    }
+
+    /// What `name` settled at, if known.
+    pub fn find(&mut self, name: &str) -> Option<&'a (String, Oid)> {
+        let names = &self.settled.by_name;
+        let after_last = self.next == 0 || names[self.next - 1].0.as_str() < name;
+        let at = if after_last {
+            let ahead = &names[self.next..];
+            self.next
+                + ahead
+                    .iter()
+                    .position(|(n, _)| n.as_str() >= name)
+                    .unwrap_or(ahead.len())
+        } else {
+            names.partition_point(|(n, _)| n.as_str() < name)
+        };
+        match names.get(at) {
+            Some((n, settled)) if n == name => {
+                self.next = at + 1;
+                Some(settled)
+            }
+            _ => {
+                self.next = at;
+                None
+            }
+        }
+    }
+}
 
 /// The entries of one repository, most recent head last. Shared (`Arc`): every walk loads the
 /// process's copy and a store snapshots it for the file, and a 10,000-target fleet has 10,000
@@ -133,9 +254,7 @@ impl WalkCache {
         let mut merged = settled;
         if let Some(at) = cache.entries.iter().position(|e| e.kind == kind && e.head == head) {
             let old = Arc::unwrap_or_clone(cache.entries.remove(at));
-            for (name, value) in old.settled {
-                merged.entry(name).or_insert(value);
-            }
+            merged.keep_missing(old.settled);
         }
         cache.entries.push(Arc::new(Entry {
             kind: kind.to_string(),
@@ -190,10 +309,12 @@ fn read_file(path: &Path) -> Option<WalkCache> {
     let body: FileBody = serde_json::from_str(&body).ok()?;
     let mut entries = Vec::with_capacity(body.entries.len());
     for e in body.entries {
-        let mut settled = Settled::with_capacity(e.settled.len());
+        // In name order already (a sorted map): taken as it comes.
+        let mut by_name = Vec::with_capacity(e.settled.len());
         for (name, (value, commit)) in e.settled {
-            settled.insert(name, (value, Oid::from_str(&commit).ok()?));
+            by_name.push((name, (value, Oid::from_str(&commit).ok()?)));
         }
+        let settled = Settled { by_name };
         entries.push(Arc::new(Entry {
             kind: e.kind,
             head: Oid::from_str(&e.head).ok()?,
@@ -205,8 +326,7 @@ fn read_file(path: &Path) -> Option<WalkCache> {
 
 /// Writes the cache file: a temporary file renamed over the old one.
 fn write_file(path: &Path, cache: &WalkCache) -> std::io::Result<()> {
-    // Borrowed, not copied into a `FileBody`: the names are written in the map's order, which
-    // reading does not depend on.
+    // Borrowed, not copied into a `FileBody`: the names are written in their order.
     struct SettledOut<'a>(&'a Settled);
     impl Serialize for SettledOut<'_> {
         fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -319,6 +439,64 @@ mod tests {
         Oid::from_bytes(&[n; 20]).unwrap()
     }
 
+    /// A `Settled` answers as a map of its names would: built from entries in any order (the
+    /// last of a name wins), looked up in order, out of order, and for names it lacks, and
+    /// merged with older entries (its own win).
+    #[test]
+    fn settled_answers_as_a_map_of_its_names() {
+        let mut seed: u64 = 0x5eed;
+        let mut next = |n: u64| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        for round in 0..200 {
+            let size = next(40) as usize;
+            let entries: Vec<(String, (String, Oid))> = (0..size)
+                .map(|i| {
+                    (
+                        format!("t{:02}", next(30)),
+                        (format!("{round}.{i}"), oid(next(200) as u8)),
+                    )
+                })
+                .collect();
+            let mut model: BTreeMap<String, (String, Oid)> = BTreeMap::new();
+            for (name, value) in entries.clone() {
+                model.insert(name, value);
+            }
+            let settled: Settled = entries.into_iter().collect();
+            let listed: Vec<_> = settled.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+            assert_eq!(listed, model.clone().into_iter().collect::<Vec<_>>(), "round {round}");
+            // Asked in order (every other name, some missing), then at random.
+            let mut cursor = settled.cursor();
+            for k in (0..32).step_by(1 + round % 3) {
+                let name = format!("t{k:02}");
+                assert_eq!(cursor.find(&name), model.get(&name), "round {round}, {name} in order");
+            }
+            let mut cursor = settled.cursor();
+            for _ in 0..40 {
+                let name = format!("t{:02}", next(34));
+                assert_eq!(cursor.find(&name), model.get(&name), "round {round}, {name} at random");
+                assert_eq!(settled.get(&name), model.get(&name));
+            }
+            // Merged with an older list: names it lacks are added, its own are kept.
+            let older: Settled = (0..next(20))
+                .map(|i| (format!("t{:02}", next(34)), ("old".to_string(), oid(i as u8))))
+                .collect();
+            let mut expected = model.clone();
+            for (name, value) in older.iter() {
+                expected.entry(name.clone()).or_insert_with(|| value.clone());
+            }
+            let mut merged = settled.clone();
+            merged.keep_missing(older);
+            let listed: Vec<_> = merged.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+            assert_eq!(
+                listed,
+                expected.into_iter().collect::<Vec<_>>(),
+                "round {round}, merged"
+            );
+        }
+    }
+
     #[test]
     fn round_trips_keeps_the_newest_heads_and_ignores_a_corrupt_file() {
         let dir = tempfile::tempdir().unwrap();
@@ -341,8 +519,8 @@ mod tests {
         assert!(cache.get("targets", oid(0)).is_none(), "the oldest heads are dropped");
         let last = MAX_HEADS as u8 + 2;
         assert_eq!(
-            cache.get("targets", oid(last)).unwrap()["a"],
-            ("1.0.0".to_string(), oid(100 + last))
+            cache.get("targets", oid(last)).unwrap().get("a"),
+            Some(&("1.0.0".to_string(), oid(100 + last)))
         );
         assert!(cache.get("releases", oid(1)).is_some(), "kinds are bounded separately");
         assert!(cache.get("approvals", oid(last)).is_none());
