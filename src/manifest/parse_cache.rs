@@ -284,6 +284,7 @@ pub fn read_cached<'a, T: Clone + Sync, E: Send>(
 /// lie scattered over the heap, and copying each file's share began with the processor waiting
 /// for its read, then for each target's reference count (see [`crate::prefetch`]).
 const FETCH_READ_AHEAD: usize = 8;
+/// See [`FETCH_READ_AHEAD`].
 const FETCH_TARGETS_AHEAD: usize = 4;
 
 /// Asks for the reads [`FETCH_READ_AHEAD`] and [`FETCH_TARGETS_AHEAD`] files after `k` in
@@ -294,7 +295,7 @@ fn fetch_ahead(found: &[Option<Arc<FileRead>>], k: usize) {
     }
     if let Some(Some(read)) = found.get(k + FETCH_TARGETS_AHEAD) {
         for target in &read.manifests.targets {
-            crate::prefetch::fetch_bytes(Arc::as_ptr(target).cast::<u8>(), 1);
+            crate::prefetch::fetch_counts(target);
         }
     }
 }

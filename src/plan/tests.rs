@@ -1312,10 +1312,11 @@ fn the_fleet_index_finds_what_a_search_by_name_finds() {
         );
         assert!(std::ptr::eq(fleet.target(i, name).unwrap(), &desired.targets[*name]));
     }
-    // An index past the planned targets (a removal): found by name.
+    // An index past the planned targets (where removals are appended): found by name, a
+    // record of a target no longer desired (t05) as a desired target's.
     assert!(std::ptr::eq(fleet.record(99, "t05").unwrap(), &recorded.targets["t05"]));
     assert!(std::ptr::eq(fleet.target(4, "t08").unwrap(), &desired.targets["t08"]));
-    assert!(fleet.target(99, "t05").is_none());
+    assert!(fleet.target(99, "t05").is_none(), "t05 is recorded, not desired");
     // An index that is not the named target's is the caller's mistake, caught in a debug build.
     if cfg!(debug_assertions) {
         for wrong in [

@@ -167,6 +167,8 @@ fn groups<'a>(members: &[Member<'a>], group_by: Option<&str>) -> Groups<'a> {
 /// The waves of a rollout, and the wave of each member.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Assignment {
+    /// The declared waves in order (or the one wave `all`), then `rest` when some member is
+    /// left for it.
     pub waves: Vec<PlannedWave>,
     /// `wave_of[i]`: the index in `waves` of the wave that holds the `i`th member given (a
     /// second member of one name: the wave of the first).

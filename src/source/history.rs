@@ -299,10 +299,14 @@ fn walk(
             let mut present: HashMap<Oid, bool> = HashMap::new();
             // The names are asked for in `wanted`'s order (name order, from the evidence).
             let mut known = known.cursor();
-            open.retain(|&at| {
-                // The texts compared a few names on, on both sides, asked for now (issue #17:
-                // the lookups waited on them, scattered over the heap).
-                if let Some((name, value)) = wanted.get(at + FETCH_AHEAD) {
+            let mut still_open = Vec::with_capacity(open.len());
+            for (k, &at) in open.iter().enumerate() {
+                // The texts compared a few names on, on both sides, asked for now (issue #17: the
+                // lookups waited on them, scattered over the heap): the wanted name and value of
+                // the name open a few places on, and the cache's entries a few places on (the
+                // same ones while the cache holds just the names wanted).
+                if let Some(&ahead) = open.get(k + FETCH_AHEAD) {
+                    let (name, value) = wanted[ahead];
                     crate::prefetch::fetch_bytes(name.as_ptr(), name.len());
                     crate::prefetch::fetch_bytes(value.as_ptr(), value.len());
                 }
@@ -313,16 +317,16 @@ fn walk(
                         if v == value && *present.entry(*by).or_insert_with(|| repo.repo.find_commit(*by).is_ok()) =>
                     {
                         settled[at] = *by;
-                        false
                     }
                     known => {
                         // An entry that cannot hold at this commit (another value, or a settling
                         // commit that is not there): stored over once the walk knows better.
                         work.rejected |= known.is_some();
-                        true
+                        still_open.push(at);
                     }
                 }
-            });
+            }
+            open = still_open;
             if open.is_empty() {
                 return Ok((settled, work));
             }

@@ -56,14 +56,17 @@ pub struct Settled {
 }
 
 impl Settled {
+    /// Nothing settled.
     pub fn new() -> Settled {
         Settled::default()
     }
 
+    /// How many names.
     pub fn len(&self) -> usize {
         self.by_name.len()
     }
 
+    /// Whether it holds no name.
     pub fn is_empty(&self) -> bool {
         self.by_name.is_empty()
     }
@@ -73,9 +76,13 @@ impl Settled {
         self.by_name.iter().map(|(name, settled)| (name, settled))
     }
 
-    /// What `name` settled at, if known.
+    /// What `name` settled at, if known (by bisection; many names in order: [`Self::cursor`]).
     pub fn get(&self, name: &str) -> Option<&(String, Oid)> {
-        self.cursor().find(name)
+        let at = self.by_name.partition_point(|(n, _)| n.as_str() < name);
+        self.by_name
+            .get(at)
+            .filter(|(n, _)| n == name)
+            .map(|(_, settled)| settled)
     }
 
     /// A lookup that steps forward through the names while they are asked for in order.
@@ -132,7 +139,8 @@ pub struct SettledCursor<'a> {
 
 impl<'a> SettledCursor<'a> {
     /// Asks for the name and value `ahead` entries past the cursor to be brought into the cache,
-    /// for a lookup a few names on (see [`crate::prefetch`]).
+    /// for a lookup a few names on when the names asked for are about those held (see
+    /// [`crate::prefetch`]; otherwise the hint is wasted).
     pub fn fetch_ahead(&self, ahead: usize) {
         if let Some((name, (value, _))) = self.settled.by_name.get(self.next + ahead) {
             crate::prefetch::fetch_bytes(name.as_ptr(), name.len());

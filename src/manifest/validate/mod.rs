@@ -249,15 +249,12 @@ pub fn config_hash(config: &serde_json::Map<String, serde_json::Value>) -> Strin
         .collect()
 }
 
-/// Cross-checks manifests and builds the resolved desired state.
-///
-/// Every problem becomes a diagnostic; the returned `Desired` holds what could be resolved
-/// (a target whose version cannot be parsed is left out of it).
 /// How many targets ahead of the one being checked its manifest is fetched into the cache, and
 /// how many ahead that manifest's name (issue #17): the manifests lie scattered over the heap,
 /// and checking each began with the processor waiting for it, then for its name, read to find
 /// the first target of each name (see [`crate::prefetch`]).
 const FETCH_TARGET_AHEAD: usize = 8;
+/// See [`FETCH_TARGET_AHEAD`].
 const FETCH_NAME_AHEAD: usize = 4;
 
 /// Asks for the manifests [`FETCH_TARGET_AHEAD`] and the name [`FETCH_NAME_AHEAD`] targets
@@ -271,6 +268,10 @@ fn fetch_target_ahead(targets: &[Arc<Manifest<TargetSpec>>], k: usize) {
     }
 }
 
+/// Cross-checks manifests and builds the resolved desired state.
+///
+/// Every problem becomes a diagnostic; the returned `Desired` holds what could be resolved
+/// (a target whose version cannot be parsed is left out of it).
 pub fn validate(mut manifests: Manifests) -> (Desired, Vec<Diagnostic>) {
     let mut diags = Vec::new();
     let mut desired = Desired {
