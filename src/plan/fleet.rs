@@ -74,9 +74,9 @@ impl<'a> Fleet<'a> {
     ///
     /// Taken by index without reading the target's name: the dependency and rollout passes ask
     /// for every action's target, and reading each name again from its manifest, scattered over
-    /// the heap, was half of the dependency pass's own time on 10,000 targets (issue #17). So the caller
-    /// passes the planned actions in their order, as [`super::plan`] does before it appends the
-    /// removals and sorts them; a debug build checks the name.
+    /// the heap, was half of the dependency pass's own time on 10,000 targets (issue #17). So
+    /// the caller passes the planned actions in their order, as [`super::plan`] does before it
+    /// appends the removals and sorts them; a debug build checks the name.
     pub(super) fn target(&self, index: usize, name: &str) -> Option<&'a Target> {
         match self.targets.get(index) {
             Some(target) => {
