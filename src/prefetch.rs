@@ -6,6 +6,15 @@
 //! work on the current one. A fetch is only a hint: it reads nothing into the program, cannot
 //! fault whatever the address, and nothing computed depends on it.
 
+/// How many items ahead of the one a loop is at it asks for an item's own memory: far enough
+/// for the reads to arrive before the item is reached, near enough for them to stay in the
+/// cache (the same for every loop; not tuned further).
+pub const AHEAD: usize = 8;
+
+/// How many items ahead a loop asks for what an item points to: read from the item's own
+/// memory, asked for [`AHEAD`] items before, which has arrived by then.
+pub const POINTED_AHEAD: usize = 4;
+
 /// Asks for the whole of `*value` to be brought into the cache, without waiting for it.
 pub fn fetch<T>(value: *const T) {
     fetch_bytes(value.cast::<u8>(), std::mem::size_of::<T>());

@@ -279,21 +279,16 @@ pub fn read_cached<'a, T: Clone + Sync, E: Send>(
     Ok((out, diagnostics))
 }
 
-/// How many files ahead of the one [`append`] copies its read is fetched into the cache, and
-/// how many ahead the targets that read holds (issue #17): the reads and the targets they share
-/// lie scattered over the heap, and copying each file's share began with the processor waiting
-/// for its read, then for each target's reference count (see [`crate::prefetch`]).
-const FETCH_READ_AHEAD: usize = 8;
-/// See [`FETCH_READ_AHEAD`].
-const FETCH_TARGETS_AHEAD: usize = 4;
-
-/// Asks for the reads [`FETCH_READ_AHEAD`] and [`FETCH_TARGETS_AHEAD`] files after `k` in
-/// `found`, and the latter's targets' reference counts, to be brought into the cache.
+/// Asks for the reads a few files after `k` in `found`, and the reference counts of the
+/// targets a read nearer holds, to be brought into the cache (issue #17): the reads and the
+/// targets they share lie scattered over the heap, and copying each file's share began with the
+/// processor waiting for its read, then for each target's reference count (see
+/// [`crate::prefetch`]).
 fn fetch_ahead(found: &[Option<Arc<FileRead>>], k: usize) {
-    if let Some(Some(read)) = found.get(k + FETCH_READ_AHEAD) {
+    if let Some(Some(read)) = found.get(k + crate::prefetch::AHEAD) {
         crate::prefetch::fetch(Arc::as_ptr(read));
     }
-    if let Some(Some(read)) = found.get(k + FETCH_TARGETS_AHEAD) {
+    if let Some(Some(read)) = found.get(k + crate::prefetch::POINTED_AHEAD) {
         for target in &read.manifests.targets {
             crate::prefetch::fetch_counts(target);
         }

@@ -12,11 +12,6 @@ use crate::state::TargetStatus;
 use super::fleet::Fleet;
 use super::model::{Action, ActionKind, Blocker, BlockerKind, PlanInput, Status};
 
-/// How many actions ahead of the one looked at its target and record are fetched into the cache
-/// (see [`crate::prefetch`]): reading each target's tenant waited for the target on every action
-/// of a large fleet.
-const FETCH_AHEAD: usize = 8;
-
 /// Blocks installs and upgrades of a component until the targets of the components it
 /// `dependsOn` have converged (SPEC §2, Component): for a name, those with the same `tenant`
 /// label; for `{ component, selector }`, those matching the selector whatever their tenant
@@ -48,8 +43,9 @@ pub(super) fn gate_dependencies(input: &PlanInput, fleet: &Fleet, actions: &[Act
     let mut pending: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
     let mut pending_shared: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, a) in actions.iter().enumerate() {
-        // Its tenant is read from its target, a few actions on (issue #17).
-        fleet.fetch(i + FETCH_AHEAD);
+        // Its tenant is read from its target: fetched a few actions on (issue #17: reading it
+        // waited for the target on every action of a large fleet).
+        fleet.fetch(i + crate::prefetch::AHEAD);
         let Some(&(same_tenant, shared)) = depended_on.get(a.component.as_str()) else {
             continue;
         };
@@ -88,7 +84,7 @@ pub(super) fn gate_dependencies(input: &PlanInput, fleet: &Fleet, actions: &[Act
     let holding = pending.values().chain(pending_shared.values()).map(Vec::len).sum();
     let mut what_of: HashMap<usize, String> = HashMap::with_capacity(holding);
     for (i, a) in actions.iter().enumerate() {
-        fleet.fetch(i + FETCH_AHEAD);
+        fleet.fetch(i + crate::prefetch::AHEAD);
         if !matches!(a.action, ActionKind::Install | ActionKind::Upgrade) || a.status == Status::Violation {
             continue;
         }

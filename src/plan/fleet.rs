@@ -118,6 +118,20 @@ impl<'a> Fleet<'a> {
         }
     }
 
+    /// Asks for what the target at `index` points to (its manifest, its config's hash) and its
+    /// record's kept config hash to be brought into the cache, read from the target and record
+    /// [`Self::fetch`] asked for a few targets before.
+    pub(super) fn fetch_pointed(&self, index: usize) {
+        let Some(target) = self.targets.get(index) else {
+            return;
+        };
+        crate::prefetch::fetch(std::sync::Arc::as_ptr(&target.manifest));
+        crate::prefetch::fetch_bytes(target.config_hash.as_ptr(), target.config_hash.len());
+        if let Some(hash) = self.records[index].and_then(|r| r.config.as_ref()?.kept_hash()) {
+            crate::prefetch::fetch_bytes(hash.as_ptr(), hash.len());
+        }
+    }
+
     /// The records of targets no longer desired (whatever their status), in name order.
     pub(super) fn recorded_only(&self) -> impl Iterator<Item = (&'a String, &'a TargetRecord)> {
         // Both maps are sorted by name: one walk through both, no search per record.

@@ -5,7 +5,7 @@
 
 use crate::policy::approvals::ApprovalIndex;
 use crate::policy::gates::WindowGate;
-use crate::prefetch::{fetch, fetch_bytes};
+use crate::prefetch::{AHEAD, POINTED_AHEAD};
 
 use super::fleet::Fleet;
 use super::{Action, PlanInput, Shared, plan_target};
@@ -15,28 +15,6 @@ const MIN_TARGETS_PER_THREAD: usize = 512;
 
 /// At most this many threads.
 const MAX_THREADS: usize = 4;
-
-/// How many targets ahead of the one being planned the memory of a target and its record is
-/// fetched (issue #17). Targets, their manifests and their records lie scattered over the heap,
-/// and planning each one began with the processor waiting for them one read after another: the
-/// first reads of a record and of a manifest were a third of `plan_target`'s own time on 10,000
-/// targets (see [`crate::prefetch`]).
-const FETCH_AHEAD: usize = 8;
-
-/// How many targets ahead what a target and its record point to is fetched: read from the
-/// lines [`FETCH_AHEAD`] asked for, which have arrived by then.
-const FETCH_POINTED_AHEAD: usize = 4;
-
-/// Asks for what the target at `index` points to (its manifest, its config's hash) and its
-/// record's kept config hash to be brought into the cache.
-fn fetch_pointed(fleet: &Fleet, index: usize) {
-    let target = fleet.targets()[index];
-    fetch(std::sync::Arc::as_ptr(&target.manifest));
-    fetch_bytes(target.config_hash.as_ptr(), target.config_hash.len());
-    if let Some(hash) = fleet.records()[index].and_then(|r| r.config.as_ref()?.kept_hash()) {
-        fetch_bytes(hash.as_ptr(), hash.len());
-    }
-}
 
 /// How many threads to plan `targets` targets with (1 for small fleets).
 pub fn threads_for(targets: usize) -> usize {
@@ -64,11 +42,14 @@ pub(super) fn plan_targets(input: &PlanInput, fleet: &Fleet, threads: usize) -> 
             .iter()
             .enumerate()
             .map(|(k, &i)| {
-                if let Some(&ahead) = chunk.get(k + FETCH_AHEAD) {
+                // Targets, manifests and records lie scattered over the heap: the first reads of a
+                // record and a manifest were a third of `plan_target`'s own time on 10,000 targets
+                // (issue #17; see `crate::prefetch`).
+                if let Some(&ahead) = chunk.get(k + AHEAD) {
                     fleet.fetch(ahead);
                 }
-                if let Some(&ahead) = chunk.get(k + FETCH_POINTED_AHEAD) {
-                    fetch_pointed(fleet, ahead);
+                if let Some(&ahead) = chunk.get(k + POINTED_AHEAD) {
+                    fleet.fetch_pointed(ahead);
                 }
                 plan_target(input, &mut shared, fleet.targets()[i], fleet.records()[i])
             })

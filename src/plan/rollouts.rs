@@ -15,10 +15,6 @@ use super::fleet::Fleet;
 use super::gates::governing_by_name;
 use super::model::{Action, ActionKind, Blocker, BlockerKind, PlanInput, Rollout, RolloutWave, Status};
 
-/// How many members ahead of the one taken their target is fetched into the cache (see
-/// [`crate::prefetch`]).
-const FETCH_AHEAD: usize = 8;
-
 /// Groups installs and upgrades into rollouts, assigns waves, and blocks the targets whose
 /// wave may not start yet (`wave`) or whose rollout is halted (`halted`).
 ///
@@ -95,7 +91,7 @@ pub(super) fn plan_rollouts(input: &PlanInput, fleet: &Fleet, actions: &[Action]
             .enumerate()
             .map(|(k, &i)| {
                 // Its labels are read from its target: fetched a few members on (issue #17).
-                if let Some(&ahead) = indices.get(k + FETCH_AHEAD) {
+                if let Some(&ahead) = indices.get(k + crate::prefetch::AHEAD) {
                     fleet.fetch(ahead);
                 }
                 Member {

@@ -305,12 +305,12 @@ fn walk(
                 // lookups waited on them, scattered over the heap): the wanted name and value of
                 // the name open a few places on, and the cache's entries a few places on (the
                 // same ones while the cache holds just the names wanted).
-                if let Some(&ahead) = open.get(k + FETCH_AHEAD) {
+                if let Some(&ahead) = open.get(k + crate::prefetch::AHEAD) {
                     let (name, value) = wanted[ahead];
                     crate::prefetch::fetch_bytes(name.as_ptr(), name.len());
                     crate::prefetch::fetch_bytes(value.as_ptr(), value.len());
                 }
-                known.fetch_ahead(FETCH_AHEAD);
+                known.fetch_ahead(crate::prefetch::AHEAD);
                 let (name, value) = wanted[at];
                 match known.find(name) {
                     Some((v, by))
@@ -409,9 +409,6 @@ fn walk(
         commit = parent;
     }
 }
-
-/// How many names ahead a walk's lookup in the cache fetches the texts it will compare.
-const FETCH_AHEAD: usize = 8;
 
 /// A blob and whether it is read as TOML.
 type BlobKey = (Oid, bool);

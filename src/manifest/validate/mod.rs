@@ -249,21 +249,15 @@ pub fn config_hash(config: &serde_json::Map<String, serde_json::Value>) -> Strin
         .collect()
 }
 
-/// How many targets ahead of the one being checked its manifest is fetched into the cache, and
-/// how many ahead that manifest's name (issue #17): the manifests lie scattered over the heap,
-/// and checking each began with the processor waiting for it, then for its name, read to find
-/// the first target of each name (see [`crate::prefetch`]).
-const FETCH_TARGET_AHEAD: usize = 8;
-/// See [`FETCH_TARGET_AHEAD`].
-const FETCH_NAME_AHEAD: usize = 4;
-
-/// Asks for the manifests [`FETCH_TARGET_AHEAD`] and the name [`FETCH_NAME_AHEAD`] targets
-/// after `k` in `targets` to be brought into the cache.
+/// Asks for the manifest a few targets after `k` in `targets`, and the name of one nearer, to
+/// be brought into the cache (issue #17): the manifests lie scattered over the heap, and
+/// checking each began with the processor waiting for it, then for its name, read to find the
+/// first target of each name (see [`crate::prefetch`]).
 fn fetch_target_ahead(targets: &[Arc<Manifest<TargetSpec>>], k: usize) {
-    if let Some(target) = targets.get(k + FETCH_TARGET_AHEAD) {
+    if let Some(target) = targets.get(k + crate::prefetch::AHEAD) {
         crate::prefetch::fetch(Arc::as_ptr(target));
     }
-    if let Some(target) = targets.get(k + FETCH_NAME_AHEAD) {
+    if let Some(target) = targets.get(k + crate::prefetch::POINTED_AHEAD) {
         crate::prefetch::fetch_bytes(target.name.as_ptr(), target.name.len());
     }
 }
