@@ -9,10 +9,17 @@
 //! millisecond a file, the largest fixed cost between a new commit and its first step (issue #17).
 //! What is written is exactly the tree: blob bytes as stored (no filters or line-ending
 //! conversion), executable files `0777 & !umask`, others `0666 & !umask` (what libgit2 and git
-//! do), symbolic links as links, submodules as empty directories. The file at the same path in a
-//! checkout being pushed out is moved over (rewritten unless identical) instead of a new one
-//! created ([`Reuse`]): creating files while deleting others was most of the time from a new
-//! commit to its first step on ext4 without a journal.
+//! do), symbolic links as links, submodules as empty directories.
+//!
+//! A new commit's checkout is made from the one it pushes out (the oldest kept), so that its
+//! cost follows what the commit changes rather than the size of the repository:
+//! - carried over ([`inventory`]): when nothing changed that old checkout since gantry wrote it,
+//!   it is patched into the new one (changed files rewritten in place, added ones created,
+//!   removed ones deleted) and renamed;
+//! - otherwise written whole, moving over the file at the same path in the old checkout
+//!   (rewritten unless identical) instead of creating one ([`Reuse`]): creating files while
+//!   deleting others was most of the time from a new commit to its first step on ext4 without a
+//!   journal.
 
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
@@ -22,6 +29,8 @@ use std::path::{Path, PathBuf};
 use git2::{ObjectType, Oid, Tree};
 
 use super::{SourceError, WatchedRepo};
+
+mod inventory;
 
 /// How many checkouts to keep; older ones are deleted when a new one is made.
 const KEEP_CHECKOUTS: usize = 5;
@@ -49,28 +58,94 @@ impl WatchedRepo {
             move |source| SourceError::Io { path, source }
         };
         std::fs::create_dir_all(&root).map_err(io(&root))?;
+        let tree = self.repo.find_commit(commit)?.tree()?;
+        // The checkouts past the newest (this one among them) go now, so one of them can be
+        // carried over to this commit, or its identical files moved into this one, instead of
+        // being deleted while new ones are created.
+        let (mut trash, pushed_out) = trash_old_checkouts(&root, KEEP_CHECKOUTS - 1);
+        match self.carry_over(&root, &pushed_out, commit, &tree, &dir) {
+            Ok(Some(carried)) => {
+                trash.retain(|t| *t != carried);
+                drop(delete_in_background(trash, root));
+                drop(span);
+                tracing::debug!(from = %carried.display(), "checkout carried over");
+                return Ok(dir);
+            }
+            Ok(None) => {}
+            Err(refused) => {
+                drop(delete_in_background(trash, root));
+                return Err(refused);
+            }
+        }
         let partial = root.join(format!(".partial-{commit}-{}", std::process::id()));
         if partial.exists() {
             std::fs::remove_dir_all(&partial).map_err(io(&partial))?;
         }
-        let tree = self.repo.find_commit(commit)?.tree()?;
         std::fs::create_dir(&partial).map_err(io(&partial))?;
-        // The checkouts past the newest (this one among them) go now, so their identical files
-        // can move into this one instead of being deleted while new ones are created.
-        let trash = trash_old_checkouts(&root, KEEP_CHECKOUTS - 1);
         let reuse = Reuse::new(&partial, &trash);
-        let written = self.write_tree(&tree, &partial, "", &reuse);
-        // Deleting goes on in the background; nothing waits for it.
-        drop(delete_in_background(trash));
-        if let Err(e) = written {
+        let written = self
+            .write_tree(&tree, &partial, "", &reuse)
+            .and_then(|()| inventory::Inventory::take(self, commit, &tree, &partial)?.store(&root));
+        let named = written.and_then(|()| std::fs::rename(&partial, &dir).map_err(io(&dir)));
+        if named.is_err() {
             // Never used (only the final name is), but not worth keeping either.
             let _ = std::fs::remove_dir_all(&partial);
-            return Err(e);
         }
-        std::fs::rename(&partial, &dir).map_err(io(&dir))?;
+        // Deleting goes on in the background; nothing waits for it. Started once this
+        // checkout has its name, so its inventory is not taken for a leftover.
+        drop(delete_in_background(trash, root));
+        named?;
         drop(span);
         tracing::debug!(reused = reuse.taken.get(), "checkout written");
         Ok(dir)
+    }
+
+    /// Patches one of the checkouts just pushed out (trashed by this call, so no thread of an
+    /// earlier one is deleting it) that nothing changed since gantry wrote it into a checkout
+    /// of `commit`, and renames it to `dir` ([`inventory`]). Returns the trashed directory used,
+    /// or `None` when none qualifies (the caller writes the checkout whole).
+    ///
+    /// # Errors
+    /// [`SourceError::Refused`] for an unsafe tree entry; other failures fall back to a whole
+    /// write, which meets them again if they were not the old checkout's.
+    fn carry_over(
+        &self,
+        root: &Path,
+        pushed_out: &[PathBuf],
+        commit: Oid,
+        tree: &Tree<'_>,
+        dir: &Path,
+    ) -> Result<Option<PathBuf>, SourceError> {
+        for old in pushed_out {
+            let Some(was) = trashed_commit(old) else { continue };
+            let Some(inventory) =
+                tracing::debug_span!("checkout.inventory_load").in_scope(|| inventory::Inventory::load(root, was))
+            else {
+                continue;
+            };
+            if let Err(changed) = tracing::debug_span!("checkout.verify").in_scope(|| inventory.verify(self, old)) {
+                tracing::debug!(checkout = %old.display(), "not carried over: {changed}");
+                continue;
+            }
+            let patched = tracing::debug_span!("checkout.patch")
+                .in_scope(|| inventory::patch(self, &inventory, old, commit, tree))
+                .and_then(|patched| tracing::debug_span!("checkout.inventory_store").in_scope(|| patched.store(root)))
+                .and_then(|()| {
+                    std::fs::rename(old, dir).map_err(|source| SourceError::Io {
+                        path: dir.to_path_buf(),
+                        source,
+                    })
+                });
+            match patched {
+                Ok(()) => return Ok(Some(old.clone())),
+                Err(refused @ SourceError::Refused(_)) => return Err(refused),
+                Err(e) => {
+                    tracing::debug!(checkout = %old.display(), "not carried over: {e}");
+                    return Ok(None);
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// Writes every entry of `tree` under `dir` (which exists and is empty); `prefix` is the
@@ -128,7 +203,7 @@ impl WatchedRepo {
     /// [`trash_old_checkouts`]).
     #[cfg(test)]
     fn prune_checkouts(&self, root: &Path) -> Option<std::thread::JoinHandle<()>> {
-        delete_in_background(trash_old_checkouts(root, KEEP_CHECKOUTS))
+        delete_in_background(trash_old_checkouts(root, KEEP_CHECKOUTS).0, root.to_path_buf())
     }
 
     /// The work tree of the watched repository (its git dir for a bare repository).
@@ -140,23 +215,29 @@ impl WatchedRepo {
 }
 
 /// Renames every checkout but the newest `keep` to `.trash-…` and returns them with the trash
-/// and partial checkouts earlier processes left, for [`delete_in_background`].
+/// and partial checkouts earlier calls and processes left, for [`delete_in_background`]; and
+/// apart, the ones this call renamed.
 ///
 /// An old checkout is renamed first (atomic), then deleted off the path to the first step: a
 /// process killed while deleting never leaves a half-deleted checkout under its commit's name,
 /// where a resumed attempt would take it for whole. Every caller holds the reconciler lock, so
 /// no other process is writing here.
-fn trash_old_checkouts(root: &Path, keep: usize) -> Vec<PathBuf> {
+fn trash_old_checkouts(root: &Path, keep: usize) -> (Vec<PathBuf>, Vec<PathBuf>) {
     static TRASHED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let Ok(entries) = std::fs::read_dir(root) else {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     };
     let own_partial = format!("-{}", std::process::id());
     let mut dirs: Vec<(std::time::SystemTime, PathBuf)> = Vec::new();
     let mut trash: Vec<PathBuf> = Vec::new();
+    let mut inventories: Vec<(String, PathBuf)> = Vec::new();
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with(".trash-") || (name.starts_with(".partial-") && !name.ends_with(&own_partial)) {
+        if let Some(commit) = name.strip_prefix(".inventory-") {
+            // `<commit>`, or `<commit>.<pid>` while being written.
+            let commit = commit.split('.').next().unwrap_or_default().to_string();
+            inventories.push((commit, entry.path()));
+        } else if name.starts_with(".trash-") || (name.starts_with(".partial-") && !name.ends_with(&own_partial)) {
             trash.push(entry.path());
         } else if !name.starts_with('.')
             && let Some(modified) = entry.metadata().ok().and_then(|m| m.modified().ok())
@@ -164,8 +245,17 @@ fn trash_old_checkouts(root: &Path, keep: usize) -> Vec<PathBuf> {
             dirs.push((modified, entry.path()));
         }
     }
+    // Inventories of checkouts that are neither kept nor trash: left by a killed process.
+    for (commit, path) in inventories {
+        let held = |dir: &PathBuf| dir.file_name().is_some_and(|n| n.to_string_lossy() == commit);
+        let trashed = |dir: &PathBuf| trashed_commit(dir).is_some_and(|c| c.to_string() == commit);
+        if !dirs.iter().any(|(_, d)| held(d)) && !trash.iter().any(trashed) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
     dirs.sort();
     let excess = dirs.len().saturating_sub(keep);
+    let mut pushed_out = Vec::new();
     for (_, path) in dirs.into_iter().take(excess) {
         let n = TRASHED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let name = path
@@ -174,21 +264,34 @@ fn trash_old_checkouts(root: &Path, keep: usize) -> Vec<PathBuf> {
             .unwrap_or_default();
         let to = root.join(format!(".trash-{name}-{}-{n}", std::process::id()));
         if std::fs::rename(&path, &to).is_ok() {
-            trash.push(to);
+            trash.push(to.clone());
+            pushed_out.push(to);
         }
     }
-    trash
+    (trash, pushed_out)
 }
 
-/// Deletes `trash` on a background thread; `None` when there is nothing to delete.
-fn delete_in_background(trash: Vec<PathBuf>) -> Option<std::thread::JoinHandle<()>> {
+/// Deletes `trash` on a background thread, with the inventories of the commits it held (unless
+/// their checkout exists again); `None` when there is nothing to delete.
+fn delete_in_background(trash: Vec<PathBuf>, root: PathBuf) -> Option<std::thread::JoinHandle<()>> {
     (!trash.is_empty()).then(|| {
         std::thread::spawn(move || {
             for path in trash {
-                let _ = std::fs::remove_dir_all(path);
+                let _ = std::fs::remove_dir_all(&path);
+                if let Some(commit) = trashed_commit(&path)
+                    && !root.join(commit.to_string()).is_dir()
+                {
+                    let _ = std::fs::remove_file(inventory::Inventory::path(&root, commit));
+                }
             }
         })
     })
+}
+
+/// The commit a trashed checkout (`.trash-<commit>-<pid>-<n>`) held.
+fn trashed_commit(path: &Path) -> Option<Oid> {
+    let name = path.file_name()?.to_str()?.strip_prefix(".trash-")?;
+    Oid::from_str(name.get(..40)?).ok()
 }
 
 /// Files of trashed checkouts that a new checkout takes over instead of creating its own
@@ -317,9 +420,22 @@ mod tests {
     fn repo_with(files: &[(&str, &[u8], git2::FileMode)]) -> (tempfile::TempDir, WatchedRepo, Oid) {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let repo = git2::Repository::init(dir.path()).expect("git init");
-        let mut index = repo.index().expect("the index");
+        let commit = commit_files(&repo, files);
+        drop(repo);
+        let watched = WatchedRepo::open(dir.path()).expect("the repository");
+        (dir, watched, commit)
+    }
+
+    /// A commit (without parents) of exactly `files` (path, bytes, git mode).
+    fn commit_files(repo: &git2::Repository, files: &[(&str, &[u8], git2::FileMode)]) -> Oid {
+        let mut index = git2::Index::new().expect("an index");
         for (path, bytes, mode) in files {
-            let blob = repo.blob(bytes).expect("a blob");
+            let id = if *mode == git2::FileMode::Commit {
+                // A submodule: any commit id will do, nothing reads it.
+                Oid::from_str("1234567890123456789012345678901234567890").expect("an id")
+            } else {
+                repo.blob(bytes).expect("a blob")
+            };
             let mut entry = git2::IndexEntry {
                 ctime: git2::IndexTime::new(0, 0),
                 mtime: git2::IndexTime::new(0, 0),
@@ -329,7 +445,7 @@ mod tests {
                 uid: 0,
                 gid: 0,
                 file_size: 0,
-                id: blob,
+                id,
                 flags: 0,
                 flags_extended: 0,
                 path: path.as_bytes().to_vec(),
@@ -337,11 +453,8 @@ mod tests {
             entry.flags = u16::try_from(path.len().min(0xfff)).expect("a short path");
             index.add(&entry).expect("an index entry");
         }
-        let tree = index.write_tree().expect("a tree");
-        let commit = commit_tree(&repo, tree);
-        drop(repo);
-        let watched = WatchedRepo::open(dir.path()).expect("the repository");
-        (dir, watched, commit)
+        let tree = index.write_tree_to(repo).expect("a tree");
+        commit_tree(repo, tree)
     }
 
     fn commit_tree(repo: &git2::Repository, tree: Oid) -> Oid {
@@ -470,7 +583,8 @@ mod tests {
     }
 
     /// Old checkouts go (the newest five stay, each whole), and so do the trash and partial
-    /// checkouts a killed process left; a partial of this process (being written) stays.
+    /// checkouts a killed process left, and the inventories of checkouts gone; a partial of
+    /// this process (being written) stays.
     #[test]
     fn pruning_keeps_the_newest_whole_and_clears_what_killed_processes_left() {
         let (_dir, repo, first) = repo_with(&[("a.yaml", b"a: 0\n", git2::FileMode::Blob)]);
@@ -504,9 +618,10 @@ mod tests {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         names.sort();
+        // Each kept checkout with its inventory; the inventories of the others went with them.
         let mut want: Vec<String> = commits[3..]
             .iter()
-            .map(ToString::to_string)
+            .flat_map(|c| [c.to_string(), format!(".inventory-{c}")])
             .chain([own.clone()])
             .collect();
         want.sort();
@@ -625,6 +740,284 @@ mod tests {
                 .count(),
             KEEP_CHECKOUTS
         );
+    }
+
+    /// libgit2's own checkout of `commit` (the writer used before issue #17), listed: what
+    /// every checkout of that commit must equal.
+    fn libgit2_listing(repo: &WatchedRepo, commit: Oid, at: &Path) -> BTreeMap<String, String> {
+        let tree = repo.repo.find_commit(commit).unwrap().tree().unwrap();
+        let mut builder = git2::build::CheckoutBuilder::new();
+        builder
+            .target_dir(at)
+            .force()
+            .recreate_missing(true)
+            .update_index(false);
+        repo.repo
+            .checkout_tree(tree.as_object(), Some(&mut builder))
+            .expect("libgit2 checkout");
+        listing(at)
+    }
+
+    /// The checkout directory's own inode: kept by a carry-over (the old checkout is renamed),
+    /// new when a checkout is written whole.
+    fn dir_inode(dir: &Path) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(dir).expect("a checkout").ino()
+    }
+
+    /// Checks out `KEEP_CHECKOUTS - 1` newer commits of one changing file, so that the next
+    /// checkout pushes out every one older than them.
+    fn check_out_fillers(repo: &WatchedRepo, round: &str) {
+        for i in 0..KEEP_CHECKOUTS - 1 {
+            let filler = commit_files(
+                &repo.repo,
+                &[("filler.yaml", format!("{round} {i}\n").as_bytes(), git2::FileMode::Blob)],
+            );
+            repo.checkout(filler).expect("a filler checkout");
+        }
+    }
+
+    /// Issue #17: the checkout being pushed out is patched into the new commit's (its directory
+    /// kept, unchanged files untouched, changed ones rewritten in place) and is then exactly
+    /// the new tree, whatever changed between the two: bytes, executable bits, a file becoming
+    /// a directory and back, links retargeted or becoming files, a submodule becoming a tree,
+    /// whole directories added and removed. Twice in a row, so an inventory taken after a
+    /// carry-over carries over too.
+    #[test]
+    fn a_pushed_out_checkout_is_carried_over_to_exactly_the_new_tree() {
+        use git2::FileMode::{Blob, BlobExecutable, Commit, Link};
+        let base: Vec<(&str, &[u8], git2::FileMode)> = vec![
+            ("same.yaml", b"same\n", Blob),
+            ("changed.yaml", b"old\n", Blob),
+            ("grows.yaml", b"x", Blob),
+            ("flip.sh", b"#!/bin/sh\n", Blob),
+            ("unflip.sh", b"#!/bin/sh\n", BlobExecutable),
+            ("becomes-dir", b"a file\n", Blob),
+            ("was-dir/a.yaml", b"a\n", Blob),
+            ("was-dir/deep/b.yaml", b"b\n", Blob),
+            ("link", b"same.yaml", Link),
+            ("link-to-file", b"same.yaml", Link),
+            ("gone/x.yaml", b"x\n", Blob),
+            ("module", b"", Commit),
+            ("empty", b"", Blob),
+        ];
+        let changed: Vec<(&str, &[u8], git2::FileMode)> = vec![
+            ("same.yaml", b"same\n", Blob),
+            ("changed.yaml", b"new\n", Blob),
+            ("grows.yaml", b"a longer file than before\n", Blob),
+            ("flip.sh", b"#!/bin/sh\n", BlobExecutable),
+            ("unflip.sh", b"#!/bin/sh\n", Blob),
+            ("becomes-dir/inner.yaml", b"inner\n", Blob),
+            ("was-dir", b"now a file\n", Blob),
+            ("link", b"changed.yaml", Link),
+            ("link-to-file", b"a file now\n", Blob),
+            ("module/file.yaml", b"a tree now\n", Blob),
+            ("empty", b"", Blob),
+            ("added.yaml", b"added\n", Blob),
+            ("added/new/deep.yaml", b"deep\n", BlobExecutable),
+        ];
+        let (dir, repo, first) = repo_with(&base);
+        let oldest = repo.checkout(first).expect("a checkout");
+        let (root_inode, same_inode, changed_inode) = (
+            dir_inode(&oldest),
+            dir_inode(&oldest.join("same.yaml")),
+            dir_inode(&oldest.join("changed.yaml")),
+        );
+        check_out_fillers(&repo, "one");
+        let second = commit_files(&repo.repo, &changed);
+        let carried = repo.checkout(second).expect("a checkout");
+        assert!(!oldest.exists(), "pushed out");
+        assert_eq!(dir_inode(&carried), root_inode, "carried over, not written whole");
+        assert_eq!(dir_inode(&carried.join("same.yaml")), same_inode, "untouched");
+        assert_eq!(
+            dir_inode(&carried.join("changed.yaml")),
+            changed_inode,
+            "rewritten in place"
+        );
+        assert_eq!(
+            listing(&carried),
+            libgit2_listing(&repo, second, &dir.path().join("reference-2"))
+        );
+
+        check_out_fillers(&repo, "two");
+        let third = commit_files(&repo.repo, &base);
+        let back = repo.checkout(third).expect("a checkout");
+        assert_eq!(dir_inode(&back), root_inode, "carried over again");
+        assert_eq!(
+            listing(&back),
+            libgit2_listing(&repo, third, &dir.path().join("reference-3"))
+        );
+    }
+
+    /// Issue #17: a checkout that anything changed after gantry wrote it is never carried over,
+    /// even a change that keeps size and modification time (only its ctime tells); the new
+    /// checkout is written whole and is exactly its tree. The untouched case is carried over,
+    /// so the test does see a carry-over when there is one.
+    #[test]
+    fn a_checkout_changed_after_it_was_written_is_never_carried_over() {
+        use git2::FileMode::{Blob, BlobExecutable, Link};
+        type Change = fn(&Path);
+        let changes: [(&str, Change); 11] = [
+            ("untouched", |_| {}),
+            ("rewritten with the same size and modification time", |dir| {
+                let path = dir.join("dir/b.yaml");
+                let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+                std::fs::write(&path, b"B\n").unwrap();
+                std::fs::File::options()
+                    .write(true)
+                    .open(&path)
+                    .and_then(|f| f.set_modified(modified))
+                    .unwrap();
+            }),
+            ("chmodded", |dir| {
+                std::fs::set_permissions(dir.join("a.yaml"), std::fs::Permissions::from_mode(0o600)).unwrap();
+            }),
+            ("a file added", |dir| {
+                std::fs::write(dir.join("dir/extra.sh"), b"rm -rf /\n").unwrap()
+            }),
+            ("a file removed", |dir| {
+                std::fs::remove_file(dir.join("dir/b.yaml")).unwrap()
+            }),
+            ("a file renamed", |dir| {
+                std::fs::rename(dir.join("dir/b.yaml"), dir.join("dir/c.yaml")).unwrap();
+            }),
+            ("a hard link made", |dir| {
+                std::fs::hard_link(dir.join("dir/b.yaml"), dir.join("../../hard-link")).unwrap();
+            }),
+            ("a file replaced by a link", |dir| {
+                std::fs::remove_file(dir.join("run.sh")).unwrap();
+                std::os::unix::fs::symlink("a.yaml", dir.join("run.sh")).unwrap();
+            }),
+            ("a link retargeted", |dir| {
+                std::fs::remove_file(dir.join("link")).unwrap();
+                std::os::unix::fs::symlink("dir/b.yaml", dir.join("link")).unwrap();
+            }),
+            ("a directory chmodded", |dir| {
+                std::fs::set_permissions(dir.join("dir"), std::fs::Permissions::from_mode(0o700)).unwrap();
+            }),
+            ("a file added at the top", |dir| {
+                std::fs::write(dir.join("extra"), b"x").unwrap()
+            }),
+        ];
+        for (what, change) in changes {
+            let (dir, repo, first) = repo_with(&[
+                ("a.yaml", b"a\n", Blob),
+                ("dir/b.yaml", b"b\n", Blob),
+                ("run.sh", b"#!/bin/sh\n", BlobExecutable),
+                ("link", b"a.yaml", Link),
+            ]);
+            let oldest = repo.checkout(first).expect("a checkout");
+            let root_inode = dir_inode(&oldest);
+            change(&oldest);
+            check_out_fillers(&repo, "fill");
+            let next = commit_files(
+                &repo.repo,
+                &[
+                    ("a.yaml", b"a, changed\n", Blob),
+                    ("dir/b.yaml", b"b\n", Blob),
+                    ("run.sh", b"#!/bin/sh\n", BlobExecutable),
+                    ("link", b"a.yaml", Link),
+                ],
+            );
+            let new = repo.checkout(next).expect("a checkout");
+            assert_eq!(
+                dir_inode(&new) == root_inode,
+                what == "untouched",
+                "{what}: carried over only when untouched"
+            );
+            assert_eq!(
+                listing(&new),
+                libgit2_listing(&repo, next, &dir.path().join("reference")),
+                "{what}"
+            );
+        }
+    }
+
+    /// Issue #17: an inventory that is not whole (torn by a crash: its last line missing) or
+    /// not the commit's is not used; the checkout is written whole and is exactly its tree.
+    #[test]
+    fn a_torn_or_foreign_inventory_is_never_used() {
+        for damage in ["torn", "foreign"] {
+            let (dir, repo, first) = repo_with(&[("a.yaml", b"a\n", git2::FileMode::Blob)]);
+            let oldest = repo.checkout(first).expect("a checkout");
+            let root_inode = dir_inode(&oldest);
+            let root = repo.gantry_dir().join("checkouts");
+            let path = inventory::Inventory::path(&root, first);
+            let text = std::fs::read_to_string(&path).expect("an inventory");
+            let damaged = match damage {
+                "torn" => text
+                    .lines()
+                    .filter(|l| !l.starts_with("end "))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                _ => text.replace(&first.to_string(), &"0".repeat(40)),
+            };
+            std::fs::write(&path, damaged).expect("damaged");
+            check_out_fillers(&repo, damage);
+            let next = commit_files(&repo.repo, &[("a.yaml", b"a, changed\n", git2::FileMode::Blob)]);
+            let new = repo.checkout(next).expect("a checkout");
+            assert_ne!(dir_inode(&new), root_inode, "{damage}: written whole");
+            assert_eq!(
+                listing(&new),
+                libgit2_listing(&repo, next, &dir.path().join("reference")),
+                "{damage}"
+            );
+        }
+    }
+
+    /// Issue #17: trash an earlier call or a killed process left (whole, with its inventory) is
+    /// never carried over: a thread of that call may be deleting it while it is patched. Only
+    /// the checkouts a call pushes out itself are, and the leftover is deleted.
+    #[test]
+    fn trash_left_by_an_earlier_call_is_never_carried_over() {
+        let (dir, repo, first) = repo_with(&[("a.yaml", b"a\n", git2::FileMode::Blob)]);
+        let written = repo.checkout(first).expect("a checkout");
+        let root_inode = dir_inode(&written);
+        let root = repo.gantry_dir().join("checkouts");
+        let leftover = root.join(format!(".trash-{first}-4000000-0"));
+        std::fs::rename(&written, &leftover).expect("left as trash");
+        let next = commit_files(&repo.repo, &[("a.yaml", b"a, changed\n", git2::FileMode::Blob)]);
+        let new = repo.checkout(next).expect("a checkout");
+        assert_ne!(dir_inode(&new), root_inode);
+        assert_eq!(
+            listing(&new),
+            libgit2_listing(&repo, next, &dir.path().join("reference"))
+        );
+        if let Some(deleting) = repo.prune_checkouts(&root) {
+            deleting.join().expect("the deleting thread");
+        }
+        assert!(!leftover.exists());
+        assert!(
+            !inventory::Inventory::path(&root, first).exists(),
+            "its inventory went too"
+        );
+    }
+
+    /// A forged tree naming `..` is refused by a carry-over as by a whole write: nothing gets
+    /// the commit's name, and the kept checkouts stay whole.
+    #[test]
+    fn a_carry_over_refuses_a_tree_entry_escaping_the_checkout() {
+        let (_dir, repo, first) = repo_with(&[("ok.yaml", b"a: 1\n", git2::FileMode::Blob)]);
+        repo.checkout(first).expect("a checkout");
+        check_out_fillers(&repo, "fill");
+        let blob = repo.repo.blob(b"owned\n").expect("a blob");
+        let mut raw = b"100644 ..\0".to_vec();
+        raw.extend_from_slice(blob.as_bytes());
+        raw.extend_from_slice(b"100644 ok.yaml\0");
+        raw.extend_from_slice(blob.as_bytes());
+        let tree = repo.repo.odb().unwrap().write(ObjectType::Tree, &raw).unwrap();
+        let forged = commit_tree(&repo.repo, tree);
+        let err = repo.checkout(forged).expect_err("refused");
+        assert!(matches!(&err, SourceError::Refused(m) if m.contains("`..`")), "{err}");
+        let root = repo.gantry_dir().join("checkouts");
+        assert!(!root.join(forged.to_string()).exists());
+        let whole = std::fs::read_dir(&root)
+            .unwrap()
+            .flatten()
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .inspect(|e| assert!(e.path().join("filler.yaml").is_file(), "{:?}", e.path()))
+            .count();
+        assert_eq!(whole, KEEP_CHECKOUTS - 1);
     }
 
     /// The process's umask, read from a directory made with 0777.

@@ -1,0 +1,698 @@
+//! What a checkout held when gantry finished writing it (its inventory), and carrying the
+//! checkout being pushed out over to a new commit by changing only what the two commits change
+//! (issue #17).
+//!
+//! A checkout written whole costs a file create per file of the commit: on a fleet of 10,000
+//! targets that is 10,000 creates (0.4 s on this machine's ext4, several seconds when many files
+//! were deleted in the last minutes) before the first step of a one-file commit can start. The
+//! checkout being pushed out (the oldest kept) is patched instead: files whose blob did not
+//! change stay as they are, changed ones are rewritten in place, added ones created, removed
+//! ones deleted. The cost is then a `stat` per file and a write per changed file.
+//!
+//! # Why a patched checkout is exactly the new tree
+//! Steps run in checkouts and may change them. So an old checkout is carried over only when
+//! nothing changed it since gantry wrote it, and this is checked, not assumed:
+//! - The inventory holds every path's kind and blob, and its stat identity as gantry left it:
+//!   device, inode, type and permission bits, owner, link count, size, mtime and ctime.
+//! - Every change a process can make to a file or directory sets its ctime to the current time:
+//!   writing, truncating, chmod, chown, a new hard link, extended attributes, and for a
+//!   directory any entry added, removed or renamed in it. No system call sets a ctime back
+//!   (`utimensat` sets only atime and mtime), and a replaced file is another inode.
+//! - A change made within the same timestamp tick as gantry's own last write would keep the
+//!   ctime. So an entry whose ctime lies within [`RACY`] of when the inventory was taken is
+//!   compared by content instead: a file's bytes with its blob, a link's target, a directory's
+//!   names with the inventory's (git's index treats "racily clean" entries the same way).
+//! - Any difference, a missing or malformed inventory, or any error, and the checkout is
+//!   written whole as before.
+//!
+//! The patched directory is a `.trash-…` one until it is renamed to the new commit's name, so
+//! a process killed while patching leaves only trash: the next checkout deletes it, and its
+//! changed ctimes stop it from being carried over for the commit it used to hold.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use git2::{ObjectType, Oid, Tree};
+
+use super::safe_name;
+use crate::source::{SourceError, WatchedRepo};
+
+/// How close to the moment an inventory was taken a ctime must lie for its entry to be checked
+/// by content: well above a file system timestamp tick (at most 10 ms on Linux).
+pub(super) const RACY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The first line of an inventory file.
+const MAGIC: &str = "gantry checkout inventory 1";
+
+/// What a path is in a checkout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// A directory: a tree, or a submodule's empty directory.
+    Directory,
+    /// A regular file, not executable.
+    File,
+    /// A regular file with the executable mode.
+    Executable,
+    /// A symbolic link.
+    Link,
+}
+
+impl Kind {
+    fn tag(self) -> char {
+        match self {
+            Kind::Directory => 'd',
+            Kind::File => 'f',
+            Kind::Executable => 'x',
+            Kind::Link => 'l',
+        }
+    }
+
+    fn from_tag(tag: &str) -> Option<Kind> {
+        Some(match tag {
+            "d" => Kind::Directory,
+            "f" => Kind::File,
+            "x" => Kind::Executable,
+            "l" => Kind::Link,
+            _ => return None,
+        })
+    }
+
+    /// The kind of a tree entry: `None` for what a checkout does not hold (a tag object).
+    fn of_entry(kind: Option<ObjectType>, mode: i32) -> Option<Kind> {
+        match kind {
+            Some(ObjectType::Tree | ObjectType::Commit) => Some(Kind::Directory),
+            Some(ObjectType::Blob) if mode == i32::from(git2::FileMode::Link) => Some(Kind::Link),
+            Some(ObjectType::Blob) if mode == i32::from(git2::FileMode::BlobExecutable) => Some(Kind::Executable),
+            Some(ObjectType::Blob) => Some(Kind::File),
+            _ => None,
+        }
+    }
+
+    fn is_file(self) -> bool {
+        matches!(self, Kind::File | Kind::Executable)
+    }
+}
+
+/// A path's stat identity: what any change to it would change (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Identity {
+    dev: u64,
+    ino: u64,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    nlink: u64,
+    size: u64,
+    /// Nanoseconds since the epoch.
+    mtime: i128,
+    ctime: i128,
+}
+
+impl Identity {
+    fn of(meta: &std::fs::Metadata) -> Identity {
+        let ns = |secs: i64, nanos: i64| i128::from(secs) * 1_000_000_000 + i128::from(nanos);
+        Identity {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            mode: meta.mode(),
+            uid: meta.uid(),
+            gid: meta.gid(),
+            nlink: meta.nlink(),
+            size: meta.size(),
+            mtime: ns(meta.mtime(), meta.mtime_nsec()),
+            ctime: ns(meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    fn read(path: &Path) -> std::io::Result<Identity> {
+        std::fs::symlink_metadata(path).map(|meta| Identity::of(&meta))
+    }
+}
+
+/// One path of a checkout as gantry left it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Entry {
+    kind: Kind,
+    /// The blob of a file or link (`None` for a directory).
+    blob: Option<Oid>,
+    identity: Identity,
+}
+
+/// Every path of one checkout (the checkout directory itself under the empty path), with when
+/// it was taken. Paths are the tree's, `/`-separated, as bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Inventory {
+    commit: Oid,
+    /// Nanoseconds since the epoch, read after the last entry was.
+    taken_at: i128,
+    entries: BTreeMap<Vec<u8>, Entry>,
+}
+
+/// Why an old checkout was not carried over (logged at debug level).
+#[derive(Debug)]
+pub(super) struct Changed(String);
+
+impl std::fmt::Display for Changed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Inventory {
+    /// The inventory file of `commit`'s checkout under the checkouts directory `root`.
+    pub(super) fn path(root: &Path, commit: Oid) -> PathBuf {
+        root.join(format!(".inventory-{commit}"))
+    }
+
+    /// Takes the inventory of `dir`, which holds exactly `tree` (the caller wrote it).
+    ///
+    /// # Errors
+    /// A path of the tree cannot be read, or is not what the tree says it is.
+    pub(super) fn take(repo: &WatchedRepo, commit: Oid, tree: &Tree<'_>, dir: &Path) -> Result<Inventory, SourceError> {
+        Inventory::take_reusing(repo, commit, tree, dir, &|_| None)
+    }
+
+    /// [`Inventory::take`], with the identity `known` gives for a path instead of reading it
+    /// (the files a patch left untouched).
+    fn take_reusing(
+        repo: &WatchedRepo,
+        commit: Oid,
+        tree: &Tree<'_>,
+        dir: &Path,
+        known: &dyn Fn(&[u8]) -> Option<Identity>,
+    ) -> Result<Inventory, SourceError> {
+        let mut entries = BTreeMap::new();
+        let root = Identity::read(dir).map_err(io_error(dir))?;
+        entries.insert(
+            Vec::new(),
+            Entry {
+                kind: Kind::Directory,
+                blob: None,
+                identity: root,
+            },
+        );
+        take_tree(repo, tree, dir, &[], known, &mut entries)?;
+        Ok(Inventory {
+            commit,
+            taken_at: now_ns(),
+            entries,
+        })
+    }
+
+    /// Reads the inventory of `commit`'s checkout; `None` when there is none or it is not one
+    /// whole inventory of that commit (a torn write, another version, a hand edit).
+    pub(super) fn load(root: &Path, commit: Oid) -> Option<Inventory> {
+        let text = std::fs::read_to_string(Inventory::path(root, commit)).ok()?;
+        let inventory = Inventory::parse(&text)?;
+        (inventory.commit == commit).then_some(inventory)
+    }
+
+    /// Writes the inventory beside the checkouts (under a temporary name, then renamed). It is
+    /// not synced: a lost or torn inventory only means the next checkout is written whole.
+    ///
+    /// # Errors
+    /// The file cannot be written.
+    pub(super) fn store(&self, root: &Path) -> Result<(), SourceError> {
+        let path = Inventory::path(root, self.commit);
+        let partial = root.join(format!(".inventory-{}.{}", self.commit, std::process::id()));
+        std::fs::write(&partial, self.render()).map_err(io_error(&partial))?;
+        std::fs::rename(&partial, &path).map_err(io_error(&path))
+    }
+
+    fn render(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = format!("{MAGIC}\n{} {}\n", self.commit, self.taken_at);
+        for (path, entry) in &self.entries {
+            let id = &entry.identity;
+            let _ = writeln!(
+                out,
+                "{} {} {} {} {:o} {} {} {} {} {} {} {}",
+                entry.kind.tag(),
+                entry.blob.map_or_else(|| "-".to_string(), |b| b.to_string()),
+                id.dev,
+                id.ino,
+                id.mode,
+                id.uid,
+                id.gid,
+                id.nlink,
+                id.size,
+                id.mtime,
+                id.ctime,
+                if path.is_empty() { ".".to_string() } else { hex(path) },
+            );
+        }
+        let _ = writeln!(out, "end {}", self.entries.len());
+        out
+    }
+
+    fn parse(text: &str) -> Option<Inventory> {
+        let mut lines = text.lines();
+        if lines.next()? != MAGIC {
+            return None;
+        }
+        let mut head = lines.next()?.split(' ');
+        let commit = Oid::from_str(head.next()?).ok()?;
+        let taken_at = head.next()?.parse().ok()?;
+        let mut entries = BTreeMap::new();
+        for line in lines {
+            let fields: Vec<&str> = line.split(' ').collect();
+            if let ["end", count] = fields[..] {
+                // Whole only with its last line, naming as many entries as were read.
+                return (count.parse::<usize>().ok()? == entries.len()).then_some(Inventory {
+                    commit,
+                    taken_at,
+                    entries,
+                });
+            }
+            let [kind, blob, dev, ino, mode, uid, gid, nlink, size, mtime, ctime, path] = fields[..] else {
+                return None;
+            };
+            let kind = Kind::from_tag(kind)?;
+            let blob = match blob {
+                "-" => None,
+                b => Some(Oid::from_str(b).ok()?),
+            };
+            let path = if path == "." { Vec::new() } else { unhex(path)? };
+            let identity = Identity {
+                dev: dev.parse().ok()?,
+                ino: ino.parse().ok()?,
+                mode: u32::from_str_radix(mode, 8).ok()?,
+                uid: uid.parse().ok()?,
+                gid: gid.parse().ok()?,
+                nlink: nlink.parse().ok()?,
+                size: size.parse().ok()?,
+                mtime: mtime.parse().ok()?,
+                ctime: ctime.parse().ok()?,
+            };
+            if entries.insert(path, Entry { kind, blob, identity }).is_some() {
+                return None;
+            }
+        }
+        None
+    }
+
+    /// Checks that `dir` is still exactly what this inventory says gantry left there.
+    ///
+    /// # Errors
+    /// [`Changed`] naming the first path found changed.
+    pub(super) fn verify(&self, repo: &WatchedRepo, dir: &Path) -> Result<(), Changed> {
+        let racy_from = self.taken_at - i128::try_from(RACY.as_nanos()).unwrap_or(i128::MAX);
+        for (path, entry) in &self.entries {
+            let on_disk = dir.join(std::ffi::OsStr::from_bytes(path));
+            let shown = || String::from_utf8_lossy(path).into_owned();
+            let identity = Identity::read(&on_disk).map_err(|e| Changed(format!("`{}`: {e}", shown())))?;
+            if path.is_empty() {
+                // The checkout directory itself: gantry renames it (into place, then to trash),
+                // which sets its ctime, so its names are compared instead.
+                let id = |i: &Identity| (i.dev, i.ino, i.mode, i.uid, i.gid);
+                if id(&identity) != id(&entry.identity)
+                    || super::has_xattrs(dir)
+                    || !self.same_content(repo, path, entry, &on_disk)
+                {
+                    return Err(Changed("the checkout directory changed since it was written".into()));
+                }
+                continue;
+            }
+            if identity != entry.identity {
+                return Err(Changed(format!("`{}` changed since it was written", shown())));
+            }
+            if entry.identity.ctime >= racy_from && !self.same_content(repo, path, entry, &on_disk) {
+                return Err(Changed(format!(
+                    "`{}` changed within a timestamp tick of being written",
+                    shown()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the racily clean `on_disk` holds what `entry` says.
+    fn same_content(&self, repo: &WatchedRepo, path: &[u8], entry: &Entry, on_disk: &Path) -> bool {
+        match entry.kind {
+            Kind::File | Kind::Executable => {
+                let (Some(blob), Ok(bytes)) = (entry.blob, std::fs::read(on_disk)) else {
+                    return false;
+                };
+                repo.repo.find_blob(blob).is_ok_and(|b| b.content() == bytes.as_slice())
+            }
+            Kind::Link => {
+                let (Some(blob), Ok(target)) = (entry.blob, std::fs::read_link(on_disk)) else {
+                    return false;
+                };
+                repo.repo
+                    .find_blob(blob)
+                    .is_ok_and(|b| b.content() == target.as_os_str().as_bytes())
+            }
+            Kind::Directory => {
+                let Ok(listing) = std::fs::read_dir(on_disk) else {
+                    return false;
+                };
+                let mut found: Vec<Vec<u8>> = Vec::new();
+                for item in listing {
+                    let Ok(item) = item else { return false };
+                    found.push(item.file_name().as_bytes().to_vec());
+                }
+                found.sort();
+                let mut want = self.children(path);
+                want.sort_unstable();
+                found.iter().map(Vec::as_slice).eq(want)
+            }
+        }
+    }
+
+    /// The names of the entries directly under the directory at `path`.
+    fn children(&self, path: &[u8]) -> Vec<&[u8]> {
+        let prefix = if path.is_empty() {
+            Vec::new()
+        } else {
+            [path, b"/"].concat()
+        };
+        self.entries
+            .range(prefix.clone()..)
+            .map(|(p, _)| p.as_slice())
+            .take_while(|p| p.starts_with(&prefix))
+            .filter(|p| p.len() > prefix.len() && !p[prefix.len()..].contains(&b'/'))
+            .map(|p| &p[prefix.len()..])
+            .collect()
+    }
+}
+
+/// Turns the verified checkout `old` (of `inventory`'s commit) into a checkout of `tree`, in
+/// place: see the module docs. Returns the new checkout's inventory.
+///
+/// # Errors
+/// [`SourceError::Refused`] for an unsafe tree entry (as a whole write would), git or file
+/// system failures. Either way `old` is left half patched: the caller treats it as trash.
+pub(super) fn patch(
+    repo: &WatchedRepo,
+    inventory: &Inventory,
+    old: &Path,
+    commit: Oid,
+    tree: &Tree<'_>,
+) -> Result<Inventory, SourceError> {
+    let mut kept: Vec<&[u8]> = Vec::new();
+    let mut untouched: Vec<&[u8]> = Vec::new();
+    patch_tree(repo, inventory, tree, old, &[], &mut kept, &mut untouched)?;
+    // What the old commit had and the new one does not, deepest first (a directory's entries
+    // sort after it).
+    kept.sort_unstable();
+    for (path, entry) in inventory.entries.iter().rev() {
+        if path.is_empty() || kept.binary_search(&path.as_slice()).is_ok() {
+            continue;
+        }
+        let on_disk = old.join(std::ffi::OsStr::from_bytes(path));
+        let removed = match entry.kind {
+            Kind::Directory => std::fs::remove_dir_all(&on_disk),
+            _ => std::fs::remove_file(&on_disk),
+        };
+        match removed {
+            // Inside a directory already removed or replaced by a file.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) => {}
+            other => other.map_err(io_error(&on_disk))?,
+        }
+    }
+    // Its modification time is what orders checkouts, newest last (`trash_old_checkouts`).
+    std::fs::File::open(old)
+        .and_then(|dir| dir.set_modified(std::time::SystemTime::now()))
+        .map_err(io_error(old))?;
+    // The files left as they were keep the identity just verified (and the patch did not touch
+    // them); directories and everything written are read again.
+    untouched.sort_unstable();
+    let known = |path: &[u8]| {
+        untouched
+            .binary_search(&path)
+            .ok()
+            .and_then(|_| inventory.entries.get(path))
+            .map(|entry| entry.identity)
+    };
+    tracing::debug_span!("checkout.inventory_take")
+        .in_scope(|| Inventory::take_reusing(repo, commit, tree, old, &known))
+}
+
+/// Patches the directory `dir` (the tree's path `prefix`) to hold `tree`'s entries, pushing the
+/// paths of the old commit still taken (as they were, rewritten or replaced) to `kept`, and
+/// the files and links left exactly as they were to `untouched`.
+fn patch_tree<'i>(
+    repo: &WatchedRepo,
+    inventory: &'i Inventory,
+    tree: &Tree<'_>,
+    dir: &Path,
+    prefix: &[u8],
+    kept: &mut Vec<&'i [u8]>,
+    untouched: &mut Vec<&'i [u8]>,
+) -> Result<(), SourceError> {
+    for item in tree {
+        let name = checked_name(prefix, item.name_bytes())?;
+        let Some(kind) = Kind::of_entry(item.kind(), item.filemode()) else {
+            continue;
+        };
+        let key = join_key(prefix, name.as_bytes());
+        let path = dir.join(name);
+        let old = inventory.entries.get_key_value(&key);
+        let blob = (kind != Kind::Directory).then(|| item.id());
+        let io = io_error(&path);
+        match (old, kind) {
+            (Some((k, was)), Kind::Directory) if was.kind == Kind::Directory => kept.push(k),
+            (Some((k, was)), _) if was.kind == kind && was.blob == blob => {
+                kept.push(k);
+                untouched.push(k);
+            }
+            // The same kind of file with other bytes: rewritten in place (no new inode).
+            (Some((k, was)), _) if was.kind == kind && kind.is_file() => {
+                let content = repo.repo.find_blob(item.id())?;
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .truncate(true)
+                    .open(&path)
+                    .and_then(|mut file| file.write_all(content.content()))
+                    .map_err(io)?;
+                kept.push(k);
+            }
+            // Another kind (an executable bit flipped included): replaced. The path stays
+            // taken, so it is not removed again below.
+            (Some((k, was)), _) => {
+                match was.kind {
+                    Kind::Directory => std::fs::remove_dir_all(&path),
+                    _ => std::fs::remove_file(&path),
+                }
+                .map_err(io_error(&path))?;
+                create(repo, &path, kind, item.id())?;
+                kept.push(k);
+            }
+            (None, _) => create(repo, &path, kind, item.id())?,
+        }
+        if item.kind() == Some(ObjectType::Tree) {
+            let sub = repo.repo.find_tree(item.id())?;
+            patch_tree(repo, inventory, &sub, &path, &key, kept, untouched)?;
+        }
+    }
+    Ok(())
+}
+
+/// Creates what a tree entry of `kind` holds at `path` (a directory empty, to be filled).
+fn create(repo: &WatchedRepo, path: &Path, kind: Kind, id: Oid) -> Result<(), SourceError> {
+    let io = io_error(path);
+    match kind {
+        Kind::Directory => std::fs::create_dir(path).map_err(io),
+        Kind::Link => {
+            let blob = repo.repo.find_blob(id)?;
+            std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(blob.content()), path).map_err(io)
+        }
+        Kind::File | Kind::Executable => {
+            let blob = repo.repo.find_blob(id)?;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(if kind == Kind::Executable { 0o777 } else { 0o666 })
+                .open(path)
+                .and_then(|mut file| file.write_all(blob.content()))
+                .map_err(io)
+        }
+    }
+}
+
+/// Adds the entries of `tree` (at `dir`, the tree's path `prefix`) to `entries`.
+fn take_tree(
+    repo: &WatchedRepo,
+    tree: &Tree<'_>,
+    dir: &Path,
+    prefix: &[u8],
+    known: &dyn Fn(&[u8]) -> Option<Identity>,
+    entries: &mut BTreeMap<Vec<u8>, Entry>,
+) -> Result<(), SourceError> {
+    for item in tree {
+        let name = checked_name(prefix, item.name_bytes())?;
+        let Some(kind) = Kind::of_entry(item.kind(), item.filemode()) else {
+            continue;
+        };
+        let key = join_key(prefix, name.as_bytes());
+        let path = dir.join(name);
+        let identity = match known(&key) {
+            Some(identity) => identity,
+            None => Identity::read(&path).map_err(io_error(&path))?,
+        };
+        let found = match kind {
+            Kind::Directory => nix::libc::S_IFDIR,
+            Kind::Link => nix::libc::S_IFLNK,
+            Kind::File | Kind::Executable => nix::libc::S_IFREG,
+        };
+        if identity.mode & nix::libc::S_IFMT != found {
+            return Err(SourceError::Refused(format!(
+                "checkout {}: `{}` is not what the tree holds",
+                dir.display(),
+                String::from_utf8_lossy(&key)
+            )));
+        }
+        entries.insert(
+            key.clone(),
+            Entry {
+                kind,
+                blob: (kind != Kind::Directory).then(|| item.id()),
+                identity,
+            },
+        );
+        if item.kind() == Some(ObjectType::Tree) {
+            let sub = repo.repo.find_tree(item.id())?;
+            take_tree(repo, &sub, &path, &key, known, entries)?;
+        }
+    }
+    Ok(())
+}
+
+/// A tree entry's name as a path component, or the refusal a whole write gives.
+fn checked_name<'t>(prefix: &[u8], name: &'t [u8]) -> Result<&'t std::ffi::OsStr, SourceError> {
+    safe_name(name).ok_or_else(|| {
+        SourceError::Refused(format!(
+            "commit tree entry `{}` is not a safe file name (`.`, `..`, `.git` or a name with `/`); \
+             nothing of the commit is checked out",
+            String::from_utf8_lossy(&join_key(prefix, name))
+        ))
+    })
+}
+
+fn join_key(prefix: &[u8], name: &[u8]) -> Vec<u8> {
+    if prefix.is_empty() {
+        name.to_vec()
+    } else {
+        [prefix, b"/", name].concat()
+    }
+}
+
+fn now_ns() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> SourceError + use<> {
+    let path = path.to_path_buf();
+    move |source| SourceError::Io { path, source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A repository with one commit of `a.yaml` and `dir/b.yaml`, checked out.
+    fn checked_out() -> (tempfile::TempDir, WatchedRepo, Oid, PathBuf) {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let repo = git2::Repository::init(dir.path()).expect("git init");
+        let mut tree = repo.treebuilder(None).unwrap();
+        let mut sub = repo.treebuilder(None).unwrap();
+        sub.insert("b.yaml", repo.blob(b"b\n").unwrap(), 0o100644).unwrap();
+        tree.insert("dir", sub.write().unwrap(), 0o040000).unwrap();
+        tree.insert("a.yaml", repo.blob(b"a\n").unwrap(), 0o100644).unwrap();
+        let tree = repo.find_tree(tree.write().unwrap()).unwrap();
+        let sig = git2::Signature::new("t", "t@example.com", &git2::Time::new(1_700_000_000, 0)).unwrap();
+        let commit = repo.commit(None, &sig, &sig, "files", &tree, &[]).unwrap();
+        drop(tree);
+        let watched = WatchedRepo::open(dir.path()).unwrap();
+        let checkout = watched.checkout(commit).expect("a checkout");
+        (dir, watched, commit, checkout)
+    }
+
+    /// A change made within the same timestamp tick as gantry's own write keeps every stat
+    /// field a change would set later; such a racily clean entry is compared by content. The
+    /// inventory below is what a same-tick change leaves: the changed file's stat identity with
+    /// the original blob. Taken just now, it is caught; taken long after the ctimes (the same
+    /// identity, not racy), the stat check alone would pass it, which is why content is read.
+    #[test]
+    fn a_change_within_the_tick_of_the_write_is_caught_by_content() {
+        let (_dir, repo, commit, checkout) = checked_out();
+        std::fs::write(checkout.join("dir/b.yaml"), b"B\n").expect("a same-size change");
+        let tree = repo.repo.find_commit(commit).unwrap().tree().unwrap();
+        let mut inventory = Inventory::take(&repo, commit, &tree, &checkout).expect("an inventory");
+        let err = inventory.verify(&repo, &checkout).expect_err("caught");
+        assert!(
+            err.to_string().contains("`dir/b.yaml` changed within a timestamp tick"),
+            "{err}"
+        );
+        inventory.taken_at += 3_600_000_000_000;
+        assert!(
+            inventory.verify(&repo, &checkout).is_ok(),
+            "not racy: stat identity only"
+        );
+    }
+
+    /// The file format reads back what it wrote, and refuses anything but one whole inventory.
+    #[test]
+    fn an_inventory_reads_back_whole_or_not_at_all() {
+        let (_dir, repo, commit, checkout) = checked_out();
+        let tree = repo.repo.find_commit(commit).unwrap().tree().unwrap();
+        let inventory = Inventory::take(&repo, commit, &tree, &checkout).unwrap();
+        let text = inventory.render();
+        assert_eq!(Inventory::parse(&text).as_ref(), Some(&inventory));
+        assert_eq!(
+            inventory.entries.len(),
+            4,
+            "the directory itself, a.yaml, dir, dir/b.yaml"
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        let without = |n: usize| {
+            let mut l = lines.clone();
+            l.remove(n);
+            l.join("\n")
+        };
+        let last_entry = lines[lines.len() - 2];
+        for (what, broken) in [
+            ("empty", String::new()),
+            ("another version", text.replacen("inventory 1", "inventory 2", 1)),
+            ("no end line", without(lines.len() - 1)),
+            ("an entry missing", without(3)),
+            (
+                "an entry twice",
+                text.replacen(last_entry, &format!("{last_entry}\n{last_entry}"), 1),
+            ),
+            ("a bad kind", text.replacen("\nf ", "\nq ", 1)),
+            ("odd hex", text.replacen(" 612e79616d6c\n", " 612e79616d6\n", 1)),
+            ("a field missing", text.replacen(" 612e79616d6c\n", "\n", 1)),
+        ] {
+            assert_eq!(Inventory::parse(&broken), None, "{what}");
+        }
+    }
+}
