@@ -83,9 +83,14 @@ impl WatchedRepo {
         }
         std::fs::create_dir(&partial).map_err(io(&partial))?;
         let reuse = Reuse::new(&partial, &trash);
-        let written = self
-            .write_tree(&tree, &partial, "", &reuse)
-            .and_then(|()| inventory::Inventory::take(self, commit, &tree, &partial)?.store(&root));
+        let written = self.write_tree(&tree, &partial, "", &reuse);
+        if written.is_ok() {
+            // Without an inventory the next checkout is written whole: no reason to fail this one.
+            let stored = inventory::Inventory::take(self, commit, &tree, &partial).and_then(|i| i.store(&root));
+            if let Err(e) = stored {
+                tracing::warn!(checkout = %partial.display(), "no inventory kept for the checkout: {e}");
+            }
+        }
         let named = written.and_then(|()| std::fs::rename(&partial, &dir).map_err(io(&dir)));
         if named.is_err() {
             // Never used (only the final name is), but not worth keeping either.
@@ -123,6 +128,10 @@ impl WatchedRepo {
             else {
                 continue;
             };
+            if inventory::a_process_works_in(old) {
+                tracing::debug!(checkout = %old.display(), "not carried over: a process works in it");
+                continue;
+            }
             if let Err(changed) = tracing::debug_span!("checkout.verify").in_scope(|| inventory.verify(self, old)) {
                 tracing::debug!(checkout = %old.display(), "not carried over: {changed}");
                 continue;
@@ -1018,6 +1027,108 @@ mod tests {
             .inspect(|e| assert!(e.path().join("filler.yaml").is_file(), "{:?}", e.path()))
             .count();
         assert_eq!(whole, KEEP_CHECKOUTS - 1);
+    }
+
+    /// Review of issue #17's carry-over: a directory the new commit replaces by a link (to a
+    /// sibling, or to a directory outside) is removed before the link is made, so removing its
+    /// files never follows the link: nothing outside the old directory is touched, and the
+    /// checkout is exactly the tree.
+    #[test]
+    fn a_directory_replaced_by_a_link_is_never_followed() {
+        use git2::FileMode::{Blob, Link};
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::create_dir(outside.path().join("sub")).unwrap();
+        std::fs::write(outside.path().join("values.yaml"), b"precious\n").unwrap();
+        std::fs::write(outside.path().join("sub/x.yaml"), b"precious\n").unwrap();
+        let target = outside.path().to_str().unwrap().to_string();
+        for link in ["common", target.as_str()] {
+            let (dir, repo, first) = repo_with(&[
+                ("common/values.yaml", b"v\n", Blob),
+                ("shared/values.yaml", b"v\n", Blob),
+                ("shared/sub/x.yaml", b"x\n", Blob),
+            ]);
+            let oldest = repo.checkout(first).expect("a checkout");
+            let root_inode = dir_inode(&oldest);
+            check_out_fillers(&repo, "fill");
+            let next = commit_files(
+                &repo.repo,
+                &[("common/values.yaml", b"v\n", Blob), ("shared", link.as_bytes(), Link)],
+            );
+            let new = repo.checkout(next).expect("a checkout");
+            assert_eq!(dir_inode(&new), root_inode, "{link}: carried over");
+            assert_eq!(
+                listing(&new),
+                libgit2_listing(&repo, next, &dir.path().join("reference")),
+                "{link}"
+            );
+            assert_eq!(
+                std::fs::read(outside.path().join("values.yaml")).unwrap(),
+                b"precious\n"
+            );
+            assert_eq!(std::fs::read(outside.path().join("sub/x.yaml")).unwrap(), b"precious\n");
+        }
+    }
+
+    /// Review of issue #17's carry-over: a forged tree naming one path twice (a link to a
+    /// directory outside, and a directory of files) is refused before the old checkout is
+    /// touched; nothing outside is written and nothing gets the commit's name.
+    #[test]
+    fn a_tree_naming_a_path_twice_is_refused_before_anything_changes() {
+        use git2::FileMode::Blob;
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("victim.txt"), b"precious\n").unwrap();
+        let (_dir, repo, first) = repo_with(&[("a/victim.txt", b"old\n", Blob), ("ok.yaml", b"1\n", Blob)]);
+        repo.checkout(first).expect("a checkout");
+        check_out_fillers(&repo, "fill");
+        let odb = repo.repo.odb().unwrap();
+        let link = repo.repo.blob(outside.path().to_str().unwrap().as_bytes()).unwrap();
+        let owned = repo.repo.blob(b"owned\n").unwrap();
+        let mut sub = b"100644 new.txt\0".to_vec();
+        sub.extend_from_slice(owned.as_bytes());
+        sub.extend_from_slice(b"100644 victim.txt\0");
+        sub.extend_from_slice(owned.as_bytes());
+        let sub = odb.write(ObjectType::Tree, &sub).unwrap();
+        let mut raw = b"120000 a\0".to_vec();
+        raw.extend_from_slice(link.as_bytes());
+        raw.extend_from_slice(b"40000 a\0");
+        raw.extend_from_slice(sub.as_bytes());
+        raw.extend_from_slice(b"100644 ok.yaml\0");
+        raw.extend_from_slice(repo.repo.blob(b"1\n").unwrap().as_bytes());
+        let forged = commit_tree(&repo.repo, odb.write(ObjectType::Tree, &raw).unwrap());
+        let err = repo.checkout(forged).expect_err("refused");
+        assert!(
+            matches!(&err, SourceError::Refused(m) if m.contains("`a` is named twice")),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(outside.path().join("victim.txt")).unwrap(), b"precious\n");
+        assert!(!outside.path().join("new.txt").exists());
+        assert!(!repo.gantry_dir().join("checkouts").join(forged.to_string()).exists());
+    }
+
+    /// Review of issue #17's carry-over: a process whose working directory is in the checkout
+    /// being pushed out (a service a step started) would write into the next commit's checkout
+    /// if that directory became it; such a checkout is written whole instead.
+    #[test]
+    fn a_checkout_a_process_works_in_is_never_carried_over() {
+        use git2::FileMode::Blob;
+        let (dir, repo, first) = repo_with(&[("a.yaml", b"a\n", Blob)]);
+        let oldest = repo.checkout(first).expect("a checkout");
+        let root_inode = dir_inode(&oldest);
+        let mut service = std::process::Command::new("sleep")
+            .arg("600")
+            .current_dir(&oldest)
+            .spawn()
+            .expect("a process working in the checkout");
+        check_out_fillers(&repo, "fill");
+        let next = commit_files(&repo.repo, &[("a.yaml", b"a, changed\n", Blob)]);
+        let new = repo.checkout(next).expect("a checkout");
+        let _ = service.kill();
+        let _ = service.wait();
+        assert_ne!(dir_inode(&new), root_inode, "written whole");
+        assert_eq!(
+            listing(&new),
+            libgit2_listing(&repo, next, &dir.path().join("reference"))
+        );
     }
 
     /// The process's umask, read from a directory made with 0777.

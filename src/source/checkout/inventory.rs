@@ -19,15 +19,26 @@
 //!   directory any entry added, removed or renamed in it. No system call sets a ctime back
 //!   (`utimensat` sets only atime and mtime), and a replaced file is another inode.
 //! - A change made within the same timestamp tick as gantry's own last write would keep the
-//!   ctime. So an entry whose ctime lies within [`RACY`] of when the inventory was taken is
+//!   ctime. So an entry whose ctime is not older than the inventory file (less [`RACY`]) is
 //!   compared by content instead: a file's bytes with its blob, a link's target, a directory's
 //!   names with the inventory's (git's index treats "racily clean" entries the same way).
+//! - Every permission bit is what a new file gets now (the umask may have changed), and the
+//!   checkout directory has no ACL its new files would inherit.
+//! - No process has its working directory in the old checkout: a service a step started there
+//!   would write into the new one.
 //! - Any difference, a missing or malformed inventory, or any error, and the checkout is
 //!   written whole as before.
 //!
-//! The patched directory is a `.trash-…` one until it is renamed to the new commit's name, so
-//! a process killed while patching leaves only trash: the next checkout deletes it, and its
-//! changed ctimes stop it from being carried over for the commit it used to hold.
+//! The patch knows every path of the new tree before it touches anything (a forged tree that
+//! names a path twice is refused), removes what goes while every directory above it is still
+//! the verified one, then writes what comes into directories verified or just made: it never
+//! follows a link. The patched directory is a `.trash-…` one until it is renamed to the new
+//! commit's name, so a process killed while patching leaves only trash: the next checkout
+//! deletes it, and its changed ctimes stop it from being carried over for the commit it held.
+//!
+//! Not covered, as before this existed: a process that escaped its step's process group and
+//! keeps a file of an old checkout open can still write to it after the check; and nothing is
+//! synced, so after a power cut the file system's own state is what is checked.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -40,8 +51,9 @@ use git2::{ObjectType, Oid, Tree};
 use super::safe_name;
 use crate::source::{SourceError, WatchedRepo};
 
-/// How close to the moment an inventory was taken a ctime must lie for its entry to be checked
-/// by content: well above a file system timestamp tick (at most 10 ms on Linux).
+/// How close before the moment an inventory was stored a ctime must lie for its entry to be
+/// checked by content: well above the kernel's timestamp tick (a few ms); file systems that
+/// keep whole seconds are covered by comparing with the inventory file's own mtime.
 pub(super) const RACY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The first line of an inventory file.
@@ -89,10 +101,6 @@ impl Kind {
             Some(ObjectType::Blob) => Some(Kind::File),
             _ => None,
         }
-    }
-
-    fn is_file(self) -> bool {
-        matches!(self, Kind::File | Kind::Executable)
     }
 }
 
@@ -148,6 +156,9 @@ pub(super) struct Inventory {
     commit: Oid,
     /// Nanoseconds since the epoch, read after the last entry was.
     taken_at: i128,
+    /// The modification time of the inventory file when it was read: written just after it was
+    /// taken, by the same file system clock and at the same granularity as the ctimes.
+    stored_at: Option<i128>,
     entries: BTreeMap<Vec<u8>, Entry>,
 }
 
@@ -198,6 +209,7 @@ impl Inventory {
         Ok(Inventory {
             commit,
             taken_at: now_ns(),
+            stored_at: None,
             entries,
         })
     }
@@ -205,9 +217,15 @@ impl Inventory {
     /// Reads the inventory of `commit`'s checkout; `None` when there is none or it is not one
     /// whole inventory of that commit (a torn write, another version, a hand edit).
     pub(super) fn load(root: &Path, commit: Oid) -> Option<Inventory> {
-        let text = std::fs::read_to_string(Inventory::path(root, commit)).ok()?;
+        let mut file = std::fs::File::open(Inventory::path(root, commit)).ok()?;
+        let stored_at = Identity::of(&file.metadata().ok()?).mtime;
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut file, &mut text).ok()?;
         let inventory = Inventory::parse(&text)?;
-        (inventory.commit == commit).then_some(inventory)
+        (inventory.commit == commit).then_some(Inventory {
+            stored_at: Some(stored_at),
+            ..inventory
+        })
     }
 
     /// Writes the inventory beside the checkouts (under a temporary name, then renamed). It is
@@ -264,6 +282,7 @@ impl Inventory {
                 return (count.parse::<usize>().ok()? == entries.len()).then_some(Inventory {
                     commit,
                     taken_at,
+                    stored_at: None,
                     entries,
                 });
             }
@@ -276,6 +295,10 @@ impl Inventory {
                 b => Some(Oid::from_str(b).ok()?),
             };
             let path = if path == "." { Vec::new() } else { unhex(path)? };
+            // Only paths a tree can hold: an edited inventory must not lead the patch outside.
+            if !path.is_empty() && !path.split(|b| *b == b'/').all(|c| safe_name(c).is_some()) {
+                return None;
+            }
             let identity = Identity {
                 dev: dev.parse().ok()?,
                 ino: ino.parse().ok()?,
@@ -299,17 +322,28 @@ impl Inventory {
     /// # Errors
     /// [`Changed`] naming the first path found changed.
     pub(super) fn verify(&self, repo: &WatchedRepo, dir: &Path) -> Result<(), Changed> {
-        let racy_from = self.taken_at - i128::try_from(RACY.as_nanos()).unwrap_or(i128::MAX);
+        let Some(modes) = NewModes::of_this_process() else {
+            return Err(Changed("the process's umask cannot be read".into()));
+        };
         for (path, entry) in &self.entries {
             let on_disk = dir.join(std::ffi::OsStr::from_bytes(path));
             let shown = || String::from_utf8_lossy(path).into_owned();
             let identity = Identity::read(&on_disk).map_err(|e| Changed(format!("`{}`: {e}", shown())))?;
+            // What a whole write would make now (the umask may have changed since).
+            if entry.kind != Kind::Link && identity.mode & 0o7777 != modes.of(entry.kind) {
+                return Err(Changed(format!(
+                    "`{}` has mode {:o}, not what a new one gets now",
+                    shown(),
+                    identity.mode & 0o7777
+                )));
+            }
             if path.is_empty() {
                 // The checkout directory itself: gantry renames it (into place, then to trash),
-                // which sets its ctime, so its names are compared instead.
+                // which sets its ctime, so its names are compared instead; and an ACL would
+                // pass to the files created in it.
                 let id = |i: &Identity| (i.dev, i.ino, i.mode, i.uid, i.gid);
                 if id(&identity) != id(&entry.identity)
-                    || super::has_xattrs(dir)
+                    || has_acl(dir)
                     || !self.same_content(repo, path, entry, &on_disk)
                 {
                     return Err(Changed("the checkout directory changed since it was written".into()));
@@ -319,7 +353,7 @@ impl Inventory {
             if identity != entry.identity {
                 return Err(Changed(format!("`{}` changed since it was written", shown())));
             }
-            if entry.identity.ctime >= racy_from && !self.same_content(repo, path, entry, &on_disk) {
+            if self.is_racy(entry.identity.ctime) && !self.same_content(repo, path, entry, &on_disk) {
                 return Err(Changed(format!(
                     "`{}` changed within a timestamp tick of being written",
                     shown()
@@ -327,6 +361,17 @@ impl Inventory {
             }
         }
         Ok(())
+    }
+
+    /// Whether an entry whose ctime is `ctime` could have been changed within the same
+    /// timestamp tick as the inventory was taken: changed at or after the file system's clock
+    /// read the inventory file's own write, less a margin. That clock ticks at its own
+    /// granularity (1 s on some file systems), which the inventory file's mtime has too; the
+    /// earlier of it and the wall clock's reading wins.
+    fn is_racy(&self, ctime: i128) -> bool {
+        let margin = i128::try_from(RACY.as_nanos()).unwrap_or(i128::MAX);
+        let read = self.stored_at.map_or(self.taken_at, |stored| stored.min(self.taken_at));
+        ctime >= read.saturating_sub(margin)
     }
 
     /// Whether the racily clean `on_disk` holds what `entry` says.
@@ -383,9 +428,15 @@ impl Inventory {
 /// Turns the verified checkout `old` (of `inventory`'s commit) into a checkout of `tree`, in
 /// place: see the module docs. Returns the new checkout's inventory.
 ///
+/// Every path of the new tree is known and checked before anything is touched. Then what goes
+/// is removed, deepest first, while every directory above it is still the verified one (a
+/// directory the new tree replaces by a link is never followed); then what comes is written,
+/// parents first, into directories that are either verified or just made.
+///
 /// # Errors
-/// [`SourceError::Refused`] for an unsafe tree entry (as a whole write would), git or file
-/// system failures. Either way `old` is left half patched: the caller treats it as trash.
+/// [`SourceError::Refused`] for an unsafe tree entry or a name given twice in one tree (as a
+/// whole write would refuse or fail), before anything is changed; git or file system failures,
+/// after which `old` is left half patched: the caller treats it as trash.
 pub(super) fn patch(
     repo: &WatchedRepo,
     inventory: &Inventory,
@@ -393,38 +444,57 @@ pub(super) fn patch(
     commit: Oid,
     tree: &Tree<'_>,
 ) -> Result<Inventory, SourceError> {
-    let mut kept: Vec<&[u8]> = Vec::new();
-    let mut untouched: Vec<&[u8]> = Vec::new();
-    patch_tree(repo, inventory, tree, old, &[], &mut kept, &mut untouched)?;
-    // What the old commit had and the new one does not, deepest first (a directory's entries
-    // sort after it).
-    kept.sort_unstable();
-    for (path, entry) in inventory.entries.iter().rev() {
-        if path.is_empty() || kept.binary_search(&path.as_slice()).is_ok() {
+    let mut wanted: BTreeMap<Vec<u8>, Wanted> = BTreeMap::new();
+    wanted_paths(repo, tree, &[], &mut wanted)?;
+    let stays = |path: &[u8], was: &Entry| {
+        wanted
+            .get(path)
+            .is_some_and(|want| was.kind == want.kind && (was.kind != Kind::Link || was.blob == Some(want.id)))
+    };
+    // What goes, children before their directory (a directory's paths sort after it).
+    for (path, was) in inventory.entries.iter().rev() {
+        if path.is_empty() || stays(path, was) {
             continue;
         }
         let on_disk = old.join(std::ffi::OsStr::from_bytes(path));
-        let removed = match entry.kind {
-            Kind::Directory => std::fs::remove_dir_all(&on_disk),
+        match was.kind {
+            Kind::Directory => std::fs::remove_dir(&on_disk),
             _ => std::fs::remove_file(&on_disk),
-        };
-        match removed {
-            // Inside a directory already removed or replaced by a file.
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
-                ) => {}
-            other => other.map_err(io_error(&on_disk))?,
+        }
+        .map_err(io_error(&on_disk))?;
+    }
+    // What comes, parents before their entries.
+    let mut untouched: Vec<&[u8]> = Vec::new();
+    for (path, want) in &wanted {
+        let on_disk = old.join(std::ffi::OsStr::from_bytes(path));
+        match inventory.entries.get(path) {
+            Some(was) if stays(path, was) => {
+                if was.kind == Kind::Directory {
+                    continue;
+                }
+                if was.blob == Some(want.id) {
+                    untouched.push(path);
+                    continue;
+                }
+                // A file with other bytes: rewritten in place (no new inode, the mode kept).
+                let content = repo.repo.find_blob(want.id)?;
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .truncate(true)
+                    .custom_flags(nix::libc::O_NOFOLLOW)
+                    .open(&on_disk)
+                    .and_then(|mut file| file.write_all(content.content()))
+                    .map_err(io_error(&on_disk))?;
+            }
+            _ => create(repo, &on_disk, want.kind, want.id)?,
         }
     }
     // Its modification time is what orders checkouts, newest last (`trash_old_checkouts`).
     std::fs::File::open(old)
         .and_then(|dir| dir.set_modified(std::time::SystemTime::now()))
         .map_err(io_error(old))?;
-    // The files left as they were keep the identity just verified (and the patch did not touch
+    // The files and links left as they were keep the identity just verified (nothing touched
     // them); directories and everything written are read again.
-    untouched.sort_unstable();
     let known = |path: &[u8]| {
         untouched
             .binary_search(&path)
@@ -436,17 +506,20 @@ pub(super) fn patch(
         .in_scope(|| Inventory::take_reusing(repo, commit, tree, old, &known))
 }
 
-/// Patches the directory `dir` (the tree's path `prefix`) to hold `tree`'s entries, pushing the
-/// paths of the old commit still taken (as they were, rewritten or replaced) to `kept`, and
-/// the files and links left exactly as they were to `untouched`.
-fn patch_tree<'i>(
+/// What the new tree holds at a path.
+struct Wanted {
+    kind: Kind,
+    id: Oid,
+}
+
+/// Adds every path of `tree` (the tree's path `prefix`) to `wanted`, refusing an unsafe name
+/// and a name given twice in one tree: a forged tree can hold a link and a directory of one
+/// name, which a whole write fails on and a patch would write through.
+fn wanted_paths(
     repo: &WatchedRepo,
-    inventory: &'i Inventory,
     tree: &Tree<'_>,
-    dir: &Path,
     prefix: &[u8],
-    kept: &mut Vec<&'i [u8]>,
-    untouched: &mut Vec<&'i [u8]>,
+    wanted: &mut BTreeMap<Vec<u8>, Wanted>,
 ) -> Result<(), SourceError> {
     for item in tree {
         let name = checked_name(prefix, item.name_bytes())?;
@@ -454,43 +527,16 @@ fn patch_tree<'i>(
             continue;
         };
         let key = join_key(prefix, name.as_bytes());
-        let path = dir.join(name);
-        let old = inventory.entries.get_key_value(&key);
-        let blob = (kind != Kind::Directory).then(|| item.id());
-        let io = io_error(&path);
-        match (old, kind) {
-            (Some((k, was)), Kind::Directory) if was.kind == Kind::Directory => kept.push(k),
-            (Some((k, was)), _) if was.kind == kind && was.blob == blob => {
-                kept.push(k);
-                untouched.push(k);
-            }
-            // The same kind of file with other bytes: rewritten in place (no new inode).
-            (Some((k, was)), _) if was.kind == kind && kind.is_file() => {
-                let content = repo.repo.find_blob(item.id())?;
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .truncate(true)
-                    .open(&path)
-                    .and_then(|mut file| file.write_all(content.content()))
-                    .map_err(io)?;
-                kept.push(k);
-            }
-            // Another kind (an executable bit flipped included): replaced. The path stays
-            // taken, so it is not removed again below.
-            (Some((k, was)), _) => {
-                match was.kind {
-                    Kind::Directory => std::fs::remove_dir_all(&path),
-                    _ => std::fs::remove_file(&path),
-                }
-                .map_err(io_error(&path))?;
-                create(repo, &path, kind, item.id())?;
-                kept.push(k);
-            }
-            (None, _) => create(repo, &path, kind, item.id())?,
+        if wanted.contains_key(&key) {
+            return Err(SourceError::Refused(format!(
+                "commit tree entry `{}` is named twice in its tree; nothing of the commit is checked out",
+                String::from_utf8_lossy(&key)
+            )));
         }
+        wanted.insert(key.clone(), Wanted { kind, id: item.id() });
         if item.kind() == Some(ObjectType::Tree) {
             let sub = repo.repo.find_tree(item.id())?;
-            patch_tree(repo, inventory, &sub, &path, &key, kept, untouched)?;
+            wanted_paths(repo, &sub, &key, wanted)?;
         }
     }
     Ok(())
@@ -564,6 +610,61 @@ fn take_tree(
         }
     }
     Ok(())
+}
+
+/// Whether a process has its working directory in `dir` (or cannot be told not to): a service
+/// a step started there would write into the next commit's checkout if `dir` became it. The
+/// processes of other users are not readable, and cannot write into gantry's files either.
+pub(super) fn a_process_works_in(dir: &Path) -> bool {
+    let Ok(processes) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    processes.flatten().any(|process| {
+        let is_pid = process.file_name().as_bytes().iter().all(u8::is_ascii_digit);
+        is_pid && std::fs::read_link(process.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(dir))
+    })
+}
+
+/// The permission bits a new directory, file and executable file get in this process: `0777`,
+/// `0666` and `0777` less the umask.
+struct NewModes {
+    umask: u32,
+}
+
+impl NewModes {
+    /// Read from `/proc/self/status` (setting the umask to read it would race other threads);
+    /// `None` where it cannot be.
+    fn of_this_process() -> Option<NewModes> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+        Some(NewModes {
+            umask: u32::from_str_radix(line.trim(), 8).ok()?,
+        })
+    }
+
+    fn of(&self, kind: Kind) -> u32 {
+        match kind {
+            Kind::File => 0o666 & !self.umask,
+            Kind::Directory | Kind::Executable | Kind::Link => 0o777 & !self.umask,
+        }
+    }
+}
+
+/// Whether `path` (not followed) has a POSIX ACL, which files created in it would inherit.
+/// Other extended attributes (an SELinux label on every file, say) do not matter here.
+fn has_acl(path: &Path) -> bool {
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return true;
+    };
+    [c"system.posix_acl_access", c"system.posix_acl_default"]
+        .iter()
+        .any(|name| {
+            // SAFETY: lgetxattr with a null buffer and size 0 only returns the value's size (or
+            // -1: ENODATA when there is none, ENOTSUP without xattr support); both strings are
+            // valid and NUL-terminated for the duration of the call.
+            let size = unsafe { nix::libc::lgetxattr(c_path.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0) };
+            size >= 0
+        })
 }
 
 /// A tree entry's name as a path component, or the refusal a whole write gives.
@@ -659,6 +760,44 @@ mod tests {
         );
     }
 
+    /// Review of issue #17's carry-over: on a file system keeping whole seconds, a change made
+    /// in the same second as the write keeps a ctime that lies before the wall clock's reading
+    /// by more than the margin; compared with the inventory file's own mtime (the same clock
+    /// and granularity), it is racy. An entry of an earlier second is not.
+    #[test]
+    fn an_entry_is_racy_by_the_file_systems_own_clock() {
+        let second = 1_700_000_000 * 1_000_000_000_i128;
+        let inventory = Inventory {
+            commit: Oid::ZERO_SHA1,
+            taken_at: second + 300_000_000,
+            stored_at: Some(second),
+            entries: BTreeMap::new(),
+        };
+        assert!(inventory.is_racy(second), "the same whole second");
+        assert!(!inventory.is_racy(second - 1_000_000_000), "the second before");
+        let fine = Inventory {
+            stored_at: Some(second + 300_000_001),
+            ..inventory
+        };
+        assert!(fine.is_racy(second + 250_000_000), "within the margin");
+        assert!(!fine.is_racy(second), "300 ms before, nanosecond timestamps");
+    }
+
+    /// Review of issue #17's carry-over: permission bits other than what a new file gets now
+    /// (the umask changed since, or anything else made them so) are never carried over, even
+    /// when the inventory says they were so.
+    #[test]
+    fn a_mode_a_new_file_would_not_get_is_never_carried_over() {
+        use std::os::unix::fs::PermissionsExt;
+        let (_dir, repo, commit, checkout) = checked_out();
+        std::fs::set_permissions(checkout.join("a.yaml"), std::fs::Permissions::from_mode(0o604)).unwrap();
+        let tree = repo.repo.find_commit(commit).unwrap().tree().unwrap();
+        let mut inventory = Inventory::take(&repo, commit, &tree, &checkout).unwrap();
+        inventory.taken_at += 3_600_000_000_000;
+        let err = inventory.verify(&repo, &checkout).expect_err("refused");
+        assert!(err.to_string().contains("`a.yaml` has mode 604"), "{err}");
+    }
+
     /// The file format reads back what it wrote, and refuses anything but one whole inventory.
     #[test]
     fn an_inventory_reads_back_whole_or_not_at_all() {
@@ -691,6 +830,11 @@ mod tests {
             ("a bad kind", text.replacen("\nf ", "\nq ", 1)),
             ("odd hex", text.replacen(" 612e79616d6c\n", " 612e79616d6\n", 1)),
             ("a field missing", text.replacen(" 612e79616d6c\n", "\n", 1)),
+            // `../a.yaml`: an edited inventory leading the patch outside the checkout.
+            (
+                "a path out",
+                text.replacen(" 612e79616d6c\n", " 2e2e2f612e79616d6c\n", 1),
+            ),
         ] {
             assert_eq!(Inventory::parse(&broken), None, "{what}");
         }
