@@ -1102,7 +1102,8 @@ fn record_results(
     Ok(halts)
 }
 
-/// Which targets the plan puts in each wave of each rollout: (component, version, wave) → targets.
+/// Which targets the plan puts in each wave of each rollout: (component, version, wave) → targets
+/// (each once, in name order).
 pub type WaveMembers = BTreeMap<(String, String, String), Vec<String>>;
 
 /// Collects wave membership from a plan's actions and the recorded rollouts.
@@ -1120,13 +1121,18 @@ fn wave_members(actions: &[Action], recorded: &RecordedState) -> WaveMembers {
     }
     for ((component, version), rollout) in &recorded.rollouts {
         for (target, entry) in &rollout.targets {
-            let list = members
+            members
                 .entry((component.clone(), version.to_string(), entry.wave.clone()))
-                .or_default();
-            if !list.contains(target) {
-                list.push(target.clone());
-            }
+                .or_default()
+                .push(target.clone());
         }
+    }
+    // Each name once. Deduplicated at the end: checking each push against its list cost a
+    // pass on a fleet of 10,000 targets in one wave about 0.2 s, twice (issue #17). Callers
+    // treat a list as a set.
+    for list in members.values_mut() {
+        list.sort_unstable();
+        list.dedup();
     }
     members
 }
