@@ -6,10 +6,12 @@
 # Usage: bench/apply_1000.sh [N] [maxParallel]      (RUNS=3, NO_BUILD=1, GANTRY=path: common.sh)
 #
 # File-system caveat (measured, issue #17): on ext4 without a journal (this machine's root), every
-# file create scans past the inodes deleted in the last ~30 s, so files deleted just before (by a
-# build, a test suite, an earlier run of this script, `rm -rf` of a copy) can double gantry's
-# CPU here: gantry still creates a step log per attempt and the checkout's files. SETTLE=35 waits
-# that long after setting up before measuring; a quiet file system is part of "a quiet machine".
+# file create scans past the inodes deleted in the last minute (up to five while their inode table
+# block is not yet written back: the kernel's `recently_deleted`), so files deleted just before (by
+# a build, a test suite, an earlier run of this script, `rm -rf` of a copy) can double gantry's
+# CPU here: gantry still creates a step log per attempt and the checkout's files. SETTLE=N waits
+# N seconds after setting up before measuring (60 covers the usual case; the first note of issue
+# #17 said ~30 s, which was too short); a quiet file system is part of "a quiet machine".
 set -euo pipefail
 n="${1:-1000}"
 parallel="${2:-4}"
@@ -69,7 +71,7 @@ def measure(argv, **kw):
 rows = []
 # Every round gets its own copy, all made before the first measurement and removed only at
 # the end: on ext4 without a journal, creating a file scans past every inode deleted in the last
-# ~30 s, so deleting a round's files just before the next would tax that round's apply.
+# minute or more, so deleting a round's files just before the next would tax that round's apply.
 copies = [os.path.join(work, f"run{i}") for i in range(runs)]
 for run in copies:
     shutil.copytree(repo, run, symlinks=True)

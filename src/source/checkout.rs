@@ -164,6 +164,7 @@ impl WatchedRepo {
             let path = path.to_path_buf();
             move |source| SourceError::Io { path, source }
         };
+        let mut names = std::collections::HashSet::new();
         for entry in tree {
             let name = safe_name(entry.name_bytes()).ok_or_else(|| {
                 SourceError::Refused(format!(
@@ -172,6 +173,14 @@ impl WatchedRepo {
                     String::from_utf8_lossy(entry.name_bytes())
                 ))
             })?;
+            // A forged tree can name a path twice; refused as a carry-over refuses it (a file
+            // taken over from an old checkout would otherwise let the second one win).
+            if !names.insert(name.to_os_string()) {
+                return Err(SourceError::Refused(format!(
+                    "commit tree entry `{prefix}{}` is named twice in its tree; nothing of the commit is checked out",
+                    name.to_string_lossy()
+                )));
+            }
             let path = dir.join(name);
             let mode = entry.filemode();
             match entry.kind() {
@@ -1105,6 +1114,56 @@ mod tests {
         assert!(!repo.gantry_dir().join("checkouts").join(forged.to_string()).exists());
     }
 
+    /// Review of issue #17's carry-over: where the checkouts directory is setgid (`git init
+    /// --shared`), every checkout directory is too, as a new one would be; that is no change,
+    /// and the checkout is carried over.
+    #[test]
+    fn a_setgid_checkouts_directory_still_carries_over() {
+        use git2::FileMode::Blob;
+        let (dir, repo, first) = repo_with(&[("a.yaml", b"a\n", Blob), ("dir/b.yaml", b"b\n", Blob)]);
+        let root = repo.gantry_dir().join("checkouts");
+        std::fs::create_dir_all(&root).unwrap();
+        let mode = std::fs::metadata(&root).unwrap().permissions().mode();
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(mode | 0o2000)).unwrap();
+        let oldest = repo.checkout(first).expect("a checkout");
+        assert_ne!(
+            std::fs::metadata(oldest.join("dir")).unwrap().permissions().mode() & 0o2000,
+            0
+        );
+        let root_inode = dir_inode(&oldest);
+        check_out_fillers(&repo, "fill");
+        let next = commit_files(
+            &repo.repo,
+            &[("a.yaml", b"a, changed\n", Blob), ("dir/b.yaml", b"b\n", Blob)],
+        );
+        let new = repo.checkout(next).expect("a checkout");
+        assert_eq!(dir_inode(&new), root_inode, "carried over");
+        assert_eq!(
+            listing(&new),
+            libgit2_listing(&repo, next, &dir.path().join("reference"))
+        );
+    }
+
+    /// A forged tree naming a file twice is refused by a whole write too (it failed on the
+    /// second create before, or let the second win when a file was taken over).
+    #[test]
+    fn a_whole_write_refuses_a_tree_naming_a_path_twice() {
+        let (_dir, repo, _) = repo_with(&[("ok.yaml", b"1\n", git2::FileMode::Blob)]);
+        let (one, two) = (repo.repo.blob(b"one\n").unwrap(), repo.repo.blob(b"two\n").unwrap());
+        let mut raw = b"100644 a.yaml\0".to_vec();
+        raw.extend_from_slice(one.as_bytes());
+        raw.extend_from_slice(b"100644 a.yaml\0");
+        raw.extend_from_slice(two.as_bytes());
+        let tree = repo.repo.odb().unwrap().write(ObjectType::Tree, &raw).unwrap();
+        let forged = commit_tree(&repo.repo, tree);
+        let err = repo.checkout(forged).expect_err("refused");
+        assert!(
+            matches!(&err, SourceError::Refused(m) if m.contains("`a.yaml` is named twice")),
+            "{err}"
+        );
+        assert!(!repo.gantry_dir().join("checkouts").join(forged.to_string()).exists());
+    }
+
     /// Review of issue #17's carry-over: a process whose working directory is in the checkout
     /// being pushed out (a service a step started) would write into the next commit's checkout
     /// if that directory became it; such a checkout is written whole instead.
@@ -1112,6 +1171,9 @@ mod tests {
     fn a_checkout_a_process_works_in_is_never_carried_over() {
         use git2::FileMode::Blob;
         let (dir, repo, first) = repo_with(&[("a.yaml", b"a\n", Blob)]);
+        // `.git/gantry` a link to another directory: `/proc` shows the resolved path.
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), repo.gantry_dir()).unwrap();
         let oldest = repo.checkout(first).expect("a checkout");
         let root_inode = dir_inode(&oldest);
         let mut service = std::process::Command::new("sleep")

@@ -24,8 +24,8 @@
 //!   names with the inventory's (git's index treats "racily clean" entries the same way).
 //! - Every permission bit is what a new file gets now (the umask may have changed), and the
 //!   checkout directory has no ACL its new files would inherit.
-//! - No process has its working directory in the old checkout: a service a step started there
-//!   would write into the new one.
+//! - No process of this user has its working directory in the old checkout: a service a step
+//!   started there would write into the new one ([`a_process_works_in`] says which it sees).
 //! - Any difference, a missing or malformed inventory, or any error, and the checkout is
 //!   written whole as before.
 //!
@@ -310,7 +310,12 @@ impl Inventory {
                 mtime: mtime.parse().ok()?,
                 ctime: ctime.parse().ok()?,
             };
-            if entries.insert(path, Entry { kind, blob, identity }).is_some() {
+            // A path's directory comes before it (paths sort so) and must be one: a link in
+            // its place would lead `verify` and the patch through the link.
+            let parent = path.iter().rposition(|b| *b == b'/').map_or(&path[..0], |i| &path[..i]);
+            let under_a_directory =
+                path.is_empty() || entries.get(parent).is_some_and(|p: &Entry| p.kind == Kind::Directory);
+            if !under_a_directory || entries.insert(path, Entry { kind, blob, identity }).is_some() {
                 return None;
             }
         }
@@ -322,7 +327,7 @@ impl Inventory {
     /// # Errors
     /// [`Changed`] naming the first path found changed.
     pub(super) fn verify(&self, repo: &WatchedRepo, dir: &Path) -> Result<(), Changed> {
-        let Some(modes) = NewModes::of_this_process() else {
+        let Some(modes) = dir.parent().and_then(NewModes::in_this_process) else {
             return Err(Changed("the process's umask cannot be read".into()));
         };
         for (path, entry) in &self.entries {
@@ -330,7 +335,7 @@ impl Inventory {
             let shown = || String::from_utf8_lossy(path).into_owned();
             let identity = Identity::read(&on_disk).map_err(|e| Changed(format!("`{}`: {e}", shown())))?;
             // What a whole write would make now (the umask may have changed since).
-            if entry.kind != Kind::Link && identity.mode & 0o7777 != modes.of(entry.kind) {
+            if modes.of(entry.kind).is_some_and(|mode| identity.mode & 0o7777 != mode) {
                 return Err(Changed(format!(
                     "`{}` has mode {:o}, not what a new one gets now",
                     shown(),
@@ -590,11 +595,11 @@ fn take_tree(
             Kind::File | Kind::Executable => nix::libc::S_IFREG,
         };
         if identity.mode & nix::libc::S_IFMT != found {
-            return Err(SourceError::Refused(format!(
-                "checkout {}: `{}` is not what the tree holds",
-                dir.display(),
-                String::from_utf8_lossy(&key)
-            )));
+            // Changed under gantry's hands: a failure to write, not a refusal of the commit.
+            return Err(SourceError::Io {
+                path: path.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not what the tree holds"),
+            });
         }
         entries.insert(
             key.clone(),
@@ -613,39 +618,52 @@ fn take_tree(
 }
 
 /// Whether a process has its working directory in `dir` (or cannot be told not to): a service
-/// a step started there would write into the next commit's checkout if `dir` became it. The
-/// processes of other users are not readable, and cannot write into gantry's files either.
+/// a step started there would write into the next commit's checkout if `dir` became it.
+///
+/// Only processes whose `/proc/<pid>/cwd` this process may read are seen: those of the same
+/// user. A process of another user (a step's `sudo -b`, a container with the checkout mounted)
+/// is not, as a process holding a file of the checkout open is not.
 pub(super) fn a_process_works_in(dir: &Path) -> bool {
-    let Ok(processes) = std::fs::read_dir("/proc") else {
+    // `/proc` shows resolved paths: `.git/gantry` may be a link to another disk.
+    let (Ok(dir), Ok(processes)) = (std::fs::canonicalize(dir), std::fs::read_dir("/proc")) else {
         return true;
     };
     processes.flatten().any(|process| {
         let is_pid = process.file_name().as_bytes().iter().all(u8::is_ascii_digit);
-        is_pid && std::fs::read_link(process.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(dir))
+        is_pid && std::fs::read_link(process.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(&dir))
     })
 }
 
 /// The permission bits a new directory, file and executable file get in this process: `0777`,
 /// `0666` and `0777` less the umask.
+/// A new directory also gets the setgid bit where the directory it is made in has it (`git init
+/// --shared` sets it on `.git`, and Linux passes it down).
 struct NewModes {
     umask: u32,
+    directory_setgid: bool,
 }
 
 impl NewModes {
-    /// Read from `/proc/self/status` (setting the umask to read it would race other threads);
-    /// `None` where it cannot be.
-    fn of_this_process() -> Option<NewModes> {
+    /// The umask read from `/proc/self/status` (setting it to read it would race other
+    /// threads), for directories made in `parent`; `None` where either cannot be read.
+    fn in_this_process(parent: &Path) -> Option<NewModes> {
         let status = std::fs::read_to_string("/proc/self/status").ok()?;
         let line = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+        let parent = std::fs::metadata(parent).ok()?;
         Some(NewModes {
             umask: u32::from_str_radix(line.trim(), 8).ok()?,
+            directory_setgid: parent.mode() & nix::libc::S_ISGID != 0,
         })
     }
 
-    fn of(&self, kind: Kind) -> u32 {
+    /// The permission and special bits (`0o7777`) a new one of `kind` gets; `None` for a link,
+    /// whose bits mean nothing.
+    fn of(&self, kind: Kind) -> Option<u32> {
         match kind {
-            Kind::File => 0o666 & !self.umask,
-            Kind::Directory | Kind::Executable | Kind::Link => 0o777 & !self.umask,
+            Kind::File => Some(0o666 & !self.umask),
+            Kind::Executable => Some(0o777 & !self.umask),
+            Kind::Directory => Some((0o777 & !self.umask) | if self.directory_setgid { nix::libc::S_ISGID } else { 0 }),
+            Kind::Link => None,
         }
     }
 }
@@ -830,6 +848,11 @@ mod tests {
             ("a bad kind", text.replacen("\nf ", "\nq ", 1)),
             ("odd hex", text.replacen(" 612e79616d6c\n", " 612e79616d6\n", 1)),
             ("a field missing", text.replacen(" 612e79616d6c\n", "\n", 1)),
+            // `dir` a link with `dir/b.yaml` under it: verify and the patch would go through it.
+            ("an entry under a link", {
+                let dir_line = lines.iter().find(|l| l.ends_with(" 646972")).expect("the line of dir");
+                text.replacen(dir_line, &format!("l{}", &dir_line[1..]), 1)
+            }),
             // `../a.yaml`: an edited inventory leading the patch outside the checkout.
             (
                 "a path out",
