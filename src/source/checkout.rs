@@ -314,8 +314,8 @@ fn trashed_commit(path: &Path) -> Option<Oid> {
 
 /// Files of trashed checkouts that a new checkout takes over instead of creating its own
 /// (issue #17): on ext4 without a journal each create scans past the inodes deleted in the last
-/// ~30 s, so deleting an old checkout's files while creating the new one's cost about half a
-/// millisecond a file, most of the time from a new commit to its first step.
+/// minute (up to five), so deleting an old checkout's files while creating the new one's cost
+/// about half a millisecond a file, most of the time from a new commit to its first step.
 ///
 /// # Guarantees
 /// A file is taken only from the same path in a trashed checkout (only `.trash-…` ones, never
