@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod cluster;
 pub mod executor;
+pub mod hex;
 pub mod manifest;
 pub mod ops;
 pub mod plan;

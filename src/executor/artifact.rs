@@ -166,7 +166,7 @@ fn download(url: &str, file: &Path) -> Result<String, String> {
             .map_err(|e| format!("artifact {url}: {e}"))?;
     }
     out.sync_all().map_err(|e| format!("artifact {url}: {e}"))?;
-    Ok(hex(&hasher.finalize()))
+    Ok(crate::hex::encode(&hasher.finalize()))
 }
 
 fn make_writable(path: &Path) -> std::io::Result<()> {
@@ -204,10 +204,6 @@ fn inside_checkout(checkout: &Path, relative: &str) -> Result<PathBuf, String> {
     Ok(real)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn digest_file(path: &Path) -> std::io::Result<String> {
     let mut file = std::fs::File::open(path)?;
     hash_reader(&mut file)
@@ -228,7 +224,7 @@ fn hash_reader(reader: &mut dyn Read) -> std::io::Result<String> {
         }
         hasher.update(&buffer[..n]);
     }
-    Ok(hex(&hasher.finalize()))
+    Ok(crate::hex::encode(&hasher.finalize()))
 }
 
 #[cfg(test)]

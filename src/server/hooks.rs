@@ -77,7 +77,7 @@ pub fn verify(headers: &HeaderMap, body: &[u8], secret: Option<&WebhookSecret>) 
             .ok()
             .and_then(|v| v.trim().strip_prefix("sha256="))
             .ok_or(Refused::BadSignature)?;
-        let signature = decode_hex(hex).ok_or(Refused::BadSignature)?;
+        let signature = crate::hex::decode(hex).ok_or(Refused::BadSignature)?;
         let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&secret.0).map_err(|_| Refused::BadSignature)?;
         mac.update(body);
         // `verify_slice` compares in constant time.
@@ -94,16 +94,6 @@ pub fn verify(headers: &HeaderMap, body: &[u8], secret: Option<&WebhookSecret>) 
         };
     }
     Err(Refused::Unsigned)
-}
-
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 #[cfg(test)]

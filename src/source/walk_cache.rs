@@ -379,7 +379,7 @@ pub(crate) fn read_digested(path: &Path, magic: &str) -> Option<String> {
     let text = String::from_utf8(bytes).ok()?;
     let (header, body) = text.split_once('\n')?;
     let digest = header.strip_prefix(magic)?.strip_prefix(' ')?;
-    if hex(&Sha256::digest(body.as_bytes())) != digest {
+    if crate::hex::encode(&Sha256::digest(body.as_bytes())) != digest {
         tracing::debug!(path = %path.display(), "cache file does not match its digest; ignored");
         return None;
     }
@@ -394,7 +394,11 @@ pub(crate) fn write_digested(path: &Path, magic: &str, body: &str) -> std::io::R
         .ok_or_else(|| std::io::Error::other("no parent directory"))?;
     std::fs::create_dir_all(dir)?;
     let mut tmp = tempfile_in(dir)?;
-    write!(tmp.1, "{magic} {}\n{body}", hex(&Sha256::digest(body.as_bytes())))?;
+    write!(
+        tmp.1,
+        "{magic} {}\n{body}",
+        crate::hex::encode(&Sha256::digest(body.as_bytes()))
+    )?;
     tmp.1.flush()?;
     drop(tmp.1);
     std::fs::rename(&tmp.0, path).inspect_err(|_| {
@@ -429,14 +433,6 @@ fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
     let path = dir.join(format!(".tmp.{}.{n}", std::process::id()));
     let file = std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
     Ok((path, file))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 #[cfg(test)]

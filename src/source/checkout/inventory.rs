@@ -184,17 +184,19 @@ impl Inventory {
     /// Takes the inventory of `dir`, which holds exactly `tree` (the caller wrote it).
     ///
     /// # Errors
-    /// A path of the tree cannot be read, or is not what the tree says it is.
+    /// A path of the tree is unsafe or given twice, cannot be read, or is not what the tree
+    /// says it is.
     pub(super) fn take(repo: &WatchedRepo, commit: Oid, tree: &Tree<'_>, dir: &Path) -> Result<Inventory, SourceError> {
-        Inventory::take_reusing(repo, commit, tree, dir, &|_| None)
+        let mut wanted = BTreeMap::new();
+        wanted_paths(repo, tree, &[], &mut wanted)?;
+        Inventory::take_reusing(commit, &wanted, dir, &|_| None)
     }
 
-    /// [`Inventory::take`], with the identity `known` gives for a path instead of reading it
-    /// (the files a patch left untouched).
+    /// The inventory of `dir`, which holds exactly the paths `wanted`, with the identity `known`
+    /// gives for a path instead of reading it (the files a patch left untouched).
     fn take_reusing(
-        repo: &WatchedRepo,
         commit: Oid,
-        tree: &Tree<'_>,
+        wanted: &BTreeMap<Vec<u8>, Wanted>,
         dir: &Path,
         known: &dyn Fn(&[u8]) -> Option<Identity>,
     ) -> Result<Inventory, SourceError> {
@@ -208,7 +210,34 @@ impl Inventory {
                 identity: root,
             },
         );
-        take_tree(repo, tree, dir, &[], known, &mut entries)?;
+        for (path, want) in wanted {
+            let on_disk = dir.join(std::ffi::OsStr::from_bytes(path));
+            let identity = match known(path) {
+                Some(identity) => identity,
+                None => Identity::read(&on_disk).map_err(io_error(&on_disk))?,
+            };
+            let format = match want.kind {
+                Kind::Directory => nix::libc::S_IFDIR,
+                Kind::Link => nix::libc::S_IFLNK,
+                Kind::File | Kind::Executable => nix::libc::S_IFREG,
+            };
+            if identity.mode & nix::libc::S_IFMT != format {
+                // Changed under gantry's hands: a failure to write, not a refusal of the commit.
+                return Err(SourceError::Io {
+                    path: on_disk,
+                    source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not what the tree holds"),
+                });
+            }
+            let blob = (want.kind != Kind::Directory).then_some(want.id);
+            entries.insert(
+                path.clone(),
+                Entry {
+                    kind: want.kind,
+                    blob,
+                    identity,
+                },
+            );
+        }
         Ok(Inventory {
             commit,
             taken_at: now_ns(),
@@ -262,7 +291,11 @@ impl Inventory {
                 id.size,
                 id.mtime,
                 id.ctime,
-                if path.is_empty() { ".".to_string() } else { hex(path) },
+                if path.is_empty() {
+                    ".".to_string()
+                } else {
+                    crate::hex::encode(path)
+                },
             );
         }
         let _ = writeln!(out, "end {}", self.entries.len());
@@ -297,7 +330,11 @@ impl Inventory {
                 "-" => None,
                 b => Some(Oid::from_str(b).ok()?),
             };
-            let path = if path == "." { Vec::new() } else { unhex(path)? };
+            let path = if path == "." {
+                Vec::new()
+            } else {
+                crate::hex::decode(path)?
+            };
             // Only paths a tree can hold: an edited inventory must not lead the patch outside.
             if !path.is_empty() && !path.split(|b| *b == b'/').all(|c| safe_name(c).is_some()) {
                 return None;
@@ -510,8 +547,7 @@ pub(super) fn patch(
             .and_then(|_| inventory.entries.get(path))
             .map(|entry| entry.identity)
     };
-    tracing::debug_span!("checkout.inventory_take")
-        .in_scope(|| Inventory::take_reusing(repo, commit, tree, old, &known))
+    tracing::debug_span!("checkout.inventory_take").in_scope(|| Inventory::take_reusing(commit, &wanted, old, &known))
 }
 
 /// What the new tree holds at a path.
@@ -570,54 +606,6 @@ fn create(repo: &WatchedRepo, path: &Path, kind: Kind, id: Oid) -> Result<(), So
                 .map_err(io)
         }
     }
-}
-
-/// Adds the entries of `tree` (at `dir`, the tree's path `prefix`) to `entries`.
-fn take_tree(
-    repo: &WatchedRepo,
-    tree: &Tree<'_>,
-    dir: &Path,
-    prefix: &[u8],
-    known: &dyn Fn(&[u8]) -> Option<Identity>,
-    entries: &mut BTreeMap<Vec<u8>, Entry>,
-) -> Result<(), SourceError> {
-    for item in tree {
-        let name = checked_name(prefix, item.name_bytes())?;
-        let Some(kind) = Kind::of_entry(item.kind(), item.filemode()) else {
-            continue;
-        };
-        let key = join_key(prefix, name.as_bytes());
-        let path = dir.join(name);
-        let identity = match known(&key) {
-            Some(identity) => identity,
-            None => Identity::read(&path).map_err(io_error(&path))?,
-        };
-        let found = match kind {
-            Kind::Directory => nix::libc::S_IFDIR,
-            Kind::Link => nix::libc::S_IFLNK,
-            Kind::File | Kind::Executable => nix::libc::S_IFREG,
-        };
-        if identity.mode & nix::libc::S_IFMT != found {
-            // Changed under gantry's hands: a failure to write, not a refusal of the commit.
-            return Err(SourceError::Io {
-                path: path.clone(),
-                source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not what the tree holds"),
-            });
-        }
-        entries.insert(
-            key.clone(),
-            Entry {
-                kind,
-                blob: (kind != Kind::Directory).then(|| item.id()),
-                identity,
-            },
-        );
-        if item.kind() == Some(ObjectType::Tree) {
-            let sub = repo.repo.find_tree(item.id())?;
-            take_tree(repo, &sub, &path, &key, known, entries)?;
-        }
-    }
-    Ok(())
 }
 
 /// Whether a process has its working directory in `dir` (or cannot be told not to): a service
@@ -711,24 +699,6 @@ fn now_ns() -> i128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
-        let _ = write!(out, "{b:02x}");
-        out
-    })
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> SourceError + use<> {
