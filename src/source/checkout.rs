@@ -776,6 +776,12 @@ mod tests {
         listing(at)
     }
 
+    /// Asserts that `checkout` holds exactly what libgit2's checkout of `commit` (made under
+    /// `scratch`) holds; `context` names the case.
+    fn assert_exactly_the_tree(repo: &WatchedRepo, commit: Oid, checkout: &Path, scratch: &Path, context: &str) {
+        assert_eq!(listing(checkout), libgit2_listing(repo, commit, scratch), "{context}");
+    }
+
     /// The checkout directory's own inode: kept by a carry-over (the old checkout is renamed),
     /// new when a checkout is written whole.
     fn dir_inode(dir: &Path) -> u64 {
@@ -852,19 +858,13 @@ mod tests {
             changed_inode,
             "rewritten in place"
         );
-        assert_eq!(
-            listing(&carried),
-            libgit2_listing(&repo, second, &dir.path().join("reference-2"))
-        );
+        assert_exactly_the_tree(&repo, second, &carried, &dir.path().join("reference-2"), "");
 
         check_out_fillers(&repo, "two");
         let third = commit_files(&repo.repo, &base);
         let back = repo.checkout(third).expect("a checkout");
         assert_eq!(dir_inode(&back), root_inode, "carried over again");
-        assert_eq!(
-            listing(&back),
-            libgit2_listing(&repo, third, &dir.path().join("reference-3"))
-        );
+        assert_exactly_the_tree(&repo, third, &back, &dir.path().join("reference-3"), "");
     }
 
     /// Issue #17: a checkout that anything changed after gantry wrote it is never carried over,
@@ -943,11 +943,7 @@ mod tests {
                 what == "untouched",
                 "{what}: carried over only when untouched"
             );
-            assert_eq!(
-                listing(&new),
-                libgit2_listing(&repo, next, &dir.path().join("reference")),
-                "{what}"
-            );
+            assert_exactly_the_tree(&repo, next, &new, &dir.path().join("reference"), what);
         }
     }
 
@@ -975,11 +971,7 @@ mod tests {
             let next = commit_files(&repo.repo, &[("a.yaml", b"a, changed\n", git2::FileMode::Blob)]);
             let new = repo.checkout(next).expect("a checkout");
             assert_ne!(dir_inode(&new), root_inode, "{damage}: written whole");
-            assert_eq!(
-                listing(&new),
-                libgit2_listing(&repo, next, &dir.path().join("reference")),
-                "{damage}"
-            );
+            assert_exactly_the_tree(&repo, next, &new, &dir.path().join("reference"), damage);
         }
     }
 
@@ -997,10 +989,7 @@ mod tests {
         let next = commit_files(&repo.repo, &[("a.yaml", b"a, changed\n", git2::FileMode::Blob)]);
         let new = repo.checkout(next).expect("a checkout");
         assert_ne!(dir_inode(&new), root_inode);
-        assert_eq!(
-            listing(&new),
-            libgit2_listing(&repo, next, &dir.path().join("reference"))
-        );
+        assert_exactly_the_tree(&repo, next, &new, &dir.path().join("reference"), "");
         if let Some(deleting) = repo.prune_checkouts(&root) {
             deleting.join().expect("the deleting thread");
         }
@@ -1065,11 +1054,7 @@ mod tests {
             );
             let new = repo.checkout(next).expect("a checkout");
             assert_eq!(dir_inode(&new), root_inode, "{link}: carried over");
-            assert_eq!(
-                listing(&new),
-                libgit2_listing(&repo, next, &dir.path().join("reference")),
-                "{link}"
-            );
+            assert_exactly_the_tree(&repo, next, &new, &dir.path().join("reference"), link);
             assert_eq!(
                 std::fs::read(outside.path().join("values.yaml")).unwrap(),
                 b"precious\n"
@@ -1138,10 +1123,7 @@ mod tests {
         );
         let new = repo.checkout(next).expect("a checkout");
         assert_eq!(dir_inode(&new), root_inode, "carried over");
-        assert_eq!(
-            listing(&new),
-            libgit2_listing(&repo, next, &dir.path().join("reference"))
-        );
+        assert_exactly_the_tree(&repo, next, &new, &dir.path().join("reference"), "");
     }
 
     /// A forged tree naming a file twice is refused by a whole write too (it failed on the
@@ -1187,10 +1169,7 @@ mod tests {
         let _ = service.kill();
         let _ = service.wait();
         assert_ne!(dir_inode(&new), root_inode, "written whole");
-        assert_eq!(
-            listing(&new),
-            libgit2_listing(&repo, next, &dir.path().join("reference"))
-        );
+        assert_exactly_the_tree(&repo, next, &new, &dir.path().join("reference"), "");
     }
 
     /// The process's umask, read from a directory made with 0777.
