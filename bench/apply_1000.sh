@@ -52,10 +52,11 @@ for i in range(n):
         f.write(f"apiVersion: gantry.dev/v1\nkind: Target\nmetadata: {{ name: t{i:05d} }}\nspec: {{ component: app, version: 1.0.0 }}\n")
 PY
 git -C "$dir" init -q -b main
+# Before the commit: with thousands of objects, the commit's own `gc --auto` would pack them in
+# the background while the copies below are made.
+git -C "$dir" config gc.auto 0
 git -C "$dir" add -A
 git -C "$dir" -c user.name=bench -c user.email=bench@localhost commit -q -m "fleet"
-
-git -C "$dir" config gc.auto 0
 # Wall time and CPU time (user + sys of the process and its children) of each, per round.
 python3 - "$gantry" "$dir" "$work" "$n" "$parallel" "$runs" <<'PY'
 import os, resource, shutil, statistics, subprocess, sys, time

@@ -85,6 +85,67 @@ fn plugin_targets_deploy_side_by_side_up_to_max_parallel() {
     assert!(span < 3.0, "the deploys took {span:.2} s in all");
 }
 
+/// `maxParallel` is a bound per governing policy, and policies run side by side: two policies
+/// (limits 2 and 1) over nine targets reach their limits together and never pass them. (The
+/// attempts waiting for a slot are queued per policy since issue #17.)
+#[test]
+fn each_policy_runs_up_to_its_own_max_parallel_and_never_more() {
+    let repo = Repo::new();
+    repo.file("gantry.toml", "")
+        .file(
+            "components/app.yaml",
+            "apiVersion: gantry.dev/v1\nkind: Component\nmetadata: { name: app }\nspec:\n  steps:\n    deploy: [\"scripts/deploy.sh\", \"{{ target.labels.pool }}\", \"{{ target.name }}\"]\n",
+        )
+        .file("releases/app.yaml", &common::release("app", "1.0.0", ""))
+        // Each deploy is in flight for a while, so the limits are what keeps them apart.
+        .file(
+            "scripts/deploy.sh",
+            "#!/bin/sh\necho \"start $1 $2\" >> \"$GANTRY_REPO/runs.log\"\nsleep 0.3\necho \"end $1 $2\" >> \"$GANTRY_REPO/runs.log\"\n",
+        )
+        .file(".gitignore", "runs.log\n")
+        .file(
+            "policies/wide.yaml",
+            &policy("wide", "  selector: { pool: wide }\n  rollout: { maxParallel: 2 }\n"),
+        )
+        .file(
+            "policies/narrow.yaml",
+            &policy("narrow", "  selector: { pool: narrow }\n  rollout: { maxParallel: 1 }\n"),
+        );
+    for (i, pool) in ["wide"; 6].into_iter().chain(["narrow"; 3]).enumerate() {
+        repo.file(
+            &format!("targets/t{i}.yaml"),
+            &common::target(&format!("t{i}"), "app", "1.0.0", &format!("pool: {pool}")),
+        );
+    }
+    repo.commit_all("two pools");
+    repo.gantry(&["apply", "--now", T0]).expect(0);
+    let log = std::fs::read_to_string(repo.path().join("runs.log")).unwrap();
+    let (mut now, mut most) = (
+        std::collections::BTreeMap::<&str, i32>::new(),
+        std::collections::BTreeMap::<&str, i32>::new(),
+    );
+    let mut most_at_once = 0;
+    for line in log.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let running = now.entry(fields[1]).or_default();
+        *running += if fields[0] == "start" { 1 } else { -1 };
+        let running = *running;
+        let most = most.entry(fields[1]).or_default();
+        *most = (*most).max(running);
+        most_at_once = most_at_once.max(now.values().sum::<i32>());
+    }
+    assert_eq!(log.lines().filter(|l| l.starts_with("end ")).count(), 9, "{log}");
+    assert_eq!(most.get("wide"), Some(&2), "{log}");
+    assert_eq!(most.get("narrow"), Some(&1), "{log}");
+    assert_eq!(most_at_once, 3, "the two policies did not run side by side:\n{log}");
+    // From the start: one policy at its limit does not hold the other's first attempt back.
+    let first: Vec<&str> = log.lines().take(3).collect();
+    assert!(
+        first.iter().all(|l| l.starts_with("start ")) && first.iter().any(|l| l.starts_with("start narrow")),
+        "{log}"
+    );
+}
+
 /// Two targets of `api` at 1.0.0 with a precheck that fails while `disk-full` exists.
 fn precheck_repo() -> Repo {
     let repo = Repo::new();

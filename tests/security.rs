@@ -238,6 +238,58 @@ fn secret_vars_are_redacted_in_state_history_logs_and_output() {
     assert_eq!(logs, 2);
 }
 
+/// A resumed attempt runs from its own commit, so its steps print that commit's secrets: they
+/// are redacted even when the head has changed them. (A pass builds its redactor once, from the
+/// head: issue #17. A resumed attempt from another commit must get its own.)
+#[test]
+fn a_resumed_attempt_redacts_the_secrets_of_its_own_commit() {
+    const ROTATED: &str = "r0tated-t0ken-77";
+    let repo = Repo::new();
+    let acme = |token: &str| {
+        format!(
+            "{}  vars: {{ token: \"{token}\" }}\n",
+            target("acme", "app", "1.0.0", "env: prod")
+        )
+    };
+    repo.file("gantry.toml", "[executors.local]\ntype = \"shell\"\n\n[secrets]\nvars = [\"token\"]\n")
+        .file(
+            "components/app.yaml",
+            "apiVersion: gantry.dev/v1\nkind: Component\nmetadata: { name: app }\nspec:\n  steps:\n    deploy: [\"scripts/step.sh\", \"{{ target.vars.token }}\"]\n",
+        )
+        .file("releases/app.yaml", &release("app", "1.0.0", ""))
+        .file("targets/acme.yaml", &acme(SECRET))
+        .file(
+            "scripts/step.sh",
+            "#!/bin/sh\nr=\"$GANTRY_REPO\"\nif [ -f \"$r/kill-once\" ]; then rm \"$r/kill-once\"; kill -9 \"$PPID\"; sleep 5; fi\necho \"token=$1\"\n",
+        )
+        .file(".gitignore", "*-once\n");
+    repo.commit_all("fleet");
+    std::fs::write(repo.path().join("kill-once"), "").unwrap();
+    let killed = repo.gantry(&["apply"]);
+    assert_eq!(
+        killed.output.status.code(),
+        None,
+        "gantry was not killed: {}",
+        killed.stderr()
+    );
+
+    // The head rotates the token; the interrupted attempt resumes from the commit it began at.
+    repo.file("targets/acme.yaml", &acme(ROTATED));
+    repo.commit_all("rotate the token");
+    let resumed = repo.gantry(&["apply"]);
+    let printed = format!("{}{}", resumed.stdout(), resumed.stderr());
+    assert!(!printed.contains(SECRET), "{printed}");
+    let mut resumed_log = false;
+    for log in std::fs::read_dir(repo.path().join(".git/gantry/logs")).unwrap() {
+        let text = std::fs::read_to_string(log.unwrap().path()).unwrap();
+        assert!(!text.contains(SECRET) && !text.contains(ROTATED), "{text}");
+        resumed_log |= text.contains("token=***");
+    }
+    assert!(resumed_log, "no log of the resumed step");
+    let history = repo.gantry(&["history", "--format", "json"]).expect(0).stdout();
+    assert!(!history.contains(SECRET), "{history}");
+}
+
 #[test]
 fn symlink_in_the_repository_pointing_outside_is_refused_as_a_program() {
     let outside = tempfile::tempdir().unwrap();

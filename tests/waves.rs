@@ -163,3 +163,39 @@ fn a_failing_canary_halts_the_rollout_and_nothing_else_is_upgraded() {
         assert!(kinds.contains(&"halted"), "{action}");
     }
 }
+
+/// A failure halts its rollout before anything else of the same wave starts, though the rest of
+/// the wave is already queued in the same pass (`maxParallel: 1`, `maxFailures: 0`, one wave).
+#[test]
+fn a_failure_halts_its_rollout_before_the_rest_of_its_wave_starts() {
+    let repo = fleet();
+    repo.file(
+        "policies/staged.yaml",
+        "apiVersion: gantry.dev/v1\nkind: Policy\nmetadata: { name: staged }\nspec:\n  rollout:\n    maxParallel: 1\n    maxFailures: 0\n",
+    );
+    repo.commit_all("one wave, one at a time");
+    repo.gantry(&["apply", "--now", &at(-60)]).expect(0);
+    // Whichever target goes first fails its health check.
+    for i in 0..10 {
+        repo.file(&format!("unhealthy-api-{i}-1.1.0"), "");
+    }
+    bump(&repo);
+    repo.gantry(&["apply", "--now", &at(0)]).expect(2);
+    assert_eq!(
+        upgraded(&repo).len(),
+        1,
+        "more than one target ran 1.1.0: {:?}",
+        upgraded(&repo)
+    );
+    let git = git2::Repository::open(repo.path()).unwrap();
+    let tree = git.revparse_single("gantry/state").unwrap().peel_to_tree().unwrap();
+    let blob = tree
+        .get_path(std::path::Path::new("rollouts/api@1.1.0.yaml"))
+        .unwrap()
+        .to_object(&git)
+        .unwrap()
+        .peel_to_blob()
+        .unwrap();
+    let rollout = String::from_utf8_lossy(blob.content());
+    assert!(rollout.contains("halted:"), "{rollout}");
+}

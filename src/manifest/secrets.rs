@@ -11,6 +11,8 @@
 //! `ab` in output would hide everything and protect nothing. Redaction matches the value as
 //! written; a step that prints it transformed (base64, split across lines) is not caught.
 
+use std::sync::Arc;
+
 use super::types::SecretsConfig;
 use super::validate::Desired;
 
@@ -56,10 +58,13 @@ pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
 }
 
 /// Replaces known secret values with [`REDACTED`].
+///
+/// Cloning is cheap (the values are shared): every step of every attempt holds one, and a fleet
+/// may have a secret per target (issue #17).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Redactor {
     /// Longest first, so a secret containing another is replaced whole.
-    values: Vec<String>,
+    values: Arc<[String]>,
 }
 
 impl Redactor {
@@ -71,11 +76,14 @@ impl Redactor {
             .collect();
         values.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         values.dedup();
-        Redactor { values }
+        Redactor { values: values.into() }
     }
 
     /// Every secret var value of every target of `desired` (strings as written, numbers and
     /// booleans as printed, and every leaf of a nested value).
+    ///
+    /// This reads every target: build it once per pass, not per attempt or step (issue #17: once
+    /// per attempt made converging a 10,000-target fleet quadratic).
     pub fn from_desired(desired: &Desired) -> Redactor {
         let config = &desired.config.secrets;
         let mut values = Vec::new();
@@ -97,7 +105,7 @@ impl Redactor {
     /// `text` with every secret value replaced.
     pub fn redact(&self, text: &str) -> String {
         let mut out = text.to_string();
-        for value in &self.values {
+        for value in self.values.iter() {
             if out.contains(value.as_str()) {
                 out = out.replace(value.as_str(), REDACTED);
             }
@@ -110,7 +118,7 @@ impl Redactor {
     /// `bytes` with every secret value replaced (output need not be UTF-8).
     pub fn redact_bytes<'a>(&self, bytes: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
         let mut out = std::borrow::Cow::Borrowed(bytes);
-        for value in &self.values {
+        for value in self.values.iter() {
             let needle = value.as_bytes();
             if find(&out, needle).is_some() {
                 out = std::borrow::Cow::Owned(replace_all(&out, needle, REDACTED.as_bytes()));

@@ -43,6 +43,8 @@ pub struct AnalysisEnv<'a> {
     /// The desired commit the rounds run under (`{{ commit }}` in the checks).
     pub commit: git2::Oid,
     pub now: Timestamp,
+    /// The `[secrets]` values of [`Self::desired`], built once per pass.
+    pub redactor: &'a crate::manifest::secrets::Redactor,
 }
 
 /// Runs the rounds due at `env.now` on every soaking wave with analysis, and records them (one
@@ -356,7 +358,7 @@ fn run_round(
         env.repo.root().to_string_lossy().into_owned(),
     )];
     let output = crate::executor::OutputPolicy {
-        redactor: crate::manifest::secrets::Redactor::from_desired(env.desired),
+        redactor: env.redactor.clone(),
         max_log_bytes: env.desired.config.logs.max_step_bytes,
     };
     env.pool.with(executor.as_deref(), |component| {

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use crate::executor::health::Clock;
 use crate::manifest::health::HealthSettings;
+use crate::manifest::secrets::Redactor;
 use crate::manifest::{Desired, Diagnostic, PolicySpec};
 use crate::plan::{self, Action, ActionKind, Plan, Status};
 use crate::policy::{self, Governing};
@@ -35,8 +36,18 @@ use super::runtime::Runtime;
 
 /// Finished attempts wait at most this long to be recorded together.
 const RECORD_AFTER: std::time::Duration = std::time::Duration::from_millis(200);
-/// ... or until this many are waiting.
+/// ... or until this many are waiting ...
 const RECORD_BATCH: usize = 64;
+/// ... or, on a fleet larger than `RECORD_BATCH * RECORD_SHARE`, this fraction of it: a state
+/// commit rewrites the `targets/` tree and the rollout files, which grow with the fleet, so batches
+/// of a fixed size made converging a fleet quadratic (issue #17: at 10,000 targets, hashing and
+/// compressing those objects took a quarter of the pass's CPU).
+const RECORD_SHARE: usize = 64;
+
+/// How many finished attempts may wait for one state commit on a fleet of `fleet` targets.
+fn record_batch(fleet: usize) -> usize {
+    RECORD_BATCH.max(fleet / RECORD_SHARE)
+}
 
 /// What a pass may do.
 #[derive(Debug, Clone, Default)]
@@ -209,6 +220,7 @@ fn pass(
     let mut recorded = recorded?;
     report.commit = Some(head.to_string());
     let state_branch = loaded.desired.config.state_branch.clone();
+    let redactor = Redactor::from_desired(&loaded.desired);
     let context = PassContext {
         repo,
         state_branch: &state_branch,
@@ -218,6 +230,7 @@ fn pass(
             progress,
             journal_dir: &journal_dir,
             stop,
+            redactor: &redactor,
         },
     };
     // Trust: before anything runs, even a resumed attempt (source::trust). The desired branch
@@ -275,7 +288,13 @@ fn pass(
                 continue;
             };
             let pool = ExecutorPool::for_runtime(runtime, desired, &env_parts.checkout);
-            let env = env_parts.env(desired, &pool, &context.attempts);
+            // Its own commit's secrets are what its steps may print.
+            let theirs = their.as_ref().map(|l| Redactor::from_desired(&l.desired));
+            let shared = AttemptShared {
+                redactor: theirs.as_ref().unwrap_or(&redactor),
+                ..context.attempts
+            };
+            let env = env_parts.env(desired, &pool, &shared);
             let record = recorded.targets.get(&left.header.target).cloned();
             let on_interrupt = env.policy.on_interrupt;
             let result = match attempt::resume(&env, left, record.as_ref(), on_interrupt) {
@@ -355,6 +374,7 @@ fn pass(
             checkout: &checkout,
             commit: loaded.commit,
             now: clock(),
+            redactor: &redactor,
         };
         let stage = tracing::debug_span!("analysis").entered();
         let failures = super::analysis::run_due_rounds(&env, &mut recorded)?;
@@ -482,7 +502,8 @@ struct PassContext<'p> {
 }
 
 /// What every attempt of one pass shares, on whichever thread it runs: the clocks (wall time
-/// and the soak clock), where progress goes, the journal directory and the stop flag.
+/// and the soak clock), where progress goes, the journal directory, the stop flag and the
+/// commit's secrets.
 #[derive(Clone, Copy)]
 struct AttemptShared<'p> {
     now: &'p (dyn Fn() -> Timestamp + Sync),
@@ -490,6 +511,8 @@ struct AttemptShared<'p> {
     progress: &'p dyn ProgressSink,
     journal_dir: &'p std::path::Path,
     stop: Option<&'p AtomicBool>,
+    /// Built once per pass: it reads every target (issue #17).
+    redactor: &'p Redactor,
 }
 
 struct EnvParts {
@@ -573,6 +596,7 @@ impl EnvParts {
             progress: shared.progress,
             journal_dir: shared.journal_dir.to_path_buf(),
             stop: shared.stop,
+            redactor: shared.redactor.clone(),
         }
     }
 }
@@ -767,6 +791,58 @@ fn record_analysis_failure(
     Ok(())
 }
 
+/// A prepared attempt: its action, environment, program and journal header.
+type Prepared = (Action, EnvParts, Vec<program::PlannedStep>, AttemptHeader);
+
+/// The prepared attempts of a batch that have not started, per governing policy (each in plan
+/// order, the policies in the order they first come). Finding the next to start looks at the
+/// front of each policy's queue only: a scan of every waiting attempt at each finished one made
+/// a 10,000-target batch quadratic (issue #17).
+#[derive(Default)]
+struct Waiting {
+    by_policy: Vec<(Option<String>, VecDeque<Prepared>)>,
+}
+
+impl Waiting {
+    fn push(&mut self, prepared: Prepared) {
+        let policy = &prepared.0.policy;
+        match self.by_policy.iter_mut().find(|(p, _)| p == policy) {
+            Some((_, queue)) => queue.push_back(prepared),
+            None => self.by_policy.push((policy.clone(), VecDeque::from([prepared]))),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.by_policy.iter().all(|(_, queue)| queue.is_empty())
+    }
+
+    fn clear(&mut self) {
+        self.by_policy.clear();
+    }
+
+    /// Takes the next attempt whose policy is below its `maxParallel` with `running` (per
+    /// governing policy; `None`: the built-in one), dropping those of `halted` rollouts on the way.
+    fn next_startable(
+        &mut self,
+        running: &BTreeMap<Option<String>, u32>,
+        halted: impl Fn(&Action) -> bool,
+    ) -> Option<Prepared> {
+        for (policy, queue) in &mut self.by_policy {
+            while let Some((action, parts, _, _)) = queue.front() {
+                if halted(action) {
+                    queue.pop_front();
+                    continue;
+                }
+                if running.get(policy).copied().unwrap_or(0) >= parts.policy.rollout.max_parallel.max(1) {
+                    break;
+                }
+                return queue.pop_front();
+            }
+        }
+        None
+    }
+}
+
 fn run_batch(
     pass: &PassContext,
     loaded: &LoadedCommit,
@@ -780,8 +856,9 @@ fn run_batch(
     let AttemptShared { now: clock, stop, .. } = pass.attempts;
     let attempts = pass.attempts;
     let desired = &loaded.desired;
+    let batch_size = record_batch(desired.targets.len().max(recorded.targets.len()));
     // Prepare every attempt up front (its program is fixed before anything runs).
-    let mut queue: VecDeque<(Action, EnvParts, Vec<program::PlannedStep>, AttemptHeader)> = VecDeque::new();
+    let mut queue = Waiting::default();
     let prepare = tracing::debug_span!("batch.prepare").entered();
     for action in ready {
         let Some(parts) = EnvParts::for_target(repo, desired, &action.target, loaded.commit, recorded)? else {
@@ -818,7 +895,7 @@ fn run_batch(
             approvers: action.approvals.as_ref().map(|a| a.have.clone()).unwrap_or_default(),
             emergency: action.urgency.and(action.reason.clone()),
         };
-        queue.push_back((action, parts, forward, header));
+        queue.push((action, parts, forward, header));
     }
     let members = &wave_members(&plan.actions, recorded);
     drop(prepare);
@@ -868,27 +945,13 @@ fn run_batch(
             if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
                 queue.clear();
             }
-            let mut i = 0;
-            while i < queue.len() {
-                let (action, parts, _, _) = &queue[i];
-                // maxParallel counts per governing policy (the plan names it; None: built-in).
-                let key = action.policy.clone();
-                let limit = parts.policy.rollout.max_parallel.max(1);
-                let rollout_halted = halted_rollouts
+            let halted = |action: &Action| {
+                halted_rollouts
                     .iter()
-                    .any(|(c, v)| c == &action.component && action.to.as_ref().is_some_and(|to| to.to_string() == *v));
-                if rollout_halted {
-                    queue.remove(i);
-                    continue;
-                }
-                if running.get(&key).copied().unwrap_or(0) >= limit {
-                    i += 1;
-                    continue;
-                }
-                let Some((action, parts, forward, header)) = queue.remove(i) else {
-                    break;
-                };
-                *running.entry(key).or_default() += 1;
+                    .any(|(c, v)| c == &action.component && action.to.as_ref().is_some_and(|to| to.to_string() == *v))
+            };
+            while let Some((action, parts, forward, header)) = queue.next_startable(&running, halted) {
+                *running.entry(action.policy.clone()).or_default() += 1;
                 let record = recorded.targets.get(&action.target).cloned();
                 // A worker per attempt running at once: every busy worker holds one of them.
                 if in_flight == workers {
@@ -980,7 +1043,7 @@ fn run_batch(
             // one commit per attempt would cost more than the attempts themselves.
             let due = oldest_pending.is_some_and(|since| since.elapsed() >= RECORD_AFTER);
             record_due = !pending.is_empty()
-                && (urgent || due || pending.len() >= RECORD_BATCH || (in_flight == 0 && queue.is_empty()));
+                && (urgent || due || pending.len() >= batch_size || (in_flight == 0 && queue.is_empty()));
         }
         if !pending.is_empty() {
             let halts = record_results(
@@ -1019,6 +1082,8 @@ fn record_results(
     let mut finished = Vec::new();
     let mut halts = Vec::new();
     let mut rollouts: BTreeMap<(String, Version), RolloutRecord> = BTreeMap::new();
+    // The waves this batch's results are in, and those results' targets.
+    let mut touched_waves: BTreeMap<(String, Version, &str), Vec<&str>> = BTreeMap::new();
     let mut written_targets: Vec<(String, TargetRecord)> = Vec::new();
     for (wave, result) in &results {
         match &result.record {
@@ -1067,9 +1132,21 @@ fn record_results(
                 result.header.action.as_str(),
                 "install" | "upgrade" | "downgrade" | attempt::ANALYSIS_ROLLBACK
             )
-            && let Some(halt) = update_rollout(desired, recorded, &mut rollouts, result, wave, members, now)
         {
-            halts.push(halt);
+            touched_waves
+                .entry((result.header.component.clone(), result.header.to.clone(), wave.as_str()))
+                .or_default()
+                .push(&result.target);
+            if let Some(halt) = update_rollout(desired, recorded, &mut rollouts, result, wave, members, now) {
+                halts.push(halt);
+            }
+        }
+    }
+    // Once per wave and batch, not per result: checking a 10,000-target wave after each of its
+    // results made its convergence quadratic (issue #17).
+    for ((component, version, wave), results) in touched_waves {
+        if let Some(rollout) = rollouts.get_mut(&(component, version)) {
+            complete_wave(rollout, wave, &results, members_of(waves, rollout, wave), now);
         }
     }
     let written_rollouts: Vec<RolloutRecord> = rollouts.into_values().collect();
@@ -1137,8 +1214,38 @@ fn wave_members(actions: &[Action], recorded: &RecordedState) -> WaveMembers {
     members
 }
 
+/// The targets the plan puts in `wave` of `rollout` (none without waves).
+fn members_of<'m>(waves: Option<(&Desired, &'m WaveMembers)>, rollout: &RolloutRecord, wave: &str) -> &'m [String] {
+    waves
+        .and_then(|(_, members)| {
+            members.get(&(rollout.component.clone(), rollout.version.to_string(), wave.to_string()))
+        })
+        .map_or(&[], Vec::as_slice)
+}
+
+/// Sets `wave`'s completion time when every member succeeded: the wave's members as the plan saw
+/// them, and the targets of this batch's `results` in it (a resumed attempt whose target has since
+/// been pinned elsewhere is in no plan, but is still in its wave).
+fn complete_wave(rollout: &mut RolloutRecord, wave: &str, results: &[&str], members: &[String], now: Timestamp) {
+    let succeeded = |t: &str| {
+        rollout
+            .targets
+            .get(t)
+            .is_some_and(|e| e.status == RolloutTargetStatus::Succeeded)
+    };
+    let complete = results.iter().all(|t| succeeded(t)) && members.iter().all(|t| succeeded(t));
+    if complete
+        && let Some(w) = rollout
+            .waves
+            .iter_mut()
+            .find(|w| w.name == wave && w.completed.is_none())
+    {
+        w.completed = Some(now.to_string());
+    }
+}
+
 /// Updates `rollouts/<component>@<version>.yaml` for a finished attempt: the target's entry, the
-/// wave's start and (when every member succeeded) completion time, failures and the halt.
+/// wave's start, failures and the halt ([`complete_wave`] sets its completion, once per batch).
 /// Returns the rollout when this failure halts it (more failures than `maxFailures`).
 fn update_rollout(
     desired: &Desired,
@@ -1185,27 +1292,6 @@ fn update_rollout(
             completed: None,
             analysis: None,
         });
-    }
-    // The wave's members as the plan saw them, and this target (a resumed attempt whose target
-    // has since been pinned elsewhere is in no plan, but is still in its wave).
-    let mut wave_targets: Vec<&String> = members
-        .get(&(key.0.clone(), key.1.to_string(), wave.to_string()))
-        .map(|ts| ts.iter().collect())
-        .unwrap_or_default();
-    wave_targets.push(&result.target);
-    let complete = wave_targets.iter().all(|t| {
-        rollout
-            .targets
-            .get(*t)
-            .is_some_and(|e| e.status == RolloutTargetStatus::Succeeded)
-    });
-    if complete
-        && let Some(w) = rollout
-            .waves
-            .iter_mut()
-            .find(|w| w.name == wave && w.completed.is_none())
-    {
-        w.completed = Some(now.to_string());
     }
     let mut halt = None;
     if result.outcome != Outcome::Succeeded {

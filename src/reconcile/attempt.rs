@@ -186,6 +186,9 @@ pub struct AttemptEnv<'a> {
     pub journal_dir: PathBuf,
     /// Set when the daemon is stopping: no further step starts (see [`AttemptError::Stopped`]).
     pub stop: Option<&'a std::sync::atomic::AtomicBool>,
+    /// The `[secrets]` values of [`Self::desired`] ([`Redactor::from_desired`], built once per
+    /// pass).
+    pub redactor: Redactor,
 }
 
 /// How an attempt ended, ready to record. Its journal is finished once the outcome is committed.
@@ -474,7 +477,7 @@ fn precheck(env: &AttemptEnv, header: &AttemptHeader) -> Result<(), AttemptError
         timeout: step_timeout(env.policy),
         log_path: env.log_dir.join(format!("{}.log", header.attempt)),
         output: OutputPolicy {
-            redactor: Redactor::from_desired(env.desired),
+            redactor: env.redactor.clone(),
             max_log_bytes: env.desired.config.logs.max_step_bytes,
         },
         extra_env: vec![("GANTRY_REPO".to_string(), env.repo_root.to_string_lossy().into_owned())],
@@ -486,7 +489,7 @@ fn precheck(env: &AttemptEnv, header: &AttemptHeader) -> Result<(), AttemptError
             Ok(result) => result,
             Err(e) => StepResult::failed(crate::executor::Exit::SpawnFailed, e.to_string(), Duration::ZERO),
         });
-    let redactor = Redactor::from_desired(env.desired);
+    let redactor = &env.redactor;
     if result.ok {
         return Ok(());
     }
@@ -623,7 +626,7 @@ fn run(
         header: &header,
         journal,
         steps_total: forward.len(),
-        redactor: Redactor::from_desired(env.desired),
+        redactor: env.redactor.clone(),
         artifacts: BTreeMap::new(),
     };
 

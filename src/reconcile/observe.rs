@@ -55,6 +55,8 @@ pub fn observe(
     let checkout = repo.checkout(head)?;
     let pool = ExecutorPool::for_runtime(runtime, &loaded.desired, &checkout);
     let log_dir = repo.gantry_dir().join("logs");
+    // Once, not per target: it reads every target (issue #17).
+    let redactor = crate::manifest::secrets::Redactor::from_desired(&loaded.desired);
     let mut batch = Batch::new();
     let mut observations = Vec::new();
     for (name, target) in &loaded.desired.targets {
@@ -98,7 +100,7 @@ pub fn observe(
             timeout: DEFAULT_STEP_TIMEOUT.min(Duration::from_secs(60)),
             log_path: log_dir.join(format!("observe-{name}.log")),
             output: crate::executor::OutputPolicy {
-                redactor: crate::manifest::secrets::Redactor::from_desired(&loaded.desired),
+                redactor: redactor.clone(),
                 max_log_bytes: loaded.desired.config.logs.max_step_bytes,
             },
             extra_env: vec![("GANTRY_REPO".to_string(), repo.root().to_string_lossy().into_owned())],
