@@ -12,6 +12,7 @@
 # CPU here: gantry still creates a step log per attempt and the checkout's files. SETTLE=N waits
 # N seconds after setting up before measuring (60 covers the usual case; the first note of issue
 # #17 said ~30 s, which was too short); a quiet file system is part of "a quiet machine".
+# TMPDIR=/dev/shm runs everything on tmpfs, which takes the file system out of the comparison.
 set -euo pipefail
 n="${1:-1000}"
 parallel="${2:-4}"
