@@ -101,9 +101,22 @@ fn written(repo: &Repo, path: &str) -> Value {
 fn copy_of(template: &'static OnceLock<PathBuf>, name: &str, story: fn() -> Repo) -> Repo {
     let source = template.get_or_init(|| {
         let repo = story();
-        // One directory per example under the target directory, replaced by every run of this
-        // binary: a static is never dropped, so a temporary directory would be left behind.
-        let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("example-{name}"));
+        // One directory per example and process under the target directory: a static is never
+        // dropped, so a temporary directory would be left behind. Per process, because nextest
+        // runs each test in a process of its own, and one replacing the directory while another
+        // copied from it failed that one. Those of processes that are gone are removed here.
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let prefix = format!("example-{name}-");
+        for entry in std::fs::read_dir(root).into_iter().flatten().flatten() {
+            let file_name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = file_name.strip_prefix(&prefix)
+                && pid.bytes().all(|b| b.is_ascii_digit())
+                && !Path::new("/proc").join(pid).exists()
+            {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        let path = root.join(format!("{prefix}{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).expect("mkdir");
         copy_tree(repo.path(), &path);
