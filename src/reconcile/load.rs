@@ -321,6 +321,66 @@ impl Reads {
     }
 }
 
+/// A step template that is only text and `{{ a.b.c }}` lookups and parses: the template check
+/// passes a target whose data answers every lookup with a short scalar without making a
+/// context or rendering (issue #17: `{{ target.name }}` in the steps of every component made the
+/// first plan of a 10,000-target commit build and render 10,000 contexts, a third of its time).
+/// A lookup it cannot answer for sure is left to the render, which gives the diagnostic.
+struct PlainLookups<'t> {
+    paths: Vec<Vec<&'t str>>,
+}
+
+/// Lookups at most in a template answered without a render (each costs a render fuel).
+const MAX_PLAIN_LOOKUPS: usize = 16;
+/// Longest value a lookup answered without a render may have (a render's output is capped).
+const MAX_PLAIN_VALUE: usize = 1024;
+
+impl<'t> PlainLookups<'t> {
+    fn of(template: &'t str) -> Option<PlainLookups<'t>> {
+        // A comment may hide a `{{` or be left open: neither is a lookup.
+        if template.contains("{#") || template.len() > render::sandbox::Profile::Step.limits().output / 2 {
+            return None;
+        }
+        let paths = render::sandbox::plain_lookups(template)?;
+        (paths.len() <= MAX_PLAIN_LOOKUPS && render::sandbox::parses(render::sandbox::Profile::Step, template))
+            .then_some(PlainLookups { paths })
+    }
+
+    /// Whether every lookup is a short scalar in the check's context of `target` (see
+    /// [`Renders::context`]), `migration` telling whether the template is a migration's.
+    fn answered_by(&self, target: &manifest::Target, migration: bool) -> bool {
+        self.paths.iter().all(|path| match path.as_slice() {
+            ["component" | "version" | "from" | "to" | "release" | "attempt" | "commit"] | ["target", "name"] => true,
+            ["migration"] => migration,
+            ["target", "labels", key] => target.labels().get(*key).is_some_and(|v| v.len() <= MAX_PLAIN_VALUE),
+            ["target", "vars", path @ ..] => is_short_scalar(&target.spec().vars, path),
+            ["target", "config", path @ ..] => is_short_scalar(&target.spec().config, path),
+            _ => false,
+        })
+    }
+}
+
+/// Whether `path` leads through the objects of `map` to a string of at most [`MAX_PLAIN_VALUE`]
+/// bytes, a number or a boolean.
+fn is_short_scalar(map: &serde_json::Map<String, serde_json::Value>, path: &[&str]) -> bool {
+    use serde_json::Value;
+    let Some((first, rest)) = path.split_first() else {
+        return false;
+    };
+    let mut value = map.get(*first);
+    for key in rest {
+        value = match value {
+            Some(Value::Object(inner)) => inner.get(*key),
+            _ => None,
+        };
+    }
+    match value {
+        Some(Value::String(text)) => text.len() <= MAX_PLAIN_VALUE,
+        Some(Value::Number(_) | Value::Bool(_)) => true,
+        _ => false,
+    }
+}
+
 /// What a render of a step template depends on, given what it [`Reads`]; the rest of the
 /// context (`attempt`, `commit`, `weight`, `artifact`) is the same for every render of a commit.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -540,6 +600,7 @@ fn check_templates(
     // What each template reads, judged once per template (issue #17: judged once per target and
     // template, it was most of a first plan's template check on a 10,000-target fleet).
     let reads: Vec<Reads> = templates.iter().map(|t| Reads::of(t.template)).collect();
+    let plain: Vec<Option<PlainLookups<'_>>> = templates.iter().map(|t| PlainLookups::of(t.template)).collect();
     // The templates of each component, in order: a target renders exactly these.
     let mut of_component: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (t, template) in templates.iter().enumerate() {
@@ -622,6 +683,12 @@ fn check_templates(
                 Some((version, id)) => (version.as_str(), template.release.map(|r| (r, *id))),
                 None => (target.spec().version.as_str(), None),
             };
+            if plain[*t]
+                .as_ref()
+                .is_some_and(|p| p.answered_by(target, migration.is_some()))
+            {
+                continue;
+            }
             renders.add(*t, template.template, reads[*t], target, component, version, migration);
         }
     }
@@ -1081,6 +1148,125 @@ mod tests {
         let (diagnostics, _) = check_templates(&desired, Oid::ZERO_SHA1, None);
         assert_eq!(diagnostics.len(), 1, "{diagnostics:?}");
         assert!(diagnostics[0].to_string().contains("t0003"), "{}", diagnostics[0]);
+    }
+
+    /// Issue #17: a plain-lookup template is passed without a render only where the render
+    /// passes too. Every template of a corpus (plain, tricky and hostile) against targets with
+    /// and without each value: wherever the shortcut answers, the render succeeds; and the
+    /// shortcut does answer the usual argv lookups.
+    #[test]
+    fn a_template_passed_without_a_render_renders() {
+        let long = "x".repeat(MAX_PLAIN_VALUE + 1);
+        let mut files = vec![(
+            "components/web.yaml".to_string(),
+            "apiVersion: gantry.dev/v1\nkind: Component\nmetadata: { name: web }\nspec:\n  steps:\n    deploy: [\"deploy.sh\"]\n"
+                .to_string(),
+        )];
+        let targets = [
+            "{ component: web, version: 1.0.0 }".to_string(),
+            "{ component: web, version: 1.0.0, vars: { host: h, port: 80, on: true, nul: null, list: [1], nested: { deep: d }, items: i } }".to_string(),
+            format!("{{ component: web, version: 1.0.0, vars: {{ host: {long} }}, config: {{ replicas: 2, tls: {{ on: false }} }} }}"),
+        ];
+        for (i, spec) in targets.iter().enumerate() {
+            let labels = if i == 1 { ", labels: { env: prod }" } else { "" };
+            files.push((
+                format!("targets/t{i}.yaml"),
+                format!("apiVersion: gantry.dev/v1\nkind: Target\nmetadata: {{ name: t{i}{labels} }}\nspec: {spec}\n"),
+            ));
+        }
+        let files: Vec<(&str, String)> = files.iter().map(|(p, t)| (p.as_str(), t.clone())).collect();
+        let desired = desired_of(&files);
+        let answered = [
+            "{{ target.name }}",
+            "--host={{ target.vars.host }}:{{ target.vars.port }}",
+            "{{ version }}",
+            "{{ from }}-{{ to }}",
+            "{{ attempt }}",
+            "{{ commit }}",
+            "{{ component }}/{{ release }}",
+            "{{- target.name -}}",
+            "{{ target.labels.env }}",
+            "{{ target.vars.nested.deep }}",
+            "{{ target.vars.on }}",
+            "{{ target.vars.items }}",
+            "{{ target.config.replicas }}",
+            "{{ target.config.tls.on }}",
+            "{{ migration }}",
+        ];
+        let rendered_only = [
+            "{{ target.name.upper }}",
+            "{{ target.vars.missing }}",
+            "{{ target.vars.nul }}",
+            "{{ target.vars.list }}",
+            "{{ target.vars }}",
+            "{{ target }}",
+            "{{ target.labels.missing }}",
+            "{{ artifact.path }}",
+            "{{ weight }}",
+            "{{ true }}",
+            "{{ none }}",
+            "{{ loop }}",
+            "{{ target.name | upper }}",
+            "{# {{ target.name }}",
+            "{{ target.name }",
+            "{% if x %}{{ target.name }}",
+            "{{ target.vars.host.x }}",
+            "{{ target.config }}",
+            "{{ undefined_name }}",
+            "{{ target.vars.nested }}",
+        ];
+        let mut shortcuts = 0;
+        for template in answered.iter().chain(&rendered_only) {
+            let plain = PlainLookups::of(template);
+            for migration in [None, Some(("web-1.0.0", "m1"))] {
+                for target in desired.targets.values() {
+                    if !plain
+                        .as_ref()
+                        .is_some_and(|p| p.answered_by(target, migration.is_some()))
+                    {
+                        continue;
+                    }
+                    shortcuts += 1;
+                    let mut renders = Renders::new(Oid::ZERO_SHA1);
+                    renders.add(0, template, Reads::of(template), target, "web", "1.0.0", migration);
+                    let rendered = renders.render_on(1);
+                    assert!(
+                        rendered.iter().all(Result::is_ok),
+                        "`{template}` passed without a render for {} (migration {migration:?}): {rendered:?}",
+                        target.name()
+                    );
+                }
+            }
+        }
+        // The usual lookups are answered for the target that has the values.
+        let t1 = &desired.targets["t1"];
+        for template in answered
+            .iter()
+            .filter(|t| !t.contains("config") && !t.contains("migration"))
+        {
+            assert!(
+                PlainLookups::of(template).is_some_and(|p| p.answered_by(t1, false)),
+                "{template}"
+            );
+        }
+        assert!(PlainLookups::of("{{ migration }}").is_some_and(|p| p.answered_by(t1, true)));
+        assert!(PlainLookups::of("{{ migration }}").is_some_and(|p| !p.answered_by(t1, false)));
+        // A value over the bound goes to the render.
+        let t2 = &desired.targets["t2"];
+        assert!(PlainLookups::of("{{ target.vars.host }}").is_some_and(|p| !p.answered_by(t2, false)));
+        assert!(shortcuts > 40, "{shortcuts}");
+        // The rest (structures, none, names the check's context lacks or only a render can
+        // judge, filters, statements, broken tags) are left to the render for every target.
+        for template in rendered_only {
+            let plain = PlainLookups::of(template);
+            for target in desired.targets.values() {
+                assert!(
+                    !plain.as_ref().is_some_and(|p| p.answered_by(target, false)),
+                    "`{template}` answered for {}",
+                    target.name()
+                );
+            }
+        }
     }
 
     /// The desired state of `files` (path, YAML), as `load_commit` validates it.

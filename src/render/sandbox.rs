@@ -161,15 +161,27 @@ pub fn enabled() -> bool {
 /// or calls): it cannot produce more than its context holds, so it is safe to render in process.
 /// Anything unusual (a `{{` inside a comment, a string literal) counts as not plain.
 pub fn is_plain_lookup(template: &str) -> bool {
+    lookups_of(template, |_| ()).is_some()
+}
+
+/// The lookups of a plain-lookup template ([`is_plain_lookup`]), each as its path (`a.b.c` →
+/// `["a", "b", "c"]`), in order; `None` when the template is not plain.
+pub fn plain_lookups(template: &str) -> Option<Vec<Vec<&str>>> {
+    let mut paths = Vec::new();
+    lookups_of(template, |path| paths.push(path))?;
+    Some(paths)
+}
+
+/// Calls `each` with the path of every `{{ a.b.c }}` of `template`; `None` (having called it for
+/// some) when the template is not plain.
+fn lookups_of<'t>(template: &'t str, mut each: impl FnMut(Vec<&'t str>)) -> Option<()> {
     if template.contains("{%") {
-        return false;
+        return None;
     }
     let mut rest = template;
     while let Some(at) = rest.find("{{") {
         let after = &rest[at + 2..];
-        let Some(end) = after.find("}}") else {
-            return false;
-        };
+        let end = after.find("}}")?;
         let expr = after[..end]
             .trim_start_matches(['-', '+'])
             .trim_end_matches(['-', '+'])
@@ -180,11 +192,17 @@ pub fn is_plain_lookup(template: &str) -> bool {
                 && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
         };
         if !expr.split('.').all(is_ident) {
-            return false;
+            return None;
         }
+        each(expr.split('.').collect());
         rest = &after[end + 2..];
     }
-    true
+    Some(())
+}
+
+/// Whether `template` parses in `profile`'s environment.
+pub fn parses(profile: Profile, template: &str) -> bool {
+    compile(profile, template).is_ok()
 }
 
 /// Renders `template` against `context` in this process, with fuel and the output cap of
