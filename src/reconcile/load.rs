@@ -347,10 +347,15 @@ impl<'t> PlainLookups<'t> {
     }
 
     /// Whether every lookup is a short scalar in the check's context of `target` (see
-    /// [`Renders::context`]), `migration` telling whether the template is a migration's.
-    fn answered_by(&self, target: &manifest::Target, migration: bool) -> bool {
+    /// [`Renders::context`]) rendering `version` of `component`, `migration` telling whether the
+    /// template is a migration's.
+    fn answered_by(&self, target: &manifest::Target, component: &str, version: &str, migration: bool) -> bool {
+        // A version is not bounded (a long pre-release validates); the stand-in release name is
+        // `<component>-<version>`.
+        let short_version = component.len() + 1 + version.len() <= MAX_PLAIN_VALUE;
         self.paths.iter().all(|path| match path.as_slice() {
-            ["component" | "version" | "from" | "to" | "release" | "attempt" | "commit"] | ["target", "name"] => true,
+            ["component" | "version" | "from" | "to" | "release"] => short_version,
+            ["attempt" | "commit"] | ["target", "name"] => true,
             ["migration"] => migration,
             ["target", "labels", key] => target.labels().get(*key).is_some_and(|v| v.len() <= MAX_PLAIN_VALUE),
             ["target", "vars", path @ ..] => is_short_scalar(&target.spec().vars, path),
@@ -685,7 +690,7 @@ fn check_templates(
             };
             if plain[*t]
                 .as_ref()
-                .is_some_and(|p| p.answered_by(target, migration.is_some()))
+                .is_some_and(|p| p.answered_by(target, component, version, migration.is_some()))
             {
                 continue;
             }
@@ -1166,6 +1171,8 @@ mod tests {
             "{ component: web, version: 1.0.0 }".to_string(),
             "{ component: web, version: 1.0.0, vars: { host: h, port: 80, on: true, nul: null, list: [1], nested: { deep: d }, items: i } }".to_string(),
             format!("{{ component: web, version: 1.0.0, vars: {{ host: {long} }}, config: {{ replicas: 2, tls: {{ on: false }} }} }}"),
+            // A version is not bounded: a long pre-release, 15 times, is over the output cap.
+            format!("{{ component: web, version: \"1.0.0-{}\" }}", "b".repeat(9000)),
         ];
         for (i, spec) in targets.iter().enumerate() {
             let labels = if i == 1 { ", labels: { env: prod }" } else { "" };
@@ -1214,21 +1221,33 @@ mod tests {
             "{{ target.config }}",
             "{{ undefined_name }}",
             "{{ target.vars.nested }}",
+            // The second mark negates: a string or boolean cannot be.
+            "{{--target.name}}",
+            "{{+-target.name}}",
+            "{{--version}}",
+            "{{--target.vars.on}}",
+            "{{ target.name--}}",
         ];
+        let fifteen_versions = "{{ version }}".repeat(15);
         let mut shortcuts = 0;
-        for template in answered.iter().chain(&rendered_only) {
+        for template in answered
+            .iter()
+            .chain(&rendered_only)
+            .chain([&fifteen_versions.as_str()])
+        {
             let plain = PlainLookups::of(template);
             for migration in [None, Some(("web-1.0.0", "m1"))] {
                 for target in desired.targets.values() {
+                    let version = target.spec().version.as_str();
                     if !plain
                         .as_ref()
-                        .is_some_and(|p| p.answered_by(target, migration.is_some()))
+                        .is_some_and(|p| p.answered_by(target, "web", version, migration.is_some()))
                     {
                         continue;
                     }
                     shortcuts += 1;
                     let mut renders = Renders::new(Oid::ZERO_SHA1);
-                    renders.add(0, template, Reads::of(template), target, "web", "1.0.0", migration);
+                    renders.add(0, template, Reads::of(template), target, "web", version, migration);
                     let rendered = renders.render_on(1);
                     assert!(
                         rendered.iter().all(Result::is_ok),
@@ -1245,15 +1264,20 @@ mod tests {
             .filter(|t| !t.contains("config") && !t.contains("migration"))
         {
             assert!(
-                PlainLookups::of(template).is_some_and(|p| p.answered_by(t1, false)),
+                PlainLookups::of(template).is_some_and(|p| p.answered_by(t1, "web", "1.0.0", false)),
                 "{template}"
             );
         }
-        assert!(PlainLookups::of("{{ migration }}").is_some_and(|p| p.answered_by(t1, true)));
-        assert!(PlainLookups::of("{{ migration }}").is_some_and(|p| !p.answered_by(t1, false)));
+        assert!(PlainLookups::of("{{ migration }}").is_some_and(|p| p.answered_by(t1, "web", "1.0.0", true)));
+        assert!(PlainLookups::of("{{ migration }}").is_some_and(|p| !p.answered_by(t1, "web", "1.0.0", false)));
         // A value over the bound goes to the render.
         let t2 = &desired.targets["t2"];
-        assert!(PlainLookups::of("{{ target.vars.host }}").is_some_and(|p| !p.answered_by(t2, false)));
+        assert!(PlainLookups::of("{{ target.vars.host }}").is_some_and(|p| !p.answered_by(t2, "web", "1.0.0", false)));
+        // So is a long version (the reviewer's case: 15 lookups of a 9 KB version pass 128 KiB).
+        let t3 = &desired.targets["t3"];
+        let long_version = t3.spec().version.as_str();
+        assert!(PlainLookups::of(&fifteen_versions).is_some_and(|p| !p.answered_by(t3, "web", long_version, false)));
+        assert!(PlainLookups::of(&fifteen_versions).is_some_and(|p| p.answered_by(t1, "web", "1.0.0", false)));
         assert!(shortcuts > 40, "{shortcuts}");
         // The rest (structures, none, names the check's context lacks or only a render can
         // judge, filters, statements, broken tags) are left to the render for every target.
@@ -1261,7 +1285,12 @@ mod tests {
             let plain = PlainLookups::of(template);
             for target in desired.targets.values() {
                 assert!(
-                    !plain.as_ref().is_some_and(|p| p.answered_by(target, false)),
+                    !plain.as_ref().is_some_and(|p| p.answered_by(
+                        target,
+                        "web",
+                        target.spec().version.as_str(),
+                        false
+                    )),
                     "`{template}` answered for {}",
                     target.name()
                 );

@@ -182,10 +182,10 @@ fn lookups_of<'t>(template: &'t str, mut each: impl FnMut(Vec<&'t str>)) -> Opti
     while let Some(at) = rest.find("{{") {
         let after = &rest[at + 2..];
         let end = after.find("}}")?;
-        let expr = after[..end]
-            .trim_start_matches(['-', '+'])
-            .trim_end_matches(['-', '+'])
-            .trim();
+        // One whitespace-control mark on each side: in `{{--x}}` the second `-` negates `x`.
+        let expr = &after[..end];
+        let expr = expr.strip_prefix(['-', '+']).unwrap_or(expr);
+        let expr = expr.strip_suffix(['-', '+']).unwrap_or(expr).trim();
         let is_ident = |s: &str| {
             let mut chars = s.chars();
             chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
