@@ -913,6 +913,39 @@ fn from_is_defined_on_an_install() {
     assert_eq!(sim_version(&repo, "acme").as_deref(), Some("1.0.0"));
 }
 
+/// SPEC §5: `from` and `release` are defined in every step's templates, precheck and observe
+/// included. (A review during issue #17 found both missing there: `{{ from }}` in a precheck
+/// validated, then held every install; `{{ release }}` in a precheck or observe never rendered.)
+#[test]
+fn precheck_and_observe_templates_see_from_and_release() {
+    let repo = sim_fleet("1.0.0", SIM_POLICY);
+    repo.file(
+        "components/app.yaml",
+        "apiVersion: gantry.dev/v1\nkind: Component\nmetadata: { name: app }\nspec:\n  steps:\n    \
+         deploy: [\"scripts/sim.sh\", \"deploy\", \"{{ target.name }}\", \"{{ version }}\"]\n    \
+         precheck: [\"scripts/sim.sh\", \"health\", \"{{ target.name }}\", \"from={{ from }}\", \"{{ release }}\"]\n    \
+         observe: [\"scripts/sim.sh\", \"observe\", \"{{ target.name }}\", \"{{ release }}\"]\n",
+    );
+    repo.commit_all("precheck and observe name from and release");
+    repo.gantry(&["validate"]).expect(0);
+    apply_at(&repo, NOW).expect(0);
+    pin(&repo, "1.1.0");
+    apply_at(&repo, NOW).expect(0);
+    assert_eq!(sim_version(&repo, "acme").as_deref(), Some("1.1.0"));
+    repo.gantry(&["status", "--observe", "--now", NOW]).expect(0);
+    let steps = sim_steps(&repo);
+    for step in [
+        "health from= app-1.0.0",
+        "health from=1.0.0 app-1.1.0",
+        "observe app-1.1.0",
+    ] {
+        assert!(steps.iter().any(|s| s == step), "no `{step}` in {steps:?}");
+    }
+    let record = record_of(&repo, "acme");
+    assert_eq!(record.status, gantry::state::TargetStatus::Converged);
+    assert_eq!(record.observed_version.as_deref(), Some("1.1.0"));
+}
+
 /// Issue #10 item 9: under `--now` the health soak ran on the real clock (here: one hour).
 #[test]
 fn health_soak_runs_on_the_now_clock() {

@@ -459,9 +459,14 @@ fn precheck(env: &AttemptEnv, header: &AttemptHeader) -> Result<(), AttemptError
         },
         component: env.component.to_string(),
         version: header.to.to_string(),
-        from: header.from.as_ref().map(Version::to_string),
+        // Defined as on every other step (SPEC §5), so what the template check passed runs:
+        // `from` is empty on an install, `release` names the version's Release manifest.
+        from: Some(header.from.as_ref().map_or_else(String::new, Version::to_string)),
         to: header.to.to_string(),
-        release: None,
+        release: env
+            .desired
+            .release(env.component, &header.to)
+            .map(|r| r.manifest.name.clone()),
         migration: None,
         attempt: header.attempt.clone(),
         commit: header.desired_commit.clone(),

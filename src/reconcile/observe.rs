@@ -88,7 +88,12 @@ pub fn observe(
                 version: version.clone(),
                 from: Some(version.clone()),
                 to: version.clone(),
-                release: None,
+                // The running version's Release manifest, as on every other step (SPEC §5).
+                release: record
+                    .version
+                    .as_ref()
+                    .and_then(|v| loaded.desired.release(component, v))
+                    .map(|r| r.manifest.name.clone()),
                 migration: None,
                 attempt: format!("observe-{}", now.strftime("%Y%m%dT%H%M%SZ")),
                 commit: head.to_string(),
