@@ -68,6 +68,24 @@ fn our_packs(git_dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Adds the pack `name` (`pack-<hash>`), which the state writer just wrote into `objects/pack`,
+/// to gantry's own packs, so the next pass folds it with the others once there are
+/// [`MAX_PACKS`]: a batch of records is written as a pack, and unlisted, those packs were never
+/// folded, one more for every large batch for as long as the daemon ran (issue #17). The
+/// caller holds the [`ReconcilerLock`]; a crash before the list is replaced leaves one pack
+/// unlisted, which costs a file, not an object.
+///
+/// # Errors
+/// [`HousekeepingError::Io`] when the list cannot be replaced.
+pub fn keep_as_ours(git_dir: &Path, name: &str) -> Result<(), HousekeepingError> {
+    let mut names = our_packs(git_dir);
+    if !names.iter().any(|n| n == name) {
+        names.push(name.to_owned());
+        write_our_packs(git_dir, &names)?;
+    }
+    Ok(())
+}
+
 /// Replaces the list (a temporary file renamed over it, synced).
 fn write_our_packs(git_dir: &Path, names: &[String]) -> Result<(), HousekeepingError> {
     let path = packs_file(git_dir);

@@ -609,6 +609,61 @@ fn a_large_batch_packs_its_records_and_keeps_its_parent() {
     );
 }
 
+/// Issue #17: each large batch's pack is listed as gantry's own, so housekeeping folds them:
+/// after more than `MAX_PACKS` large batches, one pass leaves one pack, and every record and
+/// commit still reads. (Unlisted, these packs were never folded: one more per large batch for
+/// as long as the daemon ran.)
+#[test]
+fn the_packs_of_large_batches_are_folded_by_housekeeping() {
+    use crate::state::housekeeping::{MAX_PACKS, housekeep_with};
+    let (dir, repo) = temp_repo();
+    let mut writer = StateWriter::open(&repo, BRANCH).unwrap();
+    let idx_files = || -> Vec<String> {
+        std::fs::read_dir(dir.path().join(".git/objects/pack"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter_map(|n| n.strip_suffix(".idx").map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let batches = MAX_PACKS + 1;
+    for b in 0..batches {
+        let mut batch = Batch::new();
+        for i in 0..PACK_THRESHOLD {
+            batch.upsert_target(format!("t{b:02}-{i:03}"), target("billing", &format!("{b}.{i}.0")));
+        }
+        writer.commit(&batch, now()).unwrap().unwrap();
+    }
+    let mut listed: Vec<String> = std::fs::read_to_string(dir.path().join(".git/gantry/packs"))
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let mut written = idx_files();
+    listed.sort();
+    written.sort();
+    assert_eq!(listed, written, "every pack of records is listed, by its name");
+    assert_eq!(written.len(), batches);
+
+    let done = housekeep_with(
+        &repo,
+        BRANCH,
+        std::time::Duration::from_secs(14 * 86_400),
+        std::time::SystemTime::now(),
+        &mut |_| Ok(()),
+    )
+    .unwrap();
+    assert_eq!(done.packs_folded, batches, "{done:?}");
+    assert_eq!(idx_files().len(), 1, "one pack after the fold");
+    git(dir.path(), &["fsck", "--strict", "--no-dangling"]);
+    let repo = Repository::open(dir.path()).unwrap();
+    let state = read_recorded(&repo, BRANCH).unwrap();
+    assert_eq!(state.targets.len(), batches * PACK_THRESHOLD);
+    assert_eq!(state.targets["t08-031"], target("billing", "8.31.0"));
+}
+
 #[test]
 fn files_gantry_does_not_know_are_kept() {
     let (_dir, repo) = temp_repo();

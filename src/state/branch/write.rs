@@ -408,6 +408,25 @@ impl<'r> StateWriter<'r> {
         writer
             .commit()
             .map_err(|e| self.git_error("indexing the pack of records", e))?;
+        // Named by its trailing checksum, as libgit2's indexer names a pack; listed for
+        // housekeeping to fold, so these packs do not pile up.
+        let trailer = bytes.len().checked_sub(20).map(|at| &bytes[at..]);
+        let name = trailer.map(|sum| format!("pack-{}", crate::hex::encode(sum)));
+        match name {
+            Some(name)
+                if self
+                    .repo
+                    .path()
+                    .join("objects/pack")
+                    .join(format!("{name}.idx"))
+                    .exists() =>
+            {
+                if let Err(e) = crate::state::housekeeping::keep_as_ours(self.repo.path(), &name) {
+                    tracing::warn!("the pack of records {name} is not listed for housekeeping: {e}");
+                }
+            }
+            _ => tracing::warn!("the pack of records just written was not found; housekeeping will not fold it"),
+        }
         Ok(ids)
     }
 
