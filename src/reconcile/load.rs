@@ -330,7 +330,7 @@ struct PlainLookups<'t> {
     paths: Vec<Vec<&'t str>>,
 }
 
-/// Lookups at most in a template answered without a render (each costs a render fuel).
+/// Lookups at most in a template answered without a render (each costs fuel in a render).
 const MAX_PLAIN_LOOKUPS: usize = 16;
 /// Longest value a lookup answered without a render may have (a render's output is capped).
 const MAX_PLAIN_VALUE: usize = 1024;

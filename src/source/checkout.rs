@@ -475,6 +475,21 @@ mod tests {
         commit_tree(repo, tree)
     }
 
+    /// A tree object written as given, entries in order (`"<mode> <name>"` and the object): git
+    /// itself refuses to write such forged trees, the object database does not.
+    fn raw_tree(repo: &git2::Repository, entries: &[(&str, Oid)]) -> Oid {
+        let mut raw = Vec::new();
+        for (mode_and_name, id) in entries {
+            raw.extend_from_slice(mode_and_name.as_bytes());
+            raw.push(0);
+            raw.extend_from_slice(id.as_bytes());
+        }
+        repo.odb()
+            .expect("the odb")
+            .write(ObjectType::Tree, &raw)
+            .expect("a raw tree")
+    }
+
     fn commit_tree(repo: &git2::Repository, tree: Oid) -> Oid {
         let sig = git2::Signature::new("t", "t@example.com", &git2::Time::new(1_700_000_000, 0)).expect("a signature");
         let tree = repo.find_tree(tree).expect("the tree");
@@ -574,16 +589,10 @@ mod tests {
         for name in ["..", ".git", ".GIT", "."] {
             let (_dir, repo, _) = repo_with(&[("ok.yaml", b"a: 1\n", git2::FileMode::Blob)]);
             let blob = repo.repo.blob(b"owned\n").expect("a blob");
-            let mut raw = b"100644 ok.yaml\0".to_vec();
-            raw.extend_from_slice(blob.as_bytes());
-            raw.extend_from_slice(format!("100644 {name}\0").as_bytes());
-            raw.extend_from_slice(blob.as_bytes());
-            let tree = repo
-                .repo
-                .odb()
-                .expect("the odb")
-                .write(ObjectType::Tree, &raw)
-                .expect("a raw tree");
+            let tree = raw_tree(
+                &repo.repo,
+                &[("100644 ok.yaml", blob), (&format!("100644 {name}"), blob)],
+            );
             let commit = commit_tree(&repo.repo, tree);
             let err = repo.checkout(commit).expect_err("refused");
             assert!(
@@ -1008,11 +1017,7 @@ mod tests {
         repo.checkout(first).expect("a checkout");
         check_out_fillers(&repo, "fill");
         let blob = repo.repo.blob(b"owned\n").expect("a blob");
-        let mut raw = b"100644 ..\0".to_vec();
-        raw.extend_from_slice(blob.as_bytes());
-        raw.extend_from_slice(b"100644 ok.yaml\0");
-        raw.extend_from_slice(blob.as_bytes());
-        let tree = repo.repo.odb().unwrap().write(ObjectType::Tree, &raw).unwrap();
+        let tree = raw_tree(&repo.repo, &[("100644 ..", blob), ("100644 ok.yaml", blob)]);
         let forged = commit_tree(&repo.repo, tree);
         let err = repo.checkout(forged).expect_err("refused");
         assert!(matches!(&err, SourceError::Refused(m) if m.contains("`..`")), "{err}");
@@ -1074,21 +1079,15 @@ mod tests {
         let (_dir, repo, first) = repo_with(&[("a/victim.txt", b"old\n", Blob), ("ok.yaml", b"1\n", Blob)]);
         repo.checkout(first).expect("a checkout");
         check_out_fillers(&repo, "fill");
-        let odb = repo.repo.odb().unwrap();
         let link = repo.repo.blob(outside.path().to_str().unwrap().as_bytes()).unwrap();
         let owned = repo.repo.blob(b"owned\n").unwrap();
-        let mut sub = b"100644 new.txt\0".to_vec();
-        sub.extend_from_slice(owned.as_bytes());
-        sub.extend_from_slice(b"100644 victim.txt\0");
-        sub.extend_from_slice(owned.as_bytes());
-        let sub = odb.write(ObjectType::Tree, &sub).unwrap();
-        let mut raw = b"120000 a\0".to_vec();
-        raw.extend_from_slice(link.as_bytes());
-        raw.extend_from_slice(b"40000 a\0");
-        raw.extend_from_slice(sub.as_bytes());
-        raw.extend_from_slice(b"100644 ok.yaml\0");
-        raw.extend_from_slice(repo.repo.blob(b"1\n").unwrap().as_bytes());
-        let forged = commit_tree(&repo.repo, odb.write(ObjectType::Tree, &raw).unwrap());
+        let sub = raw_tree(&repo.repo, &[("100644 new.txt", owned), ("100644 victim.txt", owned)]);
+        let one = repo.repo.blob(b"1\n").unwrap();
+        let tree = raw_tree(
+            &repo.repo,
+            &[("120000 a", link), ("40000 a", sub), ("100644 ok.yaml", one)],
+        );
+        let forged = commit_tree(&repo.repo, tree);
         let err = repo.checkout(forged).expect_err("refused");
         assert!(
             matches!(&err, SourceError::Refused(m) if m.contains("`a` is named twice")),
@@ -1132,11 +1131,7 @@ mod tests {
     fn a_whole_write_refuses_a_tree_naming_a_path_twice() {
         let (_dir, repo, _) = repo_with(&[("ok.yaml", b"1\n", git2::FileMode::Blob)]);
         let (one, two) = (repo.repo.blob(b"one\n").unwrap(), repo.repo.blob(b"two\n").unwrap());
-        let mut raw = b"100644 a.yaml\0".to_vec();
-        raw.extend_from_slice(one.as_bytes());
-        raw.extend_from_slice(b"100644 a.yaml\0");
-        raw.extend_from_slice(two.as_bytes());
-        let tree = repo.repo.odb().unwrap().write(ObjectType::Tree, &raw).unwrap();
+        let tree = raw_tree(&repo.repo, &[("100644 a.yaml", one), ("100644 a.yaml", two)]);
         let forged = commit_tree(&repo.repo, tree);
         let err = repo.checkout(forged).expect_err("refused");
         assert!(

@@ -306,7 +306,26 @@ fn parse_block(commit: Oid, time: jiff::Timestamp, block: &[(&str, &str)]) -> Op
 mod tests {
     use super::*;
     use crate::state::branch::tests::{BRANCH, finished, hand_commit, now, target, temp_repo};
+    use crate::state::record::{RolloutTarget, WaveAnalysis, WaveRecord};
     use crate::state::{Batch, StateWriter};
+
+    /// The rollout of billing 2.0.0 with one wave, `canary`, under `analysis`, and `targets`.
+    fn canary_rollout(analysis: WaveAnalysis, targets: BTreeMap<String, RolloutTarget>) -> RolloutRecord {
+        RolloutRecord {
+            component: "billing".into(),
+            version: "2.0.0".parse().unwrap(),
+            started: "2026-02-03T10:00:00Z".into(),
+            waves: vec![WaveRecord {
+                name: "canary".into(),
+                started: Some("2026-02-03T10:00:00Z".into()),
+                completed: None,
+                analysis: Some(analysis),
+            }],
+            targets,
+            failures: 0,
+            halted: None,
+        }
+    }
 
     #[test]
     fn history_reads_outcomes_newest_first_and_filters_by_target() {
@@ -403,9 +422,7 @@ mod tests {
     /// the output tail verbatim, the duration, the approvers and the wave's health analysis.
     #[test]
     fn history_reads_the_attempt_detail_from_the_records_of_its_commit() {
-        use crate::state::record::{
-            AttemptRecord, RolloutTarget, RolloutTargetStatus, TargetAnalysis, WaveAnalysis, WaveRecord,
-        };
+        use crate::state::record::{AttemptRecord, RolloutTargetStatus, TargetAnalysis};
         let (_dir, repo) = temp_repo();
         let long = format!("step deploy failed: {}", "x".repeat(400));
         let tail = "line one\n  indented: two\n***\nlast line";
@@ -442,17 +459,9 @@ mod tests {
         };
         let mut batch = Batch::new();
         batch.upsert_target("acme", record);
-        batch.upsert_rollout(RolloutRecord {
-            component: "billing".into(),
-            version: "2.0.0".parse().unwrap(),
-            started: "2026-02-03T10:00:00Z".into(),
-            waves: vec![WaveRecord {
-                name: "canary".into(),
-                started: Some("2026-02-03T10:00:00Z".into()),
-                completed: None,
-                analysis: Some(analysis),
-            }],
-            targets: BTreeMap::from([(
+        let mut rollout = canary_rollout(
+            analysis,
+            BTreeMap::from([(
                 "acme".to_string(),
                 RolloutTarget {
                     wave: "canary".into(),
@@ -461,9 +470,9 @@ mod tests {
                     finished: Some("2026-02-03T10:02:03Z".into()),
                 },
             )]),
-            failures: 1,
-            halted: None,
-        });
+        );
+        rollout.failures = 1;
+        batch.upsert_rollout(rollout);
         let mut outcome = finished("acme", Some("1.2.0"), "2.0.0", Outcome::RolledBack);
         outcome.message = long.clone();
         batch.outcome(outcome);
@@ -494,9 +503,7 @@ mod tests {
     /// rollout's analysis at 3 rounds then 5, and acme's record naming each commit's attempt.
     #[test]
     fn each_entry_reads_the_records_of_its_own_commit() {
-        use crate::state::record::{
-            AttemptRecord, RolloutTarget, RolloutTargetStatus, TargetAnalysis, WaveAnalysis, WaveRecord,
-        };
+        use crate::state::record::{AttemptRecord, RolloutTargetStatus, TargetAnalysis};
         let (_dir, repo) = temp_repo();
         let mut writer = StateWriter::open(&repo, BRANCH).unwrap();
         let names = ["acme", "zen"];
@@ -520,47 +527,36 @@ mod tests {
                 emergency: None,
             });
             batch.upsert_target("acme", record);
-            batch.upsert_rollout(RolloutRecord {
-                component: "billing".into(),
-                version: "2.0.0".parse().unwrap(),
-                started: "2026-02-03T10:00:00Z".into(),
-                waves: vec![WaveRecord {
-                    name: "canary".into(),
-                    started: Some("2026-02-03T10:00:00Z".into()),
-                    completed: None,
-                    analysis: Some(WaveAnalysis {
-                        status: AnalysisStatus::Running,
-                        rounds,
-                        last_round: None,
-                        targets: names
-                            .iter()
-                            .map(|n| {
-                                let running = TargetAnalysis {
-                                    status: AnalysisStatus::Running,
-                                    failures: BTreeMap::new(),
-                                    last: BTreeMap::new(),
-                                };
-                                (n.to_string(), running)
-                            })
-                            .collect(),
-                        peers: BTreeMap::new(),
-                    }),
-                }],
+            let analysis = WaveAnalysis {
+                status: AnalysisStatus::Running,
+                rounds,
+                last_round: None,
                 targets: names
                     .iter()
                     .map(|n| {
-                        let entry = RolloutTarget {
-                            wave: "canary".into(),
-                            status: RolloutTargetStatus::Succeeded,
-                            started: "2026-02-03T10:00:00Z".into(),
-                            finished: None,
+                        let running = TargetAnalysis {
+                            status: AnalysisStatus::Running,
+                            failures: BTreeMap::new(),
+                            last: BTreeMap::new(),
                         };
-                        (n.to_string(), entry)
+                        (n.to_string(), running)
                     })
                     .collect(),
-                failures: 0,
-                halted: None,
-            });
+                peers: BTreeMap::new(),
+            };
+            let targets = names
+                .iter()
+                .map(|n| {
+                    let entry = RolloutTarget {
+                        wave: "canary".into(),
+                        status: RolloutTargetStatus::Succeeded,
+                        started: "2026-02-03T10:00:00Z".into(),
+                        finished: None,
+                    };
+                    (n.to_string(), entry)
+                })
+                .collect();
+            batch.upsert_rollout(canary_rollout(analysis, targets));
             for name in names {
                 let mut outcome = finished(name, Some("1.2.0"), "2.0.0", Outcome::Succeeded);
                 outcome.attempt = format!("{name}-{pass}");
