@@ -306,8 +306,28 @@ fn parse_block(commit: Oid, time: jiff::Timestamp, block: &[(&str, &str)]) -> Op
 mod tests {
     use super::*;
     use crate::state::branch::tests::{BRANCH, finished, hand_commit, now, target, temp_repo};
-    use crate::state::record::{RolloutTarget, WaveAnalysis, WaveRecord};
+    use crate::state::record::{AttemptRecord, RolloutTarget, WaveAnalysis, WaveRecord};
     use crate::state::{Batch, StateWriter};
+
+    /// The attempt `id` upgrading billing 1.2.0 → 2.0.0, started 2026-02-03T10:00:00Z.
+    fn upgrade_attempt(id: &str, finished: &str, outcome: Outcome, message: &str) -> AttemptRecord {
+        AttemptRecord {
+            id: id.into(),
+            desired_commit: "4f0c1d2e3f405162738495a6b7c8d9e0f1a2b3c4".into(),
+            from: Some("1.2.0".parse().unwrap()),
+            to: "2.0.0".parse().unwrap(),
+            action: "upgrade".into(),
+            started: "2026-02-03T10:00:00Z".into(),
+            finished: Some(finished.into()),
+            outcome: Some(outcome),
+            message: message.into(),
+            config_hash: None,
+            output_tail: String::new(),
+            spec_hash: None,
+            approvers: Vec::new(),
+            emergency: None,
+        }
+    }
 
     /// The rollout of billing 2.0.0 with one wave, `canary`, under `analysis`, and `targets`.
     fn canary_rollout(analysis: WaveAnalysis, targets: BTreeMap<String, RolloutTarget>) -> RolloutRecord {
@@ -422,26 +442,20 @@ mod tests {
     /// the output tail verbatim, the duration, the approvers and the wave's health analysis.
     #[test]
     fn history_reads_the_attempt_detail_from_the_records_of_its_commit() {
-        use crate::state::record::{AttemptRecord, RolloutTargetStatus, TargetAnalysis};
+        use crate::state::record::{RolloutTargetStatus, TargetAnalysis};
         let (_dir, repo) = temp_repo();
         let long = format!("step deploy failed: {}", "x".repeat(400));
         let tail = "line one\n  indented: two\n***\nlast line";
         let mut record = target("billing", "1.2.0");
         record.last_attempt = Some(AttemptRecord {
-            id: "acme-20260203T100000Z".into(),
-            desired_commit: "4f0c1d2e3f405162738495a6b7c8d9e0f1a2b3c4".into(),
-            from: Some("1.2.0".parse().unwrap()),
-            to: "2.0.0".parse().unwrap(),
-            action: "upgrade".into(),
-            started: "2026-02-03T10:00:00Z".into(),
-            finished: Some("2026-02-03T10:02:03.5Z".into()),
-            outcome: Some(Outcome::RolledBack),
-            message: long.clone(),
-            config_hash: None,
             output_tail: tail.into(),
-            spec_hash: None,
             approvers: vec!["ada@example.com".into(), "bo@example.com".into()],
-            emergency: None,
+            ..upgrade_attempt(
+                "acme-20260203T100000Z",
+                "2026-02-03T10:02:03.5Z",
+                Outcome::RolledBack,
+                &long,
+            )
         });
         let analysis = WaveAnalysis {
             status: AnalysisStatus::Failed,
@@ -503,29 +517,19 @@ mod tests {
     /// rollout's analysis at 3 rounds then 5, and acme's record naming each commit's attempt.
     #[test]
     fn each_entry_reads_the_records_of_its_own_commit() {
-        use crate::state::record::{AttemptRecord, RolloutTargetStatus, TargetAnalysis};
+        use crate::state::record::{RolloutTargetStatus, TargetAnalysis};
         let (_dir, repo) = temp_repo();
         let mut writer = StateWriter::open(&repo, BRANCH).unwrap();
         let names = ["acme", "zen"];
         for (pass, rounds) in [(1, 3), (2, 5)] {
             let mut batch = Batch::new();
             let mut record = target("billing", "2.0.0");
-            record.last_attempt = Some(AttemptRecord {
-                id: format!("acme-{pass}"),
-                desired_commit: "4f0c1d2e3f405162738495a6b7c8d9e0f1a2b3c4".into(),
-                from: Some("1.2.0".parse().unwrap()),
-                to: "2.0.0".parse().unwrap(),
-                action: "upgrade".into(),
-                started: "2026-02-03T10:00:00Z".into(),
-                finished: Some("2026-02-03T10:00:01Z".into()),
-                outcome: Some(Outcome::Succeeded),
-                message: format!("pass {pass}"),
-                config_hash: None,
-                output_tail: String::new(),
-                spec_hash: None,
-                approvers: Vec::new(),
-                emergency: None,
-            });
+            record.last_attempt = Some(upgrade_attempt(
+                &format!("acme-{pass}"),
+                "2026-02-03T10:00:01Z",
+                Outcome::Succeeded,
+                &format!("pass {pass}"),
+            ));
             batch.upsert_target("acme", record);
             let analysis = WaveAnalysis {
                 status: AnalysisStatus::Running,
