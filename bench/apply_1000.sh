@@ -87,9 +87,12 @@ for run in copies:
         sys.exit(f"apply failed:\n{done.stderr[-2000:]}")
     rows.append((fwall, fcpu, awall, acpu))
 print(done.stderr.strip().splitlines()[-1])
-status = subprocess.run([gantry, "--repo", run, "status", "--format", "json", "--now", "2026-11-21T10:00:00Z"],
-                        capture_output=True, text=True).stdout
-converged = status.count('"status": "converged"')
+# The first command after the pass: it reads the records the pass wrote, through every pack the
+# pass left (a pass of many large batches folds them into one before it ends).
+done, swall, scpu = measure([gantry, "--repo", run, "status", "--format", "json", "--now", "2026-11-21T10:00:00Z"],
+                            capture_output=True, text=True)
+converged = done.stdout.count('"status": "converged"')
+packs = sum(1 for f in os.listdir(os.path.join(run, ".git", "objects", "pack")) if f.endswith(".idx"))
 med = lambda xs: statistics.median(xs)
 fwall, fcpu, awall, acpu = (med([r[i] for r in rows]) for i in range(4))
 wall_ratios = [r[2] / r[0] for r in rows]
@@ -98,4 +101,5 @@ print(f"targets            {n} (maxParallel {parallel}), converged {converged}; 
 print(f"floor (shell loop) {fwall*1000:8.0f} ms wall {fcpu*1000:8.0f} ms CPU  ({fwall/n*1e6:5.0f} us/process)")
 print(f"gantry apply       {awall*1000:8.0f} ms wall {acpu*1000:8.0f} ms CPU  ({awall/n*1e6:5.0f} us/target)")
 print(f"ratio              {med(wall_ratios):8.2f}x wall   {med(cpu_ratios):5.2f}x CPU  (aim <= 1.5x; wall per round: {', '.join(f'{r:.2f}' for r in wall_ratios)})")
+print(f"status after       {swall*1000:8.0f} ms wall {scpu*1000:8.0f} ms CPU  (last round; {packs} packs left)")
 PY

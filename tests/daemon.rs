@@ -925,6 +925,168 @@ fn daemon_housekeeping_packs_state_objects_and_the_repository_stays_valid() {
     repo.gantry(&["--now", "2026-11-21T10:00:00Z", "status"]).expect(0);
 }
 
+/// `n` packs as a pass of large batches leaves them (each one listed in `.git/gantry/packs`),
+/// each holding the state branch's objects and one blob of its own; returns those blobs.
+fn seed_listed_packs(repo: &Repo, n: usize) -> Vec<String> {
+    let state = common::git_cli(repo, &["rev-list", "--objects", "gantry/state"]);
+    let mut names = std::fs::read_to_string(repo.path().join(".git/gantry/packs")).unwrap_or_default();
+    let mut blobs = Vec::new();
+    let before = pack_indexes(repo);
+    for i in 0..n {
+        let blob_file = repo.path().join(format!(".git/seed-{before}-{i}"));
+        std::fs::write(&blob_file, format!("records of batch {before}-{i}\n")).expect("seed blob");
+        let blob = common::git_cli(repo, &["hash-object", "-w", blob_file.to_str().expect("utf-8")]);
+        let ids: String = state
+            .lines()
+            .filter_map(|l| l.split(' ').next())
+            .chain([blob.as_str()])
+            .map(|id| format!("{id}\n"))
+            .collect();
+        let mut child = std::process::Command::new("git")
+            .current_dir(repo.path())
+            .args(["pack-objects", "-q", ".git/objects/pack/pack"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("git pack-objects");
+        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), ids.as_bytes()).expect("ids");
+        let out = child.wait_with_output().expect("git pack-objects");
+        assert!(out.status.success());
+        names.push_str(&format!("pack-{}\n", String::from_utf8_lossy(&out.stdout).trim()));
+        blobs.push(blob);
+    }
+    std::fs::write(repo.path().join(".git/gantry/packs"), names).expect("packs list");
+    assert_eq!(pack_indexes(repo), before + n);
+    blobs
+}
+
+/// The `.idx` files under `.git/objects/pack`.
+fn pack_indexes(repo: &Repo) -> usize {
+    std::fs::read_dir(repo.path().join(".git/objects/pack"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".idx"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Issue #17: a 10,000-target `apply` wrote 64 packs of records and left them, so every later
+/// object lookup (`status`, `plan`) searched each one until a daemon's housekeeping ran. A pass
+/// that leaves 8 of gantry's packs now folds them into one before it lets go of the lock; no
+/// object is lost, and `gantry` and `git fsck` read the repository after.
+#[test]
+fn apply_folds_the_packs_its_pass_leaves() {
+    let now = "2026-11-21T10:00:00Z";
+    let repo = fixture(&[("alpha", "1.0.0"), ("beta", "1.0.0")], None);
+    repo.gantry(&["--now", now, "apply"]).expect(0);
+    let blobs = seed_listed_packs(&repo, 7);
+    // Below the count that folds: the pass leaves the packs as they are.
+    repo.file("targets/alpha.yaml", &target("alpha", "web", "1.1.0", "env: test"));
+    repo.commit_all("alpha to 1.1.0");
+    repo.gantry(&["--now", now, "apply"]).expect(0);
+    assert_eq!(pack_indexes(&repo), 7);
+
+    let blobs = [blobs, seed_listed_packs(&repo, 1)].concat();
+    repo.file("targets/beta.yaml", &target("beta", "web", "1.1.0", "env: test"));
+    repo.commit_all("beta to 1.1.0");
+    let run = repo.gantry(&["--now", now, "apply"]).expect(0);
+    assert!(!run.stderr().contains("WARN"), "{}", run.stderr());
+    assert_eq!(pack_indexes(&repo), 1, "one pack after the fold");
+    let listed = std::fs::read_to_string(repo.path().join(".git/gantry/packs")).expect("packs list");
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    for blob in &blobs {
+        common::git_cli(&repo, &["cat-file", "-e", blob]);
+    }
+    let fsck = common::git_cli(&repo, &["fsck", "--full", "--no-progress"]);
+    assert!(!fsck.contains("missing") && !fsck.contains("error"), "{fsck}");
+    let status = repo
+        .gantry(&["--now", now, "status", "--format", "json"])
+        .expect(0)
+        .stdout();
+    assert!(status.contains("\"1.1.0\""), "{status}");
+    assert_eq!(
+        repo.gantry(&["history", "--format", "json"])
+            .expect(0)
+            .stdout()
+            .matches("1.1.0")
+            .count(),
+        2
+    );
+}
+
+/// The fold's failure path: one of the 8 listed packs is a stray index whose pack is gone (an
+/// interrupted `git gc`, a hand-deleted file), which git skips and the fold cannot read. The
+/// pass's records are committed before the fold: `apply` warns, naming the file, still exits 0,
+/// and nothing is lost or deleted.
+#[test]
+fn a_fold_that_fails_is_a_warning_and_the_pass_stands() {
+    let now = "2026-11-21T10:00:00Z";
+    let repo = fixture(&[("alpha", "1.0.0")], None);
+    repo.gantry(&["--now", now, "apply"]).expect(0);
+    let blobs = seed_listed_packs(&repo, 7);
+    let stray = format!("pack-{}", "e".repeat(40));
+    std::fs::write(
+        repo.path().join(format!(".git/objects/pack/{stray}.idx")),
+        b"not an index",
+    )
+    .expect("stray");
+    let mut listed = std::fs::read_to_string(repo.path().join(".git/gantry/packs")).expect("packs list");
+    listed.push_str(&format!("{stray}\n"));
+    std::fs::write(repo.path().join(".git/gantry/packs"), listed).expect("packs list");
+
+    repo.file("targets/alpha.yaml", &target("alpha", "web", "1.1.0", "env: test"));
+    repo.commit_all("alpha to 1.1.0");
+    let run = repo.gantry(&["--now", now, "apply"]).expect(0);
+    assert!(
+        run.stderr().contains(&format!(
+            "{stray}.idx does not read as a pack index; no object was deleted"
+        )),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(pack_indexes(&repo), 8, "nothing folded, nothing deleted");
+    for blob in &blobs {
+        common::git_cli(&repo, &["cat-file", "-e", blob]);
+    }
+    let status = repo
+        .gantry(&["--now", now, "status", "--format", "json"])
+        .expect(0)
+        .stdout();
+    assert!(status.contains("\"1.1.0\""), "{status}");
+}
+
+/// Issue #17: the daemon folds at once after a pass that leaves 8 of gantry's packs, not only
+/// when `[housekeeping] interval` (here a day) comes round.
+#[test]
+fn the_daemon_folds_packs_without_waiting_for_its_interval() {
+    let repo = fixture(&[("alpha", "1.0.0")], None);
+    let mut toml = std::fs::read_to_string(repo.path().join("gantry.toml")).expect("gantry.toml");
+    toml.push_str("\n[housekeeping]\ninterval = \"1d\"\n");
+    repo.file("gantry.toml", &toml);
+    repo.commit_all("housekeeping once a day");
+    repo.gantry(&["--now", "2026-11-21T10:00:00Z", "apply"]).expect(0);
+    let daemon = Daemon::start(&repo, &["--now", "2026-11-21T10:00:00Z"]);
+    let first = wait_for("the first housekeeping pass", || {
+        let d = daemon.json("/api/daemon");
+        (!d["housekeeping"].is_null()).then(|| d["housekeeping"]["last"].clone())
+    });
+    // The first pass's own pack, and as many more as make 8.
+    let blobs = seed_listed_packs(&repo, 8 - pack_indexes(&repo));
+    let (code, _) = http("POST", &daemon.url("/api/refresh"));
+    assert_eq!(code, 202);
+    let done = wait_for("a fold", || {
+        let d = daemon.json("/api/daemon");
+        (d["housekeeping"]["last"] != first).then(|| d["housekeeping"].clone())
+    });
+    assert!(done["error"].is_null(), "{done}");
+    assert_eq!(done["packs_folded"], 8, "{done}");
+    assert_eq!(pack_indexes(&repo), 1, "{done}");
+    for blob in &blobs {
+        common::git_cli(&repo, &["cat-file", "-e", blob]);
+    }
+}
+
 /// Issue #15: no "update available" for targets pinned below the newest release. `apply` (and
 /// the daemon, through the same function) announces it once per target and version, across
 /// processes: a second apply says nothing new, a newer release is announced again.

@@ -24,6 +24,7 @@ use crate::manifest::{Desired, Diagnostic, PolicySpec};
 use crate::plan::{self, Action, ActionKind, Plan, Status};
 use crate::policy::{self, Governing};
 use crate::source::{SourceError, WatchedRepo, trust};
+use crate::state::housekeeping;
 use crate::state::{
     AttemptHeader, Batch, FinishedAttempt, Journal, JournalError, LockError, Outcome, ReconcilerLock, RecordedState,
     RolloutRecord, RolloutTarget, RolloutTargetStatus, StateError, StateWriter, TargetRecord, TargetStatus, WaveRecord,
@@ -66,6 +67,8 @@ pub struct ApplyOptions {
 #[derive(Debug, Default)]
 pub struct ApplyReport {
     pub commit: Option<String>,
+    /// The state branch the pass read and wrote, once the commit's config named it.
+    pub state_branch: Option<String>,
     pub outcomes: Vec<FinishedAttempt>,
     /// The last plan computed (what is left: blocked, violations).
     pub plan: Option<Plan>,
@@ -161,12 +164,31 @@ pub fn apply_with(
     progress: &dyn ProgressSink,
     runtime: &Runtime,
 ) -> Result<ApplyReport, ApplyError> {
-    let _lock = if options.dry_run {
+    let lock = if options.dry_run {
         None
     } else {
         Some(ReconcilerLock::acquire(repo.repo.path())?)
     };
-    pass(repo, options, None, progress, runtime)
+    let report = pass(repo, options, None, progress, runtime)?;
+    if let (Some(lock), Some(state_branch)) = (&lock, &report.state_branch) {
+        fold_packs(repo, lock, state_branch);
+    }
+    Ok(report)
+}
+
+/// Folds the packs of the pass's large batches before the lock is let go (see
+/// [`housekeeping::fold_packs`]; the daemon does it in its housekeeping). A failure only costs
+/// lookups, never a record: it is a warning, and the pass's outcome stands.
+fn fold_packs(repo: &WatchedRepo, lock: &ReconcilerLock, state_branch: &str) {
+    match housekeeping::fold_packs(&repo.repo, lock, state_branch) {
+        Ok(Some(done)) => tracing::debug!(
+            packs_folded = done.packs_folded,
+            packed = done.packed,
+            "the pass's packs of records were folded into one"
+        ),
+        Ok(None) => {}
+        Err(e) => tracing::warn!("{e}; the records are intact, only spread over more packs"),
+    }
 }
 
 /// Runs one reconcile pass for a caller that holds the repository lock for longer than a pass
@@ -220,6 +242,7 @@ fn pass(
     let mut recorded = recorded?;
     report.commit = Some(head.to_string());
     let state_branch = loaded.desired.config.state_branch.clone();
+    report.state_branch = Some(state_branch.clone());
     let redactor = Redactor::from_desired(&loaded.desired);
     let context = PassContext {
         repo,

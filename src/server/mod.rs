@@ -688,16 +688,18 @@ fn adopt_remote_state(shared: &Shared) -> Result<(), String> {
 }
 
 /// Packs and prunes the state branch's objects when `[housekeeping] interval` has passed since
-/// the last time (the first pass of a daemon does it once), holding the reconciler lock, so no
+/// the last time (the first pass of a daemon does it once), or at once when gantry's packs are
+/// at the count a pass folds (a pass of many large batches), holding the reconciler lock, so no
 /// gantry writer runs meanwhile.
 fn housekeep_if_due(shared: &Shared, repo: &WatchedRepo, lock_held: &ReconcilerLock) {
     let settings = &shared.config.housekeeping;
     let parse = |text: &str, default: Duration| crate::manifest::values::parse_duration(text).unwrap_or(default);
     let interval = parse(&settings.interval, Duration::from_secs(3600)).max(Duration::from_secs(1));
     let prune_after = parse(&settings.prune_after, Duration::from_secs(14 * 86_400));
+    let fold_now = crate::state::housekeeping::packs_to_fold(repo.repo.path());
     {
         let mut at = lock(&shared.housekept_at);
-        if at.is_some_and(|t| t.elapsed() < interval) {
+        if !fold_now && at.is_some_and(|t| t.elapsed() < interval) {
             return;
         }
         *at = Some(Instant::now());

@@ -119,8 +119,9 @@ pub enum HousekeepingError {
         #[source]
         source: std::io::Error,
     },
-    /// The new pack's index does not read as a pack index: nothing loose was deleted.
-    #[error("housekeeping: the new pack index {} is not readable as one; no loose object was deleted", path.display())]
+    /// A pack index (the new pack's, or one of gantry's earlier packs' being folded) does not
+    /// read as one: nothing was deleted.
+    #[error("housekeeping: {} does not read as a pack index; no object was deleted", path.display())]
     BadIndex { path: PathBuf },
 }
 
@@ -152,15 +153,52 @@ pub fn housekeep(
     state_branch: &str,
     prune_after: Duration,
 ) -> Result<Housekept, HousekeepingError> {
-    housekeep_with(repo, state_branch, prune_after, SystemTime::now(), &mut |_| Ok(()))
+    housekeep_with(
+        repo,
+        state_branch,
+        Some(prune_after),
+        SystemTime::now(),
+        &mut |_| Ok(()),
+    )
+}
+
+/// Whether gantry's own packs that are still on disk number [`MAX_PACKS`] or more, the count a
+/// housekeeping pass folds into one. A pass that wrote that many large batches (a 10,000-target
+/// `apply` writes 64) would otherwise leave each later object lookup to search every one of
+/// them: `status` on such a fleet spent a third of its time there (issue #17).
+pub fn packs_to_fold(git_dir: &Path) -> bool {
+    let pack_dir = git_dir.join("objects").join("pack");
+    our_packs(git_dir)
+        .iter()
+        .filter(|name| pack_dir.join(format!("{name}.idx")).exists())
+        .count()
+        >= MAX_PACKS
+}
+
+/// The first two steps of [`housekeep`] (pack, then drop packed loose copies), without pruning,
+/// when [`packs_to_fold`]: what a pass does before it lets go of the lock, so the packs of its
+/// large batches do not wait for a daemon's next housekeeping. `None` when there was nothing
+/// to fold.
+///
+/// # Errors
+/// As [`housekeep`].
+pub fn fold_packs(
+    repo: &Repository,
+    _lock: &ReconcilerLock,
+    state_branch: &str,
+) -> Result<Option<Housekept>, HousekeepingError> {
+    if !packs_to_fold(repo.path()) {
+        return Ok(None);
+    }
+    housekeep_with(repo, state_branch, None, SystemTime::now(), &mut |_| Ok(())).map(Some)
 }
 
 /// [`housekeep`] at the wall-clock time `now`, calling `checkpoint` at each [`Stage`] (tests
-/// fail it to interrupt the pass).
+/// fail it to interrupt the pass). Without `prune_after`, nothing unreachable is pruned.
 pub fn housekeep_with(
     repo: &Repository,
     state_branch: &str,
-    prune_after: Duration,
+    prune_after: Option<Duration>,
     now: SystemTime,
     checkpoint: &mut dyn FnMut(Stage) -> Result<(), HousekeepingError>,
 ) -> Result<Housekept, HousekeepingError> {
@@ -195,13 +233,16 @@ pub fn housekeep_with(
         .collect();
     let fold = earlier.len() >= MAX_PACKS;
     let mut folded: HashSet<Oid> = HashSet::new();
-    if fold && !ours.is_empty() {
+    if fold {
         for name in &earlier {
             folded.extend(pack_index_ids(&pack_dir.join(format!("{name}.idx")))?);
         }
     }
-    if !ours.is_empty() {
+    if !ours.is_empty() || !folded.is_empty() {
         let mut builder = repo.packbuilder().map_err(git("starting a pack"))?;
+        // The delta search on every core (0: as many threads as libgit2 counts): it is most of
+        // a fold's time, and the pass that folds holds the lock meanwhile.
+        builder.set_threads(0);
         let mut sorted: Vec<Oid> = ours.union(&folded).copied().collect();
         sorted.sort();
         for oid in &sorted {
@@ -255,10 +296,13 @@ pub fn housekeep_with(
     }
 
     // 3. Prune: old loose objects nothing reaches (the full walk only when there are some).
-    let old: Vec<&(Oid, PathBuf)> = loose
-        .iter()
-        .filter(|(oid, path)| !ours.contains(oid) && is_older(path, now, prune_after))
-        .collect();
+    let old: Vec<&(Oid, PathBuf)> = match prune_after {
+        Some(age) => loose
+            .iter()
+            .filter(|(oid, path)| !ours.contains(oid) && is_older(path, now, age))
+            .collect(),
+        None => Vec::new(),
+    };
     if !old.is_empty() {
         let reachable = everything_reachable(repo)?;
         for (oid, path) in old {
@@ -583,7 +627,14 @@ mod tests {
     fn housekeeping_packs_state_objects_prunes_only_old_unreachable_ones_and_fsck_stays_clean() {
         let f = fixture(20);
         let repo = Repository::open(f.dir.path()).unwrap();
-        let done = housekeep_with(&repo, "gantry/state", 14 * DAY, SystemTime::now(), &mut |_| Ok(())).unwrap();
+        let done = housekeep_with(
+            &repo,
+            "gantry/state",
+            Some(14 * DAY),
+            SystemTime::now(),
+            &mut |_| Ok(()),
+        )
+        .unwrap();
         // 20 commits × (commit, root tree, targets tree, blob) = 80 state objects packed.
         assert_eq!(done.packed, 80, "{done:?}");
         assert_eq!(done.removed_packed, 80, "{done:?}");
@@ -600,7 +651,14 @@ mod tests {
         let tip = repo.refname_to_id("refs/heads/gantry/state").unwrap();
         assert_eq!(repo.find_commit(tip).unwrap().message().ok(), Some("outcome 19"));
         // A second pass has nothing to pack.
-        let again = housekeep_with(&repo, "gantry/state", 14 * DAY, SystemTime::now(), &mut |_| Ok(())).unwrap();
+        let again = housekeep_with(
+            &repo,
+            "gantry/state",
+            Some(14 * DAY),
+            SystemTime::now(),
+            &mut |_| Ok(()),
+        )
+        .unwrap();
         assert_eq!(
             (again.packed, again.removed_packed, again.pruned),
             (0, 0, 0),
@@ -615,7 +673,6 @@ mod tests {
     fn gantry_packs_are_folded_so_their_number_stays_bounded() {
         let f = fixture(1);
         let repo = Repository::open(f.dir.path()).unwrap();
-        let sig = git2::Signature::now("t", "t@example.com").unwrap();
         let packs = |repo: &Repository| {
             std::fs::read_dir(repo.path().join("objects/pack"))
                 .map(|d| {
@@ -627,22 +684,15 @@ mod tests {
         };
         let mut folded = 0;
         for i in 0..(2 * MAX_PACKS + 1) {
-            let tip = repo.refname_to_id("refs/heads/gantry/state").unwrap();
-            let parent = repo.find_commit(tip).unwrap();
-            let blob = repo.blob(format!("pass {i}\n").as_bytes()).unwrap();
-            let mut tb = repo.treebuilder(None).unwrap();
-            tb.insert("record.yaml", blob, 0o100644).unwrap();
-            let tree = repo.find_tree(tb.write().unwrap()).unwrap();
-            repo.commit(
-                Some("refs/heads/gantry/state"),
-                &sig,
-                &sig,
-                &format!("pass {i}"),
-                &tree,
-                &[&parent],
+            state_commit(&repo, i);
+            let done = housekeep_with(
+                &repo,
+                "gantry/state",
+                Some(14 * DAY),
+                SystemTime::now(),
+                &mut |_| Ok(()),
             )
             .unwrap();
-            let done = housekeep_with(&repo, "gantry/state", 14 * DAY, SystemTime::now(), &mut |_| Ok(())).unwrap();
             folded += done.packs_folded;
             assert!(packs(&repo) <= MAX_PACKS, "pass {i}: {} packs", packs(&repo));
         }
@@ -652,6 +702,87 @@ mod tests {
         let mut walk = repo.revwalk().unwrap();
         walk.push_ref("refs/heads/gantry/state").unwrap();
         assert_eq!(walk.count(), 2 * MAX_PACKS + 2, "every state commit still reads");
+    }
+
+    /// One more state commit on `gantry/state` (a record blob, its tree, the commit: loose).
+    fn state_commit(repo: &Repository, i: usize) {
+        let sig = git2::Signature::now("t", "t@example.com").unwrap();
+        let tip = repo.refname_to_id("refs/heads/gantry/state").unwrap();
+        let parent = repo.find_commit(tip).unwrap();
+        let blob = repo.blob(format!("pass {i}\n").as_bytes()).unwrap();
+        let mut tb = repo.treebuilder(None).unwrap();
+        tb.insert("record.yaml", blob, 0o100644).unwrap();
+        let tree = repo.find_tree(tb.write().unwrap()).unwrap();
+        repo.commit(
+            Some("refs/heads/gantry/state"),
+            &sig,
+            &sig,
+            &format!("pass {i}"),
+            &tree,
+            &[&parent],
+        )
+        .unwrap();
+    }
+
+    /// Issue #17: `apply` folds before it lets go of the lock once gantry's packs number
+    /// [`MAX_PACKS`], even when nothing is loose (a pass whose every batch was written as a
+    /// pack), and it never prunes: an old unreachable object is the daemon's to judge.
+    #[test]
+    fn a_pass_folds_its_packs_without_pruning_once_there_are_enough() {
+        let f = fixture(1);
+        let repo = Repository::open(f.dir.path()).unwrap();
+        let lock = ReconcilerLock::acquire(repo.path()).unwrap();
+        let idx_count = || {
+            std::fs::read_dir(repo.path().join("objects/pack"))
+                .unwrap()
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".idx"))
+                .count()
+        };
+        for i in 0..MAX_PACKS {
+            assert!(!packs_to_fold(repo.path()), "{i} packs");
+            assert_eq!(fold_packs(&repo, &lock, "gantry/state").unwrap(), None, "{i} packs");
+            state_commit(&repo, i);
+            housekeep_with(
+                &repo,
+                "gantry/state",
+                Some(14 * DAY),
+                SystemTime::now(),
+                &mut |_| Ok(()),
+            )
+            .unwrap();
+        }
+        assert_eq!(idx_count(), MAX_PACKS);
+        let state_loose = |repo: &Repository| {
+            let loose: HashSet<Oid> = loose_objects(&repo.path().join("objects"))
+                .unwrap()
+                .into_iter()
+                .map(|(oid, _)| oid)
+                .collect();
+            let mut walk = repo.revwalk().unwrap();
+            walk.push_ref("refs/heads/gantry/state").unwrap();
+            walk.flatten().filter(|c| loose.contains(c)).count()
+        };
+        assert_eq!(
+            state_loose(&repo),
+            0,
+            "every state object is packed: nothing loose to pack"
+        );
+        let old_unreachable = repo.blob(b"a stray object, long ago\n").unwrap();
+        age(&repo, old_unreachable, 30 * DAY);
+
+        assert!(packs_to_fold(repo.path()));
+        let done = fold_packs(&repo, &lock, "gantry/state").unwrap().expect("a fold");
+        assert_eq!(done.packs_folded, MAX_PACKS, "{done:?}");
+        assert_eq!(done.pruned, 0, "{done:?}");
+        assert_eq!(idx_count(), 1);
+        assert!(!packs_to_fold(repo.path()));
+        assert!(repo.odb().unwrap().exists(old_unreachable), "a fold prunes nothing");
+        assert_valid(f.dir.path());
+        let repo = Repository::open(f.dir.path()).unwrap();
+        let mut walk = repo.revwalk().unwrap();
+        walk.push_ref("refs/heads/gantry/state").unwrap();
+        assert_eq!(walk.count(), MAX_PACKS + 1, "every state commit still reads");
     }
 
     /// A pass stopped at every point (after the pack is written, before the 1st, 2nd, 40th,
@@ -679,14 +810,21 @@ mod tests {
                 }
                 Ok(())
             };
-            let stopped = housekeep_with(&repo, "gantry/state", 14 * DAY, SystemTime::now(), &mut crash);
+            let stopped = housekeep_with(&repo, "gantry/state", Some(14 * DAY), SystemTime::now(), &mut crash);
             assert!(
                 stopped.is_err(),
                 "{stage:?} {after}: the simulated crash stops the pass"
             );
             assert_valid(f.dir.path());
             let repo = Repository::open(f.dir.path()).unwrap();
-            let done = housekeep_with(&repo, "gantry/state", 14 * DAY, SystemTime::now(), &mut |_| Ok(())).unwrap();
+            let done = housekeep_with(
+                &repo,
+                "gantry/state",
+                Some(14 * DAY),
+                SystemTime::now(),
+                &mut |_| Ok(()),
+            )
+            .unwrap();
             assert_valid(f.dir.path());
             let before = loose_objects(&repo.path().join("objects")).unwrap().len();
             assert_eq!(before, done.loose_after);

@@ -650,7 +650,7 @@ fn the_packs_of_large_batches_are_folded_by_housekeeping() {
     let done = housekeep_with(
         &repo,
         BRANCH,
-        std::time::Duration::from_secs(14 * 86_400),
+        Some(std::time::Duration::from_secs(14 * 86_400)),
         std::time::SystemTime::now(),
         &mut |_| Ok(()),
     )
