@@ -946,6 +946,37 @@ fn precheck_and_observe_templates_see_from_and_release() {
     assert_eq!(record.observed_version.as_deref(), Some("1.1.0"));
 }
 
+/// `precheck` and `observe` never see an artifact (they run before or outside any attempt's
+/// version), so `{{ artifact.path }}` there is refused by the template check, at the file and
+/// step, before anything runs. (The check used to give every template a stand-in artifact, so
+/// such a precheck validated and then held every target on every pass.) The same text in
+/// `deploy`, which has one, is not refused: the check renders it apart.
+#[test]
+fn artifact_in_a_precheck_or_observe_template_is_refused_before_anything_runs() {
+    for step in ["precheck", "observe"] {
+        let repo = sim_fleet("1.0.0", SIM_POLICY);
+        repo.file(
+            "components/app.yaml",
+            &format!(
+                "apiVersion: gantry.dev/v1\nkind: Component\nmetadata: {{ name: app }}\nspec:\n  steps:\n    \
+                 deploy: [\"scripts/sim.sh\", \"deploy\", \"{{{{ target.name }}}}\", \"{{{{ version }}}}\", \"{{{{ artifact.path }}}}\"]\n    \
+                 {step}: [\"scripts/sim.sh\", \"health\", \"{{{{ target.name }}}}\", \"{{{{ artifact.path }}}}\"]\n"
+            ),
+        );
+        repo.commit_all(&format!("{step} names an artifact"));
+        let out = repo.gantry(&["validate"]).expect(1);
+        assert!(
+            out.stderr().contains("1 problem")
+                && out.stderr().contains("components/app.yaml:7:")
+                && out.stderr().contains("`artifact` is undefined at `artifact.path`"),
+            "{step}: {}",
+            out.stderr()
+        );
+        apply_at(&repo, NOW).expect(1);
+        assert!(sim_steps(&repo).is_empty(), "{step}: {:?}", sim_steps(&repo));
+    }
+}
+
 /// Issue #10 item 9: under `--now` the health soak ran on the real clock (here: one hour).
 #[test]
 fn health_soak_runs_on_the_now_clock() {

@@ -182,6 +182,9 @@ struct StepTemplate<'a> {
     release: Option<&'a str>,
     /// For a migration: its release's version and the migration's id (the render sees them).
     migration: Option<(String, &'a str)>,
+    /// Whether the step can see artifacts when it runs: not `precheck` or `observe`, which run
+    /// before or outside any attempt's version (their contexts have no `artifact`).
+    artifacts: bool,
 }
 
 /// What one step template is, for the template check's memo: everything of it a render or its
@@ -395,6 +398,7 @@ struct RenderKey<'a> {
     component: Option<&'a str>,
     version: Option<&'a str>,
     migration: Option<(&'a str, &'a str)>,
+    artifacts: bool,
 }
 
 /// The renders of the template check, one per distinct [`RenderKey`], and which (template,
@@ -415,6 +419,8 @@ struct RenderJob<'a> {
     component: &'a str,
     version: &'a str,
     migration: Option<(&'a str, &'a str)>,
+    /// Whether the context has the stand-in artifact (see [`StepTemplate`]).
+    artifacts: bool,
 }
 
 /// Renders per thread below which one thread does them all (a render of a short template is a
@@ -443,6 +449,7 @@ impl<'a> Renders<'a> {
         component: &'a str,
         version: &'a str,
         migration: Option<(&'a str, &'a str)>,
+        artifacts: bool,
     ) {
         if !reads.anything() {
             // Literal text: it renders to itself.
@@ -454,6 +461,7 @@ impl<'a> Renders<'a> {
             component: reads.component.then_some(component),
             version: reads.version.then_some(version),
             migration: if reads.migration { migration } else { None },
+            artifacts,
         };
         let job = match self.job_of.get(&key) {
             Some(job) => *job,
@@ -464,6 +472,7 @@ impl<'a> Renders<'a> {
                     component,
                     version,
                     migration,
+                    artifacts,
                 });
                 self.job_of.insert(key, self.jobs.len() - 1);
                 self.jobs.len() - 1
@@ -508,6 +517,7 @@ impl<'a> Renders<'a> {
             component,
             version,
             migration,
+            artifacts,
             ..
         } = *job;
         let version = version.to_owned();
@@ -530,10 +540,15 @@ impl<'a> Renders<'a> {
             attempt: "validate".to_owned(),
             commit: self.commit.to_string(),
             // Stand-ins for values only a running step has: a traffic weight, and one verified
-            // artifact (so `{{ artifact.path }}` renders; its absence is a run-time matter).
+            // artifact (so `{{ artifact.path }}` renders; its absence is a run-time matter),
+            // except where the step never has one.
             weight: Some(100),
-            artifact: Some(stand_in_artifact()),
-            artifacts: vec![stand_in_artifact()],
+            artifact: artifacts.then(stand_in_artifact),
+            artifacts: if artifacts {
+                vec![stand_in_artifact()]
+            } else {
+                Vec::new()
+            },
         })
         .unwrap_or_default()
     }
@@ -568,6 +583,7 @@ fn check_templates(
                     template,
                     release: None,
                     migration: None,
+                    artifacts: !matches!(step, "precheck" | "observe"),
                 });
             }
         }
@@ -597,6 +613,7 @@ fn check_templates(
                         template,
                         release: Some(&release.manifest.name),
                         migration: Some((release.version.to_string(), &migration.id)),
+                        artifacts: true,
                     });
                 }
             }
@@ -694,7 +711,16 @@ fn check_templates(
             {
                 continue;
             }
-            renders.add(*t, template.template, reads[*t], target, component, version, migration);
+            renders.add(
+                *t,
+                template.template,
+                reads[*t],
+                target,
+                component,
+                version,
+                migration,
+                template.artifacts,
+            );
         }
     }
     drop(jobs);
@@ -1082,6 +1108,7 @@ mod tests {
             component: None,
             version,
             migration: None,
+            artifacts: true,
         };
         let mut seen = std::collections::HashSet::new();
         assert!(seen.insert(key("{{ version }}", None, Some("1.0.0"))));
@@ -1092,6 +1119,11 @@ mod tests {
         assert!(seen.insert(key("{{ version }}", None, Some("2.0.0"))));
         assert!(seen.insert(key("{{ target.name }}", Some("a"), None)));
         assert!(seen.insert(key("{{ target.name }}", Some("b"), None)));
+        let without_artifacts = RenderKey {
+            artifacts: false,
+            ..key("{{ version }}", None, Some("1.0.0"))
+        };
+        assert!(seen.insert(without_artifacts), "a precheck's render is its own");
     }
 
     /// Issue #17: the check's renders run in chunks on several threads; each job's result is
@@ -1134,7 +1166,7 @@ mod tests {
         let mut renders = Renders::new(Oid::ZERO_SHA1);
         let template = "{{ target.vars.host }}";
         for target in desired.targets.values() {
-            renders.add(0, template, Reads::of(template), target, "web", "1.0.0", None);
+            renders.add(0, template, Reads::of(template), target, "web", "1.0.0", None, true);
         }
         assert_eq!(renders.jobs.len(), 1200, "one render per target");
         let one = renders.render_on(1);
@@ -1247,7 +1279,16 @@ mod tests {
                     }
                     shortcuts += 1;
                     let mut renders = Renders::new(Oid::ZERO_SHA1);
-                    renders.add(0, template, Reads::of(template), target, "web", version, migration);
+                    renders.add(
+                        0,
+                        template,
+                        Reads::of(template),
+                        target,
+                        "web",
+                        version,
+                        migration,
+                        true,
+                    );
                     let rendered = renders.render_on(1);
                     assert!(
                         rendered.iter().all(Result::is_ok),
