@@ -699,7 +699,9 @@ fn signed_webhook_starts_a_pass_at_once_and_unsigned_ones_are_refused() {
     });
     let latency = start.elapsed();
     eprintln!("webhook delivery to first step finished: {} ms", latency.as_millis());
-    assert!(latency < Duration::from_secs(1), "{latency:?}");
+    // At once means before the 30 s poll: about 50 ms alone, but a CI run (2 cores, every test
+    // binary's servers beside it) measured 1.9 s, which a 1 s bound failed.
+    assert!(latency < Duration::from_secs(10), "{latency:?}");
 
     // GitLab style works too (a pass with nothing new to do).
     assert_eq!(post(&[("X-Gitlab-Token", "hook-s3cret")]).0, 202);
