@@ -18,7 +18,7 @@ use git2::Oid;
 use serde::{Deserialize, Serialize};
 
 use crate::manifest::{Diagnostic, Severity};
-use crate::source::walk_cache::{read_digested, write_digested};
+use crate::source::walk_cache::{binary_identity, read_digested, write_digested};
 
 /// Commits kept (the daemon's last few desired commits).
 pub const MAX_TREES: usize = 8;
@@ -48,25 +48,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The running binary: its version and the size and modification time of its executable.
-fn binary() -> &'static str {
-    static ID: OnceLock<String> = OnceLock::new();
-    ID.get_or_init(|| {
-        let file = std::env::current_exe()
-            .and_then(std::fs::metadata)
-            .map(|m| {
-                let modified = m
-                    .modified()
-                    .ok()
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map_or(0, |d| d.as_nanos());
-                format!("{}:{modified}", m.len())
-            })
-            .unwrap_or_else(|_| "unknown".to_string());
-        format!("{}:{file}", env!("CARGO_PKG_VERSION"))
-    })
-}
-
 /// The cache file of the repository whose git directory is `git_dir`.
 pub fn file_path(git_dir: &Path) -> PathBuf {
     git_dir.join("gantry").join("cache").join("templates")
@@ -76,7 +57,7 @@ pub fn file_path(git_dir: &Path) -> PathBuf {
 /// file): cached, or `check()` (then kept). Every diagnostic `check` returns must be an `Invalid` one of kind [`KIND`].
 pub fn cached(git_dir: &Path, tree: Oid, check: impl FnOnce() -> Vec<Diagnostic>) -> Vec<Diagnostic> {
     let tree = tree.to_string();
-    let binary = binary();
+    let binary = binary_identity();
     let known = {
         let mut all = lock(memory());
         let body = all.entry(git_dir.to_path_buf()).or_insert_with(|| {

@@ -372,6 +372,27 @@ fn write_file(path: &Path, cache: &WalkCache) -> std::io::Result<()> {
     write_digested(path, MAGIC, &body)
 }
 
+/// The running binary, for the keys of caches whose content depends on gantry's code (the
+/// template check, the parsed recorded state): its version and the size and modification time
+/// of its executable, so a rebuilt or upgraded gantry misses.
+pub(crate) fn binary_identity() -> &'static str {
+    static ID: OnceLock<String> = OnceLock::new();
+    ID.get_or_init(|| {
+        let file = std::env::current_exe()
+            .and_then(std::fs::metadata)
+            .map(|m| {
+                let modified = m
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_nanos());
+                format!("{}:{modified}", m.len())
+            })
+            .unwrap_or_else(|_| "unknown".to_string());
+        format!("{}:{file}", env!("CARGO_PKG_VERSION"))
+    })
+}
+
 /// The body of a cache file written by [`write_digested`] with `magic`; `None` when it is
 /// absent, torn, edited (the digest does not match) or of another format.
 pub(crate) fn read_digested(path: &Path, magic: &str) -> Option<String> {

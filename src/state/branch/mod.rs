@@ -12,6 +12,7 @@ use super::StateError;
 
 mod message;
 mod read;
+pub mod state_cache;
 mod write;
 
 pub(crate) use message::trailer;

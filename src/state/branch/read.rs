@@ -137,6 +137,11 @@ pub(super) fn read_with(
     }
     // Dropped first: a read that fails leaves no state of another tip behind.
     cache.last = None;
+    // A command line run: the previous run's state, if it read this same tip.
+    let on_disk = cache.keep_nothing;
+    if on_disk && let Some(state) = super::state_cache::load(repo.path(), tip) {
+        return Ok(Arc::new(state));
+    }
     let commit = repo
         .find_commit(tip)
         .map_err(|e| git_error(state_branch, "reading the state branch tip", e))?;
@@ -174,6 +179,9 @@ pub(super) fn read_with(
         state
             .rollouts
             .insert((record.component.clone(), record.version.clone()), record);
+    }
+    if on_disk {
+        super::state_cache::store(repo.path(), tip, &state);
     }
     let state = Arc::new(state);
     if keep {

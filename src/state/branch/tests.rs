@@ -104,7 +104,7 @@ fn full_target() -> TargetRecord {
     }
 }
 
-fn rollout() -> RolloutRecord {
+pub(crate) fn rollout() -> RolloutRecord {
     RolloutRecord {
         component: "billing".to_string(),
         version: v("2.0.0-rc.1+build.5"),
