@@ -17,7 +17,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 use super::StateError;
-use super::branch::{git_error, state_tip, trailer};
+use super::branch::{git_error, parse_record_text, state_tip, trailer};
 use super::record::{AnalysisStatus, Outcome, RolloutRecord, TargetRecord};
 
 /// One finished attempt as recorded on the state branch.
@@ -213,7 +213,7 @@ impl CommitFiles<'_> {
 fn attach_detail(files: &mut CommitFiles<'_>, entry: &mut HistoryEntry, rollouts: &mut RolloutCache) {
     let commit = files.commit;
     let record: Option<TargetRecord> = files.text(&TargetRecord::path(&entry.target)).and_then(|text| {
-        serde_saphyr::from_str(&text)
+        parse_record_text(&text)
             .inspect_err(
                 |e| tracing::warn!(%commit, target = %entry.target, "unreadable target record in history: {e}"),
             )
@@ -253,7 +253,7 @@ fn attach_detail(files: &mut CommitFiles<'_>, entry: &mut HistoryEntry, rollouts
             .or_insert_with(|| {
                 let blob = repo.find_blob(blob).ok()?;
                 let text = std::str::from_utf8(blob.content()).ok()?;
-                serde_saphyr::from_str::<RolloutRecord>(text)
+                parse_record_text::<RolloutRecord>(text)
                     .inspect_err(|e| tracing::warn!(%commit, "unreadable rollout record in history: {e}"))
                     .ok()
                     .map(std::rc::Rc::new)

@@ -58,8 +58,33 @@ pub(super) mod fast_limits {
     pub const DOCUMENTS: usize = 1_000;
     /// Nested collections (ours and the default: 64).
     pub const DEPTH: usize = 48;
-    /// Entries of one mapping, so that the duplicate-key check stays cheap.
-    pub const MAP_ENTRIES: usize = 256;
+    /// Entries of one mapping (a 10,000-target rollout record has 10,000; the node budget
+    /// bounds them anyway).
+    pub const MAP_ENTRIES: usize = 100_000;
+    /// Keys of one mapping checked for a duplicate as each is read, by a scan; a larger mapping
+    /// is checked once, when it closes, by sorting its keys ([`super::distinct_keys`]), so the
+    /// check stays O(n log n) (issue #17: capped at 256 entries instead, every rollout record of
+    /// a larger rollout went to serde-saphyr, ten times slower).
+    pub const SCANNED_KEYS: usize = 32;
+}
+
+/// Whether `name` may be the next key of a mapping holding `entries`: within the cap, and,
+/// while the mapping is small, no key of it already. A larger mapping's keys are checked when it
+/// closes ([`distinct_keys`]).
+pub(super) fn key_fits(entries: &[(Node, Node)], name: &str) -> bool {
+    entries.len() < fast_limits::MAP_ENTRIES
+        && (entries.len() >= fast_limits::SCANNED_KEYS || !entries.iter().any(|(k, _)| k.as_str() == Some(name)))
+}
+
+/// At a mapping's close: whether its keys are distinct (those of a small mapping were checked as
+/// they were read, by [`key_fits`]).
+pub(super) fn distinct_keys(entries: &[(Node, Node)]) -> bool {
+    if entries.len() <= fast_limits::SCANNED_KEYS {
+        return true;
+    }
+    let mut keys: Vec<Option<&str>> = entries.iter().map(|(k, _)| k.as_str()).collect();
+    keys.sort_unstable();
+    keys.windows(2).all(|pair| pair[0] != pair[1])
 }
 
 /// A collection being built.
@@ -168,7 +193,7 @@ pub(super) fn event_stream(text: &str, options: &FastYaml) -> Option<(Vec<Node>,
                 Open::Map(..) => return None,
             },
             Event::MappingEnd => match stack.pop()? {
-                Open::Map(loc, entries, None) => Node {
+                Open::Map(loc, entries, None) if distinct_keys(&entries) => Node {
                     loc,
                     value: NodeValue::Map(entries),
                 },
@@ -189,10 +214,7 @@ pub(super) fn event_stream(text: &str, options: &FastYaml) -> Option<(Vec<Node>,
                 Some(key) => entries.push((key, node)),
                 None => {
                     let name = node.as_str()?;
-                    if name == "<<"
-                        || entries.len() >= fast_limits::MAP_ENTRIES
-                        || entries.iter().any(|(k, _)| k.as_str() == Some(name))
-                    {
+                    if name == "<<" || !key_fits(entries, name) {
                         return None;
                     }
                     *pending = Some(node);

@@ -18,7 +18,7 @@
 //! Never read: null values written as nothing, trailing comments, anchors, aliases, tags,
 //! block scalars, multi-line scalars or flows, duplicate keys, and anything near a limit.
 
-use super::yaml_fast::{fast_limits, resolve_scalar};
+use super::yaml_fast::{distinct_keys, fast_limits, key_fits, resolve_scalar};
 use super::{Loc, Node, NodeValue};
 
 /// The longest key read (YAML's implicit keys are limited to 1024 characters).
@@ -167,10 +167,7 @@ impl<'t> Reader<'t> {
                 column: column(indent)?,
             };
             let key = resolve_scalar(name.into(), plain(), self.strict_booleans)?;
-            if !matches!(key, NodeValue::String(_))
-                || entries.len() >= fast_limits::MAP_ENTRIES
-                || entries.iter().any(|(k, _)| k.as_str() == Some(name))
-            {
+            if !matches!(key, NodeValue::String(_)) || !key_fits(&entries, name) {
                 return None;
             }
             self.node()?;
@@ -203,7 +200,7 @@ impl<'t> Reader<'t> {
             ));
         }
         self.close()?;
-        Some(Node {
+        distinct_keys(&entries).then_some(Node {
             loc,
             value: NodeValue::Map(entries),
         })
@@ -385,8 +382,7 @@ impl<'b> Flow<'b> {
                         } else {
                             self.skip_spaces();
                             let (key, key_len) = self.flow_key(reader.strict_booleans)?;
-                            if entries.len() >= fast_limits::MAP_ENTRIES
-                                || entries.iter().any(|(k, _)| k.as_str() == key.as_str())
+                            if !key.as_str().is_some_and(|name| key_fits(&entries, name))
                                 || self.bytes.get(self.pos + key_len) != Some(&b':')
                                 || self.bytes.get(self.pos + key_len + 1) != Some(&b' ')
                             {
@@ -417,8 +413,10 @@ impl<'b> Flow<'b> {
                 reader.close()?;
                 let value = if open == b'[' {
                     NodeValue::Seq(items)
-                } else {
+                } else if distinct_keys(&entries) {
                     NodeValue::Map(entries)
+                } else {
+                    return None;
                 };
                 Some(Node { loc, value })
             }

@@ -822,6 +822,73 @@ fn line_reader_stays_inside_the_limits() {
 /// Hand-picked texts at the edge of the subset (indentless and compact layouts, odd spacing,
 /// spellings that look like numbers or indicators, empty streams): where the line reader
 /// answers, it agrees; and it does answer most of them.
+/// Issue #17: mappings larger than the keys scanned one by one (a 10,000-target rollout record)
+/// are read, and agree with the event reader and serde-saphyr; a duplicate key anywhere in
+/// one, found only when it closes, sends the text to serde-saphyr (which refuses it), in block
+/// and flow style, at the top level and nested.
+#[test]
+fn large_mappings_are_read_and_their_duplicate_keys_declined() {
+    use super::super::yaml_fast::fast_limits::SCANNED_KEYS;
+    let options = FastYaml::defaults();
+    for n in [
+        SCANNED_KEYS - 1,
+        SCANNED_KEYS,
+        SCANNED_KEYS + 1,
+        3 * SCANNED_KEYS,
+        2_000,
+    ] {
+        let keys: Vec<String> = (0..n).map(|i| format!("t{i:05}")).collect();
+        let block: String = keys
+            .iter()
+            .map(|k| format!("{k}:\n  wave: all\n  rounds: 1\n"))
+            .collect();
+        let nested = format!(
+            "targets:\n{}",
+            block.lines().map(|l| format!("  {l}\n")).collect::<String>()
+        );
+        let flow = format!(
+            "m: {{{}}}\n",
+            keys.iter().map(|k| format!("{k}: 1")).collect::<Vec<_>>().join(", ")
+        );
+        for text in [&block, &nested, &flow] {
+            assert!(
+                line_stream(text, options.strict_booleans).is_some(),
+                "{n}: declined {}",
+                shown(text)
+            );
+            assert!(event_stream(text, &options).is_some(), "{n}: declined {}", shown(text));
+            assert_eq!(check(text), 2, "{n}");
+        }
+        // The same texts with one key repeated: the first at the end, then two neighbours.
+        for (dup, of) in [(n, 0), (n / 2 + 1, n / 2)] {
+            let mut keys = keys.clone();
+            keys.insert(dup, keys[of].clone());
+            let block: String = keys.iter().map(|k| format!("{k}:\n  wave: all\n")).collect();
+            let nested = format!(
+                "targets:\n{}",
+                block.lines().map(|l| format!("  {l}\n")).collect::<String>()
+            );
+            let flow = format!(
+                "m: {{{}}}\n",
+                keys.iter().map(|k| format!("{k}: 1")).collect::<Vec<_>>().join(", ")
+            );
+            for text in [&block, &nested, &flow] {
+                assert!(
+                    line_stream(text, options.strict_booleans).is_none(),
+                    "{n}: read {}",
+                    shown(text)
+                );
+                assert!(event_stream(text, &options).is_none(), "{n}: read {}", shown(text));
+                assert!(
+                    records_reference(text).is_err(),
+                    "{n}: serde-saphyr read {}",
+                    shown(text)
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn line_reader_agrees_on_hand_picked_edges() {
     let cases = [

@@ -16,6 +16,18 @@ pub mod state_cache;
 mod write;
 
 pub(crate) use message::trailer;
+
+/// One record's text parsed as [`read_recorded`] parses it: the fast reader for text in the
+/// canonical form gantry writes, serde-saphyr (the reference) for anything else, with its error.
+pub(crate) fn parse_record_text<T>(text: &str) -> Result<T, serde_saphyr::Error>
+where
+    T: serde::de::DeserializeOwned + serde::Serialize,
+{
+    match read::fast_record(text) {
+        Some(record) => Ok(record),
+        None => serde_saphyr::from_str(text),
+    }
+}
 pub use read::{RecordCache, enable_process_cache, read_recorded, read_recorded_cached, read_recorded_shared};
 pub use write::{Batch, FinishedAttempt, Identity, StateWriter};
 
