@@ -40,6 +40,9 @@ pub const MAX_HEADS: usize = 8;
 pub const MAX_UNSTORED: usize = 16;
 /// The cache file is not written past this size (a fleet of ~50,000 names at 8 heads).
 pub const MAX_FILE_BYTES: usize = 32 << 20;
+/// No cache file is read past this size (the state cache's bound, the largest of them, and its
+/// header).
+pub(crate) const MAX_CACHE_FILE_BYTES: usize = 65 << 20;
 /// The first line of the file, before the digest of the body.
 const MAGIC: &str = "gantry-walk-cache v1";
 
@@ -396,7 +399,21 @@ pub(crate) fn binary_identity() -> &'static str {
 /// The body of a cache file written by [`write_digested`] with `magic`; `None` when it is
 /// absent, torn, edited (the digest does not match) or of another format.
 pub(crate) fn read_digested(path: &Path, magic: &str) -> Option<String> {
-    let bytes = std::fs::read(path).ok()?;
+    use std::io::Read;
+    // A regular file within the largest cache's bound, read no further than that: a cache path
+    // replaced by a huge file, a FIFO or a link to `/dev/zero` is a miss, not a hang or an
+    // out-of-memory (review of issue #17).
+    let file = std::fs::File::open(path).ok()?;
+    let meta = file.metadata().ok()?;
+    let limit = MAX_CACHE_FILE_BYTES as u64;
+    if !meta.is_file() || meta.len() > limit {
+        return None;
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).ok()?);
+    file.take(limit + 1).read_to_end(&mut bytes).ok()?;
+    if bytes.len() as u64 > limit {
+        return None;
+    }
     let text = String::from_utf8(bytes).ok()?;
     let (header, body) = text.split_once('\n')?;
     let digest = header.strip_prefix(magic)?.strip_prefix(' ')?;

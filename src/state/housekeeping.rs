@@ -58,14 +58,18 @@ fn packs_file(git_dir: &Path) -> PathBuf {
     git_dir.join("gantry").join("packs")
 }
 
+/// The packs listed, each once (a pass stopped after listing its pack and before deleting
+/// anything, run again on the same objects, writes and lists the same pack again).
 fn our_packs(git_dir: &Path) -> Vec<String> {
-    std::fs::read_to_string(packs_file(git_dir))
-        .unwrap_or_default()
-        .lines()
-        .map(str::trim)
-        .filter(|l| l.starts_with("pack-") && l.len() == 45 && l[5..].bytes().all(|b| b.is_ascii_hexdigit()))
-        .map(str::to_string)
-        .collect()
+    let mut names: Vec<String> = Vec::new();
+    for line in std::fs::read_to_string(packs_file(git_dir)).unwrap_or_default().lines() {
+        let name = line.trim();
+        let valid = name.starts_with("pack-") && name.len() == 45 && name[5..].bytes().all(|b| b.is_ascii_hexdigit());
+        if valid && !names.iter().any(|n| n == name) {
+            names.push(name.to_string());
+        }
+    }
+    names
 }
 
 /// Adds the pack `name` (`pack-<hash>`), which the state writer just wrote into `objects/pack`,
@@ -240,9 +244,6 @@ pub fn housekeep_with(
     }
     if !ours.is_empty() || !folded.is_empty() {
         let mut builder = repo.packbuilder().map_err(git("starting a pack"))?;
-        // The delta search on every core (0: as many threads as libgit2 counts): it is most of
-        // a fold's time, and the pass that folds holds the lock meanwhile.
-        builder.set_threads(0);
         let mut sorted: Vec<Oid> = ours.union(&folded).copied().collect();
         sorted.sort();
         for oid in &sorted {
@@ -275,7 +276,9 @@ pub fn housekeep_with(
         // built from them), so no object is ever deleted by folding: it moves.
         let retire = fold && folded.iter().all(|oid| listed.contains(oid));
         let mut kept: Vec<String> = if retire { Vec::new() } else { earlier.clone() };
-        kept.push(name.clone());
+        if !kept.contains(&name) {
+            kept.push(name.clone());
+        }
         write_our_packs(repo.path(), &kept)?;
         for (oid, path) in &loose {
             if ours.contains(oid) && listed.contains(oid) {
@@ -285,7 +288,9 @@ pub fn housekeep_with(
             }
         }
         if retire {
-            for old in &earlier {
+            // The new pack may have the name of one it folded (a pack's name is the hash of its
+            // content: the same objects again make the same pack): that one is the new pack.
+            for old in earlier.iter().filter(|old| **old != name) {
                 checkpoint(Stage::Deleting)?;
                 // The index first: a reader that no longer finds it does not open the pack.
                 remove(&pack_dir.join(format!("{old}.idx")))?;
@@ -783,6 +788,30 @@ mod tests {
         let mut walk = repo.revwalk().unwrap();
         walk.push_ref("refs/heads/gantry/state").unwrap();
         assert_eq!(walk.count(), MAX_PACKS + 1, "every state commit still reads");
+    }
+
+    /// Review of issue #17's fold: a list naming one pack eight times (a hand-edited or restored
+    /// `.git/gantry/packs`) made the next fold rebuild that pack from its own objects, under the
+    /// same name (a pack's name is the hash of its content), and then delete it as a folded
+    /// one, with the whole state branch in it. A name counts once, and the new pack is never
+    /// among those a fold deletes.
+    #[test]
+    fn a_pack_listed_many_times_is_never_deleted_by_a_fold() {
+        let f = fixture(20);
+        let repo = Repository::open(f.dir.path()).unwrap();
+        let lock = ReconcilerLock::acquire(repo.path()).unwrap();
+        let done = housekeep_with(&repo, "gantry/state", None, SystemTime::now(), &mut |_| Ok(())).unwrap();
+        let pack = done.pack.expect("a pack").trim_end_matches(".pack").to_string();
+        write_our_packs(repo.path(), &vec![pack.clone(); MAX_PACKS]).unwrap();
+        fold_packs(&repo, &lock, "gantry/state").unwrap();
+        // Folded with itself alone, it must still be there.
+        let folded = housekeep_with(&repo, "gantry/state", None, SystemTime::now(), &mut |_| Ok(())).unwrap();
+        assert_eq!(folded.packs_folded, 0, "{folded:?}");
+        assert_valid(f.dir.path());
+        let repo = Repository::open(f.dir.path()).unwrap();
+        let tip = repo.refname_to_id("refs/heads/gantry/state").unwrap();
+        assert_eq!(repo.find_commit(tip).unwrap().message().ok(), Some("outcome 19"));
+        assert!(repo.path().join(format!("objects/pack/{pack}.idx")).exists());
     }
 
     /// A pass stopped at every point (after the pack is written, before the 1st, 2nd, 40th,

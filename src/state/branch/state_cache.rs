@@ -30,7 +30,7 @@ use crate::state::record::{RecordedState, RolloutRecord, TargetRecord};
 fn magic(tip: Oid) -> String {
     format!("gantry-state-cache v1 {tip} {}", binary_identity().replace(' ', "_"))
 }
-/// The file is not written past this size.
+/// The file is not written past this size (nor read: `walk_cache::MAX_CACHE_FILE_BYTES`).
 pub const MAX_FILE_BYTES: usize = 64 << 20;
 
 /// The cache file of the repository whose git directory is `git_dir`.
@@ -83,8 +83,14 @@ pub(super) fn store(git_dir: &Path, tip: Oid, state: &RecordedState) {
     if text.len() > MAX_FILE_BYTES {
         return;
     }
-    // A value JSON cannot carry, or a record whose type reads back otherwise, is not kept.
-    let reads_back = serde_json::from_str::<Body>(&text).is_ok_and(|b| state_of(tip, b) == *state);
+    // A value JSON cannot carry, or a record whose type reads back otherwise, is not kept; nor
+    // a rollout kept under a version written otherwise than its record's (two files of versions
+    // that compare equal: `2026-10-15` and `2026.10.15`), which a read back would key by its own.
+    let keyed_as_written = state
+        .rollouts
+        .iter()
+        .all(|((component, version), r)| *component == r.component && version.to_string() == r.version.to_string());
+    let reads_back = keyed_as_written && serde_json::from_str::<Body>(&text).is_ok_and(|b| state_of(tip, b) == *state);
     if !reads_back {
         tracing::debug!("recorded state cache not saved: the state does not read back as itself");
         return;
@@ -177,6 +183,45 @@ mod tests {
         write_digested(&path, &other, &body.replace("converged", "failed")).unwrap();
         assert_eq!(cli_read(&repo), parsed, "another binary's file");
         assert_eq!(load(&git_dir, tip), Some(parsed));
+    }
+
+    /// A cache path that is a link to `/dev/zero` or a file past the bound is a miss, read no
+    /// further than the bound: not a hang, not gigabytes of memory (review of issue #17).
+    #[test]
+    fn a_cache_path_that_is_a_device_or_huge_is_a_miss() {
+        let (_dir, repo) = temp_repo();
+        write(&repo, "acme", "1.0.0");
+        let parsed = cli_read(&repo);
+        let path = file_path(repo.path());
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+        assert_eq!(cli_read(&repo), parsed, "a device");
+        std::fs::remove_file(&path).unwrap();
+        let huge = std::fs::File::create(&path).unwrap();
+        huge.set_len(crate::source::walk_cache::MAX_CACHE_FILE_BYTES as u64 + 1)
+            .unwrap();
+        assert_eq!(cli_read(&repo), parsed, "past the bound");
+    }
+
+    /// Two rollout files whose versions compare equal but are written differently: the state
+    /// keys both by the first one's text, which a read back from the file would not, so it is
+    /// not kept.
+    #[test]
+    fn a_rollout_keyed_otherwise_than_its_record_is_not_kept() {
+        let (_dir, repo) = temp_repo();
+        let tip = write(&repo, "acme", "1.0.0");
+        let mut state = cli_read(&repo);
+        std::fs::remove_file(file_path(repo.path())).unwrap();
+        let (_, mut record) = state.rollouts.pop_first().unwrap();
+        let (dashed, dotted) = (
+            crate::manifest::Version::parse("2026-10-15").unwrap(),
+            crate::manifest::Version::parse("2026.10.15").unwrap(),
+        );
+        assert_eq!(dashed, dotted, "versions that compare equal");
+        record.version = dotted;
+        state.rollouts.insert((record.component.clone(), dashed), record);
+        store(repo.path(), tip, &state);
+        assert!(!file_path(repo.path()).exists());
     }
 
     /// A state that does not read back from JSON as itself is not kept.
