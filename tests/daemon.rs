@@ -960,6 +960,21 @@ fn seed_listed_packs(repo: &Repo, n: usize) -> Vec<String> {
     blobs
 }
 
+/// Lists, as one of gantry's packs, an index whose pack is gone and which does not read as an
+/// index (git skips it; a fold cannot read it); returns its name.
+fn list_stray_index(repo: &Repo) -> String {
+    let stray = format!("pack-{}", "e".repeat(40));
+    std::fs::write(
+        repo.path().join(format!(".git/objects/pack/{stray}.idx")),
+        b"not an index",
+    )
+    .expect("stray");
+    let mut listed = std::fs::read_to_string(repo.path().join(".git/gantry/packs")).expect("packs list");
+    listed.push_str(&format!("{stray}\n"));
+    std::fs::write(repo.path().join(".git/gantry/packs"), listed).expect("packs list");
+    stray
+}
+
 /// The `.idx` files under `.git/objects/pack`.
 fn pack_indexes(repo: &Repo) -> usize {
     std::fs::read_dir(repo.path().join(".git/objects/pack"))
@@ -1025,15 +1040,7 @@ fn a_fold_that_fails_is_a_warning_and_the_pass_stands() {
     let repo = fixture(&[("alpha", "1.0.0")], None);
     repo.gantry(&["--now", now, "apply"]).expect(0);
     let blobs = seed_listed_packs(&repo, 7);
-    let stray = format!("pack-{}", "e".repeat(40));
-    std::fs::write(
-        repo.path().join(format!(".git/objects/pack/{stray}.idx")),
-        b"not an index",
-    )
-    .expect("stray");
-    let mut listed = std::fs::read_to_string(repo.path().join(".git/gantry/packs")).expect("packs list");
-    listed.push_str(&format!("{stray}\n"));
-    std::fs::write(repo.path().join(".git/gantry/packs"), listed).expect("packs list");
+    let stray = list_stray_index(&repo);
 
     repo.file("targets/alpha.yaml", &target("alpha", "web", "1.1.0", "env: test"));
     repo.commit_all("alpha to 1.1.0");
@@ -1085,6 +1092,48 @@ fn the_daemon_folds_packs_without_waiting_for_its_interval() {
     for blob in &blobs {
         common::git_cli(&repo, &["cat-file", "-e", blob]);
     }
+}
+
+/// A fold that cannot succeed (one of the listed packs is a stray index whose pack is gone) is
+/// tried once, not after every pass: once it failed, the daemon waits for its interval again.
+#[test]
+fn the_daemon_does_not_retry_a_failing_fold_after_every_pass() {
+    let repo = fixture(&[("alpha", "1.0.0")], None);
+    let mut toml = std::fs::read_to_string(repo.path().join("gantry.toml")).expect("gantry.toml");
+    toml.push_str("\n[housekeeping]\ninterval = \"1d\"\n");
+    repo.file("gantry.toml", &toml);
+    repo.commit_all("housekeeping once a day");
+    repo.gantry(&["--now", "2026-11-21T10:00:00Z", "apply"]).expect(0);
+    let daemon = Daemon::start(&repo, &["--now", "2026-11-21T10:00:00Z"]);
+    let first = wait_for("the first housekeeping pass", || {
+        let d = daemon.json("/api/daemon");
+        (!d["housekeeping"].is_null()).then(|| d["housekeeping"]["last"].clone())
+    });
+    seed_listed_packs(&repo, 7 - pack_indexes(&repo));
+    list_stray_index(&repo);
+
+    let passes = |daemon: &Daemon| daemon.json("/api/daemon")["passes"].as_u64().unwrap_or(0);
+    let before = passes(&daemon);
+    assert_eq!(http("POST", &daemon.url("/api/refresh")).0, 202);
+    let failed = wait_for("a fold that fails", || {
+        let d = daemon.json("/api/daemon");
+        (d["housekeeping"]["last"] != first).then(|| d["housekeeping"].clone())
+    });
+    assert!(
+        failed["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("does not read as a pack index")),
+        "{failed}"
+    );
+    wait_for("that pass counted", || (passes(&daemon) > before).then_some(()));
+    let counted = passes(&daemon);
+    assert_eq!(http("POST", &daemon.url("/api/refresh")).0, 202);
+    wait_for("another pass", || (passes(&daemon) > counted).then_some(()));
+    assert_eq!(
+        daemon.json("/api/daemon")["housekeeping"],
+        failed,
+        "the failing fold ran again"
+    );
 }
 
 /// Issue #15: no "update available" for targets pinned below the newest release. `apply` (and
