@@ -696,8 +696,8 @@ fn housekeep_if_due(shared: &Shared, repo: &WatchedRepo, lock_held: &ReconcilerL
     let parse = |text: &str, default: Duration| crate::manifest::values::parse_duration(text).unwrap_or(default);
     let interval = parse(&settings.interval, Duration::from_secs(3600)).max(Duration::from_secs(1));
     let prune_after = parse(&settings.prune_after, Duration::from_secs(14 * 86_400));
-    // Not when the last pass failed: a fold that cannot succeed (a listed pack damaged) would
-    // otherwise run, and fail, after every pass instead of once an interval.
+    // Not when the last housekeeping failed: a fold that cannot succeed (a listed pack damaged)
+    // would otherwise run, and fail, after every pass instead of once an interval.
     let fold_now = crate::state::housekeeping::packs_to_fold(repo.repo.path())
         && lock(&shared.daemon)
             .housekeeping

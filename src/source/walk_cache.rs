@@ -403,10 +403,15 @@ pub(crate) fn read_digested(path: &Path, magic: &str) -> Option<String> {
     // A regular file within the largest cache's bound, read no further than that: a cache path
     // replaced by a huge file, a FIFO or a link to `/dev/zero` is a miss, not a hang or an
     // out-of-memory (review of issue #17).
+    // Looked at before it is opened: opening a FIFO blocks until something writes to it.
+    let limit = MAX_CACHE_FILE_BYTES as u64;
+    let regular = |meta: &std::fs::Metadata| meta.is_file() && meta.len() <= limit;
+    if !std::fs::metadata(path).is_ok_and(|meta| regular(&meta)) {
+        return None;
+    }
     let file = std::fs::File::open(path).ok()?;
     let meta = file.metadata().ok()?;
-    let limit = MAX_CACHE_FILE_BYTES as u64;
-    if !meta.is_file() || meta.len() > limit {
+    if !regular(&meta) {
         return None;
     }
     let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).ok()?);

@@ -58,8 +58,8 @@ fn packs_file(git_dir: &Path) -> PathBuf {
     git_dir.join("gantry").join("packs")
 }
 
-/// The packs listed, each once (a pass stopped after listing its pack and before deleting
-/// anything, run again on the same objects, writes and lists the same pack again).
+/// The packs listed, each once: a hand-edited or restored list may name one several times, and
+/// counted each time, a fold rebuilt that pack under its own name and then deleted it.
 fn our_packs(git_dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
     for line in std::fs::read_to_string(packs_file(git_dir)).unwrap_or_default().lines() {

@@ -185,8 +185,8 @@ mod tests {
         assert_eq!(load(&git_dir, tip), Some(parsed));
     }
 
-    /// A cache path that is a link to `/dev/zero` or a file past the bound is a miss, read no
-    /// further than the bound: not a hang, not gigabytes of memory (review of issue #17).
+    /// A cache path that is a link to `/dev/zero`, a FIFO or a file past the bound is a miss,
+    /// read no further than the bound: not a hang, not gigabytes of memory (review of issue #17).
     #[test]
     fn a_cache_path_that_is_a_device_or_huge_is_a_miss() {
         let (_dir, repo) = temp_repo();
@@ -196,6 +196,11 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
         assert_eq!(cli_read(&repo), parsed, "a device");
+        std::fs::remove_file(&path).unwrap();
+        // mkfifo(1), tests only: opening a FIFO to read blocks until a writer comes.
+        let made = std::process::Command::new("mkfifo").arg(&path).status().unwrap();
+        assert!(made.success());
+        assert_eq!(cli_read(&repo), parsed, "a FIFO");
         std::fs::remove_file(&path).unwrap();
         let huge = std::fs::File::create(&path).unwrap();
         huge.set_len(crate::source::walk_cache::MAX_CACHE_FILE_BYTES as u64 + 1)
