@@ -536,6 +536,11 @@ mod tests {
         file.set_modified(SystemTime::now() - by).unwrap();
     }
 
+    /// One whole housekeeping pass (prune after 14 days), not interrupted.
+    fn full_pass(repo: &Repository) -> Housekept {
+        housekeep_with(repo, "gantry/state", Some(14 * DAY), SystemTime::now(), &mut |_| Ok(())).unwrap()
+    }
+
     fn fixture(commits: usize) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let repo = Repository::init(dir.path()).unwrap();
@@ -632,14 +637,7 @@ mod tests {
     fn housekeeping_packs_state_objects_prunes_only_old_unreachable_ones_and_fsck_stays_clean() {
         let f = fixture(20);
         let repo = Repository::open(f.dir.path()).unwrap();
-        let done = housekeep_with(
-            &repo,
-            "gantry/state",
-            Some(14 * DAY),
-            SystemTime::now(),
-            &mut |_| Ok(()),
-        )
-        .unwrap();
+        let done = full_pass(&repo);
         // 20 commits × (commit, root tree, targets tree, blob) = 80 state objects packed.
         assert_eq!(done.packed, 80, "{done:?}");
         assert_eq!(done.removed_packed, 80, "{done:?}");
@@ -656,14 +654,7 @@ mod tests {
         let tip = repo.refname_to_id("refs/heads/gantry/state").unwrap();
         assert_eq!(repo.find_commit(tip).unwrap().message().ok(), Some("outcome 19"));
         // A second pass has nothing to pack.
-        let again = housekeep_with(
-            &repo,
-            "gantry/state",
-            Some(14 * DAY),
-            SystemTime::now(),
-            &mut |_| Ok(()),
-        )
-        .unwrap();
+        let again = full_pass(&repo);
         assert_eq!(
             (again.packed, again.removed_packed, again.pruned),
             (0, 0, 0),
@@ -690,14 +681,7 @@ mod tests {
         let mut folded = 0;
         for i in 0..(2 * MAX_PACKS + 1) {
             state_commit(&repo, i);
-            let done = housekeep_with(
-                &repo,
-                "gantry/state",
-                Some(14 * DAY),
-                SystemTime::now(),
-                &mut |_| Ok(()),
-            )
-            .unwrap();
+            let done = full_pass(&repo);
             folded += done.packs_folded;
             assert!(packs(&repo) <= MAX_PACKS, "pass {i}: {} packs", packs(&repo));
         }
@@ -748,14 +732,7 @@ mod tests {
             assert!(!packs_to_fold(repo.path()), "{i} packs");
             assert_eq!(fold_packs(&repo, &lock, "gantry/state").unwrap(), None, "{i} packs");
             state_commit(&repo, i);
-            housekeep_with(
-                &repo,
-                "gantry/state",
-                Some(14 * DAY),
-                SystemTime::now(),
-                &mut |_| Ok(()),
-            )
-            .unwrap();
+            full_pass(&repo);
         }
         assert_eq!(idx_count(), MAX_PACKS);
         let state_loose = |repo: &Repository| {
@@ -846,14 +823,7 @@ mod tests {
             );
             assert_valid(f.dir.path());
             let repo = Repository::open(f.dir.path()).unwrap();
-            let done = housekeep_with(
-                &repo,
-                "gantry/state",
-                Some(14 * DAY),
-                SystemTime::now(),
-                &mut |_| Ok(()),
-            )
-            .unwrap();
+            let done = full_pass(&repo);
             assert_valid(f.dir.path());
             let before = loose_objects(&repo.path().join("objects")).unwrap().len();
             assert_eq!(before, done.loose_after);

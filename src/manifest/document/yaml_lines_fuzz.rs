@@ -822,6 +822,24 @@ fn line_reader_stays_inside_the_limits() {
 /// Hand-picked texts at the edge of the subset (indentless and compact layouts, odd spacing,
 /// spellings that look like numbers or indicators, empty streams): where the line reader
 /// answers, it agrees; and it does answer most of them.
+/// A mapping of `keys` as a top-level block mapping (each value a small mapping), the same
+/// nested under `targets:`, and a flow mapping.
+fn mapping_shapes(keys: &[String]) -> [String; 3] {
+    let block: String = keys
+        .iter()
+        .map(|k| format!("{k}:\n  wave: all\n  rounds: 1\n"))
+        .collect();
+    let nested = format!(
+        "targets:\n{}",
+        block.lines().map(|l| format!("  {l}\n")).collect::<String>()
+    );
+    let flow = format!(
+        "m: {{{}}}\n",
+        keys.iter().map(|k| format!("{k}: 1")).collect::<Vec<_>>().join(", ")
+    );
+    [block, nested, flow]
+}
+
 /// Issue #17: mappings larger than the keys scanned one by one (a 10,000-target rollout record)
 /// are read, and agree with the event reader and serde-saphyr; a duplicate key anywhere in
 /// one, found only when it closes, sends the text to serde-saphyr (which refuses it), in block
@@ -838,19 +856,7 @@ fn large_mappings_are_read_and_their_duplicate_keys_declined() {
         2_000,
     ] {
         let keys: Vec<String> = (0..n).map(|i| format!("t{i:05}")).collect();
-        let block: String = keys
-            .iter()
-            .map(|k| format!("{k}:\n  wave: all\n  rounds: 1\n"))
-            .collect();
-        let nested = format!(
-            "targets:\n{}",
-            block.lines().map(|l| format!("  {l}\n")).collect::<String>()
-        );
-        let flow = format!(
-            "m: {{{}}}\n",
-            keys.iter().map(|k| format!("{k}: 1")).collect::<Vec<_>>().join(", ")
-        );
-        for text in [&block, &nested, &flow] {
+        for text in &mapping_shapes(&keys) {
             assert!(
                 line_stream(text, options.strict_booleans).is_some(),
                 "{n}: declined {}",
@@ -863,16 +869,7 @@ fn large_mappings_are_read_and_their_duplicate_keys_declined() {
         for (dup, of) in [(n, 0), (n / 2 + 1, n / 2)] {
             let mut keys = keys.clone();
             keys.insert(dup, keys[of].clone());
-            let block: String = keys.iter().map(|k| format!("{k}:\n  wave: all\n")).collect();
-            let nested = format!(
-                "targets:\n{}",
-                block.lines().map(|l| format!("  {l}\n")).collect::<String>()
-            );
-            let flow = format!(
-                "m: {{{}}}\n",
-                keys.iter().map(|k| format!("{k}: 1")).collect::<Vec<_>>().join(", ")
-            );
-            for text in [&block, &nested, &flow] {
+            for text in &mapping_shapes(&keys) {
                 assert!(
                     line_stream(text, options.strict_booleans).is_none(),
                     "{n}: read {}",
