@@ -1063,10 +1063,9 @@ fn a_fold_that_fails_is_a_warning_and_the_pass_stands() {
     assert!(status.contains("\"1.1.0\""), "{status}");
 }
 
-/// Issue #17: the daemon folds at once after a pass that leaves 8 of gantry's packs, not only
-/// when `[housekeeping] interval` (here a day) comes round.
-#[test]
-fn the_daemon_folds_packs_without_waiting_for_its_interval() {
+/// One target applied, then a daemon whose `[housekeeping] interval` is a day, after its first
+/// housekeeping pass; returns the repository, the daemon and that pass's `last`.
+fn daemon_housekeeping_daily() -> (Repo, Daemon, serde_json::Value) {
     let repo = fixture(&[("alpha", "1.0.0")], None);
     let mut toml = std::fs::read_to_string(repo.path().join("gantry.toml")).expect("gantry.toml");
     toml.push_str("\n[housekeeping]\ninterval = \"1d\"\n");
@@ -1078,6 +1077,14 @@ fn the_daemon_folds_packs_without_waiting_for_its_interval() {
         let d = daemon.json("/api/daemon");
         (!d["housekeeping"].is_null()).then(|| d["housekeeping"]["last"].clone())
     });
+    (repo, daemon, first)
+}
+
+/// Issue #17: the daemon folds at once after a pass that leaves 8 of gantry's packs, not only
+/// when `[housekeeping] interval` (here a day) comes round.
+#[test]
+fn the_daemon_folds_packs_without_waiting_for_its_interval() {
+    let (repo, daemon, first) = daemon_housekeeping_daily();
     // The first pass's own pack, and as many more as make 8.
     let blobs = seed_listed_packs(&repo, 8 - pack_indexes(&repo));
     let (code, _) = http("POST", &daemon.url("/api/refresh"));
@@ -1098,17 +1105,7 @@ fn the_daemon_folds_packs_without_waiting_for_its_interval() {
 /// tried once, not after every pass: once it failed, the daemon waits for its interval again.
 #[test]
 fn the_daemon_does_not_retry_a_failing_fold_after_every_pass() {
-    let repo = fixture(&[("alpha", "1.0.0")], None);
-    let mut toml = std::fs::read_to_string(repo.path().join("gantry.toml")).expect("gantry.toml");
-    toml.push_str("\n[housekeeping]\ninterval = \"1d\"\n");
-    repo.file("gantry.toml", &toml);
-    repo.commit_all("housekeeping once a day");
-    repo.gantry(&["--now", "2026-11-21T10:00:00Z", "apply"]).expect(0);
-    let daemon = Daemon::start(&repo, &["--now", "2026-11-21T10:00:00Z"]);
-    let first = wait_for("the first housekeeping pass", || {
-        let d = daemon.json("/api/daemon");
-        (!d["housekeeping"].is_null()).then(|| d["housekeeping"]["last"].clone())
-    });
+    let (repo, daemon, first) = daemon_housekeeping_daily();
     seed_listed_packs(&repo, 7 - pack_indexes(&repo));
     list_stray_index(&repo);
 
